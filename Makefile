@@ -1,0 +1,33 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= data/homeserver.yaml
+
+.PHONY: run test lint clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(CONFIG): | $(VENV)/.installed
+	$(BIN)/homeserver init --server-name localhost --config $(CONFIG)
+
+run: $(VENV)/.installed $(CONFIG)
+	$(BIN)/homeserver run --config $(CONFIG)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check homeserver synapse_compat tests scripts
+	$(BIN)/mypy homeserver synapse_compat
+
+test: lint
+	$(BIN)/python scripts/with_postgres.py $(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) *.egg-info

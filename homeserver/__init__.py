@@ -1,0 +1,1 @@
+"""homeserver: a Matrix homeserver in Python on Twisted."""

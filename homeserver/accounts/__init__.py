@@ -1,0 +1,1 @@
+"""Accounts: user IDs, passwords, registration, login sessions and devices."""

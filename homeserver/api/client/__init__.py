@@ -1,0 +1,27 @@
+"""The client-server API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from homeserver.http.router import Router
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+
+def register_client_routes(hs: "HomeServer", router: Router) -> None:
+    from homeserver.api.client import (
+        account,
+        account_data,
+        devices,
+        filters,
+        login,
+        profile,
+        register,
+        versions,
+    )
+
+    for module in (versions, register, login, account, devices, profile, account_data,
+                   filters):
+        module.register_routes(hs, router)

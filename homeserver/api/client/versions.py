@@ -1,0 +1,47 @@
+"""Discovery: supported versions, client well-known and capabilities."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.http.errors import not_found
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import AUTH_NONE, AUTH_REQUIRED, Router
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+CLIENT_V3 = "/_matrix/client/v3"
+
+# Only versions whose endpoints we serve: every path lives under /v3 (so no
+# r0.x), and each version here is one whose changes to the endpoints we
+# implement we have followed.
+SUPPORTED_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
+                      "v1.9", "v1.10", "v1.11", "v1.12"]
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    async def get_versions(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/versions"""
+        return 200, {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
+
+    async def get_wellknown(req: HttpRequest) -> tuple[int, Any]:
+        """GET /.well-known/matrix/client"""
+        if not hs.config.serve_client_wellknown:
+            raise not_found("No .well-known configured")
+        return 200, {"m.homeserver": {"base_url": hs.config.public_baseurl}}
+
+    async def get_capabilities(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/capabilities"""
+        password = hs.config.password_config["enabled"]
+        return 200, {"capabilities": {
+            "m.change_password": {"enabled": password},
+            "m.set_displayname": {"enabled": True},
+            "m.set_avatar_url": {"enabled": True},
+            "m.3pid_changes": {"enabled": False},
+            "m.get_login_token": {"enabled": False},
+        }}
+
+    router.add("GET", "/_matrix/client/versions", get_versions, auth=AUTH_NONE)
+    router.add("GET", "/.well-known/matrix/client", get_wellknown, auth=AUTH_NONE)
+    router.add("GET", f"{CLIENT_V3}/capabilities", get_capabilities, auth=AUTH_REQUIRED)

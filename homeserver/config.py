@@ -1,0 +1,334 @@
+"""The homeserver's configuration: one typed object, loaded from YAML and
+validated before anything starts.
+
+Every key the server understands is declared once, in ``SCHEMA`` below. Key
+names follow Synapse's wherever the concept is the same, so an operator can
+carry most of a ``homeserver.yaml`` across. Loading checks every key against
+the schema: an unknown key or a value of the wrong type raises ``ConfigError``
+naming the key's path (``listeners[0].port``), which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A problem with the configuration; ``str()`` is one line for the operator."""
+
+
+# --- value parsers ---------------------------------------------------------
+
+_DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
+                   "w": 604_800_000, "y": 31_536_000_000}
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def parse_duration_ms(value: Any, path: str) -> int:
+    """Synapse-style duration: an integer of milliseconds or "5m", "1h", "30s"."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{path}: expected a duration, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"(\d+)(ms|s|m|h|d|w|y)?", value.strip())
+        if m:
+            return int(m.group(1)) * _DURATION_UNITS[m.group(2) or "ms"]
+    raise ConfigError(f"{path}: expected a duration such as 5m or 3600000, got {value!r}")
+
+
+def parse_size(value: Any, path: str) -> int:
+    """Synapse-style size: an integer of bytes or "50M", "10K"."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{path}: expected a size, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        m = re.fullmatch(r"(\d+)([KMG]?)B?", value.strip().upper())
+        if m:
+            return int(m.group(1)) * _SIZE_UNITS[m.group(2)]
+    raise ConfigError(f"{path}: expected a size such as 50M, got {value!r}")
+
+
+# --- a small declarative schema -----------------------------------------------
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its type, default and (for mappings) children."""
+
+    kind: str  # str, int, float, bool, duration, size, map, list, any
+    default: Any = None
+    required: bool = False
+    children: dict[str, "Key"] | None = None  # for kind == "map"
+    item: "Key | None" = None  # for kind == "list"
+    choices: tuple[Any, ...] | None = None
+    nullable: bool = True
+
+
+def _rate(per_second: float, burst: float) -> Key:
+    return Key("map", children={"per_second": Key("float", per_second, nullable=False),
+                                "burst_count": Key("float", burst, nullable=False)})
+
+
+_LISTENER = Key("map", children={
+    "port": Key("int", required=True, nullable=False),
+    "bind_addresses": Key("list", item=Key("str", nullable=False), default=["127.0.0.1"]),
+    "type": Key("str", "http", choices=("http", "metrics")),
+    "tls": Key("bool", False),
+    "x_forwarded": Key("bool", False),
+    "resources": Key("list", item=Key("map", children={
+        "names": Key("list", item=Key("str", nullable=False), default=["client"]),
+        "compress": Key("bool", False),
+    }), default=[{"names": ["client"]}]),
+})
+
+_DATABASE = Key("map", children={
+    "name": Key("str", "sqlite3", choices=("sqlite3", "psycopg2"), nullable=False),
+    "args": Key("map", default={}, children={
+        # sqlite3: the file; psycopg2: the database name
+        "database": Key("str"),
+        "dbname": Key("str"),
+        "user": Key("str"),
+        "password": Key("str"),
+        "host": Key("str"),
+        "port": Key("int"),
+        "sslmode": Key("str"),
+        "cp_min": Key("int", 1),
+        "cp_max": Key("int", 10),
+    }),
+    "allow_unsafe_locale": Key("bool", False),
+})
+
+SCHEMA: dict[str, Key] = {
+    "server_name": Key("str", required=True, nullable=False),
+    "public_baseurl": Key("str"),
+    "serve_client_wellknown": Key("bool", True),
+    "listeners": Key("list", item=_LISTENER,
+                     default=[{"port": 8008, "bind_addresses": ["127.0.0.1"]}]),
+    "database": _DATABASE,
+    "signing_key_path": Key("str"),
+    "log_config": Key("str"),
+    "pid_file": Key("str"),
+    "registration_shared_secret": Key("str"),
+    "enable_registration": Key("bool", False),
+    "enable_registration_without_verification": Key("bool", False),
+    "registration_requires_token": Key("bool", False),
+    "allow_guest_access": Key("bool", False),
+    "bcrypt_rounds": Key("int", 12),
+    "password_config": Key("map", children={
+        "enabled": Key("bool", True),
+        "policy": Key("map", children={
+            "enabled": Key("bool", False),
+            "minimum_length": Key("int", 0),
+        }),
+    }),
+    "refreshable_access_token_lifetime": Key("duration", 300_000),
+    "refresh_token_lifetime": Key("duration", None),
+    "session_lifetime": Key("duration", None),
+    "ui_auth": Key("map", children={"session_timeout": Key("duration", 0)}),
+    "max_upload_size": Key("size", 50 * 1024 * 1024),
+    "max_client_json_size": Key("size", 64 * 1024),
+    "rc_message": _rate(0.2, 10),
+    "rc_registration": _rate(0.17, 3),
+    "rc_login": Key("map", children={
+        "address": _rate(0.003, 5),
+        "account": _rate(0.003, 5),
+        "failed_attempts": _rate(0.17, 3),
+    }),
+    "rc_admin_redaction": _rate(1, 50),
+    "report_stats": Key("bool", False),
+    "suppress_key_server_warning": Key("bool", False),
+    "trusted_key_servers": Key("list", item=Key("any"), default=[]),
+    "media_store_path": Key("str"),
+    "caches": Key("map", children={"global_factor": Key("float", 0.5)}),
+}
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _check(key: Key, value: Any, path: str) -> Any:
+    """Validate ``value`` against ``key`` and return it with defaults filled in."""
+    if value is None:
+        if key.required or not key.nullable:
+            raise ConfigError(f"{path}: must be set")
+        return None
+    if key.choices is not None and value not in key.choices:
+        raise ConfigError(f"{path}: must be one of {', '.join(map(str, key.choices))}, "
+                          f"got {value!r}")
+    kind = key.kind
+    checks: dict[str, Callable[[Any], bool]] = {
+        "str": lambda v: isinstance(v, str),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+        "list": lambda v: isinstance(v, list),
+        "map": lambda v: isinstance(v, dict),
+        "any": lambda v: True,
+    }
+    if kind == "duration":
+        return parse_duration_ms(value, path)
+    if kind == "size":
+        return parse_size(value, path)
+    if not checks[kind](value):
+        expected = {"str": "a string", "int": "an integer", "float": "a number",
+                    "bool": "true or false", "list": "a list", "map": "a mapping"}[kind]
+        raise ConfigError(f"{path}: expected {expected}, got {_type_name(value)}")
+    if kind == "float":
+        return float(value)
+    if kind == "list":
+        assert key.item is not None
+        return [_check(key.item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if kind == "map" and key.children is not None:
+        return _check_map(key.children, value, path)
+    return value
+
+
+def _check_map(children: dict[str, Key], value: dict[str, Any], path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in value:
+        if not isinstance(name, str):
+            raise ConfigError(f"{path}: keys must be strings, got {name!r}")
+        if name not in children:
+            where = f"{path}.{name}" if path else name
+            raise ConfigError(f"{where}: unknown configuration key")
+    for name, key in children.items():
+        where = f"{path}.{name}" if path else name
+        if name in value:
+            out[name] = _check(key, value[name], where)
+        elif key.required:
+            raise ConfigError(f"{where}: must be set")
+        else:
+            default = key.default
+            if key.kind == "map" and key.children is not None:
+                default = _check_map(key.children, default or {}, where)
+            out[name] = default
+    return out
+
+
+# --- the typed view -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class RateLimit:
+    per_second: float
+    burst_count: float
+
+
+@dataclass(frozen=True)
+class Listener:
+    port: int
+    bind_addresses: list[str]
+    type: str
+    tls: bool
+    x_forwarded: bool
+    resources: list[str]
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    engine: str  # "sqlite" or "postgres"
+    args: dict[str, Any]
+
+
+@dataclass
+class Config:
+    """The validated configuration. ``raw`` keeps every key with its default."""
+
+    raw: dict[str, Any]
+    config_dir: str = "."
+    server_name: str = ""
+    public_baseurl: str = ""
+    listeners: list[Listener] = field(default_factory=list)
+    database: DatabaseConfig = field(default_factory=lambda: DatabaseConfig("sqlite", {}))
+    signing_key_path: str | None = None
+    rc_message: RateLimit = RateLimit(0.2, 10)
+    rc_registration: RateLimit = RateLimit(0.17, 3)
+    rc_login_address: RateLimit = RateLimit(0.003, 5)
+    rc_login_account: RateLimit = RateLimit(0.003, 5)
+    rc_login_failed_attempts: RateLimit = RateLimit(0.17, 3)
+
+    def __getattr__(self, name: str) -> Any:
+        # Plain keys (enable_registration, bcrypt_rounds, ...) read straight
+        # from the validated mapping, so they are declared only in SCHEMA.
+        raw = self.__dict__.get("raw")
+        if raw is not None and name in raw:
+            return raw[name]
+        raise AttributeError(name)
+
+
+def _rate_limit(value: dict[str, Any]) -> RateLimit:
+    return RateLimit(value["per_second"], value["burst_count"])
+
+
+def build_config(data: Any, config_dir: str = ".") -> Config:
+    """Validate a parsed YAML document and return the typed ``Config``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"the configuration must be a mapping, got {_type_name(data)}")
+    raw = _check_map(SCHEMA, data, "")
+    server_name = raw["server_name"]
+    if not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?", server_name):
+        raise ConfigError(f"server_name: not a valid server name: {server_name!r}")
+    if raw["enable_registration"] and not (
+        raw["enable_registration_without_verification"] or raw["registration_requires_token"]
+    ):
+        raise ConfigError(
+            "enable_registration: open registration without verification lets anyone create "
+            "accounts; set registration_requires_token or "
+            "enable_registration_without_verification: true")
+    listeners = []
+    for lst in raw["listeners"]:
+        names = [n for r in lst["resources"] for n in r["names"]]
+        listeners.append(Listener(lst["port"], lst["bind_addresses"], lst["type"], lst["tls"],
+                                  lst["x_forwarded"], names))
+    db = raw["database"]
+    engine = "sqlite" if db["name"] == "sqlite3" else "postgres"
+    args = {k: v for k, v in db["args"].items() if v is not None}
+    if engine == "sqlite" and "database" not in args:
+        raise ConfigError("database.args.database: must be set to the SQLite file's path")
+    public_baseurl = raw["public_baseurl"]
+    if not public_baseurl:
+        public_baseurl = f"https://{server_name}/"
+    if not public_baseurl.endswith("/"):
+        public_baseurl += "/"
+    rc_login = raw["rc_login"]
+    return Config(
+        raw=raw,
+        config_dir=config_dir,
+        server_name=server_name,
+        public_baseurl=public_baseurl,
+        listeners=listeners,
+        database=DatabaseConfig(engine, args),
+        signing_key_path=raw["signing_key_path"],
+        rc_message=_rate_limit(raw["rc_message"]),
+        rc_registration=_rate_limit(raw["rc_registration"]),
+        rc_login_address=_rate_limit(rc_login["address"]),
+        rc_login_account=_rate_limit(rc_login["account"]),
+        rc_login_failed_attempts=_rate_limit(rc_login["failed_attempts"]),
+    )
+
+
+def load_config(path: str) -> Config:
+    """Read, parse and validate the YAML file at ``path``."""
+    import os
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return build_config(data, os.path.dirname(os.path.abspath(path)))

@@ -1,0 +1,154 @@
+"""Parsing request bodies and query strings at the edge, with Matrix errors.
+
+JSON bodies are size-limited (64 KiB for client JSON by default) and
+depth-limited; NaN and Infinity, invalid UTF-8 and non-object top levels are
+refused. Query parameters are read as strings, integers or booleans with
+M_INVALID_PARAM for anything else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from homeserver.http.errors import Codes, MatrixError, invalid_param, missing_param
+
+MAX_JSON_DEPTH = 64
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def json_depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when ``value`` nests no deeper than ``limit`` (iteratively)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth > limit:
+                return False
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            if depth > limit:
+                return False
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
+def decode_json(raw: bytes, max_size: int, *, allow_empty_object: bool = False) -> Any:
+    """Decode a JSON body or raise the Matrix error a client should see."""
+    if len(raw) > max_size:
+        raise MatrixError(413, Codes.TOO_LARGE,
+                          f"Request body too large (limit is {max_size} bytes)")
+    if not raw.strip():
+        if allow_empty_object:
+            return {}
+        raise MatrixError(400, Codes.NOT_JSON, "Content not JSON.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MatrixError(400, Codes.NOT_JSON, "Content not JSON: invalid UTF-8.") from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise MatrixError(400, Codes.BAD_JSON, "JSON nested too deeply.") from None
+    except ValueError:
+        raise MatrixError(400, Codes.NOT_JSON, "Content not JSON.") from None
+    if not json_depth_ok(value):
+        raise MatrixError(400, Codes.BAD_JSON,
+                          f"JSON nested too deeply (limit is {MAX_JSON_DEPTH} levels).")
+    return value
+
+
+def require_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise MatrixError(400, Codes.BAD_JSON, "Content must be a JSON object.")
+    return value
+
+
+# --- typed field access for parsed bodies ---------------------------------------
+
+_MISSING = object()
+
+
+def get_str(body: dict[str, Any], key: str, default: Any = _MISSING) -> Any:
+    """A string field; missing -> default (or M_MISSING_PARAM), wrong type -> M_BAD_JSON."""
+    value = body.get(key, _MISSING)
+    if value is _MISSING or value is None and default is not _MISSING:
+        if default is _MISSING:
+            raise missing_param(key)
+        return default
+    if not isinstance(value, str):
+        raise MatrixError(400, Codes.BAD_JSON, f"'{key}' must be a string")
+    return value
+
+
+def get_bool(body: dict[str, Any], key: str, default: Any = _MISSING) -> Any:
+    value = body.get(key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise missing_param(key)
+        return default
+    if not isinstance(value, bool):
+        raise MatrixError(400, Codes.BAD_JSON, f"'{key}' must be a boolean")
+    return value
+
+
+def get_int(body: dict[str, Any], key: str, default: Any = _MISSING) -> Any:
+    value = body.get(key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise missing_param(key)
+        return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MatrixError(400, Codes.BAD_JSON, f"'{key}' must be an integer")
+    return value
+
+
+def get_object(body: dict[str, Any], key: str, default: Any = _MISSING) -> Any:
+    value = body.get(key, _MISSING)
+    if value is _MISSING:
+        if default is _MISSING:
+            raise missing_param(key)
+        return default
+    if not isinstance(value, dict):
+        raise MatrixError(400, Codes.BAD_JSON, f"'{key}' must be an object")
+    return value
+
+
+# --- query strings ---------------------------------------------------------------
+
+def query_str(args: dict[bytes, list[bytes]], name: str, default: Any = _MISSING) -> Any:
+    values = args.get(name.encode("ascii"))
+    if not values:
+        if default is _MISSING:
+            raise missing_param(name)
+        return default
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid_param(f"Query parameter {name!r} is not valid UTF-8") from None
+
+
+def query_int(args: dict[bytes, list[bytes]], name: str, default: Any = _MISSING) -> Any:
+    raw = query_str(args, name, None)
+    if raw is None:
+        if default is _MISSING:
+            raise missing_param(name)
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise invalid_param(f"Query parameter {name!r} must be an integer") from None
+
+
+def query_bool(args: dict[bytes, list[bytes]], name: str, default: Any = _MISSING) -> Any:
+    raw = query_str(args, name, None)
+    if raw is None:
+        if default is _MISSING:
+            raise missing_param(name)
+        return default
+    if raw in ("true", "false"):
+        return raw == "true"
+    raise invalid_param(f"Query parameter {name!r} must be 'true' or 'false'")

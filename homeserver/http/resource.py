@@ -1,0 +1,135 @@
+"""The Twisted resource that serves every route: dispatch, errors, CORS, access log.
+
+Each request is matched against the router, authenticated when the route
+asks for it, handed to the async handler, and its ``(status, body)`` written
+as JSON. Whatever goes wrong reaches the client as a Matrix error: a
+``MatrixError`` as itself, anything else as 500 M_UNKNOWN with the traceback
+kept in the server log only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from homeserver.http.errors import Codes, InteractiveAuthIncomplete, MatrixError
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import AUTH_NONE, AUTH_REQUIRED, Router
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("homeserver.access")
+
+CORS_HEADERS = {
+    b"Access-Control-Allow-Origin": b"*",
+    b"Access-Control-Allow-Methods": b"GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    b"Access-Control-Allow-Headers": b"X-Requested-With, Content-Type, Authorization",
+}
+
+_TOKEN_IN_QUERY = re.compile(rb"(access_token=)[^&]*")
+
+
+def encode_json(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class MatrixResource(Resource):
+    """One leaf resource for the whole listener."""
+
+    isLeaf = True
+
+    def __init__(self, hs: "HomeServer", router: Router) -> None:
+        super().__init__()
+        self.hs = hs
+        self.router = router
+
+    def render(self, request: Request) -> Any:  # noqa: N802 - Twisted's name
+        start = time.monotonic()
+        for name, value in CORS_HEADERS.items():
+            request.setHeader(name, value)
+        d = defer.ensureDeferred(self._dispatch(request))
+        d.addErrback(self._unexpected, request)
+        d.addBoth(lambda _: self._log_access(request, start))
+        return NOT_DONE_YET
+
+    def client_ip(self, request: Request) -> str:
+        peer = request.getClientAddress()
+        host = getattr(peer, "host", None) or "-"
+        if getattr(request, "x_forwarded", False):
+            forwarded = request.getHeader(b"X-Forwarded-For")
+            if forwarded:
+                host = forwarded.split(b",")[0].strip().decode("ascii", "replace")
+        return str(host)
+
+    async def _dispatch(self, request: Request) -> None:
+        method = request.method.decode("ascii", "replace")
+        raw_path = request.path
+        try:
+            if method == "OPTIONS":
+                # CORS preflight: answered for every known path, no auth.
+                if not self.router.has_path(raw_path):
+                    raise MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request")
+                self._write(request, 204, None)
+                return
+            route, params = self.router.match(method, raw_path)
+            request.route_name = route.name  # type: ignore[attr-defined]
+            max_json = route.max_body or self.hs.config.max_client_json_size
+            req = HttpRequest(request, params, max_json, self.client_ip(request))
+            if route.auth != AUTH_NONE:
+                req.requester = await self.hs.auth.get_requester(
+                    req, required=route.auth == AUTH_REQUIRED, allow_guest=route.allow_guest)
+                if req.requester is not None:
+                    request.requester_id = req.requester.user_id  # type: ignore[attr-defined]
+            status, body = await route.handler(req)
+            self._write(request, status, body)
+        except MatrixError as e:
+            for name, value in e.headers.items():
+                request.setHeader(name.encode("ascii"), value.encode("ascii"))
+            self._write(request, e.status, e.to_json())
+        except InteractiveAuthIncomplete as e:
+            self._write(request, 401, e.body)
+
+    def _unexpected(self, failure: Failure, request: Request) -> None:
+        logger.error("request %s %s failed", request.method.decode("ascii", "replace"),
+                     _redacted_uri(request),
+                     exc_info=(failure.type, failure.value,  # type: ignore[arg-type]
+                               failure.getTracebackObject()))
+        self._write(request, 500, {"errcode": Codes.UNKNOWN, "error": "Internal server error"})
+
+    def _write(self, request: Request, status: int, body: Any) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return
+        request.setResponseCode(status)
+        if status == 204 or body is None:
+            request.setHeader(b"Content-Length", b"0")
+            request.finish()
+            return
+        data = encode_json(body)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Length", str(len(data)).encode("ascii"))
+        request.setHeader(b"Cache-Control", b"no-cache, no-store, must-revalidate")
+        request.write(data)
+        request.finish()
+
+    def _log_access(self, request: Request, start: float) -> None:
+        elapsed_ms = (time.monotonic() - start) * 1000
+        user = getattr(request, "requester_id", "-")
+        access_logger.info("%s - %s %s %s %d %dB %.1fms %s", self.client_ip(request), user,
+                           request.method.decode("ascii", "replace"), _redacted_uri(request),
+                           request.code, request.sentLength, elapsed_ms,
+                           (request.getHeader(b"User-Agent") or b"-").decode("utf-8", "replace"))
+
+
+def _redacted_uri(request: Request) -> str:
+    """The request URI with any access token in the query string masked."""
+    return _TOKEN_IN_QUERY.sub(rb"\1<redacted>", request.uri).decode("ascii", "replace")

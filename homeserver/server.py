@@ -1,0 +1,133 @@
+"""The HomeServer: builds the object graph from a Config and starts the listeners."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Coroutine
+from typing import Any
+
+from signedjson.key import read_signing_keys
+from twisted.internet import defer, threads
+from twisted.web.server import Site
+
+from homeserver.config import Config
+from homeserver.http.auth import Auth
+from homeserver.http.ratelimit import Ratelimiter
+from homeserver.http.request import SizeLimitedRequest
+from homeserver.http.resource import MatrixResource
+from homeserver.http.router import Router
+from homeserver.storage import Stores
+from homeserver.storage.database import Database
+from homeserver.storage.migrations import prepare_database_blocking
+
+logger = logging.getLogger(__name__)
+
+
+class HomeServer:
+    """Everything one server process holds, built once from its config.
+
+    ``clock`` is anything with ``seconds()`` and ``callLater()``: the reactor in
+    production, a ``twisted.internet.task.Clock`` in tests that need time to
+    move on command (rate limits, expiry).
+    """
+
+    def __init__(self, config: Config, reactor: Any = None, clock: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.config = config
+        self.reactor = reactor
+        self.clock = clock if clock is not None else reactor
+        self.hostname = config.server_name
+        self.db = Database(config.database.engine, config.database.args, reactor)
+        self.stores = Stores(self.db)
+        self.auth = Auth(self)
+        self.signing_key = self._load_signing_key()
+        self.ratelimiters = {
+            "message": Ratelimiter(self.clock, "rc_message", config.rc_message),
+            "registration": Ratelimiter(self.clock, "rc_registration", config.rc_registration),
+            "login_address": Ratelimiter(self.clock, "rc_login.address", config.rc_login_address),
+            "login_account": Ratelimiter(self.clock, "rc_login.account", config.rc_login_account),
+            "login_failed": Ratelimiter(self.clock, "rc_login.failed_attempts",
+                                        config.rc_login_failed_attempts),
+        }
+        self.router = Router()
+        self._background: set[defer.Deferred[Any]] = set()
+        self.ports: list[Any] = []
+        from homeserver.api import register_all_routes
+        register_all_routes(self, self.router)
+
+    # -- helpers used across the server --
+
+    def now_ms(self) -> int:
+        return int(self.clock.seconds() * 1000)
+
+    def run_in_background(self, coro: Coroutine[Any, Any, Any]) -> "defer.Deferred[Any]":
+        """Run ``coro`` without awaiting it; failures are logged, never lost."""
+        d = defer.ensureDeferred(coro)
+        self._background.add(d)
+
+        def done(result: Any) -> None:
+            self._background.discard(d)
+            if isinstance(result, Exception) or hasattr(result, "getTracebackObject"):
+                logger.error("background task failed: %s", result)
+        d.addBoth(done)
+        return d
+
+    def is_mine(self, user_id: str) -> bool:
+        return user_id.endswith(":" + self.hostname)
+
+    def _load_signing_key(self) -> Any:
+        path = self.config.signing_key_path
+        if not path:
+            return None
+        path = os.path.join(self.config.config_dir, path)
+        with open(path, encoding="ascii") as f:
+            keys = read_signing_keys(f)
+        return keys[0]
+
+    # -- lifecycle --
+
+    async def setup(self) -> None:
+        """Open the database and bring its schema up to date."""
+        self.db.start()
+        await threads.deferToThreadPool(self.reactor, self.db._pool,
+                                        prepare_database_blocking, self.db)
+
+    def build_site(self, x_forwarded: bool = False) -> Site:
+        resource = MatrixResource(self, self.router)
+        site = Site(resource)
+        max_size = max(self.config.max_upload_size, self.config.max_client_json_size)
+
+        def request_factory(*args: Any, **kwargs: Any) -> SizeLimitedRequest:
+            req = SizeLimitedRequest(*args, **kwargs)
+            req.max_body_size = max_size
+            req.x_forwarded = x_forwarded  # type: ignore[attr-defined]
+            return req
+
+        site.requestFactory = request_factory  # type: ignore[assignment]
+        # our own access log replaces Twisted's
+        site.log = lambda request: None  # type: ignore[method-assign]
+        return site
+
+    def listen(self) -> list[Any]:
+        for listener in self.config.listeners:
+            if listener.type != "http":
+                continue
+            site = self.build_site(listener.x_forwarded)
+            for address in listener.bind_addresses:
+                port = self.reactor.listenTCP(listener.port, site, interface=address)
+                logger.info("listening on http://%s:%d", address, port.getHost().port)
+                self.ports.append(port)
+        return self.ports
+
+    async def stop(self) -> None:
+        for port in self.ports:
+            d = port.stopListening()
+            if d is not None:
+                await d
+        self.ports.clear()
+        if self._background:
+            await defer.DeferredList(list(self._background), consumeErrors=True)
+        await threads.deferToThread(self.db.close)

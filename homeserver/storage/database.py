@@ -1,0 +1,248 @@
+"""One Database interface over SQLite (sqlite3, WAL) and PostgreSQL (psycopg2).
+
+Stores write SQL with ``?`` placeholders; on PostgreSQL they are rewritten to
+``%s``. Every call runs a function inside one transaction on a thread of the
+database's own thread pool (``run_interaction``): it commits when the function
+returns and rolls back when it raises. Serialization failures and deadlocks
+(PostgreSQL) and "database is locked" (SQLite) roll back and retry the whole
+function, so a ``_txn`` function must not have side effects outside the
+database.
+
+SQLite gets a pool of one thread: SQLite serialises writers anyway, and one
+connection avoids "database is locked" between our own threads. WAL mode lets
+another process (``homeserver register-user``) read and write beside the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from twisted.internet import defer, threads
+from twisted.python.threadpool import ThreadPool
+
+logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+MAX_ATTEMPTS = 8
+
+
+class DatabaseError(Exception):
+    """A database problem the server cannot recover from at start."""
+
+
+class Txn:
+    """A cursor wrapper: ``?`` placeholders on both engines, rows as tuples."""
+
+    def __init__(self, engine: str, conn: Any) -> None:
+        self.engine = engine
+        self._conn = conn
+        self._cursor = conn.cursor()
+
+    def _sql(self, sql: str) -> str:
+        if self.engine == "postgres":
+            return sql.replace("?", "%s")
+        return sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> "Txn":
+        self._cursor.execute(self._sql(sql), tuple(params))
+        return self
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._cursor.executemany(self._sql(sql), [tuple(r) for r in rows])
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row = self._cursor.fetchone()
+        return tuple(row) if row is not None else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._cursor.fetchall()]
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+    def select_one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        return self.execute(sql, params).fetchone()
+
+    def select_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.execute(sql, params).fetchall()
+
+    def select_value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.select_one(sql, params)
+        return row[0] if row is not None else None
+
+    def execute_script(self, script: str) -> None:
+        """Run several ``;``-separated statements (schema migrations)."""
+        for statement in split_sql(script):
+            self._cursor.execute(statement)
+
+    def close(self) -> None:
+        try:
+            self._cursor.close()
+        except Exception:  # pragma: no cover - closing a broken cursor
+            pass
+
+
+def split_sql(script: str) -> list[str]:
+    """Split a migration script on semicolons at line ends, dropping comments."""
+    lines = [re.sub(r"--.*$", "", line) for line in script.splitlines()]
+    text = "\n".join(lines)
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+class Database:
+    """A pool of connections to one database, used through transactions."""
+
+    def __init__(self, engine: str, args: dict[str, Any], reactor: Any = None) -> None:
+        if engine not in ("sqlite", "postgres"):
+            raise DatabaseError(f"unknown database engine {engine!r}")
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.engine = engine
+        self.args = dict(args)
+        self._reactor = reactor
+        size = 1 if engine == "sqlite" else max(1, int(args.get("cp_max", 10)))
+        self._pool = ThreadPool(minthreads=1 if engine == "sqlite" else int(args.get("cp_min", 1)),
+                                maxthreads=size, name=f"db-{engine}")
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+        self._started = False
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        if not self._started:
+            self._pool.start()
+            self._started = True
+
+    def close(self) -> None:
+        """Stop the thread pool and close every connection (blocking)."""
+        if self._started:
+            self._pool.stop()
+            self._started = False
+        with self._lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except Exception:  # pragma: no cover
+                    pass
+            self._connections.clear()
+
+    def connect(self) -> Any:
+        """Open a new raw connection with the session settings we rely on."""
+        if self.engine == "sqlite":
+            conn = sqlite3.connect(self.args["database"], timeout=30, check_same_thread=False,
+                                   isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            return conn
+        import psycopg2
+        import psycopg2.extensions
+
+        kwargs = {k: v for k, v in self.args.items() if k not in ("cp_min", "cp_max")}
+        if "database" in kwargs and "dbname" not in kwargs:
+            kwargs["dbname"] = kwargs.pop("database")
+        kwargs.pop("database", None)
+        conn = psycopg2.connect(**kwargs)
+        conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ)
+        return conn
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.connect()
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._lock:
+                if conn in self._connections:
+                    self._connections.remove(conn)
+            try:
+                conn.close()
+            except Exception:  # pragma: no cover
+                pass
+
+    # -- transactions --
+
+    def _is_retryable(self, e: BaseException) -> bool:
+        if self.engine == "sqlite":
+            return isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+        import psycopg2.errors
+
+        return isinstance(e, (psycopg2.errors.SerializationFailure,
+                              psycopg2.errors.DeadlockDetected))
+
+    def _is_connection_lost(self, e: BaseException) -> bool:
+        if self.engine == "sqlite":
+            return False
+        import psycopg2
+
+        return isinstance(e, psycopg2.InterfaceError) or (
+            isinstance(e, psycopg2.OperationalError) and not self._is_retryable(e))
+
+    def run_txn_blocking(self, desc: str, func: Callable[..., R], *args: Any,
+                         **kwargs: Any) -> R:
+        """Run ``func(txn, *args)`` in a transaction on the calling thread."""
+        for attempt in range(MAX_ATTEMPTS):
+            conn = self._connection()
+            txn = Txn(self.engine, conn)
+            try:
+                if self.engine == "sqlite":
+                    conn.execute("BEGIN IMMEDIATE")
+                result = func(txn, *args, **kwargs)
+                conn.commit()
+                return result
+            except BaseException as e:
+                try:
+                    conn.rollback()
+                except Exception:
+                    self._drop_connection()
+                if self._is_connection_lost(e):
+                    self._drop_connection()
+                    if attempt + 1 < MAX_ATTEMPTS:
+                        logger.warning("[%s] database connection lost; reconnecting", desc)
+                        time.sleep(0.05 * (attempt + 1))
+                        continue
+                if self._is_retryable(e) and attempt + 1 < MAX_ATTEMPTS:
+                    logger.info("[%s] transaction conflict (%s); retrying", desc,
+                                type(e).__name__)
+                    time.sleep(random.uniform(0, 0.01 * 2**attempt))
+                    continue
+                raise
+            finally:
+                txn.close()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def run_interaction(self, desc: str, func: Callable[..., R], *args: Any,
+                        **kwargs: Any) -> "defer.Deferred[R]":
+        """Run ``func(txn, *args, **kwargs)`` in one transaction, off the reactor."""
+        self.start()
+        return threads.deferToThreadPool(self._reactor, self._pool, self.run_txn_blocking,
+                                         desc, func, *args, **kwargs)
+
+    async def execute(self, desc: str, sql: str,
+                      params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement; returns its rows (empty for statements without)."""
+        def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
+            txn.execute(sql, params)
+            return txn.fetchall() if txn._cursor.description is not None else []
+
+        return await self.run_interaction(desc, txn_fn)

@@ -1,0 +1,82 @@
+"""Devices: one per login session, with a display name and last-seen details."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeserver.storage.database import Database, Txn
+from homeserver.storage.tokens import TokenStore
+
+
+@dataclass(frozen=True)
+class Device:
+    user_id: str
+    device_id: str
+    display_name: str | None
+    last_seen_ts: int | None
+    last_seen_ip: str | None
+    last_seen_user_agent: str | None
+
+    def to_client(self) -> dict[str, object]:
+        return {"device_id": self.device_id, "display_name": self.display_name,
+                "last_seen_ip": self.last_seen_ip, "last_seen_ts": self.last_seen_ts}
+
+
+_COLUMNS = "user_id, device_id, display_name, last_seen_ts, last_seen_ip, last_seen_user_agent"
+
+
+class DeviceStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def ensure_device_txn(txn: Txn, user_id: str, device_id: str,
+                          display_name: str | None) -> None:
+        """Create the device, or keep it (and its name) if it already exists."""
+        exists = txn.select_one("SELECT 1 FROM devices WHERE user_id = ? AND device_id = ?",
+                                (user_id, device_id))
+        if exists is None:
+            txn.execute("INSERT INTO devices (user_id, device_id, display_name) VALUES (?, ?, ?)",
+                        (user_id, device_id, display_name))
+        elif display_name is not None:
+            txn.execute("UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?",
+                        (display_name, user_id, device_id))
+
+    async def get_devices(self, user_id: str) -> list[Device]:
+        rows = await self.db.execute(
+            "get_devices", f"SELECT {_COLUMNS} FROM devices WHERE user_id = ? ORDER BY device_id",
+            (user_id,))
+        return [Device(*r) for r in rows]
+
+    async def get_device(self, user_id: str, device_id: str) -> Device | None:
+        rows = await self.db.execute(
+            "get_device", f"SELECT {_COLUMNS} FROM devices WHERE user_id = ? AND device_id = ?",
+            (user_id, device_id))
+        return Device(*rows[0]) if rows else None
+
+    async def set_display_name(self, user_id: str, device_id: str, name: str | None) -> bool:
+        """Rename a device; False when it does not exist."""
+        def txn_fn(txn: Txn) -> bool:
+            txn.execute("UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?",
+                        (name, user_id, device_id))
+            return txn.rowcount > 0
+        return await self.db.run_interaction("set_device_display_name", txn_fn)
+
+    @staticmethod
+    def delete_devices_txn(txn: Txn, user_id: str, device_ids: list[str]) -> None:
+        """Delete devices and every token that belongs to them."""
+        for device_id in device_ids:
+            TokenStore.delete_tokens_for_device_txn(txn, user_id, device_id)
+            txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
+                        (user_id, device_id))
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        await self.db.run_interaction("delete_devices", self.delete_devices_txn, user_id,
+                                      device_ids)
+
+    async def update_last_seen(self, user_id: str, device_id: str, ts: int, ip: str,
+                               user_agent: str) -> None:
+        await self.db.execute(
+            "update_last_seen",
+            "UPDATE devices SET last_seen_ts = ?, last_seen_ip = ?, last_seen_user_agent = ?"
+            " WHERE user_id = ? AND device_id = ?", (ts, ip, user_agent, user_id, device_id))

@@ -1,0 +1,82 @@
+"""User accounts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeserver.storage.database import Database, Txn
+
+
+class UserExists(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    user_id: str
+    password_hash: str | None
+    creation_ts: int
+    admin: bool
+    is_guest: bool
+    deactivated: bool
+    user_type: str | None
+
+
+class UserStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def get_user_txn(txn: Txn, user_id: str) -> UserInfo | None:
+        row = txn.select_one(
+            "SELECT user_id, password_hash, creation_ts, admin, is_guest, deactivated, user_type"
+            " FROM users WHERE user_id = ?", (user_id,))
+        if row is None:
+            return None
+        return UserInfo(row[0], row[1], row[2], bool(row[3]), bool(row[4]), bool(row[5]),
+                        row[6])
+
+    async def get_user(self, user_id: str) -> UserInfo | None:
+        return await self.db.run_interaction("get_user", self.get_user_txn, user_id)
+
+    async def get_user_case_insensitive(self, user_id: str) -> list[str]:
+        """Users whose ID matches ``user_id`` ignoring case (for login lookups)."""
+        rows = await self.db.execute("get_user_ci",
+                                     "SELECT user_id FROM users WHERE lower(user_id) = lower(?)",
+                                     (user_id,))
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def create_user_txn(txn: Txn, user_id: str, password_hash: str | None, now_ms: int,
+                        admin: bool = False, is_guest: bool = False,
+                        user_type: str | None = None) -> None:
+        exists = txn.select_one("SELECT 1 FROM users WHERE lower(user_id) = lower(?)",
+                                (user_id,))
+        if exists is not None:
+            raise UserExists(user_id)
+        txn.execute(
+            "INSERT INTO users (user_id, password_hash, creation_ts, admin, is_guest,"
+            " deactivated, user_type) VALUES (?, ?, ?, ?, ?, 0, ?)",
+            (user_id, password_hash, now_ms, int(admin), int(is_guest), user_type))
+        localpart = user_id[1:].split(":", 1)[0]
+        txn.execute("INSERT INTO profiles (user_id, displayname, avatar_url) VALUES (?, ?, NULL)",
+                    (user_id, localpart))
+
+    async def is_user_id_taken(self, user_id: str) -> bool:
+        rows = await self.db.execute("is_user_id_taken",
+                                     "SELECT 1 FROM users WHERE lower(user_id) = lower(?)",
+                                     (user_id,))
+        return bool(rows)
+
+    async def set_password_hash(self, user_id: str, password_hash: str | None) -> None:
+        await self.db.execute("set_password_hash",
+                              "UPDATE users SET password_hash = ? WHERE user_id = ?",
+                              (password_hash, user_id))
+
+    async def set_admin(self, user_id: str, admin: bool) -> None:
+        await self.db.execute("set_admin", "UPDATE users SET admin = ? WHERE user_id = ?",
+                              (int(admin), user_id))
+
+    async def count_users(self) -> int:
+        rows = await self.db.execute("count_users", "SELECT COUNT(*) FROM users")
+        return int(rows[0][0])

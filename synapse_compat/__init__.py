@@ -1,0 +1,1 @@
+"""Compatibility with Synapse: its config keys, its admin API, its database."""

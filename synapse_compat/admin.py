@@ -1,0 +1,14 @@
+"""Synapse-compatible admin API routes (/_synapse/admin/...)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from homeserver.http.router import Router
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+
+def register_admin_routes(hs: "HomeServer", router: Router) -> None:
+    pass
