@@ -5,9 +5,14 @@ SQL lives only in this package, always with bound parameters.
 
 from __future__ import annotations
 
+from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.database import Database
 from homeserver.storage.devices import DeviceStore
+from homeserver.storage.filters import FilterStore
+from homeserver.storage.profiles import ProfileStore
+from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.tokens import TokenStore
+from homeserver.storage.ui_auth import UiAuthStore
 from homeserver.storage.users import UserStore
 
 
@@ -19,3 +24,8 @@ class Stores:
         self.users = UserStore(db)
         self.devices = DeviceStore(db)
         self.tokens = TokenStore(db)
+        self.profiles = ProfileStore(db)
+        self.account_data = AccountDataStore(db)
+        self.filters = FilterStore(db)
+        self.ui_auth = UiAuthStore(db)
+        self.registration_tokens = RegistrationTokenStore(db)

@@ -1,0 +1,10 @@
+"""(to be written)"""
+
+from __future__ import annotations
+
+from homeserver.storage.database import Database
+
+
+class FilterStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
