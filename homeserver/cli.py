@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from homeserver.config import Config, ConfigError, load_config
+from homeserver.config import Config, ConfigError, build_config, load_config
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +29,12 @@ def _fail(msg: str) -> "SystemExit":
 
 # --- init ---------------------------------------------------------------------
 
-def _database_section(kind: str, url: str | None, data_dir: str) -> dict[str, Any]:
+def _database_section(kind: str, url: str | None) -> dict[str, Any]:
     if kind == "sqlite":
-        return {"name": "sqlite3", "args": {"database": os.path.join(data_dir, "homeserver.db")}}
+        if url:
+            raise _fail("--database-url is for --database postgres")
+        # relative to the config file, so the data directory can move
+        return {"name": "sqlite3", "args": {"database": "homeserver.db"}}
     if not url:
         return {"name": "psycopg2", "args": {"database": "homeserver", "user": "postgres",
                                              "host": "127.0.0.1", "cp_min": 1, "cp_max": 10}}
@@ -56,6 +59,31 @@ def _database_section(kind: str, url: str | None, data_dir: str) -> dict[str, An
     return {"name": "psycopg2", "args": args}
 
 
+# Server names that can only ever be a trial on this machine.
+LOCAL_TRIAL_NAMES = ("localhost", "127.0.0.1")
+
+
+def _registration_section(local_trial: bool) -> str:
+    """The registration keys, with the comment that explains the choice."""
+    secret = os.urandom(24).hex()
+    if local_trial:
+        return (
+            "\n# Open registration, without email or token: this config is for a local\n"
+            "# trial (server name localhost) and the listener binds 127.0.0.1 only,\n"
+            "# so nobody but this machine can reach it. Turn both off, or set\n"
+            "# registration_requires_token: true, before serving anyone else.\n"
+            "enable_registration: true\n"
+            "enable_registration_without_verification: true\n"
+            "# For `homeserver register-user` and the shared-secret admin API.\n"
+            f"registration_shared_secret: {secret}\n")
+    return (
+        "\n# Registration is closed: create accounts with `homeserver register-user`,\n"
+        "# or set registration_requires_token: true and hand out tokens.\n"
+        "enable_registration: false\n"
+        "# For `homeserver register-user` and the shared-secret admin API.\n"
+        f"registration_shared_secret: {secret}\n")
+
+
 def cmd_init(ns: argparse.Namespace) -> None:
     from signedjson.key import generate_signing_key, write_signing_keys
 
@@ -63,33 +91,37 @@ def cmd_init(ns: argparse.Namespace) -> None:
     if os.path.exists(config_path):
         raise _fail(f"{ns.config} already exists; not overwriting it")
     data_dir = os.path.dirname(config_path)
-    os.makedirs(data_dir, exist_ok=True)
     key_name = os.path.splitext(os.path.basename(config_path))[0] + ".signing.key"
+    port = 8008
+    local_trial = ns.server_name in LOCAL_TRIAL_NAMES
+    config = {
+        "server_name": ns.server_name,
+        "public_baseurl": ns.public_baseurl or (
+            f"http://127.0.0.1:{port}/" if local_trial else f"https://{ns.server_name}/"),
+        "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                       "x_forwarded": False, "resources": [{"names": ["client", "federation"]}]}],
+        "database": _database_section(ns.database, ns.database_url),
+        "signing_key_path": key_name,
+        "report_stats": False,
+    }
+    text = ("# homeserver configuration; key names follow Synapse's where they\n"
+            "# mean the same. See config/homeserver.yaml for every key.\n"
+            + yaml.safe_dump(config, sort_keys=False) + _registration_section(local_trial))
+    # Whatever we write must load: a bad --server-name fails here, not at `run`.
+    try:
+        build_config(yaml.safe_load(text), data_dir)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    os.makedirs(data_dir, exist_ok=True)
     key_path = os.path.join(data_dir, key_name)
     if not os.path.exists(key_path):
         key = generate_signing_key("a_" + os.urandom(3).hex())
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as f:
             write_signing_keys(f, [key])
-    port = 8008
-    config = {
-        "server_name": ns.server_name,
-        "public_baseurl": ns.public_baseurl or (
-            f"http://127.0.0.1:{port}/" if ns.server_name in ("localhost", "127.0.0.1")
-            else f"https://{ns.server_name}/"),
-        "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http",
-                       "x_forwarded": False, "resources": [{"names": ["client", "federation"]}]}],
-        "database": _database_section(ns.database, ns.database_url, data_dir),
-        "signing_key_path": key_name,
-        "registration_shared_secret": os.urandom(24).hex(),
-        "enable_registration": False,
-        "report_stats": False,
-    }
     fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("# homeserver configuration; key names follow Synapse's where they\n"
-                "# mean the same.\n")
-        yaml.safe_dump(config, f, sort_keys=False)
+        f.write(text)
     print(f"wrote {ns.config} for server name {ns.server_name}")
 
 
@@ -115,6 +147,24 @@ def setup_logging(config: Config) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _check_signing_key(config: Config) -> None:
+    """Fail in one line on a missing or unreadable signing key file."""
+    from signedjson.key import read_signing_keys
+
+    if not config.signing_key_path:
+        return
+    path = os.path.join(config.config_dir, config.signing_key_path)
+    try:
+        with open(path, encoding="ascii") as f:
+            keys = read_signing_keys(f)
+    except OSError as e:
+        raise _fail(f"cannot read the signing key {path}: {e.strerror}") from None
+    except ValueError:  # includes undecodable bytes
+        keys = []
+    if not keys:
+        raise _fail(f"{path}: not a signing key file (expected 'ed25519 <version> <key>')")
+
+
 def cmd_run(ns: argparse.Namespace) -> None:
     from twisted.internet import defer
     from twisted.internet import reactor as _reactor
@@ -126,10 +176,8 @@ def cmd_run(ns: argparse.Namespace) -> None:
     reactor: Any = _reactor
     config = _load(ns.config)
     setup_logging(config)
-    try:
-        hs = HomeServer(config, reactor)
-    except OSError as e:
-        raise _fail(f"cannot read the signing key: {e}") from None
+    _check_signing_key(config)
+    hs = HomeServer(config, reactor)
     failure: list[str] = []
 
     async def start() -> None:

@@ -10,6 +10,8 @@ naming the key's path (``listeners[0].port``), which the CLI prints as one line.
 
 from __future__ import annotations
 
+import copy
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +70,9 @@ class Key:
     item: "Key | None" = None  # for kind == "list"
     choices: tuple[Any, ...] | None = None
     nullable: bool = True
+    # inclusive bounds for int keys
+    minimum: int | None = None
+    maximum: int | None = None
 
 
 def _rate(per_second: float, burst: float) -> Key:
@@ -76,7 +81,7 @@ def _rate(per_second: float, burst: float) -> Key:
 
 
 _LISTENER = Key("map", children={
-    "port": Key("int", required=True, nullable=False),
+    "port": Key("int", required=True, nullable=False, minimum=0, maximum=65535),
     "bind_addresses": Key("list", item=Key("str", nullable=False), default=["127.0.0.1"]),
     "type": Key("str", "http", choices=("http", "metrics")),
     "tls": Key("bool", False),
@@ -96,10 +101,10 @@ _DATABASE = Key("map", children={
         "user": Key("str"),
         "password": Key("str"),
         "host": Key("str"),
-        "port": Key("int"),
+        "port": Key("int", minimum=1, maximum=65535),
         "sslmode": Key("str"),
-        "cp_min": Key("int", 1),
-        "cp_max": Key("int", 10),
+        "cp_min": Key("int", 1, minimum=1),
+        "cp_max": Key("int", 10, minimum=1),
     }),
     "allow_unsafe_locale": Key("bool", False),
 })
@@ -119,7 +124,7 @@ SCHEMA: dict[str, Key] = {
     "enable_registration_without_verification": Key("bool", False),
     "registration_requires_token": Key("bool", False),
     "allow_guest_access": Key("bool", False),
-    "bcrypt_rounds": Key("int", 12),
+    "bcrypt_rounds": Key("int", 12, minimum=4, maximum=31),
     "password_config": Key("map", children={
         "enabled": Key("bool", True),
         "policy": Key("map", children={
@@ -156,12 +161,33 @@ def _type_name(value: Any) -> str:
             list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
 
 
+def _default(key: Key, path: str) -> Any:
+    """The value of a key that is absent (or null): its default, checked like a value."""
+    if key.kind == "map" and key.children is not None:
+        return _check_map(key.children, copy.deepcopy(key.default or {}), path)
+    if key.default is None:
+        return None
+    return _check(key, copy.deepcopy(key.default), path)
+
+
+def _check_bounds(key: Key, value: int, path: str) -> None:
+    low, high = key.minimum, key.maximum
+    if (low is None or value >= low) and (high is None or value <= high):
+        return
+    if low is not None and high is not None:
+        raise ConfigError(f"{path}: must be between {low} and {high}, got {value}")
+    if low is not None:
+        raise ConfigError(f"{path}: must be at least {low}, got {value}")
+    raise ConfigError(f"{path}: must be at most {high}, got {value}")
+
+
 def _check(key: Key, value: Any, path: str) -> Any:
     """Validate ``value`` against ``key`` and return it with defaults filled in."""
     if value is None:
         if key.required or not key.nullable:
             raise ConfigError(f"{path}: must be set")
-        return None
+        # `database:` with nothing under it, or `bcrypt_rounds: null`, means the default.
+        return _default(key, path)
     if key.choices is not None and value not in key.choices:
         raise ConfigError(f"{path}: must be one of {', '.join(map(str, key.choices))}, "
                           f"got {value!r}")
@@ -183,6 +209,8 @@ def _check(key: Key, value: Any, path: str) -> Any:
         expected = {"str": "a string", "int": "an integer", "float": "a number",
                     "bool": "true or false", "list": "a list", "map": "a mapping"}[kind]
         raise ConfigError(f"{path}: expected {expected}, got {_type_name(value)}")
+    if kind == "int":
+        _check_bounds(key, value, path)
     if kind == "float":
         return float(value)
     if kind == "list":
@@ -208,10 +236,7 @@ def _check_map(children: dict[str, Key], value: dict[str, Any], path: str) -> di
         elif key.required:
             raise ConfigError(f"{where}: must be set")
         else:
-            default = key.default
-            if key.kind == "map" and key.children is not None:
-                default = _check_map(key.children, default or {}, where)
-            out[name] = default
+            out[name] = _default(key, where)
     return out
 
 
@@ -294,8 +319,12 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
     db = raw["database"]
     engine = "sqlite" if db["name"] == "sqlite3" else "postgres"
     args = {k: v for k, v in db["args"].items() if v is not None}
-    if engine == "sqlite" and "database" not in args:
-        raise ConfigError("database.args.database: must be set to the SQLite file's path")
+    if engine == "sqlite":
+        if "database" not in args:
+            raise ConfigError("database.args.database: must be set to the SQLite file's path")
+        # Like signing_key_path: relative to the config file, not to the cwd.
+        if args["database"] != ":memory:":
+            args["database"] = os.path.join(config_dir, args["database"])
     public_baseurl = raw["public_baseurl"]
     if not public_baseurl:
         public_baseurl = f"https://{server_name}/"
@@ -320,13 +349,13 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
 
 def load_config(path: str) -> Config:
     """Read, parse and validate the YAML file at ``path``."""
-    import os
-
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -98,6 +98,7 @@ class HomeServer:
     def build_site(self, x_forwarded: bool = False) -> Site:
         resource = MatrixResource(self, self.router)
         site = Site(resource)
+        site.displayTracebacks = False
         max_size = max(self.config.max_upload_size, self.config.max_client_json_size)
 
         def request_factory(*args: Any, **kwargs: Any) -> SizeLimitedRequest:

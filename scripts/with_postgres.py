@@ -1,11 +1,20 @@
 """Run a command with a PostgreSQL server for the tests.
 
-Uses $HS_TEST_POSTGRES or the server on 127.0.0.1:5432 (user postgres) when
-one answers. Otherwise starts a throwaway cluster with initdb and pg_ctl in a
-temporary directory (as an unprivileged user when we are root: PostgreSQL
-refuses to run as root), points $HS_TEST_POSTGRES at it, runs the command and
-removes the cluster. No PostgreSQL at all is an error, never a skip: the suite
-must run on both engines.
+Uses $HS_TEST_POSTGRES (a libpq connection string), or the server on
+127.0.0.1:5432 as user postgres, when one answers. Otherwise starts a
+throwaway cluster: initdb into a temporary directory, then ``postgres`` as a
+child of this script (as an unprivileged user when we are root: PostgreSQL
+refuses to run as root), with fsync off since the data is thrown away. It
+points $HS_TEST_POSTGRES at that cluster, runs the command, then stops the
+server and removes the directory, also when interrupted.
+
+No PostgreSQL at all is an error, never a skip: the suite must run on both
+engines. With CI=true the message says so for the CI log.
+
+Environment:
+  HS_TEST_POSTGRES    connection string of a server to use
+  HS_TEST_PG_BINDIR   where initdb and postgres are (default: $PATH, then
+                      /usr/lib/postgresql/*/bin)
 
 usage: python scripts/with_postgres.py COMMAND [ARGS...]
 """
@@ -16,13 +25,22 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from types import FrameType
+from typing import Any
 
 DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres"
+UNPRIVILEGED_USER = "nobody"
+START_TIMEOUT_S = 60
+
+
+class Failure(Exception):
+    """Why there is no PostgreSQL for the tests; printed as one line."""
 
 
 def answers(dsn: str) -> bool:
@@ -38,10 +56,17 @@ def answers(dsn: str) -> bool:
 
 
 def find_tool(name: str) -> str | None:
+    bindir = os.environ.get("HS_TEST_PG_BINDIR")
+    if bindir:
+        path = os.path.join(bindir, name)
+        return path if os.access(path, os.X_OK) else None
     found = shutil.which(name)
     if found:
         return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    # Debian keeps the server binaries off $PATH; prefer the newest version.
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                        key=lambda p: [int(x) for x in p.split("/")[4].split(".")
+                                       if x.isdigit()], reverse=True)
     return candidates[0] if candidates else None
 
 
@@ -51,69 +76,108 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def as_user(cmd: list[str], user: str | None) -> list[str]:
-    if user is None:
-        return cmd
-    runuser = shutil.which("runuser")
-    if runuser:
-        return [runuser, "-u", user, "--"] + cmd
-    return ["su", "-s", "/bin/sh", user, "-c", " ".join(cmd)]
+def log_tail(path: str, lines: int = 5) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return " | ".join(line.strip() for line in f.readlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
-def start_cluster() -> tuple[str, str, str | None]:
-    initdb, pg_ctl = find_tool("initdb"), find_tool("pg_ctl")
-    if not initdb or not pg_ctl:
-        sys.exit("with_postgres: no PostgreSQL answers and initdb/pg_ctl are not installed; "
-                 "install PostgreSQL or set HS_TEST_POSTGRES")
-    user = None
-    if os.geteuid() == 0:
-        user = "nobody"
-        pwd.getpwnam(user)
-    base = tempfile.mkdtemp(prefix="hs-test-pg-")
-    os.chmod(base, 0o755)
-    data, sock = os.path.join(base, "data"), os.path.join(base, "sock")
-    os.mkdir(sock)
-    if user is not None:
-        for path in (base, sock):
-            shutil.chown(path, user)
-    port = free_port()
-    subprocess.run(as_user([initdb, "-D", data, "-U", "postgres", "--auth=trust",
-                            "-E", "UTF8", "--locale=C"], user),
-                   check=True, stdout=subprocess.DEVNULL)
-    options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(as_user([pg_ctl, "-D", data, "-o", options, "-l",
-                            os.path.join(base, "log"), "-w", "start"], user),
-                   check=True, stdout=subprocess.DEVNULL)
-    dsn = f"host=127.0.0.1 port={port} user=postgres"
-    for _ in range(50):
-        if answers(dsn):
-            break
-        time.sleep(0.2)
-    print(f"with_postgres: started a throwaway PostgreSQL on port {port}", flush=True)
-    return dsn, base, user
+class Cluster:
+    """A throwaway PostgreSQL server: initdb, run, stop, delete."""
+
+    def __init__(self) -> None:
+        self.initdb = find_tool("initdb")
+        self.postgres = find_tool("postgres")
+        if not self.initdb or not self.postgres:
+            raise Failure("no PostgreSQL answers and initdb/postgres are not installed; "
+                          "install PostgreSQL or set HS_TEST_POSTGRES to a server")
+        self.run_as: dict[str, Any] = {}
+        if os.geteuid() == 0:
+            # subprocess changes user in the child: no runuser/su needed
+            entry = pwd.getpwnam(UNPRIVILEGED_USER)
+            self.run_as = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        self.base = tempfile.mkdtemp(prefix="hs-test-pg-")
+        self.data = os.path.join(self.base, "data")
+        self.sock = os.path.join(self.base, "sock")
+        self.log = os.path.join(self.base, "postgres.log")
+        self.port = free_port()
+        self.dsn = f"host=127.0.0.1 port={self.port} user=postgres"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        os.chmod(self.base, 0o700)
+        os.mkdir(self.sock)
+        if self.run_as:
+            for path in (self.base, self.sock):
+                os.chown(path, self.run_as["user"], self.run_as["group"])
+        assert self.initdb and self.postgres
+        init = subprocess.run([self.initdb, "-D", self.data, "-U", "postgres", "--auth=trust",
+                               "-E", "UTF8", "--locale=C", "--no-sync"],
+                              cwd=self.base, capture_output=True, text=True, **self.run_as)
+        if init.returncode != 0:
+            last = (init.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise Failure(f"initdb failed: {last}")
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [self.postgres, "-D", self.data, "-p", str(self.port), "-k", self.sock,
+                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                 "-c", "max_connections=200"],
+                cwd=self.base, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, **self.run_as)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not answers(self.dsn):
+            if self.process.poll() is not None:
+                raise Failure(f"postgres exited with {self.process.returncode}: "
+                              f"{log_tail(self.log)}")
+            if time.monotonic() > deadline:
+                raise Failure(f"postgres did not answer within {START_TIMEOUT_S}s: "
+                              f"{log_tail(self.log)}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
-def stop_cluster(base: str, user: str | None) -> None:
-    pg_ctl = find_tool("pg_ctl")
-    if pg_ctl:
-        subprocess.run(as_user([pg_ctl, "-D", os.path.join(base, "data"), "-m", "immediate",
-                                "stop"], user), stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-    shutil.rmtree(base, ignore_errors=True)
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main() -> int:
     cmd = sys.argv[1:]
     if not cmd:
-        sys.exit(__doc__)
+        print(__doc__, file=sys.stderr)
+        return 2
     dsn = os.environ.get("HS_TEST_POSTGRES", DEFAULT_DSN)
     if answers(dsn):
         return subprocess.call(cmd, env={**os.environ, "HS_TEST_POSTGRES": dsn})
-    dsn, base, user = start_cluster()
+    # The finally below must run when CI cancels the job or someone presses ^C.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _exit_on_signal)
+    cluster = None
     try:
-        return subprocess.call(cmd, env={**os.environ, "HS_TEST_POSTGRES": dsn})
+        cluster = Cluster()
+        cluster.start()
+        print(f"with_postgres: started a throwaway PostgreSQL on port {cluster.port}",
+              flush=True)
+        return subprocess.call(cmd, env={**os.environ, "HS_TEST_POSTGRES": cluster.dsn})
+    except Failure as e:
+        where = " (CI=true: the PostgreSQL half of the suite is required)" \
+            if os.environ.get("CI", "").lower() in ("true", "1") else ""
+        print(f"with_postgres: {e}{where}", file=sys.stderr)
+        return 1
     finally:
-        stop_cluster(base, user)
+        if cluster is not None:
+            cluster.stop()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,118 @@
-"""Synapse-compatible admin API routes (/_synapse/admin/...)."""
+"""Synapse-compatible admin API routes (/_synapse/admin/...).
+
+Shared-secret registration (``/_synapse/admin/v1/register``) lets an operator's
+script (Synapse's ``register_new_matrix_user``, deployment tooling) create
+accounts, admins included, knowing only ``registration_shared_secret``. It
+works whether or not public registration is open. The request carries an
+HMAC-SHA1 over a nonce the server handed out, so a captured request cannot be
+replayed: each nonce is good once, for ``NONCE_LIFETIME_MS``.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import hashlib
+import hmac
+import secrets
+from typing import TYPE_CHECKING, Any
 
-from homeserver.http.router import Router
+from homeserver.accounts.passwords import hash_password
+from homeserver.accounts.registration import (
+    LoginRequest,
+    NewAccount,
+    check_username,
+    create_account,
+)
+from homeserver.accounts.sessions import check_password_policy
+from homeserver.http.errors import Codes, MatrixError, bad_json, forbidden
+from homeserver.http.parse import get_bool, get_str
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import AUTH_NONE, Router
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+ADMIN_V1 = "/_synapse/admin/v1"
+
+NONCE_LIFETIME_MS = 60_000
+# Synapse's UserTypes.ALL_USER_TYPES
+USER_TYPES = ("support", "bot")
+# Synapse's bounds on the MAC'd fields
+MAX_FIELD_LENGTH = 512
+
+
+def registration_mac(secret: str, nonce: str, username: str, password: str, admin: bool,
+                     user_type: str | None = None) -> str:
+    """Hex HMAC-SHA1 of nonce NUL username NUL password NUL (admin|notadmin)[NUL user_type]."""
+    mac = hmac.new(secret.encode("utf-8"), digestmod=hashlib.sha1)
+    mac.update(nonce.encode("utf-8"))
+    mac.update(b"\x00")
+    mac.update(username.encode("utf-8"))
+    mac.update(b"\x00")
+    mac.update(password.encode("utf-8"))
+    mac.update(b"\x00")
+    mac.update(b"admin" if admin else b"notadmin")
+    if user_type:
+        mac.update(b"\x00")
+        mac.update(user_type.encode("utf-8"))
+    return mac.hexdigest()
+
+
+def _required_str(body: dict[str, Any], key: str) -> str:
+    if key not in body:
+        raise MatrixError(400, Codes.BAD_JSON, f"{key} must be specified")
+    value = body[key]
+    if not isinstance(value, str) or len(value) > MAX_FIELD_LENGTH or "\x00" in value:
+        raise MatrixError(400, Codes.INVALID_PARAM, f"Invalid {key}")
+    return value
+
 
 def register_admin_routes(hs: "HomeServer", router: Router) -> None:
-    pass
+    def shared_secret() -> str:
+        secret: str | None = hs.config.registration_shared_secret
+        if not secret:
+            raise MatrixError(400, Codes.UNKNOWN, "Shared secret registration is not enabled")
+        return secret
+
+    async def get_register_nonce(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_synapse/admin/v1/register"""
+        shared_secret()
+        nonce = secrets.token_hex(32)
+        now = hs.now_ms()
+        await hs.stores.registration_tokens.add_nonce(nonce, now, now - NONCE_LIFETIME_MS)
+        return 200, {"nonce": nonce}
+
+    async def post_register(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_synapse/admin/v1/register"""
+        secret = shared_secret()
+        body = req.json()
+        nonce = _required_str(body, "nonce")
+        # Taken (deleted) before anything else is checked: one try per nonce.
+        if not await hs.stores.registration_tokens.take_nonce(
+                nonce, hs.now_ms() - NONCE_LIFETIME_MS):
+            raise MatrixError(400, Codes.UNKNOWN, "unrecognised nonce")
+        username = _required_str(body, "username")
+        password = _required_str(body, "password")
+        admin = body.get("admin")
+        if admin is not None and not isinstance(admin, bool):
+            raise bad_json("'admin' must be a boolean")
+        user_type = get_str(body, "user_type", None)
+        if user_type is not None and user_type not in USER_TYPES:
+            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid user type")
+        displayname = get_str(body, "displayname", None)
+        got_mac = _required_str(body, "mac")
+        want_mac = registration_mac(secret, nonce, username, password, bool(admin), user_type)
+        if not hmac.compare_digest(want_mac.encode("ascii"),
+                                   got_mac.encode("utf-8", "replace")):
+            raise forbidden("HMAC incorrect")
+        localpart = username.lower()
+        await check_username(hs, localpart)
+        check_password_policy(hs, password)
+        password_hash = await hash_password(password, hs.config.bcrypt_rounds)
+        inhibit_login = get_bool(body, "inhibit_login", False)
+        login = None if inhibit_login else LoginRequest(None, None, False)
+        registered = await create_account(
+            hs, NewAccount(localpart, password_hash, bool(admin), user_type, displayname), login)
+        return 200, registered.to_client(hs)
+
+    router.add("GET", f"{ADMIN_V1}/register", get_register_nonce, auth=AUTH_NONE)
+    router.add("POST", f"{ADMIN_V1}/register", post_register, auth=AUTH_NONE)

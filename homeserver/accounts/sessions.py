@@ -90,8 +90,10 @@ async def create_user(hs: "HomeServer", localpart: str, password: str | None, *,
     return user_id
 
 
-def _login_txn(txn: Txn, hs: "HomeServer", user_id: str, device_id: str,
-               display_name: str | None, refreshable: bool) -> LoginSession:
+def login_txn(txn: Txn, hs: "HomeServer", user_id: str, device_id: str,
+              display_name: str | None, refreshable: bool) -> LoginSession:
+    """A login session inside a caller's transaction (registration creates the
+    user and logs it in atomically)."""
     now = hs.now_ms()
     DeviceStore.ensure_device_txn(txn, user_id, device_id, display_name)
     # A login that names an existing device replaces that device's session.
@@ -118,5 +120,5 @@ async def create_login_session(hs: "HomeServer", user_id: str, device_id: str | 
                                display_name: str | None = None,
                                refreshable: bool = False) -> LoginSession:
     """A new device (or the named one) with a fresh access token."""
-    return await hs.db.run_interaction("login", _login_txn, hs, user_id,
+    return await hs.db.run_interaction("login", login_txn, hs, user_id,
                                        device_id or new_device_id(), display_name, refreshable)

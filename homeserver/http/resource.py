@@ -40,7 +40,13 @@ _TOKEN_IN_QUERY = re.compile(rb"(access_token=)[^&]*")
 
 
 def encode_json(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # a lone surrogate a client once sent as "\ud800" (say, in account
+        # data) has no UTF-8 form; escaped, it goes back as it came
+        return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
 class MatrixResource(Resource):

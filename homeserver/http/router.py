@@ -104,6 +104,10 @@ class Router:
             except UnicodeDecodeError:
                 raise MatrixError(400, Codes.INVALID_PARAM,
                                   f"Path parameter {name} is not valid UTF-8") from None
+            if "\x00" in params[name]:
+                # no identifier holds NUL, and PostgreSQL text cannot store it
+                raise MatrixError(400, Codes.INVALID_PARAM,
+                                  f"Path parameter {name} may not contain NUL")
         return route, params
 
     def has_path(self, raw_path: bytes) -> bool:

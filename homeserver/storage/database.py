@@ -1,7 +1,10 @@
 """One Database interface over SQLite (sqlite3, WAL) and PostgreSQL (psycopg2).
 
 Stores write SQL with ``?`` placeholders; on PostgreSQL they are rewritten to
-``%s``. Every call runs a function inside one transaction on a thread of the
+``%s`` (and a literal ``%`` to ``%%``), so a ``?`` may not appear in SQL text
+except as a placeholder: bind such values instead.
+
+Every call runs a function inside one transaction on a thread of the
 database's own thread pool (``run_interaction``): it commits when the function
 returns and rolls back when it raises. Serialization failures and deadlocks
 (PostgreSQL) and "database is locked" (SQLite) roll back and retry the whole
@@ -48,7 +51,8 @@ class Txn:
 
     def _sql(self, sql: str) -> str:
         if self.engine == "postgres":
-            return sql.replace("?", "%s")
+            # psycopg2 formats with %: a literal % (LIKE 'a%') must be doubled.
+            return sql.replace("%", "%%").replace("?", "%s")
         return sql
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> "Txn":
@@ -98,6 +102,25 @@ def split_sql(script: str) -> list[str]:
     return [s.strip() for s in text.split(";") if s.strip()]
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode (persistent, so usually already done).
+
+    Switching needs a moment of exclusive access, and SQLite answers "locked"
+    at once, without waiting for the busy timeout, while another connection
+    (another process starting up) holds the file: so wait and retry here.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class Database:
     """A pool of connections to one database, used through transactions."""
 
@@ -143,7 +166,7 @@ class Database:
         if self.engine == "sqlite":
             conn = sqlite3.connect(self.args["database"], timeout=30, check_same_thread=False,
                                    isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")

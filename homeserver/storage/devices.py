@@ -70,6 +70,17 @@ class DeviceStore:
             txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
                         (user_id, device_id))
 
+    @staticmethod
+    def delete_all_devices_txn(txn: Txn, user_id: str,
+                               except_device_id: str | None = None) -> None:
+        """Delete every device of a user but ``except_device_id``, with their tokens."""
+        TokenStore.delete_all_tokens_txn(txn, user_id, except_device_id)
+        if except_device_id is None:
+            txn.execute("DELETE FROM devices WHERE user_id = ?", (user_id,))
+        else:
+            txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id <> ?",
+                        (user_id, except_device_id))
+
     async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
         await self.db.run_interaction("delete_devices", self.delete_devices_txn, user_id,
                                       device_ids)

@@ -18,6 +18,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 
@@ -82,40 +85,59 @@ def _current_version_txn(txn: Txn) -> int:
     return int(txn.select_value("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
 
 
+# The key of the PostgreSQL advisory lock that serialises migrations.
+_MIGRATION_LOCK = 7470797
+
+
+@contextmanager
+def _migration_lock(db: Database) -> Iterator[None]:
+    """Hold off other processes migrating the same database (PostgreSQL).
+
+    A session lock on a connection of its own, taken before any migration
+    transaction begins: a lock taken inside a REPEATABLE READ transaction would
+    come after its snapshot, so a process that waited for it would still see
+    the schema as it was before the other process migrated it. SQLite needs
+    nothing: BEGIN IMMEDIATE already serialises writers, and reads the latest
+    data.
+    """
+    if db.engine != "postgres":
+        yield
+        return
+    conn = db.connect()
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        yield
+    finally:
+        conn.close()  # releases the lock
+
+
 def prepare_database_blocking(db: Database) -> int:
     """Bring the schema up to date; returns the version it is at afterwards."""
-    import time
-
     migrations = load_migrations(db.engine)
     newest = migrations[-1].version if migrations else 0
-
-    def lock_txn(txn: Txn) -> int:
-        if txn.engine == "postgres":
-            # Several processes starting at once must not migrate twice.
-            txn.execute("SELECT pg_advisory_xact_lock(7470797)")
-        return _current_version_txn(txn)
-
-    current = db.run_txn_blocking("schema_version", lock_txn)
-    if current > newest:
-        raise DatabaseError(
-            f"the database's schema version is {current}, newer than this server "
-            f"understands ({newest}); run a newer homeserver")
-    for migration in migrations:
-        if migration.version <= current:
-            continue
-
-        def apply_txn(txn: Txn, m: Migration = migration) -> None:
-            if txn.engine == "postgres":
-                txn.execute("SELECT pg_advisory_xact_lock(7470797)")
-            if _current_version_txn(txn) >= m.version:
-                return
-            txn.execute_script(m.sql)
-            txn.execute("INSERT INTO schema_version (version, name, applied_ts) VALUES (?, ?, ?)",
-                        (m.version, m.name, int(time.time() * 1000)))
-
-        logger.info("applying schema migration %04d_%s", migration.version, migration.name)
-        db.run_txn_blocking(f"migrate {migration.version}", apply_txn)
+    with _migration_lock(db):
+        current = db.run_txn_blocking("schema_version", _current_version_txn)
+        if current > newest:
+            raise DatabaseError(
+                f"the database's schema version is {current}, newer than this server "
+                f"understands ({newest}); run a newer homeserver")
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            logger.info("applying schema migration %04d_%s", migration.version,
+                        migration.name)
+            db.run_txn_blocking(f"migrate {migration.version}", _apply_txn, migration)
     return max(current, newest)
+
+
+def _apply_txn(txn: Txn, migration: Migration) -> None:
+    if _current_version_txn(txn) >= migration.version:
+        return  # another process got there first
+    txn.execute_script(migration.sql)
+    txn.execute("INSERT INTO schema_version (version, name, applied_ts) VALUES (?, ?, ?)",
+                (migration.version, migration.name, int(time.time() * 1000)))
 
 
 def schema_dir() -> str:

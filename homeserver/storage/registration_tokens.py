@@ -1,10 +1,96 @@
-"""(to be written)"""
+"""Registration secrets: tokens for token-gated registration, and the single-use
+nonces of Synapse's shared-secret admin registration.
+
+A token may be limited in uses and in time. A use is ``pending`` from the moment
+a registration's UIA stage accepts the token until the account is created (then
+it moves to ``completed``) or the UIA session expires (then it is released), so
+two people cannot both take the last use of a token.
+"""
 
 from __future__ import annotations
 
-from homeserver.storage.database import Database
+from dataclasses import dataclass
+
+from homeserver.storage.database import Database, Txn
+
+
+@dataclass(frozen=True)
+class RegistrationToken:
+    token: str
+    uses_allowed: int | None
+    pending: int
+    completed: int
+    expiry_time: int | None
+
+
+# A use is available: no limit or room under it, and not expired.
+_USABLE = ("(uses_allowed IS NULL OR pending + completed < uses_allowed)"
+           " AND (expiry_time IS NULL OR expiry_time > ?)")
 
 
 class RegistrationTokenStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    # -- tokens --
+
+    async def create_token(self, token: str, uses_allowed: int | None = None,
+                           expiry_time: int | None = None) -> None:
+        await self.db.execute(
+            "create_registration_token",
+            "INSERT INTO registration_tokens (token, uses_allowed, pending, completed,"
+            " expiry_time) VALUES (?, ?, 0, 0, ?)", (token, uses_allowed, expiry_time))
+
+    async def get_token(self, token: str) -> RegistrationToken | None:
+        rows = await self.db.execute(
+            "get_registration_token",
+            "SELECT token, uses_allowed, pending, completed, expiry_time"
+            " FROM registration_tokens WHERE token = ?", (token,))
+        return RegistrationToken(*rows[0]) if rows else None
+
+    async def is_token_usable(self, token: str, now_ms: int) -> bool:
+        rows = await self.db.execute(
+            "registration_token_is_usable",
+            f"SELECT 1 FROM registration_tokens WHERE token = ? AND {_USABLE}", (token, now_ms))
+        return bool(rows)
+
+    @staticmethod
+    def claim_use_txn(txn: Txn, token: str, now_ms: int) -> bool:
+        """Hold one use of ``token`` as pending; False when it has none left."""
+        txn.execute(f"UPDATE registration_tokens SET pending = pending + 1"
+                    f" WHERE token = ? AND {_USABLE}", (token, now_ms))
+        return txn.rowcount > 0
+
+    @staticmethod
+    def complete_use_txn(txn: Txn, token: str) -> None:
+        """A pending use became an account."""
+        txn.execute("UPDATE registration_tokens SET pending = pending - 1,"
+                    " completed = completed + 1 WHERE token = ? AND pending > 0", (token,))
+
+    @staticmethod
+    def release_uses_txn(txn: Txn, token: str, count: int) -> None:
+        """Give back pending uses whose registration was abandoned."""
+        txn.execute("UPDATE registration_tokens SET pending = CASE WHEN pending > ?"
+                    " THEN pending - ? ELSE 0 END WHERE token = ?", (count, count, token))
+
+    # -- shared-secret registration nonces --
+
+    async def add_nonce(self, nonce: str, now_ms: int, expired_before_ms: int) -> None:
+        """Store a fresh nonce, dropping those that can no longer be used."""
+        def txn_fn(txn: Txn) -> None:
+            txn.execute("DELETE FROM registration_nonces WHERE created_ts < ?",
+                        (expired_before_ms,))
+            txn.execute("INSERT INTO registration_nonces (nonce, created_ts) VALUES (?, ?)",
+                        (nonce, now_ms))
+        await self.db.run_interaction("add_registration_nonce", txn_fn)
+
+    async def take_nonce(self, nonce: str, expired_before_ms: int) -> bool:
+        """Consume ``nonce``: True once if it was issued and has not expired."""
+        def txn_fn(txn: Txn) -> bool:
+            created = txn.select_value(
+                "SELECT created_ts FROM registration_nonces WHERE nonce = ?", (nonce,))
+            if created is None:
+                return False
+            txn.execute("DELETE FROM registration_nonces WHERE nonce = ?", (nonce,))
+            return int(created) >= expired_before_ms
+        return await self.db.run_interaction("take_registration_nonce", txn_fn)

@@ -27,6 +27,8 @@ class RefreshTokenInfo:
     ultimate_session_expiry_ts: int | None
     next_token_id: int | None
     has_next_access_token_been_used: bool
+    # the successor was itself exchanged: this token's line has moved on
+    has_next_refresh_token_been_refreshed: bool = False
 
 
 class TokenStore:
@@ -86,11 +88,38 @@ class TokenStore:
         row = txn.select_one(
             "SELECT r.id, r.user_id, r.device_id, r.expiry_ts, r.ultimate_session_expiry_ts,"
             " r.next_token_id, (SELECT MAX(a.used) FROM access_tokens a"
-            "   WHERE a.refresh_token_id = r.next_token_id)"
+            "   WHERE a.refresh_token_id = r.next_token_id),"
+            " (SELECT n.next_token_id FROM refresh_tokens n WHERE n.id = r.next_token_id)"
             " FROM refresh_tokens r WHERE r.token_hash = ?", (token_hash,))
         if row is None:
             return None
-        return RefreshTokenInfo(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+        return RefreshTokenInfo(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]),
+                                row[7] is not None)
+
+    @staticmethod
+    def replace_refresh_token_txn(txn: Txn, old_id: int, new_id: int) -> None:
+        """Make ``new_id`` the successor of ``old_id``.
+
+        A successor the old token already had (the client never received that
+        response and refreshed again) is deleted with its access tokens.
+        """
+        previous = txn.select_value("SELECT next_token_id FROM refresh_tokens WHERE id = ?",
+                                    (old_id,))
+        if previous is not None:
+            txn.execute("DELETE FROM access_tokens WHERE refresh_token_id = ?", (previous,))
+            txn.execute("DELETE FROM refresh_tokens WHERE id = ?", (previous,))
+        txn.execute("UPDATE refresh_tokens SET next_token_id = ? WHERE id = ?",
+                    (new_id, old_id))
+
+    @staticmethod
+    def delete_refresh_token_txn(txn: Txn, token_id: int) -> None:
+        """Delete a refresh token and the access tokens it issued."""
+        txn.execute("DELETE FROM access_tokens WHERE refresh_token_id = ?", (token_id,))
+        txn.execute("DELETE FROM refresh_tokens WHERE id = ?", (token_id,))
+
+    async def delete_access_token(self, token_id: int) -> None:
+        await self.db.execute("delete_access_token", "DELETE FROM access_tokens WHERE id = ?",
+                              (token_id,))
 
     @staticmethod
     def delete_tokens_for_device_txn(txn: Txn, user_id: str, device_id: str) -> None:

@@ -49,18 +49,56 @@ class UserStore:
     @staticmethod
     def create_user_txn(txn: Txn, user_id: str, password_hash: str | None, now_ms: int,
                         admin: bool = False, is_guest: bool = False,
-                        user_type: str | None = None) -> None:
+                        user_type: str | None = None, displayname: str | None = None) -> None:
+        """Create the account and its profile (display name: ``displayname`` or the
+        localpart); ``UserExists`` when the ID is taken, ignoring case."""
         exists = txn.select_one("SELECT 1 FROM users WHERE lower(user_id) = lower(?)",
                                 (user_id,))
         if exists is not None:
             raise UserExists(user_id)
+        # ON CONFLICT: a concurrent registration of the same ID must end in
+        # UserExists (PostgreSQL retries this as a serialization failure and
+        # the SELECT above then sees the row), not in an integrity error.
         txn.execute(
             "INSERT INTO users (user_id, password_hash, creation_ts, admin, is_guest,"
-            " deactivated, user_type) VALUES (?, ?, ?, ?, ?, 0, ?)",
+            " deactivated, user_type) VALUES (?, ?, ?, ?, ?, 0, ?)"
+            " ON CONFLICT (user_id) DO NOTHING",
             (user_id, password_hash, now_ms, int(admin), int(is_guest), user_type))
+        if txn.rowcount == 0:
+            raise UserExists(user_id)
         localpart = user_id[1:].split(":", 1)[0]
         txn.execute("INSERT INTO profiles (user_id, displayname, avatar_url) VALUES (?, ?, NULL)",
-                    (user_id, localpart))
+                    (user_id, displayname or localpart))
+
+    @staticmethod
+    def next_numeric_localpart_txn(txn: Txn, server_name: str) -> str:
+        """The next free all-digits localpart, for registrations that name none."""
+        if txn.engine == "postgres":
+            rows = txn.select_all("SELECT user_id FROM users WHERE user_id ~ '^@[0-9]+:'")
+        else:
+            rows = txn.select_all("SELECT user_id FROM users WHERE user_id GLOB '@[0-9]*:*'")
+        highest = 0
+        for (user_id,) in rows:
+            localpart = user_id[1:].split(":", 1)[0]
+            if localpart.isdigit() and len(localpart) < 19:
+                highest = max(highest, int(localpart))
+        candidate = highest + 1
+        while txn.select_one("SELECT 1 FROM users WHERE user_id = ?",
+                             (f"@{candidate}:{server_name}",)) is not None:
+            candidate += 1
+        return str(candidate)
+
+    @staticmethod
+    def set_password_hash_txn(txn: Txn, user_id: str, password_hash: str | None) -> None:
+        txn.execute("UPDATE users SET password_hash = ? WHERE user_id = ?",
+                    (password_hash, user_id))
+
+    @staticmethod
+    def mark_deactivated_txn(txn: Txn, user_id: str) -> None:
+        """Deactivate the account: no password, flagged; the row stays so the ID
+        is never handed out again."""
+        txn.execute("UPDATE users SET password_hash = NULL, deactivated = 1 WHERE user_id = ?",
+                    (user_id,))
 
     async def is_user_id_taken(self, user_id: str) -> bool:
         rows = await self.db.execute("is_user_id_taken",

@@ -1,14 +1,97 @@
-"""(to be written)"""
+"""Account data: a user's own JSON objects, global or per room, by type.
+
+Only the user may read or write their account data. The types the server
+manages itself (``m.fully_read``, written through /read_markers, and
+``m.push_rules``, through /pushrules) are refused with 405 M_BAD_JSON, as
+the spec asks, both globally and per room; they can still be read.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from homeserver.accounts.identifiers import is_valid_room_id
+from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
+from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+CLIENT_V3 = "/_matrix/client/v3"
+
+SERVER_MANAGED_TYPES = {
+    "m.fully_read": "Cannot set m.fully_read through this API."
+                    " Use /rooms/{roomId}/read_markers",
+    "m.push_rules": "Cannot set m.push_rules through this API. Use /pushrules",
+}
+
+# The spec caps event types at 255 bytes; it also keeps the (user, room, type)
+# key well inside what a PostgreSQL index entry can hold.
+MAX_TYPE_BYTES = 255
+
+
+def check_type(data_type: str) -> None:
+    if len(data_type.encode("utf-8")) > MAX_TYPE_BYTES:
+        raise invalid_param(f"Account data type may not be longer than {MAX_TYPE_BYTES} bytes")
+
+
+def check_settable(data_type: str) -> None:
+    check_type(data_type)
+    refusal = SERVER_MANAGED_TYPES.get(data_type)
+    if refusal is not None:
+        raise MatrixError(405, Codes.BAD_JSON, refusal)
+
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    pass
+    store = hs.stores.account_data
+
+    def check_own(req: HttpRequest, verb: str) -> None:
+        if req.params["userId"] != req.user_id:
+            raise forbidden(f"Cannot {verb} account data for other users.")
+
+    def room_id_of(req: HttpRequest) -> str:
+        room_id: str = req.params["roomId"]
+        if not is_valid_room_id(room_id):
+            raise invalid_param(f"{room_id} is not a valid room ID")
+        return room_id
+
+    async def put_global(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/user/{userId}/account_data/{type}"""
+        check_own(req, "add")
+        data_type = req.params["type"]
+        check_settable(data_type)
+        await store.put_global_account_data(req.user_id, data_type, req.json())
+        return 200, {}
+
+    async def get_global(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/user/{userId}/account_data/{type}"""
+        check_own(req, "get")
+        content = await store.get_global_account_data(req.user_id, req.params["type"])
+        if content is None:
+            raise not_found("Account data not found")
+        return 200, content
+
+    async def put_room(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}"""
+        check_own(req, "add")
+        room_id = room_id_of(req)
+        data_type = req.params["type"]
+        check_settable(data_type)
+        await store.put_room_account_data(req.user_id, room_id, data_type, req.json())
+        return 200, {}
+
+    async def get_room(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}"""
+        check_own(req, "get")
+        room_id = room_id_of(req)
+        content = await store.get_room_account_data(req.user_id, room_id, req.params["type"])
+        if content is None:
+            raise not_found("Room account data not found")
+        return 200, content
+
+    user = f"{CLIENT_V3}/user/{{userId}}"
+    router.add("PUT", f"{user}/account_data/{{type}}", put_global)
+    router.add("GET", f"{user}/account_data/{{type}}", get_global)
+    router.add("PUT", f"{user}/rooms/{{roomId}}/account_data/{{type}}", put_room)
+    router.add("GET", f"{user}/rooms/{{roomId}}/account_data/{{type}}", get_room)

@@ -1,14 +1,110 @@
-"""(to be written)"""
+"""Device management: list, inspect, rename and delete a user's own devices.
+
+Deleting devices logs them out (their access and refresh tokens go with
+them) and needs user-interactive auth first, as the spec's security
+considerations ask: a stolen access token alone must not be enough to log
+the real user out everywhere. As on Synapse, a user cleaning up several
+devices in a row is asked once per ``ui_auth.session_timeout`` (if set).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from homeserver.accounts.uia import validate_user_via_ui_auth
+from homeserver.http.errors import Codes, MatrixError, bad_json, missing_param, not_found
+from homeserver.http.parse import get_str, is_storable_text
+from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+CLIENT_V3 = "/_matrix/client/v3"
+
+# Synapse's limit; display names are shown to other users' clients.
+MAX_DEVICE_DISPLAY_NAME_LEN = 100
+
+
+def parse_display_name(body: dict[str, Any]) -> str | None:
+    """The new display name of a device update; None leaves it unchanged."""
+    name: str | None = get_str(body, "display_name", None)
+    if name is not None:
+        if len(name) > MAX_DEVICE_DISPLAY_NAME_LEN:
+            raise MatrixError(400, Codes.TOO_LARGE, "Device display name is too long "
+                              f"(max {MAX_DEVICE_DISPLAY_NAME_LEN})")
+        if not is_storable_text(name):
+            raise MatrixError(400, Codes.INVALID_PARAM,
+                              "Device display name contains characters that cannot be stored")
+    return name
+
+
+def parse_device_list(body: dict[str, Any]) -> list[str]:
+    """The ``devices`` of a delete_devices body: a list of device ID strings."""
+    devices = body.get("devices")
+    if devices is None:
+        raise missing_param("devices")
+    if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+        raise bad_json("'devices' must be a list of strings")
+    # an ID no device could have is simply not there to delete
+    return [d for d in dict.fromkeys(devices) if is_storable_text(d)]
+
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    pass
+    devices_store = hs.stores.devices
+
+    async def get_devices(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/devices"""
+        devices = await devices_store.get_devices(req.user_id)
+        return 200, {"devices": [d.to_client() for d in devices]}
+
+    async def get_device(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/devices/{deviceId}"""
+        device = await devices_store.get_device(req.user_id, req.params["deviceId"])
+        if device is None:
+            raise not_found("No device found")
+        return 200, device.to_client()
+
+    async def put_device(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/devices/{deviceId}"""
+        name = parse_display_name(req.json())
+        device_id = req.params["deviceId"]
+        if name is None:
+            found = await devices_store.get_device(req.user_id, device_id) is not None
+        else:
+            found = await devices_store.set_display_name(req.user_id, device_id, name)
+        if not found:
+            raise not_found("Unknown device")
+        return 200, {}
+
+    async def delete_device(req: HttpRequest) -> tuple[int, Any]:
+        """DELETE /_matrix/client/v3/devices/{deviceId}"""
+        assert req.requester is not None
+        # Older clients send no body at all; that is the same as {}.
+        req.json(allow_empty=True)
+        await validate_user_via_ui_auth(hs, req, req.requester,
+                                        "remove a device from your account",
+                                        can_skip_ui_auth=True)
+        device_id = req.params["deviceId"]
+        if await devices_store.get_device(req.user_id, device_id) is None:
+            raise not_found("Unknown device")
+        await devices_store.delete_devices(req.user_id, [device_id])
+        return 200, {}
+
+    async def delete_devices(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_matrix/client/v3/delete_devices"""
+        assert req.requester is not None
+        # Refuse a malformed list before asking for a password.
+        parse_device_list(req.json(allow_empty=True))
+        body = await validate_user_via_ui_auth(hs, req, req.requester,
+                                               "remove device(s) from your account",
+                                               can_skip_ui_auth=True)
+        # Unknown device IDs are skipped, as Synapse does: the goal state holds.
+        await devices_store.delete_devices(req.user_id, parse_device_list(body))
+        return 200, {}
+
+    router.add("GET", f"{CLIENT_V3}/devices", get_devices, allow_guest=True)
+    router.add("GET", f"{CLIENT_V3}/devices/{{deviceId}}", get_device, allow_guest=True)
+    router.add("PUT", f"{CLIENT_V3}/devices/{{deviceId}}", put_device, allow_guest=True)
+    router.add("DELETE", f"{CLIENT_V3}/devices/{{deviceId}}", delete_device)
+    router.add("POST", f"{CLIENT_V3}/delete_devices", delete_devices)

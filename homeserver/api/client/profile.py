@@ -1,14 +1,139 @@
-"""(to be written)"""
+"""Profiles: a user's display name and avatar URL.
+
+Anyone may read a local user's profile without logging in (as Synapse does
+unless told otherwise); only the user, or a server admin, may change it.
+Profiles of users on other servers need federation and are 404 for now.
+
+A deactivated account's profile reads as empty, as on Synapse (which wipes
+it at deactivation): the whole profile is 404, a single field is absent.
+An empty string clears a field.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
-from homeserver.http.router import Router
+from homeserver.accounts.identifiers import is_valid_server_name, parse_user_id
+from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
+from homeserver.http.parse import is_storable_text
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import AUTH_NONE, Router
+from homeserver.storage.profiles import Profile
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+CLIENT_V3 = "/_matrix/client/v3"
+
+# Synapse's limits.
+MAX_DISPLAYNAME_LEN = 256
+MAX_AVATAR_URL_LEN = 1000
+
+_MEDIA_ID = re.compile(r"[A-Za-z0-9_\-]+")
+
+
+def is_valid_mxc_uri(uri: str) -> bool:
+    """``mxc://<server-name>/<media-id>``, as the content repository hands out."""
+    if not uri.startswith("mxc://"):
+        return False
+    server, sep, media_id = uri[len("mxc://"):].partition("/")
+    return bool(sep) and is_valid_server_name(server) and bool(_MEDIA_ID.fullmatch(media_id))
+
+
+def parse_field(body: dict[str, Any], field: str) -> str | None:
+    """The new value of a profile field from a PUT body; None clears it."""
+    if field not in body:
+        raise MatrixError(400, Codes.MISSING_PARAM, f"Missing key '{field}'")
+    value = body[field]
+    if not isinstance(value, str):
+        # null included: the spec lets servers refuse it, and Synapse does
+        raise invalid_param(f"'{field}' must be a string")
+    if not is_storable_text(value):
+        raise invalid_param(f"'{field}' contains characters that cannot be stored")
+    if field == "displayname":
+        if len(value) > MAX_DISPLAYNAME_LEN:
+            raise invalid_param(f"Displayname is too long (max {MAX_DISPLAYNAME_LEN})")
+        value = value.strip()
+    else:
+        if len(value) > MAX_AVATAR_URL_LEN:
+            raise invalid_param(f"Avatar URL is too long (max {MAX_AVATAR_URL_LEN})")
+        if value and not is_valid_mxc_uri(value):
+            raise invalid_param("'avatar_url' must be an mxc:// URI")
+    return value or None
+
+
+def profile_fields(profile: Profile) -> dict[str, str]:
+    """What a reader sees: set fields only, nothing of a deactivated account."""
+    if profile.deactivated:
+        return {}
+    fields = {"displayname": profile.displayname, "avatar_url": profile.avatar_url}
+    return {k: v for k, v in fields.items() if v is not None}
+
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    pass
+    profiles = hs.stores.profiles
+
+    def check_user_id(user_id: str) -> None:
+        if parse_user_id(user_id) is None:
+            raise invalid_param("Invalid user id")
+
+    async def read_profile(user_id: str) -> dict[str, str]:
+        check_user_id(user_id)
+        profile = await profiles.get_profile(user_id) if hs.is_mine(user_id) else None
+        if profile is None:
+            raise not_found("Profile was not found")
+        return profile_fields(profile)
+
+    async def get_profile(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/profile/{userId}"""
+        fields = await read_profile(req.params["userId"])
+        if not fields:
+            raise not_found("Profile was not found")
+        return 200, fields
+
+    async def get_displayname(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/profile/{userId}/displayname"""
+        fields = await read_profile(req.params["userId"])
+        return 200, {k: v for k, v in fields.items() if k == "displayname"}
+
+    async def get_avatar_url(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/profile/{userId}/avatar_url"""
+        fields = await read_profile(req.params["userId"])
+        return 200, {k: v for k, v in fields.items() if k == "avatar_url"}
+
+    async def check_may_set(req: HttpRequest, target: str, field: str) -> None:
+        check_user_id(target)
+        if target == req.user_id:
+            return
+        requester = await hs.stores.users.get_user(req.user_id)
+        if requester is None or not requester.admin:
+            raise forbidden(f"Cannot set another user's {field}")
+        if not hs.is_mine(target):
+            raise forbidden("User is not hosted on this homeserver")
+        if await profiles.get_profile(target) is None:
+            raise not_found("Profile was not found")
+
+    async def put_displayname(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/profile/{userId}/displayname"""
+        target = req.params["userId"]
+        await check_may_set(req, target, "displayname")
+        await profiles.set_displayname(target, parse_field(req.json(), "displayname"))
+        return 200, {}
+
+    async def put_avatar_url(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/profile/{userId}/avatar_url"""
+        target = req.params["userId"]
+        await check_may_set(req, target, "avatar_url")
+        await profiles.set_avatar_url(target, parse_field(req.json(), "avatar_url"))
+        return 200, {}
+
+    router.add("GET", f"{CLIENT_V3}/profile/{{userId}}", get_profile, auth=AUTH_NONE)
+    router.add("GET", f"{CLIENT_V3}/profile/{{userId}}/displayname", get_displayname,
+               auth=AUTH_NONE)
+    router.add("GET", f"{CLIENT_V3}/profile/{{userId}}/avatar_url", get_avatar_url,
+               auth=AUTH_NONE)
+    # Guests may name themselves, as on Synapse.
+    router.add("PUT", f"{CLIENT_V3}/profile/{{userId}}/displayname", put_displayname,
+               allow_guest=True)
+    router.add("PUT", f"{CLIENT_V3}/profile/{{userId}}/avatar_url", put_avatar_url)

@@ -1,0 +1,160 @@
+"""Password login and what follows a login: refresh and logout.
+
+``check_password_login`` is shared by ``POST /login`` and by user-interactive
+re-authentication (``m.login.password``), so both count failed attempts against
+the same per-account limit (``rc_login.failed_attempts``), as Synapse does.
+User IDs are matched ignoring case: Synapse lets people log in as
+``@Alice`` when they registered ``@alice``, and clients rely on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from homeserver.accounts.passwords import check_password
+from homeserver.accounts.sessions import new_token
+from homeserver.http.auth import hash_token
+from homeserver.http.errors import Codes, MatrixError, bad_json, forbidden, missing_param
+from homeserver.http.parse import get_str
+from homeserver.storage.database import Txn
+from homeserver.storage.tokens import TokenStore
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+LOGIN_TYPE_PASSWORD = "m.login.password"
+
+
+def qualify_user_id(hs: "HomeServer", user: str) -> str:
+    """``alice`` -> ``@alice:server``; a full user ID is kept as given."""
+    if user.startswith("@"):
+        return user
+    return f"@{user}:{hs.hostname}"
+
+
+def user_from_identifier(hs: "HomeServer", body: dict[str, Any]) -> str | None:
+    """The user ID a login (or an ``m.login.password`` auth dict) names.
+
+    Reads ``identifier`` (``m.id.user``), else the deprecated top-level ``user``;
+    None when neither is given. Third-party identifiers cannot match anyone
+    here (no 3PIDs are stored), so they fail like a wrong password.
+    """
+    identifier = body.get("identifier")
+    if identifier is None:
+        if "medium" in body or "address" in body:
+            raise forbidden("Invalid username or password")
+        user = get_str(body, "user", None)
+        return qualify_user_id(hs, user) if user is not None else None
+    if not isinstance(identifier, dict):
+        raise bad_json("'identifier' must be an object")
+    id_type = identifier.get("type")
+    if id_type == "m.id.user":
+        user = identifier.get("user")
+        if user is None:
+            raise missing_param("identifier.user")
+        if not isinstance(user, str):
+            raise bad_json("'identifier.user' must be a string")
+        return qualify_user_id(hs, user)
+    if id_type in ("m.id.thirdparty", "m.id.phone"):
+        raise forbidden("Invalid username or password")
+    raise MatrixError(400, Codes.UNKNOWN, "Unknown login identifier type")
+
+
+async def find_local_user(hs: "HomeServer", user_id: str) -> str | None:
+    """The stored spelling of ``user_id``, matched ignoring case."""
+    candidates = await hs.stores.users.get_user_case_insensitive(user_id)
+    if len(candidates) == 1:
+        return candidates[0]
+    if user_id in candidates:
+        return user_id
+    if candidates:
+        logger.warning("login: %d accounts match %s ignoring case; none exactly",
+                       len(candidates), user_id)
+    return None
+
+
+async def check_password_login(hs: "HomeServer", user_id: str, password: str) -> str:
+    """The canonical user ID when ``password`` is the account's password.
+
+    403 M_FORBIDDEN for an unknown user or a wrong password (counted against
+    the account's failed-attempts limit; 429 once it is exhausted), 403
+    M_USER_DEACTIVATED for a deactivated account.
+    """
+    failed = hs.ratelimiters["login_failed"]
+    key = user_id.lower()
+    failed.check(key)
+    canonical = await find_local_user(hs, user_id)
+    info = await hs.stores.users.get_user(canonical) if canonical is not None else None
+    if info is None:
+        failed.record(key)
+        raise forbidden("Invalid username or password")
+    if info.deactivated and not info.password_hash:
+        # Deactivation removed the password: nothing left to check it against.
+        raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
+    if not await check_password(password, info.password_hash):
+        failed.record(key)
+        raise forbidden("Invalid username or password")
+    if info.deactivated:
+        raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
+    return info.user_id
+
+
+# --- refresh ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RefreshedTokens:
+    access_token: str
+    refresh_token: str
+    expires_in_ms: int
+
+    def to_client(self) -> dict[str, object]:
+        return {"access_token": self.access_token, "refresh_token": self.refresh_token,
+                "expires_in_ms": self.expires_in_ms}
+
+
+class _RefreshRefused(Exception):
+    pass
+
+
+def _refresh_txn(txn: Txn, hs: "HomeServer", refresh_token: str) -> RefreshedTokens:
+    now = hs.now_ms()
+    old = TokenStore.get_refresh_token_txn(txn, hash_token(refresh_token))
+    if old is None or old.has_next_access_token_been_used \
+            or old.has_next_refresh_token_been_refreshed:
+        raise _RefreshRefused()
+    ultimate = old.ultimate_session_expiry_ts
+    if (old.expiry_ts is not None and old.expiry_ts <= now) or \
+            (ultimate is not None and ultimate <= now):
+        raise _RefreshRefused()
+    lifetime = hs.config.refresh_token_lifetime
+    refresh_expiry = now + lifetime if lifetime else None
+    expires_in = hs.config.refreshable_access_token_lifetime
+    valid_until = now + expires_in
+    if ultimate is not None:
+        # A bounded session stays bounded however often it is refreshed.
+        refresh_expiry = min(refresh_expiry or ultimate, ultimate)
+        valid_until = min(valid_until, ultimate)
+        expires_in = valid_until - now
+    new_refresh = new_token("hs_rt")
+    new_access = new_token("hs_at")
+    new_refresh_id = TokenStore.add_refresh_token_txn(
+        txn, hash_token(new_refresh), old.user_id, old.device_id, refresh_expiry, ultimate, now)
+    TokenStore.add_access_token_txn(txn, hash_token(new_access), old.user_id, old.device_id,
+                                    valid_until, new_refresh_id, now)
+    # The old refresh token stays usable until the new access token is first
+    # used (the response may never reach the client); see Auth.get_requester.
+    TokenStore.replace_refresh_token_txn(txn, old.token_id, new_refresh_id)
+    return RefreshedTokens(new_access, new_refresh, expires_in)
+
+
+async def refresh_session(hs: "HomeServer", refresh_token: str) -> RefreshedTokens:
+    """A new access/refresh token pair for ``refresh_token``, or 401 M_UNKNOWN_TOKEN."""
+    try:
+        return await hs.db.run_interaction("refresh_token", _refresh_txn, hs, refresh_token)
+    except _RefreshRefused:
+        raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown or used refresh token",
+                          soft_logout=False) from None

@@ -1,0 +1,160 @@
+"""Registering accounts: username rules, the UIA flows of ``/register``, and the
+one transaction that creates an account.
+
+The account, its profile, its first device and tokens, the registration
+token's use and the end of the UIA session are written in one transaction:
+a registration that fails leaves nothing behind.
+
+Usernames follow Synapse: the requested name is lower-cased (the spec lets the
+server map a username onto a user ID "in a logical manner"; logins match
+ignoring case anyway), must fit the localpart grammar, may not start with
+``_`` (reserved for application services) and may not be all digits
+(reserved for generated IDs: a registration without a username gets the next
+free number).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from homeserver.accounts.passwords import hash_password
+from homeserver.accounts.sessions import (
+    LoginSession,
+    check_localpart,
+    check_password_policy,
+    login_txn,
+    new_device_id,
+)
+from homeserver.accounts.uia import (
+    CLAIMED_TOKEN,
+    DUMMY,
+    PASSWORD_HASH,
+    REGISTRATION_TOKEN,
+    UiAuthAttempt,
+    complete_ui_auth,
+)
+from homeserver.http.errors import Codes, MatrixError, missing_param
+from homeserver.http.request import HttpRequest
+from homeserver.storage.database import Txn
+from homeserver.storage.registration_tokens import RegistrationTokenStore
+from homeserver.storage.ui_auth import UiAuthStore
+from homeserver.storage.users import UserExists, UserStore
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    """What to create; ``localpart`` None means "the next free number"."""
+
+    localpart: str | None
+    password_hash: str
+    admin: bool = False
+    user_type: str | None = None
+    displayname: str | None = None
+
+
+@dataclass(frozen=True)
+class LoginRequest:
+    """The device to log the new account in on."""
+
+    device_id: str | None
+    display_name: str | None
+    refreshable: bool
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The parameters of ``POST /register`` that decide the account."""
+
+    username: str | None
+    password: str | None
+    login: LoginRequest | None  # None: inhibit_login
+
+
+@dataclass(frozen=True)
+class Registered:
+    user_id: str
+    session: LoginSession | None
+
+    def to_client(self, hs: "HomeServer") -> dict[str, object]:
+        if self.session is None:
+            return {"user_id": self.user_id, "home_server": hs.hostname}
+        return self.session.to_client(hs)
+
+
+def registration_flows(hs: "HomeServer") -> list[list[str]]:
+    if hs.config.registration_requires_token:
+        return [[REGISTRATION_TOKEN]]
+    return [[DUMMY]]
+
+
+async def check_username(hs: "HomeServer", localpart: str) -> str:
+    """The user ID for a wanted localpart, or M_INVALID_USERNAME / M_USER_IN_USE."""
+    if not localpart:
+        raise MatrixError(400, Codes.INVALID_USERNAME, "User ID cannot be empty")
+    user_id = check_localpart(hs, localpart)
+    if localpart.startswith("_"):
+        raise MatrixError(400, Codes.INVALID_USERNAME, "User ID may not begin with _")
+    if localpart.isdigit():
+        raise MatrixError(400, Codes.INVALID_USERNAME,
+                          "Numeric user IDs are reserved for generated accounts")
+    if await hs.stores.users.is_user_id_taken(user_id):
+        raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
+    return user_id
+
+
+def _register_txn(txn: Txn, hs: "HomeServer", account: NewAccount, login: LoginRequest | None,
+                  uia_session_id: str | None, registration_token: str | None) -> Registered:
+    localpart = account.localpart
+    if localpart is None:
+        localpart = UserStore.next_numeric_localpart_txn(txn, hs.hostname)
+    user_id = f"@{localpart}:{hs.hostname}"
+    UserStore.create_user_txn(txn, user_id, account.password_hash, hs.now_ms(), account.admin,
+                              False, account.user_type, account.displayname)
+    if registration_token is not None:
+        RegistrationTokenStore.complete_use_txn(txn, registration_token)
+    if uia_session_id is not None:
+        UiAuthStore.delete_session_txn(txn, uia_session_id)
+    session = None
+    if login is not None:
+        session = login_txn(txn, hs, user_id, login.device_id or new_device_id(),
+                            login.display_name, login.refreshable)
+    return Registered(user_id, session)
+
+
+async def create_account(hs: "HomeServer", account: NewAccount, login: LoginRequest | None,
+                         *, uia_session_id: str | None = None,
+                         registration_token: str | None = None) -> Registered:
+    """Create the account (and log it in) in one transaction; M_USER_IN_USE if taken."""
+    try:
+        return await hs.db.run_interaction("register", _register_txn, hs, account, login,
+                                           uia_session_id, registration_token)
+    except UserExists:
+        raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.") from None
+
+
+async def register_via_ui_auth(hs: "HomeServer", req: HttpRequest, attempt: UiAuthAttempt,
+                               reg: Registration) -> Registered:
+    """``POST /register`` once parsed: check the name, run UIA, create the account."""
+    # Refuse a bad or taken name before asking for any authentication.
+    if reg.username is not None:
+        await check_username(hs, reg.username)
+    server_data = {}
+    if reg.password is not None and PASSWORD_HASH not in attempt.server_data:
+        check_password_policy(hs, reg.password)
+        # Kept hashed in the session, so a later request need not resend it.
+        server_data[PASSWORD_HASH] = await hash_password(reg.password, hs.config.bcrypt_rounds)
+    kept = {k: v for k, v in attempt.params.items() if k != "password"}
+    result = await complete_ui_auth(hs, req, attempt, registration_flows(hs),
+                                    "register a new account", params=kept,
+                                    server_data=server_data)
+    password_hash = result.server_data.get(PASSWORD_HASH)
+    if password_hash is None:
+        raise missing_param("password")
+    hs.ratelimiters["registration"].ratelimit(req.client_ip)
+    return await create_account(hs, NewAccount(reg.username, password_hash), reg.login,
+                                uia_session_id=result.session_id,
+                                registration_token=result.server_data.get(CLAIMED_TOKEN))

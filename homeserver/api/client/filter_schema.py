@@ -1,0 +1,115 @@
+"""The JSON schema of a sync filter, from the spec's definitions.
+
+Written from ``definitions/sync_filter.yaml``, ``event_filter.yaml`` and
+``room_event_filter.yaml``. Unknown keys are allowed everywhere, as Synapse
+allows them, so clients can send fields from newer spec versions and MSCs.
+Where the spec's prose says more than its schema, the schema here says it
+too: ``limit`` is an integer greater than 0 (a JSON ``10.0`` is refused, so
+whoever reads a stored filter can trust it), and room and user ID lists hold
+valid IDs, not just strings with the right sigil.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft7Validator, FormatChecker, ValidationError, validators
+from jsonschema.exceptions import best_match
+
+from homeserver.accounts.identifiers import is_valid_room_id, is_valid_user_id
+from homeserver.http.errors import bad_json
+
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_USER_IDS = {"type": "array", "items": {"type": "string", "format": "matrix_user_id"}}
+_ROOM_IDS = {"type": "array", "items": {"type": "string", "format": "matrix_room_id"}}
+
+_EVENT_FILTER_PROPERTIES: dict[str, Any] = {
+    "limit": {"type": "integer", "minimum": 1},
+    "senders": _USER_IDS,
+    "not_senders": _USER_IDS,
+    "types": _STRINGS,
+    "not_types": _STRINGS,
+}
+
+FILTER_SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "definitions": {
+        "event_filter": {
+            "type": "object",
+            "properties": _EVENT_FILTER_PROPERTIES,
+        },
+        "room_event_filter": {
+            "type": "object",
+            "properties": {
+                **_EVENT_FILTER_PROPERTIES,
+                "rooms": _ROOM_IDS,
+                "not_rooms": _ROOM_IDS,
+                "contains_url": {"type": "boolean"},
+                "lazy_load_members": {"type": "boolean"},
+                "include_redundant_members": {"type": "boolean"},
+                "unread_thread_notifications": {"type": "boolean"},
+            },
+        },
+        "room_filter": {
+            "type": "object",
+            "properties": {
+                "rooms": _ROOM_IDS,
+                "not_rooms": _ROOM_IDS,
+                "include_leave": {"type": "boolean"},
+                "ephemeral": {"$ref": "#/definitions/room_event_filter"},
+                "state": {"$ref": "#/definitions/room_event_filter"},
+                "timeline": {"$ref": "#/definitions/room_event_filter"},
+                "account_data": {"$ref": "#/definitions/room_event_filter"},
+            },
+        },
+    },
+    "properties": {
+        "event_fields": _STRINGS,
+        "event_format": {"type": "string", "enum": ["client", "federation"]},
+        "presence": {"$ref": "#/definitions/event_filter"},
+        "account_data": {"$ref": "#/definitions/event_filter"},
+        "room": {"$ref": "#/definitions/room_filter"},
+    },
+}
+
+_FORMAT_CHECKER = FormatChecker(formats=())
+_FORMAT_CHECKER.checks("matrix_user_id")(lambda v: not isinstance(v, str) or is_valid_user_id(v))
+_FORMAT_CHECKER.checks("matrix_room_id")(lambda v: not isinstance(v, str) or is_valid_room_id(v))
+
+_FORMAT_NAMES = {"matrix_user_id": "a valid user ID", "matrix_room_id": "a valid room ID"}
+
+# JSON numbers like 10.0 are integers to draft 7; not to us.
+_Validator = validators.extend(
+    Draft7Validator,
+    type_checker=Draft7Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool)),
+)
+_VALIDATOR = _Validator(FILTER_SCHEMA, format_checker=_FORMAT_CHECKER)
+
+
+def _where(error: ValidationError) -> str:
+    where = ""
+    for part in error.absolute_path:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    return where or "filter"
+
+
+def _describe(error: ValidationError) -> str:
+    if error.validator == "format":
+        expected = _FORMAT_NAMES[str(error.validator_value)]
+        return f"{_where(error)}: {error.instance!r} is not {expected}"
+    return f"{_where(error)}: {error.message}"
+
+
+def filter_problem(filter_json: Any) -> str | None:
+    """What is wrong with a filter, naming where; None when it is valid."""
+    error = best_match(_VALIDATOR.iter_errors(filter_json))
+    return None if error is None else _describe(error)
+
+
+def check_filter(filter_json: Any) -> None:
+    """Raise 400 M_BAD_JSON, naming the problem, unless ``filter_json`` is a valid filter."""
+    problem = filter_problem(filter_json)
+    if problem is not None:
+        raise bad_json(f"Invalid filter: {problem}")

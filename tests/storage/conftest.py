@@ -1,0 +1,68 @@
+"""A bare Database per test, on SQLite and on PostgreSQL, without a HomeServer.
+
+The reactor is imported inside functions: pytest-twisted installs the asyncio
+reactor after conftest modules are imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import threads
+
+from homeserver.storage.database import Database
+from homeserver.storage.migrations import prepare_database_blocking
+from tests.harness import create_postgres_database, drop_postgres_database
+
+
+class Databases:
+    """Opens databases for one test (all pointing at the same storage) and closes them."""
+
+    def __init__(self, engine: str, tmp_dir: str) -> None:
+        self.engine = engine
+        if engine == "sqlite":
+            self.args: dict[str, Any] = {"database": os.path.join(tmp_dir, "test.db")}
+        else:
+            self.args = create_postgres_database()
+        self._open: list[Database] = []
+
+    def open(self, **arg_overrides: Any) -> Database:
+        from twisted.internet import reactor
+
+        db = Database(self.engine, {**self.args, **arg_overrides}, reactor)
+        db.start()
+        self._open.append(db)
+        return db
+
+    async def close(self) -> None:
+        for db in self._open:
+            await threads.deferToThread(db.close)
+        if self.engine == "postgres":
+            drop_postgres_database(self.args["database"])
+
+
+async def in_pool(db: Database, func: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking ``func(*args)`` on the database's own threads, as the server does."""
+    from twisted.internet import reactor
+
+    return await threads.deferToThreadPool(reactor, db._pool, func, *args)
+
+
+async def prepare(db: Database) -> int:
+    return int(await in_pool(db, prepare_database_blocking, db))
+
+
+@pytest_twisted.async_yield_fixture
+async def databases(engine: str, tmp_path: Any) -> AsyncIterator[Databases]:
+    dbs = Databases(engine, str(tmp_path))
+    yield dbs
+    await dbs.close()
+
+
+@pytest_twisted.async_yield_fixture
+async def db(databases: Databases) -> AsyncIterator[Database]:
+    """An empty database (no schema yet)."""
+    yield databases.open()

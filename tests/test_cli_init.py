@@ -1,0 +1,114 @@
+"""`homeserver init`: the first command an operator runs."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from signedjson.key import read_signing_keys
+
+from homeserver.config import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def homeserver(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "homeserver.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_init_writes_a_config_that_loads_and_a_private_signing_key(tmp_path: Path) -> None:
+    result = homeserver("init", "--server-name", "example.org", "--config",
+                        "data/homeserver.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = load_config(str(tmp_path / "data" / "homeserver.yaml"))
+    assert config.server_name == "example.org"
+    assert config.public_baseurl == "https://example.org/"
+    assert config.database.engine == "sqlite"
+    # the SQLite file sits beside the config, wherever the server is started from
+    assert config.database.args["database"] == str(tmp_path / "data" / "homeserver.db")
+    assert [(lst.port, lst.bind_addresses) for lst in config.listeners] == [
+        (8008, ["127.0.0.1"])]
+    # a real server name gets closed registration and a shared secret for admins
+    assert config.enable_registration is False
+    assert len(config.registration_shared_secret) >= 32
+
+    key_file = tmp_path / "data" / "homeserver.signing.key"
+    assert config.signing_key_path == "homeserver.signing.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "data" / "homeserver.yaml").stat().st_mode) == 0o600
+    with open(key_file) as f:
+        [key] = read_signing_keys(f)
+    assert key.alg == "ed25519"
+
+
+def test_each_init_makes_a_fresh_key_and_secret(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert homeserver("init", "--server-name", "example.org", "--config",
+                          f"{name}/hs.yaml", cwd=tmp_path).returncode == 0
+    keys = [(tmp_path / n / "hs.signing.key").read_text() for n in ("a", "b")]
+    secrets = [load_config(str(tmp_path / n / "hs.yaml")).registration_shared_secret
+               for n in ("a", "b")]
+    assert keys[0] != keys[1]
+    assert secrets[0] != secrets[1]
+
+
+def test_init_refuses_to_overwrite_a_config(tmp_path: Path) -> None:
+    assert homeserver("init", "--server-name", "example.org", "--config", "hs.yaml",
+                      cwd=tmp_path).returncode == 0
+    before = (tmp_path / "hs.yaml").read_text(), (tmp_path / "hs.signing.key").read_text()
+    result = homeserver("init", "--server-name", "other.org", "--config", "hs.yaml",
+                        cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["homeserver: hs.yaml already exists; not overwriting it"]
+    after = (tmp_path / "hs.yaml").read_text(), (tmp_path / "hs.signing.key").read_text()
+    assert after == before
+
+
+def test_init_for_localhost_opens_registration_for_a_local_trial(tmp_path: Path) -> None:
+    assert homeserver("init", "--server-name", "localhost", "--config", "hs.yaml",
+                      cwd=tmp_path).returncode == 0
+    config = load_config(str(tmp_path / "hs.yaml"))
+    assert config.enable_registration is True
+    assert config.enable_registration_without_verification is True
+    assert config.public_baseurl == "http://127.0.0.1:8008/"
+    # only this machine can reach it, and the file says why registration is open
+    assert all(lst.bind_addresses == ["127.0.0.1"] for lst in config.listeners)
+    assert "binds 127.0.0.1 only" in (tmp_path / "hs.yaml").read_text()
+
+
+def test_init_with_postgres_url_maps_it_into_database_args(tmp_path: Path) -> None:
+    result = homeserver("init", "--server-name", "example.org", "--config", "hs.yaml",
+                        "--database", "postgres", "--database-url",
+                        "postgresql://user@host:5433/db", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = load_config(str(tmp_path / "hs.yaml"))
+    assert config.database.engine == "postgres"
+    assert config.database.args == {"database": "db", "user": "user", "host": "host",
+                                    "port": 5433, "cp_min": 1, "cp_max": 10}
+    raw = yaml.safe_load((tmp_path / "hs.yaml").read_text())
+    assert raw["database"]["name"] == "psycopg2"  # Synapse's name for the engine
+
+
+def test_init_refuses_a_bad_database_url_and_writes_nothing(tmp_path: Path) -> None:
+    result = homeserver("init", "--server-name", "example.org", "--config", "hs.yaml",
+                        "--database", "postgres", "--database-url",
+                        "postgresql://host/db?frobnicate=1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert "--database-url" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_refuses_an_invalid_server_name_and_writes_nothing(tmp_path: Path) -> None:
+    result = homeserver("init", "--server-name", "not a name", "--config", "hs.yaml",
+                        cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "homeserver: server_name: not a valid server name: 'not a name'"]
+    assert list(tmp_path.iterdir()) == []
