@@ -1,0 +1,1 @@
+"""Events: the format of every room version, canonical JSON, hashes, signatures and redaction. Pure: no I/O."""

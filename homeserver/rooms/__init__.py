@@ -1,0 +1,1 @@
+"""Rooms: auth rules, state resolution, creation, membership. The pure parts take plain data."""
