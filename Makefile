@@ -24,10 +24,11 @@ run: $(VENV)/.installed $(CONFIG)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check homeserver synapse_compat tests scripts
-	$(BIN)/mypy homeserver synapse_compat
+	$(BIN)/mypy homeserver synapse_compat scripts
 
+# PYTEST_ARGS="-k profile -x" narrows a run; the suite runs on both engines either way.
 test: lint
-	$(BIN)/python scripts/with_postgres.py $(BIN)/pytest
+	$(BIN)/python scripts/with_postgres.py $(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import stat
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 from signedjson.key import read_signing_keys
 
@@ -70,8 +74,10 @@ def test_init_refuses_to_overwrite_a_config(tmp_path: Path) -> None:
     assert after == before
 
 
-def test_init_for_localhost_opens_registration_for_a_local_trial(tmp_path: Path) -> None:
-    assert homeserver("init", "--server-name", "localhost", "--config", "hs.yaml",
+@pytest.mark.parametrize("name", ["localhost", "127.0.0.1"])
+def test_init_for_a_local_name_opens_registration_for_a_trial(tmp_path: Path,
+                                                              name: str) -> None:
+    assert homeserver("init", "--server-name", name, "--config", "hs.yaml",
                       cwd=tmp_path).returncode == 0
     config = load_config(str(tmp_path / "hs.yaml"))
     assert config.enable_registration is True
@@ -112,3 +118,34 @@ def test_init_refuses_an_invalid_server_name_and_writes_nothing(tmp_path: Path) 
     assert result.stderr.splitlines() == [
         "homeserver: server_name: not a valid server name: 'not a name'"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fresh_init_runs_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    assert homeserver("init", "--server-name", "localhost", "--config", "hs.yaml",
+                      cwd=tmp_path).returncode == 0
+    config = tmp_path / "hs.yaml"
+    config.write_text(config.read_text().replace("port: 8008", "port: 0"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "homeserver.cli", "run", "--config",
+                             "hs.yaml"], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stderr is not None
+        port = None
+        for line in proc.stderr:
+            found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if found:
+                port = int(found.group(1))
+                break
+        assert port, "the server never said where it listens"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_matrix/client/versions",
+                                    timeout=10) as resp:
+            assert resp.status == 200
+            assert b"v1.1" in resp.read()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (tmp_path / "homeserver.db").exists()

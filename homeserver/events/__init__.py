@@ -1,1 +1,2 @@
-"""Events: the format of every room version, canonical JSON, hashes, signatures and redaction. Pure: no I/O."""
+"""Events: the format of every room version, canonical JSON, hashes, signatures
+and redaction. Pure: no I/O."""

@@ -36,6 +36,18 @@ class Event:
     # set for events rejected by the auth rules (kept for the DAG, never state)
     rejected_reason: str | None = None
 
+    @classmethod
+    def from_pdu(cls, pdu: dict[str, Any], room_version: RoomVersion,
+                 rejected_reason: str | None = None) -> Event:
+        """Wrap a PDU, computing its event ID as ``room_version`` says.
+
+        v1/v2 read the PDU's ``event_id``; v3+ hash it (the PDU should carry no
+        ``event_id`` then). The PDU is not validated: see ``events.validation``.
+        """
+        from homeserver.events.hashes import compute_event_id
+
+        return cls(compute_event_id(pdu, room_version), room_version, pdu, rejected_reason)
+
     def __hash__(self) -> int:
         return hash(self.event_id)
 

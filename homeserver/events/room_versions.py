@@ -39,6 +39,9 @@ class RoomVersion:
     enforce_key_validity: bool = False
     # v1-v5: m.room.aliases has its own auth rule
     special_case_aliases_auth: bool = True
+    # v1-v2: the auth rules check m.room.redaction against the "redact" level
+    # (or a matching event ID domain); v3+ defer that to handling redactions
+    redaction_auth_rule: bool = True
     # v6+: canonical JSON is strict (integers only, in [-(2**53)+1, 2**53-1])
     strict_canonicaljson: bool = False
     # v6+: the "notifications" key of power levels is checked like the others
@@ -58,6 +61,10 @@ class RoomVersion:
     # v12+: the room ID is "!" + the create event's reference hash, and the
     # create event carries no room_id
     room_id_from_create_event: bool = False
+    # v11+: the 255-byte limits on type/state_key/sender/room_id/event_id are
+    # strict. Before, Synapse kept events within 255 code points but over 255
+    # bytes as rejected rather than dropping them (so rooms do not split).
+    strict_event_byte_limits: bool = False
 
     @property
     def event_ids_are_hashes(self) -> bool:
@@ -66,7 +73,8 @@ class RoomVersion:
 
 _V1 = RoomVersion("1", EventIdFormat.ASSIGNED, StateResAlgorithm.V1, redaction_rules=1)
 _V2 = replace(_V1, identifier="2", state_res=StateResAlgorithm.V2)
-_V3 = replace(_V2, identifier="3", event_id_format=EventIdFormat.REFERENCE_HASH_BASE64)
+_V3 = replace(_V2, identifier="3", event_id_format=EventIdFormat.REFERENCE_HASH_BASE64,
+              redaction_auth_rule=False)
 _V4 = replace(_V3, identifier="4", event_id_format=EventIdFormat.REFERENCE_HASH_URLSAFE)
 _V5 = replace(_V4, identifier="5", enforce_key_validity=True)
 _V6 = replace(_V5, identifier="6", redaction_rules=6, special_case_aliases_auth=False,
@@ -76,7 +84,8 @@ _V8 = replace(_V7, identifier="8", redaction_rules=8, restricted_join_rule=True)
 _V9 = replace(_V8, identifier="9", redaction_rules=9)
 _V10 = replace(_V9, identifier="10", knock_restricted_join_rule=True,
                enforce_int_power_levels=True)
-_V11 = replace(_V10, identifier="11", redaction_rules=11, implicit_room_creator=True)
+_V11 = replace(_V10, identifier="11", redaction_rules=11, implicit_room_creator=True,
+               strict_event_byte_limits=True)
 _V12 = replace(_V11, identifier="12", state_res=StateResAlgorithm.V2_1,
                privileged_creators=True, room_id_from_create_event=True)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet import defer
 from twisted.python.failure import Failure
@@ -36,7 +36,8 @@ CORS_HEADERS = {
     b"Access-Control-Allow-Headers": b"X-Requested-With, Content-Type, Authorization",
 }
 
-_TOKEN_IN_QUERY = re.compile(rb"(access_token=)[^&]*")
+# Query parameters whose values are secrets, never to be logged.
+_SECRET_PARAMS = frozenset({b"access_token"})
 
 
 def encode_json(body: Any) -> bytes:
@@ -137,5 +138,18 @@ class MatrixResource(Resource):
 
 
 def _redacted_uri(request: Request) -> str:
-    """The request URI with any access token in the query string masked."""
-    return _TOKEN_IN_QUERY.sub(rb"\1<redacted>", request.uri).decode("ascii", "replace")
+    """The request URI with any access token in the query string masked.
+
+    Names are compared as Twisted decodes them for ``request.args``, so an
+    encoded name (``access%5Ftoken``) that authenticates is masked too.
+    """
+    path, sep, query = request.uri.partition(b"?")
+    if not sep:
+        return path.decode("ascii", "replace")
+    pairs = []
+    for pair in query.split(b"&"):
+        name, eq, _ = pair.partition(b"=")
+        if unquote_to_bytes(name.replace(b"+", b" ")) in _SECRET_PARAMS:
+            pair = name + b"=<redacted>"
+        pairs.append(pair)
+    return (path + b"?" + b"&".join(pairs)).decode("ascii", "replace")

@@ -213,13 +213,16 @@ class Database:
         return isinstance(e, (psycopg2.errors.SerializationFailure,
                               psycopg2.errors.DeadlockDetected))
 
-    def _is_connection_lost(self, e: BaseException) -> bool:
+    def _is_connection_lost(self, e: BaseException, conn: Any) -> bool:
         if self.engine == "sqlite":
             return False
         import psycopg2
 
+        # An OperationalError on a live connection (a statement timeout, a
+        # lock timeout) is the query's fault: retrying would repeat it.
         return isinstance(e, psycopg2.InterfaceError) or (
-            isinstance(e, psycopg2.OperationalError) and not self._is_retryable(e))
+            isinstance(e, psycopg2.OperationalError) and not self._is_retryable(e)
+            and bool(conn.closed))
 
     def run_txn_blocking(self, desc: str, func: Callable[..., R], *args: Any,
                          **kwargs: Any) -> R:
@@ -238,7 +241,7 @@ class Database:
                     conn.rollback()
                 except Exception:
                     self._drop_connection()
-                if self._is_connection_lost(e):
+                if self._is_connection_lost(e, conn):
                     self._drop_connection()
                     if attempt + 1 < MAX_ATTEMPTS:
                         logger.warning("[%s] database connection lost; reconnecting", desc)

@@ -111,12 +111,6 @@ class TokenStore:
         txn.execute("UPDATE refresh_tokens SET next_token_id = ? WHERE id = ?",
                     (new_id, old_id))
 
-    @staticmethod
-    def delete_refresh_token_txn(txn: Txn, token_id: int) -> None:
-        """Delete a refresh token and the access tokens it issued."""
-        txn.execute("DELETE FROM access_tokens WHERE refresh_token_id = ?", (token_id,))
-        txn.execute("DELETE FROM refresh_tokens WHERE id = ?", (token_id,))
-
     async def delete_access_token(self, token_id: int) -> None:
         await self.db.execute("delete_access_token", "DELETE FROM access_tokens WHERE id = ?",
                               (token_id,))

@@ -266,3 +266,54 @@ async def test_deactivation_refuses_a_malformed_erase_flag(server: TestServer) -
     alice = await server.register("alice")
     resp = await alice.post(DEACTIVATE, {"erase": "yes"})
     assert (resp.code, resp.body["errcode"]) == (400, "M_BAD_JSON")
+
+
+# --- ui_auth.session_timeout: skipping a recent re-authentication --------------------------
+
+async def server_with_skippable_route(make_server: Any, clock: Clock,
+                                      **config: Any) -> TestServer:
+    """A server with one extra route that allows a recent re-authentication to count,
+    as device deletion may (Synapse's can_skip_ui_auth)."""
+    from homeserver.accounts.uia import validate_user_via_ui_auth
+    from homeserver.http.request import HttpRequest
+
+    server: TestServer = await make_server(clock=clock, **config)
+
+    async def guarded(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_test/guarded"""
+        assert req.requester is not None
+        params = await validate_user_via_ui_auth(server.hs, req, req.requester, "test",
+                                                 can_skip_ui_auth=True)
+        return 200, params
+
+    server.hs.router.add("POST", "/_test/guarded", guarded)
+    return server
+
+
+@pytest_twisted.ensureDeferred
+async def test_recent_reauth_is_reused_within_session_timeout(make_server: Any) -> None:
+    clock = Clock()
+    server = await server_with_skippable_route(make_server, clock,
+                                               ui_auth={"session_timeout": "1m"})
+    alice = await server.register("alice")
+    session = await begin(alice, "/_test/guarded", {"n": 1})
+    done = await alice.post("/_test/guarded", {"auth": password_auth(session)})
+    assert (done.code, done.body) == (200, {"n": 1})
+    skipped = await alice.post("/_test/guarded", {"n": 2})
+    assert (skipped.code, skipped.body) == (200, {"n": 2})
+    # never for a password change
+    assert (await alice.post(CHANGE_PASSWORD, {"new_password": NEW_PASSWORD})).code == 401
+    # not for another access token of the same user
+    other = server.client((await login(server, "alice")).body["access_token"])
+    assert (await other.post("/_test/guarded", {"n": 3})).code == 401
+    clock.advance(61)
+    assert (await alice.post("/_test/guarded", {"n": 4})).code == 401
+
+
+@pytest_twisted.ensureDeferred
+async def test_session_timeout_zero_always_asks_again(make_server: Any) -> None:
+    server = await server_with_skippable_route(make_server, Clock())
+    alice = await server.register("alice")
+    session = await begin(alice, "/_test/guarded", {"n": 1})
+    assert (await alice.post("/_test/guarded", {"auth": password_auth(session)})).code == 200
+    assert (await alice.post("/_test/guarded", {"n": 2})).code == 401

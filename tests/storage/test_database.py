@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import pytest
 import pytest_twisted
 from twisted.internet import defer
@@ -155,3 +156,20 @@ async def test_text_round_trips_unchanged(db: Database) -> None:
     text = "caf\u00e9 \u2603 \U0001f600 'quoted' \"double\" ? %s \\ \x01"
     await db.execute("insert", "INSERT INTO notes (body) VALUES (?)", (text,))
     assert await db.execute("select", "SELECT body FROM notes") == [(text,)]
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("engine", ["postgres"])
+async def test_a_query_that_times_out_is_not_repeated(db: Database) -> None:
+    attempts: list[int] = []
+
+    def slow_txn(txn: Txn) -> None:
+        attempts.append(1)
+        txn.execute("SET LOCAL statement_timeout = 50")
+        txn.execute("SELECT pg_sleep(2)")
+
+    with pytest.raises(psycopg2.errors.QueryCanceled):
+        await db.run_interaction("slow", slow_txn)
+    assert len(attempts) == 1
+    # the connection is still good
+    assert await db.execute("after", "SELECT 1") == [(1,)]

@@ -1,0 +1,1 @@
+"""Schema migrations, as data files: see homeserver/storage/migrations.py."""
