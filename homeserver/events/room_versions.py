@@ -23,8 +23,9 @@ class EventIdFormat(Enum):
 class StateResAlgorithm(Enum):
     V1 = 1
     V2 = 2
-    # v12: state resolution v2 with the changes of MSC4297 (begin from the
-    # create event's state, re-apply unconflicted state at the end)
+    # v12: state resolution v2 with the changes of MSC4297 (the conflicted
+    # state subgraph joins the full conflicted set, and the first iterative
+    # auth checks start from an empty state)
     V2_1 = 3
 
 
