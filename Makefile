@@ -23,7 +23,7 @@ run: $(VENV)/.installed $(CONFIG)
 	$(BIN)/homeserver run --config $(CONFIG)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check homeserver synapse_compat tests scripts
+	$(BIN)/ruff check homeserver synapse_compat tests scripts bench
 	$(BIN)/mypy homeserver synapse_compat scripts
 
 # PYTEST_ARGS="-k profile -x" narrows a run; the suite runs on both engines either way.

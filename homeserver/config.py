@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
+
 
 class ConfigError(Exception):
     """A problem with the configuration; ``str()`` is one line for the operator."""
@@ -151,6 +153,10 @@ SCHEMA: dict[str, Key] = {
     "trusted_key_servers": Key("list", item=Key("any"), default=[]),
     "media_store_path": Key("str"),
     "caches": Key("map", children={"global_factor": Key("float", 0.5)}),
+    # Synapse's name and default; scaled by caches.global_factor.
+    "event_cache_size": Key("size", "10K"),
+    "default_room_version": Key("str", DEFAULT_ROOM_VERSION, nullable=False,
+                                choices=tuple(KNOWN_ROOM_VERSIONS)),
 }
 
 

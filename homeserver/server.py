@@ -7,7 +7,7 @@ import os
 from collections.abc import Coroutine
 from typing import Any
 
-from signedjson.key import read_signing_keys
+from signedjson.key import generate_signing_key, read_signing_keys
 from twisted.internet import defer, threads
 from twisted.web.server import Site
 
@@ -17,6 +17,9 @@ from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import SizeLimitedRequest
 from homeserver.http.resource import MatrixResource
 from homeserver.http.router import Router
+from homeserver.rooms.access import RoomReader
+from homeserver.rooms.creator import EventCreator
+from homeserver.rooms.membership import MembershipHandler
 from homeserver.storage import Stores
 from homeserver.storage.database import Database
 from homeserver.storage.migrations import prepare_database_blocking
@@ -41,7 +44,8 @@ class HomeServer:
         self.clock = clock if clock is not None else reactor
         self.hostname = config.server_name
         self.db = Database(config.database.engine, config.database.args, reactor)
-        self.stores = Stores(self.db)
+        self.stores = Stores(self.db, event_cache_size=max(
+            1, int(config.event_cache_size * config.caches["global_factor"])))
         self.auth = Auth(self)
         self.signing_key = self._load_signing_key()
         self.ratelimiters = {
@@ -52,6 +56,9 @@ class HomeServer:
             "login_failed": Ratelimiter(self.clock, "rc_login.failed_attempts",
                                         config.rc_login_failed_attempts),
         }
+        self.event_creator = EventCreator(self)
+        self.membership = MembershipHandler(self)
+        self.room_reader = RoomReader(self)
         self.router = Router()
         self._background: set[defer.Deferred[Any]] = set()
         self.ports: list[Any] = []
@@ -81,7 +88,10 @@ class HomeServer:
     def _load_signing_key(self) -> Any:
         path = self.config.signing_key_path
         if not path:
-            return None
+            # No key configured (tests, embedded use): an ephemeral one, so the
+            # events this process creates are signed all the same.
+            logger.info("no signing_key_path configured: using an ephemeral signing key")
+            return generate_signing_key("ephemeral")
         path = os.path.join(self.config.config_dir, path)
         with open(path, encoding="ascii") as f:
             keys = read_signing_keys(f)

@@ -8,9 +8,12 @@ from __future__ import annotations
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.database import Database
 from homeserver.storage.devices import DeviceStore
+from homeserver.storage.events import DEFAULT_EVENT_CACHE_SIZE, EventStore
 from homeserver.storage.filters import FilterStore
 from homeserver.storage.profiles import ProfileStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
+from homeserver.storage.rooms import RoomStore
+from homeserver.storage.state import StateStore
 from homeserver.storage.tokens import TokenStore
 from homeserver.storage.ui_auth import UiAuthStore
 from homeserver.storage.users import UserStore
@@ -19,7 +22,7 @@ from homeserver.storage.users import UserStore
 class Stores:
     """Every store of one database, built once by the HomeServer."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, event_cache_size: int = DEFAULT_EVENT_CACHE_SIZE) -> None:
         self.db = db
         self.users = UserStore(db)
         self.devices = DeviceStore(db)
@@ -29,3 +32,6 @@ class Stores:
         self.filters = FilterStore(db)
         self.ui_auth = UiAuthStore(db)
         self.registration_tokens = RegistrationTokenStore(db)
+        self.events = EventStore(db, event_cache_size)
+        self.rooms = RoomStore(db)
+        self.state = StateStore(db)

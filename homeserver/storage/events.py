@@ -1,0 +1,261 @@
+"""Events: the events table, the DAG edges, and persisting a new event.
+
+Every event gets an integer NID and, once it is part of the room's timeline,
+a position on the global stream (``storage/streams.py``). ``json`` is the PDU
+as canonical JSON; the columns beside it (type, state key, sender, depth,
+timestamp) are what queries filter on. ``prev_events`` and ``auth_events``
+are kept as NID pairs in ``event_edges`` and ``event_auth_edges``.
+
+``persist_event`` stores one event and everything it changes in ONE
+transaction: the event row and its edges, the stream position, the room's
+forward extremities, the state snapshot after it (``storage/state.py``), the
+current-state delta, the membership table and the client transaction ID. The
+caller (``rooms/creator.py``) holds the room's write lock, so the state it
+authorised the event against is the state this transaction updates.
+
+Read events are kept in a bounded LRU cache (``event_cache_size``, scaled by
+``caches.global_factor`` as Synapse scales its ``*getEvent*`` cache).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from homeserver.events.canonical import encode_canonical_json
+from homeserver.events.model import Event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.storage.database import Database, Txn
+from homeserver.storage.rooms import RoomStore
+from homeserver.storage.state import StateStore
+from homeserver.storage.streams import next_stream_id_txn
+
+DEFAULT_EVENT_CACHE_SIZE = 10_000
+
+
+class LruCache:
+    """A bounded map that forgets the least recently used entry first."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max(1, max_size)
+        self._data: OrderedDict[str, Event] = OrderedDict()
+
+    def get(self, key: str) -> Event | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: Event) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_size:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass(frozen=True)
+class NewEventTxn:
+    """A client transaction ID to remember with a sent event."""
+
+    user_id: str
+    scope: str
+    txn_id: str
+
+
+@dataclass(frozen=True)
+class PersistedEvent:
+    event_nid: int
+    stream_ordering: int
+    snapshot_nid: int
+
+
+@dataclass(frozen=True)
+class EventPosition:
+    event_nid: int
+    room_nid: int
+    stream_ordering: int | None
+    snapshot_nid: int | None
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class EventStore:
+    def __init__(self, db: Database, cache_size: int = DEFAULT_EVENT_CACHE_SIZE) -> None:
+        self.db = db
+        self.cache = LruCache(cache_size)
+
+    # -- reading -----------------------------------------------------------
+
+    @staticmethod
+    def _event_from_row(event_id: str, version: str, text: str,
+                        rejected: str | None) -> Event:
+        return Event(event_id, KNOWN_ROOM_VERSIONS[version], json.loads(text), rejected)
+
+    async def get_events(self, event_ids: list[str]) -> dict[str, Event]:
+        """The events of ``event_ids`` that we have (from the cache when we can)."""
+        out: dict[str, Event] = {}
+        missing: list[str] = []
+        for event_id in dict.fromkeys(event_ids):
+            cached = self.cache.get(event_id)
+            if cached is not None:
+                out[event_id] = cached
+            else:
+                missing.append(event_id)
+        for start in range(0, len(missing), 500):
+            chunk = missing[start:start + 500]
+            rows = await self.db.execute(
+                "get_events",
+                "SELECT ev.event_id, r.room_version, ev.json, ev.rejected_reason"
+                " FROM events ev JOIN rooms r ON r.room_nid = ev.room_nid"
+                f" WHERE ev.event_id IN ({_placeholders(len(chunk))})", chunk)
+            for row in rows:
+                event = self._event_from_row(*row)
+                self.cache.put(event.event_id, event)
+                out[event.event_id] = event
+        return out
+
+    async def get_event(self, event_id: str) -> Event | None:
+        return (await self.get_events([event_id])).get(event_id)
+
+    async def get_event_position(self, event_id: str) -> EventPosition | None:
+        rows = await self.db.execute(
+            "get_event_position",
+            "SELECT event_nid, room_nid, stream_ordering, snapshot_nid FROM events"
+            " WHERE event_id = ?", (event_id,))
+        if not rows:
+            return None
+        nid, room, stream, snapshot = rows[0]
+        return EventPosition(int(nid), int(room), None if stream is None else int(stream),
+                             None if snapshot is None else int(snapshot))
+
+    async def get_room_events(self, room_nid: int, *, from_pos: int, to_pos: int | None,
+                              backwards: bool, limit: int) -> list[tuple[int, Event]]:
+        """Up to ``limit`` timeline events of the room as (stream position, event).
+
+        Backwards: positions <= ``from_pos`` and > ``to_pos``, newest first.
+        Forwards: positions > ``from_pos`` and <= ``to_pos``, oldest first.
+        """
+        if backwards:
+            sql = ("SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
+                   " AND outlier = 0 AND stream_ordering <= ? AND stream_ordering > ?"
+                   " ORDER BY stream_ordering DESC LIMIT ?")
+            params = (room_nid, from_pos, to_pos if to_pos is not None else -1, limit)
+        else:
+            sql = ("SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
+                   " AND outlier = 0 AND stream_ordering > ? AND stream_ordering <= ?"
+                   " ORDER BY stream_ordering ASC LIMIT ?")
+            params = (room_nid, from_pos, to_pos if to_pos is not None else 2**62, limit)
+        rows = await self.db.execute("get_room_events", sql, params)
+        events = await self.get_events([r[1] for r in rows])
+        return [(int(pos), events[eid]) for pos, eid in rows if eid in events]
+
+    async def get_events_by_nid(self, nids: list[int]) -> dict[int, Event]:
+        if not nids:
+            return {}
+        rows = await self.db.execute(
+            "get_event_ids_by_nid",
+            f"SELECT event_nid, event_id FROM events WHERE event_nid IN"
+            f" ({_placeholders(len(nids))})", nids)
+        events = await self.get_events([r[1] for r in rows])
+        return {int(n): events[e] for n, e in rows if e in events}
+
+    async def get_replaced_state(self, event_ids: list[str]) -> dict[str, Event]:
+        """For state events: event ID -> the state event it replaced, if any."""
+        if not event_ids:
+            return {}
+        rows = await self.db.execute(
+            "get_replaced_state",
+            "SELECT ev.event_id, old.event_id FROM events ev"
+            " JOIN events old ON old.event_nid = ev.replaces_nid"
+            f" WHERE ev.event_id IN ({_placeholders(len(event_ids))})", event_ids)
+        olds = await self.get_events([r[1] for r in rows])
+        return {e: olds[o] for e, o in rows if o in olds}
+
+    # -- writing -----------------------------------------------------------
+
+    async def persist_event(self, event: Event, *, room_nid: int | None, now_ms: int,
+                            txn_id: NewEventTxn | None = None,
+                            new_room_id: str | None = None) -> PersistedEvent:
+        """Store ``event`` and all it changes, in one transaction.
+
+        ``room_nid`` None: ``event`` is the ``m.room.create`` of the room
+        ``new_room_id`` (a v12 create event carries no room ID), and the room
+        is created with it.
+        """
+        result = await self.db.run_interaction(
+            "persist_event", self.persist_event_txn, event, room_nid, now_ms, txn_id,
+            new_room_id)
+        self.cache.put(event.event_id, event)
+        return result
+
+    @staticmethod
+    def persist_event_txn(txn: Txn, event: Event, room_nid: int | None, now_ms: int,
+                          txn_id: NewEventTxn | None,
+                          new_room_id: str | None = None) -> PersistedEvent:
+        if room_nid is None:
+            if new_room_id is None or event.type != "m.room.create":
+                raise ValueError("a new room starts with its m.room.create event")
+            room_nid = RoomStore.create_room_txn(txn, new_room_id,
+                                                 event.room_version.identifier,
+                                                 event.sender, now_ms)
+        refs = list(dict.fromkeys(event.prev_event_ids + event.auth_event_ids))
+        known: dict[str, int] = {}
+        if refs:
+            known = {e: int(n) for e, n in txn.select_all(
+                f"SELECT event_id, event_nid FROM events WHERE event_id IN"
+                f" ({_placeholders(len(refs))})", refs)}
+        prev_nids = [known[e] for e in event.prev_event_ids if e in known]
+        auth_nids = [known[e] for e in event.auth_event_ids if e in known]
+
+        state_key_nid: int | None = None
+        replaces: int | None = None
+        if event.is_state():
+            state_key_nid = StateStore.get_or_create_state_key_nids_txn(
+                txn, [event.state_pair()])[event.state_pair()]
+            replaces = RoomStore.get_current_state_event_nid_txn(txn, room_nid, state_key_nid)
+
+        stream = next_stream_id_txn(txn)
+        text = encode_canonical_json(event.json, strict=False).decode("utf-8")
+        event_nid = int(txn.select_value(
+            "INSERT INTO events (event_id, room_nid, stream_ordering, depth, event_type,"
+            " state_key, state_key_nid, sender, origin_server_ts, json, rejected_reason,"
+            " outlier, replaces_nid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
+            " RETURNING event_nid",
+            (event.event_id, room_nid, stream, event.depth, event.type, event.state_key,
+             state_key_nid, event.sender, event.origin_server_ts, text, event.rejected_reason,
+             replaces)))
+        txn.execute_many("INSERT INTO event_edges (event_nid, prev_event_nid) VALUES (?, ?)",
+                         [(event_nid, p) for p in dict.fromkeys(prev_nids)])
+        txn.execute_many(
+            "INSERT INTO event_auth_edges (event_nid, auth_event_nid) VALUES (?, ?)",
+            [(event_nid, a) for a in dict.fromkeys(auth_nids)])
+        RoomStore.update_forward_extremities_txn(txn, room_nid, event_nid, prev_nids)
+
+        current = RoomStore.get_current_snapshot_txn(txn, room_nid)
+        if state_key_nid is not None and event.rejected_reason is None:
+            snapshot = StateStore.create_snapshot_txn(txn, room_nid, current,
+                                                      {state_key_nid: event_nid})
+            RoomStore.set_current_state_txn(txn, room_nid, state_key_nid, event_nid)
+            RoomStore.set_current_snapshot_txn(txn, room_nid, snapshot)
+            if event.type == "m.room.member" and event.membership is not None:
+                assert event.state_key is not None
+                RoomStore.set_membership_txn(txn, event.state_key, room_nid, event.membership,
+                                             event_nid, stream)
+        else:
+            if current is None:
+                current = StateStore.snapshot_from_map_txn(txn, room_nid, {})
+                RoomStore.set_current_snapshot_txn(txn, room_nid, current)
+            snapshot = current
+        StateStore.incref_snapshot_txn(txn, snapshot)
+        txn.execute("UPDATE events SET snapshot_nid = ? WHERE event_nid = ?",
+                    (snapshot, event_nid))
+        if txn_id is not None:
+            RoomStore.add_txn_id_txn(txn, txn_id.user_id, txn_id.scope, room_nid,
+                                     txn_id.txn_id, event_nid, now_ms)
+        return PersistedEvent(event_nid, stream, snapshot)
