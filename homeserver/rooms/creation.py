@@ -118,6 +118,9 @@ def create_content(creator: str, request: CreateRoomRequest) -> dict[str, Any]:
 
 async def create_room(hs: "HomeServer", creator: str, request: CreateRoomRequest) -> str:
     """Create the room and send its initial events; returns the room ID."""
+    for invitee in request.invite:
+        # refuse before anything exists rather than leave a half-made room
+        await hs.membership.check_invitee(invitee)
     creator_events = hs.event_creator
     room_id = await creator_events.create_room(request.room_version, creator,
                                                create_content(creator, request))

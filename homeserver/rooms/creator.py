@@ -80,20 +80,31 @@ class EventCreator:
 
     async def create_room(self, room_version: RoomVersion, sender: str,
                           content: dict[str, Any]) -> str:
-        """Create a room with its ``m.room.create`` event; returns the room ID."""
-        now = self.hs.now_ms()
-        room_id = None if room_version.room_id_from_create_event \
-            else generate_room_id(self.hs.hostname)
-        try:
-            _, event, room_id = build_create_event(
-                room_version=room_version, sender=sender, content=content,
-                origin=self.hs.hostname, origin_server_ts=now,
-                signing_key=self.hs.signing_key, room_id=room_id)
-        except ValueError as e:
-            raise event_error(e) from e
-        check_auth_rules(event, {})
-        await self.stores.events.persist_event(event, room_nid=None, now_ms=now,
-                                               new_room_id=room_id)
+        """Create a room with its ``m.room.create`` event; returns the room ID.
+
+        A v12 room ID is the hash of the create event, so the same user
+        creating two rooms with the same content in the same millisecond
+        would make the same room twice: creations are serialised per sender,
+        and a taken room ID moves the timestamp on by a millisecond.
+        """
+        async with self.room_lock("create:" + sender):
+            now = self.hs.now_ms()
+            while True:
+                room_id = None if room_version.room_id_from_create_event \
+                    else generate_room_id(self.hs.hostname)
+                try:
+                    _, event, room_id = build_create_event(
+                        room_version=room_version, sender=sender, content=content,
+                        origin=self.hs.hostname, origin_server_ts=now,
+                        signing_key=self.hs.signing_key, room_id=room_id)
+                except ValueError as e:
+                    raise event_error(e) from e
+                if await self.stores.rooms.get_room(room_id) is None:
+                    break
+                now += 1
+            check_auth_rules(event, {})
+            await self.stores.events.persist_event(event, room_nid=None, now_ms=now,
+                                                   new_room_id=room_id)
         return room_id
 
     async def send(self, sender: str, room_id: str, event_type: str, content: dict[str, Any],
@@ -108,11 +119,6 @@ class EventCreator:
         if room is None:
             raise not_found("Unknown room")
         async with self.room_lock(room_id):
-            if txn_id is not None:
-                earlier = await self.stores.rooms.get_txn_event_id(
-                    txn_id.user_id, txn_id.scope, room.room_nid, txn_id.txn_id)
-                if earlier is not None:
-                    return earlier
             return await self._send_locked(room, sender, event_type, content, state_key,
                                            txn_id, dedupe_state)
 
@@ -127,7 +133,11 @@ class EventCreator:
         wanted = set(auth_keys) | {CREATE}
         if state_key is not None:
             wanted.add((event_type, state_key))
-        state_ids = await self.stores.rooms.get_current_state_ids(room.room_nid, wanted)
+        earlier, state_ids, extremities = await self.stores.rooms.get_send_context(
+            room.room_nid, wanted,
+            (txn_id.user_id, txn_id.scope, txn_id.txn_id) if txn_id is not None else None)
+        if earlier is not None:
+            return earlier
         state_events = await self.stores.events.get_events(list(state_ids.values()))
         state = {k: state_events[v] for k, v in state_ids.items() if v in state_events}
 
@@ -136,8 +146,7 @@ class EventCreator:
             if current is not None and current.sender == sender and current.content == content:
                 return current.event_id
 
-        extremities = (await self.stores.rooms.get_forward_extremities(
-            room.room_nid))[:MAX_PREV_EVENTS]
+        extremities = extremities[:MAX_PREV_EVENTS]
         prev_ids = [x.event_id for x in extremities]
         depth = max((x.depth for x in extremities), default=0) + 1
         auth_ids = sorted(state_ids[k] for k in auth_keys if k in state_ids)

@@ -39,6 +39,13 @@ class MembershipHandler:
             out["avatar_url"] = profile.avatar_url
         return out
 
+    async def check_invitee(self, user_id: str) -> None:
+        """Raise unless ``user_id`` can be invited (a local user, for now)."""
+        if not self.hs.is_mine(user_id):
+            raise forbidden("Inviting users of other servers is not supported yet")
+        if await self.stores.profiles.get_profile(user_id) is None:
+            raise not_found("Unknown user")
+
     async def update_membership(self, sender: str, room_id: str, target: str,
                                 membership: str, *, reason: str | None = None,
                                 is_direct: bool | None = None,
@@ -48,10 +55,7 @@ class MembershipHandler:
         if room is None:
             raise not_found("Unknown room")
         if membership == "invite":
-            if not self.hs.is_mine(target):
-                raise forbidden("Inviting users of other servers is not supported yet")
-            if await self.stores.profiles.get_profile(target) is None:
-                raise not_found("Unknown user")
+            await self.check_invitee(target)
         content: dict[str, Any] = {"membership": membership}
         if membership in ("join", "invite"):
             content.update(await self._profile_content(target))

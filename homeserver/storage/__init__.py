@@ -8,6 +8,7 @@ from __future__ import annotations
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.database import Database
 from homeserver.storage.devices import DeviceStore
+from homeserver.storage.directory import DirectoryStore
 from homeserver.storage.events import DEFAULT_EVENT_CACHE_SIZE, EventStore
 from homeserver.storage.filters import FilterStore
 from homeserver.storage.profiles import ProfileStore
@@ -35,3 +36,4 @@ class Stores:
         self.events = EventStore(db, event_cache_size)
         self.rooms = RoomStore(db)
         self.state = StateStore(db)
+        self.directory = DirectoryStore(db)

@@ -147,14 +147,37 @@ class RoomStore:
 
     # -- forward extremities -----------------------------------------------
 
-    async def get_forward_extremities(self, room_nid: int) -> list[Extremity]:
-        rows = await self.db.execute(
-            "get_forward_extremities",
+    @staticmethod
+    def get_forward_extremities_txn(txn: Txn, room_nid: int) -> list[Extremity]:
+        rows = txn.select_all(
             "SELECT ev.event_id, ev.event_nid, ev.depth FROM forward_extremities fe"
             " JOIN events ev ON ev.event_nid = fe.event_nid WHERE fe.room_nid = ?"
             " ORDER BY ev.depth DESC, ev.event_nid DESC",
             (room_nid,))
         return [Extremity(e, int(n), int(d)) for e, n, d in rows]
+
+    async def get_forward_extremities(self, room_nid: int) -> list[Extremity]:
+        return await self.db.run_interaction("get_forward_extremities",
+                                             self.get_forward_extremities_txn, room_nid)
+
+    async def get_send_context(self, room_nid: int, keys: Iterable[StateKey],
+                               txn_id: tuple[str, str, str] | None,
+                               ) -> tuple[str | None, dict[StateKey, str], list[Extremity]]:
+        """What a new event needs, in one read: the event already sent with
+        ``txn_id`` ((user, scope, txn ID)), the current state of ``keys``,
+        and the forward extremities."""
+        wanted = list(keys)
+
+        def txn_fn(txn: Txn) -> tuple[str | None, dict[StateKey, str], list[Extremity]]:
+            if txn_id is not None:
+                earlier = self.get_txn_event_id_txn(txn, txn_id[0], txn_id[1], room_nid,
+                                                    txn_id[2])
+                if earlier is not None:
+                    return earlier, {}, []
+            return (None, self.get_current_state_ids_txn(txn, room_nid, wanted),
+                    self.get_forward_extremities_txn(txn, room_nid))
+
+        return await self.db.run_interaction("get_send_context", txn_fn)
 
     @staticmethod
     def update_forward_extremities_txn(txn: Txn, room_nid: int, event_nid: int,

@@ -195,8 +195,8 @@ class StateStore:
         old_blocks = [blocks[b] for b in touched if b in blocks]
         entries: dict[int, dict[int, int]] = {b: {} for b in touched}
         if old_blocks:
-            for block_nid, key, event in txn.select_all(
-                    "SELECT block_nid, state_key_nid, event_nid FROM state_block_entries"
+            for key, event in txn.select_all(
+                    "SELECT state_key_nid, event_nid FROM state_block_entries"
                     f" WHERE block_nid IN ({_placeholders(len(old_blocks))})", old_blocks):
                 entries[bucket_of(int(key), count)][int(key)] = int(event)
         for key, event in delta.items():

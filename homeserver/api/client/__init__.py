@@ -15,13 +15,16 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         account,
         account_data,
         devices,
+        directory,
         filters,
         login,
+        membership,
         profile,
         register,
+        rooms,
         versions,
     )
 
     for module in (versions, register, login, account, devices, profile, account_data,
-                   filters):
+                   filters, rooms, membership, directory):
         module.register_routes(hs, router)

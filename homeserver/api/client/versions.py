@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.errors import not_found
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, AUTH_REQUIRED, Router
@@ -40,6 +41,10 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
             "m.set_avatar_url": {"enabled": True},
             "m.3pid_changes": {"enabled": False},
             "m.get_login_token": {"enabled": False},
+            "m.room_versions": {
+                "default": hs.config.default_room_version,
+                "available": {version: "stable" for version in KNOWN_ROOM_VERSIONS},
+            },
         }}
 
     router.add("GET", "/_matrix/client/versions", get_versions, auth=AUTH_NONE)

@@ -1,0 +1,160 @@
+"""Room membership: join, invite, leave, kick, ban, unban, forget, and who is where.
+
+The auth rules decide every change (``rooms/membership.py``). Joining works
+for rooms this server knows; aliases and joins over federation come later.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.events.identifiers import is_valid_user_id
+from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
+from homeserver.http.parse import get_str, query_str
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import Router
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+CLIENT_V3 = "/_matrix/client/v3"
+
+
+def reason_of(body: dict[str, Any]) -> str | None:
+    reason: str | None = get_str(body, "reason", None)
+    return reason
+
+
+def target_of(body: dict[str, Any]) -> str:
+    user_id: str = get_str(body, "user_id")
+    if not is_valid_user_id(user_id):
+        raise invalid_param(f"{user_id!r} is not a valid user ID")
+    return user_id
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    stores = hs.stores
+    membership = hs.membership
+    reader = hs.room_reader
+
+    async def join(req: HttpRequest, room_id: str) -> tuple[int, Any]:
+        body = req.json(allow_empty=True)
+        await membership.update_membership(req.user_id, room_id, req.user_id, "join",
+                                           reason=reason_of(body))
+        return 200, {"room_id": room_id}
+
+    async def post_join_room_id(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_matrix/client/v3/rooms/{roomId}/join"""
+        return await join(req, req.params["roomId"])
+
+    async def post_join(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
+        target = req.params["roomIdOrAlias"]
+        if target.startswith("#"):
+            raise not_found("Room alias not found")
+        if not target.startswith("!"):
+            raise invalid_param(f"{target!r} is not a room ID or alias")
+        return await join(req, target)
+
+    async def post_invite(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_matrix/client/v3/rooms/{roomId}/invite"""
+        body = req.json()
+        await membership.update_membership(req.user_id, req.params["roomId"], target_of(body),
+                                           "invite", reason=reason_of(body))
+        return 200, {}
+
+    async def post_leave(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_matrix/client/v3/rooms/{roomId}/leave"""
+        body = req.json(allow_empty=True)
+        await membership.update_membership(req.user_id, req.params["roomId"], req.user_id,
+                                           "leave", reason=reason_of(body))
+        return 200, {}
+
+    def acting_on_other(new_membership: str) -> Any:
+        async def handler(req: HttpRequest) -> tuple[int, Any]:
+            body = req.json()
+            await membership.update_membership(req.user_id, req.params["roomId"],
+                                               target_of(body), new_membership,
+                                               reason=reason_of(body))
+            return 200, {}
+        return handler
+
+    post_kick = acting_on_other("leave")
+    post_kick.__doc__ = "POST /_matrix/client/v3/rooms/{roomId}/kick"
+    post_ban = acting_on_other("ban")
+    post_ban.__doc__ = "POST /_matrix/client/v3/rooms/{roomId}/ban"
+
+    async def post_unban(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_matrix/client/v3/rooms/{roomId}/unban"""
+        body = req.json()
+        target = target_of(body)
+        room = await stores.rooms.get_room(req.params["roomId"])
+        if room is None:
+            raise not_found("Unknown room")
+        current = await stores.rooms.get_membership(target, room.room_nid)
+        if current is None or current.membership != "ban":
+            raise forbidden(f"{target} is not banned from this room")
+        await membership.update_membership(req.user_id, room.room_id, target, "leave",
+                                           reason=reason_of(body))
+        return 200, {}
+
+    async def post_forget(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_matrix/client/v3/rooms/{roomId}/forget"""
+        room = await stores.rooms.get_room(req.params["roomId"])
+        if room is None:
+            raise not_found("Unknown room")
+        current = await stores.rooms.get_membership(req.user_id, room.room_nid)
+        if current is None:
+            raise not_found("You have never been in this room")
+        if current.membership in ("join", "invite", "knock"):
+            raise MatrixError(400, Codes.UNKNOWN, "You must leave the room before forgetting it")
+        await stores.rooms.forget(req.user_id, room.room_nid)
+        return 200, {}
+
+    async def get_joined_rooms(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/joined_rooms"""
+        return 200, {"joined_rooms": await stores.rooms.get_rooms_for_user(req.user_id)}
+
+    async def get_joined_members(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
+        access = await reader.check_read(req.user_id, req.params["roomId"])
+        if access.snapshot_nid is not None:
+            raise forbidden("You are not in this room.")
+        state = await reader.get_state(access, "m.room.member")
+        joined: dict[str, dict[str, Any]] = {}
+        for (_, user_id), event in sorted(state.items()):
+            if event.membership != "join":
+                continue
+            profile: dict[str, Any] = {}
+            for key, out in (("displayname", "display_name"), ("avatar_url", "avatar_url")):
+                value = event.content.get(key)
+                if isinstance(value, str):
+                    profile[out] = value
+            joined[user_id] = profile
+        return 200, {"joined": joined}
+
+    async def get_members(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/rooms/{roomId}/members"""
+        assert req.requester is not None
+        room_id = req.params["roomId"]
+        wanted = query_str(req.args, "membership", None)
+        unwanted = query_str(req.args, "not_membership", None)
+        access = await reader.check_read(req.user_id, room_id)
+        state = await reader.get_state(access, "m.room.member")
+        events = [e for _, e in sorted(state.items())
+                  if (wanted is None or e.membership == wanted)
+                  and (unwanted is None or e.membership != unwanted)]
+        return 200, {"chunk": await reader.serialize(req.requester, room_id, events)}
+
+    rooms = f"{CLIENT_V3}/rooms/{{roomId}}"
+    router.add("POST", f"{rooms}/join", post_join_room_id)
+    router.add("POST", f"{CLIENT_V3}/join/{{roomIdOrAlias}}", post_join)
+    router.add("POST", f"{rooms}/invite", post_invite)
+    router.add("POST", f"{rooms}/leave", post_leave)
+    router.add("POST", f"{rooms}/kick", post_kick)
+    router.add("POST", f"{rooms}/ban", post_ban)
+    router.add("POST", f"{rooms}/unban", post_unban)
+    router.add("POST", f"{rooms}/forget", post_forget)
+    router.add("GET", f"{CLIENT_V3}/joined_rooms", get_joined_rooms)
+    router.add("GET", f"{rooms}/joined_members", get_joined_members)
+    router.add("GET", f"{rooms}/members", get_members)

@@ -1,0 +1,228 @@
+"""Rooms: creating them, sending events, reading state and the timeline.
+
+Handlers parse and validate, call ``rooms/`` and serialise. Events go back in
+the client format (``rooms/client_format.py``), never as PDUs. Reads are
+gated by ``rooms/access.py``: not a member (or an unknown room) is 403.
+
+Pagination tokens of /messages are ``s<stream position>``: a token splits
+the timeline between the events at or before the position and those after.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from homeserver.events.identifiers import is_valid_user_id
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.http.errors import Codes, MatrixError, bad_json, forbidden, invalid_param, not_found
+from homeserver.http.parse import (
+    get_bool,
+    get_object,
+    get_str,
+    is_storable_text,
+    query_int,
+    query_str,
+)
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import Router
+from homeserver.rooms.access import txn_scope
+from homeserver.rooms.creation import PRESETS, CreateRoomRequest, StateEvent, create_room
+from homeserver.storage.events import NewEventTxn
+from homeserver.storage.streams import current_stream_id
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+CLIENT_V3 = "/_matrix/client/v3"
+
+_TOKEN = re.compile(r"s[0-9]{1,18}")
+
+# Long enough for any client; short enough for a database index entry.
+MAX_TXN_ID_BYTES = 1024
+
+# Synapse's cap on /messages pages.
+MAX_MESSAGES_LIMIT = 1000
+DEFAULT_MESSAGES_LIMIT = 10
+
+
+def parse_create_room(body: dict[str, Any], default_version: str) -> CreateRoomRequest:
+    """The validated body of POST /createRoom."""
+    version_id = get_str(body, "room_version", default_version)
+    room_version = KNOWN_ROOM_VERSIONS.get(version_id)
+    if room_version is None:
+        raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION,
+                          f"Your homeserver does not support room version {version_id!r}")
+    visibility = get_str(body, "visibility", "private")
+    if visibility not in ("public", "private"):
+        raise invalid_param("'visibility' must be 'public' or 'private'")
+    preset = get_str(body, "preset", None)
+    if preset is None:
+        preset = "public_chat" if visibility == "public" else "private_chat"
+    if preset not in PRESETS:
+        raise invalid_param(f"'preset' must be one of {', '.join(PRESETS)}")
+    invite = body.get("invite", [])
+    if not isinstance(invite, list) or not all(
+            isinstance(u, str) and is_valid_user_id(u) for u in invite):
+        raise invalid_param("'invite' must be a list of user IDs")
+    initial_state = body.get("initial_state", [])
+    if not isinstance(initial_state, list):
+        raise bad_json("'initial_state' must be a list")
+    state: list[StateEvent] = []
+    for item in initial_state:
+        if not isinstance(item, dict):
+            raise bad_json("'initial_state' entries must be objects")
+        event_type = get_str(item, "type")
+        state_key = get_str(item, "state_key", "")
+        if event_type in ("m.room.create", "m.room.member"):
+            raise invalid_param(f"{event_type} cannot be set in 'initial_state'")
+        if not (is_storable_text(event_type) and is_storable_text(state_key)):
+            raise invalid_param("'initial_state' types and state keys must be storable text")
+        state.append(StateEvent(event_type, state_key, get_object(item, "content")))
+    return CreateRoomRequest(
+        room_version=room_version,
+        preset=preset,
+        visibility=visibility,
+        name=get_str(body, "name", None),
+        topic=get_str(body, "topic", None),
+        invite=tuple(dict.fromkeys(invite)),
+        is_direct=get_bool(body, "is_direct", False),
+        creation_content=get_object(body, "creation_content", {}),
+        initial_state=tuple(state),
+        power_level_content_override=get_object(body, "power_level_content_override", None),
+    )
+
+
+def parse_token(token: str) -> int:
+    if _TOKEN.fullmatch(token):
+        return int(token[1:])
+    raise invalid_param(f"Invalid pagination token {token!r}")
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    stores = hs.stores
+    reader = hs.room_reader
+    creator = hs.event_creator
+
+    async def require_room(room_id: str) -> None:
+        """Writers to a room we do not know get what non-members get: 403."""
+        if await stores.rooms.get_room(room_id) is None:
+            raise forbidden("You are not in this room.")
+
+    async def post_create_room(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_matrix/client/v3/createRoom"""
+        request = parse_create_room(req.json(allow_empty=True), hs.config.default_room_version)
+        room_id = await create_room(hs, req.user_id, request)
+        return 200, {"room_id": room_id}
+
+    async def put_send(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
+        assert req.requester is not None
+        room_id = req.params["roomId"]
+        content = req.json(allow_empty=True)
+        if len(req.params["txnId"].encode("utf-8")) > MAX_TXN_ID_BYTES:
+            raise invalid_param(f"Transaction IDs are limited to {MAX_TXN_ID_BYTES} bytes")
+        await require_room(room_id)
+        hs.ratelimiters["message"].ratelimit(req.user_id)
+        txn = NewEventTxn(req.user_id, txn_scope(req.requester), req.params["txnId"])
+        event_id = await creator.send(req.user_id, room_id, req.params["eventType"], content,
+                                      txn_id=txn)
+        return 200, {"event_id": event_id}
+
+    async def put_state(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
+        room_id = req.params["roomId"]
+        content = req.json(allow_empty=True)
+        await require_room(room_id)
+        hs.ratelimiters["message"].ratelimit(req.user_id)
+        event_id = await creator.send(req.user_id, room_id, req.params["eventType"], content,
+                                      state_key=req.params.get("stateKey", ""),
+                                      dedupe_state=True)
+        return 200, {"event_id": event_id}
+
+    async def get_state_event(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
+        room_id = req.params["roomId"]
+        access = await reader.check_read(req.user_id, room_id)
+        event = await reader.get_state_event(access, req.params["eventType"],
+                                             req.params.get("stateKey", ""))
+        if event is None:
+            raise not_found("Event not found.")
+        if query_str(req.args, "format", "content") == "event":
+            assert req.requester is not None
+            return 200, (await reader.serialize(req.requester, room_id, [event]))[0]
+        return 200, event.content
+
+    async def get_state(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/rooms/{roomId}/state"""
+        assert req.requester is not None
+        room_id = req.params["roomId"]
+        access = await reader.check_read(req.user_id, room_id)
+        state = await reader.get_state(access)
+        events = sorted(state.values(), key=lambda e: (e.depth, e.event_id))
+        return 200, await reader.serialize(req.requester, room_id, events)
+
+    async def get_event(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
+        assert req.requester is not None
+        room_id = req.params["roomId"]
+        access = await reader.check_read(req.user_id, room_id)
+        pos = await stores.events.get_event_position(req.params["eventId"])
+        if pos is None or pos.room_nid != access.room.room_nid or (
+                access.until_stream is not None and (
+                    pos.stream_ordering is None or pos.stream_ordering > access.until_stream)):
+            raise not_found("Event not found.")
+        event = await stores.events.get_event(req.params["eventId"])
+        if event is None:
+            raise not_found("Event not found.")
+        return 200, (await reader.serialize(req.requester, room_id, [event]))[0]
+
+    async def get_messages(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/rooms/{roomId}/messages"""
+        assert req.requester is not None
+        room_id = req.params["roomId"]
+        direction = query_str(req.args, "dir")
+        if direction not in ("b", "f"):
+            raise invalid_param("'dir' must be 'b' or 'f'")
+        limit = query_int(req.args, "limit", DEFAULT_MESSAGES_LIMIT)
+        if limit < 0:
+            raise invalid_param("'limit' must not be negative")
+        limit = min(limit, MAX_MESSAGES_LIMIT)
+        from_token = query_str(req.args, "from", None)
+        to_token = query_str(req.args, "to", None)
+        from_pos = parse_token(from_token) if from_token is not None else None
+        to_pos = parse_token(to_token) if to_token is not None else None
+        access = await reader.check_read(req.user_id, room_id)
+        until = access.until_stream
+        backwards = direction == "b"
+        if from_pos is None:
+            from_pos = await current_stream_id(stores.db) if backwards else 0
+        start = f"s{from_pos}"
+        if backwards:
+            if until is not None:
+                from_pos = min(from_pos, until)
+        elif until is not None:
+            to_pos = until if to_pos is None else min(to_pos, until)
+        page = await stores.events.get_room_events(
+            access.room.room_nid, from_pos=from_pos, to_pos=to_pos, backwards=backwards,
+            limit=limit) if limit else []
+        body: dict[str, Any] = {
+            "start": start,
+            "chunk": await reader.serialize(req.requester, room_id, [e for _, e in page]),
+        }
+        if page and len(page) == limit:
+            last = page[-1][0]
+            body["end"] = f"s{last - 1}" if backwards else f"s{last}"
+        return 200, body
+
+    rooms = f"{CLIENT_V3}/rooms/{{roomId}}"
+    router.add("POST", f"{CLIENT_V3}/createRoom", post_create_room)
+    router.add("PUT", f"{rooms}/send/{{eventType}}/{{txnId}}", put_send)
+    # no optional segments in the router: the empty state key is its own route
+    router.add("PUT", f"{rooms}/state/{{eventType}}/{{stateKey}}", put_state)
+    router.add("PUT", f"{rooms}/state/{{eventType}}", put_state)
+    router.add("GET", f"{rooms}/state/{{eventType}}/{{stateKey}}", get_state_event)
+    router.add("GET", f"{rooms}/state/{{eventType}}", get_state_event)
+    router.add("GET", f"{rooms}/state", get_state)
+    router.add("GET", f"{rooms}/event/{{eventId}}", get_event)
+    router.add("GET", f"{rooms}/messages", get_messages)

@@ -1,0 +1,503 @@
+"""Room aliases and the published room directory.
+
+Aliases (client-server API, "Room aliases"):
+
+- ``#localpart:server``; at most 255 bytes; the localpart any code point but
+  ``:`` and NUL (and, when we create one, no whitespace, as on Synapse).
+  Only aliases of this server can be created here (400 M_INVALID_PARAM).
+- Creating one needs membership of the room (Synapse's default
+  ``require_membership_for_aliases``); server admins may alias any room.
+  An unknown room is 400, as on Synapse; a taken alias 409 M_UNKNOWN.
+- Resolving needs no login. Aliases of other servers need federation: until
+  it exists they resolve to 404 M_NOT_FOUND.
+- Deleting is for the alias's creator, a server admin, or a member with the
+  power to send ``m.room.canonical_alias`` (Synapse's rule). The alias is
+  then taken out of the room's ``m.room.canonical_alias`` event, sent as the
+  deleting user; when they lack the power for that, the alias is deleted all
+  the same (as the spec recommends).
+- The local aliases of a room are listed to its joined members, to anyone
+  when its history is ``world_readable``, and to server admins.
+
+``m.room.canonical_alias`` (``validate_canonical_alias``): the aliases must
+have the alias grammar (else 400 M_INVALID_PARAM, as the spec's
+PUT /state lists) and each one *added* by the event (those already in the
+current event are not checked again, as on Synapse, so a room whose alias
+was deleted can still change its other aliases) must point to this room
+(else 400 M_BAD_ALIAS). Aliases of other servers cannot be checked without
+federation and are refused with M_BAD_ALIAS for now (Synapse asks the other
+server, and refuses when it cannot).
+
+The published room directory (client-server API, "Published room
+directory"): a room is public (listed) or private. Changing that needs the
+power to send ``m.room.canonical_alias`` (a "moderator", as Synapse puts it)
+or a server admin. ``/publicRooms`` lists, as Synapse does, the published
+rooms that have joined members and are joinable (``public``, ``knock``,
+``knock_restricted`` join rule) or ``world_readable``, largest first (then
+by room ID), optionally filtered by a search term (a case-insensitive
+substring of the name, topic, canonical alias or room ID) and by room type.
+Pagination tokens are opaque: the direction and the (members, room ID) key
+of the room next to the page, so a page stays stable while rooms come and go.
+
+The list is built from each room's current state on every request: fine
+for the room counts one server publishes; a per-room summary table, kept
+up to date as state changes, is the way to go past that.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from homeserver.events.identifiers import byte_length, is_valid_server_name
+from homeserver.events.model import Event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
+from homeserver.rooms.power_levels import (
+    CREATE,
+    POWER_LEVELS,
+    get_send_level,
+    get_user_power_level,
+)
+from homeserver.storage.rooms import RoomInfo
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+CANONICAL_ALIAS = "m.room.canonical_alias"
+MAX_ALIAS_BYTES = 255
+
+# join rules under which a published room is listed (unless world_readable)
+LISTED_JOIN_RULES = frozenset({"public", "knock", "knock_restricted"})
+
+# the state a /publicRooms entry shows
+_LISTING_TYPES = ("m.room.create", "m.room.name", "m.room.topic", CANONICAL_ALIAS,
+                  "m.room.avatar", "m.room.join_rules", "m.room.history_visibility",
+                  "m.room.guest_access")
+
+
+# -- the alias grammar ------------------------------------------------------------
+
+
+def parse_room_alias(alias: Any) -> tuple[str, str] | None:
+    """(localpart, server) of ``#localpart:server``, else None (appendices,
+    "Room aliases")."""
+    if not isinstance(alias, str) or not alias.startswith("#"):
+        return None
+    try:
+        if byte_length(alias) > MAX_ALIAS_BYTES:
+            return None
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+    local, sep, server = alias[1:].partition(":")
+    if not sep or not local or "\x00" in local or not is_valid_server_name(server):
+        return None
+    return local, server
+
+
+def _check_new_localpart(localpart: str) -> None:
+    """What Synapse refuses in the localpart of an alias it creates."""
+    if any(c.isspace() for c in localpart):
+        raise invalid_param("Invalid characters in room alias")
+
+
+def _parse_or_400(alias: str) -> tuple[str, str]:
+    parsed = parse_room_alias(alias)
+    if parsed is None:
+        raise invalid_param("Room alias invalid")
+    return parsed
+
+
+# -- who may do what --------------------------------------------------------------
+
+
+async def is_server_admin(hs: "HomeServer", user_id: str) -> bool:
+    user = await hs.stores.users.get_user(user_id)
+    return user is not None and user.admin
+
+
+async def _state_events(hs: "HomeServer", room: RoomInfo,
+                        keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Event]:
+    ids = await hs.stores.rooms.get_current_state_ids(room.room_nid, list(keys))
+    events = await hs.stores.events.get_events(list(ids.values()))
+    return {k: events[v] for k, v in ids.items() if v in events}
+
+
+async def _is_joined(hs: "HomeServer", user_id: str, room: RoomInfo) -> bool:
+    membership = await hs.stores.rooms.get_membership(user_id, room.room_nid)
+    return membership is not None and membership.membership == "join"
+
+
+async def may_edit_room_listing(hs: "HomeServer", user_id: str, room: RoomInfo) -> bool:
+    """A server admin, or a joined member who could send ``m.room.canonical_alias``."""
+    if await is_server_admin(hs, user_id):
+        return True
+    if not await _is_joined(hs, user_id, room):
+        return False
+    state = await _state_events(hs, room, [CREATE, POWER_LEVELS])
+    rv = KNOWN_ROOM_VERSIONS[room.room_version]
+    return get_user_power_level(user_id, state, rv) >= get_send_level(CANONICAL_ALIAS, "",
+                                                                      state, rv)
+
+
+# -- aliases ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AliasTarget:
+    room_id: str
+    servers: tuple[str, ...]
+
+
+async def create_alias(hs: "HomeServer", user_id: str, alias: str, room_id: str) -> None:
+    """PUT /directory/room/{roomAlias}: point ``alias`` at ``room_id``."""
+    localpart, server = _parse_or_400(alias)
+    _check_new_localpart(localpart)
+    if server != hs.hostname:
+        raise invalid_param("Room alias must be local")
+    room = await hs.stores.rooms.get_room(room_id)
+    if room is None:
+        raise MatrixError(400, Codes.UNKNOWN, "Room does not exist")
+    if not await _is_joined(hs, user_id, room) and not await is_server_admin(hs, user_id):
+        raise forbidden("You must be in the room to create an alias for it")
+    if not await hs.stores.directory.create_alias(alias, room.room_nid, user_id, hs.now_ms()):
+        raise MatrixError(409, Codes.UNKNOWN, f"Room alias {alias} already exists")
+
+
+async def resolve_alias(hs: "HomeServer", alias: str) -> AliasTarget:
+    """The room ``alias`` points to and servers to join it through; 404 if none.
+
+    Our server comes first, then the servers of the room's other members.
+    """
+    _, server = _parse_or_400(alias)
+    mapping = await hs.stores.directory.get_alias(alias) if server == hs.hostname else None
+    if mapping is None:
+        raise not_found(f"Room alias {alias} not found")
+    servers = [hs.hostname]
+    room = await hs.stores.rooms.get_room(mapping.room_id)
+    if room is not None:
+        for member in await hs.stores.rooms.get_members(room.room_nid):
+            member_server = member.partition(":")[2]
+            if member_server and member_server not in servers:
+                servers.append(member_server)
+    return AliasTarget(mapping.room_id, tuple(servers))
+
+
+async def delete_alias(hs: "HomeServer", user_id: str, alias: str) -> None:
+    """DELETE /directory/room/{roomAlias}"""
+    _, server = _parse_or_400(alias)
+    mapping = await hs.stores.directory.get_alias(alias) if server == hs.hostname else None
+    if mapping is None:
+        raise not_found(f"Room alias {alias} not found")
+    if mapping.creator != user_id:
+        room = await hs.stores.rooms.get_room(mapping.room_id)
+        allowed = await may_edit_room_listing(hs, user_id, room) if room is not None \
+            else await is_server_admin(hs, user_id)
+        if not allowed:
+            raise forbidden("You don't have permission to delete the alias.")
+    room_id = await hs.stores.directory.delete_alias(alias)
+    if room_id is None:  # deleted by someone else meanwhile
+        raise not_found(f"Room alias {alias} not found")
+    await _remove_from_canonical_alias(hs, user_id, room_id, alias)
+
+
+async def _remove_from_canonical_alias(hs: "HomeServer", user_id: str, room_id: str,
+                                       alias: str) -> None:
+    """Take a deleted alias out of the room's ``m.room.canonical_alias``."""
+    room = await hs.stores.rooms.get_room(room_id)
+    if room is None:
+        return
+    current = (await _state_events(hs, room, [(CANONICAL_ALIAS, "")])).get(
+        (CANONICAL_ALIAS, ""))
+    if current is None:
+        return
+    content = dict(current.content)
+    changed = False
+    if content.get("alias") == alias:
+        del content["alias"]
+        changed = True
+    alt = content.get("alt_aliases")
+    if isinstance(alt, list) and alias in alt:
+        remaining = [a for a in alt if a != alias]
+        if remaining:
+            content["alt_aliases"] = remaining
+        else:
+            del content["alt_aliases"]
+        changed = True
+    if not changed:
+        return
+    try:
+        await hs.event_creator.send(user_id, room_id, CANONICAL_ALIAS, content, state_key="")
+    except MatrixError as e:
+        # the alias is gone all the same; the event just still names it
+        logger.info("could not update %s of %s after deleting %s: %s", CANONICAL_ALIAS,
+                    room_id, alias, e.msg)
+
+
+async def get_local_aliases(hs: "HomeServer", user_id: str, room_id: str) -> list[str]:
+    """GET /rooms/{roomId}/aliases: for members, world_readable rooms and admins."""
+    room = await hs.stores.rooms.get_room(room_id)
+    if room is not None and (
+            await _is_joined(hs, user_id, room)
+            or await _is_world_readable(hs, room)
+            or await is_server_admin(hs, user_id)):
+        return await hs.stores.directory.get_aliases_for_room(room.room_nid)
+    raise forbidden("You are not a member of the room.")
+
+
+async def _is_world_readable(hs: "HomeServer", room: RoomInfo) -> bool:
+    key = ("m.room.history_visibility", "")
+    event = (await _state_events(hs, room, [key])).get(key)
+    return event is not None and event.content.get("history_visibility") == "world_readable"
+
+
+# -- hooks of room creation and of sending m.room.canonical_alias -----------------
+
+
+async def check_new_room_alias(hs: "HomeServer", localpart: str | None) -> str | None:
+    """POST /createRoom's ``room_alias_name``, checked before the room exists.
+
+    Returns the full alias (None without one). 400 M_INVALID_PARAM for a
+    localpart that cannot be an alias, 400 M_ROOM_IN_USE when it is taken.
+    """
+    if localpart is None:
+        return None
+    if ":" in localpart:
+        raise invalid_param("Invalid character in room alias localpart: ':'")
+    _check_new_localpart(localpart)
+    alias = f"#{localpart}:{hs.hostname}"
+    if parse_room_alias(alias) is None:
+        raise invalid_param("Invalid room alias")
+    if await hs.stores.directory.get_alias(alias) is not None:
+        raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+    return alias
+
+
+async def create_alias_for_new_room(hs: "HomeServer", creator: str, room_id: str,
+                                    alias: str) -> None:
+    """Point ``alias`` (from ``check_new_room_alias``) at the new room and send
+    its ``m.room.canonical_alias``: the spec's place for that event is right
+    after ``m.room.power_levels``, before the preset's events."""
+    room = await hs.stores.rooms.get_room(room_id)
+    if room is None:
+        raise not_found("Unknown room")
+    if not await hs.stores.directory.create_alias(alias, room.room_nid, creator, hs.now_ms()):
+        # taken since check_new_room_alias looked
+        raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+    await hs.event_creator.send(creator, room_id, CANONICAL_ALIAS, {"alias": alias},
+                                state_key="")
+
+
+async def publish_new_room(hs: "HomeServer", room_id: str) -> None:
+    """POST /createRoom with ``visibility: public``: list the room in the directory."""
+    room = await hs.stores.rooms.get_room(room_id)
+    if room is None:
+        raise not_found("Unknown room")
+    await hs.stores.directory.set_room_public(room.room_nid, True, hs.now_ms())
+
+
+def _aliases_of(content: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """(alias, alt_aliases) of canonical-alias content; M_INVALID_PARAM if malformed."""
+    alias = content.get("alias")
+    if alias == "":
+        alias = None  # "not present, null, or empty": no canonical alias
+    if alias is not None and parse_room_alias(alias) is None:
+        raise invalid_param("'alias' must be a valid room alias")
+    alt = content.get("alt_aliases")
+    if alt is None:
+        alt = []
+    if not isinstance(alt, list):
+        raise invalid_param("'alt_aliases' must be a list")
+    for item in alt:
+        if parse_room_alias(item) is None:
+            raise invalid_param("'alt_aliases' must hold valid room aliases")
+    return alias, alt
+
+
+async def validate_canonical_alias(hs: "HomeServer", room_id: str,
+                                   content: dict[str, Any]) -> None:
+    """Check the content of an ``m.room.canonical_alias`` a client sends.
+
+    400 M_INVALID_PARAM for malformed aliases; 400 M_BAD_ALIAS for an alias
+    (new to the room's current event) that does not point to ``room_id``.
+    """
+    alias, alt = _aliases_of(content)
+    old_alias: Any = None
+    old_alt: list[Any] = []
+    room = await hs.stores.rooms.get_room(room_id)
+    if room is not None:
+        current = (await _state_events(hs, room, [(CANONICAL_ALIAS, "")])).get(
+            (CANONICAL_ALIAS, ""))
+        if current is not None:
+            old_alias = current.content.get("alias")
+            previous_alt = current.content.get("alt_aliases")
+            old_alt = previous_alt if isinstance(previous_alt, list) else []
+    added = [a for a in alt if a not in old_alt]
+    if alias is not None and alias != old_alias:
+        added.insert(0, alias)
+    for item in dict.fromkeys(added):
+        if parse_room_alias(item) is None or item.partition(":")[2] != hs.hostname:
+            raise MatrixError(400, Codes.BAD_ALIAS,
+                              f"Room alias {item} cannot be checked: it is not on this server")
+        mapping = await hs.stores.directory.get_alias(item)
+        if mapping is None or mapping.room_id != room_id:
+            raise MatrixError(400, Codes.BAD_ALIAS, f"Room alias {item} does not point to the room")
+
+
+# -- the published room directory -----------------------------------------------
+
+
+async def get_visibility(hs: "HomeServer", room_id: str) -> str:
+    room = await hs.stores.rooms.get_room(room_id)
+    if room is None:
+        raise not_found("Room not found")
+    return "public" if await hs.stores.directory.is_room_public(room.room_nid) else "private"
+
+
+async def set_visibility(hs: "HomeServer", user_id: str, room_id: str, visibility: str) -> None:
+    room = await hs.stores.rooms.get_room(room_id)
+    if room is None:
+        raise not_found("Room not found")
+    if not await may_edit_room_listing(hs, user_id, room):
+        raise forbidden("This server requires you to be a moderator in the room to"
+                        " edit its room list entry")
+    await hs.stores.directory.set_room_public(room.room_nid, visibility == "public",
+                                              hs.now_ms())
+
+
+@dataclass(frozen=True)
+class PublicRoomsQuery:
+    """A validated /publicRooms request."""
+
+    limit: int | None = None
+    since: str | None = None
+    search_term: str | None = None
+    # None: any type; else the room types wanted (None: rooms without a type)
+    room_types: frozenset[str | None] | None = None
+
+
+def _encode_token(forwards: bool, key: tuple[int, str]) -> str:
+    raw = json.dumps([key[0], key[1]], separators=(",", ":")).encode("utf-8")
+    return ("n" if forwards else "p") + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_since_token(token: str) -> tuple[bool, tuple[int, str]]:
+    """(forwards, (-members, room ID) bound) of a /publicRooms token; 400 if invalid."""
+    try:
+        direction, body = token[0], token[1:]
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        members, room_id = json.loads(raw)
+        if direction not in "np" or not isinstance(members, int) or \
+                not isinstance(room_id, str):
+            raise ValueError(token)
+    except (IndexError, ValueError, TypeError):
+        raise invalid_param("Invalid 'since' token") from None
+    return direction == "n", (members, room_id)
+
+
+def _str_field(event: Event | None, key: str) -> str | None:
+    if event is None:
+        return None
+    value = event.content.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _plain_topic(event: Event | None) -> str | None:
+    topic = _str_field(event, "topic")
+    if topic is not None or event is None:
+        return topic
+    blocks = event.content.get("m.topic")
+    if isinstance(blocks, list):
+        for block in blocks:
+            if isinstance(block, dict) and block.get("mimetype", "text/plain") == "text/plain" \
+                    and isinstance(block.get("body"), str):
+                return str(block["body"])
+    return None
+
+
+def room_entry(room_id: str, num_joined: int,
+               state: dict[str, Event]) -> dict[str, Any] | None:
+    """The /publicRooms entry of a room, or None when the room is not listed."""
+    join_rule = _str_field(state.get("m.room.join_rules"), "join_rule") or "public"
+    world_readable = _str_field(state.get("m.room.history_visibility"),
+                                "history_visibility") == "world_readable"
+    if num_joined <= 0 or (join_rule not in LISTED_JOIN_RULES and not world_readable):
+        return None
+    entry: dict[str, Any] = {
+        "room_id": room_id,
+        "num_joined_members": num_joined,
+        "world_readable": world_readable,
+        "guest_can_join": _str_field(state.get("m.room.guest_access"),
+                                     "guest_access") == "can_join",
+        "join_rule": join_rule,
+    }
+    optional = {
+        "name": _str_field(state.get("m.room.name"), "name"),
+        "topic": _plain_topic(state.get("m.room.topic")),
+        "canonical_alias": _str_field(state.get(CANONICAL_ALIAS), "alias"),
+        "avatar_url": _str_field(state.get("m.room.avatar"), "url"),
+        "room_type": _str_field(state.get("m.room.create"), "type"),
+    }
+    entry.update({k: v for k, v in optional.items() if v})
+    return entry
+
+
+def _matches(entry: dict[str, Any], query: PublicRoomsQuery) -> bool:
+    if query.room_types is not None and entry.get("room_type") not in query.room_types:
+        return False
+    if query.search_term:
+        term = query.search_term.casefold()
+        return any(term in str(entry.get(k, "")).casefold()
+                   for k in ("name", "topic", "canonical_alias", "room_id"))
+    return True
+
+
+def paginate(entries: list[dict[str, Any]], query: PublicRoomsQuery) -> dict[str, Any]:
+    """A page of ``entries`` (already in order) with its tokens."""
+    keys = [(-e["num_joined_members"], e["room_id"]) for e in entries]
+    start, end = 0, len(entries)
+    forwards = True
+    if query.since is not None:
+        forwards, bound = decode_since_token(query.since)
+        if forwards:
+            start = sum(1 for k in keys if k <= bound)
+        else:
+            end = sum(1 for k in keys if k < bound)
+    limit = query.limit or None  # 0, as on Synapse: no limit
+    if limit is not None:
+        if forwards:
+            end = min(end, start + limit)
+        else:
+            start = max(start, end - limit)
+    body: dict[str, Any] = {"chunk": entries[start:end],
+                            "total_room_count_estimate": len(entries)}
+    if start < end:
+        if start > 0:
+            body["prev_batch"] = _encode_token(False, keys[start])
+        if end < len(entries):
+            body["next_batch"] = _encode_token(True, keys[end - 1])
+    return body
+
+
+async def list_public_rooms(hs: "HomeServer", query: PublicRoomsQuery) -> dict[str, Any]:
+    """GET/POST /publicRooms of this server."""
+    rooms = await hs.stores.directory.get_published_rooms()
+    rooms = [r for r in rooms if r.num_joined_members > 0]
+    state_ids = await hs.stores.directory.get_current_state_ids_for_rooms(
+        [r.room_nid for r in rooms], _LISTING_TYPES)
+    events = await hs.stores.events.get_events(
+        [eid for ids in state_ids.values() for eid in ids.values()])
+    entries: list[dict[str, Any]] = []
+    for room in rooms:
+        ids = state_ids.get(room.room_nid, {})
+        state = {t: events[e] for t, e in ids.items() if e in events}
+        entry = room_entry(room.room_id, room.num_joined_members, state)
+        if entry is not None and _matches(entry, query):
+            entries.append(entry)
+    entries.sort(key=lambda e: (-e["num_joined_members"], e["room_id"]))
+    return paginate(entries, query)
