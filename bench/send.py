@@ -7,7 +7,7 @@ messages per second and the p50/p95/p99 latency of the sends, and writes the
 whole result as JSON with ``--json``.
 
     python -m bench.send --engine sqlite --users 10 --messages 2000 --concurrency 20
-    python -m bench.send --engine postgres --rooms 20 --json results/send-pg.json
+    python -m bench.send --engine postgres --rooms 20 --repeat 5 --json send-pg.json
     python -m bench.send --base-url http://127.0.0.1:8008 --shared-secret S \\
         [--server-pid PID] [--name synapse/postgres]
 
@@ -15,9 +15,11 @@ With ``--engine`` it starts our server (``bench/server.py``) on a fresh
 database and stops it afterwards; with ``--base-url`` it loads a server
 already running on this machine (ours, or Synapse) and needs that server's
 ``registration_shared_secret``; ``--server-pid`` adds its memory and CPU
-figures. Only loopback URLs are accepted. Setup (registration, login, room
-creation, joins) is timed but not part of the figures; after the run every
-room is read back with ``/messages`` to check that each message arrived once.
+figures. ``--repeat N`` makes N runs (with ``--engine``, each on a fresh
+server and database) and adds their medians. Only loopback URLs are
+accepted. Setup (registration, login, room creation, joins) is timed but not
+part of the figures; after the run every room is read back with
+``/messages`` to check that each message arrived once.
 
 The run is bounded: counts are capped (``LIMITS``), the send phase stops
 issuing messages after ``--max-seconds`` (the result is then marked
@@ -34,31 +36,37 @@ import os
 import platform
 import resource
 import secrets
+import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
+from twisted.internet import reactor as _reactor
 
-from bench.client import MatrixClient, MatrixRequestError, Session, run
+from bench.client import MatrixClient, MatrixRequestError, Session, check_loopback, run
 from bench.server import (
     DEFAULT_PG_DSN,
     ENGINES,
     LocalServer,
     Target,
     cpu_seconds,
+    interrupt_on_signals,
     peak_rss_kib,
     rss_kib,
     source_revision,
 )
 
 T = TypeVar("T")
+reactor: Any = _reactor  # the installed reactor; its interfaces type poorly
 
 # Upper bounds on what one run may ask for: a load tool, not a flood.
-LIMITS = {"users": 1000, "messages": 200_000, "concurrency": 512, "rooms": 1000}
+LIMITS = {"users": 1000, "messages": 200_000, "concurrency": 512, "rooms": 1000, "repeat": 10}
+MAX_MEMBERSHIPS = 20_000  # every user joins every room
 SCHEMA_VERSION = 1
 
 
@@ -80,14 +88,17 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[int(rank) - 1]
 
 
-async def gather_bounded(calls: list[Callable[[], Awaitable[T]]], limit: int) -> list[T]:
+async def gather_bounded(calls: Sequence[Callable[[], Coroutine[Any, Any, T]]],
+                         limit: int) -> list[T]:
     """Run the calls, at most ``limit`` at once; results in order."""
     semaphore = defer.DeferredSemaphore(limit)
 
-    def one(call: Callable[[], Awaitable[T]]) -> defer.Deferred[T]:
-        return semaphore.run(lambda: defer.Deferred.fromCoroutine(call()))  # type: ignore[arg-type]
+    async def one(call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        async with semaphore:
+            return await call()
 
-    results: list[T] = await defer.gatherResults([one(c) for c in calls], consumeErrors=True)
+    results: list[T] = await defer.gatherResults(
+        [defer.Deferred.fromCoroutine(one(c)) for c in calls], consumeErrors=True)
     return results
 
 
@@ -101,14 +112,13 @@ async def register_and_login(client: MatrixClient, target: Target, plan: Plan, r
     started = time.perf_counter()
     # few at once: password hashing is CPU-bound and the nonce table is shared
     await gather_bounded([
-        (lambda name=name: client.register_shared_secret(  # type: ignore[misc]
-            target.shared_secret, name, password, inhibit_login=True))
+        partial(client.register_shared_secret, target.shared_secret, name, password,
+                inhibit_login=True)
         for name in names], limit=4)
     timings["register_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    sessions = await gather_bounded([
-        (lambda name=name: client.login(name, password))  # type: ignore[misc]
-        for name in names], limit=4)
+    sessions = await gather_bounded(
+        [partial(client.login, name, password) for name in names], limit=4)
     timings["login_s"] = time.perf_counter() - started
     return sessions
 
@@ -118,12 +128,12 @@ async def create_rooms(client: MatrixClient, sessions: list[Session], plan: Plan
     """Room r is created by user r mod U; every other user then joins it."""
     started = time.perf_counter()
     rooms = await gather_bounded([
-        (lambda r=r: client.create_room(  # type: ignore[misc]
-            sessions[r % len(sessions)], preset="public_chat", name=f"bench {run_id} {r}"))
+        partial(client.create_room, sessions[r % len(sessions)], preset="public_chat",
+                name=f"bench {run_id} {r}")
         for r in range(plan.rooms)], limit=plan.concurrency)
     timings["create_rooms_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    joins = [(lambda s=s, room=room: client.join(s, room))  # type: ignore[misc]
+    joins = [partial(client.join, s, room)
              for r, room in enumerate(rooms)
              for u, s in enumerate(sessions) if u != r % len(sessions)]
     await gather_bounded(joins, limit=plan.concurrency)
@@ -142,6 +152,14 @@ class SendOutcome:
     truncated: bool
     client_cpu_s: float
     server_cpu_s: float | None
+
+
+def is_cancellation(e: Exception) -> bool:
+    """Our own cancel (the time limit), however the HTTP client wrapped it."""
+    if isinstance(e, defer.CancelledError):
+        return True
+    reasons = getattr(e, "reasons", None) or []  # ResponseNeverReceived and the like
+    return any(r.check(defer.CancelledError) for r in reasons)
 
 
 def _own_cpu_s() -> float:
@@ -173,6 +191,8 @@ async def send_messages(client: MatrixClient, sessions: list[Session], rooms: li
                 if len(first_errors) < 5:
                     first_errors.append(str(e))
             except Exception as e:  # timeouts, refused connections: counted, not fatal
+                if is_cancellation(e):
+                    raise  # the time limit: stop, and not the server's error
                 errors[type(e).__name__] += 1
                 if len(first_errors) < 5:
                     first_errors.append(repr(e))
@@ -266,13 +286,28 @@ async def run_benchmark(target: Target, plan: Plan) -> dict[str, Any]:
     }
 
 
-async def with_time_limit(limit_s: float, main: Callable[[], Awaitable[T]]) -> T:
-    """``main``, cancelled (CancelledError) if it runs longer than ``limit_s``."""
-    d = defer.Deferred.fromCoroutine(main())  # type: ignore[arg-type]
-    timer = reactor.callLater(limit_s, d.cancel)  # type: ignore[attr-defined]
+class TimeLimitExceeded(Exception):
+    pass
+
+
+async def with_time_limit(limit_s: float, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``main``, cancelled if it runs longer than ``limit_s`` (TimeLimitExceeded)."""
+    d: defer.Deferred[T] = defer.Deferred.fromCoroutine(main())
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        d.cancel()
+
+    timer = reactor.callLater(limit_s, expire)
     try:
         result: T = await d
         return result
+    except Exception:
+        if expired:  # however the cancellation came back wrapped
+            raise TimeLimitExceeded() from None
+        raise
     finally:
         if timer.active():
             timer.cancel()
@@ -296,8 +331,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rooms", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=300,
                         help="stop sending after this long (result marked truncated)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs, each on a fresh server with --engine; figures and medians")
     parser.add_argument("--time-limit", type=float, default=900,
-                        help="cancel the whole run (setup included) after this long")
+                        help="cancel everything (setup and repeats included) after this long")
     parser.add_argument("--request-timeout", type=float, default=30)
     parser.add_argument("--json", metavar="PATH", help="write the results here")
     parser.add_argument("--pg-dsn", default=DEFAULT_PG_DSN,
@@ -305,95 +342,166 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true",
                         help="keep the started server's directory (config, log, SQLite file)")
     ns = parser.parse_args(argv)
-    if ns.base_url and not ns.shared_secret:
-        parser.error("--base-url needs --shared-secret")
+    if ns.base_url:
+        if not ns.shared_secret:
+            parser.error("--base-url needs --shared-secret")
+        try:
+            check_loopback(ns.base_url)
+        except ValueError as e:
+            parser.error(str(e))
     for key, cap in LIMITS.items():
         value = getattr(ns, key)
         if not 1 <= value <= cap:
             parser.error(f"--{key} must be between 1 and {cap}")
+    if ns.users * ns.rooms > MAX_MEMBERSHIPS:
+        parser.error(f"--users times --rooms may not exceed {MAX_MEMBERSHIPS} memberships")
     if ns.concurrency > ns.messages:
         parser.error("--concurrency may not exceed --messages")
     return ns
 
 
-def print_summary(result: dict[str, Any]) -> None:
-    send, server, params = result["send"], result["server"], result["params"]
+def _mib(kib: int | None) -> str:
+    return f"{kib / 1024:.1f} MiB" if kib else "?"
+
+
+def print_run(n: int, measured: dict[str, Any]) -> None:
+    send, server = measured["send"], measured["server"]
     lat = send["latency_ms"]
-    print(f"{result['target']['name']} ({result['target']['revision']}): "
-          f"{params['users']} users, {params['rooms']} room(s), {params['messages']} messages, "
-          f"{params['concurrency']} in flight")
-    print(f"  {send['messages_per_s']} messages/s over {send['wall_s']}s; latency ms "
+    print(f"run {n}: {send['messages_per_s']} messages/s over {send['wall_s']}s; latency ms "
           f"p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}  max {lat['max']}")
     if send["errors"] or send["truncated"]:
         print(f"  errors {send['errors']} truncated={send['truncated']} "
               f"first: {send['first_errors'][:2]}")
     if server:
-        def mib(kib: int | None) -> str:
-            return f"{kib / 1024:.1f} MiB" if kib else "?"
-        cpu = server.get("cpu_ms_per_message")
-        line = (f"  server RSS idle {mib(server.get('idle_rss_kib'))}, after "
-                f"{mib(server['rss_after_kib'])}, peak {mib(server['peak_rss_kib'])}")
-        if cpu is not None:
-            line += f"; server CPU {cpu:.2f} ms/message"
+        line = (f"  server RSS idle {_mib(server.get('idle_rss_kib'))}, after "
+                f"{_mib(server['rss_after_kib'])}, peak {_mib(server['peak_rss_kib'])}")
+        if server.get("cpu_ms_per_message") is not None:
+            line += f"; server CPU {server['cpu_ms_per_message']:.2f} ms/message"
         print(line)
-    print(f"  load generator CPU {send['client_cpu_s']}s; setup {result['setup']}")
-    print(f"  verify: {result['verify']}")
+    print(f"  load generator CPU {send['client_cpu_s']}s; 1-min load before "
+          f"{measured['loadavg_1m_before']:.2f}; setup {measured['setup']}")
+    print(f"  verify: {measured['verify']}", flush=True)
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each headline figure over the runs (None where a run lacks it)."""
+    def median_of(get: Callable[[dict[str, Any]], Any]) -> float | None:
+        values = [v for v in (get(r) for r in runs) if v is not None]
+        return round(statistics.median(values), 2) if values else None
+
+    def latency(pct: str) -> float | None:
+        return median_of(lambda r: r["send"]["latency_ms"][pct])
+
+    rates = [r["send"]["messages_per_s"] for r in runs]
+    return {
+        "runs": len(runs),
+        "messages_per_s": median_of(lambda r: r["send"]["messages_per_s"]),
+        "messages_per_s_min": min(rates),
+        "messages_per_s_max": max(rates),
+        "latency_ms": {pct: latency(pct) for pct in ("p50", "p95", "p99")},
+        "server_cpu_ms_per_message": median_of(
+            lambda r: r["server"].get("cpu_ms_per_message")),
+        "idle_rss_kib": median_of(lambda r: r["server"].get("idle_rss_kib")),
+        "peak_rss_kib": median_of(lambda r: r["server"].get("peak_rss_kib")),
+    }
+
+
+def is_complete(measured: dict[str, Any], plan: Plan) -> bool:
+    return (not measured["send"]["errors"] and not measured["send"]["truncated"]
+            and measured["verify"]["found"] == plan.messages
+            and not measured["verify"]["duplicates"])
+
+
+async def measure_all(ns: argparse.Namespace, plan: Plan,
+                      active: list[LocalServer]) -> list[dict[str, Any]]:
+    """``--repeat`` runs; with ``--engine`` each on a server of its own, stopped after it.
+
+    A started server is kept in ``active`` until stopped, so that whoever
+    catches an interrupt can stop it.
+    """
+    runs = []
+    for n in range(1, ns.repeat + 1):
+        # other work on the machine skews every figure: record how busy it was
+        load_before = os.getloadavg()[0]
+        server = None
+        if ns.engine:
+            server = LocalServer(ns.engine, pg_dsn=ns.pg_dsn, keep=ns.keep)
+            active.append(server)
+            target = server.start()  # blocks the reactor, which has nothing else to do
+        else:
+            target = Target(ns.name or "external", ns.base_url, ns.shared_secret, ns.server_pid)
+        try:
+            measured = await run_benchmark(target, plan)
+        finally:
+            if server is not None:
+                exit_status = server.stop()
+                active.remove(server)
+                if ns.keep:
+                    print(f"kept {server.data_dir}", file=sys.stderr)
+        measured = {"base_url": target.base_url, "loadavg_1m_before": load_before, **measured}
+        if server is not None:
+            measured["server"].update({
+                "idle_rss_kib": server.idle_rss_kib,
+                "startup_s": round(server.startup_s or 0, 2),
+                "exit_status": exit_status,
+            })
+            if server.database_settings:
+                measured["server"]["postgres"] = server.database_settings
+        print_run(n, measured)
+        runs.append(measured)
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
     plan = Plan(ns.users, ns.messages, ns.concurrency, ns.rooms, ns.max_seconds,
                 ns.request_timeout)
-    server: LocalServer | None = None
-    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    name = ns.name or (f"homeserver/{ns.engine}" if ns.engine else "external")
     revision = source_revision() if ns.engine else None
-    # other work on the machine skews every figure: record how busy it was
-    load_before = os.getloadavg()[0]
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    print(f"{name} ({revision or 'external'}): {plan.users} users, {plan.rooms} room(s), "
+          f"{plan.messages} messages, {plan.concurrency} in flight, {ns.repeat} run(s)",
+          flush=True)
+    active: list[LocalServer] = []
+    interrupt_on_signals()  # the reactor takes them over while it runs
     try:
-        if ns.engine:
-            server = LocalServer(ns.engine, pg_dsn=ns.pg_dsn, keep=ns.keep)
-            target = server.start()
-            if ns.name:
-                target = Target(ns.name, target.base_url, target.shared_secret, target.pid)
-        else:
-            target = Target(ns.name or "external", ns.base_url, ns.shared_secret,
-                            ns.server_pid)
-        measured = run(lambda: with_time_limit(ns.time_limit,
-                                               lambda: run_benchmark(target, plan)))
+        runs = run(lambda: with_time_limit(ns.time_limit, lambda: measure_all(ns, plan, active)))
+    except TimeLimitExceeded:
+        print(f"bench.send: stopped at the time limit ({ns.time_limit:.0f}s); no figures",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench.send: interrupted; no figures", file=sys.stderr)
+        return 1
     finally:
-        exit_status = server.stop() if server is not None else None
-        if server is not None and ns.keep:
-            print(f"kept {server.data_dir}", file=sys.stderr)
-    if server is not None:
-        measured["server"]["idle_rss_kib"] = server.idle_rss_kib
-        measured["server"]["startup_s"] = round(server.startup_s or 0, 2)
-        measured["server"]["exit_status"] = exit_status
-        if server.database_settings:
-            measured["server"]["postgres"] = server.database_settings
+        for server in active:
+            server.stop()
+    summary = medians(runs)
+    if len(runs) > 1:
+        lat = summary["latency_ms"]
+        print(f"median of {len(runs)}: {summary['messages_per_s']} messages/s "
+              f"({summary['messages_per_s_min']}-{summary['messages_per_s_max']}); latency ms "
+              f"p50 {lat['p50']}  p95 {lat['p95']}  p99 {lat['p99']}; "
+              f"idle RSS {_mib(summary['idle_rss_kib'])}")
     result = {
         "benchmark": "send",
         "schema": SCHEMA_VERSION,
         "started_at": started_at,
-        "target": {"name": target.name, "base_url": target.base_url,
-                   "engine": ns.engine,
-                   "revision": revision},
+        "target": {"name": name, "engine": ns.engine, "revision": revision},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(), "loadavg_1m_before": load_before},
+                    "platform": platform.platform()},
         "params": {"users": plan.users, "messages": plan.messages,
                    "concurrency": plan.concurrency, "rooms": plan.rooms,
-                   "max_seconds": plan.max_seconds},
-        **measured,
+                   "repeat": ns.repeat, "max_seconds": plan.max_seconds},
+        "median": summary,
+        "runs": runs,
     }
-    print_summary(result)
     if ns.json:
         os.makedirs(os.path.dirname(os.path.abspath(ns.json)), exist_ok=True)
         with open(ns.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
             f.write("\n")
-    complete = (not result["send"]["errors"] and not result["send"]["truncated"]
-                and result["verify"]["found"] == plan.messages
-                and not result["verify"]["duplicates"])
-    return 0 if complete else 1
+    return 0 if all(is_complete(r, plan) for r in runs) else 1
 
 
 if __name__ == "__main__":

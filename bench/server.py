@@ -282,6 +282,18 @@ class LocalServer:
         self.stop()
 
 
+def interrupt_on_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt, so a ``with LocalServer`` cleans up.
+
+    Also when started in the background, where a shell leaves SIGINT ignored.
+    """
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.server",
                                      description="Serve a throwaway homeserver for a bench run")
@@ -289,13 +301,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pg-dsn", default=DEFAULT_PG_DSN,
                         help="where to create (and drop) the bench_<random> database")
     ns = parser.parse_args(argv)
+    interrupt_on_signals()
     with LocalServer(ns.engine, pg_dsn=ns.pg_dsn) as server:
         target = server.start()
         print(f"{target.name} at {target.base_url} (pid {target.pid}), "
               f"idle RSS {server.idle_rss_kib} KiB, started in {server.startup_s:.1f}s")
         print(f"  --base-url {target.base_url} --shared-secret {target.shared_secret} "
               f"--server-pid {target.pid}")
-        print(f"  log: {server.log_path}; ^C stops it and removes everything")
+        print(f"  log: {server.log_path}; ^C (or SIGTERM) stops it and removes everything",
+              flush=True)
         try:
             assert server.proc is not None
             server.proc.wait()

@@ -36,6 +36,7 @@ class Codes:
     SERVER_NOT_TRUSTED = "M_SERVER_NOT_TRUSTED"
     BAD_ALIAS = "M_BAD_ALIAS"
     ROOM_IN_USE = "M_ROOM_IN_USE"
+    UNABLE_TO_GRANT_JOIN = "M_UNABLE_TO_GRANT_JOIN"
 
 
 class MatrixError(Exception):

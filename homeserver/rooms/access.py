@@ -1,26 +1,46 @@
 """Who may read what of a room, and reading it in the client format.
 
-A user reads a room they are joined to in full. A user who has left (or was
-banned) reads it as it was when they left: the state at their membership
-event and the timeline up to it. Anyone reads a ``world_readable`` room.
-Everyone else gets 403 M_FORBIDDEN, whether or not the room exists, so the
-answer does not tell a stranger which rooms there are.
+Two gates. The room gate (``check_read``): a user reads a room they are
+joined to; a user who has left (or was banned) reads it as it was when they
+left: the state at their membership event and the timeline up to it; anyone
+reads a ``world_readable`` room (peeking). Everyone else gets 403
+M_FORBIDDEN, whether or not the room exists, so the answer does not tell a
+stranger which rooms there are. Invitees are outsiders until they join, as
+on Synapse.
 
-Per-event history visibility (``joined``/``invited``/``shared`` against the
-reader's membership at each event) is not applied yet: a member sees the
-whole timeline.
+The event gate (``filter_visible``): every timeline event that goes out
+(``/messages``, ``/event``, ``/context``, ``timestamp_to_event``) passes the
+history visibility rules of ``rooms/visibility.py``, judged on the state
+after each event (its snapshot) and the reader's later memberships. State
+reads (``/state``, ``/members``) are not filtered per event: they show the
+state the room gate allows (now, or at the reader's leave).
+
+Timeline pages (``paginate``) scan the stream in batches, dropping what the
+``RoomEventFilter`` or the visibility rules refuse, until the page is full;
+the next token points after the last event *scanned*, so a client never
+sees the same hidden stretch twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import fnmatch
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.events.model import Event
 from homeserver.http.errors import forbidden
 from homeserver.http.request import Requester
-from homeserver.rooms.client_format import client_event
+from homeserver.rooms.client_format import client_event, redacted_by
+from homeserver.rooms.visibility import (
+    HISTORY_VISIBILITY_KEY,
+    HISTORY_VISIBILITY_TYPE,
+    MEMBER_TYPE,
+    VisibilityAtEvent,
+    can_peek,
+    filter_events_for_client,
+    history_visibility_of,
+)
 from homeserver.storage.rooms import Membership, RoomInfo
 
 if TYPE_CHECKING:
@@ -28,12 +48,70 @@ if TYPE_CHECKING:
 
 StateKey = tuple[str, str]
 
+# A page scans at most this many batches before returning what it has.
+MAX_SCAN_BATCHES = 5
+
 
 def txn_scope(requester: Requester) -> str:
     """What a client transaction ID is unique within: the device, else the token."""
     if requester.device_id is not None:
         return requester.device_id
     return f"token:{requester.access_token_id}"
+
+
+# -- RoomEventFilter ----------------------------------------------------------------
+
+
+def _strings(value: Any) -> tuple[str, ...] | None:
+    return tuple(value) if isinstance(value, list) else None
+
+
+@dataclass(frozen=True)
+class RoomEventFilter:
+    """The parts of a ``RoomEventFilter`` that room reads apply (pure)."""
+
+    limit: int | None = None
+    types: tuple[str, ...] | None = None
+    not_types: tuple[str, ...] = ()
+    senders: tuple[str, ...] | None = None
+    not_senders: tuple[str, ...] = ()
+    contains_url: bool | None = None
+    lazy_load_members: bool = False
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> RoomEventFilter:
+        """From a filter already checked against the spec's schema."""
+        limit = body.get("limit")
+        contains_url = body.get("contains_url")
+        return cls(
+            limit=limit if isinstance(limit, int) else None,
+            types=_strings(body.get("types")),
+            not_types=_strings(body.get("not_types")) or (),
+            senders=_strings(body.get("senders")),
+            not_senders=_strings(body.get("not_senders")) or (),
+            contains_url=contains_url if isinstance(contains_url, bool) else None,
+            lazy_load_members=body.get("lazy_load_members") is True,
+        )
+
+    def matches(self, event: Event) -> bool:
+        if any(fnmatch.fnmatchcase(event.type, p) for p in self.not_types):
+            return False
+        if self.types is not None and not any(
+                fnmatch.fnmatchcase(event.type, p) for p in self.types):
+            return False
+        if event.sender in self.not_senders:
+            return False
+        if self.senders is not None and event.sender not in self.senders:
+            return False
+        if self.contains_url is not None:
+            return isinstance(event.content.get("url"), str) == self.contains_url
+        return True
+
+
+NO_FILTER = RoomEventFilter()
+
+
+# -- reading ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -44,6 +122,17 @@ class ReadAccess:
     until_stream: int | None
     # the state the reader sees (None: the current state)
     snapshot_nid: int | None
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of the timeline, in the order read."""
+
+    events: list[Event]
+    # where the next page in the same direction starts (a stream position)
+    next_pos: int
+    # nothing further in this direction (as of now)
+    exhausted: bool
 
 
 class RoomReader:
@@ -63,14 +152,14 @@ class RoomReader:
             snapshot = pos.snapshot_nid if pos is not None else None
             return ReadAccess(room, membership, membership.stream_ordering, snapshot)
         visibility = await self.stores.rooms.get_current_state_ids(
-            room.room_nid, [("m.room.history_visibility", "")])
+            room.room_nid, [HISTORY_VISIBILITY_KEY])
         if visibility:
-            event = await self.stores.events.get_event(
-                visibility[("m.room.history_visibility", "")])
-            if event is not None and event.content.get("history_visibility") == \
-                    "world_readable":
+            event = await self.stores.events.get_event(visibility[HISTORY_VISIBILITY_KEY])
+            if can_peek(history_visibility_of(event)):
                 return ReadAccess(room, membership, None, None)
         raise forbidden("You are not allowed to view this room.")
+
+    # -- state ----------------------------------------------------------------
 
     async def get_state(self, access: ReadAccess,
                         event_type: str | None = None) -> dict[StateKey, Event]:
@@ -79,8 +168,7 @@ class RoomReader:
                                                                 event_type=event_type)
         else:
             ids = await self.stores.state.get_snapshot_ids(access.snapshot_nid, event_type)
-        events = await self.stores.events.get_events(list(ids.values()))
-        return {k: events[v] for k, v in ids.items() if v in events}
+        return await self._events_of(ids)
 
     async def get_state_event(self, access: ReadAccess, event_type: str,
                               state_key: str) -> Event | None:
@@ -92,15 +180,129 @@ class RoomReader:
         state = await self.get_state(access, event_type)
         return state.get((event_type, state_key))
 
+    async def get_state_at_snapshot(self, snapshot_nid: int,
+                                    event_type: str | None = None) -> dict[StateKey, Event]:
+        return await self._events_of(
+            await self.stores.state.get_snapshot_ids(snapshot_nid, event_type))
+
+    async def get_members_at(self, access: ReadAccess,
+                             at_pos: int | None) -> dict[StateKey, Event]:
+        """The ``m.room.member`` state the reader sees, at the stream position
+        ``at_pos`` (``/members?at=``) or as ``get_state`` gives it."""
+        if at_pos is not None:
+            if access.until_stream is not None:
+                at_pos = min(at_pos, access.until_stream)
+            snapshot = await self.stores.events.get_snapshot_at_stream(
+                access.room.room_nid, at_pos)
+            if snapshot is None:
+                return {}
+            return await self.get_state_at_snapshot(snapshot, MEMBER_TYPE)
+        return await self.get_state(access, MEMBER_TYPE)
+
+    async def get_state_at_event(self, event_id: str,
+                                 keys: list[StateKey]) -> dict[StateKey, Event]:
+        """The state after ``event_id``, only ``keys``."""
+        ids = (await self.stores.events.get_state_at_events([event_id], keys)).get(event_id, {})
+        return await self._events_of(ids)
+
+    async def _events_of(self, ids: dict[StateKey, str]) -> dict[StateKey, Event]:
+        events = await self.stores.events.get_events(list(ids.values()))
+        return {k: events[v] for k, v in ids.items() if v in events}
+
+    # -- the timeline ---------------------------------------------------------
+
+    async def filter_visible(self, user_id: str, access: ReadAccess,
+                             events: Sequence[tuple[int, Event]]) -> list[Event]:
+        """Those of ``events`` ((stream position, event), oldest first) that
+        history visibility lets ``user_id`` see, in the same order."""
+        if not events:
+            return []
+        ids = [e.event_id for _, e in events]
+        state_ids = await self.stores.events.get_state_at_events(
+            ids, [HISTORY_VISIBILITY_KEY, (MEMBER_TYPE, user_id)])
+        state_events = await self.stores.events.get_events(
+            [sid for m in state_ids.values() for sid in m.values()])
+        exceptions = [e.event_id for _, e in events if e.state_key is not None and (
+            (e.type == HISTORY_VISIBILITY_TYPE and e.state_key == "")
+            or (e.type == MEMBER_TYPE and e.state_key == user_id))]
+        replaced = await self.stores.events.get_replaced_state(exceptions)
+        pairs = []
+        for _, event in events:
+            state = {k: state_events[v] for k, v in state_ids.get(event.event_id, {}).items()
+                     if v in state_events}
+            pairs.append((event, VisibilityAtEvent.from_state_after(
+                user_id, event, state, replaced.get(event.event_id))))
+        newest = max(pos for pos, _ in events)
+        joined_after = await self._joined_after(user_id, access, newest)
+        return filter_events_for_client(user_id, pairs, joined_after_events=joined_after)
+
+    async def _joined_after(self, user_id: str, access: ReadAccess, pos: int) -> bool:
+        """Whether ``user_id`` was joined at some point after stream position ``pos``."""
+        if access.membership is not None and access.membership.membership == "join":
+            return True
+        later = await self.stores.events.get_member_event_ids(
+            access.room.room_nid, user_id, after=pos, until=access.until_stream)
+        events = await self.stores.events.get_events(later)
+        return any(e.membership == "join" for e in events.values())
+
+    async def paginate(self, user_id: str, access: ReadAccess, *, from_pos: int,
+                       to_pos: int | None, backwards: bool, limit: int,
+                       event_filter: RoomEventFilter = NO_FILTER) -> Page:
+        """Up to ``limit`` events ``user_id`` may see that ``event_filter``
+        matches: backwards, positions <= ``from_pos`` and > ``to_pos``, newest
+        first; forwards, > ``from_pos`` and <= ``to_pos``, oldest first.
+        A reader who left never reads past their leave."""
+        until = access.until_stream
+        if until is not None:
+            if backwards:
+                from_pos = min(from_pos, until)
+            else:
+                to_pos = until if to_pos is None else min(to_pos, until)
+        kept: list[Event] = []
+        pos = from_pos
+        exhausted = False
+        batch = min(max(2 * limit, 20), 1000)
+        for _ in range(MAX_SCAN_BATCHES):
+            if len(kept) >= limit:
+                break
+            rows = await self.stores.events.get_room_events(
+                access.room.room_nid, from_pos=pos, to_pos=to_pos, backwards=backwards,
+                limit=batch)
+            oldest_first = list(reversed(rows)) if backwards else rows
+            visible = {e.event_id for e in await self.filter_visible(user_id, access,
+                                                                     oldest_first)}
+            for row_pos, event in rows:
+                pos = row_pos - 1 if backwards else row_pos
+                if event.event_id in visible and event_filter.matches(event):
+                    kept.append(event)
+                    if len(kept) >= limit:
+                        break
+            if len(rows) < batch and len(kept) < limit:
+                exhausted = True
+                break
+        return Page(kept, pos, exhausted)
+
+    # -- the client format ----------------------------------------------------
+
     async def serialize(self, requester: Requester, room_id: str,
                         events: Iterable[Event]) -> list[dict[str, Any]]:
         """``events`` in the client format, as ``requester`` sees them."""
         events = list(events)
-        own = [e.event_id for e in events if e.sender == requester.user_id]
+        redactions = await self.stores.events.get_events(
+            [r for r in (redacted_by(e) for e in events) if r is not None])
+        own = [e.event_id for e in [*events, *redactions.values()]
+               if e.sender == requester.user_id]
         txn_ids = await self.stores.rooms.get_txn_ids_for_events(
             requester.user_id, txn_scope(requester), own)
         replaced = await self.stores.events.get_replaced_state(
             [e.event_id for e in events if e.is_state()])
         now = self.hs.now_ms()
-        return [client_event(e, room_id, now, transaction_id=txn_ids.get(e.event_id),
-                             replaced=replaced.get(e.event_id)) for e in events]
+        because = {eid: client_event(r, room_id, now, transaction_id=txn_ids.get(eid))
+                   for eid, r in redactions.items()}
+        out = []
+        for e in events:
+            by = redacted_by(e)
+            out.append(client_event(e, room_id, now, transaction_id=txn_ids.get(e.event_id),
+                                    replaced=replaced.get(e.event_id),
+                                    redacted_because=because.get(by) if by else None))
+        return out

@@ -4,7 +4,8 @@
    derived from it, earlier we pick ``!opaque:server``);
 2. the creator's join;
 3. ``m.room.power_levels``: Synapse's defaults, then
-   ``power_level_content_override`` on top (top-level keys replaced);
+   ``power_level_content_override`` on top (top-level keys replaced), or
+   the ``initial_state`` one instead;
 4. the preset's ``m.room.join_rules``, ``m.room.history_visibility`` and
    ``m.room.guest_access``, which ``initial_state`` entries of the same type
    and state key replace;
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from homeserver.events.room_versions import RoomVersion
+from homeserver.rooms import directory
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -64,6 +66,7 @@ class CreateRoomRequest:
     creation_content: dict[str, Any] = field(default_factory=dict)
     initial_state: tuple[StateEvent, ...] = ()
     power_level_content_override: dict[str, Any] | None = None
+    room_alias_name: str | None = None
 
 
 def default_power_levels(creator: str, request: CreateRoomRequest) -> dict[str, Any]:
@@ -121,6 +124,7 @@ async def create_room(hs: "HomeServer", creator: str, request: CreateRoomRequest
     for invitee in request.invite:
         # refuse before anything exists rather than leave a half-made room
         await hs.membership.check_invitee(invitee)
+    alias = await directory.check_new_room_alias(hs, request.room_alias_name)
     creator_events = hs.event_creator
     room_id = await creator_events.create_room(request.room_version, creator,
                                                create_content(creator, request))
@@ -129,9 +133,17 @@ async def create_room(hs: "HomeServer", creator: str, request: CreateRoomRequest
     async def send_state(event_type: str, content: dict[str, Any], state_key: str = "") -> None:
         await creator_events.send(creator, room_id, event_type, content, state_key=state_key)
 
-    if not any(item.type == "m.room.power_levels" and item.state_key == ""
-               for item in request.initial_state):
-        await send_state("m.room.power_levels", default_power_levels(creator, request))
+    # an initial_state power-levels event takes the defaults' place, right
+    # after the join, as on Synapse (room upgrades copy theirs this way)
+    levels = None
+    for item in request.initial_state:
+        if (item.type, item.state_key) == ("m.room.power_levels", ""):
+            levels = item.content
+    await send_state("m.room.power_levels",
+                     levels if levels is not None else default_power_levels(creator, request))
+
+    if alias is not None:
+        await directory.create_alias_for_new_room(hs, creator, room_id, alias)
 
     preset = _PRESET_STATE[request.preset]
     state: dict[tuple[str, str], dict[str, Any]] = {
@@ -140,7 +152,8 @@ async def create_room(hs: "HomeServer", creator: str, request: CreateRoomRequest
         ("m.room.guest_access", ""): {"guest_access": preset["guest_access"]},
     }
     for item in request.initial_state:
-        state[(item.type, item.state_key)] = item.content
+        if (item.type, item.state_key) != ("m.room.power_levels", ""):
+            state[(item.type, item.state_key)] = item.content
     for (event_type, state_key), content in state.items():
         await send_state(event_type, content, state_key)
     if request.name is not None:
@@ -150,4 +163,6 @@ async def create_room(hs: "HomeServer", creator: str, request: CreateRoomRequest
     for invitee in request.invite:
         await hs.membership.update_membership(creator, room_id, invitee, "invite",
                                               is_direct=request.is_direct or None)
+    if request.visibility == "public":
+        await directory.publish_new_room(hs, room_id)
     return room_id

@@ -109,22 +109,25 @@ class EventCreator:
 
     async def send(self, sender: str, room_id: str, event_type: str, content: dict[str, Any],
                    *, state_key: str | None = None, txn_id: NewEventTxn | None = None,
-                   dedupe_state: bool = False) -> str:
+                   dedupe_state: bool = False, redacts: str | None = None) -> str:
         """Create, authorise and persist an event; returns its event ID.
 
         ``dedupe_state``: a state event identical (sender and content) to the
         current one is not sent again; the current one's ID is returned.
+        ``redacts``: the event an ``m.room.redaction`` redacts (the builder
+        puts it where the room version wants it).
         """
         room = await self.stores.rooms.get_room(room_id)
         if room is None:
             raise not_found("Unknown room")
         async with self.room_lock(room_id):
             return await self._send_locked(room, sender, event_type, content, state_key,
-                                           txn_id, dedupe_state)
+                                           txn_id, dedupe_state, redacts)
 
     async def _send_locked(self, room: RoomInfo, sender: str, event_type: str,
                            content: dict[str, Any], state_key: str | None,
-                           txn_id: NewEventTxn | None, dedupe_state: bool) -> str:
+                           txn_id: NewEventTxn | None, dedupe_state: bool,
+                           redacts: str | None = None) -> str:
         rv = KNOWN_ROOM_VERSIONS[room.room_version]
         skeleton: dict[str, Any] = {"type": event_type, "sender": sender, "content": content}
         if state_key is not None:
@@ -162,7 +165,7 @@ class EventCreator:
                 content=content, state_key=state_key, prev_event_ids=prev_ids,
                 auth_event_ids=auth_ids, depth=depth, origin=self.hs.hostname,
                 origin_server_ts=self.hs.now_ms(), signing_key=self.hs.signing_key,
-                reference_hashes=reference_hashes)
+                reference_hashes=reference_hashes, redacts=redacts)
         except (ValidationError, CanonicalJSONError, ValueError) as e:
             raise event_error(e) from e
         check_auth_rules(event, state)

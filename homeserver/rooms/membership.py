@@ -1,24 +1,52 @@
-"""Changing a user's membership of a room: join, invite, leave, kick, ban, unban.
+"""Changing a user's membership of a room: join, knock, invite, leave, kick, ban, unban.
 
 Every change is an ``m.room.member`` event made by ``EventCreator``, so the
 auth rules decide who may do what (a banned user cannot rejoin, a kick needs
-the kick level and a higher level than the target...). A join or an invite
-carries the target's display name and avatar, as clients expect.
+the kick level and a higher level than the target, a knock needs a v7+ room
+whose join rule is ``knock`` or, v10+, ``knock_restricted``...). A join, a
+knock or an invite carries the target's display name and avatar, as clients
+expect.
+
+Knocking (client-server API, "Knocking on rooms"): the knock is membership
+``knock``; a member with the invite level may then invite the knocker (an
+invite over a knock), who joins; the knocker rescinds with a leave.
+
+Restricted joins (v8+ ``restricted``, v10+ ``knock_restricted``): a user
+joined to one of the rooms of the join rule's ``allow`` list
+(``{"type": "m.room_membership", "room_id": ...}``) may join without an
+invite. The join event names, in ``join_authorised_via_users_server``, a
+local joined user with the invite level; as Synapse does, we pick the local
+member with the highest power level (403 if the user is in none of the
+allowed rooms, 400 M_UNABLE_TO_GRANT_JOIN if no local member could invite).
+Only rooms this server knows are checked: allowed rooms elsewhere need
+federation.
 
 Only rooms this server already knows can be joined: joining over federation
-(and room aliases) comes with the federation work. Users of other servers
-cannot be invited yet for the same reason.
+comes with the federation work. Users of other servers cannot be invited
+yet for the same reason.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import forbidden, not_found
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.http.errors import Codes, MatrixError, forbidden, not_found
+from homeserver.rooms.auth import AUTHORISING_USER, JOIN_RULES
+from homeserver.rooms.power_levels import (
+    CREATE,
+    POWER_LEVELS,
+    get_named_level,
+    get_user_power_level,
+)
 from homeserver.storage.events import NewEventTxn
+from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
+
+# the allow-list entry of a restricted join rule that we can check
+ROOM_MEMBERSHIP_ALLOW = "m.room_membership"
 
 
 class MembershipHandler:
@@ -57,11 +85,63 @@ class MembershipHandler:
         if membership == "invite":
             await self.check_invitee(target)
         content: dict[str, Any] = {"membership": membership}
-        if membership in ("join", "invite"):
+        if membership in ("join", "invite", "knock"):
             content.update(await self._profile_content(target))
+        if membership == "join" and sender == target:
+            authoriser = await self._restricted_join_authoriser(room, target)
+            if authoriser is not None:
+                content[AUTHORISING_USER] = authoriser
         if reason is not None:
             content["reason"] = reason
         if is_direct is not None:
             content["is_direct"] = is_direct
         return await self.hs.event_creator.send(sender, room_id, "m.room.member", content,
                                                 state_key=target, txn_id=txn_id)
+
+    async def _restricted_join_authoriser(self, room: RoomInfo, user_id: str) -> str | None:
+        """The ``join_authorised_via_users_server`` of ``user_id``'s join, or
+        None when the join needs none (not a restricted room, or the user is
+        already invited or joined). Raises when the join cannot be allowed."""
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
+        if not rv.restricted_join_rule:
+            return None
+        ids = await self.stores.rooms.get_current_state_ids(
+            room.room_nid, [JOIN_RULES, POWER_LEVELS, CREATE])
+        events = await self.stores.events.get_events(list(ids.values()))
+        state = {k: events[v] for k, v in ids.items() if v in events}
+        join_rules = state.get(JOIN_RULES)
+        rule = join_rules.content.get("join_rule") if join_rules is not None else None
+        if not (rule == "restricted"
+                or (rv.knock_restricted_join_rule and rule == "knock_restricted")):
+            return None
+        assert join_rules is not None
+        current = await self.stores.rooms.get_membership(user_id, room.room_nid)
+        if current is not None and current.membership in ("join", "invite"):
+            return None
+        if not await self._is_in_an_allowed_room(user_id, join_rules.content.get("allow")):
+            raise forbidden("You do not belong to any of the required rooms to join this room.")
+        local_members = [u for u in await self.stores.rooms.get_members(room.room_nid)
+                         if self.hs.is_mine(u)]
+        if local_members:
+            chosen = max(local_members, key=lambda u: get_user_power_level(u, state, rv))
+            if get_user_power_level(chosen, state, rv) >= get_named_level("invite", state, rv):
+                return chosen
+        raise MatrixError(400, Codes.UNABLE_TO_GRANT_JOIN,
+                          "Unable to find a user which could issue an invite")
+
+    async def _is_in_an_allowed_room(self, user_id: str, allow: Any) -> bool:
+        if not isinstance(allow, list):
+            return False
+        for entry in allow:
+            if not isinstance(entry, dict) or entry.get("type") != ROOM_MEMBERSHIP_ALLOW:
+                continue
+            allowed_id = entry.get("room_id")
+            if not isinstance(allowed_id, str):
+                continue
+            allowed = await self.stores.rooms.get_room(allowed_id)
+            if allowed is None:
+                continue
+            membership = await self.stores.rooms.get_membership(user_id, allowed.room_nid)
+            if membership is not None and membership.membership == "join":
+                return True
+        return False

@@ -15,6 +15,14 @@ authorised the event against is the state this transaction updates.
 
 Read events are kept in a bounded LRU cache (``event_cache_size``, scaled by
 ``caches.global_factor`` as Synapse scales its ``*getEvent*`` cache).
+
+Redactions (``rooms/redaction.py`` decides which apply): ``event_redactions``
+maps a redacted event ID to the redactions of it. The original JSON stays in
+``events`` (federation and a future "censor after N days" need it), and
+every read -- ``get_events`` and all that goes through it: timelines, state,
+auth -- returns the redacted form, with the earliest redaction's event ID in
+``unsigned.redacted_by`` (``REDACTED_BY``). Persisting a redaction drops its
+target from the cache.
 """
 
 from __future__ import annotations
@@ -25,13 +33,17 @@ from dataclasses import dataclass
 
 from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.model import Event
+from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.rooms import RoomStore
-from homeserver.storage.state import StateStore
+from homeserver.storage.state import StateKey, StateStore
 from homeserver.storage.streams import next_stream_id_txn
 
 DEFAULT_EVENT_CACHE_SIZE = 10_000
+
+# unsigned key of a redacted event read from the store: the redaction's event ID
+REDACTED_BY = "redacted_by"
 
 
 class LruCache:
@@ -40,6 +52,9 @@ class LruCache:
     def __init__(self, max_size: int) -> None:
         self.max_size = max(1, max_size)
         self._data: OrderedDict[str, Event] = OrderedDict()
+        # bumped by every invalidation: a reader that started before one
+        # must not cache what it read (it may be the pre-redaction event)
+        self.generation = 0
 
     def get(self, key: str) -> Event | None:
         value = self._data.get(key)
@@ -52,6 +67,10 @@ class LruCache:
         self._data.move_to_end(key)
         while len(self._data) > self.max_size:
             self._data.popitem(last=False)
+
+    def invalidate(self, key: str) -> None:
+        self._data.pop(key, None)
+        self.generation += 1
 
     def __len__(self) -> int:
         return len(self._data)
@@ -93,9 +112,14 @@ class EventStore:
     # -- reading -----------------------------------------------------------
 
     @staticmethod
-    def _event_from_row(event_id: str, version: str, text: str,
-                        rejected: str | None) -> Event:
-        return Event(event_id, KNOWN_ROOM_VERSIONS[version], json.loads(text), rejected)
+    def _event_from_row(event_id: str, version: str, text: str, rejected: str | None,
+                        redacted_by: str | None = None) -> Event:
+        room_version = KNOWN_ROOM_VERSIONS[version]
+        pdu = json.loads(text)
+        if redacted_by is not None:
+            pdu = redact(pdu, room_version)
+            pdu["unsigned"] = {REDACTED_BY: redacted_by}
+        return Event(event_id, room_version, pdu, rejected)
 
     async def get_events(self, event_ids: list[str]) -> dict[str, Event]:
         """The events of ``event_ids`` that we have (from the cache when we can)."""
@@ -107,16 +131,22 @@ class EventStore:
                 out[event_id] = cached
             else:
                 missing.append(event_id)
+        generation = self.cache.generation
         for start in range(0, len(missing), 500):
             chunk = missing[start:start + 500]
             rows = await self.db.execute(
                 "get_events",
-                "SELECT ev.event_id, r.room_version, ev.json, ev.rejected_reason"
+                "SELECT ev.event_id, r.room_version, ev.json, ev.rejected_reason,"
+                " (SELECT red.event_id FROM event_redactions er"
+                "  JOIN events red ON red.event_nid = er.redaction_nid"
+                "  WHERE er.redacts = ev.event_id AND red.room_nid = ev.room_nid"
+                "  ORDER BY red.event_nid LIMIT 1)"
                 " FROM events ev JOIN rooms r ON r.room_nid = ev.room_nid"
                 f" WHERE ev.event_id IN ({_placeholders(len(chunk))})", chunk)
             for row in rows:
                 event = self._event_from_row(*row)
-                self.cache.put(event.event_id, event)
+                if self.cache.generation == generation:
+                    self.cache.put(event.event_id, event)
                 out[event.event_id] = event
         return out
 
@@ -177,6 +207,75 @@ class EventStore:
         olds = await self.get_events([r[1] for r in rows])
         return {e: olds[o] for e, o in rows if o in olds}
 
+    async def get_state_at_events(self, event_ids: list[str], keys: list[StateKey],
+                                  ) -> dict[str, dict[StateKey, str]]:
+        """For each of ``event_ids``: the state after it, only ``keys``, as
+        ``(type, state_key) -> event ID`` (events we do not have are absent)."""
+        if not event_ids:
+            return {}
+
+        def txn_fn(txn: Txn) -> dict[str, dict[StateKey, str]]:
+            out: dict[str, dict[StateKey, str]] = {e: {} for e in event_ids}
+            nids = StateStore.get_state_key_nids_txn(txn, keys)
+            if not nids:
+                return out
+            by_nid = {n: k for k, n in nids.items()}
+            nid_list = list(by_nid)
+            for start in range(0, len(event_ids), 200):
+                chunk = event_ids[start:start + 200]
+                for eid, skey, sid in txn.select_all(
+                        "SELECT ev.event_id, be.state_key_nid, se.event_id FROM events ev"
+                        " JOIN state_snapshot_blocks sb ON sb.snapshot_nid = ev.snapshot_nid"
+                        " JOIN state_block_entries be ON be.block_nid = sb.block_nid"
+                        " JOIN events se ON se.event_nid = be.event_nid"
+                        f" WHERE ev.event_id IN ({_placeholders(len(chunk))})"
+                        f" AND be.state_key_nid IN ({_placeholders(len(nid_list))})",
+                        [*chunk, *nid_list]):
+                    out[eid][by_nid[int(skey)]] = sid
+            return out
+
+        return await self.db.run_interaction("get_state_at_events", txn_fn)
+
+    async def get_member_event_ids(self, room_nid: int, user_id: str, *, after: int,
+                                   until: int | None) -> list[str]:
+        """``user_id``'s member events in the room at stream positions in
+        (``after``, ``until``], oldest first."""
+        rows = await self.db.execute(
+            "get_member_event_ids",
+            "SELECT event_id FROM events WHERE room_nid = ? AND event_type = 'm.room.member'"
+            " AND state_key = ? AND outlier = 0 AND stream_ordering > ?"
+            " AND stream_ordering <= ? ORDER BY stream_ordering",
+            (room_nid, user_id, after, until if until is not None else 2**62))
+        return [r[0] for r in rows]
+
+    async def get_snapshot_at_stream(self, room_nid: int, pos: int) -> int | None:
+        """The room's state snapshot after its last event at or before ``pos``."""
+        rows = await self.db.execute(
+            "get_snapshot_at_stream",
+            "SELECT snapshot_nid FROM events WHERE room_nid = ? AND outlier = 0"
+            " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
+            (room_nid, pos))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def get_events_near_timestamp(self, room_nid: int, ts: int, *, forwards: bool,
+                                        until: int | None, limit: int,
+                                        ) -> list[tuple[int, Event]]:
+        """Timeline events nearest ``ts`` as (stream position, event): forwards,
+        the first at or after ``ts``; backwards, the last at or before it.
+        Only positions up to ``until`` (when given)."""
+        if forwards:
+            cond, order = "origin_server_ts >= ?", "origin_server_ts ASC, stream_ordering ASC"
+        else:
+            cond, order = "origin_server_ts <= ?", "origin_server_ts DESC, stream_ordering DESC"
+        rows = await self.db.execute(
+            "get_events_near_timestamp",
+            f"SELECT stream_ordering, event_id FROM events WHERE room_nid = ? AND {cond}"
+            " AND outlier = 0 AND stream_ordering <= ?"
+            f" ORDER BY {order} LIMIT ?",
+            (room_nid, ts, until if until is not None else 2**62, limit))
+        events = await self.get_events([r[1] for r in rows])
+        return [(int(pos), events[eid]) for pos, eid in rows if eid in events]
+
     # -- writing -----------------------------------------------------------
 
     async def persist_event(self, event: Event, *, room_nid: int | None, now_ms: int,
@@ -192,7 +291,17 @@ class EventStore:
             "persist_event", self.persist_event_txn, event, room_nid, now_ms, txn_id,
             new_room_id)
         self.cache.put(event.event_id, event)
+        redacts = self._applied_redaction(event)
+        if redacts is not None:
+            self.cache.invalidate(redacts)
         return result
+
+    @staticmethod
+    def _applied_redaction(event: Event) -> str | None:
+        """The event ID ``event`` redacts, if it is a redaction to apply."""
+        if event.type != "m.room.redaction" or event.rejected_reason is not None:
+            return None
+        return event.redacts
 
     @staticmethod
     def persist_event_txn(txn: Txn, event: Event, room_nid: int | None, now_ms: int,
@@ -255,6 +364,10 @@ class EventStore:
         StateStore.incref_snapshot_txn(txn, snapshot)
         txn.execute("UPDATE events SET snapshot_nid = ? WHERE event_nid = ?",
                     (snapshot, event_nid))
+        redacts = EventStore._applied_redaction(event)
+        if redacts is not None:
+            txn.execute("INSERT INTO event_redactions (redacts, redaction_nid) VALUES (?, ?)",
+                        (redacts, event_nid))
         if txn_id is not None:
             RoomStore.add_txn_id_txn(txn, txn_id.user_id, txn_id.scope, room_nid,
                                      txn_id.txn_id, event_nid, now_ms)

@@ -488,14 +488,8 @@ async def test_public_rooms_of_other_servers_are_not_available(server: TestServe
     assert_error(await server.client().post(f"{V3}/publicRooms", {}), 401, "M_MISSING_TOKEN")
 
 
-# -- through R's endpoints, once they call the hooks above ------------------------
+# -- through the createRoom and PUT /state endpoints --------------------------------
 
-NEEDS_HOOKS = pytest.mark.xfail(
-    reason="createRoom and PUT /state do not call the rooms/directory.py hooks yet",
-    strict=False)
-
-
-@NEEDS_HOOKS
 @pytest_twisted.ensureDeferred
 async def test_create_room_with_alias_name_and_public_visibility(server: TestServer) -> None:
     alice = await server.register("alice")
@@ -509,7 +503,6 @@ async def test_create_room_with_alias_name_and_public_visibility(server: TestSer
     assert_error(again, 400, "M_ROOM_IN_USE")
 
 
-@NEEDS_HOOKS
 @pytest_twisted.ensureDeferred
 async def test_sending_canonical_alias_checks_the_aliases(server: TestServer) -> None:
     alice = await server.register("alice")

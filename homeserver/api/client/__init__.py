@@ -22,9 +22,10 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         profile,
         register,
         rooms,
+        upgrade,
         versions,
     )
 
     for module in (versions, register, login, account, devices, profile, account_data,
-                   filters, rooms, membership, directory):
+                   filters, rooms, membership, directory, upgrade):
         module.register_routes(hs, router)

@@ -1,18 +1,22 @@
-"""Room membership: join, invite, leave, kick, ban, unban, forget, and who is where.
+"""Room membership: join, knock, invite, leave, kick, ban, unban, forget, and who is where.
 
-The auth rules decide every change (``rooms/membership.py``). Joining works
-for rooms this server knows; aliases and joins over federation come later.
+The auth rules decide every change (``rooms/membership.py``). Joining and
+knocking work for rooms this server knows, by room ID or by one of our
+aliases; ``via``/``server_name`` are ignored until joins over federation
+exist.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from homeserver.api.client.rooms import parse_token
 from homeserver.events.identifiers import is_valid_user_id
 from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.parse import get_str, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
+from homeserver.rooms.directory import resolve_alias
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -47,14 +51,25 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         """POST /_matrix/client/v3/rooms/{roomId}/join"""
         return await join(req, req.params["roomId"])
 
+    async def room_id_of(target: str) -> str:
+        """The room a ``{roomIdOrAlias}`` names (an unknown alias is 404)."""
+        if target.startswith("#"):
+            return (await resolve_alias(hs, target)).room_id
+        if not target.startswith("!") or len(target) < 2:
+            raise invalid_param(f"{target!r} is not a room ID or alias")
+        return target
+
     async def post_join(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
-        target = req.params["roomIdOrAlias"]
-        if target.startswith("#"):
-            raise not_found("Room alias not found")
-        if not target.startswith("!"):
-            raise invalid_param(f"{target!r} is not a room ID or alias")
-        return await join(req, target)
+        return await join(req, await room_id_of(req.params["roomIdOrAlias"]))
+
+    async def post_knock(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
+        body = req.json(allow_empty=True)
+        room_id = await room_id_of(req.params["roomIdOrAlias"])
+        await membership.update_membership(req.user_id, room_id, req.user_id, "knock",
+                                           reason=reason_of(body))
+        return 200, {"room_id": room_id}
 
     async def post_invite(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/client/v3/rooms/{roomId}/invite"""
@@ -139,8 +154,9 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         room_id = req.params["roomId"]
         wanted = query_str(req.args, "membership", None)
         unwanted = query_str(req.args, "not_membership", None)
+        at = query_str(req.args, "at", None)
         access = await reader.check_read(req.user_id, room_id)
-        state = await reader.get_state(access, "m.room.member")
+        state = await reader.get_members_at(access, parse_token(at) if at is not None else None)
         events = [e for _, e in sorted(state.items())
                   if (wanted is None or e.membership == wanted)
                   and (unwanted is None or e.membership != unwanted)]
@@ -149,6 +165,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
     rooms = f"{CLIENT_V3}/rooms/{{roomId}}"
     router.add("POST", f"{rooms}/join", post_join_room_id)
     router.add("POST", f"{CLIENT_V3}/join/{{roomIdOrAlias}}", post_join)
+    router.add("POST", f"{CLIENT_V3}/knock/{{roomIdOrAlias}}", post_knock)
     router.add("POST", f"{rooms}/invite", post_invite)
     router.add("POST", f"{rooms}/leave", post_leave)
     router.add("POST", f"{rooms}/kick", post_kick)

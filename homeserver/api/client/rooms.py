@@ -2,18 +2,24 @@
 
 Handlers parse and validate, call ``rooms/`` and serialise. Events go back in
 the client format (``rooms/client_format.py``), never as PDUs. Reads are
-gated by ``rooms/access.py``: not a member (or an unknown room) is 403.
+gated by ``rooms/access.py``: not a member (or an unknown room) is 403, and
+every timeline event passes the history visibility rules (a hidden or
+unknown event is 404). Redactions: ``rooms/redaction.py``.
 
-Pagination tokens of /messages are ``s<stream position>``: a token splits
-the timeline between the events at or before the position and those after.
+Pagination tokens of /messages and /context are ``s<stream position>``: a
+token splits the timeline between the events at or before the position and
+those after.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from homeserver.api.client.filter_schema import filter_problem
 from homeserver.events.identifiers import is_valid_user_id
+from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.errors import Codes, MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.http.parse import (
@@ -26,14 +32,17 @@ from homeserver.http.parse import (
 )
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
-from homeserver.rooms.access import txn_scope
+from homeserver.rooms import directory
+from homeserver.rooms.access import NO_FILTER, ReadAccess, RoomEventFilter, txn_scope
 from homeserver.rooms.creation import PRESETS, CreateRoomRequest, StateEvent, create_room
+from homeserver.rooms.redaction import redact_event
 from homeserver.storage.events import NewEventTxn
 from homeserver.storage.streams import current_stream_id
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+CLIENT_V1 = "/_matrix/client/v1"
 CLIENT_V3 = "/_matrix/client/v3"
 
 _TOKEN = re.compile(r"s[0-9]{1,18}")
@@ -44,6 +53,10 @@ MAX_TXN_ID_BYTES = 1024
 # Synapse's cap on /messages pages.
 MAX_MESSAGES_LIMIT = 1000
 DEFAULT_MESSAGES_LIMIT = 10
+
+# timestamp_to_event looks at this many events nearest the time for one the
+# reader may see, then gives up (404)
+TIMESTAMP_CANDIDATES = 50
 
 
 def parse_create_room(body: dict[str, Any], default_version: str) -> CreateRoomRequest:
@@ -90,6 +103,7 @@ def parse_create_room(body: dict[str, Any], default_version: str) -> CreateRoomR
         creation_content=get_object(body, "creation_content", {}),
         initial_state=tuple(state),
         power_level_content_override=get_object(body, "power_level_content_override", None),
+        room_alias_name=get_str(body, "room_alias_name", None),
     )
 
 
@@ -97,6 +111,36 @@ def parse_token(token: str) -> int:
     if _TOKEN.fullmatch(token):
         return int(token[1:])
     raise invalid_param(f"Invalid pagination token {token!r}")
+
+
+def parse_room_event_filter(text: str | None) -> RoomEventFilter:
+    """The ``filter`` query parameter: RoomEventFilter JSON (else 400 M_BAD_JSON)."""
+    if text is None:
+        return NO_FILTER
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise bad_json("'filter' is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise bad_json("'filter' must be a JSON object")
+    problem = filter_problem({"room": {"timeline": body}})
+    if problem is not None:
+        raise bad_json(f"Invalid filter: {problem.removeprefix('room.timeline.')}")
+    return RoomEventFilter.from_json(body)
+
+
+def parse_limit(args: dict[bytes, list[bytes]], event_filter: RoomEventFilter) -> int:
+    """``limit`` (else the filter's, else 10), capped at Synapse's 1000."""
+    default = event_filter.limit if event_filter.limit is not None else DEFAULT_MESSAGES_LIMIT
+    limit: int = query_int(args, "limit", default)
+    if limit < 0:
+        raise invalid_param("'limit' must not be negative")
+    return min(limit, MAX_MESSAGES_LIMIT)
+
+
+def senders_members(events: list[Event]) -> list[tuple[str, str]]:
+    """The ``m.room.member`` state keys of the senders of ``events`` (lazy loading)."""
+    return [("m.room.member", s) for s in dict.fromkeys(e.sender for e in events)]
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
@@ -135,8 +179,11 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         content = req.json(allow_empty=True)
         await require_room(room_id)
         hs.ratelimiters["message"].ratelimit(req.user_id)
+        state_key = req.params.get("stateKey", "")
+        if (req.params["eventType"], state_key) == ("m.room.canonical_alias", ""):
+            await directory.validate_canonical_alias(hs, room_id, content)
         event_id = await creator.send(req.user_id, room_id, req.params["eventType"], content,
-                                      state_key=req.params.get("stateKey", ""),
+                                      state_key=state_key,
                                       dedupe_state=True)
         return 200, {"event_id": event_id}
 
@@ -162,19 +209,26 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         events = sorted(state.values(), key=lambda e: (e.depth, e.event_id))
         return 200, await reader.serialize(req.requester, room_id, events)
 
+    async def find_visible_event(req: HttpRequest, access: ReadAccess,
+                                 event_id: str) -> tuple[int, Event]:
+        """The event and its stream position, if the reader may see it; else 404."""
+        pos = await stores.events.get_event_position(event_id)
+        if pos is None or pos.room_nid != access.room.room_nid or pos.stream_ordering is None \
+                or (access.until_stream is not None
+                    and pos.stream_ordering > access.until_stream):
+            raise not_found("Event not found.")
+        event = await stores.events.get_event(event_id)
+        if event is None or not await reader.filter_visible(
+                req.user_id, access, [(pos.stream_ordering, event)]):
+            raise not_found("Event not found.")
+        return pos.stream_ordering, event
+
     async def get_event(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
         assert req.requester is not None
         room_id = req.params["roomId"]
         access = await reader.check_read(req.user_id, room_id)
-        pos = await stores.events.get_event_position(req.params["eventId"])
-        if pos is None or pos.room_nid != access.room.room_nid or (
-                access.until_stream is not None and (
-                    pos.stream_ordering is None or pos.stream_ordering > access.until_stream)):
-            raise not_found("Event not found.")
-        event = await stores.events.get_event(req.params["eventId"])
-        if event is None:
-            raise not_found("Event not found.")
+        _, event = await find_visible_event(req, access, req.params["eventId"])
         return 200, (await reader.serialize(req.requester, room_id, [event]))[0]
 
     async def get_messages(req: HttpRequest) -> tuple[int, Any]:
@@ -184,36 +238,101 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         direction = query_str(req.args, "dir")
         if direction not in ("b", "f"):
             raise invalid_param("'dir' must be 'b' or 'f'")
-        limit = query_int(req.args, "limit", DEFAULT_MESSAGES_LIMIT)
-        if limit < 0:
-            raise invalid_param("'limit' must not be negative")
-        limit = min(limit, MAX_MESSAGES_LIMIT)
+        event_filter = parse_room_event_filter(query_str(req.args, "filter", None))
+        limit = parse_limit(req.args, event_filter)
         from_token = query_str(req.args, "from", None)
         to_token = query_str(req.args, "to", None)
         from_pos = parse_token(from_token) if from_token is not None else None
         to_pos = parse_token(to_token) if to_token is not None else None
         access = await reader.check_read(req.user_id, room_id)
-        until = access.until_stream
         backwards = direction == "b"
         if from_pos is None:
             from_pos = await current_stream_id(stores.db) if backwards else 0
-        start = f"s{from_pos}"
-        if backwards:
-            if until is not None:
-                from_pos = min(from_pos, until)
-        elif until is not None:
-            to_pos = until if to_pos is None else min(to_pos, until)
-        page = await stores.events.get_room_events(
-            access.room.room_nid, from_pos=from_pos, to_pos=to_pos, backwards=backwards,
-            limit=limit) if limit else []
+        page = await reader.paginate(req.user_id, access, from_pos=from_pos, to_pos=to_pos,
+                                     backwards=backwards, limit=limit,
+                                     event_filter=event_filter)
         body: dict[str, Any] = {
-            "start": start,
-            "chunk": await reader.serialize(req.requester, room_id, [e for _, e in page]),
+            "start": f"s{from_pos}",
+            "chunk": await reader.serialize(req.requester, room_id, page.events),
         }
-        if page and len(page) == limit:
-            last = page[-1][0]
-            body["end"] = f"s{last - 1}" if backwards else f"s{last}"
+        if limit and not page.exhausted:
+            body["end"] = f"s{page.next_pos}"
+        if event_filter.lazy_load_members and page.events:
+            members = await reader.get_state_at_event(page.events[0].event_id,
+                                                      senders_members(page.events))
+            if members:
+                body["state"] = await reader.serialize(req.requester, room_id,
+                                                       list(members.values()))
         return 200, body
+
+    async def get_context(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}"""
+        assert req.requester is not None
+        room_id = req.params["roomId"]
+        event_filter = parse_room_event_filter(query_str(req.args, "filter", None))
+        limit = parse_limit(req.args, event_filter)
+        access = await reader.check_read(req.user_id, room_id)
+        pos, event = await find_visible_event(req, access, req.params["eventId"])
+        # Synapse's split: the smaller half before
+        before = await reader.paginate(req.user_id, access, from_pos=pos - 1, to_pos=None,
+                                       backwards=True, limit=limit // 2,
+                                       event_filter=event_filter)
+        after = await reader.paginate(req.user_id, access, from_pos=pos, to_pos=None,
+                                      backwards=False, limit=limit - limit // 2,
+                                      event_filter=event_filter)
+        # the state at the last event returned
+        last = after.events[-1] if after.events else event
+        last_pos = await stores.events.get_event_position(last.event_id)
+        state: dict[tuple[str, str], Event] = {}
+        if last_pos is not None and last_pos.snapshot_nid is not None:
+            state = await reader.get_state_at_snapshot(last_pos.snapshot_nid)
+        if event_filter.lazy_load_members:
+            wanted = set(senders_members([*before.events, event, *after.events]))
+            state = {k: v for k, v in state.items() if k[0] != "m.room.member" or k in wanted}
+        serialize = reader.serialize
+        return 200, {
+            "event": (await serialize(req.requester, room_id, [event]))[0],
+            "events_before": await serialize(req.requester, room_id, before.events),
+            "events_after": await serialize(req.requester, room_id, after.events),
+            "state": await serialize(req.requester, room_id, sorted(
+                state.values(), key=lambda e: (e.depth, e.event_id))),
+            "start": f"s{before.next_pos}",
+            "end": f"s{after.next_pos}",
+        }
+
+    async def put_redact(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
+        assert req.requester is not None
+        body = req.json(allow_empty=True)
+        reason = get_str(body, "reason", None)
+        if len(req.params["txnId"].encode("utf-8")) > MAX_TXN_ID_BYTES:
+            raise invalid_param(f"Transaction IDs are limited to {MAX_TXN_ID_BYTES} bytes")
+        hs.ratelimiters["message"].ratelimit(req.user_id)
+        txn = NewEventTxn(req.user_id, txn_scope(req.requester), req.params["txnId"])
+        event_id = await redact_event(hs, req.user_id, req.params["roomId"],
+                                      req.params["eventId"], reason=reason, txn_id=txn)
+        return 200, {"event_id": event_id}
+
+    async def get_timestamp_to_event(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event"""
+        room_id = req.params["roomId"]
+        ts = query_int(req.args, "ts")
+        direction = query_str(req.args, "dir")
+        if direction not in ("b", "f"):
+            raise invalid_param("'dir' must be 'b' or 'f'")
+        if not 0 <= ts < 2**62:
+            raise invalid_param("'ts' is out of range")
+        access = await reader.check_read(req.user_id, room_id)
+        candidates = await stores.events.get_events_near_timestamp(
+            access.room.room_nid, ts, forwards=direction == "f",
+            until=access.until_stream, limit=TIMESTAMP_CANDIDATES)
+        visible = {e.event_id for e in await reader.filter_visible(
+            req.user_id, access, sorted(candidates, key=lambda c: c[0]))}
+        for _, event in candidates:
+            if event.event_id in visible:
+                return 200, {"event_id": event.event_id,
+                             "origin_server_ts": event.origin_server_ts}
+        raise not_found(f"Unable to find event from {ts} in direction {direction}")
 
     rooms = f"{CLIENT_V3}/rooms/{{roomId}}"
     router.add("POST", f"{CLIENT_V3}/createRoom", post_create_room)
@@ -226,3 +345,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
     router.add("GET", f"{rooms}/state", get_state)
     router.add("GET", f"{rooms}/event/{{eventId}}", get_event)
     router.add("GET", f"{rooms}/messages", get_messages)
+    router.add("GET", f"{rooms}/context/{{eventId}}", get_context)
+    router.add("PUT", f"{rooms}/redact/{{eventId}}/{{txnId}}", put_redact)
+    router.add("GET", f"{CLIENT_V1}/rooms/{{roomId}}/timestamp_to_event",
+               get_timestamp_to_event)
