@@ -155,6 +155,9 @@ SCHEMA: dict[str, Key] = {
     "caches": Key("map", children={"global_factor": Key("float", 0.5)}),
     # Synapse's name and default; scaled by caches.global_factor.
     "event_cache_size": Key("size", "10K"),
+    # State snapshot blocks, in entries (as Synapse's stateGroupMembersCache,
+    # 500K); scaled by caches.global_factor; 0 disables the cache.
+    "state_cache_size": Key("size", "500K"),
     "default_room_version": Key("str", DEFAULT_ROOM_VERSION, nullable=False,
                                 choices=tuple(KNOWN_ROOM_VERSIONS)),
 }

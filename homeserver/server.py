@@ -44,8 +44,10 @@ class HomeServer:
         self.clock = clock if clock is not None else reactor
         self.hostname = config.server_name
         self.db = Database(config.database.engine, config.database.args, reactor)
-        self.stores = Stores(self.db, event_cache_size=max(
-            1, int(config.event_cache_size * config.caches["global_factor"])))
+        factor = config.caches["global_factor"]
+        self.stores = Stores(
+            self.db, event_cache_size=max(1, int(config.event_cache_size * factor)),
+            state_cache_size=max(0, int(config.state_cache_size * factor)))
         self.auth = Auth(self)
         self.signing_key = self._load_signing_key()
         self.ratelimiters = {
@@ -104,6 +106,7 @@ class HomeServer:
         self.db.start()
         await threads.deferToThreadPool(self.reactor, self.db._pool,
                                         prepare_database_blocking, self.db)
+        await self.stores.auth_chains.ensure_indexed()
 
     def build_site(self, x_forwarded: bool = False) -> Site:
         resource = MatrixResource(self, self.router)

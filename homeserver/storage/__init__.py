@@ -6,6 +6,7 @@ SQL lives only in this package, always with bound parameters.
 from __future__ import annotations
 
 from homeserver.storage.account_data import AccountDataStore
+from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.database import Database
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.directory import DirectoryStore
@@ -14,7 +15,7 @@ from homeserver.storage.filters import FilterStore
 from homeserver.storage.profiles import ProfileStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.rooms import RoomStore
-from homeserver.storage.state import StateStore
+from homeserver.storage.state import DEFAULT_STATE_CACHE_SIZE, StateStore
 from homeserver.storage.tokens import TokenStore
 from homeserver.storage.ui_auth import UiAuthStore
 from homeserver.storage.users import UserStore
@@ -23,8 +24,10 @@ from homeserver.storage.users import UserStore
 class Stores:
     """Every store of one database, built once by the HomeServer."""
 
-    def __init__(self, db: Database, event_cache_size: int = DEFAULT_EVENT_CACHE_SIZE) -> None:
+    def __init__(self, db: Database, event_cache_size: int = DEFAULT_EVENT_CACHE_SIZE,
+                 state_cache_size: int = DEFAULT_STATE_CACHE_SIZE) -> None:
         self.db = db
+        self.state = StateStore(db, state_cache_size)
         self.users = UserStore(db)
         self.devices = DeviceStore(db)
         self.tokens = TokenStore(db)
@@ -33,7 +36,7 @@ class Stores:
         self.filters = FilterStore(db)
         self.ui_auth = UiAuthStore(db)
         self.registration_tokens = RegistrationTokenStore(db)
-        self.events = EventStore(db, event_cache_size)
+        self.events = EventStore(db, event_cache_size, self.state)
+        self.auth_chains = AuthChainStore(db)
         self.rooms = RoomStore(db)
-        self.state = StateStore(db)
         self.directory = DirectoryStore(db)

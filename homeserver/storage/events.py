@@ -35,6 +35,7 @@ from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.model import Event
 from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.state import StateKey, StateStore
@@ -105,9 +106,12 @@ def _placeholders(n: int) -> str:
 
 
 class EventStore:
-    def __init__(self, db: Database, cache_size: int = DEFAULT_EVENT_CACHE_SIZE) -> None:
+    def __init__(self, db: Database, cache_size: int = DEFAULT_EVENT_CACHE_SIZE,
+                 state: StateStore | None = None) -> None:
         self.db = db
         self.cache = LruCache(cache_size)
+        # snapshots are read through its block cache
+        self.state = state if state is not None else StateStore(db)
 
     # -- reading -----------------------------------------------------------
 
@@ -220,18 +224,20 @@ class EventStore:
             if not nids:
                 return out
             by_nid = {n: k for k, n in nids.items()}
-            nid_list = list(by_nid)
-            for start in range(0, len(event_ids), 200):
-                chunk = event_ids[start:start + 200]
-                for eid, skey, sid in txn.select_all(
-                        "SELECT ev.event_id, be.state_key_nid, se.event_id FROM events ev"
-                        " JOIN state_snapshot_blocks sb ON sb.snapshot_nid = ev.snapshot_nid"
-                        " JOIN state_block_entries be ON be.block_nid = sb.block_nid"
-                        " JOIN events se ON se.event_nid = be.event_nid"
-                        f" WHERE ev.event_id IN ({_placeholders(len(chunk))})"
-                        f" AND be.state_key_nid IN ({_placeholders(len(nid_list))})",
-                        [*chunk, *nid_list]):
-                    out[eid][by_nid[int(skey)]] = sid
+            snapshot_of: dict[str, int] = {}
+            for start in range(0, len(event_ids), 500):
+                chunk = event_ids[start:start + 500]
+                snapshot_of.update((e, int(s)) for e, s in txn.select_all(
+                    "SELECT event_id, snapshot_nid FROM events"
+                    f" WHERE event_id IN ({_placeholders(len(chunk))})"
+                    " AND snapshot_nid IS NOT NULL", chunk))
+            states = self.state.load_snapshots_txn(txn, snapshot_of.values(), by_nid)
+            ids = self.state.event_ids_for_nids_txn(
+                txn, (e for state in states.values() for e in state.values()))
+            for eid, snapshot in snapshot_of.items():
+                for skey, event_nid in states.get(snapshot, {}).items():
+                    if event_nid in ids:
+                        out[eid][by_nid[skey]] = ids[event_nid]
             return out
 
         return await self.db.run_interaction("get_state_at_events", txn_fn)
@@ -344,6 +350,7 @@ class EventStore:
         txn.execute_many(
             "INSERT INTO event_auth_edges (event_nid, auth_event_nid) VALUES (?, ?)",
             [(event_nid, a) for a in dict.fromkeys(auth_nids)])
+        AuthChainStore.persist_event_txn(txn, event, event_nid)
         RoomStore.update_forward_extremities_txn(txn, room_nid, event_nid, prev_nids)
 
         current = RoomStore.get_current_snapshot_txn(txn, room_nid)

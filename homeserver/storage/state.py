@@ -23,14 +23,40 @@ counts the snapshots that list the block. ``garbage_collect_txn`` deletes
 snapshots nothing references, then the blocks no snapshot lists. Whoever
 stops pointing at a snapshot (purging history, replacing a room's current
 state) calls ``decref_snapshot_txn``.
+
+The cache. Reads (``load_snapshots_txn`` and everything built on it) keep
+blocks (block NID -> its entries, a flat ``array`` of state-key NID, event
+NID pairs), snapshots' block lists (snapshot NID -> bucket count and
+(bucket, block NID) pairs) and what the NIDs in them name (state-key NID ->
+``(type, state_key)``, event NID -> event ID) in one LRU cache bounded by the
+number of entries it holds (a block of n entries counts n; a block list of
+n blocks n + 1; a name 1), ``state_cache_size`` x ``caches.global_factor``
+(0 disables it). A read takes what it can from the cache and asks the
+database for the rest, one query per kind (missing block lists, missing
+blocks, missing names); a read of some state keys only fetches the blocks of
+their buckets.
+
+Nothing in the cache can go stale, in this process or because of another
+one writing to the same database: a block is content-addressed and a
+snapshot's block list is fixed when it is written; neither is ever updated,
+only deleted by garbage collection once nothing references it, and NIDs are
+never reused (``BIGSERIAL``; ``AUTOINCREMENT`` on SQLite). State keys and
+event IDs are interned once and never renamed. So another process
+writing new snapshots adds rows this cache has never seen, and deleting
+unreferenced ones leaves at worst a dead entry no read will ask for (our own
+``garbage_collect`` drops what it deletes anyway). The write path
+(``create_snapshot_txn``) reads the database directly.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from array import array
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from homeserver.storage.cache import WeightedLruCache
 from homeserver.storage.database import Database, Txn
 
 # Blocks hold between TARGET/4 and TARGET*2 entries on average.
@@ -38,6 +64,12 @@ BLOCK_TARGET = 32
 MAX_BUCKETS = 1 << 16
 
 StateKey = tuple[str, str]
+
+# state_cache_size's default, "500K" (Synapse's stateGroupMembersCache holds
+# 500,000), before caches.global_factor.
+DEFAULT_STATE_CACHE_SIZE = 500 * 1024
+# Rows of NIDs asked for in one IN (...): far below both engines' limits.
+MAX_IN = 10_000
 
 
 def _placeholders(n: int) -> str:
@@ -71,6 +103,33 @@ def _block_hash(entries: Mapping[int, int]) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class SnapshotBlocks:
+    """A snapshot's block list: ``blocks[i]`` holds bucket ``buckets[i]``."""
+
+    bucket_count: int
+    buckets: tuple[int, ...]
+    blocks: tuple[int, ...]
+
+
+# A block: its entries as a flat array [state_key_nid, event_nid, ...].
+Block = array
+
+# Cache keys: NID << 2 | kind (an int: compact, and hashed fast).
+_BLOCK = 0
+_SNAPSHOT = 1
+_STATE_KEY = 2  # the interned (type, state_key)
+_EVENT_ID = 3
+
+
+def _weigh(value: object) -> int:
+    if isinstance(value, SnapshotBlocks):
+        return len(value.blocks) + 1
+    if isinstance(value, array):
+        return max(1, len(value) // 2)
+    return 1
+
+
 @dataclass(frozen=True)
 class StateStorageCounts:
     snapshots: int
@@ -80,8 +139,12 @@ class StateStorageCounts:
 
 
 class StateStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, cache_size: int = DEFAULT_STATE_CACHE_SIZE) -> None:
         self.db = db
+        # blocks, snapshot block lists and the names of the NIDs in them
+        # (state keys, event IDs), bounded by the entries they hold
+        self.cache: WeightedLruCache[int, Any] = WeightedLruCache(
+            cache_size, _weigh)
 
     # -- state keys --------------------------------------------------------
 
@@ -235,24 +298,125 @@ class StateStore:
             " JOIN state_block_entries be ON be.block_nid = sb.block_nid"
             " WHERE sb.snapshot_nid = ?", (snapshot_nid,))}
 
-    @staticmethod
-    def load_snapshot_ids_txn(txn: Txn, snapshot_nid: int,
+    def _snapshot_blocks_txn(self, txn: Txn,
+                             snapshot_nids: Iterable[int]) -> dict[int, SnapshotBlocks]:
+        """The block lists of those of ``snapshot_nids`` that exist."""
+        wanted = list(snapshot_nids)
+        out: dict[int, SnapshotBlocks] = {
+            key >> 2: value for key, value in self.cache.get_many(
+                nid << 2 | _SNAPSHOT for nid in wanted).items()}
+        missing = [nid for nid in dict.fromkeys(wanted) if nid not in out]
+        for start in range(0, len(missing), MAX_IN):
+            chunk = missing[start:start + MAX_IN]
+            found: dict[int, tuple[int, list[tuple[int, int]]]] = {}
+            for snapshot, count, bucket, block in txn.select_all(
+                    "SELECT s.snapshot_nid, s.bucket_count, sb.bucket, sb.block_nid"
+                    " FROM state_snapshots s LEFT JOIN state_snapshot_blocks sb"
+                    " ON sb.snapshot_nid = s.snapshot_nid"
+                    f" WHERE s.snapshot_nid IN ({_placeholders(len(chunk))})", chunk):
+                pairs = found.setdefault(int(snapshot), (int(count), []))[1]
+                if block is not None:
+                    pairs.append((int(bucket), int(block)))
+            for nid, (count, pairs) in found.items():
+                pairs.sort()
+                blocks = SnapshotBlocks(count, tuple(b for b, _ in pairs),
+                                        tuple(blk for _, blk in pairs))
+                self.cache.put(nid << 2 | _SNAPSHOT, blocks)
+                out[nid] = blocks
+        return out
+
+    def _blocks_txn(self, txn: Txn, block_nids: Iterable[int]) -> dict[int, Block]:
+        """The entries of ``block_nids``: from the cache, the rest in one query."""
+        wanted = list(block_nids)
+        out: dict[int, Block] = {key >> 2: value for key, value in self.cache.get_many(
+            nid << 2 | _BLOCK for nid in wanted).items()}
+        missing = [nid for nid in dict.fromkeys(wanted) if nid not in out]
+        for start in range(0, len(missing), MAX_IN):
+            chunk = missing[start:start + MAX_IN]
+            read: dict[int, Block] = {}
+            for block, key, event in txn.select_all(
+                    "SELECT block_nid, state_key_nid, event_nid FROM state_block_entries"
+                    f" WHERE block_nid IN ({_placeholders(len(chunk))})", chunk):
+                entries = read.get(int(block))
+                if entries is None:
+                    entries = read[int(block)] = array("q")
+                entries.append(int(key))
+                entries.append(int(event))
+            for nid, entries in read.items():
+                self.cache.put(nid << 2 | _BLOCK, entries)
+            out.update(read)
+        return out
+
+    def load_snapshots_txn(self, txn: Txn, snapshot_nids: Iterable[int],
+                           keys: Collection[int] | None = None) -> dict[int, dict[int, int]]:
+        """For each of ``snapshot_nids`` that exists, its state (state-key NID
+        -> event NID): all of it, or only the state-key NIDs ``keys``.
+        Goes through the cache."""
+        lists = self._snapshot_blocks_txn(txn, snapshot_nids)
+        wanted: dict[int, tuple[int, ...]] = {}
+        for nid, snap in lists.items():
+            if keys is None:
+                wanted[nid] = snap.blocks
+            else:
+                by_bucket = dict(zip(snap.buckets, snap.blocks, strict=True))
+                buckets = {bucket_of(k, snap.bucket_count) for k in keys}
+                wanted[nid] = tuple(by_bucket[b] for b in buckets if b in by_bucket)
+        blocks = self._blocks_txn(txn, (b for bs in wanted.values() for b in bs))
+        out: dict[int, dict[int, int]] = {}
+        for nid, block_nids in wanted.items():
+            state: dict[int, int] = {}
+            for block_nid in block_nids:
+                entries = blocks.get(block_nid)
+                if entries is not None:
+                    state.update(zip(entries[0::2], entries[1::2], strict=True))
+            if keys is not None:
+                state = {k: state[k] for k in keys if k in state}
+            out[nid] = state
+        return out
+
+    def _names_txn(self, txn: Txn, kind: int, nids: Iterable[int], sql: str,
+                   ) -> dict[int, Any]:
+        """NID -> what it interns (``kind``): from the cache, the rest with
+        ``sql`` (``SELECT nid, value... WHERE nid IN ({})``) in one query."""
+        wanted = list(nids)
+        out: dict[int, Any] = {key >> 2: value for key, value in self.cache.get_many(
+            nid << 2 | kind for nid in wanted).items()}
+        missing = [nid for nid in dict.fromkeys(wanted) if nid not in out]
+        for start in range(0, len(missing), MAX_IN):
+            chunk = missing[start:start + MAX_IN]
+            for nid, *value in txn.select_all(sql.format(_placeholders(len(chunk))), chunk):
+                name = value[0] if len(value) == 1 else tuple(value)
+                self.cache.put(int(nid) << 2 | kind, name)
+                out[int(nid)] = name
+        return out
+
+    def state_keys_for_nids_txn(self, txn: Txn, nids: Iterable[int]) -> dict[int, StateKey]:
+        """State-key NID -> ``(type, state_key)``, for those of ``nids`` that exist."""
+        return self._names_txn(
+            txn, _STATE_KEY, nids, "SELECT state_key_nid, event_type, state_key"
+            " FROM state_keys WHERE state_key_nid IN ({})")
+
+    def event_ids_for_nids_txn(self, txn: Txn, nids: Iterable[int]) -> dict[int, str]:
+        """Event NID -> event ID, for those of ``nids`` that exist."""
+        return self._names_txn(
+            txn, _EVENT_ID, nids, "SELECT event_nid, event_id FROM events"
+            " WHERE event_nid IN ({})")
+
+    def load_snapshot_ids_txn(self, txn: Txn, snapshot_nid: int,
                               event_type: str | None = None) -> dict[StateKey, str]:
         """The state of a snapshot as ``(type, state_key) -> event ID``."""
-        sql = ("SELECT sk.event_type, sk.state_key, ev.event_id FROM state_snapshot_blocks sb"
-               " JOIN state_block_entries be ON be.block_nid = sb.block_nid"
-               " JOIN state_keys sk ON sk.state_key_nid = be.state_key_nid"
-               " JOIN events ev ON ev.event_nid = be.event_nid"
-               " WHERE sb.snapshot_nid = ?")
-        params: list[object] = [snapshot_nid]
+        state = self.load_snapshots_txn(txn, [snapshot_nid]).get(snapshot_nid, {})
+        names = self.state_keys_for_nids_txn(txn, state)
         if event_type is not None:
-            sql += " AND sk.event_type = ?"
-            params.append(event_type)
-        return {(t, s): e for t, s, e in txn.select_all(sql, params)}
+            names = {n: k for n, k in names.items() if k[0] == event_type}
+        ids = self.event_ids_for_nids_txn(txn, [state[n] for n in names])
+        return {k: ids[state[n]] for n, k in names.items() if state[n] in ids}
 
     async def get_snapshot(self, snapshot_nid: int) -> dict[int, int]:
-        return await self.db.run_interaction("get_snapshot", self.load_snapshot_txn,
-                                             snapshot_nid)
+        """The whole state of a snapshot: state-key NID -> event NID."""
+        states = await self.db.run_interaction("get_snapshot", self.load_snapshots_txn,
+                                               [snapshot_nid])
+        return states.get(snapshot_nid, {})
 
     async def get_snapshot_ids(self, snapshot_nid: int,
                                event_type: str | None = None) -> dict[StateKey, str]:
@@ -272,10 +436,14 @@ class StateStore:
                     " WHERE snapshot_nid = ?", (n, snapshot_nid))
 
     @staticmethod
-    def garbage_collect_txn(txn: Txn, limit: int = 1000) -> tuple[int, int]:
+    def garbage_collect_txn(txn: Txn, limit: int = 1000,
+                            deleted: tuple[list[int], list[int]] | None = None,
+                            ) -> tuple[int, int]:
         """Delete up to ``limit`` unreferenced snapshots, then unreferenced blocks.
 
-        Returns (snapshots deleted, blocks deleted).
+        Returns (snapshots deleted, blocks deleted); their NIDs are put in
+        ``deleted`` (snapshots, blocks) when given (replacing what a retried
+        attempt put there).
         """
         snapshots = [int(r[0]) for r in txn.select_all(
             "SELECT snapshot_nid FROM state_snapshots WHERE ref_count <= 0 LIMIT ?",
@@ -294,14 +462,21 @@ class StateStore:
         for block_nid in blocks:
             txn.execute("DELETE FROM state_block_entries WHERE block_nid = ?", (block_nid,))
             txn.execute("DELETE FROM state_blocks WHERE block_nid = ?", (block_nid,))
+        if deleted is not None:
+            deleted[0][:] = snapshots
+            deleted[1][:] = blocks
         return len(snapshots), len(blocks)
 
     async def garbage_collect(self) -> tuple[int, int]:
-        """Delete every unreferenced snapshot and block, in batches."""
+        """Delete every unreferenced snapshot and block, in batches, and drop
+        them from the cache."""
         total_snapshots = total_blocks = 0
         while True:
+            deleted: tuple[list[int], list[int]] = ([], [])
             snapshots, blocks = await self.db.run_interaction(
-                "state_gc", self.garbage_collect_txn)
+                "state_gc", self.garbage_collect_txn, deleted=deleted)
+            self.cache.invalidate_many([nid << 2 | _SNAPSHOT for nid in deleted[0]]
+                                       + [nid << 2 | _BLOCK for nid in deleted[1]])
             total_snapshots += snapshots
             total_blocks += blocks
             if not snapshots and not blocks:

@@ -1,0 +1,83 @@
+"""A bounded in-memory LRU cache whose bound is a total weight, not a count.
+
+``WeightedLruCache`` keeps values whose sizes differ (a state block of 3
+entries, another of 60) under one bound on what they hold together: each
+value weighs ``weigh(value)`` and the cache forgets its least recently used
+entries until the total is within ``max_weight``. A value heavier than the
+whole bound is not kept at all; ``max_weight`` 0 disables the cache.
+
+It is thread-safe: stores consult it both on the reactor and inside
+transactions running on the database's threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class WeightedLruCache(Generic[K, V]):
+    def __init__(self, max_weight: int, weigh: Callable[[V], int]) -> None:
+        self.max_weight = max(0, max_weight)
+        self._weigh = weigh
+        self._data: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.weight = 0
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                return None
+            self._data.move_to_end(key)
+            return item[0]
+
+    def get_many(self, keys: Iterable[K]) -> dict[K, V]:
+        """Those of ``keys`` that are cached (one lock for all of them)."""
+        out: dict[K, V] = {}
+        with self._lock:
+            data = self._data
+            for key in keys:
+                item = data.get(key)
+                if item is not None:
+                    data.move_to_end(key)
+                    out[key] = item[0]
+        return out
+
+    def put(self, key: K, value: V) -> None:
+        weight = self._weigh(value)
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.weight -= old[1]
+            if weight > self.max_weight:
+                return
+            self._data[key] = (value, weight)
+            self.weight += weight
+            while self.weight > self.max_weight:
+                _, (_, dropped) = self._data.popitem(last=False)
+                self.weight -= dropped
+
+    def invalidate_many(self, keys: Iterable[K]) -> None:
+        with self._lock:
+            for key in keys:
+                old = self._data.pop(key, None)
+                if old is not None:
+                    self.weight -= old[1]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.weight = 0
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
