@@ -78,6 +78,10 @@ HOMESERVER_TABLES = {
     "events": "events",
     "event_edges": "events",
     "event_auth_edges": "events",
+    # the auth-chain index (chain cover), as Synapse's event_auth_chains
+    "event_auth_chains": "events",
+    "event_auth_chain_links": "events",
+    "event_auth_chain_ids": "events",
     "forward_extremities": "events",
     "event_txn_ids": "events",
     "event_redactions": "events",

@@ -335,16 +335,29 @@ class EventStore:
                 txn, [event.state_pair()])[event.state_pair()]
             replaces = RoomStore.get_current_state_event_nid_txn(txn, room_nid, state_key_nid)
 
+        # A message (or a rejected state event) shares the room's current
+        # snapshot: known now, so its row is written once, with no state row
+        # touched. An accepted state event's snapshot needs its event NID.
+        current = RoomStore.get_current_snapshot_txn(txn, room_nid)
+        changes_state = state_key_nid is not None and event.rejected_reason is None
+        snapshot: int | None = None
+        if not changes_state:
+            if current is None:
+                current = StateStore.snapshot_from_map_txn(txn, room_nid, {})
+                RoomStore.set_current_snapshot_txn(txn, room_nid, current)
+            snapshot = current
+
         stream = next_stream_id_txn(txn)
         text = encode_canonical_json(event.json, strict=False).decode("utf-8")
         event_nid = int(txn.select_value(
             "INSERT INTO events (event_id, room_nid, stream_ordering, depth, event_type,"
             " state_key, state_key_nid, sender, origin_server_ts, json, rejected_reason,"
-            " outlier, replaces_nid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
+            " outlier, snapshot_nid, replaces_nid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
             " RETURNING event_nid",
             (event.event_id, room_nid, stream, event.depth, event.type, event.state_key,
              state_key_nid, event.sender, event.origin_server_ts, text, event.rejected_reason,
-             replaces)))
+             snapshot, replaces)))
         txn.execute_many("INSERT INTO event_edges (event_nid, prev_event_nid) VALUES (?, ?)",
                          [(event_nid, p) for p in dict.fromkeys(prev_nids)])
         txn.execute_many(
@@ -353,8 +366,8 @@ class EventStore:
         AuthChainStore.persist_event_txn(txn, event, event_nid)
         RoomStore.update_forward_extremities_txn(txn, room_nid, event_nid, prev_nids)
 
-        current = RoomStore.get_current_snapshot_txn(txn, room_nid)
-        if state_key_nid is not None and event.rejected_reason is None:
+        if changes_state:
+            assert state_key_nid is not None
             snapshot = StateStore.create_snapshot_txn(txn, room_nid, current,
                                                       {state_key_nid: event_nid})
             RoomStore.set_current_state_txn(txn, room_nid, state_key_nid, event_nid)
@@ -363,14 +376,9 @@ class EventStore:
                 assert event.state_key is not None
                 RoomStore.set_membership_txn(txn, event.state_key, room_nid, event.membership,
                                              event_nid, stream)
-        else:
-            if current is None:
-                current = StateStore.snapshot_from_map_txn(txn, room_nid, {})
-                RoomStore.set_current_snapshot_txn(txn, room_nid, current)
-            snapshot = current
-        StateStore.incref_snapshot_txn(txn, snapshot)
-        txn.execute("UPDATE events SET snapshot_nid = ? WHERE event_nid = ?",
-                    (snapshot, event_nid))
+            txn.execute("UPDATE events SET snapshot_nid = ? WHERE event_nid = ?",
+                        (snapshot, event_nid))
+        assert snapshot is not None
         redacts = EventStore._applied_redaction(event)
         if redacts is not None:
             txn.execute("INSERT INTO event_redactions (redacts, redaction_nid) VALUES (?, ?)",

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.state import StateKey, StateStore
+from homeserver.storage.state import StateKey
 
 
 @dataclass(frozen=True)
@@ -87,13 +87,8 @@ class RoomStore:
 
     @staticmethod
     def set_current_snapshot_txn(txn: Txn, room_nid: int, snapshot_nid: int) -> None:
-        """Point the room at ``snapshot_nid``, moving the room's reference to it."""
-        old = RoomStore.get_current_snapshot_txn(txn, room_nid)
-        if old == snapshot_nid:
-            return
-        if old is not None:
-            StateStore.decref_snapshot_txn(txn, old)
-        StateStore.incref_snapshot_txn(txn, snapshot_nid)
+        """Point the room at ``snapshot_nid`` (which keeps it from garbage
+        collection while the room's state is that snapshot)."""
         txn.execute("UPDATE rooms SET current_snapshot_nid = ? WHERE room_nid = ?",
                     (snapshot_nid, room_nid))
 

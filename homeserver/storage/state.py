@@ -17,12 +17,15 @@ list of *blocks*, one per non-empty bucket:
 - snapshots are deduplicated too (``snapshot_hash``): the same state twice
   is one snapshot.
 
-Reference counts: ``state_snapshots.ref_count`` counts the events whose state
-it is and the rooms whose current state it is; ``state_blocks.ref_count``
-counts the snapshots that list the block. ``garbage_collect_txn`` deletes
-snapshots nothing references, then the blocks no snapshot lists. Whoever
-stops pointing at a snapshot (purging history, replacing a room's current
-state) calls ``decref_snapshot_txn``.
+References. A snapshot is in use while an event's ``snapshot_nid`` or a
+room's ``current_snapshot_nid`` points at it; snapshots carry no reference
+count, so persisting an event (a message shares the room's current snapshot)
+writes no state row. ``state_blocks.ref_count`` counts the snapshots that
+list a block; it changes only when a snapshot is created or deleted.
+``garbage_collect_txn`` finds the snapshots nothing points at by query
+(``events.snapshot_nid`` is indexed), deletes them and decrements their
+blocks, then deletes the blocks no snapshot lists. Whoever stops pointing
+at a snapshot (purging history) only has to delete or update its rows.
 
 The cache. Reads (``load_snapshots_txn`` and everything built on it) keep
 blocks (block NID -> its entries, a flat ``array`` of state-key NID, event
@@ -98,9 +101,10 @@ def bucket_of(state_key_nid: int, bucket_count: int) -> int:
     return ((state_key_nid * 2654435761) & 0xFFFFFFFF) >> (32 - bits)
 
 
-def _block_hash(entries: Mapping[int, int]) -> str:
+def _block_hash(entries: Mapping[int, int]) -> bytes:
+    """The raw 32-byte SHA-256 a block is stored under (``$BLOB``)."""
     text = ",".join(f"{k}:{entries[k]}" for k in sorted(entries))
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+    return hashlib.sha256(text.encode("ascii")).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,15 +211,28 @@ class StateStore:
         """The snapshot made of ``blocks`` (bucket -> block NID), stored if new."""
         text = f"{room_nid}|{bucket_count}|" + ",".join(
             f"{b}:{blocks[b]}" for b in sorted(blocks))
-        digest = hashlib.sha256(text.encode("ascii")).hexdigest()
+        digest = hashlib.sha256(text.encode("ascii")).digest()
         nid = txn.select_value(
             "SELECT snapshot_nid FROM state_snapshots WHERE snapshot_hash = ?", (digest,))
         if nid is not None:
+            # An existing snapshot, which may be unreferenced and so a
+            # candidate for a concurrent garbage collection. Write to its row
+            # (a no-op update, but a new row version): on PostgreSQL under
+            # REPEATABLE READ a GC that has seen it unreferenced then fails
+            # to delete it with a serialization failure (and retries, seeing
+            # our reference), and if the GC deleted it first this update
+            # fails the same way and we retry, making it anew. Only a state
+            # change that returns to a state seen before gets here; a message
+            # reuses the room's current snapshot and writes nothing.
+            txn.execute("UPDATE state_snapshots SET entry_count = entry_count"
+                        " WHERE snapshot_nid = ?", (nid,))
+            if txn.rowcount != 1:  # pragma: no cover - deleted under us (SQLite)
+                raise ValueError(f"state snapshot {nid} vanished")
             return int(nid)
         nid = int(txn.select_value(
             "INSERT INTO state_snapshots"
-            " (room_nid, snapshot_hash, bucket_count, entry_count, ref_count)"
-            " VALUES (?, ?, ?, ?, 0) RETURNING snapshot_nid",
+            " (room_nid, snapshot_hash, bucket_count, entry_count)"
+            " VALUES (?, ?, ?, ?) RETURNING snapshot_nid",
             (room_nid, digest, bucket_count, entry_count)))
         txn.execute_many(
             "INSERT INTO state_snapshot_blocks (snapshot_nid, bucket, block_nid)"
@@ -423,17 +440,7 @@ class StateStore:
         return await self.db.run_interaction("get_snapshot_ids", self.load_snapshot_ids_txn,
                                              snapshot_nid, event_type)
 
-    # -- reference counts and garbage collection ---------------------------
-
-    @staticmethod
-    def incref_snapshot_txn(txn: Txn, snapshot_nid: int, n: int = 1) -> None:
-        txn.execute("UPDATE state_snapshots SET ref_count = ref_count + ?"
-                    " WHERE snapshot_nid = ?", (n, snapshot_nid))
-
-    @staticmethod
-    def decref_snapshot_txn(txn: Txn, snapshot_nid: int, n: int = 1) -> None:
-        txn.execute("UPDATE state_snapshots SET ref_count = ref_count - ?"
-                    " WHERE snapshot_nid = ?", (n, snapshot_nid))
+    # -- garbage collection ------------------------------------------------
 
     @staticmethod
     def garbage_collect_txn(txn: Txn, limit: int = 1000,
@@ -441,13 +448,27 @@ class StateStore:
                             ) -> tuple[int, int]:
         """Delete up to ``limit`` unreferenced snapshots, then unreferenced blocks.
 
+        A snapshot is unreferenced when no event (``events.snapshot_nid``,
+        indexed) and no room (``rooms.current_snapshot_nid``) points at it:
+        found by query, as snapshots carry no reference count. A concurrent
+        transaction cannot make us delete one it is about to use: a snapshot
+        it creates is invisible to us until it commits, with the event that
+        references it; one it reuses by its hash it writes to first
+        (``_store_snapshot_txn``), so on PostgreSQL (REPEATABLE READ) one of
+        the two fails with a serialization failure and is retried, and SQLite
+        runs one writing transaction at a time. Blocks keep reference counts,
+        which writers increment, with the same effect.
+
         Returns (snapshots deleted, blocks deleted); their NIDs are put in
         ``deleted`` (snapshots, blocks) when given (replacing what a retried
         attempt put there).
         """
         snapshots = [int(r[0]) for r in txn.select_all(
-            "SELECT snapshot_nid FROM state_snapshots WHERE ref_count <= 0 LIMIT ?",
-            (limit,))]
+            "SELECT s.snapshot_nid FROM state_snapshots s"
+            " WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.snapshot_nid = s.snapshot_nid)"
+            " AND s.snapshot_nid NOT IN (SELECT current_snapshot_nid FROM rooms"
+            " WHERE current_snapshot_nid IS NOT NULL)"
+            " LIMIT ?", (limit,))]
         for snapshot_nid in snapshots:
             blocks = [int(r[0]) for r in txn.select_all(
                 "SELECT block_nid FROM state_snapshot_blocks WHERE snapshot_nid = ?",
@@ -481,11 +502,6 @@ class StateStore:
             total_blocks += blocks
             if not snapshots and not blocks:
                 return total_snapshots, total_blocks
-
-    async def release_snapshot(self, snapshot_nid: int) -> None:
-        """Drop one reference (for callers outside a transaction: tests, purges)."""
-        await self.db.run_interaction("release_snapshot", self.decref_snapshot_txn,
-                                      snapshot_nid)
 
     async def counts(self) -> StateStorageCounts:
         def txn_fn(txn: Txn) -> StateStorageCounts:

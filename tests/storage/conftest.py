@@ -66,3 +66,21 @@ async def databases(engine: str, tmp_path: Any) -> AsyncIterator[Databases]:
 async def db(databases: Databases) -> AsyncIterator[Database]:
     """An empty database (no schema yet)."""
     yield databases.open()
+
+
+def reference_snapshot_txn(txn: Any, room_nid: int, snapshot_nid: int) -> None:
+    """Make an event point at ``snapshot_nid``, as persisting one does: what
+    keeps a snapshot from garbage collection (snapshots have no ref count)."""
+    n = int(txn.select_value("SELECT COUNT(*) FROM events")) + 1
+    txn.execute(
+        "INSERT INTO events (event_id, room_nid, depth, event_type, sender,"
+        " origin_server_ts, json, snapshot_nid) VALUES (?, ?, 0, 'test.ref', '@t:test', 0,"
+        " '{}', ?)", (f"$ref{n}-{snapshot_nid}", room_nid, snapshot_nid))
+
+
+async def release_snapshot(db: Database, snapshot_nid: int) -> None:
+    """Drop the test events pointing at ``snapshot_nid`` (as a purge would)."""
+    await db.run_interaction(
+        "release_snapshot", lambda txn: txn.execute(
+            "DELETE FROM events WHERE event_type = 'test.ref' AND snapshot_nid = ?",
+            (snapshot_nid,)))

@@ -13,7 +13,12 @@ import pytest_twisted
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.events import EventStore
 from homeserver.storage.state import StateStore
-from tests.storage.conftest import Databases, prepare
+from tests.storage.conftest import (
+    Databases,
+    prepare,
+    reference_snapshot_txn,
+    release_snapshot,
+)
 
 ROOM = 1
 
@@ -47,7 +52,14 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatementLog]:
         log.statements.append(sql)
         return real(self, sql, params)
 
+    real_many = Txn.execute_many
+
+    def execute_many(self: Txn, sql: str, rows: Any) -> None:
+        log.statements.append(sql)
+        real_many(self, sql, rows)
+
     monkeypatch.setattr(Txn, "execute", execute)
+    monkeypatch.setattr(Txn, "execute_many", execute_many)
     yield log
 
 
@@ -63,7 +75,7 @@ async def key_nids(db: Database, n: int) -> list[int]:
 async def snapshot(db: Database, base: int | None, delta: dict[int, int | None]) -> int:
     def txn_fn(txn: Txn) -> int:
         nid = StateStore.create_snapshot_txn(txn, ROOM, base, delta)
-        StateStore.incref_snapshot_txn(txn, nid)
+        reference_snapshot_txn(txn, ROOM, nid)
         return nid
 
     return int(await db.run_interaction("snapshot", txn_fn))
@@ -161,7 +173,7 @@ async def test_gc_drops_what_it_deletes_from_the_cache(db: Database) -> None:
     assert (await store.get_snapshot(dropped))[keys[1]] == 8888
     before = store.cache.weight
 
-    await store.release_snapshot(dropped)
+    await release_snapshot(store.db, dropped)
     assert await store.garbage_collect() == (1, 1)
 
     assert await store.get_snapshot(dropped) == {}
@@ -256,3 +268,95 @@ async def test_state_cache_size_is_scaled_by_the_cache_factor(make_server: Any) 
     assert default.hs.stores.events.state is default.hs.stores.state
     off = await make_server(state_cache_size=0)
     assert off.hs.stores.state.cache.max_weight == 0
+
+
+STATE_TABLES = ("state_keys", "state_snapshots", "state_snapshot_blocks", "state_blocks",
+                "state_block_entries", "current_state", "room_memberships")
+
+
+def state_writes(log: StatementLog) -> list[str]:
+    """The statements that wrote to a state table."""
+    out = []
+    for sql in log.statements:
+        words = sql.split()
+        verb = words[0].upper() if words else ""
+        if verb in ("INSERT", "UPDATE", "DELETE") and any(
+                t in w for t in STATE_TABLES for w in words[1:4]):
+            out.append(sql)
+    return out
+
+
+@pytest_twisted.ensureDeferred
+async def test_sending_messages_writes_no_state_row(
+        make_server: Any, statements: StatementLog) -> None:
+    server = await make_server()
+    alice = await server.register("alice")
+    room_id = (await alice.post("/_matrix/client/v3/createRoom",
+                                {"preset": "public_chat"})).body["room_id"]
+    await alice.put(f"/_matrix/client/v3/rooms/{room_id}/state/m.room.topic/",
+                    {"topic": "t"})
+    assert state_writes(statements)  # the hook sees the writes of state events
+
+    statements.clear()
+    for n in range(5):
+        sent = await alice.put(f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/m{n}",
+                               {"msgtype": "m.text", "body": str(n)})
+        assert sent.code == 200
+    assert any("INSERT INTO events" in s for s in statements.statements)
+    assert state_writes(statements) == []
+
+    # a state change after them writes its snapshot; the messages keep theirs
+    statements.clear()
+    await alice.put(f"/_matrix/client/v3/rooms/{room_id}/state/m.room.topic/",
+                    {"topic": "u"})
+    assert any("state_snapshots" in s for s in state_writes(statements))
+    assert await server.hs.stores.state.garbage_collect() == (0, 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_gc_removes_unreferenced_snapshots_and_keeps_the_rooms(make_server: Any) -> None:
+    server = await make_server()
+    alice = await server.register("alice")
+    room_id = (await alice.post("/_matrix/client/v3/createRoom",
+                                {"preset": "public_chat"})).body["room_id"]
+    for n in range(3):
+        await alice.put(f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/m{n}",
+                        {"msgtype": "m.text", "body": str(n)})
+    hs = server.hs
+    store = hs.stores.state
+    room = await hs.stores.rooms.get_room(room_id)
+    assert room is not None
+
+    def orphan_txn(txn: Txn) -> int:
+        # a snapshot no event or room points at (a purge's leftover)
+        current = txn.select_value("SELECT current_snapshot_nid FROM rooms"
+                                   " WHERE room_nid = ?", (room.room_nid,))
+        key = StateStore.get_or_create_state_key_nids_txn(
+            txn, [("m.room.topic", "")])[("m.room.topic", "")]
+        return StateStore.create_snapshot_txn(txn, room.room_nid, int(current),
+                                              {key: 999_999})
+
+    before = await store.counts()
+    orphan = await hs.db.run_interaction("orphan", orphan_txn)
+    assert len(await store.get_snapshot(orphan)) > 0
+    snapshots, blocks = await store.garbage_collect()
+    assert (snapshots, blocks) == (1, 1)  # the orphan and the one block it alone listed
+    assert await store.counts() == before
+    assert await store.get_snapshot(orphan) == {}
+    # every snapshot an event points at is still there and readable
+    state = (await alice.get(f"/_matrix/client/v3/rooms/{room_id}/state")).body
+    assert any(e["type"] == "m.room.create" for e in state)
+    assert await store.garbage_collect() == (0, 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_reusing_a_snapshot_by_its_hash_writes_its_row(
+        db: Database, statements: StatementLog) -> None:
+    """What stops a concurrent GC deleting a snapshot we are about to point
+    at: reusing one writes its row (see StateStore._store_snapshot_txn)."""
+    keys = await key_nids(db, 10)
+    first = await snapshot(db, None, {k: 1 for k in keys})
+    statements.clear()
+    again = await snapshot(db, None, {k: 1 for k in keys})
+    assert again == first
+    assert any(s.startswith("UPDATE state_snapshots") for s in statements.statements)

@@ -8,7 +8,12 @@ import pytest_twisted
 
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.state import BLOCK_TARGET, StateStore, bucket_count_for
-from tests.storage.conftest import Databases, prepare
+from tests.storage.conftest import (
+    Databases,
+    prepare,
+    reference_snapshot_txn,
+    release_snapshot,
+)
 
 ROOM = 1
 
@@ -32,7 +37,7 @@ async def key_nids(db: Database, n: int) -> list[int]:
 async def snapshot(store: StateStore, base: int | None, delta: dict[int, int | None]) -> int:
     def txn_fn(txn: Txn) -> int:
         nid = StateStore.create_snapshot_txn(txn, ROOM, base, delta)
-        StateStore.incref_snapshot_txn(txn, nid)
+        reference_snapshot_txn(txn, ROOM, nid)
         return nid
 
     return int(await store.db.run_interaction("snapshot", txn_fn))
@@ -116,7 +121,7 @@ async def test_gc_removes_unreferenced_snapshots_and_their_blocks(store: StateSt
 
     assert await store.garbage_collect() == (0, 0)  # everything is referenced
 
-    await store.release_snapshot(dropped)
+    await release_snapshot(store.db, dropped)
     snapshots, blocks = await store.garbage_collect()
 
     assert snapshots == 1
@@ -128,7 +133,7 @@ async def test_gc_removes_unreferenced_snapshots_and_their_blocks(store: StateSt
     assert (await store.get_snapshot(kept))[keys[0]] == 9999
     assert len(await store.get_snapshot(base)) == 100
 
-    await store.release_snapshot(base)
-    await store.release_snapshot(kept)
+    await release_snapshot(store.db, base)
+    await release_snapshot(store.db, kept)
     await store.garbage_collect()
     assert await store.counts() == type(after)(0, 0, 0, 0)

@@ -46,6 +46,10 @@ CREATE TABLE events (
 );
 CREATE UNIQUE INDEX events_stream ON events (stream_ordering);
 CREATE INDEX events_room_stream ON events (room_nid, stream_ordering);
+-- For state garbage collection: is a snapshot still some event's state?
+-- (Many events share a snapshot: PostgreSQL's B-tree deduplication keeps
+-- this small.)
+CREATE INDEX events_snapshot ON events (snapshot_nid);
 
 -- The DAG: prev_events and auth_events, by NID.
 CREATE TABLE event_edges (
@@ -71,19 +75,21 @@ CREATE TABLE forward_extremities (
 -- State snapshots. A snapshot is a list of blocks, one per bucket: the
 -- state's (state key NID -> event NID) entries are split into bucket_count
 -- buckets by a hash of the state key NID, and each bucket's entries form a
--- block, stored once however many snapshots share it (block_hash). A change
--- of one state key makes one new block; the others are reused. ref_count on
--- a snapshot counts the events and rooms that point at it; on a block, the
--- snapshots that list it. Garbage collection deletes what reaches zero.
+-- block, stored once however many snapshots share it (block_hash, the raw
+-- 32-byte SHA-256). A change of one state key makes one new block; the
+-- others are reused. Snapshots are not reference-counted: one is in use
+-- while an event (events.snapshot_nid) or a room (rooms.current_snapshot_nid)
+-- points at it, and garbage collection finds the others by query. ref_count
+-- on a block counts the snapshots that list it (it changes only when a
+-- snapshot is created or deleted). Garbage collection deletes what reaches
+-- zero.
 CREATE TABLE state_snapshots (
     snapshot_nid $SERIAL_PK,
     room_nid $BIGINT NOT NULL,
-    snapshot_hash TEXT NOT NULL UNIQUE,
+    snapshot_hash $BLOB NOT NULL UNIQUE,
     bucket_count INTEGER NOT NULL,
-    entry_count INTEGER NOT NULL,
-    ref_count INTEGER NOT NULL DEFAULT 0
+    entry_count INTEGER NOT NULL
 );
-CREATE INDEX state_snapshots_unreferenced ON state_snapshots (ref_count);
 
 CREATE TABLE state_snapshot_blocks (
     snapshot_nid $BIGINT NOT NULL,
@@ -94,7 +100,7 @@ CREATE TABLE state_snapshot_blocks (
 
 CREATE TABLE state_blocks (
     block_nid $SERIAL_PK,
-    block_hash TEXT NOT NULL UNIQUE,
+    block_hash $BLOB NOT NULL UNIQUE,
     ref_count INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX state_blocks_unreferenced ON state_blocks (ref_count);
