@@ -131,7 +131,51 @@ def wait_for_versions(base_url: str, timeout_s: float, proc: subprocess.Popen[An
 
 # --- our server ------------------------------------------------------------------------
 
-class LocalServer:
+class ProcessServer:
+    """A server process for one bench run and the throwaway things it owns.
+
+    Subclasses start ``self.proc`` in ``data_dir`` and say how to drop their
+    database; stopping and cleaning up is the same for ours and Synapse.
+    """
+
+    proc: subprocess.Popen[bytes] | None = None
+    data_dir: str | None = None
+    keep: bool = False
+
+    def _drop_database(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> int | None:
+        """SIGTERM (SIGKILL after 30s), drop the database, remove the directory.
+
+        Returns the exit status, None if it never started.
+        """
+        status = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            status = self.proc.returncode
+            self.proc = None
+        try:
+            self._drop_database()
+        finally:
+            if self.data_dir and not self.keep:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+        return status
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LocalServer(ProcessServer):
     """One ``homeserver run`` in a temporary directory, on SQLite or a fresh PG database."""
 
     def __init__(self, engine: str, *, pg_dsn: str = DEFAULT_PG_DSN,
@@ -251,35 +295,6 @@ class LocalServer:
             return "(no log)"
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return "".join(f.readlines()[-lines:])
-
-    def stop(self) -> int | None:
-        """SIGTERM (SIGKILL after 30s), drop the database, remove the directory.
-
-        Returns the exit status, None if the server never started.
-        """
-        status = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            status = self.proc.returncode
-            self.proc = None
-        try:
-            self._drop_database()
-        finally:
-            if self.data_dir and not self.keep:
-                shutil.rmtree(self.data_dir, ignore_errors=True)
-        return status
-
-    def __enter__(self) -> LocalServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def interrupt_on_signals() -> None:

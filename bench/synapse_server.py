@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -40,6 +38,7 @@ from bench.server import (
     DEFAULT_PG_DSN,
     PG_SETTINGS_OF_NOTE,
     UNLIMITED,
+    ProcessServer,
     Target,
     free_port,
     interrupt_on_signals,
@@ -62,7 +61,7 @@ NESTED_LIMITS = {
 }
 
 
-class SynapseServer:
+class SynapseServer(ProcessServer):
     """One Synapse process in a temporary directory, on a fresh PostgreSQL database."""
 
     def __init__(self, *, pg_dsn: str = DEFAULT_PG_DSN,
@@ -238,35 +237,6 @@ class SynapseServer:
                 with open(path, encoding="utf-8", errors="replace") as f:
                     tails.append("".join(f.readlines()[-lines:]))
         return "\n".join(tails) or "(no log)"
-
-    def stop(self) -> int | None:
-        """SIGTERM (SIGKILL after 30s), drop the database, remove the directory.
-
-        Returns the exit status, None if Synapse never started.
-        """
-        status = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
-            status = self.proc.returncode
-            self.proc = None
-        try:
-            self._drop_database()
-        finally:
-            if self.data_dir and not self.keep:
-                shutil.rmtree(self.data_dir, ignore_errors=True)
-        return status
-
-    def __enter__(self) -> SynapseServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
