@@ -131,6 +131,30 @@ def wait_for_versions(base_url: str, timeout_s: float, proc: subprocess.Popen[An
 
 # --- our server ------------------------------------------------------------------------
 
+def create_bench_database(pg_dsn: str, prefix: str) -> tuple[str, str, dict[str, str]]:
+    """A fresh database (UTF-8, C collation: what our README and Synapse ask
+    for): its name, its DSN, and the server settings to keep with the figures
+    (commit durability decides much of a write benchmark)."""
+    import psycopg2
+    import psycopg2.extensions
+
+    name = prefix + secrets.token_hex(4)
+    conn = psycopg2.connect(pg_dsn)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' "
+                        "LC_CTYPE 'C' TEMPLATE template0")
+            cur.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
+                        (list(PG_SETTINGS_OF_NOTE),))
+            settings = dict(cur.fetchall())
+            cur.execute("SHOW server_version")
+            settings["server_version"] = cur.fetchone()[0]
+    finally:
+        conn.close()
+    return name, psycopg2.extensions.make_dsn(pg_dsn, dbname=name), settings
+
+
 class ProcessServer:
     """A server process for one bench run and the throwaway things it owns.
 
@@ -211,27 +235,8 @@ class LocalServer(ProcessServer):
         return env
 
     def _create_database(self) -> str:
-        import psycopg2
-        import psycopg2.extensions
-
-        name = "bench_" + secrets.token_hex(4)
-        conn = psycopg2.connect(self.pg_dsn)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                # the encoding and collation the README asks operators for
-                cur.execute(f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' "
-                            "LC_CTYPE 'C' TEMPLATE template0")
-                # commit durability decides much of a write benchmark: keep it with the figures
-                cur.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
-                            (list(PG_SETTINGS_OF_NOTE),))
-                self.database_settings = dict(cur.fetchall())
-                cur.execute("SHOW server_version")
-                self.database_settings["server_version"] = cur.fetchone()[0]
-        finally:
-            conn.close()
-        self.database = name
-        return psycopg2.extensions.make_dsn(self.pg_dsn, dbname=name)
+        self.database, dsn, self.database_settings = create_bench_database(self.pg_dsn, "bench_")
+        return dsn
 
     def _drop_database(self) -> None:
         if self.database is None:

@@ -36,10 +36,10 @@ import yaml
 
 from bench.server import (
     DEFAULT_PG_DSN,
-    PG_SETTINGS_OF_NOTE,
     UNLIMITED,
     ProcessServer,
     Target,
+    create_bench_database,
     free_port,
     interrupt_on_signals,
     rss_kib,
@@ -95,27 +95,9 @@ class SynapseServer(ProcessServer):
     # --- the database ------------------------------------------------------------------
 
     def _create_database(self) -> str:
-        import psycopg2
-        import psycopg2.extensions
-
-        name = "bench_syn_" + secrets.token_hex(4)
-        conn = psycopg2.connect(self.pg_dsn)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                # what Synapse's postgres.md asks for (it refuses other collations)
-                cur.execute(f"CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE 'C' "
-                            "LC_CTYPE 'C' TEMPLATE template0")
-                cur.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
-                            (list(PG_SETTINGS_OF_NOTE),))
-                self.database_settings = dict(cur.fetchall())
-                cur.execute("SHOW server_version")
-                self.database_settings["server_version"] = cur.fetchone()[0]
-        finally:
-            conn.close()
-        self.database = name
-        self.dsn = psycopg2.extensions.make_dsn(self.pg_dsn, dbname=name)
-        return name
+        self.database, self.dsn, self.database_settings = create_bench_database(
+            self.pg_dsn, "bench_syn_")
+        return self.database
 
     def _drop_database(self) -> None:
         if self.database is None:

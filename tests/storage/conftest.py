@@ -15,6 +15,7 @@ from twisted.internet import threads
 
 from homeserver.storage.database import Database
 from homeserver.storage.migrations import prepare_database_blocking
+from homeserver.storage.state import StateStore
 from tests.harness import create_postgres_database, drop_postgres_database
 
 
@@ -66,6 +67,16 @@ async def databases(engine: str, tmp_path: Any) -> AsyncIterator[Databases]:
 async def db(databases: Databases) -> AsyncIterator[Database]:
     """An empty database (no schema yet)."""
     yield databases.open()
+
+
+async def key_nids(db: Database, n: int) -> list[int]:
+    """NIDs of ``n`` member state keys, created as needed."""
+    def txn_fn(txn: Any) -> list[int]:
+        pairs = [("m.room.member", f"@user{i}:test.local") for i in range(n)]
+        nids = StateStore.get_or_create_state_key_nids_txn(txn, pairs)
+        return [nids[p] for p in pairs]
+
+    return list(await db.run_interaction("keys", txn_fn))
 
 
 def reference_snapshot_txn(txn: Any, room_nid: int, snapshot_nid: int) -> None:

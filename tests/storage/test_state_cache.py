@@ -15,6 +15,7 @@ from homeserver.storage.events import EventStore
 from homeserver.storage.state import StateStore
 from tests.storage.conftest import (
     Databases,
+    key_nids,
     prepare,
     reference_snapshot_txn,
     release_snapshot,
@@ -61,15 +62,6 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatementLog]:
     monkeypatch.setattr(Txn, "execute", execute)
     monkeypatch.setattr(Txn, "execute_many", execute_many)
     yield log
-
-
-async def key_nids(db: Database, n: int) -> list[int]:
-    def txn_fn(txn: Txn) -> list[int]:
-        pairs = [("m.room.member", f"@user{i}:test.local") for i in range(n)]
-        nids = StateStore.get_or_create_state_key_nids_txn(txn, pairs)
-        return [nids[p] for p in pairs]
-
-    return list(await db.run_interaction("keys", txn_fn))
 
 
 async def snapshot(db: Database, base: int | None, delta: dict[int, int | None]) -> int:

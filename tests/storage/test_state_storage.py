@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 
 import pytest_twisted
 
-from homeserver.storage.database import Database, Txn
+from homeserver.storage.database import Txn
 from homeserver.storage.state import BLOCK_TARGET, StateStore, bucket_count_for
 from tests.storage.conftest import (
     Databases,
+    key_nids,
     prepare,
     reference_snapshot_txn,
     release_snapshot,
@@ -23,15 +24,6 @@ async def store(databases: Databases) -> AsyncIterator[StateStore]:
     db = databases.open()
     await prepare(db)
     yield StateStore(db)
-
-
-async def key_nids(db: Database, n: int) -> list[int]:
-    def txn_fn(txn: Txn) -> list[int]:
-        pairs = [("m.room.member", f"@user{i}:test.local") for i in range(n)]
-        nids = StateStore.get_or_create_state_key_nids_txn(txn, pairs)
-        return [nids[p] for p in pairs]
-
-    return list(await db.run_interaction("keys", txn_fn))
 
 
 async def snapshot(store: StateStore, base: int | None, delta: dict[int, int | None]) -> int:
