@@ -160,6 +160,7 @@ SCHEMA: dict[str, Key] = {
     "state_cache_size": Key("size", "500K"),
     "default_room_version": Key("str", DEFAULT_ROOM_VERSION, nullable=False,
                                 choices=tuple(KNOWN_ROOM_VERSIONS)),
+    "presence": Key("map", children={"enabled": Key("bool", True, nullable=False)}),
 }
 
 

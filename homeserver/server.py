@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Coroutine
 from typing import Any
 
@@ -12,6 +13,9 @@ from twisted.internet import defer, threads
 from twisted.web.server import Site
 
 from homeserver.config import Config
+from homeserver.edu.presence import PresenceHandler
+from homeserver.edu.receipts import ReceiptHandler
+from homeserver.edu.typing import TypingManager
 from homeserver.http.auth import Auth
 from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import SizeLimitedRequest
@@ -23,6 +27,9 @@ from homeserver.rooms.membership import MembershipHandler
 from homeserver.storage import Stores
 from homeserver.storage.database import Database
 from homeserver.storage.migrations import prepare_database_blocking
+from homeserver.storage.streams import StreamTracker, current_stream_id
+from homeserver.sync.handler import SyncHandler
+from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +51,9 @@ class HomeServer:
         self.clock = clock if clock is not None else reactor
         self.hostname = config.server_name
         self.db = Database(config.database.engine, config.database.args, reactor)
+        self.db.stream_tracker = StreamTracker()
+        # which run of the server in-memory stream positions (typing) belong to
+        self.epoch = secrets.token_hex(4)
         factor = config.caches["global_factor"]
         self.stores = Stores(
             self.db, event_cache_size=max(1, int(config.event_cache_size * factor)),
@@ -58,14 +68,20 @@ class HomeServer:
             "login_failed": Ratelimiter(self.clock, "rc_login.failed_attempts",
                                         config.rc_login_failed_attempts),
         }
+        self.notifier = Notifier(self)
         self.event_creator = EventCreator(self)
         self.membership = MembershipHandler(self)
         self.room_reader = RoomReader(self)
+        self.typing = TypingManager(self)
+        self.presence = PresenceHandler(self)
+        self.receipts = ReceiptHandler(self)
+        self.sync_handler = SyncHandler(self)
         self.router = Router()
         self._background: set[defer.Deferred[Any]] = set()
         self.ports: list[Any] = []
-        from homeserver.api import register_all_routes
+        from homeserver.api import register_all_routes, websocket
         register_all_routes(self, self.router)
+        self.websocket = websocket.register_routes(self, self.router)
 
     # -- helpers used across the server --
 
@@ -107,6 +123,7 @@ class HomeServer:
         await threads.deferToThreadPool(self.reactor, self.db._pool,
                                         prepare_database_blocking, self.db)
         await self.stores.auth_chains.ensure_indexed()
+        self.db.stream_tracker.reset(await current_stream_id(self.db))
 
     def build_site(self, x_forwarded: bool = False) -> Site:
         resource = MatrixResource(self, self.router)
@@ -144,4 +161,6 @@ class HomeServer:
         self.ports.clear()
         if self._background:
             await defer.DeferredList(list(self._background), consumeErrors=True)
+        self.websocket.close_all()
+        self.presence.stop()
         await threads.deferToThread(self.db.close)

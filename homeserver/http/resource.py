@@ -36,6 +36,10 @@ CORS_HEADERS = {
     b"Access-Control-Allow-Headers": b"X-Requested-With, Content-Type, Authorization",
 }
 
+# A handler that took its connection over (the WebSocket upgrade) returns this
+# status: the connection speaks another protocol now, nothing is written.
+SWITCHING_PROTOCOLS = 101
+
 # Query parameters whose values are secrets, never to be logged.
 _SECRET_PARAMS = frozenset({b"access_token"})
 
@@ -98,6 +102,8 @@ class MatrixResource(Resource):
                 if req.requester is not None:
                     request.requester_id = req.requester.user_id  # type: ignore[attr-defined]
             status, body = await route.handler(req)
+            if status == SWITCHING_PROTOCOLS:
+                return
             self._write(request, status, body)
         except MatrixError as e:
             for name, value in e.headers.items():

@@ -23,7 +23,8 @@ sees the same hidden stretch twice.
 
 from __future__ import annotations
 
-import fnmatch
+import functools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -63,7 +64,23 @@ def txn_scope(requester: Requester) -> str:
 
 
 def _strings(value: Any) -> tuple[str, ...] | None:
-    return tuple(value) if isinstance(value, list) else None
+    # non-strings dropped: they could never match, and must not crash a match
+    if not isinstance(value, list):
+        return None
+    return tuple(v for v in value if isinstance(v, str))
+
+
+@functools.lru_cache(maxsize=1024)
+def _glob(pattern: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+
+
+def type_matches(event_type: str, pattern: str) -> bool:
+    """The spec's rule for filter types: ``*`` matches any run of characters;
+    nothing else is special."""
+    if "*" not in pattern:
+        return event_type == pattern
+    return _glob(pattern).fullmatch(event_type) is not None
 
 
 @dataclass(frozen=True)
@@ -94,10 +111,10 @@ class RoomEventFilter:
         )
 
     def matches(self, event: Event) -> bool:
-        if any(fnmatch.fnmatchcase(event.type, p) for p in self.not_types):
+        if any(type_matches(event.type, p) for p in self.not_types):
             return False
         if self.types is not None and not any(
-                fnmatch.fnmatchcase(event.type, p) for p in self.types):
+                type_matches(event.type, p) for p in self.types):
             return False
         if event.sender in self.not_senders:
             return False
@@ -133,6 +150,8 @@ class Page:
     next_pos: int
     # nothing further in this direction (as of now)
     exhausted: bool
+    # the stream position of each of ``events``
+    positions: tuple[int, ...] = ()
 
 
 class RoomReader:
@@ -259,6 +278,7 @@ class RoomReader:
             else:
                 to_pos = until if to_pos is None else min(to_pos, until)
         kept: list[Event] = []
+        kept_positions: list[int] = []
         pos = from_pos
         exhausted = False
         batch = min(max(2 * limit, 20), 1000)
@@ -269,18 +289,27 @@ class RoomReader:
                 access.room.room_nid, from_pos=pos, to_pos=to_pos, backwards=backwards,
                 limit=batch)
             oldest_first = list(reversed(rows)) if backwards else rows
-            visible = {e.event_id for e in await self.filter_visible(user_id, access,
-                                                                     oldest_first)}
+            # A member sees everything after they joined: only older events
+            # need the history visibility rules.
+            joined_at = (access.membership.stream_ordering
+                         if access.membership is not None
+                         and access.membership.membership == "join" else None)
+            to_check = [r for r in oldest_first if joined_at is None or r[0] <= joined_at]
+            visible = {e.event_id for p, e in oldest_first if joined_at is not None
+                       and p > joined_at}
+            visible.update(e.event_id for e in await self.filter_visible(user_id, access,
+                                                                         to_check))
             for row_pos, event in rows:
                 pos = row_pos - 1 if backwards else row_pos
                 if event.event_id in visible and event_filter.matches(event):
                     kept.append(event)
+                    kept_positions.append(row_pos)
                     if len(kept) >= limit:
                         break
             if len(rows) < batch and len(kept) < limit:
                 exhausted = True
                 break
-        return Page(kept, pos, exhausted)
+        return Page(kept, pos, exhausted, tuple(kept_positions))
 
     # -- the client format ----------------------------------------------------
 

@@ -103,8 +103,10 @@ class EventCreator:
                     break
                 now += 1
             check_auth_rules(event, {})
-            await self.stores.events.persist_event(event, room_nid=None, now_ms=now,
-                                                   new_room_id=room_id)
+            persisted = await self.stores.events.persist_event(
+                event, room_nid=None, now_ms=now, new_room_id=room_id)
+            self.hs.notifier.on_new_event(room_id, event.type, event.state_key,
+                                          persisted.stream_ordering)
         return room_id
 
     async def send(self, sender: str, room_id: str, event_type: str, content: dict[str, Any],
@@ -169,8 +171,14 @@ class EventCreator:
         except (ValidationError, CanonicalJSONError, ValueError) as e:
             raise event_error(e) from e
         check_auth_rules(event, state)
-        await self.stores.events.persist_event(event, room_nid=room.room_nid,
-                                               now_ms=self.hs.now_ms(), txn_id=txn_id)
+        persisted = await self.stores.events.persist_event(
+            event, room_nid=room.room_nid, now_ms=self.hs.now_ms(), txn_id=txn_id)
+        self.hs.notifier.on_new_event(room.room_id, event.type, event.state_key,
+                                      persisted.stream_ordering)
+        if state_key is None:
+            # a user who posts is active, and no longer typing
+            self.hs.typing.stopped_by_message(sender, room.room_id)
+            self.hs.run_in_background(self.hs.presence.user_activity(sender))
         return event.event_id
 
     async def get_current_state(self, room_nid: int) -> dict[tuple[str, str], Event]:

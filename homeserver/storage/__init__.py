@@ -12,10 +12,14 @@ from homeserver.storage.devices import DeviceStore
 from homeserver.storage.directory import DirectoryStore
 from homeserver.storage.events import DEFAULT_EVENT_CACHE_SIZE, EventStore
 from homeserver.storage.filters import FilterStore
+from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfileStore
+from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.state import DEFAULT_STATE_CACHE_SIZE, StateStore
+from homeserver.storage.sync import SyncStore
+from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.tokens import TokenStore
 from homeserver.storage.ui_auth import UiAuthStore
 from homeserver.storage.users import UserStore
@@ -40,3 +44,7 @@ class Stores:
         self.auth_chains = AuthChainStore(db)
         self.rooms = RoomStore(db)
         self.directory = DirectoryStore(db)
+        self.receipts = ReceiptStore(db)
+        self.to_device = ToDeviceStore(db)
+        self.presence = PresenceStore(db)
+        self.sync = SyncStore(db)

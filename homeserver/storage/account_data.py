@@ -68,17 +68,19 @@ class AccountDataStore:
         return await self._get(user_id, room_id, data_type)
 
     async def get_account_data_since(
-            self, user_id: str, since_stream_id: int,
+            self, user_id: str, since_stream_id: int, until_stream_id: int | None = None,
     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
-        """What changed after ``since_stream_id`` (0: everything), for /sync.
+        """What changed after ``since_stream_id`` (0: everything) and up to
+        ``until_stream_id``, for /sync.
 
         Returns (global type -> content, room id -> type -> content).
         """
         rows = await self.db.execute(
             "get_account_data_since",
             "SELECT room_id, data_type, content FROM account_data"
-            " WHERE user_id = ? AND stream_id > ?",
-            (user_id, since_stream_id))
+            " WHERE user_id = ? AND stream_id > ? AND stream_id <= ?",
+            (user_id, since_stream_id,
+             until_stream_id if until_stream_id is not None else 2**62))
         global_data: dict[str, dict[str, Any]] = {}
         by_room: dict[str, dict[str, dict[str, Any]]] = {}
         for room_id, data_type, content in rows:

@@ -44,10 +44,13 @@ class DatabaseError(Exception):
 class Txn:
     """A cursor wrapper: ``?`` placeholders on both engines, rows as tuples."""
 
-    def __init__(self, engine: str, conn: Any) -> None:
+    def __init__(self, engine: str, conn: Any, stream_tracker: Any = None) -> None:
         self.engine = engine
         self._conn = conn
         self._cursor = conn.cursor()
+        # global stream positions this transaction took (storage/streams.py)
+        self.stream_tracker = stream_tracker
+        self.stream_ids: list[int] = []
 
     def _sql(self, sql: str) -> str:
         if self.engine == "postgres":
@@ -140,6 +143,9 @@ class Database:
         self._connections: list[Any] = []
         self._lock = threading.Lock()
         self._started = False
+        # the StreamTracker of the global stream (storage/streams.py), set by
+        # the HomeServer; None in one-off tools
+        self.stream_tracker: Any = None
 
     # -- lifecycle --
 
@@ -229,7 +235,7 @@ class Database:
         """Run ``func(txn, *args)`` in a transaction on the calling thread."""
         for attempt in range(MAX_ATTEMPTS):
             conn = self._connection()
-            txn = Txn(self.engine, conn)
+            txn = Txn(self.engine, conn, self.stream_tracker)
             try:
                 if self.engine == "sqlite":
                     conn.execute("BEGIN IMMEDIATE")
@@ -255,6 +261,10 @@ class Database:
                 raise
             finally:
                 txn.close()
+                if txn.stream_ids:
+                    # committed or rolled back: either way no longer in flight
+                    self._reactor.callFromThread(self.stream_tracker.finished,
+                                                 txn.stream_ids)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def run_interaction(self, desc: str, func: Callable[..., R], *args: Any,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.streams import next_stream_id_txn
+from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.tokens import TokenStore
 
 
@@ -38,9 +40,21 @@ class DeviceStore:
         if exists is None:
             txn.execute("INSERT INTO devices (user_id, device_id, display_name) VALUES (?, ?, ?)",
                         (user_id, device_id, display_name))
+            DeviceStore.mark_device_list_changed_txn(txn, user_id)
         elif display_name is not None:
             txn.execute("UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?",
                         (display_name, user_id, device_id))
+            DeviceStore.mark_device_list_changed_txn(txn, user_id)
+
+    @staticmethod
+    def mark_device_list_changed_txn(txn: Txn, user_id: str) -> int:
+        """Record that ``user_id``'s device list changed (for /sync's
+        ``device_lists``); returns the change's stream position."""
+        pos = next_stream_id_txn(txn)
+        txn.execute("INSERT INTO device_list_changes (user_id, stream_id) VALUES (?, ?)"
+                    " ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id",
+                    (user_id, pos))
+        return pos
 
     async def get_devices(self, user_id: str) -> list[Device]:
         rows = await self.db.execute(
@@ -59,7 +73,10 @@ class DeviceStore:
         def txn_fn(txn: Txn) -> bool:
             txn.execute("UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?",
                         (name, user_id, device_id))
-            return txn.rowcount > 0
+            if txn.rowcount > 0:
+                DeviceStore.mark_device_list_changed_txn(txn, user_id)
+                return True
+            return False
         return await self.db.run_interaction("set_device_display_name", txn_fn)
 
     @staticmethod
@@ -69,6 +86,9 @@ class DeviceStore:
             TokenStore.delete_tokens_for_device_txn(txn, user_id, device_id)
             txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
                         (user_id, device_id))
+        if device_ids:
+            ToDeviceStore.delete_device_inbox_txn(txn, user_id, device_ids)
+            DeviceStore.mark_device_list_changed_txn(txn, user_id)
 
     @staticmethod
     def delete_all_devices_txn(txn: Txn, user_id: str,
@@ -80,6 +100,8 @@ class DeviceStore:
         else:
             txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id <> ?",
                         (user_id, except_device_id))
+        ToDeviceStore.delete_all_device_inboxes_txn(txn, user_id, except_device_id)
+        DeviceStore.mark_device_list_changed_txn(txn, user_id)
 
     async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
         await self.db.run_interaction("delete_devices", self.delete_devices_txn, user_id,

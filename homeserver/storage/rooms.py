@@ -222,6 +222,15 @@ class RoomStore:
             " ORDER BY user_id", (room_nid, membership))
         return [r[0] for r in rows]
 
+    async def get_local_members(self, room_id: str, hostname: str) -> frozenset[str]:
+        """The users of ``hostname`` joined to the room."""
+        rows = await self.db.execute(
+            "get_local_members",
+            "SELECT rm.user_id FROM room_memberships rm JOIN rooms r ON r.room_nid = rm.room_nid"
+            " WHERE r.room_id = ? AND rm.membership = 'join'", (room_id,))
+        suffix = ":" + hostname
+        return frozenset(r[0] for r in rows if r[0].endswith(suffix))
+
     async def forget(self, user_id: str, room_nid: int) -> None:
         await self.db.execute(
             "forget_room", "UPDATE room_memberships SET forgotten = 1"

@@ -1,7 +1,7 @@
 """The global stream: one monotonic position for everything persisted.
 
-Every write a client may later need to hear about through /sync (account data
-now; events, receipts, to-device messages and device-list changes later)
+Every write a client may later need to hear about through /sync (events,
+receipts, account data, to-device messages, presence, device-list changes)
 takes its position from this one stream, inside the transaction that stores
 it, so "is there anything new for this user since position X?" is a single
 comparison per table.
@@ -12,20 +12,83 @@ it (a rolled-back writer leaves a gap, which is harmless). On SQLite it is a
 counter row in ``stream_positions``; SQLite has one writer at a time, so the
 row serialises nothing that is not serialised already.
 
-``current_stream_id`` is the highest position handed out so far. On
-PostgreSQL a position can be handed out before the transaction holding it
-commits, so a reader that must never skip a write (the sync notifier) needs
-the architecture's "persisted up to" rule on top of this; it is fine
-for "has anything happened at all" checks and for tests.
+The "persisted up to" rule. On PostgreSQL, position 6 can commit while 5 is
+still in flight; a reader that read "everything up to 6" then would skip 5
+for ever. So the ``StreamTracker`` of each Database records every position
+handed out (allocation and registration happen under one lock, so the set of
+in-flight positions is never missing an allocated one) until the
+transaction holding it commits or rolls back. ``persisted_upto`` is the
+highest position below which nothing is in flight: /sync reads up to it, and
+the notifier wakes readers only once it has passed the write they wait for.
 """
 
 from __future__ import annotations
 
+import heapq
+import threading
+from collections.abc import Callable
+
 from homeserver.storage.database import Database, Txn
 
 
-def next_stream_id_txn(txn: Txn) -> int:
-    """Allocate the next global stream position, inside ``txn``."""
+class StreamTracker:
+    """Positions handed out and not yet committed (thread-safe).
+
+    Positions are allocated on database threads (``next_stream_id_txn``);
+    ``finished`` and the listeners run on the reactor thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight: list[int] = []  # a heap
+        self._done: set[int] = set()  # finished while a lower one is in flight
+        self._max = 0
+        self._persisted = 0
+        self._listeners: list[Callable[[int], None]] = []
+
+    def reset(self, current: int) -> None:
+        """Start from ``current``, the highest position in the database."""
+        with self._lock:
+            self._max = max(self._max, current)
+            if not self._in_flight:
+                self._persisted = self._max
+
+    @property
+    def persisted_upto(self) -> int:
+        return self._persisted
+
+    @property
+    def max_allocated(self) -> int:
+        return self._max
+
+    def add_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(persisted_upto)`` whenever it advances."""
+        self._listeners.append(listener)
+
+    def allocate(self, txn: Txn) -> int:
+        with self._lock:
+            pos = _allocate_txn(txn)
+            heapq.heappush(self._in_flight, pos)
+            self._max = max(self._max, pos)
+        txn.stream_ids.append(pos)
+        return pos
+
+    def finished(self, positions: list[int]) -> None:
+        """The transaction holding ``positions`` committed or rolled back."""
+        with self._lock:
+            self._done.update(positions)
+            while self._in_flight and self._in_flight[0] in self._done:
+                self._done.discard(heapq.heappop(self._in_flight))
+            new = self._in_flight[0] - 1 if self._in_flight else self._max
+            advanced = new > self._persisted
+            if advanced:
+                self._persisted = new
+        if advanced:
+            for listener in list(self._listeners):
+                listener(new)
+
+
+def _allocate_txn(txn: Txn) -> int:
     if txn.engine == "postgres":
         value = txn.select_value("SELECT nextval('global_stream_seq')")
     else:
@@ -35,6 +98,14 @@ def next_stream_id_txn(txn: Txn) -> int:
     if value is None:  # pragma: no cover - migration 0002 creates both
         raise RuntimeError("global stream is missing; is the schema migrated?")
     return int(value)
+
+
+def next_stream_id_txn(txn: Txn) -> int:
+    """Allocate the next global stream position, inside ``txn``."""
+    tracker = txn.stream_tracker
+    if tracker is None:
+        return _allocate_txn(txn)
+    return tracker.allocate(txn)
 
 
 def current_stream_id_txn(txn: Txn) -> int:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest_twisted
 
-from homeserver.api.client.filter_schema import filter_problem
+from homeserver.sync.filter_schema import filter_problem
 from tests.harness import Client, TestServer
 
 V3 = "/_matrix/client/v3"

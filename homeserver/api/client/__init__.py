@@ -19,13 +19,19 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         filters,
         login,
         membership,
+        presence,
         profile,
+        receipts,
         register,
         rooms,
+        sync,
+        to_device,
+        typing,
         upgrade,
         versions,
     )
 
     for module in (versions, register, login, account, devices, profile, account_data,
-                   filters, rooms, membership, directory, upgrade):
+                   filters, rooms, membership, directory, upgrade, sync, typing, receipts,
+                   presence, to_device):
         module.register_routes(hs, router)

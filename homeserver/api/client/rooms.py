@@ -8,16 +8,14 @@ unknown event is 404). Redactions: ``rooms/redaction.py``.
 
 Pagination tokens of /messages and /context are ``s<stream position>``: a
 token splits the timeline between the events at or before the position and
-those after.
+those after. A /sync token is accepted too (``sync/tokens.py``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
-from homeserver.api.client.filter_schema import filter_problem
 from homeserver.events.identifiers import is_valid_user_id
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
@@ -30,14 +28,15 @@ from homeserver.http.parse import (
     query_int,
     query_str,
 )
-from homeserver.http.request import HttpRequest
+from homeserver.http.request import HttpRequest, Requester
 from homeserver.http.router import Router
 from homeserver.rooms import directory
 from homeserver.rooms.access import NO_FILTER, ReadAccess, RoomEventFilter, txn_scope
 from homeserver.rooms.creation import PRESETS, CreateRoomRequest, StateEvent, create_room
 from homeserver.rooms.redaction import redact_event
 from homeserver.storage.events import NewEventTxn
-from homeserver.storage.streams import current_stream_id
+from homeserver.sync.filter_schema import filter_problem
+from homeserver.sync.tokens import parse_pagination_token
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
 CLIENT_V1 = "/_matrix/client/v1"
 CLIENT_V3 = "/_matrix/client/v3"
 
-_TOKEN = re.compile(r"s[0-9]{1,18}")
 
 # Long enough for any client; short enough for a database index entry.
 MAX_TXN_ID_BYTES = 1024
@@ -108,9 +106,8 @@ def parse_create_room(body: dict[str, Any], default_version: str) -> CreateRoomR
 
 
 def parse_token(token: str) -> int:
-    if _TOKEN.fullmatch(token):
-        return int(token[1:])
-    raise invalid_param(f"Invalid pagination token {token!r}")
+    """A pagination token's stream position (a /sync ``next_batch`` works too)."""
+    return parse_pagination_token(token)
 
 
 def parse_room_event_filter(text: str | None) -> RoomEventFilter:
@@ -143,15 +140,43 @@ def senders_members(events: list[Event]) -> list[tuple[str, str]]:
     return [("m.room.member", s) for s in dict.fromkeys(e.sender for e in events)]
 
 
+async def require_room(hs: "HomeServer", room_id: str) -> None:
+    """Writers to a room we do not know get what non-members get: 403."""
+    if await hs.stores.rooms.get_room(room_id) is None:
+        raise forbidden("You are not in this room.")
+
+
+async def send_message(hs: "HomeServer", requester: Requester, room_id: str,
+                       event_type: str, content: dict[str, Any], txn_id: str) -> str:
+    """Send a message event (PUT /send, and the WebSocket's ``send``).
+
+    A retried ``txn_id`` (per device) returns the first event's ID.
+    """
+    if len(txn_id.encode("utf-8")) > MAX_TXN_ID_BYTES:
+        raise invalid_param(f"Transaction IDs are limited to {MAX_TXN_ID_BYTES} bytes")
+    await require_room(hs, room_id)
+    hs.ratelimiters["message"].ratelimit(requester.user_id)
+    txn = NewEventTxn(requester.user_id, txn_scope(requester), txn_id)
+    event_id: str = await hs.event_creator.send(requester.user_id, room_id, event_type,
+                                                content, txn_id=txn)
+    return event_id
+
+
+async def send_state(hs: "HomeServer", user_id: str, room_id: str, event_type: str,
+                     state_key: str, content: dict[str, Any]) -> str:
+    """Send a state event (PUT /state, and the WebSocket's ``state``)."""
+    await require_room(hs, room_id)
+    hs.ratelimiters["message"].ratelimit(user_id)
+    if (event_type, state_key) == ("m.room.canonical_alias", ""):
+        await directory.validate_canonical_alias(hs, room_id, content)
+    event_id: str = await hs.event_creator.send(user_id, room_id, event_type, content,
+                                                state_key=state_key, dedupe_state=True)
+    return event_id
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
     stores = hs.stores
     reader = hs.room_reader
-    creator = hs.event_creator
-
-    async def require_room(room_id: str) -> None:
-        """Writers to a room we do not know get what non-members get: 403."""
-        if await stores.rooms.get_room(room_id) is None:
-            raise forbidden("You are not in this room.")
 
     async def post_create_room(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/client/v3/createRoom"""
@@ -162,29 +187,17 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
     async def put_send(req: HttpRequest) -> tuple[int, Any]:
         """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
         assert req.requester is not None
-        room_id = req.params["roomId"]
         content = req.json(allow_empty=True)
-        if len(req.params["txnId"].encode("utf-8")) > MAX_TXN_ID_BYTES:
-            raise invalid_param(f"Transaction IDs are limited to {MAX_TXN_ID_BYTES} bytes")
-        await require_room(room_id)
-        hs.ratelimiters["message"].ratelimit(req.user_id)
-        txn = NewEventTxn(req.user_id, txn_scope(req.requester), req.params["txnId"])
-        event_id = await creator.send(req.user_id, room_id, req.params["eventType"], content,
-                                      txn_id=txn)
+        event_id = await send_message(hs, req.requester, req.params["roomId"],
+                                      req.params["eventType"], content, req.params["txnId"])
         return 200, {"event_id": event_id}
 
     async def put_state(req: HttpRequest) -> tuple[int, Any]:
         """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
-        room_id = req.params["roomId"]
         content = req.json(allow_empty=True)
-        await require_room(room_id)
-        hs.ratelimiters["message"].ratelimit(req.user_id)
-        state_key = req.params.get("stateKey", "")
-        if (req.params["eventType"], state_key) == ("m.room.canonical_alias", ""):
-            await directory.validate_canonical_alias(hs, room_id, content)
-        event_id = await creator.send(req.user_id, room_id, req.params["eventType"], content,
-                                      state_key=state_key,
-                                      dedupe_state=True)
+        event_id = await send_state(hs, req.user_id, req.params["roomId"],
+                                    req.params["eventType"], req.params.get("stateKey", ""),
+                                    content)
         return 200, {"event_id": event_id}
 
     async def get_state_event(req: HttpRequest) -> tuple[int, Any]:
@@ -247,7 +260,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         access = await reader.check_read(req.user_id, room_id)
         backwards = direction == "b"
         if from_pos is None:
-            from_pos = await current_stream_id(stores.db) if backwards else 0
+            from_pos = hs.db.stream_tracker.persisted_upto if backwards else 0
         page = await reader.paginate(req.user_id, access, from_pos=from_pos, to_pos=to_pos,
                                      backwards=backwards, limit=limit,
                                      event_filter=event_filter)

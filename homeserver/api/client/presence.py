@@ -1,0 +1,65 @@
+"""Presence: PUT and GET /presence/{userId}/status.
+
+A user sets only their own presence; they can read their own and that of
+the users they share a joined room with (``edu/presence.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.accounts.identifiers import is_valid_user_id
+from homeserver.edu.presence import PRESENCE_STATES
+from homeserver.http.errors import bad_json, forbidden, invalid_param
+from homeserver.http.parse import is_storable_text
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import Router
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+CLIENT_V3 = "/_matrix/client/v3"
+
+# Characters; a status line, not a document (every member of every shared
+# room receives it).
+MAX_STATUS_MSG_LENGTH = 1024
+
+
+def parse_presence_body(body: dict[str, Any]) -> tuple[str, str | None]:
+    """(presence, status message or None) from a PUT body."""
+    presence = body.get("presence")
+    if not isinstance(presence, str):
+        raise bad_json("'presence' must be one of " + ", ".join(PRESENCE_STATES))
+    if presence not in PRESENCE_STATES:
+        raise invalid_param("'presence' must be one of " + ", ".join(PRESENCE_STATES))
+    status_msg = body.get("status_msg")
+    if status_msg is None:
+        return presence, None
+    if not isinstance(status_msg, str):
+        raise bad_json("'status_msg' must be a string or null")
+    if len(status_msg) > MAX_STATUS_MSG_LENGTH:
+        raise invalid_param(
+            f"'status_msg' may not be longer than {MAX_STATUS_MSG_LENGTH} characters")
+    if not is_storable_text(status_msg):
+        raise invalid_param("'status_msg' contains characters that cannot be stored")
+    return presence, status_msg or None
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    async def put_status(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/presence/{userId}/status"""
+        if req.params["userId"] != req.user_id:
+            raise forbidden("You cannot set the presence state of another user")
+        presence, status_msg = parse_presence_body(req.json())
+        await hs.presence.set_status(req.user_id, presence, status_msg)
+        return 200, {}
+
+    async def get_status(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/presence/{userId}/status"""
+        user_id = req.params["userId"]
+        if not is_valid_user_id(user_id):
+            raise invalid_param(f"{user_id} is not a valid user ID")
+        return 200, await hs.presence.get_status(req.user_id, user_id)
+
+    router.add("PUT", f"{CLIENT_V3}/presence/{{userId}}/status", put_status)
+    router.add("GET", f"{CLIENT_V3}/presence/{{userId}}/status", get_status)

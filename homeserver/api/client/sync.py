@@ -1,0 +1,83 @@
+"""GET /sync: the client's view of everything new, long-polling.
+
+Thin: parses the query (``since``, ``timeout``, ``full_state``,
+``set_presence``, ``filter``) and hands it to ``sync/handler.py``. A client
+that disconnects while its request waits cancels the wait, so the notifier
+forgets it at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from homeserver.http.errors import invalid_param
+from homeserver.http.parse import query_str
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import Router
+from homeserver.sync.filter import load_sync_filter
+from homeserver.sync.handler import SyncParams
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+CLIENT_V3 = "/_matrix/client/v3"
+
+PRESENCE_STATES = ("online", "unavailable", "offline")
+
+
+def parse_timeout(text: str | None) -> int:
+    if text is None:
+        return 0
+    if not text.isdigit() or len(text) > 12:
+        raise invalid_param("timeout must be a non-negative integer of milliseconds")
+    return int(text)
+
+
+def parse_bool(text: str | None, name: str) -> bool:
+    if text is None or text == "false":
+        return False
+    if text == "true":
+        return True
+    raise invalid_param(f"{name} must be true or false")
+
+
+def parse_set_presence(text: str | None) -> str | None:
+    if text is not None and text not in PRESENCE_STATES:
+        raise invalid_param("set_presence must be one of online, unavailable, offline")
+    return text
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    async def get_sync(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/sync"""
+        params = SyncParams(
+            since=query_str(req.args, "since", None),
+            timeout_ms=parse_timeout(query_str(req.args, "timeout", None)),
+            full_state=parse_bool(query_str(req.args, "full_state", None), "full_state"),
+            filter=await load_sync_filter(hs, req.user_id,
+                                          query_str(req.args, "filter", None)),
+            set_presence=parse_set_presence(query_str(req.args, "set_presence", None)),
+        )
+        assert req.requester is not None
+        d = defer.ensureDeferred(hs.sync_handler.sync(req.requester, params))
+
+        gone_away: list[bool] = []
+
+        def gone(_: Failure) -> None:
+            gone_away.append(True)
+            d.cancel()
+
+        req.raw.notifyFinish().addErrback(gone)
+        try:
+            body = await d
+        except (defer.CancelledError, defer.FirstError):
+            if not gone_away:
+                raise
+            # the client went away; nothing is written to a closed connection
+            return 200, {}
+        return 200, body
+
+    router.add("GET", f"{CLIENT_V3}/sync", get_sync)

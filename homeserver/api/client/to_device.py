@@ -1,0 +1,106 @@
+"""Send-to-device messaging: PUT /sendToDevice.
+
+The body maps user IDs to device IDs (or ``"*"``: every device of the user)
+to message contents. Messages for local users go to the recipients' device
+inboxes, read by /sync (``storage/to_device.py``). Messages for users of
+other servers are queued in ``device_federation_outbox``, one
+``m.direct_to_device`` EDU per destination, for the federation sender (a
+later issue) to deliver: nothing sends them yet.
+
+The transaction ID makes the request idempotent per user and device (or
+access token, for a token without a device): a retry stores nothing again
+and answers 200 as the first time did.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from homeserver.accounts.identifiers import parse_user_id
+from homeserver.http.errors import Codes, MatrixError, bad_json, invalid_param
+from homeserver.http.parse import get_object, is_storable_text
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import Router
+from homeserver.rooms.access import txn_scope
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+CLIENT_V3 = "/_matrix/client/v3"
+
+# Per message content (Synapse's limit on a to-device EDU); the body as a
+# whole may carry many (room keys for every device of a large room).
+MAX_CONTENT_BYTES = 65_536
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_TYPE_BYTES = 255
+MAX_TXN_ID_BYTES = 255
+
+Messages = dict[str, dict[str, dict[str, Any]]]
+
+
+def parse_messages(body: dict[str, Any]) -> Messages:
+    """The ``messages`` of a /sendToDevice body, with every level type-checked."""
+    messages = get_object(body, "messages")
+    for user_id, by_device in messages.items():
+        if parse_user_id(user_id) is None:
+            raise invalid_param(f"Invalid user ID: {user_id!r}")
+        if not isinstance(by_device, dict):
+            raise bad_json(f"messages for {user_id} must be an object")
+        for device_id, content in by_device.items():
+            if not isinstance(content, dict):
+                raise bad_json(f"message for {user_id}'s device {device_id!r} must be an object")
+            size = len(json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+                       .encode("utf-8", "surrogatepass"))
+            if size > MAX_CONTENT_BYTES:
+                raise MatrixError(413, Codes.TOO_LARGE,
+                                  f"Message content may not be larger than "
+                                  f"{MAX_CONTENT_BYTES} bytes")
+    return messages
+
+
+def check_path_param(name: str, value: str, max_bytes: int) -> None:
+    if not value or not is_storable_text(value):
+        raise invalid_param(f"Invalid {name}")
+    if len(value.encode("utf-8")) > max_bytes:
+        raise invalid_param(f"{name} may not be longer than {max_bytes} bytes")
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    store = hs.stores.to_device
+
+    async def put_send_to_device(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}"""
+        event_type, txn_id = req.params["eventType"], req.params["txnId"]
+        check_path_param("event type", event_type, MAX_TYPE_BYTES)
+        check_path_param("transaction ID", txn_id, MAX_TXN_ID_BYTES)
+        messages = parse_messages(req.json())
+        assert req.requester is not None
+        sender = req.user_id
+
+        local: Messages = {}
+        remote: dict[str, dict[str, Any]] = {}
+        for user_id, by_device in messages.items():
+            if not by_device:
+                continue
+            if hs.is_mine(user_id):
+                local[user_id] = by_device
+                continue
+            _, destination = parse_user_id(user_id) or ("", "")
+            edu = remote.setdefault(destination, {
+                "sender": sender, "type": event_type,
+                "message_id": secrets.token_urlsafe(12), "messages": {}})
+            edu["messages"][user_id] = by_device
+
+        stored = await store.add_messages(sender, event_type, local, remote,
+                                          (sender, txn_scope(req.requester), txn_id),
+                                          hs.now_ms())
+        if stored is not None:
+            stream_pos, recipients = stored
+            if recipients:
+                hs.notifier.notify_users(recipients, stream_pos)
+        return 200, {}
+
+    router.add("PUT", f"{CLIENT_V3}/sendToDevice/{{eventType}}/{{txnId}}",
+               put_send_to_device, allow_guest=True, max_body=MAX_BODY_BYTES)

@@ -1,0 +1,48 @@
+"""Typing notifications: PUT /rooms/{roomId}/typing/{userId}.
+
+A user may only say that they themselves are typing, in a room they are
+joined to (``edu/typing.py`` checks the membership).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.http.errors import bad_json, forbidden, invalid_param
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import Router
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+CLIENT_V3 = "/_matrix/client/v3"
+
+
+def parse_typing_body(body: dict[str, Any]) -> tuple[bool, int]:
+    """(typing, timeout in ms) from the request body; the timeout is 0 when
+    the user stops typing."""
+    typing = body.get("typing")
+    if not isinstance(typing, bool):
+        raise bad_json("'typing' must be true or false")
+    if not typing:
+        return False, 0
+    timeout = body.get("timeout")
+    if timeout is None:
+        raise bad_json("'timeout' is required when 'typing' is true")
+    if not isinstance(timeout, int) or isinstance(timeout, bool):
+        raise bad_json("'timeout' must be an integer")
+    if timeout < 0:
+        raise invalid_param("'timeout' may not be negative")
+    return True, timeout
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    async def put_typing(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}"""
+        if req.params["userId"] != req.user_id:
+            raise forbidden("Cannot set another user's typing state")
+        typing, timeout_ms = parse_typing_body(req.json())
+        await hs.typing.set_typing(req.user_id, req.params["roomId"], typing, timeout_ms)
+        return 200, {}
+
+    router.add("PUT", f"{CLIENT_V3}/rooms/{{roomId}}/typing/{{userId}}", put_typing)

@@ -1,0 +1,1 @@
+"""Ephemeral data units: typing, receipts, presence, send-to-device."""

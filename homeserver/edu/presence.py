@@ -1,0 +1,365 @@
+"""Presence: online, unavailable or offline, a status message, and how
+recently the user was active.
+
+The state of each local user the server has seen is kept in memory
+(``_UserState``) and is the truth for that user; every change a client must
+hear about (presence, status message, ``currently_active``) is written to the
+``presence`` table with a new global stream position, then the users who
+share a room with the user (and the user) are woken. The last active time
+moves at every sync and message without a new position: clients see
+``currently_active`` instead, and the time is persisted at most once a
+minute (``LAST_ACTIVE_GRANULARITY_MS``) or with the next change.
+
+The rules, as Synapse's:
+
+- a /sync with ``set_presence`` absent or ``online``, a PUT of ``online``,
+  or a message sent: online, currently active, last active now;
+- a /sync with ``set_presence=unavailable``: unavailable; ``offline``: no
+  effect at all (the client is not counted as syncing);
+- ``currently_active`` ends a minute after the last activity;
+- online becomes unavailable after 5 minutes without activity
+  (``IDLE_TIMEOUT_MS``);
+- online or unavailable becomes offline 30 seconds after the user's last sync
+  ended (``SYNC_ONLINE_TIMEOUT_MS``). ``user_syncing`` sees a sync begin, not
+  end, so each call gives the user ``LONG_POLL_ALLOWANCE_MS`` more on top, so
+  a user long-polling does not flicker offline. A caller that also calls
+  ``sync_ended`` when the request (or WebSocket) finishes gets Synapse's exact
+  rule: never offline while a sync is in progress, offline 30 seconds after
+  the last one ends. A user who sets their presence or sends a message
+  without syncing goes offline 30 seconds later, as with Synapse.
+
+One timer per user (``hs.clock``) fires at the next moment one of these
+rules could apply, re-evaluates them and re-arms itself. Writes of one user
+are serialised by a per-user lock, and each writes the newest state, so the
+row never goes back to an older one. At start, the users a previous run left
+online or unavailable get the 30 seconds to sync again.
+
+With ``presence.enabled: false`` (Synapse's key) nothing is tracked: setting
+is accepted and ignored, everyone reads as offline, /sync gets no presence.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import DeferredLock
+
+from homeserver.http.errors import forbidden, not_found
+from homeserver.storage.presence import PresenceRow
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+ONLINE = "online"
+UNAVAILABLE = "unavailable"
+OFFLINE = "offline"
+PRESENCE_STATES = (ONLINE, UNAVAILABLE, OFFLINE)
+
+IDLE_TIMEOUT_MS = 5 * 60_000
+LAST_ACTIVE_GRANULARITY_MS = 60_000
+SYNC_ONLINE_TIMEOUT_MS = 30_000
+LONG_POLL_ALLOWANCE_MS = 90_000
+
+
+@dataclass(slots=True)
+class _UserState:
+    presence: str = OFFLINE
+    status_msg: str | None = None
+    last_active_ts: int = 0
+    currently_active: bool = False
+    # (presence, status_msg, currently_active) as the row holds them; None: no row
+    persisted: tuple[str, str | None, bool] | None = None
+    persisted_last_active_ts: int = 0
+    # when the user goes offline unless they sync again (0: no deadline)
+    offline_at_ms: int = 0
+    syncs_in_flight: int = 0
+    timer: Any = None
+    timer_at_ms: int = 0
+
+    @classmethod
+    def from_row(cls, row: PresenceRow | None) -> "_UserState":
+        if row is None:
+            return cls()
+        return cls(row.presence, row.status_msg, row.last_active_ts, row.currently_active,
+                   (row.presence, row.status_msg, row.currently_active), row.last_active_ts)
+
+    def visible(self) -> tuple[str, str | None, bool]:
+        return self.presence, self.status_msg, self.currently_active
+
+
+def mark_active(state: _UserState, now_ms: int) -> None:
+    state.presence = ONLINE
+    state.last_active_ts = now_ms
+    state.currently_active = True
+
+
+def apply_timeouts(state: _UserState, now_ms: int, syncing: bool = False) -> None:
+    """The idle and offline rules, at ``now_ms``; ``syncing``: a sync of the
+    user is known to be in progress, so they do not go offline."""
+    if state.presence == OFFLINE:
+        return
+    if syncing and state.offline_at_ms and now_ms >= state.offline_at_ms:
+        state.offline_at_ms = now_ms + SYNC_ONLINE_TIMEOUT_MS
+    elif state.offline_at_ms and now_ms >= state.offline_at_ms:
+        state.presence = OFFLINE
+        state.currently_active = False
+        state.offline_at_ms = 0
+        state.syncs_in_flight = 0
+        return
+    idle_for = now_ms - state.last_active_ts
+    if state.presence == ONLINE and idle_for >= IDLE_TIMEOUT_MS:
+        state.presence = UNAVAILABLE
+    if state.currently_active and idle_for >= LAST_ACTIVE_GRANULARITY_MS:
+        state.currently_active = False
+
+
+def next_check_ms(state: _UserState) -> int | None:
+    """When ``apply_timeouts`` could next change something (None: never)."""
+    if state.presence == OFFLINE:
+        return None
+    times = []
+    if state.offline_at_ms:
+        times.append(state.offline_at_ms)
+    if state.presence == ONLINE:
+        times.append(state.last_active_ts + IDLE_TIMEOUT_MS)
+    if state.currently_active:
+        times.append(state.last_active_ts + LAST_ACTIVE_GRANULARITY_MS)
+    return min(times) if times else None
+
+
+def format_presence(presence: str, status_msg: str | None, last_active_ts: int,
+                    currently_active: bool, now_ms: int) -> dict[str, Any]:
+    """The content of an m.presence event (and of GET .../status)."""
+    content: dict[str, Any] = {"presence": presence}
+    if last_active_ts:
+        content["last_active_ago"] = max(0, now_ms - last_active_ts)
+    if status_msg:
+        content["status_msg"] = status_msg
+    if presence == ONLINE:
+        content["currently_active"] = currently_active
+    return content
+
+
+class PresenceHandler:
+    def __init__(self, hs: "HomeServer") -> None:
+        self.hs = hs
+        self.store = hs.stores.presence
+        self.enabled = bool(hs.config.presence["enabled"])
+        # local users seen since start (offline ones too: a few fields each)
+        self._states: dict[str, _UserState] = {}
+        self._write_locks: dict[str, DeferredLock] = {}
+        self._started = False
+        # whether sync_ended is called: only then do in-flight counts mean anything
+        self._sync_ends_reported = False
+        self._start_lock = DeferredLock()
+        self._stopped = False
+
+    def stop(self) -> None:
+        """The server is stopping: no timer may fire against a closed database."""
+        for state in self._states.values():
+            if state.timer is not None and state.timer.active():
+                state.timer.cancel()
+            state.timer = None
+        self._stopped = True
+
+    # -- what clients and other handlers call -----------------------------------
+
+    async def user_syncing(self, user_id: str, set_presence: str | None) -> None:
+        """A /sync request of ``user_id`` began (call at every request)."""
+        if not self.enabled or set_presence == OFFLINE or not self.hs.is_mine(user_id):
+            return
+        state = await self._get_state(user_id)
+        now = self.hs.now_ms()
+        before = state.visible()
+        state.syncs_in_flight += 1
+        state.offline_at_ms = max(state.offline_at_ms,
+                                  now + SYNC_ONLINE_TIMEOUT_MS + LONG_POLL_ALLOWANCE_MS)
+        if set_presence == UNAVAILABLE:
+            state.presence = UNAVAILABLE
+            state.currently_active = False
+        else:
+            mark_active(state, now)
+        await self._changed(user_id, state, before, now)
+
+    def sync_ended(self, user_id: str, set_presence: str | None) -> None:
+        """Optional: a sync request (or connection) that ``user_syncing`` was
+        told about finished (same arguments). Once the server reports ends, a
+        user with a sync in progress never goes offline, and goes offline
+        exactly ``SYNC_ONLINE_TIMEOUT_MS`` after their last one ends."""
+        if not self.enabled or set_presence == OFFLINE:
+            return  # user_syncing did not count it
+        self._sync_ends_reported = True
+        state = self._states.get(user_id)
+        if state is None or state.syncs_in_flight <= 0:
+            return
+        state.syncs_in_flight -= 1
+        if state.syncs_in_flight == 0 and state.presence != OFFLINE:
+            now = self.hs.now_ms()
+            state.offline_at_ms = now + SYNC_ONLINE_TIMEOUT_MS
+            self._arm(user_id, state, now)
+
+    async def user_activity(self, user_id: str) -> None:
+        """``user_id`` did something (sent a message): online and currently active."""
+        if not self.enabled or not self.hs.is_mine(user_id):
+            return
+        state = await self._get_state(user_id)
+        now = self.hs.now_ms()
+        before = state.visible()
+        mark_active(state, now)
+        state.offline_at_ms = max(state.offline_at_ms, now + SYNC_ONLINE_TIMEOUT_MS)
+        await self._changed(user_id, state, before, now)
+
+    async def set_status(self, user_id: str, presence: str, status_msg: str | None) -> None:
+        """PUT .../presence/{userId}/status: the user sets their own presence."""
+        if not self.enabled:
+            return
+        state = await self._get_state(user_id)
+        now = self.hs.now_ms()
+        before = state.visible()
+        if presence == ONLINE:
+            mark_active(state, now)
+        else:
+            state.presence = presence
+            state.currently_active = False
+        state.status_msg = status_msg
+        if presence != OFFLINE:
+            state.offline_at_ms = max(state.offline_at_ms, now + SYNC_ONLINE_TIMEOUT_MS)
+        await self._changed(user_id, state, before, now)
+
+    async def get_status(self, requester_id: str, user_id: str) -> dict[str, Any]:
+        """GET .../presence/{userId}/status: visible to the user and to the users
+        who share a joined room with them (403 otherwise)."""
+        if not self.enabled:
+            return {"presence": OFFLINE}
+        if user_id != requester_id:
+            if self.hs.is_mine(user_id) and await self.hs.stores.users.get_user(user_id) is None:
+                raise not_found(f"Unknown user {user_id}")
+            if not await self.store.users_share_room(requester_id, user_id):
+                raise forbidden("You are not allowed to see their presence")
+        now = self.hs.now_ms()
+        await self._ensure_started()
+        state = self._states.get(user_id)
+        if state is not None:
+            return format_presence(state.presence, state.status_msg, state.last_active_ts,
+                                   state.currently_active, now)
+        row = await self.store.get_presence(user_id)
+        if row is None:
+            return {"presence": OFFLINE}
+        return format_presence(row.presence, row.status_msg, row.last_active_ts,
+                               row.currently_active, now)
+
+    async def get_presence_events(self, user_id: str, since: int | None,
+                                  until: int) -> list[dict[str, Any]]:
+        """The m.presence events /sync sends ``user_id``: of the users sharing a
+        joined room with them (and their own) whose presence changed at global
+        positions in (since, until]; with ``since`` None, the presence of all of
+        them that are not offline (or are offline with a status message)."""
+        if not self.enabled:
+            return []
+        if since is None:
+            rows = await self.store.get_visible_presence(user_id, until)
+        elif since >= until:
+            return []
+        else:
+            rows = await self.store.get_presence_changes(user_id, since, until)
+        now = self.hs.now_ms()
+        events = []
+        for row in rows:
+            last_active = row.last_active_ts
+            state = self._states.get(row.user_id)
+            if state is not None:
+                # the time in memory is newer than the row's (persisted once a minute)
+                last_active = max(last_active, state.last_active_ts)
+            content = format_presence(row.presence, row.status_msg, last_active,
+                                      row.currently_active, now)
+            events.append({"type": "m.presence", "sender": row.user_id, "content": content})
+        return events
+
+    # -- state, timers and writes ---------------------------------------------
+
+    async def _ensure_started(self) -> None:
+        """Once per run: users a previous run left online must sync again."""
+        if self._started:
+            return
+        async with self._start_lock:
+            if self._started:
+                return
+            now = self.hs.now_ms()
+            for row in await self.store.get_not_offline(self.hs.hostname):
+                if row.user_id in self._states:
+                    continue
+                state = self._states[row.user_id] = _UserState.from_row(row)
+                state.offline_at_ms = now + SYNC_ONLINE_TIMEOUT_MS
+                self._arm(row.user_id, state, now)
+            self._started = True
+
+    async def _get_state(self, user_id: str) -> _UserState:
+        await self._ensure_started()
+        state = self._states.get(user_id)
+        if state is not None:
+            return state
+        row = await self.store.get_presence(user_id)
+        # another request may have loaded it meanwhile: keep theirs
+        return self._states.setdefault(user_id, _UserState.from_row(row))
+
+    async def _changed(self, user_id: str, state: _UserState,
+                       before: tuple[str, str | None, bool], now: int) -> None:
+        """After a change to ``state``: re-arm its timer and write what must be."""
+        self._arm(user_id, state, now)
+        if state.visible() != before or state.persisted is None:
+            await self._write(user_id, state)
+        elif state.last_active_ts - state.persisted_last_active_ts >= LAST_ACTIVE_GRANULARITY_MS:
+            state.persisted_last_active_ts = state.last_active_ts
+            self.hs.run_in_background(self.store.set_last_active(user_id, state.last_active_ts))
+
+    def _arm(self, user_id: str, state: _UserState, now: int) -> None:
+        if self._stopped:
+            return
+        at = next_check_ms(state)
+        timer = state.timer
+        if timer is not None and timer.active():
+            if at is not None and state.timer_at_ms <= at:
+                return  # it fires first and re-arms itself then
+            timer.cancel()
+        state.timer = None
+        if at is None:
+            return
+        state.timer_at_ms = at
+        state.timer = self.hs.clock.callLater(max(0, at - now) / 1000, self._on_timer, user_id)
+
+    def _on_timer(self, user_id: str) -> None:
+        state = self._states.get(user_id)
+        if state is None:
+            return
+        state.timer = None
+        now = self.hs.now_ms()
+        before = state.visible()
+        apply_timeouts(state, now, self._sync_ends_reported and state.syncs_in_flight > 0)
+        self._arm(user_id, state, now)
+        if state.visible() != before:
+            self.hs.run_in_background(self._write(user_id, state))
+
+    async def _write(self, user_id: str, state: _UserState) -> None:
+        """Persist ``state`` as it is when this user's earlier writes are done,
+        then wake whoever must hear about it."""
+        lock = self._write_locks.get(user_id)
+        if lock is None:
+            lock = self._write_locks[user_id] = DeferredLock()
+        async with lock:
+            visible = state.visible()
+            if visible == state.persisted:
+                return  # an earlier queued write stored this state already
+            last_active = state.last_active_ts
+            stream_id = await self.store.set_presence(user_id, visible[0], visible[1],
+                                                      last_active, visible[2])
+            state.persisted = visible
+            state.persisted_last_active_ts = last_active
+        if not lock.locked and not lock.waiting:
+            self._write_locks.pop(user_id, None)
+        users = await self.store.get_users_sharing_room(user_id)
+        users.add(user_id)
+        self.hs.notifier.notify_users(users, stream_id)

@@ -1,0 +1,161 @@
+"""The reads /sync makes to learn what changed for a user, and nothing else.
+
+Every query here is bounded by a range of the global stream, (since, until],
+and uses an index on a stream column: an incremental sync costs what changed
+in the range, not what the user has (their rooms, their history). The
+per-room reads (timelines, state) go through the event and state stores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from homeserver.storage.database import Database, Txn
+
+# A position no stream will reach.
+END = 2**62
+
+
+@dataclass(frozen=True)
+class RoomMembership:
+    room_id: str
+    room_nid: int
+    room_version: str
+    membership: str
+    event_id: str
+    stream_ordering: int
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class SyncStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_changed_rooms(self, since: int, until: int) -> set[int]:
+        """NIDs of the rooms with timeline events in (since, until]."""
+        rows = await self.db.execute(
+            "get_changed_rooms",
+            "SELECT DISTINCT room_nid FROM events WHERE stream_ordering > ?"
+            " AND stream_ordering <= ? AND outlier = 0", (since, until))
+        return {int(r[0]) for r in rows}
+
+    @staticmethod
+    def _memberships_txn(txn: Txn, user_id: str, room_nids: list[int] | None,
+                         room_ids: list[str] | None, until: int) -> list[RoomMembership]:
+        """``user_id``'s membership of rooms as of ``until`` (the latest
+        membership event at or before it)."""
+        sql = ("SELECT r.room_id, r.room_nid, r.room_version, rm.membership, ev.event_id,"
+               " rm.stream_ordering FROM room_memberships rm"
+               " JOIN rooms r ON r.room_nid = rm.room_nid"
+               " JOIN events ev ON ev.event_nid = rm.event_nid WHERE rm.user_id = ?")
+        params: list[object] = [user_id]
+        if room_nids is not None:
+            sql += f" AND rm.room_nid IN ({_placeholders(len(room_nids))})"
+            params.extend(room_nids)
+        if room_ids is not None:
+            sql += f" AND r.room_id IN ({_placeholders(len(room_ids))})"
+            params.extend(room_ids)
+        out: list[RoomMembership] = []
+        later: list[RoomMembership] = []
+        for room_id, nid, version, membership, event_id, stream in txn.select_all(sql, params):
+            m = RoomMembership(room_id, int(nid), version, membership, event_id, int(stream))
+            (later if m.stream_ordering > until else out).append(m)
+        # A membership newer than ``until`` (written while this sync ran):
+        # the one before it is what the sync up to ``until`` must show.
+        for m in later:
+            row = txn.select_one(
+                "SELECT ev.event_id, ev.stream_ordering, ev.json FROM events ev"
+                " WHERE ev.room_nid = ? AND ev.event_type = 'm.room.member'"
+                " AND ev.state_key = ? AND ev.outlier = 0 AND ev.rejected_reason IS NULL"
+                " AND ev.stream_ordering <= ? ORDER BY ev.stream_ordering DESC LIMIT 1",
+                (m.room_nid, user_id, until))
+            if row is None:
+                continue
+            membership = json.loads(row[2]).get("content", {}).get("membership")
+            if isinstance(membership, str):
+                out.append(RoomMembership(m.room_id, m.room_nid, m.room_version, membership,
+                                          row[0], int(row[1])))
+        return out
+
+    async def get_memberships(self, user_id: str, until: int, *,
+                              room_nids: Iterable[int] | None = None,
+                              room_ids: Iterable[str] | None = None) -> list[RoomMembership]:
+        """``user_id``'s memberships as of ``until``: of every room, or of
+        ``room_nids`` / ``room_ids`` only."""
+        nids = list(room_nids) if room_nids is not None else None
+        ids = list(room_ids) if room_ids is not None else None
+        if (nids is not None and not nids) or (ids is not None and not ids):
+            return []
+        return await self.db.run_interaction("get_sync_memberships", self._memberships_txn,
+                                             user_id, nids, ids, until)
+
+    async def get_device_list_changes(self, user_id: str, since: int,
+                                      until: int) -> set[str]:
+        """Users whose device list changed in (since, until] and who share a
+        joined room with ``user_id`` (``user_id`` included when theirs did)."""
+        rows = await self.db.execute(
+            "get_device_list_changes",
+            "SELECT d.user_id FROM device_list_changes d WHERE d.stream_id > ?"
+            " AND d.stream_id <= ? AND (d.user_id = ? OR EXISTS ("
+            "  SELECT 1 FROM room_memberships a JOIN room_memberships b"
+            "  ON b.room_nid = a.room_nid AND b.user_id = d.user_id AND b.membership = 'join'"
+            "  WHERE a.user_id = ? AND a.membership = 'join'))",
+            (since, until, user_id, user_id))
+        return {r[0] for r in rows}
+
+    async def get_users_sharing_a_room(self, user_id: str,
+                                       candidates: Iterable[str]) -> set[str]:
+        """Those of ``candidates`` joined to a room ``user_id`` is joined to."""
+        wanted = list(dict.fromkeys(candidates))
+        if not wanted:
+            return set()
+        out: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            rows = await self.db.execute(
+                "get_users_sharing_a_room",
+                "SELECT DISTINCT b.user_id FROM room_memberships a JOIN room_memberships b"
+                " ON b.room_nid = a.room_nid AND b.membership = 'join'"
+                " WHERE a.user_id = ? AND a.membership = 'join'"
+                f" AND b.user_id IN ({_placeholders(len(chunk))})", [user_id, *chunk])
+            out.update(r[0] for r in rows)
+        return out
+
+    async def get_unread_events(self, room_nid: int, user_id: str, after: int, until: int,
+                                types: tuple[str, ...], limit: int,
+                                ) -> list[tuple[int, str]]:
+        """(stream position, event ID) of the newest ``limit`` events of
+        ``types`` in (after, until] that others sent, newest first."""
+        rows = await self.db.execute(
+            "get_unread_events",
+            "SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
+            " AND stream_ordering > ? AND stream_ordering <= ? AND outlier = 0"
+            " AND rejected_reason IS NULL AND sender <> ?"
+            f" AND event_type IN ({_placeholders(len(types))})"
+            " ORDER BY stream_ordering DESC LIMIT ?",
+            [room_nid, after, until, user_id, *types, limit])
+        return [(int(p), e) for p, e in rows]
+
+    async def get_member_counts(self, room_nid: int) -> dict[str, int]:
+        rows = await self.db.execute(
+            "get_member_counts",
+            "SELECT membership, COUNT(*) FROM room_memberships WHERE room_nid = ?"
+            " GROUP BY membership", (room_nid,))
+        return {m: int(c) for m, c in rows}
+
+    async def get_heroes(self, room_nid: int, user_id: str, limit: int = 5) -> list[str]:
+        """Up to ``limit`` members other than ``user_id`` to name the room by:
+        joined and invited first, else those who left."""
+        rows = await self.db.execute(
+            "get_heroes",
+            "SELECT user_id, membership FROM room_memberships WHERE room_nid = ?"
+            " AND user_id <> ? ORDER BY stream_ordering LIMIT 50", (room_nid, user_id))
+        active = [u for u, m in rows if m in ("join", "invite")]
+        if active:
+            return active[:limit]
+        return [u for u, m in rows if m in ("leave", "ban")][:limit]

@@ -1,0 +1,1 @@
+"""Sync: stream tokens, the notifier, and the /sync response builder."""

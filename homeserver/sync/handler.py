@@ -1,0 +1,516 @@
+"""The /sync response builder: what changed for a user between two tokens.
+
+A response covers the global stream range (since, until]: ``until`` is the
+stream's "persisted up to" position when the request is served (so no write
+below it is still in flight), lowered when a device has more to-device
+messages than one response carries: everything in the response stops at the
+same position, and the next sync continues from there with no gap and no
+duplicate.
+
+An incremental sync asks the stream-indexed tables what changed in the range
+(rooms with new events or receipts, account data, to-device messages,
+presence, device lists; ``storage/sync.py``) and then reads only those rooms:
+its cost follows what happened, not how many rooms the user is in. Typing
+comes from memory (``edu/typing.py``). An initial sync (no ``since``) or a
+``full_state`` one reads every room of the user.
+
+Per joined room: the timeline is the newest ``limit`` events of the range
+that the filter and history visibility let through, ``limited`` when there
+were more, with ``prev_batch`` the pagination token just before them. The
+state is the state at the start of the timeline: all of it for an initial
+sync, a room the user newly joined, or ``full_state``; for an incremental
+``limited`` timeline, the entries that differ from the state at ``since``;
+otherwise nothing (every change is in the timeline). With lazy-loaded members,
+member events are those of the timeline's senders.
+
+Long-polling (``sync``): build; when the response is empty, wait on the
+notifier (``sync/notifier.py``) until something is written for the user or
+the timeout passes, then build again. The notifier counter is read before
+building, so a write that lands while building still wakes the wait.
+
+Unread notification counts are counted here from the events after the user's
+read receipt (messages and encrypted events by others, as the default push
+rules notify; highlights for mentions of the user) until push rules arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+
+from homeserver.events.model import Event
+from homeserver.http.request import Requester
+from homeserver.rooms.access import ReadAccess
+from homeserver.storage.rooms import Membership, RoomInfo
+from homeserver.storage.sync import RoomMembership
+from homeserver.sync.filter import apply_event_fields, room_event_matches
+from homeserver.sync.tokens import StreamToken, pagination_token, parse_sync_token
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+    from homeserver.sync.filter import SyncFilter
+
+logger = logging.getLogger(__name__)
+
+StateKey = tuple[str, str]
+
+MEMBER = "m.room.member"
+# the state an invitee or knocker sees of the room (the spec's recommendation)
+STRIPPED_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name",
+                        "m.room.avatar", "m.room.canonical_alias", "m.room.encryption",
+                        "m.room.topic")
+# events that count as notifications under the default push rules
+NOTIFYING_TYPES = ("m.room.message", "m.room.encrypted", "m.sticker")
+MAX_COUNTED_UNREAD = 1000
+MAX_HIGHLIGHT_SCAN = 100
+# rooms read at once in an initial sync
+ROOM_CONCURRENCY = 8
+# the longest a request may wait
+MAX_TIMEOUT_MS = 10 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class SyncParams:
+    since: str | None
+    timeout_ms: int
+    full_state: bool
+    filter: "SyncFilter"
+    # "online", "unavailable" or "offline" (None: online)
+    set_presence: str | None
+
+
+@dataclass
+class _Changes:
+    """What the whole response needs to know before building rooms."""
+
+    typing: dict[str, list[str]]
+    receipts_since: int | None
+    room_account_data: dict[str, dict[str, dict[str, Any]]]
+    device_changed: set[str]
+    device_left_candidates: set[str]
+    # the user joined a room in this range: they need its members' presence
+    newly_joined: bool = False
+
+
+def _stripped(event: Event) -> dict[str, Any]:
+    return {"type": event.type, "state_key": event.state_key, "content": event.content,
+            "sender": event.sender}
+
+
+def is_empty(body: dict[str, Any]) -> bool:
+    """Whether a response carries nothing but its token."""
+    rooms = body.get("rooms", {})
+    if any(rooms.get(k) for k in ("join", "invite", "leave", "knock")):
+        return False
+    for key in ("presence", "account_data", "to_device"):
+        if body.get(key, {}).get("events"):
+            return False
+    lists = body.get("device_lists", {})
+    return not (lists.get("changed") or lists.get("left"))
+
+
+class SyncHandler:
+    def __init__(self, hs: "HomeServer") -> None:
+        self.hs = hs
+        self.stores = hs.stores
+
+    def current_token(self) -> StreamToken:
+        return StreamToken(self.hs.db.stream_tracker.persisted_upto,
+                           self.hs.typing.current_position(), self.hs.epoch)
+
+    def parse_since(self, text: str) -> StreamToken:
+        return parse_sync_token(text, current=self.current_token(),
+                                max_global=self.hs.db.stream_tracker.max_allocated)
+
+    # -- long-polling -------------------------------------------------------
+
+    async def sync(self, requester: Requester, params: SyncParams) -> dict[str, Any]:
+        """The /sync response body (``next_batch`` included); waits up to
+        ``params.timeout_ms`` for something new when there is nothing yet."""
+        user_id = requester.user_id
+        since = self.parse_since(params.since) if params.since is not None else None
+        await self.hs.presence.user_syncing(user_id, params.set_presence)
+        try:
+            return await self._long_poll(requester, since, params)
+        finally:
+            self.hs.presence.sync_ended(user_id, params.set_presence)
+
+    async def _long_poll(self, requester: Requester, since: StreamToken | None,
+                         params: SyncParams) -> dict[str, Any]:
+        user_id = requester.user_id
+        timeout = min(max(params.timeout_ms, 0), MAX_TIMEOUT_MS)
+        if since is None or params.full_state or timeout == 0:
+            return await self._build(requester, since, params)
+        deadline = self.hs.clock.seconds() + timeout / 1000
+        while True:
+            counter = self.hs.notifier.counter(user_id)
+            if self._nothing_since(since):
+                body = self._empty(since)
+            else:
+                body = await self._build(requester, since, params)
+                if not is_empty(body):
+                    return body
+            remaining = deadline - self.hs.clock.seconds()
+            if remaining <= 0:
+                return body
+            woken = await self.hs.notifier.wait(user_id, counter, int(remaining * 1000))
+            if not woken:
+                return body
+
+    def _nothing_since(self, since: StreamToken) -> bool:
+        now = self.current_token()
+        return now.global_pos == since.global_pos and now.typing_pos == since.typing_pos
+
+    def _empty(self, token: StreamToken) -> dict[str, Any]:
+        return self._body(token, {}, {}, {}, {}, [], [], [], set(), set())
+
+    @staticmethod
+    def _body(token: StreamToken, join: dict[str, Any], invite: dict[str, Any],
+              leave: dict[str, Any], knock: dict[str, Any], presence: list[dict[str, Any]],
+              account_data: list[dict[str, Any]], to_device: list[dict[str, Any]],
+              changed: set[str], left: set[str]) -> dict[str, Any]:
+        return {
+            "next_batch": str(token),
+            "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
+            "presence": {"events": presence},
+            "account_data": {"events": account_data},
+            "to_device": {"events": to_device},
+            "device_lists": {"changed": sorted(changed), "left": sorted(left)},
+            # one-time and fallback keys arrive with end-to-end encryption
+            "device_one_time_keys_count": {"signed_curve25519": 0},
+            "device_unused_fallback_key_types": [],
+        }
+
+    # -- building -----------------------------------------------------------
+
+    async def _build(self, requester: Requester, since: StreamToken | None,
+                     params: SyncParams) -> dict[str, Any]:
+        user_id = requester.user_id
+        device_id = requester.device_id
+        f = params.filter
+        until = self.current_token()
+        since_pos = since.global_pos if since is not None else 0
+
+        to_device: list[dict[str, Any]] = []
+        if device_id is not None:
+            if since is not None:
+                await self.stores.to_device.delete_messages_upto(user_id, device_id, since_pos)
+            to_device, upto = await self.stores.to_device.get_messages(
+                user_id, device_id, since_pos, until.global_pos)
+            until = replace(until, global_pos=upto)
+        end = until.global_pos
+
+        global_data, room_data = await self.stores.account_data.get_account_data_since(
+            user_id, since_pos, end)
+        typing = self.hs.typing.rooms_changed_since(since.typing_pos if since else 0)
+        if since is None or params.full_state:
+            memberships = await self.stores.sync.get_memberships(user_id, end)
+        else:
+            changed = await self.stores.sync.get_changed_rooms(since_pos, end)
+            memberships = await self.stores.sync.get_memberships(user_id, end,
+                                                                 room_nids=changed)
+            seen = {m.room_id for m in memberships}
+            others = set(await self.stores.receipts.get_rooms_with_receipts(since_pos, end))
+            others.update(room_data)
+            others.update(typing)
+            others -= seen
+            if others:
+                memberships += await self.stores.sync.get_memberships(user_id, end,
+                                                                      room_ids=others)
+
+        changes = _Changes(
+            typing=self.hs.typing.get_typing(
+                [m.room_id for m in memberships if m.membership == "join"],
+                since.typing_pos if since else 0),
+            receipts_since=since_pos if since is not None else None,
+            room_account_data=room_data, device_changed=set(), device_left_candidates=set())
+        if since is not None:
+            changes.device_changed = await self.stores.sync.get_device_list_changes(
+                user_id, since_pos, end)
+
+        join: dict[str, Any] = {}
+        invite: dict[str, Any] = {}
+        leave: dict[str, Any] = {}
+        knock: dict[str, Any] = {}
+        joined = [m for m in memberships if m.membership == "join" and f.room_allowed(m.room_id)]
+        unread_from = await self._unread_positions(user_id, joined)
+
+        async def one_joined(m: RoomMembership) -> None:
+            room = await self._joined_room(requester, m, since, end, f, params.full_state,
+                                           changes, unread_from.get(m.room_id, 0))
+            if room is not None:
+                join[m.room_id] = room
+
+        await self._gather([one_joined(m) for m in joined])
+
+        for m in memberships:
+            if not f.room_allowed(m.room_id) or m.membership == "join":
+                continue
+            is_new = since is None or m.stream_ordering > since_pos or params.full_state
+            if m.membership == "invite" and is_new:
+                invite[m.room_id] = {"invite_state": {
+                    "events": await self._stripped_state(m.event_id)}}
+            elif m.membership == "knock" and is_new:
+                knock[m.room_id] = {"knock_state": {
+                    "events": await self._stripped_state(m.event_id)}}
+            elif m.membership in ("leave", "ban") and is_new:
+                if since is None and not f.include_leave:
+                    continue
+                room = await self._left_room(requester, m, since, f, params.full_state,
+                                             changes)
+                if room is not None:
+                    leave[m.room_id] = room
+
+        presence = await self.hs.presence.get_presence_events(
+            user_id, since_pos if since is not None and not changes.newly_joined else None, end)
+        presence = [p for p in presence if f.presence.matches(p["type"], p["sender"])]
+        account_data = [{"type": t, "content": c} for t, c in global_data.items()
+                        if f.account_data.matches(t, user_id)]
+
+        left: set[str] = set()
+        if changes.device_left_candidates:
+            still = await self.stores.sync.get_users_sharing_a_room(
+                user_id, changes.device_left_candidates)
+            left = changes.device_left_candidates - still - {user_id}
+            changes.device_changed -= left
+        return self._body(until, join, invite, leave, knock, presence, account_data,
+                          to_device, changes.device_changed, left)
+
+    @staticmethod
+    async def _gather(coros: list[Any]) -> None:
+        """Run ``coros`` a few at a time (the database pool is small)."""
+        for start in range(0, len(coros), ROOM_CONCURRENCY):
+            await defer.gatherResults(
+                [defer.ensureDeferred(c) for c in coros[start:start + ROOM_CONCURRENCY]],
+                consumeErrors=True)
+
+    # -- one room -----------------------------------------------------------
+
+    async def _joined_room(self, requester: Requester, m: RoomMembership,
+                           since: StreamToken | None, end: int, f: "SyncFilter",
+                           full_state: bool, changes: _Changes,
+                           unread_from: int) -> dict[str, Any] | None:
+        user_id = requester.user_id
+        since_pos = since.global_pos if since is not None else None
+        newly_joined = False
+        if since_pos is not None and m.stream_ordering > since_pos:
+            before = await self.stores.sync.get_memberships(user_id, since_pos,
+                                                            room_nids=[m.room_nid])
+            newly_joined = not before or before[0].membership != "join"
+        info = RoomInfo(m.room_nid, m.room_id, m.room_version, None)
+        access = ReadAccess(info, Membership(m.membership, m.event_id, 0, m.stream_ordering,
+                                             False), None, None)
+        timeline_since = None if newly_joined else since_pos
+        state_since = None if (newly_joined or full_state) else since_pos
+        room = await self._room_body(requester, access, m, end, timeline_since, state_since,
+                                     f, changes)
+        ephemeral = self._ephemeral(m.room_id, changes, f)
+        receipts = await self.stores.receipts.get_receipt_events(
+            [m.room_id], None if newly_joined else changes.receipts_since, end, user_id)
+        if m.room_id in receipts and f.ephemeral_room_allowed(m.room_id) \
+                and room_event_matches(f.ephemeral, "m.receipt", None):
+            ephemeral.append({"type": "m.receipt", "content": receipts[m.room_id]})
+        room["ephemeral"] = {"events": ephemeral}
+        if (since is not None and not newly_joined and not full_state
+                and not room["timeline"]["events"] and not room["state"]["events"]
+                and not ephemeral and not room["account_data"]["events"]):
+            return None
+        member_change = any(e.get("type") == MEMBER for e in
+                            room["timeline"]["events"] + room["state"]["events"])
+        if since is None or newly_joined or full_state or member_change:
+            room["summary"] = await self._summary(m.room_nid, user_id)
+        room["unread_notifications"], threads = await self._unread_counts(
+            m.room_nid, user_id, unread_from, end, f.unread_thread_notifications)
+        if f.unread_thread_notifications:
+            room["unread_thread_notifications"] = threads
+        if newly_joined:
+            changes.newly_joined = True
+            members = await self.stores.rooms.get_members(m.room_nid)
+            changes.device_changed.update(u for u in members if u != user_id)
+        else:
+            for e in room["timeline"]["events"]:
+                if e.get("type") == MEMBER and e.get("state_key") != user_id:
+                    target = e.get("state_key")
+                    if (e.get("content") or {}).get("membership") == "join":
+                        changes.device_changed.add(target)
+                    elif isinstance(target, str):
+                        changes.device_left_candidates.add(target)
+        return room
+
+    async def _left_room(self, requester: Requester, m: RoomMembership,
+                         since: StreamToken | None, f: "SyncFilter", full_state: bool,
+                         changes: _Changes) -> dict[str, Any] | None:
+        info = RoomInfo(m.room_nid, m.room_id, m.room_version, None)
+        access = ReadAccess(info, Membership(m.membership, m.event_id, 0, m.stream_ordering,
+                                             False), m.stream_ordering, None)
+        since_pos = since.global_pos if since is not None else None
+        room = await self._room_body(requester, access, m, m.stream_ordering, since_pos,
+                                     None if full_state else since_pos, f, changes)
+        room.pop("ephemeral", None)
+        members = await self.stores.rooms.get_members(m.room_nid)
+        changes.device_left_candidates.update(u for u in members if u != requester.user_id)
+        return room
+
+    async def _room_body(self, requester: Requester, access: ReadAccess,
+                         m: RoomMembership, end: int, timeline_since: int | None,
+                         state_since: int | None, f: "SyncFilter",
+                         changes: _Changes) -> dict[str, Any]:
+        """timeline, state and account_data of one room, up to ``end``."""
+        user_id = requester.user_id
+        room_id = m.room_id
+        limit = f.timeline_limit
+        events: list[Event] = []
+        positions: list[int] = []
+        limited = False
+        if f.timeline_room_allowed(room_id):
+            page = await self.hs.room_reader.paginate(
+                user_id, access, from_pos=end, to_pos=timeline_since, backwards=True,
+                limit=limit + 1, event_filter=f.timeline)
+            events, positions = list(page.events), list(page.positions)
+            limited = len(events) > limit or not page.exhausted
+            events, positions = events[:limit], positions[:limit]
+            events.reverse()
+            positions.reverse()
+        start = positions[0] - 1 if positions else end
+        if limit == 0 and timeline_since is not None:
+            limited = limited and start > timeline_since
+
+        state: list[Event] = []
+        if f.state_room_allowed(room_id):
+            state = await self._state(access.room.room_nid, start, state_since, limited,
+                                      events, f, user_id)
+
+        serialize = self._serializer(requester, f)
+        account_data = []
+        if f.room_account_data_room_allowed(room_id):
+            account_data = [
+                {"type": t, "content": c}
+                for t, c in changes.room_account_data.get(room_id, {}).items()
+                if room_event_matches(f.room_account_data, t, None)]
+        return {
+            "timeline": {"events": await serialize(room_id, events), "limited": limited,
+                         "prev_batch": pagination_token(start)},
+            "state": {"events": await serialize(room_id, state)},
+            "account_data": {"events": account_data},
+        }
+
+    async def _state(self, room_nid: int, start: int, state_since: int | None,
+                     limited: bool, timeline: list[Event], f: "SyncFilter",
+                     user_id: str) -> list[Event]:
+        if state_since is not None and not limited and not f.lazy_load_members:
+            return []
+        at_start = await self._state_ids_at(room_nid, start)
+        if state_since is None:
+            wanted = dict(at_start)
+        elif limited:
+            before = await self._state_ids_at(room_nid, state_since)
+            wanted = {k: v for k, v in at_start.items() if before.get(k) != v}
+        else:
+            wanted = {}
+        if f.lazy_load_members:
+            senders = {e.sender for e in timeline}
+            if state_since is None:
+                senders.add(user_id)
+            in_timeline = {e.event_id for e in timeline}
+            wanted = {k: v for k, v in wanted.items() if k[0] != MEMBER}
+            for sender in senders:
+                eid = at_start.get((MEMBER, sender))
+                if eid is not None and eid not in in_timeline:
+                    wanted[(MEMBER, sender)] = eid
+        events = await self.stores.events.get_events(list(wanted.values()))
+        out = [events[v] for v in wanted.values() if v in events]
+        return [e for e in out if room_event_matches(f.state, e.type, e.sender, e.content)]
+
+    async def _state_ids_at(self, room_nid: int, pos: int) -> dict[StateKey, str]:
+        snapshot = await self.stores.events.get_snapshot_at_stream(room_nid, pos)
+        if snapshot is None:
+            return {}
+        return await self.stores.state.get_snapshot_ids(snapshot)
+
+    def _serializer(self, requester: Requester, f: "SyncFilter") -> Any:
+        async def serialize(room_id: str, events: list[Event]) -> list[dict[str, Any]]:
+            if f.event_format == "federation":
+                out = [dict(e.json) for e in events]
+            else:
+                out = await self.hs.room_reader.serialize(requester, room_id, events)
+            if f.event_fields is not None:
+                out = [apply_event_fields(e, f.event_fields) for e in out]
+            return out
+        return serialize
+
+    def _ephemeral(self, room_id: str, changes: _Changes,
+                   f: "SyncFilter") -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if room_id in changes.typing and f.ephemeral_room_allowed(room_id) \
+                and room_event_matches(f.ephemeral, "m.typing", None):
+            out.append({"type": "m.typing",
+                        "content": {"user_ids": changes.typing[room_id]}})
+        return out
+
+    async def _stripped_state(self, event_id: str) -> list[dict[str, Any]]:
+        keys = [(t, "") for t in STRIPPED_STATE_TYPES]
+        state = await self.hs.room_reader.get_state_at_event(event_id, keys)
+        out = [_stripped(e) for e in state.values()]
+        event = await self.stores.events.get_event(event_id)
+        if event is not None:
+            out.append(_stripped(event))
+        return out
+
+    async def _summary(self, room_nid: int, user_id: str) -> dict[str, Any]:
+        counts = await self.stores.sync.get_member_counts(room_nid)
+        return {
+            "m.heroes": await self.stores.sync.get_heroes(room_nid, user_id),
+            "m.joined_member_count": counts.get("join", 0),
+            "m.invited_member_count": counts.get("invite", 0),
+        }
+
+    # -- unread counts ------------------------------------------------------
+
+    async def _unread_positions(self, user_id: str,
+                                joined: list[RoomMembership]) -> dict[str, int]:
+        """Per room, the stream position after which events are unread: the
+        user's read receipt, else when they joined."""
+        receipts = await self.stores.receipts.get_own_receipt_positions(
+            user_id, [m.room_id for m in joined])
+        return {m.room_id: max(receipts.get(m.room_id, 0), m.stream_ordering)
+                if m.room_id not in receipts else receipts[m.room_id] for m in joined}
+
+    async def _unread_counts(self, room_nid: int, user_id: str, after: int, end: int,
+                             by_thread: bool,
+                             ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        rows = await self.stores.sync.get_unread_events(room_nid, user_id, after, end,
+                                                        NOTIFYING_TYPES, MAX_COUNTED_UNREAD)
+        if not rows:
+            return {"notification_count": 0, "highlight_count": 0}, {}
+        scan = rows if by_thread else rows[:MAX_HIGHLIGHT_SCAN]
+        events = await self.stores.events.get_events([e for _, e in scan])
+        localpart = user_id[1:].split(":", 1)[0]
+        main = {"notification_count": 0, "highlight_count": 0}
+        threads: dict[str, dict[str, int]] = {}
+        scanned = {e for _, e in scan}
+        for _, event_id in rows:
+            event = events.get(event_id)
+            counts = main
+            if by_thread and event is not None:
+                relation = event.content.get("m.relates_to")
+                if isinstance(relation, dict) and relation.get("rel_type") == "m.thread" \
+                        and isinstance(relation.get("event_id"), str):
+                    counts = threads.setdefault(
+                        relation["event_id"], {"notification_count": 0, "highlight_count": 0})
+            counts["notification_count"] += 1
+            if event_id in scanned and event is not None and _mentions(event, user_id,
+                                                                       localpart):
+                counts["highlight_count"] += 1
+        return main, threads
+
+
+def _mentions(event: Event, user_id: str, localpart: str) -> bool:
+    mentions = event.content.get("m.mentions")
+    if isinstance(mentions, dict):
+        ids = mentions.get("user_ids")
+        return isinstance(ids, list) and user_id in ids
+    body = event.content.get("body")
+    return isinstance(body, str) and (user_id in body or localpart in body.split())

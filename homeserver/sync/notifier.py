@@ -1,0 +1,193 @@
+"""The notifier: wakes waiting /sync requests and WebSockets, per user.
+
+Every waiting reader waits on its user's ``UserStream``: a counter and the
+Deferreds of the readers asleep on it. A write that a user must hear about
+bumps that user's counter and wakes their readers; nobody polls the
+database. The reader's protocol (``SyncHandler``) is race-free:
+
+1. read ``counter(user)``;
+2. compute the sync response up to the current token;
+3. if it is empty, ``wait(user, counter_read_in_1, timeout)``: a write that
+   landed during 2 has already bumped the counter, so the wait returns at
+   once and the reader computes again.
+
+Who hears about what:
+
+- an event in a room: the room's local joined members (kept in a small
+  per-room cache, dropped at each membership change of the room), plus the
+  target of a membership event (an invitee, a user who left);
+- receipts and typing in a room: the room's local joined members;
+- account data, to-device messages: their user;
+- presence: the users who share a room with the user (the caller says who).
+
+Writes on the global stream are announced only once the stream's "persisted
+up to" position has passed them (``storage/streams.py``): a reader woken
+earlier would read up to a lower position and miss the write, then sleep.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+# Rooms whose local members are cached for waking (an entry is a frozenset).
+ROOM_MEMBER_CACHE_SIZE = 50_000
+
+
+class UserStream:
+    __slots__ = ("counter", "waiters")
+
+    def __init__(self) -> None:
+        self.counter = 0
+        self.waiters: list[defer.Deferred[bool]] = []
+
+
+class Notifier:
+    def __init__(self, hs: "HomeServer") -> None:
+        self.hs = hs
+        self._streams: dict[str, UserStream] = {}
+        self._room_members: dict[str, frozenset[str]] = {}
+        # bumped by every membership change: a member set loaded across one
+        # may be stale and is not cached
+        self._member_generation = 0
+        # (stream position, sequence, room ID or None, users): announced once
+        # the stream is persisted up to the position
+        self._pending: list[tuple[int, int, str | None, tuple[str, ...]]] = []
+        self._seq = itertools.count()
+        hs.db.stream_tracker.add_listener(self._on_persisted)
+
+    # -- readers ----------------------------------------------------------
+
+    def counter(self, user_id: str) -> int:
+        stream = self._streams.get(user_id)
+        return stream.counter if stream is not None else 0
+
+    def wait(self, user_id: str, after: int, timeout_ms: int) -> "defer.Deferred[bool]":
+        """Fires True once ``user_id``'s counter passes ``after``, False at the
+        timeout. Cancelling it (a client that went away) forgets the waiter."""
+        stream = self._streams.get(user_id)
+        if stream is None:
+            stream = self._streams[user_id] = UserStream()
+        if stream.counter > after:
+            return defer.succeed(True)
+        if timeout_ms <= 0:
+            return defer.succeed(False)
+
+        def cancel(d: defer.Deferred[bool]) -> None:
+            self._forget(user_id, d)
+            if timer.active():
+                timer.cancel()
+
+        d: defer.Deferred[bool] = defer.Deferred(cancel)
+        stream.waiters.append(d)
+
+        def timed_out() -> None:
+            self._forget(user_id, d)
+            if not d.called:
+                d.callback(False)
+
+        timer = self.hs.clock.callLater(timeout_ms / 1000, timed_out)
+
+        def stop_timer(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        d.addBoth(stop_timer)
+        return d
+
+    def _forget(self, user_id: str, d: "defer.Deferred[bool]") -> None:
+        stream = self._streams.get(user_id)
+        if stream is None:
+            return
+        try:
+            stream.waiters.remove(d)
+        except ValueError:
+            pass
+        if not stream.waiters and stream.counter == 0:
+            del self._streams[user_id]
+
+    def waiting_count(self) -> int:
+        return sum(len(s.waiters) for s in self._streams.values())
+
+    # -- writers ----------------------------------------------------------
+
+    def notify_users(self, user_ids: Iterable[str], stream_pos: int | None = None) -> None:
+        """Wake ``user_ids`` (once the global stream has reached ``stream_pos``)."""
+        users = tuple(u for u in user_ids if self.hs.is_mine(u))
+        if not users:
+            return
+        if stream_pos is not None and stream_pos > self.hs.db.stream_tracker.persisted_upto:
+            heapq.heappush(self._pending, (stream_pos, next(self._seq), None, users))
+            return
+        self._wake(users)
+
+    def notify_room(self, room_id: str, stream_pos: int | None = None,
+                    extra_users: Iterable[str] = ()) -> None:
+        """Wake the room's local members and ``extra_users``."""
+        extra = tuple(extra_users)
+        if stream_pos is not None and stream_pos > self.hs.db.stream_tracker.persisted_upto:
+            heapq.heappush(self._pending, (stream_pos, next(self._seq), room_id, extra))
+            return
+        self._wake_room(room_id, extra)
+
+    def on_new_event(self, room_id: str, event_type: str, state_key: str | None,
+                     stream_pos: int) -> None:
+        """An event was persisted into the room's timeline at ``stream_pos``."""
+        extra: tuple[str, ...] = ()
+        if event_type == "m.room.member" and state_key is not None:
+            self.membership_changed(room_id)
+            extra = (state_key,)
+        self.notify_room(room_id, stream_pos, extra)
+
+    def membership_changed(self, room_id: str) -> None:
+        """The room's members changed: forget the cached member set."""
+        self._room_members.pop(room_id, None)
+        self._member_generation += 1
+
+    def _on_persisted(self, upto: int) -> None:
+        while self._pending and self._pending[0][0] <= upto:
+            _, _, room_id, users = heapq.heappop(self._pending)
+            if room_id is None:
+                self._wake(users)
+            else:
+                self._wake_room(room_id, users)
+
+    def _wake_room(self, room_id: str, extra: tuple[str, ...]) -> None:
+        members = self._room_members.get(room_id)
+        if members is not None:
+            self._wake(members.union(extra))
+            return
+        self.hs.run_in_background(self._load_and_wake(room_id, extra))
+
+    async def _load_and_wake(self, room_id: str, extra: tuple[str, ...]) -> None:
+        generation = self._member_generation
+        members = await self.hs.stores.rooms.get_local_members(room_id, self.hs.hostname)
+        if generation == self._member_generation:
+            if len(self._room_members) >= ROOM_MEMBER_CACHE_SIZE:
+                self._room_members.clear()
+            self._room_members[room_id] = members
+        self._wake(members.union(extra))
+
+    def _wake(self, users: Iterable[str]) -> None:
+        for user_id in users:
+            stream = self._streams.get(user_id)
+            if stream is None:
+                if not self.hs.is_mine(user_id):
+                    continue
+                stream = self._streams[user_id] = UserStream()
+            stream.counter += 1
+            waiters, stream.waiters = stream.waiters, []
+            for d in waiters:
+                if not d.called:
+                    d.callback(True)
