@@ -67,16 +67,16 @@ class AccountDataStore:
                                     data_type: str) -> dict[str, Any] | None:
         return await self._get(user_id, room_id, data_type)
 
-    async def get_account_data_since(
-            self, user_id: str, since_stream_id: int, until_stream_id: int | None = None,
+    @staticmethod
+    def get_account_data_since_txn(
+            txn: Txn, user_id: str, since_stream_id: int, until_stream_id: int | None = None,
     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
         """What changed after ``since_stream_id`` (0: everything) and up to
         ``until_stream_id``, for /sync.
 
         Returns (global type -> content, room id -> type -> content).
         """
-        rows = await self.db.execute(
-            "get_account_data_since",
+        rows = txn.select_all(
             "SELECT room_id, data_type, content FROM account_data"
             " WHERE user_id = ? AND stream_id > ? AND stream_id <= ?",
             (user_id, since_stream_id,
@@ -89,3 +89,10 @@ class AccountDataStore:
             else:
                 by_room.setdefault(room_id, {})[data_type] = json.loads(content)
         return global_data, by_room
+
+    async def get_account_data_since(
+            self, user_id: str, since_stream_id: int, until_stream_id: int | None = None,
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, dict[str, Any]]]]:
+        return await self.db.run_interaction(
+            "get_account_data_since", self.get_account_data_since_txn, user_id,
+            since_stream_id, until_stream_id)

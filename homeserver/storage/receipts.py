@@ -91,15 +91,19 @@ class ReceiptStore:
 
     # -- reading for /sync ---------------------------------------------------
 
-    async def get_rooms_with_receipts(self, since: int, until: int) -> set[str]:
+    @staticmethod
+    def get_rooms_with_receipts_txn(txn: Txn, since: int, until: int) -> set[str]:
         """Rooms with receipt writes at positions in (since, until]."""
         if until <= since:
             return set()
-        rows = await self.db.execute(
-            "get_rooms_with_receipts",
+        rows = txn.select_all(
             "SELECT DISTINCT room_id FROM receipts WHERE stream_id > ? AND stream_id <= ?",
             (since, until))
         return {r[0] for r in rows}
+
+    async def get_rooms_with_receipts(self, since: int, until: int) -> set[str]:
+        return await self.db.run_interaction("get_rooms_with_receipts",
+                                             self.get_rooms_with_receipts_txn, since, until)
 
     async def get_receipt_events(self, room_ids: list[str], since: int | None, until: int,
                                  user_id: str) -> dict[str, dict[str, Any]]:

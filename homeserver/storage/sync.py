@@ -12,7 +12,10 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.receipts import ReceiptStore
+from homeserver.storage.to_device import ToDeviceStore
 
 # A position no stream will reach.
 END = 2**62
@@ -28,6 +31,22 @@ class RoomMembership:
     stream_ordering: int
 
 
+@dataclass(frozen=True)
+class SyncChanges:
+    """What changed for one user (and device) in (since, until]."""
+
+    # ``until`` lowered when the device has more to-device messages than one
+    # response carries: the whole response stops there
+    until: int
+    to_device: list[dict[str, object]]
+    global_account_data: dict[str, dict[str, object]]
+    room_account_data: dict[str, dict[str, dict[str, object]]]
+    # the user's memberships of the rooms that changed (of every room when
+    # the sync is initial)
+    memberships: list[RoomMembership]
+    device_lists_changed: set[str]
+
+
 def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
@@ -36,10 +55,53 @@ class SyncStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def get_changed_rooms(self, since: int, until: int) -> set[int]:
-        """NIDs of the rooms with timeline events in (since, until]."""
-        rows = await self.db.execute(
-            "get_changed_rooms",
+    async def get_changes(self, user_id: str, device_id: str | None, since: int | None,
+                          until: int, extra_rooms: Iterable[str] = (),
+                          all_rooms: bool = False) -> SyncChanges:
+        """Everything /sync reads before it reads rooms, in one transaction.
+
+        ``since`` None: an initial sync (everything up to ``until``). The
+        device's to-device messages up to ``since`` are deleted: the client
+        has them. ``extra_rooms``: rooms that changed in ways the database
+        does not know (typing). ``all_rooms``: memberships of every room.
+        """
+        extra = list(extra_rooms)
+
+        def txn_fn(txn: Txn) -> SyncChanges:
+            start = since if since is not None else 0
+            end = until
+            to_device: list[dict[str, object]] = []
+            if device_id is not None:
+                if since is not None:
+                    ToDeviceStore.delete_messages_upto_txn(txn, user_id, device_id, since)
+                to_device, end = ToDeviceStore.get_messages_txn(txn, user_id, device_id,
+                                                                start, end)
+            global_data, room_data = AccountDataStore.get_account_data_since_txn(
+                txn, user_id, start, end)
+            if since is None or all_rooms:
+                memberships = self._memberships_txn(txn, user_id, None, None, end)
+                changed_devices: set[str] = set()
+            else:
+                nids = self.get_changed_rooms_txn(txn, since, end)
+                memberships = (self._memberships_txn(txn, user_id, list(nids), None, end)
+                               if nids else [])
+                seen = {m.room_id for m in memberships}
+                others = ReceiptStore.get_rooms_with_receipts_txn(txn, since, end)
+                others.update(room_data)
+                others.update(extra)
+                others -= seen
+                if others:
+                    memberships += self._memberships_txn(txn, user_id, None, list(others),
+                                                         end)
+                changed_devices = self.get_device_list_changes_txn(txn, user_id, since, end)
+            return SyncChanges(end, to_device, global_data, room_data, memberships,
+                               changed_devices)
+
+        return await self.db.run_interaction("get_sync_changes", txn_fn)
+
+    @staticmethod
+    def get_changed_rooms_txn(txn: Txn, since: int, until: int) -> set[int]:
+        rows = txn.select_all(
             "SELECT DISTINCT room_nid FROM events WHERE stream_ordering > ?"
             " AND stream_ordering <= ? AND outlier = 0", (since, until))
         return {int(r[0]) for r in rows}
@@ -94,12 +156,12 @@ class SyncStore:
         return await self.db.run_interaction("get_sync_memberships", self._memberships_txn,
                                              user_id, nids, ids, until)
 
-    async def get_device_list_changes(self, user_id: str, since: int,
-                                      until: int) -> set[str]:
+    @staticmethod
+    def get_device_list_changes_txn(txn: Txn, user_id: str, since: int,
+                                    until: int) -> set[str]:
         """Users whose device list changed in (since, until] and who share a
         joined room with ``user_id`` (``user_id`` included when theirs did)."""
-        rows = await self.db.execute(
-            "get_device_list_changes",
+        rows = txn.select_all(
             "SELECT d.user_id FROM device_list_changes d WHERE d.stream_id > ?"
             " AND d.stream_id <= ? AND (d.user_id = ? OR EXISTS ("
             "  SELECT 1 FROM room_memberships a JOIN room_memberships b"

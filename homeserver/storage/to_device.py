@@ -118,8 +118,9 @@ class ToDeviceStore:
 
     # -- the inbox, for /sync ----------------------------------------------------
 
-    async def get_messages(self, user_id: str, device_id: str, since: int, until: int,
-                           limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+    @staticmethod
+    def get_messages_txn(txn: Txn, user_id: str, device_id: str, since: int, until: int,
+                         limit: int = 100) -> tuple[list[dict[str, Any]], int]:
         """The device's messages at positions in (since, until], oldest first.
 
         At most ``limit`` of them, except that the messages of one position are
@@ -132,15 +133,13 @@ class ToDeviceStore:
             return [], until
         if limit <= 0:
             return [], since
-
-        def txn_fn(txn: Txn) -> tuple[list[tuple[Any, ...]], int]:
-            rows = txn.select_all(
-                "SELECT id, stream_id, message FROM device_inbox"
-                " WHERE user_id = ? AND device_id = ? AND stream_id > ? AND stream_id <= ?"
-                " ORDER BY stream_id, id LIMIT ?",
-                (user_id, device_id, since, until, limit + 1))
-            if len(rows) <= limit:
-                return rows, until
+        rows = txn.select_all(
+            "SELECT id, stream_id, message FROM device_inbox"
+            " WHERE user_id = ? AND device_id = ? AND stream_id > ? AND stream_id <= ?"
+            " ORDER BY stream_id, id LIMIT ?",
+            (user_id, device_id, since, until, limit + 1))
+        upto = until
+        if len(rows) > limit:
             last_id, last_pos, _ = rows[limit - 1]
             kept = rows[:limit]
             if rows[limit][1] == last_pos:
@@ -148,10 +147,14 @@ class ToDeviceStore:
                     "SELECT id, stream_id, message FROM device_inbox"
                     " WHERE user_id = ? AND device_id = ? AND stream_id = ? AND id > ?"
                     " ORDER BY id", (user_id, device_id, last_pos, last_id)))
-            return kept, int(last_pos)
-
-        rows, upto = await self.db.run_interaction("get_to_device_messages", txn_fn)
+            rows, upto = kept, int(last_pos)
         return [json.loads(message) for _, _, message in rows], upto
+
+    async def get_messages(self, user_id: str, device_id: str, since: int, until: int,
+                           limit: int = 100) -> tuple[list[dict[str, Any]], int]:
+        """``get_messages_txn`` in a transaction of its own."""
+        return await self.db.run_interaction("get_to_device_messages", self.get_messages_txn,
+                                             user_id, device_id, since, until, limit)
 
     async def has_messages(self, user_id: str, device_id: str, since: int,
                            until: int) -> bool:
@@ -165,12 +168,16 @@ class ToDeviceStore:
             (user_id, device_id, since, until))
         return bool(rows)
 
-    async def delete_messages_upto(self, user_id: str, device_id: str, upto: int) -> None:
+    @staticmethod
+    def delete_messages_upto_txn(txn: Txn, user_id: str, device_id: str, upto: int) -> None:
         """Drop the device's messages at positions <= ``upto`` (delivered)."""
-        await self.db.execute(
-            "delete_to_device_messages",
+        txn.execute(
             "DELETE FROM device_inbox WHERE user_id = ? AND device_id = ? AND stream_id <= ?",
             (user_id, device_id, upto))
+
+    async def delete_messages_upto(self, user_id: str, device_id: str, upto: int) -> None:
+        await self.db.run_interaction("delete_to_device_messages",
+                                      self.delete_messages_upto_txn, user_id, device_id, upto)
 
     # -- devices going away --------------------------------------------------------
 

@@ -194,42 +194,22 @@ class SyncHandler:
         until = self.current_token()
         since_pos = since.global_pos if since is not None else 0
 
-        to_device: list[dict[str, Any]] = []
-        if device_id is not None:
-            if since is not None:
-                await self.stores.to_device.delete_messages_upto(user_id, device_id, since_pos)
-            to_device, upto = await self.stores.to_device.get_messages(
-                user_id, device_id, since_pos, until.global_pos)
-            until = replace(until, global_pos=upto)
-        end = until.global_pos
-
-        global_data, room_data = await self.stores.account_data.get_account_data_since(
-            user_id, since_pos, end)
         typing = self.hs.typing.rooms_changed_since(since.typing_pos if since else 0)
-        if since is None or params.full_state:
-            memberships = await self.stores.sync.get_memberships(user_id, end)
-        else:
-            changed = await self.stores.sync.get_changed_rooms(since_pos, end)
-            memberships = await self.stores.sync.get_memberships(user_id, end,
-                                                                 room_nids=changed)
-            seen = {m.room_id for m in memberships}
-            others = set(await self.stores.receipts.get_rooms_with_receipts(since_pos, end))
-            others.update(room_data)
-            others.update(typing)
-            others -= seen
-            if others:
-                memberships += await self.stores.sync.get_memberships(user_id, end,
-                                                                      room_ids=others)
-
+        found = await self.stores.sync.get_changes(
+            user_id, device_id, since_pos if since is not None else None, until.global_pos,
+            extra_rooms=typing, all_rooms=params.full_state)
+        until = replace(until, global_pos=found.until)
+        end = found.until
+        to_device = found.to_device
+        global_data = found.global_account_data
+        memberships = found.memberships
         changes = _Changes(
             typing=self.hs.typing.get_typing(
                 [m.room_id for m in memberships if m.membership == "join"],
                 since.typing_pos if since else 0),
             receipts_since=since_pos if since is not None else None,
-            room_account_data=room_data, device_changed=set(), device_left_candidates=set())
-        if since is not None:
-            changes.device_changed = await self.stores.sync.get_device_list_changes(
-                user_id, since_pos, end)
+            room_account_data=found.room_account_data,
+            device_changed=set(found.device_lists_changed), device_left_candidates=set())
 
         join: dict[str, Any] = {}
         invite: dict[str, Any] = {}
@@ -475,8 +455,7 @@ class SyncHandler:
         user's read receipt, else when they joined."""
         receipts = await self.stores.receipts.get_own_receipt_positions(
             user_id, [m.room_id for m in joined])
-        return {m.room_id: max(receipts.get(m.room_id, 0), m.stream_ordering)
-                if m.room_id not in receipts else receipts[m.room_id] for m in joined}
+        return {m.room_id: receipts.get(m.room_id, m.stream_ordering) for m in joined}
 
     async def _unread_counts(self, room_nid: int, user_id: str, after: int, end: int,
                              by_thread: bool,
