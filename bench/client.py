@@ -256,6 +256,25 @@ class MatrixClient:
             token=session.access_token)
         return result
 
+    async def sync(self, session: Session, *, since: str | None = None, timeout_ms: int = 0,
+                   filter_json: dict[str, Any] | None = None,
+                   set_presence: str | None = None) -> dict[str, Any]:
+        """GET /sync, once (no retry): the parsed body.
+
+        The client's own timeout must outlast ``timeout_ms`` for a long poll.
+        """
+        query = [f"timeout={timeout_ms}"]
+        if since is not None:
+            query.append(f"since={quote(since, safe='')}")
+        if filter_json is not None:
+            query.append("filter=" + quote(json.dumps(filter_json, separators=(",", ":")),
+                                           safe=""))
+        if set_presence is not None:
+            query.append(f"set_presence={set_presence}")
+        result: dict[str, Any] = await self.request(
+            "GET", f"{CLIENT_V3}/sync?" + "&".join(query), token=session.access_token)
+        return result
+
     # --- the measured request ------------------------------------------------------
 
     async def send_message(self, session: Session, room_id: str, txn_id: str,
