@@ -44,13 +44,24 @@ class DatabaseError(Exception):
 class Txn:
     """A cursor wrapper: ``?`` placeholders on both engines, rows as tuples."""
 
-    def __init__(self, engine: str, conn: Any, stream_tracker: Any = None) -> None:
+    def __init__(self, engine: str, conn: Any, stream_tracker: Any = None,
+                 hooks: dict[str, Callable[..., None]] | None = None) -> None:
         self.engine = engine
         self._conn = conn
         self._cursor = conn.cursor()
         # global stream positions this transaction took (storage/streams.py)
         self.stream_tracker = stream_tracker
         self.stream_ids: list[int] = []
+        self._hooks = hooks or {}
+        self.after_commit: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+
+    def call_after_commit(self, hook: str, *args: Any) -> None:
+        """Call the Database's hook ``hook(*args)`` on the reactor once this
+        transaction has committed (never if it rolls back). How storage tells
+        the rest of the server about a write without importing it."""
+        fn = self._hooks.get(hook)
+        if fn is not None:
+            self.after_commit.append((fn, args))
 
     def _sql(self, sql: str) -> str:
         if self.engine == "postgres":
@@ -146,6 +157,8 @@ class Database:
         # the StreamTracker of the global stream (storage/streams.py), set by
         # the HomeServer; None in one-off tools
         self.stream_tracker: Any = None
+        # name -> callable, for Txn.call_after_commit (set by the HomeServer)
+        self.hooks: dict[str, Callable[..., None]] = {}
 
     # -- lifecycle --
 
@@ -235,12 +248,14 @@ class Database:
         """Run ``func(txn, *args)`` in a transaction on the calling thread."""
         for attempt in range(MAX_ATTEMPTS):
             conn = self._connection()
-            txn = Txn(self.engine, conn, self.stream_tracker)
+            txn = Txn(self.engine, conn, self.stream_tracker, self.hooks)
             try:
                 if self.engine == "sqlite":
                     conn.execute("BEGIN IMMEDIATE")
                 result = func(txn, *args, **kwargs)
                 conn.commit()
+                for hook, hook_args in txn.after_commit:
+                    self._reactor.callFromThread(hook, *hook_args)
                 return result
             except BaseException as e:
                 try:

@@ -18,7 +18,8 @@ Who hears about what:
   target of a membership event (an invitee, a user who left);
 - receipts and typing in a room: the room's local joined members;
 - account data, to-device messages: their user;
-- presence: the users who share a room with the user (the caller says who).
+- presence: the users who share a room with the user (the caller says who);
+- a device-list change: the user and the users who share a room with them.
 
 Writes on the global stream are announced only once the stream's "persisted
 up to" position has passed them (``storage/streams.py``): a reader woken
@@ -34,6 +35,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
+
+from homeserver.storage.devices import DEVICE_LIST_CHANGED
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -65,6 +68,7 @@ class Notifier:
         self._pending: list[tuple[int, int, str | None, tuple[str, ...]]] = []
         self._seq = itertools.count()
         hs.db.stream_tracker.add_listener(self._on_persisted)
+        hs.db.hooks[DEVICE_LIST_CHANGED] = self.device_list_changed
 
     # -- readers ----------------------------------------------------------
 
@@ -149,6 +153,15 @@ class Notifier:
             self.membership_changed(room_id)
             extra = (state_key,)
         self.notify_room(room_id, stream_pos, extra)
+
+    def device_list_changed(self, user_id: str, stream_pos: int) -> None:
+        """``user_id`` added, renamed or removed a device: wake them and
+        everyone who shares a room with them (their ``device_lists``)."""
+        self.hs.run_in_background(self._wake_sharing(user_id, stream_pos))
+
+    async def _wake_sharing(self, user_id: str, stream_pos: int) -> None:
+        users = await self.hs.stores.presence.get_users_sharing_room(user_id)
+        self.notify_users(users | {user_id}, stream_pos)
 
     def membership_changed(self, room_id: str) -> None:
         """The room's members changed: forget the cached member set."""

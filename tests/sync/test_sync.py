@@ -361,3 +361,18 @@ async def test_history_before_joining_stays_hidden_when_visibility_is_joined(
     await send_text(alice, room_id, "after bob", "t2")
     body = await sync(bob)
     assert timeline_bodies(body, room_id) == ["after bob"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_mates_new_device_wakes_a_waiting_sync(server: TestServer) -> None:
+    _, bob, _ = await two_users_in_a_room(server)
+    first = await sync(bob)
+    waiting = defer.ensureDeferred(sync(bob, since=first["next_batch"], timeout=30000))
+    await sleep(0.2)
+    assert not waiting.called
+    resp = await server.client().post(f"{V3}/login", {
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": "correct horse battery"})
+    assert resp.code == 200, resp.body
+    body = await waiting
+    assert body["device_lists"]["changed"] == ["@alice:test.local"]
