@@ -184,8 +184,7 @@ def typing_events(sync_body: Any, room_id: str) -> list[list[str]]:
 async def test_typing_reaches_a_roommate_through_sync(server: TestServer) -> None:
     alice, bob, room_id = await shared_room(server)
     first = await bob.get(f"{V3}/sync", params={"timeout": "0"})
-    if first.code != 200:
-        pytest.skip(f"/sync not available yet: {first.code}")
+    assert first.code == 200, first.body
     await start_typing(alice, room_id)
     resp = await bob.get(f"{V3}/sync", params={"since": first.body["next_batch"],
                                                "timeout": "5000"})
