@@ -157,6 +157,12 @@ class PresenceHandler:
         self._sync_ends_reported = False
         self._start_lock = DeferredLock()
         self._stopped = False
+        # The highest stream position of a presence write this run (None:
+        # none yet, taken as everything up to the position at first read),
+        # and writes still running: a sync whose range starts at or after
+        # the first, while none runs, has no presence to read.
+        self._last_write_pos: int | None = None
+        self._writes_running = 0
 
     def stop(self) -> None:
         """The server is stopping: no timer may fire against a closed database."""
@@ -260,6 +266,10 @@ class PresenceHandler:
         them that are not offline (or are offline with a status message)."""
         if not self.enabled:
             return []
+        if self._last_write_pos is None:
+            self._last_write_pos = self.hs.db.stream_tracker.max_allocated
+        if since is not None and since >= self._last_write_pos and not self._writes_running:
+            return []
         if since is None:
             rows = await self.store.get_visible_presence(user_id, until)
         elif since >= until:
@@ -354,8 +364,13 @@ class PresenceHandler:
             if visible == state.persisted:
                 return  # an earlier queued write stored this state already
             last_active = state.last_active_ts
-            stream_id = await self.store.set_presence(user_id, visible[0], visible[1],
-                                                      last_active, visible[2])
+            self._writes_running += 1
+            try:
+                stream_id = await self.store.set_presence(user_id, visible[0], visible[1],
+                                                          last_active, visible[2])
+            finally:
+                self._writes_running -= 1
+            self._last_write_pos = max(self._last_write_pos or 0, stream_id)
             state.persisted = visible
             state.persisted_last_active_ts = last_active
         if not lock.locked and not lock.waiting:

@@ -244,9 +244,12 @@ class SyncHandler:
                 if room is not None:
                     leave[m.room_id] = room
 
-        presence = await self.hs.presence.get_presence_events(
-            user_id, since_pos if since is not None and not changes.newly_joined else None, end)
-        presence = [p for p in presence if f.presence.matches(p["type"], p["sender"])]
+        presence: list[dict[str, Any]] = []
+        if not f.presence.blocks_all():
+            presence = await self.hs.presence.get_presence_events(
+                user_id, since_pos if since is not None and not changes.newly_joined else None,
+                end)
+            presence = [p for p in presence if f.presence.matches(p["type"], p["sender"])]
         account_data = [{"type": t, "content": c} for t, c in global_data.items()
                         if f.account_data.matches(t, user_id)]
 
