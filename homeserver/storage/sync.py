@@ -45,6 +45,8 @@ class SyncChanges:
     # the sync is initial)
     memberships: list[RoomMembership]
     device_lists_changed: set[str]
+    # rooms with receipts written in the range (None: not asked, initial sync)
+    receipt_rooms: set[str] | None = None
 
 
 def _placeholders(n: int) -> str:
@@ -78,6 +80,7 @@ class SyncStore:
                                                                 start, end)
             global_data, room_data = AccountDataStore.get_account_data_since_txn(
                 txn, user_id, start, end)
+            receipt_rooms: set[str] | None = None
             if since is None or all_rooms:
                 memberships = self._memberships_txn(txn, user_id, None, None, end)
                 changed_devices: set[str] = set()
@@ -86,7 +89,8 @@ class SyncStore:
                 memberships = (self._memberships_txn(txn, user_id, list(nids), None, end)
                                if nids else [])
                 seen = {m.room_id for m in memberships}
-                others = ReceiptStore.get_rooms_with_receipts_txn(txn, since, end)
+                receipt_rooms = ReceiptStore.get_rooms_with_receipts_txn(txn, since, end)
+                others = set(receipt_rooms)
                 others.update(room_data)
                 others.update(extra)
                 others -= seen
@@ -95,7 +99,7 @@ class SyncStore:
                                                          end)
                 changed_devices = self.get_device_list_changes_txn(txn, user_id, since, end)
             return SyncChanges(end, to_device, global_data, room_data, memberships,
-                               changed_devices)
+                               changed_devices, receipt_rooms)
 
         return await self.db.run_interaction("get_sync_changes", txn_fn)
 

@@ -93,6 +93,8 @@ class _Changes:
     device_left_candidates: set[str]
     # the user joined a room in this range: they need its members' presence
     newly_joined: bool = False
+    # rooms with receipts in the range (None: any room may have some)
+    receipt_rooms: set[str] | None = None
 
 
 def _stripped(event: Event) -> dict[str, Any]:
@@ -209,7 +211,8 @@ class SyncHandler:
                 since.typing_pos if since else 0),
             receipts_since=since_pos if since is not None else None,
             room_account_data=found.room_account_data,
-            device_changed=set(found.device_lists_changed), device_left_candidates=set())
+            device_changed=set(found.device_lists_changed), device_left_candidates=set(),
+            receipt_rooms=found.receipt_rooms)
 
         join: dict[str, Any] = {}
         invite: dict[str, Any] = {}
@@ -291,8 +294,11 @@ class SyncHandler:
         room = await self._room_body(requester, access, m, end, timeline_since, state_since,
                                      f, changes)
         ephemeral = self._ephemeral(m.room_id, changes, f)
-        receipts = await self.stores.receipts.get_receipt_events(
-            [m.room_id], None if newly_joined else changes.receipts_since, end, user_id)
+        receipts: dict[str, dict[str, Any]] = {}
+        if newly_joined or full_state or changes.receipt_rooms is None \
+                or m.room_id in changes.receipt_rooms:
+            receipts = await self.stores.receipts.get_receipt_events(
+                [m.room_id], None if newly_joined else changes.receipts_since, end, user_id)
         if m.room_id in receipts and f.ephemeral_room_allowed(m.room_id) \
                 and room_event_matches(f.ephemeral, "m.receipt", None):
             ephemeral.append({"type": "m.receipt", "content": receipts[m.room_id]})
