@@ -244,7 +244,7 @@ class PresenceHandler:
         if user_id != requester_id:
             if self.hs.is_mine(user_id) and await self.hs.stores.users.get_user(user_id) is None:
                 raise not_found(f"Unknown user {user_id}")
-            if not await self.store.users_share_room(requester_id, user_id):
+            if not await self.hs.stores.rooms.get_room_mates(requester_id, [user_id]):
                 raise forbidden("You are not allowed to see their presence")
         now = self.hs.now_ms()
         await self._ensure_started()
@@ -375,6 +375,6 @@ class PresenceHandler:
             state.persisted_last_active_ts = last_active
         if not lock.locked and not lock.waiting:
             self._write_locks.pop(user_id, None)
-        users = await self.store.get_users_sharing_room(user_id)
+        users = await self.hs.stores.rooms.get_room_mates(user_id)
         users.add(user_id)
         self.hs.notifier.notify_users(users, stream_id)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.rooms import shares_joined_room_sql
 from homeserver.storage.streams import next_stream_id_txn
 
 
@@ -40,11 +41,7 @@ class PresenceRow:
 _COLUMNS = "p.user_id, p.presence, p.status_msg, p.last_active_ts, p.currently_active, p.stream_id"
 
 # The row's user shares a joined room with the reader (the second parameter).
-_SHARES_ROOM = (
-    "EXISTS (SELECT 1 FROM room_memberships mine"
-    " JOIN room_memberships theirs ON theirs.room_nid = mine.room_nid"
-    " WHERE theirs.user_id = p.user_id AND theirs.membership = 'join'"
-    " AND mine.user_id = ? AND mine.membership = 'join')")
+_SHARES_ROOM = shares_joined_room_sql("p.user_id")
 
 
 def _row(r: tuple[Any, ...]) -> PresenceRow:
@@ -126,22 +123,3 @@ class PresenceStore:
             (until, user_id, user_id))
         return [_row(r) for r in rows]
 
-    async def get_users_sharing_room(self, user_id: str) -> set[str]:
-        """Every user joined to a room ``user_id`` is joined to (``user_id``
-        included when joined anywhere)."""
-        rows = await self.db.execute(
-            "get_users_sharing_room",
-            "SELECT DISTINCT theirs.user_id FROM room_memberships mine"
-            " JOIN room_memberships theirs ON theirs.room_nid = mine.room_nid"
-            " WHERE mine.user_id = ? AND mine.membership = 'join'"
-            " AND theirs.membership = 'join'", (user_id,))
-        return {r[0] for r in rows}
-
-    async def users_share_room(self, user_a: str, user_b: str) -> bool:
-        rows = await self.db.execute(
-            "users_share_room",
-            "SELECT 1 FROM room_memberships a"
-            " JOIN room_memberships b ON b.room_nid = a.room_nid"
-            " WHERE a.user_id = ? AND a.membership = 'join'"
-            " AND b.user_id = ? AND b.membership = 'join' LIMIT 1", (user_a, user_b))
-        return bool(rows)

@@ -23,6 +23,15 @@ from homeserver.storage.database import Database, Txn
 from homeserver.storage.state import StateKey
 
 
+def shares_joined_room_sql(other_user_column: str) -> str:
+    """A condition: ``other_user_column`` is joined to a room that the user
+    bound to its one ``?`` is joined to (presence, device lists)."""
+    return ("EXISTS (SELECT 1 FROM room_memberships mine"
+            " JOIN room_memberships theirs ON theirs.room_nid = mine.room_nid"
+            f" WHERE theirs.user_id = {other_user_column} AND theirs.membership = 'join'"
+            " AND mine.user_id = ? AND mine.membership = 'join')")
+
+
 @dataclass(frozen=True)
 class RoomInfo:
     room_nid: int
@@ -230,6 +239,28 @@ class RoomStore:
             " WHERE r.room_id = ? AND rm.membership = 'join'", (room_id,))
         suffix = ":" + hostname
         return frozenset(r[0] for r in rows if r[0].endswith(suffix))
+
+    async def get_room_mates(self, user_id: str,
+                             candidates: Iterable[str] | None = None) -> set[str]:
+        """The users joined to a room ``user_id`` is joined to (``user_id``
+        too, when joined anywhere); only those of ``candidates`` when given."""
+        base = ("SELECT DISTINCT theirs.user_id FROM room_memberships mine"
+                " JOIN room_memberships theirs ON theirs.room_nid = mine.room_nid"
+                " AND theirs.membership = 'join'"
+                " WHERE mine.user_id = ? AND mine.membership = 'join'")
+        if candidates is None:
+            rows = await self.db.execute("get_room_mates", base, (user_id,))
+            return {r[0] for r in rows}
+        wanted = list(dict.fromkeys(candidates))
+        out: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            rows = await self.db.execute(
+                "get_room_mates",
+                base + f" AND theirs.user_id IN ({','.join('?' * len(chunk))})",
+                [user_id, *chunk])
+            out.update(r[0] for r in rows)
+        return out
 
     async def forget(self, user_id: str, room_nid: int) -> None:
         await self.db.execute(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.receipts import ReceiptStore
+from homeserver.storage.rooms import shares_joined_room_sql
 from homeserver.storage.to_device import ToDeviceStore
 
 # A position no stream will reach.
@@ -167,30 +168,10 @@ class SyncStore:
         joined room with ``user_id`` (``user_id`` included when theirs did)."""
         rows = txn.select_all(
             "SELECT d.user_id FROM device_list_changes d WHERE d.stream_id > ?"
-            " AND d.stream_id <= ? AND (d.user_id = ? OR EXISTS ("
-            "  SELECT 1 FROM room_memberships a JOIN room_memberships b"
-            "  ON b.room_nid = a.room_nid AND b.user_id = d.user_id AND b.membership = 'join'"
-            "  WHERE a.user_id = ? AND a.membership = 'join'))",
+            " AND d.stream_id <= ? AND (d.user_id = ? OR"
+            f" {shares_joined_room_sql('d.user_id')})",
             (since, until, user_id, user_id))
         return {r[0] for r in rows}
-
-    async def get_users_sharing_a_room(self, user_id: str,
-                                       candidates: Iterable[str]) -> set[str]:
-        """Those of ``candidates`` joined to a room ``user_id`` is joined to."""
-        wanted = list(dict.fromkeys(candidates))
-        if not wanted:
-            return set()
-        out: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            rows = await self.db.execute(
-                "get_users_sharing_a_room",
-                "SELECT DISTINCT b.user_id FROM room_memberships a JOIN room_memberships b"
-                " ON b.room_nid = a.room_nid AND b.membership = 'join'"
-                " WHERE a.user_id = ? AND a.membership = 'join'"
-                f" AND b.user_id IN ({_placeholders(len(chunk))})", [user_id, *chunk])
-            out.update(r[0] for r in rows)
-        return out
 
     async def get_unread_events(self, room_nid: int, user_id: str, after: int, until: int,
                                 types: tuple[str, ...], limit: int,

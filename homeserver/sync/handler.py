@@ -258,7 +258,7 @@ class SyncHandler:
 
         left: set[str] = set()
         if changes.device_left_candidates:
-            still = await self.stores.sync.get_users_sharing_a_room(
+            still = await self.stores.rooms.get_room_mates(
                 user_id, changes.device_left_candidates)
             left = changes.device_left_candidates - still - {user_id}
             changes.device_changed -= left

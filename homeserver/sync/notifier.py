@@ -160,7 +160,7 @@ class Notifier:
         self.hs.run_in_background(self._wake_sharing(user_id, stream_pos))
 
     async def _wake_sharing(self, user_id: str, stream_pos: int) -> None:
-        users = await self.hs.stores.presence.get_users_sharing_room(user_id)
+        users = await self.hs.stores.rooms.get_room_mates(user_id)
         self.notify_users(users | {user_id}, stream_pos)
 
     def membership_changed(self, room_id: str) -> None:
