@@ -18,7 +18,8 @@ from homeserver.edu.presence import (
     next_check_ms,
 )
 from homeserver.storage.streams import current_stream_id
-from tests.api.test_rooms import create_room, join
+from tests.api.test_rooms import join
+from tests.api.test_rooms import two_users_in_a_room as roommates
 from tests.harness import Client, TestServer
 
 V3 = "/_matrix/client/v3"
@@ -46,14 +47,6 @@ async def presence_of(client: Client, user_id: str | None = None) -> dict[str, A
     assert resp.code == 200, resp.body
     content: dict[str, Any] = resp.body
     return content
-
-
-async def roommates(server: TestServer) -> tuple[Client, Client, str]:
-    alice = await server.register("alice")
-    bob = await server.register("bob")
-    room_id = await create_room(alice, preset="public_chat")
-    assert (await join(bob, room_id)).code == 200
-    return alice, bob, room_id
 
 
 async def position(server: TestServer) -> int:

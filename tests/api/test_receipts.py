@@ -8,7 +8,8 @@ import pytest
 import pytest_twisted
 
 from homeserver.storage.streams import current_stream_id
-from tests.api.test_rooms import ALICE, BOB, V3, create_room, join, send_text
+from tests.api.test_rooms import ALICE, BOB, V3, create_room, send_text
+from tests.api.test_rooms import two_users_in_a_room as shared_room
 from tests.harness import Client, Response, TestServer
 
 
@@ -28,14 +29,6 @@ async def receipts_seen_by(server: TestServer, user_id: str, room_id: str,
     until = await current_stream_id(server.hs.db)
     events = await server.hs.stores.receipts.get_receipt_events([room_id], since, until, user_id)
     return events.get(room_id, {})
-
-
-async def shared_room(server: TestServer) -> tuple[Client, Client, str]:
-    alice = await server.register("alice")
-    bob = await server.register("bob")
-    room_id = await create_room(alice, preset="public_chat")
-    assert (await join(bob, room_id)).code == 200
-    return alice, bob, room_id
 
 
 @pytest_twisted.ensureDeferred

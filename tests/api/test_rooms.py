@@ -56,6 +56,16 @@ async def invite(client: Client, room_id: str, user_id: str) -> Any:
     return await client.post(f"{V3}/rooms/{room_id}/invite", {"user_id": user_id})
 
 
+async def two_users_in_a_room(server: TestServer) -> tuple[Client, Client, str]:
+    """alice's public room "Chat", with bob joined."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="public_chat", name="Chat")
+    resp = await join(bob, room_id)
+    assert resp.code == 200, resp.body
+    return alice, bob, room_id
+
+
 async def joined_members(client: Client, room_id: str) -> Any:
     resp = await client.get(f"{V3}/rooms/{room_id}/joined_members")
     assert resp.code == 200, resp.body

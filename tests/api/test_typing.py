@@ -9,7 +9,8 @@ import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 
-from tests.api.test_rooms import create_room, join, send_text
+from tests.api.test_rooms import create_room, send_text
+from tests.api.test_rooms import two_users_in_a_room as shared_room
 from tests.harness import Client, TestServer
 
 V3 = "/_matrix/client/v3"
@@ -24,14 +25,6 @@ async def start_typing(client: Client, room_id: str, timeout: int = 30_000) -> N
     resp = await set_typing(client, room_id, {"typing": True, "timeout": timeout})
     assert resp.code == 200, resp.body
     assert resp.body == {}
-
-
-async def shared_room(server: TestServer) -> tuple[Client, Client, str]:
-    alice = await server.register("alice")
-    bob = await server.register("bob")
-    room_id = await create_room(alice, preset="public_chat")
-    assert (await join(bob, room_id)).code == 200
-    return alice, bob, room_id
 
 
 def typing_in(server: TestServer, room_id: str, since: int = 0) -> list[str] | None:

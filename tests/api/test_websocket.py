@@ -14,6 +14,8 @@ from twisted.internet import reactor as _reactor
 
 from homeserver.api import websocket
 from homeserver.api.websocket import STREAM_PATH
+from tests.api.test_rooms import create_room
+from tests.api.test_rooms import two_users_in_a_room as shared_room
 from tests.harness import Client, TestServer
 
 reactor: Any = _reactor
@@ -158,22 +160,6 @@ async def close_sockets(server: TestServer) -> Any:
 
 
 # -- the common moves ------------------------------------------------------------
-
-
-async def create_room(client: Client, **body: Any) -> str:
-    resp = await client.post(f"{V3}/createRoom", body)
-    assert resp.code == 200, resp.body
-    room_id: str = resp.body["room_id"]
-    return room_id
-
-
-async def shared_room(server: TestServer) -> tuple[Client, Client, str]:
-    alice = await server.register("alice")
-    bob = await server.register("bob")
-    room_id = await create_room(alice, preset="public_chat")
-    resp = await bob.post(f"{V3}/rooms/{room_id}/join", {})
-    assert resp.code == 200, resp.body
-    return alice, bob, room_id
 
 
 async def say(client: Client, room_id: str, text: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest_twisted
 from twisted.internet import defer, task
 
-from tests.api.test_rooms import create_room, invite, join, send_text
+from tests.api.test_rooms import create_room, invite, join, send_text, two_users_in_a_room
 from tests.harness import Client, TestServer
 
 V3 = "/_matrix/client/v3"
@@ -33,14 +33,6 @@ def timeline_bodies(body: dict[str, Any], room_id: str) -> list[str]:
         return []
     return [e["content"].get("body") for e in room["timeline"]["events"]
             if e["type"] == "m.room.message"]
-
-
-async def two_users_in_a_room(server: TestServer) -> tuple[Client, Client, str]:
-    alice = await server.register("alice")
-    bob = await server.register("bob")
-    room_id = await create_room(alice, preset="public_chat", name="Chat")
-    assert (await join(bob, room_id)).code == 200
-    return alice, bob, room_id
 
 
 @pytest_twisted.ensureDeferred
