@@ -30,6 +30,7 @@ from homeserver.storage.migrations import prepare_database_blocking
 from homeserver.storage.streams import StreamTracker, current_stream_id
 from homeserver.sync.handler import SyncHandler
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.recent import RecentActivity
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ class HomeServer:
                                         config.rc_login_failed_attempts),
         }
         self.notifier = Notifier(self)
+        # what a woken /sync can be answered from without the database;
+        # complete from the stream position at setup()
+        self.recent = RecentActivity(2**62)
+        self.db.commit_listeners.append(self._on_commit)
         self.event_creator = EventCreator(self)
         self.membership = MembershipHandler(self)
         self.room_reader = RoomReader(self)
@@ -123,7 +128,14 @@ class HomeServer:
         await threads.deferToThreadPool(self.reactor, self.db._pool,
                                         prepare_database_blocking, self.db)
         await self.stores.auth_chains.ensure_indexed()
-        self.db.stream_tracker.reset(await current_stream_id(self.db))
+        position = await current_stream_id(self.db)
+        self.db.stream_tracker.reset(position)
+        self.recent = RecentActivity(position)
+        self.recent.to_device_pending = await self.stores.to_device.get_devices_with_messages()
+
+    def _on_commit(self, positions: list[int], events: list[tuple[Any, int]],
+                   scopes: dict[int, list[tuple[str | None, str | None]]]) -> None:
+        self.recent.on_commit(positions, events, scopes)
 
     def build_site(self, x_forwarded: bool = False) -> Site:
         resource = MatrixResource(self, self.router)

@@ -2,7 +2,9 @@
 
 Tokens come in the ``Authorization: Bearer`` header or, deprecated but still
 used by clients, the ``access_token`` query parameter. The database keeps only
-the SHA-256 of each token. An expired token that came with a refresh token is
+the SHA-256 of each token; a token's row, once read, is cached
+(``storage/tokens.py``) until a transaction that deletes or changes any token
+commits. An expired token that came with a refresh token is
 M_UNKNOWN_TOKEN with ``soft_logout: true`` so the client refreshes instead of
 throwing its session away.
 """

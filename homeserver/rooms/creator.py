@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 # prev_events of a new event: the room's newest forward extremities, at most
 MAX_PREV_EVENTS = 10
+# events of one room persisted in one transaction, at most
+MAX_BATCH = 100
 
 
 def event_error(e: ValueError) -> MatrixError:
@@ -58,11 +60,47 @@ def event_error(e: ValueError) -> MatrixError:
     return MatrixError(400, Codes.BAD_JSON, f"Invalid event: {e}")
 
 
+class _SendRequest:
+    """One event waiting in its room's queue, and the caller's answer."""
+
+    def __init__(self, sender: str, event_type: str, content: dict[str, Any],
+                 state_key: str | None, txn_id: NewEventTxn | None, dedupe_state: bool,
+                 redacts: str | None) -> None:
+        self.sender = sender
+        self.event_type = event_type
+        self.content = content
+        self.state_key = state_key
+        self.txn_id = txn_id
+        self.txn_key = (txn_id.user_id, txn_id.scope, txn_id.txn_id) if txn_id else None
+        self.dedupe_state = dedupe_state
+        self.redacts = redacts
+        self.auth_keys: set[tuple[str, str]] = set()
+        # cancelling the caller's wait (a client that went away) does not
+        # take the event out of the batch: it is sent all the same
+        self.result: defer.Deferred[str] = defer.Deferred()
+        # retries of this request (same transaction ID) queued beside it
+        self.followers: list[_SendRequest] = []
+
+    def succeed(self, event_id: str) -> None:
+        if not self.result.called:
+            self.result.callback(event_id)
+        for follower in self.followers:
+            follower.succeed(event_id)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.result.called:
+            self.result.errback(error)
+        for follower in self.followers:
+            follower.fail(error)
+
+
 class EventCreator:
     def __init__(self, hs: "HomeServer") -> None:
         self.hs = hs
         self.stores = hs.stores
         self._locks: dict[str, defer.DeferredLock] = {}
+        # room ID -> requests waiting for the room's writer
+        self._queues: dict[str, list[_SendRequest]] = {}
 
     @asynccontextmanager
     async def room_lock(self, room_id: str) -> AsyncIterator[None]:
@@ -118,68 +156,141 @@ class EventCreator:
         current one is not sent again; the current one's ID is returned.
         ``redacts``: the event an ``m.room.redaction`` redacts (the builder
         puts it where the room version wants it).
+
+        The request joins the room's queue; the room's writer takes every
+        request waiting there as one batch (``_send_batch``).
         """
         room = await self.stores.rooms.get_room(room_id)
         if room is None:
             raise not_found("Unknown room")
-        async with self.room_lock(room_id):
-            return await self._send_locked(room, sender, event_type, content, state_key,
-                                           txn_id, dedupe_state, redacts)
+        request = _SendRequest(sender, event_type, content, state_key, txn_id, dedupe_state,
+                               redacts)
+        queue = self._queues.get(room_id)
+        if queue is None:
+            queue = self._queues[room_id] = [request]
+            self.hs.run_in_background(self._drain(room, queue))
+        else:
+            queue.append(request)
+        return await request.result
 
-    async def _send_locked(self, room: RoomInfo, sender: str, event_type: str,
-                           content: dict[str, Any], state_key: str | None,
-                           txn_id: NewEventTxn | None, dedupe_state: bool,
-                           redacts: str | None = None) -> str:
+    async def _drain(self, room: RoomInfo, queue: list[_SendRequest]) -> None:
+        """The room's writer: batches until its queue is empty."""
+        try:
+            while queue:
+                batch = queue[:MAX_BATCH]
+                del queue[:MAX_BATCH]
+                try:
+                    async with self.room_lock(room.room_id):
+                        await self._send_batch(room, batch)
+                except Exception as e:  # the batch's transaction failed: all of it
+                    for request in batch:
+                        request.fail(e)
+        finally:
+            if self._queues.get(room.room_id) is queue:
+                del self._queues[room.room_id]
+            for request in queue:  # only after a BaseException
+                request.fail(MatrixError(500, Codes.UNKNOWN, "Event not sent"))
+
+    async def _send_batch(self, room: RoomInfo, batch: list[_SendRequest]) -> None:
+        """Build, authorise and persist ``batch`` in order, in one transaction.
+
+        Each event's prev_event is the one before it in the batch (the first
+        one's are the room's forward extremities), and each is authorised
+        against the state the ones before it left. A request that fails
+        (bad content, refused by the auth rules) fails alone.
+        """
         rv = KNOWN_ROOM_VERSIONS[room.room_version]
-        skeleton: dict[str, Any] = {"type": event_type, "sender": sender, "content": content}
-        if state_key is not None:
-            skeleton["state_key"] = state_key
-        auth_keys = auth_types_for_event(rv, skeleton)
-        wanted = set(auth_keys) | {CREATE}
-        if state_key is not None:
-            wanted.add((event_type, state_key))
+        wanted: set[tuple[str, str]] = {CREATE}
+        for request in batch:
+            skeleton: dict[str, Any] = {"type": request.event_type, "sender": request.sender,
+                                        "content": request.content}
+            if request.state_key is not None:
+                skeleton["state_key"] = request.state_key
+                wanted.add((request.event_type, request.state_key))
+            request.auth_keys = auth_types_for_event(rv, skeleton)
+            wanted |= request.auth_keys
+        txn_keys = [request.txn_key for request in batch if request.txn_key is not None]
         earlier, state_ids, extremities = await self.stores.rooms.get_send_context(
-            room.room_nid, wanted,
-            (txn_id.user_id, txn_id.scope, txn_id.txn_id) if txn_id is not None else None)
-        if earlier is not None:
-            return earlier
+            room.room_nid, wanted, txn_keys)
         state_events = await self.stores.events.get_events(list(state_ids.values()))
         state = {k: state_events[v] for k, v in state_ids.items() if v in state_events}
 
-        if dedupe_state and state_key is not None:
-            current = state.get((event_type, state_key))
-            if current is not None and current.sender == sender and current.content == content:
-                return current.event_id
-
         extremities = extremities[:MAX_PREV_EVENTS]
         prev_ids = [x.event_id for x in extremities]
-        depth = max((x.depth for x in extremities), default=0) + 1
-        auth_ids = sorted(state_ids[k] for k in auth_keys if k in state_ids)
+        depth = max((x.depth for x in extremities), default=0)
+        built: list[tuple[_SendRequest, Event]] = []
+        in_batch: dict[tuple[str, str, str], _SendRequest] = {}
+        known: dict[str, Event] = {}
+        for request in batch:
+            key = request.txn_key
+            if key is not None and key in earlier:
+                request.succeed(earlier[key])
+                continue
+            if key is not None and key in in_batch:  # a retry while the first was queued
+                in_batch[key].followers.append(request)
+                continue
+            try:
+                event = await self._build(room, rv, request, state, state_ids, prev_ids,
+                                          depth + 1, known)
+            except MatrixError as e:
+                request.fail(e)
+                continue
+            if event is None:  # an unchanged state event, deduplicated
+                continue
+            built.append((request, event))
+            if key is not None:
+                in_batch[key] = request
+            known[event.event_id] = event
+            prev_ids, depth = [event.event_id], event.depth
+            if event.state_key is not None:
+                state[(event.type, event.state_key)] = event
+                state_ids[(event.type, event.state_key)] = event.event_id
 
+        if built:
+            persisted = await self.stores.events.persist_events(
+                [(event, request.txn_id) for request, event in built],
+                room_nid=room.room_nid, now_ms=self.hs.now_ms())
+            for (request, event), done in zip(built, persisted, strict=True):
+                self.hs.notifier.on_new_event(room.room_id, event.type, event.state_key,
+                                              done.stream_ordering)
+                request.succeed(event.event_id)
+            senders = {event.sender for _, event in built if event.state_key is None}
+            for sender in senders:
+                # a user who posts is active, and no longer typing
+                self.hs.typing.stopped_by_message(sender, room.room_id)
+                self.hs.run_in_background(self.hs.presence.user_activity(sender))
+
+    async def _build(self, room: RoomInfo, rv: RoomVersion, request: _SendRequest,
+                     state: dict[tuple[str, str], Event], state_ids: dict[tuple[str, str], str],
+                     prev_ids: list[str], depth: int, known: dict[str, Event]) -> Event | None:
+        """One event of a batch, built and authorised (None: deduplicated state)."""
+        state_key = request.state_key
+        if request.dedupe_state and state_key is not None:
+            current = state.get((request.event_type, state_key))
+            if (current is not None and current.sender == request.sender
+                    and current.content == request.content):
+                request.succeed(current.event_id)
+                return None
+        auth_ids = sorted(state_ids[k] for k in request.auth_keys if k in state_ids)
         reference_hashes = None
         if not rv.event_ids_are_hashes:
-            refs = await self.stores.events.get_events(prev_ids + auth_ids)
+            wanted_refs = [e for e in prev_ids + auth_ids if e not in known]
+            refs = dict(await self.stores.events.get_events(wanted_refs))
+            refs.update((e, known[e]) for e in prev_ids + auth_ids if e in known)
             reference_hashes = {eid: reference_hash_base64(ev.json, rv)
                                 for eid, ev in refs.items()}
         try:
             _, event = build_event(
-                room_version=rv, room_id=room.room_id, sender=sender, event_type=event_type,
-                content=content, state_key=state_key, prev_event_ids=prev_ids,
-                auth_event_ids=auth_ids, depth=depth, origin=self.hs.hostname,
-                origin_server_ts=self.hs.now_ms(), signing_key=self.hs.signing_key,
-                reference_hashes=reference_hashes, redacts=redacts)
+                room_version=rv, room_id=room.room_id, sender=request.sender,
+                event_type=request.event_type, content=request.content, state_key=state_key,
+                prev_event_ids=prev_ids, auth_event_ids=auth_ids, depth=depth,
+                origin=self.hs.hostname, origin_server_ts=self.hs.now_ms(),
+                signing_key=self.hs.signing_key, reference_hashes=reference_hashes,
+                redacts=request.redacts)
         except (ValidationError, CanonicalJSONError, ValueError) as e:
             raise event_error(e) from e
         check_auth_rules(event, state)
-        persisted = await self.stores.events.persist_event(
-            event, room_nid=room.room_nid, now_ms=self.hs.now_ms(), txn_id=txn_id)
-        self.hs.notifier.on_new_event(room.room_id, event.type, event.state_key,
-                                      persisted.stream_ordering)
-        if state_key is None:
-            # a user who posts is active, and no longer typing
-            self.hs.typing.stopped_by_message(sender, room.room_id)
-            self.hs.run_in_background(self.hs.presence.user_activity(sender))
-        return event.event_id
+        return event
 
     async def get_current_state(self, room_nid: int) -> dict[tuple[str, str], Event]:
         ids = await self.stores.rooms.get_current_state_ids(room_nid)

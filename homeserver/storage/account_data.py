@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.streams import next_stream_id_txn
+from homeserver.storage.streams import ONLY_USER, next_stream_id_txn
 
 # The room_id column's value for account data that belongs to no room.
 GLOBAL_ROOM = ""
@@ -28,6 +28,7 @@ class AccountDataStore:
                              content: dict[str, Any]) -> int:
         """Store (or replace) one item; returns its new stream position."""
         stream_id = next_stream_id_txn(txn)
+        txn.add_scope(stream_id, ONLY_USER, user_id)
         txn.execute(
             "INSERT INTO account_data (user_id, room_id, data_type, content, stream_id)"
             " VALUES (?, ?, ?, ?, ?)"

@@ -54,6 +54,12 @@ class Txn:
         self.stream_ids: list[int] = []
         self._hooks = hooks or {}
         self.after_commit: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        # (event, stream position) of the timeline events this transaction
+        # persisted, for Database.commit_listeners
+        self.new_events: list[tuple[Any, int]] = []
+        # stream position -> who a write there may concern, as storage/streams.py
+        # scopes say (positions without one: anybody)
+        self.scopes: dict[int, list[tuple[str | None, str | None]]] = {}
 
     def call_after_commit(self, hook: str, *args: Any) -> None:
         """Call the Database's hook ``hook(*args)`` on the reactor once this
@@ -62,6 +68,10 @@ class Txn:
         fn = self._hooks.get(hook)
         if fn is not None:
             self.after_commit.append((fn, args))
+
+    def add_scope(self, position: int, room_id: str | None, user_id: str | None) -> None:
+        """Say who the write at ``position`` concerns (storage/streams.py)."""
+        self.scopes.setdefault(position, []).append((room_id, user_id))
 
     def _sql(self, sql: str) -> str:
         if self.engine == "postgres":
@@ -159,6 +169,11 @@ class Database:
         self.stream_tracker: Any = None
         # name -> callable, for Txn.call_after_commit (set by the HomeServer)
         self.hooks: dict[str, Callable[..., None]] = {}
+        # called on the database thread right after a commit that took global
+        # stream positions, before the stream tracker hears the transaction
+        # ended: f(positions, [(event, position)], {position: scope})
+        # (sync/recent.py)
+        self.commit_listeners: list[Callable[..., None]] = []
 
     # -- lifecycle --
 
@@ -254,6 +269,8 @@ class Database:
                     conn.execute("BEGIN IMMEDIATE")
                 result = func(txn, *args, **kwargs)
                 conn.commit()
+                if txn.stream_ids:
+                    self._tell_commit_listeners(txn)
                 for hook, hook_args in txn.after_commit:
                     self._reactor.callFromThread(hook, *hook_args)
                 return result
@@ -281,6 +298,13 @@ class Database:
                     self._reactor.callFromThread(self.stream_tracker.finished,
                                                  txn.stream_ids)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _tell_commit_listeners(self, txn: Txn) -> None:
+        for listener in self.commit_listeners:
+            try:
+                listener(txn.stream_ids, txn.new_events, txn.scopes)
+            except Exception:  # committed: a listener must not make it look failed
+                logger.exception("commit listener failed")
 
     def run_interaction(self, desc: str, func: Callable[..., R], *args: Any,
                         **kwargs: Any) -> "defer.Deferred[R]":

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.model import Event
@@ -39,7 +40,7 @@ from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.state import StateKey, StateStore
-from homeserver.storage.streams import next_stream_id_txn
+from homeserver.storage.streams import next_stream_id_txn, next_stream_ids_txn
 
 DEFAULT_EVENT_CACHE_SIZE = 10_000
 
@@ -103,6 +104,16 @@ class EventPosition:
 
 def _placeholders(n: int) -> str:
     return ",".join("?" * n)
+
+
+def _insert_rows(txn: Txn, table_columns: str, rows: list[tuple[Any, ...]]) -> None:
+    """One multi-row INSERT of ``rows`` into ``table (columns)``."""
+    if not rows:
+        return
+    width = len(rows[0])
+    row_sql = "(" + ",".join("?" * width) + ")"
+    txn.execute(f"INSERT INTO {table_columns} VALUES " + ",".join([row_sql] * len(rows)),
+                [value for row in rows for value in row])
 
 
 class EventStore:
@@ -302,6 +313,93 @@ class EventStore:
             self.cache.invalidate(redacts)
         return result
 
+    async def persist_events(self, events: list[tuple[Event, NewEventTxn | None]], *,
+                             room_nid: int, now_ms: int) -> list[PersistedEvent]:
+        """Store several new events of one room, in order, in ONE transaction
+        (each may have the one before it as a prev_event): one commit for a
+        batch of a busy room's messages (``rooms/creator.py``)."""
+        def txn_fn(txn: Txn) -> list[PersistedEvent]:
+            if len(events) > 1:
+                done = self.persist_messages_txn(txn, events, room_nid, now_ms)
+                if done is not None:
+                    return done
+            return [self.persist_event_txn(txn, event, room_nid, now_ms, txn_id)
+                    for event, txn_id in events]
+
+        result = await self.db.run_interaction("persist_events", txn_fn)
+        for event, _ in events:
+            self.cache.put(event.event_id, event)
+            redacts = self._applied_redaction(event)
+            if redacts is not None:
+                self.cache.invalidate(redacts)
+        return result
+
+    @staticmethod
+    def persist_messages_txn(txn: Txn, events: list[tuple[Event, NewEventTxn | None]],
+                             room_nid: int, now_ms: int) -> list[PersistedEvent] | None:
+        """``persist_event_txn`` for a chain of plain messages, in a few
+        statements for the whole batch instead of a dozen per event; None
+        (nothing written) when the batch is not such a chain.
+
+        Such a chain: no state event and no redaction; each event after the
+        first has exactly the one before it as its prev_event; every auth
+        event is already stored and no stored event waits for one of these
+        (``AuthChainStore``). Then every event shares the room's current
+        snapshot, only the last one becomes a forward extremity, and the
+        auth-chain index has nothing to do for them.
+        """
+        evs = [event for event, _ in events]
+        if any(e.is_state() or e.type == "m.room.redaction" for e in evs):
+            return None
+        if any(list(evs[i].prev_event_ids) != [evs[i - 1].event_id]
+               for i in range(1, len(evs))):
+            return None
+        ids = [e.event_id for e in evs]
+        if txn.select_one("SELECT 1 FROM event_auth_chain_pending WHERE auth_event_id IN"
+                          f" ({_placeholders(len(ids))}) LIMIT 1", ids) is not None:
+            return None
+        refs = list(dict.fromkeys(list(evs[0].prev_event_ids)
+                                  + [a for e in evs for a in e.auth_event_ids]))
+        known = {e: int(n) for e, n in txn.select_all(
+            f"SELECT event_id, event_nid FROM events WHERE event_id IN"
+            f" ({_placeholders(len(refs))})", refs)} if refs else {}
+        if any(a not in known for e in evs for a in e.auth_event_ids):
+            return None
+        snapshot = RoomStore.get_current_snapshot_txn(txn, room_nid)
+        if snapshot is None:
+            return None
+        streams = next_stream_ids_txn(txn, len(evs))
+        rows: list[Any] = []
+        for event, stream in zip(evs, streams, strict=True):
+            rows += (event.event_id, room_nid, stream, event.depth, event.type, event.sender,
+                     event.origin_server_ts,
+                     encode_canonical_json(event.json, strict=False).decode("utf-8"),
+                     event.rejected_reason, snapshot)
+        nids = {e: int(n) for n, e in txn.select_all(
+            "INSERT INTO events (event_id, room_nid, stream_ordering, depth, event_type,"
+            " sender, origin_server_ts, json, rejected_reason, snapshot_nid, outlier)"
+            " VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"] * len(evs))
+            + " RETURNING event_nid, event_id", rows)}
+        known.update(nids)
+        edges = [(nids[evs[0].event_id], known[p])
+                 for p in dict.fromkeys(evs[0].prev_event_ids) if p in known]
+        edges += [(nids[evs[i].event_id], nids[evs[i - 1].event_id])
+                  for i in range(1, len(evs))]
+        _insert_rows(txn, "event_edges (event_nid, prev_event_nid)", edges)
+        _insert_rows(txn, "event_auth_edges (event_nid, auth_event_nid)",
+                     [(nids[e.event_id], known[a])
+                      for e in evs for a in dict.fromkeys(e.auth_event_ids)])
+        first_prevs = [known[p] for p in evs[0].prev_event_ids if p in known]
+        RoomStore.update_forward_extremities_txn(txn, room_nid, nids[evs[-1].event_id],
+                                                 first_prevs)
+        _insert_rows(txn, "event_txn_ids (user_id, scope, room_nid, txn_id, event_nid,"
+                     " created_ts)",
+                     [(t.user_id, t.scope, room_nid, t.txn_id, nids[e.event_id], now_ms)
+                      for e, t in events if t is not None])
+        txn.new_events.extend(zip(evs, streams, strict=True))
+        return [PersistedEvent(nids[e.event_id], stream, snapshot)
+                for e, stream in zip(evs, streams, strict=True)]
+
     @staticmethod
     def _applied_redaction(event: Event) -> str | None:
         """The event ID ``event`` redacts, if it is a redaction to apply."""
@@ -386,4 +484,5 @@ class EventStore:
         if txn_id is not None:
             RoomStore.add_txn_id_txn(txn, txn_id.user_id, txn_id.scope, room_nid,
                                      txn_id.txn_id, event_nid, now_ms)
+        txn.new_events.append((event, stream))
         return PersistedEvent(event_nid, stream, snapshot)

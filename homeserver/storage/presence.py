@@ -25,7 +25,7 @@ from typing import Any
 
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.rooms import shares_joined_room_sql
-from homeserver.storage.streams import next_stream_id_txn
+from homeserver.storage.streams import PRESENCE, next_stream_id_txn
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class PresenceStore:
                          last_active_ts: int, currently_active: bool) -> int:
         """Store the user's presence; returns its new stream position."""
         stream_id = next_stream_id_txn(txn)
+        txn.add_scope(stream_id, PRESENCE, user_id)
         txn.execute(
             "INSERT INTO presence"
             " (user_id, presence, status_msg, last_active_ts, currently_active, stream_id)"

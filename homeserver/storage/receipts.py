@@ -71,6 +71,7 @@ class ReceiptStore:
             if new_pos is not None and int(new_pos) <= int(old[0]):
                 return None
         stream_id = next_stream_id_txn(txn)
+        txn.add_scope(stream_id, room_id, user_id)
         txn.execute(
             "INSERT INTO receipts"
             " (room_id, user_id, receipt_type, thread_id, event_id, data, stream_id)"

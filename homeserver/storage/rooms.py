@@ -165,20 +165,28 @@ class RoomStore:
                                              self.get_forward_extremities_txn, room_nid)
 
     async def get_send_context(self, room_nid: int, keys: Iterable[StateKey],
-                               txn_id: tuple[str, str, str] | None,
-                               ) -> tuple[str | None, dict[StateKey, str], list[Extremity]]:
-        """What a new event needs, in one read: the event already sent with
-        ``txn_id`` ((user, scope, txn ID)), the current state of ``keys``,
-        and the forward extremities."""
+                               txn_ids: Iterable[tuple[str, str, str]],
+                               ) -> tuple[dict[tuple[str, str, str], str], dict[StateKey, str],
+                                          list[Extremity]]:
+        """What a batch of new events needs, in one read: the events already
+        sent with any of ``txn_ids`` ((user, scope, txn ID) -> event ID), the
+        current state of ``keys``, and the forward extremities."""
         wanted = list(keys)
+        asked = list(dict.fromkeys(txn_ids))
 
-        def txn_fn(txn: Txn) -> tuple[str | None, dict[StateKey, str], list[Extremity]]:
-            if txn_id is not None:
-                earlier = self.get_txn_event_id_txn(txn, txn_id[0], txn_id[1], room_nid,
-                                                    txn_id[2])
-                if earlier is not None:
-                    return earlier, {}, []
-            return (None, self.get_current_state_ids_txn(txn, room_nid, wanted),
+        def txn_fn(txn: Txn) -> tuple[dict[tuple[str, str, str], str], dict[StateKey, str],
+                                      list[Extremity]]:
+            earlier: dict[tuple[str, str, str], str] = {}
+            for start in range(0, len(asked), 200):
+                chunk = asked[start:start + 200]
+                rows = txn.select_all(
+                    "SELECT t.user_id, t.scope, t.txn_id, ev.event_id FROM event_txn_ids t"
+                    " JOIN events ev ON ev.event_nid = t.event_nid"
+                    " WHERE t.room_nid = ? AND (t.user_id, t.scope, t.txn_id) IN ("
+                    + ",".join(["(?, ?, ?)"] * len(chunk)) + ")",
+                    [room_nid, *(v for key in chunk for v in key)])
+                earlier.update(((u, sc, t), str(e)) for u, sc, t, e in rows)
+            return (earlier, self.get_current_state_ids_txn(txn, room_nid, wanted),
                     self.get_forward_extremities_txn(txn, room_nid))
 
         return await self.db.run_interaction("get_send_context", txn_fn)

@@ -73,6 +73,15 @@ class StreamTracker:
         txn.stream_ids.append(pos)
         return pos
 
+    def allocate_many(self, txn: Txn, count: int) -> list[int]:
+        with self._lock:
+            positions = _allocate_many_txn(txn, count)
+            for pos in positions:
+                heapq.heappush(self._in_flight, pos)
+            self._max = max(self._max, *positions)
+        txn.stream_ids.extend(positions)
+        return positions
+
     def finished(self, positions: list[int]) -> None:
         """The transaction holding ``positions`` committed or rolled back."""
         with self._lock:
@@ -98,6 +107,34 @@ def _allocate_txn(txn: Txn) -> int:
     if value is None:  # pragma: no cover - migration 0002 creates both
         raise RuntimeError("global stream is missing; is the schema migrated?")
     return int(value)
+
+
+# Who a write at a stream position may concern (``Txn.scopes``), for the
+# sync fast path (sync/recent.py): (room ID, user ID) means the room's members
+# and that user; (ONLY_USER, user ID) that user alone; (PRESENCE, user ID) the
+# users who share a room with them, through the presence section only;
+# (TO_DEVICE + device ID, user ID) a to-device message for that device.
+ONLY_USER = ""
+PRESENCE = "presence"
+TO_DEVICE = "to_device:"
+
+
+def _allocate_many_txn(txn: Txn, count: int) -> list[int]:
+    if txn.engine == "postgres":
+        return sorted(int(r[0]) for r in txn.select_all(
+            "SELECT nextval('global_stream_seq') FROM generate_series(1, ?)", (count,)))
+    last = int(txn.select_value(
+        "UPDATE stream_positions SET position = position + ?"
+        " WHERE stream_name = 'global' RETURNING position", (count,)))
+    return list(range(last - count + 1, last + 1))
+
+
+def next_stream_ids_txn(txn: Txn, count: int) -> list[int]:
+    """Allocate ``count`` global stream positions, ascending, inside ``txn``."""
+    tracker = txn.stream_tracker
+    if tracker is None:
+        return _allocate_many_txn(txn, count)
+    return list(tracker.allocate_many(txn, count))
 
 
 def next_stream_id_txn(txn: Txn) -> int:

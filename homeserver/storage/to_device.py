@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.streams import next_stream_id_txn
+from homeserver.storage.streams import TO_DEVICE, next_stream_id_txn
 
 ALL_DEVICES = "*"
 
@@ -89,6 +89,8 @@ class ToDeviceStore:
         if not rows and not remote:
             return 0, []
         stream_id = next_stream_id_txn(txn)
+        for user_id, device_id in dict.fromkeys((u, d) for u, d, _ in rows):
+            txn.add_scope(stream_id, TO_DEVICE + device_id, user_id)
         txn.execute_many(
             "INSERT INTO device_inbox (user_id, device_id, stream_id, message)"
             " VALUES (?, ?, ?, ?)",
@@ -180,6 +182,12 @@ class ToDeviceStore:
                                       self.delete_messages_upto_txn, user_id, device_id, upto)
 
     # -- devices going away --------------------------------------------------------
+
+    async def get_devices_with_messages(self) -> set[tuple[str, str]]:
+        """(user, device) of every local device with messages in its inbox."""
+        rows = await self.db.execute(
+            "get_devices_with_messages", "SELECT DISTINCT user_id, device_id FROM device_inbox")
+        return {(str(u), str(d)) for u, d in rows}
 
     @staticmethod
     def delete_device_inbox_txn(txn: Txn, user_id: str, device_ids: list[str]) -> None:

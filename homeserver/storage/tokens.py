@@ -31,11 +31,42 @@ class RefreshTokenInfo:
     has_next_refresh_token_been_refreshed: bool = False
 
 
+# Txn.call_after_commit hook: some access token was deleted or changed
+TOKENS_CHANGED = "access_tokens_changed"
+# access tokens kept in memory (each is a few hundred bytes)
+ACCESS_TOKEN_CACHE_SIZE = 50_000
+
+
 class TokenStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # token hash -> its row; cleared (and the generation bumped) once a
+        # transaction that deletes or changes tokens has committed, so a
+        # logged-out token stops working as soon as the logout is answered
+        self._cache: dict[str, AccessTokenInfo] = {}
+        self._generation = 0
+        db.hooks[TOKENS_CHANGED] = self._tokens_changed
+
+    def _tokens_changed(self) -> None:
+        """An access token was deleted or changed: forget every cached one."""
+        self._generation += 1
+        self._cache.clear()
 
     async def get_access_token(self, token_hash: str) -> AccessTokenInfo | None:
+        """The token's row, from the cache when it was read since the last
+        change to any token (every request looks its token up)."""
+        cached = self._cache.get(token_hash)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        info = await self._read_access_token(token_hash)
+        if info is not None and generation == self._generation:
+            if len(self._cache) >= ACCESS_TOKEN_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[token_hash] = info
+        return info
+
+    async def _read_access_token(self, token_hash: str) -> AccessTokenInfo | None:
         def txn_fn(txn: Txn) -> AccessTokenInfo | None:
             row = txn.select_one(
                 "SELECT t.id, t.user_id, t.device_id, t.valid_until_ms, t.refresh_token_id,"
@@ -75,6 +106,7 @@ class TokenStore:
     async def mark_access_token_used(self, token_id: int, refresh_token_id: int) -> None:
         """The new pair is in use: the refresh token that produced it can go."""
         def txn_fn(txn: Txn) -> None:
+            txn.call_after_commit(TOKENS_CHANGED)
             txn.execute("UPDATE access_tokens SET used = 1 WHERE id = ?", (token_id,))
             txn.execute("DELETE FROM access_tokens WHERE refresh_token_id IN"
                         " (SELECT id FROM refresh_tokens WHERE next_token_id = ?)",
@@ -106,17 +138,21 @@ class TokenStore:
         previous = txn.select_value("SELECT next_token_id FROM refresh_tokens WHERE id = ?",
                                     (old_id,))
         if previous is not None:
+            txn.call_after_commit(TOKENS_CHANGED)
             txn.execute("DELETE FROM access_tokens WHERE refresh_token_id = ?", (previous,))
             txn.execute("DELETE FROM refresh_tokens WHERE id = ?", (previous,))
         txn.execute("UPDATE refresh_tokens SET next_token_id = ? WHERE id = ?",
                     (new_id, old_id))
 
     async def delete_access_token(self, token_id: int) -> None:
-        await self.db.execute("delete_access_token", "DELETE FROM access_tokens WHERE id = ?",
-                              (token_id,))
+        def txn_fn(txn: Txn) -> None:
+            txn.call_after_commit(TOKENS_CHANGED)
+            txn.execute("DELETE FROM access_tokens WHERE id = ?", (token_id,))
+        await self.db.run_interaction("delete_access_token", txn_fn)
 
     @staticmethod
     def delete_tokens_for_device_txn(txn: Txn, user_id: str, device_id: str) -> None:
+        txn.call_after_commit(TOKENS_CHANGED)
         txn.execute("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?",
                     (user_id, device_id))
         txn.execute("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?",
@@ -124,6 +160,7 @@ class TokenStore:
 
     @staticmethod
     def delete_all_tokens_txn(txn: Txn, user_id: str, except_device_id: str | None = None) -> None:
+        txn.call_after_commit(TOKENS_CHANGED)
         if except_device_id is None:
             txn.execute("DELETE FROM access_tokens WHERE user_id = ?", (user_id,))
             txn.execute("DELETE FROM refresh_tokens WHERE user_id = ?", (user_id,))

@@ -294,12 +294,22 @@ def parse_sync_filter(body: Any) -> SyncFilter:
     )
 
 
+# inline filter text -> the parsed filter (SyncFilter is immutable)
+INLINE_FILTER_CACHE_SIZE = 1_000
+_INLINE_FILTERS: dict[str, SyncFilter] = {}
+# stored filters kept parsed per server (SyncHandler.stored_filters)
+STORED_FILTER_CACHE_SIZE = 10_000
+
+
 async def load_sync_filter(hs: "HomeServer", user_id: str,
                            filter_param: str | None) -> SyncFilter:
     """The filter a ``/sync?filter=`` names: absent, inline JSON, or a stored ID."""
     if filter_param is None:
         return DEFAULT_SYNC_FILTER
     if filter_param.startswith("{"):
+        cached = _INLINE_FILTERS.get(filter_param)
+        if cached is not None:
+            return cached
         try:
             raw = filter_param.encode("utf-8")
         except UnicodeEncodeError:
@@ -311,13 +321,28 @@ async def load_sync_filter(hs: "HomeServer", user_id: str,
                 raise MatrixError(400, Codes.NOT_JSON, "Invalid filter JSON") from None
             raise
         check_filter(body)
-        return parse_sync_filter(body)
+        parsed = parse_sync_filter(body)
+        # a client sends the same inline filter with every sync: validate it once
+        if len(_INLINE_FILTERS) >= INLINE_FILTER_CACHE_SIZE:
+            _INLINE_FILTERS.clear()
+        _INLINE_FILTERS[filter_param] = parsed
+        return parsed
     if not _FILTER_ID.fullmatch(filter_param):
         raise invalid_param("Invalid filter ID")
-    stored = await hs.stores.filters.get_filter(user_id, int(filter_param))
+    key = (user_id, int(filter_param))
+    cache = hs.sync_handler.stored_filters
+    known = cache.get(key)
+    if known is not None:
+        return known
+    stored = await hs.stores.filters.get_filter(user_id, key[1])
     if stored is None:
         raise invalid_param("No such filter")
-    return parse_sync_filter(stored)
+    parsed = parse_sync_filter(stored)
+    # a stored filter never changes: read it once
+    if len(cache) >= STORED_FILTER_CACHE_SIZE:
+        cache.clear()
+    cache[key] = parsed
+    return parsed
 
 
 # -- event_fields -------------------------------------------------------------------

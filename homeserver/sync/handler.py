@@ -44,9 +44,12 @@ from twisted.internet import defer
 from homeserver.events.model import Event
 from homeserver.http.request import Requester
 from homeserver.rooms.access import ReadAccess
+from homeserver.rooms.client_format import client_event
 from homeserver.storage.rooms import Membership, RoomInfo
+from homeserver.storage.streams import ONLY_USER, PRESENCE
 from homeserver.storage.sync import RoomMembership
 from homeserver.sync.filter import apply_event_fields, room_event_matches
+from homeserver.sync.recent import rooms_of
 from homeserver.sync.tokens import StreamToken, pagination_token, parse_sync_token
 
 if TYPE_CHECKING:
@@ -70,6 +73,8 @@ MAX_HIGHLIGHT_SCAN = 100
 ROOM_CONCURRENCY = 8
 # the longest a request may wait
 MAX_TIMEOUT_MS = 10 * 60 * 1000
+# ranges and timelines the fast path remembers (sync ranges in use at once)
+FAST_MEMO_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,18 @@ class SyncHandler:
     def __init__(self, hs: "HomeServer") -> None:
         self.hs = hs
         self.stores = hs.stores
+        # answer woken incremental syncs from memory when possible (``_fast``);
+        # off only to check that both ways answer alike
+        self.fast_path = True
+        self.fast_answers = 0  # how many responses it gave (tests, metrics)
+        # (since, until) -> (barrier scopes, plain events by room) and
+        # (room, since, until) -> (filter, timeline section): shared work
+        self._fast_memo: dict[tuple[int, int], tuple[
+            list[tuple[str | None, str | None]], dict[str, list[tuple[int, Event]]]]] = {}
+        self._timeline_memo: dict[tuple[str, int, int], tuple[
+            Any, tuple[list[dict[str, Any]], str] | None]] = {}
+        # (user ID, filter ID) -> parsed stored filter (sync/filter.py)
+        self.stored_filters: dict[tuple[str, int], SyncFilter] = {}
 
     def current_token(self) -> StreamToken:
         return StreamToken(self.hs.db.stream_tracker.persisted_upto,
@@ -190,6 +207,11 @@ class SyncHandler:
 
     async def _build(self, requester: Requester, since: StreamToken | None,
                      params: SyncParams) -> dict[str, Any]:
+        if since is not None and not params.full_state and self.fast_path:
+            body = self._fast(requester.user_id, requester.device_id, since, params.filter)
+            if body is not None:
+                self.fast_answers += 1
+                return body
         user_id = requester.user_id
         device_id = requester.device_id
         f = params.filter
@@ -203,6 +225,13 @@ class SyncHandler:
         until = replace(until, global_pos=found.until)
         end = found.until
         to_device = found.to_device
+        if device_id is not None:
+            # what is left to acknowledge (recent.py; a message written since
+            # is a barrier in the next range, so dropping the mark is safe)
+            if to_device:
+                self.hs.recent.to_device_pending.add((user_id, device_id))
+            else:
+                self.hs.recent.to_device_pending.discard((user_id, device_id))
         global_data = found.global_account_data
         memberships = found.memberships
         changes = _Changes(
@@ -273,6 +302,134 @@ class SyncHandler:
                 [defer.ensureDeferred(c) for c in coros[start:start + ROOM_CONCURRENCY]],
                 consumeErrors=True)
 
+    def _fast(self, user_id: str, device_id: str | None, since: StreamToken,
+              f: "SyncFilter") -> dict[str, Any] | None:
+        """The incremental response from memory (``sync/recent.py``), when
+        all that happened since the token is plain messages from others in
+        the user's rooms; None when the full builder must answer.
+
+        It answers exactly as the full builder would: the timeline of each
+        room with news (never limited: more than the filter's limit goes to
+        the full builder, which adds the state), no state, no ephemeral
+        events (any typing change or receipt goes to the full builder), and
+        the unread counts carried forward from the last ones the full builder
+        counted for the user and room.
+        """
+        if (f.lazy_load_members or f.event_format != "client" or f.unread_thread_notifications
+                or f.timeline_limit == 0):
+            return None
+        if device_id is not None and (user_id, device_id) in self.hs.recent.to_device_pending:
+            return None  # the full builder deletes what the device has acknowledged
+        until = self.current_token()
+        if until.typing_pos != since.typing_pos \
+                and self.hs.typing.rooms_changed_since(since.typing_pos):
+            return None
+        recent = self.hs.recent
+        key = (since.global_pos, until.global_pos)
+        memo = self._fast_memo.get(key)
+        if memo is None:
+            found = recent.plain_events(*key)
+            if found is None:
+                return None
+            # a range at or below "persisted up to" never changes: every
+            # receiver woken by the same write shares this work
+            memo = (found[1], rooms_of(found[0]))
+            if len(self._fast_memo) >= FAST_MEMO_SIZE:
+                self._fast_memo.clear()
+            self._fast_memo[key] = memo
+        scopes, by_room = memo
+        if not self._out_of_reach(user_id, f, scopes):
+            return None
+        join: dict[str, Any] = {}
+        unread: list[tuple[str, int, int]] = []
+        for room_id, events in by_room.items():
+            members = self.hs.notifier.cached_members(room_id)
+            if members is None:
+                return None
+            if user_id not in members or not f.room_allowed(room_id):
+                continue
+            if any(e.sender == user_id for _, e in events):
+                return None  # the sender's own events carry its transaction IDs
+            counts = recent.unread(user_id, room_id)
+            if counts is None:
+                return None
+            as_of, notifications, highlights = counts
+            counted = [e for pos, e in events if pos > as_of]
+            if as_of < since.global_pos:
+                before = recent.plain_events(as_of, since.global_pos)
+                if before is None or not self._out_of_reach(user_id, f, before[1]):
+                    return None
+                counted = [e for _, r, e in before[0] if r == room_id] + counted
+            localpart = user_id[1:].split(":", 1)[0]
+            for event in counted:
+                if event.type in NOTIFYING_TYPES:
+                    notifications += 1
+                    if _mentions(event, user_id, localpart):
+                        highlights += 1
+            notifications = min(notifications, MAX_COUNTED_UNREAD)
+            unread.append((room_id, notifications, highlights))
+            timeline = self._fast_timeline(room_id, key, events, f)
+            if timeline is None:
+                return None
+            if not timeline[0]:
+                continue
+            join[room_id] = {
+                "timeline": {"events": timeline[0], "limited": False,
+                             "prev_batch": timeline[1]},
+                "state": {"events": []},
+                "account_data": {"events": []},
+                "ephemeral": {"events": []},
+                "unread_notifications": {"notification_count": notifications,
+                                         "highlight_count": highlights},
+            }
+        for room_id, notifications, highlights in unread:
+            recent.set_unread(user_id, room_id, until.global_pos, notifications, highlights)
+        return self._body(until, join, {}, {}, {}, [], [], [], set(), set())
+
+    def _fast_timeline(self, room_id: str, key: tuple[int, int],
+                       events: list[tuple[int, Event]], f: "SyncFilter",
+                       ) -> tuple[list[dict[str, Any]], str] | None:
+        """The room's timeline section for the fast path, shared by every
+        receiver with the same range and filter (None: over the limit). The
+        events are serialised once, so ``unsigned.age`` is as of the first."""
+        memo_key = (room_id, *key)
+        cached = self._timeline_memo.get(memo_key)
+        if cached is not None and cached[0] is f:
+            return cached[1]
+        timeline: list[tuple[int, Event]] = []
+        if f.timeline_room_allowed(room_id):
+            timeline = [(pos, e) for pos, e in events if f.timeline.matches(e)]
+        result: tuple[list[dict[str, Any]], str] | None = None
+        if len(timeline) <= f.timeline_limit:
+            now = self.hs.now_ms()
+            out = [client_event(e, room_id, now) for _, e in timeline]
+            if f.event_fields is not None:
+                out = [apply_event_fields(e, f.event_fields) for e in out]
+            result = (out, pagination_token(timeline[0][0] - 1) if timeline else "")
+        if len(self._timeline_memo) >= FAST_MEMO_SIZE:
+            self._timeline_memo.clear()
+        self._timeline_memo[memo_key] = (f, result)
+        return result
+
+    def _out_of_reach(self, user_id: str, f: "SyncFilter",
+                      scopes: list[tuple[str | None, str | None]]) -> bool:
+        """Whether none of these writes (``RecentActivity.plain_events``) can
+        change the user's response: each concerns only someone else, a room
+        the user is not joined to, or presence the filter drops."""
+        for room_id, target in scopes:
+            if room_id is None or target == user_id:
+                return False
+            if room_id == ONLY_USER:
+                continue
+            if room_id == PRESENCE:
+                if f.presence.blocks_all():
+                    continue
+                return False
+            members = self.hs.notifier.cached_members(room_id)
+            if members is None or user_id in members:
+                return False
+        return True
+
     # -- one room -----------------------------------------------------------
 
     async def _joined_room(self, requester: Requester, m: RoomMembership,
@@ -313,6 +470,10 @@ class SyncHandler:
             room["summary"] = await self._summary(m.room_nid, user_id)
         room["unread_notifications"], threads = await self._unread_counts(
             m.room_nid, user_id, unread_from, end, f.unread_thread_notifications)
+        if not f.unread_thread_notifications:
+            self.hs.recent.set_unread(user_id, m.room_id, end,
+                                      room["unread_notifications"]["notification_count"],
+                                      room["unread_notifications"]["highlight_count"])
         if f.unread_thread_notifications:
             room["unread_thread_notifications"] = threads
         if newly_joined:

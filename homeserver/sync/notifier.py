@@ -121,6 +121,10 @@ class Notifier:
         if not stream.waiters and stream.counter == 0:
             del self._streams[user_id]
 
+    def cached_members(self, room_id: str) -> frozenset[str] | None:
+        """The room's local joined members if cached (None: not known here)."""
+        return self._room_members.get(room_id)
+
     def waiting_count(self) -> int:
         return sum(len(s.waiters) for s in self._streams.values())
 

@@ -207,6 +207,44 @@ async def test_retried_txn_id_returns_the_same_event(server: TestServer) -> None
 
 
 @pytest_twisted.ensureDeferred
+async def test_concurrent_sends_into_one_room_form_one_chain(server: TestServer) -> None:
+    """Many sends at once are written in batches: every one is stored once, in
+    the order of the timeline, each event following the one before it; a
+    retry queued beside its first attempt gets the same event; a send the
+    auth rules refuse fails alone."""
+    from twisted.internet import defer
+
+    alice, bob, room_id = await two_users_in_a_room(server)
+    carol = await server.register("carol")  # not in the room
+    sends = [defer.ensureDeferred(send(alice if k % 2 else bob, room_id,
+                                       {"msgtype": "m.text", "body": f"m{k}"}, f"t{k}"))
+             for k in range(30)]
+    sends.append(defer.ensureDeferred(send(bob, room_id, {"msgtype": "m.text", "body": "m0"},
+                                           "t0")))  # bob's retry of t0
+    sends.append(defer.ensureDeferred(send(carol, room_id, {"msgtype": "m.text",
+                                                            "body": "intruder"}, "c")))
+    results = await defer.gatherResults(sends)
+    assert [r.code for r in results[:31]] == [200] * 31, [r.body for r in results]
+    assert results[31].code == 403
+    ids = [r.body["event_id"] for r in results[:30]]
+    assert len(set(ids)) == 30
+    assert results[30].body["event_id"] == ids[0]
+
+    chunk = (await messages(alice, room_id, limit="30"))["chunk"][::-1]
+    assert sorted(e["content"]["body"] for e in chunk) == sorted(f"m{k}" for k in range(30))
+    assert {e["event_id"] for e in chunk} == set(ids)
+    by_id = {e["event_id"]: e for e in chunk}
+    for before, after in zip(chunk, chunk[1:], strict=False):
+        pdu = (await server.hs.stores.events.get_event(after["event_id"]))
+        assert pdu is not None and list(pdu.prev_event_ids) == [before["event_id"]]
+    room = await server.hs.stores.rooms.get_room(room_id)
+    assert room is not None
+    tips = await server.hs.stores.rooms.get_forward_extremities(room.room_nid)
+    assert [t.event_id for t in tips] == [chunk[-1]["event_id"]]
+    assert set(by_id) == set(ids)
+
+
+@pytest_twisted.ensureDeferred
 async def test_txn_ids_are_per_device(server: TestServer) -> None:
     from homeserver.accounts.sessions import create_login_session
 

@@ -1,0 +1,162 @@
+"""Recent activity in memory: what lets a woken /sync answer without the database.
+
+When a message lands in a room of 1,000 members, 1,000 long-polls wake, and
+each would read the same few rows: what changed since its token, the new
+events, its unread counts. ``RecentActivity`` keeps, in memory, what those
+reads would find for the common case (plain messages), so the sync handler's
+fast path (``SyncHandler._fast``) can build most woken responses from it:
+
+- ``events``: the newest timeline events that are *plain*: not state, not
+  redactions. Each with its stream position and room.
+- ``barriers``: the stream positions of every other write on the global
+  stream: state events and redactions (scoped to their room, and a member
+  event to its target user too), and everything else (receipts, account
+  data, to-device, presence, device lists, ...: of unknown reach). A sync
+  range holding a barrier that may concern the user is answered by the full
+  builder, which reads the database.
+- ``low``: below this position the memory is incomplete (server start, or
+  entries dropped to bound memory). A range starting below it goes to the
+  full builder too.
+- unread counts per (user, room) as of a stream position, stored by the
+  full builder and carried forward by the fast path.
+
+Both lists are filled from ``Database.commit_listeners``: called on the
+database thread right after a transaction commits and *before* the stream
+tracker can move "persisted up to" past its positions (storage/streams.py).
+So a reader that sees a position as persisted also sees it here: either as a
+plain event or as a barrier. A transaction that names no events (a receipt,
+presence) is a barrier at each of its positions, whatever it wrote.
+
+One process only: a second writer process would have to feed this through
+replication (Redis) before several processes can use the fast path.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from homeserver.events.model import Event
+from homeserver.storage.streams import ONLY_USER, TO_DEVICE
+
+# plain events kept (all rooms together); barrier positions kept
+MAX_EVENTS = 20_000
+MAX_BARRIERS = 20_000
+MAX_UNREAD_ENTRIES = 200_000
+
+
+class RecentActivity:
+    def __init__(self, start_pos: int) -> None:
+        self._lock = threading.Lock()
+        self.low = start_pos
+        self._positions: list[int] = []  # ascending, parallel to _events
+        self._events: list[tuple[str, Event]] = []  # (room ID, event)
+        self._barriers: list[int] = []  # ascending
+        # parallel to _barriers: (room ID, member event's target) of a state
+        # event or redaction; (None, None): a write of unknown reach
+        self._barrier_scope: list[tuple[str | None, str | None]] = []
+        # devices that may hold to-device messages not yet acknowledged (a
+        # sync past them deletes them: the full builder's work)
+        self.to_device_pending: set[tuple[str, str]] = set()
+        # (user, room) -> (as of position, notification count, highlight count)
+        self._unread: dict[tuple[str, str], tuple[int, int, int]] = {}
+
+    # -- writers: the database thread, right after a commit ---------------
+
+    def on_commit(self, positions: list[int], events: list[tuple[Event, int]],
+                  scopes: dict[int, list[tuple[str | None, str | None]]]) -> None:
+        """A transaction committed with these global ``positions``; ``events``
+        are the timeline events it persisted with their positions, ``scopes``
+        who its other writes concern (``storage/streams.py``)."""
+        by_pos = {pos: event for event, pos in events}
+        with self._lock:
+            for pos in sorted(positions):
+                event = by_pos.get(pos)
+                if event is None:
+                    for room_id, user_id in scopes.get(pos) or [(None, None)]:
+                        if room_id is not None and room_id.startswith(TO_DEVICE):
+                            assert user_id is not None
+                            self.to_device_pending.add((user_id, room_id[len(TO_DEVICE):]))
+                            room_id = ONLY_USER
+                        self._add_barrier(pos, room_id, user_id)
+                elif event.type == "m.room.create":
+                    # a new room: only its creator is in it
+                    self._add_barrier(pos, ONLY_USER, event.sender)
+                elif event.rejected_reason is not None \
+                        or not isinstance(event.json.get("room_id"), str):
+                    self._add_barrier(pos, None, None)
+                elif event.is_state() or event.type == "m.room.redaction":
+                    target = event.state_key if event.type == "m.room.member" else None
+                    self._add_barrier(pos, event.room_id, target)
+                else:
+                    if self._positions and pos < self._positions[-1]:
+                        index = bisect.bisect(self._positions, pos)
+                    else:
+                        index = len(self._positions)
+                    self._positions.insert(index, pos)
+                    self._events.insert(index, (event.room_id, event))
+            self._trim()
+
+    def _add_barrier(self, pos: int, room_id: str | None, target: str | None) -> None:
+        index = bisect.bisect(self._barriers, pos)
+        self._barriers.insert(index, pos)
+        self._barrier_scope.insert(index, (room_id, target))
+
+    def _trim(self) -> None:
+        if len(self._positions) > MAX_EVENTS:
+            drop = len(self._positions) - MAX_EVENTS // 2
+            self.low = max(self.low, self._positions[drop - 1])
+            del self._positions[:drop]
+            del self._events[:drop]
+        if len(self._barriers) > MAX_BARRIERS:
+            drop = len(self._barriers) - MAX_BARRIERS // 2
+            self.low = max(self.low, self._barriers[drop - 1])
+            del self._barriers[:drop]
+            del self._barrier_scope[:drop]
+
+    # -- readers: the reactor ----------------------------------------------
+
+    def plain_events(self, since: int, until: int,
+                     ) -> tuple[list[tuple[int, str, Event]],
+                                list[tuple[str | None, str | None]]] | None:
+        """Every plain timeline event at positions in (``since``, ``until``]
+        as (position, room ID, event), oldest first, and the scopes of the
+        other writes in the range (see ``_barrier_scope``); None when the
+        range is not all known here (then the database must answer)."""
+        with self._lock:
+            if since < self.low:
+                return None
+            first = bisect.bisect_right(self._barriers, since)
+            last = bisect.bisect_right(self._barriers, until)
+            scopes = self._barrier_scope[first:last]
+            start = bisect.bisect_right(self._positions, since)
+            end = bisect.bisect_right(self._positions, until)
+            return [(self._positions[k], *self._events[k]) for k in range(start, end)], scopes
+
+    def unread(self, user_id: str, room_id: str) -> tuple[int, int, int] | None:
+        return self._unread.get((user_id, room_id))
+
+    def set_unread(self, user_id: str, room_id: str, pos: int, notifications: int,
+                   highlights: int) -> None:
+        """Counts as of ``pos`` (a later entry is never replaced by an earlier one)."""
+        key = (user_id, room_id)
+        old = self._unread.get(key)
+        if old is not None and old[0] > pos:
+            return
+        if old is None and len(self._unread) >= MAX_UNREAD_ENTRIES:
+            self._unread.clear()
+        self._unread[key] = (pos, notifications, highlights)
+
+    def stats(self) -> dict[str, Any]:
+        return {"events": len(self._positions), "barriers": len(self._barriers),
+                "low": self.low, "unread_entries": len(self._unread)}
+
+
+def rooms_of(entries: Iterable[tuple[int, str, Event]]) -> dict[str, list[tuple[int, Event]]]:
+    """Group ``plain_events`` output by room, keeping position order."""
+    out: dict[str, list[tuple[int, Event]]] = {}
+    for pos, room_id, event in entries:
+        out.setdefault(room_id, []).append((pos, event))
+    return out

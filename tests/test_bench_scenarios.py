@@ -1,0 +1,60 @@
+"""The initial_sync and join scenarios still run: each at its tiny size, on both engines.
+
+Nothing here is timed (figures are for bench/README.md). What is checked is
+what a run must get right to mean anything: it finishes, every initial sync
+held every room and its latest message, pagination saw every message exactly
+once, every join landed, and every headline figure has a number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_bench_fanout import run_scenario as run_tiny
+
+
+def run_scenario(module: str, engine: str, tmp_path: Path) -> dict[str, Any]:
+    result = run_tiny(module, engine, tmp_path)
+    assert result["complete"] is True
+    assert result["server_exit_status"] is not None
+    return result
+
+
+def assert_figures(result: dict[str, Any], keys: set[str]) -> None:
+    assert set(result["figures"]) == keys
+    for figure in result["figures"].values():
+        assert isinstance(figure["value"], (int, float)), figure
+        assert figure["unit"] == "ms" and figure["better"] == "lower" and figure["label"]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_initial_sync_sees_every_room_and_pages_every_message_once(
+        engine: str, tmp_path: Path) -> None:
+    result = run_scenario("initial_sync", engine, tmp_path)
+    params = result["params"]
+    assert result["syncs"]["incomplete_responses"] == 0
+    assert result["syncs"]["time_ms"]["n"] == params["syncs"]
+    pagination = result["pagination"]
+    assert len(pagination["rooms"]) == params["paginate_rooms"]
+    for room in pagination["rooms"]:
+        assert (room["found"], room["missing"], room["duplicates"]) == (
+            params["messages_per_room"], 0, 0)
+    # tiny pages are smaller than a room's history: the tokens are exercised
+    assert all(room["pages"] > 1 for room in pagination["rooms"])
+    assert_figures(result, {"initial_sync_p50_ms", "initial_sync_p95_ms",
+                            "messages_page_p50_ms", "messages_page_p95_ms"})
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_join_lands_every_user_in_the_room(engine: str, tmp_path: Path) -> None:
+    result = run_scenario("join", engine, tmp_path)
+    users = result["params"]["users"]
+    assert result["errors"] == {}
+    assert result["joins"] == users
+    assert (result["joined_members"], result["missing_members"]) == (users + 1, 0)
+    assert [s["members_from"] for s in result["by_tenth"]][0] == 1
+    assert_figures(result, {"join_p50_ms", "join_p95_ms", "join_p99_ms",
+                            "join_last10pct_p50_ms"})
