@@ -84,9 +84,9 @@ class HomeServer:
         self.router = Router()
         self._background: set[defer.Deferred[Any]] = set()
         self.ports: list[Any] = []
-        from homeserver.api import register_all_routes, websocket
+        from homeserver.api import register_all_routes, streams
         register_all_routes(self, self.router)
-        self.websocket = websocket.register_routes(self, self.router)
+        self.websocket = streams.register_routes(self, self.router)
 
     # -- helpers used across the server --
 

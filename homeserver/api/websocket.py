@@ -37,6 +37,7 @@ from twisted.web.server import Request
 from homeserver.api.client.rooms import send_message, send_state
 from homeserver.api.client.sync import parse_set_presence
 from homeserver.api.client.typing import parse_typing_body
+from homeserver.api.streams import STREAM_PATH  # noqa: F401 - where the route lives
 from homeserver.http.auth import hash_token, token_from_request
 from homeserver.http.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.http.parse import (
@@ -47,7 +48,6 @@ from homeserver.http.parse import (
 )
 from homeserver.http.request import HttpRequest, Requester
 from homeserver.http.resource import SWITCHING_PROTOCOLS, encode_json
-from homeserver.http.router import Router
 from homeserver.sync.filter import load_sync_filter
 from homeserver.sync.handler import SyncParams
 
@@ -57,9 +57,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The draft's /_matrix/client/rN/stream; the draft never became a spec, so
-# it lives under the unstable prefix.
-STREAM_PATH = "/_matrix/client/unstable/stream"
 SUBPROTOCOL = "m.json"
 
 # How long one turn of the sync loop waits for news before it looks again
@@ -360,32 +357,26 @@ def _offered_protocols(req: HttpRequest) -> list[str]:
     return [p.strip() for p in header.split(",") if p.strip()]
 
 
-def register_routes(hs: "HomeServer", router: Router) -> StreamFactory:
-    factory = StreamFactory(hs)
-
-    async def get_stream(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/unstable/stream"""
-        assert req.requester is not None
-        if (req.header("Upgrade") or "").lower() != "websocket":
-            err = MatrixError(426, Codes.UNRECOGNIZED,
-                              "This endpoint speaks WebSocket: send 'Upgrade: websocket'")
-            err.headers["Upgrade"] = "websocket"
-            raise err
-        offered = _offered_protocols(req)
-        if offered and SUBPROTOCOL not in offered:
-            raise invalid_param(f"The only subprotocol spoken here is {SUBPROTOCOL!r}")
-        args = req.args
-        since = query_str(args, "since", None)
-        set_presence = parse_set_presence(query_str(args, "set_presence", None))
-        sync_filter = await load_sync_filter(hs, req.user_id, query_str(args, "filter", None))
-        token = token_from_request(req)
-        assert token is not None
-        session = StreamSession(req.requester, hash_token(token), since, sync_filter,
-                                set_presence)
-        req.raw.setResponseCode(SWITCHING_PROTOCOLS)  # for the access log
-        factory.take_over(req.raw, session)
-        return SWITCHING_PROTOCOLS, None
-
-    # who may connect is who may call /sync
-    router.add("GET", STREAM_PATH, get_stream)
-    return factory
+async def handle_stream(hs: "HomeServer", factory: StreamFactory,
+                        req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/unstable/stream (routed by api/streams.py)"""
+    assert req.requester is not None
+    if (req.header("Upgrade") or "").lower() != "websocket":
+        err = MatrixError(426, Codes.UNRECOGNIZED,
+                          "This endpoint speaks WebSocket: send 'Upgrade: websocket'")
+        err.headers["Upgrade"] = "websocket"
+        raise err
+    offered = _offered_protocols(req)
+    if offered and SUBPROTOCOL not in offered:
+        raise invalid_param(f"The only subprotocol spoken here is {SUBPROTOCOL!r}")
+    args = req.args
+    since = query_str(args, "since", None)
+    set_presence = parse_set_presence(query_str(args, "set_presence", None))
+    sync_filter = await load_sync_filter(hs, req.user_id, query_str(args, "filter", None))
+    token = token_from_request(req)
+    assert token is not None
+    session = StreamSession(req.requester, hash_token(token), since, sync_filter,
+                            set_presence)
+    req.raw.setResponseCode(SWITCHING_PROTOCOLS)  # for the access log
+    factory.take_over(req.raw, session)
+    return SWITCHING_PROTOCOLS, None

@@ -11,10 +11,8 @@ valid IDs, not just strings with the right sigil.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
-
-from jsonschema import Draft7Validator, FormatChecker, ValidationError, validators
-from jsonschema.exceptions import best_match
 
 from homeserver.accounts.identifiers import is_valid_room_id, is_valid_user_id
 from homeserver.http.errors import bad_json
@@ -73,29 +71,36 @@ FILTER_SCHEMA: dict[str, Any] = {
     },
 }
 
-_FORMAT_CHECKER = FormatChecker(formats=())
-_FORMAT_CHECKER.checks("matrix_user_id")(lambda v: not isinstance(v, str) or is_valid_user_id(v))
-_FORMAT_CHECKER.checks("matrix_room_id")(lambda v: not isinstance(v, str) or is_valid_room_id(v))
-
 _FORMAT_NAMES = {"matrix_user_id": "a valid user ID", "matrix_room_id": "a valid room ID"}
 
-# JSON numbers like 10.0 are integers to draft 7; not to us.
-_Validator = validators.extend(
-    Draft7Validator,
-    type_checker=Draft7Validator.TYPE_CHECKER.redefine(
-        "integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool)),
-)
-_VALIDATOR = _Validator(FILTER_SCHEMA, format_checker=_FORMAT_CHECKER)
+
+@functools.cache
+def _validator() -> Any:
+    """The filter validator, built at its first use: jsonschema (and what it
+    pulls in) costs a few MiB of memory a server that never sees a new filter
+    need not carry."""
+    from jsonschema import Draft7Validator, FormatChecker, validators
+
+    checker = FormatChecker(formats=())
+    checker.checks("matrix_user_id")(lambda v: not isinstance(v, str) or is_valid_user_id(v))
+    checker.checks("matrix_room_id")(lambda v: not isinstance(v, str) or is_valid_room_id(v))
+    # JSON numbers like 10.0 are integers to draft 7; not to us.
+    validator = validators.extend(
+        Draft7Validator,
+        type_checker=Draft7Validator.TYPE_CHECKER.redefine(
+            "integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool)),
+    )
+    return validator(FILTER_SCHEMA, format_checker=checker)
 
 
-def _where(error: ValidationError) -> str:
+def _where(error: Any) -> str:
     where = ""
     for part in error.absolute_path:
         where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
     return where or "filter"
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: Any) -> str:
     if error.validator == "format":
         expected = _FORMAT_NAMES[str(error.validator_value)]
         return f"{_where(error)}: {error.instance!r} is not {expected}"
@@ -104,7 +109,9 @@ def _describe(error: ValidationError) -> str:
 
 def filter_problem(filter_json: Any) -> str | None:
     """What is wrong with a filter, naming where; None when it is valid."""
-    error = best_match(_VALIDATOR.iter_errors(filter_json))
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(filter_json))
     return None if error is None else _describe(error)
 
 
