@@ -7,7 +7,7 @@ One room (``public_chat``, created by a sender). For each N in
 room grows), make an initial ``/sync`` (``timeout=0``), then wait for news:
 over ``sync`` a loop of long-polls, one persistent connection each; over
 ``websocket`` (ours only) one socket each on the stream endpoint
-(``bench.sync.HttpReceivers`` and ``WebSocketReceivers``). A warm-up
+(``bench.lightpoll.LightReceivers`` and ``bench.sync.WebSocketReceivers``). A warm-up
 message must reach everybody first (a bounded wait). Then the sender posts
 ``messages`` messages at a fixed ``rate``, **open loop**: message k is issued
 at start + k/rate whether or not the earlier sends have been answered or
@@ -62,6 +62,7 @@ from typing import Any
 from twisted.internet import defer
 
 from bench.client import MatrixClient, Session, run
+from bench.lightpoll import LightReceivers
 from bench.send import (
     TimeLimitExceeded,
     _own_cpu_s,
@@ -81,7 +82,6 @@ from bench.server import (
 )
 from bench.sync import (
     SYNC_FILTER,
-    HttpReceivers,
     Tracker,
     WebSocketReceivers,
     register_users,
@@ -135,9 +135,9 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
     timings["initial_sync_s"] = time.perf_counter() - started
 
     tracker = Tracker(n)
-    group: HttpReceivers | WebSocketReceivers
+    group: LightReceivers | WebSocketReceivers
     if transport == "sync":
-        group = HttpReceivers(target.base_url, receivers, tracker)
+        group = LightReceivers(target.base_url, receivers, tracker)
     else:
         group = WebSocketReceivers(target.base_url, receivers, tracker)
     send_latencies: list[float] = []

@@ -186,7 +186,11 @@ class Tracker:
         self.everybody[k] = defer.Deferred()
 
     def observe(self, receiver: int, body: dict[str, Any], now: float) -> None:
-        for text in timeline_bodies(body):
+        self.observe_texts(receiver, timeline_bodies(body), now)
+
+    def observe_texts(self, receiver: int, texts: list[str], now: float) -> None:
+        """``observe`` for the message bodies already picked out of a response."""
+        for text in texts:
             k = self.by_body.get(text)
             if k is None:
                 continue

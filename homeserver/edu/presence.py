@@ -377,4 +377,4 @@ class PresenceHandler:
             self._write_locks.pop(user_id, None)
         users = await self.hs.stores.rooms.get_room_mates(user_id)
         users.add(user_id)
-        self.hs.notifier.notify_users(users, stream_id)
+        self.hs.notifier.notify_users(users, stream_id, presence=True)

@@ -155,7 +155,10 @@ def _redacted_uri(request: Request) -> str:
     pairs = []
     for pair in query.split(b"&"):
         name, eq, _ = pair.partition(b"=")
-        if unquote_to_bytes(name.replace(b"+", b" ")) in _SECRET_PARAMS:
+        decoded = name
+        if b"%" in name or b"+" in name:
+            decoded = unquote_to_bytes(name.replace(b"+", b" "))
+        if decoded in _SECRET_PARAMS:
             pair = name + b"=<redacted>"
         pairs.append(pair)
     return (path + b"?" + b"&".join(pairs)).decode("ascii", "replace")

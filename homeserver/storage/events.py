@@ -319,10 +319,9 @@ class EventStore:
         (each may have the one before it as a prev_event): one commit for a
         batch of a busy room's messages (``rooms/creator.py``)."""
         def txn_fn(txn: Txn) -> list[PersistedEvent]:
-            if len(events) > 1:
-                done = self.persist_messages_txn(txn, events, room_nid, now_ms)
-                if done is not None:
-                    return done
+            done = self.persist_messages_txn(txn, events, room_nid, now_ms)
+            if done is not None:
+                return done
             return [self.persist_event_txn(txn, event, room_nid, now_ms, txn_id)
                     for event, txn_id in events]
 

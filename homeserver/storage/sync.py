@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.database import Database, Txn
@@ -201,8 +202,43 @@ class SyncStore:
         rows = await self.db.execute(
             "get_heroes",
             "SELECT user_id, membership FROM room_memberships WHERE room_nid = ?"
-            " AND user_id <> ? ORDER BY stream_ordering LIMIT 50", (room_nid, user_id))
-        active = [u for u, m in rows if m in ("join", "invite")]
-        if active:
-            return active[:limit]
-        return [u for u, m in rows if m in ("leave", "ban")][:limit]
+            f" AND user_id <> ? ORDER BY stream_ordering LIMIT {HERO_CANDIDATES}",
+            (room_nid, user_id))
+        return _pick_heroes(rows, limit)
+
+    async def get_summaries(self, room_nids: list[int], user_id: str, limit: int = 5,
+                            ) -> dict[int, tuple[dict[str, int], list[str]]]:
+        """``get_member_counts`` and ``get_heroes`` of many rooms in one
+        transaction (an initial sync): room NID -> (counts, heroes)."""
+        def txn_fn(txn: Txn) -> dict[int, tuple[dict[str, int], list[str]]]:
+            counts: dict[int, dict[str, int]] = {n: {} for n in room_nids}
+            candidates: dict[int, list[tuple[str, str]]] = {n: [] for n in room_nids}
+            for start in range(0, len(room_nids), 500):
+                chunk = room_nids[start:start + 500]
+                marks = _placeholders(len(chunk))
+                for nid, membership, count in txn.select_all(
+                        "SELECT room_nid, membership, COUNT(*) FROM room_memberships"
+                        f" WHERE room_nid IN ({marks}) GROUP BY room_nid, membership", chunk):
+                    counts[int(nid)][str(membership)] = int(count)
+                for nid, member, membership in txn.select_all(
+                        "SELECT room_nid, user_id, membership FROM (SELECT room_nid, user_id,"
+                        " membership, ROW_NUMBER() OVER (PARTITION BY room_nid"
+                        " ORDER BY stream_ordering) AS n FROM room_memberships"
+                        f" WHERE room_nid IN ({marks}) AND user_id <> ?) ranked"
+                        f" WHERE n <= {HERO_CANDIDATES} ORDER BY room_nid, n",
+                        [*chunk, user_id]):
+                    candidates[int(nid)].append((str(member), str(membership)))
+            return {n: (counts[n], _pick_heroes(candidates[n], limit)) for n in room_nids}
+
+        return await self.db.run_interaction("get_summaries", txn_fn)
+
+
+# members read to choose a room's heroes from
+HERO_CANDIDATES = 50
+
+
+def _pick_heroes(rows: list[tuple[Any, ...]], limit: int) -> list[str]:
+    active = [str(u) for u, m in rows if m in ("join", "invite")]
+    if active:
+        return active[:limit]
+    return [str(u) for u, m in rows if m in ("leave", "ban")][:limit]

@@ -100,6 +100,10 @@ class _Changes:
     newly_joined: bool = False
     # rooms with receipts in the range (None: any room may have some)
     receipt_rooms: set[str] | None = None
+    # read for every joined room at once (an initial sync): receipts by room
+    # ID, (member counts, heroes) by room NID
+    receipts: dict[str, dict[str, Any]] | None = None
+    summaries: dict[int, tuple[dict[str, int], list[str]]] | None = None
 
 
 def _stripped(event: Event) -> dict[str, Any]:
@@ -175,7 +179,9 @@ class SyncHandler:
             remaining = deadline - self.hs.clock.seconds()
             if remaining <= 0:
                 return body
-            woken = await self.hs.notifier.wait(user_id, counter, int(remaining * 1000))
+            woken = await self.hs.notifier.wait(
+                user_id, counter, int(remaining * 1000),
+                presence=not params.filter.presence.blocks_all())
             if not woken:
                 return body
 
@@ -249,6 +255,12 @@ class SyncHandler:
         knock: dict[str, Any] = {}
         joined = [m for m in memberships if m.membership == "join" and f.room_allowed(m.room_id)]
         unread_from = await self._unread_positions(user_id, joined)
+        if since is None and len(joined) > 1:
+            # what every room needs, in one read each instead of one per room
+            changes.receipts = await self.stores.receipts.get_receipt_events(
+                [m.room_id for m in joined], None, end, user_id)
+            changes.summaries = await self.stores.sync.get_summaries(
+                [m.room_nid for m in joined], user_id)
 
         async def one_joined(m: RoomMembership) -> None:
             room = await self._joined_room(requester, m, since, end, f, params.full_state,
@@ -452,7 +464,9 @@ class SyncHandler:
                                      f, changes)
         ephemeral = self._ephemeral(m.room_id, changes, f)
         receipts: dict[str, dict[str, Any]] = {}
-        if newly_joined or full_state or changes.receipt_rooms is None \
+        if changes.receipts is not None:
+            receipts = changes.receipts
+        elif newly_joined or full_state or changes.receipt_rooms is None \
                 or m.room_id in changes.receipt_rooms:
             receipts = await self.stores.receipts.get_receipt_events(
                 [m.room_id], None if newly_joined else changes.receipts_since, end, user_id)
@@ -466,7 +480,10 @@ class SyncHandler:
             return None
         member_change = any(e.get("type") == MEMBER for e in
                             room["timeline"]["events"] + room["state"]["events"])
-        if since is None or newly_joined or full_state or member_change:
+        if changes.summaries is not None and m.room_nid in changes.summaries:
+            counts, heroes = changes.summaries[m.room_nid]
+            room["summary"] = _summary_body(counts, heroes)
+        elif since is None or newly_joined or full_state or member_change:
             room["summary"] = await self._summary(m.room_nid, user_id)
         room["unread_notifications"], threads = await self._unread_counts(
             m.room_nid, user_id, unread_from, end, f.unread_thread_notifications)
@@ -611,11 +628,7 @@ class SyncHandler:
 
     async def _summary(self, room_nid: int, user_id: str) -> dict[str, Any]:
         counts = await self.stores.sync.get_member_counts(room_nid)
-        return {
-            "m.heroes": await self.stores.sync.get_heroes(room_nid, user_id),
-            "m.joined_member_count": counts.get("join", 0),
-            "m.invited_member_count": counts.get("invite", 0),
-        }
+        return _summary_body(counts, await self.stores.sync.get_heroes(room_nid, user_id))
 
     # -- unread counts ------------------------------------------------------
 
@@ -654,6 +667,14 @@ class SyncHandler:
                                                                        localpart):
                 counts["highlight_count"] += 1
         return main, threads
+
+
+def _summary_body(counts: dict[str, int], heroes: list[str]) -> dict[str, Any]:
+    return {
+        "m.heroes": heroes,
+        "m.joined_member_count": counts.get("join", 0),
+        "m.invited_member_count": counts.get("invite", 0),
+    }
 
 
 def _mentions(event: Event, user_id: str, localpart: str) -> bool:

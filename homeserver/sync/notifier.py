@@ -43,16 +43,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# the "room" of a pending wake that is for a presence change
+PRESENCE_WAKE = "presence"
 # Rooms whose local members are cached for waking (an entry is a frozenset).
 ROOM_MEMBER_CACHE_SIZE = 50_000
 
 
 class UserStream:
-    __slots__ = ("counter", "waiters")
+    __slots__ = ("counter", "waiters", "deaf_to_presence")
 
     def __init__(self) -> None:
         self.counter = 0
         self.waiters: list[defer.Deferred[bool]] = []
+        # waiters whose filter drops presence: a presence change does not wake them
+        self.deaf_to_presence: set[defer.Deferred[bool]] = set()
 
 
 class Notifier:
@@ -76,9 +80,13 @@ class Notifier:
         stream = self._streams.get(user_id)
         return stream.counter if stream is not None else 0
 
-    def wait(self, user_id: str, after: int, timeout_ms: int) -> "defer.Deferred[bool]":
+    def wait(self, user_id: str, after: int, timeout_ms: int, *,
+             presence: bool = True) -> "defer.Deferred[bool]":
         """Fires True once ``user_id``'s counter passes ``after``, False at the
-        timeout. Cancelling it (a client that went away) forgets the waiter."""
+        timeout. Cancelling it (a client that went away) forgets the waiter.
+        ``presence`` False: a presence change does not wake it (its filter
+        drops presence; in a big room presence churn would wake it for
+        nothing)."""
         stream = self._streams.get(user_id)
         if stream is None:
             stream = self._streams[user_id] = UserStream()
@@ -94,6 +102,8 @@ class Notifier:
 
         d: defer.Deferred[bool] = defer.Deferred(cancel)
         stream.waiters.append(d)
+        if not presence:
+            stream.deaf_to_presence.add(d)
 
         def timed_out() -> None:
             self._forget(user_id, d)
@@ -118,6 +128,7 @@ class Notifier:
             stream.waiters.remove(d)
         except ValueError:
             pass
+        stream.deaf_to_presence.discard(d)
         if not stream.waiters and stream.counter == 0:
             del self._streams[user_id]
 
@@ -130,15 +141,18 @@ class Notifier:
 
     # -- writers ----------------------------------------------------------
 
-    def notify_users(self, user_ids: Iterable[str], stream_pos: int | None = None) -> None:
-        """Wake ``user_ids`` (once the global stream has reached ``stream_pos``)."""
+    def notify_users(self, user_ids: Iterable[str], stream_pos: int | None = None, *,
+                     presence: bool = False) -> None:
+        """Wake ``user_ids`` (once the global stream has reached ``stream_pos``);
+        ``presence``: for a presence change only."""
         users = tuple(u for u in user_ids if self.hs.is_mine(u))
         if not users:
             return
+        room = PRESENCE_WAKE if presence else None
         if stream_pos is not None and stream_pos > self.hs.db.stream_tracker.persisted_upto:
-            heapq.heappush(self._pending, (stream_pos, next(self._seq), None, users))
+            heapq.heappush(self._pending, (stream_pos, next(self._seq), room, users))
             return
-        self._wake(users)
+        self._wake(users, presence=presence)
 
     def notify_room(self, room_id: str, stream_pos: int | None = None,
                     extra_users: Iterable[str] = ()) -> None:
@@ -175,8 +189,8 @@ class Notifier:
     def _on_persisted(self, upto: int) -> None:
         while self._pending and self._pending[0][0] <= upto:
             _, _, room_id, users = heapq.heappop(self._pending)
-            if room_id is None:
-                self._wake(users)
+            if room_id is None or room_id == PRESENCE_WAKE:
+                self._wake(users, presence=room_id == PRESENCE_WAKE)
             else:
                 self._wake_room(room_id, users)
 
@@ -196,7 +210,7 @@ class Notifier:
             self._room_members[room_id] = members
         self._wake(members.union(extra))
 
-    def _wake(self, users: Iterable[str]) -> None:
+    def _wake(self, users: Iterable[str], *, presence: bool = False) -> None:
         for user_id in users:
             stream = self._streams.get(user_id)
             if stream is None:
@@ -205,6 +219,11 @@ class Notifier:
                 stream = self._streams[user_id] = UserStream()
             stream.counter += 1
             waiters, stream.waiters = stream.waiters, []
+            if presence and stream.deaf_to_presence:
+                stream.waiters = [d for d in waiters if d in stream.deaf_to_presence]
+                waiters = [d for d in waiters if d not in stream.deaf_to_presence]
+            else:
+                stream.deaf_to_presence.clear()
             for d in waiters:
                 if not d.called:
                     d.callback(True)

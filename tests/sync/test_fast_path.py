@@ -137,3 +137,28 @@ async def test_a_woken_long_poll_is_answered_from_memory(server: TestServer) -> 
             ] == ["news"]
     assert body["rooms"]["join"][room_id]["unread_notifications"]["notification_count"] == 2
     assert handler.fast_answers > answered
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_does_not_wake_a_poll_whose_filter_drops_it(server: TestServer) -> None:
+    """In a big room presence churns; a client that filters presence out is
+    not woken for each change (to build a response that holds nothing)."""
+    from twisted.internet import defer
+
+    alice, bob, room_id = await two_users_in_a_room(server)
+    no_presence = {"presence": {"not_types": ["*"]}}
+    token = (await sync(bob, filter=no_presence))["next_batch"]
+    waiting = defer.ensureDeferred(sync(bob, since=token, timeout=30000, filter=no_presence))
+    await sleep(0.2)
+    handler = server.hs.sync_handler
+    built = handler.fast_answers
+    resp = await alice.put(f"{V3}/presence/@alice:test.local/status",
+                           {"presence": "unavailable", "status_msg": "away"})
+    assert resp.code == 200
+    await sleep(0.3)
+    assert not waiting.called
+    assert handler.fast_answers == built  # not woken, so nothing was built
+    await send_text(alice, room_id, "now", "n")
+    body = await waiting
+    assert [e["content"]["body"] for e in body["rooms"]["join"][room_id]["timeline"]["events"]
+            ] == ["now"]
