@@ -44,7 +44,16 @@ SWITCHING_PROTOCOLS = 101
 _SECRET_PARAMS = frozenset({b"access_token"})
 
 
+class EncodedDict(dict):  # type: ignore[type-arg]
+    """A JSON object that also carries its encoding, made from parts many
+    responses share (the sync fast path): ``encode_json`` returns ``encoded``."""
+
+    encoded: bytes = b""
+
+
 def encode_json(body: Any) -> bytes:
+    if type(body) is EncodedDict and body.encoded:
+        return body.encoded
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     try:
         return text.encode("utf-8")

@@ -43,6 +43,7 @@ from twisted.internet import defer
 
 from homeserver.events.model import Event
 from homeserver.http.request import Requester
+from homeserver.http.resource import EncodedDict, encode_json
 from homeserver.rooms.access import ReadAccess
 from homeserver.rooms.client_format import client_event
 from homeserver.storage.rooms import Membership, RoomInfo
@@ -75,6 +76,16 @@ ROOM_CONCURRENCY = 8
 MAX_TIMEOUT_MS = 10 * 60 * 1000
 # ranges and timelines the fast path remembers (sync ranges in use at once)
 FAST_MEMO_SIZE = 256
+# the fixed parts of a fast-path response's JSON (SyncHandler._body's shape)
+_FAST_BODY_START = b'{"next_batch":'
+_FAST_ROOM_MIDDLE = (b'"state":{"events":[]},"account_data":{"events":[]},'
+                     b'"ephemeral":{"events":[]},"unread_notifications":'
+                     b'{"notification_count":')
+_FAST_BODY_END = (b',"invite":{},"leave":{},"knock":{}},"presence":{"events":[]},'
+                  b'"account_data":{"events":[]},"to_device":{"events":[]},'
+                  b'"device_lists":{"changed":[],"left":[]},'
+                  b'"device_one_time_keys_count":{"signed_curve25519":0},'
+                  b'"device_unused_fallback_key_types":[]}')
 
 
 @dataclass(frozen=True)
@@ -134,9 +145,12 @@ class SyncHandler:
         # (since, until) -> (barrier scopes, plain events by room) and
         # (room, since, until) -> (filter, timeline section): shared work
         self._fast_memo: dict[tuple[int, int], tuple[
-            list[tuple[str | None, str | None]], dict[str, list[tuple[int, Event]]]]] = {}
+            list[tuple[str | None, str | None]], dict[str, list[tuple[int, Event]]],
+            dict[str, frozenset[str]]]] = {}
+        # event ID -> what _mentions reads of it
+        self._mention_memo: dict[str, tuple[bool, frozenset[str], str, frozenset[str]]] = {}
         self._timeline_memo: dict[tuple[str, int, int], tuple[
-            Any, tuple[list[dict[str, Any]], str] | None]] = {}
+            Any, tuple[list[dict[str, Any]], str, bytes] | None]] = {}
         # (user ID, filter ID) -> parsed stored filter (sync/filter.py)
         self.stored_filters: dict[tuple[str, int], SyncFilter] = {}
 
@@ -345,14 +359,17 @@ class SyncHandler:
                 return None
             # a range at or below "persisted up to" never changes: every
             # receiver woken by the same write shares this work
-            memo = (found[1], rooms_of(found[0]))
+            by_room = rooms_of(found[0])
+            memo = (found[1], by_room,
+                    {r: frozenset(e.sender for _, e in evs) for r, evs in by_room.items()})
             if len(self._fast_memo) >= FAST_MEMO_SIZE:
                 self._fast_memo.clear()
             self._fast_memo[key] = memo
-        scopes, by_room = memo
+        scopes, by_room, senders = memo
         if not self._out_of_reach(user_id, f, scopes):
             return None
         join: dict[str, Any] = {}
+        encoded: list[bytes] = []
         unread: list[tuple[str, int, int]] = []
         for room_id, events in by_room.items():
             members = self.hs.notifier.cached_members(room_id)
@@ -360,7 +377,7 @@ class SyncHandler:
                 return None
             if user_id not in members or not f.room_allowed(room_id):
                 continue
-            if any(e.sender == user_id for _, e in events):
+            if user_id in senders[room_id]:
                 return None  # the sender's own events carry its transaction IDs
             counts = recent.unread(user_id, room_id)
             if counts is None:
@@ -376,7 +393,7 @@ class SyncHandler:
             for event in counted:
                 if event.type in NOTIFYING_TYPES:
                     notifications += 1
-                    if _mentions(event, user_id, localpart):
+                    if self._mentions_cached(event, user_id, localpart):
                         highlights += 1
             notifications = min(notifications, MAX_COUNTED_UNREAD)
             unread.append((room_id, notifications, highlights))
@@ -394,15 +411,24 @@ class SyncHandler:
                 "unread_notifications": {"notification_count": notifications,
                                          "highlight_count": highlights},
             }
+            encoded.append(b"%s:{\"timeline\":{\"events\":%s},%s%d,\"highlight_count\":%d}}" % (
+                encode_json(room_id), timeline[2], _FAST_ROOM_MIDDLE, notifications,
+                highlights))
         for room_id, notifications, highlights in unread:
             recent.set_unread(user_id, room_id, until.global_pos, notifications, highlights)
-        return self._body(until, join, {}, {}, {}, [], [], [], set(), set())
+        body = EncodedDict(self._body(until, join, {}, {}, {}, [], [], [], set(), set()))
+        # the same JSON encode_json would make of it, from the shared parts
+        body.encoded = b"%s%s%s%s" % (_FAST_BODY_START, encode_json(str(until)),
+                                       b',"rooms":{"join":{' + b",".join(encoded) + b"}",
+                                       _FAST_BODY_END)
+        return body
 
     def _fast_timeline(self, room_id: str, key: tuple[int, int],
                        events: list[tuple[int, Event]], f: "SyncFilter",
-                       ) -> tuple[list[dict[str, Any]], str] | None:
+                       ) -> tuple[list[dict[str, Any]], str, bytes] | None:
         """The room's timeline section for the fast path, shared by every
-        receiver with the same range and filter (None: over the limit). The
+        receiver with the same range and filter (None: over the limit): the
+        events, prev_batch, and the JSON of both as the section's inside. The
         events are serialised once, so ``unsigned.age`` is as of the first."""
         memo_key = (room_id, *key)
         cached = self._timeline_memo.get(memo_key)
@@ -411,17 +437,41 @@ class SyncHandler:
         timeline: list[tuple[int, Event]] = []
         if f.timeline_room_allowed(room_id):
             timeline = [(pos, e) for pos, e in events if f.timeline.matches(e)]
-        result: tuple[list[dict[str, Any]], str] | None = None
+        result: tuple[list[dict[str, Any]], str, bytes] | None = None
         if len(timeline) <= f.timeline_limit:
             now = self.hs.now_ms()
             out = [client_event(e, room_id, now) for _, e in timeline]
             if f.event_fields is not None:
                 out = [apply_event_fields(e, f.event_fields) for e in out]
-            result = (out, pagination_token(timeline[0][0] - 1) if timeline else "")
+            prev_batch = pagination_token(timeline[0][0] - 1) if timeline else ""
+            result = (out, prev_batch, encode_json(out) + b',"limited":false,"prev_batch":'
+                      + encode_json(prev_batch))
         if len(self._timeline_memo) >= FAST_MEMO_SIZE:
             self._timeline_memo.clear()
         self._timeline_memo[memo_key] = (f, result)
         return result
+
+    def _mentions_cached(self, event: Event, user_id: str, localpart: str) -> bool:
+        """``_mentions``, with what it reads of the event worked out once for
+        all the receivers of the event."""
+        info = self._mention_memo.get(event.event_id)
+        if info is None:
+            mentions = event.content.get("m.mentions")
+            body = event.content.get("body")
+            if isinstance(mentions, dict):
+                ids = mentions.get("user_ids")
+                info = (True, frozenset(i for i in ids if isinstance(i, str))
+                        if isinstance(ids, list) else frozenset(), "", frozenset())
+            else:
+                text = body if isinstance(body, str) else ""
+                info = (False, frozenset(), text, frozenset(text.split()))
+            if len(self._mention_memo) >= FAST_MEMO_SIZE * 16:
+                self._mention_memo.clear()
+            self._mention_memo[event.event_id] = info
+        explicit, ids, text, words = info
+        if explicit:
+            return user_id in ids
+        return user_id in text or localpart in words
 
     def _out_of_reach(self, user_id: str, f: "SyncFilter",
                       scopes: list[tuple[str | None, str | None]]) -> bool:
