@@ -103,6 +103,7 @@ SYNC_FILTER: dict[str, Any] = {
 }
 LIMITS = {"receivers": 1000, "messages": 500, "rooms": 2000, "syncs": 1000}
 SETUP_CONCURRENCY = 8  # registrations hash a password each: CPU-bound on the server
+HANDSHAKE_TIMEOUT_S = 60.0  # a WebSocket's opening handshake
 
 
 def _ms(seconds: float) -> float:
@@ -315,6 +316,9 @@ class WebSocketReceivers:
             url = (f"{self.base_ws}?access_token={quote(session.access_token, safe='')}"
                    f"&since={quote(since[i], safe='')}&filter={filter_q}")
             factory = WebSocketClientFactory(url, protocols=[SUBPROTOCOL])
+            # autobahn's client gives up on an opening handshake after 5 s: with
+            # 1,000 sockets opening at once that measures the queue, not a fault
+            factory.setProtocolOptions(openHandshakeTimeout=HANDSHAKE_TIMEOUT_S)
             factory.protocol = type("Receiver", (Receiver,), {"index": i})  # type: ignore[assignment]
             connectWS(factory, timeout=30)
 
