@@ -77,6 +77,7 @@ from bench.server import (
     LocalServer,
     Target,
     cpu_seconds,
+    finish_run,
     interrupt_on_signals,
     source_revision,
 )
@@ -369,14 +370,7 @@ def scenario_main(name: str, sizes: dict[str, dict[str, Any]], scenario: Scenari
         if server.proc is not None:
             print(server.log_tail(), file=sys.stderr)
     finally:
-        results["server_exit_status"] = server.stop()
-        if ns.keep:
-            print(f"kept {server.data_dir}", file=sys.stderr)
-        if ns.json:
-            os.makedirs(os.path.dirname(os.path.abspath(ns.json)), exist_ok=True)
-            with open(ns.json, "w", encoding="utf-8") as f:
-                json.dump(results, f, indent=2)
-                f.write("\n")
+        finish_run(server, results, ns.json, ns.keep)
     for key, figure in results.get("figures", {}).items():
         print(f"  {key}: {figure['value']} {figure['unit']}", flush=True)
     if results.get("error"):

@@ -22,6 +22,7 @@ tools speak only the client-server API to it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -310,6 +311,21 @@ class LocalServer(ProcessServer):
             return "(no log)"
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return "".join(f.readlines()[-lines:])
+
+
+def finish_run(server: ProcessServer, results: dict[str, Any], json_path: str | None,
+               keep: bool) -> None:
+    """The end of a benchmark run, whatever happened: the server stopped (its
+    database dropped, its directory removed unless ``keep``), the results
+    written as JSON to ``json_path`` when given."""
+    results["server_exit_status"] = server.stop()
+    if keep:
+        print(f"kept {server.data_dir}", file=sys.stderr)
+    if json_path:
+        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
 
 
 def interrupt_on_signals() -> None:

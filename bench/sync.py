@@ -81,6 +81,7 @@ from bench.server import (
     ProcessServer,
     Target,
     cpu_seconds,
+    finish_run,
     interrupt_on_signals,
     peak_rss_kib,
     rss_kib,
@@ -662,14 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         if server.proc is not None:
             print(server_log_tail(server), file=sys.stderr)
     finally:
-        results["server_exit_status"] = server.stop()
-        if ns.keep:
-            print(f"kept {server.data_dir}", file=sys.stderr)
-        if ns.json:
-            os.makedirs(os.path.dirname(os.path.abspath(ns.json)), exist_ok=True)
-            with open(ns.json, "w", encoding="utf-8") as f:
-                json.dump(results, f, indent=2)
-                f.write("\n")
+        finish_run(server, results, ns.json, ns.keep)
     return status
 
 
