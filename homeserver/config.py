@@ -160,7 +160,46 @@ SCHEMA: dict[str, Key] = {
     "state_cache_size": Key("size", "500K"),
     "default_room_version": Key("str", DEFAULT_ROOM_VERSION, nullable=False,
                                 choices=tuple(KNOWN_ROOM_VERSIONS)),
-    "presence": Key("map", children={"enabled": Key("bool", True, nullable=False)}),
+    "presence": Key("map", children={
+        "enabled": Key("bool", True, nullable=False),
+        # send and accept m.presence EDUs over federation
+        "federation": Key("bool", True, nullable=False),
+    }),
+    # -- federation --
+    # the federation listener's TLS certificate (PEM chain) and key; a
+    # listener with tls: true serves them
+    "tls_certificate_path": Key("str"),
+    "tls_private_key_path": Key("str"),
+    "federation_verify_certificates": Key("bool", True, nullable=False),
+    # extra CA certificates (PEM files) trusted for outbound federation
+    "federation_custom_ca_list": Key("list", item=Key("str", nullable=False), default=[]),
+    # None: federate with anyone; else only with these servers
+    "federation_domain_whitelist": Key("list", item=Key("str", nullable=False)),
+    # outbound requests (federation, key fetches) never reach these ranges ...
+    "ip_range_blacklist": Key("list", item=Key("str", nullable=False), default=[
+        "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+        "192.0.0.0/24", "169.254.0.0/16", "192.88.99.0/24", "198.18.0.0/15",
+        "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "0.0.0.0/8",
+        "::1/128", "fe80::/10", "fc00::/7", "2001:db8::/32", "ff00::/8", "fec0::/10",
+        "::/128", "::ffff:0:0/96"]),
+    # ... unless listed here
+    "ip_range_whitelist": Key("list", item=Key("str", nullable=False), default=[]),
+    # signing keys this server used before (key ID -> {key, expired_ts})
+    "old_signing_keys": Key("map", default={}, children=None),
+    # how long our key response says it is valid for
+    "key_refresh_interval": Key("duration", 86_400_000),
+    "allow_public_rooms_over_federation": Key("bool", False),
+    "allow_profile_lookup_over_federation": Key("bool", True),
+    "federation": Key("map", children={
+        "client_timeout": Key("duration", 60_000),
+        "max_short_retry_delay": Key("duration", 2_000),
+        "max_long_retry_delay": Key("duration", 60_000),
+        "max_short_retries": Key("int", 3, minimum=0),
+        "max_long_retries": Key("int", 10, minimum=0),
+        "destination_min_retry_interval": Key("duration", 600_000),
+        "destination_retry_multiplier": Key("float", 2),
+        "destination_max_retry_interval": Key("duration", 7 * 86_400_000),
+    }),
 }
 
 

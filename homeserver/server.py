@@ -16,6 +16,13 @@ from homeserver.config import Config
 from homeserver.edu.presence import PresenceHandler
 from homeserver.edu.receipts import ReceiptHandler
 from homeserver.edu.typing import TypingManager
+from homeserver.federation.client import FederationClient
+from homeserver.federation.edus import EduHandler
+from homeserver.federation.event_handler import FederationEventHandler
+from homeserver.federation.keys import KeyRing
+from homeserver.federation.membership import FederationMembership
+from homeserver.federation.request_auth import FederationAuth
+from homeserver.federation.sender import FederationSender
 from homeserver.http.auth import Auth
 from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import SizeLimitedRequest
@@ -81,6 +88,14 @@ class HomeServer:
         self.presence = PresenceHandler(self)
         self.receipts = ReceiptHandler(self)
         self.sync_handler = SyncHandler(self)
+        # federation (federation/__init__.py has the map)
+        self.keyring = KeyRing(self)
+        self.federation_client = FederationClient(self)
+        self.federation_auth = FederationAuth(self)
+        self.federation_sender = FederationSender(self)
+        self.federation_event_handler = FederationEventHandler(self)
+        self.federation_membership = FederationMembership(self)
+        self.edu_handler = EduHandler(self)
         self.router = Router()
         self._background: set[defer.Deferred[Any]] = set()
         self.ports: list[Any] = []
@@ -132,13 +147,15 @@ class HomeServer:
         self.db.stream_tracker.reset(position)
         self.recent = RecentActivity(position)
         self.recent.to_device_pending = await self.stores.to_device.get_devices_with_messages()
+        await self.federation_sender.start()
 
     def _on_commit(self, positions: list[int], events: list[tuple[Any, int]],
                    scopes: dict[int, list[tuple[str | None, str | None]]]) -> None:
         self.recent.on_commit(positions, events, scopes)
 
-    def build_site(self, x_forwarded: bool = False) -> Site:
-        resource = MatrixResource(self, self.router)
+    def build_site(self, x_forwarded: bool = False,
+                   resources: frozenset[str] = frozenset({"client"})) -> Site:
+        resource = MatrixResource(self, self.router, resources)
         site = Site(resource)
         site.displayTracebacks = False
         max_size = max(self.config.max_upload_size, self.config.max_client_json_size)
@@ -158,10 +175,19 @@ class HomeServer:
         for listener in self.config.listeners:
             if listener.type != "http":
                 continue
-            site = self.build_site(listener.x_forwarded)
+            site = self.build_site(listener.x_forwarded, frozenset(listener.resources))
+            tls_options = None
+            if listener.tls:
+                from homeserver.federation.tls import server_tls_options
+                tls_options = server_tls_options(self.config)
             for address in listener.bind_addresses:
-                port = self.reactor.listenTCP(listener.port, site, interface=address)
-                logger.info("listening on http://%s:%d", address, port.getHost().port)
+                if tls_options is not None:
+                    port = self.reactor.listenSSL(listener.port, site, tls_options,
+                                                  interface=address)
+                else:
+                    port = self.reactor.listenTCP(listener.port, site, interface=address)
+                logger.info("listening on %s://%s:%d", "https" if listener.tls else "http",
+                            address, port.getHost().port)
                 self.ports.append(port)
         return self.ports
 
@@ -175,4 +201,6 @@ class HomeServer:
             await defer.DeferredList(list(self._background), consumeErrors=True)
         self.websocket.close_all()
         self.presence.stop()
+        await self.federation_sender.stop()
+        self.federation_client.close()
         await threads.deferToThread(self.db.close)

@@ -12,7 +12,9 @@ if TYPE_CHECKING:
 
 def register_all_routes(hs: "HomeServer", router: Router) -> None:
     from homeserver.api.client import register_client_routes
+    from homeserver.api.federation import register_federation_routes
     from synapse_compat.admin import register_admin_routes
 
     register_client_routes(hs, router)
     register_admin_routes(hs, router)
+    register_federation_routes(hs, router)

@@ -62,6 +62,8 @@ class HttpRequest:
         self.method = request.method.decode("ascii", "replace")
         self.client_ip = client_ip
         self.requester: Requester | None = None
+        # the authenticated origin server of a federation request
+        self.origin: str = ""
         self._max_json = max_json
         self._json: Any = None
         self.user_agent = (request.getHeader(b"User-Agent") or b"").decode("utf-8", "replace")

@@ -22,7 +22,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from homeserver.http.errors import Codes, InteractiveAuthIncomplete, MatrixError
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import AUTH_NONE, AUTH_REQUIRED, Router
+from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -39,6 +39,8 @@ CORS_HEADERS = {
 # A handler that took its connection over (the WebSocket upgrade) returns this
 # status: the connection speaks another protocol now, nothing is written.
 SWITCHING_PROTOCOLS = 101
+
+_FEDERATION_PREFIXES = (b"/_matrix/federation/", b"/_matrix/key/")
 
 # Query parameters whose values are secrets, never to be logged.
 _SECRET_PARAMS = frozenset({b"access_token"})
@@ -68,10 +70,14 @@ class MatrixResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, hs: "HomeServer", router: Router) -> None:
+    def __init__(self, hs: "HomeServer", router: Router,
+                 resources: frozenset[str] = frozenset({"client", "federation"})) -> None:
         super().__init__()
         self.hs = hs
         self.router = router
+        # a listener serves the server-server API (/_matrix/federation,
+        # /_matrix/key) only if its resources name "federation"
+        self.serves_federation = "federation" in resources or "keys" in resources
 
     def render(self, request: Request) -> Any:  # noqa: N802 - Twisted's name
         start = time.monotonic()
@@ -101,11 +107,16 @@ class MatrixResource(Resource):
                     raise MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request")
                 self._write(request, 204, None)
                 return
+            if not self.serves_federation and raw_path.startswith(_FEDERATION_PREFIXES):
+                raise MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request")
             route, params = self.router.match(method, raw_path)
             request.route_name = route.name  # type: ignore[attr-defined]
             max_json = route.max_body or self.hs.config.max_client_json_size
             req = HttpRequest(request, params, max_json, self.client_ip(request))
-            if route.auth != AUTH_NONE:
+            if route.auth == AUTH_FEDERATION:
+                req.origin = await self.hs.federation_auth.authenticate(req)
+                request.requester_id = req.origin  # type: ignore[attr-defined]
+            elif route.auth != AUTH_NONE:
                 req.requester = await self.hs.auth.get_requester(
                     req, required=route.auth == AUTH_REQUIRED, allow_guest=route.allow_guest)
                 if req.requester is not None:

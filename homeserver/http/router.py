@@ -24,6 +24,9 @@ Handler = Callable[["HttpRequest"], Awaitable[tuple[int, Any]]]
 AUTH_REQUIRED = "required"
 AUTH_OPTIONAL = "optional"
 AUTH_NONE = "none"
+# a server-server request: the X-Matrix Authorization header names and signs
+# its origin (``federation/request_auth.py``); the handler reads ``req.origin``
+AUTH_FEDERATION = "federation"
 
 
 @dataclass(frozen=True)
