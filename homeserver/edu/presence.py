@@ -36,6 +36,13 @@ online or unavailable get the 30 seconds to sync again.
 
 With ``presence.enabled: false`` (Synapse's key) nothing is tracked: setting
 is accepted and ignored, everyone reads as offline, /sync gets no presence.
+
+Over federation (``presence.federation``, on by default): every change of a
+local user that is written is also pushed, as an ``m.presence`` EDU, to the
+servers of the users who share a room with them (``EduHandler.send_presence``);
+updates from other servers (``on_remote_presence``) go into the same table,
+for users who share a room with a local user, and wake those local users.
+Remote users are not timed out here: their server sends them offline.
 """
 
 from __future__ import annotations
@@ -378,3 +385,49 @@ class PresenceHandler:
         users = await self.hs.stores.rooms.get_room_mates(user_id)
         users.add(user_id)
         self.hs.notifier.notify_users(users, stream_id, presence=True)
+        self.hs.edu_handler.send_presence(
+            user_id, users, format_presence(visible[0], visible[1], last_active, visible[2],
+                                            self.hs.now_ms()))
+
+    # -- users of other servers -------------------------------------------------
+
+    async def on_remote_presence(self, user_id: str, presence: str, status_msg: str | None,
+                                 last_active_ago: int, currently_active: bool) -> None:
+        """An m.presence update from ``user_id``'s server (checked by
+        ``federation/edus.py``): stored like a local user's, so the local users
+        who share a room with them see it in /sync. Users who share no room
+        with a local user are not stored: nobody here may see them."""
+        if not self.enabled or not self.hs.config.presence["federation"] \
+                or self.hs.is_mine(user_id):
+            return
+        mates = await self.hs.stores.rooms.get_room_mates(user_id)
+        local = {u for u in mates if self.hs.is_mine(u)}
+        if not local:
+            logger.debug("ignoring presence of %s: shares no room with us", user_id)
+            return
+        last_active = max(0, self.hs.now_ms() - last_active_ago)
+        if presence != ONLINE:
+            currently_active = False
+        lock = self._write_locks.get(user_id)
+        if lock is None:
+            lock = self._write_locks[user_id] = DeferredLock()
+        async with lock:
+            row = await self.store.get_presence(user_id)
+            if row is not None and (row.presence, row.status_msg, row.currently_active) \
+                    == (presence, status_msg, currently_active):
+                # nothing a client must hear about: only the time moves
+                if last_active > row.last_active_ts:
+                    await self.store.set_last_active(user_id, last_active)
+                stream_id = None
+            else:
+                self._writes_running += 1
+                try:
+                    stream_id = await self.store.set_presence(
+                        user_id, presence, status_msg, last_active, currently_active)
+                finally:
+                    self._writes_running -= 1
+                self._last_write_pos = max(self._last_write_pos or 0, stream_id)
+        if not lock.locked and not lock.waiting:
+            self._write_locks.pop(user_id, None)
+        if stream_id is not None:
+            self.hs.notifier.notify_users(local, stream_id, presence=True)

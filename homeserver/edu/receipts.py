@@ -17,9 +17,10 @@ accepted and ignored, as Synapse does: a stale tab must not rewind it.
 The rules for a write: the user must be joined to the room (403 M_FORBIDDEN
 otherwise, whether or not the room exists) and the event must be in the room
 (404 M_NOT_FOUND). Each accepted write wakes /sync (the room's members for a
-receipt, the user for the read marker). Sending ``m.read`` receipts to other
-servers is the federation sender's job (a later issue): it can read them off
-the ``receipts`` table by stream position.
+receipt, the user for the read marker). An accepted ``m.read`` receipt of a
+local user is sent to the other servers in the room as an ``m.receipt`` EDU
+(``EduHandler.send_receipt``); receipts from other servers arrive through
+``federation/edus.py`` and are stored in the same table.
 """
 
 from __future__ import annotations
@@ -112,13 +113,19 @@ class ReceiptHandler:
 
     async def _write_receipt(self, user_id: str, room_id: str, receipt_type: str,
                              event_id: str, thread_id: str | None) -> None:
+        ts = self.hs.now_ms()
         stream_pos = await self.hs.stores.receipts.upsert_receipt(
-            room_id, user_id, receipt_type, thread_id, event_id, {"ts": self.hs.now_ms()})
+            room_id, user_id, receipt_type, thread_id, event_id, {"ts": ts})
         if stream_pos is None:
             logger.debug("Ignoring %s receipt of %s in %s: not after the current one",
                          receipt_type, user_id, room_id)
             return
         self.hs.notifier.notify_room(room_id, stream_pos)
+        if self.hs.is_mine(user_id):
+            data: dict[str, Any] = {"ts": ts}
+            if thread_id is not None:
+                data["thread_id"] = thread_id
+            self.hs.edu_handler.send_receipt(room_id, receipt_type, user_id, event_id, data)
 
     async def _write_fully_read(self, user_id: str, room_id: str, event_id: str) -> None:
         account_data = self.hs.stores.account_data

@@ -5,6 +5,11 @@ each typing user to the timer that stops them (the client's timeout, capped
 at two minutes). A user stops typing when they say so, when the timer fires,
 or when they send a message (``stopped_by_message``).
 
+Users of other servers type here too (``set_remote_typing``, from their
+server's m.typing EDUs, with a fixed timeout since the EDU carries none).
+Every start, renewal and stop of a local user is sent to the other servers
+in the room (``EduHandler.send_typing``); a remote user's never is.
+
 Typing has its own stream, separate from the global one: a counter that
 starts at 0 at every run of the server (the sync token carries the run's
 epoch, ``hs.epoch``, so a token of an earlier run reads as 0) and goes up by
@@ -65,6 +70,20 @@ class TypingManager:
                       if room is not None else None)
         if membership is None or membership.membership != "join":
             raise forbidden(f"User {user_id} not in room {room_id}")
+        self._set(user_id, room_id, typing, timeout_ms)
+        if typing and self.hs.is_mine(user_id):
+            # Every renewal goes out too: the other servers time remote
+            # typists out on their own (30 s) and the client renews sooner.
+            self.hs.edu_handler.send_typing(room_id, user_id, True)
+
+    def set_remote_typing(self, user_id: str, room_id: str, typing: bool,
+                          timeout_ms: int) -> None:
+        """A user of another server started (for ``timeout_ms``: the m.typing
+        EDU has none, the caller picks it) or stopped typing. The caller
+        (``federation/edus.py``) has checked their server and membership."""
+        self._set(user_id, room_id, typing, timeout_ms)
+
+    def _set(self, user_id: str, room_id: str, typing: bool, timeout_ms: int) -> None:
         if not typing:
             self._stop(user_id, room_id)
             return
@@ -72,7 +91,7 @@ class TypingManager:
         users = self._typing.setdefault(room_id, {})
         timer = users.get(user_id)
         if timer is not None and timer.active():
-            # already typing: only the deadline moves, nobody needs telling
+            # already typing: only the deadline moves, nobody here needs telling
             timer.reset(delay)
             return
         users[user_id] = self.hs.clock.callLater(delay, self._expire, user_id, room_id)
@@ -88,6 +107,7 @@ class TypingManager:
             del users[user_id]
             self._room_emptied(room_id)
             self._changed_room(room_id)
+            self._tell_servers_stopped(user_id, room_id)
 
     def _stop(self, user_id: str, room_id: str) -> None:
         users = self._typing.get(room_id)
@@ -100,6 +120,11 @@ class TypingManager:
             timer.cancel()
         self._room_emptied(room_id)
         self._changed_room(room_id)
+        self._tell_servers_stopped(user_id, room_id)
+
+    def _tell_servers_stopped(self, user_id: str, room_id: str) -> None:
+        if self.hs.is_mine(user_id):
+            self.hs.edu_handler.send_typing(room_id, user_id, False)
 
     def _room_emptied(self, room_id: str) -> None:
         if not self._typing.get(room_id, True):

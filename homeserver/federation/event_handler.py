@@ -1,13 +1,466 @@
-"""The inbound PDU pipeline. (being written)"""
+"""The inbound PDU pipeline: from another server's JSON to a persisted event.
+
+Every PDU that reaches us (a /send transaction, a join response, a fetched
+missing event) is first *checked* (``check_pdu``): well-formed for its room
+version (events/validation.py), signed by every server that must sign it
+(keys from ``federation/keys.py``), and its content hash right; a PDU whose
+hash does not match is kept in its redacted form, as the spec says.
+
+A checked timeline event is then *handled* under the room's write lock (the
+same per-room lock as local sends, ``rooms/creator.py``), in this order:
+
+1. its prev_events: those we lack are asked for with /get_missing_events
+   (up to ``MAX_MISSING``) and handled first, oldest first; if some are still
+   missing, the state before each of them comes from /state and the event
+   sits on that ("a gap": we hold the state but not the history);
+2. its auth_events: those we lack come from /event_auth and are stored as
+   outliers after their own checks; the event is checked against them
+   (``check_auth_events_list`` + the auth rules): failing is a rejection;
+3. the state before it: the state after its prev_events, resolved
+   (``rooms/state_res.py``) when there are several; the event must pass the
+   auth rules against that state too, else it is rejected;
+4. soft failure: an accepted event that fails the auth rules against the
+   room's *current* state is stored but kept out of timelines and forward
+   extremities (a banned user's server cannot keep talking through old
+   prev_events);
+5. the new current state: the state after it if it becomes the only forward
+   extremity, else the resolution of the states after every extremity;
+6. one transaction (``storage/federation_events.py``), then the notifier.
+
+Rejected events are stored too (with ``rejected_reason``): other events may
+name them, and nobody asks for them twice.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from homeserver.events.hashes import check_content_hash
+from homeserver.events.model import Event
+from homeserver.events.redaction import redact
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events.signing import SignatureError
+from homeserver.events.validation import ValidationError, validate_pdu
+from homeserver.federation.client import FederationError, RequestFailed
+from homeserver.rooms.auth import AuthError, check_auth_events_list, check_auth_rules
+from homeserver.rooms.power_levels import CREATE
+from homeserver.rooms.state_res import resolve_state
+from homeserver.storage.federation_events import FederatedPersisted
+from homeserver.storage.rooms import RoomInfo
+from homeserver.storage.state import StateKey
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+# prev_events fetched with /get_missing_events before falling back to /state
+MAX_MISSING = 20
+FEDERATION_V1 = "/_matrix/federation/v1"
+
+StateIds = dict[StateKey, str]
+
+
+class PduError(Exception):
+    """A PDU we refuse: the message goes into the /send response."""
+
+
+def server_acl_allows(acl: Event | None, server_name: str) -> bool:
+    """Whether ``m.room.server_acl`` lets ``server_name`` take part
+    (client-server API, "Server Access Control Lists")."""
+    if acl is None:
+        return True
+    import fnmatch
+    import ipaddress
+
+    content = acl.content
+    host = server_name.rsplit(":", 1)[0] if not server_name.endswith("]") else server_name
+    if host.startswith("[") or _is_ip(host, ipaddress):
+        if not content.get("allow_ip_literals", True):
+            return False
+
+    def matches(patterns: Any) -> bool:
+        if not isinstance(patterns, list):
+            return False
+        return any(isinstance(p, str) and fnmatch.fnmatchcase(host.lower(), p.lower())
+                   for p in patterns)
+
+    if matches(content.get("deny")):
+        return False
+    return matches(content.get("allow"))
+
+
+def _is_ip(host: str, ipaddress: Any) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def pdu_for_federation(event: Event) -> dict[str, Any]:
+    """The PDU as we send it to other servers (``unsigned`` is ours alone)."""
+    out = dict(event.json)
+    out.pop("unsigned", None)
+    return out
 
 
 class FederationEventHandler:
     def __init__(self, hs: "HomeServer") -> None:
         self.hs = hs
+        self.stores = hs.stores
+
+    # -- checking ----------------------------------------------------------
+
+    async def check_pdu(self, pdu: Any, room_version: RoomVersion) -> Event:
+        """``pdu`` as an Event, if well-formed and signed; redacted if its
+        content hash does not match. Raises PduError."""
+        try:
+            validate_pdu(pdu, room_version)
+        except ValidationError as e:
+            raise PduError(f"Invalid PDU: {e}") from e
+        pdu = dict(pdu)
+        pdu.pop("unsigned", None)
+        try:
+            await self.hs.keyring.verify_event_signatures(pdu, room_version)
+        except SignatureError as e:
+            raise PduError(f"Bad signature: {e}") from e
+        if not check_content_hash(pdu):
+            logger.info("content hash mismatch on a PDU from %s: redacting it",
+                        pdu.get("sender"))
+            pdu = redact(pdu, room_version)
+        return Event.from_pdu(pdu, room_version)
+
+    async def check_pdus(self, pdus: Iterable[Any], room_version: RoomVersion,
+                         room_id: str | None = None) -> list[Event]:
+        """The PDUs of ``pdus`` that pass ``check_pdu`` (the rest are dropped)."""
+        out = []
+        for pdu in pdus:
+            try:
+                event = await self.check_pdu(pdu, room_version)
+            except PduError as e:
+                logger.info("dropping a PDU: %s", e)
+                continue
+            if room_id is not None and event.room_id != room_id and \
+                    not (event.type == "m.room.create" and room_version.room_id_from_create_event):
+                continue
+            out.append(event)
+        return out
+
+    # -- receiving ---------------------------------------------------------
+
+    async def on_receive_pdu(self, origin: str, event: Event) -> None:
+        """A PDU pushed to us (a /send transaction). Raises PduError."""
+        room = await self.stores.rooms.get_room(event.room_id)
+        if room is None:
+            raise PduError("Unknown room")
+        if not await self.origin_allowed(room, origin):
+            raise PduError("Server is banned from this room by its server ACL")
+        async with self.hs.event_creator.room_lock(room.room_id):
+            await self._handle_new_event(origin, room, event)
+
+    async def origin_allowed(self, room: RoomInfo, origin: str) -> bool:
+        ids = await self.stores.rooms.get_current_state_ids(room.room_nid,
+                                                            [("m.room.server_acl", "")])
+        acl = await self.stores.events.get_event(ids[("m.room.server_acl", "")]) \
+            if ids else None
+        return server_acl_allows(acl, origin)
+
+    async def _handle_new_event(self, origin: str, room: RoomInfo, event: Event) -> None:
+        info = await self.stores.federation_events.get_event_info([event.event_id])
+        if event.event_id in info:
+            return
+        missing = await self._missing_prevs(event)
+        if missing:
+            await self._fetch_missing(origin, room, event, missing)
+            missing = await self._missing_prevs(event)
+        state_override: StateIds | None = None
+        if missing:
+            state_override = await self._state_across_gap(origin, room, event, missing)
+        await self.process_event(origin, room, event, state_before=state_override)
+
+    async def _missing_prevs(self, event: Event) -> list[str]:
+        prevs = list(event.prev_event_ids)
+        info = await self.stores.federation_events.get_event_info(prevs)
+        return [p for p in prevs if p not in info or info[p].snapshot_nid is None]
+
+    async def _fetch_missing(self, origin: str, room: RoomInfo, event: Event,
+                             missing: list[str]) -> None:
+        """/get_missing_events for the prev_events we lack, handled oldest first."""
+        extremities = [x.event_id for x in
+                       await self.stores.rooms.get_forward_extremities(room.room_nid)]
+        try:
+            body = await self.hs.federation_client.post_json(
+                origin, f"{FEDERATION_V1}/get_missing_events/{_quote(room.room_id)}",
+                {"earliest_events": extremities, "latest_events": [event.event_id],
+                 "limit": MAX_MISSING, "min_depth": 0})
+        except (RequestFailed, FederationError) as e:
+            logger.info("get_missing_events from %s failed: %s", origin, e)
+            return
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
+        pdus = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(pdus, list):
+            return
+        events = await self.check_pdus(pdus[:MAX_MISSING], rv, room.room_id)
+        events.sort(key=lambda e: e.depth)
+        for fetched in events:
+            if fetched.event_id == event.event_id:
+                continue
+            info = await self.stores.federation_events.get_event_info([fetched.event_id])
+            if fetched.event_id in info:
+                continue
+            prevs_missing = await self._missing_prevs(fetched)
+            override = None
+            if prevs_missing:
+                override = await self._state_across_gap(origin, room, fetched, prevs_missing)
+            await self.process_event(origin, room, fetched, state_before=override)
+
+    async def _state_across_gap(self, origin: str, room: RoomInfo, event: Event,
+                                missing: list[str]) -> StateIds:
+        """The state before ``event`` whose prev_events ``missing`` we cannot
+        get: the state after each of them from /state, with the prev_events
+        we hold, resolved."""
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
+        states: list[StateIds] = []
+        for prev_id in missing:
+            try:
+                body = await self.hs.federation_client.get_json(
+                    origin, f"{FEDERATION_V1}/state/{_quote(room.room_id)}",
+                    {"event_id": prev_id})
+                prev_body = await self.hs.federation_client.get_json(
+                    origin, f"{FEDERATION_V1}/event/{_quote(prev_id)}")
+            except (RequestFailed, FederationError) as e:
+                raise PduError(f"Cannot fetch the state before {prev_id}: {e}") from e
+            if not isinstance(body, dict):
+                raise PduError("Bad /state response")
+            state_events = await self.check_pdus(_list(body.get("pdus")), rv, room.room_id)
+            auth_chain = await self.check_pdus(_list(body.get("auth_chain")), rv, room.room_id)
+            await self.persist_checked_outliers(room, auth_chain + state_events)
+            state = {e.state_pair(): e.event_id for e in state_events if e.is_state()}
+            prev_pdus = await self.check_pdus(_list(prev_body.get("pdus"))
+                                              if isinstance(prev_body, dict) else [],
+                                              rv, room.room_id)
+            for prev in prev_pdus:
+                if prev.event_id == prev_id:
+                    await self.persist_checked_outliers(room, [prev])
+                    if prev.is_state():
+                        state[prev.state_pair()] = prev.event_id
+            states.append(state)
+        held = [p for p in event.prev_event_ids if p not in missing]
+        states += await self._states_after(held)
+        return await self.resolve(rv, states)
+
+    async def _states_after(self, event_ids: list[str]) -> list[StateIds]:
+        info = await self.stores.federation_events.get_event_info(event_ids)
+        snapshots = [info[e].snapshot_nid for e in event_ids
+                     if e in info and info[e].snapshot_nid is not None]
+        maps = await self.stores.federation_events.get_state_ids_at_snapshots(
+            [s for s in snapshots if s is not None])
+        return [maps[s] for s in snapshots if s is not None]
+
+    async def resolve(self, rv: RoomVersion, states: list[StateIds]) -> StateIds:
+        """State resolution over ``states``, with every event it needs read first."""
+        unique = {tuple(sorted(s.items())): s for s in states}
+        states = list(unique.values())
+        if not states:
+            return {}
+        if len(states) == 1:
+            return dict(states[0])
+        ids = {e for s in states for e in s.values()}
+        info = await self.stores.federation_events.get_event_info(ids)
+        chain = await self.stores.auth_chains.get_auth_chain_nids(
+            [i.event_nid for i in info.values()])
+        by_nid = await self.stores.events.get_events_by_nid(list(chain))
+        events = {e.event_id: e for e in by_nid.values()}
+        events.update(await self.stores.events.get_events(list(ids)))
+        return resolve_state(rv, states, events)
+
+    async def persist_checked_outliers(self, room: RoomInfo, events: list[Event]) -> None:
+        """Store checked events as outliers, auth events first; an event that
+        fails the auth rules against its own auth_events is stored rejected."""
+        if not events:
+            return
+        by_id = {e.event_id: e for e in events}
+        held = await self.stores.federation_events.get_event_info(by_id)
+        todo = [e for e in by_id.values() if e.event_id not in held]
+        if not todo:
+            return
+        ordered = _auth_order(todo)
+        known = await self.stores.events.get_events(
+            [a for e in ordered for a in e.auth_event_ids if a not in by_id])
+        known.update(by_id)
+        out: list[Event] = []
+        for event in ordered:
+            rejected = self._auth_against_own_auth_events(event, known)
+            if rejected is not None:
+                event = Event(event.event_id, event.room_version, event.json, rejected)
+                known[event.event_id] = event
+            out.append(event)
+        await self.stores.federation_events.persist_outliers(room.room_nid, out)
+
+    @staticmethod
+    def _auth_against_own_auth_events(event: Event, known: Mapping[str, Event]) -> str | None:
+        """None if ``event`` passes the auth rules against its auth_events
+        (all in ``known``), else why not."""
+        auth = [known[a] for a in event.auth_event_ids if a in known]
+        if len(auth) != len(set(event.auth_event_ids)):
+            return "missing auth events"
+        auth_map = {a.state_pair(): a for a in auth if a.is_state()}
+        if event.room_version.room_id_from_create_event and event.type != "m.room.create":
+            create = known.get("$" + event.room_id[1:])
+            if create is None:
+                return "missing create event"
+            auth_map[CREATE] = create
+        try:
+            check_auth_events_list(event, auth)
+            check_auth_rules(event, auth_map)
+        except AuthError as e:
+            return f"auth error: {e}"
+        return None
+
+    async def _ensure_auth_events(self, origin: str, room: RoomInfo, event: Event) -> None:
+        """Fetch (/event_auth) and store the auth events of ``event`` we lack."""
+        wanted = list(event.auth_event_ids)
+        if event.room_version.room_id_from_create_event and event.type != "m.room.create":
+            wanted.append("$" + event.room_id[1:])
+        info = await self.stores.federation_events.get_event_info(wanted)
+        if all(a in info for a in wanted):
+            return
+        try:
+            body = await self.hs.federation_client.get_json(
+                origin, f"{FEDERATION_V1}/event_auth/{_quote(room.room_id)}/"
+                f"{_quote(event.event_id)}")
+        except (RequestFailed, FederationError) as e:
+            logger.info("event_auth from %s failed: %s", origin, e)
+            return
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
+        chain = await self.check_pdus(_list(body.get("auth_chain"))
+                                      if isinstance(body, dict) else [], rv, room.room_id)
+        await self.persist_checked_outliers(room, chain)
+
+    async def process_event(self, origin: str, room: RoomInfo, event: Event, *,
+                            state_before: StateIds | None = None,
+                            outliers: list[Event] | None = None,
+                            check_soft_fail: bool = True) -> FederatedPersisted | None:
+        """Auth-check and persist ``event`` (its prev_events held, or
+        ``state_before`` given); the caller holds the room's lock."""
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
+        await self._ensure_auth_events(origin, room, event)
+        auth_ids = list(event.auth_event_ids)
+        if rv.room_id_from_create_event and event.type != "m.room.create":
+            auth_ids.append("$" + event.room_id[1:])
+        known = await self.stores.events.get_events(auth_ids)
+        rejected = self._auth_against_own_auth_events(event, known)
+
+        base_snapshot: int | None = None
+        if state_before is None:
+            info = await self.stores.federation_events.get_event_info(event.prev_event_ids)
+            snapshots = list(dict.fromkeys(
+                info[p].snapshot_nid for p in event.prev_event_ids if p in info))
+            states = await self._states_after(list(event.prev_event_ids))
+            state_before = await self.resolve(rv, states)
+            if len(snapshots) == 1 and snapshots[0] is not None:
+                base_snapshot = snapshots[0]
+        state_events = await self.stores.events.get_events(list(state_before.values()))
+        state_map = {k: state_events[v] for k, v in state_before.items() if v in state_events}
+        if rejected is None:
+            try:
+                check_auth_rules(event, state_map)
+            except AuthError as e:
+                rejected = f"auth error against the state before it: {e}"
+        if rejected is not None:
+            logger.info("rejecting %s from %s: %s", event.event_id, origin, rejected)
+            event = Event(event.event_id, event.room_version, event.json, rejected)
+
+        soft_failed = False
+        new_current: StateIds | None = None
+        if rejected is None:
+            current_ids = await self.stores.rooms.get_current_state_ids(room.room_nid)
+            if check_soft_fail and current_ids:
+                current_events = await self.stores.events.get_events(
+                    [current_ids[k] for k in _auth_keys(event) if k in current_ids])
+                current = {k: current_events[current_ids[k]] for k in _auth_keys(event)
+                           if k in current_ids and current_ids[k] in current_events}
+                try:
+                    check_auth_rules(event, current)
+                except AuthError as e:
+                    logger.info("soft-failing %s from %s: %s", event.event_id, origin, e)
+                    soft_failed = True
+            if not soft_failed:
+                after = dict(state_before)
+                if event.is_state():
+                    after[event.state_pair()] = event.event_id
+                extremities = [x.event_id for x in
+                               await self.stores.rooms.get_forward_extremities(room.room_nid)]
+                others = [x for x in extremities if x not in event.prev_event_ids]
+                if others:
+                    new_current = await self.resolve(rv, [after] + await self._states_after(others))
+                else:
+                    new_current = after
+        result = await self.stores.federation_events.persist_federated(
+            room.room_nid, room.room_id, event, state_before=state_before,
+            base_snapshot=base_snapshot, soft_failed=soft_failed, new_current=new_current,
+            outliers=outliers or [])
+        self._notify(room, event, result)
+        return result
+
+    def _notify(self, room: RoomInfo, event: Event, result: FederatedPersisted) -> None:
+        notifier = self.hs.notifier
+        if result.stream_ordering is not None:
+            notifier.on_new_event(room.room_id, event.type, event.state_key,
+                                  result.stream_ordering)
+            if event.state_key is None:
+                self.hs.typing.stopped_by_message(event.sender, room.room_id)
+        position = result.barrier or result.stream_ordering
+        if position is not None:
+            for user_id in result.membership_changes:
+                notifier.on_new_event(room.room_id, "m.room.member", user_id, position)
+        if result.barrier is not None:
+            notifier.on_new_event(room.room_id, "", None, result.barrier)
+
+
+def _auth_keys(event: Event) -> set[StateKey]:
+    from homeserver.rooms.auth import auth_types_for_event
+    return auth_types_for_event(event.room_version, event) | {CREATE}
+
+
+def _auth_order(events: list[Event]) -> list[Event]:
+    """``events`` with every event after those of them in its auth chain
+    (depth breaks ties; a cycle, which valid events cannot form, is cut)."""
+    by_id = {e.event_id: e for e in events}
+    out: list[Event] = []
+    done: set[str] = set()
+    visiting: set[str] = set()
+
+    def visit(event: Event) -> None:
+        stack: list[tuple[Event, int]] = [(event, 0)]
+        while stack:
+            ev, i = stack.pop()
+            if ev.event_id in done:
+                continue
+            deps = [by_id[a] for a in ev.auth_event_ids if a in by_id]
+            if i < len(deps):
+                stack.append((ev, i + 1))
+                dep = deps[i]
+                if dep.event_id not in done and dep.event_id not in visiting:
+                    visiting.add(dep.event_id)
+                    stack.append((dep, 0))
+                continue
+            done.add(ev.event_id)
+            out.append(ev)
+
+    for event in sorted(events, key=lambda e: e.depth):
+        visiting.add(event.event_id)
+        visit(event)
+    return out
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+    return quote(value, safe="")

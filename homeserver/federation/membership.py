@@ -1,13 +1,467 @@
-"""Joins, leaves, invites and knocks across servers. (being written)"""
+"""Joins, leaves, invites and knocks across servers.
+
+Both directions of server-server-api.md "Joining Rooms", "Leaving Rooms",
+"Inviting to a room" and "Knocking upon a room":
+
+Resident side (a user of another server enters one of our rooms):
+``make_membership`` builds the event template (prev_events = our forward
+extremities, auth_events from current state, checked against the auth rules
+so a refused join fails here with 403), the remote server signs it and
+``send_membership`` runs it through the inbound pipeline like any PDU. For
+a join we answer with the state before it and the auth chain; we then relay
+the join to the other servers in the room. Restricted joins: the template
+names one of our users with the invite level in
+``join_authorised_via_users_server``, and we sign the join before checking it.
+
+Joining side (one of our users enters a room on another server):
+``join_remote`` tries the candidate servers in order (make_join, then
+send_join v2), checks every PDU of the response (signatures, hashes, each
+state event against its own auth events), stores the auth chain and state as
+outliers, and the join as the room's first timeline event with that state
+before it. The room is then ours as much as theirs: new events arrive by
+/send, our users' events go out through the sender.
+
+Invites: ``send_invite`` has the invitee's server countersign our invite
+(PUT /v2/invite) before we persist it; ``on_invite`` countersigns an invite
+of one of our users and, for a room we are not in, stores it with the
+stripped state the inviter sent. Rejecting such an invite (or rescinding a
+knock) goes through make_leave/send_leave on the inviting server.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from signedjson.sign import sign_json
+
+from homeserver.events.hashes import reference_hash_base64
+from homeserver.events.identifiers import generate_assigned_event_id, server_name_of
+from homeserver.events.model import Event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from homeserver.events.signing import sign_event
+from homeserver.federation.client import FederationError, RequestFailed
+from homeserver.federation.event_handler import PduError, pdu_for_federation
+from homeserver.http.errors import Codes, MatrixError, forbidden, not_found
+from homeserver.rooms.auth import (
+    AUTHORISING_USER,
+    AuthError,
+    auth_types_for_event,
+    check_auth_rules,
+)
+from homeserver.rooms.power_levels import CREATE
+from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+FEDERATION_V1 = "/_matrix/federation/v1"
+FEDERATION_V2 = "/_matrix/federation/v2"
+MAX_PREV_EVENTS = 10
+STRIPPED_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name",
+                        "m.room.avatar", "m.room.canonical_alias", "m.room.encryption",
+                        "m.room.topic")
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _domain(user_id: str) -> str | None:
+    try:
+        return server_name_of(user_id)
+    except ValueError:
+        return None
+
+
+def stripped(event: Event) -> dict[str, Any]:
+    return {"type": event.type, "state_key": event.state_key, "content": event.content,
+            "sender": event.sender}
 
 
 class FederationMembership:
     def __init__(self, hs: "HomeServer") -> None:
         self.hs = hs
+        self.stores = hs.stores
+
+    # -- resident side ------------------------------------------------------
+
+    async def _room_we_are_in(self, room_id: str) -> RoomInfo:
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None or not await self.stores.rooms.get_local_members(room_id,
+                                                                         self.hs.hostname):
+            raise not_found("Unknown room")
+        return room
+
+    async def make_membership(self, origin: str, room_id: str, user_id: str,
+                              membership: str, versions: list[str] | None) -> dict[str, Any]:
+        """GET make_join / make_leave / make_knock: the event template."""
+        if _domain(user_id) != origin:
+            raise forbidden("The user is not of the requesting server")
+        room = await self._room_we_are_in(room_id)
+        if not await self.hs.federation_event_handler.origin_allowed(room, origin):
+            raise forbidden("Server is banned from this room")
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
+        if versions is not None and room.room_version not in versions:
+            raise MatrixError(400, Codes.INCOMPATIBLE_ROOM_VERSION,
+                              "Your homeserver does not support this room's version",
+                              room_version=room.room_version)
+        content: dict[str, Any] = {"membership": membership}
+        if membership == "join":
+            try:
+                authoriser = await self.hs.membership._restricted_join_authoriser(room,
+                                                                                  user_id)
+            except MatrixError:
+                authoriser = None
+            if authoriser is not None:
+                content[AUTHORISING_USER] = authoriser
+        skeleton = {"type": "m.room.member", "sender": user_id, "state_key": user_id,
+                    "content": content}
+        keys = auth_types_for_event(rv, skeleton) | {CREATE}
+        state_ids = await self.stores.rooms.get_current_state_ids(room.room_nid, keys)
+        state_events = await self.stores.events.get_events(list(state_ids.values()))
+        state = {k: state_events[v] for k, v in state_ids.items() if v in state_events}
+        extremities = (await self.stores.rooms.get_forward_extremities(
+            room.room_nid))[:MAX_PREV_EVENTS]
+        auth_ids = sorted(v for k, v in state_ids.items()
+                          if k != CREATE or not rv.room_id_from_create_event)
+        prev_ids = [x.event_id for x in extremities]
+        template: dict[str, Any] = {
+            "type": "m.room.member", "room_id": room_id, "sender": user_id,
+            "state_key": user_id, "content": content, "origin": origin,
+            "origin_server_ts": self.hs.now_ms(),
+            "depth": max((x.depth for x in extremities), default=0) + 1,
+            "prev_events": prev_ids, "auth_events": auth_ids,
+        }
+        if not rv.event_ids_are_hashes:
+            refs = await self.stores.events.get_events(prev_ids + auth_ids)
+            template["prev_events"] = [[e, {"sha256": reference_hash_base64(refs[e].json, rv)}]
+                                       for e in prev_ids if e in refs]
+            template["auth_events"] = [[e, {"sha256": reference_hash_base64(refs[e].json, rv)}]
+                                       for e in auth_ids if e in refs]
+        try:
+            check_auth_rules(Event("$template", rv, template), state)
+        except AuthError as e:
+            raise forbidden(f"You are not allowed to {membership} this room: {e}") from None
+        return {"event": template, "room_version": room.room_version}
+
+    async def send_membership(self, origin: str, room_id: str, event_id: str, pdu: Any,
+                              membership: str) -> tuple[RoomInfo, Event]:
+        """PUT send_join / send_leave / send_knock: check and persist the
+        signed event; returns it (with our signature for a restricted join)."""
+        room = await self._room_we_are_in(room_id)
+        if not await self.hs.federation_event_handler.origin_allowed(room, origin):
+            raise forbidden("Server is banned from this room")
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
+        if not isinstance(pdu, dict):
+            raise MatrixError(400, Codes.BAD_JSON, "The body must be the event")
+        content = pdu.get("content")
+        sender = pdu.get("sender")
+        if (pdu.get("type") != "m.room.member" or not isinstance(content, dict)
+                or content.get("membership") != membership or not isinstance(sender, str)
+                or pdu.get("state_key") != sender or _domain(sender) != origin
+                or pdu.get("room_id") != room_id):
+            raise MatrixError(400, Codes.BAD_JSON, f"Not a {membership} event of your user")
+        authoriser = content.get(AUTHORISING_USER)
+        if membership == "join" and isinstance(authoriser, str) and \
+                self.hs.is_mine(authoriser) and rv.restricted_join_rule:
+            pdu = self._countersign(pdu, rv)
+        handler = self.hs.federation_event_handler
+        try:
+            event = await handler.check_pdu(pdu, rv)
+        except PduError as e:
+            raise forbidden(str(e)) from None
+        if event.event_id != event_id:
+            raise MatrixError(400, Codes.BAD_JSON, "The event ID does not match the path")
+        async with self.hs.event_creator.room_lock(room.room_id):
+            info = await self.stores.federation_events.get_event_info([event.event_id])
+            if event.event_id not in info:
+                await handler._handle_new_event(origin, room, event)
+                info = await self.stores.federation_events.get_event_info([event.event_id])
+        held = info.get(event.event_id)
+        if held is None or held.rejected or held.soft_failed:
+            raise forbidden(f"The {membership} event was not allowed")
+        if held.stream_ordering is not None:
+            self.hs.federation_sender.notify_new_events(
+                room.room_id, [(event, held.stream_ordering)])
+        return room, event
+
+    def _countersign(self, pdu: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:
+        """``pdu`` with our signature added (over its redacted form)."""
+        from homeserver.events.redaction import redact
+
+        signed = sign_json(redact(pdu, rv), self.hs.hostname, self.hs.signing_key)
+        out = dict(pdu)
+        sigs = {k: dict(v) for k, v in pdu.get("signatures", {}).items()}
+        sigs.setdefault(self.hs.hostname, {}).update(signed["signatures"][self.hs.hostname])
+        out["signatures"] = sigs
+        return out
+
+    async def join_response(self, room: RoomInfo, event: Event,
+                            omit_members: bool = False) -> dict[str, Any]:
+        """The body of a send_join response: the state before the join and
+        the auth chain of that state and the join."""
+        state = await self.stores.federation_events.get_state_ids_before(event.event_id) or {}
+        ids = list(state.values())
+        info = await self.stores.federation_events.get_event_info(ids + [event.event_id])
+        chain_nids = await self.stores.auth_chains.get_auth_chain_nids(
+            [i.event_nid for i in info.values()])
+        chain = await self.stores.events.get_events_by_nid(list(chain_nids))
+        state_events = await self.stores.events.get_events(ids)
+        members = await self.stores.rooms.get_members(room.room_nid)
+        servers = sorted({d for d in (_domain(m) for m in members) if d})
+        return {
+            "origin": self.hs.hostname,
+            "state": [pdu_for_federation(state_events[e]) for e in ids if e in state_events],
+            "auth_chain": [pdu_for_federation(e) for e in chain.values()],
+            "event": pdu_for_federation(event),
+            "members_omitted": False,
+            "servers_in_room": servers,
+        }
+
+    async def knock_state(self, room: RoomInfo) -> list[dict[str, Any]]:
+        ids = await self.stores.rooms.get_current_state_ids(
+            room.room_nid, [(t, "") for t in STRIPPED_STATE_TYPES])
+        events = await self.stores.events.get_events(list(ids.values()))
+        return [stripped(e) for e in events.values()]
+
+    async def on_invite(self, origin: str, room_id: str, event_id: str, pdu: Any,
+                        room_version: str, invite_room_state: Any) -> dict[str, Any]:
+        """PUT /v2/invite: countersign an invite of one of our users."""
+        rv = KNOWN_ROOM_VERSIONS.get(room_version)
+        if rv is None:
+            raise MatrixError(400, Codes.INCOMPATIBLE_ROOM_VERSION,
+                              "This server does not support that room version",
+                              room_version=room_version)
+        if not isinstance(pdu, dict):
+            raise MatrixError(400, Codes.BAD_JSON, "Missing event")
+        content = pdu.get("content")
+        target = pdu.get("state_key")
+        if (pdu.get("type") != "m.room.member" or not isinstance(content, dict)
+                or content.get("membership") != "invite" or not isinstance(target, str)
+                or not self.hs.is_mine(target) or pdu.get("room_id") != room_id
+                or _domain(str(pdu.get("sender"))) != origin):
+            raise MatrixError(400, Codes.BAD_JSON, "Not an invite of one of our users")
+        if await self.stores.profiles.get_profile(target) is None:
+            raise not_found("Unknown user")
+        try:
+            event = await self.hs.federation_event_handler.check_pdu(pdu, rv)
+        except PduError as e:
+            raise forbidden(str(e)) from None
+        if event.event_id != event_id:
+            raise MatrixError(400, Codes.BAD_JSON, "The event ID does not match the path")
+        signed = self._countersign(event.json, rv)
+        signed_event = Event(event.event_id, rv, signed)
+        room = await self.stores.rooms.get_room(room_id)
+        we_are_in = room is not None and bool(
+            await self.stores.rooms.get_local_members(room_id, self.hs.hostname))
+        if not we_are_in:
+            state = [s for s in invite_room_state if isinstance(s, dict)] \
+                if isinstance(invite_room_state, list) else []
+            stream = await self.stores.federation_events.store_remote_invite(
+                room_id, room_version, signed_event, state, self.hs.now_ms())
+            self.hs.notifier.on_new_event(room_id, "m.room.member", target, stream)
+        return {"event": signed}
+
+    # -- joining side -------------------------------------------------------
+
+    async def send_invite(self, event: Event, room: RoomInfo,
+                          state: dict[tuple[str, str], Event]) -> Event:
+        """Have the invitee's server countersign our invite (the creator
+        persists what we return)."""
+        assert event.state_key is not None
+        destination = _domain(event.state_key)
+        assert destination is not None
+        invite_state = [stripped(e) for k, e in state.items()
+                        if k[1] == "" and k[0] in STRIPPED_STATE_TYPES]
+        sender_member = state.get(("m.room.member", event.sender))
+        if sender_member is not None:
+            invite_state.append(stripped(sender_member))
+        try:
+            body = await self.hs.federation_client.put_json(
+                destination, f"{FEDERATION_V2}/invite/{_q(room.room_id)}/{_q(event.event_id)}",
+                {"event": pdu_for_federation(event), "room_version": room.room_version,
+                 "invite_room_state": invite_state})
+        except FederationError as e:
+            raise MatrixError(403 if e.code == 403 else 502, Codes.FORBIDDEN
+                              if e.code == 403 else Codes.UNKNOWN,
+                              f"The invitee's server refused the invite: {e}") from None
+        except RequestFailed as e:
+            raise MatrixError(502, Codes.UNKNOWN,
+                              f"Could not reach the invitee's server: {e}") from None
+        signed = body.get("event") if isinstance(body, dict) else None
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
+        try:
+            checked = await self.hs.federation_event_handler.check_pdu(signed, rv)
+        except PduError as e:
+            raise MatrixError(502, Codes.UNKNOWN, f"Bad invite from the invitee's server: {e}") \
+                from None
+        if checked.event_id != event.event_id:
+            raise MatrixError(502, Codes.UNKNOWN, "The invitee's server changed the invite")
+        return checked
+
+    def _candidates(self, room_id: str, via: list[str]) -> list[str]:
+        out = [s for s in via if s != self.hs.hostname]
+        domain = _domain(room_id)
+        if domain and domain != self.hs.hostname and domain not in out:
+            out.append(domain)
+        return list(dict.fromkeys(out))
+
+    async def _make(self, servers: list[str], room_id: str, user_id: str,
+                    membership: str) -> tuple[str, dict[str, Any], RoomVersion]:
+        path = {"join": f"{FEDERATION_V1}/make_join", "leave": f"{FEDERATION_V1}/make_leave",
+                "knock": f"{FEDERATION_V1}/make_knock"}[membership]
+        args: dict[str, str | list[str]] = {}
+        if membership in ("join", "knock"):
+            args["ver"] = list(KNOWN_ROOM_VERSIONS)
+        last: Exception | None = None
+        for server in servers:
+            try:
+                body = await self.hs.federation_client.get_json(
+                    server, f"{path}/{_q(room_id)}/{_q(user_id)}", args)
+            except (FederationError, RequestFailed) as e:
+                logger.info("make_%s via %s failed: %s", membership, server, e)
+                last = e
+                if isinstance(e, FederationError) and e.code == 403:
+                    raise forbidden(f"{server} refused: {_error_text(e)}") from None
+                continue
+            if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
+                continue
+            version = body.get("room_version", "1")
+            rv = KNOWN_ROOM_VERSIONS.get(version) if isinstance(version, str) else None
+            if rv is None:
+                raise MatrixError(400, Codes.INCOMPATIBLE_ROOM_VERSION,
+                                  f"Room version {version!r} is not supported")
+            return server, body["event"], rv
+        if isinstance(last, FederationError) and last.code == 404:
+            raise not_found("No known server could find the room")
+        raise MatrixError(502 if last is not None else 404,
+                          Codes.UNKNOWN if last is not None else Codes.NOT_FOUND,
+                          f"No server could help with the {membership}: {last}")
+
+    def _build_from_template(self, template: dict[str, Any], rv: RoomVersion,
+                             user_id: str, membership: str,
+                             extra_content: dict[str, Any]) -> Event:
+        wanted = ("type", "room_id", "sender", "state_key", "prev_events", "auth_events",
+                  "depth", "content")
+        pdu: dict[str, Any] = {k: template[k] for k in wanted if k in template}
+        if pdu.get("sender") != user_id or pdu.get("state_key") != user_id or \
+                pdu.get("type") != "m.room.member":
+            raise MatrixError(502, Codes.UNKNOWN, "The resident server sent a bad template")
+        content = dict(pdu.get("content") or {})
+        content.update(extra_content)
+        content["membership"] = membership
+        pdu["content"] = content
+        pdu["origin"] = self.hs.hostname
+        pdu["origin_server_ts"] = self.hs.now_ms()
+        if not rv.event_ids_are_hashes:
+            pdu["event_id"] = generate_assigned_event_id(self.hs.hostname)
+        signed = sign_event(pdu, rv, self.hs.hostname, self.hs.signing_key)
+        return Event.from_pdu(signed, rv)
+
+    async def join_remote(self, user_id: str, room_id: str, via: list[str],
+                          content: dict[str, Any]) -> str:
+        """Join ``room_id`` through one of ``via``; returns the room ID."""
+        servers = self._candidates(room_id, via)
+        if not servers:
+            raise not_found("No server to join the room through")
+        server, template, rv = await self._make(servers, room_id, user_id, "join")
+        event = self._build_from_template(template, rv, user_id, "join", content)
+        try:
+            body = await self.hs.federation_client.put_json(
+                server, f"{FEDERATION_V2}/send_join/{_q(room_id)}/{_q(event.event_id)}",
+                pdu_for_federation(event))
+        except FederationError as e:
+            raise MatrixError(403 if e.code == 403 else 502,
+                              Codes.FORBIDDEN if e.code == 403 else Codes.UNKNOWN,
+                              f"{server} refused the join: {_error_text(e)}") from None
+        except RequestFailed as e:
+            raise MatrixError(502, Codes.UNKNOWN, f"Could not reach {server}: {e}") from None
+        if not isinstance(body, dict):
+            raise MatrixError(502, Codes.UNKNOWN, "Bad send_join response")
+        handler = self.hs.federation_event_handler
+        if isinstance(body.get("event"), dict):
+            # a restricted join, countersigned by the resident server
+            try:
+                signed = await handler.check_pdu(body["event"], rv)
+                if signed.event_id == event.event_id:
+                    event = signed
+            except PduError as e:
+                logger.info("ignoring a bad countersigned join from %s: %s", server, e)
+        state = await handler.check_pdus(_list(body.get("state")), rv, room_id)
+        chain = await handler.check_pdus(_list(body.get("auth_chain")), rv, room_id)
+        create = next((e for e in state + chain if e.type == "m.room.create"), None)
+        if create is None:
+            raise MatrixError(502, Codes.UNKNOWN, "The join response has no create event")
+        if create.content.get("room_version", "1") != rv.identifier:
+            raise MatrixError(502, Codes.UNKNOWN, "The room version does not match")
+        room_nid = await self.stores.federation_events.ensure_room(
+            room_id, rv.identifier, create.sender, self.hs.now_ms())
+        room = RoomInfo(room_nid, room_id, rv.identifier, create.sender)
+        async with self.hs.event_creator.room_lock(room_id):
+            await handler.persist_checked_outliers(room, chain + state)
+            held = await self.stores.federation_events.get_event_info(
+                [e.event_id for e in state])
+            state_before = {e.state_pair(): e.event_id for e in state
+                            if e.is_state() and e.event_id in held
+                            and not held[e.event_id].rejected}
+            result = await handler.process_event(server, room, event,
+                                                 state_before=state_before,
+                                                 check_soft_fail=False)
+        if result is None or result.stream_ordering is None:
+            raise MatrixError(502, Codes.UNKNOWN, "Our join did not pass the room's rules")
+        return room_id
+
+    async def leave_remote(self, user_id: str, room_id: str, via: list[str],
+                           membership: str = "leave") -> str:
+        """Reject an invite / rescind a knock in a room we are not in:
+        make_leave + send_leave through ``via``; the leave is stored like an
+        invite (an outlier the user's /sync sees)."""
+        servers = self._candidates(room_id, via)
+        server, template, rv = await self._make(servers, room_id, user_id, "leave")
+        event = self._build_from_template(template, rv, user_id, "leave", {})
+        try:
+            await self.hs.federation_client.put_json(
+                server, f"{FEDERATION_V2}/send_leave/{_q(room_id)}/{_q(event.event_id)}",
+                pdu_for_federation(event))
+        except (FederationError, RequestFailed) as e:
+            raise MatrixError(502, Codes.UNKNOWN, f"{server} refused the leave: {e}") from None
+        stream = await self.stores.federation_events.store_remote_invite(
+            room_id, rv.identifier, event, [], self.hs.now_ms())
+        self.hs.notifier.on_new_event(room_id, "m.room.member", user_id, stream)
+        return event.event_id
+
+    async def knock_remote(self, user_id: str, room_id: str, via: list[str],
+                           content: dict[str, Any]) -> str:
+        servers = self._candidates(room_id, via)
+        server, template, rv = await self._make(servers, room_id, user_id, "knock")
+        event = self._build_from_template(template, rv, user_id, "knock", content)
+        try:
+            body = await self.hs.federation_client.put_json(
+                server, f"{FEDERATION_V1}/send_knock/{_q(room_id)}/{_q(event.event_id)}",
+                pdu_for_federation(event))
+        except FederationError as e:
+            raise MatrixError(403 if e.code == 403 else 502,
+                              Codes.FORBIDDEN if e.code == 403 else Codes.UNKNOWN,
+                              f"{server} refused the knock: {_error_text(e)}") from None
+        except RequestFailed as e:
+            raise MatrixError(502, Codes.UNKNOWN, f"Could not reach {server}: {e}") from None
+        knock_state = _list(body.get("knock_room_state")) if isinstance(body, dict) else []
+        stream = await self.stores.federation_events.store_remote_invite(
+            room_id, rv.identifier, event, [s for s in knock_state if isinstance(s, dict)],
+            self.hs.now_ms())
+        self.hs.notifier.on_new_event(room_id, "m.room.member", user_id, stream)
+        return room_id
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _error_text(e: FederationError) -> str:
+    if isinstance(e.body, dict) and isinstance(e.body.get("error"), str):
+        return str(e.body["error"])
+    return str(e)

@@ -9,20 +9,32 @@ is the path with its query string, as sent) and sends, per signature,
 The receiver rebuilds that object from the request it got, fetches the
 origin's key (``federation/keys.py``) and checks the signature. Values may
 be quoted or not; parameter names are case-insensitive.
-(being written: ``FederationAuth.authenticate``)
+
+Inbound checks (``FederationAuth``): a valid origin server name that is not
+ours, the destination (when given) is us, the origin is allowed to
+federate (``federation_domain_whitelist``, 403 otherwise), and the
+signature verifies with a current key of the origin. Everything else is
+401 M_UNAUTHORIZED.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
 from signedjson.sign import sign_json
 from signedjson.types import SigningKey
 
+from homeserver.events.identifiers import is_valid_server_name
+from homeserver.events.signing import SignatureError
+from homeserver.http.errors import Codes, MatrixError
+
 if TYPE_CHECKING:
     from homeserver.http.request import HttpRequest
     from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*(?:,|$)')
 
@@ -73,10 +85,82 @@ def parse_x_matrix(header: str) -> dict[str, str] | None:
 
 
 class FederationAuth:
+    """Checks the X-Matrix headers of inbound server-server requests.
+
+    A request may carry several Authorization headers (one per signing key);
+    every X-Matrix one must name the same origin and, if it names one, us as
+    the destination. Their signatures are gathered into one signed object
+    and checked as any signed JSON (``KeyRing.verify_json_for_server``): at
+    least one must be by a key of the origin valid now, and none by such a
+    key may be bad. The body is parsed here (with the route's size limit) and
+    kept for the handler, since the signature covers it.
+    """
+
     def __init__(self, hs: "HomeServer") -> None:
         self.hs = hs
 
     async def authenticate(self, req: "HttpRequest") -> str:
         """The origin server of ``req`` (401 M_UNAUTHORIZED if unsigned or
         wrongly signed, 403 M_FORBIDDEN if not allowed to federate)."""
-        raise NotImplementedError
+        headers = req.raw.requestHeaders.getRawHeaders(b"Authorization") or []
+        origin: str | None = None
+        signatures: dict[str, str] = {}
+        for raw_header in headers:
+            try:
+                header = raw_header.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            params = parse_x_matrix(header)
+            if params is None:
+                continue
+            header_origin = params.get("origin")
+            key_id = params.get("key")
+            sig = params.get("sig")
+            if not header_origin or not key_id or not sig:
+                raise _unauthorized("X-Matrix header lacks origin, key or sig")
+            if not is_valid_server_name(header_origin):
+                raise _unauthorized("X-Matrix origin is not a valid server name")
+            if origin is not None and header_origin != origin:
+                raise _unauthorized("X-Matrix headers name different origins")
+            destination = params.get("destination")
+            if destination is not None and destination != self.hs.hostname:
+                raise _unauthorized("X-Matrix destination is not this server")
+            origin = header_origin
+            signatures[key_id] = sig
+        if origin is None:
+            raise _unauthorized("Missing X-Matrix Authorization header")
+        if origin == self.hs.hostname:
+            raise _unauthorized("Requests from our own server name are not accepted")
+        whitelist = self.hs.config.federation_domain_whitelist
+        if whitelist is not None and origin not in whitelist:
+            raise MatrixError(403, Codes.FORBIDDEN, "Federation denied with this server")
+        try:
+            uri = req.raw.uri.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _unauthorized("Request URI is not UTF-8") from None
+        content = req.json() if _has_body(req) else None
+        signed = request_json(req.method, uri, origin, self.hs.hostname, content)
+        signed["signatures"] = {origin: signatures}
+        try:
+            await self.hs.keyring.verify_json_for_server(origin, signed, self.hs.now_ms())
+        except SignatureError as e:
+            logger.info("rejecting request %s %s from %s: %s", req.method,
+                        uri.partition("?")[0], origin, e)
+            raise _unauthorized(f"Failed to verify the request signature of {origin}") from None
+        # a server that talks to us is up: retry what we queued for it now
+        self.hs.federation_sender.wake_destination(origin)
+        return origin
+
+
+def _unauthorized(msg: str) -> MatrixError:
+    return MatrixError(401, Codes.UNAUTHORIZED, msg)
+
+
+def _has_body(req: "HttpRequest") -> bool:
+    body = req.raw.content
+    if body is None:
+        return False
+    body.seek(0, 2)
+    size = body.tell()
+    body.seek(0)
+    return bool(size)

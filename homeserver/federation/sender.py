@@ -1,30 +1,438 @@
-"""Per-destination queues of outbound PDUs and EDUs. (being written)"""
+"""Per-destination queues of outbound PDUs and EDUs.
+
+How an event reaches the other servers of its room
+---------------------------------------------------
+1. Ingest. Every transaction that persists timeline events calls the
+   Database's commit listeners on the database thread, right after the
+   commit and *before* the stream tracker hears that its positions are
+   done. Our listener hands the local events (sender on this server) to the
+   reactor (``_ingest``), in the same FIFO as the tracker's ``finished``.
+   So once ``StreamTracker.persisted_upto`` has passed a position, the
+   local event there is in ``_pending`` or already queued. The event
+   creator and the inbound pipeline also call ``notify_new_events``; it
+   feeds the same ``_ingest``, which ignores positions it already has.
+2. Enqueue. One enqueuer at a time takes *all* of ``_pending`` and, in one
+   database transaction (``FederationQueueStore.enqueue``), writes a
+   ``federation_pdu_queue`` row per (destination, event) and advances the
+   persisted "enqueued up to" position to the ``persisted_upto`` read when it
+   took the batch: every local event up to there is in that batch or in an
+   earlier one (step 1). Destinations: servers of the users joined to the
+   room at that moment, plus the target server of a member event, minus us.
+   A crash between an event's commit and this transaction loses nothing:
+   ``start()`` enqueues the local events past the position again.
+3. Send. Each destination has one in-memory ``_Destination`` and at most one
+   loop (``_run_queue``, started with ``hs.run_in_background``) with at most
+   one transaction in flight: the oldest 50 PDU rows (JSON read from
+   ``events``), then up to 100 EDUs: to-device messages from
+   ``device_federation_outbox`` first, then the in-memory EDUs (typing,
+   receipts, presence: ephemeral, not persisted; a newer EDU with the same
+   (type, key) replaces a queued one). On 200 the rows are deleted and the
+   next batch goes. Per-PDU errors in the response are logged only.
+   Destinations never wait for one another: one slow or hanging peer only
+   holds up its own loop.
+
+Failures and catch-up
+---------------------
+An unreachable destination (``RequestFailed``) or a 5xx/429 answer puts it
+in backoff: ``federation.destination_min_retry_interval`` at first, times
+``destination_retry_multiplier`` on each further failure, capped at
+``destination_max_retry_interval``, each delay +-20 % jitter. The backoff is
+persisted (``federation_destinations``); one timer per destination brings it
+back. While a destination is in backoff new events only write queue rows:
+no request, no timer. When it comes back (timer, restart, or it talked to
+us: ``wake_destination``) with more than 50 PDUs waiting, only the latest
+queued PDU of each room is sent (the peer fetches the gap with
+/get_missing_events) and the rest are dropped. In-memory EDUs older than
+ten minutes are dropped when a transaction is built (to-device messages are
+never dropped that way). Any other 4xx refuses the transaction for good: its
+contents are dropped (logged) so the queue moves on.
+
+Transaction IDs are ``<ms at process start>-<counter>``: unique per
+destination for ever as long as two starts do not fall in the same ms.
+"""
 
 from __future__ import annotations
 
+import itertools
+import logging
+import random
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+
+from homeserver.federation.client import FederationError, RequestFailed
+from homeserver.storage.federation_queue import NewPdu, server_of
 
 if TYPE_CHECKING:
     from homeserver.events.model import Event
     from homeserver.server import HomeServer
 
+logger = logging.getLogger(__name__)
+
+MAX_PDUS_PER_TXN = 50
+MAX_EDUS_PER_TXN = 100
+# EDUs (other than to-device) older than this are not worth delivering
+EDU_MAX_AGE_MS = 10 * 60_000
+# in-memory EDUs kept per destination at most (a dead peer's typing and
+# presence must not grow without bound); the oldest go first
+MAX_QUEUED_EDUS = 1000
+# how long to wait before retrying after a database error while enqueueing
+ENQUEUE_RETRY_S = 5.0
+TO_DEVICE_EDU = "m.direct_to_device"
+
+
+@dataclass
+class _Destination:
+    """What the sender knows of one destination (reactor thread only)."""
+
+    name: str
+    # (edu_type, key) -> (the EDU, queued at ms); dict order is age order
+    edus: dict[tuple[str | None, Any], tuple[dict[str, Any], int]] = field(
+        default_factory=dict)
+    # hints: there may be queued PDU rows / to-device outbox rows
+    has_pdus: bool = False
+    has_to_device: bool = False
+    # the loop, while it runs
+    loop: defer.Deferred[Any] | None = None
+    # backoff: the nominal interval (0: healthy), when it started, and the
+    # jittered moment the next try is due
+    retry_interval: int = 0
+    retry_last_ts: int = 0
+    retry_at: int = 0
+    timer: Any = None
+
 
 class FederationSender:
     def __init__(self, hs: "HomeServer") -> None:
         self.hs = hs
+        self._destinations: dict[str, _Destination] = {}
+        # stream position -> event to enqueue (ingested, not yet written)
+        self._pending: dict[int, NewPdu] = {}
+        # positions above _position already handed to the enqueuer, so that
+        # notify_new_events and the commit listener do not enqueue twice
+        self._taken: set[int] = set()
+        # the persisted "enqueued up to" position
+        self._position = 0
+        self._enqueuer: defer.Deferred[Any] | None = None
+        self._enqueue_timer: Any = None
+        self._running = False
+        self._edu_counter = itertools.count()
+        self._txn_prefix = str(int(time.time() * 1000))
+        self._txn_counter = itertools.count(1)
+        hs.db.commit_listeners.append(self._on_commit)
+
+    # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        pass
+        """Resume after a restart: enqueue the local events committed past the
+        persisted position, load backoff state, start the queues with work."""
+        store = self.hs.stores.federation_queue
+        self._running = True
+        upto = self.hs.db.stream_tracker.persisted_upto
+        position = await store.get_position()
+        if position is None:
+            # a new database (or one from before federation): nothing owed
+            await store.set_position(upto)
+            position = upto
+        after: int | None = position
+        while after is not None and after < upto:
+            events, last = await store.get_local_events_after(after, upto, self.hs.hostname)
+            pdus = [NewPdu(e.room_id, e.stream_ordering,
+                           server_of(e.state_key) if e.event_type == "m.room.member"
+                           and e.state_key is not None else None) for e in events]
+            await store.enqueue(pdus, self.hs.hostname, last if last is not None else upto)
+            if pdus:
+                logger.info("federation sender: re-enqueued %d events after restart", len(pdus))
+            after = last
+        self._position = max(position, upto)
+        now = self.hs.now_ms()
+        for destination, (last_ts, interval) in (await store.get_retry_timings()).items():
+            q = self._queue(destination)
+            q.retry_last_ts, q.retry_interval = last_ts, interval
+            q.retry_at = last_ts + interval
+        for destination in await store.get_destinations_with_work():
+            q = self._queue(destination)
+            q.has_pdus = q.has_to_device = True
+            if q.retry_at > now:
+                self._schedule_retry(q, q.retry_at - now)
+            else:
+                self._wake(q)
 
     async def stop(self) -> None:
-        pass
+        """Stop sending: cancel timers and in-flight transactions (what they
+        carried stays queued), let a running enqueue finish."""
+        self._running = False
+        if self._enqueue_timer is not None and self._enqueue_timer.active():
+            self._enqueue_timer.cancel()
+        self._enqueue_timer = None
+        loops = []
+        for q in self._destinations.values():
+            if q.timer is not None and q.timer.active():
+                q.timer.cancel()
+            q.timer = None
+            if q.loop is not None:
+                loops.append(q.loop)
+                q.loop.cancel()
+        if self._enqueuer is not None:
+            loops.append(self._enqueuer)
+        if loops:
+            await defer.DeferredList(loops, consumeErrors=True)
+
+    # -- PDUs ------------------------------------------------------------------
 
     def notify_new_events(self, room_id: str, events: "list[tuple[Event, int]]") -> None:
-        pass
+        """Events were persisted at these stream positions: queue the local ones.
+
+        (The commit listener has usually ingested them already; this is a
+        no-op then.)
+        """
+        self._ingest(events)
+
+    def _on_commit(self, positions: list[int], events: list[tuple[Any, int]],
+                   scopes: dict[int, Any]) -> None:
+        # database thread: only hand over to the reactor, in commit order
+        if events:
+            self.hs.reactor.callFromThread(self._ingest, list(events))
+
+    def _ingest(self, events: "list[tuple[Event, int]]") -> None:
+        added = False
+        for event, position in events:
+            if (position <= self._position or position in self._pending
+                    or position in self._taken or not self.hs.is_mine(event.sender)):
+                continue
+            target = None
+            if event.type == "m.room.member" and event.state_key is not None:
+                target = server_of(event.state_key)
+            self._pending[position] = NewPdu(event.room_id, position, target)
+            added = True
+        if added and self._running:
+            self._kick_enqueuer()
+
+    def _kick_enqueuer(self) -> None:
+        if self._enqueuer is None and self._pending and self._running:
+            self._enqueuer = self.hs.run_in_background(self._run_enqueuer())
+
+    async def _run_enqueuer(self) -> None:
+        store = self.hs.stores.federation_queue
+        try:
+            while self._pending and self._running:
+                # every local event at a position <= upto is in this batch or
+                # was enqueued before (module docstring, step 2)
+                upto = self.hs.db.stream_tracker.persisted_upto
+                batch = self._pending
+                self._pending = {}
+                self._taken.update(batch)
+                pdus = [batch[p] for p in sorted(batch)]
+                try:
+                    counts = await store.enqueue(pdus, self.hs.hostname, upto)
+                except Exception:
+                    logger.exception("federation sender: could not enqueue %d events;"
+                                     " retrying", len(pdus))
+                    self._taken.difference_update(batch)
+                    self._pending.update(batch)
+                    self._enqueue_timer = self.hs.clock.callLater(ENQUEUE_RETRY_S,
+                                                                  self._retry_enqueue)
+                    return
+                self._position = max(self._position, upto)
+                self._taken = {p for p in self._taken if p > self._position}
+                for destination in counts:
+                    q = self._queue(destination)
+                    q.has_pdus = True
+                    self._wake(q)
+        finally:
+            self._enqueuer = None
+
+    def _retry_enqueue(self) -> None:
+        self._enqueue_timer = None
+        self._kick_enqueuer()
+
+    # -- EDUs --------------------------------------------------------------------
 
     def send_edu(self, destination: str, edu_type: str, content: dict[str, Any],
                  key: Any = None) -> None:
-        pass
+        """Queue an EDU; with ``key``, it replaces a queued EDU of the same
+        (destination, type, key)."""
+        if destination == self.hs.hostname:
+            return
+        if edu_type == "m.presence" and not self.hs.config.presence["federation"]:
+            return
+        q = self._queue(destination)
+        slot: tuple[str | None, Any] = (edu_type, key) if key is not None else (
+            None, next(self._edu_counter))
+        q.edus.pop(slot, None)
+        q.edus[slot] = ({"edu_type": edu_type, "content": content}, self.hs.now_ms())
+        while len(q.edus) > MAX_QUEUED_EDUS:
+            del q.edus[next(iter(q.edus))]
+        self._wake(q)
+
+    def on_new_to_device(self, destination: str) -> None:
+        """To-device messages for ``destination`` were stored in the outbox."""
+        q = self._queue(destination)
+        q.has_to_device = True
+        self._wake(q)
+
+    # -- destinations ---------------------------------------------------------------
 
     def wake_destination(self, destination: str) -> None:
-        pass
+        """``destination`` talked to us: if it is in backoff, retry it now."""
+        q = self._destinations.get(destination)
+        if q is None or q.retry_at == 0:
+            return
+        if q.timer is not None and q.timer.active():
+            q.timer.cancel()
+        q.timer = None
+        q.retry_at = 0
+        self._wake(q)
+
+    def _queue(self, destination: str) -> _Destination:
+        q = self._destinations.get(destination)
+        if q is None:
+            q = self._destinations[destination] = _Destination(destination)
+        return q
+
+    def _wake(self, q: _Destination) -> None:
+        """Start the destination's loop unless it runs or the peer is in backoff."""
+        if not self._running or q.loop is not None or q.name == self.hs.hostname:
+            return
+        if q.retry_at > self.hs.now_ms():
+            return
+        if not (q.has_pdus or q.has_to_device or q.edus):
+            return
+        q.loop = self.hs.run_in_background(self._run_queue(q))
+
+    def _schedule_retry(self, q: _Destination, delay_ms: int) -> None:
+        if q.timer is not None and q.timer.active():
+            q.timer.cancel()
+        q.timer = self.hs.clock.callLater(max(0, delay_ms) / 1000, self._retry, q)
+
+    def _retry(self, q: _Destination) -> None:
+        q.timer = None
+        q.retry_at = 0
+        self._wake(q)
+
+    async def _backoff(self, q: _Destination, reason: str) -> None:
+        settings = self.hs.config.federation
+        minimum = int(settings["destination_min_retry_interval"])
+        if q.retry_interval <= 0:
+            interval = minimum
+        else:
+            interval = int(q.retry_interval * float(settings["destination_retry_multiplier"]))
+        interval = max(minimum, min(interval, int(settings["destination_max_retry_interval"])))
+        now = self.hs.now_ms()
+        delay = int(interval * random.uniform(0.8, 1.2))
+        q.retry_interval, q.retry_last_ts, q.retry_at = interval, now, now + delay
+        logger.info("federation sender: %s unreachable (%s); retrying in %.0f s",
+                    q.name, reason, delay / 1000)
+        try:
+            await self.hs.stores.federation_queue.set_retry_timings(q.name, now, interval)
+        except Exception:
+            logger.exception("federation sender: could not persist backoff of %s", q.name)
+        if self._running:
+            self._schedule_retry(q, delay)
+
+    async def _run_queue(self, q: _Destination) -> None:
+        try:
+            await self._send_until_empty(q)
+        except defer.CancelledError:
+            pass  # stopping: what was in flight stays queued
+        except Exception:
+            logger.exception("federation sender: queue of %s failed", q.name)
+        finally:
+            q.loop = None
+
+    async def _send_until_empty(self, q: _Destination) -> None:
+        store = self.hs.stores.federation_queue
+        to_device_store = self.hs.stores.to_device
+        if q.retry_interval > 0 and q.has_pdus:
+            # back from backoff: catch up with the latest event per room only
+            if await store.count_pdus(q.name, MAX_PDUS_PER_TXN + 1) > MAX_PDUS_PER_TXN:
+                dropped = await store.keep_latest_per_room(q.name)
+                logger.info("federation sender: %s is back; catching up, dropped %d"
+                            " queued PDUs", q.name, dropped)
+        while self._running:
+            fetch_pdus, fetch_to_device = q.has_pdus, q.has_to_device
+            q.has_pdus = q.has_to_device = False
+            pdu_rows = await store.get_pdus(q.name, MAX_PDUS_PER_TXN) if fetch_pdus else []
+            to_device = (await to_device_store.get_outbox(q.name, MAX_EDUS_PER_TXN)
+                         if fetch_to_device else [])
+            if len(pdu_rows) == MAX_PDUS_PER_TXN:
+                q.has_pdus = True
+            if len(to_device) == MAX_EDUS_PER_TXN:
+                q.has_to_device = True
+            taken = self._take_edus(q, MAX_EDUS_PER_TXN - len(to_device))
+            pdus = [pdu for _, pdu in pdu_rows if pdu]
+            edus = [{"edu_type": TO_DEVICE_EDU, "content": c} for _, c in to_device]
+            edus += [edu for edu, _ in taken.values()]
+            if not pdus and not edus:
+                # rows whose events are gone: drop them
+                await store.delete_pdus(q.name, [p for p, _ in pdu_rows])
+                if q.has_pdus or q.has_to_device or q.edus:
+                    continue
+                return
+            txn_id = f"{self._txn_prefix}-{next(self._txn_counter)}"
+            body = {"origin": self.hs.hostname, "origin_server_ts": self.hs.now_ms(),
+                    "pdus": pdus, "edus": edus}
+            try:
+                response = await self.hs.federation_client.put_json(
+                    q.name, f"/_matrix/federation/v1/send/{txn_id}", body)
+            except Exception as e:  # noqa: BLE001 - every failure backs off or drops
+                if isinstance(e, defer.CancelledError):
+                    self._restore(q, taken, bool(pdu_rows), bool(to_device))
+                    raise
+                if isinstance(e, FederationError) and e.code < 500 and e.code != 429:
+                    logger.warning("federation sender: %s refused transaction %s (%s);"
+                                   " dropping its %d PDUs and %d EDUs", q.name, txn_id, e,
+                                   len(pdus), len(edus))
+                    await self._acknowledged(q, pdu_rows, to_device)
+                    continue
+                if not isinstance(e, (RequestFailed, FederationError)):
+                    logger.exception("federation sender: sending to %s failed", q.name)
+                self._restore(q, taken, bool(pdu_rows), bool(to_device))
+                await self._backoff(q, str(e) or type(e).__name__)
+                return
+            self._log_pdu_errors(q.name, txn_id, response)
+            await self._acknowledged(q, pdu_rows, to_device)
+            if q.retry_interval > 0:
+                q.retry_interval = q.retry_at = 0
+                await store.set_retry_timings(q.name, 0, 0)
+
+    def _take_edus(self, q: _Destination, limit: int
+                   ) -> dict[tuple[str | None, Any], tuple[dict[str, Any], int]]:
+        """Take up to ``limit`` in-memory EDUs, oldest first, dropping stale ones."""
+        oldest = self.hs.now_ms() - EDU_MAX_AGE_MS
+        taken: dict[tuple[str | None, Any], tuple[dict[str, Any], int]] = {}
+        for slot in list(q.edus):
+            if len(taken) >= limit:
+                break
+            edu, queued = q.edus.pop(slot)
+            if queued >= oldest:
+                taken[slot] = (edu, queued)
+        return taken
+
+    @staticmethod
+    def _restore(q: _Destination,
+                 taken: dict[tuple[str | None, Any], tuple[dict[str, Any], int]],
+                 had_pdus: bool, had_to_device: bool) -> None:
+        """A transaction failed: what it carried is queued again (in front,
+        unless a newer EDU of the same key arrived meanwhile)."""
+        q.edus = {**{s: v for s, v in taken.items() if s not in q.edus}, **q.edus}
+        q.has_pdus = q.has_pdus or had_pdus
+        q.has_to_device = q.has_to_device or had_to_device
+
+    async def _acknowledged(self, q: _Destination, pdu_rows: list[tuple[int, Any]],
+                            to_device: list[tuple[int, Any]]) -> None:
+        await self.hs.stores.federation_queue.delete_pdus(q.name, [p for p, _ in pdu_rows])
+        if to_device:
+            await self.hs.stores.to_device.delete_outbox([i for i, _ in to_device])
+
+    @staticmethod
+    def _log_pdu_errors(destination: str, txn_id: str, response: Any) -> None:
+        results = response.get("pdus") if isinstance(response, dict) else None
+        if not isinstance(results, dict):
+            return
+        for event_id, result in results.items():
+            if isinstance(result, dict) and "error" in result:
+                logger.info("federation sender: %s rejected %s in transaction %s: %s",
+                            destination, event_id, txn_id, result["error"])

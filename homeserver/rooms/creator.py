@@ -290,6 +290,10 @@ class EventCreator:
         except (ValidationError, CanonicalJSONError, ValueError) as e:
             raise event_error(e) from e
         check_auth_rules(event, state)
+        if (event.type == "m.room.member" and event.membership == "invite"
+                and state_key is not None and not self.hs.is_mine(state_key)):
+            # the invitee's server countersigns (and may refuse) first
+            event = await self.hs.federation_membership.send_invite(event, room, state)
         return event
 
     async def get_current_state(self, room_nid: int) -> dict[tuple[str, str], Event]:

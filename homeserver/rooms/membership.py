@@ -21,15 +21,17 @@ allowed rooms, 400 M_UNABLE_TO_GRANT_JOIN if no local member could invite).
 Only rooms this server knows are checked: allowed rooms elsewhere need
 federation.
 
-Only rooms this server already knows can be joined: joining over federation
-comes with the federation work. Users of other servers cannot be invited
-yet for the same reason.
+A room no local user is in is joined, knocked on or left (an invite
+rejected) through another server: ``federation/membership.py``. Users of
+other servers are invited with their server's countersignature
+(``rooms/creator.py`` asks for it before persisting the invite).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from homeserver.events.identifiers import server_name_of
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.errors import Codes, MatrixError, forbidden, not_found
 from homeserver.rooms.auth import AUTHORISING_USER, JOIN_RULES
@@ -68,18 +70,44 @@ class MembershipHandler:
         return out
 
     async def check_invitee(self, user_id: str) -> None:
-        """Raise unless ``user_id`` can be invited (a local user, for now)."""
+        """Raise unless ``user_id`` can be invited (a user of another server
+        is checked by its server, which countersigns the invite)."""
         if not self.hs.is_mine(user_id):
-            raise forbidden("Inviting users of other servers is not supported yet")
+            return
         if await self.stores.profiles.get_profile(user_id) is None:
             raise not_found("Unknown user")
+
+    async def _remote_servers(self, room_id: str, room: RoomInfo | None,
+                              user_id: str) -> list[str]:
+        """Servers to ask about a room we are not in: the sender of the
+        user's invite (or knock answer) first, then the room's members'."""
+        out: list[str] = []
+        if room is None:
+            return out
+        current = await self.stores.rooms.get_membership(user_id, room.room_nid)
+        if current is not None:
+            event = await self.stores.events.get_event(current.event_id)
+            if event is not None:
+                out.append(server_name_of(event.sender))
+        for member in await self.stores.rooms.get_members(room.room_nid):
+            out.append(server_name_of(member))
+        return [s for s in dict.fromkeys(out) if s != self.hs.hostname]
 
     async def update_membership(self, sender: str, room_id: str, target: str,
                                 membership: str, *, reason: str | None = None,
                                 is_direct: bool | None = None,
-                                txn_id: NewEventTxn | None = None) -> str:
-        """Send the ``m.room.member`` event; returns its event ID."""
+                                txn_id: NewEventTxn | None = None,
+                                via: list[str] | None = None) -> str:
+        """Send the ``m.room.member`` event; returns its event ID.
+
+        A user joining, knocking on or leaving a room no local user is in
+        goes through another server (``federation/membership.py``): ``via``
+        names candidates, after the inviter's server and the room's."""
         room = await self.stores.rooms.get_room(room_id)
+        if sender == target and membership in ("join", "knock", "leave") and \
+                await self._needs_remote(room):
+            return await self._remote_membership(sender, room_id, room, membership,
+                                                 reason, via or [])
         if room is None:
             raise not_found("Unknown room")
         if membership == "invite":
@@ -97,6 +125,42 @@ class MembershipHandler:
             content["is_direct"] = is_direct
         return await self.hs.event_creator.send(sender, room_id, "m.room.member", content,
                                                 state_key=target, txn_id=txn_id)
+
+    async def _needs_remote(self, room: RoomInfo | None) -> bool:
+        """Whether a change of one's own membership must go through another
+        server: we do not hold the room's state (or the room at all), or no
+        local user is in it while users of other servers are."""
+        if room is None:
+            return True
+        if not await self.stores.rooms.get_current_state_ids(room.room_nid, [CREATE]):
+            return True
+        if await self.stores.rooms.get_local_members(room.room_id, self.hs.hostname):
+            return False
+        return bool(await self.stores.rooms.get_members(room.room_nid))
+
+    async def _remote_membership(self, user_id: str, room_id: str, room: RoomInfo | None,
+                                 membership: str, reason: str | None, via: list[str]) -> str:
+        fm = self.hs.federation_membership
+        servers = list(via) + await self._remote_servers(room_id, room, user_id)
+        content: dict[str, Any] = {}
+        if membership in ("join", "knock"):
+            content.update(await self._profile_content(user_id))
+        if reason is not None:
+            content["reason"] = reason
+        if membership == "join":
+            await fm.join_remote(user_id, room_id, servers, content)
+        elif membership == "knock":
+            await fm.knock_remote(user_id, room_id, servers, content)
+        else:
+            current = await self.stores.rooms.get_membership(user_id, room.room_nid) \
+                if room is not None else None
+            if current is None or current.membership not in ("invite", "knock"):
+                raise forbidden("You are not in this room")
+            return await fm.leave_remote(user_id, room_id, servers)
+        member = await self.stores.rooms.get_room(room_id)
+        assert member is not None
+        joined = await self.stores.rooms.get_membership(user_id, member.room_nid)
+        return joined.event_id if joined is not None else ""
 
     async def _restricted_join_authoriser(self, room: RoomInfo, user_id: str) -> str | None:
         """The ``join_authorised_via_users_server`` of ``user_id``'s join, or

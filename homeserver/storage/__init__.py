@@ -11,12 +11,16 @@ from homeserver.storage.database import Database
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.directory import DirectoryStore
 from homeserver.storage.events import DEFAULT_EVENT_CACHE_SIZE, EventStore
+from homeserver.storage.federation_events import FederationEventStore
+from homeserver.storage.federation_queue import FederationQueueStore
 from homeserver.storage.filters import FilterStore
+from homeserver.storage.openid import OpenIdStore
 from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfileStore
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.rooms import RoomStore
+from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.state import DEFAULT_STATE_CACHE_SIZE, StateStore
 from homeserver.storage.sync import SyncStore
 from homeserver.storage.to_device import ToDeviceStore
@@ -48,3 +52,7 @@ class Stores:
         self.to_device = ToDeviceStore(db)
         self.presence = PresenceStore(db)
         self.sync = SyncStore(db)
+        self.openid = OpenIdStore(db)
+        self.federation_queue = FederationQueueStore(db)
+        self.federation_events = FederationEventStore(db, self.state, self.events)
+        self.server_keys = ServerKeyStore(db)

@@ -668,6 +668,11 @@ class SyncHandler:
         return out
 
     async def _stripped_state(self, event_id: str) -> list[dict[str, Any]]:
+        remote = await self.stores.federation_events.get_remote_invite_state(event_id)
+        if remote is not None:
+            # an invite to a room on another server: the state it sent
+            event = await self.stores.events.get_event(event_id)
+            return remote + ([_stripped(event)] if event is not None else [])
         keys = [(t, "") for t in STRIPPED_STATE_TYPES]
         state = await self.hs.room_reader.get_state_at_event(event_id, keys)
         out = [_stripped(e) for e in state.values()]

@@ -32,7 +32,7 @@ class TestCA:
               ips: tuple[str, ...] = ("127.0.0.1", "::1")) -> tuple[str, str]:
         """A certificate for ``hostnames``/``ips``: (cert path, key path), PEM."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         sans: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
         sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
         cert = (x509.CertificateBuilder()
@@ -63,7 +63,7 @@ def make_test_ca(directory: str) -> TestCA:
     os.makedirs(directory, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "homeserver test CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder()
             .subject_name(name).issuer_name(name)
             .public_key(key.public_key())

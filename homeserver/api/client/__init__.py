@@ -19,6 +19,7 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         filters,
         login,
         membership,
+        openid,
         presence,
         profile,
         receipts,
@@ -33,5 +34,5 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
 
     for module in (versions, register, login, account, devices, profile, account_data,
                    filters, rooms, membership, directory, upgrade, sync, typing, receipts,
-                   presence, to_device):
+                   presence, to_device, openid):
         module.register_routes(hs, router)

@@ -6,15 +6,22 @@ The rules (who may create, delete, publish; what is listed) are in
 Resolving an alias and reading a room's directory visibility need no login
 (the spec gives them no security). ``GET /publicRooms`` is open too, as the
 spec has it (Synapse asks for a token unless ``allow_public_rooms_without_auth``);
-``POST /publicRooms`` needs one. The directories of other servers need
-federation: asking for one (``server``) is 400 M_INVALID_PARAM for now.
+``POST /publicRooms`` needs one.
+
+Other servers: an alias of another server is asked of that server
+(/_matrix/federation/v1/query/directory), and ``?server=`` on /publicRooms
+lists that server's directory (/_matrix/federation/v1/publicRooms, POST when
+the client filters). Their 404 (or 403: they do not share it) is passed on;
+an unreachable server is 502, as on Synapse.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import bad_json, invalid_param
+from homeserver.accounts.identifiers import is_valid_server_name
+from homeserver.federation.edus import query_remote
+from homeserver.http.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.http.parse import get_int, get_object, get_str, query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, Router
@@ -50,10 +57,19 @@ def parse_public_rooms_body(body: dict[str, Any]) -> PublicRoomsQuery:
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
 
-    def check_server(req: HttpRequest) -> None:
+    def remote_server(req: HttpRequest) -> str | None:
+        """The other server whose directory the client asks for, if any."""
         server = query_str(req.args, "server", None)
-        if server is not None and server != hs.hostname:
-            raise invalid_param("Listing the rooms of other servers is not supported yet")
+        if server is None or server == hs.hostname:
+            return None
+        if not is_valid_server_name(server):
+            raise invalid_param("Invalid server name")
+        return server
+
+    def check_remote_rooms(answer: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(answer.get("chunk"), list):
+            raise MatrixError(502, Codes.UNKNOWN, "The server sent a malformed room list")
+        return answer
 
     async def put_alias(req: HttpRequest) -> tuple[int, Any]:
         """PUT /_matrix/client/v3/directory/room/{roomAlias}"""
@@ -63,8 +79,21 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
 
     async def get_alias(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/client/v3/directory/room/{roomAlias}"""
-        target = await directory.resolve_alias(hs, req.params["roomAlias"])
+        alias = req.params["roomAlias"]
+        parsed = directory.parse_room_alias(alias)
+        if parsed is not None and parsed[1] != hs.hostname:
+            return 200, await resolve_remote_alias(alias, parsed[1])
+        target = await directory.resolve_alias(hs, alias)
         return 200, {"room_id": target.room_id, "servers": list(target.servers)}
+
+    async def resolve_remote_alias(alias: str, server: str) -> dict[str, Any]:
+        answer = await query_remote(hs, server, "/_matrix/federation/v1/query/directory",
+                                    {"room_alias": alias})
+        room_id, servers = answer.get("room_id"), answer.get("servers")
+        if not isinstance(room_id, str) or not isinstance(servers, list):
+            raise MatrixError(502, Codes.UNKNOWN, f"{server} sent a malformed answer")
+        servers = [s for s in servers if isinstance(s, str) and is_valid_server_name(s)]
+        return {"room_id": room_id, "servers": servers}
 
     async def delete_alias(req: HttpRequest) -> tuple[int, Any]:
         """DELETE /_matrix/client/v3/directory/room/{roomAlias}"""
@@ -90,17 +119,40 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
 
     async def get_public_rooms(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/client/v3/publicRooms"""
-        check_server(req)
+        server = remote_server(req)
         limit = query_int(req.args, "limit", None)
         if limit is not None and limit < 0:
             raise invalid_param("'limit' must not be negative")
         query = PublicRoomsQuery(limit=limit, since=query_str(req.args, "since", None))
+        if server is not None:
+            args: dict[str, str | list[str]] = {}
+            if limit is not None:
+                args["limit"] = str(limit)
+            if query.since is not None:
+                args["since"] = query.since
+            return 200, check_remote_rooms(await query_remote(
+                hs, server, "/_matrix/federation/v1/publicRooms", args))
         return 200, await directory.list_public_rooms(hs, query)
 
     async def post_public_rooms(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/client/v3/publicRooms"""
-        check_server(req)
-        query = parse_public_rooms_body(req.json(allow_empty=True))
+        server = remote_server(req)
+        body = req.json(allow_empty=True)
+        query = parse_public_rooms_body(body)
+        if server is not None:
+            # the client's body as validated, passed on as the spec's fields
+            remote_body: dict[str, Any] = {}
+            if query.limit is not None:
+                remote_body["limit"] = query.limit
+            if query.since is not None:
+                remote_body["since"] = query.since
+            if isinstance(body.get("filter"), dict):
+                remote_body["filter"] = body["filter"]
+            for key in ("include_all_networks", "third_party_instance_id"):
+                if body.get(key) is not None:
+                    remote_body[key] = body[key]
+            return 200, check_remote_rooms(await query_remote(
+                hs, server, "/_matrix/federation/v1/publicRooms", body=remote_body))
         return 200, await directory.list_public_rooms(hs, query)
 
     alias_path = f"{CLIENT_V3}/directory/room/{{roomAlias}}"

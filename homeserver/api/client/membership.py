@@ -41,34 +41,45 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
     membership = hs.membership
     reader = hs.room_reader
 
-    async def join(req: HttpRequest, room_id: str) -> tuple[int, Any]:
+    def via_of(req: HttpRequest) -> list[str]:
+        """Servers to join through: ``via`` (v1.12) and the older ``server_name``."""
+        return [v.decode("utf-8", "replace")
+                for name in (b"via", b"server_name") for v in req.args.get(name, [])]
+
+    async def join(req: HttpRequest, room_id: str, via: list[str] | None = None,
+                   ) -> tuple[int, Any]:
         body = req.json(allow_empty=True)
         await membership.update_membership(req.user_id, room_id, req.user_id, "join",
-                                           reason=reason_of(body))
+                                           reason=reason_of(body),
+                                           via=(via or []) + via_of(req))
         return 200, {"room_id": room_id}
 
     async def post_join_room_id(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/client/v3/rooms/{roomId}/join"""
         return await join(req, req.params["roomId"])
 
-    async def room_id_of(target: str) -> str:
-        """The room a ``{roomIdOrAlias}`` names (an unknown alias is 404)."""
+    async def room_of(target: str) -> tuple[str, list[str]]:
+        """The room a ``{roomIdOrAlias}`` names and, for an alias, the
+        servers its directory entry lists (an unknown alias is 404)."""
         if target.startswith("#"):
-            return (await resolve_alias(hs, target)).room_id
+            found = await resolve_alias(hs, target)
+            return found.room_id, list(getattr(found, "servers", []) or [])
         if not target.startswith("!") or len(target) < 2:
             raise invalid_param(f"{target!r} is not a room ID or alias")
-        return target
+        return target, []
 
     async def post_join(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
-        return await join(req, await room_id_of(req.params["roomIdOrAlias"]))
+        room_id, servers = await room_of(req.params["roomIdOrAlias"])
+        return await join(req, room_id, servers)
 
     async def post_knock(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
         body = req.json(allow_empty=True)
-        room_id = await room_id_of(req.params["roomIdOrAlias"])
+        room_id, servers = await room_of(req.params["roomIdOrAlias"])
         await membership.update_membership(req.user_id, room_id, req.user_id, "knock",
-                                           reason=reason_of(body))
+                                           reason=reason_of(body),
+                                           via=servers + via_of(req))
         return 200, {"room_id": room_id}
 
     async def post_invite(req: HttpRequest) -> tuple[int, Any]:

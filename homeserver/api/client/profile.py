@@ -2,7 +2,10 @@
 
 Anyone may read a local user's profile without logging in (as Synapse does
 unless told otherwise); only the user, or a server admin, may change it.
-Profiles of users on other servers need federation and are 404 for now.
+The profile of a user of another server is asked of their server
+(/_matrix/federation/v1/query/profile) and kept for ``REMOTE_PROFILE_TTL_MS``,
+so a client rendering a member list does not make one request per render;
+their server's 404 is ours, an unreachable server is 502.
 
 A deactivated account's profile reads as empty, as on Synapse (which wipes
 it at deactivation): the whole profile is 404, a single field is absent.
@@ -15,6 +18,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_server_name, parse_user_id
+from homeserver.federation.edus import query_remote
 from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.parse import is_storable_text
 from homeserver.http.request import HttpRequest
@@ -31,6 +35,10 @@ MAX_DISPLAYNAME_LEN = 256
 MAX_AVATAR_URL_LEN = 1000
 
 _MEDIA_ID = re.compile(r"[A-Za-z0-9_\-]+")
+
+# How long a remote profile is reused, and how many are kept.
+REMOTE_PROFILE_TTL_MS = 30_000
+REMOTE_PROFILE_CACHE_SIZE = 10_000
 
 
 def is_valid_mxc_uri(uri: str) -> bool:
@@ -78,9 +86,32 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         if parse_user_id(user_id) is None:
             raise invalid_param("Invalid user id")
 
+    # user ID -> (expiry, fields) of remote profiles, oldest first
+    remote_cache: dict[str, tuple[int, dict[str, str]]] = {}
+
+    async def read_remote_profile(user_id: str) -> dict[str, str]:
+        now = hs.now_ms()
+        cached = remote_cache.get(user_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        server = user_id.partition(":")[2]
+        answer = await query_remote(hs, server, "/_matrix/federation/v1/query/profile",
+                                    {"user_id": user_id})
+        # only well-formed fields of what the other server says reach the client
+        fields = {k: v for k, v in answer.items()
+                  if k in ("displayname", "avatar_url") and isinstance(v, str)
+                  and len(v) <= MAX_AVATAR_URL_LEN}
+        remote_cache.pop(user_id, None)
+        if len(remote_cache) >= REMOTE_PROFILE_CACHE_SIZE:
+            del remote_cache[next(iter(remote_cache))]
+        remote_cache[user_id] = (now + REMOTE_PROFILE_TTL_MS, fields)
+        return fields
+
     async def read_profile(user_id: str) -> dict[str, str]:
         check_user_id(user_id)
-        profile = await profiles.get_profile(user_id) if hs.is_mine(user_id) else None
+        if not hs.is_mine(user_id):
+            return await read_remote_profile(user_id)
+        profile = await profiles.get_profile(user_id)
         if profile is None:
             raise not_found("Profile was not found")
         return profile_fields(profile)

@@ -1,14 +1,150 @@
-"""(being written)"""
+"""Queries other servers make of ours: version, profile, alias, room directory,
+device lists and OpenID user info.
+
+Everything but /version and /openid/userinfo is signed by the asking server
+(``AUTH_FEDERATION``). /version says who we are to anyone; /openid/userinfo
+is called by third-party services (integration managers) that hold only the
+OpenID token a user gave them, so the token is its only credential.
+
+Answers cover our own users, aliases and rooms only: a question about
+another server's is 400 (Synapse's answer), one about an unknown thing 404.
+The public room list is served only with ``allow_public_rooms_over_federation``
+(off by default, as on Synapse): otherwise 403.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib.metadata
+from typing import TYPE_CHECKING, Any
 
-from homeserver.http.router import Router
+from homeserver.accounts.identifiers import parse_user_id
+from homeserver.api.client.directory import parse_public_rooms_body
+from homeserver.api.client.profile import profile_fields
+from homeserver.api.federation import FEDERATION_V1
+from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
+from homeserver.http.parse import query_int, query_str
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, Router
+from homeserver.rooms import directory
+from homeserver.rooms.directory import PublicRoomsQuery
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+PROFILE_FIELDS = ("displayname", "avatar_url")
+
+
+def server_version() -> str:
+    try:
+        return importlib.metadata.version("homeserver")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    pass
+    version = server_version()
+
+    def local_user(user_id: str) -> str:
+        parsed = parse_user_id(user_id)
+        if parsed is None:
+            raise invalid_param("Invalid user ID")
+        if parsed[1] != hs.hostname:
+            raise invalid_param("User is not hosted on this homeserver")
+        return user_id
+
+    def check_public_rooms_allowed() -> None:
+        if not hs.config.allow_public_rooms_over_federation:
+            raise forbidden("This server does not share its room directory over federation")
+
+    async def get_version(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/federation/v1/version"""
+        return 200, {"server": {"name": "homeserver", "version": version}}
+
+    async def query_profile(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/federation/v1/query/profile"""
+        if not hs.config.allow_profile_lookup_over_federation:
+            raise forbidden("Profile lookup over federation is disabled on this homeserver")
+        user_id = local_user(query_str(req.args, "user_id"))
+        field = query_str(req.args, "field", None)
+        if field is not None and field not in PROFILE_FIELDS:
+            raise invalid_param(f"'field' must be one of {', '.join(PROFILE_FIELDS)}")
+        profile = await hs.stores.profiles.get_profile(user_id)
+        if profile is None:
+            raise not_found("Profile was not found")
+        fields = profile_fields(profile)
+        if field is None:
+            return 200, fields
+        if field not in fields:
+            raise not_found(f"The user has no {field}")
+        return 200, {field: fields[field]}
+
+    async def query_directory(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/federation/v1/query/directory"""
+        alias = query_str(req.args, "room_alias")
+        parsed = directory.parse_room_alias(alias)
+        if parsed is None:
+            raise invalid_param("Invalid room alias")
+        if parsed[1] != hs.hostname:
+            raise invalid_param("Room alias is not hosted on this homeserver")
+        target = await directory.resolve_alias(hs, alias)
+        return 200, {"room_id": target.room_id, "servers": list(target.servers)}
+
+    async def get_public_rooms(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/federation/v1/publicRooms"""
+        check_public_rooms_allowed()
+        limit = query_int(req.args, "limit", None)
+        if limit is not None and limit < 0:
+            raise invalid_param("'limit' must not be negative")
+        if limit == 0:
+            limit = None  # the federation API's 0 is "no limit"
+        query = PublicRoomsQuery(limit=limit, since=query_str(req.args, "since", None))
+        return 200, await directory.list_public_rooms(hs, query)
+
+    async def post_public_rooms(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_matrix/federation/v1/publicRooms"""
+        check_public_rooms_allowed()
+        query = parse_public_rooms_body(req.json(allow_empty=True))
+        if query.limit == 0:
+            query = PublicRoomsQuery(limit=None, since=query.since,
+                                     search_term=query.search_term,
+                                     room_types=query.room_types)
+        return 200, await directory.list_public_rooms(hs, query)
+
+    async def get_user_devices(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/federation/v1/user/devices/{userId}"""
+        user_id = local_user(req.params["userId"])
+        if await hs.stores.users.get_user(user_id) is None:
+            raise not_found("Unknown user")
+        devices = []
+        for device in await hs.stores.devices.get_devices(user_id):
+            entry: dict[str, Any] = {"device_id": device.device_id}
+            if device.display_name is not None:
+                entry["device_display_name"] = device.display_name
+            # device keys ("keys") join this answer with E2E (issue 8)
+            devices.append(entry)
+        # No per-user device list stream yet (nothing sends m.device_list_update
+        # until E2E): the global position is at or after the user's last change,
+        # which is all a peer may assume of it.
+        stream_id = hs.db.stream_tracker.persisted_upto
+        return 200, {"user_id": user_id, "stream_id": stream_id, "devices": devices}
+
+    async def get_openid_userinfo(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/federation/v1/openid/userinfo"""
+        token = query_str(req.args, "access_token", None)
+        user_id = (await hs.stores.openid.get_user_for_token(token, hs.now_ms())
+                   if token else None)
+        if user_id is None:
+            raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Access token unknown or expired")
+        return 200, {"sub": user_id}
+
+    router.add("GET", f"{FEDERATION_V1}/version", get_version, auth=AUTH_NONE)
+    router.add("GET", f"{FEDERATION_V1}/query/profile", query_profile, auth=AUTH_FEDERATION)
+    router.add("GET", f"{FEDERATION_V1}/query/directory", query_directory,
+               auth=AUTH_FEDERATION)
+    router.add("GET", f"{FEDERATION_V1}/publicRooms", get_public_rooms, auth=AUTH_FEDERATION)
+    router.add("POST", f"{FEDERATION_V1}/publicRooms", post_public_rooms,
+               auth=AUTH_FEDERATION)
+    router.add("GET", f"{FEDERATION_V1}/user/devices/{{userId}}", get_user_devices,
+               auth=AUTH_FEDERATION)
+    router.add("GET", f"{FEDERATION_V1}/openid/userinfo", get_openid_userinfo,
+               auth=AUTH_NONE)

@@ -1,0 +1,41 @@
+"""OpenID tokens: POST /user/{userId}/openid/request_token.
+
+A user asks for a token to prove their identity to a third party (an
+integration manager, a widget); the third party sends it to our
+/_matrix/federation/v1/openid/userinfo and learns the user ID. The token
+proves nothing else: it is not an access token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from homeserver.http.errors import forbidden
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import Router
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+CLIENT_V3 = "/_matrix/client/v3"
+
+# Synapse's lifetime of an OpenID token.
+OPENID_TOKEN_LIFETIME_MS = 3_600_000
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    async def request_token(req: HttpRequest) -> tuple[int, Any]:
+        """POST /_matrix/client/v3/user/{userId}/openid/request_token"""
+        if req.params["userId"] != req.user_id:
+            raise forbidden("Cannot request an OpenID token for another user")
+        req.json(allow_empty=True)  # the body is an empty object; it must be JSON
+        token = secrets.token_urlsafe(32)
+        now = hs.now_ms()
+        await hs.stores.openid.add_token(token, req.user_id, now + OPENID_TOKEN_LIFETIME_MS,
+                                         now)
+        return 200, {"access_token": token, "token_type": "Bearer",
+                     "matrix_server_name": hs.hostname,
+                     "expires_in": OPENID_TOKEN_LIFETIME_MS // 1000}
+
+    router.add("POST", f"{CLIENT_V3}/user/{{userId}}/openid/request_token", request_token)

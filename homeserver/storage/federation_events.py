@@ -1,0 +1,462 @@
+"""Persisting events that came from other servers.
+
+A local event is built on the room's current state, so ``EventStore``
+persists it as "current state plus this event". An event from another server
+may sit anywhere in the DAG: the state before it is whatever the inbound
+pipeline (``federation/event_handler.py``) computed from its prev_events
+(state resolution when they fork), and the room's current state afterwards
+is the resolution of the states after every forward extremity. So the
+pipeline hands both over, and this store writes them in ONE transaction:
+
+- ``persist_outliers_txn``: events we hold only for their own sake (auth
+  chains, the state a join response lists, events fetched by ID): a row with
+  edges and the auth-chain index, no stream position, no state of their own.
+- ``persist_federated_txn``: a timeline event with the state before it
+  (a base snapshot plus a delta when it has one prev event we hold, else a
+  full map): its snapshot is that state plus itself; unless it is rejected or
+  soft-failed it gets a stream position and replaces its prev_events among
+  the forward extremities; with ``new_current`` the room's current state,
+  memberships and current snapshot move to that state.
+- invites to rooms we are not in: the room row, the invite as an outlier with
+  a stream position (so the invitee's /sync sees it) and the stripped state
+  the inviting server sent.
+
+Rejected events keep ``rejected_reason`` and a snapshot (state before them)
+so that events naming them as prev_events can still be placed; they never
+change state. Soft-failed events (``soft_failed``) are the same except that
+their own state counts for the state after them.
+
+When the new current state differs from "the old one plus this event" (a
+fork resolved), the transaction takes one more stream position, scoped to
+the room: a barrier for the sync fast path (sync/recent.py), so every member
+is answered by the full builder.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeserver.events.canonical import encode_canonical_json
+from homeserver.events.model import Event
+from homeserver.storage.auth_chains import AuthChainStore
+from homeserver.storage.database import Database, Txn
+from homeserver.storage.events import EventStore
+from homeserver.storage.rooms import RoomStore
+from homeserver.storage.state import StateKey, StateStore
+from homeserver.storage.streams import next_stream_id_txn
+
+StateIds = Mapping[StateKey, str]
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """What the pipeline needs to know of an event it may already hold."""
+
+    event_nid: int
+    outlier: bool
+    stream_ordering: int | None
+    snapshot_nid: int | None
+    rejected: bool
+    soft_failed: bool
+
+
+@dataclass
+class FederatedPersisted:
+    event_nid: int
+    stream_ordering: int | None
+    snapshot_nid: int
+    # users whose membership of the room changed in current_state
+    membership_changes: dict[str, str] = field(default_factory=dict)
+    # a barrier position (the current state moved by more than the event)
+    barrier: int | None = None
+    current_changed: bool = False
+
+
+class FederationEventStore:
+    def __init__(self, db: Database, state: StateStore, events: EventStore) -> None:
+        self.db = db
+        self.state = state
+        self.events = events
+
+    # -- reading -----------------------------------------------------------
+
+    async def get_event_info(self, event_ids: Iterable[str]) -> dict[str, EventInfo]:
+        ids = list(dict.fromkeys(event_ids))
+        out: dict[str, EventInfo] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = await self.db.execute(
+                "get_event_info",
+                "SELECT event_id, event_nid, outlier, stream_ordering, snapshot_nid,"
+                " rejected_reason, soft_failed FROM events"
+                f" WHERE event_id IN ({_placeholders(len(chunk))})", chunk)
+            for eid, nid, outlier, stream, snapshot, rejected, soft in rows:
+                out[eid] = EventInfo(int(nid), bool(outlier),
+                                     None if stream is None else int(stream),
+                                     None if snapshot is None else int(snapshot),
+                                     rejected is not None, bool(soft))
+        return out
+
+    async def get_state_ids_at_snapshots(self, snapshot_nids: Iterable[int],
+                                         ) -> dict[int, dict[StateKey, str]]:
+        """The whole state of each snapshot as ``(type, state_key) -> event ID``."""
+        def txn_fn(txn: Txn) -> dict[int, dict[StateKey, str]]:
+            return {s: self.state.load_snapshot_ids_txn(txn, s) for s in set(snapshot_nids)}
+        return await self.db.run_interaction("get_state_ids_at_snapshots", txn_fn)
+
+    async def get_state_ids_before(self, event_id: str) -> dict[StateKey, str] | None:
+        """The state before the (timeline) event ``event_id``, None if we do
+        not hold it with its state: the state after it with its own key put
+        back to what it replaced."""
+        def txn_fn(txn: Txn) -> dict[StateKey, str] | None:
+            row = txn.select_one(
+                "SELECT ev.snapshot_nid, ev.event_type, ev.state_key, ev.rejected_reason,"
+                " old.event_id FROM events ev LEFT JOIN events old"
+                " ON old.event_nid = ev.replaces_nid WHERE ev.event_id = ?", (event_id,))
+            if row is None or row[0] is None:
+                return None
+            snapshot, event_type, state_key, rejected, replaced = row
+            state = self.state.load_snapshot_ids_txn(txn, int(snapshot))
+            if state_key is not None and rejected is None:
+                key = (event_type, state_key)
+                if state.get(key) == event_id:
+                    if replaced is not None:
+                        state[key] = replaced
+                    else:
+                        del state[key]
+            return state
+        return await self.db.run_interaction("get_state_ids_before", txn_fn)
+
+    async def get_prev_events_for_backfill(self, room_nid: int, event_ids: list[str],
+                                           limit: int) -> list[str]:
+        """Up to ``limit`` events reached by walking prev_events back from
+        ``event_ids`` (breadth first, deepest first), them included."""
+        def txn_fn(txn: Txn) -> list[str]:
+            start = [int(r[0]) for r in txn.select_all(
+                f"SELECT event_nid FROM events WHERE event_id IN"
+                f" ({_placeholders(len(event_ids))}) AND room_nid = ?",
+                [*event_ids, room_nid])] if event_ids else []
+            seen: set[int] = set(start)
+            order: list[int] = []
+            frontier = start
+            while frontier and len(order) < limit:
+                order.extend(frontier[:limit - len(order)])
+                nxt: list[int] = []
+                for chunk_start in range(0, len(frontier), 500):
+                    chunk = frontier[chunk_start:chunk_start + 500]
+                    for (p,) in txn.select_all(
+                            "SELECT e.prev_event_nid FROM event_edges e JOIN events ev"
+                            " ON ev.event_nid = e.prev_event_nid"
+                            f" WHERE e.event_nid IN ({_placeholders(len(chunk))})"
+                            " ORDER BY ev.depth DESC", chunk):
+                        if int(p) not in seen:
+                            seen.add(int(p))
+                            nxt.append(int(p))
+                frontier = nxt
+            ids = self.state.event_ids_for_nids_txn(txn, order)
+            return [ids[n] for n in order if n in ids]
+        return await self.db.run_interaction("get_prev_events_for_backfill", txn_fn)
+
+    async def get_missing_events(self, room_nid: int, earliest: list[str], latest: list[str],
+                                 limit: int, min_depth: int) -> list[str]:
+        """/get_missing_events: events before ``latest`` back to ``earliest``
+        (excluded), breadth first, at most ``limit``, not below ``min_depth``."""
+        def txn_fn(txn: Txn) -> list[str]:
+            def nids(ids: list[str]) -> list[int]:
+                if not ids:
+                    return []
+                return [int(r[0]) for r in txn.select_all(
+                    f"SELECT event_nid FROM events WHERE event_id IN"
+                    f" ({_placeholders(len(ids))}) AND room_nid = ?", [*ids, room_nid])]
+            seen = set(nids(earliest)) | set(nids(latest))
+            frontier = nids(latest)
+            found: list[tuple[int, int]] = []  # (depth, nid)
+            while frontier and len(found) < limit:
+                rows = txn.select_all(
+                    "SELECT e.prev_event_nid, ev.depth FROM event_edges e JOIN events ev"
+                    " ON ev.event_nid = e.prev_event_nid"
+                    f" WHERE e.event_nid IN ({_placeholders(len(frontier))})", frontier)
+                frontier = []
+                for p, depth in rows:
+                    p = int(p)
+                    if p in seen or int(depth) < min_depth:
+                        continue
+                    seen.add(p)
+                    frontier.append(p)
+                    found.append((int(depth), p))
+                    if len(found) >= limit:
+                        break
+            found.sort()
+            ids = self.state.event_ids_for_nids_txn(txn, [n for _, n in found])
+            return [ids[n] for _, n in found if n in ids]
+        return await self.db.run_interaction("get_missing_events", txn_fn)
+
+    async def get_inbound_txn(self, origin: str, txn_id: str) -> Any:
+        rows = await self.db.execute(
+            "get_inbound_txn", "SELECT response FROM federation_inbound_txns"
+            " WHERE origin = ? AND txn_id = ?", (origin, txn_id))
+        return json.loads(rows[0][0]) if rows else None
+
+    async def store_inbound_txn(self, origin: str, txn_id: str, response: Any,
+                                now_ms: int) -> None:
+        await self.db.execute(
+            "store_inbound_txn", "INSERT INTO federation_inbound_txns"
+            " (origin, txn_id, response, received_ts) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (origin, txn_id) DO NOTHING",
+            (origin, txn_id, json.dumps(response), now_ms))
+
+    async def prune_inbound_txns(self, older_than_ms: int) -> None:
+        await self.db.execute("prune_inbound_txns", "DELETE FROM federation_inbound_txns"
+                              " WHERE received_ts < ?", (older_than_ms,))
+
+    async def get_remote_invite_state(self, event_id: str) -> list[dict[str, Any]] | None:
+        rows = await self.db.execute(
+            "get_remote_invite_state",
+            "SELECT ris.stripped_state FROM remote_invite_state ris JOIN events ev"
+            " ON ev.event_nid = ris.event_nid WHERE ev.event_id = ?", (event_id,))
+        return json.loads(rows[0][0]) if rows else None  # type: ignore[no-any-return]
+
+    # -- writing -----------------------------------------------------------
+
+    @staticmethod
+    def ensure_room_txn(txn: Txn, room_id: str, room_version: str, creator: str | None,
+                        now_ms: int) -> int:
+        row = txn.select_one("SELECT room_nid FROM rooms WHERE room_id = ?", (room_id,))
+        if row is not None:
+            return int(row[0])
+        return RoomStore.create_room_txn(txn, room_id, room_version, creator or "", now_ms)
+
+    @staticmethod
+    def _insert_event_txn(txn: Txn, event: Event, room_nid: int, *, outlier: bool,
+                          stream: int | None, snapshot: int | None,
+                          soft_failed: bool = False) -> int:
+        state_key_nid = None
+        if event.is_state():
+            state_key_nid = StateStore.get_or_create_state_key_nids_txn(
+                txn, [event.state_pair()])[event.state_pair()]
+        refs = list(dict.fromkeys(event.prev_event_ids + event.auth_event_ids))
+        known: dict[str, int] = {}
+        if refs:
+            known = {e: int(n) for e, n in txn.select_all(
+                f"SELECT event_id, event_nid FROM events WHERE event_id IN"
+                f" ({_placeholders(len(refs))})", refs)}
+        text = encode_canonical_json(event.json, strict=False).decode("utf-8")
+        event_nid = int(txn.select_value(
+            "INSERT INTO events (event_id, room_nid, stream_ordering, depth, event_type,"
+            " state_key, state_key_nid, sender, origin_server_ts, json, rejected_reason,"
+            " outlier, snapshot_nid, soft_failed)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_nid",
+            (event.event_id, room_nid, stream, event.depth, event.type, event.state_key,
+             state_key_nid, event.sender, event.origin_server_ts, text, event.rejected_reason,
+             1 if outlier else 0, snapshot, 1 if soft_failed else 0)))
+        txn.execute_many("INSERT INTO event_edges (event_nid, prev_event_nid) VALUES (?, ?)",
+                         [(event_nid, known[p]) for p in dict.fromkeys(event.prev_event_ids)
+                          if p in known])
+        txn.execute_many(
+            "INSERT INTO event_auth_edges (event_nid, auth_event_nid) VALUES (?, ?)",
+            [(event_nid, known[a]) for a in dict.fromkeys(event.auth_event_ids) if a in known])
+        # prev_events we do not hold (yet): the edge is made when one arrives
+        txn.execute_many("INSERT INTO event_edges_pending (event_nid, prev_event_id)"
+                         " VALUES (?, ?)", [(event_nid, p) for p in
+                                            dict.fromkeys(event.prev_event_ids)
+                                            if p not in known])
+        txn.execute("INSERT INTO event_edges (event_nid, prev_event_nid)"
+                    " SELECT event_nid, ? FROM event_edges_pending WHERE prev_event_id = ?"
+                    " ON CONFLICT DO NOTHING", (event_nid, event.event_id))
+        txn.execute("DELETE FROM event_edges_pending WHERE prev_event_id = ?",
+                    (event.event_id,))
+        AuthChainStore.persist_event_txn(txn, event, event_nid)
+        return event_nid
+
+    @classmethod
+    def persist_outliers_txn(cls, txn: Txn, room_nid: int, events: Iterable[Event]) -> None:
+        """Store ``events`` (auth events before the events they authorise,
+        where the caller can) as outliers; those already held are skipped."""
+        evs = list({e.event_id: e for e in events}.values())
+        if not evs:
+            return
+        held: set[str] = set()
+        for start in range(0, len(evs), 500):
+            chunk = [e.event_id for e in evs[start:start + 500]]
+            held.update(r[0] for r in txn.select_all(
+                f"SELECT event_id FROM events WHERE event_id IN ({_placeholders(len(chunk))})",
+                chunk))
+        for event in evs:
+            if event.event_id not in held:
+                cls._insert_event_txn(txn, event, room_nid, outlier=True, stream=None,
+                                      snapshot=None)
+                held.add(event.event_id)
+
+    def _state_nids_txn(self, txn: Txn, state: StateIds) -> dict[int, int]:
+        """``(type, state_key) -> event ID`` as state-key NID -> event NID
+        (events we do not hold are left out)."""
+        keys = StateStore.get_or_create_state_key_nids_txn(txn, list(state))
+        ids = list(set(state.values()))
+        nids: dict[str, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            nids.update((e, int(n)) for e, n in txn.select_all(
+                f"SELECT event_id, event_nid FROM events WHERE event_id IN"
+                f" ({_placeholders(len(chunk))})", chunk))
+        return {keys[k]: nids[e] for k, e in state.items() if e in nids}
+
+    def persist_federated_txn(self, txn: Txn, room_nid: int, room_id: str, event: Event, *,
+                              state_before: StateIds | None, base_snapshot: int | None,
+                              soft_failed: bool, new_current: StateIds | None,
+                              outliers: Iterable[Event] = ()) -> FederatedPersisted:
+        """Store ``event`` (not held yet) as a timeline event; see the module
+        docstring. The state before it is ``base_snapshot`` if given, else
+        ``state_before``."""
+        self.persist_outliers_txn(txn, room_nid, outliers)
+        rejected = event.rejected_reason is not None
+        own: dict[int, int] = {}
+        if base_snapshot is not None:
+            before_snapshot = base_snapshot
+        else:
+            before_snapshot = StateStore.snapshot_from_map_txn(
+                txn, room_nid, self._state_nids_txn(txn, state_before or {}))
+        stream = None if rejected or soft_failed else next_stream_id_txn(txn)
+        event_nid = self._insert_event_txn(txn, event, room_nid, outlier=False, stream=stream,
+                                           snapshot=before_snapshot, soft_failed=soft_failed)
+        snapshot = before_snapshot
+        if event.is_state() and not rejected:
+            key_nid = StateStore.get_or_create_state_key_nids_txn(
+                txn, [event.state_pair()])[event.state_pair()]
+            own = {key_nid: event_nid}
+            replaced = (state_before or {}).get(event.state_pair())
+            if replaced is not None:
+                txn.execute("UPDATE events SET replaces_nid ="
+                            " (SELECT event_nid FROM events WHERE event_id = ?)"
+                            " WHERE event_nid = ?", (replaced, event_nid))
+            snapshot = StateStore.create_snapshot_txn(txn, room_nid, before_snapshot, own)
+            txn.execute("UPDATE events SET snapshot_nid = ? WHERE event_nid = ?",
+                        (snapshot, event_nid))
+        result = FederatedPersisted(event_nid, stream, snapshot)
+        redacts = EventStore._applied_redaction(event)
+        if redacts is not None and not soft_failed:
+            txn.execute("INSERT INTO event_redactions (redacts, redaction_nid) VALUES (?, ?)",
+                        (redacts, event_nid))
+        if stream is None:
+            return result
+        prev_nids = [int(r[0]) for r in txn.select_all(
+            "SELECT prev_event_nid FROM event_edges WHERE event_nid = ?", (event_nid,))]
+        RoomStore.update_forward_extremities_txn(txn, room_nid, event_nid, prev_nids)
+        txn.new_events.append((event, stream))
+        if new_current is not None:
+            self._set_current_state_txn(txn, room_nid, room_id, event, event_nid, snapshot,
+                                        new_current, stream, result)
+        return result
+
+    def _set_current_state_txn(self, txn: Txn, room_nid: int, room_id: str, event: Event,
+                               event_nid: int, event_snapshot: int, new_current: StateIds,
+                               stream: int, result: FederatedPersisted) -> None:
+        target = self._state_nids_txn(txn, new_current)
+        current = {int(k): int(v) for k, v in txn.select_all(
+            "SELECT state_key_nid, event_nid FROM current_state WHERE room_nid = ?",
+            (room_nid,))}
+        if target == current:
+            return
+        result.current_changed = True
+        changed = {k: v for k, v in target.items() if current.get(k) != v}
+        removed = [k for k in current if k not in target]
+        txn.execute_many("DELETE FROM current_state WHERE room_nid = ? AND state_key_nid = ?",
+                         [(room_nid, k) for k in removed])
+        for key, value in changed.items():
+            RoomStore.set_current_state_txn(txn, room_nid, key, value)
+        event_after = StateStore.load_snapshot_txn(txn, event_snapshot)
+        snapshot = event_snapshot if event_after == target else \
+            StateStore.snapshot_from_map_txn(txn, room_nid, target)
+        RoomStore.set_current_snapshot_txn(txn, room_nid, snapshot)
+        # memberships of the member keys that changed
+        names = self.state.state_keys_for_nids_txn(txn, list(changed) + removed)
+        member_nids = {k: names[k][1] for k in changed if k in names
+                       and names[k][0] == "m.room.member"}
+        if member_nids:
+            values = [changed[k] for k in member_nids]
+            rows = txn.select_all(
+                f"SELECT event_nid, json FROM events WHERE event_nid IN"
+                f" ({_placeholders(len(values))})", values)
+            membership_of = {int(n): json.loads(j).get("content", {}).get("membership")
+                             for n, j in rows}
+            for key, user_id in member_nids.items():
+                membership = membership_of.get(changed[key])
+                if isinstance(membership, str):
+                    RoomStore.set_membership_txn(txn, user_id, room_nid, membership,
+                                                 changed[key], stream)
+                    result.membership_changes[user_id] = membership
+        for key in removed:
+            if key in names and names[key][0] == "m.room.member":
+                txn.execute("DELETE FROM room_memberships WHERE user_id = ? AND room_nid = ?",
+                            (names[key][1], room_nid))
+        # more changed than the event itself: every member must rebuild
+        own_key = None
+        if event.is_state() and event.rejected_reason is None:
+            own_key = event.state_pair()
+        if any(names.get(k) != own_key for k in list(changed) + removed
+               if not (k in names and names[k] == own_key and changed.get(k) == event_nid)):
+            barrier = next_stream_id_txn(txn)
+            txn.add_scope(barrier, room_id, None)
+            result.barrier = barrier
+
+    def store_remote_invite_txn(self, txn: Txn, room_id: str, room_version: str, event: Event,
+                                stripped_state: list[dict[str, Any]], now_ms: int) -> int:
+        """An invite of a local user to a room we do not hold: the room row,
+        the invite (an outlier with a stream position), its stripped state and
+        the invitee's membership. Returns the stream position."""
+        room_nid = self.ensure_room_txn(txn, room_id, room_version, None, now_ms)
+        held = txn.select_one("SELECT event_nid, stream_ordering FROM events"
+                              " WHERE event_id = ?", (event.event_id,))
+        if held is not None and held[1] is not None:
+            return int(held[1])
+        stream = next_stream_id_txn(txn)
+        if held is not None:
+            event_nid = int(held[0])
+            txn.execute("UPDATE events SET stream_ordering = ? WHERE event_nid = ?",
+                        (stream, event_nid))
+        else:
+            event_nid = self._insert_event_txn(txn, event, room_nid, outlier=True,
+                                               stream=stream, snapshot=None)
+        if stripped_state:
+            txn.execute("INSERT INTO remote_invite_state (event_nid, stripped_state)"
+                        " VALUES (?, ?) ON CONFLICT (event_nid) DO NOTHING",
+                        (event_nid, json.dumps(stripped_state)))
+        assert event.state_key is not None
+        RoomStore.set_membership_txn(txn, event.state_key, room_nid,
+                                     event.membership or "invite", event_nid, stream)
+        txn.new_events.append((event, stream))
+        return stream
+
+    async def store_remote_invite(self, room_id: str, room_version: str, event: Event,
+                                  stripped_state: list[dict[str, Any]], now_ms: int) -> int:
+        return await self.db.run_interaction("store_remote_invite",
+                                             self.store_remote_invite_txn, room_id,
+                                             room_version, event, stripped_state, now_ms)
+
+    async def persist_federated(self, room_nid: int, room_id: str, event: Event, *,
+                                state_before: StateIds | None, base_snapshot: int | None,
+                                soft_failed: bool, new_current: StateIds | None,
+                                outliers: Iterable[Event] = ()) -> FederatedPersisted:
+        result = await self.db.run_interaction(
+            "persist_federated", self.persist_federated_txn, room_nid, room_id, event,
+            state_before=state_before, base_snapshot=base_snapshot, soft_failed=soft_failed,
+            new_current=new_current, outliers=list(outliers))
+        redacts = EventStore._applied_redaction(event)
+        if redacts is not None:
+            self.events.cache.invalidate(redacts)
+        return result
+
+    async def persist_outliers(self, room_nid: int, events: list[Event]) -> None:
+        await self.db.run_interaction("persist_outliers", self.persist_outliers_txn,
+                                      room_nid, events)
+
+    async def ensure_room(self, room_id: str, room_version: str, creator: str | None,
+                          now_ms: int) -> int:
+        return await self.db.run_interaction("ensure_room", self.ensure_room_txn, room_id,
+                                             room_version, creator, now_ms)

@@ -1,0 +1,292 @@
+"""EDUs from other servers (typing, receipts, presence, to-device, device lists)
+as local users see them in /sync, and the EDUs our users' actions send.
+
+Inbound EDUs are handed to ``hs.edu_handler.on_edu`` as PUT /send will hand
+them (the lead's /send was not there when these were written). The remote
+user's membership is made with the server's own event creator (a join event
+of ``@bob:remote.test``, authorised by the room's rules like any other):
+joins over federation come with the membership work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+
+from tests.api.test_rooms import ALICE, V3, create_room, send_text
+from tests.harness import Client, TestServer
+
+REMOTE = "remote.test"
+REMOTE_BOB = f"@bob:{REMOTE}"
+
+
+async def with_remote_member(server: TestServer, user_id: str = REMOTE_BOB,
+                             ) -> tuple[Client, str]:
+    """Alice (local) and ``user_id`` (of another server) joined to a public room."""
+    alice = await server.register("alice")
+    room_id = await create_room(alice, preset="public_chat")
+    await server.hs.event_creator.send(user_id, room_id, "m.room.member",
+                                       {"membership": "join"}, state_key=user_id)
+    return alice, room_id
+
+
+async def sync(client: Client, since: str | None = None) -> dict[str, Any]:
+    params = {"timeout": "0"}
+    if since is not None:
+        params["since"] = since
+    resp = await client.get(f"{V3}/sync", params=params)
+    assert resp.code == 200, resp.body
+    return dict(resp.body)
+
+
+def ephemeral(body: dict[str, Any], room_id: str, event_type: str) -> list[dict[str, Any]]:
+    room = body.get("rooms", {}).get("join", {}).get(room_id, {})
+    return [e for e in room.get("ephemeral", {}).get("events", []) if e["type"] == event_type]
+
+
+# -- typing ---------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_remote_user_typing_is_seen_by_local_members(server: TestServer) -> None:
+    alice, room_id = await with_remote_member(server)
+    before = await sync(alice)
+
+    await server.hs.edu_handler.on_edu(
+        REMOTE, "m.typing", {"room_id": room_id, "user_id": REMOTE_BOB, "typing": True})
+
+    body = await sync(alice, before["next_batch"])
+    assert [e["content"] for e in ephemeral(body, room_id, "m.typing")] == [
+        {"user_ids": [REMOTE_BOB]}]
+
+    await server.hs.edu_handler.on_edu(
+        REMOTE, "m.typing", {"room_id": room_id, "user_id": REMOTE_BOB, "typing": False})
+    after = await sync(alice, body["next_batch"])
+    assert [e["content"] for e in ephemeral(after, room_id, "m.typing")] == [{"user_ids": []}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_typing_of_a_user_of_another_origin_is_dropped(server: TestServer) -> None:
+    alice, room_id = await with_remote_member(server)
+    before = await sync(alice)
+
+    # evil.test speaks for remote.test's user: dropped, nothing raised
+    await server.hs.edu_handler.on_edu(
+        "evil.test", "m.typing", {"room_id": room_id, "user_id": REMOTE_BOB, "typing": True})
+    # a remote user who is not in the room
+    await server.hs.edu_handler.on_edu(
+        REMOTE, "m.typing", {"room_id": room_id, "user_id": f"@carol:{REMOTE}",
+                             "typing": True})
+
+    body = await sync(alice, before["next_batch"])
+    assert ephemeral(body, room_id, "m.typing") == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_malformed_edus_are_dropped_without_error(server: TestServer) -> None:
+    alice, room_id = await with_remote_member(server)
+    handler = server.hs.edu_handler
+    for edu_type, content in [
+        ("m.typing", None), ("m.typing", {"room_id": room_id, "user_id": REMOTE_BOB}),
+        ("m.typing", {"room_id": 5, "user_id": REMOTE_BOB, "typing": True}),
+        ("m.receipt", {room_id: {"m.read": {REMOTE_BOB: {"event_ids": "x", "data": {}}}}}),
+        ("m.receipt", {room_id: []}), ("m.receipt", []),
+        ("m.presence", {"push": "no"}), ("m.presence", {"push": [{"user_id": 1}]}),
+        ("m.direct_to_device", {"sender": REMOTE_BOB}),
+        ("m.device_list_update", {"user_id": None}),
+        ("m.unknown_thing", {"anything": True}),
+    ]:
+        await handler.on_edu(REMOTE, edu_type, content)
+    assert (await alice.get(f"{V3}/sync", params={"timeout": "0"})).code == 200
+
+
+# -- receipts -------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_remote_read_receipt_is_seen_by_local_members(server: TestServer) -> None:
+    alice, room_id = await with_remote_member(server)
+    event_id = await send_text(alice, room_id, "hello", "t1")
+    before = await sync(alice)
+
+    await server.hs.edu_handler.on_edu(REMOTE, "m.receipt", {room_id: {"m.read": {
+        REMOTE_BOB: {"event_ids": [event_id], "data": {"ts": 1234, "thread_id": "main"}},
+        # not of the origin, and a private receipt: both dropped
+        "@mallory:evil.test": {"event_ids": [event_id], "data": {"ts": 1}},
+    }, "m.read.private": {REMOTE_BOB: {"event_ids": [event_id], "data": {"ts": 1}}}}})
+
+    body = await sync(alice, before["next_batch"])
+    receipts = ephemeral(body, room_id, "m.receipt")
+    assert [r["content"] for r in receipts] == [
+        {event_id: {"m.read": {REMOTE_BOB: {"ts": 1234, "thread_id": "main"}}}}]
+
+
+# -- presence -------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_remote_presence_reaches_local_room_mates(server: TestServer) -> None:
+    alice, room_id = await with_remote_member(server)
+    before = await sync(alice)
+
+    await server.hs.edu_handler.on_edu(REMOTE, "m.presence", {"push": [
+        {"user_id": REMOTE_BOB, "presence": "online", "status_msg": "Baking",
+         "last_active_ago": 5000, "currently_active": True},
+        # shares no room with anyone here: not stored
+        {"user_id": f"@carol:{REMOTE}", "presence": "online", "last_active_ago": 0},
+    ]})
+
+    body = await sync(alice, before["next_batch"])
+    events = {e["sender"]: e["content"] for e in body.get("presence", {}).get("events", [])}
+    assert REMOTE_BOB in events and f"@carol:{REMOTE}" not in events
+    assert events[REMOTE_BOB]["presence"] == "online"
+    assert events[REMOTE_BOB]["status_msg"] == "Baking"
+    assert events[REMOTE_BOB]["last_active_ago"] >= 5000
+    status = await alice.get(f"{V3}/presence/{REMOTE_BOB}/status")
+    assert status.body["presence"] == "online"
+
+
+@pytest_twisted.ensureDeferred
+async def test_remote_presence_is_dropped_when_federation_presence_is_off(
+        make_server: Any) -> None:
+    server = await make_server(presence={"enabled": True, "federation": False})
+    alice, room_id = await with_remote_member(server)
+    before = await sync(alice)
+
+    await server.hs.edu_handler.on_edu(REMOTE, "m.presence", {"push": [
+        {"user_id": REMOTE_BOB, "presence": "online", "last_active_ago": 0}]})
+
+    body = await sync(alice, before["next_batch"])
+    senders = [e["sender"] for e in body.get("presence", {}).get("events", [])]
+    assert REMOTE_BOB not in senders
+
+
+# -- to-device ------------------------------------------------------------------
+
+
+def to_device_events(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(body.get("to_device", {}).get("events", []))
+
+
+@pytest_twisted.ensureDeferred
+async def test_to_device_message_from_another_server_is_delivered_once(
+        server: TestServer) -> None:
+    alice = await server.register("alice", device_id="PHONE")
+    before = await sync(alice)
+    edu = {"sender": REMOTE_BOB, "type": "m.room_key_request", "message_id": "m1",
+           "messages": {ALICE: {"*": {"action": "request"}},
+                        "@nobody:elsewhere.test": {"*": {"x": 1}}}}
+
+    await server.hs.edu_handler.on_edu(REMOTE, "m.direct_to_device", edu)
+    # the same message again (a retried transaction): stored once
+    await server.hs.edu_handler.on_edu(REMOTE, "m.direct_to_device", edu)
+
+    body = await sync(alice, before["next_batch"])
+    assert to_device_events(body) == [{"type": "m.room_key_request", "sender": REMOTE_BOB,
+                                       "content": {"action": "request"}}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_to_device_message_with_a_foreign_sender_is_dropped(server: TestServer) -> None:
+    alice = await server.register("alice", device_id="PHONE")
+    before = await sync(alice)
+
+    await server.hs.edu_handler.on_edu("evil.test", "m.direct_to_device", {
+        "sender": REMOTE_BOB, "type": "m.room_key_request", "message_id": "m1",
+        "messages": {ALICE: {"PHONE": {"action": "request"}}}})
+
+    body = await sync(alice, before["next_batch"])
+    assert to_device_events(body) == []
+
+
+# -- device lists ---------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_remote_device_list_update_shows_in_device_lists_changed(
+        server: TestServer) -> None:
+    alice, room_id = await with_remote_member(server)
+    before = await sync(alice)
+
+    await server.hs.edu_handler.on_edu(REMOTE, "m.device_list_update", {
+        "user_id": REMOTE_BOB, "device_id": "NEWPHONE", "stream_id": 3, "prev_id": [2],
+        "deleted": False})
+    # a user nobody here shares a room with: not recorded
+    await server.hs.edu_handler.on_edu(REMOTE, "m.device_list_update", {
+        "user_id": f"@carol:{REMOTE}", "device_id": "X", "stream_id": 1})
+
+    body = await sync(alice, before["next_batch"])
+    assert body.get("device_lists", {}).get("changed") == [REMOTE_BOB]
+
+
+# -- two servers: our users' EDUs reach the other server -------------------------
+
+
+async def poll_sync(client: Client, since: str, done: Any, tries: int = 50) -> dict[str, Any]:
+    """/sync from ``since`` until ``done(body)`` (the EDU crosses servers in
+    the background): long-polls, so it returns as soon as something arrives."""
+    from twisted.internet import reactor, task
+
+    for _ in range(tries):
+        resp = await client.get(f"{V3}/sync", params={"since": since, "timeout": "2000"})
+        assert resp.code == 200, resp.body
+        body = dict(resp.body)
+        if done(body):
+            return body
+        since = body["next_batch"]
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError("the EDU never arrived")
+
+
+@pytest_twisted.ensureDeferred
+async def test_typing_and_receipts_cross_servers(federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    room_id = await create_room(alice, preset="public_chat")
+    # Bob joins over federation (the join itself is the membership code's)
+    await b.hs.federation_membership.join_remote(bob.user_id or "", room_id,
+                                                 [a.hs.hostname], {})
+    event_id = await send_text(alice, room_id, "hello", "t1")
+    bob_since = (await sync(bob))["next_batch"]
+    alice_since = (await sync(alice))["next_batch"]
+
+    resp = await alice.put(f"{V3}/rooms/{room_id}/typing/{alice.user_id}",
+                           {"typing": True, "timeout": 10000})
+    assert resp.code == 200, resp.body
+    body = await poll_sync(bob, bob_since, lambda b: any(
+        e["content"]["user_ids"] == [alice.user_id]
+        for e in ephemeral(b, room_id, "m.typing")))
+    assert body
+
+    resp = await bob.post(f"{V3}/rooms/{room_id}/receipt/m.read/{event_id}", {})
+    assert resp.code == 200, resp.body
+    body = await poll_sync(alice, alice_since, lambda b: any(
+        bob.user_id in e["content"].get(event_id, {}).get("m.read", {})
+        for e in ephemeral(b, room_id, "m.receipt")))
+    assert body
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_crosses_servers(federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    room_id = await create_room(alice, preset="public_chat")
+    await b.hs.federation_membership.join_remote(bob.user_id or "", room_id,
+                                                 [a.hs.hostname], {})
+    bob_since = (await sync(bob))["next_batch"]
+
+    resp = await alice.put(f"{V3}/presence/{alice.user_id}/status",
+                           {"presence": "unavailable", "status_msg": "Away"})
+    assert resp.code == 200, resp.body
+
+    def alice_away(body: dict[str, Any]) -> bool:
+        return any(e["sender"] == alice.user_id and e["content"].get("status_msg") == "Away"
+                   for e in body.get("presence", {}).get("events", []))
+
+    body = await poll_sync(bob, bob_since, alice_away)
+    assert alice_away(body)
