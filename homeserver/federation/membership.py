@@ -275,11 +275,11 @@ class FederationMembership:
         assert event.state_key is not None
         destination = _domain(event.state_key)
         assert destination is not None
-        invite_state = [stripped(e) for k, e in state.items()
-                        if k[1] == "" and k[0] in STRIPPED_STATE_TYPES]
-        sender_member = state.get(("m.room.member", event.sender))
-        if sender_member is not None:
-            invite_state.append(stripped(sender_member))
+        ids = await self.stores.rooms.get_current_state_ids(
+            room.room_nid, [(t, "") for t in STRIPPED_STATE_TYPES]
+            + [("m.room.member", event.sender)])
+        current = await self.stores.events.get_events(list(ids.values()))
+        invite_state = [stripped(e) for e in current.values()]
         try:
             body = await self.hs.federation_client.put_json(
                 destination, f"{FEDERATION_V2}/invite/{_q(room.room_id)}/{_q(event.event_id)}",

@@ -97,3 +97,133 @@ async def _joined(client: Client, room_id: str, user_id: str | None) -> bool:
 
 async def _has_body(client: Client, room_id: str, body: str) -> bool:
     return body in await timeline_bodies(client, room_id)
+
+
+async def sync_once(client: Client, since: str | None = None) -> dict[str, Any]:
+    params = {"timeout": "0"}
+    if since:
+        params["since"] = since
+    resp = await client.get("/_matrix/client/v3/sync", params=params)
+    assert resp.code == 200, resp.body
+    return resp.body  # type: ignore[no-any-return]
+
+
+async def _invited(client: Client, room_id: str) -> Any:
+    body = await sync_once(client)
+    return body["rooms"]["invite"].get(room_id)
+
+
+@pytest_twisted.ensureDeferred
+async def test_invite_to_a_remote_user_who_joins_then_leaves(federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    room_id = await create_room(alice, preset="private_chat", name="Secret plans")
+
+    resp = await alice.post(f"/_matrix/client/v3/rooms/{q(room_id)}/invite",
+                            {"user_id": bob.user_id})
+    assert resp.code == 200, resp.body
+    invite = await wait_for(lambda: _invited(bob, room_id))
+    state = {e["type"]: e for e in invite["invite_state"]["events"]}
+    assert state["m.room.name"]["content"]["name"] == "Secret plans"
+    assert state["m.room.member"]["state_key"] == bob.user_id
+
+    # bob joins through the inviter's server without naming it
+    resp = await bob.post(f"/_matrix/client/v3/rooms/{q(room_id)}/join", {})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _joined(alice, room_id, bob.user_id))
+    await send_text(bob, room_id, "thanks for the invite", "t1")
+    await wait_for(lambda: _has_body(alice, room_id, "thanks for the invite"))
+
+    resp = await bob.post(f"/_matrix/client/v3/rooms/{q(room_id)}/leave", {})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _membership_is(alice, room_id, bob.user_id, "leave"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_remote_invite_can_be_rejected(federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    room_id = await create_room(alice, preset="private_chat")
+    resp = await alice.post(f"/_matrix/client/v3/rooms/{q(room_id)}/invite",
+                            {"user_id": bob.user_id})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _invited(bob, room_id))
+    resp = await bob.post(f"/_matrix/client/v3/rooms/{q(room_id)}/leave", {})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _membership_is(alice, room_id, bob.user_id, "leave"))
+    body = await sync_once(bob)
+    assert room_id not in body["rooms"]["invite"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_kick_ban_and_redaction_reach_the_other_server(federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    room_id = await create_room(alice)
+    resp = await bob.post(f"/_matrix/client/v3/join/{q(room_id)}",
+                          params={"server_name": server_name(a)})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _joined(alice, room_id, bob.user_id))
+
+    event_id = await send_text(bob, room_id, "regrettable", "t1")
+    await wait_for(lambda: _has_body(alice, room_id, "regrettable"))
+    resp = await bob.put(f"/_matrix/client/v3/rooms/{q(room_id)}/redact/{q(event_id)}/r1",
+                         {"reason": "oops"})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _redacted(alice, room_id, event_id))
+
+    resp = await alice.post(f"/_matrix/client/v3/rooms/{q(room_id)}/kick",
+                            {"user_id": bob.user_id, "reason": "cool off"})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _membership_is(bob, room_id, bob.user_id, "leave"))
+
+    resp = await bob.post(f"/_matrix/client/v3/join/{q(room_id)}",
+                          params={"server_name": server_name(a)})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _joined(alice, room_id, bob.user_id))
+    resp = await alice.post(f"/_matrix/client/v3/rooms/{q(room_id)}/ban",
+                            {"user_id": bob.user_id})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _membership_is(bob, room_id, bob.user_id, "ban"))
+    # a banned user cannot come back
+    resp = await bob.post(f"/_matrix/client/v3/join/{q(room_id)}",
+                          params={"server_name": server_name(a)})
+    assert resp.code == 403, resp.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_three_servers_see_each_others_joins_and_messages(federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    c = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    carol = await c.register("carol")
+    room_id = await create_room(alice)
+    for client in (bob, carol):
+        resp = await client.post(f"/_matrix/client/v3/join/{q(room_id)}",
+                                 params={"server_name": server_name(a)})
+        assert resp.code == 200, resp.body
+    # bob's server hears of carol's join (relayed by the resident server)
+    await wait_for(lambda: _joined(bob, room_id, carol.user_id))
+    await send_text(carol, room_id, "hi all", "t1")
+    await wait_for(lambda: _has_body(bob, room_id, "hi all"))
+    await wait_for(lambda: _has_body(alice, room_id, "hi all"))
+
+
+async def _membership_is(client: Client, room_id: str, user_id: str | None,
+                         membership: str) -> bool:
+    resp = await client.get(
+        f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.member/{q(user_id or '')}")
+    return resp.code == 200 and resp.body.get("membership") == membership
+
+
+async def _redacted(client: Client, room_id: str, event_id: str) -> bool:
+    resp = await client.get(f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(event_id)}")
+    return resp.code == 200 and resp.body.get("content") == {}
