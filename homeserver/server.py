@@ -99,6 +99,7 @@ class HomeServer:
         self.router = Router()
         self._background: set[defer.Deferred[Any]] = set()
         self.ports: list[Any] = []
+        self._connections: set[Any] = set()
         from homeserver.api import register_all_routes, streams
         register_all_routes(self, self.router)
         self.websocket = streams.register_routes(self, self.router)
@@ -167,6 +168,23 @@ class HomeServer:
             return req
 
         site.requestFactory = request_factory  # type: ignore[assignment]
+        # remember open connections: stopping a listener leaves accepted
+        # (kept-alive) ones open, and stop() must not leave them served
+        connections = self._connections
+        build = site.buildProtocol
+
+        def build_protocol(addr: Any) -> Any:
+            proto = build(addr)
+            if proto is not None:
+                connections.add(proto)
+                lost = proto.connectionLost
+
+                def connection_lost(reason: Any) -> Any:
+                    connections.discard(proto)
+                    return lost(reason)
+                proto.connectionLost = connection_lost
+            return proto
+        site.buildProtocol = build_protocol  # type: ignore[method-assign]
         # our own access log replaces Twisted's
         site.log = lambda request: None  # type: ignore[method-assign]
         return site
@@ -197,10 +215,17 @@ class HomeServer:
             if d is not None:
                 await d
         self.ports.clear()
+        # first: cancels in-flight transactions (a hanging peer must not hold us)
+        await self.federation_sender.stop()
+        for proto in list(self._connections):
+            # Twisted's HTTP protocol is a wrapper: the transport is its channel's
+            transport = getattr(proto, "transport", None) or getattr(
+                getattr(proto, "_channel", None), "transport", None)
+            if transport is not None:
+                transport.abortConnection()
         if self._background:
             await defer.DeferredList(list(self._background), consumeErrors=True)
         self.websocket.close_all()
         self.presence.stop()
-        await self.federation_sender.stop()
         self.federation_client.close()
         await threads.deferToThread(self.db.close)

@@ -186,7 +186,7 @@ class FederationMembership:
             raise forbidden(f"The {membership} event was not allowed")
         if held.stream_ordering is not None:
             self.hs.federation_sender.notify_new_events(
-                room.room_id, [(event, held.stream_ordering)])
+                room.room_id, [(event, held.stream_ordering)], on_behalf_of=origin)
         return room, event
 
     def _countersign(self, pdu: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:

@@ -11,6 +11,9 @@ How an event reaches the other servers of its room
    local event there is in ``_pending`` or already queued. The event
    creator and the inbound pipeline also call ``notify_new_events``; it
    feeds the same ``_ingest``, which ignores positions it already has.
+   With ``on_behalf_of`` it also takes a remote server's own events (a join
+   that came to us by /send_join): those are forwarded to the other servers
+   of the room, as Synapse does, but are not covered by the restart scan.
 2. Enqueue. One enqueuer at a time takes *all* of ``_pending`` and, in one
    database transaction (``FederationQueueStore.enqueue``), writes a
    ``federation_pdu_queue`` row per (destination, event) and advances the
@@ -182,13 +185,17 @@ class FederationSender:
 
     # -- PDUs ------------------------------------------------------------------
 
-    def notify_new_events(self, room_id: str, events: "list[tuple[Event, int]]") -> None:
+    def notify_new_events(self, room_id: str, events: "list[tuple[Event, int]]", *,
+                          on_behalf_of: str | None = None) -> None:
         """Events were persisted at these stream positions: queue the local ones.
 
         (The commit listener has usually ingested them already; this is a
-        no-op then.)
+        no-op then.) ``on_behalf_of``: the events came from that server
+        through us (a remote user's join or leave by /send_join,
+        /send_leave, /send_knock): forward those of its users to every other
+        server in the room, as the joining server sent them to us alone.
         """
-        self._ingest(events)
+        self._ingest(events, on_behalf_of)
 
     def _on_commit(self, positions: list[int], events: list[tuple[Any, int]],
                    scopes: dict[int, Any]) -> None:
@@ -196,16 +203,24 @@ class FederationSender:
         if events:
             self.hs.reactor.callFromThread(self._ingest, list(events))
 
-    def _ingest(self, events: "list[tuple[Event, int]]") -> None:
+    def _ingest(self, events: "list[tuple[Event, int]]",
+                on_behalf_of: str | None = None) -> None:
         added = False
         for event, position in events:
-            if (position <= self._position or position in self._pending
-                    or position in self._taken or not self.hs.is_mine(event.sender)):
+            if position in self._pending or position in self._taken:
+                continue
+            forwarded = (on_behalf_of is not None and on_behalf_of != self.hs.hostname
+                         and server_of(event.sender) == on_behalf_of)
+            # forwarded events are not in the restart scan's reach, so the
+            # position says nothing about them
+            if not forwarded and (position <= self._position
+                                  or not self.hs.is_mine(event.sender)):
                 continue
             target = None
             if event.type == "m.room.member" and event.state_key is not None:
                 target = server_of(event.state_key)
-            self._pending[position] = NewPdu(event.room_id, position, target)
+            self._pending[position] = NewPdu(event.room_id, position, target,
+                                             on_behalf_of if forwarded else None)
             added = True
         if added and self._running:
             self._kick_enqueuer()
@@ -363,6 +378,9 @@ class FederationSender:
                 q.has_to_device = True
             taken = self._take_edus(q, MAX_EDUS_PER_TXN - len(to_device))
             pdus = [pdu for _, pdu in pdu_rows if pdu]
+            for pdu in pdus:
+                # ours alone (as event_handler.pdu_for_federation says)
+                pdu.pop("unsigned", None)
             edus = [{"edu_type": TO_DEVICE_EDU, "content": c} for _, c in to_device]
             edus += [edu for edu, _ in taken.values()]
             if not pdus and not edus:

@@ -37,12 +37,14 @@ def _placeholders(n: int) -> str:
 
 @dataclass(frozen=True)
 class NewPdu:
-    """An event to queue: its room, stream position, and the server of a
-    member event's target (who must hear of an invite, kick or ban)."""
+    """An event to queue: its room, stream position, the server of a member
+    event's target (who must hear of an invite, kick or ban), and a server
+    not to send it to (the origin of an event we forward for it)."""
 
     room_id: str
     stream_ordering: int
     target_server: str | None = None
+    exclude_server: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ class FederationQueueStore:
         the position to ``position`` (if given), in ``txn``.
 
         Destinations of an event: the servers of the users joined to its room
-        now, plus its ``target_server``, minus ``own_server``. Returns
+        now, plus its ``target_server``, minus ``own_server`` and its
+        ``exclude_server``. Returns
         destination -> rows written.
         """
         room_ids = list(dict.fromkeys(p.room_id for p in pdus))
@@ -123,6 +126,7 @@ class FederationQueueStore:
             if pdu.target_server is not None:
                 destinations.add(pdu.target_server)
             destinations.discard(own_server)
+            destinations.discard(pdu.exclude_server)
             for destination in sorted(destinations):
                 rows.append((destination, pdu.stream_ordering, nid))
                 counts[destination] = counts.get(destination, 0) + 1

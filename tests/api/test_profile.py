@@ -190,9 +190,11 @@ async def test_unknown_local_user_has_no_profile(server: TestServer) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_remote_profiles_are_not_found_yet(server: TestServer) -> None:
-    resp = await server.client().get(f"{V3}/profile/@alice:elsewhere.example")
-    assert (resp.code, resp.body["errcode"]) == (404, "M_NOT_FOUND")
+async def test_profile_on_an_unreachable_server_is_502(server: TestServer) -> None:
+    # 192.0.2.0/24 (TEST-NET-1) is in the default outbound blacklist: refused
+    # before any packet leaves, as an unreachable server would be
+    resp = await server.client().get(f"{V3}/profile/@alice:192.0.2.1")
+    assert (resp.code, resp.body["errcode"]) == (502, "M_UNKNOWN")
 
 
 @pytest_twisted.ensureDeferred

@@ -44,6 +44,9 @@ class FakeServer:
         self.notifier = FakeNotifier()
         self.stores = type("Stores", (), {"rooms": FakeRooms(joined)})()
 
+    def is_mine(self, user_id: str) -> bool:
+        return False
+
 
 def manager(rooms: int = 3, users: tuple[str, ...] = ("@a:x", "@b:x")) -> TypingManager:
     joined = {f"!r{i}:x": set(users) for i in range(rooms)}

@@ -105,7 +105,8 @@ def _track_connections(server: TestServer) -> None:
 
 def _cut_connections(server: TestServer) -> None:
     for proto in list(getattr(server, "connections", ())):
-        transport = getattr(proto, "transport", None)
+        transport = getattr(proto, "transport", None) or getattr(
+            getattr(proto, "_channel", None), "transport", None)
         if transport is not None:
             transport.abortConnection()
 

@@ -382,3 +382,33 @@ async def test_to_device_messages_are_delivered_and_removed(federation: Any,
     finally:
         await peer.close()
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_message_reaches_a_real_remote_member(federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    r = await alice.post("/_matrix/client/v3/createRoom", {"preset": "public_chat"})
+    assert r.code == 200, r.body
+    room_id = r.body["room_id"]
+    r = await alice.post(f"/_matrix/client/v3/rooms/{room_id}/invite", {"user_id": bob.user_id})
+    assert r.code == 200, r.body
+    r = await bob.post(f"/_matrix/client/v3/join/{room_id}",
+                       {}, params={"server_name": a.hs.hostname})
+    assert r.code == 200, r.body
+    r = await alice.put(f"/_matrix/client/v3/rooms/{room_id}/send/m.room.message/t1",
+                        {"msgtype": "m.text", "body": "hi bob"})
+    assert r.code == 200, r.body
+    event_id = r.body["event_id"]
+
+    async def bob_sees_it() -> bool:
+        got = await bob.get(f"/_matrix/client/v3/rooms/{room_id}/event/{event_id}")
+        return got.code == 200 and got.body["content"]["body"] == "hi bob"
+
+    for _ in range(250):
+        if await bob_sees_it():
+            break
+        await settle(0.04)
+    assert await bob_sees_it()

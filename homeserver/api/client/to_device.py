@@ -4,8 +4,8 @@ The body maps user IDs to device IDs (or ``"*"``: every device of the user)
 to message contents. Messages for local users go to the recipients' device
 inboxes, read by /sync (``storage/to_device.py``). Messages for users of
 other servers are queued in ``device_federation_outbox``, one
-``m.direct_to_device`` EDU per destination, for the federation sender (a
-later issue) to deliver: nothing sends them yet.
+``m.direct_to_device`` EDU per destination, for the federation sender to
+deliver (``federation/sender.py``).
 
 The transaction ID makes the request idempotent per user and device (or
 access token, for a token without a device): a retry stores nothing again
@@ -100,6 +100,8 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
             stream_pos, recipients = stored
             if recipients:
                 hs.notifier.notify_users(recipients, stream_pos)
+            for destination in remote:
+                hs.federation_sender.on_new_to_device(destination)
         return 200, {}
 
     router.add("PUT", f"{CLIENT_V3}/sendToDevice/{{eventType}}/{{txnId}}",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 
 from homeserver.api.federation import FEDERATION_V1
+from homeserver.events.hashes import compute_event_id
 from homeserver.events.identifiers import server_name_of
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.federation.event_handler import PduError, pdu_for_federation
@@ -114,9 +115,9 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
                 try:
                     event = await handler.check_pdu(pdu, rv)
                 except PduError as e:
-                    event_id = pdu.get("event_id")
-                    logger.info("PDU from %s refused: %s", origin, e)
-                    if isinstance(event_id, str):
+                    event_id = _event_id_of(pdu, rv)
+                    logger.info("PDU %s from %s refused: %s", event_id, origin, e)
+                    if event_id is not None:
                         results[event_id] = {"error": str(e)}
                     continue
                 try:
@@ -236,6 +237,20 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
     router.add("GET", f + "/backfill/{roomId}", get_backfill, auth=AUTH_FEDERATION)
     router.add("POST", f + "/get_missing_events/{roomId}", post_get_missing_events,
                auth=AUTH_FEDERATION)
+
+
+def _event_id_of(pdu: Any, rv: Any) -> str | None:
+    """The ID of a PDU we refuse, to name it in the response (None when it
+    is too broken to have one)."""
+    if not isinstance(pdu, dict):
+        return None
+    if not rv.event_ids_are_hashes:
+        event_id = pdu.get("event_id")
+        return event_id if isinstance(event_id, str) else None
+    try:
+        return compute_event_id(pdu, rv)
+    except Exception:  # not hashable JSON: no ID to name
+        return None
 
 
 def _domain(user_id: str) -> str | None:

@@ -1,0 +1,177 @@
+"""What a server does with what other servers send it: forged events, bad
+requests, a server that was down, concurrent state changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+from signedjson.key import generate_signing_key
+
+from homeserver.events.builder import build_event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.federation.client import FederationError
+from tests.federation.harness import restart, server_name, take_down
+from tests.federation.test_rooms import (
+    _has_body,
+    _joined,
+    create_room,
+    q,
+    send_text,
+    timeline_bodies,
+    wait_for,
+)
+from tests.harness import TestServer
+
+
+async def joined_pair(federation: Any) -> tuple[TestServer, TestServer, Any, Any, str]:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    room_id = await create_room(alice)
+    resp = await bob.post(f"/_matrix/client/v3/join/{q(room_id)}",
+                          params={"server_name": server_name(a)})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _joined(alice, room_id, bob.user_id))
+    return a, b, alice, bob, room_id
+
+
+async def forge_message(a: TestServer, room_id: str, sender: str, body: str,
+                        key: Any) -> dict[str, Any]:
+    """A message in the room as ``a`` would build it, signed with ``key``."""
+    room = await a.hs.stores.rooms.get_room(room_id)
+    assert room is not None
+    rv = KNOWN_ROOM_VERSIONS[room.room_version]
+    ext = await a.hs.stores.rooms.get_forward_extremities(room.room_nid)
+    state = await a.hs.stores.rooms.get_current_state_ids(room.room_nid)
+    auth = [state[("m.room.power_levels", "")], state[("m.room.member", sender)]]
+    if not rv.room_id_from_create_event:
+        auth.append(state[("m.room.create", "")])
+    pdu, _ = build_event(room_version=rv, room_id=room_id, sender=sender,
+                         event_type="m.room.message", content={"msgtype": "m.text", "body": body},
+                         prev_event_ids=[x.event_id for x in ext], auth_event_ids=auth,
+                         depth=max(x.depth for x in ext) + 1, origin=a.hs.hostname,
+                         origin_server_ts=a.hs.now_ms(), signing_key=key)
+    return pdu
+
+
+@pytest_twisted.ensureDeferred
+async def test_forged_event_signature_is_rejected(federation: Any) -> None:
+    a, b, alice, bob, room_id = await joined_pair(federation)
+    forger = generate_signing_key(a.hs.signing_key.version)  # same key ID, other key
+    forged = await forge_message(a, room_id, alice.user_id, "forged words", forger)
+    genuine = await forge_message(a, room_id, alice.user_id, "genuine words", a.hs.signing_key)
+    resp = await a.hs.federation_client.put_json(
+        server_name(b), "/_matrix/federation/v1/send/forgery1",
+        {"origin": a.hs.hostname, "origin_server_ts": a.hs.now_ms(), "pdus": [forged]})
+    errors = [v for v in resp["pdus"].values() if v.get("error")]
+    assert len(errors) == 1 and "signature" in errors[0]["error"].lower()
+    resp = await a.hs.federation_client.put_json(
+        server_name(b), "/_matrix/federation/v1/send/genuine1",
+        {"origin": a.hs.hostname, "origin_server_ts": a.hs.now_ms(), "pdus": [genuine]})
+    assert all(not v.get("error") for v in resp["pdus"].values()), resp
+    bodies = await timeline_bodies(bob, room_id)
+    assert "genuine words" in bodies and "forged words" not in bodies
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_retried_transaction_is_answered_without_reprocessing(federation: Any) -> None:
+    a, b, alice, bob, room_id = await joined_pair(federation)
+    pdu = await forge_message(a, room_id, alice.user_id, "once", a.hs.signing_key)
+    body = {"origin": a.hs.hostname, "origin_server_ts": a.hs.now_ms(), "pdus": [pdu]}
+    first = await a.hs.federation_client.put_json(server_name(b),
+                                                  "/_matrix/federation/v1/send/same", body)
+    second = await a.hs.federation_client.put_json(server_name(b),
+                                                   "/_matrix/federation/v1/send/same", body)
+    assert first == second
+    assert (await timeline_bodies(bob, room_id)).count("once") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_transactions_get_matrix_errors(federation: Any) -> None:
+    a, b, alice, bob, room_id = await joined_pair(federation)
+    client = a.hs.federation_client
+    dest = server_name(b)
+    too_many = {"origin": a.hs.hostname, "origin_server_ts": 1,
+                "pdus": [{"room_id": room_id}] * 51}
+    try:
+        await client.put_json(dest, "/_matrix/federation/v1/send/big", too_many)
+        raise AssertionError("accepted 51 PDUs")
+    except FederationError as e:
+        assert e.code == 400 and e.errcode == "M_BAD_JSON"
+    garbage = {"origin": a.hs.hostname, "origin_server_ts": 1,
+               "pdus": [{"room_id": room_id, "type": 5, "depth": "deep"}, "nonsense"],
+               "edus": [{"edu_type": "m.typing", "content": "not an object"}, 7]}
+    resp = await client.put_json(dest, "/_matrix/federation/v1/send/garbage", garbage)
+    assert [v["error"] for v in resp["pdus"].values()]
+    # the room still works afterwards
+    await send_text(alice, room_id, "still fine", "t1")
+    await wait_for(lambda: _has_body(bob, room_id, "still fine"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_unsigned_federation_requests_are_refused(federation: Any) -> None:
+    a, b, alice, bob, room_id = await joined_pair(federation)
+    import treq
+
+    from homeserver.federation.client import FederationClient
+
+    client: FederationClient = a.hs.federation_client
+    try:
+        await client.get_json(server_name(b), f"/_matrix/federation/v1/state_ids/{q(room_id)}",
+                              {"event_id": "$nope"}, sign=False)
+        raise AssertionError("an unsigned request was answered")
+    except FederationError as e:
+        assert e.code == 401 and e.errcode == "M_UNAUTHORIZED"
+    del treq
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_that_was_down_catches_up(federation: Any) -> None:
+    a, b, alice, bob, room_id = await joined_pair(federation)
+    await take_down(b)
+    for i in range(3):
+        await send_text(alice, room_id, f"while you were out {i}", f"t{i}")
+    b = await restart(b)
+    # bob's server talks to A again: A retries at once instead of waiting out its backoff
+    await send_text(bob, room_id, "back", "b1")
+    for i in range(3):
+        await wait_for(lambda i=i: _has_body(bob, room_id, f"while you were out {i}"))
+    assert await timeline_bodies(bob, room_id) == await timeline_bodies(alice, room_id)
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_state_changes_converge(federation: Any) -> None:
+    a, b, alice, bob, room_id = await joined_pair(federation)
+    # bob may set the topic too
+    resp = await alice.put(f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.power_levels",
+                           {"users": {bob.user_id: 50},
+                            "events": {"m.room.topic": 50}})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _power_synced(bob, room_id, bob.user_id))
+    # both change the topic at once: each server sees a fork and resolves it
+    from twisted.internet import defer
+    r1, r2 = await defer.gatherResults([
+        defer.ensureDeferred(alice.put(f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.topic",
+                                       {"topic": "from A"})),
+        defer.ensureDeferred(bob.put(f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.topic",
+                                     {"topic": "from B"}))])
+    assert r1.code == 200 and r2.code == 200
+    await send_text(alice, room_id, "after the fork A", "f1")
+    await send_text(bob, room_id, "after the fork B", "f1")
+    await wait_for(lambda: _has_body(alice, room_id, "after the fork B"))
+    await wait_for(lambda: _has_body(bob, room_id, "after the fork A"))
+
+    async def same_state() -> bool:
+        sa = await alice.get(f"/_matrix/client/v3/rooms/{q(room_id)}/state")
+        sb = await bob.get(f"/_matrix/client/v3/rooms/{q(room_id)}/state")
+        ka = sorted((e["type"], e["state_key"], e["event_id"]) for e in sa.body)
+        kb = sorted((e["type"], e["state_key"], e["event_id"]) for e in sb.body)
+        return ka == kb
+    await wait_for(same_state)
+
+
+async def _power_synced(client: Any, room_id: str, user_id: str) -> bool:
+    resp = await client.get(f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.power_levels")
+    return resp.code == 200 and resp.body.get("users", {}).get(user_id) == 50
