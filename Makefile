@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= data/homeserver.yaml
+# A real Synapse, for the federation interop tests (tests/interop/synapse.py):
+# its own virtualenv, so its dependencies never mix with ours.
+SYNAPSE_VENV := .synapse-venv
+SYNAPSE_VERSION := 1.163.2
 
 .PHONY: run test lint clean
 
@@ -16,6 +20,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+$(SYNAPSE_VENV)/.installed:
+	$(PYTHON) -m venv $(SYNAPSE_VENV)
+	$(SYNAPSE_VENV)/bin/pip install --quiet 'matrix-synapse==$(SYNAPSE_VERSION)' psycopg2-binary
+	touch $@
+
 $(CONFIG): | $(VENV)/.installed
 	$(BIN)/homeserver init --server-name localhost --config $(CONFIG)
 
@@ -27,8 +36,9 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy homeserver synapse_compat scripts
 
 # PYTEST_ARGS="-k profile -x" narrows a run; the suite runs on both engines either way.
-test: lint
-	$(BIN)/python scripts/with_postgres.py $(BIN)/pytest $(PYTEST_ARGS)
+test: lint $(SYNAPSE_VENV)/.installed
+	HS_SYNAPSE_PYTHON=$(SYNAPSE_VENV)/bin/python \
+		$(BIN)/python scripts/with_postgres.py $(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) $(SYNAPSE_VENV) *.egg-info

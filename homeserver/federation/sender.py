@@ -74,6 +74,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# a destination that talked to us while our request to it failed: retry after
+WOKEN_RETRY_MS = 1000
 MAX_PDUS_PER_TXN = 50
 MAX_EDUS_PER_TXN = 100
 # EDUs (other than to-device) older than this are not worth delivering
@@ -105,6 +107,9 @@ class _Destination:
     retry_last_ts: int = 0
     retry_at: int = 0
     timer: Any = None
+    # it talked to us while a transaction to it was in flight: if that one
+    # fails (it was down a moment ago), retry soon instead of backing off
+    woken: bool = False
 
 
 class FederationSender:
@@ -293,7 +298,11 @@ class FederationSender:
     def wake_destination(self, destination: str) -> None:
         """``destination`` talked to us: if it is in backoff, retry it now."""
         q = self._destinations.get(destination)
-        if q is None or q.retry_at == 0:
+        if q is None:
+            return
+        if q.loop is not None:
+            q.woken = True
+        if q.retry_at == 0:
             return
         if q.timer is not None and q.timer.active():
             q.timer.cancel()
@@ -337,6 +346,9 @@ class FederationSender:
         interval = max(minimum, min(interval, int(settings["destination_max_retry_interval"])))
         now = self.hs.now_ms()
         delay = int(interval * random.uniform(0.8, 1.2))
+        if q.woken:
+            q.woken = False
+            delay = min(delay, WOKEN_RETRY_MS)
         q.retry_interval, q.retry_last_ts, q.retry_at = interval, now, now + delay
         logger.info("federation sender: %s unreachable (%s); retrying in %.0f s",
                     q.name, reason, delay / 1000)

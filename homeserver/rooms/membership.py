@@ -29,6 +29,7 @@ other servers are invited with their server's countersignature
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from homeserver.events.identifiers import server_name_of
@@ -46,6 +47,8 @@ from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
 
 # the allow-list entry of a restricted join rule that we can check
 ROOM_MEMBERSHIP_ALLOW = "m.room_membership"
@@ -125,6 +128,32 @@ class MembershipHandler:
             content["is_direct"] = is_direct
         return await self.hs.event_creator.send(sender, room_id, "m.room.member", content,
                                                 state_key=target, txn_id=txn_id)
+
+    async def profile_changed(self, user_id: str) -> None:
+        """Carry a new display name or avatar into the user's member event in
+        every room they are joined to (as Synapse does: other members, here
+        and on other servers, see the change)."""
+        profile = await self._profile_content(user_id)
+        for room_id in await self.stores.rooms.get_rooms_for_user(user_id):
+            room = await self.stores.rooms.get_room(room_id)
+            if room is None:
+                continue
+            ids = await self.stores.rooms.get_current_state_ids(
+                room.room_nid, [("m.room.member", user_id)])
+            current = await self.stores.events.get_event(ids[("m.room.member", user_id)]) \
+                if ids else None
+            if current is None or current.membership != "join":
+                continue
+            content = {k: v for k, v in current.content.items()
+                       if k not in ("displayname", "avatar_url")}
+            content.update(profile)
+            if content == current.content:
+                continue
+            try:
+                await self.hs.event_creator.send(user_id, room_id, "m.room.member", content,
+                                                 state_key=user_id)
+            except MatrixError as e:
+                logger.info("profile change of %s not sent to %s: %s", user_id, room_id, e)
 
     async def _needs_remote(self, room: RoomInfo | None) -> bool:
         """Whether a change of one's own membership must go through another

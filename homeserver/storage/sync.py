@@ -107,9 +107,11 @@ class SyncStore:
 
     @staticmethod
     def get_changed_rooms_txn(txn: Txn, since: int, until: int) -> set[int]:
+        # outliers too: an invite to (or a leave of) a room on another server
+        # is an outlier with a stream position (storage/federation_events.py)
         rows = txn.select_all(
             "SELECT DISTINCT room_nid FROM events WHERE stream_ordering > ?"
-            " AND stream_ordering <= ? AND outlier = 0", (since, until))
+            " AND stream_ordering <= ?", (since, until))
         return {int(r[0]) for r in rows}
 
     @staticmethod

@@ -9,8 +9,9 @@ test CA, so the port in the server name is where peers connect (no
 well-known, no SRV) and the certificate for ``localhost`` is what they check.
 Every config key and the reason it is set is in docs/synapse-interop.md.
 
-The Synapse interpreter is ``$HS_SYNAPSE_PYTHON`` (CI installs
-matrix-synapse from PyPI into its own venv), else /tmp/synapse-venv/bin/python.
+The Synapse interpreter is ``$HS_SYNAPSE_PYTHON`` (``make test`` installs
+matrix-synapse from PyPI into ``.synapse-venv`` and sets it), else
+``.synapse-venv/bin/python`` if it exists, else /tmp/synapse-venv/bin/python.
 A missing Synapse is an error, not a skip: the interop tests are the proof
 that we speak Matrix to the reference implementation.
 
@@ -103,7 +104,11 @@ class SynapseNotAvailable(RuntimeError):
 def synapse_python() -> str:
     """The interpreter that has matrix-synapse installed; fails loudly if none."""
     # absolute: Synapse runs with its temporary directory as the working directory
-    python = os.path.abspath(os.environ.get("HS_SYNAPSE_PYTHON") or DEFAULT_SYNAPSE_PYTHON)
+    repo_venv = os.path.join(os.path.dirname(__file__), "..", "..", ".synapse-venv", "bin",
+                             "python")
+    python = os.environ.get("HS_SYNAPSE_PYTHON") or (
+        repo_venv if os.path.exists(repo_venv) else DEFAULT_SYNAPSE_PYTHON)
+    python = os.path.abspath(python)
     if not os.path.exists(python):
         raise SynapseNotAvailable(
             f"no Synapse interpreter at {python}: install matrix-synapse into a venv "
@@ -264,8 +269,11 @@ def _log_config(log_path: str) -> dict[str, Any]:
                       "%(request)s - %(message)s"}},
         "handlers": {"file": {"class": "logging.FileHandler", "formatter": "precise",
                               "filename": log_path, "encoding": "utf8"}},
-        # SQL at INFO is a line per query: noise that hides the federation lines.
-        "loggers": {"synapse.storage.SQL": {"level": "WARNING"}},
+        # Periodic housekeeping at INFO (a line per query, per background
+        # update, per cache sweep) is noise that hides the federation lines.
+        "loggers": {name: {"level": "WARNING"} for name in (
+            "synapse.storage.SQL", "synapse.storage.background_updates",
+            "synapse.storage.databases.main.event_push_actions", "synapse.util.caches")},
         "root": {"level": "INFO", "handlers": ["file"]},
         "disable_existing_loggers": False,
     }

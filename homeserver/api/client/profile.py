@@ -150,6 +150,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         target = req.params["userId"]
         await check_may_set(req, target, "displayname")
         await profiles.set_displayname(target, parse_field(req.json(), "displayname"))
+        await hs.membership.profile_changed(target)
         return 200, {}
 
     async def put_avatar_url(req: HttpRequest) -> tuple[int, Any]:
@@ -157,6 +158,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         target = req.params["userId"]
         await check_may_set(req, target, "avatar_url")
         await profiles.set_avatar_url(target, parse_field(req.json(), "avatar_url"))
+        await hs.membership.profile_changed(target)
         return 200, {}
 
     router.add("GET", f"{CLIENT_V3}/profile/{{userId}}", get_profile, auth=AUTH_NONE)
