@@ -154,6 +154,9 @@ class EduHandler:
         membership = await self.hs.stores.rooms.get_membership(user_id, room.room_nid)
         _require(membership is not None and membership.membership == "join",
                  f"{user_id} is not joined to {room_id}")
+        # the room's server ACL applies to EDUs as to PDUs
+        _require(await self.hs.federation_event_handler.origin_allowed(
+            room, user_id.partition(":")[2]), f"server ACL of {room_id} denies the sender")
         return room.room_nid
 
     async def _on_typing(self, origin: str, content: dict[str, Any]) -> None:

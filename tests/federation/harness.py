@@ -58,7 +58,8 @@ def federation_config(engine: str, tmp_dir: str, ca: TestCA, **overrides: Any) -
     """The config of a federating test server (see the module docstring)."""
     os.makedirs(tmp_dir, exist_ok=True)
     port = overrides.pop("federation_port", None) or free_port()
-    name = f"localhost:{port}"
+    # "127.0.0.1" makes an IP-literal server name (the certificate covers both)
+    name = f"{overrides.pop('federation_host', 'localhost')}:{port}"
     cert, key = ca.issue(f"server-{port}")
     data: dict[str, Any] = {
         "server_name": name,
