@@ -17,6 +17,15 @@ module for our server; a Synapse started the same way later - and the load
 tools speak only the client-server API to it.
 
     python -m bench.server --engine postgres   # serve until ^C; prints URL and secret
+
+Federation scenarios pass ``federation=FederationTLS(...)``: the server is
+then named ``localhost:P`` and gets a second listener on P, TLS with the
+given certificate, serving the federation API (the spec's "hostname with
+explicit port" rule: peers connect straight to P and check a certificate
+for ``localhost``); it trusts the given CA and may reach loopback peers
+(``ip_range_whitelist``), as tests/federation/harness.py sets our test
+servers up. ``extra_config`` is merged into the YAML last. Both default to
+nothing, which leaves the plain client-API server every other scenario uses.
 """
 
 from __future__ import annotations
@@ -61,6 +70,42 @@ class Target:
     base_url: str
     shared_secret: str
     pid: int | None = None  # set when the process runs on this machine
+    server_name: str | None = None  # its Matrix server name, when it federates
+
+
+@dataclass(frozen=True)
+class FederationTLS:
+    """What a bench server needs to federate over TLS on loopback.
+
+    One certificate serves every server of a run: it is for ``localhost``
+    (and 127.0.0.1, ::1), whatever the port in the server name.
+    """
+
+    cert_path: str
+    key_path: str
+    ca_cert_path: str  # the CA every federating server of the run trusts
+
+
+def federation_listener(port: int, *, synapse: bool = False) -> dict[str, Any]:
+    """The TLS federation listener on ``port`` (loopback only)."""
+    listener: dict[str, Any] = {"port": port, "bind_addresses": ["127.0.0.1"], "type": "http",
+                                "tls": True, "x_forwarded": False,
+                                "resources": [{"names": ["federation"]}]}
+    if synapse:
+        listener["resources"][0]["compress"] = False
+    return listener
+
+
+def federation_settings(tls: FederationTLS, port: int) -> dict[str, Any]:
+    """The config keys, the same for ours and Synapse, of a server federating on ``port``."""
+    return {
+        "server_name": f"localhost:{port}",
+        "tls_certificate_path": tls.cert_path,
+        "tls_private_key_path": tls.key_path,
+        "federation_custom_ca_list": [tls.ca_cert_path],
+        # the default ip_range_blacklist refuses loopback (SSRF protection)
+        "ip_range_whitelist": ["127.0.0.0/8", "::1/128"],
+    }
 
 
 # --- process figures (Linux /proc) -------------------------------------------------
@@ -212,7 +257,9 @@ class LocalServer(ProcessServer):
 
     def __init__(self, engine: str, *, pg_dsn: str = DEFAULT_PG_DSN,
                  python: str = sys.executable, keep: bool = False,
-                 startup_timeout_s: float = 60.0, idle_settle_s: float = 2.0) -> None:
+                 startup_timeout_s: float = 60.0, idle_settle_s: float = 2.0,
+                 federation: FederationTLS | None = None,
+                 extra_config: dict[str, Any] | None = None) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
         self.engine = engine
@@ -221,6 +268,9 @@ class LocalServer(ProcessServer):
         self.keep = keep
         self.startup_timeout_s = startup_timeout_s
         self.idle_settle_s = idle_settle_s
+        self.federation = federation
+        self.extra_config = dict(extra_config or {})
+        self.server_name: str | None = None  # set by start()
         self.data_dir: str | None = None
         self.database: str | None = None  # the PG database we created
         self.database_settings: dict[str, str] = {}
@@ -273,6 +323,12 @@ class LocalServer(ProcessServer):
         config["rc_admin_redaction"] = dict(UNLIMITED)
         config["bcrypt_rounds"] = BENCH_BCRYPT_ROUNDS
         config["presence"] = {"enabled": True}  # the default, said out loud: Synapse has it on
+        if self.federation is not None:
+            federation_port = free_port()
+            config["listeners"].append(federation_listener(federation_port))
+            config.update(federation_settings(self.federation, federation_port))
+        config.update(self.extra_config)
+        self.server_name = str(config["server_name"])
         with open(config_path, "w", encoding="utf-8") as f:
             yaml.safe_dump(config, f, sort_keys=False)
         secret: str = config["registration_shared_secret"]
@@ -304,7 +360,8 @@ class LocalServer(ProcessServer):
         self.startup_s = time.monotonic() - started
         time.sleep(self.idle_settle_s)
         self.idle_rss_kib = rss_kib(self.proc.pid)
-        return Target(f"homeserver/{self.engine}", base_url, secret, self.proc.pid)
+        return Target(f"homeserver/{self.engine}", base_url, secret, self.proc.pid,
+                      self.server_name)
 
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_path or not os.path.exists(self.log_path):

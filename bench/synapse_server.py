@@ -17,6 +17,13 @@ secret, PID) as ``LocalServer.start()``, and the object has the same
 ``startup_s``, so a comparison can load either server with the same code.
 ``dsn`` is the libpq DSN of the database, for measuring it.
 
+With ``federation=bench.server.FederationTLS(...)`` Synapse is named
+``localhost:P`` and gets a second listener on P: TLS with that certificate,
+the federation API; it trusts the run's CA, may reach loopback peers, and its
+federation rate limiter (``rc_federation``) is lifted like the client ones
+(the keys and their reasons: docs/synapse-interop.md). ``extra_config`` is
+merged into the YAML last.
+
     python -m bench.synapse_server   # serve until ^C; prints URL and secret
 
 Synapse's interpreter is ``/tmp/synapse-venv/bin/python`` unless
@@ -39,9 +46,12 @@ from bench.server import (
     BENCH_BCRYPT_ROUNDS,
     DEFAULT_PG_DSN,
     UNLIMITED,
+    FederationTLS,
     ProcessServer,
     Target,
     create_bench_database,
+    federation_listener,
+    federation_settings,
     free_port,
     interrupt_on_signals,
     rss_kib,
@@ -52,9 +62,9 @@ DEFAULT_SYNAPSE_PYTHON = os.environ.get("SYNAPSE_PYTHON", "/tmp/synapse-venv/bin
 
 # Every limiter Synapse 1.163 reads (synapse/config/ratelimiting.py) that a
 # client-server load can hit; the nested ones by their sub-keys. Not here:
-# rc_federation and the remote media download limit (no federation on a
-# loopback bench), and the room summary API's fixed limiter (not configurable,
-# not used by any scenario).
+# rc_federation (FEDERATION_LIMITS below, set only when the server federates),
+# the remote media download limit (no scenario fetches remote media), and the
+# room summary API's fixed limiter (not configurable, not used by any scenario).
 FLAT_LIMITS = ("rc_message", "rc_registration", "rc_admin_redaction", "rc_joins_per_room",
                "rc_3pid_validation", "rc_third_party_invite", "rc_room_creation",
                "rc_reports", "rc_user_directory", "rc_profile", "rc_delayed_event_mgmt",
@@ -65,6 +75,14 @@ NESTED_LIMITS = {
     "rc_invites": ("per_room", "per_user", "per_issuer"),
     "rc_presence": ("per_user",),
 }
+# Inbound federation, when the server federates: Synapse delays requests from one
+# server past sleep_limit per window and rejects past reject_limit (defaults 10
+# and 50 per second, 3 at once).
+FEDERATION_LIMITS: dict[str, Any] = {
+    "rc_federation": {"window_size": 1000, "sleep_limit": 1_000_000, "sleep_delay": 1,
+                      "reject_limit": 1_000_000, "concurrent": 1_000},
+    "federation_rr_transactions_per_room_per_second": 1_000_000,
+}
 
 
 class SynapseServer(ProcessServer):
@@ -73,7 +91,8 @@ class SynapseServer(ProcessServer):
     def __init__(self, *, pg_dsn: str = DEFAULT_PG_DSN,
                  python: str = DEFAULT_SYNAPSE_PYTHON, keep: bool = False,
                  startup_timeout_s: float = 120.0, idle_settle_s: float = 2.0,
-                 log_level: str = "INFO") -> None:
+                 log_level: str = "INFO", federation: FederationTLS | None = None,
+                 extra_config: dict[str, Any] | None = None) -> None:
         self.engine = "postgres"
         self.pg_dsn = pg_dsn
         self.python = python
@@ -81,6 +100,9 @@ class SynapseServer(ProcessServer):
         self.startup_timeout_s = startup_timeout_s
         self.idle_settle_s = idle_settle_s
         self.log_level = log_level
+        self.federation = federation
+        self.extra_config = dict(extra_config or {})
+        self.server_name: str | None = None  # set by start()
         self.data_dir: str | None = None
         self.database: str | None = None  # the PG database we created
         self.dsn: str | None = None  # its DSN
@@ -175,6 +197,14 @@ class SynapseServer(ProcessServer):
         config["suppress_key_server_warning"] = True
         config["report_stats"] = False
         config["enable_metrics"] = False
+        if self.federation is not None:
+            federation_port = free_port()
+            config["listeners"].append(federation_listener(federation_port, synapse=True))
+            config.update(federation_settings(self.federation, federation_port))
+            config["federation_verify_certificates"] = True
+            config.update(FEDERATION_LIMITS)
+        config.update(self.extra_config)
+        self.server_name = str(config["server_name"])
         with open(config_path, "w", encoding="utf-8") as f:
             yaml.safe_dump(config, f, sort_keys=False)
         self._set_log_level(config["log_config"])
@@ -217,7 +247,7 @@ class SynapseServer(ProcessServer):
         self.startup_s = time.monotonic() - started
         time.sleep(self.idle_settle_s)
         self.idle_rss_kib = rss_kib(self.proc.pid)
-        return Target("synapse/postgres", base_url, secret, self.proc.pid)
+        return Target("synapse/postgres", base_url, secret, self.proc.pid, self.server_name)
 
     def log_tail(self, lines: int = 20) -> str:
         tails = []

@@ -354,6 +354,11 @@ class FederationEventHandler:
         known = await self.stores.events.get_events(auth_ids)
         rejected = self._auth_against_own_auth_events(event, known)
 
+        if state_before is None and rejected is None and check_soft_fail:
+            done = await self._extend_linear(room, event)
+            if done is not None:
+                return done
+
         base_snapshot: int | None = None
         if state_before is None:
             info = await self.stores.federation_events.get_event_info(event.prev_event_ids)
@@ -403,6 +408,37 @@ class FederationEventHandler:
             room.room_nid, room.room_id, event, state_before=state_before,
             base_snapshot=base_snapshot, soft_failed=soft_failed, new_current=new_current,
             outliers=outliers or [])
+        self._notify(room, event, result)
+        return result
+
+    async def _extend_linear(self, room: RoomInfo, event: Event) -> FederatedPersisted | None:
+        """The common case, cheaply: ``event``'s one prev_event is the room's
+        only forward extremity, so the state before it is the current state
+        and the current state after it is that plus itself: checked against
+        the current state's auth events and persisted like a local event
+        (no state maps loaded, nothing to resolve). None: not that case, or
+        the check failed (the general path then decides between rejection
+        and soft failure)."""
+        if len(event.prev_event_ids) != 1:
+            return None
+        extremities = await self.stores.rooms.get_forward_extremities(room.room_nid)
+        if [x.event_id for x in extremities] != list(event.prev_event_ids):
+            return None
+        keys = _auth_keys(event)
+        ids = await self.stores.rooms.get_current_state_ids(room.room_nid, keys)
+        events = await self.stores.events.get_events(list(ids.values()))
+        current = {k: events[v] for k, v in ids.items() if v in events}
+        try:
+            check_auth_rules(event, current)
+        except AuthError:
+            return None
+        persisted = await self.stores.events.persist_event(event, room_nid=room.room_nid,
+                                                           now_ms=self.hs.now_ms())
+        result = FederatedPersisted(persisted.event_nid, persisted.stream_ordering,
+                                    persisted.snapshot_nid)
+        if event.type == "m.room.member" and event.state_key is not None \
+                and event.membership is not None:
+            result.membership_changes[event.state_key] = event.membership
         self._notify(room, event, result)
         return result
 
