@@ -1,6 +1,6 @@
 """Compare our server with Synapse: every scenario on each, one table of figures.
 
-    python -m bench.compare [--scenarios send,fanout,initial_sync,join,footprint]
+    python -m bench.compare [--scenarios send,fanout,initial_sync,join,footprint,federation]
         [--size full|small|tiny] [--servers ours,synapse] [--engine postgres|sqlite]
         [--pg-dsn DSN] [--synapse-venv PATH] [--synapse-version 1.163.2]
         [--json PATH] [--time-limit SECONDS]
@@ -32,7 +32,9 @@
 Scenarios follow one contract (``bench/README.md``): a module
 ``bench/<name>.py`` with ``NAME``, ``SIZES`` and ``async run_scenario``
 returning ``{"figures": {key: {value, unit, better, label}}, "complete": ...}``.
-They are imported by name when their turn comes, so a missing or broken
+A scenario may also define ``server_options(kind)``: keyword arguments for
+the server each run starts (``federation`` gives the target a TLS federation
+listener). They are imported by name when their turn comes, so a missing or broken
 module is reported in the table, not a crash. ``send`` has its adapter here
 (``bench/send.py`` predates the contract): users in one room, then the same
 spread over 20 rooms, on the same server one after the other.
@@ -77,7 +79,7 @@ from bench.server import (
 )
 
 SCHEMA_VERSION = 1
-SCENARIOS = ("send", "fanout", "initial_sync", "join", "footprint")
+SCENARIOS = ("send", "fanout", "initial_sync", "join", "footprint", "federation")
 SIZE_NAMES = ("full", "small", "tiny")
 SERVERS = ("ours", "synapse")
 DEFAULT_SYNAPSE_VERSION = "1.163.2"
@@ -151,6 +153,9 @@ class Scenario:
     name: str
     sizes: dict[str, dict[str, Any]]
     run: RunScenario
+    # keyword arguments for the server a run starts ("ours" or "synapse" -> kwargs),
+    # e.g. a TLS federation listener; None: the plain client-API server
+    server_options: Callable[[str], dict[str, Any]] | None = None
 
 
 def load_scenario(name: str) -> Scenario:
@@ -166,7 +171,9 @@ def load_scenario(name: str) -> Scenario:
     run_scenario = getattr(module, "run_scenario", None)
     if not isinstance(sizes, dict) or not callable(run_scenario):
         raise ValueError(f"bench.{name} lacks SIZES or run_scenario (see the scenario contract)")
-    return Scenario(str(getattr(module, "NAME", name)), sizes, run_scenario)
+    server_options = getattr(module, "server_options", None)
+    return Scenario(str(getattr(module, "NAME", name)), sizes, run_scenario,
+                    server_options if callable(server_options) else None)
 
 
 # --- Synapse's virtualenv ---------------------------------------------------------------
@@ -450,13 +457,17 @@ class Settings:
     json_path: Path
 
 
-def make_server(kind: str, settings: Settings) -> Any:
-    """A LocalServer or SynapseServer, not yet started (both have start/stop/log_tail)."""
+def make_server(kind: str, settings: Settings, options: dict[str, Any] | None = None) -> Any:
+    """A LocalServer or SynapseServer, not yet started (both have start/stop/log_tail).
+
+    ``options``: the scenario's extra keyword arguments (``server_options``).
+    """
     if kind == "ours":
-        return LocalServer(settings.engine, pg_dsn=settings.pg_dsn)
+        return LocalServer(settings.engine, pg_dsn=settings.pg_dsn, **(options or {}))
     from bench.synapse_server import SynapseServer
 
-    return SynapseServer(pg_dsn=settings.pg_dsn, python=settings.synapse_python)
+    return SynapseServer(pg_dsn=settings.pg_dsn, python=settings.synapse_python,
+                         **(options or {}))
 
 
 async def run_on(kind: str, scenario: Scenario, params: dict[str, Any], settings: Settings,
@@ -466,7 +477,8 @@ async def run_on(kind: str, scenario: Scenario, params: dict[str, Any], settings
     Fills in ``record``, which is already in the results: if the reactor is
     stopped under us (^C), what was known so far is still written out.
     """
-    server = make_server(kind, settings)
+    options = scenario.server_options(kind) if scenario.server_options else None
+    server = make_server(kind, settings, options)
     record.update({"server": None, "loadavg_1m_before": os.getloadavg()[0],
                    "complete": False, "error": None, "figures": {}})
     active.append(server)

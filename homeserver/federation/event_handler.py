@@ -58,6 +58,9 @@ logger = logging.getLogger(__name__)
 
 # prev_events fetched with /get_missing_events before falling back to /state
 MAX_MISSING = 20
+# events asked for in one /backfill, and servers tried
+MAX_BACKFILL = 100
+MAX_BACKFILL_SERVERS = 3
 FEDERATION_V1 = "/_matrix/federation/v1"
 
 StateIds = dict[StateKey, str]
@@ -442,6 +445,66 @@ class FederationEventHandler:
         self._notify(room, event, result)
         return result
 
+    async def maybe_backfill(self, room: RoomInfo, from_pos: int, limit: int) -> None:
+        """Before a backwards read of ``limit`` events from ``from_pos``: if
+        we hold fewer than that there and our earliest event is not the
+        room's creation, fetch older events (/backfill) from the servers in
+        the room. Failures only mean a shorter history."""
+        wanted = max(limit, 10)
+        held, earliest, complete = await self.stores.federation_events.get_backfill_point(
+            room.room_nid, from_pos, wanted)
+        if held >= wanted or earliest is None or complete:
+            return
+        members = await self.stores.rooms.get_members(room.room_nid)
+        servers = [s for s in dict.fromkeys(_server_of(m) for m in members)
+                   if s and s != self.hs.hostname]
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
+        for server in servers[:MAX_BACKFILL_SERVERS]:
+            try:
+                body = await self.hs.federation_client.get_json(
+                    server, f"{FEDERATION_V1}/backfill/{_quote(room.room_id)}",
+                    {"v": [earliest], "limit": str(min(wanted - held + 1, MAX_BACKFILL))})
+            except (RequestFailed, FederationError) as e:
+                logger.info("backfill of %s from %s failed: %s", room.room_id, server, e)
+                continue
+            pdus = _list(body.get("pdus")) if isinstance(body, dict) else []
+            events = await self.check_pdus(pdus[:MAX_BACKFILL], rv, room.room_id)
+            events = [e for e in events if e.event_id != earliest]
+            info = await self.stores.federation_events.get_event_info(
+                e.event_id for e in events)
+            if all(e.event_id in info and info[e.event_id].stream_ordering is not None
+                   for e in events):
+                continue
+            async with self.hs.event_creator.room_lock(room.room_id):
+                await self._store_backfilled(server, room, earliest, events)
+            return
+
+    async def _store_backfilled(self, origin: str, room: RoomInfo, earliest: str,
+                                events: list[Event]) -> None:
+        held = await self.stores.federation_events.get_event_info(e.event_id for e in events)
+        # outliers we hold (a join's state and auth chain) join the timeline too
+        events = [e for e in events if e.event_id not in held
+                  or (held[e.event_id].outlier and held[e.event_id].stream_ordering is None)]
+        for event in events:
+            await self._ensure_auth_events(origin, room, event)
+        auth_ids = {a for e in events for a in e.auth_event_ids}
+        if room.room_version and KNOWN_ROOM_VERSIONS[room.room_version].room_id_from_create_event:
+            auth_ids.add("$" + room.room_id[1:])
+        known = await self.stores.events.get_events(list(auth_ids))
+        by_id = {e.event_id: e for e in events}
+        checked: list[Event] = []
+        for event in _auth_order(events):
+            rejected = self._auth_against_own_auth_events(event, {**known, **by_id})
+            if rejected is not None:
+                event = Event(event.event_id, event.room_version, event.json, rejected)
+                by_id[event.event_id] = event
+            checked.append(event)
+        checked.sort(key=lambda e: e.depth, reverse=True)
+        state = await self.stores.federation_events.get_state_ids_before(earliest) or {}
+        count = await self.stores.federation_events.persist_backfilled(room.room_nid, checked,
+                                                                      state)
+        logger.info("backfilled %d events of %s from %s", count, room.room_id, origin)
+
     def _notify(self, room: RoomInfo, event: Event, result: FederatedPersisted) -> None:
         notifier = self.hs.notifier
         if result.stream_ordering is not None:
@@ -491,6 +554,14 @@ def _auth_order(events: list[Event]) -> list[Event]:
         visiting.add(event.event_id)
         visit(event)
     return out
+
+
+def _server_of(user_id: str) -> str | None:
+    from homeserver.events.identifiers import server_name_of
+    try:
+        return server_name_of(user_id)
+    except ValueError:
+        return None
 
 
 def _list(value: Any) -> list[Any]:

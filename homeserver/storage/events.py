@@ -190,7 +190,8 @@ class EventStore:
             sql = ("SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
                    " AND outlier = 0 AND stream_ordering <= ? AND stream_ordering > ?"
                    " ORDER BY stream_ordering DESC LIMIT ?")
-            params = (room_nid, from_pos, to_pos if to_pos is not None else -1, limit)
+            # below zero: history fetched with /backfill (storage/federation_events.py)
+            params = (room_nid, from_pos, to_pos if to_pos is not None else -(2**62), limit)
         else:
             sql = ("SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
                    " AND outlier = 0 AND stream_ordering > ? AND stream_ordering <= ?"

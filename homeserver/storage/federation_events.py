@@ -452,6 +452,79 @@ class FederationEventStore:
             self.events.cache.invalidate(redacts)
         return result
 
+    async def get_backfill_point(self, room_nid: int, from_pos: int,
+                                 wanted: int) -> tuple[int, str | None, bool]:
+        """For a backwards read of ``wanted`` events from ``from_pos``: how
+        many timeline events the room holds there, the ID of its earliest
+        timeline event, and whether that is the room's create event (then
+        there is nothing before it to fetch)."""
+        def txn_fn(txn: Txn) -> tuple[int, str | None, bool]:
+            held = txn.select_value(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE room_nid = ? AND outlier = 0"
+                " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT ?) AS held",
+                (room_nid, from_pos, wanted))
+            row = txn.select_one(
+                "SELECT event_id, event_type FROM events WHERE room_nid = ? AND outlier = 0"
+                " AND stream_ordering IS NOT NULL ORDER BY stream_ordering LIMIT 1",
+                (room_nid,))
+            if row is None:
+                return int(held), None, False
+            return int(held), str(row[0]), row[1] == "m.room.create"
+        return await self.db.run_interaction("get_backfill_point", txn_fn)
+
+    def persist_backfilled_txn(self, txn: Txn, room_nid: int, events: list[Event],
+                               state_before: StateIds) -> int:
+        """Store history fetched with /backfill below everything else in the
+        timeline: newest first, each one position lower (they are older
+        than every event we hold). They all get ``state_before`` (the state
+        before the earliest event we held) as their state: close enough for
+        the history-visibility checks of reading them, and they never
+        change the room's current state or forward extremities. Returns how
+        many were stored."""
+        snapshot = StateStore.snapshot_from_map_txn(txn, room_nid,
+                                                    self._state_nids_txn(txn, state_before))
+        ids = [e.event_id for e in events]
+        # held already: skipped, but an outlier (the auth chain and state a join
+        # brought) becomes part of the timeline where history puts it
+        held = {r[0]: (int(r[1]), r[2] is None) for r in txn.select_all(
+            "SELECT event_id, outlier, stream_ordering, event_nid FROM events"
+            f" WHERE event_id IN ({_placeholders(len(ids))})", ids)} if ids else {}
+        promote = {e for e, (outlier, no_stream) in held.items() if outlier and no_stream}
+        todo = [e for e in events if e.event_id not in held or e.event_id in promote]
+        timeline = [e for e in todo if e.rejected_reason is None]
+        if timeline:
+            low = int(txn.select_value(
+                "UPDATE backfill_stream SET position = position - ? WHERE lock = 1"
+                " RETURNING position", (len(timeline),)))
+        positions = {e.event_id: low + len(timeline) - 1 - i
+                     for i, e in enumerate(timeline)} if timeline else {}
+        for event in todo:
+            if event.event_id in promote:
+                if event.event_id in positions:
+                    txn.execute("UPDATE events SET outlier = 0, stream_ordering = ?,"
+                                " snapshot_nid = ? WHERE event_id = ? AND outlier = 1",
+                                (positions[event.event_id], snapshot, event.event_id))
+                continue
+            event_nid = self._insert_event_txn(
+                txn, event, room_nid, outlier=False, stream=positions.get(event.event_id),
+                snapshot=snapshot)
+            redacts = EventStore._applied_redaction(event)
+            if redacts is not None:
+                txn.execute("INSERT INTO event_redactions (redacts, redaction_nid)"
+                            " VALUES (?, ?)", (redacts, event_nid))
+        return len(todo)
+
+    async def persist_backfilled(self, room_nid: int, events: list[Event],
+                                 state_before: StateIds) -> int:
+        count = await self.db.run_interaction("persist_backfilled",
+                                              self.persist_backfilled_txn, room_nid, events,
+                                              state_before)
+        for event in events:
+            redacts = EventStore._applied_redaction(event)
+            if redacts is not None:
+                self.events.cache.invalidate(redacts)
+        return count
+
     async def persist_outliers(self, room_nid: int, events: list[Event]) -> None:
         await self.db.run_interaction("persist_outliers", self.persist_outliers_txn,
                                       room_nid, events)

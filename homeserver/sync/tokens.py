@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from homeserver.http.errors import invalid_param
 
 _SYNC_TOKEN = re.compile(r"s([0-9]{1,18})_([0-9]{1,18})_([0-9a-z]{1,12})")
-_PAGINATION_TOKEN = re.compile(r"s([0-9]{1,18})")
+# negative positions: history fetched with /backfill sits below zero
+_PAGINATION_TOKEN = re.compile(r"s(-?[0-9]{1,18})")
 
 
 @dataclass(frozen=True)

@@ -227,3 +227,42 @@ async def _membership_is(client: Client, room_id: str, user_id: str | None,
 async def _redacted(client: Client, room_id: str, event_id: str) -> bool:
     resp = await client.get(f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(event_id)}")
     return resp.code == 200 and resp.body.get("content") == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_history_from_before_the_join_is_backfilled(federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    room_id = await create_room(alice, name="Old news")
+    for i in range(15):
+        await send_text(alice, room_id, f"old {i}", f"o{i}")
+    resp = await bob.post(f"/_matrix/client/v3/join/{q(room_id)}",
+                          params={"server_name": server_name(a)})
+    assert resp.code == 200, resp.body
+    await send_text(alice, room_id, "new", "n1")
+    await wait_for(lambda: _has_body(bob, room_id, "new"))
+
+    # bob pages back from now: the history before his join comes from A
+    seen: list[str] = []
+    token = None
+    for _ in range(10):
+        params = {"dir": "b", "limit": "5"}
+        if token:
+            params["from"] = token
+        resp = await bob.get(f"/_matrix/client/v3/rooms/{q(room_id)}/messages", params=params)
+        assert resp.code == 200, resp.body
+        seen += [e["content"].get("body") for e in resp.body["chunk"]
+                 if e["type"] == "m.room.message"]
+        token = resp.body.get("end")
+        if not token:
+            break
+    assert seen[0] == "new"
+    assert seen[1:] == [f"old {i}" for i in reversed(range(15))]
+    # the oldest page reaches the room's creation
+    types = []
+    resp = await bob.get(f"/_matrix/client/v3/rooms/{q(room_id)}/messages",
+                         params={"dir": "f", "limit": "3"})
+    types = [e["type"] for e in resp.body["chunk"]]
+    assert types[0] == "m.room.create"

@@ -260,7 +260,12 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         access = await reader.check_read(req.user_id, room_id)
         backwards = direction == "b"
         if from_pos is None:
-            from_pos = hs.db.stream_tracker.persisted_upto if backwards else 0
+            # forwards from the very start: below zero sits backfilled history
+            from_pos = hs.db.stream_tracker.persisted_upto if backwards else -(2**62)
+        if backwards:
+            # reading back past the start of what we hold of a room joined over
+            # federation: fetch the history before it from a server in the room
+            await hs.federation_event_handler.maybe_backfill(access.room, from_pos, limit)
         page = await reader.paginate(req.user_id, access, from_pos=from_pos, to_pos=to_pos,
                                      backwards=backwards, limit=limit,
                                      event_filter=event_filter)
