@@ -161,8 +161,27 @@ class FederationEventHandler:
             raise PduError("Unknown room")
         if not await self.origin_allowed(room, origin):
             raise PduError("Server is banned from this room by its server ACL")
-        async with self.hs.event_creator.room_lock(room.room_id):
+        async with self.inbound_lock(room.room_id):
             await self._handle_new_event(origin, room, event)
+
+    def inbound_lock(self, room_id: str) -> Any:
+        """Serialises the inbound handling of one room. Fetching from other
+        servers happens under this lock only; the room's write lock (shared
+        with local sends) is held just to check and persist, so a slow or
+        hanging peer never holds up our own users' messages."""
+        return self.hs.event_creator.room_lock("inbound:" + room_id)
+
+    async def process_locked(self, origin: str, room: RoomInfo, event: Event, *,
+                             state_before: StateIds | None = None
+                             ) -> FederatedPersisted | None:
+        """``process_event`` with the network part (auth events) done first,
+        then the room's write lock for the rest."""
+        await self._ensure_auth_events(origin, room, event)
+        async with self.hs.event_creator.room_lock(room.room_id):
+            info = await self.stores.federation_events.get_event_info([event.event_id])
+            if event.event_id in info:
+                return None
+            return await self.process_event(origin, room, event, state_before=state_before)
 
     async def origin_allowed(self, room: RoomInfo, origin: str) -> bool:
         ids = await self.stores.rooms.get_current_state_ids(room.room_nid,
@@ -182,7 +201,7 @@ class FederationEventHandler:
         state_override: StateIds | None = None
         if missing:
             state_override = await self._state_across_gap(origin, room, event, missing)
-        await self.process_event(origin, room, event, state_before=state_override)
+        await self.process_locked(origin, room, event, state_before=state_override)
 
     async def _missing_prevs(self, event: Event) -> list[str]:
         prevs = list(event.prev_event_ids)
@@ -218,7 +237,7 @@ class FederationEventHandler:
             override = None
             if prevs_missing:
                 override = await self._state_across_gap(origin, room, fetched, prevs_missing)
-            await self.process_event(origin, room, fetched, state_before=override)
+            await self.process_locked(origin, room, fetched, state_before=override)
 
     async def _state_across_gap(self, origin: str, room: RoomInfo, event: Event,
                                 missing: list[str]) -> StateIds:
@@ -475,7 +494,9 @@ class FederationEventHandler:
             if all(e.event_id in info and info[e.event_id].stream_ordering is not None
                    for e in events):
                 continue
-            async with self.hs.event_creator.room_lock(room.room_id):
+            # history touches neither current state nor forward extremities:
+            # the inbound lock (not the write lock) is enough
+            async with self.inbound_lock(room.room_id):
                 await self._store_backfilled(server, room, earliest, events)
             return
 

@@ -176,7 +176,7 @@ class FederationMembership:
             raise forbidden(str(e)) from None
         if event.event_id != event_id:
             raise MatrixError(400, Codes.BAD_JSON, "The event ID does not match the path")
-        async with self.hs.event_creator.room_lock(room.room_id):
+        async with handler.inbound_lock(room.room_id):
             info = await self.stores.federation_events.get_event_info([event.event_id])
             if event.event_id not in info:
                 await handler._handle_new_event(origin, room, event)
