@@ -18,3 +18,5 @@ def register_all_routes(hs: "HomeServer", router: Router) -> None:
     register_client_routes(hs, router)
     register_admin_routes(hs, router)
     register_federation_routes(hs, router)
+    from homeserver.api import media
+    media.register_routes(hs, router)

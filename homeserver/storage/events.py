@@ -38,6 +38,7 @@ from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.event_hooks import run_persist_hooks
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.state import StateKey, StateStore
 from homeserver.storage.streams import next_stream_id_txn, next_stream_ids_txn
@@ -396,6 +397,8 @@ class EventStore:
                      " created_ts)",
                      [(t.user_id, t.scope, room_nid, t.txn_id, nids[e.event_id], now_ms)
                       for e, t in events if t is not None])
+        for event in evs:
+            run_persist_hooks(txn, event, nids[event.event_id])
         txn.new_events.extend(zip(evs, streams, strict=True))
         return [PersistedEvent(nids[e.event_id], stream, snapshot)
                 for e, stream in zip(evs, streams, strict=True)]
@@ -484,5 +487,6 @@ class EventStore:
         if txn_id is not None:
             RoomStore.add_txn_id_txn(txn, txn_id.user_id, txn_id.scope, room_nid,
                                      txn_id.txn_id, event_nid, now_ms)
+        run_persist_hooks(txn, event, event_nid)
         txn.new_events.append((event, stream))
         return PersistedEvent(event_nid, stream, snapshot)

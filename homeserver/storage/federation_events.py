@@ -43,6 +43,7 @@ from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.model import Event
 from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.event_hooks import run_persist_hooks
 from homeserver.storage.events import EventStore
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.state import StateKey, StateStore
@@ -339,6 +340,8 @@ class FederationEventStore:
             txn.execute("UPDATE events SET snapshot_nid = ? WHERE event_nid = ?",
                         (snapshot, event_nid))
         result = FederatedPersisted(event_nid, stream, snapshot)
+        if not rejected and not soft_failed:
+            run_persist_hooks(txn, event, event_nid)
         redacts = EventStore._applied_redaction(event)
         if redacts is not None and not soft_failed:
             txn.execute("INSERT INTO event_redactions (redacts, redaction_nid) VALUES (?, ?)",
@@ -508,6 +511,8 @@ class FederationEventStore:
             event_nid = self._insert_event_txn(
                 txn, event, room_nid, outlier=False, stream=positions.get(event.event_id),
                 snapshot=snapshot)
+            if event.rejected_reason is None:
+                run_persist_hooks(txn, event, event_nid)
             redacts = EventStore._applied_redaction(event)
             if redacts is not None:
                 txn.execute("INSERT INTO event_redactions (redacts, redaction_nid)"

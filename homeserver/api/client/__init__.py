@@ -24,15 +24,22 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         profile,
         receipts,
         register,
+        relations,
+        reporting,
         rooms,
+        search,
+        spaces,
         sync,
+        tags,
         to_device,
         typing,
         upgrade,
         versions,
+        voip,
     )
 
     for module in (versions, register, login, account, devices, profile, account_data,
                    filters, rooms, membership, directory, upgrade, sync, typing, receipts,
-                   presence, to_device, openid):
+                   presence, to_device, openid, relations, search, spaces, reporting, voip,
+                   tags):
         module.register_routes(hs, router)
