@@ -165,6 +165,64 @@ SCHEMA: dict[str, Key] = {
         # send and accept m.presence EDUs over federation
         "federation": Key("bool", True, nullable=False),
     }),
+    # -- search --
+    # POST /user_directory/search (Synapse's keys): enabled false answers
+    # nothing; search_all_users finds every user the server knows, not only
+    # those sharing a room with the searcher or in a public room;
+    # prefer_local_users ranks this server's users first
+    "user_directory": Key("map", children={
+        "enabled": Key("bool", True, nullable=False),
+        "search_all_users": Key("bool", False, nullable=False),
+        "prefer_local_users": Key("bool", False, nullable=False),
+    }),
+    # -- voip --
+    # TURN servers handed to clients by /voip/turnServer (Synapse's names);
+    # credentials follow the TURN REST scheme with the shared secret
+    "turn_uris": Key("list", item=Key("str", nullable=False), default=[]),
+    "turn_shared_secret": Key("str"),
+    "turn_user_lifetime": Key("duration", 3_600_000),
+    "turn_allow_guests": Key("bool", True, nullable=False),
+    # -- media --
+    # (media_store_path and max_upload_size are declared above; media_store_path
+    # defaults to "media_store" next to the config file)
+    # true: media uploaded (or fetched from other servers) from now on is served
+    # only on the authenticated /_matrix/client/v1/media endpoints; the legacy
+    # /_matrix/media/v3 download and thumbnail answer 404 for it
+    "enable_authenticated_media": Key("bool", True, nullable=False),
+    # images with more pixels than this are not thumbnailed (decompression bombs)
+    "max_image_pixels": Key("size", "32M"),
+    # true: thumbnails of any requested size are made on demand; false: the
+    # closest of thumbnail_sizes (made at upload) is served
+    "dynamic_thumbnails": Key("bool", False, nullable=False),
+    "thumbnail_sizes": Key("list", item=Key("map", children={
+        "width": Key("int", required=True, nullable=False, minimum=1, maximum=10_000),
+        "height": Key("int", required=True, nullable=False, minimum=1, maximum=10_000),
+        "method": Key("str", "scale", choices=("crop", "scale"), nullable=False),
+    }), default=[{"width": 32, "height": 32, "method": "crop"},
+                 {"width": 96, "height": 96, "method": "crop"},
+                 {"width": 320, "height": 240, "method": "scale"},
+                 {"width": 640, "height": 480, "method": "scale"},
+                 {"width": 800, "height": 600, "method": "scale"}]),
+    # a media ID from /_matrix/media/v1/create expires unused after this long
+    "unused_expiration_time": Key("duration", 86_400_000),
+    # how many created-but-not-uploaded media IDs one user may hold
+    "max_pending_media_uploads": Key("int", 5, minimum=1),
+    # extra stores every file is copied to and read back from when missing
+    # locally: [{type: s3, bucket: ..., endpoint_url: ..., region_name: ...,
+    # access_key_id: ..., secret_access_key: ..., prefix: ...}] (needs boto3)
+    "media_storage_providers": Key("list", item=Key("map", children=None), default=[]),
+    "url_preview_enabled": Key("bool", False, nullable=False),
+    # URL previews never fetch from these ranges (the same defaults as
+    # ip_range_blacklist) unless listed in url_preview_ip_range_whitelist
+    "url_preview_ip_range_blacklist": Key("list", item=Key("str", nullable=False), default=[
+        "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+        "192.0.0.0/24", "169.254.0.0/16", "192.88.99.0/24", "198.18.0.0/15",
+        "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "0.0.0.0/8",
+        "::1/128", "fe80::/10", "fc00::/7", "2001:db8::/32", "ff00::/8", "fec0::/10",
+        "::/128", "::ffff:0:0/96"]),
+    "url_preview_ip_range_whitelist": Key("list", item=Key("str", nullable=False), default=[]),
+    # the most of a page (or image) a preview downloads
+    "max_spider_size": Key("size", "10M"),
     # -- federation --
     # the federation listener's TLS certificate (PEM chain) and key; a
     # listener with tls: true serves them

@@ -96,6 +96,8 @@ class HomeServer:
         self.federation_event_handler = FederationEventHandler(self)
         self.federation_membership = FederationMembership(self)
         self.edu_handler = EduHandler(self)
+        from homeserver.media.repository import MediaRepository
+        self.media_repository = MediaRepository(self)
         self.router = Router()
         self._background: set[defer.Deferred[Any]] = set()
         self.ports: list[Any] = []

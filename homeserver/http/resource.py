@@ -2,7 +2,8 @@
 
 Each request is matched against the router, authenticated when the route
 asks for it, handed to the async handler, and its ``(status, body)`` written
-as JSON. Whatever goes wrong reaches the client as a Matrix error: a
+as JSON (or as raw bytes when the body is a ``RawResponse``: media).
+Whatever goes wrong reaches the client as a Matrix error: a
 ``MatrixError`` as itself, anything else as 500 M_UNKNOWN with the traceback
 kept in the server log only.
 """
@@ -44,6 +45,19 @@ _FEDERATION_PREFIXES = (b"/_matrix/federation/", b"/_matrix/key/")
 
 # Query parameters whose values are secrets, never to be logged.
 _SECRET_PARAMS = frozenset({b"access_token"})
+
+
+class RawResponse:
+    """A response body that is not JSON (media downloads): written as given,
+    with its own headers, instead of being encoded as JSON."""
+
+    __slots__ = ("body", "content_type", "headers")
+
+    def __init__(self, body: bytes, content_type: str,
+                 headers: dict[str, str] | None = None) -> None:
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers or {}
 
 
 class EncodedDict(dict):  # type: ignore[type-arg]
@@ -145,6 +159,14 @@ class MatrixResource(Resource):
         request.setResponseCode(status)
         if status == 204 or body is None:
             request.setHeader(b"Content-Length", b"0")
+            request.finish()
+            return
+        if isinstance(body, RawResponse):
+            for name, value in body.headers.items():
+                request.setHeader(name.encode("ascii"), value.encode("ascii"))
+            request.setHeader(b"Content-Type", body.content_type.encode("ascii"))
+            request.setHeader(b"Content-Length", str(len(body.body)).encode("ascii"))
+            request.write(body.body)
             request.finish()
             return
         data = encode_json(body)

@@ -18,9 +18,12 @@ FEDERATION_V2 = "/_matrix/federation/v2"
 
 
 def register_federation_routes(hs: "HomeServer", router: Router) -> None:
-    from homeserver.api.federation import events, keys, membership, queries
+    from homeserver.api.federation import events, hierarchy, keys, membership, queries
 
     keys.register_routes(hs, router)
     events.register_routes(hs, router)
     membership.register_routes(hs, router)
     queries.register_routes(hs, router)
+    hierarchy.register_routes(hs, router)
+    from homeserver.api.federation import media
+    media.register_routes(hs, router)

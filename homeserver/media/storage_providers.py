@@ -1,0 +1,154 @@
+"""Where media bytes live: the storage-provider interface and its providers.
+
+A provider stores and fetches whole files by a relative path such as
+``local_content/ab/cd/efgh...`` (paths are made by ``media/paths.py`` from
+IDs we generate or have validated, so they never climb out of the store).
+The local-disk provider under ``media_store_path`` is always the primary
+store; ``media_storage_providers`` adds copies elsewhere (S3-compatible
+object stores), written after each local write and read from when the local
+file is missing (say, a fresh node behind a shared bucket), as Synapse's
+storage providers do.
+
+Blocking file and network I/O runs in the reactor's thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Protocol
+
+from twisted.internet import threads
+
+logger = logging.getLogger(__name__)
+
+
+class StorageProvider(Protocol):
+    """A place to keep media files."""
+
+    async def store(self, path: str, data: bytes) -> None: ...
+
+    async def fetch(self, path: str) -> bytes | None:
+        """The file's bytes, or None if this provider does not have it."""
+        ...
+
+
+class LocalStorageProvider:
+    """Files on local disk under one directory."""
+
+    def __init__(self, reactor: Any, base_dir: str) -> None:
+        self.reactor = reactor
+        self.base_dir = os.path.abspath(base_dir)
+
+    def _full(self, path: str) -> str:
+        full = os.path.abspath(os.path.join(self.base_dir, path))
+        if not full.startswith(self.base_dir + os.sep):
+            raise ValueError(f"media path escapes the store: {path!r}")
+        return full
+
+    async def store(self, path: str, data: bytes) -> None:
+        full = self._full(path)
+
+        def write() -> None:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            # write then rename: a reader never sees half a file
+            tmp = f"{full}.tmp{os.getpid()}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, full)
+        await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), write)
+
+    async def fetch(self, path: str) -> bytes | None:
+        full = self._full(path)
+
+        def read() -> bytes | None:
+            try:
+                with open(full, "rb") as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+        return await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                               read)
+
+
+class S3StorageProvider:
+    """An S3-compatible object store (AWS, MinIO, Ceph...), through boto3.
+
+    boto3 is not a dependency of the homeserver: this provider is available
+    only where boto3 is installed, and configuring it elsewhere fails at start.
+    """
+
+    def __init__(self, reactor: Any, config: dict[str, Any]) -> None:
+        try:
+            import boto3  # type: ignore[import-not-found]
+        except ImportError:
+            raise RuntimeError("media_storage_providers: type s3 needs boto3 installed "
+                               "(pip install boto3)") from None
+        self.reactor = reactor
+        self.bucket = str(config["bucket"])
+        self.prefix = str(config.get("prefix") or "")
+        self._client = boto3.client(
+            "s3", endpoint_url=config.get("endpoint_url"), region_name=config.get("region_name"),
+            aws_access_key_id=config.get("access_key_id"),
+            aws_secret_access_key=config.get("secret_access_key"))
+
+    async def store(self, path: str, data: bytes) -> None:
+        def put() -> None:
+            self._client.put_object(Bucket=self.bucket, Key=self.prefix + path, Body=data)
+        await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), put)
+
+    async def fetch(self, path: str) -> bytes | None:
+        def get() -> bytes | None:
+            try:
+                obj = self._client.get_object(Bucket=self.bucket, Key=self.prefix + path)
+            except self._client.exceptions.NoSuchKey:
+                return None
+            return bytes(obj["Body"].read())
+        return await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                               get)
+
+
+def build_providers(reactor: Any, configs: list[dict[str, Any]]) -> list[StorageProvider]:
+    """The extra providers ``media_storage_providers`` names."""
+    providers: list[StorageProvider] = []
+    for i, conf in enumerate(configs):
+        kind = conf.get("type")
+        if kind == "s3":
+            providers.append(S3StorageProvider(reactor, conf))
+        else:
+            raise ValueError(f"media_storage_providers[{i}].type: unknown provider {kind!r}")
+    return providers
+
+
+class MediaStorage:
+    """The primary local store plus the extra providers, as one."""
+
+    def __init__(self, local: LocalStorageProvider, extra: list[StorageProvider]) -> None:
+        self.local = local
+        self.extra = extra
+
+    async def store(self, path: str, data: bytes) -> None:
+        await self.local.store(path, data)
+        for provider in self.extra:
+            try:
+                await provider.store(path, data)
+            except Exception:
+                # the local copy is the one we serve from; a lost copy
+                # elsewhere is an operator's problem, not the uploader's
+                logger.exception("could not copy %s to a storage provider", path)
+
+    async def fetch(self, path: str) -> bytes | None:
+        data = await self.local.fetch(path)
+        if data is not None:
+            return data
+        for provider in self.extra:
+            try:
+                data = await provider.fetch(path)
+            except Exception:
+                logger.exception("could not read %s from a storage provider", path)
+                continue
+            if data is not None:
+                # keep a local copy: the next read is a disk read
+                await self.local.store(path, data)
+                return data
+        return None
