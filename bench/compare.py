@@ -640,6 +640,13 @@ def main(argv: list[str] | None = None) -> int:
         results["error"] = repr(e)
         print(f"bench.compare: failed: {e!r}", file=sys.stderr)
     finally:
+        for name in ns.scenarios:  # in-process parts a stopped reactor left running
+            leftovers = getattr(sys.modules.get(f"bench.{name}"), "close_leftovers", None)
+            if callable(leftovers):
+                try:
+                    leftovers()
+                except Exception as e:
+                    print(f"bench.compare: cleaning up after {name}: {e!r}", file=sys.stderr)
         for server in list(active):  # a run the reactor left behind (^C, SIGTERM)
             try:
                 server.stop()

@@ -19,6 +19,9 @@ Timeline pages (``paginate``) scan the stream in batches, dropping what the
 ``RoomEventFilter`` or the visibility rules refuse, until the page is full;
 the next token points after the last event *scanned*, so a client never
 sees the same hidden stretch twice.
+
+Both gates also drop the non-state events of users the reader ignores
+(``rooms/ignored.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from homeserver.events.model import Event
 from homeserver.http.errors import forbidden
 from homeserver.http.request import Requester
 from homeserver.rooms.client_format import client_event, redacted_by
+from homeserver.rooms.ignored import IgnoredUsers, is_hidden
+from homeserver.rooms.relations import bundle_aggregations
 from homeserver.rooms.visibility import (
     HISTORY_VISIBILITY_KEY,
     HISTORY_VISIBILITY_TYPE,
@@ -158,6 +163,8 @@ class RoomReader:
     def __init__(self, hs: "HomeServer") -> None:
         self.hs = hs
         self.stores = hs.stores
+        # the users each reader ignores: their events are left out (rooms/ignored.py)
+        self.ignored = IgnoredUsers(hs)
 
     async def check_read(self, user_id: str, room_id: str) -> ReadAccess:
         room = await self.stores.rooms.get_room(room_id)
@@ -234,6 +241,8 @@ class RoomReader:
                              events: Sequence[tuple[int, Event]]) -> list[Event]:
         """Those of ``events`` ((stream position, event), oldest first) that
         history visibility lets ``user_id`` see, in the same order."""
+        ignored = await self.ignored.get(user_id)
+        events = [(p, e) for p, e in events if not is_hidden(e, ignored)]
         if not events:
             return []
         ids = [e.event_id for _, e in events]
@@ -279,6 +288,7 @@ class RoomReader:
                 to_pos = until if to_pos is None else min(to_pos, until)
         kept: list[Event] = []
         kept_positions: list[int] = []
+        ignored = await self.ignored.get(user_id)
         pos = from_pos
         exhausted = False
         batch = min(max(2 * limit, 20), 1000)
@@ -301,7 +311,8 @@ class RoomReader:
                                                                          to_check))
             for row_pos, event in rows:
                 pos = row_pos - 1 if backwards else row_pos
-                if event.event_id in visible and event_filter.matches(event):
+                if event.event_id in visible and event_filter.matches(event) \
+                        and not is_hidden(event, ignored):
                     kept.append(event)
                     kept_positions.append(row_pos)
                     if len(kept) >= limit:
@@ -328,10 +339,12 @@ class RoomReader:
         now = self.hs.now_ms()
         because = {eid: client_event(r, room_id, now, transaction_id=txn_ids.get(eid))
                    for eid, r in redactions.items()}
+        bundles = await bundle_aggregations(self.hs, requester.user_id, room_id, events, now)
         out = []
         for e in events:
             by = redacted_by(e)
             out.append(client_event(e, room_id, now, transaction_id=txn_ids.get(e.event_id),
                                     replaced=replaced.get(e.event_id),
-                                    redacted_because=because.get(by) if by else None))
+                                    redacted_because=because.get(by) if by else None,
+                                    relations=bundles.get(e.event_id)))
         return out

@@ -8,7 +8,8 @@ state event that replaced another, ``prev_content``, ``prev_sender`` and
 redacted) carries the redaction, itself in this format, as
 ``unsigned.redacted_because``. A redaction carries ``redacts`` at the top
 level in every room version (v11+ also keep it in ``content``, as Synapse
-serves it, so clients of either shape find it).
+serves it, so clients of either shape find it). Bundled aggregations of the
+event's children (``rooms/relations.py``) go in ``unsigned["m.relations"]``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def redacted_by(event: Event) -> str | None:
 def client_event(event: Event, room_id: str, now_ms: int, *,
                  transaction_id: str | None = None,
                  replaced: Event | None = None,
-                 redacted_because: dict[str, Any] | None = None) -> dict[str, Any]:
+                 redacted_because: dict[str, Any] | None = None,
+                 relations: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "event_id": event.event_id,
         "room_id": room_id,
@@ -51,5 +53,7 @@ def client_event(event: Event, room_id: str, now_ms: int, *,
         unsigned["replaces_state"] = replaced.event_id
     if redacted_because is not None:
         unsigned["redacted_because"] = redacted_because
+    if relations:
+        unsigned["m.relations"] = relations
     out["unsigned"] = unsigned
     return out

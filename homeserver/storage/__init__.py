@@ -19,13 +19,17 @@ from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfileStore
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
+from homeserver.storage.relations import RelationStore
+from homeserver.storage.reports import ReportStore
 from homeserver.storage.rooms import RoomStore
+from homeserver.storage.search import SearchStore
 from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.state import DEFAULT_STATE_CACHE_SIZE, StateStore
 from homeserver.storage.sync import SyncStore
 from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.tokens import TokenStore
 from homeserver.storage.ui_auth import UiAuthStore
+from homeserver.storage.user_directory import UserDirectoryStore
 from homeserver.storage.users import UserStore
 
 
@@ -56,3 +60,7 @@ class Stores:
         self.federation_queue = FederationQueueStore(db)
         self.federation_events = FederationEventStore(db, self.state, self.events)
         self.server_keys = ServerKeyStore(db)
+        self.search = SearchStore(db)
+        self.user_directory = UserDirectoryStore(db)
+        self.relations = RelationStore(db)
+        self.reports = ReportStore(db)

@@ -46,6 +46,7 @@ from homeserver.http.request import Requester
 from homeserver.http.resource import EncodedDict, encode_json
 from homeserver.rooms.access import ReadAccess
 from homeserver.rooms.client_format import client_event
+from homeserver.rooms.relations import relates_within
 from homeserver.storage.rooms import Membership, RoomInfo
 from homeserver.storage.streams import ONLY_USER, PRESENCE
 from homeserver.storage.sync import RoomMembership
@@ -289,6 +290,8 @@ class SyncHandler:
                 continue
             is_new = since is None or m.stream_ordering > since_pos or params.full_state
             if m.membership == "invite" and is_new:
+                if await self._invited_by_ignored(user_id, m.event_id):
+                    continue
                 invite[m.room_id] = {"invite_state": {
                     "events": await self._stripped_state(m.event_id)}}
             elif m.membership == "knock" and is_new:
@@ -368,6 +371,11 @@ class SyncHandler:
         scopes, by_room, senders = memo
         if not self._out_of_reach(user_id, f, scopes):
             return None
+        # events of ignored users are left out by the full builder
+        # (rooms/ignored.py); an unknown list is loaded there too
+        ignored = self.hs.room_reader.ignored.cached(user_id)
+        if ignored is None or any(ignored & s for s in senders.values()):
+            return None
         join: dict[str, Any] = {}
         encoded: list[bytes] = []
         unread: list[tuple[str, int, int]] = []
@@ -379,6 +387,8 @@ class SyncHandler:
                 continue
             if user_id in senders[room_id]:
                 return None  # the sender's own events carry its transaction IDs
+            if relates_within(events):
+                return None  # a parent with its children: the full builder bundles them
             counts = recent.unread(user_id, room_id)
             if counts is None:
                 return None
@@ -667,6 +677,15 @@ class SyncHandler:
                         "content": {"user_ids": changes.typing[room_id]}})
         return out
 
+    async def _invited_by_ignored(self, user_id: str, event_id: str) -> bool:
+        """Whether the invite ``event_id`` comes from a user ``user_id``
+        ignores: the spec says such invites are not sent to the client."""
+        ignored = await self.hs.room_reader.ignored.get(user_id)
+        if not ignored:
+            return False
+        event = await self.stores.events.get_event(event_id)
+        return event is not None and event.sender in ignored
+
     async def _stripped_state(self, event_id: str) -> list[dict[str, Any]]:
         remote = await self.stores.federation_events.get_remote_invite_state(event_id)
         if remote is not None:
@@ -698,28 +717,52 @@ class SyncHandler:
     async def _unread_counts(self, room_nid: int, user_id: str, after: int, end: int,
                              by_thread: bool,
                              ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        if by_thread:
+            return await self._unread_thread_counts(room_nid, user_id, end)
         rows = await self.stores.sync.get_unread_events(room_nid, user_id, after, end,
                                                         NOTIFYING_TYPES, MAX_COUNTED_UNREAD)
         if not rows:
             return {"notification_count": 0, "highlight_count": 0}, {}
-        scan = rows if by_thread else rows[:MAX_HIGHLIGHT_SCAN]
+        scan = rows[:MAX_HIGHLIGHT_SCAN]
         events = await self.stores.events.get_events([e for _, e in scan])
         localpart = user_id[1:].split(":", 1)[0]
+        main = {"notification_count": len(rows), "highlight_count": 0}
+        for _, event_id in scan:
+            event = events.get(event_id)
+            if event is not None and _mentions(event, user_id, localpart):
+                main["highlight_count"] += 1
+        return main, {}
+
+    async def _unread_thread_counts(self, room_nid: int, user_id: str, end: int,
+                                    ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        """Unread counts per thread (``unread_thread_notifications``), with
+        threaded read receipts: an event is read when the user's unthreaded
+        receipt is at or after it, or the receipt of its own thread is (the
+        ``"main"`` one for the main timeline, the root's for a thread). The
+        thread of an event is its ``m.thread`` relation (``storage/relations.py``)."""
+        reads = await self.stores.relations.get_read_positions(room_nid, user_id)
+        floor = reads.get("")
+        if floor is None:  # no unthreaded receipt: everything since the join
+            membership = await self.stores.rooms.get_membership(user_id, room_nid)
+            floor = membership.stream_ordering if membership is not None else end
+        rows = await self.stores.sync.get_unread_events(room_nid, user_id, floor, end,
+                                                        NOTIFYING_TYPES, MAX_COUNTED_UNREAD)
         main = {"notification_count": 0, "highlight_count": 0}
         threads: dict[str, dict[str, int]] = {}
-        scanned = {e for _, e in scan}
-        for _, event_id in rows:
-            event = events.get(event_id)
-            counts = main
-            if by_thread and event is not None:
-                relation = event.content.get("m.relates_to")
-                if isinstance(relation, dict) and relation.get("rel_type") == "m.thread" \
-                        and isinstance(relation.get("event_id"), str):
-                    counts = threads.setdefault(
-                        relation["event_id"], {"notification_count": 0, "highlight_count": 0})
+        if not rows:
+            return main, threads
+        roots = await self.stores.relations.get_thread_roots([e for _, e in rows])
+        unread = [(pos, e) for pos, e in rows
+                  if pos > reads.get(roots[e] if e in roots else "main", floor)]
+        events = await self.stores.events.get_events([e for _, e in unread])
+        localpart = user_id[1:].split(":", 1)[0]
+        for _, event_id in unread:
+            root = roots.get(event_id)
+            counts = main if root is None else threads.setdefault(
+                root, {"notification_count": 0, "highlight_count": 0})
             counts["notification_count"] += 1
-            if event_id in scanned and event is not None and _mentions(event, user_id,
-                                                                       localpart):
+            event = events.get(event_id)
+            if event is not None and _mentions(event, user_id, localpart):
                 counts["highlight_count"] += 1
         return main, threads
 

@@ -14,6 +14,7 @@ from homeserver.accounts.identifiers import is_valid_room_id
 from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
+from homeserver.rooms.ignored import check_ignore_list
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -61,7 +62,9 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         check_own(req, "add")
         data_type = req.params["type"]
         check_settable(data_type)
-        await store.put_global_account_data(req.user_id, data_type, req.json())
+        content = req.json()
+        check_ignore_list(req.user_id, data_type, content)
+        await store.put_global_account_data(req.user_id, data_type, content)
         return 200, {}
 
     async def get_global(req: HttpRequest) -> tuple[int, Any]:

@@ -34,6 +34,7 @@ from homeserver.rooms import directory
 from homeserver.rooms.access import NO_FILTER, ReadAccess, RoomEventFilter, txn_scope
 from homeserver.rooms.creation import PRESETS, CreateRoomRequest, StateEvent, create_room
 from homeserver.rooms.redaction import redact_event
+from homeserver.rooms.relations import check_new_relation
 from homeserver.storage.events import NewEventTxn
 from homeserver.sync.filter_schema import filter_problem
 from homeserver.sync.tokens import parse_pagination_token
@@ -156,6 +157,7 @@ async def send_message(hs: "HomeServer", requester: Requester, room_id: str,
         raise invalid_param(f"Transaction IDs are limited to {MAX_TXN_ID_BYTES} bytes")
     await require_room(hs, room_id)
     hs.ratelimiters["message"].ratelimit(requester.user_id)
+    await check_new_relation(hs, requester.user_id, room_id, event_type, content)
     txn = NewEventTxn(requester.user_id, txn_scope(requester), txn_id)
     event_id: str = await hs.event_creator.send(requester.user_id, room_id, event_type,
                                                 content, txn_id=txn)

@@ -24,7 +24,8 @@ SUPPORTED_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v
 def register_routes(hs: "HomeServer", router: Router) -> None:
     async def get_versions(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/client/versions"""
-        return 200, {"versions": SUPPORTED_VERSIONS, "unstable_features": {}}
+        return 200, {"versions": SUPPORTED_VERSIONS, "unstable_features": {
+            "uk.half-shot.msc2666.query_mutual_rooms": True}}
 
     async def get_wellknown(req: HttpRequest) -> tuple[int, Any]:
         """GET /.well-known/matrix/client"""

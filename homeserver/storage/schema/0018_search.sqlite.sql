@@ -1,0 +1,40 @@
+-- Full-text search of messages, and the user directory.
+-- Design: the module docstrings of storage/search.py and
+-- storage/user_directory.py.
+
+-- One row per searchable event (m.room.message body, m.room.name name,
+-- m.room.topic topic), written in the event's persist transaction by a
+-- persist hook and deleted when the event is redacted. room_nid,
+-- stream_ordering and sender are copies of the event's. The text is
+-- indexed by the FTS5 table event_search_fts (its rowid is the event NID),
+-- with the Porter stemmer, close to PostgreSQL's 'english'; queries are built
+-- from user input by storage/search.py in FTS5 syntax that cannot fail.
+CREATE TABLE event_search (
+    event_nid INTEGER NOT NULL PRIMARY KEY,
+    room_nid INTEGER NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    sender TEXT NOT NULL,
+    key TEXT NOT NULL
+    -- the text is in event_search_fts (rowid = event_nid)
+);
+CREATE VIRTUAL TABLE event_search_fts USING fts5(value, tokenize = 'porter unicode61');
+CREATE INDEX event_search_room_stream ON event_search (room_nid, stream_ordering);
+-- "recent" order over common words walks this backwards
+CREATE INDEX event_search_stream ON event_search (stream_ordering);
+
+-- Every user the directory may show: local users and everyone seen joining
+-- a room. search_key is the user ID and display name, case-folded in Python
+-- (so matching is case-insensitive beyond ASCII on both engines).
+CREATE TABLE user_directory (
+    user_id TEXT NOT NULL PRIMARY KEY,
+    display_name TEXT,
+    avatar_url TEXT,
+    search_key TEXT NOT NULL
+);
+
+-- Local users there already (lower() is close enough for them; their next
+-- join or profile change writes the Python case folding).
+INSERT INTO user_directory (user_id, display_name, avatar_url, search_key)
+    SELECT u.user_id, p.displayname, p.avatar_url,
+           lower(u.user_id || ' ' || COALESCE(p.displayname, ''))
+    FROM users AS u LEFT JOIN profiles AS p ON p.user_id = u.user_id;
