@@ -507,6 +507,10 @@ class FederationEventStore:
                     txn.execute("UPDATE events SET outlier = 0, stream_ordering = ?,"
                                 " snapshot_nid = ? WHERE event_id = ? AND outlier = 1",
                                 (positions[event.event_id], snapshot, event.event_id))
+                    nid = txn.select_value("SELECT event_nid FROM events WHERE event_id = ?",
+                                           (event.event_id,))
+                    if nid is not None:
+                        run_persist_hooks(txn, event, int(nid))
                 continue
             event_nid = self._insert_event_txn(
                 txn, event, room_nid, outlier=False, stream=positions.get(event.event_id),

@@ -145,12 +145,21 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         if await profiles.get_profile(target) is None:
             raise not_found("Profile was not found")
 
+    async def update_directory(user_id: str) -> None:
+        """Keep the user directory current for users in no room too (those
+        in rooms are updated through their new member events)."""
+        profile = await profiles.get_profile(user_id)
+        if profile is not None:
+            await hs.stores.user_directory.update_profile(user_id, profile.displayname,
+                                                          profile.avatar_url)
+
     async def put_displayname(req: HttpRequest) -> tuple[int, Any]:
         """PUT /_matrix/client/v3/profile/{userId}/displayname"""
         target = req.params["userId"]
         await check_may_set(req, target, "displayname")
         await profiles.set_displayname(target, parse_field(req.json(), "displayname"))
         await hs.membership.profile_changed(target)
+        await update_directory(target)
         return 200, {}
 
     async def put_avatar_url(req: HttpRequest) -> tuple[int, Any]:
@@ -159,6 +168,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         await check_may_set(req, target, "avatar_url")
         await profiles.set_avatar_url(target, parse_field(req.json(), "avatar_url"))
         await hs.membership.profile_changed(target)
+        await update_directory(target)
         return 200, {}
 
     router.add("GET", f"{CLIENT_V3}/profile/{{userId}}", get_profile, auth=AUTH_NONE)
