@@ -534,9 +534,12 @@ class FederationEventHandler:
             if event.state_key is None:
                 self.hs.typing.stopped_by_message(event.sender, room.room_id)
         position = result.barrier or result.stream_ordering
-        if position is not None:
-            for user_id in result.membership_changes:
-                notifier.on_new_event(room.room_id, "m.room.member", user_id, position)
+        changed = [u for u in result.membership_changes if u != event.state_key]
+        if position is not None and changed:
+            # a join's whole state at once: one wake, not one per member
+            notifier.membership_changed(room.room_id)
+            notifier.notify_room(room.room_id, position,
+                                 tuple(u for u in changed if self.hs.is_mine(u)))
         if result.barrier is not None:
             notifier.on_new_event(room.room_id, "", None, result.barrier)
 

@@ -84,7 +84,16 @@ class Txn:
         return self
 
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self._cursor.executemany(self._sql(sql), [tuple(r) for r in rows])
+        params = [tuple(r) for r in rows]
+        if not params:
+            return
+        if self.engine == "postgres":
+            # psycopg2's executemany is one round trip per row; execute_batch
+            # sends them 100 to a round trip (rowcount is then meaningless)
+            from psycopg2.extras import execute_batch
+            execute_batch(self._cursor, self._sql(sql), params, page_size=100)
+        else:
+            self._cursor.executemany(self._sql(sql), params)
 
     def fetchone(self) -> tuple[Any, ...] | None:
         row = self._cursor.fetchone()

@@ -289,11 +289,70 @@ class FederationEventStore:
             held.update(r[0] for r in txn.select_all(
                 f"SELECT event_id FROM events WHERE event_id IN ({_placeholders(len(chunk))})",
                 chunk))
-        for event in evs:
-            if event.event_id not in held:
+        todo = list({e.event_id: e for e in evs if e.event_id not in held}.values())
+        if len(todo) <= 2:
+            for event in todo:
                 cls._insert_event_txn(txn, event, room_nid, outlier=True, stream=None,
                                       snapshot=None)
-                held.add(event.event_id)
+            return
+        cls._insert_outliers_bulk_txn(txn, room_nid, todo)
+
+    @staticmethod
+    def _insert_outliers_bulk_txn(txn: Txn, room_nid: int, events: list[Event]) -> None:
+        """``_insert_event_txn`` for many outliers at once (a join brings the
+        room's whole state and auth chain): multi-row statements instead of a
+        dozen round trips per event."""
+        keys = StateStore.get_or_create_state_key_nids_txn(
+            txn, [e.state_pair() for e in events if e.is_state()])
+        nids: dict[str, int] = {}
+        for start in range(0, len(events), 100):
+            batch = events[start:start + 100]
+            params: list[Any] = []
+            for e in batch:
+                params += (e.event_id, room_nid, e.depth, e.type, e.state_key,
+                           keys.get(e.state_pair()) if e.is_state() else None, e.sender,
+                           e.origin_server_ts,
+                           encode_canonical_json(e.json, strict=False).decode("utf-8"),
+                           e.rejected_reason)
+            nids.update((eid, int(nid)) for nid, eid in txn.select_all(
+                "INSERT INTO events (event_id, room_nid, depth, event_type, state_key,"
+                " state_key_nid, sender, origin_server_ts, json, rejected_reason, outlier)"
+                " VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"] * len(batch))
+                + " RETURNING event_nid, event_id", params))
+        refs = sorted({r for e in events for r in e.prev_event_ids + e.auth_event_ids}
+                      - set(nids))
+        known = dict(nids)
+        for start in range(0, len(refs), 500):
+            chunk = refs[start:start + 500]
+            known.update((e, int(n)) for e, n in txn.select_all(
+                f"SELECT event_id, event_nid FROM events WHERE event_id IN"
+                f" ({_placeholders(len(chunk))})", chunk))
+        edges = {(nids[e.event_id], known[p]) for e in events for p in e.prev_event_ids
+                 if p in known}
+        pending = {(nids[e.event_id], p) for e in events for p in e.prev_event_ids
+                   if p not in known}
+        auth_edges = {(nids[e.event_id], known[a]) for e in events for a in e.auth_event_ids
+                      if a in known}
+        for table, rows in (("event_edges (event_nid, prev_event_nid)", sorted(edges)),
+                            ("event_edges_pending (event_nid, prev_event_id)", sorted(pending)),
+                            ("event_auth_edges (event_nid, auth_event_nid)",
+                             sorted(auth_edges))):
+            for start in range(0, len(rows), 500):
+                part = rows[start:start + 500]
+                txn.execute(f"INSERT INTO {table} VALUES " + ",".join(["(?, ?)"] * len(part))
+                            + " ON CONFLICT DO NOTHING", [v for row in part for v in row])
+        # events stored earlier whose prev_events these are
+        new_ids = sorted(nids)
+        for start in range(0, len(new_ids), 500):
+            ids = new_ids[start:start + 500]
+            txn.execute("INSERT INTO event_edges (event_nid, prev_event_nid)"
+                        " SELECT p.event_nid, e.event_nid FROM event_edges_pending p"
+                        " JOIN events e ON e.event_id = p.prev_event_id"
+                        f" WHERE p.prev_event_id IN ({_placeholders(len(ids))})"
+                        " ON CONFLICT DO NOTHING", ids)
+            txn.execute("DELETE FROM event_edges_pending"
+                        f" WHERE prev_event_id IN ({_placeholders(len(ids))})", ids)
+        AuthChainStore.persist_events_txn(txn, [(e, nids[e.event_id]) for e in events])
 
     def _state_nids_txn(self, txn: Txn, state: StateIds) -> dict[int, int]:
         """``(type, state_key) -> event ID`` as state-key NID -> event NID
@@ -371,8 +430,14 @@ class FederationEventStore:
         removed = [k for k in current if k not in target]
         txn.execute_many("DELETE FROM current_state WHERE room_nid = ? AND state_key_nid = ?",
                          [(room_nid, k) for k in removed])
-        for key, value in changed.items():
-            RoomStore.set_current_state_txn(txn, room_nid, key, value)
+        rows = sorted(changed.items())
+        for start in range(0, len(rows), 500):
+            part = rows[start:start + 500]
+            txn.execute("INSERT INTO current_state (room_nid, state_key_nid, event_nid) VALUES "
+                        + ",".join(["(?, ?, ?)"] * len(part))
+                        + " ON CONFLICT (room_nid, state_key_nid)"
+                        " DO UPDATE SET event_nid = excluded.event_nid",
+                        [v for k, e in part for v in (room_nid, k, e)])
         event_after = StateStore.load_snapshot_txn(txn, event_snapshot)
         snapshot = event_snapshot if event_after == target else \
             StateStore.snapshot_from_map_txn(txn, room_nid, target)
@@ -383,17 +448,30 @@ class FederationEventStore:
                        and names[k][0] == "m.room.member"}
         if member_nids:
             values = [changed[k] for k in member_nids]
-            rows = txn.select_all(
-                f"SELECT event_nid, json FROM events WHERE event_nid IN"
-                f" ({_placeholders(len(values))})", values)
-            membership_of = {int(n): json.loads(j).get("content", {}).get("membership")
-                             for n, j in rows}
+            membership_of: dict[int, Any] = {}
+            for start in range(0, len(values), 500):
+                chunk = values[start:start + 500]
+                membership_of.update(
+                    (int(n), json.loads(j).get("content", {}).get("membership"))
+                    for n, j in txn.select_all(
+                        f"SELECT event_nid, json FROM events WHERE event_nid IN"
+                        f" ({_placeholders(len(chunk))})", chunk))
+            member_rows: list[tuple[str, int, str, int, int]] = []
             for key, user_id in member_nids.items():
                 membership = membership_of.get(changed[key])
                 if isinstance(membership, str):
-                    RoomStore.set_membership_txn(txn, user_id, room_nid, membership,
-                                                 changed[key], stream)
+                    member_rows.append((user_id, room_nid, membership, changed[key], stream))
                     result.membership_changes[user_id] = membership
+            for start in range(0, len(member_rows), 500):
+                members = member_rows[start:start + 500]
+                txn.execute(
+                    "INSERT INTO room_memberships"
+                    " (user_id, room_nid, membership, event_nid, stream_ordering, forgotten)"
+                    " VALUES " + ",".join(["(?, ?, ?, ?, ?, 0)"] * len(members))
+                    + " ON CONFLICT (user_id, room_nid) DO UPDATE SET"
+                    " membership = excluded.membership, event_nid = excluded.event_nid,"
+                    " stream_ordering = excluded.stream_ordering, forgotten = 0",
+                    [v for row in members for v in row])
         for key in removed:
             if key in names and names[key][0] == "m.room.member":
                 txn.execute("DELETE FROM room_memberships WHERE user_id = ? AND room_nid = ?",

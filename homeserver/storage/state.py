@@ -172,16 +172,20 @@ class StateStore:
                                          pairs: Iterable[StateKey]) -> dict[StateKey, int]:
         wanted = list(dict.fromkeys(pairs))
         out = cls.get_state_key_nids_txn(txn, wanted)
-        for pair in wanted:
-            if pair in out:
-                continue
-            nid = txn.select_value(
-                "INSERT INTO state_keys (event_type, state_key) VALUES (?, ?)"
-                " ON CONFLICT (event_type, state_key) DO NOTHING RETURNING state_key_nid", pair)
-            if nid is None:
-                nid = txn.select_value("SELECT state_key_nid FROM state_keys"
-                                       " WHERE event_type = ? AND state_key = ?", pair)
-            out[pair] = int(nid)
+        new = [pair for pair in wanted if pair not in out]
+        # a join over federation brings hundreds of new keys: multi-row inserts
+        for start in range(0, len(new), 200):
+            chunk = new[start:start + 200]
+            for nid, etype, skey in txn.select_all(
+                    "INSERT INTO state_keys (event_type, state_key) VALUES "
+                    + ",".join(["(?, ?)"] * len(chunk))
+                    + " ON CONFLICT (event_type, state_key) DO NOTHING"
+                    " RETURNING state_key_nid, event_type, state_key",
+                    [v for pair in chunk for v in pair]):
+                out[(etype, skey)] = int(nid)
+        missing = [pair for pair in new if pair not in out]
+        if missing:  # inserted meanwhile by a concurrent writer
+            out.update(cls.get_state_key_nids_txn(txn, missing))
         return out
 
     # -- building snapshots ------------------------------------------------
