@@ -433,6 +433,57 @@ class FederationEventHandler:
         self._notify(room, event, result)
         return result
 
+    async def receive_linear_batch(self, origin: str, room: RoomInfo,
+                                   events: list[Event]) -> int:
+        """The common case of a busy room, cheaply: ``events`` (checked) are
+        plain messages, each the only prev_event of the next, the first
+        extending the room's only forward extremity. Then they are
+        authorised against the current state (which none of them changes)
+        and persisted in ONE transaction (``persist_messages_txn``). Returns
+        how many were taken this way (0: not that case; the caller handles
+        the rest one by one, which decides rejections and soft failures)."""
+        if not await self.origin_allowed(room, origin):
+            return 0
+        if any(e.is_state() or e.type == "m.room.redaction" or len(e.prev_event_ids) != 1
+               for e in events):
+            return 0
+        if any(events[i].prev_event_ids[0] != events[i - 1].event_id
+               for i in range(1, len(events))):
+            return 0
+        async with self.inbound_lock(room.room_id):
+            for event in events:
+                await self._ensure_auth_events(origin, room, event)
+            async with self.hs.event_creator.room_lock(room.room_id):
+                held = await self.stores.federation_events.get_event_info(
+                    e.event_id for e in events)
+                if held:
+                    return 0
+                extremities = await self.stores.rooms.get_forward_extremities(room.room_nid)
+                if [x.event_id for x in extremities] != list(events[0].prev_event_ids):
+                    return 0
+                keys = set().union(*(_auth_keys(e) for e in events))
+                ids = await self.stores.rooms.get_current_state_ids(room.room_nid, keys)
+                auth_ids = {a for e in events for a in e.auth_event_ids}
+                if room.room_version and \
+                        KNOWN_ROOM_VERSIONS[room.room_version].room_id_from_create_event:
+                    auth_ids.add("$" + room.room_id[1:])
+                known = await self.stores.events.get_events(list(set(ids.values()) | auth_ids))
+                current = {k: known[v] for k, v in ids.items() if v in known}
+                for event in events:
+                    if self._auth_against_own_auth_events(event, known) is not None:
+                        return 0
+                    try:
+                        check_auth_rules(event, current)
+                    except AuthError:
+                        return 0
+                persisted = await self.stores.events.persist_events(
+                    [(e, None) for e in events], room_nid=room.room_nid,
+                    now_ms=self.hs.now_ms())
+        for event, done in zip(events, persisted, strict=True):
+            self._notify(room, event, FederatedPersisted(done.event_nid, done.stream_ordering,
+                                                         done.snapshot_nid))
+        return len(events)
+
     async def _extend_linear(self, room: RoomInfo, event: Event) -> FederatedPersisted | None:
         """The common case, cheaply: ``event``'s one prev_event is the room's
         only forward extremity, so the state before it is the current state

@@ -177,3 +177,34 @@ async def test_concurrent_state_changes_converge(federation: Any) -> None:
 async def _power_synced(client: Any, room_id: str, user_id: str) -> bool:
     resp = await client.get(f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.power_levels")
     return resp.code == 200 and resp.body.get("users", {}).get(user_id) == 50
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_chain_of_messages_in_one_transaction_arrives_in_order(federation: Any) -> None:
+    a, b, alice, bob, room_id = await joined_pair(federation)
+    room = await a.hs.stores.rooms.get_room(room_id)
+    assert room is not None
+    rv = KNOWN_ROOM_VERSIONS[room.room_version]
+    ext = await a.hs.stores.rooms.get_forward_extremities(room.room_nid)
+    state = await a.hs.stores.rooms.get_current_state_ids(room.room_nid)
+    auth = [state[("m.room.power_levels", "")], state[("m.room.member", alice.user_id)]]
+    prev, depth = [x.event_id for x in ext], max(x.depth for x in ext)
+    pdus = []
+    for i in range(8):
+        pdu, event = build_event(room_version=rv, room_id=room_id, sender=alice.user_id,
+                                 event_type="m.room.message",
+                                 content={"msgtype": "m.text", "body": f"chain {i}"},
+                                 prev_event_ids=prev, auth_event_ids=auth, depth=depth + 1,
+                                 origin=a.hs.hostname, origin_server_ts=a.hs.now_ms(),
+                                 signing_key=a.hs.signing_key)
+        pdus.append(pdu)
+        prev, depth = [event.event_id], depth + 1
+    resp = await a.hs.federation_client.put_json(
+        server_name(b), "/_matrix/federation/v1/send/chain1",
+        {"origin": a.hs.hostname, "origin_server_ts": a.hs.now_ms(), "pdus": pdus})
+    assert len(resp["pdus"]) == 8 and all(not v for v in resp["pdus"].values()), resp
+    bodies = await timeline_bodies(bob, room_id)
+    assert [x for x in bodies if x.startswith("chain")] == [f"chain {i}" for i in range(8)]
+    # bob's server carries on the chain: its next event builds on the last one
+    await send_text(bob, room_id, "after the chain", "c1")
+    await wait_for(lambda: _has_body(alice, room_id, "after the chain"))

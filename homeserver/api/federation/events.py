@@ -105,6 +105,20 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
 
         async def one_room(room_id: str, room_pdus: list[Any]) -> None:
             room = await stores.rooms.get_room(room_id)
+            if room is not None and len(room_pdus) > 1:
+                # a run of plain messages extending the room: one transaction
+                rv = KNOWN_ROOM_VERSIONS[room.room_version]
+                checked: list[Any] = []
+                for pdu in room_pdus:
+                    try:
+                        checked.append(await handler.check_pdu(pdu, rv))
+                    except PduError:
+                        break
+                if len(checked) == len(room_pdus):
+                    done = await handler.receive_linear_batch(origin, room, checked)
+                    for event in checked[:done]:
+                        results[event.event_id] = {}
+                    room_pdus = room_pdus[done:]
             for pdu in room_pdus:
                 if room is None:
                     event_id = pdu.get("event_id")
