@@ -151,6 +151,8 @@ class HomeServer:
         self.recent = RecentActivity(position)
         self.recent.to_device_pending = await self.stores.to_device.get_devices_with_messages()
         await self.federation_sender.start()
+        # messages stored before full-text search existed (a no-op once done)
+        self.run_in_background(self.stores.search.index_history())
 
     def _on_commit(self, positions: list[int], events: list[tuple[Any, int]],
                    scopes: dict[int, list[tuple[str | None, str | None]]]) -> None:

@@ -101,9 +101,12 @@ class Response:
 class Client:
     """A small Matrix client over real HTTP (treq)."""
 
-    def __init__(self, base_url: str, access_token: str | None = None) -> None:
+    def __init__(self, base_url: str, access_token: str | None = None,
+                 agent: Any = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.access_token = access_token
+        # an Agent of its own (https with a test CA); None: treq's default
+        self.agent = agent
         self.user_id: str | None = None
         self.device_id: str | None = None
 
@@ -126,8 +129,10 @@ class Client:
         from twisted.internet import reactor
 
         url = self.base_url + path
-        resp = await treq.request(method, url, data=data, headers=hdrs, params=params,
-                                  reactor=reactor)
+        extra: dict[str, Any] = {"agent": self.agent} if self.agent is not None \
+            else {"reactor": reactor}
+        resp = await treq.request(method, url, data=data, headers=hdrs,  # type: ignore[arg-type]
+                                  params=params, **extra)
         content = await resp.content()
         parsed: Any = None
         if content:

@@ -362,6 +362,21 @@ class FederationMembership:
         signed = sign_event(pdu, rv, self.hs.hostname, self.hs.signing_key)
         return Event.from_pdu(signed, rv)
 
+    async def _send(self, server: str, path: str, room_id: str, event: Event,
+                    what: str) -> Any:
+        """PUT our signed membership event to the resident server; its
+        refusal is the client's 403, anything else going wrong a 502."""
+        try:
+            return await self.hs.federation_client.put_json(
+                server, f"{path}/{_q(room_id)}/{_q(event.event_id)}",
+                pdu_for_federation(event))
+        except FederationError as e:
+            raise MatrixError(403 if e.code == 403 else 502,
+                              Codes.FORBIDDEN if e.code == 403 else Codes.UNKNOWN,
+                              f"{server} refused the {what}: {_error_text(e)}") from None
+        except RequestFailed as e:
+            raise MatrixError(502, Codes.UNKNOWN, f"Could not reach {server}: {e}") from None
+
     async def join_remote(self, user_id: str, room_id: str, via: list[str],
                           content: dict[str, Any]) -> str:
         """Join ``room_id`` through one of ``via``; returns the room ID."""
@@ -370,16 +385,7 @@ class FederationMembership:
             raise not_found("No server to join the room through")
         server, template, rv = await self._make(servers, room_id, user_id, "join")
         event = self._build_from_template(template, rv, user_id, "join", content)
-        try:
-            body = await self.hs.federation_client.put_json(
-                server, f"{FEDERATION_V2}/send_join/{_q(room_id)}/{_q(event.event_id)}",
-                pdu_for_federation(event))
-        except FederationError as e:
-            raise MatrixError(403 if e.code == 403 else 502,
-                              Codes.FORBIDDEN if e.code == 403 else Codes.UNKNOWN,
-                              f"{server} refused the join: {_error_text(e)}") from None
-        except RequestFailed as e:
-            raise MatrixError(502, Codes.UNKNOWN, f"Could not reach {server}: {e}") from None
+        body = await self._send(server, f"{FEDERATION_V2}/send_join", room_id, event, "join")
         if not isinstance(body, dict):
             raise MatrixError(502, Codes.UNKNOWN, "Bad send_join response")
         handler = self.hs.federation_event_handler
@@ -439,16 +445,7 @@ class FederationMembership:
         servers = self._candidates(room_id, via)
         server, template, rv = await self._make(servers, room_id, user_id, "knock")
         event = self._build_from_template(template, rv, user_id, "knock", content)
-        try:
-            body = await self.hs.federation_client.put_json(
-                server, f"{FEDERATION_V1}/send_knock/{_q(room_id)}/{_q(event.event_id)}",
-                pdu_for_federation(event))
-        except FederationError as e:
-            raise MatrixError(403 if e.code == 403 else 502,
-                              Codes.FORBIDDEN if e.code == 403 else Codes.UNKNOWN,
-                              f"{server} refused the knock: {_error_text(e)}") from None
-        except RequestFailed as e:
-            raise MatrixError(502, Codes.UNKNOWN, f"Could not reach {server}: {e}") from None
+        body = await self._send(server, f"{FEDERATION_V1}/send_knock", room_id, event, "knock")
         knock_state = _list(body.get("knock_room_state")) if isinstance(body, dict) else []
         stream = await self.stores.federation_events.store_remote_invite(
             room_id, rv.identifier, event, [s for s in knock_state if isinstance(s, dict)],

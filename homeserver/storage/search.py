@@ -287,9 +287,50 @@ def _conditions(query: SearchQuery, rooms: _Rooms, params: list[Any]) -> str | N
 RANK_WINDOW = 10_000
 
 
+# events indexed per transaction by the history job
+HISTORY_BATCH = 500
+_SEARCHED_TYPES = ("m.room.message", "m.room.name", "m.room.topic")
+
+
 class SearchStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def _index_history_batch_txn(self, txn: Txn) -> bool:
+        """Index the next batch of events stored before search existed;
+        False when there is nothing left."""
+        row = txn.select_one("SELECT done_nid, target_nid FROM search_history_job"
+                             " WHERE lock = 1")
+        if row is None:
+            return False
+        done, target = int(row[0]), int(row[1])
+        rows = txn.select_all(
+            "SELECT ev.event_nid, ev.event_id, r.room_version, ev.json, ev.rejected_reason"
+            " FROM events ev JOIN rooms r ON r.room_nid = ev.room_nid"
+            " WHERE ev.event_nid > ? AND ev.event_nid <= ? AND ev.event_type IN (?, ?, ?)"
+            " AND ev.stream_ordering IS NOT NULL ORDER BY ev.event_nid LIMIT ?",
+            (done, target, *_SEARCHED_TYPES, HISTORY_BATCH))
+        from homeserver.storage.events import EventStore
+        for nid, event_id, version, text, rejected in rows:
+            index_event_txn(txn, EventStore._event_from_row(event_id, version, text, rejected),
+                            int(nid))
+        if len(rows) < HISTORY_BATCH:
+            txn.execute("DELETE FROM search_history_job WHERE lock = 1")
+            return False
+        txn.execute("UPDATE search_history_job SET done_nid = ? WHERE lock = 1",
+                     (int(rows[-1][0]),))
+        return True
+
+    async def index_history(self) -> None:
+        """The background job of migration 0020: index the messages, names
+        and topics stored before full-text search existed, a batch per
+        transaction, resuming after a restart where it stopped."""
+        batches = 0
+        while await self.db.run_interaction("index_search_history",
+                                            self._index_history_batch_txn):
+            batches += 1
+        if batches:
+            logger.info("search: indexed the history stored before search existed")
 
     def _matching_sql(self, txn: Txn, query: SearchQuery, columns: str,
                       params: list[Any]) -> tuple[str, _Rooms] | None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import socket
 import subprocess
@@ -43,7 +42,6 @@ from typing import Any, cast
 
 import pytest
 import pytest_twisted
-import treq
 import yaml
 from signedjson.key import generate_signing_key, write_signing_keys
 from twisted.internet import ssl
@@ -54,7 +52,6 @@ from twisted.web.iweb import IAgent
 from tests.federation.ca import TestCA, make_test_ca
 from tests.harness import (
     Client,
-    Response,
     TestServer,
     create_postgres_database,
     drop_postgres_database,
@@ -144,44 +141,10 @@ def tls_agent(ca_cert_path: str) -> IAgent:
 
 
 class TLSClient(Client):
-    """tests.harness.Client over https, trusting the test CA.
-
-    The request code mirrors Client.request, adding the agent; it goes once
-    Client accepts an agent itself.
-    """
+    """tests.harness.Client over https, trusting the test CA."""
 
     def __init__(self, base_url: str, agent: IAgent, access_token: str | None = None) -> None:
-        super().__init__(base_url, access_token)
-        self.agent = agent
-
-    async def request(self, method: str, path: str, body: Any = None, *,
-                      raw: bytes | None = None, token: Any = "default",
-                      headers: dict[str, str] | None = None,
-                      params: dict[str, str] | None = None) -> Response:
-        hdrs: dict[bytes | str, list[bytes | str]] = {}
-        if token == "default":
-            token = self.access_token
-        if token is not None:
-            hdrs[b"Authorization"] = [f"Bearer {token}".encode()]
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode("utf-8")
-        if data is not None:
-            hdrs[b"Content-Type"] = [b"application/json"]
-        for k, v in (headers or {}).items():
-            hdrs[k.encode()] = [v.encode()]
-        resp = await treq.request(method, self.base_url + path, data=data, headers=hdrs,
-                                  params=params, agent=self.agent)
-        content = await resp.content()
-        parsed: Any = None
-        if content:
-            try:
-                parsed = json.loads(content)
-            except ValueError:
-                parsed = content
-        headers_out = {k.decode().lower(): [v.decode() for v in vs]
-                       for k, vs in resp.headers.getAllRawHeaders()}
-        return Response(resp.code, parsed, headers_out)
+        super().__init__(base_url, access_token, agent)
 
 
 def _tail(path: str, lines: int = 60) -> str:
