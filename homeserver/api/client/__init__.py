@@ -17,15 +17,21 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         devices,
         directory,
         filters,
+        keys,
+        keys_signing,
         login,
         membership,
+        notifications,
         openid,
         presence,
         profile,
+        pushers,
+        pushrules,
         receipts,
         register,
         relations,
         reporting,
+        room_keys,
         rooms,
         search,
         spaces,
@@ -41,5 +47,5 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
     for module in (versions, register, login, account, devices, profile, account_data,
                    filters, rooms, membership, directory, upgrade, sync, typing, receipts,
                    presence, to_device, openid, relations, search, spaces, reporting, voip,
-                   tags):
+                   tags, keys, keys_signing, room_keys, pushrules, notifications, pushers):
         module.register_routes(hs, router)

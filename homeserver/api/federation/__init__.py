@@ -25,5 +25,6 @@ def register_federation_routes(hs: "HomeServer", router: Router) -> None:
     membership.register_routes(hs, router)
     queries.register_routes(hs, router)
     hierarchy.register_routes(hs, router)
-    from homeserver.api.federation import media
+    from homeserver.api.federation import e2e, media
     media.register_routes(hs, router)
+    e2e.register_routes(hs, router)
