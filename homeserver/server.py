@@ -28,6 +28,7 @@ from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import SizeLimitedRequest
 from homeserver.http.resource import MatrixResource
 from homeserver.http.router import Router
+from homeserver.push.pushers import PusherPool
 from homeserver.rooms.access import RoomReader
 from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.membership import MembershipHandler
@@ -96,6 +97,10 @@ class HomeServer:
         self.federation_event_handler = FederationEventHandler(self)
         self.federation_membership = FederationMembership(self)
         self.edu_handler = EduHandler(self)
+        # after the notifier: it chains onto its device-list hook
+        from homeserver.e2e.keys import E2eKeyHandler
+        self.e2e_keys = E2eKeyHandler(self)
+        self.pushers = PusherPool(self)
         from homeserver.media.repository import MediaRepository
         self.media_repository = MediaRepository(self)
         self.router = Router()
@@ -151,6 +156,7 @@ class HomeServer:
         self.recent = RecentActivity(position)
         self.recent.to_device_pending = await self.stores.to_device.get_devices_with_messages()
         await self.federation_sender.start()
+        await self.pushers.start()
         # messages stored before full-text search existed (a no-op once done)
         self.run_in_background(self.stores.search.index_history())
 
@@ -221,6 +227,7 @@ class HomeServer:
         self.ports.clear()
         # first: cancels in-flight transactions (a hanging peer must not hold us)
         await self.federation_sender.stop()
+        await self.pushers.stop()
         for proto in list(self._connections):
             # Twisted's HTTP protocol is a wrapper: the transport is its channel's
             transport = getattr(proto, "transport", None) or getattr(

@@ -19,7 +19,12 @@ transaction: one bad EDU must not fail the PDUs that came with it.
   once per (origin, message_id) (the to-device transaction-ID table);
 - ``m.device_list_update``: recorded as a device list change of the user,
   so local users who share a room see them in /sync ``device_lists.changed``
-  and re-query their keys. The device details themselves are E2E's (issue 8).
+  and re-query their keys; the device details update our cache of the
+  user's device list (``e2e/keys.py``: applied, or a resync on a gap).
+- ``m.signing_key_update``: the user's new master and self-signing keys,
+  checked (well formed, self-signing key signed by the master key) and
+  stored by ``e2e/cross_signing.py``, for users sharing a room with a local
+  user; the device list is marked changed so room mates re-query.
 
 Outbound (``send_typing``, ``send_receipt``, ``send_presence``): the EDU is
 handed to the federation sender for every other server with a user joined
@@ -34,6 +39,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_room_id, parse_user_id
+from homeserver.e2e.cross_signing import on_signing_key_update
 from homeserver.federation.client import FederationError, QueryArgs, RequestFailed
 from homeserver.http.errors import Codes, MatrixError
 from homeserver.storage.devices import DeviceStore
@@ -125,6 +131,7 @@ class EduHandler:
             "m.presence": self._on_presence,
             "m.direct_to_device": self._on_direct_to_device,
             "m.device_list_update": self._on_device_list_update,
+            "m.signing_key_update": self._on_signing_key_update,
         }
 
     # -- inbound ---------------------------------------------------------------
@@ -308,8 +315,17 @@ class EduHandler:
         if not any(self.hs.is_mine(u) for u in mates):
             logger.debug("ignoring device list update of %s: shares no room with us", user_id)
             return
+        # the cache of the user's devices first (resync on a gap), so clients
+        # woken by the change read the new keys
+        from homeserver.e2e.keys import key_handler
+        await key_handler(self.hs).on_remote_update(origin, content)
         await self.hs.db.run_interaction("remote_device_list_changed",
                                          DeviceStore.mark_device_list_changed_txn, user_id)
+
+    async def _on_signing_key_update(self, origin: str, content: dict[str, Any]) -> None:
+        # the remote user's new master / self-signing keys (e2e/cross_signing.py
+        # checks them, and stores them only for users sharing a room with us)
+        await on_signing_key_update(self.hs, origin, content)
 
     # -- outbound --------------------------------------------------------------
 

@@ -333,7 +333,8 @@ class MediaRepository:
         exact = [t for t in candidates if t.method == method
                  and (t.width, t.height) == (width, height)]
         if animated:
-            exact.sort(key=lambda t: t.media_type != "image/webp")
+            # a static one (made at upload) must not answer: the source may move
+            exact = [t for t in exact if t.media_type == "image/webp"]
         else:
             exact = [t for t in exact if t.media_type != "image/webp"]
         return exact[0] if exact else None

@@ -7,16 +7,21 @@ from __future__ import annotations
 
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.auth_chains import AuthChainStore
+from homeserver.storage.cross_signing import CrossSigningStore
 from homeserver.storage.database import Database
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.directory import DirectoryStore
+from homeserver.storage.e2e_keys import E2eKeyStore
 from homeserver.storage.events import DEFAULT_EVENT_CACHE_SIZE, EventStore
 from homeserver.storage.federation_events import FederationEventStore
 from homeserver.storage.federation_queue import FederationQueueStore
 from homeserver.storage.filters import FilterStore
+from homeserver.storage.key_backup import KeyBackupStore
 from homeserver.storage.openid import OpenIdStore
 from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfileStore
+from homeserver.storage.push_rules import PushRuleStore
+from homeserver.storage.pushers import PusherStore
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.relations import RelationStore
@@ -64,3 +69,8 @@ class Stores:
         self.user_directory = UserDirectoryStore(db)
         self.relations = RelationStore(db)
         self.reports = ReportStore(db)
+        self.push_rules = PushRuleStore(db)
+        self.e2e_keys = E2eKeyStore(db)
+        self.cross_signing = CrossSigningStore(db)
+        self.key_backup = KeyBackupStore(db)
+        self.pushers = PusherStore(db)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.pushers import PusherStore
 from homeserver.storage.streams import next_stream_id_txn
 from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.tokens import TokenStore
@@ -91,6 +92,7 @@ class DeviceStore:
             txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
                         (user_id, device_id))
         if device_ids:
+            PusherStore.delete_pushers_for_devices_txn(txn, user_id, device_ids)
             ToDeviceStore.delete_device_inbox_txn(txn, user_id, device_ids)
             DeviceStore.mark_device_list_changed_txn(txn, user_id)
 
@@ -104,6 +106,7 @@ class DeviceStore:
         else:
             txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id <> ?",
                         (user_id, except_device_id))
+        PusherStore.delete_pushers_for_user_txn(txn, user_id, except_device_id)
         ToDeviceStore.delete_all_device_inboxes_txn(txn, user_id, except_device_id)
         DeviceStore.mark_device_list_changed_txn(txn, user_id)
 

@@ -176,21 +176,6 @@ class SyncStore:
             (since, until, user_id, user_id))
         return {r[0] for r in rows}
 
-    async def get_unread_events(self, room_nid: int, user_id: str, after: int, until: int,
-                                types: tuple[str, ...], limit: int,
-                                ) -> list[tuple[int, str]]:
-        """(stream position, event ID) of the newest ``limit`` events of
-        ``types`` in (after, until] that others sent, newest first."""
-        rows = await self.db.execute(
-            "get_unread_events",
-            "SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
-            " AND stream_ordering > ? AND stream_ordering <= ? AND outlier = 0"
-            " AND rejected_reason IS NULL AND sender <> ?"
-            f" AND event_type IN ({_placeholders(len(types))})"
-            " ORDER BY stream_ordering DESC LIMIT ?",
-            [room_nid, after, until, user_id, *types, limit])
-        return [(int(p), e) for p, e in rows]
-
     async def get_member_counts(self, room_nid: int) -> dict[str, int]:
         rows = await self.db.execute(
             "get_member_counts",

@@ -28,9 +28,11 @@ notifier (``sync/notifier.py``) until something is written for the user or
 the timeout passes, then build again. The notifier counter is read before
 building, so a write that lands while building still wakes the wait.
 
-Unread notification counts are counted here from the events after the user's
-read receipt (messages and encrypted events by others, as the default push
-rules notify; highlights for mentions of the user) until push rules arrive.
+Unread notification counts are the user's rows of ``event_push_actions``
+(the push rules' verdict, written when each event was persisted:
+``storage/push_rules.py``) after the user's read receipt; the fast path
+carries them forward with the same verdicts kept in memory
+(``storage.push_rules.recent_actions``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from homeserver.http.resource import EncodedDict, encode_json
 from homeserver.rooms.access import ReadAccess
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.relations import relates_within
+from homeserver.storage.e2e_keys import KeyCounts
+from homeserver.storage.push_rules import recent_actions
 from homeserver.storage.rooms import Membership, RoomInfo
 from homeserver.storage.streams import ONLY_USER, PRESENCE
 from homeserver.storage.sync import RoomMembership
@@ -67,10 +71,7 @@ MEMBER = "m.room.member"
 STRIPPED_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name",
                         "m.room.avatar", "m.room.canonical_alias", "m.room.encryption",
                         "m.room.topic")
-# events that count as notifications under the default push rules
-NOTIFYING_TYPES = ("m.room.message", "m.room.encrypted", "m.sticker")
 MAX_COUNTED_UNREAD = 1000
-MAX_HIGHLIGHT_SCAN = 100
 # rooms read at once in an initial sync
 ROOM_CONCURRENCY = 8
 # the longest a request may wait
@@ -85,8 +86,8 @@ _FAST_ROOM_MIDDLE = (b'"state":{"events":[]},"account_data":{"events":[]},'
 _FAST_BODY_END = (b',"invite":{},"leave":{},"knock":{}},"presence":{"events":[]},'
                   b'"account_data":{"events":[]},"to_device":{"events":[]},'
                   b'"device_lists":{"changed":[],"left":[]},'
-                  b'"device_one_time_keys_count":{"signed_curve25519":0},'
-                  b'"device_unused_fallback_key_types":[]}')
+                  b'"device_one_time_keys_count":')
+_NO_KEYS = KeyCounts({}, [])
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,6 @@ class SyncHandler:
         self._fast_memo: dict[tuple[int, int], tuple[
             list[tuple[str | None, str | None]], dict[str, list[tuple[int, Event]]],
             dict[str, frozenset[str]]]] = {}
-        # event ID -> what _mentions reads of it
-        self._mention_memo: dict[str, tuple[bool, frozenset[str], str, frozenset[str]]] = {}
         self._timeline_memo: dict[tuple[str, int, int], tuple[
             Any, tuple[list[dict[str, Any]], str, bytes] | None]] = {}
         # (user ID, filter ID) -> parsed stored filter (sync/filter.py)
@@ -182,11 +181,12 @@ class SyncHandler:
         timeout = min(max(params.timeout_ms, 0), MAX_TIMEOUT_MS)
         if since is None or params.full_state or timeout == 0:
             return await self._build(requester, since, params)
+        counts = await self._key_counts(requester)
         deadline = self.hs.clock.seconds() + timeout / 1000
         while True:
             counter = self.hs.notifier.counter(user_id)
             if self._nothing_since(since):
-                body = self._empty(since)
+                body = self._empty(since, counts)
             else:
                 body = await self._build(requester, since, params)
                 if not is_empty(body):
@@ -204,14 +204,24 @@ class SyncHandler:
         now = self.current_token()
         return now.global_pos == since.global_pos and now.typing_pos == since.typing_pos
 
-    def _empty(self, token: StreamToken) -> dict[str, Any]:
-        return self._body(token, {}, {}, {}, {}, [], [], [], set(), set())
+    def _empty(self, token: StreamToken, counts: KeyCounts) -> dict[str, Any]:
+        return self._body(token, {}, {}, {}, {}, [], [], [], set(), set(), counts)
+
+    async def _key_counts(self, requester: Requester) -> KeyCounts:
+        """The device's one-time key counts and unused fallback key types."""
+        from homeserver.e2e.keys import key_handler
+        keys = key_handler(self.hs)
+        counts = keys.cached_counts(requester.user_id, requester.device_id)
+        if counts is None:
+            counts = await keys.key_counts(requester.user_id, requester.device_id)
+        return counts
 
     @staticmethod
     def _body(token: StreamToken, join: dict[str, Any], invite: dict[str, Any],
               leave: dict[str, Any], knock: dict[str, Any], presence: list[dict[str, Any]],
               account_data: list[dict[str, Any]], to_device: list[dict[str, Any]],
-              changed: set[str], left: set[str]) -> dict[str, Any]:
+              changed: set[str], left: set[str],
+              counts: KeyCounts = _NO_KEYS) -> dict[str, Any]:
         return {
             "next_batch": str(token),
             "rooms": {"join": join, "invite": invite, "leave": leave, "knock": knock},
@@ -219,9 +229,10 @@ class SyncHandler:
             "account_data": {"events": account_data},
             "to_device": {"events": to_device},
             "device_lists": {"changed": sorted(changed), "left": sorted(left)},
-            # one-time and fallback keys arrive with end-to-end encryption
-            "device_one_time_keys_count": {"signed_curve25519": 0},
-            "device_unused_fallback_key_types": [],
+            # signed_curve25519 always: older clients read a missing one as
+            # "unknown" and never upload (Synapse does the same)
+            "device_one_time_keys_count": {"signed_curve25519": 0, **counts.one_time},
+            "device_unused_fallback_key_types": counts.unused_fallback,
         }
 
     # -- building -----------------------------------------------------------
@@ -321,7 +332,8 @@ class SyncHandler:
             left = changes.device_left_candidates - still - {user_id}
             changes.device_changed -= left
         return self._body(until, join, invite, leave, knock, presence, account_data,
-                          to_device, changes.device_changed, left)
+                          to_device, changes.device_changed, left,
+                          await self._key_counts(requester))
 
     @staticmethod
     async def _gather(coros: list[Any]) -> None:
@@ -349,6 +361,10 @@ class SyncHandler:
             return None
         if device_id is not None and (user_id, device_id) in self.hs.recent.to_device_pending:
             return None  # the full builder deletes what the device has acknowledged
+        from homeserver.e2e.keys import key_handler
+        key_counts = key_handler(self.hs).cached_counts(user_id, device_id)
+        if key_counts is None:
+            return None  # the full builder reads them (and caches them)
         until = self.current_token()
         if until.typing_pos != since.typing_pos \
                 and self.hs.typing.rooms_changed_since(since.typing_pos):
@@ -399,12 +415,13 @@ class SyncHandler:
                 if before is None or not self._out_of_reach(user_id, f, before[1]):
                     return None
                 counted = [e for _, r, e in before[0] if r == room_id] + counted
-            localpart = user_id[1:].split(":", 1)[0]
             for event in counted:
-                if event.type in NOTIFYING_TYPES:
-                    notifications += 1
-                    if self._mentions_cached(event, user_id, localpart):
-                        highlights += 1
+                verdicts = recent_actions(event.event_id)
+                if verdicts is None:
+                    return None  # persisted before this process started
+                notify, highlight = verdicts.get(user_id, (0, 0))
+                notifications += notify
+                highlights += highlight
             notifications = min(notifications, MAX_COUNTED_UNREAD)
             unread.append((room_id, notifications, highlights))
             timeline = self._fast_timeline(room_id, key, events, f)
@@ -426,11 +443,14 @@ class SyncHandler:
                 highlights))
         for room_id, notifications, highlights in unread:
             recent.set_unread(user_id, room_id, until.global_pos, notifications, highlights)
-        body = EncodedDict(self._body(until, join, {}, {}, {}, [], [], [], set(), set()))
+        body = EncodedDict(self._body(until, join, {}, {}, {}, [], [], [], set(), set(),
+                                      key_counts))
         # the same JSON encode_json would make of it, from the shared parts
-        body.encoded = b"%s%s%s%s" % (_FAST_BODY_START, encode_json(str(until)),
-                                       b',"rooms":{"join":{' + b",".join(encoded) + b"}",
-                                       _FAST_BODY_END)
+        body.encoded = b"%s%s%s%s%s,\"device_unused_fallback_key_types\":%s}" % (
+            _FAST_BODY_START, encode_json(str(until)),
+            b',"rooms":{"join":{' + b",".join(encoded) + b"}", _FAST_BODY_END,
+            encode_json(body["device_one_time_keys_count"]),
+            encode_json(body["device_unused_fallback_key_types"]))
         return body
 
     def _fast_timeline(self, room_id: str, key: tuple[int, int],
@@ -460,28 +480,6 @@ class SyncHandler:
             self._timeline_memo.clear()
         self._timeline_memo[memo_key] = (f, result)
         return result
-
-    def _mentions_cached(self, event: Event, user_id: str, localpart: str) -> bool:
-        """``_mentions``, with what it reads of the event worked out once for
-        all the receivers of the event."""
-        info = self._mention_memo.get(event.event_id)
-        if info is None:
-            mentions = event.content.get("m.mentions")
-            body = event.content.get("body")
-            if isinstance(mentions, dict):
-                ids = mentions.get("user_ids")
-                info = (True, frozenset(i for i in ids if isinstance(i, str))
-                        if isinstance(ids, list) else frozenset(), "", frozenset())
-            else:
-                text = body if isinstance(body, str) else ""
-                info = (False, frozenset(), text, frozenset(text.split()))
-            if len(self._mention_memo) >= FAST_MEMO_SIZE * 16:
-                self._mention_memo.clear()
-            self._mention_memo[event.event_id] = info
-        explicit, ids, text, words = info
-        if explicit:
-            return user_id in ids
-        return user_id in text or localpart in words
 
     def _out_of_reach(self, user_id: str, f: "SyncFilter",
                       scopes: list[tuple[str | None, str | None]]) -> bool:
@@ -719,19 +717,10 @@ class SyncHandler:
                              ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
         if by_thread:
             return await self._unread_thread_counts(room_nid, user_id, end)
-        rows = await self.stores.sync.get_unread_events(room_nid, user_id, after, end,
-                                                        NOTIFYING_TYPES, MAX_COUNTED_UNREAD)
-        if not rows:
-            return {"notification_count": 0, "highlight_count": 0}, {}
-        scan = rows[:MAX_HIGHLIGHT_SCAN]
-        events = await self.stores.events.get_events([e for _, e in scan])
-        localpart = user_id[1:].split(":", 1)[0]
-        main = {"notification_count": len(rows), "highlight_count": 0}
-        for _, event_id in scan:
-            event = events.get(event_id)
-            if event is not None and _mentions(event, user_id, localpart):
-                main["highlight_count"] += 1
-        return main, {}
+        rows = await self.stores.push_rules.get_unread_actions(room_nid, user_id, after, end,
+                                                               MAX_COUNTED_UNREAD)
+        return {"notification_count": len(rows),
+                "highlight_count": sum(1 for _, highlight, _ in rows if highlight)}, {}
 
     async def _unread_thread_counts(self, room_nid: int, user_id: str, end: int,
                                     ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
@@ -739,30 +728,24 @@ class SyncHandler:
         threaded read receipts: an event is read when the user's unthreaded
         receipt is at or after it, or the receipt of its own thread is (the
         ``"main"`` one for the main timeline, the root's for a thread). The
-        thread of an event is its ``m.thread`` relation (``storage/relations.py``)."""
+        thread of an event is its ``m.thread`` relation, as recorded with its
+        push actions (``storage/push_rules.py``)."""
         reads = await self.stores.relations.get_read_positions(room_nid, user_id)
         floor = reads.get("")
         if floor is None:  # no unthreaded receipt: everything since the join
             membership = await self.stores.rooms.get_membership(user_id, room_nid)
             floor = membership.stream_ordering if membership is not None else end
-        rows = await self.stores.sync.get_unread_events(room_nid, user_id, floor, end,
-                                                        NOTIFYING_TYPES, MAX_COUNTED_UNREAD)
+        rows = await self.stores.push_rules.get_unread_actions(room_nid, user_id, floor, end,
+                                                               MAX_COUNTED_UNREAD)
         main = {"notification_count": 0, "highlight_count": 0}
         threads: dict[str, dict[str, int]] = {}
-        if not rows:
-            return main, threads
-        roots = await self.stores.relations.get_thread_roots([e for _, e in rows])
-        unread = [(pos, e) for pos, e in rows
-                  if pos > reads.get(roots[e] if e in roots else "main", floor)]
-        events = await self.stores.events.get_events([e for _, e in unread])
-        localpart = user_id[1:].split(":", 1)[0]
-        for _, event_id in unread:
-            root = roots.get(event_id)
+        for pos, highlight, root in rows:
+            if pos <= reads.get(root if root is not None else "main", floor):
+                continue
             counts = main if root is None else threads.setdefault(
                 root, {"notification_count": 0, "highlight_count": 0})
             counts["notification_count"] += 1
-            event = events.get(event_id)
-            if event is not None and _mentions(event, user_id, localpart):
+            if highlight:
                 counts["highlight_count"] += 1
         return main, threads
 
@@ -774,11 +757,3 @@ def _summary_body(counts: dict[str, int], heroes: list[str]) -> dict[str, Any]:
         "m.invited_member_count": counts.get("invite", 0),
     }
 
-
-def _mentions(event: Event, user_id: str, localpart: str) -> bool:
-    mentions = event.content.get("m.mentions")
-    if isinstance(mentions, dict):
-        ids = mentions.get("user_ids")
-        return isinstance(ids, list) and user_id in ids
-    body = event.content.get("body")
-    return isinstance(body, str) and (user_id in body or localpart in body.split())

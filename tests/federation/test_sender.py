@@ -233,9 +233,14 @@ async def test_queue_survives_a_restart_of_the_sending_server(
         srv = await federation(clock=clock)
         bob = f"@bob:{peer.name}"
         alice, room_id = await make_room(srv, bob)
+        # the room's own events may be queued for the peer too, if the sender
+        # enqueued them after bob's join was marked (destinations are the
+        # servers joined when it enqueues): count from here
+        await settle()
+        before = await queued_rows(srv, peer.name)
         sent = [await say(srv, alice, room_id, f"m{i}") for i in range(3)]
         await settle()
-        assert await queued_rows(srv, peer.name) == 3
+        assert await queued_rows(srv, peer.name) == before + 3
         # a crash between the commit of the messages and their queue rows:
         # the rows are not there and the "enqueued up to" position is behind
         # them (the peer is in backoff: the sender does not touch the queue)
@@ -245,7 +250,7 @@ async def test_queue_survives_a_restart_of_the_sending_server(
         await srv.hs.db.execute(
             "test_crash", "UPDATE federation_sender_position SET stream_ordering ="
             " (SELECT MIN(stream_ordering) - 1 FROM events WHERE event_type = 'm.room.message')")
-        assert await queued_rows(srv, peer.name) == 0
+        assert await queued_rows(srv, peer.name) == before
         await take_down(srv)
         peer.listen()
         await restart(srv, clock)
@@ -253,7 +258,7 @@ async def test_queue_survives_a_restart_of_the_sending_server(
         await settle()
         assert peer.txns == []
         clock.advance(12 * 60)
-        await eventually(lambda: peer.pdu_ids() == sent)
+        await eventually(lambda: peer.pdu_ids()[-3:] == sent)
     finally:
         await peer.close()
 

@@ -1,14 +1,191 @@
-"""(being written)"""
+"""Push rules: a user reads and changes their own ruleset (``global`` scope only).
+
+The ruleset is the server-default rules (``push/rules.py``) merged with the
+user's own (``storage/push_rules.py``). A user adds, replaces and deletes
+their own rules; of a server-default rule (ID starting with ``.``) they may
+change only ``enabled`` and ``actions``. A body is validated whole before
+anything is stored: a malformed structure is 400 M_BAD_JSON, a well-formed
+but unknown action or a bad condition parameter 400 M_INVALID_PARAM, a
+``before``/``after`` naming no user rule 400 M_UNKNOWN (the spec's example),
+an unknown rule 404 M_NOT_FOUND.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from homeserver.http.errors import Codes, MatrixError, bad_json, invalid_param, not_found
+from homeserver.http.parse import query_str
+from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
+from homeserver.push.rules import DEFAULT_KIND_OF, KINDS, client_rule, client_ruleset
+from homeserver.storage.push_rules import RuleNotFound
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
+CLIENT_V3 = "/_matrix/client/v3"
+SCOPE = "global"
+SIMPLE_ACTIONS = ("notify", "dont_notify", "coalesce")
+MAX_RULE_ID_BYTES = 255
+
+
+def check_actions(actions: Any) -> list[Any]:
+    if not isinstance(actions, list):
+        raise bad_json("'actions' must be a list")
+    for action in actions:
+        if isinstance(action, str):
+            if action not in SIMPLE_ACTIONS:
+                raise invalid_param(f"Unknown action {action!r}")
+        elif isinstance(action, dict):
+            if not isinstance(action.get("set_tweak"), str):
+                raise invalid_param("An action object must have a string 'set_tweak'")
+        else:
+            raise bad_json("Each action must be a string or an object")
+    return actions
+
+
+_STRING_PARAMS = {
+    "event_match": ("key", "pattern"),
+    "event_property_is": ("key",),
+    "event_property_contains": ("key",),
+    "room_member_count": ("is",),
+    "sender_notification_permission": ("key",),
+    "contains_display_name": (),
+}
+
+
+def check_conditions(conditions: Any) -> list[Any]:
+    if not isinstance(conditions, list):
+        raise bad_json("'conditions' must be a list")
+    for cond in conditions:
+        if not isinstance(cond, dict) or not isinstance(cond.get("kind"), str):
+            raise bad_json("Each condition must be an object with a string 'kind'")
+        # unknown kinds are allowed: they never match (the spec)
+        for param in _STRING_PARAMS.get(cond["kind"], ()):
+            if not isinstance(cond.get(param), str):
+                raise invalid_param(f"Condition {cond['kind']} needs a string {param!r}")
+        if cond["kind"] in ("event_property_is", "event_property_contains"):
+            value = cond.get("value", ...)
+            if not (value is None or isinstance(value, (str, bool))
+                    or (isinstance(value, int) and abs(value) < 2**53)):
+                raise invalid_param("'value' must be a string, integer, boolean or null")
+    return conditions
+
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    pass
+    store = hs.stores.push_rules
+
+    def path_of(req: HttpRequest) -> tuple[str, str]:
+        if req.params["scope"] != SCOPE:
+            raise invalid_param("Only the 'global' scope is supported")
+        kind = req.params["kind"]
+        if kind not in KINDS:
+            raise invalid_param(f"Unknown push rule kind {kind!r}")
+        return kind, req.params["ruleId"]
+
+    async def find(req: HttpRequest) -> tuple[str, dict[str, Any]]:
+        kind, rule_id = path_of(req)
+        ruleset = await store.get_ruleset(req.user_id)
+        for rule in ruleset[kind]:
+            if rule["rule_id"] == rule_id:
+                return kind, rule
+        raise not_found("The push rule was not found.")
+
+    async def get_all(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/pushrules/"""
+        return 200, {SCOPE: client_ruleset(await store.get_ruleset(req.user_id))}
+
+    async def get_scope(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/pushrules/global/"""
+        if req.params["scope"] != SCOPE:
+            raise not_found("Unknown push rule scope")
+        return 200, client_ruleset(await store.get_ruleset(req.user_id))
+
+    async def get_rule(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+        kind, rule = await find(req)
+        return 200, client_rule(kind, rule)
+
+    async def put_rule(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+        kind, rule_id = path_of(req)
+        if rule_id.startswith("."):
+            raise invalid_param("Server-default rules cannot be created or replaced")
+        if not rule_id or len(rule_id.encode("utf-8")) > MAX_RULE_ID_BYTES:
+            raise invalid_param("Invalid rule ID")
+        body = req.json()
+        if "actions" not in body:
+            raise MatrixError(400, Codes.BAD_JSON, "Missing 'actions'")
+        actions = check_actions(body["actions"])
+        conditions: list[Any] = []
+        pattern: str | None = None
+        if kind in ("override", "underride"):
+            conditions = check_conditions(body.get("conditions", []))
+        elif kind == "content":
+            pattern = body.get("pattern")
+            if not isinstance(pattern, str):
+                raise bad_json("A content rule needs a string 'pattern'")
+        before = query_str(req.args, "before", None)
+        after = query_str(req.args, "after", None)
+        if before is not None and after is not None:
+            raise invalid_param("Give 'before' or 'after', not both")
+        try:
+            await store.add_rule(req.user_id, kind, rule_id, conditions, pattern, actions,
+                                 before, after)
+        except RuleNotFound as e:
+            raise MatrixError(400, Codes.UNKNOWN, f"before/after rule not found: {e}") from None
+        return 200, {}
+
+    async def delete_rule(req: HttpRequest) -> tuple[int, Any]:
+        """DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+        kind, rule_id = path_of(req)
+        if DEFAULT_KIND_OF.get(rule_id) == kind:
+            raise invalid_param("Server-default rules cannot be deleted")
+        if not await store.delete_rule(req.user_id, kind, rule_id):
+            raise not_found("The push rule was not found.")
+        return 200, {}
+
+    async def get_enabled(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled"""
+        _, rule = await find(req)
+        return 200, {"enabled": bool(rule["enabled"])}
+
+    async def put_enabled(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled"""
+        kind, rule_id = path_of(req)
+        enabled = req.json().get("enabled")
+        if not isinstance(enabled, bool):
+            raise bad_json("'enabled' must be a boolean")
+        if not await store.set_rule_attribute(req.user_id, kind, rule_id, enabled=enabled):
+            raise not_found("The push rule was not found.")
+        return 200, {}
+
+    async def get_actions(req: HttpRequest) -> tuple[int, Any]:
+        """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions"""
+        _, rule = await find(req)
+        return 200, {"actions": rule["actions"]}
+
+    async def put_actions(req: HttpRequest) -> tuple[int, Any]:
+        """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions"""
+        kind, rule_id = path_of(req)
+        body = req.json()
+        if "actions" not in body:
+            raise bad_json("Missing 'actions'")
+        actions = check_actions(body["actions"])
+        if not await store.set_rule_attribute(req.user_id, kind, rule_id, actions=actions):
+            raise not_found("The push rule was not found.")
+        return 200, {}
+
+    base = f"{CLIENT_V3}/pushrules"
+    rule = f"{base}/{{scope}}/{{kind}}/{{ruleId}}"
+    router.add("GET", f"{base}/", get_all)
+    router.add("GET", f"{base}/{{scope}}/", get_scope)
+    router.add("GET", rule, get_rule)
+    router.add("PUT", rule, put_rule)
+    router.add("DELETE", rule, delete_rule)
+    router.add("GET", f"{rule}/enabled", get_enabled)
+    router.add("PUT", f"{rule}/enabled", put_enabled)
+    router.add("GET", f"{rule}/actions", get_actions)
+    router.add("PUT", f"{rule}/actions", put_actions)
+

@@ -115,18 +115,10 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         user_id = local_user(req.params["userId"])
         if await hs.stores.users.get_user(user_id) is None:
             raise not_found("Unknown user")
-        devices = []
-        for device in await hs.stores.devices.get_devices(user_id):
-            entry: dict[str, Any] = {"device_id": device.device_id}
-            if device.display_name is not None:
-                entry["device_display_name"] = device.display_name
-            # device keys ("keys") join this answer with E2E (issue 8)
-            devices.append(entry)
-        # No per-user device list stream yet (nothing sends m.device_list_update
-        # until E2E): the global position is at or after the user's last change,
-        # which is all a peer may assume of it.
-        stream_id = hs.db.stream_tracker.persisted_upto
-        return 200, {"user_id": user_id, "stream_id": stream_id, "devices": devices}
+        # devices with their keys, and the stream_id of the user's
+        # m.device_list_update chain (e2e/keys.py)
+        from homeserver.e2e.keys import key_handler
+        return 200, await key_handler(hs).local_device_list(user_id)
 
     async def get_openid_userinfo(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/federation/v1/openid/userinfo"""

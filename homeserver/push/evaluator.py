@@ -1,0 +1,294 @@
+"""The push rule evaluator: which actions a user's rules give an event. Pure.
+
+``PushEvent`` prepares what every user's evaluation reads of one event once
+(the event flattened to dot-separated keys, with ``.`` and ``\\`` in a key
+escaped as the spec's appendix says; the body; whether it has ``m.mentions``),
+so evaluating a room of many users costs a few dict lookups per rule.
+``RoomContext`` carries what depends on the room and the user (member count,
+display name, power levels); the caller may compute those lazily.
+
+Semantics, per the spec's push module:
+- ``event_match``: case-insensitive glob (``*``, ``?``) on a string value,
+  over the whole value, except ``content.body``, where it may match any
+  substring that starts and ends at a word boundary (anything outside
+  ``[A-Za-z0-9_]``, or the ends). Absent or non-string: no match.
+- ``event_property_is`` / ``event_property_contains``: exact, typed equality
+  (``true`` is not ``1``) on non-compound values.
+- ``contains_display_name``: the user's display name in the room, as a word
+  in ``content.body``.
+- ``room_member_count``: ``is`` = ``[==|<|>|<=|>=]N`` over joined members.
+- ``sender_notification_permission``: the sender's power level reaches
+  ``notifications.<key>`` (default 50) of ``m.room.power_levels``.
+- Unknown or malformed conditions never match (the rule is as if disabled).
+- An event with ``m.mentions`` skips the legacy body-mention rules (MSC3952).
+- ``dont_notify`` and ``coalesce`` are stripped from actions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from homeserver.push.rules import KINDS, LEGACY_MENTION_RULES
+
+MAX_SAFE_INT = 2**53 - 1
+_ABSENT = object()
+_NON_WORD = "[^A-Za-z0-9_]"
+_COUNT_RE = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)$")
+_HISTORICAL_ACTIONS = ("dont_notify", "coalesce")
+
+
+def escape_key(key: str) -> str:
+    return key.replace("\\", "\\\\").replace(".", "\\.")
+
+
+def flatten(obj: dict[str, Any], prefix: str = "",
+            out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Dot-separated path -> value for every leaf (non-object) of ``obj``."""
+    if out is None:
+        out = {}
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            continue
+        path = prefix + escape_key(key)
+        if isinstance(value, dict):
+            flatten(value, path + ".", out)
+        else:
+            out[path] = value
+    return out
+
+
+def _is_simple(value: Any) -> bool:
+    """A non-compound canonical JSON value."""
+    if value is None or isinstance(value, (str, bool)):
+        return True
+    return isinstance(value, int) and -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+@lru_cache(maxsize=4096)
+def glob_regex(pattern: str, words: bool) -> re.Pattern[str]:
+    """The glob as a case-insensitive regex: whole value, or (``words``) any
+    substring bounded by word boundaries."""
+    parts = []
+    for ch in pattern:
+        if ch == "*":
+            parts.append(".*?")
+        elif ch == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(ch))
+    body = "".join(parts)
+    if words:
+        return re.compile(f"(?:^|{_NON_WORD})(?:{body})(?:{_NON_WORD}|$)",
+                          re.IGNORECASE | re.DOTALL)
+    return re.compile(f"(?:{body})\\Z", re.IGNORECASE | re.DOTALL)
+
+
+@lru_cache(maxsize=4096)
+def _name_regex(name: str) -> re.Pattern[str]:
+    return re.compile(f"(?:^|{_NON_WORD}){re.escape(name)}(?:{_NON_WORD}|$)", re.IGNORECASE)
+
+
+def glob_matches(pattern: str, value: str, words: bool = False) -> bool:
+    regex = glob_regex(pattern, words)
+    return (regex.search(value) if words else regex.match(value)) is not None
+
+
+class PushEvent:
+    """One event as every user's evaluation reads it."""
+
+    def __init__(self, event_json: dict[str, Any]) -> None:
+        self.flat = flatten(event_json)
+        content = event_json.get("content")
+        self.content: dict[str, Any] = content if isinstance(content, dict) else {}
+        body = self.content.get("body")
+        self.body: str | None = body if isinstance(body, str) else None
+        self.has_mentions = "m.mentions" in self.content
+        room_id = event_json.get("room_id")
+        sender = event_json.get("sender")
+        self.room_id = room_id if isinstance(room_id, str) else ""
+        self.sender = sender if isinstance(sender, str) else ""
+        # condition -> answer, for conditions that do not depend on the user
+        # (condition_matches); a PushEvent serves the users of one room state
+        self.memo: dict[tuple[Any, ...], bool] = {}
+
+
+def user_power_level(power_levels: dict[str, Any] | None, user_id: str,
+                     creators: frozenset[str] = frozenset()) -> int:
+    """The user's power level (no power levels event: creators 100, others 0)."""
+    if power_levels is None:
+        return 100 if user_id in creators else 0
+    users = power_levels.get("users")
+    if isinstance(users, dict) and user_id in users:
+        return _as_int(users[user_id], 0)
+    return _as_int(power_levels.get("users_default"), 0)
+
+
+def notification_level(power_levels: dict[str, Any] | None, key: str) -> int:
+    notifications = (power_levels or {}).get("notifications")
+    if isinstance(notifications, dict) and key in notifications:
+        return _as_int(notifications[key], 50)
+    return 50
+
+
+def _as_int(value: Any, default: int) -> int:
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):  # older room versions allow stringy levels
+        try:
+            return int(value.strip())
+        except ValueError:
+            return default
+    return default
+
+
+@dataclass
+class RoomContext:
+    """What the rules read of the room for one user. The callables let the
+    caller read the database only when a rule needs the answer."""
+
+    user_id: str
+    member_count: Callable[[], int] = lambda: 0
+    display_name: Callable[[], str | None] = lambda: None
+    # the sender's power level, and the level a notification kind needs
+    sender_power: Callable[[], int] = lambda: 0
+    notification_power: Callable[[str], int] = lambda key: 50
+
+
+def member_count_matches(spec: Any, count: int) -> bool:
+    if not isinstance(spec, str):
+        return False
+    m = _COUNT_RE.match(spec)
+    if m is None:
+        return False
+    op, n = m.group(1) or "==", int(m.group(2))
+    if op == "==":
+        return count == n
+    if op == "<":
+        return count < n
+    if op == ">":
+        return count > n
+    if op == "<=":
+        return count <= n
+    return count >= n
+
+
+def condition_matches(cond: Any, event: PushEvent, ctx: RoomContext) -> bool:
+    """Whether ``cond`` holds. Every condition but ``contains_display_name``
+    gives the same answer for every user of the event (the room facts are
+    the same for all of them), so its answer is kept on the ``PushEvent``:
+    a room of many users with similar rules costs one dict lookup per
+    condition per user."""
+    if not isinstance(cond, dict):
+        return False
+    kind = cond.get("kind")
+    if kind == "contains_display_name":
+        return _condition(kind, cond, event, ctx)
+    value = cond.get("value")
+    try:
+        memo_key = (kind, cond.get("key"), cond.get("pattern"), cond.get("is"),
+                    type(value).__name__, value)
+        found = event.memo.get(memo_key)
+    except TypeError:  # an unhashable value: no memo
+        return _condition(kind, cond, event, ctx)
+    if found is None:
+        found = event.memo[memo_key] = _condition(kind, cond, event, ctx)
+    return found
+
+
+def _condition(kind: Any, cond: dict[str, Any], event: PushEvent, ctx: RoomContext) -> bool:
+    if kind == "event_match":
+        key, pattern = cond.get("key"), cond.get("pattern")
+        if not isinstance(key, str) or not isinstance(pattern, str):
+            return False
+        value = event.flat.get(key)
+        if not isinstance(value, str):
+            return False
+        return glob_matches(pattern, value, words=key == "content.body")
+    if kind == "event_property_is":
+        key = cond.get("key")
+        if not isinstance(key, str) or "value" not in cond:
+            return False
+        value = event.flat.get(key, _ABSENT)
+        return value is not _ABSENT and _is_simple(value) and _same(value, cond["value"])
+    if kind == "event_property_contains":
+        key = cond.get("key")
+        if not isinstance(key, str) or "value" not in cond:
+            return False
+        values = event.flat.get(key)
+        if not isinstance(values, list):
+            return False
+        wanted = cond["value"]
+        return any(_is_simple(v) and _same(v, wanted) for v in values)
+    if kind == "contains_display_name":
+        if event.body is None:
+            return False
+        name = ctx.display_name()
+        if not name:
+            return False
+        return _name_regex(name).search(event.body) is not None
+    if kind == "room_member_count":
+        return member_count_matches(cond.get("is"), ctx.member_count())
+    if kind == "sender_notification_permission":
+        key = cond.get("key")
+        if not isinstance(key, str):
+            return False
+        return ctx.sender_power() >= ctx.notification_power(key)
+    return False
+
+
+def rule_matches(kind: str, rule: dict[str, Any], event: PushEvent, ctx: RoomContext) -> bool:
+    if kind == "content":
+        pattern = rule.get("pattern")
+        return isinstance(pattern, str) and event.body is not None \
+            and glob_matches(pattern, event.body, words=True)
+    if kind == "room":
+        return rule.get("rule_id") == event.room_id
+    if kind == "sender":
+        return rule.get("rule_id") == event.sender
+    conditions = rule.get("conditions") or []
+    if not isinstance(conditions, list):
+        return False
+    return all(condition_matches(c, event, ctx) for c in conditions)
+
+
+def clean_actions(actions: Any) -> list[Any]:
+    if not isinstance(actions, list):
+        return []
+    return [a for a in actions if a not in _HISTORICAL_ACTIONS]
+
+
+def evaluate(ruleset: dict[str, list[dict[str, Any]]], event: PushEvent,
+             ctx: RoomContext) -> tuple[str | None, list[Any]]:
+    """(ID of the first enabled rule that matches, its actions); (None, [])
+    when none does."""
+    for kind in KINDS:
+        for rule in ruleset.get(kind, ()):
+            if not rule.get("enabled", True):
+                continue
+            rule_id = rule.get("rule_id")
+            if event.has_mentions and rule_id in LEGACY_MENTION_RULES:
+                continue
+            if rule_matches(kind, rule, event, ctx):
+                return rule_id, clean_actions(rule.get("actions"))
+    return None, []
+
+
+def notifies(actions: list[Any]) -> bool:
+    return "notify" in actions
+
+
+def highlights(actions: list[Any]) -> bool:
+    for action in actions:
+        if isinstance(action, dict) and action.get("set_tweak") == "highlight":
+            return action.get("value", True) is True
+    return False

@@ -1,0 +1,369 @@
+"""The pusher pool and the HTTP pusher: notifications out to push gateways.
+
+How a notification reaches a phone
+----------------------------------
+1. When an event is persisted, the push rule evaluator writes an
+   ``event_push_actions`` row per user it notifies, in the event's own
+   transaction, at the event's stream position (storage/event_hooks.py).
+2. Our commit listener (database thread) notes the highest position that
+   carried timeline events; the stream tracker's listener (reactor) then
+   tells us when ``persisted_upto`` has passed it: every action at or below
+   that position is committed, none can still appear there. Nothing polls.
+3. One pool loop at a time asks which users with a pusher have notifying
+   actions in (the pool's position, persisted_upto] (one query) and wakes
+   those users' pushers. The pool's position lives in memory only: at start
+   every pusher is woken once, and each catches up from its own persisted
+   ``last_stream_ordering``.
+4. Each ``HttpPusher`` runs at most one loop: it reads the user's unread
+   notifying actions past its ``last_stream_ordering`` (oldest first,
+   skipping what a read receipt already covers), POSTs each to
+   ``data.url`` as content/push-gateway-api.md describes, and persists its
+   new position after each success. So a restart resumes after the last
+   notification the gateway took; the gateway deduplicates by event_id the
+   one a crash may repeat.
+
+Formats: ``event_id_only`` sends event_id, room_id, counts, devices (and
+prio); otherwise everything the spec lists (type, sender, display name,
+room name and alias, user_is_target, content). ``devices[].data`` is the
+pusher's data minus ``url``. ``prio`` is "high" for highlights, sounds and
+encrypted events (the gateway cannot see inside those), "low" otherwise, as
+Synapse. ``tweaks`` are the matched rule's ``set_tweak`` actions.
+``counts.unread`` is the user's unread notifications in all joined rooms;
+zero counts are left out, as the spec says.
+
+Failures: a connection error, timeout or non-2xx answer retries the same
+notification after ``initial_backoff_s``, doubling up to ``max_backoff_s``
+(the spec's "reasonable amount of time using exponential backoff"). Once a
+notification has failed for ``give_up_after_ms`` (a day) it is skipped and
+the next one goes. A pushkey the gateway lists in ``rejected`` is deleted:
+the spec says to stop sending to it. A pusher whose row is gone (the client
+deleted it, or its device was deleted) stops at its next notification: the
+row is read again before each POST, which also picks up a changed URL.
+
+Push gateways are the user's own choice of server, reached over a plain
+treq Agent with connect and request timeouts, not the federation blacklist
+(Synapse does not restrict them either).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import treq
+from twisted.internet import defer
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from homeserver.storage.pushers import PushAction, Pusher
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+# how many notifications a pusher reads per query
+BATCH = 20
+
+PusherKey = tuple[str, str, str]  # (user_id, app_id, pushkey)
+
+
+class PusherPool:
+    """Every pusher of this server, woken as notifying events commit."""
+
+    def __init__(self, hs: "HomeServer") -> None:
+        self.hs = hs
+        # backoff and timeouts: attributes so tests can shorten them
+        self.initial_backoff_s = 1.0
+        self.max_backoff_s = 3600.0
+        self.give_up_after_ms = 24 * 3600 * 1000
+        self.connect_timeout_s = 15.0
+        self.request_timeout_s = 30.0
+        self._pushers: dict[PusherKey, HttpPusher] = {}
+        # every action at or below here has woken its users' pushers
+        self._position = 0
+        # the highest committed position that carried timeline events
+        # (written on database threads: a plain int store)
+        self._events_upto = 0
+        self._loop: defer.Deferred[Any] | None = None
+        self._running = False
+        self._http_pool: HTTPConnectionPool | None = None
+        self._agent: Agent | None = None
+        hs.db.commit_listeners.append(self._on_commit)
+        hs.db.stream_tracker.add_listener(self._on_persisted)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load every pusher and let each catch up from its own position."""
+        self._running = True
+        self._position = self.hs.db.stream_tracker.persisted_upto
+        for pusher in await self.hs.stores.pushers.get_all_pushers():
+            if pusher.kind == "http":
+                self._pushers[pusher.key] = HttpPusher(self, pusher)
+        for p in self._pushers.values():
+            p.wake()
+
+    async def stop(self) -> None:
+        """Stop every pusher: cancel timers and requests in flight (what
+        they carried is sent again after a restart)."""
+        self._running = False
+        loops = []
+        if self._loop is not None:
+            loops.append(self._loop)
+        for p in self._pushers.values():
+            d = p.stop()
+            if d is not None:
+                loops.append(d)
+        if loops:
+            await defer.DeferredList(loops, consumeErrors=True)
+        if self._http_pool is not None:
+            await self._http_pool.closeCachedConnections()
+
+    @property
+    def agent(self) -> Agent:
+        if self._agent is None:
+            self._http_pool = HTTPConnectionPool(self.hs.reactor)
+            self._http_pool.maxPersistentPerHost = 4
+            self._agent = Agent(self.hs.reactor, connectTimeout=self.connect_timeout_s,
+                                pool=self._http_pool)
+        return self._agent
+
+    # -- pushers set and removed by the client API -----------------------------
+
+    async def on_pusher_set(self, user_id: str, app_id: str, pushkey: str,
+                            removed: list[PusherKey]) -> None:
+        """A pusher was created or updated (and ``removed`` went with it)."""
+        for key in removed:
+            self._drop(key)
+        pusher = await self.hs.stores.pushers.get_pusher(user_id, app_id, pushkey)
+        if pusher is None or pusher.kind != "http":
+            return
+        existing = self._pushers.get(pusher.key)
+        if existing is not None:
+            existing.pusher = pusher
+            # a row made anew (the old one went with its device) starts now
+            existing.catch_up_to(pusher.last_stream_ordering)
+        else:
+            self._pushers[pusher.key] = HttpPusher(self, pusher)
+
+    def on_pusher_removed(self, key: PusherKey) -> None:
+        self._drop(key)
+
+    def forget(self, pusher: "HttpPusher") -> None:
+        """A pusher found its row gone and stops by itself."""
+        if self._pushers.get(pusher.pusher.key) is pusher:
+            del self._pushers[pusher.pusher.key]
+
+    def _drop(self, key: PusherKey) -> None:
+        p = self._pushers.pop(key, None)
+        if p is not None:
+            p.stop()
+
+    def pushers_of(self, user_id: str) -> list["HttpPusher"]:
+        return [p for key, p in self._pushers.items() if key[0] == user_id]
+
+    # -- following new notifications -----------------------------------------
+
+    def _on_commit(self, positions: list[int], events: list[tuple[Any, int]],
+                   scopes: dict[int, Any]) -> None:
+        # database thread: only note the position; the tracker's listener
+        # (reactor) acts once nothing below it is still in flight
+        if events:
+            top = max(positions)
+            if top > self._events_upto:
+                self._events_upto = top
+
+    def _on_persisted(self, upto: int) -> None:
+        if self._running and self._pushers and self._events_upto > self._position \
+                and self._loop is None:
+            self._loop = self.hs.run_in_background(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self._running and self._pushers:
+                upto = self.hs.db.stream_tracker.persisted_upto
+                if upto <= self._position or self._events_upto <= self._position:
+                    return
+                users = await self.hs.stores.pushers.get_users_with_pushers_and_actions(
+                    self._position, upto)
+                self._position = upto
+                for user_id in users:
+                    for p in self.pushers_of(user_id):
+                        p.wake()
+        except Exception:
+            logger.exception("pusher pool: could not read new notifications")
+        finally:
+            self._loop = None
+
+
+class HttpPusher:
+    """One pusher: its notifications, in order, to its push gateway."""
+
+    def __init__(self, pool: PusherPool, pusher: Pusher) -> None:
+        self.pool = pool
+        self.hs = pool.hs
+        self.pusher = pusher
+        self._position = pusher.last_stream_ordering
+        self._failing_since = pusher.failing_since_ts
+        self._backoff_s = 0.0
+        self._timer: Any = None
+        self._loop: defer.Deferred[Any] | None = None
+        self._again = False
+        self._stopped = False
+
+    def wake(self) -> None:
+        """There may be something new: start the loop, or have the running
+        one look again when done. While backing off, the timer decides."""
+        if self._stopped or self._timer is not None:
+            return
+        if self._loop is not None:
+            self._again = True
+            return
+        self._loop = self.hs.run_in_background(self._run())
+
+    def catch_up_to(self, position: int) -> None:
+        self._position = max(self._position, position)
+
+    def stop(self) -> "defer.Deferred[Any] | None":
+        self._stopped = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        loop = self._loop
+        if loop is not None:
+            loop.cancel()
+        return loop
+
+    def _retry(self) -> None:
+        self._timer = None
+        self.wake()
+
+    async def _run(self) -> None:
+        try:
+            again = True
+            # a backoff timer (set by _process) decides when to look again
+            while again and not self._stopped and self._timer is None:
+                self._again = False
+                again = await self._process() or self._again
+        except defer.CancelledError:
+            pass
+        except Exception:
+            logger.exception("pusher %s/%s: failed", self.pusher.user_id, self.pusher.app_id)
+        finally:
+            self._loop = None
+
+    async def _process(self) -> bool:
+        """Send what is owed. True: a full batch went, look for more."""
+        store = self.hs.stores.pushers
+        upto = self.hs.db.stream_tracker.persisted_upto
+        actions = await store.get_push_actions(self.pusher.user_id, self._position, upto, BATCH)
+        for action in actions:
+            if self._stopped:
+                return False
+            # read again: deleted (by the client, or with its device) means
+            # stop; updated (a new URL) means use the new one
+            current = await store.get_pusher(*self.pusher.key)
+            if current is None:
+                self._stopped = True
+                self.pool.forget(self)
+                return False
+            self.pusher = current
+            outcome = await self._send(action)
+            if outcome == "rejected":
+                logger.info("push gateway rejected pushkey of %s/%s: pusher removed",
+                            self.pusher.user_id, self.pusher.app_id)
+                await store.delete_pusher(*self.pusher.key)
+                self._stopped = True
+                self.pool.forget(self)
+                return False
+            now = self.hs.now_ms()
+            if outcome == "failed":
+                if self._failing_since is None:
+                    self._failing_since = now
+                if now - self._failing_since < self.pool.give_up_after_ms:
+                    await store.set_progress(*self.pusher.key, self._position,
+                                             self._failing_since)
+                    self._backoff_s = min(self.pool.max_backoff_s,
+                                          self._backoff_s * 2 or self.pool.initial_backoff_s)
+                    logger.info("pusher %s/%s: push failed, retrying in %.1fs",
+                                self.pusher.user_id, self.pusher.app_id, self._backoff_s)
+                    self._timer = self.hs.clock.callLater(self._backoff_s, self._retry)
+                    return False
+                logger.warning("pusher %s/%s: giving up on %s after failing since %d",
+                               self.pusher.user_id, self.pusher.app_id, action.event_id,
+                               self._failing_since)
+            self._failing_since = None
+            self._backoff_s = 0.0
+            self._position = action.stream_ordering
+            await store.set_progress(*self.pusher.key, self._position, None)
+        if len(actions) < BATCH:
+            # nothing owed up to ``upto``: skip past it (actions hidden by a
+            # receipt need not be read again)
+            if upto > self._position:
+                self._position = upto
+                await store.set_progress(*self.pusher.key, self._position, None)
+            return False
+        return True
+
+    async def _send(self, action: PushAction) -> str:
+        """POST one notification: "ok", "rejected" or "failed"."""
+        try:
+            body = await self._notification(action)
+        except Exception:
+            logger.exception("pusher: could not build the notification for %s",
+                             action.event_id)
+            return "ok"  # nothing to send (the event is gone): move on
+        url = str(self.pusher.data.get("url", ""))
+        try:
+            resp = await treq.post(url, json=body, agent=self.pool.agent,  # type: ignore[arg-type]
+                                   timeout=self.pool.request_timeout_s,
+                                   reactor=self.hs.reactor)
+            content = await resp.json() if 200 <= resp.code < 300 else None
+            if content is None:
+                await resp.text()
+        except defer.CancelledError:
+            if self._stopped:
+                raise
+            return "failed"  # the request timed out
+        except Exception as e:
+            logger.info("pusher: POST to push gateway failed: %s", type(e).__name__)
+            return "failed"
+        if not 200 <= resp.code < 300:
+            logger.info("pusher: push gateway answered %d", resp.code)
+            return "failed"
+        rejected = content.get("rejected") if isinstance(content, dict) else None
+        if isinstance(rejected, list) and self.pusher.pushkey in rejected:
+            return "rejected"
+        return "ok"
+
+    async def _notification(self, action: PushAction) -> dict[str, Any]:
+        """The /notify body (content/push-gateway-api.md)."""
+        p = self.pusher
+        event = await self.hs.stores.events.get_event(action.event_id)
+        if event is None:
+            raise LookupError(action.event_id)
+        data = {k: v for k, v in p.data.items() if k != "url"}
+        device = {"app_id": p.app_id, "pushkey": p.pushkey,
+                  "pushkey_ts": p.pushkey_ts // 1000, "data": data, "tweaks": action.tweaks}
+        unread = await self.hs.stores.pushers.get_unread_count(p.user_id)
+        counts = {"unread": unread} if unread else {}
+        prio = "high" if (action.highlight or "sound" in action.tweaks
+                          or event.type == "m.room.encrypted") else "low"
+        notification: dict[str, Any] = {
+            "event_id": event.event_id, "room_id": event.room_id, "counts": counts,
+            "prio": prio, "devices": [device]}
+        if data.get("format") == "event_id_only":
+            return {"notification": notification}
+        ctx = await self.hs.stores.pushers.get_room_context(event.room_id, event.sender)
+        notification.update({"type": event.type, "sender": event.sender})
+        if ctx.sender_display_name is not None:
+            notification["sender_display_name"] = ctx.sender_display_name
+        if ctx.room_name is not None:
+            notification["room_name"] = ctx.room_name
+        if ctx.room_alias is not None:
+            notification["room_alias"] = ctx.room_alias
+        if event.type == "m.room.member":
+            notification["user_is_target"] = event.state_key == p.user_id
+        if event.content:
+            notification["content"] = event.content
+        return {"notification": notification}

@@ -1,0 +1,486 @@
+"""Push rules per user, and the push actions of each event for each local user.
+
+Rules (migration 0023): ``push_rules`` holds a user's own rules (priority
+orders a kind: higher first; a new rule without ``before``/``after`` goes
+first, as in Synapse), ``push_rules_defaults`` what the user changed of a
+server-default rule (enabled, actions), ``push_rules_versions`` a random
+token replaced with every change. Each change also rewrites the user's
+``m.push_rules`` global account data (the whole ruleset, as the spec says
+clients get it in /sync), in the same transaction.
+
+Rulesets are cached in memory per (user, version token), compiled once
+(``push/rules.py``'s merge with the defaults); a change makes a new token,
+so nothing is ever invalidated by hand, and the cache is safe when several
+homeservers (tests) share a process: a token is random, never reused.
+
+Push actions are computed **inside the event's persist transaction** by a
+persist hook (``storage/event_hooks.py``): for every local user joined to
+the room except the sender (and a local invitee of an invite), with that
+user's ruleset, through the pure evaluator (``push/evaluator.py``). Why in
+the transaction rather than after commit: the counts in /sync and the
+event become visible at the same instant (a sync woken by the event can
+never see it without its notification), and a crash cannot lose them.
+The cost is small: one query for the local members and their rule
+versions, cached rulesets, and the room facts (member count, power levels,
+display names) read only when a rule asks for them; the evaluation is a
+few dict lookups per rule. Rows are written only where the actions
+notify; ``event_push_actions`` (H15's pushers read it too) then answers
+unread counts and GET /notifications with one indexed range query.
+
+The actions computed are also kept in memory per event ID
+(``recent_actions``) so the sync fast path (``sync/handler.py``) carries
+unread counts forward without the database, in agreement with the full
+builder, which reads the table. The hook fills that memory before the
+commit, so it is complete for every event the fast path can see.
+
+Events that never notify: outliers, rejected events, backfilled history
+(stream position at or below zero), events of a room where no other local
+user is joined.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.events.model import Event
+from homeserver.push.evaluator import (
+    PushEvent,
+    RoomContext,
+    evaluate,
+    highlights,
+    notification_level,
+    notifies,
+    user_power_level,
+)
+from homeserver.push.rules import DEFAULT_KIND_OF, build_ruleset, client_ruleset
+from homeserver.storage.account_data import GLOBAL_ROOM, AccountDataStore
+from homeserver.storage.database import Database, Txn
+from homeserver.storage.event_hooks import register_persist_hook
+
+logger = logging.getLogger(__name__)
+
+PUSH_RULES_TYPE = "m.push_rules"
+MAX_CACHED_RULESETS = 20_000
+MAX_RECENT_EVENTS = 50_000
+_CHUNK = 500
+
+Ruleset = dict[str, list[dict[str, Any]]]
+
+
+class RuleNotFound(Exception):
+    """The rule (or the one named by before/after) does not exist."""
+
+
+class _Lru:
+    """A small thread-safe LRU map (the persist hook runs on database threads)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+    def merge(self, key: Any, value: dict[str, Any]) -> None:
+        with self._lock:
+            old = self._data.get(key)
+            self._data[key] = {**old, **value} if old else value
+            self._data.move_to_end(key)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+
+# (user ID, version token or "") -> the user's ruleset in evaluation order
+_RULESETS = _Lru(MAX_CACHED_RULESETS)
+# event ID -> {local user ID: (notify, highlight)} for the sync fast path
+_RECENT = _Lru(MAX_RECENT_EVENTS)
+# member event ID -> display name ("" for none)
+_NAMES = _Lru(MAX_CACHED_RULESETS)
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+# -- rulesets -----------------------------------------------------------------
+
+def _load_ruleset_txn(txn: Txn, user_id: str) -> Ruleset:
+    own: Ruleset = {}
+    for kind, rule_id, conditions, pattern, actions, enabled in txn.select_all(
+            "SELECT kind, rule_id, conditions, pattern, actions, enabled FROM push_rules"
+            " WHERE user_id = ? ORDER BY priority DESC", (user_id,)):
+        rule: dict[str, Any] = {"rule_id": rule_id, "enabled": bool(enabled),
+                                "actions": json.loads(actions)}
+        if kind == "content":
+            rule["pattern"] = pattern or ""
+        elif kind in ("override", "underride"):
+            rule["conditions"] = json.loads(conditions)
+        own.setdefault(kind, []).append(rule)
+    overrides: dict[str, tuple[bool | None, list[Any] | None]] = {}
+    for rule_id, enabled, actions in txn.select_all(
+            "SELECT rule_id, enabled, actions FROM push_rules_defaults WHERE user_id = ?",
+            (user_id,)):
+        overrides[rule_id] = (None if enabled is None else bool(enabled),
+                              None if actions is None else json.loads(actions))
+    return build_ruleset(user_id, own, overrides)
+
+
+def _ruleset_txn(txn: Txn, user_id: str, version: str | None) -> Ruleset:
+    key = (user_id, version or "")
+    ruleset = _RULESETS.get(key)
+    if ruleset is None:
+        ruleset = build_ruleset(user_id, {}, {}) if version is None \
+            else _load_ruleset_txn(txn, user_id)
+        _RULESETS.put(key, ruleset)
+    result: Ruleset = ruleset
+    return result
+
+
+def _version_txn(txn: Txn, user_id: str) -> str | None:
+    row = txn.select_one("SELECT version FROM push_rules_versions WHERE user_id = ?",
+                         (user_id,))
+    return None if row is None else str(row[0])
+
+
+def _changed_txn(txn: Txn, user_id: str) -> None:
+    """A new version token, and the new ruleset as m.push_rules account data."""
+    version = uuid.uuid4().hex
+    txn.execute("INSERT INTO push_rules_versions (user_id, version) VALUES (?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET version = excluded.version",
+                (user_id, version))
+    ruleset = _ruleset_txn(txn, user_id, version)
+    AccountDataStore.put_account_data_txn(txn, user_id, GLOBAL_ROOM, PUSH_RULES_TYPE,
+                                          {"global": client_ruleset(ruleset)})
+
+
+# -- the persist hook -----------------------------------------------------------
+
+def thread_of(event: Event) -> str | None:
+    relates = event.content.get("m.relates_to")
+    if isinstance(relates, dict) and relates.get("rel_type") == "m.thread":
+        root = relates.get("event_id")
+        if isinstance(root, str):
+            return root
+    return None
+
+
+class _Room:
+    """The room facts the rules may ask for, read at most once per event."""
+
+    def __init__(self, txn: Txn, room_nid: int, sender: str) -> None:
+        self.txn = txn
+        self.room_nid = room_nid
+        self.sender = sender
+        self._count: int | None = None
+        self._levels: tuple[dict[str, Any] | None, int] | None = None
+
+    def member_count(self) -> int:
+        if self._count is None:
+            self._count = int(self.txn.select_value(
+                "SELECT COUNT(*) FROM room_memberships WHERE room_nid = ? AND membership = ?",
+                (self.room_nid, "join")))
+        return self._count
+
+    def _power(self) -> tuple[dict[str, Any] | None, int]:
+        if self._levels is None:
+            rows = self.txn.select_all(
+                "SELECT sk.event_type, e.sender, e.json FROM current_state cs"
+                " JOIN state_keys sk ON sk.state_key_nid = cs.state_key_nid"
+                " JOIN events e ON e.event_nid = cs.event_nid"
+                " WHERE cs.room_nid = ? AND sk.state_key = ? AND sk.event_type IN (?, ?)",
+                (self.room_nid, "", "m.room.power_levels", "m.room.create"))
+            levels: dict[str, Any] | None = None
+            creators: set[str] = set()
+            for event_type, sender, text in rows:
+                if event_type == "m.room.create":
+                    creators.add(sender)
+                else:
+                    content = json.loads(text).get("content")
+                    levels = content if isinstance(content, dict) else {}
+            self._levels = (levels, user_power_level(levels, self.sender, frozenset(creators)))
+        return self._levels
+
+    def sender_power(self) -> int:
+        return self._power()[1]
+
+    def notification_power(self, key: str) -> int:
+        return notification_level(self._power()[0], key)
+
+
+def _display_names_txn(txn: Txn, member_events: dict[str, str]) -> dict[str, str]:
+    """User -> display name from their member events (cached by event ID)."""
+    out: dict[str, str] = {}
+    missing: list[str] = []
+    for user_id, event_id in member_events.items():
+        name = _NAMES.get(event_id)
+        if name is None:
+            missing.append(event_id)
+        else:
+            out[user_id] = name
+    for start in range(0, len(missing), _CHUNK):
+        chunk = missing[start:start + _CHUNK]
+        for event_id, state_key, text in txn.select_all(
+                "SELECT event_id, state_key, json FROM events"
+                f" WHERE event_id IN ({_placeholders(len(chunk))})", chunk):
+            content = json.loads(text).get("content")
+            name = content.get("displayname") if isinstance(content, dict) else None
+            name = name if isinstance(name, str) else ""
+            _NAMES.put(event_id, name)
+            if state_key is not None:
+                out[state_key] = name
+    return out
+
+
+def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
+    row = txn.select_one(
+        "SELECT room_nid, stream_ordering, outlier, rejected_reason FROM events"
+        " WHERE event_nid = ?", (event_nid,))
+    if row is None:
+        return
+    room_nid, stream, outlier, rejected = row
+    if stream is None or int(stream) <= 0 or outlier or rejected is not None:
+        return
+    # local joined members (but the sender): their member event and rules version
+    members = txn.select_all(
+        "SELECT m.user_id, e.event_id, v.version FROM room_memberships m"
+        " JOIN users u ON u.user_id = m.user_id"
+        " JOIN events e ON e.event_nid = m.event_nid"
+        " LEFT JOIN push_rules_versions v ON v.user_id = m.user_id"
+        " WHERE m.room_nid = ? AND m.membership = ? AND m.user_id <> ? AND u.deactivated = 0",
+        (room_nid, "join", event.sender))
+    if event.type == "m.room.member" and event.content.get("membership") == "invite" \
+            and isinstance(event.state_key, str) and event.state_key != event.sender:
+        invitee = txn.select_one(
+            "SELECT u.user_id, v.version FROM users u"
+            " LEFT JOIN push_rules_versions v ON v.user_id = u.user_id"
+            " WHERE u.user_id = ? AND u.deactivated = 0", (event.state_key,))
+        if invitee is not None:
+            members = [m for m in members if m[0] != invitee[0]]
+            members.append((invitee[0], event.event_id, invitee[1]))
+    if not members:
+        _RECENT.merge(event.event_id, {})
+        return
+    try:
+        rows, computed = _evaluate_txn(txn, event, event_nid, int(room_nid), int(stream),
+                                       members)
+    except Exception:  # odd content must never fail the persist
+        logger.exception("push rule evaluation failed for %s", event.event_id)
+        return
+    if rows:
+        txn.execute_many(
+            "INSERT INTO event_push_actions (event_nid, room_nid, user_id, stream_ordering,"
+            " notify, highlight, thread_id, actions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (event_nid, user_id) DO NOTHING", rows)
+    _RECENT.merge(event.event_id, computed)
+
+
+def _evaluate_txn(txn: Txn, event: Event, event_nid: int, room_nid: int, stream: int,
+                  members: list[tuple[Any, ...]],
+                  ) -> tuple[list[tuple[Any, ...]], dict[str, tuple[int, int]]]:
+    push_event = PushEvent(event.json)
+    room = _Room(txn, room_nid, event.sender)
+    member_events = {str(m[0]): str(m[1]) for m in members}
+    names: dict[str, str] | None = None
+
+    def name_of(user_id: str) -> Callable[[], str | None]:
+        def get() -> str | None:
+            nonlocal names
+            if names is None:
+                names = _display_names_txn(txn, member_events)
+            return names.get(user_id) or None
+        return get
+
+    thread_id = thread_of(event)
+    rows: list[tuple[Any, ...]] = []
+    computed: dict[str, tuple[int, int]] = {}
+    for user_id, _, version in members:
+        ruleset = _ruleset_txn(txn, user_id, version)
+        ctx = RoomContext(user_id=user_id, member_count=room.member_count,
+                          display_name=name_of(user_id), sender_power=room.sender_power,
+                          notification_power=room.notification_power)
+        _, actions = evaluate(ruleset, push_event, ctx)
+        notify = notifies(actions)
+        highlight = notify and highlights(actions)
+        computed[user_id] = (int(notify), int(highlight))
+        if notify:
+            rows.append((event_nid, room_nid, user_id, stream, 1, int(highlight), thread_id,
+                         json.dumps(actions)))
+    return rows, computed
+
+
+register_persist_hook(_persist_hook)
+
+
+def recent_actions(event_id: str) -> dict[str, tuple[int, int]] | None:
+    """{local user: (notify, highlight)} computed for the event when it was
+    persisted by this process (None: not known here; read the table)."""
+    found: dict[str, tuple[int, int]] | None = _RECENT.get(event_id)
+    return found
+
+
+# -- rows for the API ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class NotificationRow:
+    stream_ordering: int
+    event_id: str
+    room_id: str
+    ts: int
+    actions: list[Any]
+    highlight: bool
+
+
+class PushRuleStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- rules ------------------------------------------------------------
+
+    async def get_ruleset(self, user_id: str) -> Ruleset:
+        """The user's rules of every kind, in evaluation order."""
+        def txn_fn(txn: Txn) -> Ruleset:
+            return _ruleset_txn(txn, user_id, _version_txn(txn, user_id))
+
+        return await self.db.run_interaction("get_push_ruleset", txn_fn)
+
+    async def add_rule(self, user_id: str, kind: str, rule_id: str,
+                       conditions: list[Any], pattern: str | None, actions: list[Any],
+                       before: str | None = None, after: str | None = None) -> None:
+        """Create or replace a user rule. Without before/after, a new rule
+        goes first of its kind and a replaced one keeps its place; with one,
+        the rule goes just before / after that user rule (RuleNotFound if it
+        does not exist)."""
+        def txn_fn(txn: Txn) -> None:
+            existing = txn.select_one(
+                "SELECT priority, enabled FROM push_rules WHERE user_id = ? AND kind = ?"
+                " AND rule_id = ?", (user_id, kind, rule_id))
+            enabled = 1 if existing is None else int(existing[1])
+            relative = before if before is not None else after
+            if relative is not None:
+                anchor = txn.select_one(
+                    "SELECT priority FROM push_rules WHERE user_id = ? AND kind = ?"
+                    " AND rule_id = ?", (user_id, kind, relative))
+                if anchor is None or relative == rule_id:
+                    raise RuleNotFound(relative)
+                txn.execute("DELETE FROM push_rules WHERE user_id = ? AND kind = ?"
+                            " AND rule_id = ?", (user_id, kind, rule_id))
+                # make room: "before" means more important (a higher priority)
+                if before is not None:
+                    priority = int(anchor[0]) + 1
+                    txn.execute("UPDATE push_rules SET priority = priority + 1"
+                                " WHERE user_id = ? AND kind = ? AND priority >= ?",
+                                (user_id, kind, priority))
+                else:
+                    priority = int(anchor[0])
+                    txn.execute("UPDATE push_rules SET priority = priority + 1"
+                                " WHERE user_id = ? AND kind = ? AND priority >= ?",
+                                (user_id, kind, priority))
+            elif existing is not None:
+                priority = int(existing[0])
+            else:
+                top = txn.select_value(
+                    "SELECT MAX(priority) FROM push_rules WHERE user_id = ? AND kind = ?",
+                    (user_id, kind))
+                priority = 0 if top is None else int(top) + 1
+            txn.execute(
+                "INSERT INTO push_rules (user_id, kind, rule_id, priority, conditions,"
+                " pattern, actions, enabled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id, kind, rule_id) DO UPDATE SET"
+                " priority = excluded.priority, conditions = excluded.conditions,"
+                " pattern = excluded.pattern, actions = excluded.actions",
+                (user_id, kind, rule_id, priority, json.dumps(conditions), pattern,
+                 json.dumps(actions), enabled))
+            _changed_txn(txn, user_id)
+
+        await self.db.run_interaction("add_push_rule", txn_fn)
+
+    async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> bool:
+        def txn_fn(txn: Txn) -> bool:
+            txn.execute("DELETE FROM push_rules WHERE user_id = ? AND kind = ?"
+                        " AND rule_id = ?", (user_id, kind, rule_id))
+            if txn.rowcount == 0:
+                return False
+            _changed_txn(txn, user_id)
+            return True
+
+        return await self.db.run_interaction("delete_push_rule", txn_fn)
+
+    async def set_rule_attribute(self, user_id: str, kind: str, rule_id: str,
+                                 enabled: bool | None = None,
+                                 actions: list[Any] | None = None) -> bool:
+        """Set enabled or actions of a user rule or a server-default one;
+        False when no such rule exists."""
+        def txn_fn(txn: Txn) -> bool:
+            if DEFAULT_KIND_OF.get(rule_id) == kind:
+                txn.execute(
+                    "INSERT INTO push_rules_defaults (user_id, kind, rule_id, enabled, actions)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, kind, rule_id) DO UPDATE SET"
+                    " enabled = COALESCE(excluded.enabled, push_rules_defaults.enabled),"
+                    " actions = COALESCE(excluded.actions, push_rules_defaults.actions)",
+                    (user_id, kind, rule_id, None if enabled is None else int(enabled),
+                     None if actions is None else json.dumps(actions)))
+            elif enabled is not None:
+                txn.execute("UPDATE push_rules SET enabled = ? WHERE user_id = ? AND kind = ?"
+                            " AND rule_id = ?", (int(enabled), user_id, kind, rule_id))
+                if txn.rowcount == 0:
+                    return False
+            else:
+                txn.execute("UPDATE push_rules SET actions = ? WHERE user_id = ? AND kind = ?"
+                            " AND rule_id = ?", (json.dumps(actions), user_id, kind, rule_id))
+                if txn.rowcount == 0:
+                    return False
+            _changed_txn(txn, user_id)
+            return True
+
+        return await self.db.run_interaction("set_push_rule_attribute", txn_fn)
+
+    # -- push actions -----------------------------------------------------
+
+    async def get_unread_actions(self, room_nid: int, user_id: str, after: int, until: int,
+                                 limit: int) -> list[tuple[int, bool, str | None]]:
+        """(stream position, highlight, thread root or None) of the newest
+        ``limit`` notifying events for the user in (after, until], newest first."""
+        rows = await self.db.execute(
+            "get_unread_push_actions",
+            "SELECT stream_ordering, highlight, thread_id FROM event_push_actions"
+            " WHERE user_id = ? AND room_nid = ? AND stream_ordering > ?"
+            " AND stream_ordering <= ? AND notify = 1"
+            " ORDER BY stream_ordering DESC LIMIT ?",
+            (user_id, room_nid, after, until, limit))
+        return [(int(p), bool(h), t) for p, h, t in rows]
+
+    async def get_notifications(self, user_id: str, before: int | None, limit: int,
+                                only_highlight: bool) -> list[NotificationRow]:
+        """The user's notifications, newest first, below ``before``."""
+        rows = await self.db.execute(
+            "get_notifications",
+            "SELECT pa.stream_ordering, e.event_id, r.room_id, e.origin_server_ts,"
+            " pa.actions, pa.highlight FROM event_push_actions pa"
+            " JOIN events e ON e.event_nid = pa.event_nid"
+            " JOIN rooms r ON r.room_nid = pa.room_nid"
+            " WHERE pa.user_id = ? AND pa.notify = 1 AND pa.stream_ordering < ?"
+            " AND pa.highlight >= ?"
+            " ORDER BY pa.stream_ordering DESC LIMIT ?",
+            (user_id, before if before is not None else 2**62, 1 if only_highlight else 0,
+             limit))
+        return [NotificationRow(int(p), e, r, int(ts), json.loads(a) if a else ["notify"],
+                                bool(h)) for p, e, r, ts, a, h in rows]

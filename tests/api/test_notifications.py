@@ -1,0 +1,90 @@
+"""GET /notifications and the unread counts: what notified the user, and what they read."""
+
+from __future__ import annotations
+
+import pytest_twisted
+
+from tests.api.test_receipts import receipt
+from tests.api.test_rooms import V3, send_text
+from tests.api.test_rooms import two_users_in_a_room as shared_room
+from tests.harness import TestServer
+
+MENTION_BOB = {"user_ids": ["@bob:test.local"]}
+
+
+@pytest_twisted.ensureDeferred
+async def test_notifications_list_newest_first_with_read_flags(server: TestServer) -> None:
+    alice, bob, room_id = await shared_room(server)
+    first = await send_text(alice, room_id, "one", "t1")
+    await receipt(bob, room_id, first)
+    resp = await alice.put(f"{V3}/rooms/{room_id}/send/m.room.message/t2",
+                           {"msgtype": "m.text", "body": "two", "m.mentions": MENTION_BOB})
+    second = resp.body["event_id"]
+    await alice.put(f"{V3}/rooms/{room_id}/send/m.room.message/t3",
+                    {"msgtype": "m.notice", "body": "a notice does not notify"})
+
+    resp = await bob.get(f"{V3}/notifications")
+
+    assert resp.code == 200, resp.body
+    got = resp.body["notifications"]
+    assert [n["event"]["event_id"] for n in got] == [second, first]
+    assert [n["read"] for n in got] == [False, True]
+    assert all(n["room_id"] == room_id and isinstance(n["ts"], int) for n in got)
+    assert {"set_tweak": "highlight"} in got[0]["actions"] and "notify" in got[0]["actions"]
+    assert got[0]["event"]["content"]["body"] == "two"
+    assert (await alice.get(f"{V3}/notifications")).body["notifications"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_notifications_page_and_filter_highlights(server: TestServer) -> None:
+    alice, bob, room_id = await shared_room(server)
+    sent = [await send_text(alice, room_id, f"msg {i}", f"t{i}") for i in range(3)]
+    resp = await alice.put(f"{V3}/rooms/{room_id}/send/m.room.message/m",
+                           {"msgtype": "m.text", "body": "hey", "m.mentions": MENTION_BOB})
+    mention = resp.body["event_id"]
+
+    page1 = await bob.get(f"{V3}/notifications", params={"limit": "2"})
+    assert [n["event"]["event_id"] for n in page1.body["notifications"]] == [mention, sent[2]]
+    page2 = await bob.get(f"{V3}/notifications",
+                          params={"limit": "2", "from": page1.body["next_token"]})
+    assert [n["event"]["event_id"] for n in page2.body["notifications"]] == [sent[1], sent[0]]
+
+    only = await bob.get(f"{V3}/notifications", params={"only": "highlight"})
+    assert [n["event"]["event_id"] for n in only.body["notifications"]] == [mention]
+    bad = await bob.get(f"{V3}/notifications", params={"from": "nonsense"})
+    assert (bad.code, bad.body["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_receipt_clears_the_unread_counts(server: TestServer) -> None:
+    alice, bob, room_id = await shared_room(server)
+    await send_text(alice, room_id, "one", "t1")
+    resp = await alice.put(f"{V3}/rooms/{room_id}/send/m.room.message/t2",
+                           {"msgtype": "m.text", "body": "two", "m.mentions": MENTION_BOB})
+    second = resp.body["event_id"]
+
+    synced = await bob.get(f"{V3}/sync")
+    counts = synced.body["rooms"]["join"][room_id]["unread_notifications"]
+    assert counts == {"notification_count": 2, "highlight_count": 1}
+
+    await receipt(bob, room_id, second)
+    after = await bob.get(f"{V3}/sync", params={"since": synced.body["next_batch"]})
+    assert after.body["rooms"]["join"][room_id]["unread_notifications"] == {
+        "notification_count": 0, "highlight_count": 0}
+
+
+@pytest_twisted.ensureDeferred
+async def test_thread_counts_come_per_thread(server: TestServer) -> None:
+    alice, bob, room_id = await shared_room(server)
+    root = await send_text(alice, room_id, "root", "t1")
+    await alice.put(f"{V3}/rooms/{room_id}/send/m.room.message/t2",
+                    {"msgtype": "m.text", "body": "in thread", "m.mentions": MENTION_BOB,
+                     "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+
+    flt = '{"room":{"timeline":{"unread_thread_notifications":true}}}'
+    synced = await bob.get(f"{V3}/sync", params={"filter": flt})
+
+    room = synced.body["rooms"]["join"][room_id]
+    assert room["unread_notifications"] == {"notification_count": 1, "highlight_count": 0}
+    assert room["unread_thread_notifications"] == {
+        root: {"notification_count": 1, "highlight_count": 1}}

@@ -1,0 +1,41 @@
+"""Events from another server notify local users by their push rules, as local ones do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+
+from tests.federation.conftest import federation, test_ca  # noqa: F401  (fixtures)
+from tests.federation.harness import server_name
+from tests.federation.test_rooms import create_room, q, wait_for
+
+V3 = "/_matrix/client/v3"
+
+
+@pytest_twisted.ensureDeferred
+async def test_remote_mention_notifies_and_highlights_local_user(
+        federation: Any) -> None:  # noqa: F811
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    room_id = await create_room(alice)
+    resp = await bob.post(f"{V3}/join/{q(room_id)}", params={"server_name": server_name(a)})
+    assert resp.code == 200, resp.body
+
+    resp = await alice.put(f"{V3}/rooms/{q(room_id)}/send/m.room.message/t1",
+                           {"msgtype": "m.text", "body": "hi",
+                            "m.mentions": {"user_ids": [bob.user_id]}})
+    assert resp.code == 200, resp.body
+    event_id = resp.body["event_id"]
+
+    async def notified() -> Any:
+        got = await bob.get(f"{V3}/notifications")
+        return [n for n in got.body["notifications"] if n["event"]["event_id"] == event_id]
+
+    found = await wait_for(notified)
+    assert {"set_tweak": "highlight"} in found[0]["actions"]
+    synced = await bob.get(f"{V3}/sync")
+    assert synced.body["rooms"]["join"][room_id]["unread_notifications"] == {
+        "notification_count": 1, "highlight_count": 1}
