@@ -79,8 +79,11 @@ class HttpRequest:
             raise MatrixError(413, Codes.TOO_LARGE, "Request body too large")
         if self.raw.content is None:
             return b""
-        self.raw.content.seek(0)
-        return bytes(self.raw.content.read())
+        try:
+            self.raw.content.seek(0)
+            return bytes(self.raw.content.read())
+        except ValueError:  # the client went away and Twisted closed the body
+            raise MatrixError(400, Codes.UNKNOWN, "The request body is gone") from None
 
     def json(self, *, allow_empty: bool = False) -> dict[str, Any]:
         """The body as a JSON object, with size and depth limits applied."""

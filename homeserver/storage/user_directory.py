@@ -63,7 +63,11 @@ def _upsert_txn(txn: Txn, user_id: str, display_name: str | None,
     txn.execute("INSERT INTO user_directory (user_id, display_name, avatar_url, search_key)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
                 " display_name = excluded.display_name, avatar_url = excluded.avatar_url,"
-                " search_key = excluded.search_key",
+                " search_key = excluded.search_key"
+                # unchanged: no write, so a user joining many rooms at once does
+                # not make their transactions conflict on this row (PostgreSQL)
+                " WHERE user_directory.display_name IS DISTINCT FROM excluded.display_name"
+                " OR user_directory.avatar_url IS DISTINCT FROM excluded.avatar_url",
                 (user_id, display_name, avatar_url, search_key(user_id, display_name)))
 
 
