@@ -37,6 +37,17 @@ from homeserver.storage.rooms import shares_joined_room_sql
 _CHUNK = 500
 
 
+def _keys_with_name(text: str, name: str | None) -> dict[str, Any]:
+    """Stored device keys as /keys/query serves them: the device's display
+    name in ``unsigned.device_display_name``."""
+    keys: dict[str, Any] = json.loads(text)
+    if name is not None:
+        unsigned = dict(keys.get("unsigned") or {})
+        unsigned["device_display_name"] = name
+        keys["unsigned"] = unsigned
+    return keys
+
+
 def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
@@ -162,12 +173,7 @@ class E2eKeyStore:
                     wanted = query[user_id]
                     if wanted and device_id not in wanted:
                         continue
-                    keys = json.loads(text)
-                    if name is not None:
-                        unsigned = dict(keys.get("unsigned") or {})
-                        unsigned["device_display_name"] = name
-                        keys["unsigned"] = unsigned
-                    out.setdefault(user_id, {})[device_id] = keys
+                    out.setdefault(user_id, {})[device_id] = _keys_with_name(text, name)
             return out
 
         return await self.db.run_interaction("get_e2e_device_keys", txn_fn)
@@ -413,12 +419,7 @@ class E2eKeyStore:
                     wanted = query[user_id]
                     if wanted and device_id not in wanted:
                         continue
-                    keys = json.loads(text)
-                    if name is not None:
-                        unsigned = dict(keys.get("unsigned") or {})
-                        unsigned["device_display_name"] = name
-                        keys["unsigned"] = unsigned
-                    out.setdefault(user_id, {})[device_id] = keys
+                    out.setdefault(user_id, {})[device_id] = _keys_with_name(text, name)
             for user_id in cached:
                 out.setdefault(user_id, {})
             return out, set(users) - cached

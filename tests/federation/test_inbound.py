@@ -14,27 +14,13 @@ from homeserver.federation.client import FederationError
 from tests.federation.harness import restart, server_name, take_down
 from tests.federation.test_rooms import (
     _has_body,
-    _joined,
-    create_room,
+    joined_pair,
     q,
     send_text,
     timeline_bodies,
     wait_for,
 )
 from tests.harness import TestServer
-
-
-async def joined_pair(federation: Any) -> tuple[TestServer, TestServer, Any, Any, str]:
-    a = await federation()
-    b = await federation()
-    alice = await a.register("alice")
-    bob = await b.register("bob")
-    room_id = await create_room(alice)
-    resp = await bob.post(f"/_matrix/client/v3/join/{q(room_id)}",
-                          params={"server_name": server_name(a)})
-    assert resp.code == 200, resp.body
-    await wait_for(lambda: _joined(alice, room_id, bob.user_id))
-    return a, b, alice, bob, room_id
 
 
 async def forge_message(a: TestServer, room_id: str, sender: str, body: str,

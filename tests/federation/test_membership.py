@@ -9,12 +9,13 @@ import pytest_twisted
 
 from homeserver.federation.client import FederationError
 from tests.federation.harness import server_name
-from tests.federation.test_inbound import forge_message, joined_pair
+from tests.federation.test_inbound import forge_message
 from tests.federation.test_rooms import (
     _has_body,
     _joined,
     _membership_is,
     create_room,
+    joined_pair,
     q,
     send_text,
     timeline_bodies,

@@ -13,7 +13,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 
 from tests.federation.harness import server_name
-from tests.harness import Client
+from tests.harness import Client, TestServer
 
 
 def q(value: str) -> str:
@@ -159,8 +159,9 @@ async def test_remote_invite_can_be_rejected(federation: Any) -> None:
     assert room_id not in body["rooms"]["invite"]
 
 
-@pytest_twisted.ensureDeferred
-async def test_kick_ban_and_redaction_reach_the_other_server(federation: Any) -> None:
+async def joined_pair(federation: Any) -> tuple[TestServer, TestServer, Client, Client, str]:
+    """Two servers; alice (on the first) made a public room, bob (on the
+    second) joined it through her server."""
     a = await federation()
     b = await federation()
     alice = await a.register("alice")
@@ -170,6 +171,12 @@ async def test_kick_ban_and_redaction_reach_the_other_server(federation: Any) ->
                           params={"server_name": server_name(a)})
     assert resp.code == 200, resp.body
     await wait_for(lambda: _joined(alice, room_id, bob.user_id))
+    return a, b, alice, bob, room_id
+
+
+@pytest_twisted.ensureDeferred
+async def test_kick_ban_and_redaction_reach_the_other_server(federation: Any) -> None:
+    a, b, alice, bob, room_id = await joined_pair(federation)
 
     event_id = await send_text(bob, room_id, "regrettable", "t1")
     await wait_for(lambda: _has_body(alice, room_id, "regrettable"))
