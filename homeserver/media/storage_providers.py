@@ -14,8 +14,10 @@ Blocking file and network I/O runs in the reactor's thread pool.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 from typing import Any, Protocol
 
 from twisted.internet import threads
@@ -51,11 +53,20 @@ class LocalStorageProvider:
 
         def write() -> None:
             os.makedirs(os.path.dirname(full), exist_ok=True)
-            # write then rename: a reader never sees half a file
-            tmp = f"{full}.tmp{os.getpid()}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, full)
+            # write then rename: a reader never sees half a file, and two
+            # writers of one path (a thumbnail generated on upload and on
+            # request at once) each rename their own temporary file
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(full),
+                                       prefix=os.path.basename(full) + ".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, full)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
         await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), write)
 
     async def fetch(self, path: str) -> bytes | None:
