@@ -50,7 +50,8 @@ from homeserver.rooms.access import ReadAccess
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.relations import relates_within
 from homeserver.storage.e2e_keys import KeyCounts
-from homeserver.storage.push_rules import recent_actions
+from homeserver.push.rules import client_ruleset
+from homeserver.storage.push_rules import PUSH_RULES_TYPE, recent_actions
 from homeserver.storage.rooms import Membership, RoomInfo
 from homeserver.storage.streams import ONLY_USER, PRESENCE
 from homeserver.storage.sync import RoomMembership
@@ -322,6 +323,12 @@ class SyncHandler:
                 user_id, since_pos if since is not None and not changes.newly_joined else None,
                 end)
             presence = [p for p in presence if f.presence.matches(p["type"], p["sender"])]
+        if (since is None or params.full_state) and PUSH_RULES_TYPE not in global_data:
+            # a user who never changed a rule has the default ruleset, and
+            # clients (Element) read it from here, as Synapse serves it
+            global_data = dict(global_data)
+            global_data[PUSH_RULES_TYPE] = {"global": client_ruleset(
+                await self.stores.push_rules.get_ruleset(user_id))}
         account_data = [{"type": t, "content": c} for t, c in global_data.items()
                         if f.account_data.matches(t, user_id)]
 

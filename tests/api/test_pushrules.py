@@ -171,3 +171,22 @@ async def test_mentions_and_notices_follow_the_default_rules(server: TestServer)
     assert await sync_counts(bob, room_id) == {"notification_count": 1, "highlight_count": 1}
     # the sender's own messages never count for the sender
     assert await sync_counts(alice, room_id) == {"notification_count": 0, "highlight_count": 0}
+
+
+@pytest_twisted.ensureDeferred
+async def test_default_rules_are_in_the_first_sync_and_account_data(server: TestServer) -> None:
+    # a client (Element) reads the ruleset from the initial sync's account data
+    # before the user ever changed a rule
+    alice = await server.register("alice")
+    first = await alice.get(f"{V3}/sync")
+    data = {e["type"]: e["content"] for e in first.body["account_data"]["events"]}
+    rules = data["m.push_rules"]["global"]
+    assert rules == (await alice.get(f"{RULES}/")).body["global"]
+    assert [r["rule_id"] for r in rules["override"]][0] == ".m.rule.master"
+    # an incremental sync does not repeat it
+    later = await alice.get(f"{V3}/sync", params={"since": first.body["next_batch"],
+                                                  "timeout": "0"})
+    assert "m.push_rules" not in [e["type"] for e in
+                                  later.body.get("account_data", {}).get("events", [])]
+    stored = await alice.get(f"{V3}/user/{ALICE}/account_data/m.push_rules")
+    assert stored.code == 200 and stored.body["global"] == rules

@@ -14,7 +14,9 @@ from homeserver.accounts.identifiers import is_valid_room_id
 from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
+from homeserver.push.rules import client_ruleset
 from homeserver.rooms.ignored import check_ignore_list
+from homeserver.storage.push_rules import PUSH_RULES_TYPE
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -70,7 +72,12 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
     async def get_global(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/client/v3/user/{userId}/account_data/{type}"""
         check_own(req, "get")
-        content = await store.get_global_account_data(req.user_id, req.params["type"])
+        data_type = req.params["type"]
+        content = await store.get_global_account_data(req.user_id, data_type)
+        if content is None and data_type == PUSH_RULES_TYPE:
+            # the default ruleset of a user who never changed a rule
+            content = {"global": client_ruleset(
+                await hs.stores.push_rules.get_ruleset(req.user_id))}
         if content is None:
             raise not_found("Account data not found")
         return 200, content
