@@ -67,6 +67,7 @@ from homeserver.storage.event_hooks import register_persist_hook
 logger = logging.getLogger(__name__)
 
 PUSH_RULES_TYPE = "m.push_rules"
+IGNORED_USER_LIST = "m.ignored_user_list"
 MAX_CACHED_RULESETS = 20_000
 MAX_RECENT_EVENTS = 50_000
 _CHUNK = 500
@@ -183,6 +184,19 @@ def thread_of(event: Event) -> str | None:
     return None
 
 
+def _target_thread_txn(txn: Txn, event: Event, room_nid: int) -> str | None:
+    """The thread of the event an edit, reaction or reference points at: it
+    counts in that thread, not in the main timeline (spec, threading)."""
+    relates = event.content.get("m.relates_to")
+    if not isinstance(relates, dict) or not isinstance(relates.get("event_id"), str):
+        return None
+    row = txn.select_one(
+        "SELECT r.relates_to FROM events t JOIN event_relations r ON r.event_nid = t.event_nid"
+        " WHERE t.event_id = ? AND t.room_nid = ? AND r.rel_type = ?",
+        (relates["event_id"], room_nid, "m.thread"))
+    return None if row is None else str(row[0])
+
+
 class _Room:
     """The room facts the rules may ask for, read at most once per event."""
 
@@ -259,23 +273,38 @@ def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
     room_nid, stream, outlier, rejected = row
     if stream is None or int(stream) <= 0 or outlier or rejected is not None:
         return
-    # local joined members (but the sender): their member event and rules version
+    if event.type == "m.room.redaction" and isinstance(event.redacts, str):
+        # a redacted message no longer notifies anybody
+        txn.execute(
+            "DELETE FROM event_push_actions WHERE event_nid IN ("
+            " SELECT event_nid FROM events WHERE event_id = ? AND room_nid = ?)",
+            (event.redacts, room_nid))
+    # local joined members (but the sender): their member event, rules
+    # version and ignore list
     members = txn.select_all(
-        "SELECT m.user_id, e.event_id, v.version FROM room_memberships m"
+        "SELECT m.user_id, e.event_id, v.version, ig.content FROM room_memberships m"
         " JOIN users u ON u.user_id = m.user_id"
         " JOIN events e ON e.event_nid = m.event_nid"
         " LEFT JOIN push_rules_versions v ON v.user_id = m.user_id"
+        " LEFT JOIN account_data ig ON ig.user_id = m.user_id AND ig.room_id = ?"
+        "  AND ig.data_type = ?"
         " WHERE m.room_nid = ? AND m.membership = ? AND m.user_id <> ? AND u.deactivated = 0",
-        (room_nid, "join", event.sender))
+        (GLOBAL_ROOM, IGNORED_USER_LIST, room_nid, "join", event.sender))
     if event.type == "m.room.member" and event.content.get("membership") == "invite" \
             and isinstance(event.state_key, str) and event.state_key != event.sender:
         invitee = txn.select_one(
-            "SELECT u.user_id, v.version FROM users u"
+            "SELECT u.user_id, v.version, ig.content FROM users u"
             " LEFT JOIN push_rules_versions v ON v.user_id = u.user_id"
-            " WHERE u.user_id = ? AND u.deactivated = 0", (event.state_key,))
+            " LEFT JOIN account_data ig ON ig.user_id = u.user_id AND ig.room_id = ?"
+            "  AND ig.data_type = ?"
+            " WHERE u.user_id = ? AND u.deactivated = 0",
+            (GLOBAL_ROOM, IGNORED_USER_LIST, event.state_key))
         if invitee is not None:
             members = [m for m in members if m[0] != invitee[0]]
-            members.append((invitee[0], event.event_id, invitee[1]))
+            members.append((invitee[0], event.event_id, invitee[1], invitee[2]))
+    # nothing from a user somebody ignores notifies them (their client
+    # hides it: a count it could not clear would stay unread)
+    members = [m for m in members if m[3] is None or not _ignores(m[3], event.sender)]
     if not members:
         _RECENT.merge(event.event_id, {})
         return
@@ -291,6 +320,17 @@ def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
             " notify, highlight, thread_id, actions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (event_nid, user_id) DO NOTHING", rows)
     _RECENT.merge(event.event_id, computed)
+
+
+def _ignores(ignore_list: str, sender: str) -> bool:
+    """Whether an ``m.ignored_user_list`` content (JSON text) names ``sender``."""
+    if sender not in ignore_list:
+        return False
+    try:
+        ignored = json.loads(ignore_list).get("ignored_users")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(ignored, dict) and sender in ignored
 
 
 def _evaluate_txn(txn: Txn, event: Event, event_nid: int, room_nid: int, stream: int,
@@ -309,10 +349,10 @@ def _evaluate_txn(txn: Txn, event: Event, event_nid: int, room_nid: int, stream:
             return names.get(user_id) or None
         return get
 
-    thread_id = thread_of(event)
+    thread_id = thread_of(event) or _target_thread_txn(txn, event, room_nid)
     rows: list[tuple[Any, ...]] = []
     computed: dict[str, tuple[int, int]] = {}
-    for user_id, _, version in members:
+    for user_id, _, version, _ in members:
         ruleset = _ruleset_txn(txn, user_id, version)
         ctx = RoomContext(user_id=user_id, member_count=room.member_count,
                           display_name=name_of(user_id), sender_power=room.sender_power,

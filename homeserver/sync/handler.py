@@ -46,11 +46,11 @@ from twisted.internet import defer
 from homeserver.events.model import Event
 from homeserver.http.request import Requester
 from homeserver.http.resource import EncodedDict, encode_json
+from homeserver.push.rules import client_ruleset
 from homeserver.rooms.access import ReadAccess
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.relations import relates_within
 from homeserver.storage.e2e_keys import KeyCounts
-from homeserver.push.rules import client_ruleset
 from homeserver.storage.push_rules import PUSH_RULES_TYPE, recent_actions
 from homeserver.storage.rooms import Membership, RoomInfo
 from homeserver.storage.streams import ONLY_USER, PRESENCE

@@ -88,3 +88,73 @@ async def test_thread_counts_come_per_thread(server: TestServer) -> None:
     assert room["unread_notifications"] == {"notification_count": 1, "highlight_count": 0}
     assert room["unread_thread_notifications"] == {
         root: {"notification_count": 1, "highlight_count": 1}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_messages_from_an_ignored_user_do_not_notify(server: TestServer) -> None:
+    alice, bob, room_id = await shared_room(server)
+    assert (await bob.put(f"{V3}/user/@bob:test.local/account_data/m.ignored_user_list",
+                          {"ignored_users": {"@alice:test.local": {}}})).code == 200
+    await send_text(alice, room_id, "you will not see this", "t1")
+    await alice.put(f"{V3}/rooms/{room_id}/send/m.room.message/t2",
+                    {"msgtype": "m.text", "body": "nor this", "m.mentions": MENTION_BOB})
+
+    synced = await bob.get(f"{V3}/sync")
+    assert synced.body["rooms"]["join"][room_id]["unread_notifications"] == {
+        "notification_count": 0, "highlight_count": 0}
+    assert (await bob.get(f"{V3}/notifications")).body["notifications"] == []
+
+    # un-ignored, the next message notifies again
+    await bob.put(f"{V3}/user/@bob:test.local/account_data/m.ignored_user_list",
+                  {"ignored_users": {}})
+    await send_text(alice, room_id, "hello again", "t3")
+    after = await bob.get(f"{V3}/sync", params={"since": synced.body["next_batch"]})
+    assert after.body["rooms"]["join"][room_id]["unread_notifications"] == {
+        "notification_count": 1, "highlight_count": 0}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_redacted_message_no_longer_notifies(server: TestServer) -> None:
+    alice, bob, room_id = await shared_room(server)
+    kept = await send_text(alice, room_id, "kept", "t1")
+    resp = await alice.put(f"{V3}/rooms/{room_id}/send/m.room.message/t2",
+                           {"msgtype": "m.text", "body": "oops", "m.mentions": MENTION_BOB})
+    oops = resp.body["event_id"]
+    synced = await bob.get(f"{V3}/sync")
+    assert synced.body["rooms"]["join"][room_id]["unread_notifications"] == {
+        "notification_count": 2, "highlight_count": 1}
+
+    assert (await alice.put(f"{V3}/rooms/{room_id}/redact/{oops}/r1", {})).code == 200
+
+    after = await bob.get(f"{V3}/sync", params={"since": synced.body["next_batch"]})
+    assert after.body["rooms"]["join"][room_id]["unread_notifications"] == {
+        "notification_count": 1, "highlight_count": 0}
+    listed = (await bob.get(f"{V3}/notifications")).body["notifications"]
+    assert [n["event"]["event_id"] for n in listed] == [kept]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reaction_to_a_thread_reply_counts_in_that_thread(server: TestServer) -> None:
+    alice, bob, room_id = await shared_room(server)
+    # bob wants to hear about reactions
+    rule = await bob.put(f"{V3}/pushrules/global/override/reactions",
+                         {"conditions": [{"kind": "event_match", "key": "type",
+                                          "pattern": "m.reaction"}],
+                          "actions": ["notify"]})
+    assert rule.code == 200, rule.body
+    root = await send_text(bob, room_id, "root", "b1")
+    resp = await bob.put(f"{V3}/rooms/{room_id}/send/m.room.message/b2",
+                         {"msgtype": "m.text", "body": "reply",
+                          "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    reply = resp.body["event_id"]
+    assert (await alice.put(f"{V3}/rooms/{room_id}/send/m.reaction/a1",
+                            {"m.relates_to": {"rel_type": "m.annotation", "event_id": reply,
+                                              "key": "👍"}})).code == 200
+
+    flt = '{"room":{"timeline":{"unread_thread_notifications":true}}}'
+    synced = await bob.get(f"{V3}/sync", params={"filter": flt})
+
+    room = synced.body["rooms"]["join"][room_id]
+    assert room["unread_notifications"] == {"notification_count": 0, "highlight_count": 0}
+    assert room["unread_thread_notifications"] == {
+        root: {"notification_count": 1, "highlight_count": 0}}
