@@ -45,6 +45,7 @@ from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.event_hooks import run_persist_hooks
 from homeserver.storage.events import EventStore
+from homeserver.storage.push_rules import notify_remote_invite_txn
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.state import StateKey, StateStore
 from homeserver.storage.streams import next_stream_id_txn
@@ -511,6 +512,7 @@ class FederationEventStore:
         assert event.state_key is not None
         RoomStore.set_membership_txn(txn, event.state_key, room_nid,
                                      event.membership or "invite", event_nid, stream)
+        notify_remote_invite_txn(txn, event, event_nid)
         txn.new_events.append((event, stream))
         return stream
 

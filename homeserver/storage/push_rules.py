@@ -271,7 +271,11 @@ def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
     if row is None:
         return
     room_nid, stream, outlier, rejected = row
-    if stream is None or int(stream) <= 0 or outlier or rejected is not None:
+    if stream is None or int(stream) <= 0 or rejected is not None:
+        return
+    if outlier and not _is_invite(event):
+        # only the invite of a local user to a room we do not hold is an
+        # outlier with a place in the stream (it notifies the invitee)
         return
     if event.type == "m.room.redaction" and isinstance(event.redacts, str):
         # a redacted message no longer notifies anybody
@@ -290,8 +294,8 @@ def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
         "  AND ig.data_type = ?"
         " WHERE m.room_nid = ? AND m.membership = ? AND m.user_id <> ? AND u.deactivated = 0",
         (GLOBAL_ROOM, IGNORED_USER_LIST, room_nid, "join", event.sender))
-    if event.type == "m.room.member" and event.content.get("membership") == "invite" \
-            and isinstance(event.state_key, str) and event.state_key != event.sender:
+    if _is_invite(event):
+        assert event.state_key is not None
         invitee = txn.select_one(
             "SELECT u.user_id, v.version, ig.content FROM users u"
             " LEFT JOIN push_rules_versions v ON v.user_id = u.user_id"
@@ -320,6 +324,17 @@ def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
             " notify, highlight, thread_id, actions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (event_nid, user_id) DO NOTHING", rows)
     _RECENT.merge(event.event_id, computed)
+
+
+def _is_invite(event: Event) -> bool:
+    return (event.type == "m.room.member" and event.content.get("membership") == "invite"
+            and isinstance(event.state_key, str) and event.state_key != event.sender)
+
+
+def notify_remote_invite_txn(txn: Txn, event: Event, event_nid: int) -> None:
+    """Push actions for the invite of a local user to a room we do not hold
+    (stored as an outlier, so the persist hooks do not run for it)."""
+    _persist_hook(txn, event, event_nid)
 
 
 def _ignores(ignore_list: str, sender: str) -> bool:

@@ -39,3 +39,27 @@ async def test_remote_mention_notifies_and_highlights_local_user(
     synced = await bob.get(f"{V3}/sync")
     assert synced.body["rooms"]["join"][room_id]["unread_notifications"] == {
         "notification_count": 1, "highlight_count": 1}
+
+
+@pytest_twisted.ensureDeferred
+async def test_invite_from_another_server_notifies_the_invitee(
+        federation: Any) -> None:  # noqa: F811
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    room_id = await create_room(alice)
+    resp = await alice.post(f"{V3}/rooms/{q(room_id)}/invite", {"user_id": bob.user_id})
+    assert resp.code == 200, resp.body
+
+    async def notified() -> Any:
+        got = await bob.get(f"{V3}/notifications")
+        return [n for n in got.body["notifications"] if n["room_id"] == room_id]
+
+    # the invite reaches bob's server as an outlier (it holds no state of the
+    # room) and still notifies him by .m.rule.invite_for_me
+    found = await wait_for(notified)
+    invite = found[0]["event"]
+    assert invite["type"] == "m.room.member" and invite["state_key"] == bob.user_id
+    assert invite["content"]["membership"] == "invite"
+    assert "notify" in found[0]["actions"]
