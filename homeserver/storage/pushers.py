@@ -8,9 +8,10 @@ the last run stopped. A new pusher starts at the current stream position:
 it is not sent the user's old notifications.
 
 The pusher's reads skip what the user has already read: an action at or
-before the event of the user's newest unthreaded/main ``m.read`` or
-``m.read.private`` receipt in the room neither goes out nor counts as
-unread, as on Synapse.
+before the event of a ``m.read`` or ``m.read.private`` receipt of the user
+that covers its thread (unthreaded: all; "main": the main timeline; a
+thread root: that thread) neither goes out nor counts as unread, as the
+/sync counts see it.
 """
 
 from __future__ import annotations
@@ -25,15 +26,18 @@ _PUSHER_COLUMNS = ("user_id, device_id, kind, app_id, pushkey, app_display_name,
                    " device_display_name, profile_tag, lang, data, pushkey_ts,"
                    " last_stream_ordering, failing_since_ts")
 
-# the stream position of the user's read receipt in the action's room
-# (0: none); the receipt types and threads of storage/receipts.py
-_READ_UPTO = (
-    "COALESCE((SELECT MAX(rev.stream_ordering) FROM receipts r"
+# the action ``a`` is not yet read: no read receipt of its user in its room
+# at or after it that covers its thread (an unthreaded receipt covers
+# everything, a "main" one the main timeline, a thread's its thread), as the
+# /sync counts see it (storage/receipts.py)
+_UNREAD = (
+    "NOT EXISTS (SELECT 1 FROM receipts r"
     " JOIN events rev ON rev.event_id = r.event_id"
     " JOIN rooms rr ON rr.room_id = r.room_id"
     " WHERE rr.room_nid = a.room_nid AND r.user_id = a.user_id"
     " AND r.receipt_type IN ('m.read', 'm.read.private')"
-    " AND r.thread_id IN ('', 'main')), 0)")
+    " AND (r.thread_id = '' OR r.thread_id = COALESCE(a.thread_id, 'main'))"
+    " AND rev.stream_ordering >= a.stream_ordering)")
 
 
 @dataclass(frozen=True)
@@ -231,7 +235,7 @@ class PusherStore:
             " JOIN events ev ON ev.event_nid = a.event_nid"
             " JOIN rooms ro ON ro.room_nid = a.room_nid"
             " WHERE a.user_id = ? AND a.stream_ordering > ? AND a.stream_ordering <= ?"
-            f" AND a.notify = 1 AND a.stream_ordering > {_READ_UPTO}"
+            f" AND a.notify = 1 AND {_UNREAD}"
             " ORDER BY a.stream_ordering LIMIT ?",
             (user_id, after, upto, limit))
         return [PushAction(int(r[0]), str(r[1]), str(r[2]), bool(r[3]), _tweaks(r[4], bool(r[3])))
@@ -244,7 +248,7 @@ class PusherStore:
             "SELECT COUNT(*) FROM event_push_actions a"
             " JOIN room_memberships m ON m.user_id = a.user_id AND m.room_nid = a.room_nid"
             " WHERE a.user_id = ? AND a.notify = 1 AND m.membership = 'join'"
-            f" AND a.stream_ordering > {_READ_UPTO}",
+            f" AND {_UNREAD}",
             (user_id,))
         return int(rows[0][0]) if rows else 0
 

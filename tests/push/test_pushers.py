@@ -178,6 +178,33 @@ async def test_unread_count_covers_all_unread_and_drops_with_a_receipt(
 
 
 @pytest_twisted.ensureDeferred
+async def test_unread_count_follows_threaded_receipts(
+        server: TestServer, gateway: PushGateway) -> None:
+    alice, bob, room_id = await bob_with_pusher(server, gateway, format="event_id_only")
+    root = await send_text(alice, room_id, "root", "t1")
+    resp = await alice.put(f"{V3}/rooms/{room_id}/send/m.room.message/t2",
+                           {"msgtype": "m.text", "body": "in thread",
+                            "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    reply = resp.body["event_id"]
+    await gateway.wait_for(2)
+
+    # reading the main timeline leaves the thread unread, and the reverse
+    resp = await bob.post(f"{V3}/rooms/{room_id}/receipt/m.read/{root}",
+                          {"thread_id": "main"})
+    assert resp.code == 200, resp.body
+    await send_text(alice, room_id, "main again", "t3")
+    notes = await gateway.wait_for(3)
+    assert notes[2]["counts"] == {"unread": 2}  # the thread reply and the new one
+
+    resp = await bob.post(f"{V3}/rooms/{room_id}/receipt/m.read/{reply}",
+                          {"thread_id": root})
+    assert resp.code == 200, resp.body
+    await send_text(alice, room_id, "main once more", "t4")
+    notes = await gateway.wait_for(4)
+    assert notes[3]["counts"] == {"unread": 2}  # the two main messages after the root
+
+
+@pytest_twisted.ensureDeferred
 async def test_event_id_only_format_sends_no_event_details(server: TestServer,
                                                             gateway: PushGateway) -> None:
     alice, bob, room_id = await bob_with_pusher(server, gateway, format="event_id_only")
