@@ -61,6 +61,10 @@ MAX_MISSING = 20
 # events asked for in one /backfill, and servers tried
 MAX_BACKFILL = 100
 MAX_BACKFILL_SERVERS = 3
+# a server whose /backfill failed is not asked again for this long: a client
+# paging back through a room whose other servers are down waits once, not at
+# every page
+BACKFILL_FAILURE_MEMORY_MS = 60_000
 FEDERATION_V1 = "/_matrix/federation/v1"
 
 StateIds = dict[StateKey, str]
@@ -114,6 +118,8 @@ class FederationEventHandler:
     def __init__(self, hs: "HomeServer") -> None:
         self.hs = hs
         self.stores = hs.stores
+        # server -> when its /backfill last failed (ms)
+        self._backfill_failed: dict[str, int] = {}
 
     # -- checking ----------------------------------------------------------
 
@@ -526,8 +532,15 @@ class FederationEventHandler:
         if held >= wanted or earliest is None or complete:
             return
         members = await self.stores.rooms.get_members(room.room_nid)
+        now = self.hs.now_ms()
+        for server, failed_at in list(self._backfill_failed.items()):
+            if now - failed_at >= BACKFILL_FAILURE_MEMORY_MS:
+                del self._backfill_failed[server]
+        # servers our sender knows to be down, or that just failed a
+        # backfill, are skipped: a client waits for history at most once
         servers = [s for s in dict.fromkeys(_server_of(m) for m in members)
-                   if s and s != self.hs.hostname]
+                   if s and s != self.hs.hostname and s not in self._backfill_failed
+                   and not self.hs.federation_sender.is_down(s)]
         rv = KNOWN_ROOM_VERSIONS[room.room_version]
         for server in servers[:MAX_BACKFILL_SERVERS]:
             try:
@@ -536,6 +549,8 @@ class FederationEventHandler:
                     {"v": [earliest], "limit": str(min(wanted - held + 1, MAX_BACKFILL))})
             except (RequestFailed, FederationError) as e:
                 logger.info("backfill of %s from %s failed: %s", room.room_id, server, e)
+                if isinstance(e, RequestFailed):  # no answer (an error answer is one)
+                    self._backfill_failed[server] = self.hs.now_ms()
                 continue
             pdus = _list(body.get("pdus")) if isinstance(body, dict) else []
             events = await self.check_pdus(pdus[:MAX_BACKFILL], rv, room.room_id)

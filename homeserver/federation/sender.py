@@ -310,6 +310,12 @@ class FederationSender:
         q.retry_at = 0
         self._wake(q)
 
+    def is_down(self, destination: str) -> bool:
+        """Whether ``destination`` is in backoff (it failed and its retry is
+        not yet due): other requests to it may skip it."""
+        q = self._destinations.get(destination)
+        return q is not None and q.retry_at > self.hs.now_ms()
+
     def _queue(self, destination: str) -> _Destination:
         q = self._destinations.get(destination)
         if q is None:

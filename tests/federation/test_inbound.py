@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest_twisted
 from signedjson.key import generate_signing_key
+from twisted.internet import defer, reactor
+from twisted.internet.protocol import Factory, Protocol
 
 from homeserver.events.builder import build_event
+from homeserver.events.hashes import compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.federation.client import FederationError
-from tests.federation.harness import restart, server_name, take_down
+from tests.federation.harness import _cut_connections, restart, server_name, take_down
 from tests.federation.test_rooms import (
     _has_body,
     joined_pair,
@@ -21,6 +24,10 @@ from tests.federation.test_rooms import (
     wait_for,
 )
 from tests.harness import TestServer
+
+
+async def _true_when(value: bool) -> bool | None:
+    return value or None
 
 
 async def forge_message(a: TestServer, room_id: str, sender: str, body: str,
@@ -194,3 +201,56 @@ async def test_a_chain_of_messages_in_one_transaction_arrives_in_order(federatio
     # bob's server carries on the chain: its next event builds on the last one
     await send_text(bob, room_id, "after the chain", "c1")
     await wait_for(lambda: _has_body(alice, room_id, "after the chain"))
+
+
+class _BlackHole(Protocol):
+    """Accepts a connection and never answers (not even the TLS handshake)."""
+
+    def connectionMade(self) -> None:
+        self.factory.accepted.append(self.transport)  # type: ignore[attr-defined]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_hanging_origin_does_not_hold_up_the_room(federation: Any) -> None:
+    """A server sends us an event whose predecessor we lack, then hangs when
+    we ask it for the gap: our users keep talking in the room meanwhile."""
+    a, b, alice, bob, room_id = await joined_pair(federation)
+    # two events of A's: the first never sent, the second built on it
+    missing = await forge_message(a, room_id, alice.user_id, "never sent", a.hs.signing_key)
+    rv = KNOWN_ROOM_VERSIONS[(await a.hs.stores.rooms.get_room(room_id)).room_version]
+    missing_id = compute_event_id(missing, rv)
+    after, _ = build_event(room_version=rv, room_id=room_id, sender=alice.user_id,
+                           event_type="m.room.message",
+                           content={"msgtype": "m.text", "body": "after the gap"},
+                           prev_event_ids=[missing_id], auth_event_ids=missing["auth_events"],
+                           depth=missing["depth"] + 1, origin=a.hs.hostname,
+                           origin_server_ts=a.hs.now_ms(), signing_key=a.hs.signing_key)
+    # A's federation listener now accepts connections and never answers
+    port_number = int(server_name(a).rsplit(":", 1)[1])
+    fed_port = next(p for p in a.hs.ports if p.getHost().port == port_number)
+    await fed_port.stopListening()
+    a.hs.ports.remove(fed_port)
+    _cut_connections(a)  # B's pooled connections to A go too
+    hole = Factory.forProtocol(_BlackHole)
+    hole.accepted = []  # type: ignore[attr-defined]
+    hole_port = reactor.listenTCP(port_number, hole,  # type: ignore[attr-defined]
+                                  interface="127.0.0.1")
+    try:
+        sent = defer.ensureDeferred(a.hs.federation_client.put_json(
+            server_name(b), "/_matrix/federation/v1/send/gap1",
+            {"origin": a.hs.hostname, "origin_server_ts": a.hs.now_ms(), "pdus": [after]}))
+        # B asks A for the gap: its request hangs in the black hole
+        await wait_for(lambda: _true_when(bool(hole.accepted)))  # type: ignore[attr-defined]
+
+        await send_text(bob, room_id, "still talking", "b1")
+        synced = await bob.get("/_matrix/client/v3/sync")
+        timeline = synced.body["rooms"]["join"][room_id]["timeline"]["events"]
+        assert "still talking" in [e["content"].get("body") for e in timeline]
+        assert not sent.called  # A's transaction is still being handled
+    finally:
+        for transport in hole.accepted:  # type: ignore[attr-defined]
+            transport.abortConnection()
+        await hole_port.stopListening()
+    # the fetch fails; the transaction gets an answer, not a 500
+    resp = await sent
+    assert set(resp["pdus"]) == {compute_event_id(after, rv)}
