@@ -38,7 +38,11 @@ from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.event_hooks import run_persist_hooks
+from homeserver.storage.event_hooks import (
+    MessageBatch,
+    run_message_batch_hooks,
+    run_persist_hooks,
+)
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.state import StateKey, StateStore
 from homeserver.storage.streams import next_stream_id_txn, next_stream_ids_txn
@@ -397,8 +401,9 @@ class EventStore:
                      " created_ts)",
                      [(t.user_id, t.scope, room_nid, t.txn_id, nids[e.event_id], now_ms)
                       for e, t in events if t is not None])
-        for event in evs:
-            run_persist_hooks(txn, event, nids[event.event_id])
+        run_message_batch_hooks(txn, MessageBatch(room_nid, [
+            (event, nids[event.event_id], stream)
+            for event, stream in zip(evs, streams, strict=True)]))
         txn.new_events.extend(zip(evs, streams, strict=True))
         return [PersistedEvent(nids[e.event_id], stream, snapshot)
                 for e, stream in zip(evs, streams, strict=True)]

@@ -62,7 +62,7 @@ from homeserver.push.evaluator import (
 from homeserver.push.rules import DEFAULT_KIND_OF, build_ruleset, client_ruleset
 from homeserver.storage.account_data import GLOBAL_ROOM, AccountDataStore
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.event_hooks import register_persist_hook
+from homeserver.storage.event_hooks import MessageBatch, register_persist_hook
 
 logger = logging.getLogger(__name__)
 
@@ -198,14 +198,14 @@ def _target_thread_txn(txn: Txn, event: Event, room_nid: int) -> str | None:
 
 
 class _Room:
-    """The room facts the rules may ask for, read at most once per event."""
+    """The room facts the rules may ask for, each read at most once per
+    event, or per batch of plain messages (which change no state)."""
 
-    def __init__(self, txn: Txn, room_nid: int, sender: str) -> None:
+    def __init__(self, txn: Txn, room_nid: int) -> None:
         self.txn = txn
         self.room_nid = room_nid
-        self.sender = sender
         self._count: int | None = None
-        self._levels: tuple[dict[str, Any] | None, int] | None = None
+        self._levels: tuple[dict[str, Any] | None, frozenset[str]] | None = None
 
     def member_count(self) -> int:
         if self._count is None:
@@ -214,7 +214,7 @@ class _Room:
                 (self.room_nid, "join")))
         return self._count
 
-    def _power(self) -> tuple[dict[str, Any] | None, int]:
+    def _power(self) -> tuple[dict[str, Any] | None, frozenset[str]]:
         if self._levels is None:
             rows = self.txn.select_all(
                 "SELECT sk.event_type, e.sender, e.json FROM current_state cs"
@@ -230,11 +230,12 @@ class _Room:
                 else:
                     content = json.loads(text).get("content")
                     levels = content if isinstance(content, dict) else {}
-            self._levels = (levels, user_power_level(levels, self.sender, frozenset(creators)))
+            self._levels = (levels, frozenset(creators))
         return self._levels
 
-    def sender_power(self) -> int:
-        return self._power()[1]
+    def power_of(self, user_id: str) -> int:
+        levels, creators = self._power()
+        return user_power_level(levels, user_id, creators)
 
     def notification_power(self, key: str) -> int:
         return notification_level(self._power()[0], key)
@@ -264,6 +265,49 @@ def _display_names_txn(txn: Txn, member_events: dict[str, str]) -> dict[str, str
     return out
 
 
+def _members_txn(txn: Txn, room_nid: int) -> list[tuple[Any, ...]]:
+    """The room's joined local users: (user ID, member event ID, rules
+    version, ignore list JSON)."""
+    return txn.select_all(
+        "SELECT m.user_id, e.event_id, v.version, ig.content FROM room_memberships m"
+        " JOIN users u ON u.user_id = m.user_id"
+        " JOIN events e ON e.event_nid = m.event_nid"
+        " LEFT JOIN push_rules_versions v ON v.user_id = m.user_id"
+        " LEFT JOIN account_data ig ON ig.user_id = m.user_id AND ig.room_id = ?"
+        "  AND ig.data_type = ?"
+        " WHERE m.room_nid = ? AND m.membership = ? AND u.deactivated = 0",
+        (GLOBAL_ROOM, IGNORED_USER_LIST, room_nid, "join"))
+
+
+def _recipients(members: list[tuple[Any, ...]], sender: str) -> list[tuple[Any, ...]]:
+    # not the sender; and nothing from a user somebody ignores notifies them
+    # (their client hides it: a count it could not clear would stay unread)
+    return [m for m in members
+            if m[0] != sender and (m[3] is None or not _ignores(m[3], sender))]
+
+
+def _evaluate_and_record_txn(txn: Txn, room: _Room, events: list[tuple[Event, int, int]],
+                             members: list[tuple[Any, ...]]) -> None:
+    rows: list[tuple[Any, ...]] = []
+    for event, event_nid, stream in events:
+        recipients = _recipients(members, event.sender)
+        if not recipients:
+            _RECENT.merge(event.event_id, {})
+            continue
+        try:
+            found, computed = _evaluate_txn(txn, event, event_nid, room, stream, recipients)
+        except Exception:  # odd content must never fail the persist
+            logger.exception("push rule evaluation failed for %s", event.event_id)
+            continue
+        rows += found
+        _RECENT.merge(event.event_id, computed)
+    if rows:
+        txn.execute_many(
+            "INSERT INTO event_push_actions (event_nid, room_nid, user_id, stream_ordering,"
+            " notify, highlight, thread_id, actions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (event_nid, user_id) DO NOTHING", rows)
+
+
 def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
     row = txn.select_one(
         "SELECT room_nid, stream_ordering, outlier, rejected_reason FROM events"
@@ -283,17 +327,7 @@ def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
             "DELETE FROM event_push_actions WHERE event_nid IN ("
             " SELECT event_nid FROM events WHERE event_id = ? AND room_nid = ?)",
             (event.redacts, room_nid))
-    # local joined members (but the sender): their member event, rules
-    # version and ignore list
-    members = txn.select_all(
-        "SELECT m.user_id, e.event_id, v.version, ig.content FROM room_memberships m"
-        " JOIN users u ON u.user_id = m.user_id"
-        " JOIN events e ON e.event_nid = m.event_nid"
-        " LEFT JOIN push_rules_versions v ON v.user_id = m.user_id"
-        " LEFT JOIN account_data ig ON ig.user_id = m.user_id AND ig.room_id = ?"
-        "  AND ig.data_type = ?"
-        " WHERE m.room_nid = ? AND m.membership = ? AND m.user_id <> ? AND u.deactivated = 0",
-        (GLOBAL_ROOM, IGNORED_USER_LIST, room_nid, "join", event.sender))
+    members = _members_txn(txn, int(room_nid))
     if _is_invite(event):
         assert event.state_key is not None
         invitee = txn.select_one(
@@ -306,24 +340,18 @@ def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
         if invitee is not None:
             members = [m for m in members if m[0] != invitee[0]]
             members.append((invitee[0], event.event_id, invitee[1], invitee[2]))
-    # nothing from a user somebody ignores notifies them (their client
-    # hides it: a count it could not clear would stay unread)
-    members = [m for m in members if m[3] is None or not _ignores(m[3], event.sender)]
-    if not members:
-        _RECENT.merge(event.event_id, {})
-        return
-    try:
-        rows, computed = _evaluate_txn(txn, event, event_nid, int(room_nid), int(stream),
-                                       members)
-    except Exception:  # odd content must never fail the persist
-        logger.exception("push rule evaluation failed for %s", event.event_id)
-        return
-    if rows:
-        txn.execute_many(
-            "INSERT INTO event_push_actions (event_nid, room_nid, user_id, stream_ordering,"
-            " notify, highlight, thread_id, actions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (event_nid, user_id) DO NOTHING", rows)
-    _RECENT.merge(event.event_id, computed)
+    _evaluate_and_record_txn(txn, _Room(txn, int(room_nid)), [(event, event_nid, int(stream))],
+                             members)
+
+
+def _batch_hook(txn: Txn, batch: MessageBatch) -> None:
+    """Plain messages of one room: the members, their rules and the room's
+    facts are read once for the whole batch."""
+    events = [(e, nid, stream) for e, nid, stream in batch.events
+              if e.rejected_reason is None and stream > 0]
+    if events:
+        _evaluate_and_record_txn(txn, _Room(txn, batch.room_nid), events,
+                                 _members_txn(txn, batch.room_nid))
 
 
 def _is_invite(event: Event) -> bool:
@@ -348,11 +376,11 @@ def _ignores(ignore_list: str, sender: str) -> bool:
     return isinstance(ignored, dict) and sender in ignored
 
 
-def _evaluate_txn(txn: Txn, event: Event, event_nid: int, room_nid: int, stream: int,
+def _evaluate_txn(txn: Txn, event: Event, event_nid: int, room: _Room, stream: int,
                   members: list[tuple[Any, ...]],
                   ) -> tuple[list[tuple[Any, ...]], dict[str, tuple[int, int]]]:
+    room_nid = room.room_nid
     push_event = PushEvent(event.json)
-    room = _Room(txn, room_nid, event.sender)
     member_events = {str(m[0]): str(m[1]) for m in members}
     names: dict[str, str] | None = None
 
@@ -364,13 +392,16 @@ def _evaluate_txn(txn: Txn, event: Event, event_nid: int, room_nid: int, stream:
             return names.get(user_id) or None
         return get
 
+    def sender_power() -> int:
+        return room.power_of(event.sender)
+
     thread_id = thread_of(event) or _target_thread_txn(txn, event, room_nid)
     rows: list[tuple[Any, ...]] = []
     computed: dict[str, tuple[int, int]] = {}
     for user_id, _, version, _ in members:
         ruleset = _ruleset_txn(txn, user_id, version)
         ctx = RoomContext(user_id=user_id, member_count=room.member_count,
-                          display_name=name_of(user_id), sender_power=room.sender_power,
+                          display_name=name_of(user_id), sender_power=sender_power,
                           notification_power=room.notification_power)
         _, actions = evaluate(ruleset, push_event, ctx)
         notify = notifies(actions)
@@ -382,7 +413,7 @@ def _evaluate_txn(txn: Txn, event: Event, event_nid: int, room_nid: int, stream:
     return rows, computed
 
 
-register_persist_hook(_persist_hook)
+register_persist_hook(_persist_hook, _batch_hook)
 
 
 def recent_actions(event_id: str) -> dict[str, tuple[int, int]] | None:

@@ -158,3 +158,41 @@ async def test_a_reaction_to_a_thread_reply_counts_in_that_thread(server: TestSe
     assert room["unread_notifications"] == {"notification_count": 0, "highlight_count": 0}
     assert room["unread_thread_notifications"] == {
         root: {"notification_count": 1, "highlight_count": 0}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_messages_sent_at_once_each_notify_and_are_searchable(server: TestServer) -> None:
+    """Concurrent sends are written in batches (one transaction, one read of
+    the room's members and rules for the batch): each message still notifies
+    each reader by their own rules, and each is indexed for search."""
+    from twisted.internet import defer
+
+    alice, bob, room_id = await shared_room(server)
+    carol = await server.register("carol")
+    assert (await carol.post(f"{V3}/join/{room_id}", {})).code == 200
+    assert (await bob.put(f"{V3}/user/@bob:test.local/account_data/m.ignored_user_list",
+                          {"ignored_users": {"@carol:test.local": {}}})).code == 200
+
+    def content(k: int) -> dict[str, object]:
+        body: dict[str, object] = {"msgtype": "m.text", "body": f"burst word{k}"}
+        if k == 0:
+            body["m.mentions"] = MENTION_BOB
+        return body
+    sends = [defer.ensureDeferred((alice if k % 2 == 0 else carol).put(
+        f"{V3}/rooms/{room_id}/send/m.room.message/b{k}", content(k))) for k in range(24)]
+    results = await defer.gatherResults(sends)
+    assert [r.code for r in results] == [200] * 24
+
+    counts = {}
+    for who in (alice, bob, carol):
+        synced = await who.get(f"{V3}/sync")
+        counts[who.user_id] = synced.body["rooms"]["join"][room_id]["unread_notifications"]
+    # bob: alice's 12 (one a mention), none of carol's; alice and carol: each other's
+    assert counts["@bob:test.local"] == {"notification_count": 12, "highlight_count": 1}
+    assert counts["@alice:test.local"] == {"notification_count": 12, "highlight_count": 0}
+    assert counts["@carol:test.local"] == {"notification_count": 12, "highlight_count": 0}
+
+    found = await alice.post(f"{V3}/search", {"search_categories": {"room_events": {
+        "search_term": "burst", "order_by": "recent", "filter": {"limit": 50}}}})
+    assert found.code == 200, found.body
+    assert found.body["search_categories"]["room_events"]["count"] == 24
