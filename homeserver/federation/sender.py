@@ -22,7 +22,11 @@ How an event reaches the other servers of its room
    earlier one (step 1). Destinations: servers of the users joined to the
    room at that moment, plus the target server of a member event, minus us.
    A crash between an event's commit and this transaction loses nothing:
-   ``start()`` enqueues the local events past the position again.
+   ``start()`` enqueues the local events past the position again. A batch
+   that wrote no row (rooms with no other server) leaves the stored
+   position alone until it lags ``POSITION_LAG`` behind: such a batch then
+   costs a read-only transaction, and a restart rescans at most that many
+   positions of events that had nowhere to go.
 3. Send. Each destination has one in-memory ``_Destination`` and at most one
    loop (``_run_queue``, started with ``hs.run_in_background``) with at most
    one transaction in flight: the oldest 50 PDU rows (JSON read from
@@ -85,6 +89,9 @@ EDU_MAX_AGE_MS = 10 * 60_000
 MAX_QUEUED_EDUS = 1000
 # how long to wait before retrying after a database error while enqueueing
 ENQUEUE_RETRY_S = 5.0
+# how far the stored "enqueued up to" position may lag behind while only
+# events of rooms with no other server go by (a crash rescans that many)
+POSITION_LAG = 1000
 TO_DEVICE_EDU = "m.direct_to_device"
 
 
@@ -121,8 +128,10 @@ class FederationSender:
         # positions above _position already handed to the enqueuer, so that
         # notify_new_events and the commit listener do not enqueue twice
         self._taken: set[int] = set()
-        # the persisted "enqueued up to" position
+        # "enqueued up to", and what of it the database holds (written when
+        # rows are, else at most POSITION_LAG positions behind)
         self._position = 0
+        self._written_position = 0
         self._enqueuer: defer.Deferred[Any] | None = None
         self._enqueue_timer: Any = None
         self._running = False
@@ -154,7 +163,7 @@ class FederationSender:
             if pdus:
                 logger.info("federation sender: re-enqueued %d events after restart", len(pdus))
             after = last
-        self._position = max(position, upto)
+        self._position = self._written_position = max(position, upto)
         now = self.hs.now_ms()
         for destination, (last_ts, interval) in (await store.get_retry_timings()).items():
             q = self._queue(destination)
@@ -187,6 +196,14 @@ class FederationSender:
             loops.append(self._enqueuer)
         if loops:
             await defer.DeferredList(loops, consumeErrors=True)
+        if self._position > self._written_position:
+            # spare the next start a rescan (a crash instead rescans at most
+            # POSITION_LAG positions of events that had nowhere to go)
+            try:
+                await self.hs.stores.federation_queue.set_position(self._position)
+                self._written_position = self._position
+            except Exception:
+                logger.exception("federation sender: could not store its position")
 
     # -- PDUs ------------------------------------------------------------------
 
@@ -245,8 +262,10 @@ class FederationSender:
                 self._pending = {}
                 self._taken.update(batch)
                 pdus = [batch[p] for p in sorted(batch)]
+                lazy = upto - self._written_position < POSITION_LAG
                 try:
-                    counts = await store.enqueue(pdus, self.hs.hostname, upto)
+                    counts = await store.enqueue(pdus, self.hs.hostname, upto,
+                                                 lazy_position=lazy)
                 except Exception:
                     logger.exception("federation sender: could not enqueue %d events;"
                                      " retrying", len(pdus))
@@ -256,6 +275,8 @@ class FederationSender:
                                                                   self._retry_enqueue)
                     return
                 self._position = max(self._position, upto)
+                if counts or not lazy:
+                    self._written_position = max(self._written_position, upto)
                 self._taken = {p for p in self._taken if p > self._position}
                 for destination in counts:
                     q = self._queue(destination)

@@ -94,9 +94,12 @@ class FederationQueueStore:
 
     @staticmethod
     def enqueue_txn(txn: Txn, pdus: Sequence[NewPdu], own_server: str,
-                    position: int | None) -> dict[str, int]:
+                    position: int | None, *, lazy_position: bool = False) -> dict[str, int]:
         """Write the queue rows of ``pdus`` for every destination, and advance
-        the position to ``position`` (if given), in ``txn``.
+        the position to ``position`` (if given), in ``txn``. ``lazy_position``:
+        only if some row was written (events of rooms with no other server
+        then cost a read-only transaction; the caller bounds how far the
+        stored position may lag, which is what a restart rescans).
 
         Destinations of an event: the servers of the users joined to its room
         now, plus its ``target_server``, minus ``own_server`` and its
@@ -135,15 +138,15 @@ class FederationQueueStore:
                 "INSERT INTO federation_pdu_queue (destination, stream_ordering, room_nid)"
                 " VALUES (?, ?, ?) ON CONFLICT (destination, stream_ordering) DO NOTHING",
                 rows)
-        if position is not None:
+        if position is not None and (rows or not lazy_position):
             FederationQueueStore._advance_position_txn(txn, position)
         return counts
 
     async def enqueue(self, pdus: Sequence[NewPdu], own_server: str,
-                      position: int | None) -> dict[str, int]:
+                      position: int | None, *, lazy_position: bool = False) -> dict[str, int]:
         """See ``enqueue_txn``."""
         return await self.db.run_interaction("federation_enqueue", self.enqueue_txn, pdus,
-                                             own_server, position)
+                                             own_server, position, lazy_position=lazy_position)
 
     async def get_local_events_after(self, after: int, upto: int, server_name: str,
                                      limit: int = 500) -> tuple[list[LocalEvent], int | None]:

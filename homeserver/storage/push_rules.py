@@ -68,6 +68,8 @@ logger = logging.getLogger(__name__)
 
 PUSH_RULES_TYPE = "m.push_rules"
 IGNORED_USER_LIST = "m.ignored_user_list"
+# rows per multi-row INSERT (8 parameters each: SQLite allows 32,766)
+_INSERT_CHUNK = 500
 MAX_CACHED_RULESETS = 20_000
 MAX_RECENT_EVENTS = 50_000
 _CHUNK = 500
@@ -301,11 +303,15 @@ def _evaluate_and_record_txn(txn: Txn, room: _Room, events: list[tuple[Event, in
             continue
         rows += found
         _RECENT.merge(event.event_id, computed)
-    if rows:
-        txn.execute_many(
+    # multi-row statements: one parse and one round trip per 500 rows
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        chunk = rows[start:start + _INSERT_CHUNK]
+        txn.execute(
             "INSERT INTO event_push_actions (event_nid, room_nid, user_id, stream_ordering,"
-            " notify, highlight, thread_id, actions) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (event_nid, user_id) DO NOTHING", rows)
+            " notify, highlight, thread_id, actions) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            + " ON CONFLICT (event_nid, user_id) DO NOTHING",
+            [value for row in chunk for value in row])
 
 
 def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
