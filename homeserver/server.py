@@ -156,6 +156,7 @@ class HomeServer:
         self.recent = RecentActivity(position)
         self.recent.to_device_pending = await self.stores.to_device.get_devices_with_messages()
         await self.federation_sender.start()
+        await self.presence.start()
         await self.pushers.start()
         # messages stored before full-text search existed (a no-op once done)
         self.run_in_background(self.stores.search.index_history())

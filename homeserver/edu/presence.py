@@ -42,7 +42,12 @@ local user that is written is also pushed, as an ``m.presence`` EDU, to the
 servers of the users who share a room with them (``EduHandler.send_presence``);
 updates from other servers (``on_remote_presence``) go into the same table,
 for users who share a room with a local user, and wake those local users.
-Remote users are not timed out here: their server sends them offline.
+As between Synapse servers, presence over federation is kept alive by
+re-sending: a local user who is not offline and whose presence has not gone
+out for ``FEDERATION_PING_MS`` (25 minutes) is pushed again, and a remote
+user not offline whose server has said nothing of them for
+``FEDERATION_TIMEOUT_MS`` (30 minutes) is set offline here (their server
+may have gone away). A sweep every ``FEDERATION_SWEEP_MS`` does both.
 """
 
 from __future__ import annotations
@@ -70,6 +75,9 @@ IDLE_TIMEOUT_MS = 5 * 60_000
 LAST_ACTIVE_GRANULARITY_MS = 60_000
 SYNC_ONLINE_TIMEOUT_MS = 30_000
 LONG_POLL_ALLOWANCE_MS = 90_000
+FEDERATION_PING_MS = 25 * 60_000
+FEDERATION_TIMEOUT_MS = 30 * 60_000
+FEDERATION_SWEEP_MS = 60_000
 
 
 @dataclass(slots=True)
@@ -86,6 +94,8 @@ class _UserState:
     syncs_in_flight: int = 0
     timer: Any = None
     timer_at_ms: int = 0
+    # when its presence last went out over federation
+    federation_sent_ms: int = 0
 
     @classmethod
     def from_row(cls, row: PresenceRow | None) -> "_UserState":
@@ -170,6 +180,21 @@ class PresenceHandler:
         # the first, while none runs, has no presence to read.
         self._last_write_pos: int | None = None
         self._writes_running = 0
+        # remote users not offline -> when their server last spoke of them
+        self._remote_heard: dict[str, int] = {}
+        self._sweep_timer: Any = None
+
+    async def start(self) -> None:
+        """At server start: remote users a previous run saw online get the
+        full timeout from now; the federation sweep begins."""
+        if not self.enabled or not self.hs.config.presence["federation"]:
+            return
+        now = self.hs.now_ms()
+        suffix = ":" + self.hs.hostname
+        for row in await self.store.get_not_offline(None):
+            if not row.user_id.endswith(suffix):
+                self._remote_heard.setdefault(row.user_id, now)
+        self._sweep_timer = self.hs.clock.callLater(FEDERATION_SWEEP_MS / 1000, self._sweep)
 
     def stop(self) -> None:
         """The server is stopping: no timer may fire against a closed database."""
@@ -177,7 +202,67 @@ class PresenceHandler:
             if state.timer is not None and state.timer.active():
                 state.timer.cancel()
             state.timer = None
+        if self._sweep_timer is not None and self._sweep_timer.active():
+            self._sweep_timer.cancel()
+        self._sweep_timer = None
         self._stopped = True
+
+    def _sweep(self) -> None:
+        self._sweep_timer = None
+        if self._stopped:
+            return
+        self.hs.run_in_background(self._sweep_now())
+        self._sweep_timer = self.hs.clock.callLater(FEDERATION_SWEEP_MS / 1000, self._sweep)
+
+    async def _sweep_now(self) -> None:
+        now = self.hs.now_ms()
+        for user_id, state in list(self._states.items()):
+            if state.presence != OFFLINE and state.persisted is not None \
+                    and now - state.federation_sent_ms >= FEDERATION_PING_MS:
+                try:
+                    await self._send_over_federation(user_id, state)
+                except Exception:
+                    logger.exception("presence: could not re-send %s", user_id)
+        for user_id, heard in list(self._remote_heard.items()):
+            if now - heard < FEDERATION_TIMEOUT_MS:
+                continue
+            self._remote_heard.pop(user_id, None)
+            try:
+                await self._remote_timed_out(user_id)
+            except Exception:
+                logger.exception("presence: could not time out %s", user_id)
+
+    async def _send_over_federation(self, user_id: str, state: _UserState) -> None:
+        state.federation_sent_ms = self.hs.now_ms()
+        visible = state.visible()
+        mates = await self.hs.stores.rooms.get_room_mates(user_id)
+        self.hs.edu_handler.send_presence(
+            user_id, mates, format_presence(visible[0], visible[1], state.last_active_ts,
+                                            visible[2], self.hs.now_ms()))
+
+    async def _remote_timed_out(self, user_id: str) -> None:
+        """Nothing heard of a remote user for the timeout: offline here."""
+        lock = self._write_locks.get(user_id)
+        if lock is None:
+            lock = self._write_locks[user_id] = DeferredLock()
+        async with lock:
+            if user_id in self._remote_heard:
+                return  # their server spoke meanwhile
+            row = await self.store.get_presence(user_id)
+            if row is None or row.presence == OFFLINE:
+                return
+            self._writes_running += 1
+            try:
+                stream_id = await self.store.set_presence(user_id, OFFLINE, row.status_msg,
+                                                          row.last_active_ts, False)
+            finally:
+                self._writes_running -= 1
+            self._last_write_pos = max(self._last_write_pos or 0, stream_id)
+        if not lock.locked and not lock.waiting:
+            self._write_locks.pop(user_id, None)
+        mates = await self.hs.stores.rooms.get_room_mates(user_id)
+        local = {u for u in mates if self.hs.is_mine(u)}
+        self.hs.notifier.notify_users(local, stream_id, presence=True)
 
     # -- what clients and other handlers call -----------------------------------
 
@@ -385,6 +470,7 @@ class PresenceHandler:
         users = await self.hs.stores.rooms.get_room_mates(user_id)
         users.add(user_id)
         self.hs.notifier.notify_users(users, stream_id, presence=True)
+        state.federation_sent_ms = self.hs.now_ms()
         self.hs.edu_handler.send_presence(
             user_id, users, format_presence(visible[0], visible[1], last_active, visible[2],
                                             self.hs.now_ms()))
@@ -408,6 +494,10 @@ class PresenceHandler:
         last_active = max(0, self.hs.now_ms() - last_active_ago)
         if presence != ONLINE:
             currently_active = False
+        if presence == OFFLINE:
+            self._remote_heard.pop(user_id, None)
+        else:
+            self._remote_heard[user_id] = self.hs.now_ms()
         lock = self._write_locks.get(user_id)
         if lock is None:
             lock = self._write_locks[user_id] = DeferredLock()

@@ -92,12 +92,15 @@ class PresenceStore:
             (user_id,))
         return _row(rows[0]) if rows else None
 
-    async def get_not_offline(self, server_name: str) -> list[PresenceRow]:
-        """The users of ``server_name`` not offline (at start: they must time out
-        if they do not sync again)."""
+    async def get_not_offline(self, server_name: str | None) -> list[PresenceRow]:
+        """The users of ``server_name`` (None: of every server) not offline (at
+        start: they must time out if they do not sync, or their server does
+        not speak of them, again)."""
         rows = await self.db.execute(
             "get_not_offline",
             f"SELECT {_COLUMNS} FROM presence p WHERE p.presence <> 'offline'", ())
+        if server_name is None:
+            return [_row(r) for r in rows]
         suffix = ":" + server_name
         return [_row(r) for r in rows if r[0].endswith(suffix)]
 

@@ -290,3 +290,88 @@ async def test_presence_crosses_servers(federation: Any) -> None:
 
     body = await poll_sync(bob, bob_since, alice_away)
     assert alice_away(body)
+
+
+async def _status(client: Client, user_id: str) -> str:
+    resp = await client.get(f"{V3}/presence/{user_id}/status")
+    assert resp.code == 200, resp.body
+    return str(resp.body["presence"])
+
+
+async def _until(check: Any, tries: int = 200) -> None:
+    from twisted.internet import reactor, task
+    for _ in range(tries):
+        if await check():
+            return
+        await task.deferLater(reactor, 0.02, lambda: None)  # type: ignore[arg-type]
+    raise AssertionError("condition not met in time")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_remote_user_goes_offline_when_their_server_falls_silent(
+        make_server: Any) -> None:
+    from twisted.internet.task import Clock
+
+    from homeserver.edu.presence import FEDERATION_TIMEOUT_MS
+
+    clock = Clock()
+    clock.advance(1_000_000)
+    server = await make_server(clock=clock)
+    alice, _ = await with_remote_member(server)
+    online = {"push": [{"user_id": REMOTE_BOB, "presence": "online", "last_active_ago": 0,
+                        "currently_active": True}]}
+    await server.hs.edu_handler.on_edu(REMOTE, "m.presence", online)
+    assert await _status(alice, REMOTE_BOB) == "online"
+
+    # their server says it again (as servers do every 25 minutes): still online
+    minutes = FEDERATION_TIMEOUT_MS // 60_000
+    for _ in range(minutes - 5):
+        clock.advance(60)
+    await server.hs.edu_handler.on_edu(REMOTE, "m.presence", online)
+    for _ in range(minutes - 5):
+        clock.advance(60)
+    assert await _status(alice, REMOTE_BOB) == "online"
+
+    # then nothing for the whole timeout: offline here
+    for _ in range(6):
+        clock.advance(60)
+
+    async def offline() -> bool:
+        return await _status(alice, REMOTE_BOB) == "offline"
+    await _until(offline)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_local_users_presence_goes_out_again_while_they_stay_online(
+        make_server: Any) -> None:
+    from twisted.internet.task import Clock
+
+    from homeserver.edu.presence import FEDERATION_PING_MS
+
+    clock = Clock()
+    clock.advance(1_000_000)
+    server = await make_server(clock=clock)
+    alice, _ = await with_remote_member(server)
+    edus = server.hs.edu_handler
+    sent: list[tuple[str, str]] = []
+    real_send = edus.send_presence
+
+    def recording_send(user_id: str, room_mates: Any, content: dict[str, Any]) -> None:
+        mates = set(room_mates)
+        if REMOTE_BOB in mates:
+            sent.append((user_id, content["presence"]))
+        real_send(user_id, mates, content)
+    edus.send_presence = recording_send  # type: ignore[method-assign]
+
+    await sync(alice)  # online: that goes out once
+    assert sent == [(ALICE, "online")]
+    # she keeps syncing and nothing about her changes; the other server
+    # must still hear from time to time that she is online
+    for _ in range(FEDERATION_PING_MS // 20_000 + 4):
+        clock.advance(20)
+        await sync(alice)
+
+    async def pinged() -> bool:
+        return len(sent) >= 2
+    await _until(pinged)
+    assert set(sent) == {(ALICE, "online")}
