@@ -54,7 +54,7 @@ import treq
 from twisted.internet import defer
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from homeserver.storage.pushers import PushAction, Pusher
+from homeserver.storage.pushers import PushAction, Pusher, RoomContext
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -355,6 +355,11 @@ class HttpPusher:
         if data.get("format") == "event_id_only":
             return {"notification": notification}
         ctx = await self.hs.stores.pushers.get_room_context(event.room_id, event.sender)
+        if ctx == RoomContext(None, None, None) and event.type == "m.room.member":
+            # an invite to a room we do not hold: what its stripped state says
+            ctx = _stripped_context(
+                await self.hs.stores.federation_events.get_remote_invite_state(
+                    event.event_id) or [], event.sender)
         notification.update({"type": event.type, "sender": event.sender})
         if ctx.sender_display_name is not None:
             notification["sender_display_name"] = ctx.sender_display_name
@@ -367,3 +372,19 @@ class HttpPusher:
         if event.content:
             notification["content"] = event.content
         return {"notification": notification}
+
+
+def _stripped_context(stripped: list[Any], sender: str) -> RoomContext:
+    """Room name, alias and the sender's display name from an invite's
+    stripped state events."""
+    found: dict[str, str] = {}
+    wanted = {("m.room.name", ""): "name", ("m.room.canonical_alias", ""): "alias",
+              ("m.room.member", sender): "displayname"}
+    for ev in stripped:
+        if not isinstance(ev, dict) or not isinstance(ev.get("content"), dict):
+            continue
+        field = wanted.get((ev.get("type"), ev.get("state_key")))  # type: ignore[arg-type]
+        value = ev["content"].get(field) if field else None
+        if field and isinstance(value, str) and value:
+            found[field] = value
+    return RoomContext(found.get("name"), found.get("alias"), found.get("displayname"))

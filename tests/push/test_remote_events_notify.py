@@ -9,6 +9,8 @@ import pytest_twisted
 from tests.federation.conftest import federation, test_ca  # noqa: F401  (fixtures)
 from tests.federation.harness import server_name
 from tests.federation.test_rooms import create_room, q, wait_for
+from tests.push.gateway import PushGateway
+from tests.push.test_pushers import gateway, pusher_body, set_pusher  # noqa: F401  (fixture)
 
 V3 = "/_matrix/client/v3"
 
@@ -63,3 +65,25 @@ async def test_invite_from_another_server_notifies_the_invitee(
     assert invite["type"] == "m.room.member" and invite["state_key"] == bob.user_id
     assert invite["content"]["membership"] == "invite"
     assert "notify" in found[0]["actions"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_remote_invite_reaches_the_push_gateway_with_the_room_name(
+        federation: Any, gateway: PushGateway) -> None:  # noqa: F811
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    await alice.put(f"{V3}/profile/{alice.user_id}/displayname", {"displayname": "Alice"})
+    await set_pusher(bob, pusher_body(gateway.url))
+    room_id = await create_room(alice, name="Planning")
+    resp = await alice.post(f"{V3}/rooms/{q(room_id)}/invite", {"user_id": bob.user_id})
+    assert resp.code == 200, resp.body
+
+    [note] = await gateway.wait_for(1, timeout=15.0)
+    # bob's server holds no state of the room: the name comes from the
+    # invite's stripped state
+    assert note["room_id"] == room_id and note["type"] == "m.room.member"
+    assert note["user_is_target"] is True
+    assert note["room_name"] == "Planning"
+    assert note["sender_display_name"] == "Alice"
