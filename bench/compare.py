@@ -192,6 +192,9 @@ def installed_synapse(python: str) -> dict[str, str] | None:
     if done.returncode != 0:
         return None
     found: dict[str, str] = json.loads(done.stdout)
+    # a virtualenv inside a git checkout gets the checkout's branch appended
+    # ("1.163.2 (b=main,7616b77)"): the release is the first word
+    found["synapse"] = found["synapse"].split()[0] if found["synapse"] else ""
     return found
 
 
