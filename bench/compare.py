@@ -597,6 +597,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
+    # Synapse runs from another working directory: a relative path would break
+    ns.synapse_venv = os.path.abspath(ns.synapse_venv)
     now = datetime.datetime.now(datetime.UTC)
     json_path: Path = ns.json or RESULTS_DIR / f"compare-{now:%Y-%m-%d-%H%M}.json"
     synapse: dict[str, Any] | None = None

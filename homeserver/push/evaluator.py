@@ -118,6 +118,8 @@ class PushEvent:
         # condition -> answer, for conditions that do not depend on the user
         # (condition_matches); a PushEvent serves the users of one room state
         self.memo: dict[tuple[Any, ...], bool] = {}
+        # the same for whole rules (evaluate_compiled)
+        self.rule_memo: dict[tuple[Any, ...], bool] = {}
 
 
 def user_power_level(power_levels: dict[str, Any] | None, user_id: str,
@@ -267,20 +269,88 @@ def clean_actions(actions: Any) -> list[Any]:
     return [a for a in actions if a not in _HISTORICAL_ACTIONS]
 
 
-def evaluate(ruleset: dict[str, list[dict[str, Any]]], event: PushEvent,
-             ctx: RoomContext) -> tuple[str | None, list[Any]]:
-    """(ID of the first enabled rule that matches, its actions); (None, [])
-    when none does."""
+@dataclass(frozen=True)
+class CompiledRule:
+    """An enabled rule, ready for ``evaluate_compiled``. ``memo_key`` names
+    everything its answer depends on when that is the same for every user
+    of an event (all but ``contains_display_name``): users whose rules
+    share a rule (the defaults, mostly) share its answer for an event."""
+
+    rule_id: Any
+    kind: str
+    rule: dict[str, Any]
+    actions: list[Any]
+    legacy_mention: bool
+    memo_key: tuple[Any, ...] | None
+
+
+def _condition_key(cond: Any) -> tuple[Any, ...] | None:
+    if not isinstance(cond, dict) or cond.get("kind") == "contains_display_name":
+        return None
+    value = cond.get("value")
+    key = (cond.get("kind"), cond.get("key"), cond.get("pattern"), cond.get("is"),
+           type(value).__name__, value)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _rule_key(kind: str, rule: dict[str, Any]) -> tuple[Any, ...] | None:
+    if kind == "content":
+        pattern = rule.get("pattern")
+        return ("content", pattern) if isinstance(pattern, str) else None
+    if kind in ("room", "sender"):
+        return (kind, rule.get("rule_id"))
+    conditions = rule.get("conditions") or []
+    if not isinstance(conditions, list):
+        return None
+    keys = [_condition_key(c) for c in conditions]
+    if any(k is None for k in keys):
+        return None
+    return ("conditions", *keys)
+
+
+def compile_ruleset(ruleset: dict[str, list[dict[str, Any]]]) -> tuple[CompiledRule, ...]:
+    """The enabled rules in evaluation order (kinds in the spec's order)."""
+    out = []
     for kind in KINDS:
         for rule in ruleset.get(kind, ()):
             if not rule.get("enabled", True):
                 continue
             rule_id = rule.get("rule_id")
-            if event.has_mentions and rule_id in LEGACY_MENTION_RULES:
-                continue
-            if rule_matches(kind, rule, event, ctx):
-                return rule_id, clean_actions(rule.get("actions"))
+            out.append(CompiledRule(rule_id, kind, rule, clean_actions(rule.get("actions")),
+                                    rule_id in LEGACY_MENTION_RULES, _rule_key(kind, rule)))
+    return tuple(out)
+
+
+def evaluate_compiled(rules: tuple[CompiledRule, ...], event: PushEvent,
+                      ctx: RoomContext) -> tuple[str | None, list[Any]]:
+    """``evaluate`` over a compiled ruleset: a rule another user of the event
+    already tried costs one dict lookup."""
+    memo = event.rule_memo
+    for compiled in rules:
+        if compiled.legacy_mention and event.has_mentions:
+            continue
+        key = compiled.memo_key
+        if key is None:
+            matched = rule_matches(compiled.kind, compiled.rule, event, ctx)
+        else:
+            found = memo.get(key)
+            if found is None:
+                found = memo[key] = rule_matches(compiled.kind, compiled.rule, event, ctx)
+            matched = found
+        if matched:
+            return compiled.rule_id, list(compiled.actions)
     return None, []
+
+
+def evaluate(ruleset: dict[str, list[dict[str, Any]]], event: PushEvent,
+             ctx: RoomContext) -> tuple[str | None, list[Any]]:
+    """(ID of the first enabled rule that matches, its actions); (None, [])
+    when none does."""
+    return evaluate_compiled(compile_ruleset(ruleset), event, ctx)
 
 
 def notifies(actions: list[Any]) -> bool:

@@ -51,9 +51,11 @@ from typing import Any
 
 from homeserver.events.model import Event
 from homeserver.push.evaluator import (
+    CompiledRule,
     PushEvent,
     RoomContext,
-    evaluate,
+    compile_ruleset,
+    evaluate_compiled,
     highlights,
     notification_level,
     notifies,
@@ -118,6 +120,8 @@ _RULESETS = _Lru(MAX_CACHED_RULESETS)
 _RECENT = _Lru(MAX_RECENT_EVENTS)
 # member event ID -> display name ("" for none)
 _NAMES = _Lru(MAX_CACHED_RULESETS)
+# (user, rules version) -> the ruleset compiled for evaluation
+_COMPILED = _Lru(MAX_CACHED_RULESETS)
 
 
 def _placeholders(n: int) -> str:
@@ -155,6 +159,16 @@ def _ruleset_txn(txn: Txn, user_id: str, version: str | None) -> Ruleset:
             else _load_ruleset_txn(txn, user_id)
         _RULESETS.put(key, ruleset)
     result: Ruleset = ruleset
+    return result
+
+
+def _compiled_txn(txn: Txn, user_id: str, version: str | None) -> tuple[CompiledRule, ...]:
+    key = (user_id, version or "")
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = compile_ruleset(_ruleset_txn(txn, user_id, version))
+        _COMPILED.put(key, compiled)
+    result: tuple[CompiledRule, ...] = compiled
     return result
 
 
@@ -405,11 +419,11 @@ def _evaluate_txn(txn: Txn, event: Event, event_nid: int, room: _Room, stream: i
     rows: list[tuple[Any, ...]] = []
     computed: dict[str, tuple[int, int]] = {}
     for user_id, _, version, _ in members:
-        ruleset = _ruleset_txn(txn, user_id, version)
+        rules = _compiled_txn(txn, user_id, version)
         ctx = RoomContext(user_id=user_id, member_count=room.member_count,
                           display_name=name_of(user_id), sender_power=sender_power,
                           notification_power=room.notification_power)
-        _, actions = evaluate(ruleset, push_event, ctx)
+        _, actions = evaluate_compiled(rules, push_event, ctx)
         notify = notifies(actions)
         highlight = notify and highlights(actions)
         computed[user_id] = (int(notify), int(highlight))
