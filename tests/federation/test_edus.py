@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest_twisted
+from twisted.internet.task import Clock
 
+from homeserver.edu.presence import FEDERATION_PING_MS, FEDERATION_TIMEOUT_MS
 from tests.api.test_rooms import ALICE, V3, create_room, send_text
 from tests.harness import Client, TestServer
 
@@ -307,17 +309,19 @@ async def _until(check: Any, tries: int = 200) -> None:
     raise AssertionError("condition not met in time")
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_remote_user_goes_offline_when_their_server_falls_silent(
-        make_server: Any) -> None:
-    from twisted.internet.task import Clock
-
-    from homeserver.edu.presence import FEDERATION_TIMEOUT_MS
-
+async def _on_a_virtual_clock(make_server: Any) -> tuple[Clock, TestServer, Client]:
+    """A server on a virtual clock, alice in a room with a remote member."""
     clock = Clock()
     clock.advance(1_000_000)
     server = await make_server(clock=clock)
     alice, _ = await with_remote_member(server)
+    return clock, server, alice
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_remote_user_goes_offline_when_their_server_falls_silent(
+        make_server: Any) -> None:
+    clock, server, alice = await _on_a_virtual_clock(make_server)
     online = {"push": [{"user_id": REMOTE_BOB, "presence": "online", "last_active_ago": 0,
                         "currently_active": True}]}
     await server.hs.edu_handler.on_edu(REMOTE, "m.presence", online)
@@ -344,14 +348,7 @@ async def test_a_remote_user_goes_offline_when_their_server_falls_silent(
 @pytest_twisted.ensureDeferred
 async def test_a_local_users_presence_goes_out_again_while_they_stay_online(
         make_server: Any) -> None:
-    from twisted.internet.task import Clock
-
-    from homeserver.edu.presence import FEDERATION_PING_MS
-
-    clock = Clock()
-    clock.advance(1_000_000)
-    server = await make_server(clock=clock)
-    alice, _ = await with_remote_member(server)
+    clock, server, alice = await _on_a_virtual_clock(make_server)
     edus = server.hs.edu_handler
     sent: list[tuple[str, str]] = []
     real_send = edus.send_presence

@@ -15,14 +15,19 @@ from tests.push.test_pushers import gateway, pusher_body, set_pusher  # noqa: F4
 V3 = "/_matrix/client/v3"
 
 
+async def _alice_room_and_remote_bob(start: Any) -> tuple[Any, Any, Any, str]:
+    """Two servers: alice (on the first) made a room; bob is on the second."""
+    a = await start()
+    b = await start()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    return a, alice, bob, await create_room(alice)
+
+
 @pytest_twisted.ensureDeferred
 async def test_remote_mention_notifies_and_highlights_local_user(
         federation: Any) -> None:  # noqa: F811
-    a = await federation()
-    b = await federation()
-    alice = await a.register("alice")
-    bob = await b.register("bob")
-    room_id = await create_room(alice)
+    a, alice, bob, room_id = await _alice_room_and_remote_bob(federation)
     resp = await bob.post(f"{V3}/join/{q(room_id)}", params={"server_name": server_name(a)})
     assert resp.code == 200, resp.body
 
@@ -46,11 +51,7 @@ async def test_remote_mention_notifies_and_highlights_local_user(
 @pytest_twisted.ensureDeferred
 async def test_invite_from_another_server_notifies_the_invitee(
         federation: Any) -> None:  # noqa: F811
-    a = await federation()
-    b = await federation()
-    alice = await a.register("alice")
-    bob = await b.register("bob")
-    room_id = await create_room(alice)
+    a, alice, bob, room_id = await _alice_room_and_remote_bob(federation)
     resp = await alice.post(f"{V3}/rooms/{q(room_id)}/invite", {"user_id": bob.user_id})
     assert resp.code == 200, resp.body
 
