@@ -10,7 +10,6 @@ from typing import Any
 
 from signedjson.key import generate_signing_key, read_signing_keys
 from twisted.internet import defer, threads
-from twisted.web.server import Site
 
 from homeserver.config import Config
 from homeserver.edu.presence import PresenceHandler
@@ -24,6 +23,7 @@ from homeserver.federation.membership import FederationMembership
 from homeserver.federation.request_auth import FederationAuth
 from homeserver.federation.sender import FederationSender
 from homeserver.http.auth import Auth
+from homeserver.http.channel import MAX_CONNECTIONS_PER_IP, GuardedSite
 from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import SizeLimitedRequest
 from homeserver.http.resource import MatrixResource
@@ -166,9 +166,12 @@ class HomeServer:
         self.recent.on_commit(positions, events, scopes)
 
     def build_site(self, x_forwarded: bool = False,
-                   resources: frozenset[str] = frozenset({"client"})) -> Site:
+                   resources: frozenset[str] = frozenset({"client"})) -> GuardedSite:
         resource = MatrixResource(self, self.router, resources)
-        site = Site(resource)
+        # behind a reverse proxy (x_forwarded) every client has the proxy's
+        # address: no per-IP cap there (http/channel.py)
+        site = GuardedSite(resource, self.clock,
+                           max_connections_per_ip=0 if x_forwarded else MAX_CONNECTIONS_PER_IP)
         site.displayTracebacks = False
         max_size = max(self.config.max_upload_size, self.config.max_client_json_size)
 
