@@ -79,8 +79,9 @@ def server_acl_allows(acl: Event | None, server_name: str) -> bool:
     (client-server API, "Server Access Control Lists")."""
     if acl is None:
         return True
-    import fnmatch
     import ipaddress
+
+    from homeserver.glob import compile_glob
 
     content = acl.content
     host = server_name.rsplit(":", 1)[0] if not server_name.endswith("]") else server_name
@@ -91,7 +92,9 @@ def server_acl_allows(acl: Event | None, server_name: str) -> bool:
     def matches(patterns: Any) -> bool:
         if not isinstance(patterns, list):
             return False
-        return any(isinstance(p, str) and fnmatch.fnmatchcase(host.lower(), p.lower())
+        # only * and ? are wildcards (the spec's globs; fnmatch's [a-z] is not),
+        # matched without backtracking: the patterns are any room admin's
+        return any(isinstance(p, str) and compile_glob(p, True, True).matches(host)
                    for p in patterns)
 
     if matches(content.get("deny")):

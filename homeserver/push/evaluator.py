@@ -29,14 +29,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
+from homeserver.glob import compile_glob, contains_word
 from homeserver.push.rules import KINDS, LEGACY_MENTION_RULES
 
 MAX_SAFE_INT = 2**53 - 1
 _ABSENT = object()
-_NON_WORD = "[^A-Za-z0-9_]"
 _COUNT_RE = re.compile(r"^(==|<=|>=|<|>)?([0-9]+)$")
 _HISTORICAL_ACTIONS = ("dont_notify", "coalesce")
 
@@ -72,33 +71,12 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-@lru_cache(maxsize=4096)
-def glob_regex(pattern: str, words: bool) -> re.Pattern[str]:
-    """The glob as a case-insensitive regex: whole value, or (``words``) any
-    substring bounded by word boundaries."""
-    parts = []
-    for ch in pattern:
-        if ch == "*":
-            parts.append(".*?")
-        elif ch == "?":
-            parts.append(".")
-        else:
-            parts.append(re.escape(ch))
-    body = "".join(parts)
-    if words:
-        return re.compile(f"(?:^|{_NON_WORD})(?:{body})(?:{_NON_WORD}|$)",
-                          re.IGNORECASE | re.DOTALL)
-    return re.compile(f"(?:{body})\\Z", re.IGNORECASE | re.DOTALL)
-
-
-@lru_cache(maxsize=4096)
-def _name_regex(name: str) -> re.Pattern[str]:
-    return re.compile(f"(?:^|{_NON_WORD}){re.escape(name)}(?:{_NON_WORD}|$)", re.IGNORECASE)
-
-
 def glob_matches(pattern: str, value: str, words: bool = False) -> bool:
-    regex = glob_regex(pattern, words)
-    return (regex.search(value) if words else regex.match(value)) is not None
+    """The push glob (case-insensitive ``*`` and ``?``) on the whole value, or
+    (``words``) on any substring bounded by word boundaries. Rules are the
+    user's to write and bodies the sender's, so the matcher is one that
+    cannot backtrack (``homeserver/glob.py``)."""
+    return compile_glob(pattern, True, True).matches(value, words=words)
 
 
 class PushEvent:
@@ -237,7 +215,7 @@ def _condition(kind: Any, cond: dict[str, Any], event: PushEvent, ctx: RoomConte
         name = ctx.display_name()
         if not name:
             return False
-        return _name_regex(name).search(event.body) is not None
+        return contains_word(name, event.body)
     if kind == "room_member_count":
         return member_count_matches(cond.get("is"), ctx.member_count())
     if kind == "sender_notification_permission":

@@ -26,13 +26,12 @@ Both gates also drop the non-state events of users the reader ignores
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.events.model import Event
+from homeserver.glob import compile_glob
 from homeserver.http.errors import forbidden
 from homeserver.http.request import Requester
 from homeserver.rooms.client_format import client_event, redacted_by
@@ -75,17 +74,13 @@ def _strings(value: Any) -> tuple[str, ...] | None:
     return tuple(v for v in value if isinstance(v, str))
 
 
-@functools.lru_cache(maxsize=1024)
-def _glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
-
-
 def type_matches(event_type: str, pattern: str) -> bool:
     """The spec's rule for filter types: ``*`` matches any run of characters;
-    nothing else is special."""
+    nothing else is special. The matcher cannot backtrack: a filter is the
+    client's to write, and an event type the sender's."""
     if "*" not in pattern:
         return event_type == pattern
-    return _glob(pattern).fullmatch(event_type) is not None
+    return compile_glob(pattern, question_mark=False).matches(event_type)
 
 
 @dataclass(frozen=True)

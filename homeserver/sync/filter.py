@@ -25,7 +25,11 @@ reads already apply; what that type does not carry (each section's own
   kept and means no timeline events. Other limits, when given, are clamped to
   1..1000; a missing one stays ``None`` (no limit).
 - Types. ``*`` in ``types`` / ``not_types`` matches any run of characters,
-  anywhere in the pattern, and nothing else is special (the spec's rule).
+  anywhere in the pattern, and nothing else is special (the spec's rule);
+  ``homeserver/glob.py`` matches them in O(pattern x type) steps whatever the
+  pattern. ``filter_schema`` refuses a pattern over 255 characters or with
+  more than 20 ``*`` (400 ``M_BAD_JSON``); filters stored before that cap
+  are still read, and still cheap.
 - ``event_fields``: an empty list counts as absent (all fields), as on
   Synapse; ``apply_event_fields`` is the projection.
 
@@ -93,9 +97,9 @@ def room_event_matches(f: RoomEventFilter, event_type: str, sender: str | None,
                        content: Mapping[str, Any] | None = None) -> bool:
     """Whether a room section ``f`` keeps something by its type, sender and content.
 
-    For what is not an ``Event`` (ephemeral events, room account data), and for
-    timeline events where the spec's ``*`` rule matters (``RoomEventFilter.matches``
-    uses ``fnmatch``, to which ``?`` and ``[`` are special too)."""
+    For what is not an ``Event`` (ephemeral events, room account data); types
+    are matched as ``RoomEventFilter.matches`` matches them (``type_matches``:
+    only ``*`` is special, and no pattern can make it backtrack)."""
     if not _fields_match(f.types, f.not_types, f.senders, f.not_senders, event_type, sender):
         return False
     if f.contains_url is not None:
