@@ -15,12 +15,21 @@ that kind. A user may change a default rule's ``enabled`` flag and its
 Rules here are plain dicts in the client's JSON shape. Placeholders
 ``[the user's Matrix ID]`` / ``[the user's localpart]`` are filled per user
 by ``user_defaults``.
+
+A glob a user writes (a content rule's ``pattern``, an ``event_match``
+condition's ``pattern``) is refused when ``pattern_problem`` says so: over
+``MAX_PATTERN_LENGTH`` characters or more than ``MAX_PATTERN_STARS`` ``*``.
+The evaluator's matcher is polynomial regardless (``homeserver/glob.py``),
+so rules stored before the cap are harmless; the cap bounds what one rule
+costs on every message in the user's rooms.
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+from homeserver.glob import glob_problem
 
 KINDS = ("override", "content", "room", "sender", "underride")
 
@@ -30,6 +39,15 @@ LOCALPART = "[the user's localpart]"
 # rules skipped for an event that has an m.mentions property (MSC3952)
 LEGACY_MENTION_RULES = frozenset({".m.rule.contains_display_name", ".m.rule.roomnotif",
                                   ".m.rule.contains_user_name"})
+
+MAX_PATTERN_LENGTH = 1000
+MAX_PATTERN_STARS = 20
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a push rule glob should be refused; None if it may be stored."""
+    return glob_problem(pattern, max_length=MAX_PATTERN_LENGTH, max_stars=MAX_PATTERN_STARS)
+
 
 _SOUND_DEFAULT = {"set_tweak": "sound", "value": "default"}
 _HIGHLIGHT = {"set_tweak": "highlight"}

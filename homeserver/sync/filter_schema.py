@@ -7,6 +7,13 @@ Where the spec's prose says more than its schema, the schema here says it
 too: ``limit`` is an integer greater than 0 (a JSON ``10.0`` is refused, so
 whoever reads a stored filter can trust it), and room and user ID lists hold
 valid IDs, not just strings with the right sigil.
+
+Type patterns (``types`` / ``not_types``) are capped: at most
+``MAX_TYPE_PATTERN_LENGTH`` characters (an event type is at most 255 bytes,
+so a longer pattern could match only through its ``*``s) and at most
+``MAX_TYPE_PATTERN_STARS`` ``*``. The matcher is safe without the caps
+(``homeserver/glob.py``); they keep a filter from being a way to make every
+event cost a few thousand steps per pattern.
 """
 
 from __future__ import annotations
@@ -15,9 +22,14 @@ import functools
 from typing import Any
 
 from homeserver.accounts.identifiers import is_valid_room_id, is_valid_user_id
+from homeserver.glob import glob_problem
 from homeserver.http.errors import bad_json
 
+MAX_TYPE_PATTERN_LENGTH = 255
+MAX_TYPE_PATTERN_STARS = 20
+
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+_TYPE_PATTERNS = {"type": "array", "items": {"type": "string", "format": "type_pattern"}}
 _USER_IDS = {"type": "array", "items": {"type": "string", "format": "matrix_user_id"}}
 _ROOM_IDS = {"type": "array", "items": {"type": "string", "format": "matrix_room_id"}}
 
@@ -25,8 +37,8 @@ _EVENT_FILTER_PROPERTIES: dict[str, Any] = {
     "limit": {"type": "integer", "minimum": 1},
     "senders": _USER_IDS,
     "not_senders": _USER_IDS,
-    "types": _STRINGS,
-    "not_types": _STRINGS,
+    "types": _TYPE_PATTERNS,
+    "not_types": _TYPE_PATTERNS,
 }
 
 FILTER_SCHEMA: dict[str, Any] = {
@@ -74,6 +86,11 @@ FILTER_SCHEMA: dict[str, Any] = {
 _FORMAT_NAMES = {"matrix_user_id": "a valid user ID", "matrix_room_id": "a valid room ID"}
 
 
+def _type_pattern_problem(value: str) -> str | None:
+    return glob_problem(value, max_length=MAX_TYPE_PATTERN_LENGTH,
+                        max_stars=MAX_TYPE_PATTERN_STARS)
+
+
 @functools.cache
 def _validator() -> Any:
     """The filter validator, built at its first use: jsonschema (and what it
@@ -84,6 +101,8 @@ def _validator() -> Any:
     checker = FormatChecker(formats=())
     checker.checks("matrix_user_id")(lambda v: not isinstance(v, str) or is_valid_user_id(v))
     checker.checks("matrix_room_id")(lambda v: not isinstance(v, str) or is_valid_room_id(v))
+    checker.checks("type_pattern")(
+        lambda v: not isinstance(v, str) or _type_pattern_problem(v) is None)
     # JSON numbers like 10.0 are integers to draft 7; not to us.
     validator = validators.extend(
         Draft7Validator,
@@ -101,6 +120,10 @@ def _where(error: Any) -> str:
 
 
 def _describe(error: Any) -> str:
+    if error.validator == "format" and error.validator_value == "type_pattern":
+        # the pattern itself may be long: name its start, not all of it
+        shown = error.instance if len(error.instance) <= 40 else error.instance[:40] + "..."
+        return f"{_where(error)}: type pattern {shown!r} {_type_pattern_problem(error.instance)}"
     if error.validator == "format":
         expected = _FORMAT_NAMES[str(error.validator_value)]
         return f"{_where(error)}: {error.instance!r} is not {expected}"

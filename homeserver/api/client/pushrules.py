@@ -7,7 +7,8 @@ change only ``enabled`` and ``actions``. A body is validated whole before
 anything is stored: a malformed structure is 400 M_BAD_JSON, a well-formed
 but unknown action or a bad condition parameter 400 M_INVALID_PARAM, a
 ``before``/``after`` naming no user rule 400 M_UNKNOWN (the spec's example),
-an unknown rule 404 M_NOT_FOUND.
+an unknown rule 404 M_NOT_FOUND. A glob ``pattern`` over 1000 characters or
+with more than 20 ``*`` is 400 M_INVALID_PARAM (``rules.pattern_problem``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from homeserver.http.errors import Codes, MatrixError, bad_json, invalid_param, 
 from homeserver.http.parse import query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
-from homeserver.push.rules import DEFAULT_KIND_OF, KINDS, client_rule, client_ruleset
+from homeserver.push.rules import (
+    DEFAULT_KIND_OF,
+    KINDS,
+    client_rule,
+    client_ruleset,
+    pattern_problem,
+)
 from homeserver.storage.push_rules import RuleNotFound
 
 if TYPE_CHECKING:
@@ -65,12 +72,21 @@ def check_conditions(conditions: Any) -> list[Any]:
         for param in _STRING_PARAMS.get(cond["kind"], ()):
             if not isinstance(cond.get(param), str):
                 raise invalid_param(f"Condition {cond['kind']} needs a string {param!r}")
+        if cond["kind"] == "event_match":
+            check_pattern(cond["pattern"])
         if cond["kind"] in ("event_property_is", "event_property_contains"):
             value = cond.get("value", ...)
             if not (value is None or isinstance(value, (str, bool))
                     or (isinstance(value, int) and abs(value) < 2**53)):
                 raise invalid_param("'value' must be a string, integer, boolean or null")
     return conditions
+
+
+def check_pattern(pattern: str) -> None:
+    """Refuse a glob that would cost every message in the user's rooms too much."""
+    problem = pattern_problem(pattern)
+    if problem is not None:
+        raise invalid_param(f"The pattern {problem}")
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
@@ -126,6 +142,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
             pattern = body.get("pattern")
             if not isinstance(pattern, str):
                 raise bad_json("A content rule needs a string 'pattern'")
+            check_pattern(pattern)
         before = query_str(req.args, "before", None)
         after = query_str(req.args, "after", None)
         if before is not None and after is not None:
