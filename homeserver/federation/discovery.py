@@ -22,9 +22,10 @@ cached for their TTL. Time is ``hs.clock``, so tests move it.
 
 This module also holds the connection layer that the federation client
 shares with the well-known fetch: every address a name resolves to is checked
-against ``ip_range_blacklist``/``ip_range_whitelist`` when we connect (a name
-that resolves to a private address cannot smuggle a request past the check),
-TLS via ``tls.ClientTLSPolicy``, and bodies read with a size limit.
+against ``ip_range_blacklist``/``ip_range_whitelist`` when we connect, by the
+outbound guard in ``http/outbound.py`` (a name that resolves to a private
+address cannot smuggle a request past the check), TLS via
+``tls.ClientTLSPolicy``, and bodies read with a size limit.
 """
 
 from __future__ import annotations
@@ -34,19 +35,12 @@ import json
 import logging
 import random
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 from twisted.internet import defer, protocol
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import (
-    IHostnameResolver,
-    IReactorPluggableNameResolver,
-    IResolutionReceiver,
-)
 from twisted.names import client as dns_client
 from twisted.names import dns
 from twisted.names.error import DNSNameError, DomainError
@@ -58,6 +52,7 @@ from zope.interface import implementer
 
 from homeserver.config import Config
 from homeserver.federation.tls import ClientTLSPolicy
+from homeserver.http.outbound import FilteringReactor, IPFilter
 
 logger = logging.getLogger(__name__)
 
@@ -108,88 +103,6 @@ def is_ip_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-# --- which addresses we may connect to -----------------------------------------
-
-class IPFilter:
-    """``ip_range_blacklist`` minus ``ip_range_whitelist``."""
-
-    def __init__(self, blacklist: Iterable[str], whitelist: Iterable[str]) -> None:
-        self._block = [ipaddress.ip_network(n, strict=False) for n in blacklist]
-        self._allow = [ipaddress.ip_network(n, strict=False) for n in whitelist]
-
-    @classmethod
-    def from_config(cls, config: Config) -> "IPFilter":
-        return cls(config.ip_range_blacklist or [], config.ip_range_whitelist or [])
-
-    def allowed(self, ip: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 scope
-        except ValueError:
-            return False
-        if any(addr in net for net in self._allow if net.version == addr.version):
-            return True
-        if any(addr in net for net in self._block if net.version == addr.version):
-            return False
-        # an IPv4 address mapped into IPv6 is judged as the IPv4 address too
-        mapped = getattr(addr, "ipv4_mapped", None)
-        if mapped is not None:
-            return self.allowed(str(mapped))
-        return True
-
-
-@implementer(IHostnameResolver)
-class _FilteringResolver:
-    """The reactor's name resolver, minus the addresses we must not reach."""
-
-    def __init__(self, inner: Any, ip_filter: IPFilter) -> None:
-        self._inner = inner
-        self._filter = ip_filter
-
-    def resolveHostName(self, receiver: Any, hostName: str,  # noqa: N802,N803
-                        portNumber: int = 0, addressTypes: Any = None,  # noqa: N803
-                        transportSemantics: str = "TCP") -> Any:  # noqa: N803
-        ip_filter = self._filter
-
-        @implementer(IResolutionReceiver)
-        class Receiver:
-            def resolutionBegan(self, resolution: Any) -> None:  # noqa: N802
-                receiver.resolutionBegan(resolution)
-
-            def addressResolved(self, address: Any) -> None:  # noqa: N802
-                if isinstance(address, (IPv4Address, IPv6Address)) and \
-                        not ip_filter.allowed(address.host):
-                    logger.warning("not connecting to %s: %s is in ip_range_blacklist",
-                                   hostName, address.host)
-                    return
-                receiver.addressResolved(address)
-
-            def resolutionComplete(self) -> None:  # noqa: N802
-                receiver.resolutionComplete()
-
-        return self._inner.resolveHostName(Receiver(), hostName, portNumber, addressTypes,
-                                           transportSemantics)
-
-
-@implementer(IReactorPluggableNameResolver)
-class FilteringReactor:
-    """The reactor, with a name resolver that drops blocked addresses; what
-    our outbound endpoints connect through."""
-
-    def __init__(self, reactor: Any, ip_filter: IPFilter) -> None:
-        self._reactor = reactor
-        self._resolver = _FilteringResolver(reactor.nameResolver, ip_filter)
-
-    @property
-    def nameResolver(self) -> Any:  # noqa: N802 (Twisted API)
-        return self._resolver
-
-    def installNameResolver(self, resolver: Any) -> Any:  # noqa: N802
-        raise NotImplementedError
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reactor, name)
 
 
 class Connector:

@@ -4,7 +4,7 @@ Off unless ``url_preview_enabled``. A preview makes this server fetch any
 URL a user names, so every connection (the first and each redirect) goes
 through a reactor whose name resolver drops addresses in
 ``url_preview_ip_range_blacklist`` (minus ``..._whitelist``), the same
-filter federation uses (``federation/discovery.py``); an IP literal in the
+filter federation uses (``http/outbound.py``); an IP literal in the
 URL is checked before anything is sent. At most ``max_spider_size`` bytes
 are read. An image URL previews as the image itself (stored as media); an
 HTML page as its ``og:*`` tags, falling back to ``<title>`` and the meta
@@ -21,11 +21,12 @@ from urllib.parse import urljoin, urlsplit
 
 from twisted.internet import defer
 from twisted.internet.error import TimeoutError as TxTimeoutError
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, RedirectAgent
+from twisted.web.client import BrowserLikePolicyForHTTPS, RedirectAgent
 from twisted.web.http_headers import Headers
 
-from homeserver.federation.discovery import FilteringReactor, IPFilter, is_ip_literal, read_body
+from homeserver.federation.discovery import is_ip_literal, read_body
 from homeserver.http.errors import Codes, MatrixError
+from homeserver.http.outbound import IPFilter, guarded_agent
 
 if TYPE_CHECKING:
     from homeserver.media.repository import MediaRepository
@@ -91,9 +92,8 @@ class UrlPreviewer:
         self.ip_filter = IPFilter(config.url_preview_ip_range_blacklist or [],
                                   config.url_preview_ip_range_whitelist or [])
         self.max_size: int = config.max_spider_size
-        inner: Any = Agent(FilteringReactor(hs.reactor, self.ip_filter),
-                           contextFactory=BrowserLikePolicyForHTTPS(),
-                           connectTimeout=FETCH_TIMEOUT_S)
+        inner: Any = guarded_agent(hs.reactor, self.ip_filter, connect_timeout_s=FETCH_TIMEOUT_S,
+                                   context_factory=BrowserLikePolicyForHTTPS())
         self._agent = RedirectAgent(inner)
         self._cache: dict[str, tuple[int, dict[str, Any]]] = {}
 

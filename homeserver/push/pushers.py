@@ -40,9 +40,15 @@ the spec says to stop sending to it. A pusher whose row is gone (the client
 deleted it, or its device was deleted) stops at its next notification: the
 row is read again before each POST, which also picks up a changed URL.
 
-Push gateways are the user's own choice of server, reached over a plain
-treq Agent with connect and request timeouts, not the federation blacklist
-(Synapse does not restrict them either).
+Push gateways are the user's own choice of server, so a pusher could aim
+this server at its own admin ports or the cloud metadata service. As in
+Synapse, ``pushers/set`` checks only the URL's form (http(s), the path
+``/_matrix/push/v1/notify``: api/client/pushers.py), and every POST goes
+through the outbound guard (``http/outbound.py``) with ``ip_range_blacklist``
+minus ``ip_range_whitelist``, the ranges federation uses: a gateway on a
+blocked address is never contacted, each attempt fails like an unreachable
+gateway (backoff, then give up). A gateway on a private network needs its
+range in ``ip_range_whitelist``.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ import treq
 from twisted.internet import defer
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from homeserver.http.outbound import IPFilter, guarded_agent
 from homeserver.storage.pushers import PushAction, Pusher, RoomContext
 
 if TYPE_CHECKING:
@@ -124,8 +131,9 @@ class PusherPool:
         if self._agent is None:
             self._http_pool = HTTPConnectionPool(self.hs.reactor)
             self._http_pool.maxPersistentPerHost = 4
-            self._agent = Agent(self.hs.reactor, connectTimeout=self.connect_timeout_s,
-                                pool=self._http_pool)
+            self._agent = guarded_agent(self.hs.reactor, IPFilter.from_config(self.hs.config),
+                                        connect_timeout_s=self.connect_timeout_s,
+                                        pool=self._http_pool)
         return self._agent
 
     # -- pushers set and removed by the client API -----------------------------

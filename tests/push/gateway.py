@@ -71,9 +71,13 @@ class _Notify(Resource):
 
 
 class PushGateway:
-    """``gw = PushGateway(); await gw.start()``; point pushers at ``gw.url``."""
+    """``gw = PushGateway(); await gw.start()``; point pushers at ``gw.url``
+    (``interface``: the loopback address it listens on)."""
 
-    def __init__(self) -> None:
+    def __init__(self, interface: str = "127.0.0.1") -> None:
+        self.interface = interface
+        # TCP connections accepted: a blocked pusher must not even connect
+        self.connections = 0
         self.validator = Draft202012Validator(notify_schema())
         self.received: list[dict[str, Any]] = []
         self.invalid: list[str] = []
@@ -89,11 +93,18 @@ class PushGateway:
         from twisted.internet import reactor as default_reactor
 
         reactor: Any = default_reactor
-        self._port = reactor.listenTCP(0, Site(_Notify(self)), interface="127.0.0.1")
+        site = Site(_Notify(self))
+        build = site.buildProtocol
+
+        def count_connection(addr: Any) -> Any:
+            self.connections += 1
+            return build(addr)
+        site.buildProtocol = count_connection  # type: ignore[method-assign]
+        self._port = reactor.listenTCP(0, site, interface=self.interface)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port.getHost().port}{NOTIFY_PATH}"
+        return f"http://{self.interface}:{self._port.getHost().port}{NOTIFY_PATH}"
 
     async def stop(self) -> None:
         if self._port is not None:

@@ -1,0 +1,134 @@
+"""The one guard on requests this server makes to addresses others chose.
+
+Federation (a server name), URL previews (a URL a user posts) and push
+gateways (a URL a user's pusher names) all make this server connect where
+someone else says, which could be this host's admin ports, the cloud
+metadata service (169.254.169.254) or the office network. Every such
+connection goes through a ``FilteringReactor``: its name resolver drops each
+resolved address that ``IPFilter`` refuses, so a request to a name that
+resolves only to blocked addresses fails with a DNS lookup error before any
+byte is sent, and a name cannot smuggle a private address past the check.
+
+IP literals take the same path: Twisted's ``HostnameEndpoint`` (which
+``Agent`` builds for every http and https URL) hands the host, IP literal or
+not, to the reactor's ``nameResolver`` (tests/http/test_outbound.py checks it
+for IPv4 and IPv6 literals). Each redirect is a new connection and is checked
+again.
+
+Which ranges: federation and push use ``ip_range_blacklist`` minus
+``ip_range_whitelist`` (as Synapse does for both); previews their own
+``url_preview_ip_range_*`` pair. ``guarded_agent`` builds the Agent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import (
+    IHostnameResolver,
+    IReactorPluggableNameResolver,
+    IResolutionReceiver,
+)
+from twisted.web.client import Agent, HTTPConnectionPool
+from zope.interface import implementer
+
+from homeserver.config import Config
+
+logger = logging.getLogger(__name__)
+
+
+class IPFilter:
+    """``ip_range_blacklist`` minus ``ip_range_whitelist``."""
+
+    def __init__(self, blacklist: Iterable[str], whitelist: Iterable[str]) -> None:
+        self._block = [ipaddress.ip_network(n, strict=False) for n in blacklist]
+        self._allow = [ipaddress.ip_network(n, strict=False) for n in whitelist]
+
+    @classmethod
+    def from_config(cls, config: Config) -> "IPFilter":
+        return cls(config.ip_range_blacklist or [], config.ip_range_whitelist or [])
+
+    def allowed(self, ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip.split("%", 1)[0])  # drop an IPv6 scope
+        except ValueError:
+            return False
+        if any(addr in net for net in self._allow if net.version == addr.version):
+            return True
+        if any(addr in net for net in self._block if net.version == addr.version):
+            return False
+        # an IPv4 address mapped into IPv6 is judged as the IPv4 address too
+        mapped = getattr(addr, "ipv4_mapped", None)
+        if mapped is not None:
+            return self.allowed(str(mapped))
+        return True
+
+
+@implementer(IHostnameResolver)
+class _FilteringResolver:
+    """The reactor's name resolver, minus the addresses we must not reach."""
+
+    def __init__(self, inner: Any, ip_filter: IPFilter) -> None:
+        self._inner = inner
+        self._filter = ip_filter
+
+    def resolveHostName(self, receiver: Any, hostName: str,  # noqa: N802,N803
+                        portNumber: int = 0, addressTypes: Any = None,  # noqa: N803
+                        transportSemantics: str = "TCP") -> Any:  # noqa: N803
+        ip_filter = self._filter
+
+        @implementer(IResolutionReceiver)
+        class Receiver:
+            def resolutionBegan(self, resolution: Any) -> None:  # noqa: N802
+                receiver.resolutionBegan(resolution)
+
+            def addressResolved(self, address: Any) -> None:  # noqa: N802
+                if isinstance(address, (IPv4Address, IPv6Address)) and \
+                        not ip_filter.allowed(address.host):
+                    logger.warning("not connecting to %s: %s is in ip_range_blacklist",
+                                   hostName, address.host)
+                    return
+                receiver.addressResolved(address)
+
+            def resolutionComplete(self) -> None:  # noqa: N802
+                receiver.resolutionComplete()
+
+        return self._inner.resolveHostName(Receiver(), hostName, portNumber, addressTypes,
+                                           transportSemantics)
+
+
+@implementer(IReactorPluggableNameResolver)
+class FilteringReactor:
+    """The reactor, with a name resolver that drops blocked addresses; what
+    our outbound endpoints connect through."""
+
+    def __init__(self, reactor: Any, ip_filter: IPFilter) -> None:
+        self._reactor = reactor
+        self._resolver = _FilteringResolver(reactor.nameResolver, ip_filter)
+
+    @property
+    def nameResolver(self) -> Any:  # noqa: N802 (Twisted API)
+        return self._resolver
+
+    def installNameResolver(self, resolver: Any) -> Any:  # noqa: N802
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+
+def guarded_agent(reactor: Any, ip_filter: IPFilter, *, connect_timeout_s: float,
+                  pool: HTTPConnectionPool | None = None,
+                  context_factory: Any = None) -> Agent:
+    """An Agent for http(s) URLs that connects only to addresses ``ip_filter``
+    allows (names and IP literals alike), giving up on a connection after
+    ``connect_timeout_s``. ``context_factory``: Twisted's default (the
+    system's CAs, the URL's host name checked) unless given."""
+    kwargs: dict[str, Any] = {"connectTimeout": connect_timeout_s, "pool": pool}
+    if context_factory is not None:
+        kwargs["contextFactory"] = context_factory
+    return Agent(FilteringReactor(reactor, ip_filter), **kwargs)
