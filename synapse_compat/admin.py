@@ -6,6 +6,11 @@ accounts, admins included, knowing only ``registration_shared_secret``. It
 works whether or not public registration is open. The request carries an
 HMAC-SHA1 over a nonce the server handed out, so a captured request cannot be
 replayed: each nonce is good once, for ``NONCE_LIFETIME_MS``.
+
+Anyone may ask for a nonce, so handing one out costs no database write: as in
+Synapse, nonces live in this process's memory (a restart forgets them; the
+script asks again). At most ``MAX_NONCES`` are held (the oldest goes first),
+and each address may ask at the ``rc_registration`` rate.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.passwords import hash_password
@@ -25,6 +31,7 @@ from homeserver.accounts.registration import (
 from homeserver.accounts.sessions import check_password_policy
 from homeserver.http.errors import Codes, MatrixError, bad_json, forbidden
 from homeserver.http.parse import get_bool, get_str
+from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, Router
 
@@ -34,6 +41,8 @@ if TYPE_CHECKING:
 ADMIN_V1 = "/_synapse/admin/v1"
 
 NONCE_LIFETIME_MS = 60_000
+# a minute's worth at 150 requests a second: far beyond any operator's script
+MAX_NONCES = 10_000
 # Synapse's UserTypes.ALL_USER_TYPES
 USER_TYPES = ("support", "bot")
 # Synapse's bounds on the MAC'd fields
@@ -57,6 +66,43 @@ def registration_mac(secret: str, nonce: str, username: str, password: str, admi
     return mac.hexdigest()
 
 
+class RegistrationNonces:
+    """Nonces handed out and not yet used, oldest first, in memory."""
+
+    def __init__(self, clock: Any, lifetime_ms: int = NONCE_LIFETIME_MS,
+                 max_count: int = MAX_NONCES) -> None:
+        self._clock = clock
+        self._lifetime_ms = lifetime_ms
+        self._max = max_count
+        self._issued: OrderedDict[str, int] = OrderedDict()  # nonce -> issued at (ms)
+
+    def _now_ms(self) -> int:
+        return int(self._clock.seconds() * 1000)
+
+    def issue(self) -> str:
+        now = self._now_ms()
+        self._expire(now)
+        while len(self._issued) >= self._max:
+            self._issued.popitem(last=False)
+        nonce = secrets.token_hex(32)
+        self._issued[nonce] = now
+        return nonce
+
+    def take(self, nonce: str) -> bool:
+        """Use ``nonce`` up: True once if it was issued and has not expired."""
+        issued = self._issued.pop(nonce, None)
+        return issued is not None and issued > self._now_ms() - self._lifetime_ms
+
+    def __len__(self) -> int:
+        return len(self._issued)
+
+    def _expire(self, now_ms: int) -> None:
+        # issued in time order: the expired ones are at the front
+        cutoff = now_ms - self._lifetime_ms
+        while self._issued and next(iter(self._issued.values())) <= cutoff:
+            self._issued.popitem(last=False)
+
+
 def _required_str(body: dict[str, Any], key: str) -> str:
     if key not in body:
         raise MatrixError(400, Codes.BAD_JSON, f"{key} must be specified")
@@ -67,6 +113,8 @@ def _required_str(body: dict[str, Any], key: str) -> str:
 
 
 def register_admin_routes(hs: "HomeServer", router: Router) -> None:
+    nonces = RegistrationNonces(hs.clock)
+    nonce_limiter = Ratelimiter(hs.clock, "rc_registration", hs.config.rc_registration)
     def shared_secret() -> str:
         secret: str | None = hs.config.registration_shared_secret
         if not secret:
@@ -76,10 +124,8 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
     async def get_register_nonce(req: HttpRequest) -> tuple[int, Any]:
         """GET /_synapse/admin/v1/register"""
         shared_secret()
-        nonce = secrets.token_hex(32)
-        now = hs.now_ms()
-        await hs.stores.registration_tokens.add_nonce(nonce, now, now - NONCE_LIFETIME_MS)
-        return 200, {"nonce": nonce}
+        nonce_limiter.ratelimit(req.client_ip)
+        return 200, {"nonce": nonces.issue()}
 
     async def post_register(req: HttpRequest) -> tuple[int, Any]:
         """POST /_synapse/admin/v1/register"""
@@ -87,8 +133,7 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
         body = req.json()
         nonce = _required_str(body, "nonce")
         # Taken (deleted) before anything else is checked: one try per nonce.
-        if not await hs.stores.registration_tokens.take_nonce(
-                nonce, hs.now_ms() - NONCE_LIFETIME_MS):
+        if not nonces.take(nonce):
             raise MatrixError(400, Codes.UNKNOWN, "unrecognised nonce")
         username = _required_str(body, "username")
         password = _required_str(body, "password")

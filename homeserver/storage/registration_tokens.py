@@ -1,5 +1,6 @@
-"""Registration secrets: tokens for token-gated registration, and the single-use
-nonces of Synapse's shared-secret admin registration.
+"""Registration secrets: tokens for token-gated registration. (The nonces of
+Synapse's shared-secret admin registration live in memory, in
+synapse_compat/admin.py; the ``registration_nonces`` table is no longer used.)
 
 A token may be limited in uses and in time. A use is ``pending`` from the moment
 a registration's UIA stage accepts the token until the account is created (then
@@ -72,25 +73,3 @@ class RegistrationTokenStore:
         """Give back pending uses whose registration was abandoned."""
         txn.execute("UPDATE registration_tokens SET pending = CASE WHEN pending > ?"
                     " THEN pending - ? ELSE 0 END WHERE token = ?", (count, count, token))
-
-    # -- shared-secret registration nonces --
-
-    async def add_nonce(self, nonce: str, now_ms: int, expired_before_ms: int) -> None:
-        """Store a fresh nonce, dropping those that can no longer be used."""
-        def txn_fn(txn: Txn) -> None:
-            txn.execute("DELETE FROM registration_nonces WHERE created_ts < ?",
-                        (expired_before_ms,))
-            txn.execute("INSERT INTO registration_nonces (nonce, created_ts) VALUES (?, ?)",
-                        (nonce, now_ms))
-        await self.db.run_interaction("add_registration_nonce", txn_fn)
-
-    async def take_nonce(self, nonce: str, expired_before_ms: int) -> bool:
-        """Consume ``nonce``: True once if it was issued and has not expired."""
-        def txn_fn(txn: Txn) -> bool:
-            created = txn.select_value(
-                "SELECT created_ts FROM registration_nonces WHERE nonce = ?", (nonce,))
-            if created is None:
-                return False
-            txn.execute("DELETE FROM registration_nonces WHERE nonce = ?", (nonce,))
-            return int(created) >= expired_before_ms
-        return await self.db.run_interaction("take_registration_nonce", txn_fn)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest_twisted
 from twisted.internet.task import Clock
 
-from synapse_compat.admin import registration_mac
+from synapse_compat.admin import RegistrationNonces, registration_mac
 from tests.harness import Response, TestServer
 
 ADMIN_REGISTER = "/_synapse/admin/v1/register"
@@ -150,3 +150,61 @@ async def test_missing_fields_are_refused(server: TestServer) -> None:
     assert await server.hs.stores.users.get_user("@alice:test.local") is None
     bad_type = await admin_register(server, "alice", user_type="wizard")
     assert bad_type.code == 400
+
+
+# -- nonces cost the server no database write, and are rate-limited --------------
+
+@pytest_twisted.ensureDeferred
+async def test_handing_out_nonces_writes_nothing_and_a_nonce_still_works_once(
+        server: TestServer) -> None:
+    transactions: list[str] = []
+    db = server.hs.db
+    real = db.run_interaction
+
+    def counting(desc: str, *args: Any, **kwargs: Any) -> Any:
+        transactions.append(desc)
+        return real(desc, *args, **kwargs)
+    db.run_interaction = counting  # type: ignore[method-assign]
+    try:
+        first = await get_nonce(server)
+        others = {await get_nonce(server) for _ in range(200)}
+    finally:
+        db.run_interaction = real  # type: ignore[method-assign]
+    assert transactions == []
+    assert first not in others and len(others) == 200
+    resp = await admin_register(server, "alice", nonce=first)
+    assert resp.code == 200, resp.body
+    again = await admin_register(server, "bob", nonce=first)
+    assert (again.code, again.body["errcode"]) == (400, "M_UNKNOWN")
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_address_asking_for_nonces_too_fast_is_rate_limited(
+        make_server: Any) -> None:
+    clock = Clock()
+    server = await make_server(clock=clock,
+                               rc_registration={"per_second": 0.1, "burst_count": 3})
+    nonces = [await get_nonce(server) for _ in range(3)]
+    limited = await server.client().get(ADMIN_REGISTER)
+    assert (limited.code, limited.body["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+    assert limited.body["retry_after_ms"] > 0
+    # what was handed out still works
+    assert (await admin_register(server, "alice", nonce=nonces[0])).code == 200
+    clock.advance(10)
+    assert (await server.client().get(ADMIN_REGISTER)).code == 200
+
+
+def test_held_nonces_are_bounded_and_the_oldest_go_first() -> None:
+    clock = Clock()
+    nonces = RegistrationNonces(clock, lifetime_ms=60_000, max_count=3)
+    a, b, c = nonces.issue(), nonces.issue(), nonces.issue()
+    d = nonces.issue()
+    assert len(nonces) == 3
+    assert not nonces.take(a)
+    assert nonces.take(b) and nonces.take(c) and nonces.take(d)
+    assert not nonces.take(d)
+    e = nonces.issue()
+    clock.advance(61)
+    nonces.issue()  # expired ones are dropped as new ones are handed out
+    assert len(nonces) == 1
+    assert not nonces.take(e)
