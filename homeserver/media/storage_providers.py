@@ -9,7 +9,9 @@ object stores), written after each local write and read from when the local
 file is missing (say, a fresh node behind a shared bucket), as Synapse's
 storage providers do.
 
-Blocking file and network I/O runs in the reactor's thread pool.
+Blocking file and network I/O runs in the reactor's thread pool. Local
+files are the owner's only (directories 0700, files 0600): media in private
+rooms is no business of other accounts on the host.
 """
 
 from __future__ import annotations
@@ -41,6 +43,15 @@ class LocalStorageProvider:
     def __init__(self, reactor: Any, base_dir: str) -> None:
         self.reactor = reactor
         self.base_dir = os.path.abspath(base_dir)
+        # a store an older version made 0755: closing the top closes it all
+        try:
+            if os.stat(self.base_dir).st_mode & 0o077:
+                os.chmod(self.base_dir, 0o700)
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            logger.warning("could not make the media store %s private (mode 0700)",
+                           self.base_dir)
 
     def _full(self, path: str) -> str:
         full = os.path.abspath(os.path.join(self.base_dir, path))
@@ -52,16 +63,16 @@ class LocalStorageProvider:
         full = self._full(path)
 
         def write() -> None:
-            os.makedirs(os.path.dirname(full), exist_ok=True)
+            _make_private_dirs(self.base_dir, os.path.dirname(full))
             # write then rename: a reader never sees half a file, and two
             # writers of one path (a thumbnail generated on upload and on
             # request at once) each rename their own temporary file
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(full),
                                        prefix=os.path.basename(full) + ".tmp")
             try:
+                # mkstemp made it 0600, which is what we want
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                os.chmod(tmp, 0o644)
                 os.replace(tmp, full)
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):
@@ -80,6 +91,20 @@ class LocalStorageProvider:
                 return None
         return await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
                                                read)
+
+
+def _make_private_dirs(base_dir: str, path: str) -> None:
+    """``os.makedirs(path)`` with every directory it creates, from
+    ``base_dir`` down, 0700 (makedirs gives ``mode`` only to the last one)."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if path != base_dir:
+        _make_private_dirs(base_dir, parent)
+    else:  # above the store: not ours to restrict
+        os.makedirs(parent, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # another writer made it first
+        os.mkdir(path, 0o700)
 
 
 class S3StorageProvider:
