@@ -55,7 +55,7 @@ class HttpRequest:
     """A request as handlers see it."""
 
     def __init__(self, request: Request, params: dict[str, str], max_json: int,
-                 client_ip: str) -> None:
+                 client_ip: str, *, nul_in_json: bool = False) -> None:
         self.raw = request
         self.params = params
         self.args: dict[bytes, list[bytes]] = request.args or {}
@@ -65,6 +65,9 @@ class HttpRequest:
         # the authenticated origin server of a federation request
         self.origin: str = ""
         self._max_json = max_json
+        # a server-server body may carry a remote event whose content holds
+        # NUL, which we store as Synapse does (see http/parse.py)
+        self._nul_in_json = nul_in_json
         self._json: Any = None
         self.user_agent = (request.getHeader(b"User-Agent") or b"").decode("utf-8", "replace")
 
@@ -85,14 +88,18 @@ class HttpRequest:
         except ValueError:  # the client went away and Twisted closed the body
             raise MatrixError(400, Codes.UNKNOWN, "The request body is gone") from None
 
-    def json(self, *, allow_empty: bool = False) -> dict[str, Any]:
-        """The body as a JSON object, with size and depth limits applied."""
+    def json(self, *, allow_empty: bool = False, allow_nul: bool = False) -> dict[str, Any]:
+        """The body as a JSON object, with size and depth limits applied.
+
+        Strings holding NUL are refused unless ``allow_nul`` (event content);
+        lone surrogates always are."""
         if self._json is None:
             if getattr(self.raw, "body_too_large", False):
                 raise MatrixError(413, Codes.TOO_LARGE,
                                   f"Request body too large (limit is {self._max_json} bytes)")
-            self._json = require_object(decode_json(self.content(), self._max_json,
-                                                    allow_empty_object=allow_empty))
+            self._json = require_object(decode_json(
+                self.content(), self._max_json, allow_empty_object=allow_empty,
+                allow_nul=allow_nul or self._nul_in_json))
         return self._json  # type: ignore[no-any-return]
 
     def any_json(self) -> Any:

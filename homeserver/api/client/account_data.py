@@ -64,7 +64,8 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         check_own(req, "add")
         data_type = req.params["type"]
         check_settable(data_type)
-        content = req.json()
+        # free-form JSON, kept as JSON: a NUL in it is stored, as Synapse does
+        content = req.json(allow_nul=True)
         check_ignore_list(req.user_id, data_type, content)
         await store.put_global_account_data(req.user_id, data_type, content)
         return 200, {}
@@ -88,7 +89,8 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         room_id = room_id_of(req)
         data_type = req.params["type"]
         check_settable(data_type)
-        await store.put_room_account_data(req.user_id, room_id, data_type, req.json())
+        await store.put_room_account_data(req.user_id, room_id, data_type,
+                                          req.json(allow_nul=True))
         return 200, {}
 
     async def get_room(req: HttpRequest) -> tuple[int, Any]:

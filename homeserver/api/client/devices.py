@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.uia import validate_user_via_ui_auth
 from homeserver.http.errors import Codes, MatrixError, bad_json, missing_param, not_found
-from homeserver.http.parse import get_str, is_storable_text
+from homeserver.http.parse import get_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 
@@ -33,9 +33,6 @@ def parse_display_name(body: dict[str, Any]) -> str | None:
         if len(name) > MAX_DEVICE_DISPLAY_NAME_LEN:
             raise MatrixError(400, Codes.TOO_LARGE, "Device display name is too long "
                               f"(max {MAX_DEVICE_DISPLAY_NAME_LEN})")
-        if not is_storable_text(name):
-            raise MatrixError(400, Codes.INVALID_PARAM,
-                              "Device display name contains characters that cannot be stored")
     return name
 
 
@@ -46,8 +43,7 @@ def parse_device_list(body: dict[str, Any]) -> list[str]:
         raise missing_param("devices")
     if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
         raise bad_json("'devices' must be a list of strings")
-    # an ID no device could have is simply not there to delete
-    return [d for d in dict.fromkeys(devices) if is_storable_text(d)]
+    return list(dict.fromkeys(devices))
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from homeserver.accounts.identifiers import is_valid_user_id
 from homeserver.edu.presence import PRESENCE_STATES
 from homeserver.http.errors import bad_json, forbidden, invalid_param
-from homeserver.http.parse import is_storable_text
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 
@@ -40,8 +39,6 @@ def parse_presence_body(body: dict[str, Any]) -> tuple[str, str | None]:
     if len(status_msg) > MAX_STATUS_MSG_LENGTH:
         raise invalid_param(
             f"'status_msg' may not be longer than {MAX_STATUS_MSG_LENGTH} characters")
-    if not is_storable_text(status_msg):
-        raise invalid_param("'status_msg' contains characters that cannot be stored")
     return presence, status_msg or None
 
 

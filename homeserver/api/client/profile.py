@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from homeserver.accounts.identifiers import is_valid_server_name, parse_user_id
 from homeserver.federation.edus import query_remote
 from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
-from homeserver.http.parse import is_storable_text
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, Router
 from homeserver.storage.profiles import Profile
@@ -57,8 +56,6 @@ def parse_field(body: dict[str, Any], field: str) -> str | None:
     if not isinstance(value, str):
         # null included: the spec lets servers refuse it, and Synapse does
         raise invalid_param(f"'{field}' must be a string")
-    if not is_storable_text(value):
-        raise invalid_param(f"'{field}' contains characters that cannot be stored")
     if field == "displayname":
         if len(value) > MAX_DISPLAYNAME_LEN:
             raise invalid_param(f"Displayname is too long (max {MAX_DISPLAYNAME_LEN})")

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from homeserver.http.errors import Codes, MatrixError, invalid_param, missing_param
-from homeserver.http.parse import is_storable_text
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 
@@ -54,8 +53,8 @@ def _text(body: dict[str, Any], name: str, required: bool) -> str | None:
         return None
     if not isinstance(value, str):
         raise invalid_param(f"'{name}' must be a string")
-    if len(value) > MAX_TEXT_CHARS or not is_storable_text(value):
-        raise invalid_param(f"'{name}' is too long or has characters that cannot be stored")
+    if len(value) > MAX_TEXT_CHARS:
+        raise invalid_param(f"'{name}' may not be longer than {MAX_TEXT_CHARS} characters")
     return value
 
 

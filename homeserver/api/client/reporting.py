@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_room_id, parse_user_id
 from homeserver.http.errors import bad_json, invalid_param, not_found
-from homeserver.http.parse import get_str, is_storable_text, require_object
+from homeserver.http.parse import get_str, require_object
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 from homeserver.storage.reports import EVENT_REPORT, ROOM_REPORT, USER_REPORT
@@ -38,8 +38,6 @@ MAX_SCORE = 0
 
 def parse_reason(body: dict[str, Any], *, required: bool) -> str | None:
     reason: str | None = get_str(body, "reason") if required else get_str(body, "reason", None)
-    if reason is not None and not is_storable_text(reason):
-        raise bad_json("'reason' may not contain NUL or lone surrogates")
     return reason
 
 
