@@ -4,14 +4,19 @@ Each request is matched against the router, authenticated when the route
 asks for it, handed to the async handler, and its ``(status, body)`` written
 as JSON (or as raw bytes when the body is a ``RawResponse``: media).
 Whatever goes wrong reaches the client as a Matrix error: a
-``MatrixError`` as itself, anything else as 500 M_UNKNOWN with the traceback
-kept in the server log only.
+``MatrixError`` as itself; the database out of reach (a PostgreSQL that is
+down or restarting, an SQLite file locked or failing I/O) as 503 M_UNKNOWN
+with ``Retry-After``, as Synapse answers when a service is unavailable: the
+request was fine and will work again once the database is back, which the
+connection pool finds by itself; anything else as 500 M_UNKNOWN with the
+traceback kept in the server log only.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -22,6 +27,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from homeserver.http.errors import Codes, InteractiveAuthIncomplete, MatrixError
+from homeserver.http.parse import check_query_args
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router
 
@@ -45,6 +51,31 @@ _FEDERATION_PREFIXES = (b"/_matrix/federation/", b"/_matrix/key/")
 
 # Query parameters whose values are secrets, never to be logged.
 _SECRET_PARAMS = frozenset({b"access_token"})
+
+# Seconds a client is asked to wait while the database is out of reach: the
+# pool reconnects on the next request after it is back.
+DATABASE_RETRY_AFTER_S = 5
+
+# SQLite errors that say the file cannot be used now, not that a statement is
+# wrong (those share sqlite3.OperationalError and stay 500s).
+_SQLITE_OUTAGE_MESSAGES = ("database is locked", "disk i/o error", "unable to open database",
+                           "database or disk is full")
+
+
+def is_database_outage(exc: BaseException | None) -> bool:
+    """Whether ``exc`` means the database is unreachable or unusable for now."""
+    while isinstance(exc, defer.FirstError):  # one of several parallel lookups
+        exc = exc.subFailure.value
+    if isinstance(exc, sqlite3.OperationalError):
+        message = str(exc).lower()
+        return any(m in message for m in _SQLITE_OUTAGE_MESSAGES)
+    try:
+        import psycopg2
+    except ImportError:  # pragma: no cover - a SQLite-only install
+        return False
+    # OperationalError: cannot connect, the server closed or terminated the
+    # connection, a statement timeout; InterfaceError: the connection is closed
+    return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
 
 
 class RawResponse:
@@ -125,8 +156,10 @@ class MatrixResource(Resource):
                 raise MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request")
             route, params = self.router.match(method, raw_path)
             request.route_name = route.name  # type: ignore[attr-defined]
+            check_query_args(request.args or {})
             max_json = route.max_body or self.hs.config.max_client_json_size
-            req = HttpRequest(request, params, max_json, self.client_ip(request))
+            req = HttpRequest(request, params, max_json, self.client_ip(request),
+                              nul_in_json=route.auth == AUTH_FEDERATION)
             if route.auth == AUTH_FEDERATION:
                 req.origin = await self.hs.federation_auth.authenticate(req)
                 request.requester_id = req.origin  # type: ignore[attr-defined]
@@ -147,6 +180,16 @@ class MatrixResource(Resource):
             self._write(request, 401, e.body)
 
     def _unexpected(self, failure: Failure, request: Request) -> None:
+        if is_database_outage(failure.value):
+            # one line, no traceback: an outage fails every request at once
+            logger.warning("request %s %s: database unavailable: %s",
+                           request.method.decode("ascii", "replace"), _redacted_uri(request),
+                           (str(failure.value).strip().splitlines() or [""])[0])
+            if not (request.finished or getattr(request, "_disconnected", False)):
+                request.setHeader(b"Retry-After", str(DATABASE_RETRY_AFTER_S).encode("ascii"))
+            self._write(request, 503, {"errcode": Codes.UNKNOWN,
+                                       "error": "The database is unavailable; try again later"})
+            return
         logger.error("request %s %s failed", request.method.decode("ascii", "replace"),
                      _redacted_uri(request),
                      exc_info=(failure.type, failure.value,  # type: ignore[arg-type]
