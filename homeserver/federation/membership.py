@@ -338,9 +338,12 @@ class FederationMembership:
             return server, body["event"], rv
         if isinstance(last, FederationError) and last.code == 404:
             raise not_found("No known server could find the room")
-        raise MatrixError(502 if last is not None else 404,
-                          Codes.UNKNOWN if last is not None else Codes.NOT_FOUND,
-                          f"No server could help with the {membership}: {last}")
+        if isinstance(last, FederationError):
+            # a server answered, with an error: the details stay in our log
+            raise MatrixError(502, Codes.UNKNOWN, f"No server could help with the {membership}")
+        # none answered (or there was none to ask): Synapse's 404, and no
+        # addresses or errors of our outbound requests in the message
+        raise not_found("No known servers")
 
     def _build_from_template(self, template: dict[str, Any], rv: RoomVersion,
                              user_id: str, membership: str,
