@@ -32,8 +32,10 @@ from typing import Any
 
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.server import Site
+
+from homeserver.http.head_limits import HeadLimitsChannel
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ _TIMEOUT_RESPONSE = (
 )
 
 
-class HeaderDeadlineChannel(HTTPChannel):
+class HeaderDeadlineChannel(HeadLimitsChannel):
     """An HTTP/1.1 channel that gives each request's head a total deadline
     and counts itself against its site's per-IP cap."""
 
