@@ -55,6 +55,27 @@ Where we differ from Synapse (``synapse/visibility.py``), and why:
 
 Ignored users, retention and soft-failed events are the caller's business.
 
+Other servers (federation ``/event``, ``/backfill``, ``/get_missing_events``)
+are judged as a whole: the spec treats a server as having "the same
+visibility as the most permissive of its users", and Synapse
+(``filter_events_for_server``) applies that as: at event E, with ``hv`` in
+the state after E, the server sees E in full if ``hv`` is ``world_readable``
+or ``shared``, or if one of its users is ``join`` at E, or ``invite`` at E
+when ``hv`` is ``invited``. Events it may not see go out *redacted*, not
+dropped, so its copy of the DAG has no holes (the redacted form keeps what
+the auth rules and state resolution read). Two points where we are stricter
+than Synapse, which only asks this of servers with a user in the room:
+
+- ``shared`` counts only for a server with a user joined now (rule 3 with
+  "joined later" meaning "has a user joined now"); a server that may read
+  the room only because it is ``world_readable`` sees its ``shared`` past
+  redacted, as a local non-member would not see it at all;
+- the two before/after exceptions are not applied: they only ever concern
+  state events, whose redacted forms keep the fields that matter
+  (``history_visibility``, ``membership``).
+
+There is no erasure of users yet, so no sender is treated as erased here.
+
 Guest access (client-server API, "Guest Access"): a guest may join only a
 room whose ``m.room.guest_access`` is ``can_join`` (the join rules still
 apply: that is the auth rules' job); anyone, guests included, may peek into a
@@ -258,6 +279,62 @@ def filter_events_for_client(
         if at.membership == "join":
             joined_later = True
     return [e for e in kept if e is not None]
+
+
+@dataclass(frozen=True)
+class ServerVisibilityAtEvent:
+    """What the rules need to know about the room at one event, for one server.
+
+    ``history_visibility``: the raw value in the state after the event (None
+    when there is none, or the event has no state here, as an outlier).
+    ``memberships``: the memberships in that state of the server's users who
+    have a member event there.
+    """
+
+    history_visibility: str | None
+    memberships: tuple[str, ...] = ()
+
+    @classmethod
+    def from_state_after(cls, server_name: str, state_after: StateMap) -> ServerVisibilityAtEvent:
+        """From (part of) the state after the event; member events of other
+        servers' users in it are ignored."""
+        return cls(
+            history_visibility=history_visibility_of(state_after.get(HISTORY_VISIBILITY_KEY)),
+            memberships=tuple(
+                event.membership or "" for (etype, skey), event in sorted(state_after.items())
+                if etype == MEMBER_TYPE and _server_of(skey) == server_name),
+        )
+
+
+def _server_of(user_id: str) -> str:
+    # a localpart never holds ":", so the server name is all after the first
+    return user_id.partition(":")[2]
+
+
+def needs_server_memberships(history_visibility: str | None, *, in_room: bool) -> bool:
+    """Whether a server's memberships at an event with this visibility can
+    change what it sees (callers load them only then): not under
+    ``world_readable``, nor under ``shared`` for a server in the room."""
+    hv = effective_history_visibility(history_visibility)
+    return not (hv == WORLD_READABLE or (hv == SHARED and in_room))
+
+
+def server_may_see(at: ServerVisibilityAtEvent, *, in_room: bool) -> bool:
+    """Whether a server may see an event in full (see the module docstring).
+
+    ``in_room``: the server has a user joined to the room now.
+    """
+    hv = effective_history_visibility(at.history_visibility)
+    # membership None: what the server sees with none of its users at the event
+    return any(_allowed(hv, m, joined_later=in_room) for m in (None, *at.memberships))
+
+
+def filter_events_for_server(events: Sequence[tuple[Event, ServerVisibilityAtEvent]], *,
+                             in_room: bool) -> list[Event]:
+    """``events`` as a server may have them, in the order given: each in
+    full, or redacted where the server may not see it (never dropped)."""
+    return [event if server_may_see(at, in_room=in_room) else redacted_copy(event)
+            for event, at in events]
 
 
 def guest_access_allows_join(content: Mapping[str, Any] | None) -> bool:

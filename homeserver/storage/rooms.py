@@ -239,6 +239,17 @@ class RoomStore:
             " ORDER BY user_id", (room_nid, membership))
         return [r[0] for r in rows]
 
+    async def get_memberships_of_server(self, room_nid: int,
+                                        server_name: str) -> dict[str, str]:
+        """user ID -> latest membership, for the users of ``server_name`` who
+        have one in the room (what federation reads judge a server by)."""
+        rows = await self.db.execute(
+            "get_memberships_of_server",
+            "SELECT user_id, membership FROM room_memberships WHERE room_nid = ?"
+            " AND user_id LIKE ? ORDER BY user_id", (room_nid, "%:" + server_name))
+        # LIKE treats _ as a wildcard (and ignores case on SQLite): check exactly
+        return {str(u): str(m) for u, m in rows if str(u).partition(":")[2] == server_name}
+
     async def get_local_members(self, room_id: str, hostname: str) -> frozenset[str]:
         """The users of ``hostname`` joined to the room."""
         rows = await self.db.execute(

@@ -9,7 +9,11 @@ are handed to ``federation/edus.py`` and never fail the transaction.
 
 The read endpoints answer only a server with a user joined to the room (as
 Synapse does), or for a world-readable room; otherwise 403 M_FORBIDDEN.
-Server ACLs deny a banned server everything about the room.
+Server ACLs deny a banned server everything about the room. The events of
+``/event``, ``/backfill`` and ``/get_missing_events`` pass the history
+visibility rules for servers (``federation/visibility.py``): what the asking
+server may not see goes out redacted. ``/state``, ``/state_ids`` and
+``/event_auth`` return their events as they are, as Synapse does.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from twisted.internet import defer
 
 from homeserver.api.federation import FEDERATION_V1
 from homeserver.events.hashes import compute_event_id
-from homeserver.events.identifiers import server_name_of
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.federation.event_handler import PduError, pdu_for_federation
+from homeserver.federation.visibility import ServerEventFilter
 from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, Router
@@ -58,25 +62,32 @@ def _str_args(req: HttpRequest, name: str) -> list[str]:
 def register_routes(hs: "HomeServer", router: Router) -> None:
     stores = hs.stores
     handler = hs.federation_event_handler
+    server_filter = ServerEventFilter(stores.events)
 
-    async def room_for(req: HttpRequest, room_id: str) -> RoomInfo:
-        """The room, if ``req.origin`` may read it."""
+    async def reader_in(req: HttpRequest, room_id: str) -> tuple[RoomInfo, dict[str, str]]:
+        """The room, if ``req.origin`` may read it, and the memberships of
+        the origin's users in it (what its visibility is judged by)."""
         room = await stores.rooms.get_room(room_id)
         if room is None:
             raise not_found("Unknown room")
         if not await handler.origin_allowed(room, req.origin):
             raise forbidden("Server is banned from this room")
-        members = await stores.rooms.get_members(room.room_nid)
-        if any(_domain(m) == req.origin for m in members):
-            return room
+        memberships = await stores.rooms.get_memberships_of_server(room.room_nid, req.origin)
+        if "join" in memberships.values():
+            return room, memberships
         ids = await stores.rooms.get_current_state_ids(
             room.room_nid, [("m.room.history_visibility", "")])
         if ids:
             event = await stores.events.get_event(ids[("m.room.history_visibility", "")])
             if event is not None and event.content.get("history_visibility") == \
                     "world_readable":
-                return room
+                return room, memberships
         raise forbidden("Server is not in this room")
+
+    async def room_for(req: HttpRequest, room_id: str) -> RoomInfo:
+        """The room, if ``req.origin`` may read it."""
+        room, _ = await reader_in(req, room_id)
+        return room
 
     async def put_send(req: HttpRequest) -> tuple[int, Any]:
         """PUT /_matrix/federation/v1/send/{txnId}"""
@@ -160,7 +171,8 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         event = await stores.events.get_event(req.params["eventId"])
         if event is None:
             raise not_found("Unknown event")
-        await room_for(req, event.room_id)
+        _, memberships = await reader_in(req, event.room_id)
+        (event,) = await server_filter.filter(req.origin, memberships, [event])
         return 200, {"origin": hs.hostname, "origin_server_ts": hs.now_ms(),
                      "pdus": [pdu_for_federation(event)]}
 
@@ -212,7 +224,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
 
     async def get_backfill(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/federation/v1/backfill/{roomId}"""
-        room = await room_for(req, req.params["roomId"])
+        room, memberships = await reader_in(req, req.params["roomId"])
         starts = _str_args(req, "v")
         if not starts:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing v")
@@ -220,12 +232,14 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         ids = await stores.federation_events.get_prev_events_for_backfill(
             room.room_nid, starts, limit)
         events = await stores.events.get_events(ids)
+        shown = await server_filter.filter(req.origin, memberships,
+                                           [events[e] for e in ids if e in events])
         return 200, {"origin": hs.hostname, "origin_server_ts": hs.now_ms(),
-                     "pdus": [pdu_for_federation(events[e]) for e in ids if e in events]}
+                     "pdus": [pdu_for_federation(e) for e in shown]}
 
     async def post_get_missing_events(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/federation/v1/get_missing_events/{roomId}"""
-        room = await room_for(req, req.params["roomId"])
+        room, memberships = await reader_in(req, req.params["roomId"])
         body = req.json()
         earliest = body.get("earliest_events", [])
         latest = body.get("latest_events")
@@ -238,7 +252,9 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         ids = await stores.federation_events.get_missing_events(
             room.room_nid, earliest, latest, max(0, min(limit, MAX_MISSING_EVENTS)), min_depth)
         events = await stores.events.get_events(ids)
-        return 200, {"events": [pdu_for_federation(events[e]) for e in ids if e in events]}
+        shown = await server_filter.filter(req.origin, memberships,
+                                           [events[e] for e in ids if e in events])
+        return 200, {"events": [pdu_for_federation(e) for e in shown]}
 
     f = FEDERATION_V1
     router.add("PUT", f + "/send/{txnId}", put_send, auth=AUTH_FEDERATION,
@@ -264,11 +280,4 @@ def _event_id_of(pdu: Any, rv: Any) -> str | None:
     try:
         return compute_event_id(pdu, rv)
     except Exception:  # not hashable JSON: no ID to name
-        return None
-
-
-def _domain(user_id: str) -> str | None:
-    try:
-        return server_name_of(user_id)
-    except ValueError:
         return None
