@@ -33,6 +33,10 @@ class SizeLimitedRequest(Request):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Twisted would parse a POST form body (multipart or urlencoded) into
+        # the query arguments before the resource runs, and answer a malformed
+        # one with a bare 400 of its own; bodies here are read by handlers
+        self._parsePOSTFormSubmission = False
         self.body_size = 0
         self.body_too_large = False
 

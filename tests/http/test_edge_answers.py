@@ -98,3 +98,17 @@ async def test_a_head_just_under_the_limit_is_served(server: TestServer) -> None
         server, f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
     assert status == 200
     assert "versions" in body
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_post_mislabelled_multipart_gets_a_matrix_error(server: TestServer) -> None:
+    # Twisted parses a multipart/form-data POST itself unless told not to, and
+    # answered a body that is not multipart with a bare 400 and a closed socket
+    body = b'{"username": "carol", "password": "x"}'
+    status, answer = await raw_exchange(
+        server, b"POST " + V3.encode() + b"/login HTTP/1.1\r\nHost: test\r\n"
+                b"Content-Type: multipart/form-data; boundary=zz\r\n"
+                b"Connection: close\r\nContent-Length: " + str(len(body)).encode()
+                + b"\r\n\r\n" + body)
+    assert 400 <= status < 500
+    assert isinstance(answer["errcode"], str) and isinstance(answer["error"], str)
