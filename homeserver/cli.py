@@ -210,7 +210,7 @@ def cmd_register_user(ns: argparse.Namespace) -> None:
     from twisted.internet import reactor as _reactor
 
     from homeserver.accounts.sessions import create_user
-    from homeserver.http.errors import MatrixError
+    from homeserver.errors import MatrixError
     from homeserver.server import HomeServer
 
     reactor: Any = _reactor

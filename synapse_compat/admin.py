@@ -29,7 +29,7 @@ from homeserver.accounts.registration import (
     create_account,
 )
 from homeserver.accounts.sessions import check_password_policy
-from homeserver.http.errors import Codes, MatrixError, bad_json, forbidden
+from homeserver.errors import Codes, MatrixError, bad_json, forbidden
 from homeserver.http.parse import get_bool, get_str
 from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import HttpRequest

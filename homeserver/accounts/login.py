@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.passwords import check_password
 from homeserver.accounts.sessions import new_token
+from homeserver.errors import Codes, MatrixError, bad_json, forbidden, missing_param
 from homeserver.http.auth import hash_token
-from homeserver.http.errors import Codes, MatrixError, bad_json, forbidden, missing_param
 from homeserver.http.parse import get_str
 from homeserver.storage.database import Txn
 from homeserver.storage.tokens import TokenStore

@@ -18,7 +18,7 @@ from homeserver.accounts.uia import (
     discard_ui_auth_session,
     reauthenticate,
 )
-from homeserver.http.errors import missing_param
+from homeserver.errors import missing_param
 from homeserver.http.request import HttpRequest, Requester
 from homeserver.storage.database import Txn
 from homeserver.storage.devices import DeviceStore

@@ -34,7 +34,7 @@ from homeserver.accounts.uia import (
     UiAuthAttempt,
     complete_ui_auth,
 )
-from homeserver.http.errors import Codes, MatrixError, missing_param
+from homeserver.errors import Codes, MatrixError, missing_param
 from homeserver.http.request import HttpRequest
 from homeserver.storage.database import Txn
 from homeserver.storage.registration_tokens import RegistrationTokenStore

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from homeserver.accounts.identifiers import MAX_USER_ID_LENGTH, is_valid_localpart
 from homeserver.accounts.passwords import MAX_PASSWORD_BYTES, hash_password
+from homeserver.errors import Codes, MatrixError
 from homeserver.http.auth import hash_token
-from homeserver.http.errors import Codes, MatrixError
 from homeserver.storage.database import Txn
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.tokens import TokenStore

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.login import check_password_login, find_local_user, user_from_identifier
-from homeserver.http.errors import (
+from homeserver.errors import (
     Codes,
     InteractiveAuthIncomplete,
     MatrixError,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import Codes, MatrixError
+from homeserver.errors import Codes, MatrixError
 from homeserver.http.parse import query_bool, query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.resource import RawResponse

@@ -38,8 +38,8 @@ from homeserver.api.client.rooms import send_message, send_state
 from homeserver.api.client.sync import parse_set_presence
 from homeserver.api.client.typing import parse_typing_body
 from homeserver.api.streams import STREAM_PATH  # noqa: F401 - where the route lives
+from homeserver.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.http.auth import hash_token, token_from_request
-from homeserver.http.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.http.parse import (
     decode_json,
     get_object,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import Codes, MatrixError
+from homeserver.errors import Codes, MatrixError
 from homeserver.storage.key_backup import BackupVersion, KeyRow, RoomKey, WrongVersion
 
 if TYPE_CHECKING:

@@ -38,7 +38,7 @@ from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import SignatureVerifyException, verify_signed_json
 from unpaddedbase64 import decode_base64
 
-from homeserver.http.errors import Codes, MatrixError
+from homeserver.errors import Codes, MatrixError
 from homeserver.storage.cross_signing import CrossSigningStore, SignatureRow
 from homeserver.storage.database import Txn
 from homeserver.storage.devices import DeviceStore

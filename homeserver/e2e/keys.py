@@ -47,8 +47,8 @@ from unpaddedbase64 import decode_base64
 
 from homeserver.accounts.identifiers import parse_user_id
 from homeserver.e2e import cross_signing
+from homeserver.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.federation.client import FederationError, RequestFailed
-from homeserver.http.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.storage.devices import DEVICE_LIST_CHANGED
 from homeserver.storage.e2e_keys import KeyCounts, OneTimeKeyConflict, RemoteDevice
 

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import DeferredLock
 
-from homeserver.http.errors import forbidden, not_found
+from homeserver.errors import forbidden, not_found
 from homeserver.storage.presence import PresenceRow
 
 if TYPE_CHECKING:

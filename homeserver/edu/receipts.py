@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import bad_json, forbidden, invalid_param, not_found
+from homeserver.errors import bad_json, forbidden, invalid_param, not_found
 from homeserver.http.parse import is_storable_text
 
 if TYPE_CHECKING:

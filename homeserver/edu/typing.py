@@ -31,7 +31,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import forbidden
+from homeserver.errors import forbidden
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer

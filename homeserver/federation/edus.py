@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_room_id, parse_user_id
 from homeserver.e2e.cross_signing import on_signing_key_update
+from homeserver.errors import Codes, MatrixError
 from homeserver.federation.client import FederationError, QueryArgs, RequestFailed
-from homeserver.http.errors import Codes, MatrixError
 from homeserver.storage.devices import DeviceStore
 
 if TYPE_CHECKING:

@@ -36,6 +36,7 @@ from urllib.parse import quote
 
 from signedjson.sign import sign_json
 
+from homeserver.errors import Codes, MatrixError, forbidden, not_found
 from homeserver.events.hashes import reference_hash_base64
 from homeserver.events.identifiers import generate_assigned_event_id, server_name_of
 from homeserver.events.model import Event
@@ -43,7 +44,6 @@ from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
 from homeserver.federation.client import FederationError, RequestFailed
 from homeserver.federation.event_handler import PduError, pdu_for_federation
-from homeserver.http.errors import Codes, MatrixError, forbidden, not_found
 from homeserver.rooms.auth import (
     AUTHORISING_USER,
     AuthError,

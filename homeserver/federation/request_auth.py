@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 from signedjson.sign import sign_json
 from signedjson.types import SigningKey
 
+from homeserver.errors import Codes, MatrixError
 from homeserver.events.identifiers import is_valid_server_name
 from homeserver.events.signing import SignatureError
-from homeserver.http.errors import Codes, MatrixError
 
 if TYPE_CHECKING:
     from homeserver.http.request import HttpRequest

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from homeserver.http.errors import Codes, MatrixError
+from homeserver.errors import Codes, MatrixError
 from homeserver.http.request import HttpRequest, Requester
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from typing import Any
 
 from twisted.web.http import HTTPChannel
 
-from homeserver.http.errors import Codes
+from homeserver.errors import Codes
 
 logger = logging.getLogger(__name__)
 

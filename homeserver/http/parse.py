@@ -30,7 +30,7 @@ import json
 import re
 from typing import Any
 
-from homeserver.http.errors import Codes, MatrixError, invalid_param, missing_param
+from homeserver.errors import Codes, MatrixError, invalid_param, missing_param
 
 MAX_JSON_DEPTH = 64
 

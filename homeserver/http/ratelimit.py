@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from homeserver.config import RateLimit
-from homeserver.http.errors import limit_exceeded
+from homeserver.errors import limit_exceeded
 
 
 class SecondsClock(Protocol):

@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.web.server import Request
 
-from homeserver.http.errors import Codes, MatrixError
+from homeserver.errors import Codes, MatrixError
 from homeserver.http.parse import decode_json, require_object
 
 

@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from homeserver.http.errors import Codes, InteractiveAuthIncomplete, MatrixError
+from homeserver.errors import Codes, InteractiveAuthIncomplete, MatrixError
 from homeserver.http.parse import check_query_args
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
-from homeserver.http.errors import Codes, MatrixError
+from homeserver.errors import Codes, MatrixError
 
 if TYPE_CHECKING:
     from homeserver.http.request import HttpRequest

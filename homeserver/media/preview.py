@@ -24,8 +24,8 @@ from twisted.internet.error import TimeoutError as TxTimeoutError
 from twisted.web.client import BrowserLikePolicyForHTTPS, RedirectAgent
 from twisted.web.http_headers import Headers
 
+from homeserver.errors import Codes, MatrixError
 from homeserver.federation.discovery import is_ip_literal, read_body
-from homeserver.http.errors import Codes, MatrixError
 from homeserver.http.outbound import IPFilter, guarded_agent
 
 if TYPE_CHECKING:

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer, threads
 
+from homeserver.errors import Codes, MatrixError
 from homeserver.federation.client import RequestFailed
-from homeserver.http.errors import Codes, MatrixError
 from homeserver.media.remote import (
     RemoteMediaNotFound,
     RemoteMediaNotYetUploaded,

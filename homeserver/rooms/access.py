@@ -30,9 +30,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import forbidden
 from homeserver.events.model import Event
 from homeserver.glob import compile_glob
-from homeserver.http.errors import forbidden
 from homeserver.http.request import Requester
 from homeserver.rooms.client_format import client_event, redacted_by
 from homeserver.rooms.ignored import IgnoredUsers, is_hidden

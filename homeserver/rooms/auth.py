@@ -37,10 +37,10 @@ from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import SignatureVerifyException, verify_signed_json
 from unpaddedbase64 import decode_base64
 
+from homeserver.errors import Codes, MatrixError
 from homeserver.events.identifiers import is_valid_user_id, room_id_from_create_event_id
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
-from homeserver.http.errors import Codes, MatrixError
 from homeserver.rooms.power_levels import (
     CREATE,
     NAMED_LEVEL_DEFAULTS,

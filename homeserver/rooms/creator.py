@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 
+from homeserver.errors import Codes, MatrixError, not_found
 from homeserver.events.builder import build_create_event, build_event
 from homeserver.events.canonical import CanonicalJSONError
 from homeserver.events.hashes import reference_hash_base64
@@ -35,7 +36,6 @@ from homeserver.events.identifiers import generate_room_id
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.validation import MAX_PDU_BYTES, ValidationError
-from homeserver.http.errors import Codes, MatrixError, not_found
 from homeserver.rooms.auth import auth_types_for_event, check_auth_rules
 from homeserver.rooms.power_levels import CREATE
 from homeserver.storage.events import NewEventTxn

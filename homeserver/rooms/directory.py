@@ -52,10 +52,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.identifiers import byte_length, is_valid_server_name
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.rooms.power_levels import (
     CREATE,
     POWER_LEVELS,

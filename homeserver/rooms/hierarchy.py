@@ -48,10 +48,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_server_name
 from homeserver.events.model import Event
 from homeserver.federation.client import FederationError, RequestFailed
-from homeserver.http.errors import forbidden, invalid_param, not_found
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:

@@ -30,8 +30,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import Codes, MatrixError
 from homeserver.events.model import Event
-from homeserver.http.errors import Codes, MatrixError
 from homeserver.storage.streams import ONLY_USER
 
 if TYPE_CHECKING:

@@ -32,9 +32,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import Codes, MatrixError, forbidden, not_found
 from homeserver.events.identifiers import server_name_of
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.http.errors import Codes, MatrixError, forbidden, not_found
 from homeserver.rooms.auth import AUTHORISING_USER, JOIN_RULES
 from homeserver.rooms.power_levels import (
     CREATE,

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from homeserver.errors import forbidden, not_found
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
-from homeserver.http.errors import forbidden, not_found
 from homeserver.rooms.power_levels import (
     CREATE,
     POWER_LEVELS,

@@ -43,8 +43,8 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import Codes, MatrixError
 from homeserver.events.model import Event
-from homeserver.http.errors import Codes, MatrixError
 from homeserver.rooms.client_format import client_event, redacted_by
 from homeserver.storage.relations import (
     ANNOTATION,
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # The spec's error code for a second identical reaction (to move to
-# http/errors.py Codes with the other codes).
+# errors.py Codes with the other codes).
 MAX_ANNOTATION_KEY_LENGTH = 500
 ENCRYPTED = "m.room.encrypted"
 

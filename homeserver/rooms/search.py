@@ -28,8 +28,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import MatrixError, invalid_param
 from homeserver.events.model import Event
-from homeserver.http.errors import MatrixError, invalid_param
 from homeserver.http.request import Requester
 from homeserver.rooms.access import NO_FILTER, ReadAccess, RoomEventFilter
 from homeserver.storage.search import SEARCH_KEYS, SearchHit, SearchQuery, search_words

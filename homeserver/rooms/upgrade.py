@@ -43,9 +43,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import Codes, MatrixError, forbidden, not_found
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
-from homeserver.http.errors import Codes, MatrixError, forbidden, not_found
 from homeserver.rooms.creation import CreateRoomRequest, StateEvent, create_room
 from homeserver.rooms.power_levels import (
     CREATE,

@@ -54,7 +54,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from homeserver.http.errors import Codes, MatrixError, invalid_param
+from homeserver.errors import Codes, MatrixError, invalid_param
 from homeserver.http.parse import decode_json
 from homeserver.rooms.access import RoomEventFilter, type_matches
 

@@ -22,8 +22,8 @@ import functools
 from typing import Any
 
 from homeserver.accounts.identifiers import is_valid_room_id, is_valid_user_id
+from homeserver.errors import bad_json
 from homeserver.glob import glob_problem
-from homeserver.http.errors import bad_json
 
 MAX_TYPE_PATTERN_LENGTH = 255
 MAX_TYPE_PATTERN_STARS = 20

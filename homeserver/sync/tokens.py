@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from homeserver.http.errors import invalid_param
+from homeserver.errors import invalid_param
 
 _SYNC_TOKEN = re.compile(r"s([0-9]{1,18})_([0-9]{1,18})_([0-9a-z]{1,12})")
 # negative positions: history fetched with /backfill sits below zero

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 import pytest_twisted
 
-from homeserver.http.errors import MatrixError
+from homeserver.errors import MatrixError
 from homeserver.rooms.directory import (
     check_new_room_alias,
     create_alias_for_new_room,

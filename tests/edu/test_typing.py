@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 
 from homeserver.edu import typing as typing_module
 from homeserver.edu.typing import TypingManager
-from homeserver.http.errors import MatrixError
+from homeserver.errors import MatrixError
 
 
 class FakeRooms:

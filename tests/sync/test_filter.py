@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import pytest_twisted
 
+from homeserver.errors import MatrixError
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.http.errors import MatrixError
 from homeserver.rooms.access import RoomEventFilter
 from homeserver.sync.filter import (
     DEFAULT_SYNC_FILTER,

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.management import change_password, deactivate_account
 from homeserver.accounts.uia import load_ui_auth, validate_user_via_ui_auth
-from homeserver.http.errors import forbidden
+from homeserver.errors import forbidden
 from homeserver.http.parse import get_bool, get_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

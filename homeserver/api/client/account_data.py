@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_room_id
-from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
+from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 from homeserver.push.rules import client_ruleset

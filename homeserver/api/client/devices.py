@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.uia import validate_user_via_ui_auth
-from homeserver.http.errors import Codes, MatrixError, bad_json, missing_param, not_found
+from homeserver.errors import Codes, MatrixError, bad_json, missing_param, not_found
 from homeserver.http.parse import get_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

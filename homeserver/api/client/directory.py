@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_server_name
+from homeserver.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.federation.edus import query_remote
-from homeserver.http.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.http.parse import get_int, get_object, get_str, query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, Router

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import forbidden, not_found
+from homeserver.errors import forbidden, not_found
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 from homeserver.sync.filter_schema import check_filter

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.e2e.keys import key_handler, parse_claim, parse_query, parse_timeout
-from homeserver.http.errors import invalid_param, missing_param
+from homeserver.errors import invalid_param, missing_param
 from homeserver.http.parse import query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

@@ -12,7 +12,7 @@ from homeserver.accounts.login import (
 )
 from homeserver.accounts.management import logout, logout_all
 from homeserver.accounts.sessions import create_login_session
-from homeserver.http.errors import Codes, MatrixError, missing_param
+from homeserver.errors import Codes, MatrixError, missing_param
 from homeserver.http.parse import get_bool, get_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, Router

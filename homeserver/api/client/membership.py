@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.api.client.rooms import parse_token
+from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_user_id
-from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.parse import get_str, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

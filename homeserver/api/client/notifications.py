@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import invalid_param
+from homeserver.errors import invalid_param
 from homeserver.http.parse import query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

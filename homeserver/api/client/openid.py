@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import forbidden
+from homeserver.errors import forbidden
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 

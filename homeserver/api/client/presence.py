@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_user_id
 from homeserver.edu.presence import PRESENCE_STATES
-from homeserver.http.errors import bad_json, forbidden, invalid_param
+from homeserver.errors import bad_json, forbidden, invalid_param
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 

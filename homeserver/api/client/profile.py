@@ -18,8 +18,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_server_name, parse_user_id
+from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.federation.edus import query_remote
-from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, Router
 from homeserver.storage.profiles import Profile

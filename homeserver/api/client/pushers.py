@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from homeserver.http.errors import Codes, MatrixError, invalid_param, missing_param
+from homeserver.errors import Codes, MatrixError, invalid_param, missing_param
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import Codes, MatrixError, bad_json, invalid_param, not_found
+from homeserver.errors import Codes, MatrixError, bad_json, invalid_param, not_found
 from homeserver.http.parse import query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

@@ -14,7 +14,7 @@ from homeserver.accounts.registration import (
 from homeserver.accounts.uia import is_valid_registration_token, load_ui_auth
 from homeserver.api.client.login import parse_device
 from homeserver.config import RateLimit
-from homeserver.http.errors import Codes, MatrixError, forbidden
+from homeserver.errors import Codes, MatrixError, forbidden
 from homeserver.http.parse import get_bool, get_str, query_str
 from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import HttpRequest

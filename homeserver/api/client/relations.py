@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import invalid_param, not_found
 from homeserver.events.model import Event
-from homeserver.http.errors import invalid_param, not_found
 from homeserver.http.parse import query_bool, query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

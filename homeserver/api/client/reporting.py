@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_room_id, parse_user_id
-from homeserver.http.errors import bad_json, invalid_param, not_found
+from homeserver.errors import bad_json, invalid_param, not_found
 from homeserver.http.parse import get_str, require_object
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

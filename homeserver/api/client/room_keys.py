@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.e2e import backup
-from homeserver.http.errors import Codes, MatrixError
+from homeserver.errors import Codes, MatrixError
 from homeserver.http.parse import query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

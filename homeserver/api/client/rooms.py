@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import Codes, MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_user_id
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.http.errors import Codes, MatrixError, bad_json, forbidden, invalid_param, not_found
 from homeserver.http.parse import (
     get_bool,
     get_object,

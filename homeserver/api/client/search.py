@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import bad_json, invalid_param
+from homeserver.errors import bad_json, invalid_param
 from homeserver.http.parse import get_bool, get_int, get_object, get_str, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

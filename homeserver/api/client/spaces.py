@@ -20,7 +20,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_room_id, parse_user_id
-from homeserver.http.errors import invalid_param
+from homeserver.errors import invalid_param
 from homeserver.http.parse import query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

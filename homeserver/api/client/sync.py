@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from homeserver.http.errors import invalid_param
+from homeserver.errors import invalid_param
 from homeserver.http.parse import query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 
 from homeserver.accounts.identifiers import is_valid_room_id
-from homeserver.http.errors import forbidden, invalid_param
+from homeserver.errors import forbidden, invalid_param
 from homeserver.http.parse import require_object
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

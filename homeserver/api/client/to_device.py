@@ -19,7 +19,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import parse_user_id
-from homeserver.http.errors import Codes, MatrixError, bad_json, invalid_param
+from homeserver.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.http.parse import get_object
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

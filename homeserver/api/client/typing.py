@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import bad_json, forbidden, invalid_param
+from homeserver.errors import bad_json, forbidden, invalid_param
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import Codes, MatrixError, invalid_param
 from homeserver.events.identifiers import is_valid_user_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.http.errors import Codes, MatrixError, invalid_param
 from homeserver.http.parse import get_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import not_found
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.http.errors import not_found
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, AUTH_REQUIRED, Router
 

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING, Any
 
-from homeserver.http.errors import forbidden
+from homeserver.errors import forbidden
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
 

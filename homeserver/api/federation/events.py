@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 
 from homeserver.api.federation import FEDERATION_V1
+from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.hashes import compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.federation.event_handler import PduError, pdu_for_federation
 from homeserver.federation.visibility import ServerEventFilter
-from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, Router
 from homeserver.storage.rooms import RoomInfo

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_room_id
 from homeserver.api.federation import FEDERATION_V1
-from homeserver.http.errors import invalid_param
+from homeserver.errors import invalid_param
 from homeserver.http.parse import query_bool
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, Router

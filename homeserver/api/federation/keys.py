@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from homeserver.errors import Codes, MatrixError
 from homeserver.events.identifiers import is_valid_server_name
-from homeserver.http.errors import Codes, MatrixError
 from homeserver.http.parse import query_int
 from homeserver.http.router import AUTH_NONE, Router
 

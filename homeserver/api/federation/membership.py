@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.api.federation import FEDERATION_V1, FEDERATION_V2
-from homeserver.http.errors import Codes, MatrixError
+from homeserver.errors import Codes, MatrixError
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, Router
 

@@ -21,7 +21,7 @@ from homeserver.accounts.identifiers import parse_user_id
 from homeserver.api.client.directory import parse_public_rooms_body
 from homeserver.api.client.profile import profile_fields
 from homeserver.api.federation import FEDERATION_V1
-from homeserver.http.errors import Codes, MatrixError, forbidden, invalid_param, not_found
+from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.parse import query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, Router

@@ -1,5 +1,8 @@
 """Matrix error codes and the one exception type that carries them to clients.
 
+Neutral ground: domain code (rooms, accounts, federation, storage) raises
+these without importing the HTTP layer, which only serialises them.
+
 Every error a client sees is ``{"errcode": "M_...", "error": "..."}`` with the
 right HTTP status; handlers raise ``MatrixError`` (or a helper below) and the
 HTTP layer serialises it. Nothing else builds error bodies.
