@@ -8,7 +8,8 @@ wrong method is 405 M_UNRECOGNIZED, as the spec asks.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from homeserver.http.request import HttpRequest
 
 Handler = Callable[["HttpRequest"], Awaitable[tuple[int, Any]]]
+# an endpoint as a module declares it: a module-level function taking what it
+# uses (the API layer's context, usually the HomeServer) and the request
+EndpointFunction = Callable[[Any, "HttpRequest"], Awaitable[tuple[int, Any]]]
 
 # Who must authenticate: every request, or only optionally, or nobody.
 AUTH_REQUIRED = "required"
@@ -40,6 +44,19 @@ class Route:
     max_body: int | None = None
     # the access log and metrics name this route by its pattern
     name: str = ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One row of a module's endpoint table (``ENDPOINTS``): the function is
+    importable and testable alone; the router binds its context at start."""
+
+    method: str
+    pattern: str
+    function: EndpointFunction
+    auth: str = AUTH_REQUIRED
+    allow_guest: bool = False
+    max_body: int | None = None
 
 
 @dataclass
@@ -72,6 +89,12 @@ class Router:
             raise ValueError(f"route {method} {pattern} registered twice")
         node.routes[method] = Route(method, pattern, handler, auth, allow_guest, max_body,
                                     pattern)
+
+    def add_endpoints(self, context: Any, endpoints: Iterable[Endpoint]) -> None:
+        """Route each row of an endpoint table, its function bound to ``context``."""
+        for e in endpoints:
+            self.add(e.method, e.pattern, functools.partial(e.function, context),
+                     auth=e.auth, allow_guest=e.allow_guest, max_body=e.max_body)
 
     def match(self, method: str, raw_path: bytes) -> tuple[Route, dict[str, str]]:
         """The route for ``method`` and ``raw_path`` and its decoded parameters."""

@@ -27,10 +27,11 @@ from homeserver.accounts.identifiers import is_valid_room_id
 from homeserver.errors import forbidden, invalid_param
 from homeserver.http.parse import require_object
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
+    from homeserver.storage.account_data import AccountDataStore
 
 CLIENT_V3 = "/_matrix/client/v3"
 TAG_TYPE = "m.tag"
@@ -52,67 +53,83 @@ def tags_of(content: dict[str, Any] | None) -> dict[str, Any]:
     return dict(tags) if isinstance(tags, dict) else {}
 
 
-def register_routes(hs: "HomeServer", router: Router) -> None:
-    store = hs.stores.account_data
-    # (user, room) -> the lock that serialises its m.tag read-modify-writes
-    locks: dict[tuple[str, str], defer.DeferredLock] = {}
+class Tags:
+    """What the tag endpoints use: the account data store, and the locks that
+    serialise each (user, room)'s ``m.tag`` read-modify-writes."""
 
-    def check_own(req: HttpRequest, verb: str) -> str:
-        if req.params["userId"] != req.user_id:
-            raise forbidden(f"Cannot {verb} tags for other users.")
-        room_id: str = req.params["roomId"]
-        if not is_valid_room_id(room_id):
-            raise invalid_param(f"{room_id} is not a valid room ID")
-        return room_id
+    def __init__(self, store: "AccountDataStore") -> None:
+        self.store = store
+        self._locks: dict[tuple[str, str], defer.DeferredLock] = {}
 
-    def tag_of(req: HttpRequest) -> str:
-        tag: str = req.params["tag"]
-        if len(tag.encode("utf-8")) > MAX_TAG_BYTES:
-            raise invalid_param(f"Tag names may not be longer than {MAX_TAG_BYTES} bytes")
-        return tag
-
-    async def change(user_id: str, room_id: str, tag: str,
+    async def change(self, user_id: str, room_id: str, tag: str,
                      content: dict[str, Any] | None) -> None:
         """Set ``tag`` to ``content``, or remove it (None)."""
         key = (user_id, room_id)
-        lock = locks.setdefault(key, defer.DeferredLock())
+        lock = self._locks.setdefault(key, defer.DeferredLock())
         await lock.acquire()
         try:
-            tags = tags_of(await store.get_room_account_data(user_id, room_id, TAG_TYPE))
+            tags = tags_of(await self.store.get_room_account_data(user_id, room_id, TAG_TYPE))
             if content is None:
                 if tag not in tags:
                     return  # nothing to change, nothing to tell the user's devices
                 del tags[tag]
             else:
                 tags[tag] = content
-            await store.put_room_account_data(user_id, room_id, TAG_TYPE, {"tags": tags})
+            await self.store.put_room_account_data(user_id, room_id, TAG_TYPE,
+                                                   {"tags": tags})
         finally:
             lock.release()
             if not lock.locked and not lock.waiting:
-                locks.pop(key, None)
+                self._locks.pop(key, None)
 
-    async def get_tags(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags"""
-        room_id = check_own(req, "get")
-        content = await store.get_room_account_data(req.user_id, room_id, TAG_TYPE)
-        return 200, {"tags": tags_of(content)}
 
-    async def put_tag(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}"""
-        room_id = check_own(req, "add")
-        tag = tag_of(req)
-        body = require_object(req.json())
-        check_tag_body(body)
-        await change(req.user_id, room_id, tag, body)
-        return 200, {}
+def check_own(req: HttpRequest, verb: str) -> str:
+    if req.params["userId"] != req.user_id:
+        raise forbidden(f"Cannot {verb} tags for other users.")
+    room_id: str = req.params["roomId"]
+    if not is_valid_room_id(room_id):
+        raise invalid_param(f"{room_id} is not a valid room ID")
+    return room_id
 
-    async def delete_tag(req: HttpRequest) -> tuple[int, Any]:
-        """DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}"""
-        room_id = check_own(req, "remove")
-        await change(req.user_id, room_id, tag_of(req), None)
-        return 200, {}
 
-    base = f"{CLIENT_V3}/user/{{userId}}/rooms/{{roomId}}/tags"
-    router.add("GET", base, get_tags)
-    router.add("PUT", f"{base}/{{tag}}", put_tag)
-    router.add("DELETE", f"{base}/{{tag}}", delete_tag)
+def tag_of(req: HttpRequest) -> str:
+    tag: str = req.params["tag"]
+    if len(tag.encode("utf-8")) > MAX_TAG_BYTES:
+        raise invalid_param(f"Tag names may not be longer than {MAX_TAG_BYTES} bytes")
+    return tag
+
+
+async def get_tags(tags: Tags, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags"""
+    room_id = check_own(req, "get")
+    content = await tags.store.get_room_account_data(req.user_id, room_id, TAG_TYPE)
+    return 200, {"tags": tags_of(content)}
+
+
+async def put_tag(tags: Tags, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}"""
+    room_id = check_own(req, "add")
+    tag = tag_of(req)
+    body = require_object(req.json())
+    check_tag_body(body)
+    await tags.change(req.user_id, room_id, tag, body)
+    return 200, {}
+
+
+async def delete_tag(tags: Tags, req: HttpRequest) -> tuple[int, Any]:
+    """DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}"""
+    room_id = check_own(req, "remove")
+    await tags.change(req.user_id, room_id, tag_of(req), None)
+    return 200, {}
+
+
+_BASE = f"{CLIENT_V3}/user/{{userId}}/rooms/{{roomId}}/tags"
+ENDPOINTS = (
+    Endpoint("GET", _BASE, get_tags),
+    Endpoint("PUT", f"{_BASE}/{{tag}}", put_tag),
+    Endpoint("DELETE", f"{_BASE}/{{tag}}", delete_tag),
+)
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    router.add_endpoints(Tags(hs.stores.account_data), ENDPOINTS)
