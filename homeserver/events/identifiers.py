@@ -5,6 +5,13 @@ appendices.md "Identifier Grammar". These checks are deliberately the
 the localpart, even empty) must still be accepted over federation, so the
 stricter rules for registering new users live in ``accounts/identifiers.py``.
 
+Every identifier lands in a text column, and some text no column holds:
+NUL (PostgreSQL's ``text`` refuses it; SQLite would keep it, and the two
+engines would then disagree about the same event) and a lone UTF-16
+surrogate (no UTF-8 form). ``is_storable_text`` says which; the PDU format
+check (``validation.py``) and the EDU handlers refuse such values rather
+than let an insert fail.
+
 Event and room IDs per room version:
 - v1, v2: ``$opaque:server``, assigned by the sending server.
 - v3: ``$`` + unpadded standard base64 of the reference hash.
@@ -35,6 +42,20 @@ _OPAQUE_CHARS = string.ascii_letters + string.digits
 
 def byte_length(s: str) -> int:
     return len(s.encode("utf-8"))
+
+
+def is_storable_text(value: str) -> bool:
+    """False for a string a text column cannot hold as it is: one with NUL
+    or a lone surrogate (see the module docstring)."""
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_valid_server_name(name: str) -> bool:

@@ -17,7 +17,17 @@ Checked here:
 - ``prev_events`` (<= 20) and ``auth_events`` (<= 10): ``[event_id, hashes]``
   pairs in v1/v2, event IDs of the version's format after;
 - ``depth`` an integer in [0, 2**63 - 1], ``origin_server_ts`` an int64;
-- v6+: no floats and no integer outside [-(2**53)+1, 2**53-1], anywhere.
+- v6+: no floats and no integer outside [-(2**53)+1, 2**53-1], anywhere;
+- no NUL (nor lone surrogate) in a string the stores copy into a column of
+  their own: the top-level identifiers above, and in ``content`` the
+  ``membership`` of a member event, the ``redacts`` of a v11+ redaction and
+  ``m.relates_to``'s ``rel_type``, ``event_id`` and ``key``. PostgreSQL's
+  text cannot hold NUL, so such an event could not be stored (the insert
+  failed, and with it every message persisted in the same transaction) and
+  SQLite would keep what PostgreSQL cannot. It is dropped like any other
+  malformed PDU, wherever it comes from (/send, a join, a fetch). The rest
+  of ``content`` is kept as JSON, where a NUL stays an escape: a message
+  body may hold one, as on Synapse.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from homeserver.events.canonical import CanonicalJSONError, check_strict_json, e
 from homeserver.events.identifiers import (
     MAX_ID_BYTES,
     byte_length,
+    is_storable_text,
     is_valid_event_id,
     is_valid_room_id,
     is_valid_user_id,
@@ -66,12 +77,37 @@ def _check_id_length(name: str, value: str, room_version: RoomVersion) -> None:
                               persist_as_rejected=not room_version.strict_event_byte_limits)
 
 
+def _check_storable(name: str, value: str) -> None:
+    if not is_storable_text(value):
+        raise ValidationError(f"'{name}' holds NUL or a lone surrogate")
+
+
 def _string_field(pdu: dict[str, Any], name: str, room_version: RoomVersion) -> str:
     value = pdu.get(name)
     if not isinstance(value, str):
         raise ValidationError(f"'{name}' must be a string")
+    _check_storable(name, value)
     _check_id_length(name, value, room_version)
     return value
+
+
+def _check_content_columns(event_type: str, content: dict[str, Any],
+                           room_version: RoomVersion) -> None:
+    """The strings of ``content`` that the stores copy into columns (the
+    membership table, redactions, relations and the thread lookups of push)
+    must be storable; their other checks, if any, belong to the auth rules."""
+    fields: list[tuple[str, Any]] = []
+    if event_type == "m.room.member":
+        fields.append(("content.membership", content.get("membership")))
+    if event_type == "m.room.redaction" and room_version.redaction_rules >= 11:
+        fields.append(("content.redacts", content.get("redacts")))
+    relates = content.get("m.relates_to")
+    if isinstance(relates, dict):
+        fields += [(f"content.m.relates_to.{k}", relates.get(k))
+                   for k in ("rel_type", "event_id", "key")]
+    for name, value in fields:
+        if isinstance(value, str):
+            _check_storable(name, value)
 
 
 def _check_refs(pdu: dict[str, Any], name: str, limit: int, room_version: RoomVersion) -> None:
@@ -130,6 +166,7 @@ def validate_pdu(pdu: Any, room_version: RoomVersion) -> None:
 
     if not isinstance(pdu.get("content"), dict):
         raise ValidationError("'content' must be an object")
+    _check_content_columns(event_type, pdu["content"], room_version)
     hashes = pdu.get("hashes")
     if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256"), str):
         raise ValidationError("'hashes' must be an object with a 'sha256' string")
@@ -156,3 +193,6 @@ def validate_pdu(pdu: Any, room_version: RoomVersion) -> None:
         redacts = pdu["redacts"]
         if not isinstance(redacts, str) or not is_valid_event_id(redacts, room_version):
             raise ValidationError(f"malformed redacts {redacts!r}")
+    elif isinstance(pdu.get("redacts"), str):
+        # v11+ reads content.redacts, but a top-level one is the fallback
+        _check_storable("redacts", pdu["redacts"])

@@ -7,6 +7,12 @@ is malformed, names a user of another server than the origin, or a user not
 joined to the room is dropped with a log line. Nothing here raises to the
 transaction: one bad EDU must not fail the PDUs that came with it.
 
+A string that a column would hold (a room ID, a device ID, a user ID) with
+NUL in it (``events.identifiers.is_storable_text``) makes its EDU (or entry)
+malformed: PostgreSQL cannot hold it, so a lookup or insert would fail
+there, and SQLite would keep what PostgreSQL cannot. A device's display
+name, which only names it, loses its NULs instead, as a status message does.
+
 - ``m.typing``: the remote user's typing goes into the ``TypingManager``
   with ``REMOTE_TYPING_TIMEOUT_MS``: the EDU carries no timeout, and the
   origin re-sends while its user keeps typing;
@@ -41,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from homeserver.accounts.identifiers import is_valid_room_id, parse_user_id
 from homeserver.e2e.cross_signing import on_signing_key_update
 from homeserver.errors import Codes, MatrixError
+from homeserver.events.identifiers import is_storable_text
 from homeserver.federation.client import FederationError, QueryArgs, RequestFailed
 from homeserver.storage.devices import DeviceStore
 
@@ -79,6 +86,11 @@ def server_of(user_id: Any) -> str | None:
 def _require(condition: bool, why: str) -> None:
     if not condition:
         raise BadEdu(why)
+
+
+def _storable(text: str) -> str:
+    """``text`` less what no column holds (NUL, lone surrogates)."""
+    return text.replace("\x00", "").encode("utf-8", "ignore").decode("utf-8")
 
 
 def _is_short_str(value: Any, max_bytes: int) -> bool:
@@ -154,9 +166,10 @@ class EduHandler:
 
     async def _joined_room_nid(self, user_id: str, room_id: str) -> int:
         """The NID of ``room_id`` if ``user_id`` is joined to it (else BadEdu)."""
-        _require(is_valid_room_id(room_id), "invalid room_id")
+        _require(is_valid_room_id(room_id) and is_storable_text(room_id),
+                 f"invalid room_id {room_id!r}")
         room = await self.hs.stores.rooms.get_room(room_id)
-        _require(room is not None, f"unknown room {room_id}")
+        _require(room is not None, f"unknown room {room_id!r}")
         assert room is not None
         membership = await self.hs.stores.rooms.get_membership(user_id, room.room_nid)
         _require(membership is not None and membership.membership == "join",
@@ -288,7 +301,11 @@ class EduHandler:
             if not isinstance(by_device, dict):
                 continue
             wanted = {device_id: body for device_id, body in by_device.items()
-                      if isinstance(device_id, str) and isinstance(body, dict)}
+                      if isinstance(device_id, str) and isinstance(body, dict)
+                      and is_storable_text(device_id)}
+            if len(wanted) < len(by_device):
+                logger.info("dropping to-device messages from %s for %s: malformed"
+                            " device IDs or bodies", origin, user_id)
             if wanted:
                 local[user_id] = wanted
         if not local:
@@ -307,8 +324,13 @@ class EduHandler:
     async def _on_device_list_update(self, origin: str, content: dict[str, Any]) -> None:
         user_id = content.get("user_id")
         _require(server_of(user_id) == origin, f"user_id {user_id!r} is not of {origin}")
-        _require(isinstance(content.get("device_id"), str), "device_id is not a string")
+        device_id = content.get("device_id")
+        _require(isinstance(device_id, str) and is_storable_text(device_id),
+                 f"invalid device_id {device_id!r}")
         assert isinstance(user_id, str)
+        name = content.get("device_display_name")
+        if isinstance(name, str) and not is_storable_text(name):
+            content = {**content, "device_display_name": _storable(name) or None}
         # Only users someone here can see: anything else would let any server
         # fill the table. The change wakes the room mates' /sync.
         mates = await self.hs.stores.rooms.get_room_mates(user_id)
@@ -323,6 +345,8 @@ class EduHandler:
                                          DeviceStore.mark_device_list_changed_txn, user_id)
 
     async def _on_signing_key_update(self, origin: str, content: dict[str, Any]) -> None:
+        user_id = content.get("user_id")
+        _require(server_of(user_id) == origin, f"user_id {user_id!r} is not of {origin}")
         # the remote user's new master / self-signing keys (e2e/cross_signing.py
         # checks them, and stores them only for users sharing a room with us)
         await on_signing_key_update(self.hs, origin, content)

@@ -26,6 +26,7 @@ from twisted.internet import defer
 from homeserver.api.federation import FEDERATION_V1
 from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.events.hashes import compute_event_id
+from homeserver.events.identifiers import is_storable_text
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.federation.event_handler import PduError, pdu_for_federation
 from homeserver.federation.visibility import ServerEventFilter
@@ -115,7 +116,8 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
             by_room.setdefault(room_id, []).append(pdu)
 
         async def one_room(room_id: str, room_pdus: list[Any]) -> None:
-            room = await stores.rooms.get_room(room_id)
+            # no room has NUL in its ID (PostgreSQL could not even look one up)
+            room = await stores.rooms.get_room(room_id) if is_storable_text(room_id) else None
             if room is not None and len(room_pdus) > 1:
                 # a run of plain messages extending the room: one transaction
                 rv = KNOWN_ROOM_VERSIONS[room.room_version]
@@ -126,7 +128,14 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
                     except PduError:
                         break
                 if len(checked) == len(room_pdus):
-                    done = await handler.receive_linear_batch(origin, room, checked)
+                    try:
+                        done = await handler.receive_linear_batch(origin, room, checked)
+                    except Exception:
+                        # one transaction for the run: nothing of it is stored,
+                        # and each PDU gets its own chance (and result) below
+                        logger.exception("persisting a run of %d PDUs from %s failed",
+                                         len(checked), origin)
+                        done = 0
                     for event in checked[:done]:
                         results[event.event_id] = {}
                     room_pdus = room_pdus[done:]
