@@ -29,7 +29,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import bad_json, forbidden, invalid_param, not_found
-from homeserver.http.parse import is_storable_text
+from homeserver.events.identifiers import is_storable_text
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer

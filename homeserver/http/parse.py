@@ -125,18 +125,6 @@ def require_object(value: Any) -> dict[str, Any]:
     return value
 
 
-def is_storable_text(value: str) -> bool:
-    """False for strings a text column cannot hold as they are: NUL (PostgreSQL
-    refuses it) or a lone surrogate (JSON's "\\ud800" decodes to one; not UTF-8)."""
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 # --- typed field access for parsed bodies ---------------------------------------
 
 _MISSING = object()

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import Codes, MatrixError
+from homeserver.events.identifiers import is_storable_text
 from homeserver.events.model import Event
 from homeserver.rooms.client_format import client_event, redacted_by
 from homeserver.storage.relations import (
@@ -77,6 +78,10 @@ async def check_new_relation(hs: "HomeServer", sender: str, room_id: str, event_
     parent_id = relates.get("event_id")
     if not isinstance(rel_type, str) or not isinstance(parent_id, str):
         return  # a reply (m.in_reply_to only) or not a relation at all
+    key = relates.get("key")
+    if not all(is_storable_text(v) for v in (rel_type, parent_id, key) if isinstance(v, str)):
+        # these are looked up and stored in text columns (PostgreSQL refuses NUL)
+        raise MatrixError(400, Codes.BAD_JSON, "m.relates_to fields may not contain NUL")
     stores = hs.stores
     parent = await stores.events.get_event(parent_id)
     if parent is not None:
@@ -85,7 +90,6 @@ async def check_new_relation(hs: "HomeServer", sender: str, room_id: str, event_
     elif not await stores.relations.is_target_of_relation(parent_id):
         raise MatrixError(400, Codes.UNKNOWN, "Can't send relation to unknown event")
     if rel_type == ANNOTATION:
-        key = relates.get("key")
         if not isinstance(key, str):
             raise MatrixError(400, Codes.INVALID_PARAM, "Missing aggregation key")
         if len(key) > MAX_ANNOTATION_KEY_LENGTH:

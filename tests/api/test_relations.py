@@ -147,6 +147,20 @@ async def test_reaction_without_a_key_is_refused(server: TestServer) -> None:
     assert resp.code == 400
 
 
+@pytest_twisted.ensureDeferred
+async def test_relation_fields_holding_nul_are_refused_not_a_server_error(
+        server: TestServer) -> None:
+    alice, _, room_id = await shared_room(server)
+    message = await send_text(alice, room_id, "hi", "t1")
+
+    by_key = await react(alice, room_id, message, "\u00001", "r1")
+    by_parent = await relate(alice, room_id, "r2", "m.thread", message + "\u0000")
+
+    for resp in (by_key, by_parent):
+        assert (resp.code, resp.body["errcode"]) == (400, "M_BAD_JSON"), resp.body
+    assert (await sent(await react(alice, room_id, message, "1", "r3"))).startswith("$")
+
+
 # -- edits -----------------------------------------------------------------------
 
 
