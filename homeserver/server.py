@@ -12,6 +12,7 @@ from signedjson.key import generate_signing_key, read_signing_keys
 from twisted.internet import defer, threads
 
 from homeserver.config import Config
+from homeserver.context import ServerContext
 from homeserver.edu.presence import PresenceHandler
 from homeserver.edu.receipts import ReceiptHandler
 from homeserver.edu.typing import TypingManager
@@ -63,12 +64,15 @@ class HomeServer:
         self.db.stream_tracker = StreamTracker()
         # which run of the server in-memory stream positions (typing) belong to
         self.epoch = secrets.token_hex(4)
+        self.signing_key = self._load_signing_key()
+        # what every service shares (homeserver/context.py); services take it
+        # and the collaborators they use, not the whole server
+        self.ctx = ServerContext(config, reactor, self.clock, self.signing_key, self.epoch)
         factor = config.caches["global_factor"]
         self.stores = Stores(
             self.db, event_cache_size=max(1, int(config.event_cache_size * factor)),
             state_cache_size=max(0, int(config.state_cache_size * factor)))
         self.auth = Auth(self)
-        self.signing_key = self._load_signing_key()
         self.ratelimiters = {
             "message": Ratelimiter(self.clock, "rc_message", config.rc_message),
             "registration": Ratelimiter(self.clock, "rc_registration", config.rc_registration),
@@ -104,7 +108,7 @@ class HomeServer:
         from homeserver.media.repository import MediaRepository
         self.media_repository = MediaRepository(self)
         self.router = Router()
-        self._background: set[defer.Deferred[Any]] = set()
+        self._background = self.ctx.background
         self.ports: list[Any] = []
         self._connections: set[Any] = set()
         from homeserver.api import register_all_routes, streams
@@ -114,22 +118,14 @@ class HomeServer:
     # -- helpers used across the server --
 
     def now_ms(self) -> int:
-        return int(self.clock.seconds() * 1000)
+        return self.ctx.now_ms()
 
     def run_in_background(self, coro: Coroutine[Any, Any, Any]) -> "defer.Deferred[Any]":
         """Run ``coro`` without awaiting it; failures are logged, never lost."""
-        d = defer.ensureDeferred(coro)
-        self._background.add(d)
-
-        def done(result: Any) -> None:
-            self._background.discard(d)
-            if isinstance(result, Exception) or hasattr(result, "getTracebackObject"):
-                logger.error("background task failed: %s", result)
-        d.addBoth(done)
-        return d
+        return self.ctx.run_in_background(coro)
 
     def is_mine(self, user_id: str) -> bool:
-        return user_id.endswith(":" + self.hostname)
+        return self.ctx.is_mine(user_id)
 
     def _load_signing_key(self) -> Any:
         path = self.config.signing_key_path
