@@ -22,12 +22,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.passwords import hash_password
-from homeserver.accounts.registration import (
-    LoginRequest,
-    NewAccount,
-    check_username,
-    create_account,
-)
+from homeserver.accounts.registration import LoginRequest, NewAccount
 from homeserver.accounts.sessions import check_password_policy
 from homeserver.errors import Codes, MatrixError, bad_json, forbidden
 from homeserver.http.parse import get_bool, get_str
@@ -150,14 +145,14 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
                                    got_mac.encode("utf-8", "replace")):
             raise forbidden("HMAC incorrect")
         localpart = username.lower()
-        await check_username(hs, localpart)
-        check_password_policy(hs, password)
+        await hs.registrations.check_username(localpart)
+        check_password_policy(hs.config.password_config, password)
         password_hash = await hash_password(password, hs.config.bcrypt_rounds)
         inhibit_login = get_bool(body, "inhibit_login", False)
         login = None if inhibit_login else LoginRequest(None, None, False)
-        registered = await create_account(
-            hs, NewAccount(localpart, password_hash, bool(admin), user_type, displayname), login)
-        return 200, registered.to_client(hs)
+        registered = await hs.registrations.create_account(
+            NewAccount(localpart, password_hash, bool(admin), user_type, displayname), login)
+        return 200, registered.to_client(hs.hostname)
 
     router.add("GET", f"{ADMIN_V1}/register", get_register_nonce, auth=AUTH_NONE)
     router.add("POST", f"{ADMIN_V1}/register", post_register, auth=AUTH_NONE)

@@ -246,10 +246,8 @@ async def test_concurrent_sends_into_one_room_form_one_chain(server: TestServer)
 
 @pytest_twisted.ensureDeferred
 async def test_txn_ids_are_per_device(server: TestServer) -> None:
-    from homeserver.accounts.sessions import create_login_session
-
     alice = await server.register("alice")
-    session = await create_login_session(server.hs, ALICE, None)
+    session = await server.hs.sessions.create_login_session(ALICE, None)
     other_device = server.client(session.access_token)
     room_id = await create_room(alice)
     first = await send_text(alice, room_id, "hello", "same")

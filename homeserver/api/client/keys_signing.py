@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.uia import validate_user_via_ui_auth
+from homeserver.api.client.ui_auth import validate_user_via_ui_auth
 from homeserver.e2e import cross_signing
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
@@ -36,7 +36,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
             if await cross_signing.upload_is_replay(hs, user_id, body):
                 return 200, {}
             body = await validate_user_via_ui_auth(
-                hs, req, req.requester, "add a device signing key to your account")
+                hs.ui_auth, req, req.requester, "add a device signing key to your account")
         await cross_signing.upload_signing_keys(hs, user_id, body)
         return 200, {}
 
