@@ -117,8 +117,13 @@ class HomeServer:
         self.federation_membership = FederationMembership(self)
         self.edu_handler = EduHandler(self)
         # after the notifier: it chains onto its device-list hook
+        from homeserver.e2e.cross_signing import CrossSigning
         from homeserver.e2e.keys import E2eKeyHandler
-        self.e2e_keys = E2eKeyHandler(self)
+        self.cross_signing = CrossSigning(self.ctx, self.db, self.stores.cross_signing,
+                                          self.stores.rooms, self.federation_sender)
+        self.e2e_keys = E2eKeyHandler(self.ctx, self.db, self.stores.e2e_keys, self.stores.rooms,
+                                      self.cross_signing, self.federation_client,
+                                      self.federation_sender)
         self.pushers = PusherPool(self)
         from homeserver.media.repository import MediaRepository
         self.media_repository = MediaRepository(self)
