@@ -48,7 +48,6 @@ from homeserver.http.parse import (
 )
 from homeserver.http.request import HttpRequest, Requester
 from homeserver.http.resource import SWITCHING_PROTOCOLS, encode_json
-from homeserver.sync.filter import load_sync_filter
 from homeserver.sync.handler import SyncParams
 
 if TYPE_CHECKING:
@@ -372,7 +371,7 @@ async def handle_stream(hs: "HomeServer", factory: StreamFactory,
     args = req.args
     since = query_str(args, "since", None)
     set_presence = parse_set_presence(query_str(args, "set_presence", None))
-    sync_filter = await load_sync_filter(hs, req.user_id, query_str(args, "filter", None))
+    sync_filter = await hs.filter_cache.load(req.user_id, query_str(args, "filter", None))
     token = token_from_request(req)
     assert token is not None
     session = StreamSession(req.requester, hash_token(token), since, sync_filter,
