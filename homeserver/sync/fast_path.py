@@ -59,6 +59,9 @@ Timeline = tuple[list[dict[str, Any]], dict[str, Any], bytes]
 
 
 class FastPath:
+    """Answers woken incremental syncs from ``SyncMemory``, with the work
+    shared by every receiver of the same range kept in two small memos."""
+
     def __init__(self, ctx: "ServerContext", memory: "SyncMemory") -> None:
         self.ctx = ctx
         self.memory = memory

@@ -60,6 +60,9 @@ class SyncParams:
 
 
 class SyncHandler:
+    """Tokens and long-polling; each build goes to the fast path when it can
+    answer, else to the full builder."""
+
     def __init__(self, ctx: "ServerContext", stream_tracker: "StreamTracker",
                  typing: "TypingManager", presence: "PresenceHandler", notifier: "Notifier",
                  builder: "RoomBuilder", fast: "FastPath") -> None:

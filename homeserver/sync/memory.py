@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 
 class SyncMemory:
+    """Everything /sync may read without the database (module docstring)."""
+
     def __init__(self, recent: "RecentActivity", typing: "TypingManager",
                  notifier: "Notifier", ignored: "IgnoredUsers",
                  e2e_keys: "E2eKeyHandler") -> None:

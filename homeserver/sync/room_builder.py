@@ -99,6 +99,8 @@ def _stripped(event: Event) -> dict[str, Any]:
 
 
 class RoomBuilder:
+    """The full builder: reads what changed from the database, room by room."""
+
     def __init__(self, stores: "Stores", typing: "TypingManager",
                  presence: "PresenceHandler", room_reader: "RoomReader",
                  e2e_keys: "E2eKeyHandler", memory: "SyncMemory") -> None:
