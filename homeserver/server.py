@@ -42,9 +42,13 @@ from homeserver.storage import Stores
 from homeserver.storage.database import Database
 from homeserver.storage.migrations import prepare_database_blocking
 from homeserver.storage.streams import StreamTracker, current_stream_id
+from homeserver.sync.fast_path import FastPath
+from homeserver.sync.filter import FilterCache
 from homeserver.sync.handler import SyncHandler
+from homeserver.sync.memory import SyncMemory
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.recent import RecentActivity
+from homeserver.sync.room_builder import RoomBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +100,7 @@ class HomeServer:
                                            self.ratelimiters["registration"])
         self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,
                                                      self.stores.devices, self.ui_auth)
-        self.notifier = Notifier(self)
+        self.notifier = Notifier(self.ctx, self.db, self.stores.rooms)
         # what a woken /sync can be answered from without the database;
         # complete from the stream position at setup()
         self.recent = RecentActivity(2**62)
@@ -104,10 +108,10 @@ class HomeServer:
         self.event_creator = EventCreator(self)
         self.membership = MembershipHandler(self)
         self.room_reader = RoomReader(self)
-        self.typing = TypingManager(self)
-        self.presence = PresenceHandler(self)
-        self.receipts = ReceiptHandler(self)
-        self.sync_handler = SyncHandler(self)
+        self.typing = TypingManager(self.ctx, self.stores.rooms, self.notifier)
+        self.presence = PresenceHandler(self.ctx, self.stores, self.db.stream_tracker,
+                                        self.notifier)
+        self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier)
         # federation (federation/__init__.py has the map)
         self.keyring = KeyRing(self)
         self.federation_client = FederationClient(self)
@@ -124,6 +128,15 @@ class HomeServer:
         self.e2e_keys = E2eKeyHandler(self.ctx, self.db, self.stores.e2e_keys, self.stores.rooms,
                                       self.cross_signing, self.federation_client,
                                       self.federation_sender)
+        # sync: after the key handler (whose counts every response carries)
+        self.filter_cache = FilterCache(self.stores.filters)
+        self.sync_memory = SyncMemory(self.recent, self.typing, self.notifier,
+                                      self.room_reader.ignored, self.e2e_keys)
+        self.sync_handler = SyncHandler(
+            self.ctx, self.db.stream_tracker, self.typing, self.presence, self.notifier,
+            RoomBuilder(self.stores, self.typing, self.presence, self.room_reader,
+                        self.e2e_keys, self.sync_memory),
+            FastPath(self.ctx, self.sync_memory))
         self.pushers = PusherPool(self)
         from homeserver.media.repository import MediaRepository
         self.media_repository = MediaRepository(self)
@@ -134,6 +147,15 @@ class HomeServer:
         from homeserver.api import register_all_routes, streams
         register_all_routes(self, self.router)
         self.websocket = streams.register_routes(self, self.router)
+        self._wire_late()
+
+    def _wire_late(self) -> None:
+        """Back-references between services that need each other, once all are built."""
+        # sync, edu: typing, receipts and presence go out through the EDU
+        # handler, which brings the other servers' back to them
+        self.typing.edu_handler = self.edu_handler
+        self.receipts.edu_handler = self.edu_handler
+        self.presence.edu_handler = self.edu_handler
 
     # -- helpers used across the server --
 
@@ -169,8 +191,7 @@ class HomeServer:
         await self.stores.auth_chains.ensure_indexed()
         position = await current_stream_id(self.db)
         self.db.stream_tracker.reset(position)
-        self.recent = RecentActivity(position)
-        self.recent.to_device_pending = await self.stores.to_device.get_devices_with_messages()
+        self.recent.restart(position, await self.stores.to_device.get_devices_with_messages())
         await self.federation_sender.start()
         await self.presence.start()
         await self.pushers.start()
