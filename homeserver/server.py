@@ -31,8 +31,15 @@ from homeserver.http.resource import MatrixResource
 from homeserver.http.router import Router
 from homeserver.push.pushers import PusherPool
 from homeserver.rooms.access import RoomReader
+from homeserver.rooms.creation import RoomCreation
 from homeserver.rooms.creator import EventCreator
+from homeserver.rooms.directory import RoomDirectory
+from homeserver.rooms.hierarchy import HierarchyHandler
+from homeserver.rooms.ignored import IgnoredUsers
 from homeserver.rooms.membership import MembershipHandler
+from homeserver.rooms.search import Searcher
+from homeserver.rooms.sending import RoomSender
+from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.storage import Stores
 from homeserver.storage.database import Database
 from homeserver.storage.migrations import prepare_database_blocking
@@ -86,9 +93,19 @@ class HomeServer:
         # complete from the stream position at setup()
         self.recent = RecentActivity(2**62)
         self.db.commit_listeners.append(self._on_commit)
-        self.event_creator = EventCreator(self)
-        self.membership = MembershipHandler(self)
-        self.room_reader = RoomReader(self)
+        # rooms
+        self.event_creator = EventCreator(self.ctx, self.stores, self.notifier)
+        self.membership = MembershipHandler(self.ctx, self.stores, self.event_creator)
+        self.room_reader = RoomReader(self.ctx, self.stores,
+                                      IgnoredUsers(self.db, self.stores.account_data))
+        self.room_directory = RoomDirectory(self.ctx, self.stores, self.event_creator)
+        self.room_creation = RoomCreation(self.event_creator, self.membership,
+                                          self.room_directory)
+        self.room_upgrader = RoomUpgrader(self.ctx, self.stores, self.event_creator,
+                                          self.membership, self.room_creation)
+        self.room_sender = RoomSender(self.stores, self.event_creator, self.room_directory,
+                                      self.ratelimiters["message"])
+        self.searcher = Searcher(self.stores, self.room_reader)
         self.typing = TypingManager(self)
         self.presence = PresenceHandler(self)
         self.receipts = ReceiptHandler(self)
@@ -101,6 +118,8 @@ class HomeServer:
         self.federation_event_handler = FederationEventHandler(self)
         self.federation_membership = FederationMembership(self)
         self.edu_handler = EduHandler(self)
+        # rooms: the space hierarchy asks other servers
+        self.hierarchy = HierarchyHandler(self.ctx, self.stores, self.federation_client)
         # after the notifier: it chains onto its device-list hook
         from homeserver.e2e.keys import E2eKeyHandler
         self.e2e_keys = E2eKeyHandler(self)
@@ -114,6 +133,16 @@ class HomeServer:
         from homeserver.api import register_all_routes, streams
         register_all_routes(self, self.router)
         self.websocket = streams.register_routes(self, self.router)
+        self._wire_late()
+
+    def _wire_late(self) -> None:
+        """The back-references of services that need each other: each was
+        built before the other existed."""
+        # rooms
+        self.event_creator.typing = self.typing
+        self.event_creator.presence = self.presence
+        self.event_creator.federation_membership = self.federation_membership
+        self.membership.federation_membership = self.federation_membership
 
     # -- helpers used across the server --
 
