@@ -35,7 +35,7 @@ from homeserver.events.model import Event
 from homeserver.glob import compile_glob
 from homeserver.http.request import Requester
 from homeserver.rooms.client_format import client_event, redacted_by
-from homeserver.rooms.ignored import IgnoredUsers, is_hidden
+from homeserver.rooms.ignored import is_hidden
 from homeserver.rooms.relations import bundle_aggregations
 from homeserver.rooms.visibility import (
     HISTORY_VISIBILITY_KEY,
@@ -50,6 +50,7 @@ from homeserver.storage.rooms import Membership, RoomInfo
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
+    from homeserver.rooms.ignored import IgnoredUsers
     from homeserver.storage import Stores
 
 StateKey = tuple[str, str]
@@ -156,7 +157,7 @@ class Page:
 
 
 class RoomReader:
-    def __init__(self, ctx: "ServerContext", stores: "Stores", ignored: IgnoredUsers) -> None:
+    def __init__(self, ctx: "ServerContext", stores: "Stores", ignored: "IgnoredUsers") -> None:
         self.ctx = ctx
         self.stores = stores
         # the users each reader ignores: their events are left out (rooms/ignored.py)

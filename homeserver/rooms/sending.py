@@ -22,13 +22,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import forbidden, invalid_param
-from homeserver.http.request import Requester
 from homeserver.rooms.access import txn_scope
 from homeserver.rooms.relations import check_new_relation
 from homeserver.storage.events import NewEventTxn
 
 if TYPE_CHECKING:
     from homeserver.http.ratelimit import Ratelimiter
+    from homeserver.http.request import Requester
     from homeserver.rooms.creator import EventCreator
     from homeserver.rooms.directory import RoomDirectory
     from homeserver.storage import Stores
@@ -60,7 +60,7 @@ class RoomSender:
         if await self.stores.rooms.get_room(room_id) is None:
             raise forbidden("You are not in this room.")
 
-    async def send_message(self, requester: Requester, room_id: str, event_type: str,
+    async def send_message(self, requester: "Requester", room_id: str, event_type: str,
                            content: dict[str, Any], txn_id: str) -> str:
         """Send a message event (PUT /send, and the WebSocket's ``send``).
 
