@@ -36,8 +36,15 @@ from homeserver.http.resource import MatrixResource
 from homeserver.http.router import Router
 from homeserver.push.pushers import PusherPool
 from homeserver.rooms.access import RoomReader
+from homeserver.rooms.creation import RoomCreation
 from homeserver.rooms.creator import EventCreator
+from homeserver.rooms.directory import RoomDirectory
+from homeserver.rooms.hierarchy import HierarchyHandler
+from homeserver.rooms.ignored import IgnoredUsers
 from homeserver.rooms.membership import MembershipHandler
+from homeserver.rooms.search import Searcher
+from homeserver.rooms.sending import RoomSender
+from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.storage import Stores
 from homeserver.storage.database import Database
 from homeserver.storage.migrations import prepare_database_blocking
@@ -105,9 +112,20 @@ class HomeServer:
         # complete from the stream position at setup()
         self.recent = RecentActivity(2**62)
         self.db.commit_listeners.append(self._on_commit)
-        self.event_creator = EventCreator(self)
-        self.membership = MembershipHandler(self)
-        self.room_reader = RoomReader(self)
+        # rooms
+        self.event_creator = EventCreator(self.ctx, self.stores, self.notifier)
+        self.membership = MembershipHandler(self.ctx, self.stores, self.event_creator)
+        self.room_reader = RoomReader(self.ctx, self.stores,
+                                      IgnoredUsers(self.db, self.stores.account_data))
+        self.room_directory = RoomDirectory(self.ctx, self.stores, self.event_creator)
+        self.room_creation = RoomCreation(self.event_creator, self.membership,
+                                          self.room_directory)
+        self.room_upgrader = RoomUpgrader(self.ctx, self.stores, self.event_creator,
+                                          self.membership, self.room_creation)
+        self.room_sender = RoomSender(self.stores, self.event_creator, self.room_directory,
+                                      self.ratelimiters["message"])
+        self.searcher = Searcher(self.stores, self.room_reader)
+        # edu
         self.typing = TypingManager(self.ctx, self.stores.rooms, self.notifier)
         self.presence = PresenceHandler(self.ctx, self.stores, self.db.stream_tracker,
                                         self.notifier)
@@ -120,6 +138,8 @@ class HomeServer:
         self.federation_event_handler = FederationEventHandler(self)
         self.federation_membership = FederationMembership(self)
         self.edu_handler = EduHandler(self)
+        # rooms: the space hierarchy asks other servers
+        self.hierarchy = HierarchyHandler(self.ctx, self.stores, self.federation_client)
         # after the notifier: it chains onto its device-list hook
         from homeserver.e2e.cross_signing import CrossSigning
         from homeserver.e2e.keys import E2eKeyHandler
@@ -150,7 +170,13 @@ class HomeServer:
         self._wire_late()
 
     def _wire_late(self) -> None:
-        """Back-references between services that need each other, once all are built."""
+        """The back-references of services that need each other: each was
+        built before the other existed."""
+        # rooms
+        self.event_creator.typing = self.typing
+        self.event_creator.presence = self.presence
+        self.event_creator.federation_membership = self.federation_membership
+        self.membership.federation_membership = self.federation_membership
         # sync, edu: typing, receipts and presence go out through the EDU
         # handler, which brings the other servers' back to them
         self.typing.edu_handler = self.edu_handler

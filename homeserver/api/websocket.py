@@ -34,7 +34,6 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
-from homeserver.api.client.rooms import send_message, send_state
 from homeserver.api.client.sync import parse_set_presence
 from homeserver.api.client.typing import parse_typing_body
 from homeserver.api.streams import STREAM_PATH  # noqa: F401 - where the route lives
@@ -258,17 +257,17 @@ async def _ping(proto: StreamProtocol, request_id: str,
 
 async def _send(proto: StreamProtocol, request_id: str,
                 params: dict[str, Any]) -> dict[str, Any]:
-    event_id = await send_message(proto.factory.hs, proto.requester,
-                                  get_str(params, "room_id"), get_str(params, "event_type"),
-                                  get_object(params, "content"), request_id)
+    event_id = await proto.factory.hs.room_sender.send_message(
+        proto.requester, get_str(params, "room_id"), get_str(params, "event_type"),
+        get_object(params, "content"), request_id)
     return {"event_id": event_id}
 
 
 async def _state(proto: StreamProtocol, request_id: str,
                  params: dict[str, Any]) -> dict[str, Any]:
-    event_id = await send_state(proto.factory.hs, proto.requester.user_id,
-                                get_str(params, "room_id"), get_str(params, "event_type"),
-                                get_str(params, "state_key"), get_object(params, "content"))
+    event_id = await proto.factory.hs.room_sender.send_state(
+        proto.requester.user_id, get_str(params, "room_id"), get_str(params, "event_type"),
+        get_str(params, "state_key"), get_object(params, "content"))
     return {"event_id": event_id}
 
 

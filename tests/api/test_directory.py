@@ -9,12 +9,6 @@ import pytest
 import pytest_twisted
 
 from homeserver.errors import MatrixError
-from homeserver.rooms.directory import (
-    check_new_room_alias,
-    create_alias_for_new_room,
-    publish_new_room,
-    validate_canonical_alias,
-)
 from tests.harness import Client, TestServer
 from tests.helpers import create_public_room, join
 
@@ -243,17 +237,17 @@ async def test_canonical_alias_must_point_to_the_room(server: TestServer) -> Non
     await make_alias(alice, "#also:test.local", room_id)
     await make_alias(alice, "#there:test.local", other)
 
-    await validate_canonical_alias(hs, room_id, {"alias": "#here:test.local",
-                                                 "alt_aliases": ["#also:test.local"]})
-    await validate_canonical_alias(hs, room_id, {})
-    await validate_canonical_alias(hs, room_id, {"alias": ""})
+    await hs.room_directory.validate_canonical_alias(room_id, {
+        "alias": "#here:test.local", "alt_aliases": ["#also:test.local"]})
+    await hs.room_directory.validate_canonical_alias(room_id, {})
+    await hs.room_directory.validate_canonical_alias(room_id, {"alias": ""})
 
     for content in ({"alias": "#there:test.local"},
                     {"alias": "#missing:test.local"},
                     {"alt_aliases": ["#also:test.local", "#there:test.local"]},
                     {"alias": "#remote:elsewhere.org"}):
         with pytest.raises(MatrixError) as err:
-            await validate_canonical_alias(hs, room_id, content)
+            await hs.room_directory.validate_canonical_alias(room_id, content)
         assert (err.value.status, err.value.errcode) == (400, "M_BAD_ALIAS"), content
 
 
@@ -267,7 +261,7 @@ async def test_malformed_canonical_alias_is_invalid_param(server: TestServer,
     room_id = await create_public_room(alice)
     await make_alias(alice, "#here:test.local", room_id)
     with pytest.raises(MatrixError) as err:
-        await validate_canonical_alias(server.hs, room_id, content)
+        await server.hs.room_directory.validate_canonical_alias(room_id, content)
     assert (err.value.status, err.value.errcode) == (400, "M_INVALID_PARAM")
 
 
@@ -281,10 +275,11 @@ async def test_aliases_already_in_the_event_are_not_checked_again(server: TestSe
     # gone from the directory, but the room's event still names it
     await server.hs.stores.directory.delete_alias("#old:test.local")
 
-    await validate_canonical_alias(server.hs, room_id, {"alias": "#old:test.local",
-                                                        "alt_aliases": ["#new:test.local"]})
+    directory = server.hs.room_directory
+    await directory.validate_canonical_alias(room_id, {"alias": "#old:test.local",
+                                                       "alt_aliases": ["#new:test.local"]})
     with pytest.raises(MatrixError):
-        await validate_canonical_alias(server.hs, room_id, {"alt_aliases": ["#old:test.local"]})
+        await directory.validate_canonical_alias(room_id, {"alt_aliases": ["#old:test.local"]})
 
 
 # -- room creation hooks ----------------------------------------------------------
@@ -296,22 +291,22 @@ async def test_room_creation_hooks_make_the_alias_and_publish(server: TestServer
     alice = await server.register("alice")
     room_id = await create_public_room(alice)
 
-    alias = await check_new_room_alias(hs, "lobby")
+    alias = await hs.room_directory.check_new_room_alias("lobby")
     assert alias == "#lobby:test.local"
     assert alias is not None
-    await create_alias_for_new_room(hs, alice.user_id or "", room_id, alias)
-    await publish_new_room(hs, room_id)
+    await hs.room_directory.create_alias_for_new_room(alice.user_id or "", room_id, alias)
+    await hs.room_directory.publish_new_room(room_id)
 
     assert (await resolve(alice, alias)).body["room_id"] == room_id
     resp = await alice.get(f"{V3}/rooms/{room_id}/state/m.room.canonical_alias")
     assert resp.body == {"alias": alias}
     assert (await alice.get(f"{V3}/directory/list/room/{room_id}")).body == {
         "visibility": "public"}
-    assert await check_new_room_alias(hs, None) is None
+    assert await hs.room_directory.check_new_room_alias(None) is None
     for localpart, errcode in (("lobby", "M_ROOM_IN_USE"), ("a b", "M_INVALID_PARAM"),
                                ("a:b", "M_INVALID_PARAM")):
         with pytest.raises(MatrixError) as err:
-            await check_new_room_alias(hs, localpart)
+            await hs.room_directory.check_new_room_alias(localpart)
         assert (err.value.status, err.value.errcode) == (400, errcode)
 
 

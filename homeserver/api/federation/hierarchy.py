@@ -17,14 +17,13 @@ from homeserver.errors import invalid_param
 from homeserver.http.parse import query_bool
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, Router
-from homeserver.rooms.hierarchy import HierarchyHandler
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    hierarchy = HierarchyHandler(hs)
+    hierarchy = hs.hierarchy
 
     async def get_hierarchy(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/federation/v1/hierarchy/{roomId}"""

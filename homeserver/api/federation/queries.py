@@ -86,7 +86,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
             raise invalid_param("Invalid room alias")
         if parsed[1] != hs.hostname:
             raise invalid_param("Room alias is not hosted on this homeserver")
-        target = await directory.resolve_alias(hs, alias)
+        target = await hs.room_directory.resolve_alias(alias)
         return 200, {"room_id": target.room_id, "servers": list(target.servers)}
 
     async def get_public_rooms(req: HttpRequest) -> tuple[int, Any]:
@@ -98,7 +98,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         if limit == 0:
             limit = None  # the federation API's 0 is "no limit"
         query = PublicRoomsQuery(limit=limit, since=query_str(req.args, "since", None))
-        return 200, await directory.list_public_rooms(hs, query)
+        return 200, await hs.room_directory.list_public_rooms(query)
 
     async def post_public_rooms(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/federation/v1/publicRooms"""
@@ -108,7 +108,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
             query = PublicRoomsQuery(limit=None, since=query.since,
                                      search_term=query.search_term,
                                      room_types=query.room_types)
-        return 200, await directory.list_public_rooms(hs, query)
+        return 200, await hs.room_directory.list_public_rooms(query)
 
     async def get_user_devices(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/federation/v1/user/devices/{userId}"""
