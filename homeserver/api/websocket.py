@@ -257,7 +257,7 @@ async def _ping(proto: StreamProtocol, request_id: str,
 
 async def _send(proto: StreamProtocol, request_id: str,
                 params: dict[str, Any]) -> dict[str, Any]:
-    event_id = await proto.factory.hs.room_sender.send_message(
+    event_id = await proto.factory.room_sender.send_message(
         proto.requester, get_str(params, "room_id"), get_str(params, "event_type"),
         get_object(params, "content"), request_id)
     return {"event_id": event_id}
@@ -265,7 +265,7 @@ async def _send(proto: StreamProtocol, request_id: str,
 
 async def _state(proto: StreamProtocol, request_id: str,
                  params: dict[str, Any]) -> dict[str, Any]:
-    event_id = await proto.factory.hs.room_sender.send_state(
+    event_id = await proto.factory.room_sender.send_state(
         proto.requester.user_id, get_str(params, "room_id"), get_str(params, "event_type"),
         get_str(params, "state_key"), get_object(params, "content"))
     return {"event_id": event_id}
@@ -314,8 +314,8 @@ class StreamFactory(WebSocketServerFactory):
 
     def __init__(self, hs: "HomeServer") -> None:
         super().__init__(server=None, reactor=hs.reactor)
-        # what the sockets use; ``hs`` itself only for sending events
-        self.hs = hs
+        # what the sockets use
+        self.room_sender = hs.room_sender
         self.ctx = hs.ctx
         self.sync_handler = hs.sync_handler
         self.tokens = hs.stores.tokens
