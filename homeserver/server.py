@@ -35,6 +35,7 @@ from homeserver.rooms.creator import EventCreator
 from homeserver.rooms.membership import MembershipHandler
 from homeserver.storage import Stores
 from homeserver.storage.database import Database
+from homeserver.storage.hub import Committed
 from homeserver.storage.migrations import prepare_database_blocking
 from homeserver.storage.streams import StreamTracker, current_stream_id
 from homeserver.sync.handler import SyncHandler
@@ -85,7 +86,6 @@ class HomeServer:
         # what a woken /sync can be answered from without the database;
         # complete from the stream position at setup()
         self.recent = RecentActivity(2**62)
-        self.db.commit_listeners.append(self._on_commit)
         self.event_creator = EventCreator(self)
         self.membership = MembershipHandler(self)
         self.room_reader = RoomReader(self)
@@ -104,7 +104,7 @@ class HomeServer:
         # after the notifier: it chains onto its device-list hook
         from homeserver.e2e.keys import E2eKeyHandler
         self.e2e_keys = E2eKeyHandler(self)
-        self.pushers = PusherPool(self)
+        self.pushers = PusherPool(self.ctx, self.stores, self.db.stream_tracker)
         from homeserver.media.repository import MediaRepository
         self.media_repository = MediaRepository(self)
         self.router = Router()
@@ -114,6 +114,7 @@ class HomeServer:
         from homeserver.api import register_all_routes, streams
         register_all_routes(self, self.router)
         self.websocket = streams.register_routes(self, self.router)
+        self._subscribe_after_write()
 
     # -- helpers used across the server --
 
@@ -157,9 +158,34 @@ class HomeServer:
         # messages stored before full-text search existed (a no-op once done)
         self.run_in_background(self.stores.search.index_history())
 
-    def _on_commit(self, positions: list[int], events: list[tuple[Any, int]],
-                   scopes: dict[int, list[tuple[str | None, str | None]]]) -> None:
-        self.recent.on_commit(positions, events, scopes)
+    def _subscribe_after_write(self) -> None:
+        """Who hears about committed writes, and in what order: the one
+        list (storage/hub.py); services do not subscribe themselves."""
+        hub = self.db.hub
+        # Database thread, right after each commit, before the stream
+        # tracker hears the transaction ended. First what a woken /sync
+        # answers from (recent activity): every wake-up comes after it.
+        hub.subscribe(self._on_commit)
+        # an account data write may change a user's ignore list
+        hub.subscribe(self.room_reader.ignored._on_commit)
+        # local events to the other servers of their rooms
+        hub.subscribe(self.federation_sender._on_commit)
+        # the highest position that carried events, for the pushers
+        hub.subscribe(self.pushers.on_commit)
+        # Reactor, each device-list change before its position counts as
+        # finished: wake the user and room mates, then tell other servers.
+        hub.on_device_list_changed(self.notifier.device_list_changed)
+        hub.on_device_list_changed(self.e2e_keys.on_device_list_changed)
+        # a logout must stop its token at once
+        hub.on_tokens_changed(self.stores.tokens.tokens_changed)
+        # Reactor, when "persisted up to" advances: wake waiting readers,
+        # then the pushers.
+        hub.on_persisted(self.notifier._on_persisted)
+        hub.on_persisted(self.pushers.on_persisted)
+
+    def _on_commit(self, committed: Committed) -> None:
+        # self.recent is replaced at setup(): look it up at each commit
+        self.recent.on_commit(committed)
 
     def build_site(self, x_forwarded: bool = False,
                    resources: frozenset[str] = frozenset({"client"})) -> GuardedSite:

@@ -36,8 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 
-from homeserver.storage.devices import DEVICE_LIST_CHANGED
-
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
 
@@ -71,8 +69,6 @@ class Notifier:
         # the stream is persisted up to the position
         self._pending: list[tuple[int, int, str | None, tuple[str, ...]]] = []
         self._seq = itertools.count()
-        hs.db.stream_tracker.add_listener(self._on_persisted)
-        hs.db.hooks[DEVICE_LIST_CHANGED] = self.device_list_changed
 
     # -- readers ----------------------------------------------------------
 
