@@ -29,6 +29,7 @@ from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import SizeLimitedRequest
 from homeserver.http.resource import MatrixResource
 from homeserver.http.router import Router
+from homeserver.push.actions import PushActions
 from homeserver.push.pushers import PusherPool
 from homeserver.rooms.access import RoomReader
 from homeserver.rooms.creator import EventCreator
@@ -37,7 +38,10 @@ from homeserver.storage import Stores
 from homeserver.storage.database import Database
 from homeserver.storage.hub import Committed
 from homeserver.storage.migrations import prepare_database_blocking
+from homeserver.storage.relations import index_relation_txn
+from homeserver.storage.search import index_batch_txn, index_event_txn
 from homeserver.storage.streams import StreamTracker, current_stream_id
+from homeserver.storage.user_directory import member_joined_txn
 from homeserver.sync.handler import SyncHandler
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.recent import RecentActivity
@@ -73,6 +77,9 @@ class HomeServer:
         self.stores = Stores(
             self.db, event_cache_size=max(1, int(config.event_cache_size * factor)),
             state_cache_size=max(0, int(config.state_cache_size * factor)))
+        # which local users each new event notifies (push/actions.py)
+        self.push_actions = PushActions(self.stores.push_rules)
+        self._add_persist_hooks()
         self.auth = Auth(self)
         self.ratelimiters = {
             "message": Ratelimiter(self.clock, "rc_message", config.rc_message),
@@ -157,6 +164,17 @@ class HomeServer:
         await self.pushers.start()
         # messages stored before full-text search existed (a no-op once done)
         self.run_in_background(self.stores.search.index_history())
+
+    def _add_persist_hooks(self) -> None:
+        """The per-event work inside every transaction that stores a timeline
+        event (storage/event_hooks.py), in the order it has always run."""
+        hooks = self.stores.events.persist_hooks
+        hooks.add(self.push_actions.persist_hook_txn, self.push_actions.batch_hook_txn)
+        hooks.add(index_relation_txn)
+        hooks.add(index_event_txn, index_batch_txn)
+        hooks.add(member_joined_txn)
+        # an invite to a room we do not hold (an outlier) notifies the invitee
+        hooks.add_remote_invite(self.push_actions.remote_invite_txn)
 
     def _subscribe_after_write(self) -> None:
         """Who hears about committed writes, and in what order: the one

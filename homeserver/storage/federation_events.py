@@ -43,9 +43,7 @@ from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.model import Event
 from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.event_hooks import run_persist_hooks
 from homeserver.storage.events import EventStore
-from homeserver.storage.push_rules import notify_remote_invite_txn
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.state import StateKey, StateStore
 from homeserver.storage.streams import next_stream_id_txn
@@ -401,7 +399,7 @@ class FederationEventStore:
                         (snapshot, event_nid))
         result = FederatedPersisted(event_nid, stream, snapshot)
         if not rejected and not soft_failed:
-            run_persist_hooks(txn, event, event_nid)
+            self.events.persist_hooks.run_txn(txn, event, event_nid)
         redacts = EventStore._applied_redaction(event)
         if redacts is not None and not soft_failed:
             txn.execute("INSERT INTO event_redactions (redacts, redaction_nid) VALUES (?, ?)",
@@ -512,7 +510,7 @@ class FederationEventStore:
         assert event.state_key is not None
         RoomStore.set_membership_txn(txn, event.state_key, room_nid,
                                      event.membership or "invite", event_nid, stream)
-        notify_remote_invite_txn(txn, event, event_nid)
+        self.events.persist_hooks.run_remote_invite_txn(txn, event, event_nid)
         txn.new_events.append((event, stream))
         return stream
 
@@ -590,13 +588,13 @@ class FederationEventStore:
                     nid = txn.select_value("SELECT event_nid FROM events WHERE event_id = ?",
                                            (event.event_id,))
                     if nid is not None:
-                        run_persist_hooks(txn, event, int(nid))
+                        self.events.persist_hooks.run_txn(txn, event, int(nid))
                 continue
             event_nid = self._insert_event_txn(
                 txn, event, room_nid, outlier=False, stream=positions.get(event.event_id),
                 snapshot=snapshot)
             if event.rejected_reason is None:
-                run_persist_hooks(txn, event, event_nid)
+                self.events.persist_hooks.run_txn(txn, event, event_nid)
             redacts = EventStore._applied_redaction(event)
             if redacts is not None:
                 txn.execute("INSERT INTO event_redactions (redacts, redaction_nid)"

@@ -32,7 +32,7 @@ Unread notification counts are the user's rows of ``event_push_actions``
 (the push rules' verdict, written when each event was persisted:
 ``storage/push_rules.py``) after the user's read receipt; the fast path
 carries them forward with the same verdicts kept in memory
-(``storage.push_rules.recent_actions``).
+(``push/actions.py``, ``PushActions.recent_actions``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from homeserver.rooms.access import ReadAccess
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.relations import relates_within
 from homeserver.storage.e2e_keys import KeyCounts
-from homeserver.storage.push_rules import PUSH_RULES_TYPE, recent_actions
+from homeserver.storage.push_rules import PUSH_RULES_TYPE
 from homeserver.storage.rooms import Membership, RoomInfo
 from homeserver.storage.streams import ONLY_USER, PRESENCE
 from homeserver.storage.sync import RoomMembership
@@ -423,7 +423,7 @@ class SyncHandler:
                     return None
                 counted = [e for _, r, e in before[0] if r == room_id] + counted
             for event in counted:
-                verdicts = recent_actions(event.event_id)
+                verdicts = self.hs.push_actions.recent_actions(event.event_id)
                 if verdicts is None:
                     return None  # persisted before this process started
                 notify, highlight = verdicts.get(user_id, (0, 0))
