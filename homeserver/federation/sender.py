@@ -3,7 +3,7 @@
 How an event reaches the other servers of its room
 ---------------------------------------------------
 1. Ingest. Every transaction that persists timeline events calls the
-   Database's commit listeners on the database thread, right after the
+   write hub's subscribers (storage/hub.py) on the database thread, right after the
    commit and *before* the stream tracker hears that its positions are
    done. Our listener hands the local events (sender on this server) to the
    reactor (``_ingest``), in the same FIFO as the tracker's ``finished``.
@@ -75,6 +75,7 @@ from homeserver.storage.federation_queue import NewPdu, server_of
 if TYPE_CHECKING:
     from homeserver.events.model import Event
     from homeserver.server import HomeServer
+    from homeserver.storage.hub import Committed
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,6 @@ class FederationSender:
         self._edu_counter = itertools.count()
         self._txn_prefix = str(int(time.time() * 1000))
         self._txn_counter = itertools.count(1)
-        hs.db.commit_listeners.append(self._on_commit)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -219,11 +219,10 @@ class FederationSender:
         """
         self._ingest(events, on_behalf_of)
 
-    def _on_commit(self, positions: list[int], events: list[tuple[Any, int]],
-                   scopes: dict[int, Any]) -> None:
+    def _on_commit(self, committed: "Committed") -> None:
         # database thread: only hand over to the reactor, in commit order
-        if events:
-            self.hs.reactor.callFromThread(self._ingest, list(events))
+        if committed.events:
+            self.hs.reactor.callFromThread(self._ingest, list(committed.events))
 
     def _ingest(self, events: "list[tuple[Event, int]]",
                 on_behalf_of: str | None = None) -> None:
