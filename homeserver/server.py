@@ -72,7 +72,7 @@ class HomeServer:
         self.stores = Stores(
             self.db, event_cache_size=max(1, int(config.event_cache_size * factor)),
             state_cache_size=max(0, int(config.state_cache_size * factor)))
-        self.auth = Auth(self)
+        self.auth = Auth(self.ctx, self.stores.tokens, self.stores.devices)
         self.ratelimiters = {
             "message": Ratelimiter(self.clock, "rc_message", config.rc_message),
             "registration": Ratelimiter(self.clock, "rc_registration", config.rc_registration),
@@ -105,8 +105,13 @@ class HomeServer:
         from homeserver.e2e.keys import E2eKeyHandler
         self.e2e_keys = E2eKeyHandler(self)
         self.pushers = PusherPool(self)
+        from homeserver.media.preview import UrlPreviewer
+        from homeserver.media.remote import RemoteMediaFetcher
         from homeserver.media.repository import MediaRepository
-        self.media_repository = MediaRepository(self)
+        from homeserver.storage.media import MediaStore
+        self.remote_media = RemoteMediaFetcher(self.ctx, self.federation_client)
+        self.media_repository = MediaRepository(self.ctx, MediaStore(self.db), self.remote_media)
+        self.url_previewer = UrlPreviewer(self.ctx, self.media_repository)
         self.router = Router()
         self._background = self.ctx.background
         self.ports: list[Any] = []
@@ -163,7 +168,8 @@ class HomeServer:
 
     def build_site(self, x_forwarded: bool = False,
                    resources: frozenset[str] = frozenset({"client"})) -> GuardedSite:
-        resource = MatrixResource(self, self.router, resources)
+        resource = MatrixResource(self.router, self.auth, self.federation_auth,
+                                  self.config.max_client_json_size, resources)
         # behind a reverse proxy (x_forwarded) every client has the proxy's
         # address: no per-IP cap there (http/channel.py)
         site = GuardedSite(resource, self.clock,
