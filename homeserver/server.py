@@ -11,6 +11,11 @@ from typing import Any
 from signedjson.key import generate_signing_key, read_signing_keys
 from twisted.internet import defer, threads
 
+from homeserver.accounts.login import Logins
+from homeserver.accounts.management import AccountManagement
+from homeserver.accounts.registration import Registrations
+from homeserver.accounts.sessions import Sessions
+from homeserver.accounts.uia import UiAuth
 from homeserver.config import Config
 from homeserver.context import ServerContext
 from homeserver.edu.presence import PresenceHandler
@@ -81,6 +86,16 @@ class HomeServer:
             "login_failed": Ratelimiter(self.clock, "rc_login.failed_attempts",
                                         config.rc_login_failed_attempts),
         }
+        # accounts
+        self.sessions = Sessions(self.ctx, self.db)
+        self.logins = Logins(self.ctx, self.db, self.stores.users,
+                             self.ratelimiters["login_failed"])
+        self.ui_auth = UiAuth(self.ctx, self.db, self.stores.ui_auth, self.stores.users,
+                              self.logins)
+        self.registrations = Registrations(self.ctx, self.db, self.stores.users, self.ui_auth,
+                                           self.ratelimiters["registration"])
+        self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,
+                                                     self.stores.devices, self.ui_auth)
         self.notifier = Notifier(self)
         # what a woken /sync can be answered from without the database;
         # complete from the stream position at setup()
@@ -102,8 +117,13 @@ class HomeServer:
         self.federation_membership = FederationMembership(self)
         self.edu_handler = EduHandler(self)
         # after the notifier: it chains onto its device-list hook
+        from homeserver.e2e.cross_signing import CrossSigning
         from homeserver.e2e.keys import E2eKeyHandler
-        self.e2e_keys = E2eKeyHandler(self)
+        self.cross_signing = CrossSigning(self.ctx, self.db, self.stores.cross_signing,
+                                          self.stores.rooms, self.federation_sender)
+        self.e2e_keys = E2eKeyHandler(self.ctx, self.db, self.stores.e2e_keys, self.stores.rooms,
+                                      self.cross_signing, self.federation_client,
+                                      self.federation_sender)
         self.pushers = PusherPool(self)
         from homeserver.media.preview import UrlPreviewer
         from homeserver.media.remote import RemoteMediaFetcher

@@ -45,7 +45,6 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_room_id, parse_user_id
-from homeserver.e2e.cross_signing import on_signing_key_update
 from homeserver.errors import Codes, MatrixError
 from homeserver.events.identifiers import is_storable_text
 from homeserver.federation.client import FederationError, QueryArgs, RequestFailed
@@ -339,8 +338,7 @@ class EduHandler:
             return
         # the cache of the user's devices first (resync on a gap), so clients
         # woken by the change read the new keys
-        from homeserver.e2e.keys import key_handler
-        await key_handler(self.hs).on_remote_update(origin, content)
+        await self.hs.e2e_keys.on_remote_update(origin, content)
         await self.hs.db.run_interaction("remote_device_list_changed",
                                          DeviceStore.mark_device_list_changed_txn, user_id)
 
@@ -349,7 +347,7 @@ class EduHandler:
         _require(server_of(user_id) == origin, f"user_id {user_id!r} is not of {origin}")
         # the remote user's new master / self-signing keys (e2e/cross_signing.py
         # checks them, and stores them only for users sharing a room with us)
-        await on_signing_key_update(self.hs, origin, content)
+        await self.hs.cross_signing.on_signing_key_update(origin, content)
 
     # -- outbound --------------------------------------------------------------
 

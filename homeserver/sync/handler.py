@@ -210,8 +210,7 @@ class SyncHandler:
 
     async def _key_counts(self, requester: Requester) -> KeyCounts:
         """The device's one-time key counts and unused fallback key types."""
-        from homeserver.e2e.keys import key_handler
-        keys = key_handler(self.hs)
+        keys = self.hs.e2e_keys
         counts = keys.cached_counts(requester.user_id, requester.device_id)
         if counts is None:
             counts = await keys.key_counts(requester.user_id, requester.device_id)
@@ -368,8 +367,7 @@ class SyncHandler:
             return None
         if device_id is not None and (user_id, device_id) in self.hs.recent.to_device_pending:
             return None  # the full builder deletes what the device has acknowledged
-        from homeserver.e2e.keys import key_handler
-        key_counts = key_handler(self.hs).cached_counts(user_id, device_id)
+        key_counts = self.hs.e2e_keys.cached_counts(user_id, device_id)
         if key_counts is None:
             return None  # the full builder reads them (and caches them)
         until = self.current_token()

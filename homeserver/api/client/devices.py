@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.uia import validate_user_via_ui_auth
+from homeserver.api.client.ui_auth import validate_user_via_ui_auth
 from homeserver.errors import Codes, MatrixError, bad_json, missing_param, not_found
 from homeserver.http.parse import get_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Endpoint, Router
 
 if TYPE_CHECKING:
+    from homeserver.accounts.uia import UiAuth
     from homeserver.server import HomeServer
     from homeserver.storage.devices import DeviceStore
 
@@ -50,12 +51,11 @@ def parse_device_list(body: dict[str, Any]) -> list[str]:
 
 @dataclass(frozen=True)
 class Devices:
-    """What the device endpoints use: the device store, and the server for
-    user-interactive auth (``accounts/uia.py`` still takes the HomeServer;
-    the accounts step gives it a service of its own)."""
+    """What the device endpoints use: the device store, and user-interactive
+    auth (deleting devices asks for it)."""
 
     store: "DeviceStore"
-    hs: "HomeServer"
+    ui_auth: "UiAuth"
 
 
 async def get_devices(devices: Devices, req: HttpRequest) -> tuple[int, Any]:
@@ -90,7 +90,7 @@ async def delete_device(devices: Devices, req: HttpRequest) -> tuple[int, Any]:
     assert req.requester is not None
     # Older clients send no body at all; that is the same as {}.
     req.json(allow_empty=True)
-    await validate_user_via_ui_auth(devices.hs, req, req.requester,
+    await validate_user_via_ui_auth(devices.ui_auth, req, req.requester,
                                     "remove a device from your account",
                                     can_skip_ui_auth=True)
     device_id = req.params["deviceId"]
@@ -105,7 +105,7 @@ async def delete_devices(devices: Devices, req: HttpRequest) -> tuple[int, Any]:
     assert req.requester is not None
     # Refuse a malformed list before asking for a password.
     parse_device_list(req.json(allow_empty=True))
-    body = await validate_user_via_ui_auth(devices.hs, req, req.requester,
+    body = await validate_user_via_ui_auth(devices.ui_auth, req, req.requester,
                                            "remove device(s) from your account",
                                            can_skip_ui_auth=True)
     # Unknown device IDs are skipped, as Synapse does: the goal state holds.
@@ -123,4 +123,4 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    router.add_endpoints(Devices(hs.stores.devices, hs), ENDPOINTS)
+    router.add_endpoints(Devices(hs.stores.devices, hs.ui_auth), ENDPOINTS)

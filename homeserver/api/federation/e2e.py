@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.api.federation import FEDERATION_V1
-from homeserver.e2e import cross_signing
-from homeserver.e2e.keys import key_handler, parse_claim, parse_query
+from homeserver.e2e.keys import parse_claim, parse_query
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, Router
 
@@ -22,7 +21,7 @@ MAX_KEYS_BODY = 1024 * 1024
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    handler = key_handler(hs)
+    handler = hs.e2e_keys
 
     async def query_keys(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/federation/v1/user/keys/query"""
@@ -31,10 +30,10 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         device_keys.update(await hs.stores.e2e_keys.get_device_keys(query))
         answer: dict[str, Any] = {"device_keys": device_keys}
         # the user-signing key stays private to its owner's server
-        signing = await cross_signing.cross_signing_keys_for_query(hs, "", list(query))
+        signing = await hs.cross_signing.cross_signing_keys_for_query("", list(query))
         answer["master_keys"] = signing.get("master_keys", {})
         answer["self_signing_keys"] = signing.get("self_signing_keys", {})
-        await cross_signing.add_signatures_to_device_keys(hs, device_keys)
+        await hs.cross_signing.add_signatures_to_device_keys(device_keys)
         return 200, answer
 
     async def claim_keys(req: HttpRequest) -> tuple[int, Any]:

@@ -117,8 +117,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
             raise not_found("Unknown user")
         # devices with their keys, and the stream_id of the user's
         # m.device_list_update chain (e2e/keys.py)
-        from homeserver.e2e.keys import key_handler
-        return 200, await key_handler(hs).local_device_list(user_id)
+        return 200, await hs.e2e_keys.local_device_list(user_id)
 
     async def get_openid_userinfo(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/federation/v1/openid/userinfo"""
