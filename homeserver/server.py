@@ -95,7 +95,7 @@ class HomeServer:
         # which local users each new event notifies (push/actions.py)
         self.push_actions = PushActions(self.stores.push_rules)
         self._add_persist_hooks()
-        self.auth = Auth(self)
+        self.auth = Auth(self.ctx, self.stores.tokens, self.stores.devices)
         self.ratelimiters = {
             "message": Ratelimiter(self.clock, "rc_message", config.rc_message),
             "registration": Ratelimiter(self.clock, "rc_registration", config.rc_registration),
@@ -165,8 +165,13 @@ class HomeServer:
                         self.e2e_keys, self.sync_memory),
             FastPath(self.ctx, self.sync_memory))
         self.pushers = PusherPool(self.ctx, self.stores, self.db.stream_tracker)
+        from homeserver.media.preview import UrlPreviewer
+        from homeserver.media.remote import RemoteMediaFetcher
         from homeserver.media.repository import MediaRepository
-        self.media_repository = MediaRepository(self)
+        from homeserver.storage.media import MediaStore
+        self.remote_media = RemoteMediaFetcher(self.ctx, self.federation_client)
+        self.media_repository = MediaRepository(self.ctx, MediaStore(self.db), self.remote_media)
+        self.url_previewer = UrlPreviewer(self.ctx, self.media_repository)
         self.router = Router()
         self._background = self.ctx.background
         self.ports: list[Any] = []
@@ -270,7 +275,8 @@ class HomeServer:
 
     def build_site(self, x_forwarded: bool = False,
                    resources: frozenset[str] = frozenset({"client"})) -> GuardedSite:
-        resource = MatrixResource(self, self.router, resources)
+        resource = MatrixResource(self.router, self.auth, self.federation_auth,
+                                  self.config.max_client_json_size, resources)
         # behind a reverse proxy (x_forwarded) every client has the proxy's
         # address: no per-IP cap there (http/channel.py)
         site = GuardedSite(resource, self.clock,

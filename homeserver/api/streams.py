@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -20,7 +20,8 @@ STREAM_PATH = "/_matrix/client/unstable/stream"
 class Streams:
     """The server's WebSocket connections: the autobahn factory, made on
     first use; its attributes (``connections``, ``setProtocolOptions``) read
-    through."""
+    through. It holds the HomeServer because a socket's frames are served as
+    requests of the whole client API (``api/websocket.py``)."""
 
     def __init__(self, hs: "HomeServer") -> None:
         self.hs = hs
@@ -42,15 +43,18 @@ class Streams:
             self._factory.close_all()
 
 
+async def get_stream(streams: Streams, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/unstable/stream"""
+    from homeserver.api.websocket import handle_stream
+
+    return await handle_stream(streams.hs, streams.factory, req)
+
+
+# who may connect is who may call /sync
+ENDPOINTS = (Endpoint("GET", STREAM_PATH, get_stream),)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> Streams:
     streams = Streams(hs)
-
-    async def get_stream(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/unstable/stream"""
-        from homeserver.api.websocket import handle_stream
-
-        return await handle_stream(hs, streams.factory, req)
-
-    # who may connect is who may call /sync
-    router.add("GET", STREAM_PATH, get_stream)
+    router.add_endpoints(streams, ENDPOINTS)
     return streams

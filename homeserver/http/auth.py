@@ -18,7 +18,9 @@ from homeserver.errors import Codes, MatrixError
 from homeserver.http.request import HttpRequest, Requester
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.storage.devices import DeviceStore
+    from homeserver.storage.tokens import TokenStore
 
 # Devices' last-seen columns are written at most this often per device.
 LAST_SEEN_INTERVAL_S = 60.0
@@ -42,8 +44,11 @@ def token_from_request(req: HttpRequest) -> str | None:
 
 
 class Auth:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
+    def __init__(self, ctx: "ServerContext", tokens: "TokenStore",
+                 devices: "DeviceStore") -> None:
+        self.ctx = ctx
+        self.tokens = tokens
+        self.devices = devices
         self._last_seen: dict[tuple[str, str], float] = {}
 
     async def get_requester(self, req: HttpRequest, *, required: bool = True,
@@ -53,11 +58,11 @@ class Auth:
             if required:
                 raise MatrixError(401, Codes.MISSING_TOKEN, "Missing access token")
             return None
-        info = await self.hs.stores.tokens.get_access_token(hash_token(token))
+        info = await self.tokens.get_access_token(hash_token(token))
         if info is None:
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown access token",
                               soft_logout=False)
-        now_ms = int(self.hs.clock.seconds() * 1000)
+        now_ms = int(self.ctx.clock.seconds() * 1000)
         if info.valid_until_ms is not None and info.valid_until_ms <= now_ms:
             raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Access token has expired",
                               soft_logout=True)
@@ -66,19 +71,19 @@ class Auth:
                               "Guest access not allowed")
         if info.refresh_token_id is not None and not info.used:
             # First use of a refreshed pair retires the refresh token it replaced.
-            await self.hs.stores.tokens.mark_access_token_used(info.token_id,
+            await self.tokens.mark_access_token_used(info.token_id,
                                                                 info.refresh_token_id)
         if info.device_id is not None:
             self._note_last_seen(info.user_id, info.device_id, req)
         return Requester(info.user_id, info.device_id, info.token_id, info.is_guest)
 
     def _note_last_seen(self, user_id: str, device_id: str, req: HttpRequest) -> None:
-        now = self.hs.clock.seconds()
+        now = self.ctx.clock.seconds()
         key = (user_id, device_id)
         if now - self._last_seen.get(key, -LAST_SEEN_INTERVAL_S) < LAST_SEEN_INTERVAL_S:
             return
         self._last_seen[key] = now
         if len(self._last_seen) > 100_000:
             self._last_seen.clear()
-        self.hs.run_in_background(self.hs.stores.devices.update_last_seen(
+        self.ctx.run_in_background(self.devices.update_last_seen(
             user_id, device_id, int(now * 1000), req.client_ip, req.user_agent))

@@ -32,7 +32,8 @@ from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.federation.request_auth import FederationAuth
+    from homeserver.http.auth import Auth
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("homeserver.access")
@@ -115,11 +116,15 @@ class MatrixResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, hs: "HomeServer", router: Router,
+    def __init__(self, router: Router, auth: "Auth", federation_auth: "FederationAuth",
+                 max_client_json_size: int,
                  resources: frozenset[str] = frozenset({"client", "federation"})) -> None:
         super().__init__()
-        self.hs = hs
         self.router = router
+        self.auth = auth
+        self.federation_auth = federation_auth
+        # a route's JSON body limit unless it sets its own (max_body)
+        self.max_client_json_size = max_client_json_size
         # a listener serves the server-server API (/_matrix/federation,
         # /_matrix/key) only if its resources name "federation"
         self.serves_federation = "federation" in resources or "keys" in resources
@@ -157,14 +162,14 @@ class MatrixResource(Resource):
             route, params = self.router.match(method, raw_path)
             request.route_name = route.name  # type: ignore[attr-defined]
             check_query_args(request.args or {})
-            max_json = route.max_body or self.hs.config.max_client_json_size
+            max_json = route.max_body or self.max_client_json_size
             req = HttpRequest(request, params, max_json, self.client_ip(request),
                               nul_in_json=route.auth == AUTH_FEDERATION)
             if route.auth == AUTH_FEDERATION:
-                req.origin = await self.hs.federation_auth.authenticate(req)
+                req.origin = await self.federation_auth.authenticate(req)
                 request.requester_id = req.origin  # type: ignore[attr-defined]
             elif route.auth != AUTH_NONE:
-                req.requester = await self.hs.auth.get_requester(
+                req.requester = await self.auth.get_requester(
                     req, required=route.auth == AUTH_REQUIRED, allow_guest=route.allow_guest)
                 if req.requester is not None:
                     request.requester_id = req.requester.user_id  # type: ignore[attr-defined]

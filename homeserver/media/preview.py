@@ -29,8 +29,8 @@ from homeserver.federation.discovery import is_ip_literal, read_body
 from homeserver.http.outbound import IPFilter, guarded_agent
 
 if TYPE_CHECKING:
+    from homeserver.context import ServerContext
     from homeserver.media.repository import MediaRepository
-    from homeserver.server import HomeServer
 
 logger = logging.getLogger(__name__)
 
@@ -84,15 +84,15 @@ def parse_html(html: str) -> dict[str, str]:
 
 
 class UrlPreviewer:
-    def __init__(self, hs: "HomeServer", repo: "MediaRepository") -> None:
-        self.hs = hs
+    def __init__(self, ctx: "ServerContext", repo: "MediaRepository") -> None:
+        self.ctx = ctx
         self.repo = repo
-        config = hs.config
+        config = ctx.config
         self.enabled: bool = config.url_preview_enabled
         self.ip_filter = IPFilter(config.url_preview_ip_range_blacklist or [],
                                   config.url_preview_ip_range_whitelist or [])
         self.max_size: int = config.max_spider_size
-        inner: Any = guarded_agent(hs.reactor, self.ip_filter, connect_timeout_s=FETCH_TIMEOUT_S,
+        inner: Any = guarded_agent(ctx.reactor, self.ip_filter, connect_timeout_s=FETCH_TIMEOUT_S,
                                    context_factory=BrowserLikePolicyForHTTPS())
         self._agent = RedirectAgent(inner)
         self._cache: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -105,7 +105,7 @@ class UrlPreviewer:
             raise MatrixError(400, Codes.INVALID_PARAM, "Only http(s) URLs can be previewed")
         if is_ip_literal(parts.hostname) and not self.ip_filter.allowed(parts.hostname):
             raise MatrixError(403, Codes.UNKNOWN, "IP address blocked")
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         cached = self._cache.get(url)
         if cached is not None and cached[0] > now:
             return cached[1]
@@ -147,7 +147,7 @@ class UrlPreviewer:
 
     async def _fetch(self, url: str) -> tuple[bytes, str, str]:
         d = defer.ensureDeferred(self._get(url))
-        d.addTimeout(FETCH_TIMEOUT_S, self.hs.reactor)
+        d.addTimeout(FETCH_TIMEOUT_S, self.ctx.reactor)
         try:
             return await d
         except MatrixError:

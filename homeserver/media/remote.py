@@ -10,7 +10,8 @@ M_UNRECOGNIZED, and we fall back to the legacy
 The federation client (``federation/client.py``) only speaks JSON, so this
 module sends its requests through the client's discovery, address filter,
 TLS policy and connection pool itself, and reads the body with the same size
-limit.
+limit. ``RemoteMediaFetcher`` is the service (built in ``server.py``) that
+holds the federation client and the server's signing identity.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from homeserver.media.serving import (
 )
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.federation.client import FederationClient
 
 logger = logging.getLogger(__name__)
 
@@ -63,39 +65,6 @@ class _Answer:
     body: bytes
 
 
-async def _get(hs: "HomeServer", destination: str, uri: str, sign: bool, max_size: int,
-               timeout_ms: int) -> _Answer:
-    client = hs.federation_client
-    client.check_destination(destination)
-
-    async def send() -> _Answer:
-        target = await client.discovery.resolve(destination)
-        headers = Headers({b"User-Agent": [USER_AGENT],
-                           b"Host": [target.host_header.encode("ascii")]})
-        if sign:
-            for value in authorization_headers(hs.hostname, hs.signing_key, "GET", uri,
-                                               destination, None):
-                headers.addRawHeader(b"Authorization", value)
-        response = await client._agent_for(target).request(
-            b"GET", b"matrix-federation://" + destination.encode("ascii") + uri.encode("ascii"),
-            headers, None)
-        body = await read_body(response, max_size)
-        return _Answer(response.code, response.headers, body)
-
-    d = defer.ensureDeferred(send())
-    d.addTimeout(timeout_ms / 1000, hs.reactor)
-    try:
-        return await d
-    except (defer.CancelledError, TxTimeoutError):
-        raise RequestFailed(f"GET {destination}: no answer within {timeout_ms}ms") from None
-    except BodyTooLarge as e:
-        raise RequestFailed(f"GET {destination}: {e}") from None
-    except RequestFailed:
-        raise
-    except Exception as e:
-        raise RequestFailed(f"GET {destination}: {type(e).__name__}: {e}") from None
-
-
 def _header(headers: Headers, name: str) -> str | None:
     values = headers.getRawHeaders(name.encode("ascii"))
     return values[0].decode("latin-1") if values else None
@@ -112,27 +81,6 @@ def _errcode(body: bytes) -> str | None:
     return None
 
 
-async def _follow_location(hs: "HomeServer", url: str, max_size: int,
-                           timeout_ms: int) -> tuple[bytes, Headers]:
-    """The file behind a multipart ``Location`` (a CDN, say): a plain HTTPS
-    GET through the federation address filter."""
-    if not url.startswith(("https://", "http://")):
-        raise RequestFailed("the media Location is not an http(s) URL")
-    inner: Any = Agent(hs.federation_client.connector.filtering_reactor,
-                       contextFactory=BrowserLikePolicyForHTTPS())
-    agent = RedirectAgent(inner)
-    d = defer.ensureDeferred(_plain_get(agent, url, max_size))
-    d.addTimeout(timeout_ms / 1000, hs.reactor)
-    try:
-        return await d
-    except (defer.CancelledError, TxTimeoutError):
-        raise RequestFailed("the media Location did not answer in time") from None
-    except RequestFailed:
-        raise
-    except Exception as e:
-        raise RequestFailed(f"the media Location failed: {type(e).__name__}: {e}") from None
-
-
 async def _plain_get(agent: Any, url: str, max_size: int) -> tuple[bytes, Headers]:
     response = await agent.request(b"GET", url.encode("ascii"),
                                    Headers({b"User-Agent": [USER_AGENT]}), None)
@@ -140,25 +88,6 @@ async def _plain_get(agent: Any, url: str, max_size: int) -> tuple[bytes, Header
     if response.code != 200:
         raise RequestFailed(f"the media Location answered {response.code}")
     return body, response.headers
-
-
-async def fetch_remote_media(hs: "HomeServer", origin: str, media_id: str, *, max_size: int,
-                             timeout_ms: int) -> FetchedMedia:
-    """The media ``mxc://{origin}/{media_id}`` as its origin serves it.
-
-    Raises RemoteMediaNotFound, RemoteMediaNotYetUploaded or RequestFailed.
-    """
-    quoted = quote(media_id, safe="")
-    answer = await _get(hs, origin,
-                        f"/_matrix/federation/v1/media/download/{quoted}?timeout_ms={timeout_ms}",
-                        True, max_size, timeout_ms + 5000)
-    if answer.code in (400, 404, 405) and _errcode(answer.body) in (None, "M_UNRECOGNIZED"):
-        # an origin without the federation media API: the legacy endpoint
-        answer = await _get(
-            hs, origin, f"/_matrix/media/v3/download/{quote(origin, safe='')}/{quoted}"
-            f"?allow_remote=false&timeout_ms={timeout_ms}", False, max_size, timeout_ms + 5000)
-        return _single(answer)
-    return await _from_multipart(hs, answer, max_size, timeout_ms)
 
 
 def _check_status(answer: _Answer) -> None:
@@ -180,23 +109,103 @@ def _single(answer: _Answer) -> FetchedMedia:
                                                           "Content-Disposition")))
 
 
-async def _from_multipart(hs: "HomeServer", answer: _Answer, max_size: int,
-                          timeout_ms: int) -> FetchedMedia:
-    _check_status(answer)
-    content_type = _header(answer.headers, "Content-Type") or ""
-    try:
-        parts = parse_multipart(content_type, answer.body)
-    except MultipartError as e:
-        raise RequestFailed(f"the origin's media answer is malformed: {e}") from None
-    if len(parts) < 2 or base_type(parts[0][0].get("content-type", "")) != "application/json":
-        raise RequestFailed("the origin's media answer does not have its two parts")
-    headers, data = parts[1]
-    location = headers.get("location")
-    if location:
-        data, loc_headers = await _follow_location(hs, location, max_size, timeout_ms)
-        return FetchedMedia(data, _header(loc_headers, "Content-Type")
-                            or "application/octet-stream",
-                            filename_from_disposition(_header(loc_headers,
-                                                              "Content-Disposition")))
-    return FetchedMedia(data, headers.get("content-type") or "application/octet-stream",
-                        filename_from_disposition(headers.get("content-disposition")))
+class RemoteMediaFetcher:
+    """Fetches remote media through the federation client's discovery, address
+    filter and connection pool, signing as this server."""
+
+    def __init__(self, ctx: "ServerContext", federation_client: "FederationClient") -> None:
+        self.ctx = ctx
+        self.federation_client = federation_client
+
+    async def fetch(self, origin: str, media_id: str, *, max_size: int,
+                    timeout_ms: int) -> FetchedMedia:
+        """The media ``mxc://{origin}/{media_id}`` as its origin serves it.
+
+        Raises RemoteMediaNotFound, RemoteMediaNotYetUploaded or RequestFailed.
+        """
+        quoted = quote(media_id, safe="")
+        answer = await self._get(
+            origin, f"/_matrix/federation/v1/media/download/{quoted}?timeout_ms={timeout_ms}",
+            True, max_size, timeout_ms + 5000)
+        if answer.code in (400, 404, 405) and _errcode(answer.body) in (None, "M_UNRECOGNIZED"):
+            # an origin without the federation media API: the legacy endpoint
+            answer = await self._get(
+                origin, f"/_matrix/media/v3/download/{quote(origin, safe='')}/{quoted}"
+                f"?allow_remote=false&timeout_ms={timeout_ms}", False, max_size,
+                timeout_ms + 5000)
+            return _single(answer)
+        return await self._from_multipart(answer, max_size, timeout_ms)
+
+    async def _from_multipart(self, answer: _Answer, max_size: int,
+                              timeout_ms: int) -> FetchedMedia:
+        _check_status(answer)
+        content_type = _header(answer.headers, "Content-Type") or ""
+        try:
+            parts = parse_multipart(content_type, answer.body)
+        except MultipartError as e:
+            raise RequestFailed(f"the origin's media answer is malformed: {e}") from None
+        if len(parts) < 2 or base_type(parts[0][0].get("content-type", "")) != "application/json":
+            raise RequestFailed("the origin's media answer does not have its two parts")
+        headers, data = parts[1]
+        location = headers.get("location")
+        if location:
+            data, loc_headers = await self._follow_location(location, max_size, timeout_ms)
+            return FetchedMedia(data, _header(loc_headers, "Content-Type")
+                                or "application/octet-stream",
+                                filename_from_disposition(_header(loc_headers,
+                                                                  "Content-Disposition")))
+        return FetchedMedia(data, headers.get("content-type") or "application/octet-stream",
+                            filename_from_disposition(headers.get("content-disposition")))
+
+    async def _get(self, destination: str, uri: str, sign: bool, max_size: int,
+                   timeout_ms: int) -> _Answer:
+        client = self.federation_client
+        client.check_destination(destination)
+
+        async def send() -> _Answer:
+            target = await client.discovery.resolve(destination)
+            headers = Headers({b"User-Agent": [USER_AGENT],
+                               b"Host": [target.host_header.encode("ascii")]})
+            if sign:
+                for value in authorization_headers(self.ctx.hostname, self.ctx.signing_key,
+                                                   "GET", uri, destination, None):
+                    headers.addRawHeader(b"Authorization", value)
+            response = await client._agent_for(target).request(
+                b"GET",
+                b"matrix-federation://" + destination.encode("ascii") + uri.encode("ascii"),
+                headers, None)
+            body = await read_body(response, max_size)
+            return _Answer(response.code, response.headers, body)
+
+        d = defer.ensureDeferred(send())
+        d.addTimeout(timeout_ms / 1000, self.ctx.reactor)
+        try:
+            return await d
+        except (defer.CancelledError, TxTimeoutError):
+            raise RequestFailed(f"GET {destination}: no answer within {timeout_ms}ms") from None
+        except BodyTooLarge as e:
+            raise RequestFailed(f"GET {destination}: {e}") from None
+        except RequestFailed:
+            raise
+        except Exception as e:
+            raise RequestFailed(f"GET {destination}: {type(e).__name__}: {e}") from None
+
+    async def _follow_location(self, url: str, max_size: int,
+                               timeout_ms: int) -> tuple[bytes, Headers]:
+        """The file behind a multipart ``Location`` (a CDN, say): a plain HTTPS
+        GET through the federation address filter."""
+        if not url.startswith(("https://", "http://")):
+            raise RequestFailed("the media Location is not an http(s) URL")
+        inner: Any = Agent(self.federation_client.connector.filtering_reactor,
+                           contextFactory=BrowserLikePolicyForHTTPS())
+        agent = RedirectAgent(inner)
+        d = defer.ensureDeferred(_plain_get(agent, url, max_size))
+        d.addTimeout(timeout_ms / 1000, self.ctx.reactor)
+        try:
+            return await d
+        except (defer.CancelledError, TxTimeoutError):
+            raise RequestFailed("the media Location did not answer in time") from None
+        except RequestFailed:
+            raise
+        except Exception as e:
+            raise RequestFailed(f"the media Location failed: {type(e).__name__}: {e}") from None

@@ -40,11 +40,7 @@ from twisted.internet import defer, threads
 
 from homeserver.errors import Codes, MatrixError
 from homeserver.federation.client import RequestFailed
-from homeserver.media.remote import (
-    RemoteMediaNotFound,
-    RemoteMediaNotYetUploaded,
-    fetch_remote_media,
-)
+from homeserver.media.remote import RemoteMediaNotFound, RemoteMediaNotYetUploaded
 from homeserver.media.storage_providers import (
     LocalStorageProvider,
     MediaStorage,
@@ -54,7 +50,8 @@ from homeserver.media.thumbnailer import ThumbnailError, ThumbnailResult, make_t
 from homeserver.storage.media import LocalMedia, MediaStore, RemoteMedia, Thumbnail
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.media.remote import RemoteMediaFetcher
 
 logger = logging.getLogger(__name__)
 
@@ -80,14 +77,16 @@ class MediaFile:
 
 
 class MediaRepository:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        config = hs.config
-        self.store = MediaStore(hs.db)
+    def __init__(self, ctx: "ServerContext", store: MediaStore,
+                 fetcher: "RemoteMediaFetcher") -> None:
+        self.ctx = ctx
+        config = ctx.config
+        self.store = store
+        self.fetcher = fetcher
         base = config.media_store_path or "media_store"
         self.base_dir = os.path.join(config.config_dir, base)
-        self.storage = MediaStorage(LocalStorageProvider(hs.reactor, self.base_dir),
-                                    build_providers(hs.reactor, config.media_storage_providers))
+        self.storage = MediaStorage(LocalStorageProvider(ctx.reactor, self.base_dir),
+                                    build_providers(ctx.reactor, config.media_storage_providers))
         self.max_upload_size: int = config.max_upload_size
         self.max_image_pixels: int = config.max_image_pixels
         self.dynamic_thumbnails: bool = config.dynamic_thumbnails
@@ -134,30 +133,30 @@ class MediaRepository:
         self.check_size(data)
         media_id = self.new_media_id()
         await self.storage.store(self._local_path(media_id), data)
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         await self.store.store_local_media(LocalMedia(
             media_id, user_id, now, None, now, media_type, len(data), upload_name,
             self.authenticated_only))
         self._after_upload(media_id, data, media_type)
-        return f"mxc://{self.hs.hostname}/{media_id}"
+        return f"mxc://{self.ctx.hostname}/{media_id}"
 
     async def create(self, user_id: str) -> tuple[str, int]:
         """Reserve a media ID for a later upload: its URI and expiry (ms)."""
         media_id = self.new_media_id()
-        now = self.hs.now_ms()
-        expires = now + int(self.hs.config.unused_expiration_time)
+        now = self.ctx.now_ms()
+        expires = now + int(self.ctx.config.unused_expiration_time)
         ok = await self.store.reserve_local_media(media_id, user_id, now, expires,
-                                                  int(self.hs.config.max_pending_media_uploads))
+                                                  int(self.ctx.config.max_pending_media_uploads))
         if not ok:
             raise MatrixError(429, Codes.LIMIT_EXCEEDED,
                               "Too many pending media uploads; upload or wait for them "
                               "to expire", retry_after_ms=60_000)
-        return f"mxc://{self.hs.hostname}/{media_id}", expires
+        return f"mxc://{self.ctx.hostname}/{media_id}", expires
 
     async def upload_reserved(self, user_id: str, server_name: str, media_id: str, data: bytes,
                               media_type: str, upload_name: str | None) -> None:
         """Fill a media ID reserved with ``create``."""
-        if server_name != self.hs.hostname or not MEDIA_ID_RE.fullmatch(media_id):
+        if server_name != self.ctx.hostname or not MEDIA_ID_RE.fullmatch(media_id):
             raise not_found()
         media = await self.store.get_local_media(media_id)
         if media is None:
@@ -166,11 +165,11 @@ class MediaRepository:
             raise MatrixError(403, Codes.FORBIDDEN, "This media ID was not created by you")
         if media.uploaded_ts is not None:
             raise MatrixError(409, "M_CANNOT_OVERWRITE_MEDIA", "Media ID already has content")
-        if media.expires_ts is not None and media.expires_ts <= self.hs.now_ms():
+        if media.expires_ts is not None and media.expires_ts <= self.ctx.now_ms():
             raise not_found()
         self.check_size(data)
         await self.storage.store(self._local_path(media_id), data)
-        done = await self.store.complete_local_media(media_id, self.hs.now_ms(), media_type,
+        done = await self.store.complete_local_media(media_id, self.ctx.now_ms(), media_type,
                                                      len(data), upload_name,
                                                      self.authenticated_only)
         if not done:
@@ -183,8 +182,8 @@ class MediaRepository:
         self._after_upload(media_id, data, media_type)
 
     def _after_upload(self, media_id: str, data: bytes, media_type: str) -> None:
-        self.hs.run_in_background(self._make_thumbnails("", media_id, media_id, data,
-                                                        media_type))
+        self.ctx.run_in_background(self._make_thumbnails("", media_id, media_id, data,
+                                                         media_type))
 
     async def _make_thumbnails(self, origin: str, media_id: str, file_id: str, data: bytes,
                                media_type: str) -> None:
@@ -200,7 +199,7 @@ class MediaRepository:
                         media_type: str, width: int, height: int, method: str,
                         animated: bool) -> ThumbnailResult:
         result: ThumbnailResult = await threads.deferToThreadPool(
-            self.hs.reactor, self.hs.reactor.getThreadPool(), make_thumbnail, data, media_type,
+            self.ctx.reactor, self.ctx.reactor.getThreadPool(), make_thumbnail, data, media_type,
             width, height, method, self.max_image_pixels, animated)
         thumb = Thumbnail(width, height, method, result.media_type, len(result.data))
         await self.storage.store(self._thumbnail_path(origin, file_id, thumb), result.data)
@@ -215,7 +214,7 @@ class MediaRepository:
         def expire() -> None:
             if not d.called:
                 d.callback(None)
-        timer = self.hs.clock.callLater(timeout_ms / 1000, expire)
+        timer = self.ctx.clock.callLater(timeout_ms / 1000, expire)
         try:
             await d
         finally:
@@ -234,7 +233,7 @@ class MediaRepository:
         if media is None:
             raise not_found()
         if media.uploaded_ts is None:
-            if media.expires_ts is not None and media.expires_ts <= self.hs.now_ms():
+            if media.expires_ts is not None and media.expires_ts <= self.ctx.now_ms():
                 raise not_found()
             await self._wait_for_upload(media_id, timeout_ms)
             media = await self.store.get_local_media(media_id)
@@ -255,7 +254,7 @@ class MediaRepository:
         """(origin, file_id, path, media_type, upload_name) of any media we can serve."""
         if not MEDIA_ID_RE.fullmatch(media_id) or not SERVER_NAME_RE.fullmatch(server_name):
             raise not_found()
-        if server_name == self.hs.hostname:
+        if server_name == self.ctx.hostname:
             media = await self._local_media(media_id, timeout_ms)
             if legacy and media.authenticated:
                 raise not_found()
@@ -302,7 +301,7 @@ class MediaRepository:
     async def _fetch_remote_once(self, origin: str, media_id: str,
                                  timeout_ms: int) -> RemoteMedia:
         try:
-            fetched = await fetch_remote_media(self.hs, origin, media_id,
+            fetched = await self.fetcher.fetch(origin, media_id,
                                                max_size=self.max_upload_size,
                                                timeout_ms=timeout_ms)
         except RemoteMediaNotFound:
@@ -316,7 +315,7 @@ class MediaRepository:
                               f"Could not fetch the media from {origin}") from None
         file_id = self.new_media_id()
         await self.storage.store(self._remote_path(origin, file_id), fetched.data)
-        media = RemoteMedia(origin, media_id, self.hs.now_ms(), fetched.media_type,
+        media = RemoteMedia(origin, media_id, self.ctx.now_ms(), fetched.media_type,
                             len(fetched.data), fetched.upload_name, file_id,
                             self.authenticated_only)
         await self.store.store_remote_media(media)
@@ -382,13 +381,3 @@ class MediaRepository:
                               "Cannot generate a thumbnail of this media") from None
         return MediaFile(result.data, result.media_type, None)
 
-
-def get_media_repository(hs: "HomeServer") -> MediaRepository:
-    """The server's one MediaRepository, made on first use (routes of the
-    client and federation APIs share it)."""
-    repo = getattr(hs, "media_repository", None)
-    if repo is None:
-        repo = MediaRepository(hs)
-        hs.media_repository = repo
-    assert isinstance(repo, MediaRepository)
-    return repo

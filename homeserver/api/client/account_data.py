@@ -8,18 +8,21 @@ the spec asks, both globally and per room; they can still be read.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_room_id
 from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 from homeserver.push.rules import client_ruleset
 from homeserver.rooms.ignored import check_ignore_list
 from homeserver.storage.push_rules import PUSH_RULES_TYPE
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
+    from homeserver.storage.account_data import AccountDataStore
+    from homeserver.storage.push_rules import PushRuleStore
 
 CLIENT_V3 = "/_matrix/client/v3"
 
@@ -46,64 +49,81 @@ def check_settable(data_type: str) -> None:
         raise MatrixError(405, Codes.BAD_JSON, refusal)
 
 
+@dataclass(frozen=True)
+class AccountData:
+    """What the account data endpoints use: the account data store, and the
+    push rule store for a default ``m.push_rules`` never written."""
+
+    store: "AccountDataStore"
+    push_rules: "PushRuleStore"
+
+
+def check_own(req: HttpRequest, verb: str) -> None:
+    if req.params["userId"] != req.user_id:
+        raise forbidden(f"Cannot {verb} account data for other users.")
+
+
+def room_id_of(req: HttpRequest) -> str:
+    room_id: str = req.params["roomId"]
+    if not is_valid_room_id(room_id):
+        raise invalid_param(f"{room_id} is not a valid room ID")
+    return room_id
+
+
+async def put_global(data: AccountData, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/user/{userId}/account_data/{type}"""
+    check_own(req, "add")
+    data_type = req.params["type"]
+    check_settable(data_type)
+    # free-form JSON, kept as JSON: a NUL in it is stored, as Synapse does
+    content = req.json(allow_nul=True)
+    check_ignore_list(req.user_id, data_type, content)
+    await data.store.put_global_account_data(req.user_id, data_type, content)
+    return 200, {}
+
+
+async def get_global(data: AccountData, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/user/{userId}/account_data/{type}"""
+    check_own(req, "get")
+    data_type = req.params["type"]
+    content = await data.store.get_global_account_data(req.user_id, data_type)
+    if content is None and data_type == PUSH_RULES_TYPE:
+        # the default ruleset of a user who never changed a rule
+        content = {"global": client_ruleset(await data.push_rules.get_ruleset(req.user_id))}
+    if content is None:
+        raise not_found("Account data not found")
+    return 200, content
+
+
+async def put_room(data: AccountData, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}"""
+    check_own(req, "add")
+    room_id = room_id_of(req)
+    data_type = req.params["type"]
+    check_settable(data_type)
+    await data.store.put_room_account_data(req.user_id, room_id, data_type,
+                                           req.json(allow_nul=True))
+    return 200, {}
+
+
+async def get_room(data: AccountData, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}"""
+    check_own(req, "get")
+    room_id = room_id_of(req)
+    content = await data.store.get_room_account_data(req.user_id, room_id, req.params["type"])
+    if content is None:
+        raise not_found("Room account data not found")
+    return 200, content
+
+
+_USER = f"{CLIENT_V3}/user/{{userId}}"
+ENDPOINTS = (
+    Endpoint("PUT", f"{_USER}/account_data/{{type}}", put_global),
+    Endpoint("GET", f"{_USER}/account_data/{{type}}", get_global),
+    Endpoint("PUT", f"{_USER}/rooms/{{roomId}}/account_data/{{type}}", put_room),
+    Endpoint("GET", f"{_USER}/rooms/{{roomId}}/account_data/{{type}}", get_room),
+)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    store = hs.stores.account_data
-
-    def check_own(req: HttpRequest, verb: str) -> None:
-        if req.params["userId"] != req.user_id:
-            raise forbidden(f"Cannot {verb} account data for other users.")
-
-    def room_id_of(req: HttpRequest) -> str:
-        room_id: str = req.params["roomId"]
-        if not is_valid_room_id(room_id):
-            raise invalid_param(f"{room_id} is not a valid room ID")
-        return room_id
-
-    async def put_global(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/user/{userId}/account_data/{type}"""
-        check_own(req, "add")
-        data_type = req.params["type"]
-        check_settable(data_type)
-        # free-form JSON, kept as JSON: a NUL in it is stored, as Synapse does
-        content = req.json(allow_nul=True)
-        check_ignore_list(req.user_id, data_type, content)
-        await store.put_global_account_data(req.user_id, data_type, content)
-        return 200, {}
-
-    async def get_global(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/user/{userId}/account_data/{type}"""
-        check_own(req, "get")
-        data_type = req.params["type"]
-        content = await store.get_global_account_data(req.user_id, data_type)
-        if content is None and data_type == PUSH_RULES_TYPE:
-            # the default ruleset of a user who never changed a rule
-            content = {"global": client_ruleset(
-                await hs.stores.push_rules.get_ruleset(req.user_id))}
-        if content is None:
-            raise not_found("Account data not found")
-        return 200, content
-
-    async def put_room(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}"""
-        check_own(req, "add")
-        room_id = room_id_of(req)
-        data_type = req.params["type"]
-        check_settable(data_type)
-        await store.put_room_account_data(req.user_id, room_id, data_type,
-                                          req.json(allow_nul=True))
-        return 200, {}
-
-    async def get_room(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}"""
-        check_own(req, "get")
-        room_id = room_id_of(req)
-        content = await store.get_room_account_data(req.user_id, room_id, req.params["type"])
-        if content is None:
-            raise not_found("Room account data not found")
-        return 200, content
-
-    user = f"{CLIENT_V3}/user/{{userId}}"
-    router.add("PUT", f"{user}/account_data/{{type}}", put_global)
-    router.add("GET", f"{user}/account_data/{{type}}", get_global)
-    router.add("PUT", f"{user}/rooms/{{roomId}}/account_data/{{type}}", put_room)
-    router.add("GET", f"{user}/rooms/{{roomId}}/account_data/{{type}}", get_room)
+    router.add_endpoints(AccountData(hs.stores.account_data, hs.stores.push_rules), ENDPOINTS)

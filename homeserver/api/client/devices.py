@@ -9,16 +9,19 @@ devices in a row is asked once per ``ui_auth.session_timeout`` (if set).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.api.client.ui_auth import validate_user_via_ui_auth
 from homeserver.errors import Codes, MatrixError, bad_json, missing_param, not_found
 from homeserver.http.parse import get_str
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 
 if TYPE_CHECKING:
+    from homeserver.accounts.uia import UiAuth
     from homeserver.server import HomeServer
+    from homeserver.storage.devices import DeviceStore
 
 CLIENT_V3 = "/_matrix/client/v3"
 
@@ -46,61 +49,78 @@ def parse_device_list(body: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(devices))
 
 
+@dataclass(frozen=True)
+class Devices:
+    """What the device endpoints use: the device store, and user-interactive
+    auth (deleting devices asks for it)."""
+
+    store: "DeviceStore"
+    ui_auth: "UiAuth"
+
+
+async def get_devices(devices: Devices, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/devices"""
+    found = await devices.store.get_devices(req.user_id)
+    return 200, {"devices": [d.to_client() for d in found]}
+
+
+async def get_device(devices: Devices, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/devices/{deviceId}"""
+    device = await devices.store.get_device(req.user_id, req.params["deviceId"])
+    if device is None:
+        raise not_found("No device found")
+    return 200, device.to_client()
+
+
+async def put_device(devices: Devices, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/devices/{deviceId}"""
+    name = parse_display_name(req.json())
+    device_id = req.params["deviceId"]
+    if name is None:
+        found = await devices.store.get_device(req.user_id, device_id) is not None
+    else:
+        found = await devices.store.set_display_name(req.user_id, device_id, name)
+    if not found:
+        raise not_found("Unknown device")
+    return 200, {}
+
+
+async def delete_device(devices: Devices, req: HttpRequest) -> tuple[int, Any]:
+    """DELETE /_matrix/client/v3/devices/{deviceId}"""
+    assert req.requester is not None
+    # Older clients send no body at all; that is the same as {}.
+    req.json(allow_empty=True)
+    await validate_user_via_ui_auth(devices.ui_auth, req, req.requester,
+                                    "remove a device from your account",
+                                    can_skip_ui_auth=True)
+    device_id = req.params["deviceId"]
+    if await devices.store.get_device(req.user_id, device_id) is None:
+        raise not_found("Unknown device")
+    await devices.store.delete_devices(req.user_id, [device_id])
+    return 200, {}
+
+
+async def delete_devices(devices: Devices, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/delete_devices"""
+    assert req.requester is not None
+    # Refuse a malformed list before asking for a password.
+    parse_device_list(req.json(allow_empty=True))
+    body = await validate_user_via_ui_auth(devices.ui_auth, req, req.requester,
+                                           "remove device(s) from your account",
+                                           can_skip_ui_auth=True)
+    # Unknown device IDs are skipped, as Synapse does: the goal state holds.
+    await devices.store.delete_devices(req.user_id, parse_device_list(body))
+    return 200, {}
+
+
+ENDPOINTS = (
+    Endpoint("GET", f"{CLIENT_V3}/devices", get_devices, allow_guest=True),
+    Endpoint("GET", f"{CLIENT_V3}/devices/{{deviceId}}", get_device, allow_guest=True),
+    Endpoint("PUT", f"{CLIENT_V3}/devices/{{deviceId}}", put_device, allow_guest=True),
+    Endpoint("DELETE", f"{CLIENT_V3}/devices/{{deviceId}}", delete_device),
+    Endpoint("POST", f"{CLIENT_V3}/delete_devices", delete_devices),
+)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    devices_store = hs.stores.devices
-
-    async def get_devices(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/devices"""
-        devices = await devices_store.get_devices(req.user_id)
-        return 200, {"devices": [d.to_client() for d in devices]}
-
-    async def get_device(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/devices/{deviceId}"""
-        device = await devices_store.get_device(req.user_id, req.params["deviceId"])
-        if device is None:
-            raise not_found("No device found")
-        return 200, device.to_client()
-
-    async def put_device(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/devices/{deviceId}"""
-        name = parse_display_name(req.json())
-        device_id = req.params["deviceId"]
-        if name is None:
-            found = await devices_store.get_device(req.user_id, device_id) is not None
-        else:
-            found = await devices_store.set_display_name(req.user_id, device_id, name)
-        if not found:
-            raise not_found("Unknown device")
-        return 200, {}
-
-    async def delete_device(req: HttpRequest) -> tuple[int, Any]:
-        """DELETE /_matrix/client/v3/devices/{deviceId}"""
-        assert req.requester is not None
-        # Older clients send no body at all; that is the same as {}.
-        req.json(allow_empty=True)
-        await validate_user_via_ui_auth(hs.ui_auth, req, req.requester,
-                                        "remove a device from your account",
-                                        can_skip_ui_auth=True)
-        device_id = req.params["deviceId"]
-        if await devices_store.get_device(req.user_id, device_id) is None:
-            raise not_found("Unknown device")
-        await devices_store.delete_devices(req.user_id, [device_id])
-        return 200, {}
-
-    async def delete_devices(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/delete_devices"""
-        assert req.requester is not None
-        # Refuse a malformed list before asking for a password.
-        parse_device_list(req.json(allow_empty=True))
-        body = await validate_user_via_ui_auth(hs.ui_auth, req, req.requester,
-                                               "remove device(s) from your account",
-                                               can_skip_ui_auth=True)
-        # Unknown device IDs are skipped, as Synapse does: the goal state holds.
-        await devices_store.delete_devices(req.user_id, parse_device_list(body))
-        return 200, {}
-
-    router.add("GET", f"{CLIENT_V3}/devices", get_devices, allow_guest=True)
-    router.add("GET", f"{CLIENT_V3}/devices/{{deviceId}}", get_device, allow_guest=True)
-    router.add("PUT", f"{CLIENT_V3}/devices/{{deviceId}}", put_device, allow_guest=True)
-    router.add("DELETE", f"{CLIENT_V3}/devices/{{deviceId}}", delete_device)
-    router.add("POST", f"{CLIENT_V3}/delete_devices", delete_devices)
+    router.add_endpoints(Devices(hs.stores.devices, hs.ui_auth), ENDPOINTS)

@@ -17,6 +17,7 @@ an unreachable server is 502, as on Synapse.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_server_name
@@ -24,11 +25,12 @@ from homeserver.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.federation.edus import query_remote
 from homeserver.http.parse import get_int, get_object, get_str, query_int, query_str
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, Router
+from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, Endpoint, Router
 from homeserver.rooms import directory
 from homeserver.rooms.directory import PublicRoomsQuery
 
 if TYPE_CHECKING:
+    from homeserver.rooms.directory import RoomDirectory
     from homeserver.server import HomeServer
 
 CLIENT_V3 = "/_matrix/client/v3"
@@ -55,114 +57,146 @@ def parse_public_rooms_body(body: dict[str, Any]) -> PublicRoomsQuery:
                             room_types=types)
 
 
+@dataclass(frozen=True)
+class Directory:
+    """What the directory endpoints use: our server name (whose aliases and
+    list are answered here), the room directory, and the server for
+    ``federation/edus.py``'s ``query_remote``, which still takes the
+    HomeServer (the federation step gives it a service)."""
+
+    hostname: str
+    directory: "RoomDirectory"
+    hs: "HomeServer"
+
+
+def remote_server(d: Directory, req: HttpRequest) -> str | None:
+    """The other server whose directory the client asks for, if any."""
+    server = query_str(req.args, "server", None)
+    if server is None or server == d.hostname:
+        return None
+    if not is_valid_server_name(server):
+        raise invalid_param("Invalid server name")
+    return server
+
+
+def check_remote_rooms(answer: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(answer.get("chunk"), list):
+        raise MatrixError(502, Codes.UNKNOWN, "The server sent a malformed room list")
+    return answer
+
+
+async def resolve_remote_alias(d: Directory, alias: str, server: str) -> dict[str, Any]:
+    answer = await query_remote(d.hs, server, "/_matrix/federation/v1/query/directory",
+                                {"room_alias": alias})
+    room_id, servers = answer.get("room_id"), answer.get("servers")
+    if not isinstance(room_id, str) or not isinstance(servers, list):
+        raise MatrixError(502, Codes.UNKNOWN, f"{server} sent a malformed answer")
+    servers = [s for s in servers if isinstance(s, str) and is_valid_server_name(s)]
+    return {"room_id": room_id, "servers": servers}
+
+
+async def put_alias(d: Directory, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/directory/room/{roomAlias}"""
+    room_id = get_str(req.json(), "room_id")
+    await d.directory.create_alias(req.user_id, req.params["roomAlias"], room_id)
+    return 200, {}
+
+
+async def get_alias(d: Directory, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/directory/room/{roomAlias}"""
+    alias = req.params["roomAlias"]
+    parsed = directory.parse_room_alias(alias)
+    if parsed is not None and parsed[1] != d.hostname:
+        return 200, await resolve_remote_alias(d, alias, parsed[1])
+    target = await d.directory.resolve_alias(alias)
+    return 200, {"room_id": target.room_id, "servers": list(target.servers)}
+
+
+async def delete_alias(d: Directory, req: HttpRequest) -> tuple[int, Any]:
+    """DELETE /_matrix/client/v3/directory/room/{roomAlias}"""
+    await d.directory.delete_alias(req.user_id, req.params["roomAlias"])
+    return 200, {}
+
+
+async def get_room_aliases(d: Directory, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/rooms/{roomId}/aliases"""
+    aliases = await d.directory.get_local_aliases(req.user_id, req.params["roomId"])
+    return 200, {"aliases": aliases}
+
+
+async def get_visibility(d: Directory, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/directory/list/room/{roomId}"""
+    return 200, {"visibility": await d.directory.get_visibility(req.params["roomId"])}
+
+
+async def put_visibility(d: Directory, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/directory/list/room/{roomId}"""
+    visibility = get_str(req.json(allow_empty=True), "visibility", "public")
+    if visibility not in ("public", "private"):
+        raise invalid_param("'visibility' must be 'public' or 'private'")
+    await d.directory.set_visibility(req.user_id, req.params["roomId"], visibility)
+    return 200, {}
+
+
+async def get_public_rooms(d: Directory, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/publicRooms"""
+    server = remote_server(d, req)
+    limit = query_int(req.args, "limit", None)
+    if limit is not None and limit < 0:
+        raise invalid_param("'limit' must not be negative")
+    query = PublicRoomsQuery(limit=limit, since=query_str(req.args, "since", None))
+    if server is not None:
+        args: dict[str, str | list[str]] = {}
+        if limit is not None:
+            args["limit"] = str(limit)
+        if query.since is not None:
+            args["since"] = query.since
+        return 200, check_remote_rooms(await query_remote(
+            d.hs, server, "/_matrix/federation/v1/publicRooms", args))
+    return 200, await d.directory.list_public_rooms(query)
+
+
+def remote_public_rooms_body(query: PublicRoomsQuery, body: dict[str, Any]) -> dict[str, Any]:
+    """The client's body as validated, passed on as the spec's fields."""
+    remote_body: dict[str, Any] = {}
+    if query.limit is not None:
+        remote_body["limit"] = query.limit
+    if query.since is not None:
+        remote_body["since"] = query.since
+    if isinstance(body.get("filter"), dict):
+        remote_body["filter"] = body["filter"]
+    for key in ("include_all_networks", "third_party_instance_id"):
+        if body.get(key) is not None:
+            remote_body[key] = body[key]
+    return remote_body
+
+
+async def post_public_rooms(d: Directory, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/publicRooms"""
+    server = remote_server(d, req)
+    body = req.json(allow_empty=True)
+    query = parse_public_rooms_body(body)
+    if server is not None:
+        return 200, check_remote_rooms(await query_remote(
+            d.hs, server, "/_matrix/federation/v1/publicRooms",
+            body=remote_public_rooms_body(query, body)))
+    return 200, await d.directory.list_public_rooms(query)
+
+
+_ALIAS = f"{CLIENT_V3}/directory/room/{{roomAlias}}"
+_LIST = f"{CLIENT_V3}/directory/list/room/{{roomId}}"
+ENDPOINTS = (
+    Endpoint("PUT", _ALIAS, put_alias),
+    Endpoint("GET", _ALIAS, get_alias, auth=AUTH_NONE),
+    Endpoint("DELETE", _ALIAS, delete_alias),
+    Endpoint("GET", f"{CLIENT_V3}/rooms/{{roomId}}/aliases", get_room_aliases),
+    Endpoint("GET", _LIST, get_visibility, auth=AUTH_NONE),
+    Endpoint("PUT", _LIST, put_visibility),
+    Endpoint("GET", f"{CLIENT_V3}/publicRooms", get_public_rooms, auth=AUTH_OPTIONAL,
+             allow_guest=True),
+    Endpoint("POST", f"{CLIENT_V3}/publicRooms", post_public_rooms, allow_guest=True),
+)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-
-    def remote_server(req: HttpRequest) -> str | None:
-        """The other server whose directory the client asks for, if any."""
-        server = query_str(req.args, "server", None)
-        if server is None or server == hs.hostname:
-            return None
-        if not is_valid_server_name(server):
-            raise invalid_param("Invalid server name")
-        return server
-
-    def check_remote_rooms(answer: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(answer.get("chunk"), list):
-            raise MatrixError(502, Codes.UNKNOWN, "The server sent a malformed room list")
-        return answer
-
-    async def put_alias(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/directory/room/{roomAlias}"""
-        room_id = get_str(req.json(), "room_id")
-        await hs.room_directory.create_alias(req.user_id, req.params["roomAlias"], room_id)
-        return 200, {}
-
-    async def get_alias(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/directory/room/{roomAlias}"""
-        alias = req.params["roomAlias"]
-        parsed = directory.parse_room_alias(alias)
-        if parsed is not None and parsed[1] != hs.hostname:
-            return 200, await resolve_remote_alias(alias, parsed[1])
-        target = await hs.room_directory.resolve_alias(alias)
-        return 200, {"room_id": target.room_id, "servers": list(target.servers)}
-
-    async def resolve_remote_alias(alias: str, server: str) -> dict[str, Any]:
-        answer = await query_remote(hs, server, "/_matrix/federation/v1/query/directory",
-                                    {"room_alias": alias})
-        room_id, servers = answer.get("room_id"), answer.get("servers")
-        if not isinstance(room_id, str) or not isinstance(servers, list):
-            raise MatrixError(502, Codes.UNKNOWN, f"{server} sent a malformed answer")
-        servers = [s for s in servers if isinstance(s, str) and is_valid_server_name(s)]
-        return {"room_id": room_id, "servers": servers}
-
-    async def delete_alias(req: HttpRequest) -> tuple[int, Any]:
-        """DELETE /_matrix/client/v3/directory/room/{roomAlias}"""
-        await hs.room_directory.delete_alias(req.user_id, req.params["roomAlias"])
-        return 200, {}
-
-    async def get_room_aliases(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/rooms/{roomId}/aliases"""
-        aliases = await hs.room_directory.get_local_aliases(req.user_id, req.params["roomId"])
-        return 200, {"aliases": aliases}
-
-    async def get_visibility(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/directory/list/room/{roomId}"""
-        return 200, {"visibility": await hs.room_directory.get_visibility(req.params["roomId"])}
-
-    async def put_visibility(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/directory/list/room/{roomId}"""
-        visibility = get_str(req.json(allow_empty=True), "visibility", "public")
-        if visibility not in ("public", "private"):
-            raise invalid_param("'visibility' must be 'public' or 'private'")
-        await hs.room_directory.set_visibility(req.user_id, req.params["roomId"], visibility)
-        return 200, {}
-
-    async def get_public_rooms(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/publicRooms"""
-        server = remote_server(req)
-        limit = query_int(req.args, "limit", None)
-        if limit is not None and limit < 0:
-            raise invalid_param("'limit' must not be negative")
-        query = PublicRoomsQuery(limit=limit, since=query_str(req.args, "since", None))
-        if server is not None:
-            args: dict[str, str | list[str]] = {}
-            if limit is not None:
-                args["limit"] = str(limit)
-            if query.since is not None:
-                args["since"] = query.since
-            return 200, check_remote_rooms(await query_remote(
-                hs, server, "/_matrix/federation/v1/publicRooms", args))
-        return 200, await hs.room_directory.list_public_rooms(query)
-
-    async def post_public_rooms(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/publicRooms"""
-        server = remote_server(req)
-        body = req.json(allow_empty=True)
-        query = parse_public_rooms_body(body)
-        if server is not None:
-            # the client's body as validated, passed on as the spec's fields
-            remote_body: dict[str, Any] = {}
-            if query.limit is not None:
-                remote_body["limit"] = query.limit
-            if query.since is not None:
-                remote_body["since"] = query.since
-            if isinstance(body.get("filter"), dict):
-                remote_body["filter"] = body["filter"]
-            for key in ("include_all_networks", "third_party_instance_id"):
-                if body.get(key) is not None:
-                    remote_body[key] = body[key]
-            return 200, check_remote_rooms(await query_remote(
-                hs, server, "/_matrix/federation/v1/publicRooms", body=remote_body))
-        return 200, await hs.room_directory.list_public_rooms(query)
-
-    alias_path = f"{CLIENT_V3}/directory/room/{{roomAlias}}"
-    router.add("PUT", alias_path, put_alias)
-    router.add("GET", alias_path, get_alias, auth=AUTH_NONE)
-    router.add("DELETE", alias_path, delete_alias)
-    router.add("GET", f"{CLIENT_V3}/rooms/{{roomId}}/aliases", get_room_aliases)
-    list_path = f"{CLIENT_V3}/directory/list/room/{{roomId}}"
-    router.add("GET", list_path, get_visibility, auth=AUTH_NONE)
-    router.add("PUT", list_path, put_visibility)
-    router.add("GET", f"{CLIENT_V3}/publicRooms", get_public_rooms, auth=AUTH_OPTIONAL,
-               allow_guest=True)
-    router.add("POST", f"{CLIENT_V3}/publicRooms", post_public_rooms, allow_guest=True)
+    router.add_endpoints(Directory(hs.hostname, hs.room_directory, hs), ENDPOINTS)

@@ -10,60 +10,80 @@ below it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import invalid_param
 from homeserver.http.parse import query_int, query_str
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 from homeserver.rooms.client_format import client_event
 
 if TYPE_CHECKING:
+    from homeserver.context import ServerContext
     from homeserver.server import HomeServer
+    from homeserver.storage import Stores
 
 CLIENT_V3 = "/_matrix/client/v3"
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
 
+@dataclass(frozen=True)
+class Notifications:
+    """What the endpoint uses: the clock (event ages) and the push action,
+    event and receipt stores."""
+
+    ctx: "ServerContext"
+    stores: "Stores"
+
+
+def _before(req: HttpRequest) -> int | None:
+    """The ``from`` token: the stream position the page continues below."""
+    from_text = query_str(req.args, "from", None)
+    if not from_text:
+        return None
+    try:
+        return int(from_text)
+    except ValueError:
+        raise invalid_param("Invalid 'from' token") from None
+
+
+async def get_notifications(n: Notifications, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/notifications"""
+    limit = query_int(req.args, "limit", DEFAULT_LIMIT)
+    if limit < 0:
+        raise invalid_param("'limit' must not be negative")
+    limit = min(limit, MAX_LIMIT)
+    before = _before(req)
+    only = query_str(req.args, "only", None)
+    stores = n.stores
+    rows = await stores.push_rules.get_notifications(
+        req.user_id, before, limit, only_highlight=only == "highlight")
+    events = await stores.events.get_events([r.event_id for r in rows])
+    reads = await stores.receipts.get_own_receipt_positions(
+        req.user_id, list({r.room_id for r in rows}))
+    now = n.ctx.now_ms()
+    notifications = []
+    for row in rows:
+        event = events.get(row.event_id)
+        if event is None:
+            continue
+        notifications.append({
+            "actions": row.actions,
+            "event": client_event(event, row.room_id, now),
+            "read": row.stream_ordering <= reads.get(row.room_id, 0),
+            "room_id": row.room_id,
+            "ts": row.ts,
+        })
+    body: dict[str, Any] = {"notifications": notifications}
+    if rows and len(rows) == limit:
+        body["next_token"] = str(rows[-1].stream_ordering)
+    return 200, body
+
+
+ENDPOINTS = (Endpoint("GET", f"{CLIENT_V3}/notifications", get_notifications),)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    stores = hs.stores
-
-    async def get_notifications(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/notifications"""
-        limit = query_int(req.args, "limit", DEFAULT_LIMIT)
-        if limit < 0:
-            raise invalid_param("'limit' must not be negative")
-        limit = min(limit, MAX_LIMIT)
-        from_text = query_str(req.args, "from", None)
-        before: int | None = None
-        if from_text:
-            try:
-                before = int(from_text)
-            except ValueError:
-                raise invalid_param("Invalid 'from' token") from None
-        only = query_str(req.args, "only", None)
-        rows = await stores.push_rules.get_notifications(
-            req.user_id, before, limit, only_highlight=only == "highlight")
-        events = await stores.events.get_events([r.event_id for r in rows])
-        reads = await stores.receipts.get_own_receipt_positions(
-            req.user_id, list({r.room_id for r in rows}))
-        now = hs.now_ms()
-        notifications = []
-        for row in rows:
-            event = events.get(row.event_id)
-            if event is None:
-                continue
-            notifications.append({
-                "actions": row.actions,
-                "event": client_event(event, row.room_id, now),
-                "read": row.stream_ordering <= reads.get(row.room_id, 0),
-                "room_id": row.room_id,
-                "ts": row.ts,
-            })
-        body: dict[str, Any] = {"notifications": notifications}
-        if rows and len(rows) == limit:
-            body["next_token"] = str(rows[-1].stream_ordering)
-        return 200, body
-
-    router.add("GET", f"{CLIENT_V3}/notifications", get_notifications)
+    router.add_endpoints(Notifications(hs.ctx, hs.stores), ENDPOINTS)

@@ -21,11 +21,14 @@ from homeserver.accounts.identifiers import is_valid_server_name, parse_user_id
 from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.federation.edus import query_remote
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import AUTH_NONE, Router
+from homeserver.http.router import AUTH_NONE, Endpoint, Router
 from homeserver.storage.profiles import Profile
 
 if TYPE_CHECKING:
+    from homeserver.context import ServerContext
+    from homeserver.rooms.membership import MembershipHandler
     from homeserver.server import HomeServer
+    from homeserver.storage import Stores
 
 CLIENT_V3 = "/_matrix/client/v3"
 
@@ -76,104 +79,126 @@ def profile_fields(profile: Profile) -> dict[str, str]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def register_routes(hs: "HomeServer", router: Router) -> None:
-    profiles = hs.stores.profiles
+def check_user_id(user_id: str) -> None:
+    if parse_user_id(user_id) is None:
+        raise invalid_param("Invalid user id")
 
-    def check_user_id(user_id: str) -> None:
-        if parse_user_id(user_id) is None:
-            raise invalid_param("Invalid user id")
 
-    # user ID -> (expiry, fields) of remote profiles, oldest first
-    remote_cache: dict[str, tuple[int, dict[str, str]]] = {}
+class Profiles:
+    """What the profile endpoints use: the profile, user and user directory
+    stores, the membership handler (a new name or avatar goes out as member
+    events), and the cache of remote users' profiles."""
 
-    async def read_remote_profile(user_id: str) -> dict[str, str]:
-        now = hs.now_ms()
-        cached = remote_cache.get(user_id)
+    def __init__(self, ctx: "ServerContext", stores: "Stores",
+                 membership: "MembershipHandler", hs: "HomeServer") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        self.membership = membership
+        # for federation/edus.py's query_remote, which still takes the
+        # HomeServer (the federation step gives it a service of its own)
+        self.hs = hs
+        # user ID -> (expiry, fields) of remote profiles, oldest first
+        self.remote_cache: dict[str, tuple[int, dict[str, str]]] = {}
+
+    async def read_remote_profile(self, user_id: str) -> dict[str, str]:
+        now = self.ctx.now_ms()
+        cached = self.remote_cache.get(user_id)
         if cached is not None and cached[0] > now:
             return cached[1]
         server = user_id.partition(":")[2]
-        answer = await query_remote(hs, server, "/_matrix/federation/v1/query/profile",
+        answer = await query_remote(self.hs, server, "/_matrix/federation/v1/query/profile",
                                     {"user_id": user_id})
         # only well-formed fields of what the other server says reach the client
         fields = {k: v for k, v in answer.items()
                   if k in ("displayname", "avatar_url") and isinstance(v, str)
                   and len(v) <= MAX_AVATAR_URL_LEN}
-        remote_cache.pop(user_id, None)
-        if len(remote_cache) >= REMOTE_PROFILE_CACHE_SIZE:
-            del remote_cache[next(iter(remote_cache))]
-        remote_cache[user_id] = (now + REMOTE_PROFILE_TTL_MS, fields)
+        self.remote_cache.pop(user_id, None)
+        if len(self.remote_cache) >= REMOTE_PROFILE_CACHE_SIZE:
+            del self.remote_cache[next(iter(self.remote_cache))]
+        self.remote_cache[user_id] = (now + REMOTE_PROFILE_TTL_MS, fields)
         return fields
 
-    async def read_profile(user_id: str) -> dict[str, str]:
+    async def read_profile(self, user_id: str) -> dict[str, str]:
         check_user_id(user_id)
-        if not hs.is_mine(user_id):
-            return await read_remote_profile(user_id)
-        profile = await profiles.get_profile(user_id)
+        if not self.ctx.is_mine(user_id):
+            return await self.read_remote_profile(user_id)
+        profile = await self.stores.profiles.get_profile(user_id)
         if profile is None:
             raise not_found("Profile was not found")
         return profile_fields(profile)
 
-    async def get_profile(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/profile/{userId}"""
-        fields = await read_profile(req.params["userId"])
-        if not fields:
-            raise not_found("Profile was not found")
-        return 200, fields
-
-    async def get_displayname(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/profile/{userId}/displayname"""
-        fields = await read_profile(req.params["userId"])
-        return 200, {k: v for k, v in fields.items() if k == "displayname"}
-
-    async def get_avatar_url(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/profile/{userId}/avatar_url"""
-        fields = await read_profile(req.params["userId"])
-        return 200, {k: v for k, v in fields.items() if k == "avatar_url"}
-
-    async def check_may_set(req: HttpRequest, target: str, field: str) -> None:
+    async def check_may_set(self, req: HttpRequest, target: str, field: str) -> None:
         check_user_id(target)
         if target == req.user_id:
             return
-        requester = await hs.stores.users.get_user(req.user_id)
+        requester = await self.stores.users.get_user(req.user_id)
         if requester is None or not requester.admin:
             raise forbidden(f"Cannot set another user's {field}")
-        if not hs.is_mine(target):
+        if not self.ctx.is_mine(target):
             raise forbidden("User is not hosted on this homeserver")
-        if await profiles.get_profile(target) is None:
+        if await self.stores.profiles.get_profile(target) is None:
             raise not_found("Profile was not found")
 
-    async def update_directory(user_id: str) -> None:
-        """Keep the user directory current for users in no room too (those
-        in rooms are updated through their new member events)."""
-        profile = await profiles.get_profile(user_id)
+    async def changed(self, user_id: str) -> None:
+        """Tell the user's rooms, and keep the user directory current for users
+        in no room too (those in rooms are updated through their new member
+        events)."""
+        await self.membership.profile_changed(user_id)
+        profile = await self.stores.profiles.get_profile(user_id)
         if profile is not None:
-            await hs.stores.user_directory.update_profile(user_id, profile.displayname,
-                                                          profile.avatar_url)
+            await self.stores.user_directory.update_profile(user_id, profile.displayname,
+                                                            profile.avatar_url)
 
-    async def put_displayname(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/profile/{userId}/displayname"""
-        target = req.params["userId"]
-        await check_may_set(req, target, "displayname")
-        await profiles.set_displayname(target, parse_field(req.json(), "displayname"))
-        await hs.membership.profile_changed(target)
-        await update_directory(target)
-        return 200, {}
 
-    async def put_avatar_url(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/profile/{userId}/avatar_url"""
-        target = req.params["userId"]
-        await check_may_set(req, target, "avatar_url")
-        await profiles.set_avatar_url(target, parse_field(req.json(), "avatar_url"))
-        await hs.membership.profile_changed(target)
-        await update_directory(target)
-        return 200, {}
+async def get_profile(profiles: Profiles, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/profile/{userId}"""
+    fields = await profiles.read_profile(req.params["userId"])
+    if not fields:
+        raise not_found("Profile was not found")
+    return 200, fields
 
-    router.add("GET", f"{CLIENT_V3}/profile/{{userId}}", get_profile, auth=AUTH_NONE)
-    router.add("GET", f"{CLIENT_V3}/profile/{{userId}}/displayname", get_displayname,
-               auth=AUTH_NONE)
-    router.add("GET", f"{CLIENT_V3}/profile/{{userId}}/avatar_url", get_avatar_url,
-               auth=AUTH_NONE)
+
+async def get_displayname(profiles: Profiles, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/profile/{userId}/displayname"""
+    fields = await profiles.read_profile(req.params["userId"])
+    return 200, {k: v for k, v in fields.items() if k == "displayname"}
+
+
+async def get_avatar_url(profiles: Profiles, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/profile/{userId}/avatar_url"""
+    fields = await profiles.read_profile(req.params["userId"])
+    return 200, {k: v for k, v in fields.items() if k == "avatar_url"}
+
+
+async def put_displayname(profiles: Profiles, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/profile/{userId}/displayname"""
+    target = req.params["userId"]
+    await profiles.check_may_set(req, target, "displayname")
+    await profiles.stores.profiles.set_displayname(target,
+                                                   parse_field(req.json(), "displayname"))
+    await profiles.changed(target)
+    return 200, {}
+
+
+async def put_avatar_url(profiles: Profiles, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/profile/{userId}/avatar_url"""
+    target = req.params["userId"]
+    await profiles.check_may_set(req, target, "avatar_url")
+    await profiles.stores.profiles.set_avatar_url(target, parse_field(req.json(), "avatar_url"))
+    await profiles.changed(target)
+    return 200, {}
+
+
+_PROFILE = f"{CLIENT_V3}/profile/{{userId}}"
+ENDPOINTS = (
+    Endpoint("GET", _PROFILE, get_profile, auth=AUTH_NONE),
+    Endpoint("GET", f"{_PROFILE}/displayname", get_displayname, auth=AUTH_NONE),
+    Endpoint("GET", f"{_PROFILE}/avatar_url", get_avatar_url, auth=AUTH_NONE),
     # Guests may name themselves, as on Synapse.
-    router.add("PUT", f"{CLIENT_V3}/profile/{{userId}}/displayname", put_displayname,
-               allow_guest=True)
-    router.add("PUT", f"{CLIENT_V3}/profile/{{userId}}/avatar_url", put_avatar_url)
+    Endpoint("PUT", f"{_PROFILE}/displayname", put_displayname, allow_guest=True),
+    Endpoint("PUT", f"{_PROFILE}/avatar_url", put_avatar_url),
+)
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    router.add_endpoints(Profiles(hs.ctx, hs.stores, hs.membership, hs), ENDPOINTS)

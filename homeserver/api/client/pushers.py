@@ -17,10 +17,14 @@ from urllib.parse import urlsplit
 
 from homeserver.errors import Codes, MatrixError, invalid_param, missing_param
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 
 if TYPE_CHECKING:
+    from homeserver.context import ServerContext
+    from homeserver.push.pushers import PusherPool
     from homeserver.server import HomeServer
+    from homeserver.storage.pushers import PusherStore
+    from homeserver.storage.streams import StreamTracker
 
 CLIENT_V3 = "/_matrix/client/v3"
 NOTIFY_PATH = "/_matrix/push/v1/notify"
@@ -110,32 +114,50 @@ def parse_pusher_request(body: dict[str, Any]) -> PusherRequest:
         data=data, append=append)
 
 
-def register_routes(hs: "HomeServer", router: Router) -> None:
+@dataclass(frozen=True)
+class Pushers:
+    """What the pusher endpoints use: the pusher store, the pool that runs
+    them, the clock, and the stream position a new pusher starts from."""
 
-    async def get_pushers(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/pushers"""
-        pushers = await hs.stores.pushers.get_pushers_for_user(req.user_id)
-        return 200, {"pushers": [p.to_client() for p in pushers]}
+    ctx: "ServerContext"
+    store: "PusherStore"
+    pool: "PusherPool"
+    stream_tracker: "StreamTracker"
 
-    async def set_pusher(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/pushers/set"""
-        assert req.requester is not None
-        body = parse_pusher_request(req.json())
-        store = hs.stores.pushers
-        if body.kind is None:
-            await store.delete_pusher(req.user_id, body.app_id, body.pushkey)
-            hs.pushers.on_pusher_removed((req.user_id, body.app_id, body.pushkey))
-            return 200, {}
-        assert body.data is not None
-        removed = await store.upsert_pusher(
-            user_id=req.user_id, device_id=req.requester.device_id, kind=body.kind,
-            app_id=body.app_id, pushkey=body.pushkey,
-            app_display_name=body.app_display_name,
-            device_display_name=body.device_display_name, profile_tag=body.profile_tag,
-            lang=body.lang, data=body.data, now_ms=hs.now_ms(),
-            position=hs.db.stream_tracker.persisted_upto, append=body.append)
-        await hs.pushers.on_pusher_set(req.user_id, body.app_id, body.pushkey, removed)
+
+async def get_pushers(pushers: Pushers, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/pushers"""
+    found = await pushers.store.get_pushers_for_user(req.user_id)
+    return 200, {"pushers": [p.to_client() for p in found]}
+
+
+async def set_pusher(pushers: Pushers, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/pushers/set"""
+    assert req.requester is not None
+    body = parse_pusher_request(req.json())
+    store = pushers.store
+    if body.kind is None:
+        await store.delete_pusher(req.user_id, body.app_id, body.pushkey)
+        pushers.pool.on_pusher_removed((req.user_id, body.app_id, body.pushkey))
         return 200, {}
+    assert body.data is not None
+    removed = await store.upsert_pusher(
+        user_id=req.user_id, device_id=req.requester.device_id, kind=body.kind,
+        app_id=body.app_id, pushkey=body.pushkey,
+        app_display_name=body.app_display_name,
+        device_display_name=body.device_display_name, profile_tag=body.profile_tag,
+        lang=body.lang, data=body.data, now_ms=pushers.ctx.now_ms(),
+        position=pushers.stream_tracker.persisted_upto, append=body.append)
+    await pushers.pool.on_pusher_set(req.user_id, body.app_id, body.pushkey, removed)
+    return 200, {}
 
-    router.add("GET", f"{CLIENT_V3}/pushers", get_pushers)
-    router.add("POST", f"{CLIENT_V3}/pushers/set", set_pusher)
+
+ENDPOINTS = (
+    Endpoint("GET", f"{CLIENT_V3}/pushers", get_pushers),
+    Endpoint("POST", f"{CLIENT_V3}/pushers/set", set_pusher),
+)
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    router.add_endpoints(Pushers(hs.ctx, hs.stores.pushers, hs.pushers, hs.db.stream_tracker),
+                         ENDPOINTS)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from homeserver.errors import Codes, MatrixError, bad_json, invalid_param, not_found
 from homeserver.http.parse import query_str
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 from homeserver.push.rules import (
     DEFAULT_KIND_OF,
     KINDS,
@@ -30,6 +30,7 @@ from homeserver.storage.push_rules import RuleNotFound
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
+    from homeserver.storage.push_rules import PushRuleStore
 
 CLIENT_V3 = "/_matrix/client/v3"
 SCOPE = "global"
@@ -89,120 +90,139 @@ def check_pattern(pattern: str) -> None:
         raise invalid_param(f"The pattern {problem}")
 
 
-def register_routes(hs: "HomeServer", router: Router) -> None:
-    store = hs.stores.push_rules
+def path_of(req: HttpRequest) -> tuple[str, str]:
+    if req.params["scope"] != SCOPE:
+        raise invalid_param("Only the 'global' scope is supported")
+    kind = req.params["kind"]
+    if kind not in KINDS:
+        raise invalid_param(f"Unknown push rule kind {kind!r}")
+    return kind, req.params["ruleId"]
 
-    def path_of(req: HttpRequest) -> tuple[str, str]:
-        if req.params["scope"] != SCOPE:
-            raise invalid_param("Only the 'global' scope is supported")
-        kind = req.params["kind"]
-        if kind not in KINDS:
-            raise invalid_param(f"Unknown push rule kind {kind!r}")
-        return kind, req.params["ruleId"]
 
-    async def find(req: HttpRequest) -> tuple[str, dict[str, Any]]:
-        kind, rule_id = path_of(req)
-        ruleset = await store.get_ruleset(req.user_id)
-        for rule in ruleset[kind]:
-            if rule["rule_id"] == rule_id:
-                return kind, rule
+async def find(store: PushRuleStore, req: HttpRequest) -> tuple[str, dict[str, Any]]:
+    kind, rule_id = path_of(req)
+    ruleset = await store.get_ruleset(req.user_id)
+    for rule in ruleset[kind]:
+        if rule["rule_id"] == rule_id:
+            return kind, rule
+    raise not_found("The push rule was not found.")
+
+
+async def get_all(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/pushrules/"""
+    return 200, {SCOPE: client_ruleset(await store.get_ruleset(req.user_id))}
+
+
+async def get_scope(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/pushrules/global/"""
+    if req.params["scope"] != SCOPE:
+        raise not_found("Unknown push rule scope")
+    return 200, client_ruleset(await store.get_ruleset(req.user_id))
+
+
+async def get_rule(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+    kind, rule = await find(store, req)
+    return 200, client_rule(kind, rule)
+
+
+def parse_rule_body(kind: str, body: dict[str, Any]) -> tuple[list[Any], str | None, list[Any]]:
+    """(conditions, pattern, actions) of a PUT rule body, checked for ``kind``."""
+    if "actions" not in body:
+        raise MatrixError(400, Codes.BAD_JSON, "Missing 'actions'")
+    actions = check_actions(body["actions"])
+    conditions: list[Any] = []
+    pattern: str | None = None
+    if kind in ("override", "underride"):
+        conditions = check_conditions(body.get("conditions", []))
+    elif kind == "content":
+        pattern = body.get("pattern")
+        if not isinstance(pattern, str):
+            raise bad_json("A content rule needs a string 'pattern'")
+        check_pattern(pattern)
+    return conditions, pattern, actions
+
+
+async def put_rule(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+    kind, rule_id = path_of(req)
+    if rule_id.startswith("."):
+        raise invalid_param("Server-default rules cannot be created or replaced")
+    if not rule_id or len(rule_id.encode("utf-8")) > MAX_RULE_ID_BYTES:
+        raise invalid_param("Invalid rule ID")
+    conditions, pattern, actions = parse_rule_body(kind, req.json())
+    before = query_str(req.args, "before", None)
+    after = query_str(req.args, "after", None)
+    if before is not None and after is not None:
+        raise invalid_param("Give 'before' or 'after', not both")
+    try:
+        await store.add_rule(req.user_id, kind, rule_id, conditions, pattern, actions,
+                             before, after)
+    except RuleNotFound as e:
+        raise MatrixError(400, Codes.UNKNOWN, f"before/after rule not found: {e}") from None
+    return 200, {}
+
+
+async def delete_rule(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
+    kind, rule_id = path_of(req)
+    if DEFAULT_KIND_OF.get(rule_id) == kind:
+        raise invalid_param("Server-default rules cannot be deleted")
+    if not await store.delete_rule(req.user_id, kind, rule_id):
         raise not_found("The push rule was not found.")
+    return 200, {}
 
-    async def get_all(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/pushrules/"""
-        return 200, {SCOPE: client_ruleset(await store.get_ruleset(req.user_id))}
 
-    async def get_scope(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/pushrules/global/"""
-        if req.params["scope"] != SCOPE:
-            raise not_found("Unknown push rule scope")
-        return 200, client_ruleset(await store.get_ruleset(req.user_id))
+async def get_enabled(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled"""
+    _, rule = await find(store, req)
+    return 200, {"enabled": bool(rule["enabled"])}
 
-    async def get_rule(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
-        kind, rule = await find(req)
-        return 200, client_rule(kind, rule)
 
-    async def put_rule(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
-        kind, rule_id = path_of(req)
-        if rule_id.startswith("."):
-            raise invalid_param("Server-default rules cannot be created or replaced")
-        if not rule_id or len(rule_id.encode("utf-8")) > MAX_RULE_ID_BYTES:
-            raise invalid_param("Invalid rule ID")
-        body = req.json()
-        if "actions" not in body:
-            raise MatrixError(400, Codes.BAD_JSON, "Missing 'actions'")
-        actions = check_actions(body["actions"])
-        conditions: list[Any] = []
-        pattern: str | None = None
-        if kind in ("override", "underride"):
-            conditions = check_conditions(body.get("conditions", []))
-        elif kind == "content":
-            pattern = body.get("pattern")
-            if not isinstance(pattern, str):
-                raise bad_json("A content rule needs a string 'pattern'")
-            check_pattern(pattern)
-        before = query_str(req.args, "before", None)
-        after = query_str(req.args, "after", None)
-        if before is not None and after is not None:
-            raise invalid_param("Give 'before' or 'after', not both")
-        try:
-            await store.add_rule(req.user_id, kind, rule_id, conditions, pattern, actions,
-                                 before, after)
-        except RuleNotFound as e:
-            raise MatrixError(400, Codes.UNKNOWN, f"before/after rule not found: {e}") from None
-        return 200, {}
+async def put_enabled(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled"""
+    kind, rule_id = path_of(req)
+    enabled = req.json().get("enabled")
+    if not isinstance(enabled, bool):
+        raise bad_json("'enabled' must be a boolean")
+    if not await store.set_rule_attribute(req.user_id, kind, rule_id, enabled=enabled):
+        raise not_found("The push rule was not found.")
+    return 200, {}
 
-    async def delete_rule(req: HttpRequest) -> tuple[int, Any]:
-        """DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}"""
-        kind, rule_id = path_of(req)
-        if DEFAULT_KIND_OF.get(rule_id) == kind:
-            raise invalid_param("Server-default rules cannot be deleted")
-        if not await store.delete_rule(req.user_id, kind, rule_id):
-            raise not_found("The push rule was not found.")
-        return 200, {}
 
-    async def get_enabled(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled"""
-        _, rule = await find(req)
-        return 200, {"enabled": bool(rule["enabled"])}
+async def get_actions(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions"""
+    _, rule = await find(store, req)
+    return 200, {"actions": rule["actions"]}
 
-    async def put_enabled(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled"""
-        kind, rule_id = path_of(req)
-        enabled = req.json().get("enabled")
-        if not isinstance(enabled, bool):
-            raise bad_json("'enabled' must be a boolean")
-        if not await store.set_rule_attribute(req.user_id, kind, rule_id, enabled=enabled):
-            raise not_found("The push rule was not found.")
-        return 200, {}
 
-    async def get_actions(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions"""
-        _, rule = await find(req)
-        return 200, {"actions": rule["actions"]}
+async def put_actions(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions"""
+    kind, rule_id = path_of(req)
+    body = req.json()
+    if "actions" not in body:
+        raise bad_json("Missing 'actions'")
+    actions = check_actions(body["actions"])
+    if not await store.set_rule_attribute(req.user_id, kind, rule_id, actions=actions):
+        raise not_found("The push rule was not found.")
+    return 200, {}
 
-    async def put_actions(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions"""
-        kind, rule_id = path_of(req)
-        body = req.json()
-        if "actions" not in body:
-            raise bad_json("Missing 'actions'")
-        actions = check_actions(body["actions"])
-        if not await store.set_rule_attribute(req.user_id, kind, rule_id, actions=actions):
-            raise not_found("The push rule was not found.")
-        return 200, {}
 
-    base = f"{CLIENT_V3}/pushrules"
-    rule = f"{base}/{{scope}}/{{kind}}/{{ruleId}}"
-    router.add("GET", f"{base}/", get_all)
-    router.add("GET", f"{base}/{{scope}}/", get_scope)
-    router.add("GET", rule, get_rule)
-    router.add("PUT", rule, put_rule)
-    router.add("DELETE", rule, delete_rule)
-    router.add("GET", f"{rule}/enabled", get_enabled)
-    router.add("PUT", f"{rule}/enabled", put_enabled)
-    router.add("GET", f"{rule}/actions", get_actions)
-    router.add("PUT", f"{rule}/actions", put_actions)
+_BASE = f"{CLIENT_V3}/pushrules"
+_RULE = f"{_BASE}/{{scope}}/{{kind}}/{{ruleId}}"
+ENDPOINTS = (
+    Endpoint("GET", f"{_BASE}/", get_all),
+    Endpoint("GET", f"{_BASE}/{{scope}}/", get_scope),
+    Endpoint("GET", _RULE, get_rule),
+    Endpoint("PUT", _RULE, put_rule),
+    Endpoint("DELETE", _RULE, delete_rule),
+    Endpoint("GET", f"{_RULE}/enabled", get_enabled),
+    Endpoint("PUT", f"{_RULE}/enabled", put_enabled),
+    Endpoint("GET", f"{_RULE}/actions", get_actions),
+    Endpoint("PUT", f"{_RULE}/actions", put_actions),
+)
 
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    # the push rule store is all these endpoints use
+    router.add_endpoints(hs.stores.push_rules, ENDPOINTS)

@@ -6,12 +6,13 @@ the search itself is ``rooms/search.py``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import bad_json, invalid_param
 from homeserver.http.parse import get_bool, get_int, get_object, get_str, query_str
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 from homeserver.rooms.access import RoomEventFilter
 from homeserver.rooms.search import (
     DEFAULT_CONTEXT,
@@ -22,6 +23,7 @@ from homeserver.rooms.search import (
     BatchToken,
     EventContext,
     RoomEventsSearch,
+    Searcher,
     search_user_directory,
 )
 from homeserver.storage.search import SEARCH_KEYS
@@ -29,6 +31,7 @@ from homeserver.sync.filter_schema import filter_problem
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
+    from homeserver.storage.user_directory import UserDirectoryStore
 
 CLIENT_V3 = "/_matrix/client/v3"
 
@@ -93,35 +96,50 @@ def parse_room_events(body: dict[str, Any]) -> RoomEventsSearch:
         group_by=tuple(dict.fromkeys(group_by)))
 
 
+@dataclass(frozen=True)
+class Search:
+    """What the search endpoints use: the message searcher, and the user
+    directory's settings and store."""
+
+    searcher: Searcher
+    settings: dict[str, Any]
+    user_directory: "UserDirectoryStore"
+
+
+async def post_search(search: Search, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/search"""
+    assert req.requester is not None
+    body = req.json()
+    categories = get_object(body, "search_categories")
+    room_events = get_object(categories, "room_events", None)
+    if room_events is None:
+        return 200, {"search_categories": {}}
+    request = parse_room_events(room_events)
+    text = query_str(req.args, "next_batch", None)
+    token = BatchToken.decode(text, request.order_by) if text is not None else None
+    result = await search.searcher.search_room_events(req.requester, request, token)
+    return 200, {"search_categories": {"room_events": result}}
+
+
+async def post_user_directory_search(search: Search, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/user_directory/search"""
+    body = req.json()
+    term: str = get_str(body, "search_term")
+    if len(term) > MAX_TERM_CHARS:
+        raise invalid_param("'search_term' is too long")
+    limit = get_int(body, "limit", DEFAULT_LIMIT)
+    if limit < 0:
+        raise invalid_param("'limit' must not be negative")
+    return 200, await search_user_directory(search.settings, search.user_directory, req.user_id,
+                                            term, min(limit, MAX_DIRECTORY_LIMIT))
+
+
+ENDPOINTS = (
+    Endpoint("POST", f"{CLIENT_V3}/search", post_search),
+    Endpoint("POST", f"{CLIENT_V3}/user_directory/search", post_user_directory_search),
+)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    searcher = hs.searcher
-
-    async def post_search(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/search"""
-        assert req.requester is not None
-        body = req.json()
-        categories = get_object(body, "search_categories")
-        room_events = get_object(categories, "room_events", None)
-        if room_events is None:
-            return 200, {"search_categories": {}}
-        request = parse_room_events(room_events)
-        text = query_str(req.args, "next_batch", None)
-        token = BatchToken.decode(text, request.order_by) if text is not None else None
-        result = await searcher.search_room_events(req.requester, request, token)
-        return 200, {"search_categories": {"room_events": result}}
-
-    async def post_user_directory_search(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/user_directory/search"""
-        body = req.json()
-        term: str = get_str(body, "search_term")
-        if len(term) > MAX_TERM_CHARS:
-            raise invalid_param("'search_term' is too long")
-        limit = get_int(body, "limit", DEFAULT_LIMIT)
-        if limit < 0:
-            raise invalid_param("'limit' must not be negative")
-        return 200, await search_user_directory(hs.config.user_directory,
-                                                hs.stores.user_directory, req.user_id, term,
-                                                min(limit, MAX_DIRECTORY_LIMIT))
-
-    router.add("POST", f"{CLIENT_V3}/search", post_search)
-    router.add("POST", f"{CLIENT_V3}/user_directory/search", post_user_directory_search)
+    router.add_endpoints(Search(hs.searcher, hs.config.user_directory, hs.stores.user_directory),
+                         ENDPOINTS)

@@ -17,16 +17,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_room_id, parse_user_id
 from homeserver.errors import invalid_param
 from homeserver.http.parse import query_int, query_str
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
+from homeserver.rooms.hierarchy import HierarchyHandler
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
+    from homeserver.storage.rooms import RoomStore
 
 CLIENT_V1 = "/_matrix/client/v1"
 MSC2666 = "/_matrix/client/unstable/uk.half-shot.msc2666"
@@ -62,45 +65,57 @@ def query_flag(req: HttpRequest, name: str) -> bool:
     return raw.lower() == "true"
 
 
+@dataclass(frozen=True)
+class Spaces:
+    """What the endpoints use: the hierarchy walker and the room store."""
+
+    hierarchy: HierarchyHandler
+    rooms: "RoomStore"
+
+
+async def get_hierarchy(spaces: Spaces, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v1/rooms/{roomId}/hierarchy"""
+    room_id = req.params["roomId"]
+    if not is_valid_room_id(room_id):
+        raise invalid_param(f"{room_id} is not a valid room ID")
+    limit = query_int(req.args, "limit", None)
+    if limit is not None and limit <= 0:
+        raise invalid_param("'limit' must be a positive integer")
+    max_depth = query_int(req.args, "max_depth", None)
+    if max_depth is not None and max_depth < 0:
+        raise invalid_param("'max_depth' must be a non-negative integer")
+    body = await spaces.hierarchy.get_hierarchy(
+        req.user_id, room_id, suggested_only=query_flag(req, "suggested_only"),
+        max_depth=max_depth, limit=limit, from_token=query_str(req.args, "from", None))
+    return 200, body
+
+
+async def get_mutual_rooms(spaces: Spaces, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v1/mutual_rooms"""
+    other = query_str(req.args, "user_id")
+    if parse_user_id(other) is None:
+        raise invalid_param("The user ID provided was invalid")
+    if other == req.user_id:
+        raise invalid_param("You cannot request a list of shared rooms with yourself")
+    token = query_str(req.args, "from", None)
+    after = _decode_batch(token, other) if token is not None else None
+    mine = set(await spaces.rooms.get_rooms_for_user(req.user_id))
+    shared = sorted(r for r in await spaces.rooms.get_rooms_for_user(other) if r in mine)
+    rest = [r for r in shared if after is None or r > after]
+    batch = rest[:MUTUAL_ROOMS_BATCH]
+    body: dict[str, Any] = {"joined": batch, "count": len(shared)}
+    if len(rest) > len(batch):
+        body["next_batch"] = _encode_batch(other, batch[-1])
+    return 200, body
+
+
+ENDPOINTS = (
+    Endpoint("GET", f"{CLIENT_V1}/rooms/{{roomId}}/hierarchy", get_hierarchy),
+    Endpoint("GET", f"{CLIENT_V1}/mutual_rooms", get_mutual_rooms),
+    Endpoint("GET", f"{CLIENT_V1}/user/mutual_rooms", get_mutual_rooms),
+    Endpoint("GET", f"{MSC2666}/user/mutual_rooms", get_mutual_rooms),
+)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    hierarchy = hs.hierarchy
-
-    async def get_hierarchy(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v1/rooms/{roomId}/hierarchy"""
-        room_id = req.params["roomId"]
-        if not is_valid_room_id(room_id):
-            raise invalid_param(f"{room_id} is not a valid room ID")
-        limit = query_int(req.args, "limit", None)
-        if limit is not None and limit <= 0:
-            raise invalid_param("'limit' must be a positive integer")
-        max_depth = query_int(req.args, "max_depth", None)
-        if max_depth is not None and max_depth < 0:
-            raise invalid_param("'max_depth' must be a non-negative integer")
-        body = await hierarchy.get_hierarchy(
-            req.user_id, room_id, suggested_only=query_flag(req, "suggested_only"),
-            max_depth=max_depth, limit=limit, from_token=query_str(req.args, "from", None))
-        return 200, body
-
-    async def get_mutual_rooms(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v1/mutual_rooms"""
-        other = query_str(req.args, "user_id")
-        if parse_user_id(other) is None:
-            raise invalid_param("The user ID provided was invalid")
-        if other == req.user_id:
-            raise invalid_param("You cannot request a list of shared rooms with yourself")
-        token = query_str(req.args, "from", None)
-        after = _decode_batch(token, other) if token is not None else None
-        mine = set(await hs.stores.rooms.get_rooms_for_user(req.user_id))
-        shared = sorted(r for r in await hs.stores.rooms.get_rooms_for_user(other)
-                        if r in mine)
-        rest = [r for r in shared if after is None or r > after]
-        batch = rest[:MUTUAL_ROOMS_BATCH]
-        body: dict[str, Any] = {"joined": batch, "count": len(shared)}
-        if len(rest) > len(batch):
-            body["next_batch"] = _encode_batch(other, batch[-1])
-        return 200, body
-
-    router.add("GET", f"{CLIENT_V1}/rooms/{{roomId}}/hierarchy", get_hierarchy)
-    router.add("GET", f"{CLIENT_V1}/mutual_rooms", get_mutual_rooms)
-    router.add("GET", f"{CLIENT_V1}/user/mutual_rooms", get_mutual_rooms)
-    router.add("GET", f"{MSC2666}/user/mutual_rooms", get_mutual_rooms)
+    router.add_endpoints(Spaces(hs.hierarchy, hs.stores.rooms), ENDPOINTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import Codes, MatrixError, invalid_param
@@ -9,10 +10,11 @@ from homeserver.events.identifiers import is_valid_user_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.parse import get_str
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
-from homeserver.rooms.upgrade import UpgradeRequest
+from homeserver.http.router import Endpoint, Router
+from homeserver.rooms.upgrade import RoomUpgrader, UpgradeRequest
 
 if TYPE_CHECKING:
+    from homeserver.http.ratelimit import Ratelimiter
     from homeserver.server import HomeServer
 
 CLIENT_V3 = "/_matrix/client/v3"
@@ -34,14 +36,25 @@ def parse_upgrade(body: dict[str, Any]) -> UpgradeRequest:
     return UpgradeRequest(version, tuple(dict.fromkeys(creators)))
 
 
+@dataclass(frozen=True)
+class Upgrade:
+    """What the endpoint uses: the upgrader, and the message rate limiter (an
+    upgrade sends many events)."""
+
+    upgrader: RoomUpgrader
+    ratelimiter: "Ratelimiter"
+
+
+async def post_upgrade(up: Upgrade, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/rooms/{roomId}/upgrade"""
+    request = parse_upgrade(req.json())
+    up.ratelimiter.ratelimit(req.user_id)
+    new_room_id = await up.upgrader.upgrade(req.user_id, req.params["roomId"], request)
+    return 200, {"replacement_room": new_room_id}
+
+
+ENDPOINTS = (Endpoint("POST", f"{CLIENT_V3}/rooms/{{roomId}}/upgrade", post_upgrade),)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    upgrader = hs.room_upgrader
-
-    async def post_upgrade(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/rooms/{roomId}/upgrade"""
-        request = parse_upgrade(req.json())
-        hs.ratelimiters["message"].ratelimit(req.user_id)
-        new_room_id = await upgrader.upgrade(req.user_id, req.params["roomId"], request)
-        return 200, {"replacement_room": new_room_id}
-
-    router.add("POST", f"{CLIENT_V3}/rooms/{{roomId}}/upgrade", post_upgrade)
+    router.add_endpoints(Upgrade(hs.room_upgrader, hs.ratelimiters["message"]), ENDPOINTS)

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 from homeserver.errors import not_found
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import AUTH_NONE, AUTH_REQUIRED, Router
+from homeserver.http.router import AUTH_NONE, AUTH_REQUIRED, Endpoint, Router
 
 if TYPE_CHECKING:
+    from homeserver.config import Config
     from homeserver.server import HomeServer
 
 CLIENT_V3 = "/_matrix/client/v3"
@@ -21,33 +22,42 @@ SUPPORTED_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v
                       "v1.9", "v1.10", "v1.11", "v1.12"]
 
 
+async def get_versions(config: "Config", req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/versions"""
+    return 200, {"versions": SUPPORTED_VERSIONS, "unstable_features": {
+        "uk.half-shot.msc2666.query_mutual_rooms": True}}
+
+
+async def get_wellknown(config: "Config", req: HttpRequest) -> tuple[int, Any]:
+    """GET /.well-known/matrix/client"""
+    if not config.serve_client_wellknown:
+        raise not_found("No .well-known configured")
+    return 200, {"m.homeserver": {"base_url": config.public_baseurl}}
+
+
+async def get_capabilities(config: "Config", req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/capabilities"""
+    password = config.password_config["enabled"]
+    return 200, {"capabilities": {
+        "m.change_password": {"enabled": password},
+        "m.set_displayname": {"enabled": True},
+        "m.set_avatar_url": {"enabled": True},
+        "m.3pid_changes": {"enabled": False},
+        "m.get_login_token": {"enabled": False},
+        "m.room_versions": {
+            "default": config.default_room_version,
+            "available": {version: "stable" for version in KNOWN_ROOM_VERSIONS},
+        },
+    }}
+
+
+ENDPOINTS = (
+    Endpoint("GET", "/_matrix/client/versions", get_versions, auth=AUTH_NONE),
+    Endpoint("GET", "/.well-known/matrix/client", get_wellknown, auth=AUTH_NONE),
+    Endpoint("GET", f"{CLIENT_V3}/capabilities", get_capabilities, auth=AUTH_REQUIRED),
+)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    async def get_versions(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/versions"""
-        return 200, {"versions": SUPPORTED_VERSIONS, "unstable_features": {
-            "uk.half-shot.msc2666.query_mutual_rooms": True}}
-
-    async def get_wellknown(req: HttpRequest) -> tuple[int, Any]:
-        """GET /.well-known/matrix/client"""
-        if not hs.config.serve_client_wellknown:
-            raise not_found("No .well-known configured")
-        return 200, {"m.homeserver": {"base_url": hs.config.public_baseurl}}
-
-    async def get_capabilities(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/capabilities"""
-        password = hs.config.password_config["enabled"]
-        return 200, {"capabilities": {
-            "m.change_password": {"enabled": password},
-            "m.set_displayname": {"enabled": True},
-            "m.set_avatar_url": {"enabled": True},
-            "m.3pid_changes": {"enabled": False},
-            "m.get_login_token": {"enabled": False},
-            "m.room_versions": {
-                "default": hs.config.default_room_version,
-                "available": {version: "stable" for version in KNOWN_ROOM_VERSIONS},
-            },
-        }}
-
-    router.add("GET", "/_matrix/client/versions", get_versions, auth=AUTH_NONE)
-    router.add("GET", "/.well-known/matrix/client", get_wellknown, auth=AUTH_NONE)
-    router.add("GET", f"{CLIENT_V3}/capabilities", get_capabilities, auth=AUTH_REQUIRED)
+    # what these endpoints read is the config alone
+    router.add_endpoints(hs.config, ENDPOINTS)

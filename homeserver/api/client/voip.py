@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import forbidden
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 
 if TYPE_CHECKING:
+    from homeserver.context import ServerContext
     from homeserver.server import HomeServer
 
 CLIENT_V3 = "/_matrix/client/v3"
@@ -42,20 +43,27 @@ def turn_credentials(secret: str, user_id: str, now_ms: int,
     return username, base64.b64encode(mac.digest()).decode("ascii")
 
 
-def register_routes(hs: "HomeServer", router: Router) -> None:
-    async def get_turn_server(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/voip/turnServer"""
-        config = hs.config
-        assert req.requester is not None
-        if req.requester.is_guest and not config.turn_allow_guests:
-            raise forbidden("Guest access is not allowed")
-        uris: list[str] = config.turn_uris
-        secret: str | None = config.turn_shared_secret
-        if not uris or not secret:
-            return 200, {}
-        lifetime_ms: int = config.turn_user_lifetime
-        username, password = turn_credentials(secret, req.user_id, hs.now_ms(), lifetime_ms)
-        return 200, {"username": username, "password": password, "uris": list(uris),
-                     "ttl": lifetime_ms // 1000}
+async def get_turn_server(ctx: "ServerContext", req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/voip/turnServer"""
+    config = ctx.config
+    assert req.requester is not None
+    if req.requester.is_guest and not config.turn_allow_guests:
+        raise forbidden("Guest access is not allowed")
+    uris: list[str] = config.turn_uris
+    secret: str | None = config.turn_shared_secret
+    if not uris or not secret:
+        return 200, {}
+    lifetime_ms: int = config.turn_user_lifetime
+    username, password = turn_credentials(secret, req.user_id, ctx.now_ms(), lifetime_ms)
+    return 200, {"username": username, "password": password, "uris": list(uris),
+                 "ttl": lifetime_ms // 1000}
 
-    router.add("GET", f"{CLIENT_V3}/voip/turnServer", get_turn_server, allow_guest=True)
+
+ENDPOINTS = (
+    Endpoint("GET", f"{CLIENT_V3}/voip/turnServer", get_turn_server, allow_guest=True),
+)
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    # the config and the clock: the server context is all it reads
+    router.add_endpoints(hs.ctx, ENDPOINTS)

@@ -16,12 +16,7 @@ from homeserver.http.parse import query_bool, query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.resource import RawResponse
 from homeserver.http.router import AUTH_FEDERATION, Router
-from homeserver.media.repository import (
-    DEFAULT_TIMEOUT_MS,
-    MAX_TIMEOUT_MS,
-    MediaFile,
-    get_media_repository,
-)
+from homeserver.media.repository import DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, MediaFile
 from homeserver.media.serving import build_multipart
 
 if TYPE_CHECKING:
@@ -39,7 +34,7 @@ def _timeout(req: HttpRequest) -> int:
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    repo = get_media_repository(hs)
+    repo = hs.media_repository
 
     async def get_download(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/federation/v1/media/download/{mediaId}"""
