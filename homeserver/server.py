@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -13,6 +14,7 @@ from twisted.internet import defer, threads
 
 from homeserver.config import Config
 from homeserver.context import ServerContext
+from homeserver.e2e.cross_signing import on_signing_key_update
 from homeserver.edu.presence import PresenceHandler
 from homeserver.edu.receipts import ReceiptHandler
 from homeserver.edu.typing import TypingManager
@@ -23,6 +25,7 @@ from homeserver.federation.keys import KeyRing
 from homeserver.federation.membership import FederationMembership
 from homeserver.federation.request_auth import FederationAuth
 from homeserver.federation.sender import FederationSender
+from homeserver.federation.transactions import TransactionReceiver
 from homeserver.http.auth import Auth
 from homeserver.http.channel import MAX_CONNECTIONS_PER_IP, GuardedSite
 from homeserver.http.ratelimit import Ratelimiter
@@ -94,13 +97,25 @@ class HomeServer:
         self.receipts = ReceiptHandler(self)
         self.sync_handler = SyncHandler(self)
         # federation (federation/__init__.py has the map)
-        self.keyring = KeyRing(self)
-        self.federation_client = FederationClient(self)
-        self.federation_auth = FederationAuth(self)
-        self.federation_sender = FederationSender(self)
-        self.federation_event_handler = FederationEventHandler(self)
-        self.federation_membership = FederationMembership(self)
-        self.edu_handler = EduHandler(self)
+        ctx, stores = self.ctx, self.stores
+        self.federation_client = FederationClient(ctx)
+        self.keyring = KeyRing(ctx, stores.server_keys, self.federation_client)
+        self.federation_sender = FederationSender(ctx, self.db, stores.federation_queue,
+                                                  stores.to_device, self.federation_client)
+        self.federation_auth = FederationAuth(ctx, self.keyring, self.federation_sender)
+        self.federation_event_handler = FederationEventHandler(
+            ctx, stores, self.keyring, self.federation_client, self.federation_sender,
+            self.event_creator, self.notifier, self.typing)
+        self.federation_membership = FederationMembership(
+            ctx, stores, self.federation_client, self.federation_sender,
+            self.federation_event_handler, self.event_creator, self.notifier)
+        self.edu_handler = EduHandler(
+            ctx, self.db, stores, self.federation_event_handler, self.federation_sender,
+            self.typing, self.presence, self.notifier,
+            functools.partial(on_signing_key_update, self))
+        self.federation_transactions = TransactionReceiver(
+            ctx, stores.federation_events, stores.rooms, self.federation_event_handler,
+            self.edu_handler)
         # after the notifier: it chains onto its device-list hook
         from homeserver.e2e.keys import E2eKeyHandler
         self.e2e_keys = E2eKeyHandler(self)
@@ -114,6 +129,14 @@ class HomeServer:
         from homeserver.api import register_all_routes, streams
         register_all_routes(self, self.router)
         self.websocket = streams.register_routes(self, self.router)
+        self._wire_late()
+
+    def _wire_late(self) -> None:
+        """Back-references between services that need each other (one of
+        each pair is built first, so the other is handed to it here)."""
+        # federation
+        self.federation_membership.membership = self.membership
+        self.edu_handler.e2e_keys = self.e2e_keys
 
     # -- helpers used across the server --
 

@@ -87,8 +87,8 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         return 200, {"room_id": target.room_id, "servers": list(target.servers)}
 
     async def resolve_remote_alias(alias: str, server: str) -> dict[str, Any]:
-        answer = await query_remote(hs, server, "/_matrix/federation/v1/query/directory",
-                                    {"room_alias": alias})
+        answer = await query_remote(hs.federation_client, server,
+                                    "/_matrix/federation/v1/query/directory", {"room_alias": alias})
         room_id, servers = answer.get("room_id"), answer.get("servers")
         if not isinstance(room_id, str) or not isinstance(servers, list):
             raise MatrixError(502, Codes.UNKNOWN, f"{server} sent a malformed answer")
@@ -131,7 +131,8 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
             if query.since is not None:
                 args["since"] = query.since
             return 200, check_remote_rooms(await query_remote(
-                hs, server, "/_matrix/federation/v1/publicRooms", args))
+                hs.federation_client, server, "/_matrix/federation/v1/publicRooms",
+                args))
         return 200, await directory.list_public_rooms(hs, query)
 
     async def post_public_rooms(req: HttpRequest) -> tuple[int, Any]:
@@ -152,7 +153,8 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
                 if body.get(key) is not None:
                     remote_body[key] = body[key]
             return 200, check_remote_rooms(await query_remote(
-                hs, server, "/_matrix/federation/v1/publicRooms", body=remote_body))
+                hs.federation_client, server, "/_matrix/federation/v1/publicRooms",
+                body=remote_body))
         return 200, await directory.list_public_rooms(hs, query)
 
     alias_path = f"{CLIENT_V3}/directory/room/{{roomAlias}}"

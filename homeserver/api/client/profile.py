@@ -92,8 +92,8 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         if cached is not None and cached[0] > now:
             return cached[1]
         server = user_id.partition(":")[2]
-        answer = await query_remote(hs, server, "/_matrix/federation/v1/query/profile",
-                                    {"user_id": user_id})
+        answer = await query_remote(hs.federation_client, server,
+                                    "/_matrix/federation/v1/query/profile", {"user_id": user_id})
         # only well-formed fields of what the other server says reach the client
         fields = {k: v for k, v in answer.items()
                   if k in ("displayname", "avatar_url") and isinstance(v, str)
