@@ -28,9 +28,9 @@ How an event reaches the other servers of its room
    costs a read-only transaction, and a restart rescans at most that many
    positions of events that had nowhere to go.
 3. Send. Each destination has one in-memory ``_Destination`` and at most one
-   loop (``_run_queue``, started with ``ServerContext.run_in_background``) with at most
-   one transaction in flight: the oldest 50 PDU rows (JSON read from
-   ``events``), then up to 100 EDUs: to-device messages from
+   loop (``_run_queue``, started with ``ServerContext.run_in_background``)
+   with at most one transaction in flight: the oldest 50 PDU rows (JSON
+   read from ``events``), then up to 100 EDUs: to-device messages from
    ``device_federation_outbox`` first, then the in-memory EDUs (typing,
    receipts, presence: ephemeral, not persisted; a newer EDU with the same
    (type, key) replaces a queued one). On 200 the rows are deleted and the
