@@ -152,12 +152,10 @@ async def start_origin(directory: str) -> Any:
 
 async def origin_user(origin: Any, localpart: str, *, login: bool = False) -> Session | None:
     """An account on the origin, made by its own code; a session with ``login``."""
-    from homeserver.accounts.sessions import create_login_session, create_user
-
-    user_id = await create_user(origin.hs, localpart, None)
+    user_id = await origin.hs.sessions.create_user(localpart, None)
     if not login:
         return None
-    session = await create_login_session(origin.hs, user_id)
+    session = await origin.hs.sessions.create_login_session(user_id)
     return Session(user_id, session.access_token, session.device_id)
 
 

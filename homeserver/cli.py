@@ -209,7 +209,6 @@ def cmd_register_user(ns: argparse.Namespace) -> None:
     from twisted.internet import defer
     from twisted.internet import reactor as _reactor
 
-    from homeserver.accounts.sessions import create_user
     from homeserver.errors import MatrixError
     from homeserver.server import HomeServer
 
@@ -229,7 +228,7 @@ def cmd_register_user(ns: argparse.Namespace) -> None:
         hs = HomeServer(config, reactor)
         try:
             await hs.setup()
-            user_id = await create_user(hs, ns.user, password, admin=ns.admin)
+            user_id = await hs.sessions.create_user(ns.user, password, admin=ns.admin)
             outcome.append((True, f"created {'admin ' if ns.admin else ''}user {user_id}"))
         except MatrixError as e:
             outcome.append((False, e.msg))

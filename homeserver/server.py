@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import secrets
@@ -12,9 +11,13 @@ from typing import Any
 from signedjson.key import generate_signing_key, read_signing_keys
 from twisted.internet import defer, threads
 
+from homeserver.accounts.login import Logins
+from homeserver.accounts.management import AccountManagement
+from homeserver.accounts.registration import Registrations
+from homeserver.accounts.sessions import Sessions
+from homeserver.accounts.uia import UiAuth
 from homeserver.config import Config
 from homeserver.context import ServerContext
-from homeserver.e2e.cross_signing import on_signing_key_update
 from homeserver.edu.presence import PresenceHandler
 from homeserver.edu.receipts import ReceiptHandler
 from homeserver.edu.typing import TypingManager
@@ -34,15 +37,26 @@ from homeserver.http.resource import MatrixResource
 from homeserver.http.router import Router
 from homeserver.push.pushers import PusherPool
 from homeserver.rooms.access import RoomReader
+from homeserver.rooms.creation import RoomCreation
 from homeserver.rooms.creator import EventCreator
+from homeserver.rooms.directory import RoomDirectory
+from homeserver.rooms.hierarchy import HierarchyHandler
+from homeserver.rooms.ignored import IgnoredUsers
 from homeserver.rooms.membership import MembershipHandler
+from homeserver.rooms.search import Searcher
+from homeserver.rooms.sending import RoomSender
+from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.storage import Stores
 from homeserver.storage.database import Database
 from homeserver.storage.migrations import prepare_database_blocking
 from homeserver.storage.streams import StreamTracker, current_stream_id
+from homeserver.sync.fast_path import FastPath
+from homeserver.sync.filter import FilterCache
 from homeserver.sync.handler import SyncHandler
+from homeserver.sync.memory import SyncMemory
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.recent import RecentActivity
+from homeserver.sync.room_builder import RoomBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +98,39 @@ class HomeServer:
             "login_failed": Ratelimiter(self.clock, "rc_login.failed_attempts",
                                         config.rc_login_failed_attempts),
         }
-        self.notifier = Notifier(self)
+        # accounts
+        self.sessions = Sessions(self.ctx, self.db)
+        self.logins = Logins(self.ctx, self.db, self.stores.users,
+                             self.ratelimiters["login_failed"])
+        self.ui_auth = UiAuth(self.ctx, self.db, self.stores.ui_auth, self.stores.users,
+                              self.logins)
+        self.registrations = Registrations(self.ctx, self.db, self.stores.users, self.ui_auth,
+                                           self.ratelimiters["registration"])
+        self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,
+                                                     self.stores.devices, self.ui_auth)
+        self.notifier = Notifier(self.ctx, self.db, self.stores.rooms)
         # what a woken /sync can be answered from without the database;
         # complete from the stream position at setup()
         self.recent = RecentActivity(2**62)
         self.db.commit_listeners.append(self._on_commit)
-        self.event_creator = EventCreator(self)
-        self.membership = MembershipHandler(self)
-        self.room_reader = RoomReader(self)
-        self.typing = TypingManager(self)
-        self.presence = PresenceHandler(self)
-        self.receipts = ReceiptHandler(self)
-        self.sync_handler = SyncHandler(self)
+        # rooms
+        self.event_creator = EventCreator(self.ctx, self.stores, self.notifier)
+        self.membership = MembershipHandler(self.ctx, self.stores, self.event_creator)
+        self.room_reader = RoomReader(self.ctx, self.stores,
+                                      IgnoredUsers(self.db, self.stores.account_data))
+        self.room_directory = RoomDirectory(self.ctx, self.stores, self.event_creator)
+        self.room_creation = RoomCreation(self.event_creator, self.membership,
+                                          self.room_directory)
+        self.room_upgrader = RoomUpgrader(self.ctx, self.stores, self.event_creator,
+                                          self.membership, self.room_creation)
+        self.room_sender = RoomSender(self.stores, self.event_creator, self.room_directory,
+                                      self.ratelimiters["message"])
+        self.searcher = Searcher(self.stores, self.room_reader)
+        # edu
+        self.typing = TypingManager(self.ctx, self.stores.rooms, self.notifier)
+        self.presence = PresenceHandler(self.ctx, self.stores, self.db.stream_tracker,
+                                        self.notifier)
+        self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier)
         # federation (federation/__init__.py has the map)
         ctx, stores = self.ctx, self.stores
         self.federation_client = FederationClient(ctx)
@@ -111,14 +146,29 @@ class HomeServer:
             self.federation_event_handler, self.event_creator, self.notifier)
         self.edu_handler = EduHandler(
             ctx, self.db, stores, self.federation_event_handler, self.federation_sender,
-            self.typing, self.presence, self.notifier,
-            functools.partial(on_signing_key_update, self))
+            self.typing, self.presence, self.notifier)
         self.federation_transactions = TransactionReceiver(
             ctx, stores.federation_events, stores.rooms, self.federation_event_handler,
             self.edu_handler)
+        # rooms: the space hierarchy asks other servers
+        self.hierarchy = HierarchyHandler(self.ctx, self.stores, self.federation_client)
         # after the notifier: it chains onto its device-list hook
+        from homeserver.e2e.cross_signing import CrossSigning
         from homeserver.e2e.keys import E2eKeyHandler
-        self.e2e_keys = E2eKeyHandler(self)
+        self.cross_signing = CrossSigning(self.ctx, self.db, self.stores.cross_signing,
+                                          self.stores.rooms, self.federation_sender)
+        self.e2e_keys = E2eKeyHandler(self.ctx, self.db, self.stores.e2e_keys, self.stores.rooms,
+                                      self.cross_signing, self.federation_client,
+                                      self.federation_sender)
+        # sync: after the key handler (whose counts every response carries)
+        self.filter_cache = FilterCache(self.stores.filters)
+        self.sync_memory = SyncMemory(self.recent, self.typing, self.notifier,
+                                      self.room_reader.ignored, self.e2e_keys)
+        self.sync_handler = SyncHandler(
+            self.ctx, self.db.stream_tracker, self.typing, self.presence, self.notifier,
+            RoomBuilder(self.stores, self.typing, self.presence, self.room_reader,
+                        self.e2e_keys, self.sync_memory),
+            FastPath(self.ctx, self.sync_memory))
         self.pushers = PusherPool(self)
         from homeserver.media.repository import MediaRepository
         self.media_repository = MediaRepository(self)
@@ -132,11 +182,22 @@ class HomeServer:
         self._wire_late()
 
     def _wire_late(self) -> None:
-        """Back-references between services that need each other (one of
-        each pair is built first, so the other is handed to it here)."""
+        """The back-references of services that need each other: each was
+        built before the other existed."""
+        # rooms
+        self.event_creator.typing = self.typing
+        self.event_creator.presence = self.presence
+        self.event_creator.federation_membership = self.federation_membership
+        self.membership.federation_membership = self.federation_membership
+        # sync, edu: typing, receipts and presence go out through the EDU
+        # handler, which brings the other servers' back to them
+        self.typing.edu_handler = self.edu_handler
+        self.receipts.edu_handler = self.edu_handler
+        self.presence.edu_handler = self.edu_handler
         # federation
         self.federation_membership.membership = self.membership
         self.edu_handler.e2e_keys = self.e2e_keys
+        self.edu_handler.cross_signing = self.cross_signing
 
     # -- helpers used across the server --
 
@@ -172,8 +233,7 @@ class HomeServer:
         await self.stores.auth_chains.ensure_indexed()
         position = await current_stream_id(self.db)
         self.db.stream_tracker.reset(position)
-        self.recent = RecentActivity(position)
-        self.recent.to_device_pending = await self.stores.to_device.get_devices_with_messages()
+        self.recent.restart(position, await self.stores.to_device.get_devices_with_messages())
         await self.federation_sender.start()
         await self.presence.start()
         await self.pushers.start()

@@ -22,20 +22,17 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.passwords import hash_password
-from homeserver.accounts.registration import (
-    LoginRequest,
-    NewAccount,
-    check_username,
-    create_account,
-)
+from homeserver.accounts.registration import LoginRequest, NewAccount
 from homeserver.accounts.sessions import check_password_policy
 from homeserver.errors import Codes, MatrixError, bad_json, forbidden
 from homeserver.http.parse import get_bool, get_str
 from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import AUTH_NONE, Router
+from homeserver.http.router import AUTH_NONE, Endpoint, Router
 
 if TYPE_CHECKING:
+    from homeserver.accounts.registration import Registrations
+    from homeserver.config import Config
     from homeserver.server import HomeServer
 
 ADMIN_V1 = "/_synapse/admin/v1"
@@ -112,52 +109,69 @@ def _required_str(body: dict[str, Any], key: str) -> str:
     return value
 
 
-def register_admin_routes(hs: "HomeServer", router: Router) -> None:
-    nonces = RegistrationNonces(hs.clock)
-    nonce_limiter = Ratelimiter(hs.clock, "rc_registration", hs.config.rc_registration)
-    def shared_secret() -> str:
-        secret: str | None = hs.config.registration_shared_secret
+class SharedSecretRegistration:
+    """What the shared-secret registration endpoints use: the config, the
+    registration service, the nonces handed out and their rate limiter."""
+
+    def __init__(self, config: "Config", registrations: "Registrations", clock: Any) -> None:
+        self.config = config
+        self.registrations = registrations
+        self.nonces = RegistrationNonces(clock)
+        self.nonce_limiter = Ratelimiter(clock, "rc_registration", config.rc_registration)
+
+    def shared_secret(self) -> str:
+        secret: str | None = self.config.registration_shared_secret
         if not secret:
             raise MatrixError(400, Codes.UNKNOWN, "Shared secret registration is not enabled")
         return secret
 
-    async def get_register_nonce(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_synapse/admin/v1/register"""
-        shared_secret()
-        nonce_limiter.ratelimit(req.client_ip)
-        return 200, {"nonce": nonces.issue()}
 
-    async def post_register(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_synapse/admin/v1/register"""
-        secret = shared_secret()
-        body = req.json()
-        nonce = _required_str(body, "nonce")
-        # Taken (deleted) before anything else is checked: one try per nonce.
-        if not nonces.take(nonce):
-            raise MatrixError(400, Codes.UNKNOWN, "unrecognised nonce")
-        username = _required_str(body, "username")
-        password = _required_str(body, "password")
-        admin = body.get("admin")
-        if admin is not None and not isinstance(admin, bool):
-            raise bad_json("'admin' must be a boolean")
-        user_type = get_str(body, "user_type", None)
-        if user_type is not None and user_type not in USER_TYPES:
-            raise MatrixError(400, Codes.INVALID_PARAM, "Invalid user type")
-        displayname = get_str(body, "displayname", None)
-        got_mac = _required_str(body, "mac")
-        want_mac = registration_mac(secret, nonce, username, password, bool(admin), user_type)
-        if not hmac.compare_digest(want_mac.encode("ascii"),
-                                   got_mac.encode("utf-8", "replace")):
-            raise forbidden("HMAC incorrect")
-        localpart = username.lower()
-        await check_username(hs, localpart)
-        check_password_policy(hs, password)
-        password_hash = await hash_password(password, hs.config.bcrypt_rounds)
-        inhibit_login = get_bool(body, "inhibit_login", False)
-        login = None if inhibit_login else LoginRequest(None, None, False)
-        registered = await create_account(
-            hs, NewAccount(localpart, password_hash, bool(admin), user_type, displayname), login)
-        return 200, registered.to_client(hs)
+async def get_register_nonce(reg: SharedSecretRegistration, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/register"""
+    reg.shared_secret()
+    reg.nonce_limiter.ratelimit(req.client_ip)
+    return 200, {"nonce": reg.nonces.issue()}
 
-    router.add("GET", f"{ADMIN_V1}/register", get_register_nonce, auth=AUTH_NONE)
-    router.add("POST", f"{ADMIN_V1}/register", post_register, auth=AUTH_NONE)
+
+async def post_register(reg: SharedSecretRegistration, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_synapse/admin/v1/register"""
+    secret = reg.shared_secret()
+    body = req.json()
+    nonce = _required_str(body, "nonce")
+    # Taken (deleted) before anything else is checked: one try per nonce.
+    if not reg.nonces.take(nonce):
+        raise MatrixError(400, Codes.UNKNOWN, "unrecognised nonce")
+    username = _required_str(body, "username")
+    password = _required_str(body, "password")
+    admin = body.get("admin")
+    if admin is not None and not isinstance(admin, bool):
+        raise bad_json("'admin' must be a boolean")
+    user_type = get_str(body, "user_type", None)
+    if user_type is not None and user_type not in USER_TYPES:
+        raise MatrixError(400, Codes.INVALID_PARAM, "Invalid user type")
+    displayname = get_str(body, "displayname", None)
+    got_mac = _required_str(body, "mac")
+    want_mac = registration_mac(secret, nonce, username, password, bool(admin), user_type)
+    if not hmac.compare_digest(want_mac.encode("ascii"), got_mac.encode("utf-8", "replace")):
+        raise forbidden("HMAC incorrect")
+    localpart = username.lower()
+    config = reg.config
+    await reg.registrations.check_username(localpart)
+    check_password_policy(config.password_config, password)
+    password_hash = await hash_password(password, config.bcrypt_rounds)
+    inhibit_login = get_bool(body, "inhibit_login", False)
+    login = None if inhibit_login else LoginRequest(None, None, False)
+    registered = await reg.registrations.create_account(
+        NewAccount(localpart, password_hash, bool(admin), user_type, displayname), login)
+    return 200, registered.to_client(config.server_name)
+
+
+ENDPOINTS = (
+    Endpoint("GET", f"{ADMIN_V1}/register", get_register_nonce, auth=AUTH_NONE),
+    Endpoint("POST", f"{ADMIN_V1}/register", post_register, auth=AUTH_NONE),
+)
+
+
+def register_admin_routes(hs: "HomeServer", router: Router) -> None:
+    router.add_endpoints(SharedSecretRegistration(hs.config, hs.registrations, hs.clock),
+                         ENDPOINTS)

@@ -204,10 +204,8 @@ class TestServer:
     async def register(self, localpart: str, password: str = "correct horse battery",
                        *, admin: bool = False, device_id: str | None = None) -> Client:
         """A user created through the server's own code and a client logged in as it."""
-        from homeserver.accounts.sessions import create_login_session, create_user
-
-        user_id = await create_user(self.hs, localpart, password, admin=admin)
-        session = await create_login_session(self.hs, user_id, device_id)
+        user_id = await self.hs.sessions.create_user(localpart, password, admin=admin)
+        session = await self.hs.sessions.create_login_session(user_id, device_id)
         client = self.client(session.access_token)
         client.user_id = user_id
         client.device_id = session.device_id

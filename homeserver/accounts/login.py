@@ -5,6 +5,9 @@ re-authentication (``m.login.password``), so both count failed attempts against
 the same per-account limit (``rc_login.failed_attempts``), as Synapse does.
 User IDs are matched ignoring case: Synapse lets people log in as
 ``@Alice`` when they registered ``@alice``, and clients rely on it.
+
+``Logins`` (``HomeServer.logins``) is the service; reading the user an
+identifier names is a plain function of the server name.
 """
 
 from __future__ import annotations
@@ -22,21 +25,25 @@ from homeserver.storage.database import Txn
 from homeserver.storage.tokens import TokenStore
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.config import Config
+    from homeserver.context import ServerContext
+    from homeserver.http.ratelimit import Ratelimiter
+    from homeserver.storage.database import Database
+    from homeserver.storage.users import UserStore
 
 logger = logging.getLogger(__name__)
 
 LOGIN_TYPE_PASSWORD = "m.login.password"
 
 
-def qualify_user_id(hs: "HomeServer", user: str) -> str:
+def qualify_user_id(hostname: str, user: str) -> str:
     """``alice`` -> ``@alice:server``; a full user ID is kept as given."""
     if user.startswith("@"):
         return user
-    return f"@{user}:{hs.hostname}"
+    return f"@{user}:{hostname}"
 
 
-def user_from_identifier(hs: "HomeServer", body: dict[str, Any]) -> str | None:
+def user_from_identifier(hostname: str, body: dict[str, Any]) -> str | None:
     """The user ID a login (or an ``m.login.password`` auth dict) names.
 
     Reads ``identifier`` (``m.id.user``), else the deprecated top-level ``user``;
@@ -48,7 +55,7 @@ def user_from_identifier(hs: "HomeServer", body: dict[str, Any]) -> str | None:
         if "medium" in body or "address" in body:
             raise forbidden("Invalid username or password")
         user = get_str(body, "user", None)
-        return qualify_user_id(hs, user) if user is not None else None
+        return qualify_user_id(hostname, user) if user is not None else None
     if not isinstance(identifier, dict):
         raise bad_json("'identifier' must be an object")
     id_type = identifier.get("type")
@@ -58,49 +65,10 @@ def user_from_identifier(hs: "HomeServer", body: dict[str, Any]) -> str | None:
             raise missing_param("identifier.user")
         if not isinstance(user, str):
             raise bad_json("'identifier.user' must be a string")
-        return qualify_user_id(hs, user)
+        return qualify_user_id(hostname, user)
     if id_type in ("m.id.thirdparty", "m.id.phone"):
         raise forbidden("Invalid username or password")
     raise MatrixError(400, Codes.UNKNOWN, "Unknown login identifier type")
-
-
-async def find_local_user(hs: "HomeServer", user_id: str) -> str | None:
-    """The stored spelling of ``user_id``, matched ignoring case."""
-    candidates = await hs.stores.users.get_user_case_insensitive(user_id)
-    if len(candidates) == 1:
-        return candidates[0]
-    if user_id in candidates:
-        return user_id
-    if candidates:
-        logger.warning("login: %d accounts match %s ignoring case; none exactly",
-                       len(candidates), user_id)
-    return None
-
-
-async def check_password_login(hs: "HomeServer", user_id: str, password: str) -> str:
-    """The canonical user ID when ``password`` is the account's password.
-
-    403 M_FORBIDDEN for an unknown user or a wrong password (counted against
-    the account's failed-attempts limit; 429 once it is exhausted), 403
-    M_USER_DEACTIVATED for a deactivated account.
-    """
-    failed = hs.ratelimiters["login_failed"]
-    key = user_id.lower()
-    failed.check(key)
-    canonical = await find_local_user(hs, user_id)
-    info = await hs.stores.users.get_user(canonical) if canonical is not None else None
-    if info is None:
-        failed.record(key)
-        raise forbidden("Invalid username or password")
-    if info.deactivated and not info.password_hash:
-        # Deactivation removed the password: nothing left to check it against.
-        raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
-    if not await check_password(password, info.password_hash):
-        failed.record(key)
-        raise forbidden("Invalid username or password")
-    if info.deactivated:
-        raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
-    return info.user_id
 
 
 # --- refresh ---------------------------------------------------------------------
@@ -120,8 +88,7 @@ class _RefreshRefused(Exception):
     pass
 
 
-def _refresh_txn(txn: Txn, hs: "HomeServer", refresh_token: str) -> RefreshedTokens:
-    now = hs.now_ms()
+def _refresh_txn(txn: Txn, config: "Config", now: int, refresh_token: str) -> RefreshedTokens:
     old = TokenStore.get_refresh_token_txn(txn, hash_token(refresh_token))
     if old is None or old.has_next_access_token_been_used \
             or old.has_next_refresh_token_been_refreshed:
@@ -130,9 +97,9 @@ def _refresh_txn(txn: Txn, hs: "HomeServer", refresh_token: str) -> RefreshedTok
     if (old.expiry_ts is not None and old.expiry_ts <= now) or \
             (ultimate is not None and ultimate <= now):
         raise _RefreshRefused()
-    lifetime = hs.config.refresh_token_lifetime
+    lifetime = config.refresh_token_lifetime
     refresh_expiry = now + lifetime if lifetime else None
-    expires_in = hs.config.refreshable_access_token_lifetime
+    expires_in = config.refreshable_access_token_lifetime
     valid_until = now + expires_in
     if ultimate is not None:
         # A bounded session stays bounded however often it is refreshed.
@@ -151,10 +118,61 @@ def _refresh_txn(txn: Txn, hs: "HomeServer", refresh_token: str) -> RefreshedTok
     return RefreshedTokens(new_access, new_refresh, expires_in)
 
 
-async def refresh_session(hs: "HomeServer", refresh_token: str) -> RefreshedTokens:
-    """A new access/refresh token pair for ``refresh_token``, or 401 M_UNKNOWN_TOKEN."""
-    try:
-        return await hs.db.run_interaction("refresh_token", _refresh_txn, hs, refresh_token)
-    except _RefreshRefused:
-        raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown or used refresh token",
-                          soft_logout=False) from None
+class Logins:
+    """Checking passwords (login and re-authentication) and refreshing sessions."""
+
+    def __init__(self, ctx: "ServerContext", db: "Database", users: "UserStore",
+                 failed_attempts: "Ratelimiter") -> None:
+        self.ctx = ctx
+        # a refresh is one transaction of TokenStore's _txn helpers
+        self.db = db
+        self.users = users
+        # rc_login.failed_attempts: shared by /login and re-authentication
+        self.failed_attempts = failed_attempts
+
+    async def find_local_user(self, user_id: str) -> str | None:
+        """The stored spelling of ``user_id``, matched ignoring case."""
+        candidates = await self.users.get_user_case_insensitive(user_id)
+        if len(candidates) == 1:
+            return candidates[0]
+        if user_id in candidates:
+            return user_id
+        if candidates:
+            logger.warning("login: %d accounts match %s ignoring case; none exactly",
+                           len(candidates), user_id)
+        return None
+
+    async def check_password_login(self, user_id: str, password: str) -> str:
+        """The canonical user ID when ``password`` is the account's password.
+
+        403 M_FORBIDDEN for an unknown user or a wrong password (counted against
+        the account's failed-attempts limit; 429 once it is exhausted), 403
+        M_USER_DEACTIVATED for a deactivated account.
+        """
+        failed = self.failed_attempts
+        key = user_id.lower()
+        failed.check(key)
+        canonical = await self.find_local_user(user_id)
+        info = await self.users.get_user(canonical) if canonical is not None else None
+        if info is None:
+            failed.record(key)
+            raise forbidden("Invalid username or password")
+        if info.deactivated and not info.password_hash:
+            # Deactivation removed the password: nothing left to check it against.
+            raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
+        if not await check_password(password, info.password_hash):
+            failed.record(key)
+            raise forbidden("Invalid username or password")
+        if info.deactivated:
+            raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
+        return info.user_id
+
+    async def refresh_session(self, refresh_token: str) -> RefreshedTokens:
+        """A new access/refresh token pair for ``refresh_token``, or 401 M_UNKNOWN_TOKEN."""
+        try:
+            return await self.db.run_interaction("refresh_token", _refresh_txn,
+                                                 self.ctx.config, self.ctx.now_ms(),
+                                                 refresh_token)
+        except _RefreshRefused:
+            raise MatrixError(401, Codes.UNKNOWN_TOKEN, "Unknown or used refresh token",
+                              soft_logout=False) from None

@@ -11,6 +11,9 @@ ignoring case anyway), must fit the localpart grammar, may not start with
 ``_`` (reserved for application services) and may not be all digits
 (reserved for generated IDs: a registration without a username gets the next
 free number).
+
+``Registrations`` (``HomeServer.registrations``) is the service; the API
+parses the request into a ``Registration`` and a ``UiAuthAttempt``.
 """
 
 from __future__ import annotations
@@ -32,17 +35,19 @@ from homeserver.accounts.uia import (
     PASSWORD_HASH,
     REGISTRATION_TOKEN,
     UiAuthAttempt,
-    complete_ui_auth,
 )
 from homeserver.errors import Codes, MatrixError, missing_param
-from homeserver.http.request import HttpRequest
 from homeserver.storage.database import Txn
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.ui_auth import UiAuthStore
 from homeserver.storage.users import UserExists, UserStore
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.accounts.uia import UiAuth
+    from homeserver.config import Config
+    from homeserver.context import ServerContext
+    from homeserver.http.ratelimit import Ratelimiter
+    from homeserver.storage.database import Database
 
 
 @dataclass(frozen=True)
@@ -79,40 +84,21 @@ class Registered:
     user_id: str
     session: LoginSession | None
 
-    def to_client(self, hs: "HomeServer") -> dict[str, object]:
+    def to_client(self, hostname: str) -> dict[str, object]:
         if self.session is None:
-            return {"user_id": self.user_id, "home_server": hs.hostname}
-        return self.session.to_client(hs)
+            return {"user_id": self.user_id, "home_server": hostname}
+        return self.session.to_client(hostname)
 
 
-def registration_flows(hs: "HomeServer") -> list[list[str]]:
-    if hs.config.registration_requires_token:
-        return [[REGISTRATION_TOKEN]]
-    return [[DUMMY]]
-
-
-async def check_username(hs: "HomeServer", localpart: str) -> str:
-    """The user ID for a wanted localpart, or M_INVALID_USERNAME / M_USER_IN_USE."""
-    if not localpart:
-        raise MatrixError(400, Codes.INVALID_USERNAME, "User ID cannot be empty")
-    user_id = check_localpart(hs, localpart)
-    if localpart.startswith("_"):
-        raise MatrixError(400, Codes.INVALID_USERNAME, "User ID may not begin with _")
-    if localpart.isdigit():
-        raise MatrixError(400, Codes.INVALID_USERNAME,
-                          "Numeric user IDs are reserved for generated accounts")
-    if await hs.stores.users.is_user_id_taken(user_id):
-        raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
-    return user_id
-
-
-def _register_txn(txn: Txn, hs: "HomeServer", account: NewAccount, login: LoginRequest | None,
-                  uia_session_id: str | None, registration_token: str | None) -> Registered:
+def _register_txn(txn: Txn, config: "Config", now: int, account: NewAccount,
+                  login: LoginRequest | None, uia_session_id: str | None,
+                  registration_token: str | None) -> Registered:
+    hostname = config.server_name
     localpart = account.localpart
     if localpart is None:
-        localpart = UserStore.next_numeric_localpart_txn(txn, hs.hostname)
-    user_id = f"@{localpart}:{hs.hostname}"
-    UserStore.create_user_txn(txn, user_id, account.password_hash, hs.now_ms(), account.admin,
+        localpart = UserStore.next_numeric_localpart_txn(txn, hostname)
+    user_id = f"@{localpart}:{hostname}"
+    UserStore.create_user_txn(txn, user_id, account.password_hash, now, account.admin,
                               False, account.user_type, account.displayname)
     if registration_token is not None:
         RegistrationTokenStore.complete_use_txn(txn, registration_token)
@@ -120,41 +106,76 @@ def _register_txn(txn: Txn, hs: "HomeServer", account: NewAccount, login: LoginR
         UiAuthStore.delete_session_txn(txn, uia_session_id)
     session = None
     if login is not None:
-        session = login_txn(txn, hs, user_id, login.device_id or new_device_id(),
+        session = login_txn(txn, config, now, user_id, login.device_id or new_device_id(),
                             login.display_name, login.refreshable)
     return Registered(user_id, session)
 
 
-async def create_account(hs: "HomeServer", account: NewAccount, login: LoginRequest | None,
-                         *, uia_session_id: str | None = None,
-                         registration_token: str | None = None) -> Registered:
-    """Create the account (and log it in) in one transaction; M_USER_IN_USE if taken."""
-    try:
-        return await hs.db.run_interaction("register", _register_txn, hs, account, login,
-                                           uia_session_id, registration_token)
-    except UserExists:
-        raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.") from None
+class Registrations:
+    """Username checks, the UIA flows of ``/register``, and creating accounts."""
 
+    def __init__(self, ctx: "ServerContext", db: "Database", users: UserStore,
+                 ui_auth: "UiAuth", limiter: "Ratelimiter") -> None:
+        self.ctx = ctx
+        # an account is created in one transaction over several stores
+        self.db = db
+        self.users = users
+        self.ui_auth = ui_auth
+        # rc_registration, taken once the flow is complete
+        self.limiter = limiter
 
-async def register_via_ui_auth(hs: "HomeServer", req: HttpRequest, attempt: UiAuthAttempt,
-                               reg: Registration) -> Registered:
-    """``POST /register`` once parsed: check the name, run UIA, create the account."""
-    # Refuse a bad or taken name before asking for any authentication.
-    if reg.username is not None:
-        await check_username(hs, reg.username)
-    server_data = {}
-    if reg.password is not None and PASSWORD_HASH not in attempt.server_data:
-        check_password_policy(hs, reg.password)
-        # Kept hashed in the session, so a later request need not resend it.
-        server_data[PASSWORD_HASH] = await hash_password(reg.password, hs.config.bcrypt_rounds)
-    kept = {k: v for k, v in attempt.params.items() if k != "password"}
-    result = await complete_ui_auth(hs, req, attempt, registration_flows(hs),
-                                    "register a new account", params=kept,
-                                    server_data=server_data)
-    password_hash = result.server_data.get(PASSWORD_HASH)
-    if password_hash is None:
-        raise missing_param("password")
-    hs.ratelimiters["registration"].ratelimit(req.client_ip)
-    return await create_account(hs, NewAccount(reg.username, password_hash), reg.login,
-                                uia_session_id=result.session_id,
-                                registration_token=result.server_data.get(CLAIMED_TOKEN))
+    def flows(self) -> list[list[str]]:
+        if self.ctx.config.registration_requires_token:
+            return [[REGISTRATION_TOKEN]]
+        return [[DUMMY]]
+
+    async def check_username(self, localpart: str) -> str:
+        """The user ID for a wanted localpart, or M_INVALID_USERNAME / M_USER_IN_USE."""
+        if not localpart:
+            raise MatrixError(400, Codes.INVALID_USERNAME, "User ID cannot be empty")
+        user_id = check_localpart(self.ctx.hostname, localpart)
+        if localpart.startswith("_"):
+            raise MatrixError(400, Codes.INVALID_USERNAME, "User ID may not begin with _")
+        if localpart.isdigit():
+            raise MatrixError(400, Codes.INVALID_USERNAME,
+                              "Numeric user IDs are reserved for generated accounts")
+        if await self.users.is_user_id_taken(user_id):
+            raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
+        return user_id
+
+    async def create_account(self, account: NewAccount, login: LoginRequest | None, *,
+                             uia_session_id: str | None = None,
+                             registration_token: str | None = None) -> Registered:
+        """Create the account (and log it in) in one transaction; M_USER_IN_USE if taken."""
+        try:
+            return await self.db.run_interaction(
+                "register", _register_txn, self.ctx.config, self.ctx.now_ms(), account, login,
+                uia_session_id, registration_token)
+        except UserExists:
+            raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.") from None
+
+    async def register_via_ui_auth(self, attempt: UiAuthAttempt, reg: Registration,
+                                   client_ip: str) -> Registered:
+        """``POST /register`` once parsed: check the name, run UIA, create the account.
+
+        Raises ``UiAuthIncomplete`` until the flow is complete."""
+        # Refuse a bad or taken name before asking for any authentication.
+        if reg.username is not None:
+            await self.check_username(reg.username)
+        config = self.ctx.config
+        server_data = {}
+        if reg.password is not None and PASSWORD_HASH not in attempt.server_data:
+            check_password_policy(config.password_config, reg.password)
+            # Kept hashed in the session, so a later request need not resend it.
+            server_data[PASSWORD_HASH] = await hash_password(reg.password, config.bcrypt_rounds)
+        kept = {k: v for k, v in attempt.params.items() if k != "password"}
+        result = await self.ui_auth.complete(attempt, self.flows(), "register a new account",
+                                             params=kept, server_data=server_data)
+        password_hash = result.server_data.get(PASSWORD_HASH)
+        if password_hash is None:
+            raise missing_param("password")
+        self.limiter.ratelimit(client_ip)
+        return await self.create_account(
+            NewAccount(reg.username, password_hash), reg.login,
+            uia_session_id=result.session_id,
+            registration_token=result.server_data.get(CLAIMED_TOKEN))

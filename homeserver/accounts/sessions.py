@@ -1,10 +1,15 @@
-"""Creating users and login sessions (device + access token [+ refresh token])."""
+"""Creating users and login sessions (device + access token [+ refresh token]).
+
+``Sessions`` (``HomeServer.sessions``) is the service; the checks on a new
+localpart or password and ``login_txn`` are plain functions of the values
+they read, so registration can run them inside its own transaction.
+"""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import MAX_USER_ID_LENGTH, is_valid_localpart
 from homeserver.accounts.passwords import MAX_PASSWORD_BYTES, hash_password
@@ -16,7 +21,9 @@ from homeserver.storage.tokens import TokenStore
 from homeserver.storage.users import UserExists, UserStore
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.config import Config
+    from homeserver.context import ServerContext
+    from homeserver.storage.database import Database
 
 
 def new_token(prefix: str) -> str:
@@ -37,10 +44,10 @@ class LoginSession:
     refresh_token: str | None
     expires_in_ms: int | None
 
-    def to_client(self, hs: "HomeServer") -> dict[str, object]:
+    def to_client(self, hostname: str) -> dict[str, object]:
         body: dict[str, object] = {"user_id": self.user_id, "device_id": self.device_id,
                                    "access_token": self.access_token,
-                                   "home_server": hs.hostname}
+                                   "home_server": hostname}
         if self.refresh_token is not None:
             body["refresh_token"] = self.refresh_token
         if self.expires_in_ms is not None:
@@ -48,53 +55,36 @@ class LoginSession:
         return body
 
 
-def user_id_for(hs: "HomeServer", localpart: str) -> str:
-    return f"@{localpart}:{hs.hostname}"
+def user_id_for(hostname: str, localpart: str) -> str:
+    return f"@{localpart}:{hostname}"
 
 
-def check_localpart(hs: "HomeServer", localpart: str) -> str:
+def check_localpart(hostname: str, localpart: str) -> str:
     """The user ID for a requested localpart, or M_INVALID_USERNAME."""
     if not is_valid_localpart(localpart):
         raise MatrixError(400, Codes.INVALID_USERNAME,
                           "User ID can only contain characters a-z, 0-9, or '=_-./+'")
-    user_id = user_id_for(hs, localpart)
+    user_id = user_id_for(hostname, localpart)
     if len(user_id.encode("utf-8")) > MAX_USER_ID_LENGTH:
         raise MatrixError(400, Codes.INVALID_USERNAME,
                           f"User ID may not be longer than {MAX_USER_ID_LENGTH} characters")
     return user_id
 
 
-def check_password_policy(hs: "HomeServer", password: str) -> None:
+def check_password_policy(password_config: dict[str, Any], password: str) -> None:
     if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
         raise MatrixError(400, Codes.WEAK_PASSWORD,
                           f"Password may not be longer than {MAX_PASSWORD_BYTES} bytes")
-    policy = hs.config.password_config["policy"]
+    policy = password_config["policy"]
     if policy["enabled"] and len(password) < policy["minimum_length"]:
         raise MatrixError(400, Codes.WEAK_PASSWORD,
                           f"Password must be at least {policy['minimum_length']} characters")
 
 
-async def create_user(hs: "HomeServer", localpart: str, password: str | None, *,
-                      admin: bool = False, user_type: str | None = None) -> str:
-    """Create a user; M_INVALID_USERNAME or M_USER_IN_USE when it cannot be."""
-    user_id = check_localpart(hs, localpart)
-    password_hash = None
-    if password is not None:
-        check_password_policy(hs, password)
-        password_hash = await hash_password(password, hs.config.bcrypt_rounds)
-    try:
-        await hs.db.run_interaction("create_user", UserStore.create_user_txn, user_id,
-                                    password_hash, hs.now_ms(), admin, False, user_type)
-    except UserExists:
-        raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.") from None
-    return user_id
-
-
-def login_txn(txn: Txn, hs: "HomeServer", user_id: str, device_id: str,
+def login_txn(txn: Txn, config: "Config", now: int, user_id: str, device_id: str,
               display_name: str | None, refreshable: bool) -> LoginSession:
     """A login session inside a caller's transaction (registration creates the
     user and logs it in atomically)."""
-    now = hs.now_ms()
     DeviceStore.ensure_device_txn(txn, user_id, device_id, display_name)
     # A login that names an existing device replaces that device's session.
     TokenStore.delete_tokens_for_device_txn(txn, user_id, device_id)
@@ -105,20 +95,46 @@ def login_txn(txn: Txn, hs: "HomeServer", user_id: str, device_id: str,
     expires_in = None
     if refreshable:
         refresh_token = new_token("hs_rt")
-        lifetime = hs.config.refresh_token_lifetime
+        lifetime = config.refresh_token_lifetime
         refresh_id = TokenStore.add_refresh_token_txn(
             txn, hash_token(refresh_token), user_id, device_id,
             now + lifetime if lifetime else None, None, now)
-        expires_in = hs.config.refreshable_access_token_lifetime
+        expires_in = config.refreshable_access_token_lifetime
         valid_until = now + expires_in
     TokenStore.add_access_token_txn(txn, hash_token(access_token), user_id, device_id,
                                     valid_until, refresh_id, now)
     return LoginSession(user_id, device_id, access_token, refresh_token, expires_in)
 
 
-async def create_login_session(hs: "HomeServer", user_id: str, device_id: str | None = None,
-                               display_name: str | None = None,
-                               refreshable: bool = False) -> LoginSession:
-    """A new device (or the named one) with a fresh access token."""
-    return await hs.db.run_interaction("login", login_txn, hs, user_id,
-                                       device_id or new_device_id(), display_name, refreshable)
+class Sessions:
+    """Creating users (admin tools, tests) and logging users in on a device."""
+
+    def __init__(self, ctx: "ServerContext", db: "Database") -> None:
+        self.ctx = ctx
+        # both writes are whole transactions of the stores' static _txn helpers
+        self.db = db
+
+    async def create_user(self, localpart: str, password: str | None, *,
+                          admin: bool = False, user_type: str | None = None) -> str:
+        """Create a user; M_INVALID_USERNAME or M_USER_IN_USE when it cannot be."""
+        config = self.ctx.config
+        user_id = check_localpart(self.ctx.hostname, localpart)
+        password_hash = None
+        if password is not None:
+            check_password_policy(config.password_config, password)
+            password_hash = await hash_password(password, config.bcrypt_rounds)
+        try:
+            await self.db.run_interaction("create_user", UserStore.create_user_txn, user_id,
+                                          password_hash, self.ctx.now_ms(), admin, False,
+                                          user_type)
+        except UserExists:
+            raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.") from None
+        return user_id
+
+    async def create_login_session(self, user_id: str, device_id: str | None = None,
+                                   display_name: str | None = None,
+                                   refreshable: bool = False) -> LoginSession:
+        """A new device (or the named one) with a fresh access token."""
+        return await self.db.run_interaction(
+            "login", login_txn, self.ctx.config, self.ctx.now_ms(), user_id,
+            device_id or new_device_id(), display_name, refreshable)

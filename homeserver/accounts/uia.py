@@ -21,33 +21,33 @@ the registration completes or the session expires).
 ``ui_auth.session_timeout`` keeps Synapse's meaning: for how long a completed
 re-authentication lets the same access token skip the next one, for
 operations that allow it (``can_skip_ui_auth``). 0, the default, never skips.
+
+This module is the flow's logic (``UiAuth``, ``HomeServer.ui_auth``): it
+takes the parsed ``auth`` dict and parameters, and raises ``UiAuthIncomplete``
+while no flow is complete. Reading the body and answering 401 with the flows
+and the session is the API's part (``api/client/ui_auth.py``).
 """
 
 from __future__ import annotations
 
 import secrets
-import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.login import check_password_login, find_local_user, user_from_identifier
-from homeserver.errors import (
-    Codes,
-    InteractiveAuthIncomplete,
-    MatrixError,
-    bad_json,
-    forbidden,
-    missing_param,
-)
-from homeserver.http.request import HttpRequest, Requester
+from homeserver.accounts.login import user_from_identifier
+from homeserver.errors import Codes, MatrixError, bad_json, forbidden, missing_param
 from homeserver.storage.database import Txn
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.ui_auth import UiAuthSession, UiAuthStore
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.accounts.login import Logins
+    from homeserver.context import ServerContext
+    from homeserver.http.request import Requester
+    from homeserver.storage.database import Database
+    from homeserver.storage.users import UserStore
 
 SESSION_LIFETIME_MS = 15 * 60 * 1000
 
@@ -62,6 +62,10 @@ CLAIMED_TOKEN = "registration_token"
 # Opaque identifier grammar, at most 64 characters (registration tokens).
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-")
 
+# re-authentications remembered for ui_auth.session_timeout before the memory
+# is cleared (a bound, not a policy)
+MAX_REMEMBERED_REAUTHS = 10_000
+
 
 def is_valid_registration_token(token: str) -> bool:
     return 0 < len(token) <= 64 and all(c in _TOKEN_CHARS for c in token)
@@ -69,8 +73,13 @@ def is_valid_registration_token(token: str) -> bool:
 
 @dataclass(frozen=True)
 class UiAuthAttempt:
-    """A request taking part in UIA, before its auth dict is looked at."""
+    """A request taking part in UIA, before its auth dict is looked at.
 
+    ``method`` and ``uri`` name the operation: a session opened for one
+    cannot authorise another."""
+
+    method: str
+    uri: str
     auth: dict[str, Any] | None
     session: UiAuthSession | None
     # the parameters the operation runs with: the session's, plus new ones
@@ -91,6 +100,20 @@ class UiAuthResult:
     completed: dict[str, Any]
 
 
+class UiAuthIncomplete(Exception):
+    """No flow is complete yet: the client has stages left (the API answers 401
+    with the flows, the session and, after a failed attempt, the errcode)."""
+
+    def __init__(self, flows: list[list[str]], session_id: str, completed: list[str],
+                 errcode: str | None = None, error: str | None = None) -> None:
+        super().__init__("user-interactive auth required")
+        self.flows = flows
+        self.session_id = session_id
+        self.completed = completed
+        self.errcode = errcode
+        self.error = error
+
+
 class _StageFailed(Exception):
     """An attempt at a stage failed; the client may try again (401 + errcode)."""
 
@@ -100,36 +123,8 @@ class _StageFailed(Exception):
         self.msg = msg
 
 
-def _request_uri(req: HttpRequest) -> str:
-    return bytes(req.raw.path).decode("ascii", "replace")
 
-
-async def load_ui_auth(hs: "HomeServer", req: HttpRequest,
-                       requester: Requester | None = None) -> UiAuthAttempt:
-    """Read the request's ``auth`` dict and the session it names.
-
-    400 M_UNKNOWN for an unknown or expired session; 403 M_FORBIDDEN when the
-    session was opened for another operation or another user.
-    """
-    body = req.json(allow_empty=True)
-    auth = body.get("auth")
-    if auth is not None and not isinstance(auth, dict):
-        raise bad_json("'auth' must be an object")
-    incoming = {k: v for k, v in body.items() if k != "auth"}
-    session_id = auth.get("session") if auth is not None else None
-    if session_id is None:
-        return UiAuthAttempt(auth, None, incoming)
-    if not isinstance(session_id, str):
-        raise bad_json("'auth.session' must be a string")
-    session = await hs.stores.ui_auth.get_session(session_id)
-    if session is None or session.creation_ts + SESSION_LIFETIME_MS <= hs.now_ms():
-        raise MatrixError(400, Codes.UNKNOWN, "Unknown session ID")
-    if (session.method, session.uri) != (req.method, _request_uri(req)):
-        raise forbidden("Requested operation has changed during the UI authentication session.")
-    if session.user_id != (requester.user_id if requester is not None else None):
-        raise forbidden("This authentication session belongs to another user")
-    return UiAuthAttempt(auth, session, {**incoming, **session.clientdict})
-
+# --- transactions ----------------------------------------------------------------
 
 def _save_session_txn(txn: Txn, session_id: str | None, new: UiAuthSession) -> UiAuthSession:
     """Open the session (``session_id`` None) or add the request's parameters to it."""
@@ -188,91 +183,139 @@ def _claim_token_txn(txn: Txn, session_id: str, token: str, now_ms: int) -> UiAu
                          serverdict)
 
 
-# --- stages ---------------------------------------------------------------------
+# --- the service -----------------------------------------------------------------
 
-Stage = Callable[["HomeServer", UiAuthSession, dict[str, Any], "Requester | None"],
+Stage = Callable[[UiAuthSession, dict[str, Any], "Requester | None"],
                  Awaitable[UiAuthSession]]
 
 
-async def _dummy_stage(hs: "HomeServer", session: UiAuthSession, auth: dict[str, Any],
-                       requester: Requester | None) -> UiAuthSession:
-    return await hs.db.run_interaction("ui_auth_stage", _mark_complete_txn,
-                                       session.session_id, DUMMY, True)
+class UiAuth:
+    """Sessions, stages and flows of user-interactive auth, and the memory of
+    recent re-authentications (``ui_auth.session_timeout``)."""
 
+    def __init__(self, ctx: "ServerContext", db: "Database", sessions: UiAuthStore,
+                 users: "UserStore", logins: "Logins") -> None:
+        self.ctx = ctx
+        # stages and session saves are transactions over several stores
+        self.db = db
+        self.sessions = sessions
+        self.users = users
+        self.logins = logins
+        # access token id -> when it last completed re-authentication
+        self._last_reauth: dict[int, int] = {}
+        self._stages: dict[str, Stage] = {
+            DUMMY: self._dummy_stage,
+            PASSWORD: self._password_stage,
+            REGISTRATION_TOKEN: self._registration_token_stage,
+        }
 
-async def _password_stage(hs: "HomeServer", session: UiAuthSession, auth: dict[str, Any],
-                          requester: Requester | None) -> UiAuthSession:
-    if requester is None:
-        raise MatrixError(400, Codes.UNKNOWN, "m.login.password needs a logged-in user")
-    password = auth.get("password")
-    if password is None:
-        raise missing_param("password")
-    if not isinstance(password, str):
-        raise bad_json("'password' must be a string")
-    named = user_from_identifier(hs, auth)
-    if named is not None and await find_local_user(hs, named) != requester.user_id:
-        # Checked before the password: this must not test other users' passwords.
-        raise forbidden("You can only re-authenticate as yourself")
-    try:
-        user_id = await check_password_login(hs, requester.user_id, password)
-    except MatrixError as e:
-        if e.status != 403:
-            raise
-        raise _StageFailed(e.errcode, e.msg) from None
-    return await hs.db.run_interaction("ui_auth_stage", _mark_complete_txn,
-                                       session.session_id, PASSWORD, user_id)
+    async def load(self, method: str, uri: str, auth: dict[str, Any] | None,
+                   incoming: dict[str, Any], requester: "Requester | None" = None,
+                   ) -> UiAuthAttempt:
+        """The attempt of a request (``auth``: its auth dict; ``incoming``: the
+        rest of its body) with the session it names.
 
+        400 M_UNKNOWN for an unknown or expired session; 403 M_FORBIDDEN when the
+        session was opened for another operation or another user.
+        """
+        session_id = auth.get("session") if auth is not None else None
+        if session_id is None:
+            return UiAuthAttempt(method, uri, auth, None, incoming)
+        if not isinstance(session_id, str):
+            raise bad_json("'auth.session' must be a string")
+        session = await self.sessions.get_session(session_id)
+        if session is None or session.creation_ts + SESSION_LIFETIME_MS <= self.ctx.now_ms():
+            raise MatrixError(400, Codes.UNKNOWN, "Unknown session ID")
+        if (session.method, session.uri) != (method, uri):
+            raise forbidden("Requested operation has changed during the UI authentication "
+                            "session.")
+        if session.user_id != (requester.user_id if requester is not None else None):
+            raise forbidden("This authentication session belongs to another user")
+        return UiAuthAttempt(method, uri, auth, session, {**incoming, **session.clientdict})
 
-async def _registration_token_stage(hs: "HomeServer", session: UiAuthSession,
-                                    auth: dict[str, Any],
-                                    requester: Requester | None) -> UiAuthSession:
-    token = auth.get("token")
-    if token is None:
-        raise missing_param("token")
-    if not isinstance(token, str):
-        raise bad_json("'token' must be a string")
-    claimed = None
-    if is_valid_registration_token(token):
-        claimed = await hs.db.run_interaction("claim_registration_token", _claim_token_txn,
-                                              session.session_id, token, hs.now_ms())
-    if claimed is None:
-        raise _StageFailed(Codes.UNAUTHORIZED, "Invalid registration token")
-    return claimed
+    # -- stages --------------------------------------------------------------------
 
+    async def _dummy_stage(self, session: UiAuthSession, auth: dict[str, Any],
+                           requester: "Requester | None") -> UiAuthSession:
+        return await self.db.run_interaction("ui_auth_stage", _mark_complete_txn,
+                                             session.session_id, DUMMY, True)
 
-_STAGES: dict[str, Stage] = {
-    DUMMY: _dummy_stage,
-    PASSWORD: _password_stage,
-    REGISTRATION_TOKEN: _registration_token_stage,
-}
+    async def _password_stage(self, session: UiAuthSession, auth: dict[str, Any],
+                              requester: "Requester | None") -> UiAuthSession:
+        if requester is None:
+            raise MatrixError(400, Codes.UNKNOWN, "m.login.password needs a logged-in user")
+        password = auth.get("password")
+        if password is None:
+            raise missing_param("password")
+        if not isinstance(password, str):
+            raise bad_json("'password' must be a string")
+        named = user_from_identifier(self.ctx.hostname, auth)
+        if named is not None and await self.logins.find_local_user(named) != requester.user_id:
+            # Checked before the password: this must not test other users' passwords.
+            raise forbidden("You can only re-authenticate as yourself")
+        try:
+            user_id = await self.logins.check_password_login(requester.user_id, password)
+        except MatrixError as e:
+            if e.status != 403:
+                raise
+            raise _StageFailed(e.errcode, e.msg) from None
+        return await self.db.run_interaction("ui_auth_stage", _mark_complete_txn,
+                                             session.session_id, PASSWORD, user_id)
 
+    async def _registration_token_stage(self, session: UiAuthSession, auth: dict[str, Any],
+                                        requester: "Requester | None") -> UiAuthSession:
+        token = auth.get("token")
+        if token is None:
+            raise missing_param("token")
+        if not isinstance(token, str):
+            raise bad_json("'token' must be a string")
+        claimed = None
+        if is_valid_registration_token(token):
+            claimed = await self.db.run_interaction(
+                "claim_registration_token", _claim_token_txn, session.session_id, token,
+                self.ctx.now_ms())
+        if claimed is None:
+            raise _StageFailed(Codes.UNAUTHORIZED, "Invalid registration token")
+        return claimed
 
-# --- the dance --------------------------------------------------------------------
+    # -- the dance -----------------------------------------------------------------
 
-async def complete_ui_auth(hs: "HomeServer", req: HttpRequest, attempt: UiAuthAttempt,
-                           flows: list[list[str]], description: str, *,
-                           requester: Requester | None = None,
-                           params: dict[str, Any] | None = None,
-                           server_data: dict[str, Any] | None = None) -> UiAuthResult:
-    """Run the request's auth stage and return once a flow is complete.
+    async def complete(self, attempt: UiAuthAttempt, flows: list[list[str]],
+                       description: str, *, requester: "Requester | None" = None,
+                       params: dict[str, Any] | None = None,
+                       server_data: dict[str, Any] | None = None) -> UiAuthResult:
+        """Run the attempt's auth stage and return once a flow is complete.
 
-    ``params`` (default: the attempt's) are kept with the session, without
-    overwriting what it already holds; so is ``server_data``. Raises
-    ``InteractiveAuthIncomplete`` (the 401 body) until some flow is complete.
-    """
-    new = UiAuthSession(
-        session_id=secrets.token_urlsafe(24), creation_ts=hs.now_ms(), method=req.method,
-        uri=_request_uri(req), description=description,
-        clientdict=attempt.params if params is None else params,
-        user_id=requester.user_id if requester is not None else None,
-        completed={}, serverdict=server_data or {})
-    existing_id = attempt.session.session_id if attempt.session is not None else None
-    session = await hs.db.run_interaction("ui_auth_session", _save_session_txn, existing_id, new)
+        ``params`` (default: the attempt's) are kept with the session, without
+        overwriting what it already holds; so is ``server_data``. Raises
+        ``UiAuthIncomplete`` until some flow is complete.
+        """
+        new = UiAuthSession(
+            session_id=secrets.token_urlsafe(24), creation_ts=self.ctx.now_ms(),
+            method=attempt.method, uri=attempt.uri, description=description,
+            clientdict=attempt.params if params is None else params,
+            user_id=requester.user_id if requester is not None else None,
+            completed={}, serverdict=server_data or {})
+        existing_id = attempt.session.session_id if attempt.session is not None else None
+        session = await self.db.run_interaction("ui_auth_session", _save_session_txn,
+                                                existing_id, new)
+        session, failure = await self._run_stage(session, attempt.auth or {}, flows,
+                                                 requester)
+        for flow in flows:
+            if all(stage in session.completed for stage in flow):
+                return UiAuthResult(session.session_id, dict(session.clientdict),
+                                    dict(session.serverdict), dict(session.completed))
+        raise UiAuthIncomplete(flows, session.session_id, list(session.completed),
+                               failure.errcode if failure is not None else None,
+                               failure.msg if failure is not None else None)
 
-    failure: _StageFailed | None = None
-    auth = attempt.auth or {}
-    stage_type = auth.get("type")
-    if stage_type is not None:
+    async def _run_stage(self, session: UiAuthSession, auth: dict[str, Any],
+                         flows: list[list[str]], requester: "Requester | None",
+                         ) -> tuple[UiAuthSession, _StageFailed | None]:
+        """The session after the stage ``auth`` names, if any, and its failure."""
+        stage_type = auth.get("type")
+        if stage_type is None:
+            return session, None
         if not isinstance(stage_type, str):
             raise bad_json("'auth.type' must be a string")
         offered = {stage for flow in flows for stage in flow}
@@ -280,85 +323,52 @@ async def complete_ui_auth(hs: "HomeServer", req: HttpRequest, attempt: UiAuthAt
             raise MatrixError(400, Codes.UNKNOWN,
                               f"Authentication type {stage_type} is not offered here")
         # A stage already done is not redone (the spec forbids retrying one).
-        if stage_type not in session.completed:
-            try:
-                session = await _STAGES[stage_type](hs, session, auth, requester)
-            except _StageFailed as e:
-                failure = e
+        if stage_type in session.completed:
+            return session, None
+        try:
+            return await self._stages[stage_type](session, auth, requester), None
+        except _StageFailed as e:
+            return session, e
 
-    for flow in flows:
-        if all(stage in session.completed for stage in flow):
-            return UiAuthResult(session.session_id, dict(session.clientdict),
-                                dict(session.serverdict), dict(session.completed))
-    body: dict[str, Any] = {
-        "flows": [{"stages": list(flow)} for flow in flows],
-        "params": {},
-        "session": session.session_id,
-        "completed": list(session.completed),
-    }
-    if failure is not None:
-        body["errcode"] = failure.errcode
-        body["error"] = failure.msg
-    raise InteractiveAuthIncomplete(body)
+    async def discard(self, session_id: str) -> None:
+        await self.db.run_interaction("discard_ui_auth_session",
+                                      UiAuthStore.delete_session_txn, session_id)
 
+    # -- re-authentication of a logged-in user -------------------------------------
 
-async def discard_ui_auth_session(hs: "HomeServer", session_id: str) -> None:
-    await hs.db.run_interaction("discard_ui_auth_session", UiAuthStore.delete_session_txn,
-                                session_id)
+    async def reauthentication_flows(self, requester: "Requester") -> list[list[str]]:
+        """The ways this user can prove it is them: their password, if they have one."""
+        info = await self.users.get_user(requester.user_id)
+        if self.ctx.config.password_config["enabled"] and info is not None \
+                and info.password_hash:
+            return [[PASSWORD]]
+        raise MatrixError(400, Codes.UNKNOWN, "This account has no way to re-authenticate")
 
+    async def reauthenticate(self, attempt: UiAuthAttempt, requester: "Requester",
+                             description: str, *, params: dict[str, Any] | None = None,
+                             server_data: dict[str, Any] | None = None) -> UiAuthResult:
+        """Require the logged-in user to re-authenticate (m.login.password) before a
+        sensitive action (change password, delete devices, deactivate).
 
-# --- re-authentication of a logged-in user --------------------------------------
+        The result's params are the request body as first submitted in this UIA
+        session (the spec says the server uses the body of the request that
+        started the session). Raises ``UiAuthIncomplete`` until the user has
+        completed a flow; MatrixError 403 when the session belongs to another
+        user or the request changed between stages (``load``).
+        """
+        flows = await self.reauthentication_flows(requester)
+        result = await self.complete(attempt, flows, description, requester=requester,
+                                     params=params, server_data=server_data)
+        if len(self._last_reauth) > MAX_REMEMBERED_REAUTHS:
+            self._last_reauth.clear()
+        self._last_reauth[requester.access_token_id] = self.ctx.now_ms()
+        return result
 
-# HomeServer -> access token id -> when it last completed re-authentication
-_last_reauth: "weakref.WeakKeyDictionary[HomeServer, dict[int, int]]" = \
-    weakref.WeakKeyDictionary()
-
-
-async def reauthentication_flows(hs: "HomeServer", requester: Requester) -> list[list[str]]:
-    """The ways this user can prove it is them: their password, if they have one."""
-    info = await hs.stores.users.get_user(requester.user_id)
-    if hs.config.password_config["enabled"] and info is not None and info.password_hash:
-        return [[PASSWORD]]
-    raise MatrixError(400, Codes.UNKNOWN, "This account has no way to re-authenticate")
-
-
-async def reauthenticate(hs: "HomeServer", req: HttpRequest, requester: Requester,
-                         description: str, *, attempt: UiAuthAttempt | None = None,
-                         params: dict[str, Any] | None = None,
-                         server_data: dict[str, Any] | None = None) -> UiAuthResult:
-    """``validate_user_via_ui_auth`` for callers that keep secrets in server data."""
-    if attempt is None:
-        attempt = await load_ui_auth(hs, req, requester)
-    flows = await reauthentication_flows(hs, requester)
-    result = await complete_ui_auth(hs, req, attempt, flows, description, requester=requester,
-                                    params=params, server_data=server_data)
-    seen = _last_reauth.setdefault(hs, {})
-    if len(seen) > 10_000:
-        seen.clear()
-    seen[requester.access_token_id] = hs.now_ms()
-    return result
-
-
-async def validate_user_via_ui_auth(hs: "HomeServer", req: HttpRequest, requester: Requester,
-                                    description: str, *,
-                                    can_skip_ui_auth: bool = False) -> dict[str, Any]:
-    """Require the logged-in user to re-authenticate (m.login.password) before a
-    sensitive action (change password, delete devices, deactivate).
-
-    Returns the request body as first submitted in this UIA session (the spec
-    says the server uses the body of the request that started the session).
-    Raises ``InteractiveAuthIncomplete`` (401 with flows, params, session,
-    completed and, after a failed attempt, errcode/error) until the user has
-    completed a flow; raises MatrixError 403 when the session belongs to
-    another user or the request changed between stages.
-
-    ``can_skip_ui_auth``: the action may go ahead without asking again when
-    this access token re-authenticated within ``ui_auth.session_timeout``.
-    """
-    timeout = hs.config.ui_auth["session_timeout"]
-    if can_skip_ui_auth and timeout:
-        last = _last_reauth.get(hs, {}).get(requester.access_token_id)
-        if last is not None and hs.now_ms() - last < timeout:
-            return {k: v for k, v in req.json(allow_empty=True).items() if k != "auth"}
-    result = await reauthenticate(hs, req, requester, description)
-    return result.params
+    def recently_reauthenticated(self, requester: "Requester") -> bool:
+        """Did this access token re-authenticate within ``ui_auth.session_timeout``
+        (so an operation that allows it, ``can_skip_ui_auth``, need not ask again)?"""
+        timeout = self.ctx.config.ui_auth["session_timeout"]
+        if not timeout:
+            return False
+        last = self._last_reauth.get(requester.access_token_id)
+        return last is not None and self.ctx.now_ms() - last < timeout

@@ -34,7 +34,6 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
-from homeserver.api.client.rooms import send_message, send_state
 from homeserver.api.client.sync import parse_set_presence
 from homeserver.api.client.typing import parse_typing_body
 from homeserver.api.streams import STREAM_PATH  # noqa: F401 - where the route lives
@@ -48,7 +47,6 @@ from homeserver.http.parse import (
 )
 from homeserver.http.request import HttpRequest, Requester
 from homeserver.http.resource import SWITCHING_PROTOCOLS, encode_json
-from homeserver.sync.filter import load_sync_filter
 from homeserver.sync.handler import SyncParams
 
 if TYPE_CHECKING:
@@ -155,13 +153,13 @@ class StreamProtocol(WebSocketServerProtocol):
     # -- server -> client -------------------------------------------------
 
     async def _stream(self, session: StreamSession) -> None:
-        hs = self.factory.hs
         since = session.since
         timeout_ms = 0
         while self._open:
             params = SyncParams(since=since, timeout_ms=timeout_ms, full_state=False,
                                 filter=session.filter, set_presence=session.set_presence)
-            self._sync = defer.ensureDeferred(hs.sync_handler.sync(session.requester, params))
+            self._sync = defer.ensureDeferred(
+                self.factory.sync_handler.sync(session.requester, params))
             try:
                 body = await self._sync
             except Exception:
@@ -184,11 +182,10 @@ class StreamProtocol(WebSocketServerProtocol):
             timeout_ms = SYNC_TIMEOUT_MS
 
     async def _token_still_valid(self, session: StreamSession) -> bool:
-        hs = self.factory.hs
-        info = await hs.stores.tokens.get_access_token(session.token_hash)
+        info = await self.factory.tokens.get_access_token(session.token_hash)
         if info is None:
             return False
-        return info.valid_until_ms is None or info.valid_until_ms > hs.now_ms()
+        return info.valid_until_ms is None or info.valid_until_ms > self.factory.ctx.now_ms()
 
     def _stream_failed(self, failure: Failure) -> None:
         if failure.check(MatrixError):
@@ -260,17 +257,17 @@ async def _ping(proto: StreamProtocol, request_id: str,
 
 async def _send(proto: StreamProtocol, request_id: str,
                 params: dict[str, Any]) -> dict[str, Any]:
-    event_id = await send_message(proto.factory.hs, proto.requester,
-                                  get_str(params, "room_id"), get_str(params, "event_type"),
-                                  get_object(params, "content"), request_id)
+    event_id = await proto.factory.room_sender.send_message(
+        proto.requester, get_str(params, "room_id"), get_str(params, "event_type"),
+        get_object(params, "content"), request_id)
     return {"event_id": event_id}
 
 
 async def _state(proto: StreamProtocol, request_id: str,
                  params: dict[str, Any]) -> dict[str, Any]:
-    event_id = await send_state(proto.factory.hs, proto.requester.user_id,
-                                get_str(params, "room_id"), get_str(params, "event_type"),
-                                get_str(params, "state_key"), get_object(params, "content"))
+    event_id = await proto.factory.room_sender.send_state(
+        proto.requester.user_id, get_str(params, "room_id"), get_str(params, "event_type"),
+        get_str(params, "state_key"), get_object(params, "content"))
     return {"event_id": event_id}
 
 
@@ -278,14 +275,14 @@ async def _typing(proto: StreamProtocol, request_id: str,
                   params: dict[str, Any]) -> dict[str, Any]:
     room_id = get_str(params, "room_id")
     typing, timeout_ms = parse_typing_body(params)
-    await proto.factory.hs.typing.set_typing(proto.requester.user_id, room_id, typing,
-                                             timeout_ms)
+    await proto.factory.typing.set_typing(proto.requester.user_id, room_id, typing,
+                                          timeout_ms)
     return {}
 
 
 async def _receipt(proto: StreamProtocol, request_id: str,
                    params: dict[str, Any]) -> dict[str, Any]:
-    await proto.factory.hs.receipts.post_receipt(
+    await proto.factory.receipts.post_receipt(
         proto.requester.user_id, get_str(params, "room_id"), get_str(params, "receipt_type"),
         get_str(params, "event_id"), params.get("thread_id"))
     return {}
@@ -295,7 +292,7 @@ async def _read_markers(proto: StreamProtocol, request_id: str,
                         params: dict[str, Any]) -> dict[str, Any]:
     room_id = get_str(params, "room_id")
     body = {k: v for k, v in params.items() if k != "room_id"}
-    await proto.factory.hs.receipts.post_read_markers(proto.requester.user_id, room_id, body)
+    await proto.factory.receipts.post_read_markers(proto.requester.user_id, room_id, body)
     return {}
 
 
@@ -317,7 +314,14 @@ class StreamFactory(WebSocketServerFactory):
 
     def __init__(self, hs: "HomeServer") -> None:
         super().__init__(server=None, reactor=hs.reactor)
-        self.hs = hs
+        # what the sockets use
+        self.room_sender = hs.room_sender
+        self.ctx = hs.ctx
+        self.sync_handler = hs.sync_handler
+        self.tokens = hs.stores.tokens
+        self.typing = hs.typing
+        self.receipts = hs.receipts
+        self.filter_cache = hs.filter_cache
         self.setProtocolOptions(
             autoPingInterval=AUTO_PING_INTERVAL_S, autoPingTimeout=AUTO_PING_TIMEOUT_S,
             maxFramePayloadSize=MAX_PAYLOAD_BYTES, maxMessagePayloadSize=MAX_PAYLOAD_BYTES,
@@ -372,7 +376,7 @@ async def handle_stream(hs: "HomeServer", factory: StreamFactory,
     args = req.args
     since = query_str(args, "since", None)
     set_presence = parse_set_presence(query_str(args, "set_presence", None))
-    sync_filter = await load_sync_filter(hs, req.user_id, query_str(args, "filter", None))
+    sync_filter = await factory.filter_cache.load(req.user_id, query_str(args, "filter", None))
     token = token_from_request(req)
     assert token is not None
     session = StreamSession(req.requester, hash_token(token), since, sync_filter,

@@ -14,17 +14,23 @@ gets 403 M_WRONG_ROOM_KEYS_VERSION with ``current_version``, so it notices a
 backup reset by another device. Reads and deletes work on any live version.
 Versions are strings on the wire and integers here; a version string that
 is not a number names no backup (404).
+
+The functions that read the store take it (``KeyBackupStore``) as their
+first argument: nothing else of the server is needed here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from homeserver.errors import Codes, MatrixError
-from homeserver.storage.key_backup import BackupVersion, KeyRow, RoomKey, WrongVersion
-
-if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+from homeserver.storage.key_backup import (
+    BackupVersion,
+    KeyBackupStore,
+    KeyRow,
+    RoomKey,
+    WrongVersion,
+)
 
 # The spec's errcode for keys sent to a backup version that is not current.
 WRONG_ROOM_KEYS_VERSION = Codes.WRONG_ROOM_KEYS_VERSION
@@ -121,14 +127,13 @@ def parse_rooms(body: dict[str, Any]) -> list[KeyRow]:
     return keys
 
 
-async def put_keys(hs: "HomeServer", user_id: str, raw_version: str,
+async def put_keys(store: KeyBackupStore, user_id: str, raw_version: str,
                    keys: list[KeyRow]) -> BackupVersion:
     """Store keys in the current backup version (the spec's replace rules)."""
     version = parse_version(raw_version)
-    store = hs.stores.key_backup
     try:
         if version is None:
-            raise WrongVersion(await _current(hs, user_id))
+            raise WrongVersion(await _current(store, user_id))
         return await store.put_keys(user_id, version, keys, should_replace)
     except WrongVersion as e:
         if e.current is None:
@@ -137,16 +142,16 @@ async def put_keys(hs: "HomeServer", user_id: str, raw_version: str,
                           current_version=str(e.current)) from None
 
 
-async def _current(hs: "HomeServer", user_id: str) -> int | None:
-    info = await hs.stores.key_backup.get_version(user_id, None)
+async def _current(store: KeyBackupStore, user_id: str) -> int | None:
+    info = await store.get_version(user_id, None)
     return info.version if info is not None else None
 
 
-async def live_version(hs: "HomeServer", user_id: str, raw_version: str) -> BackupVersion:
+async def live_version(store: KeyBackupStore, user_id: str,
+                       raw_version: str) -> BackupVersion:
     """A live backup version of the user, else 404."""
     version = parse_version(raw_version)
-    info = None if version is None else await hs.stores.key_backup.get_version(
-        user_id, version)
+    info = None if version is None else await store.get_version(user_id, version)
     if info is None:
         raise unknown_version()
     return info

@@ -26,6 +26,9 @@ only shown to its signer, as the spec says.
 Remote users' master and self-signing keys arrive by ``m.signing_key_update``
 (``on_signing_key_update``) or in /user/keys/query answers
 (``store_remote_keys``); they are checked the same way before being stored.
+
+``CrossSigning`` (``HomeServer.cross_signing``) is the service; the checks of
+key objects and signatures are plain functions.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ from homeserver.storage.devices import DeviceStore
 from homeserver.storage.streams import next_stream_id_txn
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.federation.sender import FederationSender
+    from homeserver.storage.database import Database
+    from homeserver.storage.rooms import RoomStore
 
 logger = logging.getLogger(__name__)
 
@@ -136,60 +142,7 @@ def _merge(obj: dict[str, Any], rows: Iterable[SignatureRow]) -> None:
             sigs.setdefault(signer, {})[key_id] = signature
 
 
-# --- serving ----------------------------------------------------------------------
-
-
-async def cross_signing_keys_for_query(hs: "HomeServer", requester_user_id: str,
-                                       user_ids: list[str]) -> dict[str, dict]:
-    """The cross-signing keys of ``user_ids`` for a /keys/query answer:
-    {"master_keys": {user: key}, "self_signing_keys": {...},
-    "user_signing_keys": {...}}, the last only for the requester themself.
-    Stored signatures are merged in (a user-signing key's signature of
-    someone's master key only when the requester made it)."""
-    store = hs.stores.cross_signing
-    wanted = list(dict.fromkeys(user_ids))
-    keys = await store.get_keys(wanted)
-    rows = await store.get_signatures([u for u in wanted if u in keys])
-    out: dict[str, dict] = {"master_keys": {}, "self_signing_keys": {},
-                            "user_signing_keys": {}}
-    for user_id, by_type in keys.items():
-        for key_type, key in by_type.items():
-            if key_type == "user_signing" and user_id != requester_user_id:
-                continue
-            public_key = _public_key(key)
-            _merge(key, (r for r in rows if r[2] == user_id and r[3] == public_key
-                         and r[0] in (user_id, requester_user_id)))
-            out[QUERY_FIELDS[key_type]][user_id] = key
-    return out
-
-
-async def add_signatures_to_device_keys(hs: "HomeServer",
-                                        device_keys: dict[str, dict[str, dict]]) -> None:
-    """Merge the stored signatures of devices (by their owner's self-signing
-    key) into ``device_keys`` (user -> device -> key object), in place."""
-    users = [u for u, devices in device_keys.items() if devices]
-    if not users:
-        return
-    rows = await hs.stores.cross_signing.get_signatures(users)
-    for row in rows:
-        signer, _, target_user, target_device, _ = row
-        obj = device_keys.get(target_user, {}).get(target_device)
-        if isinstance(obj, dict) and signer == target_user:
-            _merge(obj, [row])
-
-
 # --- uploads ----------------------------------------------------------------------
-
-
-async def has_master_key(hs: "HomeServer", user_id: str) -> bool:
-    return "master" in await hs.stores.cross_signing.get_user_keys(user_id)
-
-
-async def upload_is_replay(hs: "HomeServer", user_id: str, body: dict[str, Any]) -> bool:
-    """Are all keys of ``body`` exactly the stored ones (a client retrying)?"""
-    stored = await hs.stores.cross_signing.get_user_keys(user_id)
-    given = {t: body[f] for f, t in UPLOAD_FIELDS.items() if body.get(f) is not None}
-    return bool(given) and all(stored.get(t) == k for t, k in given.items())
 
 
 def check_upload(user_id: str, body: dict[str, Any],
@@ -241,35 +194,6 @@ def _store_keys_txn(txn: Txn, user_id: str,
     return changed
 
 
-async def upload_signing_keys(hs: "HomeServer", user_id: str, body: dict[str, Any]) -> None:
-    """Store a local user's new cross-signing keys (the body of
-    device_signing/upload, UIA already done) and tell other servers."""
-    stored = await hs.stores.cross_signing.get_user_keys(user_id)
-    new = check_upload(user_id, body, stored)
-    if not new:
-        return
-    changed = await hs.db.run_interaction("upload_signing_keys", _store_keys_txn,
-                                          user_id, new)
-    if changed and ("master" in new or "self_signing" in new):
-        await send_signing_key_update(hs, user_id)
-
-
-async def send_signing_key_update(hs: "HomeServer", user_id: str) -> None:
-    """Send ``user_id``'s master and self-signing keys to every other server
-    sharing a room with them (m.signing_key_update)."""
-    keys = await hs.stores.cross_signing.get_user_keys(user_id)
-    content: dict[str, Any] = {"user_id": user_id}
-    if "master" in keys:
-        content["master_key"] = keys["master"]
-    if "self_signing" in keys:
-        content["self_signing_key"] = keys["self_signing"]
-    mates = await hs.stores.rooms.get_room_mates(user_id)
-    servers = {u.partition(":")[2] for u in mates} - {hs.hostname, ""}
-    for destination in sorted(servers):
-        hs.federation_sender.send_edu(destination, "m.signing_key_update", content,
-                                      ("signing_key_update", user_id))
-
-
 # --- signatures -------------------------------------------------------------------
 
 
@@ -277,144 +201,236 @@ def _failure(errcode: str, message: str) -> dict[str, Any]:
     return {"errcode": errcode, "error": message}
 
 
-async def upload_signatures(hs: "HomeServer", user_id: str,
-                            body: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Check and store the signatures of a /keys/signatures/upload body
-    (user -> key ID -> signed object); returns the ``failures``."""
-    store = hs.stores.cross_signing
-    failures: dict[str, dict[str, Any]] = {}
-    to_store: list[SignatureRow] = []
-    changed_users: set[str] = set()
-
-    def fail(target: str, key_id: str, errcode: str, message: str) -> None:
-        failures.setdefault(target, {})[key_id] = _failure(errcode, message)
-
-    targets = [t for t in body if isinstance(t, str)]
-    all_keys = await store.get_keys(list({user_id, *targets}))
-    own = all_keys.get(user_id, {})
-    for target, objects in body.items():
-        if not isinstance(objects, dict):
-            fail(target, "", Codes.INVALID_PARAM, "Expected an object of signed keys")
-            continue
-        target_keys = all_keys.get(target, {})
-        target_master = _public_key(target_keys["master"]) if "master" in target_keys \
-            else None
-        device_keys: dict[str, dict[str, Any]] = {}
-        if target == user_id:
-            device_keys = await store.get_device_keys(
-                user_id, [k for k in objects if k != target_master])
-        for key_id, obj in objects.items():
-            if not isinstance(obj, dict) or not isinstance(obj.get("signatures"), dict):
-                fail(target, key_id, Codes.INVALID_PARAM, "Not a signed object")
-                continue
-            sigs = obj["signatures"].get(user_id)
-            if not isinstance(sigs, dict) or not sigs:
-                fail(target, key_id, INVALID_SIGNATURE,
-                     "No signature by the uploader")
-                continue
-            if target == user_id and key_id == target_master:
-                # the master key, signed by one of the user's devices
-                stored_obj = target_keys["master"]
-                rows = []
-                for sig_key_id in sigs:
-                    device_id = sig_key_id.partition(":")[2] \
-                        if sig_key_id.startswith("ed25519:") else ""
-                    if device_id == target_master:
-                        continue  # the master key's self-signature: already there
-                    rows.append((sig_key_id, device_id))
-                dev = await store.get_device_keys(user_id, [d for _, d in rows if d])
-                ok = bool(rows)
-                for sig_key_id, device_id in rows:
-                    dev_pub = dev.get(device_id, {}).get("keys", {}).get(sig_key_id)
-                    if not isinstance(dev_pub, str) or _strip(obj) != _strip(stored_obj) \
-                            or not _verify(obj, user_id, sig_key_id, dev_pub):
-                        ok = False
-                        break
-                if not ok:
-                    fail(target, key_id, INVALID_SIGNATURE,
-                         "Invalid signature of the master key by a device")
-                    continue
-                to_store.extend((user_id, k, user_id, key_id, sigs[k]) for k, _ in rows)
-                changed_users.add(user_id)
-            elif target == user_id:
-                # a device of the user's own, signed by their self-signing key
-                if "self_signing" not in own:
-                    fail(target, key_id, INVALID_SIGNATURE, "No self-signing key")
-                    continue
-                stored_dev = device_keys.get(key_id)
-                if stored_dev is None:
-                    fail(target, key_id, Codes.NOT_FOUND, "Unknown device")
-                    continue
-                ssk = _public_key(own["self_signing"])
-                sig_key_id = f"ed25519:{ssk}"
-                if _strip(obj) != _strip(stored_dev) \
-                        or not _verify(obj, user_id, sig_key_id, ssk):
-                    fail(target, key_id, INVALID_SIGNATURE,
-                         "Invalid signature by the self-signing key")
-                    continue
-                to_store.append((user_id, sig_key_id, user_id, key_id, sigs[sig_key_id]))
-                changed_users.add(user_id)
-            else:
-                # another user's master key, signed by the user-signing key
-                if "user_signing" not in own:
-                    fail(target, key_id, INVALID_SIGNATURE, "No user-signing key")
-                    continue
-                if target_master is None or key_id != target_master:
-                    fail(target, key_id, Codes.NOT_FOUND, "Unknown master key")
-                    continue
-                usk = _public_key(own["user_signing"])
-                sig_key_id = f"ed25519:{usk}"
-                if _strip(obj) != _strip(target_keys["master"]) \
-                        or not _verify(obj, user_id, sig_key_id, usk):
-                    fail(target, key_id, INVALID_SIGNATURE,
-                         "Invalid signature by the user-signing key")
-                    continue
-                to_store.append((user_id, sig_key_id, target, key_id, sigs[sig_key_id]))
-                # only the signer sees it: their own /sync and /keys/changes
-                changed_users.add(user_id)
-    if to_store:
-        def txn_fn(txn: Txn) -> None:
-            CrossSigningStore.add_signatures_txn(txn, to_store)
-            for changed in sorted(changed_users):
-                DeviceStore.mark_device_list_changed_txn(txn, changed)
-        await hs.db.run_interaction("upload_signatures", txn_fn)
-    return failures
+# --- the service --------------------------------------------------------------------
 
 
-# --- remote users -------------------------------------------------------------------
+class CrossSigning:
+    """Uploads, signatures and the serving of cross-signing keys; remote users'
+    keys from their servers."""
 
+    def __init__(self, ctx: "ServerContext", db: "Database", store: CrossSigningStore,
+                 rooms: "RoomStore", federation_sender: "FederationSender") -> None:
+        self.ctx = ctx
+        # an upload's keys, signatures and device-list mark are one transaction
+        self.db = db
+        self.store = store
+        self.rooms = rooms
+        self.federation_sender = federation_sender
 
-async def store_remote_keys(hs: "HomeServer", origin: str, user_id: str,
-                            master_key: Any, self_signing_key: Any) -> bool:
-    """Store a remote user's master and/or self-signing key as their server
-    sent them (EDU or /user/keys/query); False (nothing stored) if they are
-    malformed or the self-signing key is not signed by the master key."""
-    if user_id.partition(":")[2] != origin:
-        return False
-    stored = await hs.stores.cross_signing.get_user_keys(user_id)
-    body = {"master_key": master_key, "self_signing_key": self_signing_key}
-    try:
+    # -- serving ---------------------------------------------------------------------
+
+    async def cross_signing_keys_for_query(self, requester_user_id: str,
+                                           user_ids: list[str]) -> dict[str, dict]:
+        """The cross-signing keys of ``user_ids`` for a /keys/query answer:
+        {"master_keys": {user: key}, "self_signing_keys": {...},
+        "user_signing_keys": {...}}, the last only for the requester themself.
+        Stored signatures are merged in (a user-signing key's signature of
+        someone's master key only when the requester made it)."""
+        store = self.store
+        wanted = list(dict.fromkeys(user_ids))
+        keys = await store.get_keys(wanted)
+        rows = await store.get_signatures([u for u in wanted if u in keys])
+        out: dict[str, dict] = {"master_keys": {}, "self_signing_keys": {},
+                                "user_signing_keys": {}}
+        for user_id, by_type in keys.items():
+            for key_type, key in by_type.items():
+                if key_type == "user_signing" and user_id != requester_user_id:
+                    continue
+                public_key = _public_key(key)
+                _merge(key, (r for r in rows if r[2] == user_id and r[3] == public_key
+                             and r[0] in (user_id, requester_user_id)))
+                out[QUERY_FIELDS[key_type]][user_id] = key
+        return out
+
+    async def add_signatures_to_device_keys(self,
+                                            device_keys: dict[str, dict[str, dict]]) -> None:
+        """Merge the stored signatures of devices (by their owner's self-signing
+        key) into ``device_keys`` (user -> device -> key object), in place."""
+        users = [u for u, devices in device_keys.items() if devices]
+        if not users:
+            return
+        rows = await self.store.get_signatures(users)
+        for row in rows:
+            signer, _, target_user, target_device, _ = row
+            obj = device_keys.get(target_user, {}).get(target_device)
+            if isinstance(obj, dict) and signer == target_user:
+                _merge(obj, [row])
+
+    # -- uploads ---------------------------------------------------------------------
+
+    async def has_master_key(self, user_id: str) -> bool:
+        return "master" in await self.store.get_user_keys(user_id)
+
+    async def upload_is_replay(self, user_id: str, body: dict[str, Any]) -> bool:
+        """Are all keys of ``body`` exactly the stored ones (a client retrying)?"""
+        stored = await self.store.get_user_keys(user_id)
+        given = {t: body[f] for f, t in UPLOAD_FIELDS.items() if body.get(f) is not None}
+        return bool(given) and all(stored.get(t) == k for t, k in given.items())
+
+    async def upload_signing_keys(self, user_id: str, body: dict[str, Any]) -> None:
+        """Store a local user's new cross-signing keys (the body of
+        device_signing/upload, UIA already done) and tell other servers."""
+        stored = await self.store.get_user_keys(user_id)
         new = check_upload(user_id, body, stored)
-    except MatrixError as e:
-        logger.info("dropping cross-signing keys of %s from %s: %s", user_id, origin, e.msg)
-        return False
-    if not new:
-        return False
-    await hs.db.run_interaction("store_remote_signing_keys", _store_keys_txn, user_id, new)
-    return True
+        if not new:
+            return
+        changed = await self.db.run_interaction("upload_signing_keys", _store_keys_txn,
+                                                user_id, new)
+        if changed and ("master" in new or "self_signing" in new):
+            await self.send_signing_key_update(user_id)
 
+    async def send_signing_key_update(self, user_id: str) -> None:
+        """Send ``user_id``'s master and self-signing keys to every other server
+        sharing a room with them (m.signing_key_update)."""
+        keys = await self.store.get_user_keys(user_id)
+        content: dict[str, Any] = {"user_id": user_id}
+        if "master" in keys:
+            content["master_key"] = keys["master"]
+        if "self_signing" in keys:
+            content["self_signing_key"] = keys["self_signing"]
+        mates = await self.rooms.get_room_mates(user_id)
+        servers = {u.partition(":")[2] for u in mates} - {self.ctx.hostname, ""}
+        for destination in sorted(servers):
+            self.federation_sender.send_edu(destination, "m.signing_key_update", content,
+                                            ("signing_key_update", user_id))
 
-async def on_signing_key_update(hs: "HomeServer", origin: str,
-                                content: dict[str, Any]) -> None:
-    """An m.signing_key_update EDU: store the user's new keys if someone here
-    shares a room with them (else any server could fill the table)."""
-    user_id = content.get("user_id")
-    if not isinstance(user_id, str) or user_id.partition(":")[2] != origin:
-        logger.info("dropping m.signing_key_update from %s: bad user_id", origin)
-        return
-    mates = await hs.stores.rooms.get_room_mates(user_id)
-    if not any(hs.is_mine(u) for u in mates):
-        logger.debug("ignoring signing key update of %s: shares no room with us", user_id)
-        return
-    await store_remote_keys(hs, origin, user_id, content.get("master_key"),
-                            content.get("self_signing_key"))
+    # -- signatures ------------------------------------------------------------------
+
+    async def upload_signatures(self, user_id: str,
+                                body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Check and store the signatures of a /keys/signatures/upload body
+        (user -> key ID -> signed object); returns the ``failures``."""
+        store = self.store
+        failures: dict[str, dict[str, Any]] = {}
+        to_store: list[SignatureRow] = []
+        changed_users: set[str] = set()
+
+        def fail(target: str, key_id: str, errcode: str, message: str) -> None:
+            failures.setdefault(target, {})[key_id] = _failure(errcode, message)
+
+        targets = [t for t in body if isinstance(t, str)]
+        all_keys = await store.get_keys(list({user_id, *targets}))
+        own = all_keys.get(user_id, {})
+        for target, objects in body.items():
+            if not isinstance(objects, dict):
+                fail(target, "", Codes.INVALID_PARAM, "Expected an object of signed keys")
+                continue
+            target_keys = all_keys.get(target, {})
+            target_master = _public_key(target_keys["master"]) if "master" in target_keys \
+                else None
+            device_keys: dict[str, dict[str, Any]] = {}
+            if target == user_id:
+                device_keys = await store.get_device_keys(
+                    user_id, [k for k in objects if k != target_master])
+            for key_id, obj in objects.items():
+                if not isinstance(obj, dict) or not isinstance(obj.get("signatures"), dict):
+                    fail(target, key_id, Codes.INVALID_PARAM, "Not a signed object")
+                    continue
+                sigs = obj["signatures"].get(user_id)
+                if not isinstance(sigs, dict) or not sigs:
+                    fail(target, key_id, INVALID_SIGNATURE,
+                         "No signature by the uploader")
+                    continue
+                if target == user_id and key_id == target_master:
+                    # the master key, signed by one of the user's devices
+                    stored_obj = target_keys["master"]
+                    rows = []
+                    for sig_key_id in sigs:
+                        device_id = sig_key_id.partition(":")[2] \
+                            if sig_key_id.startswith("ed25519:") else ""
+                        if device_id == target_master:
+                            continue  # the master key's self-signature: already there
+                        rows.append((sig_key_id, device_id))
+                    dev = await store.get_device_keys(user_id, [d for _, d in rows if d])
+                    ok = bool(rows)
+                    for sig_key_id, device_id in rows:
+                        dev_pub = dev.get(device_id, {}).get("keys", {}).get(sig_key_id)
+                        if not isinstance(dev_pub, str) or _strip(obj) != _strip(stored_obj) \
+                                or not _verify(obj, user_id, sig_key_id, dev_pub):
+                            ok = False
+                            break
+                    if not ok:
+                        fail(target, key_id, INVALID_SIGNATURE,
+                             "Invalid signature of the master key by a device")
+                        continue
+                    to_store.extend((user_id, k, user_id, key_id, sigs[k]) for k, _ in rows)
+                    changed_users.add(user_id)
+                elif target == user_id:
+                    # a device of the user's own, signed by their self-signing key
+                    if "self_signing" not in own:
+                        fail(target, key_id, INVALID_SIGNATURE, "No self-signing key")
+                        continue
+                    stored_dev = device_keys.get(key_id)
+                    if stored_dev is None:
+                        fail(target, key_id, Codes.NOT_FOUND, "Unknown device")
+                        continue
+                    ssk = _public_key(own["self_signing"])
+                    sig_key_id = f"ed25519:{ssk}"
+                    if _strip(obj) != _strip(stored_dev) \
+                            or not _verify(obj, user_id, sig_key_id, ssk):
+                        fail(target, key_id, INVALID_SIGNATURE,
+                             "Invalid signature by the self-signing key")
+                        continue
+                    to_store.append((user_id, sig_key_id, user_id, key_id, sigs[sig_key_id]))
+                    changed_users.add(user_id)
+                else:
+                    # another user's master key, signed by the user-signing key
+                    if "user_signing" not in own:
+                        fail(target, key_id, INVALID_SIGNATURE, "No user-signing key")
+                        continue
+                    if target_master is None or key_id != target_master:
+                        fail(target, key_id, Codes.NOT_FOUND, "Unknown master key")
+                        continue
+                    usk = _public_key(own["user_signing"])
+                    sig_key_id = f"ed25519:{usk}"
+                    if _strip(obj) != _strip(target_keys["master"]) \
+                            or not _verify(obj, user_id, sig_key_id, usk):
+                        fail(target, key_id, INVALID_SIGNATURE,
+                             "Invalid signature by the user-signing key")
+                        continue
+                    to_store.append((user_id, sig_key_id, target, key_id, sigs[sig_key_id]))
+                    # only the signer sees it: their own /sync and /keys/changes
+                    changed_users.add(user_id)
+        if to_store:
+            def txn_fn(txn: Txn) -> None:
+                CrossSigningStore.add_signatures_txn(txn, to_store)
+                for changed in sorted(changed_users):
+                    DeviceStore.mark_device_list_changed_txn(txn, changed)
+            await self.db.run_interaction("upload_signatures", txn_fn)
+        return failures
+
+    # -- remote users ----------------------------------------------------------------
+
+    async def store_remote_keys(self, origin: str, user_id: str,
+                                master_key: Any, self_signing_key: Any) -> bool:
+        """Store a remote user's master and/or self-signing key as their server
+        sent them (EDU or /user/keys/query); False (nothing stored) if they are
+        malformed or the self-signing key is not signed by the master key."""
+        if user_id.partition(":")[2] != origin:
+            return False
+        stored = await self.store.get_user_keys(user_id)
+        body = {"master_key": master_key, "self_signing_key": self_signing_key}
+        try:
+            new = check_upload(user_id, body, stored)
+        except MatrixError as e:
+            logger.info("dropping cross-signing keys of %s from %s: %s", user_id, origin, e.msg)
+            return False
+        if not new:
+            return False
+        await self.db.run_interaction("store_remote_signing_keys", _store_keys_txn, user_id, new)
+        return True
+
+    async def on_signing_key_update(self, origin: str,
+                                    content: dict[str, Any]) -> None:
+        """An m.signing_key_update EDU: store the user's new keys if someone here
+        shares a room with them (else any server could fill the table)."""
+        user_id = content.get("user_id")
+        if not isinstance(user_id, str) or user_id.partition(":")[2] != origin:
+            logger.info("dropping m.signing_key_update from %s: bad user_id", origin)
+            return
+        mates = await self.rooms.get_room_mates(user_id)
+        if not any(self.ctx.is_mine(u) for u in mates):
+            logger.debug("ignoring signing key update of %s: shares no room with us", user_id)
+            return
+        await self.store_remote_keys(origin, user_id, content.get("master_key"),
+                                     content.get("self_signing_key"))

@@ -31,6 +31,8 @@ yet) the whole list is fetched again with GET /user/devices/{userId}.
 /sync reads a device's key counts through ``key_counts`` (cached in memory,
 refreshed by every upload and claim on this process), so the sync fast
 path can answer without the database.
+
+``E2eKeyHandler`` is built by ``server.py`` (``HomeServer.e2e_keys``).
 """
 
 from __future__ import annotations
@@ -53,7 +55,13 @@ from homeserver.storage.devices import DEVICE_LIST_CHANGED
 from homeserver.storage.e2e_keys import KeyCounts, OneTimeKeyConflict, RemoteDevice
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.e2e.cross_signing import CrossSigning
+    from homeserver.federation.client import FederationClient
+    from homeserver.federation.sender import FederationSender
+    from homeserver.storage.database import Database
+    from homeserver.storage.e2e_keys import E2eKeyStore
+    from homeserver.storage.rooms import RoomStore
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +80,6 @@ MAX_QUERY_DEVICES = 1000
 COUNT_CACHE_SIZE = 10_000
 # How many devices one /user/devices answer may bring into the cache.
 MAX_REMOTE_DEVICES = 1000
-
-
-def key_handler(hs: "HomeServer") -> "E2eKeyHandler":
-    """The server's E2eKeyHandler (``HomeServer.e2e_keys``; made here on first
-    use where a tool builds a HomeServer without it)."""
-    handler = hs.__dict__.get("e2e_keys")
-    if handler is None:
-        handler = hs.__dict__["e2e_keys"] = E2eKeyHandler(hs)
-    assert isinstance(handler, E2eKeyHandler)
-    return handler
 
 
 def _is_key_id(value: Any) -> bool:
@@ -201,22 +199,29 @@ def _server_of(user_id: str) -> str:
 
 
 class E2eKeyHandler:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.store = hs.stores.e2e_keys
+    def __init__(self, ctx: "ServerContext", db: "Database", store: "E2eKeyStore",
+                 rooms: "RoomStore", cross_signing: "CrossSigning",
+                 federation_client: "FederationClient",
+                 federation_sender: "FederationSender") -> None:
+        self.ctx = ctx
+        self.store = store
+        self.rooms = rooms
+        self.cross_signing = cross_signing
+        self.federation_client = federation_client
+        self.federation_sender = federation_sender
         self._counts: OrderedDict[tuple[str, str], KeyCounts] = OrderedDict()
         # one announce at a time per user: the stream_id chain must not fork
         self._announce_locks: dict[str, defer.DeferredLock] = {}
         self._resync_locks: dict[str, defer.DeferredLock] = {}
         # chain onto the notifier's hook: both must hear every change
-        previous = hs.db.hooks.get(DEVICE_LIST_CHANGED)
+        previous = db.hooks.get(DEVICE_LIST_CHANGED)
 
         def on_change(user_id: str, stream_pos: int) -> None:
             if previous is not None:
                 previous(user_id, stream_pos)
             self.on_device_list_changed(user_id, stream_pos)
 
-        hs.db.hooks[DEVICE_LIST_CHANGED] = on_change
+        db.hooks[DEVICE_LIST_CHANGED] = on_change
 
     # -- key counts (/sync) ------------------------------------------------------
 
@@ -263,8 +268,8 @@ class E2eKeyHandler:
     async def query(self, requester_user_id: str, query: dict[str, list[str]],
                     timeout_ms: int) -> dict[str, Any]:
         """POST /keys/query."""
-        local = {u: d for u, d in query.items() if self.hs.is_mine(u)}
-        remote = {u: d for u, d in query.items() if not self.hs.is_mine(u)}
+        local = {u: d for u, d in query.items() if self.ctx.is_mine(u)}
+        remote = {u: d for u, d in query.items() if not self.ctx.is_mine(u)}
         device_keys: dict[str, dict[str, dict[str, Any]]] = {u: {} for u in query}
         device_keys.update(await self.store.get_device_keys(local))
         failures: dict[str, Any] = {}
@@ -289,12 +294,12 @@ class E2eKeyHandler:
                 [defer.ensureDeferred(ask(s, u)) for s, u in by_server.items()],
                 consumeErrors=True)
         result: dict[str, Any] = {"device_keys": device_keys, "failures": failures}
-        signing = await cross_signing.cross_signing_keys_for_query(
-            self.hs, requester_user_id, list(query))
+        signing = await self.cross_signing.cross_signing_keys_for_query(
+            requester_user_id, list(query))
         for field, keys in signing.items():
             # a remote server's answer is fresher than what we stored of it
             result[field] = {**keys, **extra.get(field, {})}
-        await cross_signing.add_signatures_to_device_keys(self.hs, device_keys)
+        await self.cross_signing.add_signatures_to_device_keys(device_keys)
         return result
 
     def _merge_remote_query(self, server: str, users: dict[str, list[str]], answer: Any,
@@ -322,8 +327,8 @@ class E2eKeyHandler:
             master = extra["master_keys"].get(user_id)
             ssk = extra["self_signing_keys"].get(user_id)
             if master is not None or ssk is not None:
-                self.hs.run_in_background(
-                    cross_signing.store_remote_keys(self.hs, server, user_id, master, ssk))
+                self.ctx.run_in_background(
+                    self.cross_signing.store_remote_keys(server, user_id, master, ssk))
 
     # -- claim -------------------------------------------------------------------
 
@@ -338,12 +343,12 @@ class E2eKeyHandler:
     async def claim(self, query: dict[str, dict[str, str]], timeout_ms: int,
                     ) -> dict[str, Any]:
         """POST /keys/claim."""
-        local = {u: d for u, d in query.items() if self.hs.is_mine(u)}
+        local = {u: d for u, d in query.items() if self.ctx.is_mine(u)}
         one_time_keys = await self.claim_local(local)
         failures: dict[str, Any] = {}
         by_server: dict[str, dict[str, dict[str, str]]] = {}
         for user_id, devices in query.items():
-            if not self.hs.is_mine(user_id):
+            if not self.ctx.is_mine(user_id):
                 by_server.setdefault(_server_of(user_id), {})[user_id] = devices
 
         async def ask(server: str, users: dict[str, dict[str, str]]) -> None:
@@ -370,7 +375,7 @@ class E2eKeyHandler:
     async def _post(self, server: str, path: str, body: dict[str, Any],
                     timeout_ms: int) -> dict[str, Any]:
         try:
-            answer = await self.hs.federation_client.post_json(
+            answer = await self.federation_client.post_json(
                 server, FEDERATION_V1 + path, body, timeout_ms=max(timeout_ms, 1))
         except FederationError as e:
             logger.info("%s of %s failed: %s", path, server, e)
@@ -391,8 +396,8 @@ class E2eKeyHandler:
     # -- device lists: outbound --------------------------------------------------
 
     def on_device_list_changed(self, user_id: str, stream_pos: int) -> None:
-        if self.hs.is_mine(user_id):
-            self.hs.run_in_background(self._announce(user_id))
+        if self.ctx.is_mine(user_id):
+            self.ctx.run_in_background(self._announce(user_id))
 
     async def _announce(self, user_id: str) -> None:
         lock = self._announce_locks.setdefault(user_id, defer.DeferredLock())
@@ -401,11 +406,11 @@ class E2eKeyHandler:
             updates = await self.store.announce(user_id)
             if not updates:
                 return
-            mates = await self.hs.stores.rooms.get_room_mates(user_id)
-            servers = {_server_of(u) for u in mates} - {self.hs.hostname, ""}
+            mates = await self.rooms.get_room_mates(user_id)
+            servers = {_server_of(u) for u in mates} - {self.ctx.hostname, ""}
             for destination in sorted(servers):
                 for content in updates:
-                    self.hs.federation_sender.send_edu(destination, "m.device_list_update",
+                    self.federation_sender.send_edu(destination, "m.device_list_update",
                                                        content)
         finally:
             lock.release()
@@ -424,10 +429,10 @@ class E2eKeyHandler:
                 entry["keys"] = keys
             out.append(entry)
         # cross-signing signatures of the devices, as /keys/query serves them
-        await cross_signing.add_signatures_to_device_keys(
-            self.hs, {user_id: {e["device_id"]: e["keys"] for e in out if "keys" in e}})
+        await self.cross_signing.add_signatures_to_device_keys(
+            {user_id: {e["device_id"]: e["keys"] for e in out if "keys" in e}})
         answer: dict[str, Any] = {"user_id": user_id, "stream_id": stream_id, "devices": out}
-        signing = await cross_signing.cross_signing_keys_for_query(self.hs, "", [user_id])
+        signing = await self.cross_signing.cross_signing_keys_for_query("", [user_id])
         for field, name in (("master_keys", "master_key"),
                             ("self_signing_keys", "self_signing_key")):
             if user_id in signing.get(field, {}):
@@ -481,7 +486,7 @@ class E2eKeyHandler:
     async def _resync_locked(self, user_id: str) -> bool:
         server = _server_of(user_id)
         try:
-            answer = await self.hs.federation_client.get_json(
+            answer = await self.federation_client.get_json(
                 server, f"{FEDERATION_V1}/user/devices/{quote(user_id, safe='')}",
                 timeout_ms=DEFAULT_TIMEOUT_MS)
         except Exception as e:
@@ -508,9 +513,9 @@ class E2eKeyHandler:
                 else None)
         await self.store.replace_remote_devices(user_id, stream_id, list(parsed.values()))
         if answer.get("master_key") is not None or answer.get("self_signing_key") is not None:
-            await cross_signing.store_remote_keys(self.hs, server, user_id,
-                                                  answer.get("master_key"),
-                                                  answer.get("self_signing_key"))
+            await self.cross_signing.store_remote_keys(server, user_id,
+                                                       answer.get("master_key"),
+                                                       answer.get("self_signing_key"))
         return True
 
 

@@ -28,7 +28,7 @@ The rules, as Synapse's:
   the last one ends. A user who sets their presence or sends a message
   without syncing goes offline 30 seconds later, as with Synapse.
 
-One timer per user (``hs.clock``) fires at the next moment one of these
+One timer per user (``ctx.clock``) fires at the next moment one of these
 rules could apply, re-evaluates them and re-arms itself. Writes of one user
 are serialised by a per-user lock, and each writes the newest state, so the
 row never goes back to an older one. At start, the users a previous run left
@@ -62,7 +62,11 @@ from homeserver.errors import forbidden, not_found
 from homeserver.storage.presence import PresenceRow
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.federation.edus import EduHandler
+    from homeserver.storage import Stores
+    from homeserver.storage.streams import StreamTracker
+    from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +166,19 @@ def format_presence(presence: str, status_msg: str | None, last_active_ts: int,
 
 
 class PresenceHandler:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.store = hs.stores.presence
-        self.enabled = bool(hs.config.presence["enabled"])
+    # pushes our users' changes to other servers; set by HomeServer._wire_late
+    # (it hands remote presence back to us)
+    edu_handler: "EduHandler"
+
+    def __init__(self, ctx: "ServerContext", stores: "Stores",
+                 stream_tracker: "StreamTracker", notifier: "Notifier") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        self.store = stores.presence
+        # where the global stream is: the position a presence write may take
+        self.stream_tracker = stream_tracker
+        self.notifier = notifier
+        self.enabled = bool(ctx.config.presence["enabled"])
         # local users seen since start (offline ones too: a few fields each)
         self._states: dict[str, _UserState] = {}
         self._write_locks: dict[str, DeferredLock] = {}
@@ -187,14 +200,14 @@ class PresenceHandler:
     async def start(self) -> None:
         """At server start: remote users a previous run saw online get the
         full timeout from now; the federation sweep begins."""
-        if not self.enabled or not self.hs.config.presence["federation"]:
+        if not self.enabled or not self.ctx.config.presence["federation"]:
             return
-        now = self.hs.now_ms()
-        suffix = ":" + self.hs.hostname
+        now = self.ctx.now_ms()
+        suffix = ":" + self.ctx.hostname
         for row in await self.store.get_not_offline(None):
             if not row.user_id.endswith(suffix):
                 self._remote_heard.setdefault(row.user_id, now)
-        self._sweep_timer = self.hs.clock.callLater(FEDERATION_SWEEP_MS / 1000, self._sweep)
+        self._sweep_timer = self.ctx.clock.callLater(FEDERATION_SWEEP_MS / 1000, self._sweep)
 
     def stop(self) -> None:
         """The server is stopping: no timer may fire against a closed database."""
@@ -211,11 +224,11 @@ class PresenceHandler:
         self._sweep_timer = None
         if self._stopped:
             return
-        self.hs.run_in_background(self._sweep_now())
-        self._sweep_timer = self.hs.clock.callLater(FEDERATION_SWEEP_MS / 1000, self._sweep)
+        self.ctx.run_in_background(self._sweep_now())
+        self._sweep_timer = self.ctx.clock.callLater(FEDERATION_SWEEP_MS / 1000, self._sweep)
 
     async def _sweep_now(self) -> None:
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         for user_id, state in list(self._states.items()):
             if state.presence != OFFLINE and state.persisted is not None \
                     and now - state.federation_sent_ms >= FEDERATION_PING_MS:
@@ -233,12 +246,12 @@ class PresenceHandler:
                 logger.exception("presence: could not time out %s", user_id)
 
     async def _send_over_federation(self, user_id: str, state: _UserState) -> None:
-        state.federation_sent_ms = self.hs.now_ms()
+        state.federation_sent_ms = self.ctx.now_ms()
         visible = state.visible()
-        mates = await self.hs.stores.rooms.get_room_mates(user_id)
-        self.hs.edu_handler.send_presence(
+        mates = await self.stores.rooms.get_room_mates(user_id)
+        self.edu_handler.send_presence(
             user_id, mates, format_presence(visible[0], visible[1], state.last_active_ts,
-                                            visible[2], self.hs.now_ms()))
+                                            visible[2], self.ctx.now_ms()))
 
     async def _remote_timed_out(self, user_id: str) -> None:
         """Nothing heard of a remote user for the timeout: offline here."""
@@ -260,18 +273,18 @@ class PresenceHandler:
             self._last_write_pos = max(self._last_write_pos or 0, stream_id)
         if not lock.locked and not lock.waiting:
             self._write_locks.pop(user_id, None)
-        mates = await self.hs.stores.rooms.get_room_mates(user_id)
-        local = {u for u in mates if self.hs.is_mine(u)}
-        self.hs.notifier.notify_users(local, stream_id, presence=True)
+        mates = await self.stores.rooms.get_room_mates(user_id)
+        local = {u for u in mates if self.ctx.is_mine(u)}
+        self.notifier.notify_users(local, stream_id, presence=True)
 
     # -- what clients and other handlers call -----------------------------------
 
     async def user_syncing(self, user_id: str, set_presence: str | None) -> None:
         """A /sync request of ``user_id`` began (call at every request)."""
-        if not self.enabled or set_presence == OFFLINE or not self.hs.is_mine(user_id):
+        if not self.enabled or set_presence == OFFLINE or not self.ctx.is_mine(user_id):
             return
         state = await self._get_state(user_id)
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         before = state.visible()
         state.syncs_in_flight += 1
         state.offline_at_ms = max(state.offline_at_ms,
@@ -296,16 +309,16 @@ class PresenceHandler:
             return
         state.syncs_in_flight -= 1
         if state.syncs_in_flight == 0 and state.presence != OFFLINE:
-            now = self.hs.now_ms()
+            now = self.ctx.now_ms()
             state.offline_at_ms = now + SYNC_ONLINE_TIMEOUT_MS
             self._arm(user_id, state, now)
 
     async def user_activity(self, user_id: str) -> None:
         """``user_id`` did something (sent a message): online and currently active."""
-        if not self.enabled or not self.hs.is_mine(user_id):
+        if not self.enabled or not self.ctx.is_mine(user_id):
             return
         state = await self._get_state(user_id)
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         before = state.visible()
         mark_active(state, now)
         state.offline_at_ms = max(state.offline_at_ms, now + SYNC_ONLINE_TIMEOUT_MS)
@@ -316,7 +329,7 @@ class PresenceHandler:
         if not self.enabled:
             return
         state = await self._get_state(user_id)
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         before = state.visible()
         if presence == ONLINE:
             mark_active(state, now)
@@ -334,11 +347,11 @@ class PresenceHandler:
         if not self.enabled:
             return {"presence": OFFLINE}
         if user_id != requester_id:
-            if self.hs.is_mine(user_id) and await self.hs.stores.users.get_user(user_id) is None:
+            if self.ctx.is_mine(user_id) and await self.stores.users.get_user(user_id) is None:
                 raise not_found(f"Unknown user {user_id}")
-            if not await self.hs.stores.rooms.get_room_mates(requester_id, [user_id]):
+            if not await self.stores.rooms.get_room_mates(requester_id, [user_id]):
                 raise forbidden("You are not allowed to see their presence")
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         await self._ensure_started()
         state = self._states.get(user_id)
         if state is not None:
@@ -359,7 +372,7 @@ class PresenceHandler:
         if not self.enabled:
             return []
         if self._last_write_pos is None:
-            self._last_write_pos = self.hs.db.stream_tracker.max_allocated
+            self._last_write_pos = self.stream_tracker.max_allocated
         if since is not None and since >= self._last_write_pos and not self._writes_running:
             return []
         if since is None:
@@ -368,7 +381,7 @@ class PresenceHandler:
             return []
         else:
             rows = await self.store.get_presence_changes(user_id, since, until)
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         events = []
         for row in rows:
             last_active = row.last_active_ts
@@ -390,8 +403,8 @@ class PresenceHandler:
         async with self._start_lock:
             if self._started:
                 return
-            now = self.hs.now_ms()
-            for row in await self.store.get_not_offline(self.hs.hostname):
+            now = self.ctx.now_ms()
+            for row in await self.store.get_not_offline(self.ctx.hostname):
                 if row.user_id in self._states:
                     continue
                 state = self._states[row.user_id] = _UserState.from_row(row)
@@ -416,7 +429,7 @@ class PresenceHandler:
             await self._write(user_id, state)
         elif state.last_active_ts - state.persisted_last_active_ts >= LAST_ACTIVE_GRANULARITY_MS:
             state.persisted_last_active_ts = state.last_active_ts
-            self.hs.run_in_background(self.store.set_last_active(user_id, state.last_active_ts))
+            self.ctx.run_in_background(self.store.set_last_active(user_id, state.last_active_ts))
 
     def _arm(self, user_id: str, state: _UserState, now: int) -> None:
         if self._stopped:
@@ -431,19 +444,19 @@ class PresenceHandler:
         if at is None:
             return
         state.timer_at_ms = at
-        state.timer = self.hs.clock.callLater(max(0, at - now) / 1000, self._on_timer, user_id)
+        state.timer = self.ctx.clock.callLater(max(0, at - now) / 1000, self._on_timer, user_id)
 
     def _on_timer(self, user_id: str) -> None:
         state = self._states.get(user_id)
         if state is None:
             return
         state.timer = None
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         before = state.visible()
         apply_timeouts(state, now, self._sync_ends_reported and state.syncs_in_flight > 0)
         self._arm(user_id, state, now)
         if state.visible() != before:
-            self.hs.run_in_background(self._write(user_id, state))
+            self.ctx.run_in_background(self._write(user_id, state))
 
     async def _write(self, user_id: str, state: _UserState) -> None:
         """Persist ``state`` as it is when this user's earlier writes are done,
@@ -467,13 +480,13 @@ class PresenceHandler:
             state.persisted_last_active_ts = last_active
         if not lock.locked and not lock.waiting:
             self._write_locks.pop(user_id, None)
-        users = await self.hs.stores.rooms.get_room_mates(user_id)
+        users = await self.stores.rooms.get_room_mates(user_id)
         users.add(user_id)
-        self.hs.notifier.notify_users(users, stream_id, presence=True)
-        state.federation_sent_ms = self.hs.now_ms()
-        self.hs.edu_handler.send_presence(
+        self.notifier.notify_users(users, stream_id, presence=True)
+        state.federation_sent_ms = self.ctx.now_ms()
+        self.edu_handler.send_presence(
             user_id, users, format_presence(visible[0], visible[1], last_active, visible[2],
-                                            self.hs.now_ms()))
+                                            self.ctx.now_ms()))
 
     # -- users of other servers -------------------------------------------------
 
@@ -483,21 +496,21 @@ class PresenceHandler:
         ``federation/edus.py``): stored like a local user's, so the local users
         who share a room with them see it in /sync. Users who share no room
         with a local user are not stored: nobody here may see them."""
-        if not self.enabled or not self.hs.config.presence["federation"] \
-                or self.hs.is_mine(user_id):
+        if not self.enabled or not self.ctx.config.presence["federation"] \
+                or self.ctx.is_mine(user_id):
             return
-        mates = await self.hs.stores.rooms.get_room_mates(user_id)
-        local = {u for u in mates if self.hs.is_mine(u)}
+        mates = await self.stores.rooms.get_room_mates(user_id)
+        local = {u for u in mates if self.ctx.is_mine(u)}
         if not local:
             logger.debug("ignoring presence of %s: shares no room with us", user_id)
             return
-        last_active = max(0, self.hs.now_ms() - last_active_ago)
+        last_active = max(0, self.ctx.now_ms() - last_active_ago)
         if presence != ONLINE:
             currently_active = False
         if presence == OFFLINE:
             self._remote_heard.pop(user_id, None)
         else:
-            self._remote_heard[user_id] = self.hs.now_ms()
+            self._remote_heard[user_id] = self.ctx.now_ms()
         lock = self._write_locks.get(user_id)
         if lock is None:
             lock = self._write_locks[user_id] = DeferredLock()
@@ -520,4 +533,4 @@ class PresenceHandler:
         if not lock.locked and not lock.waiting:
             self._write_locks.pop(user_id, None)
         if stream_id is not None:
-            self.hs.notifier.notify_users(local, stream_id, presence=True)
+            self.notifier.notify_users(local, stream_id, presence=True)

@@ -32,7 +32,10 @@ from homeserver.errors import bad_json, forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_storable_text
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.federation.edus import EduHandler
+    from homeserver.storage import Stores
+    from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +62,14 @@ def check_thread_id(thread_id: Any) -> str | None:
 
 
 class ReceiptHandler:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
+    # sends our users' m.read receipts to other servers; set by
+    # HomeServer._wire_late (it is built after us)
+    edu_handler: "EduHandler"
+
+    def __init__(self, ctx: "ServerContext", stores: "Stores", notifier: "Notifier") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        self.notifier = notifier
 
     async def post_receipt(self, user_id: str, room_id: str, receipt_type: str,
                            event_id: str, thread_id: str | None) -> None:
@@ -100,7 +109,7 @@ class ReceiptHandler:
 
     async def _check_events(self, user_id: str, room_id: str, event_ids: list[str]) -> None:
         """The user is joined to the room and every event is in it."""
-        stores = self.hs.stores
+        stores = self.stores
         room = await stores.rooms.get_room(room_id)
         membership = None if room is None else await stores.rooms.get_membership(
             user_id, room.room_nid)
@@ -113,22 +122,22 @@ class ReceiptHandler:
 
     async def _write_receipt(self, user_id: str, room_id: str, receipt_type: str,
                              event_id: str, thread_id: str | None) -> None:
-        ts = self.hs.now_ms()
-        stream_pos = await self.hs.stores.receipts.upsert_receipt(
+        ts = self.ctx.now_ms()
+        stream_pos = await self.stores.receipts.upsert_receipt(
             room_id, user_id, receipt_type, thread_id, event_id, {"ts": ts})
         if stream_pos is None:
             logger.debug("Ignoring %s receipt of %s in %s: not after the current one",
                          receipt_type, user_id, room_id)
             return
-        self.hs.notifier.notify_room(room_id, stream_pos)
-        if self.hs.is_mine(user_id):
+        self.notifier.notify_room(room_id, stream_pos)
+        if self.ctx.is_mine(user_id):
             data: dict[str, Any] = {"ts": ts}
             if thread_id is not None:
                 data["thread_id"] = thread_id
-            self.hs.edu_handler.send_receipt(room_id, receipt_type, user_id, event_id, data)
+            self.edu_handler.send_receipt(room_id, receipt_type, user_id, event_id, data)
 
     async def _write_fully_read(self, user_id: str, room_id: str, event_id: str) -> None:
-        account_data = self.hs.stores.account_data
+        account_data = self.stores.account_data
         current = await account_data.get_room_account_data(user_id, room_id, FULLY_READ)
         current_id = current.get("event_id") if isinstance(current, dict) else None
         if current_id == event_id:
@@ -137,12 +146,12 @@ class ReceiptHandler:
             return
         stream_pos = await account_data.put_room_account_data(
             user_id, room_id, FULLY_READ, {"event_id": event_id})
-        self.hs.notifier.notify_users([user_id], stream_pos)
+        self.notifier.notify_users([user_id], stream_pos)
 
     async def _is_after(self, event_id: str, other_id: str) -> bool:
         """Whether ``event_id`` comes after ``other_id`` in the stream (True when
         either has no stream position: then we cannot tell, and take the new one)."""
-        events = self.hs.stores.events
+        events = self.stores.events
         new = await events.get_event_position(event_id)
         old = await events.get_event_position(other_id)
         if new is None or old is None or new.stream_ordering is None \

@@ -12,7 +12,7 @@ in the room (``EduHandler.send_typing``); a remote user's never is.
 
 Typing has its own stream, separate from the global one: a counter that
 starts at 0 at every run of the server (the sync token carries the run's
-epoch, ``hs.epoch``, so a token of an earlier run reads as 0) and goes up by
+epoch, ``ctx.epoch``, so a token of an earlier run reads as 0) and goes up by
 one at every change of any room's typing set. Each room remembers the
 position of its last change; ``get_typing`` answers "which of these rooms
 changed after position X" by walking the rooms in order of last change,
@@ -34,7 +34,10 @@ from typing import TYPE_CHECKING, Any
 from homeserver.errors import forbidden
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.federation.edus import EduHandler
+    from homeserver.storage.rooms import RoomStore
+    from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +50,14 @@ MAX_IDLE_ROOMS = 10_000
 
 
 class TypingManager:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
+    # tells the other servers in the room; set by HomeServer._wire_late (it
+    # hands their users' typing back to us)
+    edu_handler: "EduHandler"
+
+    def __init__(self, ctx: "ServerContext", rooms: "RoomStore", notifier: "Notifier") -> None:
+        self.ctx = ctx
+        self.rooms = rooms
+        self.notifier = notifier
         self._position = 0
         # room ID -> user ID -> the timer that stops them typing
         self._typing: dict[str, dict[str, Any]] = {}
@@ -65,16 +74,16 @@ class TypingManager:
 
         Raises 403 M_FORBIDDEN unless the user is joined to the room.
         """
-        room = await self.hs.stores.rooms.get_room(room_id)
-        membership = (await self.hs.stores.rooms.get_membership(user_id, room.room_nid)
+        room = await self.rooms.get_room(room_id)
+        membership = (await self.rooms.get_membership(user_id, room.room_nid)
                       if room is not None else None)
         if membership is None or membership.membership != "join":
             raise forbidden(f"User {user_id} not in room {room_id}")
         self._set(user_id, room_id, typing, timeout_ms)
-        if typing and self.hs.is_mine(user_id):
+        if typing and self.ctx.is_mine(user_id):
             # Every renewal goes out too: the other servers time remote
             # typists out on their own (30 s) and the client renews sooner.
-            self.hs.edu_handler.send_typing(room_id, user_id, True)
+            self.edu_handler.send_typing(room_id, user_id, True)
 
     def set_remote_typing(self, user_id: str, room_id: str, typing: bool,
                           timeout_ms: int) -> None:
@@ -94,7 +103,7 @@ class TypingManager:
             # already typing: only the deadline moves, nobody here needs telling
             timer.reset(delay)
             return
-        users[user_id] = self.hs.clock.callLater(delay, self._expire, user_id, room_id)
+        users[user_id] = self.ctx.clock.callLater(delay, self._expire, user_id, room_id)
         self._changed_room(room_id)
 
     def stopped_by_message(self, user_id: str, room_id: str) -> None:
@@ -123,8 +132,8 @@ class TypingManager:
         self._tell_servers_stopped(user_id, room_id)
 
     def _tell_servers_stopped(self, user_id: str, room_id: str) -> None:
-        if self.hs.is_mine(user_id):
-            self.hs.edu_handler.send_typing(room_id, user_id, False)
+        if self.ctx.is_mine(user_id):
+            self.edu_handler.send_typing(room_id, user_id, False)
 
     def _room_emptied(self, room_id: str) -> None:
         if not self._typing.get(room_id, True):
@@ -136,7 +145,7 @@ class TypingManager:
         self._changed.move_to_end(room_id)
         if len(self._changed) > len(self._typing) + MAX_IDLE_ROOMS:
             self._forget_idle_rooms()
-        self.hs.notifier.notify_room(room_id, None)
+        self.notifier.notify_room(room_id, None)
 
     def _forget_idle_rooms(self) -> None:
         """Drop the oldest half of the records of rooms where nobody types."""

@@ -41,7 +41,7 @@ newer EDU of the same kind replaces one still queued.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import is_valid_room_id, parse_user_id
@@ -52,6 +52,7 @@ from homeserver.storage.devices import DeviceStore
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
+    from homeserver.e2e.cross_signing import CrossSigning
     from homeserver.e2e.keys import E2eKeyHandler
     from homeserver.edu.presence import PresenceHandler
     from homeserver.edu.typing import TypingManager
@@ -61,10 +62,6 @@ if TYPE_CHECKING:
     from homeserver.storage import Stores
     from homeserver.storage.database import Database
     from homeserver.sync.notifier import Notifier
-
-# what checks and stores an m.signing_key_update EDU (e2e/cross_signing.py):
-# (origin, content)
-SigningKeyUpdates = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 logger = logging.getLogger(__name__)
 
@@ -146,14 +143,16 @@ async def query_remote(client: "FederationClient", destination: str, path: str,
 
 
 class EduHandler:
-    # the device-list cache of remote users, built after us: set by
-    # HomeServer._wire_late
+    # the device-list cache of remote users, and the checks and storage of
+    # their cross-signing keys; both send through our sender, so are built
+    # after us: set by HomeServer._wire_late
     e2e_keys: "E2eKeyHandler"
+    cross_signing: "CrossSigning"
 
     def __init__(self, ctx: "ServerContext", db: "Database", stores: "Stores",
                  event_handler: "FederationEventHandler", sender: "FederationSender",
-                 typing: "TypingManager", presence: "PresenceHandler", notifier: "Notifier",
-                 signing_key_updates: SigningKeyUpdates) -> None:
+                 typing: "TypingManager", presence: "PresenceHandler",
+                 notifier: "Notifier") -> None:
         self.ctx = ctx
         # runs the device store's transaction that marks a device list changed
         self.db = db
@@ -163,7 +162,6 @@ class EduHandler:
         self.typing = typing
         self.presence = presence
         self.notifier = notifier
-        self.signing_key_updates = signing_key_updates
         self._handlers = {
             "m.typing": self._on_typing,
             "m.receipt": self._on_receipt,
@@ -375,7 +373,7 @@ class EduHandler:
         _require(server_of(user_id) == origin, f"user_id {user_id!r} is not of {origin}")
         # the remote user's new master / self-signing keys (e2e/cross_signing.py
         # checks them, and stores them only for users sharing a room with us)
-        await self.signing_key_updates(origin, content)
+        await self.cross_signing.on_signing_key_update(origin, content)
 
     # -- outbound --------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from homeserver.events.model import Event
 from homeserver.glob import compile_glob
 from homeserver.http.request import Requester
 from homeserver.rooms.client_format import client_event, redacted_by
-from homeserver.rooms.ignored import IgnoredUsers, is_hidden
+from homeserver.rooms.ignored import is_hidden
 from homeserver.rooms.relations import bundle_aggregations
 from homeserver.rooms.visibility import (
     HISTORY_VISIBILITY_KEY,
@@ -49,7 +49,9 @@ from homeserver.rooms.visibility import (
 from homeserver.storage.rooms import Membership, RoomInfo
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.rooms.ignored import IgnoredUsers
+    from homeserver.storage import Stores
 
 StateKey = tuple[str, str]
 
@@ -155,11 +157,11 @@ class Page:
 
 
 class RoomReader:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.stores = hs.stores
+    def __init__(self, ctx: "ServerContext", stores: "Stores", ignored: "IgnoredUsers") -> None:
+        self.ctx = ctx
+        self.stores = stores
         # the users each reader ignores: their events are left out (rooms/ignored.py)
-        self.ignored = IgnoredUsers(hs)
+        self.ignored = ignored
 
     async def check_read(self, user_id: str, room_id: str) -> ReadAccess:
         room = await self.stores.rooms.get_room(room_id)
@@ -331,10 +333,11 @@ class RoomReader:
             requester.user_id, txn_scope(requester), own)
         replaced = await self.stores.events.get_replaced_state(
             [e.event_id for e in events if e.is_state()])
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         because = {eid: client_event(r, room_id, now, transaction_id=txn_ids.get(eid))
                    for eid, r in redactions.items()}
-        bundles = await bundle_aggregations(self.hs, requester.user_id, room_id, events, now)
+        bundles = await bundle_aggregations(self.stores, self.ignored, requester.user_id,
+                                            room_id, events, now)
         out = []
         for e in events:
             by = redacted_by(e)

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from homeserver.events.room_versions import RoomVersion
-from homeserver.rooms import directory
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.rooms.creator import EventCreator
+    from homeserver.rooms.directory import RoomDirectory
+    from homeserver.rooms.membership import MembershipHandler
 
 PRESETS = ("private_chat", "trusted_private_chat", "public_chat")
 
@@ -119,50 +120,61 @@ def create_content(creator: str, request: CreateRoomRequest) -> dict[str, Any]:
     return content
 
 
-async def create_room(hs: "HomeServer", creator: str, request: CreateRoomRequest) -> str:
-    """Create the room and send its initial events; returns the room ID."""
-    for invitee in request.invite:
-        # refuse before anything exists rather than leave a half-made room
-        await hs.membership.check_invitee(invitee)
-    alias = await directory.check_new_room_alias(hs, request.room_alias_name)
-    creator_events = hs.event_creator
-    room_id = await creator_events.create_room(request.room_version, creator,
-                                               create_content(creator, request))
-    await hs.membership.update_membership(creator, room_id, creator, "join")
+class RoomCreation:
+    """POST /createRoom's use case: the events of a new room, in the spec's
+    order (module docstring). Built once by ``server.py`` (``hs.room_creation``)."""
 
-    async def send_state(event_type: str, content: dict[str, Any], state_key: str = "") -> None:
-        await creator_events.send(creator, room_id, event_type, content, state_key=state_key)
+    def __init__(self, event_creator: "EventCreator", membership: "MembershipHandler",
+                 directory: "RoomDirectory") -> None:
+        self.event_creator = event_creator
+        self.membership = membership
+        # the new room's alias and its place in the published list
+        self.directory = directory
 
-    # an initial_state power-levels event takes the defaults' place, right
-    # after the join, as on Synapse (room upgrades copy theirs this way)
-    levels = None
-    for item in request.initial_state:
-        if (item.type, item.state_key) == ("m.room.power_levels", ""):
-            levels = item.content
-    await send_state("m.room.power_levels",
-                     levels if levels is not None else default_power_levels(creator, request))
+    async def create_room(self, creator: str, request: CreateRoomRequest) -> str:
+        """Create the room and send its initial events; returns the room ID."""
+        for invitee in request.invite:
+            # refuse before anything exists rather than leave a half-made room
+            await self.membership.check_invitee(invitee)
+        alias = await self.directory.check_new_room_alias(request.room_alias_name)
+        creator_events = self.event_creator
+        room_id = await creator_events.create_room(request.room_version, creator,
+                                                   create_content(creator, request))
+        await self.membership.update_membership(creator, room_id, creator, "join")
 
-    if alias is not None:
-        await directory.create_alias_for_new_room(hs, creator, room_id, alias)
+        async def send_state(event_type: str, content: dict[str, Any], state_key: str = "") -> None:
+            await creator_events.send(creator, room_id, event_type, content, state_key=state_key)
 
-    preset = _PRESET_STATE[request.preset]
-    state: dict[tuple[str, str], dict[str, Any]] = {
-        ("m.room.join_rules", ""): {"join_rule": preset["join_rule"]},
-        ("m.room.history_visibility", ""): {"history_visibility": preset["history_visibility"]},
-        ("m.room.guest_access", ""): {"guest_access": preset["guest_access"]},
-    }
-    for item in request.initial_state:
-        if (item.type, item.state_key) != ("m.room.power_levels", ""):
-            state[(item.type, item.state_key)] = item.content
-    for (event_type, state_key), content in state.items():
-        await send_state(event_type, content, state_key)
-    if request.name is not None:
-        await send_state("m.room.name", {"name": request.name})
-    if request.topic is not None:
-        await send_state("m.room.topic", {"topic": request.topic})
-    for invitee in request.invite:
-        await hs.membership.update_membership(creator, room_id, invitee, "invite",
-                                              is_direct=request.is_direct or None)
-    if request.visibility == "public":
-        await directory.publish_new_room(hs, room_id)
-    return room_id
+        # an initial_state power-levels event takes the defaults' place, right
+        # after the join, as on Synapse (room upgrades copy theirs this way)
+        levels = None
+        for item in request.initial_state:
+            if (item.type, item.state_key) == ("m.room.power_levels", ""):
+                levels = item.content
+        await send_state("m.room.power_levels",
+                         levels if levels is not None else default_power_levels(creator, request))
+
+        if alias is not None:
+            await self.directory.create_alias_for_new_room(creator, room_id, alias)
+
+        preset = _PRESET_STATE[request.preset]
+        state: dict[tuple[str, str], dict[str, Any]] = {
+            ("m.room.join_rules", ""): {"join_rule": preset["join_rule"]},
+            ("m.room.history_visibility", ""): {"history_visibility": preset["history_visibility"]},
+            ("m.room.guest_access", ""): {"guest_access": preset["guest_access"]},
+        }
+        for item in request.initial_state:
+            if (item.type, item.state_key) != ("m.room.power_levels", ""):
+                state[(item.type, item.state_key)] = item.content
+        for (event_type, state_key), content in state.items():
+            await send_state(event_type, content, state_key)
+        if request.name is not None:
+            await send_state("m.room.name", {"name": request.name})
+        if request.topic is not None:
+            await send_state("m.room.topic", {"topic": request.topic})
+        for invitee in request.invite:
+            await self.membership.update_membership(creator, room_id, invitee, "invite",
+                                                    is_direct=request.is_direct or None)
+        if request.visibility == "public":
+            await self.directory.publish_new_room(room_id)
+        return room_id

@@ -42,7 +42,12 @@ from homeserver.storage.events import NewEventTxn
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.edu.presence import PresenceHandler
+    from homeserver.edu.typing import TypingManager
+    from homeserver.federation.membership import FederationMembership
+    from homeserver.storage import Stores
+    from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +100,15 @@ class _SendRequest:
 
 
 class EventCreator:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.stores = hs.stores
+    # built after this creator and needing it: set by HomeServer._wire_late
+    typing: "TypingManager"
+    presence: "PresenceHandler"
+    federation_membership: "FederationMembership"
+
+    def __init__(self, ctx: "ServerContext", stores: "Stores", notifier: "Notifier") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        self.notifier = notifier
         self._locks: dict[str, defer.DeferredLock] = {}
         # room ID -> requests waiting for the room's writer
         self._queues: dict[str, list[_SendRequest]] = {}
@@ -126,15 +137,15 @@ class EventCreator:
         and a taken room ID moves the timestamp on by a millisecond.
         """
         async with self.room_lock("create:" + sender):
-            now = self.hs.now_ms()
+            now = self.ctx.now_ms()
             while True:
                 room_id = None if room_version.room_id_from_create_event \
-                    else generate_room_id(self.hs.hostname)
+                    else generate_room_id(self.ctx.hostname)
                 try:
                     _, event, room_id = build_create_event(
                         room_version=room_version, sender=sender, content=content,
-                        origin=self.hs.hostname, origin_server_ts=now,
-                        signing_key=self.hs.signing_key, room_id=room_id)
+                        origin=self.ctx.hostname, origin_server_ts=now,
+                        signing_key=self.ctx.signing_key, room_id=room_id)
                 except ValueError as e:
                     raise event_error(e) from e
                 if await self.stores.rooms.get_room(room_id) is None:
@@ -143,8 +154,8 @@ class EventCreator:
             check_auth_rules(event, {})
             persisted = await self.stores.events.persist_event(
                 event, room_nid=None, now_ms=now, new_room_id=room_id)
-            self.hs.notifier.on_new_event(room_id, event.type, event.state_key,
-                                          persisted.stream_ordering)
+            self.notifier.on_new_event(room_id, event.type, event.state_key,
+                                       persisted.stream_ordering)
         return room_id
 
     async def send(self, sender: str, room_id: str, event_type: str, content: dict[str, Any],
@@ -168,7 +179,7 @@ class EventCreator:
         queue = self._queues.get(room_id)
         if queue is None:
             queue = self._queues[room_id] = [request]
-            self.hs.run_in_background(self._drain(room, queue))
+            self.ctx.run_in_background(self._drain(room, queue))
         else:
             queue.append(request)
         return await request.result
@@ -249,16 +260,16 @@ class EventCreator:
         if built:
             persisted = await self.stores.events.persist_events(
                 [(event, request.txn_id) for request, event in built],
-                room_nid=room.room_nid, now_ms=self.hs.now_ms())
+                room_nid=room.room_nid, now_ms=self.ctx.now_ms())
             for (request, event), done in zip(built, persisted, strict=True):
-                self.hs.notifier.on_new_event(room.room_id, event.type, event.state_key,
-                                              done.stream_ordering)
+                self.notifier.on_new_event(room.room_id, event.type, event.state_key,
+                                           done.stream_ordering)
                 request.succeed(event.event_id)
             senders = {event.sender for _, event in built if event.state_key is None}
             for sender in senders:
                 # a user who posts is active, and no longer typing
-                self.hs.typing.stopped_by_message(sender, room.room_id)
-                self.hs.run_in_background(self.hs.presence.user_activity(sender))
+                self.typing.stopped_by_message(sender, room.room_id)
+                self.ctx.run_in_background(self.presence.user_activity(sender))
 
     async def _build(self, room: RoomInfo, rv: RoomVersion, request: _SendRequest,
                      state: dict[tuple[str, str], Event], state_ids: dict[tuple[str, str], str],
@@ -284,16 +295,16 @@ class EventCreator:
                 room_version=rv, room_id=room.room_id, sender=request.sender,
                 event_type=request.event_type, content=request.content, state_key=state_key,
                 prev_event_ids=prev_ids, auth_event_ids=auth_ids, depth=depth,
-                origin=self.hs.hostname, origin_server_ts=self.hs.now_ms(),
-                signing_key=self.hs.signing_key, reference_hashes=reference_hashes,
+                origin=self.ctx.hostname, origin_server_ts=self.ctx.now_ms(),
+                signing_key=self.ctx.signing_key, reference_hashes=reference_hashes,
                 redacts=request.redacts)
         except (ValidationError, CanonicalJSONError, ValueError) as e:
             raise event_error(e) from e
         check_auth_rules(event, state)
         if (event.type == "m.room.member" and event.membership == "invite"
-                and state_key is not None and not self.hs.is_mine(state_key)):
+                and state_key is not None and not self.ctx.is_mine(state_key)):
             # the invitee's server countersigns (and may refuse) first
-            event = await self.hs.federation_membership.send_invite(event, room, state)
+            event = await self.federation_membership.send_invite(event, room, state)
         return event
 
     async def get_current_state(self, room_nid: int) -> dict[tuple[str, str], Event]:

@@ -65,7 +65,9 @@ from homeserver.rooms.power_levels import (
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.rooms.creator import EventCreator
+    from homeserver.storage import Stores
 
 logger = logging.getLogger(__name__)
 
@@ -113,38 +115,6 @@ def _parse_or_400(alias: str) -> tuple[str, str]:
     return parsed
 
 
-# -- who may do what --------------------------------------------------------------
-
-
-async def is_server_admin(hs: "HomeServer", user_id: str) -> bool:
-    user = await hs.stores.users.get_user(user_id)
-    return user is not None and user.admin
-
-
-async def _state_events(hs: "HomeServer", room: RoomInfo,
-                        keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Event]:
-    ids = await hs.stores.rooms.get_current_state_ids(room.room_nid, list(keys))
-    events = await hs.stores.events.get_events(list(ids.values()))
-    return {k: events[v] for k, v in ids.items() if v in events}
-
-
-async def _is_joined(hs: "HomeServer", user_id: str, room: RoomInfo) -> bool:
-    membership = await hs.stores.rooms.get_membership(user_id, room.room_nid)
-    return membership is not None and membership.membership == "join"
-
-
-async def may_edit_room_listing(hs: "HomeServer", user_id: str, room: RoomInfo) -> bool:
-    """A server admin, or a joined member who could send ``m.room.canonical_alias``."""
-    if await is_server_admin(hs, user_id):
-        return True
-    if not await _is_joined(hs, user_id, room):
-        return False
-    state = await _state_events(hs, room, [CREATE, POWER_LEVELS])
-    rv = KNOWN_ROOM_VERSIONS[room.room_version]
-    return get_user_power_level(user_id, state, rv) >= get_send_level(CANONICAL_ALIAS, "",
-                                                                      state, rv)
-
-
 # -- aliases ----------------------------------------------------------------------
 
 
@@ -154,151 +124,7 @@ class AliasTarget:
     servers: tuple[str, ...]
 
 
-async def create_alias(hs: "HomeServer", user_id: str, alias: str, room_id: str) -> None:
-    """PUT /directory/room/{roomAlias}: point ``alias`` at ``room_id``."""
-    localpart, server = _parse_or_400(alias)
-    _check_new_localpart(localpart)
-    if server != hs.hostname:
-        raise invalid_param("Room alias must be local")
-    room = await hs.stores.rooms.get_room(room_id)
-    if room is None:
-        raise MatrixError(400, Codes.UNKNOWN, "Room does not exist")
-    if not await _is_joined(hs, user_id, room) and not await is_server_admin(hs, user_id):
-        raise forbidden("You must be in the room to create an alias for it")
-    if not await hs.stores.directory.create_alias(alias, room.room_nid, user_id, hs.now_ms()):
-        raise MatrixError(409, Codes.UNKNOWN, f"Room alias {alias} already exists")
-
-
-async def resolve_alias(hs: "HomeServer", alias: str) -> AliasTarget:
-    """The room ``alias`` points to and servers to join it through; 404 if none.
-
-    Our server comes first, then the servers of the room's other members.
-    """
-    _, server = _parse_or_400(alias)
-    mapping = await hs.stores.directory.get_alias(alias) if server == hs.hostname else None
-    if mapping is None:
-        raise not_found(f"Room alias {alias} not found")
-    servers = [hs.hostname]
-    room = await hs.stores.rooms.get_room(mapping.room_id)
-    if room is not None:
-        for member in await hs.stores.rooms.get_members(room.room_nid):
-            member_server = member.partition(":")[2]
-            if member_server and member_server not in servers:
-                servers.append(member_server)
-    return AliasTarget(mapping.room_id, tuple(servers))
-
-
-async def delete_alias(hs: "HomeServer", user_id: str, alias: str) -> None:
-    """DELETE /directory/room/{roomAlias}"""
-    _, server = _parse_or_400(alias)
-    mapping = await hs.stores.directory.get_alias(alias) if server == hs.hostname else None
-    if mapping is None:
-        raise not_found(f"Room alias {alias} not found")
-    if mapping.creator != user_id:
-        room = await hs.stores.rooms.get_room(mapping.room_id)
-        allowed = await may_edit_room_listing(hs, user_id, room) if room is not None \
-            else await is_server_admin(hs, user_id)
-        if not allowed:
-            raise forbidden("You don't have permission to delete the alias.")
-    room_id = await hs.stores.directory.delete_alias(alias)
-    if room_id is None:  # deleted by someone else meanwhile
-        raise not_found(f"Room alias {alias} not found")
-    await _remove_from_canonical_alias(hs, user_id, room_id, alias)
-
-
-async def _remove_from_canonical_alias(hs: "HomeServer", user_id: str, room_id: str,
-                                       alias: str) -> None:
-    """Take a deleted alias out of the room's ``m.room.canonical_alias``."""
-    room = await hs.stores.rooms.get_room(room_id)
-    if room is None:
-        return
-    current = (await _state_events(hs, room, [(CANONICAL_ALIAS, "")])).get(
-        (CANONICAL_ALIAS, ""))
-    if current is None:
-        return
-    content = dict(current.content)
-    changed = False
-    if content.get("alias") == alias:
-        del content["alias"]
-        changed = True
-    alt = content.get("alt_aliases")
-    if isinstance(alt, list) and alias in alt:
-        remaining = [a for a in alt if a != alias]
-        if remaining:
-            content["alt_aliases"] = remaining
-        else:
-            del content["alt_aliases"]
-        changed = True
-    if not changed:
-        return
-    try:
-        await hs.event_creator.send(user_id, room_id, CANONICAL_ALIAS, content, state_key="")
-    except MatrixError as e:
-        # the alias is gone all the same; the event just still names it
-        logger.info("could not update %s of %s after deleting %s: %s", CANONICAL_ALIAS,
-                    room_id, alias, e.msg)
-
-
-async def get_local_aliases(hs: "HomeServer", user_id: str, room_id: str) -> list[str]:
-    """GET /rooms/{roomId}/aliases: for members, world_readable rooms and admins."""
-    room = await hs.stores.rooms.get_room(room_id)
-    if room is not None and (
-            await _is_joined(hs, user_id, room)
-            or await _is_world_readable(hs, room)
-            or await is_server_admin(hs, user_id)):
-        return await hs.stores.directory.get_aliases_for_room(room.room_nid)
-    raise forbidden("You are not a member of the room.")
-
-
-async def _is_world_readable(hs: "HomeServer", room: RoomInfo) -> bool:
-    key = ("m.room.history_visibility", "")
-    event = (await _state_events(hs, room, [key])).get(key)
-    return event is not None and event.content.get("history_visibility") == "world_readable"
-
-
-# -- hooks of room creation and of sending m.room.canonical_alias -----------------
-
-
-async def check_new_room_alias(hs: "HomeServer", localpart: str | None) -> str | None:
-    """POST /createRoom's ``room_alias_name``, checked before the room exists.
-
-    Returns the full alias (None without one). 400 M_INVALID_PARAM for a
-    localpart that cannot be an alias, 400 M_ROOM_IN_USE when it is taken.
-    """
-    if localpart is None:
-        return None
-    if ":" in localpart:
-        raise invalid_param("Invalid character in room alias localpart: ':'")
-    _check_new_localpart(localpart)
-    alias = f"#{localpart}:{hs.hostname}"
-    if parse_room_alias(alias) is None:
-        raise invalid_param("Invalid room alias")
-    if await hs.stores.directory.get_alias(alias) is not None:
-        raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
-    return alias
-
-
-async def create_alias_for_new_room(hs: "HomeServer", creator: str, room_id: str,
-                                    alias: str) -> None:
-    """Point ``alias`` (from ``check_new_room_alias``) at the new room and send
-    its ``m.room.canonical_alias``: the spec's place for that event is right
-    after ``m.room.power_levels``, before the preset's events."""
-    room = await hs.stores.rooms.get_room(room_id)
-    if room is None:
-        raise not_found("Unknown room")
-    if not await hs.stores.directory.create_alias(alias, room.room_nid, creator, hs.now_ms()):
-        # taken since check_new_room_alias looked
-        raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
-    await hs.event_creator.send(creator, room_id, CANONICAL_ALIAS, {"alias": alias},
-                                state_key="")
-
-
-async def publish_new_room(hs: "HomeServer", room_id: str) -> None:
-    """POST /createRoom with ``visibility: public``: list the room in the directory."""
-    room = await hs.stores.rooms.get_room(room_id)
-    if room is None:
-        raise not_found("Unknown room")
-    await hs.stores.directory.set_room_public(room.room_nid, True, hs.now_ms())
+# -- m.room.canonical_alias ---------------------------------------------------------
 
 
 def _aliases_of(content: dict[str, Any]) -> tuple[str | None, list[str]]:
@@ -319,55 +145,7 @@ def _aliases_of(content: dict[str, Any]) -> tuple[str | None, list[str]]:
     return alias, alt
 
 
-async def validate_canonical_alias(hs: "HomeServer", room_id: str,
-                                   content: dict[str, Any]) -> None:
-    """Check the content of an ``m.room.canonical_alias`` a client sends.
-
-    400 M_INVALID_PARAM for malformed aliases; 400 M_BAD_ALIAS for an alias
-    (new to the room's current event) that does not point to ``room_id``.
-    """
-    alias, alt = _aliases_of(content)
-    old_alias: Any = None
-    old_alt: list[Any] = []
-    room = await hs.stores.rooms.get_room(room_id)
-    if room is not None:
-        current = (await _state_events(hs, room, [(CANONICAL_ALIAS, "")])).get(
-            (CANONICAL_ALIAS, ""))
-        if current is not None:
-            old_alias = current.content.get("alias")
-            previous_alt = current.content.get("alt_aliases")
-            old_alt = previous_alt if isinstance(previous_alt, list) else []
-    added = [a for a in alt if a not in old_alt]
-    if alias is not None and alias != old_alias:
-        added.insert(0, alias)
-    for item in dict.fromkeys(added):
-        if parse_room_alias(item) is None or item.partition(":")[2] != hs.hostname:
-            raise MatrixError(400, Codes.BAD_ALIAS,
-                              f"Room alias {item} cannot be checked: it is not on this server")
-        mapping = await hs.stores.directory.get_alias(item)
-        if mapping is None or mapping.room_id != room_id:
-            raise MatrixError(400, Codes.BAD_ALIAS, f"Room alias {item} does not point to the room")
-
-
 # -- the published room directory -----------------------------------------------
-
-
-async def get_visibility(hs: "HomeServer", room_id: str) -> str:
-    room = await hs.stores.rooms.get_room(room_id)
-    if room is None:
-        raise not_found("Room not found")
-    return "public" if await hs.stores.directory.is_room_public(room.room_nid) else "private"
-
-
-async def set_visibility(hs: "HomeServer", user_id: str, room_id: str, visibility: str) -> None:
-    room = await hs.stores.rooms.get_room(room_id)
-    if room is None:
-        raise not_found("Room not found")
-    if not await may_edit_room_listing(hs, user_id, room):
-        raise forbidden("This server requires you to be a moderator in the room to"
-                        " edit its room list entry")
-    await hs.stores.directory.set_room_public(room.room_nid, visibility == "public",
-                                              hs.now_ms())
 
 
 @dataclass(frozen=True)
@@ -484,20 +262,250 @@ def paginate(entries: list[dict[str, Any]], query: PublicRoomsQuery) -> dict[str
     return body
 
 
-async def list_public_rooms(hs: "HomeServer", query: PublicRoomsQuery) -> dict[str, Any]:
-    """GET/POST /publicRooms of this server."""
-    rooms = await hs.stores.directory.get_published_rooms()
-    rooms = [r for r in rooms if r.num_joined_members > 0]
-    state_ids = await hs.stores.directory.get_current_state_ids_for_rooms(
-        [r.room_nid for r in rooms], _LISTING_TYPES)
-    events = await hs.stores.events.get_events(
-        [eid for ids in state_ids.values() for eid in ids.values()])
-    entries: list[dict[str, Any]] = []
-    for room in rooms:
-        ids = state_ids.get(room.room_nid, {})
-        state = {t: events[e] for t, e in ids.items() if e in events}
-        entry = room_entry(room.room_id, room.num_joined_members, state)
-        if entry is not None and _matches(entry, query):
-            entries.append(entry)
-    entries.sort(key=lambda e: (-e["num_joined_members"], e["room_id"]))
-    return paginate(entries, query)
+class RoomDirectory:
+    """Aliases, the canonical-alias checks and the published room list of
+    this server: the rules in the module docstring. Built once by
+    ``server.py`` (``hs.room_directory``)."""
+
+    def __init__(self, ctx: "ServerContext", stores: "Stores",
+                 event_creator: "EventCreator") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        # to update m.room.canonical_alias when an alias is added or deleted
+        self.event_creator = event_creator
+
+    # -- who may do what --
+
+    async def is_server_admin(self, user_id: str) -> bool:
+        user = await self.stores.users.get_user(user_id)
+        return user is not None and user.admin
+
+    async def _state_events(self, room: RoomInfo,
+                            keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Event]:
+        ids = await self.stores.rooms.get_current_state_ids(room.room_nid, list(keys))
+        events = await self.stores.events.get_events(list(ids.values()))
+        return {k: events[v] for k, v in ids.items() if v in events}
+
+    async def _is_joined(self, user_id: str, room: RoomInfo) -> bool:
+        membership = await self.stores.rooms.get_membership(user_id, room.room_nid)
+        return membership is not None and membership.membership == "join"
+
+    async def may_edit_room_listing(self, user_id: str, room: RoomInfo) -> bool:
+        """A server admin, or a joined member who could send ``m.room.canonical_alias``."""
+        if await self.is_server_admin(user_id):
+            return True
+        if not await self._is_joined(user_id, room):
+            return False
+        state = await self._state_events(room, [CREATE, POWER_LEVELS])
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
+        return get_user_power_level(user_id, state, rv) >= get_send_level(CANONICAL_ALIAS, "",
+                                                                          state, rv)
+
+    # -- aliases --
+
+    async def create_alias(self, user_id: str, alias: str, room_id: str) -> None:
+        """PUT /directory/room/{roomAlias}: point ``alias`` at ``room_id``."""
+        localpart, server = _parse_or_400(alias)
+        _check_new_localpart(localpart)
+        if server != self.ctx.hostname:
+            raise invalid_param("Room alias must be local")
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            raise MatrixError(400, Codes.UNKNOWN, "Room does not exist")
+        if not await self._is_joined(user_id, room) and not await self.is_server_admin(user_id):
+            raise forbidden("You must be in the room to create an alias for it")
+        if not await self.stores.directory.create_alias(alias, room.room_nid, user_id,
+                                                        self.ctx.now_ms()):
+            raise MatrixError(409, Codes.UNKNOWN, f"Room alias {alias} already exists")
+
+    async def resolve_alias(self, alias: str) -> AliasTarget:
+        """The room ``alias`` points to and servers to join it through; 404 if none.
+
+        Our server comes first, then the servers of the room's other members.
+        """
+        _, server = _parse_or_400(alias)
+        mapping = await self.stores.directory.get_alias(alias) \
+            if server == self.ctx.hostname else None
+        if mapping is None:
+            raise not_found(f"Room alias {alias} not found")
+        servers = [self.ctx.hostname]
+        room = await self.stores.rooms.get_room(mapping.room_id)
+        if room is not None:
+            for member in await self.stores.rooms.get_members(room.room_nid):
+                member_server = member.partition(":")[2]
+                if member_server and member_server not in servers:
+                    servers.append(member_server)
+        return AliasTarget(mapping.room_id, tuple(servers))
+
+    async def delete_alias(self, user_id: str, alias: str) -> None:
+        """DELETE /directory/room/{roomAlias}"""
+        _, server = _parse_or_400(alias)
+        mapping = await self.stores.directory.get_alias(alias) \
+            if server == self.ctx.hostname else None
+        if mapping is None:
+            raise not_found(f"Room alias {alias} not found")
+        if mapping.creator != user_id:
+            room = await self.stores.rooms.get_room(mapping.room_id)
+            allowed = await self.may_edit_room_listing(user_id, room) if room is not None \
+                else await self.is_server_admin(user_id)
+            if not allowed:
+                raise forbidden("You don't have permission to delete the alias.")
+        room_id = await self.stores.directory.delete_alias(alias)
+        if room_id is None:  # deleted by someone else meanwhile
+            raise not_found(f"Room alias {alias} not found")
+        await self._remove_from_canonical_alias(user_id, room_id, alias)
+
+    async def _remove_from_canonical_alias(self, user_id: str, room_id: str,
+                                           alias: str) -> None:
+        """Take a deleted alias out of the room's ``m.room.canonical_alias``."""
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            return
+        current = (await self._state_events(room, [(CANONICAL_ALIAS, "")])).get(
+            (CANONICAL_ALIAS, ""))
+        if current is None:
+            return
+        content = dict(current.content)
+        changed = False
+        if content.get("alias") == alias:
+            del content["alias"]
+            changed = True
+        alt = content.get("alt_aliases")
+        if isinstance(alt, list) and alias in alt:
+            remaining = [a for a in alt if a != alias]
+            if remaining:
+                content["alt_aliases"] = remaining
+            else:
+                del content["alt_aliases"]
+            changed = True
+        if not changed:
+            return
+        try:
+            await self.event_creator.send(user_id, room_id, CANONICAL_ALIAS, content, state_key="")
+        except MatrixError as e:
+            # the alias is gone all the same; the event just still names it
+            logger.info("could not update %s of %s after deleting %s: %s", CANONICAL_ALIAS,
+                        room_id, alias, e.msg)
+
+    async def get_local_aliases(self, user_id: str, room_id: str) -> list[str]:
+        """GET /rooms/{roomId}/aliases: for members, world_readable rooms and admins."""
+        room = await self.stores.rooms.get_room(room_id)
+        if room is not None and (
+                await self._is_joined(user_id, room)
+                or await self._is_world_readable(room)
+                or await self.is_server_admin(user_id)):
+            return await self.stores.directory.get_aliases_for_room(room.room_nid)
+        raise forbidden("You are not a member of the room.")
+
+    async def _is_world_readable(self, room: RoomInfo) -> bool:
+        key = ("m.room.history_visibility", "")
+        event = (await self._state_events(room, [key])).get(key)
+        return event is not None and event.content.get("history_visibility") == "world_readable"
+
+    # -- hooks of room creation and of sending m.room.canonical_alias --
+
+    async def check_new_room_alias(self, localpart: str | None) -> str | None:
+        """POST /createRoom's ``room_alias_name``, checked before the room exists.
+
+        Returns the full alias (None without one). 400 M_INVALID_PARAM for a
+        localpart that cannot be an alias, 400 M_ROOM_IN_USE when it is taken.
+        """
+        if localpart is None:
+            return None
+        if ":" in localpart:
+            raise invalid_param("Invalid character in room alias localpart: ':'")
+        _check_new_localpart(localpart)
+        alias = f"#{localpart}:{self.ctx.hostname}"
+        if parse_room_alias(alias) is None:
+            raise invalid_param("Invalid room alias")
+        if await self.stores.directory.get_alias(alias) is not None:
+            raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+        return alias
+
+    async def create_alias_for_new_room(self, creator: str, room_id: str,
+                                        alias: str) -> None:
+        """Point ``alias`` (from ``check_new_room_alias``) at the new room and send
+        its ``m.room.canonical_alias``: the spec's place for that event is right
+        after ``m.room.power_levels``, before the preset's events."""
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            raise not_found("Unknown room")
+        if not await self.stores.directory.create_alias(alias, room.room_nid, creator,
+                                                        self.ctx.now_ms()):
+            # taken since check_new_room_alias looked
+            raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+        await self.event_creator.send(creator, room_id, CANONICAL_ALIAS, {"alias": alias},
+                                    state_key="")
+
+    async def publish_new_room(self, room_id: str) -> None:
+        """POST /createRoom with ``visibility: public``: list the room in the directory."""
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            raise not_found("Unknown room")
+        await self.stores.directory.set_room_public(room.room_nid, True, self.ctx.now_ms())
+
+    async def validate_canonical_alias(self, room_id: str,
+                                       content: dict[str, Any]) -> None:
+        """Check the content of an ``m.room.canonical_alias`` a client sends.
+
+        400 M_INVALID_PARAM for malformed aliases; 400 M_BAD_ALIAS for an alias
+        (new to the room's current event) that does not point to ``room_id``.
+        """
+        alias, alt = _aliases_of(content)
+        old_alias: Any = None
+        old_alt: list[Any] = []
+        room = await self.stores.rooms.get_room(room_id)
+        if room is not None:
+            current = (await self._state_events(room, [(CANONICAL_ALIAS, "")])).get(
+                (CANONICAL_ALIAS, ""))
+            if current is not None:
+                old_alias = current.content.get("alias")
+                previous_alt = current.content.get("alt_aliases")
+                old_alt = previous_alt if isinstance(previous_alt, list) else []
+        added = [a for a in alt if a not in old_alt]
+        if alias is not None and alias != old_alias:
+            added.insert(0, alias)
+        for item in dict.fromkeys(added):
+            if parse_room_alias(item) is None or item.partition(":")[2] != self.ctx.hostname:
+                raise MatrixError(400, Codes.BAD_ALIAS,
+                                  f"Room alias {item} cannot be checked: it is not on this server")
+            mapping = await self.stores.directory.get_alias(item)
+            if mapping is None or mapping.room_id != room_id:
+                raise MatrixError(400, Codes.BAD_ALIAS,
+                                  f"Room alias {item} does not point to the room")
+
+    # -- the published room directory --
+
+    async def get_visibility(self, room_id: str) -> str:
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            raise not_found("Room not found")
+        return "public" if await self.stores.directory.is_room_public(room.room_nid) else "private"
+
+    async def set_visibility(self, user_id: str, room_id: str, visibility: str) -> None:
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            raise not_found("Room not found")
+        if not await self.may_edit_room_listing(user_id, room):
+            raise forbidden("This server requires you to be a moderator in the room to"
+                            " edit its room list entry")
+        await self.stores.directory.set_room_public(room.room_nid, visibility == "public",
+                                                  self.ctx.now_ms())
+
+    async def list_public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
+        """GET/POST /publicRooms of this server."""
+        rooms = await self.stores.directory.get_published_rooms()
+        rooms = [r for r in rooms if r.num_joined_members > 0]
+        state_ids = await self.stores.directory.get_current_state_ids_for_rooms(
+            [r.room_nid for r in rooms], _LISTING_TYPES)
+        events = await self.stores.events.get_events(
+            [eid for ids in state_ids.values() for eid in ids.values()])
+        entries: list[dict[str, Any]] = []
+        for room in rooms:
+            ids = state_ids.get(room.room_nid, {})
+            state = {t: events[e] for t, e in ids.items() if e in events}
+            entry = room_entry(room.room_id, room.num_joined_members, state)
+            if entry is not None and _matches(entry, query):
+                entries.append(entry)
+        entries.sort(key=lambda e: (-e["num_joined_members"], e["room_id"]))
+        return paginate(entries, query)

@@ -55,7 +55,9 @@ from homeserver.federation.client import FederationError, RequestFailed
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.federation.client import FederationClient
+    from homeserver.storage import Stores
 
 logger = logging.getLogger(__name__)
 
@@ -224,9 +226,14 @@ class _Walk:
 
 
 class HierarchyHandler:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.stores = hs.stores
+    """The space hierarchy, for our clients and for other servers. Built once
+    by ``server.py`` (``hs.hierarchy``): both sides share its caches."""
+
+    def __init__(self, ctx: "ServerContext", stores: "Stores",
+                 federation_client: "FederationClient") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        self.federation_client = federation_client
         self._walks: dict[str, _Walk] = {}
         # (room ID, suggested_only) -> (expiry, another server's answer)
         self._remote: dict[tuple[str, bool], tuple[float, dict[str, Any]]] = {}
@@ -250,7 +257,7 @@ class HierarchyHandler:
         return _LocalRoom(info, state, children)
 
     async def _host_joined(self, room_id: str) -> bool:
-        return bool(await self.stores.rooms.get_local_members(room_id, self.hs.hostname))
+        return bool(await self.stores.rooms.get_local_members(room_id, self.ctx.hostname))
 
     async def _summary(self, room: _LocalRoom) -> dict[str, Any]:
         """The room's summary (room_summary.yaml), ``allowed_room_ids`` included."""
@@ -345,20 +352,20 @@ class HierarchyHandler:
     async def _ask_remote(self, room_id: str, via: list[str],
                           suggested_only: bool) -> dict[str, Any] | None:
         """Another server's /hierarchy answer for the room (cached), or None."""
-        now = self.hs.clock.seconds()
+        now = self.ctx.clock.seconds()
         cached = self._remote.get((room_id, suggested_only))
         if cached is not None and cached[0] > now:
             return cached[1]
         path = f"/_matrix/federation/v1/hierarchy/{quote(room_id, safe='')}"
         tried = 0
         for server in dict.fromkeys(via):
-            if server == self.hs.hostname:
+            if server == self.ctx.hostname:
                 continue
             if tried >= MAX_VIA_TRIED:
                 break
             tried += 1
             try:
-                answer = await self.hs.federation_client.get_json(
+                answer = await self.federation_client.get_json(
                     server, path, {"suggested_only": "true" if suggested_only else "false"},
                     timeout_ms=REMOTE_TIMEOUT_MS)
             except (RequestFailed, FederationError) as e:
@@ -383,7 +390,7 @@ class HierarchyHandler:
         depth_limit = min(max_depth if max_depth is not None else DEFAULT_MAX_DEPTH,
                           MAX_MAX_DEPTH)
         page_size = min(limit or DEFAULT_LIMIT, MAX_LIMIT)
-        now = self.hs.clock.seconds()
+        now = self.ctx.clock.seconds()
         if from_token is not None:
             walk = self._walks.pop(from_token, None)
             if walk is None or walk.expires < now or walk.user_id != user_id \

@@ -35,7 +35,8 @@ from homeserver.events.model import Event
 from homeserver.storage.streams import ONLY_USER
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.storage.account_data import AccountDataStore
+    from homeserver.storage.database import Database
 
 IGNORED_USER_LIST = "m.ignored_user_list"
 # users whose list is kept in memory at once
@@ -67,12 +68,13 @@ def is_hidden(event: Event, ignored: frozenset[str]) -> bool:
 class IgnoredUsers:
     """Each user's ignore list, cached and kept fresh by commit listener."""
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
+    def __init__(self, db: "Database", account_data: "AccountDataStore") -> None:
+        self.account_data = account_data
         self._cache: dict[str, frozenset[str]] = {}
         # bumped each time a user's list may have changed
         self._generation: dict[str, int] = {}
-        hs.db.commit_listeners.append(self._on_commit)
+        # the database only to hear of commits: a changed list drops the cached one
+        db.commit_listeners.append(self._on_commit)
 
     def cached(self, user_id: str) -> frozenset[str] | None:
         """The user's list if it is in memory (the sync fast path is synchronous)."""
@@ -84,7 +86,7 @@ class IgnoredUsers:
         if found is not None:
             return found
         generation = self._generation.get(user_id, 0)
-        content = await self.hs.stores.account_data.get_global_account_data(
+        content = await self.account_data.get_global_account_data(
             user_id, IGNORED_USER_LIST)
         ignored = ignored_users_of(content)
         if self._generation.get(user_id, 0) == generation:

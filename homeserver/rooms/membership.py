@@ -46,7 +46,10 @@ from homeserver.storage.events import NewEventTxn
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.federation.membership import FederationMembership
+    from homeserver.rooms.creator import EventCreator
+    from homeserver.storage import Stores
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +58,17 @@ ROOM_MEMBERSHIP_ALLOW = "m.room_membership"
 
 
 class MembershipHandler:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.stores = hs.stores
+    # built after this handler and calling back into it: set by HomeServer._wire_late
+    federation_membership: "FederationMembership"
+
+    def __init__(self, ctx: "ServerContext", stores: "Stores",
+                 event_creator: "EventCreator") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        self.event_creator = event_creator
 
     async def _profile_content(self, user_id: str) -> dict[str, Any]:
-        if not self.hs.is_mine(user_id):
+        if not self.ctx.is_mine(user_id):
             return {}
         profile = await self.stores.profiles.get_profile(user_id)
         if profile is None or profile.deactivated:
@@ -75,7 +83,7 @@ class MembershipHandler:
     async def check_invitee(self, user_id: str) -> None:
         """Raise unless ``user_id`` can be invited (a user of another server
         is checked by its server, which countersigns the invite)."""
-        if not self.hs.is_mine(user_id):
+        if not self.ctx.is_mine(user_id):
             return
         if await self.stores.profiles.get_profile(user_id) is None:
             raise not_found("Unknown user")
@@ -94,7 +102,7 @@ class MembershipHandler:
                 out.append(server_name_of(event.sender))
         for member in await self.stores.rooms.get_members(room.room_nid):
             out.append(server_name_of(member))
-        return [s for s in dict.fromkeys(out) if s != self.hs.hostname]
+        return [s for s in dict.fromkeys(out) if s != self.ctx.hostname]
 
     async def update_membership(self, sender: str, room_id: str, target: str,
                                 membership: str, *, reason: str | None = None,
@@ -126,8 +134,8 @@ class MembershipHandler:
             content["reason"] = reason
         if is_direct is not None:
             content["is_direct"] = is_direct
-        return await self.hs.event_creator.send(sender, room_id, "m.room.member", content,
-                                                state_key=target, txn_id=txn_id)
+        return await self.event_creator.send(sender, room_id, "m.room.member", content,
+                                             state_key=target, txn_id=txn_id)
 
     async def profile_changed(self, user_id: str) -> None:
         """Carry a new display name or avatar into the user's member event in
@@ -150,8 +158,8 @@ class MembershipHandler:
             if content == current.content:
                 continue
             try:
-                await self.hs.event_creator.send(user_id, room_id, "m.room.member", content,
-                                                 state_key=user_id)
+                await self.event_creator.send(user_id, room_id, "m.room.member", content,
+                                              state_key=user_id)
             except MatrixError as e:
                 logger.info("profile change of %s not sent to %s: %s", user_id, room_id, e)
 
@@ -163,13 +171,13 @@ class MembershipHandler:
             return True
         if not await self.stores.rooms.get_current_state_ids(room.room_nid, [CREATE]):
             return True
-        if await self.stores.rooms.get_local_members(room.room_id, self.hs.hostname):
+        if await self.stores.rooms.get_local_members(room.room_id, self.ctx.hostname):
             return False
         return bool(await self.stores.rooms.get_members(room.room_nid))
 
     async def _remote_membership(self, user_id: str, room_id: str, room: RoomInfo | None,
                                  membership: str, reason: str | None, via: list[str]) -> str:
-        fm = self.hs.federation_membership
+        fm = self.federation_membership
         servers = list(via) + await self._remote_servers(room_id, room, user_id)
         content: dict[str, Any] = {}
         if membership in ("join", "knock"):
@@ -214,7 +222,7 @@ class MembershipHandler:
         if not await self._is_in_an_allowed_room(user_id, join_rules.content.get("allow")):
             raise forbidden("You do not belong to any of the required rooms to join this room.")
         local_members = [u for u in await self.stores.rooms.get_members(room.room_nid)
-                         if self.hs.is_mine(u)]
+                         if self.ctx.is_mine(u)]
         if local_members:
             chosen = max(local_members, key=lambda u: get_user_power_level(u, state, rv))
             if get_user_power_level(chosen, state, rv) >= get_named_level("invite", state, rv):

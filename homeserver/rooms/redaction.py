@@ -36,7 +36,8 @@ from homeserver.rooms.power_levels import (
 from homeserver.storage.events import NewEventTxn
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.rooms.creator import EventCreator
+    from homeserver.storage import Stores
 
 
 def _server_of(user_id: str) -> str:
@@ -62,10 +63,10 @@ def may_apply_redaction(redaction_sender: str, original: Event, state: StateMap,
     return has_redact_level(redaction_sender, state, original.room_version)
 
 
-async def redact_event(hs: "HomeServer", sender: str, room_id: str, event_id: str, *,
+async def redact_event(stores: "Stores", event_creator: "EventCreator", sender: str,
+                       room_id: str, event_id: str, *,
                        reason: str | None, txn_id: NewEventTxn) -> str:
     """Send a redaction of ``event_id`` if ``sender`` may redact it; returns its ID."""
-    stores = hs.stores
     room = await stores.rooms.get_room(room_id)
     if room is None:
         raise forbidden("You are not in this room.")
@@ -96,5 +97,5 @@ async def redact_event(hs: "HomeServer", sender: str, room_id: str, event_id: st
     content: dict[str, object] = {}
     if reason is not None:
         content["reason"] = reason
-    return await hs.event_creator.send(sender, room_id, "m.room.redaction", content,
-                                       redacts=event_id, txn_id=txn_id)
+    return await event_creator.send(sender, room_id, "m.room.redaction", content,
+                                    redacts=event_id, txn_id=txn_id)

@@ -57,7 +57,9 @@ from homeserver.storage.relations import (
 )
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.rooms.ignored import IgnoredUsers
+    from homeserver.storage import Stores
+    from homeserver.storage.events import EventStore
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ MAX_ANNOTATION_KEY_LENGTH = 500
 ENCRYPTED = "m.room.encrypted"
 
 
-async def check_new_relation(hs: "HomeServer", sender: str, room_id: str, event_type: str,
+async def check_new_relation(stores: "Stores", sender: str, room_id: str, event_type: str,
                              content: dict[str, Any]) -> None:
     """Refuse (MatrixError 400) a local user's new event whose relation breaks
     the rules in the module docstring; anything else passes."""
@@ -82,7 +84,6 @@ async def check_new_relation(hs: "HomeServer", sender: str, room_id: str, event_
     if not all(is_storable_text(v) for v in (rel_type, parent_id, key) if isinstance(v, str)):
         # these are looked up and stored in text columns (PostgreSQL refuses NUL)
         raise MatrixError(400, Codes.BAD_JSON, "m.relates_to fields may not contain NUL")
-    stores = hs.stores
     parent = await stores.events.get_event(parent_id)
     if parent is not None:
         if parent.room_id != room_id:
@@ -137,7 +138,7 @@ def _wants_bundle(event: Event) -> bool:
     return own is None or own[0] not in (ANNOTATION, REPLACE)
 
 
-async def _latest_edits(hs: "HomeServer", originals: dict[str, Event],
+async def _latest_edits(events_store: "EventStore", originals: dict[str, Event],
                         rows: AggregationRows) -> dict[str, Event]:
     """Original event ID -> its most recent valid edit."""
     candidates: dict[str, list[tuple[int, str]]] = {}
@@ -152,7 +153,7 @@ async def _latest_edits(hs: "HomeServer", originals: dict[str, Event],
             candidates[parent] = sorted(found, reverse=True)
     if not candidates:
         return {}
-    events = await hs.stores.events.get_events(
+    events = await events_store.get_events(
         [eid for found in candidates.values() for _, eid in found])
     out: dict[str, Event] = {}
     for parent, found in candidates.items():
@@ -164,32 +165,33 @@ async def _latest_edits(hs: "HomeServer", originals: dict[str, Event],
     return out
 
 
-async def bundle_aggregations(hs: "HomeServer", user_id: str, room_id: str,
-                              events: Sequence[Event], now_ms: int,
+async def bundle_aggregations(stores: "Stores", ignored_users: "IgnoredUsers", user_id: str,
+                              room_id: str, events: Sequence[Event], now_ms: int,
                               ) -> dict[str, dict[str, Any]]:
     """Event ID -> its ``unsigned["m.relations"]``, for those of ``events``
-    that have something to bundle (as ``user_id`` sees it)."""
+    that have something to bundle (as ``user_id`` sees it, leaving out what
+    ``ignored_users`` says they ignore)."""
     wanted = {e.event_id: e for e in events if _wants_bundle(e)}
     if not wanted:
         return {}
-    ignored = await hs.room_reader.ignored.get(user_id)
-    rows = await hs.stores.relations.get_aggregation_rows(list(wanted), user_id,
-                                                          sorted(ignored))
+    ignored = await ignored_users.get(user_id)
+    rows = await stores.relations.get_aggregation_rows(list(wanted), user_id, sorted(ignored))
     if not rows.edits and not rows.threads and not rows.references:
         return {}
     out: dict[str, dict[str, Any]] = {}
-    edits = await _latest_edits(hs, wanted, rows)
+    edits = await _latest_edits(stores.events, wanted, rows)
     for parent, edit in edits.items():
         out.setdefault(parent, {})[REPLACE] = client_event(edit, room_id, now_ms)
     roots = {p: s for p, s in rows.threads.items()
              if (own := relation_of(wanted[p])) is None or own[0] != THREAD}
     if roots:
-        latest = await hs.stores.events.get_events([s.latest_event_id for s in roots.values()])
+        latest = await stores.events.get_events([s.latest_event_id for s in roots.values()])
         latest_events = [e for e in latest.values() if _wants_bundle(e)]
         # the latest reply's own edit (a reply is never a thread root: no loop)
-        nested_rows = AggregationRows(edits=(await hs.stores.relations.get_aggregation_rows(
+        nested_rows = AggregationRows(edits=(await stores.relations.get_aggregation_rows(
             [e.event_id for e in latest_events], user_id)).edits)
-        nested = await _latest_edits(hs, {e.event_id: e for e in latest_events}, nested_rows)
+        nested = await _latest_edits(stores.events, {e.event_id: e for e in latest_events},
+                                     nested_rows)
         for parent, summary in roots.items():
             reply = latest.get(summary.latest_event_id)
             if reply is None:

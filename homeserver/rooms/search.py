@@ -35,7 +35,9 @@ from homeserver.rooms.access import NO_FILTER, ReadAccess, RoomEventFilter
 from homeserver.storage.search import SEARCH_KEYS, SearchHit, SearchQuery, search_words
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.rooms.access import RoomReader
+    from homeserver.storage import Stores
+    from homeserver.storage.user_directory import UserDirectoryStore
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +106,11 @@ class _Scan:
 
 
 class Searcher:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.stores = hs.stores
-        self.reader = hs.room_reader
+    """POST /search's room events. Built once by ``server.py`` (``hs.searcher``)."""
+
+    def __init__(self, stores: "Stores", reader: "RoomReader") -> None:
+        self.stores = stores
+        self.reader = reader
 
     async def search_room_events(self, requester: Requester, request: RoomEventsSearch,
                                  token: BatchToken | None) -> dict[str, Any]:
@@ -295,13 +298,14 @@ class Searcher:
 # -- the user directory ---------------------------------------------------------
 
 
-async def search_user_directory(hs: "HomeServer", user_id: str, term: str,
-                                limit: int) -> dict[str, Any]:
-    """POST /user_directory/search's answer: ``limit`` users and ``limited``."""
-    settings = hs.config.user_directory
+async def search_user_directory(settings: dict[str, Any], store: "UserDirectoryStore",
+                                user_id: str, term: str, limit: int) -> dict[str, Any]:
+    """POST /user_directory/search's answer: ``limit`` users and ``limited``.
+
+    ``settings`` is the config's ``user_directory`` section."""
     if not settings["enabled"] or not term.strip():
         return {"results": [], "limited": False}
-    found = await hs.stores.user_directory.search(
+    found = await store.search(
         user_id, term, limit + 1, search_all=settings["search_all_users"],
         prefer_local=settings["prefer_local_users"])
     results = []

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from homeserver.errors import Codes, MatrixError, forbidden, not_found
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
-from homeserver.rooms.creation import CreateRoomRequest, StateEvent, create_room
+from homeserver.rooms.creation import CreateRoomRequest, StateEvent
 from homeserver.rooms.power_levels import (
     CREATE,
     POWER_LEVELS,
@@ -58,7 +58,11 @@ from homeserver.rooms.power_levels import creators as room_creators
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.rooms.creation import RoomCreation
+    from homeserver.rooms.creator import EventCreator
+    from homeserver.rooms.membership import MembershipHandler
+    from homeserver.storage import Stores
 
 logger = logging.getLogger(__name__)
 
@@ -126,14 +130,21 @@ def restricted_old_room_levels(content: dict[str, Any]) -> dict[str, Any] | None
     return out if changed else None
 
 
-def _is_local_alias(hs: "HomeServer", alias: Any) -> bool:
-    return isinstance(alias, str) and alias.startswith("#") and hs.is_mine(alias)
+def _is_local_alias(ctx: "ServerContext", alias: Any) -> bool:
+    return isinstance(alias, str) and alias.startswith("#") and ctx.is_mine(alias)
 
 
 class RoomUpgrader:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.stores = hs.stores
+    """POST /rooms/{roomId}/upgrade's use case. Built once by ``server.py``
+    (``hs.room_upgrader``): the rooms being upgraded are remembered here."""
+
+    def __init__(self, ctx: "ServerContext", stores: "Stores", event_creator: "EventCreator",
+                 membership: "MembershipHandler", room_creation: "RoomCreation") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        self.event_creator = event_creator
+        self.membership = membership
+        self.room_creation = room_creation
         self._in_progress: set[str] = set()
 
     async def upgrade(self, user_id: str, room_id: str, request: UpgradeRequest) -> str:
@@ -153,7 +164,7 @@ class RoomUpgrader:
     async def _upgrade(self, user_id: str, room: RoomInfo, request: UpgradeRequest) -> str:
         old_version = KNOWN_ROOM_VERSIONS[room.room_version]
         new_version = request.new_version
-        old_state = await self.hs.event_creator.get_current_state(room.room_nid)
+        old_state = await self.event_creator.get_current_state(room.room_nid)
         self._check_may_upgrade(user_id, old_state, old_version)
 
         old_levels_event = old_state.get(POWER_LEVELS)
@@ -163,7 +174,7 @@ class RoomUpgrader:
             if new_version.privileged_creators else set()
         new_levels = self._new_room_levels(user_id, old_levels, new_version, creators)
 
-        new_room_id = await create_room(self.hs, user_id, CreateRoomRequest(
+        new_room_id = await self.room_creation.create_room(user_id, CreateRoomRequest(
             room_version=new_version,
             preset="private_chat",
             creation_content=await self._creation_content(room, old_state, request),
@@ -173,7 +184,7 @@ class RoomUpgrader:
                     new_version.identifier)
         await self._copy_bans(user_id, old_state, new_room_id)
 
-        send = self.hs.event_creator.send
+        send = self.event_creator.send
         await send(user_id, room.room_id, TOMBSTONE,
                    {"body": "This room has been replaced", "replacement_room": new_room_id},
                    state_key="")
@@ -282,7 +293,7 @@ class RoomUpgrader:
                 continue
             reason = event.content.get("reason")
             try:
-                await self.hs.membership.update_membership(
+                await self.membership.update_membership(
                     user_id, new_room_id, target, "ban",
                     reason=reason if isinstance(reason, str) else None)
             except MatrixError as e:
@@ -294,7 +305,7 @@ class RoomUpgrader:
         new_room = await self.stores.rooms.get_room(new_room_id)
         assert new_room is not None
         directory = self.stores.directory
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         for alias in await directory.get_aliases_for_room(room.room_nid):
             # not atomic, but no one else can take the alias between the two:
             # creating an alias needs it free, and it is ours in between
@@ -304,22 +315,22 @@ class RoomUpgrader:
             return
         old_content = dict(canonical.content)
         new_content: dict[str, Any] = {}
-        if _is_local_alias(self.hs, old_content.get("alias")):
+        if _is_local_alias(self.ctx, old_content.get("alias")):
             new_content["alias"] = old_content.pop("alias")
         alt = old_content.get("alt_aliases")
         if isinstance(alt, list) and alt:
-            moved = [a for a in alt if _is_local_alias(self.hs, a)]
+            moved = [a for a in alt if _is_local_alias(self.ctx, a)]
             if moved:
                 new_content["alt_aliases"] = moved
-            kept = [a for a in alt if not _is_local_alias(self.hs, a)]
+            kept = [a for a in alt if not _is_local_alias(self.ctx, a)]
             if kept:
                 old_content["alt_aliases"] = kept
             else:
                 del old_content["alt_aliases"]
         for target_room, content in ((room.room_id, old_content), (new_room_id, new_content)):
             try:
-                await self.hs.event_creator.send(user_id, target_room, CANONICAL_ALIAS[0],
-                                                 content, state_key="", dedupe_state=True)
+                await self.event_creator.send(user_id, target_room, CANONICAL_ALIAS[0],
+                                              content, state_key="", dedupe_state=True)
             except MatrixError as e:
                 logger.warning("could not update %s of %s: %s", CANONICAL_ALIAS[0],
                                target_room, e.msg)
@@ -330,6 +341,6 @@ class RoomUpgrader:
             return
         new_room = await self.stores.rooms.get_room(new_room_id)
         assert new_room is not None
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         await directory.set_room_public(new_room.room_nid, True, now)
         await directory.set_room_public(room.room_nid, False, now)

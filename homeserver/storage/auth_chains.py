@@ -72,6 +72,7 @@ from typing import Any
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.sql import chunks, placeholders, select_in_txn
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +88,6 @@ _V12_LIKE = sorted(v.identifier for v in KNOWN_ROOM_VERSIONS.values()
 # chain ID -> the largest sequence number reached in it
 Reach = dict[int, int]
 
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _implicit_create_id(room_id: str, room_version: str, event_type: str) -> str | None:
@@ -124,7 +117,7 @@ class AuthChainStore:
         missing: list[str] = []
         if auth_ids:
             known = {r[0] for r in txn.select_all(
-                f"SELECT event_id FROM events WHERE event_id IN ({_placeholders(len(auth_ids))})",
+                f"SELECT event_id FROM events WHERE event_id IN ({placeholders(len(auth_ids))})",
                 auth_ids)}
             missing = [a for a in auth_ids if a not in known]
         if missing:
@@ -150,29 +143,26 @@ class AuthChainStore:
         if not events:
             return
         auth_ids = sorted({a for e, _ in events for a in e.auth_event_ids})
-        known: set[str] = set()
-        for chunk in _chunks(auth_ids):
-            known.update(r[0] for r in txn.select_all(
-                f"SELECT event_id FROM events WHERE event_id IN ({_placeholders(len(chunk))})",
-                chunk))
+        known = {r[0] for r in select_in_txn(
+            txn, "SELECT event_id FROM events WHERE event_id IN ({})", auth_ids, chunk=_CHUNK)}
         pending = [(nid, a) for e, nid in events for a in dict.fromkeys(e.auth_event_ids)
                    if a not in known]
-        for chunk in _chunks(pending):
+        for part in chunks(pending, _CHUNK):
             txn.execute("INSERT INTO event_auth_chain_pending (event_nid, auth_event_id,"
-                        " explicit) VALUES " + ",".join(["(?, ?, 1)"] * len(chunk)),
-                        [v for row in chunk for v in row])
+                        " explicit) VALUES " + ",".join(["(?, ?, 1)"] * len(part)),
+                        [v for row in part for v in row])
         new_ids = {e.event_id: nid for e, nid in events}
         waited_for: set[str] = set()
-        for chunk in _chunks(sorted(new_ids)):
+        for chunk in chunks(sorted(new_ids), _CHUNK):
             rows = txn.select_all(
                 "SELECT event_nid, auth_event_id, explicit FROM event_auth_chain_pending"
-                f" WHERE auth_event_id IN ({_placeholders(len(chunk))})", chunk)
+                f" WHERE auth_event_id IN ({placeholders(len(chunk))})", chunk)
             waited_for.update(r[1] for r in rows)
             edges = [(int(w), new_ids[a]) for w, a, explicit in rows if explicit]
-            for part in _chunks(edges):
+            for edge_rows in chunks(edges, _CHUNK):
                 txn.execute("INSERT INTO event_auth_edges (event_nid, auth_event_nid) VALUES "
-                            + ",".join(["(?, ?)"] * len(part)) + " ON CONFLICT DO NOTHING",
-                            [v for row in part for v in row])
+                            + ",".join(["(?, ?)"] * len(edge_rows)) + " ON CONFLICT DO NOTHING",
+                            [v for row in edge_rows for v in row])
         to_index = [nid for e, nid in events if e.is_state() or e.event_id in waited_for]
         if to_index:
             AuthChainStore.index_events_txn(txn, to_index)
@@ -265,10 +255,10 @@ class AuthChainStore:
         reach: dict[int, Reach] = AuthChainStore._own_reach_txn(txn, outside)
         heads: dict[int, int] = {}
         chains = sorted({indexed[d][0] for d in outside})
-        for chunk in _chunks(chains):
+        for chunk in chunks(chains, _CHUNK):
             for chain, seq in txn.select_all(
                     "SELECT chain_id, MAX(sequence_number) FROM event_auth_chains"
-                    f" WHERE chain_id IN ({_placeholders(len(chunk))}) GROUP BY chain_id",
+                    f" WHERE chain_id IN ({placeholders(len(chunk))}) GROUP BY chain_id",
                     chunk):
                 heads[int(chain)] = int(seq)
 
@@ -316,51 +306,39 @@ class AuthChainStore:
         DAG edges, drop the waits, and return those that wait for nothing now."""
         by_id = {eid: nid for nid, eid in done.items()}
         ids = sorted(by_id)
-        rows: list[tuple[int, str, int]] = []
-        for chunk in _chunks(ids):
-            rows.extend((int(w), a, int(x)) for w, a, x in txn.select_all(
-                "SELECT event_nid, auth_event_id, explicit FROM event_auth_chain_pending"
-                f" WHERE auth_event_id IN ({_placeholders(len(chunk))})", chunk))
+        rows = [(int(w), a, int(x)) for w, a, x in select_in_txn(
+            txn, "SELECT event_nid, auth_event_id, explicit FROM event_auth_chain_pending"
+            " WHERE auth_event_id IN ({})", ids, chunk=_CHUNK)]
         if not rows:
             return set()
         txn.execute_many(
             "INSERT INTO event_auth_edges (event_nid, auth_event_nid) VALUES (?, ?)"
             " ON CONFLICT DO NOTHING",
             [(w, by_id[a]) for w, a, explicit in rows if explicit])
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids, _CHUNK):
             txn.execute("DELETE FROM event_auth_chain_pending"
-                        f" WHERE auth_event_id IN ({_placeholders(len(chunk))})", chunk)
+                        f" WHERE auth_event_id IN ({placeholders(len(chunk))})", chunk)
         waiters = sorted({w for w, _, _ in rows})
         return set(waiters) - AuthChainStore._waiting_txn(txn, waiters)
 
     @staticmethod
     def _event_rows_txn(txn: Txn, nids: Sequence[int]) -> list[tuple[int, str, int, int | None]]:
-        out: list[tuple[int, str, int, int | None]] = []
-        for chunk in _chunks(nids):
-            out.extend((int(n), e, int(r), None if k is None else int(k))
-                       for n, e, r, k in txn.select_all(
-                "SELECT event_nid, event_id, room_nid, state_key_nid FROM events"
-                f" WHERE event_nid IN ({_placeholders(len(chunk))})", chunk))
-        return out
+        return [(int(n), e, int(r), None if k is None else int(k))
+                for n, e, r, k in select_in_txn(
+                    txn, "SELECT event_nid, event_id, room_nid, state_key_nid FROM events"
+                    " WHERE event_nid IN ({})", nids, chunk=_CHUNK)]
 
     @staticmethod
     def _positions_txn(txn: Txn, nids: Sequence[int]) -> dict[int, tuple[int, int]]:
-        out: dict[int, tuple[int, int]] = {}
-        for chunk in _chunks(nids):
-            for n, c, s in txn.select_all(
-                    "SELECT event_nid, chain_id, sequence_number FROM event_auth_chains"
-                    f" WHERE event_nid IN ({_placeholders(len(chunk))})", chunk):
-                out[int(n)] = (int(c), int(s))
-        return out
+        return {int(n): (int(c), int(s)) for n, c, s in select_in_txn(
+            txn, "SELECT event_nid, chain_id, sequence_number FROM event_auth_chains"
+            " WHERE event_nid IN ({})", nids, chunk=_CHUNK)}
 
     @staticmethod
     def _waiting_txn(txn: Txn, nids: Sequence[int]) -> set[int]:
-        out: set[int] = set()
-        for chunk in _chunks(nids):
-            out.update(int(r[0]) for r in txn.select_all(
-                "SELECT DISTINCT event_nid FROM event_auth_chain_pending"
-                f" WHERE event_nid IN ({_placeholders(len(chunk))})", chunk))
-        return out
+        return {int(r[0]) for r in select_in_txn(
+            txn, "SELECT DISTINCT event_nid FROM event_auth_chain_pending"
+            " WHERE event_nid IN ({})", nids, chunk=_CHUNK)}
 
     @staticmethod
     def _auth_deps_txn(txn: Txn, nids: Sequence[int]) -> dict[int, set[int]]:
@@ -369,15 +347,15 @@ class AuthChainStore:
         event wait for it."""
         deps: dict[int, set[int]] = {n: set() for n in nids}
         creates: dict[int, str] = {}
-        for chunk in _chunks(nids):
+        for chunk in chunks(nids, _CHUNK):
             for n, a in txn.select_all(
                     "SELECT event_nid, auth_event_nid FROM event_auth_edges"
-                    f" WHERE event_nid IN ({_placeholders(len(chunk))})", chunk):
+                    f" WHERE event_nid IN ({placeholders(len(chunk))})", chunk):
                 deps[int(n)].add(int(a))
             for n, room_id, version, etype in txn.select_all(
                     "SELECT e.event_nid, r.room_id, r.room_version, e.event_type"
                     " FROM events e JOIN rooms r ON r.room_nid = e.room_nid"
-                    f" WHERE e.event_nid IN ({_placeholders(len(chunk))})", chunk):
+                    f" WHERE e.event_nid IN ({placeholders(len(chunk))})", chunk):
                 create = _implicit_create_id(room_id, version, etype)
                 if create is not None:
                     creates[int(n)] = create
@@ -385,7 +363,7 @@ class AuthChainStore:
             ids = sorted(set(creates.values()))
             create_nids = {e: int(n) for e, n in txn.select_all(
                 f"SELECT event_id, event_nid FROM events WHERE event_id IN"
-                f" ({_placeholders(len(ids))})", ids)}
+                f" ({placeholders(len(ids))})", ids)}
             unknown: list[tuple[int, str]] = []
             for n, create in creates.items():
                 if create in create_nids:
@@ -404,13 +382,13 @@ class AuthChainStore:
     def _own_reach_txn(txn: Txn, nids: Sequence[int]) -> dict[int, Reach]:
         """For indexed events: what their links reach (their own chain aside)."""
         out: dict[int, Reach] = {n: {} for n in nids}
-        for chunk in _chunks(nids):
+        for chunk in chunks(nids, _CHUNK):
             for n, c, s in txn.select_all(
                     "SELECT c.event_nid, l.target_chain_id, MAX(l.target_sequence_number)"
                     " FROM event_auth_chains c JOIN event_auth_chain_links l"
                     " ON l.origin_chain_id = c.chain_id"
                     " AND l.origin_sequence_number <= c.sequence_number"
-                    f" WHERE c.event_nid IN ({_placeholders(len(chunk))})"
+                    f" WHERE c.event_nid IN ({placeholders(len(chunk))})"
                     " GROUP BY c.event_nid, l.target_chain_id", chunk):
                 out[int(n)][int(c)] = int(s)
         return out
@@ -423,7 +401,7 @@ class AuthChainStore:
         (the union of its events' auth chains)."""
         pairs = sorted({(i, int(n)) for i, s in enumerate(sets) for n in s})
         out: list[Reach] = [{} for _ in sets]
-        for chunk in _chunks(pairs):
+        for chunk in chunks(pairs, _CHUNK):
             values = ",".join("(?, ?)" for _ in chunk)
             params: list[Any] = [v for pair in chunk for v in pair]
             params.extend(_V12_LIKE)
@@ -446,7 +424,7 @@ class AuthChainStore:
                     "  JOIN rooms r ON r.room_nid = e.room_nid"
                     "  JOIN events ce ON ce.event_id = '$' || SUBSTR(r.room_id, 2)"
                     "  JOIN event_auth_chains c ON c.event_nid = ce.event_nid"
-                    f"  WHERE r.room_version IN ({_placeholders(len(_V12_LIKE))})"
+                    f"  WHERE r.room_version IN ({placeholders(len(_V12_LIKE))})"
                     "  AND e.event_type <> 'm.room.create' AND NOT EXISTS"
                     "   (SELECT 1 FROM event_auth_chains x WHERE x.event_nid = q.nid)),"
                     " r (idx, chain_id, seq) AS ("
@@ -467,7 +445,7 @@ class AuthChainStore:
         chain of ``ranges`` (chain -> (lo, hi))."""
         rows = sorted((c, lo, hi) for c, (lo, hi) in ranges.items() if hi > lo)
         out: set[int] = set()
-        for chunk in _chunks(rows):
+        for chunk in chunks(rows, _CHUNK):
             values = ",".join("(?, ?, ?)" for _ in chunk)
             params: list[int] = [v for row in chunk for v in row]
             sql = (f"WITH r (chain_id, lo, hi) AS (VALUES {values})"

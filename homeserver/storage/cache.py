@@ -1,4 +1,10 @@
-"""A bounded in-memory LRU cache whose bound is a total weight, not a count.
+"""Bounded in-memory LRU caches: one bounded by a count, one by a total weight.
+
+``LruCache`` keeps at most ``max_size`` entries and forgets the least
+recently used first (the event cache: every event counts as one). It counts
+invalidations in ``generation``, so that a reader which started before one
+can tell that what it read may be stale (a redacted event read just before
+the redaction was persisted) and not cache it.
 
 ``WeightedLruCache`` keeps values whose sizes differ (a state block of 3
 entries, another of 60) under one bound on what they hold together: each
@@ -6,8 +12,9 @@ value weighs ``weigh(value)`` and the cache forgets its least recently used
 entries until the total is within ``max_weight``. A value heavier than the
 whole bound is not kept at all; ``max_weight`` 0 disables the cache.
 
-It is thread-safe: stores consult it both on the reactor and inside
-transactions running on the database's threads.
+Both are thread-safe: stores consult them both on the reactor and inside
+transactions running on the database's threads. They are the one LRU of
+``homeserver/storage``; a store needing a bounded map uses one of them.
 """
 
 from __future__ import annotations
@@ -19,6 +26,50 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+class LruCache(Generic[K, V]):
+    """A map of at most ``max_size`` entries (at least one), least recently
+    used out first."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max(1, max_size)
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+        # bumped by every invalidation: a reader that started before one
+        # must not cache what it read
+        self.generation = 0
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_size:
+                self._data.popitem(last=False)
+
+    def invalidate(self, key: K) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+            self.generation += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.generation += 1
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 class WeightedLruCache(Generic[K, V]):

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.sql import placeholders, select_in_txn
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,6 @@ class PublishedRoom:
     room_version: str
     num_joined_members: int
 
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
 
 
 class DirectoryStore:
@@ -129,17 +127,13 @@ class DirectoryStore:
 
         def txn_fn(txn: Txn) -> dict[int, dict[str, str]]:
             out: dict[int, dict[str, str]] = {}
-            for start in range(0, len(nids), 500):
-                chunk = nids[start:start + 500]
-                rows = txn.select_all(
-                    "SELECT cs.room_nid, sk.event_type, ev.event_id FROM current_state cs"
+            for nid, event_type, event_id in select_in_txn(
+                    txn, "SELECT cs.room_nid, sk.event_type, ev.event_id FROM current_state cs"
                     " JOIN state_keys sk ON sk.state_key_nid = cs.state_key_nid"
-                    " JOIN events ev ON ev.event_nid = cs.event_nid"
-                    f" WHERE cs.room_nid IN ({_placeholders(len(chunk))})"
-                    f" AND sk.state_key = ? AND sk.event_type IN ({_placeholders(len(types))})",
-                    [*chunk, "", *types])
-                for nid, event_type, event_id in rows:
-                    out.setdefault(int(nid), {})[event_type] = event_id
+                    " JOIN events ev ON ev.event_nid = cs.event_nid WHERE cs.room_nid IN ({})"
+                    f" AND sk.state_key = ? AND sk.event_type IN ({placeholders(len(types))})",
+                    nids, after=("", *types)):
+                out.setdefault(int(nid), {})[event_type] = event_id
             return out
 
         return await self.db.run_interaction("get_current_state_ids_for_rooms", txn_fn)

@@ -33,8 +33,7 @@ from typing import Any
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.rooms import shares_joined_room_sql
-
-_CHUNK = 500
+from homeserver.storage.sql import select_in_txn
 
 
 def _keys_with_name(text: str, name: str | None) -> dict[str, Any]:
@@ -47,9 +46,6 @@ def _keys_with_name(text: str, name: str | None) -> dict[str, Any]:
         keys["unsigned"] = unsigned
     return keys
 
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
 
 
 def _dump(obj: Any) -> str:
@@ -162,18 +158,14 @@ class E2eKeyStore:
         every device. Users and devices without keys are left out."""
         def txn_fn(txn: Txn) -> dict[str, dict[str, dict[str, Any]]]:
             out: dict[str, dict[str, dict[str, Any]]] = {}
-            users = list(query)
-            for start in range(0, len(users), _CHUNK):
-                chunk = users[start:start + _CHUNK]
-                for user_id, device_id, text, name in txn.select_all(
-                        "SELECT k.user_id, k.device_id, k.key_json, d.display_name"
-                        " FROM e2e_device_keys k JOIN devices d ON d.user_id = k.user_id"
-                        " AND d.device_id = k.device_id"
-                        f" WHERE k.user_id IN ({_placeholders(len(chunk))})", chunk):
-                    wanted = query[user_id]
-                    if wanted and device_id not in wanted:
-                        continue
-                    out.setdefault(user_id, {})[device_id] = _keys_with_name(text, name)
+            for user_id, device_id, text, name in select_in_txn(
+                    txn, "SELECT k.user_id, k.device_id, k.key_json, d.display_name"
+                    " FROM e2e_device_keys k JOIN devices d ON d.user_id = k.user_id"
+                    " AND d.device_id = k.device_id WHERE k.user_id IN ({})", list(query)):
+                wanted = query[user_id]
+                if wanted and device_id not in wanted:
+                    continue
+                out.setdefault(user_id, {})[device_id] = _keys_with_name(text, name)
             return out
 
         return await self.db.run_interaction("get_e2e_device_keys", txn_fn)
@@ -405,21 +397,17 @@ class E2eKeyStore:
         the users of ``query`` whose lists are not cached)."""
         def txn_fn(txn: Txn) -> tuple[dict[str, dict[str, dict[str, Any]]], set[str]]:
             users = list(query)
-            cached: set[str] = set()
+            cached = {r[0] for r in select_in_txn(
+                txn, "SELECT user_id FROM e2e_remote_device_lists WHERE user_id IN ({})", users)}
             out: dict[str, dict[str, dict[str, Any]]] = {}
-            for start in range(0, len(users), _CHUNK):
-                chunk = users[start:start + _CHUNK]
-                cached.update(r[0] for r in txn.select_all(
-                    "SELECT user_id FROM e2e_remote_device_lists"
-                    f" WHERE user_id IN ({_placeholders(len(chunk))})", chunk))
-                for user_id, device_id, name, text in txn.select_all(
-                        "SELECT user_id, device_id, display_name, keys_json"
-                        " FROM e2e_remote_devices WHERE keys_json IS NOT NULL"
-                        f" AND user_id IN ({_placeholders(len(chunk))})", chunk):
-                    wanted = query[user_id]
-                    if wanted and device_id not in wanted:
-                        continue
-                    out.setdefault(user_id, {})[device_id] = _keys_with_name(text, name)
+            for user_id, device_id, name, text in select_in_txn(
+                    txn, "SELECT user_id, device_id, display_name, keys_json"
+                    " FROM e2e_remote_devices WHERE keys_json IS NOT NULL"
+                    " AND user_id IN ({})", users):
+                wanted = query[user_id]
+                if wanted and device_id not in wanted:
+                    continue
+                out.setdefault(user_id, {})[device_id] = _keys_with_name(text, name)
             for user_id in cached:
                 out.setdefault(user_id, {})
             return out, set(users) - cached

@@ -28,22 +28,27 @@ target from the cache.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
-from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.model import Event
 from homeserver.events.redaction import redact
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.storage.auth_chains import AuthChainStore
+from homeserver.storage.cache import LruCache
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.event_hooks import (
     MessageBatch,
     run_message_batch_hooks,
     run_persist_hooks,
 )
+from homeserver.storage.event_rows import (
+    EventRow,
+    event_nids_txn,
+    insert_edges_txn,
+    insert_event_rows_txn,
+)
 from homeserver.storage.rooms import RoomStore
+from homeserver.storage.sql import placeholders, select_in, select_in_txn
 from homeserver.storage.state import StateKey, StateStore
 from homeserver.storage.streams import next_stream_id_txn, next_stream_ids_txn
 
@@ -51,36 +56,6 @@ DEFAULT_EVENT_CACHE_SIZE = 10_000
 
 # unsigned key of a redacted event read from the store: the redaction's event ID
 REDACTED_BY = "redacted_by"
-
-
-class LruCache:
-    """A bounded map that forgets the least recently used entry first."""
-
-    def __init__(self, max_size: int) -> None:
-        self.max_size = max(1, max_size)
-        self._data: OrderedDict[str, Event] = OrderedDict()
-        # bumped by every invalidation: a reader that started before one
-        # must not cache what it read (it may be the pre-redaction event)
-        self.generation = 0
-
-    def get(self, key: str) -> Event | None:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
-
-    def put(self, key: str, value: Event) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_size:
-            self._data.popitem(last=False)
-
-    def invalidate(self, key: str) -> None:
-        self._data.pop(key, None)
-        self.generation += 1
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 @dataclass(frozen=True)
@@ -107,25 +82,11 @@ class EventPosition:
     snapshot_nid: int | None
 
 
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
-
-
-def _insert_rows(txn: Txn, table_columns: str, rows: list[tuple[Any, ...]]) -> None:
-    """One multi-row INSERT of ``rows`` into ``table (columns)``."""
-    if not rows:
-        return
-    width = len(rows[0])
-    row_sql = "(" + ",".join("?" * width) + ")"
-    txn.execute(f"INSERT INTO {table_columns} VALUES " + ",".join([row_sql] * len(rows)),
-                [value for row in rows for value in row])
-
-
 class EventStore:
     def __init__(self, db: Database, cache_size: int = DEFAULT_EVENT_CACHE_SIZE,
                  state: StateStore | None = None) -> None:
         self.db = db
-        self.cache = LruCache(cache_size)
+        self.cache: LruCache[str, Event] = LruCache(cache_size)
         # snapshots are read through its block cache
         self.state = state if state is not None else StateStore(db)
 
@@ -152,22 +113,20 @@ class EventStore:
             else:
                 missing.append(event_id)
         generation = self.cache.generation
-        for start in range(0, len(missing), 500):
-            chunk = missing[start:start + 500]
-            rows = await self.db.execute(
-                "get_events",
-                "SELECT ev.event_id, r.room_version, ev.json, ev.rejected_reason,"
-                " (SELECT red.event_id FROM event_redactions er"
-                "  JOIN events red ON red.event_nid = er.redaction_nid"
-                "  WHERE er.redacts = ev.event_id AND red.room_nid = ev.room_nid"
-                "  ORDER BY red.event_nid LIMIT 1)"
-                " FROM events ev JOIN rooms r ON r.room_nid = ev.room_nid"
-                f" WHERE ev.event_id IN ({_placeholders(len(chunk))})", chunk)
-            for row in rows:
-                event = self._event_from_row(*row)
-                if self.cache.generation == generation:
-                    self.cache.put(event.event_id, event)
-                out[event.event_id] = event
+        rows = await select_in(
+            self.db, "get_events",
+            "SELECT ev.event_id, r.room_version, ev.json, ev.rejected_reason,"
+            " (SELECT red.event_id FROM event_redactions er"
+            "  JOIN events red ON red.event_nid = er.redaction_nid"
+            "  WHERE er.redacts = ev.event_id AND red.room_nid = ev.room_nid"
+            "  ORDER BY red.event_nid LIMIT 1)"
+            " FROM events ev JOIN rooms r ON r.room_nid = ev.room_nid"
+            " WHERE ev.event_id IN ({})", missing)
+        for row in rows:
+            event = self._event_from_row(*row)
+            if self.cache.generation == generation:
+                self.cache.put(event.event_id, event)
+            out[event.event_id] = event
         return out
 
     async def get_event(self, event_id: str) -> Event | None:
@@ -209,10 +168,9 @@ class EventStore:
     async def get_events_by_nid(self, nids: list[int]) -> dict[int, Event]:
         if not nids:
             return {}
-        rows = await self.db.execute(
-            "get_event_ids_by_nid",
-            f"SELECT event_nid, event_id FROM events WHERE event_nid IN"
-            f" ({_placeholders(len(nids))})", nids)
+        rows = await select_in(
+            self.db, "get_event_ids_by_nid",
+            "SELECT event_nid, event_id FROM events WHERE event_nid IN ({})", nids)
         events = await self.get_events([r[1] for r in rows])
         return {int(n): events[e] for n, e in rows if e in events}
 
@@ -220,11 +178,11 @@ class EventStore:
         """For state events: event ID -> the state event it replaced, if any."""
         if not event_ids:
             return {}
-        rows = await self.db.execute(
-            "get_replaced_state",
+        rows = await select_in(
+            self.db, "get_replaced_state",
             "SELECT ev.event_id, old.event_id FROM events ev"
             " JOIN events old ON old.event_nid = ev.replaces_nid"
-            f" WHERE ev.event_id IN ({_placeholders(len(event_ids))})", event_ids)
+            " WHERE ev.event_id IN ({})", event_ids)
         olds = await self.get_events([r[1] for r in rows])
         return {e: olds[o] for e, o in rows if o in olds}
 
@@ -241,13 +199,9 @@ class EventStore:
             if not nids:
                 return out
             by_nid = {n: k for k, n in nids.items()}
-            snapshot_of: dict[str, int] = {}
-            for start in range(0, len(event_ids), 500):
-                chunk = event_ids[start:start + 500]
-                snapshot_of.update((e, int(s)) for e, s in txn.select_all(
-                    "SELECT event_id, snapshot_nid FROM events"
-                    f" WHERE event_id IN ({_placeholders(len(chunk))})"
-                    " AND snapshot_nid IS NOT NULL", chunk))
+            snapshot_of = {e: int(s) for e, s in select_in_txn(
+                txn, "SELECT event_id, snapshot_nid FROM events"
+                " WHERE event_id IN ({}) AND snapshot_nid IS NOT NULL", event_ids)}
             states = self.state.load_snapshots_txn(txn, snapshot_of.values(), by_nid)
             ids = self.state.event_ids_for_nids_txn(
                 txn, (e for state in states.values() for e in state.values()))
@@ -361,46 +315,29 @@ class EventStore:
             return None
         ids = [e.event_id for e in evs]
         if txn.select_one("SELECT 1 FROM event_auth_chain_pending WHERE auth_event_id IN"
-                          f" ({_placeholders(len(ids))}) LIMIT 1", ids) is not None:
+                          f" ({placeholders(len(ids))}) LIMIT 1", ids) is not None:
             return None
         refs = list(dict.fromkeys(list(evs[0].prev_event_ids)
                                   + [a for e in evs for a in e.auth_event_ids]))
-        known = {e: int(n) for e, n in txn.select_all(
-            f"SELECT event_id, event_nid FROM events WHERE event_id IN"
-            f" ({_placeholders(len(refs))})", refs)} if refs else {}
+        known = event_nids_txn(txn, refs)
         if any(a not in known for e in evs for a in e.auth_event_ids):
             return None
         snapshot = RoomStore.get_current_snapshot_txn(txn, room_nid)
         if snapshot is None:
             return None
         streams = next_stream_ids_txn(txn, len(evs))
-        rows: list[Any] = []
-        for event, stream in zip(evs, streams, strict=True):
-            rows += (event.event_id, room_nid, stream, event.depth, event.type, event.sender,
-                     event.origin_server_ts,
-                     encode_canonical_json(event.json, strict=False).decode("utf-8"),
-                     event.rejected_reason, snapshot)
-        nids = {e: int(n) for n, e in txn.select_all(
-            "INSERT INTO events (event_id, room_nid, stream_ordering, depth, event_type,"
-            " sender, origin_server_ts, json, rejected_reason, snapshot_nid, outlier)"
-            " VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"] * len(evs))
-            + " RETURNING event_nid, event_id", rows)}
+        nids = insert_event_rows_txn(txn, [
+            EventRow(event, room_nid, stream_ordering=stream, snapshot_nid=snapshot)
+            for event, stream in zip(evs, streams, strict=True)])
+        # each event after the first has the one before it as its prev_event
         known.update(nids)
-        edges = [(nids[evs[0].event_id], known[p])
-                 for p in dict.fromkeys(evs[0].prev_event_ids) if p in known]
-        edges += [(nids[evs[i].event_id], nids[evs[i - 1].event_id])
-                  for i in range(1, len(evs))]
-        _insert_rows(txn, "event_edges (event_nid, prev_event_nid)", edges)
-        _insert_rows(txn, "event_auth_edges (event_nid, auth_event_nid)",
-                     [(nids[e.event_id], known[a])
-                      for e in evs for a in dict.fromkeys(e.auth_event_ids)])
+        insert_edges_txn(txn, evs, nids, known, remote=False)
         first_prevs = [known[p] for p in evs[0].prev_event_ids if p in known]
         RoomStore.update_forward_extremities_txn(txn, room_nid, nids[evs[-1].event_id],
                                                  first_prevs)
-        _insert_rows(txn, "event_txn_ids (user_id, scope, room_nid, txn_id, event_nid,"
-                     " created_ts)",
-                     [(t.user_id, t.scope, room_nid, t.txn_id, nids[e.event_id], now_ms)
-                      for e, t in events if t is not None])
+        RoomStore.add_txn_ids_txn(txn, [
+            (t.user_id, t.scope, room_nid, t.txn_id, nids[e.event_id], now_ms)
+            for e, t in events if t is not None])
         run_message_batch_hooks(txn, MessageBatch(room_nid, [
             (event, nids[event.event_id], stream)
             for event, stream in zip(evs, streams, strict=True)]))
@@ -425,14 +362,8 @@ class EventStore:
             room_nid = RoomStore.create_room_txn(txn, new_room_id,
                                                  event.room_version.identifier,
                                                  event.sender, now_ms)
-        refs = list(dict.fromkeys(event.prev_event_ids + event.auth_event_ids))
-        known: dict[str, int] = {}
-        if refs:
-            known = {e: int(n) for e, n in txn.select_all(
-                f"SELECT event_id, event_nid FROM events WHERE event_id IN"
-                f" ({_placeholders(len(refs))})", refs)}
+        known = event_nids_txn(txn, event.prev_event_ids + event.auth_event_ids)
         prev_nids = [known[e] for e in event.prev_event_ids if e in known]
-        auth_nids = [known[e] for e in event.auth_event_ids if e in known]
 
         state_key_nid: int | None = None
         replaces: int | None = None
@@ -454,21 +385,11 @@ class EventStore:
             snapshot = current
 
         stream = next_stream_id_txn(txn)
-        text = encode_canonical_json(event.json, strict=False).decode("utf-8")
-        event_nid = int(txn.select_value(
-            "INSERT INTO events (event_id, room_nid, stream_ordering, depth, event_type,"
-            " state_key, state_key_nid, sender, origin_server_ts, json, rejected_reason,"
-            " outlier, snapshot_nid, replaces_nid)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
-            " RETURNING event_nid",
-            (event.event_id, room_nid, stream, event.depth, event.type, event.state_key,
-             state_key_nid, event.sender, event.origin_server_ts, text, event.rejected_reason,
-             snapshot, replaces)))
-        txn.execute_many("INSERT INTO event_edges (event_nid, prev_event_nid) VALUES (?, ?)",
-                         [(event_nid, p) for p in dict.fromkeys(prev_nids)])
-        txn.execute_many(
-            "INSERT INTO event_auth_edges (event_nid, auth_event_nid) VALUES (?, ?)",
-            [(event_nid, a) for a in dict.fromkeys(auth_nids)])
+        nids = insert_event_rows_txn(txn, [EventRow(
+            event, room_nid, stream_ordering=stream, state_key_nid=state_key_nid,
+            snapshot_nid=snapshot, replaces_nid=replaces)])
+        event_nid = nids[event.event_id]
+        insert_edges_txn(txn, [event], nids, known, remote=False)
         AuthChainStore.persist_event_txn(txn, event, event_nid)
         RoomStore.update_forward_extremities_txn(txn, room_nid, event_nid, prev_nids)
 

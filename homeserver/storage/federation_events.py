@@ -39,22 +39,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.model import Event
 from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.event_hooks import run_persist_hooks
+from homeserver.storage.event_rows import (
+    EventRow,
+    event_nids_txn,
+    insert_edges_txn,
+    insert_event_rows_txn,
+)
 from homeserver.storage.events import EventStore
 from homeserver.storage.push_rules import notify_remote_invite_txn
 from homeserver.storage.rooms import RoomStore
+from homeserver.storage.sql import chunks, placeholders, select_in, select_in_txn
 from homeserver.storage.state import StateKey, StateStore
 from homeserver.storage.streams import next_stream_id_txn
 
 StateIds = Mapping[StateKey, str]
-
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
 
 
 @dataclass(frozen=True)
@@ -90,21 +92,15 @@ class FederationEventStore:
     # -- reading -----------------------------------------------------------
 
     async def get_event_info(self, event_ids: Iterable[str]) -> dict[str, EventInfo]:
-        ids = list(dict.fromkeys(event_ids))
-        out: dict[str, EventInfo] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows = await self.db.execute(
-                "get_event_info",
-                "SELECT event_id, event_nid, outlier, stream_ordering, snapshot_nid,"
-                " rejected_reason, soft_failed FROM events"
-                f" WHERE event_id IN ({_placeholders(len(chunk))})", chunk)
-            for eid, nid, outlier, stream, snapshot, rejected, soft in rows:
-                out[eid] = EventInfo(int(nid), bool(outlier),
-                                     None if stream is None else int(stream),
-                                     None if snapshot is None else int(snapshot),
-                                     rejected is not None, bool(soft))
-        return out
+        rows = await select_in(
+            self.db, "get_event_info",
+            "SELECT event_id, event_nid, outlier, stream_ordering, snapshot_nid,"
+            " rejected_reason, soft_failed FROM events WHERE event_id IN ({})",
+            dict.fromkeys(event_ids))
+        return {eid: EventInfo(int(nid), bool(outlier), None if stream is None else int(stream),
+                               None if snapshot is None else int(snapshot),
+                               rejected is not None, bool(soft))
+                for eid, nid, outlier, stream, snapshot, rejected, soft in rows}
 
     async def get_state_ids_at_snapshots(self, snapshot_nids: Iterable[int],
                                          ) -> dict[int, dict[StateKey, str]]:
@@ -143,7 +139,7 @@ class FederationEventStore:
         def txn_fn(txn: Txn) -> list[str]:
             start = [int(r[0]) for r in txn.select_all(
                 f"SELECT event_nid FROM events WHERE event_id IN"
-                f" ({_placeholders(len(event_ids))}) AND room_nid = ?",
+                f" ({placeholders(len(event_ids))}) AND room_nid = ?",
                 [*event_ids, room_nid])] if event_ids else []
             seen: set[int] = set(start)
             order: list[int] = []
@@ -151,16 +147,14 @@ class FederationEventStore:
             while frontier and len(order) < limit:
                 order.extend(frontier[:limit - len(order)])
                 nxt: list[int] = []
-                for chunk_start in range(0, len(frontier), 500):
-                    chunk = frontier[chunk_start:chunk_start + 500]
-                    for (p,) in txn.select_all(
-                            "SELECT e.prev_event_nid FROM event_edges e JOIN events ev"
-                            " ON ev.event_nid = e.prev_event_nid"
-                            f" WHERE e.event_nid IN ({_placeholders(len(chunk))})"
-                            " ORDER BY ev.depth DESC", chunk):
-                        if int(p) not in seen:
-                            seen.add(int(p))
-                            nxt.append(int(p))
+                # deepest first within each chunk of the frontier
+                for (p,) in select_in_txn(
+                        txn, "SELECT e.prev_event_nid FROM event_edges e JOIN events ev"
+                        " ON ev.event_nid = e.prev_event_nid"
+                        " WHERE e.event_nid IN ({}) ORDER BY ev.depth DESC", frontier):
+                    if int(p) not in seen:
+                        seen.add(int(p))
+                        nxt.append(int(p))
                 frontier = nxt
             ids = self.state.event_ids_for_nids_txn(txn, order)
             return [ids[n] for n in order if n in ids]
@@ -176,7 +170,7 @@ class FederationEventStore:
                     return []
                 return [int(r[0]) for r in txn.select_all(
                     f"SELECT event_nid FROM events WHERE event_id IN"
-                    f" ({_placeholders(len(ids))}) AND room_nid = ?", [*ids, room_nid])]
+                    f" ({placeholders(len(ids))}) AND room_nid = ?", [*ids, room_nid])]
             seen = set(nids(earliest)) | set(nids(latest))
             frontier = nids(latest)
             found: list[tuple[int, int]] = []  # (depth, nid)
@@ -184,7 +178,7 @@ class FederationEventStore:
                 rows = txn.select_all(
                     "SELECT e.prev_event_nid, ev.depth FROM event_edges e JOIN events ev"
                     " ON ev.event_nid = e.prev_event_nid"
-                    f" WHERE e.event_nid IN ({_placeholders(len(frontier))})", frontier)
+                    f" WHERE e.event_nid IN ({placeholders(len(frontier))})", frontier)
                 frontier = []
                 for p, depth in rows:
                     p = int(p)
@@ -243,37 +237,12 @@ class FederationEventStore:
         if event.is_state():
             state_key_nid = StateStore.get_or_create_state_key_nids_txn(
                 txn, [event.state_pair()])[event.state_pair()]
-        refs = list(dict.fromkeys(event.prev_event_ids + event.auth_event_ids))
-        known: dict[str, int] = {}
-        if refs:
-            known = {e: int(n) for e, n in txn.select_all(
-                f"SELECT event_id, event_nid FROM events WHERE event_id IN"
-                f" ({_placeholders(len(refs))})", refs)}
-        text = encode_canonical_json(event.json, strict=False).decode("utf-8")
-        event_nid = int(txn.select_value(
-            "INSERT INTO events (event_id, room_nid, stream_ordering, depth, event_type,"
-            " state_key, state_key_nid, sender, origin_server_ts, json, rejected_reason,"
-            " outlier, snapshot_nid, soft_failed)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING event_nid",
-            (event.event_id, room_nid, stream, event.depth, event.type, event.state_key,
-             state_key_nid, event.sender, event.origin_server_ts, text, event.rejected_reason,
-             1 if outlier else 0, snapshot, 1 if soft_failed else 0)))
-        txn.execute_many("INSERT INTO event_edges (event_nid, prev_event_nid) VALUES (?, ?)",
-                         [(event_nid, known[p]) for p in dict.fromkeys(event.prev_event_ids)
-                          if p in known])
-        txn.execute_many(
-            "INSERT INTO event_auth_edges (event_nid, auth_event_nid) VALUES (?, ?)",
-            [(event_nid, known[a]) for a in dict.fromkeys(event.auth_event_ids) if a in known])
-        # prev_events we do not hold (yet): the edge is made when one arrives
-        txn.execute_many("INSERT INTO event_edges_pending (event_nid, prev_event_id)"
-                         " VALUES (?, ?)", [(event_nid, p) for p in
-                                            dict.fromkeys(event.prev_event_ids)
-                                            if p not in known])
-        txn.execute("INSERT INTO event_edges (event_nid, prev_event_nid)"
-                    " SELECT event_nid, ? FROM event_edges_pending WHERE prev_event_id = ?"
-                    " ON CONFLICT DO NOTHING", (event_nid, event.event_id))
-        txn.execute("DELETE FROM event_edges_pending WHERE prev_event_id = ?",
-                    (event.event_id,))
+        known = event_nids_txn(txn, event.prev_event_ids + event.auth_event_ids)
+        nids = insert_event_rows_txn(txn, [EventRow(
+            event, room_nid, stream_ordering=stream, state_key_nid=state_key_nid,
+            outlier=outlier, snapshot_nid=snapshot, soft_failed=soft_failed)])
+        insert_edges_txn(txn, [event], nids, known, remote=True)
+        event_nid = nids[event.event_id]
         AuthChainStore.persist_event_txn(txn, event, event_nid)
         return event_nid
 
@@ -284,12 +253,7 @@ class FederationEventStore:
         evs = list({e.event_id: e for e in events}.values())
         if not evs:
             return
-        held: set[str] = set()
-        for start in range(0, len(evs), 500):
-            chunk = [e.event_id for e in evs[start:start + 500]]
-            held.update(r[0] for r in txn.select_all(
-                f"SELECT event_id FROM events WHERE event_id IN ({_placeholders(len(chunk))})",
-                chunk))
+        held = set(event_nids_txn(txn, (e.event_id for e in evs)))
         todo = list({e.event_id: e for e in evs if e.event_id not in held}.values())
         if len(todo) <= 2:
             for event in todo:
@@ -305,67 +269,21 @@ class FederationEventStore:
         dozen round trips per event."""
         keys = StateStore.get_or_create_state_key_nids_txn(
             txn, [e.state_pair() for e in events if e.is_state()])
-        nids: dict[str, int] = {}
-        for start in range(0, len(events), 100):
-            batch = events[start:start + 100]
-            params: list[Any] = []
-            for e in batch:
-                params += (e.event_id, room_nid, e.depth, e.type, e.state_key,
-                           keys.get(e.state_pair()) if e.is_state() else None, e.sender,
-                           e.origin_server_ts,
-                           encode_canonical_json(e.json, strict=False).decode("utf-8"),
-                           e.rejected_reason)
-            nids.update((eid, int(nid)) for nid, eid in txn.select_all(
-                "INSERT INTO events (event_id, room_nid, depth, event_type, state_key,"
-                " state_key_nid, sender, origin_server_ts, json, rejected_reason, outlier)"
-                " VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"] * len(batch))
-                + " RETURNING event_nid, event_id", params))
-        refs = sorted({r for e in events for r in e.prev_event_ids + e.auth_event_ids}
-                      - set(nids))
+        nids = insert_event_rows_txn(txn, [
+            EventRow(e, room_nid, outlier=True,
+                     state_key_nid=keys.get(e.state_pair()) if e.is_state() else None)
+            for e in events])
         known = dict(nids)
-        for start in range(0, len(refs), 500):
-            chunk = refs[start:start + 500]
-            known.update((e, int(n)) for e, n in txn.select_all(
-                f"SELECT event_id, event_nid FROM events WHERE event_id IN"
-                f" ({_placeholders(len(chunk))})", chunk))
-        edges = {(nids[e.event_id], known[p]) for e in events for p in e.prev_event_ids
-                 if p in known}
-        pending = {(nids[e.event_id], p) for e in events for p in e.prev_event_ids
-                   if p not in known}
-        auth_edges = {(nids[e.event_id], known[a]) for e in events for a in e.auth_event_ids
-                      if a in known}
-        for table, rows in (("event_edges (event_nid, prev_event_nid)", sorted(edges)),
-                            ("event_edges_pending (event_nid, prev_event_id)", sorted(pending)),
-                            ("event_auth_edges (event_nid, auth_event_nid)",
-                             sorted(auth_edges))):
-            for start in range(0, len(rows), 500):
-                part = rows[start:start + 500]
-                txn.execute(f"INSERT INTO {table} VALUES " + ",".join(["(?, ?)"] * len(part))
-                            + " ON CONFLICT DO NOTHING", [v for row in part for v in row])
-        # events stored earlier whose prev_events these are
-        new_ids = sorted(nids)
-        for start in range(0, len(new_ids), 500):
-            ids = new_ids[start:start + 500]
-            txn.execute("INSERT INTO event_edges (event_nid, prev_event_nid)"
-                        " SELECT p.event_nid, e.event_nid FROM event_edges_pending p"
-                        " JOIN events e ON e.event_id = p.prev_event_id"
-                        f" WHERE p.prev_event_id IN ({_placeholders(len(ids))})"
-                        " ON CONFLICT DO NOTHING", ids)
-            txn.execute("DELETE FROM event_edges_pending"
-                        f" WHERE prev_event_id IN ({_placeholders(len(ids))})", ids)
+        known.update(event_nids_txn(txn, sorted(
+            {r for e in events for r in e.prev_event_ids + e.auth_event_ids} - set(nids))))
+        insert_edges_txn(txn, events, nids, known, remote=True)
         AuthChainStore.persist_events_txn(txn, [(e, nids[e.event_id]) for e in events])
 
     def _state_nids_txn(self, txn: Txn, state: StateIds) -> dict[int, int]:
         """``(type, state_key) -> event ID`` as state-key NID -> event NID
         (events we do not hold are left out)."""
         keys = StateStore.get_or_create_state_key_nids_txn(txn, list(state))
-        ids = list(set(state.values()))
-        nids: dict[str, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            nids.update((e, int(n)) for e, n in txn.select_all(
-                f"SELECT event_id, event_nid FROM events WHERE event_id IN"
-                f" ({_placeholders(len(chunk))})", chunk))
+        nids = event_nids_txn(txn, set(state.values()))
         return {keys[k]: nids[e] for k, e in state.items() if e in nids}
 
     def persist_federated_txn(self, txn: Txn, room_nid: int, room_id: str, event: Event, *,
@@ -432,8 +350,7 @@ class FederationEventStore:
         txn.execute_many("DELETE FROM current_state WHERE room_nid = ? AND state_key_nid = ?",
                          [(room_nid, k) for k in removed])
         rows = sorted(changed.items())
-        for start in range(0, len(rows), 500):
-            part = rows[start:start + 500]
+        for part in chunks(rows, 500):
             txn.execute("INSERT INTO current_state (room_nid, state_key_nid, event_nid) VALUES "
                         + ",".join(["(?, ?, ?)"] * len(part))
                         + " ON CONFLICT (room_nid, state_key_nid)"
@@ -449,22 +366,17 @@ class FederationEventStore:
                        and names[k][0] == "m.room.member"}
         if member_nids:
             values = [changed[k] for k in member_nids]
-            membership_of: dict[int, Any] = {}
-            for start in range(0, len(values), 500):
-                chunk = values[start:start + 500]
-                membership_of.update(
-                    (int(n), json.loads(j).get("content", {}).get("membership"))
-                    for n, j in txn.select_all(
-                        f"SELECT event_nid, json FROM events WHERE event_nid IN"
-                        f" ({_placeholders(len(chunk))})", chunk))
+            membership_of: dict[int, Any] = {
+                int(n): json.loads(j).get("content", {}).get("membership")
+                for n, j in select_in_txn(
+                    txn, "SELECT event_nid, json FROM events WHERE event_nid IN ({})", values)}
             member_rows: list[tuple[str, int, str, int, int]] = []
             for key, user_id in member_nids.items():
                 membership = membership_of.get(changed[key])
                 if isinstance(membership, str):
                     member_rows.append((user_id, room_nid, membership, changed[key], stream))
                     result.membership_changes[user_id] = membership
-            for start in range(0, len(member_rows), 500):
-                members = member_rows[start:start + 500]
+            for members in chunks(member_rows, 500):
                 txn.execute(
                     "INSERT INTO room_memberships"
                     " (user_id, room_nid, membership, event_nid, stream_ordering, forgotten)"
@@ -571,7 +483,7 @@ class FederationEventStore:
         # brought) becomes part of the timeline where history puts it
         held = {r[0]: (int(r[1]), r[2] is None) for r in txn.select_all(
             "SELECT event_id, outlier, stream_ordering, event_nid FROM events"
-            f" WHERE event_id IN ({_placeholders(len(ids))})", ids)} if ids else {}
+            f" WHERE event_id IN ({placeholders(len(ids))})", ids)} if ids else {}
         promote = {e for e, (outlier, no_stream) in held.items() if outlier and no_stream}
         todo = [e for e in events if e.event_id not in held or e.event_id in promote]
         timeline = [e for e in todo if e.rejected_reason is None]

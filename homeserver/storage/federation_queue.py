@@ -27,12 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.sql import chunks, placeholders, select_in_txn
 
 _CHUNK = 500
 
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
 
 
 @dataclass(frozen=True)
@@ -107,12 +105,9 @@ class FederationQueueStore:
         destination -> rows written.
         """
         room_ids = list(dict.fromkeys(p.room_id for p in pdus))
-        nids: dict[str, int] = {}
-        for start in range(0, len(room_ids), _CHUNK):
-            chunk = room_ids[start:start + _CHUNK]
-            nids.update({str(r): int(n) for r, n in txn.select_all(
-                f"SELECT room_id, room_nid FROM rooms WHERE room_id IN"
-                f" ({_placeholders(len(chunk))})", chunk)})
+        nids = {str(r): int(n) for r, n in select_in_txn(
+            txn, "SELECT room_id, room_nid FROM rooms WHERE room_id IN ({})", room_ids,
+            chunk=_CHUNK)}
         servers: dict[int, set[str]] = {}
         for room_nid in nids.values():
             joined = txn.select_all(
@@ -206,10 +201,9 @@ class FederationQueueStore:
         ids = list(positions)
 
         def txn_fn(txn: Txn) -> None:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start:start + _CHUNK]
+            for chunk in chunks(ids, _CHUNK):
                 txn.execute("DELETE FROM federation_pdu_queue WHERE destination = ?"
-                            f" AND stream_ordering IN ({_placeholders(len(chunk))})",
+                            f" AND stream_ordering IN ({placeholders(len(chunk))})",
                             (destination, *chunk))
         if ids:
             await self.db.run_interaction("delete_federation_pdus", txn_fn)

@@ -26,6 +26,7 @@ import json
 from typing import Any
 
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.sql import select_in_txn
 from homeserver.storage.streams import next_stream_id_txn
 
 READ = "m.read"
@@ -34,17 +35,6 @@ READ_PRIVATE = "m.read.private"
 # The thread_id column's value for an unthreaded receipt.
 UNTHREADED = ""
 MAIN_THREAD = "main"
-
-# Room IDs per IN (...) list.
-_CHUNK = 500
-
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
-
-
-def _chunks(items: list[str]) -> list[list[str]]:
-    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
 class ReceiptStore:
@@ -121,15 +111,12 @@ class ReceiptStore:
         low = -1 if since is None else since
 
         def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
-            rows: list[tuple[Any, ...]] = []
-            for chunk in _chunks(list(dict.fromkeys(room_ids))):
-                rows.extend(txn.select_all(
-                    "SELECT room_id, user_id, receipt_type, thread_id, event_id, data"
-                    f" FROM receipts WHERE room_id IN ({_placeholders(len(chunk))})"
-                    " AND stream_id > ? AND stream_id <= ?"
-                    " AND (receipt_type <> ? OR user_id = ?)",
-                    (*chunk, low, until, READ_PRIVATE, user_id)))
-            return rows
+            return select_in_txn(
+                txn, "SELECT room_id, user_id, receipt_type, thread_id, event_id, data"
+                " FROM receipts WHERE room_id IN ({})"
+                " AND stream_id > ? AND stream_id <= ?"
+                " AND (receipt_type <> ? OR user_id = ?)",
+                dict.fromkeys(room_ids), after=(low, until, READ_PRIVATE, user_id))
 
         rows = await self.db.run_interaction("get_receipt_events", txn_fn)
         out: dict[str, dict[str, Any]] = {}
@@ -151,16 +138,14 @@ class ReceiptStore:
             return {}
 
         def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
-            rows: list[tuple[Any, ...]] = []
-            for chunk in _chunks(list(dict.fromkeys(room_ids))):
-                rows.extend(txn.select_all(
-                    "SELECT r.room_id, MAX(ev.stream_ordering) FROM receipts r"
-                    " JOIN events ev ON ev.event_id = r.event_id"
-                    f" WHERE r.room_id IN ({_placeholders(len(chunk))}) AND r.user_id = ?"
-                    " AND r.receipt_type IN (?, ?) AND r.thread_id IN (?, ?)"
-                    " GROUP BY r.room_id",
-                    (*chunk, user_id, READ, READ_PRIVATE, UNTHREADED, MAIN_THREAD)))
-            return rows
+            return select_in_txn(
+                txn, "SELECT r.room_id, MAX(ev.stream_ordering) FROM receipts r"
+                " JOIN events ev ON ev.event_id = r.event_id"
+                " WHERE r.room_id IN ({}) AND r.user_id = ?"
+                " AND r.receipt_type IN (?, ?) AND r.thread_id IN (?, ?)"
+                " GROUP BY r.room_id",
+                dict.fromkeys(room_ids),
+                after=(user_id, READ, READ_PRIVATE, UNTHREADED, MAIN_THREAD))
 
         rows = await self.db.run_interaction("get_own_receipt_positions", txn_fn)
         return {room_id: int(pos) for room_id, pos in rows if pos is not None}

@@ -33,6 +33,7 @@ from typing import Any
 from homeserver.events.model import Event
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.event_hooks import register_persist_hook
+from homeserver.storage.sql import chunks, placeholders, select_in, select_in_txn
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +44,6 @@ REFERENCE = "m.reference"
 
 # Parent event IDs per IN (...) list.
 _CHUNK = 500
-
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
-
-
-def _chunks(items: Sequence[str]) -> list[list[str]]:
-    unique = list(dict.fromkeys(items))
-    return [unique[i:i + _CHUNK] for i in range(0, len(unique), _CHUNK)]
 
 
 def relation_of(event: Event) -> tuple[str, str, str | None] | None:
@@ -170,16 +162,15 @@ class RelationStore:
             level = [parent_id]
             for _ in range(max_depth):
                 found: list[str] = []
-                for chunk in _chunks(level):
-                    for nid, event_id in txn.select_all(
-                            "SELECT r.event_nid, ev.event_id FROM event_relations r"
-                            " JOIN events ev ON ev.event_nid = r.event_nid"
-                            f" WHERE r.relates_to IN ({_placeholders(len(chunk))})"
-                            " AND r.room_nid = ?", (*chunk, room_nid)):
-                        if event_id not in seen:  # never loop
-                            seen.add(event_id)
-                            nids.append(int(nid))
-                            found.append(event_id)
+                for nid, event_id in select_in_txn(
+                        txn, "SELECT r.event_nid, ev.event_id FROM event_relations r"
+                        " JOIN events ev ON ev.event_nid = r.event_nid"
+                        " WHERE r.relates_to IN ({}) AND r.room_nid = ?",
+                        dict.fromkeys(level), after=(room_nid,), chunk=_CHUNK):
+                    if event_id not in seen:  # never loop
+                        seen.add(event_id)
+                        nids.append(int(nid))
+                        found.append(event_id)
                 if not found:
                     break
                 level = found
@@ -202,16 +193,12 @@ class RelationStore:
                                else "ev.stream_ordering <= ?")
                 params.append(to_pos)
             order = "DESC" if backwards else "ASC"
-            rows: list[tuple[Any, ...]] = []
-            for start in range(0, len(nids), _CHUNK):
-                chunk_nids = nids[start:start + _CHUNK]
-                rows.extend(txn.select_all(
-                    "SELECT ev.event_id, ev.stream_ordering FROM event_relations r"
-                    " JOIN events ev ON ev.event_nid = r.event_nid"
-                    f" WHERE r.event_nid IN ({_placeholders(len(chunk_nids))}) AND "
-                    + " AND ".join(clauses)
-                    + f" ORDER BY ev.stream_ordering {order} LIMIT ?",
-                    (*chunk_nids, *params, limit)))
+            # each chunk's first ``limit``; then the first ``limit`` of them all
+            rows = select_in_txn(
+                txn, "SELECT ev.event_id, ev.stream_ordering FROM event_relations r"
+                " JOIN events ev ON ev.event_nid = r.event_nid WHERE r.event_nid IN ({}) AND "
+                + " AND ".join(clauses) + f" ORDER BY ev.stream_ordering {order} LIMIT ?",
+                nids, after=(*params, limit), chunk=_CHUNK)
             rows.sort(key=lambda r: int(r[1]), reverse=backwards)
             return [RelationRow(str(e), int(p)) for e, p in rows[:limit]]
 
@@ -228,12 +215,12 @@ class RelationStore:
         if not parent_ids:
             return out
         ignored = list(ignored)[:_CHUNK]
-        not_ignored = (f" AND r.sender NOT IN ({_placeholders(len(ignored))})"
+        not_ignored = (f" AND r.sender NOT IN ({placeholders(len(ignored))})"
                        if ignored else "")
 
         def txn_fn(txn: Txn) -> AggregationRows:
-            for chunk in _chunks(parent_ids):
-                marks = _placeholders(len(chunk))
+            for chunk in chunks(list(dict.fromkeys(parent_ids)), _CHUNK):
+                marks = placeholders(len(chunk))
                 for parent, event_id, sender, event_type, ts in txn.select_all(
                         "SELECT r.relates_to, ev.event_id, r.sender, r.event_type,"
                         " ev.origin_server_ts FROM event_relations r"
@@ -253,12 +240,12 @@ class RelationStore:
                 if counts:
                     latest_ids = dict(txn.select_all(
                         "SELECT stream_ordering, event_id FROM events WHERE stream_ordering IN"
-                        f" ({_placeholders(len(counts))})",
+                        f" ({placeholders(len(counts))})",
                         [latest for _, latest in counts.values()]))
                     roots = list(counts)
                     participated = {p for (p,) in txn.select_all(
                         "SELECT DISTINCT relates_to FROM event_relations"
-                        f" WHERE relates_to IN ({_placeholders(len(roots))})"
+                        f" WHERE relates_to IN ({placeholders(len(roots))})"
                         " AND rel_type = ? AND sender = ?", (*roots, THREAD, user_id))}
                     for parent, (count, latest) in counts.items():
                         latest_id = latest_ids.get(latest)
@@ -317,16 +304,13 @@ class RelationStore:
     async def get_thread_roots(self, event_ids: Sequence[str]) -> dict[str, str]:
         """Event ID -> thread root, for those of ``event_ids`` that are in a
         thread (by their ``m.thread`` relation)."""
-        out: dict[str, str] = {}
-        for chunk in _chunks(event_ids):
-            rows = await self.db.execute(
-                "get_thread_roots",
-                "SELECT ev.event_id, r.relates_to FROM event_relations r"
-                " JOIN events ev ON ev.event_nid = r.event_nid"
-                f" WHERE ev.event_id IN ({_placeholders(len(chunk))}) AND r.rel_type = ?",
-                (*chunk, THREAD))
-            out.update((str(e), str(root)) for e, root in rows)
-        return out
+        rows = await select_in(
+            self.db, "get_thread_roots",
+            "SELECT ev.event_id, r.relates_to FROM event_relations r"
+            " JOIN events ev ON ev.event_nid = r.event_nid"
+            " WHERE ev.event_id IN ({}) AND r.rel_type = ?",
+            dict.fromkeys(event_ids), after=(THREAD,), chunk=_CHUNK)
+        return {str(e): str(root) for e, root in rows}
 
     async def get_read_positions(self, room_nid: int, user_id: str) -> dict[str, int]:
         """Thread ID (``""``: unthreaded, ``"main"``, or a thread root) -> the

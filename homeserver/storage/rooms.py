@@ -16,10 +16,11 @@ event); this store holds the ``_txn`` pieces it calls and the reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.sql import chunks, select_in
 from homeserver.storage.state import StateKey
 
 
@@ -270,16 +271,9 @@ class RoomStore:
         if candidates is None:
             rows = await self.db.execute("get_room_mates", base, (user_id,))
             return {r[0] for r in rows}
-        wanted = list(dict.fromkeys(candidates))
-        out: set[str] = set()
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            rows = await self.db.execute(
-                "get_room_mates",
-                base + f" AND theirs.user_id IN ({','.join('?' * len(chunk))})",
-                [user_id, *chunk])
-            out.update(r[0] for r in rows)
-        return out
+        rows = await select_in(self.db, "get_room_mates", base + " AND theirs.user_id IN ({})",
+                               dict.fromkeys(candidates), before=(user_id,))
+        return {r[0] for r in rows}
 
     async def forget(self, user_id: str, room_nid: int) -> None:
         await self.db.execute(
@@ -308,6 +302,16 @@ class RoomStore:
         txn.execute(
             "INSERT INTO event_txn_ids (user_id, scope, room_nid, txn_id, event_nid, created_ts)"
             " VALUES (?, ?, ?, ?, ?, ?)", (user_id, scope, room_nid, txn_id, event_nid, now_ms))
+
+    @staticmethod
+    def add_txn_ids_txn(txn: Txn, rows: Sequence[tuple[str, str, int, str, int, int]]) -> None:
+        """``add_txn_id_txn`` for many events at once (a batch of messages):
+        rows of (user_id, scope, room_nid, txn_id, event_nid, now_ms)."""
+        for part in chunks(rows, 100):
+            txn.execute(
+                "INSERT INTO event_txn_ids (user_id, scope, room_nid, txn_id, event_nid,"
+                " created_ts) VALUES " + ",".join(["(?, ?, ?, ?, ?, ?)"] * len(part)),
+                [value for row in part for value in row])
 
     async def get_txn_ids_for_events(self, user_id: str, scope: str,
                                      event_ids: list[str]) -> dict[str, str]:

@@ -61,6 +61,7 @@ from typing import Any
 
 from homeserver.storage.cache import WeightedLruCache
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.sql import chunks, placeholders, select_in_txn
 
 # Blocks hold between TARGET/4 and TARGET*2 entries on average.
 BLOCK_TARGET = 32
@@ -74,9 +75,6 @@ DEFAULT_STATE_CACHE_SIZE = 500 * 1024
 # Rows of NIDs asked for in one IN (...): far below both engines' limits.
 MAX_IN = 10_000
 
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
 
 
 def bucket_count_for(entries: int, previous: int | None = None) -> int:
@@ -157,8 +155,7 @@ class StateStore:
         """The NIDs of those of ``pairs`` that have one."""
         wanted = list(dict.fromkeys(pairs))
         out: dict[StateKey, int] = {}
-        for start in range(0, len(wanted), 200):
-            chunk = wanted[start:start + 200]
+        for chunk in chunks(wanted, 200):
             where = " OR ".join(["(event_type = ? AND state_key = ?)"] * len(chunk))
             params = [v for pair in chunk for v in pair]
             for nid, etype, skey in txn.select_all(
@@ -174,8 +171,7 @@ class StateStore:
         out = cls.get_state_key_nids_txn(txn, wanted)
         new = [pair for pair in wanted if pair not in out]
         # a join over federation brings hundreds of new keys: multi-row inserts
-        for start in range(0, len(new), 200):
-            chunk = new[start:start + 200]
+        for chunk in chunks(new, 200):
             for nid, etype, skey in txn.select_all(
                     "INSERT INTO state_keys (event_type, state_key) VALUES "
                     + ",".join(["(?, ?)"] * len(chunk))
@@ -281,7 +277,7 @@ class StateStore:
         if old_blocks:
             for key, event in txn.select_all(
                     "SELECT state_key_nid, event_nid FROM state_block_entries"
-                    f" WHERE block_nid IN ({_placeholders(len(old_blocks))})", old_blocks):
+                    f" WHERE block_nid IN ({placeholders(len(old_blocks))})", old_blocks):
                 entries[bucket_of(int(key), count)][int(key)] = int(event)
         for key, event in delta.items():
             bucket = entries[bucket_of(key, count)]
@@ -327,23 +323,21 @@ class StateStore:
             key >> 2: value for key, value in self.cache.get_many(
                 nid << 2 | _SNAPSHOT for nid in wanted).items()}
         missing = [nid for nid in dict.fromkeys(wanted) if nid not in out]
-        for start in range(0, len(missing), MAX_IN):
-            chunk = missing[start:start + MAX_IN]
-            found: dict[int, tuple[int, list[tuple[int, int]]]] = {}
-            for snapshot, count, bucket, block in txn.select_all(
-                    "SELECT s.snapshot_nid, s.bucket_count, sb.bucket, sb.block_nid"
-                    " FROM state_snapshots s LEFT JOIN state_snapshot_blocks sb"
-                    " ON sb.snapshot_nid = s.snapshot_nid"
-                    f" WHERE s.snapshot_nid IN ({_placeholders(len(chunk))})", chunk):
-                pairs = found.setdefault(int(snapshot), (int(count), []))[1]
-                if block is not None:
-                    pairs.append((int(bucket), int(block)))
-            for nid, (count, pairs) in found.items():
-                pairs.sort()
-                blocks = SnapshotBlocks(count, tuple(b for b, _ in pairs),
-                                        tuple(blk for _, blk in pairs))
-                self.cache.put(nid << 2 | _SNAPSHOT, blocks)
-                out[nid] = blocks
+        found: dict[int, tuple[int, list[tuple[int, int]]]] = {}
+        for snapshot, count, bucket, block in select_in_txn(
+                txn, "SELECT s.snapshot_nid, s.bucket_count, sb.bucket, sb.block_nid"
+                " FROM state_snapshots s LEFT JOIN state_snapshot_blocks sb"
+                " ON sb.snapshot_nid = s.snapshot_nid WHERE s.snapshot_nid IN ({})",
+                missing, chunk=MAX_IN):
+            pairs = found.setdefault(int(snapshot), (int(count), []))[1]
+            if block is not None:
+                pairs.append((int(bucket), int(block)))
+        for nid, (count, pairs) in found.items():
+            pairs.sort()
+            blocks = SnapshotBlocks(count, tuple(b for b, _ in pairs),
+                                    tuple(blk for _, blk in pairs))
+            self.cache.put(nid << 2 | _SNAPSHOT, blocks)
+            out[nid] = blocks
         return out
 
     def _blocks_txn(self, txn: Txn, block_nids: Iterable[int]) -> dict[int, Block]:
@@ -357,7 +351,7 @@ class StateStore:
             read: dict[int, Block] = {}
             for block, key, event in txn.select_all(
                     "SELECT block_nid, state_key_nid, event_nid FROM state_block_entries"
-                    f" WHERE block_nid IN ({_placeholders(len(chunk))})", chunk):
+                    f" WHERE block_nid IN ({placeholders(len(chunk))})", chunk):
                 entries = read.get(int(block))
                 if entries is None:
                     entries = read[int(block)] = array("q")
@@ -403,12 +397,10 @@ class StateStore:
         out: dict[int, Any] = {key >> 2: value for key, value in self.cache.get_many(
             nid << 2 | kind for nid in wanted).items()}
         missing = [nid for nid in dict.fromkeys(wanted) if nid not in out]
-        for start in range(0, len(missing), MAX_IN):
-            chunk = missing[start:start + MAX_IN]
-            for nid, *value in txn.select_all(sql.format(_placeholders(len(chunk))), chunk):
-                name = value[0] if len(value) == 1 else tuple(value)
-                self.cache.put(int(nid) << 2 | kind, name)
-                out[int(nid)] = name
+        for nid, *value in select_in_txn(txn, sql, missing, chunk=MAX_IN):
+            name = value[0] if len(value) == 1 else tuple(value)
+            self.cache.put(int(nid) << 2 | kind, name)
+            out[int(nid)] = name
         return out
 
     def state_keys_for_nids_txn(self, txn: Txn, nids: Iterable[int]) -> dict[int, StateKey]:

@@ -17,6 +17,7 @@ from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.rooms import shares_joined_room_sql
+from homeserver.storage.sql import placeholders, select_in_txn
 from homeserver.storage.to_device import ToDeviceStore
 
 # A position no stream will reach.
@@ -50,9 +51,6 @@ class SyncChanges:
     # rooms with receipts written in the range (None: not asked, initial sync)
     receipt_rooms: set[str] | None = None
 
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
 
 
 class SyncStore:
@@ -125,10 +123,10 @@ class SyncStore:
                " JOIN events ev ON ev.event_nid = rm.event_nid WHERE rm.user_id = ?")
         params: list[object] = [user_id]
         if room_nids is not None:
-            sql += f" AND rm.room_nid IN ({_placeholders(len(room_nids))})"
+            sql += f" AND rm.room_nid IN ({placeholders(len(room_nids))})"
             params.extend(room_nids)
         if room_ids is not None:
-            sql += f" AND r.room_id IN ({_placeholders(len(room_ids))})"
+            sql += f" AND r.room_id IN ({placeholders(len(room_ids))})"
             params.extend(room_ids)
         out: list[RoomMembership] = []
         later: list[RoomMembership] = []
@@ -200,21 +198,18 @@ class SyncStore:
         def txn_fn(txn: Txn) -> dict[int, tuple[dict[str, int], list[str]]]:
             counts: dict[int, dict[str, int]] = {n: {} for n in room_nids}
             candidates: dict[int, list[tuple[str, str]]] = {n: [] for n in room_nids}
-            for start in range(0, len(room_nids), 500):
-                chunk = room_nids[start:start + 500]
-                marks = _placeholders(len(chunk))
-                for nid, membership, count in txn.select_all(
-                        "SELECT room_nid, membership, COUNT(*) FROM room_memberships"
-                        f" WHERE room_nid IN ({marks}) GROUP BY room_nid, membership", chunk):
-                    counts[int(nid)][str(membership)] = int(count)
-                for nid, member, membership in txn.select_all(
-                        "SELECT room_nid, user_id, membership FROM (SELECT room_nid, user_id,"
-                        " membership, ROW_NUMBER() OVER (PARTITION BY room_nid"
-                        " ORDER BY stream_ordering) AS n FROM room_memberships"
-                        f" WHERE room_nid IN ({marks}) AND user_id <> ?) ranked"
-                        f" WHERE n <= {HERO_CANDIDATES} ORDER BY room_nid, n",
-                        [*chunk, user_id]):
-                    candidates[int(nid)].append((str(member), str(membership)))
+            for nid, membership, count in select_in_txn(
+                    txn, "SELECT room_nid, membership, COUNT(*) FROM room_memberships"
+                    " WHERE room_nid IN ({}) GROUP BY room_nid, membership", room_nids):
+                counts[int(nid)][str(membership)] = int(count)
+            for nid, member, membership in select_in_txn(
+                    txn, "SELECT room_nid, user_id, membership FROM (SELECT room_nid, user_id,"
+                    " membership, ROW_NUMBER() OVER (PARTITION BY room_nid"
+                    " ORDER BY stream_ordering) AS n FROM room_memberships"
+                    " WHERE room_nid IN ({}) AND user_id <> ?) ranked"
+                    f" WHERE n <= {HERO_CANDIDATES} ORDER BY room_nid, n",
+                    room_nids, after=(user_id,)):
+                candidates[int(nid)].append((str(member), str(membership)))
             return {n: (counts[n], _pick_heroes(candidates[n], limit)) for n in room_nids}
 
         return await self.db.run_interaction("get_summaries", txn_fn)

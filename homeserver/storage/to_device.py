@@ -27,15 +27,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.sql import chunks, placeholders, select_in_txn
 from homeserver.storage.streams import TO_DEVICE, next_stream_id_txn
 
 ALL_DEVICES = "*"
 
 _CHUNK = 500
 
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
 
 
 class ToDeviceStore:
@@ -71,13 +69,10 @@ class ToDeviceStore:
         rows: list[tuple[str, str, str]] = []
         users = list(local)
         devices: dict[str, list[str]] = {}
-        for start in range(0, len(users), _CHUNK):
-            chunk = users[start:start + _CHUNK]
-            for user_id, device_id in txn.select_all(
-                    "SELECT user_id, device_id FROM devices"
-                    f" WHERE user_id IN ({_placeholders(len(chunk))})"
-                    " ORDER BY user_id, device_id", chunk):
-                devices.setdefault(user_id, []).append(device_id)
+        for user_id, device_id in select_in_txn(
+                txn, "SELECT user_id, device_id FROM devices WHERE user_id IN ({})"
+                " ORDER BY user_id, device_id", users, chunk=_CHUNK):
+            devices.setdefault(user_id, []).append(device_id)
         for user_id, by_device in local.items():
             wildcard = by_device.get(ALL_DEVICES)
             for device_id in devices.get(user_id, []):
@@ -192,11 +187,10 @@ class ToDeviceStore:
     @staticmethod
     def delete_device_inbox_txn(txn: Txn, user_id: str, device_ids: list[str]) -> None:
         """Drop the inboxes of deleted devices."""
-        for start in range(0, len(device_ids), _CHUNK):
-            chunk = device_ids[start:start + _CHUNK]
+        for chunk in chunks(device_ids, _CHUNK):
             txn.execute(
                 "DELETE FROM device_inbox"
-                f" WHERE user_id = ? AND device_id IN ({_placeholders(len(chunk))})",
+                f" WHERE user_id = ? AND device_id IN ({placeholders(len(chunk))})",
                 (user_id, *chunk))
 
     @staticmethod
@@ -227,8 +221,7 @@ class ToDeviceStore:
     async def delete_outbox(self, row_ids: list[int]) -> None:
         """Drop queued contents by row id (sent)."""
         def txn_fn(txn: Txn) -> None:
-            for start in range(0, len(row_ids), _CHUNK):
-                chunk = row_ids[start:start + _CHUNK]
+            for chunk in chunks(row_ids, _CHUNK):
                 txn.execute("DELETE FROM device_federation_outbox"
-                            f" WHERE id IN ({_placeholders(len(chunk))})", chunk)
+                            f" WHERE id IN ({placeholders(len(chunk))})", chunk)
         await self.db.run_interaction("delete_to_device_outbox", txn_fn)

@@ -35,7 +35,7 @@ reads already apply; what that type does not carry (each section's own
 
 ``parse_sync_filter`` trusts a body that passed ``filter_schema`` but
 survives anything: a value of the wrong type counts as absent, non-strings
-in a list are dropped (they could never match). ``load_sync_filter`` reads
+in a list are dropped (they could never match). ``FilterCache.load`` reads
 the ``filter`` query parameter of ``/sync``, with Synapse's errors:
 
 - inline JSON that does not decode: 400 ``M_NOT_JSON`` "Invalid filter JSON"
@@ -62,7 +62,7 @@ from homeserver.rooms.access import RoomEventFilter, type_matches
 from homeserver.sync.filter_schema import check_filter
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.storage.filters import FilterStore
 
 DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 100
@@ -298,55 +298,70 @@ def parse_sync_filter(body: Any) -> SyncFilter:
     )
 
 
-# inline filter text -> the parsed filter (SyncFilter is immutable)
 INLINE_FILTER_CACHE_SIZE = 1_000
-_INLINE_FILTERS: dict[str, SyncFilter] = {}
-# stored filters kept parsed per server (SyncHandler.stored_filters)
 STORED_FILTER_CACHE_SIZE = 10_000
 
 
-async def load_sync_filter(hs: "HomeServer", user_id: str,
-                           filter_param: str | None) -> SyncFilter:
-    """The filter a ``/sync?filter=`` names: absent, inline JSON, or a stored ID."""
-    if filter_param is None:
-        return DEFAULT_SYNC_FILTER
-    if filter_param.startswith("{"):
-        cached = _INLINE_FILTERS.get(filter_param)
+class FilterCache:
+    """The parsed filters of ``/sync?filter=`` (and the WebSocket's), one per
+    server: a client sends the same filter with every sync, and parsing and
+    validating it each time would be per-request work for nothing. Both kinds
+    can be cached forever: a ``SyncFilter`` is immutable and a stored filter
+    never changes."""
+
+    def __init__(self, store: "FilterStore") -> None:
+        self.store = store
+        # inline filter text -> the parsed filter
+        self._inline: dict[str, SyncFilter] = {}
+        # (user ID, filter ID) -> the parsed stored filter
+        self._stored: dict[tuple[str, int], SyncFilter] = {}
+
+    async def load(self, user_id: str, filter_param: str | None) -> SyncFilter:
+        """The filter a ``/sync?filter=`` names: absent, inline JSON, or a stored ID."""
+        if filter_param is None:
+            return DEFAULT_SYNC_FILTER
+        if filter_param.startswith("{"):
+            return self._load_inline(filter_param)
+        if not _FILTER_ID.fullmatch(filter_param):
+            raise invalid_param("Invalid filter ID")
+        key = (user_id, int(filter_param))
+        known = self._stored.get(key)
+        if known is not None:
+            return known
+        stored = await self.store.get_filter(user_id, key[1])
+        if stored is None:
+            raise invalid_param("No such filter")
+        parsed = parse_sync_filter(stored)
+        if len(self._stored) >= STORED_FILTER_CACHE_SIZE:
+            self._stored.clear()
+        self._stored[key] = parsed
+        return parsed
+
+    def _load_inline(self, filter_param: str) -> SyncFilter:
+        cached = self._inline.get(filter_param)
         if cached is not None:
             return cached
-        try:
-            raw = filter_param.encode("utf-8")
-        except UnicodeEncodeError:
-            raise MatrixError(400, Codes.NOT_JSON, "Invalid filter JSON") from None
-        try:
-            body = decode_json(raw, MAX_INLINE_FILTER_BYTES)
-        except MatrixError as e:
-            if e.errcode == Codes.NOT_JSON:
-                raise MatrixError(400, Codes.NOT_JSON, "Invalid filter JSON") from None
-            raise
-        check_filter(body)
-        parsed = parse_sync_filter(body)
-        # a client sends the same inline filter with every sync: validate it once
-        if len(_INLINE_FILTERS) >= INLINE_FILTER_CACHE_SIZE:
-            _INLINE_FILTERS.clear()
-        _INLINE_FILTERS[filter_param] = parsed
+        parsed = parse_inline_filter(filter_param)
+        if len(self._inline) >= INLINE_FILTER_CACHE_SIZE:
+            self._inline.clear()
+        self._inline[filter_param] = parsed
         return parsed
-    if not _FILTER_ID.fullmatch(filter_param):
-        raise invalid_param("Invalid filter ID")
-    key = (user_id, int(filter_param))
-    cache = hs.sync_handler.stored_filters
-    known = cache.get(key)
-    if known is not None:
-        return known
-    stored = await hs.stores.filters.get_filter(user_id, key[1])
-    if stored is None:
-        raise invalid_param("No such filter")
-    parsed = parse_sync_filter(stored)
-    # a stored filter never changes: read it once
-    if len(cache) >= STORED_FILTER_CACHE_SIZE:
-        cache.clear()
-    cache[key] = parsed
-    return parsed
+
+
+def parse_inline_filter(filter_param: str) -> SyncFilter:
+    """An inline ``filter=`` JSON text, decoded, validated and parsed."""
+    try:
+        raw = filter_param.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MatrixError(400, Codes.NOT_JSON, "Invalid filter JSON") from None
+    try:
+        body = decode_json(raw, MAX_INLINE_FILTER_BYTES)
+    except MatrixError as e:
+        if e.errcode == Codes.NOT_JSON:
+            raise MatrixError(400, Codes.NOT_JSON, "Invalid filter JSON") from None
+        raise
+    check_filter(body)
+    return parse_sync_filter(body)
 
 
 # -- event_fields -------------------------------------------------------------------

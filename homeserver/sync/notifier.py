@@ -39,7 +39,9 @@ from twisted.internet import defer
 from homeserver.storage.devices import DEVICE_LIST_CHANGED
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.storage.database import Database
+    from homeserver.storage.rooms import RoomStore
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +62,13 @@ class UserStream:
 
 
 class Notifier:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
+    """The per-user wake-ups; ``db`` only to hear when the stream is
+    persisted up to a position and when a device list changes."""
+
+    def __init__(self, ctx: "ServerContext", db: "Database", rooms: "RoomStore") -> None:
+        self.ctx = ctx
+        self.db = db
+        self.rooms = rooms
         self._streams: dict[str, UserStream] = {}
         self._room_members: dict[str, frozenset[str]] = {}
         # bumped by every membership change: a member set loaded across one
@@ -71,8 +78,8 @@ class Notifier:
         # the stream is persisted up to the position
         self._pending: list[tuple[int, int, str | None, tuple[str, ...]]] = []
         self._seq = itertools.count()
-        hs.db.stream_tracker.add_listener(self._on_persisted)
-        hs.db.hooks[DEVICE_LIST_CHANGED] = self.device_list_changed
+        db.stream_tracker.add_listener(self._on_persisted)
+        db.hooks[DEVICE_LIST_CHANGED] = self.device_list_changed
 
     # -- readers ----------------------------------------------------------
 
@@ -110,7 +117,7 @@ class Notifier:
             if not d.called:
                 d.callback(False)
 
-        timer = self.hs.clock.callLater(timeout_ms / 1000, timed_out)
+        timer = self.ctx.clock.callLater(timeout_ms / 1000, timed_out)
 
         def stop_timer(result: Any) -> Any:
             if timer.active():
@@ -145,11 +152,11 @@ class Notifier:
                      presence: bool = False) -> None:
         """Wake ``user_ids`` (once the global stream has reached ``stream_pos``);
         ``presence``: for a presence change only."""
-        users = tuple(u for u in user_ids if self.hs.is_mine(u))
+        users = tuple(u for u in user_ids if self.ctx.is_mine(u))
         if not users:
             return
         room = PRESENCE_WAKE if presence else None
-        if stream_pos is not None and stream_pos > self.hs.db.stream_tracker.persisted_upto:
+        if stream_pos is not None and stream_pos > self.db.stream_tracker.persisted_upto:
             heapq.heappush(self._pending, (stream_pos, next(self._seq), room, users))
             return
         self._wake(users, presence=presence)
@@ -158,7 +165,7 @@ class Notifier:
                     extra_users: Iterable[str] = ()) -> None:
         """Wake the room's local members and ``extra_users``."""
         extra = tuple(extra_users)
-        if stream_pos is not None and stream_pos > self.hs.db.stream_tracker.persisted_upto:
+        if stream_pos is not None and stream_pos > self.db.stream_tracker.persisted_upto:
             heapq.heappush(self._pending, (stream_pos, next(self._seq), room_id, extra))
             return
         self._wake_room(room_id, extra)
@@ -175,10 +182,10 @@ class Notifier:
     def device_list_changed(self, user_id: str, stream_pos: int) -> None:
         """``user_id`` added, renamed or removed a device: wake them and
         everyone who shares a room with them (their ``device_lists``)."""
-        self.hs.run_in_background(self._wake_sharing(user_id, stream_pos))
+        self.ctx.run_in_background(self._wake_sharing(user_id, stream_pos))
 
     async def _wake_sharing(self, user_id: str, stream_pos: int) -> None:
-        users = await self.hs.stores.rooms.get_room_mates(user_id)
+        users = await self.rooms.get_room_mates(user_id)
         self.notify_users(users | {user_id}, stream_pos)
 
     def membership_changed(self, room_id: str) -> None:
@@ -199,11 +206,11 @@ class Notifier:
         if members is not None:
             self._wake(members.union(extra))
             return
-        self.hs.run_in_background(self._load_and_wake(room_id, extra))
+        self.ctx.run_in_background(self._load_and_wake(room_id, extra))
 
     async def _load_and_wake(self, room_id: str, extra: tuple[str, ...]) -> None:
         generation = self._member_generation
-        members = await self.hs.stores.rooms.get_local_members(room_id, self.hs.hostname)
+        members = await self.rooms.get_local_members(room_id, self.ctx.hostname)
         if generation == self._member_generation:
             if len(self._room_members) >= ROOM_MEMBER_CACHE_SIZE:
                 self._room_members.clear()
@@ -214,7 +221,7 @@ class Notifier:
         for user_id in users:
             stream = self._streams.get(user_id)
             if stream is None:
-                if not self.hs.is_mine(user_id):
+                if not self.ctx.is_mine(user_id):
                     continue
                 stream = self._streams[user_id] = UserStream()
             stream.counter += 1

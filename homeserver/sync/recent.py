@@ -4,7 +4,7 @@ When a message lands in a room of 1,000 members, 1,000 long-polls wake, and
 each would read the same few rows: what changed since its token, the new
 events, its unread counts. ``RecentActivity`` keeps, in memory, what those
 reads would find for the common case (plain messages), so the sync handler's
-fast path (``SyncHandler._fast``) can build most woken responses from it:
+fast path (``sync/fast_path.py``) can build most woken responses from it:
 
 - ``events``: the newest timeline events that are *plain*: not state, not
   redactions. Each with its stream position and room.
@@ -62,6 +62,19 @@ class RecentActivity:
         self.to_device_pending: set[tuple[str, str]] = set()
         # (user, room) -> (as of position, notification count, highlight count)
         self._unread: dict[tuple[str, str], tuple[int, int, int]] = {}
+
+    def restart(self, start_pos: int, to_device_pending: set[tuple[str, str]]) -> None:
+        """Forget everything: the memory is complete from ``start_pos`` (the
+        stream's position when the server starts), and these devices hold
+        messages stored before. The object stays: the sync code holds it."""
+        with self._lock:
+            self.low = start_pos
+            self._positions = []
+            self._events = []
+            self._barriers = []
+            self._barrier_scope = []
+            self.to_device_pending = to_device_pending
+            self._unread = {}
 
     # -- writers: the database thread, right after a commit ---------------
 

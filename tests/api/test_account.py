@@ -274,7 +274,7 @@ async def server_with_skippable_route(make_server: Any, clock: Clock,
                                       **config: Any) -> TestServer:
     """A server with one extra route that allows a recent re-authentication to count,
     as device deletion may (Synapse's can_skip_ui_auth)."""
-    from homeserver.accounts.uia import validate_user_via_ui_auth
+    from homeserver.api.client.ui_auth import validate_user_via_ui_auth
     from homeserver.http.request import HttpRequest
 
     server: TestServer = await make_server(clock=clock, **config)
@@ -282,7 +282,7 @@ async def server_with_skippable_route(make_server: Any, clock: Clock,
     async def guarded(req: HttpRequest) -> tuple[int, Any]:
         """POST /_test/guarded"""
         assert req.requester is not None
-        params = await validate_user_via_ui_auth(server.hs, req, req.requester, "test",
+        params = await validate_user_via_ui_auth(server.hs.ui_auth, req, req.requester, "test",
                                                  can_skip_ui_auth=True)
         return 200, params
 

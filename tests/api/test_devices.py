@@ -7,7 +7,6 @@ from typing import Any
 import pytest_twisted
 from twisted.internet import task
 
-from homeserver.accounts.sessions import create_login_session
 from tests.harness import Client, Response, TestServer
 
 V3 = "/_matrix/client/v3"
@@ -18,7 +17,8 @@ async def log_in_again(server: TestServer, client: Client,
                        display_name: str | None = None) -> Client:
     """A second device for ``client``'s user, with its own token."""
     assert client.user_id is not None
-    session = await create_login_session(server.hs, client.user_id, display_name=display_name)
+    session = await server.hs.sessions.create_login_session(client.user_id,
+                                                            display_name=display_name)
     other = server.client(session.access_token)
     other.user_id = client.user_id
     other.device_id = session.device_id

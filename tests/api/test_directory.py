@@ -9,32 +9,14 @@ import pytest
 import pytest_twisted
 
 from homeserver.errors import MatrixError
-from homeserver.rooms.directory import (
-    check_new_room_alias,
-    create_alias_for_new_room,
-    publish_new_room,
-    validate_canonical_alias,
-)
 from tests.harness import Client, TestServer
+from tests.helpers import create_public_room, join
 
 V3 = "/_matrix/client/v3"
 SERVER = "test.local"
 
 
 # -- helpers: the common moves --------------------------------------------------
-
-
-async def create_room(client: Client, **body: Any) -> str:
-    body.setdefault("preset", "public_chat")
-    resp = await client.post(f"{V3}/createRoom", body)
-    assert resp.code == 200, resp.body
-    room_id: str = resp.body["room_id"]
-    return room_id
-
-
-async def join(client: Client, room_id: str) -> None:
-    resp = await client.post(f"{V3}/rooms/{room_id}/join", {})
-    assert resp.code == 200, resp.body
 
 
 def alias_path(alias: str) -> str:
@@ -91,7 +73,7 @@ def assert_error(resp: Any, code: int, errcode: str) -> None:
 @pytest_twisted.ensureDeferred
 async def test_alias_is_created_resolved_listed_and_deleted(server: TestServer) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
 
     assert (await put_alias(alice, "#hall:test.local", room_id)).code == 200
 
@@ -108,7 +90,7 @@ async def test_alias_is_created_resolved_listed_and_deleted(server: TestServer) 
 @pytest_twisted.ensureDeferred
 async def test_alias_can_hold_unicode(server: TestServer) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     await make_alias(alice, "#café☕:test.local", room_id)
     assert (await resolve(alice, "#café☕:test.local")).body["room_id"] == room_id
 
@@ -116,8 +98,8 @@ async def test_alias_can_hold_unicode(server: TestServer) -> None:
 @pytest_twisted.ensureDeferred
 async def test_taken_alias_is_409(server: TestServer) -> None:
     alice = await server.register("alice")
-    first = await create_room(alice)
-    second = await create_room(alice)
+    first = await create_public_room(alice)
+    second = await create_public_room(alice)
     await make_alias(alice, "#hall:test.local", first)
 
     resp = await put_alias(alice, "#hall:test.local", second)
@@ -129,7 +111,7 @@ async def test_taken_alias_is_409(server: TestServer) -> None:
 @pytest_twisted.ensureDeferred
 async def test_alias_of_another_server_cannot_be_created(server: TestServer) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     assert_error(await put_alias(alice, "#hall:elsewhere.org", room_id), 400, "M_INVALID_PARAM")
 
 
@@ -139,7 +121,7 @@ async def test_alias_of_another_server_cannot_be_created(server: TestServer) -> 
 @pytest_twisted.ensureDeferred
 async def test_malformed_alias_is_400(server: TestServer, alias: str) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     assert_error(await put_alias(alice, alias, room_id), 400, "M_INVALID_PARAM")
 
 
@@ -155,7 +137,7 @@ async def test_non_member_cannot_create_alias_but_server_admin_can(server: TestS
     alice = await server.register("alice")
     bob = await server.register("bob")
     root = await server.register("root", admin=True)
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
 
     assert_error(await put_alias(bob, "#hall:test.local", room_id), 403, "M_FORBIDDEN")
     assert (await put_alias(root, "#hall:test.local", room_id)).code == 200
@@ -165,7 +147,7 @@ async def test_non_member_cannot_create_alias_but_server_admin_can(server: TestS
 async def test_any_joined_member_may_create_alias(server: TestServer) -> None:
     alice = await server.register("alice")
     bob = await server.register("bob")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     await join(bob, room_id)
     assert (await put_alias(bob, "#bobs:test.local", room_id)).code == 200
 
@@ -182,7 +164,7 @@ async def test_unknown_alias_resolves_to_404(server: TestServer) -> None:
 @pytest_twisted.ensureDeferred
 async def test_resolved_alias_lists_servers_of_the_room(server: TestServer) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     await make_alias(alice, "#hall:test.local", room_id)
     assert (await resolve(alice, "#hall:test.local")).body["servers"] == [SERVER]
 
@@ -194,7 +176,7 @@ async def test_who_may_delete_an_alias(server: TestServer) -> None:
     carol = await server.register("carol")  # joined member, power 0
     dave = await server.register("dave")  # not in the room
     root = await server.register("root", admin=True)
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     await join(bob, room_id)
     await join(carol, room_id)
 
@@ -212,7 +194,7 @@ async def test_who_may_delete_an_alias(server: TestServer) -> None:
 @pytest_twisted.ensureDeferred
 async def test_deleted_alias_leaves_the_canonical_alias_event(server: TestServer) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     await make_alias(alice, "#main:test.local", room_id)
     await make_alias(alice, "#other:test.local", room_id)
     await set_state(alice, room_id, "m.room.canonical_alias",
@@ -230,8 +212,8 @@ async def test_local_aliases_are_for_members_and_world_readable_rooms(
     alice = await server.register("alice")
     bob = await server.register("bob")
     root = await server.register("root", admin=True)
-    private = await create_room(alice, preset="private_chat")
-    readable = await create_room(alice, initial_state=[{
+    private = await create_public_room(alice, preset="private_chat")
+    readable = await create_public_room(alice, initial_state=[{
         "type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}])
     await make_alias(alice, "#private:test.local", private)
     await make_alias(alice, "#readable:test.local", readable)
@@ -249,23 +231,23 @@ async def test_local_aliases_are_for_members_and_world_readable_rooms(
 async def test_canonical_alias_must_point_to_the_room(server: TestServer) -> None:
     hs = server.hs
     alice = await server.register("alice")
-    room_id = await create_room(alice)
-    other = await create_room(alice)
+    room_id = await create_public_room(alice)
+    other = await create_public_room(alice)
     await make_alias(alice, "#here:test.local", room_id)
     await make_alias(alice, "#also:test.local", room_id)
     await make_alias(alice, "#there:test.local", other)
 
-    await validate_canonical_alias(hs, room_id, {"alias": "#here:test.local",
-                                                 "alt_aliases": ["#also:test.local"]})
-    await validate_canonical_alias(hs, room_id, {})
-    await validate_canonical_alias(hs, room_id, {"alias": ""})
+    await hs.room_directory.validate_canonical_alias(room_id, {
+        "alias": "#here:test.local", "alt_aliases": ["#also:test.local"]})
+    await hs.room_directory.validate_canonical_alias(room_id, {})
+    await hs.room_directory.validate_canonical_alias(room_id, {"alias": ""})
 
     for content in ({"alias": "#there:test.local"},
                     {"alias": "#missing:test.local"},
                     {"alt_aliases": ["#also:test.local", "#there:test.local"]},
                     {"alias": "#remote:elsewhere.org"}):
         with pytest.raises(MatrixError) as err:
-            await validate_canonical_alias(hs, room_id, content)
+            await hs.room_directory.validate_canonical_alias(room_id, content)
         assert (err.value.status, err.value.errcode) == (400, "M_BAD_ALIAS"), content
 
 
@@ -276,27 +258,28 @@ async def test_canonical_alias_must_point_to_the_room(server: TestServer) -> Non
 async def test_malformed_canonical_alias_is_invalid_param(server: TestServer,
                                                           content: Any) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     await make_alias(alice, "#here:test.local", room_id)
     with pytest.raises(MatrixError) as err:
-        await validate_canonical_alias(server.hs, room_id, content)
+        await server.hs.room_directory.validate_canonical_alias(room_id, content)
     assert (err.value.status, err.value.errcode) == (400, "M_INVALID_PARAM")
 
 
 @pytest_twisted.ensureDeferred
 async def test_aliases_already_in_the_event_are_not_checked_again(server: TestServer) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     await make_alias(alice, "#old:test.local", room_id)
     await make_alias(alice, "#new:test.local", room_id)
     await set_state(alice, room_id, "m.room.canonical_alias", {"alias": "#old:test.local"})
     # gone from the directory, but the room's event still names it
     await server.hs.stores.directory.delete_alias("#old:test.local")
 
-    await validate_canonical_alias(server.hs, room_id, {"alias": "#old:test.local",
-                                                        "alt_aliases": ["#new:test.local"]})
+    directory = server.hs.room_directory
+    await directory.validate_canonical_alias(room_id, {"alias": "#old:test.local",
+                                                       "alt_aliases": ["#new:test.local"]})
     with pytest.raises(MatrixError):
-        await validate_canonical_alias(server.hs, room_id, {"alt_aliases": ["#old:test.local"]})
+        await directory.validate_canonical_alias(room_id, {"alt_aliases": ["#old:test.local"]})
 
 
 # -- room creation hooks ----------------------------------------------------------
@@ -306,24 +289,24 @@ async def test_aliases_already_in_the_event_are_not_checked_again(server: TestSe
 async def test_room_creation_hooks_make_the_alias_and_publish(server: TestServer) -> None:
     hs = server.hs
     alice = await server.register("alice")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
 
-    alias = await check_new_room_alias(hs, "lobby")
+    alias = await hs.room_directory.check_new_room_alias("lobby")
     assert alias == "#lobby:test.local"
     assert alias is not None
-    await create_alias_for_new_room(hs, alice.user_id or "", room_id, alias)
-    await publish_new_room(hs, room_id)
+    await hs.room_directory.create_alias_for_new_room(alice.user_id or "", room_id, alias)
+    await hs.room_directory.publish_new_room(room_id)
 
     assert (await resolve(alice, alias)).body["room_id"] == room_id
     resp = await alice.get(f"{V3}/rooms/{room_id}/state/m.room.canonical_alias")
     assert resp.body == {"alias": alias}
     assert (await alice.get(f"{V3}/directory/list/room/{room_id}")).body == {
         "visibility": "public"}
-    assert await check_new_room_alias(hs, None) is None
+    assert await hs.room_directory.check_new_room_alias(None) is None
     for localpart, errcode in (("lobby", "M_ROOM_IN_USE"), ("a b", "M_INVALID_PARAM"),
                                ("a:b", "M_INVALID_PARAM")):
         with pytest.raises(MatrixError) as err:
-            await check_new_room_alias(hs, localpart)
+            await hs.room_directory.check_new_room_alias(localpart)
         assert (err.value.status, err.value.errcode) == (400, errcode)
 
 
@@ -333,7 +316,7 @@ async def test_room_creation_hooks_make_the_alias_and_publish(server: TestServer
 @pytest_twisted.ensureDeferred
 async def test_visibility_round_trip(server: TestServer) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     anonymous = server.client()
     path = f"{V3}/directory/list/room/{room_id}"
 
@@ -362,7 +345,7 @@ async def test_who_may_publish_a_room(server: TestServer) -> None:
     bob = await server.register("bob")
     carol = await server.register("carol")
     root = await server.register("root", admin=True)
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     await join(bob, room_id)
 
     assert_error(await set_visibility(bob, room_id, "public"), 403, "M_FORBIDDEN")
@@ -375,14 +358,14 @@ async def test_who_may_publish_a_room(server: TestServer) -> None:
 async def test_public_rooms_lists_published_rooms(server: TestServer) -> None:
     alice = await server.register("alice")
     bob = await server.register("bob")
-    listed = await create_room(alice, name="Cheese", topic="Tasty cheese")
+    listed = await create_public_room(alice, name="Cheese", topic="Tasty cheese")
     await make_alias(alice, "#cheese:test.local", listed)
     await set_state(alice, listed, "m.room.canonical_alias", {"alias": "#cheese:test.local"})
     await set_state(alice, listed, "m.room.avatar", {"url": "mxc://test.local/abc"})
     await join(bob, listed)
     await publish(alice, listed)
-    await create_room(alice, name="Unpublished")
-    invite_only = await create_room(alice, preset="private_chat", name="Secret")
+    await create_public_room(alice, name="Unpublished")
+    invite_only = await create_public_room(alice, preset="private_chat", name="Secret")
     await publish(alice, invite_only)
 
     body = await public_rooms(server.client())
@@ -406,7 +389,7 @@ async def test_public_rooms_lists_published_rooms(server: TestServer) -> None:
 @pytest_twisted.ensureDeferred
 async def test_world_readable_invite_only_room_is_listed(server: TestServer) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice, preset="private_chat", initial_state=[{
+    room_id = await create_public_room(alice, preset="private_chat", initial_state=[{
         "type": "m.room.history_visibility", "content": {"history_visibility": "world_readable"}}])
     await publish(alice, room_id)
     [entry] = (await public_rooms(alice))["chunk"]
@@ -421,7 +404,7 @@ async def test_public_rooms_paginate_largest_first(server: TestServer) -> None:
     users = [await server.register(f"user{n}") for n in range(3)]
     rooms = []
     for size in (1, 3, 2):
-        room_id = await create_room(users[0])
+        room_id = await create_public_room(users[0])
         for user in users[1:size]:
             await join(user, room_id)
         await publish(users[0], room_id)
@@ -455,9 +438,9 @@ async def test_public_rooms_paginate_largest_first(server: TestServer) -> None:
 @pytest_twisted.ensureDeferred
 async def test_public_rooms_search_and_room_types(server: TestServer) -> None:
     alice = await server.register("alice")
-    cheese = await create_room(alice, name="Cheese Lovers")
-    wine = await create_room(alice, topic="All about WINE")
-    space = await create_room(alice, name="Space", creation_content={"type": "m.space"})
+    cheese = await create_public_room(alice, name="Cheese Lovers")
+    wine = await create_public_room(alice, topic="All about WINE")
+    space = await create_public_room(alice, name="Space", creation_content={"type": "m.space"})
     await make_alias(alice, "#bread:test.local", wine)
     await set_state(alice, wine, "m.room.canonical_alias", {"alias": "#bread:test.local"})
     for room_id in (cheese, wine, space):
@@ -494,7 +477,7 @@ async def test_public_rooms_of_an_unreachable_server_are_502(server: TestServer)
 @pytest_twisted.ensureDeferred
 async def test_create_room_with_alias_name_and_public_visibility(server: TestServer) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice, room_alias_name="lobby", visibility="public")
+    room_id = await create_public_room(alice, room_alias_name="lobby", visibility="public")
 
     assert (await resolve(alice, "#lobby:test.local")).body["room_id"] == room_id
     resp = await alice.get(f"{V3}/rooms/{room_id}/state/m.room.canonical_alias")
@@ -507,8 +490,8 @@ async def test_create_room_with_alias_name_and_public_visibility(server: TestSer
 @pytest_twisted.ensureDeferred
 async def test_sending_canonical_alias_checks_the_aliases(server: TestServer) -> None:
     alice = await server.register("alice")
-    room_id = await create_room(alice)
-    other = await create_room(alice)
+    room_id = await create_public_room(alice)
+    other = await create_public_room(alice)
     await make_alias(alice, "#here:test.local", room_id)
     await make_alias(alice, "#there:test.local", other)
     path = f"{V3}/rooms/{room_id}/state/m.room.canonical_alias"

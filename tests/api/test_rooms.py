@@ -8,6 +8,7 @@ import pytest
 import pytest_twisted
 
 from tests.harness import Client, TestServer
+from tests.helpers import create_room, send, send_text
 
 V3 = "/_matrix/client/v3"
 ALICE = "@alice:test.local"
@@ -15,25 +16,6 @@ BOB = "@bob:test.local"
 
 
 # -- helpers: the common moves --------------------------------------------------
-
-
-async def create_room(client: Client, **body: Any) -> str:
-    resp = await client.post(f"{V3}/createRoom", body)
-    assert resp.code == 200, resp.body
-    room_id: str = resp.body["room_id"]
-    return room_id
-
-
-async def send(client: Client, room_id: str, body: Any, txn_id: str,
-               event_type: str = "m.room.message") -> Any:
-    return await client.put(f"{V3}/rooms/{room_id}/send/{event_type}/{txn_id}", body)
-
-
-async def send_text(client: Client, room_id: str, text: str, txn_id: str) -> str:
-    resp = await send(client, room_id, {"msgtype": "m.text", "body": text}, txn_id)
-    assert resp.code == 200, resp.body
-    event_id: str = resp.body["event_id"]
-    return event_id
 
 
 async def state(client: Client, room_id: str) -> dict[tuple[str, str], Any]:
@@ -246,10 +228,8 @@ async def test_concurrent_sends_into_one_room_form_one_chain(server: TestServer)
 
 @pytest_twisted.ensureDeferred
 async def test_txn_ids_are_per_device(server: TestServer) -> None:
-    from homeserver.accounts.sessions import create_login_session
-
     alice = await server.register("alice")
-    session = await create_login_session(server.hs, ALICE, None)
+    session = await server.hs.sessions.create_login_session(ALICE, None)
     other_device = server.client(session.access_token)
     room_id = await create_room(alice)
     first = await send_text(alice, room_id, "hello", "same")

@@ -21,10 +21,8 @@ async def send_to_device(client: Client, event_type: str, txn_id: str,
 
 async def login(server: TestServer, client: Client, device_id: str) -> Client:
     """Another device of ``client``'s user."""
-    from homeserver.accounts.sessions import create_login_session
-
     assert client.user_id is not None
-    session = await create_login_session(server.hs, client.user_id, device_id)
+    session = await server.hs.sessions.create_login_session(client.user_id, device_id)
     other = server.client(session.access_token)
     other.user_id, other.device_id = client.user_id, session.device_id
     return other

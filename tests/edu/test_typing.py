@@ -1,5 +1,5 @@
-"""The typing manager on its own: a fake server (memberships in a dict, a
-virtual clock, a notifier that records), no reactor and no database."""
+"""The typing manager on its own: fake collaborators (memberships in a dict,
+a virtual clock, a notifier that records), no reactor and no database."""
 
 from __future__ import annotations
 
@@ -38,11 +38,11 @@ class FakeNotifier:
         self.rooms.append(room_id)
 
 
-class FakeServer:
-    def __init__(self, joined: dict[str, set[str]]) -> None:
+class FakeContext:
+    """The server context as typing uses it: a virtual clock, no local users."""
+
+    def __init__(self) -> None:
         self.clock = Clock()
-        self.notifier = FakeNotifier()
-        self.stores = type("Stores", (), {"rooms": FakeRooms(joined)})()
 
     def is_mine(self, user_id: str) -> bool:
         return False
@@ -50,7 +50,7 @@ class FakeServer:
 
 def manager(rooms: int = 3, users: tuple[str, ...] = ("@a:x", "@b:x")) -> TypingManager:
     joined = {f"!r{i}:x": set(users) for i in range(rooms)}
-    return TypingManager(FakeServer(joined))  # type: ignore[arg-type]
+    return TypingManager(FakeContext(), FakeRooms(joined), FakeNotifier())  # type: ignore[arg-type]
 
 
 @pytest_twisted.ensureDeferred
@@ -61,7 +61,7 @@ async def test_each_change_moves_the_position_and_notifies_the_room() -> None:
     await typing.set_typing("@a:x", "!r0:x", False, 0)
     await typing.set_typing("@a:x", "!r0:x", False, 0)  # not typing: no change
     assert typing.current_position() == 3
-    assert typing.hs.notifier.rooms == ["!r0:x", "!r1:x", "!r0:x"]  # type: ignore[attr-defined]
+    assert typing.notifier.rooms == ["!r0:x", "!r1:x", "!r0:x"]  # type: ignore[attr-defined]
 
 
 @pytest_twisted.ensureDeferred
@@ -92,7 +92,7 @@ async def test_not_joined_is_forbidden() -> None:
 @pytest_twisted.ensureDeferred
 async def test_expiry_and_messages_stop_typing() -> None:
     typing = manager()
-    clock: Clock = typing.hs.clock  # type: ignore[assignment]
+    clock: Clock = typing.ctx.clock  # type: ignore[assignment]
     await typing.set_typing("@a:x", "!r0:x", True, 1000)
     await typing.set_typing("@b:x", "!r0:x", True, 60_000)
     clock.advance(1)

@@ -94,9 +94,7 @@ async def test_device_list_updates_reach_the_other_server(federation: Any) -> No
     assert await wait_for(cached_devices) == {"PHONE"}
 
     # a second device: applied in order on top of the cache
-    from homeserver.accounts.sessions import create_login_session
-
-    session = await create_login_session(server_a.hs, a, "LAPTOP")
+    session = await server_a.hs.sessions.create_login_session(a, "LAPTOP")
     laptop = server_a.client(session.access_token)
     await upload(laptop, {"device_keys": device_keys(a, "LAPTOP")})
     await wait_for(lambda: _has(cached_devices, {"PHONE", "LAPTOP"}))

@@ -14,6 +14,7 @@ from twisted.internet import defer, reactor
 
 from tests.federation.harness import server_name
 from tests.harness import Client, TestServer
+from tests.helpers import create_public_room, send_text
 
 
 def q(value: str) -> str:
@@ -33,19 +34,6 @@ async def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05
         reactor.callLater(interval, d.callback, None)  # type: ignore[attr-defined]
         await d
         waited += interval
-
-
-async def create_room(client: Client, **body: Any) -> str:
-    resp = await client.post("/_matrix/client/v3/createRoom", {"preset": "public_chat", **body})
-    assert resp.code == 200, resp.body
-    return str(resp.body["room_id"])
-
-
-async def send_text(client: Client, room_id: str, text: str, txn: str) -> str:
-    resp = await client.put(f"/_matrix/client/v3/rooms/{q(room_id)}/send/m.room.message/{txn}",
-                            {"msgtype": "m.text", "body": text})
-    assert resp.code == 200, resp.body
-    return str(resp.body["event_id"])
 
 
 async def timeline_bodies(client: Client, room_id: str) -> list[str]:
@@ -69,7 +57,7 @@ async def test_remote_user_joins_and_messages_flow_both_ways(federation: Any) ->
     b = await federation()
     alice = await a.register("alice")
     bob = await b.register("bob")
-    room_id = await create_room(alice, name="Across servers")
+    room_id = await create_public_room(alice, name="Across servers")
 
     resp = await bob.post(f"/_matrix/client/v3/join/{q(room_id)}",
                           params={"server_name": server_name(a)})
@@ -119,7 +107,7 @@ async def test_invite_to_a_remote_user_who_joins_then_leaves(federation: Any) ->
     b = await federation()
     alice = await a.register("alice")
     bob = await b.register("bob")
-    room_id = await create_room(alice, preset="private_chat", name="Secret plans")
+    room_id = await create_public_room(alice, preset="private_chat", name="Secret plans")
 
     resp = await alice.post(f"/_matrix/client/v3/rooms/{q(room_id)}/invite",
                             {"user_id": bob.user_id})
@@ -147,7 +135,7 @@ async def test_remote_invite_can_be_rejected(federation: Any) -> None:
     b = await federation()
     alice = await a.register("alice")
     bob = await b.register("bob")
-    room_id = await create_room(alice, preset="private_chat")
+    room_id = await create_public_room(alice, preset="private_chat")
     resp = await alice.post(f"/_matrix/client/v3/rooms/{q(room_id)}/invite",
                             {"user_id": bob.user_id})
     assert resp.code == 200, resp.body
@@ -166,7 +154,7 @@ async def joined_pair(federation: Any) -> tuple[TestServer, TestServer, Client, 
     b = await federation()
     alice = await a.register("alice")
     bob = await b.register("bob")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     resp = await bob.post(f"/_matrix/client/v3/join/{q(room_id)}",
                           params={"server_name": server_name(a)})
     assert resp.code == 200, resp.body
@@ -212,7 +200,7 @@ async def test_three_servers_see_each_others_joins_and_messages(federation: Any)
     alice = await a.register("alice")
     bob = await b.register("bob")
     carol = await c.register("carol")
-    room_id = await create_room(alice)
+    room_id = await create_public_room(alice)
     for client in (bob, carol):
         resp = await client.post(f"/_matrix/client/v3/join/{q(room_id)}",
                                  params={"server_name": server_name(a)})
@@ -242,7 +230,7 @@ async def test_history_from_before_the_join_is_backfilled(federation: Any) -> No
     b = await federation()
     alice = await a.register("alice")
     bob = await b.register("bob")
-    room_id = await create_room(alice, name="Old news")
+    room_id = await create_public_room(alice, name="Old news")
     for i in range(15):
         await send_text(alice, room_id, f"old {i}", f"o{i}")
     resp = await bob.post(f"/_matrix/client/v3/join/{q(room_id)}",

@@ -30,6 +30,7 @@ import pytest_twisted
 from twisted.internet.task import deferLater
 
 from tests.harness import Client, TestServer
+from tests.helpers import create_room, join, send_text
 from tests.interop.synapse import (  # noqa: F401 (the *_fixture imports are fixtures)
     SynapseServer,
     interop_ca_fixture,
@@ -104,28 +105,6 @@ async def eventually(check: Callable[[], Awaitable[T | None]], what: str,
 
 
 # -- client moves ---------------------------------------------------------------
-
-
-async def create_room(client: Client, **body: Any) -> str:
-    resp = await client.post("/_matrix/client/v3/createRoom", body)
-    assert resp.code == 200, resp.body
-    return str(resp.body["room_id"])
-
-
-async def join(client: Client, room_id: str, via: str) -> None:
-    # both the spec's ``via`` and the older ``server_name`` (Synapse reads either)
-    resp = await client.post(f"/_matrix/client/v3/join/{q(room_id)}", {},
-                             params={"via": via, "server_name": via})
-    assert resp.code == 200, f"{client.user_id} joining {room_id} via {via}: {resp.body}"
-    assert resp.body["room_id"] == room_id
-
-
-async def send_text(client: Client, room_id: str, text: str) -> str:
-    txn = unique("txn")
-    resp = await client.put(f"/_matrix/client/v3/rooms/{q(room_id)}/send/m.room.message/{txn}",
-                            {"msgtype": "m.text", "body": text})
-    assert resp.code == 200, resp.body
-    return str(resp.body["event_id"])
 
 
 async def membership_of(client: Client, room_id: str, user_id: str) -> str | None:

@@ -8,7 +8,7 @@ import pytest_twisted
 
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
-from homeserver.storage.events import LruCache
+from homeserver.storage.cache import LruCache
 
 
 def event(n: int) -> Event:
@@ -16,7 +16,7 @@ def event(n: int) -> Event:
 
 
 def test_cache_keeps_at_most_its_size() -> None:
-    cache = LruCache(3)
+    cache: LruCache[str, Event] = LruCache(3)
     for n in range(10):
         cache.put(f"$e{n}", event(n))
     assert len(cache) == 3
@@ -25,7 +25,7 @@ def test_cache_keeps_at_most_its_size() -> None:
 
 
 def test_reading_an_entry_keeps_it() -> None:
-    cache = LruCache(2)
+    cache: LruCache[str, Event] = LruCache(2)
     cache.put("$e1", event(1))
     cache.put("$e2", event(2))
     assert cache.get("$e1") is not None

@@ -18,7 +18,6 @@ from homeserver.sync.filter import (
     MAX_TIMELINE_LIMIT,
     EventFilter,
     apply_event_fields,
-    load_sync_filter,
     parse_sync_filter,
     room_event_matches,
     room_filter_blocks_all,
@@ -414,15 +413,15 @@ async def test_load_sync_filter_reads_absent_stored_and_inline_filters(
     filter_id = made.body["filter_id"]
     assert alice.user_id is not None and bob.user_id is not None
 
-    absent = await load_sync_filter(server.hs, alice.user_id, None)
-    stored = await load_sync_filter(server.hs, alice.user_id, filter_id)
-    inline = await load_sync_filter(server.hs, alice.user_id, json.dumps(body))
+    absent = await server.hs.filter_cache.load(alice.user_id, None)
+    stored = await server.hs.filter_cache.load(alice.user_id, filter_id)
+    inline = await server.hs.filter_cache.load(alice.user_id, json.dumps(body))
 
     assert absent == DEFAULT_SYNC_FILTER
     assert stored == inline == parse_sync_filter(body)
     assert (stored.timeline_limit, stored.lazy_load_members) == (3, True)
     # a filter ID is per user: bob's 0 is not alice's
-    assert await _error_of(load_sync_filter(server.hs, bob.user_id, filter_id)) == (
+    assert await _error_of(server.hs.filter_cache.load(bob.user_id, filter_id)) == (
         400, "M_INVALID_PARAM", "No such filter")
 
 
@@ -450,7 +449,7 @@ async def test_load_sync_filter_refuses_bad_filters(server: TestServer) -> None:
     alice = await server.register("alice")
     assert alice.user_id is not None
 
-    got = [(await _error_of(load_sync_filter(server.hs, alice.user_id, param)))[:2]
+    got = [(await _error_of(server.hs.filter_cache.load(alice.user_id, param)))[:2]
            for param, _, _ in BAD_FILTER_PARAMS]
 
     assert got == [(status, errcode) for _, status, errcode in BAD_FILTER_PARAMS]

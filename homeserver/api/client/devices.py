@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.uia import validate_user_via_ui_auth
+from homeserver.api.client.ui_auth import validate_user_via_ui_auth
 from homeserver.errors import Codes, MatrixError, bad_json, missing_param, not_found
 from homeserver.http.parse import get_str
 from homeserver.http.request import HttpRequest
@@ -78,7 +78,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         assert req.requester is not None
         # Older clients send no body at all; that is the same as {}.
         req.json(allow_empty=True)
-        await validate_user_via_ui_auth(hs, req, req.requester,
+        await validate_user_via_ui_auth(hs.ui_auth, req, req.requester,
                                         "remove a device from your account",
                                         can_skip_ui_auth=True)
         device_id = req.params["deviceId"]
@@ -92,7 +92,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         assert req.requester is not None
         # Refuse a malformed list before asking for a password.
         parse_device_list(req.json(allow_empty=True))
-        body = await validate_user_via_ui_auth(hs, req, req.requester,
+        body = await validate_user_via_ui_auth(hs.ui_auth, req, req.requester,
                                                "remove device(s) from your account",
                                                can_skip_ui_auth=True)
         # Unknown device IDs are skipped, as Synapse does: the goal state holds.

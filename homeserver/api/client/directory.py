@@ -74,7 +74,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
     async def put_alias(req: HttpRequest) -> tuple[int, Any]:
         """PUT /_matrix/client/v3/directory/room/{roomAlias}"""
         room_id = get_str(req.json(), "room_id")
-        await directory.create_alias(hs, req.user_id, req.params["roomAlias"], room_id)
+        await hs.room_directory.create_alias(req.user_id, req.params["roomAlias"], room_id)
         return 200, {}
 
     async def get_alias(req: HttpRequest) -> tuple[int, Any]:
@@ -83,7 +83,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         parsed = directory.parse_room_alias(alias)
         if parsed is not None and parsed[1] != hs.hostname:
             return 200, await resolve_remote_alias(alias, parsed[1])
-        target = await directory.resolve_alias(hs, alias)
+        target = await hs.room_directory.resolve_alias(alias)
         return 200, {"room_id": target.room_id, "servers": list(target.servers)}
 
     async def resolve_remote_alias(alias: str, server: str) -> dict[str, Any]:
@@ -97,24 +97,24 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
 
     async def delete_alias(req: HttpRequest) -> tuple[int, Any]:
         """DELETE /_matrix/client/v3/directory/room/{roomAlias}"""
-        await directory.delete_alias(hs, req.user_id, req.params["roomAlias"])
+        await hs.room_directory.delete_alias(req.user_id, req.params["roomAlias"])
         return 200, {}
 
     async def get_room_aliases(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/client/v3/rooms/{roomId}/aliases"""
-        aliases = await directory.get_local_aliases(hs, req.user_id, req.params["roomId"])
+        aliases = await hs.room_directory.get_local_aliases(req.user_id, req.params["roomId"])
         return 200, {"aliases": aliases}
 
     async def get_visibility(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/client/v3/directory/list/room/{roomId}"""
-        return 200, {"visibility": await directory.get_visibility(hs, req.params["roomId"])}
+        return 200, {"visibility": await hs.room_directory.get_visibility(req.params["roomId"])}
 
     async def put_visibility(req: HttpRequest) -> tuple[int, Any]:
         """PUT /_matrix/client/v3/directory/list/room/{roomId}"""
         visibility = get_str(req.json(allow_empty=True), "visibility", "public")
         if visibility not in ("public", "private"):
             raise invalid_param("'visibility' must be 'public' or 'private'")
-        await directory.set_visibility(hs, req.user_id, req.params["roomId"], visibility)
+        await hs.room_directory.set_visibility(req.user_id, req.params["roomId"], visibility)
         return 200, {}
 
     async def get_public_rooms(req: HttpRequest) -> tuple[int, Any]:
@@ -133,7 +133,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
             return 200, check_remote_rooms(await query_remote(
                 hs.federation_client, server, "/_matrix/federation/v1/publicRooms",
                 args))
-        return 200, await directory.list_public_rooms(hs, query)
+        return 200, await hs.room_directory.list_public_rooms(query)
 
     async def post_public_rooms(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/client/v3/publicRooms"""
@@ -155,7 +155,7 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
             return 200, check_remote_rooms(await query_remote(
                 hs.federation_client, server, "/_matrix/federation/v1/publicRooms",
                 body=remote_body))
-        return 200, await directory.list_public_rooms(hs, query)
+        return 200, await hs.room_directory.list_public_rooms(query)
 
     alias_path = f"{CLIENT_V3}/directory/room/{{roomAlias}}"
     router.add("PUT", alias_path, put_alias)

@@ -9,41 +9,60 @@ The checks themselves are in e2e/cross_signing.py.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.uia import validate_user_via_ui_auth
-from homeserver.e2e import cross_signing
+from homeserver.api.client.ui_auth import body_without_auth, validate_user_via_ui_auth
+from homeserver.e2e.cross_signing import check_upload
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 
 if TYPE_CHECKING:
+    from homeserver.accounts.uia import UiAuth
+    from homeserver.e2e.cross_signing import CrossSigning
     from homeserver.server import HomeServer
+    from homeserver.storage.cross_signing import CrossSigningStore
 
 CLIENT_V3 = "/_matrix/client/v3"
 
 
+@dataclass(frozen=True)
+class KeysSigningApi:
+    """What the cross-signing endpoints use."""
+
+    cross_signing: "CrossSigning"
+    store: "CrossSigningStore"
+    ui_auth: "UiAuth"
+
+
+async def upload_device_signing(api: KeysSigningApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/keys/device_signing/upload"""
+    assert req.requester is not None
+    user_id = req.user_id
+    body = body_without_auth(req)
+    stored = await api.store.get_user_keys(user_id)
+    check_upload(user_id, body, stored)
+    if "master" in stored:
+        if await api.cross_signing.upload_is_replay(user_id, body):
+            return 200, {}
+        body = await validate_user_via_ui_auth(
+            api.ui_auth, req, req.requester, "add a device signing key to your account")
+    await api.cross_signing.upload_signing_keys(user_id, body)
+    return 200, {}
+
+
+async def upload_signatures(api: KeysSigningApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/keys/signatures/upload"""
+    failures = await api.cross_signing.upload_signatures(req.user_id, req.json())
+    return 200, {"failures": failures}
+
+
+ENDPOINTS = (
+    Endpoint("POST", f"{CLIENT_V3}/keys/device_signing/upload", upload_device_signing),
+    Endpoint("POST", f"{CLIENT_V3}/keys/signatures/upload", upload_signatures),
+)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    store = hs.stores.cross_signing
-
-    async def upload_device_signing(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/keys/device_signing/upload"""
-        assert req.requester is not None
-        user_id = req.user_id
-        body = {k: v for k, v in req.json(allow_empty=True).items() if k != "auth"}
-        stored = await store.get_user_keys(user_id)
-        cross_signing.check_upload(user_id, body, stored)
-        if "master" in stored:
-            if await cross_signing.upload_is_replay(hs, user_id, body):
-                return 200, {}
-            body = await validate_user_via_ui_auth(
-                hs, req, req.requester, "add a device signing key to your account")
-        await cross_signing.upload_signing_keys(hs, user_id, body)
-        return 200, {}
-
-    async def upload_signatures(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/keys/signatures/upload"""
-        failures = await cross_signing.upload_signatures(hs, req.user_id, req.json())
-        return 200, {"failures": failures}
-
-    router.add("POST", f"{CLIENT_V3}/keys/device_signing/upload", upload_device_signing)
-    router.add("POST", f"{CLIENT_V3}/keys/signatures/upload", upload_signatures)
+    api = KeysSigningApi(hs.cross_signing, hs.stores.cross_signing, hs.ui_auth)
+    router.add_endpoints(api, ENDPOINTS)

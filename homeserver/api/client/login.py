@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.login import (
-    LOGIN_TYPE_PASSWORD,
-    check_password_login,
-    refresh_session,
-    user_from_identifier,
-)
-from homeserver.accounts.management import logout, logout_all
-from homeserver.accounts.sessions import create_login_session
+from homeserver.accounts.login import LOGIN_TYPE_PASSWORD, user_from_identifier
 from homeserver.errors import Codes, MatrixError, missing_param
 from homeserver.http.parse import get_bool, get_str
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import AUTH_NONE, Router
+from homeserver.http.router import AUTH_NONE, Endpoint, Router
 
 if TYPE_CHECKING:
+    from homeserver.accounts.login import Logins
+    from homeserver.accounts.management import AccountManagement
+    from homeserver.accounts.sessions import Sessions
+    from homeserver.config import Config
+    from homeserver.http.ratelimit import Ratelimiter
     from homeserver.server import HomeServer
 
 CLIENT_V3 = "/_matrix/client/v3"
 
 # Device IDs are chosen by clients; keep them to a size any table can index.
 MAX_DEVICE_ID_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class LoginApi:
+    """What the login endpoints use."""
+
+    config: "Config"
+    logins: "Logins"
+    sessions: "Sessions"
+    accounts: "AccountManagement"
+    # rc_login.address and rc_login.account
+    address_limiter: "Ratelimiter"
+    account_limiter: "Ratelimiter"
 
 
 def parse_device(body: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -36,49 +48,63 @@ def parse_device(body: dict[str, Any]) -> tuple[str | None, str | None]:
     return device_id, display_name
 
 
+async def get_login_flows(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/login"""
+    flows = [{"type": LOGIN_TYPE_PASSWORD}] if api.config.password_config["enabled"] else []
+    return 200, {"flows": flows}
+
+
+async def post_login(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/login"""
+    body = req.json()
+    login_type = get_str(body, "type")
+    api.address_limiter.ratelimit(req.client_ip)
+    if login_type != LOGIN_TYPE_PASSWORD or not api.config.password_config["enabled"]:
+        raise MatrixError(400, Codes.UNKNOWN, "Unknown login type")
+    hostname = api.config.server_name
+    user = user_from_identifier(hostname, body)
+    if user is None:
+        raise missing_param("identifier")
+    password = get_str(body, "password")
+    device_id, display_name = parse_device(body)
+    refreshable = get_bool(body, "refresh_token", False)
+    user_id = await api.logins.check_password_login(user, password)
+    api.account_limiter.ratelimit(user_id.lower())
+    session = await api.sessions.create_login_session(user_id, device_id, display_name,
+                                                      refreshable)
+    return 200, session.to_client(hostname)
+
+
+async def post_refresh(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/refresh"""
+    refresh_token = get_str(req.json(), "refresh_token")
+    tokens = await api.logins.refresh_session(refresh_token)
+    return 200, tokens.to_client()
+
+
+async def post_logout(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/logout"""
+    assert req.requester is not None
+    await api.accounts.logout(req.requester)
+    return 200, {}
+
+
+async def post_logout_all(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/logout/all"""
+    await api.accounts.logout_all(req.user_id)
+    return 200, {}
+
+
+ENDPOINTS = (
+    Endpoint("GET", f"{CLIENT_V3}/login", get_login_flows, auth=AUTH_NONE),
+    Endpoint("POST", f"{CLIENT_V3}/login", post_login, auth=AUTH_NONE),
+    Endpoint("POST", f"{CLIENT_V3}/refresh", post_refresh, auth=AUTH_NONE),
+    Endpoint("POST", f"{CLIENT_V3}/logout", post_logout, allow_guest=True),
+    Endpoint("POST", f"{CLIENT_V3}/logout/all", post_logout_all, allow_guest=True),
+)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    async def get_login_flows(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/login"""
-        flows = [{"type": LOGIN_TYPE_PASSWORD}] if hs.config.password_config["enabled"] else []
-        return 200, {"flows": flows}
-
-    async def post_login(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/login"""
-        body = req.json()
-        login_type = get_str(body, "type")
-        hs.ratelimiters["login_address"].ratelimit(req.client_ip)
-        if login_type != LOGIN_TYPE_PASSWORD or not hs.config.password_config["enabled"]:
-            raise MatrixError(400, Codes.UNKNOWN, "Unknown login type")
-        user = user_from_identifier(hs, body)
-        if user is None:
-            raise missing_param("identifier")
-        password = get_str(body, "password")
-        device_id, display_name = parse_device(body)
-        refreshable = get_bool(body, "refresh_token", False)
-        user_id = await check_password_login(hs, user, password)
-        hs.ratelimiters["login_account"].ratelimit(user_id.lower())
-        session = await create_login_session(hs, user_id, device_id, display_name, refreshable)
-        return 200, session.to_client(hs)
-
-    async def post_refresh(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/refresh"""
-        refresh_token = get_str(req.json(), "refresh_token")
-        tokens = await refresh_session(hs, refresh_token)
-        return 200, tokens.to_client()
-
-    async def post_logout(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/logout"""
-        assert req.requester is not None
-        await logout(hs, req.requester)
-        return 200, {}
-
-    async def post_logout_all(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/logout/all"""
-        await logout_all(hs, req.user_id)
-        return 200, {}
-
-    router.add("GET", f"{CLIENT_V3}/login", get_login_flows, auth=AUTH_NONE)
-    router.add("POST", f"{CLIENT_V3}/login", post_login, auth=AUTH_NONE)
-    router.add("POST", f"{CLIENT_V3}/refresh", post_refresh, auth=AUTH_NONE)
-    router.add("POST", f"{CLIENT_V3}/logout", post_logout, allow_guest=True)
-    router.add("POST", f"{CLIENT_V3}/logout/all", post_logout_all, allow_guest=True)
+    api = LoginApi(hs.config, hs.logins, hs.sessions, hs.account_management,
+                   hs.ratelimiters["login_address"], hs.ratelimiters["login_account"])
+    router.add_endpoints(api, ENDPOINTS)

@@ -8,6 +8,7 @@ exist.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.api.client.rooms import parse_token
@@ -15,11 +16,14 @@ from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_
 from homeserver.events.identifiers import is_valid_user_id
 from homeserver.http.parse import get_str, query_str
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
-from homeserver.rooms.directory import resolve_alias
+from homeserver.http.router import Endpoint, Router
 
 if TYPE_CHECKING:
+    from homeserver.rooms.access import RoomReader
+    from homeserver.rooms.directory import RoomDirectory
+    from homeserver.rooms.membership import MembershipHandler
     from homeserver.server import HomeServer
+    from homeserver.storage import Stores
 
 CLIENT_V3 = "/_matrix/client/v3"
 
@@ -36,153 +40,188 @@ def target_of(body: dict[str, Any]) -> str:
     return user_id
 
 
-def register_routes(hs: "HomeServer", router: Router) -> None:
-    stores = hs.stores
-    membership = hs.membership
-    reader = hs.room_reader
+def via_of(req: HttpRequest) -> list[str]:
+    """Servers to join through: ``via`` (v1.12) and the older ``server_name``."""
+    return [v.decode("utf-8", "replace")
+            for name in (b"via", b"server_name") for v in req.args.get(name, [])]
 
-    def via_of(req: HttpRequest) -> list[str]:
-        """Servers to join through: ``via`` (v1.12) and the older ``server_name``."""
-        return [v.decode("utf-8", "replace")
-                for name in (b"via", b"server_name") for v in req.args.get(name, [])]
 
-    async def join(req: HttpRequest, room_id: str, via: list[str] | None = None,
-                   ) -> tuple[int, Any]:
-        body = req.json(allow_empty=True)
-        await membership.update_membership(req.user_id, room_id, req.user_id, "join",
+@dataclass(frozen=True)
+class MembershipApi:
+    """What the membership endpoints use."""
+
+    stores: "Stores"
+    membership: "MembershipHandler"
+    reader: "RoomReader"
+    # a {roomIdOrAlias} that is an alias
+    directory: "RoomDirectory"
+
+
+async def join(api: MembershipApi, req: HttpRequest, room_id: str,
+               via: list[str] | None = None) -> tuple[int, Any]:
+    body = req.json(allow_empty=True)
+    await api.membership.update_membership(req.user_id, room_id, req.user_id, "join",
                                            reason=reason_of(body),
                                            via=(via or []) + via_of(req))
-        return 200, {"room_id": room_id}
+    return 200, {"room_id": room_id}
 
-    async def post_join_room_id(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/rooms/{roomId}/join"""
-        return await join(req, req.params["roomId"])
 
-    async def room_of(target: str) -> tuple[str, list[str]]:
-        """The room a ``{roomIdOrAlias}`` names and, for an alias, the
-        servers its directory entry lists (an unknown alias is 404)."""
-        if target.startswith("#"):
-            found = await resolve_alias(hs, target)
-            return found.room_id, list(getattr(found, "servers", []) or [])
-        if not target.startswith("!") or len(target) < 2:
-            raise invalid_param(f"{target!r} is not a room ID or alias")
-        return target, []
+async def post_join_room_id(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/rooms/{roomId}/join"""
+    return await join(api, req, req.params["roomId"])
 
-    async def post_join(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
-        room_id, servers = await room_of(req.params["roomIdOrAlias"])
-        return await join(req, room_id, servers)
 
-    async def post_knock(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
-        body = req.json(allow_empty=True)
-        room_id, servers = await room_of(req.params["roomIdOrAlias"])
-        await membership.update_membership(req.user_id, room_id, req.user_id, "knock",
+async def room_of(api: MembershipApi, target: str) -> tuple[str, list[str]]:
+    """The room a ``{roomIdOrAlias}`` names and, for an alias, the
+    servers its directory entry lists (an unknown alias is 404)."""
+    if target.startswith("#"):
+        found = await api.directory.resolve_alias(target)
+        return found.room_id, list(getattr(found, "servers", []) or [])
+    if not target.startswith("!") or len(target) < 2:
+        raise invalid_param(f"{target!r} is not a room ID or alias")
+    return target, []
+
+
+async def post_join(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/join/{roomIdOrAlias}"""
+    room_id, servers = await room_of(api, req.params["roomIdOrAlias"])
+    return await join(api, req, room_id, servers)
+
+
+async def post_knock(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/knock/{roomIdOrAlias}"""
+    body = req.json(allow_empty=True)
+    room_id, servers = await room_of(api, req.params["roomIdOrAlias"])
+    await api.membership.update_membership(req.user_id, room_id, req.user_id, "knock",
                                            reason=reason_of(body),
                                            via=servers + via_of(req))
-        return 200, {"room_id": room_id}
+    return 200, {"room_id": room_id}
 
-    async def post_invite(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/rooms/{roomId}/invite"""
-        body = req.json()
-        await membership.update_membership(req.user_id, req.params["roomId"], target_of(body),
-                                           "invite", reason=reason_of(body))
-        return 200, {}
 
-    async def post_leave(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/rooms/{roomId}/leave"""
-        body = req.json(allow_empty=True)
-        await membership.update_membership(req.user_id, req.params["roomId"], req.user_id,
+async def post_invite(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/rooms/{roomId}/invite"""
+    body = req.json()
+    await api.membership.update_membership(req.user_id, req.params["roomId"],
+                                           target_of(body), "invite", reason=reason_of(body))
+    return 200, {}
+
+
+async def post_leave(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/rooms/{roomId}/leave"""
+    body = req.json(allow_empty=True)
+    await api.membership.update_membership(req.user_id, req.params["roomId"], req.user_id,
                                            "leave", reason=reason_of(body))
-        return 200, {}
+    return 200, {}
 
-    def acting_on_other(new_membership: str) -> Any:
-        async def handler(req: HttpRequest) -> tuple[int, Any]:
-            body = req.json()
-            await membership.update_membership(req.user_id, req.params["roomId"],
-                                               target_of(body), new_membership,
-                                               reason=reason_of(body))
-            return 200, {}
-        return handler
 
-    post_kick = acting_on_other("leave")
-    post_kick.__doc__ = "POST /_matrix/client/v3/rooms/{roomId}/kick"
-    post_ban = acting_on_other("ban")
-    post_ban.__doc__ = "POST /_matrix/client/v3/rooms/{roomId}/ban"
-
-    async def post_unban(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/rooms/{roomId}/unban"""
-        body = req.json()
-        target = target_of(body)
-        room = await stores.rooms.get_room(req.params["roomId"])
-        if room is None:
-            raise not_found("Unknown room")
-        current = await stores.rooms.get_membership(target, room.room_nid)
-        if current is None or current.membership != "ban":
-            raise forbidden(f"{target} is not banned from this room")
-        await membership.update_membership(req.user_id, room.room_id, target, "leave",
+async def act_on_other(api: MembershipApi, req: HttpRequest,
+                       new_membership: str) -> tuple[int, Any]:
+    """Change another user's membership to ``new_membership`` (kick, ban)."""
+    body = req.json()
+    await api.membership.update_membership(req.user_id, req.params["roomId"],
+                                           target_of(body), new_membership,
                                            reason=reason_of(body))
-        return 200, {}
+    return 200, {}
 
-    async def post_forget(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/rooms/{roomId}/forget"""
-        room = await stores.rooms.get_room(req.params["roomId"])
-        if room is None:
-            raise not_found("Unknown room")
-        current = await stores.rooms.get_membership(req.user_id, room.room_nid)
-        if current is None:
-            raise not_found("You have never been in this room")
-        if current.membership in ("join", "invite", "knock"):
-            raise MatrixError(400, Codes.UNKNOWN, "You must leave the room before forgetting it")
-        await stores.rooms.forget(req.user_id, room.room_nid)
-        return 200, {}
 
-    async def get_joined_rooms(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/joined_rooms"""
-        return 200, {"joined_rooms": await stores.rooms.get_rooms_for_user(req.user_id)}
+async def post_kick(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/rooms/{roomId}/kick"""
+    return await act_on_other(api, req, "leave")
 
-    async def get_joined_members(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
-        access = await reader.check_read(req.user_id, req.params["roomId"])
-        if access.snapshot_nid is not None:
-            raise forbidden("You are not in this room.")
-        state = await reader.get_state(access, "m.room.member")
-        joined: dict[str, dict[str, Any]] = {}
-        for (_, user_id), event in sorted(state.items()):
-            if event.membership != "join":
-                continue
-            profile: dict[str, Any] = {}
-            for key, out in (("displayname", "display_name"), ("avatar_url", "avatar_url")):
-                value = event.content.get(key)
-                if isinstance(value, str):
-                    profile[out] = value
-            joined[user_id] = profile
-        return 200, {"joined": joined}
 
-    async def get_members(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/rooms/{roomId}/members"""
-        assert req.requester is not None
-        room_id = req.params["roomId"]
-        wanted = query_str(req.args, "membership", None)
-        unwanted = query_str(req.args, "not_membership", None)
-        at = query_str(req.args, "at", None)
-        access = await reader.check_read(req.user_id, room_id)
-        state = await reader.get_members_at(access, parse_token(at) if at is not None else None)
-        events = [e for _, e in sorted(state.items())
-                  if (wanted is None or e.membership == wanted)
-                  and (unwanted is None or e.membership != unwanted)]
-        return 200, {"chunk": await reader.serialize(req.requester, room_id, events)}
+async def post_ban(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/rooms/{roomId}/ban"""
+    return await act_on_other(api, req, "ban")
 
-    rooms = f"{CLIENT_V3}/rooms/{{roomId}}"
-    router.add("POST", f"{rooms}/join", post_join_room_id)
-    router.add("POST", f"{CLIENT_V3}/join/{{roomIdOrAlias}}", post_join)
-    router.add("POST", f"{CLIENT_V3}/knock/{{roomIdOrAlias}}", post_knock)
-    router.add("POST", f"{rooms}/invite", post_invite)
-    router.add("POST", f"{rooms}/leave", post_leave)
-    router.add("POST", f"{rooms}/kick", post_kick)
-    router.add("POST", f"{rooms}/ban", post_ban)
-    router.add("POST", f"{rooms}/unban", post_unban)
-    router.add("POST", f"{rooms}/forget", post_forget)
-    router.add("GET", f"{CLIENT_V3}/joined_rooms", get_joined_rooms)
-    router.add("GET", f"{rooms}/joined_members", get_joined_members)
-    router.add("GET", f"{rooms}/members", get_members)
+
+async def post_unban(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/rooms/{roomId}/unban"""
+    stores = api.stores
+    body = req.json()
+    target = target_of(body)
+    room = await stores.rooms.get_room(req.params["roomId"])
+    if room is None:
+        raise not_found("Unknown room")
+    current = await stores.rooms.get_membership(target, room.room_nid)
+    if current is None or current.membership != "ban":
+        raise forbidden(f"{target} is not banned from this room")
+    await api.membership.update_membership(req.user_id, room.room_id, target, "leave",
+                                           reason=reason_of(body))
+    return 200, {}
+
+
+async def post_forget(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/rooms/{roomId}/forget"""
+    stores = api.stores
+    room = await stores.rooms.get_room(req.params["roomId"])
+    if room is None:
+        raise not_found("Unknown room")
+    current = await stores.rooms.get_membership(req.user_id, room.room_nid)
+    if current is None:
+        raise not_found("You have never been in this room")
+    if current.membership in ("join", "invite", "knock"):
+        raise MatrixError(400, Codes.UNKNOWN, "You must leave the room before forgetting it")
+    await stores.rooms.forget(req.user_id, room.room_nid)
+    return 200, {}
+
+
+async def get_joined_rooms(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/joined_rooms"""
+    return 200, {"joined_rooms": await api.stores.rooms.get_rooms_for_user(req.user_id)}
+
+
+async def get_joined_members(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/rooms/{roomId}/joined_members"""
+    access = await api.reader.check_read(req.user_id, req.params["roomId"])
+    if access.snapshot_nid is not None:
+        raise forbidden("You are not in this room.")
+    state = await api.reader.get_state(access, "m.room.member")
+    joined: dict[str, dict[str, Any]] = {}
+    for (_, user_id), event in sorted(state.items()):
+        if event.membership != "join":
+            continue
+        profile: dict[str, Any] = {}
+        for key, out in (("displayname", "display_name"), ("avatar_url", "avatar_url")):
+            value = event.content.get(key)
+            if isinstance(value, str):
+                profile[out] = value
+        joined[user_id] = profile
+    return 200, {"joined": joined}
+
+
+async def get_members(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/rooms/{roomId}/members"""
+    assert req.requester is not None
+    room_id = req.params["roomId"]
+    wanted = query_str(req.args, "membership", None)
+    unwanted = query_str(req.args, "not_membership", None)
+    at = query_str(req.args, "at", None)
+    access = await api.reader.check_read(req.user_id, room_id)
+    state = await api.reader.get_members_at(access,
+                                            parse_token(at) if at is not None else None)
+    events = [e for _, e in sorted(state.items())
+              if (wanted is None or e.membership == wanted)
+              and (unwanted is None or e.membership != unwanted)]
+    return 200, {"chunk": await api.reader.serialize(req.requester, room_id, events)}
+
+
+_ROOM = f"{CLIENT_V3}/rooms/{{roomId}}"
+ENDPOINTS = (
+    Endpoint("POST", f"{_ROOM}/join", post_join_room_id),
+    Endpoint("POST", f"{CLIENT_V3}/join/{{roomIdOrAlias}}", post_join),
+    Endpoint("POST", f"{CLIENT_V3}/knock/{{roomIdOrAlias}}", post_knock),
+    Endpoint("POST", f"{_ROOM}/invite", post_invite),
+    Endpoint("POST", f"{_ROOM}/leave", post_leave),
+    Endpoint("POST", f"{_ROOM}/kick", post_kick),
+    Endpoint("POST", f"{_ROOM}/ban", post_ban),
+    Endpoint("POST", f"{_ROOM}/unban", post_unban),
+    Endpoint("POST", f"{_ROOM}/forget", post_forget),
+    Endpoint("GET", f"{CLIENT_V3}/joined_rooms", get_joined_rooms),
+    Endpoint("GET", f"{_ROOM}/joined_members", get_joined_members),
+    Endpoint("GET", f"{_ROOM}/members", get_members),
+)
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    router.add_endpoints(MembershipApi(hs.stores, hs.membership, hs.room_reader,
+                                       hs.room_directory), ENDPOINTS)

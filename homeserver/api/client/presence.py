@@ -12,9 +12,10 @@ from homeserver.accounts.identifiers import is_valid_user_id
 from homeserver.edu.presence import PRESENCE_STATES
 from homeserver.errors import bad_json, forbidden, invalid_param
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 
 if TYPE_CHECKING:
+    from homeserver.edu.presence import PresenceHandler
     from homeserver.server import HomeServer
 
 CLIENT_V3 = "/_matrix/client/v3"
@@ -42,21 +43,29 @@ def parse_presence_body(body: dict[str, Any]) -> tuple[str, str | None]:
     return presence, status_msg or None
 
 
+async def put_status(presence: "PresenceHandler", req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/presence/{userId}/status"""
+    if req.params["userId"] != req.user_id:
+        raise forbidden("You cannot set the presence state of another user")
+    state, status_msg = parse_presence_body(req.json())
+    await presence.set_status(req.user_id, state, status_msg)
+    return 200, {}
+
+
+async def get_status(presence: "PresenceHandler", req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/presence/{userId}/status"""
+    user_id = req.params["userId"]
+    if not is_valid_user_id(user_id):
+        raise invalid_param(f"{user_id} is not a valid user ID")
+    return 200, await presence.get_status(req.user_id, user_id)
+
+
+_STATUS = f"{CLIENT_V3}/presence/{{userId}}/status"
+ENDPOINTS = (
+    Endpoint("PUT", _STATUS, put_status),
+    Endpoint("GET", _STATUS, get_status),
+)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    async def put_status(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/presence/{userId}/status"""
-        if req.params["userId"] != req.user_id:
-            raise forbidden("You cannot set the presence state of another user")
-        presence, status_msg = parse_presence_body(req.json())
-        await hs.presence.set_status(req.user_id, presence, status_msg)
-        return 200, {}
-
-    async def get_status(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/presence/{userId}/status"""
-        user_id = req.params["userId"]
-        if not is_valid_user_id(user_id):
-            raise invalid_param(f"{user_id} is not a valid user ID")
-        return 200, await hs.presence.get_status(req.user_id, user_id)
-
-    router.add("PUT", f"{CLIENT_V3}/presence/{{userId}}/status", put_status)
-    router.add("GET", f"{CLIENT_V3}/presence/{{userId}}/status", get_status)
+    router.add_endpoints(hs.presence, ENDPOINTS)

@@ -1,6 +1,7 @@
 """Rooms: creating them, sending events, reading state and the timeline.
 
-Handlers parse and validate, call ``rooms/`` and serialise. Events go back in
+Handlers parse and validate, call ``rooms/`` and serialise; sending an event
+is ``rooms/sending.py``'s. Events go back in
 the client format (``rooms/client_format.py``), never as PDUs. Reads are
 gated by ``rooms/access.py``: not a member (or an unknown room) is 403, and
 every timeline event passes the history visibility rules (a hidden or
@@ -14,9 +15,10 @@ those after. A /sync token is accepted too (``sync/tokens.py``).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from homeserver.errors import Codes, MatrixError, bad_json, forbidden, invalid_param, not_found
+from homeserver.errors import Codes, MatrixError, bad_json, invalid_param, not_found
 from homeserver.events.identifiers import is_valid_user_id
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
@@ -27,26 +29,29 @@ from homeserver.http.parse import (
     query_int,
     query_str,
 )
-from homeserver.http.request import HttpRequest, Requester
-from homeserver.http.router import Router
-from homeserver.rooms import directory
+from homeserver.http.request import HttpRequest
+from homeserver.http.router import Endpoint, Router
 from homeserver.rooms.access import NO_FILTER, ReadAccess, RoomEventFilter, txn_scope
-from homeserver.rooms.creation import PRESETS, CreateRoomRequest, StateEvent, create_room
+from homeserver.rooms.creation import PRESETS, CreateRoomRequest, StateEvent
 from homeserver.rooms.redaction import redact_event
-from homeserver.rooms.relations import check_new_relation
+from homeserver.rooms.sending import check_txn_id
 from homeserver.storage.events import NewEventTxn
 from homeserver.sync.filter_schema import filter_problem
 from homeserver.sync.tokens import parse_pagination_token
 
 if TYPE_CHECKING:
+    from homeserver.federation.event_handler import FederationEventHandler
+    from homeserver.http.ratelimit import Ratelimiter
+    from homeserver.rooms.access import RoomReader
+    from homeserver.rooms.creation import RoomCreation
+    from homeserver.rooms.creator import EventCreator
+    from homeserver.rooms.sending import RoomSender
     from homeserver.server import HomeServer
+    from homeserver.storage import Stores
+    from homeserver.storage.streams import StreamTracker
 
 CLIENT_V1 = "/_matrix/client/v1"
 CLIENT_V3 = "/_matrix/client/v3"
-
-
-# Long enough for any client; short enough for a database index entry.
-MAX_TXN_ID_BYTES = 1024
 
 # Synapse's cap on /messages pages.
 MAX_MESSAGES_LIMIT = 1000
@@ -138,233 +143,240 @@ def senders_members(events: list[Event]) -> list[tuple[str, str]]:
     return [("m.room.member", s) for s in dict.fromkeys(e.sender for e in events)]
 
 
-async def require_room(hs: "HomeServer", room_id: str) -> None:
-    """Writers to a room we do not know get what non-members get: 403."""
-    if await hs.stores.rooms.get_room(room_id) is None:
-        raise forbidden("You are not in this room.")
+@dataclass(frozen=True)
+class RoomsApi:
+    """What the room endpoints use."""
+
+    stores: "Stores"
+    reader: "RoomReader"
+    room_creation: "RoomCreation"
+    room_sender: "RoomSender"
+    # redactions: sent here, checked by rooms/redaction.py
+    event_creator: "EventCreator"
+    message_ratelimiter: "Ratelimiter"
+    # /messages backwards from the newest persisted event; and backfill past
+    # the start of what we hold
+    stream_tracker: "StreamTracker"
+    federation_event_handler: "FederationEventHandler"
+    default_room_version: str
 
 
-async def send_message(hs: "HomeServer", requester: Requester, room_id: str,
-                       event_type: str, content: dict[str, Any], txn_id: str) -> str:
-    """Send a message event (PUT /send, and the WebSocket's ``send``).
-
-    A retried ``txn_id`` (per device) returns the first event's ID.
-    """
-    if len(txn_id.encode("utf-8")) > MAX_TXN_ID_BYTES:
-        raise invalid_param(f"Transaction IDs are limited to {MAX_TXN_ID_BYTES} bytes")
-    await require_room(hs, room_id)
-    hs.ratelimiters["message"].ratelimit(requester.user_id)
-    await check_new_relation(hs, requester.user_id, room_id, event_type, content)
-    txn = NewEventTxn(requester.user_id, txn_scope(requester), txn_id)
-    event_id: str = await hs.event_creator.send(requester.user_id, room_id, event_type,
-                                                content, txn_id=txn)
-    return event_id
+async def post_create_room(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/createRoom"""
+    request = parse_create_room(req.json(allow_empty=True), api.default_room_version)
+    room_id = await api.room_creation.create_room(req.user_id, request)
+    return 200, {"room_id": room_id}
 
 
-async def send_state(hs: "HomeServer", user_id: str, room_id: str, event_type: str,
-                     state_key: str, content: dict[str, Any]) -> str:
-    """Send a state event (PUT /state, and the WebSocket's ``state``)."""
-    await require_room(hs, room_id)
-    hs.ratelimiters["message"].ratelimit(user_id)
-    if (event_type, state_key) == ("m.room.canonical_alias", ""):
-        await directory.validate_canonical_alias(hs, room_id, content)
-    event_id: str = await hs.event_creator.send(user_id, room_id, event_type, content,
-                                                state_key=state_key, dedupe_state=True)
-    return event_id
+async def put_send(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
+    assert req.requester is not None
+    # the content is the body: an empty one is not JSON (Synapse: 400
+    # M_NOT_JSON), and a NUL in it is stored, as Synapse stores it
+    content = req.json(allow_nul=True)
+    event_id = await api.room_sender.send_message(req.requester, req.params["roomId"],
+                                                  req.params["eventType"], content,
+                                                  req.params["txnId"])
+    return 200, {"event_id": event_id}
+
+
+async def put_state(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
+    content = req.json(allow_nul=True)
+    event_id = await api.room_sender.send_state(req.user_id, req.params["roomId"],
+                                                req.params["eventType"],
+                                                req.params.get("stateKey", ""), content)
+    return 200, {"event_id": event_id}
+
+
+async def get_state_event(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
+    reader = api.reader
+    room_id = req.params["roomId"]
+    access = await reader.check_read(req.user_id, room_id)
+    event = await reader.get_state_event(access, req.params["eventType"],
+                                         req.params.get("stateKey", ""))
+    if event is None:
+        raise not_found("Event not found.")
+    if query_str(req.args, "format", "content") == "event":
+        assert req.requester is not None
+        return 200, (await reader.serialize(req.requester, room_id, [event]))[0]
+    return 200, event.content
+
+
+async def get_state(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/rooms/{roomId}/state"""
+    assert req.requester is not None
+    room_id = req.params["roomId"]
+    access = await api.reader.check_read(req.user_id, room_id)
+    state = await api.reader.get_state(access)
+    events = sorted(state.values(), key=lambda e: (e.depth, e.event_id))
+    return 200, await api.reader.serialize(req.requester, room_id, events)
+
+
+async def find_visible_event(api: RoomsApi, req: HttpRequest, access: ReadAccess,
+                             event_id: str) -> tuple[int, Event]:
+    """The event and its stream position, if the reader may see it; else 404."""
+    stores = api.stores
+    pos = await stores.events.get_event_position(event_id)
+    if pos is None or pos.room_nid != access.room.room_nid or pos.stream_ordering is None \
+            or (access.until_stream is not None
+                and pos.stream_ordering > access.until_stream):
+        raise not_found("Event not found.")
+    event = await stores.events.get_event(event_id)
+    if event is None or not await api.reader.filter_visible(
+            req.user_id, access, [(pos.stream_ordering, event)]):
+        raise not_found("Event not found.")
+    return pos.stream_ordering, event
+
+
+async def get_event(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
+    assert req.requester is not None
+    room_id = req.params["roomId"]
+    access = await api.reader.check_read(req.user_id, room_id)
+    _, event = await find_visible_event(api, req, access, req.params["eventId"])
+    return 200, (await api.reader.serialize(req.requester, room_id, [event]))[0]
+
+
+async def get_messages(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/rooms/{roomId}/messages"""
+    assert req.requester is not None
+    reader = api.reader
+    room_id = req.params["roomId"]
+    direction = query_str(req.args, "dir")
+    if direction not in ("b", "f"):
+        raise invalid_param("'dir' must be 'b' or 'f'")
+    event_filter = parse_room_event_filter(query_str(req.args, "filter", None))
+    limit = parse_limit(req.args, event_filter)
+    from_token = query_str(req.args, "from", None)
+    to_token = query_str(req.args, "to", None)
+    from_pos = parse_token(from_token) if from_token is not None else None
+    to_pos = parse_token(to_token) if to_token is not None else None
+    access = await reader.check_read(req.user_id, room_id)
+    backwards = direction == "b"
+    if from_pos is None:
+        # forwards from the very start: below zero sits backfilled history
+        from_pos = api.stream_tracker.persisted_upto if backwards else -(2**62)
+    if backwards:
+        # reading back past the start of what we hold of a room joined over
+        # federation: fetch the history before it from a server in the room
+        await api.federation_event_handler.maybe_backfill(access.room, from_pos, limit)
+    page = await reader.paginate(req.user_id, access, from_pos=from_pos, to_pos=to_pos,
+                                 backwards=backwards, limit=limit,
+                                 event_filter=event_filter)
+    body: dict[str, Any] = {
+        "start": f"s{from_pos}",
+        "chunk": await reader.serialize(req.requester, room_id, page.events),
+    }
+    if limit and not page.exhausted:
+        body["end"] = f"s{page.next_pos}"
+    if event_filter.lazy_load_members and page.events:
+        members = await reader.get_state_at_event(page.events[0].event_id,
+                                                  senders_members(page.events))
+        if members:
+            body["state"] = await reader.serialize(req.requester, room_id,
+                                                   list(members.values()))
+    return 200, body
+
+
+async def get_context(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}"""
+    assert req.requester is not None
+    reader = api.reader
+    room_id = req.params["roomId"]
+    event_filter = parse_room_event_filter(query_str(req.args, "filter", None))
+    limit = parse_limit(req.args, event_filter)
+    access = await reader.check_read(req.user_id, room_id)
+    pos, event = await find_visible_event(api, req, access, req.params["eventId"])
+    # Synapse's split: the smaller half before
+    before = await reader.paginate(req.user_id, access, from_pos=pos - 1, to_pos=None,
+                                   backwards=True, limit=limit // 2,
+                                   event_filter=event_filter)
+    after = await reader.paginate(req.user_id, access, from_pos=pos, to_pos=None,
+                                  backwards=False, limit=limit - limit // 2,
+                                  event_filter=event_filter)
+    # the state at the last event returned
+    last = after.events[-1] if after.events else event
+    last_pos = await api.stores.events.get_event_position(last.event_id)
+    state: dict[tuple[str, str], Event] = {}
+    if last_pos is not None and last_pos.snapshot_nid is not None:
+        state = await reader.get_state_at_snapshot(last_pos.snapshot_nid)
+    if event_filter.lazy_load_members:
+        wanted = set(senders_members([*before.events, event, *after.events]))
+        state = {k: v for k, v in state.items() if k[0] != "m.room.member" or k in wanted}
+    serialize = reader.serialize
+    return 200, {
+        "event": (await serialize(req.requester, room_id, [event]))[0],
+        "events_before": await serialize(req.requester, room_id, before.events),
+        "events_after": await serialize(req.requester, room_id, after.events),
+        "state": await serialize(req.requester, room_id, sorted(
+            state.values(), key=lambda e: (e.depth, e.event_id))),
+        "start": f"s{before.next_pos}",
+        "end": f"s{after.next_pos}",
+    }
+
+
+async def put_redact(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
+    assert req.requester is not None
+    body = req.json(allow_empty=True)
+    reason = get_str(body, "reason", None)
+    check_txn_id(req.params["txnId"])
+    api.message_ratelimiter.ratelimit(req.user_id)
+    txn = NewEventTxn(req.user_id, txn_scope(req.requester), req.params["txnId"])
+    event_id = await redact_event(api.stores, api.event_creator, req.user_id,
+                                  req.params["roomId"], req.params["eventId"],
+                                  reason=reason, txn_id=txn)
+    return 200, {"event_id": event_id}
+
+
+async def get_timestamp_to_event(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event"""
+    room_id = req.params["roomId"]
+    ts = query_int(req.args, "ts")
+    direction = query_str(req.args, "dir")
+    if direction not in ("b", "f"):
+        raise invalid_param("'dir' must be 'b' or 'f'")
+    if not 0 <= ts < 2**62:
+        raise invalid_param("'ts' is out of range")
+    access = await api.reader.check_read(req.user_id, room_id)
+    candidates = await api.stores.events.get_events_near_timestamp(
+        access.room.room_nid, ts, forwards=direction == "f",
+        until=access.until_stream, limit=TIMESTAMP_CANDIDATES)
+    visible = {e.event_id for e in await api.reader.filter_visible(
+        req.user_id, access, sorted(candidates, key=lambda c: c[0]))}
+    for _, event in candidates:
+        if event.event_id in visible:
+            return 200, {"event_id": event.event_id,
+                         "origin_server_ts": event.origin_server_ts}
+    raise not_found(f"Unable to find event from {ts} in direction {direction}")
+
+
+_ROOM = f"{CLIENT_V3}/rooms/{{roomId}}"
+ENDPOINTS = (
+    Endpoint("POST", f"{CLIENT_V3}/createRoom", post_create_room),
+    Endpoint("PUT", f"{_ROOM}/send/{{eventType}}/{{txnId}}", put_send),
+    # no optional segments in the router: the empty state key is its own route
+    Endpoint("PUT", f"{_ROOM}/state/{{eventType}}/{{stateKey}}", put_state),
+    Endpoint("PUT", f"{_ROOM}/state/{{eventType}}", put_state),
+    Endpoint("GET", f"{_ROOM}/state/{{eventType}}/{{stateKey}}", get_state_event),
+    Endpoint("GET", f"{_ROOM}/state/{{eventType}}", get_state_event),
+    Endpoint("GET", f"{_ROOM}/state", get_state),
+    Endpoint("GET", f"{_ROOM}/event/{{eventId}}", get_event),
+    Endpoint("GET", f"{_ROOM}/messages", get_messages),
+    Endpoint("GET", f"{_ROOM}/context/{{eventId}}", get_context),
+    Endpoint("PUT", f"{_ROOM}/redact/{{eventId}}/{{txnId}}", put_redact),
+    Endpoint("GET", f"{CLIENT_V1}/rooms/{{roomId}}/timestamp_to_event",
+             get_timestamp_to_event),
+)
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    stores = hs.stores
-    reader = hs.room_reader
-
-    async def post_create_room(req: HttpRequest) -> tuple[int, Any]:
-        """POST /_matrix/client/v3/createRoom"""
-        request = parse_create_room(req.json(allow_empty=True), hs.config.default_room_version)
-        room_id = await create_room(hs, req.user_id, request)
-        return 200, {"room_id": room_id}
-
-    async def put_send(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}"""
-        assert req.requester is not None
-        # the content is the body: an empty one is not JSON (Synapse: 400
-        # M_NOT_JSON), and a NUL in it is stored, as Synapse stores it
-        content = req.json(allow_nul=True)
-        event_id = await send_message(hs, req.requester, req.params["roomId"],
-                                      req.params["eventType"], content, req.params["txnId"])
-        return 200, {"event_id": event_id}
-
-    async def put_state(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
-        content = req.json(allow_nul=True)
-        event_id = await send_state(hs, req.user_id, req.params["roomId"],
-                                    req.params["eventType"], req.params.get("stateKey", ""),
-                                    content)
-        return 200, {"event_id": event_id}
-
-    async def get_state_event(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
-        room_id = req.params["roomId"]
-        access = await reader.check_read(req.user_id, room_id)
-        event = await reader.get_state_event(access, req.params["eventType"],
-                                             req.params.get("stateKey", ""))
-        if event is None:
-            raise not_found("Event not found.")
-        if query_str(req.args, "format", "content") == "event":
-            assert req.requester is not None
-            return 200, (await reader.serialize(req.requester, room_id, [event]))[0]
-        return 200, event.content
-
-    async def get_state(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/rooms/{roomId}/state"""
-        assert req.requester is not None
-        room_id = req.params["roomId"]
-        access = await reader.check_read(req.user_id, room_id)
-        state = await reader.get_state(access)
-        events = sorted(state.values(), key=lambda e: (e.depth, e.event_id))
-        return 200, await reader.serialize(req.requester, room_id, events)
-
-    async def find_visible_event(req: HttpRequest, access: ReadAccess,
-                                 event_id: str) -> tuple[int, Event]:
-        """The event and its stream position, if the reader may see it; else 404."""
-        pos = await stores.events.get_event_position(event_id)
-        if pos is None or pos.room_nid != access.room.room_nid or pos.stream_ordering is None \
-                or (access.until_stream is not None
-                    and pos.stream_ordering > access.until_stream):
-            raise not_found("Event not found.")
-        event = await stores.events.get_event(event_id)
-        if event is None or not await reader.filter_visible(
-                req.user_id, access, [(pos.stream_ordering, event)]):
-            raise not_found("Event not found.")
-        return pos.stream_ordering, event
-
-    async def get_event(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
-        assert req.requester is not None
-        room_id = req.params["roomId"]
-        access = await reader.check_read(req.user_id, room_id)
-        _, event = await find_visible_event(req, access, req.params["eventId"])
-        return 200, (await reader.serialize(req.requester, room_id, [event]))[0]
-
-    async def get_messages(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/rooms/{roomId}/messages"""
-        assert req.requester is not None
-        room_id = req.params["roomId"]
-        direction = query_str(req.args, "dir")
-        if direction not in ("b", "f"):
-            raise invalid_param("'dir' must be 'b' or 'f'")
-        event_filter = parse_room_event_filter(query_str(req.args, "filter", None))
-        limit = parse_limit(req.args, event_filter)
-        from_token = query_str(req.args, "from", None)
-        to_token = query_str(req.args, "to", None)
-        from_pos = parse_token(from_token) if from_token is not None else None
-        to_pos = parse_token(to_token) if to_token is not None else None
-        access = await reader.check_read(req.user_id, room_id)
-        backwards = direction == "b"
-        if from_pos is None:
-            # forwards from the very start: below zero sits backfilled history
-            from_pos = hs.db.stream_tracker.persisted_upto if backwards else -(2**62)
-        if backwards:
-            # reading back past the start of what we hold of a room joined over
-            # federation: fetch the history before it from a server in the room
-            await hs.federation_event_handler.maybe_backfill(access.room, from_pos, limit)
-        page = await reader.paginate(req.user_id, access, from_pos=from_pos, to_pos=to_pos,
-                                     backwards=backwards, limit=limit,
-                                     event_filter=event_filter)
-        body: dict[str, Any] = {
-            "start": f"s{from_pos}",
-            "chunk": await reader.serialize(req.requester, room_id, page.events),
-        }
-        if limit and not page.exhausted:
-            body["end"] = f"s{page.next_pos}"
-        if event_filter.lazy_load_members and page.events:
-            members = await reader.get_state_at_event(page.events[0].event_id,
-                                                      senders_members(page.events))
-            if members:
-                body["state"] = await reader.serialize(req.requester, room_id,
-                                                       list(members.values()))
-        return 200, body
-
-    async def get_context(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}"""
-        assert req.requester is not None
-        room_id = req.params["roomId"]
-        event_filter = parse_room_event_filter(query_str(req.args, "filter", None))
-        limit = parse_limit(req.args, event_filter)
-        access = await reader.check_read(req.user_id, room_id)
-        pos, event = await find_visible_event(req, access, req.params["eventId"])
-        # Synapse's split: the smaller half before
-        before = await reader.paginate(req.user_id, access, from_pos=pos - 1, to_pos=None,
-                                       backwards=True, limit=limit // 2,
-                                       event_filter=event_filter)
-        after = await reader.paginate(req.user_id, access, from_pos=pos, to_pos=None,
-                                      backwards=False, limit=limit - limit // 2,
-                                      event_filter=event_filter)
-        # the state at the last event returned
-        last = after.events[-1] if after.events else event
-        last_pos = await stores.events.get_event_position(last.event_id)
-        state: dict[tuple[str, str], Event] = {}
-        if last_pos is not None and last_pos.snapshot_nid is not None:
-            state = await reader.get_state_at_snapshot(last_pos.snapshot_nid)
-        if event_filter.lazy_load_members:
-            wanted = set(senders_members([*before.events, event, *after.events]))
-            state = {k: v for k, v in state.items() if k[0] != "m.room.member" or k in wanted}
-        serialize = reader.serialize
-        return 200, {
-            "event": (await serialize(req.requester, room_id, [event]))[0],
-            "events_before": await serialize(req.requester, room_id, before.events),
-            "events_after": await serialize(req.requester, room_id, after.events),
-            "state": await serialize(req.requester, room_id, sorted(
-                state.values(), key=lambda e: (e.depth, e.event_id))),
-            "start": f"s{before.next_pos}",
-            "end": f"s{after.next_pos}",
-        }
-
-    async def put_redact(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
-        assert req.requester is not None
-        body = req.json(allow_empty=True)
-        reason = get_str(body, "reason", None)
-        if len(req.params["txnId"].encode("utf-8")) > MAX_TXN_ID_BYTES:
-            raise invalid_param(f"Transaction IDs are limited to {MAX_TXN_ID_BYTES} bytes")
-        hs.ratelimiters["message"].ratelimit(req.user_id)
-        txn = NewEventTxn(req.user_id, txn_scope(req.requester), req.params["txnId"])
-        event_id = await redact_event(hs, req.user_id, req.params["roomId"],
-                                      req.params["eventId"], reason=reason, txn_id=txn)
-        return 200, {"event_id": event_id}
-
-    async def get_timestamp_to_event(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event"""
-        room_id = req.params["roomId"]
-        ts = query_int(req.args, "ts")
-        direction = query_str(req.args, "dir")
-        if direction not in ("b", "f"):
-            raise invalid_param("'dir' must be 'b' or 'f'")
-        if not 0 <= ts < 2**62:
-            raise invalid_param("'ts' is out of range")
-        access = await reader.check_read(req.user_id, room_id)
-        candidates = await stores.events.get_events_near_timestamp(
-            access.room.room_nid, ts, forwards=direction == "f",
-            until=access.until_stream, limit=TIMESTAMP_CANDIDATES)
-        visible = {e.event_id for e in await reader.filter_visible(
-            req.user_id, access, sorted(candidates, key=lambda c: c[0]))}
-        for _, event in candidates:
-            if event.event_id in visible:
-                return 200, {"event_id": event.event_id,
-                             "origin_server_ts": event.origin_server_ts}
-        raise not_found(f"Unable to find event from {ts} in direction {direction}")
-
-    rooms = f"{CLIENT_V3}/rooms/{{roomId}}"
-    router.add("POST", f"{CLIENT_V3}/createRoom", post_create_room)
-    router.add("PUT", f"{rooms}/send/{{eventType}}/{{txnId}}", put_send)
-    # no optional segments in the router: the empty state key is its own route
-    router.add("PUT", f"{rooms}/state/{{eventType}}/{{stateKey}}", put_state)
-    router.add("PUT", f"{rooms}/state/{{eventType}}", put_state)
-    router.add("GET", f"{rooms}/state/{{eventType}}/{{stateKey}}", get_state_event)
-    router.add("GET", f"{rooms}/state/{{eventType}}", get_state_event)
-    router.add("GET", f"{rooms}/state", get_state)
-    router.add("GET", f"{rooms}/event/{{eventId}}", get_event)
-    router.add("GET", f"{rooms}/messages", get_messages)
-    router.add("GET", f"{rooms}/context/{{eventId}}", get_context)
-    router.add("PUT", f"{rooms}/redact/{{eventId}}/{{txnId}}", put_redact)
-    router.add("GET", f"{CLIENT_V1}/rooms/{{roomId}}/timestamp_to_event",
-               get_timestamp_to_event)
+    api = RoomsApi(
+        stores=hs.stores, reader=hs.room_reader, room_creation=hs.room_creation,
+        room_sender=hs.room_sender, event_creator=hs.event_creator,
+        message_ratelimiter=hs.ratelimiters["message"], stream_tracker=hs.db.stream_tracker,
+        federation_event_handler=hs.federation_event_handler,
+        default_room_version=hs.config.default_room_version)
+    router.add_endpoints(api, ENDPOINTS)

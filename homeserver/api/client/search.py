@@ -22,7 +22,6 @@ from homeserver.rooms.search import (
     BatchToken,
     EventContext,
     RoomEventsSearch,
-    Searcher,
     search_user_directory,
 )
 from homeserver.storage.search import SEARCH_KEYS
@@ -95,7 +94,7 @@ def parse_room_events(body: dict[str, Any]) -> RoomEventsSearch:
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    searcher = Searcher(hs)
+    searcher = hs.searcher
 
     async def post_search(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/client/v3/search"""
@@ -120,7 +119,8 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         limit = get_int(body, "limit", DEFAULT_LIMIT)
         if limit < 0:
             raise invalid_param("'limit' must not be negative")
-        return 200, await search_user_directory(hs, req.user_id, term,
+        return 200, await search_user_directory(hs.config.user_directory,
+                                                hs.stores.user_directory, req.user_id, term,
                                                 min(limit, MAX_DIRECTORY_LIMIT))
 
     router.add("POST", f"{CLIENT_V3}/search", post_search)

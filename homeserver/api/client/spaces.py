@@ -24,7 +24,6 @@ from homeserver.errors import invalid_param
 from homeserver.http.parse import query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
-from homeserver.rooms.hierarchy import HierarchyHandler
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -64,7 +63,7 @@ def query_flag(req: HttpRequest, name: str) -> bool:
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    hierarchy = HierarchyHandler(hs)
+    hierarchy = hs.hierarchy
 
     async def get_hierarchy(req: HttpRequest) -> tuple[int, Any]:
         """GET /_matrix/client/v1/rooms/{roomId}/hierarchy"""

@@ -16,12 +16,13 @@ from twisted.python.failure import Failure
 from homeserver.errors import invalid_param
 from homeserver.http.parse import query_str
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
-from homeserver.sync.filter import load_sync_filter
+from homeserver.http.router import Endpoint, Router
 from homeserver.sync.handler import SyncParams
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
+    from homeserver.sync.filter import FilterCache
+    from homeserver.sync.handler import SyncHandler
 
 CLIENT_V3 = "/_matrix/client/v3"
 
@@ -50,34 +51,47 @@ def parse_set_presence(text: str | None) -> str | None:
     return text
 
 
+class SyncEndpoints:
+    """What /sync uses: the filter cache and the sync handler."""
+
+    def __init__(self, filters: "FilterCache", handler: "SyncHandler") -> None:
+        self.filters = filters
+        self.handler = handler
+
+
+async def get_sync(ctx: SyncEndpoints, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/sync"""
+    params = SyncParams(
+        since=query_str(req.args, "since", None),
+        timeout_ms=parse_timeout(query_str(req.args, "timeout", None)),
+        full_state=parse_bool(query_str(req.args, "full_state", None), "full_state"),
+        filter=await ctx.filters.load(req.user_id, query_str(req.args, "filter", None)),
+        set_presence=parse_set_presence(query_str(req.args, "set_presence", None)),
+    )
+    assert req.requester is not None
+    d = defer.ensureDeferred(ctx.handler.sync(req.requester, params))
+
+    gone_away: list[bool] = []
+
+    def gone(_: Failure) -> None:
+        gone_away.append(True)
+        d.cancel()
+
+    req.raw.notifyFinish().addErrback(gone)
+    try:
+        body = await d
+    except (defer.CancelledError, defer.FirstError):
+        if not gone_away:
+            raise
+        # the client went away; nothing is written to a closed connection
+        return 200, {}
+    return 200, body
+
+
+ENDPOINTS = (
+    Endpoint("GET", f"{CLIENT_V3}/sync", get_sync),
+)
+
+
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    async def get_sync(req: HttpRequest) -> tuple[int, Any]:
-        """GET /_matrix/client/v3/sync"""
-        params = SyncParams(
-            since=query_str(req.args, "since", None),
-            timeout_ms=parse_timeout(query_str(req.args, "timeout", None)),
-            full_state=parse_bool(query_str(req.args, "full_state", None), "full_state"),
-            filter=await load_sync_filter(hs, req.user_id,
-                                          query_str(req.args, "filter", None)),
-            set_presence=parse_set_presence(query_str(req.args, "set_presence", None)),
-        )
-        assert req.requester is not None
-        d = defer.ensureDeferred(hs.sync_handler.sync(req.requester, params))
-
-        gone_away: list[bool] = []
-
-        def gone(_: Failure) -> None:
-            gone_away.append(True)
-            d.cancel()
-
-        req.raw.notifyFinish().addErrback(gone)
-        try:
-            body = await d
-        except (defer.CancelledError, defer.FirstError):
-            if not gone_away:
-                raise
-            # the client went away; nothing is written to a closed connection
-            return 200, {}
-        return 200, body
-
-    router.add("GET", f"{CLIENT_V3}/sync", get_sync)
+    router.add_endpoints(SyncEndpoints(hs.filter_cache, hs.sync_handler), ENDPOINTS)

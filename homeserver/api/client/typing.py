@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import bad_json, forbidden, invalid_param
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Router
+from homeserver.http.router import Endpoint, Router
 
 if TYPE_CHECKING:
+    from homeserver.edu.typing import TypingManager
     from homeserver.server import HomeServer
 
 CLIENT_V3 = "/_matrix/client/v3"
@@ -36,13 +37,19 @@ def parse_typing_body(body: dict[str, Any]) -> tuple[bool, int]:
     return True, timeout
 
 
-def register_routes(hs: "HomeServer", router: Router) -> None:
-    async def put_typing(req: HttpRequest) -> tuple[int, Any]:
-        """PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}"""
-        if req.params["userId"] != req.user_id:
-            raise forbidden("Cannot set another user's typing state")
-        typing, timeout_ms = parse_typing_body(req.json())
-        await hs.typing.set_typing(req.user_id, req.params["roomId"], typing, timeout_ms)
-        return 200, {}
+async def put_typing(typing: "TypingManager", req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/rooms/{roomId}/typing/{userId}"""
+    if req.params["userId"] != req.user_id:
+        raise forbidden("Cannot set another user's typing state")
+    is_typing, timeout_ms = parse_typing_body(req.json())
+    await typing.set_typing(req.user_id, req.params["roomId"], is_typing, timeout_ms)
+    return 200, {}
 
-    router.add("PUT", f"{CLIENT_V3}/rooms/{{roomId}}/typing/{{userId}}", put_typing)
+
+ENDPOINTS = (
+    Endpoint("PUT", f"{CLIENT_V3}/rooms/{{roomId}}/typing/{{userId}}", put_typing),
+)
+
+
+def register_routes(hs: "HomeServer", router: Router) -> None:
+    router.add_endpoints(hs.typing, ENDPOINTS)

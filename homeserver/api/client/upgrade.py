@@ -10,7 +10,7 @@ from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.parse import get_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Router
-from homeserver.rooms.upgrade import RoomUpgrader, UpgradeRequest
+from homeserver.rooms.upgrade import UpgradeRequest
 
 if TYPE_CHECKING:
     from homeserver.server import HomeServer
@@ -35,7 +35,7 @@ def parse_upgrade(body: dict[str, Any]) -> UpgradeRequest:
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    upgrader = RoomUpgrader(hs)
+    upgrader = hs.room_upgrader
 
     async def post_upgrade(req: HttpRequest) -> tuple[int, Any]:
         """POST /_matrix/client/v3/rooms/{roomId}/upgrade"""

@@ -7,19 +7,17 @@ them). The design is in ``e2e/keys.py``.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.api.federation import FEDERATION_V1
-from homeserver.e2e import cross_signing
 from homeserver.e2e.keys import parse_claim, parse_query
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, Endpoint, Router
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
+    from homeserver.e2e.cross_signing import CrossSigning
     from homeserver.e2e.keys import E2eKeyHandler
     from homeserver.server import HomeServer
     from homeserver.storage.e2e_keys import E2eKeyStore
@@ -31,15 +29,12 @@ MAX_KEYS_BODY = 1024 * 1024
 
 @dataclass(frozen=True)
 class E2eQueries:
-    """What the key endpoints use. Cross-signing is reached through two
-    functions: the public cross-signing keys of some users, and the
-    signatures to merge into device keys."""
+    """What the key endpoints use."""
 
     ctx: "ServerContext"
     store: "E2eKeyStore"
     keys: "E2eKeyHandler"
-    cross_signing_keys: Callable[[str, list[str]], Awaitable[dict[str, dict[str, Any]]]]
-    add_signatures: Callable[[DeviceKeys], Awaitable[None]]
+    cross_signing: "CrossSigning"
 
 
 async def query_keys(e2e: E2eQueries, req: HttpRequest) -> tuple[int, Any]:
@@ -49,10 +44,10 @@ async def query_keys(e2e: E2eQueries, req: HttpRequest) -> tuple[int, Any]:
     device_keys.update(await e2e.store.get_device_keys(query))
     answer: dict[str, Any] = {"device_keys": device_keys}
     # the user-signing key stays private to its owner's server
-    signing = await e2e.cross_signing_keys("", list(query))
+    signing = await e2e.cross_signing.cross_signing_keys_for_query("", list(query))
     answer["master_keys"] = signing.get("master_keys", {})
     answer["self_signing_keys"] = signing.get("self_signing_keys", {})
-    await e2e.add_signatures(device_keys)
+    await e2e.cross_signing.add_signatures_to_device_keys(device_keys)
     return 200, answer
 
 
@@ -71,8 +66,5 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    # cross-signing's functions still take the server (e2e/cross_signing.py)
-    e2e = E2eQueries(hs.ctx, hs.stores.e2e_keys, hs.e2e_keys,
-                     functools.partial(cross_signing.cross_signing_keys_for_query, hs),
-                     functools.partial(cross_signing.add_signatures_to_device_keys, hs))
-    router.add_endpoints(e2e, ENDPOINTS)
+    router.add_endpoints(E2eQueries(hs.ctx, hs.stores.e2e_keys, hs.e2e_keys, hs.cross_signing),
+                         ENDPOINTS)

@@ -17,13 +17,13 @@ from homeserver.errors import invalid_param
 from homeserver.http.parse import query_bool
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, Endpoint, Router
-from homeserver.rooms.hierarchy import HierarchyHandler
 
 if TYPE_CHECKING:
+    from homeserver.rooms.hierarchy import HierarchyHandler
     from homeserver.server import HomeServer
 
 
-async def get_hierarchy(hierarchy: HierarchyHandler, req: HttpRequest) -> tuple[int, Any]:
+async def get_hierarchy(hierarchy: "HierarchyHandler", req: HttpRequest) -> tuple[int, Any]:
     """GET /_matrix/federation/v1/hierarchy/{roomId}"""
     room_id = req.params["roomId"]
     if not is_valid_room_id(room_id):
@@ -39,4 +39,4 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    router.add_endpoints(HierarchyHandler(hs), ENDPOINTS)
+    router.add_endpoints(hs.hierarchy, ENDPOINTS)

@@ -14,9 +14,7 @@ The public room list is served only with ``allow_public_rooms_over_federation``
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +27,12 @@ from homeserver.http.parse import query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, Endpoint, Router
 from homeserver.rooms import directory
-from homeserver.rooms.directory import AliasTarget, PublicRoomsQuery
+from homeserver.rooms.directory import PublicRoomsQuery
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.e2e.keys import E2eKeyHandler
+    from homeserver.rooms.directory import RoomDirectory
     from homeserver.server import HomeServer
     from homeserver.storage import Stores
 
@@ -49,14 +48,12 @@ def server_version() -> str:
 
 @dataclass(frozen=True)
 class Queries:
-    """What the query endpoints use. The room directory is reached through
-    two functions: where the aliases resolve and what the public list holds."""
+    """What the query endpoints use."""
 
     ctx: "ServerContext"
     stores: "Stores"
     e2e_keys: "E2eKeyHandler"
-    resolve_alias: Callable[[str], Awaitable[AliasTarget]]
-    list_public_rooms: Callable[[PublicRoomsQuery], Awaitable[dict[str, Any]]]
+    room_directory: "RoomDirectory"
     version: str
 
     def local_user(self, user_id: str) -> str:
@@ -104,7 +101,7 @@ async def query_directory(queries: Queries, req: HttpRequest) -> tuple[int, Any]
         raise invalid_param("Invalid room alias")
     if parsed[1] != queries.ctx.hostname:
         raise invalid_param("Room alias is not hosted on this homeserver")
-    target = await queries.resolve_alias(alias)
+    target = await queries.room_directory.resolve_alias(alias)
     return 200, {"room_id": target.room_id, "servers": list(target.servers)}
 
 
@@ -117,7 +114,7 @@ async def get_public_rooms(queries: Queries, req: HttpRequest) -> tuple[int, Any
     if limit == 0:
         limit = None  # the federation API's 0 is "no limit"
     query = PublicRoomsQuery(limit=limit, since=query_str(req.args, "since", None))
-    return 200, await queries.list_public_rooms(query)
+    return 200, await queries.room_directory.list_public_rooms(query)
 
 
 async def post_public_rooms(queries: Queries, req: HttpRequest) -> tuple[int, Any]:
@@ -127,7 +124,7 @@ async def post_public_rooms(queries: Queries, req: HttpRequest) -> tuple[int, An
     if query.limit == 0:
         query = PublicRoomsQuery(limit=None, since=query.since,
                                  search_term=query.search_term, room_types=query.room_types)
-    return 200, await queries.list_public_rooms(query)
+    return 200, await queries.room_directory.list_public_rooms(query)
 
 
 async def get_user_devices(queries: Queries, req: HttpRequest) -> tuple[int, Any]:
@@ -164,8 +161,5 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    # the room directory's functions still take the server (rooms/directory.py)
-    queries = Queries(hs.ctx, hs.stores, hs.e2e_keys,
-                      functools.partial(directory.resolve_alias, hs),
-                      functools.partial(directory.list_public_rooms, hs), server_version())
+    queries = Queries(hs.ctx, hs.stores, hs.e2e_keys, hs.room_directory, server_version())
     router.add_endpoints(queries, ENDPOINTS)

@@ -1,0 +1,224 @@
+"""The sync fast path: a woken incremental /sync answered from memory.
+
+A message into a room of 1,000 members wakes 1,000 long-polls at once, and
+each would read the same rows. ``FastPath.answer`` builds the response from
+what ``SyncMemory`` (``sync/memory.py``) knows instead, when all that
+happened since the token is plain messages from others in the user's rooms;
+otherwise it says None and the full builder reads the database.
+
+It answers exactly as the full builder would (tests/sync/test_fast_path.py
+compares both on the same token): the timeline of each room with news
+(never limited: more than the filter's limit goes to the full builder, which
+adds the state), no state, no ephemeral events (any typing change or receipt
+goes to the full builder), and the unread counts carried forward from the
+last ones the full builder counted for the user and room. The response's
+JSON comes from templates derived from the full builder's own shapes
+(``sync/encoder.py``), so the two cannot drift apart.
+
+Receivers woken by the same write share the work: the range's events are
+grouped once per range, and each room's timeline section is serialised once
+per filter (so ``unsigned.age`` is as of the first receiver). This runs per
+receiver and per room: nothing here may read the database or grow with more
+than the rooms that have news.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.events.model import Event
+from homeserver.http.resource import EncodedDict
+from homeserver.rooms.client_format import client_event
+from homeserver.rooms.relations import relates_within
+from homeserver.storage.streams import ONLY_USER, PRESENCE
+from homeserver.sync.encoder import (
+    encode_quiet_body,
+    encode_quiet_room,
+    encode_timeline,
+    quiet_joined_room,
+    sync_body,
+    timeline_section,
+)
+from homeserver.sync.filter import apply_event_fields
+from homeserver.sync.recent import rooms_of
+from homeserver.sync.room_builder import MAX_COUNTED_UNREAD
+from homeserver.sync.tokens import StreamToken, pagination_token
+
+if TYPE_CHECKING:
+    from homeserver.context import ServerContext
+    from homeserver.sync.filter import SyncFilter
+    from homeserver.sync.memory import SyncMemory
+
+# ranges and timelines remembered (sync ranges in use at once)
+FAST_MEMO_SIZE = 256
+
+Scopes = list[tuple[str | None, str | None]]
+# a room's timeline for the fast path: the events as the client sees them,
+# and the JSON of the whole section
+Timeline = tuple[list[dict[str, Any]], dict[str, Any], bytes]
+
+
+class FastPath:
+    """Answers woken incremental syncs from ``SyncMemory``, with the work
+    shared by every receiver of the same range kept in two small memos."""
+
+    def __init__(self, ctx: "ServerContext", memory: "SyncMemory") -> None:
+        self.ctx = ctx
+        self.memory = memory
+        # (since, until) -> (barrier scopes, plain events by room, senders by
+        # room) and (room, since, until) -> (filter, timeline): shared work
+        self._range_memo: dict[tuple[int, int], tuple[
+            Scopes, dict[str, list[tuple[int, Event]]], dict[str, frozenset[str]]]] = {}
+        self._timeline_memo: dict[tuple[str, int, int], tuple[Any, Timeline | None]] = {}
+
+    def answer(self, user_id: str, device_id: str | None, since: StreamToken,
+               until: StreamToken, f: "SyncFilter") -> dict[str, Any] | None:
+        """The incremental response from ``since`` to ``until`` (the current
+        token) from memory; None when the full builder must answer."""
+        if (f.lazy_load_members or f.event_format != "client" or f.unread_thread_notifications
+                or f.timeline_limit == 0):
+            return None
+        memory = self.memory
+        if device_id is not None and memory.to_device_pending(user_id, device_id):
+            return None  # the full builder deletes what the device has acknowledged
+        key_counts = memory.key_counts(user_id, device_id)
+        if key_counts is None:
+            return None  # the full builder reads them (and caches them)
+        if memory.typing_changed(since.typing_pos, until.typing_pos):
+            return None
+        key = (since.global_pos, until.global_pos)
+        found = self._range(key)
+        if found is None:
+            return None
+        scopes, by_room, senders = found
+        if not self._out_of_reach(user_id, f, scopes):
+            return None
+        # events of ignored users are left out by the full builder
+        # (rooms/ignored.py); an unknown list is loaded there too
+        ignored = memory.ignored(user_id)
+        if ignored is None or any(ignored & s for s in senders.values()):
+            return None
+        join: dict[str, Any] = {}
+        encoded: list[bytes] = []
+        unread: list[tuple[str, int, int]] = []
+        for room_id, events in by_room.items():
+            members = memory.room_members(room_id)
+            if members is None:
+                return None
+            if user_id not in members or not f.room_allowed(room_id):
+                continue
+            if user_id in senders[room_id]:
+                return None  # the sender's own events carry its transaction IDs
+            if relates_within(events):
+                return None  # a parent with its children: the full builder bundles them
+            counts = self._unread(user_id, room_id, since, events, f)
+            if counts is None:
+                return None
+            unread.append(counts)
+            _, notifications, highlights = counts
+            timeline = self._timeline(room_id, key, events, f)
+            if timeline is None:
+                return None
+            if not timeline[0]:
+                continue
+            join[room_id] = quiet_joined_room(timeline[1], notifications, highlights)
+            encoded.append(encode_quiet_room(room_id, timeline[2], notifications, highlights))
+        for room_id, notifications, highlights in unread:
+            memory.set_unread(user_id, room_id, until.global_pos, notifications, highlights)
+        next_batch = str(until)
+        body = EncodedDict(sync_body(next_batch, join, {}, {}, {}, [], [], [], set(), set(),
+                                     key_counts))
+        # the same JSON encode_json would make of it, from the shared parts
+        body.encoded = encode_quiet_body(next_batch, encoded,
+                                         body["device_one_time_keys_count"],
+                                         body["device_unused_fallback_key_types"])
+        return body
+
+    def _range(self, key: tuple[int, int]) -> tuple[
+            Scopes, dict[str, list[tuple[int, Event]]], dict[str, frozenset[str]]] | None:
+        """The range's barrier scopes, plain events by room and senders by room."""
+        memo = self._range_memo.get(key)
+        if memo is not None:
+            return memo
+        found = self.memory.plain_events(*key)
+        if found is None:
+            return None
+        # a range at or below "persisted up to" never changes: every
+        # receiver woken by the same write shares this work
+        by_room = rooms_of(found[0])
+        memo = (found[1], by_room,
+                {r: frozenset(e.sender for _, e in evs) for r, evs in by_room.items()})
+        if len(self._range_memo) >= FAST_MEMO_SIZE:
+            self._range_memo.clear()
+        self._range_memo[key] = memo
+        return memo
+
+    def _unread(self, user_id: str, room_id: str, since: StreamToken,
+                events: list[tuple[int, Event]], f: "SyncFilter",
+                ) -> tuple[str, int, int] | None:
+        """(room, notifications, highlights): the room's unread counts carried
+        forward over ``events`` (None: not known here)."""
+        memory = self.memory
+        counts = memory.unread(user_id, room_id)
+        if counts is None:
+            return None
+        as_of, notifications, highlights = counts
+        counted = [e for pos, e in events if pos > as_of]
+        if as_of < since.global_pos:
+            before = memory.plain_events(as_of, since.global_pos)
+            if before is None or not self._out_of_reach(user_id, f, before[1]):
+                return None
+            counted = [e for _, r, e in before[0] if r == room_id] + counted
+        for event in counted:
+            verdicts = memory.push_verdicts(event.event_id)
+            if verdicts is None:
+                return None  # persisted before this process started
+            notify, highlight = verdicts.get(user_id, (0, 0))
+            notifications += notify
+            highlights += highlight
+        return room_id, min(notifications, MAX_COUNTED_UNREAD), highlights
+
+    def _timeline(self, room_id: str, key: tuple[int, int],
+                  events: list[tuple[int, Event]], f: "SyncFilter") -> Timeline | None:
+        """The room's timeline section, shared by every receiver with the same
+        range and filter (None: over the limit): the events, the section, and
+        its JSON. The events are serialised once, so ``unsigned.age`` is as of
+        the first."""
+        memo_key = (room_id, *key)
+        cached = self._timeline_memo.get(memo_key)
+        if cached is not None and cached[0] is f:
+            return cached[1]
+        timeline: list[tuple[int, Event]] = []
+        if f.timeline_room_allowed(room_id):
+            timeline = [(pos, e) for pos, e in events if f.timeline.matches(e)]
+        result: Timeline | None = None
+        if len(timeline) <= f.timeline_limit:
+            now = self.ctx.now_ms()
+            out = [client_event(e, room_id, now) for _, e in timeline]
+            if f.event_fields is not None:
+                out = [apply_event_fields(e, f.event_fields) for e in out]
+            prev_batch = pagination_token(timeline[0][0] - 1) if timeline else ""
+            section = timeline_section(out, False, prev_batch)
+            result = (out, section, encode_timeline(section))
+        if len(self._timeline_memo) >= FAST_MEMO_SIZE:
+            self._timeline_memo.clear()
+        self._timeline_memo[memo_key] = (f, result)
+        return result
+
+    def _out_of_reach(self, user_id: str, f: "SyncFilter", scopes: Scopes) -> bool:
+        """Whether none of these writes (``RecentActivity.plain_events``) can
+        change the user's response: each concerns only someone else, a room
+        the user is not joined to, or presence the filter drops."""
+        for room_id, target in scopes:
+            if room_id is None or target == user_id:
+                return False
+            if room_id == ONLY_USER:
+                continue
+            if room_id == PRESENCE:
+                if f.presence.blocks_all():
+                    continue
+                return False
+            members = self.memory.room_members(room_id)
+            if members is None or user_id in members:
+                return False
+        return True

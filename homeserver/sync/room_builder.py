@@ -1,0 +1,473 @@
+"""The full builder: a /sync response read from the database, room by room.
+
+``RoomBuilder.build`` answers any sync the fast path (``sync/fast_path.py``)
+does not: it asks the stream-indexed tables what changed for the user in the
+range (rooms with new events or receipts, account data, to-device messages,
+presence, device lists; ``storage/sync.py``) and then reads only those rooms,
+a few at a time; an initial or ``full_state`` sync reads every room of the
+user. Typing comes from memory (``edu/typing.py``).
+
+Per joined room: the timeline is the newest ``limit`` events of the range
+that the filter and history visibility let through, ``limited`` when there
+were more, with ``prev_batch`` the pagination token just before them. The
+state is the state at the start of the timeline: all of it for an initial
+sync, a room the user newly joined, or ``full_state``; for an incremental
+``limited`` timeline, the entries that differ from the state at ``since``;
+otherwise nothing (every change is in the timeline). With lazy-loaded members,
+member events are those of the timeline's senders.
+
+Unread notification counts are the user's rows of ``event_push_actions``
+(the push rules' verdict, written when each event was persisted:
+``storage/push_rules.py``) after the user's read receipt. The counts it
+finds are left in ``SyncMemory`` (``sync/memory.py``), from which the fast
+path carries them forward; so are the devices left with unacknowledged
+to-device messages. The response's shape is ``sync/encoder.py``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
+
+from homeserver.events.model import Event
+from homeserver.http.request import Requester
+from homeserver.push.rules import client_ruleset
+from homeserver.rooms.access import ReadAccess
+from homeserver.storage.e2e_keys import KeyCounts
+from homeserver.storage.push_rules import PUSH_RULES_TYPE
+from homeserver.storage.rooms import Membership, RoomInfo
+from homeserver.storage.sync import RoomMembership
+from homeserver.sync.encoder import (
+    ephemeral_section,
+    room_sections,
+    sync_body,
+    timeline_section,
+    unread_section,
+)
+from homeserver.sync.filter import apply_event_fields, room_event_matches
+from homeserver.sync.tokens import StreamToken, pagination_token
+
+if TYPE_CHECKING:
+    from homeserver.e2e.keys import E2eKeyHandler
+    from homeserver.edu.presence import PresenceHandler
+    from homeserver.edu.typing import TypingManager
+    from homeserver.rooms.access import RoomReader
+    from homeserver.storage import Stores
+    from homeserver.sync.filter import SyncFilter
+    from homeserver.sync.handler import SyncParams
+    from homeserver.sync.memory import SyncMemory
+
+logger = logging.getLogger(__name__)
+
+StateKey = tuple[str, str]
+
+MEMBER = "m.room.member"
+# the state an invitee or knocker sees of the room (the spec's recommendation)
+STRIPPED_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name",
+                        "m.room.avatar", "m.room.canonical_alias", "m.room.encryption",
+                        "m.room.topic")
+MAX_COUNTED_UNREAD = 1000
+# rooms read at once in an initial sync
+ROOM_CONCURRENCY = 8
+
+
+@dataclass
+class Changes:
+    """What the whole response needs to know before building rooms."""
+
+    typing: dict[str, list[str]]
+    receipts_since: int | None
+    room_account_data: dict[str, dict[str, dict[str, Any]]]
+    device_changed: set[str]
+    device_left_candidates: set[str]
+    # the user joined a room in this range: they need its members' presence
+    newly_joined: bool = False
+    # rooms with receipts in the range (None: any room may have some)
+    receipt_rooms: set[str] | None = None
+    # read for every joined room at once (an initial sync): receipts by room
+    # ID, (member counts, heroes) by room NID
+    receipts: dict[str, dict[str, Any]] | None = None
+    summaries: dict[int, tuple[dict[str, int], list[str]]] | None = None
+
+
+def _stripped(event: Event) -> dict[str, Any]:
+    return {"type": event.type, "state_key": event.state_key, "content": event.content,
+            "sender": event.sender}
+
+
+class RoomBuilder:
+    """The full builder: reads what changed from the database, room by room."""
+
+    def __init__(self, stores: "Stores", typing: "TypingManager",
+                 presence: "PresenceHandler", room_reader: "RoomReader",
+                 e2e_keys: "E2eKeyHandler", memory: "SyncMemory") -> None:
+        self.stores = stores
+        self.typing = typing
+        self.presence = presence
+        self.room_reader = room_reader
+        self.e2e_keys = e2e_keys
+        self.memory = memory
+
+    async def key_counts(self, requester: Requester) -> KeyCounts:
+        """The device's one-time key counts and unused fallback key types."""
+        counts = self.e2e_keys.cached_counts(requester.user_id, requester.device_id)
+        if counts is None:
+            counts = await self.e2e_keys.key_counts(requester.user_id, requester.device_id)
+        return counts
+
+    async def build(self, requester: Requester, since: StreamToken | None,
+                    until: StreamToken, params: "SyncParams") -> dict[str, Any]:
+        """The response from ``since`` (None: an initial sync) to ``until``
+        (the current token), read from the database."""
+        user_id = requester.user_id
+        device_id = requester.device_id
+        f = params.filter
+        since_pos = since.global_pos if since is not None else 0
+
+        typing = self.typing.rooms_changed_since(since.typing_pos if since else 0)
+        found = await self.stores.sync.get_changes(
+            user_id, device_id, since_pos if since is not None else None, until.global_pos,
+            extra_rooms=typing, all_rooms=params.full_state)
+        until = replace(until, global_pos=found.until)
+        end = found.until
+        to_device = found.to_device
+        if device_id is not None:
+            self.memory.set_to_device_pending(user_id, device_id, bool(to_device))
+        global_data = found.global_account_data
+        memberships = found.memberships
+        changes = Changes(
+            typing=self.typing.get_typing(
+                [m.room_id for m in memberships if m.membership == "join"],
+                since.typing_pos if since else 0),
+            receipts_since=since_pos if since is not None else None,
+            room_account_data=found.room_account_data,
+            device_changed=set(found.device_lists_changed), device_left_candidates=set(),
+            receipt_rooms=found.receipt_rooms)
+
+        join: dict[str, Any] = {}
+        invite: dict[str, Any] = {}
+        leave: dict[str, Any] = {}
+        knock: dict[str, Any] = {}
+        joined = [m for m in memberships if m.membership == "join" and f.room_allowed(m.room_id)]
+        unread_from = await self._unread_positions(user_id, joined)
+        if since is None and len(joined) > 1:
+            # what every room needs, in one read each instead of one per room
+            changes.receipts = await self.stores.receipts.get_receipt_events(
+                [m.room_id for m in joined], None, end, user_id)
+            changes.summaries = await self.stores.sync.get_summaries(
+                [m.room_nid for m in joined], user_id)
+
+        async def one_joined(m: RoomMembership) -> None:
+            room = await self._joined_room(requester, m, since, end, f, params.full_state,
+                                           changes, unread_from.get(m.room_id, 0))
+            if room is not None:
+                join[m.room_id] = room
+
+        await self._gather([one_joined(m) for m in joined])
+
+        for m in memberships:
+            if not f.room_allowed(m.room_id) or m.membership == "join":
+                continue
+            is_new = since is None or m.stream_ordering > since_pos or params.full_state
+            if m.membership == "invite" and is_new:
+                if await self._invited_by_ignored(user_id, m.event_id):
+                    continue
+                invite[m.room_id] = {"invite_state": {
+                    "events": await self._stripped_state(m.event_id)}}
+            elif m.membership == "knock" and is_new:
+                knock[m.room_id] = {"knock_state": {
+                    "events": await self._stripped_state(m.event_id)}}
+            elif m.membership in ("leave", "ban") and is_new:
+                if since is None and not f.include_leave:
+                    continue
+                room = await self._left_room(requester, m, since, f, params.full_state,
+                                             changes)
+                if room is not None:
+                    leave[m.room_id] = room
+
+        presence: list[dict[str, Any]] = []
+        if not f.presence.blocks_all():
+            presence = await self.presence.get_presence_events(
+                user_id, since_pos if since is not None and not changes.newly_joined else None,
+                end)
+            presence = [p for p in presence if f.presence.matches(p["type"], p["sender"])]
+        if (since is None or params.full_state) and PUSH_RULES_TYPE not in global_data:
+            # a user who never changed a rule has the default ruleset, and
+            # clients (Element) read it from here, as Synapse serves it
+            global_data = dict(global_data)
+            global_data[PUSH_RULES_TYPE] = {"global": client_ruleset(
+                await self.stores.push_rules.get_ruleset(user_id))}
+        account_data = [{"type": t, "content": c} for t, c in global_data.items()
+                        if f.account_data.matches(t, user_id)]
+
+        left: set[str] = set()
+        if changes.device_left_candidates:
+            still = await self.stores.rooms.get_room_mates(
+                user_id, changes.device_left_candidates)
+            left = changes.device_left_candidates - still - {user_id}
+            changes.device_changed -= left
+        return sync_body(str(until), join, invite, leave, knock, presence, account_data,
+                         to_device, changes.device_changed, left,
+                         await self.key_counts(requester))
+
+    @staticmethod
+    async def _gather(coros: list[Any]) -> None:
+        """Run ``coros`` a few at a time (the database pool is small)."""
+        for start in range(0, len(coros), ROOM_CONCURRENCY):
+            await defer.gatherResults(
+                [defer.ensureDeferred(c) for c in coros[start:start + ROOM_CONCURRENCY]],
+                consumeErrors=True)
+
+    async def _joined_room(self, requester: Requester, m: RoomMembership,
+                           since: StreamToken | None, end: int, f: "SyncFilter",
+                           full_state: bool, changes: Changes,
+                           unread_from: int) -> dict[str, Any] | None:
+        user_id = requester.user_id
+        since_pos = since.global_pos if since is not None else None
+        newly_joined = False
+        if since_pos is not None and m.stream_ordering > since_pos:
+            before = await self.stores.sync.get_memberships(user_id, since_pos,
+                                                            room_nids=[m.room_nid])
+            newly_joined = not before or before[0].membership != "join"
+        info = RoomInfo(m.room_nid, m.room_id, m.room_version, None)
+        access = ReadAccess(info, Membership(m.membership, m.event_id, 0, m.stream_ordering,
+                                             False), None, None)
+        timeline_since = None if newly_joined else since_pos
+        state_since = None if (newly_joined or full_state) else since_pos
+        room = await self._room_body(requester, access, m, end, timeline_since, state_since,
+                                     f, changes)
+        ephemeral = self._ephemeral(m.room_id, changes, f)
+        receipts: dict[str, dict[str, Any]] = {}
+        if changes.receipts is not None:
+            receipts = changes.receipts
+        elif newly_joined or full_state or changes.receipt_rooms is None \
+                or m.room_id in changes.receipt_rooms:
+            receipts = await self.stores.receipts.get_receipt_events(
+                [m.room_id], None if newly_joined else changes.receipts_since, end, user_id)
+        if m.room_id in receipts and f.ephemeral_room_allowed(m.room_id) \
+                and room_event_matches(f.ephemeral, "m.receipt", None):
+            ephemeral.append({"type": "m.receipt", "content": receipts[m.room_id]})
+        room["ephemeral"] = ephemeral_section(ephemeral)
+        if (since is not None and not newly_joined and not full_state
+                and not room["timeline"]["events"] and not room["state"]["events"]
+                and not ephemeral and not room["account_data"]["events"]):
+            return None
+        member_change = any(e.get("type") == MEMBER for e in
+                            room["timeline"]["events"] + room["state"]["events"])
+        if changes.summaries is not None and m.room_nid in changes.summaries:
+            counts, heroes = changes.summaries[m.room_nid]
+            room["summary"] = _summary_body(counts, heroes)
+        elif since is None or newly_joined or full_state or member_change:
+            room["summary"] = await self._summary(m.room_nid, user_id)
+        room["unread_notifications"], threads = await self._unread_counts(
+            m.room_nid, user_id, unread_from, end, f.unread_thread_notifications)
+        if not f.unread_thread_notifications:
+            self.memory.set_unread(user_id, m.room_id, end,
+                                      room["unread_notifications"]["notification_count"],
+                                      room["unread_notifications"]["highlight_count"])
+        if f.unread_thread_notifications:
+            room["unread_thread_notifications"] = threads
+        if newly_joined:
+            changes.newly_joined = True
+            members = await self.stores.rooms.get_members(m.room_nid)
+            changes.device_changed.update(u for u in members if u != user_id)
+        else:
+            for e in room["timeline"]["events"]:
+                if e.get("type") == MEMBER and e.get("state_key") != user_id:
+                    target = e.get("state_key")
+                    if (e.get("content") or {}).get("membership") == "join":
+                        changes.device_changed.add(target)
+                    elif isinstance(target, str):
+                        changes.device_left_candidates.add(target)
+        return room
+
+    async def _left_room(self, requester: Requester, m: RoomMembership,
+                         since: StreamToken | None, f: "SyncFilter", full_state: bool,
+                         changes: Changes) -> dict[str, Any] | None:
+        info = RoomInfo(m.room_nid, m.room_id, m.room_version, None)
+        access = ReadAccess(info, Membership(m.membership, m.event_id, 0, m.stream_ordering,
+                                             False), m.stream_ordering, None)
+        since_pos = since.global_pos if since is not None else None
+        room = await self._room_body(requester, access, m, m.stream_ordering, since_pos,
+                                     None if full_state else since_pos, f, changes)
+        room.pop("ephemeral", None)
+        members = await self.stores.rooms.get_members(m.room_nid)
+        changes.device_left_candidates.update(u for u in members if u != requester.user_id)
+        return room
+
+    async def _room_body(self, requester: Requester, access: ReadAccess,
+                         m: RoomMembership, end: int, timeline_since: int | None,
+                         state_since: int | None, f: "SyncFilter",
+                         changes: Changes) -> dict[str, Any]:
+        """timeline, state and account_data of one room, up to ``end``."""
+        user_id = requester.user_id
+        room_id = m.room_id
+        limit = f.timeline_limit
+        events: list[Event] = []
+        positions: list[int] = []
+        limited = False
+        if f.timeline_room_allowed(room_id):
+            page = await self.room_reader.paginate(
+                user_id, access, from_pos=end, to_pos=timeline_since, backwards=True,
+                limit=limit + 1, event_filter=f.timeline)
+            events, positions = list(page.events), list(page.positions)
+            limited = len(events) > limit or not page.exhausted
+            events, positions = events[:limit], positions[:limit]
+            events.reverse()
+            positions.reverse()
+        start = positions[0] - 1 if positions else end
+        if limit == 0 and timeline_since is not None:
+            limited = limited and start > timeline_since
+
+        state: list[Event] = []
+        if f.state_room_allowed(room_id):
+            state = await self._state(access.room.room_nid, start, state_since, limited,
+                                      events, f, user_id)
+
+        serialize = self._serializer(requester, f)
+        account_data = []
+        if f.room_account_data_room_allowed(room_id):
+            account_data = [
+                {"type": t, "content": c}
+                for t, c in changes.room_account_data.get(room_id, {}).items()
+                if room_event_matches(f.room_account_data, t, None)]
+        return room_sections(
+            timeline_section(await serialize(room_id, events), limited, pagination_token(start)),
+            await serialize(room_id, state), account_data)
+
+    async def _state(self, room_nid: int, start: int, state_since: int | None,
+                     limited: bool, timeline: list[Event], f: "SyncFilter",
+                     user_id: str) -> list[Event]:
+        if state_since is not None and not limited and not f.lazy_load_members:
+            return []
+        at_start = await self._state_ids_at(room_nid, start)
+        if state_since is None:
+            wanted = dict(at_start)
+        elif limited:
+            before = await self._state_ids_at(room_nid, state_since)
+            wanted = {k: v for k, v in at_start.items() if before.get(k) != v}
+        else:
+            wanted = {}
+        if f.lazy_load_members:
+            senders = {e.sender for e in timeline}
+            if state_since is None:
+                senders.add(user_id)
+            in_timeline = {e.event_id for e in timeline}
+            wanted = {k: v for k, v in wanted.items() if k[0] != MEMBER}
+            for sender in senders:
+                eid = at_start.get((MEMBER, sender))
+                if eid is not None and eid not in in_timeline:
+                    wanted[(MEMBER, sender)] = eid
+        events = await self.stores.events.get_events(list(wanted.values()))
+        out = [events[v] for v in wanted.values() if v in events]
+        return [e for e in out if room_event_matches(f.state, e.type, e.sender, e.content)]
+
+    async def _state_ids_at(self, room_nid: int, pos: int) -> dict[StateKey, str]:
+        snapshot = await self.stores.events.get_snapshot_at_stream(room_nid, pos)
+        if snapshot is None:
+            return {}
+        return await self.stores.state.get_snapshot_ids(snapshot)
+
+    def _serializer(self, requester: Requester, f: "SyncFilter") -> Any:
+        async def serialize(room_id: str, events: list[Event]) -> list[dict[str, Any]]:
+            if f.event_format == "federation":
+                out = [dict(e.json) for e in events]
+            else:
+                out = await self.room_reader.serialize(requester, room_id, events)
+            if f.event_fields is not None:
+                out = [apply_event_fields(e, f.event_fields) for e in out]
+            return out
+        return serialize
+
+    def _ephemeral(self, room_id: str, changes: Changes,
+                   f: "SyncFilter") -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if room_id in changes.typing and f.ephemeral_room_allowed(room_id) \
+                and room_event_matches(f.ephemeral, "m.typing", None):
+            out.append({"type": "m.typing",
+                        "content": {"user_ids": changes.typing[room_id]}})
+        return out
+
+    async def _invited_by_ignored(self, user_id: str, event_id: str) -> bool:
+        """Whether the invite ``event_id`` comes from a user ``user_id``
+        ignores: the spec says such invites are not sent to the client."""
+        ignored = await self.room_reader.ignored.get(user_id)
+        if not ignored:
+            return False
+        event = await self.stores.events.get_event(event_id)
+        return event is not None and event.sender in ignored
+
+    async def _stripped_state(self, event_id: str) -> list[dict[str, Any]]:
+        remote = await self.stores.federation_events.get_remote_invite_state(event_id)
+        if remote is not None:
+            # an invite to a room on another server: the state it sent
+            event = await self.stores.events.get_event(event_id)
+            return remote + ([_stripped(event)] if event is not None else [])
+        keys = [(t, "") for t in STRIPPED_STATE_TYPES]
+        state = await self.room_reader.get_state_at_event(event_id, keys)
+        out = [_stripped(e) for e in state.values()]
+        event = await self.stores.events.get_event(event_id)
+        if event is not None:
+            out.append(_stripped(event))
+        return out
+
+    async def _summary(self, room_nid: int, user_id: str) -> dict[str, Any]:
+        counts = await self.stores.sync.get_member_counts(room_nid)
+        return _summary_body(counts, await self.stores.sync.get_heroes(room_nid, user_id))
+
+    # -- unread counts ------------------------------------------------------
+
+    async def _unread_positions(self, user_id: str,
+                                joined: list[RoomMembership]) -> dict[str, int]:
+        """Per room, the stream position after which events are unread: the
+        user's read receipt, else when they joined."""
+        receipts = await self.stores.receipts.get_own_receipt_positions(
+            user_id, [m.room_id for m in joined])
+        return {m.room_id: receipts.get(m.room_id, m.stream_ordering) for m in joined}
+
+    async def _unread_counts(self, room_nid: int, user_id: str, after: int, end: int,
+                             by_thread: bool,
+                             ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        if by_thread:
+            return await self._unread_thread_counts(room_nid, user_id, end)
+        rows = await self.stores.push_rules.get_unread_actions(room_nid, user_id, after, end,
+                                                               MAX_COUNTED_UNREAD)
+        return unread_section(len(rows), sum(1 for _, highlight, _ in rows if highlight)), {}
+
+    async def _unread_thread_counts(self, room_nid: int, user_id: str, end: int,
+                                    ) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        """Unread counts per thread (``unread_thread_notifications``), with
+        threaded read receipts: an event is read when the user's unthreaded
+        receipt is at or after it, or the receipt of its own thread is (the
+        ``"main"`` one for the main timeline, the root's for a thread). The
+        thread of an event is its ``m.thread`` relation, as recorded with its
+        push actions (``storage/push_rules.py``)."""
+        reads = await self.stores.relations.get_read_positions(room_nid, user_id)
+        floor = reads.get("")
+        if floor is None:  # no unthreaded receipt: everything since the join
+            membership = await self.stores.rooms.get_membership(user_id, room_nid)
+            floor = membership.stream_ordering if membership is not None else end
+        rows = await self.stores.push_rules.get_unread_actions(room_nid, user_id, floor, end,
+                                                               MAX_COUNTED_UNREAD)
+        main = unread_section(0, 0)
+        threads: dict[str, dict[str, int]] = {}
+        for pos, highlight, root in rows:
+            if pos <= reads.get(root if root is not None else "main", floor):
+                continue
+            counts = main if root is None else threads.setdefault(
+                root, unread_section(0, 0))
+            counts["notification_count"] += 1
+            if highlight:
+                counts["highlight_count"] += 1
+        return main, threads
+
+
+def _summary_body(counts: dict[str, int], heroes: list[str]) -> dict[str, Any]:
+    return {
+        "m.heroes": heroes,
+        "m.joined_member_count": counts.get("join", 0),
+        "m.invited_member_count": counts.get("invite", 0),
+    }
