@@ -35,6 +35,7 @@ from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import SizeLimitedRequest
 from homeserver.http.resource import MatrixResource
 from homeserver.http.router import Router
+from homeserver.push.actions import PushActions
 from homeserver.push.pushers import PusherPool
 from homeserver.rooms.access import RoomReader
 from homeserver.rooms.creation import RoomCreation
@@ -49,7 +50,10 @@ from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.storage import Stores
 from homeserver.storage.database import Database
 from homeserver.storage.migrations import prepare_database_blocking
+from homeserver.storage.relations import index_relation_txn
+from homeserver.storage.search import index_batch_txn, index_event_txn
 from homeserver.storage.streams import StreamTracker, current_stream_id
+from homeserver.storage.user_directory import member_joined_txn
 from homeserver.sync.fast_path import FastPath
 from homeserver.sync.filter import FilterCache
 from homeserver.sync.handler import SyncHandler
@@ -89,6 +93,9 @@ class HomeServer:
         self.stores = Stores(
             self.db, event_cache_size=max(1, int(config.event_cache_size * factor)),
             state_cache_size=max(0, int(config.state_cache_size * factor)))
+        # which local users each new event notifies (push/actions.py)
+        self.push_actions = PushActions(self.stores.push_rules)
+        self._add_persist_hooks()
         self.auth = Auth(self)
         self.ratelimiters = {
             "message": Ratelimiter(self.clock, "rc_message", config.rc_message),
@@ -108,16 +115,15 @@ class HomeServer:
                                            self.ratelimiters["registration"])
         self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,
                                                      self.stores.devices, self.ui_auth)
-        self.notifier = Notifier(self.ctx, self.db, self.stores.rooms)
+        self.notifier = Notifier(self.ctx, self.db.stream_tracker, self.stores.rooms)
         # what a woken /sync can be answered from without the database;
         # complete from the stream position at setup()
         self.recent = RecentActivity(2**62)
-        self.db.commit_listeners.append(self._on_commit)
         # rooms
         self.event_creator = EventCreator(self.ctx, self.stores, self.notifier)
         self.membership = MembershipHandler(self.ctx, self.stores, self.event_creator)
         self.room_reader = RoomReader(self.ctx, self.stores,
-                                      IgnoredUsers(self.db, self.stores.account_data))
+                                      IgnoredUsers(self.stores.account_data))
         self.room_directory = RoomDirectory(self.ctx, self.stores, self.event_creator)
         self.room_creation = RoomCreation(self.event_creator, self.membership,
                                           self.room_directory)
@@ -135,8 +141,9 @@ class HomeServer:
         ctx, stores = self.ctx, self.stores
         self.federation_client = FederationClient(ctx)
         self.keyring = KeyRing(ctx, stores.server_keys, self.federation_client)
-        self.federation_sender = FederationSender(ctx, self.db, stores.federation_queue,
-                                                  stores.to_device, self.federation_client)
+        self.federation_sender = FederationSender(ctx, self.db.stream_tracker,
+                                                  stores.federation_queue, stores.to_device,
+                                                  self.federation_client)
         self.federation_auth = FederationAuth(ctx, self.keyring, self.federation_sender)
         self.federation_event_handler = FederationEventHandler(
             ctx, stores, self.keyring, self.federation_client, self.federation_sender,
@@ -157,19 +164,20 @@ class HomeServer:
         from homeserver.e2e.keys import E2eKeyHandler
         self.cross_signing = CrossSigning(self.ctx, self.db, self.stores.cross_signing,
                                           self.stores.rooms, self.federation_sender)
-        self.e2e_keys = E2eKeyHandler(self.ctx, self.db, self.stores.e2e_keys, self.stores.rooms,
+        self.e2e_keys = E2eKeyHandler(self.ctx, self.stores.e2e_keys, self.stores.rooms,
                                       self.cross_signing, self.federation_client,
                                       self.federation_sender)
         # sync: after the key handler (whose counts every response carries)
         self.filter_cache = FilterCache(self.stores.filters)
         self.sync_memory = SyncMemory(self.recent, self.typing, self.notifier,
-                                      self.room_reader.ignored, self.e2e_keys)
+                                      self.room_reader.ignored, self.e2e_keys,
+                                      self.push_actions)
         self.sync_handler = SyncHandler(
             self.ctx, self.db.stream_tracker, self.typing, self.presence, self.notifier,
             RoomBuilder(self.stores, self.typing, self.presence, self.room_reader,
                         self.e2e_keys, self.sync_memory),
             FastPath(self.ctx, self.sync_memory))
-        self.pushers = PusherPool(self)
+        self.pushers = PusherPool(self.ctx, self.stores, self.db.stream_tracker)
         from homeserver.media.repository import MediaRepository
         self.media_repository = MediaRepository(self)
         self.router = Router()
@@ -180,6 +188,7 @@ class HomeServer:
         register_all_routes(self, self.router)
         self.websocket = streams.register_routes(self, self.router)
         self._wire_late()
+        self._subscribe_after_write()
 
     def _wire_late(self) -> None:
         """The back-references of services that need each other: each was
@@ -240,9 +249,41 @@ class HomeServer:
         # messages stored before full-text search existed (a no-op once done)
         self.run_in_background(self.stores.search.index_history())
 
-    def _on_commit(self, positions: list[int], events: list[tuple[Any, int]],
-                   scopes: dict[int, list[tuple[str | None, str | None]]]) -> None:
-        self.recent.on_commit(positions, events, scopes)
+    def _add_persist_hooks(self) -> None:
+        """The per-event work inside every transaction that stores a timeline
+        event (storage/event_hooks.py), in the order it has always run."""
+        hooks = self.stores.events.persist_hooks
+        hooks.add(self.push_actions.persist_hook_txn, self.push_actions.batch_hook_txn)
+        hooks.add(index_relation_txn)
+        hooks.add(index_event_txn, index_batch_txn)
+        hooks.add(member_joined_txn)
+        # an invite to a room we do not hold (an outlier) notifies the invitee
+        hooks.add_remote_invite(self.push_actions.remote_invite_txn)
+
+    def _subscribe_after_write(self) -> None:
+        """Who hears about committed writes, and in what order: the one
+        list (storage/hub.py); services do not subscribe themselves."""
+        hub = self.db.hub
+        # Database thread, right after each commit, before the stream
+        # tracker hears the transaction ended. First what a woken /sync
+        # answers from (recent activity): every wake-up comes after it.
+        hub.subscribe(self.recent.on_commit)
+        # an account data write may change a user's ignore list
+        hub.subscribe(self.room_reader.ignored._on_commit)
+        # local events to the other servers of their rooms
+        hub.subscribe(self.federation_sender._on_commit)
+        # the highest position that carried events, for the pushers
+        hub.subscribe(self.pushers.on_commit)
+        # Reactor, each device-list change before its position counts as
+        # finished: wake the user and room mates, then tell other servers.
+        hub.on_device_list_changed(self.notifier.device_list_changed)
+        hub.on_device_list_changed(self.e2e_keys.on_device_list_changed)
+        # a logout must stop its token at once
+        hub.on_tokens_changed(self.stores.tokens.tokens_changed)
+        # Reactor, when "persisted up to" advances: wake waiting readers,
+        # then the pushers.
+        hub.on_persisted(self.notifier._on_persisted)
+        hub.on_persisted(self.pushers.on_persisted)
 
     def build_site(self, x_forwarded: bool = False,
                    resources: frozenset[str] = frozenset({"client"})) -> GuardedSite:

@@ -19,11 +19,12 @@ cache of the user's device list when we have one (kept current by
 come from ``e2e/cross_signing.py``.
 
 Device lists over federation. Outbound: every device list change of a local
-user (a device added, renamed or deleted, new device keys) fires the
-storage hook ``DEVICE_LIST_CHANGED``; ``_announce`` then diffs the user's
-devices against what was last announced (``E2eKeyStore.announce_txn``) and
-sends one ``m.device_list_update`` per changed device, chained by
-``stream_id`` / ``prev_id``, to every server sharing a room with the user.
+user (a device added, renamed or deleted, new device keys) reaches
+``on_device_list_changed`` through the write hub (storage/hub.py);
+``_announce`` then diffs the user's devices against what was last
+announced (``E2eKeyStore.announce_txn``) and sends one
+``m.device_list_update`` per changed device, chained by ``stream_id`` /
+``prev_id``, to every server sharing a room with the user.
 Inbound (``on_remote_update``): when the update's ``prev_id`` is the
 stream_id our cache is at, it is applied; otherwise (a gap, or no cache
 yet) the whole list is fetched again with GET /user/devices/{userId}.
@@ -51,7 +52,6 @@ from homeserver.accounts.identifiers import parse_user_id
 from homeserver.e2e import cross_signing
 from homeserver.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.federation.client import FederationError, RequestFailed
-from homeserver.storage.devices import DEVICE_LIST_CHANGED
 from homeserver.storage.e2e_keys import KeyCounts, OneTimeKeyConflict, RemoteDevice
 
 if TYPE_CHECKING:
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     from homeserver.e2e.cross_signing import CrossSigning
     from homeserver.federation.client import FederationClient
     from homeserver.federation.sender import FederationSender
-    from homeserver.storage.database import Database
     from homeserver.storage.e2e_keys import E2eKeyStore
     from homeserver.storage.rooms import RoomStore
 
@@ -199,7 +198,7 @@ def _server_of(user_id: str) -> str:
 
 
 class E2eKeyHandler:
-    def __init__(self, ctx: "ServerContext", db: "Database", store: "E2eKeyStore",
+    def __init__(self, ctx: "ServerContext", store: "E2eKeyStore",
                  rooms: "RoomStore", cross_signing: "CrossSigning",
                  federation_client: "FederationClient",
                  federation_sender: "FederationSender") -> None:
@@ -213,15 +212,6 @@ class E2eKeyHandler:
         # one announce at a time per user: the stream_id chain must not fork
         self._announce_locks: dict[str, defer.DeferredLock] = {}
         self._resync_locks: dict[str, defer.DeferredLock] = {}
-        # chain onto the notifier's hook: both must hear every change
-        previous = db.hooks.get(DEVICE_LIST_CHANGED)
-
-        def on_change(user_id: str, stream_pos: int) -> None:
-            if previous is not None:
-                previous(user_id, stream_pos)
-            self.on_device_list_changed(user_id, stream_pos)
-
-        db.hooks[DEVICE_LIST_CHANGED] = on_change
 
     # -- key counts (/sync) ------------------------------------------------------
 

@@ -3,7 +3,7 @@
 How an event reaches the other servers of its room
 ---------------------------------------------------
 1. Ingest. Every transaction that persists timeline events calls the
-   Database's commit listeners on the database thread, right after the
+   write hub's subscribers (storage/hub.py) on the database thread, right after the
    commit and *before* the stream tracker hears that its positions are
    done. Our listener hands the local events (sender on this server) to the
    reactor (``_ingest``), in the same FIFO as the tracker's ``finished``.
@@ -76,8 +76,9 @@ if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.events.model import Event
     from homeserver.federation.client import FederationClient
-    from homeserver.storage.database import Database
     from homeserver.storage.federation_queue import FederationQueueStore
+    from homeserver.storage.hub import Committed
+    from homeserver.storage.streams import StreamTracker
     from homeserver.storage.to_device import ToDeviceStore
 
 logger = logging.getLogger(__name__)
@@ -124,11 +125,12 @@ class _Destination:
 
 
 class FederationSender:
-    def __init__(self, ctx: "ServerContext", db: "Database", queue: "FederationQueueStore",
-                 to_device: "ToDeviceStore", client: "FederationClient") -> None:
+    def __init__(self, ctx: "ServerContext", stream_tracker: "StreamTracker",
+                 queue: "FederationQueueStore", to_device: "ToDeviceStore",
+                 client: "FederationClient") -> None:
         self.ctx = ctx
-        # the commit listener below, and the stream position persisted so far
-        self.db = db
+        # how far the stream is persisted: what may be enqueued
+        self.stream_tracker = stream_tracker
         self.queue_store = queue
         self.to_device = to_device
         self.client = client
@@ -148,7 +150,6 @@ class FederationSender:
         self._edu_counter = itertools.count()
         self._txn_prefix = str(int(time.time() * 1000))
         self._txn_counter = itertools.count(1)
-        db.commit_listeners.append(self._on_commit)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -157,7 +158,7 @@ class FederationSender:
         persisted position, load backoff state, start the queues with work."""
         store = self.queue_store
         self._running = True
-        upto = self.db.stream_tracker.persisted_upto
+        upto = self.stream_tracker.persisted_upto
         position = await store.get_position()
         if position is None:
             # a new database (or one from before federation): nothing owed
@@ -229,11 +230,10 @@ class FederationSender:
         """
         self._ingest(events, on_behalf_of)
 
-    def _on_commit(self, positions: list[int], events: list[tuple[Any, int]],
-                   scopes: dict[int, Any]) -> None:
+    def _on_commit(self, committed: "Committed") -> None:
         # database thread: only hand over to the reactor, in commit order
-        if events:
-            self.ctx.reactor.callFromThread(self._ingest, list(events))
+        if committed.events:
+            self.ctx.reactor.callFromThread(self._ingest, list(committed.events))
 
     def _ingest(self, events: "list[tuple[Event, int]]",
                 on_behalf_of: str | None = None) -> None:
@@ -267,7 +267,7 @@ class FederationSender:
             while self._pending and self._running:
                 # every local event at a position <= upto is in this batch or
                 # was enqueued before (module docstring, step 2)
-                upto = self.db.stream_tracker.persisted_upto
+                upto = self.stream_tracker.persisted_upto
                 batch = self._pending
                 self._pending = {}
                 self._taken.update(batch)

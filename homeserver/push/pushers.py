@@ -5,9 +5,9 @@ How a notification reaches a phone
 1. When an event is persisted, the push rule evaluator writes an
    ``event_push_actions`` row per user it notifies, in the event's own
    transaction, at the event's stream position (storage/event_hooks.py).
-2. Our commit listener (database thread) notes the highest position that
-   carried timeline events; the stream tracker's listener (reactor) then
-   tells us when ``persisted_upto`` has passed it: every action at or below
+2. Our write hub subscription (database thread, storage/hub.py) notes the
+   highest position that carried timeline events; the hub's ``on_persisted``
+   hook (reactor) then tells us when ``persisted_upto`` has passed it: every action at or below
    that position is committed, none can still appear there. Nothing polls.
 3. One pool loop at a time asks which users with a pusher have notifying
    actions in (the pool's position, persisted_upto] (one query) and wakes
@@ -64,7 +64,10 @@ from homeserver.http.outbound import IPFilter, guarded_agent
 from homeserver.storage.pushers import PushAction, Pusher, RoomContext
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.storage import Stores
+    from homeserver.storage.hub import Committed
+    from homeserver.storage.streams import StreamTracker
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +80,11 @@ PusherKey = tuple[str, str, str]  # (user_id, app_id, pushkey)
 class PusherPool:
     """Every pusher of this server, woken as notifying events commit."""
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
+    def __init__(self, ctx: "ServerContext", stores: "Stores", tracker: "StreamTracker") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        # the global stream's "persisted up to": how far actions are final
+        self.tracker = tracker
         # backoff and timeouts: attributes so tests can shorten them
         self.initial_backoff_s = 1.0
         self.max_backoff_s = 3600.0
@@ -95,16 +101,14 @@ class PusherPool:
         self._running = False
         self._http_pool: HTTPConnectionPool | None = None
         self._agent: Agent | None = None
-        hs.db.commit_listeners.append(self._on_commit)
-        hs.db.stream_tracker.add_listener(self._on_persisted)
 
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
         """Load every pusher and let each catch up from its own position."""
         self._running = True
-        self._position = self.hs.db.stream_tracker.persisted_upto
-        for pusher in await self.hs.stores.pushers.get_all_pushers():
+        self._position = self.tracker.persisted_upto
+        for pusher in await self.stores.pushers.get_all_pushers():
             if pusher.kind == "http":
                 self._pushers[pusher.key] = HttpPusher(self, pusher)
         for p in self._pushers.values():
@@ -129,9 +133,9 @@ class PusherPool:
     @property
     def agent(self) -> Agent:
         if self._agent is None:
-            self._http_pool = HTTPConnectionPool(self.hs.reactor)
+            self._http_pool = HTTPConnectionPool(self.ctx.reactor)
             self._http_pool.maxPersistentPerHost = 4
-            self._agent = guarded_agent(self.hs.reactor, IPFilter.from_config(self.hs.config),
+            self._agent = guarded_agent(self.ctx.reactor, IPFilter.from_config(self.ctx.config),
                                         connect_timeout_s=self.connect_timeout_s,
                                         pool=self._http_pool)
         return self._agent
@@ -143,7 +147,7 @@ class PusherPool:
         """A pusher was created or updated (and ``removed`` went with it)."""
         for key in removed:
             self._drop(key)
-        pusher = await self.hs.stores.pushers.get_pusher(user_id, app_id, pushkey)
+        pusher = await self.stores.pushers.get_pusher(user_id, app_id, pushkey)
         if pusher is None or pusher.kind != "http":
             return
         existing = self._pushers.get(pusher.key)
@@ -172,27 +176,27 @@ class PusherPool:
 
     # -- following new notifications -----------------------------------------
 
-    def _on_commit(self, positions: list[int], events: list[tuple[Any, int]],
-                   scopes: dict[int, Any]) -> None:
-        # database thread: only note the position; the tracker's listener
-        # (reactor) acts once nothing below it is still in flight
-        if events:
-            top = max(positions)
+    def on_commit(self, committed: "Committed") -> None:
+        """Write hub, database thread: only note the position; ``on_persisted``
+        (reactor) acts once nothing below it is still in flight."""
+        if committed.events:
+            top = max(committed.positions)
             if top > self._events_upto:
                 self._events_upto = top
 
-    def _on_persisted(self, upto: int) -> None:
+    def on_persisted(self, upto: int) -> None:
+        """Write hub, reactor: the stream is persisted up to ``upto``."""
         if self._running and self._pushers and self._events_upto > self._position \
                 and self._loop is None:
-            self._loop = self.hs.run_in_background(self._run())
+            self._loop = self.ctx.run_in_background(self._run())
 
     async def _run(self) -> None:
         try:
             while self._running and self._pushers:
-                upto = self.hs.db.stream_tracker.persisted_upto
+                upto = self.tracker.persisted_upto
                 if upto <= self._position or self._events_upto <= self._position:
                     return
-                users = await self.hs.stores.pushers.get_users_with_pushers_and_actions(
+                users = await self.stores.pushers.get_users_with_pushers_and_actions(
                     self._position, upto)
                 self._position = upto
                 for user_id in users:
@@ -209,7 +213,8 @@ class HttpPusher:
 
     def __init__(self, pool: PusherPool, pusher: Pusher) -> None:
         self.pool = pool
-        self.hs = pool.hs
+        self.ctx = pool.ctx
+        self.stores = pool.stores
         self.pusher = pusher
         self._position = pusher.last_stream_ordering
         self._failing_since = pusher.failing_since_ts
@@ -227,7 +232,7 @@ class HttpPusher:
         if self._loop is not None:
             self._again = True
             return
-        self._loop = self.hs.run_in_background(self._run())
+        self._loop = self.ctx.run_in_background(self._run())
 
     def catch_up_to(self, position: int) -> None:
         self._position = max(self._position, position)
@@ -262,8 +267,8 @@ class HttpPusher:
 
     async def _process(self) -> bool:
         """Send what is owed. True: a full batch went, look for more."""
-        store = self.hs.stores.pushers
-        upto = self.hs.db.stream_tracker.persisted_upto
+        store = self.stores.pushers
+        upto = self.pool.tracker.persisted_upto
         actions = await store.get_push_actions(self.pusher.user_id, self._position, upto, BATCH)
         for action in actions:
             if self._stopped:
@@ -284,7 +289,7 @@ class HttpPusher:
                 self._stopped = True
                 self.pool.forget(self)
                 return False
-            now = self.hs.now_ms()
+            now = self.ctx.now_ms()
             if outcome == "failed":
                 if self._failing_since is None:
                     self._failing_since = now
@@ -295,7 +300,7 @@ class HttpPusher:
                                           self._backoff_s * 2 or self.pool.initial_backoff_s)
                     logger.info("pusher %s/%s: push failed, retrying in %.1fs",
                                 self.pusher.user_id, self.pusher.app_id, self._backoff_s)
-                    self._timer = self.hs.clock.callLater(self._backoff_s, self._retry)
+                    self._timer = self.ctx.clock.callLater(self._backoff_s, self._retry)
                     return False
                 logger.warning("pusher %s/%s: giving up on %s after failing since %d",
                                self.pusher.user_id, self.pusher.app_id, action.event_id,
@@ -325,7 +330,7 @@ class HttpPusher:
         try:
             resp = await treq.post(url, json=body, agent=self.pool.agent,  # type: ignore[arg-type]
                                    timeout=self.pool.request_timeout_s,
-                                   reactor=self.hs.reactor)
+                                   reactor=self.ctx.reactor)
             content = await resp.json() if 200 <= resp.code < 300 else None
             if content is None:
                 await resp.text()
@@ -347,13 +352,13 @@ class HttpPusher:
     async def _notification(self, action: PushAction) -> dict[str, Any]:
         """The /notify body (content/push-gateway-api.md)."""
         p = self.pusher
-        event = await self.hs.stores.events.get_event(action.event_id)
+        event = await self.stores.events.get_event(action.event_id)
         if event is None:
             raise LookupError(action.event_id)
         data = {k: v for k, v in p.data.items() if k != "url"}
         device = {"app_id": p.app_id, "pushkey": p.pushkey,
                   "pushkey_ts": p.pushkey_ts // 1000, "data": data, "tweaks": action.tweaks}
-        unread = await self.hs.stores.pushers.get_unread_count(p.user_id)
+        unread = await self.stores.pushers.get_unread_count(p.user_id)
         counts = {"unread": unread} if unread else {}
         prio = "high" if (action.highlight or "sound" in action.tweaks
                           or event.type == "m.room.encrypted") else "low"
@@ -362,11 +367,11 @@ class HttpPusher:
             "prio": prio, "devices": [device]}
         if data.get("format") == "event_id_only":
             return {"notification": notification}
-        ctx = await self.hs.stores.pushers.get_room_context(event.room_id, event.sender)
+        ctx = await self.stores.pushers.get_room_context(event.room_id, event.sender)
         if ctx == RoomContext(None, None, None) and event.type == "m.room.member":
             # an invite to a room we do not hold: what its stripped state says
             ctx = _stripped_context(
-                await self.hs.stores.federation_events.get_remote_invite_state(
+                await self.stores.federation_events.get_remote_invite_state(
                     event.event_id) or [], event.sender)
         notification.update({"type": event.type, "sender": event.sender})
         if ctx.sender_display_name is not None:

@@ -16,7 +16,7 @@ they are un-ignored (the client may do a fresh initial sync to get them),
 as Synapse behaves.
 
 The list is read on every timeline read, so it is cached per user. The
-cache entry is dropped by a ``Database`` commit listener whenever a
+cache entry is dropped by a write hub subscriber (storage/hub.py) whenever a
 transaction writes something for the user alone (the ``ONLY_USER`` scope
 that every account data write carries): that listener runs before the
 stream's "persisted up to" can pass the write, so a /sync that sees the new
@@ -36,7 +36,7 @@ from homeserver.storage.streams import ONLY_USER
 
 if TYPE_CHECKING:
     from homeserver.storage.account_data import AccountDataStore
-    from homeserver.storage.database import Database
+    from homeserver.storage.hub import Committed
 
 IGNORED_USER_LIST = "m.ignored_user_list"
 # users whose list is kept in memory at once
@@ -68,13 +68,11 @@ def is_hidden(event: Event, ignored: frozenset[str]) -> bool:
 class IgnoredUsers:
     """Each user's ignore list, cached and kept fresh by commit listener."""
 
-    def __init__(self, db: "Database", account_data: "AccountDataStore") -> None:
+    def __init__(self, account_data: "AccountDataStore") -> None:
         self.account_data = account_data
         self._cache: dict[str, frozenset[str]] = {}
         # bumped each time a user's list may have changed
         self._generation: dict[str, int] = {}
-        # the database only to hear of commits: a changed list drops the cached one
-        db.commit_listeners.append(self._on_commit)
 
     def cached(self, user_id: str) -> frozenset[str] | None:
         """The user's list if it is in memory (the sync fast path is synchronous)."""
@@ -95,10 +93,9 @@ class IgnoredUsers:
             self._cache[user_id] = ignored
         return ignored
 
-    def _on_commit(self, stream_ids: list[int], new_events: list[tuple[Any, int]],
-                   scopes: dict[int, list[tuple[str | None, str | None]]]) -> None:
+    def _on_commit(self, committed: "Committed") -> None:
         # on the database thread: plain dict operations only
-        for entries in scopes.values():
+        for entries in committed.scopes.values():
             for room_id, user_id in entries:
                 if room_id == ONLY_USER and user_id is not None:
                     self._forget([user_id])

@@ -36,6 +36,8 @@ from typing import Any, TypeVar
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
+from homeserver.storage.hub import Committed, WriteHub
+
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
@@ -50,30 +52,39 @@ class DatabaseError(Exception):
 class Txn:
     """A cursor wrapper: ``?`` placeholders on both engines, rows as tuples."""
 
-    def __init__(self, engine: str, conn: Any, stream_tracker: Any = None,
-                 hooks: dict[str, Callable[..., None]] | None = None) -> None:
+    def __init__(self, engine: str, conn: Any, stream_tracker: Any = None) -> None:
         self.engine = engine
         self._conn = conn
         self._cursor = conn.cursor()
         # global stream positions this transaction took (storage/streams.py)
         self.stream_tracker = stream_tracker
         self.stream_ids: list[int] = []
-        self._hooks = hooks or {}
-        self.after_commit: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
-        # (event, stream position) of the timeline events this transaction
-        # persisted, for Database.commit_listeners
+        # What the write hub hears once this transaction has committed
+        # (storage/hub.py; never if it rolls back): how storage tells the
+        # rest of the server about a write without importing it.
+        # (event, stream position) of the timeline events this transaction persisted:
         self.new_events: list[tuple[Any, int]] = []
         # stream position -> who a write there may concern, as storage/streams.py
         # scopes say (positions without one: anybody)
         self.scopes: dict[int, list[tuple[str | None, str | None]]] = {}
+        self.device_list_changes: list[tuple[str, int]] = []
+        self.tokens_changed = False
 
-    def call_after_commit(self, hook: str, *args: Any) -> None:
-        """Call the Database's hook ``hook(*args)`` on the reactor once this
-        transaction has committed (never if it rolls back). How storage tells
-        the rest of the server about a write without importing it."""
-        fn = self._hooks.get(hook)
-        if fn is not None:
-            self.after_commit.append((fn, args))
+    def note_device_list_change(self, user_id: str, stream_pos: int) -> None:
+        """``user_id``'s device list changed at ``stream_pos`` (WriteHub.on_device_list_changed)."""
+        self.device_list_changes.append((user_id, stream_pos))
+
+    def note_tokens_changed(self) -> None:
+        """Some access token was deleted or changed (WriteHub.on_tokens_changed)."""
+        self.tokens_changed = True
+
+    def committed(self) -> Committed | None:
+        """The record of what this transaction wrote, None if nothing to tell."""
+        if not (self.stream_ids or self.tokens_changed):
+            return None
+        return Committed(tuple(self.stream_ids), tuple(self.new_events),
+                         {pos: tuple(scopes) for pos, scopes in self.scopes.items()},
+                         tuple(self.device_list_changes), self.tokens_changed)
 
     def add_scope(self, position: int, room_id: str | None, user_id: str | None) -> None:
         """Say who the write at ``position`` concerns (storage/streams.py)."""
@@ -200,13 +211,9 @@ class Database:
         # the StreamTracker of the global stream (storage/streams.py), set by
         # the HomeServer; None in one-off tools
         self.stream_tracker: Any = None
-        # name -> callable, for Txn.call_after_commit (set by the HomeServer)
-        self.hooks: dict[str, Callable[..., None]] = {}
-        # called on the database thread right after a commit that took global
-        # stream positions, before the stream tracker hears the transaction
-        # ended: f(positions, [(event, position)], {position: scope})
-        # (sync/recent.py)
-        self.commit_listeners: list[Callable[..., None]] = []
+        # who hears about committed writes (storage/hub.py); the HomeServer
+        # subscribes its services, one-off tools leave it empty
+        self.hub = WriteHub()
 
     # -- lifecycle --
 
@@ -297,16 +304,13 @@ class Database:
         """Run ``func(txn, *args)`` in a transaction on the calling thread."""
         for attempt in range(MAX_ATTEMPTS):
             conn = self._connection()
-            txn = Txn(self.engine, conn, self.stream_tracker, self.hooks)
+            txn = Txn(self.engine, conn, self.stream_tracker)
             try:
                 if self.engine == "sqlite":
                     conn.execute("BEGIN IMMEDIATE")
                 result = func(txn, *args, **kwargs)
                 conn.commit()
-                if txn.stream_ids:
-                    self._tell_commit_listeners(txn)
-                for hook, hook_args in txn.after_commit:
-                    self._reactor.callFromThread(hook, *hook_args)
+                self._tell_hub(txn)
                 return result
             except BaseException as e:
                 try:
@@ -329,16 +333,26 @@ class Database:
                 txn.close()
                 if txn.stream_ids:
                     # committed or rolled back: either way no longer in flight
-                    self._reactor.callFromThread(self.stream_tracker.finished,
-                                                 txn.stream_ids)
+                    self._reactor.callFromThread(self._finished, txn.stream_ids)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _tell_commit_listeners(self, txn: Txn) -> None:
-        for listener in self.commit_listeners:
-            try:
-                listener(txn.stream_ids, txn.new_events, txn.scopes)
-            except Exception:  # committed: a listener must not make it look failed
-                logger.exception("commit listener failed")
+    def _tell_hub(self, txn: Txn) -> None:
+        """Once per committed transaction: its record to the hub's
+        subscribers here, then its named hooks on the reactor (queued before
+        the stream tracker hears the transaction ended, as before)."""
+        committed = txn.committed()
+        if committed is None:
+            return
+        if committed.positions:
+            self.hub.committed_txn(committed)
+        if self.hub.has_named(committed):
+            self._reactor.callFromThread(self.hub.after_commit, committed)
+
+    def _finished(self, positions: list[int]) -> None:
+        """On the reactor: ``positions`` are no longer in flight."""
+        upto = self.stream_tracker.finished(positions)
+        if upto is not None:
+            self.hub.persisted(upto)
 
     def run_interaction(self, desc: str, func: Callable[..., R], *args: Any,
                         **kwargs: Any) -> "defer.Deferred[R]":

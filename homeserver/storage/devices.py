@@ -10,9 +10,6 @@ from homeserver.storage.streams import next_stream_id_txn
 from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.tokens import TokenStore
 
-# Txn hook called after a device list change commits: (user ID, stream position)
-DEVICE_LIST_CHANGED = "device_list_changed"
-
 
 @dataclass(frozen=True)
 class Device:
@@ -58,7 +55,7 @@ class DeviceStore:
         txn.execute("INSERT INTO device_list_changes (user_id, stream_id) VALUES (?, ?)"
                     " ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id",
                     (user_id, pos))
-        txn.call_after_commit(DEVICE_LIST_CHANGED, user_id, pos)
+        txn.note_device_list_change(user_id, pos)
         return pos
 
     async def get_devices(self, user_id: str) -> list[Device]:

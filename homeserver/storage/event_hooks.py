@@ -2,11 +2,12 @@
 
 Indexes derived from events (relations, full-text search) must be written in
 the same transaction as the event, so that a crash never leaves an event
-without its index rows or the reverse. The stores that keep such indexes
-register a function here at import; every path that stores an event into a
+without its index rows or the reverse. Every path that stores an event into a
 room's timeline (local sends, ``EventStore``; events from other servers and
-backfilled history, ``FederationEventStore``) calls ``run_persist_hooks``
-right after inserting the row.
+backfilled history, ``FederationEventStore``) calls ``PersistHooks.run_txn``
+right after inserting the row. The hooks are not registered at import:
+the HomeServer adds them, in order, to the ``PersistHooks`` of its events
+store (``EventStore.persist_hooks``; ``HomeServer._add_persist_hooks``).
 
 A hook gets the transaction, the event and its NID. It must be cheap,
 must not raise for odd content (an event from another server may hold
@@ -15,7 +16,7 @@ should drop what it derived from the redacted event.
 
 A chain of plain messages persisted together (``EventStore.
 persist_messages_txn``: a busy room's batch of local sends, or a run of
-messages from another server) goes through ``run_message_batch_hooks``: a
+messages from another server) goes through ``PersistHooks.run_batch_txn``: a
 hook registered with a ``batch`` function gets the whole batch at once (one
 query for all of it instead of several per event); the others get each
 event in turn. Such a batch holds events of one room, in order, none of
@@ -42,23 +43,35 @@ class MessageBatch:
 PersistHook = Callable[[Txn, Event, int], None]
 BatchHook = Callable[[Txn, MessageBatch], None]
 
-_HOOKS: list[tuple[PersistHook, BatchHook | None]] = []
 
+class PersistHooks:
+    """The per-event work of one server's persist transactions, in order."""
 
-def register_persist_hook(hook: PersistHook, batch: BatchHook | None = None) -> None:
-    if all(h is not hook for h, _ in _HOOKS):
-        _HOOKS.append((hook, batch))
+    def __init__(self) -> None:
+        self._hooks: list[tuple[PersistHook, BatchHook | None]] = []
+        # the invite of a local user to a room we do not hold is stored as
+        # an outlier: only these hooks run for it
+        self._remote_invite_hooks: list[PersistHook] = []
 
+    def add(self, hook: PersistHook, batch: BatchHook | None = None) -> None:
+        if all(h is not hook for h, _ in self._hooks):
+            self._hooks.append((hook, batch))
 
-def run_persist_hooks(txn: Txn, event: Event, event_nid: int) -> None:
-    for hook, _ in _HOOKS:
-        hook(txn, event, event_nid)
+    def add_remote_invite(self, hook: PersistHook) -> None:
+        self._remote_invite_hooks.append(hook)
 
+    def run_txn(self, txn: Txn, event: Event, event_nid: int) -> None:
+        for hook, _ in self._hooks:
+            hook(txn, event, event_nid)
 
-def run_message_batch_hooks(txn: Txn, batch: MessageBatch) -> None:
-    for hook, batch_hook in _HOOKS:
-        if batch_hook is not None:
-            batch_hook(txn, batch)
-        else:
-            for event, event_nid, _ in batch.events:
-                hook(txn, event, event_nid)
+    def run_batch_txn(self, txn: Txn, batch: MessageBatch) -> None:
+        for hook, batch_hook in self._hooks:
+            if batch_hook is not None:
+                batch_hook(txn, batch)
+            else:
+                for event, event_nid, _ in batch.events:
+                    hook(txn, event, event_nid)
+
+    def run_remote_invite_txn(self, txn: Txn, event: Event, event_nid: int) -> None:
+        for hook in self._remote_invite_hooks:
+            hook(txn, event, event_nid)

@@ -38,8 +38,7 @@ from homeserver.storage.cache import LruCache
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.event_hooks import (
     MessageBatch,
-    run_message_batch_hooks,
-    run_persist_hooks,
+    PersistHooks,
 )
 from homeserver.storage.event_rows import (
     EventRow,
@@ -89,6 +88,8 @@ class EventStore:
         self.cache: LruCache[str, Event] = LruCache(cache_size)
         # snapshots are read through its block cache
         self.state = state if state is not None else StateStore(db)
+        # per-event index work in the persist transaction (the HomeServer adds them)
+        self.persist_hooks = PersistHooks()
 
     # -- reading -----------------------------------------------------------
 
@@ -293,8 +294,7 @@ class EventStore:
                 self.cache.invalidate(redacts)
         return result
 
-    @staticmethod
-    def persist_messages_txn(txn: Txn, events: list[tuple[Event, NewEventTxn | None]],
+    def persist_messages_txn(self, txn: Txn, events: list[tuple[Event, NewEventTxn | None]],
                              room_nid: int, now_ms: int) -> list[PersistedEvent] | None:
         """``persist_event_txn`` for a chain of plain messages, in a few
         statements for the whole batch instead of a dozen per event; None
@@ -338,7 +338,7 @@ class EventStore:
         RoomStore.add_txn_ids_txn(txn, [
             (t.user_id, t.scope, room_nid, t.txn_id, nids[e.event_id], now_ms)
             for e, t in events if t is not None])
-        run_message_batch_hooks(txn, MessageBatch(room_nid, [
+        self.persist_hooks.run_batch_txn(txn, MessageBatch(room_nid, [
             (event, nids[event.event_id], stream)
             for event, stream in zip(evs, streams, strict=True)]))
         txn.new_events.extend(zip(evs, streams, strict=True))
@@ -352,8 +352,7 @@ class EventStore:
             return None
         return event.redacts
 
-    @staticmethod
-    def persist_event_txn(txn: Txn, event: Event, room_nid: int | None, now_ms: int,
+    def persist_event_txn(self, txn: Txn, event: Event, room_nid: int | None, now_ms: int,
                           txn_id: NewEventTxn | None,
                           new_room_id: str | None = None) -> PersistedEvent:
         if room_nid is None:
@@ -413,6 +412,6 @@ class EventStore:
         if txn_id is not None:
             RoomStore.add_txn_id_txn(txn, txn_id.user_id, txn_id.scope, room_nid,
                                      txn_id.txn_id, event_nid, now_ms)
-        run_persist_hooks(txn, event, event_nid)
+        self.persist_hooks.run_txn(txn, event, event_nid)
         txn.new_events.append((event, stream))
         return PersistedEvent(event_nid, stream, snapshot)

@@ -42,7 +42,6 @@ from typing import Any
 from homeserver.events.model import Event
 from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.event_hooks import run_persist_hooks
 from homeserver.storage.event_rows import (
     EventRow,
     event_nids_txn,
@@ -50,7 +49,6 @@ from homeserver.storage.event_rows import (
     insert_event_rows_txn,
 )
 from homeserver.storage.events import EventStore
-from homeserver.storage.push_rules import notify_remote_invite_txn
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.sql import chunks, placeholders, select_in, select_in_txn
 from homeserver.storage.state import StateKey, StateStore
@@ -319,7 +317,7 @@ class FederationEventStore:
                         (snapshot, event_nid))
         result = FederatedPersisted(event_nid, stream, snapshot)
         if not rejected and not soft_failed:
-            run_persist_hooks(txn, event, event_nid)
+            self.events.persist_hooks.run_txn(txn, event, event_nid)
         redacts = EventStore._applied_redaction(event)
         if redacts is not None and not soft_failed:
             txn.execute("INSERT INTO event_redactions (redacts, redaction_nid) VALUES (?, ?)",
@@ -424,7 +422,7 @@ class FederationEventStore:
         assert event.state_key is not None
         RoomStore.set_membership_txn(txn, event.state_key, room_nid,
                                      event.membership or "invite", event_nid, stream)
-        notify_remote_invite_txn(txn, event, event_nid)
+        self.events.persist_hooks.run_remote_invite_txn(txn, event, event_nid)
         txn.new_events.append((event, stream))
         return stream
 
@@ -502,13 +500,13 @@ class FederationEventStore:
                     nid = txn.select_value("SELECT event_nid FROM events WHERE event_id = ?",
                                            (event.event_id,))
                     if nid is not None:
-                        run_persist_hooks(txn, event, int(nid))
+                        self.events.persist_hooks.run_txn(txn, event, int(nid))
                 continue
             event_nid = self._insert_event_txn(
                 txn, event, room_nid, outlier=False, stream=positions.get(event.event_id),
                 snapshot=snapshot)
             if event.rejected_reason is None:
-                run_persist_hooks(txn, event, event_nid)
+                self.events.persist_hooks.run_txn(txn, event, event_nid)
             redacts = EventStore._applied_redaction(event)
             if redacts is not None:
                 txn.execute("INSERT INTO event_redactions (redacts, redaction_nid)"

@@ -32,7 +32,6 @@ from typing import Any
 
 from homeserver.events.model import Event
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.event_hooks import register_persist_hook
 from homeserver.storage.sql import chunks, placeholders, select_in, select_in_txn
 
 logger = logging.getLogger(__name__)
@@ -62,7 +61,8 @@ def relation_of(event: Event) -> tuple[str, str, str | None] | None:
     return rel_type, parent, key if isinstance(key, str) else None
 
 
-def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
+def index_relation_txn(txn: Txn, event: Event, event_nid: int) -> None:
+    """The persist hook: the event's relation row (a redaction drops it)."""
     if event.type == "m.room.redaction":
         redacts = event.redacts
         if isinstance(redacts, str):
@@ -89,8 +89,6 @@ def _persist_hook(txn: Txn, event: Event, event_nid: int) -> None:
         " ON CONFLICT (event_nid) DO NOTHING",
         (parent, rel_type, event.type, event.sender, key, event_nid))
 
-
-register_persist_hook(_persist_hook)
 
 
 @dataclass(frozen=True)

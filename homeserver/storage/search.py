@@ -42,7 +42,7 @@ from typing import Any
 
 from homeserver.events.model import Event
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.event_hooks import MessageBatch, register_persist_hook
+from homeserver.storage.event_hooks import MessageBatch
 
 logger = logging.getLogger(__name__)
 
@@ -246,8 +246,6 @@ def index_batch_txn(txn: Txn, batch: MessageBatch) -> None:
             txn.execute("INSERT INTO event_search_fts (rowid, value) VALUES (?, ?)",
                         (nid, value))
 
-
-register_persist_hook(index_event_txn, index_batch_txn)
 
 
 # -- queries --------------------------------------------------------------------

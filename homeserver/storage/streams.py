@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Callable
 
 from homeserver.storage.database import Database, Txn
 
@@ -35,7 +34,8 @@ class StreamTracker:
     """Positions handed out and not yet committed (thread-safe).
 
     Positions are allocated on database threads (``next_stream_id_txn``);
-    ``finished`` and the listeners run on the reactor thread.
+    ``finished`` runs on the reactor thread; who hears that the position
+    advanced is the Database's business (its write hub, storage/hub.py).
     """
 
     def __init__(self) -> None:
@@ -44,7 +44,6 @@ class StreamTracker:
         self._done: set[int] = set()  # finished while a lower one is in flight
         self._max = 0
         self._persisted = 0
-        self._listeners: list[Callable[[int], None]] = []
 
     def reset(self, current: int) -> None:
         """Start from ``current``, the highest position in the database."""
@@ -60,10 +59,6 @@ class StreamTracker:
     @property
     def max_allocated(self) -> int:
         return self._max
-
-    def add_listener(self, listener: Callable[[int], None]) -> None:
-        """Call ``listener(persisted_upto)`` whenever it advances."""
-        self._listeners.append(listener)
 
     def allocate(self, txn: Txn) -> int:
         with self._lock:
@@ -82,8 +77,9 @@ class StreamTracker:
         txn.stream_ids.extend(positions)
         return positions
 
-    def finished(self, positions: list[int]) -> None:
-        """The transaction holding ``positions`` committed or rolled back."""
+    def finished(self, positions: list[int]) -> int | None:
+        """The transaction holding ``positions`` committed or rolled back;
+        returns the new ``persisted_upto`` if it advanced, else None."""
         with self._lock:
             self._done.update(positions)
             while self._in_flight and self._in_flight[0] in self._done:
@@ -92,9 +88,7 @@ class StreamTracker:
             advanced = new > self._persisted
             if advanced:
                 self._persisted = new
-        if advanced:
-            for listener in list(self._listeners):
-                listener(new)
+        return new if advanced else None
 
 
 def _allocate_txn(txn: Txn) -> int:

@@ -31,8 +31,6 @@ class RefreshTokenInfo:
     has_next_refresh_token_been_refreshed: bool = False
 
 
-# Txn.call_after_commit hook: some access token was deleted or changed
-TOKENS_CHANGED = "access_tokens_changed"
 # access tokens kept in memory (each is a few hundred bytes)
 ACCESS_TOKEN_CACHE_SIZE = 50_000
 
@@ -45,10 +43,10 @@ class TokenStore:
         # logged-out token stops working as soon as the logout is answered
         self._cache: dict[str, AccessTokenInfo] = {}
         self._generation = 0
-        db.hooks[TOKENS_CHANGED] = self._tokens_changed
 
-    def _tokens_changed(self) -> None:
-        """An access token was deleted or changed: forget every cached one."""
+    def tokens_changed(self) -> None:
+        """An access token was deleted or changed: forget every cached one
+        (on the write hub's tokens hook, HomeServer._subscribe_after_write)."""
         self._generation += 1
         self._cache.clear()
 
@@ -106,7 +104,7 @@ class TokenStore:
     async def mark_access_token_used(self, token_id: int, refresh_token_id: int) -> None:
         """The new pair is in use: the refresh token that produced it can go."""
         def txn_fn(txn: Txn) -> None:
-            txn.call_after_commit(TOKENS_CHANGED)
+            txn.note_tokens_changed()
             txn.execute("UPDATE access_tokens SET used = 1 WHERE id = ?", (token_id,))
             txn.execute("DELETE FROM access_tokens WHERE refresh_token_id IN"
                         " (SELECT id FROM refresh_tokens WHERE next_token_id = ?)",
@@ -138,7 +136,7 @@ class TokenStore:
         previous = txn.select_value("SELECT next_token_id FROM refresh_tokens WHERE id = ?",
                                     (old_id,))
         if previous is not None:
-            txn.call_after_commit(TOKENS_CHANGED)
+            txn.note_tokens_changed()
             txn.execute("DELETE FROM access_tokens WHERE refresh_token_id = ?", (previous,))
             txn.execute("DELETE FROM refresh_tokens WHERE id = ?", (previous,))
         txn.execute("UPDATE refresh_tokens SET next_token_id = ? WHERE id = ?",
@@ -146,13 +144,13 @@ class TokenStore:
 
     async def delete_access_token(self, token_id: int) -> None:
         def txn_fn(txn: Txn) -> None:
-            txn.call_after_commit(TOKENS_CHANGED)
+            txn.note_tokens_changed()
             txn.execute("DELETE FROM access_tokens WHERE id = ?", (token_id,))
         await self.db.run_interaction("delete_access_token", txn_fn)
 
     @staticmethod
     def delete_tokens_for_device_txn(txn: Txn, user_id: str, device_id: str) -> None:
-        txn.call_after_commit(TOKENS_CHANGED)
+        txn.note_tokens_changed()
         txn.execute("DELETE FROM access_tokens WHERE user_id = ? AND device_id = ?",
                     (user_id, device_id))
         txn.execute("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?",
@@ -160,7 +158,7 @@ class TokenStore:
 
     @staticmethod
     def delete_all_tokens_txn(txn: Txn, user_id: str, except_device_id: str | None = None) -> None:
-        txn.call_after_commit(TOKENS_CHANGED)
+        txn.note_tokens_changed()
         if except_device_id is None:
             txn.execute("DELETE FROM access_tokens WHERE user_id = ?", (user_id,))
             txn.execute("DELETE FROM refresh_tokens WHERE user_id = ?", (user_id,))

@@ -34,7 +34,6 @@ from typing import Any
 
 from homeserver.events.model import Event
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.event_hooks import register_persist_hook
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +80,6 @@ def member_joined_txn(txn: Txn, event: Event, event_nid: int) -> None:
     _upsert_txn(txn, event.state_key.replace("\x00", ""), _clean(content.get("displayname")),
                 _clean(content.get("avatar_url")))
 
-
-register_persist_hook(member_joined_txn)
 
 # The rooms whose current join rule is public. The canonical JSON of a
 # join-rules event has no spaces, and nothing but the content holds the key.

@@ -11,7 +11,7 @@ and what it needs is kept by six modules, each for its own reasons:
 - each user's ignored users (``rooms/ignored.py``);
 - each device's one-time key counts (``e2e/keys.py``);
 - the push rules' verdicts for recently persisted events
-  (``storage/push_rules.py``).
+  (``push/actions.py``).
 
 ``SyncMemory`` fronts them so the sync code asks one thing, and so a reader
 sees in one place everything a fast answer depends on. Its readers are the
@@ -26,11 +26,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from homeserver.storage.push_rules import recent_actions
-
 if TYPE_CHECKING:
     from homeserver.e2e.keys import E2eKeyHandler
     from homeserver.edu.typing import TypingManager
+    from homeserver.push.actions import PushActions
     from homeserver.rooms.ignored import IgnoredUsers
     from homeserver.storage.e2e_keys import KeyCounts
     from homeserver.sync.notifier import Notifier
@@ -42,7 +41,7 @@ class SyncMemory:
 
     def __init__(self, recent: "RecentActivity", typing: "TypingManager",
                  notifier: "Notifier", ignored: "IgnoredUsers",
-                 e2e_keys: "E2eKeyHandler") -> None:
+                 e2e_keys: "E2eKeyHandler", push_actions: "PushActions") -> None:
         self.recent = recent
         self._typing = typing
         # (user, room) -> (as of position, notifications, highlights), and
@@ -60,7 +59,7 @@ class SyncMemory:
         # {local user: (notify, highlight)} of a recently persisted event,
         # None when persisted before this process started
         self.push_verdicts: Callable[[str], dict[str, tuple[int, int]] | None] = \
-            recent_actions
+            push_actions.recent_actions
 
     def typing_changed(self, since_pos: int, now_pos: int) -> bool:
         """Whether any room's typing set changed in (``since_pos``, ``now_pos``]."""

@@ -36,12 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 
-from homeserver.storage.devices import DEVICE_LIST_CHANGED
-
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
-    from homeserver.storage.database import Database
     from homeserver.storage.rooms import RoomStore
+    from homeserver.storage.streams import StreamTracker
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +60,13 @@ class UserStream:
 
 
 class Notifier:
-    """The per-user wake-ups; ``db`` only to hear when the stream is
-    persisted up to a position and when a device list changes."""
+    """The per-user wake-ups; the stream tracker only to know how far the
+    stream is persisted (the write hub tells it when that moves)."""
 
-    def __init__(self, ctx: "ServerContext", db: "Database", rooms: "RoomStore") -> None:
+    def __init__(self, ctx: "ServerContext", tracker: "StreamTracker",
+                 rooms: "RoomStore") -> None:
         self.ctx = ctx
-        self.db = db
+        self.tracker = tracker
         self.rooms = rooms
         self._streams: dict[str, UserStream] = {}
         self._room_members: dict[str, frozenset[str]] = {}
@@ -78,8 +77,6 @@ class Notifier:
         # the stream is persisted up to the position
         self._pending: list[tuple[int, int, str | None, tuple[str, ...]]] = []
         self._seq = itertools.count()
-        db.stream_tracker.add_listener(self._on_persisted)
-        db.hooks[DEVICE_LIST_CHANGED] = self.device_list_changed
 
     # -- readers ----------------------------------------------------------
 
@@ -156,7 +153,7 @@ class Notifier:
         if not users:
             return
         room = PRESENCE_WAKE if presence else None
-        if stream_pos is not None and stream_pos > self.db.stream_tracker.persisted_upto:
+        if stream_pos is not None and stream_pos > self.tracker.persisted_upto:
             heapq.heappush(self._pending, (stream_pos, next(self._seq), room, users))
             return
         self._wake(users, presence=presence)
@@ -165,7 +162,7 @@ class Notifier:
                     extra_users: Iterable[str] = ()) -> None:
         """Wake the room's local members and ``extra_users``."""
         extra = tuple(extra_users)
-        if stream_pos is not None and stream_pos > self.db.stream_tracker.persisted_upto:
+        if stream_pos is not None and stream_pos > self.tracker.persisted_upto:
             heapq.heappush(self._pending, (stream_pos, next(self._seq), room_id, extra))
             return
         self._wake_room(room_id, extra)

@@ -20,7 +20,7 @@ fast path (``sync/fast_path.py``) can build most woken responses from it:
 - unread counts per (user, room) as of a stream position, stored by the
   full builder and carried forward by the fast path.
 
-Both lists are filled from ``Database.commit_listeners``: called on the
+Both lists are filled from the write hub (``storage/hub.py``): called on the
 database thread right after a transaction commits and *before* the stream
 tracker can move "persisted up to" past its positions (storage/streams.py).
 So a reader that sees a position as persisted also sees it here: either as a
@@ -39,6 +39,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from homeserver.events.model import Event
+from homeserver.storage.hub import Committed
 from homeserver.storage.streams import ONLY_USER, TO_DEVICE
 
 # plain events kept (all rooms together); barrier positions kept
@@ -78,11 +79,12 @@ class RecentActivity:
 
     # -- writers: the database thread, right after a commit ---------------
 
-    def on_commit(self, positions: list[int], events: list[tuple[Event, int]],
-                  scopes: dict[int, list[tuple[str | None, str | None]]]) -> None:
+    def on_commit(self, committed: Committed) -> None:
         """A transaction committed with these global ``positions``; ``events``
         are the timeline events it persisted with their positions, ``scopes``
-        who its other writes concern (``storage/streams.py``)."""
+        who its other writes concern (``storage/streams.py``); all three
+        read from ``committed`` (``storage/hub.py``)."""
+        positions, events, scopes = committed.positions, committed.events, committed.scopes
         by_pos = {pos: event for event, pos in events}
         with self._lock:
             for pos in sorted(positions):

@@ -16,10 +16,20 @@ import pytest_twisted
 
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.push.actions import PushActions
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.event_hooks import run_persist_hooks
-from homeserver.storage.search import SearchQuery, SearchStore, fts5_query, search_words
-from homeserver.storage.user_directory import UserDirectoryStore
+from homeserver.storage.event_hooks import PersistHooks
+from homeserver.storage.push_rules import PushRuleStore
+from homeserver.storage.relations import index_relation_txn
+from homeserver.storage.search import (
+    SearchQuery,
+    SearchStore,
+    fts5_query,
+    index_batch_txn,
+    index_event_txn,
+    search_words,
+)
+from homeserver.storage.user_directory import UserDirectoryStore, member_joined_txn
 from tests.storage.conftest import Databases, prepare
 
 ROOM = "!room:test.local"
@@ -90,8 +100,21 @@ def make_event(event_id: str, event_type: str, content: dict[str, Any], sender: 
     return Event(event_id, V10, body)
 
 
+def persist_hooks(db: Database) -> PersistHooks:
+    """The persist hooks as the HomeServer adds them (``_add_persist_hooks``)."""
+    hooks = PersistHooks()
+    actions = PushActions(PushRuleStore(db))
+    hooks.add(actions.persist_hook_txn, actions.batch_hook_txn)
+    hooks.add(index_relation_txn)
+    hooks.add(index_event_txn, index_batch_txn)
+    hooks.add(member_joined_txn)
+    return hooks
+
+
 async def persist(db: Database, *events: Event) -> None:
     """Stand-in rows for ``events`` at the next stream positions, with the hooks run."""
+    hooks = persist_hooks(db)
+
     def txn_fn(txn: Txn) -> None:
         if txn.select_one("SELECT 1 FROM rooms WHERE room_nid = 1") is None:
             txn.execute("INSERT INTO rooms (room_id, room_version, created_ts)"
@@ -106,7 +129,7 @@ async def persist(db: Database, *events: Event) -> None:
             if event.type == "m.room.redaction" and event.redacts is not None:
                 txn.execute("INSERT INTO event_redactions (redacts, redaction_nid)"
                             " VALUES (?, ?)", (event.redacts, nid))
-            run_persist_hooks(txn, event, nid)
+            hooks.run_txn(txn, event, nid)
     await db.run_interaction("persist", txn_fn)
 
 
