@@ -13,11 +13,11 @@ import pytest_twisted
 from tests.api.test_rooms import ALICE, BOB, V3, create_room, invite, join, send, send_text
 from tests.federation.conftest import federation, test_ca  # noqa: F401 - fixtures
 from tests.federation.harness import server_name
-from tests.federation.test_rooms import create_room as fed_create_room
 from tests.federation.test_rooms import q as fed_q
 from tests.federation.test_rooms import send_text as fed_send_text
 from tests.federation.test_rooms import wait_for
 from tests.harness import Client, TestServer
+from tests.helpers import create_public_room as fed_create_room
 
 CAROL = "@carol:test.local"
 

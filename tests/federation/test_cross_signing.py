@@ -11,8 +11,9 @@ import pytest_twisted
 
 from tests.api.test_cross_signing import CrossSigner, cs_key, new_key, pub, query
 from tests.federation.harness import server_name
-from tests.federation.test_rooms import create_room, wait_for
+from tests.federation.test_rooms import wait_for
 from tests.harness import Client, TestServer
+from tests.helpers import create_public_room as create_room
 
 V3 = "/_matrix/client/v3"
 

@@ -10,8 +10,9 @@ import pytest_twisted
 
 from tests.api.test_keys import device_keys, otks, sync
 from tests.federation.harness import server_name
-from tests.federation.test_rooms import create_room, q, wait_for
+from tests.federation.test_rooms import q, wait_for
 from tests.harness import Client
+from tests.helpers import create_public_room as create_room
 
 V3 = "/_matrix/client/v3"
 

@@ -9,8 +9,9 @@ import pytest_twisted
 
 from homeserver.federation.client import FederationError
 from tests.federation.harness import server_name
-from tests.federation.test_rooms import create_room, q
+from tests.federation.test_rooms import q
 from tests.harness import Client
+from tests.helpers import create_public_room as create_room
 
 V1 = "/_matrix/client/v1"
 V3 = "/_matrix/client/v3"

@@ -17,8 +17,9 @@ from homeserver.events.hashes import compute_event_id
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.federation.client import FederationError
 from tests.federation.harness import server_name
-from tests.federation.test_rooms import _joined, create_room, q, send_text, wait_for
+from tests.federation.test_rooms import _joined, q, send_text, wait_for
 from tests.harness import Client, TestServer
+from tests.helpers import create_public_room as create_room
 
 FED = "/_matrix/federation/v1"
 

@@ -14,13 +14,13 @@ from tests.federation.test_rooms import (
     _has_body,
     _joined,
     _membership_is,
-    create_room,
     joined_pair,
     q,
     send_text,
     timeline_bodies,
     wait_for,
 )
+from tests.helpers import create_public_room as create_room
 
 
 @pytest_twisted.ensureDeferred

@@ -9,8 +9,9 @@ from typing import Any
 import pytest_twisted
 
 from tests.federation.harness import server_name
-from tests.federation.test_rooms import _has_body, _joined, create_room, q, send_text, wait_for
+from tests.federation.test_rooms import _has_body, _joined, q, send_text, wait_for
 from tests.harness import Client
+from tests.helpers import create_public_room as create_room
 
 V1 = "/_matrix/client/v1"
 V3 = "/_matrix/client/v3"

@@ -8,7 +8,8 @@ import pytest_twisted
 
 from tests.federation.conftest import federation, test_ca  # noqa: F401  (fixtures)
 from tests.federation.harness import server_name
-from tests.federation.test_rooms import create_room, q, wait_for
+from tests.federation.test_rooms import q, wait_for
+from tests.helpers import create_public_room as create_room
 from tests.push.gateway import PushGateway
 from tests.push.test_pushers import gateway, pusher_body, set_pusher  # noqa: F401  (fixture)
 
