@@ -28,6 +28,7 @@ from homeserver.federation.keys import KeyRing
 from homeserver.federation.membership import FederationMembership
 from homeserver.federation.request_auth import FederationAuth
 from homeserver.federation.sender import FederationSender
+from homeserver.federation.transactions import TransactionReceiver
 from homeserver.http.auth import Auth
 from homeserver.http.channel import MAX_CONNECTIONS_PER_IP, GuardedSite
 from homeserver.http.ratelimit import Ratelimiter
@@ -137,13 +138,25 @@ class HomeServer:
                                         self.notifier)
         self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier)
         # federation (federation/__init__.py has the map)
-        self.keyring = KeyRing(self)
-        self.federation_client = FederationClient(self)
-        self.federation_auth = FederationAuth(self)
-        self.federation_sender = FederationSender(self)
-        self.federation_event_handler = FederationEventHandler(self)
-        self.federation_membership = FederationMembership(self)
-        self.edu_handler = EduHandler(self)
+        ctx, stores = self.ctx, self.stores
+        self.federation_client = FederationClient(ctx)
+        self.keyring = KeyRing(ctx, stores.server_keys, self.federation_client)
+        self.federation_sender = FederationSender(ctx, self.db.stream_tracker,
+                                                  stores.federation_queue, stores.to_device,
+                                                  self.federation_client)
+        self.federation_auth = FederationAuth(ctx, self.keyring, self.federation_sender)
+        self.federation_event_handler = FederationEventHandler(
+            ctx, stores, self.keyring, self.federation_client, self.federation_sender,
+            self.event_creator, self.notifier, self.typing)
+        self.federation_membership = FederationMembership(
+            ctx, stores, self.federation_client, self.federation_sender,
+            self.federation_event_handler, self.event_creator, self.notifier)
+        self.edu_handler = EduHandler(
+            ctx, self.db, stores, self.federation_event_handler, self.federation_sender,
+            self.typing, self.presence, self.notifier)
+        self.federation_transactions = TransactionReceiver(
+            ctx, stores.federation_events, stores.rooms, self.federation_event_handler,
+            self.edu_handler)
         # rooms: the space hierarchy asks other servers
         self.hierarchy = HierarchyHandler(self.ctx, self.stores, self.federation_client)
         # after the notifier: it chains onto its device-list hook
@@ -195,6 +208,10 @@ class HomeServer:
         self.typing.edu_handler = self.edu_handler
         self.receipts.edu_handler = self.edu_handler
         self.presence.edu_handler = self.edu_handler
+        # federation
+        self.federation_membership.membership = self.membership
+        self.edu_handler.e2e_keys = self.e2e_keys
+        self.edu_handler.cross_signing = self.cross_signing
 
     # -- helpers used across the server --
 

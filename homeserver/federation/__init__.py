@@ -10,6 +10,8 @@
   never to private address ranges unless configured).
 - ``sender.py``: per-destination queues of PDUs and EDUs, persisted, with
   backoff and catch-up.
+- ``transactions.py``: inbound transactions (PUT /send): limits, each
+  room's PDUs in order, a result per PDU, EDUs handed to ``edus.py``.
 - ``event_handler.py``: the inbound PDU pipeline (signatures, hashes, auth,
   state resolution, soft-fail, persistence), fetching what is missing.
 - ``membership.py``: joins, leaves, invites and knocks across servers.

@@ -47,7 +47,7 @@ from homeserver.federation.discovery import (
 from homeserver.federation.request_auth import authorization_headers
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
 
 logger = logging.getLogger(__name__)
 
@@ -98,16 +98,16 @@ def encode_query(args: QueryArgs | None) -> str:
 
 
 class FederationClient:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        config = hs.config
+    def __init__(self, ctx: "ServerContext") -> None:
+        self.ctx = ctx
+        config = ctx.config
         self.default_timeout_ms: int = config.federation["client_timeout"]
-        self.connector = Connector(hs.reactor, config)
-        self.discovery = Discovery(hs.reactor, hs.clock, self.connector)
+        self.connector = Connector(ctx.reactor, config)
+        self.discovery = Discovery(ctx.reactor, ctx.clock, self.connector)
         whitelist = config.federation_domain_whitelist
         self.domain_whitelist: frozenset[str] | None = (
             frozenset(whitelist) if whitelist is not None else None)
-        self._pool = HTTPConnectionPool(hs.reactor, persistent=True)
+        self._pool = HTTPConnectionPool(ctx.reactor, persistent=True)
         self._pool.maxPersistentPerHost = 5
         self._pool.cachedConnectionTimeout = 120
         # a retried POST/PUT could apply twice; the sender retries on its own terms
@@ -134,7 +134,7 @@ class FederationClient:
 
     def check_destination(self, destination: str) -> None:
         """RequestFailed unless we may send to ``destination`` at all."""
-        if destination == self.hs.hostname:
+        if destination == self.ctx.hostname:
             raise RequestFailed(f"refusing to send a federation request to ourselves "
                                 f"({destination})")
         if self.domain_whitelist is not None and destination not in self.domain_whitelist:
@@ -151,7 +151,7 @@ class FederationClient:
         uri = path + ("?" + query if query else "")
         timeout_s = (timeout_ms if timeout_ms is not None else self.default_timeout_ms) / 1000
         d = defer.ensureDeferred(self._send(method, destination, uri, body, sign, max_size))
-        d.addTimeout(timeout_s, self.hs.reactor)
+        d.addTimeout(timeout_s, self.ctx.reactor)
         try:
             return await d
         except (RequestFailed, FederationError):
@@ -177,7 +177,7 @@ class FederationClient:
             data = encode_canonical_json(body)
             headers.addRawHeader(b"Content-Type", b"application/json")
         if sign:
-            for value in authorization_headers(self.hs.hostname, self.hs.signing_key, method,
+            for value in authorization_headers(self.ctx.hostname, self.ctx.signing_key, method,
                                                uri, destination, body):
                 headers.addRawHeader(b"Authorization", value)
         response = await self._agent_for(target).request(
@@ -211,7 +211,7 @@ class FederationClient:
     def _agent_for(self, target: ResolvedServer) -> Agent:
         # Agents are cheap; the pool (keyed by destination) is what persists.
         endpoint = self.connector.endpoint(target.host, target.port, target.tls_name)
-        return Agent.usingEndpointFactory(self.hs.reactor, _FixedEndpoint(endpoint),
+        return Agent.usingEndpointFactory(self.ctx.reactor, _FixedEndpoint(endpoint),
                                           pool=self._pool)
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ server-server-api.md "Resolving server names", in order:
 
 Well-known answers are cached for their Cache-Control max-age (or Expires),
 24 hours by default, at most 48 hours; failures for an hour. SRV answers are
-cached for their TTL. Time is ``hs.clock``, so tests move it.
+cached for their TTL. Time is the server's clock (``ServerContext.clock``), so tests move it.
 
 This module also holds the connection layer that the federation client
 shares with the well-known fetch: every address a name resolves to is checked

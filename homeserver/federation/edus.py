@@ -51,7 +51,17 @@ from homeserver.federation.client import FederationError, QueryArgs, RequestFail
 from homeserver.storage.devices import DeviceStore
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.e2e.cross_signing import CrossSigning
+    from homeserver.e2e.keys import E2eKeyHandler
+    from homeserver.edu.presence import PresenceHandler
+    from homeserver.edu.typing import TypingManager
+    from homeserver.federation.client import FederationClient
+    from homeserver.federation.event_handler import FederationEventHandler
+    from homeserver.federation.sender import FederationSender
+    from homeserver.storage import Stores
+    from homeserver.storage.database import Database
+    from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +108,7 @@ def _is_short_str(value: Any, max_bytes: int) -> bool:
             and "\x00" not in value)
 
 
-async def query_remote(hs: "HomeServer", destination: str, path: str,
+async def query_remote(client: "FederationClient", destination: str, path: str,
                        args: QueryArgs | None = None, body: Any = None) -> Any:
     """GET (or POST, with ``body``) a federation query for the client API.
 
@@ -107,7 +117,6 @@ async def query_remote(hs: "HomeServer", destination: str, path: str,
     thing"), 502 M_UNKNOWN when the server cannot be reached or answers
     garbage, as Synapse does.
     """
-    client = hs.federation_client
     try:
         if body is None:
             result = await client.get_json(destination, path, args,
@@ -134,8 +143,25 @@ async def query_remote(hs: "HomeServer", destination: str, path: str,
 
 
 class EduHandler:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
+    # the device-list cache of remote users, and the checks and storage of
+    # their cross-signing keys; both send through our sender, so are built
+    # after us: set by HomeServer._wire_late
+    e2e_keys: "E2eKeyHandler"
+    cross_signing: "CrossSigning"
+
+    def __init__(self, ctx: "ServerContext", db: "Database", stores: "Stores",
+                 event_handler: "FederationEventHandler", sender: "FederationSender",
+                 typing: "TypingManager", presence: "PresenceHandler",
+                 notifier: "Notifier") -> None:
+        self.ctx = ctx
+        # runs the device store's transaction that marks a device list changed
+        self.db = db
+        self.stores = stores
+        self.event_handler = event_handler
+        self.sender = sender
+        self.typing = typing
+        self.presence = presence
+        self.notifier = notifier
         self._handlers = {
             "m.typing": self._on_typing,
             "m.receipt": self._on_receipt,
@@ -167,14 +193,14 @@ class EduHandler:
         """The NID of ``room_id`` if ``user_id`` is joined to it (else BadEdu)."""
         _require(is_valid_room_id(room_id) and is_storable_text(room_id),
                  f"invalid room_id {room_id!r}")
-        room = await self.hs.stores.rooms.get_room(room_id)
+        room = await self.stores.rooms.get_room(room_id)
         _require(room is not None, f"unknown room {room_id!r}")
         assert room is not None
-        membership = await self.hs.stores.rooms.get_membership(user_id, room.room_nid)
+        membership = await self.stores.rooms.get_membership(user_id, room.room_nid)
         _require(membership is not None and membership.membership == "join",
                  f"{user_id} is not joined to {room_id}")
         # the room's server ACL applies to EDUs as to PDUs
-        _require(await self.hs.federation_event_handler.origin_allowed(
+        _require(await self.event_handler.origin_allowed(
             room, user_id.partition(":")[2]), f"server ACL of {room_id} denies the sender")
         return room.room_nid
 
@@ -186,8 +212,8 @@ class EduHandler:
         _require(isinstance(typing, bool), "typing is not a boolean")
         assert isinstance(room_id, str) and isinstance(user_id, str)
         await self._joined_room_nid(user_id, room_id)
-        self.hs.typing.set_remote_typing(user_id, room_id, bool(typing),
-                                         REMOTE_TYPING_TIMEOUT_MS)
+        self.typing.set_remote_typing(user_id, room_id, bool(typing),
+                                      REMOTE_TYPING_TIMEOUT_MS)
 
     async def _on_receipt(self, origin: str, content: dict[str, Any]) -> None:
         for room_id, by_type in content.items():
@@ -230,10 +256,10 @@ class EduHandler:
         # The data is stored as sent (less thread_id, which has its column),
         # as clients expect whatever the origin put there.
         stored = {k: v for k, v in data.items() if k != "thread_id"}
-        stream_pos = await self.hs.stores.receipts.upsert_receipt(
+        stream_pos = await self.stores.receipts.upsert_receipt(
             room_id, user_id, receipt_type, thread_id, event_id, stored)
         if stream_pos is not None:
-            self.hs.notifier.notify_room(room_id, stream_pos)
+            self.notifier.notify_room(room_id, stream_pos)
 
     async def _latest_event(self, event_ids: list[str]) -> str:
         """Of the events a receipt names, the one furthest in our stream (the
@@ -242,14 +268,14 @@ class EduHandler:
             return event_ids[0]
         best, best_pos = event_ids[0], -1
         for event_id in dict.fromkeys(event_ids[:10]):
-            position = await self.hs.stores.events.get_event_position(event_id)
+            position = await self.stores.events.get_event_position(event_id)
             if position is not None and position.stream_ordering is not None \
                     and position.stream_ordering > best_pos:
                 best, best_pos = event_id, position.stream_ordering
         return best
 
     async def _on_presence(self, origin: str, content: dict[str, Any]) -> None:
-        if not self.hs.config.presence["federation"] or not self.hs.presence.enabled:
+        if not self.ctx.config.presence["federation"] or not self.presence.enabled:
             return
         push = content.get("push")
         _require(isinstance(push, list), "push is not a list")
@@ -279,7 +305,7 @@ class EduHandler:
         currently_active = update.get("currently_active", False)
         _require(isinstance(currently_active, bool), "invalid currently_active")
         assert isinstance(user_id, str) and isinstance(presence, str)
-        await self.hs.presence.on_remote_presence(
+        await self.presence.on_remote_presence(
             user_id, presence, status_msg, last_active_ago, bool(currently_active))
 
     async def _on_direct_to_device(self, origin: str, content: dict[str, Any]) -> None:
@@ -293,7 +319,7 @@ class EduHandler:
         assert isinstance(message_id, str) and isinstance(messages, dict)
         local: dict[str, dict[str, dict[str, Any]]] = {}
         for user_id, by_device in messages.items():
-            if not self.hs.is_mine(user_id) or server_of(user_id) is None:
+            if not self.ctx.is_mine(user_id) or server_of(user_id) is None:
                 logger.info("dropping to-device message from %s for %r: not our user",
                             origin, user_id)
                 continue
@@ -310,15 +336,15 @@ class EduHandler:
         if not local:
             return
         # (origin, scope, message_id): a retried transaction stores nothing twice
-        stored = await self.hs.stores.to_device.add_messages(
+        stored = await self.stores.to_device.add_messages(
             sender, event_type, local, {}, (origin, "federation", message_id),
-            self.hs.now_ms())
+            self.ctx.now_ms())
         if stored is None:
             logger.debug("duplicate to-device message %s from %s", message_id, origin)
             return
         stream_pos, recipients = stored
         if recipients:
-            self.hs.notifier.notify_users(recipients, stream_pos)
+            self.notifier.notify_users(recipients, stream_pos)
 
     async def _on_device_list_update(self, origin: str, content: dict[str, Any]) -> None:
         user_id = content.get("user_id")
@@ -332,42 +358,42 @@ class EduHandler:
             content = {**content, "device_display_name": _storable(name) or None}
         # Only users someone here can see: anything else would let any server
         # fill the table. The change wakes the room mates' /sync.
-        mates = await self.hs.stores.rooms.get_room_mates(user_id)
-        if not any(self.hs.is_mine(u) for u in mates):
+        mates = await self.stores.rooms.get_room_mates(user_id)
+        if not any(self.ctx.is_mine(u) for u in mates):
             logger.debug("ignoring device list update of %s: shares no room with us", user_id)
             return
         # the cache of the user's devices first (resync on a gap), so clients
         # woken by the change read the new keys
-        await self.hs.e2e_keys.on_remote_update(origin, content)
-        await self.hs.db.run_interaction("remote_device_list_changed",
-                                         DeviceStore.mark_device_list_changed_txn, user_id)
+        await self.e2e_keys.on_remote_update(origin, content)
+        await self.db.run_interaction("remote_device_list_changed",
+                                      DeviceStore.mark_device_list_changed_txn, user_id)
 
     async def _on_signing_key_update(self, origin: str, content: dict[str, Any]) -> None:
         user_id = content.get("user_id")
         _require(server_of(user_id) == origin, f"user_id {user_id!r} is not of {origin}")
         # the remote user's new master / self-signing keys (e2e/cross_signing.py
         # checks them, and stores them only for users sharing a room with us)
-        await self.hs.cross_signing.on_signing_key_update(origin, content)
+        await self.cross_signing.on_signing_key_update(origin, content)
 
     # -- outbound --------------------------------------------------------------
 
     async def remote_servers_in_room(self, room_id: str) -> set[str]:
         """The other servers with a user joined to the room."""
-        room = await self.hs.stores.rooms.get_room(room_id)
+        room = await self.stores.rooms.get_room(room_id)
         if room is None:
             return set()
-        return self._remote_servers(await self.hs.stores.rooms.get_members(room.room_nid))
+        return self._remote_servers(await self.stores.rooms.get_members(room.room_nid))
 
     def _remote_servers(self, user_ids: Iterable[str]) -> set[str]:
         servers = {user_id.partition(":")[2] for user_id in user_ids}
-        servers.discard(self.hs.hostname)
+        servers.discard(self.ctx.hostname)
         servers.discard("")
         return servers
 
     def send_typing(self, room_id: str, user_id: str, typing: bool) -> None:
         """A local user started or stopped typing: tell the room's other servers."""
         content = {"room_id": room_id, "user_id": user_id, "typing": typing}
-        self.hs.run_in_background(
+        self.ctx.run_in_background(
             self._send_to_room(room_id, "m.typing", content, ("typing", room_id, user_id)))
 
     def send_receipt(self, room_id: str, receipt_type: str, user_id: str, event_id: str,
@@ -380,21 +406,21 @@ class EduHandler:
                                                       "data": data}}}}
         # keyed by thread too: receipts of two threads are both current
         key = ("receipt", room_id, receipt_type, user_id, data.get("thread_id"))
-        self.hs.run_in_background(self._send_to_room(room_id, "m.receipt", content, key))
+        self.ctx.run_in_background(self._send_to_room(room_id, "m.receipt", content, key))
 
     async def _send_to_room(self, room_id: str, edu_type: str, content: dict[str, Any],
                             key: Any) -> None:
         for destination in sorted(await self.remote_servers_in_room(room_id)):
-            self.hs.federation_sender.send_edu(destination, edu_type, content, key)
+            self.sender.send_edu(destination, edu_type, content, key)
 
     def send_presence(self, user_id: str, room_mates: Iterable[str],
                       content: dict[str, Any]) -> None:
         """A local user's presence changed (``content``: the m.presence event
         content): tell the servers of ``room_mates`` (the users sharing a room
         with them), unless presence over federation is off."""
-        if not self.hs.config.presence["federation"] or not self.hs.is_mine(user_id):
+        if not self.ctx.config.presence["federation"] or not self.ctx.is_mine(user_id):
             return
         update = {"user_id": user_id, "last_active_ago": 0, **content}
         for destination in sorted(self._remote_servers(room_mates)):
-            self.hs.federation_sender.send_edu(destination, "m.presence", {"push": [update]},
-                                               ("presence", user_id))
+            self.sender.send_edu(destination, "m.presence", {"push": [update]},
+                                 ("presence", user_id))

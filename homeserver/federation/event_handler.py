@@ -52,7 +52,14 @@ from homeserver.storage.rooms import RoomInfo
 from homeserver.storage.state import StateKey
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.edu.typing import TypingManager
+    from homeserver.federation.client import FederationClient
+    from homeserver.federation.keys import KeyRing
+    from homeserver.federation.sender import FederationSender
+    from homeserver.rooms.creator import EventCreator
+    from homeserver.storage import Stores
+    from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -118,9 +125,20 @@ def pdu_for_federation(event: Event) -> dict[str, Any]:
 
 
 class FederationEventHandler:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.stores = hs.stores
+    def __init__(self, ctx: "ServerContext", stores: "Stores", keyring: "KeyRing",
+                 client: "FederationClient", sender: "FederationSender",
+                 event_creator: "EventCreator", notifier: "Notifier",
+                 typing: "TypingManager") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        self.keyring = keyring
+        self.client = client
+        self.sender = sender
+        # its room locks: inbound events are persisted under the same lock
+        # as local sends
+        self.event_creator = event_creator
+        self.notifier = notifier
+        self.typing = typing
         # server -> when its /backfill last failed (ms)
         self._backfill_failed: dict[str, int] = {}
 
@@ -136,7 +154,7 @@ class FederationEventHandler:
         pdu = dict(pdu)
         pdu.pop("unsigned", None)
         try:
-            await self.hs.keyring.verify_event_signatures(pdu, room_version)
+            await self.keyring.verify_event_signatures(pdu, room_version)
         except SignatureError as e:
             raise PduError(f"Bad signature: {e}") from e
         if not check_content_hash(pdu):
@@ -178,7 +196,7 @@ class FederationEventHandler:
         servers happens under this lock only; the room's write lock (shared
         with local sends) is held just to check and persist, so a slow or
         hanging peer never holds up our own users' messages."""
-        return self.hs.event_creator.room_lock("inbound:" + room_id)
+        return self.event_creator.room_lock("inbound:" + room_id)
 
     async def process_locked(self, origin: str, room: RoomInfo, event: Event, *,
                              state_before: StateIds | None = None
@@ -186,7 +204,7 @@ class FederationEventHandler:
         """``process_event`` with the network part (auth events) done first,
         then the room's write lock for the rest."""
         await self._ensure_auth_events(origin, room, event)
-        async with self.hs.event_creator.room_lock(room.room_id):
+        async with self.event_creator.room_lock(room.room_id):
             info = await self.stores.federation_events.get_event_info([event.event_id])
             if event.event_id in info:
                 return None
@@ -223,7 +241,7 @@ class FederationEventHandler:
         extremities = [x.event_id for x in
                        await self.stores.rooms.get_forward_extremities(room.room_nid)]
         try:
-            body = await self.hs.federation_client.post_json(
+            body = await self.client.post_json(
                 origin, f"{FEDERATION_V1}/get_missing_events/{_quote(room.room_id)}",
                 {"earliest_events": extremities, "latest_events": [event.event_id],
                  "limit": MAX_MISSING, "min_depth": 0})
@@ -257,10 +275,10 @@ class FederationEventHandler:
         states: list[StateIds] = []
         for prev_id in missing:
             try:
-                body = await self.hs.federation_client.get_json(
+                body = await self.client.get_json(
                     origin, f"{FEDERATION_V1}/state/{_quote(room.room_id)}",
                     {"event_id": prev_id})
-                prev_body = await self.hs.federation_client.get_json(
+                prev_body = await self.client.get_json(
                     origin, f"{FEDERATION_V1}/event/{_quote(prev_id)}")
             except (RequestFailed, FederationError) as e:
                 raise PduError(f"Cannot fetch the state before {prev_id}: {e}") from e
@@ -360,7 +378,7 @@ class FederationEventHandler:
         if all(a in info for a in wanted):
             return
         try:
-            body = await self.hs.federation_client.get_json(
+            body = await self.client.get_json(
                 origin, f"{FEDERATION_V1}/event_auth/{_quote(room.room_id)}/"
                 f"{_quote(event.event_id)}")
         except (RequestFailed, FederationError) as e:
@@ -462,7 +480,7 @@ class FederationEventHandler:
         async with self.inbound_lock(room.room_id):
             for event in events:
                 await self._ensure_auth_events(origin, room, event)
-            async with self.hs.event_creator.room_lock(room.room_id):
+            async with self.event_creator.room_lock(room.room_id):
                 held = await self.stores.federation_events.get_event_info(
                     e.event_id for e in events)
                 if held:
@@ -487,7 +505,7 @@ class FederationEventHandler:
                         return 0
                 persisted = await self.stores.events.persist_events(
                     [(e, None) for e in events], room_nid=room.room_nid,
-                    now_ms=self.hs.now_ms())
+                    now_ms=self.ctx.now_ms())
         for event, done in zip(events, persisted, strict=True):
             self._notify(room, event, FederatedPersisted(done.event_nid, done.stream_ordering,
                                                          done.snapshot_nid))
@@ -515,7 +533,7 @@ class FederationEventHandler:
         except AuthError:
             return None
         persisted = await self.stores.events.persist_event(event, room_nid=room.room_nid,
-                                                           now_ms=self.hs.now_ms())
+                                                           now_ms=self.ctx.now_ms())
         result = FederatedPersisted(persisted.event_nid, persisted.stream_ordering,
                                     persisted.snapshot_nid)
         if event.type == "m.room.member" and event.state_key is not None \
@@ -535,25 +553,25 @@ class FederationEventHandler:
         if held >= wanted or earliest is None or complete:
             return
         members = await self.stores.rooms.get_members(room.room_nid)
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         for server, failed_at in list(self._backfill_failed.items()):
             if now - failed_at >= BACKFILL_FAILURE_MEMORY_MS:
                 del self._backfill_failed[server]
         # servers our sender knows to be down, or that just failed a
         # backfill, are skipped: a client waits for history at most once
         servers = [s for s in dict.fromkeys(_server_of(m) for m in members)
-                   if s and s != self.hs.hostname and s not in self._backfill_failed
-                   and not self.hs.federation_sender.is_down(s)]
+                   if s and s != self.ctx.hostname and s not in self._backfill_failed
+                   and not self.sender.is_down(s)]
         rv = KNOWN_ROOM_VERSIONS[room.room_version]
         for server in servers[:MAX_BACKFILL_SERVERS]:
             try:
-                body = await self.hs.federation_client.get_json(
+                body = await self.client.get_json(
                     server, f"{FEDERATION_V1}/backfill/{_quote(room.room_id)}",
                     {"v": [earliest], "limit": str(min(wanted - held + 1, MAX_BACKFILL))})
             except (RequestFailed, FederationError) as e:
                 logger.info("backfill of %s from %s failed: %s", room.room_id, server, e)
                 if isinstance(e, RequestFailed):  # no answer (an error answer is one)
-                    self._backfill_failed[server] = self.hs.now_ms()
+                    self._backfill_failed[server] = self.ctx.now_ms()
                 continue
             pdus = _list(body.get("pdus")) if isinstance(body, dict) else []
             events = await self.check_pdus(pdus[:MAX_BACKFILL], rv, room.room_id)
@@ -596,19 +614,19 @@ class FederationEventHandler:
         logger.info("backfilled %d events of %s from %s", count, room.room_id, origin)
 
     def _notify(self, room: RoomInfo, event: Event, result: FederatedPersisted) -> None:
-        notifier = self.hs.notifier
+        notifier = self.notifier
         if result.stream_ordering is not None:
             notifier.on_new_event(room.room_id, event.type, event.state_key,
                                   result.stream_ordering)
             if event.state_key is None:
-                self.hs.typing.stopped_by_message(event.sender, room.room_id)
+                self.typing.stopped_by_message(event.sender, room.room_id)
         position = result.barrier or result.stream_ordering
         changed = [u for u in result.membership_changes if u != event.state_key]
         if position is not None and changed:
             # a join's whole state at once: one wake, not one per member
             notifier.membership_changed(room.room_id)
             notifier.notify_room(room.room_id, position,
-                                 tuple(u for u in changed if self.hs.is_mine(u)))
+                                 tuple(u for u in changed if self.ctx.is_mine(u)))
         if result.barrier is not None:
             notifier.on_new_event(room.room_id, "", None, result.barrier)
 

@@ -4,7 +4,7 @@ server-server-api.md "Retrieving server keys"; rooms/fragments/
 v5-signing-requirements.md for how long a key counts.
 
 Our own keys: ``own_key_response`` is the body of GET /_matrix/key/v2/server:
-the current key (``hs.signing_key``) in ``verify_keys``, the keys of
+the current key (``ServerContext.signing_key``) in ``verify_keys``, the keys of
 ``config.old_signing_keys`` in ``old_verify_keys``, valid for
 ``config.key_refresh_interval``, signed by the current key. It is signed
 once and kept; it is signed again when half its validity has passed, so a
@@ -67,8 +67,10 @@ from homeserver.events.signing import MAX_KEY_VALIDITY_MS, SignatureError
 from homeserver.storage.server_keys import StoredKey
 
 if TYPE_CHECKING:
+    from homeserver.context import ServerContext
     from homeserver.events.room_versions import RoomVersion
-    from homeserver.server import HomeServer
+    from homeserver.federation.client import FederationClient
+    from homeserver.storage.server_keys import ServerKeyStore
 
 logger = logging.getLogger(__name__)
 
@@ -224,12 +226,15 @@ def parse_trusted_key_servers(entries: Iterable[Any]) -> list[TrustedKeyServer]:
 
 
 class KeyRing:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
+    def __init__(self, ctx: "ServerContext", store: "ServerKeyStore",
+                 client: "FederationClient") -> None:
+        self.ctx = ctx
+        self.store = store
+        self.client = client
         self._own_response: dict[str, Any] | None = None
         self._own_resign_at = 0
-        self._old_keys = self._parse_old_signing_keys(hs.config.old_signing_keys or {})
-        self._trusted = parse_trusted_key_servers(hs.config.trusted_key_servers or [])
+        self._old_keys = self._parse_old_signing_keys(ctx.config.old_signing_keys or {})
+        self._trusted = parse_trusted_key_servers(ctx.config.trusted_key_servers or [])
         self._memory: OrderedDict[tuple[str, str], KeyInfo] = OrderedDict()
         # server -> waiters of the fetch in progress
         self._inflight: dict[str, list[defer.Deferred[None]]] = {}
@@ -240,7 +245,7 @@ class KeyRing:
 
     @property
     def own_key_id(self) -> str:
-        key = self.hs.signing_key
+        key = self.ctx.signing_key
         return f"{key.alg}:{key.version}"
 
     @staticmethod
@@ -257,12 +262,12 @@ class KeyRing:
 
     def own_key_response(self) -> dict[str, Any]:
         """The signed body of GET /_matrix/key/v2/server (a copy: callers may sign it)."""
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         if self._own_response is None or now >= self._own_resign_at:
-            interval = int(self.hs.config.key_refresh_interval)
-            signing_key = self.hs.signing_key
+            interval = int(self.ctx.config.key_refresh_interval)
+            signing_key = self.ctx.signing_key
             body: dict[str, Any] = {
-                "server_name": self.hs.hostname,
+                "server_name": self.ctx.hostname,
                 "valid_until_ts": now + interval,
                 "verify_keys": {self.own_key_id: {
                     "key": encode_verify_key_base64(get_verify_key(signing_key))}},
@@ -271,16 +276,16 @@ class KeyRing:
                     for key_id, (key, expired_ts) in self._old_keys.items()
                     if key_id != self.own_key_id},
             }
-            self._own_response = sign_json(body, self.hs.hostname, signing_key)
+            self._own_response = sign_json(body, self.ctx.hostname, signing_key)
             self._own_resign_at = now + interval // 2
         return copy.deepcopy(self._own_response)
 
     def _own_keys(self, key_ids: Iterable[str]) -> dict[str, KeyInfo]:
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         found: dict[str, KeyInfo] = {}
         for key_id in key_ids:
             if key_id == self.own_key_id:
-                found[key_id] = KeyInfo(get_verify_key(self.hs.signing_key), _FOREVER, now)
+                found[key_id] = KeyInfo(get_verify_key(self.ctx.signing_key), _FOREVER, now)
             elif key_id in self._old_keys:
                 key, expired_ts = self._old_keys[key_id]
                 found[key_id] = KeyInfo(key, expired_ts, now)
@@ -303,7 +308,7 @@ class KeyRing:
                   if isinstance(k, str) and k.startswith("ed25519:")]
         if not wanted:
             return {}
-        if server_name == self.hs.hostname:
+        if server_name == self.ctx.hostname:
             return {k: v for k, v in self._own_keys(wanted).items()
                     if _counts(v.valid_until_ts, v.fetched_ts, minimum_valid_until_ts)
                     or k == self.own_key_id}
@@ -326,7 +331,7 @@ class KeyRing:
                 found[key_id] = info
         missing = [k for k in key_ids if k not in found]
         if missing:
-            for row in await self.hs.stores.server_keys.get_keys(server_name, missing):
+            for row in await self.store.get_keys(server_name, missing):
                 info = self._remember(row)
                 if info is not None and _counts(info.valid_until_ts, info.fetched_ts,
                                                 minimum_valid_until_ts):
@@ -349,7 +354,7 @@ class KeyRing:
         return info
 
     async def _store(self, rows: list[StoredKey]) -> None:
-        await self.hs.stores.server_keys.store_keys(rows)
+        await self.store.store_keys(rows)
         for row in rows:
             self._remember(row)
 
@@ -363,7 +368,7 @@ class KeyRing:
             waiters.append(waiter)
             await waiter
             return
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         failed_at = self._failed_at.get(server_name)
         if failed_at is not None and now - failed_at < NEGATIVE_CACHE_MS:
             return
@@ -380,7 +385,7 @@ class KeyRing:
                 w.callback(None)
 
     def _note_failure(self, server_name: str) -> None:
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         if len(self._failed_at) > 10_000:
             self._failed_at = {s: t for s, t in self._failed_at.items()
                                if now - t < NEGATIVE_CACHE_MS}
@@ -392,9 +397,9 @@ class KeyRing:
         wanted = set(key_ids)
         got: set[str] = set()
         try:
-            response = await self.hs.federation_client.get_json(
+            response = await self.client.get_json(
                 server_name, KEY_SERVER_PATH, sign=False)
-            rows = parse_key_response(server_name, response, self.hs.now_ms())
+            rows = parse_key_response(server_name, response, self.ctx.now_ms())
             await self._store(rows)
             got |= {r.key_id for r in rows
                     if _counts(r.valid_until_ts, r.fetched_ts, minimum_valid_until_ts)}
@@ -407,7 +412,7 @@ class KeyRing:
         if not use_notaries:
             return False
         for notary in self._trusted:
-            if notary.server_name in (server_name, self.hs.hostname):
+            if notary.server_name in (server_name, self.ctx.hostname):
                 continue
             try:
                 got |= await self._fetch_from_notary(notary, server_name, wanted - got,
@@ -425,13 +430,13 @@ class KeyRing:
                                  key_ids: set[str], minimum_valid_until_ts: int) -> set[str]:
         criteria = {"minimum_valid_until_ts": max(minimum_valid_until_ts, 0)}
         body = {"server_keys": {server_name: {k: dict(criteria) for k in sorted(key_ids)}}}
-        response = await self.hs.federation_client.post_json(
+        response = await self.client.post_json(
             notary.server_name, KEY_QUERY_PATH, body)
         entries = response.get("server_keys") if isinstance(response, dict) else None
         if not isinstance(entries, list):
             raise KeyResponseError("notary answer has no server_keys list")
         got: set[str] = set()
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         for entry in entries:
             if not isinstance(entry, dict) or entry.get("server_name") != server_name:
                 continue  # we asked about one server only
@@ -505,10 +510,10 @@ class KeyRing:
         when none are named) valid until ``minimum_valid_until_ts``; else we ask
         the server itself first. An unreachable server with no cache gets [].
         """
-        if server_name == self.hs.hostname:
+        if server_name == self.ctx.hostname:
             return [self.own_key_response()]
         wanted = list(dict.fromkeys(key_ids))
-        store = self.hs.stores.server_keys
+        store = self.store
 
         def satisfied(rows: list[StoredKey]) -> bool:
             valid = {r.key_id for r in rows if r.valid_until_ts >= minimum_valid_until_ts}
@@ -526,5 +531,5 @@ class KeyRing:
                 continue
             seen.add(row.key_json)
             response = json.loads(row.key_json)
-            responses.append(sign_json(response, self.hs.hostname, self.hs.signing_key))
+            responses.append(sign_json(response, self.ctx.hostname, self.ctx.signing_key))
         return responses

@@ -54,7 +54,14 @@ from homeserver.rooms.power_levels import CREATE
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
-    from homeserver.server import HomeServer
+    from homeserver.context import ServerContext
+    from homeserver.federation.client import FederationClient
+    from homeserver.federation.event_handler import FederationEventHandler
+    from homeserver.federation.sender import FederationSender
+    from homeserver.rooms.creator import EventCreator
+    from homeserver.rooms.membership import MembershipHandler
+    from homeserver.storage import Stores
+    from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -83,16 +90,29 @@ def stripped(event: Event) -> dict[str, Any]:
 
 
 class FederationMembership:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
-        self.stores = hs.stores
+    # the local membership handler (restricted joins: which of our users may
+    # authorise one), which calls us for remote joins: set by
+    # HomeServer._wire_late
+    membership: "MembershipHandler"
+
+    def __init__(self, ctx: "ServerContext", stores: "Stores", client: "FederationClient",
+                 sender: "FederationSender", event_handler: "FederationEventHandler",
+                 event_creator: "EventCreator", notifier: "Notifier") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        self.client = client
+        self.sender = sender
+        self.event_handler = event_handler
+        # its room locks: what we persist here is serialised with local sends
+        self.event_creator = event_creator
+        self.notifier = notifier
 
     # -- resident side ------------------------------------------------------
 
     async def _room_we_are_in(self, room_id: str) -> RoomInfo:
         room = await self.stores.rooms.get_room(room_id)
         if room is None or not await self.stores.rooms.get_local_members(room_id,
-                                                                         self.hs.hostname):
+                                                                         self.ctx.hostname):
             raise not_found("Unknown room")
         return room
 
@@ -102,7 +122,7 @@ class FederationMembership:
         if _domain(user_id) != origin:
             raise forbidden("The user is not of the requesting server")
         room = await self._room_we_are_in(room_id)
-        if not await self.hs.federation_event_handler.origin_allowed(room, origin):
+        if not await self.event_handler.origin_allowed(room, origin):
             raise forbidden("Server is banned from this room")
         rv = KNOWN_ROOM_VERSIONS[room.room_version]
         if versions is not None and room.room_version not in versions:
@@ -112,7 +132,7 @@ class FederationMembership:
         content: dict[str, Any] = {"membership": membership}
         if membership == "join":
             try:
-                authoriser = await self.hs.membership._restricted_join_authoriser(room,
+                authoriser = await self.membership._restricted_join_authoriser(room,
                                                                                   user_id)
             except MatrixError:
                 authoriser = None
@@ -132,7 +152,7 @@ class FederationMembership:
         template: dict[str, Any] = {
             "type": "m.room.member", "room_id": room_id, "sender": user_id,
             "state_key": user_id, "content": content, "origin": origin,
-            "origin_server_ts": self.hs.now_ms(),
+            "origin_server_ts": self.ctx.now_ms(),
             "depth": max((x.depth for x in extremities), default=0) + 1,
             "prev_events": prev_ids, "auth_events": auth_ids,
         }
@@ -153,7 +173,7 @@ class FederationMembership:
         """PUT send_join / send_leave / send_knock: check and persist the
         signed event; returns it (with our signature for a restricted join)."""
         room = await self._room_we_are_in(room_id)
-        if not await self.hs.federation_event_handler.origin_allowed(room, origin):
+        if not await self.event_handler.origin_allowed(room, origin):
             raise forbidden("Server is banned from this room")
         rv = KNOWN_ROOM_VERSIONS[room.room_version]
         if not isinstance(pdu, dict):
@@ -167,9 +187,9 @@ class FederationMembership:
             raise MatrixError(400, Codes.BAD_JSON, f"Not a {membership} event of your user")
         authoriser = content.get(AUTHORISING_USER)
         if membership == "join" and isinstance(authoriser, str) and \
-                self.hs.is_mine(authoriser) and rv.restricted_join_rule:
+                self.ctx.is_mine(authoriser) and rv.restricted_join_rule:
             pdu = self._countersign(pdu, rv)
-        handler = self.hs.federation_event_handler
+        handler = self.event_handler
         try:
             event = await handler.check_pdu(pdu, rv)
         except PduError as e:
@@ -185,7 +205,7 @@ class FederationMembership:
         if held is None or held.rejected or held.soft_failed:
             raise forbidden(f"The {membership} event was not allowed")
         if held.stream_ordering is not None:
-            self.hs.federation_sender.notify_new_events(
+            self.sender.notify_new_events(
                 room.room_id, [(event, held.stream_ordering)], on_behalf_of=origin)
         return room, event
 
@@ -193,10 +213,10 @@ class FederationMembership:
         """``pdu`` with our signature added (over its redacted form)."""
         from homeserver.events.redaction import redact
 
-        signed = sign_json(redact(pdu, rv), self.hs.hostname, self.hs.signing_key)
+        signed = sign_json(redact(pdu, rv), self.ctx.hostname, self.ctx.signing_key)
         out = dict(pdu)
         sigs = {k: dict(v) for k, v in pdu.get("signatures", {}).items()}
-        sigs.setdefault(self.hs.hostname, {}).update(signed["signatures"][self.hs.hostname])
+        sigs.setdefault(self.ctx.hostname, {}).update(signed["signatures"][self.ctx.hostname])
         out["signatures"] = sigs
         return out
 
@@ -214,7 +234,7 @@ class FederationMembership:
         members = await self.stores.rooms.get_members(room.room_nid)
         servers = sorted({d for d in (_domain(m) for m in members) if d})
         return {
-            "origin": self.hs.hostname,
+            "origin": self.ctx.hostname,
             "state": [pdu_for_federation(state_events[e]) for e in ids if e in state_events],
             "auth_chain": [pdu_for_federation(e) for e in chain.values()],
             "event": pdu_for_federation(event),
@@ -242,13 +262,13 @@ class FederationMembership:
         target = pdu.get("state_key")
         if (pdu.get("type") != "m.room.member" or not isinstance(content, dict)
                 or content.get("membership") != "invite" or not isinstance(target, str)
-                or not self.hs.is_mine(target) or pdu.get("room_id") != room_id
+                or not self.ctx.is_mine(target) or pdu.get("room_id") != room_id
                 or _domain(str(pdu.get("sender"))) != origin):
             raise MatrixError(400, Codes.BAD_JSON, "Not an invite of one of our users")
         if await self.stores.profiles.get_profile(target) is None:
             raise not_found("Unknown user")
         try:
-            event = await self.hs.federation_event_handler.check_pdu(pdu, rv)
+            event = await self.event_handler.check_pdu(pdu, rv)
         except PduError as e:
             raise forbidden(str(e)) from None
         if event.event_id != event_id:
@@ -257,13 +277,13 @@ class FederationMembership:
         signed_event = Event(event.event_id, rv, signed)
         room = await self.stores.rooms.get_room(room_id)
         we_are_in = room is not None and bool(
-            await self.stores.rooms.get_local_members(room_id, self.hs.hostname))
+            await self.stores.rooms.get_local_members(room_id, self.ctx.hostname))
         if not we_are_in:
             state = [s for s in invite_room_state if isinstance(s, dict)] \
                 if isinstance(invite_room_state, list) else []
             stream = await self.stores.federation_events.store_remote_invite(
-                room_id, room_version, signed_event, state, self.hs.now_ms())
-            self.hs.notifier.on_new_event(room_id, "m.room.member", target, stream)
+                room_id, room_version, signed_event, state, self.ctx.now_ms())
+            self.notifier.on_new_event(room_id, "m.room.member", target, stream)
         return {"event": signed}
 
     # -- joining side -------------------------------------------------------
@@ -281,7 +301,7 @@ class FederationMembership:
         current = await self.stores.events.get_events(list(ids.values()))
         invite_state = [stripped(e) for e in current.values()]
         try:
-            body = await self.hs.federation_client.put_json(
+            body = await self.client.put_json(
                 destination, f"{FEDERATION_V2}/invite/{_q(room.room_id)}/{_q(event.event_id)}",
                 {"event": pdu_for_federation(event), "room_version": room.room_version,
                  "invite_room_state": invite_state})
@@ -295,7 +315,7 @@ class FederationMembership:
         signed = body.get("event") if isinstance(body, dict) else None
         rv = KNOWN_ROOM_VERSIONS[room.room_version]
         try:
-            checked = await self.hs.federation_event_handler.check_pdu(signed, rv)
+            checked = await self.event_handler.check_pdu(signed, rv)
         except PduError as e:
             raise MatrixError(502, Codes.UNKNOWN, f"Bad invite from the invitee's server: {e}") \
                 from None
@@ -304,9 +324,9 @@ class FederationMembership:
         return checked
 
     def _candidates(self, room_id: str, via: list[str]) -> list[str]:
-        out = [s for s in via if s != self.hs.hostname]
+        out = [s for s in via if s != self.ctx.hostname]
         domain = _domain(room_id)
-        if domain and domain != self.hs.hostname and domain not in out:
+        if domain and domain != self.ctx.hostname and domain not in out:
             out.append(domain)
         return list(dict.fromkeys(out))
 
@@ -320,7 +340,7 @@ class FederationMembership:
         last: Exception | None = None
         for server in servers:
             try:
-                body = await self.hs.federation_client.get_json(
+                body = await self.client.get_json(
                     server, f"{path}/{_q(room_id)}/{_q(user_id)}", args)
             except (FederationError, RequestFailed) as e:
                 logger.info("make_%s via %s failed: %s", membership, server, e)
@@ -358,11 +378,11 @@ class FederationMembership:
         content.update(extra_content)
         content["membership"] = membership
         pdu["content"] = content
-        pdu["origin"] = self.hs.hostname
-        pdu["origin_server_ts"] = self.hs.now_ms()
+        pdu["origin"] = self.ctx.hostname
+        pdu["origin_server_ts"] = self.ctx.now_ms()
         if not rv.event_ids_are_hashes:
-            pdu["event_id"] = generate_assigned_event_id(self.hs.hostname)
-        signed = sign_event(pdu, rv, self.hs.hostname, self.hs.signing_key)
+            pdu["event_id"] = generate_assigned_event_id(self.ctx.hostname)
+        signed = sign_event(pdu, rv, self.ctx.hostname, self.ctx.signing_key)
         return Event.from_pdu(signed, rv)
 
     async def _send(self, server: str, path: str, room_id: str, event: Event,
@@ -370,7 +390,7 @@ class FederationMembership:
         """PUT our signed membership event to the resident server; its
         refusal is the client's 403, anything else going wrong a 502."""
         try:
-            return await self.hs.federation_client.put_json(
+            return await self.client.put_json(
                 server, f"{path}/{_q(room_id)}/{_q(event.event_id)}",
                 pdu_for_federation(event))
         except FederationError as e:
@@ -391,7 +411,7 @@ class FederationMembership:
         body = await self._send(server, f"{FEDERATION_V2}/send_join", room_id, event, "join")
         if not isinstance(body, dict):
             raise MatrixError(502, Codes.UNKNOWN, "Bad send_join response")
-        handler = self.hs.federation_event_handler
+        handler = self.event_handler
         if isinstance(body.get("event"), dict):
             # a restricted join, countersigned by the resident server
             try:
@@ -408,9 +428,9 @@ class FederationMembership:
         if create.content.get("room_version", "1") != rv.identifier:
             raise MatrixError(502, Codes.UNKNOWN, "The room version does not match")
         room_nid = await self.stores.federation_events.ensure_room(
-            room_id, rv.identifier, create.sender, self.hs.now_ms())
+            room_id, rv.identifier, create.sender, self.ctx.now_ms())
         room = RoomInfo(room_nid, room_id, rv.identifier, create.sender)
-        async with self.hs.event_creator.room_lock(room_id):
+        async with self.event_creator.room_lock(room_id):
             await handler.persist_checked_outliers(room, chain + state)
             held = await self.stores.federation_events.get_event_info(
                 [e.event_id for e in state])
@@ -433,14 +453,14 @@ class FederationMembership:
         server, template, rv = await self._make(servers, room_id, user_id, "leave")
         event = self._build_from_template(template, rv, user_id, "leave", {})
         try:
-            await self.hs.federation_client.put_json(
+            await self.client.put_json(
                 server, f"{FEDERATION_V2}/send_leave/{_q(room_id)}/{_q(event.event_id)}",
                 pdu_for_federation(event))
         except (FederationError, RequestFailed) as e:
             raise MatrixError(502, Codes.UNKNOWN, f"{server} refused the leave: {e}") from None
         stream = await self.stores.federation_events.store_remote_invite(
-            room_id, rv.identifier, event, [], self.hs.now_ms())
-        self.hs.notifier.on_new_event(room_id, "m.room.member", user_id, stream)
+            room_id, rv.identifier, event, [], self.ctx.now_ms())
+        self.notifier.on_new_event(room_id, "m.room.member", user_id, stream)
         return event.event_id
 
     async def knock_remote(self, user_id: str, room_id: str, via: list[str],
@@ -452,8 +472,8 @@ class FederationMembership:
         knock_state = _list(body.get("knock_room_state")) if isinstance(body, dict) else []
         stream = await self.stores.federation_events.store_remote_invite(
             room_id, rv.identifier, event, [s for s in knock_state if isinstance(s, dict)],
-            self.hs.now_ms())
-        self.hs.notifier.on_new_event(room_id, "m.room.member", user_id, stream)
+            self.ctx.now_ms())
+        self.notifier.on_new_event(room_id, "m.room.member", user_id, stream)
         return room_id
 
 

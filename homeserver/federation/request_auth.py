@@ -31,8 +31,10 @@ from homeserver.events.identifiers import is_valid_server_name
 from homeserver.events.signing import SignatureError
 
 if TYPE_CHECKING:
+    from homeserver.context import ServerContext
+    from homeserver.federation.keys import KeyRing
+    from homeserver.federation.sender import FederationSender
     from homeserver.http.request import HttpRequest
-    from homeserver.server import HomeServer
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +98,11 @@ class FederationAuth:
     kept for the handler, since the signature covers it.
     """
 
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
+    def __init__(self, ctx: "ServerContext", keyring: "KeyRing",
+                 sender: "FederationSender") -> None:
+        self.ctx = ctx
+        self.keyring = keyring
+        self.sender = sender
 
     async def authenticate(self, req: "HttpRequest") -> str:
         """The origin server of ``req`` (401 M_UNAUTHORIZED if unsigned or
@@ -123,15 +128,15 @@ class FederationAuth:
             if origin is not None and header_origin != origin:
                 raise _unauthorized("X-Matrix headers name different origins")
             destination = params.get("destination")
-            if destination is not None and destination != self.hs.hostname:
+            if destination is not None and destination != self.ctx.hostname:
                 raise _unauthorized("X-Matrix destination is not this server")
             origin = header_origin
             signatures[key_id] = sig
         if origin is None:
             raise _unauthorized("Missing X-Matrix Authorization header")
-        if origin == self.hs.hostname:
+        if origin == self.ctx.hostname:
             raise _unauthorized("Requests from our own server name are not accepted")
-        whitelist = self.hs.config.federation_domain_whitelist
+        whitelist = self.ctx.config.federation_domain_whitelist
         if whitelist is not None and origin not in whitelist:
             raise MatrixError(403, Codes.FORBIDDEN, "Federation denied with this server")
         try:
@@ -139,16 +144,16 @@ class FederationAuth:
         except UnicodeDecodeError:
             raise _unauthorized("Request URI is not UTF-8") from None
         content = req.json() if _has_body(req) else None
-        signed = request_json(req.method, uri, origin, self.hs.hostname, content)
+        signed = request_json(req.method, uri, origin, self.ctx.hostname, content)
         signed["signatures"] = {origin: signatures}
         try:
-            await self.hs.keyring.verify_json_for_server(origin, signed, self.hs.now_ms())
+            await self.keyring.verify_json_for_server(origin, signed, self.ctx.now_ms())
         except SignatureError as e:
             logger.info("rejecting request %s %s from %s: %s", req.method,
                         uri.partition("?")[0], origin, e)
             raise _unauthorized(f"Failed to verify the request signature of {origin}") from None
         # a server that talks to us is up: retry what we queued for it now
-        self.hs.federation_sender.wake_destination(origin)
+        self.sender.wake_destination(origin)
         return origin
 
 

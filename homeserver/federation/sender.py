@@ -28,9 +28,9 @@ How an event reaches the other servers of its room
    costs a read-only transaction, and a restart rescans at most that many
    positions of events that had nowhere to go.
 3. Send. Each destination has one in-memory ``_Destination`` and at most one
-   loop (``_run_queue``, started with ``hs.run_in_background``) with at most
-   one transaction in flight: the oldest 50 PDU rows (JSON read from
-   ``events``), then up to 100 EDUs: to-device messages from
+   loop (``_run_queue``, started with ``ServerContext.run_in_background``)
+   with at most one transaction in flight: the oldest 50 PDU rows (JSON
+   read from ``events``), then up to 100 EDUs: to-device messages from
    ``device_federation_outbox`` first, then the in-memory EDUs (typing,
    receipts, presence: ephemeral, not persisted; a newer EDU with the same
    (type, key) replaces a queued one). On 200 the rows are deleted and the
@@ -73,9 +73,13 @@ from homeserver.federation.client import FederationError, RequestFailed
 from homeserver.storage.federation_queue import NewPdu, server_of
 
 if TYPE_CHECKING:
+    from homeserver.context import ServerContext
     from homeserver.events.model import Event
-    from homeserver.server import HomeServer
+    from homeserver.federation.client import FederationClient
+    from homeserver.storage.federation_queue import FederationQueueStore
     from homeserver.storage.hub import Committed
+    from homeserver.storage.streams import StreamTracker
+    from homeserver.storage.to_device import ToDeviceStore
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +125,15 @@ class _Destination:
 
 
 class FederationSender:
-    def __init__(self, hs: "HomeServer") -> None:
-        self.hs = hs
+    def __init__(self, ctx: "ServerContext", stream_tracker: "StreamTracker",
+                 queue: "FederationQueueStore", to_device: "ToDeviceStore",
+                 client: "FederationClient") -> None:
+        self.ctx = ctx
+        # how far the stream is persisted: what may be enqueued
+        self.stream_tracker = stream_tracker
+        self.queue_store = queue
+        self.to_device = to_device
+        self.client = client
         self._destinations: dict[str, _Destination] = {}
         # stream position -> event to enqueue (ingested, not yet written)
         self._pending: dict[int, NewPdu] = {}
@@ -145,9 +156,9 @@ class FederationSender:
     async def start(self) -> None:
         """Resume after a restart: enqueue the local events committed past the
         persisted position, load backoff state, start the queues with work."""
-        store = self.hs.stores.federation_queue
+        store = self.queue_store
         self._running = True
-        upto = self.hs.db.stream_tracker.persisted_upto
+        upto = self.stream_tracker.persisted_upto
         position = await store.get_position()
         if position is None:
             # a new database (or one from before federation): nothing owed
@@ -155,16 +166,16 @@ class FederationSender:
             position = upto
         after: int | None = position
         while after is not None and after < upto:
-            events, last = await store.get_local_events_after(after, upto, self.hs.hostname)
+            events, last = await store.get_local_events_after(after, upto, self.ctx.hostname)
             pdus = [NewPdu(e.room_id, e.stream_ordering,
                            server_of(e.state_key) if e.event_type == "m.room.member"
                            and e.state_key is not None else None) for e in events]
-            await store.enqueue(pdus, self.hs.hostname, last if last is not None else upto)
+            await store.enqueue(pdus, self.ctx.hostname, last if last is not None else upto)
             if pdus:
                 logger.info("federation sender: re-enqueued %d events after restart", len(pdus))
             after = last
         self._position = self._written_position = max(position, upto)
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         for destination, (last_ts, interval) in (await store.get_retry_timings()).items():
             q = self._queue(destination)
             q.retry_last_ts, q.retry_interval = last_ts, interval
@@ -200,7 +211,7 @@ class FederationSender:
             # spare the next start a rescan (a crash instead rescans at most
             # POSITION_LAG positions of events that had nowhere to go)
             try:
-                await self.hs.stores.federation_queue.set_position(self._position)
+                await self.queue_store.set_position(self._position)
                 self._written_position = self._position
             except Exception:
                 logger.exception("federation sender: could not store its position")
@@ -222,7 +233,7 @@ class FederationSender:
     def _on_commit(self, committed: "Committed") -> None:
         # database thread: only hand over to the reactor, in commit order
         if committed.events:
-            self.hs.reactor.callFromThread(self._ingest, list(committed.events))
+            self.ctx.reactor.callFromThread(self._ingest, list(committed.events))
 
     def _ingest(self, events: "list[tuple[Event, int]]",
                 on_behalf_of: str | None = None) -> None:
@@ -230,12 +241,12 @@ class FederationSender:
         for event, position in events:
             if position in self._pending or position in self._taken:
                 continue
-            forwarded = (on_behalf_of is not None and on_behalf_of != self.hs.hostname
+            forwarded = (on_behalf_of is not None and on_behalf_of != self.ctx.hostname
                          and server_of(event.sender) == on_behalf_of)
             # forwarded events are not in the restart scan's reach, so the
             # position says nothing about them
             if not forwarded and (position <= self._position
-                                  or not self.hs.is_mine(event.sender)):
+                                  or not self.ctx.is_mine(event.sender)):
                 continue
             target = None
             if event.type == "m.room.member" and event.state_key is not None:
@@ -248,29 +259,29 @@ class FederationSender:
 
     def _kick_enqueuer(self) -> None:
         if self._enqueuer is None and self._pending and self._running:
-            self._enqueuer = self.hs.run_in_background(self._run_enqueuer())
+            self._enqueuer = self.ctx.run_in_background(self._run_enqueuer())
 
     async def _run_enqueuer(self) -> None:
-        store = self.hs.stores.federation_queue
+        store = self.queue_store
         try:
             while self._pending and self._running:
                 # every local event at a position <= upto is in this batch or
                 # was enqueued before (module docstring, step 2)
-                upto = self.hs.db.stream_tracker.persisted_upto
+                upto = self.stream_tracker.persisted_upto
                 batch = self._pending
                 self._pending = {}
                 self._taken.update(batch)
                 pdus = [batch[p] for p in sorted(batch)]
                 lazy = upto - self._written_position < POSITION_LAG
                 try:
-                    counts = await store.enqueue(pdus, self.hs.hostname, upto,
+                    counts = await store.enqueue(pdus, self.ctx.hostname, upto,
                                                  lazy_position=lazy)
                 except Exception:
                     logger.exception("federation sender: could not enqueue %d events;"
                                      " retrying", len(pdus))
                     self._taken.difference_update(batch)
                     self._pending.update(batch)
-                    self._enqueue_timer = self.hs.clock.callLater(ENQUEUE_RETRY_S,
+                    self._enqueue_timer = self.ctx.clock.callLater(ENQUEUE_RETRY_S,
                                                                   self._retry_enqueue)
                     return
                 self._position = max(self._position, upto)
@@ -294,15 +305,15 @@ class FederationSender:
                  key: Any = None) -> None:
         """Queue an EDU; with ``key``, it replaces a queued EDU of the same
         (destination, type, key)."""
-        if destination == self.hs.hostname:
+        if destination == self.ctx.hostname:
             return
-        if edu_type == "m.presence" and not self.hs.config.presence["federation"]:
+        if edu_type == "m.presence" and not self.ctx.config.presence["federation"]:
             return
         q = self._queue(destination)
         slot: tuple[str | None, Any] = (edu_type, key) if key is not None else (
             None, next(self._edu_counter))
         q.edus.pop(slot, None)
-        q.edus[slot] = ({"edu_type": edu_type, "content": content}, self.hs.now_ms())
+        q.edus[slot] = ({"edu_type": edu_type, "content": content}, self.ctx.now_ms())
         while len(q.edus) > MAX_QUEUED_EDUS:
             del q.edus[next(iter(q.edus))]
         self._wake(q)
@@ -334,7 +345,7 @@ class FederationSender:
         """Whether ``destination`` is in backoff (it failed and its retry is
         not yet due): other requests to it may skip it."""
         q = self._destinations.get(destination)
-        return q is not None and q.retry_at > self.hs.now_ms()
+        return q is not None and q.retry_at > self.ctx.now_ms()
 
     def _queue(self, destination: str) -> _Destination:
         q = self._destinations.get(destination)
@@ -344,18 +355,18 @@ class FederationSender:
 
     def _wake(self, q: _Destination) -> None:
         """Start the destination's loop unless it runs or the peer is in backoff."""
-        if not self._running or q.loop is not None or q.name == self.hs.hostname:
+        if not self._running or q.loop is not None or q.name == self.ctx.hostname:
             return
-        if q.retry_at > self.hs.now_ms():
+        if q.retry_at > self.ctx.now_ms():
             return
         if not (q.has_pdus or q.has_to_device or q.edus):
             return
-        q.loop = self.hs.run_in_background(self._run_queue(q))
+        q.loop = self.ctx.run_in_background(self._run_queue(q))
 
     def _schedule_retry(self, q: _Destination, delay_ms: int) -> None:
         if q.timer is not None and q.timer.active():
             q.timer.cancel()
-        q.timer = self.hs.clock.callLater(max(0, delay_ms) / 1000, self._retry, q)
+        q.timer = self.ctx.clock.callLater(max(0, delay_ms) / 1000, self._retry, q)
 
     def _retry(self, q: _Destination) -> None:
         q.timer = None
@@ -363,14 +374,14 @@ class FederationSender:
         self._wake(q)
 
     async def _backoff(self, q: _Destination, reason: str) -> None:
-        settings = self.hs.config.federation
+        settings = self.ctx.config.federation
         minimum = int(settings["destination_min_retry_interval"])
         if q.retry_interval <= 0:
             interval = minimum
         else:
             interval = int(q.retry_interval * float(settings["destination_retry_multiplier"]))
         interval = max(minimum, min(interval, int(settings["destination_max_retry_interval"])))
-        now = self.hs.now_ms()
+        now = self.ctx.now_ms()
         delay = int(interval * random.uniform(0.8, 1.2))
         if q.woken:
             q.woken = False
@@ -379,7 +390,7 @@ class FederationSender:
         logger.info("federation sender: %s unreachable (%s); retrying in %.0f s",
                     q.name, reason, delay / 1000)
         try:
-            await self.hs.stores.federation_queue.set_retry_timings(q.name, now, interval)
+            await self.queue_store.set_retry_timings(q.name, now, interval)
         except Exception:
             logger.exception("federation sender: could not persist backoff of %s", q.name)
         if self._running:
@@ -396,8 +407,8 @@ class FederationSender:
             q.loop = None
 
     async def _send_until_empty(self, q: _Destination) -> None:
-        store = self.hs.stores.federation_queue
-        to_device_store = self.hs.stores.to_device
+        store = self.queue_store
+        to_device_store = self.to_device
         if q.retry_interval > 0 and q.has_pdus:
             # back from backoff: catch up with the latest event per room only
             if await store.count_pdus(q.name, MAX_PDUS_PER_TXN + 1) > MAX_PDUS_PER_TXN:
@@ -428,10 +439,10 @@ class FederationSender:
                     continue
                 return
             txn_id = f"{self._txn_prefix}-{next(self._txn_counter)}"
-            body = {"origin": self.hs.hostname, "origin_server_ts": self.hs.now_ms(),
+            body = {"origin": self.ctx.hostname, "origin_server_ts": self.ctx.now_ms(),
                     "pdus": pdus, "edus": edus}
             try:
-                response = await self.hs.federation_client.put_json(
+                response = await self.client.put_json(
                     q.name, f"/_matrix/federation/v1/send/{txn_id}", body)
             except Exception as e:  # noqa: BLE001 - every failure backs off or drops
                 if isinstance(e, defer.CancelledError):
@@ -457,7 +468,7 @@ class FederationSender:
     def _take_edus(self, q: _Destination, limit: int
                    ) -> dict[tuple[str | None, Any], tuple[dict[str, Any], int]]:
         """Take up to ``limit`` in-memory EDUs, oldest first, dropping stale ones."""
-        oldest = self.hs.now_ms() - EDU_MAX_AGE_MS
+        oldest = self.ctx.now_ms() - EDU_MAX_AGE_MS
         taken: dict[tuple[str | None, Any], tuple[dict[str, Any], int]] = {}
         for slot in list(q.edus):
             if len(taken) >= limit:
@@ -479,9 +490,9 @@ class FederationSender:
 
     async def _acknowledged(self, q: _Destination, pdu_rows: list[tuple[int, Any]],
                             to_device: list[tuple[int, Any]]) -> None:
-        await self.hs.stores.federation_queue.delete_pdus(q.name, [p for p, _ in pdu_rows])
+        await self.queue_store.delete_pdus(q.name, [p for p, _ in pdu_rows])
         if to_device:
-            await self.hs.stores.to_device.delete_outbox([i for i, _ in to_device])
+            await self.to_device.delete_outbox([i for i, _ in to_device])
 
     @staticmethod
     def _log_pdu_errors(destination: str, txn_id: str, response: Any) -> None:

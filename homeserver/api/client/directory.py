@@ -30,6 +30,7 @@ from homeserver.rooms import directory
 from homeserver.rooms.directory import PublicRoomsQuery
 
 if TYPE_CHECKING:
+    from homeserver.federation.client import FederationClient
     from homeserver.rooms.directory import RoomDirectory
     from homeserver.server import HomeServer
 
@@ -60,13 +61,12 @@ def parse_public_rooms_body(body: dict[str, Any]) -> PublicRoomsQuery:
 @dataclass(frozen=True)
 class Directory:
     """What the directory endpoints use: our server name (whose aliases and
-    list are answered here), the room directory, and the server for
-    ``federation/edus.py``'s ``query_remote``, which still takes the
-    HomeServer (the federation step gives it a service)."""
+    list are answered here), the room directory, and the federation client
+    (another server's aliases and list are asked of it)."""
 
     hostname: str
     directory: "RoomDirectory"
-    hs: "HomeServer"
+    federation_client: "FederationClient"
 
 
 def remote_server(d: Directory, req: HttpRequest) -> str | None:
@@ -86,8 +86,8 @@ def check_remote_rooms(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 async def resolve_remote_alias(d: Directory, alias: str, server: str) -> dict[str, Any]:
-    answer = await query_remote(d.hs, server, "/_matrix/federation/v1/query/directory",
-                                {"room_alias": alias})
+    answer = await query_remote(d.federation_client, server,
+                                "/_matrix/federation/v1/query/directory", {"room_alias": alias})
     room_id, servers = answer.get("room_id"), answer.get("servers")
     if not isinstance(room_id, str) or not isinstance(servers, list):
         raise MatrixError(502, Codes.UNKNOWN, f"{server} sent a malformed answer")
@@ -152,7 +152,7 @@ async def get_public_rooms(d: Directory, req: HttpRequest) -> tuple[int, Any]:
         if query.since is not None:
             args["since"] = query.since
         return 200, check_remote_rooms(await query_remote(
-            d.hs, server, "/_matrix/federation/v1/publicRooms", args))
+            d.federation_client, server, "/_matrix/federation/v1/publicRooms", args))
     return 200, await d.directory.list_public_rooms(query)
 
 
@@ -178,7 +178,7 @@ async def post_public_rooms(d: Directory, req: HttpRequest) -> tuple[int, Any]:
     query = parse_public_rooms_body(body)
     if server is not None:
         return 200, check_remote_rooms(await query_remote(
-            d.hs, server, "/_matrix/federation/v1/publicRooms",
+            d.federation_client, server, "/_matrix/federation/v1/publicRooms",
             body=remote_public_rooms_body(query, body)))
     return 200, await d.directory.list_public_rooms(query)
 
@@ -199,4 +199,4 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    router.add_endpoints(Directory(hs.hostname, hs.room_directory, hs), ENDPOINTS)
+    router.add_endpoints(Directory(hs.hostname, hs.room_directory, hs.federation_client), ENDPOINTS)

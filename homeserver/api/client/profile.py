@@ -26,6 +26,7 @@ from homeserver.storage.profiles import Profile
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
+    from homeserver.federation.client import FederationClient
     from homeserver.rooms.membership import MembershipHandler
     from homeserver.server import HomeServer
     from homeserver.storage import Stores
@@ -90,13 +91,13 @@ class Profiles:
     events), and the cache of remote users' profiles."""
 
     def __init__(self, ctx: "ServerContext", stores: "Stores",
-                 membership: "MembershipHandler", hs: "HomeServer") -> None:
+                 membership: "MembershipHandler",
+                 federation_client: "FederationClient") -> None:
         self.ctx = ctx
         self.stores = stores
         self.membership = membership
-        # for federation/edus.py's query_remote, which still takes the
-        # HomeServer (the federation step gives it a service of its own)
-        self.hs = hs
+        # remote users' profiles are asked of their servers
+        self.federation_client = federation_client
         # user ID -> (expiry, fields) of remote profiles, oldest first
         self.remote_cache: dict[str, tuple[int, dict[str, str]]] = {}
 
@@ -106,8 +107,8 @@ class Profiles:
         if cached is not None and cached[0] > now:
             return cached[1]
         server = user_id.partition(":")[2]
-        answer = await query_remote(self.hs, server, "/_matrix/federation/v1/query/profile",
-                                    {"user_id": user_id})
+        answer = await query_remote(self.federation_client, server,
+                                    "/_matrix/federation/v1/query/profile", {"user_id": user_id})
         # only well-formed fields of what the other server says reach the client
         fields = {k: v for k, v in answer.items()
                   if k in ("displayname", "avatar_url") and isinstance(v, str)
@@ -201,4 +202,5 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    router.add_endpoints(Profiles(hs.ctx, hs.stores, hs.membership, hs), ENDPOINTS)
+    router.add_endpoints(
+        Profiles(hs.ctx, hs.stores, hs.membership, hs.federation_client), ENDPOINTS)
