@@ -368,6 +368,9 @@ class KeyRing:
             waiters.append(waiter)
             await waiter
             return
+        if self._fresh(server_name, key_ids, minimum_valid_until_ts):
+            # a fetch finished while the caller was reading the database
+            return
         now = self.ctx.now_ms()
         failed_at = self._failed_at.get(server_name)
         if failed_at is not None and now - failed_at < NEGATIVE_CACHE_MS:
@@ -383,6 +386,16 @@ class KeyRing:
         finally:
             for w in self._inflight.pop(server_name):
                 w.callback(None)
+
+    def _fresh(self, server_name: str, key_ids: list[str],
+               minimum_valid_until_ts: int) -> bool:
+        """Whether memory already holds every key of ``key_ids`` that counts."""
+        for key_id in key_ids:
+            info = self._memory.get((server_name, key_id))
+            if info is None or not _counts(info.valid_until_ts, info.fetched_ts,
+                                           minimum_valid_until_ts):
+                return False
+        return True
 
     def _note_failure(self, server_name: str) -> None:
         now = self.ctx.now_ms()
