@@ -39,7 +39,6 @@ path can answer without the database.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -52,6 +51,7 @@ from homeserver.accounts.identifiers import parse_user_id
 from homeserver.e2e import cross_signing
 from homeserver.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.federation.client import FederationError, RequestFailed
+from homeserver.storage.cache import LruCache
 from homeserver.storage.e2e_keys import KeyCounts, OneTimeKeyConflict, RemoteDevice
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ class E2eKeyHandler:
         self.cross_signing = cross_signing
         self.federation_client = federation_client
         self.federation_sender = federation_sender
-        self._counts: OrderedDict[tuple[str, str], KeyCounts] = OrderedDict()
+        self._counts: LruCache[tuple[str, str], KeyCounts] = LruCache(COUNT_CACHE_SIZE)
         # one announce at a time per user: the stream_id chain must not fork
         self._announce_locks: dict[str, defer.DeferredLock] = {}
         self._resync_locks: dict[str, defer.DeferredLock] = {}
@@ -216,10 +216,7 @@ class E2eKeyHandler:
     # -- key counts (/sync) ------------------------------------------------------
 
     def _remember_counts(self, user_id: str, device_id: str, counts: KeyCounts) -> None:
-        self._counts[(user_id, device_id)] = counts
-        self._counts.move_to_end((user_id, device_id))
-        while len(self._counts) > COUNT_CACHE_SIZE:
-            self._counts.popitem(last=False)
+        self._counts.put((user_id, device_id), counts)
 
     def cached_counts(self, user_id: str, device_id: str | None) -> KeyCounts | None:
         """The device's counts if known without the database (the fast path)."""
@@ -327,7 +324,7 @@ class E2eKeyHandler:
         claimed = await self.store.claim_keys(query)
         for user_id, devices in query.items():
             for device_id in devices:
-                self._counts.pop((user_id, device_id), None)
+                self._counts.invalidate((user_id, device_id))
         return claimed
 
     async def claim(self, query: dict[str, dict[str, str]], timeout_ms: int,

@@ -45,7 +45,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -64,6 +63,7 @@ from twisted.internet import defer
 from homeserver.events import signing
 from homeserver.events.identifiers import is_valid_server_name
 from homeserver.events.signing import MAX_KEY_VALIDITY_MS, SignatureError
+from homeserver.storage.cache import LruCache
 from homeserver.storage.server_keys import StoredKey
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ class KeyRing:
         self._own_resign_at = 0
         self._old_keys = self._parse_old_signing_keys(ctx.config.old_signing_keys or {})
         self._trusted = parse_trusted_key_servers(ctx.config.trusted_key_servers or [])
-        self._memory: OrderedDict[tuple[str, str], KeyInfo] = OrderedDict()
+        self._memory: LruCache[tuple[str, str], KeyInfo] = LruCache(MEMORY_CACHE_SIZE)
         # server -> waiters of the fetch in progress
         self._inflight: dict[str, list[defer.Deferred[None]]] = {}
         # server -> when its last fetch came back without the keys wanted
@@ -347,10 +347,7 @@ class KeyRing:
         held = self._memory.get(cache_key)
         if held is not None and held.valid_until_ts > info.valid_until_ts:
             return held
-        self._memory[cache_key] = info
-        self._memory.move_to_end(cache_key)
-        while len(self._memory) > MEMORY_CACHE_SIZE:
-            self._memory.popitem(last=False)
+        self._memory.put(cache_key, info)
         return info
 
     async def _store(self, rows: list[StoredKey]) -> None:

@@ -50,7 +50,8 @@ from homeserver.push.evaluator import (
     notifies,
     user_power_level,
 )
-from homeserver.storage.push_rules import MAX_CACHED_RULESETS, LockedLru, PushRuleStore
+from homeserver.storage.cache import LruCache
+from homeserver.storage.push_rules import MAX_CACHED_RULESETS, PushRuleStore
 
 if TYPE_CHECKING:
     from homeserver.events.model import Event
@@ -136,11 +137,11 @@ class PushActions:
     def __init__(self, push_rules: PushRuleStore) -> None:
         self.push_rules = push_rules
         # (user, rules version) -> the ruleset compiled for evaluation
-        self._compiled = LockedLru(MAX_CACHED_RULESETS)
+        self._compiled: LruCache[tuple[str, str], Any] = LruCache(MAX_CACHED_RULESETS)
         # event ID -> {local user ID: (notify, highlight)} for the sync fast path
-        self._recent = LockedLru(MAX_RECENT_EVENTS)
+        self._recent: LruCache[str, dict[str, tuple[int, int]]] = LruCache(MAX_RECENT_EVENTS)
         # member event ID -> display name ("" for none)
-        self._names = LockedLru(MAX_CACHED_RULESETS)
+        self._names: LruCache[str, str] = LruCache(MAX_CACHED_RULESETS)
 
     def recent_actions(self, event_id: str) -> dict[str, tuple[int, int]] | None:
         """{local user: (notify, highlight)} computed for the event when it was

@@ -54,6 +54,17 @@ class LruCache(Generic[K, V]):
             while len(self._data) > self.max_size:
                 self._data.popitem(last=False)
 
+    def merge(self, key: K, value: V) -> None:
+        """Put ``value``, or, for dict values, update what is held with it."""
+        with self._lock:
+            old = self._data.get(key)
+            if isinstance(old, dict) and isinstance(value, dict) and old:
+                value = {**old, **value}  # type: ignore[assignment]
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_size:
+                self._data.popitem(last=False)
+
     def invalidate(self, key: K) -> None:
         with self._lock:
             self._data.pop(key, None)

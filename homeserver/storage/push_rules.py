@@ -21,16 +21,16 @@ answer unread counts and GET /notifications from the table.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from homeserver.events.model import Event
 from homeserver.push.rules import DEFAULT_KIND_OF, build_ruleset, client_ruleset
 from homeserver.storage.account_data import GLOBAL_ROOM, AccountDataStore
+from homeserver.storage.cache import LruCache
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.sql import placeholders
 
 PUSH_RULES_TYPE = "m.push_rules"
 IGNORED_USER_LIST = "m.ignored_user_list"
@@ -44,41 +44,6 @@ Ruleset = dict[str, list[dict[str, Any]]]
 
 class RuleNotFound(Exception):
     """The rule (or the one named by before/after) does not exist."""
-
-
-class LockedLru:
-    """A small thread-safe LRU map (the persist hooks run on database threads)."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._data: OrderedDict[Any, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
-
-    def merge(self, key: Any, value: dict[str, Any]) -> None:
-        with self._lock:
-            old = self._data.get(key)
-            self._data[key] = {**old, **value} if old else value
-            self._data.move_to_end(key)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
-
-
-def _placeholders(n: int) -> str:
-    return ",".join("?" * n)
 
 
 # -- rulesets -----------------------------------------------------------------
@@ -126,7 +91,7 @@ class PushRuleStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         # (user ID, version token or "") -> the user's ruleset in evaluation order
-        self._rulesets = LockedLru(MAX_CACHED_RULESETS)
+        self._rulesets: LruCache[tuple[str, str], Ruleset] = LruCache(MAX_CACHED_RULESETS)
 
     def ruleset_txn(self, txn: Txn, user_id: str, version: str | None) -> Ruleset:
         """The user's ruleset at rules ``version`` (None: never changed)."""
@@ -338,7 +303,7 @@ class PushRuleStore:
             chunk = event_ids[start:start + _CHUNK]
             for event_id, state_key, text in txn.select_all(
                     "SELECT event_id, state_key, json FROM events"
-                    f" WHERE event_id IN ({_placeholders(len(chunk))})", chunk):
+                    f" WHERE event_id IN ({placeholders(len(chunk))})", chunk):
                 content = json.loads(text).get("content")
                 name = content.get("displayname") if isinstance(content, dict) else None
                 out.append((event_id, state_key, name if isinstance(name, str) else ""))
