@@ -8,7 +8,7 @@ CONFIG ?= data/homeserver.yaml
 SYNAPSE_VENV := .synapse-venv
 SYNAPSE_VERSION := 1.163.2
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean sytest
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,17 @@ lint: $(VENV)/.installed-test
 test: lint $(SYNAPSE_VENV)/.installed
 	HS_SYNAPSE_PYTHON=$(SYNAPSE_VENV)/bin/python \
 		$(BIN)/python scripts/with_postgres.py $(BIN)/pytest $(PYTEST_ARGS)
+
+# SyTest, the Matrix project's integration suite, as a ratchet against the
+# checked-in list of tests still expected to fail (conformance/README.md).
+CONFORMANCE ?= $(firstword $(wildcard ../shared/conformance /work/shared/conformance))
+SYTEST_OUT ?= /tmp/sytest/homeserver.tap
+sytest: $(VENV)/.installed
+	@test -n "$(CONFORMANCE)" || { echo "no conformance kit: set CONFORMANCE=path/to/conformance"; exit 2; }
+	$(CONFORMANCE)/sytest-plugin/run-sytest.sh --install-deps --homeserver-cmd $(BIN)/homeserver \
+		--impl-name dendrite --blacklist $(CONFORMANCE)/synapse-blacklist.txt \
+		--output $(SYTEST_OUT) $(SYTEST_ARGS) || true
+	$(PYTHON) scripts/sytest_ratchet.py $(SYTEST_OUT) conformance/expected-failures.txt
 
 clean:
 	rm -rf $(VENV) $(SYNAPSE_VENV) *.egg-info
