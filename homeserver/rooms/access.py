@@ -272,11 +272,18 @@ class RoomReader:
 
     async def paginate(self, user_id: str, access: ReadAccess, *, from_pos: int,
                        to_pos: int | None, backwards: bool, limit: int,
-                       event_filter: RoomEventFilter = NO_FILTER) -> Page:
+                       event_filter: RoomEventFilter = NO_FILTER,
+                       current_state_visible: bool = False) -> Page:
         """Up to ``limit`` events ``user_id`` may see that ``event_filter``
         matches: backwards, positions <= ``from_pos`` and > ``to_pos``, newest
         first; forwards, > ``from_pos`` and <= ``to_pos``, oldest first.
-        A reader who left never reads past their leave."""
+        A reader who left never reads past their leave.
+
+        ``current_state_visible`` (a sync's timeline) also keeps state events
+        that history visibility hides but that are the room's current state:
+        a member sees the current state anyway, and a client that rejoined
+        learns in its timeline who joined while it was away (as Synapse's
+        sync does)."""
         until = access.until_stream
         if until is not None:
             if backwards:
@@ -306,6 +313,13 @@ class RoomReader:
                        and p > joined_at}
             visible.update(e.event_id for e in await self.filter_visible(user_id, access,
                                                                          to_check))
+            if current_state_visible and access.membership is not None \
+                    and access.membership.membership == "join":
+                hidden_state = [e.event_id for _, e in to_check
+                                if e.is_state() and e.event_id not in visible]
+                if hidden_state:
+                    visible.update(await self.stores.rooms.get_current_state_among(
+                        access.room.room_nid, hidden_state))
             for row_pos, event in rows:
                 pos = row_pos - 1 if backwards else row_pos
                 if event.event_id in visible and event_filter.matches(event) \
