@@ -5,7 +5,10 @@ auth rules decide who may do what (a banned user cannot rejoin, a kick needs
 the kick level and a higher level than the target, a knock needs a v7+ room
 whose join rule is ``knock`` or, v10+, ``knock_restricted``...). A join, a
 knock or an invite carries the target's display name and avatar, as clients
-expect.
+expect. Where Synapse refuses more than the auth rules, so do we: a kick
+needs a target in the room (not one who left or is banned), and a change
+identical to the current member event sends nothing (joining twice is
+idempotent).
 
 Knocking (client-server API, "Knocking on rooms"): the knock is membership
 ``knock``; a member with the invite level may then invite the knocker (an
