@@ -180,8 +180,8 @@ async def get_joined_members(api: MembershipApi, req: HttpRequest) -> tuple[int,
     for (_, user_id), event in sorted(state.items()):
         if event.membership != "join":
             continue
-        # both keys always, null when unset, as Synapse answers (SyTest
-        # checks it; clients read a missing key and a null alike)
+        # both keys always, null when unset, as Synapse answers (clients and
+        # SyTest read them without checking they are there)
         profile: dict[str, Any] = {}
         for key, out in (("displayname", "display_name"), ("avatar_url", "avatar_url")):
             value = event.content.get(key)
