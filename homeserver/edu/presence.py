@@ -378,10 +378,11 @@ class PresenceHandler:
         if not self.enabled:
             return []
         events = await self._presence_events(user_id, since, until)
-        extra = set(newly_met) - {user_id} - {e["sender"] for e in events}
+        extra = sorted(set(newly_met) - {user_id} - {e["sender"] for e in events})
+        rows = await self.store.get_presence_of(extra) if extra else {}
         now = self.ctx.now_ms()
-        for other in sorted(extra):
-            row = await self.store.get_presence(other)
+        for other in extra:
+            row = rows.get(other)
             content = (format_presence("offline", None, 0, False, now) if row is None
                        else self._format_row(row, now))
             events.append({"type": "m.presence", "sender": other, "content": content})

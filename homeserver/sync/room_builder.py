@@ -320,6 +320,11 @@ class RoomBuilder:
                                       room["unread_notifications"]["highlight_count"])
         if f.unread_thread_notifications:
             room["unread_thread_notifications"] = threads
+        if since is not None and not newly_joined:
+            # whoever joined in the range: the user gets their presence too
+            # (an initial sync, or a room the user just joined, has it all)
+            changes.newly_met.update(_joined_by(
+                room["timeline"]["events"] + room["state"]["events"], user_id))
         if newly_joined:
             changes.newly_joined = True
             members = await self.stores.rooms.get_members(m.room_nid)
@@ -332,8 +337,6 @@ class RoomBuilder:
                         changes.device_changed.add(target)
                     elif isinstance(target, str):
                         changes.device_left_candidates.add(target)
-            changes.newly_met.update(_joined_by(
-                room["timeline"]["events"] + room["state"]["events"], user_id))
         return room
 
     async def _left_room(self, requester: Requester, m: RoomMembership,
