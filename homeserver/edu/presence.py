@@ -53,6 +53,7 @@ may have gone away). A sweep every ``FEDERATION_SWEEP_MS`` does both.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -364,13 +365,31 @@ class PresenceHandler:
                                row.currently_active, now)
 
     async def get_presence_events(self, user_id: str, since: int | None,
-                                  until: int) -> list[dict[str, Any]]:
+                                  until: int, newly_met: Iterable[str] = (),
+                                  ) -> list[dict[str, Any]]:
         """The m.presence events /sync sends ``user_id``: of the users sharing a
         joined room with them (and their own) whose presence changed at global
         positions in (since, until]; with ``since`` None, the presence of all of
-        them that are not offline (or are offline with a status message)."""
+        them that are not offline (or are offline with a status message).
+
+        ``newly_met`` are users who joined a room of ``user_id`` in the range:
+        their presence comes too, changed or not (offline when they never set
+        one), as Synapse sends it, since the client has never seen it."""
         if not self.enabled:
             return []
+        events = await self._presence_events(user_id, since, until)
+        extra = sorted(set(newly_met) - {user_id} - {e["sender"] for e in events})
+        rows = await self.store.get_presence_of(extra) if extra else {}
+        now = self.ctx.now_ms()
+        for other in extra:
+            row = rows.get(other)
+            content = (format_presence("offline", None, 0, False, now) if row is None
+                       else self._format_row(row, now))
+            events.append({"type": "m.presence", "sender": other, "content": content})
+        return events
+
+    async def _presence_events(self, user_id: str, since: int | None,
+                               until: int) -> list[dict[str, Any]]:
         if self._last_write_pos is None:
             self._last_write_pos = self.stream_tracker.max_allocated
         if since is not None and since >= self._last_write_pos and not self._writes_running:
@@ -382,17 +401,17 @@ class PresenceHandler:
         else:
             rows = await self.store.get_presence_changes(user_id, since, until)
         now = self.ctx.now_ms()
-        events = []
-        for row in rows:
-            last_active = row.last_active_ts
-            state = self._states.get(row.user_id)
-            if state is not None:
-                # the time in memory is newer than the row's (persisted once a minute)
-                last_active = max(last_active, state.last_active_ts)
-            content = format_presence(row.presence, row.status_msg, last_active,
-                                      row.currently_active, now)
-            events.append({"type": "m.presence", "sender": row.user_id, "content": content})
-        return events
+        return [{"type": "m.presence", "sender": row.user_id,
+                 "content": self._format_row(row, now)} for row in rows]
+
+    def _format_row(self, row: PresenceRow, now: int) -> dict[str, Any]:
+        last_active = row.last_active_ts
+        state = self._states.get(row.user_id)
+        if state is not None:
+            # the time in memory is newer than the row's (persisted once a minute)
+            last_active = max(last_active, state.last_active_ts)
+        return format_presence(row.presence, row.status_msg, last_active,
+                               row.currently_active, now)
 
     # -- state, timers and writes ---------------------------------------------
 

@@ -3,7 +3,8 @@
 Who is typing where lives only in this process: a room's typing set maps
 each typing user to the timer that stops them (the client's timeout, capped
 at two minutes). A user stops typing when they say so, when the timer fires,
-or when they send a message (``stopped_by_message``).
+or when they leave the room (``left_room``). Sending a message does not
+stop them: clients say so themselves, as Synapse expects.
 
 Users of other servers type here too (``set_remote_typing``, from their
 server's m.typing EDUs, with a fixed timeout since the EDU carries none).
@@ -106,8 +107,8 @@ class TypingManager:
         users[user_id] = self.ctx.clock.callLater(delay, self._expire, user_id, room_id)
         self._changed_room(room_id)
 
-    def stopped_by_message(self, user_id: str, room_id: str) -> None:
-        """``user_id`` sent a message to the room: they are no longer typing."""
+    def left_room(self, user_id: str, room_id: str) -> None:
+        """``user_id`` is no longer joined to the room: they are no longer typing."""
         self._stop(user_id, room_id)
 
     def _expire(self, user_id: str, room_id: str) -> None:

@@ -618,8 +618,9 @@ class FederationEventHandler:
         if result.stream_ordering is not None:
             notifier.on_new_event(room.room_id, event.type, event.state_key,
                                   result.stream_ordering)
-            if event.state_key is None:
-                self.typing.stopped_by_message(event.sender, room.room_id)
+            if event.type == "m.room.member" and event.state_key is not None \
+                    and event.content.get("membership") != "join":
+                self.typing.left_room(event.state_key, room.room_id)
         position = result.barrier or result.stream_ordering
         changed = [u for u in result.membership_changes if u != event.state_key]
         if position is not None and changed:

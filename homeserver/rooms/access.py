@@ -270,13 +270,39 @@ class RoomReader:
         events = await self.stores.events.get_events(later)
         return any(e.membership == "join" for e in events.values())
 
+    async def _visible(self, user_id: str, access: ReadAccess,
+                       events: Sequence[tuple[int, Event]],
+                       current_state_visible: bool) -> list[Event]:
+        """``filter_visible``, plus (``current_state_visible``, for a joined
+        reader) the state events it hides that are the room's current state."""
+        shown = await self.filter_visible(user_id, access, events)
+        if not current_state_visible or access.membership is None \
+                or access.membership.membership != "join":
+            return shown
+        by_id = {e.event_id: e for e in shown}  # as the gate gives them
+        hidden_state = [e.event_id for _, e in events
+                        if e.is_state() and e.event_id not in by_id]
+        if not hidden_state:
+            return shown
+        current = await self.stores.rooms.get_current_state_among(access.room.room_nid,
+                                                                  hidden_state)
+        return [by_id.get(e.event_id, e) for _, e in events
+                if e.event_id in by_id or e.event_id in current]
+
     async def paginate(self, user_id: str, access: ReadAccess, *, from_pos: int,
                        to_pos: int | None, backwards: bool, limit: int,
-                       event_filter: RoomEventFilter = NO_FILTER) -> Page:
+                       event_filter: RoomEventFilter = NO_FILTER,
+                       current_state_visible: bool = False) -> Page:
         """Up to ``limit`` events ``user_id`` may see that ``event_filter``
         matches: backwards, positions <= ``from_pos`` and > ``to_pos``, newest
         first; forwards, > ``from_pos`` and <= ``to_pos``, oldest first.
-        A reader who left never reads past their leave."""
+        A reader who left never reads past their leave.
+
+        ``current_state_visible`` (a sync's timeline) also keeps state events
+        that history visibility hides but that are the room's current state:
+        a member sees the current state anyway, and a client that rejoined
+        learns in its timeline who joined while it was away (as Synapse's
+        sync does)."""
         until = access.until_stream
         if until is not None:
             if backwards:
@@ -304,8 +330,8 @@ class RoomReader:
             to_check = [r for r in oldest_first if joined_at is None or r[0] <= joined_at]
             visible = {e.event_id for p, e in oldest_first if joined_at is not None
                        and p > joined_at}
-            visible.update(e.event_id for e in await self.filter_visible(user_id, access,
-                                                                         to_check))
+            visible.update(e.event_id for e in await self._visible(
+                user_id, access, to_check, current_state_visible))
             for row_pos, event in rows:
                 pos = row_pos - 1 if backwards else row_pos
                 if event.event_id in visible and event_filter.matches(event) \

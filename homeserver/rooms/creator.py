@@ -267,9 +267,12 @@ class EventCreator:
                 request.succeed(event.event_id)
             senders = {event.sender for _, event in built if event.state_key is None}
             for sender in senders:
-                # a user who posts is active, and no longer typing
-                self.typing.stopped_by_message(sender, room.room_id)
+                # a user who posts is active
                 self.ctx.run_in_background(self.presence.user_activity(sender))
+            for _, event in built:
+                if event.type == "m.room.member" and event.state_key is not None \
+                        and event.content.get("membership") != "join":
+                    self.typing.left_room(event.state_key, room.room_id)
 
     async def _build(self, room: RoomInfo, rv: RoomVersion, request: _SendRequest,
                      state: dict[tuple[str, str], Event], state_ids: dict[tuple[str, str], str],

@@ -5,7 +5,10 @@ auth rules decide who may do what (a banned user cannot rejoin, a kick needs
 the kick level and a higher level than the target, a knock needs a v7+ room
 whose join rule is ``knock`` or, v10+, ``knock_restricted``...). A join, a
 knock or an invite carries the target's display name and avatar, as clients
-expect.
+expect. Where Synapse refuses more than the auth rules, so do we: a kick
+needs a target in the room (not one who left or is banned), and a change
+identical to the current member event sends nothing (joining twice is
+idempotent).
 
 Knocking (client-server API, "Knocking on rooms"): the knock is membership
 ``knock``; a member with the invite level may then invite the knocker (an
@@ -55,6 +58,11 @@ logger = logging.getLogger(__name__)
 
 # the allow-list entry of a restricted join rule that we can check
 ROOM_MEMBERSHIP_ALLOW = "m.room_membership"
+
+# keys of a join request's body that never go into the member event as they
+# are: the server decides them (or, for a third-party invite, checks them)
+_NOT_CLIENT_CONTENT = frozenset({"membership", AUTHORISING_USER, "third_party_signed",
+                                 "reason", "is_direct"})
 
 
 class MembershipHandler:
@@ -108,24 +116,43 @@ class MembershipHandler:
                                 membership: str, *, reason: str | None = None,
                                 is_direct: bool | None = None,
                                 txn_id: NewEventTxn | None = None,
-                                via: list[str] | None = None) -> str:
+                                via: list[str] | None = None,
+                                extra_content: dict[str, Any] | None = None,
+                                kick: bool = False) -> str:
         """Send the ``m.room.member`` event; returns its event ID.
 
         A user joining, knocking on or leaving a room no local user is in
         goes through another server (``federation/membership.py``): ``via``
-        names candidates, after the inviter's server and the room's."""
+        names candidates, after the inviter's server and the room's.
+
+        ``extra_content``: the rest of a join request's body, which goes into
+        the member event (as on Synapse, a client may put its own keys there
+        or its own display name), except the keys the server decides.
+
+        A change that would change nothing (the same sender, membership and
+        content as the current member event) sends no new event and returns
+        the current one, as on Synapse: joining twice is idempotent.
+        ``kick``: a leave sent by a moderator through /kick, which needs a
+        target in the room (``_check_kick_target``)."""
         room = await self.stores.rooms.get_room(room_id)
+        extra = {k: v for k, v in (extra_content or {}).items()
+                 if k not in _NOT_CLIENT_CONTENT}
         if sender == target and membership in ("join", "knock", "leave") and \
                 await self._needs_remote(room):
             return await self._remote_membership(sender, room_id, room, membership,
-                                                 reason, via or [])
+                                                 reason, via or [], extra)
         if room is None:
             raise not_found("Unknown room")
         if membership == "invite":
             await self.check_invitee(target)
+        if kick:
+            await self._check_kick_target(room, target)
         content: dict[str, Any] = {"membership": membership}
         if membership in ("join", "invite", "knock"):
             content.update(await self._profile_content(target))
+        if membership == "join":
+            content.update(extra)
+            content["membership"] = membership
         if membership == "join" and sender == target:
             authoriser = await self._restricted_join_authoriser(room, target)
             if authoriser is not None:
@@ -135,7 +162,17 @@ class MembershipHandler:
         if is_direct is not None:
             content["is_direct"] = is_direct
         return await self.event_creator.send(sender, room_id, "m.room.member", content,
-                                             state_key=target, txn_id=txn_id)
+                                             state_key=target, txn_id=txn_id,
+                                             dedupe_state=True)
+
+    async def _check_kick_target(self, room: RoomInfo, target: str) -> None:
+        """A kick needs a target who is joined, invited or knocking: the
+        auth rules would let a moderator "kick" a user who already left,
+        never came or is banned (which would unban them), and Synapse
+        refuses that with 403 (/unban is the way to lift a ban)."""
+        current = await self.stores.rooms.get_membership(target, room.room_nid)
+        if current is None or current.membership in ("leave", "ban"):
+            raise forbidden(f"{target} is not in the room")
 
     async def profile_changed(self, user_id: str) -> None:
         """Carry a new display name or avatar into the user's member event in
@@ -176,12 +213,15 @@ class MembershipHandler:
         return bool(await self.stores.rooms.get_members(room.room_nid))
 
     async def _remote_membership(self, user_id: str, room_id: str, room: RoomInfo | None,
-                                 membership: str, reason: str | None, via: list[str]) -> str:
+                                 membership: str, reason: str | None, via: list[str],
+                                 extra: dict[str, Any]) -> str:
         fm = self.federation_membership
         servers = list(via) + await self._remote_servers(room_id, room, user_id)
         content: dict[str, Any] = {}
         if membership in ("join", "knock"):
             content.update(await self._profile_content(user_id))
+        if membership == "join":
+            content.update(extra)
         if reason is not None:
             content["reason"] = reason
         if membership == "join":

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from homeserver.errors import forbidden, not_found
+from homeserver.errors import forbidden, invalid_param, not_found
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.rooms.power_levels import (
@@ -83,8 +83,10 @@ async def redact_event(stores: "Stores", event_creator: "EventCreator", sender: 
     state = {k: events[v] for k, v in ids.items() if v in events}
 
     pos = await stores.events.get_event_position(event_id)
-    original = await stores.events.get_event(event_id) \
-        if pos is not None and pos.room_nid == room.room_nid else None
+    if pos is not None and pos.room_nid != room.room_nid:
+        # Synapse refuses it too: a redaction names an event of its own room
+        raise invalid_param("Cannot redact an event from a different room")
+    original = await stores.events.get_event(event_id) if pos is not None else None
     if original is None:
         # Synapse: only a moderator may redact an event the server does not have
         if not has_redact_level(sender, state, rv):

@@ -25,6 +25,7 @@ from typing import Any
 
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.rooms import shares_joined_room_sql
+from homeserver.storage.sql import select_in
 from homeserver.storage.streams import PRESENCE, next_stream_id_txn
 
 
@@ -91,6 +92,13 @@ class PresenceStore:
             "get_presence", f"SELECT {_COLUMNS} FROM presence p WHERE p.user_id = ?",
             (user_id,))
         return _row(rows[0]) if rows else None
+
+    async def get_presence_of(self, user_ids: list[str]) -> dict[str, PresenceRow]:
+        """The rows of those of ``user_ids`` that have one."""
+        rows = await select_in(self.db, "get_presence_of",
+                               f"SELECT {_COLUMNS} FROM presence p WHERE p.user_id IN ({{}})",
+                               user_ids)
+        return {row.user_id: row for row in map(_row, rows)}
 
     async def get_not_offline(self, server_name: str | None) -> list[PresenceRow]:
         """The users of ``server_name`` (None: of every server) not offline (at

@@ -134,6 +134,17 @@ class RoomStore:
             "get_current_state_ids", self.get_current_state_ids_txn, room_nid,
             list(keys) if keys is not None else None, event_type)
 
+    async def get_current_state_among(self, room_nid: int,
+                                      event_ids: Iterable[str]) -> set[str]:
+        """Those of ``event_ids`` that are part of the room's current state."""
+        rows = await select_in(
+            self.db, "get_current_state_among",
+            "SELECT ev.event_id FROM current_state cs"
+            " JOIN events ev ON ev.event_nid = cs.event_nid"
+            " WHERE cs.room_nid = ? AND ev.event_id IN ({})",
+            list(event_ids), before=(room_nid,))
+        return {str(r[0]) for r in rows}
+
     @staticmethod
     def set_current_state_txn(txn: Txn, room_nid: int, state_key_nid: int,
                               event_nid: int) -> None:

@@ -17,7 +17,7 @@ from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.rooms import shares_joined_room_sql
-from homeserver.storage.sql import placeholders, select_in_txn
+from homeserver.storage.sql import placeholders, select_in, select_in_txn
 from homeserver.storage.to_device import ToDeviceStore
 
 # A position no stream will reach.
@@ -213,6 +213,23 @@ class SyncStore:
             return {n: (counts[n], _pick_heroes(candidates[n], limit)) for n in room_nids}
 
         return await self.db.run_interaction("get_summaries", txn_fn)
+
+    async def get_naming_event_ids(self, room_nids: list[int]) -> dict[int, list[str]]:
+        """Per room of ``room_nids`` that has any, the IDs of its current
+        ``m.room.name`` and ``m.room.canonical_alias`` events: a room named by
+        one of them gets no heroes in its summary."""
+        rows = await select_in(
+            self.db, "get_naming_event_ids",
+            "SELECT cs.room_nid, ev.event_id FROM current_state cs"
+            " JOIN state_keys sk ON sk.state_key_nid = cs.state_key_nid"
+            " JOIN events ev ON ev.event_nid = cs.event_nid"
+            " WHERE cs.room_nid IN ({}) AND sk.state_key = ''"
+            " AND sk.event_type IN (?, ?)",
+            room_nids, after=("m.room.name", "m.room.canonical_alias"))
+        out: dict[int, list[str]] = {}
+        for nid, event_id in rows:
+            out.setdefault(int(nid), []).append(str(event_id))
+        return out
 
 
 # members read to choose a room's heroes from

@@ -4,8 +4,10 @@ Written from ``definitions/sync_filter.yaml``, ``event_filter.yaml`` and
 ``room_event_filter.yaml``. Unknown keys are allowed everywhere, as Synapse
 allows them, so clients can send fields from newer spec versions and MSCs.
 Where the spec's prose says more than its schema, the schema here says it
-too: ``limit`` is an integer greater than 0 (a JSON ``10.0`` is refused, so
-whoever reads a stored filter can trust it), and room and user ID lists hold
+too: ``limit`` is an integer (a JSON ``10.0`` is refused, so whoever reads a
+stored filter can trust it) and not negative: the spec's prose asks for more
+than 0, but a timeline limit of 0 ("state only, no timeline") is what clients
+send and Synapse accepts, so 0 is kept, and room and user ID lists hold
 valid IDs, not just strings with the right sigil.
 
 Type patterns (``types`` / ``not_types``) are capped: at most
@@ -34,7 +36,7 @@ _USER_IDS = {"type": "array", "items": {"type": "string", "format": "matrix_user
 _ROOM_IDS = {"type": "array", "items": {"type": "string", "format": "matrix_room_id"}}
 
 _EVENT_FILTER_PROPERTIES: dict[str, Any] = {
-    "limit": {"type": "integer", "minimum": 1},
+    "limit": {"type": "integer", "minimum": 0},
     "senders": _USER_IDS,
     "not_senders": _USER_IDS,
     "types": _TYPE_PATTERNS,

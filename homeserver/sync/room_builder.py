@@ -8,13 +8,19 @@ a few at a time; an initial or ``full_state`` sync reads every room of the
 user. Typing comes from memory (``edu/typing.py``).
 
 Per joined room: the timeline is the newest ``limit`` events of the range
-that the filter and history visibility let through, ``limited`` when there
-were more, with ``prev_batch`` the pagination token just before them. The
-state is the state at the start of the timeline: all of it for an initial
-sync, a room the user newly joined, or ``full_state``; for an incremental
-``limited`` timeline, the entries that differ from the state at ``since``;
-otherwise nothing (every change is in the timeline). With lazy-loaded members,
-member events are those of the timeline's senders.
+that the filter and history visibility let through (plus state events that
+visibility hides but that are current state: a rejoining member learns who
+came while it was away), ``limited`` when there were more or the user newly
+joined, with ``prev_batch`` the pagination token just before them (the
+room's end when an initial sync's timeline holds the whole room, as
+Synapse). The state is the state at the start of the timeline: all of it for
+an initial sync, a room the user newly joined (or joined and left since the
+last sync), or ``full_state``; for an incremental ``limited`` timeline, the
+entries that differ from the state at ``since``; otherwise nothing (every
+change is in the timeline). With lazy-loaded members, member events are
+those the gap changed and those of the timeline's senders, less those this
+device was already sent (``SentMembers``). A room's summary has heroes only
+when it has neither name nor canonical alias.
 
 Unread notification counts are the user's rows of ``event_push_actions``
 (the push rules' verdict, written when each event was persisted:
@@ -27,7 +33,7 @@ to-device messages. The response's shape is ``sync/encoder.py``'s.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
@@ -36,6 +42,7 @@ from homeserver.events.model import Event
 from homeserver.http.request import Requester
 from homeserver.push.rules import client_ruleset
 from homeserver.rooms.access import ReadAccess
+from homeserver.storage.cache import LruCache
 from homeserver.storage.e2e_keys import KeyCounts
 from homeserver.storage.push_rules import PUSH_RULES_TYPE
 from homeserver.storage.rooms import Membership, RoomInfo
@@ -47,7 +54,11 @@ from homeserver.sync.encoder import (
     timeline_section,
     unread_section,
 )
-from homeserver.sync.filter import apply_event_fields, room_event_matches
+from homeserver.sync.filter import (
+    apply_event_fields,
+    room_event_matches,
+    room_filter_blocks_all,
+)
 from homeserver.sync.tokens import StreamToken, pagination_token
 
 if TYPE_CHECKING:
@@ -72,6 +83,9 @@ STRIPPED_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name",
 MAX_COUNTED_UNREAD = 1000
 # rooms read at once in an initial sync
 ROOM_CONCURRENCY = 8
+# lazy-loaded members: (device, room) pairs remembered, and members per pair
+MAX_SENT_MEMBER_ROOMS = 10_000
+MAX_SENT_MEMBERS_PER_ROOM = 1_000
 
 
 @dataclass
@@ -85,12 +99,45 @@ class Changes:
     device_left_candidates: set[str]
     # the user joined a room in this range: they need its members' presence
     newly_joined: bool = False
+    # others who joined a room of the user in this range: their presence too
+    newly_met: set[str] = field(default_factory=set)
     # rooms with receipts in the range (None: any room may have some)
     receipt_rooms: set[str] | None = None
     # read for every joined room at once (an initial sync): receipts by room
     # ID, (member counts, heroes) by room NID
     receipts: dict[str, dict[str, Any]] | None = None
     summaries: dict[int, tuple[dict[str, int], list[str]]] | None = None
+    # with ``summaries``: the rooms among them that have a name or alias
+    named: set[int] | None = None
+
+
+class SentMembers:
+    """Which member events each device was sent per room, for lazy-loaded
+    members: a sender whose member event the device already has need not get
+    it again (the spec lets a server leave such redundant members out, and
+    SyTest checks that Synapse does). Memory only, bounded: a device the
+    cache forgot, or a restart, only means redundant members are sent again,
+    which the spec allows."""
+
+    def __init__(self, max_rooms: int = MAX_SENT_MEMBER_ROOMS) -> None:
+        # (user ID, device ID, room ID) -> member's user ID -> member event ID
+        self._sent: LruCache[tuple[str, str, str], dict[str, str]] = LruCache(max_rooms)
+
+    def get(self, device: tuple[str, str, str]) -> dict[str, str]:
+        return self._sent.get(device) or {}
+
+    def record(self, device: tuple[str, str, str], reset: bool,
+               members: dict[str, str]) -> None:
+        """The device was sent ``members`` (after nothing else, ``reset``:
+        a full state)."""
+        if not members and not reset:
+            return
+        known = {} if reset else dict(self.get(device))
+        known.update(members)
+        if len(known) > MAX_SENT_MEMBERS_PER_ROOM:
+            # rather forget all than keep a huge room's whole member list
+            known = dict(members) if len(members) <= MAX_SENT_MEMBERS_PER_ROOM else {}
+        self._sent.put(device, known)
 
 
 def _stripped(event: Event) -> dict[str, Any]:
@@ -110,6 +157,7 @@ class RoomBuilder:
         self.room_reader = room_reader
         self.e2e_keys = e2e_keys
         self.memory = memory
+        self.sent_members = SentMembers()
 
     async def key_counts(self, requester: Requester) -> KeyCounts:
         """The device's one-time key counts and unused fallback key types."""
@@ -159,6 +207,7 @@ class RoomBuilder:
                 [m.room_id for m in joined], None, end, user_id)
             changes.summaries = await self.stores.sync.get_summaries(
                 [m.room_nid for m in joined], user_id)
+            changes.named = await self._named_rooms([m.room_nid for m in joined])
 
         async def one_joined(m: RoomMembership) -> None:
             room = await self._joined_room(requester, m, since, end, f, params.full_state,
@@ -192,7 +241,7 @@ class RoomBuilder:
         if not f.presence.blocks_all():
             presence = await self.presence.get_presence_events(
                 user_id, since_pos if since is not None and not changes.newly_joined else None,
-                end)
+                end, newly_met=changes.newly_met)
             presence = [p for p in presence if f.presence.matches(p["type"], p["sender"])]
         if (since is None or params.full_state) and PUSH_RULES_TYPE not in global_data:
             # a user who never changed a rule has the default ruleset, and
@@ -238,7 +287,7 @@ class RoomBuilder:
         timeline_since = None if newly_joined else since_pos
         state_since = None if (newly_joined or full_state) else since_pos
         room = await self._room_body(requester, access, m, end, timeline_since, state_since,
-                                     f, changes)
+                                     f, changes, newly_joined=newly_joined)
         ephemeral = self._ephemeral(m.room_id, changes, f)
         receipts: dict[str, dict[str, Any]] = {}
         if changes.receipts is not None:
@@ -259,7 +308,8 @@ class RoomBuilder:
                             room["timeline"]["events"] + room["state"]["events"])
         if changes.summaries is not None and m.room_nid in changes.summaries:
             counts, heroes = changes.summaries[m.room_nid]
-            room["summary"] = _summary_body(counts, heroes)
+            room["summary"] = _summary_body(
+                counts, None if m.room_nid in (changes.named or ()) else heroes)
         elif since is None or newly_joined or full_state or member_change:
             room["summary"] = await self._summary(m.room_nid, user_id)
         room["unread_notifications"], threads = await self._unread_counts(
@@ -270,6 +320,11 @@ class RoomBuilder:
                                       room["unread_notifications"]["highlight_count"])
         if f.unread_thread_notifications:
             room["unread_thread_notifications"] = threads
+        if since is not None and not newly_joined:
+            # whoever joined in the range: the user gets their presence too
+            # (an initial sync, or a room the user just joined, has it all)
+            changes.newly_met.update(_joined_by(
+                room["timeline"]["events"] + room["state"]["events"], user_id))
         if newly_joined:
             changes.newly_joined = True
             members = await self.stores.rooms.get_members(m.room_nid)
@@ -291,6 +346,11 @@ class RoomBuilder:
         access = ReadAccess(info, Membership(m.membership, m.event_id, 0, m.stream_ordering,
                                              False), m.stream_ordering, None)
         since_pos = since.global_pos if since is not None else None
+        if since_pos is not None and not full_state \
+                and await self._joined_in_range(m, requester.user_id, since_pos):
+            # joined and left since the last sync: the client never had the
+            # room's state, so it gets all of it, as a newly joined room would
+            full_state = True
         room = await self._room_body(requester, access, m, m.stream_ordering, since_pos,
                                      None if full_state else since_pos, f, changes)
         room.pop("ephemeral", None)
@@ -298,11 +358,23 @@ class RoomBuilder:
         changes.device_left_candidates.update(u for u in members if u != requester.user_id)
         return room
 
+    async def _joined_in_range(self, m: RoomMembership, user_id: str, since_pos: int) -> bool:
+        """Whether ``user_id`` joined the room after ``since_pos`` (and up to
+        their current membership ``m``)."""
+        event_ids = await self.stores.events.get_member_event_ids(
+            m.room_nid, user_id, after=since_pos, until=m.stream_ordering)
+        events = await self.stores.events.get_events(event_ids)
+        return any(e.content.get("membership") == "join" for e in events.values())
+
     async def _room_body(self, requester: Requester, access: ReadAccess,
                          m: RoomMembership, end: int, timeline_since: int | None,
                          state_since: int | None, f: "SyncFilter",
-                         changes: Changes) -> dict[str, Any]:
-        """timeline, state and account_data of one room, up to ``end``."""
+                         changes: Changes, newly_joined: bool = False) -> dict[str, Any]:
+        """timeline, state and account_data of one room, up to ``end``.
+
+        The timeline of a room the user newly joined is always ``limited``
+        (unless the filter keeps no timeline at all), as on Synapse: the
+        client has none of its history and should paginate for it."""
         user_id = requester.user_id
         room_id = m.room_id
         limit = f.timeline_limit
@@ -312,7 +384,7 @@ class RoomBuilder:
         if f.timeline_room_allowed(room_id):
             page = await self.room_reader.paginate(
                 user_id, access, from_pos=end, to_pos=timeline_since, backwards=True,
-                limit=limit + 1, event_filter=f.timeline)
+                limit=limit + 1, event_filter=f.timeline, current_state_visible=True)
             events, positions = list(page.events), list(page.positions)
             limited = len(events) > limit or not page.exhausted
             events, positions = events[:limit], positions[:limit]
@@ -321,11 +393,20 @@ class RoomBuilder:
         start = positions[0] - 1 if positions else end
         if limit == 0 and timeline_since is not None:
             limited = limited and start > timeline_since
+        if newly_joined and f.timeline_room_allowed(room_id) \
+                and not room_filter_blocks_all(f.timeline):
+            limited = True
+        prev_batch = start
+        if timeline_since is None and not limited:
+            # the whole room is in the timeline: like Synapse, point the token
+            # at its end, so paginating from it returns the same events again
+            # (clients that page back from an initial sync expect events)
+            prev_batch = end
 
         state: list[Event] = []
         if f.state_room_allowed(room_id):
-            state = await self._state(access.room.room_nid, start, state_since, limited,
-                                      events, f, user_id)
+            state = await self._state(requester, room_id, access.room.room_nid, start,
+                                      state_since, limited, events, f)
 
         serialize = self._serializer(requester, f)
         account_data = []
@@ -335,12 +416,22 @@ class RoomBuilder:
                 for t, c in changes.room_account_data.get(room_id, {}).items()
                 if room_event_matches(f.room_account_data, t, None)]
         return room_sections(
-            timeline_section(await serialize(room_id, events), limited, pagination_token(start)),
+            timeline_section(await serialize(room_id, events), limited,
+                             pagination_token(prev_batch)),
             await serialize(room_id, state), account_data)
 
-    async def _state(self, room_nid: int, start: int, state_since: int | None,
-                     limited: bool, timeline: list[Event], f: "SyncFilter",
-                     user_id: str) -> list[Event]:
+    async def _state(self, requester: Requester, room_id: str, room_nid: int, start: int,
+                     state_since: int | None, limited: bool, timeline: list[Event],
+                     f: "SyncFilter") -> list[Event]:
+        """The state section: all of it at the timeline's start (``state_since``
+        None), or what changed between ``state_since`` and the start when the
+        timeline is ``limited`` (every change of the gap, members included).
+
+        With lazy-loaded members, the members are those the gap changed plus
+        the timeline's senders (and, in a full state, the user), leaving out
+        senders whose member event this device was already sent (unless the
+        filter asks for redundant members): ``SentMembers``."""
+        user_id = requester.user_id
         if state_since is not None and not limited and not f.lazy_load_members:
             return []
         at_start = await self._state_ids_at(room_nid, start)
@@ -352,18 +443,29 @@ class RoomBuilder:
         else:
             wanted = {}
         if f.lazy_load_members:
+            device = (user_id, requester.device_id or "", room_id)
+            sent = {} if state_since is None else self.sent_members.get(device)
             senders = {e.sender for e in timeline}
             if state_since is None:
                 senders.add(user_id)
+                # a full state's members are only the senders'
+                wanted = {k: v for k, v in wanted.items() if k[0] != MEMBER}
             in_timeline = {e.event_id for e in timeline}
-            wanted = {k: v for k, v in wanted.items() if k[0] != MEMBER}
             for sender in senders:
                 eid = at_start.get((MEMBER, sender))
-                if eid is not None and eid not in in_timeline:
-                    wanted[(MEMBER, sender)] = eid
+                if eid is None or eid in in_timeline:
+                    continue
+                if sent.get(sender) == eid and not f.include_redundant_members:
+                    continue
+                wanted[(MEMBER, sender)] = eid
         events = await self.stores.events.get_events(list(wanted.values()))
         out = [events[v] for v in wanted.values() if v in events]
-        return [e for e in out if room_event_matches(f.state, e.type, e.sender, e.content)]
+        out = [e for e in out if room_event_matches(f.state, e.type, e.sender, e.content)]
+        if f.lazy_load_members:
+            self.sent_members.record(device, state_since is None, {
+                e.state_key: e.event_id for e in [*out, *timeline]
+                if e.type == MEMBER and e.state_key is not None})
+        return out
 
     async def _state_ids_at(self, room_nid: int, pos: int) -> dict[StateKey, str]:
         snapshot = await self.stores.events.get_snapshot_at_stream(room_nid, pos)
@@ -374,7 +476,9 @@ class RoomBuilder:
     def _serializer(self, requester: Requester, f: "SyncFilter") -> Any:
         async def serialize(room_id: str, events: list[Event]) -> list[dict[str, Any]]:
             if f.event_format == "federation":
-                out = [dict(e.json) for e in events]
+                # the PDU as servers see it, plus its ID (which room versions
+                # 3+ leave out of the PDU): a client still needs to name it
+                out = [{**e.json, "event_id": e.event_id} for e in events]
             else:
                 out = await self.room_reader.serialize(requester, room_id, events)
             if f.event_fields is not None:
@@ -416,7 +520,28 @@ class RoomBuilder:
 
     async def _summary(self, room_nid: int, user_id: str) -> dict[str, Any]:
         counts = await self.stores.sync.get_member_counts(room_nid)
+        if await self._named_rooms([room_nid]):
+            return _summary_body(counts, None)
         return _summary_body(counts, await self.stores.sync.get_heroes(room_nid, user_id))
+
+    async def _named_rooms(self, room_nids: list[int]) -> set[int]:
+        """The rooms of ``room_nids`` with a non-empty name or canonical
+        alias: the spec wants heroes only for a room without either (and
+        Synapse leaves them out otherwise), the client names it by them."""
+        ids = await self.stores.sync.get_naming_event_ids(room_nids)
+        events = await self.stores.events.get_events(
+            [e for event_ids in ids.values() for e in event_ids])
+        named = set()
+        for nid, event_ids in ids.items():
+            for event_id in event_ids:
+                event = events.get(event_id)
+                if event is None:
+                    continue
+                key = "name" if event.type == "m.room.name" else "alias"
+                value = event.content.get(key)
+                if isinstance(value, str) and value:
+                    named.add(nid)
+        return named
 
     # -- unread counts ------------------------------------------------------
 
@@ -465,9 +590,28 @@ class RoomBuilder:
         return main, threads
 
 
-def _summary_body(counts: dict[str, int], heroes: list[str]) -> dict[str, Any]:
-    return {
-        "m.heroes": heroes,
+def _joined_by(events: list[dict[str, Any]], user_id: str) -> set[str]:
+    """Who, other than ``user_id``, joined (rather than changed their name or
+    avatar) in these serialised member events."""
+    out = set()
+    for e in events:
+        target = e.get("state_key")
+        if e.get("type") != MEMBER or target == user_id or not isinstance(target, str):
+            continue
+        if (e.get("content") or {}).get("membership") != "join":
+            continue
+        prev = (e.get("unsigned") or {}).get("prev_content") or {}
+        if prev.get("membership") != "join":
+            out.add(target)
+    return out
+
+
+def _summary_body(counts: dict[str, int], heroes: list[str] | None) -> dict[str, Any]:
+    """The room summary; ``heroes`` None for a room with a name or alias."""
+    body: dict[str, Any] = {
         "m.joined_member_count": counts.get("join", 0),
         "m.invited_member_count": counts.get("invite", 0),
     }
+    if heroes is not None:
+        body["m.heroes"] = heroes
+    return body

@@ -125,7 +125,6 @@ async def test_cannot_upload_a_filter_for_someone_else(server: TestServer) -> No
 async def test_invalid_filters_are_refused_and_not_stored(server: TestServer) -> None:
     alice = await server.register("alice")
     invalid: list[tuple[Any, str]] = [
-        ({"room": {"timeline": {"limit": 0}}}, "room.timeline.limit"),
         ({"room": {"timeline": {"limit": -5}}}, "room.timeline.limit"),
         ({"room": {"timeline": {"limit": "10"}}}, "room.timeline.limit"),
         ({"room": {"timeline": {"limit": 2.5}}}, "room.timeline.limit"),
@@ -152,7 +151,8 @@ async def test_invalid_filters_are_refused_and_not_stored(server: TestServer) ->
 
 def test_filter_problems_name_where_they_are() -> None:
     assert filter_problem(SPEC_EXAMPLE) is None
-    assert filter_problem({"room": {"timeline": {"limit": 0}}}) == (
-        "room.timeline.limit: 0 is less than the minimum of 1")
+    assert filter_problem({"room": {"timeline": {"limit": -1}}}) == (
+        "room.timeline.limit: -1 is less than the minimum of 0")
+    assert filter_problem({"room": {"timeline": {"limit": 0}}}) is None
     assert filter_problem({"room": {"rooms": ["nope"]}}) == (
         "room.rooms[0]: 'nope' is not a valid room ID")

@@ -113,11 +113,11 @@ async def test_redacting_an_unknown_event(server: TestServer) -> None:
     assert (resp.code, resp.body["errcode"]) == (404, "M_NOT_FOUND")
     # as on Synapse, a moderator may
     assert (await redact(alice, room_id, "$nothere", "r2")).code == 200
-    # an event of another room is unknown here
+    # an event of another room is refused, as Synapse refuses it
     other_room = await create_room(bob)
     elsewhere = await send_text(bob, other_room, "elsewhere", "t")
     resp = await redact(bob, room_id, elsewhere, "r3")
-    assert (resp.code, resp.body["errcode"]) == (404, "M_NOT_FOUND")
+    assert (resp.code, resp.body["errcode"]) == (400, "M_INVALID_PARAM")
 
 
 @pytest_twisted.ensureDeferred

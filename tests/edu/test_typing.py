@@ -90,15 +90,15 @@ async def test_not_joined_is_forbidden() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_expiry_and_messages_stop_typing() -> None:
+async def test_expiry_and_leaving_stop_typing() -> None:
     typing = manager()
     clock: Clock = typing.ctx.clock  # type: ignore[assignment]
     await typing.set_typing("@a:x", "!r0:x", True, 1000)
     await typing.set_typing("@b:x", "!r0:x", True, 60_000)
     clock.advance(1)
     assert typing.get_typing(["!r0:x"], 0) == {"!r0:x": ["@b:x"]}
-    typing.stopped_by_message("@b:x", "!r0:x")
-    typing.stopped_by_message("@b:x", "!r0:x")  # twice: nothing more
+    typing.left_room("@b:x", "!r0:x")
+    typing.left_room("@b:x", "!r0:x")  # twice: nothing more
     assert typing.get_typing(["!r0:x"], 2) == {"!r0:x": []}
     assert typing.current_position() == 4
     assert not clock.getDelayedCalls()  # the stopped user's timer is gone

@@ -62,7 +62,7 @@ async def join(api: MembershipApi, req: HttpRequest, room_id: str,
     body = req.json(allow_empty=True)
     await api.membership.update_membership(req.user_id, room_id, req.user_id, "join",
                                            reason=reason_of(body),
-                                           via=(via or []) + via_of(req))
+                                           via=(via or []) + via_of(req), extra_content=body)
     return 200, {"room_id": room_id}
 
 
@@ -115,18 +115,18 @@ async def post_leave(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
 
 
 async def act_on_other(api: MembershipApi, req: HttpRequest,
-                       new_membership: str) -> tuple[int, Any]:
+                       new_membership: str, kick: bool = False) -> tuple[int, Any]:
     """Change another user's membership to ``new_membership`` (kick, ban)."""
     body = req.json()
     await api.membership.update_membership(req.user_id, req.params["roomId"],
                                            target_of(body), new_membership,
-                                           reason=reason_of(body))
+                                           reason=reason_of(body), kick=kick)
     return 200, {}
 
 
 async def post_kick(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/kick"""
-    return await act_on_other(api, req, "leave")
+    return await act_on_other(api, req, "leave", kick=True)
 
 
 async def post_ban(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
@@ -180,11 +180,12 @@ async def get_joined_members(api: MembershipApi, req: HttpRequest) -> tuple[int,
     for (_, user_id), event in sorted(state.items()):
         if event.membership != "join":
             continue
+        # both keys always, null when unset, as Synapse answers (clients and
+        # SyTest read them without checking they are there)
         profile: dict[str, Any] = {}
         for key, out in (("displayname", "display_name"), ("avatar_url", "avatar_url")):
             value = event.content.get(key)
-            if isinstance(value, str):
-                profile[out] = value
+            profile[out] = value if isinstance(value, str) else None
         joined[user_id] = profile
     return 200, {"joined": joined}
 

@@ -269,7 +269,9 @@ async def get_messages(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
         "start": f"s{from_pos}",
         "chunk": await reader.serialize(req.requester, room_id, page.events),
     }
-    if limit and not page.exhausted:
+    if limit and (page.events or not page.exhausted):
+        # as Synapse: left out only when this page is empty and nothing is
+        # left to read (a client stops paginating when it is missing)
         body["end"] = f"s{page.next_pos}"
     if event_filter.lazy_load_members and page.events:
         members = await reader.get_state_at_event(page.events[0].event_id,

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 CLIENT_V3 = "/_matrix/client/v3"
 
 
+# The timeout when a client that starts typing gives none: the spec lists
+# only `typing` as required, and Synapse assumes 30 seconds.
+DEFAULT_TYPING_TIMEOUT_MS = 30_000
+
+
 def parse_typing_body(body: dict[str, Any]) -> tuple[bool, int]:
     """(typing, timeout in ms) from the request body; the timeout is 0 when
     the user stops typing."""
@@ -29,7 +34,7 @@ def parse_typing_body(body: dict[str, Any]) -> tuple[bool, int]:
         return False, 0
     timeout = body.get("timeout")
     if timeout is None:
-        raise bad_json("'timeout' is required when 'typing' is true")
+        return True, DEFAULT_TYPING_TIMEOUT_MS
     if not isinstance(timeout, int) or isinstance(timeout, bool):
         raise bad_json("'timeout' must be an integer")
     if timeout < 0:
