@@ -33,16 +33,16 @@ Client-server API, "Room upgrades" (server behaviour), done as Synapse does:
    there any more; then the new room gets the old room's power levels back
    (undoing the upgrader's temporary raise).
 
-7. The local members' ``m.direct`` entries and tags of the old room are
-   copied to the new one (``copy_user_state``).
+7. The local members' ``m.direct`` entries, tags and push rules about the
+   old room (a ``room`` rule, or an override/underride named after it) are
+   copied to the new one (``copy_user_state``), as Synapse does.
 
 When this server joins a room over federation that replaces one we are in
 (``on_joined_over_federation``, after the old room's tombstone named it),
 steps 5 and 7 happen here too: our aliases and directory listing move to it,
-our users' ``m.direct`` and tags are copied, as Synapse does.
+our users' ``m.direct``, tags and push rules are copied, as Synapse does.
 
-Not done yet: copying push rules that name the old room; inviting the old
-room's members (Synapse does not either).
+Not done: inviting the old room's members (Synapse does not either).
 """
 
 from __future__ import annotations
@@ -380,6 +380,27 @@ class RoomUpgrader:
             if tags is not None and isinstance(tags.get("tags"), dict) and tags["tags"]:
                 await account_data.put_room_account_data(user_id, new_room_id, TAG,
                                                          {"tags": dict(tags["tags"])})
+            await self._copy_room_push_rules(user_id, old_room_id, new_room_id)
+
+    async def _copy_room_push_rules(self, user_id: str, old_room_id: str,
+                                    new_room_id: str) -> None:
+        """The user's enabled rules about the old room (a ``room`` rule, or an
+        override/underride named after it, as clients mute a room), made for
+        the new one."""
+        store = self.stores.push_rules
+        ruleset = await store.get_ruleset(user_id)
+        for kind in ("override", "room", "underride"):
+            for rule in ruleset.get(kind, []):
+                if rule.get("default") or not rule.get("enabled", True) or \
+                        rule.get("rule_id") != old_room_id:
+                    continue
+                conditions = [
+                    {**c, "pattern": new_room_id}
+                    if isinstance(c, dict) and c.get("key") == "room_id"
+                    and c.get("pattern") == old_room_id else c
+                    for c in rule.get("conditions", [])] if kind != "room" else []
+                await store.add_rule(user_id, kind, new_room_id, conditions, None,
+                                     list(rule.get("actions", [])))
 
     async def on_joined_over_federation(self, room_id: str) -> None:
         """This server just joined ``room_id`` through another server: if

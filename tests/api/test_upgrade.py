@@ -313,6 +313,11 @@ async def test_direct_chats_and_tags_follow_the_upgrade(server: TestServer) -> N
     assert (await alice.put(f"{V3}/user/{ALICE}/account_data/m.direct", direct)).code == 200
     assert (await bob.put(f"{V3}/user/{BOB}/rooms/{room_id}/tags/u.work",
                           {"order": 0.5})).code == 200
+    assert (await bob.put(f"{V3}/pushrules/global/room/{room_id}",
+                          {"actions": ["dont_notify"]})).code == 200
+    mute = {"actions": [], "conditions": [
+        {"kind": "event_match", "key": "room_id", "pattern": room_id}]}
+    assert (await alice.put(f"{V3}/pushrules/global/override/{room_id}", mute)).code == 200
 
     new_room_id = await upgraded(alice, room_id, "11")
 
@@ -321,3 +326,9 @@ async def test_direct_chats_and_tags_follow_the_upgrade(server: TestServer) -> N
                          "@other:test.local": ["!elsewhere:test.local"]}
     resp = await bob.get(f"{V3}/user/{BOB}/rooms/{new_room_id}/tags")
     assert resp.body == {"tags": {"u.work": {"order": 0.5}}}
+    rule = await bob.get(f"{V3}/pushrules/global/room/{new_room_id}")
+    assert (rule.code, rule.body["actions"]) == (200, ["dont_notify"]), rule.body
+    rule = await alice.get(f"{V3}/pushrules/global/override/{new_room_id}")
+    assert rule.code == 200, rule.body
+    assert rule.body["conditions"] == [
+        {"kind": "event_match", "key": "room_id", "pattern": new_room_id}]
