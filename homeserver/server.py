@@ -119,12 +119,16 @@ class HomeServer:
         # what a woken /sync can be answered from without the database;
         # complete from the stream position at setup()
         self.recent = RecentActivity(2**62)
+        # every outbound federation request (the room directory asks other
+        # servers' aliases, federation/ below does the rest)
+        self.federation_client = FederationClient(self.ctx)
         # rooms
         self.event_creator = EventCreator(self.ctx, self.stores, self.notifier)
         self.membership = MembershipHandler(self.ctx, self.stores, self.event_creator)
         self.room_reader = RoomReader(self.ctx, self.stores,
                                       IgnoredUsers(self.stores.account_data))
-        self.room_directory = RoomDirectory(self.ctx, self.stores, self.event_creator)
+        self.room_directory = RoomDirectory(self.ctx, self.stores, self.event_creator,
+                                            self.federation_client)
         self.room_creation = RoomCreation(self.event_creator, self.membership,
                                           self.room_directory)
         self.room_upgrader = RoomUpgrader(self.ctx, self.stores, self.event_creator,
@@ -139,7 +143,6 @@ class HomeServer:
         self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier)
         # federation (federation/__init__.py has the map)
         ctx, stores = self.ctx, self.stores
-        self.federation_client = FederationClient(ctx)
         self.keyring = KeyRing(ctx, stores.server_keys, self.federation_client)
         self.federation_sender = FederationSender(ctx, self.db.stream_tracker,
                                                   stores.federation_queue, stores.to_device,
@@ -150,7 +153,8 @@ class HomeServer:
             self.event_creator, self.notifier, self.typing)
         self.federation_membership = FederationMembership(
             ctx, stores, self.federation_client, self.federation_sender,
-            self.federation_event_handler, self.event_creator, self.notifier)
+            self.federation_event_handler, self.event_creator, self.notifier,
+            self.room_upgrader)
         self.edu_handler = EduHandler(
             ctx, self.db, stores, self.federation_event_handler, self.federation_sender,
             self.typing, self.presence, self.notifier)

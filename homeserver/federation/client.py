@@ -72,6 +72,15 @@ class FederationError(Exception):
         self.errcode = errcode
         self.body = body
 
+    def is_unknown_endpoint(self) -> bool:
+        """Whether the destination does not implement the endpoint (so an
+        older form of it may work): 404/405 M_UNRECOGNIZED, or a 404/405
+        whose body is not a JSON object (older servers), or the 400
+        M_UNRECOGNIZED of older Synapses."""
+        if self.code in (404, 405):
+            return not isinstance(self.body, dict) or self.errcode == "M_UNRECOGNIZED"
+        return self.code == 400 and self.errcode == "M_UNRECOGNIZED"
+
 
 @implementer(IAgentEndpointFactory)
 class _FixedEndpoint:

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from homeserver.federation.sender import FederationSender
     from homeserver.rooms.creator import EventCreator
     from homeserver.rooms.membership import MembershipHandler
+    from homeserver.rooms.upgrade import RoomUpgrader
     from homeserver.storage import Stores
     from homeserver.sync.notifier import Notifier
 
@@ -97,7 +98,8 @@ class FederationMembership:
 
     def __init__(self, ctx: "ServerContext", stores: "Stores", client: "FederationClient",
                  sender: "FederationSender", event_handler: "FederationEventHandler",
-                 event_creator: "EventCreator", notifier: "Notifier") -> None:
+                 event_creator: "EventCreator", notifier: "Notifier",
+                 room_upgrader: "RoomUpgrader") -> None:
         self.ctx = ctx
         self.stores = stores
         self.client = client
@@ -106,6 +108,8 @@ class FederationMembership:
         # its room locks: what we persist here is serialised with local sends
         self.event_creator = event_creator
         self.notifier = notifier
+        # a joined room that replaces one of ours takes over our aliases etc.
+        self.room_upgrader = room_upgrader
 
     # -- resident side ------------------------------------------------------
 
@@ -182,9 +186,11 @@ class FederationMembership:
         sender = pdu.get("sender")
         if (pdu.get("type") != "m.room.member" or not isinstance(content, dict)
                 or content.get("membership") != membership or not isinstance(sender, str)
-                or pdu.get("state_key") != sender or _domain(sender) != origin
-                or pdu.get("room_id") != room_id):
+                or pdu.get("state_key") != sender or pdu.get("room_id") != room_id):
             raise MatrixError(400, Codes.BAD_JSON, f"Not a {membership} event of your user")
+        if _domain(sender) != origin:
+            # a server replaying another's join (Synapse's 403)
+            raise forbidden(f"Not allowed to send a {membership} for another server")
         authoriser = content.get(AUTHORISING_USER)
         if membership == "join" and isinstance(authoriser, str) and \
                 self.ctx.is_mine(authoriser) and rv.restricted_join_rule:
@@ -332,11 +338,22 @@ class FederationMembership:
 
     async def _make(self, servers: list[str], room_id: str, user_id: str,
                     membership: str) -> tuple[str, dict[str, Any], RoomVersion]:
+        """The first template a candidate server gives (make_join, ...).
+
+        As Synapse: a server that cannot be reached, errs (5xx), answers
+        garbage or does not know the room (404 M_NOT_FOUND; for a join also
+        "cannot authorise it") is passed over for the next; any other refusal
+        is the client's answer as the server gave it (its status, errcode,
+        message and fields, e.g. M_INCOMPATIBLE_ROOM_VERSION with
+        ``room_version``), and a room version we do not know is refused."""
         path = {"join": f"{FEDERATION_V1}/make_join", "leave": f"{FEDERATION_V1}/make_leave",
                 "knock": f"{FEDERATION_V1}/make_knock"}[membership]
         args: dict[str, str | list[str]] = {}
         if membership in ("join", "knock"):
             args["ver"] = list(KNOWN_ROOM_VERSIONS)
+        failover = {Codes.NOT_FOUND}
+        if membership == "join":
+            failover |= {Codes.UNABLE_AUTHORISE_JOIN, Codes.UNABLE_TO_GRANT_JOIN}
         last: Exception | None = None
         for server in servers:
             try:
@@ -345,16 +362,21 @@ class FederationMembership:
             except (FederationError, RequestFailed) as e:
                 logger.info("make_%s via %s failed: %s", membership, server, e)
                 last = e
-                if isinstance(e, FederationError) and e.code == 403:
-                    raise forbidden(f"{server} refused: {_error_text(e)}") from None
+                if isinstance(e, FederationError) and 400 <= e.code < 500 and \
+                        e.code != 401 and e.errcode not in failover:
+                    raise _passed_on(server, e) from None
                 continue
             if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
+                logger.info("make_%s via %s: no event template in the answer",
+                            membership, server)
                 continue
             version = body.get("room_version", "1")
             rv = KNOWN_ROOM_VERSIONS.get(version) if isinstance(version, str) else None
             if rv is None:
-                raise MatrixError(400, Codes.INCOMPATIBLE_ROOM_VERSION,
+                raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION,
                                   f"Room version {version!r} is not supported")
+            if membership == "knock" and not rv.knock_join_rule:
+                raise forbidden("This room version does not support knocking")
             return server, body["event"], rv
         if isinstance(last, FederationError) and last.code == 404:
             raise not_found("No known server could find the room")
@@ -388,17 +410,37 @@ class FederationMembership:
     async def _send(self, server: str, path: str, room_id: str, event: Event,
                     what: str) -> Any:
         """PUT our signed membership event to the resident server; its
-        refusal is the client's 403, anything else going wrong a 502."""
+        refusal is the client's answer as it gave it, anything else going
+        wrong a 502."""
         try:
             return await self.client.put_json(
                 server, f"{path}/{_q(room_id)}/{_q(event.event_id)}",
                 pdu_for_federation(event))
         except FederationError as e:
-            raise MatrixError(403 if e.code == 403 else 502,
-                              Codes.FORBIDDEN if e.code == 403 else Codes.UNKNOWN,
-                              f"{server} refused the {what}: {_error_text(e)}") from None
+            raise _refused(server, what, e) from None
         except RequestFailed as e:
             raise MatrixError(502, Codes.UNKNOWN, f"Could not reach {server}: {e}") from None
+
+    async def _send_join(self, server: str, room_id: str, event: Event) -> dict[str, Any]:
+        """The send_join response: v2, or v1 (whose answer is wrapped in
+        ``[200, {...}]``) from a server that does not know v2."""
+        try:
+            body = await self.client.put_json(
+                server, f"{FEDERATION_V2}/send_join/{_q(room_id)}/{_q(event.event_id)}",
+                pdu_for_federation(event))
+        except FederationError as e:
+            if not e.is_unknown_endpoint():
+                raise _refused(server, "join", e) from None
+            logger.info("%s has no v2 send_join: trying v1", server)
+            body = await self._send(server, f"{FEDERATION_V1}/send_join", room_id, event,
+                                    "join")
+            if isinstance(body, list) and len(body) == 2 and body[0] == 200:
+                body = body[1]
+        except RequestFailed as e:
+            raise MatrixError(502, Codes.UNKNOWN, f"Could not reach {server}: {e}") from None
+        if not isinstance(body, dict):
+            raise MatrixError(502, Codes.UNKNOWN, f"{server} sent a bad send_join response")
+        return body
 
     async def join_remote(self, user_id: str, room_id: str, via: list[str],
                           content: dict[str, Any]) -> str:
@@ -408,9 +450,7 @@ class FederationMembership:
             raise not_found("No server to join the room through")
         server, template, rv = await self._make(servers, room_id, user_id, "join")
         event = self._build_from_template(template, rv, user_id, "join", content)
-        body = await self._send(server, f"{FEDERATION_V2}/send_join", room_id, event, "join")
-        if not isinstance(body, dict):
-            raise MatrixError(502, Codes.UNKNOWN, "Bad send_join response")
+        body = await self._send_join(server, room_id, event)
         handler = self.event_handler
         if isinstance(body.get("event"), dict):
             # a restricted join, countersigned by the resident server
@@ -422,7 +462,9 @@ class FederationMembership:
                 logger.info("ignoring a bad countersigned join from %s: %s", server, e)
         state = await handler.check_pdus(_list(body.get("state")), rv, room_id)
         chain = await handler.check_pdus(_list(body.get("auth_chain")), rv, room_id)
-        create = next((e for e in state + chain if e.type == "m.room.create"), None)
+        # the state must have it (Synapse's rule): a room without one is
+        # invalid, whatever the auth chain holds
+        create = next((e for e in state if e.is_state() and e.state_pair() == CREATE), None)
         if create is None:
             raise MatrixError(502, Codes.UNKNOWN, "The join response has no create event")
         if create.content.get("room_version", "1") != rv.identifier:
@@ -442,6 +484,10 @@ class FederationMembership:
                                                  check_soft_fail=False)
         if result is None or result.stream_ordering is None:
             raise MatrixError(502, Codes.UNKNOWN, "Our join did not pass the room's rules")
+        try:
+            await self.room_upgrader.on_joined_over_federation(room_id)
+        except Exception:  # the join stands whatever happens to the extras
+            logger.exception("moving state to the upgraded room %s failed", room_id)
         return room_id
 
     async def leave_remote(self, user_id: str, room_id: str, via: list[str],
@@ -479,6 +525,25 @@ class FederationMembership:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _refused(server: str, what: str, e: FederationError) -> MatrixError:
+    """A resident server's answer to our send_join/send_knock: its 4xx
+    refusal passed on (403 and all), anything else a 502."""
+    if 400 <= e.code < 500 and e.code != 401:
+        return _passed_on(server, e)
+    return MatrixError(502, Codes.UNKNOWN, f"{server} refused the {what}: {_error_text(e)}")
+
+
+def _passed_on(server: str, e: FederationError) -> MatrixError:
+    """The refusal of another server as the client's answer: its status,
+    errcode, message and any other fields (``room_version``, ...)."""
+    body = e.body if isinstance(e.body, dict) else {}
+    errcode = e.errcode if isinstance(e.errcode, str) and e.errcode.startswith("M_") \
+        else (Codes.FORBIDDEN if e.code == 403 else Codes.UNKNOWN)
+    error = MatrixError(e.code, errcode, f"{server} refused: {_error_text(e)}")
+    error.extra = {k: v for k, v in body.items() if k not in ("errcode", "error")}
+    return error
 
 
 def _error_text(e: FederationError) -> str:

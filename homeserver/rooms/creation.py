@@ -132,15 +132,17 @@ class RoomCreation:
         # the new room's alias and its place in the published list
         self.directory = directory
 
-    async def create_room(self, creator: str, request: CreateRoomRequest) -> str:
-        """Create the room and send its initial events; returns the room ID."""
+    async def create_room(self, creator: str, request: CreateRoomRequest,
+                          room_id: str | None = None) -> str:
+        """Create the room and send its initial events; returns the room ID
+        (``room_id`` if given: an ID chosen beforehand, up to v11)."""
         for invitee in request.invite:
             # refuse before anything exists rather than leave a half-made room
             await self.membership.check_invitee(invitee)
         alias = await self.directory.check_new_room_alias(request.room_alias_name)
         creator_events = self.event_creator
         room_id = await creator_events.create_room(request.room_version, creator,
-                                                   create_content(creator, request))
+                                                   create_content(creator, request), room_id)
         await self.membership.update_membership(creator, room_id, creator, "join")
 
         async def send_state(event_type: str, content: dict[str, Any], state_key: str = "") -> None:

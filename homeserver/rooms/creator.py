@@ -128,19 +128,29 @@ class EventCreator:
                 self._locks.pop(room_id, None)
 
     async def create_room(self, room_version: RoomVersion, sender: str,
-                          content: dict[str, Any]) -> str:
+                          content: dict[str, Any], room_id: str | None = None) -> str:
         """Create a room with its ``m.room.create`` event; returns the room ID.
+
+        ``room_id``: the ID, chosen beforehand (up to v11, where IDs are
+        random: a room upgrade names the new room in the old one first).
 
         A v12 room ID is the hash of the create event, so the same user
         creating two rooms with the same content in the same millisecond
         would make the same room twice: creations are serialised per sender,
         and a taken room ID moves the timestamp on by a millisecond.
         """
+        chosen = room_id
+        if chosen is not None and room_version.room_id_from_create_event:
+            raise ValueError("a v12 room ID is the hash of its create event")
         async with self.room_lock("create:" + sender):
             now = self.ctx.now_ms()
             while True:
-                room_id = None if room_version.room_id_from_create_event \
-                    else generate_room_id(self.ctx.hostname)
+                if chosen is not None:
+                    room_id = chosen
+                elif room_version.room_id_from_create_event:
+                    room_id = None
+                else:
+                    room_id = generate_room_id(self.ctx.hostname)
                 try:
                     _, event, room_id = build_create_event(
                         room_version=room_version, sender=sender, content=content,
@@ -150,6 +160,8 @@ class EventCreator:
                     raise event_error(e) from e
                 if await self.stores.rooms.get_room(room_id) is None:
                     break
+                if chosen is not None:
+                    raise MatrixError(400, Codes.ROOM_IN_USE, "That room ID is taken")
                 now += 1
             check_auth_rules(event, {})
             persisted = await self.stores.events.persist_event(

@@ -8,8 +8,10 @@ Aliases (client-server API, "Room aliases"):
 - Creating one needs membership of the room (Synapse's default
   ``require_membership_for_aliases``); server admins may alias any room.
   An unknown room is 400, as on Synapse; a taken alias 409 M_UNKNOWN.
-- Resolving needs no login. Aliases of other servers need federation: until
-  it exists they resolve to 404 M_NOT_FOUND.
+- Resolving needs no login. An alias of another server is asked of that
+  server (``GET /_matrix/federation/v1/query/directory``, ``lookup_alias``):
+  its 404 is passed on, an unreachable server is 502, as on Synapse. The
+  servers to join through are those it names, then the alias's own server.
 - Deleting is for the alias's creator, a server admin, or a member with the
   power to send ``m.room.canonical_alias`` (Synapse's rule). The alias is
   then taken out of the room's ``m.room.canonical_alias`` event, sent as the
@@ -56,6 +58,7 @@ from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_
 from homeserver.events.identifiers import byte_length, is_valid_server_name
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.federation.edus import query_remote
 from homeserver.rooms.power_levels import (
     CREATE,
     POWER_LEVELS,
@@ -66,6 +69,7 @@ from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
+    from homeserver.federation.client import FederationClient
     from homeserver.rooms.creator import EventCreator
     from homeserver.storage import Stores
 
@@ -268,11 +272,14 @@ class RoomDirectory:
     ``server.py`` (``hs.room_directory``)."""
 
     def __init__(self, ctx: "ServerContext", stores: "Stores",
-                 event_creator: "EventCreator") -> None:
+                 event_creator: "EventCreator",
+                 federation_client: "FederationClient") -> None:
         self.ctx = ctx
         self.stores = stores
         # to update m.room.canonical_alias when an alias is added or deleted
         self.event_creator = event_creator
+        # another server's aliases are asked of it
+        self.federation_client = federation_client
 
     # -- who may do what --
 
@@ -336,6 +343,23 @@ class RoomDirectory:
                 if member_server and member_server not in servers:
                     servers.append(member_server)
         return AliasTarget(mapping.room_id, tuple(servers))
+
+    async def lookup_alias(self, alias: str) -> AliasTarget:
+        """The room any server's ``alias`` points to, and servers to join it
+        through (a client resolving or joining by alias): ours from our
+        directory, another server's asked of it."""
+        _, server = _parse_or_400(alias)
+        if server == self.ctx.hostname:
+            return await self.resolve_alias(alias)
+        answer = await query_remote(self.federation_client, server,
+                                    "/_matrix/federation/v1/query/directory",
+                                    {"room_alias": alias})
+        room_id, servers = answer.get("room_id"), answer.get("servers")
+        if not isinstance(room_id, str) or not room_id.startswith("!") or \
+                not isinstance(servers, list):
+            raise MatrixError(502, Codes.UNKNOWN, f"{server} sent a malformed answer")
+        named = [s for s in servers if isinstance(s, str) and is_valid_server_name(s)]
+        return AliasTarget(room_id, tuple(dict.fromkeys(named + [server])))
 
     async def delete_alias(self, user_id: str, alias: str) -> None:
         """DELETE /directory/room/{roomAlias}"""

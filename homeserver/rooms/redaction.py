@@ -65,15 +65,16 @@ def may_apply_redaction(redaction_sender: str, original: Event, state: StateMap,
 
 async def redact_event(stores: "Stores", event_creator: "EventCreator", sender: str,
                        room_id: str, event_id: str, *,
-                       reason: str | None, txn_id: NewEventTxn) -> str:
+                       reason: str | None, txn_id: NewEventTxn | None) -> str:
     """Send a redaction of ``event_id`` if ``sender`` may redact it; returns its ID."""
     room = await stores.rooms.get_room(room_id)
     if room is None:
         raise forbidden("You are not in this room.")
-    earlier = await stores.rooms.get_txn_event_id(txn_id.user_id, txn_id.scope, room.room_nid,
-                                                  txn_id.txn_id)
-    if earlier is not None:
-        return earlier
+    if txn_id is not None:
+        earlier = await stores.rooms.get_txn_event_id(txn_id.user_id, txn_id.scope,
+                                                      room.room_nid, txn_id.txn_id)
+        if earlier is not None:
+            return earlier
     rv = KNOWN_ROOM_VERSIONS[room.room_version]
     membership = await stores.rooms.get_membership(sender, room.room_nid)
     if membership is None or membership.membership != "join":

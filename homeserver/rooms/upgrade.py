@@ -8,11 +8,11 @@ Client-server API, "Room upgrades" (server behaviour), done as Synapse does:
 2. The new room is created (``rooms/creation.py``, preset ``private_chat``,
    whose state the copied state replaces) with ``predecessor`` in its create
    content, and the old room's ``type`` and ``m.federate: false`` copied.
-   Up to v11 ``predecessor.event_id`` is the old room's newest event (Synapse
-   puts the tombstone's ID there, building the tombstone before the new room;
-   our event creator builds and stores in one step, and the spec asks only
-   for "the last known event"); v12 targets omit it, as Synapse does, since
-   the new room ID is the hash of the create event. ``additional_creators``
+   Up to v11 ``predecessor.event_id`` is the tombstone's ID, as on Synapse
+   (clients and SyTest follow the link): the new room's ID is chosen first,
+   the tombstone naming it is sent (step 4 comes first), then the room is
+   created with that ID. v12 targets omit it, as Synapse does, since the new
+   room ID is the hash of the create event (their tombstone comes after). ``additional_creators``
    come from the request, never from the old room (spec, v1.16).
 3. The state Synapse copies: join rules, name, topic, history visibility,
    guest access, avatar, encryption, server ACL, power levels (and the
@@ -33,8 +33,16 @@ Client-server API, "Room upgrades" (server behaviour), done as Synapse does:
    there any more; then the new room gets the old room's power levels back
    (undoing the upgrader's temporary raise).
 
-Not done yet: copying the upgrader's push rules and tags (they do not exist
-yet), inviting the old room's members (Synapse does not either).
+7. The local members' ``m.direct`` entries, tags and push rules about the
+   old room (a ``room`` rule, or an override/underride named after it) are
+   copied to the new one (``copy_user_state``), as Synapse does.
+
+When this server joins a room over federation that replaces one we are in
+(``on_joined_over_federation``, after the old room's tombstone named it),
+steps 5 and 7 happen here too: our aliases and directory listing move to it,
+our users' ``m.direct``, tags and push rules are copied, as Synapse does.
+
+Not done: inviting the old room's members (Synapse does not either).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import Codes, MatrixError, forbidden, not_found
+from homeserver.events.identifiers import generate_room_id
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.rooms.creation import CreateRoomRequest, StateEvent
@@ -67,6 +76,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TOMBSTONE = "m.room.tombstone"
+DIRECT = "m.direct"
+TAG = "m.tag"
 CANONICAL_ALIAS = ("m.room.canonical_alias", "")
 SPACE_CHILD = "m.space.child"
 
@@ -174,22 +185,30 @@ class RoomUpgrader:
             if new_version.privileged_creators else set()
         new_levels = self._new_room_levels(user_id, old_levels, new_version, creators)
 
+        send = self.event_creator.send
+        # up to v11 the new room's ID is ours to choose: the tombstone names
+        # it first, and the new room's predecessor names the tombstone (as
+        # on Synapse); a v12 room's ID is the hash of its create event
+        chosen_id = None if new_version.room_id_from_create_event \
+            else generate_room_id(self.ctx.hostname)
+        tombstone_id: str | None = None
+        if chosen_id is not None:
+            tombstone_id = await self._send_tombstone(user_id, room, chosen_id)
         new_room_id = await self.room_creation.create_room(user_id, CreateRoomRequest(
             room_version=new_version,
             preset="private_chat",
-            creation_content=await self._creation_content(room, old_state, request),
+            creation_content=self._creation_content(room, old_state, request, tombstone_id),
             initial_state=tuple(self._copied_state(old_state, new_levels)),
-        ))
+        ), room_id=chosen_id)
         logger.info("upgraded %s to %s (version %s)", room.room_id, new_room_id,
                     new_version.identifier)
         await self._copy_bans(user_id, old_state, new_room_id)
-
-        send = self.event_creator.send
-        await send(user_id, room.room_id, TOMBSTONE,
-                   {"body": "This room has been replaced", "replacement_room": new_room_id},
-                   state_key="")
+        if tombstone_id is None:
+            await self._send_tombstone(user_id, room, new_room_id)
         await self._move_aliases(user_id, room, new_room_id, old_state.get(CANONICAL_ALIAS))
         await self._move_directory_listing(room, new_room_id)
+        await self.copy_user_state(room.room_id, new_room_id,
+                                   await self._local_members(room))
 
         if old_levels is not None:
             restricted = restricted_old_room_levels(old_levels)
@@ -220,13 +239,18 @@ class RoomUpgrader:
         if get_user_power_level(user_id, state, room_version) < needed:
             raise forbidden("You don't have permission to upgrade this room.")
 
-    async def _creation_content(self, room: RoomInfo, old_state: dict[tuple[str, str], Event],
-                                request: UpgradeRequest) -> dict[str, Any]:
+    async def _send_tombstone(self, user_id: str, room: RoomInfo, new_room_id: str) -> str:
+        return await self.event_creator.send(
+            user_id, room.room_id, TOMBSTONE,
+            {"body": "This room has been replaced", "replacement_room": new_room_id},
+            state_key="")
+
+    @staticmethod
+    def _creation_content(room: RoomInfo, old_state: dict[tuple[str, str], Event],
+                          request: UpgradeRequest, tombstone_id: str | None) -> dict[str, Any]:
         predecessor: dict[str, Any] = {"room_id": room.room_id}
-        if not request.new_version.room_id_from_create_event:
-            extremities = await self.stores.rooms.get_forward_extremities(room.room_nid)
-            if extremities:
-                predecessor["event_id"] = extremities[0].event_id
+        if tombstone_id is not None:
+            predecessor["event_id"] = tombstone_id
         content: dict[str, Any] = {"predecessor": predecessor}
         if request.new_version.privileged_creators and request.additional_creators is not None:
             content["additional_creators"] = list(request.additional_creators)
@@ -334,6 +358,84 @@ class RoomUpgrader:
             except MatrixError as e:
                 logger.warning("could not update %s of %s: %s", CANONICAL_ALIAS[0],
                                target_room, e.msg)
+
+    async def _local_members(self, room: RoomInfo) -> list[str]:
+        return [u for u in await self.stores.rooms.get_members(room.room_nid)
+                if self.ctx.is_mine(u)]
+
+    async def copy_user_state(self, old_room_id: str, new_room_id: str,
+                              user_ids: list[str]) -> None:
+        """What each of ``user_ids`` had about the old room, about the new
+        one too: its place in their ``m.direct`` and their tags on it."""
+        account_data = self.stores.account_data
+        for user_id in user_ids:
+            direct = await account_data.get_global_account_data(user_id, DIRECT)
+            for key, rooms in (direct or {}).items():
+                if isinstance(rooms, list) and old_room_id in rooms and \
+                        new_room_id not in rooms:
+                    await account_data.put_global_account_data(
+                        user_id, DIRECT, {**(direct or {}), key: [*rooms, new_room_id]})
+                    break
+            tags = await account_data.get_room_account_data(user_id, old_room_id, TAG)
+            if tags is not None and isinstance(tags.get("tags"), dict) and tags["tags"]:
+                await account_data.put_room_account_data(user_id, new_room_id, TAG,
+                                                         {"tags": dict(tags["tags"])})
+            await self._copy_room_push_rules(user_id, old_room_id, new_room_id)
+
+    async def _copy_room_push_rules(self, user_id: str, old_room_id: str,
+                                    new_room_id: str) -> None:
+        """The user's enabled rules about the old room (a ``room`` rule, or an
+        override/underride named after it, as clients mute a room), made for
+        the new one."""
+        store = self.stores.push_rules
+        ruleset = await store.get_ruleset(user_id)
+        for kind in ("override", "room", "underride"):
+            for rule in ruleset.get(kind, []):
+                if rule.get("default") or not rule.get("enabled", True) or \
+                        rule.get("rule_id") != old_room_id:
+                    continue
+                conditions = [
+                    {**c, "pattern": new_room_id}
+                    if isinstance(c, dict) and c.get("key") == "room_id"
+                    and c.get("pattern") == old_room_id else c
+                    for c in rule.get("conditions", [])] if kind != "room" else []
+                await store.add_rule(user_id, kind, new_room_id, conditions, None,
+                                     list(rule.get("actions", [])))
+
+    async def on_joined_over_federation(self, room_id: str) -> None:
+        """This server just joined ``room_id`` through another server: if
+        it replaces a room we were in, what was ours about the old room moves
+        to it as if we had upgraded it (Synapse's
+        transfer_room_state_on_room_upgrade): our aliases, its place in our
+        published directory, our users' ``m.direct`` and tags.
+
+        Only when the old room's tombstone names this room: the create
+        event's ``predecessor`` alone is the new room's creator's word, and
+        anyone can create a room claiming to replace one of ours."""
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            return
+        state = await self.event_creator.get_current_state(room.room_nid)
+        create = state.get(CREATE)
+        predecessor = create.content.get("predecessor") if create is not None else None
+        old_room_id = predecessor.get("room_id") if isinstance(predecessor, dict) else None
+        if not isinstance(old_room_id, str) or old_room_id == room_id:
+            return
+        old_room = await self.stores.rooms.get_room(old_room_id)
+        if old_room is None:
+            return
+        ids = await self.stores.rooms.get_current_state_ids(old_room.room_nid,
+                                                             [(TOMBSTONE, "")])
+        tombstone = await self.stores.events.get_event(ids[(TOMBSTONE, "")]) \
+            if ids else None
+        if tombstone is None or tombstone.content.get("replacement_room") != room_id:
+            logger.info("not moving anything from %s to %s: no tombstone names it",
+                        old_room_id, room_id)
+            return
+        logger.info("moving our state of %s to its replacement %s", old_room_id, room_id)
+        await self.copy_user_state(old_room_id, room_id, await self._local_members(old_room))
+        await self._move_directory_listing(old_room, room_id)
+        await self.stores.directory.move_aliases(old_room.room_nid, room.room_nid)
 
     async def _move_directory_listing(self, room: RoomInfo, new_room_id: str) -> None:
         directory = self.stores.directory

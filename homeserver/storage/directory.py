@@ -86,6 +86,16 @@ class DirectoryStore:
             " ORDER BY created_ts, room_alias", (room_nid,))
         return [r[0] for r in rows]
 
+    async def move_aliases(self, old_room_nid: int, new_room_nid: int) -> int:
+        """Point every alias of one room at another (their creators kept);
+        returns how many moved."""
+        def txn_fn(txn: Txn) -> int:
+            txn.execute("UPDATE room_aliases SET room_nid = ? WHERE room_nid = ?",
+                        (new_room_nid, old_room_nid))
+            return txn.rowcount
+
+        return await self.db.run_interaction("move_aliases", txn_fn)
+
     # -- the published room directory --------------------------------------
 
     async def set_room_public(self, room_nid: int, public: bool, now_ms: int) -> None:

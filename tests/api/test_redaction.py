@@ -59,6 +59,7 @@ async def test_a_user_redacts_their_own_message(server: TestServer) -> None:
     assert chunk[0]["redacts"] == event_id
     assert chunk[1]["content"] == {}
     assert chunk[1]["unsigned"]["redacted_because"]["event_id"] == redaction_id
+    assert chunk[1]["unsigned"]["redacted_by"] == redaction_id
     # the sender's own transaction ID survives on the redacted event
     mine = await get_event(bob, room_id, event_id)
     assert mine["unsigned"]["transaction_id"] == "t1"
@@ -78,6 +79,22 @@ async def test_redact_is_idempotent_per_transaction_id(server: TestServer) -> No
     # the first redaction is the one shown
     event = await get_event(alice, room_id, event_id)
     assert event["unsigned"]["redacted_because"]["event_id"] == first
+
+
+@pytest_twisted.ensureDeferred
+async def test_redact_without_a_transaction_id_is_a_new_redaction_each_time(
+        server: TestServer) -> None:
+    alice = await server.register("alice")
+    room_id = await create_room(alice)
+    event_id = await send_text(alice, room_id, "hello", "t1")
+    path = f"{V3}/rooms/{room_id}/redact/{quote(event_id, safe='')}"
+    first = await alice.post(path, {"reason": "spam"})
+    again = await alice.post(path, {})
+    assert (first.code, again.code) == (200, 200), (first.body, again.body)
+    assert first.body["event_id"] != again.body["event_id"]
+    event = await get_event(alice, room_id, event_id)
+    assert event["content"] == {}
+    assert event["unsigned"]["redacted_by"] == first.body["event_id"]
 
 
 @pytest_twisted.ensureDeferred

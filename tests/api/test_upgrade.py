@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from tests.api.test_rooms import create_room, join, messages, send_text, state
+from tests.api.test_rooms import create_room, join, send_text, state
 from tests.harness import Client, TestServer
 
 V3 = "/_matrix/client/v3"
@@ -103,14 +103,16 @@ async def test_upgrade_between_pre_v12_versions(server: TestServer) -> None:
     room_id = await create_room(alice, room_version="10", preset="public_chat", name="Ten",
                                 power_level_content_override={"users": {ALICE: 100, BOB: 60}})
     await send_text(alice, room_id, "last words", "t1")
-    last = (await messages(alice, room_id, limit="1"))["chunk"][0]["event_id"]
 
     new_room_id = await upgraded(alice, room_id, "11")
 
+    # the new room names the tombstone that names it (as on Synapse)
+    tombstone = (await state(alice, room_id))[("m.room.tombstone", "")]
+    assert tombstone["content"]["replacement_room"] == new_room_id
     new_state = await state(alice, new_room_id)
     create = new_state[("m.room.create", "")]["content"]
     assert create["room_version"] == "11"
-    assert create["predecessor"] == {"room_id": room_id, "event_id": last}
+    assert create["predecessor"] == {"room_id": room_id, "event_id": tombstone["event_id"]}
     assert "creator" not in create  # v11 has none
     assert new_state[("m.room.name", "")]["content"] == {"name": "Ten"}
     assert new_state[("m.room.power_levels", "")]["content"]["users"] == {ALICE: 100, BOB: 60}
@@ -298,3 +300,35 @@ async def test_two_upgrades_at_once_make_one_new_room(server: TestServer) -> Non
     tombstone = (await state(alice, room_id))[("m.room.tombstone", "")]["content"]
     winner = first if first.code == 200 else second
     assert tombstone["replacement_room"] == winner.body["replacement_room"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_direct_chats_and_tags_follow_the_upgrade(server: TestServer) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, room_version="10", preset="private_chat",
+                                invite=[BOB], is_direct=True)
+    assert (await join(bob, room_id)).code == 200
+    direct = {BOB: [room_id], "@other:test.local": ["!elsewhere:test.local"]}
+    assert (await alice.put(f"{V3}/user/{ALICE}/account_data/m.direct", direct)).code == 200
+    assert (await bob.put(f"{V3}/user/{BOB}/rooms/{room_id}/tags/u.work",
+                          {"order": 0.5})).code == 200
+    assert (await bob.put(f"{V3}/pushrules/global/room/{room_id}",
+                          {"actions": ["dont_notify"]})).code == 200
+    mute = {"actions": [], "conditions": [
+        {"kind": "event_match", "key": "room_id", "pattern": room_id}]}
+    assert (await alice.put(f"{V3}/pushrules/global/override/{room_id}", mute)).code == 200
+
+    new_room_id = await upgraded(alice, room_id, "11")
+
+    resp = await alice.get(f"{V3}/user/{ALICE}/account_data/m.direct")
+    assert resp.body == {BOB: [room_id, new_room_id],
+                         "@other:test.local": ["!elsewhere:test.local"]}
+    resp = await bob.get(f"{V3}/user/{BOB}/rooms/{new_room_id}/tags")
+    assert resp.body == {"tags": {"u.work": {"order": 0.5}}}
+    rule = await bob.get(f"{V3}/pushrules/global/room/{new_room_id}")
+    assert (rule.code, rule.body["actions"]) == (200, ["dont_notify"]), rule.body
+    rule = await alice.get(f"{V3}/pushrules/global/override/{new_room_id}")
+    assert rule.code == 200, rule.body
+    assert rule.body["conditions"] == [
+        {"kind": "event_match", "key": "room_id", "pattern": new_room_id}]

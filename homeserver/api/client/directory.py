@@ -26,7 +26,6 @@ from homeserver.federation.edus import query_remote
 from homeserver.http.parse import get_int, get_object, get_str, query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, Endpoint, Router
-from homeserver.rooms import directory
 from homeserver.rooms.directory import PublicRoomsQuery
 
 if TYPE_CHECKING:
@@ -85,16 +84,6 @@ def check_remote_rooms(answer: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-async def resolve_remote_alias(d: Directory, alias: str, server: str) -> dict[str, Any]:
-    answer = await query_remote(d.federation_client, server,
-                                "/_matrix/federation/v1/query/directory", {"room_alias": alias})
-    room_id, servers = answer.get("room_id"), answer.get("servers")
-    if not isinstance(room_id, str) or not isinstance(servers, list):
-        raise MatrixError(502, Codes.UNKNOWN, f"{server} sent a malformed answer")
-    servers = [s for s in servers if isinstance(s, str) and is_valid_server_name(s)]
-    return {"room_id": room_id, "servers": servers}
-
-
 async def put_alias(d: Directory, req: HttpRequest) -> tuple[int, Any]:
     """PUT /_matrix/client/v3/directory/room/{roomAlias}"""
     room_id = get_str(req.json(), "room_id")
@@ -104,11 +93,7 @@ async def put_alias(d: Directory, req: HttpRequest) -> tuple[int, Any]:
 
 async def get_alias(d: Directory, req: HttpRequest) -> tuple[int, Any]:
     """GET /_matrix/client/v3/directory/room/{roomAlias}"""
-    alias = req.params["roomAlias"]
-    parsed = directory.parse_room_alias(alias)
-    if parsed is not None and parsed[1] != d.hostname:
-        return 200, await resolve_remote_alias(d, alias, parsed[1])
-    target = await d.directory.resolve_alias(alias)
+    target = await d.directory.lookup_alias(req.params["roomAlias"])
     return 200, {"room_id": target.room_id, "servers": list(target.servers)}
 
 

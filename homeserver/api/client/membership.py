@@ -1,9 +1,10 @@
 """Room membership: join, knock, invite, leave, kick, ban, unban, forget, and who is where.
 
 The auth rules decide every change (``rooms/membership.py``). Joining and
-knocking work for rooms this server knows, by room ID or by one of our
-aliases; ``via``/``server_name`` are ignored until joins over federation
-exist.
+knocking take a room ID or any server's alias (another server's is asked of
+it); a room this server is not in is joined through the servers the alias
+names, then ``via``/``server_name``, then those we know of
+(``federation/membership.py``).
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ async def room_of(api: MembershipApi, target: str) -> tuple[str, list[str]]:
     """The room a ``{roomIdOrAlias}`` names and, for an alias, the
     servers its directory entry lists (an unknown alias is 404)."""
     if target.startswith("#"):
-        found = await api.directory.resolve_alias(target)
-        return found.room_id, list(getattr(found, "servers", []) or [])
+        found = await api.directory.lookup_alias(target)
+        return found.room_id, list(found.servers)
     if not target.startswith("!") or len(target) < 2:
         raise invalid_param(f"{target!r} is not a room ID or alias")
     return target, []

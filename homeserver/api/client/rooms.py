@@ -322,11 +322,23 @@ async def get_context(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
 async def put_redact(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}"""
     assert req.requester is not None
+    check_txn_id(req.params["txnId"])
+    txn = NewEventTxn(req.user_id, txn_scope(req.requester), req.params["txnId"])
+    return await redact(api, req, txn)
+
+
+async def post_redact(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/rooms/{roomId}/redact/{eventId}
+
+    The form without a transaction ID (not in the spec; Synapse and older
+    clients have it): every request is a new redaction."""
+    return await redact(api, req, None)
+
+
+async def redact(api: RoomsApi, req: HttpRequest, txn: NewEventTxn | None) -> tuple[int, Any]:
     body = req.json(allow_empty=True)
     reason = get_str(body, "reason", None)
-    check_txn_id(req.params["txnId"])
     api.message_ratelimiter.ratelimit(req.user_id)
-    txn = NewEventTxn(req.user_id, txn_scope(req.requester), req.params["txnId"])
     event_id = await redact_event(api.stores, api.event_creator, req.user_id,
                                   req.params["roomId"], req.params["eventId"],
                                   reason=reason, txn_id=txn)
@@ -369,6 +381,7 @@ ENDPOINTS = (
     Endpoint("GET", f"{_ROOM}/messages", get_messages),
     Endpoint("GET", f"{_ROOM}/context/{{eventId}}", get_context),
     Endpoint("PUT", f"{_ROOM}/redact/{{eventId}}/{{txnId}}", put_redact),
+    Endpoint("POST", f"{_ROOM}/redact/{{eventId}}", post_redact),
     Endpoint("GET", f"{CLIENT_V1}/rooms/{{roomId}}/timestamp_to_event",
              get_timestamp_to_event),
 )
