@@ -68,8 +68,9 @@ class FakeIdentityServer(resource.Resource):
         return sid
 
     async def bind_and_notify(self, hs_base_url: str, medium: str, address: str,
-                              mxid: str) -> Any:
-        """Bind out of band and call the homeserver's onbind with our invites."""
+                              mxid: str, agent: Any = None) -> Any:
+        """Bind out of band and call the homeserver's onbind with our invites
+        (``agent``: one that trusts the homeserver's certificate, for https)."""
         self.bindings[(medium, address)] = mxid
         invites = []
         for invite in self.invites.get((medium, address), []):
@@ -77,9 +78,10 @@ class FakeIdentityServer(resource.Resource):
             invites.append({**invite, "mxid": mxid, "signed": signed})
         body = sign_json({"medium": medium, "address": address, "mxid": mxid,
                           "invites": invites}, self.name, self.key)
+        extra: dict[str, Any] = {"agent": agent} if agent is not None else {}
         resp = await treq.post(f"{hs_base_url}/_matrix/federation/v1/3pid/onbind",
                                data=json.dumps(body).encode(),
-                               headers={b"Content-Type": [b"application/json"]})
+                               headers={b"Content-Type": [b"application/json"]}, **extra)
         return resp.code, json.loads(await resp.content())
 
     # -- the API -------------------------------------------------------------------
