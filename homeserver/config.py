@@ -223,6 +223,24 @@ SCHEMA: dict[str, Key] = {
     "url_preview_ip_range_whitelist": Key("list", item=Key("str", nullable=False), default=[]),
     # the most of a page (or image) a preview downloads
     "max_spider_size": Key("size", "10M"),
+    # -- e-mail --
+    # sending validation e-mails (requestToken) through an SMTP server
+    # (Synapse's keys); e-mail 3PIDs work only when notif_from is set
+    "email": Key("map", children={
+        "smtp_host": Key("str", "localhost", nullable=False),
+        "smtp_port": Key("int", 25, minimum=1, maximum=65535),
+        "smtp_user": Key("str"),
+        "smtp_pass": Key("str"),
+        # STARTTLS must succeed before anything is sent
+        "require_transport_security": Key("bool", False, nullable=False),
+        # false: never STARTTLS, even when the server offers it
+        "enable_tls": Key("bool", True, nullable=False),
+        # the From: address, e.g. "Your Server <noreply@example.org>"
+        "notif_from": Key("str"),
+        "app_name": Key("str", "Matrix", nullable=False),
+        # how long the link in a validation e-mail works
+        "validation_token_lifetime": Key("duration", 3_600_000),
+    }),
     # -- federation --
     # the federation listener's TLS certificate (PEM chain) and key; a
     # listener with tls: true serves them
@@ -231,6 +249,9 @@ SCHEMA: dict[str, Key] = {
     "federation_verify_certificates": Key("bool", True, nullable=False),
     # extra CA certificates (PEM files) trusted for outbound federation
     "federation_custom_ca_list": Key("list", item=Key("str", nullable=False), default=[]),
+    # true: outbound HTTPS other than federation (identity servers) checks no
+    # certificate (Synapse's key); only for test set-ups, never in production
+    "use_insecure_ssl_client_just_for_testing_do_not_use": Key("bool", False, nullable=False),
     # None: federate with anyone; else only with these servers
     "federation_domain_whitelist": Key("list", item=Key("str", nullable=False)),
     # outbound requests (federation, key fetches) never reach these ranges ...

@@ -105,14 +105,21 @@ class HomeServer:
             "login_failed": Ratelimiter(self.clock, "rc_login.failed_attempts",
                                         config.rc_login_failed_attempts),
         }
+        # 3PIDs: identity servers, e-mail validation, the accounts' addresses
+        from homeserver.identity.client import IdentityServerClient
+        from homeserver.identity.mailer import Mailer
+        from homeserver.identity.threepids import Threepids
+        self.identity_client = IdentityServerClient(self.ctx)
+        self.threepids = Threepids(self.ctx, self.stores.threepids, self.identity_client,
+                                   Mailer(self.ctx))
         # accounts
         self.sessions = Sessions(self.ctx, self.db)
         self.logins = Logins(self.ctx, self.db, self.stores.users,
-                             self.ratelimiters["login_failed"])
+                             self.ratelimiters["login_failed"], self.stores.threepids)
         self.ui_auth = UiAuth(self.ctx, self.db, self.stores.ui_auth, self.stores.users,
-                              self.logins)
+                              self.logins, self.threepids)
         self.registrations = Registrations(self.ctx, self.db, self.stores.users, self.ui_auth,
-                                           self.ratelimiters["registration"])
+                                           self.ratelimiters["registration"], self.threepids)
         self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,
                                                      self.stores.devices, self.ui_auth)
         self.notifier = Notifier(self.ctx, self.db.stream_tracker, self.stores.rooms)
@@ -161,6 +168,11 @@ class HomeServer:
         self.federation_transactions = TransactionReceiver(
             ctx, stores.federation_events, stores.rooms, self.federation_event_handler,
             self.edu_handler)
+        # rooms: invites by e-mail address, through identity servers
+        from homeserver.rooms.third_party_invites import ThirdPartyInvites
+        self.third_party_invites = ThirdPartyInvites(
+            ctx, stores, self.identity_client, self.event_creator, self.membership,
+            self.federation_client)
         # rooms: the space hierarchy asks other servers
         self.hierarchy = HierarchyHandler(self.ctx, self.stores, self.federation_client)
         # after the notifier: it chains onto its device-list hook
@@ -207,6 +219,7 @@ class HomeServer:
         self.event_creator.presence = self.presence
         self.event_creator.federation_membership = self.federation_membership
         self.membership.federation_membership = self.federation_membership
+        self.room_creation.third_party_invites = self.third_party_invites
         # sync, edu: typing, receipts and presence go out through the EDU
         # handler, which brings the other servers' back to them
         self.typing.edu_handler = self.edu_handler
@@ -373,4 +386,5 @@ class HomeServer:
         self.websocket.close_all()
         self.presence.stop()
         self.federation_client.close()
+        await self.identity_client.close()
         await threads.deferToThread(self.db.close)

@@ -21,6 +21,7 @@ from homeserver.accounts.sessions import new_token
 from homeserver.errors import Codes, MatrixError, bad_json, forbidden, missing_param
 from homeserver.http.auth import hash_token
 from homeserver.http.parse import get_str
+from homeserver.identity.threepids import canonicalise_email
 from homeserver.storage.database import Txn
 from homeserver.storage.tokens import TokenStore
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.http.ratelimit import Ratelimiter
     from homeserver.storage.database import Database
+    from homeserver.storage.threepids import ThreepidStore
     from homeserver.storage.users import UserStore
 
 logger = logging.getLogger(__name__)
@@ -47,8 +49,9 @@ def user_from_identifier(hostname: str, body: dict[str, Any]) -> str | None:
     """The user ID a login (or an ``m.login.password`` auth dict) names.
 
     Reads ``identifier`` (``m.id.user``), else the deprecated top-level ``user``;
-    None when neither is given. Third-party identifiers cannot match anyone
-    here (no 3PIDs are stored), so they fail like a wrong password.
+    None when neither is given. A third-party identifier is the caller's to
+    resolve first (``threepid_from_identifier``); here it fails like a wrong
+    password.
     """
     identifier = body.get("identifier")
     if identifier is None:
@@ -69,6 +72,22 @@ def user_from_identifier(hostname: str, body: dict[str, Any]) -> str | None:
     if id_type in ("m.id.thirdparty", "m.id.phone"):
         raise forbidden("Invalid username or password")
     raise MatrixError(400, Codes.UNKNOWN, "Unknown login identifier type")
+
+
+def threepid_from_identifier(body: dict[str, Any]) -> tuple[str, str] | None:
+    """The ``(medium, address)`` a login names: an ``m.id.thirdparty``
+    identifier, or the deprecated top-level ``medium`` and ``address``."""
+    identifier = body.get("identifier")
+    source = identifier if isinstance(identifier, dict) and \
+        identifier.get("type") == "m.id.thirdparty" else None
+    if identifier is None and ("medium" in body or "address" in body):
+        source = body
+    if source is None:
+        return None
+    medium, address = source.get("medium"), source.get("address")
+    if not isinstance(medium, str) or not isinstance(address, str):
+        raise missing_param("medium and address")
+    return medium, address
 
 
 # --- refresh ---------------------------------------------------------------------
@@ -122,13 +141,34 @@ class Logins:
     """Checking passwords (login and re-authentication) and refreshing sessions."""
 
     def __init__(self, ctx: "ServerContext", db: "Database", users: "UserStore",
-                 failed_attempts: "Ratelimiter") -> None:
+                 failed_attempts: "Ratelimiter",
+                 threepids: "ThreepidStore | None" = None) -> None:
         self.ctx = ctx
+        # the accounts' e-mail addresses, for logins that name one
+        self.threepids = threepids
         # a refresh is one transaction of TokenStore's _txn helpers
         self.db = db
         self.users = users
         # rc_login.failed_attempts: shared by /login and re-authentication
         self.failed_attempts = failed_attempts
+
+    async def user_for_identifier(self, body: dict[str, Any]) -> str | None:
+        """The user a login (or ``m.login.password`` auth dict) names; an
+        address no account has fails like a wrong password (403)."""
+        threepid = threepid_from_identifier(body)
+        if threepid is None:
+            return user_from_identifier(self.ctx.hostname, body)
+        medium, address = threepid
+        if medium == "email":
+            try:
+                address = canonicalise_email(address)
+            except MatrixError:
+                raise forbidden("Invalid username or password") from None
+        user_id = await self.threepids.get_user_by_threepid(medium, address) \
+            if self.threepids is not None else None
+        if user_id is None:
+            raise forbidden("Invalid username or password")
+        return user_id
 
     async def find_local_user(self, user_id: str) -> str | None:
         """The stored spelling of ``user_id``, matched ignoring case."""

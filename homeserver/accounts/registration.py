@@ -32,6 +32,7 @@ from homeserver.accounts.sessions import (
 from homeserver.accounts.uia import (
     CLAIMED_TOKEN,
     DUMMY,
+    EMAIL_IDENTITY,
     PASSWORD_HASH,
     REGISTRATION_TOKEN,
     UiAuthAttempt,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from homeserver.config import Config
     from homeserver.context import ServerContext
     from homeserver.http.ratelimit import Ratelimiter
+    from homeserver.identity.threepids import Threepids
     from homeserver.storage.database import Database
 
 
@@ -115,8 +117,11 @@ class Registrations:
     """Username checks, the UIA flows of ``/register``, and creating accounts."""
 
     def __init__(self, ctx: "ServerContext", db: "Database", users: UserStore,
-                 ui_auth: "UiAuth", limiter: "Ratelimiter") -> None:
+                 ui_auth: "UiAuth", limiter: "Ratelimiter",
+                 threepids: "Threepids | None" = None) -> None:
         self.ctx = ctx
+        # e-mail validation, and the address a registration validated
+        self.threepids = threepids
         # an account is created in one transaction over several stores
         self.db = db
         self.users = users
@@ -125,9 +130,13 @@ class Registrations:
         self.limiter = limiter
 
     def flows(self) -> list[list[str]]:
+        # an e-mail address validated by the server may stand in for the
+        # dummy stage when e-mail is set up (as Synapse offers it)
+        email = self.threepids is not None and self.threepids.email_enabled()
         if self.ctx.config.registration_requires_token:
-            return [[REGISTRATION_TOKEN]]
-        return [[DUMMY]]
+            return [[REGISTRATION_TOKEN]] + ([[REGISTRATION_TOKEN, EMAIL_IDENTITY]]
+                                             if email else [])
+        return [[DUMMY]] + ([[EMAIL_IDENTITY]] if email else [])
 
     async def check_username(self, localpart: str) -> str:
         """The user ID for a wanted localpart, or M_INVALID_USERNAME / M_USER_IN_USE."""
@@ -175,7 +184,12 @@ class Registrations:
         if password_hash is None:
             raise missing_param("password")
         self.limiter.ratelimit(client_ip)
-        return await self.create_account(
+        registered = await self.create_account(
             NewAccount(reg.username, password_hash), reg.login,
             uia_session_id=result.session_id,
             registration_token=result.server_data.get(CLAIMED_TOKEN))
+        email = result.completed.get(EMAIL_IDENTITY)
+        if isinstance(email, dict) and self.threepids is not None:
+            await self.threepids.add_validated(registered.user_id, email["medium"],
+                                               email["address"], email["validated_at"])
+        return registered

@@ -16,7 +16,9 @@ never kept as parameters: callers hash them into the session's server data.
 Stages: ``m.login.dummy``, ``m.login.password`` (re-authentication of the
 logged-in user; failed attempts share the per-account login limit) and
 ``m.login.registration_token`` (holds one use of the token as pending until
-the registration completes or the session expires).
+the registration completes or the session expires) and
+``m.login.email.identity`` (a validated e-mail session of
+``identity/threepids.py``; the stage's result is the address).
 
 ``ui_auth.session_timeout`` keeps Synapse's meaning: for how long a completed
 re-authentication lets the same access token skip the next one, for
@@ -36,7 +38,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.login import user_from_identifier
 from homeserver.errors import Codes, MatrixError, bad_json, forbidden, missing_param
 from homeserver.storage.database import Txn
 from homeserver.storage.registration_tokens import RegistrationTokenStore
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from homeserver.accounts.login import Logins
     from homeserver.context import ServerContext
     from homeserver.http.request import Requester
+    from homeserver.identity.threepids import Threepids
     from homeserver.storage.database import Database
     from homeserver.storage.users import UserStore
 
@@ -54,6 +56,7 @@ SESSION_LIFETIME_MS = 15 * 60 * 1000
 DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
+EMAIL_IDENTITY = "m.login.email.identity"
 
 # server-data keys
 PASSWORD_HASH = "password_hash"
@@ -194,8 +197,11 @@ class UiAuth:
     recent re-authentications (``ui_auth.session_timeout``)."""
 
     def __init__(self, ctx: "ServerContext", db: "Database", sessions: UiAuthStore,
-                 users: "UserStore", logins: "Logins") -> None:
+                 users: "UserStore", logins: "Logins",
+                 threepids: "Threepids | None" = None) -> None:
         self.ctx = ctx
+        # validated e-mail sessions, for m.login.email.identity
+        self.threepids = threepids
         # stages and session saves are transactions over several stores
         self.db = db
         self.sessions = sessions
@@ -207,6 +213,7 @@ class UiAuth:
             DUMMY: self._dummy_stage,
             PASSWORD: self._password_stage,
             REGISTRATION_TOKEN: self._registration_token_stage,
+            EMAIL_IDENTITY: self._email_identity_stage,
         }
 
     async def load(self, method: str, uri: str, auth: dict[str, Any] | None,
@@ -249,7 +256,7 @@ class UiAuth:
             raise missing_param("password")
         if not isinstance(password, str):
             raise bad_json("'password' must be a string")
-        named = user_from_identifier(self.ctx.hostname, auth)
+        named = await self.logins.user_for_identifier(auth)
         if named is not None and await self.logins.find_local_user(named) != requester.user_id:
             # Checked before the password: this must not test other users' passwords.
             raise forbidden("You can only re-authenticate as yourself")
@@ -277,6 +284,27 @@ class UiAuth:
         if claimed is None:
             raise _StageFailed(Codes.UNAUTHORIZED, "Invalid registration token")
         return claimed
+
+    async def _email_identity_stage(self, session: UiAuthSession, auth: dict[str, Any],
+                                    requester: "Requester | None") -> UiAuthSession:
+        creds = auth.get("threepid_creds", auth.get("threepidCreds"))
+        if creds is None:
+            raise missing_param("threepid_creds")
+        if not isinstance(creds, dict) or self.threepids is None:
+            raise bad_json("'threepid_creds' must be an object")
+        try:
+            validated = await self.threepids.validated_session(creds.get("sid"),
+                                                               creds.get("client_secret"))
+        except MatrixError as e:
+            if e.status != 400 or e.errcode != Codes.THREEPID_AUTH_FAILED:
+                raise
+            raise _StageFailed(e.errcode, e.msg) from None
+        if validated.medium != "email":
+            raise _StageFailed(Codes.THREEPID_AUTH_FAILED, "Not an e-mail validation session")
+        result = {"medium": validated.medium, "address": validated.address,
+                  "validated_at": validated.validated_at}
+        return await self.db.run_interaction("ui_auth_stage", _mark_complete_txn,
+                                             session.session_id, EMAIL_IDENTITY, result)
 
     # -- the dance -----------------------------------------------------------------
 

@@ -27,13 +27,17 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
     IHostnameResolver,
+    IOpenSSLClientConnectionCreator,
     IReactorPluggableNameResolver,
     IResolutionReceiver,
 )
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.internet.ssl import CertificateOptions
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from homeserver.config import Config
@@ -132,3 +136,36 @@ def guarded_agent(reactor: Any, ip_filter: IPFilter, *, connect_timeout_s: float
     if context_factory is not None:
         kwargs["contextFactory"] = context_factory
     return Agent(FilteringReactor(reactor, ip_filter), **kwargs)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _UncheckedTLS:
+    """A TLS client connection that checks no certificate."""
+
+    def __init__(self) -> None:
+        self._context = CertificateOptions().getContext()
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> Any:  # noqa: N802,N803
+        connection = SSL.Connection(self._context, None)
+        connection.set_app_data(tlsProtocol)
+        connection.set_connect_state()
+        return connection
+
+
+@implementer(IPolicyForHTTPS)
+class InsecureTLSPolicy:
+    """``use_insecure_ssl_client_just_for_testing_do_not_use: true``: outbound
+    HTTPS that is not federation (identity servers) accepts any certificate,
+    as Synapse's key of that name does. Off by default; for test rigs whose
+    helper servers use self-signed certificates."""
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:  # noqa: N802
+        return _UncheckedTLS()
+
+
+def tls_policy(config: Config) -> Any:
+    """The TLS policy for outbound non-federation HTTPS: the system's CAs and
+    the URL's host name checked, unless the operator turned checking off."""
+    if config.use_insecure_ssl_client_just_for_testing_do_not_use:
+        return InsecureTLSPolicy()
+    return BrowserLikePolicyForHTTPS()

@@ -385,6 +385,12 @@ def _check_third_party_invite(event: Event, auth_events: StateMap) -> None:
         raise AuthError("third_party_invite signature matches none of the invite's keys")
 
 
+def signed_by_key(signed: dict[str, Any], public_key: str) -> bool:
+    """Whether a third-party invite's ``signed`` block verifies under
+    ``public_key`` (unpadded base64 ed25519), as the auth rule checks it."""
+    return _signed_by_any(signed, [public_key])
+
+
 def _public_keys(invite: Event) -> list[str]:
     """The keys of an m.room.third_party_invite: ``public_key`` and each
     ``public_keys[].public_key``."""

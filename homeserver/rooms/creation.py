@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from homeserver.rooms.creator import EventCreator
     from homeserver.rooms.directory import RoomDirectory
     from homeserver.rooms.membership import MembershipHandler
+    from homeserver.rooms.third_party_invites import ThirdPartyInviteRequest, ThirdPartyInvites
 
 PRESETS = ("private_chat", "trusted_private_chat", "public_chat")
 
@@ -64,6 +65,7 @@ class CreateRoomRequest:
     name: str | None = None
     topic: str | None = None
     invite: tuple[str, ...] = ()
+    invite_3pid: tuple["ThirdPartyInviteRequest", ...] = ()
     is_direct: bool = False
     creation_content: dict[str, Any] = field(default_factory=dict)
     initial_state: tuple[StateEvent, ...] = ()
@@ -125,6 +127,9 @@ class RoomCreation:
     """POST /createRoom's use case: the events of a new room, in the spec's
     order (module docstring). Built once by ``server.py`` (``hs.room_creation``)."""
 
+    # built after this and needing federation: set by HomeServer._wire_late
+    third_party_invites: "ThirdPartyInvites"
+
     def __init__(self, event_creator: "EventCreator", membership: "MembershipHandler",
                  directory: "RoomDirectory") -> None:
         self.event_creator = event_creator
@@ -179,6 +184,8 @@ class RoomCreation:
         for invitee in request.invite:
             await self.membership.update_membership(creator, room_id, invitee, "invite",
                                                     is_direct=request.is_direct or None)
+        for invite_3pid in request.invite_3pid:
+            await self.third_party_invites.invite(creator, room_id, invite_3pid)
         if request.visibility == "public":
             await self.directory.publish_new_room(room_id)
         return room_id

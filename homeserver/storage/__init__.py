@@ -31,6 +31,7 @@ from homeserver.storage.search import SearchStore
 from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.state import DEFAULT_STATE_CACHE_SIZE, StateStore
 from homeserver.storage.sync import SyncStore
+from homeserver.storage.threepids import ThreepidStore
 from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.tokens import TokenStore
 from homeserver.storage.ui_auth import UiAuthStore
@@ -74,3 +75,4 @@ class Stores:
         self.cross_signing = CrossSigningStore(db)
         self.key_backup = KeyBackupStore(db)
         self.pushers = PusherStore(db)
+        self.threepids = ThreepidStore(db)

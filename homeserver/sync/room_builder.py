@@ -510,10 +510,15 @@ class RoomBuilder:
             # an invite to a room on another server: the state it sent
             event = await self.stores.events.get_event(event_id)
             return remote + ([_stripped(event)] if event is not None else [])
-        keys = [(t, "") for t in STRIPPED_STATE_TYPES]
-        state = await self.room_reader.get_state_at_event(event_id, keys)
-        out = [_stripped(e) for e in state.values()]
         event = await self.stores.events.get_event(event_id)
+        keys = [(t, "") for t in STRIPPED_STATE_TYPES]
+        if event is not None:
+            # the inviter's own member event, as Synapse's invite_room_state
+            # has it (clients show who invited them)
+            keys.append(("m.room.member", event.sender))
+        state = await self.room_reader.get_state_at_event(event_id, keys)
+        out = [_stripped(e) for e in state.values()
+               if event is None or e.event_id != event.event_id]
         if event is not None:
             out.append(_stripped(event))
         return out

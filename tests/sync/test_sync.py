@@ -179,6 +179,8 @@ async def test_invite_then_join_then_leave(server: TestServer) -> None:
     kinds = {(e["type"], e["state_key"]) for e in stripped}
     assert ("m.room.name", "") in kinds
     assert ("m.room.member", bob.user_id) in kinds
+    # who invited them: the inviter's own member event
+    assert ("m.room.member", alice.user_id) in kinds
     assert all("event_id" not in e for e in stripped)
 
     assert (await join(bob, room_id)).code == 200

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from homeserver.accounts.management import AccountManagement
     from homeserver.accounts.uia import UiAuth
     from homeserver.config import Config
+    from homeserver.identity.threepids import Threepids
     from homeserver.server import HomeServer
 
 CLIENT_V3 = "/_matrix/client/v3"
@@ -27,13 +28,14 @@ class AccountApi:
     accounts: "AccountManagement"
     ui_auth: "UiAuth"
     config: "Config"
+    threepids: "Threepids"
 
 
-def parse_deactivation(body: dict[str, Any]) -> bool:
-    """The ``erase`` flag; ``id_server`` is accepted and unused (no 3PIDs here)."""
-    get_str(body, "id_server", None)
+def parse_deactivation(body: dict[str, Any]) -> tuple[bool, str | None]:
+    """The ``erase`` flag and the ``id_server`` to unbind the addresses from."""
+    id_server: str | None = get_str(body, "id_server", None)
     erase: bool = get_bool(body, "erase", False)
-    return erase
+    return erase, id_server
 
 
 async def get_whoami(api: AccountApi, req: HttpRequest) -> tuple[int, Any]:
@@ -67,23 +69,19 @@ async def post_deactivate(api: AccountApi, req: HttpRequest) -> tuple[int, Any]:
     parse_deactivation(req.json(allow_empty=True))
     params = await validate_user_via_ui_auth(api.ui_auth, req, req.requester,
                                              "deactivate your account")
-    await api.accounts.deactivate_account(req.user_id, parse_deactivation(params))
-    return 200, {"id_server_unbind_result": "no-support"}
-
-
-async def get_threepids(api: AccountApi, req: HttpRequest) -> tuple[int, Any]:
-    """GET /_matrix/client/v3/account/3pid"""
-    return 200, {"threepids": []}
+    erase, id_server = parse_deactivation(params)
+    unbound = await api.threepids.deactivate(req.user_id, id_server)
+    await api.accounts.deactivate_account(req.user_id, erase)
+    return 200, {"id_server_unbind_result": unbound}
 
 
 ENDPOINTS = (
     Endpoint("GET", f"{CLIENT_V3}/account/whoami", get_whoami, allow_guest=True),
     Endpoint("POST", f"{CLIENT_V3}/account/password", post_password),
     Endpoint("POST", f"{CLIENT_V3}/account/deactivate", post_deactivate),
-    Endpoint("GET", f"{CLIENT_V3}/account/3pid", get_threepids),
 )
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    api = AccountApi(hs.account_management, hs.ui_auth, hs.config)
+    api = AccountApi(hs.account_management, hs.ui_auth, hs.config, hs.threepids)
     router.add_endpoints(api, ENDPOINTS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.login import LOGIN_TYPE_PASSWORD, user_from_identifier
+from homeserver.accounts.login import LOGIN_TYPE_PASSWORD
 from homeserver.errors import Codes, MatrixError, missing_param
 from homeserver.http.parse import get_bool, get_str
 from homeserver.http.request import HttpRequest
@@ -62,7 +62,7 @@ async def post_login(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
     if login_type != LOGIN_TYPE_PASSWORD or not api.config.password_config["enabled"]:
         raise MatrixError(400, Codes.UNKNOWN, "Unknown login type")
     hostname = api.config.server_name
-    user = user_from_identifier(hostname, body)
+    user = await api.logins.user_for_identifier(body)
     if user is None:
         raise missing_param("identifier")
     password = get_str(body, "password")

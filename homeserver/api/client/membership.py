@@ -18,11 +18,13 @@ from homeserver.events.identifiers import is_valid_user_id
 from homeserver.http.parse import get_str, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import Endpoint, Router
+from homeserver.rooms.third_party_invites import parse_signed, parse_third_party_invite
 
 if TYPE_CHECKING:
     from homeserver.rooms.access import RoomReader
     from homeserver.rooms.directory import RoomDirectory
     from homeserver.rooms.membership import MembershipHandler
+    from homeserver.rooms.third_party_invites import ThirdPartyInvites
     from homeserver.server import HomeServer
     from homeserver.storage import Stores
 
@@ -56,11 +58,21 @@ class MembershipApi:
     reader: "RoomReader"
     # a {roomIdOrAlias} that is an alias
     directory: "RoomDirectory"
+    # invites by e-mail address, and joins that redeem them
+    third_party_invites: "ThirdPartyInvites"
 
 
 async def join(api: MembershipApi, req: HttpRequest, room_id: str,
                via: list[str] | None = None) -> tuple[int, Any]:
     body = req.json(allow_empty=True)
+    signed = body.get("third_party_signed")
+    if signed is not None:
+        # a third-party invite's signed block: the invite is made first
+        signed = parse_signed(signed)
+        sender = signed.get("sender")
+        if not isinstance(sender, str) or not is_valid_user_id(sender):
+            raise invalid_param("'third_party_signed.sender' must be a user ID")
+        await api.third_party_invites.exchange(sender, req.user_id, room_id, signed)
     await api.membership.update_membership(req.user_id, room_id, req.user_id, "join",
                                            reason=reason_of(body),
                                            via=(via or []) + via_of(req), extra_content=body)
@@ -102,6 +114,12 @@ async def post_knock(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
 async def post_invite(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
     """POST /_matrix/client/v3/rooms/{roomId}/invite"""
     body = req.json()
+    if "user_id" not in body and ("medium" in body or "address" in body
+                                  or "id_server" in body):
+        # invite by third-party identifier
+        await api.third_party_invites.invite(req.user_id, req.params["roomId"],
+                                             parse_third_party_invite(body))
+        return 200, {}
     await api.membership.update_membership(req.user_id, req.params["roomId"],
                                            target_of(body), "invite", reason=reason_of(body))
     return 200, {}
@@ -226,4 +244,4 @@ ENDPOINTS = (
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
     router.add_endpoints(MembershipApi(hs.stores, hs.membership, hs.room_reader,
-                                       hs.room_directory), ENDPOINTS)
+                                       hs.room_directory, hs.third_party_invites), ENDPOINTS)

@@ -35,6 +35,7 @@ from homeserver.rooms.access import NO_FILTER, ReadAccess, RoomEventFilter, txn_
 from homeserver.rooms.creation import PRESETS, CreateRoomRequest, StateEvent
 from homeserver.rooms.redaction import redact_event
 from homeserver.rooms.sending import check_txn_id
+from homeserver.rooms.third_party_invites import parse_third_party_invite
 from homeserver.storage.events import NewEventTxn
 from homeserver.sync.filter_schema import filter_problem
 from homeserver.sync.tokens import parse_pagination_token
@@ -81,6 +82,9 @@ def parse_create_room(body: dict[str, Any], default_version: str) -> CreateRoomR
     if not isinstance(invite, list) or not all(
             isinstance(u, str) and is_valid_user_id(u) for u in invite):
         raise invalid_param("'invite' must be a list of user IDs")
+    invite_3pid = body.get("invite_3pid", [])
+    if not isinstance(invite_3pid, list) or not all(isinstance(i, dict) for i in invite_3pid):
+        raise invalid_param("'invite_3pid' must be a list of objects")
     initial_state = body.get("initial_state", [])
     if not isinstance(initial_state, list):
         raise bad_json("'initial_state' must be a list")
@@ -100,6 +104,7 @@ def parse_create_room(body: dict[str, Any], default_version: str) -> CreateRoomR
         name=get_str(body, "name", None),
         topic=get_str(body, "topic", None),
         invite=tuple(dict.fromkeys(invite)),
+        invite_3pid=tuple(parse_third_party_invite(i) for i in invite_3pid),
         is_direct=get_bool(body, "is_direct", False),
         creation_content=get_object(body, "creation_content", {}),
         initial_state=tuple(state),

@@ -42,7 +42,7 @@ async def get_capabilities(config: "Config", req: HttpRequest) -> tuple[int, Any
         "m.change_password": {"enabled": password},
         "m.set_displayname": {"enabled": True},
         "m.set_avatar_url": {"enabled": True},
-        "m.3pid_changes": {"enabled": False},
+        "m.3pid_changes": {"enabled": True},
         "m.get_login_token": {"enabled": False},
         "m.room_versions": {
             "default": config.default_room_version,

@@ -25,6 +25,7 @@ def register_federation_routes(hs: "HomeServer", router: Router) -> None:
     membership.register_routes(hs, router)
     queries.register_routes(hs, router)
     hierarchy.register_routes(hs, router)
-    from homeserver.api.federation import e2e, media
+    from homeserver.api.federation import e2e, media, third_party_invites
     media.register_routes(hs, router)
     e2e.register_routes(hs, router)
+    third_party_invites.register_routes(hs, router)

@@ -1,0 +1,1 @@
+"""Third-party identifiers: identity servers, e-mail validation, 3PIDs of accounts."""
