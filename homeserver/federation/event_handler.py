@@ -46,6 +46,7 @@ from homeserver.events.validation import ValidationError, validate_pdu
 from homeserver.federation.client import FederationError, RequestFailed
 from homeserver.rooms.auth import AuthError, check_auth_events_list, check_auth_rules
 from homeserver.rooms.power_levels import CREATE
+from homeserver.rooms.redaction import may_apply_redaction
 from homeserver.rooms.state_res import resolve_state
 from homeserver.storage.federation_events import FederatedPersisted
 from homeserver.storage.rooms import RoomInfo
@@ -79,6 +80,12 @@ StateIds = dict[StateKey, str]
 
 class PduError(Exception):
     """A PDU we refuse: the message goes into the /send response."""
+
+
+class InvalidPdu(PduError):
+    """A PDU that is not a well-formed event of its room version (bad JSON,
+    e.g. a float in a v6+ room): the endpoints that take one PDU answer 400
+    M_BAD_JSON, as Synapse does, where a bad signature is a 403."""
 
 
 def server_acl_allows(acl: Event | None, server_name: str) -> bool:
@@ -150,7 +157,7 @@ class FederationEventHandler:
         try:
             validate_pdu(pdu, room_version)
         except ValidationError as e:
-            raise PduError(f"Invalid PDU: {e}") from e
+            raise InvalidPdu(f"Invalid PDU: {e}") from e
         pdu = dict(pdu)
         pdu.pop("unsigned", None)
         try:
@@ -402,8 +409,14 @@ class FederationEventHandler:
             auth_ids.append("$" + event.room_id[1:])
         known = await self.stores.events.get_events(auth_ids)
         rejected = self._auth_against_own_auth_events(event, known)
+        target: Event | None = None
+        if event.type == "m.room.redaction" and event.redacts is not None:
+            target = await self.stores.events.get_event(event.redacts)
+            if target is not None and target.room_id != event.room_id and rejected is None:
+                # as Synapse withholds it: no client ever sees such a redaction
+                rejected = "redacts an event of another room"
 
-        if state_before is None and rejected is None and check_soft_fail:
+        if state_before is None and rejected is None and check_soft_fail and target is None:
             done = await self._extend_linear(room, event)
             if done is not None:
                 return done
@@ -427,6 +440,12 @@ class FederationEventHandler:
         if rejected is not None:
             logger.info("rejecting %s from %s: %s", event.event_id, origin, rejected)
             event = Event(event.event_id, event.room_version, event.json, rejected)
+        # a redaction passes the auth rules without the redact level (v3+),
+        # but applies only from the target's sender's server or with it
+        # (room versions v3+, "Handling redactions"); one whose target we do
+        # not hold yet is recorded, and served only in the target's room
+        apply_redaction = target is None or may_apply_redaction(
+            event.sender, target, state_map, same_server_suffices=True)
 
         soft_failed = False
         new_current: StateIds | None = None
@@ -456,7 +475,7 @@ class FederationEventHandler:
         result = await self.stores.federation_events.persist_federated(
             room.room_nid, room.room_id, event, state_before=state_before,
             base_snapshot=base_snapshot, soft_failed=soft_failed, new_current=new_current,
-            outliers=outliers or [])
+            outliers=outliers or [], apply_redaction=apply_redaction)
         self._notify(room, event, result)
         return result
 

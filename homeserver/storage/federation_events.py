@@ -287,10 +287,12 @@ class FederationEventStore:
     def persist_federated_txn(self, txn: Txn, room_nid: int, room_id: str, event: Event, *,
                               state_before: StateIds | None, base_snapshot: int | None,
                               soft_failed: bool, new_current: StateIds | None,
-                              outliers: Iterable[Event] = ()) -> FederatedPersisted:
+                              outliers: Iterable[Event] = (),
+                              apply_redaction: bool = True) -> FederatedPersisted:
         """Store ``event`` (not held yet) as a timeline event; see the module
         docstring. The state before it is ``base_snapshot`` if given, else
-        ``state_before``."""
+        ``state_before``. A redaction is recorded as applying to its target
+        unless ``apply_redaction`` is false (its sender may not redact it)."""
         self.persist_outliers_txn(txn, room_nid, outliers)
         rejected = event.rejected_reason is not None
         own: dict[int, int] = {}
@@ -319,7 +321,7 @@ class FederationEventStore:
         if not rejected and not soft_failed:
             self.events.persist_hooks.run_txn(txn, event, event_nid)
         redacts = EventStore._applied_redaction(event)
-        if redacts is not None and not soft_failed:
+        if redacts is not None and not soft_failed and apply_redaction:
             txn.execute("INSERT INTO event_redactions (redacts, redaction_nid) VALUES (?, ?)",
                         (redacts, event_nid))
         if stream is None:
@@ -435,11 +437,12 @@ class FederationEventStore:
     async def persist_federated(self, room_nid: int, room_id: str, event: Event, *,
                                 state_before: StateIds | None, base_snapshot: int | None,
                                 soft_failed: bool, new_current: StateIds | None,
-                                outliers: Iterable[Event] = ()) -> FederatedPersisted:
+                                outliers: Iterable[Event] = (),
+                                apply_redaction: bool = True) -> FederatedPersisted:
         result = await self.db.run_interaction(
             "persist_federated", self.persist_federated_txn, room_nid, room_id, event,
             state_before=state_before, base_snapshot=base_snapshot, soft_failed=soft_failed,
-            new_current=new_current, outliers=list(outliers))
+            new_current=new_current, outliers=list(outliers), apply_redaction=apply_redaction)
         redacts = EventStore._applied_redaction(event)
         if redacts is not None:
             self.events.cache.invalidate(redacts)
