@@ -48,6 +48,9 @@ out for ``FEDERATION_PING_MS`` (25 minutes) is pushed again, and a remote
 user not offline whose server has said nothing of them for
 ``FEDERATION_TIMEOUT_MS`` (30 minutes) is set offline here (their server
 may have gone away). A sweep every ``FEDERATION_SWEEP_MS`` does both.
+A join (``on_commit``, from the write hub) starts a shared room with both
+sides' presence: our joining user's goes to the room's other servers, and
+our users' in the room go to the server of a remote user who joined.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.federation.edus import EduHandler
     from homeserver.storage import Stores
+    from homeserver.storage.hub import Committed
     from homeserver.storage.streams import StreamTracker
     from homeserver.sync.notifier import Notifier
 
@@ -251,6 +255,47 @@ class PresenceHandler:
         mates = await self.stores.rooms.get_room_mates(user_id)
         self.edu_handler.send_presence(
             user_id, mates, format_presence(visible[0], visible[1], state.last_active_ts,
+                                            visible[2], self.ctx.now_ms()))
+
+    # -- joins: presence for servers newly sharing a room --
+
+    def on_commit(self, committed: "Committed") -> None:
+        """Database thread: hands the joins among the committed events to
+        the reactor (``_share_on_join``)."""
+        if not self.enabled or not self.ctx.config.presence["federation"]:
+            return
+        joins = [(e.room_id, e.state_key) for e, _ in committed.events
+                 if e.type == "m.room.member" and e.state_key is not None
+                 and e.membership == "join"]
+        if joins:
+            self.ctx.reactor.callFromThread(self._on_joins, joins)
+
+    def _on_joins(self, joins: list[tuple[str, str]]) -> None:
+        for room_id, user_id in joins:
+            self.ctx.run_in_background(self._share_on_join(room_id, user_id))
+
+    async def _share_on_join(self, room_id: str, user_id: str) -> None:
+        """As Synapse: a server whose user just joined a room hears the
+        presence of our users in it, and our user who just joined is
+        announced to the room's other servers, so a new federated chat
+        starts with both sides' presence rather than at the next change
+        (which may be 25 minutes away). Offline users are not sent."""
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            return
+        members = await self.stores.rooms.get_members(room.room_nid)
+        if self.ctx.is_mine(user_id):
+            senders, to = [user_id], list(members)
+        else:
+            senders = [m for m in members if self.ctx.is_mine(m)]
+            to = [user_id]
+        for sender in senders:
+            state = await self._get_state(sender)
+            if state.presence == OFFLINE:
+                continue
+            visible = state.visible()
+            self.edu_handler.send_presence(
+                sender, to, format_presence(visible[0], visible[1], state.last_active_ts,
                                             visible[2], self.ctx.now_ms()))
 
     async def _remote_timed_out(self, user_id: str) -> None:
