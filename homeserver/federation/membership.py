@@ -481,10 +481,31 @@ class FederationMembership:
         return room_id
 
     async def leave_remote(self, user_id: str, room_id: str, via: list[str],
-                           membership: str = "leave") -> str:
+                           membership: str = "leave", *,
+                           invite_event_id: str | None = None) -> str:
         """Reject an invite / rescind a knock in a room we are not in:
         make_leave + send_leave through ``via``; the leave is stored like an
-        invite (an outlier the user's /sync sees)."""
+        invite (an outlier the user's /sync sees).
+
+        When no server of the room will take it (refused, failing,
+        unreachable), the user is still rid of the invite, as on Synapse:
+        a leave of our own making, after the invite (``invite_event_id``)
+        and authorised by it alone, is stored the same way; the other
+        servers never hear of it."""
+        try:
+            event = await self._send_remote_leave(user_id, room_id, via)
+        except MatrixError as e:
+            if invite_event_id is None:
+                raise
+            logger.info("rejecting %s's invite to %s locally: %s", user_id, room_id, e)
+            event = await self._local_leave(user_id, room_id, invite_event_id)
+        rv = event.room_version
+        stream = await self.stores.federation_events.store_remote_invite(
+            room_id, rv.identifier, event, [], self.ctx.now_ms())
+        self.notifier.on_new_event(room_id, "m.room.member", user_id, stream)
+        return event.event_id
+
+    async def _send_remote_leave(self, user_id: str, room_id: str, via: list[str]) -> Event:
         servers = self._candidates(room_id, via)
         server, template, rv = await self._make(servers, room_id, user_id, "leave")
         event = self._build_from_template(template, rv, user_id, "leave", {})
@@ -494,10 +515,22 @@ class FederationMembership:
                 pdu_for_federation(event))
         except (FederationError, RequestFailed) as e:
             raise MatrixError(502, Codes.UNKNOWN, f"{server} refused the leave: {e}") from None
-        stream = await self.stores.federation_events.store_remote_invite(
-            room_id, rv.identifier, event, [], self.ctx.now_ms())
-        self.notifier.on_new_event(room_id, "m.room.member", user_id, stream)
-        return event.event_id
+        return event
+
+    async def _local_leave(self, user_id: str, room_id: str, invite_event_id: str) -> Event:
+        """An out-of-band leave: signed by us, its one prev and auth event
+        the invite (or knock) it answers."""
+        invite = await self.stores.events.get_event(invite_event_id)
+        if invite is None:
+            raise not_found("The invite is gone")
+        rv = invite.room_version
+        refs: list[Any] = [invite_event_id]
+        if not rv.event_ids_are_hashes:
+            refs = [[invite_event_id, {"sha256": reference_hash_base64(invite.json, rv)}]]
+        template = {"type": "m.room.member", "room_id": room_id, "sender": user_id,
+                    "state_key": user_id, "content": {"membership": "leave"},
+                    "prev_events": refs, "auth_events": refs, "depth": invite.depth + 1}
+        return self._build_from_template(template, rv, user_id, "leave", {})
 
     async def knock_remote(self, user_id: str, room_id: str, via: list[str],
                            content: dict[str, Any]) -> str:

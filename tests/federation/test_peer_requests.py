@@ -13,8 +13,16 @@ from homeserver.events.builder import build_event
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.federation.client import FederationError
-from tests.federation.harness import server_name
-from tests.federation.test_rooms import _has_body, joined_pair, q, send_text, wait_for
+from tests.federation.harness import server_name, take_down
+from tests.federation.test_rooms import (
+    _has_body,
+    _invited,
+    joined_pair,
+    q,
+    send_text,
+    sync_once,
+    wait_for,
+)
 from tests.harness import TestServer
 from tests.helpers import create_public_room
 
@@ -263,3 +271,26 @@ async def test_a_pushed_event_whose_history_is_withheld_is_refused(federation: A
     assert "prev_events" in resp["pdus"][later_event.event_id]["error"]
     held = await a.hs.stores.federation_events.get_event_info([later_event.event_id])
     assert later_event.event_id not in held
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_invite_can_be_rejected_when_the_inviting_server_is_gone(
+        federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    room_id = await create_public_room(alice, preset="private_chat")
+    resp = await alice.post(f"/_matrix/client/v3/rooms/{q(room_id)}/invite",
+                            {"user_id": bob.user_id})
+    assert resp.code == 200, resp.body
+    await wait_for(lambda: _invited(bob, room_id))
+    await take_down(a)
+
+    resp = await bob.post(f"/_matrix/client/v3/rooms/{q(room_id)}/leave", {})
+
+    assert resp.code == 200, resp.body
+    body = await sync_once(bob)
+    assert room_id not in body["rooms"]["invite"]
+    [leave] = body["rooms"]["leave"][room_id]["timeline"]["events"][-1:]
+    assert (leave["sender"], leave["content"]["membership"]) == (bob.user_id, "leave")
