@@ -57,6 +57,10 @@ from homeserver.storage.streams import next_stream_id_txn
 StateIds = Mapping[StateKey, str]
 
 
+# events walked back through soft-failed and rejected prev_events, at most
+MAX_REFUSED_WALK = 1000
+
+
 @dataclass(frozen=True)
 class EventInfo:
     """What the pipeline needs to know of an event it may already hold."""
@@ -328,12 +332,40 @@ class FederationEventStore:
             return result
         prev_nids = [int(r[0]) for r in txn.select_all(
             "SELECT prev_event_nid FROM event_edges WHERE event_nid = ?", (event_nid,))]
+        prev_nids += self._behind_refused_prevs_txn(txn, prev_nids)
         RoomStore.update_forward_extremities_txn(txn, room_nid, event_nid, prev_nids)
         txn.new_events.append((event, stream))
         if new_current is not None:
             self._set_current_state_txn(txn, room_nid, room_id, event, event_nid, snapshot,
                                         new_current, stream, result)
         return result
+
+    @staticmethod
+    def _behind_refused_prevs_txn(txn: Txn, prev_nids: list[int]) -> list[int]:
+        """The events an event reaches back to through prev_events that were
+        soft-failed or rejected (Synapse's ``_get_prevs_before_rejected``).
+
+        A soft-failed event is no forward extremity, so its prev_events
+        stayed ones; an event that builds on it covers them too, else they
+        dangle as extremities nobody will ever build on."""
+        found: list[int] = []
+        frontier = list(prev_nids)
+        seen = set(frontier)
+        while frontier and len(seen) < MAX_REFUSED_WALK:
+            refused = [int(r[0]) for r in select_in_txn(
+                txn, "SELECT event_nid FROM events WHERE event_nid IN ({})"
+                " AND (soft_failed = 1 OR rejected_reason IS NOT NULL)", frontier)]
+            if not refused:
+                break
+            frontier = []
+            for (prev,) in select_in_txn(
+                    txn, "SELECT prev_event_nid FROM event_edges WHERE event_nid IN ({})",
+                    refused):
+                if int(prev) not in seen:
+                    seen.add(int(prev))
+                    found.append(int(prev))
+                    frontier.append(int(prev))
+        return found
 
     def _set_current_state_txn(self, txn: Txn, room_nid: int, room_id: str, event: Event,
                                event_nid: int, event_snapshot: int, new_current: StateIds,

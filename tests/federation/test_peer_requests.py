@@ -38,19 +38,22 @@ async def fails_with(call: Any) -> FederationError:
 
 async def forge(origin: TestServer, resident: TestServer, room_id: str, sender: str,
                 event_type: str, content: dict[str, Any], *, key: SigningKey | None = None,
+                prev: list[str] | None = None, auth: list[str] | None = None,
                 **extra: Any) -> dict[str, Any]:
     """An event of ``sender`` (a user of ``origin``) in the room, built on
-    ``resident``'s view of it and signed by ``origin``."""
+    ``resident``'s view of it (or on ``prev`` and ``auth``) and signed by
+    ``origin``."""
     room = await resident.hs.stores.rooms.get_room(room_id)
     assert room is not None
     rv = KNOWN_ROOM_VERSIONS[room.room_version]
     ext = await resident.hs.stores.rooms.get_forward_extremities(room.room_nid)
     state = await resident.hs.stores.rooms.get_current_state_ids(room.room_nid)
-    auth = [state[("m.room.power_levels", "")], state[("m.room.member", sender)],
-            state[("m.room.create", "")]]
+    if auth is None:
+        auth = [state[("m.room.power_levels", "")], state[("m.room.member", sender)],
+                state[("m.room.create", "")]]
     pdu, _ = build_event(room_version=rv, room_id=room_id, sender=sender,
                          event_type=event_type, content=content,
-                         prev_event_ids=[x.event_id for x in ext], auth_event_ids=auth,
+                         prev_event_ids=prev or [x.event_id for x in ext], auth_event_ids=auth,
                          depth=max(x.depth for x in ext) + 1, origin=origin.hs.hostname,
                          origin_server_ts=origin.hs.now_ms(),
                          signing_key=key or origin.hs.signing_key, **extra)
@@ -294,3 +297,46 @@ async def test_an_invite_can_be_rejected_when_the_inviting_server_is_gone(
     assert room_id not in body["rooms"]["invite"]
     [leave] = body["rooms"]["leave"][room_id]["timeline"]["events"][-1:]
     assert (leave["sender"], leave["content"]["membership"]) == (bob.user_id, "leave")
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_event_on_soft_failed_events_leaves_no_dangling_extremity(
+        federation: Any) -> None:
+    a, b, alice, bob, room_id = await joined_pair(federation)
+    room = await a.hs.stores.rooms.get_room(room_id)
+    assert room is not None
+    state = await a.hs.stores.rooms.get_current_state_ids(room.room_nid)
+    old_auth = [state[("m.room.power_levels", "")], state[("m.room.member", bob.user_id)],
+                state[("m.room.create", "")]]
+    [before] = [x.event_id for x in await a.hs.stores.rooms.get_forward_extremities(
+        room.room_nid)]
+    resp = await alice.get(f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.power_levels/")
+    levels = resp.body
+    levels.setdefault("events", {})["test.sf"] = 50
+    resp = await alice.put(f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.power_levels/",
+                           levels)
+    assert resp.code == 200, resp.body
+    pl_change = resp.body["event_id"]
+
+    # bob's server goes on from before the change: M1 is fine, SF1 and SF2
+    # (a type bob may no longer send) are soft-failed
+    m1 = await forge(b, a, room_id, bob.user_id, "m.room.message", {"body": "M1"},
+                     prev=[before], auth=old_auth)
+    await push(b, a, m1, "sf-m1")
+    sf1 = await forge(b, a, room_id, bob.user_id, "test.sf", {"body": "SF1"},
+                      prev=[Event.from_pdu(m1, room_rv(room)).event_id], auth=old_auth)
+    await push(b, a, sf1, "sf-sf1")
+    sf2 = await forge(b, a, room_id, bob.user_id, "test.sf", {"body": "SF2"},
+                      prev=[Event.from_pdu(sf1, room_rv(room)).event_id], auth=old_auth)
+    await push(b, a, sf2, "sf-sf2")
+    m2 = await forge(b, a, room_id, bob.user_id, "m.room.message", {"body": "M2"},
+                     prev=[pl_change, Event.from_pdu(sf2, room_rv(room)).event_id])
+    await push(b, a, m2, "sf-m2")
+
+    extremities = [x.event_id for x in await a.hs.stores.rooms.get_forward_extremities(
+        room.room_nid)]
+    assert extremities == [Event.from_pdu(m2, room_rv(room)).event_id]
+
+
+def room_rv(room: Any) -> Any:
+    return KNOWN_ROOM_VERSIONS[room.room_version]
