@@ -158,6 +158,9 @@ class FederationEventHandler:
     async def check_pdu(self, pdu: Any, room_version: RoomVersion) -> Event:
         """``pdu`` as an Event, if well-formed and signed; redacted if its
         content hash does not match. Raises PduError."""
+        if isinstance(pdu, dict) and not pdu.get("signatures"):
+            # unsigned is a matter of signatures (403), not of format (400)
+            raise PduError("Bad signature: the event is not signed")
         try:
             validate_pdu(pdu, room_version)
         except ValidationError as e:

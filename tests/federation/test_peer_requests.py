@@ -340,3 +340,23 @@ async def test_an_event_on_soft_failed_events_leaves_no_dangling_extremity(
 
 def room_rv(room: Any) -> Any:
     return KNOWN_ROOM_VERSIONS[room.room_version]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unsigned_or_badly_signed_leave_is_forbidden_then_a_signed_one_taken(
+        federation: Any) -> None:
+    a, b, alice, bob, room_id = await joined_pair(federation)
+    leave = await forge(b, a, room_id, bob.user_id, "m.room.member", {"membership": "leave"},
+                        state_key=bob.user_id)
+    event_id = Event.from_pdu(leave, room_rv(await a.hs.stores.rooms.get_room(room_id))
+                              ).event_id
+    path = f"{V2}/send_leave/{q(room_id)}/{q(event_id)}"
+    unsigned = {k: v for k, v in leave.items() if k != "signatures"}
+    forged = {**leave, "signatures": {b.hs.hostname: {
+        next(iter(leave["signatures"][b.hs.hostname])): "a" * 86}}}
+    client, dest = b.hs.federation_client, server_name(a)
+
+    for bad in (unsigned, forged):
+        e = await fails_with(client.put_json(dest, path, bad))
+        assert (e.code, e.errcode) == (403, "M_FORBIDDEN")
+    assert await client.put_json(dest, path, leave) == {}
