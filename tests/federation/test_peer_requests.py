@@ -13,7 +13,9 @@ from homeserver.events.builder import build_event
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.federation.client import FederationError
+from tests.federation.ca import TestCA
 from tests.federation.harness import server_name, take_down
+from tests.federation.test_request_auth import Peer
 from tests.federation.test_rooms import (
     _has_body,
     _invited,
@@ -49,8 +51,7 @@ async def forge(origin: TestServer, resident: TestServer, room_id: str, sender: 
     ext = await resident.hs.stores.rooms.get_forward_extremities(room.room_nid)
     state = await resident.hs.stores.rooms.get_current_state_ids(room.room_nid)
     if auth is None:
-        auth = [state[("m.room.power_levels", "")], state[("m.room.member", sender)],
-                state[("m.room.create", "")]]
+        auth = auth_ids(rv, state, sender)
     pdu, _ = build_event(room_version=rv, room_id=room_id, sender=sender,
                          event_type=event_type, content=content,
                          prev_event_ids=prev or [x.event_id for x in ext], auth_event_ids=auth,
@@ -58,6 +59,15 @@ async def forge(origin: TestServer, resident: TestServer, room_id: str, sender: 
                          origin_server_ts=origin.hs.now_ms(),
                          signing_key=key or origin.hs.signing_key, **extra)
     return pdu
+
+
+def auth_ids(rv: Any, state: dict[Any, str], sender: str) -> list[str]:
+    """The auth events of a message of ``sender`` (v12: the create event
+    is the room ID, never listed)."""
+    ids = [state[("m.room.power_levels", "")], state[("m.room.member", sender)]]
+    if not rv.room_id_from_create_event:
+        ids.append(state[("m.room.create", "")])
+    return ids
 
 
 async def push(origin: TestServer, dest: TestServer, pdu: dict[str, Any], txn: str) -> Any:
@@ -122,7 +132,8 @@ async def test_a_server_banned_by_the_acl_cannot_invite_or_get_missing_events(
 
 
 @pytest_twisted.ensureDeferred
-async def test_an_invite_with_a_float_in_a_v6_room_is_bad_json(federation: Any) -> None:
+async def test_an_invite_with_a_float_in_a_v6_room_is_bad_json(federation: Any,
+                                                               test_ca: TestCA) -> None:
     a = await federation()
     b = await federation()
     v6 = KNOWN_ROOM_VERSIONS["6"]
@@ -136,11 +147,12 @@ async def test_an_invite_with_a_float_in_a_v6_room_is_bad_json(federation: Any) 
     event_id = event.event_id
     invite["content"]["bad_val"] = 1.1  # no float is canonical JSON
 
-    e = await fails_with(b.hs.federation_client.put_json(
-        server_name(a), f"{V2}/invite/{q(room_id)}/{q(event_id)}",
-        {"event": invite, "room_version": "6", "invite_room_state": []}))
+    # our own client sends canonical JSON only: a peer that does not
+    resp = await Peer(a, test_ca).signed(
+        b.server_name, b.hs.signing_key, "PUT", f"{V2}/invite/{q(room_id)}/{q(event_id)}",
+        {"event": invite, "room_version": "6", "invite_room_state": []})
 
-    assert (e.code, e.errcode) == (400, "M_BAD_JSON")
+    assert (resp.code, resp.body["errcode"]) == (400, "M_BAD_JSON")
 
 
 @pytest_twisted.ensureDeferred
@@ -208,6 +220,9 @@ async def test_a_redaction_of_an_event_in_another_room_is_ignored(federation: An
     await send_text(bob, other_room, "sentinel", "s1")
     await wait_for(lambda: _has_body(alice, other_room, "sentinel"))
 
+    held = await a.hs.stores.events.get_event(Event.from_pdu(redaction, room_rv(
+        await a.hs.stores.rooms.get_room(other_room))).event_id)
+    assert held is not None and held.rejected_reason == "redacts an event of another room"
     resp = await alice.get(f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(target)}")
     assert resp.body["content"]["body"] == "keep me"
     resp = await alice.get(f"/_matrix/client/v3/rooms/{q(other_room)}/messages",
@@ -227,6 +242,10 @@ async def test_a_redaction_from_a_server_that_may_not_redact_is_not_applied(
     await send_text(bob, room_id, "sentinel", "s1")
     await wait_for(lambda: _has_body(alice, room_id, "sentinel"))
 
+    held = await a.hs.stores.events.get_event(Event.from_pdu(fake, room_rv(
+        await a.hs.stores.rooms.get_room(room_id))).event_id)
+    # accepted (the auth rules of v3+ let it through), only not applied
+    assert held is not None and held.rejected_reason is None
     resp = await alice.get(f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(target)}")
     assert resp.body["content"]["body"] == "mine"
     assert "redacted_because" not in resp.body.get("unsigned", {})
@@ -288,12 +307,13 @@ async def test_an_invite_can_be_rejected_when_the_inviting_server_is_gone(
                             {"user_id": bob.user_id})
     assert resp.code == 200, resp.body
     await wait_for(lambda: _invited(bob, room_id))
+    since = (await sync_once(bob))["next_batch"]
     await take_down(a)
 
     resp = await bob.post(f"/_matrix/client/v3/rooms/{q(room_id)}/leave", {})
 
     assert resp.code == 200, resp.body
-    body = await sync_once(bob)
+    body = await sync_once(bob, since)
     assert room_id not in body["rooms"]["invite"]
     [leave] = body["rooms"]["leave"][room_id]["timeline"]["events"][-1:]
     assert (leave["sender"], leave["content"]["membership"]) == (bob.user_id, "leave")
@@ -306,8 +326,7 @@ async def test_an_event_on_soft_failed_events_leaves_no_dangling_extremity(
     room = await a.hs.stores.rooms.get_room(room_id)
     assert room is not None
     state = await a.hs.stores.rooms.get_current_state_ids(room.room_nid)
-    old_auth = [state[("m.room.power_levels", "")], state[("m.room.member", bob.user_id)],
-                state[("m.room.create", "")]]
+    old_auth = auth_ids(room_rv(room), state, bob.user_id)
     [before] = [x.event_id for x in await a.hs.stores.rooms.get_forward_extremities(
         room.room_nid)]
     resp = await alice.get(f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.power_levels/")
