@@ -158,9 +158,14 @@ class FederationEventHandler:
     async def check_pdu(self, pdu: Any, room_version: RoomVersion) -> Event:
         """``pdu`` as an Event, if well-formed and signed; redacted if its
         content hash does not match. Raises PduError."""
-        if isinstance(pdu, dict) and not pdu.get("signatures"):
-            # unsigned is a matter of signatures (403), not of format (400)
-            raise PduError("Bad signature: the event is not signed")
+        if isinstance(pdu, dict):
+            # unsigned or unhashed is a matter of signatures (403, as
+            # Synapse checks those first), not of format (400)
+            hashes = pdu.get("hashes")
+            if not pdu.get("signatures"):
+                raise PduError("Bad signature: the event is not signed")
+            if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256"), str):
+                raise PduError("Bad signature: the event has no content hash")
         try:
             validate_pdu(pdu, room_version)
         except ValidationError as e:

@@ -6,10 +6,11 @@ ID is always set (a v12 ``m.room.create`` carries none in its PDU).
 state event that replaced another, ``prev_content``, ``prev_sender`` and
 ``replaces_state``. A redacted event (the store hands it out already
 redacted) carries the redaction, itself in this format, as
-``unsigned.redacted_because``. A redaction carries ``redacts`` at the top
-level in every room version (v11+ also keep it in ``content``, as Synapse
-serves it, so clients of either shape find it). Bundled aggregations of the
-event's children (``rooms/relations.py``) go in ``unsigned["m.relations"]``.
+``unsigned.redacted_because`` and its ID as ``unsigned.redacted_by``. A
+redaction carries ``redacts`` at the top level in every room version (v11+
+also keep it in ``content``, as Synapse serves it, so clients of either
+shape find it). Bundled aggregations of the event's children
+(``rooms/relations.py``) go in ``unsigned["m.relations"]``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ def client_event(event: Event, room_id: str, now_ms: int, *,
         unsigned["prev_content"] = replaced.content
         unsigned["prev_sender"] = replaced.sender
         unsigned["replaces_state"] = replaced.event_id
+    by = redacted_by(event)
+    if by is not None:
+        # the redaction's ID beside the redaction itself, as Synapse serves it
+        unsigned["redacted_by"] = by
     if redacted_because is not None:
         unsigned["redacted_because"] = redacted_because
     if relations:

@@ -249,6 +249,12 @@ async def test_a_redaction_from_a_server_that_may_not_redact_is_not_applied(
     resp = await alice.get(f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(target)}")
     assert resp.body["content"]["body"] == "mine"
     assert "redacted_because" not in resp.body.get("unsigned", {})
+    # alice's own redaction applies, and names itself
+    resp = await alice.put(f"/_matrix/client/v3/rooms/{q(room_id)}/redact/{q(target)}/r1", {})
+    assert resp.code == 200, resp.body
+    redaction_id = resp.body["event_id"]
+    resp = await alice.get(f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(target)}")
+    assert resp.body["unsigned"]["redacted_by"] == redaction_id
 
 
 @pytest_twisted.ensureDeferred
@@ -373,9 +379,10 @@ async def test_an_unsigned_or_badly_signed_leave_is_forbidden_then_a_signed_one_
     unsigned = {k: v for k, v in leave.items() if k != "signatures"}
     forged = {**leave, "signatures": {b.hs.hostname: {
         next(iter(leave["signatures"][b.hs.hostname])): "a" * 86}}}
+    unhashed = {k: v for k, v in forged.items() if k != "hashes"}
     client, dest = b.hs.federation_client, server_name(a)
 
-    for bad in (unsigned, forged):
+    for bad in (unsigned, forged, unhashed):
         e = await fails_with(client.put_json(dest, path, bad))
         assert (e.code, e.errcode) == (403, "M_FORBIDDEN")
     assert await client.put_json(dest, path, leave) == {}
