@@ -296,6 +296,8 @@ class HomeServer:
         hub.subscribe(self.federation_sender._on_commit)
         # the highest position that carried events, for the pushers
         hub.subscribe(self.pushers.on_commit)
+        # joins: presence for servers that now share a room with our users
+        hub.subscribe(self.presence.on_commit)
         # Reactor, each device-list change before its position counts as
         # finished: wake the user and room mates, then tell other servers.
         hub.on_device_list_changed(self.notifier.device_list_changed)

@@ -35,9 +35,11 @@ def _set_password_txn(txn: Txn, user_id: str, password_hash: str,
         DeviceStore.delete_all_devices_txn(txn, user_id, keep_device_id)
 
 
-def _deactivate_txn(txn: Txn, user_id: str) -> None:
+def _deactivate_txn(txn: Txn, user_id: str, erase: bool) -> None:
     UserStore.mark_deactivated_txn(txn, user_id)
     DeviceStore.delete_all_devices_txn(txn, user_id)
+    if erase:
+        UserStore.mark_erased_txn(txn, user_id)
 
 
 class AccountManagement:
@@ -91,6 +93,7 @@ class AccountManagement:
     async def deactivate_account(self, user_id: str, erase: bool) -> None:
         """Deactivate: no password, no devices, no tokens; the ID stays taken.
 
-        ``erase`` is accepted; there is no stored content yet that it would redact.
+        ``erase``: the user's events are from now on served redacted to other
+        servers (``federation/visibility.py``), as Synapse does.
         """
-        await self.db.run_interaction("deactivate_account", _deactivate_txn, user_id)
+        await self.db.run_interaction("deactivate_account", _deactivate_txn, user_id, erase)

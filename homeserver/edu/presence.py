@@ -48,11 +48,17 @@ out for ``FEDERATION_PING_MS`` (25 minutes) is pushed again, and a remote
 user not offline whose server has said nothing of them for
 ``FEDERATION_TIMEOUT_MS`` (30 minutes) is set offline here (their server
 may have gone away). A sweep every ``FEDERATION_SWEEP_MS`` does both.
+A join (``on_commit``, from the write hub) starts a shared room with both
+sides' presence: our joining user's goes to the room's other servers, and
+our users' in the room go to the server of a remote user who joined. That
+may arrive before our own join is done: presence of users who share no room
+with us is held a minute (``EARLY_PRESENCE_MS``) for a join of ours to take.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -66,6 +72,7 @@ if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.federation.edus import EduHandler
     from homeserver.storage import Stores
+    from homeserver.storage.hub import Committed
     from homeserver.storage.streams import StreamTracker
     from homeserver.sync.notifier import Notifier
 
@@ -83,6 +90,10 @@ LONG_POLL_ALLOWANCE_MS = 90_000
 FEDERATION_PING_MS = 25 * 60_000
 FEDERATION_TIMEOUT_MS = 30 * 60_000
 FEDERATION_SWEEP_MS = 60_000
+# presence that arrived before the room it is for (our join still under
+# way): kept this long, for at most this many users
+EARLY_PRESENCE_MS = 60_000
+EARLY_PRESENCE_HELD = 1_000
 
 
 @dataclass(slots=True)
@@ -196,6 +207,10 @@ class PresenceHandler:
         self._writes_running = 0
         # remote users not offline -> when their server last spoke of them
         self._remote_heard: dict[str, int] = {}
+        # presence of remote users who share no room with us yet: user ->
+        # (received ms, update), taken when one of our users joins their room
+        self._early: OrderedDict[str, tuple[int, tuple[str, str | None, int, bool]]] = \
+            OrderedDict()
         self._sweep_timer: Any = None
 
     async def start(self) -> None:
@@ -253,6 +268,73 @@ class PresenceHandler:
         self.edu_handler.send_presence(
             user_id, mates, format_presence(visible[0], visible[1], state.last_active_ts,
                                             visible[2], self.ctx.now_ms()))
+
+    # -- joins: presence for servers newly sharing a room --
+
+    def on_commit(self, committed: "Committed") -> None:
+        """Database thread: hands the joins among the committed events to
+        the reactor (``_share_on_join``)."""
+        if not self.enabled or not self.ctx.config.presence["federation"]:
+            return
+        joins = [(e.room_id, e.state_key) for e, _ in committed.events
+                 if e.type == "m.room.member" and e.state_key is not None
+                 and e.membership == "join"]
+        if joins:
+            self.ctx.reactor.callFromThread(self._on_joins, joins, self.ctx.now_ms())
+
+    def _on_joins(self, joins: list[tuple[str, str]], joined_at: int) -> None:
+        for room_id, user_id in joins:
+            self.ctx.run_in_background(self._share_on_join(room_id, user_id, joined_at))
+
+    async def _share_on_join(self, room_id: str, user_id: str, joined_at: int) -> None:
+        """As Synapse: a server whose user just joined a room hears the
+        presence of our users in it, and our user who just joined is
+        announced to the room's other servers, so a new federated chat
+        starts with both sides' presence rather than at the next change
+        (which may be 25 minutes away). Offline users are not sent, nor
+        those whose presence is being or was sent since the join (to their
+        room mates then, the newcomers among them)."""
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            return
+        members = await self.stores.rooms.get_members(room.room_nid)
+        if self.ctx.is_mine(user_id):
+            senders, to = [user_id], list(members)
+            if self._early:
+                await self._take_early(m for m in members if not self.ctx.is_mine(m))
+        else:
+            senders = [m for m in members if self.ctx.is_mine(m)]
+            to = [user_id]
+        for sender in senders:
+            state = await self._get_state(sender)
+            if state.presence == OFFLINE or state.persisted != state.visible() \
+                    or state.federation_sent_ms >= joined_at:
+                # offline; or a write under way, which sends to the room
+                # mates it reads after the join; or one that did so
+                continue
+            visible = state.visible()
+            self.edu_handler.send_presence(
+                sender, to, format_presence(visible[0], visible[1], state.last_active_ts,
+                                            visible[2], self.ctx.now_ms()))
+
+    def _hold_early(self, user_id: str, update: tuple[str, str | None, int, bool]) -> None:
+        now = self.ctx.now_ms()
+        self._early[user_id] = (now, update)
+        self._early.move_to_end(user_id)
+        while self._early and (len(self._early) > EARLY_PRESENCE_HELD
+                               or now - next(iter(self._early.values()))[0] > EARLY_PRESENCE_MS):
+            self._early.popitem(last=False)
+
+    async def _take_early(self, members: Iterable[str]) -> None:
+        """Presence held for ``members`` (our user just joined their room)."""
+        now = self.ctx.now_ms()
+        for member in members:
+            held = self._early.pop(member, None)
+            if held is None or now - held[0] > EARLY_PRESENCE_MS:
+                continue
+            presence, status_msg, last_active_ago, currently_active = held[1]
+            await self.on_remote_presence(member, presence, status_msg,
+                                          last_active_ago + now - held[0], currently_active)
 
     async def _remote_timed_out(self, user_id: str) -> None:
         """Nothing heard of a remote user for the timeout: offline here."""
@@ -521,7 +603,10 @@ class PresenceHandler:
         mates = await self.stores.rooms.get_room_mates(user_id)
         local = {u for u in mates if self.ctx.is_mine(u)}
         if not local:
-            logger.debug("ignoring presence of %s: shares no room with us", user_id)
+            # perhaps early: a room's server sends its users' presence as it
+            # sees our user's join, maybe before we have finished joining
+            logger.debug("holding presence of %s: shares no room with us yet", user_id)
+            self._hold_early(user_id, (presence, status_msg, last_active_ago, currently_active))
             return
         last_active = max(0, self.ctx.now_ms() - last_active_ago)
         if presence != ONLINE:

@@ -46,6 +46,7 @@ from homeserver.events.validation import ValidationError, validate_pdu
 from homeserver.federation.client import FederationError, RequestFailed
 from homeserver.rooms.auth import AuthError, check_auth_events_list, check_auth_rules
 from homeserver.rooms.power_levels import CREATE
+from homeserver.rooms.redaction import may_apply_redaction
 from homeserver.rooms.state_res import resolve_state
 from homeserver.storage.federation_events import FederatedPersisted
 from homeserver.storage.rooms import RoomInfo
@@ -72,6 +73,10 @@ MAX_BACKFILL_SERVERS = 3
 # paging back through a room whose other servers are down waits once, not at
 # every page
 BACKFILL_FAILURE_MEMORY_MS = 60_000
+# across a gap: events of the state we lack fetched one by one (/event) up to
+# this many, else with one /state; and at most this many state events taken
+MAX_EVENTS_FETCHED_SINGLY = 20
+MAX_STATE_EVENTS = 1000
 FEDERATION_V1 = "/_matrix/federation/v1"
 
 StateIds = dict[StateKey, str]
@@ -79,6 +84,12 @@ StateIds = dict[StateKey, str]
 
 class PduError(Exception):
     """A PDU we refuse: the message goes into the /send response."""
+
+
+class InvalidPdu(PduError):
+    """A PDU that is not a well-formed event of its room version (bad JSON,
+    e.g. a float in a v6+ room): the endpoints that take one PDU answer 400
+    M_BAD_JSON, as Synapse does, where a bad signature is a 403."""
 
 
 def server_acl_allows(acl: Event | None, server_name: str) -> bool:
@@ -147,10 +158,18 @@ class FederationEventHandler:
     async def check_pdu(self, pdu: Any, room_version: RoomVersion) -> Event:
         """``pdu`` as an Event, if well-formed and signed; redacted if its
         content hash does not match. Raises PduError."""
+        if isinstance(pdu, dict):
+            # unsigned or unhashed is a matter of signatures (403, as
+            # Synapse checks those first), not of format (400)
+            hashes = pdu.get("hashes")
+            if not pdu.get("signatures"):
+                raise PduError("Bad signature: the event is not signed")
+            if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256"), str):
+                raise PduError("Bad signature: the event has no content hash")
         try:
             validate_pdu(pdu, room_version)
         except ValidationError as e:
-            raise PduError(f"Invalid PDU: {e}") from e
+            raise InvalidPdu(f"Invalid PDU: {e}") from e
         pdu = dict(pdu)
         pdu.pop("unsigned", None)
         try:
@@ -225,10 +244,15 @@ class FederationEventHandler:
         if missing:
             await self._fetch_missing(origin, room, event, missing)
             missing = await self._missing_prevs(event)
-        state_override: StateIds | None = None
         if missing:
-            state_override = await self._state_across_gap(origin, room, event, missing)
-        await self.process_locked(origin, room, event, state_before=state_override)
+            # an event pushed to us may become the room's only forward
+            # extremity, its state the room's: the sender must show us its
+            # history. Refused, not stored (as Synapse): a later event that
+            # names it asks for it again. Only events fetched for it may sit
+            # on a gap (``_fetch_missing``).
+            raise PduError("Your server isn't divulging details about prev_events "
+                           "referenced in this event")
+        await self.process_locked(origin, room, event)
 
     async def _missing_prevs(self, event: Event) -> list[str]:
         prevs = list(event.prev_event_ids)
@@ -269,37 +293,81 @@ class FederationEventHandler:
     async def _state_across_gap(self, origin: str, room: RoomInfo, event: Event,
                                 missing: list[str]) -> StateIds:
         """The state before ``event`` whose prev_events ``missing`` we cannot
-        get: the state after each of them from /state, with the prev_events
-        we hold, resolved."""
+        get: the state after each of them (/state_ids at it, plus itself),
+        with the prev_events we hold, resolved."""
         rv = KNOWN_ROOM_VERSIONS[room.room_version]
         states: list[StateIds] = []
         for prev_id in missing:
-            try:
-                body = await self.client.get_json(
-                    origin, f"{FEDERATION_V1}/state/{_quote(room.room_id)}",
-                    {"event_id": prev_id})
-                prev_body = await self.client.get_json(
-                    origin, f"{FEDERATION_V1}/event/{_quote(prev_id)}")
-            except (RequestFailed, FederationError) as e:
-                raise PduError(f"Cannot fetch the state before {prev_id}: {e}") from e
-            if not isinstance(body, dict):
-                raise PduError("Bad /state response")
-            state_events = await self.check_pdus(_list(body.get("pdus")), rv, room.room_id)
-            auth_chain = await self.check_pdus(_list(body.get("auth_chain")), rv, room.room_id)
-            await self.persist_checked_outliers(room, auth_chain + state_events)
-            state = {e.state_pair(): e.event_id for e in state_events if e.is_state()}
-            prev_pdus = await self.check_pdus(_list(prev_body.get("pdus"))
-                                              if isinstance(prev_body, dict) else [],
-                                              rv, room.room_id)
-            for prev in prev_pdus:
-                if prev.event_id == prev_id:
-                    await self.persist_checked_outliers(room, [prev])
-                    if prev.is_state():
-                        state[prev.state_pair()] = prev.event_id
-            states.append(state)
+            states.append(await self._state_after_remote(origin, room, rv, prev_id))
         held = [p for p in event.prev_event_ids if p not in missing]
         states += await self._states_after(held)
         return await self.resolve(rv, states)
+
+    async def _state_after_remote(self, origin: str, room: RoomInfo, rv: RoomVersion,
+                                  prev_id: str) -> StateIds:
+        """The state after ``prev_id``, an event we do not hold, from
+        ``origin``: the IDs of the state before it (/state_ids), the events
+        among them and their auth chain we lack (/event each, or one /state
+        when many), stored as outliers after their own checks (a forged
+        event fails against its own auth events and is left out), and the
+        event itself if it is state."""
+        try:
+            body = await self.client.get_json(
+                origin, f"{FEDERATION_V1}/state_ids/{_quote(room.room_id)}",
+                {"event_id": prev_id})
+        except (RequestFailed, FederationError) as e:
+            raise PduError(f"Cannot fetch the state before {prev_id}: {e}") from e
+        pdu_ids = _str_list(body.get("pdu_ids")) if isinstance(body, dict) else None
+        chain_ids = _str_list(body.get("auth_chain_ids")) if isinstance(body, dict) else None
+        if pdu_ids is None or chain_ids is None:
+            raise PduError("Bad /state_ids response")
+        wanted = list(dict.fromkeys(chain_ids + pdu_ids + [prev_id]))
+        held = await self.stores.federation_events.get_event_info(wanted)
+        lacking = [e for e in wanted if e not in held]
+        fetched: list[Event] = []
+        if len(lacking) > MAX_EVENTS_FETCHED_SINGLY:
+            fetched = await self._fetch_state(origin, room, rv, prev_id)
+            lacking = [e for e in lacking if e not in {f.event_id for f in fetched}]
+        for event_id in lacking[:MAX_STATE_EVENTS]:
+            fetched += await self._fetch_event(origin, room, rv, event_id)
+        fetched = [e for e in fetched if e.event_id in set(wanted)]
+        await self.persist_checked_outliers(room, fetched)
+        info = await self.stores.federation_events.get_event_info(pdu_ids + [prev_id])
+        events = await self.stores.events.get_events(pdu_ids + [prev_id])
+        state: StateIds = {}
+        for event_id in pdu_ids + [prev_id]:
+            ev = events.get(event_id)
+            if ev is None or not ev.is_state() or event_id not in info \
+                    or info[event_id].rejected or ev.room_id != room.room_id:
+                continue
+            state[ev.state_pair()] = event_id
+        return state
+
+    async def _fetch_event(self, origin: str, room: RoomInfo, rv: RoomVersion,
+                           event_id: str) -> list[Event]:
+        """``event_id`` from ``origin`` (/event), checked; [] if not to be had."""
+        try:
+            body = await self.client.get_json(origin, f"{FEDERATION_V1}/event/{_quote(event_id)}")
+        except (RequestFailed, FederationError) as e:
+            logger.info("fetching %s from %s failed: %s", event_id, origin, e)
+            return []
+        pdus = _list(body.get("pdus")) if isinstance(body, dict) else []
+        return [e for e in await self.check_pdus(pdus[:1], rv, room.room_id)
+                if e.event_id == event_id]
+
+    async def _fetch_state(self, origin: str, room: RoomInfo, rv: RoomVersion,
+                           event_id: str) -> list[Event]:
+        """The state before ``event_id`` and its auth chain (/state), checked."""
+        try:
+            body = await self.client.get_json(
+                origin, f"{FEDERATION_V1}/state/{_quote(room.room_id)}", {"event_id": event_id})
+        except (RequestFailed, FederationError) as e:
+            logger.info("/state from %s failed: %s", origin, e)
+            return []
+        if not isinstance(body, dict):
+            return []
+        return await self.check_pdus(_list(body.get("auth_chain")) + _list(body.get("pdus")),
+                                     rv, room.room_id)
 
     async def _states_after(self, event_ids: list[str]) -> list[StateIds]:
         info = await self.stores.federation_events.get_event_info(event_ids)
@@ -402,8 +470,14 @@ class FederationEventHandler:
             auth_ids.append("$" + event.room_id[1:])
         known = await self.stores.events.get_events(auth_ids)
         rejected = self._auth_against_own_auth_events(event, known)
+        target: Event | None = None
+        if event.type == "m.room.redaction" and event.redacts is not None:
+            target = await self.stores.events.get_event(event.redacts)
+            if target is not None and target.room_id != event.room_id and rejected is None:
+                # as Synapse withholds it: no client ever sees such a redaction
+                rejected = "redacts an event of another room"
 
-        if state_before is None and rejected is None and check_soft_fail:
+        if state_before is None and rejected is None and check_soft_fail and target is None:
             done = await self._extend_linear(room, event)
             if done is not None:
                 return done
@@ -427,6 +501,12 @@ class FederationEventHandler:
         if rejected is not None:
             logger.info("rejecting %s from %s: %s", event.event_id, origin, rejected)
             event = Event(event.event_id, event.room_version, event.json, rejected)
+        # a redaction passes the auth rules without the redact level (v3+),
+        # but applies only from the target's sender's server or with it
+        # (room versions v3+, "Handling redactions"); one whose target we do
+        # not hold yet is recorded, and served only in the target's room
+        apply_redaction = target is None or may_apply_redaction(
+            event.sender, target, state_map, same_server_suffices=True)
 
         soft_failed = False
         new_current: StateIds | None = None
@@ -456,7 +536,7 @@ class FederationEventHandler:
         result = await self.stores.federation_events.persist_federated(
             room.room_nid, room.room_id, event, state_before=state_before,
             base_snapshot=base_snapshot, soft_failed=soft_failed, new_current=new_current,
-            outliers=outliers or [])
+            outliers=outliers or [], apply_redaction=apply_redaction)
         self._notify(room, event, result)
         return result
 
@@ -678,6 +758,12 @@ def _server_of(user_id: str) -> str | None:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _str_list(value: Any) -> list[str] | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return None
+    return value
 
 
 def _quote(value: str) -> str:

@@ -240,6 +240,8 @@ class KeyRing:
         self._inflight: dict[str, list[defer.Deferred[None]]] = {}
         # server -> when its last fetch came back without the keys wanted
         self._failed_at: dict[str, int] = {}
+        # (server, key IDs) -> when a notary query's fetch of them failed
+        self._notary_failed_at: dict[tuple[str, tuple[str, ...]], int] = {}
 
     # -- our own keys --
 
@@ -374,12 +376,50 @@ class KeyRing:
             return
         self._inflight[server_name] = []
         try:
-            ok = await self._fetch_uncached(server_name, key_ids, minimum_valid_until_ts,
-                                            use_notaries)
+            ok, _ = await self._fetch_uncached(server_name, key_ids, minimum_valid_until_ts,
+                                               use_notaries)
             if ok:
                 self._failed_at.pop(server_name, None)
             else:
                 self._note_failure(server_name)
+        finally:
+            for w in self._inflight.pop(server_name):
+                w.callback(None)
+
+    async def _fetch_for_notary(self, server_name: str, key_ids: list[str],
+                                minimum_valid_until_ts: int) -> None:
+        """Ask ``server_name`` itself for its keys, for a notary query.
+
+        Unlike a lookup for a signature check, an answer that merely lacks a
+        key valid long enough is not held against the server: the querying
+        server asked for that minimum, and the next query (perhaps with
+        another) must ask the origin again, as Synapse's notary does. What
+        is remembered for ``NEGATIVE_CACHE_MS`` is a fetch that failed (no
+        answer, an error, a malformed response), per server and key IDs, so
+        nobody can make us hammer an unreachable server through our notary.
+        Fetches of one server are still shared."""
+        waiters = self._inflight.get(server_name)
+        if waiters is not None:
+            waiter: defer.Deferred[None] = defer.Deferred()
+            waiters.append(waiter)
+            await waiter
+            return
+        now = self.ctx.now_ms()
+        failure_key = (server_name, tuple(sorted(key_ids)))
+        failed_at = self._notary_failed_at.get(failure_key)
+        if failed_at is not None and now - failed_at < NEGATIVE_CACHE_MS:
+            return
+        self._inflight[server_name] = []
+        try:
+            _, answered = await self._fetch_uncached(server_name, key_ids,
+                                                     minimum_valid_until_ts, False)
+            if answered:
+                self._notary_failed_at.pop(failure_key, None)
+            else:
+                if len(self._notary_failed_at) > 10_000:
+                    self._notary_failed_at = {k: t for k, t in self._notary_failed_at.items()
+                                              if now - t < NEGATIVE_CACHE_MS}
+                self._notary_failed_at[failure_key] = now
         finally:
             for w in self._inflight.pop(server_name):
                 w.callback(None)
@@ -402,15 +442,19 @@ class KeyRing:
         self._failed_at[server_name] = now
 
     async def _fetch_uncached(self, server_name: str, key_ids: list[str],
-                              minimum_valid_until_ts: int, use_notaries: bool) -> bool:
-        """True when the wanted keys (any key, if none named) are now cached."""
+                              minimum_valid_until_ts: int,
+                              use_notaries: bool) -> tuple[bool, bool]:
+        """(whether the wanted keys (any key, if none named) are now cached,
+        whether the server itself answered with a valid key response)."""
         wanted = set(key_ids)
         got: set[str] = set()
+        answered = False
         try:
             response = await self.client.get_json(
                 server_name, KEY_SERVER_PATH, sign=False)
             rows = parse_key_response(server_name, response, self.ctx.now_ms())
             await self._store(rows)
+            answered = True
             got |= {r.key_id for r in rows
                     if _counts(r.valid_until_ts, r.fetched_ts, minimum_valid_until_ts)}
         except defer.CancelledError:
@@ -418,9 +462,9 @@ class KeyRing:
         except Exception as e:  # unreachable, refused, malformed: try the notaries
             logger.info("fetching keys of %s directly failed: %s", server_name, e)
         if got and wanted <= got:
-            return True
+            return True, answered
         if not use_notaries:
-            return False
+            return False, answered
         for notary in self._trusted:
             if notary.server_name in (server_name, self.ctx.hostname):
                 continue
@@ -433,8 +477,8 @@ class KeyRing:
                 logger.info("fetching keys of %s from %s failed: %s", server_name,
                             notary.server_name, e)
             if got and wanted <= got:
-                return True
-        return False
+                return True, answered
+        return False, answered
 
     async def _fetch_from_notary(self, notary: TrustedKeyServer, server_name: str,
                                  key_ids: set[str], minimum_valid_until_ts: int) -> set[str]:
@@ -516,9 +560,14 @@ class KeyRing:
                                    minimum_valid_until_ts: int) -> list[dict[str, Any]]:
         """Key responses of ``server_name`` for /_matrix/key/v2/query, signed by us.
 
-        Cached responses are served if one holds the keys asked for (any key
-        when none are named) valid until ``minimum_valid_until_ts``; else we ask
-        the server itself first. An unreachable server with no cache gets [].
+        Cached responses are served if they hold the keys asked for (any key
+        when none are named) valid until ``minimum_valid_until_ts``; else we
+        ask the server itself first (``_fetch_for_notary``). When it cannot
+        give better, what we hold is served, expired or not (the asking
+        server decides what it accepts): a key the origin no longer lists is
+        never forgotten, because rows are kept per key ID and a new answer
+        only adds or refreshes. With key IDs named, only the responses
+        holding them are served; an unreachable server with no cache gets [].
         """
         if server_name == self.ctx.hostname:
             return [self.own_key_response()]
@@ -531,9 +580,10 @@ class KeyRing:
 
         rows = await store.get_keys(server_name)
         if not satisfied(rows):
-            await self._fetch(server_name, wanted, minimum_valid_until_ts,
-                              use_notaries=False)
+            await self._fetch_for_notary(server_name, wanted, minimum_valid_until_ts)
             rows = await store.get_keys(server_name)
+        if wanted:
+            rows = [r for r in rows if r.key_id in wanted]
         responses = []
         seen: set[str] = set()
         for row in sorted(rows, key=lambda r: -r.valid_until_ts):

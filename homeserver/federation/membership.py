@@ -43,7 +43,7 @@ from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.signing import sign_event
 from homeserver.federation.client import FederationError, RequestFailed
-from homeserver.federation.event_handler import PduError, pdu_for_federation
+from homeserver.federation.event_handler import InvalidPdu, PduError, pdu_for_federation
 from homeserver.rooms.auth import (
     AUTHORISING_USER,
     AuthError,
@@ -199,7 +199,7 @@ class FederationMembership:
         try:
             event = await handler.check_pdu(pdu, rv)
         except PduError as e:
-            raise forbidden(str(e)) from None
+            raise _refusal(e) from None
         if event.event_id != event_id:
             raise MatrixError(400, Codes.BAD_JSON, "The event ID does not match the path")
         async with handler.inbound_lock(room.room_id):
@@ -271,17 +271,19 @@ class FederationMembership:
                 or not self.ctx.is_mine(target) or pdu.get("room_id") != room_id
                 or _domain(str(pdu.get("sender"))) != origin):
             raise MatrixError(400, Codes.BAD_JSON, "Not an invite of one of our users")
-        if await self.stores.profiles.get_profile(target) is None:
-            raise not_found("Unknown user")
+        # no 404 for a user we do not have (the spec has none, Synapse
+        # countersigns): the invite then waits for nobody
+        room = await self.stores.rooms.get_room(room_id)
+        if room is not None and not await self.event_handler.origin_allowed(room, origin):
+            raise forbidden("Server is banned from this room")
         try:
             event = await self.event_handler.check_pdu(pdu, rv)
         except PduError as e:
-            raise forbidden(str(e)) from None
+            raise _refusal(e) from None
         if event.event_id != event_id:
             raise MatrixError(400, Codes.BAD_JSON, "The event ID does not match the path")
         signed = self._countersign(event.json, rv)
         signed_event = Event(event.event_id, rv, signed)
-        room = await self.stores.rooms.get_room(room_id)
         we_are_in = room is not None and bool(
             await self.stores.rooms.get_local_members(room_id, self.ctx.hostname))
         if not we_are_in:
@@ -306,11 +308,9 @@ class FederationMembership:
             + [("m.room.member", event.sender)])
         current = await self.stores.events.get_events(list(ids.values()))
         invite_state = [stripped(e) for e in current.values()]
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
         try:
-            body = await self.client.put_json(
-                destination, f"{FEDERATION_V2}/invite/{_q(room.room_id)}/{_q(event.event_id)}",
-                {"event": pdu_for_federation(event), "room_version": room.room_version,
-                 "invite_room_state": invite_state})
+            body = await self._put_invite(destination, room, event, rv, invite_state)
         except FederationError as e:
             raise MatrixError(403 if e.code == 403 else 502, Codes.FORBIDDEN
                               if e.code == 403 else Codes.UNKNOWN,
@@ -319,15 +319,49 @@ class FederationMembership:
             raise MatrixError(502, Codes.UNKNOWN,
                               f"Could not reach the invitee's server: {e}") from None
         signed = body.get("event") if isinstance(body, dict) else None
-        rv = KNOWN_ROOM_VERSIONS[room.room_version]
         try:
             checked = await self.event_handler.check_pdu(signed, rv)
+        except InvalidPdu as e:
+            # Synapse's answer too: the client hears the event was bad JSON
+            raise MatrixError(400, Codes.BAD_JSON,
+                              f"Bad invite from the invitee's server: {e}") from None
         except PduError as e:
             raise MatrixError(502, Codes.UNKNOWN, f"Bad invite from the invitee's server: {e}") \
                 from None
         if checked.event_id != event.event_id:
             raise MatrixError(502, Codes.UNKNOWN, "The invitee's server changed the invite")
         return checked
+
+    async def _put_invite(self, destination: str, room: RoomInfo, event: Event,
+                          rv: RoomVersion, invite_state: list[dict[str, Any]]) -> Any:
+        """PUT /v2/invite, or /v1/invite to a server that does not know v2
+        (404, or 400 M_UNRECOGNIZED: the spec's sign of an unknown endpoint)
+        when the room's events can travel in v1's format; returns the
+        answer's body (v1's ``[200, body]`` unwrapped)."""
+        path = f"{_q(room.room_id)}/{_q(event.event_id)}"
+        pdu = pdu_for_federation(event)
+        try:
+            return await self.client.put_json(
+                destination, f"{FEDERATION_V2}/invite/{path}",
+                {"event": pdu, "room_version": room.room_version,
+                 "invite_room_state": invite_state})
+        except FederationError as e:
+            unknown = e.code == 404 or (e.code == 400 and e.errcode == Codes.UNRECOGNIZED)
+            if not unknown:
+                raise
+            # v1 invites carry no room version: only rooms whose events
+            # have v1's format can travel that way (Synapse's rule)
+            if rv.event_ids_are_hashes:
+                raise MatrixError(400, Codes.UNSUPPORTED_ROOM_VERSION,
+                                  "The invitee's server does not support this room version"
+                                  ) from None
+        logger.info("%s does not know /v2/invite: trying /v1/invite", destination)
+        body = await self.client.put_json(
+            destination, f"{FEDERATION_V1}/invite/{path}",
+            {**pdu, "unsigned": {"invite_room_state": invite_state}})
+        if isinstance(body, list) and len(body) == 2:
+            return body[1]
+        return body
 
     def _candidates(self, room_id: str, via: list[str]) -> list[str]:
         out = [s for s in via if s != self.ctx.hostname]
@@ -491,10 +525,31 @@ class FederationMembership:
         return room_id
 
     async def leave_remote(self, user_id: str, room_id: str, via: list[str],
-                           membership: str = "leave") -> str:
+                           membership: str = "leave", *,
+                           invite_event_id: str | None = None) -> str:
         """Reject an invite / rescind a knock in a room we are not in:
         make_leave + send_leave through ``via``; the leave is stored like an
-        invite (an outlier the user's /sync sees)."""
+        invite (an outlier the user's /sync sees).
+
+        When no server of the room will take it (refused, failing,
+        unreachable), the user is still rid of the invite, as on Synapse:
+        a leave of our own making, after the invite (``invite_event_id``)
+        and authorised by it alone, is stored the same way; the other
+        servers never hear of it."""
+        try:
+            event = await self._send_remote_leave(user_id, room_id, via)
+        except MatrixError as e:
+            if invite_event_id is None:
+                raise
+            logger.info("rejecting %s's invite to %s locally: %s", user_id, room_id, e)
+            event = await self._local_leave(user_id, room_id, invite_event_id)
+        rv = event.room_version
+        stream = await self.stores.federation_events.store_remote_invite(
+            room_id, rv.identifier, event, [], self.ctx.now_ms())
+        self.notifier.on_new_event(room_id, "m.room.member", user_id, stream)
+        return event.event_id
+
+    async def _send_remote_leave(self, user_id: str, room_id: str, via: list[str]) -> Event:
         servers = self._candidates(room_id, via)
         server, template, rv = await self._make(servers, room_id, user_id, "leave")
         event = self._build_from_template(template, rv, user_id, "leave", {})
@@ -504,10 +559,22 @@ class FederationMembership:
                 pdu_for_federation(event))
         except (FederationError, RequestFailed) as e:
             raise MatrixError(502, Codes.UNKNOWN, f"{server} refused the leave: {e}") from None
-        stream = await self.stores.federation_events.store_remote_invite(
-            room_id, rv.identifier, event, [], self.ctx.now_ms())
-        self.notifier.on_new_event(room_id, "m.room.member", user_id, stream)
-        return event.event_id
+        return event
+
+    async def _local_leave(self, user_id: str, room_id: str, invite_event_id: str) -> Event:
+        """An out-of-band leave: signed by us, its one prev and auth event
+        the invite (or knock) it answers."""
+        invite = await self.stores.events.get_event(invite_event_id)
+        if invite is None:
+            raise not_found("The invite is gone")
+        rv = invite.room_version
+        refs: list[Any] = [invite_event_id]
+        if not rv.event_ids_are_hashes:
+            refs = [[invite_event_id, {"sha256": reference_hash_base64(invite.json, rv)}]]
+        template = {"type": "m.room.member", "room_id": room_id, "sender": user_id,
+                    "state_key": user_id, "content": {"membership": "leave"},
+                    "prev_events": refs, "auth_events": refs, "depth": invite.depth + 1}
+        return self._build_from_template(template, rv, user_id, "leave", {})
 
     async def knock_remote(self, user_id: str, room_id: str, via: list[str],
                            content: dict[str, Any]) -> str:
@@ -521,6 +588,15 @@ class FederationMembership:
             self.ctx.now_ms())
         self.notifier.on_new_event(room_id, "m.room.member", user_id, stream)
         return room_id
+
+
+def _refusal(e: PduError) -> MatrixError:
+    """The answer to another server whose PDU we refuse: 400 M_BAD_JSON for
+    a malformed one (e.g. a float in a v6+ room), 403 for the rest (bad
+    signatures)."""
+    if isinstance(e, InvalidPdu):
+        return MatrixError(400, Codes.BAD_JSON, str(e))
+    return forbidden(str(e))
 
 
 def _list(value: Any) -> list[Any]:

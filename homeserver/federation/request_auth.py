@@ -121,10 +121,12 @@ class FederationAuth:
             header_origin = params.get("origin")
             key_id = params.get("key")
             sig = params.get("sig")
+            # a malformed header is a bad request (400 M_UNAUTHORIZED, as
+            # Synapse answers), e.g. an origin "localhost:http"
             if not header_origin or not key_id or not sig:
-                raise _unauthorized("X-Matrix header lacks origin, key or sig")
+                raise _malformed("X-Matrix header lacks origin, key or sig")
             if not is_valid_server_name(header_origin):
-                raise _unauthorized("X-Matrix origin is not a valid server name")
+                raise _malformed("X-Matrix origin is not a valid server name")
             if origin is not None and header_origin != origin:
                 raise _unauthorized("X-Matrix headers name different origins")
             destination = params.get("destination")
@@ -159,6 +161,10 @@ class FederationAuth:
 
 def _unauthorized(msg: str) -> MatrixError:
     return MatrixError(401, Codes.UNAUTHORIZED, msg)
+
+
+def _malformed(msg: str) -> MatrixError:
+    return MatrixError(400, Codes.UNAUTHORIZED, msg)
 
 
 def _has_body(req: "HttpRequest") -> bool:

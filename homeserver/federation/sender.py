@@ -20,7 +20,8 @@ How an event reaches the other servers of its room
    persisted "enqueued up to" position to the ``persisted_upto`` read when it
    took the batch: every local event up to there is in that batch or in an
    earlier one (step 1). Destinations: servers of the users joined to the
-   room at that moment, plus the target server of a member event, minus us.
+   room at that moment, plus the server of the user a leave or ban is about
+   (a kick or a withdrawn invite), minus us.
    A crash between an event's commit and this transaction loses nothing:
    ``start()`` enqueues the local events past the position again. A batch
    that wrote no row (rooms with no other server) leaves the stored
@@ -248,8 +249,14 @@ class FederationSender:
             if not forwarded and (position <= self._position
                                   or not self.ctx.is_mine(event.sender)):
                 continue
+            # a kicked, banned or uninvited user's server may have no one
+            # left in the room: it hears of it all the same. An invitee's
+            # server had the invite through /invite, and a server that is
+            # not in the room has no use for it in a transaction (SyTest's
+            # server cannot even take one), as with Synapse.
             target = None
-            if event.type == "m.room.member" and event.state_key is not None:
+            if event.type == "m.room.member" and event.state_key is not None \
+                    and event.membership in ("leave", "ban"):
                 target = server_of(event.state_key)
             self._pending[position] = NewPdu(event.room_id, position, target,
                                              on_behalf_of if forwarded else None)

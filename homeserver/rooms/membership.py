@@ -233,7 +233,8 @@ class MembershipHandler:
                 if room is not None else None
             if current is None or current.membership not in ("invite", "knock"):
                 raise forbidden("You are not in this room")
-            return await fm.leave_remote(user_id, room_id, servers)
+            return await fm.leave_remote(user_id, room_id, servers,
+                                         invite_event_id=current.event_id)
         member = await self.stores.rooms.get_room(room_id)
         assert member is not None
         joined = await self.stores.rooms.get_membership(user_id, member.room_nid)

@@ -74,7 +74,8 @@ than Synapse, which only asks this of servers with a user in the room:
   state events, whose redacted forms keep the fields that matter
   (``history_visibility``, ``membership``).
 
-There is no erasure of users yet, so no sender is treated as erased here.
+Erased users (deactivated with ``erase``, ``UserStore.get_erased``): other
+servers get their events redacted (``federation/visibility.py``).
 
 Guest access (client-server API, "Guest Access"): a guest may join only a
 room whose ``m.room.guest_access`` is ``can_join`` (the join rules still

@@ -57,6 +57,10 @@ from homeserver.storage.streams import next_stream_id_txn
 StateIds = Mapping[StateKey, str]
 
 
+# events walked back through soft-failed and rejected prev_events, at most
+MAX_REFUSED_WALK = 1000
+
+
 @dataclass(frozen=True)
 class EventInfo:
     """What the pipeline needs to know of an event it may already hold."""
@@ -287,10 +291,12 @@ class FederationEventStore:
     def persist_federated_txn(self, txn: Txn, room_nid: int, room_id: str, event: Event, *,
                               state_before: StateIds | None, base_snapshot: int | None,
                               soft_failed: bool, new_current: StateIds | None,
-                              outliers: Iterable[Event] = ()) -> FederatedPersisted:
+                              outliers: Iterable[Event] = (),
+                              apply_redaction: bool = True) -> FederatedPersisted:
         """Store ``event`` (not held yet) as a timeline event; see the module
         docstring. The state before it is ``base_snapshot`` if given, else
-        ``state_before``."""
+        ``state_before``. A redaction is recorded as applying to its target
+        unless ``apply_redaction`` is false (its sender may not redact it)."""
         self.persist_outliers_txn(txn, room_nid, outliers)
         rejected = event.rejected_reason is not None
         own: dict[int, int] = {}
@@ -319,19 +325,47 @@ class FederationEventStore:
         if not rejected and not soft_failed:
             self.events.persist_hooks.run_txn(txn, event, event_nid)
         redacts = EventStore._applied_redaction(event)
-        if redacts is not None and not soft_failed:
+        if redacts is not None and not soft_failed and apply_redaction:
             txn.execute("INSERT INTO event_redactions (redacts, redaction_nid) VALUES (?, ?)",
                         (redacts, event_nid))
         if stream is None:
             return result
         prev_nids = [int(r[0]) for r in txn.select_all(
             "SELECT prev_event_nid FROM event_edges WHERE event_nid = ?", (event_nid,))]
+        prev_nids += self._behind_refused_prevs_txn(txn, prev_nids)
         RoomStore.update_forward_extremities_txn(txn, room_nid, event_nid, prev_nids)
         txn.new_events.append((event, stream))
         if new_current is not None:
             self._set_current_state_txn(txn, room_nid, room_id, event, event_nid, snapshot,
                                         new_current, stream, result)
         return result
+
+    @staticmethod
+    def _behind_refused_prevs_txn(txn: Txn, prev_nids: list[int]) -> list[int]:
+        """The events an event reaches back to through prev_events that were
+        soft-failed or rejected (Synapse's ``_get_prevs_before_rejected``).
+
+        A soft-failed event is no forward extremity, so its prev_events
+        stayed ones; an event that builds on it covers them too, else they
+        dangle as extremities nobody will ever build on."""
+        found: list[int] = []
+        frontier = list(prev_nids)
+        seen = set(frontier)
+        while frontier and len(seen) < MAX_REFUSED_WALK:
+            refused = [int(r[0]) for r in select_in_txn(
+                txn, "SELECT event_nid FROM events WHERE event_nid IN ({})"
+                " AND (soft_failed = 1 OR rejected_reason IS NOT NULL)", frontier)]
+            if not refused:
+                break
+            frontier = []
+            for (prev,) in select_in_txn(
+                    txn, "SELECT prev_event_nid FROM event_edges WHERE event_nid IN ({})",
+                    refused):
+                if int(prev) not in seen:
+                    seen.add(int(prev))
+                    found.append(int(prev))
+                    frontier.append(int(prev))
+        return found
 
     def _set_current_state_txn(self, txn: Txn, room_nid: int, room_id: str, event: Event,
                                event_nid: int, event_snapshot: int, new_current: StateIds,
@@ -435,11 +469,12 @@ class FederationEventStore:
     async def persist_federated(self, room_nid: int, room_id: str, event: Event, *,
                                 state_before: StateIds | None, base_snapshot: int | None,
                                 soft_failed: bool, new_current: StateIds | None,
-                                outliers: Iterable[Event] = ()) -> FederatedPersisted:
+                                outliers: Iterable[Event] = (),
+                                apply_redaction: bool = True) -> FederatedPersisted:
         result = await self.db.run_interaction(
             "persist_federated", self.persist_federated_txn, room_nid, room_id, event,
             state_before=state_before, base_snapshot=base_snapshot, soft_failed=soft_failed,
-            new_current=new_current, outliers=list(outliers))
+            new_current=new_current, outliers=list(outliers), apply_redaction=apply_redaction)
         redacts = EventStore._applied_redaction(event)
         if redacts is not None:
             self.events.cache.invalidate(redacts)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.sql import select_in
 
 
 class UserExists(Exception):
@@ -99,6 +101,22 @@ class UserStore:
         is never handed out again."""
         txn.execute("UPDATE users SET password_hash = NULL, deactivated = 1 WHERE user_id = ?",
                     (user_id,))
+
+    @staticmethod
+    def mark_erased_txn(txn: Txn, user_id: str) -> None:
+        """The user asked for their messages to be erased (deactivation with
+        ``erase``)."""
+        txn.execute("INSERT INTO erased_users (user_id) VALUES (?) ON CONFLICT DO NOTHING",
+                    (user_id,))
+
+    async def get_erased(self, user_ids: Iterable[str]) -> set[str]:
+        """Those of ``user_ids`` who asked for their messages to be erased."""
+        wanted = sorted(set(user_ids))
+        if not wanted:
+            return set()
+        rows = await select_in(self.db, "get_erased_users",
+                               "SELECT user_id FROM erased_users WHERE user_id IN ({})", wanted)
+        return {str(r[0]) for r in rows}
 
     async def is_user_id_taken(self, user_id: str) -> bool:
         rows = await self.db.execute("is_user_id_taken",

@@ -281,6 +281,13 @@ class RoomBuilder:
             before = await self.stores.sync.get_memberships(user_id, since_pos,
                                                             room_nids=[m.room_nid])
             newly_joined = not before or before[0].membership != "join"
+        held = (await self.stores.federation_events.get_event_info([m.event_id])).get(
+            m.event_id)
+        if held is not None and held.outlier:
+            # an invite rejected (or knock rescinded) in a room we are not
+            # in: we hold nothing of it but the leave, which is its timeline
+            # (as Synapse shows an out-of-band membership)
+            return await self._out_of_band_room(requester, m, f)
         info = RoomInfo(m.room_nid, m.room_id, m.room_version, None)
         access = ReadAccess(info, Membership(m.membership, m.event_id, 0, m.stream_ordering,
                                              False), None, None)
@@ -342,6 +349,13 @@ class RoomBuilder:
     async def _left_room(self, requester: Requester, m: RoomMembership,
                          since: StreamToken | None, f: "SyncFilter", full_state: bool,
                          changes: Changes) -> dict[str, Any] | None:
+        held = (await self.stores.federation_events.get_event_info([m.event_id])).get(
+            m.event_id)
+        if held is not None and held.outlier:
+            # an invite rejected (or knock rescinded) in a room we are not
+            # in: we hold nothing of it but the leave, which is its timeline
+            # (as Synapse shows an out-of-band membership)
+            return await self._out_of_band_room(requester, m, f)
         info = RoomInfo(m.room_nid, m.room_id, m.room_version, None)
         access = ReadAccess(info, Membership(m.membership, m.event_id, 0, m.stream_ordering,
                                              False), m.stream_ordering, None)
@@ -365,6 +379,16 @@ class RoomBuilder:
             m.room_nid, user_id, after=since_pos, until=m.stream_ordering)
         events = await self.stores.events.get_events(event_ids)
         return any(e.content.get("membership") == "join" for e in events.values())
+
+    async def _out_of_band_room(self, requester: Requester, m: RoomMembership,
+                                f: "SyncFilter") -> dict[str, Any] | None:
+        event = await self.stores.events.get_event(m.event_id)
+        events = [event] if event is not None and f.timeline_room_allowed(m.room_id) \
+            and room_event_matches(f.timeline, event.type, event.sender, event.content) else []
+        serialize = self._serializer(requester, f)
+        return room_sections(
+            timeline_section(await serialize(m.room_id, events), False,
+                             pagination_token(m.stream_ordering - 1)), [], [])
 
     async def _room_body(self, requester: Requester, access: ReadAccess,
                          m: RoomMembership, end: int, timeline_since: int | None,

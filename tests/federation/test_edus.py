@@ -372,3 +372,26 @@ async def test_a_local_users_presence_goes_out_again_while_they_stay_online(
         return len(sent) >= 2
     await _until(pinged)
     assert set(sent) == {(ALICE, "online")}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_new_federated_chat_starts_with_both_sides_presence(federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    # both online before they share a room: no change of presence follows
+    for user in (alice, bob):
+        resp = await user.put(f"{V3}/presence/{user.user_id}/status", {"presence": "online"})
+        assert resp.code == 200, resp.body
+    room_id = await create_room(alice, preset="private_chat")
+    resp = await alice.post(f"{V3}/rooms/{room_id}/invite", {"user_id": bob.user_id})
+    assert resp.code == 200, resp.body
+    await b.hs.federation_membership.join_remote(bob.user_id or "", room_id,
+                                                 [a.hs.hostname], {})
+
+    async def sees(client: Client, user_id: str) -> bool:
+        return await _status(client, user_id) == "online"
+
+    await _until(lambda: sees(bob, alice.user_id or ""))
+    await _until(lambda: sees(alice, bob.user_id or ""))

@@ -118,12 +118,16 @@ async def test_badly_signed_requests_are_unauthorized(federation: Any,
     body_not_signed = await peer.signed(a_name, a_key, "PUT", ECHO, {"n": 1},
                                         signed_body={})
     as_b_itself = await peer.signed(b.server_name, b.hs.signing_key, "GET", ECHO)
-    bad_origin = await peer.signed("not a server!", a_key, "GET", ECHO)
     unknown_key = await peer.signed(a_name, generate_signing_key("nope"), "GET", ECHO)
 
     for resp in (unsigned, bearer_only, forged, wrong_destination, tampered_body,
-                 tampered_query, body_not_signed, as_b_itself, bad_origin, unknown_key):
+                 tampered_query, body_not_signed, as_b_itself, unknown_key):
         assert_unauthorized(resp)
+    # a header naming no valid server (a port that is not a number) is a
+    # bad request, as Synapse answers it
+    for name in ("not a server!", "localhost:http"):
+        malformed = await peer.signed(name, a_key, "GET", ECHO)
+        assert (malformed.code, malformed.body["errcode"]) == (400, "M_UNAUTHORIZED")
     # the genuine request still works after all that
     good = await peer.signed(a_name, a_key, "GET", ECHO)
     assert (good.code, good.body["origin"]) == (200, a_name)

@@ -430,3 +430,26 @@ async def test_message_reaches_a_real_remote_member(federation: Any) -> None:
             break
         await settle(0.04)
     assert await bob_sees_it()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_invite_is_not_sent_in_a_transaction_to_a_server_outside_the_room(
+        federation: Any, test_ca: TestCA) -> None:
+    peer = Peer(test_ca)
+    peer.listen()
+    try:
+        srv = await federation()
+        alice, room_id = await make_room(srv)
+
+        async def countersigned(event: Any, room: Any, state: Any) -> Any:
+            return event  # the invitee's server had it through /invite
+
+        srv.hs.federation_membership.send_invite = countersigned  # type: ignore[method-assign]
+        await srv.hs.event_creator.send(alice, room_id, "m.room.member",
+                                        {"membership": "invite"},
+                                        state_key=f"@eve:{peer.name}")
+        await mark_joined(srv, room_id, f"@bob:{peer.name}")
+        hello = await say(srv, alice, room_id, "hello")
+        await eventually(lambda: peer.pdu_ids() == [hello])
+    finally:
+        await peer.close()

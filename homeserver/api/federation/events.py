@@ -64,7 +64,7 @@ class FederationEvents:
         self.stores = stores
         self.event_handler = event_handler
         self.transactions = transactions
-        self.server_filter = ServerEventFilter(stores.events)
+        self.server_filter = ServerEventFilter(stores.events, stores.users)
 
     async def reader_in(self, req: HttpRequest, room_id: str) -> tuple[RoomInfo, dict[str, str]]:
         """The room, if ``req.origin`` may read it, and the memberships of
@@ -96,12 +96,19 @@ class FederationEvents:
 
     async def state_at(self, req: HttpRequest) -> tuple[RoomInfo, dict[Any, str]]:
         """The room and the state IDs before the event of the ``event_id`` argument."""
-        room = await self.room_for(req, req.params["roomId"])
+        # the parameter is checked before the room, as Synapse does
         event_ids = _str_args(req, "event_id")
         if not event_ids:
             raise MatrixError(400, Codes.MISSING_PARAM, "Missing event_id")
+        room = await self.room_for(req, req.params["roomId"])
         event = await self.stores.events.get_event(event_ids[0])
         if event is None or event.room_id != room.room_id:
+            raise not_found("Unknown event")
+        # an outlier has no state of ours, and a rejected event's state is
+        # nobody's business: as for an unknown event
+        info = (await self.stores.federation_events.get_event_info(
+            [event.event_id])).get(event.event_id)
+        if info is None or info.outlier or info.rejected:
             raise not_found("Unknown event")
         state = await self.stores.federation_events.get_state_ids_before(event.event_id)
         if state is None:
@@ -182,7 +189,8 @@ async def get_backfill(fed: FederationEvents, req: HttpRequest) -> tuple[int, An
 def _missing_events_query(body: dict[str, Any]) -> tuple[list[str], list[str], int, int]:
     """(earliest, latest, limit, min_depth) of a get_missing_events body."""
     earliest = body.get("earliest_events", [])
-    latest = body.get("latest_events")
+    # both default to nothing, as Synapse's do
+    latest = body.get("latest_events", [])
     limit = body.get("limit", 10)
     min_depth = body.get("min_depth", 0)
     if not (isinstance(earliest, list) and all(isinstance(e, str) for e in earliest)

@@ -77,13 +77,16 @@ async def get_server_keys(keys: KeyServer, req: "HttpRequest") -> tuple[int, Any
 
 
 async def query_one(keys: KeyServer, req: "HttpRequest") -> tuple[int, Any]:
-    """GET /_matrix/key/v2/query/{serverName}"""
+    """GET /_matrix/key/v2/query/{serverName} (and the deprecated .../{keyId})"""
     server_name = req.params["serverName"]
     _check_server_name(server_name)
     minimum = query_int(req.args, "minimum_valid_until_ts", None)
     if minimum is None:
         minimum = keys.ctx.now_ms()
-    responses = await keys.keyring.notary_key_responses(server_name, [], minimum)
+    # the deprecated form names one key (Synapse still serves it)
+    key_id = req.params.get("keyId")
+    responses = await keys.keyring.notary_key_responses(
+        server_name, [key_id] if key_id else [], minimum)
     return 200, {"server_keys": responses}
 
 
@@ -101,6 +104,7 @@ ENDPOINTS = (
     Endpoint("GET", f"{KEY_V2}/server", get_server_keys, auth=AUTH_NONE),
     Endpoint("GET", f"{KEY_V2}/server/{{keyId}}", get_server_keys, auth=AUTH_NONE),
     Endpoint("GET", f"{KEY_V2}/query/{{serverName}}", query_one, auth=AUTH_NONE),
+    Endpoint("GET", f"{KEY_V2}/query/{{serverName}}/{{keyId}}", query_one, auth=AUTH_NONE),
     Endpoint("POST", f"{KEY_V2}/query", query_many, auth=AUTH_NONE),
 )
 
