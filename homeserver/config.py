@@ -231,6 +231,10 @@ SCHEMA: dict[str, Key] = {
     "federation_verify_certificates": Key("bool", True, nullable=False),
     # extra CA certificates (PEM files) trusted for outbound federation
     "federation_custom_ca_list": Key("list", item=Key("str", nullable=False), default=[]),
+    # TESTING ONLY (Synapse's key): true fetches push gateways and URL
+    # previews over HTTPS without checking certificates (http/outbound.py)
+    "use_insecure_ssl_client_just_for_testing_do_not_use": Key("bool", False,
+                                                               nullable=False),
     # None: federate with anyone; else only with these servers
     "federation_domain_whitelist": Key("list", item=Key("str", nullable=False)),
     # outbound requests (federation, key fetches) never reach these ranges ...

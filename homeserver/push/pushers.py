@@ -48,7 +48,9 @@ through the outbound guard (``http/outbound.py``) with ``ip_range_blacklist``
 minus ``ip_range_whitelist``, the ranges federation uses: a gateway on a
 blocked address is never contacted, each attempt fails like an unreachable
 gateway (backoff, then give up). A gateway on a private network needs its
-range in ``ip_range_whitelist``.
+range in ``ip_range_whitelist``. HTTPS gateways must present a certificate
+the system's CAs trust (unless the test-only
+``use_insecure_ssl_client_just_for_testing_do_not_use`` is on).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ import treq
 from twisted.internet import defer
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from homeserver.http.outbound import IPFilter, guarded_agent
+from homeserver.http.outbound import IPFilter, guarded_agent, https_policy
 from homeserver.storage.pushers import PushAction, Pusher, RoomContext
 
 if TYPE_CHECKING:
@@ -137,7 +139,8 @@ class PusherPool:
             self._http_pool.maxPersistentPerHost = 4
             self._agent = guarded_agent(self.ctx.reactor, IPFilter.from_config(self.ctx.config),
                                         connect_timeout_s=self.connect_timeout_s,
-                                        pool=self._http_pool)
+                                        pool=self._http_pool,
+                                        context_factory=https_policy(self.ctx.config))
         return self._agent
 
     # -- pushers set and removed by the client API -----------------------------
