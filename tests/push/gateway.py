@@ -5,9 +5,10 @@ of the spec's data/api/push-gateway/push_notifier.yaml (jsonschema, draft
 2020-12 as OpenAPI 3.1 uses), records the valid ones, and answers
 200 {"rejected": [...]} listing the pushkeys told to reject. On command it
 fails the next requests with a 500, as a gateway that is down would.
-A body that breaks the schema is answered 400 and kept in ``invalid``: a
-test asserts that list is empty. Given ``tls=(cert path, key path)`` it
-serves HTTPS with that certificate instead.
+A body that breaks the schema (or comes with a Content-Type other than
+plain ``application/json``, which SyTest's gateway insists on) is answered
+400 and kept in ``invalid``: a test asserts that list is empty. Given
+``tls=(cert path, key path)`` it serves HTTPS with that certificate instead.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class _Notify(Resource):
             gw.failures += 1
             request.setResponseCode(500)
             return b'{"error": "down for maintenance"}'
+        if request.getHeader(b"Content-Type") != b"application/json":
+            gw.invalid.append(f"Content-Type {request.getHeader(b'Content-Type')!r}")
+            request.setResponseCode(400)
+            return b"{}"
         try:
             body = json.loads(request.content.read())
         except ValueError:
