@@ -136,9 +136,6 @@ class HomeServer:
         self.typing = TypingManager(self.ctx, self.stores.rooms, self.notifier)
         self.presence = PresenceHandler(self.ctx, self.stores, self.db.stream_tracker,
                                         self.notifier)
-        # before the receipt handler: a read receipt updates the user's badge
-        self.pushers = PusherPool(self.ctx, self.stores, self.db.stream_tracker)
-        self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier, self.pushers)
         # federation (federation/__init__.py has the map)
         ctx, stores = self.ctx, self.stores
         self.federation_client = FederationClient(ctx)
@@ -179,6 +176,9 @@ class HomeServer:
             RoomBuilder(self.stores, self.typing, self.presence, self.room_reader,
                         self.e2e_keys, self.sync_memory),
             FastPath(self.ctx, self.sync_memory))
+        self.pushers = PusherPool(self.ctx, self.stores, self.db.stream_tracker)
+        # after the pushers: a read receipt updates the user's badge
+        self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier, self.pushers)
         from homeserver.media.preview import UrlPreviewer
         from homeserver.media.remote import RemoteMediaFetcher
         from homeserver.media.repository import MediaRepository
