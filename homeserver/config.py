@@ -249,9 +249,11 @@ SCHEMA: dict[str, Key] = {
     "federation_verify_certificates": Key("bool", True, nullable=False),
     # extra CA certificates (PEM files) trusted for outbound federation
     "federation_custom_ca_list": Key("list", item=Key("str", nullable=False), default=[]),
-    # true: outbound HTTPS other than federation (identity servers) checks no
-    # certificate (Synapse's key); only for test set-ups, never in production
-    "use_insecure_ssl_client_just_for_testing_do_not_use": Key("bool", False, nullable=False),
+    # TESTING ONLY (Synapse's key): true fetches push gateways, URL previews
+    # and identity servers over HTTPS without checking certificates
+    # (http/outbound.py); never in production
+    "use_insecure_ssl_client_just_for_testing_do_not_use": Key("bool", False,
+                                                               nullable=False),
     # None: federate with anyone; else only with these servers
     "federation_domain_whitelist": Key("list", item=Key("str", nullable=False)),
     # outbound requests (federation, key fetches) never reach these ranges ...

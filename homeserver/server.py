@@ -147,7 +147,6 @@ class HomeServer:
         self.typing = TypingManager(self.ctx, self.stores.rooms, self.notifier)
         self.presence = PresenceHandler(self.ctx, self.stores, self.db.stream_tracker,
                                         self.notifier)
-        self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier)
         # federation (federation/__init__.py has the map)
         ctx, stores = self.ctx, self.stores
         self.keyring = KeyRing(ctx, stores.server_keys, self.federation_client)
@@ -194,6 +193,8 @@ class HomeServer:
                         self.e2e_keys, self.sync_memory),
             FastPath(self.ctx, self.sync_memory))
         self.pushers = PusherPool(self.ctx, self.stores, self.db.stream_tracker)
+        # after the pushers: a read receipt updates the user's badge
+        self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier, self.pushers)
         from homeserver.media.preview import UrlPreviewer
         from homeserver.media.remote import RemoteMediaFetcher
         from homeserver.media.repository import MediaRepository

@@ -20,7 +20,9 @@ otherwise, whether or not the room exists) and the event must be in the room
 receipt, the user for the read marker). An accepted ``m.read`` receipt of a
 local user is sent to the other servers in the room as an ``m.receipt`` EDU
 (``EduHandler.send_receipt``); receipts from other servers arrive through
-``federation/edus.py`` and are stored in the same table.
+``federation/edus.py`` and are stored in the same table. A local user's
+receipt also tells their pushers, which send the new unread count
+(``push/pushers.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from homeserver.events.identifiers import is_storable_text
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.federation.edus import EduHandler
+    from homeserver.push.pushers import PusherPool
     from homeserver.storage import Stores
     from homeserver.sync.notifier import Notifier
 
@@ -66,10 +69,12 @@ class ReceiptHandler:
     # HomeServer._wire_late (it is built after us)
     edu_handler: "EduHandler"
 
-    def __init__(self, ctx: "ServerContext", stores: "Stores", notifier: "Notifier") -> None:
+    def __init__(self, ctx: "ServerContext", stores: "Stores", notifier: "Notifier",
+                 pushers: "PusherPool") -> None:
         self.ctx = ctx
         self.stores = stores
         self.notifier = notifier
+        self.pushers = pushers
 
     async def post_receipt(self, user_id: str, room_id: str, receipt_type: str,
                            event_id: str, thread_id: str | None) -> None:
@@ -131,6 +136,8 @@ class ReceiptHandler:
             return
         self.notifier.notify_room(room_id, stream_pos)
         if self.ctx.is_mine(user_id):
+            # the receipt may have cleared notifications: the phone's badge follows
+            self.pushers.on_receipt(user_id)
             data: dict[str, Any] = {"ts": ts}
             if thread_id is not None:
                 data["thread_id"] = thread_id

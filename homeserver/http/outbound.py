@@ -18,6 +18,14 @@ again.
 Which ranges: federation and push use ``ip_range_blacklist`` minus
 ``ip_range_whitelist`` (as Synapse does for both); previews their own
 ``url_preview_ip_range_*`` pair. ``guarded_agent`` builds the Agent.
+
+Certificates: push gateways and previewed pages are checked against the
+system's CAs (``https_policy``). Synapse's test-only
+``use_insecure_ssl_client_just_for_testing_do_not_use: true`` (off by
+default) turns that check off for them, so a test rig's gateway with a
+self-signed or private-CA certificate can be reached; the address guard
+above still applies. Federation has its own TLS settings
+(``federation/tls.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from OpenSSL import SSL
+from twisted.internet import ssl
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
     IHostnameResolver,
@@ -35,7 +45,6 @@ from twisted.internet.interfaces import (
     IReactorPluggableNameResolver,
     IResolutionReceiver,
 )
-from twisted.internet.ssl import CertificateOptions
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
@@ -125,6 +134,46 @@ class FilteringReactor:
         return getattr(self._reactor, name)
 
 
+@implementer(IOpenSSLClientConnectionCreator)
+class _UnverifiedConnection:
+    """TLS to ``hostname`` (sent as SNI) without checking its certificate."""
+
+    def __init__(self, options: ssl.CertificateOptions, hostname: str) -> None:
+        self._options = options
+        self._hostname = hostname
+
+    def clientConnectionForTLS(self, tls_protocol: Any) -> SSL.Connection:  # noqa: N802
+        connection = SSL.Connection(self._options.getContext(), None)
+        connection.set_app_data(tls_protocol)
+        if not (isIPAddress(self._hostname) or isIPv6Address(self._hostname)):
+            connection.set_tlsext_host_name(self._hostname.encode("idna"))
+        return connection
+
+
+@implementer(IPolicyForHTTPS)
+class InsecurePolicyForHTTPS:
+    """``use_insecure_ssl_client_just_for_testing_do_not_use``: any certificate."""
+
+    def __init__(self) -> None:
+        self._options = ssl.CertificateOptions(raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:  # noqa: N802
+        return _UnverifiedConnection(self._options, hostname.decode("ascii", "replace"))
+
+
+def https_policy(config: Config) -> Any:
+    """How pushers, URL previews and identity servers check HTTPS
+    certificates: the system's CAs and the URL's host name, unless the
+    test-only key turns checking off."""
+    if config.use_insecure_ssl_client_just_for_testing_do_not_use:
+        logger.warning("use_insecure_ssl_client_just_for_testing_do_not_use is true: "
+                       "push gateways, URL previews and identity servers are fetched "
+                       "without checking "
+                       "TLS certificates")
+        return InsecurePolicyForHTTPS()
+    return BrowserLikePolicyForHTTPS()
+
+
 def guarded_agent(reactor: Any, ip_filter: IPFilter, *, connect_timeout_s: float,
                   pool: HTTPConnectionPool | None = None,
                   context_factory: Any = None) -> Agent:
@@ -136,36 +185,3 @@ def guarded_agent(reactor: Any, ip_filter: IPFilter, *, connect_timeout_s: float
     if context_factory is not None:
         kwargs["contextFactory"] = context_factory
     return Agent(FilteringReactor(reactor, ip_filter), **kwargs)
-
-
-@implementer(IOpenSSLClientConnectionCreator)
-class _UncheckedTLS:
-    """A TLS client connection that checks no certificate."""
-
-    def __init__(self) -> None:
-        self._context = CertificateOptions().getContext()
-
-    def clientConnectionForTLS(self, tlsProtocol: Any) -> Any:  # noqa: N802,N803
-        connection = SSL.Connection(self._context, None)
-        connection.set_app_data(tlsProtocol)
-        connection.set_connect_state()
-        return connection
-
-
-@implementer(IPolicyForHTTPS)
-class InsecureTLSPolicy:
-    """``use_insecure_ssl_client_just_for_testing_do_not_use: true``: outbound
-    HTTPS that is not federation (identity servers) accepts any certificate,
-    as Synapse's key of that name does. Off by default; for test rigs whose
-    helper servers use self-signed certificates."""
-
-    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:  # noqa: N802
-        return _UncheckedTLS()
-
-
-def tls_policy(config: Config) -> Any:
-    """The TLS policy for outbound non-federation HTTPS: the system's CAs and
-    the URL's host name checked, unless the operator turned checking off."""
-    if config.use_insecure_ssl_client_just_for_testing_do_not_use:
-        return InsecureTLSPolicy()
-    return BrowserLikePolicyForHTTPS()

@@ -35,7 +35,7 @@ from homeserver.events.canonical import encode_canonical_json
 from homeserver.events.identifiers import is_valid_server_name
 from homeserver.federation.discovery import read_body
 from homeserver.federation.request_auth import authorization_headers
-from homeserver.http.outbound import IPFilter, guarded_agent, tls_policy
+from homeserver.http.outbound import IPFilter, guarded_agent, https_policy
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
@@ -78,7 +78,7 @@ class IdentityServerClient:
         self._pool.maxPersistentPerHost = 2
         self._agent = guarded_agent(ctx.reactor, IPFilter.from_config(ctx.config),
                                     connect_timeout_s=TIMEOUT_S, pool=self._pool,
-                                    context_factory=tls_policy(ctx.config))
+                                    context_factory=https_policy(ctx.config))
 
     async def request(self, method: str, url: str, body: Any = None, *,
                       access_token: str | None = None,

@@ -21,12 +21,12 @@ from urllib.parse import urljoin, urlsplit
 
 from twisted.internet import defer
 from twisted.internet.error import TimeoutError as TxTimeoutError
-from twisted.web.client import BrowserLikePolicyForHTTPS, RedirectAgent
+from twisted.web.client import RedirectAgent
 from twisted.web.http_headers import Headers
 
 from homeserver.errors import Codes, MatrixError
 from homeserver.federation.discovery import is_ip_literal, read_body
-from homeserver.http.outbound import IPFilter, guarded_agent
+from homeserver.http.outbound import IPFilter, guarded_agent, https_policy
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
@@ -93,7 +93,7 @@ class UrlPreviewer:
                                   config.url_preview_ip_range_whitelist or [])
         self.max_size: int = config.max_spider_size
         inner: Any = guarded_agent(ctx.reactor, self.ip_filter, connect_timeout_s=FETCH_TIMEOUT_S,
-                                   context_factory=BrowserLikePolicyForHTTPS())
+                                   context_factory=https_policy(config))
         self._agent = RedirectAgent(inner)
         self._cache: dict[str, tuple[int, dict[str, Any]]] = {}
 

@@ -24,12 +24,24 @@ How a notification reaches a phone
 
 Formats: ``event_id_only`` sends event_id, room_id, counts, devices (and
 prio); otherwise everything the spec lists (type, sender, display name,
-room name and alias, user_is_target, content). ``devices[].data`` is the
-pusher's data minus ``url``. ``prio`` is "high" for highlights, sounds and
-encrypted events (the gateway cannot see inside those), "low" otherwise, as
-Synapse. ``tweaks`` are the matched rule's ``set_tweak`` actions.
+room name and alias, user_is_target, content), plus what Synapse adds and
+clients' gateways read: ``id`` (the event ID again, Synapse's deprecated
+name), ``membership`` of a member event, and ``room_name`` falling back to
+the canonical alias when the room has no name (Synapse's "human readable
+name"). ``devices[].data`` is the pusher's data minus ``url``. ``prio`` is
+"high" for highlights, sounds and encrypted events (the gateway cannot see
+inside those), "low" otherwise, as Synapse. ``tweaks`` are the matched rule's ``set_tweak`` actions.
 ``counts.unread`` is the user's unread notifications in all joined rooms;
 zero counts are left out, as the spec says.
+
+Badge updates: when a local user's read receipt changes their unread count,
+each of their pushers posts a count-only notification (no event_id, which
+the spec allows for "notifications that only contain updated badge counts")
+with the new count, as Synapse does, unless that count is the one it last
+sent. Here ``unread`` is sent even when zero: a gateway (Sygnal) sets the
+phone's badge only from a number it is given, so an omitted zero would
+leave a stale badge. A failed badge update is logged and not retried; the
+next one carries the then-current count.
 
 Failures: a connection error, timeout or non-2xx answer retries the same
 notification after ``initial_backoff_s``, doubling up to ``max_backoff_s``
@@ -48,19 +60,23 @@ through the outbound guard (``http/outbound.py``) with ``ip_range_blacklist``
 minus ``ip_range_whitelist``, the ranges federation uses: a gateway on a
 blocked address is never contacted, each attempt fails like an unreachable
 gateway (backoff, then give up). A gateway on a private network needs its
-range in ``ip_range_whitelist``.
+range in ``ip_range_whitelist``. HTTPS gateways must present a certificate
+the system's CAs trust (unless the test-only
+``use_insecure_ssl_client_just_for_testing_do_not_use`` is on).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 import treq
 from twisted.internet import defer
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.http_headers import Headers
 
-from homeserver.http.outbound import IPFilter, guarded_agent
+from homeserver.http.outbound import IPFilter, guarded_agent, https_policy
 from homeserver.storage.pushers import PushAction, Pusher, RoomContext
 
 if TYPE_CHECKING:
@@ -137,7 +153,8 @@ class PusherPool:
             self._http_pool.maxPersistentPerHost = 4
             self._agent = guarded_agent(self.ctx.reactor, IPFilter.from_config(self.ctx.config),
                                         connect_timeout_s=self.connect_timeout_s,
-                                        pool=self._http_pool)
+                                        pool=self._http_pool,
+                                        context_factory=https_policy(self.ctx.config))
         return self._agent
 
     # -- pushers set and removed by the client API -----------------------------
@@ -173,6 +190,13 @@ class PusherPool:
 
     def pushers_of(self, user_id: str) -> list["HttpPusher"]:
         return [p for key, p in self._pushers.items() if key[0] == user_id]
+
+    def on_receipt(self, user_id: str) -> None:
+        """A local user's read receipt moved: their unread count may have dropped."""
+        if not self._running:
+            return
+        for p in self.pushers_of(user_id):
+            p.update_badge()
 
     # -- following new notifications -----------------------------------------
 
@@ -223,6 +247,61 @@ class HttpPusher:
         self._loop: defer.Deferred[Any] | None = None
         self._again = False
         self._stopped = False
+        # the unread count the gateway last heard (None: not yet, this run)
+        self._badge_sent: int | None = None
+        self._badge_loop: defer.Deferred[Any] | None = None
+        self._badge_again = False
+
+    def update_badge(self) -> None:
+        """Send the current unread count if it is not the one last sent; one
+        badge update at a time (a later call makes it look again)."""
+        if self._stopped:
+            return
+        if self._badge_loop is not None:
+            self._badge_again = True
+            return
+        self._badge_loop = self.ctx.run_in_background(self._run_badge())
+
+    async def _run_badge(self) -> None:
+        try:
+            again = True
+            while again and not self._stopped:
+                self._badge_again = False
+                await self._send_badge()
+                again = self._badge_again
+        except defer.CancelledError:
+            pass
+        except Exception:
+            logger.exception("pusher %s/%s: badge update failed", self.pusher.user_id,
+                             self.pusher.app_id)
+        finally:
+            self._badge_loop = None
+
+    async def _send_badge(self) -> None:
+        p = self.pusher
+        unread = await self.stores.pushers.get_unread_count(p.user_id)
+        if unread == self._badge_sent:
+            return
+        data = {k: v for k, v in p.data.items() if k != "url"}
+        body = {"notification": {
+            "counts": {"unread": unread}, "prio": "low",
+            "devices": [{"app_id": p.app_id, "pushkey": p.pushkey,
+                         "pushkey_ts": p.pushkey_ts // 1000, "data": data}]}}
+        try:
+            resp = await self._post(str(p.data.get("url", "")), body)
+            await resp.text()
+        except defer.CancelledError:
+            if self._stopped:
+                raise
+            logger.info("pusher: badge update to push gateway timed out")
+            return
+        except Exception as e:
+            logger.info("pusher: badge update to push gateway failed: %s", type(e).__name__)
+            return
+        if 200 <= resp.code < 300:
+            self._badge_sent = unread
+        else:
+            logger.info("pusher: push gateway answered %d to a badge update", resp.code)
 
     def wake(self) -> None:
         """There may be something new: start the loop, or have the running
@@ -242,6 +321,8 @@ class HttpPusher:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._badge_loop is not None:
+            self._badge_loop.cancel()
         loop = self._loop
         if loop is not None:
             loop.cancel()
@@ -328,9 +409,7 @@ class HttpPusher:
             return "ok"  # nothing to send (the event is gone): move on
         url = str(self.pusher.data.get("url", ""))
         try:
-            resp = await treq.post(url, json=body, agent=self.pool.agent,  # type: ignore[arg-type]
-                                   timeout=self.pool.request_timeout_s,
-                                   reactor=self.ctx.reactor)
+            resp = await self._post(url, body)
             content = await resp.json() if 200 <= resp.code < 300 else None
             if content is None:
                 await resp.text()
@@ -347,7 +426,18 @@ class HttpPusher:
         rejected = content.get("rejected") if isinstance(content, dict) else None
         if isinstance(rejected, list) and self.pusher.pushkey in rejected:
             return "rejected"
+        self._badge_sent = body["notification"]["counts"].get("unread", 0)
         return "ok"
+
+    async def _post(self, url: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` as JSON. The Content-Type is plain ``application/json``
+        (treq's ``json=`` adds ``; charset=UTF-8``, which some gateways, and
+        SyTest's, do not accept; JSON is UTF-8 by definition)."""
+        return await treq.post(url, data=json.dumps(body).encode("utf-8"),
+                               headers=Headers({b"Content-Type": [b"application/json"]}),
+                               agent=self.pool.agent,  # type: ignore[arg-type]
+                               timeout=self.pool.request_timeout_s,
+                               reactor=self.ctx.reactor)
 
     async def _notification(self, action: PushAction) -> dict[str, Any]:
         """The /notify body (content/push-gateway-api.md)."""
@@ -373,14 +463,19 @@ class HttpPusher:
             ctx = _stripped_context(
                 await self.stores.federation_events.get_remote_invite_state(
                     event.event_id) or [], event.sender)
-        notification.update({"type": event.type, "sender": event.sender})
+        notification.update({"id": event.event_id, "type": event.type,
+                             "sender": event.sender})
         if ctx.sender_display_name is not None:
             notification["sender_display_name"] = ctx.sender_display_name
-        if ctx.room_name is not None:
-            notification["room_name"] = ctx.room_name
+        room_name = ctx.room_name or ctx.room_alias
+        if room_name:
+            notification["room_name"] = room_name
         if ctx.room_alias is not None:
             notification["room_alias"] = ctx.room_alias
-        if event.type == "m.room.member":
+        if event.type == "m.room.member" and event.state_key is not None:
+            membership = event.content.get("membership")
+            if isinstance(membership, str):
+                notification["membership"] = membership
             notification["user_is_target"] = event.state_key == p.user_id
         if event.content:
             notification["content"] = event.content

@@ -30,6 +30,8 @@ async def test_notifications_list_newest_first_with_read_flags(server: TestServe
     assert [n["event"]["event_id"] for n in got] == [second, first]
     assert [n["read"] for n in got] == [False, True]
     assert all(n["room_id"] == room_id and isinstance(n["ts"], int) for n in got)
+    # no rule has a profile tag; the key is there all the same, as on Synapse
+    assert all("profile_tag" in n and n["profile_tag"] is None for n in got)
     assert {"set_tweak": "highlight"} in got[0]["actions"] and "notify" in got[0]["actions"]
     assert got[0]["event"]["content"]["body"] == "two"
     assert (await alice.get(f"{V3}/notifications")).body["notifications"] == []

@@ -190,3 +190,55 @@ async def test_default_rules_are_in_the_first_sync_and_account_data(server: Test
                                   later.body.get("account_data", {}).get("events", [])]
     stored = await alice.get(f"{V3}/user/{ALICE}/account_data/m.push_rules")
     assert stored.code == 200 and stored.body["global"] == rules
+
+
+@pytest_twisted.ensureDeferred
+async def test_trailing_slash_lists_a_scope_or_a_kind(server: TestServer) -> None:
+    alice = await server.register("alice")
+    assert (await alice.put(f"{RULES}/global/room/{quote('!a:example.org')}",
+                            {"actions": ["notify"]})).code == 200
+    assert (await alice.put(f"{RULES}/global/room/{quote('!b:example.org')}",
+                            {"actions": ["dont_notify"]},
+                            params={"after": "!a:example.org"})).code == 200
+
+    room = await alice.get(f"{RULES}/global/room/")
+    assert room.code == 200, room.body
+    assert room.body == [
+        {"rule_id": "!a:example.org", "default": False, "enabled": True, "actions": ["notify"]},
+        {"rule_id": "!b:example.org", "default": False, "enabled": True,
+         "actions": ["dont_notify"]}]
+    assert (await alice.get(f"{RULES}/global/")).body["room"] == room.body
+    assert (await alice.get(f"{RULES}/global/underride/")).body[-1]["rule_id"] == \
+        ".m.rule.encrypted"
+    pattern = await alice.get(f"{RULES}/global/content/.m.rule.contains_user_name/pattern")
+    assert pattern.body == {"pattern": "alice"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_paths_that_name_no_rule_are_refused_as_synapse_does(server: TestServer) -> None:
+    alice = await server.register("alice")
+    master = f"{RULES}/global/override/.m.rule.master"
+    backslashed = quote("#fo\\o:example.com", safe="")
+    refused = [
+        ("GET", f"{RULES}/global"),  # a listing needs its trailing slash
+        ("GET", f"{RULES}/global/room"),
+        ("GET", f"{RULES}/not_a_scope/"),
+        ("GET", f"{RULES}/global/not_a_kind/"),
+        ("GET", f"{master}/not_an_attr"),
+        ("PUT", f"{master}/not_an_attr"),
+        ("PUT", f"{RULES}/"),  # no scope
+        ("PUT", f"{RULES}/global"),  # no kind
+        ("PUT", f"{RULES}/global/room"),  # no rule ID
+        ("PUT", f"{RULES}/global/room/"),
+        ("PUT", f"{RULES}/global/room/{backslashed}"),
+    ]
+    for method, path in refused:
+        resp = await alice.request(method, path, {"enabled": True, "actions": ["notify"]}
+                                   if method == "PUT" else None)
+        assert resp.code == 400, (method, path, resp.body)
+        assert "errcode" in resp.body, (method, path)
+    no_slash = await alice.get(RULES)
+    assert (no_slash.code, no_slash.body["errcode"]) == (404, "M_UNRECOGNIZED")
+    assert (await alice.get(f"{RULES}/global/override/not_a_rule")).code == 404
+    # nothing was stored
+    assert (await alice.get(f"{RULES}/global/room/")).body == []

@@ -5,9 +5,14 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 import pytest_twisted
 from PIL import Image
+from twisted.internet import reactor, ssl
+from twisted.web.server import Site
+from twisted.web.static import Data
 
+from tests.federation.ca import make_test_ca
 from tests.harness import TestServer
 
 UPLOAD = "/_matrix/media/v3/upload"
@@ -301,3 +306,33 @@ async def test_animated_thumbnail_of_a_gif_is_animated_webp(make_server: Any) ->
     assert moving.header("content-type") == "image/webp"
     assert getattr(Image.open(io.BytesIO(moving.body)), "n_frames", 1) == 2
     assert still.header("content-type") == "image/png"
+
+
+@pytest.mark.parametrize("insecure", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_url_preview_checks_certificates_unless_the_test_only_key_is_on(
+        make_server: Any, tmp_path: Any, insecure: bool) -> None:
+    # a page on HTTPS with a certificate from a CA the system does not trust
+    ca = make_test_ca(str(tmp_path / "ca"))
+    cert_path, key_path = ca.issue("page", ips=("127.0.0.1",))
+    page = Data(b"<html><head><meta property='og:title' content='Secret page'></head></html>",
+                "text/html")
+    page.isLeaf = True
+    port = reactor.listenSSL(0, Site(page),  # type: ignore[attr-defined]
+                             ssl.DefaultOpenSSLContextFactory(key_path, cert_path),
+                             interface="127.0.0.1")
+    try:
+        server = await make_server(url_preview_enabled=True,
+                                   url_preview_ip_range_whitelist=["127.0.0.1/32"],
+                                   use_insecure_ssl_client_just_for_testing_do_not_use=insecure)
+        alice = await server.register("alice")
+        url = f"https://127.0.0.1:{port.getHost().port}/"
+
+        resp = await alice.get(f"{V1}/preview_url", params={"url": url})
+
+        if insecure:
+            assert (resp.code, resp.body) == (200, {"og:title": "Secret page"})
+        else:
+            assert resp.code != 200 and "errcode" in resp.body
+    finally:
+        await port.stopListening()

@@ -5,8 +5,10 @@ of the spec's data/api/push-gateway/push_notifier.yaml (jsonschema, draft
 2020-12 as OpenAPI 3.1 uses), records the valid ones, and answers
 200 {"rejected": [...]} listing the pushkeys told to reject. On command it
 fails the next requests with a 500, as a gateway that is down would.
-A body that breaks the schema is answered 400 and kept in ``invalid``: a
-test asserts that list is empty.
+A body that breaks the schema (or comes with a Content-Type other than
+plain ``application/json``, which SyTest's gateway insists on) is answered
+400 and kept in ``invalid``: a test asserts that list is empty. Given
+``tls=(cert path, key path)`` it serves HTTPS with that certificate instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
-from twisted.internet import defer
+from twisted.internet import defer, ssl
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -52,6 +54,10 @@ class _Notify(Resource):
             gw.failures += 1
             request.setResponseCode(500)
             return b'{"error": "down for maintenance"}'
+        if request.getHeader(b"Content-Type") != b"application/json":
+            gw.invalid.append(f"Content-Type {request.getHeader(b'Content-Type')!r}")
+            request.setResponseCode(400)
+            return b"{}"
         try:
             body = json.loads(request.content.read())
         except ValueError:
@@ -74,8 +80,10 @@ class PushGateway:
     """``gw = PushGateway(); await gw.start()``; point pushers at ``gw.url``
     (``interface``: the loopback address it listens on)."""
 
-    def __init__(self, interface: str = "127.0.0.1") -> None:
+    def __init__(self, interface: str = "127.0.0.1",
+                 tls: tuple[str, str] | None = None) -> None:
         self.interface = interface
+        self.tls = tls
         # TCP connections accepted: a blocked pusher must not even connect
         self.connections = 0
         self.validator = Draft202012Validator(notify_schema())
@@ -100,11 +108,17 @@ class PushGateway:
             self.connections += 1
             return build(addr)
         site.buildProtocol = count_connection  # type: ignore[method-assign]
-        self._port = reactor.listenTCP(0, site, interface=self.interface)
+        if self.tls is None:
+            self._port = reactor.listenTCP(0, site, interface=self.interface)
+        else:
+            cert_path, key_path = self.tls
+            context = ssl.DefaultOpenSSLContextFactory(key_path, cert_path)
+            self._port = reactor.listenSSL(0, site, context, interface=self.interface)
 
     @property
     def url(self) -> str:
-        return f"http://{self.interface}:{self._port.getHost().port}{NOTIFY_PATH}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{self.interface}:{self._port.getHost().port}{NOTIFY_PATH}"
 
     async def stop(self) -> None:
         if self._port is not None:

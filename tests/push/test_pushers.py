@@ -147,6 +147,7 @@ async def test_message_reaches_the_gateway_in_full(server: TestServer,
     assert note["sender"] == alice.user_id
     assert note["sender_display_name"] == "alice"
     assert note["room_name"] == "Chat"
+    assert note["id"] == event_id  # Synapse's older name for event_id, still sent
     assert note["content"] == {"msgtype": "m.text", "body": "hello there"}
     assert note["counts"] == {"unread": 1}
     [device] = note["devices"]
@@ -161,6 +162,43 @@ async def test_message_reaches_the_gateway_in_full(server: TestServer,
 
 
 @pytest_twisted.ensureDeferred
+async def test_invite_is_pushed_with_its_membership_and_target(server: TestServer,
+                                                               gateway: PushGateway) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    await set_pusher(bob, pusher_body(gateway.url))
+    room_id = await create_room(alice, preset="private_chat", name="Secret")
+
+    resp = await alice.post(f"{V3}/rooms/{room_id}/invite", {"user_id": bob.user_id})
+    assert resp.code == 200, resp.body
+
+    [note] = await gateway.wait_for(1)
+    assert note["type"] == "m.room.member"
+    assert note["membership"] == "invite"
+    assert note["user_is_target"] is True
+    assert note["sender"] == alice.user_id
+    assert note["room_id"] == room_id
+    assert note["room_name"] == "Secret"
+
+
+@pytest_twisted.ensureDeferred
+async def test_room_without_a_name_is_named_by_its_canonical_alias(
+        server: TestServer, gateway: PushGateway) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="public_chat", room_alias_name="lounge")
+    assert (await join(bob, room_id)).code == 200
+    await set_pusher(bob, pusher_body(gateway.url))
+
+    await send_text(alice, room_id, "hi", "t1")
+
+    [note] = await gateway.wait_for(1)
+    alias = f"#lounge:{server.hs.ctx.hostname}"
+    assert note["room_name"] == alias
+    assert note["room_alias"] == alias
+
+
+@pytest_twisted.ensureDeferred
 async def test_unread_count_covers_all_unread_and_drops_with_a_receipt(
         server: TestServer, gateway: PushGateway) -> None:
     alice, bob, room_id = await bob_with_pusher(server, gateway, format="event_id_only")
@@ -172,9 +210,14 @@ async def test_unread_count_covers_all_unread_and_drops_with_a_receipt(
 
     resp = await bob.post(f"{V3}/rooms/{room_id}/receipt/m.read/{second}", {})
     assert resp.code == 200
-    await send_text(alice, room_id, "three", "t3")
+    # the receipt clears the badge: a count-only notification, its zero given
     notes = await gateway.wait_for(3)
-    assert notes[2]["counts"] == {"unread": 1}
+    assert notes[2]["counts"] == {"unread": 0}
+    assert "event_id" not in notes[2]
+    assert notes[2]["devices"][0]["pushkey"] == "key-1"
+    await send_text(alice, room_id, "three", "t3")
+    notes = await gateway.wait_for(4)
+    assert notes[3]["counts"] == {"unread": 1}
 
 
 @pytest_twisted.ensureDeferred
@@ -192,16 +235,20 @@ async def test_unread_count_follows_threaded_receipts(
     resp = await bob.post(f"{V3}/rooms/{room_id}/receipt/m.read/{root}",
                           {"thread_id": "main"})
     assert resp.code == 200, resp.body
-    await send_text(alice, room_id, "main again", "t3")
     notes = await gateway.wait_for(3)
-    assert notes[2]["counts"] == {"unread": 2}  # the thread reply and the new one
+    assert notes[2]["counts"] == {"unread": 1}  # the badge: the thread reply is left
+    await send_text(alice, room_id, "main again", "t3")
+    notes = await gateway.wait_for(4)
+    assert notes[3]["counts"] == {"unread": 2}  # the thread reply and the new one
 
     resp = await bob.post(f"{V3}/rooms/{room_id}/receipt/m.read/{reply}",
                           {"thread_id": root})
     assert resp.code == 200, resp.body
+    notes = await gateway.wait_for(5)
+    assert notes[4]["counts"] == {"unread": 1}  # the badge: "main again" is left
     await send_text(alice, room_id, "main once more", "t4")
-    notes = await gateway.wait_for(4)
-    assert notes[3]["counts"] == {"unread": 2}  # the two main messages after the root
+    notes = await gateway.wait_for(6)
+    assert notes[5]["counts"] == {"unread": 2}  # the two main messages after the root
 
 
 @pytest_twisted.ensureDeferred

@@ -6,6 +6,10 @@ keeps the highlighted ones. ``read`` says whether the user's read receipt in
 the room is at or after the event. ``from`` / ``next_token`` are the stream
 position of the last notification of the previous page (the page continues
 below it).
+
+``profile_tag`` (the spec: "the profile tag of the rule that matched") is
+always present and null: rules carry no profile tag here, and, as on
+Synapse, clients and SyTest expect the key.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ async def get_notifications(n: Notifications, req: HttpRequest) -> tuple[int, An
         notifications.append({
             "actions": row.actions,
             "event": client_event(event, row.room_id, now),
+            "profile_tag": None,
             "read": row.stream_ordering <= reads.get(row.room_id, 0),
             "room_id": row.room_id,
             "ts": row.ts,

@@ -9,6 +9,16 @@ but unknown action or a bad condition parameter 400 M_INVALID_PARAM, a
 ``before``/``after`` naming no user rule 400 M_UNKNOWN (the spec's example),
 an unknown rule 404 M_NOT_FOUND. A glob ``pattern`` over 1000 characters or
 with more than 20 ``*`` is 400 M_INVALID_PARAM (``rules.pattern_problem``).
+
+Paths, as Synapse reads them (the spec names only the full forms): a
+trailing slash asks for a listing (``/pushrules/`` everything,
+``/pushrules/global/`` the scope, ``/pushrules/global/{kind}/`` one kind);
+the same path without it is 400 M_UNRECOGNIZED (``/pushrules`` alone 404, no
+such endpoint), as are an unknown scope, kind or attribute and a PUT or
+DELETE whose path stops before the rule ID. ``GET .../{ruleId}/{attr}``
+also answers the rule's other keys (``pattern``, ``conditions``), as
+Synapse. The router ignores trailing slashes, so the listings look at the
+raw path themselves.
 """
 
 from __future__ import annotations
@@ -90,13 +100,32 @@ def check_pattern(pattern: str) -> None:
         raise invalid_param(f"The pattern {problem}")
 
 
-def path_of(req: HttpRequest) -> tuple[str, str]:
+def unrecognized(msg: str = "Unrecognized request") -> MatrixError:
+    return MatrixError(400, Codes.UNRECOGNIZED, msg)
+
+
+def require_trailing_slash(req: HttpRequest) -> None:
+    """A listing is asked for with a trailing slash; without one the path
+    names nothing (Synapse's "slightly pedantic" 400)."""
+    if not req.raw.path.endswith(b"/"):
+        raise unrecognized("Push rule listings need a trailing slash")
+
+
+def check_scope(req: HttpRequest) -> None:
     if req.params["scope"] != SCOPE:
-        raise invalid_param("Only the 'global' scope is supported")
+        raise unrecognized("Only the 'global' scope is supported")
+
+
+def kind_of(req: HttpRequest) -> str:
+    check_scope(req)
     kind = req.params["kind"]
     if kind not in KINDS:
-        raise invalid_param(f"Unknown push rule kind {kind!r}")
-    return kind, req.params["ruleId"]
+        raise unrecognized(f"Unknown push rule kind {kind!r}")
+    return kind
+
+
+def path_of(req: HttpRequest) -> tuple[str, str]:
+    return kind_of(req), req.params["ruleId"]
 
 
 async def find(store: PushRuleStore, req: HttpRequest) -> tuple[str, dict[str, Any]]:
@@ -110,14 +139,53 @@ async def find(store: PushRuleStore, req: HttpRequest) -> tuple[str, dict[str, A
 
 async def get_all(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
     """GET /_matrix/client/v3/pushrules/"""
+    if not req.raw.path.endswith(b"/"):
+        # Synapse has no endpoint at /pushrules
+        raise MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request")
     return 200, {SCOPE: client_ruleset(await store.get_ruleset(req.user_id))}
 
 
 async def get_scope(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
     """GET /_matrix/client/v3/pushrules/global/"""
-    if req.params["scope"] != SCOPE:
-        raise not_found("Unknown push rule scope")
+    check_scope(req)
+    require_trailing_slash(req)
     return 200, client_ruleset(await store.get_ruleset(req.user_id))
+
+
+async def get_kind(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/pushrules/global/{kind}/"""
+    kind = kind_of(req)
+    require_trailing_slash(req)
+    return 200, client_ruleset(await store.get_ruleset(req.user_id))[kind]
+
+
+async def no_rule_id(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/pushrules/global/{kind}/ (and shorter; DELETE too)
+
+    A change needs a rule ID: a path that stops before it is refused."""
+    raise unrecognized("The path names no push rule")
+
+
+async def get_other_attribute(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/{attr}
+
+    Besides ``enabled`` and ``actions`` (their own endpoints), any key the
+    rule shows (``pattern``, ``conditions``, ...), as Synapse answers; other
+    names 400 M_UNRECOGNIZED."""
+    kind, rule = await find(store, req)
+    attr = req.params["attr"]
+    shown = client_rule(kind, rule)
+    if attr not in shown:
+        raise unrecognized(f"Unknown push rule attribute {attr!r}")
+    return 200, {attr: shown[attr]}
+
+
+async def put_other_attribute(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/{attr}
+
+    Only ``enabled`` and ``actions`` can be set on their own."""
+    path_of(req)
+    raise unrecognized(f"Push rule attribute {req.params['attr']!r} cannot be set")
 
 
 async def get_rule(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
@@ -150,6 +218,8 @@ async def put_rule(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]:
         raise invalid_param("Server-default rules cannot be created or replaced")
     if not rule_id or len(rule_id.encode("utf-8")) > MAX_RULE_ID_BYTES:
         raise invalid_param("Invalid rule ID")
+    if "/" in rule_id or "\\" in rule_id:
+        raise invalid_param("A rule ID may not contain slashes")
     conditions, pattern, actions = parse_rule_body(kind, req.json())
     before = query_str(req.args, "before", None)
     after = query_str(req.args, "after", None)
@@ -210,9 +280,18 @@ async def put_actions(store: PushRuleStore, req: HttpRequest) -> tuple[int, Any]
 
 _BASE = f"{CLIENT_V3}/pushrules"
 _RULE = f"{_BASE}/{{scope}}/{{kind}}/{{ruleId}}"
+_SCOPE = f"{_BASE}/{{scope}}/"
+_KIND = f"{_BASE}/{{scope}}/{{kind}}/"
 ENDPOINTS = (
     Endpoint("GET", f"{_BASE}/", get_all),
-    Endpoint("GET", f"{_BASE}/{{scope}}/", get_scope),
+    Endpoint("PUT", f"{_BASE}/", no_rule_id),
+    Endpoint("DELETE", f"{_BASE}/", no_rule_id),
+    Endpoint("GET", _SCOPE, get_scope),
+    Endpoint("PUT", _SCOPE, no_rule_id),
+    Endpoint("DELETE", _SCOPE, no_rule_id),
+    Endpoint("GET", _KIND, get_kind),
+    Endpoint("PUT", _KIND, no_rule_id),
+    Endpoint("DELETE", _KIND, no_rule_id),
     Endpoint("GET", _RULE, get_rule),
     Endpoint("PUT", _RULE, put_rule),
     Endpoint("DELETE", _RULE, delete_rule),
@@ -220,6 +299,8 @@ ENDPOINTS = (
     Endpoint("PUT", f"{_RULE}/enabled", put_enabled),
     Endpoint("GET", f"{_RULE}/actions", get_actions),
     Endpoint("PUT", f"{_RULE}/actions", put_actions),
+    Endpoint("GET", f"{_RULE}/{{attr}}", get_other_attribute),
+    Endpoint("PUT", f"{_RULE}/{{attr}}", put_other_attribute),
 )
 
 
