@@ -11,6 +11,7 @@ from typing import Any
 from signedjson.key import generate_signing_key, read_signing_keys
 from twisted.internet import defer, threads
 
+from homeserver.accounts.captcha import CaptchaVerifier
 from homeserver.accounts.login import Logins
 from homeserver.accounts.management import AccountManagement
 from homeserver.accounts.registration import Registrations
@@ -110,7 +111,7 @@ class HomeServer:
         self.logins = Logins(self.ctx, self.db, self.stores.users,
                              self.ratelimiters["login_failed"])
         self.ui_auth = UiAuth(self.ctx, self.db, self.stores.ui_auth, self.stores.users,
-                              self.logins)
+                              self.logins, CaptchaVerifier(self.ctx))
         self.registrations = Registrations(self.ctx, self.db, self.stores.users, self.ui_auth,
                                            self.ratelimiters["registration"])
         self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,
