@@ -35,8 +35,10 @@ def _set_password_txn(txn: Txn, user_id: str, password_hash: str,
         DeviceStore.delete_all_devices_txn(txn, user_id, keep_device_id)
 
 
-def _deactivate_txn(txn: Txn, user_id: str) -> None:
+def _deactivate_txn(txn: Txn, user_id: str, erase: bool) -> None:
     UserStore.mark_deactivated_txn(txn, user_id)
+    if erase:
+        UserStore.mark_erased_txn(txn, user_id)
     DeviceStore.delete_all_devices_txn(txn, user_id)
 
 
@@ -91,6 +93,8 @@ class AccountManagement:
     async def deactivate_account(self, user_id: str, erase: bool) -> None:
         """Deactivate: no password, no devices, no tokens; the ID stays taken.
 
-        ``erase`` is accepted; there is no stored content yet that it would redact.
+        ``erase``: the user asks to be forgotten; from now on their events are
+        shown redacted to anyone who was not joined to the room when they were
+        sent (``rooms/visibility.py``), as Synapse does.
         """
-        await self.db.run_interaction("deactivate_account", _deactivate_txn, user_id)
+        await self.db.run_interaction("deactivate_account", _deactivate_txn, user_id, erase)

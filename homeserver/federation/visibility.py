@@ -14,6 +14,10 @@ from the room's membership table (every user who has a membership in the
 room now): a user whose member event a state reset dropped from the room's
 state is not looked at, which can only redact more, never less.
 
+Events of a sender who deactivated with ``erase: true`` go out redacted to
+every server, as Synapse's ``filter_events_for_server`` does: another
+server has no way to tell which of its users saw them first.
+
 ``/state``, ``/state_ids`` and ``/event_auth`` are not filtered, as on
 Synapse: a server that may read the room needs the state and auth events
 as they are to check anything.
@@ -33,13 +37,15 @@ from homeserver.rooms.visibility import (
     needs_server_memberships,
 )
 from homeserver.storage.events import EventStore
+from homeserver.storage.users import UserStore
 
 
 class ServerEventFilter:
     """Applies history visibility to the events another server reads."""
 
-    def __init__(self, events: EventStore) -> None:
+    def __init__(self, events: EventStore, users: UserStore) -> None:
         self.events = events
+        self.users = users
 
     async def filter(self, server_name: str, memberships: Mapping[str, str],
                      events: Sequence[Event]) -> list[Event]:
@@ -72,7 +78,8 @@ class ServerEventFilter:
                 states.setdefault(eid, {}).update(
                     (key, member_events[i]) for key, i in state.items() if i in member_events)
 
+        erased = await self.users.get_erased({e.sender for e in events})
         return filter_events_for_server(
             [(e, ServerVisibilityAtEvent.from_state_after(server_name,
                                                           states.get(e.event_id, {})))
-             for e in events], in_room=in_room)
+             for e in events], in_room=in_room, erased_senders=erased)

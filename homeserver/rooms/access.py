@@ -259,7 +259,9 @@ class RoomReader:
                 user_id, event, state, replaced.get(event.event_id))))
         newest = max(pos for pos, _ in events)
         joined_after = await self._joined_after(user_id, access, newest)
-        return filter_events_for_client(user_id, pairs, joined_after_events=joined_after)
+        erased = await self.stores.users.get_erased({e.sender for _, e in events})
+        return filter_events_for_client(user_id, pairs, joined_after_events=joined_after,
+                                        erased_senders=erased)
 
     async def _joined_after(self, user_id: str, access: ReadAccess, pos: int) -> bool:
         """Whether ``user_id`` was joined at some point after stream position ``pos``."""
@@ -302,14 +304,18 @@ class RoomReader:
                          if access.membership is not None
                          and access.membership.membership == "join" else None)
             to_check = [r for r in oldest_first if joined_at is None or r[0] <= joined_at]
-            visible = {e.event_id for p, e in oldest_first if joined_at is not None
+            visible = {e.event_id: e for p, e in oldest_first if joined_at is not None
                        and p > joined_at}
-            visible.update(e.event_id for e in await self.filter_visible(user_id, access,
-                                                                         to_check))
+            # as the gate gives them: an erased sender's event may come back redacted
+            visible.update((e.event_id, e) for e in await self.filter_visible(
+                user_id, access, to_check))
             for row_pos, event in rows:
                 pos = row_pos - 1 if backwards else row_pos
-                if event.event_id in visible and event_filter.matches(event) \
-                        and not is_hidden(event, ignored):
+                seen = visible.get(event.event_id)
+                if seen is None:
+                    continue
+                event = seen
+                if event_filter.matches(event) and not is_hidden(event, ignored):
                     kept.append(event)
                     kept_positions.append(row_pos)
                     if len(kept) >= limit:

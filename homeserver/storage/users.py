@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.sql import select_in
 
 
 class UserExists(Exception):
@@ -99,6 +101,20 @@ class UserStore:
         is never handed out again."""
         txn.execute("UPDATE users SET password_hash = NULL, deactivated = 1 WHERE user_id = ?",
                     (user_id,))
+
+    @staticmethod
+    def mark_erased_txn(txn: Txn, user_id: str) -> None:
+        """The user asked to be erased (GDPR): their events are shown redacted
+        to those who were not in the room when they were sent."""
+        txn.execute("INSERT INTO erased_users (user_id) VALUES (?) ON CONFLICT DO NOTHING",
+                    (user_id,))
+
+    async def get_erased(self, user_ids: Iterable[str]) -> set[str]:
+        """Those of ``user_ids`` who asked to be erased."""
+        rows = await select_in(self.db, "get_erased_users",
+                               "SELECT user_id FROM erased_users WHERE user_id IN ({})",
+                               set(user_ids))
+        return {str(r[0]) for r in rows}
 
     async def is_user_id_taken(self, user_id: str) -> bool:
         rows = await self.db.execute("is_user_id_taken",

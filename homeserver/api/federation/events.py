@@ -64,7 +64,7 @@ class FederationEvents:
         self.stores = stores
         self.event_handler = event_handler
         self.transactions = transactions
-        self.server_filter = ServerEventFilter(stores.events)
+        self.server_filter = ServerEventFilter(stores.events, stores.users)
 
     async def reader_in(self, req: HttpRequest, room_id: str) -> tuple[RoomInfo, dict[str, str]]:
         """The room, if ``req.origin`` may read it, and the memberships of
