@@ -11,6 +11,11 @@ Knocking (client-server API, "Knocking on rooms"): the knock is membership
 ``knock``; a member with the invite level may then invite the knocker (an
 invite over a knock), who joins; the knocker rescinds with a leave.
 
+Upgraded rooms: a local user joining a room whose ``m.room.create`` names a
+``predecessor`` has their tags on the old room copied to the new one (unless
+it has some already), and the new room added beside the old one in their
+``m.direct``, as Synapse does, so the upgrade does not lose their labels.
+
 Restricted joins (v8+ ``restricted``, v10+ ``knock_restricted``): a user
 joined to one of the rooms of the join rule's ``allow`` list
 (``{"type": "m.room_membership", "room_id": ...}``) may join without an
@@ -55,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 # the allow-list entry of a restricted join rule that we can check
 ROOM_MEMBERSHIP_ALLOW = "m.room_membership"
+# account data that follows a user into an upgraded room
+TAG_TYPE = "m.tag"
+DIRECT_TYPE = "m.direct"
 
 
 class MembershipHandler:
@@ -115,10 +123,15 @@ class MembershipHandler:
         goes through another server (``federation/membership.py``): ``via``
         names candidates, after the inviter's server and the room's."""
         room = await self.stores.rooms.get_room(room_id)
+        newly_joined = membership == "join" and sender == target and self.ctx.is_mine(target) \
+            and not await self._is_joined(target, room)
         if sender == target and membership in ("join", "knock", "leave") and \
                 await self._needs_remote(room):
-            return await self._remote_membership(sender, room_id, room, membership,
-                                                 reason, via or [])
+            event_id = await self._remote_membership(sender, room_id, room, membership,
+                                                     reason, via or [])
+            if newly_joined:
+                await self._copy_from_predecessor(target, room_id)
+            return event_id
         if room is None:
             raise not_found("Unknown room")
         if membership == "invite":
@@ -134,8 +147,47 @@ class MembershipHandler:
             content["reason"] = reason
         if is_direct is not None:
             content["is_direct"] = is_direct
-        return await self.event_creator.send(sender, room_id, "m.room.member", content,
-                                             state_key=target, txn_id=txn_id)
+        event_id = await self.event_creator.send(sender, room_id, "m.room.member", content,
+                                                 state_key=target, txn_id=txn_id)
+        if newly_joined:
+            await self._copy_from_predecessor(target, room_id)
+        return event_id
+
+    async def _is_joined(self, user_id: str, room: RoomInfo | None) -> bool:
+        if room is None:
+            return False
+        current = await self.stores.rooms.get_membership(user_id, room.room_nid)
+        return current is not None and current.membership == "join"
+
+    async def _copy_from_predecessor(self, user_id: str, room_id: str) -> None:
+        """Carry the user's tags and ``m.direct`` entry over from the room this
+        one replaced (if it replaced one). A failure here never fails the join."""
+        try:
+            room = await self.stores.rooms.get_room(room_id)
+            if room is None:
+                return
+            create_id = (await self.stores.rooms.get_current_state_ids(
+                room.room_nid, [CREATE])).get(CREATE)
+            create = await self.stores.events.get_event(create_id) if create_id else None
+            predecessor = create.content.get("predecessor") if create is not None else None
+            old = predecessor.get("room_id") if isinstance(predecessor, dict) else None
+            if not isinstance(old, str) or old == room_id:
+                return
+            account_data = self.stores.account_data
+            tags = await account_data.get_room_account_data(user_id, old, TAG_TYPE)
+            if tags and await account_data.get_room_account_data(user_id, room_id,
+                                                                 TAG_TYPE) is None:
+                await account_data.put_room_account_data(user_id, room_id, TAG_TYPE, tags)
+            direct = await account_data.get_global_account_data(user_id, DIRECT_TYPE)
+            if direct:
+                updated = {who: [*rooms, room_id]
+                           if isinstance(rooms, list) and old in rooms and room_id not in rooms
+                           else rooms for who, rooms in direct.items()}
+                if updated != direct:
+                    await account_data.put_global_account_data(user_id, DIRECT_TYPE, updated)
+        except Exception:
+            logger.exception("copying %s's tags from the predecessor of %s failed",
+                             user_id, room_id)
 
     async def profile_changed(self, user_id: str) -> None:
         """Carry a new display name or avatar into the user's member event in

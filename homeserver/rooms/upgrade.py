@@ -33,8 +33,11 @@ Client-server API, "Room upgrades" (server behaviour), done as Synapse does:
    there any more; then the new room gets the old room's power levels back
    (undoing the upgrader's temporary raise).
 
-Not done yet: copying the upgrader's push rules and tags (they do not exist
-yet), inviting the old room's members (Synapse does not either).
+A user's tags and ``m.direct`` entry for the old room follow them when they
+join the new one (``rooms/membership.py``).
+
+Not done yet: copying the upgrader's room push rules, inviting the old
+room's members (Synapse does not either).
 """
 
 from __future__ import annotations

@@ -298,3 +298,34 @@ async def test_two_upgrades_at_once_make_one_new_room(server: TestServer) -> Non
     tombstone = (await state(alice, room_id))[("m.room.tombstone", "")]["content"]
     winner = first if first.code == 200 else second
     assert tombstone["replacement_room"] == winner.body["replacement_room"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_members_tags_and_direct_entry_follow_them_into_the_new_room(
+        server: TestServer) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="public_chat")
+    assert (await join(bob, room_id)).code == 200
+    resp = await bob.put(f"{V3}/user/{BOB}/rooms/{room_id}/tags/work", {"order": 0.5})
+    assert resp.code == 200, resp.body
+    resp = await bob.put(f"{V3}/user/{BOB}/account_data/m.direct", {ALICE: [room_id]})
+    assert resp.code == 200, resp.body
+
+    new_room_id = await upgraded(alice, room_id)
+    assert (await join(bob, new_room_id)).code == 200
+
+    resp = await bob.get(f"{V3}/user/{BOB}/rooms/{new_room_id}/tags")
+    assert resp.body == {"tags": {"work": {"order": 0.5}}}
+    resp = await bob.get(f"{V3}/user/{BOB}/account_data/m.direct")
+    assert resp.body == {ALICE: [room_id, new_room_id]}
+
+
+@pytest_twisted.ensureDeferred
+async def test_joining_an_ordinary_room_copies_no_tags(server: TestServer) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="public_chat")
+    assert (await join(bob, room_id)).code == 200
+    resp = await bob.get(f"{V3}/user/{BOB}/rooms/{room_id}/tags")
+    assert resp.body == {"tags": {}}
