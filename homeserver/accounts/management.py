@@ -37,9 +37,9 @@ def _set_password_txn(txn: Txn, user_id: str, password_hash: str,
 
 def _deactivate_txn(txn: Txn, user_id: str, erase: bool) -> None:
     UserStore.mark_deactivated_txn(txn, user_id)
+    DeviceStore.delete_all_devices_txn(txn, user_id)
     if erase:
         UserStore.mark_erased_txn(txn, user_id)
-    DeviceStore.delete_all_devices_txn(txn, user_id)
 
 
 class AccountManagement:
@@ -93,8 +93,7 @@ class AccountManagement:
     async def deactivate_account(self, user_id: str, erase: bool) -> None:
         """Deactivate: no password, no devices, no tokens; the ID stays taken.
 
-        ``erase``: the user asks to be forgotten; from now on their events are
-        shown redacted to anyone who was not joined to the room when they were
-        sent (``rooms/visibility.py``), as Synapse does.
+        ``erase``: the user's events are from now on served redacted to other
+        servers (``federation/visibility.py``), as Synapse does.
         """
         await self.db.run_interaction("deactivate_account", _deactivate_txn, user_id, erase)

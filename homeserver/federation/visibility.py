@@ -14,9 +14,8 @@ from the room's membership table (every user who has a membership in the
 room now): a user whose member event a state reset dropped from the room's
 state is not looked at, which can only redact more, never less.
 
-Events of a sender who deactivated with ``erase: true`` go out redacted to
-every server, as Synapse's ``filter_events_for_server`` does: another
-server has no way to tell which of its users saw them first.
+The events of a user who deactivated with ``erase`` go out redacted, to
+every server, as Synapse's do.
 
 ``/state``, ``/state_ids`` and ``/event_auth`` are not filtered, as on
 Synapse: a server that may read the room needs the state and auth events
@@ -35,6 +34,7 @@ from homeserver.rooms.visibility import (
     filter_events_for_server,
     history_visibility_of,
     needs_server_memberships,
+    redacted_copy,
 )
 from homeserver.storage.events import EventStore
 from homeserver.storage.users import UserStore
@@ -78,8 +78,11 @@ class ServerEventFilter:
                 states.setdefault(eid, {}).update(
                     (key, member_events[i]) for key, i in state.items() if i in member_events)
 
-        erased = await self.users.get_erased({e.sender for e in events})
-        return filter_events_for_server(
+        shown = filter_events_for_server(
             [(e, ServerVisibilityAtEvent.from_state_after(server_name,
                                                           states.get(e.event_id, {})))
-             for e in events], in_room=in_room, erased_senders=erased)
+             for e in events], in_room=in_room)
+        # the events of users who asked to be erased go out redacted, to
+        # every server (Synapse's filter_out_erased_senders)
+        erased = await self.users.get_erased(e.sender for e in shown)
+        return [redacted_copy(e) if e.sender in erased else e for e in shown]

@@ -13,7 +13,10 @@ The event gate (``filter_visible``): every timeline event that goes out
 history visibility rules of ``rooms/visibility.py``, judged on the state
 after each event (its snapshot) and the reader's later memberships. State
 reads (``/state``, ``/members``) are not filtered per event: they show the
-state the room gate allows (now, or at the reader's leave).
+state the room gate allows (now, or at the reader's leave). The gate
+gives events back as the reader may have them: an erased sender's
+(``UserStore.get_erased``) comes back redacted to a reader who was not
+joined when it was sent, so callers use what it returns, not their input.
 
 Timeline pages (``paginate``) scan the stream in batches, dropping what the
 ``RoomEventFilter`` or the visibility rules refuse, until the page is full;

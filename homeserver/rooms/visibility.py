@@ -74,10 +74,8 @@ than Synapse, which only asks this of servers with a user in the room:
   state events, whose redacted forms keep the fields that matter
   (``history_visibility``, ``membership``).
 
-Erased senders are the local users who deactivated with ``erase: true``
-(``erased_users``); the callers (``rooms/access.py``,
-``federation/visibility.py``) look them up. Another server gets an erased
-sender's events redacted whatever its users' memberships (as Synapse).
+Erased users (deactivated with ``erase``, ``UserStore.get_erased``): other
+servers get their events redacted (``federation/visibility.py``).
 
 Guest access (client-server API, "Guest Access"): a guest may join only a
 room whose ``m.room.guest_access`` is ``can_join`` (the join rules still
@@ -333,13 +331,10 @@ def server_may_see(at: ServerVisibilityAtEvent, *, in_room: bool) -> bool:
 
 
 def filter_events_for_server(events: Sequence[tuple[Event, ServerVisibilityAtEvent]], *,
-                             in_room: bool,
-                             erased_senders: Collection[str] = frozenset()) -> list[Event]:
+                             in_room: bool) -> list[Event]:
     """``events`` as a server may have them, in the order given: each in
-    full, or redacted where the server may not see it (never dropped).
-    Events whose sender is in ``erased_senders`` always go out redacted."""
-    return [event if server_may_see(at, in_room=in_room)
-            and event.sender not in erased_senders else redacted_copy(event)
+    full, or redacted where the server may not see it (never dropped)."""
+    return [event if server_may_see(at, in_room=in_room) else redacted_copy(event)
             for event, at in events]
 
 

@@ -104,16 +104,18 @@ class UserStore:
 
     @staticmethod
     def mark_erased_txn(txn: Txn, user_id: str) -> None:
-        """The user asked to be erased (GDPR): their events are shown redacted
-        to those who were not in the room when they were sent."""
+        """The user asked for their messages to be erased (deactivation with
+        ``erase``)."""
         txn.execute("INSERT INTO erased_users (user_id) VALUES (?) ON CONFLICT DO NOTHING",
                     (user_id,))
 
     async def get_erased(self, user_ids: Iterable[str]) -> set[str]:
-        """Those of ``user_ids`` who asked to be erased."""
+        """Those of ``user_ids`` who asked for their messages to be erased."""
+        wanted = sorted(set(user_ids))
+        if not wanted:
+            return set()
         rows = await select_in(self.db, "get_erased_users",
-                               "SELECT user_id FROM erased_users WHERE user_id IN ({})",
-                               set(user_ids))
+                               "SELECT user_id FROM erased_users WHERE user_id IN ({})", wanted)
         return {str(r[0]) for r in rows}
 
     async def is_user_id_taken(self, user_id: str) -> bool:

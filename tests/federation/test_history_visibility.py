@@ -162,20 +162,3 @@ async def test_invited_room_history_is_seen_from_the_invite_on(federation: Any) 
     assert pdus[before]["content"] == {}
     assert pdus[during]["content"]["body"] == "while bob is invited"
     assert pdus[late]["content"]["body"] == "bob is here"
-
-
-@pytest_twisted.ensureDeferred
-async def test_erased_users_events_go_out_redacted(federation: Any) -> None:
-    a = await federation()
-    b = await federation()
-    alice = await a.register("alice")
-    bob = await b.register("bob")
-    room_id = await create_room(alice)
-    await bob_joins(a, bob, room_id, alice)
-    said = await send_text(alice, room_id, "please forget me", "e1")
-    assert (await read_event(b, a, said))["content"]["body"] == "please forget me"
-
-    assert alice.user_id is not None
-    await a.hs.account_management.deactivate_account(alice.user_id, erase=True)
-
-    assert (await read_event(b, a, said))["content"] == {}

@@ -1,7 +1,6 @@
--- Users who asked, when deactivating their account, to be erased
--- (POST /account/deactivate with erase: true). Their events are then shown
--- redacted to anyone who was not joined to the room when they were sent
--- (rooms/visibility.py). Local users only; a row is never removed.
+-- Users who asked, when deactivating, for their messages to be erased
+-- (client-server API "Account deactivation", erase: true): their events are
+-- served redacted to other servers and to users who were not in the room.
 CREATE TABLE erased_users (
-    user_id TEXT PRIMARY KEY NOT NULL
+    user_id TEXT NOT NULL PRIMARY KEY
 );
