@@ -125,6 +125,12 @@ SCHEMA: dict[str, Key] = {
     "enable_registration": Key("bool", False),
     "enable_registration_without_verification": Key("bool", False),
     "registration_requires_token": Key("bool", False),
+    # m.login.recaptcha (accounts/captcha.py): available when the private key
+    # is set; required for registration with enable_registration_captcha
+    "enable_registration_captcha": Key("bool", False, nullable=False),
+    "recaptcha_public_key": Key("str"),
+    "recaptcha_private_key": Key("str"),
+    "recaptcha_siteverify_api": Key("str"),
     "allow_guest_access": Key("bool", False),
     "bcrypt_rounds": Key("int", 12, minimum=4, maximum=31),
     "password_config": Key("map", children={
@@ -436,11 +442,17 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
         raise ConfigError(f"server_name: not a valid server name: {server_name!r}")
     if raw["enable_registration"] and not (
         raw["enable_registration_without_verification"] or raw["registration_requires_token"]
+        or raw["enable_registration_captcha"]
     ):
         raise ConfigError(
             "enable_registration: open registration without verification lets anyone create "
-            "accounts; set registration_requires_token or "
+            "accounts; set registration_requires_token, enable_registration_captcha or "
             "enable_registration_without_verification: true")
+    if raw["enable_registration_captcha"] and not (
+        raw["recaptcha_public_key"] and raw["recaptcha_private_key"]
+    ):
+        raise ConfigError("enable_registration_captcha: needs recaptcha_public_key and "
+                          "recaptcha_private_key")
     listeners = []
     for lst in raw["listeners"]:
         names = [n for r in lst["resources"] for n in r["names"]]

@@ -11,6 +11,7 @@ from typing import Any
 from signedjson.key import generate_signing_key, read_signing_keys
 from twisted.internet import defer, threads
 
+from homeserver.accounts.captcha import CaptchaVerifier
 from homeserver.accounts.login import Logins
 from homeserver.accounts.management import AccountManagement
 from homeserver.accounts.registration import Registrations
@@ -31,6 +32,7 @@ from homeserver.federation.sender import FederationSender
 from homeserver.federation.transactions import TransactionReceiver
 from homeserver.http.auth import Auth
 from homeserver.http.channel import MAX_CONNECTIONS_PER_IP, GuardedSite
+from homeserver.http.outbound import https_policy
 from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import SizeLimitedRequest
 from homeserver.http.resource import MatrixResource
@@ -117,7 +119,8 @@ class HomeServer:
         self.logins = Logins(self.ctx, self.db, self.stores.users,
                              self.ratelimiters["login_failed"], self.stores.threepids)
         self.ui_auth = UiAuth(self.ctx, self.db, self.stores.ui_auth, self.stores.users,
-                              self.logins, self.threepids)
+                              self.logins, self.threepids,
+                              CaptchaVerifier(self.ctx, context_factory=https_policy(config)))
         self.registrations = Registrations(self.ctx, self.db, self.stores.users, self.ui_auth,
                                            self.ratelimiters["registration"], self.threepids)
         self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,

@@ -34,6 +34,8 @@ from homeserver.accounts.uia import (
     DUMMY,
     EMAIL_IDENTITY,
     PASSWORD_HASH,
+    RECAPTCHA,
+    REGISTERED_USER_ID,
     REGISTRATION_TOKEN,
     UiAuthAttempt,
 )
@@ -105,7 +107,24 @@ def _register_txn(txn: Txn, config: "Config", now: int, account: NewAccount,
     if registration_token is not None:
         RegistrationTokenStore.complete_use_txn(txn, registration_token)
     if uia_session_id is not None:
-        UiAuthStore.delete_session_txn(txn, uia_session_id)
+        # Kept (until it expires) with the account it made, so a client that
+        # retries the request, its first answer lost, gets that account.
+        uia = UiAuthStore.get_session_txn(txn, uia_session_id)
+        if uia is not None:
+            serverdict = {k: v for k, v in uia.serverdict.items()
+                          if k not in (PASSWORD_HASH, CLAIMED_TOKEN)}
+            serverdict[REGISTERED_USER_ID] = user_id
+            UiAuthStore.update_session_txn(txn, uia_session_id, uia.clientdict, uia.completed,
+                                           serverdict)
+    return _login_txn(txn, config, now, user_id, login)
+
+
+def _login_txn(txn: Txn, config: "Config", now: int, user_id: str,
+               login: LoginRequest | None) -> Registered:
+    info = UserStore.get_user_txn(txn, user_id)
+    if info is None or info.deactivated:
+        # deactivated since the first answer: the session gives no new login
+        raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
     session = None
     if login is not None:
         session = login_txn(txn, config, now, user_id, login.device_id or new_device_id(),
@@ -130,13 +149,18 @@ class Registrations:
         self.limiter = limiter
 
     def flows(self) -> list[list[str]]:
+        config = self.ctx.config
         # an e-mail address validated by the server may stand in for the
         # dummy stage when e-mail is set up (as Synapse offers it)
         email = self.threepids is not None and self.threepids.email_enabled()
-        if self.ctx.config.registration_requires_token:
-            return [[REGISTRATION_TOKEN]] + ([[REGISTRATION_TOKEN, EMAIL_IDENTITY]]
-                                             if email else [])
-        return [[DUMMY]] + ([[EMAIL_IDENTITY]] if email else [])
+        if config.registration_requires_token:
+            flows = [[REGISTRATION_TOKEN]] + ([[REGISTRATION_TOKEN, EMAIL_IDENTITY]]
+                                              if email else [])
+        else:
+            flows = [[DUMMY]] + ([[EMAIL_IDENTITY]] if email else [])
+        if config.enable_registration_captcha:
+            flows = [[RECAPTCHA, *flow] for flow in flows]
+        return flows
 
     async def check_username(self, localpart: str) -> str:
         """The user ID for a wanted localpart, or M_INVALID_USERNAME / M_USER_IN_USE."""
@@ -168,6 +192,13 @@ class Registrations:
         """``POST /register`` once parsed: check the name, run UIA, create the account.
 
         Raises ``UiAuthIncomplete`` until the flow is complete."""
+        registered = attempt.server_data.get(REGISTERED_USER_ID)
+        if isinstance(registered, str):
+            # The retry of a registration this session completed (as Synapse):
+            # the same account, logged in again as this request asks.
+            return await self.db.run_interaction("register_retry", _login_txn,
+                                                 self.ctx.config, self.ctx.now_ms(),
+                                                 registered, reg.login)
         # Refuse a bad or taken name before asking for any authentication.
         if reg.username is not None:
             await self.check_username(reg.username)

@@ -14,11 +14,14 @@ the list of devices to delete) gets the original. Secrets (passwords) are
 never kept as parameters: callers hash them into the session's server data.
 
 Stages: ``m.login.dummy``, ``m.login.password`` (re-authentication of the
-logged-in user; failed attempts share the per-account login limit) and
+logged-in user; failed attempts share the per-account login limit),
 ``m.login.registration_token`` (holds one use of the token as pending until
-the registration completes or the session expires) and
+the registration completes or the session expires),
 ``m.login.email.identity`` (a validated e-mail session of
-``identity/threepids.py``; the stage's result is the address).
+``identity/threepids.py``; the stage's result is the address) and, when a
+captcha provider is configured, ``m.login.recaptcha``
+(``accounts/captcha.py``; as on Synapse it may be completed even where no
+flow asks for it).
 
 ``ui_auth.session_timeout`` keeps Synapse's meaning: for how long a completed
 re-authentication lets the same access token skip the next one, for
@@ -44,6 +47,7 @@ from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.ui_auth import UiAuthSession, UiAuthStore
 
 if TYPE_CHECKING:
+    from homeserver.accounts.captcha import CaptchaVerifier
     from homeserver.accounts.login import Logins
     from homeserver.context import ServerContext
     from homeserver.http.request import Requester
@@ -57,10 +61,14 @@ DUMMY = "m.login.dummy"
 PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
 EMAIL_IDENTITY = "m.login.email.identity"
+RECAPTCHA = "m.login.recaptcha"
 
 # server-data keys
 PASSWORD_HASH = "password_hash"
 CLAIMED_TOKEN = "registration_token"
+# the account a registration session created: a retry of the completed
+# request (same session) logs that account in again instead of failing
+REGISTERED_USER_ID = "registered_user_id"
 
 # Opaque identifier grammar, at most 64 characters (registration tokens).
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-")
@@ -108,9 +116,12 @@ class UiAuthIncomplete(Exception):
     with the flows, the session and, after a failed attempt, the errcode)."""
 
     def __init__(self, flows: list[list[str]], session_id: str, completed: list[str],
-                 errcode: str | None = None, error: str | None = None) -> None:
+                 errcode: str | None = None, error: str | None = None,
+                 params: dict[str, Any] | None = None) -> None:
         super().__init__("user-interactive auth required")
         self.flows = flows
+        # the 401's ``params``: what a client needs for a stage (a captcha's key)
+        self.params = params or {}
         self.session_id = session_id
         self.completed = completed
         self.errcode = errcode
@@ -198,7 +209,8 @@ class UiAuth:
 
     def __init__(self, ctx: "ServerContext", db: "Database", sessions: UiAuthStore,
                  users: "UserStore", logins: "Logins",
-                 threepids: "Threepids | None" = None) -> None:
+                 threepids: "Threepids | None" = None,
+                 captcha: "CaptchaVerifier | None" = None) -> None:
         self.ctx = ctx
         # validated e-mail sessions, for m.login.email.identity
         self.threepids = threepids
@@ -215,6 +227,9 @@ class UiAuth:
             REGISTRATION_TOKEN: self._registration_token_stage,
             EMAIL_IDENTITY: self._email_identity_stage,
         }
+        self.captcha = captcha if captcha is not None and captcha.enabled else None
+        if self.captcha is not None:
+            self._stages[RECAPTCHA] = self._recaptcha_stage
 
     async def load(self, method: str, uri: str, auth: dict[str, Any] | None,
                    incoming: dict[str, Any], requester: "Requester | None" = None,
@@ -306,6 +321,25 @@ class UiAuth:
         return await self.db.run_interaction("ui_auth_stage", _mark_complete_txn,
                                              session.session_id, EMAIL_IDENTITY, result)
 
+    async def _recaptcha_stage(self, session: UiAuthSession, auth: dict[str, Any],
+                               requester: "Requester | None") -> UiAuthSession:
+        response = auth.get("response")
+        if response is None:
+            raise MatrixError(400, Codes.CAPTCHA_NEEDED, "Captcha response is required")
+        if not isinstance(response, str):
+            raise bad_json("'response' must be a string")
+        assert self.captcha is not None
+        if not await self.captcha.verify(response):
+            raise _StageFailed(Codes.UNAUTHORIZED, "Captcha authentication failed")
+        return await self.db.run_interaction("ui_auth_stage", _mark_complete_txn,
+                                             session.session_id, RECAPTCHA, True)
+
+    def stage_params(self, flows: list[list[str]]) -> dict[str, Any]:
+        """The 401's ``params`` for these flows."""
+        if self.captcha is not None and any(RECAPTCHA in flow for flow in flows):
+            return {RECAPTCHA: {"public_key": self.captcha.public_key}}
+        return {}
+
     # -- the dance -----------------------------------------------------------------
 
     async def complete(self, attempt: UiAuthAttempt, flows: list[list[str]],
@@ -335,7 +369,8 @@ class UiAuth:
                                     dict(session.serverdict), dict(session.completed))
         raise UiAuthIncomplete(flows, session.session_id, list(session.completed),
                                failure.errcode if failure is not None else None,
-                               failure.msg if failure is not None else None)
+                               failure.msg if failure is not None else None,
+                               self.stage_params(flows))
 
     async def _run_stage(self, session: UiAuthSession, auth: dict[str, Any],
                          flows: list[list[str]], requester: "Requester | None",
@@ -347,6 +382,9 @@ class UiAuth:
         if not isinstance(stage_type, str):
             raise bad_json("'auth.type' must be a string")
         offered = {stage for flow in flows for stage in flow}
+        # a configured captcha may be solved ahead of any flow needing it (Synapse)
+        if self.captcha is not None:
+            offered.add(RECAPTCHA)
         if stage_type not in offered:
             raise MatrixError(400, Codes.UNKNOWN,
                               f"Authentication type {stage_type} is not offered here")

@@ -13,7 +13,10 @@ The event gate (``filter_visible``): every timeline event that goes out
 history visibility rules of ``rooms/visibility.py``, judged on the state
 after each event (its snapshot) and the reader's later memberships. State
 reads (``/state``, ``/members``) are not filtered per event: they show the
-state the room gate allows (now, or at the reader's leave).
+state the room gate allows (now, or at the reader's leave). The gate
+gives events back as the reader may have them: an erased sender's
+(``UserStore.get_erased``) comes back redacted to a reader who was not
+joined when it was sent, so callers use what it returns, not their input.
 
 Timeline pages (``paginate``) scan the stream in batches, dropping what the
 ``RoomEventFilter`` or the visibility rules refuse, until the page is full;
@@ -259,7 +262,9 @@ class RoomReader:
                 user_id, event, state, replaced.get(event.event_id))))
         newest = max(pos for pos, _ in events)
         joined_after = await self._joined_after(user_id, access, newest)
-        return filter_events_for_client(user_id, pairs, joined_after_events=joined_after)
+        erased = await self.stores.users.get_erased({e.sender for _, e in events})
+        return filter_events_for_client(user_id, pairs, joined_after_events=joined_after,
+                                        erased_senders=erased)
 
     async def _joined_after(self, user_id: str, access: ReadAccess, pos: int) -> bool:
         """Whether ``user_id`` was joined at some point after stream position ``pos``."""
@@ -328,14 +333,18 @@ class RoomReader:
                          if access.membership is not None
                          and access.membership.membership == "join" else None)
             to_check = [r for r in oldest_first if joined_at is None or r[0] <= joined_at]
-            visible = {e.event_id for p, e in oldest_first if joined_at is not None
+            visible = {e.event_id: e for p, e in oldest_first if joined_at is not None
                        and p > joined_at}
-            visible.update(e.event_id for e in await self._visible(
+            # as the gate gives them: an erased sender's event may come back redacted
+            visible.update((e.event_id, e) for e in await self._visible(
                 user_id, access, to_check, current_state_visible))
             for row_pos, event in rows:
                 pos = row_pos - 1 if backwards else row_pos
-                if event.event_id in visible and event_filter.matches(event) \
-                        and not is_hidden(event, ignored):
+                seen = visible.get(event.event_id)
+                if seen is None:
+                    continue
+                event = seen
+                if event_filter.matches(event) and not is_hidden(event, ignored):
                     kept.append(event)
                     kept_positions.append(row_pos)
                     if len(kept) >= limit:

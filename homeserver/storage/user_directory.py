@@ -19,10 +19,16 @@ to date cheaply:
   hook does not see).
 
 Who may be found is decided at search time from ``room_memberships``, so a
-join or a leave needs no directory write: the users joined to a room the
-searcher is joined to, or to a public room (``join_rule`` public in the
-room's current state), or, with ``search_all_users``, every local user and
-every user joined to some room. Deactivated local users are never found.
+join or a leave needs no directory write: the *other* users joined to a room
+the searcher is joined to, or anyone joined to a public room, or, with
+``search_all_users``, every local user and every user joined to some room.
+Deactivated local users are never found. As in Synapse, a room is public
+when its current ``join_rule`` is ``public`` or its ``history_visibility`` is
+``world_readable``, and only while one of our users is still joined to it:
+once this server has left a room, what it last knew of that room's members
+is stale and finds no one. A user sharing no room with the searcher finds
+themselves only through a public room (Synapse's pairs of users who share a
+private room never pair a user with themselves).
 """
 
 from __future__ import annotations
@@ -81,15 +87,20 @@ def member_joined_txn(txn: Txn, event: Event, event_nid: int) -> None:
                 _clean(content.get("avatar_url")))
 
 
-# The rooms whose current join rule is public. The canonical JSON of a
-# join-rules event has no spaces, and nothing but the content holds the key.
+# The rooms that are public (current join rule public, or history
+# world_readable) and that one of our users is still joined to. The
+# canonical JSON of an event has no spaces, and nothing but the content
+# holds these keys.
 _PUBLIC_ROOMS = (
     "SELECT pr.room_nid FROM rooms AS pr"
-    " JOIN current_state AS cs ON cs.room_nid = pr.room_nid AND cs.state_key_nid ="
-    " (SELECT state_key_nid FROM state_keys"
-    " WHERE event_type = 'm.room.join_rules' AND state_key = '')"
+    " JOIN current_state AS cs ON cs.room_nid = pr.room_nid AND cs.state_key_nid IN"
+    " (SELECT state_key_nid FROM state_keys WHERE state_key = ''"
+    " AND event_type IN ('m.room.join_rules', 'm.room.history_visibility'))"
     " JOIN events AS je ON je.event_nid = cs.event_nid"
-    " WHERE je.json LIKE '%\"join_rule\":\"public\"%'")
+    " WHERE (je.json LIKE '%\"join_rule\":\"public\"%'"
+    " OR je.json LIKE '%\"history_visibility\":\"world_readable\"%')"
+    " AND EXISTS (SELECT 1 FROM room_memberships AS lm JOIN users AS lu"
+    " ON lu.user_id = lm.user_id WHERE lm.room_nid = pr.room_nid AND lm.membership = 'join')")
 
 
 def _like_escape(word: str) -> str:
@@ -156,11 +167,11 @@ class UserDirectoryStore:
         if search_all:
             sql += f" AND (u.user_id IS NOT NULL OR {joined_somewhere}))"
         else:
-            sql += (f" AND {joined_somewhere} AND them.room_nid IN ("
+            sql += (f" AND ({joined_somewhere} AND d.user_id <> ? AND them.room_nid IN ("
                     "SELECT mine.room_nid FROM room_memberships AS mine"
-                    " WHERE mine.user_id = ? AND mine.membership = 'join'"
-                    f" UNION {_PUBLIC_ROOMS}))")
-            params.append(user_id)
+                    " WHERE mine.user_id = ? AND mine.membership = 'join'))"
+                    f" OR {joined_somewhere} AND them.room_nid IN ({_PUBLIC_ROOMS})))")
+            params.extend([user_id, user_id])
         order = " ORDER BY "
         if prefer_local:
             order += "CASE WHEN u.user_id IS NULL THEN 1 ELSE 0 END, "

@@ -9,6 +9,7 @@ import pytest_twisted
 from twisted.internet.task import Clock
 
 from tests.harness import Client, Response, TestServer
+from tests.helpers import create_room, send_text
 
 LOGIN = "/_matrix/client/v3/login"
 REGISTER = "/_matrix/client/v3/register"
@@ -317,3 +318,50 @@ async def test_session_timeout_zero_always_asks_again(make_server: Any) -> None:
     session = await begin(alice, "/_test/guarded", {"n": 1})
     assert (await alice.post("/_test/guarded", {"auth": password_auth(session)})).code == 200
     assert (await alice.post("/_test/guarded", {"n": 2})).code == 401
+
+
+async def timeline_content(client: Client, room_id: str, event_id: str) -> Any:
+    """The content of ``event_id`` as ``client`` sees it in /sync and /messages
+    (asserting both agree)."""
+    resp = await client.get("/_matrix/client/v3/sync")
+    assert resp.code == 200, resp.body
+    events = resp.body["rooms"]["join"][room_id]["timeline"]["events"]
+    [in_sync] = [e["content"] for e in events if e["event_id"] == event_id]
+    resp = await client.get(f"/_matrix/client/v3/rooms/{room_id}/messages",
+                            params={"dir": "b"})
+    [in_messages] = [e["content"] for e in resp.body["chunk"] if e["event_id"] == event_id]
+    assert in_sync == in_messages
+    return in_sync
+
+
+@pytest_twisted.ensureDeferred
+async def test_erased_users_messages_are_redacted_for_those_who_joined_later(
+        server: TestServer) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    carol = await server.register("carol")
+    room_id = await create_room(alice, preset="public_chat")
+    assert (await bob.post(f"/_matrix/client/v3/rooms/{room_id}/join", {})).code == 200
+    event_id = await send_text(alice, room_id, "body1")
+    assert (await carol.post(f"/_matrix/client/v3/rooms/{room_id}/join", {})).code == 200
+    assert (await timeline_content(carol, room_id, event_id))["body"] == "body1"
+
+    session = await begin(alice, DEACTIVATE, {"erase": True})
+    assert (await alice.post(DEACTIVATE, {"auth": password_auth(session)})).code == 200
+
+    assert (await timeline_content(bob, room_id, event_id))["body"] == "body1"
+    assert await timeline_content(carol, room_id, event_id) == {}
+    resp = await carol.get(f"/_matrix/client/v3/rooms/{room_id}/event/{event_id}")
+    assert resp.code == 200 and resp.body["content"] == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_deactivation_without_erase_leaves_messages_readable(server: TestServer) -> None:
+    alice = await server.register("alice")
+    carol = await server.register("carol")
+    room_id = await create_room(alice, preset="public_chat")
+    event_id = await send_text(alice, room_id, "body1")
+    assert (await carol.post(f"/_matrix/client/v3/rooms/{room_id}/join", {})).code == 200
+    session = await begin(alice, DEACTIVATE, {})
+    assert (await alice.post(DEACTIVATE, {"auth": password_auth(session)})).code == 200
+    assert (await timeline_content(carol, room_id, event_id))["body"] == "body1"

@@ -350,3 +350,43 @@ async def test_each_deletion_asks_for_the_password_by_default(server: TestServer
     assert resp.code == 401
     still = await tablet.get(f"{V3}/devices")
     assert still.code == 200
+
+
+# -- /admin/whois ------------------------------------------------------------------
+
+
+async def whois(client: Client, user_id: str) -> Response:
+    return await client.get(f"{V3}/admin/whois/{user_id}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_user_sees_their_own_devices_and_last_connection_in_whois(
+        server: TestServer) -> None:
+    alice = await server.register("alice")
+    assert (await alice.get(f"{V3}/account/whoami")).code == 200
+    for _ in range(50):  # the last-seen write runs in the background
+        resp = await whois(alice, "@alice:test.local")
+        assert resp.code == 200, resp.body
+        sessions = resp.body["devices"][alice.device_id]["sessions"]
+        if sessions[0]["connections"]:
+            break
+        from twisted.internet import reactor
+        await task.deferLater(reactor, 0.02)
+    assert resp.body["user_id"] == "@alice:test.local"
+    [connection] = sessions[0]["connections"]
+    assert connection["ip"] == "127.0.0.1"
+    assert isinstance(connection["last_seen"], int)
+    assert "user_agent" in connection
+
+
+@pytest_twisted.ensureDeferred
+async def test_whois_of_another_user_is_for_server_admins_only(server: TestServer) -> None:
+    alice = await server.register("alice")
+    await server.register("bob")
+    admin = await server.register("root", admin=True)
+    resp = await whois(alice, "@bob:test.local")
+    assert (resp.code, resp.body["errcode"]) == (403, "M_FORBIDDEN")
+    resp = await whois(admin, "@bob:test.local")
+    assert resp.code == 200, resp.body
+    assert resp.body["user_id"] == "@bob:test.local"
+    assert len(resp.body["devices"]) == 1

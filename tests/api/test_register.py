@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from tests.harness import Client, Response, TestServer
 
@@ -109,13 +113,44 @@ async def test_follow_up_cannot_change_the_username(server: TestServer) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_session_is_spent_once_the_account_exists(server: TestServer) -> None:
+async def test_retried_registration_gets_the_same_account_logged_in_again(
+        server: TestServer) -> None:
+    client = server.client()
+    session = await start_registration(client, {"username": "alice", "password": PASSWORD})
+    auth = {"type": "m.login.dummy", "session": session}
+    first = await client.post(REGISTER, {"username": "alice", "password": PASSWORD,
+                                         "auth": auth})
+    assert first.code == 200, first.body
+    again = await client.post(REGISTER, {"username": "alice", "password": PASSWORD,
+                                         "auth": auth})
+    assert again.code == 200, again.body
+    assert again.body["user_id"] == first.body["user_id"] == "@alice:test.local"
+    assert again.body["access_token"] != first.body["access_token"]
+    resp = await server.client(again.body["access_token"]).get(WHOAMI)
+    assert resp.body["user_id"] == "@alice:test.local"
+
+
+@pytest_twisted.ensureDeferred
+async def test_retried_registration_without_username_gets_the_same_number(
+        server: TestServer) -> None:
+    client = server.client()
+    session = await start_registration(client, {"password": PASSWORD})
+    auth = {"type": "m.login.dummy", "session": session}
+    first = await client.post(REGISTER, {"password": PASSWORD, "auth": auth})
+    assert first.code == 200, first.body
+    again = await client.post(REGISTER, {"password": PASSWORD, "auth": auth})
+    assert again.code == 200, again.body
+    assert again.body["user_id"] == first.body["user_id"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_spent_session_cannot_create_a_second_account(server: TestServer) -> None:
     client = server.client()
     session = await start_registration(client, {"username": "alice", "password": PASSWORD})
     auth = {"type": "m.login.dummy", "session": session}
     assert (await client.post(REGISTER, {"auth": auth})).code == 200
     again = await client.post(REGISTER, {"username": "bob", "password": PASSWORD, "auth": auth})
-    assert (again.code, again.body["errcode"]) == (400, "M_UNKNOWN")
+    assert again.body.get("user_id") == "@alice:test.local", again.body
     assert await is_available(server, "bob")
 
 
@@ -443,3 +478,81 @@ async def test_validity_check_is_rate_limited(make_server: Any) -> None:
     codes = [(await server.client().get(VALIDITY, params={"token": "t"})).code
              for _ in range(6)]
     assert codes == [200] * 5 + [429]
+
+
+# --- the captcha stage -------------------------------------------------------------
+
+
+class _SiteVerify(Resource):
+    """A captcha provider that says yes to "good" and records what it was asked."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[dict[bytes, list[bytes]]] = []
+
+    def render_POST(self, request: Any) -> bytes:  # noqa: N802
+        self.asked.append(dict(request.args))
+        ok = request.args.get(b"response") == [b"good"] and \
+            request.args.get(b"secret") == [b"private"]
+        return json.dumps({"success": ok}).encode()
+
+
+async def captcha_server(make_server: Any, **extra: Any) -> tuple[TestServer, _SiteVerify]:
+    from twisted.internet import reactor
+
+    provider = _SiteVerify()
+    port = reactor.listenTCP(0, Site(provider), interface="127.0.0.1")  # type: ignore[attr-defined]
+    srv = await make_server(
+        recaptcha_public_key="public", recaptcha_private_key="private",
+        recaptcha_siteverify_api=f"http://127.0.0.1:{port.getHost().port}/siteverify",
+        ip_range_whitelist=["127.0.0.0/8"], **extra)
+    _PORTS.append(port)
+    return srv, provider
+
+
+_PORTS: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_provider_ports() -> Any:
+    yield
+    while _PORTS:
+        _PORTS.pop().stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_solved_captcha_completes_its_stage_even_when_no_flow_needs_it(
+        make_server: Any) -> None:
+    srv, provider = await captcha_server(make_server)
+    resp = await srv.client().post(REGISTER, {
+        "username": "alice", "password": PASSWORD,
+        "auth": {"type": "m.login.recaptcha", "response": "good"}})
+    assert resp.code == 401, resp.body
+    assert resp.body["completed"] == ["m.login.recaptcha"]
+    assert resp.body["flows"] == [{"stages": ["m.login.dummy"]}]
+    assert provider.asked[0][b"secret"] == [b"private"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_captcha_is_refused_and_required_captcha_gates_registration(
+        make_server: Any) -> None:
+    srv, _ = await captcha_server(make_server, enable_registration_captcha=True)
+    client = srv.client()
+    resp = await client.post(REGISTER, {"username": "alice", "password": PASSWORD})
+    assert resp.code == 401
+    assert resp.body["flows"] == [{"stages": ["m.login.recaptcha", "m.login.dummy"]}]
+    assert resp.body["params"] == {"m.login.recaptcha": {"public_key": "public"}}
+    session = resp.body["session"]
+    bad = await client.post(REGISTER, {"auth": {"type": "m.login.recaptcha",
+                                                "response": "bad", "session": session}})
+    assert (bad.code, bad.body["errcode"], bad.body["completed"]) == \
+        (401, "M_UNAUTHORIZED", [])
+    dummy = await client.post(REGISTER, {"auth": {"type": "m.login.dummy",
+                                                  "session": session}})
+    assert dummy.code == 401
+    good = await client.post(REGISTER, {"auth": {"type": "m.login.recaptcha",
+                                                 "response": "good", "session": session}})
+    assert good.code == 200, good.body
+    assert good.body["user_id"] == "@alice:test.local"

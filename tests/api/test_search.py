@@ -335,6 +335,63 @@ async def test_directory_finds_members_of_public_rooms(server: TestServer) -> No
     assert [r["user_id"] for r in (await directory(alice, "carol"))["results"]] == [CAROL]
 
 
+async def set_state(client: Client, room_id: str, event_type: str,
+                    content: dict[str, Any]) -> None:
+    resp = await client.put(f"{V3}/rooms/{room_id}/state/{event_type}", content)
+    assert resp.code == 200, resp.body
+
+
+async def finds(client: Client, term: str) -> list[str]:
+    return [r["user_id"] for r in (await directory(client, term))["results"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_user_in_a_private_room_does_not_find_themselves(server: TestServer) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="private_chat")
+    assert (await invite(alice, room_id, BOB)).code == 200
+    assert (await join(bob, room_id)).code == 200
+
+    assert await finds(bob, "bob") == []
+    assert await finds(alice, "bob") == [BOB]
+
+
+@pytest_twisted.ensureDeferred
+async def test_members_appear_and_disappear_as_join_rules_change(server: TestServer) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="private_chat")
+    assert (await invite(alice, room_id, BOB)).code == 200
+    assert (await join(bob, room_id)).code == 200
+    assert await finds(bob, "bob") == []
+
+    await set_state(alice, room_id, "m.room.join_rules", {"join_rule": "public"})
+    assert await finds(bob, "bob") == [BOB]
+
+    await set_state(alice, room_id, "m.room.join_rules", {"join_rule": "invite"})
+    assert await finds(bob, "bob") == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_world_readable_history_keeps_members_findable(server: TestServer) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="private_chat")
+    assert (await invite(alice, room_id, BOB)).code == 200
+    assert (await join(bob, room_id)).code == 200
+
+    await set_state(alice, room_id, "m.room.history_visibility",
+                    {"history_visibility": "world_readable"})
+    assert await finds(bob, "bob") == [BOB]
+    await set_state(alice, room_id, "m.room.join_rules", {"join_rule": "public"})
+    await set_state(alice, room_id, "m.room.join_rules", {"join_rule": "invite"})
+    assert await finds(bob, "bob") == [BOB]
+
+    await set_state(alice, room_id, "m.room.history_visibility", {"history_visibility": "shared"})
+    assert await finds(bob, "bob") == []
+
+
 @pytest_twisted.ensureDeferred
 async def test_directory_limit_says_limited(server: TestServer) -> None:
     alice = await server.register("alice")
@@ -409,3 +466,22 @@ async def test_messages_and_people_from_another_server_are_found(
     async def gone() -> bool:
         return not found(await search(bob, "federation"))
     await wait_for(gone)
+
+
+@pytest_twisted.ensureDeferred
+async def test_remote_members_vanish_from_directory_once_our_server_left_the_room(
+        federation: Any) -> None:  # noqa: F811 - the fixture
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    resp = await alice.put(f"{V3}/profile/{alice.user_id}/displayname",
+                           {"displayname": "Alice Remote"})
+    assert resp.code == 200
+    room_id = await fed_create_room(alice)
+    resp = await bob.post(f"{V3}/join/{fed_q(room_id)}", params={"server_name": server_name(a)})
+    assert resp.code == 200, resp.body
+    assert await finds(bob, "alice remote") == [alice.user_id]
+
+    assert (await bob.post(f"{V3}/rooms/{fed_q(room_id)}/leave", {})).code == 200
+    assert await finds(bob, "alice remote") == []

@@ -1,4 +1,5 @@
-"""Device management: list, inspect, rename and delete a user's own devices.
+"""Device management: list, inspect, rename and delete a user's own devices;
+and ``/admin/whois``, a user's devices with where they were last seen.
 
 Deleting devices logs them out (their access and refresh tokens go with
 them) and needs user-interactive auth first, as the spec's security
@@ -20,8 +21,10 @@ from homeserver.http.router import Endpoint, Router
 
 if TYPE_CHECKING:
     from homeserver.accounts.uia import UiAuth
+    from homeserver.context import ServerContext
     from homeserver.server import HomeServer
     from homeserver.storage.devices import DeviceStore
+    from homeserver.storage.users import UserStore
 
 CLIENT_V3 = "/_matrix/client/v3"
 
@@ -56,6 +59,9 @@ class Devices:
 
     store: "DeviceStore"
     ui_auth: "UiAuth"
+    # whois: who is a server admin, and which users are ours
+    users: "UserStore"
+    ctx: "ServerContext"
 
 
 async def get_devices(devices: Devices, req: HttpRequest) -> tuple[int, Any]:
@@ -113,7 +119,31 @@ async def delete_devices(devices: Devices, req: HttpRequest) -> tuple[int, Any]:
     return 200, {}
 
 
+async def get_whois(devices: Devices, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/admin/whois/{userId}
+
+    A server admin may ask about anyone, a user about themselves (as
+    Synapse). Each device is one session, its one connection where we last
+    saw it (we keep the last address per device, not a history)."""
+    target = req.params["userId"]
+    if target != req.user_id:
+        info = await devices.users.get_user(req.user_id)
+        if info is None or not info.admin:
+            raise MatrixError(403, Codes.FORBIDDEN, "You are not a server admin")
+    if not devices.ctx.is_mine(target):
+        raise MatrixError(400, Codes.INVALID_PARAM, "Can only whois a local user")
+    out: dict[str, Any] = {}
+    for device in await devices.store.get_devices(target):
+        connections = []
+        if device.last_seen_ts is not None:
+            connections.append({"ip": device.last_seen_ip, "last_seen": device.last_seen_ts,
+                                "user_agent": device.last_seen_user_agent})
+        out[device.device_id] = {"sessions": [{"connections": connections}]}
+    return 200, {"user_id": target, "devices": out}
+
+
 ENDPOINTS = (
+    Endpoint("GET", f"{CLIENT_V3}/admin/whois/{{userId}}", get_whois),
     Endpoint("GET", f"{CLIENT_V3}/devices", get_devices, allow_guest=True),
     Endpoint("GET", f"{CLIENT_V3}/devices/{{deviceId}}", get_device, allow_guest=True),
     Endpoint("PUT", f"{CLIENT_V3}/devices/{{deviceId}}", put_device, allow_guest=True),
@@ -123,4 +153,4 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    router.add_endpoints(Devices(hs.stores.devices, hs.ui_auth), ENDPOINTS)
+    router.add_endpoints(Devices(hs.stores.devices, hs.ui_auth, hs.stores.users, hs.ctx), ENDPOINTS)

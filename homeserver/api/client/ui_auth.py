@@ -35,7 +35,7 @@ def incomplete_body(e: UiAuthIncomplete) -> dict[str, Any]:
     """The spec's 401 body of a flow with stages left."""
     body: dict[str, Any] = {
         "flows": [{"stages": list(flow)} for flow in e.flows],
-        "params": {},
+        "params": e.params,
         "session": e.session_id,
         "completed": e.completed,
     }
