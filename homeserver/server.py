@@ -111,7 +111,8 @@ class HomeServer:
                              self.ratelimiters["login_failed"])
         self.ui_auth = UiAuth(self.ctx, self.db, self.stores.ui_auth, self.stores.users,
                               self.logins)
-        self.registrations = Registrations(self.ctx, self.db, self.stores.users, self.ui_auth,
+        self.registrations = Registrations(self.ctx, self.db, self.stores.users,
+                                           self.stores.tokens, self.ui_auth,
                                            self.ratelimiters["registration"])
         self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,
                                                      self.stores.devices, self.ui_auth)
@@ -279,6 +280,8 @@ class HomeServer:
         hub.subscribe(self.federation_sender._on_commit)
         # the highest position that carried events, for the pushers
         hub.subscribe(self.pushers.on_commit)
+        # a room that stops allowing guests: its local guests leave
+        hub.subscribe(self.membership.on_commit)
         # Reactor, each device-list change before its position counts as
         # finished: wake the user and room mates, then tell other servers.
         hub.on_device_list_changed(self.notifier.device_list_changed)
