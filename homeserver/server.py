@@ -54,6 +54,7 @@ from homeserver.storage.relations import index_relation_txn
 from homeserver.storage.search import index_batch_txn, index_event_txn
 from homeserver.storage.streams import StreamTracker, current_stream_id
 from homeserver.storage.user_directory import member_joined_txn
+from homeserver.sync.event_stream import EventStream
 from homeserver.sync.fast_path import FastPath
 from homeserver.sync.filter import FilterCache
 from homeserver.sync.handler import SyncHandler
@@ -178,6 +179,10 @@ class HomeServer:
             RoomBuilder(self.stores, self.typing, self.presence, self.room_reader,
                         self.e2e_keys, self.sync_memory),
             FastPath(self.ctx, self.sync_memory))
+        # the deprecated /events and initialSync, over the same reads as /sync
+        self.event_stream = EventStream(self.ctx, self.stores, self.room_reader,
+                                        self.sync_handler, self.notifier, self.typing,
+                                        self.presence)
         self.pushers = PusherPool(self.ctx, self.stores, self.db.stream_tracker)
         from homeserver.media.preview import UrlPreviewer
         from homeserver.media.remote import RemoteMediaFetcher

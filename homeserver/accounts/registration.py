@@ -143,6 +143,10 @@ def _upgrade_guest_txn(txn: Txn, config: "Config", now: int, user_id: str,
     return Registered(user_id, session)
 
 
+# the UIA session's note of the guest account a registration upgrades
+UPGRADING_GUEST = "upgrading_guest"
+
+
 class Registrations:
     """Username checks, the UIA flows of ``/register``, and creating accounts."""
 
@@ -220,20 +224,27 @@ class Registrations:
         """``POST /register`` once parsed: check the name, run UIA, create the account.
 
         Raises ``UiAuthIncomplete`` until the flow is complete."""
+        config = self.ctx.config
+        server_data = {}
+        # a guest upgrading itself, as an earlier request of the session found
+        upgrading = attempt.server_data.get(UPGRADING_GUEST)
+        if upgrading is not None and (
+                reg.username is None or upgrading != f"@{reg.username}:{self.ctx.hostname}"):
+            upgrading = None
         # Refuse a bad or taken name before asking for any authentication.
-        upgrading = None
-        if reg.username is not None:
+        if reg.username is not None and upgrading is None:
             user_id = await self.check_username(reg.username, reg.guest_access_token)
             if reg.guest_access_token is not None and \
                     await self.users.is_user_id_taken(user_id):
                 upgrading = user_id
-        config = self.ctx.config
-        server_data = {}
+                # the session remembers whose it is, never the guest's token
+                server_data[UPGRADING_GUEST] = user_id
         if reg.password is not None and PASSWORD_HASH not in attempt.server_data:
             check_password_policy(config.password_config, reg.password)
             # Kept hashed in the session, so a later request need not resend it.
             server_data[PASSWORD_HASH] = await hash_password(reg.password, config.bcrypt_rounds)
-        kept = {k: v for k, v in attempt.params.items() if k != "password"}
+        kept = {k: v for k, v in attempt.params.items()
+                if k not in ("password", "guest_access_token")}
         result = await self.ui_auth.complete(attempt, self.flows(), "register a new account",
                                              params=kept, server_data=server_data)
         password_hash = result.server_data.get(PASSWORD_HASH)

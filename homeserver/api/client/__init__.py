@@ -16,6 +16,7 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         account_data,
         devices,
         directory,
+        events,
         filters,
         keys,
         keys_signing,
@@ -47,5 +48,6 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
     for module in (versions, register, login, account, devices, profile, account_data,
                    filters, rooms, membership, directory, upgrade, sync, typing, receipts,
                    presence, to_device, openid, relations, search, spaces, reporting, voip,
-                   tags, keys, keys_signing, room_keys, pushrules, notifications, pushers):
+                   tags, keys, keys_signing, room_keys, pushrules, notifications, pushers,
+                   events):
         module.register_routes(hs, router)

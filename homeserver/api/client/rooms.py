@@ -180,6 +180,18 @@ async def put_send(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     return 200, {"event_id": event_id}
 
 
+async def post_send(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/rooms/{roomId}/send/{eventType}
+
+    The form before transaction IDs, which Synapse still serves: the same
+    send, without the retry protection."""
+    assert req.requester is not None
+    content = req.json(allow_nul=True)
+    event_id = await api.room_sender.send_message(req.requester, req.params["roomId"],
+                                                  req.params["eventType"], content, None)
+    return 200, {"event_id": event_id}
+
+
 async def put_state(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
     content = req.json(allow_nul=True)
@@ -362,6 +374,7 @@ _ROOM = f"{CLIENT_V3}/rooms/{{roomId}}"
 ENDPOINTS = (
     Endpoint("POST", f"{CLIENT_V3}/createRoom", post_create_room),
     Endpoint("PUT", f"{_ROOM}/send/{{eventType}}/{{txnId}}", put_send, allow_guest=True),
+    Endpoint("POST", f"{_ROOM}/send/{{eventType}}", post_send, allow_guest=True),
     # no optional segments in the router: the empty state key is its own route
     Endpoint("PUT", f"{_ROOM}/state/{{eventType}}/{{stateKey}}", put_state,
              allow_guest=True),
