@@ -161,7 +161,7 @@ class EventStream:
             end = taken[-1][0] if taken else start
         serialized: dict[str, dict[str, Any]] = {}
         for room_id, events in _by_room(taken):
-            for e in await self.reader.serialize(requester, room_id, events):
+            for e in _v1(await self.reader.serialize(requester, room_id, events)):
                 serialized[e["event_id"]] = e
         chunk = [serialized[e.event_id] for _, _, e in taken if e.event_id in serialized]
         room_ids = [a.room.room_id for a in rooms]
@@ -228,16 +228,19 @@ class EventStream:
         wanted = ("join", "invite", "leave", "ban") if archived else ("join", "invite")
         global_data, by_room = await self.stores.account_data.get_account_data_since(
             user_id, 0, end)
+        public = {r.room_id for r in await self.stores.directory.get_published_rooms()}
         rooms: list[dict[str, Any]] = []
         for m in memberships:
             if m.membership not in wanted:
                 continue
-            room: dict[str, Any] = {"room_id": m.room_id, "membership": m.membership}
+            room: dict[str, Any] = {
+                "room_id": m.room_id, "membership": m.membership,
+                "visibility": "public" if m.room_id in public else "private"}
             if m.membership == "invite":
                 invite = await self.stores.events.get_event(m.event_id)
                 if invite is not None:
                     room["inviter"] = invite.sender
-                    room["invite"] = (await self.reader.serialize(
+                    room["invite"] = _v1(await self.reader.serialize(
                         requester, m.room_id, [invite]))[0]
                 rooms.append(room)
                 continue
@@ -310,7 +313,7 @@ class EventStream:
                 start = min(page.positions) - 1
         end_token = str(now) if access.until_stream is None else pagination_token(end)
         return {
-            "chunk": await self.reader.serialize(requester, access.room.room_id, events),
+            "chunk": _v1(await self.reader.serialize(requester, access.room.room_id, events)),
             "start": pagination_token(start),
             "end": end_token,
         }
@@ -323,7 +326,15 @@ class EventStream:
                 snapshot_access = replace(access, snapshot_nid=pos.snapshot_nid)
         state = await self.reader.get_state(snapshot_access)
         events = sorted(state.values(), key=lambda e: (e.depth, e.event_id))
-        return await self.reader.serialize(requester, access.room.room_id, events)
+        return _v1(await self.reader.serialize(requester, access.room.room_id, events))
+
+
+def _v1(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events in this API's format: the client format plus the sender again
+    as ``user_id``, which its clients (and SyTest) read."""
+    for e in events:
+        e["user_id"] = e["sender"]
+    return events
 
 
 def _old_presence(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
