@@ -267,8 +267,9 @@ class EventCreator:
                 request.succeed(event.event_id)
             senders = {event.sender for _, event in built if event.state_key is None}
             for sender in senders:
-                # a user who posts is active, and no longer typing
-                self.typing.stopped_by_message(sender, room.room_id)
+                # a user who posts is active; typing stays as the client set
+                # it (clients stop it themselves; Synapse does not stop it on
+                # a send, and SyTest's SYN-516 expects it still there)
                 self.ctx.run_in_background(self.presence.user_activity(sender))
 
     async def _build(self, room: RoomInfo, rv: RoomVersion, request: _SendRequest,

@@ -53,7 +53,8 @@ async def test_events_without_from_gives_a_token_then_new_events(server: TestSer
         == [event_id]
     assert later["chunk"][0]["room_id"] == room_id
     again = await events(alice, **{"from": later["end"], "timeout": 0})
-    assert again["chunk"] == []
+    # (sending made alice active: her presence may come next, nothing else)
+    assert [e for e in again["chunk"] if e["type"] != "m.presence"] == []
 
 
 @pytest_twisted.ensureDeferred
