@@ -98,14 +98,21 @@ class EventStream:
         if requester.is_guest and params.room_id is None:
             raise MatrixError(400, Codes.INVALID_PARAM,
                               "Guest users must specify room_id param")
-        now = self.sync.current_token()
-        since = self.sync.parse_since(params.from_token) \
-            if params.from_token is not None else now
+        if params.from_token is not None:
+            since = self.sync.parse_since(params.from_token)
         peek: ReadAccess | None = None
         if params.room_id is not None:
             peek = await self.reader.check_read(user_id, params.room_id)
         following = peek is not None and (peek.membership is None
                                            or peek.membership.membership != "join")
+        # a user reading the stream is online, as a syncing one is (not a
+        # guest: Synapse's affect_presence)
+        affects_presence = not requester.is_guest
+        if affects_presence:
+            await self.presence.user_syncing(user_id, None)
+        if params.from_token is None:
+            # from now on: after the presence change this request just made
+            since = self.sync.current_token()
         if following:
             assert params.room_id is not None
             self.notifier.add_peeker(params.room_id, user_id)
@@ -115,6 +122,8 @@ class EventStream:
             if following:
                 assert params.room_id is not None
                 self.notifier.remove_peeker(params.room_id, user_id)
+            if affects_presence:
+                self.presence.sync_ended(user_id, None)
 
     async def _long_poll(self, requester: Requester, since: StreamToken,
                          params: EventsParams, peek: ReadAccess | None) -> dict[str, Any]:

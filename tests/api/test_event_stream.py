@@ -199,3 +199,14 @@ async def test_joined_members_names_both_profile_fields(server: TestServer) -> N
     resp = await alice.get(f"{V3}/rooms/{q(room_id)}/joined_members")
     assert resp.body["joined"][alice.user_id] == {"display_name": "alice",
                                                   "avatar_url": None}
+
+
+@pytest_twisted.ensureDeferred
+async def test_reading_the_event_stream_makes_a_user_online(server: TestServer) -> None:
+    alice = await server.register("alice")
+    await events(alice, timeout=0)
+    resp = await alice.get(f"{V3}/presence/{q(alice.user_id or '')}/status")
+    assert (resp.code, resp.body["presence"]) == (200, "online")
+    body = (await alice.get(f"{V3}/initialSync")).body
+    mine = [p for p in body["presence"] if p["content"]["user_id"] == alice.user_id]
+    assert mine and mine[0]["content"]["presence"] == "online"
