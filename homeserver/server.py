@@ -56,6 +56,7 @@ from homeserver.storage.relations import index_relation_txn
 from homeserver.storage.search import index_batch_txn, index_event_txn
 from homeserver.storage.streams import StreamTracker, current_stream_id
 from homeserver.storage.user_directory import member_joined_txn
+from homeserver.sync.event_stream import EventStream
 from homeserver.sync.fast_path import FastPath
 from homeserver.sync.filter import FilterCache
 from homeserver.sync.handler import SyncHandler
@@ -121,7 +122,8 @@ class HomeServer:
         self.ui_auth = UiAuth(self.ctx, self.db, self.stores.ui_auth, self.stores.users,
                               self.logins, self.threepids,
                               CaptchaVerifier(self.ctx, context_factory=https_policy(config)))
-        self.registrations = Registrations(self.ctx, self.db, self.stores.users, self.ui_auth,
+        self.registrations = Registrations(self.ctx, self.db, self.stores.users,
+                                           self.stores.tokens, self.ui_auth,
                                            self.ratelimiters["registration"], self.threepids)
         self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,
                                                      self.stores.devices, self.ui_auth)
@@ -195,6 +197,10 @@ class HomeServer:
             RoomBuilder(self.stores, self.typing, self.presence, self.room_reader,
                         self.e2e_keys, self.sync_memory),
             FastPath(self.ctx, self.sync_memory))
+        # the deprecated /events and initialSync, over the same reads as /sync
+        self.event_stream = EventStream(self.ctx, self.stores, self.room_reader,
+                                        self.sync_handler, self.notifier, self.typing,
+                                        self.presence)
         self.pushers = PusherPool(self.ctx, self.stores, self.db.stream_tracker)
         # after the pushers: a read receipt updates the user's badge
         self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier, self.pushers)
@@ -302,6 +308,8 @@ class HomeServer:
         hub.subscribe(self.pushers.on_commit)
         # joins: presence for servers that now share a room with our users
         hub.subscribe(self.presence.on_commit)
+        # a room that stops allowing guests: its local guests leave
+        hub.subscribe(self.membership.on_commit)
         # Reactor, each device-list change before its position counts as
         # finished: wake the user and room mates, then tell other servers.
         hub.on_device_list_changed(self.notifier.device_list_changed)

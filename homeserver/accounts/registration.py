@@ -12,6 +12,16 @@ ignoring case anyway), must fit the localpart grammar, may not start with
 (reserved for generated IDs: a registration without a username gets the next
 free number).
 
+Guests (client-server API, "Guest Access"; only with ``allow_guest_access``,
+as on Synapse): ``register_guest`` makes an account with the next free
+numeric localpart, no password and the guest flag, logged in at once without
+user-interactive auth. A guest becomes a full user through the ordinary
+flow, naming its own localpart as ``username`` and its access token as
+``guest_access_token``: the existing row gets the password and loses the
+flag (the user ID, rooms and profile stay), and the response logs in a
+new session. Only the guest itself can claim its name: another token, or a
+name that is not a guest's, is 403 (Synapse's check).
+
 ``Registrations`` (``HomeServer.registrations``) is the service; the API
 parses the request into a ``Registration`` and a ``UiAuthAttempt``.
 """
@@ -39,7 +49,8 @@ from homeserver.accounts.uia import (
     REGISTRATION_TOKEN,
     UiAuthAttempt,
 )
-from homeserver.errors import Codes, MatrixError, missing_param
+from homeserver.errors import Codes, MatrixError, forbidden, missing_param
+from homeserver.http.auth import hash_token
 from homeserver.storage.database import Txn
 from homeserver.storage.registration_tokens import RegistrationTokenStore
 from homeserver.storage.ui_auth import UiAuthStore
@@ -52,6 +63,7 @@ if TYPE_CHECKING:
     from homeserver.http.ratelimit import Ratelimiter
     from homeserver.identity.threepids import Threepids
     from homeserver.storage.database import Database
+    from homeserver.storage.tokens import TokenStore
 
 
 @dataclass(frozen=True)
@@ -59,10 +71,11 @@ class NewAccount:
     """What to create; ``localpart`` None means "the next free number"."""
 
     localpart: str | None
-    password_hash: str
+    password_hash: str | None
     admin: bool = False
     user_type: str | None = None
     displayname: str | None = None
+    is_guest: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,8 @@ class Registration:
     username: str | None
     password: str | None
     login: LoginRequest | None  # None: inhibit_login
+    # a guest upgrading its own account: its access token
+    guest_access_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +118,7 @@ def _register_txn(txn: Txn, config: "Config", now: int, account: NewAccount,
         localpart = UserStore.next_numeric_localpart_txn(txn, hostname)
     user_id = f"@{localpart}:{hostname}"
     UserStore.create_user_txn(txn, user_id, account.password_hash, now, account.admin,
-                              False, account.user_type, account.displayname)
+                              account.is_guest, account.user_type, account.displayname)
     if registration_token is not None:
         RegistrationTokenStore.complete_use_txn(txn, registration_token)
     if uia_session_id is not None:
@@ -132,11 +147,32 @@ def _login_txn(txn: Txn, config: "Config", now: int, user_id: str,
     return Registered(user_id, session)
 
 
+def _upgrade_guest_txn(txn: Txn, config: "Config", now: int, user_id: str,
+                       password_hash: str, login: LoginRequest | None,
+                       uia_session_id: str | None,
+                       registration_token: str | None) -> Registered:
+    if not UserStore.upgrade_guest_txn(txn, user_id, password_hash):
+        raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
+    if registration_token is not None:
+        RegistrationTokenStore.complete_use_txn(txn, registration_token)
+    if uia_session_id is not None:
+        UiAuthStore.delete_session_txn(txn, uia_session_id)
+    session = None
+    if login is not None:
+        session = login_txn(txn, config, now, user_id, login.device_id or new_device_id(),
+                            login.display_name, login.refreshable)
+    return Registered(user_id, session)
+
+
+# the UIA session's note of the guest account a registration upgrades
+UPGRADING_GUEST = "upgrading_guest"
+
+
 class Registrations:
     """Username checks, the UIA flows of ``/register``, and creating accounts."""
 
     def __init__(self, ctx: "ServerContext", db: "Database", users: UserStore,
-                 ui_auth: "UiAuth", limiter: "Ratelimiter",
+                 tokens: "TokenStore", ui_auth: "UiAuth", limiter: "Ratelimiter",
                  threepids: "Threepids | None" = None) -> None:
         self.ctx = ctx
         # e-mail validation, and the address a registration validated
@@ -144,6 +180,8 @@ class Registrations:
         # an account is created in one transaction over several stores
         self.db = db
         self.users = users
+        # a guest upgrading names itself by its access token
+        self.tokens = tokens
         self.ui_auth = ui_auth
         # rc_registration, taken once the flow is complete
         self.limiter = limiter
@@ -162,19 +200,46 @@ class Registrations:
             flows = [[RECAPTCHA, *flow] for flow in flows]
         return flows
 
-    async def check_username(self, localpart: str) -> str:
-        """The user ID for a wanted localpart, or M_INVALID_USERNAME / M_USER_IN_USE."""
+    async def check_username(self, localpart: str,
+                             guest_access_token: str | None = None) -> str:
+        """The user ID for a wanted localpart, or M_INVALID_USERNAME / M_USER_IN_USE.
+
+        With ``guest_access_token``, the name may be that of the guest the
+        token belongs to (it is upgrading itself); any other taken name is 403.
+        """
         if not localpart:
             raise MatrixError(400, Codes.INVALID_USERNAME, "User ID cannot be empty")
         user_id = check_localpart(self.ctx.hostname, localpart)
         if localpart.startswith("_"):
             raise MatrixError(400, Codes.INVALID_USERNAME, "User ID may not begin with _")
+        if await self.users.is_user_id_taken(user_id):
+            if guest_access_token is None:
+                raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
+            if await self._guest_of_token(guest_access_token) != user_id:
+                raise forbidden("Cannot register taken user ID without valid guest "
+                                "credentials for that user.")
+            return user_id
         if localpart.isdigit():
             raise MatrixError(400, Codes.INVALID_USERNAME,
                               "Numeric user IDs are reserved for generated accounts")
-        if await self.users.is_user_id_taken(user_id):
-            raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
         return user_id
+
+    async def _guest_of_token(self, access_token: str) -> str | None:
+        """The guest user whose access token this is (None: not a guest's)."""
+        info = await self.tokens.get_access_token(hash_token(access_token))
+        if info is None or not info.is_guest:
+            return None
+        return info.user_id
+
+    async def register_guest(self, login: LoginRequest, client_ip: str) -> Registered:
+        """A new guest account, logged in (``POST /register?kind=guest``)."""
+        if not self.ctx.config.allow_guest_access:
+            raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access is disabled")
+        self.limiter.ratelimit(client_ip)
+        # a guest's session cannot be refreshed (as on Synapse)
+        return await self.create_account(NewAccount(None, None, is_guest=True),
+                                         LoginRequest(login.device_id, login.display_name,
+                                                      False))
 
     async def create_account(self, account: NewAccount, login: LoginRequest | None, *,
                              uia_session_id: str | None = None,
@@ -199,22 +264,38 @@ class Registrations:
             return await self.db.run_interaction("register_retry", _login_txn,
                                                  self.ctx.config, self.ctx.now_ms(),
                                                  registered, reg.login)
-        # Refuse a bad or taken name before asking for any authentication.
-        if reg.username is not None:
-            await self.check_username(reg.username)
         config = self.ctx.config
         server_data = {}
+        # a guest upgrading itself, as an earlier request of the session found
+        upgrading = attempt.server_data.get(UPGRADING_GUEST)
+        if upgrading is not None and (
+                reg.username is None or upgrading != f"@{reg.username}:{self.ctx.hostname}"):
+            upgrading = None
+        # Refuse a bad or taken name before asking for any authentication.
+        if reg.username is not None and upgrading is None:
+            user_id = await self.check_username(reg.username, reg.guest_access_token)
+            if reg.guest_access_token is not None and \
+                    await self.users.is_user_id_taken(user_id):
+                upgrading = user_id
+                # the session remembers whose it is, never the guest's token
+                server_data[UPGRADING_GUEST] = user_id
         if reg.password is not None and PASSWORD_HASH not in attempt.server_data:
             check_password_policy(config.password_config, reg.password)
             # Kept hashed in the session, so a later request need not resend it.
             server_data[PASSWORD_HASH] = await hash_password(reg.password, config.bcrypt_rounds)
-        kept = {k: v for k, v in attempt.params.items() if k != "password"}
+        kept = {k: v for k, v in attempt.params.items()
+                if k not in ("password", "guest_access_token")}
         result = await self.ui_auth.complete(attempt, self.flows(), "register a new account",
                                              params=kept, server_data=server_data)
         password_hash = result.server_data.get(PASSWORD_HASH)
         if password_hash is None:
             raise missing_param("password")
         self.limiter.ratelimit(client_ip)
+        if upgrading is not None:
+            return await self.db.run_interaction(
+                "upgrade_guest", _upgrade_guest_txn, self.ctx.config, self.ctx.now_ms(),
+                upgrading, password_hash, reg.login, result.session_id,
+                result.server_data.get(CLAIMED_TOKEN))
         registered = await self.create_account(
             NewAccount(reg.username, password_hash), reg.login,
             uia_session_id=result.session_id,

@@ -482,6 +482,19 @@ class PresenceHandler:
             return []
         else:
             rows = await self.store.get_presence_changes(user_id, since, until)
+        return self._events_of_rows(rows)
+
+    async def get_presence_events_of(self, user_ids: list[str], since: int | None,
+                                     until: int) -> list[dict[str, Any]]:
+        """The m.presence events of ``user_ids`` (whoever asks: the members of
+        a room read by a non-member, which the old ``/events`` and room
+        ``initialSync`` give), as ``get_presence_events`` shapes them."""
+        if not self.enabled or (since is not None and since >= until):
+            return []
+        return self._events_of_rows(await self.store.get_presence_changes_of(
+            user_ids, since, until))
+
+    def _events_of_rows(self, rows: list[PresenceRow]) -> list[dict[str, Any]]:
         now = self.ctx.now_ms()
         return [{"type": "m.presence", "sender": row.user_id,
                  "content": self._format_row(row, now)} for row in rows]

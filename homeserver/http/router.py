@@ -4,6 +4,11 @@ Paths are matched on the raw, percent-encoded path split at ``/`` (so an
 encoded ``%2F`` inside a parameter stays inside it), then each parameter is
 URL-decoded. An unknown path is 404 M_UNRECOGNIZED; a known path with the
 wrong method is 405 M_UNRECOGNIZED, as the spec asks.
+
+Every client-server route under ``/_matrix/client/v3/`` is also served under
+the older ``/_matrix/client/r0/`` prefix, which the spec's v3 replaced without
+changing the endpoints, and which Synapse and older clients (and SyTest)
+still use. That is done here, once, not by a second row per endpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ AUTH_NONE = "none"
 # a server-server request: the X-Matrix Authorization header names and signs
 # its origin (``federation/request_auth.py``); the handler reads ``req.origin``
 AUTH_FEDERATION = "federation"
+
+CLIENT_V3_PREFIX = "/_matrix/client/v3/"
+CLIENT_R0_PREFIX = "/_matrix/client/r0/"
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,13 @@ class Router:
 
     def add(self, method: str, pattern: str, handler: Handler, *, auth: str = AUTH_REQUIRED,
             allow_guest: bool = False, max_body: int | None = None) -> None:
+        self._add(method, pattern, handler, auth, allow_guest, max_body)
+        if pattern.startswith(CLIENT_V3_PREFIX):
+            self._add(method, CLIENT_R0_PREFIX + pattern[len(CLIENT_V3_PREFIX):], handler,
+                      auth, allow_guest, max_body)
+
+    def _add(self, method: str, pattern: str, handler: Handler, auth: str,
+             allow_guest: bool, max_body: int | None) -> None:
         node = self._root
         for segment in pattern.strip("/").split("/"):
             if segment.startswith("{") and segment.endswith("}"):

@@ -279,7 +279,9 @@ class EventCreator:
                 request.succeed(event.event_id)
             senders = {event.sender for _, event in built if event.state_key is None}
             for sender in senders:
-                # a user who posts is active
+                # a user who posts is active; typing stays as the client set
+                # it (clients stop it themselves; Synapse does not stop it on
+                # a send, and SyTest's SYN-516 expects it still there)
                 self.ctx.run_in_background(self.presence.user_activity(sender))
             for _, event in built:
                 if event.type == "m.room.member" and event.state_key is not None \

@@ -24,6 +24,14 @@ allowed rooms, 400 M_UNABLE_TO_GRANT_JOIN if no local member could invite).
 Only rooms this server knows are checked: allowed rooms elsewhere need
 federation.
 
+Guests (client-server API, "Guest Access") join only a room whose current
+``m.room.guest_access`` is ``can_join``; being a guest is a local notion no
+auth rule sees, so it is checked here, on the room's state as this server
+holds it (as Synapse does: a room on another server that we do not hold
+yet has no such state, so a guest cannot join it). When a room stops
+allowing guests, ``kick_guests`` makes its local guests leave, as the spec
+requires.
+
 A room no local user is in is joined, knocked on or left (an invite
 rejected) through another server: ``federation/membership.py``. Users of
 other servers are invited with their server's countersignature
@@ -45,6 +53,11 @@ from homeserver.rooms.power_levels import (
     get_named_level,
     get_user_power_level,
 )
+from homeserver.rooms.visibility import (
+    GUEST_ACCESS_KEY,
+    GUEST_ACCESS_TYPE,
+    guest_access_allows_join,
+)
 from homeserver.storage.events import NewEventTxn
 from homeserver.storage.rooms import RoomInfo
 
@@ -53,6 +66,7 @@ if TYPE_CHECKING:
     from homeserver.federation.membership import FederationMembership
     from homeserver.rooms.creator import EventCreator
     from homeserver.storage import Stores
+    from homeserver.storage.hub import Committed
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +132,10 @@ class MembershipHandler:
                                 txn_id: NewEventTxn | None = None,
                                 via: list[str] | None = None,
                                 extra_content: dict[str, Any] | None = None,
-                                kick: bool = False) -> str:
+                                kick: bool = False, guest: bool = False) -> str:
         """Send the ``m.room.member`` event; returns its event ID.
+
+        ``guest``: the sender is a guest account (a join needs guest access).
 
         A user joining, knocking on or leaving a room no local user is in
         goes through another server (``federation/membership.py``): ``via``
@@ -135,6 +151,8 @@ class MembershipHandler:
         ``kick``: a leave sent by a moderator through /kick, which needs a
         target in the room (``_check_kick_target``)."""
         room = await self.stores.rooms.get_room(room_id)
+        if guest and membership == "join" and not await self._guests_may_join(room):
+            raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")
         extra = {k: v for k, v in (extra_content or {}).items()
                  if k not in _NOT_CLIENT_CONTENT}
         if sender == target and membership in ("join", "knock", "leave") and \
@@ -173,6 +191,41 @@ class MembershipHandler:
         current = await self.stores.rooms.get_membership(target, room.room_nid)
         if current is None or current.membership in ("leave", "ban"):
             raise forbidden(f"{target} is not in the room")
+
+    async def _guests_may_join(self, room: RoomInfo | None) -> bool:
+        if room is None:
+            return False
+        ids = await self.stores.rooms.get_current_state_ids(room.room_nid, [GUEST_ACCESS_KEY])
+        event = await self.stores.events.get_event(ids[GUEST_ACCESS_KEY]) if ids else None
+        return event is not None and guest_access_allows_join(event.content)
+
+    async def kick_guests(self, room_id: str) -> None:
+        """Make the local guests joined to ``room_id`` leave, if its current
+        ``m.room.guest_access`` no longer lets guests join."""
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None or await self._guests_may_join(room):
+            return
+        local = await self.stores.rooms.get_local_members(room_id, self.ctx.hostname)
+        for user_id in local:
+            user = await self.stores.users.get_user(user_id)
+            if user is None or not user.is_guest:
+                continue
+            try:
+                await self.event_creator.send(user_id, room_id, "m.room.member",
+                                              {"membership": "leave"}, state_key=user_id)
+            except MatrixError as e:
+                logger.info("guest %s not removed from %s: %s", user_id, room_id, e)
+
+    def on_commit(self, committed: "Committed") -> None:
+        """Write hub, database thread: a committed ``m.room.guest_access``
+        that shuts guests out (ours or another server's) makes the room's
+        local guests leave, once back on the reactor."""
+        rooms = {event.room_id for event, _ in committed.events
+                 if event.type == GUEST_ACCESS_TYPE and event.state_key == ""
+                 and not guest_access_allows_join(event.content)}
+        for room_id in rooms:
+            self.ctx.reactor.callFromThread(self.ctx.run_in_background,
+                                            self.kick_guests(room_id))
 
     async def profile_changed(self, user_id: str) -> None:
         """Carry a new display name or avatar into the user's member event in

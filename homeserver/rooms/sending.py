@@ -61,16 +61,19 @@ class RoomSender:
             raise forbidden("You are not in this room.")
 
     async def send_message(self, requester: "Requester", room_id: str, event_type: str,
-                           content: dict[str, Any], txn_id: str) -> str:
+                           content: dict[str, Any], txn_id: str | None) -> str:
         """Send a message event (PUT /send, and the WebSocket's ``send``).
 
-        A retried ``txn_id`` (per device) returns the first event's ID.
+        A retried ``txn_id`` (per device) returns the first event's ID; None
+        (the deprecated POST /send without one) sends every time.
         """
-        check_txn_id(txn_id)
+        if txn_id is not None:
+            check_txn_id(txn_id)
         await self.require_room(room_id)
         self.ratelimiter.ratelimit(requester.user_id)
         await check_new_relation(self.stores, requester.user_id, room_id, event_type, content)
-        txn = NewEventTxn(requester.user_id, txn_scope(requester), txn_id)
+        txn = NewEventTxn(requester.user_id, txn_scope(requester), txn_id) \
+            if txn_id is not None else None
         event_id: str = await self.event_creator.send(requester.user_id, room_id, event_type,
                                                       content, txn_id=txn)
         return event_id

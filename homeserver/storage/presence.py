@@ -25,7 +25,7 @@ from typing import Any
 
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.rooms import shares_joined_room_sql
-from homeserver.storage.sql import select_in
+from homeserver.storage.sql import select_in, select_in_txn
 from homeserver.storage.streams import PRESENCE, next_stream_id_txn
 
 
@@ -122,6 +122,29 @@ class PresenceStore:
             f" AND (p.user_id = ? OR {_SHARES_ROOM}) ORDER BY p.user_id",
             (since, until, user_id, user_id))
         return [_row(r) for r in rows]
+
+    async def get_presence_changes_of(self, user_ids: list[str], since: int | None,
+                                      until: int) -> list[PresenceRow]:
+        """The rows of ``user_ids`` changed at positions in (since, until]
+        (``since`` None: every row up to ``until`` except offline ones
+        without a status message)."""
+        if not user_ids:
+            return []
+
+        def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
+            if since is None:
+                return select_in_txn(
+                    txn, f"SELECT {_COLUMNS} FROM presence p WHERE p.user_id IN ({{}})"
+                    " AND p.stream_id <= ?"
+                    " AND (p.presence <> 'offline' OR p.status_msg IS NOT NULL)",
+                    user_ids, after=(until,))
+            return select_in_txn(
+                txn, f"SELECT {_COLUMNS} FROM presence p WHERE p.user_id IN ({{}})"
+                " AND p.stream_id > ? AND p.stream_id <= ?",
+                user_ids, after=(since, until))
+
+        rows = await self.db.run_interaction("get_presence_changes_of", txn_fn)
+        return sorted((_row(r) for r in rows), key=lambda r: r.user_id)
 
     async def get_visible_presence(self, user_id: str, until: int) -> list[PresenceRow]:
         """For an initial sync: the rows, up to ``until``, of ``user_id`` and the

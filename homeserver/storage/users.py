@@ -96,6 +96,18 @@ class UserStore:
                     (password_hash, user_id))
 
     @staticmethod
+    def upgrade_guest_txn(txn: Txn, user_id: str, password_hash: str) -> bool:
+        """Make the guest account ``user_id`` a full one with this password;
+        False when it is not (or no longer) a guest."""
+        txn.execute("UPDATE users SET password_hash = ?, is_guest = 0"
+                    " WHERE user_id = ? AND is_guest = 1", (password_hash, user_id))
+        if txn.rowcount == 0:
+            return False
+        # the cached rows of the guest's tokens still say "guest"
+        txn.note_tokens_changed()
+        return True
+
+    @staticmethod
     def mark_deactivated_txn(txn: Txn, user_id: str) -> None:
         """Deactivate the account: no password, flagged; the row stays so the ID
         is never handed out again."""

@@ -17,6 +17,9 @@ Who hears about what:
   per-room cache, dropped at each membership change of the room), plus the
   target of a membership event (an invitee, a user who left);
 - receipts and typing in a room: the room's local joined members;
+- a room's events, receipts and typing also wake whoever follows the room
+  without being in it (``add_peeker``: the old ``/events?room_id=`` of a
+  ``world_readable`` room);
 - account data, to-device messages: their user;
 - presence: the users who share a room with the user (the caller says who);
 - a device-list change: the user and the users who share a room with them.
@@ -77,6 +80,8 @@ class Notifier:
         # the stream is persisted up to the position
         self._pending: list[tuple[int, int, str | None, tuple[str, ...]]] = []
         self._seq = itertools.count()
+        # room ID -> user ID -> how many of their requests follow the room
+        self._peekers: dict[str, dict[str, int]] = {}
 
     # -- readers ----------------------------------------------------------
 
@@ -135,6 +140,22 @@ class Notifier:
         stream.deaf_to_presence.discard(d)
         if not stream.waiters and stream.counter == 0:
             del self._streams[user_id]
+
+    def add_peeker(self, room_id: str, user_id: str) -> None:
+        """``user_id`` follows ``room_id`` without being in it, until
+        ``remove_peeker``: the room's wake-ups wake them too."""
+        users = self._peekers.setdefault(room_id, {})
+        users[user_id] = users.get(user_id, 0) + 1
+
+    def remove_peeker(self, room_id: str, user_id: str) -> None:
+        users = self._peekers.get(room_id)
+        if users is None or user_id not in users:
+            return
+        users[user_id] -= 1
+        if users[user_id] <= 0:
+            del users[user_id]
+        if not users:
+            del self._peekers[room_id]
 
     def cached_members(self, room_id: str) -> frozenset[str] | None:
         """The room's local joined members if cached (None: not known here)."""
@@ -199,6 +220,9 @@ class Notifier:
                 self._wake_room(room_id, users)
 
     def _wake_room(self, room_id: str, extra: tuple[str, ...]) -> None:
+        peekers = self._peekers.get(room_id)
+        if peekers:
+            extra = extra + tuple(peekers)
         members = self._room_members.get(room_id)
         if members is not None:
             self._wake(members.union(extra))

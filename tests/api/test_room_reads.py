@@ -164,10 +164,12 @@ async def test_strangers_are_refused_on_every_read_path(server: TestServer) -> N
     room_id = await create_room(alice, preset="public_chat")
     event_id = await send_text(alice, room_id, "hi", "t1")
     for path, params in ((f"{V3}/rooms/{room_id}/context/{event_id}", {}),
-                         (f"{V3}/rooms/{room_id}/event/{event_id}", {}),
                          (f"{V1}/rooms/{room_id}/timestamp_to_event", {"ts": "0", "dir": "f"})):
         resp = await carol.get(path, params=params)
         assert (resp.code, resp.body["errcode"]) == (403, "M_FORBIDDEN"), path
+    # /event says "not found", as Synapse does, and so names no room either
+    resp = await carol.get(f"{V3}/rooms/{room_id}/event/{event_id}")
+    assert (resp.code, resp.body["errcode"]) == (404, "M_NOT_FOUND")
 
 
 # -- /messages: filters, tokens, limits -------------------------------------------------

@@ -16,6 +16,7 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         account_data,
         devices,
         directory,
+        events,
         filters,
         keys,
         keys_signing,
@@ -49,5 +50,5 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
                    filters, rooms, membership, directory, upgrade, sync, typing, receipts,
                    presence, to_device, openid, relations, search, spaces, reporting, voip,
                    tags, keys, keys_signing, room_keys, pushrules, notifications, pushers,
-                   threepids):
+                   threepids, events):
         module.register_routes(hs, router)

@@ -73,9 +73,11 @@ async def join(api: MembershipApi, req: HttpRequest, room_id: str,
         if not isinstance(sender, str) or not is_valid_user_id(sender):
             raise invalid_param("'third_party_signed.sender' must be a user ID")
         await api.third_party_invites.exchange(sender, req.user_id, room_id, signed)
+    assert req.requester is not None
     await api.membership.update_membership(req.user_id, room_id, req.user_id, "join",
                                            reason=reason_of(body),
-                                           via=(via or []) + via_of(req), extra_content=body)
+                                           via=(via or []) + via_of(req), extra_content=body,
+                                           guest=req.requester.is_guest)
     return 200, {"room_id": room_id}
 
 
@@ -227,18 +229,18 @@ async def get_members(api: MembershipApi, req: HttpRequest) -> tuple[int, Any]:
 
 _ROOM = f"{CLIENT_V3}/rooms/{{roomId}}"
 ENDPOINTS = (
-    Endpoint("POST", f"{_ROOM}/join", post_join_room_id),
-    Endpoint("POST", f"{CLIENT_V3}/join/{{roomIdOrAlias}}", post_join),
+    Endpoint("POST", f"{_ROOM}/join", post_join_room_id, allow_guest=True),
+    Endpoint("POST", f"{CLIENT_V3}/join/{{roomIdOrAlias}}", post_join, allow_guest=True),
     Endpoint("POST", f"{CLIENT_V3}/knock/{{roomIdOrAlias}}", post_knock),
     Endpoint("POST", f"{_ROOM}/invite", post_invite),
-    Endpoint("POST", f"{_ROOM}/leave", post_leave),
+    Endpoint("POST", f"{_ROOM}/leave", post_leave, allow_guest=True),
     Endpoint("POST", f"{_ROOM}/kick", post_kick),
     Endpoint("POST", f"{_ROOM}/ban", post_ban),
     Endpoint("POST", f"{_ROOM}/unban", post_unban),
     Endpoint("POST", f"{_ROOM}/forget", post_forget),
     Endpoint("GET", f"{CLIENT_V3}/joined_rooms", get_joined_rooms),
     Endpoint("GET", f"{_ROOM}/joined_members", get_joined_members),
-    Endpoint("GET", f"{_ROOM}/members", get_members),
+    Endpoint("GET", f"{_ROOM}/members", get_members, allow_guest=True),
 )
 
 

@@ -62,8 +62,8 @@ async def get_status(presence: "PresenceHandler", req: HttpRequest) -> tuple[int
 
 _STATUS = f"{CLIENT_V3}/presence/{{userId}}/status"
 ENDPOINTS = (
-    Endpoint("PUT", _STATUS, put_status),
-    Endpoint("GET", _STATUS, get_status),
+    Endpoint("PUT", _STATUS, put_status, allow_guest=True),
+    Endpoint("GET", _STATUS, get_status, allow_guest=True),
 )
 
 

@@ -57,8 +57,10 @@ def parse_registration(params: dict[str, Any]) -> Registration:
     inhibit_login = get_bool(params, "inhibit_login", False)
     refreshable = get_bool(params, "refresh_token", False)
     login = None if inhibit_login else LoginRequest(device_id, display_name, refreshable)
+    guest_access_token = get_str(params, "guest_access_token", None)
     # Lower-cased as Synapse does: logins match ignoring case anyway.
-    return Registration(username.lower() if username is not None else None, password, login)
+    return Registration(username.lower() if username is not None else None, password, login,
+                        guest_access_token)
 
 
 async def post_register(api: RegisterApi, req: HttpRequest) -> tuple[int, Any]:
@@ -67,7 +69,10 @@ async def post_register(api: RegisterApi, req: HttpRequest) -> tuple[int, Any]:
     api.registration_limiter.check(req.client_ip)
     kind = query_str(req.args, "kind", "user")
     if kind == "guest":
-        raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access is disabled")
+        device_id, display_name = parse_device(req.json(allow_empty=True))
+        registered = await api.registrations.register_guest(
+            LoginRequest(device_id, display_name, False), req.client_ip)
+        return 200, registered.to_client(api.ctx.hostname)
     if kind != "user":
         raise MatrixError(400, Codes.INVALID_PARAM, f"Unknown account kind {kind!r}")
     if not api.config.enable_registration:

@@ -185,6 +185,18 @@ async def put_send(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     return 200, {"event_id": event_id}
 
 
+async def post_send(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_matrix/client/v3/rooms/{roomId}/send/{eventType}
+
+    The form before transaction IDs, which Synapse still serves: the same
+    send, without the retry protection."""
+    assert req.requester is not None
+    content = req.json(allow_nul=True)
+    event_id = await api.room_sender.send_message(req.requester, req.params["roomId"],
+                                                  req.params["eventType"], content, None)
+    return 200, {"event_id": event_id}
+
+
 async def put_state(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
     content = req.json(allow_nul=True)
@@ -241,7 +253,12 @@ async def get_event(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}"""
     assert req.requester is not None
     room_id = req.params["roomId"]
-    access = await api.reader.check_read(req.user_id, room_id)
+    try:
+        access = await api.reader.check_read(req.user_id, room_id)
+    except MatrixError as e:
+        # a room the reader may not see: the event is not found, as on
+        # Synapse (which does not say whether the room exists either)
+        raise not_found("Event not found.") from e
     _, event = await find_visible_event(api, req, access, req.params["eventId"])
     return 200, (await api.reader.serialize(req.requester, room_id, [event]))[0]
 
@@ -377,16 +394,19 @@ async def get_timestamp_to_event(api: RoomsApi, req: HttpRequest) -> tuple[int, 
 _ROOM = f"{CLIENT_V3}/rooms/{{roomId}}"
 ENDPOINTS = (
     Endpoint("POST", f"{CLIENT_V3}/createRoom", post_create_room),
-    Endpoint("PUT", f"{_ROOM}/send/{{eventType}}/{{txnId}}", put_send),
+    Endpoint("PUT", f"{_ROOM}/send/{{eventType}}/{{txnId}}", put_send, allow_guest=True),
+    Endpoint("POST", f"{_ROOM}/send/{{eventType}}", post_send, allow_guest=True),
     # no optional segments in the router: the empty state key is its own route
-    Endpoint("PUT", f"{_ROOM}/state/{{eventType}}/{{stateKey}}", put_state),
-    Endpoint("PUT", f"{_ROOM}/state/{{eventType}}", put_state),
-    Endpoint("GET", f"{_ROOM}/state/{{eventType}}/{{stateKey}}", get_state_event),
-    Endpoint("GET", f"{_ROOM}/state/{{eventType}}", get_state_event),
-    Endpoint("GET", f"{_ROOM}/state", get_state),
-    Endpoint("GET", f"{_ROOM}/event/{{eventId}}", get_event),
-    Endpoint("GET", f"{_ROOM}/messages", get_messages),
-    Endpoint("GET", f"{_ROOM}/context/{{eventId}}", get_context),
+    Endpoint("PUT", f"{_ROOM}/state/{{eventType}}/{{stateKey}}", put_state,
+             allow_guest=True),
+    Endpoint("PUT", f"{_ROOM}/state/{{eventType}}", put_state, allow_guest=True),
+    Endpoint("GET", f"{_ROOM}/state/{{eventType}}/{{stateKey}}", get_state_event,
+             allow_guest=True),
+    Endpoint("GET", f"{_ROOM}/state/{{eventType}}", get_state_event, allow_guest=True),
+    Endpoint("GET", f"{_ROOM}/state", get_state, allow_guest=True),
+    Endpoint("GET", f"{_ROOM}/event/{{eventId}}", get_event, allow_guest=True),
+    Endpoint("GET", f"{_ROOM}/messages", get_messages, allow_guest=True),
+    Endpoint("GET", f"{_ROOM}/context/{{eventId}}", get_context, allow_guest=True),
     Endpoint("PUT", f"{_ROOM}/redact/{{eventId}}/{{txnId}}", put_redact),
     Endpoint("POST", f"{_ROOM}/redact/{{eventId}}", post_redact),
     Endpoint("GET", f"{CLIENT_V1}/rooms/{{roomId}}/timestamp_to_event",

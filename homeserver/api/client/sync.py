@@ -89,7 +89,7 @@ async def get_sync(ctx: SyncEndpoints, req: HttpRequest) -> tuple[int, Any]:
 
 
 ENDPOINTS = (
-    Endpoint("GET", f"{CLIENT_V3}/sync", get_sync),
+    Endpoint("GET", f"{CLIENT_V3}/sync", get_sync, allow_guest=True),
 )
 
 

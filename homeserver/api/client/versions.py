@@ -54,7 +54,8 @@ async def get_capabilities(config: "Config", req: HttpRequest) -> tuple[int, Any
 ENDPOINTS = (
     Endpoint("GET", "/_matrix/client/versions", get_versions, auth=AUTH_NONE),
     Endpoint("GET", "/.well-known/matrix/client", get_wellknown, auth=AUTH_NONE),
-    Endpoint("GET", f"{CLIENT_V3}/capabilities", get_capabilities, auth=AUTH_REQUIRED),
+    Endpoint("GET", f"{CLIENT_V3}/capabilities", get_capabilities, auth=AUTH_REQUIRED,
+             allow_guest=True),
 )
 
 
