@@ -163,7 +163,8 @@ class HomeServer:
         from homeserver.e2e.cross_signing import CrossSigning
         from homeserver.e2e.keys import E2eKeyHandler
         self.cross_signing = CrossSigning(self.ctx, self.db, self.stores.cross_signing,
-                                          self.stores.rooms, self.federation_sender)
+                                          self.stores.rooms, self.federation_sender,
+                                          self.notifier)
         self.e2e_keys = E2eKeyHandler(self.ctx, self.stores.e2e_keys, self.stores.rooms,
                                       self.cross_signing, self.federation_client,
                                       self.federation_sender)

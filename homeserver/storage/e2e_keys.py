@@ -226,6 +226,7 @@ class E2eKeyStore:
                 " AND d.stream_id <= ? AND (d.user_id = ? OR"
                 f" {shares_joined_room_sql('d.user_id')})",
                 (since, until, user_id, user_id))}
+            changed |= DeviceStore.private_device_list_changes_txn(txn, user_id, since, until)
             mates = ("SELECT theirs.user_id, theirs.membership, mine.membership"
                      " FROM room_memberships mine JOIN room_memberships theirs"
                      " ON theirs.room_nid = mine.room_nid"
