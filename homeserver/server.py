@@ -280,6 +280,9 @@ class HomeServer:
         hub.subscribe(self.federation_sender._on_commit)
         # the highest position that carried events, for the pushers
         hub.subscribe(self.pushers.on_commit)
+        # a leave may end the last room shared with a remote user: their
+        # device list copy goes (e2e/keys.py)
+        hub.subscribe(self.e2e_keys.on_commit)
         # Reactor, each device-list change before its position counts as
         # finished: wake the user and room mates, then tell other servers.
         hub.on_device_list_changed(self.notifier.device_list_changed)
