@@ -278,7 +278,11 @@ class RoomBuilder:
             for e in room["timeline"]["events"]:
                 if e.get("type") == MEMBER and e.get("state_key") != user_id:
                     target = e.get("state_key")
-                    if (e.get("content") or {}).get("membership") == "join":
+                    # someone new to track: joined, or invited or knocking
+                    # (a client encrypting for the room needs their keys
+                    # too), as Synapse reports them
+                    if (e.get("content") or {}).get("membership") in ("join", "invite",
+                                                                      "knock"):
                         changes.device_changed.add(target)
                     elif isinstance(target, str):
                         changes.device_left_candidates.add(target)

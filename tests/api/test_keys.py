@@ -226,3 +226,18 @@ async def test_sync_fast_path_reports_the_devices_own_counts(server: TestServer)
     assert server.hs.sync_handler.fast_answers > before
     # and a device without keys still sees signed_curve25519: 0
     assert (await sync(bob))["device_one_time_keys_count"] == {"signed_curve25519": 0}
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_invited_user_is_someone_new_to_track_in_device_lists(
+        server: TestServer) -> None:
+    """As on Synapse, a member invited (not yet joined) shows in
+    ``device_lists.changed``: a client encrypting for the room needs the
+    invitee's keys too."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    assert bob.user_id is not None
+    room = (await alice.post(f"{V3}/createRoom", {})).body["room_id"]
+    since = (await sync(alice))["next_batch"]
+    assert (await alice.post(f"{V3}/rooms/{room}/invite", {"user_id": bob.user_id})).code == 200
+    assert bob.user_id in (await sync(alice, since))["device_lists"]["changed"]
