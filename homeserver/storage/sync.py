@@ -151,6 +151,20 @@ class SyncStore:
                                           row[0], int(row[1])))
         return out
 
+    async def left_between(self, user_id: str, room_nid: int, since: int,
+                           until: int) -> bool:
+        """Whether ``user_id`` had a membership other than join in the room
+        at some position in (since, until]: they left (or were kicked) and
+        joined again in between."""
+        rows = await self.db.execute(
+            "left_between",
+            "SELECT json FROM events WHERE room_nid = ? AND event_type = 'm.room.member'"
+            " AND state_key = ? AND outlier = 0 AND rejected_reason IS NULL"
+            " AND stream_ordering > ? AND stream_ordering <= ?",
+            (room_nid, user_id, since, until))
+        return any(json.loads(r[0]).get("content", {}).get("membership") != "join"
+                   for r in rows)
+
     async def get_memberships(self, user_id: str, until: int, *,
                               room_nids: Iterable[int] | None = None,
                               room_ids: Iterable[str] | None = None) -> list[RoomMembership]:

@@ -232,6 +232,11 @@ class RoomBuilder:
             before = await self.stores.sync.get_memberships(user_id, since_pos,
                                                             room_nids=[m.room_nid])
             newly_joined = not before or before[0].membership != "join"
+            if not newly_joined:
+                # left and joined again since: a new join all the same (full
+                # state, and its members' devices to fetch), as on Synapse
+                newly_joined = await self.stores.sync.left_between(
+                    user_id, m.room_nid, since_pos, m.stream_ordering)
         info = RoomInfo(m.room_nid, m.room_id, m.room_version, None)
         access = ReadAccess(info, Membership(m.membership, m.event_id, 0, m.stream_ordering,
                                              False), None, None)

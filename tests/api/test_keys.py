@@ -241,3 +241,23 @@ async def test_an_invited_user_is_someone_new_to_track_in_device_lists(
     since = (await sync(alice))["next_batch"]
     assert (await alice.post(f"{V3}/rooms/{room}/invite", {"user_id": bob.user_id})).code == 200
     assert bob.user_id in (await sync(alice, since))["device_lists"]["changed"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_leaving_and_rejoining_between_syncs_is_a_new_join(server: TestServer) -> None:
+    """As on Synapse: the room comes down as newly joined (full state), and
+    its members as changed in device_lists, since their devices may have
+    changed unheard while the user was out."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    assert alice.user_id is not None
+    room = (await alice.post(f"{V3}/createRoom", {"preset": "public_chat"})).body["room_id"]
+    assert (await bob.post(f"{V3}/join/{room}", {})).code == 200
+    since = (await sync(bob))["next_batch"]
+    assert (await bob.post(f"{V3}/rooms/{room}/leave", {})).code == 200
+    assert (await bob.post(f"{V3}/join/{room}", {})).code == 200
+    got = await sync(bob, since)
+    assert alice.user_id in got["device_lists"]["changed"]
+    state_types = {e["type"] for e in got["rooms"]["join"][room]["state"]["events"]} | {
+        e["type"] for e in got["rooms"]["join"][room]["timeline"]["events"]}
+    assert "m.room.create" in state_types
