@@ -183,7 +183,8 @@ class HomeServer:
         from homeserver.e2e.cross_signing import CrossSigning
         from homeserver.e2e.keys import E2eKeyHandler
         self.cross_signing = CrossSigning(self.ctx, self.db, self.stores.cross_signing,
-                                          self.stores.rooms, self.federation_sender)
+                                          self.stores.rooms, self.federation_sender,
+                                          self.notifier)
         self.e2e_keys = E2eKeyHandler(self.ctx, self.stores.e2e_keys, self.stores.rooms,
                                       self.cross_signing, self.federation_client,
                                       self.federation_sender)
@@ -310,6 +311,9 @@ class HomeServer:
         hub.subscribe(self.presence.on_commit)
         # a room that stops allowing guests: its local guests leave
         hub.subscribe(self.membership.on_commit)
+        # a leave may end the last room shared with a remote user: their
+        # device list copy goes (e2e/keys.py)
+        hub.subscribe(self.e2e_keys.on_commit)
         # Reactor, each device-list change before its position counts as
         # finished: wake the user and room mates, then tell other servers.
         hub.on_device_list_changed(self.notifier.device_list_changed)

@@ -2,7 +2,8 @@
 
 The server stores what the client encrypted: per backup version an
 ``algorithm`` and its ``auth_data`` (public key, signatures), and per megolm
-session an opaque ``session_data`` with the three numbers the server uses to
+session an opaque ``session_data`` (both stored as the client sent them:
+their shape is the algorithm's business) with the three numbers the server uses to
 keep the better of two copies of one session:
 
 1. a verified key beats an unverified one (``is_verified``);
@@ -69,17 +70,18 @@ def unknown_version() -> MatrixError:
     return MatrixError(404, Codes.NOT_FOUND, "Unknown backup version")
 
 
-def parse_version_body(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def parse_version_body(body: dict[str, Any]) -> tuple[str, Any]:
     """(algorithm, auth_data) of a version create/update body."""
     algorithm = body.get("algorithm")
     if not isinstance(algorithm, str) or not algorithm or len(algorithm) > MAX_ID_LEN:
         raise MatrixError(400, Codes.BAD_JSON if algorithm is not None
                           else Codes.MISSING_PARAM, "'algorithm' must be a string")
-    auth_data = body.get("auth_data")
-    if not isinstance(auth_data, dict):
-        raise MatrixError(400, Codes.BAD_JSON if auth_data is not None
-                          else Codes.MISSING_PARAM, "'auth_data' must be an object")
-    return algorithm, auth_data
+    # auth_data is the algorithm's business (an object for
+    # m.megolm_backup.v1.curve25519-aes-sha2, an opaque string for others):
+    # stored and served as given, as Synapse does
+    if "auth_data" not in body:
+        raise MatrixError(400, Codes.MISSING_PARAM, "'auth_data' is required")
+    return algorithm, body["auth_data"]
 
 
 def parse_key(value: Any) -> RoomKey:
@@ -95,8 +97,9 @@ def parse_key(value: Any) -> RoomKey:
             raise MatrixError(400, Codes.BAD_JSON, f"'{name}' must be a non-negative integer")
     if not isinstance(verified, bool):
         raise MatrixError(400, Codes.BAD_JSON, "'is_verified' must be a boolean")
-    if not isinstance(data, dict):
-        raise MatrixError(400, Codes.BAD_JSON, "'session_data' must be an object")
+    # opaque to the server (an object for the spec's algorithm): kept as given
+    if "session_data" not in value:
+        raise MatrixError(400, Codes.BAD_JSON, "'session_data' is required")
     assert isinstance(fmi, int) and isinstance(fc, int)
     return RoomKey(fmi, fc, verified, data)
 

@@ -6,8 +6,10 @@ key must be well formed (``user_id`` the uploader, ``usage`` containing its
 type, ``keys`` holding exactly one ``ed25519:<key>`` whose value is that
 key), and the self-signing and user-signing keys must carry a valid
 signature of the master key (the one uploaded with them, else the stored
-one). A change marks the user's device list changed, which wakes room mates'
-/sync (``device_lists.changed``) and /keys/changes; the master and
+one). A new master or self-signing key marks the user's device list changed,
+which wakes room mates' /sync (``device_lists.changed``) and /keys/changes;
+a new user-signing key is a change for the user alone
+(``DeviceStore.mark_private_device_list_change_txn``); the master and
 self-signing keys go to every other server sharing a room with the user as
 ``m.signing_key_update`` (the user-signing key is private to its owner).
 
@@ -18,7 +20,9 @@ checked against the signing key that must have made it:
 - another user's master key, by the uploader's user-signing key.
 A signature that does not verify, of a key we do not know, or of an object
 that is not the stored key, is reported per key in ``failures`` and nothing
-of it is stored. Stored signatures are merged into the key objects when
+of it is stored. A signature of one's own device or master key marks one's
+device list changed; a signature of another user's master key is a change
+of that user for the signer alone. Stored signatures are merged into the key objects when
 they are served (``cross_signing_keys_for_query``,
 ``add_signatures_to_device_keys``); a signature by a user-signing key is
 only shown to its signer, as the spec says.
@@ -52,6 +56,7 @@ if TYPE_CHECKING:
     from homeserver.federation.sender import FederationSender
     from homeserver.storage.database import Database
     from homeserver.storage.rooms import RoomStore
+    from homeserver.sync.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -174,11 +179,15 @@ def check_upload(user_id: str, body: dict[str, Any],
     return new
 
 
-def _store_keys_txn(txn: Txn, user_id: str,
-                    new: dict[str, tuple[str, dict[str, Any]]]) -> bool:
-    """Store changed keys; True when something changed (device list marked)."""
+def _store_keys_txn(txn: Txn, user_id: str, new: dict[str, tuple[str, dict[str, Any]]],
+                    ) -> tuple[set[str], int | None]:
+    """Store changed keys; the types of those that changed, and the stream
+    position the user must be woken at for a private change. A new master or
+    self-signing key marks the user's device list changed for everyone
+    sharing a room; a new user-signing key only for the user themself (as
+    Synapse does: nobody else sees it)."""
     stored = CrossSigningStore.get_keys_txn(txn, [user_id]).get(user_id, {})
-    changed = False
+    changed: set[str] = set()
     for key_type, (public_key, key) in new.items():
         old = stored.get(key_type)
         if old == key:
@@ -188,10 +197,13 @@ def _store_keys_txn(txn: Txn, user_id: str,
             CrossSigningStore.delete_signatures_of_key_txn(txn, user_id, _public_key(old))
         CrossSigningStore.set_key_txn(txn, user_id, key_type, public_key, key,
                                       next_stream_id_txn(txn))
-        changed = True
-    if changed:
+        changed.add(key_type)
+    if changed & {"master", "self_signing"}:
         DeviceStore.mark_device_list_changed_txn(txn, user_id)
-    return changed
+    private_pos = None
+    if "user_signing" in changed:
+        private_pos = DeviceStore.mark_private_device_list_change_txn(txn, user_id, [user_id])
+    return changed, private_pos
 
 
 # --- signatures -------------------------------------------------------------------
@@ -209,8 +221,11 @@ class CrossSigning:
     keys from their servers."""
 
     def __init__(self, ctx: "ServerContext", db: "Database", store: CrossSigningStore,
-                 rooms: "RoomStore", federation_sender: "FederationSender") -> None:
+                 rooms: "RoomStore", federation_sender: "FederationSender",
+                 notifier: "Notifier") -> None:
         self.ctx = ctx
+        # wakes a user's /sync for a change only they are told about
+        self.notifier = notifier
         # an upload's keys, signatures and device-list mark are one transaction
         self.db = db
         self.store = store
@@ -274,9 +289,11 @@ class CrossSigning:
         new = check_upload(user_id, body, stored)
         if not new:
             return
-        changed = await self.db.run_interaction("upload_signing_keys", _store_keys_txn,
-                                                user_id, new)
-        if changed and ("master" in new or "self_signing" in new):
+        changed, private_pos = await self.db.run_interaction("upload_signing_keys",
+                                                             _store_keys_txn, user_id, new)
+        if private_pos is not None:
+            self.notifier.notify_users([user_id], private_pos)
+        if changed & {"master", "self_signing"}:
             await self.send_signing_key_update(user_id)
 
     async def send_signing_key_update(self, user_id: str) -> None:
@@ -304,6 +321,7 @@ class CrossSigning:
         failures: dict[str, dict[str, Any]] = {}
         to_store: list[SignatureRow] = []
         changed_users: set[str] = set()
+        signed_users: set[str] = set()
 
         def fail(target: str, key_id: str, errcode: str, message: str) -> None:
             failures.setdefault(target, {})[key_id] = _failure(errcode, message)
@@ -389,14 +407,21 @@ class CrossSigning:
                              "Invalid signature by the user-signing key")
                         continue
                     to_store.append((user_id, sig_key_id, target, key_id, sigs[sig_key_id]))
-                    # only the signer sees it: their own /sync and /keys/changes
-                    changed_users.add(user_id)
+                    # only the signer sees it: the signed user "changed" in
+                    # their own /sync and /keys/changes alone
+                    signed_users.add(target)
         if to_store:
-            def txn_fn(txn: Txn) -> None:
+            def txn_fn(txn: Txn) -> int | None:
                 CrossSigningStore.add_signatures_txn(txn, to_store)
                 for changed in sorted(changed_users):
                     DeviceStore.mark_device_list_changed_txn(txn, changed)
-            await self.db.run_interaction("upload_signatures", txn_fn)
+                if not signed_users:
+                    return None
+                return DeviceStore.mark_private_device_list_change_txn(
+                    txn, user_id, sorted(signed_users))
+            private_pos = await self.db.run_interaction("upload_signatures", txn_fn)
+            if private_pos is not None:
+                self.notifier.notify_users([user_id], private_pos)
         return failures
 
     # -- remote users ----------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Device keys, one-time keys and fallback keys; device lists over federation.
 
 Uploads (``upload``, POST /keys/upload): device keys must name the uploader
-and their device, list the device's ed25519 key as ``ed25519:<device>``, and
-carry a valid signature by it; one-time and fallback keys are ``alg:id`` ->
+and their device and have the spec's shape (the keys and signatures in them
+are for clients to check, as Synapse leaves them); one-time and fallback keys are ``alg:id`` ->
 key object (or a bare curve25519 string). A one-time key ID already stored
 with other content is refused (400): a client that reuses IDs would make
 two peers believe they share a session. New or changed device keys mark the
@@ -27,7 +27,14 @@ announced (``E2eKeyStore.announce_txn``) and sends one
 ``prev_id``, to every server sharing a room with the user.
 Inbound (``on_remote_update``): when the update's ``prev_id`` is the
 stream_id our cache is at, it is applied; otherwise (a gap, or no cache
-yet) the whole list is fetched again with GET /user/devices/{userId}.
+yet) the whole list is fetched again with GET /user/devices/{userId}. A
+/keys/query for all devices of an uncached user who shares a room with the
+requester fetches the list the same way (``_resync_uncached``), so later
+queries are answered from the cache, kept current by the updates. When a
+remote user shares no room with a local user any more (a leave or ban,
+``on_commit``), our copy is dropped: their server stops sending updates,
+and a query after a room is shared again must fetch the list afresh. A
+fetch that fails leaves the cache as it was.
 
 /sync reads a device's key counts through ``key_counts`` (cached in memory,
 refreshed by every upload and claim on this process), so the sync fast
@@ -42,13 +49,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from signedjson.key import decode_verify_key_bytes
-from signedjson.sign import SignatureVerifyException, verify_signed_json
 from twisted.internet import defer
-from unpaddedbase64 import decode_base64
 
 from homeserver.accounts.identifiers import parse_user_id
-from homeserver.e2e import cross_signing
 from homeserver.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.federation.client import FederationError, RequestFailed
 from homeserver.storage.cache import LruCache
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
     from homeserver.federation.client import FederationClient
     from homeserver.federation.sender import FederationSender
     from homeserver.storage.e2e_keys import E2eKeyStore
+    from homeserver.storage.hub import Committed
     from homeserver.storage.rooms import RoomStore
 
 logger = logging.getLogger(__name__)
@@ -90,8 +94,13 @@ def _is_key_id(value: Any) -> bool:
 
 
 def check_device_keys(keys: Any, user_id: str, device_id: str) -> dict[str, Any]:
-    """Validate uploaded device keys (400 when they are not the requester's
-    device's, are malformed, or are not signed by the device's ed25519 key)."""
+    """Validate uploaded device keys: they must be the requester's device's
+    and have the spec's shape (400 otherwise).
+
+    The keys themselves and their signatures are the clients' business: a
+    client checks a device's self-signature before trusting it, so the
+    server stores what the device uploaded, as Synapse does (it neither
+    requires an ``ed25519:<device>`` key nor verifies signatures)."""
     if not isinstance(keys, dict):
         raise bad_json("'device_keys' must be an object")
     if keys.get("user_id") != user_id:
@@ -105,19 +114,11 @@ def check_device_keys(keys: Any, user_id: str, device_id: str) -> dict[str, Any]
     if not isinstance(key_map, dict) or not all(
             _is_key_id(k) and isinstance(v, str) for k, v in key_map.items()):
         raise bad_json("device_keys.keys must map key IDs to strings")
-    if not isinstance(keys.get("signatures"), dict):
-        raise bad_json("device_keys.signatures must be an object")
-    ed_key = key_map.get(f"ed25519:{device_id}")
-    if not isinstance(ed_key, str):
-        raise invalid_param(f"device_keys.keys has no ed25519:{device_id} key")
-    try:
-        verify_key = decode_verify_key_bytes(f"ed25519:{device_id}", decode_base64(ed_key))
-        verify_signed_json(keys, user_id, verify_key)
-    except SignatureVerifyException:
-        raise MatrixError(400, cross_signing.INVALID_SIGNATURE,
-                          "device_keys are not signed by the device's ed25519 key") from None
-    except Exception:
-        raise invalid_param("device_keys has a malformed ed25519 key") from None
+    signatures = keys.get("signatures")
+    if not isinstance(signatures, dict) or not all(
+            isinstance(by_key, dict) and all(isinstance(s, str) for s in by_key.values())
+            for by_key in signatures.values()):
+        raise bad_json("device_keys.signatures must map user IDs to {key ID: signature}")
     return keys
 
 
@@ -264,6 +265,8 @@ class E2eKeyHandler:
         if remote:
             cached, uncached = await self.store.get_cached_remote_keys(remote)
             device_keys.update(cached)
+            uncached -= await self._resync_uncached(requester_user_id, remote, uncached,
+                                                    device_keys, timeout_ms)
             by_server: dict[str, dict[str, list[str]]] = {}
             for user_id in uncached:
                 by_server.setdefault(_server_of(user_id), {})[user_id] = remote[user_id]
@@ -288,6 +291,32 @@ class E2eKeyHandler:
             result[field] = {**keys, **extra.get(field, {})}
         await self.cross_signing.add_signatures_to_device_keys(device_keys)
         return result
+
+    async def _resync_uncached(self, requester_user_id: str, remote: dict[str, list[str]],
+                               uncached: set[str],
+                               device_keys: dict[str, dict[str, dict[str, Any]]],
+                               timeout_ms: int) -> set[str]:
+        """Fetch the whole device lists of the uncached users asked for in
+        full who share a room with the requester (so their servers' updates
+        will keep our copy current), as Synapse does; their keys go into
+        ``device_keys`` from the fresh cache. Returns the users served so;
+        the rest (or those whose server failed) are asked with
+        /user/keys/query."""
+        wanted = [u for u in sorted(uncached) if not remote[u]]
+        if not wanted:
+            return set()
+        sharing = await self.rooms.get_room_mates(requester_user_id, wanted)
+        to_fetch = [u for u in wanted if u in sharing]
+        if not to_fetch:
+            return set()
+        results = await defer.gatherResults(
+            [defer.ensureDeferred(self.resync(u, timeout_ms)) for u in to_fetch],
+            consumeErrors=True)
+        done = {u for u, ok in zip(to_fetch, results, strict=True) if ok}
+        if done:
+            fresh, _ = await self.store.get_cached_remote_keys({u: [] for u in done})
+            device_keys.update({u: fresh.get(u, {}) for u in done})
+        return done
 
     def _merge_remote_query(self, server: str, users: dict[str, list[str]], answer: Any,
                             device_keys: dict[str, dict[str, dict[str, Any]]],
@@ -428,6 +457,44 @@ class E2eKeyHandler:
 
     # -- device lists: inbound ---------------------------------------------------
 
+    def on_commit(self, committed: "Committed") -> None:
+        """The write hub, on the database thread: a leave (or ban) may end
+        the last room a remote user shares with us, after which their
+        server stops telling us of their devices."""
+        left: list[tuple[str, str]] = []
+        for event, _ in committed.events:
+            if event.type == "m.room.member" and event.state_key is not None \
+                    and event.rejected_reason is None \
+                    and event.membership in ("leave", "ban"):
+                left.append((event.room_id, event.state_key))
+        if left:
+            self.ctx.reactor.callFromThread(self._start_forget_untracked, left)
+
+    def _start_forget_untracked(self, left: list[tuple[str, str]]) -> None:
+        self.ctx.run_in_background(self._forget_untracked(left))
+
+    async def _forget_untracked(self, left: list[tuple[str, str]]) -> None:
+        """Drop our copy of the device lists of remote users who share no
+        room with a local user any more: it would go stale unseen, so the
+        next query (after a room is shared again) fetches it afresh."""
+        candidates: set[str] = set()
+        for room_id, user_id in left:
+            if not self.ctx.is_mine(user_id):
+                candidates.add(user_id)
+                continue
+            room = await self.rooms.get_room(room_id)
+            if room is not None:
+                candidates.update(u for u in await self.rooms.get_members(room.room_nid)
+                                  if not self.ctx.is_mine(u))
+        if not candidates:
+            return
+        for user_id in sorted(await self.store.get_cached_remote_users(sorted(candidates))):
+            mates = await self.rooms.get_room_mates(user_id)
+            if not any(self.ctx.is_mine(u) for u in mates):
+                logger.debug("no longer sharing a room with %s: forgetting their devices",
+                             user_id)
+                await self.store.forget_remote_devices(user_id)
+
     async def on_remote_update(self, origin: str, content: dict[str, Any]) -> None:
         """An m.device_list_update EDU (already checked: the user is of
         ``origin`` and shares a room with a local user)."""
@@ -455,37 +522,44 @@ class E2eKeyHandler:
             await self._resync_locked(user_id)
         finally:
             lock.release()
+            if not lock.locked and not lock.waiting:
+                self._resync_locks.pop(user_id, None)
 
     @staticmethod
     def _keys_ok(keys: dict[str, Any], user_id: str, device_id: str) -> bool:
-        return keys.get("user_id") == user_id and keys.get("device_id") == device_id
+        """Keys a remote server gives for one of its users' devices are kept
+        as sent (their content is for clients to check, as Synapse leaves
+        it), unless they name another user or device."""
+        return keys.get("user_id", user_id) == user_id \
+            and keys.get("device_id", device_id) == device_id
 
-    async def resync(self, user_id: str) -> bool:
+    async def resync(self, user_id: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> bool:
         """Fetch a remote user's whole device list into the cache; False
-        when their server could not tell us (the cache is dropped)."""
+        when their server could not tell us (the cache, if any, stays as it
+        was: a server that is down changes nobody's devices)."""
         lock = self._resync_locks.setdefault(user_id, defer.DeferredLock())
         await lock.acquire()
         try:
-            return await self._resync_locked(user_id)
+            return await self._resync_locked(user_id, timeout_ms)
         finally:
             lock.release()
+            if not lock.locked and not lock.waiting:
+                self._resync_locks.pop(user_id, None)
 
-    async def _resync_locked(self, user_id: str) -> bool:
+    async def _resync_locked(self, user_id: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> bool:
         server = _server_of(user_id)
         try:
             answer = await self.federation_client.get_json(
                 server, f"{FEDERATION_V1}/user/devices/{quote(user_id, safe='')}",
-                timeout_ms=DEFAULT_TIMEOUT_MS)
+                timeout_ms=max(timeout_ms, 1))
         except Exception as e:
             logger.info("device list resync of %s failed: %r", user_id, e)
-            await self.store.forget_remote_devices(user_id)
             return False
         stream_id = answer.get("stream_id") if isinstance(answer, dict) else None
         devices = answer.get("devices") if isinstance(answer, dict) else None
         if not isinstance(stream_id, int) or isinstance(stream_id, bool) \
                 or not isinstance(devices, list) or answer.get("user_id") != user_id:
             logger.info("device list resync of %s: malformed answer", user_id)
-            await self.store.forget_remote_devices(user_id)
             return False
         parsed: dict[str, RemoteDevice] = {}
         for entry in devices[:MAX_REMOTE_DEVICES]:

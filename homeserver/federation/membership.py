@@ -508,6 +508,9 @@ class FederationMembership:
         room = RoomInfo(room_nid, room_id, rv.identifier, create.sender)
         async with self.event_creator.room_lock(room_id):
             await handler.persist_checked_outliers(room, chain + state)
+            # a room we held before (and left): its old extremities are
+            # ancestors of this join, not rival branches (Synapse does the same)
+            await self.stores.federation_events.clean_room_for_join(room_nid)
             held = await self.stores.federation_events.get_event_info(
                 [e.event_id for e in state])
             state_before = {e.state_pair(): e.event_id for e in state

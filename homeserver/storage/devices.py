@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.pushers import PusherStore
-from homeserver.storage.streams import next_stream_id_txn
+from homeserver.storage.streams import ONLY_USER, next_stream_id_txn
 from homeserver.storage.to_device import ToDeviceStore
 from homeserver.storage.tokens import TokenStore
 
@@ -57,6 +57,31 @@ class DeviceStore:
                     (user_id, pos))
         txn.note_device_list_change(user_id, pos)
         return pos
+
+    @staticmethod
+    def mark_private_device_list_change_txn(txn: Txn, viewer: str,
+                                            user_ids: list[str]) -> int:
+        """Record that ``user_ids`` changed as far as ``viewer`` alone is
+        concerned (their own user-signing key; their signature of another
+        user's master key), as Synapse's user signature stream does: only
+        ``viewer``'s /sync and /keys/changes list them. The caller wakes
+        ``viewer``; returns the change's stream position."""
+        pos = next_stream_id_txn(txn)
+        for user_id in user_ids:
+            txn.execute("INSERT INTO device_list_private_changes (viewer, user_id, stream_id)"
+                        " VALUES (?, ?, ?) ON CONFLICT (viewer, user_id)"
+                        " DO UPDATE SET stream_id = excluded.stream_id", (viewer, user_id, pos))
+        # only the viewer's sync must leave the fast path for it
+        txn.add_scope(pos, ONLY_USER, viewer)
+        return pos
+
+    @staticmethod
+    def private_device_list_changes_txn(txn: Txn, viewer: str, since: int,
+                                        until: int) -> set[str]:
+        """The users changed for ``viewer`` alone in (since, until]."""
+        return {r[0] for r in txn.select_all(
+            "SELECT user_id FROM device_list_private_changes WHERE viewer = ?"
+            " AND stream_id > ? AND stream_id <= ?", (viewer, since, until))}
 
     async def get_devices(self, user_id: str) -> list[Device]:
         rows = await self.db.execute(

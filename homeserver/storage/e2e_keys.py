@@ -30,22 +30,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from homeserver.storage.cross_signing import CrossSigningStore
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.rooms import shares_joined_room_sql
-from homeserver.storage.sql import select_in_txn
+from homeserver.storage.sql import select_in, select_in_txn
 
 
 def _keys_with_name(text: str, name: str | None) -> dict[str, Any]:
-    """Stored device keys as /keys/query serves them: the device's display
-    name in ``unsigned.device_display_name``."""
+    """Stored device keys as /keys/query serves them: always with an
+    ``unsigned`` object, holding the device's display name when it has one
+    (what the device itself put in ``unsigned`` is not served, as Synapse
+    does not)."""
     keys: dict[str, Any] = json.loads(text)
-    if name is not None:
-        unsigned = dict(keys.get("unsigned") or {})
-        unsigned["device_display_name"] = name
-        keys["unsigned"] = unsigned
+    keys["unsigned"] = {"device_display_name": name} if name is not None else {}
     return keys
-
 
 
 def _dump(obj: Any) -> str:
@@ -226,6 +225,7 @@ class E2eKeyStore:
                 " AND d.stream_id <= ? AND (d.user_id = ? OR"
                 f" {shares_joined_room_sql('d.user_id')})",
                 (since, until, user_id, user_id))}
+            changed |= DeviceStore.private_device_list_changes_txn(txn, user_id, since, until)
             mates = ("SELECT theirs.user_id, theirs.membership, mine.membership"
                      " FROM room_memberships mine JOIN room_memberships theirs"
                      " ON theirs.room_nid = mine.room_nid"
@@ -254,12 +254,27 @@ class E2eKeyStore:
 
     def _local_devices_txn(self, txn: Txn, user_id: str,
                            ) -> list[tuple[str, str | None, dict[str, Any] | None]]:
-        return [(d, name, json.loads(k) if k is not None else None)
-                for d, name, k in txn.select_all(
-                    "SELECT d.device_id, d.display_name, k.key_json FROM devices d"
-                    " LEFT JOIN e2e_device_keys k ON k.user_id = d.user_id"
-                    " AND k.device_id = d.device_id WHERE d.user_id = ?"
-                    " ORDER BY d.device_id", (user_id,))]
+        """(device ID, display name, keys) of a local user's devices, the keys
+        with the user's own cross-signing signatures of them merged in: a
+        new signature (its self-signing key's) is news for other servers."""
+        devices = [(d, name, json.loads(k) if k is not None else None)
+                   for d, name, k in txn.select_all(
+                       "SELECT d.device_id, d.display_name, k.key_json FROM devices d"
+                       " LEFT JOIN e2e_device_keys k ON k.user_id = d.user_id"
+                       " AND k.device_id = d.device_id WHERE d.user_id = ?"
+                       " ORDER BY d.device_id", (user_id,))]
+        by_device = {d: keys for d, _, keys in devices if isinstance(keys, dict)}
+        for signer, key_id, _, device_id, signature in \
+                CrossSigningStore.get_signatures_txn(txn, [user_id]):
+            keys = by_device.get(device_id)
+            if keys is None or signer != user_id:
+                continue
+            sigs = keys.setdefault("signatures", {})
+            if isinstance(sigs, dict):
+                mine = sigs.setdefault(signer, {})
+                if isinstance(mine, dict):
+                    mine[key_id] = signature
+        return devices
 
     def announce_txn(self, txn: Txn, user_id: str) -> list[dict[str, Any]]:
         """The ``m.device_list_update`` contents that bring other servers up to
@@ -372,15 +387,24 @@ class E2eKeyStore:
 
     async def replace_remote_devices(self, user_id: str, stream_id: int,
                                      devices: list[RemoteDevice]) -> None:
-        """A full resync of ``user_id``'s device list."""
+        """A full resync of ``user_id``'s device list; their device list
+        counts as changed (local users sharing a room re-query it)."""
         def txn_fn(txn: Txn) -> None:
             txn.execute("DELETE FROM e2e_remote_devices WHERE user_id = ?", (user_id,))
             self._insert_remote_txn(txn, user_id, devices)
             txn.execute("INSERT INTO e2e_remote_device_lists (user_id, stream_id)"
                         " VALUES (?, ?) ON CONFLICT (user_id)"
                         " DO UPDATE SET stream_id = excluded.stream_id", (user_id, stream_id))
+            DeviceStore.mark_device_list_changed_txn(txn, user_id)
 
         await self.db.run_interaction("replace_remote_devices", txn_fn)
+
+    async def get_cached_remote_users(self, user_ids: list[str]) -> set[str]:
+        """Those of ``user_ids`` whose device lists we hold a copy of."""
+        rows = await select_in(self.db, "get_cached_remote_users",
+                               "SELECT user_id FROM e2e_remote_device_lists"
+                               " WHERE user_id IN ({})", user_ids)
+        return {r[0] for r in rows}
 
     async def forget_remote_devices(self, user_id: str) -> None:
         """Drop a cached list (it will be fetched again when needed)."""

@@ -563,6 +563,14 @@ class FederationEventStore:
         await self.db.run_interaction("persist_outliers", self.persist_outliers_txn,
                                       room_nid, events)
 
+    async def clean_room_for_join(self, room_nid: int) -> None:
+        """Forget the room's forward extremities before a join through another
+        server: what we last saw of a room we left (our own leave, say) is
+        an ancestor of the join, and resolving it against the join's state
+        would undo the join. The send_join state is the room's state now."""
+        await self.db.execute("clean_room_for_join",
+                              "DELETE FROM forward_extremities WHERE room_nid = ?", (room_nid,))
+
     async def ensure_room(self, room_id: str, room_version: str, creator: str | None,
                           now_ms: int) -> int:
         return await self.db.run_interaction("ensure_room", self.ensure_room_txn, room_id,

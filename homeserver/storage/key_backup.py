@@ -30,7 +30,7 @@ from homeserver.storage.database import Database, Txn
 class BackupVersion:
     version: int
     algorithm: str
-    auth_data: dict[str, Any]
+    auth_data: Any  # any JSON value, as the client sent it
     etag: int
     count: int
 
@@ -40,7 +40,7 @@ class RoomKey:
     first_message_index: int
     forwarded_count: int
     is_verified: bool
-    session_data: dict[str, Any]
+    session_data: Any  # any JSON value, as the client sent it
 
     def to_client(self) -> dict[str, Any]:
         return {"first_message_index": self.first_message_index,
@@ -96,7 +96,7 @@ class KeyBackupStore:
                                              user_id, version)
 
     async def create_version(self, user_id: str, algorithm: str,
-                             auth_data: dict[str, Any]) -> int:
+                             auth_data: Any) -> int:
         def txn_fn(txn: Txn) -> int:
             last = txn.select_value(
                 "SELECT MAX(version) FROM e2e_room_keys_versions WHERE user_id = ?", (user_id,))
@@ -110,7 +110,7 @@ class KeyBackupStore:
         return await self.db.run_interaction("create_backup_version", txn_fn)
 
     async def update_auth_data(self, user_id: str, version: int,
-                               auth_data: dict[str, Any]) -> bool:
+                               auth_data: Any) -> bool:
         def txn_fn(txn: Txn) -> bool:
             txn.execute("UPDATE e2e_room_keys_versions SET auth_data = ?"
                         " WHERE user_id = ? AND version = ? AND deleted = 0",

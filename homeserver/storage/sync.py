@@ -15,6 +15,7 @@ from typing import Any
 
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.devices import DeviceStore
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.rooms import shares_joined_room_sql
 from homeserver.storage.sql import placeholders, select_in, select_in_txn
@@ -150,6 +151,20 @@ class SyncStore:
                                           row[0], int(row[1])))
         return out
 
+    async def left_between(self, user_id: str, room_nid: int, since: int,
+                           until: int) -> bool:
+        """Whether ``user_id`` had a membership other than join in the room
+        at some position in (since, until]: they left (or were kicked) and
+        joined again in between."""
+        rows = await self.db.execute(
+            "left_between",
+            "SELECT json FROM events WHERE room_nid = ? AND event_type = 'm.room.member'"
+            " AND state_key = ? AND outlier = 0 AND rejected_reason IS NULL"
+            " AND stream_ordering > ? AND stream_ordering <= ?",
+            (room_nid, user_id, since, until))
+        return any(json.loads(r[0]).get("content", {}).get("membership") != "join"
+                   for r in rows)
+
     async def get_memberships(self, user_id: str, until: int, *,
                               room_nids: Iterable[int] | None = None,
                               room_ids: Iterable[str] | None = None) -> list[RoomMembership]:
@@ -166,13 +181,16 @@ class SyncStore:
     def get_device_list_changes_txn(txn: Txn, user_id: str, since: int,
                                     until: int) -> set[str]:
         """Users whose device list changed in (since, until] and who share a
-        joined room with ``user_id`` (``user_id`` included when theirs did)."""
+        joined room with ``user_id`` (``user_id`` included when theirs did),
+        and those changed for ``user_id`` alone (cross-signing signatures)."""
         rows = txn.select_all(
             "SELECT d.user_id FROM device_list_changes d WHERE d.stream_id > ?"
             " AND d.stream_id <= ? AND (d.user_id = ? OR"
             f" {shares_joined_room_sql('d.user_id')})",
             (since, until, user_id, user_id))
-        return {r[0] for r in rows}
+        changed = {r[0] for r in rows}
+        changed |= DeviceStore.private_device_list_changes_txn(txn, user_id, since, until)
+        return changed
 
     async def get_member_counts(self, room_nid: int) -> dict[str, int]:
         rows = await self.db.execute(

@@ -281,8 +281,13 @@ class RoomBuilder:
             before = await self.stores.sync.get_memberships(user_id, since_pos,
                                                             room_nids=[m.room_nid])
             newly_joined = not before or before[0].membership != "join"
-        held = (await self.stores.federation_events.get_event_info([m.event_id])).get(
-            m.event_id)
+            if not newly_joined:
+                # left and joined again since: a new join all the same (full
+                # state, and its members' devices to fetch), as on Synapse
+                newly_joined = await self.stores.sync.left_between(
+                    user_id, m.room_nid, since_pos, m.stream_ordering)
+        held = None if m.membership == "join" else (
+            await self.stores.federation_events.get_event_info([m.event_id])).get(m.event_id)
         if held is not None and held.outlier:
             # an invite rejected (or knock rescinded) in a room we are not
             # in: we hold nothing of it but the leave, which is its timeline
@@ -340,7 +345,11 @@ class RoomBuilder:
             for e in room["timeline"]["events"]:
                 if e.get("type") == MEMBER and e.get("state_key") != user_id:
                     target = e.get("state_key")
-                    if (e.get("content") or {}).get("membership") == "join":
+                    # someone new to track: joined, or invited or knocking
+                    # (a client encrypting for the room needs their keys
+                    # too), as Synapse reports them
+                    if (e.get("content") or {}).get("membership") in ("join", "invite",
+                                                                      "knock"):
                         changes.device_changed.add(target)
                     elif isinstance(target, str):
                         changes.device_left_candidates.add(target)

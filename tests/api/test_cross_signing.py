@@ -290,3 +290,58 @@ async def test_room_mates_hear_of_new_cross_signing_keys(server: TestServer) -> 
 
     resp = await bob.get(f"{V3}/sync", params={"since": since, "timeout": "5000"})
     assert alice.user_id in resp.body.get("device_lists", {}).get("changed", [])
+
+
+async def changed_since(client: Client, since: str) -> tuple[list[str], str]:
+    resp = await client.get(f"{V3}/sync", params={"since": since, "timeout": "0"})
+    assert resp.code == 200, resp.body
+    changed: list[str] = resp.body.get("device_lists", {}).get("changed", [])
+    return changed, resp.body["next_batch"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_user_signing_key_and_its_signatures_are_news_to_the_signer_alone(
+        server: TestServer) -> None:
+    """As Synapse's user signature stream: a new user-signing key shows the
+    user as changed to themself only; their signature of bob's master key
+    shows bob as changed to them only (bob and room mates hear nothing)."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    a, b = alice.user_id, bob.user_id
+    assert a is not None and b is not None
+    room_id = (await alice.post(f"{V3}/createRoom", {"preset": "public_chat"})).body["room_id"]
+    assert (await bob.post(f"{V3}/join/{room_id}", {})).code == 200
+    signer, bob_signer = CrossSigner(a), CrossSigner(b)
+    body = signer.body()
+    usk = body.pop("user_signing_key")
+    # the unstable prefix, where cross-signing was first served, works too
+    resp = await alice.post("/_matrix/client/unstable/keys/device_signing/upload", body)
+    assert resp.code == 200, resp.body
+    assert (await bob.post(f"{V3}/keys/device_signing/upload", bob_signer.body())).code == 200
+    alice_since = (await alice.get(f"{V3}/sync")).body["next_batch"]
+    bob_since = (await bob.get(f"{V3}/sync")).body["next_batch"]
+
+    resp = await alice.post(f"{V3}/keys/device_signing/upload", {
+        "user_signing_key": usk,
+        "auth": {"type": "m.login.password", "user": a, "password": PASSWORD}})
+    assert resp.code == 200, resp.body
+    changed, alice_since = await changed_since(alice, alice_since)
+    assert a in changed
+    changed, bob_since = await changed_since(bob, bob_since)
+    assert a not in changed
+
+    before = alice_since
+    bob_master = (await query(alice, b))["master_keys"][b]
+    signed = sign_json({k: v for k, v in bob_master.items() if k != "signatures"}, a,
+                       signer.usk)
+    resp = await alice.post("/_matrix/client/unstable/keys/signatures/upload",
+                            {b: {pub(bob_signer.master): signed}})
+    assert (resp.code, resp.body) == (200, {"failures": {}})
+    changed, alice_since = await changed_since(alice, alice_since)
+    assert b in changed and a not in changed
+    changed, bob_since = await changed_since(bob, bob_since)
+    assert changed == []
+    keys_changes = await alice.get(f"{V3}/keys/changes",
+                                   params={"from": before, "to": alice_since})
+    assert keys_changes.code == 200, keys_changes.body
+    assert b in keys_changes.body["changed"]

@@ -107,12 +107,12 @@ async def test_bad_uploads_are_refused(server: TestServer) -> None:
 
     await refused({"device_keys": device_keys("@mallory:test.local", "DEV")})
     await refused({"device_keys": device_keys(a, "OTHERDEV")})
-    tampered = dict(good, algorithms=["m.olm.v1.curve25519-aes-sha2"])
-    await refused({"device_keys": tampered}, "M_INVALID_SIGNATURE")
-    # signed by some other key than the one it lists
-    await refused({"device_keys": device_keys(a, "DEV", generate_signing_key("DEV")) | {
-        "keys": good["keys"]}}, "M_INVALID_SIGNATURE")
-    await refused({"device_keys": {k: v for k, v in good.items() if k != "signatures"}})
+    await refused({"device_keys": {k: v for k, v in good.items() if k != "signatures"}},
+                  "M_BAD_JSON")
+    await refused({"device_keys": {k: v for k, v in good.items() if k != "algorithms"}},
+                  "M_BAD_JSON")
+    await refused({"device_keys": good | {"keys": {"ed25519:DEV": 5}}}, "M_BAD_JSON")
+    await refused({"device_keys": good | {"signatures": {a: "sig"}}}, "M_BAD_JSON")
     await refused({"device_keys": "not an object"}, "M_BAD_JSON")
     await refused({"one_time_keys": {"no-algorithm": {"key": "x"}}})
     await refused({"one_time_keys": {"signed_curve25519:A": 5}})
@@ -139,6 +139,34 @@ async def test_bad_uploads_are_refused(server: TestServer) -> None:
                        (f"{V3}/keys/claim", {"one_time_keys": {a: {}}, "timeout": -1})):
         resp = await alice.post(path, body)
         assert resp.code == 400, (path, body, resp.body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_device_keys_are_stored_as_the_device_signed_them_or_not(
+        server: TestServer) -> None:
+    """The server does not judge the keys or their signatures (clients
+    verify them), as Synapse does not: keys under other IDs than
+    ``ed25519:<device>``, unsigned, or with a signature that does not verify
+    are stored and served as uploaded."""
+    alice = await server.register("alice", device_id="DEV")
+    bob = await server.register("bob")
+    a = alice.user_id
+    assert a is not None
+    good = device_keys(a, "DEV")
+    uploads = [
+        good | {"algorithms": ["m.olm.v1.curve25519-aes-sha2"]},  # signature now wrong
+        good | {"keys": {"ed25519:test": "c3op6BJi8aUnDGA541Q6TbTPmbiy1GqGv"}},
+        good | {"keys": {"curve25519:DEV": "curve25519+key", "ed25519:DEV": "ed25519+key"},
+                "signatures": {a: {"ed25519:DEV": "self+signature"}}},
+        good | {"signatures": {}},
+    ]
+    for keys in uploads:
+        resp = await upload(alice, {"device_keys": keys})
+        assert resp.code == 200, (keys, resp.body)
+        got = (await bob.post(f"{V3}/keys/query", {"device_keys": {a: ["DEV"]}})).body
+        served = got["device_keys"][a]["DEV"]
+        # with an unsigned object, and no display name when the device has none
+        assert served == keys | {"unsigned": {}}
 
 
 @pytest_twisted.ensureDeferred
@@ -198,3 +226,38 @@ async def test_sync_fast_path_reports_the_devices_own_counts(server: TestServer)
     assert server.hs.sync_handler.fast_answers > before
     # and a device without keys still sees signed_curve25519: 0
     assert (await sync(bob))["device_one_time_keys_count"] == {"signed_curve25519": 0}
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_invited_user_is_someone_new_to_track_in_device_lists(
+        server: TestServer) -> None:
+    """As on Synapse, a member invited (not yet joined) shows in
+    ``device_lists.changed``: a client encrypting for the room needs the
+    invitee's keys too."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    assert bob.user_id is not None
+    room = (await alice.post(f"{V3}/createRoom", {})).body["room_id"]
+    since = (await sync(alice))["next_batch"]
+    assert (await alice.post(f"{V3}/rooms/{room}/invite", {"user_id": bob.user_id})).code == 200
+    assert bob.user_id in (await sync(alice, since))["device_lists"]["changed"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_leaving_and_rejoining_between_syncs_is_a_new_join(server: TestServer) -> None:
+    """As on Synapse: the room comes down as newly joined (full state), and
+    its members as changed in device_lists, since their devices may have
+    changed unheard while the user was out."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    assert alice.user_id is not None
+    room = (await alice.post(f"{V3}/createRoom", {"preset": "public_chat"})).body["room_id"]
+    assert (await bob.post(f"{V3}/join/{room}", {})).code == 200
+    since = (await sync(bob))["next_batch"]
+    assert (await bob.post(f"{V3}/rooms/{room}/leave", {})).code == 200
+    assert (await bob.post(f"{V3}/join/{room}", {})).code == 200
+    got = await sync(bob, since)
+    assert alice.user_id in got["device_lists"]["changed"]
+    state_types = {e["type"] for e in got["rooms"]["join"][room]["state"]["events"]} | {
+        e["type"] for e in got["rooms"]["join"][room]["timeline"]["events"]}
+    assert "m.room.create" in state_types

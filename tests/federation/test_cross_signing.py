@@ -8,8 +8,16 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest_twisted
+from signedjson.sign import sign_json
 
-from tests.api.test_cross_signing import CrossSigner, cs_key, new_key, pub, query
+from tests.api.test_cross_signing import (
+    CrossSigner,
+    cs_key,
+    new_key,
+    pub,
+    query,
+    upload_device_keys,
+)
 from tests.federation.harness import server_name
 from tests.federation.test_rooms import wait_for
 from tests.harness import Client, TestServer
@@ -86,3 +94,32 @@ async def test_bad_signing_key_updates_are_dropped(federation: Any) -> None:
         "self_signing_key": cs_key(user, "self_signing", ssk, master)})
     assert set(await b.hs.stores.cross_signing.get_user_keys(user)) == \
         {"master", "self_signing"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_device_signed_later_reaches_the_room_mates_server(federation: Any) -> None:
+    """Signing one's device with the self-signing key is a device list
+    change: the signature travels in m.device_list_update and bob's server,
+    which holds a copy of alice's devices, serves it."""
+    server_a = await federation()
+    server_b = await federation()
+    alice, bob, _ = await shared_room(server_a, server_b)
+    a = alice.user_id
+    assert a is not None and alice.device_id is not None
+    signer = CrossSigner(a)
+    assert (await alice.post(f"{V3}/keys/device_signing/upload", signer.body())).code == 200
+    _, device = await upload_device_keys(alice)
+    # bob's server fetches alice's device list (a copy it keeps current)
+    first = await query(bob, a)
+    assert set(first["device_keys"][a]) == {alice.device_id}
+
+    signed = sign_json({k: v for k, v in device.items() if k != "signatures"}, a, signer.ssk)
+    resp = await alice.post(f"{V3}/keys/signatures/upload", {a: {alice.device_id: signed}})
+    assert (resp.code, resp.body) == (200, {"failures": {}})
+    sig_id = f"ed25519:{pub(signer.ssk)}"
+
+    async def signature_seen() -> bool:
+        got = (await query(bob, a))["device_keys"][a].get(alice.device_id, {})
+        return sig_id in got.get("signatures", {}).get(a, {})
+
+    await wait_for(signature_seen)

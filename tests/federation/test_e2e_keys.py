@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest_twisted
 
+from homeserver.e2e.keys import E2eKeyHandler
+from homeserver.storage.e2e_keys import RemoteDevice
 from tests.api.test_keys import device_keys, otks, sync
 from tests.federation.harness import server_name
 from tests.federation.test_rooms import q, wait_for
@@ -124,3 +126,66 @@ async def _has(get: Any, wanted: set[str]) -> bool:
 
 async def _stream_is(cache: Any, user_id: str, stream_id: int) -> bool:
     return bool(await cache.get_remote_stream_id(user_id) == stream_id)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_copy_of_a_remote_device_list_follows_the_rooms_shared(
+        federation: Any) -> None:
+    """A query for a user whose devices we hold no copy of, sharing a room,
+    fetches their whole list and keeps it; when no room is shared any more
+    the copy goes (updates stop coming), and the next query after a rejoin
+    fetches it afresh, seeing the device added meanwhile."""
+    server_a = await federation()
+    server_b = await federation()
+    alice = await server_a.register("alice", device_id="PHONE")
+    bob = await server_b.register("bob")
+    a = alice.user_id
+    assert a is not None
+    await upload(alice, {"device_keys": device_keys(a, "PHONE")})
+    room_id = await create_room(alice)
+    join = f"{V3}/join/{q(room_id)}?server_name={server_name(server_a)}"
+    assert (await bob.post(join, {})).code == 200
+    cache = server_b.hs.stores.e2e_keys
+    assert await cache.get_remote_stream_id(a) is None
+
+    since = (await sync(bob))["next_batch"]
+    resp = await bob.post(f"{V3}/keys/query", {"device_keys": {a: []}})
+    assert resp.code == 200, resp.body
+    assert set(resp.body["device_keys"][a]) == {"PHONE"}
+    assert resp.body["failures"] == {}
+    assert await cache.get_remote_stream_id(a) is not None
+    # the fetch counts as a change of alice's devices for bob's /sync
+    assert await _changed(bob, since, a)
+
+    assert (await bob.post(f"{V3}/rooms/{q(room_id)}/leave", {})).code == 200
+
+    async def forgotten() -> bool:
+        return await cache.get_remote_stream_id(a) is None
+
+    await wait_for(forgotten)
+    session = await server_a.hs.sessions.create_login_session(a, "LAPTOP")
+    await upload(server_a.client(session.access_token), {"device_keys": device_keys(a, "LAPTOP")})
+
+    assert (await bob.post(join, {})).code == 200
+    resp = await bob.post(f"{V3}/keys/query", {"device_keys": {a: []}})
+    assert set(resp.body["device_keys"][a]) == {"PHONE", "LAPTOP"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_keys_a_remote_server_sends_are_kept_unless_they_name_another_device(
+        federation: Any) -> None:
+    """Device keys in a /user/devices answer are for clients to check: kept
+    as sent (even without user_id and device_id), with an ``unsigned``
+    carrying the name; keys naming another user or device are dropped."""
+    assert E2eKeyHandler._keys_ok({"device_keys": {}}, "@a:x", "D")
+    assert E2eKeyHandler._keys_ok({"user_id": "@a:x", "device_id": "D"}, "@a:x", "D")
+    assert not E2eKeyHandler._keys_ok({"user_id": "@m:x", "device_id": "D"}, "@a:x", "D")
+    assert not E2eKeyHandler._keys_ok({"user_id": "@a:x", "device_id": "E"}, "@a:x", "D")
+    server_b = await federation()
+    cache = server_b.hs.stores.e2e_keys
+    await cache.replace_remote_devices("@a:x", 1, [
+        RemoteDevice("D", "Curiosity Rover", {"device_keys": {}})])
+    found, missing = await cache.get_cached_remote_keys({"@a:x": []})
+    assert not missing
+    assert found["@a:x"]["D"] == {"device_keys": {},
+                                  "unsigned": {"device_display_name": "Curiosity Rover"}}

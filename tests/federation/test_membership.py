@@ -124,3 +124,42 @@ async def test_an_event_with_tampered_content_arrives_redacted(federation: Any) 
     (event_id,) = resp["pdus"]
     got = await bob.get(f"/_matrix/client/v3/rooms/{q(room_id)}/event/{q(event_id)}")
     assert got.code == 200 and got.body["content"] == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_leave_a_remote_invite_only_room_then_rejoin_on_a_new_invite(
+        federation: Any) -> None:
+    """Our old view of the room (ending with bob's leave) is history the
+    rejoin descends from, not a rival branch: resolving it against the join
+    would undo the join (a join from 'leave' in an invite-only room)."""
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    room_id = await create_room(alice, preset="private_chat")
+    v3 = "/_matrix/client/v3"
+
+    async def invite_and_join() -> str:
+        resp = await alice.post(f"{v3}/rooms/{q(room_id)}/invite", {"user_id": bob.user_id})
+        assert resp.code == 200, resp.body
+
+        async def invited() -> bool:
+            got = await bob.get(f"{v3}/sync", params={"timeout": "0"})
+            return room_id in got.body["rooms"]["invite"]
+
+        await wait_for(invited)
+        since: str = (await bob.get(f"{v3}/sync")).body["next_batch"]
+        resp = await bob.post(f"{v3}/join/{q(room_id)}", {},
+                              params={"server_name": server_name(a)})
+        assert resp.code == 200, resp.body
+        await wait_for(lambda: _joined(alice, room_id, bob.user_id))
+        return since
+
+    await invite_and_join()
+    assert (await bob.post(f"{v3}/rooms/{q(room_id)}/leave", {})).code == 200
+    await wait_for(lambda: _membership_is(alice, room_id, bob.user_id, "leave"))
+
+    since = await invite_and_join()
+    got = await bob.get(f"{v3}/sync", params={"since": since, "timeout": "0"})
+    assert room_id in got.body["rooms"]["join"]
+    assert (await bob.get(f"{v3}/joined_rooms")).body["joined_rooms"] == [room_id]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from homeserver.storage.cross_signing import CrossSigningStore
 
 CLIENT_V3 = "/_matrix/client/v3"
+CLIENT_UNSTABLE = "/_matrix/client/unstable"
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,13 @@ async def upload_signatures(api: KeysSigningApi, req: HttpRequest) -> tuple[int,
     return 200, {"failures": failures}
 
 
-ENDPOINTS = (
-    Endpoint("POST", f"{CLIENT_V3}/keys/device_signing/upload", upload_device_signing),
-    Endpoint("POST", f"{CLIENT_V3}/keys/signatures/upload", upload_signatures),
-)
+# The unstable prefix is where cross-signing was first served (MSC1756);
+# Synapse still answers there, and older clients (and SyTest) use it.
+ENDPOINTS = tuple(
+    Endpoint("POST", f"{prefix}/keys/{path}", function)
+    for prefix in (CLIENT_V3, CLIENT_UNSTABLE)
+    for path, function in (("device_signing/upload", upload_device_signing),
+                           ("signatures/upload", upload_signatures)))
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
