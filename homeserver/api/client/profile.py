@@ -14,10 +14,9 @@ An empty string clears a field.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
-from homeserver.accounts.identifiers import is_valid_server_name, parse_user_id
+from homeserver.accounts.identifiers import parse_user_id
 from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.federation.edus import query_remote
 from homeserver.http.request import HttpRequest
@@ -37,19 +36,10 @@ CLIENT_V3 = "/_matrix/client/v3"
 MAX_DISPLAYNAME_LEN = 256
 MAX_AVATAR_URL_LEN = 1000
 
-_MEDIA_ID = re.compile(r"[A-Za-z0-9_\-]+")
 
 # How long a remote profile is reused, and how many are kept.
 REMOTE_PROFILE_TTL_MS = 30_000
 REMOTE_PROFILE_CACHE_SIZE = 10_000
-
-
-def is_valid_mxc_uri(uri: str) -> bool:
-    """``mxc://<server-name>/<media-id>``, as the content repository hands out."""
-    if not uri.startswith("mxc://"):
-        return False
-    server, sep, media_id = uri[len("mxc://"):].partition("/")
-    return bool(sep) and is_valid_server_name(server) and bool(_MEDIA_ID.fullmatch(media_id))
 
 
 def parse_field(body: dict[str, Any], field: str) -> str | None:
@@ -65,10 +55,10 @@ def parse_field(body: dict[str, Any], field: str) -> str | None:
             raise invalid_param(f"Displayname is too long (max {MAX_DISPLAYNAME_LEN})")
         value = value.strip()
     else:
+        # any string, as Synapse stores it (clients and bridges set
+        # http(s) URLs); only its length is bounded
         if len(value) > MAX_AVATAR_URL_LEN:
             raise invalid_param(f"Avatar URL is too long (max {MAX_AVATAR_URL_LEN})")
-        if value and not is_valid_mxc_uri(value):
-            raise invalid_param("'avatar_url' must be an mxc:// URI")
     return value or None
 
 
