@@ -90,6 +90,11 @@ REMOTE = {
     ("GET", "/_matrix/client/v3/profile/{userId}/{keyName}"),
     ("GET", "/_matrix/client/v3/profile/{userId}/displayname"),
     ("GET", "/_matrix/client/v3/profile/{userId}/avatar_url"),
+    # these ask the identity server named in the body (id_server)
+    ("POST", "/_matrix/client/v3/account/3pid/bind"),
+    ("POST", "/_matrix/client/v3/account/3pid/unbind"),
+    ("POST", "/_matrix/client/v3/account/3pid/delete"),
+    ("POST", "/_matrix/client/v3/rooms/{roomId}/invite"),
 }
 GATEWAY_ERRORS = {502, 504}
 
@@ -311,9 +316,11 @@ def fuzz(base_url: str, access_token: str, real_params: dict[str, str],
 @pytest_twisted.ensureDeferred
 async def test_no_request_from_the_spec_gets_a_server_error(make_server: Any) -> None:
     # Generated requests name made-up servers (media origins, room directories,
-    # remote users); with no server allowed the run never leaves the machine,
-    # and each such request takes the same path as an unreachable server.
-    server: TestServer = await make_server(federation_domain_whitelist=[])
+    # remote users, identity servers); with no server allowed and every address
+    # refused by the outbound guard the run never leaves the machine, and each
+    # such request takes the same path as an unreachable server.
+    server: TestServer = await make_server(federation_domain_whitelist=[],
+                                           ip_range_blacklist=["0.0.0.0/0", "::/0"])
     fuzzer = await server.register("fuzzer")
     room_id = await create_room(fuzzer, name="fuzzing ground")
     event_id = await send_text(fuzzer, room_id, "something to point at", "fuzz-1")

@@ -452,9 +452,11 @@ class FederationSender:
                 response = await self.client.put_json(
                     q.name, f"/_matrix/federation/v1/send/{txn_id}", body)
             except Exception as e:  # noqa: BLE001 - every failure backs off or drops
-                if isinstance(e, defer.CancelledError):
+                if isinstance(e, defer.CancelledError) or not self._running:
+                    # stopping (the client may report the cancelled request as a
+                    # failed one): no fault of the peer, so no backoff
                     self._restore(q, taken, bool(pdu_rows), bool(to_device))
-                    raise
+                    raise defer.CancelledError() from e
                 if isinstance(e, FederationError) and e.code < 500 and e.code != 429:
                     logger.warning("federation sender: %s refused transaction %s (%s);"
                                    " dropping its %d PDUs and %d EDUs", q.name, txn_id, e,

@@ -312,6 +312,28 @@ async def test_failing_destination_backs_off_longer_each_time(federation: Any,
 
 
 @pytest_twisted.ensureDeferred
+async def test_stopping_mid_transaction_is_no_fault_of_the_peer(federation: Any,
+                                                               test_ca: TestCA) -> None:
+    # A server shut down while a transaction is in flight must not hold the
+    # peer in backoff when it comes back: what was in flight is sent at once.
+    peer = Peer(test_ca)
+    peer.listen()
+    peer.mode = "hang"
+    try:
+        srv = await federation()
+        alice, room_id = await make_room(srv, f"@bob:{peer.name}")
+        sent = await say(srv, alice, room_id, "in flight at shutdown")
+        await eventually(lambda: len(peer.hanging) == 1)
+        await take_down(srv)
+        peer.mode = "ok"
+        await restart(srv)
+        await eventually(lambda: sent in peer.pdu_ids())
+        assert peer.name not in await srv.hs.stores.federation_queue.get_retry_timings()
+    finally:
+        await peer.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_hanging_destination_does_not_hold_up_another(federation: Any,
                                                             test_ca: TestCA) -> None:
     slow, fast = Peer(test_ca), Peer(test_ca)
