@@ -155,6 +155,9 @@ SCHEMA: dict[str, Key] = {
     }),
     "rc_admin_redaction": _rate(1, 50),
     "report_stats": Key("bool", False),
+    # Prometheus metrics: served on type: metrics listeners and at
+    # /_synapse/metrics where an http listener names the metrics resource
+    "enable_metrics": Key("bool", False),
     "suppress_key_server_warning": Key("bool", False),
     "trusted_key_servers": Key("list", item=Key("any"), default=[]),
     "media_store_path": Key("str"),

@@ -27,6 +27,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from homeserver.errors import Codes, InteractiveAuthIncomplete, MatrixError
+from homeserver.http.monitoring import HEALTH_PATH, METRICS_PATH, write_health, write_metrics
 from homeserver.http.parse import check_query_args
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router
@@ -34,6 +35,7 @@ from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Ro
 if TYPE_CHECKING:
     from homeserver.federation.request_auth import FederationAuth
     from homeserver.http.auth import Auth
+    from homeserver.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("homeserver.access")
@@ -118,8 +120,13 @@ class MatrixResource(Resource):
 
     def __init__(self, router: Router, auth: "Auth", federation_auth: "FederationAuth",
                  max_client_json_size: int,
-                 resources: frozenset[str] = frozenset({"client", "federation"})) -> None:
+                 resources: frozenset[str] = frozenset({"client", "federation"}),
+                 metrics: "Metrics | None" = None) -> None:
         super().__init__()
+        # counts every request; serves the scrape at /_synapse/metrics only
+        # where the listener names the metrics resource
+        self.metrics = metrics
+        self.serves_metrics = metrics is not None and "metrics" in resources
         self.router = router
         self.auth = auth
         self.federation_auth = federation_auth
@@ -150,6 +157,16 @@ class MatrixResource(Resource):
     async def _dispatch(self, request: Request) -> None:
         method = request.method.decode("ascii", "replace")
         raw_path = request.path
+        if method in ("GET", "HEAD"):
+            if raw_path == HEALTH_PATH:
+                request.route_name = "health"  # type: ignore[attr-defined]
+                write_health(request)
+                return
+            if raw_path == METRICS_PATH and self.serves_metrics:
+                assert self.metrics is not None
+                request.route_name = "metrics"  # type: ignore[attr-defined]
+                write_metrics(request, self.metrics)
+                return
         try:
             if method == "OPTIONS":
                 # CORS preflight: answered for every known path, no auth.
@@ -225,7 +242,12 @@ class MatrixResource(Resource):
         request.finish()
 
     def _log_access(self, request: Request, start: float) -> None:
-        elapsed_ms = (time.monotonic() - start) * 1000
+        elapsed = time.monotonic() - start
+        elapsed_ms = elapsed * 1000
+        if self.metrics is not None:
+            self.metrics.observe_request(request.method.decode("ascii", "replace"),
+                                         getattr(request, "route_name", ""), request.code,
+                                         elapsed)
         user = getattr(request, "requester_id", "-")
         access_logger.info("%s - %s %s %s %d %dB %.1fms %s", self.client_ip(request), user,
                            request.method.decode("ascii", "replace"), _redacted_uri(request),
