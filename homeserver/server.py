@@ -330,6 +330,8 @@ class HomeServer:
         """What the metrics read from the services (docs/monitoring.md)."""
         from homeserver.metrics import Metrics
         metrics = self.metrics = Metrics()
+        if not self.config.enable_metrics:
+            return  # nothing counted, nothing served
         self.db.txn_observer = metrics.observe_transaction
         self.db.hub.subscribe(lambda c: metrics.events_persisted.inc(len(c.events))
                               if c.events else None)
