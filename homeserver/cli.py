@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import logging.config
 import os
 import sys
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from homeserver.config import Config, ConfigError, build_config, load_config
+from homeserver.logcompat import load_log_config
 
 logger = logging.getLogger(__name__)
 
@@ -139,12 +139,15 @@ def setup_logging(config: Config) -> None:
         path = os.path.join(config.config_dir, config.log_config)
         try:
             with open(path, encoding="utf-8") as f:
-                logging.config.dictConfig(yaml.safe_load(f))
-            return
-        except (OSError, ValueError, yaml.YAMLError) as e:
+                load_log_config(yaml.safe_load(f))
+        except (OSError, ValueError, TypeError, AttributeError, ImportError,
+                yaml.YAMLError) as e:
             raise _fail(f"log_config {path}: {e}") from None
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for warning in config.warnings:
+        logger.warning("%s", warning)
 
 
 def _check_signing_key(config: Config) -> None:
