@@ -93,13 +93,17 @@ def cmd_init(ns: argparse.Namespace) -> None:
     data_dir = os.path.dirname(config_path)
     key_name = os.path.splitext(os.path.basename(config_path))[0] + ".signing.key"
     port = 8008
-    local_trial = ns.server_name in LOCAL_TRIAL_NAMES
+    bind = ns.bind_address
+    loopback = bind in ("127.0.0.1", "::1")
+    # open registration only where nobody else can reach the server
+    local_trial = ns.server_name in LOCAL_TRIAL_NAMES and loopback
     config = {
         "server_name": ns.server_name,
         "public_baseurl": ns.public_baseurl or (
             f"http://127.0.0.1:{port}/" if local_trial else f"https://{ns.server_name}/"),
-        "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http",
-                       "x_forwarded": False, "resources": [{"names": ["client", "federation"]}]}],
+        "listeners": [{"port": port, "bind_addresses": [bind], "type": "http",
+                       "x_forwarded": ns.x_forwarded,
+                       "resources": [{"names": ["client", "federation"]}]}],
         "database": _database_section(ns.database, ns.database_url),
         "signing_key_path": key_name,
         "report_stats": False,
@@ -259,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--database-url", help="PostgreSQL connection string (with --database postgres)")
     p.add_argument("--public-baseurl")
+    p.add_argument("--bind-address", default="127.0.0.1",
+                   help="the listener's address (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--x-forwarded", action="store_true",
+                   help="behind a reverse proxy: trust its X-Forwarded-For")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", help="run the server")
