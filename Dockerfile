@@ -15,11 +15,13 @@ COPY setup.cfg pyproject.toml README.md /src/
 COPY homeserver /src/homeserver
 COPY synapse_compat /src/synapse_compat
 ARG EXTRA_CA_CERT=""
+# optional extras: EXTRAS=s3 for S3 media storage (boto3)
+ARG EXTRAS=""
 RUN if [ -n "$EXTRA_CA_CERT" ]; then \
         cat /etc/ssl/certs/ca-certificates.crt > /tmp/ca.pem \
         && printf '%s\n' "$EXTRA_CA_CERT" >> /tmp/ca.pem && export PIP_CERT=/tmp/ca.pem; \
     fi; \
-    /opt/homeserver/bin/pip install /src
+    /opt/homeserver/bin/pip install "/src${EXTRAS:+[$EXTRAS]}"
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 991 homeserver \
