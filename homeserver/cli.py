@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from homeserver.config import Config, ConfigError, build_config, load_config
-from homeserver.logcompat import load_log_config
+from homeserver.logcompat import install_record_factory, load_log_config
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,9 @@ def setup_logging(config: Config) -> None:
                 yaml.YAMLError) as e:
             raise _fail(f"log_config {path}: {e}") from None
     else:
+        install_record_factory()
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                            format="%(asctime)s %(levelname)s %(name)s [%(request)s] %(message)s")
     for warning in config.warnings:
         logger.warning("%s", warning)
 
@@ -183,6 +184,12 @@ def cmd_run(ns: argparse.Namespace) -> None:
     reactor: Any = _reactor
     config = _load(ns.config)
     setup_logging(config)
+    from homeserver.sentry import SentryUnavailable, setup_sentry
+    try:
+        if setup_sentry(config):
+            logger.info("reporting errors to Sentry")
+    except SentryUnavailable as e:
+        raise _fail(f"config error: {e}") from None
     _check_signing_key(config)
     hs = HomeServer(config, reactor)
     failure: list[str] = []

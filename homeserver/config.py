@@ -159,6 +159,11 @@ SCHEMA: dict[str, Key] = {
     # Prometheus metrics: served on type: metrics listeners and at
     # /_synapse/metrics where an http listener names the metrics resource
     "enable_metrics": Key("bool", False),
+    # error reports to Sentry (homeserver/sentry.py): dsn and environment
+    "sentry": Key("map", default={}, children={
+        "dsn": Key("str"),
+        "environment": Key("str"),
+    }),
     "suppress_key_server_warning": Key("bool", False),
     "trusted_key_servers": Key("list", item=Key("any"), default=[]),
     "media_store_path": Key("str"),

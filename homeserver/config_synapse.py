@@ -117,7 +117,7 @@ IGNORED: frozenset[str] = frozenset({
     "account_threepid_delegates", "auto_join_rooms", "autocreate_auto_join_rooms",
     "autocreate_auto_join_rooms_federated", "autocreate_auto_join_room_preset",
     "auto_join_mxid_localpart", "auto_join_rooms_for_guests", "inhibit_user_in_use_error",
-    "allow_underscore_prefixed_registration", "login_via_existing_session", "sentry",
+    "allow_underscore_prefixed_registration", "login_via_existing_session",
     "metrics_flags", "report_stats_endpoint", "room_prejoin_state", "track_puppeted_user_ips",
     "track_appservice_user_ips", "use_appservice_legacy_authorization", "macaroon_secret_key",
     "macaroon_secret_key_path", "form_secret", "form_secret_path",

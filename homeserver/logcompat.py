@@ -10,6 +10,7 @@ attribute, so such a file configures our logging unchanged.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import logging.config
@@ -20,6 +21,11 @@ from typing import Any
 
 # what a record carries when no request is being served
 NO_REQUEST = "-"
+
+# the request being served (``GET-42``), for every line logged while serving
+# it: set by the HTTP resource, carried through the request's coroutines
+current_request: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "current_request", default=NO_REQUEST)
 
 
 class PeriodicallyFlushingMemoryHandler(logging.handlers.MemoryHandler):
@@ -118,9 +124,9 @@ def _map_classes(node: Any) -> Any:
 _factory_installed = False
 
 
-def _install_record_factory() -> None:
-    """Every record gets ``request`` (``-`` outside a request), so a format
-    naming ``%(request)s`` never fails."""
+def install_record_factory() -> None:
+    """Every record gets ``request``: the request being served, ``-`` outside
+    one (so a format naming ``%(request)s`` never fails)."""
     global _factory_installed
     if _factory_installed:
         return
@@ -129,8 +135,7 @@ def _install_record_factory() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        if not hasattr(record, "request"):
-            record.request = NO_REQUEST
+        record.request = current_request.get()
         return record
 
     logging.setLogRecordFactory(factory)
@@ -140,5 +145,5 @@ def load_log_config(config: Any) -> None:
     """Apply a logging dictConfig (ours or Synapse's). ValueError if invalid."""
     if not isinstance(config, dict):
         raise ValueError("the log config must be a mapping")
-    _install_record_factory()
+    install_record_factory()
     logging.config.dictConfig(_map_classes(config))

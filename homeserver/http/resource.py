@@ -14,6 +14,7 @@ traceback kept in the server log only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sqlite3
@@ -31,6 +32,7 @@ from homeserver.http.monitoring import HEALTH_PATH, METRICS_PATH, write_health, 
 from homeserver.http.parse import check_query_args
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router
+from homeserver.logcompat import NO_REQUEST, current_request
 
 if TYPE_CHECKING:
     from homeserver.federation.request_auth import FederationAuth
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("homeserver.access")
+_REQUEST_IDS = itertools.count(1)
 
 CORS_HEADERS = {
     b"Access-Control-Allow-Origin": b"*",
@@ -140,7 +143,14 @@ class MatrixResource(Resource):
         start = time.monotonic()
         for name, value in CORS_HEADERS.items():
             request.setHeader(name, value)
-        d = defer.ensureDeferred(self._dispatch(request))
+        # every line logged while serving it carries the request's ID
+        request_id = f"{request.method.decode('ascii', 'replace')}-{next(_REQUEST_IDS)}"
+        request.request_id = request_id  # type: ignore[attr-defined]
+        token = current_request.set(request_id)
+        try:
+            d = defer.ensureDeferred(self._dispatch(request))
+        finally:
+            current_request.reset(token)
         d.addErrback(self._unexpected, request)
         d.addBoth(lambda _: self._log_access(request, start))
         return NOT_DONE_YET
@@ -202,6 +212,13 @@ class MatrixResource(Resource):
             self._write(request, 401, e.body)
 
     def _unexpected(self, failure: Failure, request: Request) -> None:
+        token = current_request.set(getattr(request, "request_id", NO_REQUEST))
+        try:
+            self._report_unexpected(failure, request)
+        finally:
+            current_request.reset(token)
+
+    def _report_unexpected(self, failure: Failure, request: Request) -> None:
         if is_database_outage(failure.value):
             # one line, no traceback: an outage fails every request at once
             logger.warning("request %s %s: database unavailable: %s",
@@ -242,6 +259,13 @@ class MatrixResource(Resource):
         request.finish()
 
     def _log_access(self, request: Request, start: float) -> None:
+        token = current_request.set(getattr(request, "request_id", NO_REQUEST))
+        try:
+            self._write_access_line(request, start)
+        finally:
+            current_request.reset(token)
+
+    def _write_access_line(self, request: Request, start: float) -> None:
         elapsed = time.monotonic() - start
         elapsed_ms = elapsed * 1000
         if self.metrics is not None:
