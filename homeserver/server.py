@@ -176,7 +176,7 @@ class HomeServer:
         from homeserver.rooms.third_party_invites import ThirdPartyInvites
         self.third_party_invites = ThirdPartyInvites(
             ctx, stores, self.identity_client, self.event_creator, self.membership,
-            self.federation_client)
+            self.federation_client, self.federation_sender)
         # rooms: the space hierarchy asks other servers
         self.hierarchy = HierarchyHandler(self.ctx, self.stores, self.federation_client)
         # after the notifier: it chains onto its device-list hook
