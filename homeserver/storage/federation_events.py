@@ -513,12 +513,17 @@ class FederationEventStore:
         covers what lies before it), and so are prev_events of another
         room: a room's history never continues into another room's."""
         def txn_fn(txn: Txn) -> list[tuple[str, list[str]]]:
+            # the event just after the page too: the client holds it, and
+            # what is missing before it belongs to the page
+            after = txn.select_value(
+                "SELECT MIN(stream_ordering) FROM events WHERE room_nid = ? AND outlier = 0"
+                " AND stream_ordering > ?", (room_nid, from_pos))
             window = txn.select_all(
                 "SELECT event_nid, event_id FROM events WHERE room_nid = ? AND outlier = 0"
                 " AND stream_ordering <= ? AND stream_ordering > (SELECT MIN(stream_ordering)"
                 " FROM events WHERE room_nid = ? AND outlier = 0)"
                 " ORDER BY stream_ordering DESC LIMIT ?",
-                (room_nid, from_pos, room_nid, wanted))
+                (room_nid, from_pos if after is None else int(after), room_nid, wanted + 1))
             if not window:
                 return []
             nids = [int(r[0]) for r in window]
