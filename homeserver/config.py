@@ -173,6 +173,10 @@ SCHEMA: dict[str, Key] = {
     # State snapshot blocks, in entries (as Synapse's stateGroupMembersCache,
     # 500K); scaled by caches.global_factor; 0 disables the cache.
     "state_cache_size": Key("size", "500K"),
+    # MSC2228 self-destructing messages (Synapse's key): a message whose
+    # content has org.matrix.self_destruct_after (a ms timestamp) is pruned,
+    # as a redaction would, at that time
+    "enable_ephemeral_messages": Key("bool", False, nullable=False),
     "default_room_version": Key("str", DEFAULT_ROOM_VERSION, nullable=False,
                                 choices=tuple(KNOWN_ROOM_VERSIONS)),
     "presence": Key("map", children={

@@ -51,6 +51,7 @@ from homeserver.rooms.sending import RoomSender
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.storage import Stores
 from homeserver.storage.database import Database
+from homeserver.storage.event_expiry import record_txn as record_expiry_txn
 from homeserver.storage.migrations import prepare_database_blocking
 from homeserver.storage.relations import index_relation_txn
 from homeserver.storage.search import index_batch_txn, index_event_txn
@@ -176,7 +177,7 @@ class HomeServer:
         from homeserver.rooms.third_party_invites import ThirdPartyInvites
         self.third_party_invites = ThirdPartyInvites(
             ctx, stores, self.identity_client, self.event_creator, self.membership,
-            self.federation_client)
+            self.federation_client, self.federation_sender)
         # rooms: the space hierarchy asks other servers
         self.hierarchy = HierarchyHandler(self.ctx, self.stores, self.federation_client)
         # after the notifier: it chains onto its device-list hook
@@ -203,6 +204,11 @@ class HomeServer:
                                         self.sync_handler, self.notifier, self.typing,
                                         self.presence)
         self.pushers = PusherPool(self.ctx, self.stores, self.db.stream_tracker)
+        # self-destructing messages (MSC2228), when the operator turns them on
+        from homeserver.rooms.ephemeral import EventExpirer
+        self.event_expirer: EventExpirer | None = EventExpirer(
+            self.ctx, self.stores.event_expiry, self.stores.events,
+        ) if self.config.enable_ephemeral_messages else None
         # after the pushers: a read receipt updates the user's badge
         self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier, self.pushers)
         from homeserver.media.preview import UrlPreviewer
@@ -280,6 +286,8 @@ class HomeServer:
         await self.federation_sender.start()
         await self.presence.start()
         await self.pushers.start()
+        if self.event_expirer is not None:
+            await self.event_expirer.start()
         # messages stored before full-text search existed (a no-op once done)
         self.run_in_background(self.stores.search.index_history())
 
@@ -291,6 +299,8 @@ class HomeServer:
         hooks.add(index_relation_txn)
         hooks.add(index_event_txn, index_batch_txn)
         hooks.add(member_joined_txn)
+        if self.config.enable_ephemeral_messages:
+            hooks.add(record_expiry_txn)
         # an invite to a room we do not hold (an outlier) notifies the invitee
         hooks.add_remote_invite(self.push_actions.remote_invite_txn)
 
@@ -315,6 +325,9 @@ class HomeServer:
         # a leave may end the last room shared with a remote user: their
         # device list copy goes (e2e/keys.py)
         hub.subscribe(self.e2e_keys.on_commit)
+        # a self-destructing message may expire before the expirer's timer
+        if self.event_expirer is not None:
+            hub.subscribe(self.event_expirer.on_commit)
         # Reactor, each device-list change before its position counts as
         # finished: wake the user and room mates, then tell other servers.
         hub.on_device_list_changed(self.notifier.device_list_changed)
@@ -441,6 +454,8 @@ class HomeServer:
         # first: cancels in-flight transactions (a hanging peer must not hold us)
         await self.federation_sender.stop()
         await self.pushers.stop()
+        if self.event_expirer is not None:
+            self.event_expirer.stop()
         for proto in list(self._connections):
             # Twisted's HTTP protocol is a wrapper: the transport is its channel's
             transport = getattr(proto, "transport", None) or getattr(
