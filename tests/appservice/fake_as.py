@@ -55,6 +55,8 @@ class FakeAppService:
         self.port: Any = None
         # (txn ID, events) in the order received, repeats included
         self.transactions: list[tuple[str, list[dict[str, Any]]]] = []
+        # every transaction ID tried, failed tries included
+        self.attempts: list[str] = []
         self.auth_headers: list[str | None] = []
         self.query_args: list[dict[str, list[str]]] = []
         self.fail_next = 0
@@ -122,6 +124,7 @@ class FakeAppService:
             return 404, {"errcode": "M_UNRECOGNIZED"}
         rest = path[len(prefix):]
         if method == "PUT" and rest.startswith("transactions/"):
+            self.attempts.append(rest.split("/", 1)[1])
             if self.fail_next > 0:
                 self.fail_next -= 1
                 return 500, {}
