@@ -88,6 +88,15 @@ class Auth:
             self._note_last_seen(info.user_id, info.device_id, req)
         return Requester(info.user_id, info.device_id, info.token_id, info.is_guest)
 
+    def get_app_service(self, req: HttpRequest) -> Any:
+        """The application service whose as_token the request carries (None:
+        not a service's): for registration, where ``?user_id=`` names the
+        user about to exist (as mautrix sends it)."""
+        token = token_from_request(req)
+        if token is None or not self.app_services:
+            return None
+        return self.app_services.by_token(token)
+
     async def _app_service_requester(self, service: Any, req: HttpRequest) -> Requester:
         """The service's own user, or the namespace user it masquerades as."""
         user_id = service.sender

@@ -95,14 +95,14 @@ async def _register_app_service_user(api: RegisterApi, req: HttpRequest,
                                      body: dict[str, Any]) -> tuple[int, Any]:
     """``type: m.login.application_service``: a service registers a user of
     its namespace with its as_token (no UIA; registration may be closed)."""
-    requester = await api.auth.get_requester(req)
-    if requester is None or requester.app_service is None:
+    service = api.auth.get_app_service(req)
+    if service is None:
         raise MatrixError(401, Codes.UNKNOWN_TOKEN,
                           "m.login.application_service needs an application service's token")
     username = get_str(body, "username")
     registration = parse_registration(body)
     registered = await api.registrations.register_app_service_user(
-        requester.app_service, username, registration.login)
+        service, username, registration.login)
     return 200, registered.to_client(api.ctx.hostname)
 
 
