@@ -462,7 +462,8 @@ class RoomDirectory:
 
     # -- hooks of room creation and of sending m.room.canonical_alias --
 
-    async def check_new_room_alias(self, localpart: str | None) -> str | None:
+    async def check_new_room_alias(self, localpart: str | None,
+                                   creator: str | None = None) -> str | None:
         """POST /createRoom's ``room_alias_name``, checked before the room exists.
 
         Returns the full alias (None without one). 400 M_INVALID_PARAM for a
@@ -476,6 +477,12 @@ class RoomDirectory:
         alias = f"#{localpart}:{self.ctx.hostname}"
         if parse_room_alias(alias) is None:
             raise invalid_param("Invalid room alias")
+        services = self.ctx.config.app_services
+        owner = services.exclusive_alias_owner(alias) if services else None
+        if owner is not None and (creator is None or not owner.is_interested_in_user(creator)):
+            # an application service's exclusive alias: only its users make it
+            raise MatrixError(400, Codes.EXCLUSIVE,
+                              "This alias is reserved by an application service.")
         if await self.stores.directory.get_alias(alias) is not None:
             raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
         return alias

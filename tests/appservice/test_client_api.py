@@ -205,6 +205,15 @@ async def test_exclusive_aliases_belong_to_the_service(server: TestServer) -> No
 
 
 @pytest_twisted.ensureDeferred
+async def test_create_room_cannot_take_an_exclusive_alias(server: TestServer) -> None:
+    alice = await server.register("alice")
+    resp = await alice.post(f"{V3}/createRoom", {"room_alias_name": "bridge_mine"})
+    assert (resp.code, resp.body["errcode"]) == (400, "M_EXCLUSIVE")
+    resp = await as_client(server).post(f"{V3}/createRoom", {"room_alias_name": "bridge_mine"})
+    assert resp.code == 200, resp.body
+
+
+@pytest_twisted.ensureDeferred
 async def test_an_unknown_alias_of_the_namespace_is_asked_of_the_service(
         server: TestServer, appservice: FakeAppService) -> None:
     alice = await server.register("alice")

@@ -3,6 +3,10 @@ naming the file and the key; namespaces match as Synapse matches them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +84,22 @@ def test_a_missing_file_is_named(tmp_path: Any) -> None:
 def test_a_null_url_is_a_service_that_is_sent_nothing(tmp_path: Any) -> None:
     (service,) = _config(tmp_path, registration(None)).app_services.services
     assert service.url is None
+
+
+def test_the_server_refuses_to_start_with_a_bad_file_in_one_line(tmp_path: Path) -> None:
+    reg = registration("http://localhost:9000")
+    reg["namespaces"] = {"users": [{"regex": "[", "exclusive": True}]}
+    write_registration(tmp_path, reg, "irc.yaml")
+    (tmp_path / "hs.yaml").write_text(
+        "server_name: example.org\n"
+        "database: {name: sqlite3, args: {database: hs.db}}\n"
+        "app_service_config_files: [irc.yaml]\n")
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "homeserver.cli", "run", "--config", "hs.yaml"], cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True,
+        timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "irc.yaml" in lines[0] and "namespaces.users[0].regex" in lines[0]
