@@ -250,6 +250,11 @@ class HomeServer:
         if self.ctx.config.app_services:
             self.membership.app_services = self.appservice_handler
             self.room_directory.app_services = self.appservice_handler
+            # typing and receipts for services with receive_ephemeral
+            if any(s.receive_ephemeral for s in self.ctx.config.app_services.services):
+                self.typing.app_services = self.appservice_scheduler
+                self.receipts.app_services = self.appservice_scheduler
+                self.edu_handler.app_services = self.appservice_scheduler
         # sync, edu: typing, receipts and presence go out through the EDU
         # handler, which brings the other servers' back to them
         self.typing.edu_handler = self.edu_handler

@@ -36,7 +36,7 @@ class Interest:
                 continue
             room_id = event.room_id
             if room_id not in by_room:
-                by_room[room_id] = await self._room_of_interest(service, room_id)
+                by_room[room_id] = await self.room_of_interest(service, room_id)
             if by_room[room_id]:
                 out.append(event)
         return out
@@ -50,7 +50,11 @@ class Interest:
             return True
         return service.is_interested_in_room(event.room_id)
 
-    async def _room_of_interest(self, service: "ApplicationService", room_id: str) -> bool:
+    async def room_of_interest(self, service: "ApplicationService", room_id: str) -> bool:
+        """Whether everything in the room interests the service (its room
+        namespace, an alias of its namespace, one of its users joined)."""
+        if service.is_interested_in_room(room_id):
+            return True
         if service.aliases:
             room = await self.stores.rooms.get_room(room_id)
             if room is not None:

@@ -13,6 +13,12 @@ event stream from its stored position (``storage/appservice.py``):
    and in ONE database transaction store them as the next transaction and
    move the position past the batch. Then send it (step 2).
 
+Ephemeral data (typing, public read receipts) goes to services registered
+with ``receive_ephemeral`` when it concerns a room of interest: it is held
+in memory until the next transaction is made, then stored with it (so a
+retried transaction carries it again). Data not yet in a transaction when
+the server stops is dropped: it is ephemeral.
+
 A failed send backs off exponentially (``initial_backoff_s`` doubling to
 ``max_backoff_s``); new events meanwhile wait in the stream and go in the
 next transaction. A restart finds the position and the stored transaction
@@ -44,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 # events read from the stream (and at most put in one transaction) at a time
 BATCH = 100
+# ephemeral data held for a service that is down: past this, newer is dropped
+MAX_EPHEMERAL = 1000
 
 
 class AppServiceScheduler:
@@ -86,6 +94,26 @@ class AppServiceScheduler:
             if top > self._events_upto:
                 self._events_upto = top
 
+    def on_ephemeral(self, room_id: str, edu: dict[str, Any]) -> None:
+        """Typing or a receipt changed in ``room_id`` (``edu`` in the client
+        format, with ``room_id``): queued for the services that want it."""
+        if not self._running:
+            return
+        for q in self.queues:
+            if q.service.receive_ephemeral:
+                self.ctx.run_in_background(q.add_ephemeral(room_id, edu))
+
+    def on_typing(self, room_id: str, user_ids: list[str]) -> None:
+        self.on_ephemeral(room_id, {"type": "m.typing", "room_id": room_id,
+                                    "content": {"user_ids": user_ids}})
+
+    def on_receipt(self, room_id: str, receipt_type: str, user_id: str, event_id: str,
+                   data: dict[str, Any]) -> None:
+        if receipt_type == "m.read.private":
+            return  # never beyond the user's own clients
+        self.on_ephemeral(room_id, {"type": "m.receipt", "room_id": room_id, "content": {
+            event_id: {receipt_type: {user_id: data}}}})
+
     def on_persisted(self, upto: int) -> None:
         """Write hub, reactor: the stream is persisted up to ``upto``."""
         if not self._running:
@@ -107,6 +135,14 @@ class ServiceQueue:
         self._timer: Any = None
         self._backoff_s = 0.0
         self._stopped = False
+        # ephemeral data of interest, not yet in a transaction
+        self.ephemeral: list[dict[str, Any]] = []
+
+    async def add_ephemeral(self, room_id: str, edu: dict[str, Any]) -> None:
+        if await self.scheduler.interest.room_of_interest(self.service, room_id):
+            if len(self.ephemeral) < MAX_EPHEMERAL:
+                self.ephemeral.append(edu)
+            self.wake()
 
     def wake(self) -> None:
         if self._stopped or self._timer is not None:
@@ -152,14 +188,17 @@ class ServiceQueue:
             if not await self._send(pending):
                 return False
         upto = sched.tracker.persisted_upto
-        if upto <= self.position:
+        if upto <= self.position and not self.ephemeral:
             return False
-        rows = await store.get_events_after(self.position, upto, BATCH)
-        new_pos = rows[-1][0] if len(rows) == BATCH else upto
+        rows = await store.get_events_after(self.position, upto, BATCH) \
+            if upto > self.position else []
+        new_pos = rows[-1][0] if len(rows) == BATCH else max(upto, self.position)
         events = await sched.stores.events.get_events([eid for _, eid in rows])
         ordered = [events[eid] for _, eid in rows if eid in events]
         wanted = await sched.interest.events_of_interest(self.service, ordered)
-        made = await store.advance(self.service.id, new_pos, [e.event_id for e in wanted])
+        ephemeral, self.ephemeral = self.ephemeral, []
+        made = await store.advance(self.service.id, new_pos, [e.event_id for e in wanted],
+                                   ephemeral)
         self.position = new_pos
         if made is not None and not await self._send(made):
             return False
@@ -173,7 +212,8 @@ class ServiceQueue:
         body = [client_event(events[eid], events[eid].room_id, now)
                 for eid in pending.event_ids if eid in events]
         try:
-            await sched.client.push_transaction(self.service, pending.txn_id, body)
+            await sched.client.push_transaction(self.service, pending.txn_id, body,
+                                                pending.ephemeral)
         except AppServiceError as e:
             if self._stopped:
                 return False

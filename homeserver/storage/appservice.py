@@ -12,7 +12,8 @@ a stored transaction is sent again with its ID (the service drops repeats).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.directory import PublishedRoom
@@ -22,6 +23,8 @@ from homeserver.storage.directory import PublishedRoom
 class PendingTxn:
     txn_id: int
     event_ids: list[str]
+    # typing and receipts (receive_ephemeral), as sent
+    ephemeral: list[dict[str, Any]] = field(default_factory=list)
 
 
 class AppServiceStore:
@@ -58,26 +61,30 @@ class AppServiceStore:
     async def get_pending_txns(self, service_id: str) -> list[PendingTxn]:
         rows = await self.db.execute(
             "appservice_pending_txns",
-            "SELECT txn_id, event_ids FROM appservice_txns WHERE appservice_id = ?"
+            "SELECT txn_id, event_ids, ephemeral FROM appservice_txns WHERE appservice_id = ?"
             " ORDER BY txn_id", (service_id,))
-        return [PendingTxn(int(t), json.loads(e)) for t, e in rows]
+        return [PendingTxn(int(t), json.loads(e), json.loads(eph) if eph else [])
+                for t, e, eph in rows]
 
-    async def advance(self, service_id: str, new_pos: int,
-                      event_ids: list[str]) -> PendingTxn | None:
-        """Move the position to ``new_pos``; with ``event_ids``, make them the
-        service's next transaction in the same database transaction."""
+    async def advance(self, service_id: str, new_pos: int, event_ids: list[str],
+                      ephemeral: list[dict[str, Any]] | None = None) -> PendingTxn | None:
+        """Move the position to ``new_pos``; with ``event_ids`` (or
+        ``ephemeral``), make them the service's next transaction in the same
+        database transaction."""
         def txn_fn(txn: Txn) -> PendingTxn | None:
             pending = None
-            if event_ids:
+            if event_ids or ephemeral:
                 last = txn.select_value(
                     "SELECT last_txn_id FROM appservice_stream WHERE appservice_id = ?",
                     (service_id,))
                 txn_id = int(last or 0) + 1
-                txn.execute("INSERT INTO appservice_txns (appservice_id, txn_id, event_ids)"
-                            " VALUES (?, ?, ?)", (service_id, txn_id, json.dumps(event_ids)))
+                txn.execute("INSERT INTO appservice_txns (appservice_id, txn_id, event_ids,"
+                            " ephemeral) VALUES (?, ?, ?, ?)",
+                            (service_id, txn_id, json.dumps(event_ids),
+                             json.dumps(ephemeral) if ephemeral else None))
                 txn.execute("UPDATE appservice_stream SET last_txn_id = ?"
                             " WHERE appservice_id = ?", (txn_id, service_id))
-                pending = PendingTxn(txn_id, event_ids)
+                pending = PendingTxn(txn_id, event_ids, list(ephemeral or []))
             txn.execute("UPDATE appservice_stream SET stream_pos = ? WHERE appservice_id = ?"
                         " AND stream_pos < ?", (new_pos, service_id, new_pos))
             return pending

@@ -68,6 +68,8 @@ class FakeAppService:
         self.users: list[dict[str, Any]] = []
         self.locations: list[dict[str, Any]] = []
         self.pings: list[dict[str, Any]] = []
+        # the ephemeral data of accepted transactions (receive_ephemeral)
+        self.ephemeral: list[dict[str, Any]] = []
         self._waiters: list[defer.Deferred[None]] = []
 
     async def start(self) -> None:
@@ -130,6 +132,7 @@ class FakeAppService:
                 return 500, {}
             body = json.loads(request.content.read())
             self.transactions.append((rest.split("/", 1)[1], body["events"]))
+            self.ephemeral.extend(body.get("ephemeral", []))
             return 200, {}
         if method == "GET" and rest.startswith("users/"):
             user_id = unquote(rest.split("/", 1)[1])

@@ -153,3 +153,48 @@ async def test_a_service_without_url_is_sent_nothing(engine: str, tmp_path: Any)
         assert resp.code == 200, resp.body
     finally:
         await stop_server(srv)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_service_with_receive_ephemeral_gets_typing_and_public_receipts(
+        engine: str, tmp_path: Any, appservice: FakeAppService) -> None:
+    path = write_registration(tmp_path, registration(appservice.url, receive_ephemeral=True))
+    srv = await start_server(engine, str(tmp_path), app_service_config_files=[path])
+    try:
+        alice = await srv.register("alice")
+        room_id = await create_room(alice, preset="public_chat")
+        await ghost_in_room(srv, "bridge_eve", room_id)
+        event_id = await send_text(alice, room_id, "read me")
+        resp = await alice.put(f"{V3}/rooms/{room_id}/typing/{alice.user_id}",
+                               {"typing": True, "timeout": 30000})
+        assert resp.code == 200, resp.body
+        await appservice.wait_for(lambda: any(e["type"] == "m.typing"
+                                              for e in appservice.ephemeral))
+        typing = next(e for e in appservice.ephemeral if e["type"] == "m.typing")
+        assert typing == {"type": "m.typing", "room_id": room_id,
+                          "content": {"user_ids": [alice.user_id]}}
+        for receipt_type in ("m.read.private", "m.read"):
+            resp = await alice.post(f"{V3}/rooms/{room_id}/receipt/{receipt_type}/{event_id}",
+                                    {})
+            assert resp.code == 200, resp.body
+        await appservice.wait_for(lambda: any(e["type"] == "m.receipt"
+                                              for e in appservice.ephemeral))
+        receipts = [e for e in appservice.ephemeral if e["type"] == "m.receipt"]
+        assert [list(r["content"][event_id]) for r in receipts] == [["m.read"]]
+        assert receipts[0]["room_id"] == room_id
+        assert alice.user_id in receipts[0]["content"][event_id]["m.read"]
+    finally:
+        await stop_server(srv)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_service_without_receive_ephemeral_gets_none(
+        server: TestServer, appservice: FakeAppService) -> None:
+    alice = await server.register("alice")
+    room_id = await create_room(alice, preset="public_chat")
+    await ghost_in_room(server, "bridge_fay", room_id)
+    await alice.put(f"{V3}/rooms/{room_id}/typing/{alice.user_id}",
+                    {"typing": True, "timeout": 30000})
+    await send_text(alice, room_id, "after typing")
+    await appservice.wait_for(lambda: "after typing" in bodies(appservice))
+    assert appservice.ephemeral == []

@@ -9,12 +9,15 @@ CREATE TABLE appservice_stream (
     last_txn_id $BIGINT NOT NULL
 );
 -- Transactions made but not yet acknowledged by the service, each with its
--- events in stream order (a JSON list of event IDs): sent again, with the
--- same ID, until the service answers 200, after a restart too.
+-- events in stream order (a JSON list of event IDs) and, for a service with
+-- receive_ephemeral, its ephemeral data (a JSON list of typing and receipt
+-- events, or NULL): sent again, with the same ID and content, until the
+-- service answers 200, after a restart too.
 CREATE TABLE appservice_txns (
     appservice_id TEXT NOT NULL,
     txn_id $BIGINT NOT NULL,
     event_ids TEXT NOT NULL,
+    ephemeral TEXT,
     PRIMARY KEY (appservice_id, txn_id)
 );
 -- Rooms a service published in its own room lists (PUT
