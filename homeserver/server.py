@@ -223,11 +223,12 @@ class HomeServer:
         from homeserver.appservice.scheduler import AppServiceScheduler
         app_services = config.app_services or AppServices()
         self.appservice_client = AppServiceClient(self.ctx)
+        interest = Interest(self.ctx, self.stores)
         self.appservice_handler = AppServiceHandler(self.ctx, self.stores, app_services,
-                                                    self.appservice_client)
+                                                    self.appservice_client, interest)
         self.appservice_scheduler = AppServiceScheduler(
             self.ctx, self.stores, self.db.stream_tracker, app_services,
-            self.appservice_client, Interest(self.ctx, self.stores))
+            self.appservice_client, interest)
         self.router = Router()
         self._background = self.ctx.background
         self.ports: list[Any] = []

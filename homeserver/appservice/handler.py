@@ -14,6 +14,7 @@ from homeserver.storage.users import UserExists, UserStore
 
 if TYPE_CHECKING:
     from homeserver.appservice.client import AppServiceClient
+    from homeserver.appservice.interest import Interest
     from homeserver.appservice.registration import ApplicationService, AppServices
     from homeserver.context import ServerContext
     from homeserver.storage import Stores
@@ -24,11 +25,18 @@ logger = logging.getLogger(__name__)
 
 class AppServiceHandler:
     def __init__(self, ctx: "ServerContext", stores: "Stores", services: "AppServices",
-                 client: "AppServiceClient") -> None:
+                 client: "AppServiceClient", interest: "Interest | None" = None) -> None:
         self.ctx = ctx
         self.stores = stores
         self.services = services
         self.client = client
+        # the push side's cached room verdicts, which aliases feed
+        self.interest = interest
+
+    def aliases_changed(self) -> None:
+        """An alias of ours was created, moved or deleted."""
+        if self.interest is not None:
+            self.interest.aliases_changed()
 
     async def register_senders(self) -> None:
         """Each service's own user exists from the start (it joins rooms and

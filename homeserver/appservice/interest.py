@@ -7,7 +7,13 @@ Synapse decides them):
 - one of the room's local aliases is in its alias namespace;
 - one of the room's joined local users is in its user namespace.
 
-The room-wide facts (aliases, members) are read once per room per batch.
+The room-wide verdict (aliases, members) is cached per service and room:
+a membership event of the room drops the room's entry as the stream passes
+it (the events after it are judged on the new members), and any alias
+created or deleted through the room directory drops every entry
+(``aliases_changed``); aliases moved by a room upgrade are seen when the
+entry expires (``ROOM_VERDICT_TTL_S``). The cache is bounded; an entry
+dropped for space is read again.
 """
 
 from __future__ import annotations
@@ -21,25 +27,46 @@ if TYPE_CHECKING:
     from homeserver.storage import Stores
 
 
+# (service ID, room ID) entries kept, and for how long
+MAX_CACHED_ROOMS = 100_000
+ROOM_VERDICT_TTL_S = 30.0
+
+
 class Interest:
     def __init__(self, ctx: "ServerContext", stores: "Stores") -> None:
         self.ctx = ctx
         self.stores = stores
+        # (service ID, room ID) -> (whether the whole room interests it, when
+        # that was read)
+        self._rooms: dict[tuple[str, str], tuple[bool, float]] = {}
+
+    def aliases_changed(self) -> None:
+        """An alias was created or deleted: room verdicts may have changed."""
+        self._rooms.clear()
 
     async def events_of_interest(self, service: "ApplicationService",
                                  events: list["Event"]) -> list["Event"]:
-        by_room: dict[str, bool] = {}
         out = []
         for event in events:
-            if self._direct(service, event):
-                out.append(event)
-                continue
-            room_id = event.room_id
-            if room_id not in by_room:
-                by_room[room_id] = await self.room_of_interest(service, room_id)
-            if by_room[room_id]:
+            if event.type == "m.room.member":
+                self._rooms.pop((service.id, event.room_id), None)
+            if self._direct(service, event) or \
+                    await self.cached_room_of_interest(service, event.room_id):
                 out.append(event)
         return out
+
+    async def cached_room_of_interest(self, service: "ApplicationService",
+                                      room_id: str) -> bool:
+        key = (service.id, room_id)
+        now = self.ctx.clock.seconds()
+        cached = self._rooms.get(key)
+        if cached is not None and now - cached[1] < ROOM_VERDICT_TTL_S:
+            return cached[0]
+        verdict = await self.room_of_interest(service, room_id)
+        if len(self._rooms) >= MAX_CACHED_ROOMS:
+            self._rooms.clear()
+        self._rooms[key] = (verdict, now)
+        return verdict
 
     @staticmethod
     def _direct(service: "ApplicationService", event: "Event") -> bool:

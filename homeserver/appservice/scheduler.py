@@ -130,6 +130,8 @@ class ServiceQueue:
         self.scheduler = scheduler
         self.service = service
         self.position = 0
+        # stored transactions not yet acknowledged (None: read them first)
+        self._pending: list["PendingTxn"] | None = None
         self._loop: defer.Deferred[Any] | None = None
         self._again = False
         self._timer: Any = None
@@ -139,7 +141,7 @@ class ServiceQueue:
         self.ephemeral: list[dict[str, Any]] = []
 
     async def add_ephemeral(self, room_id: str, edu: dict[str, Any]) -> None:
-        if await self.scheduler.interest.room_of_interest(self.service, room_id):
+        if await self.scheduler.interest.cached_room_of_interest(self.service, room_id):
             if len(self.ephemeral) < MAX_EPHEMERAL:
                 self.ephemeral.append(edu)
             self.wake()
@@ -184,9 +186,12 @@ class ServiceQueue:
         """Send what is owed. True: there may be more to read."""
         sched = self.scheduler
         store = sched.stores.appservice
-        for pending in await store.get_pending_txns(self.service.id):
-            if not await self._send(pending):
+        if self._pending is None:
+            self._pending = await store.get_pending_txns(self.service.id)
+        while self._pending:
+            if not await self._send(self._pending[0]):
                 return False
+            self._pending.pop(0)
         upto = sched.tracker.persisted_upto
         if upto <= self.position and not self.ephemeral:
             return False
@@ -200,8 +205,11 @@ class ServiceQueue:
         made = await store.advance(self.service.id, new_pos, [e.event_id for e in wanted],
                                    ephemeral)
         self.position = new_pos
-        if made is not None and not await self._send(made):
-            return False
+        if made is not None:
+            self._pending.append(made)
+            if not await self._send(made):
+                return False
+            self._pending.pop(0)
         return len(rows) == BATCH
 
     async def _send(self, pending: "PendingTxn") -> bool:

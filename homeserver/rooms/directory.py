@@ -352,6 +352,8 @@ class RoomDirectory:
         if not await self.stores.directory.create_alias(alias, room.room_nid, user_id,
                                                         self.ctx.now_ms()):
             raise MatrixError(409, Codes.UNKNOWN, f"Room alias {alias} already exists")
+        if self.app_services is not None:
+            self.app_services.aliases_changed()
 
     async def resolve_alias(self, alias: str) -> AliasTarget:
         """The room ``alias`` points to and servers to join it through; 404 if none.
@@ -411,6 +413,8 @@ class RoomDirectory:
         room_id = await self.stores.directory.delete_alias(alias)
         if room_id is None:  # deleted by someone else meanwhile
             raise not_found(f"Room alias {alias} not found")
+        if self.app_services is not None:
+            self.app_services.aliases_changed()
         await self._remove_from_canonical_alias(user_id, room_id, alias)
 
     async def _remove_from_canonical_alias(self, user_id: str, room_id: str,
@@ -499,6 +503,8 @@ class RoomDirectory:
                                                         self.ctx.now_ms()):
             # taken since check_new_room_alias looked
             raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+        if self.app_services is not None:
+            self.app_services.aliases_changed()
         await self.event_creator.send(creator, room_id, CANONICAL_ALIAS, {"alias": alias},
                                     state_key="")
 
