@@ -117,6 +117,9 @@ class Auth:
                     raise MatrixError(403, Codes.FORBIDDEN,
                                       "Application service has not registered this user "
                                       f"({wanted})")
+                if info.deactivated:
+                    raise MatrixError(403, Codes.USER_DEACTIVATED,
+                                      f"This user has been deactivated ({wanted})")
             user_id = wanted
         device_id = None
         values = req.args.get(b"device_id") or req.args.get(b"org.matrix.msc3202.device_id")

@@ -157,6 +157,10 @@ async def test_the_service_deactivates_its_ghosts_without_a_password(
                                         params=as_user("@bridge_gone:test.local"))
     assert resp.code == 200, resp.body
     assert (await server.client(token).get(f"{V3}/account/whoami")).code == 401
+    # and can no longer act as them
+    resp = await as_client(server).get(f"{V3}/account/whoami",
+                                       params=as_user("@bridge_gone:test.local"))
+    assert (resp.code, resp.body["errcode"]) == (403, "M_USER_DEACTIVATED")
 
 
 @pytest_twisted.ensureDeferred
