@@ -9,7 +9,8 @@ Synapse decides them):
 
 The room-wide verdict (aliases, members) is cached per service and room:
 a membership event of the room drops the room's entry as the stream passes
-it (the events after it are judged on the new members), and any alias
+it (the events after it are judged on the new members), or, when it is a
+join of one of the service's local users, sets it (the room interests it), and any alias
 created or deleted through the room directory drops every entry
 (``aliases_changed``); aliases moved by a room upgrade are seen when the
 entry expires (``ROOM_VERDICT_TTL_S``). The cache is bounded; an entry
@@ -49,7 +50,14 @@ class Interest:
         out = []
         for event in events:
             if event.type == "m.room.member":
-                self._rooms.pop((service.id, event.room_id), None)
+                key = (service.id, event.room_id)
+                if event.content.get("membership") == "join" and \
+                        event.state_key is not None and self.ctx.is_mine(event.state_key) \
+                        and service.is_interested_in_user(event.state_key):
+                    # one of its users joined: the room interests it from here on
+                    self._rooms[key] = (True, self.ctx.clock.seconds())
+                else:
+                    self._rooms.pop(key, None)
             if self._direct(service, event) or \
                     await self.cached_room_of_interest(service, event.room_id):
                 out.append(event)
