@@ -238,6 +238,7 @@ class HomeServer:
         self.websocket = streams.register_routes(self, self.router)
         self._wire_late()
         self._subscribe_after_write()
+        self._register_metrics()
 
     def _wire_late(self) -> None:
         """The back-references of services that need each other: each was
@@ -355,10 +356,38 @@ class HomeServer:
         hub.on_persisted(self.pushers.on_persisted)
         hub.on_persisted(self.appservice_scheduler.on_persisted)
 
+    def _register_metrics(self) -> None:
+        """What the metrics read from the services (docs/monitoring.md)."""
+        from homeserver.metrics import Metrics
+        metrics = self.metrics = Metrics()
+        if not self.config.enable_metrics:
+            return  # nothing counted, nothing served
+        self.db.txn_observer = metrics.observe_transaction
+        self.db.hub.subscribe(lambda c: metrics.events_persisted.inc(len(c.events))
+                              if c.events else None)
+        metrics.gauge("synapse_notifier_listeners", "Requests waiting for new data (long-polls)",
+                      lambda: float(self.notifier.waiting()))
+        metrics.gauge("synapse_federation_destinations",
+                      "Federation destinations by state", self.federation_sender.destination_counts,
+                      labels=("state",))
+        caches: dict[str, Any] = {"events": self.stores.events.cache,
+                                  "state_blocks": self.stores.state.cache}
+        metrics.gauge("synapse_util_caches_cache_size", "Entries in each cache",
+                      lambda: {(n,): float(len(c)) for n, c in caches.items()}, labels=("name",))
+        metrics.gauge("synapse_util_caches_cache_hits", "Lookups that found their entry",
+                      lambda: {(n,): float(c.hits) for n, c in caches.items()},
+                      labels=("name",))
+        metrics.gauge("synapse_util_caches_cache", "Lookups in each cache",
+                      lambda: {(n,): float(c.hits + c.misses) for n, c in caches.items()},
+                      labels=("name",))
+        metrics.gauge("synapse_websocket_connections", "Open WebSocket sync connections",
+                      lambda: float(len(self.websocket.connections)))
+
     def build_site(self, x_forwarded: bool = False,
                    resources: frozenset[str] = frozenset({"client"})) -> GuardedSite:
         resource = MatrixResource(self.router, self.auth, self.federation_auth,
-                                  self.config.max_client_json_size, resources)
+                                  self.config.max_client_json_size, resources,
+                                  metrics=self.metrics if self.config.enable_metrics else None)
         # behind a reverse proxy (x_forwarded) every client has the proxy's
         # address: no per-IP cap there (http/channel.py)
         site = GuardedSite(resource, self.clock,
@@ -395,8 +424,11 @@ class HomeServer:
         return site
 
     def listen(self) -> list[Any]:
+        if self.config.enable_metrics:
+            self.metrics.start_lag_probe(self.reactor)
         for listener in self.config.listeners:
-            if listener.type != "http":
+            if listener.type == "metrics":
+                self._listen_metrics(listener)
                 continue
             site = self.build_site(listener.x_forwarded, frozenset(listener.resources))
             tls_options = None
@@ -414,7 +446,23 @@ class HomeServer:
                 self.ports.append(port)
         return self.ports
 
+    def _listen_metrics(self, listener: Any) -> None:
+        if not self.config.enable_metrics:
+            logger.warning("a metrics listener on port %d is configured but enable_metrics is"
+                           " false: not started", listener.port)
+            return
+        from twisted.web.server import Site
+
+        from homeserver.http.monitoring import MetricsResource
+        site = Site(MetricsResource(self.metrics))
+        site.displayTracebacks = False
+        for address in listener.bind_addresses:
+            port = self.reactor.listenTCP(listener.port, site, interface=address)
+            logger.info("metrics on http://%s:%d/metrics", address, port.getHost().port)
+            self.ports.append(port)
+
     async def stop(self) -> None:
+        self.metrics.stop()
         for port in self.ports:
             d = port.stopListening()
             if d is not None:

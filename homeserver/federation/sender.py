@@ -348,6 +348,21 @@ class FederationSender:
         q.retry_at = 0
         self._wake(q)
 
+    def destination_counts(self) -> dict[tuple[str, ...], float]:
+        """Destinations by state, for the metrics: ``sending`` (a transaction
+        loop runs), ``queued`` (work waits, not in backoff), ``backoff``."""
+        now = self.ctx.now_ms()
+        counts: dict[tuple[str, ...], float] = {("sending",): 0.0, ("queued",): 0.0,
+                                                ("backoff",): 0.0}
+        for q in self._destinations.values():
+            if q.loop is not None:
+                counts[("sending",)] += 1
+            elif q.retry_at > now:
+                counts[("backoff",)] += 1
+            elif q.has_pdus or q.has_to_device or q.edus:
+                counts[("queued",)] += 1
+        return counts
+
     def is_down(self, destination: str) -> bool:
         """Whether ``destination`` is in backoff (it failed and its retry is
         not yet due): other requests to it may skip it."""
