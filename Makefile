@@ -35,8 +35,16 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check homeserver synapse_compat tests scripts bench
 	$(BIN)/mypy homeserver synapse_compat scripts
 
+# matrix-appservice from npm, the second application service framework of
+# tests/appservice/ (its test is skipped where npm is missing)
+NODE_DIR := tests/appservice/node
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(NODE_DIR) && npm ci --no-audit --no-fund --silent && touch node_modules/.installed; \
+	else echo "npm not found: tests/appservice/test_node_appservice.py will be skipped"; fi
+
 # PYTEST_ARGS="-k profile -x" narrows a run; the suite runs on both engines either way.
-test: lint $(SYNAPSE_VENV)/.installed
+test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed
 	HS_SYNAPSE_PYTHON=$(SYNAPSE_VENV)/bin/python \
 		$(BIN)/python scripts/with_postgres.py $(BIN)/pytest $(PYTEST_ARGS)
 

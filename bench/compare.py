@@ -79,7 +79,8 @@ from bench.server import (
 )
 
 SCHEMA_VERSION = 1
-SCENARIOS = ("send", "fanout", "initial_sync", "join", "footprint", "federation", "media")
+SCENARIOS = ("send", "fanout", "initial_sync", "join", "footprint", "federation", "media",
+             "appservice")
 SIZE_NAMES = ("full", "small", "tiny")
 SERVERS = ("ours", "synapse")
 DEFAULT_SYNAPSE_VERSION = "1.163.2"

@@ -314,7 +314,8 @@ Scenario = Callable[..., Coroutine[Any, Any, dict[str, Any]]]
 
 
 def scenario_main(name: str, sizes: dict[str, dict[str, Any]], scenario: Scenario,
-                  argv: list[str] | None) -> int:
+                  argv: list[str] | None,
+                  server_options: Callable[[str], dict[str, Any]] | None = None) -> int:
     """``python -m bench.<name>``: our server on a fresh database, one scenario, JSON out.
 
     Exit status 0 when the scenario reports itself complete.
@@ -351,7 +352,8 @@ def scenario_main(name: str, sizes: dict[str, dict[str, Any]], scenario: Scenari
     }
     print(f"{name} on homeserver/{ns.engine} ({revision}), size {ns.size}: {params}",
           flush=True)
-    server = LocalServer(ns.engine, pg_dsn=ns.pg_dsn, keep=ns.keep)
+    server = LocalServer(ns.engine, pg_dsn=ns.pg_dsn, keep=ns.keep,
+                         **(server_options("ours") if server_options is not None else {}))
     interrupt_on_signals()
     raise_fd_limit()  # before starting it: the server inherits the limit, and holds a socket
     # per waiting client too (it does not raise its own)

@@ -290,6 +290,13 @@ SCHEMA: dict[str, Key] = {
     "key_refresh_interval": Key("duration", 86_400_000),
     "allow_public_rooms_over_federation": Key("bool", False),
     "allow_profile_lookup_over_federation": Key("bool", True),
+    # -- application services --
+    # registration files of bridges and bots (Synapse's YAML format;
+    # docs/appservices.md), relative to this file's directory
+    "app_service_config_files": Key("list", item=Key("str", nullable=False), default=[]),
+    # true: requests to application services also carry the hs_token as the
+    # legacy access_token query parameter (Synapse's key)
+    "use_appservice_legacy_authorization": Key("bool", False, nullable=False),
     "federation": Key("map", children={
         "client_timeout": Key("duration", 60_000),
         "max_short_retry_delay": Key("duration", 2_000),
@@ -429,6 +436,8 @@ class Config:
     rc_login_address: RateLimit = RateLimit(0.003, 5)
     rc_login_account: RateLimit = RateLimit(0.003, 5)
     rc_login_failed_attempts: RateLimit = RateLimit(0.17, 3)
+    # the registered application services (appservice/registration.py)
+    app_services: Any = None
     # one line per Synapse key that was dropped (logged at start)
     warnings: list[str] = field(default_factory=list)
 
@@ -494,6 +503,9 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
     if not public_baseurl.endswith("/"):
         public_baseurl += "/"
     rc_login = raw["rc_login"]
+    from homeserver.appservice.registration import load_registrations
+    app_services = load_registrations(raw["app_service_config_files"], server_name,
+                                      config_dir)
     return Config(
         raw=raw,
         config_dir=config_dir,
@@ -507,6 +519,7 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
         rc_login_address=_rate_limit(rc_login["address"]),
         rc_login_account=_rate_limit(rc_login["account"]),
         rc_login_failed_attempts=_rate_limit(rc_login["failed_attempts"]),
+        app_services=app_services,
         warnings=warnings,
     )
 

@@ -62,7 +62,6 @@ REFUSED: dict[str, Refusal] = {
     "jwt_config": (_enabled, "users could not sign in with JWTs"),
     "matrix_authentication_service": (
         _enabled, "sign-in would not be delegated to the authentication service"),
-    "app_service_config_files": (_set, "the application services (bridges) would not run"),
     "databases": (_set, "several databases are not supported: use the database key"),
     "user_consent": (_set, "users would not be asked to consent to your terms"),
     "alias_creation_rules": (_set, "users could create aliases your rules forbid"),
@@ -119,7 +118,7 @@ IGNORED: frozenset[str] = frozenset({
     "auto_join_mxid_localpart", "auto_join_rooms_for_guests", "inhibit_user_in_use_error",
     "allow_underscore_prefixed_registration", "login_via_existing_session",
     "metrics_flags", "report_stats_endpoint", "room_prejoin_state", "track_puppeted_user_ips",
-    "track_appservice_user_ips", "use_appservice_legacy_authorization", "macaroon_secret_key",
+    "track_appservice_user_ips", "macaroon_secret_key",
     "macaroon_secret_key_path", "form_secret", "form_secret_path",
     "key_server_signing_keys_path", "sso", "stats", "server_notices",
     "enable_room_list_search", "forget_rooms_on_leave", "exclude_rooms_from_sync",

@@ -100,7 +100,7 @@ class HomeServer:
         # which local users each new event notifies (push/actions.py)
         self.push_actions = PushActions(self.stores.push_rules)
         self._add_persist_hooks()
-        self.auth = Auth(self.ctx, self.stores.tokens, self.stores.devices)
+        self.auth = Auth(self.ctx, self.stores.tokens, self.stores.devices, self.stores.users)
         self.ratelimiters = {
             "message": Ratelimiter(self.clock, "rc_message", config.rc_message),
             "registration": Ratelimiter(self.clock, "rc_registration", config.rc_registration),
@@ -109,6 +109,8 @@ class HomeServer:
             "login_failed": Ratelimiter(self.clock, "rc_login.failed_attempts",
                                         config.rc_login_failed_attempts),
         }
+        if config.app_services:
+            self.ratelimiters["message"].exempt = config.app_services.exempt_from_rate_limits
         # 3PIDs: identity servers, e-mail validation, the accounts' addresses
         from homeserver.identity.client import IdentityServerClient
         from homeserver.identity.mailer import Mailer
@@ -218,6 +220,21 @@ class HomeServer:
         self.remote_media = RemoteMediaFetcher(self.ctx, self.federation_client)
         self.media_repository = MediaRepository(self.ctx, MediaStore(self.db), self.remote_media)
         self.url_previewer = UrlPreviewer(self.ctx, self.media_repository)
+        # application services (appservice/): asked about their namespaces,
+        # sent the events of interest
+        from homeserver.appservice.client import AppServiceClient
+        from homeserver.appservice.handler import AppServiceHandler
+        from homeserver.appservice.interest import Interest
+        from homeserver.appservice.registration import AppServices
+        from homeserver.appservice.scheduler import AppServiceScheduler
+        app_services = config.app_services or AppServices()
+        self.appservice_client = AppServiceClient(self.ctx)
+        interest = Interest(self.ctx, self.stores)
+        self.appservice_handler = AppServiceHandler(self.ctx, self.stores, app_services,
+                                                    self.appservice_client, interest)
+        self.appservice_scheduler = AppServiceScheduler(
+            self.ctx, self.stores, self.db.stream_tracker, app_services,
+            self.appservice_client, interest)
         self.router = Router()
         self._background = self.ctx.background
         self.ports: list[Any] = []
@@ -238,6 +255,14 @@ class HomeServer:
         self.event_creator.federation_membership = self.federation_membership
         self.membership.federation_membership = self.federation_membership
         self.room_creation.third_party_invites = self.third_party_invites
+        if self.ctx.config.app_services:
+            self.membership.app_services = self.appservice_handler
+            self.room_directory.app_services = self.appservice_handler
+            # typing and receipts for services with receive_ephemeral
+            if any(s.receive_ephemeral for s in self.ctx.config.app_services.services):
+                self.typing.app_services = self.appservice_scheduler
+                self.receipts.app_services = self.appservice_scheduler
+                self.edu_handler.app_services = self.appservice_scheduler
         # sync, edu: typing, receipts and presence go out through the EDU
         # handler, which brings the other servers' back to them
         self.typing.edu_handler = self.edu_handler
@@ -288,6 +313,8 @@ class HomeServer:
         await self.pushers.start()
         if self.event_expirer is not None:
             await self.event_expirer.start()
+        await self.appservice_handler.register_senders()
+        await self.appservice_scheduler.start()
         # messages stored before full-text search existed (a no-op once done)
         self.run_in_background(self.stores.search.index_history())
 
@@ -318,6 +345,8 @@ class HomeServer:
         hub.subscribe(self.federation_sender._on_commit)
         # the highest position that carried events, for the pushers
         hub.subscribe(self.pushers.on_commit)
+        # ... and for the application services' queues
+        hub.subscribe(self.appservice_scheduler.on_commit)
         # joins: presence for servers that now share a room with our users
         hub.subscribe(self.presence.on_commit)
         # a room that stops allowing guests: its local guests leave
@@ -338,6 +367,7 @@ class HomeServer:
         # then the pushers.
         hub.on_persisted(self.notifier._on_persisted)
         hub.on_persisted(self.pushers.on_persisted)
+        hub.on_persisted(self.appservice_scheduler.on_persisted)
 
     def _register_metrics(self) -> None:
         """What the metrics read from the services (docs/monitoring.md)."""
@@ -456,6 +486,7 @@ class HomeServer:
         await self.pushers.stop()
         if self.event_expirer is not None:
             self.event_expirer.stop()
+        await self.appservice_scheduler.stop()
         for proto in list(self._connections):
             # Twisted's HTTP protocol is a wrapper: the transport is its channel's
             transport = getattr(proto, "transport", None) or getattr(

@@ -1,4 +1,4 @@
-"""The initial_sync and join scenarios still run: each at its tiny size, on both engines.
+"""The initial_sync, join and appservice scenarios still run: each tiny, on both engines.
 
 Nothing here is timed (figures are for bench/README.md). What is checked is
 what a run must get right to mean anything: it finishes, every initial sync
@@ -58,3 +58,13 @@ def test_join_lands_every_user_in_the_room(engine: str, tmp_path: Path) -> None:
     assert [s["members_from"] for s in result["by_tenth"]][0] == 1
     assert_figures(result, {"join_p50_ms", "join_p95_ms", "join_p99_ms",
                             "join_last10pct_p50_ms"})
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_appservice_delivers_every_message_once(engine: str, tmp_path: Path) -> None:
+    result = run_scenario("appservice", engine, tmp_path)
+    messages = result["params"]["messages"]
+    assert (result["sent"], result["delivered"], result["repeats"]) == (messages, messages, 0)
+    figures = result["figures"]
+    assert set(figures) == {"delivered_per_s", "lag_p50_ms", "lag_p99_ms"}
+    assert all(isinstance(f["value"], (int, float)) for f in figures.values())

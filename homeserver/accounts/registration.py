@@ -29,7 +29,7 @@ parses the request into a ``Registration`` and a ``UiAuthAttempt``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.passwords import hash_password
 from homeserver.accounts.sessions import (
@@ -212,6 +212,7 @@ class Registrations:
         user_id = check_localpart(self.ctx.hostname, localpart)
         if localpart.startswith("_"):
             raise MatrixError(400, Codes.INVALID_USERNAME, "User ID may not begin with _")
+        self.check_not_app_service_exclusive(user_id)
         if await self.users.is_user_id_taken(user_id):
             if guest_access_token is None:
                 raise MatrixError(400, Codes.USER_IN_USE, "User ID already taken.")
@@ -223,6 +224,32 @@ class Registrations:
             raise MatrixError(400, Codes.INVALID_USERNAME,
                               "Numeric user IDs are reserved for generated accounts")
         return user_id
+
+    def check_not_app_service_exclusive(self, user_id: str, allowed: Any = None) -> None:
+        """M_EXCLUSIVE when an application service (other than ``allowed``)
+        holds ``user_id`` in an exclusive namespace."""
+        services = self.ctx.config.app_services
+        owner = services.exclusive_user_owner(user_id) if services else None
+        if owner is not None and owner is not allowed:
+            raise MatrixError(400, Codes.EXCLUSIVE,
+                              "This user ID is reserved by an application service.")
+
+    async def register_app_service_user(self, service: Any, username: str,
+                                        login: LoginRequest | None) -> Registered:
+        """``POST /register`` with ``type: m.login.application_service``: a
+        user in the service's namespace, no password, no UIA, no rate limit."""
+        localpart = username.lower()
+        if localpart.startswith("@"):
+            # a whole user ID, as some bridges send
+            localpart = localpart[1:].rsplit(":", 1)[0]
+        if not localpart:
+            raise MatrixError(400, Codes.INVALID_USERNAME, "User ID cannot be empty")
+        user_id = check_localpart(self.ctx.hostname, localpart)
+        if not service.is_interested_in_user(user_id):
+            raise MatrixError(400, Codes.EXCLUSIVE,
+                              "Invalid user localpart for this application service.")
+        self.check_not_app_service_exclusive(user_id, allowed=service)
+        return await self.create_account(NewAccount(localpart, None), login)
 
     async def _guest_of_token(self, access_token: str) -> str | None:
         """The guest user whose access token this is (None: not a guest's)."""

@@ -34,6 +34,7 @@ from homeserver.errors import bad_json, forbidden, invalid_param, not_found
 from homeserver.events.identifiers import is_storable_text
 
 if TYPE_CHECKING:
+    from homeserver.appservice.scheduler import AppServiceScheduler
     from homeserver.context import ServerContext
     from homeserver.federation.edus import EduHandler
     from homeserver.push.pushers import PusherPool
@@ -68,6 +69,9 @@ class ReceiptHandler:
     # sends our users' m.read receipts to other servers; set by
     # HomeServer._wire_late (it is built after us)
     edu_handler: "EduHandler"
+    # application services with receive_ephemeral hear of receipts: set by
+    # HomeServer._wire_late (None: no services)
+    app_services: "AppServiceScheduler | None" = None
 
     def __init__(self, ctx: "ServerContext", stores: "Stores", notifier: "Notifier",
                  pushers: "PusherPool") -> None:
@@ -135,6 +139,8 @@ class ReceiptHandler:
                          receipt_type, user_id, room_id)
             return
         self.notifier.notify_room(room_id, stream_pos)
+        if self.app_services is not None:
+            self.app_services.on_receipt(room_id, receipt_type, user_id, event_id, {"ts": ts})
         if self.ctx.is_mine(user_id):
             # the receipt may have cleared notifications: the phone's badge follows
             self.pushers.on_receipt(user_id)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from homeserver.errors import forbidden
 
 if TYPE_CHECKING:
+    from homeserver.appservice.scheduler import AppServiceScheduler
     from homeserver.context import ServerContext
     from homeserver.federation.edus import EduHandler
     from homeserver.storage.rooms import RoomStore
@@ -54,6 +55,9 @@ class TypingManager:
     # tells the other servers in the room; set by HomeServer._wire_late (it
     # hands their users' typing back to us)
     edu_handler: "EduHandler"
+    # application services with receive_ephemeral hear of changes: set by
+    # HomeServer._wire_late (None: no services)
+    app_services: "AppServiceScheduler | None" = None
 
     def __init__(self, ctx: "ServerContext", rooms: "RoomStore", notifier: "Notifier") -> None:
         self.ctx = ctx
@@ -147,6 +151,8 @@ class TypingManager:
         if len(self._changed) > len(self._typing) + MAX_IDLE_ROOMS:
             self._forget_idle_rooms()
         self.notifier.notify_room(room_id, None)
+        if self.app_services is not None:
+            self.app_services.on_typing(room_id, sorted(self._typing.get(room_id, ())))
 
     def _forget_idle_rooms(self) -> None:
         """Drop the oldest half of the records of rooms where nobody types."""

@@ -51,6 +51,7 @@ from homeserver.federation.client import FederationError, QueryArgs, RequestFail
 from homeserver.storage.devices import DeviceStore
 
 if TYPE_CHECKING:
+    from homeserver.appservice.scheduler import AppServiceScheduler
     from homeserver.context import ServerContext
     from homeserver.e2e.cross_signing import CrossSigning
     from homeserver.e2e.keys import E2eKeyHandler
@@ -148,6 +149,9 @@ class EduHandler:
     # after us: set by HomeServer._wire_late
     e2e_keys: "E2eKeyHandler"
     cross_signing: "CrossSigning"
+    # application services with receive_ephemeral hear of remote receipts:
+    # set by HomeServer._wire_late (None: no services)
+    app_services: "AppServiceScheduler | None" = None
 
     def __init__(self, ctx: "ServerContext", db: "Database", stores: "Stores",
                  event_handler: "FederationEventHandler", sender: "FederationSender",
@@ -260,6 +264,8 @@ class EduHandler:
             room_id, user_id, receipt_type, thread_id, event_id, stored)
         if stream_pos is not None:
             self.notifier.notify_room(room_id, stream_pos)
+            if self.app_services is not None:
+                self.app_services.on_receipt(room_id, receipt_type, user_id, event_id, stored)
 
     async def _latest_event(self, event_ids: list[str]) -> str:
         """Of the events a receipt names, the one furthest in our stream (the

@@ -8,6 +8,7 @@ ones are forgotten so the table stays small.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from homeserver.config import RateLimit
@@ -25,6 +26,9 @@ class Ratelimiter:
         self.limit = limit
         # key -> (level, time the level was measured)
         self._buckets: dict[str, tuple[float, float]] = {}
+        # keys never limited (the users of application services registered
+        # with rate_limited: false); None: none
+        self.exempt: Callable[[str], bool] | None = None
 
     def _level(self, key: str, now: float) -> float:
         level, then = self._buckets.get(key, (0.0, now))
@@ -49,6 +53,8 @@ class Ratelimiter:
 
     def ratelimit(self, key: str, n: float = 1.0) -> None:
         """Count ``n`` actions for ``key`` or raise M_LIMIT_EXCEEDED."""
+        if self.exempt is not None and self.exempt(key):
+            return
         ok, wait_ms = self.can_do(key, n)
         if not ok:
             raise limit_exceeded(wait_ms)
@@ -56,6 +62,8 @@ class Ratelimiter:
 
     def check(self, key: str) -> None:
         """Raise M_LIMIT_EXCEEDED if one more action would not fit; count nothing."""
+        if self.exempt is not None and self.exempt(key):
+            return
         ok, wait_ms = self.can_do(key)
         if not ok:
             raise limit_exceeded(wait_ms)

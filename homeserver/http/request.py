@@ -19,6 +19,9 @@ class Requester:
     device_id: str | None
     access_token_id: int
     is_guest: bool = False
+    # an application service's request (its as_token): the service
+    # (appservice/registration.py ApplicationService), else None
+    app_service: Any = None
 
 
 class SizeLimitedRequest(Request):

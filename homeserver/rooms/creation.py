@@ -144,7 +144,7 @@ class RoomCreation:
         for invitee in request.invite:
             # refuse before anything exists rather than leave a half-made room
             await self.membership.check_invitee(invitee)
-        alias = await self.directory.check_new_room_alias(request.room_alias_name)
+        alias = await self.directory.check_new_room_alias(request.room_alias_name, creator)
         creator_events = self.event_creator
         room_id = await creator_events.create_room(request.room_version, creator,
                                                    create_content(creator, request), room_id)

@@ -68,6 +68,7 @@ from homeserver.rooms.power_levels import (
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
+    from homeserver.appservice.handler import AppServiceHandler
     from homeserver.context import ServerContext
     from homeserver.federation.client import FederationClient
     from homeserver.rooms.creator import EventCreator
@@ -161,6 +162,10 @@ class PublicRoomsQuery:
     search_term: str | None = None
     # None: any type; else the room types wanted (None: rooms without a type)
     room_types: frozenset[str | None] | None = None
+    # an application service's list ("{serviceId}|{networkId}") instead of ours
+    third_party_instance_id: str | None = None
+    # ours and every application service's lists together
+    include_all_networks: bool = False
 
 
 def _encode_token(forwards: bool, key: tuple[int, str]) -> str:
@@ -280,6 +285,9 @@ class RoomDirectory:
         self.event_creator = event_creator
         # another server's aliases are asked of it
         self.federation_client = federation_client
+        # application services: aliases in their namespaces, their room
+        # lists (set by HomeServer._wire_late)
+        self.app_services: "AppServiceHandler | None" = None
 
     # -- who may do what --
 
@@ -310,20 +318,42 @@ class RoomDirectory:
 
     # -- aliases --
 
-    async def create_alias(self, user_id: str, alias: str, room_id: str) -> None:
-        """PUT /directory/room/{roomAlias}: point ``alias`` at ``room_id``."""
+    def _check_alias_namespace(self, alias: str, app_service: Any) -> None:
+        """An application service may only touch aliases of its namespace;
+        nobody else those of an exclusive one (400 M_EXCLUSIVE)."""
+        if app_service is not None:
+            if not app_service.is_interested_in_alias(alias):
+                raise MatrixError(400, Codes.EXCLUSIVE,
+                                  "This application service has not reserved this kind of "
+                                  "alias.")
+            return
+        services = self.ctx.config.app_services
+        if services and services.exclusive_alias_owner(alias) is not None:
+            raise MatrixError(400, Codes.EXCLUSIVE,
+                              "This alias is reserved by an application service.")
+
+    async def create_alias(self, user_id: str, alias: str, room_id: str,
+                           app_service: Any = None) -> None:
+        """PUT /directory/room/{roomAlias}: point ``alias`` at ``room_id``.
+
+        An application service (its as_token) may point aliases of its
+        namespace at any room, as on Synapse."""
         localpart, server = _parse_or_400(alias)
         _check_new_localpart(localpart)
         if server != self.ctx.hostname:
             raise invalid_param("Room alias must be local")
+        self._check_alias_namespace(alias, app_service)
         room = await self.stores.rooms.get_room(room_id)
         if room is None:
             raise MatrixError(400, Codes.UNKNOWN, "Room does not exist")
-        if not await self._is_joined(user_id, room) and not await self.is_server_admin(user_id):
+        if app_service is None and not await self._is_joined(user_id, room) and \
+                not await self.is_server_admin(user_id):
             raise forbidden("You must be in the room to create an alias for it")
         if not await self.stores.directory.create_alias(alias, room.room_nid, user_id,
                                                         self.ctx.now_ms()):
             raise MatrixError(409, Codes.UNKNOWN, f"Room alias {alias} already exists")
+        if self.app_services is not None:
+            self.app_services.aliases_changed()
 
     async def resolve_alias(self, alias: str) -> AliasTarget:
         """The room ``alias`` points to and servers to join it through; 404 if none.
@@ -333,6 +363,10 @@ class RoomDirectory:
         _, server = _parse_or_400(alias)
         mapping = await self.stores.directory.get_alias(alias) \
             if server == self.ctx.hostname else None
+        if mapping is None and server == self.ctx.hostname and \
+                self.app_services is not None and await self.app_services.ask_for_alias(alias):
+            # a service whose namespace holds it made it on being asked
+            mapping = await self.stores.directory.get_alias(alias)
         if mapping is None:
             raise not_found(f"Room alias {alias} not found")
         servers = [self.ctx.hostname]
@@ -361,14 +395,16 @@ class RoomDirectory:
         named = [s for s in servers if isinstance(s, str) and is_valid_server_name(s)]
         return AliasTarget(room_id, tuple(dict.fromkeys(named + [server])))
 
-    async def delete_alias(self, user_id: str, alias: str) -> None:
+    async def delete_alias(self, user_id: str, alias: str, app_service: Any = None) -> None:
         """DELETE /directory/room/{roomAlias}"""
         _, server = _parse_or_400(alias)
         mapping = await self.stores.directory.get_alias(alias) \
             if server == self.ctx.hostname else None
         if mapping is None:
             raise not_found(f"Room alias {alias} not found")
-        if mapping.creator != user_id:
+        if app_service is not None and app_service.is_interested_in_alias(alias):
+            pass  # a service may delete the aliases of its namespace
+        elif mapping.creator != user_id:
             room = await self.stores.rooms.get_room(mapping.room_id)
             allowed = await self.may_edit_room_listing(user_id, room) if room is not None \
                 else await self.is_server_admin(user_id)
@@ -377,6 +413,8 @@ class RoomDirectory:
         room_id = await self.stores.directory.delete_alias(alias)
         if room_id is None:  # deleted by someone else meanwhile
             raise not_found(f"Room alias {alias} not found")
+        if self.app_services is not None:
+            self.app_services.aliases_changed()
         await self._remove_from_canonical_alias(user_id, room_id, alias)
 
     async def _remove_from_canonical_alias(self, user_id: str, room_id: str,
@@ -428,7 +466,8 @@ class RoomDirectory:
 
     # -- hooks of room creation and of sending m.room.canonical_alias --
 
-    async def check_new_room_alias(self, localpart: str | None) -> str | None:
+    async def check_new_room_alias(self, localpart: str | None,
+                                   creator: str | None = None) -> str | None:
         """POST /createRoom's ``room_alias_name``, checked before the room exists.
 
         Returns the full alias (None without one). 400 M_INVALID_PARAM for a
@@ -442,6 +481,12 @@ class RoomDirectory:
         alias = f"#{localpart}:{self.ctx.hostname}"
         if parse_room_alias(alias) is None:
             raise invalid_param("Invalid room alias")
+        services = self.ctx.config.app_services
+        owner = services.exclusive_alias_owner(alias) if services else None
+        if owner is not None and (creator is None or not owner.is_interested_in_user(creator)):
+            # an application service's exclusive alias: only its users make it
+            raise MatrixError(400, Codes.EXCLUSIVE,
+                              "This alias is reserved by an application service.")
         if await self.stores.directory.get_alias(alias) is not None:
             raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
         return alias
@@ -458,6 +503,8 @@ class RoomDirectory:
                                                         self.ctx.now_ms()):
             # taken since check_new_room_alias looked
             raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+        if self.app_services is not None:
+            self.app_services.aliases_changed()
         await self.event_creator.send(creator, room_id, CANONICAL_ALIAS, {"alias": alias},
                                     state_key="")
 
@@ -517,8 +564,18 @@ class RoomDirectory:
                                                   self.ctx.now_ms())
 
     async def list_public_rooms(self, query: PublicRoomsQuery) -> dict[str, Any]:
-        """GET/POST /publicRooms of this server."""
-        rooms = await self.stores.directory.get_published_rooms()
+        """GET/POST /publicRooms of this server (or of an application
+        service's network, or all of them together)."""
+        if query.third_party_instance_id is not None and self.app_services is not None:
+            rooms = await self.app_services.listed_rooms(query.third_party_instance_id)
+        elif query.third_party_instance_id is not None:
+            raise invalid_param("Unknown third_party_instance_id")
+        else:
+            rooms = await self.stores.directory.get_published_rooms()
+            if query.include_all_networks and self.app_services is not None:
+                seen = {r.room_nid for r in rooms}
+                rooms += [r for r in await self.app_services.listed_rooms(None)
+                          if r.room_nid not in seen]
         rooms = [r for r in rooms if r.num_joined_members > 0]
         state_ids = await self.stores.directory.get_current_state_ids_for_rooms(
             [r.room_nid for r in rooms], _LISTING_TYPES)

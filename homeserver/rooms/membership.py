@@ -62,6 +62,7 @@ from homeserver.storage.events import NewEventTxn
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
+    from homeserver.appservice.handler import AppServiceHandler
     from homeserver.context import ServerContext
     from homeserver.federation.membership import FederationMembership
     from homeserver.rooms.creator import EventCreator
@@ -82,6 +83,9 @@ _NOT_CLIENT_CONTENT = frozenset({"membership", AUTHORISING_USER, "third_party_si
 class MembershipHandler:
     # built after this handler and calling back into it: set by HomeServer._wire_late
     federation_membership: "FederationMembership"
+    # users of application services' namespaces are asked of them: set by
+    # HomeServer._wire_late (None: no services)
+    app_services: "AppServiceHandler | None" = None
 
     def __init__(self, ctx: "ServerContext", stores: "Stores",
                  event_creator: "EventCreator") -> None:
@@ -108,7 +112,11 @@ class MembershipHandler:
         if not self.ctx.is_mine(user_id):
             return
         if await self.stores.profiles.get_profile(user_id) is None:
-            raise not_found("Unknown user")
+            # a user of an application service's namespace: the service is
+            # asked, and may register it before answering
+            if self.app_services is None or not await self.app_services.ask_for_user(user_id) \
+                    or await self.stores.profiles.get_profile(user_id) is None:
+                raise not_found("Unknown user")
 
     async def _remote_servers(self, room_id: str, room: RoomInfo | None,
                               user_id: str) -> list[str]:

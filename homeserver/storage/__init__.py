@@ -6,6 +6,7 @@ SQL lives only in this package, always with bound parameters.
 from __future__ import annotations
 
 from homeserver.storage.account_data import AccountDataStore
+from homeserver.storage.appservice import AppServiceStore
 from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.cross_signing import CrossSigningStore
 from homeserver.storage.database import Database
@@ -59,6 +60,7 @@ class Stores:
         self.auth_chains = AuthChainStore(db)
         self.rooms = RoomStore(db)
         self.directory = DirectoryStore(db)
+        self.appservice = AppServiceStore(db)
         self.receipts = ReceiptStore(db)
         self.to_device = ToDeviceStore(db)
         self.presence = PresenceStore(db)

@@ -14,6 +14,7 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
     from homeserver.api.client import (
         account,
         account_data,
+        appservice,
         devices,
         directory,
         events,
@@ -50,5 +51,5 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
                    filters, rooms, membership, directory, upgrade, sync, typing, receipts,
                    presence, to_device, openid, relations, search, spaces, reporting, voip,
                    tags, keys, keys_signing, room_keys, pushrules, notifications, pushers,
-                   threepids, events):
+                   threepids, events, appservice):
         module.register_routes(hs, router)

@@ -66,9 +66,12 @@ async def post_deactivate(api: AccountApi, req: HttpRequest) -> tuple[int, Any]:
     """POST /_matrix/client/v3/account/deactivate"""
     assert req.requester is not None
     # a malformed body is refused before the password is asked for
-    parse_deactivation(req.json(allow_empty=True))
-    params = await validate_user_via_ui_auth(api.ui_auth, req, req.requester,
-                                             "deactivate your account")
+    params = req.json(allow_empty=True)
+    parse_deactivation(params)
+    if req.requester.app_service is None:
+        # an application service deactivates its users without a password
+        params = await validate_user_via_ui_auth(api.ui_auth, req, req.requester,
+                                                 "deactivate your account")
     erase, id_server = parse_deactivation(params)
     unbound = await api.threepids.deactivate(req.user_id, id_server)
     await api.accounts.deactivate_account(req.user_id, erase)

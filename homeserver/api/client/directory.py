@@ -23,12 +23,21 @@ from typing import TYPE_CHECKING, Any
 from homeserver.accounts.identifiers import is_valid_server_name
 from homeserver.errors import Codes, MatrixError, bad_json, invalid_param
 from homeserver.federation.edus import query_remote
-from homeserver.http.parse import get_int, get_object, get_str, query_int, query_str
+from homeserver.http.parse import (
+    get_bool,
+    get_int,
+    get_object,
+    get_str,
+    query_bool,
+    query_int,
+    query_str,
+)
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, AUTH_OPTIONAL, Endpoint, Router
 from homeserver.rooms.directory import PublicRoomsQuery
 
 if TYPE_CHECKING:
+    from homeserver.appservice.handler import AppServiceHandler
     from homeserver.federation.client import FederationClient
     from homeserver.rooms.directory import RoomDirectory
     from homeserver.server import HomeServer
@@ -50,11 +59,16 @@ def parse_public_rooms_body(body: dict[str, Any]) -> PublicRoomsQuery:
                 t is None or isinstance(t, str) for t in room_types):
             raise bad_json("'filter.room_types' must be a list of strings and nulls")
         types = frozenset(room_types) or None
-    # include_all_networks and third_party_instance_id: no application
-    # services publish rooms here yet, so there is only our own list
+    # an application service's own list, or ours and theirs together
+    instance_id = get_str(body, "third_party_instance_id", None)
+    all_networks = get_bool(body, "include_all_networks", False)
+    if instance_id is not None and all_networks:
+        raise invalid_param("include_all_networks and third_party_instance_id "
+                            "cannot be used together")
     return PublicRoomsQuery(limit=limit, since=get_str(body, "since", None),
                             search_term=get_str(search_filter, "generic_search_term", None),
-                            room_types=types)
+                            room_types=types, third_party_instance_id=instance_id,
+                            include_all_networks=all_networks)
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,8 @@ class Directory:
     hostname: str
     directory: "RoomDirectory"
     federation_client: "FederationClient"
+    # application services' own room lists
+    app_services: "AppServiceHandler | None" = None
 
 
 def remote_server(d: Directory, req: HttpRequest) -> str | None:
@@ -87,7 +103,9 @@ def check_remote_rooms(answer: dict[str, Any]) -> dict[str, Any]:
 async def put_alias(d: Directory, req: HttpRequest) -> tuple[int, Any]:
     """PUT /_matrix/client/v3/directory/room/{roomAlias}"""
     room_id = get_str(req.json(), "room_id")
-    await d.directory.create_alias(req.user_id, req.params["roomAlias"], room_id)
+    assert req.requester is not None
+    await d.directory.create_alias(req.user_id, req.params["roomAlias"], room_id,
+                                   req.requester.app_service)
     return 200, {}
 
 
@@ -99,7 +117,9 @@ async def get_alias(d: Directory, req: HttpRequest) -> tuple[int, Any]:
 
 async def delete_alias(d: Directory, req: HttpRequest) -> tuple[int, Any]:
     """DELETE /_matrix/client/v3/directory/room/{roomAlias}"""
-    await d.directory.delete_alias(req.user_id, req.params["roomAlias"])
+    assert req.requester is not None
+    await d.directory.delete_alias(req.user_id, req.params["roomAlias"],
+                                   req.requester.app_service)
     return 200, {}
 
 
@@ -129,7 +149,14 @@ async def get_public_rooms(d: Directory, req: HttpRequest) -> tuple[int, Any]:
     limit = query_int(req.args, "limit", None)
     if limit is not None and limit < 0:
         raise invalid_param("'limit' must not be negative")
-    query = PublicRoomsQuery(limit=limit, since=query_str(req.args, "since", None))
+    instance_id = query_str(req.args, "third_party_instance_id", None)
+    all_networks = query_bool(req.args, "include_all_networks", False)
+    if instance_id is not None and all_networks:
+        raise invalid_param("include_all_networks and third_party_instance_id "
+                            "cannot be used together")
+    query = PublicRoomsQuery(limit=limit, since=query_str(req.args, "since", None),
+                             third_party_instance_id=instance_id,
+                             include_all_networks=all_networks)
     if server is not None:
         args: dict[str, str | list[str]] = {}
         if limit is not None:
@@ -168,6 +195,30 @@ async def post_public_rooms(d: Directory, req: HttpRequest) -> tuple[int, Any]:
     return 200, await d.directory.list_public_rooms(query)
 
 
+async def put_appservice_listing(d: Directory, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}"""
+    visibility = get_str(req.json(allow_empty=True), "visibility", "public")
+    if visibility not in ("public", "private"):
+        raise invalid_param("'visibility' must be 'public' or 'private'")
+    return await _set_appservice_listing(d, req, visibility)
+
+
+async def delete_appservice_listing(d: Directory, req: HttpRequest) -> tuple[int, Any]:
+    """DELETE /_matrix/client/v3/directory/list/appservice/{networkId}/{roomId}"""
+    return await _set_appservice_listing(d, req, "private")
+
+
+async def _set_appservice_listing(d: Directory, req: HttpRequest,
+                                  visibility: str) -> tuple[int, Any]:
+    assert req.requester is not None
+    if d.app_services is None or req.requester.app_service is None:
+        raise MatrixError(403, Codes.FORBIDDEN,
+                          "Only application services can change their room lists")
+    await d.app_services.set_listed(req.requester.app_service, req.params["networkId"],
+                                    req.params["roomId"], visibility)
+    return 200, {}
+
+
 _ALIAS = f"{CLIENT_V3}/directory/room/{{roomAlias}}"
 _LIST = f"{CLIENT_V3}/directory/list/room/{{roomId}}"
 ENDPOINTS = (
@@ -180,8 +231,13 @@ ENDPOINTS = (
     Endpoint("GET", f"{CLIENT_V3}/publicRooms", get_public_rooms, auth=AUTH_OPTIONAL,
              allow_guest=True),
     Endpoint("POST", f"{CLIENT_V3}/publicRooms", post_public_rooms, allow_guest=True),
+    Endpoint("PUT", f"{CLIENT_V3}/directory/list/appservice/{{networkId}}/{{roomId}}",
+             put_appservice_listing),
+    Endpoint("DELETE", f"{CLIENT_V3}/directory/list/appservice/{{networkId}}/{{roomId}}",
+             delete_appservice_listing),
 )
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    router.add_endpoints(Directory(hs.hostname, hs.room_directory, hs.federation_client), ENDPOINTS)
+    router.add_endpoints(Directory(hs.hostname, hs.room_directory, hs.federation_client,
+                                   hs.appservice_handler), ENDPOINTS)

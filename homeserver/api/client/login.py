@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.login import LOGIN_TYPE_PASSWORD
-from homeserver.errors import Codes, MatrixError, missing_param
+from homeserver.errors import Codes, MatrixError, forbidden, missing_param
+from homeserver.http.auth import token_from_request
 from homeserver.http.parse import get_bool, get_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, Endpoint, Router
@@ -16,10 +17,13 @@ if TYPE_CHECKING:
     from homeserver.accounts.management import AccountManagement
     from homeserver.accounts.sessions import Sessions
     from homeserver.config import Config
+    from homeserver.http.auth import Auth
     from homeserver.http.ratelimit import Ratelimiter
     from homeserver.server import HomeServer
+    from homeserver.storage.users import UserStore
 
 CLIENT_V3 = "/_matrix/client/v3"
+LOGIN_TYPE_APP_SERVICE = "m.login.application_service"
 
 # Device IDs are chosen by clients; keep them to a size any table can index.
 MAX_DEVICE_ID_LENGTH = 512
@@ -36,6 +40,9 @@ class LoginApi:
     # rc_login.address and rc_login.account
     address_limiter: "Ratelimiter"
     account_limiter: "Ratelimiter"
+    # m.login.application_service: the as_token and the users it may log in
+    auth: "Auth"
+    users: "UserStore"
 
 
 def parse_device(body: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -51,6 +58,8 @@ def parse_device(body: dict[str, Any]) -> tuple[str | None, str | None]:
 async def get_login_flows(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
     """GET /_matrix/client/v3/login"""
     flows = [{"type": LOGIN_TYPE_PASSWORD}] if api.config.password_config["enabled"] else []
+    if api.config.app_services:
+        flows.append({"type": LOGIN_TYPE_APP_SERVICE})
     return 200, {"flows": flows}
 
 
@@ -58,6 +67,8 @@ async def post_login(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
     """POST /_matrix/client/v3/login"""
     body = req.json()
     login_type = get_str(body, "type")
+    if login_type == LOGIN_TYPE_APP_SERVICE:
+        return await _app_service_login(api, req, body)
     api.address_limiter.ratelimit(req.client_ip)
     if login_type != LOGIN_TYPE_PASSWORD or not api.config.password_config["enabled"]:
         raise MatrixError(400, Codes.UNKNOWN, "Unknown login type")
@@ -73,6 +84,30 @@ async def post_login(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
     session = await api.sessions.create_login_session(user_id, device_id, display_name,
                                                       refreshable)
     return 200, session.to_client(hostname)
+
+
+async def _app_service_login(api: LoginApi, req: HttpRequest,
+                             body: dict[str, Any]) -> tuple[int, Any]:
+    """``m.login.application_service``: a service logs in a user of its
+    namespace with its as_token (a new device and access token)."""
+    requester = await api.auth.get_requester(req)
+    service = requester.app_service if requester is not None else None
+    if service is None:
+        raise MatrixError(401, Codes.MISSING_TOKEN if token_from_request(req) is None
+                          else Codes.UNKNOWN_TOKEN,
+                          "m.login.application_service needs an application service's token")
+    user_id = await api.logins.user_for_identifier(body)
+    if user_id is None:
+        raise missing_param("identifier")
+    if not service.is_interested_in_user(user_id):
+        raise forbidden("This user is not in the application service's namespace")
+    info = await api.users.get_user(user_id)
+    if info is None or info.deactivated:
+        raise forbidden("Invalid username or password")
+    device_id, display_name = parse_device(body)
+    session = await api.sessions.create_login_session(
+        user_id, device_id, display_name, get_bool(body, "refresh_token", False))
+    return 200, session.to_client(api.config.server_name)
 
 
 async def post_refresh(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
@@ -106,5 +141,6 @@ ENDPOINTS = (
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
     api = LoginApi(hs.config, hs.logins, hs.sessions, hs.account_management,
-                   hs.ratelimiters["login_address"], hs.ratelimiters["login_account"])
+                   hs.ratelimiters["login_address"], hs.ratelimiters["login_account"],
+                   hs.auth, hs.stores.users)
     router.add_endpoints(api, ENDPOINTS)

@@ -24,6 +24,7 @@ from homeserver.http.router import AUTH_NONE, Endpoint, Router
 from homeserver.storage.profiles import Profile
 
 if TYPE_CHECKING:
+    from homeserver.appservice.handler import AppServiceHandler
     from homeserver.context import ServerContext
     from homeserver.federation.client import FederationClient
     from homeserver.rooms.membership import MembershipHandler
@@ -90,6 +91,8 @@ class Profiles:
         self.federation_client = federation_client
         # user ID -> (expiry, fields) of remote profiles, oldest first
         self.remote_cache: dict[str, tuple[int, dict[str, str]]] = {}
+        # unknown users of application services' namespaces are asked of them
+        self.app_services: "AppServiceHandler | None" = None
 
     async def read_remote_profile(self, user_id: str) -> dict[str, str]:
         now = self.ctx.now_ms()
@@ -114,6 +117,10 @@ class Profiles:
         if not self.ctx.is_mine(user_id):
             return await self.read_remote_profile(user_id)
         profile = await self.stores.profiles.get_profile(user_id)
+        if profile is None and self.app_services is not None and \
+                await self.app_services.ask_for_user(user_id):
+            # a user of an application service's namespace, made on being asked
+            profile = await self.stores.profiles.get_profile(user_id)
         if profile is None:
             raise not_found("Profile was not found")
         return profile_fields(profile)
@@ -192,5 +199,6 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    router.add_endpoints(
-        Profiles(hs.ctx, hs.stores, hs.membership, hs.federation_client), ENDPOINTS)
+    profiles = Profiles(hs.ctx, hs.stores, hs.membership, hs.federation_client)
+    profiles.app_services = hs.appservice_handler
+    router.add_endpoints(profiles, ENDPOINTS)

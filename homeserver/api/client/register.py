@@ -22,11 +22,13 @@ if TYPE_CHECKING:
     from homeserver.accounts.uia import UiAuth
     from homeserver.config import Config
     from homeserver.context import ServerContext
+    from homeserver.http.auth import Auth
     from homeserver.server import HomeServer
     from homeserver.storage.registration_tokens import RegistrationTokenStore
 
 CLIENT_V3 = "/_matrix/client/v3"
 CLIENT_V1 = "/_matrix/client/v1"
+APP_SERVICE_LOGIN_TYPE = "m.login.application_service"
 
 # Synapse's rc_registration_token_validity default: guessing tokens stays slow.
 TOKEN_VALIDITY_RATE = RateLimit(per_second=0.1, burst_count=5)
@@ -43,6 +45,8 @@ class RegisterApi:
     # rc_registration, checked before the flow (taken once it is complete)
     registration_limiter: Ratelimiter
     token_validity_limiter: Ratelimiter
+    # application services register their users with their as_token
+    auth: "Auth"
 
     @property
     def config(self) -> "Config":
@@ -65,7 +69,9 @@ def parse_registration(params: dict[str, Any]) -> Registration:
 
 async def post_register(api: RegisterApi, req: HttpRequest) -> tuple[int, Any]:
     """POST /_matrix/client/v3/register"""
-    req.json()
+    body = req.json()
+    if body.get("type") == APP_SERVICE_LOGIN_TYPE:
+        return await _register_app_service_user(api, req, body)
     api.registration_limiter.check(req.client_ip)
     kind = query_str(req.args, "kind", "user")
     if kind == "guest":
@@ -82,6 +88,21 @@ async def post_register(api: RegisterApi, req: HttpRequest) -> tuple[int, Any]:
     with answering_401():
         registered = await api.registrations.register_via_ui_auth(attempt, registration,
                                                                   req.client_ip)
+    return 200, registered.to_client(api.ctx.hostname)
+
+
+async def _register_app_service_user(api: RegisterApi, req: HttpRequest,
+                                     body: dict[str, Any]) -> tuple[int, Any]:
+    """``type: m.login.application_service``: a service registers a user of
+    its namespace with its as_token (no UIA; registration may be closed)."""
+    service = api.auth.get_app_service(req)
+    if service is None:
+        raise MatrixError(401, Codes.UNKNOWN_TOKEN,
+                          "m.login.application_service needs an application service's token")
+    username = get_str(body, "username")
+    registration = parse_registration(body)
+    registered = await api.registrations.register_app_service_user(
+        service, username, registration.login)
     return 200, registered.to_client(api.ctx.hostname)
 
 
@@ -116,5 +137,5 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
     api = RegisterApi(hs.ctx, hs.registrations, hs.ui_auth, hs.stores.registration_tokens,
                       hs.ratelimiters["registration"],
                       Ratelimiter(hs.clock, "rc_registration_token_validity",
-                                  TOKEN_VALIDITY_RATE))
+                                  TOKEN_VALIDITY_RATE), hs.auth)
     router.add_endpoints(api, ENDPOINTS)

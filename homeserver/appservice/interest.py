@@ -1,0 +1,100 @@
+"""Which events a service is sent (the spec's "events of interest", as
+Synapse decides them):
+
+- the sender, or a membership event's ``state_key``, is in its user
+  namespace (its own user included);
+- the room ID is in its room namespace;
+- one of the room's local aliases is in its alias namespace;
+- one of the room's joined local users is in its user namespace.
+
+The room-wide verdict (aliases, members) is cached per service and room:
+a membership event of the room drops the room's entry as the stream passes
+it (the events after it are judged on the new members), or, when it is a
+join of one of the service's local users, sets it (the room interests it), and any alias
+created or deleted through the room directory drops every entry
+(``aliases_changed``); aliases moved by a room upgrade are seen when the
+entry expires (``ROOM_VERDICT_TTL_S``). The cache is bounded; an entry
+dropped for space is read again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from homeserver.appservice.registration import ApplicationService
+    from homeserver.context import ServerContext
+    from homeserver.events.model import Event
+    from homeserver.storage import Stores
+
+
+# (service ID, room ID) entries kept, and for how long
+MAX_CACHED_ROOMS = 100_000
+ROOM_VERDICT_TTL_S = 30.0
+
+
+class Interest:
+    def __init__(self, ctx: "ServerContext", stores: "Stores") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        # (service ID, room ID) -> (whether the whole room interests it, when
+        # that was read)
+        self._rooms: dict[tuple[str, str], tuple[bool, float]] = {}
+
+    def aliases_changed(self) -> None:
+        """An alias was created or deleted: room verdicts may have changed."""
+        self._rooms.clear()
+
+    async def events_of_interest(self, service: "ApplicationService",
+                                 events: list["Event"]) -> list["Event"]:
+        out = []
+        for event in events:
+            if event.type == "m.room.member":
+                key = (service.id, event.room_id)
+                if event.content.get("membership") == "join" and \
+                        event.state_key is not None and self.ctx.is_mine(event.state_key) \
+                        and service.is_interested_in_user(event.state_key):
+                    # one of its users joined: the room interests it from here on
+                    self._rooms[key] = (True, self.ctx.clock.seconds())
+                else:
+                    self._rooms.pop(key, None)
+            if self._direct(service, event) or \
+                    await self.cached_room_of_interest(service, event.room_id):
+                out.append(event)
+        return out
+
+    async def cached_room_of_interest(self, service: "ApplicationService",
+                                      room_id: str) -> bool:
+        key = (service.id, room_id)
+        now = self.ctx.clock.seconds()
+        cached = self._rooms.get(key)
+        if cached is not None and now - cached[1] < ROOM_VERDICT_TTL_S:
+            return cached[0]
+        verdict = await self.room_of_interest(service, room_id)
+        if len(self._rooms) >= MAX_CACHED_ROOMS:
+            self._rooms.clear()
+        self._rooms[key] = (verdict, now)
+        return verdict
+
+    @staticmethod
+    def _direct(service: "ApplicationService", event: "Event") -> bool:
+        if service.is_interested_in_user(event.sender):
+            return True
+        if event.type == "m.room.member" and event.state_key is not None and \
+                service.is_interested_in_user(event.state_key):
+            return True
+        return service.is_interested_in_room(event.room_id)
+
+    async def room_of_interest(self, service: "ApplicationService", room_id: str) -> bool:
+        """Whether everything in the room interests the service (its room
+        namespace, an alias of its namespace, one of its users joined)."""
+        if service.is_interested_in_room(room_id):
+            return True
+        if service.aliases:
+            room = await self.stores.rooms.get_room(room_id)
+            if room is not None:
+                aliases = await self.stores.directory.get_aliases_for_room(room.room_nid)
+                if any(service.is_interested_in_alias(a) for a in aliases):
+                    return True
+        members = await self.stores.rooms.get_local_members(room_id, self.ctx.hostname)
+        return any(service.is_interested_in_user(m) for m in members)
