@@ -1,0 +1,4 @@
+-- Placeholder: migration number 0032 is assigned to another branch. The
+-- sliding-sync branch carries this empty file so its own 0034 applies (the
+-- loader wants migrations numbered 1..n); the merge keeps the real 0032.
+SELECT 1;
