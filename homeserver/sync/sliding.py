@@ -76,6 +76,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_TIMEOUT_MS = 10 * 60 * 1000
+# a connection not used for this long is forgotten
+CONNECTION_LIFETIME_MS = 7 * 24 * 3600 * 1000
 # rooms built at once (the database pool is small)
 ROOM_CONCURRENCY = 8
 DIRECT = "m.direct"
@@ -140,8 +142,11 @@ class SlidingSyncHandler:
                 raise unknown_pos() from None
             since = StreamToken(conn.stream_pos, token.typing_pos, token.epoch)
         else:
-            nid = await store.start_connection(user_id, device_id, req.conn_id,
-                                               self.ctx.now_ms())
+            now = self.ctx.now_ms()
+            # connections idle for long are forgotten as new ones start (their
+            # clients get M_UNKNOWN_POS and start over, as the MSC allows)
+            await store.delete_connections_older_than(now - CONNECTION_LIFETIME_MS)
+            nid = await store.start_connection(user_id, device_id, req.conn_id, now)
             conn = ConnectionState(nid, 0, {})
         await self.presence.user_syncing(user_id, req.set_presence)
         try:

@@ -355,6 +355,43 @@ async def test_a_pos_stays_valid_across_a_restart(make_server: Any) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_room_left_is_sent_once_with_the_leave_a_kick_stays(
+        server: TestServer) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    stay = await create_room(alice, preset="public_chat", name="Stay")
+    leave = await create_room(alice, preset="public_chat", name="Leave")
+    kicked = await create_room(alice, preset="public_chat", name="Kicked")
+    for room_id in (stay, leave, kicked):
+        await join(bob, room_id)
+    request = {"lists": {"all": window(0, 9)}}
+    first = await ss(bob, request)
+    assert set(first["rooms"]) == {stay, leave, kicked}
+
+    resp = await bob.post(f"{V3}/rooms/{q(leave)}/leave", {})
+    assert resp.code == 200
+    resp = await alice.post(f"{V3}/rooms/{q(kicked)}/kick", {"user_id": bob.user_id})
+    assert resp.code == 200
+    second = await ss(bob, request, pos=first["pos"], timeout=5000)
+    if set(second["rooms"]) != {leave, kicked}:  # the two writes came apart
+        more = await ss(bob, request, pos=second["pos"], timeout=5000)
+        second["rooms"].update(more["rooms"])
+        second["pos"] = more["pos"]
+    assert second["rooms"][leave]["membership"] == "leave"
+    assert second["rooms"][kicked]["membership"] == "leave"
+    await send_text(alice, stay, "still here")
+    third = await ss(bob, request, pos=second["pos"], timeout=5000)
+    # a room the user left themselves leaves the list; a kick stays in it
+    assert set(third["lists"]["all"]["ops"][0]["room_ids"]) == {stay, kicked}
+    assert third["lists"]["all"]["count"] == 2
+    # and the pos pages back in /messages like a next_batch
+    resp = await bob.get(f"{V3}/rooms/{q(stay)}/messages",
+                         params={"dir": "b", "from": third["pos"], "limit": "1"})
+    assert resp.code == 200, resp.body
+    assert resp.body["chunk"][0]["content"]["body"] == "still here"
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_retried_pos_gets_the_same_rooms_again(server: TestServer) -> None:
     alice, rooms = await user_with_rooms(server, 2)
     first = await ss(alice, {"lists": {"all": window(0, 0)}})

@@ -15,6 +15,8 @@ CREATE TABLE sliding_sync_connections (
     created_ts $BIGINT NOT NULL,
     UNIQUE (user_id, device_id, conn_id)
 );
+-- old connections are forgotten (SlidingSyncStore.delete_connections_older_than)
+CREATE INDEX sliding_sync_connections_created ON sliding_sync_connections (created_ts);
 
 CREATE TABLE sliding_sync_positions (
     pos_nid $SERIAL_PK,
