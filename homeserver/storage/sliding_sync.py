@@ -195,6 +195,31 @@ class SlidingSyncStore:
                 for room_id, nid, version, membership, event_id, pos, sender, last, bumped
                 in rows]
 
+    async def get_membership_changes(self, room_nids: list[int], since: int,
+                                     until: int) -> dict[str, str]:
+        """Whose membership changed in ``room_nids`` in (since, until]: user
+        ID -> their newest membership there (the e2ee extension's device
+        lists: whom to start and stop tracking)."""
+        if not room_nids or until <= since:
+            return {}
+
+        def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
+            return select_in_txn(
+                txn, "SELECT state_key, json, stream_ordering FROM events"
+                " WHERE stream_ordering > ? AND stream_ordering <= ?"
+                " AND event_type = 'm.room.member' AND outlier = 0"
+                " AND rejected_reason IS NULL AND room_nid IN ({})",
+                room_nids, before=(since, until))
+
+        newest: dict[str, tuple[int, str]] = {}
+        for state_key, raw, pos in await self.db.run_interaction(
+                "sliding_sync_member_changes", txn_fn):
+            membership = (json.loads(raw).get("content") or {}).get("membership")
+            if isinstance(membership, str) and (
+                    state_key not in newest or newest[state_key][0] < int(pos)):
+                newest[str(state_key)] = (int(pos), membership)
+        return {user: m for user, (_, m) in newest.items()}
+
     async def get_current_state_contents(
             self, room_nids: list[int], event_types: Iterable[str],
     ) -> dict[int, dict[str, dict[str, Any]]]:

@@ -244,7 +244,8 @@ class SlidingSyncHandler:
 
         initial_rooms = {rid for rid, body in out_rooms.items() if body.get("initial")}
         extensions = await self._extensions(requester, req, since, until, list_rooms,
-                                            subscribed, initial_rooms, global_data, room_data)
+                                            subscribed, initial_rooms, global_data, room_data,
+                                            all_rooms)
         has_data = bool(out_rooms) or any(_ext_has_data(k, v) for k, v in extensions.items())
         body: dict[str, Any] = {"lists": lists_body, "rooms": out_rooms,
                                 "extensions": extensions}
@@ -463,7 +464,8 @@ class SlidingSyncHandler:
                           since: StreamToken | None, until: StreamToken,
                           list_rooms: dict[str, list[str]], subscribed: list[str],
                           initial_rooms: set[str], global_data: dict[str, Any],
-                          room_data: dict[str, Any]) -> dict[str, Any]:
+                          room_data: dict[str, Any],
+                          all_rooms: list[ListRoom]) -> dict[str, Any]:
         user_id = requester.user_id
         device_id = requester.device_id
         end = until.global_pos
@@ -490,9 +492,8 @@ class SlidingSyncHandler:
                 "device_unused_fallback_key_types": counts.unused_fallback,
             }
             if since_pos is not None:
-                changed = await self.stores.sync.get_device_list_changes(
-                    user_id, since_pos, end)
-                e2ee["device_lists"] = {"changed": sorted(changed), "left": []}
+                e2ee["device_lists"] = await self._device_lists(user_id, since_pos, end,
+                                                                all_rooms)
             out["e2ee"] = e2ee
 
         ext = req.extensions.get("account_data")
@@ -547,6 +548,29 @@ class SlidingSyncHandler:
                 room_id: {"type": "m.typing", "content": {"user_ids": users}}
                 for room_id, users in typing.items()}}
         return out
+
+
+    async def _device_lists(self, user_id: str, since: int, end: int,
+                            rooms: list[ListRoom]) -> dict[str, list[str]]:
+        """``changed``: users whose devices changed and who share a room with
+        the user, and users who newly share one (the client starts tracking
+        them); ``left``: users who no longer share any room with the user
+        (it stops), as /sync's device_lists."""
+        changed = await self.stores.sync.get_device_list_changes(user_id, since, end)
+        held = [r.room_nid for r in rooms if r.membership == "join"
+                or (r.membership in ("leave", "ban") and r.membership_pos > since)]
+        moves = await self.stores.sliding_sync.get_membership_changes(held, since, end)
+        candidates = set(moves) - {user_id}
+        left_rooms = [r.room_nid for r in rooms if r.membership in ("leave", "ban")
+                      and since < r.membership_pos <= end]
+        for nid in left_rooms:
+            candidates.update(await self.stores.rooms.get_members(nid))
+        candidates.discard(user_id)
+        still = await self.stores.rooms.get_room_mates(user_id, candidates) \
+            if candidates else set()
+        changed |= {u for u in candidates & still if moves.get(u) == "join"}
+        left = candidates - still
+        return {"changed": sorted(changed - left), "left": sorted(left)}
 
 
 def _ext_has_data(name: str, body: dict[str, Any]) -> bool:

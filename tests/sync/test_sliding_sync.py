@@ -326,6 +326,16 @@ async def test_extensions_carry_typing_receipts_to_device_e2ee_and_account_data(
     sixth = await ss(bob, request, pos=fifth["pos"], timeout=5000)
     assert alice.user_id in sixth["extensions"]["e2ee"]["device_lists"]["changed"]
 
+    # carol joining: bob starts tracking her; carol leaving: he stops
+    carol = await server.register("carol")
+    await join(carol, room_id)
+    seventh = await ss(bob, request, pos=sixth["pos"], timeout=5000)
+    assert carol.user_id in seventh["extensions"]["e2ee"]["device_lists"]["changed"]
+    resp = await carol.post(f"{V3}/rooms/{q(room_id)}/leave", {})
+    assert resp.code == 200
+    eighth = await ss(bob, request, pos=seventh["pos"], timeout=5000)
+    assert eighth["extensions"]["e2ee"]["device_lists"]["left"] == [carol.user_id]
+
 
 @pytest_twisted.ensureDeferred
 async def test_a_pos_stays_valid_across_a_restart(make_server: Any) -> None:
