@@ -185,7 +185,10 @@ class SlidingSyncHandler:
         until = self.sync.current_token()
         end = until.global_pos
         all_rooms = await self.stores.sliding_sync.get_room_list(user_id, end)
-        rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)]
+        ignored = await self.room_reader.ignored.get(user_id)
+        rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)
+                 # the spec: invites from ignored users are not sent
+                 and not (r.membership == "invite" and ignored and r.sender in ignored)]
         rooms.sort(key=lambda r: (_bump(r), r.room_id), reverse=True)
         global_data, room_data = await self.stores.account_data.get_account_data_since(
             user_id, 0, end)

@@ -271,6 +271,13 @@ async def test_filters_pick_dms_invites_encrypted_rooms_and_spaces(
     assert invite["membership"] == "invite"
     assert {e["type"] for e in invite["invite_state"]} >= {"m.room.create", "m.room.name"}
 
+    # an invite from someone alice ignores is not shown
+    resp = await alice.put(f"{V3}/user/{q(alice.user_id)}/account_data/m.ignored_user_list",
+                           {"ignored_users": {bob.user_id: {}}})
+    assert resp.code == 200
+    body = await ss(alice, {"lists": {"invites": window(0, 99, filters={"is_invite": True})}})
+    assert body["lists"]["invites"]["count"] == 0
+
 
 @pytest_twisted.ensureDeferred
 async def test_extensions_carry_typing_receipts_to_device_e2ee_and_account_data(
