@@ -465,3 +465,37 @@ async def test_unknown_pos_and_bad_requests_get_matrix_errors(server: TestServer
     assert resp.code == 401
     # an unknown extension is ignored
     await ss(alice, {"extensions": {"org.example.future": {"enabled": True}}})
+
+
+@pytest_twisted.ensureDeferred
+async def test_odd_values_anywhere_in_the_body_never_break_the_server(
+        server: TestServer) -> None:
+    alice, rooms = await user_with_rooms(server, 1)
+    odd: list[Any] = [None, True, -1, 2**70, 1.5, "x", "", [], {}, [[]], [None], ["*"],
+                      [["*", "*"]], {"a": 1}, "\u0000"]
+    base = {"conn_id": "c", "lists": {"l": window(0, 5, filters={})},
+            "room_subscriptions": {rooms[0]: {"timeline_limit": 1, "required_state": []}},
+            "extensions": {"to_device": {"enabled": True}, "typing": {"enabled": True}}}
+    paths: list[tuple[str, ...]] = [
+        ("conn_id",), ("lists",), ("lists", "l"), ("lists", "l", "ranges"),
+        ("lists", "l", "range"), ("lists", "l", "timeline_limit"),
+        ("lists", "l", "required_state"), ("lists", "l", "filters"),
+        ("lists", "l", "filters", "spaces"), ("lists", "l", "filters", "room_types"),
+        ("lists", "l", "filters", "tags"), ("room_subscriptions",),
+        ("room_subscriptions", rooms[0]), ("room_subscriptions", rooms[0], "required_state"),
+        ("extensions",), ("extensions", "to_device"), ("extensions", "to_device", "since"),
+        ("extensions", "to_device", "limit"), ("extensions", "typing", "lists"),
+        ("timeout",), ("pos",), ("set_presence",)]
+    import copy
+    for path in paths:
+        for value in odd:
+            body = copy.deepcopy(base)
+            target: Any = body
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+            resp = await alice.post(SS, body)
+            assert resp.code in (200, 400), (path, value, resp.body)
+            if resp.code == 400:
+                assert resp.body["errcode"] in ("M_BAD_JSON", "M_INVALID_PARAM",
+                                                "M_UNKNOWN_POS", "M_NOT_JSON"), (path, value)
