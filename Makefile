@@ -44,12 +44,14 @@ test: lint $(SYNAPSE_VENV)/.installed
 # checked-in list of tests still expected to fail (conformance/README.md).
 CONFORMANCE ?= $(firstword $(wildcard ../shared/conformance /work/shared/conformance))
 SYTEST_OUT ?= /tmp/sytest/homeserver.tap
+SYTEST_RUN = $(CONFORMANCE)/sytest-plugin/run-sytest.sh --install-deps --homeserver-cmd $(BIN)/homeserver \
+	--impl-name dendrite --blacklist $(CONFORMANCE)/synapse-blacklist.txt
 sytest: $(VENV)/.installed
 	@test -n "$(CONFORMANCE)" || { echo "no conformance kit: set CONFORMANCE=path/to/conformance"; exit 2; }
-	$(CONFORMANCE)/sytest-plugin/run-sytest.sh --install-deps --homeserver-cmd $(BIN)/homeserver \
-		--impl-name dendrite --blacklist $(CONFORMANCE)/synapse-blacklist.txt \
-		--output $(SYTEST_OUT) $(SYTEST_ARGS) || true
-	$(PYTHON) scripts/sytest_ratchet.py $(SYTEST_OUT) conformance/expected-failures.txt
+	rm -f $(SYTEST_OUT) $(SYTEST_OUT).retry
+	$(SYTEST_RUN) --output $(SYTEST_OUT) $(SYTEST_ARGS) || true
+	$(BIN)/python scripts/sytest_ratchet.py $(SYTEST_OUT) conformance/expected-failures.txt \
+		--retry $(SYTEST_RUN)
 
 clean:
 	rm -rf $(VENV) $(SYNAPSE_VENV) *.egg-info

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import logging.config
 import os
 import sys
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from homeserver.config import Config, ConfigError, build_config, load_config
+from homeserver.logcompat import install_record_factory, load_log_config
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +93,17 @@ def cmd_init(ns: argparse.Namespace) -> None:
     data_dir = os.path.dirname(config_path)
     key_name = os.path.splitext(os.path.basename(config_path))[0] + ".signing.key"
     port = 8008
-    local_trial = ns.server_name in LOCAL_TRIAL_NAMES
+    bind = ns.bind_address
+    loopback = bind in ("127.0.0.1", "::1")
+    # open registration only where nobody else can reach the server
+    local_trial = ns.server_name in LOCAL_TRIAL_NAMES and loopback
     config = {
         "server_name": ns.server_name,
         "public_baseurl": ns.public_baseurl or (
             f"http://127.0.0.1:{port}/" if local_trial else f"https://{ns.server_name}/"),
-        "listeners": [{"port": port, "bind_addresses": ["127.0.0.1"], "type": "http",
-                       "x_forwarded": False, "resources": [{"names": ["client", "federation"]}]}],
+        "listeners": [{"port": port, "bind_addresses": [bind], "type": "http",
+                       "x_forwarded": ns.x_forwarded,
+                       "resources": [{"names": ["client", "federation"]}]}],
         "database": _database_section(ns.database, ns.database_url),
         "signing_key_path": key_name,
         "report_stats": False,
@@ -139,12 +143,16 @@ def setup_logging(config: Config) -> None:
         path = os.path.join(config.config_dir, config.log_config)
         try:
             with open(path, encoding="utf-8") as f:
-                logging.config.dictConfig(yaml.safe_load(f))
-            return
-        except (OSError, ValueError, yaml.YAMLError) as e:
+                load_log_config(yaml.safe_load(f))
+        except (OSError, ValueError, TypeError, AttributeError, ImportError,
+                yaml.YAMLError) as e:
             raise _fail(f"log_config {path}: {e}") from None
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        install_record_factory()
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s [%(request)s] %(message)s")
+    for warning in config.warnings:
+        logger.warning("%s", warning)
 
 
 def _check_signing_key(config: Config) -> None:
@@ -176,6 +184,12 @@ def cmd_run(ns: argparse.Namespace) -> None:
     reactor: Any = _reactor
     config = _load(ns.config)
     setup_logging(config)
+    from homeserver.sentry import SentryUnavailable, setup_sentry
+    try:
+        if setup_sentry(config):
+            logger.info("reporting errors to Sentry")
+    except SentryUnavailable as e:
+        raise _fail(f"config error: {e}") from None
     _check_signing_key(config)
     hs = HomeServer(config, reactor)
     failure: list[str] = []
@@ -256,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     p.add_argument("--database-url", help="PostgreSQL connection string (with --database postgres)")
     p.add_argument("--public-baseurl")
+    p.add_argument("--bind-address", default="127.0.0.1",
+                   help="the listener's address (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--x-forwarded", action="store_true",
+                   help="behind a reverse proxy: trust its X-Forwarded-For")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", help="run the server")

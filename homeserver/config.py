@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from homeserver.config_synapse import drop_synapse_keys
 from homeserver.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 
 
@@ -155,6 +156,14 @@ SCHEMA: dict[str, Key] = {
     }),
     "rc_admin_redaction": _rate(1, 50),
     "report_stats": Key("bool", False),
+    # Prometheus metrics: served on type: metrics listeners and at
+    # /_synapse/metrics where an http listener names the metrics resource
+    "enable_metrics": Key("bool", False),
+    # error reports to Sentry (homeserver/sentry.py): dsn and environment
+    "sentry": Key("map", default={}, children={
+        "dsn": Key("str"),
+        "environment": Key("str"),
+    }),
     "suppress_key_server_warning": Key("bool", False),
     "trusted_key_servers": Key("list", item=Key("any"), default=[]),
     "media_store_path": Key("str"),
@@ -164,6 +173,10 @@ SCHEMA: dict[str, Key] = {
     # State snapshot blocks, in entries (as Synapse's stateGroupMembersCache,
     # 500K); scaled by caches.global_factor; 0 disables the cache.
     "state_cache_size": Key("size", "500K"),
+    # MSC2228 self-destructing messages (Synapse's key): a message whose
+    # content has org.matrix.self_destruct_after (a ms timestamp) is pruned,
+    # as a redaction would, at that time
+    "enable_ephemeral_messages": Key("bool", False, nullable=False),
     "default_room_version": Key("str", DEFAULT_ROOM_VERSION, nullable=False,
                                 choices=tuple(KNOWN_ROOM_VERSIONS)),
     "presence": Key("map", children={
@@ -416,6 +429,8 @@ class Config:
     rc_login_address: RateLimit = RateLimit(0.003, 5)
     rc_login_account: RateLimit = RateLimit(0.003, 5)
     rc_login_failed_attempts: RateLimit = RateLimit(0.17, 3)
+    # one line per Synapse key that was dropped (logged at start)
+    warnings: list[str] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> Any:
         # Plain keys (enable_registration, bcrypt_rounds, ...) read straight
@@ -436,6 +451,12 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"the configuration must be a mapping, got {_type_name(data)}")
+    # a Synapse homeserver.yaml carried across: its keys we do not implement
+    # are dropped with a warning, or refused where ignoring them is unsafe
+    try:
+        data, warnings = drop_synapse_keys(data, SCHEMA.keys())
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     raw = _check_map(SCHEMA, data, "")
     server_name = raw["server_name"]
     if not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?", server_name):
@@ -486,6 +507,7 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
         rc_login_address=_rate_limit(rc_login["address"]),
         rc_login_account=_rate_limit(rc_login["account"]),
         rc_login_failed_attempts=_rate_limit(rc_login["failed_attempts"]),
+        warnings=warnings,
     )
 
 

@@ -51,6 +51,7 @@ from homeserver.rooms.sending import RoomSender
 from homeserver.rooms.upgrade import RoomUpgrader
 from homeserver.storage import Stores
 from homeserver.storage.database import Database
+from homeserver.storage.event_expiry import record_txn as record_expiry_txn
 from homeserver.storage.migrations import prepare_database_blocking
 from homeserver.storage.relations import index_relation_txn
 from homeserver.storage.search import index_batch_txn, index_event_txn
@@ -177,7 +178,7 @@ class HomeServer:
         from homeserver.rooms.third_party_invites import ThirdPartyInvites
         self.third_party_invites = ThirdPartyInvites(
             ctx, stores, self.identity_client, self.event_creator, self.membership,
-            self.federation_client)
+            self.federation_client, self.federation_sender)
         # rooms: the space hierarchy asks other servers
         self.hierarchy = HierarchyHandler(self.ctx, self.stores, self.federation_client)
         # after the notifier: it chains onto its device-list hook
@@ -209,6 +210,11 @@ class HomeServer:
                                         self.sync_handler, self.notifier, self.typing,
                                         self.presence)
         self.pushers = PusherPool(self.ctx, self.stores, self.db.stream_tracker)
+        # self-destructing messages (MSC2228), when the operator turns them on
+        from homeserver.rooms.ephemeral import EventExpirer
+        self.event_expirer: EventExpirer | None = EventExpirer(
+            self.ctx, self.stores.event_expiry, self.stores.events,
+        ) if self.config.enable_ephemeral_messages else None
         # after the pushers: a read receipt updates the user's badge
         self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier, self.pushers)
         from homeserver.media.preview import UrlPreviewer
@@ -227,6 +233,7 @@ class HomeServer:
         self.websocket = streams.register_routes(self, self.router)
         self._wire_late()
         self._subscribe_after_write()
+        self._register_metrics()
 
     def _wire_late(self) -> None:
         """The back-references of services that need each other: each was
@@ -285,6 +292,8 @@ class HomeServer:
         await self.federation_sender.start()
         await self.presence.start()
         await self.pushers.start()
+        if self.event_expirer is not None:
+            await self.event_expirer.start()
         # messages stored before full-text search existed (a no-op once done)
         self.run_in_background(self.stores.search.index_history())
 
@@ -296,6 +305,8 @@ class HomeServer:
         hooks.add(index_relation_txn)
         hooks.add(index_event_txn, index_batch_txn)
         hooks.add(member_joined_txn)
+        if self.config.enable_ephemeral_messages:
+            hooks.add(record_expiry_txn)
         # an invite to a room we do not hold (an outlier) notifies the invitee
         hooks.add_remote_invite(self.push_actions.remote_invite_txn)
 
@@ -320,6 +331,9 @@ class HomeServer:
         # a leave may end the last room shared with a remote user: their
         # device list copy goes (e2e/keys.py)
         hub.subscribe(self.e2e_keys.on_commit)
+        # a self-destructing message may expire before the expirer's timer
+        if self.event_expirer is not None:
+            hub.subscribe(self.event_expirer.on_commit)
         # Reactor, each device-list change before its position counts as
         # finished: wake the user and room mates, then tell other servers.
         hub.on_device_list_changed(self.notifier.device_list_changed)
@@ -331,10 +345,38 @@ class HomeServer:
         hub.on_persisted(self.notifier._on_persisted)
         hub.on_persisted(self.pushers.on_persisted)
 
+    def _register_metrics(self) -> None:
+        """What the metrics read from the services (docs/monitoring.md)."""
+        from homeserver.metrics import Metrics
+        metrics = self.metrics = Metrics()
+        if not self.config.enable_metrics:
+            return  # nothing counted, nothing served
+        self.db.txn_observer = metrics.observe_transaction
+        self.db.hub.subscribe(lambda c: metrics.events_persisted.inc(len(c.events))
+                              if c.events else None)
+        metrics.gauge("synapse_notifier_listeners", "Requests waiting for new data (long-polls)",
+                      lambda: float(self.notifier.waiting()))
+        metrics.gauge("synapse_federation_destinations",
+                      "Federation destinations by state", self.federation_sender.destination_counts,
+                      labels=("state",))
+        caches: dict[str, Any] = {"events": self.stores.events.cache,
+                                  "state_blocks": self.stores.state.cache}
+        metrics.gauge("synapse_util_caches_cache_size", "Entries in each cache",
+                      lambda: {(n,): float(len(c)) for n, c in caches.items()}, labels=("name",))
+        metrics.gauge("synapse_util_caches_cache_hits", "Lookups that found their entry",
+                      lambda: {(n,): float(c.hits) for n, c in caches.items()},
+                      labels=("name",))
+        metrics.gauge("synapse_util_caches_cache", "Lookups in each cache",
+                      lambda: {(n,): float(c.hits + c.misses) for n, c in caches.items()},
+                      labels=("name",))
+        metrics.gauge("synapse_websocket_connections", "Open WebSocket sync connections",
+                      lambda: float(len(self.websocket.connections)))
+
     def build_site(self, x_forwarded: bool = False,
                    resources: frozenset[str] = frozenset({"client"})) -> GuardedSite:
         resource = MatrixResource(self.router, self.auth, self.federation_auth,
-                                  self.config.max_client_json_size, resources)
+                                  self.config.max_client_json_size, resources,
+                                  metrics=self.metrics if self.config.enable_metrics else None)
         # behind a reverse proxy (x_forwarded) every client has the proxy's
         # address: no per-IP cap there (http/channel.py)
         site = GuardedSite(resource, self.clock,
@@ -371,8 +413,11 @@ class HomeServer:
         return site
 
     def listen(self) -> list[Any]:
+        if self.config.enable_metrics:
+            self.metrics.start_lag_probe(self.reactor)
         for listener in self.config.listeners:
-            if listener.type != "http":
+            if listener.type == "metrics":
+                self._listen_metrics(listener)
                 continue
             site = self.build_site(listener.x_forwarded, frozenset(listener.resources))
             tls_options = None
@@ -390,7 +435,23 @@ class HomeServer:
                 self.ports.append(port)
         return self.ports
 
+    def _listen_metrics(self, listener: Any) -> None:
+        if not self.config.enable_metrics:
+            logger.warning("a metrics listener on port %d is configured but enable_metrics is"
+                           " false: not started", listener.port)
+            return
+        from twisted.web.server import Site
+
+        from homeserver.http.monitoring import MetricsResource
+        site = Site(MetricsResource(self.metrics))
+        site.displayTracebacks = False
+        for address in listener.bind_addresses:
+            port = self.reactor.listenTCP(listener.port, site, interface=address)
+            logger.info("metrics on http://%s:%d/metrics", address, port.getHost().port)
+            self.ports.append(port)
+
     async def stop(self) -> None:
+        self.metrics.stop()
         for port in self.ports:
             d = port.stopListening()
             if d is not None:
@@ -399,6 +460,8 @@ class HomeServer:
         # first: cancels in-flight transactions (a hanging peer must not hold us)
         await self.federation_sender.stop()
         await self.pushers.stop()
+        if self.event_expirer is not None:
+            self.event_expirer.stop()
         for proto in list(self._connections):
             # Twisted's HTTP protocol is a wrapper: the transport is its channel's
             transport = getattr(proto, "transport", None) or getattr(

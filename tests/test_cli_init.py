@@ -149,3 +149,16 @@ def test_a_fresh_init_runs_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert (tmp_path / "homeserver.db").exists()
+
+
+def test_init_for_a_container_binds_every_address_and_keeps_registration_closed(
+        tmp_path: Path) -> None:
+    # what the container's entrypoint runs: a listener others can reach, so
+    # even a `localhost` trial name does not open registration
+    result = homeserver("init", "--server-name", "localhost", "--config", "hs.yaml",
+                        "--bind-address", "0.0.0.0", "--x-forwarded", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = load_config(str(tmp_path / "hs.yaml"))
+    [listener] = config.listeners
+    assert listener.bind_addresses == ["0.0.0.0"] and listener.x_forwarded
+    assert config.enable_registration is False

@@ -161,12 +161,13 @@ class TypingManager:
 
     def rooms_changed_since(self, since_pos: int) -> list[str]:
         """Every room (whoever is in it) whose typing set changed after
-        ``since_pos`` (0: every room where someone is typing). Rooms whose
-        record was forgotten are not listed."""
+        ``since_pos`` (0: every room with a remembered change, as Synapse's
+        initial sync lists every room whose typing changed since it
+        started). Rooms whose record was forgotten are not listed."""
         if since_pos >= self._position:
             return []
         if since_pos <= 0:
-            return list(self._typing)
+            return list(self._changed)
         changed = []
         for room_id in reversed(self._changed):
             if self._changed[room_id] <= since_pos:
@@ -176,20 +177,19 @@ class TypingManager:
 
     def get_typing(self, room_ids: Iterable[str], since_pos: int) -> dict[str, list[str]]:
         """Room ID -> sorted user IDs typing now, for those of ``room_ids`` whose
-        typing set changed after ``since_pos`` (0: the rooms where someone is
-        typing). The list may be empty: the client must clear its display."""
+        typing set changed after ``since_pos`` (0: the rooms with a
+        remembered change). The list may be empty: the client must clear
+        its display (a client that stopped typing just before another's
+        initial sync is seen to stop there too, as on Synapse)."""
         if since_pos >= self._position:
             return {}
         wanted = room_ids if isinstance(room_ids, (set, frozenset, dict)) else set(room_ids)
         result: dict[str, list[str]] = {}
         if since_pos <= 0:
-            if len(self._typing) < len(wanted):
-                return {r: sorted(u) for r, u in self._typing.items() if r in wanted}
-            for room_id in wanted:
-                users = self._typing.get(room_id)
-                if users:
-                    result[room_id] = sorted(users)
-            return result
+            if len(self._changed) < len(wanted):
+                return {r: sorted(self._typing.get(r, ())) for r in self._changed
+                        if r in wanted}
+            return {r: sorted(self._typing.get(r, ())) for r in wanted if r in self._changed}
         if since_pos < self._forgotten_upto:
             # changes may have been forgotten: tell every room its current set
             return {room_id: sorted(self._typing.get(room_id, ())) for room_id in wanted}

@@ -152,6 +152,8 @@ class FederationEventHandler:
         self.typing = typing
         # server -> when its /backfill last failed (ms)
         self._backfill_failed: dict[str, int] = {}
+        # gaps in rooms' DAGs (missing prev_event IDs) we asked about lately
+        self._gaps_asked: dict[str, int] = {}
 
     # -- checking ----------------------------------------------------------
 
@@ -240,10 +242,10 @@ class FederationEventHandler:
         info = await self.stores.federation_events.get_event_info([event.event_id])
         if event.event_id in info:
             return
-        missing = await self._missing_prevs(event)
+        missing = await self._missing_prevs(room, event)
         if missing:
             await self._fetch_missing(origin, room, event, missing)
-            missing = await self._missing_prevs(event)
+            missing = await self._missing_prevs(room, event)
         if missing:
             # an event pushed to us may become the room's only forward
             # extremity, its state the room's: the sender must show us its
@@ -254,10 +256,14 @@ class FederationEventHandler:
                            "referenced in this event")
         await self.process_locked(origin, room, event)
 
-    async def _missing_prevs(self, event: Event) -> list[str]:
+    async def _missing_prevs(self, room: RoomInfo, event: Event) -> list[str]:
+        """The prev_events of ``event`` we do not hold with their state. One
+        we hold in another room counts as missing: a room's history (and
+        state) never continues into another room's."""
         prevs = list(event.prev_event_ids)
         info = await self.stores.federation_events.get_event_info(prevs)
-        return [p for p in prevs if p not in info or info[p].snapshot_nid is None]
+        return [p for p in prevs if p not in info or info[p].snapshot_nid is None
+                or info[p].room_nid != room.room_nid]
 
     async def _fetch_missing(self, origin: str, room: RoomInfo, event: Event,
                              missing: list[str]) -> None:
@@ -284,7 +290,7 @@ class FederationEventHandler:
             info = await self.stores.federation_events.get_event_info([fetched.event_id])
             if fetched.event_id in info:
                 continue
-            prevs_missing = await self._missing_prevs(fetched)
+            prevs_missing = await self._missing_prevs(room, fetched)
             override = None
             if prevs_missing:
                 override = await self._state_across_gap(origin, room, fetched, prevs_missing)
@@ -300,7 +306,7 @@ class FederationEventHandler:
         for prev_id in missing:
             states.append(await self._state_after_remote(origin, room, rv, prev_id))
         held = [p for p in event.prev_event_ids if p not in missing]
-        states += await self._states_after(held)
+        states += await self._states_after(room, held)
         return await self.resolve(rv, states)
 
     async def _state_after_remote(self, origin: str, room: RoomInfo, rv: RoomVersion,
@@ -337,8 +343,12 @@ class FederationEventHandler:
         state: StateIds = {}
         for event_id in pdu_ids + [prev_id]:
             ev = events.get(event_id)
+            # (the create event of a room whose ID derives from it names no room)
+            in_room = ev is not None and (ev.room_id == room.room_id or (
+                rv.room_id_from_create_event and ev.type == "m.room.create"
+                and event_id == "$" + room.room_id[1:]))
             if ev is None or not ev.is_state() or event_id not in info \
-                    or info[event_id].rejected or ev.room_id != room.room_id:
+                    or info[event_id].rejected or not in_room:
                 continue
             state[ev.state_pair()] = event_id
         return state
@@ -369,10 +379,12 @@ class FederationEventHandler:
         return await self.check_pdus(_list(body.get("auth_chain")) + _list(body.get("pdus")),
                                      rv, room.room_id)
 
-    async def _states_after(self, event_ids: list[str]) -> list[StateIds]:
+    async def _states_after(self, room: RoomInfo, event_ids: list[str]) -> list[StateIds]:
+        """The state after each of ``event_ids`` we hold in ``room``."""
         info = await self.stores.federation_events.get_event_info(event_ids)
         snapshots = [info[e].snapshot_nid for e in event_ids
-                     if e in info and info[e].snapshot_nid is not None]
+                     if e in info and info[e].snapshot_nid is not None
+                     and info[e].room_nid == room.room_nid]
         maps = await self.stores.federation_events.get_state_ids_at_snapshots(
             [s for s in snapshots if s is not None])
         return [maps[s] for s in snapshots if s is not None]
@@ -486,8 +498,9 @@ class FederationEventHandler:
         if state_before is None:
             info = await self.stores.federation_events.get_event_info(event.prev_event_ids)
             snapshots = list(dict.fromkeys(
-                info[p].snapshot_nid for p in event.prev_event_ids if p in info))
-            states = await self._states_after(list(event.prev_event_ids))
+                info[p].snapshot_nid for p in event.prev_event_ids
+                if p in info and info[p].room_nid == room.room_nid))
+            states = await self._states_after(room, list(event.prev_event_ids))
             state_before = await self.resolve(rv, states)
             if len(snapshots) == 1 and snapshots[0] is not None:
                 base_snapshot = snapshots[0]
@@ -530,7 +543,8 @@ class FederationEventHandler:
                                await self.stores.rooms.get_forward_extremities(room.room_nid)]
                 others = [x for x in extremities if x not in event.prev_event_ids]
                 if others:
-                    new_current = await self.resolve(rv, [after] + await self._states_after(others))
+                    new_current = await self.resolve(
+                        rv, [after] + await self._states_after(room, others))
                 else:
                     new_current = after
         result = await self.stores.federation_events.persist_federated(
@@ -623,20 +637,39 @@ class FederationEventHandler:
         return result
 
     async def maybe_backfill(self, room: RoomInfo, from_pos: int, limit: int) -> None:
-        """Before a backwards read of ``limit`` events from ``from_pos``: if
-        we hold fewer than that there and our earliest event is not the
-        room's creation, fetch older events (/backfill) from the servers in
-        the room. Failures only mean a shorter history."""
+        """Before a backwards read of ``limit`` events from ``from_pos``:
+        fill the gaps in the DAG there (events whose prev_events we never
+        received, e.g. after a /get_missing_events that did not reach
+        back far enough), and if we hold fewer than that there and our
+        earliest event is not the room's creation, fetch older events
+        (/backfill) from the servers in the room. Failures only mean a
+        shorter history."""
         wanted = max(limit, 10)
+        now = self.ctx.now_ms()
+        for memory in (self._backfill_failed, self._gaps_asked):
+            for key, failed_at in list(memory.items()):
+                if now - failed_at >= BACKFILL_FAILURE_MEMORY_MS:
+                    del memory[key]
+        gaps = await self.stores.federation_events.get_backfill_gaps(
+            room.room_nid, from_pos, wanted)
+        for event_id, missing in gaps:
+            # a gap asked about lately is not asked about at every page
+            missing = [m for m in missing if m not in self._gaps_asked]
+            if missing:
+                self._gaps_asked.update((m, now) for m in missing)
+                await self._backfill_from(room, event_id, missing, wanted)
         held, earliest, complete = await self.stores.federation_events.get_backfill_point(
             room.room_nid, from_pos, wanted)
         if held >= wanted or earliest is None or complete:
             return
+        await self._backfill_from(room, earliest, [earliest], wanted - held + 1)
+
+    async def _backfill_from(self, room: RoomInfo, below: str, v: list[str],
+                             wanted: int) -> None:
+        """/backfill from ``v`` (the IDs to start from) for the history
+        below our event ``below``, from the first server in the room that
+        gives us something new."""
         members = await self.stores.rooms.get_members(room.room_nid)
-        now = self.ctx.now_ms()
-        for server, failed_at in list(self._backfill_failed.items()):
-            if now - failed_at >= BACKFILL_FAILURE_MEMORY_MS:
-                del self._backfill_failed[server]
         # servers our sender knows to be down, or that just failed a
         # backfill, are skipped: a client waits for history at most once
         servers = [s for s in dict.fromkeys(_server_of(m) for m in members)
@@ -647,15 +680,17 @@ class FederationEventHandler:
             try:
                 body = await self.client.get_json(
                     server, f"{FEDERATION_V1}/backfill/{_quote(room.room_id)}",
-                    {"v": [earliest], "limit": str(min(wanted - held + 1, MAX_BACKFILL))})
+                    {"v": v, "limit": str(min(wanted, MAX_BACKFILL))})
             except (RequestFailed, FederationError) as e:
                 logger.info("backfill of %s from %s failed: %s", room.room_id, server, e)
                 if isinstance(e, RequestFailed):  # no answer (an error answer is one)
                     self._backfill_failed[server] = self.ctx.now_ms()
                 continue
             pdus = _list(body.get("pdus")) if isinstance(body, dict) else []
+            # events of another room are dropped here: their prev_events
+            # never lead a room's history into another room's
             events = await self.check_pdus(pdus[:MAX_BACKFILL], rv, room.room_id)
-            events = [e for e in events if e.event_id != earliest]
+            events = [e for e in events if e.event_id != below]
             info = await self.stores.federation_events.get_event_info(
                 e.event_id for e in events)
             if all(e.event_id in info and info[e.event_id].stream_ordering is not None
@@ -664,7 +699,7 @@ class FederationEventHandler:
             # history touches neither current state nor forward extremities:
             # the inbound lock (not the write lock) is enough
             async with self.inbound_lock(room.room_id):
-                await self._store_backfilled(server, room, earliest, events)
+                await self._store_backfilled(server, room, below, events)
             return
 
     async def _store_backfilled(self, origin: str, room: RoomInfo, earliest: str,

@@ -220,7 +220,8 @@ class FederationSender:
     # -- PDUs ------------------------------------------------------------------
 
     def notify_new_events(self, room_id: str, events: "list[tuple[Event, int]]", *,
-                          on_behalf_of: str | None = None) -> None:
+                          on_behalf_of: str | None = None,
+                          to_origin_too: bool = False) -> None:
         """Events were persisted at these stream positions: queue the local ones.
 
         (The commit listener has usually ingested them already; this is a
@@ -228,8 +229,11 @@ class FederationSender:
         through us (a remote user's join or leave by /send_join,
         /send_leave, /send_knock): forward those of its users to every other
         server in the room, as the joining server sent them to us alone.
+        ``to_origin_too``: that server has not got them either (an invite
+        we made from a third-party invite of one of its users: the spec
+        lets the invitee's server send it).
         """
-        self._ingest(events, on_behalf_of)
+        self._ingest(events, on_behalf_of, to_origin_too)
 
     def _on_commit(self, committed: "Committed") -> None:
         # database thread: only hand over to the reactor, in commit order
@@ -237,7 +241,7 @@ class FederationSender:
             self.ctx.reactor.callFromThread(self._ingest, list(committed.events))
 
     def _ingest(self, events: "list[tuple[Event, int]]",
-                on_behalf_of: str | None = None) -> None:
+                on_behalf_of: str | None = None, to_origin_too: bool = False) -> None:
         added = False
         for event, position in events:
             if position in self._pending or position in self._taken:
@@ -258,8 +262,9 @@ class FederationSender:
             if event.type == "m.room.member" and event.state_key is not None \
                     and event.membership in ("leave", "ban"):
                 target = server_of(event.state_key)
-            self._pending[position] = NewPdu(event.room_id, position, target,
-                                             on_behalf_of if forwarded else None)
+            self._pending[position] = NewPdu(
+                event.room_id, position, target,
+                on_behalf_of if forwarded and not to_origin_too else None)
             added = True
         if added and self._running:
             self._kick_enqueuer()
@@ -347,6 +352,21 @@ class FederationSender:
         q.timer = None
         q.retry_at = 0
         self._wake(q)
+
+    def destination_counts(self) -> dict[tuple[str, ...], float]:
+        """Destinations by state, for the metrics: ``sending`` (a transaction
+        loop runs), ``queued`` (work waits, not in backoff), ``backoff``."""
+        now = self.ctx.now_ms()
+        counts: dict[tuple[str, ...], float] = {("sending",): 0.0, ("queued",): 0.0,
+                                                ("backoff",): 0.0}
+        for q in self._destinations.values():
+            if q.loop is not None:
+                counts[("sending",)] += 1
+            elif q.retry_at > now:
+                counts[("backoff",)] += 1
+            elif q.has_pdus or q.has_to_device or q.edus:
+                counts[("queued",)] += 1
+        return counts
 
     def is_down(self, destination: str) -> bool:
         """Whether ``destination`` is in backoff (it failed and its retry is

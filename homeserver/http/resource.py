@@ -14,6 +14,7 @@ traceback kept in the server log only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sqlite3
@@ -27,16 +28,20 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from homeserver.errors import Codes, InteractiveAuthIncomplete, MatrixError
+from homeserver.http.monitoring import HEALTH_PATH, METRICS_PATH, write_health, write_metrics
 from homeserver.http.parse import check_query_args
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router
+from homeserver.logcompat import NO_REQUEST, current_request
 
 if TYPE_CHECKING:
     from homeserver.federation.request_auth import FederationAuth
     from homeserver.http.auth import Auth
+    from homeserver.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("homeserver.access")
+_REQUEST_IDS = itertools.count(1)
 
 CORS_HEADERS = {
     b"Access-Control-Allow-Origin": b"*",
@@ -118,8 +123,13 @@ class MatrixResource(Resource):
 
     def __init__(self, router: Router, auth: "Auth", federation_auth: "FederationAuth",
                  max_client_json_size: int,
-                 resources: frozenset[str] = frozenset({"client", "federation"})) -> None:
+                 resources: frozenset[str] = frozenset({"client", "federation"}),
+                 metrics: "Metrics | None" = None) -> None:
         super().__init__()
+        # counts every request; serves the scrape at /_synapse/metrics only
+        # where the listener names the metrics resource
+        self.metrics = metrics
+        self.serves_metrics = metrics is not None and "metrics" in resources
         self.router = router
         self.auth = auth
         self.federation_auth = federation_auth
@@ -133,7 +143,14 @@ class MatrixResource(Resource):
         start = time.monotonic()
         for name, value in CORS_HEADERS.items():
             request.setHeader(name, value)
-        d = defer.ensureDeferred(self._dispatch(request))
+        # every line logged while serving it carries the request's ID
+        request_id = f"{request.method.decode('ascii', 'replace')}-{next(_REQUEST_IDS)}"
+        request.request_id = request_id  # type: ignore[attr-defined]
+        token = current_request.set(request_id)
+        try:
+            d = defer.ensureDeferred(self._dispatch(request))
+        finally:
+            current_request.reset(token)
         d.addErrback(self._unexpected, request)
         d.addBoth(lambda _: self._log_access(request, start))
         return NOT_DONE_YET
@@ -150,6 +167,16 @@ class MatrixResource(Resource):
     async def _dispatch(self, request: Request) -> None:
         method = request.method.decode("ascii", "replace")
         raw_path = request.path
+        if method in ("GET", "HEAD"):
+            if raw_path == HEALTH_PATH:
+                request.route_name = "health"  # type: ignore[attr-defined]
+                write_health(request)
+                return
+            if raw_path == METRICS_PATH and self.serves_metrics:
+                assert self.metrics is not None
+                request.route_name = "metrics"  # type: ignore[attr-defined]
+                write_metrics(request, self.metrics)
+                return
         try:
             if method == "OPTIONS":
                 # CORS preflight: answered for every known path, no auth.
@@ -185,6 +212,13 @@ class MatrixResource(Resource):
             self._write(request, 401, e.body)
 
     def _unexpected(self, failure: Failure, request: Request) -> None:
+        token = current_request.set(getattr(request, "request_id", NO_REQUEST))
+        try:
+            self._report_unexpected(failure, request)
+        finally:
+            current_request.reset(token)
+
+    def _report_unexpected(self, failure: Failure, request: Request) -> None:
         if is_database_outage(failure.value):
             # one line, no traceback: an outage fails every request at once
             logger.warning("request %s %s: database unavailable: %s",
@@ -225,7 +259,19 @@ class MatrixResource(Resource):
         request.finish()
 
     def _log_access(self, request: Request, start: float) -> None:
-        elapsed_ms = (time.monotonic() - start) * 1000
+        token = current_request.set(getattr(request, "request_id", NO_REQUEST))
+        try:
+            self._write_access_line(request, start)
+        finally:
+            current_request.reset(token)
+
+    def _write_access_line(self, request: Request, start: float) -> None:
+        elapsed = time.monotonic() - start
+        elapsed_ms = elapsed * 1000
+        if self.metrics is not None:
+            self.metrics.observe_request(request.method.decode("ascii", "replace"),
+                                         getattr(request, "route_name", ""), request.code,
+                                         elapsed)
         user = getattr(request, "requester_id", "-")
         access_logger.info("%s - %s %s %s %d %dB %.1fms %s", self.client_ip(request), user,
                            request.method.decode("ascii", "replace"), _redacted_uri(request),

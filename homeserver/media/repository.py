@@ -86,7 +86,8 @@ class MediaRepository:
         base = config.media_store_path or "media_store"
         self.base_dir = os.path.join(config.config_dir, base)
         self.storage = MediaStorage(LocalStorageProvider(ctx.reactor, self.base_dir),
-                                    build_providers(ctx.reactor, config.media_storage_providers))
+                                    build_providers(ctx.reactor, config.media_storage_providers),
+                                    ctx.run_in_background)
         self.max_upload_size: int = config.max_upload_size
         self.max_image_pixels: int = config.max_image_pixels
         self.dynamic_thumbnails: bool = config.dynamic_thumbnails

@@ -123,14 +123,17 @@ class S3StorageProvider:
         self.reactor = reactor
         self.bucket = str(config["bucket"])
         self.prefix = str(config.get("prefix") or "")
+        self.storage_class = str(config.get("storage_class") or "STANDARD")
         self._client = boto3.client(
             "s3", endpoint_url=config.get("endpoint_url"), region_name=config.get("region_name"),
             aws_access_key_id=config.get("access_key_id"),
-            aws_secret_access_key=config.get("secret_access_key"))
+            aws_secret_access_key=config.get("secret_access_key"),
+            aws_session_token=config.get("session_token"))
 
     async def store(self, path: str, data: bytes) -> None:
         def put() -> None:
-            self._client.put_object(Bucket=self.bucket, Key=self.prefix + path, Body=data)
+            self._client.put_object(Bucket=self.bucket, Key=self.prefix + path, Body=data,
+                                    StorageClass=self.storage_class)
         await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), put)
 
     async def fetch(self, path: str) -> bytes | None:
@@ -144,42 +147,97 @@ class S3StorageProvider:
                                                get)
 
 
-def build_providers(reactor: Any, configs: list[dict[str, Any]]) -> list[StorageProvider]:
-    """The extra providers ``media_storage_providers`` names."""
-    providers: list[StorageProvider] = []
+# Synapse's S3 provider module (synapse-s3-storage-provider): its entries
+# carry across unchanged
+SYNAPSE_S3_MODULE = "s3_storage_provider.S3StorageProviderBackend"
+
+
+class ProviderEntry:
+    """A provider and what it keeps: Synapse's ``store_local`` (our uploads and
+    their thumbnails), ``store_remote`` (copies of other servers' media) and
+    ``store_synchronous`` (the upload waits for the copy)."""
+
+    def __init__(self, provider: StorageProvider, store_local: bool = True,
+                 store_remote: bool = True, store_synchronous: bool = True) -> None:
+        self.provider = provider
+        self.store_local = store_local
+        self.store_remote = store_remote
+        self.store_synchronous = store_synchronous
+
+    def keeps(self, path: str) -> bool:
+        if path.startswith(("remote_content", "remote_thumbnails")):
+            return self.store_remote
+        return self.store_local
+
+
+def build_providers(reactor: Any, configs: list[dict[str, Any]]) -> list[ProviderEntry]:
+    """The extra providers ``media_storage_providers`` names: ours
+    (``type: s3`` with the S3 keys beside it) or Synapse's (``module:
+    s3_storage_provider.S3StorageProviderBackend`` with them under ``config``)."""
+    entries: list[ProviderEntry] = []
     for i, conf in enumerate(configs):
-        kind = conf.get("type")
-        if kind == "s3":
-            providers.append(S3StorageProvider(reactor, conf))
+        where = f"media_storage_providers[{i}]"
+        if "module" in conf:
+            if conf["module"] != SYNAPSE_S3_MODULE:
+                raise ValueError(f"{where}.module: unknown provider {conf['module']!r}"
+                                 f" (known: {SYNAPSE_S3_MODULE})")
+            s3_conf = conf.get("config")
+            if not isinstance(s3_conf, dict) or not s3_conf.get("bucket"):
+                raise ValueError(f"{where}.config.bucket: must be set")
+            # Synapse's defaults for its entries: all three off (a provider
+            # only read from unless told to keep copies)
+            entries.append(ProviderEntry(
+                S3StorageProvider(reactor, s3_conf), bool(conf.get("store_local", False)),
+                bool(conf.get("store_remote", False)),
+                bool(conf.get("store_synchronous", False))))
+        elif conf.get("type") == "s3":
+            if not conf.get("bucket"):
+                raise ValueError(f"{where}.bucket: must be set")
+            entries.append(ProviderEntry(
+                S3StorageProvider(reactor, conf), bool(conf.get("store_local", True)),
+                bool(conf.get("store_remote", True)),
+                bool(conf.get("store_synchronous", True))))
         else:
-            raise ValueError(f"media_storage_providers[{i}].type: unknown provider {kind!r}")
-    return providers
+            raise ValueError(f"{where}.type: unknown provider {conf.get('type')!r}")
+    return entries
 
 
 class MediaStorage:
     """The primary local store plus the extra providers, as one."""
 
-    def __init__(self, local: LocalStorageProvider, extra: list[StorageProvider]) -> None:
+    def __init__(self, local: LocalStorageProvider, extra: list[ProviderEntry],
+                 run_in_background: Any = None) -> None:
         self.local = local
         self.extra = extra
+        # for copies the writer does not wait for (store_synchronous: false)
+        self._background = run_in_background
 
     async def store(self, path: str, data: bytes) -> None:
         await self.local.store(path, data)
-        for provider in self.extra:
-            try:
-                await provider.store(path, data)
-            except Exception:
-                # the local copy is the one we serve from; a lost copy
-                # elsewhere is an operator's problem, not the uploader's
-                logger.exception("could not copy %s to a storage provider", path)
+        for entry in self.extra:
+            if not entry.keeps(path):
+                continue
+            if entry.store_synchronous or self._background is None:
+                await self._copy(entry, path, data)
+            else:
+                self._background(self._copy(entry, path, data))
+
+    @staticmethod
+    async def _copy(entry: ProviderEntry, path: str, data: bytes) -> None:
+        try:
+            await entry.provider.store(path, data)
+        except Exception:
+            # the local copy is the one we serve from; a lost copy
+            # elsewhere is an operator's problem, not the uploader's
+            logger.exception("could not copy %s to a storage provider", path)
 
     async def fetch(self, path: str) -> bytes | None:
         data = await self.local.fetch(path)
         if data is not None:
             return data
-        for provider in self.extra:
+        for entry in self.extra:
             try:
-                data = await provider.fetch(path)
+                data = await entry.provider.fetch(path)
             except Exception:
                 logger.exception("could not read %s from a storage provider", path)
                 continue

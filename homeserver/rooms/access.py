@@ -173,7 +173,9 @@ class RoomReader:
         membership = await self.stores.rooms.get_membership(user_id, room.room_nid)
         if membership is not None and membership.membership == "join":
             return ReadAccess(room, membership, None, None)
-        if membership is not None and membership.membership in ("leave", "ban"):
+        # a user who left reads the room as it was when they left; a banned
+        # user reads nothing (unless the room is world-readable), as on Synapse
+        if membership is not None and membership.membership == "leave":
             pos = await self.stores.events.get_event_position(membership.event_id)
             snapshot = pos.snapshot_nid if pos is not None else None
             return ReadAccess(room, membership, membership.stream_ordering, snapshot)

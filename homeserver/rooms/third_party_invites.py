@@ -49,6 +49,7 @@ from homeserver.rooms.auth import THIRD_PARTY_INVITE, signed_by_key
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.federation.client import FederationClient
+    from homeserver.federation.sender import FederationSender
     from homeserver.identity.client import IdentityServerClient
     from homeserver.rooms.creator import EventCreator
     from homeserver.rooms.membership import MembershipHandler
@@ -100,8 +101,10 @@ class ThirdPartyInvites:
     def __init__(self, ctx: "ServerContext", stores: "Stores",
                  identity: "IdentityServerClient", event_creator: "EventCreator",
                  membership: "MembershipHandler",
-                 federation_client: "FederationClient") -> None:
+                 federation_client: "FederationClient",
+                 federation_sender: "FederationSender") -> None:
         self.ctx = ctx
+        self.federation_sender = federation_sender
         self.stores = stores
         self.identity = identity
         self.event_creator = event_creator
@@ -191,9 +194,14 @@ class ThirdPartyInvites:
         if not is_valid_user_id(sender) or not is_valid_user_id(target):
             raise invalid_param("sender and invitee must be user IDs")
         room = await self.stores.rooms.get_room(room_id)
-        if self.ctx.is_mine(sender) and room is not None and \
-                await self.stores.rooms.get_local_members(room_id, self.ctx.hostname):
-            await self._exchange_here(sender, target, room_id, signed)
+        if room is not None and await self._joined_here(room.room_nid):
+            # in the room: we auth and send the invite ourselves, also for an
+            # inviter of another server (the spec lets the invitee's server
+            # send it; its signature stands in for the inviter's server's,
+            # as Synapse does). The inviter's server hears of it from us.
+            event_id = await self._exchange_here(sender, target, room_id, signed)
+            if not self.ctx.is_mine(sender):
+                await self._send_for(sender, room_id, event_id)
             return
         event_dict = {"type": "m.room.member", "room_id": room_id, "sender": sender,
                       "state_key": target,
@@ -235,8 +243,23 @@ class ThirdPartyInvites:
             raise not_found("Unknown room")
         await self._exchange_here(sender, target, room_id, parse_signed(tpi.get("signed")))
 
+    async def _joined_here(self, room_nid: int) -> bool:
+        members = await self.stores.rooms.get_members(room_nid)
+        return any(self.ctx.is_mine(m) for m in members)
+
+    async def _send_for(self, sender: str, room_id: str, event_id: str) -> None:
+        """Queue the invite we made for ``sender`` (a user of another server)
+        to every server in the room, theirs included."""
+        event = await self.stores.events.get_event(event_id)
+        pos = await self.stores.events.get_event_position(event_id)
+        if event is None or pos is None or pos.stream_ordering is None:
+            return
+        self.federation_sender.notify_new_events(
+            room_id, [(event, pos.stream_ordering)], on_behalf_of=server_name_of(sender),
+            to_origin_too=True)
+
     async def _exchange_here(self, sender: str, target: str, room_id: str,
-                             signed: dict[str, Any]) -> None:
+                             signed: dict[str, Any]) -> str:
         token = signed["token"]
         state = await self._state(room_id, [(THIRD_PARTY_INVITE, token)])
         invite = state.get((THIRD_PARTY_INVITE, token))
@@ -246,8 +269,8 @@ class ThirdPartyInvites:
         display_name = invite.content.get("display_name")
         content = {"membership": "invite",
                    "third_party_invite": {"display_name": display_name, "signed": signed}}
-        await self.event_creator.send(sender, room_id, "m.room.member", content,
-                                      state_key=target)
+        return await self.event_creator.send(sender, room_id, "m.room.member", content,
+                                             state_key=target)
 
     async def _check_key_validity(self, signed: dict[str, Any],
                                   invite_content: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from homeserver.storage.database import Database
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.directory import DirectoryStore
 from homeserver.storage.e2e_keys import E2eKeyStore
+from homeserver.storage.event_expiry import EventExpiryStore
 from homeserver.storage.events import DEFAULT_EVENT_CACHE_SIZE, EventStore
 from homeserver.storage.federation_events import FederationEventStore
 from homeserver.storage.federation_queue import FederationQueueStore
@@ -77,4 +78,5 @@ class Stores:
         self.key_backup = KeyBackupStore(db)
         self.pushers = PusherStore(db)
         self.threepids = ThreepidStore(db)
+        self.event_expiry = EventExpiryStore(db)
         self.sliding_sync = SlidingSyncStore(db)

@@ -39,12 +39,18 @@ class LruCache(Generic[K, V]):
         # bumped by every invalidation: a reader that started before one
         # must not cache what it read
         self.generation = 0
+        # lookups that found / did not find their key (the metrics)
+        self.hits = 0
+        self.misses = 0
 
     def get(self, key: K) -> V | None:
         with self._lock:
             value = self._data.get(key)
             if value is not None:
                 self._data.move_to_end(key)
+                self.hits += 1
+            else:
+                self.misses += 1
             return value
 
     def put(self, key: K, value: V) -> None:
@@ -90,25 +96,34 @@ class WeightedLruCache(Generic[K, V]):
         self._data: OrderedDict[K, tuple[V, int]] = OrderedDict()
         self._lock = threading.Lock()
         self.weight = 0
+        # lookups that found / did not find their key (the metrics)
+        self.hits = 0
+        self.misses = 0
 
     def get(self, key: K) -> V | None:
         with self._lock:
             item = self._data.get(key)
             if item is None:
+                self.misses += 1
                 return None
+            self.hits += 1
             self._data.move_to_end(key)
             return item[0]
 
     def get_many(self, keys: Iterable[K]) -> dict[K, V]:
         """Those of ``keys`` that are cached (one lock for all of them)."""
         out: dict[K, V] = {}
+        asked = 0
         with self._lock:
             data = self._data
             for key in keys:
+                asked += 1
                 item = data.get(key)
                 if item is not None:
                     data.move_to_end(key)
                     out[key] = item[0]
+            self.hits += len(out)
+            self.misses += asked - len(out)
         return out
 
     def put(self, key: K, value: V) -> None:

@@ -214,6 +214,9 @@ class Database:
         # who hears about committed writes (storage/hub.py); the HomeServer
         # subscribes its services, one-off tools leave it empty
         self.hub = WriteHub()
+        # (transaction name, seconds) after each transaction, on its thread:
+        # the metrics' transaction-time histogram
+        self.txn_observer: Callable[[str, float], None] | None = None
 
     # -- lifecycle --
 
@@ -305,11 +308,14 @@ class Database:
         for attempt in range(MAX_ATTEMPTS):
             conn = self._connection()
             txn = Txn(self.engine, conn, self.stream_tracker)
+            started = time.monotonic()
             try:
                 if self.engine == "sqlite":
                     conn.execute("BEGIN IMMEDIATE")
                 result = func(txn, *args, **kwargs)
                 conn.commit()
+                if self.txn_observer is not None:
+                    self.txn_observer(desc, time.monotonic() - started)
                 self._tell_hub(txn)
                 return result
             except BaseException as e:

@@ -71,6 +71,7 @@ class EventInfo:
     snapshot_nid: int | None
     rejected: bool
     soft_failed: bool
+    room_nid: int
 
 
 @dataclass
@@ -97,12 +98,12 @@ class FederationEventStore:
         rows = await select_in(
             self.db, "get_event_info",
             "SELECT event_id, event_nid, outlier, stream_ordering, snapshot_nid,"
-            " rejected_reason, soft_failed FROM events WHERE event_id IN ({})",
+            " rejected_reason, soft_failed, room_nid FROM events WHERE event_id IN ({})",
             dict.fromkeys(event_ids))
         return {eid: EventInfo(int(nid), bool(outlier), None if stream is None else int(stream),
                                None if snapshot is None else int(snapshot),
-                               rejected is not None, bool(soft))
-                for eid, nid, outlier, stream, snapshot, rejected, soft in rows}
+                               rejected is not None, bool(soft), int(room_nid))
+                for eid, nid, outlier, stream, snapshot, rejected, soft, room_nid in rows}
 
     async def get_state_ids_at_snapshots(self, snapshot_nids: Iterable[int],
                                          ) -> dict[int, dict[StateKey, str]]:
@@ -153,7 +154,8 @@ class FederationEventStore:
                 for (p,) in select_in_txn(
                         txn, "SELECT e.prev_event_nid FROM event_edges e JOIN events ev"
                         " ON ev.event_nid = e.prev_event_nid"
-                        " WHERE e.event_nid IN ({}) ORDER BY ev.depth DESC", frontier):
+                        " WHERE e.event_nid IN ({}) AND ev.room_nid = ?"
+                        " ORDER BY ev.depth DESC", frontier, after=(room_nid,)):
                     if int(p) not in seen:
                         seen.add(int(p))
                         nxt.append(int(p))
@@ -180,7 +182,8 @@ class FederationEventStore:
                 rows = txn.select_all(
                     "SELECT e.prev_event_nid, ev.depth FROM event_edges e JOIN events ev"
                     " ON ev.event_nid = e.prev_event_nid"
-                    f" WHERE e.event_nid IN ({placeholders(len(frontier))})", frontier)
+                    f" WHERE e.event_nid IN ({placeholders(len(frontier))})"
+                    " AND ev.room_nid = ?", [*frontier, room_nid])
                 frontier = []
                 for p, depth in rows:
                     p = int(p)
@@ -499,6 +502,45 @@ class FederationEventStore:
                 return int(held), None, False
             return int(held), str(row[0]), row[1] == "m.room.create"
         return await self.db.run_interaction("get_backfill_point", txn_fn)
+
+    async def get_backfill_gaps(self, room_nid: int, from_pos: int,
+                                wanted: int) -> list[tuple[str, list[str]]]:
+        """For a backwards read of ``wanted`` events from ``from_pos``: the
+        gaps in the DAG there, as (event ID, the IDs of its prev_events
+        missing from the timeline: not held, or held only as outliers, as
+        the state across a gap brings them), newest event first. The
+        room's earliest timeline event is left out (``get_backfill_point``
+        covers what lies before it), and so are prev_events of another
+        room: a room's history never continues into another room's."""
+        def txn_fn(txn: Txn) -> list[tuple[str, list[str]]]:
+            # the event just after the page too: the client holds it, and
+            # what is missing before it belongs to the page
+            after = txn.select_value(
+                "SELECT MIN(stream_ordering) FROM events WHERE room_nid = ? AND outlier = 0"
+                " AND stream_ordering > ?", (room_nid, from_pos))
+            window = txn.select_all(
+                "SELECT event_nid, event_id FROM events WHERE room_nid = ? AND outlier = 0"
+                " AND stream_ordering <= ? AND stream_ordering > (SELECT MIN(stream_ordering)"
+                " FROM events WHERE room_nid = ? AND outlier = 0)"
+                " ORDER BY stream_ordering DESC LIMIT ?",
+                (room_nid, from_pos if after is None else int(after), room_nid, wanted + 1))
+            if not window:
+                return []
+            nids = [int(r[0]) for r in window]
+            missing: dict[int, list[str]] = {}
+            for nid, prev_id in select_in_txn(
+                    txn, "SELECT p.event_nid, p.prev_event_id FROM event_edges_pending p"
+                    " WHERE p.event_nid IN ({}) AND NOT EXISTS"
+                    " (SELECT 1 FROM events h WHERE h.event_id = p.prev_event_id)", nids):
+                missing.setdefault(int(nid), []).append(str(prev_id))
+            for nid, prev_id in select_in_txn(
+                    txn, "SELECT e.event_nid, pe.event_id FROM event_edges e JOIN events pe"
+                    " ON pe.event_nid = e.prev_event_nid WHERE e.event_nid IN ({})"
+                    " AND pe.room_nid = ? AND pe.outlier = 1", nids, after=(room_nid,)):
+                missing.setdefault(int(nid), []).append(str(prev_id))
+            return [(str(event_id), sorted(missing[int(nid)]))
+                    for nid, event_id in window if int(nid) in missing]
+        return await self.db.run_interaction("get_backfill_gaps", txn_fn)
 
     def persist_backfilled_txn(self, txn: Txn, room_nid: int, events: list[Event],
                                state_before: StateIds) -> int:

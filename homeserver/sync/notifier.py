@@ -85,6 +85,10 @@ class Notifier:
 
     # -- readers ----------------------------------------------------------
 
+    def waiting(self) -> int:
+        """Requests waiting for something to happen (long-polls; the metrics)."""
+        return sum(len(stream.waiters) for stream in self._streams.values())
+
     def counter(self, user_id: str) -> int:
         stream = self._streams.get(user_id)
         return stream.counter if stream is not None else 0

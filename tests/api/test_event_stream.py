@@ -58,6 +58,20 @@ async def test_events_without_from_gives_a_token_then_new_events(server: TestSer
 
 
 @pytest_twisted.ensureDeferred
+async def test_an_empty_from_means_from_now(server: TestServer) -> None:
+    """Clients that never had a token send ``from=`` (SyTest does): as on
+    Synapse, the stream starts now rather than refusing the request."""
+    alice = await server.register("alice")
+    room_id = await create_room(alice)
+    await send_text(alice, room_id, "before")
+    first = await events(alice, **{"from": "", "timeout": 0})
+    assert "before" not in [e["content"].get("body") for e in first["chunk"]]
+    event_id = await send_text(alice, room_id, "after")
+    later = await events(alice, **{"from": first["end"], "timeout": 0})
+    assert event_id in [e["event_id"] for e in later["chunk"]]
+
+
+@pytest_twisted.ensureDeferred
 async def test_events_catches_up_in_order_a_page_at_a_time(server: TestServer) -> None:
     alice = await server.register("alice")
     room_id = await create_room(alice)

@@ -158,6 +158,27 @@ async def test_nothing_after_leaving_is_visible(server: TestServer) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_banned_user_can_no_longer_read_the_room(server: TestServer) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="public_chat")
+    await join(bob, room_id)
+    await send_text(alice, room_id, "while there", "t1")
+    assert (await alice.post(f"{V3}/rooms/{room_id}/ban", {"user_id": BOB})).code == 200
+
+    for path in (f"{V3}/rooms/{room_id}/state/m.room.member/{BOB}",
+                 f"{V3}/rooms/{room_id}/state", f"{V3}/rooms/{room_id}/members",
+                 f"{V3}/rooms/{room_id}/messages"):
+        resp = await bob.get(path, params={"dir": "b"})
+        assert (resp.code, resp.body["errcode"]) == (403, "M_FORBIDDEN"), path
+    # he cannot come back until unbanned
+    assert (await join(bob, room_id)).code == 403
+    assert (await alice.post(f"{V3}/rooms/{room_id}/unban", {"user_id": BOB})).code == 200
+    assert (await join(bob, room_id)).code == 200
+    assert bodies(await timeline(bob, room_id))[-1:] == ["while there"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_strangers_are_refused_on_every_read_path(server: TestServer) -> None:
     alice = await server.register("alice")
     carol = await server.register("carol")

@@ -28,7 +28,9 @@ async def start_typing(client: Client, room_id: str, timeout: int = 30_000) -> N
 
 
 def typing_in(server: TestServer, room_id: str, since: int = 0) -> list[str] | None:
-    return server.hs.typing.get_typing([room_id], since).get(room_id)
+    """Who types in the room, None for nobody (an initial view lists a room
+    whose typing changed with an empty list)."""
+    return server.hs.typing.get_typing([room_id], since).get(room_id) or None
 
 
 @pytest_twisted.ensureDeferred
@@ -99,6 +101,20 @@ async def test_a_huge_timeout_is_capped(make_server: Any) -> None:
     await start_typing(alice, room_id, timeout=10 ** 12)
     clock.advance(121)
     assert typing_in(server, room_id) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_initial_sync_shows_that_typing_stopped(server: TestServer) -> None:
+    """As on Synapse: a room whose typing changed comes down an initial
+    /sync with its typing list even when it is empty, so a client that saw
+    the typing start elsewhere clears it."""
+    alice, bob, room_id = await shared_room(server)
+    await start_typing(alice, room_id)
+    assert (await set_typing(alice, room_id, {"typing": False})).code == 200
+    resp = await bob.get(f"{V3}/sync")
+    assert resp.code == 200, resp.body
+    ephemeral = resp.body["rooms"]["join"][room_id]["ephemeral"]["events"]
+    assert {"type": "m.typing", "content": {"user_ids": []}} in ephemeral
 
 
 @pytest_twisted.ensureDeferred

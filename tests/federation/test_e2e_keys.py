@@ -117,7 +117,7 @@ async def test_device_list_updates_reach_the_other_server(federation: Any) -> No
 
 
 async def _changed(client: Client, since: str, user_id: str) -> bool:
-    return user_id in (await sync(client, since))["device_lists"]["changed"]
+    return user_id in (await sync(client, since))["device_lists"].get("changed", [])
 
 
 async def _has(get: Any, wanted: set[str]) -> bool:

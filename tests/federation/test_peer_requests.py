@@ -23,6 +23,7 @@ from tests.federation.test_rooms import (
     q,
     send_text,
     sync_once,
+    timeline_bodies,
     wait_for,
 )
 from tests.harness import TestServer
@@ -386,3 +387,51 @@ async def test_an_unsigned_or_badly_signed_leave_is_forbidden_then_a_signed_one_
         e = await fails_with(client.put_json(dest, path, bad))
         assert (e.code, e.errcode) == (403, "M_FORBIDDEN")
     assert await client.put_json(dest, path, leave) == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_float_pdu_in_a_v6_room_is_discarded_and_the_rest_kept(
+        federation: Any, test_ca: TestCA) -> None:
+    """The spec's rule for room version 6 (and Synapse's behaviour): over
+    federation an event that is not canonical JSON is discarded, the rest of
+    the transaction is processed."""
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    resp = await alice.post("/_matrix/client/v3/createRoom",
+                            {"preset": "public_chat", "room_version": "6"})
+    room_id = resp.body["room_id"]
+    resp = await bob.post(f"/_matrix/client/v3/join/{q(room_id)}",
+                          params={"server_name": server_name(a)})
+    assert resp.code == 200, resp.body
+
+    room = await a.hs.stores.rooms.get_room(room_id)
+    assert room is not None
+    v6 = KNOWN_ROOM_VERSIONS["6"]
+    state = await a.hs.stores.rooms.get_current_state_ids(room.room_nid)
+    ext = await a.hs.stores.rooms.get_forward_extremities(room.room_nid)
+    auth = [state[("m.room.create", "")], state[("m.room.power_levels", "")],
+            state[("m.room.member", alice.user_id)]]
+    good, good_event = build_event(
+        room_version=v6, room_id=room_id, sender=alice.user_id,
+        event_type="m.room.message", content={"msgtype": "m.text", "body": "Good event"},
+        prev_event_ids=[x.event_id for x in ext], auth_event_ids=auth,
+        depth=max(x.depth for x in ext) + 1, origin=a.hs.hostname,
+        origin_server_ts=a.hs.now_ms(), signing_key=a.hs.signing_key)
+    # no float is canonical JSON
+    bad = {**good, "content": {"msgtype": "m.text", "body": "Bad event", "bad_val": 1.1},
+           "origin_server_ts": good["origin_server_ts"] + 1}
+    pdus = [good, bad]
+
+    resp = await Peer(b, test_ca).signed(
+        a.hs.hostname, a.hs.signing_key, "PUT", f"{V1}/send/floats1",
+        {"origin": a.hs.hostname, "origin_server_ts": a.hs.now_ms(), "pdus": pdus})
+
+    assert resp.code == 200, resp.body
+    results = resp.body["pdus"]
+    assert results[good_event.event_id] == {}
+    errors = [r["error"] for r in results.values() if r.get("error")]
+    assert len(errors) == 1 and "float" in errors[0], results
+    await wait_for(lambda: _has_body(bob, room_id, "Good event"))
+    assert "Bad event" not in await timeline_bodies(bob, room_id)

@@ -185,7 +185,10 @@ async def test_kick_ban_and_redaction_reach_the_other_server(federation: Any) ->
     resp = await alice.post(f"/_matrix/client/v3/rooms/{q(room_id)}/ban",
                             {"user_id": bob.user_id})
     assert resp.code == 200, resp.body
-    await wait_for(lambda: _membership_is(bob, room_id, bob.user_id, "ban"))
+    # once his server has the ban, bob may not read the room any more (as
+    # on Synapse)
+    await wait_for(lambda: _membership_is(alice, room_id, bob.user_id, "ban"))
+    await wait_for(lambda: _read_refused(bob, room_id))
     # a banned user cannot come back
     resp = await bob.post(f"/_matrix/client/v3/join/{q(room_id)}",
                           params={"server_name": server_name(a)})
@@ -217,6 +220,11 @@ async def _membership_is(client: Client, room_id: str, user_id: str | None,
     resp = await client.get(
         f"/_matrix/client/v3/rooms/{q(room_id)}/state/m.room.member/{q(user_id or '')}")
     return resp.code == 200 and resp.body.get("membership") == membership
+
+
+async def _read_refused(client: Client, room_id: str) -> bool:
+    resp = await client.get(f"/_matrix/client/v3/rooms/{q(room_id)}/state")
+    return resp.code == 403 and resp.body.get("errcode") == "M_FORBIDDEN"
 
 
 async def _redacted(client: Client, room_id: str, event_id: str) -> bool:

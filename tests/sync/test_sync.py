@@ -333,14 +333,28 @@ async def test_device_lists_report_new_devices_of_room_mates(server: TestServer)
         "password": "correct horse battery"})
     assert resp.code == 200, resp.body
     body = await sync(bob, since=first["next_batch"])
-    assert "@alice:test.local" in body["device_lists"]["changed"]
+    assert "@alice:test.local" in body["device_lists"].get("changed", [])
 
     stranger = await server.register("stranger")
     assert stranger.user_id
     assert (await alice.post(f"{V3}/rooms/{room_id}/leave", {})).code == 200
     after = await sync(bob, since=body["next_batch"])
-    assert "@alice:test.local" in after["device_lists"]["left"]
-    assert "@stranger:test.local" not in after["device_lists"]["changed"]
+    assert "@alice:test.local" in after["device_lists"].get("left", [])
+    assert "@stranger:test.local" not in after["device_lists"].get("changed", [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_device_lists_leave_out_empty_lists(server: TestServer) -> None:
+    """As Synapse: a present ``changed`` means someone's devices changed.
+    SyTest (and so clients written against Synapse) reads it that way: a
+    sync that only reports a room mate leaving says nothing of ``changed``."""
+    alice, bob, room_id = await two_users_in_a_room(server)
+    first = await sync(bob)
+    assert (await alice.post(f"{V3}/rooms/{room_id}/leave", {})).code == 200
+    after = await sync(bob, since=first["next_batch"])
+    assert after["device_lists"] == {"left": ["@alice:test.local"]}
+    quiet = await sync(bob, since=after["next_batch"])
+    assert quiet["device_lists"] == {}
 
 
 @pytest_twisted.ensureDeferred
@@ -370,4 +384,4 @@ async def test_a_room_mates_new_device_wakes_a_waiting_sync(server: TestServer) 
         "password": "correct horse battery"})
     assert resp.code == 200, resp.body
     body = await waiting
-    assert body["device_lists"]["changed"] == ["@alice:test.local"]
+    assert body["device_lists"].get("changed", []) == ["@alice:test.local"]

@@ -59,8 +59,10 @@ def parse_timeout(req: HttpRequest) -> int:
 async def get_events(api: EventsApi, req: HttpRequest) -> tuple[int, Any]:
     """GET /_matrix/client/v3/events"""
     assert req.requester is not None
+    # an empty ``from`` is no ``from`` (events from now), as on Synapse:
+    # clients that never had a token send ``from=``
     params = EventsParams(
-        from_token=query_str(req.args, "from", None),
+        from_token=query_str(req.args, "from", None) or None,
         timeout_ms=parse_timeout(req),
         limit=parse_limit(req),
         room_id=query_str(req.args, "room_id", None),
