@@ -49,6 +49,8 @@ class Codes:
     DUPLICATE_ANNOTATION = "M_DUPLICATE_ANNOTATION"
     INVALID_SIGNATURE = "M_INVALID_SIGNATURE"
     WRONG_ROOM_KEYS_VERSION = "M_WRONG_ROOM_KEYS_VERSION"
+    # sliding sync (MSC4186): the connection's pos is unknown or expired
+    UNKNOWN_POS = "M_UNKNOWN_POS"
 
 
 class MatrixError(Exception):

@@ -65,6 +65,7 @@ from homeserver.sync.memory import SyncMemory
 from homeserver.sync.notifier import Notifier
 from homeserver.sync.recent import RecentActivity
 from homeserver.sync.room_builder import RoomBuilder
+from homeserver.sync.sliding import SlidingSyncHandler
 
 logger = logging.getLogger(__name__)
 
@@ -201,6 +202,11 @@ class HomeServer:
             RoomBuilder(self.stores, self.typing, self.presence, self.room_reader,
                         self.e2e_keys, self.sync_memory),
             FastPath(self.ctx, self.sync_memory))
+        # simplified sliding sync (MSC4186): the same stores, builder pieces,
+        # tokens and notifier as /sync, another response shape
+        self.sliding_sync = SlidingSyncHandler(
+            self.ctx, self.stores, self.sync_handler, self.sync_handler.builder,
+            self.room_reader, self.typing, self.presence, self.notifier)
         # the deprecated /events and initialSync, over the same reads as /sync
         self.event_stream = EventStream(self.ctx, self.stores, self.room_reader,
                                         self.sync_handler, self.notifier, self.typing,

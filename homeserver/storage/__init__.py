@@ -31,6 +31,7 @@ from homeserver.storage.reports import ReportStore
 from homeserver.storage.rooms import RoomStore
 from homeserver.storage.search import SearchStore
 from homeserver.storage.server_keys import ServerKeyStore
+from homeserver.storage.sliding_sync import SlidingSyncStore
 from homeserver.storage.state import DEFAULT_STATE_CACHE_SIZE, StateStore
 from homeserver.storage.sync import SyncStore
 from homeserver.storage.threepids import ThreepidStore
@@ -80,3 +81,4 @@ class Stores:
         self.pushers = PusherStore(db)
         self.threepids = ThreepidStore(db)
         self.event_expiry = EventExpiryStore(db)
+        self.sliding_sync = SlidingSyncStore(db)

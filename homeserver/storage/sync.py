@@ -192,6 +192,13 @@ class SyncStore:
         changed |= DeviceStore.private_device_list_changes_txn(txn, user_id, since, until)
         return changed
 
+    async def get_device_list_changes(self, user_id: str, since: int,
+                                      until: int) -> set[str]:
+        """``get_device_list_changes_txn`` in a transaction of its own."""
+        return await self.db.run_interaction(
+            "get_device_list_changes", self.get_device_list_changes_txn, user_id, since,
+            until)
+
     async def get_member_counts(self, room_nid: int) -> dict[str, int]:
         rows = await self.db.execute(
             "get_member_counts",

@@ -262,6 +262,29 @@ class RoomBuilder:
                          to_device, changes.device_changed, left,
                          await self.key_counts(requester))
 
+    # -- pieces sliding sync (sync/sliding.py) shares --------------------------
+
+    async def gather(self, coros: list[Any]) -> None:
+        await self._gather(coros)
+
+    async def state_ids_at(self, room_nid: int, pos: int) -> dict[StateKey, str]:
+        """The room's state after its last event at or before ``pos``."""
+        return await self._state_ids_at(room_nid, pos)
+
+    async def stripped_state(self, event_id: str) -> list[dict[str, Any]]:
+        """The stripped state an invite or knock ``event_id`` shows."""
+        return await self._stripped_state(event_id)
+
+    async def unread_positions(self, user_id: str,
+                               joined: list[RoomMembership]) -> dict[str, int]:
+        return await self._unread_positions(user_id, joined)
+
+    async def unread_counts(self, room_nid: int, user_id: str, after: int,
+                            end: int) -> dict[str, int]:
+        """``notification_count`` and ``highlight_count`` of the room."""
+        counts, _ = await self._unread_counts(room_nid, user_id, after, end, False)
+        return counts
+
     @staticmethod
     async def _gather(coros: list[Any]) -> None:
         """Run ``coros`` a few at a time (the database pool is small)."""

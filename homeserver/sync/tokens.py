@@ -27,6 +27,8 @@ from homeserver.errors import invalid_param
 _SYNC_TOKEN = re.compile(r"s([0-9]{1,18})_([0-9]{1,18})_([0-9a-z]{1,12})")
 # negative positions: history fetched with /backfill sits below zero
 _PAGINATION_TOKEN = re.compile(r"s(-?[0-9]{1,18})")
+# a sliding sync ``pos`` (sync/sliding.py): a connection position, then a sync token
+_SLIDING_POS = re.compile(r"[0-9]{1,18}_s([0-9]{1,18})_[0-9]{1,18}_[0-9a-z]{1,12}")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,10 @@ def parse_sync_token(text: str, *, current: StreamToken, max_global: int) -> Str
 
 
 def parse_pagination_token(text: str) -> int:
-    """The global position of a pagination token, or of a sync token."""
-    m = _PAGINATION_TOKEN.fullmatch(text) or _SYNC_TOKEN.fullmatch(text)
+    """The global position of a pagination token, of a sync token, or of a
+    sliding sync ``pos`` (MSC4186 lets clients page from it)."""
+    m = (_PAGINATION_TOKEN.fullmatch(text) or _SYNC_TOKEN.fullmatch(text)
+         or _SLIDING_POS.fullmatch(text))
     if m is None:
         raise invalid_param(f"Invalid pagination token {text!r}")
     return int(m.group(1))

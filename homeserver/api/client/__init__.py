@@ -36,6 +36,7 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         room_keys,
         rooms,
         search,
+        sliding_sync,
         spaces,
         sync,
         tags,
@@ -51,5 +52,5 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
                    filters, rooms, membership, directory, upgrade, sync, typing, receipts,
                    presence, to_device, openid, relations, search, spaces, reporting, voip,
                    tags, keys, keys_signing, room_keys, pushrules, notifications, pushers,
-                   threepids, events, appservice):
+                   threepids, events, appservice, sliding_sync):
         module.register_routes(hs, router)

@@ -25,7 +25,9 @@ SUPPORTED_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v
 async def get_versions(config: "Config", req: HttpRequest) -> tuple[int, Any]:
     """GET /_matrix/client/versions"""
     return 200, {"versions": SUPPORTED_VERSIONS, "unstable_features": {
-        "uk.half-shot.msc2666.query_mutual_rooms": True}}
+        "uk.half-shot.msc2666.query_mutual_rooms": True,
+        # simplified sliding sync (MSC4186), the flag Element X looks for
+        "org.matrix.simplified_msc3575": True}}
 
 
 async def get_wellknown(config: "Config", req: HttpRequest) -> tuple[int, Any]:

@@ -1,0 +1,268 @@
+"""Sliding sync's connections and its room list: the only SQL of MSC4186.
+
+Connection state (``sliding_sync_*`` tables, migration 0030) is what each
+connection was sent per room, kept in the database so that a restart or a
+second process answers the next request with the same ``pos`` exactly as
+the first would have. ``load_connection`` forgets what the client cannot
+have processed (responses after ``pos``) and keeps one row per room (the
+newest at or before ``pos``). The room list reads every membership of the
+user with, per room, the position of its newest event and of its newest
+"bump" event, each by a backward index scan of ``events_room_stream``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from homeserver.storage.database import Database, Txn
+from homeserver.storage.sql import placeholders, select_in_txn
+
+# the event types that move a room's bump_stamp (MSC4186)
+BUMP_TYPES = ("m.room.create", "m.room.message", "m.room.encrypted", "m.sticker",
+              "m.call.invite", "m.poll.start", "m.beacon_info")
+
+
+@dataclass(frozen=True)
+class SentRoom:
+    """What a connection was sent of one room."""
+
+    sent_upto: int
+    membership: str
+    timeline_limit: int
+    required_state: Any  # the JSON of the room config's required_state
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    connection_nid: int
+    stream_pos: int
+    rooms: dict[str, SentRoom]
+
+
+@dataclass(frozen=True)
+class ListRoom:
+    """One room of the user's room list."""
+
+    room_id: str
+    room_nid: int
+    room_version: str
+    membership: str
+    event_id: str
+    membership_pos: int
+    # who sent the membership event (a leave by someone else is a kick)
+    sender: str
+    # the newest event's position, and the newest bump event's (None: none)
+    last_pos: int | None
+    bump_pos: int | None
+
+
+class SlidingSyncStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- connections ------------------------------------------------------------
+
+    async def start_connection(self, user_id: str, device_id: str, conn_id: str,
+                               now_ms: int) -> int:
+        """A new connection, replacing any of the same (user, device,
+        conn_id): its positions become unknown."""
+        def txn_fn(txn: Txn) -> int:
+            old = txn.select_one(
+                "SELECT connection_nid FROM sliding_sync_connections"
+                " WHERE user_id = ? AND device_id = ? AND conn_id = ?",
+                (user_id, device_id, conn_id))
+            if old is not None:
+                self._delete_connection_txn(txn, int(old[0]))
+            row = txn.select_one(
+                "INSERT INTO sliding_sync_connections (user_id, device_id, conn_id,"
+                " created_ts) VALUES (?, ?, ?, ?) RETURNING connection_nid",
+                (user_id, device_id, conn_id, now_ms))
+            assert row is not None
+            return int(row[0])
+
+        return await self.db.run_interaction("sliding_sync_start", txn_fn)
+
+    @staticmethod
+    def _delete_connection_txn(txn: Txn, connection_nid: int) -> None:
+        for table in ("sliding_sync_rooms", "sliding_sync_positions",
+                      "sliding_sync_connections"):
+            txn.execute(f"DELETE FROM {table} WHERE connection_nid = ?", (connection_nid,))
+
+    async def load_connection(self, user_id: str, device_id: str, conn_id: str,
+                              pos_nid: int) -> ConnectionState | None:
+        """The connection's state as of ``pos_nid``, or None when that
+        position is not one of this user's, device's and conn_id's (never
+        was, or was forgotten). Positions other than ``pos_nid`` are
+        forgotten: the client has moved past the older ones, and never
+        processed the newer ones (it would have sent them)."""
+        def txn_fn(txn: Txn) -> ConnectionState | None:
+            row = txn.select_one(
+                "SELECT c.connection_nid, p.stream_pos FROM sliding_sync_connections c"
+                " JOIN sliding_sync_positions p ON p.connection_nid = c.connection_nid"
+                " WHERE c.user_id = ? AND c.device_id = ? AND c.conn_id = ?"
+                " AND p.pos_nid = ?", (user_id, device_id, conn_id, pos_nid))
+            if row is None:
+                return None
+            conn, stream_pos = int(row[0]), int(row[1])
+            txn.execute("DELETE FROM sliding_sync_positions WHERE connection_nid = ?"
+                        " AND pos_nid <> ?", (conn, pos_nid))
+            txn.execute("DELETE FROM sliding_sync_rooms WHERE connection_nid = ?"
+                        " AND pos_nid > ?", (conn, pos_nid))
+            # keep the newest row per room
+            txn.execute(
+                "DELETE FROM sliding_sync_rooms WHERE connection_nid = ? AND EXISTS"
+                " (SELECT 1 FROM sliding_sync_rooms newer"
+                " WHERE newer.connection_nid = sliding_sync_rooms.connection_nid"
+                " AND newer.room_id = sliding_sync_rooms.room_id"
+                " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", (conn,))
+            rooms = {
+                str(room_id): SentRoom(int(upto), str(membership), int(limit),
+                                       json.loads(required))
+                for room_id, upto, membership, limit, required in txn.select_all(
+                    "SELECT room_id, sent_upto, membership, timeline_limit, required_state"
+                    " FROM sliding_sync_rooms WHERE connection_nid = ?", (conn,))}
+            return ConnectionState(conn, stream_pos, rooms)
+
+        return await self.db.run_interaction("sliding_sync_load", txn_fn)
+
+    async def save_position(self, connection_nid: int, stream_pos: int,
+                            rooms: Iterable[tuple[str, SentRoom]], now_ms: int) -> int | None:
+        """A new position of the connection, with the rooms its response
+        carried; None when the connection was replaced meanwhile."""
+        rows = list(rooms)
+
+        def txn_fn(txn: Txn) -> int | None:
+            if txn.select_one("SELECT 1 FROM sliding_sync_connections"
+                              " WHERE connection_nid = ?", (connection_nid,)) is None:
+                return None
+            row = txn.select_one(
+                "INSERT INTO sliding_sync_positions (connection_nid, stream_pos, created_ts)"
+                " VALUES (?, ?, ?) RETURNING pos_nid", (connection_nid, stream_pos, now_ms))
+            assert row is not None
+            pos_nid = int(row[0])
+            txn.execute_many(
+                "INSERT INTO sliding_sync_rooms (connection_nid, room_id, pos_nid, sent_upto,"
+                " membership, timeline_limit, required_state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(connection_nid, room_id, pos_nid, r.sent_upto, r.membership,
+                  r.timeline_limit, json.dumps(r.required_state, sort_keys=True))
+                 for room_id, r in rows])
+            return pos_nid
+
+        return await self.db.run_interaction("sliding_sync_save", txn_fn)
+
+    async def delete_connections_older_than(self, before_ms: int) -> int:
+        """Forget connections whose newest position is older than
+        ``before_ms``: their clients start over (``M_UNKNOWN_POS``)."""
+        def txn_fn(txn: Txn) -> int:
+            rows = txn.select_all(
+                "SELECT c.connection_nid FROM sliding_sync_connections c"
+                " WHERE c.created_ts < ? AND NOT EXISTS (SELECT 1 FROM sliding_sync_positions p"
+                " WHERE p.connection_nid = c.connection_nid AND p.created_ts >= ?)",
+                (before_ms, before_ms))
+            for (nid,) in rows:
+                self._delete_connection_txn(txn, int(nid))
+            return len(rows)
+
+        return await self.db.run_interaction("sliding_sync_expire", txn_fn)
+
+    # -- the room list --------------------------------------------------------------
+
+    async def get_room_list(self, user_id: str, until: int) -> list[ListRoom]:
+        """Every room the user has a (not forgotten) membership of, with its
+        newest and newest bump positions at or before ``until``."""
+        bump = placeholders(len(BUMP_TYPES))
+        sql = (
+            "SELECT r.room_id, r.room_nid, r.room_version, rm.membership, ev.event_id,"
+            " rm.stream_ordering, ev.sender,"
+            " (SELECT e.stream_ordering FROM events e WHERE e.room_nid = rm.room_nid"
+            "  AND e.stream_ordering IS NOT NULL AND e.stream_ordering <= ?"
+            "  ORDER BY e.stream_ordering DESC LIMIT 1),"
+            " (SELECT e.stream_ordering FROM events e WHERE e.room_nid = rm.room_nid"
+            "  AND e.stream_ordering IS NOT NULL AND e.stream_ordering <= ?"
+            f"  AND e.outlier = 0 AND e.event_type IN ({bump})"
+            "  ORDER BY e.stream_ordering DESC LIMIT 1)"
+            " FROM room_memberships rm JOIN rooms r ON r.room_nid = rm.room_nid"
+            " JOIN events ev ON ev.event_nid = rm.event_nid"
+            " WHERE rm.user_id = ? AND rm.forgotten = 0")
+        rows = await self.db.execute("sliding_sync_room_list", sql,
+                                     (until, until, *BUMP_TYPES, user_id))
+        return [ListRoom(str(room_id), int(nid), str(version), str(membership), str(event_id),
+                         int(pos), str(sender), None if last is None else int(last),
+                         None if bumped is None else int(bumped))
+                for room_id, nid, version, membership, event_id, pos, sender, last, bumped
+                in rows]
+
+    async def get_membership_changes(self, room_nids: list[int], since: int,
+                                     until: int) -> dict[str, str]:
+        """Whose membership changed in ``room_nids`` in (since, until]: user
+        ID -> their newest membership there (the e2ee extension's device
+        lists: whom to start and stop tracking)."""
+        if not room_nids or until <= since:
+            return {}
+
+        def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
+            return select_in_txn(
+                txn, "SELECT state_key, json, stream_ordering FROM events"
+                " WHERE stream_ordering > ? AND stream_ordering <= ?"
+                " AND event_type = 'm.room.member' AND outlier = 0"
+                " AND rejected_reason IS NULL AND room_nid IN ({})",
+                room_nids, before=(since, until))
+
+        newest: dict[str, tuple[int, str]] = {}
+        for state_key, raw, pos in await self.db.run_interaction(
+                "sliding_sync_member_changes", txn_fn):
+            membership = (json.loads(raw).get("content") or {}).get("membership")
+            if isinstance(membership, str) and (
+                    state_key not in newest or newest[state_key][0] < int(pos)):
+                newest[str(state_key)] = (int(pos), membership)
+        return {user: m for user, (_, m) in newest.items()}
+
+    async def get_current_state_contents(
+            self, room_nids: list[int], event_types: Iterable[str],
+    ) -> dict[int, dict[str, dict[str, Any]]]:
+        """Room NID -> event type -> content of the current state events
+        ``(type, "")`` of those types (a room's name, create, encryption)."""
+        types = list(event_types)
+        if not room_nids or not types:
+            return {}
+
+        def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
+            return select_in_txn(
+                txn, "SELECT cs.room_nid, sk.event_type, ev.json FROM current_state cs"
+                " JOIN state_keys sk ON sk.state_key_nid = cs.state_key_nid"
+                " JOIN events ev ON ev.event_nid = cs.event_nid"
+                " WHERE cs.room_nid IN ({}) AND sk.state_key = ''"
+                f" AND sk.event_type IN ({placeholders(len(types))})",
+                room_nids, after=types)
+
+        out: dict[int, dict[str, dict[str, Any]]] = {}
+        for nid, event_type, raw in await self.db.run_interaction("sliding_sync_state",
+                                                                  txn_fn):
+            content = json.loads(raw).get("content")
+            if isinstance(content, dict):
+                out.setdefault(int(nid), {})[str(event_type)] = content
+        return out
+
+    async def get_space_children(self, room_nids: list[int]) -> set[str]:
+        """The room IDs that the spaces ``room_nids`` name as children
+        (``m.space.child`` with a non-empty ``via``) in their current state."""
+        if not room_nids:
+            return set()
+
+        def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
+            return select_in_txn(
+                txn, "SELECT sk.state_key, ev.json FROM current_state cs"
+                " JOIN state_keys sk ON sk.state_key_nid = cs.state_key_nid"
+                " JOIN events ev ON ev.event_nid = cs.event_nid"
+                " WHERE cs.room_nid IN ({}) AND sk.event_type = ?",
+                room_nids, after=("m.space.child",))
+
+        out = set()
+        for state_key, raw in await self.db.run_interaction("sliding_sync_spaces", txn_fn):
+            via = (json.loads(raw).get("content") or {}).get("via")
+            if isinstance(via, list) and via:
+                out.add(str(state_key))
+        return out

@@ -1,0 +1,643 @@
+"""Simplified sliding sync (MSC4186): the room list, windows and extensions.
+
+One request of a connection (user, device, ``conn_id``) is answered so:
+
+1. ``pos`` names a row of the connection's positions (``storage/
+   sliding_sync.py``): with it come the global stream position the client
+   has and, per room, up to where it was sent the room and with which room
+   config. No ``pos``: a new connection. A ``pos`` that is not this user's,
+   device's and conn_id's, or that was forgotten, is 400 ``M_UNKNOWN_POS``
+   and the client starts over.
+2. ``until`` is the stream's "persisted up to" (as for /sync). The room list
+   is every room the user has a membership of, less rooms they left
+   themselves (unless this connection was sent the room before they left)
+   and forgotten ones, sorted by ``bump_stamp`` (the newest "proper" event),
+   newest first, as Synapse does. Each list filters it and takes its
+   ranges; room subscriptions add rooms by ID. A room matched by several
+   rules gets the superset of their configs (``sliding_request.py``).
+3. A matched room is sent when the connection was never sent it (``initial``),
+   when something happened in it since it was last sent, when the user's
+   membership changed, or when its config asks for more than before (a
+   larger ``timeline_limit``: the newest events again, ``expanded_timeline``;
+   a wider ``required_state``: the state it adds).
+4. The timeline comes from the same reader as /sync's (history visibility,
+   ignored users, transaction IDs), ``required_state`` is the room's state at
+   the response's end: all that the config matches for an initial room, the
+   entries that changed since it was last sent otherwise, plus with lazy
+   members the member events of the timeline's senders and targets.
+   Unread counts, heroes, counts and stripped state are /sync's
+   (``sync/room_builder.py``).
+5. The extensions (to-device, e2ee, account data, receipts, typing) read the
+   same stores as /sync, over (since, until], scoped to the rooms of the lists
+   and subscriptions they name.
+6. Nothing to say and a ``timeout``: wait on the notifier, as /sync does,
+   and build again. Then the new position and every room sent are written in
+   one transaction, and the response carries ``pos``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from homeserver.errors import Codes, MatrixError
+from homeserver.events.model import Event
+from homeserver.http.request import Requester
+from homeserver.push.rules import client_ruleset
+from homeserver.rooms.access import ReadAccess
+from homeserver.storage.push_rules import PUSH_RULES_TYPE
+from homeserver.storage.rooms import Membership, RoomInfo
+from homeserver.storage.sliding_sync import ConnectionState, ListRoom, SentRoom
+from homeserver.storage.sync import RoomMembership
+from homeserver.sync.encoder import one_time_keys_count
+from homeserver.sync.sliding_request import (
+    MEMBER,
+    WILDCARD,
+    ExtensionConfig,
+    ListConfig,
+    RoomConfig,
+    RoomFilters,
+    SlidingRequest,
+)
+from homeserver.sync.tokens import StreamToken, pagination_token
+
+if TYPE_CHECKING:
+    from homeserver.context import ServerContext
+    from homeserver.edu.presence import PresenceHandler
+    from homeserver.edu.typing import TypingManager
+    from homeserver.rooms.access import RoomReader
+    from homeserver.storage import Stores
+    from homeserver.sync.handler import SyncHandler
+    from homeserver.sync.notifier import Notifier
+    from homeserver.sync.room_builder import RoomBuilder
+
+logger = logging.getLogger(__name__)
+
+MAX_TIMEOUT_MS = 10 * 60 * 1000
+# a connection not used for this long is forgotten
+CONNECTION_LIFETIME_MS = 7 * 24 * 3600 * 1000
+# rooms built at once (the database pool is small)
+ROOM_CONCURRENCY = 8
+DIRECT = "m.direct"
+TAG = "m.tag"
+# "<pos NID>_<sync token>"
+_POS = re.compile(r"([0-9]{1,18})_(s[0-9]{1,18}_[0-9]{1,18}_[0-9a-z]{1,12})")
+
+
+def unknown_pos(msg: str = "Unknown or expired pos; start a new connection") -> MatrixError:
+    return MatrixError(400, Codes.UNKNOWN_POS, msg)
+
+
+@dataclass
+class Candidate:
+    """A room the request matched."""
+
+    room: ListRoom
+    config: RoomConfig
+    lists: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Built:
+    body: dict[str, Any]
+    # rooms sent, to record with the new position
+    sent: dict[str, SentRoom]
+    until: StreamToken
+    has_data: bool
+
+
+class SlidingSyncHandler:
+    """Answers ``POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync``."""
+
+    def __init__(self, ctx: "ServerContext", stores: "Stores", sync: "SyncHandler",
+                 builder: "RoomBuilder", room_reader: "RoomReader", typing: "TypingManager",
+                 presence: "PresenceHandler", notifier: "Notifier") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        self.sync = sync
+        self.builder = builder
+        self.room_reader = room_reader
+        self.typing = typing
+        self.presence = presence
+        self.notifier = notifier
+
+    async def handle(self, requester: Requester, req: SlidingRequest) -> dict[str, Any]:
+        user_id = requester.user_id
+        device_id = requester.device_id or ""
+        store = self.stores.sliding_sync
+        since: StreamToken | None = None
+        if req.pos is not None:
+            m = _POS.fullmatch(req.pos)
+            if m is None:
+                raise unknown_pos()
+            conn = await store.load_connection(user_id, device_id, req.conn_id,
+                                               int(m.group(1)))
+            if conn is None:
+                raise unknown_pos()
+            try:
+                token = self.sync.parse_since(m.group(2))
+            except MatrixError:
+                raise unknown_pos() from None
+            since = StreamToken(conn.stream_pos, token.typing_pos, token.epoch)
+        else:
+            now = self.ctx.now_ms()
+            # connections idle for long are forgotten as new ones start (their
+            # clients get M_UNKNOWN_POS and start over, as the MSC allows)
+            await store.delete_connections_older_than(now - CONNECTION_LIFETIME_MS)
+            nid = await store.start_connection(user_id, device_id, req.conn_id, now)
+            conn = ConnectionState(nid, 0, {})
+        await self.presence.user_syncing(user_id, req.set_presence)
+        try:
+            built = await self._long_poll(requester, req, conn, since)
+        finally:
+            self.presence.sync_ended(user_id, req.set_presence)
+        pos_nid = await store.save_position(conn.connection_nid, built.until.global_pos,
+                                            built.sent.items(), self.ctx.now_ms())
+        if pos_nid is None:  # a new connection of the same conn_id replaced it
+            raise unknown_pos()
+        return {"pos": f"{pos_nid}_{built.until}", **built.body}
+
+    async def _long_poll(self, requester: Requester, req: SlidingRequest,
+                         conn: ConnectionState, since: StreamToken | None) -> Built:
+        timeout = min(req.timeout_ms, MAX_TIMEOUT_MS)
+        clock = self.ctx.clock
+        deadline = clock.seconds() + timeout / 1000
+        while True:
+            counter = self.notifier.counter(requester.user_id)
+            built = await self._build(requester, req, conn, since)
+            if since is None or built.has_data:
+                return built
+            remaining = deadline - clock.seconds()
+            if remaining <= 0:
+                return built
+            woken = await self.notifier.wait(requester.user_id, counter,
+                                             int(remaining * 1000), presence=False)
+            if not woken:
+                return built
+
+    # -- one build ------------------------------------------------------------
+
+    async def _build(self, requester: Requester, req: SlidingRequest,
+                     conn: ConnectionState, since: StreamToken | None) -> Built:
+        user_id = requester.user_id
+        until = self.sync.current_token()
+        end = until.global_pos
+        all_rooms = await self.stores.sliding_sync.get_room_list(user_id, end)
+        ignored = await self.room_reader.ignored.get(user_id)
+        rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)
+                 # the spec: invites from ignored users are not sent
+                 and not (r.membership == "invite" and ignored and r.sender in ignored)]
+        rooms.sort(key=lambda r: (_bump(r), r.room_id), reverse=True)
+        global_data, room_data = await self.stores.account_data.get_account_data_since(
+            user_id, 0, end)
+
+        candidates: dict[str, Candidate] = {}
+        lists_body: dict[str, Any] = {}
+        list_rooms: dict[str, list[str]] = {}
+        for key, lc in req.lists.items():
+            matching = await self._filter(rooms, lc.filters, global_data, room_data, user_id)
+            window = _window(matching, lc)
+            list_rooms[key] = [r.room_id for r in window]
+            ops = [{"op": "SYNC", "range": [s, e],
+                    "room_ids": [r.room_id for r in matching[s:e + 1]]}
+                   for s, e in (lc.ranges or ((0, max(len(matching) - 1, 0)),))]
+            lists_body[key] = {"count": len(matching), "ops": ops}
+            for r in window:
+                c = candidates.get(r.room_id)
+                if c is None:
+                    candidates[r.room_id] = Candidate(r, lc.config, [key])
+                else:
+                    c.config = c.config.combine(lc.config)
+                    c.lists.append(key)
+        by_id = {r.room_id: r for r in all_rooms}
+        subscribed: list[str] = []
+        for room_id, config in req.subscriptions.items():
+            sub = by_id.get(room_id)
+            if sub is None or not _may_see(sub):
+                continue  # the MSC: ignore rooms the user may not see
+            subscribed.append(room_id)
+            c = candidates.get(room_id)
+            if c is None:
+                candidates[room_id] = Candidate(sub, config)
+            else:
+                c.config = c.config.combine(config)
+
+        since_pos = since.global_pos if since is not None else None
+        dms = _dm_rooms(global_data)
+        out_rooms: dict[str, Any] = {}
+        sent: dict[str, SentRoom] = {}
+        unread_from = await self.builder.unread_positions(user_id, [
+            _membership(c.room) for c in candidates.values() if c.room.membership == "join"])
+
+        async def one(c: Candidate) -> None:
+            room = await self._room(requester, c, conn.rooms.get(c.room.room_id), since_pos,
+                                    end, unread_from, dms)
+            if room is not None:
+                out_rooms[c.room.room_id] = room
+                upto = end if c.room.membership == "join" else c.room.membership_pos
+                sent[c.room.room_id] = SentRoom(upto, c.room.membership,
+                                                c.config.timeline_limit,
+                                                c.config.state_json())
+
+        todo = list(candidates.values())
+        for start in range(0, len(todo), ROOM_CONCURRENCY):
+            await self.builder.gather([one(c) for c in todo[start:start + ROOM_CONCURRENCY]])
+
+        initial_rooms = {rid for rid, body in out_rooms.items() if body.get("initial")}
+        extensions = await self._extensions(requester, req, since, until, list_rooms,
+                                            subscribed, initial_rooms, global_data, room_data,
+                                            all_rooms)
+        has_data = bool(out_rooms) or any(_ext_has_data(k, v) for k, v in extensions.items())
+        body: dict[str, Any] = {"lists": lists_body, "rooms": out_rooms,
+                                "extensions": extensions}
+        return Built(body, sent, until, has_data)
+
+    @staticmethod
+    def _in_room_list(r: ListRoom, conn: ConnectionState, user_id: str) -> bool:
+        """The MSC's server list: not rooms the user left themselves (they
+        know), unless this connection had the room before the leave; kicks
+        and bans are kept (the user may not know)."""
+        if r.membership != "leave" or r.sender != user_id:
+            return True
+        prev = conn.rooms.get(r.room_id)
+        return prev is not None and prev.sent_upto < r.membership_pos
+
+    async def _filter(self, rooms: list[ListRoom], f: RoomFilters,
+                      global_data: dict[str, Any], room_data: dict[str, Any],
+                      user_id: str) -> list[ListRoom]:
+        out = rooms
+        if f.is_invite is not None:
+            out = [r for r in out if (r.membership == "invite") == f.is_invite]
+        if f.is_dm is not None:
+            dms = _dm_rooms(global_data)
+            out = [r for r in out if (r.room_id in dms) == f.is_dm]
+        if f.tags is not None or f.not_tags is not None:
+            def tags_of(room_id: str) -> set[str]:
+                tags = (room_data.get(room_id, {}).get(TAG) or {}).get("tags")
+                return set(tags) if isinstance(tags, dict) else set()
+            if f.not_tags:
+                out = [r for r in out if not tags_of(r.room_id) & set(f.not_tags)]
+            if f.tags:
+                out = [r for r in out if tags_of(r.room_id) & set(f.tags)]
+        if f.spaces is not None:
+            spaces = [r.room_nid for r in rooms
+                      if r.room_id in f.spaces and r.membership == "join"]
+            children = await self.stores.sliding_sync.get_space_children(spaces)
+            out = [r for r in out if r.room_id in children]
+        if f.is_encrypted is not None or f.room_types is not None \
+                or f.not_room_types is not None:
+            state = await self._filter_state(out)
+            if f.is_encrypted is not None:
+                out = [r for r in out
+                       if ("m.room.encryption" in state.get(r.room_id, {})) == f.is_encrypted]
+            if f.room_types is not None:
+                out = [r for r in out if _room_type(state, r) in f.room_types]
+            if f.not_room_types is not None:
+                out = [r for r in out if _room_type(state, r) not in f.not_room_types]
+        return out
+
+    async def _filter_state(self, rooms: list[ListRoom]) -> dict[str, dict[str, Any]]:
+        """Room ID -> type -> content of its create and encryption events:
+        the current state of rooms the user is or was in, the stripped state
+        of invites and knocks (all they may see)."""
+        types = ("m.room.create", "m.room.encryption")
+        held = [r for r in rooms if r.membership not in ("invite", "knock")]
+        by_nid = await self.stores.sliding_sync.get_current_state_contents(
+            [r.room_nid for r in held], types)
+        out = {r.room_id: by_nid.get(r.room_nid, {}) for r in held}
+        for r in rooms:
+            if r.membership in ("invite", "knock"):
+                stripped = await self.builder.stripped_state(r.event_id)
+                out[r.room_id] = {e["type"]: e.get("content") or {} for e in stripped
+                                  if e.get("type") in types and e.get("state_key") == ""}
+        return out
+
+    # -- one room -------------------------------------------------------------------
+
+    async def _room(self, requester: Requester, c: Candidate, prev: SentRoom | None,
+                    since_pos: int | None, end: int, unread_from: dict[str, int],
+                    dms: set[str]) -> dict[str, Any] | None:
+        r = c.room
+        membership_changed = prev is not None and (
+            prev.membership != r.membership or r.membership_pos > prev.sent_upto)
+        initial = prev is None or (membership_changed and r.membership == "join"
+                                   and prev.membership != "join")
+        common: dict[str, Any] = {"membership": r.membership, "bump_stamp": _bump(r)}
+        if c.lists:
+            common["lists"] = c.lists
+        if initial:
+            common["initial"] = True
+        if r.room_id in dms:
+            common["is_dm"] = True
+        if r.membership in ("invite", "knock"):
+            if not initial and not membership_changed:
+                return None
+            stripped = await self.builder.stripped_state(r.event_id)
+            return {**common, "invite_state": stripped, "stripped_state": stripped}
+
+        assert prev is not None or initial
+        old_state = RoomConfig.state_from_json(prev.required_state) if prev else ()
+        old_config = RoomConfig(prev.timeline_limit if prev else 0, old_state)
+        expanded = not initial and c.config.timeline_limit > old_config.timeline_limit
+        widened = not initial and old_config.required_state != c.config.required_state
+        last = r.last_pos if r.membership == "join" else r.membership_pos
+        changed = prev is not None and last is not None and last > prev.sent_upto
+        if not (initial or changed or expanded or membership_changed or widened):
+            return None
+
+        user_id = requester.user_id
+        room_end = end if r.membership == "join" else r.membership_pos
+        info = RoomInfo(r.room_nid, r.room_id, r.room_version, None)
+        access = ReadAccess(info, Membership(r.membership, r.event_id, 0, r.membership_pos,
+                                             False),
+                            None if r.membership == "join" else r.membership_pos, None)
+        timeline_since = None if (initial or expanded) else prev.sent_upto  # type: ignore[union-attr]
+        limit = c.config.timeline_limit
+        events: list[Event] = []
+        positions: list[int] = []
+        limited = False
+        if limit > 0:
+            page = await self.room_reader.paginate(
+                user_id, access, from_pos=room_end, to_pos=timeline_since, backwards=True,
+                limit=limit + 1, current_state_visible=True)
+            events, positions = list(page.events), list(page.positions)
+            limited = len(events) > limit or not page.exhausted
+            events, positions = events[:limit][::-1], positions[:limit][::-1]
+        elif timeline_since is None or last is None or last > timeline_since:
+            limited = True
+
+        now_ids = await self.builder.state_ids_at(r.room_nid, room_end)
+        cfg = c.config
+        naming_keys = [("m.room.name", ""), ("m.room.avatar", "")]
+        naming_changed = initial
+        if initial:
+            wanted = {k: v for k, v in now_ids.items() if cfg.matches(k[0], k[1], user_id)}
+        else:
+            assert prev is not None
+            before = await self.builder.state_ids_at(r.room_nid, prev.sent_upto)
+            wanted = {k: v for k, v in now_ids.items()
+                      if before.get(k) != v and cfg.matches(k[0], k[1], user_id)}
+            naming_changed = any(before.get(k) != now_ids.get(k) for k in naming_keys)
+            if widened:
+                wanted.update({k: v for k, v in now_ids.items()
+                               if cfg.matches(k[0], k[1], user_id)
+                               and not old_config.matches(k[0], k[1], user_id)})
+        if cfg.lazy_members:
+            people = {e.sender for e in events}
+            people.update(e.state_key for e in events
+                          if e.type == MEMBER and e.state_key is not None)
+            for person in people:
+                eid = now_ids.get((MEMBER, person))
+                if eid is not None:
+                    wanted[(MEMBER, person)] = eid
+        if not initial and not events and not wanted and not expanded \
+                and not membership_changed:
+            return None  # what happened is nothing the user may see
+
+        naming_ids = {k: now_ids[k] for k in naming_keys if k in now_ids}
+        fetched = await self.stores.events.get_events(
+            list({*wanted.values(), *naming_ids.values()}))
+        state_events = [fetched[v] for v in wanted.values() if v in fetched]
+        room: dict[str, Any] = dict(common)
+        if expanded:
+            room["expanded_timeline"] = True
+            room["unstable_expanded_timeline"] = True
+        serialize = self.room_reader.serialize
+        if events:
+            room["timeline"] = await serialize(requester, r.room_id, events)
+        if state_events:
+            room["required_state"] = await serialize(requester, r.room_id, state_events)
+        room["limited"] = limited
+        room["prev_batch"] = pagination_token(positions[0] - 1 if positions else room_end)
+        room["num_live"] = 0 if since_pos is None else sum(1 for p in positions
+                                                           if p > since_pos)
+
+        name_event = fetched.get(naming_ids.get(("m.room.name", ""), ""))
+        name = name_event.content.get("name") if name_event is not None else None
+        if naming_changed:
+            if isinstance(name, str) and name:
+                room["name"] = name
+            elif not initial:
+                room["name"] = None  # the name was removed (the MSC)
+            avatar_event = fetched.get(naming_ids.get(("m.room.avatar", ""), ""))
+            avatar = avatar_event.content.get("url") if avatar_event is not None else None
+            if isinstance(avatar, str) and avatar:
+                room["avatar"] = avatar
+        if r.membership == "join" or initial:
+            counts = await self.stores.sync.get_member_counts(r.room_nid)
+            room["joined_count"] = counts.get("join", 0)
+            room["invited_count"] = counts.get("invite", 0)
+            if not (isinstance(name, str) and name):
+                heroes = await self._heroes(r.room_nid, user_id, now_ids)
+                if heroes:
+                    room["heroes"] = heroes
+        if r.membership == "join":
+            counts_u = await self.builder.unread_counts(
+                r.room_nid, user_id, unread_from.get(r.room_id, r.membership_pos), end)
+            room["notification_count"] = counts_u["notification_count"]
+            room["highlight_count"] = counts_u["highlight_count"]
+        else:
+            room["notification_count"] = 0
+            room["highlight_count"] = 0
+        return room
+
+    async def _heroes(self, room_nid: int, user_id: str,
+                      state: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
+        hero_ids = await self.stores.sync.get_heroes(room_nid, user_id)
+        members = await self.stores.events.get_events(
+            [state[(MEMBER, h)] for h in hero_ids if (MEMBER, h) in state])
+        by_user = {e.state_key: e for e in members.values()}
+        out = []
+        for hero in hero_ids:
+            entry: dict[str, Any] = {"user_id": hero}
+            event = by_user.get(hero)
+            if event is not None:
+                if isinstance(event.content.get("displayname"), str):
+                    entry["displayname"] = event.content["displayname"]
+                if isinstance(event.content.get("avatar_url"), str):
+                    entry["avatar_url"] = event.content["avatar_url"]
+            out.append(entry)
+        return out
+
+    # -- extensions ---------------------------------------------------------------
+
+    async def _extensions(self, requester: Requester, req: SlidingRequest,
+                          since: StreamToken | None, until: StreamToken,
+                          list_rooms: dict[str, list[str]], subscribed: list[str],
+                          initial_rooms: set[str], global_data: dict[str, Any],
+                          room_data: dict[str, Any],
+                          all_rooms: list[ListRoom]) -> dict[str, Any]:
+        user_id = requester.user_id
+        device_id = requester.device_id
+        end = until.global_pos
+        since_pos = since.global_pos if since is not None else None
+        out: dict[str, Any] = {}
+
+        ext = req.extensions.get("to_device")
+        if ext is not None and ext.enabled and device_id is not None:
+            ext_since = ext.since or 0
+            if ext_since > end:
+                ext_since = end
+            store = self.stores.to_device
+            if ext.since is not None:
+                await store.delete_messages_upto(user_id, device_id, ext_since)
+            messages, upto = await store.get_messages(user_id, device_id, ext_since, end,
+                                                      ext.limit)
+            out["to_device"] = {"next_batch": str(upto), "events": messages}
+
+        ext = req.extensions.get("e2ee")
+        if ext is not None and ext.enabled:
+            counts = await self.builder.key_counts(requester)
+            e2ee: dict[str, Any] = {
+                "device_one_time_keys_count": one_time_keys_count(counts),
+                "device_unused_fallback_key_types": counts.unused_fallback,
+            }
+            if since_pos is not None:
+                e2ee["device_lists"] = await self._device_lists(user_id, since_pos, end,
+                                                                all_rooms)
+            out["e2ee"] = e2ee
+
+        ext = req.extensions.get("account_data")
+        if ext is not None and ext.enabled:
+            scope = _scope(ext, list_rooms, subscribed)
+            if since_pos is None:
+                changed_global = dict(global_data)
+                if PUSH_RULES_TYPE not in changed_global:
+                    changed_global[PUSH_RULES_TYPE] = {"global": client_ruleset(
+                        await self.stores.push_rules.get_ruleset(user_id))}
+                changed_rooms = room_data
+            else:
+                changed_global, changed_rooms = \
+                    await self.stores.account_data.get_account_data_since(
+                        user_id, since_pos, end)
+            rooms_out: dict[str, list[dict[str, Any]]] = {}
+            for room_id in scope:
+                data = room_data.get(room_id) if room_id in initial_rooms \
+                    else changed_rooms.get(room_id)
+                if data:
+                    rooms_out[room_id] = [{"type": t, "content": v} for t, v in data.items()]
+            out["account_data"] = {
+                "global": [{"type": t, "content": v} for t, v in changed_global.items()],
+                "rooms": rooms_out}
+
+        ext = req.extensions.get("receipts")
+        if ext is not None and ext.enabled:
+            scope = _scope(ext, list_rooms, subscribed)
+            receipts = {}
+            fresh = [r for r in scope if r in initial_rooms or since_pos is None]
+            if fresh:
+                receipts.update(await self.stores.receipts.get_receipt_events(
+                    fresh, None, end, user_id))
+            rest = [r for r in scope if r not in fresh]
+            if rest and since_pos is not None:
+                receipts.update(await self.stores.receipts.get_receipt_events(
+                    rest, since_pos, end, user_id))
+            out["receipts"] = {"rooms": {
+                room_id: {"type": "m.receipt", "content": content}
+                for room_id, content in receipts.items()}}
+
+        ext = req.extensions.get("typing")
+        if ext is not None and ext.enabled:
+            scope = _scope(ext, list_rooms, subscribed)
+            typing_since = since.typing_pos if since is not None else 0
+            fresh = [r for r in scope if r in initial_rooms or since is None]
+            typing = self.typing.get_typing(fresh, 0) if fresh else {}
+            rest = [r for r in scope if r not in fresh]
+            if rest:
+                typing.update(self.typing.get_typing(rest, typing_since))
+            out["typing"] = {"rooms": {
+                room_id: {"type": "m.typing", "content": {"user_ids": users}}
+                for room_id, users in typing.items()}}
+        return out
+
+
+    async def _device_lists(self, user_id: str, since: int, end: int,
+                            rooms: list[ListRoom]) -> dict[str, list[str]]:
+        """``changed``: users whose devices changed and who share a room with
+        the user, and users who newly share one (the client starts tracking
+        them); ``left``: users who no longer share any room with the user
+        (it stops), as /sync's device_lists."""
+        changed = await self.stores.sync.get_device_list_changes(user_id, since, end)
+        held = [r.room_nid for r in rooms if r.membership == "join"
+                or (r.membership in ("leave", "ban") and r.membership_pos > since)]
+        moves = await self.stores.sliding_sync.get_membership_changes(held, since, end)
+        candidates = set(moves) - {user_id}
+        left_rooms = [r.room_nid for r in rooms if r.membership in ("leave", "ban")
+                      and since < r.membership_pos <= end]
+        for nid in left_rooms:
+            candidates.update(await self.stores.rooms.get_members(nid))
+        candidates.discard(user_id)
+        still = await self.stores.rooms.get_room_mates(user_id, candidates) \
+            if candidates else set()
+        changed |= {u for u in candidates & still if moves.get(u) == "join"}
+        left = candidates - still
+        return {"changed": sorted(changed - left), "left": sorted(left)}
+
+
+def _ext_has_data(name: str, body: dict[str, Any]) -> bool:
+    if name == "to_device":
+        return bool(body["events"])
+    if name == "e2ee":
+        lists = body.get("device_lists") or {}
+        return bool(lists.get("changed") or lists.get("left"))
+    if name == "account_data":
+        return bool(body["global"] or body["rooms"])
+    return bool(body["rooms"])
+
+
+def _scope(ext: ExtensionConfig, list_rooms: dict[str, list[str]],
+           subscribed: list[str]) -> list[str]:
+    """The rooms an extension covers: those of the lists and subscriptions
+    it names (``*``: all)."""
+    out: dict[str, None] = {}
+    for key, room_ids in list_rooms.items():
+        if WILDCARD in ext.lists or key in ext.lists:
+            out.update(dict.fromkeys(room_ids))
+    for room_id in subscribed:
+        if WILDCARD in ext.rooms or room_id in ext.rooms:
+            out[room_id] = None
+    return list(out)
+
+
+def _window(rooms: list[ListRoom], lc: ListConfig) -> list[ListRoom]:
+    if lc.ranges is None:
+        return rooms
+    seen: dict[str, ListRoom] = {}
+    for start, stop in lc.ranges:
+        for r in rooms[start:stop + 1]:
+            seen.setdefault(r.room_id, r)
+    return list(seen.values())
+
+
+def _bump(r: ListRoom) -> int:
+    """The room's bump_stamp: its newest "proper" event while the user is in
+    it; for a room they are not in, their membership (as Synapse)."""
+    if r.membership == "join" and r.bump_pos is not None:
+        return r.bump_pos
+    return r.membership_pos
+
+
+def _may_see(r: ListRoom) -> bool:
+    return r.membership in ("join", "invite", "knock", "leave", "ban")
+
+
+def _dm_rooms(global_data: dict[str, Any]) -> set[str]:
+    direct = global_data.get(DIRECT)
+    out: set[str] = set()
+    if isinstance(direct, dict):
+        for rooms in direct.values():
+            if isinstance(rooms, list):
+                out.update(r for r in rooms if isinstance(r, str))
+    return out
+
+
+def _room_type(state: dict[str, dict[str, Any]], r: ListRoom) -> str | None:
+    t = state.get(r.room_id, {}).get("m.room.create", {}).get("type")
+    return t if isinstance(t, str) else None
+
+
+def _membership(r: ListRoom) -> RoomMembership:
+    return RoomMembership(r.room_id, r.room_nid, r.room_version, r.membership, r.event_id,
+                          r.membership_pos)
