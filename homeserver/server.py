@@ -17,6 +17,7 @@ from homeserver.accounts.management import AccountManagement
 from homeserver.accounts.registration import Registrations
 from homeserver.accounts.sessions import Sessions
 from homeserver.accounts.uia import UiAuth
+from homeserver.admin.users import AdminUsers
 from homeserver.config import Config
 from homeserver.context import ServerContext
 from homeserver.edu.presence import PresenceHandler
@@ -99,7 +100,7 @@ class HomeServer:
         # which local users each new event notifies (push/actions.py)
         self.push_actions = PushActions(self.stores.push_rules)
         self._add_persist_hooks()
-        self.auth = Auth(self.ctx, self.stores.tokens, self.stores.devices)
+        self.auth = Auth(self.ctx, self.stores.tokens, self.stores.devices, self.stores.users)
         self.ratelimiters = {
             "message": Ratelimiter(self.clock, "rc_message", config.rc_message),
             "registration": Ratelimiter(self.clock, "rc_registration", config.rc_registration),
@@ -137,6 +138,8 @@ class HomeServer:
         # rooms
         self.event_creator = EventCreator(self.ctx, self.stores, self.notifier)
         self.membership = MembershipHandler(self.ctx, self.stores, self.event_creator)
+        self.admin_users = AdminUsers(self.ctx, self.stores, self.account_management,
+                                      self.registrations, self.threepids, self.membership)
         self.room_reader = RoomReader(self.ctx, self.stores,
                                       IgnoredUsers(self.stores.account_data))
         self.room_directory = RoomDirectory(self.ctx, self.stores, self.event_creator,

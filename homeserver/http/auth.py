@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.storage.devices import DeviceStore
     from homeserver.storage.tokens import TokenStore
+    from homeserver.storage.users import UserStore
 
 # Devices' last-seen columns are written at most this often per device.
 LAST_SEEN_INTERVAL_S = 60.0
@@ -45,10 +46,12 @@ def token_from_request(req: HttpRequest) -> str | None:
 
 class Auth:
     def __init__(self, ctx: "ServerContext", tokens: "TokenStore",
-                 devices: "DeviceStore") -> None:
+                 devices: "DeviceStore", users: "UserStore") -> None:
         self.ctx = ctx
         self.tokens = tokens
         self.devices = devices
+        # server admins: read per admin request, so a demotion counts at once
+        self.users = users
         self._last_seen: dict[tuple[str, str], float] = {}
 
     async def get_requester(self, req: HttpRequest, *, required: bool = True,
@@ -76,6 +79,12 @@ class Auth:
         if info.device_id is not None:
             self._note_last_seen(info.user_id, info.device_id, req)
         return Requester(info.user_id, info.device_id, info.token_id, info.is_guest)
+
+    async def require_server_admin(self, requester: Requester) -> None:
+        """403 M_FORBIDDEN unless ``requester`` is a server admin."""
+        user = await self.users.get_user(requester.user_id)
+        if user is None or not user.admin or user.deactivated:
+            raise MatrixError(403, Codes.FORBIDDEN, "You are not a server admin")
 
     def _note_last_seen(self, user_id: str, device_id: str, req: HttpRequest) -> None:
         now = self.ctx.clock.seconds()

@@ -29,7 +29,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from homeserver.errors import Codes, InteractiveAuthIncomplete, MatrixError
 from homeserver.http.parse import check_query_args
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router
+from homeserver.http.router import AUTH_ADMIN, AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router
 
 if TYPE_CHECKING:
     from homeserver.federation.request_auth import FederationAuth
@@ -170,9 +170,12 @@ class MatrixResource(Resource):
                 request.requester_id = req.origin  # type: ignore[attr-defined]
             elif route.auth != AUTH_NONE:
                 req.requester = await self.auth.get_requester(
-                    req, required=route.auth == AUTH_REQUIRED, allow_guest=route.allow_guest)
+                    req, required=route.auth in (AUTH_REQUIRED, AUTH_ADMIN),
+                    allow_guest=route.allow_guest)
                 if req.requester is not None:
                     request.requester_id = req.requester.user_id  # type: ignore[attr-defined]
+                    if route.auth == AUTH_ADMIN:
+                        await self.auth.require_server_admin(req.requester)
             status, body = await route.handler(req)
             if status == SWITCHING_PROTOCOLS:
                 return
