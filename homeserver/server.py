@@ -17,6 +17,8 @@ from homeserver.accounts.management import AccountManagement
 from homeserver.accounts.registration import Registrations
 from homeserver.accounts.sessions import Sessions
 from homeserver.accounts.uia import UiAuth
+from homeserver.admin.room_deletion import RoomDeleter
+from homeserver.admin.rooms import AdminRooms
 from homeserver.admin.users import AdminUsers
 from homeserver.config import Config
 from homeserver.context import ServerContext
@@ -150,6 +152,9 @@ class HomeServer:
                                           self.membership, self.room_creation)
         self.room_sender = RoomSender(self.stores, self.event_creator, self.room_directory,
                                       self.ratelimiters["message"])
+        self.admin_rooms = AdminRooms(self.ctx, self.stores, self.room_reader)
+        self.room_deleter = RoomDeleter(self.ctx, self.stores, self.membership,
+                                        self.room_creation, self.event_creator)
         self.searcher = Searcher(self.stores, self.room_reader)
         # edu
         self.typing = TypingManager(self.ctx, self.stores.rooms, self.notifier)
@@ -282,6 +287,8 @@ class HomeServer:
         await self.federation_sender.start()
         await self.presence.start()
         await self.pushers.start()
+        # room deletions a stop or crash cut short
+        self.run_in_background(self.room_deleter.resume())
         # messages stored before full-text search existed (a no-op once done)
         self.run_in_background(self.stores.search.index_history())
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from homeserver.http.router import Router
-from synapse_compat.admin import register, server, users
+from synapse_compat.admin import register, rooms, server, users
 from synapse_compat.admin.register import RegistrationNonces, registration_mac
 
 if TYPE_CHECKING:
@@ -26,3 +26,5 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
     register.register_routes(hs, router)
     router.add_endpoints(None, server.ENDPOINTS)
     router.add_endpoints(users.UsersApi(hs.admin_users), users.ENDPOINTS)
+    router.add_endpoints(rooms.RoomsApi(hs.ctx, hs.admin_rooms, hs.room_deleter),
+                         rooms.ENDPOINTS)
