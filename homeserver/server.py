@@ -17,6 +17,7 @@ from homeserver.accounts.management import AccountManagement
 from homeserver.accounts.registration import Registrations
 from homeserver.accounts.sessions import Sessions
 from homeserver.accounts.uia import UiAuth
+from homeserver.admin.purge_history import HistoryPurger
 from homeserver.admin.room_deletion import RoomDeleter
 from homeserver.admin.rooms import AdminRooms
 from homeserver.admin.users import AdminUsers
@@ -155,6 +156,7 @@ class HomeServer:
         self.admin_rooms = AdminRooms(self.ctx, self.stores, self.room_reader)
         self.room_deleter = RoomDeleter(self.ctx, self.stores, self.membership,
                                         self.room_creation, self.event_creator)
+        self.history_purger = HistoryPurger(self.ctx, self.stores)
         self.searcher = Searcher(self.stores, self.room_reader)
         # edu
         self.typing = TypingManager(self.ctx, self.stores.rooms, self.notifier)

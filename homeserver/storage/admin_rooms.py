@@ -172,6 +172,31 @@ class AdminRoomStore:
 
     # -- purge ---------------------------------------------------------------
 
+    async def purge_history(self, room_nid: int, before_stream: int,
+                            keep_suffix: str | None) -> int:
+        return await self.db.run_interaction("purge_history", purge_history_txn, room_nid,
+                                             before_stream, keep_suffix)
+
+    async def purge_point(self, room_nid: int, event_id: str | None,
+                          ts: int | None) -> tuple[int, str] | None:
+        """(stream position, event ID) of the event a history purge stops at:
+        ``event_id`` (None unless in the room's timeline), or the first
+        event at or after ``ts`` (the latest event when none is)."""
+        def txn_fn(txn: Txn) -> tuple[int, str] | None:
+            if event_id is not None:
+                row = txn.select_one(
+                    "SELECT stream_ordering, event_id FROM events WHERE event_id = ?"
+                    " AND room_nid = ? AND stream_ordering IS NOT NULL", (event_id, room_nid))
+            else:
+                row = txn.select_one(
+                    "SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
+                    " AND outlier = 0 AND origin_server_ts >= ? ORDER BY stream_ordering"
+                    " LIMIT 1", (room_nid, ts)) or txn.select_one(
+                    "SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
+                    " AND outlier = 0 ORDER BY stream_ordering DESC LIMIT 1", (room_nid,))
+            return (int(row[0]), str(row[1])) if row else None
+        return await self.db.run_interaction("purge_point", txn_fn)
+
     async def purge_room(self, room_id: str) -> bool:
         """Delete every row about the room, in one transaction; False if unknown."""
         return await self.db.run_interaction("purge_room", purge_room_txn, room_id)
@@ -216,3 +241,40 @@ def purge_room_txn(txn: Txn, room_id: str) -> bool:
     txn.execute("DELETE FROM events WHERE room_nid = ?", (room_nid,))
     txn.execute("DELETE FROM rooms WHERE room_nid = ?", (room_nid,))
     return True
+
+
+def purge_history_txn(txn: Txn, room_nid: int, before_stream: int,
+                      keep_suffix: str | None) -> int:
+    """Delete the room's message (non-state) events older than the stream
+    position ``before_stream`` and make its older state events outliers (out
+    of the timeline, still there for the state they are part of), as
+    Synapse's purge does; events whose ID ends with ``keep_suffix`` stay.
+    Later events' edges to deleted ones become pending edges, so /backfill
+    can bring the history back. Returns how many events were deleted."""
+    keep = " AND e.event_id NOT LIKE ? ESCAPE '!'" if keep_suffix is not None else ""
+    params: list[Any] = [room_nid, before_stream]
+    if keep_suffix is not None:
+        params.append("%" + like_pattern(keep_suffix)[1:-1])
+    nids = [int(r[0]) for r in txn.select_all(
+        "SELECT e.event_nid FROM events e WHERE e.room_nid = ? AND e.stream_ordering < ?"
+        " AND e.state_key IS NULL AND e.outlier = 0" + keep, params)]
+    txn.execute("UPDATE events SET outlier = 1 WHERE room_nid = ? AND stream_ordering < ?"
+                " AND state_key IS NOT NULL", (room_nid, before_stream))
+    for chunk_start in range(0, len(nids), 500):
+        chunk = nids[chunk_start:chunk_start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        # the events that stay and pointed at deleted ones wait for them again
+        txn.execute(
+            "INSERT INTO event_edges_pending (event_nid, prev_event_id)"
+            " SELECT g.event_nid, p.event_id FROM event_edges g"
+            " JOIN events p ON p.event_nid = g.prev_event_nid"
+            f" WHERE g.prev_event_nid IN ({marks}) AND g.event_nid NOT IN ({marks})"
+            " ON CONFLICT DO NOTHING", chunk + chunk)
+        if txn.engine == "sqlite":
+            txn.execute(f"DELETE FROM event_search_fts WHERE rowid IN ({marks})", chunk)
+        for table, column in (*_BY_EVENT_NID, ("event_relations", "event_nid"),
+                              ("event_search", "event_nid"), ("event_push_actions", "event_nid"),
+                              ("event_txn_ids", "event_nid")):
+            txn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)
+        txn.execute(f"DELETE FROM events WHERE event_nid IN ({marks})", chunk)
+    return len(nids)

@@ -26,5 +26,6 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
     register.register_routes(hs, router)
     router.add_endpoints(None, server.ENDPOINTS)
     router.add_endpoints(users.UsersApi(hs.admin_users), users.ENDPOINTS)
-    router.add_endpoints(rooms.RoomsApi(hs.ctx, hs.admin_rooms, hs.room_deleter),
+    router.add_endpoints(rooms.RoomsApi(hs.ctx, hs.admin_rooms, hs.room_deleter,
+                                        hs.history_purger),
                          rooms.ENDPOINTS)

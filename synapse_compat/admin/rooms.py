@@ -24,6 +24,7 @@ from homeserver.rooms.client_format import client_event
 from synapse_compat.admin.paging import body_bool, body_str, non_negative, order_and_dir
 
 if TYPE_CHECKING:
+    from homeserver.admin.purge_history import HistoryPurger
     from homeserver.admin.room_deletion import RoomDeleter
     from homeserver.admin.rooms import AdminRooms
     from homeserver.context import ServerContext
@@ -37,6 +38,7 @@ class RoomsApi:
     ctx: "ServerContext"
     rooms: "AdminRooms"
     deleter: "RoomDeleter"
+    purger: "HistoryPurger"
 
 
 def parse_deletion(body: dict[str, Any], *, block: bool = False,
@@ -147,6 +149,31 @@ async def get_delete_status(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     return 200, body
 
 
+async def post_purge_history(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_synapse/admin/v1/purge_history/{roomId}[/{eventId}]"""
+    body = req.json(allow_empty=True)
+    event_id = req.params.get("eventId") or body_str(body, "purge_up_to_event_id", 255)
+    ts = None
+    if event_id is None:
+        ts = body.get("purge_up_to_ts")
+        if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
+            raise MatrixError(400, Codes.INVALID_PARAM,
+                              "purge_up_to_ts must be an int timestamp")
+    delete_local = bool(body_bool(body, "delete_local_events", False))
+    purge_id = await api.purger.start(req.user_id, req.params["roomId"], event_id, ts,
+                                      delete_local)
+    return 200, {"purge_id": purge_id}
+
+
+async def get_purge_history_status(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/purge_history_status/{purgeId}"""
+    status, error = api.purger.status(req.params["purgeId"])
+    body: dict[str, Any] = {"status": status}
+    if error is not None:
+        body["error"] = error
+    return 200, body
+
+
 ENDPOINTS = (
     Endpoint("GET", f"{V1}/rooms", get_rooms, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/rooms/{{roomId}}", get_room, auth=AUTH_ADMIN),
@@ -160,5 +187,10 @@ ENDPOINTS = (
     Endpoint("GET", f"{V2}/rooms/{{roomId}}/delete_status", get_delete_status_of_room,
              auth=AUTH_ADMIN),
     Endpoint("GET", f"{V2}/rooms/delete_status/{{deleteId}}", get_delete_status,
+             auth=AUTH_ADMIN),
+    Endpoint("POST", f"{V1}/purge_history/{{roomId}}", post_purge_history, auth=AUTH_ADMIN),
+    Endpoint("POST", f"{V1}/purge_history/{{roomId}}/{{eventId}}", post_purge_history,
+             auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/purge_history_status/{{purgeId}}", get_purge_history_status,
              auth=AUTH_ADMIN),
 )
