@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from homeserver.admin.moderation import Destinations, EventReports, RegistrationTokens
 from homeserver.http.router import Router
-from synapse_compat.admin import register, rooms, server, users
+from synapse_compat.admin import moderation, register, rooms, server, users
 from synapse_compat.admin.register import RegistrationNonces, registration_mac
 
 if TYPE_CHECKING:
@@ -29,3 +30,6 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
     router.add_endpoints(rooms.RoomsApi(hs.ctx, hs.admin_rooms, hs.room_deleter,
                                         hs.history_purger),
                          rooms.ENDPOINTS)
+    router.add_endpoints(moderation.ModerationApi(
+        EventReports(hs.ctx, hs.stores), RegistrationTokens(hs.ctx, hs.stores),
+        Destinations(hs.stores, hs.federation_sender)), moderation.ENDPOINTS)
