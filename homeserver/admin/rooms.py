@@ -17,7 +17,7 @@ from homeserver.storage.admin_rooms import RoomSummary
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.events.model import Event
-    from homeserver.rooms.access import RoomReader
+    from homeserver.rooms.access import RoomEventFilter, RoomReader
     from homeserver.storage import Stores
 
 
@@ -132,6 +132,30 @@ class AdminRooms:
     async def members(self, room_id: str) -> list[str]:
         s = await self.summary(room_id)
         return await self.stores.admin_rooms.get_members(s.room_nid)
+
+    async def messages(self, room_id: str, from_pos: int, to_pos: int | None,
+                       backwards: bool, limit: int,
+                       event_filter: "RoomEventFilter") -> tuple[list["Event"], int]:
+        """A page of the room's timeline as an admin sees it: every event,
+        whatever the history visibility; and the position to go on from."""
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            raise not_found("Room not found")
+        kept: list[Event] = []
+        pos = from_pos
+        while len(kept) < limit:
+            rows = await self.stores.events.get_room_events(
+                room.room_nid, from_pos=pos, to_pos=to_pos, backwards=backwards,
+                limit=max(limit, 20))
+            for row_pos, event in rows:
+                pos = row_pos - 1 if backwards else row_pos
+                if event_filter.matches(event):
+                    kept.append(event)
+                    if len(kept) >= limit:
+                        break
+            if len(rows) < max(limit, 20):
+                break
+        return kept, pos
 
     async def state(self, room_id: str) -> list["Event"]:
         room = await self.stores.rooms.get_room(room_id)

@@ -16,6 +16,7 @@ from homeserver.admin.room_deletion import (
     status_body,
 )
 from homeserver.admin.rooms import ROOM_ORDERS, RoomListQuery
+from homeserver.api.client.rooms import parse_limit, parse_room_event_filter, parse_token
 from homeserver.errors import Codes, MatrixError
 from homeserver.http.parse import get_bool, query_bool, query_str
 from homeserver.http.request import HttpRequest
@@ -88,6 +89,32 @@ async def get_room_state(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     now = api.ctx.now_ms()
     events = await api.rooms.state(room_id)
     return 200, {"state": [client_event(e, room_id, now) for e in events]}
+
+
+async def get_room_messages(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/rooms/{roomId}/messages"""
+    room_id = req.params["roomId"]
+    direction = query_str(req.args, "dir", "f")
+    if direction not in ("b", "f"):
+        raise MatrixError(400, Codes.INVALID_PARAM, "'dir' must be 'b' or 'f'")
+    event_filter = parse_room_event_filter(query_str(req.args, "filter", None))
+    limit = parse_limit(req.args, event_filter)
+    from_token = query_str(req.args, "from", None)
+    to_token = query_str(req.args, "to", None)
+    backwards = direction == "b"
+    if from_token is not None:
+        from_pos = parse_token(from_token)
+    else:
+        from_pos = 2**62 if backwards else -(2**62)
+    to_pos = parse_token(to_token) if to_token is not None else None
+    events, next_pos = await api.rooms.messages(room_id, from_pos, to_pos, backwards, limit,
+                                                event_filter)
+    now = api.ctx.now_ms()
+    body: dict[str, Any] = {"chunk": [client_event(e, room_id, now) for e in events],
+                            "start": f"s{from_pos}"}
+    if events:
+        body["end"] = f"s{next_pos}"
+    return 200, body
 
 
 async def get_room_block(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
@@ -179,6 +206,7 @@ ENDPOINTS = (
     Endpoint("GET", f"{V1}/rooms/{{roomId}}", get_room, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/rooms/{{roomId}}/members", get_room_members, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/rooms/{{roomId}}/state", get_room_state, auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/rooms/{{roomId}}/messages", get_room_messages, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/rooms/{{roomId}}/block", get_room_block, auth=AUTH_ADMIN),
     Endpoint("PUT", f"{V1}/rooms/{{roomId}}/block", put_room_block, auth=AUTH_ADMIN),
     Endpoint("DELETE", f"{V1}/rooms/{{roomId}}", delete_room_v1, auth=AUTH_ADMIN),

@@ -77,6 +77,15 @@ async def test_room_details_members_and_state(server: TestServer) -> None:
     state = await admin.get(f"{V1}/rooms/{q(room_id)}/state")
     types = {e["type"] for e in state.body["state"]}
     assert {"m.room.create", "m.room.member", "m.room.name", "m.room.topic"} <= types
+    for i in range(3):
+        await send_text(bob, room_id, f"m{i}")
+    first = await admin.get(f"{V1}/rooms/{q(room_id)}/messages?dir=b&limit=2")
+    assert first.code == 200, first.body
+    assert [e["content"]["body"] for e in first.body["chunk"]] == ["m2", "m1"]
+    rest = await admin.get(f"{V1}/rooms/{q(room_id)}/messages?dir=b&limit=50"
+                           f"&from={first.body['end']}")
+    bodies = [e["content"].get("body") for e in rest.body["chunk"]]
+    assert bodies[0] == "m0" and rest.body["chunk"][-1]["type"] == "m.room.create"
     missing = await admin.get(f"{V1}/rooms/{q('!nope:test.local')}")
     assert (missing.code, missing.body["errcode"]) == (404, "M_NOT_FOUND")
     forbidden = await bob.get(f"{V1}/rooms/{q(room_id)}")
