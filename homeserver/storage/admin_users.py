@@ -33,7 +33,8 @@ class UserListQuery:
     start: int = 0
     limit: int = 100
     guests: bool = True
-    deactivated: bool = False
+    # None: deactivated users too; False: not them; True: only them
+    deactivated: bool | None = False
     admins: bool | None = None
     name: str | None = None
     user_id: str | None = None
@@ -91,8 +92,9 @@ class AdminUserStore:
         params: list[Any] = []
         if not q.guests:
             where.append("u.is_guest = 0")
-        if not q.deactivated:
-            where.append("u.deactivated = 0")
+        if q.deactivated is not None:
+            where.append("u.deactivated = ?")
+            params.append(int(q.deactivated))
         if q.admins is not None:
             where.append("u.admin = ?")
             params.append(int(q.admins))

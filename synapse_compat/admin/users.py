@@ -57,13 +57,26 @@ def parse_user_changes(body: dict[str, Any]) -> UserChanges:
 
 async def get_users(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
     """GET /_synapse/admin/v2/users"""
+    # v2: deactivated=true includes deactivated users (left out by default)
+    deactivated = None if query_bool(req.args, "deactivated", False) else False
+    return await _list_users(api, req, deactivated)
+
+
+async def get_users_v3(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v3/users"""
+    # v3: deactivated=true only them, false none of them, absent both
+    return await _list_users(api, req, query_bool(req.args, "deactivated", None))
+
+
+async def _list_users(api: UsersApi, req: HttpRequest,
+                      deactivated: bool | None) -> tuple[int, Any]:
     start = non_negative(req.args, "from", 0)
     limit = non_negative(req.args, "limit", 100)
     order_by, backwards = order_and_dir(req.args, USER_ORDER_COLUMNS, "name")
     admins = query_bool(req.args, "admins", None)
     query = UserListQuery(start=start, limit=limit,
                           guests=query_bool(req.args, "guests", True),
-                          deactivated=query_bool(req.args, "deactivated", False),
+                          deactivated=deactivated,
                           admins=admins, name=query_str(req.args, "name", None),
                           user_id=query_str(req.args, "user_id", None),
                           order_by=order_by, backwards=backwards)
@@ -197,6 +210,7 @@ async def get_username_available(api: UsersApi, req: HttpRequest) -> tuple[int, 
 
 ENDPOINTS = (
     Endpoint("GET", f"{V2}/users", get_users, auth=AUTH_ADMIN),
+    Endpoint("GET", "/_synapse/admin/v3/users", get_users_v3, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V2}/users/{{userId}}", get_user, auth=AUTH_ADMIN),
     Endpoint("PUT", f"{V2}/users/{{userId}}", put_user, auth=AUTH_ADMIN),
     Endpoint("POST", f"{V1}/deactivate/{{userId}}", post_deactivate, auth=AUTH_ADMIN),

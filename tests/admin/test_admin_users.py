@@ -103,6 +103,11 @@ async def test_deactivate_logs_out_and_reactivation_needs_a_password(
     assert bob.user_id not in [u["name"] for u in listed.body["users"]]
     listed = await admin.get(f"{V2}/users?deactivated=true")
     assert bob.user_id in [u["name"] for u in listed.body["users"]]
+    assert len(listed.body["users"]) == 2
+    only = await admin.get("/_synapse/admin/v3/users?deactivated=true")
+    assert [u["name"] for u in only.body["users"]] == [bob.user_id]
+    both = await admin.get("/_synapse/admin/v3/users")
+    assert both.body["total"] == 2
     no_pw = await admin.put(f"{V2}/users/{q(bob.user_id)}", {"deactivated": False})
     assert no_pw.code == 400
     back = await admin.put(f"{V2}/users/{q(bob.user_id)}",
