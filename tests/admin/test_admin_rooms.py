@@ -10,7 +10,7 @@ from twisted.internet import reactor, task
 
 from homeserver.admin.room_deletion import DeletionParams, empty_result
 from homeserver.storage.admin_rooms import RoomDeletion
-from tests.harness import Client, TestServer
+from tests.harness import Client, TestServer, start_server, stop_server
 from tests.helpers import create_room, join, q, send_text
 
 V1 = "/_synapse/admin/v1"
@@ -186,3 +186,36 @@ async def test_a_deletion_cut_short_is_resumed(server: TestServer) -> None:
     assert status.body["status"] == "complete"
     assert status.body["shutdown_room"]["kicked_users"] == [bob.user_id]
     assert (await admin.get(f"{V1}/rooms/{q(room_id)}")).code == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restarted_server_finishes_a_deletion_cut_by_a_crash(
+        engine: str, tmp_path: Any) -> None:
+    """The server stops (as if killed) with a deletion recorded and not done;
+    the next server on the same database finishes it at start."""
+    first = await start_server(engine, str(tmp_path))
+    args = dict(first.hs.config.database.args)
+    database = {"name": "sqlite3" if engine == "sqlite" else "psycopg2", "args": args}
+    admin = await first.register("admin", admin=True)
+    bob = await first.register("bob")
+    room_id = await create_room(bob, name="Cut short")
+    await send_text(bob, room_id, "hello")
+    cut = RoomDeletion("crashed", room_id, admin.user_id, DeletionParams(block=True).__dict__,
+                       "shutting_down", None, empty_result())
+    await first.hs.stores.admin_rooms.add_deletion(cut, 0)
+    await first.hs.stop()
+    second = await start_server(engine, str(tmp_path), database=database)
+    try:
+        admin2 = second.client(admin.access_token)
+        status: dict[str, Any] = {}
+        for _ in range(100):
+            status = (await admin2.get(f"{V2}/rooms/delete_status/crashed")).body
+            if status["status"] in ("complete", "failed"):
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        assert status["status"] == "complete", status
+        assert status["shutdown_room"]["kicked_users"] == [bob.user_id]
+        assert (await admin2.get(f"{V1}/rooms/{q(room_id)}")).code == 404
+        assert (await admin2.get(f"{V1}/rooms/{q(room_id)}/block")).body["block"] is True
+    finally:
+        await stop_server(second)
