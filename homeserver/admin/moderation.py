@@ -64,7 +64,15 @@ class EventReports:
         names = await self._room_names({report.room_id} if report.room_id else set())
         body = self._fields(report, names)
         event = await self.stores.events.get_event(report.event_id or "")
-        body["event_json"] = event.json if event is not None else None
+        event_json = None
+        if event is not None:
+            # the PDU as Synapse shows it: with when it arrived (we keep the
+            # sender's timestamp, which is that for our own users' events)
+            event_json = dict(event.json)
+            unsigned = event_json.get("unsigned")
+            event_json["unsigned"] = {**(unsigned if isinstance(unsigned, dict) else {}),
+                                      "age_ts": event.origin_server_ts}
+        body["event_json"] = event_json
         return body
 
     async def delete(self, admin: str, report_id: int) -> None:

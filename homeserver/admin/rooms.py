@@ -120,6 +120,9 @@ class AdminRooms:
         body["topic"] = _str_or_none(s.state.get("m.room.topic", {}).get("topic"))
         body["joined_local_devices"] = await self._local_devices(s.room_nid)
         body["forgotten"] = False
+        tombstone = s.state.get("m.room.tombstone")
+        body["tombstoned"] = tombstone is not None
+        body["replacement_room"] = _str_or_none((tombstone or {}).get("replacement_room"))
         return body
 
     async def _local_devices(self, room_nid: int) -> int:

@@ -19,7 +19,7 @@ from homeserver.storage.database import Database, Txn
 # the state events whose content describes a room in the admin API
 DESCRIBING_STATE = ("m.room.create", "m.room.name", "m.room.canonical_alias", "m.room.topic",
                     "m.room.avatar", "m.room.encryption", "m.room.join_rules",
-                    "m.room.guest_access", "m.room.history_visibility")
+                    "m.room.guest_access", "m.room.history_visibility", "m.room.tombstone")
 
 
 @dataclass(frozen=True)
