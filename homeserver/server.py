@@ -17,6 +17,10 @@ from homeserver.accounts.management import AccountManagement
 from homeserver.accounts.registration import Registrations
 from homeserver.accounts.sessions import Sessions
 from homeserver.accounts.uia import UiAuth
+from homeserver.admin.purge_history import HistoryPurger
+from homeserver.admin.room_deletion import RoomDeleter
+from homeserver.admin.rooms import AdminRooms
+from homeserver.admin.users import AdminUsers
 from homeserver.config import Config
 from homeserver.context import ServerContext
 from homeserver.edu.presence import PresenceHandler
@@ -141,6 +145,8 @@ class HomeServer:
         # rooms
         self.event_creator = EventCreator(self.ctx, self.stores, self.notifier)
         self.membership = MembershipHandler(self.ctx, self.stores, self.event_creator)
+        self.admin_users = AdminUsers(self.ctx, self.stores, self.account_management,
+                                      self.registrations, self.threepids, self.membership)
         self.room_reader = RoomReader(self.ctx, self.stores,
                                       IgnoredUsers(self.stores.account_data))
         self.room_directory = RoomDirectory(self.ctx, self.stores, self.event_creator,
@@ -151,6 +157,10 @@ class HomeServer:
                                           self.membership, self.room_creation)
         self.room_sender = RoomSender(self.stores, self.event_creator, self.room_directory,
                                       self.ratelimiters["message"])
+        self.admin_rooms = AdminRooms(self.ctx, self.stores, self.room_reader)
+        self.room_deleter = RoomDeleter(self.ctx, self.stores, self.membership,
+                                        self.room_creation, self.event_creator)
+        self.history_purger = HistoryPurger(self.ctx, self.stores)
         self.searcher = Searcher(self.stores, self.room_reader)
         # edu
         self.typing = TypingManager(self.ctx, self.stores.rooms, self.notifier)
@@ -321,6 +331,8 @@ class HomeServer:
             await self.event_expirer.start()
         await self.appservice_handler.register_senders()
         await self.appservice_scheduler.start()
+        # room deletions a stop or crash cut short
+        self.run_in_background(self.room_deleter.resume())
         # messages stored before full-text search existed (a no-op once done)
         self.run_in_background(self.stores.search.index_history())
 

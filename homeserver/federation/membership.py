@@ -271,6 +271,8 @@ class FederationMembership:
                 or not self.ctx.is_mine(target) or pdu.get("room_id") != room_id
                 or _domain(str(pdu.get("sender"))) != origin):
             raise MatrixError(400, Codes.BAD_JSON, "Not an invite of one of our users")
+        if await self.stores.admin_rooms.room_blocked_by(room_id) is not None:
+            raise forbidden("This room has been blocked on this server")
         # no 404 for a user we do not have (the spec has none, Synapse
         # countersigns): the invite then waits for nobody
         room = await self.stores.rooms.get_room(room_id)

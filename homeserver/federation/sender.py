@@ -368,6 +368,21 @@ class FederationSender:
                 counts[("queued",)] += 1
         return counts
 
+    def known_destinations(self) -> dict[str, tuple[int, int]]:
+        """destination -> (retry_last_ts, retry_interval) of every destination
+        this process has queued for (the admin API's destination list)."""
+        return {name: (q.retry_last_ts, q.retry_interval)
+                for name, q in self._destinations.items()}
+
+    async def reset_backoff(self, destination: str) -> None:
+        """An admin says ``destination`` is back: forget its backoff, send now."""
+        await self.queue_store.set_retry_timings(destination, 0, 0)
+        q = self._destinations.get(destination)
+        if q is None:
+            return
+        q.retry_interval = q.retry_last_ts = 0
+        self.wake_destination(destination)
+
     def is_down(self, destination: str) -> bool:
         """Whether ``destination`` is in backoff (it failed and its retry is
         not yet due): other requests to it may skip it."""

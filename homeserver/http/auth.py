@@ -54,7 +54,8 @@ class Auth:
         self.ctx = ctx
         self.tokens = tokens
         self.devices = devices
-        # masqueraded users must exist
+        # masqueraded users must exist; server admins are read per admin
+        # request, so a demotion counts at once
         self.users = users
         self.app_services = ctx.config.app_services
         self._last_seen: dict[tuple[str, str], float] = {}
@@ -130,6 +131,13 @@ class Auth:
                                   "Application service has not registered this device")
             device_id = wanted_device
         return Requester(user_id, device_id, -1, False, service)
+
+    async def require_server_admin(self, requester: Requester) -> None:
+        """403 M_FORBIDDEN unless ``requester`` is a server admin."""
+        assert self.users is not None, "Auth needs the user store for admin routes"
+        user = await self.users.get_user(requester.user_id)
+        if user is None or not user.admin or user.deactivated:
+            raise MatrixError(403, Codes.FORBIDDEN, "You are not a server admin")
 
     def _note_last_seen(self, user_id: str, device_id: str, req: HttpRequest) -> None:
         now = self.ctx.clock.seconds()

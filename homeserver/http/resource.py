@@ -31,7 +31,7 @@ from homeserver.errors import Codes, InteractiveAuthIncomplete, MatrixError
 from homeserver.http.monitoring import HEALTH_PATH, METRICS_PATH, write_health, write_metrics
 from homeserver.http.parse import check_query_args
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router
+from homeserver.http.router import AUTH_ADMIN, AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router
 from homeserver.logcompat import NO_REQUEST, current_request
 
 if TYPE_CHECKING:
@@ -197,9 +197,12 @@ class MatrixResource(Resource):
                 request.requester_id = req.origin  # type: ignore[attr-defined]
             elif route.auth != AUTH_NONE:
                 req.requester = await self.auth.get_requester(
-                    req, required=route.auth == AUTH_REQUIRED, allow_guest=route.allow_guest)
+                    req, required=route.auth in (AUTH_REQUIRED, AUTH_ADMIN),
+                    allow_guest=route.allow_guest)
                 if req.requester is not None:
                     request.requester_id = req.requester.user_id  # type: ignore[attr-defined]
+                    if route.auth == AUTH_ADMIN:
+                        await self.auth.require_server_admin(req.requester)
             status, body = await route.handler(req)
             if status == SWITCHING_PROTOCOLS:
                 return

@@ -36,6 +36,9 @@ AUTH_NONE = "none"
 # a server-server request: the X-Matrix Authorization header names and signs
 # its origin (``federation/request_auth.py``); the handler reads ``req.origin``
 AUTH_FEDERATION = "federation"
+# a server admin's access token (the users row's ``admin`` flag): 401 without
+# a token, 403 M_FORBIDDEN for anyone else (the /_synapse/admin/ API)
+AUTH_ADMIN = "admin"
 
 CLIENT_V3_PREFIX = "/_matrix/client/v3/"
 CLIENT_R0_PREFIX = "/_matrix/client/r0/"

@@ -158,6 +158,10 @@ class MembershipHandler:
         the current one, as on Synapse: joining twice is idempotent.
         ``kick``: a leave sent by a moderator through /kick, which needs a
         target in the room (``_check_kick_target``)."""
+        if membership in ("join", "invite", "knock") and \
+                await self.stores.admin_rooms.room_blocked_by(room_id) is not None:
+            # a server admin shut the room down (homeserver/admin/room_deletion.py)
+            raise forbidden("This room has been blocked on this server")
         room = await self.stores.rooms.get_room(room_id)
         if guest and membership == "join" and not await self._guests_may_join(room):
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")

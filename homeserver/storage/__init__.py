@@ -6,6 +6,8 @@ SQL lives only in this package, always with bound parameters.
 from __future__ import annotations
 
 from homeserver.storage.account_data import AccountDataStore
+from homeserver.storage.admin_rooms import AdminRoomStore
+from homeserver.storage.admin_users import AdminUserStore
 from homeserver.storage.appservice import AppServiceStore
 from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.cross_signing import CrossSigningStore
@@ -50,6 +52,8 @@ class Stores:
         self.db = db
         self.state = StateStore(db, state_cache_size)
         self.users = UserStore(db)
+        self.admin_users = AdminUserStore(db)
+        self.admin_rooms = AdminRoomStore(db)
         self.devices = DeviceStore(db)
         self.tokens = TokenStore(db)
         self.profiles = ProfileStore(db)

@@ -227,10 +227,15 @@ class EventStore:
         return [r[0] for r in rows]
 
     async def get_snapshot_at_stream(self, room_nid: int, pos: int) -> int | None:
-        """The room's state snapshot after its last event at or before ``pos``."""
+        """The room's state snapshot after its last event at or before ``pos``.
+
+        State events a history purge took out of the timeline (outliers that
+        keep their position and snapshot) still count: the state at the
+        start of what remains is the state after them."""
         rows = await self.db.execute(
             "get_snapshot_at_stream",
-            "SELECT snapshot_nid FROM events WHERE room_nid = ? AND outlier = 0"
+            "SELECT snapshot_nid FROM events WHERE room_nid = ?"
+            " AND (outlier = 0 OR snapshot_nid IS NOT NULL)"
             " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
             (room_nid, pos))
         return int(rows[0][0]) if rows and rows[0][0] is not None else None

@@ -226,6 +226,13 @@ class FederationQueueStore:
             " WHERE retry_interval > 0")
         return {str(d): (int(ts), int(i)) for d, ts, i in rows}
 
+    async def get_all_retry_timings(self) -> dict[str, tuple[int, int]]:
+        """destination -> (retry_last_ts, retry_interval), healthy ones too."""
+        rows = await self.db.execute(
+            "get_all_federation_retry_timings",
+            "SELECT destination, retry_last_ts, retry_interval FROM federation_destinations")
+        return {str(d): (int(ts or 0), int(i or 0)) for d, ts, i in rows}
+
     async def set_retry_timings(self, destination: str, last_ts: int, interval: int) -> None:
         """Record the backoff of ``destination`` (interval 0: healthy again)."""
         await self.db.execute(

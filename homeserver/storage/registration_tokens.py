@@ -1,6 +1,6 @@
 """Registration secrets: tokens for token-gated registration. (The nonces of
 Synapse's shared-secret admin registration live in memory, in
-synapse_compat/admin.py; the ``registration_nonces`` table is no longer used.)
+synapse_compat/admin/register.py; the ``registration_nonces`` table is no longer used.)
 
 A token may be limited in uses and in time. A use is ``pending`` from the moment
 a registration's UIA stage accepts the token until the account is created (then
@@ -48,6 +48,38 @@ class RegistrationTokenStore:
             "SELECT token, uses_allowed, pending, completed, expiry_time"
             " FROM registration_tokens WHERE token = ?", (token,))
         return RegistrationToken(*rows[0]) if rows else None
+
+    async def list_tokens(self, valid: bool | None, now_ms: int) -> list[RegistrationToken]:
+        """Every token, or only those with (``valid``) or without a use left."""
+        where = ""
+        if valid is True:
+            where = f" WHERE {_USABLE}"
+        elif valid is False:
+            where = f" WHERE NOT ({_USABLE})"
+        rows = await self.db.execute(
+            "list_registration_tokens",
+            "SELECT token, uses_allowed, pending, completed, expiry_time"
+            " FROM registration_tokens" + where + " ORDER BY token",
+            (now_ms,) if valid is not None else ())
+        return [RegistrationToken(*r) for r in rows]
+
+    async def update_token(self, token: str, changes: dict[str, int | None]) -> bool:
+        """Set ``uses_allowed`` and/or ``expiry_time``; False if no such token."""
+        columns = [c for c in ("uses_allowed", "expiry_time") if c in changes]
+        if not columns:
+            return await self.get_token(token) is not None
+        sets = ", ".join(f"{c} = ?" for c in columns)
+        rows = await self.db.execute(
+            "update_registration_token",
+            f"UPDATE registration_tokens SET {sets} WHERE token = ? RETURNING token",
+            [*(changes[c] for c in columns), token])
+        return bool(rows)
+
+    async def delete_token(self, token: str) -> bool:
+        rows = await self.db.execute(
+            "delete_registration_token",
+            "DELETE FROM registration_tokens WHERE token = ? RETURNING token", (token,))
+        return bool(rows)
 
     async def is_token_usable(self, token: str, now_ms: int) -> bool:
         rows = await self.db.execute(

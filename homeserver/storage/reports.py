@@ -11,6 +11,7 @@ deletes what it has dealt with.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from homeserver.storage.database import Database
 
@@ -34,6 +35,11 @@ class Report:
 
 _COLUMNS = ("id, kind, reporter, room_id, event_id, target_user_id, reason, score,"
             " received_ts")
+
+
+def _report(r: tuple[Any, ...]) -> Report:
+    return Report(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6],
+                  int(r[7]) if r[7] is not None else None, int(r[8]))
 
 
 class ReportStore:
@@ -67,8 +73,36 @@ class ReportStore:
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
         rows = await self.db.execute("list_reports", sql, params)
-        return [Report(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6],
-                       int(r[7]) if r[7] is not None else None, int(r[8])) for r in rows]
+        return [_report(r) for r in rows]
+
+    async def list_event_reports(self, *, start: int, limit: int, backwards: bool,
+                                 user_id: str | None = None, room_id: str | None = None,
+                                 ) -> tuple[list[Report], int]:
+        """The admin API's page of event reports (by ID, newest first when
+        ``backwards``) and how many match; ``user_id`` matches the reporter
+        as a substring, ``room_id`` exactly."""
+        where = " WHERE kind = 'event'"
+        params: list[object] = []
+        if user_id:
+            escaped = user_id.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            where += " AND reporter LIKE ? ESCAPE '!'"
+            params.append(f"%{escaped}%")
+        if room_id:
+            where += " AND room_id = ?"
+            params.append(room_id)
+        order = " ORDER BY id DESC" if backwards else " ORDER BY id ASC"
+        total = await self.db.execute("count_event_reports",
+                                      "SELECT COUNT(*) FROM reports" + where, params)
+        rows = await self.db.execute(
+            "list_event_reports", f"SELECT {_COLUMNS} FROM reports" + where + order
+            + " LIMIT ? OFFSET ?", [*params, limit, start])
+        return [_report(r) for r in rows], int(total[0][0])
+
+    async def get_report(self, report_id: int) -> Report | None:
+        rows = await self.db.execute("get_report",
+                                     f"SELECT {_COLUMNS} FROM reports WHERE id = ?",
+                                     (report_id,))
+        return _report(rows[0]) if rows else None
 
     async def delete_report(self, report_id: int) -> bool:
         """Forget a report an admin has dealt with; False if there was none."""

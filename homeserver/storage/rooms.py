@@ -89,6 +89,10 @@ class RoomStore:
         self._rooms[room_id] = info
         return info
 
+    def forget_room_info(self, room_id: str) -> None:
+        """The room was purged: its NID must not be served from memory."""
+        self._rooms.pop(room_id, None)
+
     @staticmethod
     def get_current_snapshot_txn(txn: Txn, room_nid: int) -> int | None:
         value = txn.select_value("SELECT current_snapshot_nid FROM rooms WHERE room_nid = ?",

@@ -145,6 +145,16 @@ class UserStore:
         await self.db.execute("set_admin", "UPDATE users SET admin = ? WHERE user_id = ?",
                               (int(admin), user_id))
 
+    async def set_user_type(self, user_id: str, user_type: str | None) -> None:
+        await self.db.execute("set_user_type", "UPDATE users SET user_type = ? WHERE user_id = ?",
+                              (user_type, user_id))
+
+    async def reactivate(self, user_id: str) -> None:
+        """Undo a deactivation (an admin's call): the account may log in again once
+        it has a password; an erasure stays."""
+        await self.db.execute("reactivate_user",
+                              "UPDATE users SET deactivated = 0 WHERE user_id = ?", (user_id,))
+
     async def count_users(self) -> int:
         rows = await self.db.execute("count_users", "SELECT COUNT(*) FROM users")
         return int(rows[0][0])

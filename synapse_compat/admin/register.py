@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from homeserver.accounts.passwords import hash_password
 from homeserver.accounts.registration import LoginRequest, NewAccount
 from homeserver.accounts.sessions import check_password_policy
+from homeserver.admin.audit import log_admin_action
 from homeserver.errors import Codes, MatrixError, bad_json, forbidden
 from homeserver.http.parse import get_bool, get_str
 from homeserver.http.ratelimit import Ratelimiter
@@ -163,6 +164,8 @@ async def post_register(reg: SharedSecretRegistration, req: HttpRequest) -> tupl
     login = None if inhibit_login else LoginRequest(None, None, False)
     registered = await reg.registrations.create_account(
         NewAccount(localpart, password_hash, bool(admin), user_type, displayname), login)
+    log_admin_action("shared-secret", "register_user", registered.user_id,
+                     admin_flag=bool(admin), user_type=user_type)
     return 200, registered.to_client(config.server_name)
 
 
@@ -172,6 +175,6 @@ ENDPOINTS = (
 )
 
 
-def register_admin_routes(hs: "HomeServer", router: Router) -> None:
+def register_routes(hs: "HomeServer", router: Router) -> None:
     router.add_endpoints(SharedSecretRegistration(hs.config, hs.registrations, hs.clock),
                          ENDPOINTS)

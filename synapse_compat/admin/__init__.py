@@ -1,0 +1,35 @@
+"""Synapse's admin API (``/_synapse/admin/...``), one module per area.
+
+Every route but the shared-secret registration (``register.py``, which
+carries its own HMAC) is ``AUTH_ADMIN``: the router answers 401 without a
+token and 403 M_FORBIDDEN to anyone who is not a server admin before an
+endpoint runs. The use cases are in ``homeserver/admin/``; each change an
+admin makes is logged on ``homeserver.admin.audit``. docs/admin.md lists the
+endpoints served.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from homeserver.admin.moderation import Destinations, EventReports, RegistrationTokens
+from homeserver.http.router import Router
+from synapse_compat.admin import moderation, register, rooms, server, users
+from synapse_compat.admin.register import RegistrationNonces, registration_mac
+
+if TYPE_CHECKING:
+    from homeserver.server import HomeServer
+
+__all__ = ["RegistrationNonces", "register_admin_routes", "registration_mac"]
+
+
+def register_admin_routes(hs: "HomeServer", router: Router) -> None:
+    register.register_routes(hs, router)
+    router.add_endpoints(None, server.ENDPOINTS)
+    router.add_endpoints(users.UsersApi(hs.admin_users), users.ENDPOINTS)
+    router.add_endpoints(rooms.RoomsApi(hs.ctx, hs.admin_rooms, hs.room_deleter,
+                                        hs.history_purger),
+                         rooms.ENDPOINTS)
+    router.add_endpoints(moderation.ModerationApi(
+        EventReports(hs.ctx, hs.stores), RegistrationTokens(hs.ctx, hs.stores),
+        Destinations(hs.stores, hs.federation_sender)), moderation.ENDPOINTS)
