@@ -116,3 +116,24 @@ class HttpRequest:
     def header(self, name: str) -> str | None:
         value = self.raw.getHeader(name.encode("ascii"))
         return value.decode("utf-8", "replace") if value is not None else None
+
+
+async def until_done_or_gone(req: "HttpRequest", d: Any) -> tuple[int, Any]:
+    """Await a long-poll's deferred ``d``; cancel it if the client goes away
+    (then 200 with an empty body: nothing is written to a closed connection)."""
+    from twisted.internet import defer
+
+    gone_away: list[bool] = []
+
+    def gone(_: Any) -> None:
+        gone_away.append(True)
+        d.cancel()
+
+    req.raw.notifyFinish().addErrback(gone)
+    try:
+        body = await d
+    except (defer.CancelledError, defer.FirstError):
+        if not gone_away:
+            raise
+        return 200, {}
+    return 200, body

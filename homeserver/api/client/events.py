@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from homeserver.errors import MatrixError, invalid_param, not_found
 from homeserver.http.parse import query_int, query_str
-from homeserver.http.request import HttpRequest
+from homeserver.http.request import HttpRequest, until_done_or_gone
 from homeserver.http.router import Endpoint, Router
 from homeserver.sync.event_stream import (
     DEFAULT_LIMIT,
@@ -68,21 +67,7 @@ async def get_events(api: EventsApi, req: HttpRequest) -> tuple[int, Any]:
         room_id=query_str(req.args, "room_id", None),
     )
     d = defer.ensureDeferred(api.stream.get_events(req.requester, params))
-    gone_away: list[bool] = []
-
-    def gone(_: Failure) -> None:
-        gone_away.append(True)
-        d.cancel()
-
-    req.raw.notifyFinish().addErrback(gone)
-    try:
-        body = await d
-    except defer.CancelledError:
-        if not gone_away:
-            raise
-        # the client went away; nothing is written to a closed connection
-        return 200, {}
-    return 200, body
+    return await until_done_or_gone(req, d)
 
 
 async def get_event(api: EventsApi, req: HttpRequest) -> tuple[int, Any]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from homeserver.api.client.sync import parse_timeout
 from homeserver.http.parse import query_str
-from homeserver.http.request import HttpRequest
+from homeserver.http.request import HttpRequest, until_done_or_gone
 from homeserver.http.router import Endpoint, Router
 from homeserver.sync.sliding_request import parse_request
 
@@ -35,20 +34,7 @@ async def post_sliding_sync(handler: "SlidingSyncHandler",
         parse_timeout(timeout_text) if timeout_text is not None else None)
     assert req.requester is not None
     d = defer.ensureDeferred(handler.handle(req.requester, request))
-    gone_away: list[bool] = []
-
-    def gone(_: Failure) -> None:
-        gone_away.append(True)
-        d.cancel()
-
-    req.raw.notifyFinish().addErrback(gone)
-    try:
-        body = await d
-    except (defer.CancelledError, defer.FirstError):
-        if not gone_away:
-            raise
-        return 200, {}
-    return 200, body
+    return await until_done_or_gone(req, d)
 
 
 ENDPOINTS = (

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from homeserver.errors import invalid_param
 from homeserver.http.parse import query_str
-from homeserver.http.request import HttpRequest
+from homeserver.http.request import HttpRequest, until_done_or_gone
 from homeserver.http.router import Endpoint, Router
 from homeserver.sync.handler import SyncParams
 
@@ -71,21 +70,7 @@ async def get_sync(ctx: SyncEndpoints, req: HttpRequest) -> tuple[int, Any]:
     assert req.requester is not None
     d = defer.ensureDeferred(ctx.handler.sync(req.requester, params))
 
-    gone_away: list[bool] = []
-
-    def gone(_: Failure) -> None:
-        gone_away.append(True)
-        d.cancel()
-
-    req.raw.notifyFinish().addErrback(gone)
-    try:
-        body = await d
-    except (defer.CancelledError, defer.FirstError):
-        if not gone_away:
-            raise
-        # the client went away; nothing is written to a closed connection
-        return 200, {}
-    return 200, body
+    return await until_done_or_gone(req, d)
 
 
 ENDPOINTS = (
