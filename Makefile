@@ -44,9 +44,12 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 	else echo "npm not found: tests/appservice/test_node_appservice.py will be skipped"; fi
 
 # PYTEST_ARGS="-k profile -x" narrows a run; the suite runs on both engines either way.
+# PYTEST_WORKERS processes share the tests file by file (pytest-xdist), so a
+# file's module-scoped set-up (a real Synapse, an S3 server) is made once.
+PYTEST_WORKERS ?= 2
 test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed
 	HS_SYNAPSE_PYTHON=$(SYNAPSE_VENV)/bin/python \
-		$(BIN)/python scripts/with_postgres.py $(BIN)/pytest $(PYTEST_ARGS)
+		$(BIN)/python scripts/with_postgres.py $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # SyTest, the Matrix project's integration suite, as a ratchet against the
 # checked-in list of tests still expected to fail (conformance/README.md).
