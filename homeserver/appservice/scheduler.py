@@ -35,6 +35,7 @@ from twisted.internet import defer
 
 from homeserver.appservice.client import AppServiceError
 from homeserver.rooms.client_format import client_event
+from homeserver.worker_loop import WorkerLoop
 
 if TYPE_CHECKING:
     from homeserver.appservice.client import AppServiceClient
@@ -123,22 +124,24 @@ class AppServiceScheduler:
                 q.wake()
 
 
-class ServiceQueue:
+class ServiceQueue(WorkerLoop):
     """One service's transactions, one at a time, in stream order."""
 
     def __init__(self, scheduler: AppServiceScheduler, service: "ApplicationService") -> None:
+        super().__init__(scheduler.ctx)
         self.scheduler = scheduler
         self.service = service
         self.position = 0
         # stored transactions not yet acknowledged (None: read them first)
         self._pending: list["PendingTxn"] | None = None
-        self._loop: defer.Deferred[Any] | None = None
-        self._again = False
-        self._timer: Any = None
-        self._backoff_s = 0.0
-        self._stopped = False
         # ephemeral data of interest, not yet in a transaction
         self.ephemeral: list[dict[str, Any]] = []
+
+    def describe(self) -> str:
+        return f"application service {self.service.id}: queue"
+
+    def backoff_limits(self) -> tuple[float, float]:
+        return (self.scheduler.initial_backoff_s, self.scheduler.max_backoff_s)
 
     async def add_ephemeral(self, room_id: str, edu: dict[str, Any]) -> None:
         if await self.scheduler.interest.cached_room_of_interest(self.service, room_id):
@@ -146,43 +149,7 @@ class ServiceQueue:
                 self.ephemeral.append(edu)
             self.wake()
 
-    def wake(self) -> None:
-        if self._stopped or self._timer is not None:
-            return
-        if self._loop is not None:
-            self._again = True
-            return
-        self._loop = self.scheduler.ctx.run_in_background(self._run())
-
-    def stop(self) -> "defer.Deferred[Any] | None":
-        self._stopped = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        loop = self._loop
-        if loop is not None:
-            loop.cancel()
-        return loop
-
-    def _retry(self) -> None:
-        self._timer = None
-        self.wake()
-
-    async def _run(self) -> None:
-        try:
-            again = True
-            while again and not self._stopped and self._timer is None:
-                self._again = False
-                again = await self._process() or self._again
-        except defer.CancelledError:
-            pass
-        except Exception:
-            logger.exception("application service %s: queue failed", self.service.id)
-            self._back_off()
-        finally:
-            self._loop = None
-
-    async def _process(self) -> bool:
+    async def process(self) -> bool:
         """Send what is owed. True: there may be more to read."""
         sched = self.scheduler
         store = sched.stores.appservice
@@ -223,20 +190,12 @@ class ServiceQueue:
             await sched.client.push_transaction(self.service, pending.txn_id, body,
                                                 pending.ephemeral)
         except AppServiceError as e:
-            if self._stopped:
+            if self.stopped:
                 return False
             logger.info("application service %s: transaction %d failed: %s",
                         self.service.id, pending.txn_id, e)
-            self._back_off()
+            self.back_off()
             return False
         await sched.stores.appservice.complete_txn(self.service.id, pending.txn_id)
-        self._backoff_s = 0.0
+        self.succeeded()
         return True
-
-    def _back_off(self) -> None:
-        if self._stopped:
-            return
-        sched = self.scheduler
-        self._backoff_s = min(sched.max_backoff_s,
-                              self._backoff_s * 2 or sched.initial_backoff_s)
-        self._timer = sched.ctx.clock.callLater(self._backoff_s, self._retry)

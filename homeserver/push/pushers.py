@@ -78,6 +78,7 @@ from twisted.web.http_headers import Headers
 
 from homeserver.http.outbound import IPFilter, guarded_agent, https_policy
 from homeserver.storage.pushers import PushAction, Pusher, RoomContext
+from homeserver.worker_loop import WorkerLoop
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
@@ -232,21 +233,19 @@ class PusherPool:
             self._loop = None
 
 
-class HttpPusher:
+class HttpPusher(WorkerLoop):
     """One pusher: its notifications, in order, to its push gateway."""
 
+    # an unexpected error ends the round; the next notification tries again
+    backoff_on_error = False
+
     def __init__(self, pool: PusherPool, pusher: Pusher) -> None:
+        super().__init__(pool.ctx)
         self.pool = pool
-        self.ctx = pool.ctx
         self.stores = pool.stores
         self.pusher = pusher
         self._position = pusher.last_stream_ordering
         self._failing_since = pusher.failing_since_ts
-        self._backoff_s = 0.0
-        self._timer: Any = None
-        self._loop: defer.Deferred[Any] | None = None
-        self._again = False
-        self._stopped = False
         # the unread count the gateway last heard (None: not yet, this run)
         self._badge_sent: int | None = None
         self._badge_loop: defer.Deferred[Any] | None = None
@@ -303,50 +302,21 @@ class HttpPusher:
         else:
             logger.info("pusher: push gateway answered %d to a badge update", resp.code)
 
-    def wake(self) -> None:
-        """There may be something new: start the loop, or have the running
-        one look again when done. While backing off, the timer decides."""
-        if self._stopped or self._timer is not None:
-            return
-        if self._loop is not None:
-            self._again = True
-            return
-        self._loop = self.ctx.run_in_background(self._run())
-
     def catch_up_to(self, position: int) -> None:
         self._position = max(self._position, position)
 
+    def describe(self) -> str:
+        return f"pusher {self.pusher.user_id}/{self.pusher.app_id}"
+
+    def backoff_limits(self) -> tuple[float, float]:
+        return (self.pool.initial_backoff_s, self.pool.max_backoff_s)
+
     def stop(self) -> "defer.Deferred[Any] | None":
-        self._stopped = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
         if self._badge_loop is not None:
             self._badge_loop.cancel()
-        loop = self._loop
-        if loop is not None:
-            loop.cancel()
-        return loop
+        return super().stop()
 
-    def _retry(self) -> None:
-        self._timer = None
-        self.wake()
-
-    async def _run(self) -> None:
-        try:
-            again = True
-            # a backoff timer (set by _process) decides when to look again
-            while again and not self._stopped and self._timer is None:
-                self._again = False
-                again = await self._process() or self._again
-        except defer.CancelledError:
-            pass
-        except Exception:
-            logger.exception("pusher %s/%s: failed", self.pusher.user_id, self.pusher.app_id)
-        finally:
-            self._loop = None
-
-    async def _process(self) -> bool:
+    async def process(self) -> bool:
         """Send what is owed. True: a full batch went, look for more."""
         store = self.stores.pushers
         upto = self.pool.tracker.persisted_upto
@@ -377,17 +347,15 @@ class HttpPusher:
                 if now - self._failing_since < self.pool.give_up_after_ms:
                     await store.set_progress(*self.pusher.key, self._position,
                                              self._failing_since)
-                    self._backoff_s = min(self.pool.max_backoff_s,
-                                          self._backoff_s * 2 or self.pool.initial_backoff_s)
+                    wait_s = self.back_off()
                     logger.info("pusher %s/%s: push failed, retrying in %.1fs",
-                                self.pusher.user_id, self.pusher.app_id, self._backoff_s)
-                    self._timer = self.ctx.clock.callLater(self._backoff_s, self._retry)
+                                self.pusher.user_id, self.pusher.app_id, wait_s)
                     return False
                 logger.warning("pusher %s/%s: giving up on %s after failing since %d",
                                self.pusher.user_id, self.pusher.app_id, action.event_id,
                                self._failing_since)
             self._failing_since = None
-            self._backoff_s = 0.0
+            self.succeeded()
             self._position = action.stream_ordering
             await store.set_progress(*self.pusher.key, self._position, None)
         if len(actions) < BATCH:
