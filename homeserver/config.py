@@ -116,6 +116,11 @@ SCHEMA: dict[str, Key] = {
     "server_name": Key("str", required=True, nullable=False),
     "public_baseurl": Key("str"),
     "serve_client_wellknown": Key("bool", True),
+    # /.well-known/matrix/server naming <server_name>:443 (Synapse's key), so
+    # other servers reach federation through the client listener's port 443
+    "serve_server_wellknown": Key("bool", False),
+    # more keys for /.well-known/matrix/client (m.homeserver stays ours)
+    "extra_well_known_client_content": Key("map", default={}),
     "listeners": Key("list", item=_LISTENER,
                      default=[{"port": 8008, "bind_addresses": ["127.0.0.1"]}]),
     "database": _DATABASE,
@@ -468,6 +473,9 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
         raise ConfigError(str(e)) from None
     raw = _check_map(SCHEMA, data, "")
     server_name = raw["server_name"]
+    if "m.homeserver" in raw["extra_well_known_client_content"]:
+        raise ConfigError("extra_well_known_client_content: m.homeserver is set from "
+                          "public_baseurl and cannot be overridden")
     if not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:\d{1,5})?", server_name):
         raise ConfigError(f"server_name: not a valid server name: {server_name!r}")
     if raw["enable_registration"] and not (

@@ -93,7 +93,7 @@ REFUSED: dict[str, Refusal] = {
 # serve, workers, tracing), secrets our design does not use (macaroons, forms).
 IGNORED: frozenset[str] = frozenset({
     "daemonize", "print_pidfile", "user_agent_suffix", "use_frozen_dicts",
-    "web_client_location", "serve_server_wellknown", "extra_well_known_client_content",
+    "web_client_location",
     "soft_file_limit", "allow_public_rooms_without_auth", "gc_thresholds", "gc_min_interval",
     "filter_timeline_limit", "enable_search", "manhole", "manhole_settings", "http_proxy",
     "https_proxy", "no_proxy_hosts", "dummy_events_threshold", "delete_stale_devices_after",

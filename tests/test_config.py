@@ -231,3 +231,8 @@ def test_run_with_a_broken_signing_key_exits_1_with_one_line(tmp_path: Path) -> 
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "not a signing key file" in result.stderr
+
+
+def test_extra_well_known_cannot_replace_the_homeserver_url() -> None:
+    data = minimal(extra_well_known_client_content={"m.homeserver": {"base_url": "https://x/"}})
+    assert "m.homeserver" in config_error(data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest_twisted
 
 from tests.harness import TestServer
@@ -55,3 +57,29 @@ async def test_unknown_path_is_404_unrecognized(server: TestServer) -> None:
 async def test_wrong_method_is_405_unrecognized(server: TestServer) -> None:
     resp = await server.client().post("/_matrix/client/versions", {})
     assert (resp.code, resp.body["errcode"]) == (405, "M_UNRECOGNIZED")
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_wellknown_is_off_unless_configured(server: TestServer) -> None:
+    resp = await server.client().get("/.well-known/matrix/server")
+    assert resp.code == 404
+    assert resp.body["errcode"] == "M_NOT_FOUND"
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_wellknown_sends_federation_to_port_443(make_server: Any) -> None:
+    srv = await make_server(serve_server_wellknown=True)
+    resp = await srv.client().get("/.well-known/matrix/server")
+    assert resp.code == 200
+    assert resp.body == {"m.server": f"{srv.hs.config.server_name}:443"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_wellknown_carries_extra_content(make_server: Any) -> None:
+    extra = {"org.matrix.msc4143.rtc_foci": [{"type": "livekit",
+                                              "livekit_service_url": "https://rtc.example"}]}
+    srv = await make_server(extra_well_known_client_content=extra)
+    resp = await srv.client().get("/.well-known/matrix/client")
+    assert resp.code == 200
+    assert resp.body["org.matrix.msc4143.rtc_foci"] == extra["org.matrix.msc4143.rtc_foci"]
+    assert resp.body["m.homeserver"] == {"base_url": "http://127.0.0.1/"}

@@ -34,7 +34,19 @@ async def get_wellknown(config: "Config", req: HttpRequest) -> tuple[int, Any]:
     """GET /.well-known/matrix/client"""
     if not config.serve_client_wellknown:
         raise not_found("No .well-known configured")
-    return 200, {"m.homeserver": {"base_url": config.public_baseurl}}
+    body = dict(config.extra_well_known_client_content)
+    body["m.homeserver"] = {"base_url": config.public_baseurl}
+    return 200, body
+
+
+async def get_server_wellknown(config: "Config", req: HttpRequest) -> tuple[int, Any]:
+    """GET /.well-known/matrix/server"""
+    if not config.serve_server_wellknown:
+        raise not_found("No .well-known configured")
+    name = config.server_name
+    # a name without an explicit port is reached on 443 here, not 8448
+    has_port = ":" in name and not name.endswith("]")
+    return 200, {"m.server": name if has_port else f"{name}:443"}
 
 
 async def get_capabilities(config: "Config", req: HttpRequest) -> tuple[int, Any]:
@@ -56,6 +68,7 @@ async def get_capabilities(config: "Config", req: HttpRequest) -> tuple[int, Any
 ENDPOINTS = (
     Endpoint("GET", "/_matrix/client/versions", get_versions, auth=AUTH_NONE),
     Endpoint("GET", "/.well-known/matrix/client", get_wellknown, auth=AUTH_NONE),
+    Endpoint("GET", "/.well-known/matrix/server", get_server_wellknown, auth=AUTH_NONE),
     Endpoint("GET", f"{CLIENT_V3}/capabilities", get_capabilities, auth=AUTH_REQUIRED,
              allow_guest=True),
 )
