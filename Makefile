@@ -56,7 +56,7 @@ test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed
 CONFORMANCE ?= $(firstword $(wildcard ../shared/conformance /work/shared/conformance))
 SYTEST_OUT ?= /tmp/sytest/homeserver.tap
 SYTEST_RUN = $(CONFORMANCE)/sytest-plugin/run-sytest.sh --install-deps --homeserver-cmd $(BIN)/homeserver \
-	--impl-name dendrite --blacklist $(CONFORMANCE)/synapse-blacklist.txt
+	--impl-name synapse --blacklist $(CONFORMANCE)/synapse-blacklist.txt
 sytest: $(VENV)/.installed
 	@test -n "$(CONFORMANCE)" || { echo "no conformance kit: set CONFORMANCE=path/to/conformance"; exit 2; }
 	rm -f $(SYTEST_OUT) $(SYTEST_OUT).retry

@@ -381,6 +381,45 @@ class HierarchyHandler:
             return checked
         return None
 
+    # -- the room summary (MSC3266, Matrix 1.15) ------------------------------
+
+    async def room_summary(self, user_id: str | None, room_id: str,
+                           via: list[str]) -> dict[str, Any]:
+        """GET /_matrix/client/v1/room_summary/{roomIdOrAlias}: what a client
+        shows of a room before joining it. A room we are in is summarised from
+        our state; another is asked of the ``via`` servers (their /hierarchy
+        answer's ``room``). Who may see it is the hierarchy's rule; without a
+        token (``user_id`` None) only rooms anyone could join or read. A room
+        nobody may show the requester is 404, as an unknown one."""
+        membership: str | None = None
+        info = await self.stores.rooms.get_room(room_id)
+        if user_id is not None and info is not None:
+            found = await self.stores.rooms.get_membership(user_id, info.room_nid)
+            membership = found.membership if found is not None else None
+        room = await self._local_room(room_id)
+        if room is not None and await self._host_joined(room_id):
+            if user_id is not None:
+                visible = await self._user_may_see(room, user_id)
+            else:
+                visible = room.join_rule in OPEN_JOIN_RULES or room.world_readable
+            if not visible:
+                raise not_found("Room not found or is not accessible")
+            entry = await self._summary(room)
+        else:
+            answer = await self._ask_remote(room_id, via, False)
+            if answer is None:
+                raise not_found("Room not found or is not accessible")
+            entry = dict(answer["room"])
+            entry.pop("children_state", None)
+            joined = set(await self.stores.rooms.get_rooms_for_user(user_id)) \
+                if user_id is not None else set()
+            if not remote_is_accessible(entry, joined, membership):
+                raise not_found("Room not found or is not accessible")
+        body = client_entry(entry)
+        if user_id is not None:
+            body["membership"] = membership or "leave"
+        return body
+
     # -- the client side ------------------------------------------------------
 
     async def get_hierarchy(self, user_id: str, room_id: str, *, suggested_only: bool,

@@ -136,3 +136,30 @@ def test_children_are_ordered_as_the_spec_says() -> None:
     ordered = [c["state_key"] for c in children_of(events, False)]
     assert ordered == ["!b", "!g", "!c", "!e", "!f", "!a", "!d"]
     assert [c["state_key"] for c in children_of(events, True)] == ["!g"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_summary_of_a_room_on_another_server(federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    here = server_name(a)
+    public = await create_room(alice, name="Lobby", topic="Say hello",
+                               room_alias_name="lobby")
+    secret = await create_room(alice, name="Secret", preset="private_chat")
+
+    by_alias = await bob.get(f"{V1}/room_summary/{q('#lobby:' + here)}")
+    assert by_alias.code == 200, by_alias.body
+    assert by_alias.body["room_id"] == public
+    assert by_alias.body["name"] == "Lobby"
+    assert by_alias.body["topic"] == "Say hello"
+    assert by_alias.body["num_joined_members"] == 1
+    assert by_alias.body["membership"] == "leave"
+    assert "children_state" not in by_alias.body
+
+    hidden = await bob.get(f"{V1}/room_summary/{q(secret)}", params={"via": here})
+    assert hidden.code == 404
+    # a room we know nothing of, with no server to ask
+    nowhere = await bob.get(f"{V1}/room_summary/{q('!elsewhere:' + here)}")
+    assert nowhere.code == 404

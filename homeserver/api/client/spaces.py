@@ -2,6 +2,9 @@
 
 - GET /_matrix/client/v1/rooms/{roomId}/hierarchy: the walk of a space's
   children (``rooms/hierarchy.py`` holds the design).
+- GET /_matrix/client/v1/room_summary/{roomIdOrAlias} (Matrix 1.15, MSC3266;
+  also at its unstable ``im.nheko.summary`` paths): what a client shows of a
+  room before joining; with or without an access token.
 - GET /_matrix/client/v1/mutual_rooms?user_id= (Matrix 1.19; MSC2666's
   unstable and earlier ``/user/mutual_rooms`` paths answer the same): the
   rooms both the requester and ``user_id`` are joined to, by room ID, in
@@ -24,14 +27,16 @@ from homeserver.accounts.identifiers import is_valid_room_id, parse_user_id
 from homeserver.errors import invalid_param
 from homeserver.http.parse import query_int, query_str
 from homeserver.http.request import HttpRequest
-from homeserver.http.router import Endpoint, Router
+from homeserver.http.router import AUTH_OPTIONAL, Endpoint, Router
 from homeserver.rooms.hierarchy import HierarchyHandler
 
 if TYPE_CHECKING:
+    from homeserver.rooms.directory import RoomDirectory
     from homeserver.server import HomeServer
     from homeserver.storage.rooms import RoomStore
 
 CLIENT_V1 = "/_matrix/client/v1"
+MSC3266 = "/_matrix/client/unstable/im.nheko.summary"
 MSC2666 = "/_matrix/client/unstable/uk.half-shot.msc2666"
 MUTUAL_ROOMS_BATCH = 100
 
@@ -71,6 +76,8 @@ class Spaces:
 
     hierarchy: HierarchyHandler
     rooms: "RoomStore"
+    # a {roomIdOrAlias} that is an alias
+    directory: "RoomDirectory"
 
 
 async def get_hierarchy(spaces: Spaces, req: HttpRequest) -> tuple[int, Any]:
@@ -87,6 +94,27 @@ async def get_hierarchy(spaces: Spaces, req: HttpRequest) -> tuple[int, Any]:
     body = await spaces.hierarchy.get_hierarchy(
         req.user_id, room_id, suggested_only=query_flag(req, "suggested_only"),
         max_depth=max_depth, limit=limit, from_token=query_str(req.args, "from", None))
+    return 200, body
+
+
+async def get_room_summary(spaces: Spaces, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v1/room_summary/{roomIdOrAlias}"""
+    target = req.params["roomIdOrAlias"]
+    via = [v.decode("utf-8", "replace") for v in req.args.get(b"via", [])]
+    if target.startswith("#"):
+        found = await spaces.directory.lookup_alias(target)
+        room_id, via = found.room_id, [*via, *found.servers]
+    elif is_valid_room_id(target):
+        room_id = target
+    else:
+        raise invalid_param(f"{target!r} is not a room ID or alias")
+    user_id = req.requester.user_id if req.requester is not None else None
+    body = await spaces.hierarchy.room_summary(user_id, room_id, via)
+    if req.raw.path.startswith(MSC3266.encode()):
+        # the names the unstable prefix used before the spec settled them
+        for key in ("room_version", "encryption"):
+            if key in body:
+                body[f"im.nheko.summary.{key}"] = body[key]
     return 200, body
 
 
@@ -111,6 +139,12 @@ async def get_mutual_rooms(spaces: Spaces, req: HttpRequest) -> tuple[int, Any]:
 
 ENDPOINTS = (
     Endpoint("GET", f"{CLIENT_V1}/rooms/{{roomId}}/hierarchy", get_hierarchy),
+    Endpoint("GET", f"{CLIENT_V1}/room_summary/{{roomIdOrAlias}}", get_room_summary,
+             auth=AUTH_OPTIONAL),
+    Endpoint("GET", f"{MSC3266}/rooms/{{roomIdOrAlias}}/summary", get_room_summary,
+             auth=AUTH_OPTIONAL),
+    Endpoint("GET", f"{MSC3266}/summary/{{roomIdOrAlias}}", get_room_summary,
+             auth=AUTH_OPTIONAL),
     Endpoint("GET", f"{CLIENT_V1}/mutual_rooms", get_mutual_rooms),
     Endpoint("GET", f"{CLIENT_V1}/user/mutual_rooms", get_mutual_rooms),
     Endpoint("GET", f"{MSC2666}/user/mutual_rooms", get_mutual_rooms),
@@ -118,4 +152,4 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    router.add_endpoints(Spaces(hs.hierarchy, hs.stores.rooms), ENDPOINTS)
+    router.add_endpoints(Spaces(hs.hierarchy, hs.stores.rooms, hs.room_directory), ENDPOINTS)

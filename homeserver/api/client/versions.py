@@ -26,6 +26,8 @@ async def get_versions(config: "Config", req: HttpRequest) -> tuple[int, Any]:
     """GET /_matrix/client/versions"""
     return 200, {"versions": SUPPORTED_VERSIONS, "unstable_features": {
         "uk.half-shot.msc2666.query_mutual_rooms": True,
+        # room summaries before joining (MSC3266), at the unstable paths too
+        "im.nheko.summary": True,
         # simplified sliding sync (MSC4186), the flag Element X looks for
         "org.matrix.simplified_msc3575": True}}
 
