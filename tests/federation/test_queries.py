@@ -123,6 +123,25 @@ async def test_user_reads_profile_of_a_user_on_another_server(federation: Any) -
 
 
 @pytest_twisted.ensureDeferred
+async def test_extended_profile_fields_are_read_across_servers(federation: Any) -> None:
+    a = await federation()
+    b = await federation()
+    alice = await a.register("alice")
+    bob = await b.register("bob")
+    await bob.put(f"{V3}/profile/{bob.user_id}/m.tz", {"m.tz": "Europe/Paris"})
+    await bob.put(f"{V3}/profile/{bob.user_id}/org.example.pronouns",
+                  {"org.example.pronouns": {"en": "they/them"}})
+
+    whole = await alice.get(f"{V3}/profile/{bob.user_id}")
+    tz = await alice.get(f"{V3}/profile/{bob.user_id}/m.tz")
+
+    assert whole.code == 200, whole.body
+    assert whole.body["m.tz"] == "Europe/Paris"
+    assert whole.body["org.example.pronouns"] == {"en": "they/them"}
+    assert (tz.code, tz.body) == (200, {"m.tz": "Europe/Paris"})
+
+
+@pytest_twisted.ensureDeferred
 async def test_profile_lookup_can_be_refused_by_the_other_server(federation: Any) -> None:
     a = await federation()
     b = await federation(allow_profile_lookup_over_federation=False)

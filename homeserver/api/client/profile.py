@@ -1,4 +1,4 @@
-"""Profiles: a user's display name and avatar URL.
+"""Profiles: a user's display name, avatar URL and extended fields.
 
 Anyone may read a local user's profile without logging in (as Synapse does
 unless told otherwise); only the user, or a server admin, may change it.
@@ -10,10 +10,19 @@ their server's 404 is ours, an unreachable server is 502.
 A deactivated account's profile reads as empty, as on Synapse (which wipes
 it at deactivation): the whole profile is 404, a single field is absent.
 An empty string clears a field.
+
+Extended profiles (Matrix 1.16, MSC4133; also at the unstable
+``uk.tcpip.msc4133`` prefix): ``GET/PUT/DELETE /profile/{userId}/{keyName}``
+for ``m.tz`` and any namespaced key (``com.example.pronouns``), any JSON
+value but null, keys up to 255 bytes, the whole profile under 64 KiB
+(``M_KEY_TOO_LARGE`` / ``M_PROFILE_TOO_LARGE``). Extended fields are read
+with the whole profile, here and over federation; only the display name and
+avatar go out in member events.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import parse_user_id
@@ -21,7 +30,7 @@ from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_
 from homeserver.federation.edus import query_remote
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, Endpoint, Router
-from homeserver.storage.profiles import Profile
+from homeserver.storage.profiles import Profile, ProfileTooLarge
 
 if TYPE_CHECKING:
     from homeserver.appservice.handler import AppServiceHandler
@@ -32,10 +41,25 @@ if TYPE_CHECKING:
     from homeserver.storage import Stores
 
 CLIENT_V3 = "/_matrix/client/v3"
+MSC4133 = "/_matrix/client/unstable/uk.tcpip.msc4133"
 
 # Synapse's limits.
 MAX_DISPLAYNAME_LEN = 256
 MAX_AVATAR_URL_LEN = 1000
+# the spec's bound on a profile key, in bytes
+MAX_KEY_BYTES = 255
+CLASSIC_FIELDS = ("displayname", "avatar_url")
+# the spec's keyName grammar: the classic fields, m.tz, or a namespaced key
+# (fixed pattern, linear: segments are separated by dots)
+_KEY_NAME = re.compile(r"avatar_url|displayname|m\.tz|[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+")
+
+
+def check_key_name(key: str) -> None:
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise MatrixError(400, Codes.KEY_TOO_LARGE,
+                          f"Profile keys are at most {MAX_KEY_BYTES} bytes")
+    if _KEY_NAME.fullmatch(key) is None:
+        raise invalid_param(f"Invalid profile key {key!r}")
 
 
 # How long a remote profile is reused, and how many are kept.
@@ -63,12 +87,24 @@ def parse_field(body: dict[str, Any], field: str) -> str | None:
     return value or None
 
 
-def profile_fields(profile: Profile) -> dict[str, str]:
+def profile_fields(profile: Profile) -> dict[str, Any]:
     """What a reader sees: set fields only, nothing of a deactivated account."""
     if profile.deactivated:
         return {}
-    fields = {"displayname": profile.displayname, "avatar_url": profile.avatar_url}
-    return {k: v for k, v in fields.items() if v is not None}
+    return profile.all_fields()
+
+
+def remote_fields(answer: dict[str, Any]) -> dict[str, Any]:
+    """The well-formed fields of another server's profile answer."""
+    out: dict[str, Any] = {}
+    for key, value in answer.items():
+        if not isinstance(key, str) or value is None or _KEY_NAME.fullmatch(key) is None:
+            continue
+        if key in CLASSIC_FIELDS or key == "m.tz":
+            if not isinstance(value, str) or len(value) > MAX_AVATAR_URL_LEN:
+                continue
+        out[key] = value
+    return out
 
 
 def check_user_id(user_id: str) -> None:
@@ -90,11 +126,11 @@ class Profiles:
         # remote users' profiles are asked of their servers
         self.federation_client = federation_client
         # user ID -> (expiry, fields) of remote profiles, oldest first
-        self.remote_cache: dict[str, tuple[int, dict[str, str]]] = {}
+        self.remote_cache: dict[str, tuple[int, dict[str, Any]]] = {}
         # unknown users of application services' namespaces are asked of them
         self.app_services: "AppServiceHandler | None" = None
 
-    async def read_remote_profile(self, user_id: str) -> dict[str, str]:
+    async def read_remote_profile(self, user_id: str) -> dict[str, Any]:
         now = self.ctx.now_ms()
         cached = self.remote_cache.get(user_id)
         if cached is not None and cached[0] > now:
@@ -103,16 +139,14 @@ class Profiles:
         answer = await query_remote(self.federation_client, server,
                                     "/_matrix/federation/v1/query/profile", {"user_id": user_id})
         # only well-formed fields of what the other server says reach the client
-        fields = {k: v for k, v in answer.items()
-                  if k in ("displayname", "avatar_url") and isinstance(v, str)
-                  and len(v) <= MAX_AVATAR_URL_LEN}
+        fields = remote_fields(answer)
         self.remote_cache.pop(user_id, None)
         if len(self.remote_cache) >= REMOTE_PROFILE_CACHE_SIZE:
             del self.remote_cache[next(iter(self.remote_cache))]
         self.remote_cache[user_id] = (now + REMOTE_PROFILE_TTL_MS, fields)
         return fields
 
-    async def read_profile(self, user_id: str) -> dict[str, str]:
+    async def read_profile(self, user_id: str) -> dict[str, Any]:
         check_user_id(user_id)
         if not self.ctx.is_mine(user_id):
             return await self.read_remote_profile(user_id)
@@ -187,7 +221,74 @@ async def put_avatar_url(profiles: Profiles, req: HttpRequest) -> tuple[int, Any
     return 200, {}
 
 
+async def get_field(profiles: Profiles, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_matrix/client/v3/profile/{userId}/{keyName}"""
+    key = req.params["keyName"]
+    check_key_name(key)
+    fields = await profiles.read_profile(req.params["userId"])
+    if key not in fields:
+        raise not_found(f"The user has no {key}")
+    return 200, {key: fields[key]}
+
+
+async def put_field(profiles: Profiles, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_matrix/client/v3/profile/{userId}/{keyName}"""
+    key = req.params["keyName"]
+    check_key_name(key)
+    target = req.params["userId"]
+    await profiles.check_may_set(req, target, key)
+    body = req.json()
+    if key not in body:
+        raise MatrixError(400, Codes.MISSING_PARAM, f"Missing key '{key}'")
+    value = body[key]
+    if value is None:
+        raise invalid_param(f"'{key}' cannot be null: DELETE the field to remove it")
+    if key == "m.tz" and not isinstance(value, str):
+        raise invalid_param("'m.tz' must be a string")
+    await set_extended(profiles, target, key, value)
+    return 200, {}
+
+
+async def delete_field(profiles: Profiles, req: HttpRequest) -> tuple[int, Any]:
+    """DELETE /_matrix/client/v3/profile/{userId}/{keyName}"""
+    return await delete_named(profiles, req, req.params["keyName"])
+
+
+async def delete_displayname(profiles: Profiles, req: HttpRequest) -> tuple[int, Any]:
+    """DELETE /_matrix/client/v3/profile/{userId}/displayname"""
+    return await delete_named(profiles, req, "displayname")
+
+
+async def delete_avatar_url(profiles: Profiles, req: HttpRequest) -> tuple[int, Any]:
+    """DELETE /_matrix/client/v3/profile/{userId}/avatar_url"""
+    return await delete_named(profiles, req, "avatar_url")
+
+
+async def delete_named(profiles: Profiles, req: HttpRequest, key: str) -> tuple[int, Any]:
+    check_key_name(key)
+    target = req.params["userId"]
+    await profiles.check_may_set(req, target, key)
+    if key == "displayname":
+        await profiles.stores.profiles.set_displayname(target, None)
+        await profiles.changed(target)
+    elif key == "avatar_url":
+        await profiles.stores.profiles.set_avatar_url(target, None)
+        await profiles.changed(target)
+    else:
+        await set_extended(profiles, target, key, None)
+    return 200, {}
+
+
+async def set_extended(profiles: Profiles, user_id: str, key: str, value: Any) -> None:
+    try:
+        await profiles.stores.profiles.set_extended_field(user_id, key, value)
+    except ProfileTooLarge:
+        raise MatrixError(400, Codes.PROFILE_TOO_LARGE,
+                          "The profile would be larger than 64 KiB") from None
+
+
 _PROFILE = f"{CLIENT_V3}/profile/{{userId}}"
+_UNSTABLE_PROFILE = f"{MSC4133}/profile/{{userId}}"
 ENDPOINTS = (
     Endpoint("GET", _PROFILE, get_profile, auth=AUTH_NONE),
     Endpoint("GET", f"{_PROFILE}/displayname", get_displayname, auth=AUTH_NONE),
@@ -195,6 +296,14 @@ ENDPOINTS = (
     # Guests may name themselves, as on Synapse.
     Endpoint("PUT", f"{_PROFILE}/displayname", put_displayname, allow_guest=True),
     Endpoint("PUT", f"{_PROFILE}/avatar_url", put_avatar_url),
+    Endpoint("DELETE", f"{_PROFILE}/displayname", delete_displayname),
+    Endpoint("DELETE", f"{_PROFILE}/avatar_url", delete_avatar_url),
+    Endpoint("GET", f"{_PROFILE}/{{keyName}}", get_field, auth=AUTH_NONE),
+    Endpoint("PUT", f"{_PROFILE}/{{keyName}}", put_field),
+    Endpoint("DELETE", f"{_PROFILE}/{{keyName}}", delete_field),
+    Endpoint("GET", f"{_UNSTABLE_PROFILE}/{{keyName}}", get_field, auth=AUTH_NONE),
+    Endpoint("PUT", f"{_UNSTABLE_PROFILE}/{{keyName}}", put_field),
+    Endpoint("DELETE", f"{_UNSTABLE_PROFILE}/{{keyName}}", delete_field),
 )
 
 

@@ -28,6 +28,9 @@ async def get_versions(config: "Config", req: HttpRequest) -> tuple[int, Any]:
         "uk.half-shot.msc2666.query_mutual_rooms": True,
         # room summaries before joining (MSC3266), at the unstable paths too
         "im.nheko.summary": True,
+        # extended profile fields (MSC4133, Matrix 1.16), m.tz included
+        "uk.tcpip.msc4133": True,
+        "uk.tcpip.msc4133.stable": True,
         # simplified sliding sync (MSC4186), the flag Element X looks for
         "org.matrix.simplified_msc3575": True}}
 
@@ -60,6 +63,9 @@ async def get_capabilities(config: "Config", req: HttpRequest) -> tuple[int, Any
         "m.set_avatar_url": {"enabled": True},
         "m.3pid_changes": {"enabled": True},
         "m.get_login_token": {"enabled": False},
+        # extended profiles: any field may be set (MSC4133, Matrix 1.16)
+        "m.profile_fields": {"enabled": True},
+        "uk.tcpip.msc4133.profile_fields": {"enabled": True},
         "m.room_versions": {
             "default": config.default_room_version,
             "available": {version: "stable" for version in KNOWN_ROOM_VERSIONS},

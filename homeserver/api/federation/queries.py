@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.accounts.identifiers import parse_user_id
 from homeserver.api.client.directory import parse_public_rooms_body
-from homeserver.api.client.profile import profile_fields
+from homeserver.api.client.profile import check_key_name, profile_fields
 from homeserver.api.federation import FEDERATION_V1
 from homeserver.errors import Codes, MatrixError, forbidden, invalid_param, not_found
 from homeserver.http.parse import query_int, query_str
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from homeserver.server import HomeServer
     from homeserver.storage import Stores
 
-PROFILE_FIELDS = ("displayname", "avatar_url")
 
 
 def server_version() -> str:
@@ -80,8 +79,8 @@ async def query_profile(queries: Queries, req: HttpRequest) -> tuple[int, Any]:
         raise forbidden("Profile lookup over federation is disabled on this homeserver")
     user_id = queries.local_user(query_str(req.args, "user_id"))
     field = query_str(req.args, "field", None)
-    if field is not None and field not in PROFILE_FIELDS:
-        raise invalid_param(f"'field' must be one of {', '.join(PROFILE_FIELDS)}")
+    if field is not None:
+        check_key_name(field)
     profile = await queries.stores.profiles.get_profile(user_id)
     if profile is None:
         raise not_found("Profile was not found")
