@@ -182,6 +182,9 @@ SCHEMA: dict[str, Key] = {
     # content has org.matrix.self_destruct_after (a ms timestamp) is pruned,
     # as a redaction would, at that time
     "enable_ephemeral_messages": Key("bool", False, nullable=False),
+    # MSC4140 delayed events (Synapse's key): the longest delay a client may
+    # ask for; unset, delayed events are refused
+    "max_event_delay_duration": Key("duration"),
     "default_room_version": Key("str", DEFAULT_ROOM_VERSION, nullable=False,
                                 choices=tuple(KNOWN_ROOM_VERSIONS)),
     "presence": Key("map", children={
@@ -473,6 +476,8 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
         raise ConfigError(str(e)) from None
     raw = _check_map(SCHEMA, data, "")
     server_name = raw["server_name"]
+    if raw["max_event_delay_duration"] is not None and raw["max_event_delay_duration"] <= 0:
+        raise ConfigError("max_event_delay_duration: must be a positive duration if set")
     if "m.homeserver" in raw["extra_well_known_client_content"]:
         raise ConfigError("extra_well_known_client_content: m.homeserver is set from "
                           "public_baseurl and cannot be overridden")

@@ -97,7 +97,7 @@ IGNORED: frozenset[str] = frozenset({
     "soft_file_limit", "allow_public_rooms_without_auth", "gc_thresholds", "gc_min_interval",
     "filter_timeline_limit", "enable_search", "manhole", "manhole_settings", "http_proxy",
     "https_proxy", "no_proxy_hosts", "dummy_events_threshold", "delete_stale_devices_after",
-    "max_event_delay_duration", "user_types", "admin_contact", "hs_disabled_message",
+    "user_types", "admin_contact", "hs_disabled_message",
     "max_mau_value", "mau_trial_days", "mau_appservice_trial_days", "mau_limit_alerting",
     "mau_stats_only", "mau_limit_reserved_threepids", "server_context", "limit_remote_rooms",
     "require_membership_for_aliases", "allow_per_room_profiles", "max_avatar_size",

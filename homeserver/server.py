@@ -227,6 +227,10 @@ class HomeServer:
         self.event_expirer: EventExpirer | None = EventExpirer(
             self.ctx, self.stores.event_expiry, self.stores.events,
         ) if self.config.enable_ephemeral_messages else None
+        # delayed events (MSC4140), refused unless max_event_delay_duration
+        from homeserver.rooms.delayed_events import DelayedEvents
+        self.delayed_events = DelayedEvents(self.ctx, self.stores, self.room_sender,
+                                            self.config.max_event_delay_duration)
         # after the pushers: a read receipt updates the user's badge
         self.receipts = ReceiptHandler(self.ctx, self.stores, self.notifier, self.pushers)
         from homeserver.media.preview import UrlPreviewer
@@ -329,6 +333,8 @@ class HomeServer:
         await self.pushers.start()
         if self.event_expirer is not None:
             await self.event_expirer.start()
+        if self.delayed_events.enabled:
+            await self.delayed_events.start()
         await self.appservice_handler.register_senders()
         await self.appservice_scheduler.start()
         # room deletions a stop or crash cut short
@@ -375,6 +381,9 @@ class HomeServer:
         # a self-destructing message may expire before the expirer's timer
         if self.event_expirer is not None:
             hub.subscribe(self.event_expirer.on_commit)
+        # a state event cancels other users' delayed events for that state
+        if self.delayed_events.enabled:
+            hub.subscribe(self.delayed_events.on_commit)
         # Reactor, each device-list change before its position counts as
         # finished: wake the user and room mates, then tell other servers.
         hub.on_device_list_changed(self.notifier.device_list_changed)
@@ -504,6 +513,7 @@ class HomeServer:
         await self.pushers.stop()
         if self.event_expirer is not None:
             self.event_expirer.stop()
+        self.delayed_events.stop()
         await self.appservice_scheduler.stop()
         for proto in list(self._connections):
             # Twisted's HTTP protocol is a wrapper: the transport is its channel's

@@ -12,6 +12,7 @@ from homeserver.storage.appservice import AppServiceStore
 from homeserver.storage.auth_chains import AuthChainStore
 from homeserver.storage.cross_signing import CrossSigningStore
 from homeserver.storage.database import Database
+from homeserver.storage.delayed_events import DelayedEventStore
 from homeserver.storage.devices import DeviceStore
 from homeserver.storage.directory import DirectoryStore
 from homeserver.storage.e2e_keys import E2eKeyStore
@@ -85,4 +86,5 @@ class Stores:
         self.pushers = PusherStore(db)
         self.threepids = ThreepidStore(db)
         self.event_expiry = EventExpiryStore(db)
+        self.delayed_events = DelayedEventStore(db)
         self.sliding_sync = SlidingSyncStore(db)

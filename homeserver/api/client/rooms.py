@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from homeserver.rooms.access import RoomReader
     from homeserver.rooms.creation import RoomCreation
     from homeserver.rooms.creator import EventCreator
+    from homeserver.rooms.delayed_events import DelayedEvents
     from homeserver.rooms.sending import RoomSender
     from homeserver.server import HomeServer
     from homeserver.storage import Stores
@@ -164,6 +165,16 @@ class RoomsApi:
     stream_tracker: "StreamTracker"
     federation_event_handler: "FederationEventHandler"
     default_room_version: str
+    # sends with org.matrix.msc4140.delay (MSC4140)
+    delayed_events: "DelayedEvents"
+
+
+DELAY_PARAM = "org.matrix.msc4140.delay"
+
+
+def requested_delay(req: HttpRequest) -> int | None:
+    """The delay (ms) a send asks for with ``org.matrix.msc4140.delay``."""
+    return query_int(req.args, DELAY_PARAM, None)
 
 
 async def post_create_room(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
@@ -179,6 +190,13 @@ async def put_send(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     # the content is the body: an empty one is not JSON (Synapse: 400
     # M_NOT_JSON), and a NUL in it is stored, as Synapse stores it
     content = req.json(allow_nul=True)
+    delay = requested_delay(req)
+    if delay is not None:
+        check_txn_id(req.params["txnId"])
+        delay_id = await api.delayed_events.add(req.requester, req.params["roomId"],
+                                                req.params["eventType"], None, content, delay,
+                                                txn_id=req.params["txnId"])
+        return 200, {"delay_id": delay_id}
     event_id = await api.room_sender.send_message(req.requester, req.params["roomId"],
                                                   req.params["eventType"], content,
                                                   req.params["txnId"])
@@ -200,6 +218,13 @@ async def post_send(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
 async def put_state(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     """PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}"""
     content = req.json(allow_nul=True)
+    delay = requested_delay(req)
+    if delay is not None:
+        assert req.requester is not None
+        delay_id = await api.delayed_events.add(req.requester, req.params["roomId"],
+                                                req.params["eventType"],
+                                                req.params.get("stateKey", ""), content, delay)
+        return 200, {"delay_id": delay_id}
     event_id = await api.room_sender.send_state(req.user_id, req.params["roomId"],
                                                 req.params["eventType"],
                                                 req.params.get("stateKey", ""), content)
@@ -420,5 +445,6 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         room_sender=hs.room_sender, event_creator=hs.event_creator,
         message_ratelimiter=hs.ratelimiters["message"], stream_tracker=hs.db.stream_tracker,
         federation_event_handler=hs.federation_event_handler,
-        default_room_version=hs.config.default_room_version)
+        default_room_version=hs.config.default_room_version,
+        delayed_events=hs.delayed_events)
     router.add_endpoints(api, ENDPOINTS)

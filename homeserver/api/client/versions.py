@@ -8,6 +8,7 @@ from homeserver.errors import not_found
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_NONE, AUTH_REQUIRED, Endpoint, Router
+from homeserver.rooms.delayed_events import MAX_PER_USER as MAX_DELAYED_PER_USER
 
 if TYPE_CHECKING:
     from homeserver.config import Config
@@ -25,6 +26,8 @@ SUPPORTED_VERSIONS = ["v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v
 async def get_versions(config: "Config", req: HttpRequest) -> tuple[int, Any]:
     """GET /_matrix/client/versions"""
     return 200, {"versions": SUPPORTED_VERSIONS, "unstable_features": {
+        # delayed events (MSC4140), when max_event_delay_duration allows them
+        "org.matrix.msc4140": bool(config.max_event_delay_duration),
         "uk.half-shot.msc2666.query_mutual_rooms": True,
         # room summaries before joining (MSC3266), at the unstable paths too
         "im.nheko.summary": True,
@@ -66,6 +69,9 @@ async def get_capabilities(config: "Config", req: HttpRequest) -> tuple[int, Any
         # extended profiles: any field may be set (MSC4133, Matrix 1.16)
         "m.profile_fields": {"enabled": True},
         "uk.tcpip.msc4133.profile_fields": {"enabled": True},
+        **({"org.matrix.msc4140.delayed_events": {
+            "max_delay_ms": config.max_event_delay_duration,
+            "max_scheduled": MAX_DELAYED_PER_USER}} if config.max_event_delay_duration else {}),
         "m.room_versions": {
             "default": config.default_room_version,
             "available": {version: "stable" for version in KNOWN_ROOM_VERSIONS},
