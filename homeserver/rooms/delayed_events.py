@@ -30,6 +30,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from homeserver.deadline_timer import DeadlineTimer
 from homeserver.errors import Codes, MatrixError, forbidden, not_found
 from homeserver.rooms.access import txn_scope
 from homeserver.storage.delayed_events import DelayedEvent, TooManyDelayedEvents
@@ -60,23 +61,18 @@ class DelayedEvents:
         self.store = stores.delayed_events
         self.sender = sender
         self.max_delay_ms = max_delay_ms
-        self._timer: Any = None
-        self._timer_at: int | None = None
-        self._running = False
+        self.timer = DeadlineTimer(ctx, lambda: ctx.run_in_background(self._send_due()))
 
     @property
     def enabled(self) -> bool:
         return bool(self.max_delay_ms)
 
     async def start(self) -> None:
-        self._running = True
-        self._schedule(await self.store.get_next_send_ts())
+        self.timer.start()
+        self.timer.schedule(await self.store.get_next_send_ts())
 
     def stop(self) -> None:
-        self._running = False
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = self._timer_at = None
+        self.timer.stop()
 
     # -- the client side ---------------------------------------------------
 
@@ -108,7 +104,7 @@ class DelayedEvents:
             raise MatrixError(429, Codes.LIMIT_EXCEEDED,
                               f"At most {MAX_PER_USER} delayed events may be scheduled"
                               ) from None
-        self._schedule(event.send_ts)
+        self.timer.schedule(event.send_ts)
         return delay_id
 
     async def list_for(self, user_id: str) -> list[dict[str, Any]]:
@@ -122,7 +118,7 @@ class DelayedEvents:
         send_ts = await self.store.restart(delay_id, self.ctx.now_ms())
         if send_ts is None:
             raise not_found("Delayed event not found")
-        self._schedule(send_ts)
+        self.timer.schedule(send_ts)
 
     async def send_now(self, delay_id: str) -> None:
         event = await self.store.get(delay_id)
@@ -138,7 +134,7 @@ class DelayedEvents:
         event cancels other users' delayed events for the same state."""
         changes = [(e.room_id, e.type, e.state_key, e.sender) for e, _ in committed.events
                    if e.is_state() and e.rejected_reason is None]
-        if changes and self._running:
+        if changes and self.timer.running:
             self.ctx.reactor.callFromThread(self.ctx.run_in_background,
                                             self._cancel_replaced(changes))
 
@@ -151,25 +147,9 @@ class DelayedEvents:
 
     # -- the timer ------------------------------------------------------------
 
-    def _schedule(self, at_ms: int | None) -> None:
-        if at_ms is None or not self._running:
-            return
-        active = self._timer is not None and self._timer.active()
-        if active and self._timer_at is not None and self._timer_at <= at_ms:
-            return
-        if active:
-            self._timer.cancel()
-        self._timer_at = at_ms
-        delay = max(0, at_ms - self.ctx.now_ms()) / 1000
-        self._timer = self.ctx.clock.callLater(delay, self._fire)
-
-    def _fire(self) -> None:
-        self._timer = self._timer_at = None
-        self.ctx.run_in_background(self._send_due())
-
     async def _send_due(self) -> None:
         try:
-            while self._running:
+            while self.timer.running:
                 due = await self.store.get_due(self.ctx.now_ms(), BATCH)
                 for event in due:
                     try:
@@ -182,7 +162,7 @@ class DelayedEvents:
                     break
         except Exception:
             logger.exception("sending delayed events failed")
-        self._schedule(await self.store.get_next_send_ts())
+        self.timer.schedule(await self.store.get_next_send_ts())
 
     async def _send(self, event: DelayedEvent) -> None:
         creator = self.sender.event_creator

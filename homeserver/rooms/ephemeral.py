@@ -13,8 +13,9 @@ write hub), and after each round of expiries set for the next one.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from homeserver.deadline_timer import DeadlineTimer
 from homeserver.storage.event_expiry import expiry_of
 
 if TYPE_CHECKING:
@@ -35,46 +36,25 @@ class EventExpirer:
         self.ctx = ctx
         self.store = store
         self.events = events
-        self._timer: Any = None
-        self._timer_at: int | None = None
-        self._running = False
+        self.timer = DeadlineTimer(ctx, lambda: ctx.run_in_background(self._expire_due()))
 
     async def start(self) -> None:
-        self._running = True
-        self._schedule(await self.store.get_next_expiry())
+        self.timer.start()
+        self.timer.schedule(await self.store.get_next_expiry())
 
     def stop(self) -> None:
-        self._running = False
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = self._timer_at = None
+        self.timer.stop()
 
     def on_commit(self, committed: "Committed") -> None:
         """The write hub, on the database thread."""
         expiries = [e for e in (expiry_of(event) for event, _ in committed.events)
                     if e is not None]
         if expiries:
-            self.ctx.reactor.callFromThread(self._schedule, min(expiries))
-
-    def _schedule(self, at_ms: int | None) -> None:
-        if at_ms is None or not self._running:
-            return
-        if self._timer_at is not None and self._timer_at <= at_ms \
-                and self._timer is not None and self._timer.active():
-            return
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer_at = at_ms
-        delay = max(0, at_ms - self.ctx.now_ms()) / 1000
-        self._timer = self.ctx.clock.callLater(delay, self._fire)
-
-    def _fire(self) -> None:
-        self._timer = self._timer_at = None
-        self.ctx.run_in_background(self._expire_due())
+            self.ctx.reactor.callFromThread(self.timer.schedule, min(expiries))
 
     async def _expire_due(self) -> None:
         try:
-            while self._running:
+            while self.timer.running:
                 due = await self.store.get_due(self.ctx.now_ms(), BATCH)
                 for event_id in due:
                     await self.store.expire(event_id)
@@ -84,4 +64,4 @@ class EventExpirer:
                     break
         except Exception:
             logger.exception("expiring self-destructing events failed")
-        self._schedule(await self.store.get_next_expiry())
+        self.timer.schedule(await self.store.get_next_expiry())
