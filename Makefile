@@ -47,7 +47,14 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 # PYTEST_WORKERS processes share the tests file by file (pytest-xdist), so a
 # file's module-scoped set-up (a real Synapse, an S3 server) is made once.
 PYTEST_WORKERS ?= 2
-test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed
+# matrix-js-sdk's SlidingSync, with the Node.js 22 it needs (tests/sync/test_js_sliding_sync.py)
+SYNC_NODE_DIR := tests/sync/node
+$(SYNC_NODE_DIR)/node_modules/.installed: $(SYNC_NODE_DIR)/package.json $(SYNC_NODE_DIR)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(SYNC_NODE_DIR) && npm ci --no-audit --no-fund --silent && touch node_modules/.installed; \
+	else echo "npm not found: tests/sync/test_js_sliding_sync.py will be skipped"; fi
+
+test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed $(SYNC_NODE_DIR)/node_modules/.installed
 	HS_SYNAPSE_PYTHON=$(SYNAPSE_VENV)/bin/python \
 		$(BIN)/python scripts/with_postgres.py $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
