@@ -180,7 +180,9 @@ class RoomCreation:
         if request.name is not None:
             await send_state("m.room.name", {"name": request.name})
         if request.topic is not None:
-            await send_state("m.room.topic", {"topic": request.topic})
+            # with the Matrix 1.15 text block beside the plain form (MSC3765)
+            await send_state("m.room.topic", {"topic": request.topic,
+                                              "m.topic": {"m.text": [{"body": request.topic}]}})
         for invitee in request.invite:
             await self.membership.update_membership(creator, room_id, invitee, "invite",
                                                     is_direct=request.is_direct or None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.storage.database import Database, Txn
@@ -33,6 +33,8 @@ class SentRoom:
     membership: str
     timeline_limit: int
     required_state: Any  # the JSON of the room config's required_state
+    # $LAZY: member events the client holds (user ID -> event ID)
+    lazy_members: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,12 @@ class SlidingSyncStore:
                 " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", (conn,))
             rooms = {
                 str(room_id): SentRoom(int(upto), str(membership), int(limit),
-                                       json.loads(required))
-                for room_id, upto, membership, limit, required in txn.select_all(
-                    "SELECT room_id, sent_upto, membership, timeline_limit, required_state"
-                    " FROM sliding_sync_rooms WHERE connection_nid = ?", (conn,))}
+                                       json.loads(required),
+                                       json.loads(lazy) if lazy else {})
+                for room_id, upto, membership, limit, required, lazy in txn.select_all(
+                    "SELECT room_id, sent_upto, membership, timeline_limit, required_state,"
+                    " lazy_members FROM sliding_sync_rooms WHERE connection_nid = ?",
+                    (conn,))}
             return ConnectionState(conn, stream_pos, rooms)
 
         return await self.db.run_interaction("sliding_sync_load", txn_fn)
@@ -145,9 +149,11 @@ class SlidingSyncStore:
             pos_nid = int(row[0])
             txn.execute_many(
                 "INSERT INTO sliding_sync_rooms (connection_nid, room_id, pos_nid, sent_upto,"
-                " membership, timeline_limit, required_state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " membership, timeline_limit, required_state, lazy_members)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(connection_nid, room_id, pos_nid, r.sent_upto, r.membership,
-                  r.timeline_limit, json.dumps(r.required_state, sort_keys=True))
+                  r.timeline_limit, json.dumps(r.required_state, sort_keys=True),
+                  json.dumps(r.lazy_members) if r.lazy_members else None)
                  for room_id, r in rows])
             return pos_nid
 

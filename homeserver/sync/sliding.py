@@ -80,6 +80,8 @@ MAX_TIMEOUT_MS = 10 * 60 * 1000
 CONNECTION_LIFETIME_MS = 7 * 24 * 3600 * 1000
 # rooms built at once (the database pool is small)
 ROOM_CONCURRENCY = 8
+# member events remembered per room for $LAZY (past this, they are sent again)
+MAX_LAZY_HELD = 1000
 DIRECT = "m.direct"
 TAG = "m.tag"
 # "<pos NID>_<sync token>"
@@ -232,14 +234,15 @@ class SlidingSyncHandler:
             _membership(c.room) for c in candidates.values() if c.room.membership == "join"])
 
         async def one(c: Candidate) -> None:
+            lazy: dict[str, str] = {}
             room = await self._room(requester, c, conn.rooms.get(c.room.room_id), since_pos,
-                                    end, unread_from, dms)
+                                    end, unread_from, dms, lazy)
             if room is not None:
                 out_rooms[c.room.room_id] = room
                 upto = end if c.room.membership == "join" else c.room.membership_pos
                 sent[c.room.room_id] = SentRoom(upto, c.room.membership,
                                                 c.config.timeline_limit,
-                                                c.config.state_json())
+                                                c.config.state_json(), lazy)
 
         todo = list(candidates.values())
         for start in range(0, len(todo), ROOM_CONCURRENCY):
@@ -318,7 +321,9 @@ class SlidingSyncHandler:
 
     async def _room(self, requester: Requester, c: Candidate, prev: SentRoom | None,
                     since_pos: int | None, end: int, unread_from: dict[str, int],
-                    dms: set[str]) -> dict[str, Any] | None:
+                    dms: set[str], lazy_out: dict[str, str]) -> dict[str, Any] | None:
+        """The room's entry of the response (None: nothing to send); fills
+        ``lazy_out`` with the member events the client holds after it."""
         r = c.room
         membership_changed = prev is not None and (
             prev.membership != r.membership or r.membership_pos > prev.sent_upto)
@@ -371,7 +376,7 @@ class SlidingSyncHandler:
         now_ids = await self.builder.state_ids_at(r.room_nid, room_end)
         cfg = c.config
         naming_keys = [("m.room.name", ""), ("m.room.avatar", "")]
-        naming_changed = initial
+        naming_changed = members_changed = initial
         if initial:
             wanted = {k: v for k, v in now_ids.items() if cfg.matches(k[0], k[1], user_id)}
         else:
@@ -380,18 +385,28 @@ class SlidingSyncHandler:
             wanted = {k: v for k, v in now_ids.items()
                       if before.get(k) != v and cfg.matches(k[0], k[1], user_id)}
             naming_changed = any(before.get(k) != now_ids.get(k) for k in naming_keys)
+            members_changed = any(k[0] == MEMBER and before.get(k) != v
+                                  for k, v in now_ids.items()) or any(
+                k[0] == MEMBER and k not in now_ids for k in before)
             if widened:
                 wanted.update({k: v for k, v in now_ids.items()
                                if cfg.matches(k[0], k[1], user_id)
                                and not old_config.matches(k[0], k[1], user_id)})
         if cfg.lazy_members:
+            # the member events of the timeline's people, those the client
+            # does not hold already (as of the response it built on)
+            held = dict(prev.lazy_members) if prev is not None and not initial \
+                and not widened else {}
             people = {e.sender for e in events}
             people.update(e.state_key for e in events
                           if e.type == MEMBER and e.state_key is not None)
             for person in people:
                 eid = now_ids.get((MEMBER, person))
-                if eid is not None:
+                if eid is not None and held.get(person) != eid:
                     wanted[(MEMBER, person)] = eid
+            held.update({k[1]: v for k, v in wanted.items() if k[0] == MEMBER})
+            if len(held) <= MAX_LAZY_HELD:
+                lazy_out.update(held)
         if not initial and not events and not wanted and not expanded \
                 and not membership_changed:
             return None  # what happened is nothing the user may see
@@ -425,7 +440,7 @@ class SlidingSyncHandler:
             avatar = avatar_event.content.get("url") if avatar_event is not None else None
             if isinstance(avatar, str) and avatar:
                 room["avatar"] = avatar
-        if r.membership == "join" or initial:
+        if initial or members_changed or membership_changed:
             counts = await self.stores.sync.get_member_counts(r.room_nid)
             room["joined_count"] = counts.get("join", 0)
             room["invited_count"] = counts.get("invite", 0)

@@ -84,7 +84,8 @@ async def test_each_preset_sets_up_its_state(server: TestServer, preset: str, jo
         assert room_state[("m.room.guest_access", "")]["content"] == {
             "guest_access": guest_access}
     assert room_state[("m.room.name", "")]["content"] == {"name": "Room"}
-    assert room_state[("m.room.topic", "")]["content"] == {"topic": "Things"}
+    assert room_state[("m.room.topic", "")]["content"] == {
+        "topic": "Things", "m.topic": {"m.text": [{"body": "Things"}]}}
     levels = room_state[("m.room.power_levels", "")]["content"]
     assert levels["state_default"] == 50
     assert levels["invite"] == (50 if preset == "public_chat" else 0)

@@ -210,6 +210,41 @@ async def test_lazy_members_bring_only_the_senders(server: TestServer) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_lazy_members_already_sent_are_not_sent_again(server: TestServer) -> None:
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="public_chat", name="Chat")
+    await join(bob, room_id)
+    await send_text(bob, room_id, "one")
+    sub = {"room_subscriptions": {room_id: {
+        "timeline_limit": 1, "required_state": [["m.room.member", "$LAZY"]]}}}
+    first = await ss(alice, sub)
+    assert [e["state_key"] for e in first["rooms"][room_id]["required_state"]] == [
+        bob.user_id]
+    assert first["rooms"][room_id]["joined_count"] == 2
+
+    await send_text(bob, room_id, "two")
+    second = await ss(alice, sub, pos=first["pos"], timeout=0)
+    room = second["rooms"][room_id]
+    assert bodies(room) == ["two"]
+    assert "required_state" not in room  # the client holds bob's member event
+    assert "joined_count" not in room  # and the counts did not change
+
+    # bob renames himself: his new member event comes again, with the counts
+    resp = await bob.put(f"{V3}/profile/{bob.user_id}/displayname", {"displayname": "Bobby"})
+    assert resp.code == 200
+    await send_text(bob, room_id, "three")
+    third = await ss(alice, sub, pos=second["pos"], timeout=0)
+    room = third["rooms"][room_id]
+    assert [e["content"].get("displayname") for e in room["required_state"]] == ["Bobby"]
+    # a client that never got that answer retries its position: the member
+    # event comes again (what the lost answer carried is forgotten)
+    again = await ss(alice, sub, pos=second["pos"], timeout=0)
+    assert [e["content"].get("displayname")
+            for e in again["rooms"][room_id]["required_state"]] == ["Bobby"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_heroes_name_a_room_without_a_name(server: TestServer) -> None:
     alice = await server.register("alice")
     bob = await server.register("bob")
