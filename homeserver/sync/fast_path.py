@@ -9,10 +9,16 @@ otherwise it says None and the full builder reads the database.
 It answers exactly as the full builder would (tests/sync/test_fast_path.py
 compares both on the same token): the timeline of each room with news
 (never limited: more than the filter's limit goes to the full builder, which
-adds the state), no state, no ephemeral events (any typing change or receipt
-goes to the full builder), and the unread counts carried forward from the
-last ones the full builder counted for the user and room. The response's
-JSON comes from templates derived from the full builder's own shapes
+adds the state), no ephemeral events (any typing change or receipt goes to
+the full builder), and the unread counts carried forward from the last ones
+the full builder counted for the user and room (per thread too, when the
+filter asks for ``unread_thread_notifications``). The state is empty, but
+with lazy-loaded members: then it holds the member events of the timeline's
+senders this connection was not sent yet, with the room's summary, from
+what the full builder last read of them (``sync/lazy_members.py``); a
+sender never read yet, or whose member event changed since, goes to the
+full builder, which reads it for every receiver after. The response's JSON
+comes from templates derived from the full builder's own shapes
 (``sync/encoder.py``), so the two cannot drift apart.
 
 Receivers woken by the same write share the work: the range's events are
@@ -28,20 +34,25 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.events.model import Event
 from homeserver.http.resource import EncodedDict
+from homeserver.push.actions import thread_of
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.relations import relates_within
 from homeserver.storage.streams import ONLY_USER, PRESENCE
 from homeserver.sync.encoder import (
     encode_quiet_body,
     encode_quiet_room,
+    encode_room,
     encode_timeline,
+    joined_room,
     quiet_joined_room,
     sync_body,
     timeline_section,
+    unread_section,
 )
-from homeserver.sync.filter import apply_event_fields
-from homeserver.sync.recent import rooms_of
-from homeserver.sync.room_builder import MAX_COUNTED_UNREAD
+from homeserver.sync.filter import apply_event_fields, room_event_matches
+from homeserver.sync.lazy_members import Connection, connection, summary_body
+from homeserver.sync.recent import ThreadCounts, rooms_of
+from homeserver.sync.room_builder import MAX_COUNTED_UNREAD, joined_by
 from homeserver.sync.tokens import StreamToken, pagination_token
 
 if TYPE_CHECKING:
@@ -54,8 +65,8 @@ FAST_MEMO_SIZE = 256
 
 Scopes = list[tuple[str | None, str | None]]
 # a room's timeline for the fast path: the events as the client sees them,
-# and the JSON of the whole section
-Timeline = tuple[list[dict[str, Any]], dict[str, Any], bytes]
+# the whole section, its JSON, and the senders of its events
+Timeline = tuple[list[dict[str, Any]], dict[str, Any], bytes, frozenset[str]]
 
 
 class FastPath:
@@ -75,8 +86,7 @@ class FastPath:
                until: StreamToken, f: "SyncFilter") -> dict[str, Any] | None:
         """The incremental response from ``since`` to ``until`` (the current
         token) from memory; None when the full builder must answer."""
-        if (f.lazy_load_members or f.event_format != "client" or f.unread_thread_notifications
-                or f.timeline_limit == 0):
+        if f.event_format != "client" or f.timeline_limit == 0:
             return None
         memory = self.memory
         if device_id is not None and memory.to_device_pending(user_id, device_id):
@@ -98,9 +108,12 @@ class FastPath:
         ignored = memory.ignored(user_id)
         if ignored is None or any(ignored & s for s in senders.values()):
             return None
+        threaded = f.unread_thread_notifications
         join: dict[str, Any] = {}
         encoded: list[bytes] = []
         unread: list[tuple[str, int, int]] = []
+        thread_unread: list[tuple[str, ThreadCounts]] = []
+        sent: list[tuple[Connection, dict[str, str]]] = []
         for room_id, events in by_room.items():
             members = memory.room_members(room_id)
             if members is None:
@@ -111,20 +124,58 @@ class FastPath:
                 return None  # the sender's own events carry its transaction IDs
             if relates_within(events):
                 return None  # a parent with its children: the full builder bundles them
-            counts = self._unread(user_id, room_id, since, events, f)
-            if counts is None:
-                return None
-            unread.append(counts)
-            _, notifications, highlights = counts
+            threads: dict[str, dict[str, int]] | None = None
+            if threaded:
+                found_threads = self._thread_unread(user_id, room_id, since, until, events, f)
+                if found_threads is None:
+                    return None
+                thread_unread.append((room_id, found_threads))
+                _, notifications, highlights, by_thread = found_threads
+                threads = {root: unread_section(*c) for root, c in by_thread.items()}
+            else:
+                counts = self._unread(user_id, room_id, since, events, f)
+                if counts is None:
+                    return None
+                unread.append(counts)
+                _, notifications, highlights = counts
             timeline = self._timeline(room_id, key, events, f)
             if timeline is None:
                 return None
-            if not timeline[0]:
+            out, section, timeline_json, timeline_senders = timeline
+            if not out:
                 continue
-            join[room_id] = quiet_joined_room(timeline[1], notifications, highlights)
-            encoded.append(encode_quiet_room(room_id, timeline[2], notifications, highlights))
+            state: list[dict[str, Any]] = []
+            summary = None
+            if f.lazy_load_members and f.state_room_allowed(room_id):
+                lazy = self._lazy_members(user_id, device_id, f, room_id, timeline_senders,
+                                          until.global_pos)
+                if lazy is None:
+                    return None
+                state, record = lazy
+                if record:
+                    sent.append((connection(user_id, device_id, f, room_id), record))
+                if state:
+                    # member events in the state: the full builder adds the
+                    # summary, and the presence of whoever joined
+                    summary = self._summary(user_id, room_id, until.global_pos)
+                    if summary is None or (not f.presence.blocks_all()
+                                           and joined_by(state, user_id)):
+                        return None
+            if not state and threads is None:
+                join[room_id] = quiet_joined_room(section, notifications, highlights)
+                encoded.append(encode_quiet_room(room_id, timeline_json, notifications,
+                                                 highlights))
+            else:
+                room = joined_room(section, state, notifications, highlights, summary,
+                                   threads)
+                join[room_id] = room
+                encoded.append(encode_room(room_id, room, timeline_json))
         for room_id, notifications, highlights in unread:
             memory.set_unread(user_id, room_id, until.global_pos, notifications, highlights)
+        for room_id, thread_counts in thread_unread:
+            memory.set_thread_unread(user_id, room_id, thread_counts)
+        for device, record in sent:
+            memory.sent_members.record(device, False, record)
         next_batch = str(until)
         body = EncodedDict(sync_body(next_batch, join, {}, {}, {}, [], [], [], set(), set(),
                                      key_counts))
@@ -133,6 +184,55 @@ class FastPath:
                                          body["device_one_time_keys_count"],
                                          body["device_unused_fallback_key_types"])
         return body
+
+    def _lazy_members(self, user_id: str, device_id: str | None, f: "SyncFilter",
+                      room_id: str, senders: frozenset[str], until: int,
+                      ) -> tuple[list[dict[str, Any]], dict[str, str]] | None:
+        """The state section lazy-loading gives the timeline's ``senders``:
+        their member events this connection was not sent yet, as the full
+        builder would serialise them, and what to record as sent (None: not
+        known here)."""
+        facts = self.memory.facts.members(room_id)
+        if facts is None:
+            return None
+        sent = self.memory.sent_members.get(connection(user_id, device_id, f, room_id))
+        wanted: list[dict[str, Any]] = []
+        for sender in sorted(senders):
+            if sender not in facts.member_ids:
+                return None
+            event_id = facts.member_ids[sender]
+            if event_id is None:
+                continue
+            if sent.get(sender) == event_id and not f.include_redundant_members:
+                continue
+            event = facts.serialised.get(event_id)
+            if event is None or event["sender"] == user_id:
+                return None  # not read yet, or with the reader's transaction ID
+            wanted.append(event)
+        if not self.memory.members_unchanged_since(room_id, senders, min(facts.as_of, until),
+                                                   [e["event_id"] for e in wanted]):
+            return None
+        now = self.ctx.now_ms()
+        state: list[dict[str, Any]] = []
+        record: dict[str, str] = {}
+        for event in wanted:
+            if not room_event_matches(f.state, event["type"], event["sender"],
+                                      event["content"]):
+                continue
+            record[event["state_key"]] = event["event_id"]
+            served = {**event, "unsigned": {
+                "age": max(0, now - event["origin_server_ts"]), **event["unsigned"]}}
+            state.append(served if f.event_fields is None
+                         else apply_event_fields(served, f.event_fields))
+        return state, record
+
+    def _summary(self, user_id: str, room_id: str, until: int) -> dict[str, Any] | None:
+        """The room's summary as the full builder reads it (None: not known here)."""
+        summary = self.memory.facts.summary(room_id)
+        if summary is None or not self.memory.unchanged_since(room_id,
+                                                              min(summary.as_of, until)):
+            return None
+        return summary_body(summary, user_id)
 
     def _range(self, key: tuple[int, int]) -> tuple[
             Scopes, dict[str, list[tuple[int, Event]]], dict[str, frozenset[str]]] | None:
@@ -178,6 +278,46 @@ class FastPath:
             highlights += highlight
         return room_id, min(notifications, MAX_COUNTED_UNREAD), highlights
 
+    def _thread_unread(self, user_id: str, room_id: str, since: StreamToken,
+                       until: StreamToken, events: list[tuple[int, Event]],
+                       f: "SyncFilter") -> ThreadCounts | None:
+        """As of ``until``: the room's unread counts per thread
+        (``unread_thread_notifications``) carried forward over ``events``
+        (None: not known here)."""
+        memory = self.memory
+        counts = memory.thread_unread(user_id, room_id)
+        if counts is None:
+            return None
+        as_of, notifications, highlights, known = counts
+        counted = [e for pos, e in events if pos > as_of]
+        if as_of < since.global_pos:
+            before = memory.plain_events(as_of, since.global_pos)
+            if before is None or not self._out_of_reach(user_id, f, before[1]):
+                return None
+            counted = [e for _, r, e in before[0] if r == room_id] + counted
+        threads = dict(known)
+        for event in counted:
+            verdicts = memory.push_verdicts(event.event_id)
+            if verdicts is None:
+                return None  # persisted before this process started
+            notify, highlight = verdicts.get(user_id, (0, 0))
+            if not notify and not highlight:
+                continue
+            root = thread_of(event)
+            if root is not None:
+                n, h = threads.get(root, (0, 0))
+                threads[root] = (n + notify, h + highlight)
+            elif isinstance(event.content.get("m.relates_to"), dict):
+                # an edit, reaction or reference counts in the thread of
+                # its target, which the database knows
+                return None
+            else:
+                notifications += notify
+                highlights += highlight
+        if notifications + sum(n for n, _ in threads.values()) >= MAX_COUNTED_UNREAD:
+            return None  # the full builder's count stops there
+        return until.global_pos, notifications, highlights, threads
+
     def _timeline(self, room_id: str, key: tuple[int, int],
                   events: list[tuple[int, Event]], f: "SyncFilter") -> Timeline | None:
         """The room's timeline section, shared by every receiver with the same
@@ -199,7 +339,8 @@ class FastPath:
                 out = [apply_event_fields(e, f.event_fields) for e in out]
             prev_batch = pagination_token(timeline[0][0] - 1) if timeline else ""
             section = timeline_section(out, False, prev_batch)
-            result = (out, section, encode_timeline(section))
+            result = (out, section, encode_timeline(section),
+                      frozenset(e.sender for _, e in timeline))
         if len(self._timeline_memo) >= FAST_MEMO_SIZE:
             self._timeline_memo.clear()
         self._timeline_memo[memo_key] = (f, result)

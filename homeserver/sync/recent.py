@@ -18,7 +18,13 @@ fast path (``sync/fast_path.py``) can build most woken responses from it:
   entries dropped to bound memory). A range starting below it goes to the
   full builder too.
 - unread counts per (user, room) as of a stream position, stored by the
-  full builder and carried forward by the fast path.
+  full builder and carried forward by the fast path (per thread too, for
+  ``unread_thread_notifications``).
+- the newest position at which each room's state may have changed (a state
+  event, a redaction, a write of unknown reach), and at which each event
+  got a relation: what says whether something read of a room at a position
+  (its lazy-loaded members, its summary: ``sync/lazy_members.py``) still
+  holds (``unchanged_since``).
 
 Both lists are filled from the write hub (``storage/hub.py``): called on the
 database thread right after a transaction commits and *before* the stream
@@ -46,6 +52,12 @@ from homeserver.storage.streams import ONLY_USER, TO_DEVICE
 MAX_EVENTS = 20_000
 MAX_BARRIERS = 20_000
 MAX_UNREAD_ENTRIES = 200_000
+# rooms and relation targets whose last change is remembered
+MAX_CHANGE_ENTRIES = 100_000
+
+# (as of position, main notifications, main highlights, per thread root:
+# (notifications, highlights))
+ThreadCounts = tuple[int, int, int, dict[str, tuple[int, int]]]
 
 
 class RecentActivity:
@@ -63,6 +75,19 @@ class RecentActivity:
         self.to_device_pending: set[tuple[str, str]] = set()
         # (user, room) -> (as of position, notification count, highlight count)
         self._unread: dict[tuple[str, str], tuple[int, int, int]] = {}
+        # the same, counted per thread (``unread_thread_notifications``)
+        self._thread_unread: dict[tuple[str, str], ThreadCounts] = {}
+        # room -> newest position its state may have changed at; event ID ->
+        # newest position of an event relating to it; positions of a write
+        # of unknown reach; below ``_changes_low`` nothing is known
+        self._room_changed: dict[str, int] = {}
+        self._related: dict[str, int] = {}
+        # the same for one member's member event; and for writes concerning
+        # a room in a way not said (its state may have changed wholesale)
+        self._member_changed: dict[tuple[str, str], int] = {}
+        self._room_reset: dict[str, int] = {}
+        self._unknown_changed = 0
+        self._changes_low = start_pos
 
     def restart(self, start_pos: int, to_device_pending: set[tuple[str, str]]) -> None:
         """Forget everything: the memory is complete from ``start_pos`` (the
@@ -76,6 +101,13 @@ class RecentActivity:
             self._barrier_scope = []
             self.to_device_pending = to_device_pending
             self._unread = {}
+            self._thread_unread = {}
+            self._room_changed = {}
+            self._related = {}
+            self._member_changed = {}
+            self._room_reset = {}
+            self._unknown_changed = 0
+            self._changes_low = start_pos
 
     # -- writers: the database thread, right after a commit ---------------
 
@@ -96,16 +128,30 @@ class RecentActivity:
                             self.to_device_pending.add((user_id, room_id[len(TO_DEVICE):]))
                             room_id = ONLY_USER
                         self._add_barrier(pos, room_id, user_id)
+                        if room_id is None:
+                            self._unknown_changed = pos
+                        elif user_id is None:
+                            self._changed(room_id, pos)
+                            self._remember(self._room_reset, room_id, pos)
                 elif event.type == "m.room.create":
                     # a new room: only its creator is in it
                     self._add_barrier(pos, ONLY_USER, event.sender)
                 elif event.rejected_reason is not None \
                         or not isinstance(event.json.get("room_id"), str):
                     self._add_barrier(pos, None, None)
+                    self._unknown_changed = pos
                 elif event.is_state() or event.type == "m.room.redaction":
                     target = event.state_key if event.type == "m.room.member" else None
                     self._add_barrier(pos, event.room_id, target)
+                    self._changed(event.room_id, pos)
+                    if target is not None:
+                        self._remember(self._member_changed, (event.room_id, target), pos)
+                    if event.type == "m.room.redaction" and isinstance(event.redacts, str):
+                        self._relation(event.redacts, pos)
                 else:
+                    relates = event.content.get("m.relates_to")
+                    if isinstance(relates, dict) and isinstance(relates.get("event_id"), str):
+                        self._relation(relates["event_id"], pos)
                     if self._positions and pos < self._positions[-1]:
                         index = bisect.bisect(self._positions, pos)
                     else:
@@ -118,6 +164,21 @@ class RecentActivity:
         index = bisect.bisect(self._barriers, pos)
         self._barriers.insert(index, pos)
         self._barrier_scope.insert(index, (room_id, target))
+
+    def _changed(self, room_id: str, pos: int) -> None:
+        self._remember(self._room_changed, room_id, pos)
+
+    def _relation(self, event_id: str, pos: int) -> None:
+        self._remember(self._related, event_id, pos)
+
+    def _remember(self, changes: dict[Any, int], key: Any, pos: int) -> None:
+        """``key`` changed at ``pos``; a full map is emptied, and nothing
+        before ``pos`` is known any more."""
+        if len(changes) >= MAX_CHANGE_ENTRIES and key not in changes:
+            changes.clear()
+            self._changes_low = max(self._changes_low, pos)
+        if pos > changes.get(key, 0):
+            changes[key] = pos
 
     def _trim(self) -> None:
         if len(self._positions) > MAX_EVENTS:
@@ -163,6 +224,48 @@ class RecentActivity:
         if old is None and len(self._unread) >= MAX_UNREAD_ENTRIES:
             self._unread.clear()
         self._unread[key] = (pos, notifications, highlights)
+
+    def thread_unread(self, user_id: str, room_id: str) -> ThreadCounts | None:
+        return self._thread_unread.get((user_id, room_id))
+
+    def set_thread_unread(self, user_id: str, room_id: str, counts: ThreadCounts) -> None:
+        """Per-thread counts as of ``counts[0]`` (a later entry is never
+        replaced by an earlier one)."""
+        key = (user_id, room_id)
+        old = self._thread_unread.get(key)
+        if old is not None and old[0] > counts[0]:
+            return
+        if old is None and len(self._thread_unread) >= MAX_UNREAD_ENTRIES:
+            self._thread_unread.clear()
+        self._thread_unread[key] = counts
+
+    def unchanged_since(self, room_id: str, pos: int, event_ids: Iterable[str] = ()) -> bool:
+        """Whether the room's state (and the relations of ``event_ids``) is
+        known not to have changed at any position after ``pos``: what was
+        read of it as of ``pos`` still holds. Every write at or below the
+        stream's "persisted up to" has been seen here, so the answer covers
+        the room up to there."""
+        with self._lock:
+            if pos < self._changes_low or self._unknown_changed > pos \
+                    or self._room_changed.get(room_id, 0) > pos:
+                return False
+            related = self._related
+            return not any(related.get(e, 0) > pos for e in event_ids)
+
+    def members_unchanged_since(self, room_id: str, user_ids: Iterable[str], pos: int,
+                                event_ids: Iterable[str] = ()) -> bool:
+        """Whether the member events of ``user_ids`` in the room (and the
+        relations and redactions of ``event_ids``) are known not to have
+        changed at any position after ``pos``: narrower than
+        ``unchanged_since``, so that other state changes of a busy room
+        leave what was read of its members valid."""
+        with self._lock:
+            if pos < self._changes_low or self._unknown_changed > pos \
+                    or self._room_reset.get(room_id, 0) > pos:
+                return False
+            changed, related = self._member_changed, self._related
+            return (not any(changed.get((room_id, u), 0) > pos for u in user_ids)
+                    and not any(related.get(e, 0) > pos for e in event_ids))
 
     def stats(self) -> dict[str, Any]:
         return {"events": len(self._positions), "barriers": len(self._barriers),
