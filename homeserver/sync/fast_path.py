@@ -266,7 +266,7 @@ class FastPath:
         counted = [e for pos, e in events if pos > as_of]
         if as_of < since.global_pos:
             before = memory.plain_events(as_of, since.global_pos)
-            if before is None or not self._out_of_reach(user_id, f, before[1]):
+            if before is None or not _counts_unaffected(room_id, before[1]):
                 return None
             counted = [e for _, r, e in before[0] if r == room_id] + counted
         for event in counted:
@@ -292,7 +292,7 @@ class FastPath:
         counted = [e for pos, e in events if pos > as_of]
         if as_of < since.global_pos:
             before = memory.plain_events(as_of, since.global_pos)
-            if before is None or not self._out_of_reach(user_id, f, before[1]):
+            if before is None or not _counts_unaffected(room_id, before[1]):
                 return None
             counted = [e for _, r, e in before[0] if r == room_id] + counted
         threads = dict(known)
@@ -363,3 +363,11 @@ class FastPath:
             if members is None or user_id in members:
                 return False
         return True
+
+
+def _counts_unaffected(room_id: str, scopes: Scopes) -> bool:
+    """Whether none of these writes (``RecentActivity.plain_events``) can
+    change a room's unread counts as carried forward: a receipt, redaction or
+    state change in the room, or a write of unknown reach, can; presence,
+    another room's writes or a user's own data cannot."""
+    return all(room is not None and room != room_id for room, _ in scopes)

@@ -337,3 +337,31 @@ async def test_a_woken_lazy_loading_poll_gets_the_new_senders_member(
     assert room["state"]["events"] == []
     assert "summary" not in room
     assert handler.fast_answers > answered + 1
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_unread_counts_carry_over_a_presence_change(server: TestServer,
+                                                           threaded: bool) -> None:
+    """A presence change in between (the full builder answers it, without
+    the room) does not stop the next message's counts coming from memory."""
+    alice, bob, room_id = await two_users_in_a_room(server)
+    sync_filter = THREADED if threaded else {"room": {"timeline": {"limit": 10}}}
+    await send_text(alice, room_id, f"{BOB} first", "first")
+    await sleep(0.2)
+    token = (await sync(bob, filter=sync_filter))["next_batch"]
+    resp = await alice.put(f"{V3}/presence/@alice:test.local/status",
+                           {"presence": "unavailable", "status_msg": "away"})
+    assert resp.code == 200
+    body = await sync(bob, since=token, filter=sync_filter)
+    assert room_id not in body["rooms"]["join"]
+    await send_text(alice, room_id, f"{BOB} second", "second")
+    handler = server.hs.sync_handler
+    answered = handler.fast_answers
+    from_memory = await sync(bob, since=body["next_batch"], filter=sync_filter)
+    assert handler.fast_answers > answered
+    handler.fast_path = False
+    from_database = await sync(bob, since=body["next_batch"], filter=sync_filter)
+    assert without_age(from_memory) == without_age(from_database)
+    assert from_memory["rooms"]["join"][room_id]["unread_notifications"] == {
+        "notification_count": 2, "highlight_count": 2}
