@@ -97,12 +97,13 @@ def unread_section(notifications: int, highlights: int) -> dict[str, int]:
 
 def joined_room(timeline: dict[str, Any], state: list[dict[str, Any]], notifications: int,
                 highlights: int, summary: dict[str, Any] | None = None,
-                threads: dict[str, dict[str, int]] | None = None) -> dict[str, Any]:
-    """A joined room with no account data and no ephemeral events, as the
-    full builder makes it: the fast path's rooms (``threads``: the
-    ``unread_thread_notifications`` the filter asked for)."""
+                threads: dict[str, dict[str, int]] | None = None,
+                ephemeral: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A joined room with no account data, as the full builder makes it:
+    the fast path's rooms (``threads``: the ``unread_thread_notifications``
+    the filter asked for)."""
     room = room_sections(timeline, state, [])
-    room["ephemeral"] = ephemeral_section([])
+    room["ephemeral"] = ephemeral_section(ephemeral or [])
     if summary is not None:
         room["summary"] = summary
     room["unread_notifications"] = unread_section(notifications, highlights)

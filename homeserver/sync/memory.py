@@ -73,6 +73,14 @@ class SyncMemory:
         self.push_verdicts: Callable[[str], dict[str, tuple[int, int]] | None] = \
             push_actions.recent_actions
 
+    def typing_rooms(self, since_pos: int) -> list[str]:
+        """The rooms whose typing set changed after ``since_pos``."""
+        return self._typing.rooms_changed_since(since_pos)
+
+    def typing(self, room_ids: list[str], since_pos: int) -> dict[str, list[str]]:
+        """Who types now in those of ``room_ids`` whose typing changed after ``since_pos``."""
+        return self._typing.get_typing(room_ids, since_pos)
+
     def typing_changed(self, since_pos: int, now_pos: int) -> bool:
         """Whether any room's typing set changed in (``since_pos``, ``now_pos``]."""
         return now_pos != since_pos and bool(self._typing.rooms_changed_since(since_pos))

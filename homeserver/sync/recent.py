@@ -55,6 +55,9 @@ MAX_UNREAD_ENTRIES = 200_000
 # rooms and relation targets whose last change is remembered
 MAX_CHANGE_ENTRIES = 100_000
 
+# a receipt: (room ID, user ID, receipt type, thread ("" unthreaded), event
+# ID, data)
+Receipt = tuple[str, str, str, str, str, dict[str, Any]]
 # (as of position, main notifications, main highlights, per thread root:
 # (notifications, highlights))
 ThreadCounts = tuple[int, int, int, dict[str, tuple[int, int]]]
@@ -86,6 +89,11 @@ class RecentActivity:
         # a room in a way not said (its state may have changed wholesale)
         self._member_changed: dict[tuple[str, str], int] = {}
         self._room_reset: dict[str, int] = {}
+        # receipts by position (room, user, type, thread, event ID, data), and
+        # (room, user, type, thread) -> the position of its latest write:
+        # the database keeps only that one, and sends it with its range
+        self._receipts: dict[int, Receipt] = {}
+        self._receipt_latest: dict[tuple[str, str, str, str], int] = {}
         self._unknown_changed = 0
         self._changes_low = start_pos
 
@@ -106,6 +114,8 @@ class RecentActivity:
             self._related = {}
             self._member_changed = {}
             self._room_reset = {}
+            self._receipts = {}
+            self._receipt_latest = {}
             self._unknown_changed = 0
             self._changes_low = start_pos
 
@@ -119,6 +129,12 @@ class RecentActivity:
         positions, events, scopes = committed.positions, committed.events, committed.scopes
         by_pos = {pos: event for event, pos in events}
         with self._lock:
+            for pos, room, reader, receipt_type, thread, read_up_to, data in committed.receipts:
+                if len(self._receipts) >= MAX_BARRIERS:
+                    self._receipts.clear()
+                    self._receipt_latest.clear()
+                self._receipts[pos] = (room, reader, receipt_type, thread, read_up_to, dict(data))
+                self._receipt_latest[(room, reader, receipt_type, thread)] = pos
             for pos in sorted(positions):
                 event = by_pos.get(pos)
                 if event is None:
@@ -196,20 +212,30 @@ class RecentActivity:
 
     def plain_events(self, since: int, until: int,
                      ) -> tuple[list[tuple[int, str, Event]],
-                                list[tuple[str | None, str | None]]] | None:
+                                list[tuple[str | None, str | None]], list[Receipt]] | None:
         """Every plain timeline event at positions in (``since``, ``until``]
-        as (position, room ID, event), oldest first, and the scopes of the
-        other writes in the range (see ``_barrier_scope``); None when the
-        range is not all known here (then the database must answer)."""
+        as (position, room ID, event), oldest first; the scopes of the other
+        writes in the range (see ``_barrier_scope``) but receipts; and the
+        receipts written in the range that are still their latest write (as
+        the database keeps them). None when the range is not all known here
+        (then the database must answer)."""
         with self._lock:
             if since < self.low:
                 return None
             first = bisect.bisect_right(self._barriers, since)
             last = bisect.bisect_right(self._barriers, until)
-            scopes = self._barrier_scope[first:last]
+            scopes = []
+            receipts = []
+            for k in range(first, last):
+                receipt = self._receipts.get(self._barriers[k])
+                if receipt is None:
+                    scopes.append(self._barrier_scope[k])
+                elif self._receipt_latest.get(receipt[:4]) == self._barriers[k]:
+                    receipts.append(receipt)
             start = bisect.bisect_right(self._positions, since)
             end = bisect.bisect_right(self._positions, until)
-            return [(self._positions[k], *self._events[k]) for k in range(start, end)], scopes
+            return ([(self._positions[k], *self._events[k]) for k in range(start, end)],
+                    scopes, receipts)
 
     def unread(self, user_id: str, room_id: str) -> tuple[int, int, int] | None:
         return self._unread.get((user_id, room_id))

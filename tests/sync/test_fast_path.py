@@ -97,29 +97,6 @@ CASES: dict[str, tuple[Case, dict[str, Any] | None, bool]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-@pytest_twisted.ensureDeferred
-async def test_fast_path_answers_as_the_database_does(server: TestServer, case: str) -> None:
-    happen, sync_filter, fast = CASES[case]
-    alice, bob, room_id = await two_users_in_a_room(server)
-    await send_text(alice, room_id, "before the token", "first")
-    await sleep(0.2)  # alice's presence (she came online by sending) lands
-    params: dict[str, Any] = {} if sync_filter is None else {"filter": sync_filter}
-    start = (await sync(bob, **params))["next_batch"]
-    await happen(alice, bob, room_id)
-
-    handler = server.hs.sync_handler
-    answered = handler.fast_answers
-    from_memory = await sync(bob, since=start, **params)
-    assert (handler.fast_answers > answered) is fast
-    handler.fast_path = False
-    from_database = await sync(bob, since=start, **params)
-    assert from_database["next_batch"] == from_memory["next_batch"]
-    assert without_age(from_memory) == without_age(from_database)
-    if fast and sync_filter is None:
-        assert from_memory["rooms"]["join"][room_id]["timeline"]["events"]
-
-
 @pytest_twisted.ensureDeferred
 async def test_a_woken_long_poll_is_answered_from_memory(server: TestServer) -> None:
     from twisted.internet import defer
@@ -165,7 +142,12 @@ async def test_presence_does_not_wake_a_poll_whose_filter_drops_it(server: TestS
 
 
 async def thread_and_mention(alice: Client, bob: Client, room_id: str) -> None:
-    root = await send_text(alice, room_id, "a root", "r")
+    """Replies in the thread of the message before the token (a root and its
+    replies in one range go to the full builder, which bundles them)."""
+    resp = await alice.get(f"{V3}/rooms/{room_id}/messages",
+                           params={"dir": "b", "limit": "1"})
+    assert resp.code == 200
+    root = resp.body["chunk"][0]["event_id"]
     for k in range(2):
         resp = await alice.put(
             f"{V3}/rooms/{room_id}/send/m.room.message/t{k}",
@@ -182,13 +164,83 @@ async def reaction(alice: Client, bob: Client, room_id: str) -> None:
     assert resp.code == 200
 
 
+async def alice_types(alice: Client, bob: Client, room_id: str) -> None:
+    resp = await alice.put(f"{V3}/rooms/{room_id}/typing/@alice:test.local",
+                           {"typing": True, "timeout": 30000})
+    assert resp.code == 200
+
+
+async def alice_types_and_talks(alice: Client, bob: Client, room_id: str) -> None:
+    await alice_types(alice, bob, room_id)
+    await send_text(alice, room_id, "typed", "t")
+
+
+async def alices_receipts(alice: Client, bob: Client, room_id: str) -> None:
+    first = await send_text(alice, room_id, "one", "a")
+    assert (await receipt(alice, room_id, first)).code == 200
+    second = await send_text(alice, room_id, "two", "b")
+    assert (await receipt(alice, room_id, second, "m.read.private")).code == 200
+    assert (await receipt(alice, room_id, second, "m.read",
+                          {"thread_id": "main"})).code == 200
+
+
+async def alices_private_receipt(alice: Client, bob: Client, room_id: str) -> None:
+    first = await send_text(alice, room_id, "one", "a")
+    assert (await receipt(alice, room_id, first, "m.read.private")).code == 200
+
+
+async def alice_moves_her_receipt(alice: Client, bob: Client, room_id: str) -> None:
+    """Only the latest write of a receipt is sent."""
+    first = await send_text(alice, room_id, "one", "a")
+    assert (await receipt(alice, room_id, first)).code == 200
+    second = await send_text(alice, room_id, "two", "b")
+    assert (await receipt(alice, room_id, second)).code == 200
+
+
 THREADED = {"room": {"timeline": {"unread_thread_notifications": True}}}
 CASES.update({
     "unread_thread_notifications": (thread_and_mention, THREADED, True),
+    "alice types": (alice_types, None, True),
+    "alice's receipts": (alices_receipts, None, True),
+    "alice's private receipt": (alices_private_receipt, None, True),
+    "alice moves her receipt": (alice_moves_her_receipt, None, True),
+    "receipts filtered out": (alices_receipts,
+                              {"room": {"ephemeral": {"not_types": ["m.receipt"]}}}, True),
+    "alice types and talks": (alice_types_and_talks, None, True),
+    "alice types, lazy members and thread counts": (
+        alice_types_and_talks, {"room": {"timeline": {"unread_thread_notifications": True},
+                                         "state": {"lazy_load_members": True}}}, False),
+    "typing filtered out": (alice_types, {"room": {"ephemeral": {"not_types": ["m.typing"]}}},
+                            True),
     "unread_thread_notifications with lazy members": (
         messages, {"room": {"timeline": {"unread_thread_notifications": True},
                             "state": {"lazy_load_members": True}}}, False),
 })
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest_twisted.ensureDeferred
+async def test_fast_path_answers_as_the_database_does(server: TestServer, case: str) -> None:
+    happen, sync_filter, fast = CASES[case]
+    alice, bob, room_id = await two_users_in_a_room(server)
+    await send_text(alice, room_id, "before the token", "first")
+    await sleep(0.2)  # alice's presence (she came online by sending) lands
+    params: dict[str, Any] = {} if sync_filter is None else {"filter": sync_filter}
+    start = (await sync(bob, **params))["next_batch"]
+    await happen(alice, bob, room_id)
+
+    handler = server.hs.sync_handler
+    answered = handler.fast_answers
+    from_memory = await sync(bob, since=start, **params)
+    assert (handler.fast_answers > answered) is fast
+    handler.fast_path = False
+    from_database = await sync(bob, since=start, **params)
+    assert from_database["next_batch"] == from_memory["next_batch"]
+    assert without_age(from_memory) == without_age(from_database)
+    if fast and sync_filter is None and happen is not alice_types:
+        assert from_memory["rooms"]["join"][room_id]["timeline"]["events"]
+    if happen in (alices_receipts, alice_moves_her_receipt, alice_types) and sync_filter is None:
+        assert from_memory["rooms"]["join"][room_id]["ephemeral"]["events"]
 
 
 # -- lazy-loaded members ----------------------------------------------------------------
@@ -350,10 +402,13 @@ async def test_unread_counts_carry_over_a_presence_change(server: TestServer,
     await send_text(alice, room_id, f"{BOB} first", "first")
     await sleep(0.2)
     token = (await sync(bob, filter=sync_filter))["next_batch"]
+    # a new status message (alice stays online and active: her next message
+    # changes nothing more of her presence)
     resp = await alice.put(f"{V3}/presence/@alice:test.local/status",
-                           {"presence": "unavailable", "status_msg": "away"})
+                           {"presence": "online", "status_msg": "busy"})
     assert resp.code == 200
     body = await sync(bob, since=token, filter=sync_filter)
+    assert [p["sender"] for p in body["presence"]["events"]] == ["@alice:test.local"]
     assert room_id not in body["rooms"]["join"]
     await send_text(alice, room_id, f"{BOB} second", "second")
     handler = server.hs.sync_handler
