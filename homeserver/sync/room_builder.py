@@ -108,6 +108,9 @@ class Changes:
     summaries: dict[int, tuple[dict[str, int], list[str]]] | None = None
     # with ``summaries``: the rooms among them that have a name or alias
     named: set[int] | None = None
+    # read for every joined room at once too: room NID -> unread counts
+    # (the room's and, per thread, ``unread_thread_notifications``)
+    unread: dict[int, tuple[dict[str, int], dict[str, dict[str, int]]]] | None = None
 
 
 def _stripped(event: Event) -> dict[str, Any]:
@@ -179,6 +182,8 @@ class RoomBuilder:
             changes.summaries = await self.stores.sync.get_summaries(
                 [m.room_nid for m in joined], user_id)
             changes.named = await self._named_rooms([m.room_nid for m in joined])
+            changes.unread = await self._unread_counts_many(
+                user_id, joined, unread_from, end, f.unread_thread_notifications)
 
         async def one_joined(m: RoomMembership) -> None:
             room = await self._joined_room(requester, m, since, end, f, params.full_state,
@@ -318,8 +323,11 @@ class RoomBuilder:
                 counts, None if m.room_nid in (changes.named or ()) else heroes)
         elif since is None or newly_joined or full_state or member_change:
             room["summary"] = await self._summary(m.room_nid, m.room_id, user_id, end)
-        room["unread_notifications"], threads = await self._unread_counts(
-            m.room_nid, user_id, unread_from, end, f.unread_thread_notifications)
+        if changes.unread is not None and m.room_nid in changes.unread:
+            room["unread_notifications"], threads = changes.unread[m.room_nid]
+        else:
+            room["unread_notifications"], threads = await self._unread_counts(
+                m.room_nid, user_id, unread_from, end, f.unread_thread_notifications)
         if not f.unread_thread_notifications:
             self.memory.set_unread(user_id, m.room_id, end,
                                       room["unread_notifications"]["notification_count"],
@@ -641,17 +649,45 @@ class RoomBuilder:
             floor = membership.stream_ordering if membership is not None else end
         rows = await self.stores.push_rules.get_unread_actions(room_nid, user_id, floor, end,
                                                                MAX_COUNTED_UNREAD)
-        main = unread_section(0, 0)
-        threads: dict[str, dict[str, int]] = {}
-        for pos, highlight, root in rows:
-            if pos <= reads.get(root if root is not None else "main", floor):
-                continue
-            counts = main if root is None else threads.setdefault(
-                root, unread_section(0, 0))
-            counts["notification_count"] += 1
-            if highlight:
-                counts["highlight_count"] += 1
-        return main, threads
+        return _thread_counts(rows, reads, floor)
+
+    async def _unread_counts_many(
+            self, user_id: str, joined: list[RoomMembership], unread_from: dict[str, int],
+            end: int, by_thread: bool,
+    ) -> dict[int, tuple[dict[str, int], dict[str, dict[str, int]]]]:
+        """``_unread_counts`` of every joined room in two or three queries (an
+        initial sync): room NID -> counts."""
+        if not by_thread:
+            rows = await self.stores.push_rules.get_unread_actions_many(
+                {m.room_nid: unread_from.get(m.room_id, 0) for m in joined}, user_id, end,
+                MAX_COUNTED_UNREAD)
+            return {nid: (unread_section(len(found), sum(1 for _, h, _ in found if h)), {})
+                    for nid, found in rows.items()}
+        reads = await self.stores.relations.get_read_positions_many(
+            [m.room_nid for m in joined], user_id)
+        # no unthreaded receipt: everything since the join
+        floors = {m.room_nid: reads[m.room_nid].get("", m.stream_ordering) for m in joined}
+        rows = await self.stores.push_rules.get_unread_actions_many(
+            floors, user_id, end, MAX_COUNTED_UNREAD)
+        return {nid: _thread_counts(found, reads[nid], floors[nid])
+                for nid, found in rows.items()}
+
+
+def _thread_counts(rows: list[tuple[int, bool, str | None]], reads: dict[str, int],
+                   floor: int) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """The main timeline's and each thread's unread counts from the
+    notifying ``rows`` after ``floor``, less those each thread's receipt
+    (``reads``) covers."""
+    main = unread_section(0, 0)
+    threads: dict[str, dict[str, int]] = {}
+    for pos, highlight, root in rows:
+        if pos <= reads.get(root if root is not None else "main", floor):
+            continue
+        counts = main if root is None else threads.setdefault(root, unread_section(0, 0))
+        counts["notification_count"] += 1
+        if highlight:
+            counts["highlight_count"] += 1
+    return main, threads
 
 
 def joined_by(events: list[dict[str, Any]], user_id: str) -> set[str]:
