@@ -453,20 +453,31 @@ class RoomBuilder:
                                                  start, state_since, limited, events, f)
 
         serialize = self._serializer(requester, f)
-        if looked_up is not None and f.event_format == "client":
-            # what was read of the members, left for the fast path, with the
-            # senders' member events this device already had
-            missing = set(self.facts.missing(room_id, looked_up)) - {e.event_id for e in state}
-            extra = list((await self.stores.events.get_events(list(missing))).values()) \
-                if missing else []
-            serialised = await self.room_reader.serialize(requester, room_id, [*state, *extra])
-            serialised_state = serialised[:len(state)]
-            self.facts.add_members(room_id, start, looked_up, serialised,
-                                   self.memory.members_unchanged_since)
+        if f.event_format == "client":
+            # the timeline and the state in one go (each serialisation reads
+            # redactions, transaction IDs, replaced state and relations)
+            extra: list[Event] = []
+            if looked_up is not None:
+                # what was read of the members is left for the fast path,
+                # with the senders' member events this device already had
+                missing = set(self.facts.missing(room_id, looked_up)) \
+                    - {e.event_id for e in state}
+                if missing:
+                    extra = list((await self.stores.events.get_events(list(missing))).values())
+            serialised = await self.room_reader.serialize(requester, room_id,
+                                                          [*events, *state, *extra])
+            serialised_timeline = serialised[:len(events)]
+            serialised_state = serialised[len(events):len(events) + len(state)]
+            if looked_up is not None:
+                self.facts.add_members(room_id, start, looked_up, serialised[len(events):],
+                                       self.memory.members_unchanged_since)
             if f.event_fields is not None:
+                serialised_timeline = [apply_event_fields(e, f.event_fields)
+                                       for e in serialised_timeline]
                 serialised_state = [apply_event_fields(e, f.event_fields)
                                     for e in serialised_state]
         else:
+            serialised_timeline = await serialize(room_id, events)
             serialised_state = await serialize(room_id, state)
         account_data = []
         if f.room_account_data_room_allowed(room_id):
@@ -475,8 +486,7 @@ class RoomBuilder:
                 for t, c in changes.room_account_data.get(room_id, {}).items()
                 if room_event_matches(f.room_account_data, t, None)]
         return room_sections(
-            timeline_section(await serialize(room_id, events), limited,
-                             pagination_token(prev_batch)),
+            timeline_section(serialised_timeline, limited, pagination_token(prev_batch)),
             serialised_state, account_data)
 
     async def _state(self, requester: Requester, room_id: str, room_nid: int, start: int,
