@@ -60,7 +60,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -459,6 +459,9 @@ class Settings:
     synapse_python: str
     time_limit_s: float
     json_path: Path
+    client_filter: str = "plain"
+    # --set: parameter overrides, for every scenario that has the parameter
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def make_server(kind: str, settings: Settings, options: dict[str, Any] | None = None) -> Any:
@@ -528,6 +531,9 @@ async def run_all(settings: Settings, results: dict[str, Any],
         try:
             scenario = load_scenario(name)
             params = dict(scenario.sizes[settings.size])
+            if "client_filter" in params:  # the scenarios whose receivers sync
+                params["client_filter"] = settings.client_filter
+            params.update({k: v for k, v in settings.overrides.items() if k in params})
         except Exception as e:  # missing, broken, or no such size: reported, not fatal
             entry["error"] = f"cannot load the scenario: {e!r}"
             print(f"{name}: {entry['error']}", file=sys.stderr, flush=True)
@@ -588,11 +594,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", type=Path,
                         help="write the results here, and the table next to it as .md "
                         "(default bench/results/compare-<date>.json)")
+    parser.add_argument("--client-filter", choices=("plain", "element"), default="plain",
+                        help="the /sync filter of the fanout and initial_sync receivers: "
+                        "plain (presence off, 50 events) or element (what matrix-js-sdk / "
+                        "Element Web send: lazy-loaded members, per-thread unread counts)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="override a parameter of the size in every scenario that has "
+                        "it, e.g. receivers=[300]")
     parser.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT_S,
                         help="cancel one scenario on one server after this long (s)")
     ns = parser.parse_args(argv)
     if ns.time_limit <= 0:
         parser.error("--time-limit must be positive")
+    ns.overrides = {}
+    for item in ns.set:
+        key, _, value = item.partition("=")
+        try:
+            ns.overrides[key] = json.loads(value)
+        except ValueError:
+            parser.error(f"--set {item!r}: the value is not JSON")
     return ns
 
 
@@ -611,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench.compare: no Synapse to compare with: {e}", file=sys.stderr)
             return 2
     settings = Settings(ns.scenarios, ns.size, ns.servers, ns.engine, ns.pg_dsn,
-                        synapse_python(ns.synapse_venv), ns.time_limit, json_path)
+                        synapse_python(ns.synapse_venv), ns.time_limit, json_path,
+                        ns.client_filter, ns.overrides)
     results: dict[str, Any] = {
         "benchmark": "compare",
         "schema": SCHEMA_VERSION,
@@ -619,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["bench/compare", *(argv if argv is not None else sys.argv[1:])]),
         "params": {"scenarios": ns.scenarios, "size": ns.size, "servers": ns.servers,
                    "engine": ns.engine, "time_limit_s": ns.time_limit,
+                   "client_filter": ns.client_filter, "overrides": ns.overrides,
                    "synapse_version": ns.synapse_version},
         "machine": machine_info(),
         "revision": source_revision(),

@@ -35,7 +35,11 @@ how late the sends left against their schedule for the same reason.
 Receivers ask for up to 50 timeline events per response (``SYNC_FILTER``):
 a receiver more than 50 messages behind gets a ``limited`` timeline and
 never sees the oldest, which counts as undelivered. At the full size (50
-messages a stage, the warm-up already seen) that cannot happen.
+messages a stage, the warm-up already seen) that cannot happen. With
+``client_filter`` ``element`` (``bench/compare --client-filter element``)
+they send what matrix-js-sdk / Element Web send instead
+(``bench.sync.ELEMENT_FILTER``: lazy-loaded members, per-thread unread
+counts, presence kept, 20 timeline events), and the figures' labels say so.
 
 Open file descriptors: 1,000 long-polls are 1,000 sockets here and 1,000 in
 the server. ``raise_fd_limit`` lifts this process's soft limit to the hard
@@ -82,7 +86,7 @@ from bench.server import (
     source_revision,
 )
 from bench.sync import (
-    SYNC_FILTER,
+    CLIENT_FILTERS,
     Tracker,
     WebSocketReceivers,
     register_users,
@@ -94,11 +98,14 @@ from bench.sync import (
 NAME = "fanout"
 SIZES: dict[str, dict[str, Any]] = {
     "full": {"receivers": [100, 300, 1000], "rate": 5, "messages": 50, "drain_s": 30,
-             "warm_up_s": 60, "transports": ["sync", "websocket"]},
+             "warm_up_s": 60, "transports": ["sync", "websocket"],
+             "client_filter": "plain"},
     "small": {"receivers": [20, 50], "rate": 5, "messages": 20, "drain_s": 15,
-              "warm_up_s": 30, "transports": ["sync", "websocket"]},
+              "warm_up_s": 30, "transports": ["sync", "websocket"],
+             "client_filter": "plain"},
     "tiny": {"receivers": [2, 3], "rate": 20, "messages": 4, "drain_s": 10,
-             "warm_up_s": 10, "transports": ["sync", "websocket"]},
+             "warm_up_s": 10, "transports": ["sync", "websocket"],
+             "client_filter": "plain"},
 }
 TRANSPORT_LABELS = {"sync": "/sync", "websocket": "WebSocket"}
 SETUP_CONCURRENCY = 8  # joins and initial syncs in flight
@@ -128,9 +135,10 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
     messages: int = params["messages"]
     rate: float = params["rate"]
     timings: dict[str, float] = {}
+    sync_filter = CLIENT_FILTERS[params.get("client_filter", "plain")]
     started = time.perf_counter()
     initial = await gather_bounded([
-        partial(client.sync, s, timeout_ms=0, filter_json=SYNC_FILTER) for s in receivers],
+        partial(client.sync, s, timeout_ms=0, filter_json=sync_filter) for s in receivers],
         limit=SETUP_CONCURRENCY)
     since = [body["next_batch"] for body in initial]
     timings["initial_sync_s"] = time.perf_counter() - started
@@ -138,9 +146,9 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
     tracker = Tracker(n)
     group: LightReceivers | WebSocketReceivers
     if transport == "sync":
-        group = LightReceivers(target.base_url, receivers, tracker)
+        group = LightReceivers(target.base_url, receivers, tracker, sync_filter)
     else:
-        group = WebSocketReceivers(target.base_url, receivers, tracker)
+        group = WebSocketReceivers(target.base_url, receivers, tracker, sync_filter)
     send_latencies: list[float] = []
     send_errors: Counter[str] = Counter()
     first_send_errors: list[str] = []
@@ -242,10 +250,14 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
     return result
 
 
-def stage_figures(stage: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def stage_figures(stage: dict[str, Any], client_filter: str = "plain",
+                  ) -> dict[str, dict[str, Any]]:
     transport, n = stage["transport"], stage["receivers"]
     label = f"fanout {TRANSPORT_LABELS[transport]} {n} receivers"
     key = f"{transport}_{n}"
+    if client_filter != "plain":
+        label += f", {client_filter} filter"
+        key += f"_{client_filter}"
     lat = stage["latency_ms"]
     return {
         f"{key}_p50_ms": {"value": lat["p50"], "unit": "ms", "better": "lower",
@@ -293,7 +305,8 @@ async def run_scenario(target: Target, params: dict[str, Any], *,
                 stage = await fanout_stage(client, send_client, target, transport, sender,
                                            receivers[:n], room_id, params, run_id)
                 stages[str(n)] = stage
-                result["figures"].update(stage_figures(stage))
+                result["figures"].update(stage_figures(
+                    stage, params.get("client_filter", "plain")))
         result["complete"] = True
     except Exception as e:
         if is_cancellation(e):

@@ -146,14 +146,16 @@ class LightReceivers:
     """N long-poll loops over raw HTTP/1.1, one persistent connection each;
     the interface of ``bench.sync.HttpReceivers``."""
 
-    def __init__(self, base_url: str, sessions: list[Session], tracker: Tracker) -> None:
+    def __init__(self, base_url: str, sessions: list[Session], tracker: Tracker,
+                 sync_filter: dict[str, Any] | None = None) -> None:
         parts = urlsplit(base_url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
         self.host_header = parts.netloc
         self.sessions = sessions
         self.tracker = tracker
-        self.filter_q = quote(json.dumps(SYNC_FILTER, separators=(",", ":")), safe="")
+        self.filter_q = quote(json.dumps(SYNC_FILTER if sync_filter is None else sync_filter,
+                                         separators=(",", ":")), safe="")
         self.stopping = False
         self.pollers: list[_Poller] = []
         self._closed: list[defer.Deferred[None]] = []

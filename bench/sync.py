@@ -102,6 +102,18 @@ SYNC_FILTER: dict[str, Any] = {
     "presence": {"not_types": ["*"]},
     "room": {"timeline": {"limit": 50}},
 }
+# What matrix-js-sdk (Element Web) sends as its /sync filter: SyncApi's
+# default filter asks for unread_thread_notifications; Element's
+# lazyLoadMembers adds room.state.lazy_load_members; the timeline limit is
+# the client's initialSyncLimit (the SDK's default is 8; 20 here, so that a
+# receiver a few messages behind under load is not cut short). Presence is
+# not filtered out.
+ELEMENT_FILTER: dict[str, Any] = {
+    "room": {"state": {"lazy_load_members": True},
+             "timeline": {"limit": 20, "unread_thread_notifications": True}},
+}
+# ``--client-filter``: the filter receivers sync with
+CLIENT_FILTERS: dict[str, dict[str, Any]] = {"plain": SYNC_FILTER, "element": ELEMENT_FILTER}
 LIMITS = {"receivers": 1000, "messages": 500, "rooms": 2000, "syncs": 1000}
 SETUP_CONCURRENCY = 8  # registrations hash a password each: CPU-bound on the server
 HANDSHAKE_TIMEOUT_S = 60.0  # a WebSocket's opening handshake
@@ -211,7 +223,9 @@ class Tracker:
 class HttpReceivers:
     """N long-poll loops, one persistent connection each."""
 
-    def __init__(self, base_url: str, sessions: list[Session], tracker: Tracker) -> None:
+    def __init__(self, base_url: str, sessions: list[Session], tracker: Tracker,
+                 sync_filter: dict[str, Any] | None = None) -> None:
+        self.sync_filter = SYNC_FILTER if sync_filter is None else sync_filter
         self.client = MatrixClient(base_url, connections=len(sessions) + 4,
                                    timeout_s=LONG_POLL_MS / 1000 + 30)
         self.sessions = sessions
@@ -232,7 +246,7 @@ class HttpReceivers:
         session = self.sessions[i]
         while not self.stopping:
             d = defer.Deferred.fromCoroutine(self.client.sync(
-                session, since=since, timeout_ms=LONG_POLL_MS, filter_json=SYNC_FILTER))
+                session, since=since, timeout_ms=LONG_POLL_MS, filter_json=self.sync_filter))
             self.pending[i] = d
             try:
                 body = await d
@@ -258,7 +272,9 @@ class HttpReceivers:
 class WebSocketReceivers:
     """N sockets on the stream endpoint; ``ready`` once each has had its first frame."""
 
-    def __init__(self, base_url: str, sessions: list[Session], tracker: Tracker) -> None:
+    def __init__(self, base_url: str, sessions: list[Session], tracker: Tracker,
+                 sync_filter: dict[str, Any] | None = None) -> None:
+        self.sync_filter = SYNC_FILTER if sync_filter is None else sync_filter
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.base_ws = f"ws://{self.host}:{self.port}{STREAM_PATH}"
@@ -310,7 +326,7 @@ class WebSocketReceivers:
                 if not done.called:
                     done.callback(None)
 
-        filter_q = quote(json.dumps(SYNC_FILTER, separators=(",", ":")), safe="")
+        filter_q = quote(json.dumps(self.sync_filter, separators=(",", ":")), safe="")
         for i, session in enumerate(self.sessions):
             self.first_frames.append(defer.Deferred())
             self.closed.append(defer.Deferred())

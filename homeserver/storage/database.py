@@ -69,10 +69,18 @@ class Txn:
         self.scopes: dict[int, list[tuple[str | None, str | None]]] = {}
         self.device_list_changes: list[tuple[str, int]] = []
         self.tokens_changed = False
+        # (position, room, user, receipt type, thread, event ID, data) of each receipt
+        self.receipts: list[tuple[int, str, str, str, str, str, dict[str, Any]]] = []
 
     def note_device_list_change(self, user_id: str, stream_pos: int) -> None:
         """``user_id``'s device list changed at ``stream_pos`` (WriteHub.on_device_list_changed)."""
         self.device_list_changes.append((user_id, stream_pos))
+
+    def note_receipt(self, position: int, room_id: str, user_id: str, receipt_type: str,
+                     thread_id: str, event_id: str, data: dict[str, Any]) -> None:
+        """A receipt was written at ``position`` (the sync fast path serves it)."""
+        self.receipts.append((position, room_id, user_id, receipt_type, thread_id, event_id,
+                              data))
 
     def note_tokens_changed(self) -> None:
         """Some access token was deleted or changed (WriteHub.on_tokens_changed)."""
@@ -84,7 +92,8 @@ class Txn:
             return None
         return Committed(tuple(self.stream_ids), tuple(self.new_events),
                          {pos: tuple(scopes) for pos, scopes in self.scopes.items()},
-                         tuple(self.device_list_changes), self.tokens_changed)
+                         tuple(self.device_list_changes), self.tokens_changed,
+                         tuple(self.receipts))
 
     def add_scope(self, position: int, room_id: str | None, user_id: str | None) -> None:
         """Say who the write at ``position`` concerns (storage/streams.py)."""

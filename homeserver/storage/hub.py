@@ -57,6 +57,9 @@ class Committed:
     device_list_changes: Sequence[tuple[str, int]] = ()
     # some access token was deleted or changed
     tokens_changed: bool = False
+    # (position, room, user, receipt type, thread ("" unthreaded), event ID,
+    # data) of each receipt written
+    receipts: Sequence[tuple[int, str, str, str, str, str, Mapping[str, Any]]] = ()
 
     @property
     def event_ids(self) -> list[str]:

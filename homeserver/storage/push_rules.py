@@ -30,7 +30,7 @@ from homeserver.push.rules import DEFAULT_KIND_OF, build_ruleset, client_ruleset
 from homeserver.storage.account_data import GLOBAL_ROOM, AccountDataStore
 from homeserver.storage.cache import LruCache
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.sql import placeholders
+from homeserver.storage.sql import chunks, placeholders
 
 PUSH_RULES_TYPE = "m.push_rules"
 IGNORED_USER_LIST = "m.ignored_user_list"
@@ -336,6 +336,33 @@ class PushRuleStore:
             " ORDER BY stream_ordering DESC LIMIT ?",
             (user_id, room_nid, after, until, limit))
         return [(int(p), bool(h), t) for p, h, t in rows]
+
+    async def get_unread_actions_many(self, after: dict[int, int], user_id: str, until: int,
+                                      limit: int,
+                                      ) -> dict[int, list[tuple[int, bool, str | None]]]:
+        """``get_unread_actions`` of many rooms in one transaction (an
+        initial sync): room NID (each after its own position) -> rows."""
+        def txn_fn(txn: Txn) -> dict[int, list[tuple[int, bool, str | None]]]:
+            out: dict[int, list[tuple[int, bool, str | None]]] = {n: [] for n in after}
+            for part in chunks(list(after.items()), 200):
+                rows = txn.select_all(
+                    "WITH wanted(room_nid, after_pos) AS (VALUES "
+                    + ", ".join(["(?, ?)"] * len(part)) + ")"
+                    " SELECT room_nid, stream_ordering, highlight, thread_id FROM ("
+                    " SELECT pa.room_nid, pa.stream_ordering, pa.highlight, pa.thread_id,"
+                    " ROW_NUMBER() OVER (PARTITION BY pa.room_nid"
+                    " ORDER BY pa.stream_ordering DESC) AS n"
+                    " FROM event_push_actions pa JOIN wanted w ON w.room_nid = pa.room_nid"
+                    " WHERE pa.user_id = ? AND pa.stream_ordering > w.after_pos"
+                    " AND pa.stream_ordering <= ? AND pa.notify = 1) ranked"
+                    " WHERE n <= ? ORDER BY room_nid, stream_ordering DESC",
+                    [v for pair in part for v in pair] + [user_id, until, limit])
+                for nid, pos, highlight, thread in rows:
+                    out[int(nid)].append((int(pos), bool(highlight), thread))
+            return out
+        if not after:
+            return {}
+        return await self.db.run_interaction("get_unread_push_actions_many", txn_fn)
 
     async def get_notifications(self, user_id: str, before: int | None, limit: int,
                                 only_highlight: bool) -> list[NotificationRow]:

@@ -70,6 +70,7 @@ class ReceiptStore:
             " event_id = excluded.event_id, data = excluded.data,"
             " stream_id = excluded.stream_id",
             (room_id, user_id, receipt_type, thread, event_id, json.dumps(data), stream_id))
+        txn.note_receipt(stream_id, room_id, user_id, receipt_type, thread, event_id, data)
         return stream_id
 
     async def upsert_receipt(self, room_id: str, user_id: str, receipt_type: str,

@@ -310,6 +310,23 @@ class RelationStore:
             dict.fromkeys(event_ids), after=(THREAD,), chunk=_CHUNK)
         return {str(e): str(root) for e, root in rows}
 
+    async def get_read_positions_many(self, room_nids: list[int], user_id: str,
+                                      ) -> dict[int, dict[str, int]]:
+        """``get_read_positions`` of many rooms in one query: room NID -> them."""
+        rows = await select_in(
+            self.db, "get_read_positions_many",
+            "SELECT rm.room_nid, r.thread_id, MAX(ev.stream_ordering) FROM receipts r"
+            " JOIN rooms rm ON rm.room_id = r.room_id"
+            " JOIN events ev ON ev.event_id = r.event_id"
+            " WHERE rm.room_nid IN ({}) AND r.user_id = ? AND r.receipt_type IN (?, ?)"
+            " GROUP BY rm.room_nid, r.thread_id", room_nids,
+            after=(user_id, "m.read", "m.read.private"))
+        out: dict[int, dict[str, int]] = {n: {} for n in room_nids}
+        for nid, thread, pos in rows:
+            if pos is not None:
+                out[int(nid)][str(thread)] = int(pos)
+        return out
+
     async def get_read_positions(self, room_nid: int, user_id: str) -> dict[str, int]:
         """Thread ID (``""``: unthreaded, ``"main"``, or a thread root) -> the
         stream position of ``user_id``'s newest ``m.read`` / ``m.read.private``

@@ -216,6 +216,22 @@ class SyncStore:
             (room_nid, user_id))
         return _pick_heroes(rows, limit)
 
+    async def get_summary_parts(self, room_nid: int,
+                                ) -> tuple[dict[str, int], list[tuple[str, str]]]:
+        """The room's member counts and its hero candidates for anybody:
+        (user ID, membership) of its first members by stream order, one more
+        than ``get_heroes`` reads, so that leaving out the reader still
+        leaves as many (``pick_heroes``)."""
+        def txn_fn(txn: Txn) -> tuple[dict[str, int], list[tuple[str, str]]]:
+            counts = {str(m): int(c) for m, c in txn.select_all(
+                "SELECT membership, COUNT(*) FROM room_memberships WHERE room_nid = ?"
+                " GROUP BY membership", (room_nid,))}
+            rows = txn.select_all(
+                "SELECT user_id, membership FROM room_memberships WHERE room_nid = ?"
+                f" ORDER BY stream_ordering LIMIT {HERO_CANDIDATES + 1}", (room_nid,))
+            return counts, [(str(u), str(m)) for u, m in rows]
+        return await self.db.run_interaction("get_summary_parts", txn_fn)
+
     async def get_summaries(self, room_nids: list[int], user_id: str, limit: int = 5,
                             ) -> dict[int, tuple[dict[str, int], list[str]]]:
         """``get_member_counts`` and ``get_heroes`` of many rooms in one
@@ -259,6 +275,11 @@ class SyncStore:
 
 # members read to choose a room's heroes from
 HERO_CANDIDATES = 50
+
+
+def pick_heroes(candidates: list[tuple[str, str]], user_id: str, limit: int = 5) -> list[str]:
+    """``get_heroes`` of ``user_id`` from ``get_summary_parts``' candidates."""
+    return _pick_heroes([r for r in candidates if r[0] != user_id][:HERO_CANDIDATES], limit)
 
 
 def _pick_heroes(rows: list[tuple[Any, ...]], limit: int) -> list[str]:

@@ -95,15 +95,29 @@ def unread_section(notifications: int, highlights: int) -> dict[str, int]:
     return {"notification_count": notifications, "highlight_count": highlights}
 
 
+def joined_room(timeline: dict[str, Any], state: list[dict[str, Any]], notifications: int,
+                highlights: int, summary: dict[str, Any] | None = None,
+                threads: dict[str, dict[str, int]] | None = None,
+                ephemeral: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A joined room with no account data, as the full builder makes it:
+    the fast path's rooms (``threads``: the ``unread_thread_notifications``
+    the filter asked for)."""
+    room = room_sections(timeline, state, [])
+    room["ephemeral"] = ephemeral_section(ephemeral or [])
+    if summary is not None:
+        room["summary"] = summary
+    room["unread_notifications"] = unread_section(notifications, highlights)
+    if threads is not None:
+        room["unread_thread_notifications"] = threads
+    return room
+
+
 def quiet_joined_room(timeline: dict[str, Any], notifications: int,
                       highlights: int) -> dict[str, Any]:
     """A joined room where only new timeline events happened (no state, no
     account data, no ephemeral events, no summary): the fast path's rooms, as
     the full builder makes them."""
-    room = room_sections(timeline, [], [])
-    room["ephemeral"] = ephemeral_section([])
-    room["unread_notifications"] = unread_section(notifications, highlights)
-    return room
+    return joined_room(timeline, [], notifications, highlights)
 
 
 # -- the fast path's byte templates ------------------------------------------------
@@ -139,6 +153,9 @@ _ROOM_PARTS = _split(
     _MARKS[:3])
 
 
+_TIMELINE_MARK = encode_json(_MARKS[0])
+
+
 def encode_timeline(section: dict[str, Any]) -> bytes:
     """A timeline section's JSON, made once and shared by every receiver."""
     return encode_json(section)
@@ -151,6 +168,15 @@ def encode_quiet_room(room_id: str, timeline: bytes, notifications: int,
     return b"%s:%s%s%s%d%s%d%s" % (
         encode_json(room_id), _ROOM_PARTS[0], timeline, _ROOM_PARTS[1], notifications,
         _ROOM_PARTS[2], highlights, _ROOM_PARTS[3])
+
+
+def encode_room(room_id: str, room: dict[str, Any], timeline: bytes) -> bytes:
+    """``"room_id":{...}``: one entry of ``rooms.join``, the JSON of ``room``
+    with its timeline section replaced by ``timeline``, already encoded."""
+    before, found, after = encode_json({**room, "timeline": _MARKS[0]}).partition(
+        _TIMELINE_MARK)
+    assert found
+    return b"%s:%s%s%s" % (encode_json(room_id), before, timeline, after)
 
 
 def encode_quiet_body(next_batch: str, rooms: list[bytes], one_time: dict[str, int],

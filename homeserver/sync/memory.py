@@ -11,7 +11,9 @@ and what it needs is kept by six modules, each for its own reasons:
 - each user's ignored users (``rooms/ignored.py``);
 - each device's one-time key counts (``e2e/keys.py``);
 - the push rules' verdicts for recently persisted events
-  (``push/actions.py``).
+  (``push/actions.py``);
+- lazy-loaded members: what each connection was sent, and each room's
+  members and summary as last read (``sync/lazy_members.py``, kept here).
 
 ``SyncMemory`` fronts them so the sync code asks one thing, and so a reader
 sees in one place everything a fast answer depends on. Its readers are the
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from homeserver.sync.lazy_members import RoomFacts, SentMembers
 
 if TYPE_CHECKING:
     from homeserver.e2e.keys import E2eKeyHandler
@@ -49,6 +53,14 @@ class SyncMemory:
         self.unread = recent.unread
         self.set_unread = recent.set_unread
         self.plain_events = recent.plain_events
+        self.thread_unread = recent.thread_unread
+        self.set_thread_unread = recent.set_thread_unread
+        # whether a room's state (and relations to some of its events) is
+        # unchanged after a position
+        self.unchanged_since = recent.unchanged_since
+        self.members_unchanged_since = recent.members_unchanged_since
+        self.sent_members = SentMembers()
+        self.facts = RoomFacts()
         # the room's local joined members, None when not cached
         self.room_members: Callable[[str], frozenset[str] | None] = notifier.cached_members
         # the user's ignored users, None when not loaded
@@ -60,6 +72,14 @@ class SyncMemory:
         # None when persisted before this process started
         self.push_verdicts: Callable[[str], dict[str, tuple[int, int]] | None] = \
             push_actions.recent_actions
+
+    def typing_rooms(self, since_pos: int) -> list[str]:
+        """The rooms whose typing set changed after ``since_pos``."""
+        return self._typing.rooms_changed_since(since_pos)
+
+    def typing(self, room_ids: list[str], since_pos: int) -> dict[str, list[str]]:
+        """Who types now in those of ``room_ids`` whose typing changed after ``since_pos``."""
+        return self._typing.get_typing(room_ids, since_pos)
 
     def typing_changed(self, since_pos: int, now_pos: int) -> bool:
         """Whether any room's typing set changed in (``since_pos``, ``now_pos``]."""

@@ -18,7 +18,13 @@ fast path (``sync/fast_path.py``) can build most woken responses from it:
   entries dropped to bound memory). A range starting below it goes to the
   full builder too.
 - unread counts per (user, room) as of a stream position, stored by the
-  full builder and carried forward by the fast path.
+  full builder and carried forward by the fast path (per thread too, for
+  ``unread_thread_notifications``).
+- the newest position at which each room's state may have changed (a state
+  event, a redaction, a write of unknown reach), and at which each event
+  got a relation: what says whether something read of a room at a position
+  (its lazy-loaded members, its summary: ``sync/lazy_members.py``) still
+  holds (``unchanged_since``).
 
 Both lists are filled from the write hub (``storage/hub.py``): called on the
 database thread right after a transaction commits and *before* the stream
@@ -46,6 +52,15 @@ from homeserver.storage.streams import ONLY_USER, TO_DEVICE
 MAX_EVENTS = 20_000
 MAX_BARRIERS = 20_000
 MAX_UNREAD_ENTRIES = 200_000
+# rooms and relation targets whose last change is remembered
+MAX_CHANGE_ENTRIES = 100_000
+
+# a receipt: (room ID, user ID, receipt type, thread ("" unthreaded), event
+# ID, data)
+Receipt = tuple[str, str, str, str, str, dict[str, Any]]
+# (as of position, main notifications, main highlights, per thread root:
+# (notifications, highlights))
+ThreadCounts = tuple[int, int, int, dict[str, tuple[int, int]]]
 
 
 class RecentActivity:
@@ -63,6 +78,24 @@ class RecentActivity:
         self.to_device_pending: set[tuple[str, str]] = set()
         # (user, room) -> (as of position, notification count, highlight count)
         self._unread: dict[tuple[str, str], tuple[int, int, int]] = {}
+        # the same, counted per thread (``unread_thread_notifications``)
+        self._thread_unread: dict[tuple[str, str], ThreadCounts] = {}
+        # room -> newest position its state may have changed at; event ID ->
+        # newest position of an event relating to it; positions of a write
+        # of unknown reach; below ``_changes_low`` nothing is known
+        self._room_changed: dict[str, int] = {}
+        self._related: dict[str, int] = {}
+        # the same for one member's member event; and for writes concerning
+        # a room in a way not said (its state may have changed wholesale)
+        self._member_changed: dict[tuple[str, str], int] = {}
+        self._room_reset: dict[str, int] = {}
+        # receipts by position (room, user, type, thread, event ID, data), and
+        # (room, user, type, thread) -> the position of its latest write:
+        # the database keeps only that one, and sends it with its range
+        self._receipts: dict[int, Receipt] = {}
+        self._receipt_latest: dict[tuple[str, str, str, str], int] = {}
+        self._unknown_changed = 0
+        self._changes_low = start_pos
 
     def restart(self, start_pos: int, to_device_pending: set[tuple[str, str]]) -> None:
         """Forget everything: the memory is complete from ``start_pos`` (the
@@ -76,6 +109,15 @@ class RecentActivity:
             self._barrier_scope = []
             self.to_device_pending = to_device_pending
             self._unread = {}
+            self._thread_unread = {}
+            self._room_changed = {}
+            self._related = {}
+            self._member_changed = {}
+            self._room_reset = {}
+            self._receipts = {}
+            self._receipt_latest = {}
+            self._unknown_changed = 0
+            self._changes_low = start_pos
 
     # -- writers: the database thread, right after a commit ---------------
 
@@ -87,6 +129,12 @@ class RecentActivity:
         positions, events, scopes = committed.positions, committed.events, committed.scopes
         by_pos = {pos: event for event, pos in events}
         with self._lock:
+            for pos, room, reader, receipt_type, thread, read_up_to, data in committed.receipts:
+                if len(self._receipts) >= MAX_BARRIERS:
+                    self._receipts.clear()
+                    self._receipt_latest.clear()
+                self._receipts[pos] = (room, reader, receipt_type, thread, read_up_to, dict(data))
+                self._receipt_latest[(room, reader, receipt_type, thread)] = pos
             for pos in sorted(positions):
                 event = by_pos.get(pos)
                 if event is None:
@@ -96,16 +144,30 @@ class RecentActivity:
                             self.to_device_pending.add((user_id, room_id[len(TO_DEVICE):]))
                             room_id = ONLY_USER
                         self._add_barrier(pos, room_id, user_id)
+                        if room_id is None:
+                            self._unknown_changed = pos
+                        elif user_id is None:
+                            self._changed(room_id, pos)
+                            self._remember(self._room_reset, room_id, pos)
                 elif event.type == "m.room.create":
                     # a new room: only its creator is in it
                     self._add_barrier(pos, ONLY_USER, event.sender)
                 elif event.rejected_reason is not None \
                         or not isinstance(event.json.get("room_id"), str):
                     self._add_barrier(pos, None, None)
+                    self._unknown_changed = pos
                 elif event.is_state() or event.type == "m.room.redaction":
                     target = event.state_key if event.type == "m.room.member" else None
                     self._add_barrier(pos, event.room_id, target)
+                    self._changed(event.room_id, pos)
+                    if target is not None:
+                        self._remember(self._member_changed, (event.room_id, target), pos)
+                    if event.type == "m.room.redaction" and isinstance(event.redacts, str):
+                        self._relation(event.redacts, pos)
                 else:
+                    relates = event.content.get("m.relates_to")
+                    if isinstance(relates, dict) and isinstance(relates.get("event_id"), str):
+                        self._relation(relates["event_id"], pos)
                     if self._positions and pos < self._positions[-1]:
                         index = bisect.bisect(self._positions, pos)
                     else:
@@ -118,6 +180,21 @@ class RecentActivity:
         index = bisect.bisect(self._barriers, pos)
         self._barriers.insert(index, pos)
         self._barrier_scope.insert(index, (room_id, target))
+
+    def _changed(self, room_id: str, pos: int) -> None:
+        self._remember(self._room_changed, room_id, pos)
+
+    def _relation(self, event_id: str, pos: int) -> None:
+        self._remember(self._related, event_id, pos)
+
+    def _remember(self, changes: dict[Any, int], key: Any, pos: int) -> None:
+        """``key`` changed at ``pos``; a full map is emptied, and nothing
+        before ``pos`` is known any more."""
+        if len(changes) >= MAX_CHANGE_ENTRIES and key not in changes:
+            changes.clear()
+            self._changes_low = max(self._changes_low, pos)
+        if pos > changes.get(key, 0):
+            changes[key] = pos
 
     def _trim(self) -> None:
         if len(self._positions) > MAX_EVENTS:
@@ -135,20 +212,30 @@ class RecentActivity:
 
     def plain_events(self, since: int, until: int,
                      ) -> tuple[list[tuple[int, str, Event]],
-                                list[tuple[str | None, str | None]]] | None:
+                                list[tuple[str | None, str | None]], list[Receipt]] | None:
         """Every plain timeline event at positions in (``since``, ``until``]
-        as (position, room ID, event), oldest first, and the scopes of the
-        other writes in the range (see ``_barrier_scope``); None when the
-        range is not all known here (then the database must answer)."""
+        as (position, room ID, event), oldest first; the scopes of the other
+        writes in the range (see ``_barrier_scope``) but receipts; and the
+        receipts written in the range that are still their latest write (as
+        the database keeps them). None when the range is not all known here
+        (then the database must answer)."""
         with self._lock:
             if since < self.low:
                 return None
             first = bisect.bisect_right(self._barriers, since)
             last = bisect.bisect_right(self._barriers, until)
-            scopes = self._barrier_scope[first:last]
+            scopes = []
+            receipts = []
+            for k in range(first, last):
+                receipt = self._receipts.get(self._barriers[k])
+                if receipt is None:
+                    scopes.append(self._barrier_scope[k])
+                elif self._receipt_latest.get(receipt[:4]) == self._barriers[k]:
+                    receipts.append(receipt)
             start = bisect.bisect_right(self._positions, since)
             end = bisect.bisect_right(self._positions, until)
-            return [(self._positions[k], *self._events[k]) for k in range(start, end)], scopes
+            return ([(self._positions[k], *self._events[k]) for k in range(start, end)],
+                    scopes, receipts)
 
     def unread(self, user_id: str, room_id: str) -> tuple[int, int, int] | None:
         return self._unread.get((user_id, room_id))
@@ -163,6 +250,48 @@ class RecentActivity:
         if old is None and len(self._unread) >= MAX_UNREAD_ENTRIES:
             self._unread.clear()
         self._unread[key] = (pos, notifications, highlights)
+
+    def thread_unread(self, user_id: str, room_id: str) -> ThreadCounts | None:
+        return self._thread_unread.get((user_id, room_id))
+
+    def set_thread_unread(self, user_id: str, room_id: str, counts: ThreadCounts) -> None:
+        """Per-thread counts as of ``counts[0]`` (a later entry is never
+        replaced by an earlier one)."""
+        key = (user_id, room_id)
+        old = self._thread_unread.get(key)
+        if old is not None and old[0] > counts[0]:
+            return
+        if old is None and len(self._thread_unread) >= MAX_UNREAD_ENTRIES:
+            self._thread_unread.clear()
+        self._thread_unread[key] = counts
+
+    def unchanged_since(self, room_id: str, pos: int, event_ids: Iterable[str] = ()) -> bool:
+        """Whether the room's state (and the relations of ``event_ids``) is
+        known not to have changed at any position after ``pos``: what was
+        read of it as of ``pos`` still holds. Every write at or below the
+        stream's "persisted up to" has been seen here, so the answer covers
+        the room up to there."""
+        with self._lock:
+            if pos < self._changes_low or self._unknown_changed > pos \
+                    or self._room_changed.get(room_id, 0) > pos:
+                return False
+            related = self._related
+            return not any(related.get(e, 0) > pos for e in event_ids)
+
+    def members_unchanged_since(self, room_id: str, user_ids: Iterable[str], pos: int,
+                                event_ids: Iterable[str] = ()) -> bool:
+        """Whether the member events of ``user_ids`` in the room (and the
+        relations and redactions of ``event_ids``) are known not to have
+        changed at any position after ``pos``: narrower than
+        ``unchanged_since``, so that other state changes of a busy room
+        leave what was read of its members valid."""
+        with self._lock:
+            if pos < self._changes_low or self._unknown_changed > pos \
+                    or self._room_reset.get(room_id, 0) > pos:
+                return False
+            changed, related = self._member_changed, self._related
+            return (not any(changed.get((room_id, u), 0) > pos for u in user_ids)
+                    and not any(related.get(e, 0) > pos for e in event_ids))
 
     def stats(self) -> dict[str, Any]:
         return {"events": len(self._positions), "barriers": len(self._barriers),

@@ -19,7 +19,9 @@ last sync), or ``full_state``; for an incremental ``limited`` timeline, the
 entries that differ from the state at ``since``; otherwise nothing (every
 change is in the timeline). With lazy-loaded members, member events are
 those the gap changed and those of the timeline's senders, less those this
-device was already sent (``SentMembers``). A room's summary has heroes only
+connection was already sent (``sync/lazy_members.py``, where what was read
+of the room's members and summary is left for the fast path too). A room's
+summary has heroes only
 when it has neither name nor canonical alias.
 
 Unread notification counts are the user's rows of ``event_push_actions``
@@ -42,7 +44,6 @@ from homeserver.events.model import Event
 from homeserver.http.request import Requester
 from homeserver.push.rules import client_ruleset
 from homeserver.rooms.access import ReadAccess
-from homeserver.storage.cache import LruCache
 from homeserver.storage.e2e_keys import KeyCounts
 from homeserver.storage.push_rules import PUSH_RULES_TYPE
 from homeserver.storage.rooms import Membership, RoomInfo
@@ -59,6 +60,7 @@ from homeserver.sync.filter import (
     room_event_matches,
     room_filter_blocks_all,
 )
+from homeserver.sync.lazy_members import RoomSummary, connection, summary_body, summary_dict
 from homeserver.sync.tokens import StreamToken, pagination_token
 
 if TYPE_CHECKING:
@@ -83,9 +85,6 @@ STRIPPED_STATE_TYPES = ("m.room.create", "m.room.join_rules", "m.room.name",
 MAX_COUNTED_UNREAD = 1000
 # rooms read at once in an initial sync
 ROOM_CONCURRENCY = 8
-# lazy-loaded members: (device, room) pairs remembered, and members per pair
-MAX_SENT_MEMBER_ROOMS = 10_000
-MAX_SENT_MEMBERS_PER_ROOM = 1_000
 
 
 @dataclass
@@ -109,35 +108,9 @@ class Changes:
     summaries: dict[int, tuple[dict[str, int], list[str]]] | None = None
     # with ``summaries``: the rooms among them that have a name or alias
     named: set[int] | None = None
-
-
-class SentMembers:
-    """Which member events each device was sent per room, for lazy-loaded
-    members: a sender whose member event the device already has need not get
-    it again (the spec lets a server leave such redundant members out, and
-    SyTest checks that Synapse does). Memory only, bounded: a device the
-    cache forgot, or a restart, only means redundant members are sent again,
-    which the spec allows."""
-
-    def __init__(self, max_rooms: int = MAX_SENT_MEMBER_ROOMS) -> None:
-        # (user ID, device ID, room ID) -> member's user ID -> member event ID
-        self._sent: LruCache[tuple[str, str, str], dict[str, str]] = LruCache(max_rooms)
-
-    def get(self, device: tuple[str, str, str]) -> dict[str, str]:
-        return self._sent.get(device) or {}
-
-    def record(self, device: tuple[str, str, str], reset: bool,
-               members: dict[str, str]) -> None:
-        """The device was sent ``members`` (after nothing else, ``reset``:
-        a full state)."""
-        if not members and not reset:
-            return
-        known = {} if reset else dict(self.get(device))
-        known.update(members)
-        if len(known) > MAX_SENT_MEMBERS_PER_ROOM:
-            # rather forget all than keep a huge room's whole member list
-            known = dict(members) if len(members) <= MAX_SENT_MEMBERS_PER_ROOM else {}
-        self._sent.put(device, known)
+    # read for every joined room at once too: room NID -> unread counts
+    # (the room's and, per thread, ``unread_thread_notifications``)
+    unread: dict[int, tuple[dict[str, int], dict[str, dict[str, int]]]] | None = None
 
 
 def _stripped(event: Event) -> dict[str, Any]:
@@ -157,7 +130,8 @@ class RoomBuilder:
         self.room_reader = room_reader
         self.e2e_keys = e2e_keys
         self.memory = memory
-        self.sent_members = SentMembers()
+        self.sent_members = memory.sent_members
+        self.facts = memory.facts
 
     async def key_counts(self, requester: Requester) -> KeyCounts:
         """The device's one-time key counts and unused fallback key types."""
@@ -208,6 +182,8 @@ class RoomBuilder:
             changes.summaries = await self.stores.sync.get_summaries(
                 [m.room_nid for m in joined], user_id)
             changes.named = await self._named_rooms([m.room_nid for m in joined])
+            changes.unread = await self._unread_counts_many(
+                user_id, joined, unread_from, end, f.unread_thread_notifications)
 
         async def one_joined(m: RoomMembership) -> None:
             room = await self._joined_room(requester, m, since, end, f, params.full_state,
@@ -343,22 +319,33 @@ class RoomBuilder:
                             room["timeline"]["events"] + room["state"]["events"])
         if changes.summaries is not None and m.room_nid in changes.summaries:
             counts, heroes = changes.summaries[m.room_nid]
-            room["summary"] = _summary_body(
+            room["summary"] = summary_dict(
                 counts, None if m.room_nid in (changes.named or ()) else heroes)
         elif since is None or newly_joined or full_state or member_change:
-            room["summary"] = await self._summary(m.room_nid, user_id)
-        room["unread_notifications"], threads = await self._unread_counts(
-            m.room_nid, user_id, unread_from, end, f.unread_thread_notifications)
+            room["summary"] = await self._summary(m.room_nid, m.room_id, user_id, end)
+        if changes.unread is not None and m.room_nid in changes.unread:
+            room["unread_notifications"], threads = changes.unread[m.room_nid]
+        else:
+            room["unread_notifications"], threads = await self._unread_counts(
+                m.room_nid, user_id, unread_from, end, f.unread_thread_notifications)
         if not f.unread_thread_notifications:
             self.memory.set_unread(user_id, m.room_id, end,
                                       room["unread_notifications"]["notification_count"],
                                       room["unread_notifications"]["highlight_count"])
         if f.unread_thread_notifications:
             room["unread_thread_notifications"] = threads
+            main = room["unread_notifications"]
+            total = main["notification_count"] + sum(
+                t["notification_count"] for t in threads.values())
+            if total < MAX_COUNTED_UNREAD:  # else the rows read were cut short
+                self.memory.set_thread_unread(user_id, m.room_id, (
+                    end, main["notification_count"], main["highlight_count"],
+                    {root: (t["notification_count"], t["highlight_count"])
+                     for root, t in threads.items()}))
         if since is not None and not newly_joined:
             # whoever joined in the range: the user gets their presence too
             # (an initial sync, or a room the user just joined, has it all)
-            changes.newly_met.update(_joined_by(
+            changes.newly_met.update(joined_by(
                 room["timeline"]["events"] + room["state"]["events"], user_id))
         if newly_joined:
             changes.newly_joined = True
@@ -460,11 +447,38 @@ class RoomBuilder:
             prev_batch = end
 
         state: list[Event] = []
+        looked_up: dict[str, str | None] | None = None
         if f.state_room_allowed(room_id):
-            state = await self._state(requester, room_id, access.room.room_nid, start,
-                                      state_since, limited, events, f)
+            state, looked_up = await self._state(requester, room_id, access.room.room_nid,
+                                                 start, state_since, limited, events, f)
 
         serialize = self._serializer(requester, f)
+        if f.event_format == "client":
+            # the timeline and the state in one go (each serialisation reads
+            # redactions, transaction IDs, replaced state and relations)
+            extra: list[Event] = []
+            if looked_up is not None:
+                # what was read of the members is left for the fast path,
+                # with the senders' member events this device already had
+                missing = set(self.facts.missing(room_id, looked_up)) \
+                    - {e.event_id for e in state}
+                if missing:
+                    extra = list((await self.stores.events.get_events(list(missing))).values())
+            serialised = await self.room_reader.serialize(requester, room_id,
+                                                          [*events, *state, *extra])
+            serialised_timeline = serialised[:len(events)]
+            serialised_state = serialised[len(events):len(events) + len(state)]
+            if looked_up is not None:
+                self.facts.add_members(room_id, start, looked_up, serialised[len(events):],
+                                       self.memory.members_unchanged_since)
+            if f.event_fields is not None:
+                serialised_timeline = [apply_event_fields(e, f.event_fields)
+                                       for e in serialised_timeline]
+                serialised_state = [apply_event_fields(e, f.event_fields)
+                                    for e in serialised_state]
+        else:
+            serialised_timeline = await serialize(room_id, events)
+            serialised_state = await serialize(room_id, state)
         account_data = []
         if f.room_account_data_room_allowed(room_id):
             account_data = [
@@ -472,13 +486,12 @@ class RoomBuilder:
                 for t, c in changes.room_account_data.get(room_id, {}).items()
                 if room_event_matches(f.room_account_data, t, None)]
         return room_sections(
-            timeline_section(await serialize(room_id, events), limited,
-                             pagination_token(prev_batch)),
-            await serialize(room_id, state), account_data)
+            timeline_section(serialised_timeline, limited, pagination_token(prev_batch)),
+            serialised_state, account_data)
 
     async def _state(self, requester: Requester, room_id: str, room_nid: int, start: int,
                      state_since: int | None, limited: bool, timeline: list[Event],
-                     f: "SyncFilter") -> list[Event]:
+                     f: "SyncFilter") -> tuple[list[Event], dict[str, str | None] | None]:
         """The state section: all of it at the timeline's start (``state_since``
         None), or what changed between ``state_since`` and the start when the
         timeline is ``limited`` (every change of the gap, members included).
@@ -486,10 +499,11 @@ class RoomBuilder:
         With lazy-loaded members, the members are those the gap changed plus
         the timeline's senders (and, in a full state, the user), leaving out
         senders whose member event this device was already sent (unless the
-        filter asks for redundant members): ``SentMembers``."""
+        filter asks for redundant members): ``SentMembers``. With them, also
+        the senders' member event IDs it looked up (user -> ID or None)."""
         user_id = requester.user_id
         if state_since is not None and not limited and not f.lazy_load_members:
-            return []
+            return [], None
         at_start = await self._state_ids_at(room_nid, start)
         if state_since is None:
             wanted = dict(at_start)
@@ -498,8 +512,9 @@ class RoomBuilder:
             wanted = {k: v for k, v in at_start.items() if before.get(k) != v}
         else:
             wanted = {}
+        looked_up: dict[str, str | None] | None = None
         if f.lazy_load_members:
-            device = (user_id, requester.device_id or "", room_id)
+            device = connection(user_id, requester.device_id, f, room_id)
             sent = {} if state_since is None else self.sent_members.get(device)
             senders = {e.sender for e in timeline}
             if state_since is None:
@@ -507,8 +522,10 @@ class RoomBuilder:
                 # a full state's members are only the senders'
                 wanted = {k: v for k, v in wanted.items() if k[0] != MEMBER}
             in_timeline = {e.event_id for e in timeline}
-            for sender in senders:
+            looked_up = {}
+            for sender in sorted(senders):
                 eid = at_start.get((MEMBER, sender))
+                looked_up[sender] = eid
                 if eid is None or eid in in_timeline:
                     continue
                 if sent.get(sender) == eid and not f.include_redundant_members:
@@ -521,7 +538,7 @@ class RoomBuilder:
             self.sent_members.record(device, state_since is None, {
                 e.state_key: e.event_id for e in [*out, *timeline]
                 if e.type == MEMBER and e.state_key is not None})
-        return out
+        return out, looked_up
 
     async def _state_ids_at(self, room_nid: int, pos: int) -> dict[StateKey, str]:
         snapshot = await self.stores.events.get_snapshot_at_stream(room_nid, pos)
@@ -579,11 +596,15 @@ class RoomBuilder:
             out.append(_stripped(event))
         return out
 
-    async def _summary(self, room_nid: int, user_id: str) -> dict[str, Any]:
-        counts = await self.stores.sync.get_member_counts(room_nid)
-        if await self._named_rooms([room_nid]):
-            return _summary_body(counts, None)
-        return _summary_body(counts, await self.stores.sync.get_heroes(room_nid, user_id))
+    async def _summary(self, room_nid: int, room_id: str, user_id: str,
+                       end: int) -> dict[str, Any]:
+        """The room's summary for ``user_id``, its parts read as of ``end`` and
+        left for the fast path (``sync/lazy_members.py``)."""
+        counts, candidates = await self.stores.sync.get_summary_parts(room_nid)
+        named = bool(await self._named_rooms([room_nid]))
+        summary = RoomSummary(end, counts, tuple(candidates), named)
+        self.facts.add_summary(room_id, summary)
+        return summary_body(summary, user_id)
 
     async def _named_rooms(self, room_nids: list[int]) -> set[int]:
         """The rooms of ``room_nids`` with a non-empty name or canonical
@@ -638,20 +659,48 @@ class RoomBuilder:
             floor = membership.stream_ordering if membership is not None else end
         rows = await self.stores.push_rules.get_unread_actions(room_nid, user_id, floor, end,
                                                                MAX_COUNTED_UNREAD)
-        main = unread_section(0, 0)
-        threads: dict[str, dict[str, int]] = {}
-        for pos, highlight, root in rows:
-            if pos <= reads.get(root if root is not None else "main", floor):
-                continue
-            counts = main if root is None else threads.setdefault(
-                root, unread_section(0, 0))
-            counts["notification_count"] += 1
-            if highlight:
-                counts["highlight_count"] += 1
-        return main, threads
+        return _thread_counts(rows, reads, floor)
+
+    async def _unread_counts_many(
+            self, user_id: str, joined: list[RoomMembership], unread_from: dict[str, int],
+            end: int, by_thread: bool,
+    ) -> dict[int, tuple[dict[str, int], dict[str, dict[str, int]]]]:
+        """``_unread_counts`` of every joined room in two or three queries (an
+        initial sync): room NID -> counts."""
+        if not by_thread:
+            rows = await self.stores.push_rules.get_unread_actions_many(
+                {m.room_nid: unread_from.get(m.room_id, 0) for m in joined}, user_id, end,
+                MAX_COUNTED_UNREAD)
+            return {nid: (unread_section(len(found), sum(1 for _, h, _ in found if h)), {})
+                    for nid, found in rows.items()}
+        reads = await self.stores.relations.get_read_positions_many(
+            [m.room_nid for m in joined], user_id)
+        # no unthreaded receipt: everything since the join
+        floors = {m.room_nid: reads[m.room_nid].get("", m.stream_ordering) for m in joined}
+        rows = await self.stores.push_rules.get_unread_actions_many(
+            floors, user_id, end, MAX_COUNTED_UNREAD)
+        return {nid: _thread_counts(found, reads[nid], floors[nid])
+                for nid, found in rows.items()}
 
 
-def _joined_by(events: list[dict[str, Any]], user_id: str) -> set[str]:
+def _thread_counts(rows: list[tuple[int, bool, str | None]], reads: dict[str, int],
+                   floor: int) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """The main timeline's and each thread's unread counts from the
+    notifying ``rows`` after ``floor``, less those each thread's receipt
+    (``reads``) covers."""
+    main = unread_section(0, 0)
+    threads: dict[str, dict[str, int]] = {}
+    for pos, highlight, root in rows:
+        if pos <= reads.get(root if root is not None else "main", floor):
+            continue
+        counts = main if root is None else threads.setdefault(root, unread_section(0, 0))
+        counts["notification_count"] += 1
+        if highlight:
+            counts["highlight_count"] += 1
+    return main, threads
+
+
+def joined_by(events: list[dict[str, Any]], user_id: str) -> set[str]:
     """Who, other than ``user_id``, joined (rather than changed their name or
     avatar) in these serialised member events."""
     out = set()
@@ -665,14 +714,3 @@ def _joined_by(events: list[dict[str, Any]], user_id: str) -> set[str]:
         if prev.get("membership") != "join":
             out.add(target)
     return out
-
-
-def _summary_body(counts: dict[str, int], heroes: list[str] | None) -> dict[str, Any]:
-    """The room summary; ``heroes`` None for a room with a name or alias."""
-    body: dict[str, Any] = {
-        "m.joined_member_count": counts.get("join", 0),
-        "m.invited_member_count": counts.get("invite", 0),
-    }
-    if heroes is not None:
-        body["m.heroes"] = heroes
-    return body

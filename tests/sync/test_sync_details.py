@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import pytest_twisted
 
 from tests.api.test_rooms import create_room, invite, join, send_text, two_users_in_a_room
@@ -217,3 +218,47 @@ async def test_lazy_members_already_sent_are_not_sent_again_unless_asked(
     await send_text(bob, room_id, "and more")
     fourth = await sync(alice, filter=redundant, since=third["next_batch"])
     assert members_in_state(room_of(fourth, room_id)) == {bob.user_id: "join"}
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest_twisted.ensureDeferred
+async def test_an_initial_syncs_unread_counts_read_at_once_match_each_rooms(
+        server: TestServer, threaded: bool) -> None:
+    """An initial sync reads every room's unread counts in one go; they are
+    what a full-state sync, which reads them room by room, says."""
+    alice, bob, first = await two_users_in_a_room(server)
+    second = await create_room(alice, preset="public_chat")
+    assert (await join(bob, second)).code == 200
+    third = await create_room(alice, preset="public_chat")
+    assert (await join(bob, third)).code == 200
+    root = await send_text(alice, first, "@bob:test.local a root", "r")
+    for k in range(2):
+        resp = await alice.put(
+            f"{V3}/rooms/{first}/send/m.room.message/t{k}",
+            {"msgtype": "m.text", "body": f"@bob:test.local reply {k}",
+             "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+        assert resp.code == 200
+    read = await send_text(alice, second, "read", "s1")
+    resp = await bob.post(f"{V3}/rooms/{second}/receipt/m.read/{read}", {})
+    assert resp.code == 200
+    await send_text(alice, second, "unread", "s2")
+    resp = await bob.post(f"{V3}/rooms/{first}/receipt/m.read/{root}",
+                          {"thread_id": "main"})
+    assert resp.code == 200
+    sync_filter = {"room": {"timeline": {"limit": 3,
+                                         "unread_thread_notifications": threaded}}}
+    initial = await sync(bob, filter=sync_filter)
+    again = await sync(bob, filter=sync_filter, since=initial["next_batch"],
+                       full_state="true", timeout=0)
+    keys = ("unread_notifications", "unread_thread_notifications")
+    for room_id in (first, second, third):
+        assert {k: room_of(initial, room_id).get(k) for k in keys} == \
+            {k: room_of(again, room_id).get(k) for k in keys}
+    if threaded:
+        assert room_of(initial, first)["unread_notifications"]["notification_count"] == 0
+        assert room_of(initial, first)["unread_thread_notifications"][root][
+            "highlight_count"] == 2
+    else:
+        # the "main" receipt at the root counts as read up to there
+        assert room_of(initial, first)["unread_notifications"]["highlight_count"] == 2
+    assert room_of(initial, second)["unread_notifications"]["notification_count"] == 1
