@@ -135,6 +135,9 @@ class HomeServer:
                                            self.ratelimiters["registration"], self.threepids)
         self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,
                                                      self.stores.devices, self.ui_auth)
+        # m.login.token: issued by SSO and POST /login/get_token
+        from homeserver.accounts.login_tokens import LoginTokens
+        self.login_tokens = LoginTokens(self.ctx, self.stores.sso, self.stores.users)
         self.notifier = Notifier(self.ctx, self.db.stream_tracker, self.stores.rooms)
         # what a woken /sync can be answered from without the database;
         # complete from the stream position at setup()

@@ -34,6 +34,7 @@ from homeserver.storage.rooms import RoomStore
 from homeserver.storage.search import SearchStore
 from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.sliding_sync import SlidingSyncStore
+from homeserver.storage.sso import SsoStore
 from homeserver.storage.state import DEFAULT_STATE_CACHE_SIZE, StateStore
 from homeserver.storage.sync import SyncStore
 from homeserver.storage.threepids import ThreepidStore
@@ -71,6 +72,8 @@ class Stores:
         self.presence = PresenceStore(db)
         self.sync = SyncStore(db)
         self.openid = OpenIdStore(db)
+        # login tokens, identity-provider subjects, SSO sign-ins in progress
+        self.sso = SsoStore(db)
         self.federation_queue = FederationQueueStore(db)
         self.federation_events = FederationEventStore(db, self.state, self.events)
         self.server_keys = ServerKeyStore(db)

@@ -45,7 +45,7 @@ async def get_capabilities(config: "Config", req: HttpRequest) -> tuple[int, Any
         "m.set_displayname": {"enabled": True},
         "m.set_avatar_url": {"enabled": True},
         "m.3pid_changes": {"enabled": True},
-        "m.get_login_token": {"enabled": False},
+        "m.get_login_token": {"enabled": config.login_via_existing_session["enabled"]},
         "m.room_versions": {
             "default": config.default_room_version,
             "available": {version: "stable" for version in KNOWN_ROOM_VERSIONS},

@@ -1,0 +1,41 @@
+-- Signing in without a password here: login tokens, the users of identity
+-- providers, and OIDC sign-ins in progress. Design: docs/sso.md and the
+-- module docstrings of homeserver/storage/sso.py and homeserver/accounts/sso.py.
+
+-- Short-lived, single-use tokens for m.login.token (issued by SSO and by
+-- POST /login/get_token); only their SHA-256 is kept. used_ts is set by the
+-- one login that spends a token.
+CREATE TABLE login_tokens (
+    token_hash TEXT NOT NULL PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    expiry_ts $BIGINT NOT NULL,
+    used_ts $BIGINT,
+    -- the identity provider (idp_id) that signed the user in, if any
+    auth_provider_id TEXT
+);
+CREATE INDEX login_tokens_expiry ON login_tokens (expiry_ts);
+
+-- The account an identity provider's subject signs in to (Synapse's
+-- user_external_ids): the second sign-in finds the same user.
+CREATE TABLE user_external_ids (
+    auth_provider TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (auth_provider, external_id)
+);
+CREATE INDEX user_external_ids_user ON user_external_ids (user_id);
+
+-- A browser's sign-in in progress, named by the SHA-256 of the random value in
+-- its cookie. kind 'oidc': sent to the provider, waiting for the callback
+-- (data: state, nonce, PKCE verifier); kind 'username': back from the
+-- provider, the user still to choose a username (data: subject, attributes).
+-- Spent (deleted) by the step that uses it; stale rows go after a lifetime.
+CREATE TABLE sso_sessions (
+    session_hash TEXT NOT NULL PRIMARY KEY,
+    kind TEXT NOT NULL,
+    idp_id TEXT NOT NULL,
+    client_redirect_url TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_ts $BIGINT NOT NULL
+);
+CREATE INDEX sso_sessions_created ON sso_sessions (created_ts);
