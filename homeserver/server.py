@@ -138,6 +138,11 @@ class HomeServer:
         # m.login.token: issued by SSO and POST /login/get_token
         from homeserver.accounts.login_tokens import LoginTokens
         self.login_tokens = LoginTokens(self.ctx, self.stores.sso, self.stores.users)
+        # single sign-on through OpenID Connect providers, when configured
+        from homeserver.accounts.sso import SsoHandler
+        self.sso: SsoHandler | None = SsoHandler(
+            self.ctx, self.db, self.stores.sso, self.stores.users, self.login_tokens,
+            self.threepids) if config.sso_config.sso_enabled else None
         self.notifier = Notifier(self.ctx, self.db.stream_tracker, self.stores.rooms)
         # what a woken /sync can be answered from without the database;
         # complete from the stream position at setup()

@@ -80,13 +80,23 @@ class SsoStore:
 
     @staticmethod
     def add_external_id_txn(txn: Txn, auth_provider: str, external_id: str,
-                            user_id: str) -> None:
+                            user_id: str) -> bool:
+        """Link the subject to the user; False when it is linked already."""
         txn.execute("INSERT INTO user_external_ids (auth_provider, external_id, user_id)"
-                    " VALUES (?, ?, ?)", (auth_provider, external_id, user_id))
+                    " VALUES (?, ?, ?) ON CONFLICT (auth_provider, external_id) DO NOTHING",
+                    (auth_provider, external_id, user_id))
+        return txn.rowcount == 1
 
-    async def add_external_id(self, auth_provider: str, external_id: str, user_id: str) -> None:
-        await self.db.run_interaction("add_external_id", self.add_external_id_txn,
-                                      auth_provider, external_id, user_id)
+    async def add_external_id(self, auth_provider: str, external_id: str,
+                              user_id: str) -> bool:
+        return await self.db.run_interaction("add_external_id", self.add_external_id_txn,
+                                             auth_provider, external_id, user_id)
+
+    @staticmethod
+    def delete_session_txn(txn: Txn, secret: str, kind: str) -> bool:
+        txn.execute("DELETE FROM sso_sessions WHERE session_hash = ? AND kind = ?",
+                    (hash_secret(secret), kind))
+        return txn.rowcount == 1
 
     async def get_external_ids(self, user_id: str) -> list[tuple[str, str]]:
         rows = await self.db.execute(

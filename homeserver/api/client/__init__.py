@@ -38,6 +38,7 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         search,
         sliding_sync,
         spaces,
+        sso,
         sync,
         tags,
         threepids,
@@ -52,5 +53,5 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
                    filters, rooms, membership, directory, upgrade, sync, typing, receipts,
                    presence, to_device, openid, relations, search, spaces, reporting, voip,
                    tags, keys, keys_signing, room_keys, pushrules, notifications, pushers,
-                   threepids, events, appservice, sliding_sync):
+                   threepids, events, appservice, sliding_sync, sso):
         module.register_routes(hs, router)

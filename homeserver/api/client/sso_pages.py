@@ -1,0 +1,57 @@
+"""The HTML pages of single sign-on: error, confirmation, username picker,
+provider chooser.
+
+Rendered with Jinja2 with autoescaping on: everything shown (a provider's
+name, the client's host, the user's display name) is escaped. The pages are
+plain forms and links, no script, and say so in their Content-Security-Policy;
+they may not be framed (a framed confirmation page could be clickjacked).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import DictLoader, Environment
+
+_LAYOUT = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title>
+<style>body{font-family:sans-serif;max-width:32em;margin:3em auto;padding:0 1em}
+.error{color:#b00}button,a.button{font-size:1em;padding:.5em 1em}</style>
+</head><body><h1>{{ title }}</h1>
+{% block body %}{% endblock %}
+</body></html>"""
+
+_PAGES = {
+    "error": """{% extends "layout" %}{% block body %}
+<p class="error">{{ message }}</p>
+<p>Return to your app and try signing in again.</p>{% endblock %}""",
+    "confirm": """{% extends "layout" %}{% block body %}
+<p>You are about to sign in as <strong>{{ user_id }}</strong> to an app at
+<strong>{{ client_host }}</strong>.</p>
+<p>If you did not start this sign-in from that app, close this page: continuing
+would give that app access to your account.</p>
+<p><a class="button" id="continue" href="{{ url }}">Continue to {{ client_host }}</a></p>
+{% endblock %}""",
+    "pick_username": """{% extends "layout" %}{% block body %}
+<p>You signed in with {{ idp_name }}{% if display_name %} as {{ display_name }}{% endif %}.
+Choose the username of your new account.</p>
+{% if error %}<p class="error" id="error">{{ error }}</p>{% endif %}
+<form method="post" action="">
+<label for="username">Username</label>
+<input type="text" id="username" name="username" value="{{ suggestion }}" required
+ autofocus autocapitalize="none" autocomplete="off">
+<button type="submit">Continue</button>
+</form>{% endblock %}""",
+    "choose_provider": """{% extends "layout" %}{% block body %}
+<ul>{% for p in providers %}
+<li><a href="{{ p.url }}">{{ p.name }}</a></li>{% endfor %}
+</ul>{% endblock %}""",
+}
+
+_ENV = Environment(loader=DictLoader({"layout": _LAYOUT, **_PAGES}), autoescape=True)
+
+
+def render_page(name: str, title: str, **fields: Any) -> bytes:
+    return _ENV.get_template(name).render(title=title, **fields).encode("utf-8")
