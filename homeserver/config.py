@@ -203,6 +203,21 @@ SCHEMA: dict[str, Key] = {
     }),
     # OpenID Connect identity providers (Synapse's keys; accounts/oidc_config.py)
     "oidc_providers": Key("list", item=_OIDC_PROVIDER, default=[]),
+    # CAS single sign-on (Synapse's keys; accounts/cas.py)
+    "cas_config": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+        "server_url": Key("str"),
+        # deprecated in Synapse: public_baseurl is used
+        "service_url": Key("str"),
+        "displayname_attribute": Key("str"),
+        # attribute -> the value it must have (null: only present)
+        "required_attributes": Key("map", default={}, children=None),
+        "idp_name": Key("str"),
+        "idp_icon": Key("str"),
+        "idp_brand": Key("str"),
+        "protocol_version": Key("int", None, choices=(2, 3)),
+        "enable_registration": Key("bool", True, nullable=False),
+    }),
     # org.matrix.login.jwt: log in with a JWT signed by a trusted issuer
     "jwt_config": Key("map", children={
         "enabled": Key("bool", False, nullable=False),

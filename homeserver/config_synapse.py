@@ -57,7 +57,6 @@ REFUSED: dict[str, Refusal] = {
     "enable_set_avatar_url": (_is_not(True), "users could still change their avatar"),
     "enable_3pid_changes": (_is_not(True), "users could still change their e-mail addresses"),
     "saml2_config": (_set, "users could not sign in through SAML"),
-    "cas_config": (_enabled, "users could not sign in through CAS"),
     "matrix_authentication_service": (
         _enabled, "sign-in would not be delegated to the authentication service"),
     "databases": (_set, "several databases are not supported: use the database key"),

@@ -142,7 +142,7 @@ class HomeServer:
         from homeserver.accounts.sso import SsoHandler
         self.sso: SsoHandler | None = SsoHandler(
             self.ctx, self.db, self.stores.sso, self.stores.users, self.login_tokens,
-            self.threepids) if config.sso_config.sso_enabled else None
+            self.ui_auth, self.threepids) if config.sso_config.sso_enabled else None
         self.notifier = Notifier(self.ctx, self.db.stream_tracker, self.stores.rooms)
         # what a woken /sync can be answered from without the database;
         # complete from the stream position at setup()
@@ -292,6 +292,9 @@ class HomeServer:
         self.typing.edu_handler = self.edu_handler
         self.receipts.edu_handler = self.edu_handler
         self.presence.edu_handler = self.edu_handler
+        # accounts: m.login.sso re-authentication asks who is linked to a provider
+        if self.sso is not None:
+            self.ui_auth.sso_links = self.stores.sso
         # federation
         self.federation_membership.membership = self.membership
         self.edu_handler.e2e_keys = self.e2e_keys

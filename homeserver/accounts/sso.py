@@ -41,10 +41,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from homeserver.accounts.cas import CasClient, CasError
 from homeserver.accounts.identifiers import MAX_USER_ID_LENGTH, is_valid_localpart
 from homeserver.accounts.login_tokens import SSO_LOGIN_TOKEN_LIFETIME_MS
 from homeserver.accounts.oidc import OidcClient, OidcError
-from homeserver.accounts.sso_config import render
+from homeserver.accounts.sso_config import CAS_IDP_ID, render
+from homeserver.accounts.uia import SESSION_LIFETIME_MS as UIA_SESSION_LIFETIME_MS
 from homeserver.errors import Codes, MatrixError, missing_param
 from homeserver.storage.database import Txn
 from homeserver.storage.sso import SsoSession, SsoStore
@@ -52,7 +54,8 @@ from homeserver.storage.users import UserExists, UserStore
 
 if TYPE_CHECKING:
     from homeserver.accounts.login_tokens import LoginTokens
-    from homeserver.accounts.sso_config import OidcProvider, SsoConfig
+    from homeserver.accounts.sso_config import CasProvider, OidcProvider, SsoConfig
+    from homeserver.accounts.uia import UiAuth
     from homeserver.context import ServerContext
     from homeserver.identity.threepids import Threepids
     from homeserver.storage.database import Database
@@ -113,8 +116,24 @@ class ConfirmRedirect:
 class ChooseProvider:
     """Several providers and none named: let the user choose."""
 
-    providers: tuple["OidcProvider", ...]
+    providers: tuple["OidcProvider | CasProvider", ...]
     redirect_url: str
+
+
+@dataclass(frozen=True)
+class ConfirmIdentity:
+    """The UIA fallback page: prove who you are at ``idp_name`` (``url``)
+    before ``description`` goes ahead."""
+
+    idp_name: str
+    url: str
+    description: str
+    cookie: Cookie | None = None
+
+
+@dataclass(frozen=True)
+class IdentityConfirmed:
+    """The UIA stage is done: the page tells the client (``onAuthDone``)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +147,8 @@ class UsernameForm:
     error: str | None = None
 
 
-SsoAnswer = Redirect | ConfirmRedirect | ChooseProvider | UsernameForm
+SsoAnswer = Redirect | ConfirmRedirect | ChooseProvider | UsernameForm | ConfirmIdentity | \
+    IdentityConfirmed
 
 
 def map_to_localpart(name: str) -> str:
@@ -175,7 +195,7 @@ class SsoHandler:
     """The SSO walk of the module docstring, for every configured provider."""
 
     def __init__(self, ctx: "ServerContext", db: "Database", store: SsoStore,
-                 users: UserStore, login_tokens: "LoginTokens",
+                 users: UserStore, login_tokens: "LoginTokens", ui_auth: "UiAuth",
                  threepids: "Threepids | None" = None,
                  context_factory: Any = None) -> None:
         self.ctx = ctx
@@ -184,11 +204,14 @@ class SsoHandler:
         self.store = store
         self.users = users
         self.login_tokens = login_tokens
+        # m.login.sso in user-interactive auth: the stage is completed here
+        self.ui_auth = ui_auth
         # addresses from email_template are added to new accounts
         self.threepids = threepids
         self.config: "SsoConfig" = ctx.config.sso_config
         self.clients = {p.idp_id: OidcClient(ctx, p, context_factory)
                         for p in self.config.providers}
+        self.cas = CasClient(ctx, self.config.cas) if self.config.cas is not None else None
 
     # -- 1. to the provider ---------------------------------------------------------
 
@@ -205,9 +228,16 @@ class SsoHandler:
         """``GET /login/sso/redirect[/{idpId}]``: where the browser goes next."""
         redirect_url = self.check_redirect_url(redirect_url)
         if idp_id is None:
-            if len(self.config.providers) != 1:
-                return ChooseProvider(self.config.providers, redirect_url)
-            idp_id = self.config.providers[0].idp_id
+            providers = self.config.identity_providers
+            if len(providers) != 1:
+                return ChooseProvider(providers, redirect_url)
+            idp_id = providers[0].idp_id
+        if idp_id == CAS_IDP_ID and self.cas is not None:
+            return Redirect(self.cas.login_url({"redirectUrl": redirect_url}))
+        return await self._to_oidc_provider(idp_id, redirect_url, {})
+
+    async def _to_oidc_provider(self, idp_id: str, redirect_url: str,
+                                extra: dict[str, Any]) -> Redirect:
         client = self.clients.get(idp_id)
         if client is None:
             raise MatrixError(404, Codes.NOT_FOUND, "Unknown identity provider")
@@ -217,7 +247,7 @@ class SsoHandler:
             raise SsoError(502, str(e)) from None
         secret = secrets.token_urlsafe(32)
         data = {"state": request.state, "nonce": request.nonce,
-                "code_verifier": request.code_verifier}
+                "code_verifier": request.code_verifier, **extra}
         await self.store.add_session(
             secret, SsoSession(OIDC_KIND, idp_id, redirect_url, data, self.ctx.now_ms()),
             OIDC_SESSION_LIFETIME_MS)
@@ -254,15 +284,114 @@ class SsoHandler:
                                                 session.data.get("code_verifier"))
         except OidcError as e:
             raise SsoError(502 if "reached" in str(e) else 400, str(e)) from None
-        return await self._signed_in(client.provider, claims, session.client_redirect_url)
+        provider = client.provider
+        uia_session = session.data.get("ui_auth_session")
+        if isinstance(uia_session, str):
+            self._check_requirements(provider.attribute_requirements, claims)
+            subject = provider.subject(claims)
+            if subject is None:
+                raise SsoError(400, "The identity provider did not say who you are")
+            return await self._confirm_identity(uia_session, provider.idp_id, subject)
+        return await self._signed_in(provider, claims, session.client_redirect_url)
+
+    @staticmethod
+    def _check_requirements(requirements: Any, claims: dict[str, Any]) -> None:
+        for requirement in requirements:
+            if not requirement.satisfied_by(claims):
+                raise SsoError(403, "You are not authorised to sign in here")
+
+    # -- CAS ------------------------------------------------------------------------------
+
+    async def cas_ticket(self, ticket: str | None, redirect_url: str | None,
+                         uia_session: str | None) -> SsoAnswer:
+        """``GET /login/cas/ticket``: the CAS server sent the browser back."""
+        if self.cas is None:
+            raise SsoError(404, "CAS is not enabled")
+        if not ticket:
+            raise SsoError(400, "The CAS server sent no ticket")
+        if uia_session is not None:
+            args = {"session": uia_session}
+        else:
+            args = {"redirectUrl": self.check_redirect_url(redirect_url)}
+        try:
+            cas_user = await self.cas.validate(ticket, args)
+        except CasError as e:
+            raise SsoError(502 if "reached" in str(e) else 400, str(e)) from None
+        provider = self.cas.provider
+        for name, required in provider.required_attributes.items():
+            values = cas_user.attributes.get(name)
+            if values is None or (required is not None and required not in values):
+                raise SsoError(403, "You are not authorised to sign in here")
+        if uia_session is not None:
+            return await self._confirm_identity(uia_session, provider.idp_id,
+                                                cas_user.username)
+        assert redirect_url is not None
+        linked = await self.store.get_user_by_external_id(provider.idp_id, cas_user.username)
+        if linked is not None:
+            return await self._complete(linked, redirect_url, provider.idp_id)
+        localpart = map_to_localpart(cas_user.username)
+        if not self._valid_localpart(localpart):
+            raise SsoError(400, "Your CAS username cannot be a username here")
+        user_id = f"@{localpart}:{self.ctx.hostname}"
+        existing = await self.users.get_user_case_insensitive(user_id)
+        if existing:
+            # as Synapse: a CAS user of an existing account's name is its owner
+            owner = user_id if user_id in existing else existing[0]
+            await self.db.run_interaction("sso_link", _link_txn, owner, provider.idp_id,
+                                          cas_user.username, None)
+            return await self._complete(owner, redirect_url, provider.idp_id)
+        if not provider.enable_registration:
+            raise SsoError(403, "There is no account for you here, and CAS may not create one")
+        display_name = None
+        if provider.displayname_attribute is not None:
+            names = cas_user.attributes.get(provider.displayname_attribute) or []
+            display_name = names[0] if names and names[0] else None
+        try:
+            await self.db.run_interaction("sso_register", _register_txn, self.ctx.now_ms(),
+                                          user_id, display_name, provider.idp_id,
+                                          cas_user.username, None)
+        except UserExists:
+            raise SsoError(409, "This username was taken meanwhile; try again") from None
+        return await self._complete(user_id, redirect_url, provider.idp_id)
+
+    # -- m.login.sso in user-interactive auth ---------------------------------------------
+
+    async def uia_fallback(self, session_id: str | None) -> ConfirmIdentity:
+        """``GET /auth/m.login.sso/fallback/web?session=``: where to prove who you are."""
+        if not session_id:
+            raise SsoError(400, "Missing session")
+        session = await self.ui_auth.sessions.get_session(session_id)
+        if session is None or session.user_id is None or \
+                session.creation_ts + UIA_SESSION_LIFETIME_MS <= self.ctx.now_ms():
+            raise SsoError(400, "Unknown or expired authentication session")
+        linked = [idp for idp, _ in await self.store.get_external_ids(session.user_id)]
+        usable = [p.idp_id for p in self.config.identity_providers if p.idp_id in linked]
+        if not usable:
+            raise SsoError(400, "Your account is not linked to a configured identity provider")
+        idp_id = usable[0]
+        name = self.config.provider_name(idp_id)
+        if idp_id == CAS_IDP_ID and self.cas is not None:
+            return ConfirmIdentity(name, self.cas.login_url({"session": session_id}),
+                                   session.description)
+        redirect = await self._to_oidc_provider(idp_id, "", {"ui_auth_session": session_id})
+        return ConfirmIdentity(name, redirect.url, session.description, redirect.cookie)
+
+    async def _confirm_identity(self, uia_session: str, idp_id: str,
+                                subject: str) -> IdentityConfirmed:
+        # an identity linked to no one completes the stage as no one, and the
+        # operation is then refused as another user's would be (Synapse)
+        user_id = await self.store.get_user_by_external_id(idp_id, subject) or ""
+        try:
+            await self.ui_auth.complete_sso_stage(uia_session, user_id)
+        except MatrixError:
+            raise SsoError(400, "Unknown or expired authentication session") from None
+        return IdentityConfirmed()
 
     # -- 3. which user ----------------------------------------------------------------
 
     async def _signed_in(self, provider: "OidcProvider", claims: dict[str, Any],
                          redirect_url: str) -> SsoAnswer:
-        for requirement in provider.attribute_requirements:
-            if not requirement.satisfied_by(claims):
-                raise SsoError(403, "You are not authorised to sign in here")
+        self._check_requirements(provider.attribute_requirements, claims)
         subject = provider.subject(claims)
         if subject is None:
             raise SsoError(400, "The identity provider did not say who you are")
@@ -333,8 +462,7 @@ class SsoHandler:
         return session
 
     def _form(self, session: SsoSession, error: str | None = None) -> UsernameForm:
-        provider = self.config.provider(session.idp_id)
-        return UsernameForm(provider.idp_name if provider is not None else session.idp_id,
+        return UsernameForm(self.config.provider_name(session.idp_id),
                             str(session.data.get("suggestion") or ""),
                             session.data.get("display_name"), error)
 

@@ -132,21 +132,60 @@ class JwtLogin:
     audiences: tuple[str, ...]
 
 
+CAS_IDP_ID = "cas"
+
+
+@dataclass(frozen=True)
+class CasProvider:
+    """``cas_config``, when enabled (its idp_id is "cas", as on Synapse)."""
+
+    server_url: str
+    idp_name: str
+    idp_icon: str | None
+    idp_brand: str | None
+    displayname_attribute: str | None
+    # attribute -> required value (None: the attribute must only be present)
+    required_attributes: dict[str, str | None]
+    protocol_version: int | None
+    enable_registration: bool
+    idp_id: str = CAS_IDP_ID
+
+    def to_client(self) -> dict[str, str]:
+        body = {"id": self.idp_id, "name": self.idp_name}
+        if self.idp_icon is not None:
+            body["icon"] = self.idp_icon
+        if self.idp_brand is not None:
+            body["brand"] = self.idp_brand
+        return body
+
+
 @dataclass(frozen=True)
 class SsoConfig:
     providers: tuple[OidcProvider, ...]
     client_whitelist: tuple[str, ...]
     jwt: JwtLogin | None
+    cas: CasProvider | None = None
 
     @property
     def sso_enabled(self) -> bool:
-        return bool(self.providers)
+        return bool(self.providers) or self.cas is not None
+
+    @property
+    def identity_providers(self) -> tuple[OidcProvider | CasProvider, ...]:
+        """Every provider, as ``GET /login`` lists them (CAS first, as Synapse)."""
+        return ((self.cas,) if self.cas is not None else ()) + self.providers
 
     def provider(self, idp_id: str) -> OidcProvider | None:
         for p in self.providers:
             if p.idp_id == idp_id:
                 return p
         return None
+
+    def provider_name(self, idp_id: str) -> str:
+        for p in self.identity_providers:
+            if p.idp_id == idp_id:
+                return p.idp_name
+        return idp_id
 
 
 def _provider(raw: dict[str, Any], path: str, config_dir: str) -> OidcProvider:
@@ -252,6 +291,21 @@ def _jwt(raw: dict[str, Any]) -> JwtLogin | None:
                     raw["issuer"], tuple(raw["audiences"] or ()))
 
 
+def _cas(raw: dict[str, Any]) -> CasProvider | None:
+    if not raw["enabled"]:
+        return None
+    if not raw["server_url"]:
+        raise _error("cas_config.server_url: must be set when cas_config is enabled")
+    required: dict[str, str | None] = {}
+    for name, value in (raw["required_attributes"] or {}).items():
+        if value is not None and not isinstance(value, str):
+            raise _error(f"cas_config.required_attributes.{name}: must be a string or null")
+        required[str(name)] = value
+    return CasProvider(raw["server_url"].rstrip("/"), raw["idp_name"] or "CAS",
+                       raw["idp_icon"], raw["idp_brand"], raw["displayname_attribute"],
+                       required, raw["protocol_version"], raw["enable_registration"])
+
+
 def load_sso_config(raw: dict[str, Any], config_dir: str = ".") -> SsoConfig:
     """The checked ``oidc_providers``, ``sso`` and ``jwt_config``; ConfigError
     naming the key otherwise."""
@@ -263,5 +317,7 @@ def load_sso_config(raw: dict[str, Any], config_dir: str = ".") -> SsoConfig:
             raise _error(f"oidc_providers[{i}].idp_id: {provider.idp_id} is used twice")
         seen.add(provider.idp_id)
         providers.append(provider)
+    # (OIDC ids are "oidc" or "oidc-...": never CAS's "cas")
+    cas = _cas(raw["cas_config"])
     return SsoConfig(tuple(providers), tuple(raw["sso"]["client_whitelist"]),
-                     _jwt(raw["jwt_config"]))
+                     _jwt(raw["jwt_config"]), cas)

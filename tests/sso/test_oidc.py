@@ -267,3 +267,65 @@ async def test_the_outbound_guard_keeps_a_loopback_provider_unreachable(
 async def test_sso_routes_are_absent_without_providers(server: TestServer) -> None:
     resp = await server.client().get(f"{LOGIN}/sso/redirect?redirectUrl=https%3A%2F%2Fx")
     assert (resp.code, resp.body["errcode"]) == (404, "M_UNRECOGNIZED")
+
+
+async def delete_device(client: Any, device_id: str, auth: dict[str, Any] | None = None) -> Any:
+    body = {"auth": auth} if auth is not None else {}
+    return await client.delete(f"/_matrix/client/v3/devices/{device_id}", body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_sso_user_re_authenticates_through_the_fallback_page(
+        make_server: Any, provider: OpenIdProvider) -> None:
+    srv = await sso_server(make_server, [idp(provider.issuer)])
+    first = await token_login(srv, login_token(await sign_in(srv, "alice")))
+    second = await token_login(srv, login_token(await sign_in(srv, "alice")))
+    alice = srv.client(first["access_token"])
+    asked = await delete_device(alice, second["device_id"])
+    assert asked.code == 401
+    assert asked.body["flows"] == [{"stages": ["m.login.sso"]}]
+    session = asked.body["session"]
+    browser = Browser()
+    fallback = await browser.request(
+        "GET", f"{srv.base_url}/_matrix/client/v3/auth/m.login.sso/fallback/web"
+               f"?session={session}")
+    assert fallback.code == 200 and "Test SSO" in fallback.body
+    page = await browser.sign_in_at_provider(
+        await browser.request("GET", link_of(fallback, "continue")), "alice")
+    assert page.code == 200 and "authDone" in page.body
+    done = await delete_device(alice, second["device_id"], {"session": session})
+    assert done.code == 200, done.body
+    gone = await srv.client(second["access_token"]).get(WHOAMI)
+    assert gone.code == 401
+
+
+@pytest_twisted.ensureDeferred
+async def test_re_authenticating_as_someone_else_is_refused(
+        make_server: Any, provider: OpenIdProvider) -> None:
+    srv = await sso_server(make_server, [idp(provider.issuer)])
+    first = await token_login(srv, login_token(await sign_in(srv, "alice")))
+    second = await token_login(srv, login_token(await sign_in(srv, "alice")))
+    alice = srv.client(first["access_token"])
+    session = (await delete_device(alice, second["device_id"])).body["session"]
+    browser = Browser()
+    fallback = await browser.request(
+        "GET", f"{srv.base_url}/_matrix/client/v3/auth/m.login.sso/fallback/web"
+               f"?session={session}")
+    # bob signs in at the provider instead
+    await browser.sign_in_at_provider(
+        await browser.request("GET", link_of(fallback, "continue")), "bob")
+    refused = await delete_device(alice, second["device_id"], {"session": session})
+    assert (refused.code, refused.body["errcode"]) == (403, "M_FORBIDDEN")
+    still = await srv.client(second["access_token"]).get(WHOAMI)
+    assert still.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_provider_that_is_down_gives_an_error_page(make_server: Any) -> None:
+    import socket
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    srv = await sso_server(make_server, [idp(closed)])
+    page = await Browser().request("GET", redirect_url(srv))
+    assert page.code == 502 and "could not be reached" in page.body

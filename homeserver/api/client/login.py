@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 CLIENT_V3 = "/_matrix/client/v3"
 CLIENT_V1 = "/_matrix/client/v1"
 LOGIN_TYPE_SSO = "m.login.sso"
+LOGIN_TYPE_CAS = "m.login.cas"
 LOGIN_TYPE_APP_SERVICE = "m.login.application_service"
 
 # Device IDs are chosen by clients; keep them to a size any table can index.
@@ -79,9 +80,12 @@ async def get_login_flows(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
     flows: list[dict[str, Any]] = []
     if sso.jwt is not None:
         flows.append({"type": LOGIN_TYPE_JWT})
+    if sso.cas is not None:
+        # the type clients (and SyTest) of CAS's time look for
+        flows.append({"type": LOGIN_TYPE_CAS})
     if sso.sso_enabled:
         flows.append({"type": LOGIN_TYPE_SSO,
-                      "identity_providers": [p.to_client() for p in sso.providers]})
+                      "identity_providers": [p.to_client() for p in sso.identity_providers]})
     get_token = api.config.login_via_existing_session["enabled"]
     if sso.sso_enabled or get_token:
         flows.append({"type": LOGIN_TYPE_TOKEN, "get_login_token": True} if get_token

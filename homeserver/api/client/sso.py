@@ -5,7 +5,7 @@ HTML pages (``sso_pages.py``). A problem the user must see (wrong state,
 expired sign-in, provider down) is an HTML error page with a 4xx/5xx status;
 bad input on the client-facing redirect endpoint (no ``redirectUrl``, an
 unknown provider) is a Matrix error, as for any client call. Routed only when
-``oidc_providers`` is configured.
+``oidc_providers`` or ``cas_config`` is configured.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from homeserver.accounts.sso import (
     OIDC_COOKIE,
     USERNAME_COOKIE,
     ChooseProvider,
+    ConfirmIdentity,
     ConfirmRedirect,
     Cookie,
+    IdentityConfirmed,
     Redirect,
     SsoAnswer,
     SsoError,
     UsernameForm,
 )
-from homeserver.api.client.sso_pages import render_page
+from homeserver.api.client.sso_pages import DONE_SCRIPT_HASH, render_page
 from homeserver.errors import Codes, MatrixError
 from homeserver.http.resource import RawResponse
 from homeserver.http.router import AUTH_NONE, Endpoint, Router
@@ -94,6 +96,17 @@ def _answer(api: SsoApi, answer: SsoAnswer) -> tuple[int, RawResponse]:
         return 200, RawResponse(render_page(
             "confirm", "Continue to your app?", url=answer.url, user_id=answer.user_id,
             client_host=answer.client_host), HTML, headers)
+    if isinstance(answer, ConfirmIdentity):
+        return 200, RawResponse(render_page(
+            "confirm_identity", "Confirm it is you", idp_name=answer.idp_name,
+            url=answer.url, description=answer.description), HTML, headers)
+    if isinstance(answer, IdentityConfirmed):
+        headers["Content-Security-Policy"] = (f"default-src 'none'; style-src 'unsafe-inline';"
+                                              f" script-src '{DONE_SCRIPT_HASH}';"
+                                              " frame-ancestors 'self'")
+        # the client may show the fallback in a frame of its own
+        del headers["X-Frame-Options"]
+        return 200, RawResponse(render_page("identity_confirmed", "Done"), HTML, headers)
     if isinstance(answer, ChooseProvider):
         base = f"{api.public_baseurl}_matrix/client/v3/login/sso/redirect/"
         query = urlencode({"redirectUrl": answer.redirect_url})
@@ -145,6 +158,33 @@ async def get_oidc_callback(api: SsoApi, req: "HttpRequest") -> tuple[int, Any]:
         return _error_page(e)
 
 
+async def get_cas_redirect(api: SsoApi, req: "HttpRequest") -> tuple[int, Any]:
+    """GET /_matrix/client/v3/login/cas/redirect"""
+    if api.sso.cas is None:
+        raise MatrixError(404, Codes.UNRECOGNIZED, "Unrecognized request")
+    try:
+        return _answer(api, await api.sso.start("cas", _arg(req, "redirectUrl")))
+    except SsoError as e:
+        return _error_page(e)
+
+
+async def get_cas_ticket(api: SsoApi, req: "HttpRequest") -> tuple[int, Any]:
+    """GET /_matrix/client/v3/login/cas/ticket"""
+    try:
+        return _answer(api, await api.sso.cas_ticket(
+            _arg(req, "ticket"), _arg(req, "redirectUrl"), _arg(req, "session")))
+    except SsoError as e:
+        return _error_page(e)
+
+
+async def get_sso_fallback(api: SsoApi, req: "HttpRequest") -> tuple[int, Any]:
+    """GET /_matrix/client/v3/auth/m.login.sso/fallback/web"""
+    try:
+        return _answer(api, await api.sso.uia_fallback(_arg(req, "session")))
+    except SsoError as e:
+        return _error_page(e)
+
+
 async def get_pick_username(api: SsoApi, req: "HttpRequest") -> tuple[int, Any]:
     """GET /_synapse/client/pick_username/account"""
     try:
@@ -183,6 +223,10 @@ ENDPOINTS = (
     Endpoint("GET", f"{CLIENT_V3}/login/sso/redirect/{{idpId}}", get_sso_redirect_idp,
              auth=AUTH_NONE),
     Endpoint("GET", "/_synapse/client/oidc/callback", get_oidc_callback, auth=AUTH_NONE),
+    Endpoint("GET", f"{CLIENT_V3}/login/cas/redirect", get_cas_redirect, auth=AUTH_NONE),
+    Endpoint("GET", f"{CLIENT_V3}/login/cas/ticket", get_cas_ticket, auth=AUTH_NONE),
+    Endpoint("GET", f"{CLIENT_V3}/auth/m.login.sso/fallback/web", get_sso_fallback,
+             auth=AUTH_NONE),
     Endpoint("GET", f"{PICK_USERNAME}/account", get_pick_username, auth=AUTH_NONE),
     Endpoint("POST", f"{PICK_USERNAME}/account", post_pick_username, auth=AUTH_NONE,
              max_body=4096),

@@ -3,15 +3,25 @@ provider chooser.
 
 Rendered with Jinja2 with autoescaping on: everything shown (a provider's
 name, the client's host, the user's display name) is escaped. The pages are
-plain forms and links, no script, and say so in their Content-Security-Policy;
+plain forms and links, no script (but the one line that tells a client its
+fallback page is done, allowed by its hash), and say so in their Content-Security-Policy;
 they may not be framed (a framed confirmation page could be clickjacked).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any
 
 from jinja2 import DictLoader, Environment
+
+# the spec's fallback protocol: tell the client that opened the page
+DONE_SCRIPT = ('if (window.onAuthDone) { window.onAuthDone(); } else if (window.opener '
+               '&& window.opener.postMessage) { window.opener.postMessage("authDone", "*"); }')
+DONE_SCRIPT_HASH = "sha256-" + base64.b64encode(
+    hashlib.sha256(DONE_SCRIPT.encode("utf-8")).digest()).decode("ascii")
+
 
 _LAYOUT = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -44,6 +54,13 @@ Choose the username of your new account.</p>
  autofocus autocapitalize="none" autocomplete="off">
 <button type="submit">Continue</button>
 </form>{% endblock %}""",
+    "confirm_identity": """{% extends "layout" %}{% block body %}
+<p>To {{ description }}, confirm that it is you by signing in with {{ idp_name }}.</p>
+<p><a class="button" id="continue" href="{{ url }}">Continue with {{ idp_name }}</a></p>
+{% endblock %}""",
+    "identity_confirmed": """{% extends "layout" %}{% block body %}
+<p>Thank you. You may now close this window and return to your app.</p>
+<script>""" + DONE_SCRIPT + """</script>{% endblock %}""",
     "choose_provider": """{% extends "layout" %}{% block body %}
 <ul>{% for p in providers %}
 <li><a href="{{ p.url }}">{{ p.name }}</a></li>{% endfor %}
