@@ -200,6 +200,9 @@ SCHEMA: dict[str, Key] = {
     # confirmation page
     "sso": Key("map", children={
         "client_whitelist": Key("list", item=Key("str", nullable=False), default=[]),
+        # Synapse's: refresh the display name from the provider at each
+        # sign-in (not supported: true is refused at load)
+        "update_profile_information": Key("bool", False, nullable=False),
     }),
     # OpenID Connect identity providers (Synapse's keys; accounts/oidc_config.py)
     "oidc_providers": Key("list", item=_OIDC_PROVIDER, default=[]),

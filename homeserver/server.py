@@ -133,6 +133,11 @@ class HomeServer:
         self.registrations = Registrations(self.ctx, self.db, self.stores.users,
                                            self.stores.tokens, self.ui_auth,
                                            self.ratelimiters["registration"], self.threepids)
+        # org.matrix.login.jwt, when jwt_config is enabled
+        from homeserver.accounts.jwt_login import JwtLogins
+        jwt = config.sso_config.jwt
+        self.jwt_logins = JwtLogins(self.ctx, jwt, self.logins, self.registrations) \
+            if jwt is not None else None
         self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,
                                                      self.stores.devices, self.ui_auth)
         # m.login.token: issued by SSO and POST /login/get_token

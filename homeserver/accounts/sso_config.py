@@ -225,6 +225,10 @@ def _provider(raw: dict[str, Any], path: str, config_dir: str) -> OidcProvider:
     if raw["backchannel_logout_enabled"]:
         raise _error(f"{path}.backchannel_logout_enabled: back-channel logout is not "
                      "supported by this server")
+    module = (raw["user_mapping_provider"] or {}).get("module")
+    if module not in (None, "synapse.handlers.oidc.JinjaOidcMappingProvider"):
+        raise _error(f"{path}.user_mapping_provider.module: custom mapping modules are not "
+                     "supported; use the templates of user_mapping_provider.config")
     mapping = (raw["user_mapping_provider"] or {}).get("config") or {}
     where = f"{path}.user_mapping_provider.config"
     requirements = []
@@ -317,6 +321,8 @@ def load_sso_config(raw: dict[str, Any], config_dir: str = ".") -> SsoConfig:
             raise _error(f"oidc_providers[{i}].idp_id: {provider.idp_id} is used twice")
         seen.add(provider.idp_id)
         providers.append(provider)
+    if raw["sso"]["update_profile_information"]:
+        raise _error("sso.update_profile_information: not supported by this server")
     # (OIDC ids are "oidc" or "oidc-...": never CAS's "cas")
     cas = _cas(raw["cas_config"])
     return SsoConfig(tuple(providers), tuple(raw["sso"]["client_whitelist"]),

@@ -206,12 +206,7 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    from homeserver.accounts.jwt_login import JwtLogins
-    sso = hs.config.sso_config
     api = LoginApi(hs.config, hs.logins, hs.sessions, hs.account_management,
                    hs.ratelimiters["login_address"], hs.ratelimiters["login_account"],
-                   hs.auth, hs.stores.users,
-                   hs.login_tokens, hs.ui_auth,
-                   JwtLogins(hs.ctx, sso.jwt, hs.logins, hs.registrations)
-                   if sso.jwt is not None else None)
+                   hs.auth, hs.stores.users, hs.login_tokens, hs.ui_auth, hs.jwt_logins)
     router.add_endpoints(api, ENDPOINTS)
