@@ -155,7 +155,10 @@ _OIDC_PROVIDER = Key("map", children={
         "value": Key("str"),
         "one_of": Key("list", item=Key("str", nullable=False)),
     }), default=[]),
+    # the provider may log out the devices of a session it ends
+    # (POST /_synapse/client/oidc/backchannel_logout)
     "backchannel_logout_enabled": Key("bool", False, nullable=False),
+    "backchannel_logout_ignore_sub": Key("bool", False, nullable=False),
 })
 
 SCHEMA: dict[str, Key] = {

@@ -19,7 +19,7 @@ from homeserver.errors import Codes, MatrixError, forbidden
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
-    from homeserver.storage.sso import SsoStore
+    from homeserver.storage.sso import SpentLoginToken, SsoStore
     from homeserver.storage.users import UserStore
 
 LOGIN_TYPE_TOKEN = "m.login.token"
@@ -37,14 +37,15 @@ class LoginTokens:
         self.users = users
 
     async def issue(self, user_id: str, lifetime_ms: int,
-                    auth_provider_id: str | None = None) -> str:
+                    auth_provider_id: str | None = None,
+                    auth_provider_session_id: str | None = None) -> str:
         token = new_token("hs_lt")
         now = self.ctx.now_ms()
         await self.store.add_login_token(token, user_id, now + lifetime_ms, now,
-                                         auth_provider_id)
+                                         auth_provider_id, auth_provider_session_id)
         return token
 
-    async def spend(self, token: str) -> str:
+    async def spend(self, token: str) -> "SpentLoginToken":
         """The user ``token`` logs in; 403 M_FORBIDDEN when it is unknown,
         expired or used, M_USER_DEACTIVATED when the account is gone."""
         spent = await self.store.spend_login_token(token, self.ctx.now_ms())
@@ -55,4 +56,12 @@ class LoginTokens:
             raise forbidden("Invalid login token")
         if info.deactivated:
             raise MatrixError(403, Codes.USER_DEACTIVATED, "This account has been deactivated")
-        return info.user_id
+        return spent
+
+    async def logged_in(self, spent: "SpentLoginToken", device_id: str) -> None:
+        """The token made ``device_id``: remember which provider session it
+        came from, for that provider's back-channel logout."""
+        if spent.auth_provider_id is not None and spent.auth_provider_session_id is not None:
+            await self.store.add_device_auth_provider(spent.user_id, device_id,
+                                                      spent.auth_provider_id,
+                                                      spent.auth_provider_session_id)

@@ -21,10 +21,17 @@ The walk (docs/sso.md has it with the config keys):
    username picker (a second session, its own cookie), which registers and
    links once the user picks a free, valid name.
 4. ``_complete``: a login token (two minutes, single use,
-   ``accounts/login_tokens.py``) is added to the client's redirect URL. A URL
+   ``accounts/login_tokens.py``; it remembers the provider's session, the ID
+   token's ``sid``, so that the provider's back-channel logout can end the
+   device it makes) is added to the client's redirect URL. A URL
    under ``sso.client_whitelist`` (or our own login fallback) is redirected
    to straight away; any other gets a confirmation page first, so a link
    crafted by someone else cannot silently hand them the user's session.
+
+CAS (``cas_ticket``) takes the same steps 3 and 4 (without the picker: a CAS
+user of an existing account's name is that account, as on Synapse).
+``m.login.sso`` in user-interactive auth (``uia_fallback``) sends the user
+to a provider they are linked to and records whom it vouched for.
 
 Failures the user should see (wrong state, expired session, provider down,
 not allowed) raise ``SsoError``, rendered as an error page; nothing is
@@ -44,7 +51,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from homeserver.accounts.cas import CasClient, CasError
 from homeserver.accounts.identifiers import MAX_USER_ID_LENGTH, is_valid_localpart
 from homeserver.accounts.login_tokens import SSO_LOGIN_TOKEN_LIFETIME_MS
-from homeserver.accounts.oidc import OidcClient, OidcError
+from homeserver.accounts.oidc import OidcClient, OidcError, unverified_issuer
 from homeserver.accounts.sso_config import CAS_IDP_ID, render
 from homeserver.accounts.uia import SESSION_LIFETIME_MS as UIA_SESSION_LIFETIME_MS
 from homeserver.errors import Codes, MatrixError, missing_param
@@ -395,9 +402,11 @@ class SsoHandler:
         subject = provider.subject(claims)
         if subject is None:
             raise SsoError(400, "The identity provider did not say who you are")
+        # the provider's session, for its back-channel logout
+        sid = claims.get("sid") if isinstance(claims.get("sid"), str) else None
         linked = await self.store.get_user_by_external_id(provider.idp_id, subject)
         if linked is not None:
-            return await self._complete(linked, redirect_url, provider.idp_id)
+            return await self._complete(linked, redirect_url, provider.idp_id, sid)
         localpart = ""
         if provider.localpart_template is not None:
             localpart = map_to_localpart(render(provider.localpart_template, claims))
@@ -406,7 +415,7 @@ class SsoHandler:
             display_name = render(provider.display_name_template, claims) or None
         email = render(provider.email_template, claims) if provider.email_template else ""
         attributes = {"subject": subject, "display_name": display_name, "email": email,
-                      "suggestion": localpart}
+                      "suggestion": localpart, "sid": sid}
         usable = bool(localpart) and self._valid_localpart(localpart)
         if usable and not provider.confirm_localpart:
             user_id = f"@{localpart}:{self.ctx.hostname}"
@@ -415,7 +424,7 @@ class SsoHandler:
                 owner = user_id if user_id in existing else existing[0]
                 await self.db.run_interaction("sso_link", _link_txn, owner, provider.idp_id,
                                               subject, None)
-                return await self._complete(owner, redirect_url, provider.idp_id)
+                return await self._complete(owner, redirect_url, provider.idp_id, sid)
             if not existing and provider.enable_registration:
                 try:
                     await self.db.run_interaction(
@@ -425,7 +434,7 @@ class SsoHandler:
                     pass  # taken meanwhile: the user picks another
                 else:
                     await self._add_email(user_id, email)
-                    return await self._complete(user_id, redirect_url, provider.idp_id)
+                    return await self._complete(user_id, redirect_url, provider.idp_id, sid)
         if not provider.enable_registration:
             raise SsoError(403, "There is no account for you here, and the identity "
                                 "provider may not create one")
@@ -495,13 +504,49 @@ class SsoHandler:
         except UserExists:
             return self._form(session, f"The username {localpart} is taken")
         await self._add_email(user_id, str(session.data.get("email") or ""))
-        answer = await self._complete(user_id, session.client_redirect_url, session.idp_id)
+        sid = session.data.get("sid")
+        answer = await self._complete(user_id, session.client_redirect_url, session.idp_id,
+                                      sid if isinstance(sid, str) else None)
         forget = Cookie(USERNAME_COOKIE, "", USERNAME_COOKIE_PATH, 0)
         if isinstance(answer, Redirect):
             return Redirect(answer.url, forget)
         if isinstance(answer, ConfirmRedirect):
             return ConfirmRedirect(answer.url, answer.user_id, answer.client_host, forget)
         return answer
+
+    # -- back-channel logout ----------------------------------------------------------------
+
+    async def backchannel_logout(self, logout_token: str | None) -> int:
+        """``POST /_synapse/client/oidc/backchannel_logout``: the provider ended
+        a session; log out the devices it signed in. The number logged out;
+        SsoError 400 for a token that does not check out."""
+        if not logout_token:
+            raise SsoError(400, "Missing logout_token")
+        issuer = unverified_issuer(logout_token)
+        clients = [c for c in self.clients.values()
+                   if c.provider.backchannel_logout_enabled and c.provider.issuer == issuer]
+        if not clients:
+            raise SsoError(400, "No provider with back-channel logout has this issuer")
+        failure = "The logout token is not valid"
+        for client in clients:
+            try:
+                claims = await client.check_logout_token(logout_token)
+            except OidcError as e:
+                failure = str(e)
+                continue
+            provider = client.provider
+            user_id = None
+            sub = claims.get("sub")
+            if not provider.backchannel_logout_ignore_sub and isinstance(sub, str):
+                user_id = await self.store.get_user_by_external_id(provider.idp_id, sub)
+                if user_id is None:
+                    return 0
+            out = await self.store.logout_provider_session(provider.idp_id, claims["sid"],
+                                                           user_id)
+            logger.info("SSO: %s ended a session: %d device(s) logged out", provider.idp_id,
+                        len(out))
+            return len(out)
+        raise SsoError(400, failure)
 
     # -- 4. back to the client ------------------------------------------------------------
 
@@ -510,12 +555,13 @@ class SsoHandler:
         return any(redirect_url.startswith(prefix)
                    for prefix in (*self.config.client_whitelist, fallback))
 
-    async def _complete(self, user_id: str, redirect_url: str,
-                        idp_id: str) -> Redirect | ConfirmRedirect:
+    async def _complete(self, user_id: str, redirect_url: str, idp_id: str,
+                        provider_session_id: str | None = None) -> Redirect | ConfirmRedirect:
         info = await self.users.get_user(user_id)
         if info is None or info.deactivated:
             raise SsoError(403, "This account has been deactivated")
-        token = await self.login_tokens.issue(user_id, SSO_LOGIN_TOKEN_LIFETIME_MS, idp_id)
+        token = await self.login_tokens.issue(user_id, SSO_LOGIN_TOKEN_LIFETIME_MS, idp_id,
+                                              provider_session_id)
         url = with_login_token(redirect_url, token)
         logger.info("SSO: %s signed in through %s", user_id, idp_id)
         if self.is_whitelisted(redirect_url):

@@ -96,6 +96,9 @@ class OidcProvider:
     email_template: Any
     confirm_localpart: bool
     attribute_requirements: tuple[AttributeRequirement, ...]
+    backchannel_logout_enabled: bool = False
+    # log out the session's devices whoever the token's sub is
+    backchannel_logout_ignore_sub: bool = False
 
     @property
     def uses_openid(self) -> bool:
@@ -222,9 +225,6 @@ def _provider(raw: dict[str, Any], path: str, config_dir: str) -> OidcProvider:
         if url and not raw["skip_verification"] and not url.startswith("https://"):
             raise _error(f"{path}.{name}: must be https (skip_verification allows http, "
                          "for testing)")
-    if raw["backchannel_logout_enabled"]:
-        raise _error(f"{path}.backchannel_logout_enabled: back-channel logout is not "
-                     "supported by this server")
     module = (raw["user_mapping_provider"] or {}).get("module")
     if module not in (None, "synapse.handlers.oidc.JinjaOidcMappingProvider"):
         raise _error(f"{path}.user_mapping_provider.module: custom mapping modules are not "
@@ -275,6 +275,8 @@ def _provider(raw: dict[str, Any], path: str, config_dir: str) -> OidcProvider:
         email_template=_template(mapping.get("email_template"), f"{where}.email_template"),
         confirm_localpart=bool(mapping.get("confirm_localpart")),
         attribute_requirements=tuple(requirements),
+        backchannel_logout_enabled=raw["backchannel_logout_enabled"],
+        backchannel_logout_ignore_sub=raw["backchannel_logout_ignore_sub"],
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.devices import DeviceStore
 
 
 def hash_secret(secret: str) -> str:
@@ -25,6 +26,7 @@ def hash_secret(secret: str) -> str:
 class SpentLoginToken:
     user_id: str
     auth_provider_id: str | None
+    auth_provider_session_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,18 @@ class SsoStore:
     # -- login tokens --------------------------------------------------------------
 
     async def add_login_token(self, token: str, user_id: str, expiry_ts: int, now_ms: int,
-                              auth_provider_id: str | None = None) -> None:
+                              auth_provider_id: str | None = None,
+                              auth_provider_session_id: str | None = None) -> None:
         def txn_fn(txn: Txn) -> None:
             # spent or expired tokens are of no further use; a day's grace
             # keeps a replayed token answered as "used" for a while
             txn.execute("DELETE FROM login_tokens WHERE expiry_ts <= ?",
                         (now_ms - 86_400_000,))
             txn.execute("INSERT INTO login_tokens (token_hash, user_id, expiry_ts, used_ts,"
-                        " auth_provider_id) VALUES (?, ?, ?, NULL, ?)",
-                        (hash_secret(token), user_id, expiry_ts, auth_provider_id))
+                        " auth_provider_id, auth_provider_session_id)"
+                        " VALUES (?, ?, ?, NULL, ?, ?)",
+                        (hash_secret(token), user_id, expiry_ts, auth_provider_id,
+                         auth_provider_session_id))
         await self.db.run_interaction("add_login_token", txn_fn)
 
     async def spend_login_token(self, token: str, now_ms: int) -> SpentLoginToken | None:
@@ -63,10 +68,10 @@ class SsoStore:
                         " AND used_ts IS NULL AND expiry_ts > ?", (now_ms, token_hash, now_ms))
             if txn.rowcount != 1:
                 return None
-            row = txn.select_one("SELECT user_id, auth_provider_id FROM login_tokens"
-                                 " WHERE token_hash = ?", (token_hash,))
+            row = txn.select_one("SELECT user_id, auth_provider_id, auth_provider_session_id"
+                                 " FROM login_tokens WHERE token_hash = ?", (token_hash,))
             assert row is not None
-            return SpentLoginToken(row[0], row[1])
+            return SpentLoginToken(row[0], row[1], row[2])
         return await self.db.run_interaction("spend_login_token", txn_fn)
 
     # -- identity-provider subjects --------------------------------------------------
@@ -104,6 +109,37 @@ class SsoStore:
             "SELECT auth_provider, external_id FROM user_external_ids WHERE user_id = ?"
             " ORDER BY auth_provider, external_id", (user_id,))
         return [(str(r[0]), str(r[1])) for r in rows]
+
+    # -- devices signed in by a provider's session (back-channel logout) --------------
+
+    async def add_device_auth_provider(self, user_id: str, device_id: str,
+                                       auth_provider_id: str, session_id: str) -> None:
+        def txn_fn(txn: Txn) -> None:
+            # a device ID signed in again belongs to its newest session only
+            txn.execute("DELETE FROM device_auth_providers WHERE user_id = ? AND device_id = ?",
+                        (user_id, device_id))
+            txn.execute("INSERT INTO device_auth_providers (user_id, device_id,"
+                        " auth_provider_id, auth_provider_session_id) VALUES (?, ?, ?, ?)",
+                        (user_id, device_id, auth_provider_id, session_id))
+        await self.db.run_interaction("add_device_auth_provider", txn_fn)
+
+    async def logout_provider_session(self, auth_provider_id: str, session_id: str,
+                                      user_id: str | None) -> list[tuple[str, str]]:
+        """Delete the devices (with their tokens) that the provider's session
+        signed in, only ``user_id``'s when given; the (user, device) pairs."""
+        def txn_fn(txn: Txn) -> list[tuple[str, str]]:
+            rows = txn.select_all(
+                "SELECT user_id, device_id FROM device_auth_providers"
+                " WHERE auth_provider_id = ? AND auth_provider_session_id = ?",
+                (auth_provider_id, session_id))
+            pairs = [(str(r[0]), str(r[1])) for r in rows
+                     if user_id is None or r[0] == user_id]
+            for uid, device_id in pairs:
+                DeviceStore.delete_devices_txn(txn, uid, [device_id])
+                txn.execute("DELETE FROM device_auth_providers WHERE user_id = ?"
+                            " AND device_id = ?", (uid, device_id))
+            return pairs
+        return await self.db.run_interaction("logout_provider_session", txn_fn)
 
     # -- sign-ins in progress ---------------------------------------------------------
 

@@ -36,7 +36,6 @@ def test_a_provider_loads_with_synapses_defaults() -> None:
     ({"client_secret": None}, "oidc_providers[0].client_secret: must be set"),
     ({"issuer": "http://sso.example.org"}, "oidc_providers[0].issuer: must be https"),
     ({"discover": False}, "oidc_providers[0].authorization_endpoint: must be set"),
-    ({"backchannel_logout_enabled": True}, "back-channel logout is not supported"),
     ({"user_mapping_provider": {"config": {"localpart_template": "{{ user.x "}}},
      "localpart_template: not a valid template"),
     ({"user_mapping_provider": {"module": "my.Mapper"}}, "custom mapping modules"),

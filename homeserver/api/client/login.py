@@ -105,8 +105,10 @@ async def post_login(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
         return await _app_service_login(api, req, body)
     api.address_limiter.ratelimit(req.client_ip)
     if login_type == LOGIN_TYPE_TOKEN:
-        token = get_str(body, "token")
-        return await _log_in(api, await api.login_tokens.spend(token), body)
+        spent = await api.login_tokens.spend(get_str(body, "token"))
+        status, session = await _log_in(api, spent.user_id, body)
+        await api.login_tokens.logged_in(spent, session["device_id"])
+        return status, session
     if login_type == LOGIN_TYPE_JWT and api.jwt is not None:
         return await _log_in(api, await api.jwt.check(get_str(body, "token")), body)
     if login_type != LOGIN_TYPE_PASSWORD or not api.config.password_config["enabled"]:

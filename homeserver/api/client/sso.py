@@ -158,6 +158,20 @@ async def get_oidc_callback(api: SsoApi, req: "HttpRequest") -> tuple[int, Any]:
         return _error_page(e)
 
 
+async def post_backchannel_logout(api: SsoApi, req: "HttpRequest") -> tuple[int, Any]:
+    """POST /_synapse/client/oidc/backchannel_logout"""
+    try:
+        form = dict(parse_qsl(req.content().decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        form = {}
+    try:
+        await api.sso.backchannel_logout(form.get("logout_token"))
+    except SsoError as e:
+        # the answer Back-Channel Logout 1.0 (2.8) asks for
+        return 400, {"error": "invalid_request", "error_description": e.message}
+    return 200, RawResponse(b"", "text/plain", {"Cache-Control": "no-store"})
+
+
 async def get_cas_redirect(api: SsoApi, req: "HttpRequest") -> tuple[int, Any]:
     """GET /_matrix/client/v3/login/cas/redirect"""
     if api.sso.cas is None:
@@ -223,6 +237,8 @@ ENDPOINTS = (
     Endpoint("GET", f"{CLIENT_V3}/login/sso/redirect/{{idpId}}", get_sso_redirect_idp,
              auth=AUTH_NONE),
     Endpoint("GET", "/_synapse/client/oidc/callback", get_oidc_callback, auth=AUTH_NONE),
+    Endpoint("POST", "/_synapse/client/oidc/backchannel_logout", post_backchannel_logout,
+             auth=AUTH_NONE, max_body=64 * 1024),
     Endpoint("GET", f"{CLIENT_V3}/login/cas/redirect", get_cas_redirect, auth=AUTH_NONE),
     Endpoint("GET", f"{CLIENT_V3}/login/cas/ticket", get_cas_ticket, auth=AUTH_NONE),
     Endpoint("GET", f"{CLIENT_V3}/auth/m.login.sso/fallback/web", get_sso_fallback,

@@ -10,8 +10,10 @@ CREATE TABLE login_tokens (
     user_id TEXT NOT NULL,
     expiry_ts $BIGINT NOT NULL,
     used_ts $BIGINT,
-    -- the identity provider (idp_id) that signed the user in, if any
-    auth_provider_id TEXT
+    -- the identity provider (idp_id) that signed the user in, if any, and
+    -- its session there (the ID token's sid), for back-channel logout
+    auth_provider_id TEXT,
+    auth_provider_session_id TEXT
 );
 CREATE INDEX login_tokens_expiry ON login_tokens (expiry_ts);
 
@@ -39,3 +41,16 @@ CREATE TABLE sso_sessions (
     created_ts $BIGINT NOT NULL
 );
 CREATE INDEX sso_sessions_created ON sso_sessions (created_ts);
+
+-- The devices an identity provider's session signed in (Synapse's
+-- device_auth_providers): the provider's back-channel logout of that
+-- session (sid) logs them out.
+CREATE TABLE device_auth_providers (
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    auth_provider_id TEXT NOT NULL,
+    auth_provider_session_id TEXT NOT NULL
+);
+CREATE INDEX device_auth_providers_session
+    ON device_auth_providers (auth_provider_id, auth_provider_session_id);
+CREATE INDEX device_auth_providers_device ON device_auth_providers (user_id, device_id);
