@@ -224,6 +224,12 @@ SCHEMA: dict[str, Key] = {
         "protocol_version": Key("int", None, choices=(2, 3)),
         "enable_registration": Key("bool", True, nullable=False),
     }),
+    # the spec's OAuth 2.0 API with this server as the authorization server
+    # (accounts/oauth_server.py): auth_metadata, client registration, code
+    # grant with PKCE, refresh, revocation
+    "oauth_api": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+    }),
     # org.matrix.login.jwt: log in with a JWT signed by a trusted issuer
     "jwt_config": Key("map", children={
         "enabled": Key("bool", False, nullable=False),

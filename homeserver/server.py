@@ -143,6 +143,11 @@ class HomeServer:
         # m.login.token: issued by SSO and POST /login/get_token
         from homeserver.accounts.login_tokens import LoginTokens
         self.login_tokens = LoginTokens(self.ctx, self.stores.sso, self.stores.users)
+        # the spec's OAuth 2.0 API, with oauth_api.enabled
+        from homeserver.accounts.oauth_server import OAuthServer
+        self.oauth_server: OAuthServer | None = OAuthServer(
+            self.ctx, self.db, self.stores.oauth, self.logins) \
+            if config.oauth_api["enabled"] else None
         # single sign-on through OpenID Connect providers, when configured
         from homeserver.accounts.sso import SsoHandler
         self.sso: SsoHandler | None = SsoHandler(

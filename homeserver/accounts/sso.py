@@ -551,7 +551,11 @@ class SsoHandler:
     # -- 4. back to the client ------------------------------------------------------------
 
     def is_whitelisted(self, redirect_url: str) -> bool:
-        fallback = f"{self.ctx.config.public_baseurl}_matrix/static/client/login/"
+        base = self.ctx.config.public_baseurl
+        fallback = f"{base}_matrix/static/client/login/"
+        # our own OAuth 2.0 sign-in page, which has asked the user itself
+        if redirect_url == f"{base}_synapse/client/oauth2/sso_return":
+            return True
         return any(redirect_url.startswith(prefix)
                    for prefix in (*self.config.client_whitelist, fallback))
 

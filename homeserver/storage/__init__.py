@@ -21,6 +21,7 @@ from homeserver.storage.federation_events import FederationEventStore
 from homeserver.storage.federation_queue import FederationQueueStore
 from homeserver.storage.filters import FilterStore
 from homeserver.storage.key_backup import KeyBackupStore
+from homeserver.storage.oauth import OAuthStore
 from homeserver.storage.openid import OpenIdStore
 from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfileStore
@@ -74,6 +75,8 @@ class Stores:
         self.openid = OpenIdStore(db)
         # login tokens, identity-provider subjects, SSO sign-ins in progress
         self.sso = SsoStore(db)
+        # the OAuth 2.0 API's clients and authorization codes
+        self.oauth = OAuthStore(db)
         self.federation_queue = FederationQueueStore(db)
         self.federation_events = FederationEventStore(db, self.state, self.events)
         self.server_keys = ServerKeyStore(db)

@@ -329,3 +329,34 @@ async def test_a_provider_that_is_down_gives_an_error_page(make_server: Any) -> 
     srv = await sso_server(make_server, [idp(closed)])
     page = await Browser().request("GET", redirect_url(srv))
     assert page.code == 502 and "could not be reached" in page.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_oauth_client_signs_in_through_the_identity_provider(
+        make_server: Any, provider: OpenIdProvider) -> None:
+    from authlib.common.security import generate_token
+    from authlib.integrations.requests_client import OAuth2Session
+    from twisted.internet import threads
+
+    from tests.sso.test_oauth_api import REDIRECT, SCOPE, discover_and_register
+
+    srv = await sso_server(make_server, [idp(provider.issuer)], oauth_api={"enabled": True})
+    meta, client_id = await threads.deferToThread(discover_and_register, srv.base_url)
+    session = OAuth2Session(client_id, redirect_uri=REDIRECT, scope=SCOPE,
+                            code_challenge_method="S256", token_endpoint_auth_method="none")
+    verifier = generate_token(48)
+    url, _state = session.create_authorization_url(meta["authorization_endpoint"],
+                                                   code_verifier=verifier)
+    browser = Browser()
+    page = await browser.request("GET", url)
+    assert page.code == 200 and "Test SSO" in page.body
+    sso_link = page.body.split('href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    back = await browser.sign_in_at_provider(await browser.request("GET", sso_link), "alice",
+                                             stop_at=REDIRECT)
+    assert back.location is not None and back.location.startswith(REDIRECT + "?code="), \
+        (back.code, back.body)
+    token = await threads.deferToThread(session.fetch_token, meta["token_endpoint"],
+                                        authorization_response=back.location,
+                                        code_verifier=verifier)
+    me = await srv.client(token["access_token"]).get(WHOAMI)
+    assert me.body["user_id"] == "@alice:test.local"

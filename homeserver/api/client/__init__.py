@@ -24,6 +24,7 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         login,
         membership,
         notifications,
+        oauth,
         openid,
         presence,
         profile,
@@ -53,5 +54,5 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
                    filters, rooms, membership, directory, upgrade, sync, typing, receipts,
                    presence, to_device, openid, relations, search, spaces, reporting, voip,
                    tags, keys, keys_signing, room_keys, pushrules, notifications, pushers,
-                   threepids, events, appservice, sliding_sync, sso):
+                   threepids, events, appservice, sliding_sync, sso, oauth):
         module.register_routes(hs, router)

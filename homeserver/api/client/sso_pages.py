@@ -61,6 +61,20 @@ Choose the username of your new account.</p>
     "identity_confirmed": """{% extends "layout" %}{% block body %}
 <p>Thank you. You may now close this window and return to your app.</p>
 <script>""" + DONE_SCRIPT + """</script>{% endblock %}""",
+    "oauth_login": """{% extends "layout" %}{% block body %}
+<p><strong>{{ client_name }}</strong> ({{ client_host }}) asks to use your account on
+{{ server_name }}.</p>
+{% if error %}<p class="error" id="error">{{ error }}</p>{% endif %}
+<form method="post" action="">
+<p><label for="username">Username</label>
+<input type="text" id="username" name="username" required autocapitalize="none"></p>
+<p><label for="password">Password</label>
+<input type="password" id="password" name="password" required></p>
+<button type="submit">Sign in and allow</button>
+</form>
+{% if providers %}<p>Or sign in with:</p><ul>{% for p in providers %}
+<li><a href="{{ p.url }}">{{ p.name }}</a></li>{% endfor %}</ul>{% endif %}
+{% endblock %}""",
     "choose_provider": """{% extends "layout" %}{% block body %}
 <ul>{% for p in providers %}
 <li><a href="{{ p.url }}">{{ p.name }}</a></li>{% endfor %}

@@ -54,3 +54,26 @@ CREATE TABLE device_auth_providers (
 CREATE INDEX device_auth_providers_session
     ON device_auth_providers (auth_provider_id, auth_provider_session_id);
 CREATE INDEX device_auth_providers_device ON device_auth_providers (user_id, device_id);
+
+-- The spec's OAuth 2.0 API with this server as the authorization server
+-- (homeserver/accounts/oauth_server.py): clients registered dynamically
+-- (RFC 7591; metadata: their JSON), and authorization codes (only their
+-- SHA-256 kept), each spent by one token request.
+CREATE TABLE oauth_clients (
+    client_id TEXT NOT NULL PRIMARY KEY,
+    metadata TEXT NOT NULL,
+    created_ts $BIGINT NOT NULL
+);
+
+CREATE TABLE oauth_codes (
+    code_hash TEXT NOT NULL PRIMARY KEY,
+    client_id TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    expiry_ts $BIGINT NOT NULL,
+    used_ts $BIGINT
+);
+CREATE INDEX oauth_codes_expiry ON oauth_codes (expiry_ts);
