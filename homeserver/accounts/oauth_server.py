@@ -23,7 +23,12 @@ What a client (Element X) does, and where it lands here:
    and redirect URI, the PKCE verifier) makes the device named by the scope
    and a refreshable access token, exactly as a password login does, so it
    works on every endpoint; ``refresh_token`` is our ``/refresh``.
-5. Revocation (RFC 7009): an access or refresh token ends its device's
+5. The device authorization grant (RFC 8628, QR / TV-style login): the
+   device gets a ``device_code`` and a ``user_code``; the user opens
+   ``verification_uri`` elsewhere, signs in on the same page as in 3, and
+   approves; the device's polling of the token endpoint then gets its
+   tokens (``authorization_pending`` and ``slow_down`` before).
+6. Revocation (RFC 7009): an access or refresh token ends its device's
    session; unknown tokens are answered 200 as the RFC asks.
 
 Errors at the token and registration endpoints are RFC 6749/7591 JSON
@@ -44,7 +49,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from homeserver.accounts.sessions import login_txn
 from homeserver.errors import Codes, MatrixError
 from homeserver.http.auth import hash_token
-from homeserver.storage.oauth import AuthorizationCode
+from homeserver.storage.oauth import AuthorizationCode, DeviceGrant
 
 if TYPE_CHECKING:
     from homeserver.accounts.login import Logins
@@ -55,6 +60,12 @@ if TYPE_CHECKING:
 SCOPE_API = ("urn:matrix:client:api:*", "urn:matrix:org.matrix.msc2967.client:api:*")
 SCOPE_DEVICE = ("urn:matrix:client:device:", "urn:matrix:org.matrix.msc2967.client:device:")
 CODE_LIFETIME_MS = 10 * 60_000
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+DEVICE_CODE_LIFETIME_MS = 10 * 60_000
+# how often a device may poll (RFC 8628 3.2 interval), in seconds
+DEVICE_POLL_INTERVAL_S = 5
+# no vowels (no words) and nothing that reads like another character
+_USER_CODE_CHARS = "BCDFGHJKLMNPQRSTVWXZ"
 OAUTH_PATH = "_synapse/client/oauth2"
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 _DEVICE_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -95,6 +106,19 @@ class AuthorizationRequest:
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "AuthorizationRequest":
         return cls(**data)
+
+
+def parse_scope(scope: str) -> tuple[str, str]:
+    """The scope (normalised) and the device it names; OAuthError invalid_scope."""
+    scopes = scope.split()
+    devices = [s.split(":")[-1] for s in scopes if s.startswith(SCOPE_DEVICE)]
+    if not any(s in SCOPE_API for s in scopes) or len(devices) != 1:
+        raise OAuthError("invalid_scope", "The scope must grant the client-server API and "
+                                          "name one device")
+    device_id = devices[0]
+    if not 1 <= len(device_id) <= 255 or not set(device_id) <= _DEVICE_ID_CHARS:
+        raise OAuthError("invalid_scope", "Not a valid device ID")
+    return " ".join(scopes), device_id
 
 
 def _host_suffix(host: str, base: str) -> bool:
@@ -156,9 +180,10 @@ class OAuthServer:
             "token_endpoint": f"{base}/token",
             "registration_endpoint": f"{base}/register",
             "revocation_endpoint": f"{base}/revoke",
+            "device_authorization_endpoint": f"{base}/device",
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "fragment"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", DEVICE_GRANT],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["none"],
             "revocation_endpoint_auth_methods_supported": ["none"],
@@ -228,16 +253,9 @@ class OAuthServer:
             raise OAuthError("invalid_request", "Unknown response_mode")
         if args.get("code_challenge_method") != "S256" or not args.get("code_challenge"):
             raise OAuthError("invalid_request", "PKCE with S256 is required")
-        scopes = args.get("scope", "").split()
-        devices = [s.split(":")[-1] for s in scopes if s.startswith(SCOPE_DEVICE)]
-        if not any(s in SCOPE_API for s in scopes) or len(devices) != 1:
-            raise OAuthError("invalid_scope", "The scope must grant the client-server API and "
-                                              "name one device")
-        device_id = devices[0]
-        if not 1 <= len(device_id) <= 255 or not set(device_id) <= _DEVICE_ID_CHARS:
-            raise OAuthError("invalid_scope", "Not a valid device ID")
+        scope, device_id = parse_scope(args.get("scope", ""))
         return AuthorizationRequest(client_id, str(client.get("client_name") or client_id),
-                                    redirect_uri, args.get("state"), " ".join(scopes),
+                                    redirect_uri, args.get("state"), scope,
                                     device_id, args["code_challenge"], mode)
 
     def error_redirect(self, redirect_uri: str, error: OAuthError, state: str | None,
@@ -271,6 +289,8 @@ class OAuthServer:
             raise OAuthError("invalid_client", "Unknown client", 401)
         if grant_type == "authorization_code":
             return await self._code_grant(form, client_id)
+        if grant_type == DEVICE_GRANT:
+            return await self._device_code_grant(form, client_id)
         if grant_type == "refresh_token":
             try:
                 refreshed = await self.logins.refresh_session(form.get("refresh_token", ""))
@@ -293,6 +313,71 @@ class OAuthServer:
         session = await self.db.run_interaction(
             "oauth_login", login_txn, self.ctx.config, self.ctx.now_ms(), grant.user_id,
             grant.device_id, client.get("client_name"), True)
+        assert session.expires_in_ms is not None
+        return {"access_token": session.access_token, "token_type": "Bearer",
+                "expires_in": session.expires_in_ms // 1000,
+                "refresh_token": session.refresh_token, "scope": grant.scope}
+
+    # -- the device authorization grant (RFC 8628) -------------------------------------
+
+    async def device_authorization(self, form: dict[str, str]) -> dict[str, Any]:
+        """``POST .../device``: codes for a device without a browser."""
+        client_id = form.get("client_id", "")
+        client = await self.store.get_client(client_id) if client_id else None
+        if client is None:
+            raise OAuthError("invalid_client", "Unknown client", 401)
+        if DEVICE_GRANT not in client.get("grant_types", []):
+            raise OAuthError("unauthorized_client", "The client did not register this grant")
+        scope, device_id = parse_scope(form.get("scope", ""))
+        device_code = secrets.token_urlsafe(32)
+        user_code = "".join(secrets.choice(_USER_CODE_CHARS) for _ in range(8))
+        user_code = f"{user_code[:4]}-{user_code[4:]}"
+        now = self.ctx.now_ms()
+        await self.store.add_device_grant(device_code, DeviceGrant(
+            user_code, client_id, scope, device_id, "pending", None,
+            now + DEVICE_CODE_LIFETIME_MS), now)
+        link = f"{self.base}/link"
+        return {"device_code": device_code, "user_code": user_code,
+                "verification_uri": link,
+                "verification_uri_complete": f"{link}?{urlencode({'user_code': user_code})}",
+                "expires_in": DEVICE_CODE_LIFETIME_MS // 1000,
+                "interval": DEVICE_POLL_INTERVAL_S}
+
+    async def pending_device_grant(self, user_code: str) -> tuple[DeviceGrant, str]:
+        """The grant a user typed the code of, and its client's name."""
+        grant = await self.store.get_device_grant_by_user_code(user_code.strip().upper())
+        if grant is None or grant.status != "pending" or grant.expiry_ts <= self.ctx.now_ms():
+            raise BadAuthorizationRequest("This code is unknown, used or expired")
+        client = await self.store.get_client(grant.client_id) or {}
+        return grant, str(client.get("client_name") or grant.client_id)
+
+    async def approve_device(self, user_code: str, user_id: str) -> None:
+        if not await self.store.approve_device_grant(user_code, user_id, self.ctx.now_ms()):
+            raise BadAuthorizationRequest("This code is unknown, used or expired")
+
+    async def _device_code_grant(self, form: dict[str, str],
+                                 client_id: str) -> dict[str, Any]:
+        device_code = form.get("device_code", "")
+        now = self.ctx.now_ms()
+        polled = await self.store.poll_device_grant(device_code, now) if device_code else None
+        if polled is None or polled[0].client_id != client_id:
+            raise OAuthError("invalid_grant", "Unknown device code")
+        grant, last_poll = polled
+        if grant.expiry_ts <= now:
+            raise OAuthError("expired_token", "The device code has expired")
+        if grant.status == "denied":
+            raise OAuthError("access_denied", "The user said no")
+        if grant.status == "pending":
+            if now - last_poll < DEVICE_POLL_INTERVAL_S * 1000 // 2:
+                raise OAuthError("slow_down", "Polling too often")
+            raise OAuthError("authorization_pending", "The user has not approved yet")
+        if grant.status != "approved" or grant.user_id is None or \
+                not await self.store.spend_device_grant(device_code):
+            raise OAuthError("invalid_grant", "This device code was already used")
+        client = await self.store.get_client(client_id) or {}
+        session = await self.db.run_interaction(
+            "oauth_login", login_txn, self.ctx.config, now, grant.user_id, grant.device_id,
+            client.get("client_name"), True)
         assert session.expires_in_ms is not None
         return {"access_token": session.access_token, "token_type": "Bearer",
                 "expires_in": session.expires_in_ms // 1000,

@@ -77,3 +77,70 @@ class OAuthStore:
             if owner is not None and owner[1] is not None:
                 DeviceStore.delete_devices_txn(txn, owner[0], [owner[1]])
         await self.db.run_interaction("oauth_revoke", txn_fn)
+
+    # -- the device authorization grant ------------------------------------------------
+
+    async def add_device_grant(self, device_code: str, grant: "DeviceGrant",
+                               now_ms: int) -> None:
+        def txn_fn(txn: Txn) -> None:
+            txn.execute("DELETE FROM oauth_device_grants WHERE expiry_ts <= ?",
+                        (now_ms - 86_400_000,))
+            txn.execute(
+                "INSERT INTO oauth_device_grants (device_code_hash, user_code, client_id,"
+                " scope, device_id, status, user_id, expiry_ts, last_poll_ts)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', NULL, ?, 0)",
+                (hash_secret(device_code), grant.user_code, grant.client_id, grant.scope,
+                 grant.device_id, grant.expiry_ts))
+        await self.db.run_interaction("add_device_grant", txn_fn)
+
+    async def get_device_grant_by_user_code(self, user_code: str) -> "DeviceGrant | None":
+        rows = await self.db.execute(
+            "get_device_grant",
+            f"SELECT {_GRANT_COLUMNS} FROM oauth_device_grants WHERE user_code = ?",
+            (user_code,))
+        return DeviceGrant(*rows[0]) if rows else None
+
+    async def approve_device_grant(self, user_code: str, user_id: str, now_ms: int) -> bool:
+        def txn_fn(txn: Txn) -> bool:
+            txn.execute("UPDATE oauth_device_grants SET status = 'approved', user_id = ?"
+                        " WHERE user_code = ? AND status = 'pending' AND expiry_ts > ?",
+                        (user_id, user_code, now_ms))
+            return txn.rowcount == 1
+        return await self.db.run_interaction("approve_device_grant", txn_fn)
+
+    async def poll_device_grant(self, device_code: str,
+                                now_ms: int) -> tuple["DeviceGrant", int] | None:
+        """The grant and when it was last polled (then now), or None."""
+        def txn_fn(txn: Txn) -> tuple[DeviceGrant, int] | None:
+            code_hash = hash_secret(device_code)
+            row = txn.select_one(
+                f"SELECT {_GRANT_COLUMNS}, last_poll_ts FROM oauth_device_grants"
+                " WHERE device_code_hash = ?", (code_hash,))
+            if row is None:
+                return None
+            txn.execute("UPDATE oauth_device_grants SET last_poll_ts = ?"
+                        " WHERE device_code_hash = ?", (now_ms, code_hash))
+            return DeviceGrant(*row[:-1]), int(row[-1])
+        return await self.db.run_interaction("poll_device_grant", txn_fn)
+
+    async def spend_device_grant(self, device_code: str) -> bool:
+        def txn_fn(txn: Txn) -> bool:
+            txn.execute("UPDATE oauth_device_grants SET status = 'spent'"
+                        " WHERE device_code_hash = ? AND status = 'approved'",
+                        (hash_secret(device_code),))
+            return txn.rowcount == 1
+        return await self.db.run_interaction("spend_device_grant", txn_fn)
+
+
+_GRANT_COLUMNS = "user_code, client_id, scope, device_id, status, user_id, expiry_ts"
+
+
+@dataclass(frozen=True)
+class DeviceGrant:
+    user_code: str
+    client_id: str
+    scope: str
+    device_id: str
+    status: str
+    user_id: str | None
+    expiry_ts: int

@@ -12,6 +12,7 @@ import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client import OAuth2Session
 from twisted.internet import threads
+from twisted.internet.task import Clock
 
 from tests.harness import TestServer
 from tests.sso.provider import Browser, forms_of
@@ -26,8 +27,8 @@ CLIENT = {"client_name": "Example App", "client_uri": "https://example.com/",
 SCOPE = "urn:matrix:client:api:* urn:matrix:client:device:OAUTHDEV01"
 
 
-async def oauth_server(make_server: Any) -> TestServer:
-    srv: TestServer = await make_server(oauth_api={"enabled": True})
+async def oauth_server(make_server: Any, clock: Any = None) -> TestServer:
+    srv: TestServer = await make_server(clock=clock, oauth_api={"enabled": True})
     srv.hs.config.public_baseurl = srv.base_url + "/"
     return srv
 
@@ -149,3 +150,58 @@ async def test_wrong_password_and_bad_requests(make_server: Any) -> None:
 async def test_oauth_api_is_absent_unless_enabled(server: TestServer) -> None:
     resp = await server.client().get("/_matrix/client/v1/auth_metadata")
     assert (resp.code, resp.body["errcode"]) == (404, "M_UNRECOGNIZED")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_device_signs_in_with_a_code_the_user_approves(make_server: Any) -> None:
+    clock = Clock()  # the server's time stands still: the second poll is too soon
+    clock.advance(1_700_000_000)
+    srv = await oauth_server(make_server, clock)
+    await srv.register("alice")
+    meta = (await srv.client().get("/_matrix/client/v1/auth_metadata")).body
+    grant = "urn:ietf:params:oauth:grant-type:device_code"
+    assert grant in meta["grant_types_supported"]
+
+    def register() -> str:
+        reg = requests.post(meta["registration_endpoint"], json={
+            **CLIENT, "application_type": "native", "redirect_uris": ["com.example.tv:/cb"],
+            "grant_types": [grant, "refresh_token"]}, timeout=10)
+        assert reg.status_code == 201, reg.text
+        return str(reg.json()["client_id"])
+
+    client_id = await threads.deferToThread(register)
+    tv_scope = "urn:matrix:client:api:* urn:matrix:client:device:TVDEVICE"
+
+    def start() -> dict[str, Any]:
+        resp = requests.post(meta["device_authorization_endpoint"],
+                             data={"client_id": client_id, "scope": tv_scope}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        return dict(resp.json())
+
+    codes = await threads.deferToThread(start)
+    session = OAuth2Session(client_id, scope=tv_scope, token_endpoint_auth_method="none")
+
+    def poll() -> requests.Response:
+        return requests.post(meta["token_endpoint"], data={
+            "grant_type": grant, "device_code": codes["device_code"],
+            "client_id": client_id}, timeout=10)
+
+    waiting = await threads.deferToThread(poll)
+    assert waiting.json()["error"] == "authorization_pending"
+    assert (await threads.deferToThread(poll)).json()["error"] == "slow_down"
+    # the user, on their phone: the link, then the sign-in form
+    browser = Browser()
+    page = await browser.request("GET", codes["verification_uri_complete"])
+    assert page.code == 200 and "Example App" in page.body
+    action, _fields = forms_of(page)[0]
+    done = await browser.request("POST", action, {"username": "alice",
+                                                  "password": "correct horse battery"})
+    assert done.code == 200 and "now signed in" in done.body
+    token = await threads.deferToThread(session.fetch_token, meta["token_endpoint"],
+                                        grant_type=grant, device_code=codes["device_code"])
+    me = await srv.client(token["access_token"]).get(WHOAMI)
+    assert (me.body["user_id"], me.body["device_id"]) == ("@alice:test.local", "TVDEVICE")
+    # the code is spent, and cannot be approved again
+    assert (await threads.deferToThread(poll)).json()["error"] == "invalid_grant"
+    again = await Browser().request("GET", codes["verification_uri_complete"])
+    assert again.code == 400

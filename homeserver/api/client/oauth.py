@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 OAUTH = "/_synapse/client/oauth2"
 COOKIE = "oauth_session"
 KIND = "oauth"
+# the sign-in session's key for the user code of a device grant
+DEVICE = "device_user_code"
 SESSION_LIFETIME_MS = 15 * 60_000
 HTML = "text/html; charset=utf-8"
 
@@ -98,8 +100,8 @@ def _cookie(api: OAuthApi, value: str, max_age_s: int) -> str:
 
 
 def _login_page(api: OAuthApi, request: AuthorizationRequest, status: int = 200,
-                error: str | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, RawResponse]:
+                error: str | None = None, headers: dict[str, str] | None = None,
+                action: str = "") -> tuple[int, RawResponse]:
     back = f"{api.ctx.config.public_baseurl}_synapse/client/oauth2/sso_return"
     base = f"{api.ctx.config.public_baseurl}_matrix/client/v3/login/sso/redirect/"
     providers = [{"name": p.idp_name,
@@ -107,10 +109,13 @@ def _login_page(api: OAuthApi, request: AuthorizationRequest, status: int = 200,
                  for p in api.sso.identity_providers]
     return _page(status, "oauth_login", "Sign in", headers, client_name=request.client_name,
                  client_host=urlsplit(request.redirect_uri).netloc or request.redirect_uri,
-                 server_name=api.ctx.hostname, providers=providers, error=error)
+                 server_name=api.ctx.hostname, providers=providers, error=error,
+                 action=action)
 
 
-async def _pending(api: OAuthApi, req: "HttpRequest", take: bool) -> AuthorizationRequest:
+async def _pending_data(api: OAuthApi, req: "HttpRequest", take: bool) -> dict[str, Any]:
+    """What the browser's sign-in session is for: an authorization request,
+    or (``device_user_code``) a device grant to approve."""
     value = req.raw.getCookie(COOKIE.encode("ascii"))
     secret = value.decode("ascii", "replace") if value else ""
     session = None
@@ -119,7 +124,15 @@ async def _pending(api: OAuthApi, req: "HttpRequest", take: bool) -> Authorizati
                          else api.sessions.get_session(secret, KIND))
     if session is None or session.created_ts + SESSION_LIFETIME_MS <= api.ctx.now_ms():
         raise BadAuthorizationRequest("This sign-in has expired; start again from your app")
-    return AuthorizationRequest.from_data(session.data)
+    return session.data
+
+
+def _as_request(data: dict[str, Any]) -> AuthorizationRequest:
+    if DEVICE in data:
+        # the sign-in page shows the same things for a device
+        return AuthorizationRequest(data["client_id"], data["client_name"], "a device",
+                                    None, data["scope"], data["device_id"], "", "query")
+    return AuthorizationRequest.from_data(data)
 
 
 async def get_auth_metadata(api: OAuthApi, req: "HttpRequest") -> tuple[int, Any]:
@@ -163,7 +176,7 @@ async def post_authorize(api: OAuthApi, req: "HttpRequest") -> tuple[int, Any]:
     """POST /_synapse/client/oauth2/authorize"""
     form = _form(req)
     try:
-        request = await _pending(api, req, take=False)
+        request = _as_request(await _pending_data(api, req, take=False))
     except BadAuthorizationRequest as e:
         return _page(400, "error", "Sign-in failed", message=str(e))
     user = form.get("username", "").strip()
@@ -180,21 +193,26 @@ async def post_authorize(api: OAuthApi, req: "HttpRequest") -> tuple[int, Any]:
 
 
 async def _granted(api: OAuthApi, req: "HttpRequest", user_id: str) -> tuple[int, Any]:
+    forget = {"Set-Cookie": _cookie(api, "", 0)}
     try:
-        request = await _pending(api, req, take=True)
-        location = await api.server.grant(request, user_id)
+        data = await _pending_data(api, req, take=True)
+        if DEVICE in data:
+            await api.server.approve_device(data[DEVICE], user_id)
+            return _page(200, "device_approved", "Device signed in", forget,
+                         client_name=data["client_name"])
+        location = await api.server.grant(AuthorizationRequest.from_data(data), user_id)
     except BadAuthorizationRequest as e:
         return _page(400, "error", "Sign-in failed", message=str(e))
     except MatrixError as e:
         return _page(e.status, "error", "Sign-in failed", message=e.msg)
-    return _redirect(location, {"Set-Cookie": _cookie(api, "", 0)})
+    return _redirect(location, forget)
 
 
 async def get_sso_return(api: OAuthApi, req: "HttpRequest") -> tuple[int, Any]:
     """GET /_synapse/client/oauth2/sso_return"""
     token = _query(req).get("loginToken", "")
     try:
-        await _pending(api, req, take=False)
+        await _pending_data(api, req, take=False)
         spent = await api.login_tokens.spend(token)
     except BadAuthorizationRequest as e:
         return _page(400, "error", "Sign-in failed", message=str(e))
@@ -209,6 +227,34 @@ async def post_token(api: OAuthApi, req: "HttpRequest") -> tuple[int, Any]:
         return 200, await api.server.token(_form(req))
     except OAuthError as e:
         return _oauth_error(e)
+
+
+async def post_device(api: OAuthApi, req: "HttpRequest") -> tuple[int, Any]:
+    """POST /_synapse/client/oauth2/device"""
+    api.registration_limiter.ratelimit(req.client_ip)
+    try:
+        return 200, await api.server.device_authorization(_form(req))
+    except OAuthError as e:
+        return _oauth_error(e)
+
+
+async def get_link(api: OAuthApi, req: "HttpRequest") -> tuple[int, Any]:
+    """GET /_synapse/client/oauth2/link"""
+    user_code = _query(req).get("user_code")
+    if not user_code:
+        return _page(200, "enter_code", "Sign in a device")
+    try:
+        grant, client_name = await api.server.pending_device_grant(user_code)
+    except BadAuthorizationRequest as e:
+        return _page(400, "enter_code", "Sign in a device", error=str(e))
+    secret = secrets.token_urlsafe(32)
+    data = {DEVICE: grant.user_code, "client_id": grant.client_id,
+            "client_name": client_name, "scope": grant.scope, "device_id": grant.device_id}
+    await api.sessions.add_session(secret, SsoSession(KIND, "", "", data, api.ctx.now_ms()),
+                                   SESSION_LIFETIME_MS)
+    # the sign-in form posts to the authorize endpoint, where the cookie goes
+    return _login_page(api, _as_request(data), action=f"{OAUTH}/authorize", headers={
+        "Set-Cookie": _cookie(api, secret, SESSION_LIFETIME_MS // 1000)})
 
 
 async def post_revoke(api: OAuthApi, req: "HttpRequest") -> tuple[int, Any]:
@@ -230,6 +276,8 @@ ENDPOINTS = (
     Endpoint("GET", f"{OAUTH}/sso_return", get_sso_return, auth=AUTH_NONE),
     Endpoint("POST", f"{OAUTH}/token", post_token, auth=AUTH_NONE, max_body=8192),
     Endpoint("POST", f"{OAUTH}/revoke", post_revoke, auth=AUTH_NONE, max_body=8192),
+    Endpoint("POST", f"{OAUTH}/device", post_device, auth=AUTH_NONE, max_body=8192),
+    Endpoint("GET", f"{OAUTH}/link", get_link, auth=AUTH_NONE),
 )
 
 

@@ -65,7 +65,7 @@ Choose the username of your new account.</p>
 <p><strong>{{ client_name }}</strong> ({{ client_host }}) asks to use your account on
 {{ server_name }}.</p>
 {% if error %}<p class="error" id="error">{{ error }}</p>{% endif %}
-<form method="post" action="">
+<form method="post" action="{{ action }}">
 <p><label for="username">Username</label>
 <input type="text" id="username" name="username" required autocapitalize="none"></p>
 <p><label for="password">Password</label>
@@ -75,6 +75,17 @@ Choose the username of your new account.</p>
 {% if providers %}<p>Or sign in with:</p><ul>{% for p in providers %}
 <li><a href="{{ p.url }}">{{ p.name }}</a></li>{% endfor %}</ul>{% endif %}
 {% endblock %}""",
+    "enter_code": """{% extends "layout" %}{% block body %}
+<p>Enter the code your device shows.</p>
+{% if error %}<p class="error" id="error">{{ error }}</p>{% endif %}
+<form method="get" action="">
+<input type="text" id="user_code" name="user_code" required autocapitalize="characters"
+ autocomplete="off">
+<button type="submit">Continue</button>
+</form>{% endblock %}""",
+    "device_approved": """{% extends "layout" %}{% block body %}
+<p><strong>{{ client_name }}</strong> is now signed in to your account. You may
+close this page and return to your device.</p>{% endblock %}""",
     "choose_provider": """{% extends "layout" %}{% block body %}
 <ul>{% for p in providers %}
 <li><a href="{{ p.url }}">{{ p.name }}</a></li>{% endfor %}

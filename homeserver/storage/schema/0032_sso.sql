@@ -77,3 +77,20 @@ CREATE TABLE oauth_codes (
     used_ts $BIGINT
 );
 CREATE INDEX oauth_codes_expiry ON oauth_codes (expiry_ts);
+
+-- The device authorization grant (RFC 8628): a device without a browser
+-- shows user_code; the user approves it on another; the device polls with
+-- device_code (only its SHA-256 kept). status: pending, approved, denied,
+-- spent (its tokens issued).
+CREATE TABLE oauth_device_grants (
+    device_code_hash TEXT NOT NULL PRIMARY KEY,
+    user_code TEXT NOT NULL UNIQUE,
+    client_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    user_id TEXT,
+    expiry_ts $BIGINT NOT NULL,
+    last_poll_ts $BIGINT NOT NULL
+);
+CREATE INDEX oauth_device_grants_expiry ON oauth_device_grants (expiry_ts);
