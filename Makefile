@@ -43,6 +43,14 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 		cd $(NODE_DIR) && npm ci --no-audit --no-fund --silent && touch node_modules/.installed; \
 	else echo "npm not found: tests/appservice/test_node_appservice.py will be skipped"; fi
 
+# oidc-provider from npm, the real OpenID provider of tests/sso/ (its tests
+# are skipped where npm is missing)
+SSO_NODE_DIR := tests/sso/node
+$(SSO_NODE_DIR)/node_modules/.installed: $(SSO_NODE_DIR)/package.json $(SSO_NODE_DIR)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(SSO_NODE_DIR) && npm ci --no-audit --no-fund --silent && touch node_modules/.installed; \
+	else echo "npm not found: tests/sso/test_oidc.py will be skipped"; fi
+
 # PYTEST_ARGS="-k profile -x" narrows a run; the suite runs on both engines either way.
 # PYTEST_WORKERS processes share the tests file by file (pytest-xdist), so a
 # file's module-scoped set-up (a real Synapse, an S3 server) is made once.
@@ -54,7 +62,8 @@ $(SYNC_NODE_DIR)/node_modules/.installed: $(SYNC_NODE_DIR)/package.json $(SYNC_N
 		cd $(SYNC_NODE_DIR) && npm ci --no-audit --no-fund --silent && touch node_modules/.installed; \
 	else echo "npm not found: tests/sync/test_js_sliding_sync.py will be skipped"; fi
 
-test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed $(SYNC_NODE_DIR)/node_modules/.installed
+test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed \
+		$(SYNC_NODE_DIR)/node_modules/.installed $(SSO_NODE_DIR)/node_modules/.installed
 	HS_SYNAPSE_PYTHON=$(SYNAPSE_VENV)/bin/python \
 		$(BIN)/python scripts/with_postgres.py $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

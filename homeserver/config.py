@@ -112,6 +112,55 @@ _DATABASE = Key("map", children={
     "allow_unsafe_locale": Key("bool", False),
 })
 
+# one of oidc_providers (Synapse's keys; accounts/sso_config.py reads them)
+_OIDC_PROVIDER = Key("map", children={
+    "idp_id": Key("str", "oidc", nullable=False),
+    "idp_name": Key("str"),
+    "idp_icon": Key("str"),
+    "idp_brand": Key("str"),
+    "discover": Key("bool", True, nullable=False),
+    "issuer": Key("str", required=True, nullable=False),
+    "client_id": Key("str", required=True, nullable=False),
+    "client_secret": Key("str"),
+    "client_secret_path": Key("str"),
+    "client_auth_method": Key("str", "client_secret_basic", nullable=False,
+                              choices=("client_secret_basic", "client_secret_post", "none")),
+    "pkce_method": Key("str", "auto", nullable=False, choices=("auto", "always", "never")),
+    "scopes": Key("list", item=Key("str", nullable=False), default=["openid"]),
+    "authorization_endpoint": Key("str"),
+    "token_endpoint": Key("str"),
+    "userinfo_endpoint": Key("str"),
+    "jwks_uri": Key("str"),
+    "skip_verification": Key("bool", False, nullable=False),
+    "user_profile_method": Key("str", "auto", nullable=False,
+                               choices=("auto", "userinfo_endpoint")),
+    "allow_existing_users": Key("bool", False, nullable=False),
+    "enable_registration": Key("bool", True, nullable=False),
+    "id_token_signing_alg_values_supported": Key("list", item=Key("str", nullable=False)),
+    "additional_authorization_parameters": Key("map", default={}, children=None),
+    "user_mapping_provider": Key("map", children={
+        "module": Key("str"),
+        "config": Key("map", children={
+            "subject_claim": Key("str", "sub", nullable=False),
+            "subject_template": Key("str"),
+            "picture_claim": Key("str", "picture", nullable=False),
+            "localpart_template": Key("str"),
+            "display_name_template": Key("str"),
+            "email_template": Key("str"),
+            "confirm_localpart": Key("bool", False, nullable=False),
+        }),
+    }),
+    "attribute_requirements": Key("list", item=Key("map", children={
+        "attribute": Key("str", required=True, nullable=False),
+        "value": Key("str"),
+        "one_of": Key("list", item=Key("str", nullable=False)),
+    }), default=[]),
+    # the provider may log out the devices of a session it ends
+    # (POST /_synapse/client/oidc/backchannel_logout)
+    "backchannel_logout_enabled": Key("bool", False, nullable=False),
+    "backchannel_logout_ignore_sub": Key("bool", False, nullable=False),
+})
+
 SCHEMA: dict[str, Key] = {
     "server_name": Key("str", required=True, nullable=False),
     "public_baseurl": Key("str"),
@@ -145,6 +194,57 @@ SCHEMA: dict[str, Key] = {
             "enabled": Key("bool", False),
             "minimum_length": Key("int", 0),
         }),
+    }),
+    # -- signing in without a password here (docs/sso.md) --
+    # POST /_matrix/client/v1/login/get_token: a logged-in device asks for a
+    # login token (m.login.token) for a new device; after re-authentication
+    # unless require_ui_auth is false
+    "login_via_existing_session": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+        "require_ui_auth": Key("bool", True, nullable=False),
+        "token_timeout": Key("duration", 300_000),
+    }),
+    # SSO: redirect URLs (prefixes) that get the login token without the
+    # confirmation page
+    "sso": Key("map", children={
+        "client_whitelist": Key("list", item=Key("str", nullable=False), default=[]),
+        # Synapse's: refresh the display name from the provider at each
+        # sign-in (not supported: true is refused at load)
+        "update_profile_information": Key("bool", False, nullable=False),
+    }),
+    # OpenID Connect identity providers (Synapse's keys; accounts/oidc_config.py)
+    "oidc_providers": Key("list", item=_OIDC_PROVIDER, default=[]),
+    # CAS single sign-on (Synapse's keys; accounts/cas.py)
+    "cas_config": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+        "server_url": Key("str"),
+        # deprecated in Synapse: public_baseurl is used
+        "service_url": Key("str"),
+        "displayname_attribute": Key("str"),
+        # attribute -> the value it must have (null: only present)
+        "required_attributes": Key("map", default={}, children=None),
+        "idp_name": Key("str"),
+        "idp_icon": Key("str"),
+        "idp_brand": Key("str"),
+        "protocol_version": Key("int", None, choices=(2, 3)),
+        "enable_registration": Key("bool", True, nullable=False),
+    }),
+    # the spec's OAuth 2.0 API with this server as the authorization server
+    # (accounts/oauth_server.py): auth_metadata, client registration, code
+    # grant with PKCE, refresh, revocation
+    "oauth_api": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+    }),
+    # org.matrix.login.jwt: log in with a JWT signed by a trusted issuer
+    "jwt_config": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+        # the HMAC secret, or the PEM public key for RS*/ES*/PS*/EdDSA
+        "secret": Key("str"),
+        "algorithm": Key("str"),
+        "subject_claim": Key("str", "sub", nullable=False),
+        "display_name_claim": Key("str"),
+        "issuer": Key("str"),
+        "audiences": Key("list", item=Key("str", nullable=False)),
     }),
     "refreshable_access_token_lifetime": Key("duration", 300_000),
     "refresh_token_lifetime": Key("duration", None),
@@ -446,6 +546,8 @@ class Config:
     rc_login_failed_attempts: RateLimit = RateLimit(0.17, 3)
     # the registered application services (appservice/registration.py)
     app_services: Any = None
+    # the identity providers and JWT login (accounts/sso_config.py SsoConfig)
+    sso_config: Any = None
     # one line per Synapse key that was dropped (logged at start)
     warnings: list[str] = field(default_factory=list)
 
@@ -496,6 +598,9 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
     ):
         raise ConfigError("enable_registration_captcha: needs recaptcha_public_key and "
                           "recaptcha_private_key")
+    # the identity providers, checked and with their templates compiled
+    from homeserver.accounts.sso_config import load_sso_config
+    sso_config = load_sso_config(raw, config_dir)
     listeners = []
     for lst in raw["listeners"]:
         names = [n for r in lst["resources"] for n in r["names"]]
@@ -533,6 +638,7 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
         rc_login_account=_rate_limit(rc_login["account"]),
         rc_login_failed_attempts=_rate_limit(rc_login["failed_attempts"]),
         app_services=app_services,
+        sso_config=sso_config,
         warnings=warnings,
     )
 

@@ -133,8 +133,26 @@ class HomeServer:
         self.registrations = Registrations(self.ctx, self.db, self.stores.users,
                                            self.stores.tokens, self.ui_auth,
                                            self.ratelimiters["registration"], self.threepids)
+        # org.matrix.login.jwt, when jwt_config is enabled
+        from homeserver.accounts.jwt_login import JwtLogins
+        jwt = config.sso_config.jwt
+        self.jwt_logins = JwtLogins(self.ctx, jwt, self.logins, self.registrations) \
+            if jwt is not None else None
         self.account_management = AccountManagement(self.ctx, self.db, self.stores.tokens,
                                                      self.stores.devices, self.ui_auth)
+        # m.login.token: issued by SSO and POST /login/get_token
+        from homeserver.accounts.login_tokens import LoginTokens
+        self.login_tokens = LoginTokens(self.ctx, self.stores.sso, self.stores.users)
+        # the spec's OAuth 2.0 API, with oauth_api.enabled
+        from homeserver.accounts.oauth_server import OAuthServer
+        self.oauth_server: OAuthServer | None = OAuthServer(
+            self.ctx, self.db, self.stores.oauth, self.logins) \
+            if config.oauth_api["enabled"] else None
+        # single sign-on through OpenID Connect providers, when configured
+        from homeserver.accounts.sso import SsoHandler
+        self.sso: SsoHandler | None = SsoHandler(
+            self.ctx, self.db, self.stores.sso, self.stores.users, self.login_tokens,
+            self.ui_auth, self.threepids) if config.sso_config.sso_enabled else None
         self.notifier = Notifier(self.ctx, self.db.stream_tracker, self.stores.rooms)
         # what a woken /sync can be answered from without the database;
         # complete from the stream position at setup()
@@ -288,6 +306,9 @@ class HomeServer:
         self.typing.edu_handler = self.edu_handler
         self.receipts.edu_handler = self.edu_handler
         self.presence.edu_handler = self.edu_handler
+        # accounts: m.login.sso re-authentication asks who is linked to a provider
+        if self.sso is not None:
+            self.ui_auth.sso_links = self.stores.sso
         # federation
         self.federation_membership.membership = self.membership
         self.edu_handler.e2e_keys = self.e2e_keys

@@ -84,14 +84,14 @@ def test_a_generated_synapse_config_runs_with_its_log_config(tmp_path: Path) -> 
 def test_an_unsafe_synapse_setting_is_refused_in_one_line(tmp_path: Path) -> None:
     config_path = generate_synapse_config(tmp_path)
     config = yaml.safe_load(config_path.read_text())
-    config["oidc_providers"] = [{"idp_id": "keycloak", "issuer": "https://sso.example.com/"}]
+    config["saml2_config"] = {"sp_config": {"metadata": {"remote": [{"url": "https://x/"}]}}}
     config_path.write_text(yaml.safe_dump(config))
     proc = run_ours(config_path)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1
     lines = out.decode().strip().splitlines()
     assert len(lines) == 1
-    assert "oidc_providers: Synapse setting not supported here" in lines[0]
+    assert "saml2_config: Synapse setting not supported here" in lines[0]
     assert "could not sign in" in lines[0]
 
 

@@ -23,6 +23,12 @@ captcha provider is configured, ``m.login.recaptcha``
 (``accounts/captcha.py``; as on Synapse it may be completed even where no
 flow asks for it).
 
+``m.login.sso`` (when single sign-on is configured, for re-authenticating
+a user whose account is linked to an identity provider): completed through
+the fallback page (``accounts/sso.py``), which records the user the provider
+vouched for; a session completed for another user (or for an identity linked
+to no one) is refused with 403, as on Synapse.
+
 ``ui_auth.session_timeout`` keeps Synapse's meaning: for how long a completed
 re-authentication lets the same access token skip the next one, for
 operations that allow it (``can_skip_ui_auth``). 0, the default, never skips.
@@ -53,6 +59,7 @@ if TYPE_CHECKING:
     from homeserver.http.request import Requester
     from homeserver.identity.threepids import Threepids
     from homeserver.storage.database import Database
+    from homeserver.storage.sso import SsoStore
     from homeserver.storage.users import UserStore
 
 SESSION_LIFETIME_MS = 15 * 60 * 1000
@@ -62,6 +69,7 @@ PASSWORD = "m.login.password"
 REGISTRATION_TOKEN = "m.login.registration_token"
 EMAIL_IDENTITY = "m.login.email.identity"
 RECAPTCHA = "m.login.recaptcha"
+SSO = "m.login.sso"
 
 # server-data keys
 PASSWORD_HASH = "password_hash"
@@ -207,6 +215,10 @@ class UiAuth:
     """Sessions, stages and flows of user-interactive auth, and the memory of
     recent re-authentications (``ui_auth.session_timeout``)."""
 
+    # which identity providers users are linked to, when single sign-on is
+    # configured (m.login.sso); set by HomeServer._wire_late
+    sso_links: "SsoStore | None" = None
+
     def __init__(self, ctx: "ServerContext", db: "Database", sessions: UiAuthStore,
                  users: "UserStore", logins: "Logins",
                  threepids: "Threepids | None" = None,
@@ -226,6 +238,8 @@ class UiAuth:
             PASSWORD: self._password_stage,
             REGISTRATION_TOKEN: self._registration_token_stage,
             EMAIL_IDENTITY: self._email_identity_stage,
+            # done on the fallback page: a submitted dict only asks again
+            SSO: self._sso_stage,
         }
         self.captcha = captcha if captcha is not None and captcha.enabled else None
         if self.captcha is not None:
@@ -334,6 +348,15 @@ class UiAuth:
         return await self.db.run_interaction("ui_auth_stage", _mark_complete_txn,
                                              session.session_id, RECAPTCHA, True)
 
+    async def _sso_stage(self, session: UiAuthSession, auth: dict[str, Any],
+                         requester: "Requester | None") -> UiAuthSession:
+        return session
+
+    async def complete_sso_stage(self, session_id: str, user_id: str) -> None:
+        """The fallback page's provider vouched for ``user_id`` ("" for no one)."""
+        await self.db.run_interaction("ui_auth_stage", _mark_complete_txn, session_id, SSO,
+                                      user_id)
+
     def stage_params(self, flows: list[list[str]]) -> dict[str, Any]:
         """The 401's ``params`` for these flows."""
         if self.captcha is not None and any(RECAPTCHA in flow for flow in flows):
@@ -403,11 +426,18 @@ class UiAuth:
     # -- re-authentication of a logged-in user -------------------------------------
 
     async def reauthentication_flows(self, requester: "Requester") -> list[list[str]]:
-        """The ways this user can prove it is them: their password, if they have one."""
+        """The ways this user can prove it is them: their password, if they have
+        one; single sign-on, if their account is linked to a provider."""
         info = await self.users.get_user(requester.user_id)
+        flows = []
         if self.ctx.config.password_config["enabled"] and info is not None \
                 and info.password_hash:
-            return [[PASSWORD]]
+            flows.append([PASSWORD])
+        if self.sso_links is not None and \
+                await self.sso_links.get_external_ids(requester.user_id):
+            flows.append([SSO])
+        if flows:
+            return flows
         raise MatrixError(400, Codes.UNKNOWN, "This account has no way to re-authenticate")
 
     async def reauthenticate(self, attempt: UiAuthAttempt, requester: "Requester",
@@ -425,6 +455,8 @@ class UiAuth:
         flows = await self.reauthentication_flows(requester)
         result = await self.complete(attempt, flows, description, requester=requester,
                                      params=params, server_data=server_data)
+        if SSO in result.completed and result.completed[SSO] != requester.user_id:
+            raise forbidden("Invalid auth: the identity provider vouched for someone else")
         if len(self._last_reauth) > MAX_REMEMBERED_REAUTHS:
             self._last_reauth.clear()
         self._last_reauth[requester.access_token_id] = self.ctx.now_ms()

@@ -22,6 +22,7 @@ from homeserver.storage.federation_events import FederationEventStore
 from homeserver.storage.federation_queue import FederationQueueStore
 from homeserver.storage.filters import FilterStore
 from homeserver.storage.key_backup import KeyBackupStore
+from homeserver.storage.oauth import OAuthStore
 from homeserver.storage.openid import OpenIdStore
 from homeserver.storage.presence import PresenceStore
 from homeserver.storage.profiles import ProfileStore
@@ -35,6 +36,7 @@ from homeserver.storage.rooms import RoomStore
 from homeserver.storage.search import SearchStore
 from homeserver.storage.server_keys import ServerKeyStore
 from homeserver.storage.sliding_sync import SlidingSyncStore
+from homeserver.storage.sso import SsoStore
 from homeserver.storage.state import DEFAULT_STATE_CACHE_SIZE, StateStore
 from homeserver.storage.sync import SyncStore
 from homeserver.storage.threepids import ThreepidStore
@@ -72,6 +74,10 @@ class Stores:
         self.presence = PresenceStore(db)
         self.sync = SyncStore(db)
         self.openid = OpenIdStore(db)
+        # login tokens, identity-provider subjects, SSO sign-ins in progress
+        self.sso = SsoStore(db)
+        # the OAuth 2.0 API's clients and authorization codes
+        self.oauth = OAuthStore(db)
         self.federation_queue = FederationQueueStore(db)
         self.federation_events = FederationEventStore(db, self.state, self.events)
         self.server_keys = ServerKeyStore(db)

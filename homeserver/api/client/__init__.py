@@ -25,6 +25,7 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         login,
         membership,
         notifications,
+        oauth,
         openid,
         presence,
         profile,
@@ -39,6 +40,7 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
         search,
         sliding_sync,
         spaces,
+        sso,
         sync,
         tags,
         threepids,
@@ -53,5 +55,5 @@ def register_client_routes(hs: "HomeServer", router: Router) -> None:
                    filters, rooms, membership, directory, upgrade, sync, typing, receipts,
                    presence, to_device, openid, relations, search, spaces, reporting, voip,
                    tags, keys, keys_signing, room_keys, pushrules, notifications, pushers,
-                   threepids, events, appservice, sliding_sync, delayed_events):
+                   threepids, events, appservice, sliding_sync, delayed_events, sso, oauth):
         module.register_routes(hs, router)

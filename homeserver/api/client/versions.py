@@ -65,7 +65,7 @@ async def get_capabilities(config: "Config", req: HttpRequest) -> tuple[int, Any
         "m.set_displayname": {"enabled": True},
         "m.set_avatar_url": {"enabled": True},
         "m.3pid_changes": {"enabled": True},
-        "m.get_login_token": {"enabled": False},
+        "m.get_login_token": {"enabled": config.login_via_existing_session["enabled"]},
         # extended profiles: any field may be set (MSC4133, Matrix 1.16)
         "m.profile_fields": {"enabled": True},
         "uk.tcpip.msc4133.profile_fields": {"enabled": True},
