@@ -42,8 +42,8 @@ MAX_SENT_MEMBER_ROOMS = 10_000
 MAX_SENT_MEMBERS_PER_ROOM = 1_000
 # rooms whose members and summary are remembered, and serialised member
 # events per room
-MAX_FACT_ROOMS = 5_000
-MAX_SERIALISED_MEMBERS = 500
+MAX_FACT_ROOMS = 1_000
+MAX_SERIALISED_MEMBERS = 200
 
 # (room, users, position, event IDs) -> whether those users' member events
 # (and those events' relations) are unchanged after the position
