@@ -1,0 +1,286 @@
+"""`homeserver import-synapse` against a real Synapse (docs/migrating-from-synapse.md).
+
+A real Synapse (on the parametrised engine, SQLite or PostgreSQL) is used by
+its clients: an admin and a user, a public room with an alias, a name and
+messages, a DM, a profile, an upload, a second login, account data and a
+read receipt. Synapse is stopped; the importer runs as the operator runs it
+(the command line, in a child process) into a fresh database of ours on the
+same engine; our server starts on the same server name and the test checks
+what those clients would see: the old passwords and the old access tokens
+work, /sync shows the rooms with their messages in order, the alias
+resolves, the media downloads under its old mxc URI, profiles and account
+data are there, and what we send now is signed with Synapse's key.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.parse
+from typing import Any
+
+import pytest_twisted
+import yaml
+from signedjson.key import generate_signing_key, write_signing_keys
+
+from homeserver.config import load_config
+from homeserver.server import HomeServer
+from tests.federation.ca import TestCA
+from tests.harness import Client, create_postgres_database, drop_postgres_database
+from tests.interop.synapse import (  # noqa: F401 (the *_fixture imports are fixtures)
+    SynapseServer,
+    interop_ca_fixture,
+    start_synapse,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def q(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+async def _ok(resp: Any, what: str) -> Any:
+    assert resp.code == 200, f"{what}: {resp.code} {resp.body}"
+    return resp.body
+
+
+async def populate(synapse: SynapseServer) -> dict[str, Any]:
+    """Use Synapse as its users would; returns what they should find again."""
+    alice = await synapse.register("alice", "alice's old password", admin=True)
+    bob = await synapse.register("bob", "bob's old password")
+    # a second device, logged in the ordinary way
+    login = await _ok(await synapse.client().post("/_matrix/client/v3/login", {
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
+        "password": "bob's old password", "initial_device_display_name": "Bob's phone"},
+        token=None), "login")
+    phone = synapse.client(login["access_token"])
+    await _ok(await alice.put(f"/_matrix/client/v3/profile/{q(alice.user_id)}/displayname",
+                              {"displayname": "Alice Liddell"}), "displayname")
+    upload = await _ok(await alice.request(
+        "POST", "/_matrix/media/v3/upload?filename=hello.txt", raw=b"hello from synapse",
+        headers={"Content-Type": "text/plain"}), "upload")
+    mxc = upload["content_uri"]
+    await _ok(await alice.put(f"/_matrix/client/v3/profile/{q(alice.user_id)}/avatar_url",
+                              {"avatar_url": mxc}), "avatar")
+    room = (await _ok(await alice.post("/_matrix/client/v3/createRoom", {
+        "room_alias_name": "hall", "name": "The Hall", "preset": "public_chat"}),
+        "createRoom"))["room_id"]
+    await _ok(await alice.put(f"/_matrix/client/v3/directory/list/room/{q(room)}",
+                              {"visibility": "public"}), "publish")
+    await _ok(await bob.post(f"/_matrix/client/v3/join/{q(room)}", {}), "join")
+    bodies = []
+    last = ""
+    for i in range(12):
+        sender = alice if i % 3 else phone
+        body = f"message {i}"
+        last = (await _ok(await sender.put(
+            f"/_matrix/client/v3/rooms/{q(room)}/send/m.room.message/t{i}",
+            {"msgtype": "m.text", "body": body}), "send"))["event_id"]
+        bodies.append(body)
+    await _ok(await bob.post(f"/_matrix/client/v3/rooms/{q(room)}/receipt/m.read/{q(last)}",
+                             {}), "receipt")
+    dm = (await _ok(await alice.post("/_matrix/client/v3/createRoom", {
+        "is_direct": True, "invite": [bob.user_id], "preset": "trusted_private_chat"}),
+        "dm"))["room_id"]
+    await _ok(await bob.post(f"/_matrix/client/v3/join/{q(dm)}", {}), "join dm")
+    await _ok(await bob.put(f"/_matrix/client/v3/rooms/{q(dm)}/send/m.room.message/d1",
+                            {"msgtype": "m.text", "body": "just between us"}), "send dm")
+    await _ok(await alice.put(
+        f"/_matrix/client/v3/user/{q(alice.user_id)}/account_data/m.direct",
+        {bob.user_id: [dm]}), "account data")
+    return {"alice": alice, "bob": bob, "phone": phone, "room": room, "dm": dm,
+            "bodies": bodies, "mxc": mxc, "last": last}
+
+
+def _stop_keeping_database(synapse: SynapseServer) -> str | None:
+    """Stop the Synapse process; its PostgreSQL database stays for the import."""
+    name = synapse.pg_database
+    synapse.pg_database = None
+    return name
+
+
+def _our_config(tmp: str, server_name: str, engine: str) -> tuple[str, str | None]:
+    """A config for our server (a fresh database), as `homeserver init` writes one."""
+    pg_name: str | None = None
+    if engine == "sqlite":
+        database: dict[str, Any] = {"name": "sqlite3", "args": {"database": "hs.db"}}
+    else:
+        args = create_postgres_database()  # empty: the import runs the migrations
+        pg_name = str(args["database"])
+        database = {"name": "psycopg2", "args": args}
+    os.makedirs(tmp, exist_ok=True)
+    with open(os.path.join(tmp, "homeserver.signing.key"), "w") as f:
+        write_signing_keys(f, [generate_signing_key("a_ours")])
+    path = os.path.join(tmp, "homeserver.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump({
+            "server_name": server_name,
+            "public_baseurl": "http://127.0.0.1/",
+            "listeners": [{"port": 0, "bind_addresses": ["127.0.0.1"]}],
+            "database": database,
+            "signing_key_path": "homeserver.signing.key",
+            "media_store_path": "media",
+            "bcrypt_rounds": 4,
+        }, f)
+    return path, pg_name
+
+
+def run_import(synapse_config: str, config: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "homeserver.cli", "import-synapse", "--synapse-config",
+         synapse_config, "--config", config, *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def _timeline_bodies(sync: dict[str, Any], room: str) -> list[str]:
+    events = sync["rooms"]["join"][room]["timeline"]["events"]
+    return [e["content"]["body"] for e in events if e["type"] == "m.room.message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
+        engine: str, tmp_path: Any, interop_ca: TestCA) -> None:
+    from twisted.internet import reactor
+
+    synapse = await start_synapse(
+        str(tmp_path / "synapse"), interop_ca, engine,
+        # Synapse's default lets nobody publish to the room directory
+        {"room_list_publication_rules": [{"action": "allow"}]})
+    synapse_db: str | None = None
+    our_db: str | None = None
+    hs: HomeServer | None = None
+    try:
+        seen = await populate(synapse)
+        synapse_db = _stop_keeping_database(synapse)
+        await synapse.stop()
+        synapse_yaml = os.path.join(synapse.tmp_dir, "homeserver.yaml")
+
+        # a server name that differs is refused, and nothing is written
+        wrong, wrong_db = _our_config(str(tmp_path / "wrong"), "elsewhere.example", engine)
+        refused = run_import(synapse_yaml, wrong)
+        if wrong_db:
+            drop_postgres_database(wrong_db)
+        assert refused.returncode == 1
+        assert "server_name differs" in refused.stderr
+
+        # a database that is in use already is refused
+        busy, busy_db = _our_config(str(tmp_path / "busy"), synapse.server_name, engine)
+        made = subprocess.run([sys.executable, "-m", "homeserver.cli", "register-user",
+                               "--config", busy, "-u", "carol", "-p", "carol's password"],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert made.returncode == 0, made.stderr
+        refused = run_import(synapse_yaml, busy)
+        if busy_db:
+            drop_postgres_database(busy_db)
+        assert refused.returncode == 1
+        assert "not fresh" in refused.stderr
+
+        config_path, our_db = _our_config(str(tmp_path / "ours"), synapse.server_name, engine)
+        dry = run_import(synapse_yaml, config_path, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert "nothing written" in dry.stdout
+        done = run_import(synapse_yaml, config_path, "--no-progress")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "check: counts and sampled events match" in done.stdout
+        # a second run finds every stage done and changes nothing
+        again = run_import(synapse_yaml, config_path, "--no-progress")
+        assert again.returncode == 0, again.stdout + again.stderr
+
+        # our own key was kept aside, Synapse's took its place
+        assert os.path.exists(os.path.join(tmp_path, "ours", "homeserver.signing.key"
+                                           + ".before-import"))
+        config = load_config(config_path)
+        hs = HomeServer(config, reactor)
+        await hs.setup()
+        hs.listen()
+        ours = Client(f"http://127.0.0.1:{hs.ports[0].getHost().port}")
+
+        # the old password logs in
+        login = await ours.post("/_matrix/client/v3/login", {
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": "alice's old password"}, token=None)
+        assert login.code == 200, login.body
+        assert login.body["user_id"] == seen["alice"].user_id
+        wrong_pw = await ours.post("/_matrix/client/v3/login", {
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": "not it"}, token=None)
+        assert wrong_pw.code == 403
+
+        # the old access tokens still work, with their devices
+        phone = ours.__class__(ours.base_url, seen["phone"].access_token)
+        whoami = await phone.get("/_matrix/client/v3/account/whoami")
+        assert whoami.code == 200, whoami.body
+        assert whoami.body["user_id"] == seen["bob"].user_id
+        devices = await _ok(await phone.get("/_matrix/client/v3/devices"), "devices")
+        assert "Bob's phone" in [d.get("display_name") for d in devices["devices"]]
+        alice = Client(ours.base_url, seen["alice"].access_token)
+        bob = Client(ours.base_url, seen["bob"].access_token)
+        me = await _ok(await alice.get("/_matrix/client/v3/account/whoami"), "whoami")
+        assert me["user_id"] == seen["alice"].user_id
+
+        # /sync: both rooms, the messages in the order they were sent
+        filt = q('{"room":{"timeline":{"limit":50}}}')
+        sync = await _ok(await bob.get(f"/_matrix/client/v3/sync?filter={filt}"), "sync")
+        assert set(sync["rooms"]["join"]) >= {seen["room"], seen["dm"]}
+        assert _timeline_bodies(sync, seen["room"]) == seen["bodies"]
+        assert _timeline_bodies(sync, seen["dm"]) == ["just between us"]
+        # the room's state: its name
+        name = await _ok(await bob.get(
+            f"/_matrix/client/v3/rooms/{q(seen['room'])}/state/m.room.name/"), "name")
+        assert name["name"] == "The Hall"
+        # and the history by /messages, newest first
+        messages = await _ok(await bob.get(
+            f"/_matrix/client/v3/rooms/{q(seen['room'])}/messages?dir=b&limit=5"), "messages")
+        assert [e["content"].get("body") for e in messages["chunk"]
+                if e["type"] == "m.room.message"][:3] == seen["bodies"][:-4:-1]
+
+        # the alias resolves, the room is in the public directory
+        alias = f"#hall:{synapse.server_name}"
+        resolved = await _ok(await ours.get(f"/_matrix/client/v3/directory/room/{q(alias)}",
+                                            token=None), "alias")
+        assert resolved["room_id"] == seen["room"]
+        public = await _ok(await bob.get("/_matrix/client/v3/publicRooms"), "publicRooms")
+        assert seen["room"] in [r["room_id"] for r in public["chunk"]]
+
+        # the media downloads under its old mxc URI
+        server, media_id = seen["mxc"][len("mxc://"):].split("/", 1)
+        media = await bob.get(f"/_matrix/client/v1/media/download/{server}/{media_id}")
+        assert media.code == 200, media.body
+        assert media.body == b"hello from synapse"
+
+        # profiles and account data
+        profile = await _ok(await bob.get(
+            f"/_matrix/client/v3/profile/{q(seen['alice'].user_id)}"), "profile")
+        assert profile["displayname"] == "Alice Liddell"
+        assert profile["avatar_url"] == seen["mxc"]
+        direct = await _ok(await alice.get(
+            f"/_matrix/client/v3/user/{q(seen['alice'].user_id)}/account_data/m.direct"),
+            "m.direct")
+        assert direct == {seen["bob"].user_id: [seen["dm"]]}
+
+        # bob's read receipt is where he left it
+        receipts = sync["rooms"]["join"][seen["room"]]["ephemeral"]["events"]
+        read = [r for r in receipts if r["type"] == "m.receipt"]
+        assert read and seen["last"] in read[0]["content"]
+
+        # the room goes on: a new message, signed with Synapse's key
+        sent = await _ok(await bob.put(
+            f"/_matrix/client/v3/rooms/{q(seen['room'])}/send/m.room.message/after",
+            {"msgtype": "m.text", "body": "on the new server"}), "send after")
+        event = await hs.stores.events.get_event(sent["event_id"])
+        assert event is not None
+        with open(os.path.join(synapse.tmp_dir, "signing.key")) as f:
+            key_id = "ed25519:" + f.read().split()[1]
+        assert list(event.json["signatures"][synapse.server_name]) == [key_id]
+        sync2 = await _ok(await bob.get(f"/_matrix/client/v3/sync?filter={filt}"), "sync")
+        assert _timeline_bodies(sync2, seen["room"])[-2:] == [seen["bodies"][-1],
+                                                               "on the new server"]
+    finally:
+        if hs is not None:
+            await hs.stop()
+        await synapse.stop()
+        for name in (synapse_db, our_db):
+            if name:
+                drop_postgres_database(name)
