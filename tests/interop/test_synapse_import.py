@@ -37,8 +37,8 @@ from tests.interop.synapse import (  # noqa: F401 (the *_fixture imports are fix
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def q(value: str) -> str:
-    return urllib.parse.quote(value, safe="")
+def q(value: str | None) -> str:
+    return urllib.parse.quote(value or "", safe="")
 
 
 async def _ok(resp: Any, what: str) -> Any:
