@@ -11,6 +11,7 @@ one onto ours.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from homeserver.storage.database import Txn
@@ -137,3 +138,78 @@ def insert_registration_token_txn(txn: Txn, token: str, uses_allowed: int | None
     txn.execute("INSERT INTO registration_tokens (token, uses_allowed, pending, completed,"
                 " expiry_time) VALUES (?, ?, ?, ?, ?) ON CONFLICT (token) DO NOTHING",
                 (token, uses_allowed, pending, completed, expiry_time))
+
+
+def insert_push_rule_txn(txn: Txn, user_id: str, kind: str, rule_id: str, priority: int,
+                         conditions: Any, pattern: str | None, actions: Any) -> None:
+    txn.execute(
+        "INSERT INTO push_rules (user_id, kind, rule_id, priority, conditions, pattern,"
+        " actions, enabled) VALUES (?, ?, ?, ?, ?, ?, ?, 1)"
+        " ON CONFLICT (user_id, kind, rule_id) DO NOTHING",
+        (user_id, kind, rule_id, priority, json.dumps(conditions), pattern,
+         json.dumps(actions)))
+
+
+def enable_push_rule_txn(txn: Txn, user_id: str, kind: str, rule_id: str,
+                         enabled: bool) -> None:
+    txn.execute("UPDATE push_rules SET enabled = ? WHERE user_id = ? AND kind = ?"
+                " AND rule_id = ?", (int(enabled), user_id, kind, rule_id))
+
+
+def set_default_rule_txn(txn: Txn, user_id: str, kind: str, rule_id: str,
+                         enabled: bool | None, actions: Any) -> None:
+    """What the user changed of a server-default rule (None: unchanged)."""
+    txn.execute(
+        "INSERT INTO push_rules_defaults (user_id, kind, rule_id, enabled, actions)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, kind, rule_id) DO UPDATE SET"
+        " enabled = COALESCE(excluded.enabled, push_rules_defaults.enabled),"
+        " actions = COALESCE(excluded.actions, push_rules_defaults.actions)",
+        (user_id, kind, rule_id, None if enabled is None else int(enabled),
+         None if actions is None else json.dumps(actions)))
+
+
+def insert_pusher_txn(txn: Txn, row: tuple[Any, ...]) -> None:
+    """``row``: user_id, device_id, kind, app_id, pushkey, app_display_name,
+    device_display_name, profile_tag, lang, data (JSON text), pushkey_ts,
+    last_stream_ordering."""
+    txn.execute(
+        "INSERT INTO pushers (user_id, device_id, kind, app_id, pushkey, app_display_name,"
+        " device_display_name, profile_tag, lang, data, pushkey_ts, last_stream_ordering,"
+        " failing_since_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)"
+        " ON CONFLICT (user_id, app_id, pushkey) DO NOTHING", row)
+
+
+def insert_device_keys_txn(txn: Txn, user_id: str, device_id: str, key_json: str) -> None:
+    txn.execute("INSERT INTO e2e_device_keys (user_id, device_id, key_json) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id, device_id) DO NOTHING", (user_id, device_id, key_json))
+
+
+def insert_one_time_keys_txn(txn: Txn, keys: list[tuple[str, str, str, str, str]]) -> None:
+    txn.execute_many(
+        "INSERT INTO e2e_one_time_keys (user_id, device_id, algorithm, key_id, key_json)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, device_id, algorithm, key_id)"
+        " DO NOTHING", keys)
+
+
+def insert_fallback_key_txn(txn: Txn, user_id: str, device_id: str, algorithm: str,
+                            key_id: str, key_json: str, used: bool) -> None:
+    txn.execute("INSERT INTO e2e_fallback_keys (user_id, device_id, algorithm, key_id,"
+                " key_json, used) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (user_id, device_id, algorithm) DO NOTHING",
+                (user_id, device_id, algorithm, key_id, key_json, int(used)))
+
+
+def insert_backup_version_txn(txn: Txn, user_id: str, version: int, algorithm: str,
+                              auth_data: str, etag: int, deleted: int) -> None:
+    txn.execute("INSERT INTO e2e_room_keys_versions (user_id, version, algorithm, auth_data,"
+                " etag, deleted) VALUES (?, ?, ?, ?, ?, ?)",
+                (user_id, version, algorithm, auth_data, etag, deleted))
+
+
+def insert_room_keys_txn(txn: Txn, keys: list[tuple[Any, ...]]) -> None:
+    """``keys``: user_id, version, room_id, session_id, first_message_index,
+    forwarded_count, is_verified, session_data."""
+    txn.execute_many(
+        "INSERT INTO e2e_room_keys (user_id, version, room_id, session_id,"
+        " first_message_index, forwarded_count, is_verified, session_data)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", keys)

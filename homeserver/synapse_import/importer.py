@@ -53,15 +53,18 @@ from homeserver.config import Config
 from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.auth import hash_token
+from homeserver.push.rules import DEFAULT_KIND_OF
 from homeserver.storage import Stores
 from homeserver.storage import synapse_import as rows
 from homeserver.storage.account_data import AccountDataStore
+from homeserver.storage.cross_signing import CrossSigningStore
 from homeserver.storage.database import Database, Txn
+from homeserver.storage.devices import DeviceStore
 from homeserver.storage.migrations import prepare_database_blocking
 from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.relations import index_relation_txn
 from homeserver.storage.search import index_batch_txn, index_event_txn
-from homeserver.storage.streams import StreamTracker
+from homeserver.storage.streams import StreamTracker, current_stream_id_txn
 from homeserver.storage.user_directory import member_joined_txn
 from homeserver.synapse_import.source import SourceError, SynapseSource, read_synapse_config
 
@@ -160,6 +163,22 @@ def _json(text: Any) -> Any:
     if isinstance(text, (bytes, memoryview)):
         text = bytes(text).decode("utf-8")
     return json.loads(text) if isinstance(text, str) else text
+
+
+def _dump(obj: Any) -> str:
+    """JSON as our E2E stores keep it (sorted keys, no spaces)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _split_rule_id(full: str) -> tuple[str, str] | None:
+    """Synapse's ``global/<kind>/<rule id>`` as (kind, rule id)."""
+    parts = full.split("/", 2)
+    if len(parts) != 3 or parts[0] != "global" or parts[1] not in _PUSH_KINDS:
+        return None
+    return parts[1], parts[2]
+
+
+_PUSH_KINDS = ("override", "content", "room", "sender", "underride")
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -421,21 +440,178 @@ class SynapseImporter:
             return len(tokens)
         self._commit_stage(name, txn_fn)
 
-    # stages filled in by the widening commits
+    # -- push rules and pushers ------------------------------------------------
+
     def _stage_push_rules(self, name: str) -> None:
-        self._commit_stage(name, lambda txn: 0)
+        """Synapse's rules (``push_rules``: rule IDs ``global/<kind>/<id>``,
+        a priority class per kind, class -1 for changed actions of a
+        server-default rule) and their switches (``push_rules_enable``)."""
+        src = self.src
+        rules = src.rows("SELECT user_name, rule_id, priority_class, priority, conditions,"
+                         " actions FROM push_rules ORDER BY user_name, priority_class,"
+                         " priority")
+        enables = src.rows("SELECT user_name, rule_id, enabled FROM push_rules_enable")
+        advance = self.progress.stage(name, len(rules) + len(enables))
+        push_rules = self.stores.push_rules
 
-    def _stage_e2e_keys(self, name: str) -> None:
-        self._commit_stage(name, lambda txn: 0)
-
-    def _stage_cross_signing(self, name: str) -> None:
-        self._commit_stage(name, lambda txn: 0)
-
-    def _stage_key_backups(self, name: str) -> None:
-        self._commit_stage(name, lambda txn: 0)
+        def txn_fn(txn: Txn) -> int:
+            users: set[str] = set()
+            count = 0
+            for user, full_id, pclass, priority, conditions, actions in rules:
+                parsed = _split_rule_id(str(full_id))
+                if parsed is None:
+                    continue
+                kind, rule_id = parsed
+                user_id = self._user_id(str(user))
+                users.add(user_id)
+                if int(pclass) == -1 or DEFAULT_KIND_OF.get(rule_id) == kind:
+                    rows.set_default_rule_txn(txn, user_id, kind, rule_id, None,
+                                              _json(actions))
+                else:
+                    conds = _json(conditions) or []
+                    pattern = None
+                    if kind == "content":
+                        pattern = next((c.get("pattern") for c in conds
+                                        if isinstance(c, dict) and "pattern" in c), "")
+                    rows.insert_push_rule_txn(txn, user_id, kind, rule_id, int(priority),
+                                              conds, pattern, _json(actions))
+                count += 1
+            for user, full_id, enabled in enables:
+                parsed = _split_rule_id(str(full_id))
+                if parsed is None or enabled is None:
+                    continue
+                kind, rule_id = parsed
+                user_id = self._user_id(str(user))
+                users.add(user_id)
+                if DEFAULT_KIND_OF.get(rule_id) == kind:
+                    rows.set_default_rule_txn(txn, user_id, kind, rule_id, bool(enabled), None)
+                else:
+                    rows.enable_push_rule_txn(txn, user_id, kind, rule_id, bool(enabled))
+            for user_id in sorted(users):
+                # a version token and the m.push_rules account data, as any change
+                push_rules._changed_txn(txn, user_id)
+            advance(len(rules) + len(enables))
+            return count
+        self._commit_stage(name, txn_fn)
 
     def _stage_pushers(self, name: str) -> None:
-        self._commit_stage(name, lambda txn: 0)
+        """Pushers, starting from now: nothing imported is pushed again."""
+        src = self.src
+        device = "p.device_id" if src.has_column("pushers", "device_id") else "NULL"
+        enabled = "p.enabled" if src.has_column("pushers", "enabled") else "NULL"
+        pushers = src.rows(
+            "SELECT p.user_name, COALESCE(" + device + ", t.device_id), p.kind, p.app_id,"
+            " p.pushkey, p.app_display_name, p.device_display_name, p.profile_tag, p.lang,"
+            " p.data, p.ts, " + enabled + " FROM pushers p"
+            " LEFT JOIN access_tokens t ON t.id = p.access_token")
+        advance = self.progress.stage(name, len(pushers))
+
+        def txn_fn(txn: Txn) -> int:
+            position = current_stream_id_txn(txn)
+            count = 0
+            for (user, device_id, kind, app_id, pushkey, app_name, device_name, tag, lang,
+                 data, ts, on) in pushers:
+                if on is not None and not on:
+                    continue
+                rows.insert_pusher_txn(txn, (
+                    self._user_id(str(user)), device_id, kind, app_id, pushkey, app_name,
+                    device_name, tag or None, lang or "en", json.dumps(_json(data) or {}),
+                    int(ts or 0), position))
+                count += 1
+            advance(len(pushers))
+            return count
+        self._commit_stage(name, txn_fn)
+
+    # -- end-to-end encryption -----------------------------------------------------
+
+    def _local(self, user_id: Any) -> bool:
+        return str(user_id).endswith(":" + self.server_name)
+
+    def _stage_e2e_keys(self, name: str) -> None:
+        """Device keys, one-time keys and fallback keys of our users' devices."""
+        src = self.src
+        device_keys = [r for r in src.rows(
+            "SELECT user_id, device_id, key_json FROM e2e_device_keys_json") if self._local(r[0])]
+        otks = [r for r in src.rows(
+            "SELECT user_id, device_id, algorithm, key_id, key_json FROM e2e_one_time_keys_json")
+            if self._local(r[0])]
+        fallback = [r for r in src.rows(
+            "SELECT user_id, device_id, algorithm, key_id, key_json, used"
+            " FROM e2e_fallback_keys_json") if self._local(r[0])] \
+            if src.has_table("e2e_fallback_keys_json") else []
+        advance = self.progress.stage(name, len(device_keys) + len(otks) + len(fallback))
+
+        def txn_fn(txn: Txn) -> int:
+            users = set()
+            for user_id, device_id, key_json in device_keys:
+                rows.insert_device_keys_txn(txn, user_id, device_id, _dump(_json(key_json)))
+                users.add(user_id)
+            advance(len(device_keys))
+            for part in _chunks(otks, 500):
+                rows.insert_one_time_keys_txn(
+                    txn, [(u, d, a, k, _dump(_json(j))) for u, d, a, k, j in part])
+                advance(len(part))
+            for user_id, device_id, alg, key_id, key_json, used in fallback:
+                rows.insert_fallback_key_txn(txn, user_id, device_id, alg, key_id,
+                                             _dump(_json(key_json)), bool(used))
+            advance(len(fallback))
+            for user_id in sorted(users):
+                DeviceStore.mark_device_list_changed_txn(txn, user_id)
+            return len(device_keys) + len(otks) + len(fallback)
+        self._commit_stage(name, txn_fn)
+
+    def _stage_cross_signing(self, name: str) -> None:
+        """The newest cross-signing key of each type per user, and the signatures."""
+        src = self.src
+        keys: dict[tuple[str, str], dict[str, Any]] = {}
+        for user_id, key_type, keydata in src.rows(
+                "SELECT user_id, keytype, keydata FROM e2e_cross_signing_keys"
+                " ORDER BY stream_id"):
+            if self._local(user_id):
+                keys[(str(user_id), str(key_type))] = _json(keydata)
+        signatures = src.rows("SELECT user_id, key_id, target_user_id, target_device_id,"
+                              " signature FROM e2e_cross_signing_signatures")
+        advance = self.progress.stage(name, len(keys) + len(signatures))
+
+        def txn_fn(txn: Txn) -> int:
+            count = 0
+            for (user_id, key_type), key in sorted(keys.items()):
+                public = [v for v in (key.get("keys") or {}).values() if isinstance(v, str)]
+                if len(public) != 1:
+                    self.report.skipped.append(f"{key_type} key of {user_id}: not one key")
+                    continue
+                position = DeviceStore.mark_device_list_changed_txn(txn, user_id)
+                CrossSigningStore.set_key_txn(txn, user_id, key_type, public[0], key, position)
+                count += 1
+            CrossSigningStore.add_signatures_txn(txn, [
+                (str(a), str(b), str(c), str(d), str(e)) for a, b, c, d, e in signatures])
+            advance(len(keys) + len(signatures))
+            return count + len(signatures)
+        self._commit_stage(name, txn_fn)
+
+    def _stage_key_backups(self, name: str) -> None:
+        """Server-side key backups (versions and their encrypted room keys)."""
+        src = self.src
+        etag = "etag" if src.has_column("e2e_room_keys_versions", "etag") else "0"
+        versions = src.rows("SELECT user_id, version, algorithm, auth_data, deleted,"
+                            f" {etag} FROM e2e_room_keys_versions")
+        room_keys = src.rows("SELECT user_id, version, room_id, session_id,"
+                             " first_message_index, forwarded_count, is_verified, session_data"
+                             " FROM e2e_room_keys")
+        advance = self.progress.stage(name, len(versions) + len(room_keys))
+
+        def txn_fn(txn: Txn) -> int:
+            for user_id, version, alg, auth_data, deleted, tag in versions:
+                rows.insert_backup_version_txn(txn, user_id, int(version), alg,
+                                               _dump(_json(auth_data)), int(tag or 0),
+                                               int(deleted or 0))
+            for part in _chunks(room_keys, 500):
+                rows.insert_room_keys_txn(txn, [
+                    (u, int(v), r, s, int(f or 0), int(c or 0), int(bool(iv)),
+                     _dump(_json(d))) for u, v, r, s, f, c, iv, d in part])
+            advance(len(versions) + len(room_keys))
+            return len(versions) + len(room_keys)
+        self._commit_stage(name, txn_fn)
 
     # -- rooms -------------------------------------------------------------------
 

@@ -22,7 +22,13 @@ from typing import Any
 
 import pytest_twisted
 import yaml
-from signedjson.key import generate_signing_key, write_signing_keys
+from signedjson.key import (
+    encode_verify_key_base64,
+    generate_signing_key,
+    get_verify_key,
+    write_signing_keys,
+)
+from signedjson.sign import sign_json
 
 from homeserver.config import load_config
 from homeserver.server import HomeServer
@@ -90,8 +96,72 @@ async def populate(synapse: SynapseServer) -> dict[str, Any]:
     await _ok(await alice.put(
         f"/_matrix/client/v3/user/{q(alice.user_id)}/account_data/m.direct",
         {bob.user_id: [dm]}), "account data")
+    e2e = await populate_e2e_and_push(synapse, alice, phone, room)
     return {"alice": alice, "bob": bob, "phone": phone, "room": room, "dm": dm,
-            "bodies": bodies, "mxc": mxc, "last": last}
+            "bodies": bodies, "mxc": mxc, "last": last, **e2e}
+
+
+def _ed25519(name: str) -> tuple[Any, str]:
+    """A signing key whose key ID is its public key, as cross-signing keys have."""
+    key = generate_signing_key(name)
+    public = encode_verify_key_base64(get_verify_key(key))
+    key.version = public
+    return key, public
+
+
+async def populate_e2e_and_push(synapse: SynapseServer, alice: Client, phone: Client,
+                                room: str) -> dict[str, Any]:
+    """Bob's phone's E2E keys, Alice's cross-signing keys and key backup, a
+    push rule and a pusher."""
+    whoami = await _ok(await phone.get("/_matrix/client/v3/account/whoami"), "whoami")
+    bob_id = whoami["user_id"]
+    phone_device = whoami["device_id"]
+    device_keys: dict[str, Any] = {
+        "user_id": bob_id, "device_id": phone_device,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {f"curve25519:{phone_device}": "curveKeyOfBobsPhone",
+                 f"ed25519:{phone_device}": "edKeyOfBobsPhone"},
+        "signatures": {bob_id: {f"ed25519:{phone_device}": "sigOfTheDevice"}}}
+    sig = {bob_id: {f"ed25519:{phone_device}": "sigOfTheKey"}}
+    await _ok(await phone.post("/_matrix/client/v3/keys/upload", {
+        "device_keys": device_keys,
+        "one_time_keys": {"signed_curve25519:AAAAAQ": {"key": "oneTimeKeyOne",
+                                                           "signatures": sig}},
+        "fallback_keys": {"signed_curve25519:AAAAAg": {"key": "fallbackKey",
+                                                        "fallback": True,
+                                                        "signatures": sig}}}), "keys/upload")
+    alice_id = alice.user_id or ""
+    master, master_pub = _ed25519("master")
+    self_signing, ss_pub = _ed25519("self")
+    master_key = {"user_id": alice_id, "usage": ["master"],
+                  "keys": {f"ed25519:{master_pub}": master_pub}}
+    ss_key = sign_json({"user_id": alice_id, "usage": ["self_signing"],
+                        "keys": {f"ed25519:{ss_pub}": ss_pub}}, alice_id, master)
+    body: dict[str, Any] = {"master_key": master_key, "self_signing_key": ss_key}
+    first = await alice.post("/_matrix/client/v3/keys/device_signing/upload", body)
+    if first.code == 401:  # Synapse asks no auth for a user's first keys (MSC3967)
+        body["auth"] = {"type": "m.login.password", "session": first.body["session"],
+                        "identifier": {"type": "m.id.user", "user": alice_id},
+                        "password": "alice's old password"}
+        first = await alice.post("/_matrix/client/v3/keys/device_signing/upload", body)
+    await _ok(first, "device_signing/upload")
+    version = (await _ok(await alice.post("/_matrix/client/v3/room_keys/version", {
+        "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2",
+        "auth_data": {"public_key": "backupPublicKey"}}), "backup version"))["version"]
+    await _ok(await alice.put(
+        f"/_matrix/client/v3/room_keys/keys/{q(room)}/session1?version={version}",
+        {"first_message_index": 0, "forwarded_count": 0, "is_verified": False,
+         "session_data": {"ciphertext": "c", "ephemeral": "e", "mac": "m"}}), "backup key")
+    await _ok(await alice.put("/_matrix/client/v3/pushrules/global/content/teapot",
+                              {"pattern": "teapot", "actions": ["notify"]}), "push rule")
+    await _ok(await alice.put("/_matrix/client/v3/pushrules/global/override/.m.rule.master/"
+                              "enabled", {"enabled": False}), "push rule enabled")
+    await _ok(await phone.post("/_matrix/client/v3/pushers/set", {
+        "kind": "http", "app_id": "org.example.app", "pushkey": "bobs-push-key",
+        "app_display_name": "Example", "device_display_name": "Bob's phone", "lang": "en",
+        "data": {"url": "https://push.invalid/_matrix/push/v1/notify"}}), "pusher")
+    return {"phone_device": phone_device, "master_pub": master_pub,
+            "backup_version": version}
 
 
 def _stop_keeping_database(synapse: SynapseServer) -> str | None:
@@ -264,6 +334,39 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         receipts = sync["rooms"]["join"][seen["room"]]["ephemeral"]["events"]
         read = [r for r in receipts if r["type"] == "m.receipt"]
         assert read and seen["last"] in read[0]["content"]
+
+        # end-to-end keys: device keys, a one-time key, cross-signing, key backup
+        bob_id = seen["bob"].user_id
+        queried = await _ok(await alice.post("/_matrix/client/v3/keys/query",
+                                             {"device_keys": {bob_id: []}}), "keys/query")
+        assert queried["device_keys"][bob_id][seen["phone_device"]]["keys"][
+            f"curve25519:{seen['phone_device']}"] == "curveKeyOfBobsPhone"
+        claimed = await _ok(await alice.post("/_matrix/client/v3/keys/claim", {
+            "one_time_keys": {bob_id: {seen["phone_device"]: "signed_curve25519"}}}), "claim")
+        assert claimed["one_time_keys"][bob_id][seen["phone_device"]] == {
+            "signed_curve25519:AAAAAQ": {"key": "oneTimeKeyOne", "signatures": {
+                bob_id: {f"ed25519:{seen['phone_device']}": "sigOfTheKey"}}}}
+        alice_id = seen["alice"].user_id
+        own = await _ok(await alice.post("/_matrix/client/v3/keys/query",
+                                         {"device_keys": {alice_id: []}}), "keys/query")
+        assert list(own["master_keys"][alice_id]["keys"].values()) == [seen["master_pub"]]
+        assert alice_id in own["self_signing_keys"]
+        backup = await _ok(await alice.get("/_matrix/client/v3/room_keys/version"), "backup")
+        assert backup["version"] == seen["backup_version"]
+        assert backup["auth_data"] == {"public_key": "backupPublicKey"}
+        backed = await _ok(await alice.get(
+            f"/_matrix/client/v3/room_keys/keys?version={seen['backup_version']}"), "keys")
+        assert "session1" in backed["rooms"][seen["room"]]["sessions"]
+
+        # push rules and the pusher
+        rule = await _ok(await alice.get("/_matrix/client/v3/pushrules/global/content/teapot"),
+                         "push rule")
+        assert rule["pattern"] == "teapot" and rule["actions"] == ["notify"]
+        master_rule = await _ok(await alice.get(
+            "/_matrix/client/v3/pushrules/global/override/.m.rule.master/enabled"), "master")
+        assert master_rule == {"enabled": False}
+        pushers = await _ok(await phone.get("/_matrix/client/v3/pushers"), "pushers")
+        assert [p["pushkey"] for p in pushers["pushers"]] == ["bobs-push-key"]
 
         # the room goes on: a new message, signed with Synapse's key
         sent = await _ok(await bob.put(
