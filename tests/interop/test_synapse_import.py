@@ -97,7 +97,9 @@ async def populate(synapse: SynapseServer) -> dict[str, Any]:
         f"/_matrix/client/v3/user/{q(alice.user_id)}/account_data/m.direct",
         {bob.user_id: [dm]}), "account data")
     e2e = await populate_e2e_and_push(synapse, alice, phone, room)
-    return {"alice": alice, "bob": bob, "phone": phone, "room": room, "dm": dm,
+    # where Bob's client was when the server moved
+    since = (await _ok(await bob.get("/_matrix/client/v3/sync"), "sync"))["next_batch"]
+    return {"since": since, "alice": alice, "bob": bob, "phone": phone, "room": room, "dm": dm,
             "bodies": bodies, "mxc": mxc, "last": last, **e2e}
 
 
@@ -296,6 +298,11 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         assert set(sync["rooms"]["join"]) >= {seen["room"], seen["dm"]}
         assert _timeline_bodies(sync, seen["room"]) == seen["bodies"]
         assert _timeline_bodies(sync, seen["dm"]) == ["just between us"]
+        # a client that still holds Synapse's next_batch gets everything again
+        resumed = await _ok(await bob.get(
+            f"/_matrix/client/v3/sync?filter={filt}&since={q(seen['since'])}"), "since")
+        assert _timeline_bodies(resumed, seen["room"]) == seen["bodies"]
+        assert _timeline_bodies(resumed, seen["dm"]) == ["just between us"]
         # the room's state: its name
         name = await _ok(await bob.get(
             f"/_matrix/client/v3/rooms/{q(seen['room'])}/state/m.room.name/"), "name")
