@@ -272,7 +272,8 @@ def cmd_import_synapse(ns: argparse.Namespace) -> None:
     show = not ns.no_progress and sys.stderr.isatty()
     try:
         with Progress(enabled=show) as progress:
-            importer = SynapseImporter(ns.synapse_config, config, progress=progress)
+            importer = SynapseImporter(ns.synapse_config, config, progress=progress,
+                                       events_per_transaction=ns.events_per_transaction)
             try:
                 importer.open()
                 if ns.dry_run:
@@ -342,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="count what would be imported")
     p.add_argument("--no-progress", action="store_true",
                    help="log lines instead of progress bars")
+    p.add_argument("--events-per-transaction", type=int, default=2000, metavar="N",
+                   help="a room's events are committed N at a time (default 2000)")
     p.add_argument("--no-check", action="store_true",
                    help="skip the comparison of counts and sampled events afterwards")
     p.set_defaults(func=cmd_import_synapse)

@@ -46,6 +46,18 @@ def mark_done_txn(txn: Txn, stage: str, count: int, now_ms: int) -> None:
                 " VALUES (?, ?, ?)", (stage, count, now_ms))
 
 
+def set_progress_txn(txn: Txn, stage: str, count: int, now_ms: int) -> None:
+    """How far a stage that commits in parts has got (a room's events)."""
+    txn.execute("INSERT INTO synapse_import_stages (stage, item_count, completed_ts)"
+                " VALUES (?, ?, ?) ON CONFLICT (stage) DO UPDATE SET"
+                " item_count = excluded.item_count, completed_ts = excluded.completed_ts",
+                (stage, count, now_ms))
+
+
+def clear_progress_txn(txn: Txn, stage: str) -> None:
+    txn.execute("DELETE FROM synapse_import_stages WHERE stage = ?", (stage,))
+
+
 def non_empty_tables_txn(txn: Txn) -> list[str]:
     """The data tables that hold rows (a fresh database has none)."""
     return [t for t in _DATA_TABLES

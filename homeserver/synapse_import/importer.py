@@ -50,8 +50,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from homeserver.config import Config
-from homeserver.events.model import Event
-from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.http.auth import hash_token
 from homeserver.push.rules import DEFAULT_KIND_OF
 from homeserver.storage import Stores
@@ -66,6 +64,7 @@ from homeserver.storage.relations import index_relation_txn
 from homeserver.storage.search import index_batch_txn, index_event_txn
 from homeserver.storage.streams import StreamTracker, current_stream_id_txn
 from homeserver.storage.user_directory import member_joined_txn
+from homeserver.synapse_import.rooms import CHUNK, RoomImporter
 from homeserver.synapse_import.source import SourceError, SynapseSource, read_synapse_config
 
 logger = logging.getLogger(__name__)
@@ -188,7 +187,8 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 class SynapseImporter:
     def __init__(self, synapse_config_path: str, config: Config, *,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None,
+                 events_per_transaction: int = CHUNK) -> None:
         try:
             self.syn_config = read_synapse_config(synapse_config_path)
         except SourceError as e:
@@ -196,6 +196,7 @@ class SynapseImporter:
         self.config = config
         self.progress = progress or Progress(enabled=False)
         self.report = ImportReport()
+        self.events_per_transaction = events_per_transaction
         self.server_name = config.server_name
         self.source: SynapseSource | None = None
         self.db: Database | None = None
@@ -616,118 +617,8 @@ class SynapseImporter:
     # -- rooms -------------------------------------------------------------------
 
     def _stage_rooms(self) -> None:
-        src = self.src
-        rooms = src.rows("SELECT room_id, room_version, creator FROM rooms ORDER BY room_id")
-        total_events = int(src.value("SELECT COUNT(*) FROM events"))
-        advance = self.progress.stage("rooms and events", total_events)
-        imported_events = 0
-        started = time.monotonic()
-        room_count = 0
-        for room_id, version, creator in rooms:
-            marker = f"room:{room_id}"
-            if marker in self.done:
-                advance(self.done[marker])
-                room_count += 1
-                continue
-            rv = KNOWN_ROOM_VERSIONS.get(version or "1")
-            if rv is None:
-                self.report.skipped.append(f"room {room_id}: room version {version!r} unknown here")
-                continue
-            n = self._import_room(room_id, rv, creator)
-            src.end_snapshot()
-            advance(n)
-            imported_events += n
-            room_count += 1
-        elapsed = time.monotonic() - started
-        if imported_events and elapsed > 0:
-            self.report.events_per_second = imported_events / elapsed
-        self.report.counts["rooms"] = room_count
-        self.report.counts["events"] = int(self.dbx.run_txn_blocking(
-            "import_count_events", lambda txn: txn.select_value("SELECT COUNT(*) FROM events")))
-
-    def _room_events(self, room_id: str, rv: Any) -> tuple[list[Event], list[tuple[Event, bool]]]:
-        """The room's outliers, and its timeline events with soft-failed flags,
-        in the order to persist them."""
-        src = self.src
-        rejected = {str(e): str(r) for e, r in src.rows(
-            "SELECT r.event_id, r.reason FROM rejections r JOIN events e"
-            " ON e.event_id = r.event_id WHERE e.room_id = ?", (room_id,))}
-        outliers: list[Event] = []
-        timeline: list[tuple[Event, bool]] = []
-        for event_id, outlier, meta, text in src.iter_rows(
-                "SELECT e.event_id, e.outlier, j.internal_metadata, j.json FROM events e"
-                " JOIN event_json j ON j.event_id = e.event_id WHERE e.room_id = ?"
-                " ORDER BY e.topological_ordering, e.stream_ordering", (room_id,)):
-            pdu = _json(text)
-            # Synapse's bookkeeping for its clients (age_ts, redacted_because)
-            pdu.pop("unsigned", None)
-            event = Event(str(event_id), rv, pdu, rejected.get(str(event_id)))
-            if outlier:
-                outliers.append(event)
-            else:
-                timeline.append((event, bool(_json(meta or "{}").get("soft_failed"))))
-        return outliers, timeline
-
-    def _import_room(self, room_id: str, rv: Any, creator: str | None) -> int:
-        outliers, timeline = self._room_events(room_id, rv)
-        current = {(str(t), str(k)): str(e) for t, k, e in self.src.rows(
-            "SELECT type, state_key, event_id FROM current_state_events WHERE room_id = ?",
-            (room_id,))}
-        last_accepted = None
-        for event, soft in timeline:
-            if event.rejected_reason is None and not soft:
-                last_accepted = event.event_id
-        fed = self.stores.federation_events
-        state = self.stores.state
-
-        def txn_fn(txn: Txn) -> int:
-            room_nid = fed.ensure_room_txn(txn, room_id, rv.identifier, creator, _now_ms())
-            fed.persist_outliers_txn(txn, room_nid, outliers)
-            # event ID -> our snapshot after it (state after, for its children)
-            after: dict[str, int] = {}
-            for event, soft in timeline:
-                prevs = event.prev_event_ids
-                base = after.get(prevs[0]) if len(prevs) == 1 else None
-                before: dict[tuple[str, str], str] | None = None
-                if base is not None:
-                    if event.is_state():
-                        before = state.load_snapshot_ids_txn(txn, base, event.type)
-                else:
-                    before = self._synapse_state_before(event)
-                result = fed.persist_federated_txn(
-                    txn, room_nid, room_id, event, state_before=before, base_snapshot=base,
-                    soft_failed=soft,
-                    new_current=current if event.event_id == last_accepted else None)
-                after[event.event_id] = result.snapshot_nid
-            rows.mark_done_txn(txn, f"room:{room_id}", len(outliers) + len(timeline),
-                               _now_ms())
-            return len(outliers) + len(timeline)
-        return int(self.dbx.run_txn_blocking(f"import room {room_id}", txn_fn))
-
-    def _synapse_state_before(self, event: Event) -> dict[tuple[str, str], str]:
-        """The state before ``event`` by Synapse's state groups (used across
-        forks and gaps, where our own snapshot of one prev event is not it)."""
-        src = self.src
-        group = src.value("SELECT state_group FROM event_to_state_groups WHERE event_id = ?",
-                          (event.event_id,))
-        state = src.state_group_ids(int(group)) if group is not None else {}
-        if event.is_state() and event.rejected_reason is None:
-            # Synapse's group is the state after the event: put back what the
-            # event replaced, as the prev events' states have it
-            key = event.state_pair()
-            replaced = None
-            for prev in event.prev_event_ids:
-                g = src.value("SELECT state_group FROM event_to_state_groups"
-                              " WHERE event_id = ?", (prev,))
-                if g is not None:
-                    replaced = src.state_group_ids(int(g)).get(key)
-                    if replaced is not None:
-                        break
-            if replaced is None:
-                state.pop(key, None)
-            else:
-                state[key] = replaced
-        return state
+        RoomImporter(self.src, self.dbx, self.stores, self.progress, self.report,
+                     self.done, self.events_per_transaction).run()
 
     # -- after the rooms -------------------------------------------------------------
 
