@@ -264,7 +264,8 @@ def cmd_register_user(ns: argparse.Namespace) -> None:
 
 def cmd_import_synapse(ns: argparse.Namespace) -> None:
     from homeserver.storage.database import DatabaseError
-    from homeserver.synapse_import.importer import Progress, SynapseImporter, SynapseImportError
+    from homeserver.synapse_import.common import Progress, SynapseImportError
+    from homeserver.synapse_import.importer import SynapseImporter
 
     config = _load(ns.config)
     logging.basicConfig(level=logging.INFO if ns.no_progress else logging.WARNING,

@@ -1,6 +1,9 @@
 """`homeserver import-synapse`: move a Synapse server onto this one.
 
 ``source``: Synapse's homeserver.yaml and database, read only;
-``importer``: the stages that write ours (design in its docstring, the
-operator's guide in docs/migrating-from-synapse.md).
+``importer``: the checks, the signing key, the order of the stages and the
+check afterwards (its docstring has the design); ``common``: what a stage
+runs in; the stages by area: ``accounts``, ``e2e``, ``rooms``,
+``directory`` (aliases, directory, receipts), ``media``. The operator's
+guide: docs/migrating-from-synapse.md.
 """

@@ -22,7 +22,6 @@ fills in the memberships.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -31,26 +30,17 @@ from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.storage import synapse_import as rows
 from homeserver.storage.database import Database, Txn
+from homeserver.synapse_import.common import load_json, now_ms
 from homeserver.synapse_import.source import SynapseSource
 
 if TYPE_CHECKING:
     from homeserver.storage import Stores
-    from homeserver.synapse_import.importer import ImportReport, Progress
+    from homeserver.synapse_import.common import ImportReport, Progress
 
 # events per transaction
 CHUNK = 2000
 
 StateMap = dict[tuple[str, str], str]
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _json(text: Any) -> Any:
-    if isinstance(text, (bytes, memoryview)):
-        text = bytes(text).decode("utf-8")
-    return json.loads(text) if isinstance(text, str) else text
 
 
 class RoomImporter:
@@ -103,10 +93,10 @@ class RoomImporter:
                 " JOIN event_json j ON j.event_id = e.event_id WHERE e.room_id = ?"
                 " AND e.outlier = ? ORDER BY e.topological_ordering, e.stream_ordering",
                 (room_id, outlier)):
-            pdu = _json(text)
+            pdu = load_json(text)
             # Synapse's bookkeeping for its clients (age_ts, redacted_because)
             pdu.pop("unsigned", None)
-            soft = bool((_json(meta or "{}") or {}).get("soft_failed"))
+            soft = bool((load_json(meta or "{}") or {}).get("soft_failed"))
             yield Event(str(event_id), rv, pdu, rejected.get(str(event_id))), soft
 
     def _last_accepted(self, room_id: str, rejected: dict[str, str]) -> str | None:
@@ -119,7 +109,7 @@ class RoomImporter:
                 " AND e.outlier = ? ORDER BY e.topological_ordering, e.stream_ordering",
                 (room_id, False)):
             if str(event_id) not in rejected and \
-                    not (_json(meta or "{}") or {}).get("soft_failed"):
+                    not (load_json(meta or "{}") or {}).get("soft_failed"):
                 last = str(event_id)
         return last
 
@@ -198,9 +188,9 @@ class RoomImporter:
     def _outliers_txn(self, txn: Txn, room_id: str, rv: RoomVersion, creator: str | None,
                       outliers: list[Event], partial: str) -> None:
         fed = self.stores.federation_events
-        room_nid = fed.ensure_room_txn(txn, room_id, rv.identifier, creator, _now_ms())
+        room_nid = fed.ensure_room_txn(txn, room_id, rv.identifier, creator, now_ms())
         fed.persist_outliers_txn(txn, room_nid, outliers)
-        rows.set_progress_txn(txn, partial, 0, _now_ms())
+        rows.set_progress_txn(txn, partial, 0, now_ms())
 
     def _timeline_txn(self, txn: Txn, room_id: str, chunk: list[tuple[Event, bool]],
                       after: dict[str, int], current: StateMap, last_accepted: str | None,
@@ -231,7 +221,7 @@ class RoomImporter:
             snapshots[event.event_id] = result.snapshot_nid
         if last:
             rows.clear_progress_txn(txn, partial)
-            rows.mark_done_txn(txn, f"room:{room_id}", done, _now_ms())
+            rows.mark_done_txn(txn, f"room:{room_id}", done, now_ms())
         else:
-            rows.set_progress_txn(txn, partial, done, _now_ms())
+            rows.set_progress_txn(txn, partial, done, now_ms())
         return snapshots
