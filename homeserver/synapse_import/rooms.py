@@ -203,7 +203,24 @@ class RoomImporter:
                                         (room_id,)))
         # a retried transaction must not see the snapshots of its own first try
         snapshots: dict[str, int] = {}
-        for event, soft in chunk:
+        # a chain of plain messages, each on the one before: one batch write
+        run: list[Event] = []
+        run_base = 0
+
+        def flush() -> None:
+            if not run:
+                return
+            done = self.stores.events.persist_messages_txn(
+                txn, [(e, None) for e in run], room_nid, now_ms(), snapshot=run_base)
+            if done is None:  # not such a chain after all: one by one
+                for e in run:
+                    one(e, False)
+            else:
+                snapshots.update((e.event_id, p.snapshot_nid)
+                                 for e, p in zip(run, done, strict=True))
+            run.clear()
+
+        def one(event: Event, soft: bool) -> None:
             prevs = event.prev_event_ids
             base = None
             if len(prevs) == 1:
@@ -219,6 +236,23 @@ class RoomImporter:
                 soft_failed=soft,
                 new_current=current if event.event_id == last_accepted else None)
             snapshots[event.event_id] = result.snapshot_nid
+
+        for event, soft in chunk:
+            prevs = event.prev_event_ids
+            plain = (not soft and event.rejected_reason is None and not event.is_state()
+                     and event.type != "m.room.redaction" and len(prevs) == 1
+                     and event.event_id != last_accepted)
+            if plain and run and prevs[0] == run[-1].event_id:
+                run.append(event)
+                continue
+            flush()
+            base = snapshots.get(prevs[0], after.get(prevs[0])) if len(prevs) == 1 else None
+            if plain and base is not None:
+                run.append(event)
+                run_base = base
+                continue
+            one(event, soft)
+        flush()
         if last:
             rows.clear_progress_txn(txn, partial)
             rows.mark_done_txn(txn, f"room:{room_id}", done, now_ms())
