@@ -53,7 +53,7 @@ from homeserver.storage.relations import index_relation_txn
 from homeserver.storage.search import index_batch_txn, index_event_txn
 from homeserver.storage.streams import StreamTracker
 from homeserver.storage.user_directory import member_joined_txn
-from homeserver.synapse_import import accounts, directory, e2e, media
+from homeserver.synapse_import import accounts, directory, e2e, media, rooms
 from homeserver.synapse_import.common import (
     ImportReport,
     Progress,
@@ -176,7 +176,8 @@ class SynapseImporter:
         RoomImporter(self.src, self.dbx, self.stores, self.progress, self.report,
                      self.done, self.events_per_transaction).run()
         # after the rooms: these point at rooms and events
-        for name, fn in [("aliases", directory.aliases),
+        for name, fn in [("remote_invites", rooms.remote_invites),
+                         ("aliases", directory.aliases),
                          ("room_directory", directory.room_directory),
                          ("receipts", directory.receipts),
                          ("pushers", accounts.pushers),

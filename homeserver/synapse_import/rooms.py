@@ -30,7 +30,7 @@ from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.storage import synapse_import as rows
 from homeserver.storage.database import Database, Txn
-from homeserver.synapse_import.common import load_json, now_ms
+from homeserver.synapse_import.common import StageContext, load_json, now_ms
 from homeserver.synapse_import.source import SynapseSource
 
 if TYPE_CHECKING:
@@ -259,3 +259,36 @@ class RoomImporter:
         else:
             rows.set_progress_txn(txn, partial, done, now_ms())
         return snapshots
+
+
+def remote_invites(ctx: StageContext, name: str) -> None:
+    """Invites of our users to rooms on other servers that they have not
+    answered yet: Synapse holds such a room only as its invite (an outlier)
+    with the stripped state the inviting server sent; we store them as our
+    own federation code does, so the invite shows in the invitee's /sync
+    and can be accepted or declined over federation."""
+    src = ctx.src
+    invites = src.rows(
+        "SELECT m.room_id, r.room_version, m.event_id, j.json FROM local_current_membership m"
+        " JOIN rooms r ON r.room_id = m.room_id"
+        " JOIN event_json j ON j.event_id = m.event_id"
+        " WHERE m.membership = 'invite' AND NOT EXISTS (SELECT 1 FROM current_state_events c"
+        " WHERE c.room_id = m.room_id)") if src.has_table("local_current_membership") else []
+    advance = ctx.progress.stage(name, len(invites))
+    fed = ctx.stores.federation_events
+
+    def txn_fn(txn: Txn) -> int:
+        count = 0
+        for room_id, version, event_id, text in invites:
+            rv = KNOWN_ROOM_VERSIONS.get(version or "1")
+            pdu = load_json(text)
+            stripped = (pdu.pop("unsigned", None) or {}).get("invite_room_state") or []
+            if rv is None or not isinstance(stripped, list):
+                ctx.report.skipped.append(f"invite to {room_id}: room version {version!r}")
+                continue
+            fed.store_remote_invite_txn(txn, room_id, rv.identifier,
+                                        Event(str(event_id), rv, pdu), stripped, now_ms())
+            count += 1
+        advance(len(invites))
+        return count
+    ctx.commit(name, txn_fn)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import urllib.parse
 from typing import Any
 
@@ -29,14 +30,16 @@ from signedjson.key import (
     write_signing_keys,
 )
 from signedjson.sign import sign_json
+from twisted.internet.task import deferLater
 
 from homeserver.config import load_config
 from homeserver.server import HomeServer
 from tests.federation.ca import TestCA
-from tests.harness import Client, create_postgres_database, drop_postgres_database
+from tests.harness import Client, TestServer, create_postgres_database, drop_postgres_database
 from tests.interop.synapse import (  # noqa: F401 (the *_fixture imports are fixtures)
     SynapseServer,
     interop_ca_fixture,
+    ours_fixture,
     start_synapse,
 )
 
@@ -50,6 +53,27 @@ def q(value: str | None) -> str:
 async def _ok(resp: Any, what: str) -> Any:
     assert resp.code == 200, f"{what}: {resp.code} {resp.body}"
     return resp.body
+
+
+async def invite_from_elsewhere(synapse: SynapseServer, elsewhere: TestServer) -> dict[str, Any]:
+    """Carol, on Synapse, is invited to a room on another server and has not
+    answered yet when the server moves."""
+    from twisted.internet import reactor
+
+    carol = await synapse.register("carol", "carol's old password")
+    dave = await elsewhere.register("dave")
+    room = (await _ok(await dave.post("/_matrix/client/v3/createRoom", {
+        "name": "Elsewhere", "preset": "private_chat"}), "createRoom elsewhere"))["room_id"]
+    await _ok(await dave.post(f"/_matrix/client/v3/rooms/{q(room)}/invite",
+                              {"user_id": carol.user_id}), "invite carol")
+    deadline = time.monotonic() + 30
+    while True:
+        sync = await _ok(await carol.get("/_matrix/client/v3/sync?timeout=1000"), "sync")
+        if room in sync.get("rooms", {}).get("invite", {}):
+            break
+        assert time.monotonic() < deadline, "Synapse never showed Carol the invite"
+        await deferLater(reactor, 0.2, lambda: None)
+    return {"carol": carol, "invited_to": room}
 
 
 async def populate(synapse: SynapseServer) -> dict[str, Any]:
@@ -233,7 +257,7 @@ def _timeline_bodies(sync: dict[str, Any], room: str) -> list[str]:
 
 @pytest_twisted.ensureDeferred
 async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
-        engine: str, tmp_path: Any, interop_ca: TestCA) -> None:
+        engine: str, tmp_path: Any, interop_ca: TestCA, ours: TestServer) -> None:
     from twisted.internet import reactor
 
     synapse = await start_synapse(
@@ -245,6 +269,7 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
     hs: HomeServer | None = None
     try:
         seen = await populate(synapse)
+        seen.update(await invite_from_elsewhere(synapse, ours))
         synapse_db = _stop_keeping_database(synapse)
         await synapse.stop()
         synapse_yaml = os.path.join(synapse.tmp_dir, "homeserver.yaml")
@@ -269,7 +294,8 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         assert refused.returncode == 1
         assert "not fresh" in refused.stderr
 
-        config_path, our_db = _our_config(str(tmp_path / "ours"), synapse.server_name, engine)
+        config_path, our_db = _our_config(str(tmp_path / "imported"), synapse.server_name,
+                                           engine)
         dry = run_import(synapse_yaml, config_path, "--dry-run")
         assert dry.returncode == 0, dry.stderr
         assert "nothing written" in dry.stdout
@@ -288,34 +314,34 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         assert again.returncode == 0, again.stdout + again.stderr
 
         # our own key was kept aside, Synapse's took its place
-        assert os.path.exists(os.path.join(tmp_path, "ours", "homeserver.signing.key"
+        assert os.path.exists(os.path.join(tmp_path, "imported", "homeserver.signing.key"
                                            + ".before-import"))
         config = load_config(config_path)
         hs = HomeServer(config, reactor)
         await hs.setup()
         hs.listen()
-        ours = Client(f"http://127.0.0.1:{hs.ports[0].getHost().port}")
+        moved = Client(f"http://127.0.0.1:{hs.ports[0].getHost().port}")
 
         # the old password logs in
-        login = await ours.post("/_matrix/client/v3/login", {
+        login = await moved.post("/_matrix/client/v3/login", {
             "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
             "password": "alice's old password"}, token=None)
         assert login.code == 200, login.body
         assert login.body["user_id"] == seen["alice"].user_id
-        wrong_pw = await ours.post("/_matrix/client/v3/login", {
+        wrong_pw = await moved.post("/_matrix/client/v3/login", {
             "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
             "password": "not it"}, token=None)
         assert wrong_pw.code == 403
 
         # the old access tokens still work, with their devices
-        phone = ours.__class__(ours.base_url, seen["phone"].access_token)
+        phone = Client(moved.base_url, seen["phone"].access_token)
         whoami = await phone.get("/_matrix/client/v3/account/whoami")
         assert whoami.code == 200, whoami.body
         assert whoami.body["user_id"] == seen["bob"].user_id
         devices = await _ok(await phone.get("/_matrix/client/v3/devices"), "devices")
         assert "Bob's phone" in [d.get("display_name") for d in devices["devices"]]
-        alice = Client(ours.base_url, seen["alice"].access_token)
-        bob = Client(ours.base_url, seen["bob"].access_token)
+        alice = Client(moved.base_url, seen["alice"].access_token)
+        bob = Client(moved.base_url, seen["bob"].access_token)
         me = await _ok(await alice.get("/_matrix/client/v3/account/whoami"), "whoami")
         assert me["user_id"] == seen["alice"].user_id
 
@@ -330,6 +356,11 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
             f"/_matrix/client/v3/sync?filter={filt}&since={q(seen['since'])}"), "since")
         assert _timeline_bodies(resumed, seen["room"]) == seen["bodies"]
         assert _timeline_bodies(resumed, seen["dm"]) == ["just between us"]
+        # Carol's invite to a room on another server is still there to answer
+        carol = Client(bob.base_url, seen["carol"].access_token)
+        invited = await _ok(await carol.get("/_matrix/client/v3/sync"), "carol sync")
+        invite = invited["rooms"]["invite"][seen["invited_to"]]["invite_state"]["events"]
+        assert {"m.room.name", "m.room.member"} <= {e["type"] for e in invite}
         # the room's state: its name
         name = await _ok(await bob.get(
             f"/_matrix/client/v3/rooms/{q(seen['room'])}/state/m.room.name/"), "name")
@@ -342,7 +373,7 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
 
         # the alias resolves, the room is in the public directory
         alias = f"#hall:{synapse.server_name}"
-        resolved = await _ok(await ours.get(f"/_matrix/client/v3/directory/room/{q(alias)}",
+        resolved = await _ok(await moved.get(f"/_matrix/client/v3/directory/room/{q(alias)}",
                                             token=None), "alias")
         assert resolved["room_id"] == seen["room"]
         public = await _ok(await bob.get("/_matrix/client/v3/publicRooms"), "publicRooms")
