@@ -69,6 +69,24 @@ def table_counts_txn(txn: Txn, tables: list[str]) -> dict[str, int]:
     return {t: int(txn.select_value(f"SELECT COUNT(*) FROM {t}")) for t in tables}
 
 
+def room_heads_txn(txn: Txn) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Per room ID: the event IDs of its current state, and of its forward
+    extremities (the import's check compares them with Synapse's)."""
+    state: dict[str, set[str]] = {}
+    for room_id, event_id in txn.select_all(
+            "SELECT r.room_id, e.event_id FROM current_state cs"
+            " JOIN rooms r ON r.room_nid = cs.room_nid"
+            " JOIN events e ON e.event_nid = cs.event_nid"):
+        state.setdefault(str(room_id), set()).add(str(event_id))
+    extremities: dict[str, set[str]] = {}
+    for room_id, event_id in txn.select_all(
+            "SELECT r.room_id, e.event_id FROM forward_extremities fx"
+            " JOIN rooms r ON r.room_nid = fx.room_nid"
+            " JOIN events e ON e.event_nid = fx.event_nid"):
+        extremities.setdefault(str(room_id), set()).add(str(event_id))
+    return state, extremities
+
+
 def insert_user_txn(txn: Txn, user_id: str, password_hash: str | None, creation_ts: int,
                     admin: bool, is_guest: bool, deactivated: bool,
                     user_type: str | None) -> None:

@@ -253,5 +253,30 @@ class SynapseImporter:
             if mine.get("content") != pdu.get("content") or \
                     mine.get("hashes") != pdu.get("hashes"):
                 problems.append(f"event {event_id}: content differs")
+        problems += self._compare_rooms()
+        return problems
+
+    def _compare_rooms(self) -> list[str]:
+        """Each room's current state and forward extremities, ours against
+        Synapse's (differences would show as wrong state to clients, or as
+        a broken DAG to other servers)."""
+        src = self.src
+        theirs_state: dict[str, set[str]] = {}
+        for room_id, event_id in src.iter_rows(
+                "SELECT room_id, event_id FROM current_state_events"):
+            theirs_state.setdefault(str(room_id), set()).add(str(event_id))
+        theirs_ext: dict[str, set[str]] = {}
+        for room_id, event_id in src.rows(
+                "SELECT room_id, event_id FROM event_forward_extremities"):
+            theirs_ext.setdefault(str(room_id), set()).add(str(event_id))
+        ours_state, ours_ext = self.dbx.run_txn_blocking("import_check_rooms",
+                                                         rows.room_heads_txn)
+        problems = []
+        for room_id, state in theirs_state.items():
+            if ours_state.get(room_id, set()) != state:
+                problems.append(f"room {room_id}: current state differs")
+        for room_id, ext in theirs_ext.items():
+            if room_id in ours_state and ours_ext.get(room_id, set()) != ext:
+                problems.append(f"room {room_id}: forward extremities differ")
         return problems
 
