@@ -243,3 +243,8 @@ def insert_room_keys_txn(txn: Txn, keys: list[tuple[Any, ...]]) -> None:
         "INSERT INTO e2e_room_keys (user_id, version, room_id, session_id,"
         " first_message_index, forwarded_count, is_verified, session_data)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", keys)
+
+
+def block_room_txn(txn: Txn, room_id: str, user_id: str, now_ms: int) -> None:
+    txn.execute("INSERT INTO blocked_rooms (room_id, user_id, created_ts) VALUES (?, ?, ?)"
+                " ON CONFLICT (room_id) DO NOTHING", (room_id, user_id, now_ms))

@@ -11,6 +11,7 @@ from homeserver.storage import synapse_import as rows
 from homeserver.storage.account_data import AccountDataStore
 from homeserver.storage.database import Txn
 from homeserver.storage.streams import current_stream_id_txn
+from homeserver.storage.users import UserStore
 from homeserver.synapse_import.common import StageContext, chunks, load_json, now_ms
 
 
@@ -27,23 +28,46 @@ _PUSH_KINDS = ("override", "content", "room", "sender", "underride")
 
 
 def users(ctx: StageContext, name: str) -> None:
+    """Accounts, profiles and erasures. Synapse's account states this server
+    does not have are made safe, never looser: a locked account, or one
+    still waiting for an admin's approval, is imported deactivated (it could
+    not log in on Synapse either); a shadow-banned one is imported as it is
+    and named in the report, for the admin to decide."""
     src = ctx.src
+    optional = [c if src.has_column("users", c) else "NULL"
+                for c in ("locked", "approved", "shadow_banned")]
     users = src.rows("SELECT name, password_hash, creation_ts, admin, is_guest,"
-                     " deactivated, user_type FROM users")
+                     " deactivated, user_type, " + ", ".join(optional) + " FROM users")
     full = "full_user_id" if src.has_column("profiles", "full_user_id") else None
     profiles = src.rows(f"SELECT user_id, {full or 'NULL'}, displayname, avatar_url"
                         " FROM profiles")
+    erased = [str(r[0]) for r in src.rows("SELECT user_id FROM erased_users")] \
+        if src.has_table("erased_users") else []
     advance = ctx.progress.stage(name, len(users) + len(profiles))
 
     def txn_fn(txn: Txn) -> int:
-        for user_id, pw, created, admin, guest, deactivated, user_type in users:
+        for (user_id, pw, created, admin, guest, deactivated, user_type, locked, approved,
+             shadow_banned) in users:
+            # an unapproved account is shut only where Synapse asks for approval
+            closed = bool(locked) or (ctx.syn_config.requires_approval
+                                      and approved is not None and not approved)
+            if closed and not deactivated:
+                ctx.report.skipped.append(
+                    f"{user_id}: " + ("locked" if locked else "not approved yet")
+                    + " on Synapse, imported deactivated")
+            if shadow_banned:
+                ctx.report.skipped.append(f"{user_id}: shadow-banned on Synapse; this server"
+                                          " has no shadow bans, imported as a normal user")
             # Synapse counts creation_ts in seconds
             rows.insert_user_txn(txn, str(user_id), pw or None, int(created or 0) * 1000,
-                                 bool(admin), bool(guest), bool(deactivated), user_type)
+                                 bool(admin), bool(guest), bool(deactivated) or closed,
+                                 user_type)
         advance(len(users))
         for localpart, full_id, displayname, avatar_url in profiles:
             rows.upsert_profile_txn(txn, full_id or ctx.user_id(str(localpart)),
                                     displayname, avatar_url)
+        for user_id in erased:
+            UserStore.mark_erased_txn(txn, user_id)
         advance(len(profiles))
         return len(users)
     ctx.commit(name, txn_fn)

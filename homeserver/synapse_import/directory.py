@@ -1,5 +1,5 @@
 """The stages after the rooms in `homeserver import-synapse`: aliases, the
-published room directory, read receipts."""
+published room directory, rooms an admin blocked, read receipts."""
 
 from __future__ import annotations
 
@@ -53,4 +53,18 @@ def receipts(ctx: StageContext, name: str) -> None:
                                             event_id, load_json(data) or {})
         advance(len(receipts))
         return len(receipts)
+    ctx.commit(name, txn_fn)
+
+
+def blocked_rooms(ctx: StageContext, name: str) -> None:
+    """Rooms an admin blocked (no local user may join them) stay blocked."""
+    blocked = ctx.src.rows("SELECT room_id, user_id FROM blocked_rooms") \
+        if ctx.src.has_table("blocked_rooms") else []
+    advance = ctx.progress.stage(name, len(blocked))
+
+    def txn_fn(txn: Txn) -> int:
+        for room_id, user_id in blocked:
+            rows.block_room_txn(txn, str(room_id), str(user_id), now_ms())
+        advance(len(blocked))
+        return len(blocked)
     ctx.commit(name, txn_fn)

@@ -75,6 +75,7 @@ CARRIED = (
     "registration_tokens", "e2e_device_keys_json", "e2e_one_time_keys_json",
     "e2e_fallback_keys_json", "e2e_cross_signing_keys", "e2e_cross_signing_signatures",
     "e2e_room_keys_versions", "e2e_room_keys", "push_rules", "push_rules_enable", "pushers",
+    "erased_users", "blocked_rooms", "local_current_membership",
 )
 
 
@@ -179,6 +180,7 @@ class SynapseImporter:
         for name, fn in [("remote_invites", rooms.remote_invites),
                          ("aliases", directory.aliases),
                          ("room_directory", directory.room_directory),
+                         ("blocked_rooms", directory.blocked_rooms),
                          ("receipts", directory.receipts),
                          ("pushers", accounts.pushers),
                          ("media", media.media)]:

@@ -38,6 +38,8 @@ class SynapseConfig:
     signing_key_path: str
     media_store_path: str
     pepper: str
+    # MSC3866: new accounts wait for an admin's approval before they log in
+    requires_approval: bool = False
 
 
 def _abs(config_dir: str, path: str) -> str:
@@ -76,6 +78,9 @@ def read_synapse_config(path: str) -> SynapseConfig:
     else:
         raise SourceError(f"{path}: database.name: {name!r} is neither sqlite3 nor psycopg2")
     pepper = (data.get("password_config") or {}).get("pepper") or ""
+    msc3866 = ((data.get("experimental_features") or {}).get("msc3866") or {})
+    requires_approval = bool(msc3866.get("enabled")) and \
+        bool(msc3866.get("require_approval_for_new_accounts"))
     return SynapseConfig(
         server_name=server_name,
         config_dir=config_dir,
@@ -85,6 +90,7 @@ def read_synapse_config(path: str) -> SynapseConfig:
                               or f"{server_name}.signing.key"),
         media_store_path=_abs(config_dir, data.get("media_store_path") or "media_store"),
         pepper=str(pepper),
+        requires_approval=requires_approval,
     )
 
 

@@ -120,11 +120,18 @@ async def populate(synapse: SynapseServer) -> dict[str, Any]:
     await _ok(await alice.put(
         f"/_matrix/client/v3/user/{q(alice.user_id)}/account_data/m.direct",
         {bob.user_id: [dm]}), "account data")
+    # an admin locks Eve's account and blocks a room
+    eve = await synapse.register("eve", "eve's old password")
+    await _ok(await alice.put(f"/_synapse/admin/v2/users/{q(eve.user_id)}",
+                              {"locked": True}), "lock eve")
+    blocked = f"!blocked:{synapse.server_name}"
+    await _ok(await alice.put(f"/_synapse/admin/v1/rooms/{q(blocked)}/block",
+                              {"block": True}), "block room")
     e2e = await populate_e2e_and_push(synapse, alice, phone, room)
     # where Bob's client was when the server moved
     since = (await _ok(await bob.get("/_matrix/client/v3/sync"), "sync"))["next_batch"]
-    return {"since": since, "alice": alice, "bob": bob, "phone": phone, "room": room, "dm": dm,
-            "bodies": bodies, "mxc": mxc, "last": last, **e2e}
+    return {"since": since, "blocked": blocked, "alice": alice, "bob": bob, "phone": phone,
+            "room": room, "dm": dm, "bodies": bodies, "mxc": mxc, "last": last, **e2e}
 
 
 def _ed25519(name: str) -> tuple[Any, str]:
@@ -328,6 +335,11 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
             "password": "alice's old password"}, token=None)
         assert login.code == 200, login.body
         assert login.body["user_id"] == seen["alice"].user_id
+        # a locked account stays shut (imported deactivated)
+        eve = await moved.post("/_matrix/client/v3/login", {
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "eve"},
+            "password": "eve's old password"}, token=None)
+        assert eve.code == 403, eve.body
         wrong_pw = await moved.post("/_matrix/client/v3/login", {
             "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
             "password": "not it"}, token=None)
@@ -378,6 +390,12 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         assert resolved["room_id"] == seen["room"]
         public = await _ok(await bob.get("/_matrix/client/v3/publicRooms"), "publicRooms")
         assert seen["room"] in [r["room_id"] for r in public["chunk"]]
+
+        # the room an admin blocked stays blocked
+        admin = Client(moved.base_url, login.body["access_token"])
+        block = await _ok(await admin.get(
+            f"/_synapse/admin/v1/rooms/{q(seen['blocked'])}/block"), "block")
+        assert block["block"] is True
 
         # the media downloads under its old mxc URI
         server, media_id = seen["mxc"][len("mxc://"):].split("/", 1)
