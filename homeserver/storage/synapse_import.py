@@ -248,3 +248,17 @@ def insert_room_keys_txn(txn: Txn, keys: list[tuple[Any, ...]]) -> None:
 def block_room_txn(txn: Txn, room_id: str, user_id: str, now_ms: int) -> None:
     txn.execute("INSERT INTO blocked_rooms (room_id, user_id, created_ts) VALUES (?, ?, ?)"
                 " ON CONFLICT (room_id) DO NOTHING", (room_id, user_id, now_ms))
+
+
+def insert_threepid_txn(txn: Txn, user_id: str, medium: str, address: str,
+                        validated_at: int, added_at: int) -> None:
+    txn.execute("INSERT INTO user_threepids (medium, address, user_id, validated_at, added_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (medium, address) DO NOTHING",
+                (medium, address, user_id, validated_at, added_at))
+
+
+def insert_threepid_id_server_txn(txn: Txn, user_id: str, medium: str, address: str,
+                                  id_server: str) -> None:
+    txn.execute("INSERT INTO user_threepid_id_server (user_id, medium, address, id_server)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (user_id, medium, address, id_server))

@@ -73,6 +73,28 @@ def users(ctx: StageContext, name: str) -> None:
     ctx.commit(name, txn_fn)
 
 
+def threepids(ctx: StageContext, name: str) -> None:
+    """Email addresses and phone numbers bound to accounts (login by email,
+    password resets), and the identity servers they were published on."""
+    src = ctx.src
+    bound = src.rows("SELECT user_id, medium, address, validated_at, added_at"
+                     " FROM user_threepids") if src.has_table("user_threepids") else []
+    id_servers = src.rows("SELECT user_id, medium, address, id_server"
+                          " FROM user_threepid_id_server") \
+        if src.has_table("user_threepid_id_server") else []
+    advance = ctx.progress.stage(name, len(bound) + len(id_servers))
+
+    def txn_fn(txn: Txn) -> int:
+        for user_id, medium, address, validated_at, added_at in bound:
+            rows.insert_threepid_txn(txn, user_id, medium, address, int(validated_at or 0),
+                                     int(added_at or 0))
+        for row in id_servers:
+            rows.insert_threepid_id_server_txn(txn, *row)
+        advance(len(bound) + len(id_servers))
+        return len(bound)
+    ctx.commit(name, txn_fn)
+
+
 def devices(ctx: StageContext, name: str) -> None:
     src = ctx.src
     hidden = "hidden" if src.has_column("devices", "hidden") else "0"

@@ -75,7 +75,7 @@ CARRIED = (
     "registration_tokens", "e2e_device_keys_json", "e2e_one_time_keys_json",
     "e2e_fallback_keys_json", "e2e_cross_signing_keys", "e2e_cross_signing_signatures",
     "e2e_room_keys_versions", "e2e_room_keys", "push_rules", "push_rules_enable", "pushers",
-    "erased_users", "blocked_rooms", "local_current_membership",
+    "erased_users", "blocked_rooms", "local_current_membership", "user_threepids",
 )
 
 
@@ -163,6 +163,7 @@ class SynapseImporter:
                            self.progress, self.report)
         before_rooms: list[tuple[str, Callable[[StageContext, str], None]]] = [
             ("users", accounts.users),
+            ("threepids", accounts.threepids),
             ("devices", accounts.devices),
             ("access_tokens", accounts.access_tokens),
             ("account_data", accounts.account_data),

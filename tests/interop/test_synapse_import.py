@@ -124,6 +124,8 @@ async def populate(synapse: SynapseServer) -> dict[str, Any]:
     eve = await synapse.register("eve", "eve's old password")
     await _ok(await alice.put(f"/_synapse/admin/v2/users/{q(eve.user_id)}",
                               {"locked": True}), "lock eve")
+    await _ok(await alice.put(f"/_synapse/admin/v2/users/{q(bob.user_id)}", {
+        "threepids": [{"medium": "email", "address": "bob@example.org"}]}), "bob's email")
     blocked = f"!blocked:{synapse.server_name}"
     await _ok(await alice.put(f"/_synapse/admin/v1/rooms/{q(blocked)}/block",
                               {"block": True}), "block room")
@@ -402,6 +404,11 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         media = await bob.get(f"/_matrix/client/v1/media/download/{server}/{media_id}")
         assert media.code == 200, media.body
         assert media.body == b"hello from synapse"
+
+        # Bob's email address is still his
+        threepids = await _ok(await bob.get("/_matrix/client/v3/account/3pid"), "3pid")
+        assert [(t["medium"], t["address"]) for t in threepids["threepids"]] == [
+            ("email", "bob@example.org")]
 
         # profiles and account data
         profile = await _ok(await bob.get(
