@@ -3,13 +3,19 @@
 A real Synapse (on the parametrised engine, SQLite or PostgreSQL) is used by
 its clients: an admin and a user, a public room with an alias, a name and
 messages, a DM, a profile, an upload, a second login, account data and a
-read receipt. Synapse is stopped; the importer runs as the operator runs it
-(the command line, in a child process) into a fresh database of ours on the
-same engine; our server starts on the same server name and the test checks
-what those clients would see: the old passwords and the old access tokens
-work, /sync shows the rooms with their messages in order, the alias
-resolves, the media downloads under its old mxc URI, profiles and account
-data are there, and what we send now is signed with Synapse's key.
+read receipt, E2E keys and backups, push rules, a locked account, a blocked
+room; a user of another server (one of ours) joins the public room over
+federation and speaks, another invites a Synapse user to a room over there.
+Synapse is stopped; the importer runs as the operator runs it (the command
+line, in a child process; killed once in the middle, then run again) into a
+fresh database of ours on the same engine; our server starts on the same
+server name, serving federation where Synapse did, and the test checks what
+those clients would see: the old passwords and the old access tokens work,
+/sync shows the rooms with their messages in order, the alias resolves, the
+media downloads under its old mxc URI, profiles and account data are there,
+the pending invite can be answered, and what we send now is signed with
+Synapse's key and accepted by the other server, whose next message reaches
+us: for it, nothing changed.
 """
 
 from __future__ import annotations
@@ -74,6 +80,36 @@ async def invite_from_elsewhere(synapse: SynapseServer, elsewhere: TestServer) -
         assert time.monotonic() < deadline, "Synapse never showed Carol the invite"
         await deferLater(reactor, 0.2, lambda: None)
     return {"carol": carol, "invited_to": room}
+
+
+async def eventually_in(client: Client, room: str, body: str, what: str) -> None:
+    """Poll the room's history as ``client`` until ``body`` shows (30 s); by
+    /messages: Synapse answers a repeated initial /sync from a cache."""
+    from twisted.internet import reactor
+
+    deadline = time.monotonic() + 30
+    while True:
+        resp = await client.get(f"/_matrix/client/v3/rooms/{q(room)}/messages?dir=b&limit=50")
+        bodies = [e["content"].get("body") for e in (resp.body or {}).get("chunk", [])
+                  if e.get("type") == "m.room.message"] if resp.code == 200 else []
+        if body in bodies:
+            return
+        assert time.monotonic() < deadline, f"never: {what} ({resp.code}, {bodies[:3]})"
+        await deferLater(reactor, 0.3, lambda: None)
+
+
+async def join_from_elsewhere(synapse: SynapseServer, elsewhere: TestServer,
+                              room: str, bob: Client) -> Client:
+    """Dave, on another server, joins the hall and speaks (Synapse holds his
+    events as any participating server does)."""
+    dave = await elsewhere.register("dave_in_hall")
+    await _ok(await dave.post(
+        f"/_matrix/client/v3/join/{q(room)}?server_name={q(synapse.server_name)}", {}),
+        "dave joins over federation")
+    await _ok(await dave.put(f"/_matrix/client/v3/rooms/{q(room)}/send/m.room.message/d1",
+                             {"msgtype": "m.text", "body": "hello from elsewhere"}), "dave")
+    await eventually_in(bob, room, "hello from elsewhere", "Synapse got Dave's message")
+    return dave
 
 
 async def populate(synapse: SynapseServer) -> dict[str, Any]:
@@ -206,8 +242,11 @@ def _stop_keeping_database(synapse: SynapseServer) -> str | None:
     return name
 
 
-def _our_config(tmp: str, server_name: str, engine: str) -> tuple[str, str | None]:
-    """A config for our server (a fresh database), as `homeserver init` writes one."""
+def _our_config(tmp: str, server_name: str, engine: str,
+                synapse: SynapseServer | None = None) -> tuple[str, str | None]:
+    """A config for our server (a fresh database), as `homeserver init` writes
+    one; with ``synapse``, federation is served where Synapse served it (its
+    port, its TLS certificate), as a reverse proxy would keep it."""
     pg_name: str | None = None
     if engine == "sqlite":
         database: dict[str, Any] = {"name": "sqlite3", "args": {"database": "hs.db"}}
@@ -228,8 +267,24 @@ def _our_config(tmp: str, server_name: str, engine: str) -> tuple[str, str | Non
             "signing_key_path": "homeserver.signing.key",
             "media_store_path": "media",
             "bcrypt_rounds": 4,
+            **(_federation_like(synapse) if synapse is not None else {}),
         }, f)
     return path, pg_name
+
+
+def _federation_like(synapse: SynapseServer) -> dict[str, Any]:
+    with open(os.path.join(synapse.tmp_dir, "homeserver.yaml")) as f:
+        theirs = yaml.safe_load(f)
+    return {
+        "listeners": [
+            {"port": 0, "bind_addresses": ["127.0.0.1"], "resources": [{"names": ["client"]}]},
+            {"port": synapse.port, "bind_addresses": ["127.0.0.1"], "tls": True,
+             "resources": [{"names": ["federation"]}]}],
+        "tls_certificate_path": theirs["tls_certificate_path"],
+        "tls_private_key_path": theirs["tls_private_key_path"],
+        "federation_custom_ca_list": theirs["federation_custom_ca_list"],
+        "ip_range_whitelist": ["127.0.0.0/8", "::1/128"],
+    }
 
 
 def run_import(synapse_config: str, config: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -278,6 +333,8 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
     hs: HomeServer | None = None
     try:
         seen = await populate(synapse)
+        dave = await join_from_elsewhere(synapse, ours, seen["room"], seen["bob"])
+        seen["bodies"].append("hello from elsewhere")
         seen.update(await invite_from_elsewhere(synapse, ours))
         synapse_db = _stop_keeping_database(synapse)
         await synapse.stop()
@@ -304,7 +361,7 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         assert "not fresh" in refused.stderr
 
         config_path, our_db = _our_config(str(tmp_path / "imported"), synapse.server_name,
-                                           engine)
+                                           engine, synapse)
         dry = run_import(synapse_yaml, config_path, "--dry-run")
         assert dry.returncode == 0, dry.stderr
         assert "nothing written" in dry.stdout
@@ -470,6 +527,16 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         sync2 = await _ok(await bob.get(f"/_matrix/client/v3/sync?filter={filt}"), "sync")
         assert _timeline_bodies(sync2, seen["room"])[-2:] == [seen["bodies"][-1],
                                                                "on the new server"]
+        # ... and the other server in the room takes it: same name, same key,
+        # same DAG, so for Dave's server nothing changed
+        await eventually_in(dave, seen["room"], "on the new server",
+                            "Dave's server accepted an event of the moved server")
+        # and what Dave says now reaches the moved server
+        await _ok(await dave.put(
+            f"/_matrix/client/v3/rooms/{q(seen['room'])}/send/m.room.message/d2",
+            {"msgtype": "m.text", "body": "welcome back"}), "dave again")
+        await eventually_in(bob, seen["room"], "welcome back",
+                            "the moved server accepted Dave's new message")
     finally:
         if hs is not None:
             await hs.stop()
