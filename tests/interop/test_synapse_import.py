@@ -79,7 +79,21 @@ async def invite_from_elsewhere(synapse: SynapseServer, elsewhere: TestServer) -
             break
         assert time.monotonic() < deadline, "Synapse never showed Carol the invite"
         await deferLater(reactor, 0.2, lambda: None)
-    return {"carol": carol, "invited_to": room}
+    # and Bob, on Synapse, has joined a room that lives over there: Synapse
+    # holds its state as the join brought it (outliers)
+    there = (await _ok(await dave.post("/_matrix/client/v3/createRoom", {
+        "name": "Over there", "preset": "public_chat"}), "createRoom there"))["room_id"]
+    bob = Client(synapse.base_url, None, synapse.agent)
+    bob.access_token = (await _ok(await synapse.client().post("/_matrix/client/v3/login", {
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "bob"},
+        "password": "bob's old password"}, token=None), "bob login"))["access_token"]
+    await _ok(await bob.post(
+        f"/_matrix/client/v3/join/{q(there)}?server_name={q(elsewhere.hs.hostname)}", {}),
+        "bob joins over there")
+    await _ok(await dave.put(f"/_matrix/client/v3/rooms/{q(there)}/send/m.room.message/t1",
+                             {"msgtype": "m.text", "body": "said over there"}), "dave there")
+    await eventually_in(bob, there, "said over there", "Synapse got the message over there")
+    return {"carol": carol, "invited_to": room, "there": there, "dave_there": dave}
 
 
 async def eventually_in(client: Client, room: str, body: str, what: str) -> None:
@@ -531,6 +545,13 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         # same DAG, so for Dave's server nothing changed
         await eventually_in(dave, seen["room"], "on the new server",
                             "Dave's server accepted an event of the moved server")
+        # the room that lives over there goes on too, both ways
+        await eventually_in(bob, seen["there"], "said over there", "history over there")
+        await _ok(await bob.put(
+            f"/_matrix/client/v3/rooms/{q(seen['there'])}/send/m.room.message/b1",
+            {"msgtype": "m.text", "body": "bob, moved"}), "bob over there")
+        await eventually_in(seen["dave_there"], seen["there"], "bob, moved",
+                            "the room's server accepted the moved server's event")
         # and what Dave says now reaches the moved server
         await _ok(await dave.put(
             f"/_matrix/client/v3/rooms/{q(seen['room'])}/send/m.room.message/d2",
