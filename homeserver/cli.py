@@ -276,7 +276,7 @@ def cmd_import_synapse(ns: argparse.Namespace) -> None:
             importer = SynapseImporter(ns.synapse_config, config, progress=progress,
                                        events_per_transaction=ns.events_per_transaction)
             try:
-                importer.open()
+                importer.open(dry_run=ns.dry_run)
                 if ns.dry_run:
                     counts = importer.dry_run()
                 else:
@@ -289,7 +289,7 @@ def cmd_import_synapse(ns: argparse.Namespace) -> None:
     except DatabaseError as e:
         raise _fail(str(e)) from None
     if ns.dry_run:
-        print("dry run: nothing written; Synapse holds")
+        print("dry run: nothing written (our database not even opened); Synapse holds")
         for table, n in counts.items():
             print(f"  {table:<32} {n}")
         return

@@ -109,12 +109,16 @@ class SynapseImporter:
                 " checked without it, and this server has no pepper; refusing to import"
                 " accounts nobody could log in to")
 
-    def open(self) -> None:
+    def open(self, *, dry_run: bool = False) -> None:
+        """Check, and connect to both databases (a dry run: only to Synapse's,
+        so nothing of ours is touched, not even the schema)."""
         self.check_names()
         try:
             self.source = SynapseSource(self.syn_config)
         except SourceError as e:
             raise SynapseImportError(str(e)) from None
+        if dry_run:
+            return
         db_conf = self.config.database
         self.db = Database(db_conf.engine, db_conf.args)
         self.db.stream_tracker = StreamTracker()

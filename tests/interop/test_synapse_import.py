@@ -20,6 +20,7 @@ us: for it, nothing changed.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from typing import Any
 
 import pytest_twisted
 import yaml
+from PIL import Image
 from signedjson.key import (
     encode_verify_key_base64,
     generate_signing_key,
@@ -142,6 +144,11 @@ async def populate(synapse: SynapseServer) -> dict[str, Any]:
         "POST", "/_matrix/media/v3/upload?filename=hello.txt", raw=b"hello from synapse",
         headers={"Content-Type": "text/plain"}), "upload")
     mxc = upload["content_uri"]
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(picture, "PNG")
+    image = (await _ok(await alice.request(
+        "POST", "/_matrix/media/v3/upload?filename=red.png", raw=picture.getvalue(),
+        headers={"Content-Type": "image/png"}), "upload png"))["content_uri"]
     await _ok(await alice.put(f"/_matrix/client/v3/profile/{q(alice.user_id)}/avatar_url",
                               {"avatar_url": mxc}), "avatar")
     room = (await _ok(await alice.post("/_matrix/client/v3/createRoom", {
@@ -183,7 +190,8 @@ async def populate(synapse: SynapseServer) -> dict[str, Any]:
     # where Bob's client was when the server moved
     since = (await _ok(await bob.get("/_matrix/client/v3/sync"), "sync"))["next_batch"]
     return {"since": since, "blocked": blocked, "alice": alice, "bob": bob, "phone": phone,
-            "room": room, "dm": dm, "bodies": bodies, "mxc": mxc, "last": last, **e2e}
+            "room": room, "dm": dm, "bodies": bodies, "mxc": mxc, "image": image, "last": last,
+            **e2e}
 
 
 def _ed25519(name: str) -> tuple[Any, str]:
@@ -379,6 +387,8 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         dry = run_import(synapse_yaml, config_path, "--dry-run")
         assert dry.returncode == 0, dry.stderr
         assert "nothing written" in dry.stdout
+        if engine == "sqlite":  # not even created
+            assert not os.path.exists(os.path.join(tmp_path, "imported", "hs.db"))
         # stopped hard in the middle of the rooms (one event per transaction),
         # the import is taken up again where it stopped
         killed = kill_during_rooms(synapse_yaml, config_path)
@@ -475,6 +485,13 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         media = await bob.get(f"/_matrix/client/v1/media/download/{server}/{media_id}")
         assert media.code == 200, media.body
         assert media.body == b"hello from synapse"
+
+        # an image: its thumbnail is made here on first request
+        server, media_id = seen["image"][len("mxc://"):].split("/", 1)
+        thumb = await bob.get(f"/_matrix/client/v1/media/thumbnail/{server}/{media_id}"
+                              "?width=32&height=32&method=scale")
+        assert thumb.code == 200, thumb.body
+        assert thumb.header("content-type") in ("image/png", "image/jpeg", "image/webp")
 
         # Bob's email address is still his
         threepids = await _ok(await bob.get("/_matrix/client/v3/account/3pid"), "3pid")
