@@ -141,7 +141,11 @@ class StageContext:
 
     def commit(self, name: str, txn_fn: Callable[[Txn], int]) -> None:
         """Run ``txn_fn`` and record the stage as done, in one transaction."""
+        mark = len(self.report.skipped)
+
         def txn_all(txn: Txn) -> int:
+            # a retried transaction starts again: so do the notes it makes
+            del self.report.skipped[mark:]
             count = txn_fn(txn)
             rows.mark_done_txn(txn, name, count, now_ms())
             return count
