@@ -276,7 +276,7 @@ def cmd_import_synapse(ns: argparse.Namespace) -> None:
             importer = SynapseImporter(ns.synapse_config, config, progress=progress,
                                        events_per_transaction=ns.events_per_transaction)
             try:
-                importer.open(dry_run=ns.dry_run)
+                importer.open(dry_run=ns.dry_run, synapse_stopped=ns.synapse_stopped)
                 if ns.dry_run:
                     counts = importer.dry_run()
                 else:
@@ -344,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="count what would be imported")
     p.add_argument("--no-progress", action="store_true",
                    help="log lines instead of progress bars")
+    p.add_argument("--synapse-stopped", action="store_true",
+                   help="skip the check that nothing answers on Synapse's listener ports")
     p.add_argument("--events-per-transaction", type=int, default=2000, metavar="N",
                    help="a room's events are committed N at a time (default 2000)")
     p.add_argument("--no-check", action="store_true",

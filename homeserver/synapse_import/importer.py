@@ -62,7 +62,13 @@ from homeserver.synapse_import.common import (
     load_json,
 )
 from homeserver.synapse_import.rooms import CHUNK, RoomImporter
-from homeserver.synapse_import.source import SourceError, SynapseSource, read_synapse_config
+from homeserver.synapse_import.source import (
+    SourceError,
+    SynapseSource,
+    listening,
+    read_synapse_config,
+    running_pid,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +103,20 @@ class SynapseImporter:
 
     # -- set-up ------------------------------------------------------------
 
+    def check_stopped(self) -> None:
+        """Synapse must not run: its database must hold still while it is copied."""
+        pid = running_pid(self.syn_config)
+        if pid is not None:
+            raise SynapseImportError(
+                f"Synapse is running (pid {pid}, from {self.syn_config.pid_file}): stop it"
+                " first, so that its database holds still while it is copied")
+        found = listening(self.syn_config)
+        if found is not None:
+            raise SynapseImportError(
+                f"Synapse is running (something answers on {found[0]}:{found[1]}, a listener"
+                " of its config): stop it first, so that its database holds still while it"
+                " is copied (--synapse-stopped if that is something else)")
+
     def check_names(self) -> None:
         if self.syn_config.server_name != self.config.server_name:
             raise SynapseImportError(
@@ -109,9 +129,11 @@ class SynapseImporter:
                 " checked without it, and this server has no pepper; refusing to import"
                 " accounts nobody could log in to")
 
-    def open(self, *, dry_run: bool = False) -> None:
+    def open(self, *, dry_run: bool = False, synapse_stopped: bool = False) -> None:
         """Check, and connect to both databases (a dry run: only to Synapse's,
         so nothing of ours is touched, not even the schema)."""
+        if not synapse_stopped:
+            self.check_stopped()
         self.check_names()
         try:
             self.source = SynapseSource(self.syn_config)

@@ -17,6 +17,7 @@ running by mistake) cannot make one stage's rows disagree with each other.
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class SynapseConfig:
     pepper: str
     # MSC3866: new accounts wait for an admin's approval before they log in
     requires_approval: bool = False
+    pid_file: str | None = None
+    # (host, port) of each listener, where a running Synapse answers
+    listeners: tuple[tuple[str, int], ...] = ()
 
 
 def _abs(config_dir: str, path: str) -> str:
@@ -91,7 +95,53 @@ def read_synapse_config(path: str) -> SynapseConfig:
         media_store_path=_abs(config_dir, data.get("media_store_path") or "media_store"),
         pepper=str(pepper),
         requires_approval=requires_approval,
+        pid_file=_abs(config_dir, data["pid_file"]) if data.get("pid_file") else None,
+        listeners=tuple(_listeners(data.get("listeners"))),
     )
+
+
+def _listeners(listeners: Any) -> list[tuple[str, int]]:
+    out = []
+    for listener in listeners if isinstance(listeners, list) else []:
+        if not isinstance(listener, dict) or not isinstance(listener.get("port"), int):
+            continue
+        addresses = listener.get("bind_addresses") or ["127.0.0.1"]
+        host = next((a for a in addresses if isinstance(a, str)), "127.0.0.1")
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        out.append((host, int(listener["port"])))
+    return out
+
+
+def listening(config: SynapseConfig) -> tuple[str, int] | None:
+    """A listener of Synapse's config where something accepts connections
+    (Synapse still running, most likely); None if none does."""
+    for host, port in config.listeners:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return host, port
+        except OSError:
+            continue
+    return None
+
+
+def running_pid(config: SynapseConfig) -> int | None:
+    """The PID of a Synapse that runs with this config, by its ``pid_file``
+    (which Synapse removes when it stops); None if none runs."""
+    if not config.pid_file:
+        return None
+    try:
+        with open(config.pid_file, encoding="ascii") as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        return pid
+    return pid
 
 
 class SynapseSource:

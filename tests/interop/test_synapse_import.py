@@ -358,9 +358,16 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
         dave = await join_from_elsewhere(synapse, ours, seen["room"], seen["bob"])
         seen["bodies"].append("hello from elsewhere")
         seen.update(await invite_from_elsewhere(synapse, ours))
+        synapse_yaml = os.path.join(synapse.tmp_dir, "homeserver.yaml")
+        # not while Synapse runs
+        running, running_db = _our_config(str(tmp_path / "early"), synapse.server_name, engine)
+        refused = run_import(synapse_yaml, running)
+        if running_db:
+            drop_postgres_database(running_db)
+        assert refused.returncode == 1
+        assert "Synapse is running" in refused.stderr
         synapse_db = _stop_keeping_database(synapse)
         await synapse.stop()
-        synapse_yaml = os.path.join(synapse.tmp_dir, "homeserver.yaml")
 
         # a server name that differs is refused, and nothing is written
         wrong, wrong_db = _our_config(str(tmp_path / "wrong"), "elsewhere.example", engine)
