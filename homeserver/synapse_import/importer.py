@@ -3,36 +3,35 @@
 The walk, stage by stage (docs/migrating-from-synapse.md has the operator's
 view and the list of what is not carried over):
 
-1. Checks, before anything is written: the two server names are the same
-   (events and user IDs name the server; a different name would be another
-   server), Synapse's password pepper is unset (its hashes cannot be checked
-   without it), and our database is fresh: no account, room, event, alias or
-   media, unless it holds the markers of an earlier, interrupted import of
-   the same server, which is then resumed.
+1. Checks, before anything is written: Synapse is not running (its
+   database must hold still), the two server names are the same (events
+   and user IDs name the server; a different name would be another
+   server), Synapse's password pepper is unset (its hashes cannot be
+   checked without it), and our database is fresh: no account, room,
+   event, alias or media, unless it holds the markers of an earlier,
+   interrupted import of the same server, which is then resumed.
 2. The signing key: Synapse's key file replaces ours (ours is kept beside it
    as ``<path>.before-import``), so the events we sign from now on carry the
    key other servers already know for this name.
-3. Stages, each ONE transaction with its marker row in
+3. Stages (functions of a ``StageContext``, by area: ``accounts``, ``e2e``,
+   ``directory``, ``media``), each ONE transaction with its marker row in
    ``synapse_import_stages``: it is stored whole or not at all, and a rerun
-   skips it. The rooms stage commits room by room (marker ``room:<id>``).
-   The import makes that table itself (no migration: the server never
-   reads it).
+   skips it. The import makes that table itself (no migration: the server
+   never reads it). The rooms (``rooms.py``) commit room by room, and
+   inside a room N events at a time, with a progress marker.
+4. The check: counts, a sample of events, every room's current state and
+   forward extremities, against Synapse's.
 
-Rooms (``rooms.py``) go through the federation persistence path
-(``FederationEventStore.persist_federated_txn``), the one our server uses
-for an event that another server authorised: rows, DAG edges, auth-chain
-index, snapshot of the state after the event, forward extremities and the
-persist hooks (relations, full-text search, user directory) are written by
-the same code as for any event. Events go in Synapse's topological order
-(depth, then stream order); outliers first. The state before an event is
-our own snapshot after its prev event when it has one that we hold; across
-a fork (several prev events) or a gap, it is Synapse's state group of the
-event (which Synapse stores as the state after it), with the event's own
-key put back to the value before it. The room's current state is Synapse's
-``current_state_events``, set with the last accepted event, which also
-writes the memberships. The events are not re-checked against the auth
-rules: Synapse accepted them, and its rejections (``rejections``) and soft
-failures (``internal_metadata.soft_failed``) are kept as they were.
+Rooms go through the federation persistence path
+(``FederationEventStore.persist_federated_txn``; runs of plain messages
+through ``EventStore.persist_messages_txn``), the paths our server uses
+for events: rows, DAG edges, auth-chain index, snapshot of the state after
+the event, forward extremities and the persist hooks (relations, full-text
+search, user directory) are written by the same code as for any event;
+``rooms.py`` says how the state before each event is found. The events are
+not re-checked against the auth rules: Synapse accepted them, and its
+rejections (``rejections``) and soft failures
+(``internal_metadata.soft_failed``) are kept as they were.
 
 Not one byte is sent to another server: the import builds the stores and
 nothing else (no federation sender, no pushers, no notifier).
