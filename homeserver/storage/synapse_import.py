@@ -32,8 +32,28 @@ _STAGES_TABLE = (
     " completed_ts BIGINT NOT NULL)")
 
 
+# what a stage left out, and why: shown again when a rerun skips the stage
+_NOTES_TABLE = (
+    "CREATE TABLE IF NOT EXISTS synapse_import_notes ("
+    " stage TEXT NOT NULL,"
+    " note TEXT NOT NULL)")
+
+
 def ensure_stages_table_txn(txn: Txn) -> None:
     txn.execute(_STAGES_TABLE)
+    txn.execute(_NOTES_TABLE)
+
+
+def add_notes_txn(txn: Txn, stage: str, notes: list[str]) -> None:
+    txn.execute_many("INSERT INTO synapse_import_notes (stage, note) VALUES (?, ?)",
+                     [(stage, n) for n in notes])
+
+
+def notes_txn(txn: Txn) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for stage, note in txn.select_all("SELECT stage, note FROM synapse_import_notes"):
+        out.setdefault(str(stage), []).append(str(note))
+    return out
 
 
 def done_stages_txn(txn: Txn) -> dict[str, int]:

@@ -147,6 +147,7 @@ class StageContext:
             # a retried transaction starts again: so do the notes it makes
             del self.report.skipped[mark:]
             count = txn_fn(txn)
+            rows.add_notes_txn(txn, name, self.report.skipped[mark:])
             rows.mark_done_txn(txn, name, count, now_ms())
             return count
         self.report.counts[name] = self.db.run_txn_blocking(f"import {name}", txn_all)

@@ -153,6 +153,7 @@ class SynapseImporter:
         hooks.add(member_joined_txn)
         self.db.run_txn_blocking("import_stages_table", rows.ensure_stages_table_txn)
         self.done = self.db.run_txn_blocking("import_done_stages", rows.done_stages_txn)
+        self.notes = self.db.run_txn_blocking("import_notes", rows.notes_txn)
         if not self.done:
             busy = self.db.run_txn_blocking("import_fresh", rows.non_empty_tables_txn)
             if busy:
@@ -218,6 +219,7 @@ class SynapseImporter:
         if name in self.done:
             self.progress.skip(name, self.done[name])
             self.report.counts[name] = self.done[name]
+            self.report.skipped += self.notes.get(name, [])
             return
         fn(ctx, name)
         self.src.end_snapshot()

@@ -430,6 +430,8 @@ async def test_synapse_server_moves_over_with_its_users_rooms_tokens_and_media(
             "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "eve"},
             "password": "eve's old password"}, token=None)
         assert eve.code == 403, eve.body
+        # and the report says so, even for a stage done before the kill
+        assert "locked on Synapse, imported deactivated" in done.stdout
         wrong_pw = await moved.post("/_matrix/client/v3/login", {
             "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
             "password": "not it"}, token=None)
