@@ -229,6 +229,9 @@ def cmd_register_user(ns: argparse.Namespace) -> None:
     reactor: Any = _reactor
     config = _load(ns.config)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # before the reactor runs: a HomeServer that cannot load its key would
+    # fail where nothing stops the reactor
+    _check_signing_key(config)
     password = ns.password
     if password is None:
         password = getpass.getpass("Password: ")
