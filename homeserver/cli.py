@@ -1,4 +1,4 @@
-"""The ``homeserver`` command: init, run, register-user.
+"""The ``homeserver`` command: init, run, register-user, import-synapse.
 
 Every failure an operator can cause (a bad config, an unreachable database, a
 taken user name) ends with one line on stderr and a non-zero exit, never a
@@ -229,6 +229,9 @@ def cmd_register_user(ns: argparse.Namespace) -> None:
     reactor: Any = _reactor
     config = _load(ns.config)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    # before the reactor runs: a HomeServer that cannot load its key would
+    # fail where nothing stops the reactor
+    _check_signing_key(config)
     password = ns.password
     if password is None:
         password = getpass.getpass("Password: ")
@@ -260,6 +263,54 @@ def cmd_register_user(ns: argparse.Namespace) -> None:
     print(line)
 
 
+# --- import-synapse -------------------------------------------------------------
+
+def cmd_import_synapse(ns: argparse.Namespace) -> None:
+    from homeserver.storage.database import DatabaseError
+    from homeserver.synapse_import.common import Progress, SynapseImportError
+    from homeserver.synapse_import.importer import SynapseImporter
+
+    config = _load(ns.config)
+    logging.basicConfig(level=logging.INFO if ns.no_progress else logging.WARNING,
+                        stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    show = not ns.no_progress and sys.stderr.isatty()
+    try:
+        with Progress(enabled=show) as progress:
+            importer = SynapseImporter(ns.synapse_config, config, progress=progress,
+                                       events_per_transaction=ns.events_per_transaction)
+            try:
+                importer.open(dry_run=ns.dry_run, synapse_stopped=ns.synapse_stopped)
+                if ns.dry_run:
+                    counts = importer.dry_run()
+                else:
+                    report = importer.run()
+                    problems = importer.verify() if not ns.no_check else []
+            finally:
+                importer.close()
+    except SynapseImportError as e:
+        raise _fail(str(e)) from None
+    except DatabaseError as e:
+        raise _fail(str(e)) from None
+    if ns.dry_run:
+        print("dry run: nothing written (our database not even opened); Synapse holds")
+        for table, n in counts.items():
+            print(f"  {table:<32} {n}")
+        return
+    print(f"imported {config.server_name} from {ns.synapse_config}")
+    for stage, n in report.counts.items():
+        print(f"  {stage:<24} {n}")
+    if report.events_per_second:
+        print(f"  events per second        {report.events_per_second:.0f}")
+    for line in report.skipped:
+        print(f"  not imported: {line}")
+    if problems:
+        for line in problems:
+            print(f"  check: {line}", file=sys.stderr)
+        raise _fail(f"the check after the import found {len(problems)} difference(s)")
+    if not ns.no_check:
+        print("  check: counts and sampled events match")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="homeserver", description="A Matrix homeserver")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -286,6 +337,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password", "-p", help="asked for when not given")
     p.add_argument("--admin", action="store_true", help="make the user a server admin")
     p.set_defaults(func=cmd_register_user)
+
+    p = sub.add_parser("import-synapse",
+                       help="copy a Synapse server (database, media, signing key) into ours")
+    p.add_argument("--synapse-config", "--from", dest="synapse_config", required=True,
+                   help="Synapse's homeserver.yaml (its database section is read)")
+    p.add_argument("--config", default="homeserver.yaml",
+                   help="our config; its database must be new and empty")
+    p.add_argument("--dry-run", action="store_true", help="count what would be imported")
+    p.add_argument("--no-progress", action="store_true",
+                   help="log lines instead of progress bars")
+    p.add_argument("--synapse-stopped", action="store_true",
+                   help="skip the check that nothing answers on Synapse's listener ports")
+    p.add_argument("--events-per-transaction", type=int, default=2000, metavar="N",
+                   help="a room's events are committed N at a time (default 2000)")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the comparison of counts and sampled events afterwards")
+    p.set_defaults(func=cmd_import_synapse)
     return parser
 
 

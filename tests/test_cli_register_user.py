@@ -95,3 +95,12 @@ def test_run_with_an_unknown_config_key_names_its_path(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "listeners[0].portt" in lines[0]
+
+
+def test_register_user_without_its_signing_key_fails_in_one_line(tmp_path: Path) -> None:
+    config = init_config(tmp_path)
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    (config.parent / data["signing_key_path"]).unlink()
+    result = homeserver("register-user", "--config", str(config), "-u", "carol", "-p", "pw")
+    assert result.returncode == 1
+    assert "cannot read the signing key" in result.stderr

@@ -1,6 +1,14 @@
-"""Password hashing with bcrypt, off the reactor thread (it is slow on purpose)."""
+"""Password hashing with bcrypt, off the reactor thread (it is slow on purpose).
+
+Synapse hashes with bcrypt too (``$2b$``), but of the password normalised to
+Unicode NFKC; a hash carried over by `homeserver import-synapse` is
+therefore also checked against the NFKC form, so a password with, say, a
+ligature or a full-width letter still logs in after the move.
+"""
 
 from __future__ import annotations
+
+import unicodedata
 
 import bcrypt
 from twisted.internet import threads
@@ -16,7 +24,11 @@ def _hash(password: str, rounds: int) -> str:
 
 def _check(password: str, stored: str) -> bool:
     try:
-        return bcrypt.checkpw(password.encode("utf-8"), stored.encode("ascii"))
+        if bcrypt.checkpw(password.encode("utf-8"), stored.encode("ascii")):
+            return True
+        normalised = unicodedata.normalize("NFKC", password)
+        return normalised != password and bcrypt.checkpw(normalised.encode("utf-8"),
+                                                         stored.encode("ascii"))
     except ValueError:
         return False
 

@@ -300,7 +300,8 @@ class EventStore:
         return result
 
     def persist_messages_txn(self, txn: Txn, events: list[tuple[Event, NewEventTxn | None]],
-                             room_nid: int, now_ms: int) -> list[PersistedEvent] | None:
+                             room_nid: int, now_ms: int, *,
+                             snapshot: int | None = None) -> list[PersistedEvent] | None:
         """``persist_event_txn`` for a chain of plain messages, in a few
         statements for the whole batch instead of a dozen per event; None
         (nothing written) when the batch is not such a chain.
@@ -311,6 +312,11 @@ class EventStore:
         (``AuthChainStore``). Then every event shares the room's current
         snapshot, only the last one becomes a forward extremity, and the
         auth-chain index has nothing to do for them.
+
+        ``snapshot``: the state the chain is sent in, when it is not the
+        room's current state (`homeserver import-synapse` writes history
+        before it sets the current state): the snapshot after the first
+        event's prev_event.
         """
         evs = [event for event, _ in events]
         if any(e.is_state() or e.type == "m.room.redaction" for e in evs):
@@ -327,7 +333,8 @@ class EventStore:
         known = event_nids_txn(txn, refs)
         if any(a not in known for e in evs for a in e.auth_event_ids):
             return None
-        snapshot = RoomStore.get_current_snapshot_txn(txn, room_nid)
+        if snapshot is None:
+            snapshot = RoomStore.get_current_snapshot_txn(txn, room_nid)
         if snapshot is None:
             return None
         streams = next_stream_ids_txn(txn, len(evs))

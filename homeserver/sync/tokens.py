@@ -27,6 +27,13 @@ from homeserver.errors import invalid_param
 _SYNC_TOKEN = re.compile(r"s([0-9]{1,18})_([0-9]{1,18})_([0-9a-z]{1,12})")
 # negative positions: history fetched with /backfill sits below zero
 _PAGINATION_TOKEN = re.compile(r"s(-?[0-9]{1,18})")
+# A next_batch Synapse handed out (``s<room>_<presence>_<typing>_...``, one
+# part per stream): a client logged in before its server moved here with
+# `homeserver import-synapse` still holds one. It names no position of ours,
+# so it counts as the start of our stream: the client gets an incremental
+# sync holding everything (limited timelines, the whole state) instead of an
+# error it would retry for ever (docs/migrating-from-synapse.md).
+_SYNAPSE_SYNC_TOKEN = re.compile(r"s[0-9]{1,18}(_[0-9]{1,18}){5,15}")
 # a sliding sync ``pos`` (sync/sliding.py): a connection position, then a sync token
 _SLIDING_POS = re.compile(r"[0-9]{1,18}_s([0-9]{1,18})_[0-9]{1,18}_[0-9a-z]{1,12}")
 
@@ -46,7 +53,10 @@ def parse_sync_token(text: str, *, current: StreamToken, max_global: int) -> Str
 
     A pagination token (``s<global>``) is taken as a sync token without typing.
     A position beyond what the server has handed out cannot have come from us.
+    A Synapse sync token is the start of the stream.
     """
+    if _SYNAPSE_SYNC_TOKEN.fullmatch(text):
+        return StreamToken(0, 0, current.epoch)
     m = _SYNC_TOKEN.fullmatch(text)
     if m is not None:
         token = StreamToken(int(m.group(1)), int(m.group(2)), m.group(3))

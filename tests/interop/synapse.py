@@ -288,11 +288,12 @@ def synapse_config(tmp_dir: str, port: int, ca: TestCA,
     return config
 
 
-async def start_synapse(tmp_dir: str, ca: TestCA, engine: str = "sqlite") -> SynapseServer:
+async def start_synapse(tmp_dir: str, ca: TestCA, engine: str = "sqlite",
+                        overrides: dict[str, Any] | None = None) -> SynapseServer:
     """A Synapse on a free loopback port, federating over TLS from ``ca``.
 
     ``engine`` is "sqlite" (a file in ``tmp_dir``) or "postgres" (a fresh
-    database, dropped by ``stop()``).
+    database, dropped by ``stop()``); ``overrides``: config keys set on top.
     """
     from twisted.internet import reactor
 
@@ -312,6 +313,7 @@ async def start_synapse(tmp_dir: str, ca: TestCA, engine: str = "sqlite") -> Syn
         raise ValueError(f"unknown engine {engine!r}")
 
     config = synapse_config(tmp_dir, port, ca, database)
+    config.update(overrides or {})
     with open(config["signing_key_path"], "w") as f:
         write_signing_keys(f, [generate_signing_key("a_" + os.urandom(3).hex())])
     with open(config["log_config"], "w") as f:
