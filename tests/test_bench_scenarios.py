@@ -1,4 +1,4 @@
-"""The initial_sync, join and appservice scenarios still run: each tiny, on both engines.
+"""The initial_sync, join, appservice and sliding_sync scenarios still run: each tiny, on both engines.
 
 Nothing here is timed (figures are for bench/README.md). What is checked is
 what a run must get right to mean anything: it finishes, every initial sync
@@ -68,3 +68,17 @@ def test_appservice_delivers_every_message_once(engine: str, tmp_path: Path) -> 
     figures = result["figures"]
     assert set(figures) == {"delivered_per_s", "lag_p50_ms", "lag_p99_ms"}
     assert all(isinstance(f["value"], (int, float)) for f in figures.values())
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_sliding_sync_answers_every_window_and_new_message(engine: str,
+                                                           tmp_path: Path) -> None:
+    result = run_scenario("sliding_sync", engine, tmp_path)
+    params = result["params"]
+    measured = result["measured"]
+    assert measured["problems"] == []
+    assert measured["first_ms"]["n"] == params["first"]
+    assert measured["incremental_ms"]["n"] == params["incremental"]
+    assert_figures(result, {"sliding_sync_first_p50_ms", "sliding_sync_first_p95_ms",
+                            "sliding_sync_incremental_p50_ms",
+                            "sliding_sync_incremental_p95_ms"})
