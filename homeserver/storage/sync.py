@@ -206,6 +206,22 @@ class SyncStore:
             " GROUP BY membership", (room_nid,))
         return {m: int(c) for m, c in rows}
 
+    async def get_member_counts_many(self, room_nids: list[int]) -> dict[int, dict[str, int]]:
+        """``get_member_counts`` of many rooms in one query."""
+        out: dict[int, dict[str, int]] = {nid: {} for nid in room_nids}
+        if not room_nids:
+            return out
+
+        def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
+            return select_in_txn(
+                txn, "SELECT room_nid, membership, COUNT(*) FROM room_memberships"
+                " WHERE room_nid IN ({}) GROUP BY room_nid, membership", room_nids)
+
+        for nid, membership, count in await self.db.run_interaction(
+                "get_member_counts_many", txn_fn):
+            out[int(nid)][str(membership)] = int(count)
+        return out
+
     async def get_heroes(self, room_nid: int, user_id: str, limit: int = 5) -> list[str]:
         """Up to ``limit`` members other than ``user_id`` to name the room by:
         joined and invited first, else those who left."""

@@ -255,6 +255,15 @@ class RoomBuilder:
                                joined: list[RoomMembership]) -> dict[str, int]:
         return await self._unread_positions(user_id, joined)
 
+    async def unread_counts_many(self, user_id: str, after: dict[int, int],
+                                 end: int) -> dict[int, dict[str, int]]:
+        """``unread_counts`` of many rooms (room NID -> its read position) in
+        one query."""
+        rows = await self.stores.push_rules.get_unread_actions_many(
+            after, user_id, end, MAX_COUNTED_UNREAD)
+        return {nid: unread_section(len(found), sum(1 for _, h, _ in found if h))
+                for nid, found in rows.items()}
+
     async def unread_counts(self, room_nid: int, user_id: str, after: int,
                             end: int) -> dict[str, int]:
         """``notification_count`` and ``highlight_count`` of the room."""

@@ -93,6 +93,16 @@ def unknown_pos(msg: str = "Unknown or expired pos; start a new connection") -> 
 
 
 @dataclass
+class Batched:
+    """Reads made once for every room of a response."""
+
+    # room NID -> notification and highlight counts (joined rooms)
+    unread: dict[int, dict[str, int]]
+    # room NID -> membership -> count
+    members: dict[int, dict[str, int]]
+
+
+@dataclass
 class Candidate:
     """A room the request matched."""
 
@@ -230,13 +240,21 @@ class SlidingSyncHandler:
         dms = _dm_rooms(global_data)
         out_rooms: dict[str, Any] = {}
         sent: dict[str, SentRoom] = {}
-        unread_from = await self.builder.unread_positions(user_id, [
-            _membership(c.room) for c in candidates.values() if c.room.membership == "join"])
+        joined = [c.room for c in candidates.values() if c.room.membership == "join"]
+        unread_from = await self.builder.unread_positions(user_id,
+                                                          [_membership(r) for r in joined])
+        # what every room of the response needs, read for all of them at once
+        batch = Batched(
+            unread=await self.builder.unread_counts_many(
+                user_id, {r.room_nid: unread_from.get(r.room_id, r.membership_pos)
+                          for r in joined}, end),
+            members=await self.stores.sync.get_member_counts_many(
+                [c.room.room_nid for c in candidates.values()]))
 
         async def one(c: Candidate) -> None:
             lazy: dict[str, str] = {}
             room = await self._room(requester, c, conn.rooms.get(c.room.room_id), since_pos,
-                                    end, unread_from, dms, lazy)
+                                    end, batch, dms, lazy)
             if room is not None:
                 out_rooms[c.room.room_id] = room
                 upto = end if c.room.membership == "join" else c.room.membership_pos
@@ -320,7 +338,7 @@ class SlidingSyncHandler:
     # -- one room -------------------------------------------------------------------
 
     async def _room(self, requester: Requester, c: Candidate, prev: SentRoom | None,
-                    since_pos: int | None, end: int, unread_from: dict[str, int],
+                    since_pos: int | None, end: int, batch: "Batched",
                     dms: set[str], lazy_out: dict[str, str]) -> dict[str, Any] | None:
         """The room's entry of the response (None: nothing to send); fills
         ``lazy_out`` with the member events the client holds after it."""
@@ -420,10 +438,14 @@ class SlidingSyncHandler:
             room["expanded_timeline"] = True
             room["unstable_expanded_timeline"] = True
         serialize = self.room_reader.serialize
-        if events:
-            room["timeline"] = await serialize(requester, r.room_id, events)
-        if state_events:
-            room["required_state"] = await serialize(requester, r.room_id, state_events)
+        if events or state_events:
+            # one pass over both (one read each of transaction IDs, replaced
+            # state, redactions and relations)
+            both = await serialize(requester, r.room_id, [*events, *state_events])
+            if events:
+                room["timeline"] = both[:len(events)]
+            if state_events:
+                room["required_state"] = both[len(events):]
         room["limited"] = limited
         room["prev_batch"] = pagination_token(positions[0] - 1 if positions else room_end)
         room["num_live"] = 0 if since_pos is None else sum(1 for p in positions
@@ -441,7 +463,7 @@ class SlidingSyncHandler:
             if isinstance(avatar, str) and avatar:
                 room["avatar"] = avatar
         if initial or members_changed or membership_changed:
-            counts = await self.stores.sync.get_member_counts(r.room_nid)
+            counts = batch.members.get(r.room_nid, {})
             room["joined_count"] = counts.get("join", 0)
             room["invited_count"] = counts.get("invite", 0)
             if not (isinstance(name, str) and name):
@@ -449,8 +471,8 @@ class SlidingSyncHandler:
                 if heroes:
                     room["heroes"] = heroes
         if r.membership == "join":
-            counts_u = await self.builder.unread_counts(
-                r.room_nid, user_id, unread_from.get(r.room_id, r.membership_pos), end)
+            counts_u = batch.unread.get(r.room_nid) or {"notification_count": 0,
+                                                        "highlight_count": 0}
             room["notification_count"] = counts_u["notification_count"]
             room["highlight_count"] = counts_u["highlight_count"]
         else:
