@@ -505,6 +505,7 @@ class HomeServer:
         if self.event_expirer is not None:
             self.event_expirer.stop()
         await self.appservice_scheduler.stop()
+        await self.media_repository.stop()
         for proto in list(self._connections):
             # Twisted's HTTP protocol is a wrapper: the transport is its channel's
             transport = getattr(proto, "transport", None) or getattr(

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from homeserver.admin.media import AdminMedia
 from homeserver.admin.moderation import Destinations, EventReports, RegistrationTokens
 from homeserver.http.router import Router
-from synapse_compat.admin import moderation, register, rooms, server, users
+from homeserver.storage.admin_media import AdminMediaStore
+from synapse_compat.admin import media, moderation, register, rooms, server, users
 from synapse_compat.admin.register import RegistrationNonces, registration_mac
 
 if TYPE_CHECKING:
@@ -33,3 +35,5 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
     router.add_endpoints(moderation.ModerationApi(
         EventReports(hs.ctx, hs.stores), RegistrationTokens(hs.ctx, hs.stores),
         Destinations(hs.stores, hs.federation_sender)), moderation.ENDPOINTS)
+    router.add_endpoints(media.MediaApi(AdminMedia(hs.ctx, hs.stores, AdminMediaStore(hs.db),
+                                                   hs.media_repository)), media.ENDPOINTS)
