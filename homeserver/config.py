@@ -194,6 +194,19 @@ SCHEMA: dict[str, Key] = {
         "search_all_users": Key("bool", False, nullable=False),
         "prefer_local_users": Key("bool", False, nullable=False),
     }),
+    # -- administration --
+    # server notices (Synapse's keys): POST /_synapse/admin/v1/send_server_notice
+    # sends as @<system_mxid_localpart> into a room of its own with each user;
+    # no localpart: notices are off
+    "server_notices": Key("map", children={
+        "system_mxid_localpart": Key("str"),
+        "system_mxid_display_name": Key("str"),
+        "system_mxid_avatar_url": Key("str"),
+        "room_name": Key("str", "Server Notices"),
+        "room_avatar_url": Key("str"),
+        "room_topic": Key("str"),
+        "auto_join": Key("bool", False, nullable=False),
+    }),
     # -- voip --
     # TURN servers handed to clients by /voip/turnServer (Synapse's names);
     # credentials follow the TURN REST scheme with the shared secret

@@ -120,7 +120,7 @@ IGNORED: frozenset[str] = frozenset({
     "metrics_flags", "report_stats_endpoint", "room_prejoin_state", "track_puppeted_user_ips",
     "track_appservice_user_ips", "macaroon_secret_key",
     "macaroon_secret_key_path", "form_secret", "form_secret_path",
-    "key_server_signing_keys_path", "sso", "stats", "server_notices",
+    "key_server_signing_keys_path", "sso", "stats",
     "enable_room_list_search", "forget_rooms_on_leave", "exclude_rooms_from_sync",
     "exclude_rooms_from_presence", "opentracing", "worker_replication_secret",
     "worker_replication_secret_path", "start_pushers", "pusher_instances", "send_federation",

@@ -145,6 +145,11 @@ class HomeServer:
         # rooms
         self.event_creator = EventCreator(self.ctx, self.stores, self.notifier)
         self.membership = MembershipHandler(self.ctx, self.stores, self.event_creator)
+        # shadow-bans and rate-limit overrides (admin API), asked per request
+        from homeserver.admin.user_moderation import UserModeration
+        from homeserver.storage.user_moderation import UserModerationStore
+        self.user_moderation = UserModeration(self.ctx, self.stores, UserModerationStore(self.db))
+        self.ratelimiters["message"].overrides = self.user_moderation.ratelimit_override
         self.admin_users = AdminUsers(self.ctx, self.stores, self.account_management,
                                       self.registrations, self.threepids, self.membership)
         self.room_reader = RoomReader(self.ctx, self.stores,
@@ -156,7 +161,7 @@ class HomeServer:
         self.room_upgrader = RoomUpgrader(self.ctx, self.stores, self.event_creator,
                                           self.membership, self.room_creation)
         self.room_sender = RoomSender(self.stores, self.event_creator, self.room_directory,
-                                      self.ratelimiters["message"])
+                                      self.ratelimiters["message"], self.user_moderation)
         self.admin_rooms = AdminRooms(self.ctx, self.stores, self.room_reader)
         self.room_deleter = RoomDeleter(self.ctx, self.stores, self.membership,
                                         self.room_creation, self.event_creator)
@@ -266,6 +271,7 @@ class HomeServer:
         """The back-references of services that need each other: each was
         built before the other existed."""
         # rooms
+        self.membership.user_moderation = self.user_moderation
         self.event_creator.typing = self.typing
         self.event_creator.presence = self.presence
         self.event_creator.federation_membership = self.federation_membership
@@ -321,6 +327,7 @@ class HomeServer:
         await threads.deferToThreadPool(self.reactor, self.db._pool,
                                         prepare_database_blocking, self.db)
         await self.stores.auth_chains.ensure_indexed()
+        await self.user_moderation.load()
         position = await current_stream_id(self.db)
         self.db.stream_tracker.reset(position)
         self.recent.restart(position, await self.stores.to_device.get_devices_with_messages())

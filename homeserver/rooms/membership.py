@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from homeserver.admin.user_moderation import fake_event_id
 from homeserver.errors import Codes, MatrixError, forbidden, not_found
 from homeserver.events.identifiers import server_name_of
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
@@ -62,6 +63,7 @@ from homeserver.storage.events import NewEventTxn
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
+    from homeserver.admin.user_moderation import UserModeration
     from homeserver.appservice.handler import AppServiceHandler
     from homeserver.context import ServerContext
     from homeserver.federation.membership import FederationMembership
@@ -86,6 +88,8 @@ class MembershipHandler:
     # users of application services' namespaces are asked of them: set by
     # HomeServer._wire_late (None: no services)
     app_services: "AppServiceHandler | None" = None
+    # shadow-banned users' invites reach nobody: set by HomeServer._wire_late
+    user_moderation: "UserModeration | None" = None
 
     def __init__(self, ctx: "ServerContext", stores: "Stores",
                  event_creator: "EventCreator") -> None:
@@ -175,6 +179,10 @@ class MembershipHandler:
             raise not_found("Unknown room")
         if membership == "invite":
             await self.check_invitee(target)
+            if self.user_moderation is not None and \
+                    self.user_moderation.is_shadow_banned(sender):
+                # seems to succeed, reaches nobody (admin/user_moderation.py)
+                return fake_event_id()
         if kick:
             await self._check_kick_target(room, target)
         content: dict[str, Any] = {"membership": membership}
