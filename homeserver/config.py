@@ -207,6 +207,23 @@ SCHEMA: dict[str, Key] = {
         "room_topic": Key("str"),
         "auto_join": Key("bool", False, nullable=False),
     }),
+    # the content filter (docs/moderation.md): local users' messages with these
+    # words (whole words, any case), matching these regular expressions, or
+    # with more links or mentions than allowed are refused (action: reject,
+    # 403 with the reason) or sent and redacted at once (action: redact);
+    # room_rules: rooms add words with an org.homeserver.content_filter state event
+    "content_filter": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+        "words": Key("list", item=Key("str", nullable=False), default=[]),
+        "patterns": Key("list", item=Key("str", nullable=False), default=[]),
+        "action": Key("str", "reject", nullable=False, choices=("reject", "redact")),
+        "max_links": Key("int", minimum=0),
+        "max_mentions": Key("int", minimum=0),
+        "room_rules": Key("bool", True, nullable=False),
+    }),
+    # spam checker modules, as Synapse's modules: key (docs/moderation.md):
+    # [{module: package.Class, config: {...}, fail_closed: false}]
+    "modules": Key("list", item=Key("map", children=None), default=[]),
     # -- voip --
     # TURN servers handed to clients by /voip/turnServer (Synapse's names);
     # credentials follow the TURN REST scheme with the shared secret
@@ -496,6 +513,12 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
     ):
         raise ConfigError("enable_registration_captcha: needs recaptcha_public_key and "
                           "recaptcha_private_key")
+    for i, pattern in enumerate(raw["content_filter"]["patterns"]):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"content_filter.patterns[{i}]: not a regular expression: "
+                              f"{e}") from None
     listeners = []
     for lst in raw["listeners"]:
         names = [n for r in lst["resources"] for n in r["names"]]

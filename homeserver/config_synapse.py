@@ -74,7 +74,6 @@ REFUSED: dict[str, Refusal] = {
     "federation_client_minimum_tls_version": (
         lambda v: v is not None and str(v) not in ("1", "1.0"),
         "outgoing federation would accept older TLS versions than you allow"),
-    "modules": (_set, "the modules (spam checkers, third-party rules) would not run"),
     "prevent_media_downloads_from": (_set, "media from those servers would be downloaded"),
     "url_preview_url_blacklist": (_set, "URLs you block would be previewed"),
     "push": (lambda v: isinstance(v, dict) and v.get("include_content") is False,

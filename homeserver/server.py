@@ -150,6 +150,12 @@ class HomeServer:
         from homeserver.storage.user_moderation import UserModerationStore
         self.user_moderation = UserModeration(self.ctx, self.stores, UserModerationStore(self.db))
         self.ratelimiters["message"].overrides = self.user_moderation.ratelimit_override
+        # the content filter and spam checker modules (moderation/)
+        from homeserver.moderation.gate import ModerationGate
+        from homeserver.moderation.spam_checker import SpamChecker
+        self.moderation_gate = ModerationGate(
+            self.stores, config.content_filter, SpamChecker(config.server_name, config.modules,
+                                                    self.stores.users, self.clock))
         self.admin_users = AdminUsers(self.ctx, self.stores, self.account_management,
                                       self.registrations, self.threepids, self.membership)
         self.room_reader = RoomReader(self.ctx, self.stores,
@@ -161,7 +167,8 @@ class HomeServer:
         self.room_upgrader = RoomUpgrader(self.ctx, self.stores, self.event_creator,
                                           self.membership, self.room_creation)
         self.room_sender = RoomSender(self.stores, self.event_creator, self.room_directory,
-                                      self.ratelimiters["message"], self.user_moderation)
+                                      self.ratelimiters["message"], self.user_moderation,
+                                      self.moderation_gate)
         self.admin_rooms = AdminRooms(self.ctx, self.stores, self.room_reader)
         self.room_deleter = RoomDeleter(self.ctx, self.stores, self.membership,
                                         self.room_creation, self.event_creator)
@@ -272,6 +279,8 @@ class HomeServer:
         built before the other existed."""
         # rooms
         self.membership.user_moderation = self.user_moderation
+        self.membership.gate = self.moderation_gate
+        self.room_creation.gate = self.moderation_gate
         self.event_creator.typing = self.typing
         self.event_creator.presence = self.presence
         self.event_creator.federation_membership = self.federation_membership
