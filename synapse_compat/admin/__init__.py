@@ -18,12 +18,14 @@ from homeserver.admin.server_notices import ServerNotices
 from homeserver.admin.user_redaction import UserRedactor
 from homeserver.http.router import Router
 from homeserver.storage.admin_media import AdminMediaStore
+from homeserver.storage.admin_stats import AdminStatsStore
 from synapse_compat.admin import (
     media,
     moderation,
     register,
     rooms,
     server,
+    statistics,
     user_moderation,
     users,
 )
@@ -53,3 +55,4 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
     router.add_endpoints(user_moderation.UserModerationApi(hs.user_moderation, redactor,
                                                            notices),
                          user_moderation.ENDPOINTS)
+    router.add_endpoints(statistics.StatisticsApi(AdminStatsStore(hs.db)), statistics.ENDPOINTS)

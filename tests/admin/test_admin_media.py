@@ -226,3 +226,49 @@ async def test_delete_by_age_goes_by_last_access_and_keeps_avatars(make_server: 
         f"{V1}/media/delete?before_ts={cutoff}&keep_profiles=false", {})
     assert sorted(profiles_too.body["deleted_media"]) == sorted([avatar, small])
     assert await _download_code(bob, avatar) == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_media_usage_statistics_per_user(server: TestServer) -> None:
+    admin = await server.register("admin", admin=True)
+    bob = await server.register("bob")
+    carol = await server.register("carol")
+    await _upload(bob, 10)
+    await _upload(bob, 20)
+    await _upload(carol, 30)
+    sizes = {len(png(s, s)) for s in (10, 20, 30)}
+    assert len(sizes) == 3
+
+    resp = await admin.get(f"{V1}/statistics/users/media")
+
+    assert resp.code == 200, resp.body
+    assert resp.body["total"] == 2
+    by_user = {u["user_id"]: u for u in resp.body["users"]}
+    assert by_user[bob.user_id]["media_count"] == 2
+    assert by_user[bob.user_id]["media_length"] == len(png(10, 10)) + len(png(20, 20))
+    assert by_user[carol.user_id] == {"user_id": carol.user_id, "displayname": "carol",
+                                      "media_count": 1, "media_length": len(png(30, 30))}
+    top = await admin.get(f"{V1}/statistics/users/media?order_by=media_count&dir=b&limit=1")
+    assert [u["user_id"] for u in top.body["users"]] == [bob.user_id]
+    assert top.body["next_token"] == 1
+    search = await admin.get(f"{V1}/statistics/users/media?search_term=CAR")
+    assert [u["user_id"] for u in search.body["users"]] == [carol.user_id]
+    bad = await admin.get(f"{V1}/statistics/users/media?order_by=password")
+    assert bad.code == 400
+
+
+@pytest_twisted.ensureDeferred
+async def test_largest_rooms_in_the_database(server: TestServer) -> None:
+    admin = await server.register("admin", admin=True)
+    small = await create_room(admin)
+    big = await create_room(admin)
+    for i in range(5):
+        await admin.put(f"{CLIENT}/rooms/{q(big)}/send/m.room.message/t{i}",
+                        {"msgtype": "m.text", "body": "x" * 2000})
+
+    resp = await admin.get(f"{V1}/statistics/database/rooms")
+
+    assert resp.code == 200, resp.body
+    rooms = [r["room_id"] for r in resp.body["rooms"]]
+    assert rooms[:2] == [big, small]
+    assert resp.body["rooms"][0]["estimated_size"] > 10_000
