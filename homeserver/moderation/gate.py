@@ -40,6 +40,12 @@ class ModerationGate:
         self.room_rules = bool(config.get("room_rules", True))
         self.spam_checker = spam_checker
 
+    @property
+    def has_modules(self) -> bool:
+        """Whether any module checks anything (else the callers skip the reads
+        a check needs)."""
+        return self.spam_checker.active
+
     async def _room_words(self, room_id: str) -> frozenset[str]:
         if not self.room_rules:
             return frozenset()

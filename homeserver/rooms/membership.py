@@ -175,7 +175,8 @@ class MembershipHandler:
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")
         extra = {k: v for k, v in (extra_content or {}).items()
                  if k not in _NOT_CLIENT_CONTENT}
-        if self.gate is not None and membership == "join" and sender == target:
+        if self.gate is not None and self.gate.has_modules and membership == "join" \
+                and sender == target:
             current = None if room is None else await self.stores.rooms.get_membership(
                 target, room.room_nid)
             await self.gate.check_join(target, room_id,

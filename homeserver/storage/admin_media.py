@@ -44,22 +44,27 @@ class AdminMediaRow:
     last_access_ts: int | None
     quarantined_by: str | None
     safe_from_quarantine: bool
+    user_id: str | None = None
+    authenticated: bool = False
 
     def to_admin(self) -> dict[str, Any]:
+        # Synapse's answer also has sha256 (we keep no hashes) and url_cache
         return {"media_id": self.media_id, "media_type": self.media_type,
                 "media_length": self.media_length, "upload_name": self.upload_name,
                 "created_ts": self.created_ts, "last_access_ts": self.last_access_ts,
                 "quarantined_by": self.quarantined_by,
-                "safe_from_quarantine": self.safe_from_quarantine}
+                "safe_from_quarantine": self.safe_from_quarantine, "user_id": self.user_id,
+                "authenticated": self.authenticated, "sha256": None, "url_cache": None}
 
 
 _ROW_COLUMNS = ("media_id, media_type, media_length, upload_name, created_ts, last_access_ts,"
-                " quarantined_by, safe_from_quarantine")
+                " quarantined_by, safe_from_quarantine, user_id, authenticated")
 
 
 def _row(r: tuple[Any, ...]) -> AdminMediaRow:
     return AdminMediaRow(str(r[0]), r[1], None if r[2] is None else int(r[2]), r[3],
-                         int(r[4]), None if r[5] is None else int(r[5]), r[6], bool(r[7]))
+                         int(r[4]), None if r[5] is None else int(r[5]), r[6], bool(r[7]),
+                         r[8], bool(r[9]))
 
 
 def mxcs_in_content(content: Any) -> list[str]:
@@ -226,25 +231,22 @@ class AdminMediaStore:
         if origin is None:
             rows = await self.db.execute(
                 "admin_media_info",
-                f"SELECT {_ROW_COLUMNS}, user_id, authenticated FROM local_media"
+                f"SELECT {_ROW_COLUMNS} FROM local_media"
                 " WHERE media_id = ? AND uploaded_ts IS NOT NULL", (media_id,))
             if not rows:
                 return None
-            r = rows[0]
-            info = _row(r).to_admin()
-            info.update({"media_origin": None, "user_id": r[8], "filesystem_id": None,
-                         "url_cache": None, "authenticated": bool(r[9]), "sha256": None})
+            info = _row(rows[0]).to_admin()
+            info.update({"media_origin": None, "filesystem_id": None})
             return info
         rows = await self.db.execute(
             "admin_media_info",
             "SELECT media_id, media_type, media_length, upload_name, created_ts,"
-            " last_access_ts, quarantined_by, 0, file_id, authenticated FROM remote_media"
-            " WHERE origin = ? AND media_id = ?", (origin, media_id))
+            " last_access_ts, quarantined_by, 0, NULL, authenticated, file_id"
+            " FROM remote_media WHERE origin = ? AND media_id = ?", (origin, media_id))
         if not rows:
             return None
         r = rows[0]
         info = _row(r).to_admin()
-        info.update({"media_origin": origin, "user_id": None, "filesystem_id": r[8],
-                     "url_cache": None, "authenticated": bool(r[9]), "sha256": None,
+        info.update({"media_origin": origin, "filesystem_id": r[10],
                      "safe_from_quarantine": None})
         return info
