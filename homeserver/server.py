@@ -281,6 +281,9 @@ class HomeServer:
         self.membership.user_moderation = self.user_moderation
         self.membership.gate = self.moderation_gate
         self.room_creation.gate = self.moderation_gate
+        self.registrations.gate = self.moderation_gate
+        self.registrations.user_moderation = self.user_moderation
+        self.media_repository.gate = self.moderation_gate
         self.event_creator.typing = self.typing
         self.event_creator.presence = self.presence
         self.event_creator.federation_membership = self.federation_membership

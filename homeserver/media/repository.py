@@ -57,6 +57,7 @@ from homeserver.storage.media import LocalMedia, MediaStore, RemoteMedia, Thumbn
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.media.remote import RemoteMediaFetcher
+    from homeserver.moderation.gate import ModerationGate
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,8 @@ class MediaRepository:
         self._accessed_local: dict[str, int] = {}
         self._accessed_remote: dict[tuple[str, str], int] = {}
         self._access_timer: Any = None
+        # spam checker modules' check_media_file_for_spam: set by HomeServer._wire_late
+        self.gate: "ModerationGate | None" = None
 
     # -- access times --
 
@@ -186,6 +189,8 @@ class MediaRepository:
                      upload_name: str | None) -> str:
         """Store a new file; its ``mxc://`` URI."""
         self.check_size(data)
+        if self.gate is not None:
+            await self.gate.check_media(user_id, data, media_type, upload_name)
         media_id = self.new_media_id()
         await self.storage.store(self._local_path(media_id), data)
         now = self.ctx.now_ms()
@@ -223,6 +228,8 @@ class MediaRepository:
         if media.expires_ts is not None and media.expires_ts <= self.ctx.now_ms():
             raise not_found()
         self.check_size(data)
+        if self.gate is not None:
+            await self.gate.check_media(user_id, data, media_type, upload_name)
         await self.storage.store(self._local_path(media_id), data)
         done = await self.store.complete_local_media(media_id, self.ctx.now_ms(), media_type,
                                                      len(data), upload_name,

@@ -8,7 +8,8 @@ modules.
   (``action: redact``: members see that a message was removed, and why).
   Then ``check_event_for_spam`` of every module, for every event type.
 - ``check_join``, ``check_invite``, ``check_create_room``: the modules'
-  ``user_may_*``.
+  ``user_may_*``; ``check_media`` and ``check_registration`` their
+  ``check_media_file_for_spam`` and ``check_registration_for_spam``.
 
 Server admins' and the server's own actions pass the filter (notices,
 moderation); modules see everything. Nothing here may break the send path:
@@ -85,3 +86,18 @@ class ModerationGate:
 
     async def check_create_room(self, user_id: str) -> None:
         await self.spam_checker.user_may_create_room(user_id)
+
+    async def check_media(self, user_id: str, data: bytes, media_type: str,
+                          upload_name: str | None) -> None:
+        if self.has_modules:
+            await self.spam_checker.check_media_file_for_spam(
+                data, {"media_type": media_type, "upload_name": upload_name,
+                       "user_id": user_id})
+
+    async def check_registration(self, email: dict[str, Any] | None, username: str | None,
+                                 client_ip: str) -> str:
+        """"allow", "deny" or "shadow_ban"."""
+        if not self.has_modules:
+            return "allow"
+        return await self.spam_checker.check_registration_for_spam(
+            email, username, [("", client_ip)], None)

@@ -9,7 +9,15 @@ with ``api.register_spam_checker_callbacks(...)``, Synapse's names:
   room_id, sender, content, state_key);
 - ``user_may_join_room(user_id, room_id, is_invited)``;
 - ``user_may_invite(inviter, invitee, room_id)``;
-- ``user_may_create_room(user_id)``.
+- ``user_may_create_room(user_id)``;
+- ``check_registration_for_spam(email_threepid, username, request_info,
+  auth_provider_id)``: ``"allow"``, ``"deny"`` (403) or ``"shadow_ban"``
+  (the account is made and shadow-banned), or Synapse's
+  ``RegistrationBehaviour`` (its ``.value``); ``request_info`` is
+  ``[(user_agent, ip)]`` (our user agent is empty);
+- ``check_media_file_for_spam(data: bytes, file_info: dict)``: an upload's
+  bytes and ``media_type``, ``upload_name``, ``user_id`` (Synapse hands a
+  file wrapper and its FileInfo).
 
 A callback may be a plain or an async function. It allows with ``NOT_SPAM``
 (``"NOT_SPAM"``), None, or (as Synapse's older interface) False from
@@ -39,7 +47,9 @@ logger = logging.getLogger(__name__)
 
 NOT_SPAM = "NOT_SPAM"
 CALLBACKS = ("check_event_for_spam", "user_may_join_room", "user_may_invite",
-             "user_may_create_room")
+             "user_may_create_room", "check_registration_for_spam",
+             "check_media_file_for_spam")
+REGISTRATION_VERDICTS = ("allow", "deny", "shadow_ban")
 
 
 class ModuleConfigError(Exception):
@@ -153,3 +163,36 @@ class SpamChecker:
 
     async def user_may_create_room(self, user_id: str) -> None:
         await self._run("user_may_create_room", True, user_id)
+
+    async def check_media_file_for_spam(self, data: bytes, file_info: dict[str, Any]) -> None:
+        await self._run("check_media_file_for_spam", False, data, file_info)
+
+    async def check_registration_for_spam(self, email_threepid: dict[str, Any] | None,
+                                          username: str | None,
+                                          request_info: list[tuple[str, str]],
+                                          auth_provider_id: str | None) -> str:
+        """"allow", "deny" or "shadow_ban": the first module not allowing wins."""
+        for module in self._modules:
+            fn = module.callbacks.get("check_registration_for_spam")
+            if fn is None:
+                continue
+            try:
+                result = fn(email_threepid, username, request_info, auth_provider_id)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                logger.exception("spam checker %s.check_registration_for_spam failed",
+                                 module.module)
+                if module.fail_closed:
+                    return "deny"
+                continue
+            verdict = str(getattr(result, "value", result)).lower()
+            if verdict not in REGISTRATION_VERDICTS:
+                logger.warning("spam checker %s answered %r to a registration; taken as deny",
+                               module.module, result)
+                verdict = "deny"
+            if verdict != "allow":
+                logger.info("spam checker %s: registration of %s: %s", module.module,
+                            username, verdict)
+                return verdict
+        return "allow"

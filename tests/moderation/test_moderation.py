@@ -9,6 +9,8 @@ from typing import Any
 import pytest_twisted
 from twisted.internet.task import Clock
 
+from homeserver.moderation.spam_checker import NOT_SPAM
+from tests.api.test_register import register_with_dummy
 from tests.harness import Client
 from tests.helpers import create_room, join, q, send
 
@@ -25,6 +27,25 @@ class Exploding:
 
     async def check(self, *args: Any) -> Any:
         raise RuntimeError("the module is broken")
+
+
+class Gatekeeper:
+    """Denies registrations of spammer*, shadow-bans shady*, refuses uploads
+    that carry a marker."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(
+            check_registration_for_spam=self.registration,
+            check_media_file_for_spam=self.media)
+
+    async def registration(self, email: Any, username: str | None, request_info: Any,
+                           auth_provider_id: Any) -> str:
+        name = username or ""
+        return "deny" if name.startswith("spammer") else \
+            "shadow_ban" if name.startswith("shady") else "allow"
+
+    def media(self, data: bytes, file_info: dict[str, Any]) -> Any:
+        return "M_FORBIDDEN" if b"MALWARE" in data else NOT_SPAM
 
 
 async def _bodies(client: Client, room_id: str) -> list[Any]:
@@ -157,3 +178,28 @@ async def test_a_failing_module_lets_events_through_unless_fail_closed(
     bob = await closed_server.register("bob")
     refused = await bob.post(f"{CLIENT}/createRoom", {})
     assert (refused.code, refused.body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+@pytest_twisted.ensureDeferred
+async def test_modules_check_registrations_and_uploads(make_server: Any) -> None:
+    server = await make_server(modules=[{"module": f"{__name__}.Gatekeeper"}])
+    admin = await server.register("admin", admin=True)
+    anonymous = server.client()
+
+    denied = await register_with_dummy(anonymous, "spammer1")
+    shady = await register_with_dummy(anonymous, "shady1")
+    fine = await register_with_dummy(anonymous, "fine1")
+
+    assert (denied.code, denied.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert shady.code == 200 and fine.code == 200
+    details = await admin.get(f"/_synapse/admin/v2/users/{q(shady.body['user_id'])}")
+    assert details.body["shadow_banned"] is True
+    fine_details = await admin.get(f"/_synapse/admin/v2/users/{q(fine.body['user_id'])}")
+    assert fine_details.body["shadow_banned"] is False
+    user = server.client(fine.body["access_token"])
+    bad = await user.post("/_matrix/media/v3/upload", raw=b"xx MALWARE xx",
+                          headers={"Content-Type": "application/octet-stream"})
+    good = await user.post("/_matrix/media/v3/upload", raw=b"hello",
+                           headers={"Content-Type": "text/plain"})
+    assert (bad.code, bad.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert good.code == 200
