@@ -221,6 +221,9 @@ SCHEMA: dict[str, Key] = {
         "max_mentions": Key("int", minimum=0),
         "room_rules": Key("bool", True, nullable=False),
     }),
+    # moderation policy lists followed (docs/moderation.md): room IDs whose
+    # m.policy.rule.user|room|server bans apply to this server's users and rooms
+    "policy_rooms": Key("list", item=Key("str", nullable=False), default=[]),
     # spam checker modules, as Synapse's modules: key (docs/moderation.md):
     # [{module: package.Class, config: {...}, fail_closed: false}]
     "modules": Key("list", item=Key("map", children=None), default=[]),

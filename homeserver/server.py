@@ -152,10 +152,13 @@ class HomeServer:
         self.ratelimiters["message"].overrides = self.user_moderation.ratelimit_override
         # the content filter and spam checker modules (moderation/)
         from homeserver.moderation.gate import ModerationGate
+        from homeserver.moderation.policy_lists import PolicyLists
         from homeserver.moderation.spam_checker import SpamChecker
+        self.policy_lists = PolicyLists(self.stores, config.policy_rooms)
         self.moderation_gate = ModerationGate(
             self.stores, config.content_filter, SpamChecker(config.server_name, config.modules,
-                                                    self.stores.users, self.clock))
+                                                    self.stores.users, self.clock),
+            self.policy_lists, config.server_name)
         self.admin_users = AdminUsers(self.ctx, self.stores, self.account_management,
                                       self.registrations, self.threepids, self.membership)
         self.room_reader = RoomReader(self.ctx, self.stores,
@@ -388,6 +391,8 @@ class HomeServer:
         hub.subscribe(self.presence.on_commit)
         # a room that stops allowing guests: its local guests leave
         hub.subscribe(self.membership.on_commit)
+        # a rule arriving in a policy room counts from the next check
+        hub.subscribe(self.policy_lists.on_commit)
         # a leave may end the last room shared with a remote user: their
         # device list copy goes (e2e/keys.py)
         hub.subscribe(self.e2e_keys.on_commit)

@@ -7,6 +7,8 @@ modules.
   or lets the message through and has it redacted at once by its sender
   (``action: redact``: members see that a message was removed, and why).
   Then ``check_event_for_spam`` of every module, for every event type.
+- policy lists (``policy_lists.py``): a banned user may not send, join,
+  invite or be invited, a banned room may not be joined;
 - ``check_join``, ``check_invite``, ``check_create_room``: the modules'
   ``user_may_*``; ``check_media`` and ``check_registration`` their
   ``check_media_file_for_spam`` and ``check_registration_for_spam``.
@@ -24,6 +26,7 @@ from homeserver.errors import Codes, MatrixError
 from homeserver.moderation.content_filter import ROOM_RULES_EVENT, ContentFilter, room_words
 
 if TYPE_CHECKING:
+    from homeserver.moderation.policy_lists import PolicyLists
     from homeserver.moderation.spam_checker import SpamChecker
     from homeserver.storage import Stores
 
@@ -33,8 +36,11 @@ REDACT = "redact"
 
 class ModerationGate:
     def __init__(self, stores: "Stores", config: dict[str, Any],
-                 spam_checker: "SpamChecker") -> None:
+                 spam_checker: "SpamChecker", policy: "PolicyLists | None" = None,
+                 hostname: str = "") -> None:
         self.stores = stores
+        self.policy = policy
+        self.hostname = hostname
         self.filter_on = bool(config.get("enabled"))
         self.filter = ContentFilter.from_config(config)
         self.action = config.get("action") or "reject"
@@ -43,9 +49,15 @@ class ModerationGate:
 
     @property
     def has_modules(self) -> bool:
-        """Whether any module checks anything (else the callers skip the reads
-        a check needs)."""
-        return self.spam_checker.active
+        """Whether any module or policy list checks anything (else the callers
+        skip the reads a check needs)."""
+        return self.spam_checker.active or (self.policy is not None and self.policy.active)
+
+    async def _check_policy_user(self, user_id: str) -> None:
+        if self.policy is not None:
+            reason = await self.policy.banned_user(user_id)
+            if reason is not None:
+                raise MatrixError(403, Codes.FORBIDDEN, f"{user_id} is banned: {reason}")
 
     async def _room_words(self, room_id: str) -> frozenset[str]:
         if not self.room_rules:
@@ -64,6 +76,7 @@ class ModerationGate:
     async def check_message(self, user_id: str, room_id: str, event_type: str,
                             content: dict[str, Any], state_key: str | None = None) -> str:
         """ALLOW or REDACT; raises 403 for a refusal."""
+        await self._check_policy_user(user_id)
         verdict = ALLOW
         if self.filter_on and state_key is None and event_type == "m.room.message":
             reason = self.filter.check(content, await self._room_words(room_id))
@@ -79,9 +92,16 @@ class ModerationGate:
         return verdict
 
     async def check_join(self, user_id: str, room_id: str, is_invited: bool) -> None:
+        await self._check_policy_user(user_id)
+        if self.policy is not None:
+            reason = await self.policy.banned_room(room_id)
+            if reason is not None:
+                raise MatrixError(403, Codes.FORBIDDEN, f"This room is banned: {reason}")
         await self.spam_checker.user_may_join_room(user_id, room_id, is_invited)
 
     async def check_invite(self, inviter: str, invitee: str, room_id: str) -> None:
+        await self._check_policy_user(inviter)
+        await self._check_policy_user(invitee)
         await self.spam_checker.user_may_invite(inviter, invitee, room_id)
 
     async def check_create_room(self, user_id: str) -> None:
@@ -99,5 +119,8 @@ class ModerationGate:
         """"allow", "deny" or "shadow_ban"."""
         if not self.has_modules:
             return "allow"
+        if username is not None and self.policy is not None and \
+                await self.policy.banned_user(f"@{username}:{self.hostname}") is not None:
+            return "deny"
         return await self.spam_checker.check_registration_for_spam(
             email, username, [("", client_ip)], None)

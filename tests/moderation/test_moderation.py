@@ -203,3 +203,48 @@ async def test_modules_check_registrations_and_uploads(make_server: Any) -> None
                            headers={"Content-Type": "text/plain"})
     assert (bad.code, bad.body["errcode"]) == (403, "M_FORBIDDEN")
     assert good.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_policy_list_bans_apply_when_the_rule_arrives(make_server: Any) -> None:
+    server = await make_server(policy_rooms=["#bans:test.local"])
+    mod = await server.register("mod")
+    alice = await server.register("alice")
+    spammer = await server.register("spammer")
+    policy = await create_room(mod, room_alias_name="bans")
+    room = await create_room(alice, preset="public_chat",
+                             power_level_content_override={"invite": 0})
+    await join(spammer, room)
+    assert (await send(spammer, room, _text("hi"), "t1")).code == 200
+
+    rule = await mod.put(f"{CLIENT}/rooms/{q(policy)}/state/m.policy.rule.user/r1", {
+        "entity": "@spam*:test.local", "recommendation": "m.ban", "reason": "spam"})
+    assert rule.code == 200, rule.body
+
+    refused = await send(spammer, room, _text("buy now"), "t2")
+    assert (refused.code, refused.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert "spam" in refused.body["error"]
+    invite = await alice.post(f"{CLIENT}/rooms/{q(room)}/invite",
+                              {"user_id": spammer.user_id})
+    assert invite.code == 403
+    # a server rule and a room rule
+    await mod.put(f"{CLIENT}/rooms/{q(policy)}/state/m.policy.rule.server/r2",
+                  {"entity": "*.bad.example", "recommendation": "m.ban"})
+    remote = await alice.post(f"{CLIENT}/rooms/{q(room)}/invite",
+                              {"user_id": "@x:chat.bad.example"})
+    assert (remote.code, remote.body["errcode"]) == (403, "M_FORBIDDEN")
+    bad_room = await create_room(alice, preset="public_chat")
+    await mod.put(f"{CLIENT}/rooms/{q(policy)}/state/m.policy.rule.room/r3",
+                  {"entity": bad_room, "recommendation": "m.ban"})
+    carol = await server.register("carol")
+    joined = await carol.post(f"{CLIENT}/rooms/{q(bad_room)}/join", {})
+    assert (joined.code, joined.body["errcode"]) == (403, "M_FORBIDDEN")
+    # a rule removed (empty content) no longer applies
+    await mod.put(f"{CLIENT}/rooms/{q(policy)}/state/m.policy.rule.user/r1", {})
+    assert (await send(spammer, room, _text("sorry"), "t3")).code == 200
+    denied = await register_with_dummy(server.client(), "spammy")
+    assert denied.code == 200  # no user rule left
+    await mod.put(f"{CLIENT}/rooms/{q(policy)}/state/m.policy.rule.user/r4",
+                  {"entity": "@spammy2:test.local", "recommendation": "m.ban"})
+    blocked = await register_with_dummy(server.client(), "spammy2")
+    assert (blocked.code, blocked.body["errcode"]) == (403, "M_FORBIDDEN")
