@@ -282,6 +282,7 @@ class HomeServer:
         built before the other existed."""
         # rooms
         self.membership.user_moderation = self.user_moderation
+        self.typing.user_moderation = self.user_moderation
         self.membership.gate = self.moderation_gate
         self.room_creation.gate = self.moderation_gate
         self.registrations.gate = self.moderation_gate

@@ -9,8 +9,9 @@ start; the admin API changes both together.
 A shadow-banned user's requests seem to succeed and reach nobody, as on
 Synapse: a message or state event is answered with an event ID that names
 nothing and is never stored (``rooms/sending.py``), an invite with 200 and
-no invite (``rooms/membership.py``), so room creation drops its invites;
-joins and leaves go through. Synapse also sleeps a random 1-10 s before
+no invite (``rooms/membership.py``), so room creation drops its invites,
+typing with 200 and no notification (``edu/typing.py``); joins and leaves
+go through. Synapse also sleeps a random 1-10 s before
 answering; we do not hold the request.
 """
 

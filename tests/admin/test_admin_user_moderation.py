@@ -55,6 +55,14 @@ async def test_a_shadow_banned_users_sends_and_invites_seem_to_work_and_reach_no
     assert carol_sync.body.get("rooms", {}).get("invite", {}) == {}
     state = await alice.get(f"{CLIENT}/rooms/{q(room)}/state/m.room.topic")
     assert state.code == 404
+    typing = await bob.put(f"{CLIENT}/rooms/{q(room)}/typing/{q(bob.user_id)}",
+                           {"typing": True, "timeout": 30000})
+    assert typing.code == 200
+    await alice.put(f"{CLIENT}/rooms/{q(room)}/typing/{q(alice.user_id)}",
+                    {"typing": True, "timeout": 30000})
+    ephemeral = (await alice.get(f"{CLIENT}/sync")).body["rooms"]["join"][room]["ephemeral"]
+    typers = [e["content"]["user_ids"] for e in ephemeral["events"] if e["type"] == "m.typing"]
+    assert typers == [[alice.user_id]]
 
     lifted = await admin.delete(f"{V1}/users/{q(bob.user_id)}/shadow_ban")
 
