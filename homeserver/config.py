@@ -302,6 +302,39 @@ SCHEMA: dict[str, Key] = {
         "search_all_users": Key("bool", False, nullable=False),
         "prefer_local_users": Key("bool", False, nullable=False),
     }),
+    # -- administration --
+    # server notices (Synapse's keys): POST /_synapse/admin/v1/send_server_notice
+    # sends as @<system_mxid_localpart> into a room of its own with each user;
+    # no localpart: notices are off
+    "server_notices": Key("map", children={
+        "system_mxid_localpart": Key("str"),
+        "system_mxid_display_name": Key("str"),
+        "system_mxid_avatar_url": Key("str"),
+        "room_name": Key("str", "Server Notices"),
+        "room_avatar_url": Key("str"),
+        "room_topic": Key("str"),
+        "auto_join": Key("bool", False, nullable=False),
+    }),
+    # the content filter (docs/moderation.md): local users' messages with these
+    # words (whole words, any case), matching these regular expressions, or
+    # with more links or mentions than allowed are refused (action: reject,
+    # 403 with the reason) or sent and redacted at once (action: redact);
+    # room_rules: rooms add words with an org.homeserver.content_filter state event
+    "content_filter": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+        "words": Key("list", item=Key("str", nullable=False), default=[]),
+        "patterns": Key("list", item=Key("str", nullable=False), default=[]),
+        "action": Key("str", "reject", nullable=False, choices=("reject", "redact")),
+        "max_links": Key("int", minimum=0),
+        "max_mentions": Key("int", minimum=0),
+        "room_rules": Key("bool", True, nullable=False),
+    }),
+    # moderation policy lists followed (docs/moderation.md): room IDs whose
+    # m.policy.rule.user|room|server bans apply to this server's users and rooms
+    "policy_rooms": Key("list", item=Key("str", nullable=False), default=[]),
+    # spam checker modules, as Synapse's modules: key (docs/moderation.md):
+    # [{module: package.Class, config: {...}, fail_closed: false}]
+    "modules": Key("list", item=Key("map", children=None), default=[]),
     # -- voip --
     # TURN servers handed to clients by /voip/turnServer (Synapse's names);
     # credentials follow the TURN REST scheme with the shared secret
@@ -601,6 +634,12 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
     # the identity providers, checked and with their templates compiled
     from homeserver.accounts.sso_config import load_sso_config
     sso_config = load_sso_config(raw, config_dir)
+    for i, pattern in enumerate(raw["content_filter"]["patterns"]):
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"content_filter.patterns[{i}]: not a regular expression: "
+                              f"{e}") from None
     listeners = []
     for lst in raw["listeners"]:
         names = [n for r in lst["resources"] for n in r["names"]]

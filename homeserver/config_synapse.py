@@ -71,7 +71,6 @@ REFUSED: dict[str, Refusal] = {
     "federation_client_minimum_tls_version": (
         lambda v: v is not None and str(v) not in ("1", "1.0"),
         "outgoing federation would accept older TLS versions than you allow"),
-    "modules": (_set, "the modules (spam checkers, third-party rules) would not run"),
     "prevent_media_downloads_from": (_set, "media from those servers would be downloaded"),
     "url_preview_url_blacklist": (_set, "URLs you block would be previewed"),
     "push": (lambda v: isinstance(v, dict) and v.get("include_content") is False,
@@ -117,7 +116,7 @@ IGNORED: frozenset[str] = frozenset({
     "metrics_flags", "report_stats_endpoint", "room_prejoin_state", "track_puppeted_user_ips",
     "track_appservice_user_ips", "macaroon_secret_key",
     "macaroon_secret_key_path", "form_secret", "form_secret_path",
-    "key_server_signing_keys_path", "stats", "server_notices",
+    "key_server_signing_keys_path", "stats",
     "enable_room_list_search", "forget_rooms_on_leave", "exclude_rooms_from_sync",
     "exclude_rooms_from_presence", "opentracing", "worker_replication_secret",
     "worker_replication_secret_path", "start_pushers", "pusher_instances", "send_federation",

@@ -163,6 +163,20 @@ class HomeServer:
         # rooms
         self.event_creator = EventCreator(self.ctx, self.stores, self.notifier)
         self.membership = MembershipHandler(self.ctx, self.stores, self.event_creator)
+        # shadow-bans and rate-limit overrides (admin API), asked per request
+        from homeserver.admin.user_moderation import UserModeration
+        from homeserver.storage.user_moderation import UserModerationStore
+        self.user_moderation = UserModeration(self.ctx, self.stores, UserModerationStore(self.db))
+        self.ratelimiters["message"].overrides = self.user_moderation.ratelimit_override
+        # the content filter and spam checker modules (moderation/)
+        from homeserver.moderation.gate import ModerationGate
+        from homeserver.moderation.policy_lists import PolicyLists
+        from homeserver.moderation.spam_checker import SpamChecker
+        self.policy_lists = PolicyLists(self.stores, config.policy_rooms)
+        self.moderation_gate = ModerationGate(
+            self.stores, config.content_filter, SpamChecker(config.server_name, config.modules,
+                                                    self.stores.users, self.clock),
+            self.policy_lists, config.server_name)
         self.admin_users = AdminUsers(self.ctx, self.stores, self.account_management,
                                       self.registrations, self.threepids, self.membership)
         self.room_reader = RoomReader(self.ctx, self.stores,
@@ -174,7 +188,8 @@ class HomeServer:
         self.room_upgrader = RoomUpgrader(self.ctx, self.stores, self.event_creator,
                                           self.membership, self.room_creation)
         self.room_sender = RoomSender(self.stores, self.event_creator, self.room_directory,
-                                      self.ratelimiters["message"])
+                                      self.ratelimiters["message"], self.user_moderation,
+                                      self.moderation_gate)
         self.admin_rooms = AdminRooms(self.ctx, self.stores, self.room_reader)
         self.room_deleter = RoomDeleter(self.ctx, self.stores, self.membership,
                                         self.room_creation, self.event_creator)
@@ -288,6 +303,13 @@ class HomeServer:
         """The back-references of services that need each other: each was
         built before the other existed."""
         # rooms
+        self.membership.user_moderation = self.user_moderation
+        self.typing.user_moderation = self.user_moderation
+        self.membership.gate = self.moderation_gate
+        self.room_creation.gate = self.moderation_gate
+        self.registrations.gate = self.moderation_gate
+        self.registrations.user_moderation = self.user_moderation
+        self.media_repository.gate = self.moderation_gate
         self.event_creator.typing = self.typing
         self.event_creator.presence = self.presence
         self.event_creator.federation_membership = self.federation_membership
@@ -346,6 +368,7 @@ class HomeServer:
         await threads.deferToThreadPool(self.reactor, self.db._pool,
                                         prepare_database_blocking, self.db)
         await self.stores.auth_chains.ensure_indexed()
+        await self.user_moderation.load()
         position = await current_stream_id(self.db)
         self.db.stream_tracker.reset(position)
         self.recent.restart(position, await self.stores.to_device.get_devices_with_messages())
@@ -396,6 +419,8 @@ class HomeServer:
         hub.subscribe(self.presence.on_commit)
         # a room that stops allowing guests: its local guests leave
         hub.subscribe(self.membership.on_commit)
+        # a rule arriving in a policy room counts from the next check
+        hub.subscribe(self.policy_lists.on_commit)
         # a leave may end the last room shared with a remote user: their
         # device list copy goes (e2e/keys.py)
         hub.subscribe(self.e2e_keys.on_commit)
@@ -536,6 +561,7 @@ class HomeServer:
             self.event_expirer.stop()
         self.delayed_events.stop()
         await self.appservice_scheduler.stop()
+        await self.media_repository.stop()
         for proto in list(self._connections):
             # Twisted's HTTP protocol is a wrapper: the transport is its channel's
             transport = getattr(proto, "transport", None) or getattr(

@@ -1,4 +1,5 @@
-"""The initial_sync, join, appservice and sliding_sync scenarios still run: each tiny, on both engines.
+"""The initial_sync, join, appservice and sliding_sync scenarios still run: each
+tiny, on both engines.
 
 Nothing here is timed (figures are for bench/README.md). What is checked is
 what a run must get right to mean anything: it finishes, every initial sync

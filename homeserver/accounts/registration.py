@@ -58,10 +58,12 @@ from homeserver.storage.users import UserExists, UserStore
 
 if TYPE_CHECKING:
     from homeserver.accounts.uia import UiAuth
+    from homeserver.admin.user_moderation import UserModeration
     from homeserver.config import Config
     from homeserver.context import ServerContext
     from homeserver.http.ratelimit import Ratelimiter
     from homeserver.identity.threepids import Threepids
+    from homeserver.moderation.gate import ModerationGate
     from homeserver.storage.database import Database
     from homeserver.storage.tokens import TokenStore
 
@@ -185,6 +187,10 @@ class Registrations:
         self.ui_auth = ui_auth
         # rc_registration, taken once the flow is complete
         self.limiter = limiter
+        # spam checker modules' check_registration_for_spam, and shadow-bans
+        # for what they answer: set by HomeServer._wire_late
+        self.gate: "ModerationGate | None" = None
+        self.user_moderation: "UserModeration | None" = None
 
     def flows(self) -> list[list[str]]:
         config = self.ctx.config
@@ -323,11 +329,18 @@ class Registrations:
                 "upgrade_guest", _upgrade_guest_txn, self.ctx.config, self.ctx.now_ms(),
                 upgrading, password_hash, reg.login, result.session_id,
                 result.server_data.get(CLAIMED_TOKEN))
+        email = result.completed.get(EMAIL_IDENTITY)
+        verdict = "allow" if self.gate is None else await self.gate.check_registration(
+            email if isinstance(email, dict) else None, reg.username, client_ip)
+        if verdict == "deny":
+            raise MatrixError(403, Codes.FORBIDDEN, "Registration has been denied")
         registered = await self.create_account(
             NewAccount(reg.username, password_hash), reg.login,
             uia_session_id=result.session_id,
             registration_token=result.server_data.get(CLAIMED_TOKEN))
-        email = result.completed.get(EMAIL_IDENTITY)
+        if verdict == "shadow_ban" and self.user_moderation is not None:
+            await self.user_moderation.set_shadow_banned("spam-checker", registered.user_id,
+                                                         True)
         if isinstance(email, dict) and self.threepids is not None:
             await self.threepids.add_validated(registered.user_id, email["medium"],
                                                email["address"], email["validated_at"])

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from homeserver.errors import forbidden
 
 if TYPE_CHECKING:
+    from homeserver.admin.user_moderation import UserModeration
     from homeserver.appservice.scheduler import AppServiceScheduler
     from homeserver.context import ServerContext
     from homeserver.federation.edus import EduHandler
@@ -58,6 +59,8 @@ class TypingManager:
     # application services with receive_ephemeral hear of changes: set by
     # HomeServer._wire_late (None: no services)
     app_services: "AppServiceScheduler | None" = None
+    # a shadow-banned user's typing reaches nobody: set by HomeServer._wire_late
+    user_moderation: "UserModeration | None" = None
 
     def __init__(self, ctx: "ServerContext", rooms: "RoomStore", notifier: "Notifier") -> None:
         self.ctx = ctx
@@ -79,6 +82,8 @@ class TypingManager:
 
         Raises 403 M_FORBIDDEN unless the user is joined to the room.
         """
+        if self.user_moderation is not None and self.user_moderation.is_shadow_banned(user_id):
+            return  # seems to succeed (admin/user_moderation.py)
         room = await self.rooms.get_room(room_id)
         membership = (await self.rooms.get_membership(user_id, room.room_nid)
                       if room is not None else None)

@@ -24,6 +24,11 @@ Design:
   is on is marked ``authenticated`` and the legacy unauthenticated
   endpoints answer 404 for it; media from before the switch stays reachable
   there, as Synapse does.
+- Quarantined media (the admin API, ``admin/media.py``) answers 404 to every
+  download and thumbnail, local or federation, as if it were not there.
+  Each download or thumbnail notes the media's last access in memory; the
+  times are written in one batch every ``ACCESS_FLUSH_S`` (deleting old media
+  and purging the remote cache go by them).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from homeserver.storage.media import LocalMedia, MediaStore, RemoteMedia, Thumbn
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.media.remote import RemoteMediaFetcher
+    from homeserver.moderation.gate import ModerationGate
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +67,7 @@ SERVER_NAME_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]{1,255})(:\d{1,5
 DEFAULT_TIMEOUT_MS = 20_000
 MAX_TIMEOUT_MS = 120_000
 _ALPHABET = string.ascii_letters
+ACCESS_FLUSH_S = 10.0
 
 
 def not_found() -> MatrixError:
@@ -97,6 +104,39 @@ class MediaRepository:
         self._upload_waiters: dict[str, list[defer.Deferred[None]]] = {}
         # remote media being fetched -> the requests waiting for it
         self._fetching: dict[tuple[str, str], list[defer.Deferred[RemoteMedia]]] = {}
+        # last accesses not written yet: local media ID / (origin, media ID) -> ms
+        self._accessed_local: dict[str, int] = {}
+        self._accessed_remote: dict[tuple[str, str], int] = {}
+        self._access_timer: Any = None
+        # spam checker modules' check_media_file_for_spam: set by HomeServer._wire_late
+        self.gate: "ModerationGate | None" = None
+
+    # -- access times --
+
+    def _note_access(self, origin: str, media_id: str) -> None:
+        now = self.ctx.now_ms()
+        if origin:
+            self._accessed_remote[(origin, media_id)] = now
+        else:
+            self._accessed_local[media_id] = now
+        if self._access_timer is None:
+            self._access_timer = self.ctx.clock.callLater(
+                ACCESS_FLUSH_S, lambda: self.ctx.run_in_background(self.flush_access_times()))
+
+    async def flush_access_times(self) -> None:
+        """Write the noted access times now (the admin API calls it before
+        it selects media by age)."""
+        if self._access_timer is not None and self._access_timer.active():
+            self._access_timer.cancel()
+        self._access_timer = None
+        local, remote = self._accessed_local, self._accessed_remote
+        if not local and not remote:
+            return
+        self._accessed_local, self._accessed_remote = {}, {}
+        await self.store.record_access(local, remote)
+
+    async def stop(self) -> None:
+        await self.flush_access_times()
 
     # -- paths (from validated IDs only) --
 
@@ -121,6 +161,23 @@ class MediaRepository:
     def new_media_id() -> str:
         return "".join(secrets.choice(_ALPHABET) for _ in range(24))
 
+    # -- deletion (the admin API's; the database rows go first) --
+
+    async def delete_local_files(self, media_id: str) -> None:
+        """Remove a local file and its thumbnails from the local store (as on
+        Synapse, copies in other storage providers stay)."""
+        if not MEDIA_ID_RE.fullmatch(media_id):
+            return
+        await self.storage.local.delete(self._local_path(media_id))
+        await self.storage.local.delete(os.path.join("local_thumbnails", self._split(media_id)))
+
+    async def delete_remote_files(self, origin: str, file_id: str) -> None:
+        if not MEDIA_ID_RE.fullmatch(file_id):
+            return
+        await self.storage.local.delete(self._remote_path(origin, file_id))
+        await self.storage.local.delete(os.path.join(
+            "remote_thumbnails", origin.replace(":", "_"), self._split(file_id)))
+
     # -- uploads --
 
     def check_size(self, data: bytes) -> None:
@@ -132,6 +189,8 @@ class MediaRepository:
                      upload_name: str | None) -> str:
         """Store a new file; its ``mxc://`` URI."""
         self.check_size(data)
+        if self.gate is not None:
+            await self.gate.check_media(user_id, data, media_type, upload_name)
         media_id = self.new_media_id()
         await self.storage.store(self._local_path(media_id), data)
         now = self.ctx.now_ms()
@@ -169,6 +228,8 @@ class MediaRepository:
         if media.expires_ts is not None and media.expires_ts <= self.ctx.now_ms():
             raise not_found()
         self.check_size(data)
+        if self.gate is not None:
+            await self.gate.check_media(user_id, data, media_type, upload_name)
         await self.storage.store(self._local_path(media_id), data)
         done = await self.store.complete_local_media(media_id, self.ctx.now_ms(), media_type,
                                                      len(data), upload_name,
@@ -257,9 +318,10 @@ class MediaRepository:
             raise not_found()
         if server_name == self.ctx.hostname:
             media = await self._local_media(media_id, timeout_ms)
-            if legacy and media.authenticated:
+            if (legacy and media.authenticated) or media.quarantined_by is not None:
                 raise not_found()
             assert media.media_type is not None
+            self._note_access("", media_id)
             return ("", media_id, self._local_path(media_id), media.media_type,
                     media.upload_name)
         remote = await self.store.get_remote_media(server_name, media_id)
@@ -270,8 +332,9 @@ class MediaRepository:
                 # new remote media is reachable only through the authenticated API
                 raise not_found()
             remote = await self._fetch_remote(server_name, media_id, timeout_ms)
-        if legacy and remote.authenticated:
+        if (legacy and remote.authenticated) or remote.quarantined_by is not None:
             raise not_found()
+        self._note_access(server_name, media_id)
         return (server_name, remote.file_id, self._remote_path(server_name, remote.file_id),
                 remote.media_type, remote.upload_name)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 from typing import Any, Protocol
 
@@ -91,6 +92,20 @@ class LocalStorageProvider:
                 return None
         return await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
                                                read)
+
+
+    async def delete(self, path: str) -> None:
+        """Remove a file, or a directory and everything under it; nothing
+        there is fine."""
+        full = self._full(path)
+
+        def remove() -> None:
+            if os.path.isdir(full):
+                shutil.rmtree(full, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(full)
+        await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), remove)
 
 
 def _make_private_dirs(base_dir: str, path: str) -> None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from homeserver.events.room_versions import RoomVersion
 
 if TYPE_CHECKING:
+    from homeserver.moderation.gate import ModerationGate
     from homeserver.rooms.creator import EventCreator
     from homeserver.rooms.directory import RoomDirectory
     from homeserver.rooms.membership import MembershipHandler
@@ -129,6 +130,8 @@ class RoomCreation:
 
     # built after this and needing federation: set by HomeServer._wire_late
     third_party_invites: "ThirdPartyInvites"
+    # spam checker modules' user_may_create_room: set by HomeServer._wire_late
+    gate: "ModerationGate | None" = None
 
     def __init__(self, event_creator: "EventCreator", membership: "MembershipHandler",
                  directory: "RoomDirectory") -> None:
@@ -141,6 +144,8 @@ class RoomCreation:
                           room_id: str | None = None) -> str:
         """Create the room and send its initial events; returns the room ID
         (``room_id`` if given: an ID chosen beforehand, up to v11)."""
+        if self.gate is not None:
+            await self.gate.check_create_room(creator)
         for invitee in request.invite:
             # refuse before anything exists rather than leave a half-made room
             await self.membership.check_invitee(invitee)

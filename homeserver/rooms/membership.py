@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from homeserver.admin.user_moderation import fake_event_id
 from homeserver.errors import Codes, MatrixError, forbidden, not_found
 from homeserver.events.identifiers import server_name_of
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
@@ -62,9 +63,11 @@ from homeserver.storage.events import NewEventTxn
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
+    from homeserver.admin.user_moderation import UserModeration
     from homeserver.appservice.handler import AppServiceHandler
     from homeserver.context import ServerContext
     from homeserver.federation.membership import FederationMembership
+    from homeserver.moderation.gate import ModerationGate
     from homeserver.rooms.creator import EventCreator
     from homeserver.storage import Stores
     from homeserver.storage.hub import Committed
@@ -86,6 +89,11 @@ class MembershipHandler:
     # users of application services' namespaces are asked of them: set by
     # HomeServer._wire_late (None: no services)
     app_services: "AppServiceHandler | None" = None
+    # shadow-banned users' invites reach nobody: set by HomeServer._wire_late
+    user_moderation: "UserModeration | None" = None
+    # spam checker modules' user_may_join_room / user_may_invite: set by
+    # HomeServer._wire_late
+    gate: "ModerationGate | None" = None
 
     def __init__(self, ctx: "ServerContext", stores: "Stores",
                  event_creator: "EventCreator") -> None:
@@ -167,6 +175,12 @@ class MembershipHandler:
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")
         extra = {k: v for k, v in (extra_content or {}).items()
                  if k not in _NOT_CLIENT_CONTENT}
+        if self.gate is not None and self.gate.has_modules and membership == "join" \
+                and sender == target:
+            current = None if room is None else await self.stores.rooms.get_membership(
+                target, room.room_nid)
+            await self.gate.check_join(target, room_id,
+                                       current is not None and current.membership == "invite")
         if sender == target and membership in ("join", "knock", "leave") and \
                 await self._needs_remote(room):
             return await self._remote_membership(sender, room_id, room, membership,
@@ -175,6 +189,12 @@ class MembershipHandler:
             raise not_found("Unknown room")
         if membership == "invite":
             await self.check_invitee(target)
+            if self.user_moderation is not None and \
+                    self.user_moderation.is_shadow_banned(sender):
+                # seems to succeed, reaches nobody (admin/user_moderation.py)
+                return fake_event_id()
+            if self.gate is not None and sender != target:
+                await self.gate.check_invite(sender, target, room_id)
         if kick:
             await self._check_kick_target(room, target)
         content: dict[str, Any] = {"membership": membership}

@@ -20,7 +20,7 @@ USER_ORDER_COLUMNS = {
     "admin": "u.admin",
     "user_type": "u.user_type",
     "deactivated": "u.deactivated",
-    "shadow_banned": "0",
+    "shadow_banned": "u.shadow_banned",
     "displayname": "p.displayname",
     "avatar_url": "p.avatar_url",
     "creation_ts": "u.creation_ts",
@@ -54,11 +54,13 @@ class UserRow:
     avatar_url: str | None
     creation_ts: int
     last_seen_ts: int | None
+    shadow_banned: bool = False
 
     def to_admin(self) -> dict[str, Any]:
         return {"name": self.user_id, "user_type": self.user_type, "is_guest": self.is_guest,
                 "admin": self.admin, "deactivated": self.deactivated, "erased": self.erased,
-                "shadow_banned": False, "locked": False, "displayname": self.displayname,
+                "shadow_banned": self.shadow_banned, "locked": False,
+                "displayname": self.displayname,
                 "avatar_url": self.avatar_url, "creation_ts": self.creation_ts,
                 "last_seen_ts": self.last_seen_ts}
 
@@ -73,13 +75,14 @@ _SELECT = (
     "SELECT u.user_id, u.user_type, u.is_guest, u.admin, u.deactivated,"
     " (SELECT 1 FROM erased_users e WHERE e.user_id = u.user_id),"
     " p.displayname, p.avatar_url, u.creation_ts,"
-    " (SELECT MAX(d.last_seen_ts) FROM devices d WHERE d.user_id = u.user_id) AS last_seen_ts"
+    " (SELECT MAX(d.last_seen_ts) FROM devices d WHERE d.user_id = u.user_id) AS last_seen_ts,"
+    " u.shadow_banned"
     " FROM users u LEFT JOIN profiles p ON p.user_id = u.user_id")
 
 
 def _row(r: tuple[Any, ...]) -> UserRow:
     return UserRow(str(r[0]), r[1], bool(r[2]), bool(r[3]), bool(r[4]), r[5] is not None,
-                   r[6], r[7], int(r[8]), None if r[9] is None else int(r[9]))
+                   r[6], r[7], int(r[8]), None if r[9] is None else int(r[9]), bool(r[10]))
 
 
 class AdminUserStore:

@@ -26,6 +26,8 @@ class LocalMedia:
     media_length: int | None
     upload_name: str | None
     authenticated: bool
+    # the admin who quarantined it (migration 0036): never served while set
+    quarantined_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class RemoteMedia:
     upload_name: str | None
     file_id: str
     authenticated: bool
+    quarantined_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ _LOCAL_COLUMNS = ("media_id, user_id, created_ts, expires_ts, uploaded_ts, media
 def _local(row: tuple[object, ...]) -> LocalMedia:
     return LocalMedia(str(row[0]), str(row[1]), int(row[2]),  # type: ignore[call-overload]
                       row[3], row[4], row[5], row[6], row[7],  # type: ignore[arg-type]
-                      bool(row[8]))
+                      bool(row[8]), row[9])  # type: ignore[arg-type]
 
 
 class MediaStore:
@@ -108,7 +111,8 @@ class MediaStore:
 
     async def get_local_media(self, media_id: str) -> LocalMedia | None:
         rows = await self.db.execute(
-            "get_local_media", f"SELECT {_LOCAL_COLUMNS} FROM local_media WHERE media_id = ?",
+            "get_local_media",
+            f"SELECT {_LOCAL_COLUMNS}, quarantined_by FROM local_media WHERE media_id = ?",
             (media_id,))
         return _local(rows[0]) if rows else None
 
@@ -127,13 +131,14 @@ class MediaStore:
         rows = await self.db.execute(
             "get_remote_media",
             "SELECT origin, media_id, created_ts, media_type, media_length, upload_name,"
-            " file_id, authenticated FROM remote_media WHERE origin = ? AND media_id = ?",
+            " file_id, authenticated, quarantined_by FROM remote_media"
+            " WHERE origin = ? AND media_id = ?",
             (origin, media_id))
         if not rows:
             return None
         r = rows[0]
         return RemoteMedia(str(r[0]), str(r[1]), int(r[2]), str(r[3]), int(r[4]),
-                           r[5], str(r[6]), bool(r[7]))  # type: ignore[arg-type]
+                           r[5], str(r[6]), bool(r[7]), r[8])  # type: ignore[arg-type]
 
     # -- thumbnails --
 
@@ -152,3 +157,17 @@ class MediaStore:
             "SELECT width, height, method, media_type, media_length FROM media_thumbnails"
             " WHERE origin = ? AND media_id = ?", (origin, media_id))
         return [Thumbnail(int(r[0]), int(r[1]), str(r[2]), str(r[3]), int(r[4])) for r in rows]
+
+    # -- access times (written in batches by the repository) --
+
+    async def record_access(self, local: dict[str, int],
+                            remote: dict[tuple[str, str], int]) -> None:
+        def txn_fn(txn: Txn) -> None:
+            if local:
+                txn.execute_many("UPDATE local_media SET last_access_ts = ? WHERE media_id = ?",
+                                 [(ts, mid) for mid, ts in local.items()])
+            if remote:
+                txn.execute_many("UPDATE remote_media SET last_access_ts = ?"
+                                 " WHERE origin = ? AND media_id = ?",
+                                 [(ts, o, mid) for (o, mid), ts in remote.items()])
+        await self.db.run_interaction("record_media_access", txn_fn)

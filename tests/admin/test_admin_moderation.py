@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest_twisted
 
 from homeserver.http.router import AUTH_ADMIN, AUTH_NONE
-from synapse_compat.admin import moderation, register, rooms, users
+from synapse_compat.admin import (
+    media,
+    moderation,
+    register,
+    rooms,
+    statistics,
+    user_moderation,
+    users,
+)
 from synapse_compat.admin import server as version_api
 from tests.harness import TestServer
 from tests.helpers import create_room, join, q, send_text
@@ -23,7 +31,8 @@ async def test_every_admin_route_refuses_non_admins(server: TestServer) -> None:
     nothing is changed."""
     bob = await server.register("bob")
     anonymous = server.client()
-    endpoints = [*users.ENDPOINTS, *rooms.ENDPOINTS, *moderation.ENDPOINTS,
+    endpoints = [*users.ENDPOINTS, *rooms.ENDPOINTS, *moderation.ENDPOINTS, *media.ENDPOINTS,
+                 *user_moderation.ENDPOINTS, *statistics.ENDPOINTS,
                  *version_api.ENDPOINTS]
     assert all(e.auth == AUTH_ADMIN for e in endpoints)
     assert all(e.auth == AUTH_NONE for e in register.ENDPOINTS)
@@ -32,7 +41,9 @@ async def test_every_admin_route_refuses_non_admins(server: TestServer) -> None:
         for name, value in (("{userId}", bob.user_id), ("{roomId}", "!r:test.local"),
                             ("{eventId}", "$e"), ("{deviceId}", "D"), ("{deleteId}", "x"),
                             ("{purgeId}", "x"), ("{reportId}", "1"), ("{token}", "t"),
-                            ("{destination}", "other.example")):
+                            ("{destination}", "other.example"),
+                            ("{serverName}", "test.local"), ("{mediaId}", "abc"),
+                            ("{redactId}", "x"), ("{txnId}", "t")):
             path = path.replace(name, q(value))
         assert "{" not in path, path
         body = None if e.method in ("GET",) else {}

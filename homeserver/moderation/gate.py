@@ -1,0 +1,126 @@
+"""The one place the send, membership and room-creation paths ask whether a
+local user's action may go ahead: the content filter, then the spam checker
+modules.
+
+- ``check_message``: a message event (not state) about to be sent. A
+  filter hit answers 403 M_FORBIDDEN with the reason (``action: reject``),
+  or lets the message through and has it redacted at once by its sender
+  (``action: redact``: members see that a message was removed, and why).
+  Then ``check_event_for_spam`` of every module, for every event type.
+- policy lists (``policy_lists.py``): a banned user may not send, join,
+  invite or be invited, a banned room may not be joined;
+- ``check_join``, ``check_invite``, ``check_create_room``: the modules'
+  ``user_may_*``; ``check_media`` and ``check_registration`` their
+  ``check_media_file_for_spam`` and ``check_registration_for_spam``.
+
+Server admins' and the server's own actions pass the filter (notices,
+moderation); modules see everything. Nothing here may break the send path:
+a module's exception is the spam checker's to handle (``spam_checker.py``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from homeserver.errors import Codes, MatrixError
+from homeserver.moderation.content_filter import ROOM_RULES_EVENT, ContentFilter, room_words
+
+if TYPE_CHECKING:
+    from homeserver.moderation.policy_lists import PolicyLists
+    from homeserver.moderation.spam_checker import SpamChecker
+    from homeserver.storage import Stores
+
+ALLOW = "allow"
+REDACT = "redact"
+
+
+class ModerationGate:
+    def __init__(self, stores: "Stores", config: dict[str, Any],
+                 spam_checker: "SpamChecker", policy: "PolicyLists | None" = None,
+                 hostname: str = "") -> None:
+        self.stores = stores
+        self.policy = policy
+        self.hostname = hostname
+        self.filter_on = bool(config.get("enabled"))
+        self.filter = ContentFilter.from_config(config)
+        self.action = config.get("action") or "reject"
+        self.room_rules = bool(config.get("room_rules", True))
+        self.spam_checker = spam_checker
+
+    @property
+    def has_modules(self) -> bool:
+        """Whether any module or policy list checks anything (else the callers
+        skip the reads a check needs)."""
+        return self.spam_checker.active or (self.policy is not None and self.policy.active)
+
+    async def _check_policy_user(self, user_id: str) -> None:
+        if self.policy is not None:
+            reason = await self.policy.banned_user(user_id)
+            if reason is not None:
+                raise MatrixError(403, Codes.FORBIDDEN, f"{user_id} is banned: {reason}")
+
+    async def _room_words(self, room_id: str) -> frozenset[str]:
+        if not self.room_rules:
+            return frozenset()
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            return frozenset()
+        ids = await self.stores.rooms.get_current_state_ids(room.room_nid,
+                                                            [(ROOM_RULES_EVENT, "")])
+        event_id = ids.get((ROOM_RULES_EVENT, ""))
+        if event_id is None:
+            return frozenset()
+        event = await self.stores.events.get_event(event_id)
+        return room_words(event.content if event is not None else None)
+
+    async def check_message(self, user_id: str, room_id: str, event_type: str,
+                            content: dict[str, Any], state_key: str | None = None) -> str:
+        """ALLOW or REDACT; raises 403 for a refusal."""
+        await self._check_policy_user(user_id)
+        verdict = ALLOW
+        if self.filter_on and state_key is None and event_type == "m.room.message":
+            reason = self.filter.check(content, await self._room_words(room_id))
+            if reason is not None:
+                if self.action == "reject":
+                    raise MatrixError(403, Codes.FORBIDDEN, reason)
+                verdict = REDACT
+        event: dict[str, Any] = {"type": event_type, "room_id": room_id, "sender": user_id,
+                                 "content": content}
+        if state_key is not None:
+            event["state_key"] = state_key
+        await self.spam_checker.check_event_for_spam(event)
+        return verdict
+
+    async def check_join(self, user_id: str, room_id: str, is_invited: bool) -> None:
+        await self._check_policy_user(user_id)
+        if self.policy is not None:
+            reason = await self.policy.banned_room(room_id)
+            if reason is not None:
+                raise MatrixError(403, Codes.FORBIDDEN, f"This room is banned: {reason}")
+        await self.spam_checker.user_may_join_room(user_id, room_id, is_invited)
+
+    async def check_invite(self, inviter: str, invitee: str, room_id: str) -> None:
+        await self._check_policy_user(inviter)
+        await self._check_policy_user(invitee)
+        await self.spam_checker.user_may_invite(inviter, invitee, room_id)
+
+    async def check_create_room(self, user_id: str) -> None:
+        await self.spam_checker.user_may_create_room(user_id)
+
+    async def check_media(self, user_id: str, data: bytes, media_type: str,
+                          upload_name: str | None) -> None:
+        if self.has_modules:
+            await self.spam_checker.check_media_file_for_spam(
+                data, {"media_type": media_type, "upload_name": upload_name,
+                       "user_id": user_id})
+
+    async def check_registration(self, email: dict[str, Any] | None, username: str | None,
+                                 client_ip: str) -> str:
+        """"allow", "deny" or "shadow_ban"."""
+        if not self.has_modules:
+            return "allow"
+        if username is not None and self.policy is not None and \
+                await self.policy.banned_user(f"@{username}:{self.hostname}") is not None:
+            return "deny"
+        return await self.spam_checker.check_registration_for_spam(
+            email, username, [("", client_ip)], None)

@@ -1,0 +1,250 @@
+"""The content filter and spam checker modules on a running server, as users
+see them: refusals with reasons, redacted messages, a room's own words, the
+two example modules, and modules that fail (open, or closed when told)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+from twisted.internet.task import Clock
+
+from homeserver.moderation.spam_checker import NOT_SPAM
+from tests.api.test_register import register_with_dummy
+from tests.harness import Client
+from tests.helpers import create_room, join, q, send
+
+CLIENT = "/_matrix/client/v3"
+EXAMPLES = "homeserver.moderation.examples"
+
+
+class Exploding:
+    """A module whose every check raises."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(check_event_for_spam=self.check,
+                                            user_may_create_room=self.check)
+
+    async def check(self, *args: Any) -> Any:
+        raise RuntimeError("the module is broken")
+
+
+class Gatekeeper:
+    """Denies registrations of spammer*, shadow-bans shady*, refuses uploads
+    that carry a marker."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(
+            check_registration_for_spam=self.registration,
+            check_media_file_for_spam=self.media)
+
+    async def registration(self, email: Any, username: str | None, request_info: Any,
+                           auth_provider_id: Any) -> str:
+        name = username or ""
+        return "deny" if name.startswith("spammer") else \
+            "shadow_ban" if name.startswith("shady") else "allow"
+
+    def media(self, data: bytes, file_info: dict[str, Any]) -> Any:
+        return "M_FORBIDDEN" if b"MALWARE" in data else NOT_SPAM
+
+
+async def _bodies(client: Client, room_id: str) -> list[Any]:
+    resp = await client.get(f"{CLIENT}/rooms/{q(room_id)}/messages",
+                            params={"dir": "b", "limit": "50"})
+    assert resp.code == 200, resp.body
+    return [e["content"].get("body") for e in resp.body["chunk"]
+            if e["type"] == "m.room.message"]
+
+
+def _text(body: str) -> dict[str, str]:
+    return {"msgtype": "m.text", "body": body}
+
+
+@pytest_twisted.ensureDeferred
+async def test_filtered_words_are_refused_with_the_reason(make_server: Any) -> None:
+    server = await make_server(content_filter={"enabled": True, "words": ["scam"],
+                                               "max_links": 1})
+    alice = await server.register("alice")
+    room = await create_room(alice)
+
+    refused = await send(alice, room, _text("this is a SCAM"), "t1")
+    links = await send(alice, room, _text("https://a.example https://b.example"), "t2")
+    fine = await send(alice, room, _text("scampi for dinner"), "t3")
+
+    assert (refused.code, refused.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert "word" in refused.body["error"]
+    assert (links.code, links.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert fine.code == 200
+    assert await _bodies(alice, room) == ["scampi for dinner"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_adds_its_own_words_by_state_event(make_server: Any) -> None:
+    server = await make_server(content_filter={"enabled": True})
+    alice = await server.register("alice")
+    room = await create_room(alice)
+    other = await create_room(alice)
+    rules = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/org.homeserver.content_filter",
+                            {"words": ["pineapple"]})
+    assert rules.code == 200, rules.body
+
+    here = await send(alice, room, _text("pineapple pizza"), "t1")
+    there = await send(alice, other, _text("pineapple pizza"), "t2")
+
+    assert here.code == 403
+    assert there.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_redact_action_sends_then_removes_the_message(make_server: Any) -> None:
+    server = await make_server(content_filter={"enabled": True, "words": ["scam"],
+                                               "action": "redact"})
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room = await create_room(alice, preset="public_chat")
+    await join(bob, room)
+
+    sent = await send(alice, room, _text("a scam"), "t1")
+
+    assert sent.code == 200, sent.body
+    event = await bob.get(f"{CLIENT}/rooms/{q(room)}/event/{q(sent.body['event_id'])}")
+    assert event.code == 200
+    assert event.body["content"] == {}
+    assert event.body["unsigned"]["redacted_because"]["content"]["reason"] == \
+        "Removed by the content filter"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_blocked_servers_module(make_server: Any) -> None:
+    server = await make_server(modules=[{
+        "module": f"{EXAMPLES}.blocked_servers.BlockedServers",
+        "config": {"servers": ["spam.example"]}}])
+    alice = await server.register("alice")
+    room = await create_room(alice)
+
+    invite = await alice.post(f"{CLIENT}/rooms/{q(room)}/invite",
+                              {"user_id": "@bot:spam.example"})
+    joined = await alice.post(f"{CLIENT}/join/{q('!room:spam.example')}", {})
+    link = await send(alice, room, _text("see https://www.spam.example/offer"), "t1")
+    other = await send(alice, room, _text("see https://matrix.org"), "t2")
+
+    assert (invite.code, invite.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert (joined.code, joined.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert (link.code, link.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert other.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_new_accounts_module_holds_back_young_accounts(make_server: Any) -> None:
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    server = await make_server(clock=clock, modules=[{
+        "module": f"{EXAMPLES}.new_accounts.NewAccountLimits",
+        "config": {"min_age_ms": 3_600_000, "invites_per_hour": 1}}])
+    old = await server.register("old")
+    clock.advance(7200)
+    young = await server.register("young")
+    carol = await server.register("carol")
+    dave = await server.register("dave")
+
+    refused = await young.post(f"{CLIENT}/createRoom", {})
+    room = await create_room(old, preset="public_chat",
+                             power_level_content_override={"invite": 0})
+    await join(young, room)
+    first = await young.post(f"{CLIENT}/rooms/{q(room)}/invite", {"user_id": carol.user_id})
+    second = await young.post(f"{CLIENT}/rooms/{q(room)}/invite", {"user_id": dave.user_id})
+    link = await send(young, room, _text("https://example.org"), "t1")
+    old_link = await send(old, room, _text("https://example.org"), "t2")
+
+    assert (refused.code, refused.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert first.code == 200
+    assert (second.code, second.body["errcode"]) == (403, "M_LIMIT_EXCEEDED")
+    assert link.code == 403
+    assert old_link.code == 200
+    clock.advance(3600)  # no longer new
+    assert (await young.post(f"{CLIENT}/createRoom", {})).code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_module_lets_events_through_unless_fail_closed(
+        make_server: Any) -> None:
+    module = {"module": f"{__name__}.Exploding"}
+    open_server = await make_server(modules=[module])
+    alice = await open_server.register("alice")
+    room = await create_room(alice)
+    assert (await send(alice, room, _text("hello"), "t1")).code == 200
+
+    closed_server = await make_server(modules=[{**module, "fail_closed": True}])
+    bob = await closed_server.register("bob")
+    refused = await bob.post(f"{CLIENT}/createRoom", {})
+    assert (refused.code, refused.body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+@pytest_twisted.ensureDeferred
+async def test_modules_check_registrations_and_uploads(make_server: Any) -> None:
+    server = await make_server(modules=[{"module": f"{__name__}.Gatekeeper"}])
+    admin = await server.register("admin", admin=True)
+    anonymous = server.client()
+
+    denied = await register_with_dummy(anonymous, "spammer1")
+    shady = await register_with_dummy(anonymous, "shady1")
+    fine = await register_with_dummy(anonymous, "fine1")
+
+    assert (denied.code, denied.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert shady.code == 200 and fine.code == 200
+    details = await admin.get(f"/_synapse/admin/v2/users/{q(shady.body['user_id'])}")
+    assert details.body["shadow_banned"] is True
+    fine_details = await admin.get(f"/_synapse/admin/v2/users/{q(fine.body['user_id'])}")
+    assert fine_details.body["shadow_banned"] is False
+    user = server.client(fine.body["access_token"])
+    bad = await user.post("/_matrix/media/v3/upload", raw=b"xx MALWARE xx",
+                          headers={"Content-Type": "application/octet-stream"})
+    good = await user.post("/_matrix/media/v3/upload", raw=b"hello",
+                           headers={"Content-Type": "text/plain"})
+    assert (bad.code, bad.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert good.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_policy_list_bans_apply_when_the_rule_arrives(make_server: Any) -> None:
+    server = await make_server(policy_rooms=["#bans:test.local"])
+    mod = await server.register("mod")
+    alice = await server.register("alice")
+    spammer = await server.register("spammer")
+    policy = await create_room(mod, room_alias_name="bans")
+    room = await create_room(alice, preset="public_chat",
+                             power_level_content_override={"invite": 0})
+    await join(spammer, room)
+    assert (await send(spammer, room, _text("hi"), "t1")).code == 200
+
+    rule = await mod.put(f"{CLIENT}/rooms/{q(policy)}/state/m.policy.rule.user/r1", {
+        "entity": "@spam*:test.local", "recommendation": "m.ban", "reason": "spam"})
+    assert rule.code == 200, rule.body
+
+    refused = await send(spammer, room, _text("buy now"), "t2")
+    assert (refused.code, refused.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert "spam" in refused.body["error"]
+    invite = await alice.post(f"{CLIENT}/rooms/{q(room)}/invite",
+                              {"user_id": spammer.user_id})
+    assert invite.code == 403
+    # a server rule and a room rule
+    await mod.put(f"{CLIENT}/rooms/{q(policy)}/state/m.policy.rule.server/r2",
+                  {"entity": "*.bad.example", "recommendation": "m.ban"})
+    remote = await alice.post(f"{CLIENT}/rooms/{q(room)}/invite",
+                              {"user_id": "@x:chat.bad.example"})
+    assert (remote.code, remote.body["errcode"]) == (403, "M_FORBIDDEN")
+    bad_room = await create_room(alice, preset="public_chat")
+    await mod.put(f"{CLIENT}/rooms/{q(policy)}/state/m.policy.rule.room/r3",
+                  {"entity": bad_room, "recommendation": "m.ban"})
+    carol = await server.register("carol")
+    joined = await carol.post(f"{CLIENT}/rooms/{q(bad_room)}/join", {})
+    assert (joined.code, joined.body["errcode"]) == (403, "M_FORBIDDEN")
+    # a rule removed (empty content) no longer applies
+    await mod.put(f"{CLIENT}/rooms/{q(policy)}/state/m.policy.rule.user/r1", {})
+    assert (await send(spammer, room, _text("sorry"), "t3")).code == 200
+    denied = await register_with_dummy(server.client(), "spammy")
+    assert denied.code == 200  # no user rule left
+    await mod.put(f"{CLIENT}/rooms/{q(policy)}/state/m.policy.rule.user/r4",
+                  {"entity": "@spammy2:test.local", "recommendation": "m.ban"})
+    blocked = await register_with_dummy(server.client(), "spammy2")
+    assert (blocked.code, blocked.body["errcode"]) == (403, "M_FORBIDDEN")
