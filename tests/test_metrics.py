@@ -118,3 +118,32 @@ async def test_health_answers_ok_on_every_listener(make_server: Any) -> None:
     assert await resp.content() == b"OK"
     client = Client(server.base_url)
     assert (await client.get("/_matrix/client/versions")).code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_grafana_dashboard_reads_only_metrics_we_export(make_server: Any) -> None:
+    """config/grafana-dashboard.json: every metric its queries name is in the
+    scrape, so no panel of an operator's dashboard stays empty."""
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parent.parent / "config" /
+                            "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    named = {m for e in exprs for m in re.findall(r"\b(?:synapse|python|process)_[a-z_]+", e)}
+    assert len(named) >= 10
+    server: TestServer = await make_server(enable_metrics=True, listeners=LISTENERS)
+    alice = await server.register("alice")
+    await send_text(alice, await create_room(alice), "hello", "t1")
+    resp = await treq.get(metrics_url(server), reactor=reactor)
+    text = (await resp.content()).decode("utf-8")
+    exported = set()
+    for family in text_string_to_metric_families(text):
+        # a labelled family with nothing counted yet still declares itself
+        exported.add(family.name)
+        exported.update(sample.name for sample in family.samples)
+    exported.update(f"{name}_total" for name in list(exported))
+    exported.update(f"{name}_{suffix}" for name in list(exported)
+                    for suffix in ("bucket", "count", "sum"))
+    assert sorted(named - exported) == []
