@@ -349,7 +349,7 @@ async def test_replaced_state_carries_prev_content(server: TestServer) -> None:
     room_id = await create_room(alice, topic="old")
     await alice.put(f"{V3}/rooms/{room_id}/state/m.room.topic", {"topic": "new"})
     topic = (await state(alice, room_id))[("m.room.topic", "")]
-    assert topic["unsigned"]["prev_content"] == {"topic": "old"}
+    assert topic["unsigned"]["prev_content"]["topic"] == "old"
 
 
 @pytest_twisted.ensureDeferred

@@ -140,7 +140,7 @@ async def test_upgrader_is_raised_then_lowered_back(server: TestServer) -> None:
     new_room_id = await upgraded(bob, room_id, "11")
 
     new_state = await state(bob, new_room_id)
-    assert new_state[("m.room.topic", "")]["content"] == {"topic": "t"}
+    assert new_state[("m.room.topic", "")]["content"]["topic"] == "t"
     assert new_state[("m.room.topic", "")]["sender"] == BOB
     assert new_state[("m.room.power_levels", "")]["content"]["users"] == {
         ALICE: 100, BOB: 60}

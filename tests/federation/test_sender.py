@@ -109,7 +109,7 @@ def pdu_event_id(pdu: dict[str, Any]) -> str:
     return compute_event_id(pdu, KNOWN_ROOM_VERSIONS[DEFAULT_ROOM_VERSION])
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+async def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
     """Wait (on the real reactor) until ``check()`` holds."""
     waited = 0.0
     while not check():
