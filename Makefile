@@ -8,7 +8,7 @@ CONFIG ?= data/homeserver.yaml
 SYNAPSE_VENV := .synapse-venv
 SYNAPSE_VERSION := 1.163.2
 
-.PHONY: run test lint clean sytest
+.PHONY: run test lint clean sytest webclient
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,23 @@ $(SYNAPSE_VENV)/.installed:
 $(CONFIG): | $(VENV)/.installed
 	$(BIN)/homeserver init --server-name localhost --config $(CONFIG)
 
-run: $(VENV)/.installed $(CONFIG)
+# The web client (webclient/, docs/web-client.md): npm ci from the committed
+# lockfile, then vite build into webclient/dist, which the server serves at /.
+# Without Node.js 20.19+ it is skipped and the server says how to build it.
+WEBCLIENT := webclient
+WEBCLIENT_SOURCES := $(shell find $(WEBCLIENT)/src $(WEBCLIENT)/public -type f 2>/dev/null) \
+	$(wildcard $(WEBCLIENT)/index.html $(WEBCLIENT)/vite.config.ts $(WEBCLIENT)/tsconfig.json)
+NODE_OK = command -v npm >/dev/null && node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)'
+$(WEBCLIENT)/node_modules/.installed: $(WEBCLIENT)/package.json $(WEBCLIENT)/package-lock.json
+	@if $(NODE_OK); then \
+		cd $(WEBCLIENT) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else echo "Node.js 20.19+ with npm not found: the web client is not built (the server runs without it)"; fi
+$(WEBCLIENT)/dist/index.html: $(WEBCLIENT)/node_modules/.installed $(WEBCLIENT_SOURCES)
+	@if $(NODE_OK) && test -e $(WEBCLIENT)/node_modules/.installed; then \
+		cd $(WEBCLIENT) && npm run build; fi
+webclient: $(WEBCLIENT)/dist/index.html
+
+run: $(VENV)/.installed $(CONFIG) webclient
 	$(BIN)/homeserver run --config $(CONFIG)
 
 lint: $(VENV)/.installed-test
@@ -44,7 +60,9 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 	else echo "npm not found: tests/appservice/test_node_appservice.py will be skipped"; fi
 
 # PYTEST_ARGS="-k profile -x" narrows a run; the suite runs on both engines either way.
-test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed
+# tests/webclient/ drives the built client in Debian's Chromium
+# (apt-get install chromium): it fails, not skips, where either is missing.
+test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed webclient
 	HS_SYNAPSE_PYTHON=$(SYNAPSE_VENV)/bin/python \
 		$(BIN)/python scripts/with_postgres.py $(BIN)/pytest $(PYTEST_ARGS)
 

@@ -116,6 +116,13 @@ SCHEMA: dict[str, Key] = {
     "server_name": Key("str", required=True, nullable=False),
     "public_baseurl": Key("str"),
     "serve_client_wellknown": Key("bool", True),
+    # the web client (webclient/, docs/web-client.md) served at / of every
+    # listener with the client resource; path: the built bundle (relative to
+    # this file's directory), by default webclient/dist of the source tree
+    "web_client": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+        "path": Key("str"),
+    }),
     "listeners": Key("list", item=_LISTENER,
                      default=[{"port": 8008, "bind_addresses": ["127.0.0.1"]}]),
     "database": _DATABASE,
