@@ -1,0 +1,47 @@
+import { useEffect, useState } from "react";
+import { ClientEvent, MatrixClient, SyncState } from "matrix-js-sdk";
+import { useClientVersion, useRoute } from "./hooks";
+import { RoomList } from "./RoomList";
+import { RoomView } from "./RoomView";
+import { useNotifications } from "./notifications";
+
+/** The signed-in screen: the room list and the open room side by side on a
+ * wide screen, one at a time on a phone (the open room wins). */
+export function Chat({ client, onSignOut }: { client: MatrixClient; onSignOut: () => void }) {
+  useClientVersion(client);
+  const [roomId, openRoom] = useRoute();
+  const [syncState, setSyncState] = useState<SyncState | null>(client.getSyncState());
+  useNotifications(client, roomId, openRoom);
+
+  useEffect(() => {
+    const onSync = (state: SyncState) => setSyncState(state);
+    client.on(ClientEvent.Sync, onSync);
+    return () => {
+      client.off(ClientEvent.Sync, onSync);
+    };
+  }, [client]);
+
+  const room = roomId ? client.getRoom(roomId) : null;
+  const offline = syncState === SyncState.Error || syncState === SyncState.Reconnecting;
+  return (
+    <div className={"chat" + (room ? " has-room" : "")}>
+      {offline && (
+        <div className="banner" role="status">
+          Connection lost; reconnecting…
+        </div>
+      )}
+      <RoomList client={client} activeRoomId={roomId} onOpen={openRoom} onSignOut={onSignOut} />
+      {room ? (
+        <RoomView key={room.roomId} client={client} room={room} onBack={() => openRoom(null)} />
+      ) : (
+        <section className="room-view empty" aria-label="No room open">
+          <p className="muted">
+            {syncState === null || syncState === SyncState.Stopped
+              ? "Loading…"
+              : "Pick a room, create one, or join one by its address."}
+          </p>
+        </section>
+      )}
+    </div>
+  );
+}

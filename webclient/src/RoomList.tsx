@@ -1,0 +1,297 @@
+import { FormEvent, useState } from "react";
+import {
+  EventType,
+  KnownMembership,
+  MatrixClient,
+  NotificationCountType,
+  Preset,
+  Room,
+  Visibility,
+} from "matrix-js-sdk";
+import { describeError } from "./session";
+import { notificationsSupported } from "./notifications";
+
+interface Props {
+  client: MatrixClient;
+  activeRoomId: string | null;
+  onOpen: (roomId: string) => void;
+  onSignOut: () => void;
+}
+
+/** Rooms by activity, invites first, with unread and mention counts. */
+export function RoomList({ client, activeRoomId, onOpen, onSignOut }: Props) {
+  const [panel, setPanel] = useState<"none" | "create" | "join">("none");
+  const rooms = client
+    .getRooms()
+    .filter((r) => {
+      const m = r.getMyMembership();
+      return m === KnownMembership.Join || m === KnownMembership.Invite;
+    })
+    .sort((a, b) => {
+      const ai = a.getMyMembership() === KnownMembership.Invite ? 1 : 0;
+      const bi = b.getMyMembership() === KnownMembership.Invite ? 1 : 0;
+      if (ai !== bi) return bi - ai;
+      return b.getLastActiveTimestamp() - a.getLastActiveTimestamp();
+    });
+
+  return (
+    <nav className="room-list" aria-label="Rooms">
+      <header className="bar">
+        <span className="me" title={client.getUserId() ?? ""}>
+          {client.getUser(client.getUserId() ?? "")?.displayName || client.getUserId()}
+        </span>
+        {notificationsSupported() && Notification.permission === "default" && (
+          <button type="button" onClick={() => Notification.requestPermission()}>
+            Notify me
+          </button>
+        )}
+        <button type="button" onClick={onSignOut}>
+          Sign out
+        </button>
+      </header>
+      <div className="actions">
+        <button
+          type="button"
+          aria-expanded={panel === "create"}
+          onClick={() => setPanel(panel === "create" ? "none" : "create")}
+        >
+          New room
+        </button>
+        <button
+          type="button"
+          aria-expanded={panel === "join"}
+          onClick={() => setPanel(panel === "join" ? "none" : "join")}
+        >
+          Join room
+        </button>
+      </div>
+      {panel === "create" && (
+        <CreateRoom
+          client={client}
+          onDone={(id) => {
+            setPanel("none");
+            onOpen(id);
+          }}
+        />
+      )}
+      {panel === "join" && (
+        <JoinRoom
+          client={client}
+          onDone={(id) => {
+            setPanel("none");
+            onOpen(id);
+          }}
+        />
+      )}
+      {rooms.length === 0 && <p className="muted pad">No rooms yet.</p>}
+      <ul>
+        {rooms.map((room) => (
+          <RoomItem
+            key={room.roomId}
+            client={client}
+            room={room}
+            active={room.roomId === activeRoomId}
+            onOpen={onOpen}
+          />
+        ))}
+      </ul>
+    </nav>
+  );
+}
+
+function lastMessage(room: Room): string {
+  const events = room.getLiveTimeline().getEvents();
+  for (let i = events.length - 1; i >= 0; i--) {
+    const ev = events[i];
+    if (ev.getType() === EventType.RoomMessage && !ev.isRedacted()) {
+      const sender = room.getMember(ev.getSender() ?? "")?.name ?? ev.getSender();
+      const body = ev.getContent().body;
+      return typeof body === "string" ? `${sender}: ${body}` : "";
+    }
+  }
+  return "";
+}
+
+function RoomItem({
+  client,
+  room,
+  active,
+  onOpen,
+}: {
+  client: MatrixClient;
+  room: Room;
+  active: boolean;
+  onOpen: (roomId: string) => void;
+}) {
+  const [error, setError] = useState<string | null>(null);
+  if (room.getMyMembership() === KnownMembership.Invite) {
+    const inviter = room
+      .getMember(client.getUserId() ?? "")
+      ?.events.member?.getSender();
+    return (
+      <li className="room-item invite">
+        <div className="room-name">{room.name}</div>
+        <div className="muted">Invited by {inviter ?? "someone"}</div>
+        <div className="row">
+          <button
+            type="button"
+            className="primary"
+            aria-label={`Accept invite to ${room.name}`}
+            onClick={async () => {
+              try {
+                await client.joinRoom(room.roomId);
+                onOpen(room.roomId);
+              } catch (e) {
+                setError(describeError(e));
+              }
+            }}
+          >
+            Accept
+          </button>
+          <button
+            type="button"
+            aria-label={`Decline invite to ${room.name}`}
+            onClick={() => client.leave(room.roomId).catch((e) => setError(describeError(e)))}
+          >
+            Decline
+          </button>
+        </div>
+        {error && (
+          <p role="alert" className="error">
+            {error}
+          </p>
+        )}
+      </li>
+    );
+  }
+  const unread = room.getUnreadNotificationCount(NotificationCountType.Total);
+  const mentions = room.getUnreadNotificationCount(NotificationCountType.Highlight);
+  const label =
+    room.name +
+    (unread ? `, ${unread} unread` : "") +
+    (mentions ? `, ${mentions} mention${mentions > 1 ? "s" : ""}` : "");
+  return (
+    <li className={"room-item" + (active ? " active" : "") + (unread ? " unread" : "")}>
+      <button
+        type="button"
+        className="room-open"
+        aria-label={label}
+        aria-current={active ? "page" : undefined}
+        onClick={() => onOpen(room.roomId)}
+      >
+        <span className="room-name">{room.name}</span>
+        <span className="room-last muted">{lastMessage(room)}</span>
+        {mentions > 0 && (
+          <span className="badge mention" title="Mentions">
+            @{mentions}
+          </span>
+        )}
+        {unread > 0 && mentions === 0 && (
+          <span className="badge" title="Unread">
+            {unread}
+          </span>
+        )}
+      </button>
+    </li>
+  );
+}
+
+function CreateRoom({ client, onDone }: { client: MatrixClient; onDone: (id: string) => void }) {
+  const [name, setName] = useState("");
+  const [topic, setTopic] = useState("");
+  const [alias, setAlias] = useState("");
+  const [isPublic, setPublic] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const { room_id } = await client.createRoom({
+        name: name.trim() || undefined,
+        topic: topic.trim() || undefined,
+        room_alias_name: alias.trim().replace(/^#/, "").split(":")[0] || undefined,
+        visibility: isPublic ? Visibility.Public : Visibility.Private,
+        preset: isPublic ? Preset.PublicChat : Preset.PrivateChat,
+      });
+      onDone(room_id);
+    } catch (err) {
+      setError(describeError(err));
+      setBusy(false);
+    }
+  };
+  return (
+    <form className="panel" onSubmit={submit} aria-label="Create a room">
+      <label>
+        Room name
+        <input value={name} onChange={(e) => setName(e.target.value)} required />
+      </label>
+      <label>
+        Topic
+        <input value={topic} onChange={(e) => setTopic(e.target.value)} />
+      </label>
+      <label>
+        Address (optional)
+        <input
+          value={alias}
+          placeholder="my-room"
+          autoCapitalize="none"
+          onChange={(e) => setAlias(e.target.value)}
+        />
+      </label>
+      <label className="check">
+        <input type="checkbox" checked={isPublic} onChange={(e) => setPublic(e.target.checked)} />
+        Public (in the room directory)
+      </label>
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      <button type="submit" className="primary" disabled={busy}>
+        Create
+      </button>
+    </form>
+  );
+}
+
+function JoinRoom({ client, onDone }: { client: MatrixClient; onDone: (id: string) => void }) {
+  const [address, setAddress] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const room = await client.joinRoom(address.trim());
+      onDone(room.roomId);
+    } catch (err) {
+      setError(describeError(err));
+      setBusy(false);
+    }
+  };
+  return (
+    <form className="panel" onSubmit={submit} aria-label="Join a room">
+      <label>
+        Room address or ID
+        <input
+          value={address}
+          placeholder="#room:server"
+          autoCapitalize="none"
+          onChange={(e) => setAddress(e.target.value)}
+          required
+        />
+      </label>
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      <button type="submit" className="primary" disabled={busy}>
+        Join
+      </button>
+    </form>
+  );
+}
