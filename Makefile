@@ -8,7 +8,7 @@ CONFIG ?= data/homeserver.yaml
 SYNAPSE_VENV := .synapse-venv
 SYNAPSE_VERSION := 1.163.2
 
-.PHONY: run test lint clean sytest webclient
+.PHONY: run test lint clean sytest webclient chromium
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,9 +60,19 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 	else echo "npm not found: tests/appservice/test_node_appservice.py will be skipped"; fi
 
 # PYTEST_ARGS="-k profile -x" narrows a run; the suite runs on both engines either way.
-# tests/webclient/ drives the built client in Debian's Chromium
-# (apt-get install chromium): it fails, not skips, where either is missing.
-test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed webclient
+# tests/webclient/ drives the built client in Debian's Chromium: installed
+# here when missing and we may (root with apt-get); the tests fail, not skip,
+# where Chromium or the built client is missing. HS_CHROMIUM names another
+# Chromium or Chrome binary.
+chromium:
+	@if [ -z "$$HS_CHROMIUM" ] && ! test -x /usr/bin/chromium; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+			|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
+		else echo "Chromium not found: tests/webclient will fail; install it with apt-get install chromium"; fi; \
+	fi
+
+test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed webclient chromium
 	HS_SYNAPSE_PYTHON=$(SYNAPSE_VENV)/bin/python \
 		$(BIN)/python scripts/with_postgres.py $(BIN)/pytest $(PYTEST_ARGS)
 
