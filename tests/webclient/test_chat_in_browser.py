@@ -16,35 +16,7 @@ import pytest_twisted
 
 from tests.harness import TestServer
 from tests.webclient.conftest import DESKTOP, PHONE, call
-
-PASSWORD = "a long enough password"
-TIMEOUT = 15_000  # ms; generous for a loaded 2-core machine
-
-
-async def open_page(browser: Any, base_url: str, viewport: dict[str, int]) -> Any:
-    context = await browser.new_context(viewport=viewport)
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.errors = errors
-    await page.goto(base_url + "/")
-    return page
-
-
-async def sign_up(page: Any, name: str) -> None:
-    from playwright.async_api import expect
-
-    await page.get_by_role("button", name="No account? Create one").click()
-    await page.get_by_label("User name").fill(name)
-    await page.get_by_label("Password", exact=True).fill(PASSWORD)
-    await page.get_by_label("Confirm password").fill(PASSWORD)
-    await page.get_by_role("button", name="Create account").click()
-    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-
-
-def messages(page: Any) -> Any:
-    return page.get_by_role("log", name="Messages")
+from tests.webclient.pages import composer, messages, open_page, sign_up
 
 
 async def chat(browser: Any, base_url: str) -> None:
@@ -71,11 +43,11 @@ async def chat(browser: Any, base_url: str) -> None:
     await expect(messages(bob)).to_contain_text("bob joined")
 
     # Alice starts typing: Bob sees it before the message is sent
-    composer = alice.get_by_role("textbox", name="Message")
-    await composer.fill("hello bob")
+    box = composer(alice)
+    await box.fill("hello bob")
     await expect(bob.locator(".typing")).to_have_text("alice is typing…")
-    await composer.press("Enter")
-    await expect(composer).to_have_value("")
+    await box.press("Enter")
+    await expect(box).to_have_value("")
     await expect(messages(alice)).to_contain_text("hello bob")
     await expect(messages(bob)).to_contain_text("hello bob")
     await expect(bob.locator(".typing")).to_have_text("")
@@ -86,7 +58,7 @@ async def chat(browser: Any, base_url: str) -> None:
     await expect(mine).to_contain_text("Seen by bob")
 
     # and the other way round
-    await bob.get_by_role("textbox", name="Message").fill("hi alice")
+    await composer(bob).fill("hi alice")
     await bob.get_by_role("button", name="Send").click()
     await expect(messages(alice)).to_contain_text("hi alice")
 

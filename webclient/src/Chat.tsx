@@ -4,6 +4,7 @@ import { useClientVersion, useRoute } from "./hooks";
 import { RoomList } from "./RoomList";
 import { RoomView } from "./RoomView";
 import { useNotifications } from "./notifications";
+import { resendUnsent } from "./resend";
 
 /** The signed-in screen: the room list and the open room side by side on a
  * wide screen, one at a time on a phone (the open room wins). */
@@ -13,16 +14,35 @@ export function Chat({ client, onSignOut }: { client: MatrixClient; onSignOut: (
   const [syncState, setSyncState] = useState<SyncState | null>(client.getSyncState());
   useNotifications(client, roomId, openRoom);
 
+  const [online, setOnline] = useState(navigator.onLine);
+
   useEffect(() => {
-    const onSync = (state: SyncState) => setSyncState(state);
+    const onSync = (state: SyncState, prev: SyncState | null) => {
+      setSyncState(state);
+      if (state === SyncState.Syncing && prev !== SyncState.Syncing) void resendUnsent(client);
+    };
+    // the browser knows of a lost network before a long poll fails; back
+    // online, sync resumes from its last token at once, not at the next
+    // backoff step
+    const onOffline = () => setOnline(false);
+    const onOnline = () => {
+      setOnline(true);
+      client.retryImmediately();
+      void resendUnsent(client);
+    };
     client.on(ClientEvent.Sync, onSync);
+    window.addEventListener("offline", onOffline);
+    window.addEventListener("online", onOnline);
     return () => {
       client.off(ClientEvent.Sync, onSync);
+      window.removeEventListener("offline", onOffline);
+      window.removeEventListener("online", onOnline);
     };
   }, [client]);
 
   const room = roomId ? client.getRoom(roomId) : null;
-  const offline = syncState === SyncState.Error || syncState === SyncState.Reconnecting;
+  const offline =
+    !online || syncState === SyncState.Error || syncState === SyncState.Reconnecting;
   return (
     <div className={"chat" + (room ? " has-room" : "")}>
       {offline && (

@@ -9,6 +9,7 @@ import {
   Room,
 } from "matrix-js-sdk";
 import { Body } from "./Body";
+import { failedOnTheNetwork } from "./resend";
 import { describeError } from "./session";
 
 interface Props {
@@ -300,7 +301,7 @@ function EventRow({
   if (status === EventStatus.NOT_SENT) {
     state = (
       <span className="failed" role="alert">
-        Not sent.{" "}
+        {failedOnTheNetwork(ev) ? "Not sent yet: offline; will resend." : "Not sent."}{" "}
         <button type="button" className="link" onClick={() => client.resendEvent(ev, room)}>
           Retry
         </button>{" "}
