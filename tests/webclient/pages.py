@@ -30,6 +30,11 @@ async def open_page(browser: Any, base_url: str, viewport: dict[str, int]) -> An
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.errors = errors
+    # incremental /sync requests over HTTP (none while the WebSocket serves them)
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url)
+            if "/_matrix/client/v3/sync?" in r.url and "since=" in r.url else None)
+    page.sync_polls = polls
     await page.goto(base_url + "/")
     return page
 

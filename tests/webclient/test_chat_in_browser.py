@@ -68,9 +68,14 @@ async def chat(browser: Any, base_url: str) -> None:
 
     for page in (alice, bob):
         assert page.errors == [], page.errors
+        # every delta came over the WebSocket: not one incremental /sync poll
+        assert page.sync_polls == []
+        assert await page.locator(".chat").get_attribute("data-transport") == "websocket"
 
 
 @pytest_twisted.ensureDeferred
 async def test_two_people_sign_up_meet_in_a_room_and_chat(
         web_server: TestServer, browser: Any) -> None:
     await call(chat(browser, web_server.base_url))
+    # one socket per browser, held open by the server
+    assert len(web_server.hs.websocket.connections) == 2

@@ -246,3 +246,41 @@ async def test_offline_and_back_loses_and_repeats_nothing(
     await call(come_back(page, mine))
     assert await room_texts(dave, room_id) == [
         "before the outage", "during the outage", "written offline"]
+
+
+# -- the WebSocket transport dropping -------------------------------------------------
+
+async def open_outage_room(browser: Any, base_url: str) -> Any:
+    from playwright.async_api import expect
+
+    page = await open_page(browser, base_url, DESKTOP)
+    await sign_in(page, "carol")
+    await open_room(page, "Sockets")
+    await expect(messages(page)).to_contain_text("over the socket")
+    await expect(page.locator(".chat")).to_have_attribute("data-transport", "websocket")
+    assert page.sync_polls == []
+    return page
+
+
+async def after_the_drop(page: Any) -> None:
+    from playwright.async_api import expect
+
+    await expect(messages(page)).to_contain_text("after the drop")
+    await expect(messages(page).locator(".message")).to_have_count(2)
+    # it came by plain /sync from the socket's last token
+    assert page.sync_polls != []
+    assert page.errors == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dropped_websocket_falls_back_to_sync_without_a_gap(
+        web_server: TestServer, browser: Any) -> None:
+    carol = await web_server.register("carol", PASSWORD)
+    dave = await web_server.register("dave")
+    room_id = await create_public_room(carol, name="Sockets")
+    await join(dave, room_id)
+    await send_text(dave, room_id, "over the socket")
+    page = await call(open_outage_room(browser, web_server.base_url))
+    web_server.hs.websocket.close_all()
+    await send_text(dave, room_id, "after the drop")
+    await call(after_the_drop(page))

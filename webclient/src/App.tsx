@@ -2,28 +2,33 @@ import { useEffect, useState } from "react";
 import type { MatrixClient } from "matrix-js-sdk";
 import { Chat } from "./Chat";
 import { SignIn } from "./SignIn";
-import { clearSession, loadSession, saveSession, Session, startClient } from "./session";
+import { clearSession, loadSession, saveSession, Session, Started, startClient } from "./session";
 
 export function App() {
   const [session, setSession] = useState<Session | null>(loadSession);
-  const [client, setClient] = useState<MatrixClient | null>(null);
+  const [started, setStarted] = useState<Started | null>(null);
+  const client: MatrixClient | null = started?.client ?? null;
 
   useEffect(() => {
     if (!session) return;
     let cancelled = false;
-    let started: MatrixClient | null = null;
-    startClient(session).then((c) => {
+    let running: Started | null = null;
+    const stop = (s: Started) => {
+      s.client.stopClient();
+      s.websocket?.stop();
+    };
+    startClient(session).then((s) => {
       if (cancelled) {
-        c.stopClient();
+        stop(s);
         return;
       }
-      started = c;
-      setClient(c);
+      running = s;
+      setStarted(s);
     });
     return () => {
       cancelled = true;
-      started?.stopClient();
-      setClient(null);
+      if (running) stop(running);
+      setStarted(null);
     };
   }, [session]);
 
@@ -51,5 +56,5 @@ export function App() {
       </main>
     );
   }
-  return <Chat client={client} onSignOut={onSignOut} />;
+  return <Chat client={client} websocket={started?.websocket ?? null} onSignOut={onSignOut} />;
 }

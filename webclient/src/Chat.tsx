@@ -5,10 +5,17 @@ import { RoomList } from "./RoomList";
 import { RoomView } from "./RoomView";
 import { useNotifications } from "./notifications";
 import { resendUnsent } from "./resend";
+import type { WebSocketSync } from "./wsSync";
 
 /** The signed-in screen: the room list and the open room side by side on a
  * wide screen, one at a time on a phone (the open room wins). */
-export function Chat({ client, onSignOut }: { client: MatrixClient; onSignOut: () => void }) {
+interface Props {
+  client: MatrixClient;
+  websocket: WebSocketSync | null;
+  onSignOut: () => void;
+}
+
+export function Chat({ client, websocket, onSignOut }: Props) {
   useClientVersion(client);
   const [roomId, openRoom] = useRoute();
   const [syncState, setSyncState] = useState<SyncState | null>(client.getSyncState());
@@ -44,7 +51,10 @@ export function Chat({ client, onSignOut }: { client: MatrixClient; onSignOut: (
   const offline =
     !online || syncState === SyncState.Error || syncState === SyncState.Reconnecting;
   return (
-    <div className={"chat" + (room ? " has-room" : "")}>
+    <div
+      className={"chat" + (room ? " has-room" : "")}
+      data-transport={websocket?.connected ? "websocket" : "http"}
+    >
       {offline && (
         <div className="banner" role="status">
           Connection lost; reconnecting…

@@ -6,6 +6,7 @@ import {
   MatrixError,
   PendingEventOrdering,
 } from "matrix-js-sdk";
+import { WEBSOCKET_FEATURE, WebSocketSync } from "./wsSync";
 
 export interface Session {
   baseUrl: string;
@@ -103,13 +104,36 @@ export async function signUp(username: string, password: string): Promise<Sessio
   return { baseUrl, userId: r.user_id, accessToken: r.access_token, deviceId: r.device_id };
 }
 
-export async function startClient(s: Session): Promise<MatrixClient> {
+export interface Started {
+  client: MatrixClient;
+  /** The WebSocket transport, where the server offers it. */
+  websocket: WebSocketSync | null;
+}
+
+/** Whether /versions advertises our WebSocket transport (docs/websocket.md). */
+async function serverHasWebSocket(baseUrl: string): Promise<boolean> {
+  if (typeof WebSocket === "undefined") return false;
+  try {
+    const r = await fetch(`${baseUrl}/_matrix/client/versions`);
+    const body = await r.json();
+    return body?.unstable_features?.[WEBSOCKET_FEATURE] === true;
+  } catch {
+    return false;
+  }
+}
+
+export async function startClient(s: Session): Promise<Started> {
+  const websocket = (await serverHasWebSocket(s.baseUrl))
+    ? new WebSocketSync(s.baseUrl, s.accessToken)
+    : null;
   const client = createClient({
     baseUrl: s.baseUrl,
     userId: s.userId,
     accessToken: s.accessToken,
     deviceId: s.deviceId,
     timelineSupport: true,
+    // incremental /sync over the WebSocket, plain HTTP for the rest
+    fetchFn: websocket?.fetch,
   });
   await client.startClient({
     initialSyncLimit: 30,
@@ -118,5 +142,5 @@ export async function startClient(s: Session): Promise<MatrixClient> {
     // (local echo), where a failed one shows a retry
     pendingEventOrdering: PendingEventOrdering.Detached,
   });
-  return client;
+  return { client, websocket };
 }

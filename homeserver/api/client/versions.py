@@ -27,7 +27,10 @@ async def get_versions(config: "Config", req: HttpRequest) -> tuple[int, Any]:
     return 200, {"versions": SUPPORTED_VERSIONS, "unstable_features": {
         "uk.half-shot.msc2666.query_mutual_rooms": True,
         # simplified sliding sync (MSC4186), the flag Element X looks for
-        "org.matrix.simplified_msc3575": True}}
+        "org.matrix.simplified_msc3575": True,
+        # sync over a WebSocket at /_matrix/client/unstable/stream, after the
+        # Matrix WebSockets draft (docs/websocket.md); the web client uses it
+        "org.matrix.websockets_draft": True}}
 
 
 async def get_wellknown(config: "Config", req: HttpRequest) -> tuple[int, Any]:
