@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import type { MatrixClient } from "matrix-js-sdk";
+import { HttpApiEvent, MatrixClient } from "matrix-js-sdk";
 import { Chat } from "./Chat";
 import { SignIn } from "./SignIn";
 import { clearSession, loadSession, saveSession, Session, Started, startClient } from "./session";
@@ -43,10 +43,27 @@ export function App() {
     } catch {
       // the token may already be gone: forget it here all the same
     }
+    // this device's keys go with it
+    await client?.clearStores().catch(() => {});
     clearSession();
     setSession(null);
     window.location.hash = "#/";
   };
+
+  // the server ended the session (signed out elsewhere, token expired)
+  useEffect(() => {
+    if (!client) return;
+    const onLoggedOut = () => {
+      client.stopClient();
+      void client.clearStores().catch(() => {});
+      clearSession();
+      setSession(null);
+    };
+    client.on(HttpApiEvent.SessionLoggedOut, onLoggedOut);
+    return () => {
+      client.off(HttpApiEvent.SessionLoggedOut, onLoggedOut);
+    };
+  }, [client]);
 
   if (!session) return <SignIn onSignedIn={onSignedIn} />;
   if (!client) {

@@ -201,6 +201,7 @@ function CreateRoom({ client, onDone }: { client: MatrixClient; onDone: (id: str
   const [topic, setTopic] = useState("");
   const [alias, setAlias] = useState("");
   const [isPublic, setPublic] = useState(false);
+  const [encrypted, setEncrypted] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const submit = async (e: FormEvent) => {
@@ -214,6 +215,15 @@ function CreateRoom({ client, onDone }: { client: MatrixClient; onDone: (id: str
         room_alias_name: alias.trim().replace(/^#/, "").split(":")[0] || undefined,
         visibility: isPublic ? Visibility.Public : Visibility.Private,
         preset: isPublic ? Preset.PublicChat : Preset.PrivateChat,
+        initial_state: encrypted
+          ? [
+              {
+                type: EventType.RoomEncryption,
+                state_key: "",
+                content: { algorithm: "m.megolm.v1.aes-sha2" },
+              },
+            ]
+          : undefined,
       });
       onDone(room_id);
     } catch (err) {
@@ -244,6 +254,16 @@ function CreateRoom({ client, onDone }: { client: MatrixClient; onDone: (id: str
         <input type="checkbox" checked={isPublic} onChange={(e) => setPublic(e.target.checked)} />
         Public (in the room directory)
       </label>
+      {client.getCrypto() && (
+        <label className="check">
+          <input
+            type="checkbox"
+            checked={encrypted}
+            onChange={(e) => setEncrypted(e.target.checked)}
+          />
+          End-to-end encrypted
+        </label>
+      )}
       {error && (
         <p role="alert" className="error">
           {error}

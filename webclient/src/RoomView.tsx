@@ -22,6 +22,8 @@ interface Props {
 // power levels, keys) is left out.
 const SHOWN = new Set<string>([
   EventType.RoomMessage,
+  EventType.RoomMessageEncrypted, // only while (or if never) decrypted
+  EventType.RoomEncryption,
   EventType.RoomMember,
   EventType.RoomCreate,
   EventType.RoomName,
@@ -198,6 +200,11 @@ function RoomHeader({ client, room, onBack }: Props) {
       </button>
       <div className="title">
         <h2>{room.name}</h2>
+        {room.hasEncryptionStateEvent() && (
+          <p className="muted topic" aria-label="End-to-end encrypted">
+            🔒 End-to-end encrypted
+          </p>
+        )}
         {typeof topic === "string" && topic && <p className="muted topic">{topic}</p>}
       </div>
       <span className="muted members" title="Members">
@@ -282,6 +289,23 @@ function EventRow({
     else if (ev.getType() === EventType.RoomCreate) text = `${name} created the room`;
     else if (ev.getType() === EventType.RoomName) text = `${name} named the room “${ev.getContent().name ?? ""}”`;
     else if (ev.getType() === EventType.RoomTopic) text = `${name} set the topic`;
+    else if (ev.getType() === EventType.RoomEncryption) text = `${name} turned on end-to-end encryption`;
+    else if (ev.getType() === EventType.RoomMessageEncrypted) {
+      return (
+        <>
+          {separator}
+          <li className="message undecryptable" data-status="sent">
+            <div className="meta">
+              <span className="sender">{name}</span>
+              <time dateTime={new Date(ev.getTs()).toISOString()}>{timeOf(ev.getTs())}</time>
+            </div>
+            <p className="body muted">
+              {ev.isDecryptionFailure() ? "Unable to decrypt this message." : "Decrypting…"}
+            </p>
+          </li>
+        </>
+      );
+    }
     if (!text) return separator || null;
     return (
       <>

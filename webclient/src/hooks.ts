@@ -4,12 +4,18 @@ import { useEffect, useState } from "react";
 import {
   ClientEvent,
   MatrixClient,
+  MatrixEventEvent,
   RoomEvent,
   RoomMemberEvent,
   RoomStateEvent,
 } from "matrix-js-sdk";
 
-const CLIENT_EVENTS = [ClientEvent.Room, ClientEvent.DeleteRoom, ClientEvent.Sync];
+const CLIENT_EVENTS = [
+  ClientEvent.Room,
+  ClientEvent.DeleteRoom,
+  ClientEvent.Sync,
+  MatrixEventEvent.Decrypted,
+];
 const ROOM_EVENTS = [
   RoomEvent.Timeline,
   RoomEvent.TimelineReset,

@@ -108,6 +108,24 @@ export interface Started {
   client: MatrixClient;
   /** The WebSocket transport, where the server offers it. */
   websocket: WebSocketSync | null;
+  /** Whether end-to-end encryption (the SDK's Rust crypto) is running. */
+  encryption: boolean;
+}
+
+/** The SDK's Rust crypto (WebAssembly, keys in IndexedDB). A store left by
+ * another account or device is cleared and made again; a browser without
+ * IndexedDB (some private modes) runs without encryption. */
+async function startCrypto(client: MatrixClient): Promise<boolean> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await client.initRustCrypto();
+      return true;
+    } catch (e) {
+      console.warn("end-to-end encryption unavailable", e);
+      if (attempt === 0) await client.clearStores().catch(() => {});
+    }
+  }
+  return false;
 }
 
 /** Whether /versions advertises our WebSocket transport (docs/websocket.md). */
@@ -135,6 +153,7 @@ export async function startClient(s: Session): Promise<Started> {
     // incremental /sync over the WebSocket, plain HTTP for the rest
     fetchFn: websocket?.fetch,
   });
+  const encryption = await startCrypto(client);
   await client.startClient({
     initialSyncLimit: 30,
     lazyLoadMembers: true,
@@ -142,5 +161,5 @@ export async function startClient(s: Session): Promise<Started> {
     // (local echo), where a failed one shows a retry
     pendingEventOrdering: PendingEventOrdering.Detached,
   });
-  return { client, websocket };
+  return { client, websocket, encryption };
 }
