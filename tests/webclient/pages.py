@@ -6,6 +6,7 @@ way a person (or a screen reader) does: by role, label and visible text.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 PASSWORD = "a long enough password"
@@ -73,5 +74,20 @@ async def open_room(page: Any, name: str) -> None:
 
     from playwright.async_api import expect
 
-    await page.get_by_role("button", name=re.compile("^" + re.escape(name) + "(,|$)")).click()
+    await page.get_by_role("button", name=re.compile("^" + re.escape(name) + r"( \(|$)")).click()
     await expect(page.get_by_role("heading", name=name)).to_be_visible()
+
+
+AXE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                   "webclient", "node_modules", "axe-core", "axe.min.js")
+
+
+async def serious_accessibility_problems(page: Any) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now
+    (axe-core is a dev dependency of webclient/, installed by `make webclient`)."""
+    with open(AXE, encoding="utf-8") as f:
+        await page.evaluate(f.read())
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [f"{v['id']} ({v['impact']}): {v['help']} at "
+            + ", ".join(str(n["target"]) for n in v["nodes"][:3])
+            for v in result["violations"] if v["impact"] in ("serious", "critical")]

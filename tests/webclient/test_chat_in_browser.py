@@ -16,7 +16,13 @@ import pytest_twisted
 
 from tests.harness import TestServer
 from tests.webclient.conftest import DESKTOP, PHONE, call
-from tests.webclient.pages import composer, messages, open_page, sign_up
+from tests.webclient.pages import (
+    composer,
+    messages,
+    open_page,
+    serious_accessibility_problems,
+    sign_up,
+)
 
 
 async def chat(browser: Any, base_url: str) -> None:
@@ -24,6 +30,7 @@ async def chat(browser: Any, base_url: str) -> None:
 
     alice = await open_page(browser, base_url, PHONE)
     bob = await open_page(browser, base_url, DESKTOP)
+    assert await serious_accessibility_problems(alice) == []
     await sign_up(alice, "alice")
     await sign_up(bob, "bob")
 
@@ -61,6 +68,9 @@ async def chat(browser: Any, base_url: str) -> None:
     await composer(bob).fill("hi alice")
     await bob.get_by_role("button", name="Send").click()
     await expect(messages(alice)).to_contain_text("hi alice")
+    # the room on a phone, and list and room side by side on a desktop
+    assert await serious_accessibility_problems(alice) == []
+    assert await serious_accessibility_problems(bob) == []
 
     # Alice, on her phone, goes back to the list: the room is there, newest first
     await alice.get_by_role("button", name="Back to rooms").click()

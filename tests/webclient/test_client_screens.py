@@ -176,7 +176,7 @@ async def join_by_address(browser: Any, base_url: str) -> Any:
 async def counts_then_read(page: Any) -> None:
     from playwright.async_api import expect
 
-    await expect(page.get_by_role("button", name="Lobby, 2 unread, 1 mention")).to_be_visible()
+    await expect(page.get_by_role("button", name="Lobby (2 unread, 1 mention)")).to_be_visible()
     await open_room(page, "Lobby")
     await expect(messages(page)).to_contain_text("carol: have a look")
     await page.get_by_role("button", name="Back to rooms").click()

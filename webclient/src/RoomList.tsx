@@ -166,32 +166,35 @@ function RoomItem({
   }
   const unread = room.getUnreadNotificationCount(NotificationCountType.Total);
   const mentions = room.getUnreadNotificationCount(NotificationCountType.Highlight);
-  const label =
-    room.name +
-    (unread ? `, ${unread} unread` : "") +
-    (mentions ? `, ${mentions} mention${mentions > 1 ? "s" : ""}` : "");
+  // the button's name is the room's and its counts ("Tea (2 unread, 1
+  // mention)"); the last message is beside it, and the whole row clicks
   return (
     <li className={"room-item" + (active ? " active" : "") + (unread ? " unread" : "")}>
       <button
         type="button"
         className="room-open"
-        aria-label={label}
         aria-current={active ? "page" : undefined}
         onClick={() => onOpen(room.roomId)}
       >
         <span className="room-name">{room.name}</span>
-        <span className="room-last muted">{lastMessage(room)}</span>
-        {mentions > 0 && (
-          <span className="badge mention" title="Mentions">
+        {unread > 0 && (
+          <span className="sr-only">
+            {`(${unread} unread` + (mentions > 0 ? `, ${mentions} mention${mentions > 1 ? "s" : ""}` : "") + ")"}
+          </span>
+        )}
+        {mentions > 0 ? (
+          <span className="badge mention" aria-hidden="true">
             @{mentions}
           </span>
-        )}
-        {unread > 0 && mentions === 0 && (
-          <span className="badge" title="Unread">
-            {unread}
-          </span>
+        ) : (
+          unread > 0 && (
+            <span className="badge" aria-hidden="true">
+              {unread}
+            </span>
+          )
         )}
       </button>
+      <span className="room-last muted">{lastMessage(room)}</span>
     </li>
   );
 }

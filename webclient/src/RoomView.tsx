@@ -113,7 +113,8 @@ export function RoomView({ client, room, onBack }: Props) {
         ) : (
           <p className="muted center">This is the start of {room.name}.</p>
         )}
-        <ol className="events" role="log" aria-label="Messages" aria-live="polite">
+        <div role="log" aria-label="Messages" aria-live="polite">
+        <ol className="events">
           {events.map((ev) => {
             const day = new Date(ev.getTs()).toDateString();
             const separator = day !== lastDay;
@@ -140,6 +141,7 @@ export function RoomView({ client, room, onBack }: Props) {
             />
           ))}
         </ol>
+        </div>
       </div>
       <div className="typing" aria-live="polite">
         {typing.length > 0 &&
@@ -279,7 +281,7 @@ function EventRow({
   const sender = ev.getSender() ?? "";
   const name = room.getMember(sender)?.name ?? sender;
   const separator = day && (
-    <li className="day" role="separator">
+    <li className="day">
       {day}
     </li>
   );
