@@ -78,6 +78,17 @@ async def open_room(page: Any, name: str) -> None:
     await expect(page.get_by_role("heading", name=name)).to_be_visible()
 
 
+# where the tests leave screenshots of the main screens (README's come from
+# `HS_WEBCLIENT_SCREENSHOTS=docs/screenshots`); unset: none are taken
+SCREENSHOTS = os.environ.get("HS_WEBCLIENT_SCREENSHOTS")
+
+
+async def screenshot(page: Any, name: str) -> None:
+    if SCREENSHOTS:
+        os.makedirs(SCREENSHOTS, exist_ok=True)
+        await page.screenshot(path=os.path.join(SCREENSHOTS, name + ".png"))
+
+
 AXE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                    "webclient", "node_modules", "axe-core", "axe.min.js")
 

@@ -20,6 +20,7 @@ from tests.webclient.pages import (
     composer,
     messages,
     open_page,
+    screenshot,
     serious_accessibility_problems,
     sign_up,
 )
@@ -31,6 +32,7 @@ async def chat(browser: Any, base_url: str) -> None:
     alice = await open_page(browser, base_url, PHONE)
     bob = await open_page(browser, base_url, DESKTOP)
     assert await serious_accessibility_problems(alice) == []
+    await screenshot(alice, "phone-sign-in")
     await sign_up(alice, "alice")
     await sign_up(bob, "bob")
 
@@ -71,10 +73,13 @@ async def chat(browser: Any, base_url: str) -> None:
     # the room on a phone, and list and room side by side on a desktop
     assert await serious_accessibility_problems(alice) == []
     assert await serious_accessibility_problems(bob) == []
+    await screenshot(alice, "phone-room")
+    await screenshot(bob, "desktop-room")
 
     # Alice, on her phone, goes back to the list: the room is there, newest first
     await alice.get_by_role("button", name="Back to rooms").click()
     await expect(alice.get_by_role("button", name=re.compile("^Tea"))).to_be_visible()
+    await screenshot(alice, "phone-rooms")
 
     for page in (alice, bob):
         assert page.errors == [], page.errors

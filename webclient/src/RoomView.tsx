@@ -204,13 +204,13 @@ function RoomHeader({ client, room, onBack }: Props) {
         <h2>{room.name}</h2>
         {room.hasEncryptionStateEvent() && (
           <p className="muted topic" aria-label="End-to-end encrypted">
-            🔒 End-to-end encrypted
+            End-to-end encrypted
           </p>
         )}
         {typeof topic === "string" && topic && <p className="muted topic">{topic}</p>}
       </div>
-      <span className="muted members" title="Members">
-        {room.getJoinedMemberCount()} 👤
+      <span className="muted members">
+        {room.getJoinedMemberCount()} {room.getJoinedMemberCount() === 1 ? "member" : "members"}
       </span>
       <button type="button" aria-expanded={inviting} onClick={() => setInviting(!inviting)}>
         Invite
