@@ -6,10 +6,13 @@ import {
   MatrixClient,
   MatrixEvent,
   MsgType,
+  RelationType,
   Room,
 } from "matrix-js-sdk";
+import type { RoomMessageEventContent } from "matrix-js-sdk/lib/types";
 import { Body } from "./Body";
 import { failedOnTheNetwork } from "./resend";
+import { MessageActions, Reactions, Target } from "./MessageActions";
 import { describeError } from "./session";
 
 interface Props {
@@ -46,8 +49,10 @@ export function RoomView({ client, room, onBack }: Props) {
   const events = room
     .getLiveTimeline()
     .getEvents()
-    .filter((e) => SHOWN.has(e.getType()));
-  const pending = room.getPendingEvents();
+    // an edit shows as its original, changed; not as a message of its own
+    .filter((e) => SHOWN.has(e.getType()) && !e.isRelation(RelationType.Replace));
+  const pending = room.getPendingEvents().filter((e) => !e.isRelation(RelationType.Replace));
+  const [target, setTarget] = useState<Target | null>(null);
   const scroller = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
   const keepFrom = useRef<{ height: number; top: number } | null>(null);
@@ -127,6 +132,7 @@ export function RoomView({ client, room, onBack }: Props) {
                 ev={ev}
                 day={separator ? day : null}
                 isLastOwn={ev === lastOwn}
+                onTarget={setTarget}
               />
             );
           })}
@@ -138,6 +144,7 @@ export function RoomView({ client, room, onBack }: Props) {
               ev={ev}
               day={null}
               isLastOwn={false}
+              onTarget={setTarget}
             />
           ))}
         </ol>
@@ -147,7 +154,16 @@ export function RoomView({ client, room, onBack }: Props) {
         {typing.length > 0 &&
           `${typing.join(", ")} ${typing.length > 1 ? "are" : "is"} typing…`}
       </div>
-      <Composer client={client} room={room} onSent={() => (atBottom.current = true)} />
+      <Composer
+        client={client}
+        room={room}
+        target={target}
+        onCancel={() => setTarget(null)}
+        onSent={() => {
+          atBottom.current = true;
+          setTarget(null);
+        }}
+      />
     </section>
   );
 }
@@ -270,12 +286,14 @@ function EventRow({
   ev,
   day,
   isLastOwn,
+  onTarget,
 }: {
   client: MatrixClient;
   room: Room;
   ev: MatrixEvent;
   day: string | null;
   isLastOwn: boolean;
+  onTarget: (t: Target) => void;
 }) {
   const me = client.getUserId() ?? "";
   const sender = ev.getSender() ?? "";
@@ -354,16 +372,57 @@ function EventRow({
           <span className="sender">{name}</span>
           <time dateTime={new Date(ev.getTs()).toISOString()}>{timeOf(ev.getTs())}</time>
         </div>
+        <ReplyQuote room={room} ev={ev} />
         <Body ev={ev} />
+        {ev.replacingEventId() && !ev.isRedacted() && <span className="edited muted">(edited)</span>}
+        <Reactions client={client} room={room} ev={ev} />
+        <MessageActions client={client} room={room} ev={ev} onTarget={onTarget} />
         {state && <div className="state">{state}</div>}
       </li>
     </>
   );
 }
 
-function Composer({ client, room, onSent }: { client: MatrixClient; room: Room; onSent: () => void }) {
+function ReplyQuote({ room, ev }: { room: Room; ev: MatrixEvent }) {
+  const parentId = ev.replyEventId;
+  if (!parentId) return null;
+  const parent = room.findEventById(parentId);
+  const who = parent ? room.getMember(parent.getSender() ?? "")?.name ?? parent.getSender() : null;
+  const body = parent?.isRedacted() ? "Message deleted" : parent?.getContent().body;
+  return (
+    <blockquote className="reply-quote">
+      {parent ? (
+        <>
+          In reply to <strong>{who}</strong>: {typeof body === "string" ? body : ""}
+        </>
+      ) : (
+        "In reply to an earlier message"
+      )}
+    </blockquote>
+  );
+}
+
+interface ComposerProps {
+  client: MatrixClient;
+  room: Room;
+  target: Target | null;
+  onCancel: () => void;
+  onSent: () => void;
+}
+
+function Composer({ client, room, target, onCancel, onSent }: ComposerProps) {
   const [text, setText] = useState("");
   const typingSince = useRef(0);
+  const box = useRef<HTMLTextAreaElement>(null);
+
+  // editing starts from the message's text; both focus the box
+  useEffect(() => {
+    if (target?.kind === "edit") {
+      const body = target.ev.getContent().body;
+      setText(typeof body === "string" ? body : "");
+    }
+    if (target) box.current?.focus();
+  }, [target]);
 
   const setTyping = (on: boolean) => {
     const now = Date.now();
@@ -383,19 +442,59 @@ function Composer({ client, room, onSent }: { client: MatrixClient; room: Room; 
     onSent();
     // the SDK shows it at once as a local echo (status "sending") and
     // reconciles it with the server's event by transaction ID
-    client.sendMessage(room.roomId, { msgtype: MsgType.Text, body }).catch(() => {
+    let content: RoomMessageEventContent = { msgtype: MsgType.Text, body };
+    if (target?.kind === "edit") {
+      content = {
+        msgtype: MsgType.Text,
+        body: `* ${body}`,
+        "m.new_content": { msgtype: MsgType.Text, body },
+        "m.relates_to": { rel_type: RelationType.Replace, event_id: target.ev.getId()! },
+      };
+    } else if (target?.kind === "reply") {
+      content = {
+        msgtype: MsgType.Text,
+        body,
+        "m.relates_to": { "m.in_reply_to": { event_id: target.ev.getId()! } },
+      };
+    }
+    client.sendMessage(room.roomId, content).catch(() => {
       // shown as "Not sent" with a retry on the message itself
     });
   };
 
   const onKey = (e: KeyboardEvent<HTMLTextAreaElement>) => {
+    if (e.key === "Escape" && target) {
+      e.preventDefault();
+      setText("");
+      onCancel();
+      return;
+    }
     if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
       e.preventDefault();
       send();
     }
   };
 
+  const targetName = target
+    ? room.getMember(target.ev.getSender() ?? "")?.name ?? target.ev.getSender()
+    : "";
   return (
+    <>
+    {target && (
+      <div className="composer-target" role="status">
+        {target.kind === "edit" ? "Editing your message" : `Replying to ${targetName}`}
+        <button
+          type="button"
+          className="link"
+          onClick={() => {
+            if (target.kind === "edit") setText("");
+            onCancel();
+          }}
+        >
+          Cancel
+        </button>
+      </div>
+    )}
     <form
       className="composer"
       onSubmit={(e) => {
@@ -404,6 +503,7 @@ function Composer({ client, room, onSent }: { client: MatrixClient; room: Room; 
       }}
     >
       <textarea
+        ref={box}
         aria-label="Message"
         placeholder={`Message ${room.name}`}
         rows={1}
@@ -416,8 +516,9 @@ function Composer({ client, room, onSent }: { client: MatrixClient; room: Room; 
         onBlur={() => setTyping(false)}
       />
       <button type="submit" className="primary" disabled={!text.trim()}>
-        Send
+        {target?.kind === "edit" ? "Save" : "Send"}
       </button>
     </form>
+    </>
   );
 }
