@@ -10,6 +10,7 @@ import {
 } from "matrix-js-sdk";
 import { describeError } from "./session";
 import { notificationsSupported } from "./notifications";
+import { acceptInvite, directPartner, fullUserId, startDirectChat } from "./direct";
 
 interface Props {
   client: MatrixClient;
@@ -20,7 +21,7 @@ interface Props {
 
 /** Rooms by activity, invites first, with unread and mention counts. */
 export function RoomList({ client, activeRoomId, onOpen, onSignOut }: Props) {
-  const [panel, setPanel] = useState<"none" | "create" | "join">("none");
+  const [panel, setPanel] = useState<"none" | "create" | "join" | "direct">("none");
   const rooms = client
     .getRooms()
     .filter((r) => {
@@ -64,7 +65,23 @@ export function RoomList({ client, activeRoomId, onOpen, onSignOut }: Props) {
         >
           Join room
         </button>
+        <button
+          type="button"
+          aria-expanded={panel === "direct"}
+          onClick={() => setPanel(panel === "direct" ? "none" : "direct")}
+        >
+          New chat
+        </button>
       </div>
+      {panel === "direct" && (
+        <DirectChat
+          client={client}
+          onDone={(id) => {
+            setPanel("none");
+            onOpen(id);
+          }}
+        />
+      )}
       {panel === "create" && (
         <CreateRoom
           client={client}
@@ -131,7 +148,9 @@ function RoomItem({
     return (
       <li className="room-item invite">
         <div className="room-name">{room.name}</div>
-        <div className="muted">Invited by {inviter ?? "someone"}</div>
+        <div className="muted">
+          {directPartner(client, room) ? "Direct chat with" : "Invited by"} {inviter ?? "someone"}
+        </div>
         <div className="row">
           <button
             type="button"
@@ -139,7 +158,7 @@ function RoomItem({
             aria-label={`Accept invite to ${room.name}`}
             onClick={async () => {
               try {
-                await client.joinRoom(room.roomId);
+                await acceptInvite(client, room);
                 onOpen(room.roomId);
               } catch (e) {
                 setError(describeError(e));
@@ -166,6 +185,8 @@ function RoomItem({
   }
   const unread = room.getUnreadNotificationCount(NotificationCountType.Total);
   const mentions = room.getUnreadNotificationCount(NotificationCountType.Highlight);
+  const partner = directPartner(client, room);
+  const presence = partner ? client.getUser(partner)?.presence ?? "offline" : null;
   // the button's name is the room's and its counts ("Tea (2 unread, 1
   // mention)"); the last message is beside it, and the whole row clicks
   return (
@@ -176,7 +197,11 @@ function RoomItem({
         aria-current={active ? "page" : undefined}
         onClick={() => onOpen(room.roomId)}
       >
+        {presence && (
+          <span className={"presence " + presence} title={presence} aria-hidden="true" />
+        )}
         <span className="room-name">{room.name}</span>
+        {presence && <span className="sr-only">{`(${presence === "online" ? "online" : "away or offline"})`}</span>}
         {unread > 0 && (
           <span className="sr-only">
             {`(${unread} unread` + (mentions > 0 ? `, ${mentions} mention${mentions > 1 ? "s" : ""}` : "") + ")"}
@@ -196,6 +221,52 @@ function RoomItem({
       </button>
       <span className="room-last muted">{lastMessage(room)}</span>
     </li>
+  );
+}
+
+function DirectChat({ client, onDone }: { client: MatrixClient; onDone: (id: string) => void }) {
+  const [who, setWho] = useState("");
+  const [encrypted, setEncrypted] = useState(Boolean(client.getCrypto()));
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      onDone(await startDirectChat(client, fullUserId(client, who), encrypted));
+    } catch (err) {
+      setError(describeError(err));
+      setBusy(false);
+    }
+  };
+  return (
+    <form className="panel" onSubmit={submit} aria-label="Start a direct chat">
+      <label>
+        Chat with
+        <input
+          value={who}
+          placeholder="@name:server"
+          autoCapitalize="none"
+          onChange={(e) => setWho(e.target.value)}
+          required
+        />
+      </label>
+      {client.getCrypto() && (
+        <label className="check">
+          <input type="checkbox" checked={encrypted} onChange={(e) => setEncrypted(e.target.checked)} />
+          End-to-end encrypted
+        </label>
+      )}
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      <button type="submit" className="primary" disabled={busy}>
+        Start chat
+      </button>
+    </form>
   );
 }
 

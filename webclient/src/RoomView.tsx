@@ -12,6 +12,7 @@ import {
 import type { RoomMessageEventContent } from "matrix-js-sdk/lib/types";
 import { Body } from "./Body";
 import { failedOnTheNetwork } from "./resend";
+import { fullUserId } from "./direct";
 import { MessageActions, Reactions, Target } from "./MessageActions";
 import { describeError } from "./session";
 
@@ -199,9 +200,7 @@ function RoomHeader({ client, room, onBack }: Props) {
     ?.getContent().topic;
   const invite = async (e: FormEvent) => {
     e.preventDefault();
-    let userId = who.trim();
-    if (!userId.startsWith("@")) userId = "@" + userId;
-    if (!userId.includes(":")) userId += ":" + (client.getDomain() ?? "");
+    const userId = fullUserId(client, who);
     try {
       await client.invite(room.roomId, userId);
       setNote(`Invited ${userId}.`);

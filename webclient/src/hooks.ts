@@ -8,6 +8,7 @@ import {
   RoomEvent,
   RoomMemberEvent,
   RoomStateEvent,
+  UserEvent,
 } from "matrix-js-sdk";
 
 const CLIENT_EVENTS = [
@@ -15,6 +16,8 @@ const CLIENT_EVENTS = [
   ClientEvent.DeleteRoom,
   ClientEvent.Sync,
   MatrixEventEvent.Decrypted,
+  ClientEvent.AccountData,
+  UserEvent.Presence,
 ];
 const ROOM_EVENTS = [
   RoomEvent.Timeline,
