@@ -284,3 +284,38 @@ async def test_a_dropped_websocket_falls_back_to_sync_without_a_gap(
     web_server.hs.websocket.close_all()
     await send_text(dave, room_id, "after the drop")
     await call(after_the_drop(page))
+
+
+# -- search -------------------------------------------------------------------------
+
+async def search_story(browser: Any, base_url: str) -> list[str]:
+    from playwright.async_api import expect
+
+    page = await open_page(browser, base_url, PHONE)
+    await sign_in(page, "carol")
+    await page.get_by_role("button", name="Search").click()
+    box = page.get_by_role("searchbox", name="Search messages")
+    await box.fill("teapot")
+    await box.press("Enter")
+    results = page.get_by_role("list", name="Search results").get_by_role("button")
+    await expect(results).to_have_count(2)
+    found = sorted(await results.all_inner_texts())
+    await results.filter(has_text="Garden").click()
+    await expect(page.get_by_role("heading", name="Garden")).to_be_visible()
+    assert page.errors == []
+    return found
+
+
+@pytest_twisted.ensureDeferred
+async def test_search_finds_messages_across_rooms_and_opens_the_room(
+        web_server: TestServer, browser: Any) -> None:
+    carol = await web_server.register("carol", PASSWORD)
+    dave = await web_server.register("dave")
+    kitchen = await create_public_room(carol, name="Kitchen")
+    garden = await create_public_room(carol, name="Garden")
+    await join(dave, garden)
+    await send_text(carol, kitchen, "the teapot is blue")
+    await send_text(dave, garden, "a teapot among the roses")
+    await send_text(dave, garden, "nothing to see")
+    found = await call(search_story(browser, web_server.base_url))
+    assert found == ["Garden\ndave: a teapot among the roses", "Kitchen\ncarol: the teapot is blue"]

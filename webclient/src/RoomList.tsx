@@ -21,7 +21,7 @@ interface Props {
 
 /** Rooms by activity, invites first, with unread and mention counts. */
 export function RoomList({ client, activeRoomId, onOpen, onSignOut }: Props) {
-  const [panel, setPanel] = useState<"none" | "create" | "join" | "direct">("none");
+  const [panel, setPanel] = useState<"none" | "create" | "join" | "direct" | "search">("none");
   const rooms = client
     .getRooms()
     .filter((r) => {
@@ -72,7 +72,15 @@ export function RoomList({ client, activeRoomId, onOpen, onSignOut }: Props) {
         >
           New chat
         </button>
+        <button
+          type="button"
+          aria-expanded={panel === "search"}
+          onClick={() => setPanel(panel === "search" ? "none" : "search")}
+        >
+          Search
+        </button>
       </div>
+      {panel === "search" && <Search client={client} onOpen={onOpen} />}
       {panel === "direct" && (
         <DirectChat
           client={client}
@@ -221,6 +229,75 @@ function RoomItem({
       </button>
       <span className="room-last muted">{lastMessage(room)}</span>
     </li>
+  );
+}
+
+interface Hit {
+  id: string;
+  roomId: string;
+  room: string;
+  sender: string;
+  body: string;
+}
+
+/** Server-side search across the rooms one is in (encrypted rooms' messages
+ * are not searchable there: the server cannot read them). */
+function Search({ client, onOpen }: { client: MatrixClient; onOpen: (id: string) => void }) {
+  const [term, setTerm] = useState("");
+  const [hits, setHits] = useState<Hit[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    setError(null);
+    try {
+      const r = await client.searchRoomEvents({ term: term.trim() });
+      setHits(
+        r.results.map((res) => {
+          const ev = res.context.getEvent();
+          const room = client.getRoom(ev.getRoomId() ?? "");
+          const body = ev.getContent().body;
+          return {
+            id: ev.getId() ?? "",
+            roomId: ev.getRoomId() ?? "",
+            room: room?.name ?? ev.getRoomId() ?? "",
+            sender: room?.getMember(ev.getSender() ?? "")?.name ?? ev.getSender() ?? "",
+            body: typeof body === "string" ? body : "",
+          };
+        }),
+      );
+    } catch (err) {
+      setError(describeError(err));
+    }
+  };
+  return (
+    <div className="panel">
+      <form onSubmit={submit} role="search" aria-label="Search messages">
+        <label>
+          Search messages
+          <input type="search" value={term} onChange={(e) => setTerm(e.target.value)} required />
+        </label>
+      </form>
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      {hits !== null && (
+        <ul className="hits" aria-label="Search results">
+          {hits.length === 0 && <li className="muted">No messages found.</li>}
+          {hits.map((h) => (
+            <li key={h.id}>
+              <button type="button" className="hit" onClick={() => onOpen(h.roomId)}>
+                <span className="hit-room">{h.room}</span>
+                <span className="hit-body">
+                  {h.sender}: {h.body}
+                </span>
+              </button>
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
   );
 }
 
