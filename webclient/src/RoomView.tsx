@@ -13,6 +13,7 @@ import type { RoomMessageEventContent } from "matrix-js-sdk/lib/types";
 import { Body } from "./Body";
 import { failedOnTheNetwork } from "./resend";
 import { fullUserId } from "./direct";
+import { MediaBody, sendFile, Uploading } from "./media";
 import { MessageActions, Reactions, Target } from "./MessageActions";
 import { describeError } from "./session";
 
@@ -372,7 +373,8 @@ function EventRow({
           <time dateTime={new Date(ev.getTs()).toISOString()}>{timeOf(ev.getTs())}</time>
         </div>
         <ReplyQuote room={room} ev={ev} />
-        <Body ev={ev} />
+        <MediaBody client={client} ev={ev} />
+        {!["m.image", "m.video", "m.file"].includes(ev.getContent().msgtype ?? "") && <Body ev={ev} />}
         {ev.replacingEventId() && !ev.isRedacted() && <span className="edited muted">(edited)</span>}
         <Reactions client={client} room={room} ev={ev} />
         <MessageActions client={client} room={room} ev={ev} onTarget={onTarget} />
@@ -413,6 +415,21 @@ function Composer({ client, room, target, onCancel, onSent }: ComposerProps) {
   const [text, setText] = useState("");
   const typingSince = useRef(0);
   const box = useRef<HTMLTextAreaElement>(null);
+  const picker = useRef<HTMLInputElement>(null);
+  const [uploads, setUploads] = useState<Uploading[]>([]);
+
+  const attach = (files: FileList | null) => {
+    if (room.hasEncryptionStateEvent()) return;
+    for (const file of Array.from(files ?? [])) {
+      void sendFile(client, room.roomId, file, (u, id) =>
+        setUploads((all) => {
+          const others = all.filter((x) => x.id !== id);
+          return u ? [...others, u] : others;
+        }),
+      );
+    }
+    onSent();
+  };
 
   // editing starts from the message's text; both focus the box
   useEffect(() => {
@@ -479,6 +496,17 @@ function Composer({ client, room, target, onCancel, onSent }: ComposerProps) {
     : "";
   return (
     <>
+    {uploads.map((u) => (
+      <div className="upload" key={u.id} role="status">
+        <span>{u.error ? `${u.name}: upload failed (${u.error})` : `Uploading ${u.name}`}</span>
+        {!u.error && <progress max={u.total || 1} value={u.loaded} aria-label={`Uploading ${u.name}`} />}
+        {u.error && (
+          <button type="button" className="link" onClick={() => setUploads((all) => all.filter((x) => x.id !== u.id))}>
+            Dismiss
+          </button>
+        )}
+      </div>
+    ))}
     {target && (
       <div className="composer-target" role="status">
         {target.kind === "edit" ? "Editing your message" : `Replying to ${targetName}`}
@@ -501,6 +529,23 @@ function Composer({ client, room, target, onCancel, onSent }: ComposerProps) {
         send();
       }}
     >
+      <input
+        ref={picker}
+        type="file"
+        hidden
+        multiple
+        aria-label="File to send"
+        onChange={(e) => {
+          attach(e.target.files);
+          e.target.value = "";
+        }}
+      />
+      {/* attachments are not encrypted yet: not offered where messages are */}
+      {!room.hasEncryptionStateEvent() && (
+        <button type="button" aria-label="Attach a file" onClick={() => picker.current?.click()}>
+          +
+        </button>
+      )}
       <textarea
         ref={box}
         aria-label="Message"
