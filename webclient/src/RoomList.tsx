@@ -235,7 +235,6 @@ function RoomItem({
 interface Hit {
   id: string;
   roomId: string;
-  room: string;
   sender: string;
   body: string;
 }
@@ -254,13 +253,11 @@ function Search({ client, onOpen }: { client: MatrixClient; onOpen: (id: string)
       setHits(
         r.results.map((res) => {
           const ev = res.context.getEvent();
-          const room = client.getRoom(ev.getRoomId() ?? "");
           const body = ev.getContent().body;
           return {
             id: ev.getId() ?? "",
             roomId: ev.getRoomId() ?? "",
-            room: room?.name ?? ev.getRoomId() ?? "",
-            sender: room?.getMember(ev.getSender() ?? "")?.name ?? ev.getSender() ?? "",
+            sender: ev.getSender() ?? "",
             body: typeof body === "string" ? body : "",
           };
         }),
@@ -285,16 +282,21 @@ function Search({ client, onOpen }: { client: MatrixClient; onOpen: (id: string)
       {hits !== null && (
         <ul className="hits" aria-label="Search results">
           {hits.length === 0 && <li className="muted">No messages found.</li>}
-          {hits.map((h) => (
-            <li key={h.id}>
-              <button type="button" className="hit" onClick={() => onOpen(h.roomId)}>
-                <span className="hit-room">{h.room}</span>
-                <span className="hit-body">
-                  {h.sender}: {h.body}
-                </span>
-              </button>
-            </li>
-          ))}
+          {hits.map((h) => {
+            // names as the client knows them now (the first sync may still
+            // be on its way when a search is made)
+            const room = client.getRoom(h.roomId);
+            return (
+              <li key={h.id}>
+                <button type="button" className="hit" onClick={() => onOpen(h.roomId)}>
+                  <span className="hit-room">{room?.name ?? h.roomId}</span>
+                  <span className="hit-body">
+                    {room?.getMember(h.sender)?.name ?? h.sender}: {h.body}
+                  </span>
+                </button>
+              </li>
+            );
+          })}
         </ul>
       )}
     </div>
