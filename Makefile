@@ -8,7 +8,7 @@ CONFIG ?= data/homeserver.yaml
 SYNAPSE_VENV := .synapse-venv
 SYNAPSE_VERSION := 1.163.2
 
-.PHONY: run test lint clean sytest
+.PHONY: run test lint clean sytest webclient chromium
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,23 @@ $(SYNAPSE_VENV)/.installed:
 $(CONFIG): | $(VENV)/.installed
 	$(BIN)/homeserver init --server-name localhost --config $(CONFIG)
 
-run: $(VENV)/.installed $(CONFIG)
+# The web client (webclient/, docs/web-client.md): npm ci from the committed
+# lockfile, then vite build into webclient/dist, which the server serves at /.
+# Without Node.js 20.19+ it is skipped and the server says how to build it.
+WEBCLIENT := webclient
+WEBCLIENT_SOURCES := $(shell find $(WEBCLIENT)/src $(WEBCLIENT)/public -type f 2>/dev/null) \
+	$(wildcard $(WEBCLIENT)/index.html $(WEBCLIENT)/vite.config.ts $(WEBCLIENT)/tsconfig.json)
+NODE_OK = command -v npm >/dev/null && node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=19)?0:1)'
+$(WEBCLIENT)/node_modules/.installed: $(WEBCLIENT)/package.json $(WEBCLIENT)/package-lock.json
+	@if $(NODE_OK); then \
+		cd $(WEBCLIENT) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else echo "Node.js 20.19+ with npm not found: the web client is not built (the server runs without it)"; fi
+$(WEBCLIENT)/dist/index.html: $(WEBCLIENT)/node_modules/.installed $(WEBCLIENT_SOURCES)
+	@if $(NODE_OK) && test -e $(WEBCLIENT)/node_modules/.installed; then \
+		cd $(WEBCLIENT) && npm run build; fi
+webclient: $(WEBCLIENT)/dist/index.html
+
+run: $(VENV)/.installed $(CONFIG) webclient
 	$(BIN)/homeserver run --config $(CONFIG)
 
 lint: $(VENV)/.installed-test
@@ -65,8 +81,21 @@ $(SYNC_NODE_DIR)/node_modules/.installed: $(SYNC_NODE_DIR)/package.json $(SYNC_N
 		cd $(SYNC_NODE_DIR) && npm ci --no-audit --no-fund --silent && touch node_modules/.installed; \
 	else echo "npm not found: tests/sync/test_js_sliding_sync.py will be skipped"; fi
 
+# tests/webclient/ drives the built client in Debian's Chromium: installed
+# here when missing and we may (root with apt-get); the tests fail, not skip,
+# where Chromium or the built client is missing. HS_CHROMIUM names another
+# Chromium or Chrome binary.
+chromium:
+	@if [ -z "$$HS_CHROMIUM" ] && ! test -x /usr/bin/chromium; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+			|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
+		else echo "Chromium not found: tests/webclient will fail; install it with apt-get install chromium"; fi; \
+	fi
+
 test: lint $(SYNAPSE_VENV)/.installed $(NODE_DIR)/node_modules/.installed \
-		$(SYNC_NODE_DIR)/node_modules/.installed $(SSO_NODE_DIR)/node_modules/.installed
+		$(SYNC_NODE_DIR)/node_modules/.installed $(SSO_NODE_DIR)/node_modules/.installed \
+		webclient chromium
 	HS_SYNAPSE_PYTHON=$(SYNAPSE_VENV)/bin/python \
 		$(BIN)/python scripts/with_postgres.py $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 

@@ -107,6 +107,8 @@ def cmd_init(ns: argparse.Namespace) -> None:
         "database": _database_section(ns.database, ns.database_url),
         "signing_key_path": key_name,
         "report_stats": False,
+        # the web client at / (docs/web-client.md; built by `make webclient`)
+        "web_client": {"enabled": True},
     }
     text = ("# homeserver configuration; key names follow Synapse's where they\n"
             "# mean the same. See config/homeserver.yaml for every key.\n"

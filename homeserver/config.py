@@ -170,6 +170,13 @@ SCHEMA: dict[str, Key] = {
     "serve_server_wellknown": Key("bool", False),
     # more keys for /.well-known/matrix/client (m.homeserver stays ours)
     "extra_well_known_client_content": Key("map", default={}),
+    # the web client (webclient/, docs/web-client.md) served at / of every
+    # listener with the client resource; path: the built bundle (relative to
+    # this file's directory), by default webclient/dist of the source tree
+    "web_client": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+        "path": Key("str"),
+    }),
     "listeners": Key("list", item=_LISTENER,
                      default=[{"port": 8008, "bind_addresses": ["127.0.0.1"]}]),
     "database": _DATABASE,

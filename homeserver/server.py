@@ -41,6 +41,7 @@ from homeserver.http.ratelimit import Ratelimiter
 from homeserver.http.request import SizeLimitedRequest
 from homeserver.http.resource import MatrixResource
 from homeserver.http.router import Router
+from homeserver.http.webclient import WebClient, default_bundle_path
 from homeserver.push.actions import PushActions
 from homeserver.push.pushers import PusherPool
 from homeserver.rooms.access import RoomReader
@@ -98,6 +99,11 @@ class HomeServer:
         # what every service shares (homeserver/context.py); services take it
         # and the collaborators they use, not the whole server
         self.ctx = ServerContext(config, reactor, self.clock, self.signing_key, self.epoch)
+        # the web client's files, served at / of the client listeners
+        self.web_client: WebClient | None = None
+        if config.web_client["enabled"]:
+            self.web_client = WebClient(os.path.join(
+                config.config_dir, config.web_client["path"] or default_bundle_path()))
         factor = config.caches["global_factor"]
         self.stores = Stores(
             self.db, event_cache_size=max(1, int(config.event_cache_size * factor)),
@@ -473,7 +479,8 @@ class HomeServer:
                    resources: frozenset[str] = frozenset({"client"})) -> GuardedSite:
         resource = MatrixResource(self.router, self.auth, self.federation_auth,
                                   self.config.max_client_json_size, resources,
-                                  metrics=self.metrics if self.config.enable_metrics else None)
+                                  metrics=self.metrics if self.config.enable_metrics else None,
+                                  web_client=self.web_client if "client" in resources else None)
         # behind a reverse proxy (x_forwarded) every client has the proxy's
         # address: no per-IP cap there (http/channel.py)
         site = GuardedSite(resource, self.clock,
@@ -510,6 +517,9 @@ class HomeServer:
         return site
 
     def listen(self) -> list[Any]:
+        if self.web_client is not None and any(
+                "client" in lst.resources for lst in self.config.listeners if lst.type == "http"):
+            self.web_client.log_state()
         if self.config.enable_metrics:
             self.metrics.start_lag_probe(self.reactor)
         for listener in self.config.listeners:

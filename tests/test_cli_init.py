@@ -8,6 +8,7 @@ import signal
 import stat
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -162,3 +163,44 @@ def test_init_for_a_container_binds_every_address_and_keeps_registration_closed(
     [listener] = config.listeners
     assert listener.bind_addresses == ["0.0.0.0"] and listener.x_forwarded
     assert config.enable_registration is False
+
+
+def test_a_fresh_init_serves_the_web_client_or_says_how_to_build_it(tmp_path: Path) -> None:
+    assert homeserver("init", "--server-name", "localhost", "--config", "hs.yaml",
+                      cwd=tmp_path).returncode == 0
+    config = tmp_path / "hs.yaml"
+    assert yaml.safe_load(config.read_text())["web_client"] == {"enabled": True}
+    # a machine without Node: nothing was built where the config points
+    (tmp_path / "unbuilt").mkdir()
+    config.write_text(config.read_text().replace("port: 8008", "port: 0").replace(
+        "web_client:\n  enabled: true", "web_client:\n  enabled: true\n  path: unbuilt"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "homeserver.cli", "run", "--config",
+                             "hs.yaml"], cwd=tmp_path, env=env, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stderr is not None
+        port = None
+        said = []
+        for line in proc.stderr:
+            said.append(line)
+            found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if found:
+                port = int(found.group(1))
+                break
+        assert port, "the server never said where it listens"
+        assert any("the client is not built" in line and "make webclient" in line
+                   for line in said), said
+        with pytest.raises(urllib.error.HTTPError) as page:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+        assert page.value.code == 404
+        assert b"make webclient" in page.value.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_matrix/client/versions",
+                                    timeout=10) as resp:
+            assert resp.status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -32,11 +32,13 @@ from homeserver.http.monitoring import HEALTH_PATH, METRICS_PATH, write_health, 
 from homeserver.http.parse import check_query_args
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_ADMIN, AUTH_FEDERATION, AUTH_NONE, AUTH_REQUIRED, Router
+from homeserver.http.webclient import is_web_client_path
 from homeserver.logcompat import NO_REQUEST, current_request
 
 if TYPE_CHECKING:
     from homeserver.federation.request_auth import FederationAuth
     from homeserver.http.auth import Auth
+    from homeserver.http.webclient import WebClient
     from homeserver.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -124,8 +126,11 @@ class MatrixResource(Resource):
     def __init__(self, router: Router, auth: "Auth", federation_auth: "FederationAuth",
                  max_client_json_size: int,
                  resources: frozenset[str] = frozenset({"client", "federation"}),
-                 metrics: "Metrics | None" = None) -> None:
+                 metrics: "Metrics | None" = None,
+                 web_client: "WebClient | None" = None) -> None:
         super().__init__()
+        # the web client's files at / (http/webclient.py), where enabled
+        self.web_client = web_client
         # counts every request; serves the scrape at /_synapse/metrics only
         # where the listener names the metrics resource
         self.metrics = metrics
@@ -176,6 +181,10 @@ class MatrixResource(Resource):
                 assert self.metrics is not None
                 request.route_name = "metrics"  # type: ignore[attr-defined]
                 write_metrics(request, self.metrics)
+                return
+            if self.web_client is not None and is_web_client_path(raw_path):
+                request.route_name = "web_client"  # type: ignore[attr-defined]
+                self.web_client.render(request)
                 return
         try:
             if method == "OPTIONS":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest_twisted
 
@@ -162,3 +163,33 @@ async def test_each_write_takes_a_new_global_stream_position(server: TestServer)
         alice.user_id or "", after_one)
     assert changed == {}
     assert by_room == {ROOM: {"com.example.a": {"n": 2}}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_waiting_sync_wakes_with_the_users_new_account_data(server: TestServer) -> None:
+    """matrix-js-sdk's setAccountData waits for the echo in /sync."""
+    from twisted.internet import defer, reactor, task
+
+    from tests.helpers import create_room
+
+    alice = await server.register("alice")
+    room_id = await create_room(alice)
+    since = (await alice.get(f"{V3}/sync", params={"timeout": "0"})).body["next_batch"]
+
+    async def write_while_waiting(path: str) -> Any:
+        waiting = defer.ensureDeferred(alice.get(
+            f"{V3}/sync", params={"timeout": "20000", "since": since}))
+        await task.deferLater(reactor, 0.2, lambda: None)
+        assert not waiting.called
+        assert (await alice.put(path, {"written": path})).code == 200
+        return (await waiting).body
+
+    # a sync that missed the write would answer at its timeout, empty
+    body = await write_while_waiting(global_path(alice, "m.direct"))
+    assert {"type": "m.direct", "content": {"written": global_path(alice, "m.direct")}} \
+        in body["account_data"]["events"]
+    since = body["next_batch"]
+    path = room_path(alice, room_id, "com.example.x")
+    body = await write_while_waiting(path)
+    assert {"type": "com.example.x", "content": {"written": path}} \
+        in body["rooms"]["join"][room_id]["account_data"]["events"]

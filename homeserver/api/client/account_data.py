@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from homeserver.server import HomeServer
     from homeserver.storage.account_data import AccountDataStore
     from homeserver.storage.push_rules import PushRuleStore
+    from homeserver.sync.notifier import Notifier
 
 CLIENT_V3 = "/_matrix/client/v3"
 
@@ -51,11 +52,14 @@ def check_settable(data_type: str) -> None:
 
 @dataclass(frozen=True)
 class AccountData:
-    """What the account data endpoints use: the account data store, and the
-    push rule store for a default ``m.push_rules`` never written."""
+    """What the account data endpoints use: the account data store, the
+    push rule store for a default ``m.push_rules`` never written, and the
+    notifier, which wakes the writer's waiting syncs (other devices, and the
+    writer's own: clients such as matrix-js-sdk wait for the echo)."""
 
     store: "AccountDataStore"
     push_rules: "PushRuleStore"
+    notifier: "Notifier"
 
 
 def check_own(req: HttpRequest, verb: str) -> None:
@@ -78,7 +82,8 @@ async def put_global(data: AccountData, req: HttpRequest) -> tuple[int, Any]:
     # free-form JSON, kept as JSON: a NUL in it is stored, as Synapse does
     content = req.json(allow_nul=True)
     check_ignore_list(req.user_id, data_type, content)
-    await data.store.put_global_account_data(req.user_id, data_type, content)
+    stream_pos = await data.store.put_global_account_data(req.user_id, data_type, content)
+    data.notifier.notify_users([req.user_id], stream_pos)
     return 200, {}
 
 
@@ -101,8 +106,9 @@ async def put_room(data: AccountData, req: HttpRequest) -> tuple[int, Any]:
     room_id = room_id_of(req)
     data_type = req.params["type"]
     check_settable(data_type)
-    await data.store.put_room_account_data(req.user_id, room_id, data_type,
-                                           req.json(allow_nul=True))
+    stream_pos = await data.store.put_room_account_data(req.user_id, room_id, data_type,
+                                                        req.json(allow_nul=True))
+    data.notifier.notify_users([req.user_id], stream_pos)
     return 200, {}
 
 
@@ -126,4 +132,5 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    router.add_endpoints(AccountData(hs.stores.account_data, hs.stores.push_rules), ENDPOINTS)
+    router.add_endpoints(AccountData(hs.stores.account_data, hs.stores.push_rules,
+                                     hs.notifier), ENDPOINTS)

@@ -35,7 +35,10 @@ async def get_versions(config: "Config", req: HttpRequest) -> tuple[int, Any]:
         "uk.tcpip.msc4133": True,
         "uk.tcpip.msc4133.stable": True,
         # simplified sliding sync (MSC4186), the flag Element X looks for
-        "org.matrix.simplified_msc3575": True}}
+        "org.matrix.simplified_msc3575": True,
+        # sync over a WebSocket at /_matrix/client/unstable/stream, after the
+        # Matrix WebSockets draft (docs/websocket.md); the web client uses it
+        "org.matrix.websockets_draft": True}}
 
 
 async def get_wellknown(config: "Config", req: HttpRequest) -> tuple[int, Any]:
