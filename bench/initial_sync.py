@@ -46,7 +46,7 @@ from typing import Any
 
 from bench.client import MatrixClient, Session
 from bench.fanout import latency_summary, scenario_main
-from bench.send import TimeLimitExceeded, gather_bounded, is_cancellation, with_time_limit
+from bench.send import gather_bounded, is_cancellation, set_up_within
 from bench.server import Target
 from bench.sync import SETUP_CONCURRENCY, register_users
 
@@ -232,12 +232,9 @@ async def run_scenario(target: Target, params: dict[str, Any], *,
                                                            params["send_concurrency"]),
                           timeout_s=REQUEST_TIMEOUT_S)
     try:
-        try:
-            user, rooms = await with_time_limit(
-                params["setup_budget_s"],
-                lambda: set_up(client, target, params, run_id, result["setup"]))
-        except TimeLimitExceeded:
-            raise RuntimeError(f"setup took longer than {params['setup_budget_s']}s") from None
+        user, rooms = await set_up_within(
+            params["setup_budget_s"],
+            lambda: set_up(client, target, params, run_id, result["setup"]))
         latest = {room_id: message_body(run_id, r, params["messages_per_room"] - 1)
                   for r, room_id in enumerate(rooms)}
         result["syncs"] = await measure_syncs(client, user, rooms, latest, params["syncs"],

@@ -313,6 +313,14 @@ async def with_time_limit(limit_s: float, main: Callable[[], Coroutine[Any, Any,
             timer.cancel()
 
 
+async def set_up_within(budget_s: float, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """A scenario's setup ``main``, failing the run (RuntimeError) past ``budget_s``."""
+    try:
+        return await with_time_limit(budget_s, main)
+    except TimeLimitExceeded:
+        raise RuntimeError(f"setup took longer than {budget_s}s") from None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.send",

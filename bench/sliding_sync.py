@@ -36,7 +36,7 @@ from typing import Any
 
 from bench.client import MatrixClient, Session
 from bench.fanout import latency_summary, scenario_main
-from bench.send import TimeLimitExceeded, gather_bounded, is_cancellation, with_time_limit
+from bench.send import gather_bounded, is_cancellation, set_up_within
 from bench.server import Target
 from bench.sync import SETUP_CONCURRENCY, register_users
 
@@ -169,12 +169,9 @@ async def run_scenario(target: Target, params: dict[str, Any], *,
                                                            params["send_concurrency"]),
                           timeout_s=REQUEST_TIMEOUT_S)
     try:
-        try:
-            user, rooms = await with_time_limit(
-                params["setup_budget_s"],
-                lambda: set_up(client, target, params, run_id, result["setup"]))
-        except TimeLimitExceeded:
-            raise RuntimeError(f"setup took longer than {params['setup_budget_s']}s") from None
+        user, rooms = await set_up_within(
+            params["setup_budget_s"],
+            lambda: set_up(client, target, params, run_id, result["setup"]))
         result["measured"] = await measure(client, user, rooms, params, run_id)
         result["figures"] = figures(result, params)
         result["complete"] = result["measured"]["problem_count"] == 0
