@@ -68,12 +68,11 @@ $(SSO_NODE_DIR)/node_modules/.installed: $(SSO_NODE_DIR)/package.json $(SSO_NODE
 	else echo "npm not found: tests/sso/test_oidc.py will be skipped"; fi
 
 # PYTEST_ARGS="-k profile -x" narrows a run; the suite runs on both engines either way.
-# PYTEST_WORKERS=2 shares the tests between two processes file by file
-# (pytest-xdist; a file's module-scoped set-up, a real Synapse or an S3
-# server, is made once): 17 minutes instead of about 40 here. Not the default
-# yet: under it tests/federation/test_sender.py's invite test fails about one
-# run in two (an ordering or timing problem of the sender still to find).
-PYTEST_WORKERS ?= 0
+# The tests are shared between two processes file by file (pytest-xdist; a
+# file's module-scoped set-up, a real Synapse or an S3 server, is made once):
+# about 18 minutes instead of about 40 here. PYTEST_WORKERS=0 runs them in
+# this one process.
+PYTEST_WORKERS ?= 2
 # matrix-js-sdk's SlidingSync, with the Node.js 22 it needs (tests/sync/test_js_sliding_sync.py)
 SYNC_NODE_DIR := tests/sync/node
 $(SYNC_NODE_DIR)/node_modules/.installed: $(SYNC_NODE_DIR)/package.json $(SYNC_NODE_DIR)/package-lock.json

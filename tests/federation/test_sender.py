@@ -138,13 +138,28 @@ async def make_room(srv: TestServer, *remote_users: str) -> tuple[str, str]:
 
 async def mark_joined(srv: TestServer, room_id: str, user_id: str) -> None:
     """A remote user's join, as if it had come over federation (see the
-    module docstring): the membership row, pointing at the create event."""
+    module docstring): the membership row, pointing at the create event.
+
+    A real join is an event after every event before it, and the sender
+    enqueues events for the servers joined when it enqueues them: so the
+    sender first catches up with everything committed so far (otherwise, on
+    PostgreSQL's several connections, this row can land before the enqueue
+    of earlier events, which would then go to the new server too)."""
+    await sender_caught_up(srv)
     await srv.hs.db.execute(
         "test_mark_joined",
         "INSERT INTO room_memberships (user_id, room_nid, membership, event_nid,"
         " stream_ordering) SELECT ?, r.room_nid, 'join', e.event_nid, e.stream_ordering"
         " FROM rooms r JOIN events e ON e.room_nid = r.room_nid"
         " WHERE r.room_id = ? AND e.event_type = 'm.room.create'", (user_id, room_id))
+
+
+async def sender_caught_up(srv: TestServer) -> None:
+    """Wait until the federation sender has enqueued every event committed so far."""
+    # (the commit listener hands events over before the write's caller
+    # resumes: what is left is the enqueue in flight)
+    sender = srv.hs.federation_sender
+    await eventually(lambda: not sender._pending and sender._enqueuer is None)
 
 
 async def say(srv: TestServer, sender: str, room_id: str, text: str) -> str:
