@@ -45,10 +45,14 @@ class Interest:
         # (service ID, room ID) -> (whether the whole room interests it, when
         # that was read)
         self._rooms: dict[tuple[str, str], tuple[bool, float]] = {}
+        # moves on at every change of the cache: a verdict read from the
+        # database across a change is used but not kept (it may predate it)
+        self._generation = 0
 
     def aliases_changed(self) -> None:
         """An alias was created or deleted: room verdicts may have changed."""
         self._rooms.clear()
+        self._generation += 1
 
     async def events_of_interest(self, service: "ApplicationService",
                                  events: list["Event"]) -> list["Event"]:
@@ -58,6 +62,7 @@ class Interest:
                     self.ctx.is_mine(event.state_key) and \
                     service.is_interested_in_user(event.state_key):
                 key = (service.id, event.room_id)
+                self._generation += 1
                 if event.content.get("membership") == "join":
                     self._rooms[key] = (True, self.ctx.clock.seconds())
                 else:
@@ -74,7 +79,10 @@ class Interest:
         cached = self._rooms.get(key)
         if cached is not None and now - cached[1] < ROOM_VERDICT_TTL_S:
             return cached[0]
+        generation = self._generation
         verdict = await self.room_of_interest(service, room_id)
+        if generation != self._generation:
+            return verdict
         if len(self._rooms) >= MAX_CACHED_ROOMS:
             self._rooms.clear()
         self._rooms[key] = (verdict, now)
