@@ -217,6 +217,11 @@ async def run_scenario(target: Target, params: dict[str, Any], *,
             "push_p99_ms": {"value": after_answer["p99"], "unit": "ms", "better": "lower",
                             "label": f"{label}: send answered to receipt, p99"},
         }
+        print(f"  delivered {len(arrived)}/{messages} in {wall_s:.2f}s ({rate}/s) in "
+              f"{receiver.transactions} transactions; lag ms p50 {summary['p50']} "
+              f"p99 {summary['p99']} (send answered p50 {send_ms['p50']} p99 {send_ms['p99']}, "
+              f"after the answer p50 {after_answer['p50']} p99 {after_answer['p99']}); "
+              f"repeats {receiver.repeats}", flush=True)
         complete = len(arrived) == messages
         # open loop: one message every 1/rate s whatever the answers, so the
         # lag is the push's at a rate both servers sustain, not a queue's
@@ -254,11 +259,6 @@ async def run_scenario(target: Target, params: dict[str, Any], *,
                   f"{paced_lag['p50']} p99 {paced_lag['p99']} (send answered p50 "
                   f"{paced_send['p50']} p99 {paced_send['p99']})", flush=True)
         result["complete"] = complete and receiver.repeats == 0
-        print(f"  delivered {len(arrived)}/{messages} in {wall_s:.2f}s ({rate}/s) in "
-              f"{receiver.transactions} transactions; lag ms p50 {summary['p50']} "
-              f"p99 {summary['p99']} (send answered p50 {send_ms['p50']} p99 {send_ms['p99']}, "
-              f"after the answer p50 {after_answer['p50']} p99 {after_answer['p99']}); "
-              f"repeats {receiver.repeats}", flush=True)
     except Exception as e:
         if is_cancellation(e):
             raise
