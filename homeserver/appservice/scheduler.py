@@ -18,8 +18,9 @@ event stream from its stored position (``storage/appservice.py``):
    transaction, move the position past them, and delete the transactions
    acknowledged since the last one. Send it (step 2) at once, and as soon
    as the service answers, make the next from whatever arrived meanwhile.
-4. Caught up: delete the acknowledged transactions (their own commit, only
-   when there is nothing else to do). A graceful stop does the same.
+4. Caught up: delete the acknowledged transactions ``ACK_DELAY_S`` later
+   (their own commit), unless the next transaction made does it first. A
+   graceful stop does it at once.
 
 So a busy service costs one database commit and one HTTP request per
 transaction, and an event waits at most for the transaction in flight to be
@@ -68,6 +69,9 @@ logger = logging.getLogger(__name__)
 BATCH = 100
 # ephemeral data held for a service that is down: past this, newer is dropped
 MAX_EPHEMERAL = 1000
+# a queue that has caught up deletes the acknowledged transactions this long
+# after (unless the next transaction made does it first)
+ACK_DELAY_S = 1.0
 
 
 class AppServiceScheduler:
@@ -166,6 +170,9 @@ class ServiceQueue(WorkerLoop):
         # the service acknowledged the transactions up to this ID; their rows
         # are not deleted yet
         self._acked_upto: int | None = None
+        # caught up with acknowledgements to store: when (the timer) and now
+        self._acks_timer: Any = None
+        self._store_acks_now = False
 
     def describe(self) -> str:
         return f"application service {self.service.id}: queue"
@@ -199,8 +206,25 @@ class ServiceQueue(WorkerLoop):
             if not await self._send(pending, events):
                 return False
             self._pending.pop(0)
-        await self.store_acknowledged()
+        if self._acked_upto is not None:
+            if self._store_acks_now:
+                await self.store_acknowledged()
+            elif self._acks_timer is None:
+                # a moment later: a service sent one event at a time would
+                # otherwise cost two commits per transaction
+                self._acks_timer = self.ctx.clock.callLater(ACK_DELAY_S, self._acks_due)
         return False
+
+    def _acks_due(self) -> None:
+        self._acks_timer = None
+        self._store_acks_now = True
+        self.wake()
+
+    def stop(self) -> "defer.Deferred[Any] | None":
+        if self._acks_timer is not None and self._acks_timer.active():
+            self._acks_timer.cancel()
+        self._acks_timer = None
+        return super().stop()
 
     async def store_acknowledged(self) -> None:
         """Delete the transactions the service acknowledged (when no new
@@ -217,6 +241,7 @@ class ServiceQueue(WorkerLoop):
             return
         if self._acked_upto == acked:
             self._acked_upto = None
+            self._store_acks_now = False
 
     async def _make(self) -> "tuple[PendingTxn | None, dict[str, Event]] | None":
         """Store the next transaction and move the position past what it
@@ -239,6 +264,7 @@ class ServiceQueue(WorkerLoop):
             raise
         if self._acked_upto == acked:
             self._acked_upto = None
+            self._store_acks_now = False
         self.position = new_pos
         sched.moved()
         return made, {e.event_id: e for e in wanted}
