@@ -324,6 +324,7 @@ class HomeServer:
         if self.ctx.config.app_services:
             self.membership.app_services = self.appservice_handler
             self.room_directory.app_services = self.appservice_handler
+            self.room_upgrader.app_services = self.appservice_handler
             # typing and receipts for services with receive_ephemeral
             if any(s.receive_ephemeral for s in self.ctx.config.app_services.services):
                 self.typing.app_services = self.appservice_scheduler

@@ -7,14 +7,19 @@ Synapse decides them):
 - one of the room's local aliases is in its alias namespace;
 - one of the room's joined local users is in its user namespace.
 
-The room-wide verdict (aliases, members) is cached per service and room:
-a membership event of the room drops the room's entry as the stream passes
-it (the events after it are judged on the new members), or, when it is a
-join of one of the service's local users, sets it (the room interests it), and any alias
-created or deleted through the room directory drops every entry
-(``aliases_changed``); aliases moved by a room upgrade are seen when the
-entry expires (``ROOM_VERDICT_TTL_S``). The cache is bounded; an entry
-dropped for space is read again.
+The room-wide verdict (aliases, members) is cached per service and room, and
+kept true by what changes it, so a busy room is judged without the database:
+
+- a membership event of one of the service's local users, as the stream
+  passes it: a join sets the entry (the room interests it from here on),
+  anything else drops it (another of its users may still be there); other
+  users' memberships cannot change the verdict and leave it alone;
+- an alias created, deleted or moved (the room directory, a room's
+  creation, an upgrade: ``aliases_changed``) drops every entry.
+
+An entry is also read again after ``ROOM_VERDICT_TTL_S``, a safety net for a
+change none of those report. The cache is bounded; an entry dropped for
+space is read again.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ if TYPE_CHECKING:
 
 # (service ID, room ID) entries kept, and for how long
 MAX_CACHED_ROOMS = 100_000
-ROOM_VERDICT_TTL_S = 30.0
+ROOM_VERDICT_TTL_S = 600.0
 
 
 class Interest:
@@ -40,21 +45,25 @@ class Interest:
         # (service ID, room ID) -> (whether the whole room interests it, when
         # that was read)
         self._rooms: dict[tuple[str, str], tuple[bool, float]] = {}
+        # moves on at every change of the cache: a verdict read from the
+        # database across a change is used but not kept (it may predate it)
+        self._generation = 0
 
     def aliases_changed(self) -> None:
         """An alias was created or deleted: room verdicts may have changed."""
         self._rooms.clear()
+        self._generation += 1
 
     async def events_of_interest(self, service: "ApplicationService",
                                  events: list["Event"]) -> list["Event"]:
         out = []
         for event in events:
-            if event.type == "m.room.member":
+            if event.type == "m.room.member" and event.state_key is not None and \
+                    self.ctx.is_mine(event.state_key) and \
+                    service.is_interested_in_user(event.state_key):
                 key = (service.id, event.room_id)
-                if event.content.get("membership") == "join" and \
-                        event.state_key is not None and self.ctx.is_mine(event.state_key) \
-                        and service.is_interested_in_user(event.state_key):
-                    # one of its users joined: the room interests it from here on
+                self._generation += 1
+                if event.content.get("membership") == "join":
                     self._rooms[key] = (True, self.ctx.clock.seconds())
                 else:
                     self._rooms.pop(key, None)
@@ -70,7 +79,10 @@ class Interest:
         cached = self._rooms.get(key)
         if cached is not None and now - cached[1] < ROOM_VERDICT_TTL_S:
             return cached[0]
+        generation = self._generation
         verdict = await self.room_of_interest(service, room_id)
+        if generation != self._generation:
+            return verdict
         if len(self._rooms) >= MAX_CACHED_ROOMS:
             self._rooms.clear()
         self._rooms[key] = (verdict, now)

@@ -4,14 +4,27 @@ Each service with a URL has one ``ServiceQueue``. It follows the global
 event stream from its stored position (``storage/appservice.py``):
 
 1. Wake: the write hub says the stream is persisted further
-   (``on_persisted``), or a backoff timer fires.
+   (``on_persisted``, on the reactor, as soon as the commit's positions
+   count as finished), or a backoff timer fires.
 2. Send what is pending first: a stored, unacknowledged transaction goes
-   again with the same ID until the service answers 2xx; then its row is
-   deleted. Only one transaction is ever in flight.
-3. Read the next batch of events after the position (up to the persisted
-   position, at most ``BATCH``), keep those of interest (``interest.py``),
-   and in ONE database transaction store them as the next transaction and
-   move the position past the batch. Then send it (step 2).
+   again with the same ID until the service answers 2xx. Only one
+   transaction is ever in flight.
+3. Make the next transaction from everything persisted after the position
+   (at most ``BATCH`` events): the events come from memory (``feed.py``,
+   filled by the write hub at each commit) when the queue is within what
+   it holds, else from the database (catching up after a restart or a long
+   backoff). Keep those of interest (``interest.py``, room verdicts
+   cached), and in ONE database transaction store them as the next
+   transaction, move the position past them, and delete the transactions
+   acknowledged since the last one. Send it (step 2) at once, and as soon
+   as the service answers, make the next from whatever arrived meanwhile.
+4. Caught up: delete the acknowledged transactions ``ACK_DELAY_S`` later
+   (their own commit), unless the next transaction made does it first. A
+   graceful stop does it at once.
+
+So a busy service costs one database commit and one HTTP request per
+transaction, and an event waits at most for the transaction in flight to be
+answered before it is in the next one.
 
 Ephemeral data (typing, public read receipts) goes to services registered
 with ``receive_ephemeral`` when it concerns a room of interest: it is held
@@ -21,9 +34,10 @@ the server stops is dropped: it is ephemeral.
 
 A failed send backs off exponentially (``initial_backoff_s`` doubling to
 ``max_backoff_s``); new events meanwhile wait in the stream and go in the
-next transaction. A restart finds the position and the stored transaction
+next transaction. A restart finds the position and the stored transactions
 where the last run left them, so nothing is lost, and a transaction sent
-again carries the ID it had (services drop a repeated ID).
+again carries the ID it had (services drop a repeated ID): that is also what
+a crash between an answer and the deletion of its transaction costs.
 """
 
 from __future__ import annotations
@@ -34,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 
 from homeserver.appservice.client import AppServiceError
+from homeserver.appservice.feed import EventFeed
 from homeserver.rooms.client_format import client_event
 from homeserver.worker_loop import WorkerLoop
 
@@ -42,6 +57,7 @@ if TYPE_CHECKING:
     from homeserver.appservice.interest import Interest
     from homeserver.appservice.registration import ApplicationService, AppServices
     from homeserver.context import ServerContext
+    from homeserver.events.model import Event
     from homeserver.storage import Stores
     from homeserver.storage.appservice import PendingTxn
     from homeserver.storage.hub import Committed
@@ -53,6 +69,9 @@ logger = logging.getLogger(__name__)
 BATCH = 100
 # ephemeral data held for a service that is down: past this, newer is dropped
 MAX_EPHEMERAL = 1000
+# a queue that has caught up deletes the acknowledged transactions this long
+# after (unless the next transaction made does it first)
+ACK_DELAY_S = 1.0
 
 
 class AppServiceScheduler:
@@ -73,9 +92,13 @@ class AppServiceScheduler:
         self._running = False
         # the highest committed position that carried events (database threads)
         self._events_upto = 0
+        # the events not yet looked at by every queue (filled on commit)
+        self.feed = EventFeed()
 
     async def start(self) -> None:
         self._running = True
+        # before the positions are read: a new service starts at or above it
+        self.feed.start(self.tracker.persisted_upto)
         for q in self.queues:
             q.position = await self.stores.appservice.get_position(
                 q.service.id, self.tracker.persisted_upto)
@@ -86,11 +109,15 @@ class AppServiceScheduler:
         loops = [d for d in (q.stop() for q in self.queues) if d is not None]
         if loops:
             await defer.DeferredList(loops, consumeErrors=True)
+        for q in self.queues:
+            await q.store_acknowledged()
         await self.client.close()
 
     def on_commit(self, committed: "Committed") -> None:
-        """Write hub, database thread: note how far events go."""
-        if committed.events:
+        """Write hub, database thread: note how far events go, and keep them
+        for the queues."""
+        if committed.events and self.queues:
+            self.feed.add(committed.events)
             top = max(committed.positions)
             if top > self._events_upto:
                 self._events_upto = top
@@ -123,6 +150,10 @@ class AppServiceScheduler:
             if self._events_upto > q.position:
                 q.wake()
 
+    def moved(self) -> None:
+        """A queue moved its position: what every queue is past leaves memory."""
+        self.feed.trim(min(q.position for q in self.queues))
+
 
 class ServiceQueue(WorkerLoop):
     """One service's transactions, one at a time, in stream order."""
@@ -136,6 +167,12 @@ class ServiceQueue(WorkerLoop):
         self._pending: list["PendingTxn"] | None = None
         # ephemeral data of interest, not yet in a transaction
         self.ephemeral: list[dict[str, Any]] = []
+        # the service acknowledged the transactions up to this ID; their rows
+        # are not deleted yet
+        self._acked_upto: int | None = None
+        # caught up with acknowledgements to store: when (the timer) and now
+        self._acks_timer: Any = None
+        self._store_acks_now = False
 
     def describe(self) -> str:
         return f"application service {self.service.id}: queue"
@@ -150,39 +187,112 @@ class ServiceQueue(WorkerLoop):
             self.wake()
 
     async def process(self) -> bool:
-        """Send what is owed. True: there may be more to read."""
-        sched = self.scheduler
-        store = sched.stores.appservice
+        """Send what is owed, until caught up (False: the loop rests)."""
+        store = self.scheduler.stores.appservice
         if self._pending is None:
             self._pending = await store.get_pending_txns(self.service.id)
         while self._pending:
             if not await self._send(self._pending[0]):
                 return False
             self._pending.pop(0)
-        upto = sched.tracker.persisted_upto
-        if upto <= self.position and not self.ephemeral:
-            return False
-        rows = await store.get_events_after(self.position, upto, BATCH) \
-            if upto > self.position else []
-        new_pos = rows[-1][0] if len(rows) == BATCH else max(upto, self.position)
-        events = await sched.stores.events.get_events([eid for _, eid in rows])
-        ordered = [events[eid] for _, eid in rows if eid in events]
-        wanted = await sched.interest.events_of_interest(self.service, ordered)
-        ephemeral, self.ephemeral = self.ephemeral, []
-        made = await store.advance(self.service.id, new_pos, [e.event_id for e in wanted],
-                                   ephemeral)
-        self.position = new_pos
-        if made is not None:
-            self._pending.append(made)
-            if not await self._send(made):
+        while not self.stopped:
+            made = await self._make()
+            if made is None:
+                break
+            pending, events = made
+            if pending is None:
+                continue  # nothing of interest there: the position moved on
+            self._pending.append(pending)
+            if not await self._send(pending, events):
                 return False
             self._pending.pop(0)
-        return len(rows) == BATCH
+        if self._acked_upto is not None:
+            if self._store_acks_now:
+                await self.store_acknowledged()
+            elif self._acks_timer is None:
+                # a moment later: a service sent one event at a time would
+                # otherwise cost two commits per transaction
+                self._acks_timer = self.ctx.clock.callLater(ACK_DELAY_S, self._acks_due)
+        return False
 
-    async def _send(self, pending: "PendingTxn") -> bool:
-        """Send one stored transaction; False (and a backoff timer) if it failed."""
+    def _acks_due(self) -> None:
+        self._acks_timer = None
+        self._store_acks_now = True
+        self.wake()
+
+    def stop(self) -> "defer.Deferred[Any] | None":
+        if self._acks_timer is not None and self._acks_timer.active():
+            self._acks_timer.cancel()
+        self._acks_timer = None
+        return super().stop()
+
+    async def store_acknowledged(self) -> None:
+        """Delete the transactions the service acknowledged (when no new
+        transaction does it on the way)."""
+        acked = self._acked_upto
+        if acked is None:
+            return
+        try:
+            await self.scheduler.stores.appservice.complete_txns(self.service.id, acked)
+        except Exception:
+            # they stay stored: sent again with their IDs, which the service drops
+            logger.exception("%s: could not delete acknowledged transactions",
+                             self.describe())
+            return
+        if self._acked_upto == acked:
+            self._acked_upto = None
+            self._store_acks_now = False
+
+    async def _make(self) -> "tuple[PendingTxn | None, dict[str, Event]] | None":
+        """Store the next transaction and move the position past what it
+        covers: (the transaction, or None if nothing there interests the
+        service; its events by ID). None: nothing to make."""
         sched = self.scheduler
-        events = await sched.stores.events.get_events(pending.event_ids)
+        upto = sched.tracker.persisted_upto
+        if upto <= self.position and not self.ephemeral:
+            return None
+        batch, new_pos = await self._read(upto)
+        wanted = await sched.interest.events_of_interest(self.service, batch)
+        ephemeral, self.ephemeral = self.ephemeral, []
+        acked = self._acked_upto
+        try:
+            made = await sched.stores.appservice.advance(
+                self.service.id, new_pos, [e.event_id for e in wanted], ephemeral,
+                acked_upto=acked)
+        except BaseException:
+            self.ephemeral[:0] = ephemeral
+            raise
+        if self._acked_upto == acked:
+            self._acked_upto = None
+            self._store_acks_now = False
+        self.position = new_pos
+        sched.moved()
+        return made, {e.event_id: e for e in wanted}
+
+    async def _read(self, upto: int) -> "tuple[list[Event], int]":
+        """The events after the position up to ``upto`` (at most ``BATCH``),
+        and the position past them."""
+        if upto <= self.position:
+            return [], self.position
+        sched = self.scheduler
+        fed = sched.feed.read(self.position, upto, BATCH)
+        if fed is not None:
+            positions = [pos for pos, _ in fed]
+            events = [event for _, event in fed]
+        else:
+            rows = await sched.stores.appservice.get_events_after(self.position, upto, BATCH)
+            positions = [pos for pos, _ in rows]
+            found = await sched.stores.events.get_events([eid for _, eid in rows])
+            events = [found[eid] for _, eid in rows if eid in found]
+        return events, positions[-1] if len(positions) == BATCH else upto
+
+    async def _send(self, pending: "PendingTxn",
+                    events: "dict[str, Event] | None" = None) -> bool:
+        """Send one stored transaction; False (and a backoff timer) if it
+        failed. ``events``: its events, when the caller holds them."""
+        sched = self.scheduler
+        if events is None:
+            events = await sched.stores.events.get_events(pending.event_ids)
         now = sched.ctx.now_ms()
         body = [client_event(events[eid], events[eid].room_id, now)
                 for eid in pending.event_ids if eid in events]
@@ -196,6 +306,7 @@ class ServiceQueue(WorkerLoop):
                         self.service.id, pending.txn_id, e)
             self.back_off()
             return False
-        await sched.stores.appservice.complete_txn(self.service.id, pending.txn_id)
+        # deleted with the next transaction made, or when the queue rests
+        self._acked_upto = pending.txn_id
         self.succeeded()
         return True

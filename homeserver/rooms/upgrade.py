@@ -67,6 +67,7 @@ from homeserver.rooms.power_levels import creators as room_creators
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
+    from homeserver.appservice.handler import AppServiceHandler
     from homeserver.context import ServerContext
     from homeserver.rooms.creation import RoomCreation
     from homeserver.rooms.creator import EventCreator
@@ -156,6 +157,8 @@ class RoomUpgrader:
         self.event_creator = event_creator
         self.membership = membership
         self.room_creation = room_creation
+        # told when aliases move (their cached room verdicts: appservice/interest.py)
+        self.app_services: "AppServiceHandler | None" = None
         self._in_progress: set[str] = set()
 
     async def upgrade(self, user_id: str, room_id: str, request: UpgradeRequest) -> str:
@@ -206,6 +209,8 @@ class RoomUpgrader:
         if tombstone_id is None:
             await self._send_tombstone(user_id, room, new_room_id)
         await self._move_aliases(user_id, room, new_room_id, old_state.get(CANONICAL_ALIAS))
+        if self.app_services is not None:
+            self.app_services.aliases_changed()
         await self._move_directory_listing(room, new_room_id)
         await self.copy_user_state(room.room_id, new_room_id,
                                    await self._local_members(room))

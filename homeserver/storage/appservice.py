@@ -50,11 +50,13 @@ class AppServiceStore:
 
     async def get_events_after(self, from_pos: int, to_pos: int,
                                limit: int) -> list[tuple[int, str]]:
-        """(stream position, event ID) of timeline events in (from, to], in order."""
+        """(stream position, event ID) of the events in (from, to], in order:
+        the timeline and the out-of-band invites to our users (outliers with
+        a position), as Synapse sends them."""
         rows = await self.db.execute(
             "appservice_events_after",
             "SELECT stream_ordering, event_id FROM events WHERE stream_ordering > ?"
-            " AND stream_ordering <= ? AND outlier = 0 ORDER BY stream_ordering LIMIT ?",
+            " AND stream_ordering <= ? ORDER BY stream_ordering LIMIT ?",
             (from_pos, to_pos, limit))
         return [(int(pos), str(eid)) for pos, eid in rows]
 
@@ -67,35 +69,44 @@ class AppServiceStore:
                 for t, e, eph in rows]
 
     async def advance(self, service_id: str, new_pos: int, event_ids: list[str],
-                      ephemeral: list[dict[str, Any]] | None = None) -> PendingTxn | None:
+                      ephemeral: list[dict[str, Any]] | None = None,
+                      acked_upto: int | None = None) -> PendingTxn | None:
         """Move the position to ``new_pos``; with ``event_ids`` (or
-        ``ephemeral``), make them the service's next transaction in the same
-        database transaction."""
+        ``ephemeral``), make them the service's next transaction; with
+        ``acked_upto``, delete the transactions the service has acknowledged
+        up to that ID: all in one database transaction (one commit per
+        transaction made, however busy the service)."""
         def txn_fn(txn: Txn) -> PendingTxn | None:
-            pending = None
-            if event_ids or ephemeral:
-                last = txn.select_value(
-                    "SELECT last_txn_id FROM appservice_stream WHERE appservice_id = ?",
-                    (service_id,))
-                txn_id = int(last or 0) + 1
-                txn.execute("INSERT INTO appservice_txns (appservice_id, txn_id, event_ids,"
-                            " ephemeral) VALUES (?, ?, ?, ?)",
-                            (service_id, txn_id, json.dumps(event_ids),
-                             json.dumps(ephemeral) if ephemeral else None))
-                txn.execute("UPDATE appservice_stream SET last_txn_id = ?"
-                            " WHERE appservice_id = ?", (txn_id, service_id))
-                pending = PendingTxn(txn_id, event_ids, list(ephemeral or []))
-            txn.execute("UPDATE appservice_stream SET stream_pos = ? WHERE appservice_id = ?"
-                        " AND stream_pos < ?", (new_pos, service_id, new_pos))
-            return pending
+            if acked_upto is not None:
+                self._delete_acked_txn(txn, service_id, acked_upto)
+            if not (event_ids or ephemeral):
+                txn.execute("UPDATE appservice_stream SET stream_pos = ?"
+                            " WHERE appservice_id = ? AND stream_pos < ?",
+                            (new_pos, service_id, new_pos))
+                return None
+            txn_id = int(txn.select_value(
+                "UPDATE appservice_stream SET last_txn_id = last_txn_id + 1,"
+                " stream_pos = CASE WHEN stream_pos < ? THEN ? ELSE stream_pos END"
+                " WHERE appservice_id = ? RETURNING last_txn_id",
+                (new_pos, new_pos, service_id)))
+            txn.execute("INSERT INTO appservice_txns (appservice_id, txn_id, event_ids,"
+                        " ephemeral) VALUES (?, ?, ?, ?)",
+                        (service_id, txn_id, json.dumps(event_ids),
+                         json.dumps(ephemeral) if ephemeral else None))
+            return PendingTxn(txn_id, event_ids, list(ephemeral or []))
 
         return await self.db.run_interaction("appservice_advance", txn_fn)
 
-    async def complete_txn(self, service_id: str, txn_id: int) -> None:
-        await self.db.execute(
-            "appservice_complete_txn",
-            "DELETE FROM appservice_txns WHERE appservice_id = ? AND txn_id = ?",
-            (service_id, txn_id))
+    async def complete_txns(self, service_id: str, acked_upto: int) -> None:
+        """The service acknowledged every transaction up to ``acked_upto``."""
+        await self.db.run_interaction(
+            "appservice_complete_txns",
+            lambda txn: self._delete_acked_txn(txn, service_id, acked_upto))
+
+    @staticmethod
+    def _delete_acked_txn(txn: Txn, service_id: str, acked_upto: int) -> None:
+        txn.execute("DELETE FROM appservice_txns WHERE appservice_id = ? AND txn_id <= ?",
+                    (service_id, acked_upto))
 
     # -- the services' own room lists ------------------------------------------
 

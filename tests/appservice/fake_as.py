@@ -60,6 +60,8 @@ class FakeAppService:
         self.auth_headers: list[str | None] = []
         self.query_args: list[dict[str, list[str]]] = []
         self.fail_next = 0
+        # while set, a transaction is answered only once it fires
+        self.gate: defer.Deferred[None] | None = None
         self.on_user: Handler | None = None
         self.on_alias: Handler | None = None
         self.user_queries: list[str] = []
@@ -127,6 +129,8 @@ class FakeAppService:
         rest = path[len(prefix):]
         if method == "PUT" and rest.startswith("transactions/"):
             self.attempts.append(rest.split("/", 1)[1])
+            if self.gate is not None:
+                await self.gate
             if self.fail_next > 0:
                 self.fail_next -= 1
                 return 500, {}

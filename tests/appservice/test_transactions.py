@@ -198,3 +198,130 @@ async def test_a_service_without_receive_ephemeral_gets_none(
     await send_text(alice, room_id, "after typing")
     await appservice.wait_for(lambda: "after typing" in bodies(appservice))
     assert appservice.ephemeral == []
+
+
+async def restart(srv: TestServer) -> TestServer:
+    """The same server stopped and started again on its database."""
+    from twisted.internet import reactor
+
+    await srv.hs.stop()
+    hs = HomeServer(srv.hs.config, reactor)
+    await hs.setup()
+    hs.listen()
+    return TestServer(hs, srv.engine)
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_sent_while_a_transaction_is_in_flight_go_in_the_next_one(
+        server: TestServer, appservice: FakeAppService) -> None:
+    from twisted.internet import defer
+
+    alice = await server.register("alice")
+    room_id = await create_room(alice, preset="public_chat")
+    await ghost_in_room(server, "bridge_gus", room_id)
+    await appservice.wait_for(lambda: len(appservice.events()) >= 1)
+    # the service takes its time over the next transaction
+    gate: defer.Deferred[None] = defer.Deferred()
+    appservice.gate = gate
+    tried = len(appservice.attempts)
+    await send_text(alice, room_id, "first")
+    await appservice.wait_for(lambda: len(appservice.attempts) > tried)
+    for body in ("a", "b", "c"):
+        await send_text(alice, room_id, body)
+    assert len(appservice.attempts) == tried + 1  # one transaction in flight
+    accepted = len(appservice.transactions)
+    appservice.gate = None
+    gate.callback(None)
+    await appservice.wait_for(lambda: "c" in bodies(appservice))
+    # the three waiting went together, in order, as soon as the first was answered
+    assert len(appservice.transactions) == accepted + 2
+    assert [e["content"]["body"] for e in appservice.transactions[-1][1]] == ["a", "b", "c"]
+    assert bodies(appservice) == ["first", "a", "b", "c"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_service_down_longer_than_memory_holds_catches_up_from_the_database(
+        server: TestServer, appservice: FakeAppService) -> None:
+    alice = await server.register("alice")
+    room_id = await create_room(alice, preset="public_chat")
+    await ghost_in_room(server, "bridge_hal", room_id)
+    await appservice.wait_for(lambda: len(appservice.events()) >= 1)
+    scheduler = server.hs.appservice_scheduler
+    # the events waiting for the service outgrow what is kept in memory
+    scheduler.feed.max_entries = 3
+    appservice.fail_next = 10**6
+    for i in range(8):
+        await send_text(alice, room_id, f"m{i}")
+    assert scheduler.feed.low > scheduler.queues[0].position
+    appservice.fail_next = 0
+    await appservice.wait_for(lambda: "m7" in bodies(appservice))
+    assert bodies(appservice) == [f"m{i}" for i in range(8)]
+    ids = [t for t, _ in appservice.transactions]
+    assert len(ids) == len(set(ids))
+    # caught up, the queue reads from memory again
+    await send_text(alice, room_id, "live")
+    await appservice.wait_for(lambda: "live" in bodies(appservice))
+    assert scheduler.queues[0].position >= scheduler.feed.low
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_graceful_restart_sends_no_acknowledged_transaction_again(
+        engine: str, tmp_path: Any, appservice: FakeAppService) -> None:
+    path = write_registration(tmp_path, registration(appservice.url))
+    srv = await start_server(engine, str(tmp_path), app_service_config_files=[path])
+    alice = await srv.register("alice")
+    room_id = await create_room(alice, preset="public_chat")
+    await ghost_in_room(srv, "bridge_ida", room_id)
+    for i in range(5):
+        await send_text(alice, room_id, f"m{i}")
+    await appservice.wait_for(lambda: "m4" in bodies(appservice))
+    again = await restart(srv)
+    try:
+        await send_text(again.client(alice.access_token), room_id, "after")
+        await appservice.wait_for(lambda: "after" in bodies(appservice))
+        assert bodies(appservice) == [f"m{i}" for i in range(5)] + ["after"]
+        # every transaction was tried once: none stayed stored once answered
+        assert len(appservice.attempts) == len(set(appservice.attempts))
+        assert appservice.attempts == [t for t, _ in appservice.transactions]
+    finally:
+        await stop_server(again)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upgraded_room_with_an_alias_of_the_namespace_reaches_the_service(
+        server: TestServer, appservice: FakeAppService) -> None:
+    alice = await server.register("alice")
+    room_id = await create_room(alice)
+    resp = await server.client(AS_TOKEN).put(f"{V3}/directory/room/%23bridge_up:test.local",
+                                             {"room_id": room_id})
+    assert resp.code == 200, resp.body
+    await send_text(alice, room_id, "old room")
+    await appservice.wait_for(lambda: "old room" in bodies(appservice))
+    resp = await alice.post(f"{V3}/rooms/{room_id}/upgrade", {"new_version": "11"})
+    assert resp.code == 200, resp.body
+    new_room = resp.body["replacement_room"]
+    # the alias moved with the room: its events interest the service at once
+    await send_text(alice, new_room, "new room")
+    await appservice.wait_for(lambda: "new room" in bodies(appservice), timeout=5)
+    assert next(e for e in appservice.events()
+                if e["content"].get("body") == "new room")["room_id"] == new_room
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_caught_up_service_soon_has_nothing_a_crash_would_send_again(
+        server: TestServer, appservice: FakeAppService) -> None:
+    alice = await server.register("alice")
+    room_id = await create_room(alice, preset="public_chat")
+    await ghost_in_room(server, "bridge_kim", room_id)
+    await send_text(alice, room_id, "answered")
+    await appservice.wait_for(lambda: "answered" in bodies(appservice))
+    from twisted.internet import reactor, task
+
+    store = server.hs.stores.appservice
+    # the answered transaction's row goes a moment after the queue caught up
+    # (what is stored unanswered is what a crash would send again)
+    for _ in range(100):
+        if not await store.get_pending_txns("bridge"):
+            break
+        await task.deferLater(reactor, 0.05, lambda: None)  # type: ignore[arg-type]
+    assert await store.get_pending_txns("bridge") == []
