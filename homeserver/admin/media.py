@@ -169,25 +169,39 @@ class AdminMedia:
             raise MatrixError(400, Codes.INVALID_PARAM,
                               "Query parameter size_gt must be a string representing a "
                               "positive integer.")
-        await self.repo.flush_access_times()
-        keep: set[str] = set()
-        if keep_profiles:
-            prefix = f"mxc://{self.ctx.hostname}/"
-            keep = {u[len(prefix):] for u in await self.store.avatar_mxcs()
-                    if u.startswith(prefix)}
-        deleted = await self._delete_local(
-            await self.store.local_media_to_delete(before_ts, size_gt, keep))
+        deleted = await self.delete_local_before(before_ts, size_gt, keep_profiles)
         log_admin_action(admin, "delete_old_media", self.ctx.hostname, before_ts=before_ts,
                          size_gt=size_gt, keep_profiles=keep_profiles, count=len(deleted))
         return deleted
 
     async def purge_remote_cache(self, admin: str, before_ts: int) -> int:
         check_before_ts(before_ts)
+        count = await self.purge_remote_before(before_ts)
+        log_admin_action(admin, "purge_media_cache", "remote", before_ts=before_ts,
+                         count=count)
+        return count
+
+    # -- also for media retention (admin/retention_jobs.py) --
+
+    async def delete_local_before(self, before_ts: int, size_gt: int = 0,
+                                  keep_profiles: bool = True,
+                                  keep_quarantined: bool = False) -> list[str]:
+        """Delete the local media last used before ``before_ts`` (protected
+        media stays; avatars with ``keep_profiles``)."""
+        await self.repo.flush_access_times()
+        keep: set[str] = set()
+        if keep_profiles:
+            prefix = f"mxc://{self.ctx.hostname}/"
+            keep = {u[len(prefix):] for u in await self.store.avatar_mxcs()
+                    if u.startswith(prefix)}
+        return await self._delete_local(await self.store.local_media_to_delete(
+            before_ts, size_gt, keep, keep_quarantined))
+
+    async def purge_remote_before(self, before_ts: int) -> int:
+        """Forget the cached remote media last used before ``before_ts``."""
         await self.repo.flush_access_times()
         purged = await self.store.remote_media_to_purge(before_ts)
         for origin, media_id, file_id in purged:
             await self.store.delete_remote_media(origin, media_id)
             await self.repo.delete_remote_files(origin, file_id)
-        log_admin_action(admin, "purge_media_cache", "remote", before_ts=before_ts,
-                         count=len(purged))
         return len(purged)

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import Codes, MatrixError
 from homeserver.moderation.content_filter import ROOM_RULES_EVENT, ContentFilter, room_words
+from homeserver.rooms.retention import RETENTION_TYPE
+from homeserver.rooms.retention import content_error as retention_content_error
 
 if TYPE_CHECKING:
     from homeserver.moderation.policy_lists import PolicyLists
@@ -75,7 +77,12 @@ class ModerationGate:
 
     async def check_message(self, user_id: str, room_id: str, event_type: str,
                             content: dict[str, Any], state_key: str | None = None) -> str:
-        """ALLOW or REDACT; raises 403 for a refusal."""
+        """ALLOW or REDACT; raises 403 for a refusal (400 for a retention
+        policy Synapse would refuse too)."""
+        if event_type == RETENTION_TYPE and state_key == "":
+            problem = retention_content_error(content)
+            if problem is not None:
+                raise MatrixError(400, Codes.BAD_JSON, problem)
         await self._check_policy_user(user_id)
         verdict = ALLOW
         if self.filter_on and state_key is None and event_type == "m.room.message":

@@ -167,14 +167,16 @@ class AdminMediaStore:
     # -- deletion --
 
     async def local_media_to_delete(self, before_ts: int, size_gt: int,
-                                    keep: set[str]) -> list[str]:
+                                    keep: set[str], keep_quarantined: bool = False) -> list[str]:
         """Local media last used (or, never used, uploaded) before ``before_ts``,
-        larger than ``size_gt``, not protected, not in ``keep``."""
+        larger than ``size_gt``, not protected, not in ``keep`` (and not
+        quarantined, with ``keep_quarantined``)."""
+        quarantined = " AND quarantined_by IS NULL" if keep_quarantined else ""
         rows = await self.db.execute(
             "admin_media_to_delete",
             "SELECT media_id FROM local_media WHERE uploaded_ts IS NOT NULL"
             " AND COALESCE(last_access_ts, created_ts) < ? AND media_length > ?"
-            " AND safe_from_quarantine = 0 ORDER BY created_ts, media_id",
+            " AND safe_from_quarantine = 0" + quarantined + " ORDER BY created_ts, media_id",
             (before_ts, size_gt))
         return [str(r[0]) for r in rows if str(r[0]) not in keep]
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from homeserver.admin.media import AdminMedia
 from homeserver.admin.moderation import Destinations, EventReports, RegistrationTokens
 from homeserver.admin.server_notices import ServerNotices
 from homeserver.admin.user_redaction import UserRedactor
 from homeserver.http.router import Router
-from homeserver.storage.admin_media import AdminMediaStore
 from homeserver.storage.admin_stats import AdminStatsStore
 from synapse_compat.admin import (
     media,
@@ -47,8 +45,7 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
     router.add_endpoints(moderation.ModerationApi(
         EventReports(hs.ctx, hs.stores), RegistrationTokens(hs.ctx, hs.stores),
         Destinations(hs.stores, hs.federation_sender)), moderation.ENDPOINTS)
-    router.add_endpoints(media.MediaApi(AdminMedia(hs.ctx, hs.stores, AdminMediaStore(hs.db),
-                                                   hs.media_repository)), media.ENDPOINTS)
+    router.add_endpoints(media.MediaApi(hs.admin_media), media.ENDPOINTS)
     notices = ServerNotices(hs.ctx, hs.stores, hs.user_moderation.store, hs.room_creation,
                             hs.membership, hs.event_creator)
     redactor = UserRedactor(hs.ctx, hs.stores, hs.user_moderation.store, hs.event_creator)

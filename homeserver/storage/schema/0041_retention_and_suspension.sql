@@ -1,0 +1,12 @@
+-- Message and media retention (design: homeserver/rooms/retention.py and
+-- homeserver/admin/retention_jobs.py): when each purge job last ran, so a
+-- job keeps its interval across restarts (a server restarted more often
+-- than a job's interval still runs it).
+CREATE TABLE retention_job_runs (
+    job TEXT NOT NULL PRIMARY KEY,
+    last_run_ts $BIGINT NOT NULL
+);
+
+-- Suspended users (Synapse's PUT /_synapse/admin/v1/suspend/{userId},
+-- MSC3823): they read, and cannot send, join, invite or change their profile.
+ALTER TABLE users ADD COLUMN suspended SMALLINT NOT NULL DEFAULT 0;
