@@ -333,6 +333,10 @@ class HomeServer:
         self.registrations.gate = self.moderation_gate
         self.registrations.user_moderation = self.user_moderation
         self.media_repository.gate = self.moderation_gate
+        if self.policy_lists.active:
+            self.federation_auth.policy = self.policy_lists
+        if self.moderation_gate.checks_federated_events:
+            self.federation_event_handler.spam_gate = self.moderation_gate
         self.event_creator.typing = self.typing
         self.event_creator.presence = self.presence
         self.event_creator.federation_membership = self.federation_membership

@@ -2,11 +2,16 @@
 local user's action may go ahead: the content filter, then the spam checker
 modules.
 
-- ``check_message``: a message event (not state) about to be sent. A
-  filter hit answers 403 M_FORBIDDEN with the reason (``action: reject``),
-  or lets the message through and has it redacted at once by its sender
-  (``action: redact``: members see that a message was removed, and why).
-  Then ``check_event_for_spam`` of every module, for every event type.
+- ``check_message``: an event about to be sent. A filter hit in a message
+  answers 403 M_FORBIDDEN with the reason (``action: reject``), or lets the
+  message through and has it redacted at once by its sender (``action:
+  redact``: members see that a message was removed, and why); in a room's
+  name or topic it is always 403. Then ``check_event_for_spam`` of every
+  module, for every event type.
+- ``is_federated_spam``: an event another server sends us (asked by
+  ``federation/event_handler.py check_pdu``, for every PDU it receives) is
+  spam if the filter catches it, a policy list bans its sender or a module
+  refuses it: it is kept redacted, as Synapse keeps spam from federation.
 - policy lists (``policy_lists.py``): a banned user may not send, join,
   invite or be invited, a banned room may not be joined;
 - ``check_join``, ``check_invite``, ``check_create_room``: the modules'
@@ -20,17 +25,26 @@ a module's exception is the spam checker's to handle (``spam_checker.py``).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import Codes, MatrixError
-from homeserver.moderation.content_filter import ROOM_RULES_EVENT, ContentFilter, room_words
+from homeserver.moderation.content_filter import (
+    ROOM_RULES_EVENT,
+    ContentFilter,
+    filtered_content,
+    room_words,
+)
 from homeserver.rooms.retention import RETENTION_TYPE
 from homeserver.rooms.retention import content_error as retention_content_error
 
 if TYPE_CHECKING:
+    from homeserver.events.model import Event
     from homeserver.moderation.policy_lists import PolicyLists
     from homeserver.moderation.spam_checker import SpamChecker
     from homeserver.storage import Stores
+
+logger = logging.getLogger(__name__)
 
 ALLOW = "allow"
 REDACT = "redact"
@@ -85,10 +99,13 @@ class ModerationGate:
                 raise MatrixError(400, Codes.BAD_JSON, problem)
         await self._check_policy_user(user_id)
         verdict = ALLOW
-        if self.filter_on and state_key is None and event_type == "m.room.message":
-            reason = self.filter.check(content, await self._room_words(room_id))
+        text = filtered_content(event_type, state_key, content) if self.filter_on else None
+        if text is not None:
+            reason = self.filter.check(text, await self._room_words(room_id))
             if reason is not None:
-                if self.action == "reject":
+                # a room's name or topic is refused whatever the action:
+                # redacting it would leave the room without one
+                if self.action == "reject" or state_key is not None:
                     raise MatrixError(403, Codes.FORBIDDEN, reason)
                 verdict = REDACT
         event: dict[str, Any] = {"type": event_type, "room_id": room_id, "sender": user_id,
@@ -97,6 +114,31 @@ class ModerationGate:
             event["state_key"] = state_key
         await self.spam_checker.check_event_for_spam(event)
         return verdict
+
+    @property
+    def checks_federated_events(self) -> bool:
+        return self.filter_on or self.has_modules
+
+    async def is_federated_spam(self, event: "Event") -> bool:
+        """Whether an event from another server is spam (Synapse's
+        ``check_event_for_spam`` on federation): the content filter, a
+        policy list banning its sender, or a module refusing it. The caller
+        keeps it redacted, as Synapse does; nothing here raises."""
+        try:
+            if self.policy is not None and await self.policy.banned_user(event.sender):
+                return True
+            text = filtered_content(event.type, event.state_key, event.content) \
+                if self.filter_on else None
+            if text is not None and self.filter.check(
+                    text, await self._room_words(event.room_id)) is not None:
+                return True
+            await self.spam_checker.check_event_for_spam(dict(event.json,
+                                                              event_id=event.event_id))
+        except MatrixError:
+            return True
+        except Exception:
+            logger.exception("checking %s for spam failed", event.event_id)
+        return False
 
     async def check_join(self, user_id: str, room_id: str, is_invited: bool) -> None:
         await self._check_policy_user(user_id)

@@ -79,6 +79,27 @@ async def test_filtered_words_are_refused_with_the_reason(make_server: Any) -> N
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_room_name_or_topic_with_a_filtered_word_is_refused(make_server: Any) -> None:
+    server = await make_server(content_filter={"enabled": True, "words": ["scam"],
+                                               "action": "redact"})
+    alice = await server.register("alice")
+    room = await create_room(alice, name="Fine name")
+
+    name = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/m.room.name/",
+                           {"name": "Best scam ever"})
+    topic = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/m.room.topic/",
+                            {"topic": "join the SCAM"})
+    fine = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/m.room.topic/",
+                           {"topic": "scampi recipes"})
+
+    assert (name.code, name.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert (topic.code, topic.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert fine.code == 200, fine.body
+    kept = await alice.get(f"{CLIENT}/rooms/{q(room)}/state/m.room.name/")
+    assert kept.body == {"name": "Fine name"}
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_room_adds_its_own_words_by_state_event(make_server: Any) -> None:
     server = await make_server(content_filter={"enabled": True})
     alice = await server.register("alice")
