@@ -16,7 +16,8 @@ modules.
   invite or be invited, a banned room may not be joined;
 - ``check_join``, ``check_invite``, ``check_create_room``: the modules'
   ``user_may_*``; ``check_media`` and ``check_registration`` their
-  ``check_media_file_for_spam`` and ``check_registration_for_spam``.
+  ``check_media_file_for_spam`` and ``check_registration_for_spam``;
+  ``hide_from_directory`` their ``check_username_for_spam``.
 
 Server admins' and the server's own actions pass the filter (notices,
 moderation); modules see everything. Nothing here may break the send path:
@@ -162,6 +163,14 @@ class ModerationGate:
             await self.spam_checker.check_media_file_for_spam(
                 data, {"media_type": media_type, "upload_name": upload_name,
                        "user_id": user_id})
+
+    async def hide_from_directory(self, results: list[dict[str, Any]],
+                                  requester_id: str) -> list[dict[str, Any]]:
+        """User directory results less those a module finds spammy."""
+        if not self.spam_checker.active:
+            return results
+        return [r for r in results
+                if not await self.spam_checker.check_username_for_spam(r, requester_id)]
 
     async def check_registration(self, email: dict[str, Any] | None, username: str | None,
                                  client_ip: str) -> str:

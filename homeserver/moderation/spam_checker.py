@@ -17,7 +17,11 @@ with ``api.register_spam_checker_callbacks(...)``, Synapse's names:
   ``[(user_agent, ip)]`` (our user agent is empty);
 - ``check_media_file_for_spam(data: bytes, file_info: dict)``: an upload's
   bytes and ``media_type``, ``upload_name``, ``user_id`` (Synapse hands a
-  file wrapper and its FileInfo).
+  file wrapper and its FileInfo);
+- ``check_username_for_spam(user_profile, requester_id)`` (or Synapse's
+  older one-argument form): a user directory result (``user_id``,
+  ``display_name``, ``avatar_url``); True leaves it out of the searcher's
+  results (a raising callback leaves it in, or out with ``fail_closed``).
 
 A callback may be a plain or an async function. It allows with ``NOT_SPAM``
 (``"NOT_SPAM"``), None, or (as Synapse's older interface) False from
@@ -48,7 +52,7 @@ logger = logging.getLogger(__name__)
 NOT_SPAM = "NOT_SPAM"
 CALLBACKS = ("check_event_for_spam", "user_may_join_room", "user_may_invite",
              "user_may_create_room", "check_registration_for_spam",
-             "check_media_file_for_spam")
+             "check_media_file_for_spam", "check_username_for_spam")
 REGISTRATION_VERDICTS = ("allow", "deny", "shadow_ban")
 
 
@@ -166,6 +170,29 @@ class SpamChecker:
 
     async def check_media_file_for_spam(self, data: bytes, file_info: dict[str, Any]) -> None:
         await self._run("check_media_file_for_spam", False, data, file_info)
+
+    async def check_username_for_spam(self, profile: dict[str, Any],
+                                      requester_id: str) -> bool:
+        """Whether a module finds this user directory entry spammy."""
+        for module in self._modules:
+            fn = module.callbacks.get("check_username_for_spam")
+            if fn is None:
+                continue
+            try:
+                takes_requester = len(inspect.signature(fn).parameters) >= 2
+                result = fn(dict(profile), requester_id) if takes_requester \
+                    else fn(dict(profile))
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                logger.exception("spam checker %s.check_username_for_spam failed",
+                                 module.module)
+                if module.fail_closed:
+                    return True
+                continue
+            if result is True:
+                return True
+        return False
 
     async def check_registration_for_spam(self, email_threepid: dict[str, Any] | None,
                                           username: str | None,

@@ -48,6 +48,27 @@ class Gatekeeper:
         return "M_FORBIDDEN" if b"MALWARE" in data else NOT_SPAM
 
 
+class HideSpammyNames:
+    """Finds users named spam* spammy in the user directory; the older
+    one-argument form."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(check_username_for_spam=self.check)
+
+    def check(self, profile: dict[str, Any]) -> bool:
+        return str(profile["user_id"]).startswith("@spam")
+
+
+class HideFromStrangers:
+    """The two-argument form: hides everyone from @outsider."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(check_username_for_spam=self.check)
+
+    async def check(self, profile: dict[str, Any], requester_id: str) -> bool:
+        return requester_id.startswith("@outsider")
+
+
 async def _bodies(client: Client, room_id: str) -> list[Any]:
     resp = await client.get(f"{CLIENT}/rooms/{q(room_id)}/messages",
                             params={"dir": "b", "limit": "50"})
@@ -269,3 +290,20 @@ async def test_policy_list_bans_apply_when_the_rule_arrives(make_server: Any) ->
                   {"entity": "@spammy2:test.local", "recommendation": "m.ban"})
     blocked = await register_with_dummy(server.client(), "spammy2")
     assert (blocked.code, blocked.body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+@pytest_twisted.ensureDeferred
+async def test_check_username_for_spam_filters_the_user_directory(make_server: Any) -> None:
+    server = await make_server(user_directory={"search_all_users": True}, modules=[
+        {"module": f"{__name__}.HideSpammyNames"}, {"module": f"{__name__}.HideFromStrangers"}])
+    searcher = await server.register("searcher")
+    outsider = await server.register("outsider")
+    await server.register("spammy_sam")
+    await server.register("sammy")
+
+    found = await searcher.post(f"{CLIENT}/user_directory/search", {"search_term": "sam"})
+    hidden = await outsider.post(f"{CLIENT}/user_directory/search", {"search_term": "sam"})
+
+    assert found.code == 200, found.body
+    assert [r["user_id"] for r in found.body["results"]] == ["@sammy:test.local"]
+    assert hidden.body["results"] == []
