@@ -207,6 +207,8 @@ class HomeServer:
         self.room_deleter = RoomDeleter(self.ctx, self.stores, self.membership,
                                         self.room_creation, self.event_creator)
         self.history_purger = HistoryPurger(self.ctx, self.stores)
+        from homeserver.admin.background_updates import BackgroundUpdates
+        self.background_updates = BackgroundUpdates(self.db)
         self.searcher = Searcher(self.stores, self.room_reader)
         # edu
         self.typing = TypingManager(self.ctx, self.stores.rooms, self.notifier)
@@ -412,8 +414,10 @@ class HomeServer:
             await self.retention_jobs.start()
         # room deletions a stop or crash cut short
         self.run_in_background(self.room_deleter.resume())
-        # messages stored before full-text search existed (a no-op once done)
-        self.run_in_background(self.stores.search.index_history())
+        # messages stored before full-text search existed (a no-op once done),
+        # an update the admin API shows and may pause (admin/background_updates.py)
+        self.run_in_background(self.background_updates.run(
+            "event_search_history", self.stores.search.index_history))
 
     def _add_persist_hooks(self) -> None:
         """The per-event work inside every transaction that stores a timeline

@@ -197,6 +197,35 @@ class AdminRoomStore:
             return (int(row[0]), str(row[1])) if row else None
         return await self.db.run_interaction("purge_point", txn_fn)
 
+    async def forward_extremities(self, room_nid: int) -> list[tuple[str, int | None, int, int]]:
+        """(event ID, snapshot NID, depth, origin_server_ts) of each of the
+        room's forward extremities, newest first."""
+        rows = await self.db.execute(
+            "admin_forward_extremities",
+            "SELECT e.event_id, e.snapshot_nid, e.depth, e.origin_server_ts"
+            " FROM forward_extremities fe JOIN events e ON e.event_nid = fe.event_nid"
+            " WHERE fe.room_nid = ? ORDER BY e.stream_ordering DESC", (room_nid,))
+        return [(str(r[0]), int(r[1]) if r[1] is not None else None, int(r[2]), int(r[3]))
+                for r in rows]
+
+    async def delete_extra_forward_extremities(self, room_nid: int) -> int | None:
+        """Keep only the newest forward extremity (by stream order); how many
+        went, or None if the room has none."""
+        def txn_fn(txn: Txn) -> int | None:
+            newest = txn.select_one(
+                "SELECT fe.event_nid FROM forward_extremities fe"
+                " JOIN events e ON e.event_nid = fe.event_nid WHERE fe.room_nid = ?"
+                " ORDER BY e.stream_ordering DESC LIMIT 1", (room_nid,))
+            if newest is None:
+                return None
+            count = txn.select_one(
+                "SELECT COUNT(*) FROM forward_extremities WHERE room_nid = ? AND event_nid <> ?",
+                (room_nid, newest[0]))
+            txn.execute("DELETE FROM forward_extremities WHERE room_nid = ? AND event_nid <> ?",
+                        (room_nid, newest[0]))
+            return int(count[0]) if count else 0
+        return await self.db.run_interaction("admin_delete_forward_extremities", txn_fn)
+
     async def purge_room(self, room_id: str) -> bool:
         """Delete every row about the room, in one transaction; False if unknown."""
         return await self.db.run_interaction("purge_room", purge_room_txn, room_id)

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from homeserver.admin.moderation import Destinations, EventReports, RegistrationTokens
+from homeserver.admin.room_tools import RoomTools
 from homeserver.admin.server_notices import ServerNotices
 from homeserver.admin.user_redaction import UserRedactor
 from homeserver.http.router import Router
 from homeserver.storage.admin_stats import AdminStatsStore
 from synapse_compat.admin import (
+    background_updates,
     media,
     moderation,
     register,
@@ -38,9 +40,13 @@ __all__ = ["RegistrationNonces", "register_admin_routes", "registration_mac"]
 def register_admin_routes(hs: "HomeServer", router: Router) -> None:
     register.register_routes(hs, router)
     router.add_endpoints(None, server.ENDPOINTS)
+    router.add_endpoints(background_updates.BackgroundUpdatesApi(hs.ctx, hs.background_updates),
+                         background_updates.ENDPOINTS)
     router.add_endpoints(users.UsersApi(hs.admin_users), users.ENDPOINTS)
     router.add_endpoints(rooms.RoomsApi(hs.ctx, hs.admin_rooms, hs.room_deleter,
-                                        hs.history_purger),
+                                        hs.history_purger,
+                                        RoomTools(hs.ctx, hs.stores, hs.event_creator,
+                                                  hs.membership)),
                          rooms.ENDPOINTS)
     router.add_endpoints(moderation.ModerationApi(
         EventReports(hs.ctx, hs.stores), RegistrationTokens(hs.ctx, hs.stores),

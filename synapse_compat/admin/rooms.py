@@ -1,7 +1,9 @@
-"""Synapse's room admin API: list, details, members, state, block, delete
-(v1 at once, v2 in the background with its status) and the older
-shutdown_room. The use cases: ``homeserver/admin/rooms.py`` and
-``homeserver/admin/room_deletion.py``."""
+"""Synapse's room admin API: list, details, members, state, messages, block,
+delete (v1 at once, v2 in the background with its status) and the older
+shutdown_room, purge history, make room admin, forward extremities,
+timestamp_to_event, fetch_event and joining a user. The use cases:
+``homeserver/admin/rooms.py``, ``room_deletion.py``, ``purge_history.py``
+and ``room_tools.py``."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from homeserver.admin.room_deletion import (
 from homeserver.admin.rooms import ROOM_ORDERS, RoomListQuery
 from homeserver.api.client.rooms import parse_limit, parse_room_event_filter, parse_token
 from homeserver.errors import Codes, MatrixError
-from homeserver.http.parse import get_bool, query_bool, query_str
+from homeserver.http.parse import get_bool, query_bool, query_int, query_str
 from homeserver.http.request import HttpRequest
 from homeserver.http.router import AUTH_ADMIN, Endpoint
 from homeserver.rooms.client_format import client_event
@@ -27,6 +29,7 @@ from synapse_compat.admin.paging import body_bool, body_str, non_negative, order
 if TYPE_CHECKING:
     from homeserver.admin.purge_history import HistoryPurger
     from homeserver.admin.room_deletion import RoomDeleter
+    from homeserver.admin.room_tools import RoomTools
     from homeserver.admin.rooms import AdminRooms
     from homeserver.context import ServerContext
 
@@ -40,6 +43,7 @@ class RoomsApi:
     rooms: "AdminRooms"
     deleter: "RoomDeleter"
     purger: "HistoryPurger"
+    tools: "RoomTools"
 
 
 def parse_deletion(body: dict[str, Any], *, block: bool = False,
@@ -201,6 +205,65 @@ async def get_purge_history_status(api: RoomsApi, req: HttpRequest) -> tuple[int
     return 200, body
 
 
+async def post_make_room_admin(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_synapse/admin/v1/rooms/{roomId}/make_room_admin (an ID or an alias)"""
+    body = req.json(allow_empty=True)
+    user_id = body_str(body, "user_id", 255) or req.user_id
+    room = await api.tools.resolve(req.params["roomId"])
+    await api.tools.make_room_admin(req.user_id, room, user_id)
+    return 200, {}
+
+
+async def get_forward_extremities(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/rooms/{roomId}/forward_extremities (an ID or an alias)"""
+    room = await api.tools.resolve(req.params["roomId"])
+    results = await api.tools.forward_extremities(room)
+    return 200, {"count": len(results), "results": results}
+
+
+async def delete_forward_extremities(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """DELETE /_synapse/admin/v1/rooms/{roomId}/forward_extremities (an ID or an alias)"""
+    room = await api.tools.resolve(req.params["roomId"])
+    return 200, {"deleted": await api.tools.delete_forward_extremities(req.user_id, room)}
+
+
+async def get_timestamp_to_event(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/rooms/{roomId}/timestamp_to_event"""
+    ts = query_int(req.args, "ts")
+    direction = query_str(req.args, "dir", "f")
+    if direction not in ("b", "f"):
+        raise MatrixError(400, Codes.INVALID_PARAM, "'dir' must be 'b' or 'f'")
+    if not 0 <= ts < 2**62:
+        raise MatrixError(400, Codes.INVALID_PARAM, "'ts' is out of range")
+    room = await api.tools.resolve(req.params["roomId"])
+    found = await api.rooms.stores.events.get_events_near_timestamp(
+        room.room_nid, ts, forwards=direction == "f", until=None, limit=1)
+    if not found:
+        raise MatrixError(404, Codes.NOT_FOUND,
+                          f"Unable to find event from {ts} in direction {direction}")
+    event = found[0][1]
+    return 200, {"event_id": event.event_id, "origin_server_ts": event.origin_server_ts}
+
+
+async def get_fetch_event(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/fetch_event/{eventId}"""
+    event = await api.rooms.stores.events.get_event(req.params["eventId"])
+    if event is None:
+        raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
+    return 200, {"event": dict(event.json, event_id=event.event_id)}
+
+
+async def post_join(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_synapse/admin/v1/join/{roomIdOrAlias}"""
+    body = req.json()
+    user_id = body_str(body, "user_id", 255)
+    if user_id is None:
+        raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'user_id'")
+    room_id = await api.tools.join_user(req.user_id, req.params["roomIdOrAlias"], user_id,
+                                        [v.decode() for v in req.args.get(b"server_name", [])])
+    return 200, {"room_id": room_id}
+
+
 ENDPOINTS = (
     Endpoint("GET", f"{V1}/rooms", get_rooms, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/rooms/{{roomId}}", get_room, auth=AUTH_ADMIN),
@@ -221,4 +284,14 @@ ENDPOINTS = (
              auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/purge_history_status/{{purgeId}}", get_purge_history_status,
              auth=AUTH_ADMIN),
+    Endpoint("POST", f"{V1}/rooms/{{roomId}}/make_room_admin", post_make_room_admin,
+             auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/rooms/{{roomId}}/forward_extremities",
+             get_forward_extremities, auth=AUTH_ADMIN),
+    Endpoint("DELETE", f"{V1}/rooms/{{roomId}}/forward_extremities",
+             delete_forward_extremities, auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/rooms/{{roomId}}/timestamp_to_event", get_timestamp_to_event,
+             auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/fetch_event/{{eventId}}", get_fetch_event, auth=AUTH_ADMIN),
+    Endpoint("POST", f"{V1}/join/{{roomIdOrAlias}}", post_join, auth=AUTH_ADMIN),
 )

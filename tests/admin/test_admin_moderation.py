@@ -7,6 +7,7 @@ import pytest_twisted
 
 from homeserver.http.router import AUTH_ADMIN, AUTH_NONE
 from synapse_compat.admin import (
+    background_updates,
     media,
     moderation,
     register,
@@ -33,7 +34,7 @@ async def test_every_admin_route_refuses_non_admins(server: TestServer) -> None:
     anonymous = server.client()
     endpoints = [*users.ENDPOINTS, *rooms.ENDPOINTS, *moderation.ENDPOINTS, *media.ENDPOINTS,
                  *user_moderation.ENDPOINTS, *statistics.ENDPOINTS,
-                 *version_api.ENDPOINTS]
+                 *version_api.ENDPOINTS, *background_updates.ENDPOINTS]
     assert all(e.auth == AUTH_ADMIN for e in endpoints)
     assert all(e.auth == AUTH_NONE for e in register.ENDPOINTS)
     for e in endpoints:
@@ -43,7 +44,10 @@ async def test_every_admin_route_refuses_non_admins(server: TestServer) -> None:
                             ("{purgeId}", "x"), ("{reportId}", "1"), ("{token}", "t"),
                             ("{destination}", "other.example"),
                             ("{serverName}", "test.local"), ("{mediaId}", "abc"),
-                            ("{redactId}", "x"), ("{txnId}", "t")):
+                            ("{redactId}", "x"), ("{txnId}", "t"),
+                            ("{roomIdOrAlias}", "#a:test.local"), ("{provider}", "oidc"),
+                            ("{externalId}", "sub/1"), ("{medium}", "email"),
+                            ("{address}", "a@b.example")):
             path = path.replace(name, q(value))
         assert "{" not in path, path
         body = None if e.method in ("GET",) else {}
