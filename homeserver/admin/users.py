@@ -327,6 +327,15 @@ class AdminUsers:
         await self.stores.devices.delete_devices(user_id, device_ids)
         log_admin_action(admin, "delete_devices", user_id, device_ids=device_ids)
 
+    async def create_device(self, admin: str, user_id: str, device_id: str) -> None:
+        """``POST /v2/users/{userId}/devices``: a device with no access token
+        (kept as it is if it exists)."""
+        await self.require_user(user_id)
+        await self.stores.db.run_interaction("admin_create_device",
+                                             DeviceStore.ensure_device_txn, user_id, device_id,
+                                             None)
+        log_admin_action(admin, "create_device", user_id, device_id=device_id)
+
     async def joined_rooms(self, user_id: str) -> list[str]:
         # Synapse answers for remote users too, from what this server knows
         if self.ctx.is_mine(user_id):

@@ -121,6 +121,21 @@ async def get_room_messages(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     return 200, body
 
 
+async def get_room_context(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/rooms/{roomId}/context/{eventId}"""
+    room_id = req.params["roomId"]
+    event_filter = parse_room_event_filter(query_str(req.args, "filter", None))
+    limit = parse_limit(req.args, event_filter)
+    found = await api.rooms.context(room_id, req.params["eventId"], limit, event_filter)
+    now = api.ctx.now_ms()
+    return 200, {
+        "event": client_event(found["event"], room_id, now),
+        "events_before": [client_event(e, room_id, now) for e in found["events_before"]],
+        "events_after": [client_event(e, room_id, now) for e in found["events_after"]],
+        "state": [client_event(e, room_id, now) for e in found["state"]],
+        "start": f"s{found['start']}", "end": f"s{found['end']}"}
+
+
 async def get_room_block(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     """GET /_synapse/admin/v1/rooms/{roomId}/block"""
     by = await api.rooms.stores.admin_rooms.room_blocked_by(req.params["roomId"])
@@ -270,6 +285,8 @@ ENDPOINTS = (
     Endpoint("GET", f"{V1}/rooms/{{roomId}}/members", get_room_members, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/rooms/{{roomId}}/state", get_room_state, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/rooms/{{roomId}}/messages", get_room_messages, auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/rooms/{{roomId}}/context/{{eventId}}", get_room_context,
+             auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/rooms/{{roomId}}/block", get_room_block, auth=AUTH_ADMIN),
     Endpoint("PUT", f"{V1}/rooms/{{roomId}}/block", put_room_block, auth=AUTH_ADMIN),
     Endpoint("DELETE", f"{V1}/rooms/{{roomId}}", delete_room_v1, auth=AUTH_ADMIN),

@@ -192,6 +192,16 @@ async def post_delete_devices(api: UsersApi, req: HttpRequest) -> tuple[int, Any
     return 200, {}
 
 
+async def post_device(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_synapse/admin/v2/users/{userId}/devices"""
+    device_id = req.json().get("device_id")
+    if not isinstance(device_id, str) or not 0 < len(device_id) <= 255 \
+            or not device_id.isprintable():
+        raise MatrixError(400, Codes.INVALID_PARAM, "'device_id' must be a non-empty string")
+    await api.users.create_device(req.user_id, req.params["userId"], device_id)
+    return 200, {}
+
+
 async def get_joined_rooms(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
     """GET /_synapse/admin/v1/users/{userId}/joined_rooms"""
     rooms = await api.users.joined_rooms(req.params["userId"])
@@ -265,6 +275,7 @@ ENDPOINTS = (
     Endpoint("PUT", f"{V1}/users/{{userId}}/admin", put_user_admin, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/whois/{{userId}}", get_whois, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V2}/users/{{userId}}/devices", get_devices, auth=AUTH_ADMIN),
+    Endpoint("POST", f"{V2}/users/{{userId}}/devices", post_device, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V2}/users/{{userId}}/devices/{{deviceId}}", get_device, auth=AUTH_ADMIN),
     Endpoint("PUT", f"{V2}/users/{{userId}}/devices/{{deviceId}}", put_device, auth=AUTH_ADMIN),
     Endpoint("DELETE", f"{V2}/users/{{userId}}/devices/{{deviceId}}", delete_device,

@@ -298,3 +298,44 @@ async def test_background_updates_status_pause_and_jobs(server: TestServer) -> N
     assert (await admin.post(f"{V1}/background_updates/start_job", {})).code == 400
     bad = await admin.post(f"{V1}/background_updates/enabled", {"enabled": "no"})
     assert bad.code == 400
+
+
+@pytest_twisted.ensureDeferred
+async def test_room_context_for_an_admin_outside_the_room(server: TestServer) -> None:
+    admin = await server.register("admin", admin=True)
+    alice = await server.register("alice")
+    room_id = await create_room(alice, name="Private")
+    ids = [await send_text(alice, room_id, f"m{i}") for i in range(5)]
+
+    resp = await admin.get(f"{V1}/rooms/{q(room_id)}/context/{q(ids[2])}?limit=4")
+
+    assert resp.code == 200, resp.body
+    assert resp.body["event"]["content"]["body"] == "m2"
+    assert [e["content"].get("body") for e in resp.body["events_before"]] == ["m1", "m0"]
+    assert [e["content"].get("body") for e in resp.body["events_after"]] == ["m3", "m4"]
+    assert any(e["type"] == "m.room.name" for e in resp.body["state"])
+    # the tokens page on through the admin's /messages
+    older = await admin.get(f"{V1}/rooms/{q(room_id)}/messages?dir=b&limit=1"
+                            f"&from={resp.body['start']}")
+    assert older.body["chunk"][0]["type"] != "m.room.message"
+    other = await create_room(alice)
+    wrong = await admin.get(f"{V1}/rooms/{q(other)}/context/{q(ids[2])}")
+    assert (wrong.code, wrong.body["errcode"]) == (404, "M_NOT_FOUND")
+    bad = await admin.get(f"{V1}/rooms/{q(room_id)}/context/{q(ids[2])}?limit=x")
+    assert bad.code == 400
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_admin_creates_a_device(server: TestServer) -> None:
+    admin = await server.register("admin", admin=True)
+    bob = await server.register("bob")
+
+    resp = await admin.post(f"{V2}/users/{q(bob.user_id)}/devices", {"device_id": "QBUAZIFURK"})
+
+    assert resp.code == 200, resp.body
+    devices = await admin.get(f"{V2}/users/{q(bob.user_id)}/devices")
+    assert "QBUAZIFURK" in {d["device_id"] for d in devices.body["devices"]}
+    assert (await admin.post(f"{V2}/users/{q(bob.user_id)}/devices", {})).code == 400
+    ghost = await admin.post(f"{V2}/users/{q('@ghost:test.local')}/devices",
+                             {"device_id": "X"})
+    assert ghost.code == 404
