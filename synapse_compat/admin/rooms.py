@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from homeserver.admin.room_tools import RoomTools
     from homeserver.admin.rooms import AdminRooms
     from homeserver.context import ServerContext
+    from homeserver.events.model import Event
 
 V1 = "/_synapse/admin/v1"
 V2 = "/_synapse/admin/v2"
@@ -128,11 +129,25 @@ async def get_room_context(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     limit = parse_limit(req.args, event_filter)
     found = await api.rooms.context(room_id, req.params["eventId"], limit, event_filter)
     now = api.ctx.now_ms()
+    every = [found["event"], *found["events_before"], *found["events_after"], *found["state"]]
+    replaced = await api.rooms.stores.events.get_replaced_state(
+        [e.event_id for e in every if e.is_state()])
+
+    def shown(event: "Event") -> dict[str, Any]:
+        # Synapse's admin context answers in the older format: user_id, age
+        # and a state event's prev_content and replaces_state at the top too
+        out = client_event(event, room_id, now, replaced=replaced.get(event.event_id))
+        out["user_id"] = event.sender
+        out["age"] = max(0, now - event.origin_server_ts)
+        for key in ("prev_content", "replaces_state"):
+            if key in out.get("unsigned", {}):
+                out[key] = out["unsigned"][key]
+        return out
     return 200, {
-        "event": client_event(found["event"], room_id, now),
-        "events_before": [client_event(e, room_id, now) for e in found["events_before"]],
-        "events_after": [client_event(e, room_id, now) for e in found["events_after"]],
-        "state": [client_event(e, room_id, now) for e in found["state"]],
+        "event": shown(found["event"]),
+        "events_before": [shown(e) for e in found["events_before"]],
+        "events_after": [shown(e) for e in found["events_after"]],
+        "state": [shown(e) for e in found["state"]],
         "start": f"s{found['start']}", "end": f"s{found['end']}"}
 
 
@@ -265,7 +280,11 @@ async def get_fetch_event(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     event = await api.rooms.stores.events.get_event(req.params["eventId"])
     if event is None:
         raise MatrixError(404, Codes.NOT_FOUND, "Event not found")
-    return 200, {"event": dict(event.json, event_id=event.event_id)}
+    unsigned = event.json.get("unsigned")
+    unsigned = dict(unsigned) if isinstance(unsigned, dict) else {}
+    unsigned.setdefault("age_ts", event.origin_server_ts)
+    unsigned["age"] = max(0, api.ctx.now_ms() - event.origin_server_ts)
+    return 200, {"event": dict(event.json, event_id=event.event_id, unsigned=unsigned)}
 
 
 async def post_join(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
