@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from homeserver.storage import Stores
 
 USER_TYPES = (None, "support", "bot")
+CROSS_SIGNING_REPLACEMENT_MS = 10 * 60 * 1000
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,9 @@ class AdminUsers:
         self.registrations = registrations
         self.threepids = threepids
         self.membership = membership
+        # user ID -> until when (ms) they may replace their cross-signing
+        # keys without user-interactive auth (kept in memory: ten minutes)
+        self._replace_cross_signing_until: dict[str, int] = {}
 
     # -- reads ---------------------------------------------------------------
 
@@ -335,6 +339,23 @@ class AdminUsers:
                                              DeviceStore.ensure_device_txn, user_id, device_id,
                                              None)
         log_admin_action(admin, "create_device", user_id, device_id=device_id)
+
+    async def allow_cross_signing_replacement(self, admin: str, user_id: str) -> int:
+        """``POST /users/{userId}/_allow_cross_signing_replacement_without_uia``:
+        for ten minutes the user may upload new cross-signing keys without
+        user-interactive auth (to recover when they lost their keys and, as
+        an SSO user, have no password). Until when; 404 without a master key."""
+        await self.require_user(user_id)
+        if "master" not in await self.stores.cross_signing.get_user_keys(user_id):
+            raise not_found("No master key found")
+        until = self.ctx.now_ms() + CROSS_SIGNING_REPLACEMENT_MS
+        self._replace_cross_signing_until[user_id] = until
+        log_admin_action(admin, "allow_cross_signing_replacement_without_uia", user_id)
+        return until
+
+    def may_replace_cross_signing_without_uia(self, user_id: str) -> bool:
+        until = self._replace_cross_signing_until.get(user_id)
+        return until is not None and self.ctx.now_ms() < until
 
     async def joined_rooms(self, user_id: str) -> list[str]:
         # Synapse answers for remote users too, from what this server knows

@@ -202,6 +202,13 @@ async def post_device(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
     return 200, {}
 
 
+async def post_allow_cross_signing_replacement(api: UsersApi,
+                                               req: HttpRequest) -> tuple[int, Any]:
+    """POST /_synapse/admin/v1/users/{userId}/_allow_cross_signing_replacement_without_uia"""
+    until = await api.users.allow_cross_signing_replacement(req.user_id, req.params["userId"])
+    return 200, {"updatable_without_uia_before_ms": until}
+
+
 async def get_joined_rooms(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
     """GET /_synapse/admin/v1/users/{userId}/joined_rooms"""
     rooms = await api.users.joined_rooms(req.params["userId"])
@@ -290,6 +297,8 @@ ENDPOINTS = (
     Endpoint("GET", f"{V1}/threepid/{{medium}}/users/{{address}}", get_user_by_threepid,
              auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/users/{{userId}}/memberships", get_memberships, auth=AUTH_ADMIN),
+    Endpoint("POST", f"{V1}/users/{{userId}}/_allow_cross_signing_replacement_without_uia",
+             post_allow_cross_signing_replacement, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/users/{{userId}}/sent_invite_count", get_sent_invite_count,
              auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/users/{{userId}}/cumulative_joined_room_count",

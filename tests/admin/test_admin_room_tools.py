@@ -339,3 +339,29 @@ async def test_an_admin_creates_a_device(server: TestServer) -> None:
     ghost = await admin.post(f"{V2}/users/{q('@ghost:test.local')}/devices",
                              {"device_id": "X"})
     assert ghost.code == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_admin_lets_a_user_replace_cross_signing_keys_without_uia(
+        server: TestServer) -> None:
+    from tests.api.test_cross_signing import CrossSigner, pub, query
+    admin = await server.register("admin", admin=True)
+    alice = await server.register("alice")
+    assert alice.user_id is not None
+    path = f"{V1}/users/{q(alice.user_id)}/_allow_cross_signing_replacement_without_uia"
+    none_yet = await admin.post(path, {})
+    assert (none_yet.code, none_yet.body["errcode"]) == (404, "M_NOT_FOUND")
+    upload = f"{CLIENT}/keys/device_signing/upload"
+    assert (await alice.post(upload, CrossSigner(alice.user_id).body())).code == 200
+    second = CrossSigner(alice.user_id)
+    assert (await alice.post(upload, second.body())).code == 401
+
+    allowed = await admin.post(path, {})
+
+    assert allowed.code == 200, allowed.body
+    until = allowed.body["updatable_without_uia_before_ms"]
+    assert until > server.hs.ctx.now_ms()
+    replaced = await alice.post(upload, second.body())
+    assert replaced.code == 200, replaced.body
+    keys = await query(alice, alice.user_id)
+    assert pub(second.master) in keys["master_keys"][alice.user_id]["keys"].values()
