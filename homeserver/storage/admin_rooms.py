@@ -226,6 +226,26 @@ class AdminRoomStore:
             return int(count[0]) if count else 0
         return await self.db.run_interaction("admin_delete_forward_extremities", txn_fn)
 
+    async def rooms_shared_with_server(self, server: str,
+                                       local_host: str) -> list[tuple[str, int]]:
+        """(room ID, stream position) of the rooms a user of ``server`` is
+        joined to, by room ID; the position is that of our newest event in
+        the room no longer waiting for that server (0: none)."""
+        def escape(text: str) -> str:
+            return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+        rows = await self.db.execute(
+            "admin_rooms_shared_with_server",
+            "SELECT r.room_id, (SELECT MAX(e.stream_ordering) FROM events e"
+            " WHERE e.room_nid = r.room_nid AND e.sender LIKE ? ESCAPE '!'"
+            " AND e.stream_ordering IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"
+            " federation_pdu_queue fq WHERE fq.destination = ?"
+            " AND fq.stream_ordering = e.stream_ordering))"
+            " FROM rooms r WHERE EXISTS (SELECT 1 FROM room_memberships m"
+            " WHERE m.room_nid = r.room_nid AND m.membership = 'join'"
+            " AND m.user_id LIKE ? ESCAPE '!') ORDER BY r.room_id",
+            ("%:" + escape(local_host), server, "%:" + escape(server)))
+        return [(str(r[0]), int(r[1] or 0)) for r in rows]
+
     async def purge_room(self, room_id: str) -> bool:
         """Delete every row about the room, in one transaction; False if unknown."""
         return await self.db.run_interaction("purge_room", purge_room_txn, room_id)

@@ -50,7 +50,7 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
                          rooms.ENDPOINTS)
     router.add_endpoints(moderation.ModerationApi(
         EventReports(hs.ctx, hs.stores), RegistrationTokens(hs.ctx, hs.stores),
-        Destinations(hs.stores, hs.federation_sender)), moderation.ENDPOINTS)
+        Destinations(hs.stores, hs.federation_sender), hs.ctx.hostname), moderation.ENDPOINTS)
     router.add_endpoints(media.MediaApi(hs.admin_media), media.ENDPOINTS)
     notices = ServerNotices(hs.ctx, hs.stores, hs.user_moderation.store, hs.room_creation,
                             hs.membership, hs.event_creator)
