@@ -46,7 +46,7 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
     router.add_endpoints(rooms.RoomsApi(hs.ctx, hs.admin_rooms, hs.room_deleter,
                                         hs.history_purger,
                                         RoomTools(hs.ctx, hs.stores, hs.event_creator,
-                                                  hs.membership)),
+                                                  hs.membership), hs.hierarchy),
                          rooms.ENDPOINTS)
     router.add_endpoints(moderation.ModerationApi(
         EventReports(hs.ctx, hs.stores), RegistrationTokens(hs.ctx, hs.stores),

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from homeserver.admin.rooms import AdminRooms
     from homeserver.context import ServerContext
     from homeserver.events.model import Event
+    from homeserver.rooms.hierarchy import HierarchyHandler
 
 V1 = "/_synapse/admin/v1"
 V2 = "/_synapse/admin/v2"
@@ -45,6 +46,7 @@ class RoomsApi:
     deleter: "RoomDeleter"
     purger: "HistoryPurger"
     tools: "RoomTools"
+    hierarchy: "HierarchyHandler | None" = None
 
 
 def parse_deletion(body: dict[str, Any], *, block: bool = False,
@@ -149,6 +151,18 @@ async def get_room_context(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
         "events_after": [shown(e) for e in found["events_after"]],
         "state": [shown(e) for e in found["state"]],
         "start": f"s{found['start']}", "end": f"s{found['end']}"}
+
+
+async def get_room_hierarchy(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/rooms/{roomId}/hierarchy"""
+    assert api.hierarchy is not None
+    limit = non_negative(req.args, "limit", 50)
+    max_depth = query_int(req.args, "max_depth", None)
+    if max_depth is not None and max_depth < 0:
+        raise MatrixError(400, Codes.INVALID_PARAM, "'max_depth' must be a non-negative integer")
+    return 200, await api.hierarchy.get_hierarchy(
+        req.user_id, req.params["roomId"], suggested_only=False, max_depth=max_depth,
+        limit=limit or None, from_token=query_str(req.args, "from", None), as_admin=True)
 
 
 async def get_room_block(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
@@ -306,6 +320,7 @@ ENDPOINTS = (
     Endpoint("GET", f"{V1}/rooms/{{roomId}}/messages", get_room_messages, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/rooms/{{roomId}}/context/{{eventId}}", get_room_context,
              auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/rooms/{{roomId}}/hierarchy", get_room_hierarchy, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/rooms/{{roomId}}/block", get_room_block, auth=AUTH_ADMIN),
     Endpoint("PUT", f"{V1}/rooms/{{roomId}}/block", put_room_block, auth=AUTH_ADMIN),
     Endpoint("DELETE", f"{V1}/rooms/{{roomId}}", delete_room_v1, auth=AUTH_ADMIN),

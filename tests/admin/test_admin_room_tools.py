@@ -365,3 +365,36 @@ async def test_an_admin_lets_a_user_replace_cross_signing_keys_without_uia(
     assert replaced.code == 200, replaced.body
     keys = await query(alice, alice.user_id)
     assert pub(second.master) in keys["master_keys"][alice.user_id]["keys"].values()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_admin_hierarchy_shows_rooms_the_admin_is_not_in(server: TestServer) -> None:
+    admin = await server.register("admin", admin=True)
+    alice = await server.register("alice")
+    space = await create_room(alice, name="Space", creation_content={"type": "m.space"})
+    public = await create_room(alice, name="Public", preset="public_chat")
+    secret = await create_room(alice, name="Secret", preset="private_chat")
+    for child in (public, secret):
+        resp = await alice.put(f"{CLIENT}/rooms/{q(space)}/state/m.space.child/{q(child)}",
+                               {"via": ["test.local"]})
+        assert resp.code == 200, resp.body
+    # the client API refuses the admin, who is not in the space
+    client = await admin.get(f"/_matrix/client/v1/rooms/{q(space)}/hierarchy")
+    assert client.code == 403
+
+    resp = await admin.get(f"{V1}/rooms/{q(space)}/hierarchy")
+
+    assert resp.code == 200, resp.body
+    rooms = {r["room_id"]: r for r in resp.body["rooms"]}
+    assert set(rooms) == {space, public, secret}
+    assert rooms[secret]["name"] == "Secret"
+    assert len(rooms[space]["children_state"]) == 2
+    first = await admin.get(f"{V1}/rooms/{q(space)}/hierarchy?limit=1")
+    assert [r["room_id"] for r in first.body["rooms"]] == [space]
+    rest = await admin.get(f"{V1}/rooms/{q(space)}/hierarchy?limit=5"
+                           f"&from={first.body['next_batch']}")
+    assert {r["room_id"] for r in rest.body["rooms"]} == {public, secret}
+    shallow = await admin.get(f"{V1}/rooms/{q(space)}/hierarchy?max_depth=0")
+    assert [r["room_id"] for r in shallow.body["rooms"]] == [space]
+    assert (await admin.get(f"{V1}/rooms/{q('!x:test.local')}/hierarchy")).code == 404
+    assert (await admin.get(f"{V1}/rooms/{q(space)}/hierarchy?max_depth=-1")).code == 400
