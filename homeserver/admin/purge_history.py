@@ -34,7 +34,7 @@ class HistoryPurger:
     def __init__(self, ctx: "ServerContext", stores: "Stores") -> None:
         self.ctx = ctx
         self.stores = stores
-        # purge_id -> (status, error, room_id, finished at)
+        # purge_id -> (status, error, room_id, started or finished at)
         self._statuses: dict[str, tuple[str, str | None, str, int]] = {}
         self._running: set[str] = set()
 
@@ -56,7 +56,7 @@ class HistoryPurger:
                               f"History purge already in progress for {room_id}")
         purge_id = secrets.token_urlsafe(12)
         self._forget_old()
-        self._statuses[purge_id] = ("active", None, room_id, 0)
+        self._statuses[purge_id] = ("active", None, room_id, self.ctx.now_ms())
         self._running.add(room_id)
         log_admin_action(admin, "purge_history", room_id, purge_id=purge_id,
                          up_to=point[1], delete_local_events=delete_local_events)
@@ -96,6 +96,11 @@ class HistoryPurger:
             self._statuses[purge_id] = ("failed", str(e), room_id, self.ctx.now_ms())
         finally:
             self._running.discard(room_id)
+
+    def tasks(self) -> dict[str, tuple[str, str | None, str, int]]:
+        """purge ID -> (status, error, room ID, when it last changed) of the
+        purges of the last day."""
+        return dict(self._statuses)
 
     def status(self, purge_id: str) -> tuple[str, str | None]:
         found = self._statuses.get(purge_id)

@@ -162,6 +162,14 @@ class AdminRoomStore:
             " ORDER BY created_ts, delete_id", (room_id,))
         return [_deletion(r) for r in rows]
 
+    async def get_deletions_with_times(self) -> list[tuple[RoomDeletion, int]]:
+        """Every deletion with when it was asked for, oldest first."""
+        rows = await self.db.execute(
+            "get_room_deletions_with_times",
+            f"SELECT {_DELETION_COLUMNS}, created_ts FROM room_deletions"
+            " ORDER BY created_ts, delete_id", ())
+        return [(_deletion(r), int(r[7])) for r in rows]
+
     async def get_unfinished_deletions(self) -> list[RoomDeletion]:
         rows = await self.db.execute(
             "get_unfinished_room_deletions",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from homeserver.admin.moderation import Destinations, EventReports, RegistrationTokens
 from homeserver.admin.room_tools import RoomTools
+from homeserver.admin.scheduled_tasks import ScheduledTasks
 from homeserver.admin.server_notices import ServerNotices
 from homeserver.admin.user_redaction import UserRedactor
 from homeserver.http.router import Router
@@ -24,6 +25,7 @@ from synapse_compat.admin import (
     moderation,
     register,
     rooms,
+    scheduled_tasks,
     server,
     statistics,
     user_moderation,
@@ -55,6 +57,8 @@ def register_admin_routes(hs: "HomeServer", router: Router) -> None:
     notices = ServerNotices(hs.ctx, hs.stores, hs.user_moderation.store, hs.room_creation,
                             hs.membership, hs.event_creator)
     redactor = UserRedactor(hs.ctx, hs.stores, hs.user_moderation.store, hs.event_creator)
+    router.add_endpoints(ScheduledTasks(hs.stores.admin_rooms, hs.history_purger, redactor),
+                         scheduled_tasks.ENDPOINTS)
     router.add_endpoints(user_moderation.UserModerationApi(hs.user_moderation, redactor,
                                                            notices),
                          user_moderation.ENDPOINTS)

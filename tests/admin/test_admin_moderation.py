@@ -12,6 +12,7 @@ from synapse_compat.admin import (
     moderation,
     register,
     rooms,
+    scheduled_tasks,
     statistics,
     user_moderation,
     users,
@@ -34,7 +35,8 @@ async def test_every_admin_route_refuses_non_admins(server: TestServer) -> None:
     anonymous = server.client()
     endpoints = [*users.ENDPOINTS, *rooms.ENDPOINTS, *moderation.ENDPOINTS, *media.ENDPOINTS,
                  *user_moderation.ENDPOINTS, *statistics.ENDPOINTS,
-                 *version_api.ENDPOINTS, *background_updates.ENDPOINTS]
+                 *version_api.ENDPOINTS, *background_updates.ENDPOINTS,
+                 *scheduled_tasks.ENDPOINTS]
     assert all(e.auth == AUTH_ADMIN for e in endpoints)
     assert all(e.auth == AUTH_NONE for e in register.ENDPOINTS)
     for e in endpoints:

@@ -398,3 +398,41 @@ async def test_the_admin_hierarchy_shows_rooms_the_admin_is_not_in(server: TestS
     assert [r["room_id"] for r in shallow.body["rooms"]] == [space]
     assert (await admin.get(f"{V1}/rooms/{q('!x:test.local')}/hierarchy")).code == 404
     assert (await admin.get(f"{V1}/rooms/{q(space)}/hierarchy?max_depth=-1")).code == 400
+
+
+@pytest_twisted.ensureDeferred
+async def test_scheduled_tasks_list_deletions_purges_and_redactions(server: TestServer) -> None:
+    admin = await server.register("admin", admin=True)
+    alice = await server.register("alice")
+    doomed = await create_room(alice)
+    kept = await create_room(alice)
+    last = await send_text(alice, kept, "hello")
+    deletion = await admin.delete(f"{V2}/rooms/{q(doomed)}", {})
+    purge = await admin.post(f"{V1}/purge_history/{q(kept)}/{q(last)}", {})
+    redaction = await admin.post(f"{V1}/user/{q(alice.user_id)}/redact", {"rooms": [kept]})
+    assert deletion.code == purge.code == redaction.code == 200
+
+    async def all_done() -> list[dict[str, Any]]:
+        for _ in range(100):
+            tasks = (await admin.get(f"{V1}/scheduled_tasks")).body["scheduled_tasks"]
+            if len(tasks) == 3 and all(t["status"] == "complete" for t in tasks):
+                return list(tasks)
+            await task.deferLater(reactor, 0.05, lambda: None)
+        raise AssertionError(tasks)
+    tasks = await all_done()
+
+    by_action = {t["action"]: t for t in tasks}
+    assert by_action["shutdown_and_purge_room"]["id"] == deletion.body["delete_id"]
+    assert by_action["shutdown_and_purge_room"]["resource_id"] == doomed
+    assert by_action["purge_history"]["id"] == purge.body["purge_id"]
+    assert by_action["redact_all_events"]["resource_id"] == alice.user_id
+    assert set(tasks[0]) == {"id", "action", "status", "timestamp_ms", "resource_id",
+                             "result", "error"}
+    only = await admin.get(f"{V1}/scheduled_tasks?action_name=purge_history")
+    assert [t["action"] for t in only.body["scheduled_tasks"]] == ["purge_history"]
+    by_room = await admin.get(f"{V1}/scheduled_tasks?resource_id={q(doomed)}")
+    assert len(by_room.body["scheduled_tasks"]) == 1
+    none = await admin.get(f"{V1}/scheduled_tasks?max_timestamp=1")
+    assert none.body["scheduled_tasks"] == []
+    assert (await admin.get(f"{V1}/scheduled_tasks?status=nope")).code == 400
+    assert (await admin.get(f"{V1}/scheduled_tasks?max_timestamp=x")).code == 400
