@@ -10,3 +10,14 @@ CREATE TABLE retention_job_runs (
 -- Suspended users (Synapse's PUT /_synapse/admin/v1/suspend/{userId},
 -- MSC3823): they read, and cannot send, join, invite or change their profile.
 ALTER TABLE users ADD COLUMN suspended SMALLINT NOT NULL DEFAULT 0;
+
+-- Each quarantine and release of a media file, in order (Synapse's
+-- GET /_synapse/admin/v1/media/quarantine_changes); origin is our server
+-- name for local media.
+CREATE TABLE media_quarantine_changes (
+    change_id $SERIAL_PK,
+    origin TEXT NOT NULL,
+    media_id TEXT NOT NULL,
+    quarantined SMALLINT NOT NULL,
+    ts $BIGINT NOT NULL
+);
