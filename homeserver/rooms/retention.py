@@ -173,6 +173,9 @@ class RoomRetention:
         self.config = config
         # room ID -> its policy (default included); dropped when one is sent
         self._policies: dict[str, RetentionPolicy] = {}
+        # bumped by each new m.room.retention: a read that raced with one
+        # is not kept
+        self._generation = 0
 
     @property
     def enabled(self) -> bool:
@@ -184,16 +187,19 @@ class RoomRetention:
             return
         for event, _ in committed.events:
             if event.type == RETENTION_TYPE and event.state_key == "":
+                self._generation += 1
                 self._policies.pop(event.room_id, None)
 
     async def policy(self, room_id: str) -> RetentionPolicy:
         found = self._policies.get(room_id)
         if found is None:
+            generation = self._generation
             content = await self.store.current_policy_content(room_id)
             found = self.config.room_policy(content)
             if len(self._policies) > 100_000:
                 self._policies.clear()
-            self._policies[room_id] = found
+            if generation == self._generation:
+                self._policies[room_id] = found
         return found
 
     async def drop_expired(self, room_id: str,

@@ -198,3 +198,25 @@ async def test_media_retention_deletes_unused_local_media(make_server: Any) -> N
         listed = await admin.get(f"{V1}/users/{q(bob.user_id)}/media")
         return {m["media_id"] for m in listed.body["media"]} == {used, quarantined}
     await eventually(deleted)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_new_policy_counts_at_once_and_state_never_expires(make_server: Any) -> None:
+    clock = start_clock()
+    server: TestServer = await make_server(clock=clock, retention={"enabled": True})
+    bob = await server.register("bob")
+    room_id = await create_room(bob, name="Room")
+    await send_text(bob, room_id, "hello")
+    clock.advance(2 * HOUR)
+    assert await bodies(bob, room_id) == ["hello"]  # no policy: kept
+    await bob.put(f"{CLIENT}/rooms/{q(room_id)}/state/m.room.retention/",
+                  {"max_lifetime": HOUR * 1000})
+    assert await bodies(bob, room_id) == []
+    await bob.put(f"{CLIENT}/rooms/{q(room_id)}/state/m.room.retention/",
+                  {"max_lifetime": 3 * HOUR * 1000})
+    assert await bodies(bob, room_id) == ["hello"]
+    clock.advance(5 * HOUR)
+    page = await bob.get(f"{CLIENT}/rooms/{q(room_id)}/messages?dir=b&limit=50")
+    types = {e["type"] for e in page.body["chunk"]}
+    assert "m.room.message" not in types
+    assert {"m.room.create", "m.room.name", "m.room.retention"} <= types
