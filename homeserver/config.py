@@ -672,6 +672,9 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
                               f"{e}") from None
     from homeserver.rooms.retention import RetentionConfig
     RetentionConfig.from_raw(raw["retention"])  # refuses what Synapse refuses
+    for key, value in raw["media_retention"].items():
+        if value is not None and value <= 0:
+            raise ConfigError(f"media_retention.{key}: must be a positive duration")
     listeners = []
     for lst in raw["listeners"]:
         names = [n for r in lst["resources"] for n in r["names"]]

@@ -83,6 +83,12 @@ class RetentionConfig:
         """From the validated ``retention`` mapping; ConfigError where
         Synapse refuses the same values."""
         default = raw.get("default_policy") or {}
+        for where, value in (("default_policy.min_lifetime", default.get("min_lifetime")),
+                             ("default_policy.max_lifetime", default.get("max_lifetime")),
+                             ("allowed_lifetime_min", raw.get("allowed_lifetime_min")),
+                             ("allowed_lifetime_max", raw.get("allowed_lifetime_max"))):
+            if value is not None and value <= 0:
+                raise ConfigError(f"retention.{where}: must be a positive duration")
         policy = RetentionPolicy(default.get("min_lifetime"), default.get("max_lifetime"))
         if (policy.min_lifetime is not None and policy.max_lifetime is not None
                 and policy.min_lifetime > policy.max_lifetime):

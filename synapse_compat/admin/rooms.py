@@ -307,8 +307,11 @@ async def post_join(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     user_id = body_str(body, "user_id", 255)
     if user_id is None:
         raise MatrixError(400, Codes.MISSING_PARAM, "Missing 'user_id'")
-    room_id = await api.tools.join_user(req.user_id, req.params["roomIdOrAlias"], user_id,
-                                        [v.decode() for v in req.args.get(b"server_name", [])])
+    try:
+        via = [v.decode("utf-8") for v in req.args.get(b"server_name", [])]
+    except UnicodeDecodeError:
+        raise MatrixError(400, Codes.INVALID_PARAM, "'server_name' is not valid UTF-8") from None
+    room_id = await api.tools.join_user(req.user_id, req.params["roomIdOrAlias"], user_id, via)
     return 200, {"room_id": room_id}
 
 

@@ -251,6 +251,8 @@ async def test_memberships_counts_and_threepid_lookup(server: TestServer) -> Non
     assert later.body == {"invite_count": 0}
     missing = await admin.get(f"{V1}/users/{q(alice.user_id)}/sent_invite_count")
     assert (missing.code, missing.body["errcode"]) == (400, "M_MISSING_PARAM")
+    huge = await admin.get(f"{V1}/users/{q(alice.user_id)}/sent_invite_count?from_ts={10**30}")
+    assert (huge.code, huge.body["errcode"]) == (400, "M_INVALID_PARAM")
 
     await admin.put(f"{V2}/users/{q(bob.user_id)}",
                     {"threepids": [{"medium": "email", "address": "bob@example.org"}]})

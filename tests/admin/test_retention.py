@@ -58,6 +58,10 @@ def test_config_rules_as_synapse() -> None:
     with pytest.raises(ConfigError, match="allowed_lifetime_min"):
         make_config("sqlite", "/tmp", retention={"allowed_lifetime_min": "2d",
                                                  "allowed_lifetime_max": "1d"})
+    with pytest.raises(ConfigError, match="max_lifetime: must be a positive duration"):
+        make_config("sqlite", "/tmp", retention={"default_policy": {"max_lifetime": -5}})
+    with pytest.raises(ConfigError, match="local_media_lifetime: must be a positive"):
+        make_config("sqlite", "/tmp", media_retention={"local_media_lifetime": 0})
     with pytest.raises(ConfigError, match="interval: must be set"):
         make_config("sqlite", "/tmp", retention={"purge_jobs": [{"longest_max_lifetime": "1d"}]})
 
