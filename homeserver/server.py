@@ -337,6 +337,10 @@ class HomeServer:
         self.media_repository.gate = self.moderation_gate
         if self.policy_lists.active:
             self.federation_auth.policy = self.policy_lists
+        if self.moderation_gate.spam_checker.active:
+            self.room_directory.gate = self.moderation_gate
+        if self.moderation_gate.has_modules:
+            self.federation_membership.gate = self.moderation_gate
         if self.moderation_gate.checks_federated_events:
             self.federation_event_handler.spam_gate = self.moderation_gate
         self.event_creator.typing = self.typing

@@ -7,15 +7,17 @@ modules.
   message through and has it redacted at once by its sender (``action:
   redact``: members see that a message was removed, and why); in a room's
   name or topic it is always 403. Then ``check_event_for_spam`` of every
-  module, for every event type.
+  module, for every event type, and ``user_may_send_state_event`` for state.
 - ``is_federated_spam``: an event another server sends us (asked by
   ``federation/event_handler.py check_pdu``, for every PDU it receives) is
   spam if the filter catches it, a policy list bans its sender or a module
   refuses it: it is kept redacted, as Synapse keeps spam from federation.
 - policy lists (``policy_lists.py``): a banned user may not send, join,
   invite or be invited, a banned room may not be joined;
-- ``check_join``, ``check_invite``, ``check_create_room``: the modules'
-  ``user_may_*``; ``check_media`` and ``check_registration`` their
+- ``check_join``, ``check_invite``, ``check_federated_invite`` (an invite
+  from another server), ``check_knock``, ``check_create_room``,
+  ``check_create_alias``, ``check_publish_room``: the modules' ``user_may_*``;
+  ``check_media`` and ``check_registration`` their
   ``check_media_file_for_spam`` and ``check_registration_for_spam``;
   ``hide_from_directory`` their ``check_username_for_spam``.
 
@@ -114,6 +116,8 @@ class ModerationGate:
         if state_key is not None:
             event["state_key"] = state_key
         await self.spam_checker.check_event_for_spam(event)
+        if state_key is not None:
+            await self.check_state_event(user_id, room_id, event_type, state_key, content)
         return verdict
 
     @property
@@ -153,6 +157,32 @@ class ModerationGate:
         await self._check_policy_user(inviter)
         await self._check_policy_user(invitee)
         await self.spam_checker.user_may_invite(inviter, invitee, room_id)
+
+    async def check_federated_invite(self, event: "Event") -> None:
+        """An invite of one of our users from another server (403 refuses
+        it): policy lists, the modules' ``user_may_invite`` and
+        ``federated_user_may_invite`` (handed the event as a dict)."""
+        invitee = event.state_key or ""
+        await self._check_policy_user(event.sender)
+        await self._check_policy_user(invitee)
+        await self.spam_checker.user_may_invite(event.sender, invitee, event.room_id)
+        await self.spam_checker.federated_user_may_invite(
+            dict(event.json, event_id=event.event_id))
+
+    async def check_knock(self, user_id: str, room_id: str) -> None:
+        await self._check_policy_user(user_id)
+        await self.spam_checker.user_may_knock(user_id, room_id)
+
+    async def check_create_alias(self, user_id: str, alias: str) -> None:
+        await self.spam_checker.user_may_create_room_alias(user_id, alias)
+
+    async def check_publish_room(self, user_id: str, room_id: str) -> None:
+        await self.spam_checker.user_may_publish_room(user_id, room_id)
+
+    async def check_state_event(self, user_id: str, room_id: str, event_type: str,
+                                state_key: str, content: dict[str, Any]) -> None:
+        await self.spam_checker.user_may_send_state_event(user_id, room_id, event_type,
+                                                          state_key, content)
 
     async def check_create_room(self, user_id: str) -> None:
         await self.spam_checker.user_may_create_room(user_id)

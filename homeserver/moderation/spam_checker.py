@@ -18,6 +18,14 @@ with ``api.register_spam_checker_callbacks(...)``, Synapse's names:
 - ``check_media_file_for_spam(data: bytes, file_info: dict)``: an upload's
   bytes and ``media_type``, ``upload_name``, ``user_id`` (Synapse hands a
   file wrapper and its FileInfo);
+- ``federated_user_may_invite(event: dict)``: an invite of one of our users
+  from another server; ``user_may_send_state_event(user_id, room_id,
+  event_type, state_key, content)``;
+- ``user_may_knock(user_id, room_id)`` (ours; Synapse has none),
+  ``user_may_create_room_alias(user_id, room_alias)`` (an alias string with
+  Synapse's ``to_string()``,
+  ``localpart`` and ``domain``), ``user_may_publish_room(user_id, room_id)``
+  (listing in the room directory);
 - ``check_username_for_spam(user_profile, requester_id)`` (or Synapse's
   older one-argument form): a user directory result (``user_id``,
   ``display_name``, ``avatar_url``); True leaves it out of the searcher's
@@ -52,8 +60,26 @@ logger = logging.getLogger(__name__)
 NOT_SPAM = "NOT_SPAM"
 CALLBACKS = ("check_event_for_spam", "user_may_join_room", "user_may_invite",
              "user_may_create_room", "check_registration_for_spam",
-             "check_media_file_for_spam", "check_username_for_spam")
+             "check_media_file_for_spam", "check_username_for_spam", "user_may_knock",
+             "user_may_create_room_alias", "user_may_publish_room",
+             "federated_user_may_invite", "user_may_send_state_event")
 REGISTRATION_VERDICTS = ("allow", "deny", "shadow_ban")
+
+
+class RoomAlias(str):
+    """A room alias as Synapse's modules get it (``to_string()``,
+    ``localpart``, ``domain``), and a plain string too."""
+
+    def to_string(self) -> str:
+        return str(self)
+
+    @property
+    def localpart(self) -> str:
+        return self[1:].split(":", 1)[0]
+
+    @property
+    def domain(self) -> str:
+        return self.split(":", 1)[1] if ":" in self else ""
 
 
 class ModuleConfigError(Exception):
@@ -167,6 +193,23 @@ class SpamChecker:
 
     async def user_may_create_room(self, user_id: str) -> None:
         await self._run("user_may_create_room", True, user_id)
+
+    async def federated_user_may_invite(self, event: dict[str, Any]) -> None:
+        await self._run("federated_user_may_invite", True, event)
+
+    async def user_may_send_state_event(self, user_id: str, room_id: str, event_type: str,
+                                        state_key: str, content: dict[str, Any]) -> None:
+        await self._run("user_may_send_state_event", True, user_id, room_id, event_type,
+                        state_key, dict(content))
+
+    async def user_may_knock(self, user_id: str, room_id: str) -> None:
+        await self._run("user_may_knock", True, user_id, room_id)
+
+    async def user_may_create_room_alias(self, user_id: str, room_alias: str) -> None:
+        await self._run("user_may_create_room_alias", True, user_id, RoomAlias(room_alias))
+
+    async def user_may_publish_room(self, user_id: str, room_id: str) -> None:
+        await self._run("user_may_publish_room", True, user_id, room_id)
 
     async def check_media_file_for_spam(self, data: bytes, file_info: dict[str, Any]) -> None:
         await self._run("check_media_file_for_spam", False, data, file_info)

@@ -189,6 +189,9 @@ class MembershipHandler:
                 target, room.room_nid)
             await self.gate.check_join(target, room_id,
                                        current is not None and current.membership == "invite")
+        if self.gate is not None and self.gate.has_modules and membership == "knock" \
+                and sender == target:
+            await self.gate.check_knock(target, room_id)
         if sender == target and membership in ("join", "knock", "leave") and \
                 await self._needs_remote(room):
             return await self._remote_membership(sender, room_id, room, membership,

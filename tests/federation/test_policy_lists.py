@@ -114,3 +114,41 @@ async def test_spam_from_another_server_is_kept_redacted(federation: Any) -> Non
     seen = [(e["sender"], e["content"].get("body")) for e in reversed(page.body["chunk"])
             if e["type"] == "m.room.message"]
     assert seen == [(eve.user_id, None), (eve.user_id, "scampi"), (mallory.user_id, None)]
+
+
+class NoInvitesFromMallory:
+    """Refuses invites from other servers sent by a user named mallory."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(federated_user_may_invite=self.check)
+
+    def check(self, event: dict[str, Any]) -> Any:
+        return "M_FORBIDDEN" if event["sender"].startswith("@mallory") else "NOT_SPAM"
+
+
+@pytest_twisted.ensureDeferred
+async def test_invites_from_other_servers_pass_policy_lists_and_modules(
+        federation: Any) -> None:
+    port = free_port()
+    here = f"localhost:{port}"
+    hs2 = await federation(federation_port=port, policy_rooms=[f"#bans:{here}"],
+                           modules=[{"module": f"{__name__}.NoInvitesFromMallory"}])
+    hs1 = await federation()
+    mod = await hs2.register("mod")
+    bob = await hs2.register("bob")
+    await create_room(mod, room_alias_name="bans")
+    policy = (await mod.get(f"{CLIENT}/directory/room/{q('#bans:' + here)}")).body["room_id"]
+    eve = await hs1.register("eve")
+    mallory = await hs1.register("mallory")
+    trent = await hs1.register("trent")
+    rule = await mod.put(f"{CLIENT}/rooms/{q(policy)}/state/m.policy.rule.user/r1", {
+        "entity": eve.user_id, "recommendation": "m.ban"})
+    assert rule.code == 200, rule.body
+
+    codes = {}
+    for name, inviter in (("eve", eve), ("mallory", mallory), ("trent", trent)):
+        room = await create_room(inviter)
+        resp = await inviter.post(f"{CLIENT}/rooms/{q(room)}/invite", {"user_id": bob.user_id})
+        codes[name] = resp.code
+    assert codes["eve"] == 403 and codes["mallory"] == 403
+    assert codes["trent"] == 200

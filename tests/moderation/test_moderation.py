@@ -48,6 +48,33 @@ class Gatekeeper:
         return "M_FORBIDDEN" if b"MALWARE" in data else NOT_SPAM
 
 
+class RoomRules:
+    """No knocks on rooms by users named knocker*, no aliases starting with
+    "free", no publishing by users named lurker* (Synapse's older booleans
+    and errcodes both)."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(user_may_knock=self.knock,
+                                            user_may_create_room_alias=self.alias,
+                                            user_may_publish_room=self.publish,
+                                            user_may_send_state_event=self.state)
+
+    def state(self, user_id: str, room_id: str, event_type: str, state_key: str,
+              content: dict[str, Any]) -> Any:
+        topic = content.get("topic")
+        return "M_FORBIDDEN" if isinstance(topic, str) and "nope" in topic else NOT_SPAM
+
+    def knock(self, user_id: str, room_id: str) -> Any:
+        return False if user_id.startswith("@knocker") else NOT_SPAM
+
+    async def alias(self, user_id: str, room_alias: Any) -> Any:
+        assert room_alias.to_string() == str(room_alias)
+        return "M_FORBIDDEN" if room_alias.localpart.startswith("free") else NOT_SPAM
+
+    def publish(self, user_id: str, room_id: str) -> bool:
+        return not user_id.startswith("@lurker")
+
+
 class HideSpammyNames:
     """Finds users named spam* spammy in the user directory; the older
     one-argument form."""
@@ -307,3 +334,43 @@ async def test_check_username_for_spam_filters_the_user_directory(make_server: A
     assert found.code == 200, found.body
     assert [r["user_id"] for r in found.body["results"]] == ["@sammy:test.local"]
     assert hidden.body["results"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_modules_rule_knocks_aliases_and_publishing(make_server: Any) -> None:
+    server = await make_server(modules=[{"module": f"{__name__}.RoomRules"}])
+    alice = await server.register("alice")
+    knocker = await server.register("knocker")
+    lurker = await server.register("lurker")
+    room = await create_room(alice, room_version="10",
+                             initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                                             "content": {"join_rule": "knock"}}])
+
+    refused = await knocker.post(f"{CLIENT}/knock/{q(room)}", {})
+    allowed = await lurker.post(f"{CLIENT}/knock/{q(room)}", {})
+    assert (refused.code, refused.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert allowed.code == 200, allowed.body
+
+    bad_alias = await alice.put(f"{CLIENT}/directory/room/{q('#freestuff:test.local')}",
+                                {"room_id": room})
+    good_alias = await alice.put(f"{CLIENT}/directory/room/{q('#club:test.local')}",
+                                 {"room_id": room})
+    created = await alice.post(f"{CLIENT}/createRoom", {"room_alias_name": "freebies"})
+    assert (bad_alias.code, bad_alias.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert good_alias.code == 200, good_alias.body
+    assert created.code == 403
+    assert (await alice.get(f"{CLIENT}/directory/room/{q('#freebies:test.local')}")).code \
+        == 404
+
+    own = await create_room(lurker)
+    unlisted = await lurker.put(f"{CLIENT}/directory/list/room/{q(own)}",
+                                {"visibility": "public"})
+    listed = await alice.put(f"{CLIENT}/directory/list/room/{q(room)}",
+                             {"visibility": "public"})
+    assert unlisted.code == 403
+    assert listed.code == 200, listed.body
+
+    topic = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/m.room.topic/", {"topic": "nope"})
+    fine = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/m.room.topic/", {"topic": "yes"})
+    assert (topic.code, topic.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert fine.code == 200
