@@ -19,7 +19,8 @@ modules.
   ``check_create_alias``, ``check_publish_room``: the modules' ``user_may_*``;
   ``check_media`` and ``check_registration`` their
   ``check_media_file_for_spam`` and ``check_registration_for_spam``;
-  ``hide_from_directory`` their ``check_username_for_spam``.
+  ``hide_from_directory`` their ``check_username_for_spam``, ``check_login``
+  their ``check_login_for_spam``.
 
 Server admins' and the server's own actions pass the filter (notices,
 moderation); modules see everything. Nothing here may break the send path:
@@ -168,6 +169,12 @@ class ModerationGate:
         await self.spam_checker.user_may_invite(event.sender, invitee, event.room_id)
         await self.spam_checker.federated_user_may_invite(
             dict(event.json, event_id=event.event_id))
+
+    async def check_login(self, user_id: str, device_id: str | None,
+                          display_name: str | None, client_ip: str,
+                          auth_provider_id: str | None) -> None:
+        await self.spam_checker.check_login_for_spam(user_id, device_id, display_name,
+                                                     [("", client_ip)], auth_provider_id)
 
     async def check_knock(self, user_id: str, room_id: str) -> None:
         await self._check_policy_user(user_id)

@@ -18,6 +18,9 @@ with ``api.register_spam_checker_callbacks(...)``, Synapse's names:
 - ``check_media_file_for_spam(data: bytes, file_info: dict)``: an upload's
   bytes and ``media_type``, ``upload_name``, ``user_id`` (Synapse hands a
   file wrapper and its FileInfo);
+- ``check_login_for_spam(user_id, device_id, initial_display_name,
+  request_info, auth_provider_id)``: a password, token or JWT login (not an
+  application service's) about to make a session;
 - ``federated_user_may_invite(event: dict)``: an invite of one of our users
   from another server; ``user_may_send_state_event(user_id, room_id,
   event_type, state_key, content)``;
@@ -62,7 +65,8 @@ CALLBACKS = ("check_event_for_spam", "user_may_join_room", "user_may_invite",
              "user_may_create_room", "check_registration_for_spam",
              "check_media_file_for_spam", "check_username_for_spam", "user_may_knock",
              "user_may_create_room_alias", "user_may_publish_room",
-             "federated_user_may_invite", "user_may_send_state_event")
+             "federated_user_may_invite", "user_may_send_state_event",
+             "check_login_for_spam")
 REGISTRATION_VERDICTS = ("allow", "deny", "shadow_ban")
 
 
@@ -193,6 +197,13 @@ class SpamChecker:
 
     async def user_may_create_room(self, user_id: str) -> None:
         await self._run("user_may_create_room", True, user_id)
+
+    async def check_login_for_spam(self, user_id: str, device_id: str | None,
+                                   initial_display_name: str | None,
+                                   request_info: list[tuple[str, str]],
+                                   auth_provider_id: str | None) -> None:
+        await self._run("check_login_for_spam", False, user_id, device_id,
+                        initial_display_name, request_info, auth_provider_id)
 
     async def federated_user_may_invite(self, event: dict[str, Any]) -> None:
         await self._run("federated_user_may_invite", True, event)

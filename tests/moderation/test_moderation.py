@@ -75,6 +75,20 @@ class RoomRules:
         return not user_id.startswith("@lurker")
 
 
+class NoLoginsFromBots:
+    """Refuses logins of users named bot* or from a device called Spambot."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(check_login_for_spam=self.check)
+
+    async def check(self, user_id: str, device_id: Any, initial_display_name: Any,
+                    request_info: Any, auth_provider_id: Any) -> Any:
+        assert request_info and request_info[0][1]
+        if user_id.startswith("@bot") or initial_display_name == "Spambot":
+            return "M_FORBIDDEN"
+        return NOT_SPAM
+
+
 class HideSpammyNames:
     """Finds users named spam* spammy in the user directory; the older
     one-argument form."""
@@ -374,3 +388,25 @@ async def test_modules_rule_knocks_aliases_and_publishing(make_server: Any) -> N
     fine = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/m.room.topic/", {"topic": "yes"})
     assert (topic.code, topic.body["errcode"]) == (403, "M_FORBIDDEN")
     assert fine.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_check_login_for_spam_refuses_logins(make_server: Any) -> None:
+    server = await make_server(modules=[{"module": f"{__name__}.NoLoginsFromBots"}])
+    await server.register("bot1")
+    await server.register("human")
+    client = server.client()
+
+    def login(user: str, device_name: str | None = None) -> Any:
+        body: dict[str, Any] = {"type": "m.login.password", "password": "correct horse battery",
+                                "identifier": {"type": "m.id.user", "user": user}}
+        if device_name is not None:
+            body["initial_device_display_name"] = device_name
+        return client.post(f"{CLIENT}/login", body)
+
+    bot = await login("bot1")
+    spambot = await login("human", "Spambot")
+    human = await login("human", "Phone")
+    assert (bot.code, bot.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert spambot.code == 403
+    assert human.code == 200, human.body
