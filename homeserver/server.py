@@ -339,6 +339,7 @@ class HomeServer:
             self.federation_auth.policy = self.policy_lists
         if self.moderation_gate.spam_checker.active:
             self.room_directory.gate = self.moderation_gate
+            self.federation_transactions.gate = self.moderation_gate
         if self.moderation_gate.has_modules:
             self.federation_membership.gate = self.moderation_gate
         if self.moderation_gate.checks_federated_events:

@@ -138,8 +138,11 @@ class ModerationGate:
             if text is not None and self.filter.check(
                     text, await self._room_words(event.room_id)) is not None:
                 return True
-            await self.spam_checker.check_event_for_spam(dict(event.json,
-                                                              event_id=event.event_id))
+            pdu = dict(event.json, event_id=event.event_id)
+            await self.spam_checker.check_event_for_spam(pdu)
+            # one a module drops from transactions may still come back as
+            # another event's prev_event: then it is kept redacted
+            await self.spam_checker.should_drop_federated_event(pdu)
         except MatrixError:
             return True
         except Exception:
@@ -175,6 +178,22 @@ class ModerationGate:
                           auth_provider_id: str | None) -> None:
         await self.spam_checker.check_login_for_spam(user_id, device_id, display_name,
                                                      [("", client_ip)], auth_provider_id)
+
+    async def check_3pid_invite(self, inviter: str, medium: str, address: str,
+                                room_id: str) -> None:
+        await self._check_policy_user(inviter)
+        await self.spam_checker.user_may_send_3pid_invite(inviter, medium, address, room_id)
+
+    async def should_drop_federated_event(self, pdu: Any) -> bool:
+        """Whether a module drops a PDU of a transaction unseen (never
+        stored, answered as accepted, as Synapse does); never raises."""
+        try:
+            await self.spam_checker.should_drop_federated_event(pdu)
+        except MatrixError:
+            return True
+        except Exception:
+            logger.exception("should_drop_federated_event failed")
+        return False
 
     async def check_knock(self, user_id: str, room_id: str) -> None:
         await self._check_policy_user(user_id)

@@ -21,6 +21,10 @@ with ``api.register_spam_checker_callbacks(...)``, Synapse's names:
 - ``check_login_for_spam(user_id, device_id, initial_display_name,
   request_info, auth_provider_id)``: a password, token or JWT login (not an
   application service's) about to make a session;
+- ``user_may_send_3pid_invite(inviter, medium, address, room_id)``;
+  ``should_drop_federated_event(pdu: dict)``: True drops a PDU of an
+  inbound transaction unseen (a raising module keeps it); fetched later as
+  another event's prev_event, it is kept redacted;
 - ``federated_user_may_invite(event: dict)``: an invite of one of our users
   from another server; ``user_may_send_state_event(user_id, room_id,
   event_type, state_key, content)``;
@@ -66,7 +70,8 @@ CALLBACKS = ("check_event_for_spam", "user_may_join_room", "user_may_invite",
              "check_media_file_for_spam", "check_username_for_spam", "user_may_knock",
              "user_may_create_room_alias", "user_may_publish_room",
              "federated_user_may_invite", "user_may_send_state_event",
-             "check_login_for_spam")
+             "check_login_for_spam", "user_may_send_3pid_invite",
+             "should_drop_federated_event")
 REGISTRATION_VERDICTS = ("allow", "deny", "shadow_ban")
 
 
@@ -204,6 +209,27 @@ class SpamChecker:
                                    auth_provider_id: str | None) -> None:
         await self._run("check_login_for_spam", False, user_id, device_id,
                         initial_display_name, request_info, auth_provider_id)
+
+    async def user_may_send_3pid_invite(self, inviter: str, medium: str, address: str,
+                                        room_id: str) -> None:
+        await self._run("user_may_send_3pid_invite", True, inviter, medium, address, room_id)
+
+    async def should_drop_federated_event(self, pdu: Any) -> None:
+        """Raises (a refusal) when a module answers True: drop the PDU."""
+        for module in self._modules:
+            fn = module.callbacks.get("should_drop_federated_event")
+            if fn is None:
+                continue
+            try:
+                result = fn(dict(pdu) if isinstance(pdu, dict) else pdu)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                logger.exception("spam checker %s.should_drop_federated_event failed",
+                                 module.module)
+                continue
+            if result is True:
+                raise MatrixError(403, Codes.FORBIDDEN, "dropped")
 
     async def federated_user_may_invite(self, event: dict[str, Any]) -> None:
         await self._run("federated_user_may_invite", True, event)

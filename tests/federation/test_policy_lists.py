@@ -152,3 +152,33 @@ async def test_invites_from_other_servers_pass_policy_lists_and_modules(
         codes[name] = resp.code
     assert codes["eve"] == 403 and codes["mallory"] == 403
     assert codes["trent"] == 200
+
+
+class DropMarked:
+    """Drops PDUs whose body asks for it."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(should_drop_federated_event=self.check)
+
+    async def check(self, pdu: dict[str, Any]) -> bool:
+        return pdu.get("content", {}).get("body") == "drop me"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_module_drops_federated_events_unseen(federation: Any) -> None:
+    hs2 = await federation(modules=[{"module": f"{__name__}.DropMarked"}])
+    hs1 = await federation()
+    alice = await hs2.register("alice")
+    eve = await hs1.register("eve")
+    room = await create_room(alice, preset="public_chat")
+    await join(eve, room, via=server_name(hs2))
+
+    await send(eve, room, {"msgtype": "m.text", "body": "drop me"}, "e1")
+    await send(eve, room, {"msgtype": "m.text", "body": "keep me"}, "e2")
+
+    async def kept() -> bool:
+        page = await alice.get(f"{CLIENT}/rooms/{q(room)}/messages?dir=b&limit=20")
+        return "keep me" in [e["content"].get("body") for e in page.body["chunk"]]
+    await eventually(kept, timeout=15.0)
+    page = await alice.get(f"{CLIENT}/rooms/{q(room)}/messages?dir=b&limit=20")
+    assert "drop me" not in [e["content"].get("body") for e in page.body["chunk"]]

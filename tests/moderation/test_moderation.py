@@ -89,6 +89,16 @@ class NoLoginsFromBots:
         return NOT_SPAM
 
 
+class NoSpamAddresses:
+    """Refuses invites by address to spam* addresses."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(user_may_send_3pid_invite=self.check)
+
+    def check(self, inviter: str, medium: str, address: str, room_id: str) -> Any:
+        return "M_FORBIDDEN" if address.startswith("spam") else NOT_SPAM
+
+
 class HideSpammyNames:
     """Finds users named spam* spammy in the user directory; the older
     one-argument form."""
@@ -410,3 +420,17 @@ async def test_check_login_for_spam_refuses_logins(make_server: Any) -> None:
     assert (bot.code, bot.body["errcode"]) == (403, "M_FORBIDDEN")
     assert spambot.code == 403
     assert human.code == 200, human.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_user_may_send_3pid_invite_refuses_before_the_identity_server(
+        make_server: Any) -> None:
+    server = await make_server(modules=[{"module": f"{__name__}.NoSpamAddresses"}])
+    alice = await server.register("alice")
+    room = await create_room(alice)
+
+    resp = await alice.post(f"{CLIENT}/rooms/{q(room)}/invite", {
+        "id_server": "identity.invalid", "id_access_token": "t", "medium": "email",
+        "address": "spam@example.org"})
+
+    assert (resp.code, resp.body["errcode"]) == (403, "M_FORBIDDEN")
