@@ -339,6 +339,29 @@ SCHEMA: dict[str, Key] = {
     # moderation policy lists followed (docs/moderation.md): room IDs whose
     # m.policy.rule.user|room|server bans apply to this server's users and rooms
     "policy_rooms": Key("list", item=Key("str", nullable=False), default=[]),
+    # message retention (Synapse's keys; docs/moderation.md): m.room.retention
+    # policies and this default hide expired messages from clients, and
+    # the purge jobs delete them (shortest exclusive, longest inclusive)
+    "retention": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+        "default_policy": Key("map", children={
+            "min_lifetime": Key("duration"),
+            "max_lifetime": Key("duration"),
+        }),
+        "allowed_lifetime_min": Key("duration"),
+        "allowed_lifetime_max": Key("duration"),
+        "purge_jobs": Key("list", default=[], item=Key("map", children={
+            "shortest_max_lifetime": Key("duration"),
+            "longest_max_lifetime": Key("duration"),
+            "interval": Key("duration", required=True, nullable=False),
+        })),
+    }),
+    # media not used for this long is deleted (local) or forgotten (cached
+    # remote), checked hourly (Synapse's keys)
+    "media_retention": Key("map", children={
+        "local_media_lifetime": Key("duration"),
+        "remote_media_lifetime": Key("duration"),
+    }),
     # spam checker modules, as Synapse's modules: key (docs/moderation.md):
     # [{module: package.Class, config: {...}, fail_closed: false}]
     "modules": Key("list", item=Key("map", children=None), default=[]),
@@ -647,6 +670,11 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
         except re.error as e:
             raise ConfigError(f"content_filter.patterns[{i}]: not a regular expression: "
                               f"{e}") from None
+    from homeserver.rooms.retention import RetentionConfig
+    RetentionConfig.from_raw(raw["retention"])  # refuses what Synapse refuses
+    for key, value in raw["media_retention"].items():
+        if value is not None and value <= 0:
+            raise ConfigError(f"media_retention.{key}: must be a positive duration")
     listeners = []
     for lst in raw["listeners"]:
         names = [n for r in lst["resources"] for n in r["names"]]

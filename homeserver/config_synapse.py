@@ -48,8 +48,6 @@ REFUSED: dict[str, Refusal] = {
         _is_not("7d"), "redacted events' content would be kept for another period than"
         " configured"),
     "forgotten_room_retention_period": (_set, "forgotten rooms would not be purged"),
-    "retention": (_enabled, "history would be kept beyond the retention policy"),
-    "media_retention": (_set, "media would be kept beyond the retention policy"),
     "registrations_require_3pid": (
         _set, "accounts could register without the third-party ID you require"),
     "allowed_local_3pids": (_set, "any e-mail address could be added to an account"),

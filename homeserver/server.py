@@ -185,8 +185,15 @@ class HomeServer:
             self.policy_lists, config.server_name)
         self.admin_users = AdminUsers(self.ctx, self.stores, self.account_management,
                                       self.registrations, self.threepids, self.membership)
+        # message retention: expired messages hidden from clients (rooms/retention.py)
+        from homeserver.rooms.retention import RetentionConfig, RoomRetention
+        from homeserver.storage.retention import RetentionStore
+        self.retention_store = RetentionStore(self.db)
+        self.retention = RoomRetention(self.ctx, self.retention_store,
+                                       RetentionConfig.from_raw(config.retention))
         self.room_reader = RoomReader(self.ctx, self.stores,
-                                      IgnoredUsers(self.stores.account_data))
+                                      IgnoredUsers(self.stores.account_data),
+                                      self.retention if self.retention.enabled else None)
         self.room_directory = RoomDirectory(self.ctx, self.stores, self.event_creator,
                                             self.federation_client)
         self.room_creation = RoomCreation(self.event_creator, self.membership,
@@ -200,6 +207,8 @@ class HomeServer:
         self.room_deleter = RoomDeleter(self.ctx, self.stores, self.membership,
                                         self.room_creation, self.event_creator)
         self.history_purger = HistoryPurger(self.ctx, self.stores)
+        from homeserver.admin.background_updates import BackgroundUpdates
+        self.background_updates = BackgroundUpdates(self.db)
         self.searcher = Searcher(self.stores, self.room_reader)
         # edu
         self.typing = TypingManager(self.ctx, self.stores.rooms, self.notifier)
@@ -279,6 +288,16 @@ class HomeServer:
         self.remote_media = RemoteMediaFetcher(self.ctx, self.federation_client)
         self.media_repository = MediaRepository(self.ctx, MediaStore(self.db), self.remote_media)
         self.url_previewer = UrlPreviewer(self.ctx, self.media_repository)
+        # purging expired messages and old media on a schedule
+        from homeserver.admin.media import AdminMedia
+        from homeserver.admin.retention_jobs import RetentionJobs
+        from homeserver.storage.admin_media import AdminMediaStore
+        self.admin_media = AdminMedia(self.ctx, self.stores, AdminMediaStore(self.db),
+                                      self.media_repository)
+        self.retention_jobs = RetentionJobs(
+            self.ctx, self.retention_store, self.retention.config, self.history_purger,
+            self.admin_media, config.media_retention["local_media_lifetime"],
+            config.media_retention["remote_media_lifetime"])
         # application services (appservice/): asked about their namespaces,
         # sent the events of interest
         from homeserver.appservice.client import AppServiceClient
@@ -316,6 +335,15 @@ class HomeServer:
         self.registrations.gate = self.moderation_gate
         self.registrations.user_moderation = self.user_moderation
         self.media_repository.gate = self.moderation_gate
+        if self.policy_lists.active:
+            self.federation_auth.policy = self.policy_lists
+        if self.moderation_gate.spam_checker.active:
+            self.room_directory.gate = self.moderation_gate
+            self.federation_transactions.gate = self.moderation_gate
+        if self.moderation_gate.has_modules:
+            self.federation_membership.gate = self.moderation_gate
+        if self.moderation_gate.checks_federated_events:
+            self.federation_event_handler.spam_gate = self.moderation_gate
         self.event_creator.typing = self.typing
         self.event_creator.presence = self.presence
         self.event_creator.federation_membership = self.federation_membership
@@ -388,10 +416,14 @@ class HomeServer:
             await self.delayed_events.start()
         await self.appservice_handler.register_senders()
         await self.appservice_scheduler.start()
+        if self.retention_jobs.active:
+            await self.retention_jobs.start()
         # room deletions a stop or crash cut short
         self.run_in_background(self.room_deleter.resume())
-        # messages stored before full-text search existed (a no-op once done)
-        self.run_in_background(self.stores.search.index_history())
+        # messages stored before full-text search existed (a no-op once done),
+        # an update the admin API shows and may pause (admin/background_updates.py)
+        self.run_in_background(self.background_updates.run(
+            "event_search_history", self.stores.search.index_history))
 
     def _add_persist_hooks(self) -> None:
         """The per-event work inside every transaction that stores a timeline
@@ -428,6 +460,8 @@ class HomeServer:
         hub.subscribe(self.membership.on_commit)
         # a rule arriving in a policy room counts from the next check
         hub.subscribe(self.policy_lists.on_commit)
+        # a new m.room.retention event: the room's policy is read again
+        hub.subscribe(self.retention.on_commit)
         # a leave may end the last room shared with a remote user: their
         # device list copy goes (e2e/keys.py)
         hub.subscribe(self.e2e_keys.on_commit)
@@ -571,6 +605,7 @@ class HomeServer:
         if self.event_expirer is not None:
             self.event_expirer.stop()
         self.delayed_events.stop()
+        self.retention_jobs.stop()
         await self.appservice_scheduler.stop()
         await self.media_repository.stop()
         for proto in list(self._connections):

@@ -113,7 +113,7 @@ def test_a_refusable_key_at_synapse_default_only_warns() -> None:
     ("push", {"include_content": False}),
     ("require_auth_for_profile_requests", True),
     ("encryption_enabled_by_default_for_room_type", "all"),
-    ("retention", {"enabled": True}),
+    ("forgotten_room_retention_period", "28d"),
 ])
 def test_refusals_name_the_key_and_why(key: str, value: Any) -> None:
     with pytest.raises(ConfigError) as info:

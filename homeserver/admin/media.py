@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 _YEAR_1970_MS = 30_000_000_000
 
 
+QUARANTINE_CHANGES_PAGE = 100
+
+
 def check_before_ts(before_ts: int) -> None:
     if before_ts < 0:
         raise MatrixError(400, Codes.INVALID_PARAM,
@@ -107,24 +110,36 @@ class AdminMedia:
         self._check_ids(server_name, media_id)
         by = admin if on else None
         if server_name == self.ctx.hostname:
-            await self.store.set_quarantine([media_id], [], by)
+            await self.store.set_quarantine([media_id], [], by, self.ctx.hostname,
+                                            self.ctx.now_ms())
         else:
-            await self.store.set_quarantine([], [(server_name, media_id)], by)
+            await self.store.set_quarantine([], [(server_name, media_id)], by,
+                                            self.ctx.hostname, self.ctx.now_ms())
         log_admin_action(admin, "quarantine_media" if on else "unquarantine_media",
                          f"mxc://{server_name}/{media_id}")
 
     async def quarantine_room(self, admin: str, room_id: str) -> int:
         local, remote = await self._room_mxcs(room_id)
-        count = await self.store.set_quarantine(local, remote, admin)
+        count = await self.store.set_quarantine(local, remote, admin, self.ctx.hostname,
+                                                self.ctx.now_ms())
         log_admin_action(admin, "quarantine_room_media", room_id, count=count)
         return count
 
     async def quarantine_user(self, admin: str, user_id: str) -> int:
         # Synapse answers for any user ID: no media, nothing quarantined
         count = await self.store.set_quarantine(
-            await self.store.local_media_ids_of_user(user_id), [], admin)
+            await self.store.local_media_ids_of_user(user_id), [], admin, self.ctx.hostname,
+            self.ctx.now_ms())
         log_admin_action(admin, "quarantine_user_media", user_id, count=count)
         return count
+
+    async def quarantine_changes(self, after: int) -> tuple[list[dict[str, Any]], int]:
+        """A page (100) of quarantines and releases after ``after``, oldest
+        first, and where the next page starts."""
+        rows = await self.store.quarantine_changes(after, QUARANTINE_CHANGES_PAGE)
+        changes = [{"origin": origin, "media_id": media_id, "quarantined": on}
+                   for _, origin, media_id, on in rows]
+        return changes, rows[-1][0] if rows else after
 
     async def protect(self, admin: str, media_id: str, on: bool) -> None:
         if not MEDIA_ID_RE.fullmatch(media_id) or \
@@ -169,25 +184,39 @@ class AdminMedia:
             raise MatrixError(400, Codes.INVALID_PARAM,
                               "Query parameter size_gt must be a string representing a "
                               "positive integer.")
-        await self.repo.flush_access_times()
-        keep: set[str] = set()
-        if keep_profiles:
-            prefix = f"mxc://{self.ctx.hostname}/"
-            keep = {u[len(prefix):] for u in await self.store.avatar_mxcs()
-                    if u.startswith(prefix)}
-        deleted = await self._delete_local(
-            await self.store.local_media_to_delete(before_ts, size_gt, keep))
+        deleted = await self.delete_local_before(before_ts, size_gt, keep_profiles)
         log_admin_action(admin, "delete_old_media", self.ctx.hostname, before_ts=before_ts,
                          size_gt=size_gt, keep_profiles=keep_profiles, count=len(deleted))
         return deleted
 
     async def purge_remote_cache(self, admin: str, before_ts: int) -> int:
         check_before_ts(before_ts)
+        count = await self.purge_remote_before(before_ts)
+        log_admin_action(admin, "purge_media_cache", "remote", before_ts=before_ts,
+                         count=count)
+        return count
+
+    # -- also for media retention (admin/retention_jobs.py) --
+
+    async def delete_local_before(self, before_ts: int, size_gt: int = 0,
+                                  keep_profiles: bool = True,
+                                  keep_quarantined: bool = False) -> list[str]:
+        """Delete the local media last used before ``before_ts`` (protected
+        media stays; avatars with ``keep_profiles``)."""
+        await self.repo.flush_access_times()
+        keep: set[str] = set()
+        if keep_profiles:
+            prefix = f"mxc://{self.ctx.hostname}/"
+            keep = {u[len(prefix):] for u in await self.store.avatar_mxcs()
+                    if u.startswith(prefix)}
+        return await self._delete_local(await self.store.local_media_to_delete(
+            before_ts, size_gt, keep, keep_quarantined))
+
+    async def purge_remote_before(self, before_ts: int) -> int:
+        """Forget the cached remote media last used before ``before_ts``."""
         await self.repo.flush_access_times()
         purged = await self.store.remote_media_to_purge(before_ts)
         for origin, media_id, file_id in purged:
             await self.store.delete_remote_media(origin, media_id)
             await self.repo.delete_remote_files(origin, file_id)
-        log_admin_action(admin, "purge_media_cache", "remote", before_ts=before_ts,
-                         count=len(purged))
         return len(purged)

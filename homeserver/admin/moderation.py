@@ -4,6 +4,7 @@ federation destinations admin APIs)."""
 
 from __future__ import annotations
 
+import builtins
 import re
 import secrets
 import string
@@ -176,6 +177,14 @@ class Destinations:
         absent = [r for r in rows if r[order_by] is None]
         rows = present + absent if not backwards else absent + present
         return rows[start:start + limit], len(rows)
+
+    async def rooms(self, destination: str,
+                    local_host: str) -> "builtins.list[dict[str, Any]]":
+        """The rooms we share with ``destination`` (404 for a server we never
+        sent to)."""
+        await self.get(destination)
+        return [{"room_id": room_id, "stream_ordering": pos} for room_id, pos in
+                await self.stores.admin_rooms.rooms_shared_with_server(destination, local_host)]
 
     async def get(self, destination: str) -> dict[str, Any]:
         found = (await self._all()).get(destination)

@@ -34,7 +34,7 @@ class HistoryPurger:
     def __init__(self, ctx: "ServerContext", stores: "Stores") -> None:
         self.ctx = ctx
         self.stores = stores
-        # purge_id -> (status, error, room_id, finished at)
+        # purge_id -> (status, error, room_id, started or finished at)
         self._statuses: dict[str, tuple[str, str | None, str, int]] = {}
         self._running: set[str] = set()
 
@@ -56,7 +56,7 @@ class HistoryPurger:
                               f"History purge already in progress for {room_id}")
         purge_id = secrets.token_urlsafe(12)
         self._forget_old()
-        self._statuses[purge_id] = ("active", None, room_id, 0)
+        self._statuses[purge_id] = ("active", None, room_id, self.ctx.now_ms())
         self._running.add(room_id)
         log_admin_action(admin, "purge_history", room_id, purge_id=purge_id,
                          up_to=point[1], delete_local_events=delete_local_events)
@@ -64,12 +64,31 @@ class HistoryPurger:
         self.ctx.run_in_background(self._run(purge_id, room_id, room.room_nid, point[0], keep))
         return purge_id
 
+    async def _purge(self, room_nid: int, before: int, keep: str | None) -> int:
+        count = await self.stores.admin_rooms.purge_history(room_nid, before, keep)
+        self.stores.events.cache.clear()
+        await self.stores.state.garbage_collect()
+        return count
+
+    async def purge_expired(self, room_id: str, room_nid: int, before_ts: int) -> int | None:
+        """The retention purge (``admin/retention_jobs.py``): the room's
+        messages sent before ``before_ts``, local ones too, but never its
+        latest event. None when an admin's purge of the room is running."""
+        if room_id in self._running:
+            return None
+        point = await self.stores.admin_rooms.purge_point(room_nid, None, before_ts)
+        if point is None:
+            return 0
+        self._running.add(room_id)
+        try:
+            return await self._purge(room_nid, point[0], None)
+        finally:
+            self._running.discard(room_id)
+
     async def _run(self, purge_id: str, room_id: str, room_nid: int, before: int,
                    keep: str | None) -> None:
         try:
-            count = await self.stores.admin_rooms.purge_history(room_nid, before, keep)
-            self.stores.events.cache.clear()
-            await self.stores.state.garbage_collect()
+            count = await self._purge(room_nid, before, keep)
             logger.info("purged %d events of %s (%s)", count, room_id, purge_id)
             self._statuses[purge_id] = ("complete", None, room_id, self.ctx.now_ms())
         except Exception as e:
@@ -77,6 +96,11 @@ class HistoryPurger:
             self._statuses[purge_id] = ("failed", str(e), room_id, self.ctx.now_ms())
         finally:
             self._running.discard(room_id)
+
+    def tasks(self) -> dict[str, tuple[str, str | None, str, int]]:
+        """purge ID -> (status, error, room ID, when it last changed) of the
+        purges of the last day."""
+        return dict(self._statuses)
 
     def status(self, purge_id: str) -> tuple[str, str | None]:
         found = self._statuses.get(purge_id)

@@ -160,6 +160,34 @@ class AdminRooms:
                 break
         return kept, pos
 
+    async def context(self, room_id: str, event_id: str, limit: int,
+                      event_filter: "RoomEventFilter") -> dict[str, Any]:
+        """``GET /rooms/{roomId}/context/{eventId}`` as an admin sees it: the
+        event, up to ``limit`` events around it (half before), the state
+        after the last of them, and the tokens to page on."""
+        room = await self.stores.rooms.get_room(room_id)
+        if room is None:
+            raise not_found("Room not found")
+        pos = await self.stores.events.get_event_position(event_id)
+        event = await self.stores.events.get_event(event_id) if pos is not None else None
+        if pos is None or event is None or pos.room_nid != room.room_nid \
+                or pos.stream_ordering is None:
+            raise not_found("Event not found.")
+        before_limit = limit // 2
+        before, start = await self.messages(room_id, pos.stream_ordering - 1, None, True,
+                                            before_limit, event_filter) \
+            if before_limit else ([], pos.stream_ordering - 1)
+        after, end = await self.messages(room_id, pos.stream_ordering, None, False,
+                                         limit - before_limit, event_filter) \
+            if limit - before_limit else ([], pos.stream_ordering)
+        last = after[-1] if after else event
+        last_pos = await self.stores.events.get_event_position(last.event_id)
+        state: dict[Any, Event] = {}
+        if last_pos is not None and last_pos.snapshot_nid is not None:
+            state = await self.reader.get_state_at_snapshot(last_pos.snapshot_nid)
+        return {"event": event, "events_before": before, "events_after": after,
+                "state": list(state.values()), "start": start, "end": end}
+
     async def state(self, room_id: str) -> list["Event"]:
         room = await self.stores.rooms.get_room(room_id)
         if room is None:

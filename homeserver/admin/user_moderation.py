@@ -13,6 +13,14 @@ no invite (``rooms/membership.py``), so room creation drops its invites,
 typing with 200 and no notification (``edu/typing.py``); joins and leaves
 go through. Synapse also sleeps a random 1-10 s before
 answering; we do not hold the request.
+
+A suspended user (Synapse's ``PUT /suspend/{userId}``, MSC3823; the flag in
+migration 0041, in memory too) reads as before and is refused, with 403
+M_USER_SUSPENDED, sending messages and state (``rooms/sending.py``),
+creating rooms, inviting, joining and knocking (``rooms/membership.py``),
+redacting others' events (``api/client/rooms.py``) and changing their
+profile (``api/client/profile.py``); they may leave rooms and redact their
+own events, as on Synapse.
 """
 
 from __future__ import annotations
@@ -45,10 +53,12 @@ class UserModeration:
         self.stores = stores
         self.store = store
         self._shadow_banned: set[str] = set()
+        self._suspended: set[str] = set()
         self._overrides: dict[str, RateLimit] = {}
 
     async def load(self) -> None:
         self._shadow_banned = await self.store.shadow_banned_users()
+        self._suspended = await self.store.suspended_users()
         self._overrides = {u: RateLimit(float(m), float(b))
                            for u, (m, b) in (await self.store.ratelimit_overrides()).items()}
 
@@ -59,6 +69,16 @@ class UserModeration:
 
     def ratelimit_override(self, user_id: str) -> RateLimit | None:
         return self._overrides.get(user_id)
+
+    def is_suspended(self, user_id: str) -> bool:
+        return user_id in self._suspended
+
+    def refuse_if_suspended(self, user_id: str, what: str) -> None:
+        """403 M_USER_SUSPENDED ("``what`` while account is suspended is not
+        allowed.") for a suspended user."""
+        if user_id in self._suspended:
+            raise MatrixError(403, Codes.USER_SUSPENDED,
+                              f"{what} while account is suspended is not allowed.")
 
     # -- the admin API --
 
@@ -76,6 +96,18 @@ class UserModeration:
         else:
             self._shadow_banned.discard(user_id)
         log_admin_action(admin, "shadow_ban" if banned else "unshadow_ban", user_id)
+
+    async def set_suspended(self, admin: str, user_id: str, suspended: bool) -> None:
+        if not self.ctx.is_mine(user_id):
+            raise MatrixError(400, Codes.UNKNOWN, "Can only suspend local users")
+        if await self.stores.users.get_user(user_id) is None:
+            raise not_found("User not found")
+        await self.store.set_suspended(user_id, suspended)
+        if suspended:
+            self._suspended.add(user_id)
+        else:
+            self._suspended.discard(user_id)
+        log_admin_action(admin, "suspend" if suspended else "unsuspend", user_id)
 
     async def get_override(self, user_id: str) -> dict[str, int]:
         await self._require_local_user(user_id)

@@ -52,6 +52,9 @@ class RedactJob:
     status: str = "scheduled"
     failed_redactions: dict[str, str] = field(default_factory=dict)
     finished_ms: int | None = None
+    # whose events, and when it started (the admin's scheduled tasks list)
+    user_id: str = ""
+    started_ms: int = 0
 
 
 class UserRedactor:
@@ -66,7 +69,7 @@ class UserRedactor:
     def start(self, admin: str, request: RedactRequest) -> str:
         self._forget_old()
         redact_id = secrets.token_urlsafe(12)
-        job = RedactJob()
+        job = RedactJob(user_id=request.user_id, started_ms=self.ctx.now_ms())
         self._jobs[redact_id] = job
         log_admin_action(admin, "redact_user_events", request.user_id,
                          rooms=list(request.rooms), limit=request.limit,
@@ -76,6 +79,10 @@ class UserRedactor:
 
     def status(self, redact_id: str) -> RedactJob | None:
         return self._jobs.get(redact_id)
+
+    def jobs(self) -> dict[str, RedactJob]:
+        """Every job of the last day, by redact ID."""
+        return dict(self._jobs)
 
     def _forget_old(self) -> None:
         now = self.ctx.now_ms()

@@ -13,6 +13,7 @@ a 3PID already on another account is refused.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from homeserver.storage import Stores
 
 USER_TYPES = (None, "support", "bot")
+CROSS_SIGNING_REPLACEMENT_MS = 10 * 60 * 1000
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,24 @@ class UserChanges:
     deactivated: bool | None = None
     user_type: str | None = None
     set_user_type: bool = False
+    # (auth provider, external ID): the user's whole list of them
+    external_ids: list[tuple[str, str]] | None = None
+
+
+def parse_external_ids(value: Any) -> list[tuple[str, str]]:
+    """``external_ids`` of a ``PUT /v2/users`` body (400 for a bad shape)."""
+    if not isinstance(value, list) or len(value) > 100:
+        raise MatrixError(400, Codes.INVALID_PARAM, "'external_ids' must be a list")
+    out = []
+    for entry in value:
+        provider = entry.get("auth_provider") if isinstance(entry, dict) else None
+        external = entry.get("external_id") if isinstance(entry, dict) else None
+        if not isinstance(provider, str) or not isinstance(external, str) or \
+                not provider or not external or len(provider) > 255 or len(external) > 255:
+            raise MatrixError(400, Codes.INVALID_PARAM,
+                              "external_ids entries need auth_provider and external_id strings")
+        out.append((provider, external))
+    return out
 
 
 def admin_device(device: Device) -> dict[str, Any]:
@@ -67,6 +87,9 @@ class AdminUsers:
         self.registrations = registrations
         self.threepids = threepids
         self.membership = membership
+        # user ID -> until when (ms) they may replace their cross-signing
+        # keys without user-interactive auth (kept in memory: ten minutes)
+        self._replace_cross_signing_until: dict[str, int] = {}
 
     # -- reads ---------------------------------------------------------------
 
@@ -92,9 +115,56 @@ class AdminUsers:
                               "added_at": t.added_at, "validated_at": t.validated_at}
                              for t in await self.stores.threepids.get_threepids(user_id)]
         body.update({"appservice_id": None, "consent_server_notice_sent": None,
-                     "consent_version": None, "consent_ts": None, "external_ids": [],
-                     "approved": True, "suspended": False})
+                     "consent_version": None, "consent_ts": None,
+                     "external_ids": [{"auth_provider": provider, "external_id": external}
+                                      for provider, external
+                                      in await self.stores.sso.get_external_ids(user_id)],
+                     "approved": True, "suspended": row.suspended})
         return body
+
+    async def _set_external_ids(self, admin: str, user_id: str,
+                                ids: list[tuple[str, str]]) -> None:
+        taken = await self.stores.admin_users.replace_external_ids(user_id, ids)
+        if taken is not None:
+            raise MatrixError(409, Codes.UNKNOWN, "External id is already in use.")
+        log_admin_action(admin, "set_external_ids", user_id, count=len(ids))
+
+    async def memberships(self, user_id: str) -> dict[str, str]:
+        """Every room's latest membership of a user (local or remote)."""
+        return await self.stores.admin_users.memberships(user_id)
+
+    async def _memberships_sent(self, user_id: str, from_ts: int, own: bool,
+                                membership: str) -> list[int]:
+        await self.require_user(user_id)
+        found = []
+        for room_nid, raw in await self.stores.admin_users.member_events_since(
+                user_id, from_ts, own):
+            try:
+                content = json.loads(raw).get("content")
+            except ValueError:
+                continue
+            if isinstance(content, dict) and content.get("membership") == membership:
+                found.append(room_nid)
+        return found
+
+    async def sent_invite_count(self, user_id: str, from_ts: int) -> int:
+        return len(await self._memberships_sent(user_id, from_ts, False, "invite"))
+
+    async def cumulative_joined_room_count(self, user_id: str, from_ts: int) -> int:
+        return len(set(await self._memberships_sent(user_id, from_ts, True, "join")))
+
+    async def user_by_threepid(self, medium: str, address: str) -> str:
+        user_id = await self.stores.threepids.get_user_by_threepid(medium, address)
+        if user_id is None:
+            raise not_found("User not found")
+        return user_id
+
+    async def user_by_external_id(self, provider: str, external_id: str) -> str:
+        """``GET /auth_providers/{provider}/users/{externalId}``"""
+        user_id = await self.stores.sso.get_user_by_external_id(provider, external_id)
+        if user_id is None:
+            raise not_found("User not found")
+        return user_id
 
     # -- create or modify ----------------------------------------------------
 
@@ -134,6 +204,8 @@ class AdminUsers:
         if profile is not None:
             await self.stores.user_directory.update_profile(user_id, profile.displayname,
                                                             profile.avatar_url)
+        if changes.external_ids is not None:
+            await self._set_external_ids(admin, user_id, changes.external_ids)
         if changes.deactivated:
             await self.deactivate(admin, user_id, erase=False)
 
@@ -141,6 +213,8 @@ class AdminUsers:
                       changes: UserChanges) -> None:
         if changes.threepids is not None:
             await self._check_threepids_free(user_id, changes.threepids)
+        if changes.external_ids is not None:
+            await self._set_external_ids(admin, user_id, changes.external_ids)
         if changes.admin is not None:
             await self.set_admin(admin, user_id, changes.admin)
         if changes.user_type is not None or changes.set_user_type:
@@ -256,6 +330,32 @@ class AdminUsers:
         await self.require_user(user_id)
         await self.stores.devices.delete_devices(user_id, device_ids)
         log_admin_action(admin, "delete_devices", user_id, device_ids=device_ids)
+
+    async def create_device(self, admin: str, user_id: str, device_id: str) -> None:
+        """``POST /v2/users/{userId}/devices``: a device with no access token
+        (kept as it is if it exists)."""
+        await self.require_user(user_id)
+        await self.stores.db.run_interaction("admin_create_device",
+                                             DeviceStore.ensure_device_txn, user_id, device_id,
+                                             None)
+        log_admin_action(admin, "create_device", user_id, device_id=device_id)
+
+    async def allow_cross_signing_replacement(self, admin: str, user_id: str) -> int:
+        """``POST /users/{userId}/_allow_cross_signing_replacement_without_uia``:
+        for ten minutes the user may upload new cross-signing keys without
+        user-interactive auth (to recover when they lost their keys and, as
+        an SSO user, have no password). Until when; 404 without a master key."""
+        await self.require_user(user_id)
+        if "master" not in await self.stores.cross_signing.get_user_keys(user_id):
+            raise not_found("No master key found")
+        until = self.ctx.now_ms() + CROSS_SIGNING_REPLACEMENT_MS
+        self._replace_cross_signing_until[user_id] = until
+        log_admin_action(admin, "allow_cross_signing_replacement_without_uia", user_id)
+        return until
+
+    def may_replace_cross_signing_without_uia(self, user_id: str) -> bool:
+        until = self._replace_cross_signing_until.get(user_id)
+        return until is not None and self.ctx.now_ms() < until
 
     async def joined_rooms(self, user_id: str) -> list[str]:
         # Synapse answers for remote users too, from what this server knows

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from homeserver.federation.client import FederationClient
     from homeserver.federation.keys import KeyRing
     from homeserver.federation.sender import FederationSender
+    from homeserver.moderation.gate import ModerationGate
     from homeserver.rooms.creator import EventCreator
     from homeserver.storage import Stores
     from homeserver.sync.notifier import Notifier
@@ -152,6 +153,9 @@ class FederationEventHandler:
         self.typing = typing
         # server -> when its /backfill last failed (ms)
         self._backfill_failed: dict[str, int] = {}
+        # the content filter, policy lists and spam checker modules
+        # (moderation/gate.py), when any is on: spam PDUs are kept redacted
+        self.spam_gate: "ModerationGate | None" = None
         # gaps in rooms' DAGs (missing prev_event IDs) we asked about lately
         self._gaps_asked: dict[str, int] = {}
 
@@ -182,7 +186,11 @@ class FederationEventHandler:
             logger.info("content hash mismatch on a PDU from %s: redacting it",
                         pdu.get("sender"))
             pdu = redact(pdu, room_version)
-        return Event.from_pdu(pdu, room_version)
+        event = Event.from_pdu(pdu, room_version)
+        if self.spam_gate is not None and await self.spam_gate.is_federated_spam(event):
+            logger.info("%s from %s is spam: redacting it", event.event_id, event.sender)
+            event = Event.from_pdu(redact(pdu, room_version), room_version)
+        return event
 
     async def check_pdus(self, pdus: Iterable[Any], room_version: RoomVersion,
                          room_id: str | None = None) -> list[Event]:

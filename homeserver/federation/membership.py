@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from homeserver.federation.client import FederationClient
     from homeserver.federation.event_handler import FederationEventHandler
     from homeserver.federation.sender import FederationSender
+    from homeserver.moderation.gate import ModerationGate
     from homeserver.rooms.creator import EventCreator
     from homeserver.rooms.membership import MembershipHandler
     from homeserver.rooms.upgrade import RoomUpgrader
@@ -110,6 +111,9 @@ class FederationMembership:
         self.notifier = notifier
         # a joined room that replaces one of ours takes over our aliases etc.
         self.room_upgrader = room_upgrader
+        # policy lists and spam checker modules judge invites from other
+        # servers (moderation/gate.py; set by HomeServer._wire_late)
+        self.gate: "ModerationGate | None" = None
 
     # -- resident side ------------------------------------------------------
 
@@ -284,6 +288,8 @@ class FederationMembership:
             raise _refusal(e) from None
         if event.event_id != event_id:
             raise MatrixError(400, Codes.BAD_JSON, "The event ID does not match the path")
+        if self.gate is not None:
+            await self.gate.check_federated_invite(event)
         signed = self._countersign(event.json, rv)
         signed_event = Event(event.event_id, rv, signed)
         we_are_in = room is not None and bool(

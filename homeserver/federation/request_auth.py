@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from homeserver.federation.keys import KeyRing
     from homeserver.federation.sender import FederationSender
     from homeserver.http.request import HttpRequest
+    from homeserver.moderation.policy_lists import PolicyLists
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class FederationAuth:
         self.ctx = ctx
         self.keyring = keyring
         self.sender = sender
+        # moderation policy lists (moderation/policy_lists.py): their banned
+        # servers are refused as servers outside the whitelist are
+        self.policy: "PolicyLists | None" = None
 
     async def authenticate(self, req: "HttpRequest") -> str:
         """The origin server of ``req`` (401 M_UNAUTHORIZED if unsigned or
@@ -140,6 +144,8 @@ class FederationAuth:
             raise _unauthorized("Requests from our own server name are not accepted")
         whitelist = self.ctx.config.federation_domain_whitelist
         if whitelist is not None and origin not in whitelist:
+            raise MatrixError(403, Codes.FORBIDDEN, "Federation denied with this server")
+        if self.policy is not None and await self.policy.banned_server(origin) is not None:
             raise MatrixError(403, Codes.FORBIDDEN, "Federation denied with this server")
         try:
             uri = req.raw.uri.decode("utf-8")

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from homeserver.events.model import Event
     from homeserver.federation.edus import EduHandler
     from homeserver.federation.event_handler import FederationEventHandler
+    from homeserver.moderation.gate import ModerationGate
     from homeserver.storage.federation_events import FederationEventStore
     from homeserver.storage.rooms import RoomInfo, RoomStore
 
@@ -100,6 +101,9 @@ class TransactionReceiver:
         self.rooms = rooms
         self.event_handler = event_handler
         self.edu_handler = edu_handler
+        # spam checker modules' should_drop_federated_event (moderation/gate.py;
+        # set by HomeServer._wire_late when a module is loaded)
+        self.gate: "ModerationGate | None" = None
 
     async def receive(self, origin: str, txn_id: str,
                       read_body: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -128,9 +132,20 @@ class TransactionReceiver:
                 if isinstance(event_id, str):
                     results[event_id] = {"error": "Unknown room"}
             return
+        rv = KNOWN_ROOM_VERSIONS[room.room_version]
+        if self.gate is not None:
+            kept = []
+            for pdu in pdus:
+                if await self.gate.should_drop_federated_event(pdu):
+                    event_id = event_id_of(pdu, rv)
+                    logger.info("a module dropped PDU %s from %s", event_id, origin)
+                    if event_id is not None:
+                        results[event_id] = {}
+                    continue
+                kept.append(pdu)
+            pdus = kept
         if len(pdus) > 1:
             pdus = await self._linear_run(origin, room, pdus, results)
-        rv = KNOWN_ROOM_VERSIONS[room.room_version]
         for pdu in pdus:
             await self._one_pdu(origin, rv, pdu, results)
 

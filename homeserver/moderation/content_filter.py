@@ -1,6 +1,7 @@
 """The content filter: words, regular expressions, link and mention limits.
 
 Pure: ``ContentFilter.check(content, room_words)`` takes a message's content
+(or a room name's or topic's text, through ``filtered_content``)
 and the words a room adds (its ``org.homeserver.content_filter`` state
 event) and returns why the message breaks a rule, or None. Words are matched
 as whole words, case-insensitively, by splitting the text (never by a regex
@@ -34,6 +35,24 @@ def _texts(content: dict[str, Any]) -> list[str]:
     if isinstance(new, dict):
         out.extend(_texts(new))
     return out
+
+
+# state events whose text the filter reads, and the key holding it
+STATE_TEXT_KEYS = {"m.room.name": "name", "m.room.topic": "topic"}
+
+
+def filtered_content(event_type: str, state_key: str | None,
+                     content: dict[str, Any]) -> dict[str, Any] | None:
+    """What of an event the filter reads, as a message's content: an
+    ``m.room.message`` as it is; a room's name or topic as its ``body``;
+    None for anything else."""
+    if state_key is None:
+        return content if event_type == "m.room.message" else None
+    key = STATE_TEXT_KEYS.get(event_type)
+    if key is None or state_key != "":
+        return None
+    value = content.get(key)
+    return {"body": value} if isinstance(value, str) else None
 
 
 def room_words(rules_content: Any) -> frozenset[str]:

@@ -14,7 +14,10 @@ from the next check: rules apply when they arrive, not at start.
 What a rule does (asked by ``gate.py``):
 - a user matching a user rule, or of a server matching a server rule, may not
   register, join, invite, be invited, or send;
-- a room matching a room rule may not be joined.
+- a room matching a room rule may not be joined;
+- a server matching a server rule is refused at federation: every request
+  it signs (transactions, joins, invites, queries, backfill) is 403
+  M_FORBIDDEN, as a server outside ``federation_domain_whitelist`` is.
 
 Globs (``*``, ``?``) are matched by ``glob.py``'s linear-time matcher: the
 rules are other people's text.
@@ -132,6 +135,16 @@ class PolicyLists:
                 return rule.reason or "banned by a policy list"
         for rule in rules["server"]:
             if rule.glob.matches(server):
+                return rule.reason or "server banned by a policy list"
+        return None
+
+    async def banned_server(self, server_name: str) -> str | None:
+        """The reason a server rule bans ``server_name``, or None (asked for
+        every inbound federation request: ``federation/request_auth.py``)."""
+        if not self.configured:
+            return None
+        for rule in (await self._load())["server"]:
+            if rule.glob.matches(server_name):
                 return rule.reason or "server banned by a policy list"
         return None
 

@@ -17,7 +17,26 @@ with ``api.register_spam_checker_callbacks(...)``, Synapse's names:
   ``[(user_agent, ip)]`` (our user agent is empty);
 - ``check_media_file_for_spam(data: bytes, file_info: dict)``: an upload's
   bytes and ``media_type``, ``upload_name``, ``user_id`` (Synapse hands a
-  file wrapper and its FileInfo).
+  file wrapper and its FileInfo);
+- ``check_login_for_spam(user_id, device_id, initial_display_name,
+  request_info, auth_provider_id)``: a password, token or JWT login (not an
+  application service's) about to make a session;
+- ``user_may_send_3pid_invite(inviter, medium, address, room_id)``;
+  ``should_drop_federated_event(pdu: dict)``: True drops a PDU of an
+  inbound transaction unseen (a raising module keeps it); fetched later as
+  another event's prev_event, it is kept redacted;
+- ``federated_user_may_invite(event: dict)``: an invite of one of our users
+  from another server; ``user_may_send_state_event(user_id, room_id,
+  event_type, state_key, content)``;
+- ``user_may_knock(user_id, room_id)`` (ours; Synapse has none),
+  ``user_may_create_room_alias(user_id, room_alias)`` (an alias string with
+  Synapse's ``to_string()``,
+  ``localpart`` and ``domain``), ``user_may_publish_room(user_id, room_id)``
+  (listing in the room directory);
+- ``check_username_for_spam(user_profile, requester_id)`` (or Synapse's
+  older one-argument form): a user directory result (``user_id``,
+  ``display_name``, ``avatar_url``); True leaves it out of the searcher's
+  results (a raising callback leaves it in, or out with ``fail_closed``).
 
 A callback may be a plain or an async function. It allows with ``NOT_SPAM``
 (``"NOT_SPAM"``), None, or (as Synapse's older interface) False from
@@ -48,8 +67,28 @@ logger = logging.getLogger(__name__)
 NOT_SPAM = "NOT_SPAM"
 CALLBACKS = ("check_event_for_spam", "user_may_join_room", "user_may_invite",
              "user_may_create_room", "check_registration_for_spam",
-             "check_media_file_for_spam")
+             "check_media_file_for_spam", "check_username_for_spam", "user_may_knock",
+             "user_may_create_room_alias", "user_may_publish_room",
+             "federated_user_may_invite", "user_may_send_state_event",
+             "check_login_for_spam", "user_may_send_3pid_invite",
+             "should_drop_federated_event")
 REGISTRATION_VERDICTS = ("allow", "deny", "shadow_ban")
+
+
+class RoomAlias(str):
+    """A room alias as Synapse's modules get it (``to_string()``,
+    ``localpart``, ``domain``), and a plain string too."""
+
+    def to_string(self) -> str:
+        return str(self)
+
+    @property
+    def localpart(self) -> str:
+        return self[1:].split(":", 1)[0]
+
+    @property
+    def domain(self) -> str:
+        return self.split(":", 1)[1] if ":" in self else ""
 
 
 class ModuleConfigError(Exception):
@@ -164,8 +203,76 @@ class SpamChecker:
     async def user_may_create_room(self, user_id: str) -> None:
         await self._run("user_may_create_room", True, user_id)
 
+    async def check_login_for_spam(self, user_id: str, device_id: str | None,
+                                   initial_display_name: str | None,
+                                   request_info: list[tuple[str, str]],
+                                   auth_provider_id: str | None) -> None:
+        await self._run("check_login_for_spam", False, user_id, device_id,
+                        initial_display_name, request_info, auth_provider_id)
+
+    async def user_may_send_3pid_invite(self, inviter: str, medium: str, address: str,
+                                        room_id: str) -> None:
+        await self._run("user_may_send_3pid_invite", True, inviter, medium, address, room_id)
+
+    async def should_drop_federated_event(self, pdu: Any) -> None:
+        """Raises (a refusal) when a module answers True: drop the PDU."""
+        for module in self._modules:
+            fn = module.callbacks.get("should_drop_federated_event")
+            if fn is None:
+                continue
+            try:
+                result = fn(dict(pdu) if isinstance(pdu, dict) else pdu)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                logger.exception("spam checker %s.should_drop_federated_event failed",
+                                 module.module)
+                continue
+            if result is True:
+                raise MatrixError(403, Codes.FORBIDDEN, "dropped")
+
+    async def federated_user_may_invite(self, event: dict[str, Any]) -> None:
+        await self._run("federated_user_may_invite", True, event)
+
+    async def user_may_send_state_event(self, user_id: str, room_id: str, event_type: str,
+                                        state_key: str, content: dict[str, Any]) -> None:
+        await self._run("user_may_send_state_event", True, user_id, room_id, event_type,
+                        state_key, dict(content))
+
+    async def user_may_knock(self, user_id: str, room_id: str) -> None:
+        await self._run("user_may_knock", True, user_id, room_id)
+
+    async def user_may_create_room_alias(self, user_id: str, room_alias: str) -> None:
+        await self._run("user_may_create_room_alias", True, user_id, RoomAlias(room_alias))
+
+    async def user_may_publish_room(self, user_id: str, room_id: str) -> None:
+        await self._run("user_may_publish_room", True, user_id, room_id)
+
     async def check_media_file_for_spam(self, data: bytes, file_info: dict[str, Any]) -> None:
         await self._run("check_media_file_for_spam", False, data, file_info)
+
+    async def check_username_for_spam(self, profile: dict[str, Any],
+                                      requester_id: str) -> bool:
+        """Whether a module finds this user directory entry spammy."""
+        for module in self._modules:
+            fn = module.callbacks.get("check_username_for_spam")
+            if fn is None:
+                continue
+            try:
+                takes_requester = len(inspect.signature(fn).parameters) >= 2
+                result = fn(dict(profile), requester_id) if takes_requester \
+                    else fn(dict(profile))
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                logger.exception("spam checker %s.check_username_for_spam failed",
+                                 module.module)
+                if module.fail_closed:
+                    return True
+                continue
+            if result is True:
+                return True
+        return False
 
     async def check_registration_for_spam(self, email_threepid: dict[str, Any] | None,
                                           username: str | None,

@@ -24,7 +24,8 @@ the next token points after the last event *scanned*, so a client never
 sees the same hidden stretch twice.
 
 Both gates also drop the non-state events of users the reader ignores
-(``rooms/ignored.py``).
+(``rooms/ignored.py``) and, with retention on, expired messages
+(``rooms/retention.py``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from homeserver.storage.rooms import Membership, RoomInfo
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.rooms.ignored import IgnoredUsers
+    from homeserver.rooms.retention import RoomRetention
     from homeserver.storage import Stores
 
 StateKey = tuple[str, str]
@@ -160,11 +162,14 @@ class Page:
 
 
 class RoomReader:
-    def __init__(self, ctx: "ServerContext", stores: "Stores", ignored: "IgnoredUsers") -> None:
+    def __init__(self, ctx: "ServerContext", stores: "Stores", ignored: "IgnoredUsers",
+                 retention: "RoomRetention | None" = None) -> None:
         self.ctx = ctx
         self.stores = stores
         # the users each reader ignores: their events are left out (rooms/ignored.py)
         self.ignored = ignored
+        # expired messages are left out (rooms/retention.py); None: retention is off
+        self.retention = retention
 
     async def check_read(self, user_id: str, room_id: str) -> ReadAccess:
         room = await self.stores.rooms.get_room(room_id)
@@ -245,6 +250,8 @@ class RoomReader:
         history visibility lets ``user_id`` see, in the same order."""
         ignored = await self.ignored.get(user_id)
         events = [(p, e) for p, e in events if not is_hidden(e, ignored)]
+        if self.retention is not None:
+            events = await self.retention.drop_expired(access.room.room_id, events)
         if not events:
             return []
         ids = [e.event_id for _, e in events]
@@ -329,6 +336,9 @@ class RoomReader:
                 access.room.room_nid, from_pos=pos, to_pos=to_pos, backwards=backwards,
                 limit=batch)
             oldest_first = list(reversed(rows)) if backwards else rows
+            if self.retention is not None:
+                oldest_first = await self.retention.drop_expired(access.room.room_id,
+                                                                 oldest_first)
             # A member sees everything after they joined: only older events
             # need the history visibility rules.
             joined_at = (access.membership.stream_ordering

@@ -144,6 +144,8 @@ class RoomCreation:
                           room_id: str | None = None) -> str:
         """Create the room and send its initial events; returns the room ID
         (``room_id`` if given: an ID chosen beforehand, up to v11)."""
+        if self.membership.user_moderation is not None:
+            self.membership.user_moderation.refuse_if_suspended(creator, "Creating rooms")
         if self.gate is not None:
             await self.gate.check_create_room(creator)
         for invitee in request.invite:

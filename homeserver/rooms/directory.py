@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from homeserver.appservice.handler import AppServiceHandler
     from homeserver.context import ServerContext
     from homeserver.federation.client import FederationClient
+    from homeserver.moderation.gate import ModerationGate
     from homeserver.rooms.creator import EventCreator
     from homeserver.storage import Stores
 
@@ -288,6 +289,9 @@ class RoomDirectory:
         # application services: aliases in their namespaces, their room
         # lists (set by HomeServer._wire_late)
         self.app_services: "AppServiceHandler | None" = None
+        # spam checker modules' user_may_create_room_alias and
+        # user_may_publish_room (moderation/gate.py; set by _wire_late)
+        self.gate: "ModerationGate | None" = None
 
     # -- who may do what --
 
@@ -349,6 +353,8 @@ class RoomDirectory:
         if app_service is None and not await self._is_joined(user_id, room) and \
                 not await self.is_server_admin(user_id):
             raise forbidden("You must be in the room to create an alias for it")
+        if app_service is None and self.gate is not None:
+            await self.gate.check_create_alias(user_id, alias)
         if not await self.stores.directory.create_alias(alias, room.room_nid, user_id,
                                                         self.ctx.now_ms()):
             raise MatrixError(409, Codes.UNKNOWN, f"Room alias {alias} already exists")
@@ -489,6 +495,8 @@ class RoomDirectory:
                               "This alias is reserved by an application service.")
         if await self.stores.directory.get_alias(alias) is not None:
             raise MatrixError(400, Codes.ROOM_IN_USE, "Room alias already taken")
+        if creator is not None and self.gate is not None:
+            await self.gate.check_create_alias(creator, alias)
         return alias
 
     async def create_alias_for_new_room(self, creator: str, room_id: str,
@@ -560,6 +568,8 @@ class RoomDirectory:
         if not await self.may_edit_room_listing(user_id, room):
             raise forbidden("This server requires you to be a moderator in the room to"
                             " edit its room list entry")
+        if visibility == "public" and self.gate is not None:
+            await self.gate.check_publish_room(user_id, room_id)
         await self.stores.directory.set_room_public(room.room_nid, visibility == "public",
                                                   self.ctx.now_ms())
 

@@ -30,6 +30,11 @@ cannot see are listed in ``inaccessible_children`` and are not asked about
 again. ``allowed_room_ids`` (the rooms a restricted room admits members
 of) travel between servers only.
 
+The admin API's walk (``GET /_synapse/admin/v1/rooms/{roomId}/hierarchy``,
+``as_admin``) sees every room this server holds, whatever the admin's
+memberships, and asks no other server (as Synapse's): a child we do not
+hold is left out.
+
 Pagination: when a page is full (``limit`` rooms) the rest of the walk (the
 stack and the rooms already visited) is kept in memory under an opaque
 random token for a few minutes; ``from`` resumes it. The token is bound to
@@ -223,6 +228,9 @@ class _Walk:
     # rooms other servers said nobody here may see
     inaccessible: set[str] = field(default_factory=set)
     expires: float = 0.0
+    # a server admin's walk (Synapse's admin hierarchy): every room we hold,
+    # whoever may see it, and no other server asked
+    as_admin: bool = False
 
 
 class HierarchyHandler:
@@ -424,8 +432,9 @@ class HierarchyHandler:
 
     async def get_hierarchy(self, user_id: str, room_id: str, *, suggested_only: bool,
                             max_depth: int | None, limit: int | None,
-                            from_token: str | None) -> dict[str, Any]:
-        """GET /_matrix/client/v1/rooms/{roomId}/hierarchy for ``user_id``."""
+                            from_token: str | None, as_admin: bool = False) -> dict[str, Any]:
+        """GET /_matrix/client/v1/rooms/{roomId}/hierarchy for ``user_id``
+        (``as_admin``: the admin API's, over the rooms this server holds)."""
         depth_limit = min(max_depth if max_depth is not None else DEFAULT_MAX_DEPTH,
                           MAX_MAX_DEPTH)
         page_size = min(limit or DEFAULT_LIMIT, MAX_LIMIT)
@@ -433,16 +442,19 @@ class HierarchyHandler:
         if from_token is not None:
             walk = self._walks.pop(from_token, None)
             if walk is None or walk.expires < now or walk.user_id != user_id \
-                    or walk.root != room_id:
+                    or walk.root != room_id or walk.as_admin != as_admin:
                 raise invalid_param("Unknown pagination token")
             if walk.suggested_only != suggested_only or walk.max_depth != depth_limit:
                 raise invalid_param(
                     "suggested_only and max_depth cannot change on paginated requests")
         else:
             root = await self._local_room(room_id)
-            if root is None or not await self._user_may_see(root, user_id):
+            if as_admin and root is None:
+                raise not_found("Room not found")
+            if root is None or not (as_admin or await self._user_may_see(root, user_id)):
                 raise forbidden("You are not allowed to view this room.")
-            walk = _Walk(user_id, room_id, suggested_only, depth_limit, [(room_id, [], 0)])
+            walk = _Walk(user_id, room_id, suggested_only, depth_limit, [(room_id, [], 0)],
+                         as_admin=as_admin)
 
         joined: set[str] | None = None
         rooms: list[dict[str, Any]] = []
@@ -485,6 +497,11 @@ class HierarchyHandler:
         a summary from another server is marked ``_remote`` (its access is
         judged by the caller); None when the room is unknown or hidden."""
         local = await self._local_room(room_id)
+        if walk.as_admin:
+            if local is None:
+                return None
+            return (await self._summary(local),
+                    self._children_state(local, walk.suggested_only), None)
         if local is not None and (depth == 0 or await self._host_joined(room_id)):
             if depth > 0 and not await self._user_may_see(local, walk.user_id):
                 return None

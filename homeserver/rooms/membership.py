@@ -83,6 +83,10 @@ _NOT_CLIENT_CONTENT = frozenset({"membership", AUTHORISING_USER, "third_party_si
                                  "reason", "is_direct"})
 
 
+_SUSPENDED_ACTIONS = {"invite": "Sending invites", "join": "Joining rooms",
+                      "knock": "Knocking on rooms"}
+
+
 class MembershipHandler:
     # built after this handler and calling back into it: set by HomeServer._wire_late
     federation_membership: "FederationMembership"
@@ -170,6 +174,10 @@ class MembershipHandler:
                 await self.stores.admin_rooms.room_blocked_by(room_id) is not None:
             # a server admin shut the room down (homeserver/admin/room_deletion.py)
             raise forbidden("This room has been blocked on this server")
+        if self.user_moderation is not None and membership != "leave":
+            # a suspended user may only leave (admin/user_moderation.py)
+            self.user_moderation.refuse_if_suspended(
+                sender, _SUSPENDED_ACTIONS.get(membership, "Changing membership"))
         room = await self.stores.rooms.get_room(room_id)
         if guest and membership == "join" and not await self._guests_may_join(room):
             raise MatrixError(403, Codes.GUEST_ACCESS_FORBIDDEN, "Guest access not allowed")
@@ -181,6 +189,9 @@ class MembershipHandler:
                 target, room.room_nid)
             await self.gate.check_join(target, room_id,
                                        current is not None and current.membership == "invite")
+        if self.gate is not None and self.gate.has_modules and membership == "knock" \
+                and sender == target:
+            await self.gate.check_knock(target, room_id)
         if sender == target and membership in ("join", "knock", "leave") and \
                 await self._needs_remote(room):
             return await self._remote_membership(sender, room_id, room, membership,

@@ -35,6 +35,7 @@ from homeserver.rooms.access import NO_FILTER, ReadAccess, RoomEventFilter
 from homeserver.storage.search import SEARCH_KEYS, SearchHit, SearchQuery, search_words
 
 if TYPE_CHECKING:
+    from homeserver.moderation.gate import ModerationGate
     from homeserver.rooms.access import RoomReader
     from homeserver.storage import Stores
     from homeserver.storage.user_directory import UserDirectoryStore
@@ -299,10 +300,13 @@ class Searcher:
 
 
 async def search_user_directory(settings: dict[str, Any], store: "UserDirectoryStore",
-                                user_id: str, term: str, limit: int) -> dict[str, Any]:
+                                user_id: str, term: str, limit: int,
+                                gate: "ModerationGate | None" = None) -> dict[str, Any]:
     """POST /user_directory/search's answer: ``limit`` users and ``limited``.
 
-    ``settings`` is the config's ``user_directory`` section."""
+    ``settings`` is the config's ``user_directory`` section; ``gate`` drops
+    the users spam checker modules find spammy (after the limit, as Synapse
+    does)."""
     if not settings["enabled"] or not term.strip():
         return {"results": [], "limited": False}
     found = await store.search(
@@ -316,4 +320,6 @@ async def search_user_directory(settings: dict[str, Any], store: "UserDirectoryS
         if user.avatar_url is not None:
             entry["avatar_url"] = user.avatar_url
         results.append(entry)
+    if gate is not None:
+        results = await gate.hide_from_directory(results, user_id)
     return {"results": results, "limited": len(found) > limit}

@@ -73,6 +73,10 @@ class RoomSender:
     def _shadow_banned(self, user_id: str) -> bool:
         return self.user_moderation is not None and self.user_moderation.is_shadow_banned(user_id)
 
+    def _refuse_if_suspended(self, user_id: str) -> None:
+        if self.user_moderation is not None:
+            self.user_moderation.refuse_if_suspended(user_id, "Sending messages")
+
     async def require_room(self, room_id: str) -> None:
         """Writers to a room we do not know get what non-members get: 403."""
         if await self.stores.rooms.get_room(room_id) is None:
@@ -88,6 +92,7 @@ class RoomSender:
         if txn_id is not None:
             check_txn_id(txn_id)
         await self.require_room(room_id)
+        self._refuse_if_suspended(requester.user_id)
         self.ratelimiter.ratelimit(requester.user_id)
         if self._shadow_banned(requester.user_id):
             return fake_event_id()
@@ -107,6 +112,7 @@ class RoomSender:
                          state_key: str, content: dict[str, Any]) -> str:
         """Send a state event (PUT /state, and the WebSocket's ``state``)."""
         await self.require_room(room_id)
+        self._refuse_if_suspended(user_id)
         self.ratelimiter.ratelimit(user_id)
         if self._shadow_banned(user_id):
             return fake_event_id()

@@ -126,6 +126,13 @@ class ThirdPartyInvites:
         ``m.room.third_party_invite`` for whoever binds it later."""
         if await self.stores.rooms.get_room(room_id) is None:
             raise not_found("Unknown room")
+        # suspension and spam checker modules (admin/user_moderation.py,
+        # moderation/gate.py), as for invites by user ID
+        if self.membership.user_moderation is not None:
+            self.membership.user_moderation.refuse_if_suspended(sender, "Sending invites")
+        gate = self.membership.gate
+        if gate is not None and gate.has_modules:
+            await gate.check_3pid_invite(sender, request.medium, request.address, room_id)
         try:
             mxid = await self.identity.lookup_3pid(request.id_server, request.id_access_token,
                                                    request.medium, request.address)

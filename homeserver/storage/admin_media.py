@@ -132,29 +132,47 @@ class AdminMediaStore:
     # -- quarantine and protection --
 
     async def set_quarantine(self, local_ids: list[str], remote: list[tuple[str, str]],
-                             quarantined_by: str | None) -> int:
+                             quarantined_by: str | None, local_origin: str = "",
+                             now_ms: int = 0) -> int:
         """Quarantine (``quarantined_by`` set) or release (None) media; how many
-        rows changed. Protected local media is never quarantined."""
+        rows changed. Protected local media is never quarantined. Each change
+        is recorded in ``media_quarantine_changes`` (local media under
+        ``local_origin``), in the same transaction."""
+        on = quarantined_by is not None
+
         def txn_fn(txn: Txn) -> int:
-            changed = 0
+            changed: list[tuple[str, str]] = []
             for part in chunks(local_ids):
-                sql = (f"UPDATE local_media SET quarantined_by = ?"
-                       f" WHERE media_id IN ({placeholders(len(part))})")
-                if quarantined_by is not None:
-                    sql += " AND safe_from_quarantine = 0 AND quarantined_by IS NULL"
+                where = f" WHERE media_id IN ({placeholders(len(part))})"
+                if on:
+                    where += " AND safe_from_quarantine = 0 AND quarantined_by IS NULL"
                 else:
-                    sql += " AND quarantined_by IS NOT NULL"
-                txn.execute(sql, [quarantined_by, *part])
-                changed += txn.rowcount
+                    where += " AND quarantined_by IS NOT NULL"
+                changed += [(local_origin, str(r[0])) for r in txn.select_all(
+                    "SELECT media_id FROM local_media" + where, part)]
+                txn.execute("UPDATE local_media SET quarantined_by = ?" + where,
+                            [quarantined_by, *part])
             for origin, media_id in remote:
                 sql = ("UPDATE remote_media SET quarantined_by = ?"
                        " WHERE origin = ? AND media_id = ?")
-                sql += (" AND quarantined_by IS NULL" if quarantined_by is not None
-                        else " AND quarantined_by IS NOT NULL")
+                sql += " AND quarantined_by IS NULL" if on else " AND quarantined_by IS NOT NULL"
                 txn.execute(sql, (quarantined_by, origin, media_id))
-                changed += txn.rowcount
-            return changed
+                if txn.rowcount:
+                    changed.append((origin, media_id))
+            txn.execute_many(
+                "INSERT INTO media_quarantine_changes (origin, media_id, quarantined, ts)"
+                " VALUES (?, ?, ?, ?)", [(o, m, int(on), now_ms) for o, m in changed])
+            return len(changed)
         return await self.db.run_interaction("admin_set_quarantine", txn_fn)
+
+    async def quarantine_changes(self, after: int, limit: int) -> list[tuple[int, str, str, bool]]:
+        """(change ID, origin, media ID, quarantined) of the changes after
+        ``after``, oldest first."""
+        rows = await self.db.execute(
+            "admin_quarantine_changes",
+            "SELECT change_id, origin, media_id, quarantined FROM media_quarantine_changes"
+            " WHERE change_id > ? ORDER BY change_id LIMIT ?", (after, limit))
+        return [(int(r[0]), str(r[1]), str(r[2]), bool(r[3])) for r in rows]
 
     async def set_protected(self, media_id: str, protected: bool) -> bool:
         """False when there is no such local media."""
@@ -167,14 +185,16 @@ class AdminMediaStore:
     # -- deletion --
 
     async def local_media_to_delete(self, before_ts: int, size_gt: int,
-                                    keep: set[str]) -> list[str]:
+                                    keep: set[str], keep_quarantined: bool = False) -> list[str]:
         """Local media last used (or, never used, uploaded) before ``before_ts``,
-        larger than ``size_gt``, not protected, not in ``keep``."""
+        larger than ``size_gt``, not protected, not in ``keep`` (and not
+        quarantined, with ``keep_quarantined``)."""
+        quarantined = " AND quarantined_by IS NULL" if keep_quarantined else ""
         rows = await self.db.execute(
             "admin_media_to_delete",
             "SELECT media_id FROM local_media WHERE uploaded_ts IS NOT NULL"
             " AND COALESCE(last_access_ts, created_ts) < ? AND media_length > ?"
-            " AND safe_from_quarantine = 0 ORDER BY created_ts, media_id",
+            " AND safe_from_quarantine = 0" + quarantined + " ORDER BY created_ts, media_id",
             (before_ts, size_gt))
         return [str(r[0]) for r in rows if str(r[0]) not in keep]
 

@@ -162,6 +162,14 @@ class AdminRoomStore:
             " ORDER BY created_ts, delete_id", (room_id,))
         return [_deletion(r) for r in rows]
 
+    async def get_deletions_with_times(self) -> list[tuple[RoomDeletion, int]]:
+        """Every deletion with when it was asked for, oldest first."""
+        rows = await self.db.execute(
+            "get_room_deletions_with_times",
+            f"SELECT {_DELETION_COLUMNS}, created_ts FROM room_deletions"
+            " ORDER BY created_ts, delete_id", ())
+        return [(_deletion(r), int(r[7])) for r in rows]
+
     async def get_unfinished_deletions(self) -> list[RoomDeletion]:
         rows = await self.db.execute(
             "get_unfinished_room_deletions",
@@ -196,6 +204,55 @@ class AdminRoomStore:
                     " AND outlier = 0 ORDER BY stream_ordering DESC LIMIT 1", (room_nid,))
             return (int(row[0]), str(row[1])) if row else None
         return await self.db.run_interaction("purge_point", txn_fn)
+
+    async def forward_extremities(self, room_nid: int) -> list[tuple[str, int | None, int, int]]:
+        """(event ID, snapshot NID, depth, origin_server_ts) of each of the
+        room's forward extremities, newest first."""
+        rows = await self.db.execute(
+            "admin_forward_extremities",
+            "SELECT e.event_id, e.snapshot_nid, e.depth, e.origin_server_ts"
+            " FROM forward_extremities fe JOIN events e ON e.event_nid = fe.event_nid"
+            " WHERE fe.room_nid = ? ORDER BY e.stream_ordering DESC", (room_nid,))
+        return [(str(r[0]), int(r[1]) if r[1] is not None else None, int(r[2]), int(r[3]))
+                for r in rows]
+
+    async def delete_extra_forward_extremities(self, room_nid: int) -> int | None:
+        """Keep only the newest forward extremity (by stream order); how many
+        went, or None if the room has none."""
+        def txn_fn(txn: Txn) -> int | None:
+            newest = txn.select_one(
+                "SELECT fe.event_nid FROM forward_extremities fe"
+                " JOIN events e ON e.event_nid = fe.event_nid WHERE fe.room_nid = ?"
+                " ORDER BY e.stream_ordering DESC LIMIT 1", (room_nid,))
+            if newest is None:
+                return None
+            count = txn.select_one(
+                "SELECT COUNT(*) FROM forward_extremities WHERE room_nid = ? AND event_nid <> ?",
+                (room_nid, newest[0]))
+            txn.execute("DELETE FROM forward_extremities WHERE room_nid = ? AND event_nid <> ?",
+                        (room_nid, newest[0]))
+            return int(count[0]) if count else 0
+        return await self.db.run_interaction("admin_delete_forward_extremities", txn_fn)
+
+    async def rooms_shared_with_server(self, server: str,
+                                       local_host: str) -> list[tuple[str, int]]:
+        """(room ID, stream position) of the rooms a user of ``server`` is
+        joined to, by room ID; the position is that of our newest event in
+        the room no longer waiting for that server (0: none)."""
+        def escape(text: str) -> str:
+            return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+        rows = await self.db.execute(
+            "admin_rooms_shared_with_server",
+            "SELECT r.room_id, (SELECT MAX(e.stream_ordering) FROM events e"
+            " WHERE e.room_nid = r.room_nid AND e.sender LIKE ? ESCAPE '!'"
+            " AND e.stream_ordering IS NOT NULL AND NOT EXISTS (SELECT 1 FROM"
+            " federation_pdu_queue fq WHERE fq.destination = ?"
+            " AND fq.stream_ordering = e.stream_ordering))"
+            " FROM rooms r WHERE EXISTS (SELECT 1 FROM room_memberships m"
+            " WHERE m.room_nid = r.room_nid AND m.membership = 'join'"
+            " AND m.user_id LIKE ? ESCAPE '!') ORDER BY r.room_id",
+            ("%:" + escape(local_host), server, "%:" + escape(server)))
+        return [(str(r[0]), int(r[1] or 0)) for r in rows]
 
     async def purge_room(self, room_id: str) -> bool:
         """Delete every row about the room, in one transaction; False if unknown."""

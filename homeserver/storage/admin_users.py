@@ -55,6 +55,7 @@ class UserRow:
     creation_ts: int
     last_seen_ts: int | None
     shadow_banned: bool = False
+    suspended: bool = False
 
     def to_admin(self) -> dict[str, Any]:
         return {"name": self.user_id, "user_type": self.user_type, "is_guest": self.is_guest,
@@ -76,13 +77,14 @@ _SELECT = (
     " (SELECT 1 FROM erased_users e WHERE e.user_id = u.user_id),"
     " p.displayname, p.avatar_url, u.creation_ts,"
     " (SELECT MAX(d.last_seen_ts) FROM devices d WHERE d.user_id = u.user_id) AS last_seen_ts,"
-    " u.shadow_banned"
+    " u.shadow_banned, u.suspended"
     " FROM users u LEFT JOIN profiles p ON p.user_id = u.user_id")
 
 
 def _row(r: tuple[Any, ...]) -> UserRow:
     return UserRow(str(r[0]), r[1], bool(r[2]), bool(r[3]), bool(r[4]), r[5] is not None,
-                   r[6], r[7], int(r[8]), None if r[9] is None else int(r[9]), bool(r[10]))
+                   r[6], r[7], int(r[8]), None if r[9] is None else int(r[9]), bool(r[10]),
+                   bool(r[11]))
 
 
 class AdminUserStore:
@@ -129,3 +131,42 @@ class AdminUserStore:
         rows = await self.db.execute("admin_get_user", _SELECT + " WHERE u.user_id = ?",
                                      (user_id,))
         return _row(rows[0]) if rows else None
+
+    async def replace_external_ids(self, user_id: str,
+                                   ids: list[tuple[str, str]]) -> str | None:
+        """Make ``ids`` ((auth provider, external ID)) the user's external
+        IDs, in one transaction; the first one another user holds (nothing
+        changed then), or None."""
+        def txn_fn(txn: Txn) -> str | None:
+            for provider, external_id in ids:
+                holder = txn.select_one(
+                    "SELECT user_id FROM user_external_ids"
+                    " WHERE auth_provider = ? AND external_id = ?", (provider, external_id))
+                if holder is not None and holder[0] != user_id:
+                    return f"{provider}/{external_id}"
+            txn.execute("DELETE FROM user_external_ids WHERE user_id = ?", (user_id,))
+            for provider, external_id in dict.fromkeys(ids):
+                txn.execute("INSERT INTO user_external_ids (auth_provider, external_id, user_id)"
+                            " VALUES (?, ?, ?)", (provider, external_id, user_id))
+            return None
+        return await self.db.run_interaction("admin_replace_external_ids", txn_fn)
+
+    async def memberships(self, user_id: str) -> dict[str, str]:
+        """room ID -> the user's latest membership, of every room we know."""
+        rows = await self.db.execute(
+            "admin_user_memberships",
+            "SELECT r.room_id, m.membership FROM room_memberships m"
+            " JOIN rooms r ON r.room_nid = m.room_nid WHERE m.user_id = ?", (user_id,))
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    async def member_events_since(self, user_id: str, from_ts: int,
+                                  own: bool) -> list[tuple[int, str]]:
+        """(room NID, event JSON) of the member events the user sent since
+        ``from_ts``: about themselves (``own``) or about others."""
+        about = "e.state_key = e.sender" if own else "e.state_key <> e.sender"
+        rows = await self.db.execute(
+            "admin_member_events_since",
+            "SELECT e.room_nid, e.json FROM events e WHERE e.sender = ?"
+            " AND e.event_type = 'm.room.member' AND e.origin_server_ts >= ?"
+            " AND e.rejected_reason IS NULL AND " + about, (user_id, from_ts))
+        return [(int(r[0]), str(r[1])) for r in rows]

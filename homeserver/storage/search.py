@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -353,13 +353,18 @@ class SearchStore:
                      (int(rows[-1][0]),))
         return True
 
-    async def index_history(self) -> None:
+    async def index_history(self, between: Callable[[], Awaitable[None]] | None = None) -> None:
         """The background job of migration 0020: index the messages, names
         and topics stored before full-text search existed, a batch per
-        transaction, resuming after a restart where it stopped."""
+        transaction, resuming after a restart where it stopped. ``between``
+        is awaited before each batch (the admin API's pause)."""
         batches = 0
-        while await self.db.run_interaction("index_search_history",
-                                            self._index_history_batch_txn):
+        while True:
+            if between is not None:
+                await between()
+            if not await self.db.run_interaction("index_search_history",
+                                                 self._index_history_batch_txn):
+                break
             batches += 1
         if batches:
             logger.info("search: indexed the history stored before search existed")

@@ -1,5 +1,5 @@
-"""The tables of user moderation (migration 0037): the shadow-ban flag on
-``users``, per-user rate-limit overrides, each user's server notices room;
+"""The tables of user moderation (migrations 0037, 0041): the shadow-ban
+and suspension flags on ``users``, per-user rate-limit overrides, each user's server notices room;
 and the read of a user's events to redact."""
 
 from __future__ import annotations
@@ -23,6 +23,16 @@ class UserModerationStore:
         await self.db.execute("set_shadow_banned",
                               "UPDATE users SET shadow_banned = ? WHERE user_id = ?",
                               (int(banned), user_id))
+
+    async def suspended_users(self) -> set[str]:
+        rows = await self.db.execute("suspended_users",
+                                     "SELECT user_id FROM users WHERE suspended = 1")
+        return {str(r[0]) for r in rows}
+
+    async def set_suspended(self, user_id: str, suspended: bool) -> None:
+        await self.db.execute("set_suspended",
+                              "UPDATE users SET suspended = ? WHERE user_id = ?",
+                              (int(suspended), user_id))
 
     async def ratelimit_overrides(self) -> dict[str, tuple[int, int]]:
         rows = await self.db.execute(

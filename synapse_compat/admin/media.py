@@ -72,6 +72,12 @@ async def post_unquarantine(api: MediaApi, req: HttpRequest) -> tuple[int, Any]:
     return 200, {}
 
 
+async def get_quarantine_changes(api: MediaApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/media/quarantine_changes"""
+    changes, next_batch = await api.media.quarantine_changes(non_negative(req.args, "from", 0))
+    return 200, {"changes": changes, "next_batch": next_batch}
+
+
 async def post_quarantine_room(api: MediaApi, req: HttpRequest) -> tuple[int, Any]:
     """POST /_synapse/admin/v1/room/{roomId}/media/quarantine"""
     count = await api.media.quarantine_room(req.user_id, req.params["roomId"])
@@ -141,6 +147,7 @@ ENDPOINTS = (
              auth=AUTH_ADMIN),
     Endpoint("POST", f"{V1}/user/{{userId}}/media/quarantine", post_quarantine_user,
              auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/media/quarantine_changes", get_quarantine_changes, auth=AUTH_ADMIN),
     Endpoint("POST", f"{V1}/media/quarantine/{{serverName}}/{{mediaId}}", post_quarantine,
              auth=AUTH_ADMIN),
     Endpoint("POST", f"{V1}/media/unquarantine/{{serverName}}/{{mediaId}}",

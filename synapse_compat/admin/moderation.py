@@ -24,6 +24,7 @@ class ModerationApi:
     reports: "EventReports"
     tokens: "RegistrationTokens"
     destinations: "Destinations"
+    hostname: str = ""
 
 
 def _report_id(req: HttpRequest) -> int:
@@ -139,6 +140,19 @@ async def get_destination(api: ModerationApi, req: HttpRequest) -> tuple[int, An
     return 200, await api.destinations.get(req.params["destination"])
 
 
+async def get_destination_rooms(api: ModerationApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/federation/destinations/{destination}/rooms"""
+    start = non_negative(req.args, "from", 0)
+    limit = non_negative(req.args, "limit", 100)
+    direction = query_str(req.args, "dir", "f")
+    if direction not in ("f", "b"):
+        raise MatrixError(400, Codes.INVALID_PARAM, "Unknown direction: " + direction)
+    rows = await api.destinations.rooms(req.params["destination"], api.hostname)
+    if direction == "b":
+        rows.reverse()
+    return 200, _paged({}, "rooms", rows[start:start + limit], start, len(rows))
+
+
 async def post_reset_connection(api: ModerationApi, req: HttpRequest) -> tuple[int, Any]:
     """POST /_synapse/admin/v1/federation/destinations/{destination}/reset_connection"""
     await api.destinations.reset_connection(req.user_id, req.params["destination"])
@@ -162,6 +176,8 @@ ENDPOINTS = (
     Endpoint("GET", f"{V1}/federation/destinations", get_destinations, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/federation/destinations/{{destination}}", get_destination,
              auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/federation/destinations/{{destination}}/rooms",
+             get_destination_rooms, auth=AUTH_ADMIN),
     Endpoint("POST", f"{V1}/federation/destinations/{{destination}}/reset_connection",
              post_reset_connection, auth=AUTH_ADMIN),
 )

@@ -11,7 +11,8 @@ from homeserver.http.parse import query_int, query_str
 
 def non_negative(args: dict[bytes, list[bytes]], name: str, default: int) -> int:
     value: int = query_int(args, name, default)
-    if value < 0:
+    # past 2**62 a value would overflow PostgreSQL's BIGINT (a 500)
+    if value < 0 or value > 2**62:
         raise MatrixError(400, Codes.INVALID_PARAM,
                           f"Query parameter {name} must be a string representing a "
                           "positive integer.")

@@ -1,4 +1,4 @@
-"""Synapse's admin API for moderating users: shadow-ban, rate-limit override,
+"""Synapse's admin API for moderating users: shadow-ban, suspension, rate-limit override,
 account data, pushers, redacting a user's events, server notices. The use
 cases: ``homeserver/admin/user_moderation.py``, ``user_redaction.py``,
 ``server_notices.py``."""
@@ -51,6 +51,16 @@ async def delete_shadow_ban(api: UserModerationApi, req: HttpRequest) -> tuple[i
     """DELETE /_synapse/admin/v1/users/{userId}/shadow_ban"""
     await api.moderation.set_shadow_banned(req.user_id, req.params["userId"], False)
     return 200, {}
+
+
+async def put_suspend(api: UserModerationApi, req: HttpRequest) -> tuple[int, Any]:
+    """PUT /_synapse/admin/v1/suspend/{userId}"""
+    user_id = req.params["userId"]
+    suspend = req.json().get("suspend")
+    if not isinstance(suspend, bool):
+        raise MatrixError(400, Codes.BAD_JSON, "'suspend' must be a boolean")
+    await api.moderation.set_suspended(req.user_id, user_id, suspend)
+    return 200, {f"user_{user_id}_suspended": suspend}
 
 
 async def get_override_ratelimit(api: UserModerationApi, req: HttpRequest) -> tuple[int, Any]:
@@ -152,6 +162,7 @@ async def put_server_notice(api: UserModerationApi, req: HttpRequest) -> tuple[i
 
 ENDPOINTS = (
     Endpoint("POST", f"{V1}/users/{{userId}}/shadow_ban", post_shadow_ban, auth=AUTH_ADMIN),
+    Endpoint("PUT", f"{V1}/suspend/{{userId}}", put_suspend, auth=AUTH_ADMIN),
     Endpoint("DELETE", f"{V1}/users/{{userId}}/shadow_ban", delete_shadow_ban,
              auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/users/{{userId}}/override_ratelimit", get_override_ratelimit,

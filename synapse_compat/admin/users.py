@@ -1,5 +1,6 @@
 """Synapse's user admin API: list, query, create or modify, deactivate, reset
-password, admin flag, whois, devices, joined rooms, login as, username check.
+password, admin flag, whois, devices, joined rooms, memberships, invite and
+join counts, login as, username check, lookups by external ID and 3PID.
 
 Endpoints parse and serialise; ``homeserver/admin/users.py`` holds the rules.
 Every route here is AUTH_ADMIN: the router has checked the caller is a server
@@ -11,7 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from homeserver.admin.users import USER_TYPES, UserChanges, admin_device, parse_threepids
+from homeserver.admin.users import (
+    USER_TYPES,
+    UserChanges,
+    admin_device,
+    parse_external_ids,
+    parse_threepids,
+)
 from homeserver.api.client.devices import parse_device_list, parse_display_name
 from homeserver.errors import Codes, MatrixError, bad_json
 from homeserver.http.parse import get_bool, get_int, query_bool, query_str
@@ -52,7 +59,9 @@ def parse_user_changes(body: dict[str, Any]) -> UserChanges:
         admin=body_bool(body, "admin"),
         deactivated=body_bool(body, "deactivated"),
         user_type=user_type,
-        set_user_type="user_type" in body)
+        set_user_type="user_type" in body,
+        external_ids=None if body.get("external_ids") is None
+        else parse_external_ids(body["external_ids"]))
 
 
 async def get_users(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
@@ -183,6 +192,23 @@ async def post_delete_devices(api: UsersApi, req: HttpRequest) -> tuple[int, Any
     return 200, {}
 
 
+async def post_device(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
+    """POST /_synapse/admin/v2/users/{userId}/devices"""
+    device_id = req.json().get("device_id")
+    if not isinstance(device_id, str) or not 0 < len(device_id) <= 255 \
+            or not device_id.isprintable():
+        raise MatrixError(400, Codes.INVALID_PARAM, "'device_id' must be a non-empty string")
+    await api.users.create_device(req.user_id, req.params["userId"], device_id)
+    return 200, {}
+
+
+async def post_allow_cross_signing_replacement(api: UsersApi,
+                                               req: HttpRequest) -> tuple[int, Any]:
+    """POST /_synapse/admin/v1/users/{userId}/_allow_cross_signing_replacement_without_uia"""
+    until = await api.users.allow_cross_signing_replacement(req.user_id, req.params["userId"])
+    return 200, {"updatable_without_uia_before_ms": until}
+
+
 async def get_joined_rooms(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
     """GET /_synapse/admin/v1/users/{userId}/joined_rooms"""
     rooms = await api.users.joined_rooms(req.params["userId"])
@@ -208,6 +234,43 @@ async def get_username_available(api: UsersApi, req: HttpRequest) -> tuple[int, 
     return 200, {"available": True}
 
 
+async def get_user_by_external_id(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/auth_providers/{provider}/users/{externalId}"""
+    user_id = await api.users.user_by_external_id(req.params["provider"],
+                                                  req.params["externalId"])
+    return 200, {"user_id": user_id}
+
+
+def _from_ts(req: HttpRequest) -> int:
+    if b"from_ts" not in req.args:
+        raise MatrixError(400, Codes.MISSING_PARAM, "Missing integer query parameter 'from_ts'")
+    return non_negative(req.args, "from_ts", 0)
+
+
+async def get_memberships(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/users/{userId}/memberships"""
+    return 200, {"memberships": await api.users.memberships(req.params["userId"])}
+
+
+async def get_sent_invite_count(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/users/{userId}/sent_invite_count"""
+    count = await api.users.sent_invite_count(req.params["userId"], _from_ts(req))
+    return 200, {"invite_count": count}
+
+
+async def get_cumulative_joined_room_count(api: UsersApi,
+                                           req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/users/{userId}/cumulative_joined_room_count"""
+    count = await api.users.cumulative_joined_room_count(req.params["userId"], _from_ts(req))
+    return 200, {"cumulative_joined_room_count": count}
+
+
+async def get_user_by_threepid(api: UsersApi, req: HttpRequest) -> tuple[int, Any]:
+    """GET /_synapse/admin/v1/threepid/{medium}/users/{address}"""
+    user_id = await api.users.user_by_threepid(req.params["medium"], req.params["address"])
+    return 200, {"user_id": user_id}
+
+
 ENDPOINTS = (
     Endpoint("GET", f"{V2}/users", get_users, auth=AUTH_ADMIN),
     Endpoint("GET", "/_synapse/admin/v3/users", get_users_v3, auth=AUTH_ADMIN),
@@ -219,6 +282,7 @@ ENDPOINTS = (
     Endpoint("PUT", f"{V1}/users/{{userId}}/admin", put_user_admin, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/whois/{{userId}}", get_whois, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V2}/users/{{userId}}/devices", get_devices, auth=AUTH_ADMIN),
+    Endpoint("POST", f"{V2}/users/{{userId}}/devices", post_device, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V2}/users/{{userId}}/devices/{{deviceId}}", get_device, auth=AUTH_ADMIN),
     Endpoint("PUT", f"{V2}/users/{{userId}}/devices/{{deviceId}}", put_device, auth=AUTH_ADMIN),
     Endpoint("DELETE", f"{V2}/users/{{userId}}/devices/{{deviceId}}", delete_device,
@@ -228,4 +292,15 @@ ENDPOINTS = (
     Endpoint("GET", f"{V1}/users/{{userId}}/joined_rooms", get_joined_rooms, auth=AUTH_ADMIN),
     Endpoint("POST", f"{V1}/users/{{userId}}/login", post_login_as, auth=AUTH_ADMIN),
     Endpoint("GET", f"{V1}/username_available", get_username_available, auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/auth_providers/{{provider}}/users/{{externalId}}",
+             get_user_by_external_id, auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/threepid/{{medium}}/users/{{address}}", get_user_by_threepid,
+             auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/users/{{userId}}/memberships", get_memberships, auth=AUTH_ADMIN),
+    Endpoint("POST", f"{V1}/users/{{userId}}/_allow_cross_signing_replacement_without_uia",
+             post_allow_cross_signing_replacement, auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/users/{{userId}}/sent_invite_count", get_sent_invite_count,
+             auth=AUTH_ADMIN),
+    Endpoint("GET", f"{V1}/users/{{userId}}/cumulative_joined_room_count",
+             get_cumulative_joined_room_count, auth=AUTH_ADMIN),
 )

@@ -116,6 +116,20 @@ async def test_quarantined_media_is_not_served_until_released(server: TestServer
     assert released.code == 200
     assert await _download_code(bob, mid) == 200
     assert await _thumbnail_code(bob, mid) == 200
+    # both changes are listed, oldest first; a release of what is not
+    # quarantined changes nothing and is not listed
+    again = await admin.post(f"{V1}/media/unquarantine/test.local/{mid}", {})
+    assert again.code == 200
+    changes = await admin.get(f"{V1}/media/quarantine_changes")
+    assert changes.code == 200, changes.body
+    assert changes.body["changes"] == [
+        {"origin": "test.local", "media_id": mid, "quarantined": True},
+        {"origin": "test.local", "media_id": mid, "quarantined": False}]
+    rest = await admin.get(f"{V1}/media/quarantine_changes?from={changes.body['next_batch']}")
+    assert rest.body["changes"] == []
+    assert rest.body["next_batch"] == changes.body["next_batch"]
+    bad = await admin.get(f"{V1}/media/quarantine_changes?from=-1")
+    assert bad.code == 400
 
 
 @pytest_twisted.ensureDeferred

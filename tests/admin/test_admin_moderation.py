@@ -7,10 +7,12 @@ import pytest_twisted
 
 from homeserver.http.router import AUTH_ADMIN, AUTH_NONE
 from synapse_compat.admin import (
+    background_updates,
     media,
     moderation,
     register,
     rooms,
+    scheduled_tasks,
     statistics,
     user_moderation,
     users,
@@ -33,7 +35,8 @@ async def test_every_admin_route_refuses_non_admins(server: TestServer) -> None:
     anonymous = server.client()
     endpoints = [*users.ENDPOINTS, *rooms.ENDPOINTS, *moderation.ENDPOINTS, *media.ENDPOINTS,
                  *user_moderation.ENDPOINTS, *statistics.ENDPOINTS,
-                 *version_api.ENDPOINTS]
+                 *version_api.ENDPOINTS, *background_updates.ENDPOINTS,
+                 *scheduled_tasks.ENDPOINTS]
     assert all(e.auth == AUTH_ADMIN for e in endpoints)
     assert all(e.auth == AUTH_NONE for e in register.ENDPOINTS)
     for e in endpoints:
@@ -43,7 +46,10 @@ async def test_every_admin_route_refuses_non_admins(server: TestServer) -> None:
                             ("{purgeId}", "x"), ("{reportId}", "1"), ("{token}", "t"),
                             ("{destination}", "other.example"),
                             ("{serverName}", "test.local"), ("{mediaId}", "abc"),
-                            ("{redactId}", "x"), ("{txnId}", "t")):
+                            ("{redactId}", "x"), ("{txnId}", "t"),
+                            ("{roomIdOrAlias}", "#a:test.local"), ("{provider}", "oidc"),
+                            ("{externalId}", "sub/1"), ("{medium}", "email"),
+                            ("{address}", "a@b.example")):
             path = path.replace(name, q(value))
         assert "{" not in path, path
         body = None if e.method in ("GET",) else {}
@@ -160,3 +166,38 @@ async def test_destinations_list_and_reset(server: TestServer) -> None:
     assert after.body["retry_interval"] == 0 and after.body["failure_ts"] is None
     unknown = await admin.get(f"{V1}/federation/destinations/nowhere.example")
     assert (unknown.code, unknown.body["errcode"]) == (404, "M_NOT_FOUND")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_destinations_rooms(server: TestServer) -> None:
+    admin = await server.register("admin", admin=True)
+    alice = await server.register("alice")
+    await server.hs.stores.federation_queue.set_retry_timings("down.example", 0, 0)
+    room_ids = sorted([await create_room(alice), await create_room(alice)])
+    lonely = await create_room(alice)
+    # a user of down.example joined the two rooms (as a join over federation leaves it)
+    for room_id in room_ids:
+        room = await server.hs.stores.rooms.get_room(room_id)
+        assert room is not None
+        await server.hs.db.execute(
+            "t", "INSERT INTO room_memberships (user_id, room_nid, membership, event_nid,"
+            " stream_ordering)"
+            " SELECT '@eve:down.example', room_nid, 'join', event_nid, stream_ordering"
+            " FROM room_memberships"
+            " WHERE room_nid = ? AND user_id = ?", (room.room_nid, alice.user_id))
+
+    resp = await admin.get(f"{V1}/federation/destinations/down.example/rooms")
+
+    assert resp.code == 200, resp.body
+    assert [r["room_id"] for r in resp.body["rooms"]] == room_ids
+    assert lonely not in {r["room_id"] for r in resp.body["rooms"]}
+    assert all(isinstance(r["stream_ordering"], int) and r["stream_ordering"] > 0
+               for r in resp.body["rooms"])
+    assert resp.body["total"] == 2
+    page = await admin.get(f"{V1}/federation/destinations/down.example/rooms?limit=1&dir=b")
+    assert [r["room_id"] for r in page.body["rooms"]] == [room_ids[1]]
+    assert page.body["next_token"] == 1
+    assert (await admin.get(f"{V1}/federation/destinations/nowhere.example/rooms")).code \
+        == 404
+    bad = await admin.get(f"{V1}/federation/destinations/down.example/rooms?dir=x")
+    assert bad.code == 400

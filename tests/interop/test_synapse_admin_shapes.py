@@ -3,7 +3,9 @@ every key Synapse answers with, we answer with too, with the same JSON type
 (where neither is null). Issue 21's shape comparison for list users, user
 details, room list and details, event reports, registration tokens, a user's
 media, a room's media, media info, media statistics, rate-limit overrides,
-pushers and account data."""
+pushers and account data; make room admin, forward extremities,
+timestamp_to_event, fetch_event, room context, memberships and counts,
+background updates and suspension."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ V2 = "/_synapse/admin/v2"
 
 
 # maps whose keys are names that differ between the two servers
-VARIABLE_KEYED = {"signatures"}
+VARIABLE_KEYED = {"signatures", "memberships", "current_updates"}
 # a media's "authenticated" and "safe_from_quarantine": Synapse on SQLite answers the stored 0/1, on
 # PostgreSQL and in its docs a boolean (ours)
 BOOLEAN_OR_NUMBER = {"authenticated", "safe_from_quarantine"}
@@ -98,11 +100,33 @@ async def scenario(admin: Client, user: Client, reporter: Client) -> dict[str, A
         "ratelimit": ("GET", f"{V1}/users/{q(user.user_id)}/override_ratelimit", None),
         "pushers": ("GET", f"{V1}/users/{q(user.user_id)}/pushers", None),
         "account_data": ("GET", f"{V1}/users/{q(user.user_id)}/accountdata", None),
+        # before make_room_admin replaces the power levels: the states' orders differ
+        "context": ("GET", f"{V1}/rooms/{q(room_id)}/context/{q(event_id)}?limit=4", None),
+        "make_room_admin": ("POST", f"{V1}/rooms/{q(room_id)}/make_room_admin",
+                            {"user_id": reporter.user_id}),
+        "extremities": ("GET", f"{V1}/rooms/{q(room_id)}/forward_extremities", None),
+        "clear_extremities": ("DELETE", f"{V1}/rooms/{q(room_id)}/forward_extremities", None),
+        "timestamp": ("GET", f"{V1}/rooms/{q(room_id)}/timestamp_to_event?ts=0&dir=f", None),
+        "fetch_event": ("GET", f"{V1}/fetch_event/{q(event_id)}", None),
+        "memberships": ("GET", f"{V1}/users/{q(user.user_id)}/memberships", None),
+        "invite_count": ("GET", f"{V1}/users/{q(user.user_id)}/sent_invite_count?from_ts=0",
+                         None),
+        "joined_count": ("GET", f"{V1}/users/{q(user.user_id)}/"
+                         "cumulative_joined_room_count?from_ts=0", None),
+        "background_updates": ("GET", f"{V1}/background_updates/status", None),
+        "background_enabled": ("POST", f"{V1}/background_updates/enabled",
+                               {"enabled": True}),
+        "unsuspend": ("PUT", f"{V1}/suspend/{q(reporter.user_id)}", {"suspend": False}),
     }
     for name, (method, path, body) in calls.items():
         resp = await admin.request(method, path, body)
         assert resp.code == 200, (name, resp.code, resp.body)
         out[name] = resp.body
+    # keyed by the user's ID, which differs
+    out["unsuspend"] = {k.replace(reporter.user_id, "@user"): v
+                        for k, v in out["unsuspend"].items()}
+    # the two servers list the state in different orders: compare like with like
+    out["context"]["state"].sort(key=lambda e: (e["type"], e["state_key"]))
     report_id = out["reports"]["event_reports"][0]["id"]
     resp = await admin.get(f"{V1}/event_reports/{report_id}")
     assert resp.code == 200, resp.body

@@ -48,6 +48,78 @@ class Gatekeeper:
         return "M_FORBIDDEN" if b"MALWARE" in data else NOT_SPAM
 
 
+class RoomRules:
+    """No knocks on rooms by users named knocker*, no aliases starting with
+    "free", no publishing by users named lurker* (Synapse's older booleans
+    and errcodes both)."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(user_may_knock=self.knock,
+                                            user_may_create_room_alias=self.alias,
+                                            user_may_publish_room=self.publish,
+                                            user_may_send_state_event=self.state)
+
+    def state(self, user_id: str, room_id: str, event_type: str, state_key: str,
+              content: dict[str, Any]) -> Any:
+        topic = content.get("topic")
+        return "M_FORBIDDEN" if isinstance(topic, str) and "nope" in topic else NOT_SPAM
+
+    def knock(self, user_id: str, room_id: str) -> Any:
+        return False if user_id.startswith("@knocker") else NOT_SPAM
+
+    async def alias(self, user_id: str, room_alias: Any) -> Any:
+        assert room_alias.to_string() == str(room_alias)
+        return "M_FORBIDDEN" if room_alias.localpart.startswith("free") else NOT_SPAM
+
+    def publish(self, user_id: str, room_id: str) -> bool:
+        return not user_id.startswith("@lurker")
+
+
+class NoLoginsFromBots:
+    """Refuses logins of users named bot* or from a device called Spambot."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(check_login_for_spam=self.check)
+
+    async def check(self, user_id: str, device_id: Any, initial_display_name: Any,
+                    request_info: Any, auth_provider_id: Any) -> Any:
+        assert request_info and request_info[0][1]
+        if user_id.startswith("@bot") or initial_display_name == "Spambot":
+            return "M_FORBIDDEN"
+        return NOT_SPAM
+
+
+class NoSpamAddresses:
+    """Refuses invites by address to spam* addresses."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(user_may_send_3pid_invite=self.check)
+
+    def check(self, inviter: str, medium: str, address: str, room_id: str) -> Any:
+        return "M_FORBIDDEN" if address.startswith("spam") else NOT_SPAM
+
+
+class HideSpammyNames:
+    """Finds users named spam* spammy in the user directory; the older
+    one-argument form."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(check_username_for_spam=self.check)
+
+    def check(self, profile: dict[str, Any]) -> bool:
+        return str(profile["user_id"]).startswith("@spam")
+
+
+class HideFromStrangers:
+    """The two-argument form: hides everyone from @outsider."""
+
+    def __init__(self, config: dict[str, Any], api: Any) -> None:
+        api.register_spam_checker_callbacks(check_username_for_spam=self.check)
+
+    async def check(self, profile: dict[str, Any], requester_id: str) -> bool:
+        return requester_id.startswith("@outsider")
+
+
 async def _bodies(client: Client, room_id: str) -> list[Any]:
     resp = await client.get(f"{CLIENT}/rooms/{q(room_id)}/messages",
                             params={"dir": "b", "limit": "50"})
@@ -76,6 +148,27 @@ async def test_filtered_words_are_refused_with_the_reason(make_server: Any) -> N
     assert (links.code, links.body["errcode"]) == (403, "M_FORBIDDEN")
     assert fine.code == 200
     assert await _bodies(alice, room) == ["scampi for dinner"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_room_name_or_topic_with_a_filtered_word_is_refused(make_server: Any) -> None:
+    server = await make_server(content_filter={"enabled": True, "words": ["scam"],
+                                               "action": "redact"})
+    alice = await server.register("alice")
+    room = await create_room(alice, name="Fine name")
+
+    name = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/m.room.name/",
+                           {"name": "Best scam ever"})
+    topic = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/m.room.topic/",
+                            {"topic": "join the SCAM"})
+    fine = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/m.room.topic/",
+                           {"topic": "scampi recipes"})
+
+    assert (name.code, name.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert (topic.code, topic.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert fine.code == 200, fine.body
+    kept = await alice.get(f"{CLIENT}/rooms/{q(room)}/state/m.room.name/")
+    assert kept.body == {"name": "Fine name"}
 
 
 @pytest_twisted.ensureDeferred
@@ -248,3 +341,96 @@ async def test_policy_list_bans_apply_when_the_rule_arrives(make_server: Any) ->
                   {"entity": "@spammy2:test.local", "recommendation": "m.ban"})
     blocked = await register_with_dummy(server.client(), "spammy2")
     assert (blocked.code, blocked.body["errcode"]) == (403, "M_FORBIDDEN")
+
+
+@pytest_twisted.ensureDeferred
+async def test_check_username_for_spam_filters_the_user_directory(make_server: Any) -> None:
+    server = await make_server(user_directory={"search_all_users": True}, modules=[
+        {"module": f"{__name__}.HideSpammyNames"}, {"module": f"{__name__}.HideFromStrangers"}])
+    searcher = await server.register("searcher")
+    outsider = await server.register("outsider")
+    await server.register("spammy_sam")
+    await server.register("sammy")
+
+    found = await searcher.post(f"{CLIENT}/user_directory/search", {"search_term": "sam"})
+    hidden = await outsider.post(f"{CLIENT}/user_directory/search", {"search_term": "sam"})
+
+    assert found.code == 200, found.body
+    assert [r["user_id"] for r in found.body["results"]] == ["@sammy:test.local"]
+    assert hidden.body["results"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_modules_rule_knocks_aliases_and_publishing(make_server: Any) -> None:
+    server = await make_server(modules=[{"module": f"{__name__}.RoomRules"}])
+    alice = await server.register("alice")
+    knocker = await server.register("knocker")
+    lurker = await server.register("lurker")
+    room = await create_room(alice, room_version="10",
+                             initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                                             "content": {"join_rule": "knock"}}])
+
+    refused = await knocker.post(f"{CLIENT}/knock/{q(room)}", {})
+    allowed = await lurker.post(f"{CLIENT}/knock/{q(room)}", {})
+    assert (refused.code, refused.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert allowed.code == 200, allowed.body
+
+    bad_alias = await alice.put(f"{CLIENT}/directory/room/{q('#freestuff:test.local')}",
+                                {"room_id": room})
+    good_alias = await alice.put(f"{CLIENT}/directory/room/{q('#club:test.local')}",
+                                 {"room_id": room})
+    created = await alice.post(f"{CLIENT}/createRoom", {"room_alias_name": "freebies"})
+    assert (bad_alias.code, bad_alias.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert good_alias.code == 200, good_alias.body
+    assert created.code == 403
+    assert (await alice.get(f"{CLIENT}/directory/room/{q('#freebies:test.local')}")).code \
+        == 404
+
+    own = await create_room(lurker)
+    unlisted = await lurker.put(f"{CLIENT}/directory/list/room/{q(own)}",
+                                {"visibility": "public"})
+    listed = await alice.put(f"{CLIENT}/directory/list/room/{q(room)}",
+                             {"visibility": "public"})
+    assert unlisted.code == 403
+    assert listed.code == 200, listed.body
+
+    topic = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/m.room.topic/", {"topic": "nope"})
+    fine = await alice.put(f"{CLIENT}/rooms/{q(room)}/state/m.room.topic/", {"topic": "yes"})
+    assert (topic.code, topic.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert fine.code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_check_login_for_spam_refuses_logins(make_server: Any) -> None:
+    server = await make_server(modules=[{"module": f"{__name__}.NoLoginsFromBots"}])
+    await server.register("bot1")
+    await server.register("human")
+    client = server.client()
+
+    def login(user: str, device_name: str | None = None) -> Any:
+        body: dict[str, Any] = {"type": "m.login.password", "password": "correct horse battery",
+                                "identifier": {"type": "m.id.user", "user": user}}
+        if device_name is not None:
+            body["initial_device_display_name"] = device_name
+        return client.post(f"{CLIENT}/login", body)
+
+    bot = await login("bot1")
+    spambot = await login("human", "Spambot")
+    human = await login("human", "Phone")
+    assert (bot.code, bot.body["errcode"]) == (403, "M_FORBIDDEN")
+    assert spambot.code == 403
+    assert human.code == 200, human.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_user_may_send_3pid_invite_refuses_before_the_identity_server(
+        make_server: Any) -> None:
+    server = await make_server(modules=[{"module": f"{__name__}.NoSpamAddresses"}])
+    alice = await server.register("alice")
+    room = await create_room(alice)
+
+    resp = await alice.post(f"{CLIENT}/rooms/{q(room)}/invite", {
+        "id_server": "identity.invalid", "id_access_token": "t", "medium": "email",
+        "address": "spam@example.org"})
+
+    assert (resp.code, resp.body["errcode"]) == (403, "M_FORBIDDEN")

@@ -2,13 +2,16 @@
 
 Uploading cross-signing keys needs user-interactive auth, except (MSC3967,
 as Synapse does) for a user's first master key, when there is nothing yet to
-protect, and for a retry that uploads exactly the keys already stored.
+protect, for a retry that uploads exactly the keys already stored, and for
+ten minutes after a server admin allowed it (Synapse's
+``_allow_cross_signing_replacement_without_uia`` admin endpoint).
 Malformed or badly signed keys are refused before the password is asked.
 The checks themselves are in e2e/cross_signing.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +37,9 @@ class KeysSigningApi:
     cross_signing: "CrossSigning"
     store: "CrossSigningStore"
     ui_auth: "UiAuth"
+    # an admin let the user replace their keys without UIA for a while
+    # (admin/users.py allow_cross_signing_replacement)
+    replace_without_uia: Callable[[str], bool] = lambda user_id: False
 
 
 async def upload_device_signing(api: KeysSigningApi, req: HttpRequest) -> tuple[int, Any]:
@@ -45,6 +51,9 @@ async def upload_device_signing(api: KeysSigningApi, req: HttpRequest) -> tuple[
     check_upload(user_id, body, stored)
     if "master" in stored:
         if await api.cross_signing.upload_is_replay(user_id, body):
+            return 200, {}
+        if api.replace_without_uia(user_id):
+            await api.cross_signing.upload_signing_keys(user_id, body)
             return 200, {}
         body = await validate_user_via_ui_auth(
             api.ui_auth, req, req.requester, "add a device signing key to your account")
@@ -68,5 +77,6 @@ ENDPOINTS = tuple(
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    api = KeysSigningApi(hs.cross_signing, hs.stores.cross_signing, hs.ui_auth)
+    api = KeysSigningApi(hs.cross_signing, hs.stores.cross_signing, hs.ui_auth,
+                         hs.admin_users.may_replace_cross_signing_without_uia)
     router.add_endpoints(api, ENDPOINTS)

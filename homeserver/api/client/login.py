@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from homeserver.config import Config
     from homeserver.http.auth import Auth
     from homeserver.http.ratelimit import Ratelimiter
+    from homeserver.moderation.gate import ModerationGate
     from homeserver.server import HomeServer
     from homeserver.storage.users import UserStore
 
@@ -62,6 +63,8 @@ class LoginApi:
     ui_auth: "UiAuth"
     # org.matrix.login.jwt (None when jwt_config is off)
     jwt: "JwtLogins | None" = None
+    # spam checker modules' check_login_for_spam (moderation/gate.py)
+    gate: "ModerationGate | None" = None
 
 
 def parse_device(body: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -106,11 +109,12 @@ async def post_login(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
     api.address_limiter.ratelimit(req.client_ip)
     if login_type == LOGIN_TYPE_TOKEN:
         spent = await api.login_tokens.spend(get_str(body, "token"))
-        status, session = await _log_in(api, spent.user_id, body)
+        status, session = await _log_in(api, req, spent.user_id, body, spent.auth_provider_id)
         await api.login_tokens.logged_in(spent, session["device_id"])
         return status, session
     if login_type == LOGIN_TYPE_JWT and api.jwt is not None:
-        return await _log_in(api, await api.jwt.check(get_str(body, "token")), body)
+        return await _log_in(api, req, await api.jwt.check(get_str(body, "token")), body,
+                             "jwt")
     if login_type != LOGIN_TYPE_PASSWORD or not api.config.password_config["enabled"]:
         raise MatrixError(400, Codes.UNKNOWN, "Unknown login type")
     hostname = api.config.server_name
@@ -122,15 +126,21 @@ async def post_login(api: LoginApi, req: HttpRequest) -> tuple[int, Any]:
     refreshable = get_bool(body, "refresh_token", False)
     user_id = await api.logins.check_password_login(user, password)
     api.account_limiter.ratelimit(user_id.lower())
+    if api.gate is not None:
+        await api.gate.check_login(user_id, device_id, display_name, req.client_ip, None)
     session = await api.sessions.create_login_session(user_id, device_id, display_name,
                                                       refreshable)
     return 200, session.to_client(hostname)
 
 
-async def _log_in(api: LoginApi, user_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+async def _log_in(api: LoginApi, req: HttpRequest, user_id: str, body: dict[str, Any],
+                  auth_provider_id: str | None) -> tuple[int, Any]:
     """A new session for a user a token vouched for."""
     device_id, display_name = parse_device(body)
     api.account_limiter.ratelimit(user_id.lower())
+    if api.gate is not None:
+        await api.gate.check_login(user_id, device_id, display_name, req.client_ip,
+                                   auth_provider_id)
     session = await api.sessions.create_login_session(
         user_id, device_id, display_name, get_bool(body, "refresh_token", False))
     return 200, session.to_client(api.config.server_name)
@@ -210,5 +220,6 @@ ENDPOINTS = (
 def register_routes(hs: "HomeServer", router: Router) -> None:
     api = LoginApi(hs.config, hs.logins, hs.sessions, hs.account_management,
                    hs.ratelimiters["login_address"], hs.ratelimiters["login_account"],
-                   hs.auth, hs.stores.users, hs.login_tokens, hs.ui_auth, hs.jwt_logins)
+                   hs.auth, hs.stores.users, hs.login_tokens, hs.ui_auth, hs.jwt_logins,
+                   hs.moderation_gate if hs.moderation_gate.spam_checker.active else None)
     router.add_endpoints(api, ENDPOINTS)

@@ -162,6 +162,9 @@ class Profiles:
     async def check_may_set(self, req: HttpRequest, target: str, field: str) -> None:
         check_user_id(target)
         if target == req.user_id:
+            moderation = self.membership.user_moderation
+            if moderation is not None:
+                moderation.refuse_if_suspended(target, "Updating profile")
             return
         requester = await self.stores.users.get_user(req.user_id)
         if requester is None or not requester.admin:

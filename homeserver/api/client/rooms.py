@@ -387,6 +387,12 @@ async def post_redact(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
 async def redact(api: RoomsApi, req: HttpRequest, txn: NewEventTxn | None) -> tuple[int, Any]:
     body = req.json(allow_empty=True)
     reason = get_str(body, "reason", None)
+    moderation = api.room_sender.user_moderation
+    if moderation is not None and moderation.is_suspended(req.user_id):
+        target = await api.stores.events.get_event(req.params["eventId"])
+        if target is not None and target.sender != req.user_id:
+            raise MatrixError(403, Codes.USER_SUSPENDED, "You can only redact your own events "
+                              "while account is suspended.")
     api.message_ratelimiter.ratelimit(req.user_id)
     event_id = await redact_event(api.stores, api.event_creator, req.user_id,
                                   req.params["roomId"], req.params["eventId"],

@@ -30,6 +30,7 @@ from homeserver.storage.search import SEARCH_KEYS
 from homeserver.sync.filter_schema import filter_problem
 
 if TYPE_CHECKING:
+    from homeserver.moderation.gate import ModerationGate
     from homeserver.server import HomeServer
     from homeserver.storage.user_directory import UserDirectoryStore
 
@@ -104,6 +105,8 @@ class Search:
     searcher: Searcher
     settings: dict[str, Any]
     user_directory: "UserDirectoryStore"
+    # spam checker modules' check_username_for_spam (moderation/gate.py)
+    gate: "ModerationGate | None" = None
 
 
 async def post_search(search: Search, req: HttpRequest) -> tuple[int, Any]:
@@ -131,7 +134,7 @@ async def post_user_directory_search(search: Search, req: HttpRequest) -> tuple[
     if limit < 0:
         raise invalid_param("'limit' must not be negative")
     return 200, await search_user_directory(search.settings, search.user_directory, req.user_id,
-                                            term, min(limit, MAX_DIRECTORY_LIMIT))
+                                            term, min(limit, MAX_DIRECTORY_LIMIT), search.gate)
 
 
 ENDPOINTS = (
@@ -141,5 +144,5 @@ ENDPOINTS = (
 
 
 def register_routes(hs: "HomeServer", router: Router) -> None:
-    router.add_endpoints(Search(hs.searcher, hs.config.user_directory, hs.stores.user_directory),
-                         ENDPOINTS)
+    router.add_endpoints(Search(hs.searcher, hs.config.user_directory, hs.stores.user_directory,
+                                hs.moderation_gate), ENDPOINTS)
