@@ -15,7 +15,7 @@ go through. Synapse also sleeps a random 1-10 s before
 answering; we do not hold the request.
 
 A suspended user (Synapse's ``PUT /suspend/{userId}``, MSC3823; the flag in
-migration 0041, in memory too) reads as before and is refused, with 403
+migration 0038, in memory too) reads as before and is refused, with 403
 M_USER_SUSPENDED, sending messages and state (``rooms/sending.py``),
 creating rooms, inviting, joining and knocking (``rooms/membership.py``),
 redacting others' events (``api/client/rooms.py``) and changing their

@@ -1,6 +1,6 @@
 """The reads and writes of message and media retention: each room's
 ``m.room.retention`` content and when each purge job last ran (migration
-0041). Design: ``rooms/retention.py`` and ``admin/retention_jobs.py``."""
+0038). Design: ``rooms/retention.py`` and ``admin/retention_jobs.py``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The tables of user moderation (migrations 0037, 0041): the shadow-ban
+"""The tables of user moderation (migrations 0037, 0038): the shadow-ban
 and suspension flags on ``users``, per-user rate-limit overrides, each user's server notices room;
 and the read of a user's events to redact."""
 
