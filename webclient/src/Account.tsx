@@ -338,7 +338,7 @@ function Sessions({ client }: { client: MatrixClient }) {
             <li key={d.device_id} className="member">
               <span className="grow">
                 <span className="member-name">{d.display_name || d.device_id}</span>{" "}
-                <span className="muted">
+                <span className="muted member-id">
                   {d.device_id}
                   {d.device_id === mine
                     ? " · this session"

@@ -50,9 +50,9 @@ export function RoomList({ client, activeRoomId, onOpen, onSignOut, onSettings }
   return (
     <nav className="room-list" aria-label="Rooms">
       <header className="bar">
-        <MyAvatar client={client} mxc={profile.avatar} />
         <span className="me" title={client.getUserId() ?? ""}>
-          {profile.name}
+          <MyAvatar client={client} mxc={profile.avatar} />
+          <span className="me-name">{profile.name}</span>
         </span>
         {notificationsSupported() && Notification.permission === "default" && (
           <button type="button" onClick={() => Notification.requestPermission()}>

@@ -266,7 +266,7 @@ function MemberRow({
     <li className="member">
       <span className="grow">
         <span className="member-name">{member.name}</span>{" "}
-        <span className="muted">{member.userId}</span>
+        <span className="muted member-id">{member.userId}</span>
         {member.membership === KnownMembership.Invite && <span className="muted"> (invited)</span>}
       </span>
       {canRoles && below ? (

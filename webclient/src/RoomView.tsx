@@ -467,14 +467,15 @@ function RoomHeader({ client, room, onBack, onSettings }: Props & { onSettings: 
         )}
         {typeof topic === "string" && topic && <p className="muted topic">{topic}</p>}
       </div>
-      <span className="muted members">
+      <span className="muted members wide-only">
         {room.getJoinedMemberCount()} {room.getJoinedMemberCount() === 1 ? "member" : "members"}
       </span>
       <button type="button" aria-expanded={inviting} onClick={() => setInviting(!inviting)}>
         Invite
       </button>
-      <button type="button" onClick={onSettings}>
-        Room settings
+      <button type="button" className="icon" aria-label="Room settings" title="Room settings" onClick={onSettings}>
+        <span aria-hidden="true">⚙</span>
+        <span className="wide-only"> Settings</span>
       </button>
       {inviting && (
         <form className="invite-form" onSubmit={invite} aria-label="Invite someone">
