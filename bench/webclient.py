@@ -102,7 +102,11 @@ def scroll_through(context: Any, base_url: str, history: int) -> dict[str, Any]:
     loaded = int(timeline.get_attribute("data-loaded") or 0)
     scrolled = time.monotonic() - began
     t0 = time.monotonic()
-    page.get_by_role("button", name="Jump to latest").click()
+    jump = page.get_by_role("button", name="Jump to latest")
+    if jump.count():
+        jump.click()
+    else:  # a client without the button (one that keeps every row in the page)
+        timeline.evaluate("el => { el.scrollTop = el.scrollHeight }")
     page.locator(".message .body", has_text=f"history {history}").wait_for(state="visible")
     jump = time.monotonic() - t0
     rows_after = page.locator(".events > li").count()
