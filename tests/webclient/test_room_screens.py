@@ -262,6 +262,45 @@ async def test_a_space_is_a_workspace_that_filters_the_room_list(
     assert len(children) == 2  # Work and Standup
 
 
+async def space_directory_story(browser: Any, base_url: str) -> None:
+    from playwright.async_api import expect
+
+    page = await open_page(browser, base_url, PHONE)
+    await sign_in(page, "alice")
+    await page.get_by_role("group", name="Spaces").get_by_role("button", name="Club").click()
+    rooms = page.get_by_role("navigation", name="Rooms")
+    await expect(rooms).to_contain_text("No rooms in Club yet.")
+    offer = page.get_by_role("list", name="Rooms in Club to join")
+    await expect(offer).to_contain_text("Garden")
+    await expect(offer).to_contain_text("Where we grow things")
+    assert await serious_accessibility_problems(page) == []
+    await offer.get_by_role("button", name="Join Garden").click()
+    await expect(page.get_by_role("heading", name="Garden")).to_be_visible()
+    await expect(messages(page)).to_contain_text("alice joined")
+    await page.get_by_role("button", name="Back to rooms").click()
+    await expect(rooms.get_by_role("button", name="Garden", exact=True)).to_be_visible()
+    await expect(offer).to_have_count(0)
+    assert page.errors == [], page.errors
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_space_offers_its_rooms_one_has_not_joined(
+        web_server: TestServer, browser: Any) -> None:
+    alice = await web_server.register("alice", PASSWORD)
+    dave = await web_server.register("dave", PASSWORD)
+    space = await create_room(dave, name="Club", preset="public_chat",
+                              creation_content={"type": "m.space"})
+    garden = await create_room(dave, name="Garden", topic="Where we grow things",
+                               preset="public_chat")
+    resp = await dave.put(f"{V3}/rooms/{q(space)}/state/m.space.child/{q(garden)}",
+                          {"via": ["test.local"]})
+    assert resp.code == 200, resp.body
+    await join(alice, space)
+    await call(space_directory_story(browser, web_server.base_url))
+    joined = (await alice.get(f"{V3}/joined_rooms")).body["joined_rooms"]
+    assert garden in joined
+
+
 # -- read markers ---------------------------------------------------------------------
 
 async def read_marker_first_visit(browser: Any, base_url: str) -> Any:

@@ -13,7 +13,14 @@ import { notificationsSupported } from "./notifications";
 import { acceptInvite, directPartner, fullUserId, startDirectChat } from "./direct";
 import { NotificationList, useMyProfile } from "./Account";
 import { useMediaUrl } from "./media";
-import { AddToSpace, addToSpace, isSpace, spaceChildren, SpaceSwitcher } from "./Spaces";
+import {
+  AddToSpace,
+  addToSpace,
+  isSpace,
+  spaceChildren,
+  SpaceDirectory,
+  SpaceSwitcher,
+} from "./Spaces";
 
 interface Props {
   client: MatrixClient;
@@ -107,6 +114,7 @@ export function RoomList({ client, activeRoomId, onOpen, onSignOut, onSettings }
       {panel === "search" && <Search client={client} onOpen={onOpen} />}
       {panel === "notifications" && <NotificationList client={client} onOpen={onOpen} />}
       {space && <AddToSpace client={client} space={space} />}
+      {space && <SpaceDirectory client={client} space={space} onJoined={onOpen} />}
       {panel === "direct" && (
         <DirectChat
           client={client}

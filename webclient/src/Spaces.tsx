@@ -2,9 +2,10 @@
 // narrows the room list to its children (the space's m.space.child state),
 // and rooms can be added to it. A space is a room whose create event says
 // `type: m.space`; it is never listed as a room to chat in.
-import { FormEvent, useState } from "react";
+import { FormEvent, useEffect, useState } from "react";
 import {
   EventTimeline,
+  HierarchyRoom,
   EventType,
   KnownMembership,
   MatrixClient,
@@ -177,5 +178,86 @@ export function AddToSpace({ client, space }: { client: MatrixClient; space: Roo
       )}
       <button type="submit">Add to space</button>
     </form>
+  );
+}
+
+/** The space's rooms one is not in (its /hierarchy, one level down), each
+ * with a Join button: a workspace shows what there is to join. */
+export function SpaceDirectory({
+  client,
+  space,
+  onJoined,
+}: {
+  client: MatrixClient;
+  space: Room;
+  onJoined: (roomId: string) => void;
+}) {
+  const [rooms, setRooms] = useState<HierarchyRoom[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  const children = [...spaceChildren(space)].sort().join(",");
+  useEffect(() => {
+    let cancelled = false;
+    client
+      .getRoomHierarchy(space.roomId, 50, 1)
+      .then((r) => {
+        if (!cancelled) setRooms(r.rooms.filter((x) => x.room_id !== space.roomId));
+      })
+      .catch(() => {});
+    return () => {
+      cancelled = true;
+    };
+  }, [client, space.roomId, children]);
+  const notJoined = rooms.filter(
+    (r) => client.getRoom(r.room_id)?.getMyMembership() !== KnownMembership.Join && r.room_type !== RoomType.Space,
+  );
+  if (notJoined.length === 0) return null;
+  const via = (roomId: string) => {
+    const ev = space
+      .getLiveTimeline()
+      .getState(EventTimeline.FORWARDS)
+      ?.getStateEvents(EventType.SpaceChild, roomId);
+    const v = ev?.getContent().via;
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+  };
+  return (
+    <div className="panel">
+      <h3>Rooms in {space.name} you can join</h3>
+      <ul className="members-list" aria-label={`Rooms in ${space.name} to join`}>
+        {notJoined.map((r) => {
+          const name = r.name || r.canonical_alias || r.room_id;
+          return (
+            <li key={r.room_id} className="member">
+              <span className="grow">
+                <span className="member-name">{name}</span>
+                {r.topic && <span className="muted member-id">{r.topic}</span>}
+                <span className="muted member-id">
+                  {r.num_joined_members} {r.num_joined_members === 1 ? "member" : "members"}
+                </span>
+              </span>
+              <button
+                type="button"
+                aria-label={`Join ${name}`}
+                onClick={async () => {
+                  setError(null);
+                  try {
+                    const room = await client.joinRoom(r.room_id, { viaServers: via(r.room_id) });
+                    onJoined(room.roomId);
+                  } catch (e) {
+                    setError(describeError(e));
+                  }
+                }}
+              >
+                Join
+              </button>
+            </li>
+          );
+        })}
+      </ul>
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+    </div>
   );
 }
