@@ -156,7 +156,7 @@ async def thread_story(browser: Any, base_url: str) -> None:
     root = message(bob, "lunch?")
     await root.hover()
     await root.get_by_role("button", name="Reply in thread").click()
-    thread = bob.get_by_role("region", name="Thread")
+    thread = bob.get_by_role("region", name="Thread", exact=True)
     await expect(thread).to_contain_text("lunch?")
     await thread.get_by_label("Reply in thread").fill("pizza")
     await thread.get_by_label("Reply in thread").press("Enter")
@@ -167,7 +167,7 @@ async def thread_story(browser: Any, base_url: str) -> None:
     await expect(summary).to_have_text("1 reply · bob: pizza")
     await expect(message(alice, "pizza")).to_have_count(0)
     await summary.click()
-    theirs = alice.get_by_role("region", name="Thread")
+    theirs = alice.get_by_role("region", name="Thread", exact=True)
     await expect(theirs.get_by_role("list", name="Thread replies")).to_contain_text("pizza")
     assert await serious_accessibility_problems(alice) == []
     await screenshot(alice, "phone-thread")
@@ -177,6 +177,15 @@ async def thread_story(browser: Any, base_url: str) -> None:
     await expect(message(bob, "lunch?").locator(".thread-summary")).to_have_text(
         "2 replies · alice: yes please")
     await screenshot(bob, "desktop-thread")
+    # the room's threads, listed: one, opening the same thread
+    await bob.get_by_role("button", name="Threads", exact=True).click()
+    listed = bob.get_by_role("list", name="Threads of this room")
+    await expect(listed.get_by_role("button")).to_have_count(1)
+    await expect(listed).to_contain_text("alice: lunch?")
+    await expect(listed).to_contain_text("2 replies")
+    await listed.get_by_role("button").click()
+    await expect(bob.get_by_role("region", name="Thread", exact=True).get_by_role(
+        "list", name="Thread replies")).to_contain_text("yes please")
     # the main timeline keeps going
     await theirs.get_by_role("button", name="Close thread").click()
     await composer(alice).fill("back to work")

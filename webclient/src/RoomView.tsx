@@ -17,7 +17,7 @@ import { MediaBody, sendFile, Uploading } from "./media";
 import { MessageActions, Reactions, Target } from "./MessageActions";
 import { describeError } from "./session";
 import { RoomAvatar, RoomSettings } from "./RoomSettings";
-import { ThreadPanel, ThreadSummary, threadRootOf } from "./Threads";
+import { ThreadList, ThreadPanel, ThreadSummary, threadRootOf } from "./Threads";
 
 interface Props {
   client: MatrixClient;
@@ -104,7 +104,9 @@ export function RoomView({ client, room, onBack }: Props) {
     .getPendingEvents()
     .filter((e) => !e.isRelation(RelationType.Replace) && !threadRootOf(e));
   const [target, setTarget] = useState<Target | null>(null);
-  const [side, setSide] = useState<{ kind: "thread"; rootId: string } | { kind: "settings" } | null>(null);
+  const [side, setSide] = useState<
+    { kind: "thread"; rootId: string } | { kind: "settings" } | { kind: "threads" } | null
+  >(null);
   const scroller = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
   // the row to keep in place across a change of what is rendered above it
@@ -278,6 +280,7 @@ export function RoomView({ client, room, onBack }: Props) {
         room={room}
         onBack={onBack}
         onSettings={() => setSide(side?.kind === "settings" ? null : { kind: "settings" })}
+        onThreads={() => setSide(side?.kind === "threads" ? null : { kind: "threads" })}
       />
       <div className="room-main">
         <div className="room-column">
@@ -375,6 +378,9 @@ export function RoomView({ client, room, onBack }: Props) {
             onClose={() => setSide(null)}
           />
         )}
+        {side?.kind === "threads" && (
+          <ThreadList client={client} room={room} onOpen={onThread} onClose={() => setSide(null)} />
+        )}
         {side?.kind === "settings" && (
           <RoomSettings client={client} room={room} onClose={() => setSide(null)} />
         )}
@@ -431,7 +437,13 @@ function useReadReceipts(client: MatrixClient, room: Room, events: MatrixEvent[]
   }, [client, room, lastId]);
 }
 
-function RoomHeader({ client, room, onBack, onSettings }: Props & { onSettings: () => void }) {
+function RoomHeader({
+  client,
+  room,
+  onBack,
+  onSettings,
+  onThreads,
+}: Props & { onSettings: () => void; onThreads: () => void }) {
   const [inviting, setInviting] = useState(false);
   const [who, setWho] = useState("");
   const [note, setNote] = useState<string | null>(null);
@@ -472,6 +484,10 @@ function RoomHeader({ client, room, onBack, onSettings }: Props & { onSettings: 
       </span>
       <button type="button" aria-expanded={inviting} onClick={() => setInviting(!inviting)}>
         Invite
+      </button>
+      <button type="button" className="icon" aria-label="Threads" title="Threads" onClick={onThreads}>
+        <span aria-hidden="true">☰</span>
+        <span className="wide-only"> Threads</span>
       </button>
       <button type="button" className="icon" aria-label="Room settings" title="Room settings" onClick={onSettings}>
         <span aria-hidden="true">⚙</span>

@@ -6,6 +6,7 @@
 import { KeyboardEvent, useEffect, useState } from "react";
 import {
   Direction,
+  Method,
   EventType,
   MatrixClient,
   MatrixEvent,
@@ -213,6 +214,89 @@ export function ThreadPanel({
           Send
         </button>
       </form>
+    </section>
+  );
+}
+
+interface ThreadRoot {
+  event_id: string;
+  sender: string;
+  content: { body?: unknown };
+  unsigned?: { "m.relations"?: Record<string, BundledThread> };
+}
+
+/** The room's threads (GET /rooms/{id}/threads: the roots, most recently
+ * active first), each opening its thread. */
+export function ThreadList({
+  client,
+  room,
+  onOpen,
+  onClose,
+}: {
+  client: MatrixClient;
+  room: Room;
+  onOpen: (rootId: string) => void;
+  onClose: () => void;
+}) {
+  const [roots, setRoots] = useState<ThreadRoot[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    let cancelled = false;
+    client.http
+      .authedRequest<{ chunk: ThreadRoot[] }>(
+        Method.Get,
+        `/rooms/${encodeURIComponent(room.roomId)}/threads`,
+        { limit: "50" },
+        undefined,
+        { prefix: "/_matrix/client/v1" },
+      )
+      .then((r) => {
+        if (!cancelled) setRoots(r.chunk ?? []);
+      })
+      .catch((e) => {
+        if (!cancelled) setError(e instanceof Error ? e.message : String(e));
+      });
+    return () => {
+      cancelled = true;
+    };
+  }, [client, room]);
+  return (
+    <section className="thread-panel" aria-label="Threads">
+      <header className="bar">
+        <h3 className="grow">Threads</h3>
+        <button type="button" onClick={onClose}>
+          Close threads
+        </button>
+      </header>
+      <div className="thread-body">
+        {error && (
+          <p role="alert" className="error">
+            {error}
+          </p>
+        )}
+        {roots && (
+          <ul className="hits" aria-label="Threads of this room">
+            {roots.length === 0 && <li className="muted">No threads yet.</li>}
+            {roots.map((r) => {
+              const live = liveReplies(room, r.event_id).filter((e) => !e.isRedacted()).length;
+              const count = Math.max(r.unsigned?.["m.relations"]?.[THREAD]?.count ?? 0, live);
+              const body = r.content?.body;
+              return (
+                <li key={r.event_id}>
+                  <button type="button" className="hit" onClick={() => onOpen(r.event_id)}>
+                    <span className="hit-body">
+                      {room.getMember(r.sender)?.name ?? r.sender}: {typeof body === "string" ? body : ""}
+                    </span>
+                    <span className="hit-room">
+                      {count} {count === 1 ? "reply" : "replies"}
+                    </span>
+                  </button>
+                </li>
+              );
+            })}
+          </ul>
+        )}
+      </div>
     </section>
   );
 }
