@@ -22,6 +22,10 @@ Figures:
   the figure is from the click on the room in the list to its newest message
   on screen, p50 over ``paint_runs`` page loads (ms); ``load_to_list`` is from
   navigation to the room being listed (the initial sync).
+- ``history_window``: that room scrolled back to its start in one page (so
+  all ``history`` messages are loaded): the most rows the page held (the
+  timeline is windowed), each scroll-to-top's time to the next frame, and
+  "Jump to latest" to the newest message on screen.
 """
 
 from __future__ import annotations
@@ -73,6 +77,43 @@ def put(base_url: str, token: str, path: str, body: Any) -> Any:
                                           "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
+
+
+def scroll_through(context: Any, base_url: str, history: int) -> dict[str, Any]:
+    """Scroll the History room back to its start (every event loaded), noting
+    the most rows the page held and how long each scroll took to paint; then
+    time "Jump to latest" to the newest message on screen."""
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(base_url + "/")
+    page.get_by_role("button", name="History", exact=True).click()
+    page.locator(".message .body", has_text=f"history {history}").wait_for()
+    timeline = page.locator(".timeline")
+    start_text = page.get_by_text("This is the start of History")
+    most_rows, frames, began = 0, [], time.monotonic()
+    while not start_text.is_visible() and time.monotonic() - began < 600:
+        t0 = time.monotonic()
+        # one scroll to the top, and the frame after it
+        timeline.evaluate("el => new Promise(r => { el.scrollTop = 0;"
+                          " requestAnimationFrame(() => requestAnimationFrame(r)); })")
+        frames.append(time.monotonic() - t0)
+        most_rows = max(most_rows, page.locator(".events > li").count())
+        page.wait_for_timeout(50)
+    loaded = int(timeline.get_attribute("data-loaded") or 0)
+    scrolled = time.monotonic() - began
+    t0 = time.monotonic()
+    jump = page.get_by_role("button", name="Jump to latest")
+    if jump.count():
+        jump.click()
+    else:  # a client without the button (one that keeps every row in the page)
+        timeline.evaluate("el => { el.scrollTop = el.scrollHeight }")
+    page.locator(".message .body", has_text=f"history {history}").wait_for(state="visible")
+    jump = time.monotonic() - t0
+    rows_after = page.locator(".events > li").count()
+    page.close()
+    return {"events_loaded": loaded, "most_rows_in_page": most_rows,
+            "rows_after_jump": rows_after, "scroll_to_start_s": round(scrolled, 1),
+            "scroll_frame": summary_ms(frames), "jump_to_latest_ms": round(jump * 1000)}
 
 
 def run(base_url: str, messages: int, history: int, paint_runs: int) -> dict[str, Any]:
@@ -137,11 +178,13 @@ def run(base_url: str, messages: int, history: int, paint_runs: int) -> dict[str
             loads.append(listed - start)
             paints.append(painted - listed)
             page.close()
+        window = scroll_through(alice_ctx, base_url, history)
         browser.close()
     return {"transport": transport,
             "send_to_screen": summary_ms(latencies),
             "room_first_paint": summary_ms(paints),
             "load_to_list": summary_ms(loads),
+            "history_window": window,
             "params": {"messages": messages, "history": history, "paint_runs": paint_runs}}
 
 

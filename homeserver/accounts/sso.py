@@ -556,6 +556,10 @@ class SsoHandler:
         # our own OAuth 2.0 sign-in page, which has asked the user itself
         if redirect_url == f"{base}_synapse/client/oauth2/sso_return":
             return True
+        # our own web client, served at the base URL (docs/web-client.md)
+        if (self.ctx.config.web_client["enabled"]
+                and redirect_url.split("#", 1)[0].split("?", 1)[0] == base):
+            return True
         return any(redirect_url.startswith(prefix)
                    for prefix in (*self.config.client_whitelist, fallback))
 

@@ -141,6 +141,30 @@ async def test_a_client_not_on_the_whitelist_gets_a_confirmation_page(
 
 
 @pytest_twisted.ensureDeferred
+async def test_the_servers_own_web_client_needs_no_confirmation(
+        make_server: Any, provider: OpenIdProvider, tmp_path: Any) -> None:
+    srv = await sso_server(make_server, [idp(provider.issuer)],
+                           web_client={"enabled": True, "path": str(tmp_path)})
+    own = srv.base_url + "/"
+    # (a query of its own: the provider's way back, the callback, is under
+    # the base URL too, and the walk stops at the first URL with this prefix)
+    page = await sign_in(srv, "alice", client=own + "?from=sso")
+    assert page.code == 302 and page.location is not None
+    assert page.location.startswith(own + "?from=sso&loginToken=")
+    # only the client's own page, not any path under the base URL
+    other = await sign_in(srv, "alice", client=own + "_matrix/elsewhere")
+    assert other.code == 200 and "continue" in other.body
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_the_web_client_the_base_url_is_confirmed_first(
+        make_server: Any, provider: OpenIdProvider) -> None:
+    srv = await sso_server(make_server, [idp(provider.issuer)])
+    page = await sign_in(srv, "alice", client=srv.base_url + "/?from=sso")
+    assert page.code == 200 and "continue" in page.body
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_wrong_state_is_refused_and_spends_the_sign_in(
         make_server: Any, provider: OpenIdProvider) -> None:
     srv = await sso_server(make_server, [idp(provider.issuer)])

@@ -2,6 +2,7 @@ import { useEffect, useState } from "react";
 import { ClientEvent, MatrixClient, SyncState } from "matrix-js-sdk";
 import { useClientVersion, useRoute } from "./hooks";
 import { RoomList } from "./RoomList";
+import { AccountSettings } from "./Account";
 import { RoomView } from "./RoomView";
 import { useNotifications } from "./notifications";
 import { resendUnsent } from "./resend";
@@ -22,6 +23,7 @@ export function Chat({ client, websocket, onSignOut }: Props) {
   useNotifications(client, roomId, openRoom);
 
   const [online, setOnline] = useState(navigator.onLine);
+  const [settings, setSettings] = useState(false);
 
   useEffect(() => {
     const onSync = (state: SyncState, prev: SyncState | null) => {
@@ -52,7 +54,7 @@ export function Chat({ client, websocket, onSignOut }: Props) {
     !online || syncState === SyncState.Error || syncState === SyncState.Reconnecting;
   return (
     <div
-      className={"chat" + (room ? " has-room" : "")}
+      className={"chat" + (room || settings ? " has-room" : "")}
       data-transport={websocket?.connected ? "websocket" : "http"}
     >
       {offline && (
@@ -60,8 +62,19 @@ export function Chat({ client, websocket, onSignOut }: Props) {
           Connection lost; reconnecting…
         </div>
       )}
-      <RoomList client={client} activeRoomId={roomId} onOpen={openRoom} onSignOut={onSignOut} />
-      {room ? (
+      <RoomList
+        client={client}
+        activeRoomId={roomId}
+        onOpen={(id) => {
+          setSettings(false);
+          openRoom(id);
+        }}
+        onSignOut={onSignOut}
+        onSettings={() => setSettings(true)}
+      />
+      {settings ? (
+        <AccountSettings client={client} onClose={() => setSettings(false)} />
+      ) : room ? (
         <RoomView key={room.roomId} client={client} room={room} onBack={() => openRoom(null)} />
       ) : (
         <section className="room-view empty" aria-label="No room open">

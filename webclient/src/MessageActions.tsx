@@ -66,11 +66,14 @@ export function MessageActions({
   room,
   ev,
   onTarget,
+  onThread,
 }: {
   client: MatrixClient;
   room: Room;
   ev: MatrixEvent;
   onTarget: (t: Target) => void;
+  /** Open the thread rooted at this message (absent: no thread action). */
+  onThread?: (rootId: string) => void;
 }) {
   const [picking, setPicking] = useState(false);
   const id = ev.getId();
@@ -84,6 +87,11 @@ export function MessageActions({
       <button type="button" className="link" onClick={() => onTarget({ kind: "reply", ev })}>
         Reply
       </button>
+      {onThread && (
+        <button type="button" className="link" onClick={() => onThread(id)}>
+          Reply in thread
+        </button>
+      )}
       {mine && (
         <>
           <button type="button" className="link" onClick={() => onTarget({ kind: "edit", ev })}>

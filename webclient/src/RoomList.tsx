@@ -11,22 +11,41 @@ import {
 import { describeError } from "./session";
 import { notificationsSupported } from "./notifications";
 import { acceptInvite, directPartner, fullUserId, startDirectChat } from "./direct";
+import { NotificationList, useMyProfile } from "./Account";
+import { useMediaUrl } from "./media";
+import {
+  AddToSpace,
+  addToSpace,
+  isSpace,
+  spaceChildren,
+  SpaceDirectory,
+  SpaceSwitcher,
+} from "./Spaces";
 
 interface Props {
   client: MatrixClient;
   activeRoomId: string | null;
   onOpen: (roomId: string) => void;
   onSignOut: () => void;
+  onSettings: () => void;
 }
 
 /** Rooms by activity, invites first, with unread and mention counts. */
-export function RoomList({ client, activeRoomId, onOpen, onSignOut }: Props) {
-  const [panel, setPanel] = useState<"none" | "create" | "join" | "direct" | "search">("none");
+export function RoomList({ client, activeRoomId, onOpen, onSignOut, onSettings }: Props) {
+  const [panel, setPanel] = useState<
+    "none" | "create" | "join" | "direct" | "search" | "notifications"
+  >("none");
+  const [spaceId, setSpaceId] = useState<string | null>(null);
+  const profile = useMyProfile(client);
+  const space = spaceId ? client.getRoom(spaceId) : null;
+  const inSpace = space ? spaceChildren(space) : null;
   const rooms = client
     .getRooms()
     .filter((r) => {
       const m = r.getMyMembership();
-      return m === KnownMembership.Join || m === KnownMembership.Invite;
+      if (m !== KnownMembership.Join && m !== KnownMembership.Invite) return false;
+      if (isSpace(r) && m === KnownMembership.Join) return false;
+      return !inSpace || inSpace.has(r.roomId);
     })
     .sort((a, b) => {
       const ai = a.getMyMembership() === KnownMembership.Invite ? 1 : 0;
@@ -39,17 +58,22 @@ export function RoomList({ client, activeRoomId, onOpen, onSignOut }: Props) {
     <nav className="room-list" aria-label="Rooms">
       <header className="bar">
         <span className="me" title={client.getUserId() ?? ""}>
-          {client.getUser(client.getUserId() ?? "")?.displayName || client.getUserId()}
+          <MyAvatar client={client} mxc={profile.avatar} />
+          <span className="me-name">{profile.name}</span>
         </span>
         {notificationsSupported() && Notification.permission === "default" && (
           <button type="button" onClick={() => Notification.requestPermission()}>
             Notify me
           </button>
         )}
+        <button type="button" onClick={onSettings}>
+          Settings
+        </button>
         <button type="button" onClick={onSignOut}>
           Sign out
         </button>
       </header>
+      <SpaceSwitcher client={client} spaceId={space ? spaceId : null} onPick={setSpaceId} />
       <div className="actions">
         <button
           type="button"
@@ -79,8 +103,18 @@ export function RoomList({ client, activeRoomId, onOpen, onSignOut }: Props) {
         >
           Search
         </button>
+        <button
+          type="button"
+          aria-expanded={panel === "notifications"}
+          onClick={() => setPanel(panel === "notifications" ? "none" : "notifications")}
+        >
+          Notifications
+        </button>
       </div>
       {panel === "search" && <Search client={client} onOpen={onOpen} />}
+      {panel === "notifications" && <NotificationList client={client} onOpen={onOpen} />}
+      {space && <AddToSpace client={client} space={space} />}
+      {space && <SpaceDirectory client={client} space={space} onJoined={onOpen} />}
       {panel === "direct" && (
         <DirectChat
           client={client}
@@ -93,6 +127,7 @@ export function RoomList({ client, activeRoomId, onOpen, onSignOut }: Props) {
       {panel === "create" && (
         <CreateRoom
           client={client}
+          spaceId={space ? space.roomId : null}
           onDone={(id) => {
             setPanel("none");
             onOpen(id);
@@ -108,7 +143,9 @@ export function RoomList({ client, activeRoomId, onOpen, onSignOut }: Props) {
           }}
         />
       )}
-      {rooms.length === 0 && <p className="muted pad">No rooms yet.</p>}
+      {rooms.length === 0 && (
+        <p className="muted pad">{space ? `No rooms in ${space.name} yet.` : "No rooms yet."}</p>
+      )}
       <ul>
         {rooms.map((room) => (
           <RoomItem
@@ -122,6 +159,11 @@ export function RoomList({ client, activeRoomId, onOpen, onSignOut }: Props) {
       </ul>
     </nav>
   );
+}
+
+function MyAvatar({ client, mxc }: { client: MatrixClient; mxc: string | undefined }) {
+  const url = useMediaUrl(client, mxc, true);
+  return url ? <img className="avatar" src={url} alt="" width={28} height={28} /> : null;
 }
 
 function lastMessage(room: Room): string {
@@ -349,7 +391,16 @@ function DirectChat({ client, onDone }: { client: MatrixClient; onDone: (id: str
   );
 }
 
-function CreateRoom({ client, onDone }: { client: MatrixClient; onDone: (id: string) => void }) {
+function CreateRoom({
+  client,
+  spaceId,
+  onDone,
+}: {
+  client: MatrixClient;
+  /** The workspace open: a room made there joins it. */
+  spaceId: string | null;
+  onDone: (id: string) => void;
+}) {
   const [name, setName] = useState("");
   const [topic, setTopic] = useState("");
   const [alias, setAlias] = useState("");
@@ -378,6 +429,7 @@ function CreateRoom({ client, onDone }: { client: MatrixClient; onDone: (id: str
             ]
           : undefined,
       });
+      if (spaceId) await addToSpace(client, spaceId, room_id);
       onDone(room_id);
     } catch (err) {
       setError(describeError(err));

@@ -1,4 +1,4 @@
-import { FormEvent, KeyboardEvent, useEffect, useLayoutEffect, useRef, useState } from "react";
+import { FormEvent, Fragment, KeyboardEvent, useEffect, useLayoutEffect, useRef, useState } from "react";
 import {
   EventStatus,
   EventTimeline,
@@ -16,6 +16,8 @@ import { fullUserId } from "./direct";
 import { MediaBody, sendFile, Uploading } from "./media";
 import { MessageActions, Reactions, Target } from "./MessageActions";
 import { describeError } from "./session";
+import { RoomAvatar, RoomSettings } from "./RoomSettings";
+import { ThreadList, ThreadPanel, ThreadSummary, threadRootOf } from "./Threads";
 
 interface Props {
   client: MatrixClient;
@@ -46,61 +48,222 @@ function canScrollBack(room: Room): boolean {
   return timeline.getPaginationToken(EventTimeline.BACKWARDS) !== null;
 }
 
-export function RoomView({ client, room, onBack }: Props) {
-  const me = client.getUserId() ?? "";
-  const events = room
+// The timeline is windowed: of the events loaded, at most WINDOW_MAX are in
+// the page at once (the newest WINDOW_START when a room opens), so a room
+// scrolled far back, or with thousands loaded, stays as light to paint as
+// a short one. Scrolling near the window's top shows older loaded events
+// (or asks the server for more); near its bottom, newer ones.
+const WINDOW_START = 50;
+const WINDOW_MAX = 90;
+const WINDOW_STEP = 30;
+// how far back "Jump to first unread" pages for the read marker
+const MARKER_PAGES = 20;
+
+/** The first shown event after our m.fully_read marker, or null when the
+ * marker is not among the loaded events or nothing shown follows it. */
+function firstUnreadAfter(room: Room, markerId: string | undefined, shown: Set<MatrixEvent>, me: string): string | null {
+  if (!markerId) return null;
+  const all = room.getLiveTimeline().getEvents();
+  const at = all.findIndex((e) => e.getId() === markerId);
+  if (at < 0) return null;
+  for (let i = at + 1; i < all.length; i++) {
+    if (shown.has(all[i]) && all[i].getSender() !== me) return all[i].getId() ?? null;
+  }
+  return null;
+}
+
+/** The loaded events the main timeline shows, oldest first: an edit shows
+ * as its original, changed, and a reply in a thread in the thread; neither
+ * as a message of its own here. */
+function mainEvents(room: Room): MatrixEvent[] {
+  return room
     .getLiveTimeline()
     .getEvents()
-    // an edit shows as its original, changed; not as a message of its own
-    .filter((e) => SHOWN.has(e.getType()) && !e.isRelation(RelationType.Replace));
-  const pending = room.getPendingEvents().filter((e) => !e.isRelation(RelationType.Replace));
+    .filter(
+      (e) => SHOWN.has(e.getType()) && !e.isRelation(RelationType.Replace) && !threadRootOf(e),
+    );
+}
+
+// markers this client set and the server has not echoed yet (by room):
+// reopening a room at once must not show the old line
+const markersSent = new Map<string, { from: string | undefined; to: string }>();
+
+function fullyReadMarker(room: Room): string | undefined {
+  const id = room.getAccountData(EventType.FullyRead)?.getContent().event_id;
+  const stored = typeof id === "string" ? id : undefined;
+  const sent = markersSent.get(room.roomId);
+  if (sent && sent.from === stored) return sent.to;
+  markersSent.delete(room.roomId);
+  return stored;
+}
+
+export function RoomView({ client, room, onBack }: Props) {
+  const me = client.getUserId() ?? "";
+  const events = mainEvents(room);
+  const pending = room
+    .getPendingEvents()
+    .filter((e) => !e.isRelation(RelationType.Replace) && !threadRootOf(e));
   const [target, setTarget] = useState<Target | null>(null);
+  const [side, setSide] = useState<
+    { kind: "thread"; rootId: string } | { kind: "settings" } | { kind: "threads" } | null
+  >(null);
   const scroller = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
-  const keepFrom = useRef<{ height: number; top: number } | null>(null);
+  // the row to keep in place across a change of what is rendered above it
+  const anchor = useRef<{ key: string; offset: number } | null>(null);
   const [loading, setLoading] = useState(false);
   const [more, setMore] = useState(() => canScrollBack(room));
+  // the window: `size` events ending `fromEnd` events before the newest
+  const [win, setWin] = useState({ fromEnd: 0, size: WINDOW_START });
+
+  // the read marker as it was when the room was opened: the "New messages"
+  // line stays where it was while the reader is here
+  const [marker] = useState(() => fullyReadMarker(room));
+  const [firstUnread, setFirstUnread] = useState<string | null>(null);
+  const [jumped, setJumped] = useState(false);
+  // a marker older than everything loaded: there are unread messages above
+  const [markerAbove] = useState(
+    () =>
+      !!marker &&
+      !room.getLiveTimeline().getEvents().some((e) => e.getId() === marker) &&
+      events.some((e) => e.getSender() !== me && e.getType() === EventType.RoomMessage),
+  );
+  useEffect(() => {
+    if (firstUnread) return;
+    const found = firstUnreadAfter(room, marker, new Set(events), me);
+    if (found) setFirstUnread(found);
+  });
+
+  const end = Math.max(0, events.length - win.fromEnd);
+  const begin = Math.max(0, end - win.size);
+  const rendered = events.slice(begin, end);
+
+  const keepAnchor = () => {
+    const el = scroller.current;
+    if (!el) return;
+    const top = el.getBoundingClientRect().top;
+    for (const row of el.querySelectorAll<HTMLElement>("[data-key]")) {
+      const r = row.getBoundingClientRect();
+      if (r.bottom > top) {
+        anchor.current = { key: row.dataset.key!, offset: r.top - top };
+        return;
+      }
+    }
+  };
+
+  // `count` more older events in the window (as many as are loaded), the
+  // newest rendered ones dropped beyond its limit
+  const showOlder = (count: number) =>
+    setWin((w) => {
+      const endAt = Math.max(0, mainEvents(room).length - w.fromEnd);
+      const wanted = Math.min(endAt, Math.min(w.size, endAt) + count);
+      const over = Math.max(0, wanted - WINDOW_MAX);
+      return { fromEnd: w.fromEnd + over, size: Math.max(wanted - over, WINDOW_START) };
+    });
 
   const loadOlder = async () => {
-    if (loading || !canScrollBack(room)) return;
-    const el = scroller.current;
-    if (el) keepFrom.current = { height: el.scrollHeight, top: el.scrollTop };
+    if (loading) return;
+    keepAnchor();
+    if (begin > 0) {
+      // older events are loaded, only not rendered: show them, dropping
+      // the newest rendered ones beyond the window's limit
+      showOlder(WINDOW_STEP);
+      atBottom.current = false;
+      return;
+    }
+    if (!canScrollBack(room)) return;
     setLoading(true);
     try {
       await client.scrollback(room, PAGE);
     } finally {
       setLoading(false);
       setMore(canScrollBack(room));
+      keepAnchor();
+      showOlder(PAGE);
     }
   };
 
-  // after each render: keep the reader's place when older messages were
-  // put above it, or stay at the bottom when they were there
+  const loadNewer = () => {
+    if (win.fromEnd === 0) return;
+    keepAnchor();
+    setWin((w) => ({ fromEnd: Math.max(0, w.fromEnd - WINDOW_STEP), size: w.size }));
+  };
+
+  const jumpToLatest = () => {
+    anchor.current = null;
+    atBottom.current = true;
+    setWin({ fromEnd: 0, size: WINDOW_START });
+  };
+
+  const jumpToUnread = async () => {
+    setJumped(true);
+    let id = firstUnread;
+    // the marker may be further back than what is loaded
+    for (let page = 0; !id && page < MARKER_PAGES && canScrollBack(room); page++) {
+      await client.scrollback(room, PAGE);
+      const shown = mainEvents(room);
+      id = firstUnreadAfter(room, marker, new Set(shown), me);
+      if (id) {
+        setFirstUnread(id);
+        const at = shown.findIndex((e) => e.getId() === id);
+        atBottom.current = false;
+        anchor.current = null;
+        setWin({ fromEnd: Math.max(0, shown.length - at - WINDOW_STEP), size: WINDOW_MAX });
+      }
+    }
+    setMore(canScrollBack(room));
+    if (!id) return;
+    const at = events.findIndex((e) => e.getId() === id);
+    if (at >= 0 && (at < begin || at >= end)) {
+      atBottom.current = false;
+      anchor.current = null;
+      setWin({ fromEnd: Math.max(0, events.length - at - WINDOW_STEP), size: WINDOW_MAX });
+    }
+    // after the render that puts it in the window
+    requestAnimationFrame(() =>
+      requestAnimationFrame(() =>
+        scroller.current?.querySelector(".unread-line")?.scrollIntoView({ block: "start" }),
+      ),
+    );
+  };
+
+  // after each render: keep the reader's place when rows were put above or
+  // taken from above it, or stay at the bottom when they were there
   useLayoutEffect(() => {
     const el = scroller.current;
     if (!el) return;
-    if (keepFrom.current && !loading) {
-      el.scrollTop = el.scrollHeight - keepFrom.current.height + keepFrom.current.top;
-      keepFrom.current = null;
-    } else if (atBottom.current) {
-      el.scrollTop = el.scrollHeight;
+    const a = anchor.current;
+    if (a && !loading) {
+      anchor.current = null;
+      const row = el.querySelector<HTMLElement>(`[data-key="${CSS.escape(a.key)}"]`);
+      if (row) {
+        const now = row.getBoundingClientRect().top - el.getBoundingClientRect().top;
+        el.scrollTop += now - a.offset;
+        return;
+      }
     }
+    if (atBottom.current && win.fromEnd === 0) el.scrollTop = el.scrollHeight;
   });
 
   // a short room fills the screen from history before the reader scrolls
   useEffect(() => {
     const el = scroller.current;
-    if (el && !loading && more && el.scrollHeight <= el.clientHeight + 50) void loadOlder();
+    if (el && !loading && more && begin === 0 && el.scrollHeight <= el.clientHeight + 50) {
+      void loadOlder();
+    }
   });
 
   const onScroll = () => {
     const el = scroller.current;
     if (!el) return;
-    atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
-    if (el.scrollTop < 150 && more) void loadOlder();
+    const fromBottom = el.scrollHeight - el.scrollTop - el.clientHeight;
+    atBottom.current = fromBottom < 40 && win.fromEnd === 0;
+    if (el.scrollTop < 150 && (more || begin > 0)) void loadOlder();
+    else if (fromBottom < 150 && win.fromEnd > 0) loadNewer();
   };
 
   useReadReceipts(client, room, events);
+  useFullyRead(client, room, events);
 
   const typing = room
     .getMembers()
@@ -109,65 +272,149 @@ export function RoomView({ client, room, onBack }: Props) {
 
   let lastDay = "";
   const lastOwn = [...events].reverse().find((e) => e.getSender() === me && e.getId());
+  const onThread = (rootId: string) => setSide({ kind: "thread", rootId });
   return (
     <section className="room-view" aria-label={room.name}>
-      <RoomHeader client={client} room={room} onBack={onBack} />
-      <div className="timeline" ref={scroller} onScroll={onScroll}>
-        {more ? (
-          <button type="button" className="link load-older" onClick={loadOlder} disabled={loading}>
-            {loading ? "Loading…" : "Load older messages"}
-          </button>
-        ) : (
-          <p className="muted center">This is the start of {room.name}.</p>
-        )}
-        <div role="log" aria-label="Messages" aria-live="polite">
-        <ol className="events">
-          {events.map((ev) => {
-            const day = new Date(ev.getTs()).toDateString();
-            const separator = day !== lastDay;
-            lastDay = day;
-            return (
-              <EventRow
-                key={ev.getId() ?? ev.getTxnId()}
-                client={client}
-                room={room}
-                ev={ev}
-                day={separator ? day : null}
-                isLastOwn={ev === lastOwn}
-                onTarget={setTarget}
-              />
-            );
-          })}
-          {pending.map((ev) => (
-            <EventRow
-              key={ev.getTxnId() ?? ev.getId()}
-              client={client}
-              room={room}
-              ev={ev}
-              day={null}
-              isLastOwn={false}
-              onTarget={setTarget}
-            />
-          ))}
-        </ol>
-        </div>
-      </div>
-      <div className="typing" aria-live="polite">
-        {typing.length > 0 &&
-          `${typing.join(", ")} ${typing.length > 1 ? "are" : "is"} typing…`}
-      </div>
-      <Composer
+      <RoomHeader
         client={client}
         room={room}
-        target={target}
-        onCancel={() => setTarget(null)}
-        onSent={() => {
-          atBottom.current = true;
-          setTarget(null);
-        }}
+        onBack={onBack}
+        onSettings={() => setSide(side?.kind === "settings" ? null : { kind: "settings" })}
+        onThreads={() => setSide(side?.kind === "threads" ? null : { kind: "threads" })}
       />
+      <div className="room-main">
+        <div className="room-column">
+          {(firstUnread || markerAbove) && !jumped && (
+            <div className="unread-bar" role="status">
+              New messages since you were last here.
+              <button type="button" className="link" onClick={() => void jumpToUnread()}>
+                Jump to first unread
+              </button>
+            </div>
+          )}
+          <div className="timeline" ref={scroller} onScroll={onScroll} data-loaded={events.length}>
+            {more || begin > 0 ? (
+              <button type="button" className="link load-older" onClick={loadOlder} disabled={loading}>
+                {loading ? "Loading…" : "Load older messages"}
+              </button>
+            ) : (
+              <p className="muted center">This is the start of {room.name}.</p>
+            )}
+            <div role="log" aria-label="Messages" aria-live="polite">
+              <ol className="events">
+                {rendered.map((ev) => {
+                  const day = new Date(ev.getTs()).toDateString();
+                  const separator = day !== lastDay;
+                  lastDay = day;
+                  const id = ev.getId() ?? ev.getTxnId() ?? "";
+                  return (
+                    <Fragment key={id}>
+                      {id === firstUnread && (
+                        <li className="unread-line" role="separator" aria-label="New messages">
+                          New messages
+                        </li>
+                      )}
+                      <EventRow
+                        client={client}
+                        room={room}
+                        ev={ev}
+                        rowKey={id}
+                        day={separator ? day : null}
+                        isLastOwn={ev === lastOwn}
+                        onTarget={setTarget}
+                        onThread={onThread}
+                      />
+                    </Fragment>
+                  );
+                })}
+                {win.fromEnd === 0 &&
+                  pending.map((ev) => (
+                    <EventRow
+                      key={ev.getTxnId() ?? ev.getId()}
+                      client={client}
+                      room={room}
+                      ev={ev}
+                      rowKey={ev.getTxnId() ?? ev.getId() ?? ""}
+                      day={null}
+                      isLastOwn={false}
+                      onTarget={setTarget}
+                      onThread={onThread}
+                    />
+                  ))}
+              </ol>
+            </div>
+            {win.fromEnd > 0 && (
+              <button type="button" className="link load-older" onClick={loadNewer}>
+                Show newer messages
+              </button>
+            )}
+          </div>
+          {win.fromEnd > 0 && (
+            <button type="button" className="jump-latest" onClick={jumpToLatest}>
+              Jump to latest
+            </button>
+          )}
+          <div className="typing" aria-live="polite">
+            {typing.length > 0 &&
+              `${typing.join(", ")} ${typing.length > 1 ? "are" : "is"} typing…`}
+          </div>
+          <Composer
+            client={client}
+            room={room}
+            target={target}
+            onCancel={() => setTarget(null)}
+            onSent={() => {
+              jumpToLatest();
+              setTarget(null);
+            }}
+          />
+        </div>
+        {side?.kind === "thread" && (
+          <ThreadPanel
+            key={side.rootId}
+            client={client}
+            room={room}
+            rootId={side.rootId}
+            onClose={() => setSide(null)}
+          />
+        )}
+        {side?.kind === "threads" && (
+          <ThreadList client={client} room={room} onOpen={onThread} onClose={() => setSide(null)} />
+        )}
+        {side?.kind === "settings" && (
+          <RoomSettings client={client} room={room} onClose={() => setSide(null)} />
+        )}
+      </div>
     </section>
   );
+}
+
+/** Our m.fully_read marker moves to the newest event when we leave the
+ * room or the tab (not while we read: the "New messages" line stays put). */
+function useFullyRead(client: MatrixClient, room: Room, events: MatrixEvent[]) {
+  const newest = useRef<MatrixEvent | undefined>(undefined);
+  newest.current = [...events].reverse().find((e) => e.getId() && !e.getId()!.startsWith("~"));
+  useEffect(() => {
+    const save = () => {
+      const ev = newest.current;
+      const id = ev?.getId();
+      const before = fullyReadMarker(room);
+      if (!id || before === id) return;
+      const stored = room.getAccountData(EventType.FullyRead)?.getContent().event_id;
+      markersSent.set(room.roomId, { from: typeof stored === "string" ? stored : undefined, to: id });
+      client.setRoomReadMarkers(room.roomId, id).catch(() => markersSent.delete(room.roomId));
+    };
+    const onHide = () => {
+      if (document.visibilityState === "hidden") save();
+    };
+    document.addEventListener("visibilitychange", onHide);
+    window.addEventListener("pagehide", save);
+    return () => {
+      document.removeEventListener("visibilitychange", onHide);
+      window.removeEventListener("pagehide", save);
+      save();
+    };
+  }, [client, room]);
 }
 
 /** Our read receipt follows the newest event while the room is on screen. */
@@ -190,7 +437,13 @@ function useReadReceipts(client: MatrixClient, room: Room, events: MatrixEvent[]
   }, [client, room, lastId]);
 }
 
-function RoomHeader({ client, room, onBack }: Props) {
+function RoomHeader({
+  client,
+  room,
+  onBack,
+  onSettings,
+  onThreads,
+}: Props & { onSettings: () => void; onThreads: () => void }) {
   const [inviting, setInviting] = useState(false);
   const [who, setWho] = useState("");
   const [note, setNote] = useState<string | null>(null);
@@ -216,6 +469,7 @@ function RoomHeader({ client, room, onBack }: Props) {
       <button type="button" className="back" aria-label="Back to rooms" onClick={onBack}>
         ‹
       </button>
+      <RoomAvatar client={client} room={room} size={32} />
       <div className="title">
         <h2>{room.name}</h2>
         {room.hasEncryptionStateEvent() && (
@@ -225,11 +479,19 @@ function RoomHeader({ client, room, onBack }: Props) {
         )}
         {typeof topic === "string" && topic && <p className="muted topic">{topic}</p>}
       </div>
-      <span className="muted members">
+      <span className="muted members wide-only">
         {room.getJoinedMemberCount()} {room.getJoinedMemberCount() === 1 ? "member" : "members"}
       </span>
       <button type="button" aria-expanded={inviting} onClick={() => setInviting(!inviting)}>
         Invite
+      </button>
+      <button type="button" className="icon" aria-label="Threads" title="Threads" onClick={onThreads}>
+        <span aria-hidden="true">☰</span>
+        <span className="wide-only"> Threads</span>
+      </button>
+      <button type="button" className="icon" aria-label="Room settings" title="Room settings" onClick={onSettings}>
+        <span aria-hidden="true">⚙</span>
+        <span className="wide-only"> Settings</span>
       </button>
       {inviting && (
         <form className="invite-form" onSubmit={invite} aria-label="Invite someone">
@@ -284,16 +546,20 @@ function EventRow({
   client,
   room,
   ev,
+  rowKey,
   day,
   isLastOwn,
   onTarget,
+  onThread,
 }: {
   client: MatrixClient;
   room: Room;
   ev: MatrixEvent;
+  rowKey: string;
   day: string | null;
   isLastOwn: boolean;
   onTarget: (t: Target) => void;
+  onThread: (rootId: string) => void;
 }) {
   const me = client.getUserId() ?? "";
   const sender = ev.getSender() ?? "";
@@ -314,7 +580,7 @@ function EventRow({
       return (
         <>
           {separator}
-          <li className="message undecryptable" data-status="sent">
+          <li className="message undecryptable" data-status="sent" data-key={rowKey}>
             <div className="meta">
               <span className="sender">{name}</span>
               <time dateTime={new Date(ev.getTs()).toISOString()}>{timeOf(ev.getTs())}</time>
@@ -330,7 +596,9 @@ function EventRow({
     return (
       <>
         {separator}
-        <li className="notice muted">{text}</li>
+        <li className="notice muted" data-key={rowKey}>
+          {text}
+        </li>
       </>
     );
   }
@@ -367,6 +635,7 @@ function EventRow({
       <li
         className={"message" + (mine ? " mine" : "") + (highlight ? " mention" : "") + (status ? " pending" : "")}
         data-status={status ?? "sent"}
+        data-key={rowKey}
       >
         <div className="meta">
           <span className="sender">{name}</span>
@@ -377,7 +646,8 @@ function EventRow({
         {!["m.image", "m.video", "m.file"].includes(ev.getContent().msgtype ?? "") && <Body ev={ev} />}
         {ev.replacingEventId() && !ev.isRedacted() && <span className="edited muted">(edited)</span>}
         <Reactions client={client} room={room} ev={ev} />
-        <MessageActions client={client} room={room} ev={ev} onTarget={onTarget} />
+        <ThreadSummary room={room} root={ev} onOpen={onThread} />
+        <MessageActions client={client} room={room} ev={ev} onTarget={onTarget} onThread={onThread} />
         {state && <div className="state">{state}</div>}
       </li>
     </>

@@ -1,5 +1,15 @@
-import { FormEvent, useState } from "react";
-import { describeError, Session, signIn, signUp } from "./session";
+import { FormEvent, useEffect, useState } from "react";
+import {
+  describeError,
+  IdentityProvider,
+  identityProviders,
+  Session,
+  signIn,
+  signInWithToken,
+  signUp,
+  ssoRedirectUrl,
+  takeLoginToken,
+} from "./session";
 
 export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
   const [mode, setMode] = useState<"in" | "up">("in");
@@ -8,6 +18,25 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
   const [confirm, setConfirm] = useState("");
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [idps, setIdps] = useState<IdentityProvider[]>([]);
+
+  useEffect(() => {
+    // back from single sign-on: finish with the login token
+    const token = takeLoginToken();
+    if (token) {
+      setBusy(true);
+      signInWithToken(token)
+        .then(onSignedIn)
+        .catch((err) => {
+          setError(`Single sign-on did not finish: ${describeError(err)}`);
+          setBusy(false);
+        });
+    }
+    identityProviders()
+      .then(setIdps)
+      .catch(() => {});
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -74,6 +103,23 @@ export function SignIn({ onSignedIn }: { onSignedIn: (s: Session) => void }) {
         <button type="submit" className="primary" disabled={busy}>
           {busy ? "Please wait…" : title}
         </button>
+        {idps.length > 0 && (
+          <div className="sso" role="group" aria-label="Single sign-on">
+            <p className="muted">or</p>
+            {idps.map((p) => (
+              <button
+                key={p.id}
+                type="button"
+                disabled={busy}
+                onClick={() => {
+                  window.location.href = ssoRedirectUrl(p.id);
+                }}
+              >
+                Continue with {p.name}
+              </button>
+            ))}
+          </div>
+        )}
         <button
           type="button"
           className="link"

@@ -8,7 +8,7 @@ import { MatrixClient, MatrixEvent, MsgType } from "matrix-js-sdk";
 const THUMB_W = 320;
 const THUMB_H = 240;
 
-function useMediaUrl(client: MatrixClient, mxc: string | undefined, thumbnail: boolean): string | null {
+export function useMediaUrl(client: MatrixClient, mxc: string | undefined, thumbnail: boolean): string | null {
   const [url, setUrl] = useState<string | null>(null);
   useEffect(() => {
     if (!mxc || !mxc.startsWith("mxc://")) return;

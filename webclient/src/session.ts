@@ -67,6 +67,59 @@ export async function signIn(user: string, password: string): Promise<Session> {
   return { baseUrl, userId: r.user_id, accessToken: r.access_token, deviceId: r.device_id };
 }
 
+export interface IdentityProvider {
+  id: string;
+  name: string;
+}
+
+/** The identity providers the server offers for single sign-on (the
+ * m.login.sso flow of GET /login); none when it offers no SSO. */
+export async function identityProviders(): Promise<IdentityProvider[]> {
+  const anon = createClient({ baseUrl: homeserverUrl() });
+  const { flows } = await anon.loginFlows();
+  const idps: IdentityProvider[] = [];
+  for (const f of flows) {
+    if (f.type !== "m.login.sso") continue;
+    const listed = (f as { identity_providers?: { id?: unknown; name?: unknown }[] }).identity_providers;
+    for (const p of listed ?? []) {
+      if (typeof p.id === "string") idps.push({ id: p.id, name: typeof p.name === "string" ? p.name : p.id });
+    }
+  }
+  return idps;
+}
+
+/** Where the browser goes to sign in with `idp`: the server sends it on to
+ * the provider and, once signed in there, back here with ?loginToken=. */
+export function ssoRedirectUrl(idp: string): string {
+  const back = window.location.origin + window.location.pathname;
+  return (
+    `${homeserverUrl()}/_matrix/client/v3/login/sso/redirect/${encodeURIComponent(idp)}` +
+    `?redirectUrl=${encodeURIComponent(back)}`
+  );
+}
+
+/** The loginToken the server sent the browser back with, taken out of the
+ * address (it is good for one use only). */
+export function takeLoginToken(): string | null {
+  const url = new URL(window.location.href);
+  const token = url.searchParams.get("loginToken");
+  if (!token) return null;
+  url.searchParams.delete("loginToken");
+  window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+  return token;
+}
+
+export async function signInWithToken(token: string): Promise<Session> {
+  const baseUrl = homeserverUrl();
+  const anon = createClient({ baseUrl });
+  const r = await anon.loginRequest({
+    type: "m.login.token",
+    token,
+    initial_device_display_name: DEVICE_NAME,
+  });
+  return { baseUrl, userId: r.user_id, accessToken: r.access_token, deviceId: r.device_id };
+}
+
 interface AuthFlows {
   session?: string;
   flows?: { stages: string[] }[];
