@@ -191,6 +191,9 @@ class PresenceHandler:
         self.stream_tracker = stream_tracker
         self.notifier = notifier
         self.enabled = bool(ctx.config.presence["enabled"])
+        # False in a reader process: its syncs do not make users online
+        # (presence is written by the main process; docs/scale-out.md)
+        self.sync_tracking = True
         # local users seen since start (offline ones too: a few fields each)
         self._states: dict[str, _UserState] = {}
         self._write_locks: dict[str, DeferredLock] = {}
@@ -364,7 +367,8 @@ class PresenceHandler:
 
     async def user_syncing(self, user_id: str, set_presence: str | None) -> None:
         """A /sync request of ``user_id`` began (call at every request)."""
-        if not self.enabled or set_presence == OFFLINE or not self.ctx.is_mine(user_id):
+        if not self.enabled or set_presence == OFFLINE or not self.ctx.is_mine(user_id) \
+                or not self.sync_tracking:
             return
         state = await self._get_state(user_id)
         now = self.ctx.now_ms()
@@ -384,7 +388,7 @@ class PresenceHandler:
         told about finished (same arguments). Once the server reports ends, a
         user with a sync in progress never goes offline, and goes offline
         exactly ``SYNC_ONLINE_TIMEOUT_MS`` after their last one ends."""
-        if not self.enabled or set_presence == OFFLINE:
+        if not self.enabled or set_presence == OFFLINE or not self.sync_tracking:
             return  # user_syncing did not count it
         self._sync_ends_reported = True
         state = self._states.get(user_id)

@@ -215,6 +215,14 @@ class Notifier:
         self._room_members.pop(room_id, None)
         self._member_generation += 1
 
+    def wake_everyone(self) -> None:
+        """Wake every waiting reader and forget the cached member sets: a
+        reader process that may have missed writes caught up from the
+        database (replication/follower.py), and each sync reads again."""
+        self._room_members.clear()
+        self._member_generation += 1
+        self._wake([user for user, stream in self._streams.items() if stream.waiters])
+
     def _on_persisted(self, upto: int) -> None:
         while self._pending and self._pending[0][0] <= upto:
             _, _, room_id, users = heapq.heappop(self._pending)

@@ -1,0 +1,221 @@
+"""Several processes on one PostgreSQL, coordinated through Redis.
+
+A main process and two sync readers run as real processes
+(``deployment.py``). What a client sees:
+
+- a message sent through any process reaches a client long-polling /sync
+  on one reader and a client holding a WebSocket on the other, in order,
+  exactly once;
+- a sync token from one process works on every other;
+- a reader that loses its Redis subscription catches up from the database:
+  its long-polling client still gets every message once, in order;
+- writes sent to a reader (register, createRoom, join, send) are forwarded
+  to the main process.
+
+PostgreSQL only: several processes cannot share a SQLite file's writer.
+Single-process mode without Redis is what the rest of the suite runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import urllib.parse
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.replication.deployment import Deployment
+
+V3 = "/_matrix/client/v3"
+DEADLINE_S = 60.0
+
+
+def run_in_thread(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run an asyncio scenario on a loop of its own (the test session's
+    reactor runs an event loop in this thread already)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[Deployment]:
+    dep = Deployment(tmp_path, readers=2)
+    try:
+        dep.start()
+        yield dep
+    finally:
+        dep.stop()
+
+
+class User:
+    def __init__(self, http: aiohttp.ClientSession, user_id: str, token: str) -> None:
+        self.http = http
+        self.user_id = user_id
+        self.token = token
+        self.txn = 0
+
+    async def call(self, base: str, method: str, path: str,
+                   body: Any = None) -> tuple[int, Any]:
+        async with self.http.request(
+                method, base + path, json=body,
+                headers={"Authorization": f"Bearer {self.token}"}) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def send(self, base: str, room_id: str, text: str) -> str:
+        self.txn += 1
+        code, body = await self.call(
+            base, "PUT", f"{V3}/rooms/{urllib.parse.quote(room_id)}/send/m.room.message/"
+            f"t{self.txn}", {"msgtype": "m.text", "body": text})
+        assert code == 200, body
+        return str(body["event_id"])
+
+    async def sync(self, base: str, since: str | None = None,
+                   timeout_ms: int = 0) -> dict[str, Any]:
+        query = {"timeout": str(timeout_ms)}
+        if since is not None:
+            query["since"] = since
+        code, body = await self.call(base, "GET", f"{V3}/sync?" + urllib.parse.urlencode(query))
+        assert code == 200, body
+        return dict(body)
+
+
+async def register(http: aiohttp.ClientSession, base: str, name: str) -> User:
+    async with http.post(base + f"{V3}/register", json={
+            "username": name, "password": "a long enough password",
+            "auth": {"type": "m.login.dummy"}}) as resp:
+        body = await resp.json()
+        assert resp.status == 200, body
+    return User(http, body["user_id"], body["access_token"])
+
+
+def messages_in(body: dict[str, Any], room_id: str) -> list[str]:
+    room = body.get("rooms", {}).get("join", {}).get(room_id, {})
+    return [e["content"]["body"] for e in room.get("timeline", {}).get("events", [])
+            if e["type"] == "m.room.message"]
+
+
+async def set_up_room(http: aiohttp.ClientSession, dep: Deployment) -> tuple[User, User, str]:
+    """alice registers through a reader, bob through main; alice creates a
+    room through the other reader and bob joins it through main: every write
+    to a reader is forwarded."""
+    r1, r2 = dep.readers["sync1"].url, dep.readers["sync2"].url
+    alice = await register(http, r1, "alice")
+    bob = await register(http, dep.main.url, "bob")
+    code, body = await alice.call(r2, "POST", f"{V3}/createRoom", {"preset": "public_chat"})
+    assert code == 200, body
+    room_id = str(body["room_id"])
+    code, body = await bob.call(dep.main.url, "POST",
+                                f"{V3}/join/{urllib.parse.quote(room_id)}", {})
+    assert code == 200, body
+    return alice, bob, room_id
+
+
+async def long_poll(user: User, base: str, since: str, room_id: str, want: int,
+                    seen: list[str]) -> str:
+    """Long-poll ``base`` from ``since`` until ``want`` messages arrived."""
+    while len(seen) < want:
+        body = await user.sync(base, since, timeout_ms=10_000)
+        seen.extend(messages_in(body, room_id))
+        since = body["next_batch"]
+    return since
+
+
+async def websocket(user: User, base: str, since: str, room_id: str, want: int,
+                    seen: list[str]) -> None:
+    query = urllib.parse.urlencode({"access_token": user.token, "since": since})
+    async with user.http.ws_connect(f"{base}/_matrix/client/unstable/stream?{query}",
+                                    protocols=("m.json",)) as ws:
+        while len(seen) < want:
+            frame = await ws.receive()
+            assert frame.type == aiohttp.WSMsgType.TEXT, frame
+            delta = json.loads(frame.data)
+            if "id" not in delta:
+                seen.extend(messages_in(delta, room_id))
+
+
+def test_messages_reach_long_poll_and_websocket_on_readers_in_order_once(
+        deployment: Deployment) -> None:
+    async def scenario() -> None:
+        dep = deployment
+        r1, r2 = dep.readers["sync1"].url, dep.readers["sync2"].url
+        async with aiohttp.ClientSession() as http:
+            alice, bob, room_id = await set_up_room(http, dep)
+            since = (await bob.sync(r1))["next_batch"]
+            sent = [f"message {i}" for i in range(30)]
+            polled: list[str] = []
+            pushed: list[str] = []
+            poller = asyncio.ensure_future(
+                long_poll(bob, r1, since, room_id, len(sent), polled))
+            socket = asyncio.ensure_future(
+                websocket(bob, r2, since, room_id, len(sent), pushed))
+            await asyncio.sleep(0.5)  # both are waiting
+            # most through main, some through each reader (forwarded)
+            for i, text in enumerate(sent):
+                await alice.send([dep.main.url, dep.main.url, r1, r2][i % 4], room_id, text)
+            await asyncio.wait_for(asyncio.gather(poller, socket), DEADLINE_S)
+            # a little longer: nothing more may come (no duplicates)
+            tail = await bob.sync(r1, poller.result(), timeout_ms=1000)
+            assert messages_in(tail, room_id) == []
+            assert polled == sent
+            assert pushed == sent
+
+    run_in_thread(scenario)
+
+
+def test_a_token_from_one_process_works_on_every_other(deployment: Deployment) -> None:
+    async def scenario() -> None:
+        dep = deployment
+        r1, r2, main = dep.readers["sync1"].url, dep.readers["sync2"].url, dep.main.url
+        async with aiohttp.ClientSession() as http:
+            alice, bob, room_id = await set_up_room(http, dep)
+            token = (await bob.sync(r1))["next_batch"]
+            for i, (here, there) in enumerate([(r1, r2), (r2, main), (main, r1), (r1, r2)]):
+                await alice.send(main, room_id, f"hop {i}")
+                # the token the process just handed out, at once on the next
+                seen: list[str] = []
+                token = await long_poll(bob, there, token, room_id, 1, seen)
+                assert seen == [f"hop {i}"]
+                again = await bob.sync(here, token, timeout_ms=0)
+                assert messages_in(again, room_id) == []
+                token = again["next_batch"]
+            # a token from the future is refused everywhere, as before
+            position = int(token[1:].split("_")[0]) + 1_000_000
+            for base in (main, r1, r2):
+                code, body = await bob.call(base, "GET", f"{V3}/sync?since=s{position}_0_x"
+                                            "&timeout=0")
+                assert (code, body["errcode"]) == (400, "M_INVALID_PARAM")
+
+    run_in_thread(scenario)
+
+
+def test_a_reader_that_lost_redis_catches_up_from_the_database(
+        deployment: Deployment) -> None:
+    async def scenario() -> None:
+        dep = deployment
+        r1, main = dep.readers["sync1"].url, dep.main.url
+        async with aiohttp.ClientSession() as http:
+            alice, bob, room_id = await set_up_room(http, dep)
+            since = (await bob.sync(r1))["next_batch"]
+            sent = [f"during the outage {i}" for i in range(40)]
+            polled: list[str] = []
+            poller = asyncio.ensure_future(
+                long_poll(bob, r1, since, room_id, len(sent), polled))
+            await asyncio.sleep(0.5)
+            assert dep.kill_subscription("sync1") == 1
+            for text in sent:  # published while sync1 is not subscribed
+                await alice.send(main, room_id, text)
+            await asyncio.wait_for(poller, DEADLINE_S)
+            tail = await bob.sync(r1, poller.result(), timeout_ms=1000)
+            assert messages_in(tail, room_id) == []
+            assert polled == sent
+        log = dep.readers["sync1"].log_text()
+        assert "lost the Redis subscription" in log
+        # once at start, once after the reconnection
+        assert log.count("caught up from the database") >= 2
+
+    run_in_thread(scenario)
