@@ -333,6 +333,8 @@ class HomeServer:
             self.e2e_keys.counts_changed = lambda devices: \
                 self.replication_publisher.invalidate("key_counts", [list(d) for d in devices])
             return
+        from twisted.web.client import HTTPConnectionPool
+
         from homeserver.replication.follower import ReplicationFollower
         follower = self.replication_follower = ReplicationFollower(
             self.ctx, redis, self.worker.name, self.db, self.db.stream_tracker, self.recent,
@@ -346,6 +348,11 @@ class HomeServer:
         # syncs here do not make their users online: presence is the main
         # process's (docs/scale-out.md, not built yet)
         self.presence.sync_tracking = False
+        # the WebSocket's writing requests go to main as their REST twins
+        from homeserver.replication.forward import WebSocketWrites
+        self._forward_pool = HTTPConnectionPool(self.reactor, persistent=True)
+        self.websocket.factory.forward_writes = WebSocketWrites(
+            self.worker.instance_map["main"].base_url, self.reactor, self._forward_pool)
 
     def _wire_late(self) -> None:
         """The back-references of services that need each other: each was

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import treq
 from twisted.internet import defer
@@ -26,7 +27,12 @@ from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from homeserver.api.client.typing import parse_typing_body
 from homeserver.errors import Codes, MatrixError
+from homeserver.http.parse import get_object, get_str
+
+if TYPE_CHECKING:
+    from homeserver.api.websocket import StreamSession
 
 logger = logging.getLogger(__name__)
 
@@ -128,3 +134,71 @@ class ForwardingResource(Resource):
         request.setHeader(b"Content-Type", b"application/json")
         request.write(json.dumps(err.to_json()).encode("utf-8"))
         request.finish()
+
+
+class WebSocketWrites:
+    """A reader's WebSocket requests that write (``send``, ``state``,
+    ``typing``, ``receipt``, ``read_markers``; docs/websocket.md), made as
+    their REST twins on the main process with the socket's access token, so
+    the checks, limits, errors and transaction IDs are main's own."""
+
+    def __init__(self, main_url: str, reactor: Any, pool: HTTPConnectionPool) -> None:
+        self.main_url = main_url.rstrip("/")
+        self.reactor = reactor
+        self.pool = pool
+
+    async def __call__(self, session: "StreamSession", method: str, request_id: str,
+                       params: dict[str, Any]) -> dict[str, Any]:
+        http_method, path, body = _rest_twin(session.requester.user_id, method, request_id,
+                                             params)
+        headers: dict[bytes | str, bytes | str] = {
+            "Authorization": "Bearer " + session.access_token}
+        response = await treq.request(
+            http_method, self.main_url + path, json=body, pool=self.pool, headers=headers,
+            timeout=FORWARD_TIMEOUT_S, reactor=self.reactor)
+        try:
+            answer = await treq.json_content(response)
+        except ValueError:
+            answer = {}
+        if response.code != 200:
+            if isinstance(answer, dict) and isinstance(answer.get("errcode"), str):
+                extra = {k: v for k, v in answer.items() if k not in ("errcode", "error")}
+                raise MatrixError(response.code, answer["errcode"],
+                                  str(answer.get("error", "")), **extra)
+            raise MatrixError(502, Codes.UNKNOWN, "The main process could not answer")
+        if method in ("send", "state"):
+            return {"event_id": answer["event_id"]}
+        return {}
+
+
+def _rest_twin(user_id: str, method: str, request_id: str,
+               params: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(HTTP method, path, body) of the REST endpoint a WebSocket request mirrors,
+    its parameters checked as the socket's own handler checks them."""
+    def q(value: str) -> str:
+        return quote(value, safe="")
+
+    rooms = "/_matrix/client/v3/rooms/"
+    room_id = get_str(params, "room_id")
+    if method == "send":
+        event_type = get_str(params, "event_type")
+        return ("PUT", f"{rooms}{q(room_id)}/send/{q(event_type)}/{q(request_id)}",
+                get_object(params, "content"))
+    if method == "state":
+        event_type, state_key = get_str(params, "event_type"), get_str(params, "state_key")
+        return ("PUT", f"{rooms}{q(room_id)}/state/{q(event_type)}/{q(state_key)}",
+                get_object(params, "content"))
+    if method == "typing":
+        typing, timeout_ms = parse_typing_body(params)
+        body: dict[str, Any] = {"typing": typing}
+        if typing:
+            body["timeout"] = timeout_ms
+        return "PUT", f"{rooms}{q(room_id)}/typing/{q(user_id)}", body
+    if method == "receipt":
+        receipt_type, event_id = get_str(params, "receipt_type"), get_str(params, "event_id")
+        body = {} if params.get("thread_id") is None else {"thread_id": params["thread_id"]}
+        return "POST", f"{rooms}{q(room_id)}/receipt/{q(receipt_type)}/{q(event_id)}", body
+    if method == "read_markers":
+        return ("POST", f"{rooms}{q(room_id)}/read_markers",
+                {k: v for k, v in params.items() if k != "room_id"})
+    raise MatrixError(400, Codes.UNRECOGNIZED, f"Unknown method {method!r}")

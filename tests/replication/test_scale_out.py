@@ -219,3 +219,96 @@ def test_a_reader_that_lost_redis_catches_up_from_the_database(
         assert log.count("caught up from the database") >= 2
 
     run_in_thread(scenario)
+
+
+def test_clients_of_a_killed_reader_carry_on_elsewhere_with_their_last_token(
+        deployment: Deployment) -> None:
+    async def scenario() -> None:
+        dep = deployment
+        r1, r2, main = dep.readers["sync1"].url, dep.readers["sync2"].url, dep.main.url
+        async with aiohttp.ClientSession() as http:
+            alice, bob, room_id = await set_up_room(http, dep)
+            sent = [f"message {i}" for i in range(20)]
+            polled: list[str] = []
+            bases = [r1, r2]
+
+            async def poll_with_failover(since: str) -> None:
+                # a client whose reader dies mid-request retries on another
+                # with the last next_batch it got (as behind a load balancer)
+                while len(polled) < len(sent):
+                    try:
+                        body = await bob.sync(bases[0], since, timeout_ms=10_000)
+                    except aiohttp.ClientError:
+                        bases.pop(0)
+                        continue
+                    polled.extend(messages_in(body, room_id))
+                    since = body["next_batch"]
+
+            poller = asyncio.ensure_future(poll_with_failover((await bob.sync(r1))["next_batch"]))
+            for text in sent[:10]:
+                await alice.send(main, room_id, text)
+            while len(polled) < 10:
+                await asyncio.sleep(0.05)
+            assert dep.readers["sync1"].proc is not None
+            dep.readers["sync1"].proc.kill()  # SIGKILL, mid long-poll
+            for text in sent[10:]:
+                await alice.send(main, room_id, text)
+            await asyncio.wait_for(poller, DEADLINE_S)
+            assert bases == [r2]
+            assert polled == sent
+
+    run_in_thread(scenario)
+
+
+def test_websocket_requests_on_a_reader_are_made_by_the_main_process(
+        deployment: Deployment) -> None:
+    async def scenario() -> None:
+        dep = deployment
+        r1, r2, main = dep.readers["sync1"].url, dep.readers["sync2"].url, dep.main.url
+        async with aiohttp.ClientSession() as http:
+            alice, bob, room_id = await set_up_room(http, dep)
+            since = (await alice.sync(r1))["next_batch"]
+            query = urllib.parse.urlencode({"access_token": bob.token})
+            async with http.ws_connect(f"{r2}/_matrix/client/unstable/stream?{query}",
+                                       protocols=("m.json",)) as ws:
+
+                async def ask(request: dict[str, Any]) -> dict[str, Any]:
+                    await ws.send_json(request)
+                    while True:  # sync deltas may come first
+                        frame = json.loads((await ws.receive()).data)
+                        if frame.get("id") == request["id"]:
+                            return dict(frame)
+
+                sent = await ask({"id": "w1", "method": "send", "params": {
+                    "room_id": room_id, "event_type": "m.room.message",
+                    "content": {"msgtype": "m.text", "body": "over the socket"}}})
+                event_id = sent["result"]["event_id"]
+                # a retry with the same id is the same event (main's transaction IDs)
+                again = await ask({"id": "w1", "method": "send", "params": {
+                    "room_id": room_id, "event_type": "m.room.message",
+                    "content": {"msgtype": "m.text", "body": "over the socket"}}})
+                assert again["result"] == {"event_id": event_id}
+                # main's errors come back as the socket's errors
+                refused = await ask({"id": "w2", "method": "send", "params": {
+                    "room_id": "!nowhere:" + dep.server_name, "event_type": "m.room.message",
+                    "content": {"body": "x"}}})
+                assert refused["error"]["errcode"] == "M_FORBIDDEN"
+                bad = await ask({"id": "w3", "method": "typing", "params": {
+                    "room_id": room_id, "typing": "yes"}})
+                assert bad["error"]["errcode"] == "M_BAD_JSON"
+                typing = await ask({"id": "w4", "method": "typing", "params": {
+                    "room_id": room_id, "typing": True, "timeout": 30000}})
+                assert typing == {"id": "w4", "result": {}}
+                receipt = await ask({"id": "w5", "method": "receipt", "params": {
+                    "room_id": room_id, "receipt_type": "m.read", "event_id": event_id}})
+                assert receipt == {"id": "w5", "result": {}}
+            seen: list[str] = []
+            await long_poll(alice, r1, since, room_id, 1, seen)
+            assert seen == ["over the socket"]
+            # typing is main's (not replicated yet): main's sync shows it
+            body = await alice.sync(main, since)
+            room = body["rooms"]["join"][room_id]
+            typing_events = [e for e in room["ephemeral"]["events"] if e["type"] == "m.typing"]
+            assert typing_events[-1]["content"]["user_ids"] == [bob.user_id]
+
+    run_in_thread(scenario)
