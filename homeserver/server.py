@@ -332,17 +332,20 @@ class HomeServer:
             # a device's one-time key counts changed here: readers drop theirs
             self.e2e_keys.counts_changed = lambda devices: \
                 self.replication_publisher.invalidate("key_counts", [list(d) for d in devices])
+            # typing lives in memory: readers mirror main's
+            self.typing.on_change = self.replication_publisher.typing_changed
             return
         from twisted.web.client import HTTPConnectionPool
 
         from homeserver.replication.follower import ReplicationFollower
         follower = self.replication_follower = ReplicationFollower(
             self.ctx, redis, self.worker.name, self.db, self.db.stream_tracker, self.recent,
-            self.notifier, self.stores, self.push_actions)
+            self.notifier, self.stores, self.push_actions, self.typing)
         # what a reader drops when it catches up from the database: every
         # cache that replication keeps true
         follower.on_reset += [self.room_reader.ignored.forget_all, self.stores.events.cache.clear,
-                              self.stores.tokens.tokens_changed, self.e2e_keys.forget_counts]
+                              self.stores.tokens.tokens_changed, self.e2e_keys.forget_counts,
+                              self.typing.forget_all_typing]
         follower.invalidators["key_counts"] = lambda keys: self.e2e_keys.forget_counts(
             [(str(k[0]), str(k[1])) for k in keys])
         # syncs here do not make their users online: presence is the main

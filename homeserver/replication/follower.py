@@ -10,6 +10,9 @@ it arrives:
   wake-up until the position is persisted);
 - ``position``: this process's "persisted up to" moves (``tracker.py``) and
   the notifier wakes whoever waits for the writes below it;
+- ``typing``: the room's typists, mirrored (a missed change is repaired by
+  forgetting every typist when catching up: clients renew typing within
+  seconds);
 - ``tokens`` and ``invalidate``: caches drop what changed.
 
 Catching up. A reader notices it may have missed messages when it
@@ -55,6 +58,7 @@ from homeserver.storage.streams import ONLY_USER, PRESENCE, TO_DEVICE, current_s
 if TYPE_CHECKING:
     from homeserver.config import RedisConfig
     from homeserver.context import ServerContext
+    from homeserver.edu.typing import TypingManager
     from homeserver.push.actions import PushActions
     from homeserver.replication.tracker import ReaderStreamTracker
     from homeserver.storage import Stores
@@ -70,7 +74,8 @@ class ReplicationFollower:
 
     def __init__(self, ctx: "ServerContext", redis: "RedisConfig", worker_name: str,
                  db: "Database", tracker: "ReaderStreamTracker", recent: "RecentActivity",
-                 notifier: "Notifier", stores: "Stores", push_actions: "PushActions") -> None:
+                 notifier: "Notifier", stores: "Stores", push_actions: "PushActions",
+                 typing: "TypingManager") -> None:
         self.ctx = ctx
         self.db = db
         self.hub = db.hub
@@ -79,6 +84,7 @@ class ReplicationFollower:
         self.notifier = notifier
         self.stores = stores
         self.push_actions = push_actions
+        self.typing = typing
         self.channel = channel_name(ctx.hostname)
         self.key = position_key(ctx.hostname)
         self._redis_config = redis
@@ -156,6 +162,8 @@ class ReplicationFollower:
                 self._apply_commit(committed, verdicts)
             elif kind == "position":
                 self._advance(int(message["upto"]))
+            elif kind == "typing":
+                self.typing.mirror(str(message["room"]), [str(u) for u in message["users"]])
             elif kind == "tokens":
                 self.hub.after_commit(Committed((), (), {}, tokens_changed=True))
             elif kind == "invalidate":

@@ -12,6 +12,8 @@ message each, numbered by ``seq`` within this run of the process (``run``):
   notices the gap in ``seq`` within a second). The last one is also kept
   under a key, for a reader that starts or reconnects;
 - ``tokens``: some access token was deleted (readers drop their token cache);
+- ``typing``: a room's typists now (typing lives in memory, off the global
+  stream; a reader mirrors main's);
 - ``invalidate``: entries of a named cache changed (``key_counts``: the
   devices whose one-time key counts changed).
 
@@ -97,6 +99,10 @@ class ReplicationPublisher:
 
     def persisted(self, upto: int) -> None:
         self._publish_position(upto)
+
+    def typing_changed(self, room_id: str, user_ids: list[str]) -> None:
+        """The room's typists changed (edu/typing.py; not on the global stream)."""
+        self._publish("typing", {"room": room_id, "users": user_ids})
 
     def invalidate(self, cache: str, keys: list[list[str]]) -> None:
         """Entries of ``cache`` changed here; readers drop theirs."""

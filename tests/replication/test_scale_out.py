@@ -9,8 +9,9 @@ A main process and two sync readers run as real processes
 - a sync token from one process works on every other;
 - a reader that loses its Redis subscription catches up from the database:
   its long-polling client still gets every message once, in order;
-- writes sent to a reader (register, createRoom, join, send) are forwarded
-  to the main process.
+- writes sent to a reader (register, createRoom, join, send, and the
+  WebSocket's requests) are made by the main process;
+- typing, held by the main process, reaches syncs on the readers.
 
 PostgreSQL only: several processes cannot share a SQLite file's writer.
 Single-process mode without Redis is what the rest of the suite runs.
@@ -123,6 +124,17 @@ async def long_poll(user: User, base: str, since: str, room_id: str, want: int,
         seen.extend(messages_in(body, room_id))
         since = body["next_batch"]
     return since
+
+
+async def typists(user: User, base: str, since: str, room_id: str) -> list[str]:
+    """Who types in the room, as a sync from ``since`` on ``base`` says."""
+    while True:
+        body = await user.sync(base, since, timeout_ms=10_000)
+        room = body.get("rooms", {}).get("join", {}).get(room_id, {})
+        for event in room.get("ephemeral", {}).get("events", []):
+            if event["type"] == "m.typing":
+                return list(event["content"]["user_ids"])
+        since = body["next_batch"]
 
 
 async def websocket(user: User, base: str, since: str, room_id: str, want: int,
@@ -305,10 +317,8 @@ def test_websocket_requests_on_a_reader_are_made_by_the_main_process(
             seen: list[str] = []
             await long_poll(alice, r1, since, room_id, 1, seen)
             assert seen == ["over the socket"]
-            # typing is main's (not replicated yet): main's sync shows it
-            body = await alice.sync(main, since)
-            room = body["rooms"]["join"][room_id]
-            typing_events = [e for e in room["ephemeral"]["events"] if e["type"] == "m.typing"]
-            assert typing_events[-1]["content"]["user_ids"] == [bob.user_id]
+            # main holds typing; the readers mirror it
+            for base in (main, r1):
+                assert await typists(alice, base, since, room_id) == [bob.user_id]
 
     run_in_thread(scenario)
