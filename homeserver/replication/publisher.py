@@ -91,8 +91,9 @@ class ReplicationPublisher:
             found = self.push_actions.recent_actions(event.event_id)
             if found:
                 verdicts[event.event_id] = found
-        body = encode_committed(committed, verdicts)
-        self.reactor.callFromThread(self._publish, "commit", {"c": body})
+        # encoded here, off the reactor; the reactor only numbers it
+        body = json.dumps(encode_committed(committed, verdicts), separators=(",", ":"))
+        self.reactor.callFromThread(self._publish_commit, body)
 
     def tokens_changed(self) -> None:
         self._publish("tokens", {})
@@ -120,6 +121,11 @@ class ReplicationPublisher:
             return
         self._send("SET", self.key, message)
         self._send("PUBLISH", self.channel, message)
+
+    def _publish_commit(self, body: str) -> None:
+        message = self._message("commit", {})
+        if message is not None:
+            self._send("PUBLISH", self.channel, message[:-1] + ',"c":' + body + "}")
 
     def _publish(self, kind: str, fields: dict[str, Any]) -> None:
         message = self._message(kind, fields)
