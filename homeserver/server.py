@@ -322,6 +322,9 @@ class HomeServer:
         replication is imported otherwise."""
         self.replication_publisher: Any = None
         self.replication_follower: Any = None
+        # main: the readers' syncs, for presence; a reader: its reporter
+        self.reader_syncs: Any = None
+        self.sync_reporter: Any = None
         redis = self.worker.redis
         if redis is None:
             return
@@ -334,6 +337,9 @@ class HomeServer:
                 self.replication_publisher.invalidate("key_counts", [list(d) for d in devices])
             # typing lives in memory: readers mirror main's
             self.typing.on_change = self.replication_publisher.typing_changed
+            # the readers' users syncing, for presence
+            from homeserver.replication.reader_syncs import ReaderSyncs
+            self.reader_syncs = ReaderSyncs(self.ctx, redis, self.presence)
             return
         from twisted.web.client import HTTPConnectionPool
 
@@ -348,9 +354,11 @@ class HomeServer:
                               self.typing.forget_all_typing]
         follower.invalidators["key_counts"] = lambda keys: self.e2e_keys.forget_counts(
             [(str(k[0]), str(k[1])) for k in keys])
-        # syncs here do not make their users online: presence is the main
-        # process's (docs/scale-out.md, not built yet)
+        # presence is the main process's: syncs here are reported to it
+        from homeserver.replication.reader_syncs import SyncReporter
+        self.sync_reporter = SyncReporter(self.ctx, redis, self.worker.name)
         self.presence.sync_tracking = False
+        self.presence.report_sync = self.sync_reporter.report
         # the WebSocket's writing requests go to main as their REST twins
         from homeserver.replication.forward import WebSocketWrites
         self._forward_pool = HTTPConnectionPool(self.reactor, persistent=True)
@@ -431,12 +439,14 @@ class HomeServer:
             # a reader: where the stream is comes from the main process, and
             # the background work below is the main process's alone
             await self.replication_follower.start()
+            self.sync_reporter.start()
             return
         position = await current_stream_id(self.db)
         self.db.stream_tracker.reset(position)
         self.recent.restart(position, await self.stores.to_device.get_devices_with_messages())
         if self.replication_publisher is not None:
             self.replication_publisher.start()
+            self.reader_syncs.start()
         await self.federation_sender.start()
         await self.presence.start()
         await self.pushers.start()
@@ -653,6 +663,9 @@ class HomeServer:
             await self.replication_publisher.stop()
         if self.replication_follower is not None:
             await self.replication_follower.stop()
+        for replication_part in (self.reader_syncs, self.sync_reporter):
+            if replication_part is not None:
+                await replication_part.stop()
         for port in self.ports:
             d = port.stopListening()
             if d is not None:

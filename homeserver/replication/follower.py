@@ -21,10 +21,12 @@ main process restarted (another ``run``). It then catches up from the
 database, by position, without needing the records it missed:
 
 1. while it catches up, messages that arrive are kept aside;
-2. it reads the database's highest allocated position F (after
-   subscribing, so every commit holding a position above F is published
-   after the subscription began: it arrives here) and the main process's
-   last position message (a Redis key);
+2. it reads the main process's last position message (a Redis key), then
+   the database's highest allocated position F: every commit holding a
+   position above F is published after the subscription began (it arrives
+   here), and every commit published before the key was written lies at or
+   below F (a message sent before the key but still on its way is applied
+   when it arrives, without counting as a gap);
 3. it restarts the fast path's memory as complete from F (a sync from below
    F reads the database), drops its caches, takes the key's position, then
    applies the messages kept aside;
@@ -145,6 +147,11 @@ class ReplicationFollower:
         if self._resyncing:
             self._buffer.append(message)
             return
+        if run == self._run and seq <= self._seq:
+            # sent before the position key this process caught up to, and
+            # still on its way then: at or below the memory's floor
+            self._apply(message)
+            return
         if run != self._run or seq != self._seq + 1:
             logger.info("replication: missed messages (run %s seq %d after %s %d)",
                         run, seq, self._run, self._seq)
@@ -228,8 +235,11 @@ class ReplicationFollower:
 
     async def _catch_up(self) -> None:
         try:
-            floor = await current_stream_id(self.db)
+            # the key first, then the database's position: every commit
+            # published before the key was written then lies at or below
+            # the floor, so one still on its way here cannot be missed
             raw = await self._redis.get(self.key)
+            floor = await current_stream_id(self.db)
             devices = await self.stores.to_device.get_devices_with_messages()
         except Exception as e:
             # Redis or the database went away again: the next subscription

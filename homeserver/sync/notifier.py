@@ -221,7 +221,9 @@ class Notifier:
         database (replication/follower.py), and each sync reads again."""
         self._room_members.clear()
         self._member_generation += 1
-        self._wake([user for user, stream in self._streams.items() if stream.waiters])
+        # every stream, not only the waiting ones: a sync between reading
+        # the counter and waiting must not sleep on the old count
+        self._wake(list(self._streams))
 
     def _on_persisted(self, upto: int) -> None:
         while self._pending and self._pending[0][0] <= upto:

@@ -34,6 +34,7 @@ from tests.replication.deployment import Deployment
 
 V3 = "/_matrix/client/v3"
 DEADLINE_S = 60.0
+TIMELINE_FILTER = json.dumps({"room": {"timeline": {"limit": 100}}})
 
 
 def run_in_thread(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -77,7 +78,9 @@ class User:
 
     async def sync(self, base: str, since: str | None = None,
                    timeout_ms: int = 0) -> dict[str, Any]:
-        query = {"timeout": str(timeout_ms)}
+        # a timeline long enough for every test's messages: a gap of more
+        # than the default 10 would be a limited timeline (to paginate)
+        query = {"timeout": str(timeout_ms), "filter": TIMELINE_FILTER}
         if since is not None:
             query["since"] = since
         code, body = await self.call(base, "GET", f"{V3}/sync?" + urllib.parse.urlencode(query))
@@ -139,7 +142,8 @@ async def typists(user: User, base: str, since: str, room_id: str) -> list[str]:
 
 async def websocket(user: User, base: str, since: str, room_id: str, want: int,
                     seen: list[str]) -> None:
-    query = urllib.parse.urlencode({"access_token": user.token, "since": since})
+    query = urllib.parse.urlencode({"access_token": user.token, "since": since,
+                                    "filter": TIMELINE_FILTER})
     async with user.http.ws_connect(f"{base}/_matrix/client/unstable/stream?{query}",
                                     protocols=("m.json",)) as ws:
         while len(seen) < want:
@@ -221,7 +225,10 @@ def test_a_reader_that_lost_redis_catches_up_from_the_database(
             assert dep.kill_subscription("sync1") == 1
             for text in sent:  # published while sync1 is not subscribed
                 await alice.send(main, room_id, text)
-            await asyncio.wait_for(poller, DEADLINE_S)
+            try:
+                await asyncio.wait_for(poller, DEADLINE_S)
+            except TimeoutError:
+                raise AssertionError(f"only {polled} arrived") from None
             tail = await bob.sync(r1, poller.result(), timeout_ms=1000)
             assert messages_in(tail, room_id) == []
             assert polled == sent
@@ -320,5 +327,37 @@ def test_websocket_requests_on_a_reader_are_made_by_the_main_process(
             # main holds typing; the readers mirror it
             for base in (main, r1):
                 assert await typists(alice, base, since, room_id) == [bob.user_id]
+
+    run_in_thread(scenario)
+
+
+def test_a_user_syncing_on_a_reader_is_online_on_every_process(
+        deployment: Deployment) -> None:
+    async def scenario() -> None:
+        dep = deployment
+        r1, r2, main = dep.readers["sync1"].url, dep.readers["sync2"].url, dep.main.url
+        async with aiohttp.ClientSession() as http:
+            alice, bob, room_id = await set_up_room(http, dep)
+            status_path = f"{V3}/presence/{urllib.parse.quote(bob.user_id)}/status"
+            code, before = await alice.call(main, "GET", status_path)
+            assert (code, before["presence"]) == (200, "offline")
+            # bob only long-polls, on a reader; presence is main's
+            since = (await alice.sync(r2))["next_batch"]
+            await bob.sync(r1, None, timeout_ms=0)
+            for base in (main, r2):  # main's answer, also through a reader
+                for _ in range(100):  # the reader's report travels over Redis
+                    code, now = await alice.call(base, "GET", status_path)
+                    if now.get("presence") == "online":
+                        break
+                    await asyncio.sleep(0.1)
+                assert (code, now["presence"]) == (200, "online"), now
+            # and alice's sync on the other reader hears of it
+            while True:
+                body = await alice.sync(r2, since, timeout_ms=10_000)
+                since = body["next_batch"]
+                states = {e["sender"]: e["content"]["presence"]
+                          for e in body.get("presence", {}).get("events", [])}
+                if states.get(bob.user_id) == "online":
+                    break
 
     run_in_thread(scenario)
