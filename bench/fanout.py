@@ -200,6 +200,7 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
 
         pids = server_pids or ([target.pid] if target.pid else [])
         server_cpu_before = _total_cpu_s(pids)
+        cpu_by_pid_before = [cpu_seconds(pid) for pid in pids]
         client_cpu_before = _own_cpu_s()
         phase_started = time.perf_counter()
         sends: list[defer.Deferred[None]] = []
@@ -218,6 +219,9 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
         drained = await within(everybody_all, params["drain_s"])
         phase_s = time.perf_counter() - phase_started
         server_cpu_after = _total_cpu_s(pids)
+        cpu_by_pid = [round(after - before, 2) if after is not None and before is not None
+                      else None for before, after in zip(
+                          cpu_by_pid_before, [cpu_seconds(pid) for pid in pids], strict=True)]
         client_cpu_s = _own_cpu_s() - client_cpu_before
         # what was seen by the end of the drain, frozen before stopping the receivers
         seen = {k: dict(tracker.seen[k]) for k in range(1, messages + 1)}
@@ -253,6 +257,8 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
         "warm_up": {"everybody": warmed, "s": round(warm_up_s, 2), "errors": warm_up_errors},
         "phase_s": round(phase_s, 2),
         "server_cpu_s": server_cpu_s,
+        # per server process, in the order of server_pids (main first)
+        "server_cpu_s_by_process": cpu_by_pid,
         "client_cpu_s": round(client_cpu_s, 2),
         "setup": {k: round(v, 2) for k, v in timings.items()},
     }

@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                     stage = await measure(target, params, None, [target.pid or 0])
                 results["setups"][setup] = stage
                 print(f"  CPU per delivery {stage['server_cpu_ms_per_delivery']} ms, "
-                      f"{stage['deliveries_per_server_cpu_s']} deliveries per CPU-second",
+                      f"{stage['deliveries_per_server_cpu_s']} deliveries per CPU-second; "
+                      f"CPU s by process (main first) {stage['server_cpu_s_by_process']}",
                       flush=True)
             finally:
                 server.stop()
