@@ -148,3 +148,19 @@ def test_a_committed_record_travels_unchanged() -> None:
 def test_a_reader_serves_reads_and_forwards_the_rest(method: bytes, path: bytes,
                                                     local: bool) -> None:
     assert served_locally(method, path) is local
+
+
+def test_one_process_imports_nothing_of_replication(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from homeserver.config import build_config\n"
+        "from homeserver.server import HomeServer\n"
+        f"config = build_config({{'server_name': 'example.org', 'database': {{'name': "
+        f"'sqlite3', 'args': {{'database': {str(tmp_path / 'hs.db')!r}}}}}}})\n"
+        "HomeServer(config)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('txredisapi', "
+        "'homeserver.replication'))))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={"PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
