@@ -205,6 +205,19 @@ def test_a_token_from_one_process_works_on_every_other(deployment: Deployment) -
                 code, body = await bob.call(base, "GET", f"{V3}/sync?since=s{position}_0_x"
                                             "&timeout=0")
                 assert (code, body["errcode"]) == (400, "M_INVALID_PARAM")
+            # a logout through one reader ends the token on every process at once
+            # (the readers' token caches hear of it over Redis)
+            for base in (r1, r2):
+                assert (await bob.call(base, "GET", f"{V3}/account/whoami"))[0] == 200
+            code, _ = await bob.call(r2, "POST", f"{V3}/logout", {})
+            assert code == 200
+            for base in (r1, r2, main):
+                for _ in range(50):
+                    code, body = await bob.call(base, "GET", f"{V3}/account/whoami")
+                    if code == 401:
+                        break
+                    await asyncio.sleep(0.05)
+                assert (code, body["errcode"]) == (401, "M_UNKNOWN_TOKEN")
 
     run_in_thread(scenario)
 
