@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from twisted.internet import defer
 
+from homeserver.errors import Codes, MatrixError
 from homeserver.storage.database import Txn
 from homeserver.storage.streams import StreamTracker
 
@@ -75,3 +76,7 @@ class ReaderStreamTracker(StreamTracker):
                 timer.cancel()
             if entry in self._waiting:
                 self._waiting.remove(entry)
+        if position > self._persisted:
+            # answering from here would go back behind the client's token
+            raise MatrixError(503, Codes.UNKNOWN,
+                              "This server process is catching up; retry in a moment")

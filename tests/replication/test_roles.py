@@ -164,3 +164,32 @@ def test_one_process_imports_nothing_of_replication(tmp_path: Path) -> None:
                           timeout=120, env={"PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_reader_waits_for_a_token_from_ahead_then_refuses_if_still_behind() -> None:
+    from twisted.internet import defer
+    from twisted.internet.task import Clock
+
+    from homeserver.errors import MatrixError
+    from homeserver.replication.tracker import CATCH_UP_TIMEOUT_S, ReaderStreamTracker
+
+    async def allocated() -> int:
+        return 20
+
+    clock = Clock()
+    tracker = ReaderStreamTracker(clock, allocated)
+    tracker.advance(10)
+    # handed out by another process, reached here a moment later: answered
+    caught_up = defer.ensureDeferred(tracker.wait_for(12))
+    assert not caught_up.called
+    tracker.advance(12)
+    assert caught_up.called and caught_up.result is None
+    # never handed out by anyone: no wait (the token is refused as from the future)
+    assert defer.ensureDeferred(tracker.wait_for(99)).called
+    # handed out, but this process stays behind: 503, not an answer from behind
+    behind = defer.ensureDeferred(tracker.wait_for(15))
+    clock.advance(CATCH_UP_TIMEOUT_S)
+    failure = []
+    behind.addErrback(failure.append)
+    assert failure and isinstance(failure[0].value, MatrixError)
+    assert failure[0].value.status == 503
