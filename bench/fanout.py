@@ -66,7 +66,7 @@ from typing import Any
 from twisted.internet import defer
 
 from bench.client import MatrixClient, Session, run
-from bench.lightpoll import LightReceivers
+from bench.lightpoll import LightReceivers, SpreadReceivers
 from bench.send import (
     TimeLimitExceeded,
     _own_cpu_s,
@@ -127,10 +127,22 @@ def latency_summary(values_s: list[float]) -> dict[str, float | int | None]:
     return {**summary_ms(values_s), "p95": p95}
 
 
+def _total_cpu_s(pids: list[int]) -> float | None:
+    """The CPU time of these processes together (None if one is unreadable)."""
+    values = [cpu_seconds(pid) for pid in pids]
+    if not values or any(v is None for v in values):
+        return None
+    return sum(v for v in values if v is not None)
+
+
 async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: Target,
                        transport: str, sender: Session, receivers: list[Session],
-                       room_id: str, params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    """One (transport, N): connect N receivers, warm up, send open loop, drain, measure."""
+                       room_id: str, params: dict[str, Any], run_id: str, *,
+                       receiver_urls: list[str] | None = None,
+                       server_pids: list[int] | None = None) -> dict[str, Any]:
+    """One (transport, N): connect N receivers, warm up, send open loop, drain, measure.
+    ``receiver_urls``: spread the long-polls over these servers in turn (several
+    processes, ``bench.scale_out``); ``server_pids``: whose CPU time counts."""
     n = len(receivers)
     messages: int = params["messages"]
     rate: float = params["rate"]
@@ -145,7 +157,9 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
 
     tracker = Tracker(n)
     group: LightReceivers | WebSocketReceivers
-    if transport == "sync":
+    if transport == "sync" and receiver_urls:
+        group = SpreadReceivers(receiver_urls, receivers, tracker, sync_filter)
+    elif transport == "sync":
         group = LightReceivers(target.base_url, receivers, tracker, sync_filter)
     else:
         group = WebSocketReceivers(target.base_url, receivers, tracker, sync_filter)
@@ -184,7 +198,9 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
         warm_up_s = time.perf_counter() - tracker.sent_at[0]
         await sleep(1.0)  # every long-poll back in place after the warm-up's answer
 
-        server_cpu_before = cpu_seconds(target.pid) if target.pid else None
+        pids = server_pids or ([target.pid] if target.pid else [])
+        server_cpu_before = _total_cpu_s(pids)
+        cpu_by_pid_before = [cpu_seconds(pid) for pid in pids]
         client_cpu_before = _own_cpu_s()
         phase_started = time.perf_counter()
         sends: list[defer.Deferred[None]] = []
@@ -202,7 +218,10 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
                                             for k in range(1, messages + 1)])
         drained = await within(everybody_all, params["drain_s"])
         phase_s = time.perf_counter() - phase_started
-        server_cpu_after = cpu_seconds(target.pid) if target.pid else None
+        server_cpu_after = _total_cpu_s(pids)
+        cpu_by_pid = [round(after - before, 2) if after is not None and before is not None
+                      else None for before, after in zip(
+                          cpu_by_pid_before, [cpu_seconds(pid) for pid in pids], strict=True)]
         client_cpu_s = _own_cpu_s() - client_cpu_before
         # what was seen by the end of the drain, frozen before stopping the receivers
         seen = {k: dict(tracker.seen[k]) for k in range(1, messages + 1)}
@@ -238,6 +257,8 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
         "warm_up": {"everybody": warmed, "s": round(warm_up_s, 2), "errors": warm_up_errors},
         "phase_s": round(phase_s, 2),
         "server_cpu_s": server_cpu_s,
+        # per server process, in the order of server_pids (main first)
+        "server_cpu_s_by_process": cpu_by_pid,
         "client_cpu_s": round(client_cpu_s, 2),
         "setup": {k: round(v, 2) for k, v in timings.items()},
     }

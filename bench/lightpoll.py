@@ -186,3 +186,23 @@ class LightReceivers:
             if transport is not None:
                 transport.loseConnection()
         await within(defer.DeferredList(self._closed), 10.0)
+
+
+class SpreadReceivers(LightReceivers):
+    """``LightReceivers`` whose connections go to several servers in turn
+    (receiver i to ``base_urls[i % len(base_urls)]``): clients spread over
+    the sync processes of one deployment by a load balancer."""
+
+    def __init__(self, base_urls: list[str], sessions: list[Session], tracker: Tracker,
+                 sync_filter: dict[str, Any] | None = None) -> None:
+        super().__init__(base_urls[0], sessions, tracker, sync_filter)
+        self.addresses = [(urlsplit(u).hostname or "127.0.0.1", urlsplit(u).port or 80)
+                          for u in base_urls]
+
+    def start(self, since: list[str]) -> None:
+        for i in range(len(self.sessions)):
+            poller = _Poller(self, i, since[i])
+            self.pollers.append(poller)
+            self._closed.append(defer.Deferred())
+            host, port = self.addresses[i % len(self.addresses)]
+            reactor.connectTCP(host, port, _OneConnection(self, poller), timeout=30)

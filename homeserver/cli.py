@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from homeserver.config import Config, ConfigError, build_config, load_config
+from homeserver.config import Config, ConfigError, build_config, load_config, select_worker
 from homeserver.logcompat import install_record_factory, load_log_config
 
 logger = logging.getLogger(__name__)
@@ -185,6 +185,11 @@ def cmd_run(ns: argparse.Namespace) -> None:
 
     reactor: Any = _reactor
     config = _load(ns.config)
+    if ns.worker is not None:
+        try:
+            config = select_worker(config, ns.worker)
+        except ConfigError as e:
+            raise _fail(f"config error: {e}") from None
     setup_logging(config)
     from homeserver.sentry import SentryUnavailable, setup_sentry
     try:
@@ -209,7 +214,8 @@ def cmd_run(ns: argparse.Namespace) -> None:
         if failure:
             reactor.stop()
             return
-        logger.info("homeserver %s started", config.server_name)
+        logger.info("homeserver %s started (%s %s)", config.server_name,
+                    config.worker.app, config.worker.name)
 
     reactor.callWhenRunning(lambda: defer.ensureDeferred(start()))
     reactor.addSystemEventTrigger(
@@ -331,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the server")
     p.add_argument("--config", default="homeserver.yaml")
+    p.add_argument("--worker", metavar="NAME",
+                   help="run the worker NAME of the config's workers map (docs/scale-out.md)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("register-user", help="create a user (or admin) from the shell")

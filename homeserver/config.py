@@ -11,6 +11,7 @@ naming the key's path (``listeners[0].port``), which the CLI prints as one line.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
 from collections.abc import Callable
@@ -93,6 +94,23 @@ _LISTENER = Key("map", children={
         "names": Key("list", item=Key("str", nullable=False), default=["client"]),
         "compress": Key("bool", False),
     }), default=[{"names": ["client"]}]),
+})
+
+# worker_app values; Synapse's generic worker serves what we route to a reader
+WORKER_APPS = ("main", "sync_reader", "synapse.app.generic_worker", "synapse.app.homeserver")
+# streams a writer may be named for (stream_writers); Synapse's names
+STREAMS = ("events", "typing", "to_device", "account_data", "receipts", "presence",
+           "push_rules", "device_lists")
+
+_WORKER = Key("map", children={
+    "worker_app": Key("str", "sync_reader", choices=WORKER_APPS, nullable=False),
+    "worker_listeners": Key("list", item=_LISTENER, default=[]),
+})
+
+_INSTANCE = Key("map", children={
+    "host": Key("str", "127.0.0.1", nullable=False),
+    "port": Key("int", required=True, nullable=False, minimum=1, maximum=65535),
+    "tls": Key("bool", False, nullable=False),
 })
 
 _DATABASE = Key("map", children={
@@ -468,6 +486,28 @@ SCHEMA: dict[str, Key] = {
     # true: requests to application services also carry the hs_token as the
     # legacy access_token query parameter (Synapse's key)
     "use_appservice_legacy_authorization": Key("bool", False, nullable=False),
+    # -- several processes (docs/scale-out.md); all absent: one process --
+    # Redis carries the replication stream between the processes
+    "redis": Key("map", children={
+        "enabled": Key("bool", False, nullable=False),
+        "host": Key("str", "127.0.0.1", nullable=False),
+        "port": Key("int", 6379, minimum=1, maximum=65535),
+        "password": Key("str"),
+        "dbid": Key("int", 0, minimum=0),
+    }),
+    # where each process listens, by worker name ("main" for the main
+    # process): {host, port, tls}; readers forward writes to main's entry
+    "instance_map": Key("map", default={}, children=None),
+    # which process writes each stream; only "main" is built so far
+    "stream_writers": Key("map", default={}, children=None),
+    # this process's role: null or "main" for the main process, "sync_reader"
+    # (Synapse's synapse.app.generic_worker is taken as "sync_reader")
+    "worker_app": Key("str", choices=WORKER_APPS),
+    "worker_name": Key("str"),
+    "worker_listeners": Key("list", item=_LISTENER),
+    # the workers `homeserver run --worker NAME` can start from this file:
+    # NAME -> {worker_app, worker_listeners}
+    "workers": Key("map", default={}, children=None),
     "federation": Key("map", children={
         "client_timeout": Key("duration", 60_000),
         "max_short_retry_delay": Key("duration", 2_000),
@@ -591,6 +631,44 @@ class DatabaseConfig:
     args: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Instance:
+    """Where one process of the deployment listens (``instance_map``)."""
+
+    host: str
+    port: int
+    tls: bool
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    host: str
+    port: int
+    password: str | None
+    dbid: int
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """This process's role among several (docs/scale-out.md). The default, a
+    main process without Redis, is the single-process server."""
+
+    app: str = "main"  # "main" or "sync_reader"
+    name: str = "main"
+    # None: no replication (one process)
+    redis: RedisConfig | None = None
+    instance_map: dict[str, Instance] = field(default_factory=dict)
+
+    @property
+    def is_main(self) -> bool:
+        return self.app == "main"
+
+
 @dataclass
 class Config:
     """The validated configuration. ``raw`` keeps every key with its default."""
@@ -613,6 +691,8 @@ class Config:
     sso_config: Any = None
     # one line per Synapse key that was dropped (logged at start)
     warnings: list[str] = field(default_factory=list)
+    # this process's role (worker_app, worker_name, redis, instance_map)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
 
     def __getattr__(self, name: str) -> Any:
         # Plain keys (enable_registration, bcrypt_rounds, ...) read straight
@@ -695,6 +775,12 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
     if not public_baseurl.endswith("/"):
         public_baseurl += "/"
     rc_login = raw["rc_login"]
+    for name in raw["workers"]:  # checked now, so a typo fails the main process too
+        _check(_WORKER, raw["workers"][name], f"workers.{name}")
+    worker, worker_listeners = _worker_config(raw, raw["worker_name"], raw["worker_app"],
+                                              raw["worker_listeners"])
+    if worker_listeners is not None:
+        listeners = worker_listeners
     from homeserver.appservice.registration import load_registrations
     app_services = load_registrations(raw["app_service_config_files"], server_name,
                                       config_dir)
@@ -714,7 +800,68 @@ def build_config(data: Any, config_dir: str = ".") -> Config:
         app_services=app_services,
         sso_config=sso_config,
         warnings=warnings,
+        worker=worker,
     )
+
+
+def _listeners(items: list[dict[str, Any]]) -> list[Listener]:
+    return [Listener(lst["port"], lst["bind_addresses"], lst["type"], lst["tls"],
+                     lst["x_forwarded"], [n for r in lst["resources"] for n in r["names"]])
+            for lst in items]
+
+
+def _worker_config(raw: dict[str, Any], name: str | None, app: str | None,
+                   listeners: list[dict[str, Any]] | None
+                   ) -> tuple[WorkerConfig, list[Listener] | None]:
+    """The role of this process, and its listeners if they are its own."""
+    if app in ("synapse.app.generic_worker",):
+        app = "sync_reader"
+    if app in (None, "synapse.app.homeserver"):
+        app = "main"
+    instances: dict[str, Instance] = {}
+    for inst_name, value in raw["instance_map"].items():
+        checked = _check(_INSTANCE, value, f"instance_map.{inst_name}")
+        instances[str(inst_name)] = Instance(checked["host"], checked["port"], checked["tls"])
+    for stream, writers in raw["stream_writers"].items():
+        if stream not in STREAMS:
+            raise ConfigError(f"stream_writers.{stream}: unknown stream; one of "
+                              f"{', '.join(STREAMS)}")
+        names = writers if isinstance(writers, list) else [writers]
+        if names != ["main"]:
+            raise ConfigError(f"stream_writers.{stream}: only the main process writes "
+                              "streams so far (docs/scale-out.md)")
+    redis_raw = raw["redis"]
+    redis = RedisConfig(redis_raw["host"], redis_raw["port"], redis_raw["password"],
+                        redis_raw["dbid"]) if redis_raw["enabled"] else None
+    if app != "main":
+        if not name or name == "main":
+            raise ConfigError("worker_name: a worker needs a name other than main")
+        if redis is None:
+            raise ConfigError(f"redis.enabled: worker {name} ({app}) needs Redis to hear "
+                              "about the main process's writes")
+        if "main" not in instances:
+            raise ConfigError(f"instance_map.main: worker {name} forwards writes to the main "
+                              "process and must know where it listens")
+    worker = WorkerConfig(app, name or "main", redis, instances)
+    return worker, (_listeners(listeners) if listeners is not None else None)
+
+
+def select_worker(config: Config, name: str) -> Config:
+    """``config`` as the worker ``name`` of its ``workers`` map runs it
+    (``homeserver run --worker NAME``): its role and its own listeners."""
+    workers = config.raw["workers"]
+    if name == "main":
+        return config
+    if name not in workers:
+        known = ", ".join(sorted(workers)) or "none"
+        raise ConfigError(f"workers.{name}: no such worker in the config (known: {known})")
+    entry = _check(_WORKER, workers[name], f"workers.{name}")
+    worker, listeners = _worker_config(config.raw, name, entry["worker_app"],
+                                       entry["worker_listeners"])
+    if not listeners:
+        raise ConfigError(f"workers.{name}.worker_listeners: a worker needs listeners of "
+                          "its own")
+    return dataclasses.replace(config, worker=worker, listeners=listeners)
 
 
 def load_config(path: str) -> Config:

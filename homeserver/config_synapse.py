@@ -79,7 +79,6 @@ REFUSED: dict[str, Refusal] = {
         _set, "validation links could redirect to any domain"),
     "request_token_inhibit_3pid_errors": (
         _is_not(False), "validation requests would reveal which addresses have accounts"),
-    "worker_app": (_set, "this process would run as the main process, not as that worker"),
 }
 
 # Keys whose value is dropped with a warning: operational tuning, features we
@@ -118,10 +117,10 @@ IGNORED: frozenset[str] = frozenset({
     "enable_room_list_search", "forget_rooms_on_leave", "exclude_rooms_from_sync",
     "exclude_rooms_from_presence", "opentracing", "worker_replication_secret",
     "worker_replication_secret_path", "start_pushers", "pusher_instances", "send_federation",
-    "federation_sender_instances", "instance_map", "stream_writers",
+    "federation_sender_instances",
     "outbound_federation_restricted_to", "run_background_tasks_on",
     "update_user_directory_from_worker", "notify_appservices_from_worker",
-    "media_instance_running_background_jobs", "redis", "worker_name", "worker_listeners",
+    "media_instance_running_background_jobs",
     "worker_manhole", "worker_daemonize", "worker_pid_file", "worker_log_config",
     "background_updates", "auto_accept_invites",
 })

@@ -92,7 +92,17 @@ class HomeServer:
         self.clock = clock if clock is not None else reactor
         self.hostname = config.server_name
         self.db = Database(config.database.engine, config.database.args, reactor)
-        self.db.stream_tracker = StreamTracker()
+        # this process's role among several (docs/scale-out.md); by default
+        # the main and only process
+        self.worker = config.worker
+        if self.worker.is_main:
+            self.db.stream_tracker = StreamTracker()
+        else:
+            # a reader: positions as the main process publishes them
+            from homeserver.replication.tracker import ReaderStreamTracker
+            db = self.db
+            self.db.stream_tracker = ReaderStreamTracker(
+                self.clock, lambda: current_stream_id(db))
         # which run of the server in-memory stream positions (typing) belong to
         self.epoch = secrets.token_hex(4)
         self.signing_key = self._load_signing_key()
@@ -320,9 +330,59 @@ class HomeServer:
         from homeserver.api import register_all_routes, streams
         register_all_routes(self, self.router)
         self.websocket = streams.register_routes(self, self.router)
+        self._build_replication()
         self._wire_late()
         self._subscribe_after_write()
         self._register_metrics()
+
+    def _build_replication(self) -> None:
+        """With several processes (redis.enabled; docs/scale-out.md): the main
+        process publishes its writes, a reader follows them. Nothing of
+        replication is imported otherwise."""
+        self.replication_publisher: Any = None
+        self.replication_follower: Any = None
+        # main: the readers' syncs, for presence; a reader: its reporter
+        self.reader_syncs: Any = None
+        self.sync_reporter: Any = None
+        redis = self.worker.redis
+        if redis is None:
+            return
+        if self.worker.is_main:
+            from homeserver.replication.publisher import ReplicationPublisher
+            self.replication_publisher = ReplicationPublisher(
+                self.reactor, self.hostname, redis, self.db.stream_tracker, self.push_actions)
+            # a device's one-time key counts changed here: readers drop theirs
+            self.e2e_keys.counts_changed = lambda devices: \
+                self.replication_publisher.invalidate("key_counts", [list(d) for d in devices])
+            # typing lives in memory: readers mirror main's
+            self.typing.on_change = self.replication_publisher.typing_changed
+            # the readers' users syncing, for presence
+            from homeserver.replication.reader_syncs import ReaderSyncs
+            self.reader_syncs = ReaderSyncs(self.ctx, redis, self.presence)
+            return
+        from twisted.web.client import HTTPConnectionPool
+
+        from homeserver.replication.follower import ReplicationFollower
+        follower = self.replication_follower = ReplicationFollower(
+            self.ctx, redis, self.worker.name, self.db, self.db.stream_tracker, self.recent,
+            self.notifier, self.stores, self.push_actions, self.typing)
+        # what a reader drops when it catches up from the database: every
+        # cache that replication keeps true
+        follower.on_reset += [self.room_reader.ignored.forget_all, self.stores.events.cache.clear,
+                              self.stores.tokens.tokens_changed, self.e2e_keys.forget_counts,
+                              self.typing.forget_all_typing]
+        follower.invalidators["key_counts"] = lambda keys: self.e2e_keys.forget_counts(
+            [(str(k[0]), str(k[1])) for k in keys])
+        # presence is the main process's: syncs here are reported to it
+        from homeserver.replication.reader_syncs import SyncReporter
+        self.sync_reporter = SyncReporter(self.ctx, redis, self.worker.name)
+        self.presence.sync_tracking = False
+        self.presence.report_sync = self.sync_reporter.report
+        # the WebSocket's writing requests go to main as their REST twins
+        from homeserver.replication.forward import WebSocketWrites
+        self._forward_pool = HTTPConnectionPool(self.reactor, persistent=True)
+        self.websocket.factory.forward_writes = WebSocketWrites(
+            self.worker.instance_map["main"].base_url, self.reactor, self._forward_pool)
 
     def _wire_late(self) -> None:
         """The back-references of services that need each other: each was
@@ -404,9 +464,18 @@ class HomeServer:
                                         prepare_database_blocking, self.db)
         await self.stores.auth_chains.ensure_indexed()
         await self.user_moderation.load()
+        if not self.worker.is_main:
+            # a reader: where the stream is comes from the main process, and
+            # the background work below is the main process's alone
+            await self.replication_follower.start()
+            self.sync_reporter.start()
+            return
         position = await current_stream_id(self.db)
         self.db.stream_tracker.reset(position)
         self.recent.restart(position, await self.stores.to_device.get_devices_with_messages())
+        if self.replication_publisher is not None:
+            self.replication_publisher.start()
+            self.reader_syncs.start()
         await self.federation_sender.start()
         await self.presence.start()
         await self.pushers.start()
@@ -442,6 +511,9 @@ class HomeServer:
         """Who hears about committed writes, and in what order: the one
         list (storage/hub.py); services do not subscribe themselves."""
         hub = self.db.hub
+        if not self.worker.is_main:
+            self._subscribe_reader()
+            return
         # Database thread, right after each commit, before the stream
         # tracker hears the transaction ended. First what a woken /sync
         # answers from (recent activity): every wake-up comes after it.
@@ -482,6 +554,29 @@ class HomeServer:
         hub.on_persisted(self.notifier._on_persisted)
         hub.on_persisted(self.pushers.on_persisted)
         hub.on_persisted(self.appservice_scheduler.on_persisted)
+        # with several processes: all of the above, to the other processes
+        if self.replication_publisher is not None:
+            self.replication_publisher.subscribe_to(hub)
+
+    def _subscribe_reader(self) -> None:
+        """A reader process's subscribers: what its syncs read from memory.
+        The records come from the main process (replication/follower.py)
+        and are fed to the same hub; the writers' side (federation, pushers,
+        application services, expiry) runs in the main process only."""
+        hub = self.db.hub
+        hub.subscribe(self.recent.on_commit)
+        hub.subscribe(self.room_reader.ignored._on_commit)
+        # the event cache holds events as persisted: a redaction drops them
+        events_cache = self.stores.events.cache
+
+        def forget_redacted(committed: Any) -> None:
+            for event, _ in committed.events:
+                if event.type == "m.room.redaction" and isinstance(event.redacts, str):
+                    events_cache.invalidate(event.redacts)
+        hub.subscribe(forget_redacted)
+        hub.on_device_list_changed(self.notifier.device_list_changed)
+        hub.on_tokens_changed(self.stores.tokens.tokens_changed)
+        hub.on_persisted(self.notifier._on_persisted)
 
     def _register_metrics(self) -> None:
         """What the metrics read from the services (docs/monitoring.md)."""
@@ -518,6 +613,11 @@ class HomeServer:
                                   web_client=self.web_client if "client" in resources else None)
         # behind a reverse proxy (x_forwarded) every client has the proxy's
         # address: no per-IP cap there (http/channel.py)
+        if not self.worker.is_main:
+            # a reader forwards what it does not serve to the main process
+            from homeserver.replication.forward import ForwardingResource
+            resource = ForwardingResource(  # type: ignore[assignment]
+                resource, self.worker.instance_map["main"].base_url, x_forwarded, self.reactor)
         site = GuardedSite(resource, self.clock,
                            max_connections_per_ip=0 if x_forwarded else MAX_CONNECTIONS_PER_IP)
         site.displayTracebacks = False
@@ -594,6 +694,13 @@ class HomeServer:
 
     async def stop(self) -> None:
         self.metrics.stop()
+        if self.replication_publisher is not None:
+            await self.replication_publisher.stop()
+        if self.replication_follower is not None:
+            await self.replication_follower.stop()
+        for replication_part in (self.reader_syncs, self.sync_reporter):
+            if replication_part is not None:
+                await replication_part.stop()
         for port in self.ports:
             d = port.stopListening()
             if d is not None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -87,6 +87,9 @@ class StreamSession:
     since: str | None
     filter: "SyncFilter"
     set_presence: str | None
+    # the token itself, only where requests are forwarded with it (a reader
+    # process, docs/scale-out.md); never logged
+    access_token: str = field(default="", repr=False)
 
 
 def is_empty_delta(body: dict[str, Any]) -> bool:
@@ -231,7 +234,13 @@ class StreamProtocol(WebSocketServerProtocol):
             method = METHODS.get(method_name)
             if method is None:
                 raise MatrixError(400, Codes.UNRECOGNIZED, f"Unknown method {method_name!r}")
-            result = await method(self, request_id, params)
+            forward = self.factory.forward_writes
+            if forward is not None and method_name != "ping":
+                # a reader process: the main process writes (docs/scale-out.md)
+                assert self.session is not None
+                result = await forward(self.session, method_name, request_id, params)
+            else:
+                result = await method(self, request_id, params)
             reply: dict[str, Any] = {"id": request_id, "result": result}
         except MatrixError as e:
             reply = {"id": request_id, "error": e.to_json()}
@@ -322,6 +331,10 @@ class StreamFactory(WebSocketServerFactory):
         self.typing = hs.typing
         self.receipts = hs.receipts
         self.filter_cache = hs.filter_cache
+        # in a reader process: hands the requests that write to the main
+        # process (replication/forward.py; set by HomeServer)
+        self.forward_writes: Callable[[StreamSession, str, str, dict[str, Any]],
+                                      Awaitable[dict[str, Any]]] | None = None
         self.setProtocolOptions(
             autoPingInterval=AUTO_PING_INTERVAL_S, autoPingTimeout=AUTO_PING_TIMEOUT_S,
             maxFramePayloadSize=MAX_PAYLOAD_BYTES, maxMessagePayloadSize=MAX_PAYLOAD_BYTES,
@@ -380,7 +393,8 @@ async def handle_stream(hs: "HomeServer", factory: StreamFactory,
     token = token_from_request(req)
     assert token is not None
     session = StreamSession(req.requester, hash_token(token), since, sync_filter,
-                            set_presence)
+                            set_presence,
+                            access_token=token if factory.forward_writes is not None else "")
     req.raw.setResponseCode(SWITCHING_PROTOCOLS)  # for the access log
     factory.take_over(req.raw, session)
     return SWITCHING_PROTOCOLS, None

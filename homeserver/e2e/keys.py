@@ -46,6 +46,7 @@ path can answer without the database.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -210,6 +211,9 @@ class E2eKeyHandler:
         self.federation_client = federation_client
         self.federation_sender = federation_sender
         self._counts: LruCache[tuple[str, str], KeyCounts] = LruCache(COUNT_CACHE_SIZE)
+        # told the devices whose counts an upload or a claim changed (the
+        # replication publisher, with several processes; set by HomeServer)
+        self.counts_changed: Callable[[list[tuple[str, str]]], None] | None = None
         # one announce at a time per user: the stream_id chain must not fork
         self._announce_locks: dict[str, defer.DeferredLock] = {}
         self._resync_locks: dict[str, defer.DeferredLock] = {}
@@ -218,6 +222,15 @@ class E2eKeyHandler:
 
     def _remember_counts(self, user_id: str, device_id: str, counts: KeyCounts) -> None:
         self._counts.put((user_id, device_id), counts)
+
+    def forget_counts(self, devices: list[tuple[str, str]] | None = None) -> None:
+        """Drop the cached counts of ``devices`` (None: of all): another
+        process changed them (docs/scale-out.md)."""
+        if devices is None:
+            self._counts.clear()
+        else:
+            for device in devices:
+                self._counts.invalidate(device)
 
     def cached_counts(self, user_id: str, device_id: str | None) -> KeyCounts | None:
         """The device's counts if known without the database (the fast path)."""
@@ -249,6 +262,8 @@ class E2eKeyHandler:
             raise invalid_param(f"One-time key {e.key_id} already exists with other "
                                 "content") from None
         self._remember_counts(user_id, device_id, counts)
+        if self.counts_changed is not None:
+            self.counts_changed([(user_id, device_id)])
         return {"one_time_key_counts": counts.one_time}
 
     # -- query -------------------------------------------------------------------
@@ -354,6 +369,8 @@ class E2eKeyHandler:
         for user_id, devices in query.items():
             for device_id in devices:
                 self._counts.invalidate((user_id, device_id))
+        if self.counts_changed is not None:
+            self.counts_changed([(u, d) for u, devices in query.items() for d in devices])
         return claimed
 
     async def claim(self, query: dict[str, dict[str, str]], timeout_ms: int,

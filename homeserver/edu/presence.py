@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -191,6 +191,11 @@ class PresenceHandler:
         self.stream_tracker = stream_tracker
         self.notifier = notifier
         self.enabled = bool(ctx.config.presence["enabled"])
+        # False in a reader process: presence is the main process's; a
+        # reader tells it of each sync's start and end through report_sync
+        # (user, set_presence, started) instead (docs/scale-out.md)
+        self.sync_tracking = True
+        self.report_sync: Callable[[str, str | None, bool], None] | None = None
         # local users seen since start (offline ones too: a few fields each)
         self._states: dict[str, _UserState] = {}
         self._write_locks: dict[str, DeferredLock] = {}
@@ -366,6 +371,10 @@ class PresenceHandler:
         """A /sync request of ``user_id`` began (call at every request)."""
         if not self.enabled or set_presence == OFFLINE or not self.ctx.is_mine(user_id):
             return
+        if not self.sync_tracking:
+            if self.report_sync is not None:
+                self.report_sync(user_id, set_presence, True)
+            return
         state = await self._get_state(user_id)
         now = self.ctx.now_ms()
         before = state.visible()
@@ -386,6 +395,10 @@ class PresenceHandler:
         exactly ``SYNC_ONLINE_TIMEOUT_MS`` after their last one ends."""
         if not self.enabled or set_presence == OFFLINE:
             return  # user_syncing did not count it
+        if not self.sync_tracking:
+            if self.report_sync is not None and self.ctx.is_mine(user_id):
+                self.report_sync(user_id, set_presence, False)
+            return
         self._sync_ends_reported = True
         state = self._states.get(user_id)
         if state is None or state.syncs_in_flight <= 0:

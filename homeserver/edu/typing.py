@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import forbidden
@@ -73,6 +73,9 @@ class TypingManager:
         self._changed: OrderedDict[str, int] = OrderedDict()
         # changes at or below this position may have been forgotten
         self._forgotten_upto = 0
+        # told each room's typists after every change (the replication
+        # publisher, with several processes; set by HomeServer)
+        self.on_change: Callable[[str, list[str]], None] | None = None
 
     # -- writers -------------------------------------------------------------
 
@@ -156,6 +159,8 @@ class TypingManager:
         if len(self._changed) > len(self._typing) + MAX_IDLE_ROOMS:
             self._forget_idle_rooms()
         self.notifier.notify_room(room_id, None)
+        if self.on_change is not None:
+            self.on_change(room_id, sorted(self._typing.get(room_id, ())))
         if self.app_services is not None:
             self.app_services.on_typing(room_id, sorted(self._typing.get(room_id, ())))
 
@@ -164,6 +169,24 @@ class TypingManager:
         idle = [r for r in self._changed if r not in self._typing]
         for room_id in idle[:len(idle) // 2 + 1]:
             self._forgotten_upto = max(self._forgotten_upto, self._changed.pop(room_id))
+
+    # -- a reader process (docs/scale-out.md) --------------------------------------
+
+    def mirror(self, room_id: str, user_ids: list[str]) -> None:
+        """The main process's typists of the room changed to ``user_ids``.
+        No timers here: the main process stops them and says so."""
+        if user_ids:
+            self._typing[room_id] = dict.fromkeys(user_ids)
+        else:
+            self._typing.pop(room_id, None)
+        self._changed_room(room_id)
+
+    def forget_all_typing(self) -> None:
+        """Nobody types, as far as this process knows (it may have missed
+        changes); the main process's next changes and renewals say again."""
+        for room_id in list(self._typing):
+            del self._typing[room_id]
+            self._changed_room(room_id)
 
     # -- readers -------------------------------------------------------------
 

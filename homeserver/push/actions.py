@@ -149,6 +149,10 @@ class PushActions:
         found: dict[str, tuple[int, int]] | None = self._recent.get(event_id)
         return found
 
+    def remember_actions(self, event_id: str, found: dict[str, tuple[int, int]]) -> None:
+        """The verdicts another process computed for the event (replication)."""
+        self._recent.merge(event_id, found)
+
     # -- the persist hooks ---------------------------------------------------
 
     def persist_hook_txn(self, txn: "Txn", event: "Event", event_nid: int) -> None:

@@ -93,6 +93,10 @@ class IgnoredUsers:
             self._cache[user_id] = ignored
         return ignored
 
+    def forget_all(self) -> None:
+        """Drop every cached list (a reader process that missed writes)."""
+        self._forget(list(self._cache))
+
     def _on_commit(self, committed: "Committed") -> None:
         # on the database thread: plain dict operations only
         for entries in committed.scopes.values():

@@ -77,6 +77,13 @@ class StreamTracker:
         txn.stream_ids.extend(positions)
         return positions
 
+    async def wait_for(self, position: int) -> None:
+        """Return once ``persisted_upto`` has reached ``position``, or as soon
+        as waiting cannot get it there. A process that allocates the
+        positions itself has nothing to wait for; a reader process waits for
+        replication (replication/tracker.py)."""
+        return None
+
     def finished(self, positions: list[int]) -> int | None:
         """The transaction holding ``positions`` committed or rolled back;
         returns the new ``persisted_upto`` if it advanced, else None."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from homeserver.http.request import Requester
 from homeserver.storage.e2e_keys import KeyCounts
 from homeserver.sync.encoder import is_empty, sync_body
-from homeserver.sync.tokens import StreamToken, parse_sync_token
+from homeserver.sync.tokens import StreamToken, parse_sync_token, token_position
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
@@ -92,7 +92,12 @@ class SyncHandler:
         """The /sync response body (``next_batch`` included); waits up to
         ``params.timeout_ms`` for something new when there is nothing yet."""
         user_id = requester.user_id
-        since = self.parse_since(params.since) if params.since is not None else None
+        since = None
+        if params.since is not None:
+            # with several processes, another may have handed the token out
+            # a moment before this one heard of its position (docs/scale-out.md)
+            await self.stream_tracker.wait_for(token_position(params.since))
+            since = self.parse_since(params.since)
         await self.presence.user_syncing(user_id, params.set_presence)
         try:
             return await self._long_poll(requester, since, params)

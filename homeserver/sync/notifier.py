@@ -215,6 +215,16 @@ class Notifier:
         self._room_members.pop(room_id, None)
         self._member_generation += 1
 
+    def wake_everyone(self) -> None:
+        """Wake every waiting reader and forget the cached member sets: a
+        reader process that may have missed writes caught up from the
+        database (replication/follower.py), and each sync reads again."""
+        self._room_members.clear()
+        self._member_generation += 1
+        # every stream, not only the waiting ones: a sync between reading
+        # the counter and waiting must not sleep on the old count
+        self._wake(list(self._streams))
+
     def _on_persisted(self, upto: int) -> None:
         while self._pending and self._pending[0][0] <= upto:
             _, _, room_id, users = heapq.heappop(self._pending)

@@ -74,6 +74,13 @@ def parse_sync_token(text: str, *, current: StreamToken, max_global: int) -> Str
     return token
 
 
+def token_position(text: str) -> int:
+    """The global position a sync token names, 0 if it names none (it is
+    checked properly by ``parse_sync_token``)."""
+    m = _SYNC_TOKEN.fullmatch(text)
+    return int(m.group(1)) if m is not None else 0
+
+
 def parse_pagination_token(text: str) -> int:
     """The global position of a pagination token, of a sync token, or of a
     sliding sync ``pos`` (MSC4186 lets clients page from it)."""

@@ -1,0 +1,204 @@
+"""A reader process hands what it does not serve to the main process.
+
+A sync reader answers /sync, the WebSocket and the read paths below from
+its own memory and the database. Every other request (sends, state,
+receipts, typing, account data writes, logins, media, admin, federation) is
+forwarded as it came, over HTTP, to the main process's ``instance_map``
+address, and its answer relayed: a client pointed at a reader sees the
+whole API. The address is our own deployment's (configured, usually on a
+private network), so the outbound guard for untrusted destinations
+(``http/outbound.py``) does not apply.
+
+The main process's listener for forwarded requests should have
+``x_forwarded: true``: the client's address travels in ``X-Forwarded-For``
+so rate limits and the access log see the client, not the reader.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import treq
+from twisted.internet import defer
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from homeserver.api.client.typing import parse_typing_body
+from homeserver.errors import Codes, MatrixError
+from homeserver.http.parse import get_object, get_str
+
+if TYPE_CHECKING:
+    from homeserver.api.websocket import StreamSession
+
+logger = logging.getLogger(__name__)
+
+# GET /_matrix/client/{version}/{first segment}/...: what a reader serves
+LOCAL_GET = frozenset({
+    "sync", "stream", "events", "initialSync", "joined_rooms", "capabilities", "profile",
+    "pushrules", "keys", "account", "devices", "publicRooms", "directory", "user", "rooms",
+    "voip", "notifications", "thirdparty",
+})
+# not relayed either way (RFC 9110 7.6.1), or set anew by us
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
+                         b"proxy-authorization", b"te", b"trailer", b"transfer-encoding",
+                         b"upgrade", b"host", b"content-length"})
+FORWARD_TIMEOUT_S = 120.0
+
+
+def served_locally(method: bytes, path: bytes) -> bool:
+    """Whether a reader answers ``method path`` itself."""
+    if method not in (b"GET", b"HEAD", b"OPTIONS"):
+        return False
+    if method == b"OPTIONS":
+        return True  # CORS preflight: the same answer everywhere
+    if path in (b"/_matrix/client/versions", b"/health"):
+        return True
+    parts = path.split(b"/", 5)
+    # ['', '_matrix', 'client', version, first, rest]
+    if len(parts) < 5 or parts[1] != b"_matrix" or parts[2] != b"client":
+        return False
+    return parts[4].decode("ascii", "replace") in LOCAL_GET
+
+
+class ForwardingResource(Resource):
+    """Serves locally what a reader serves, forwards the rest to ``main_url``."""
+
+    isLeaf = True
+
+    def __init__(self, local: Resource, main_url: str, x_forwarded: bool,
+                 reactor: Any) -> None:
+        super().__init__()
+        self.local = local
+        self.main_url = main_url.rstrip("/")
+        self.x_forwarded = x_forwarded
+        self.reactor = reactor
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = 50
+        self.forwarded = 0
+
+    def render(self, request: Request) -> Any:
+        if served_locally(request.method, request.path):
+            return self.local.render(request)
+        self.forwarded += 1
+        d = defer.ensureDeferred(self._forward(request))
+        d.addErrback(self._failed, request)
+        return NOT_DONE_YET
+
+    def _client_chain(self, request: Request) -> bytes:
+        peer = str(getattr(request.getClientAddress(), "host", None) or "-").encode("ascii")
+        earlier = request.requestHeaders.getRawHeaders(b"X-Forwarded-For")
+        if self.x_forwarded and earlier:
+            return b", ".join([*earlier, peer])
+        return peer
+
+    async def _forward(self, request: Request) -> None:
+        headers: dict[bytes | str, list[bytes | str]] = {}
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            if name.lower() not in _HOP_BY_HOP and name.lower() != b"x-forwarded-for":
+                headers[name] = list(values)
+        headers[b"X-Forwarded-For"] = [self._client_chain(request)]
+        body = b""
+        if request.content is not None:
+            request.content.seek(0)
+            body = request.content.read()
+        url = self.main_url.encode("ascii") + request.uri
+        response = await treq.request(
+            request.method.decode("ascii"), url, headers=headers, data=body or None,
+            pool=self.pool, timeout=FORWARD_TIMEOUT_S, reactor=self.reactor)
+        if request._disconnected:  # the client went away meanwhile
+            await treq.content(response)
+            return
+        request.setResponseCode(response.code)
+        for name, values in response.headers.getAllRawHeaders():
+            if name.lower() not in _HOP_BY_HOP:
+                request.responseHeaders.setRawHeaders(name, values)
+        await treq.collect(response, lambda chunk: None if request._disconnected
+                           else request.write(chunk))
+        if not request.finished and not request._disconnected:
+            request.finish()
+
+    def _failed(self, failure: Any, request: Request) -> None:
+        logger.warning("forwarding %s %s to the main process failed: %s",
+                       request.method.decode("ascii", "replace"),
+                       request.path.decode("ascii", "replace"), failure.getErrorMessage())
+        if request.finished or request._disconnected or request.startedWriting:
+            if not request.finished and not request._disconnected:
+                request.finish()
+            return
+        err = MatrixError(502, Codes.UNKNOWN, "The main process could not be reached")
+        request.setResponseCode(err.status)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.write(json.dumps(err.to_json()).encode("utf-8"))
+        request.finish()
+
+
+class WebSocketWrites:
+    """A reader's WebSocket requests that write (``send``, ``state``,
+    ``typing``, ``receipt``, ``read_markers``; docs/websocket.md), made as
+    their REST twins on the main process with the socket's access token, so
+    the checks, limits, errors and transaction IDs are main's own."""
+
+    def __init__(self, main_url: str, reactor: Any, pool: HTTPConnectionPool) -> None:
+        self.main_url = main_url.rstrip("/")
+        self.reactor = reactor
+        self.pool = pool
+
+    async def __call__(self, session: "StreamSession", method: str, request_id: str,
+                       params: dict[str, Any]) -> dict[str, Any]:
+        http_method, path, body = _rest_twin(session.requester.user_id, method, request_id,
+                                             params)
+        headers: dict[bytes | str, bytes | str] = {
+            "Authorization": "Bearer " + session.access_token}
+        response = await treq.request(
+            http_method, self.main_url + path, json=body, pool=self.pool, headers=headers,
+            timeout=FORWARD_TIMEOUT_S, reactor=self.reactor)
+        try:
+            answer = await treq.json_content(response)
+        except ValueError:
+            answer = {}
+        if response.code != 200:
+            if isinstance(answer, dict) and isinstance(answer.get("errcode"), str):
+                extra = {k: v for k, v in answer.items() if k not in ("errcode", "error")}
+                raise MatrixError(response.code, answer["errcode"],
+                                  str(answer.get("error", "")), **extra)
+            raise MatrixError(502, Codes.UNKNOWN, "The main process could not answer")
+        if method in ("send", "state"):
+            return {"event_id": answer["event_id"]}
+        return {}
+
+
+def _rest_twin(user_id: str, method: str, request_id: str,
+               params: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """(HTTP method, path, body) of the REST endpoint a WebSocket request mirrors,
+    its parameters checked as the socket's own handler checks them."""
+    def q(value: str) -> str:
+        return quote(value, safe="")
+
+    rooms = "/_matrix/client/v3/rooms/"
+    room_id = get_str(params, "room_id")
+    if method == "send":
+        event_type = get_str(params, "event_type")
+        return ("PUT", f"{rooms}{q(room_id)}/send/{q(event_type)}/{q(request_id)}",
+                get_object(params, "content"))
+    if method == "state":
+        event_type, state_key = get_str(params, "event_type"), get_str(params, "state_key")
+        return ("PUT", f"{rooms}{q(room_id)}/state/{q(event_type)}/{q(state_key)}",
+                get_object(params, "content"))
+    if method == "typing":
+        typing, timeout_ms = parse_typing_body(params)
+        body: dict[str, Any] = {"typing": typing}
+        if typing:
+            body["timeout"] = timeout_ms
+        return "PUT", f"{rooms}{q(room_id)}/typing/{q(user_id)}", body
+    if method == "receipt":
+        receipt_type, event_id = get_str(params, "receipt_type"), get_str(params, "event_id")
+        body = {} if params.get("thread_id") is None else {"thread_id": params["thread_id"]}
+        return "POST", f"{rooms}{q(room_id)}/receipt/{q(receipt_type)}/{q(event_id)}", body
+    if method == "read_markers":
+        return ("POST", f"{rooms}{q(room_id)}/read_markers",
+                {k: v for k, v in params.items() if k != "room_id"})
+    raise MatrixError(400, Codes.UNRECOGNIZED, f"Unknown method {method!r}")

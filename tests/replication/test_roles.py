@@ -1,0 +1,195 @@
+"""Process roles from the config, the replication record, and what a reader
+serves itself: pure, no reactor, no database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from homeserver.config import ConfigError, build_config, select_worker
+from homeserver.events.model import Event
+from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
+from homeserver.replication.forward import served_locally
+from homeserver.replication.record import decode_committed, encode_committed
+from homeserver.storage.hub import Committed
+
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
+def deployment(**extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "server_name": "example.org",
+        "database": {"name": "psycopg2", "args": {"database": "hs"}},
+        "redis": {"enabled": True},
+        "instance_map": {"main": {"host": "10.0.0.2", "port": 8080}},
+        "workers": {"sync1": {"worker_app": "sync_reader", "worker_listeners": [
+            {"port": 8083, "resources": [{"names": ["client"]}]}]}},
+    }
+    data.update(extra)
+    return data
+
+
+def error_of(data: dict[str, Any], worker: str | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        config = build_config(data)
+        if worker is not None:
+            select_worker(config, worker)
+    return str(info.value)
+
+
+def test_a_config_without_workers_is_the_single_main_process() -> None:
+    config = build_config({"server_name": "example.org",
+                           "database": {"name": "sqlite3", "args": {"database": "x.db"}}})
+    assert config.worker.is_main and config.worker.name == "main"
+    assert config.worker.redis is None
+
+
+def test_the_main_process_of_a_deployment_publishes_to_redis() -> None:
+    config = build_config(deployment())
+    assert config.worker.is_main
+    assert config.worker.redis is not None and config.worker.redis.port == 6379
+    assert config.worker.instance_map["main"].base_url == "http://10.0.0.2:8080"
+
+
+def test_worker_takes_its_role_and_listeners_from_the_workers_map() -> None:
+    config = select_worker(build_config(deployment()), "sync1")
+    assert (config.worker.app, config.worker.name) == ("sync_reader", "sync1")
+    assert [lst.port for lst in config.listeners] == [8083]
+
+
+def test_a_worker_file_of_its_own_synapse_style() -> None:
+    config = build_config(deployment(
+        worker_app="synapse.app.generic_worker", worker_name="sync9",
+        worker_listeners=[{"port": 8090}]))
+    assert (config.worker.app, config.worker.name) == ("sync_reader", "sync9")
+    assert [lst.port for lst in config.listeners] == [8090]
+
+
+def test_unknown_worker_is_named_with_the_known_ones() -> None:
+    assert error_of(deployment(), "sync7") == \
+        "workers.sync7: no such worker in the config (known: sync1)"
+
+
+def test_a_reader_needs_redis_and_main_s_address() -> None:
+    assert "redis.enabled" in error_of(deployment(redis={"enabled": False}), "sync1")
+    assert "instance_map.main" in error_of(deployment(instance_map={}), "sync1")
+
+
+def test_only_main_writes_streams_so_far() -> None:
+    assert "only the main process writes" in error_of(
+        deployment(stream_writers={"events": ["main", "writer1"]}))
+    assert "unknown stream" in error_of(deployment(stream_writers={"evnts": "main"}))
+    build_config(deployment(stream_writers={"events": "main", "typing": ["main"]}))
+
+
+def test_a_typo_in_a_worker_fails_the_main_process_too() -> None:
+    workers = {"sync1": {"worker_app": "sync_reader", "worker_listner": []}}
+    assert error_of(deployment(workers=workers)) == \
+        "workers.sync1.worker_listner: unknown configuration key"
+
+
+def test_run_with_an_unknown_worker_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "hs.yaml"
+    config.write_text(yaml.safe_dump(deployment()))
+    run = subprocess.run([sys.executable, "-m", "homeserver.cli", "run", "--config",
+                          str(config), "--worker", "nope"], capture_output=True, text=True,
+                         timeout=60, env={"PYTHONPATH": str(REPO)})
+    assert run.returncode == 1
+    assert run.stderr == ("homeserver: config error: workers.nope: no such worker in the "
+                          "config (known: sync1)\n")
+
+
+def test_a_committed_record_travels_unchanged() -> None:
+    version = KNOWN_ROOM_VERSIONS["10"]
+    event = Event("$e1", version, {"type": "m.room.message", "room_id": "!r:example.org",
+                                   "sender": "@a:example.org", "content": {"body": "hi"}})
+    committed = Committed(
+        positions=(7, 8, 9), events=((event, 7),),
+        scopes={8: (("!r:example.org", "@b:example.org"),), 9: (("", "@a:example.org"),)},
+        device_list_changes=(("@c:example.org", 9),), tokens_changed=True,
+        receipts=((8, "!r:example.org", "@b:example.org", "m.read", "", "$e1",
+                   {"ts": 1}),))
+    import json
+    wire = json.loads(json.dumps(encode_committed(committed, {"$e1": {"@b:example.org":
+                                                                      (1, 0)}})))
+    back, verdicts = decode_committed(wire)
+    assert verdicts == {"$e1": {"@b:example.org": (1, 0)}}
+    assert back.positions == committed.positions
+    assert back.scopes == committed.scopes
+    assert back.device_list_changes == committed.device_list_changes
+    assert back.receipts == committed.receipts
+    assert back.tokens_changed
+    (got, pos), = back.events
+    assert (got.event_id, got.room_version, got.json, pos) == ("$e1", version, event.json, 7)
+
+
+@pytest.mark.parametrize("method,path,local", [
+    (b"GET", b"/_matrix/client/v3/sync", True),
+    (b"GET", b"/_matrix/client/r0/sync", True),
+    (b"GET", b"/_matrix/client/unstable/stream", True),
+    (b"GET", b"/_matrix/client/v3/rooms/!r:x/messages", True),
+    (b"GET", b"/_matrix/client/versions", True),
+    (b"OPTIONS", b"/_matrix/client/v3/rooms/!r:x/send/m.room.message/1", True),
+    (b"PUT", b"/_matrix/client/v3/rooms/!r:x/send/m.room.message/1", False),
+    (b"POST", b"/_matrix/client/v3/sync", False),
+    (b"POST", b"/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", False),
+    (b"GET", b"/_matrix/client/v3/presence/@a:x/status", False),
+    (b"GET", b"/_matrix/client/v1/media/download/x/y", False),
+    (b"GET", b"/_matrix/media/v3/download/x/y", False),
+    (b"GET", b"/_synapse/admin/v2/users", False),
+    (b"GET", b"/_matrix/federation/v1/version", False),
+    (b"GET", b"/_matrix/client/v3/login", False),
+])
+def test_a_reader_serves_reads_and_forwards_the_rest(method: bytes, path: bytes,
+                                                    local: bool) -> None:
+    assert served_locally(method, path) is local
+
+
+def test_one_process_imports_nothing_of_replication(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from homeserver.config import build_config\n"
+        "from homeserver.server import HomeServer\n"
+        f"config = build_config({{'server_name': 'example.org', 'database': {{'name': "
+        f"'sqlite3', 'args': {{'database': {str(tmp_path / 'hs.db')!r}}}}}}})\n"
+        "HomeServer(config)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('txredisapi', "
+        "'homeserver.replication'))))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={"PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_reader_waits_for_a_token_from_ahead_then_refuses_if_still_behind() -> None:
+    from twisted.internet import defer
+    from twisted.internet.task import Clock
+
+    from homeserver.errors import MatrixError
+    from homeserver.replication.tracker import CATCH_UP_TIMEOUT_S, ReaderStreamTracker
+
+    async def allocated() -> int:
+        return 20
+
+    clock = Clock()
+    tracker = ReaderStreamTracker(clock, allocated)
+    tracker.advance(10)
+    # handed out by another process, reached here a moment later: answered
+    caught_up = defer.ensureDeferred(tracker.wait_for(12))
+    assert not caught_up.called
+    tracker.advance(12)
+    assert caught_up.called and caught_up.result is None
+    # never handed out by anyone: no wait (the token is refused as from the future)
+    assert defer.ensureDeferred(tracker.wait_for(99)).called
+    # handed out, but this process stays behind: 503, not an answer from behind
+    behind = defer.ensureDeferred(tracker.wait_for(15))
+    clock.advance(CATCH_UP_TIMEOUT_S)
+    failure = []
+    behind.addErrback(failure.append)
+    assert failure and isinstance(failure[0].value, MatrixError)
+    assert failure[0].value.status == 503
