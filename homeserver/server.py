@@ -370,7 +370,7 @@ class HomeServer:
         # cache that replication keeps true
         follower.on_reset += [self.room_reader.ignored.forget_all, self.stores.events.cache.clear,
                               self.stores.tokens.tokens_changed, self.e2e_keys.forget_counts,
-                              self.typing.forget_all_typing]
+                              self.typing.forget_all_typing, self.retention.forget_all]
         follower.invalidators["key_counts"] = lambda keys: self.e2e_keys.forget_counts(
             [(str(k[0]), str(k[1])) for k in keys])
         # presence is the main process's: syncs here are reported to it
@@ -574,6 +574,8 @@ class HomeServer:
                 if event.type == "m.room.redaction" and isinstance(event.redacts, str):
                     events_cache.invalidate(event.redacts)
         hub.subscribe(forget_redacted)
+        # a new m.room.retention event: the room's policy is read again
+        hub.subscribe(self.retention.on_commit)
         hub.on_device_list_changed(self.notifier.device_list_changed)
         hub.on_tokens_changed(self.stores.tokens.tokens_changed)
         hub.on_persisted(self.notifier._on_persisted)

@@ -196,6 +196,12 @@ class RoomRetention:
                 self._generation += 1
                 self._policies.pop(event.room_id, None)
 
+    def forget_all(self) -> None:
+        """Every room's policy is read again (a scale-out reader that lost
+        track of the stream)."""
+        self._generation += 1
+        self._policies.clear()
+
     async def policy(self, room_id: str) -> RetentionPolicy:
         found = self._policies.get(room_id)
         if found is None:
