@@ -15,10 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.sql import placeholders, select_in_txn
+from homeserver.storage.sync import HERO_CANDIDATES, pick_heroes
+
+if TYPE_CHECKING:
+    from homeserver.storage.state import StateKey, StateStore
 
 # the event types that move a room's bump_stamp (MSC4186)
 BUMP_TYPES = ("m.room.create", "m.room.message", "m.room.encrypted", "m.sticker",
@@ -62,8 +66,9 @@ class ListRoom:
 
 
 class SlidingSyncStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, state: "StateStore") -> None:
         self.db = db
+        self.state = state
 
     # -- connections ------------------------------------------------------------
 
@@ -176,30 +181,108 @@ class SlidingSyncStore:
 
     # -- the room list --------------------------------------------------------------
 
-    async def get_room_list(self, user_id: str, until: int) -> list[ListRoom]:
-        """Every room the user has a (not forgotten) membership of, with its
-        newest and newest bump positions at or before ``until``."""
-        bump = placeholders(len(BUMP_TYPES))
+    async def get_room_list(self, user_id: str) -> list[ListRoom]:
+        """Every room the user has a (not forgotten) membership of; the
+        positions of its newest and newest bump events are left to the
+        caller (``sync/recency.py``, from ``get_room_heads``)."""
         sql = (
             "SELECT r.room_id, r.room_nid, r.room_version, rm.membership, ev.event_id,"
-            " rm.stream_ordering, ev.sender,"
-            " (SELECT e.stream_ordering FROM events e WHERE e.room_nid = rm.room_nid"
-            "  AND e.stream_ordering IS NOT NULL AND e.stream_ordering <= ?"
-            "  ORDER BY e.stream_ordering DESC LIMIT 1),"
-            " (SELECT e.stream_ordering FROM events e WHERE e.room_nid = rm.room_nid"
-            "  AND e.stream_ordering IS NOT NULL AND e.stream_ordering <= ?"
-            f"  AND e.outlier = 0 AND e.event_type IN ({bump})"
-            "  ORDER BY e.stream_ordering DESC LIMIT 1)"
+            " rm.stream_ordering, ev.sender"
             " FROM room_memberships rm JOIN rooms r ON r.room_nid = rm.room_nid"
             " JOIN events ev ON ev.event_nid = rm.event_nid"
             " WHERE rm.user_id = ? AND rm.forgotten = 0")
-        rows = await self.db.execute("sliding_sync_room_list", sql,
-                                     (until, until, *BUMP_TYPES, user_id))
+        rows = await self.db.execute("sliding_sync_room_list", sql, (user_id,))
         return [ListRoom(str(room_id), int(nid), str(version), str(membership), str(event_id),
-                         int(pos), str(sender), None if last is None else int(last),
-                         None if bumped is None else int(bumped))
-                for room_id, nid, version, membership, event_id, pos, sender, last, bumped
-                in rows]
+                         int(pos), str(sender), None, None)
+                for room_id, nid, version, membership, event_id, pos, sender in rows]
+
+    async def get_room_heads(self, room_nids: list[int],
+                             ) -> dict[int, tuple[int | None, int | None]]:
+        """Room NID -> the positions of its newest event and of its newest
+        bump event (None: none), each by a backward scan of the
+        ``(room_nid, stream_ordering)`` index that stops at the first match."""
+        if not room_nids:
+            return {}
+        bump = placeholders(len(BUMP_TYPES))
+
+        def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
+            return select_in_txn(
+                txn, "SELECT r.room_nid,"
+                " (SELECT e.stream_ordering FROM events e WHERE e.room_nid = r.room_nid"
+                "  AND e.stream_ordering IS NOT NULL"
+                "  ORDER BY e.stream_ordering DESC LIMIT 1),"
+                " (SELECT e.stream_ordering FROM events e WHERE e.room_nid = r.room_nid"
+                "  AND e.stream_ordering IS NOT NULL"
+                f"  AND e.outlier = 0 AND e.event_type IN ({bump})"
+                "  ORDER BY e.stream_ordering DESC LIMIT 1)"
+                " FROM rooms r WHERE r.room_nid IN ({})",
+                room_nids, before=BUMP_TYPES)
+
+        return {int(nid): (None if last is None else int(last),
+                           None if bumped is None else int(bumped))
+                for nid, last, bumped in await self.db.run_interaction(
+                    "sliding_sync_room_heads", txn_fn)}
+
+    async def read_window(self, timelines: list[tuple[int, int, int | None, int]],
+                          states: list[tuple[int, int]],
+                          ) -> tuple[list[list[tuple[int, str]]], list[dict[StateKey, str]]]:
+        """The reads of a response's rooms in one transaction.
+
+        ``timelines``: (room NID, from position, after position (None: from
+        the start), limit): the timeline events' (position, event ID) at or
+        before the first and after the second, newest first, as
+        ``EventStore.get_room_events`` reads them. ``states``: (room NID,
+        position): the room's state after its last event at or before the
+        position as ``(type, state_key) -> event ID``, as
+        ``EventStore.get_snapshot_at_stream`` with
+        ``StateStore.get_snapshot_ids``. The answers in the order asked."""
+        def txn_fn(txn: Txn) -> tuple[list[list[tuple[int, str]]],
+                                      list[dict[StateKey, str]]]:
+            pages = []
+            for room_nid, from_pos, to_pos, limit in timelines:
+                rows = txn.select_all(
+                    "SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
+                    " AND outlier = 0 AND stream_ordering <= ? AND stream_ordering > ?"
+                    " ORDER BY stream_ordering DESC LIMIT ?",
+                    (room_nid, from_pos, to_pos if to_pos is not None else -(2**62), limit))
+                pages.append([(int(p), str(e)) for p, e in rows])
+            snapshot_of: list[int | None] = []
+            for room_nid, pos in states:
+                row = txn.select_one(
+                    "SELECT snapshot_nid FROM events WHERE room_nid = ?"
+                    " AND (outlier = 0 OR snapshot_nid IS NOT NULL)"
+                    " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
+                    (room_nid, pos))
+                snapshot_of.append(int(row[0]) if row is not None and row[0] is not None
+                                   else None)
+            wanted = {s for s in snapshot_of if s is not None}
+            snapshots = self.state.load_snapshots_txn(txn, wanted) if wanted else {}
+            names = self.state.state_keys_for_nids_txn(
+                txn, {n for snap in snapshots.values() for n in snap})
+            ids = self.state.event_ids_for_nids_txn(
+                txn, {e for snap in snapshots.values() for e in snap.values()})
+            by_snapshot = {
+                snap_nid: {names[n]: ids[e] for n, e in snap.items()
+                           if n in names and e in ids}
+                for snap_nid, snap in snapshots.items()}
+            return pages, [dict(by_snapshot.get(s, {})) if s is not None else {}
+                           for s in snapshot_of]
+
+        return await self.db.run_interaction("sliding_sync_window", txn_fn)
+
+    async def get_heroes_many(self, room_nids: list[int], user_id: str,
+                              limit: int = 5) -> dict[int, list[str]]:
+        """``SyncStore.get_heroes`` of several rooms in one transaction."""
+        if not room_nids:
+            return {}
+
+        def txn_fn(txn: Txn) -> dict[int, list[str]]:
+            return {nid: pick_heroes([(str(u), str(m)) for u, m in txn.select_all(
+                "SELECT user_id, membership FROM room_memberships WHERE room_nid = ?"
+                f" AND user_id <> ? ORDER BY stream_ordering LIMIT {HERO_CANDIDATES}",
+                (nid, user_id))], user_id, limit) for nid in room_nids}
+
+        return await self.db.run_interaction("sliding_sync_heroes", txn_fn)
 
     async def get_membership_changes(self, room_nids: list[int], since: int,
                                      until: int) -> dict[str, str]:

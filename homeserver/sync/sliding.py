@@ -47,6 +47,7 @@ from homeserver.events.model import Event
 from homeserver.http.request import Requester
 from homeserver.push.rules import client_ruleset
 from homeserver.rooms.access import ReadAccess
+from homeserver.rooms.ignored import is_hidden
 from homeserver.storage.push_rules import PUSH_RULES_TYPE
 from homeserver.storage.rooms import Membership, RoomInfo
 from homeserver.storage.sliding_sync import ConnectionState, ListRoom, SentRoom
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     from homeserver.storage import Stores
     from homeserver.sync.handler import SyncHandler
     from homeserver.sync.notifier import Notifier
+    from homeserver.sync.recency import RoomRecency
     from homeserver.sync.room_builder import RoomBuilder
 
 logger = logging.getLogger(__name__)
@@ -78,11 +80,10 @@ logger = logging.getLogger(__name__)
 MAX_TIMEOUT_MS = 10 * 60 * 1000
 # a connection not used for this long is forgotten
 CONNECTION_LIFETIME_MS = 7 * 24 * 3600 * 1000
-# rooms built at once (the database pool is small)
-ROOM_CONCURRENCY = 8
 # member events remembered per room for $LAZY (past this, they are sent again)
 MAX_LAZY_HELD = 1000
 DIRECT = "m.direct"
+NAMING_KEYS = (("m.room.name", ""), ("m.room.avatar", ""))
 TAG = "m.tag"
 # "<pos NID>_<sync token>"
 _POS = re.compile(r"([0-9]{1,18})_(s[0-9]{1,18}_[0-9]{1,18}_[0-9a-z]{1,12})")
@@ -93,22 +94,41 @@ def unknown_pos(msg: str = "Unknown or expired pos; start a new connection") -> 
 
 
 @dataclass
-class Batched:
-    """Reads made once for every room of a response."""
-
-    # room NID -> notification and highlight counts (joined rooms)
-    unread: dict[int, dict[str, int]]
-    # room NID -> membership -> count
-    members: dict[int, dict[str, int]]
-
-
-@dataclass
 class Candidate:
     """A room the request matched."""
 
     room: ListRoom
     config: RoomConfig
     lists: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """A joined or left room to build, and what its build found."""
+
+    c: Candidate
+    prev: SentRoom | None
+    initial: bool
+    membership_changed: bool
+    expanded: bool
+    widened: bool
+    old_config: RoomConfig
+    # the timeline's end (the leave, for a room left), and its start (None:
+    # the newest events whatever was sent)
+    room_end: int
+    timeline_since: int | None
+    common: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    limited: bool = False
+    now_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    before_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    wanted: dict[tuple[str, str], str] = field(default_factory=dict)
+    state_events: list[Event] = field(default_factory=list)
+    naming_changed: bool = False
+    members_changed: bool = False
+    # $LAZY: the member events the client holds after this response
+    lazy: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,7 +145,8 @@ class SlidingSyncHandler:
 
     def __init__(self, ctx: "ServerContext", stores: "Stores", sync: "SyncHandler",
                  builder: "RoomBuilder", room_reader: "RoomReader", typing: "TypingManager",
-                 presence: "PresenceHandler", notifier: "Notifier") -> None:
+                 presence: "PresenceHandler", notifier: "Notifier",
+                 recency: "RoomRecency") -> None:
         self.ctx = ctx
         self.stores = stores
         self.sync = sync
@@ -134,6 +155,7 @@ class SlidingSyncHandler:
         self.typing = typing
         self.presence = presence
         self.notifier = notifier
+        self.recency = recency
 
     async def handle(self, requester: Requester, req: SlidingRequest) -> dict[str, Any]:
         user_id = requester.user_id
@@ -196,7 +218,7 @@ class SlidingSyncHandler:
         user_id = requester.user_id
         until = self.sync.current_token()
         end = until.global_pos
-        all_rooms = await self.stores.sliding_sync.get_room_list(user_id, end)
+        all_rooms = await self._room_list(user_id, end)
         ignored = await self.room_reader.ignored.get(user_id)
         rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)
                  # the spec: invites from ignored users are not sent
@@ -237,34 +259,8 @@ class SlidingSyncHandler:
                 c.config = c.config.combine(config)
 
         since_pos = since.global_pos if since is not None else None
-        dms = _dm_rooms(global_data)
-        out_rooms: dict[str, Any] = {}
-        sent: dict[str, SentRoom] = {}
-        joined = [c.room for c in candidates.values() if c.room.membership == "join"]
-        unread_from = await self.builder.unread_positions(user_id,
-                                                          [_membership(r) for r in joined])
-        # what every room of the response needs, read for all of them at once
-        batch = Batched(
-            unread=await self.builder.unread_counts_many(
-                user_id, {r.room_nid: unread_from.get(r.room_id, r.membership_pos)
-                          for r in joined}, end),
-            members=await self.stores.sync.get_member_counts_many(
-                [c.room.room_nid for c in candidates.values()]))
-
-        async def one(c: Candidate) -> None:
-            lazy: dict[str, str] = {}
-            room = await self._room(requester, c, conn.rooms.get(c.room.room_id), since_pos,
-                                    end, batch, dms, lazy)
-            if room is not None:
-                out_rooms[c.room.room_id] = room
-                upto = end if c.room.membership == "join" else c.room.membership_pos
-                sent[c.room.room_id] = SentRoom(upto, c.room.membership,
-                                                c.config.timeline_limit,
-                                                c.config.state_json(), lazy)
-
-        todo = list(candidates.values())
-        for start in range(0, len(todo), ROOM_CONCURRENCY):
-            await self.builder.gather([one(c) for c in todo[start:start + ROOM_CONCURRENCY]])
+        out_rooms, sent = await self._rooms(requester, list(candidates.values()), conn,
+                                            since_pos, end, _dm_rooms(global_data))
 
         initial_rooms = {rid for rid, body in out_rooms.items() if body.get("initial")}
         extensions = await self._extensions(requester, req, since, until, list_rooms,
@@ -335,168 +331,232 @@ class SlidingSyncHandler:
                                   if e.get("type") in types and e.get("state_key") == ""}
         return out
 
-    # -- one room -------------------------------------------------------------------
+    # -- the room list --------------------------------------------------------------
 
-    async def _room(self, requester: Requester, c: Candidate, prev: SentRoom | None,
-                    since_pos: int | None, end: int, batch: "Batched",
-                    dms: set[str], lazy_out: dict[str, str]) -> dict[str, Any] | None:
-        """The room's entry of the response (None: nothing to send); fills
-        ``lazy_out`` with the member events the client holds after it."""
+    async def _room_list(self, user_id: str, end: int) -> list[ListRoom]:
+        """The user's memberships with each room's newest and newest bump
+        positions (``sync/recency.py``), the newest clamped to ``end``: a
+        room is sent up to ``end``, so a newer event is news for the next
+        response."""
+        rooms = await self.stores.sliding_sync.get_room_list(user_id)
+        heads = await self.recency.heads({r.room_id: r.room_nid for r in rooms})
+        out = []
+        for r in rooms:
+            last, bump = heads[r.room_id]
+            if last is not None and last > end:
+                last = end
+            out.append(ListRoom(r.room_id, r.room_nid, r.room_version, r.membership,
+                                r.event_id, r.membership_pos, r.sender, last, bump))
+        return out
+
+    # -- the rooms of a response ----------------------------------------------------
+
+    async def _rooms(self, requester: Requester, candidates: list[Candidate],
+                     conn: ConnectionState, since_pos: int | None, end: int,
+                     dms: set[str]) -> tuple[dict[str, Any], dict[str, SentRoom]]:
+        """The entries of the rooms to send, and what to record of them.
+
+        Which rooms need building is decided without the database
+        (``_plan``); then what they all need is read at once: their
+        timelines and state in one transaction, the events in one read,
+        unread and member counts, heroes, and the client format of every
+        event in one pass (``RoomReader.serialize_many``)."""
+        user_id = requester.user_id
+        out_rooms: dict[str, Any] = {}
+        sent: dict[str, SentRoom] = {}
+        plans: list[Plan] = []
+        for c in candidates:
+            prev = conn.rooms.get(c.room.room_id)
+            r = c.room
+            if r.membership in ("invite", "knock"):
+                body = await self._invite(c, prev, dms)
+                if body is not None:
+                    out_rooms[r.room_id] = body
+                    sent[r.room_id] = SentRoom(r.membership_pos, r.membership,
+                                               c.config.timeline_limit,
+                                               c.config.state_json(), {})
+                continue
+            plan = _plan(c, prev, end, dms)
+            if plan is not None:
+                plans.append(plan)
+        if not plans:
+            return out_rooms, sent
+
+        # the timelines and the state (now, and as last sent) in one go
+        asks = [p for p in plans if p.c.config.timeline_limit > 0]
+        state_asks = [(p.c.room.room_nid, p.room_end) for p in plans]
+        state_asks += [(p.c.room.room_nid, p.prev.sent_upto) for p in plans
+                       if not p.initial and p.prev is not None]
+        pages, states = await self.stores.sliding_sync.read_window(
+            [(p.c.room.room_nid, p.room_end, p.timeline_since, p.c.config.timeline_limit + 1)
+             for p in asks], state_asks)
+        fetched = await self.stores.events.get_events(
+            [eid for page in pages for _, eid in page])
+        ignored = await self.room_reader.ignored.get(user_id)
+        for p, page in zip(asks, pages, strict=True):
+            await self._timeline(requester, p, page, fetched, ignored)
+        for p in plans:
+            if p.c.config.timeline_limit == 0:
+                last = p.c.room.last_pos if p.c.room.membership == "join" \
+                    else p.c.room.membership_pos
+                p.limited = p.timeline_since is None or last is None or last > p.timeline_since
+        now_states = states[:len(plans)]
+        before_states = iter(states[len(plans):])
+        for p, now_ids in zip(plans, now_states, strict=True):
+            p.now_ids = now_ids
+            if not p.initial and p.prev is not None:
+                p.before_ids = next(before_states)
+            _wanted_state(p, user_id)
+        plans = [p for p in plans if p.initial or p.events or p.wanted or p.expanded
+                 or p.membership_changed]  # else nothing the user may see happened
+        if not plans:
+            return out_rooms, sent
+
+        # what every room sent needs, read for all of them at once
+        joined = [p.c.room for p in plans if p.c.room.membership == "join"]
+        unread_from = await self.builder.unread_positions(user_id,
+                                                          [_membership(r) for r in joined])
+        unread = await self.builder.unread_counts_many(
+            user_id, {r.room_nid: unread_from.get(r.room_id, r.membership_pos)
+                      for r in joined}, end)
+        counted = [p for p in plans if p.initial or p.members_changed or p.membership_changed]
+        members = await self.stores.sync.get_member_counts_many(
+            [p.c.room.room_nid for p in counted])
+        naming = {p.c.room.room_id: {k: p.now_ids[k] for k in NAMING_KEYS if k in p.now_ids}
+                  for p in plans}
+        state_events = await self.stores.events.get_events(
+            [eid for p in plans
+             for eid in [*p.wanted.values(), *naming[p.c.room.room_id].values()]])
+        unnamed = [p for p in counted
+                   if not _name(state_events, naming[p.c.room.room_id])]
+        hero_ids = await self.stores.sliding_sync.get_heroes_many(
+            [p.c.room.room_nid for p in unnamed], user_id)
+        hero_events = await self.stores.events.get_events(
+            [p.now_ids[(MEMBER, h)] for p in unnamed
+             for h in hero_ids.get(p.c.room.room_nid, []) if (MEMBER, h) in p.now_ids])
+
+        for p in plans:
+            p.state_events = [state_events[v] for v in p.wanted.values() if v in state_events]
+        formatted = await self.room_reader.serialize_many(
+            requester, [(p.c.room.room_id, [*p.events, *p.state_events]) for p in plans])
+        memberships = await self._memberships_at(user_id, plans)
+        for p, both in zip(plans, formatted, strict=True):
+            r = p.c.room
+            room: dict[str, Any] = dict(p.common)
+            if p.expanded:
+                room["expanded_timeline"] = True
+                room["unstable_expanded_timeline"] = True
+            if p.events:
+                timeline = both[:len(p.events)]
+                for event, entry in zip(p.events, timeline, strict=True):
+                    membership = memberships.get(event.event_id)
+                    if membership is not None:
+                        entry["unsigned"]["membership"] = membership
+                room["timeline"] = timeline
+            if p.state_events:
+                room["required_state"] = both[len(p.events):]
+            room["limited"] = p.limited
+            room["prev_batch"] = pagination_token(p.positions[0] - 1 if p.positions
+                                                  else p.room_end)
+            room["num_live"] = 0 if since_pos is None else sum(1 for pos in p.positions
+                                                               if pos > since_pos)
+            names = naming[r.room_id]
+            name = _name(state_events, names)
+            if p.naming_changed:
+                if name:
+                    room["name"] = name
+                elif not p.initial:
+                    room["name"] = None  # the name was removed (the MSC)
+                avatar_event = state_events.get(names.get(("m.room.avatar", ""), ""))
+                avatar = avatar_event.content.get("url") if avatar_event is not None else None
+                if isinstance(avatar, str) and avatar:
+                    room["avatar"] = avatar
+            if p.initial or p.members_changed or p.membership_changed:
+                counts = members.get(r.room_nid, {})
+                room["joined_count"] = counts.get("join", 0)
+                room["invited_count"] = counts.get("invite", 0)
+                if not name:
+                    heroes = _heroes(hero_ids.get(r.room_nid, []), p.now_ids, hero_events)
+                    if heroes:
+                        room["heroes"] = heroes
+            if r.membership == "join":
+                counts_u = unread.get(r.room_nid) or {"notification_count": 0,
+                                                      "highlight_count": 0}
+                room["notification_count"] = counts_u["notification_count"]
+                room["highlight_count"] = counts_u["highlight_count"]
+            else:
+                room["notification_count"] = 0
+                room["highlight_count"] = 0
+            out_rooms[r.room_id] = room
+            sent[r.room_id] = SentRoom(p.room_end, r.membership, p.c.config.timeline_limit,
+                                       p.c.config.state_json(), p.lazy)
+        return out_rooms, sent
+
+    async def _invite(self, c: Candidate, prev: SentRoom | None,
+                      dms: set[str]) -> dict[str, Any] | None:
+        """An invite's or knock's entry: its stripped state, when new."""
         r = c.room
         membership_changed = prev is not None and (
             prev.membership != r.membership or r.membership_pos > prev.sent_upto)
-        initial = prev is None or (membership_changed and r.membership == "join"
-                                   and prev.membership != "join")
-        common: dict[str, Any] = {"membership": r.membership, "bump_stamp": _bump(r)}
-        if c.lists:
-            common["lists"] = c.lists
-        if initial:
-            common["initial"] = True
-        if r.room_id in dms:
-            common["is_dm"] = True
-        if r.membership in ("invite", "knock"):
-            if not initial and not membership_changed:
-                return None
-            stripped = await self.builder.stripped_state(r.event_id)
-            return {**common, "invite_state": stripped, "stripped_state": stripped}
-
-        assert prev is not None or initial
-        old_state = RoomConfig.state_from_json(prev.required_state) if prev else ()
-        old_config = RoomConfig(prev.timeline_limit if prev else 0, old_state)
-        expanded = not initial and c.config.timeline_limit > old_config.timeline_limit
-        widened = not initial and old_config.required_state != c.config.required_state
-        last = r.last_pos if r.membership == "join" else r.membership_pos
-        changed = prev is not None and last is not None and last > prev.sent_upto
-        if not (initial or changed or expanded or membership_changed or widened):
+        if prev is not None and not membership_changed:
             return None
+        stripped = await self.builder.stripped_state(r.event_id)
+        return {**_common(c, prev is None, dms), "invite_state": stripped,
+                "stripped_state": stripped}
 
-        user_id = requester.user_id
-        room_end = end if r.membership == "join" else r.membership_pos
-        info = RoomInfo(r.room_nid, r.room_id, r.room_version, None)
-        access = ReadAccess(info, Membership(r.membership, r.event_id, 0, r.membership_pos,
-                                             False),
-                            None if r.membership == "join" else r.membership_pos, None)
-        timeline_since = None if (initial or expanded) else prev.sent_upto  # type: ignore[union-attr]
-        limit = c.config.timeline_limit
-        events: list[Event] = []
-        positions: list[int] = []
-        limited = False
-        if limit > 0:
-            page = await self.room_reader.paginate(
-                user_id, access, from_pos=room_end, to_pos=timeline_since, backwards=True,
-                limit=limit + 1, current_state_visible=True)
-            events, positions = list(page.events), list(page.positions)
-            limited = len(events) > limit or not page.exhausted
-            events, positions = events[:limit][::-1], positions[:limit][::-1]
-        elif timeline_since is None or last is None or last > timeline_since:
-            limited = True
-
-        now_ids = await self.builder.state_ids_at(r.room_nid, room_end)
-        cfg = c.config
-        naming_keys = [("m.room.name", ""), ("m.room.avatar", "")]
-        naming_changed = members_changed = initial
-        if initial:
-            wanted = {k: v for k, v in now_ids.items() if cfg.matches(k[0], k[1], user_id)}
+    async def _timeline(self, requester: Requester, p: "Plan", page: list[tuple[int, str]],
+                        fetched: dict[str, Event], ignored: frozenset[str]) -> None:
+        """The plan's timeline from the rows read for it: as they are when
+        the user was joined before all of them and ignores none of their
+        senders (a member sees everything after their join: no history
+        visibility to apply), else through the room reader's gate."""
+        r = p.c.room
+        limit = p.c.config.timeline_limit
+        rows = [(pos, fetched[eid]) for pos, eid in page if eid in fetched]
+        plain = r.membership == "join" and len(rows) == len(page) and all(
+            pos > r.membership_pos and not is_hidden(e, ignored) for pos, e in rows)
+        if plain:
+            events = [e for _, e in rows]
+            positions = [pos for pos, _ in rows]
+            limited = len(events) > limit
         else:
-            assert prev is not None
-            before = await self.builder.state_ids_at(r.room_nid, prev.sent_upto)
-            wanted = {k: v for k, v in now_ids.items()
-                      if before.get(k) != v and cfg.matches(k[0], k[1], user_id)}
-            naming_changed = any(before.get(k) != now_ids.get(k) for k in naming_keys)
-            members_changed = any(k[0] == MEMBER and before.get(k) != v
-                                  for k, v in now_ids.items()) or any(
-                k[0] == MEMBER and k not in now_ids for k in before)
-            if widened:
-                wanted.update({k: v for k, v in now_ids.items()
-                               if cfg.matches(k[0], k[1], user_id)
-                               and not old_config.matches(k[0], k[1], user_id)})
-        if cfg.lazy_members:
-            # the member events of the timeline's people, those the client
-            # does not hold already (as of the response it built on)
-            held = dict(prev.lazy_members) if prev is not None and not initial \
-                and not widened else {}
-            people = {e.sender for e in events}
-            people.update(e.state_key for e in events
-                          if e.type == MEMBER and e.state_key is not None)
-            for person in people:
-                eid = now_ids.get((MEMBER, person))
-                if eid is not None and held.get(person) != eid:
-                    wanted[(MEMBER, person)] = eid
-            held.update({k[1]: v for k, v in wanted.items() if k[0] == MEMBER})
-            if len(held) <= MAX_LAZY_HELD:
-                lazy_out.update(held)
-        if not initial and not events and not wanted and not expanded \
-                and not membership_changed:
-            return None  # what happened is nothing the user may see
+            info = RoomInfo(r.room_nid, r.room_id, r.room_version, None)
+            access = ReadAccess(info, Membership(r.membership, r.event_id, 0, r.membership_pos,
+                                                 False),
+                                None if r.membership == "join" else r.membership_pos, None)
+            found = await self.room_reader.paginate(
+                requester.user_id, access, from_pos=p.room_end, to_pos=p.timeline_since,
+                backwards=True, limit=limit + 1, current_state_visible=True)
+            events, positions = list(found.events), list(found.positions)
+            limited = len(events) > limit or not found.exhausted
+        p.events, p.positions = events[:limit][::-1], positions[:limit][::-1]
+        p.limited = limited
 
-        naming_ids = {k: now_ids[k] for k in naming_keys if k in now_ids}
-        fetched = await self.stores.events.get_events(
-            list({*wanted.values(), *naming_ids.values()}))
-        state_events = [fetched[v] for v in wanted.values() if v in fetched]
-        room: dict[str, Any] = dict(common)
-        if expanded:
-            room["expanded_timeline"] = True
-            room["unstable_expanded_timeline"] = True
-        serialize = self.room_reader.serialize
-        if events or state_events:
-            # one pass over both (one read each of transaction IDs, replaced
-            # state, redactions and relations)
-            both = await serialize(requester, r.room_id, [*events, *state_events])
-            if events:
-                room["timeline"] = both[:len(events)]
-            if state_events:
-                room["required_state"] = both[len(events):]
-        room["limited"] = limited
-        room["prev_batch"] = pagination_token(positions[0] - 1 if positions else room_end)
-        room["num_live"] = 0 if since_pos is None else sum(1 for p in positions
-                                                           if p > since_pos)
-
-        name_event = fetched.get(naming_ids.get(("m.room.name", ""), ""))
-        name = name_event.content.get("name") if name_event is not None else None
-        if naming_changed:
-            if isinstance(name, str) and name:
-                room["name"] = name
-            elif not initial:
-                room["name"] = None  # the name was removed (the MSC)
-            avatar_event = fetched.get(naming_ids.get(("m.room.avatar", ""), ""))
-            avatar = avatar_event.content.get("url") if avatar_event is not None else None
-            if isinstance(avatar, str) and avatar:
-                room["avatar"] = avatar
-        if initial or members_changed or membership_changed:
-            counts = batch.members.get(r.room_nid, {})
-            room["joined_count"] = counts.get("join", 0)
-            room["invited_count"] = counts.get("invite", 0)
-            if not (isinstance(name, str) and name):
-                heroes = await self._heroes(r.room_nid, user_id, now_ids)
-                if heroes:
-                    room["heroes"] = heroes
-        if r.membership == "join":
-            counts_u = batch.unread.get(r.room_nid) or {"notification_count": 0,
-                                                        "highlight_count": 0}
-            room["notification_count"] = counts_u["notification_count"]
-            room["highlight_count"] = counts_u["highlight_count"]
-        else:
-            room["notification_count"] = 0
-            room["highlight_count"] = 0
-        return room
-
-    async def _heroes(self, room_nid: int, user_id: str,
-                      state: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
-        hero_ids = await self.stores.sync.get_heroes(room_nid, user_id)
-        members = await self.stores.events.get_events(
-            [state[(MEMBER, h)] for h in hero_ids if (MEMBER, h) in state])
-        by_user = {e.state_key: e for e in members.values()}
-        out = []
-        for hero in hero_ids:
-            entry: dict[str, Any] = {"user_id": hero}
-            event = by_user.get(hero)
-            if event is not None:
-                if isinstance(event.content.get("displayname"), str):
-                    entry["displayname"] = event.content["displayname"]
-                if isinstance(event.content.get("avatar_url"), str):
-                    entry["avatar_url"] = event.content["avatar_url"]
-            out.append(entry)
+    async def _memberships_at(self, user_id: str, plans: list["Plan"]) -> dict[str, str]:
+        """Event ID -> the user's membership at each timeline event
+        (``unsigned.membership``, MSC4115): their membership now for events
+        at or after their newest membership event, else read from the state
+        after the event (all such events in one read)."""
+        out: dict[str, str] = {}
+        older: list[str] = []
+        for p in plans:
+            r = p.c.room
+            for event, pos in zip(p.events, p.positions, strict=True):
+                if pos >= r.membership_pos:
+                    out[event.event_id] = r.membership
+                else:
+                    older.append(event.event_id)
+        if older:
+            key = (MEMBER, user_id)
+            at = await self.stores.events.get_state_at_events(older, [key])
+            members = await self.stores.events.get_events(
+                [ids[key] for ids in at.values() if key in ids])
+            for event_id in older:
+                member = members.get(at.get(event_id, {}).get(key, ""))
+                out[event_id] = member.membership if member is not None \
+                    and isinstance(member.membership, str) else "leave"
         return out
+
 
     # -- extensions ---------------------------------------------------------------
 
@@ -678,3 +738,99 @@ def _room_type(state: dict[str, dict[str, Any]], r: ListRoom) -> str | None:
 def _membership(r: ListRoom) -> RoomMembership:
     return RoomMembership(r.room_id, r.room_nid, r.room_version, r.membership, r.event_id,
                           r.membership_pos)
+
+
+def _common(c: Candidate, initial: bool, dms: set[str]) -> dict[str, Any]:
+    """What every room entry carries."""
+    r = c.room
+    common: dict[str, Any] = {"membership": r.membership, "bump_stamp": _bump(r)}
+    if c.lists:
+        common["lists"] = c.lists
+    if initial:
+        common["initial"] = True
+    if r.room_id in dms:
+        common["is_dm"] = True
+    return common
+
+
+def _plan(c: Candidate, prev: SentRoom | None, end: int, dms: set[str]) -> Plan | None:
+    """Whether a joined or left room is to be built (None: nothing new for
+    this connection), decided from the room list and what was sent."""
+    r = c.room
+    membership_changed = prev is not None and (
+        prev.membership != r.membership or r.membership_pos > prev.sent_upto)
+    initial = prev is None or (membership_changed and r.membership == "join"
+                               and prev.membership != "join")
+    old_state = RoomConfig.state_from_json(prev.required_state) if prev else ()
+    old_config = RoomConfig(prev.timeline_limit if prev else 0, old_state)
+    expanded = not initial and c.config.timeline_limit > old_config.timeline_limit
+    widened = not initial and old_config.required_state != c.config.required_state
+    last = r.last_pos if r.membership == "join" else r.membership_pos
+    changed = prev is not None and last is not None and last > prev.sent_upto
+    if not (initial or changed or expanded or membership_changed or widened):
+        return None
+    assert prev is not None or initial
+    return Plan(c, prev, initial, membership_changed, expanded, widened, old_config,
+                room_end=end if r.membership == "join" else r.membership_pos,
+                timeline_since=None if (initial or expanded or prev is None)
+                else prev.sent_upto,
+                common=_common(c, initial, dms))
+
+
+def _wanted_state(p: Plan, user_id: str) -> None:
+    """The state events the room's entry carries (``p.wanted``), whether its
+    naming and its members changed, and the lazy members the client holds
+    after it (``p.lazy``)."""
+    now_ids, before, cfg = p.now_ids, p.before_ids, p.c.config
+    p.naming_changed = p.members_changed = p.initial
+    if p.initial:
+        wanted = {k: v for k, v in now_ids.items() if cfg.matches(k[0], k[1], user_id)}
+    else:
+        wanted = {k: v for k, v in now_ids.items()
+                  if before.get(k) != v and cfg.matches(k[0], k[1], user_id)}
+        p.naming_changed = any(before.get(k) != now_ids.get(k) for k in NAMING_KEYS)
+        p.members_changed = any(k[0] == MEMBER and before.get(k) != v
+                                for k, v in now_ids.items()) or any(
+            k[0] == MEMBER and k not in now_ids for k in before)
+        if p.widened:
+            wanted.update({k: v for k, v in now_ids.items()
+                           if cfg.matches(k[0], k[1], user_id)
+                           and not p.old_config.matches(k[0], k[1], user_id)})
+    if cfg.lazy_members:
+        # the member events of the timeline's people, those the client
+        # does not hold already (as of the response it built on)
+        held = dict(p.prev.lazy_members) if p.prev is not None and not p.initial \
+            and not p.widened else {}
+        people = {e.sender for e in p.events}
+        people.update(e.state_key for e in p.events
+                      if e.type == MEMBER and e.state_key is not None)
+        for person in people:
+            eid = now_ids.get((MEMBER, person))
+            if eid is not None and held.get(person) != eid:
+                wanted[(MEMBER, person)] = eid
+        held.update({k[1]: v for k, v in wanted.items() if k[0] == MEMBER})
+        if len(held) <= MAX_LAZY_HELD:
+            p.lazy.update(held)
+    p.wanted = wanted
+
+
+def _name(events: dict[str, Event], naming: dict[tuple[str, str], str]) -> str | None:
+    """The room's name from its ``m.room.name`` event (None: none, or empty)."""
+    event = events.get(naming.get(("m.room.name", ""), ""))
+    name = event.content.get("name") if event is not None else None
+    return name if isinstance(name, str) and name else None
+
+
+def _heroes(hero_ids: list[str], state: dict[tuple[str, str], str],
+            events: dict[str, Event]) -> list[dict[str, Any]]:
+    out = []
+    for hero in hero_ids:
+        entry: dict[str, Any] = {"user_id": hero}
+        event = events.get(state.get((MEMBER, hero), ""))
+        if event is not None:
+            if isinstance(event.content.get("displayname"), str):
+                entry["displayname"] = event.content["displayname"]
+            if isinstance(event.content.get("avatar_url"), str):
+                entry["avatar_url"] = event.content["avatar_url"]
+        out.append(entry)
+    return out

@@ -245,6 +245,32 @@ async def test_lazy_members_already_sent_are_not_sent_again(server: TestServer) 
 
 
 @pytest_twisted.ensureDeferred
+async def test_timeline_events_carry_the_readers_membership_at_each(
+        server: TestServer) -> None:
+    """unsigned.membership (MSC4115): a message from before bob joined shows
+    he was not in the room then, the ones after his join that he was."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="public_chat", name="Lobby")
+    await send_text(alice, room_id, "before bob")
+    await join(bob, room_id)
+    await send_text(alice, room_id, "after bob")
+    body = await ss(bob, {"lists": {"all": window(0, 0, limit=10)}})
+    timeline = body["rooms"][room_id]["timeline"]
+    by_body = {e["content"]["body"]: e["unsigned"]["membership"] for e in timeline
+               if e["type"] == "m.room.message"}
+    assert by_body == {"before bob": "leave", "after bob": "join"}
+    own_join = [e for e in timeline if e["type"] == "m.room.member"
+                and e["state_key"] == bob.user_id]
+    assert own_join[0]["unsigned"]["membership"] == "join"
+    # a new message on the same connection: join
+    await send_text(alice, room_id, "later")
+    later = await ss(bob, {"lists": {"all": window(0, 0, limit=10)}}, pos=body["pos"])
+    assert [e["unsigned"]["membership"] for e in later["rooms"][room_id]["timeline"]] == [
+        "join"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_heroes_name_a_room_without_a_name(server: TestServer) -> None:
     alice = await server.register("alice")
     bob = await server.register("bob")
