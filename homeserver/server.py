@@ -257,7 +257,8 @@ class HomeServer:
         self.room_recency = RoomRecency(self.stores.sliding_sync)
         self.sliding_sync = SlidingSyncHandler(
             self.ctx, self.stores, self.sync_handler, self.sync_handler.builder,
-            self.room_reader, self.typing, self.presence, self.notifier, self.room_recency)
+            self.room_reader, self.typing, self.presence, self.notifier, self.room_recency,
+            self.sync_memory)
         # the deprecated /events and initialSync, over the same reads as /sync
         self.event_stream = EventStream(self.ctx, self.stores, self.room_reader,
                                         self.sync_handler, self.notifier, self.typing,

@@ -100,11 +100,10 @@ class SlidingSyncStore:
 
     async def load_connection(self, user_id: str, device_id: str, conn_id: str,
                               pos_nid: int) -> ConnectionState | None:
-        """The connection's state as of ``pos_nid``, or None when that
-        position is not one of this user's, device's and conn_id's (never
-        was, or was forgotten). Positions other than ``pos_nid`` are
-        forgotten: the client has moved past the older ones, and never
-        processed the newer ones (it would have sent them)."""
+        """The connection's state as of ``pos_nid`` (per room, its newest
+        row at or before it), or None when that position is not one of this
+        user's, device's and conn_id's (never was, or was forgotten). Only
+        reads: the next ``save_position`` forgets what this one moves past."""
         def txn_fn(txn: Txn) -> ConnectionState | None:
             row = txn.select_one(
                 "SELECT c.connection_nid, p.stream_pos FROM sliding_sync_connections c"
@@ -114,39 +113,53 @@ class SlidingSyncStore:
             if row is None:
                 return None
             conn, stream_pos = int(row[0]), int(row[1])
-            txn.execute("DELETE FROM sliding_sync_positions WHERE connection_nid = ?"
-                        " AND pos_nid <> ?", (conn, pos_nid))
-            txn.execute("DELETE FROM sliding_sync_rooms WHERE connection_nid = ?"
-                        " AND pos_nid > ?", (conn, pos_nid))
-            # keep the newest row per room
-            txn.execute(
-                "DELETE FROM sliding_sync_rooms WHERE connection_nid = ? AND EXISTS"
-                " (SELECT 1 FROM sliding_sync_rooms newer"
-                " WHERE newer.connection_nid = sliding_sync_rooms.connection_nid"
-                " AND newer.room_id = sliding_sync_rooms.room_id"
-                " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", (conn,))
-            rooms = {
-                str(room_id): SentRoom(int(upto), str(membership), int(limit),
-                                       json.loads(required),
-                                       json.loads(lazy) if lazy else {})
-                for room_id, upto, membership, limit, required, lazy in txn.select_all(
-                    "SELECT room_id, sent_upto, membership, timeline_limit, required_state,"
-                    " lazy_members FROM sliding_sync_rooms WHERE connection_nid = ?",
-                    (conn,))}
-            return ConnectionState(conn, stream_pos, rooms)
+            newest: dict[str, tuple[int, SentRoom]] = {}
+            for room_id, row_pos, upto, membership, limit, required, lazy in txn.select_all(
+                    "SELECT room_id, pos_nid, sent_upto, membership, timeline_limit,"
+                    " required_state, lazy_members FROM sliding_sync_rooms"
+                    " WHERE connection_nid = ? AND pos_nid <= ?", (conn, pos_nid)):
+                held = newest.get(str(room_id))
+                if held is None or held[0] < int(row_pos):
+                    newest[str(room_id)] = (int(row_pos), SentRoom(
+                        int(upto), str(membership), int(limit), json.loads(required),
+                        json.loads(lazy) if lazy else {}))
+            return ConnectionState(conn, stream_pos, {k: v for k, (_, v) in newest.items()})
 
         return await self.db.run_interaction("sliding_sync_load", txn_fn)
 
-    async def save_position(self, connection_nid: int, stream_pos: int,
-                            rooms: Iterable[tuple[str, SentRoom]], now_ms: int) -> int | None:
-        """A new position of the connection, with the rooms its response
-        carried; None when the connection was replaced meanwhile."""
+    async def save_position(self, connection_nid: int, base_pos_nid: int | None,
+                            stream_pos: int, rooms: Iterable[tuple[str, SentRoom]],
+                            now_ms: int) -> int | None:
+        """A new position of the connection, built on ``base_pos_nid`` (None:
+        a new connection), with the rooms its response carried; None when
+        the connection was replaced or the base position forgotten
+        meanwhile. The connection's other positions are forgotten: older
+        ones because the client moved past them, newer ones because the
+        client never processed them (it would have sent them); the room rows
+        of those newer ones go with them, and of the older rows one per room
+        (the newest) is kept."""
         rows = list(rooms)
 
         def txn_fn(txn: Txn) -> int | None:
             if txn.select_one("SELECT 1 FROM sliding_sync_connections"
                               " WHERE connection_nid = ?", (connection_nid,)) is None:
                 return None
+            if base_pos_nid is not None:
+                if txn.select_one("SELECT 1 FROM sliding_sync_positions WHERE pos_nid = ?"
+                                  " AND connection_nid = ?",
+                                  (base_pos_nid, connection_nid)) is None:
+                    return None
+                txn.execute("DELETE FROM sliding_sync_positions WHERE connection_nid = ?"
+                            " AND pos_nid <> ?", (connection_nid, base_pos_nid))
+                txn.execute("DELETE FROM sliding_sync_rooms WHERE connection_nid = ?"
+                            " AND pos_nid > ?", (connection_nid, base_pos_nid))
+                # of the rows left, the newest per room
+                txn.execute(
+                    "DELETE FROM sliding_sync_rooms WHERE connection_nid = ? AND EXISTS"
+                    " (SELECT 1 FROM sliding_sync_rooms newer"
+                    " WHERE newer.connection_nid = sliding_sync_rooms.connection_nid"
+                    " AND newer.room_id = sliding_sync_rooms.room_id"
+                    " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", (connection_nid,))
             row = txn.select_one(
                 "INSERT INTO sliding_sync_positions (connection_nid, stream_pos, created_ts)"
                 " VALUES (?, ?, ?) RETURNING pos_nid", (connection_nid, stream_pos, now_ms))

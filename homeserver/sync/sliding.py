@@ -53,6 +53,7 @@ from homeserver.storage.rooms import Membership, RoomInfo
 from homeserver.storage.sliding_sync import ConnectionState, ListRoom, SentRoom
 from homeserver.storage.sync import RoomMembership
 from homeserver.sync.encoder import one_time_keys_count
+from homeserver.sync.sliding_fast import ConnectionMemory, Remembered, fast_rooms, quiet
 from homeserver.sync.sliding_request import (
     MEMBER,
     WILDCARD,
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     from homeserver.rooms.access import RoomReader
     from homeserver.storage import Stores
     from homeserver.sync.handler import SyncHandler
+    from homeserver.sync.memory import SyncMemory
     from homeserver.sync.notifier import Notifier
     from homeserver.sync.recency import RoomRecency
     from homeserver.sync.room_builder import RoomBuilder
@@ -138,6 +140,12 @@ class Built:
     sent: dict[str, SentRoom]
     until: StreamToken
     has_data: bool
+    # what it was built from, for the next request (sync/sliding_fast.py)
+    rooms: list[ListRoom]
+    global_data: dict[str, Any]
+    room_data: dict[str, Any]
+    # room ID -> unread counts of the joined rooms sent
+    counts: dict[str, tuple[int, int]]
 
 
 class SlidingSyncHandler:
@@ -146,7 +154,7 @@ class SlidingSyncHandler:
     def __init__(self, ctx: "ServerContext", stores: "Stores", sync: "SyncHandler",
                  builder: "RoomBuilder", room_reader: "RoomReader", typing: "TypingManager",
                  presence: "PresenceHandler", notifier: "Notifier",
-                 recency: "RoomRecency") -> None:
+                 recency: "RoomRecency", memory: "SyncMemory") -> None:
         self.ctx = ctx
         self.stores = stores
         self.sync = sync
@@ -156,24 +164,36 @@ class SlidingSyncHandler:
         self.presence = presence
         self.notifier = notifier
         self.recency = recency
+        self.memory = memory
+        self.connections = ConnectionMemory()
 
     async def handle(self, requester: Requester, req: SlidingRequest) -> dict[str, Any]:
         user_id = requester.user_id
         device_id = requester.device_id or ""
         store = self.stores.sliding_sync
         since: StreamToken | None = None
+        base_pos: int | None = None
+        remembered: Remembered | None = None
         if req.pos is not None:
             m = _POS.fullmatch(req.pos)
             if m is None:
                 raise unknown_pos()
-            conn = await store.load_connection(user_id, device_id, req.conn_id,
-                                               int(m.group(1)))
-            if conn is None:
-                raise unknown_pos()
+            base_pos = int(m.group(1))
             try:
                 token = self.sync.parse_since(m.group(2))
             except MatrixError:
                 raise unknown_pos() from None
+            # the connection as its last response left it, when this process
+            # wrote that response (sync/sliding_fast.py); else from the database
+            remembered = self.connections.get(user_id, device_id, req.conn_id, base_pos)
+            if remembered is not None:
+                conn = remembered.state
+            else:
+                loaded = await store.load_connection(user_id, device_id, req.conn_id,
+                                                     base_pos)
+                if loaded is None:
+                    raise unknown_pos()
+                conn = loaded
             since = StreamToken(conn.stream_pos, token.typing_pos, token.epoch)
         else:
             now = self.ctx.now_ms()
@@ -181,26 +201,38 @@ class SlidingSyncHandler:
             # clients get M_UNKNOWN_POS and start over, as the MSC allows)
             await store.delete_connections_older_than(now - CONNECTION_LIFETIME_MS)
             nid = await store.start_connection(user_id, device_id, req.conn_id, now)
+            self.connections.forget(user_id, device_id, req.conn_id)
             conn = ConnectionState(nid, 0, {})
         await self.presence.user_syncing(user_id, req.set_presence)
         try:
-            built = await self._long_poll(requester, req, conn, since)
+            built = await self._long_poll(requester, req, conn, since, remembered)
         finally:
             self.presence.sync_ended(user_id, req.set_presence)
-        pos_nid = await store.save_position(conn.connection_nid, built.until.global_pos,
+        end = built.until.global_pos
+        pos_nid = await store.save_position(conn.connection_nid, base_pos, end,
                                             built.sent.items(), self.ctx.now_ms())
-        if pos_nid is None:  # a new connection of the same conn_id replaced it
+        if pos_nid is None:
+            # a new connection of the same conn_id replaced it, or a retry of
+            # an older position forgot this one
+            self.connections.forget(user_id, device_id, req.conn_id)
             raise unknown_pos()
+        counts = dict(remembered.counts) if remembered is not None else {}
+        counts.update(built.counts)
+        self.connections.put(Remembered(
+            user_id, device_id, req.conn_id, pos_nid,
+            ConnectionState(conn.connection_nid, end, {**conn.rooms, **built.sent}),
+            built.rooms, built.global_data, built.room_data, counts))
         return {"pos": f"{pos_nid}_{built.until}", **built.body}
 
     async def _long_poll(self, requester: Requester, req: SlidingRequest,
-                         conn: ConnectionState, since: StreamToken | None) -> Built:
+                         conn: ConnectionState, since: StreamToken | None,
+                         remembered: Remembered | None) -> Built:
         timeout = min(req.timeout_ms, MAX_TIMEOUT_MS)
         clock = self.ctx.clock
         deadline = clock.seconds() + timeout / 1000
         while True:
             counter = self.notifier.counter(requester.user_id)
-            built = await self._build(requester, req, conn, since)
+            built = await self._build(requester, req, conn, since, remembered)
             if since is None or built.has_data:
                 return built
             remaining = deadline - clock.seconds()
@@ -214,18 +246,29 @@ class SlidingSyncHandler:
     # -- one build ------------------------------------------------------------
 
     async def _build(self, requester: Requester, req: SlidingRequest,
-                     conn: ConnectionState, since: StreamToken | None) -> Built:
+                     conn: ConnectionState, since: StreamToken | None,
+                     remembered: Remembered | None) -> Built:
         user_id = requester.user_id
         until = self.sync.current_token()
         end = until.global_pos
-        all_rooms = await self._room_list(user_id, end)
+        # nothing since the last response that changes the user's room list
+        # or account data: read them again only otherwise
+        is_quiet = remembered is not None and since is not None and quiet(
+            self.memory, user_id, remembered.rooms, since.global_pos, end)
+        if is_quiet:
+            assert remembered is not None
+            base = remembered.rooms
+            global_data, room_data = remembered.global_data, remembered.room_data
+        else:
+            base = await self.stores.sliding_sync.get_room_list(user_id)
+            global_data, room_data = \
+                await self.stores.account_data.get_account_data_since(user_id, 0, end)
+        all_rooms = await self._with_heads(base, end)
         ignored = await self.room_reader.ignored.get(user_id)
         rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)
                  # the spec: invites from ignored users are not sent
                  and not (r.membership == "invite" and ignored and r.sender in ignored)]
         rooms.sort(key=lambda r: (_bump(r), r.room_id), reverse=True)
-        global_data, room_data = await self.stores.account_data.get_account_data_since(
-            user_id, 0, end)
 
         candidates: dict[str, Candidate] = {}
         lists_body: dict[str, Any] = {}
@@ -259,8 +302,18 @@ class SlidingSyncHandler:
                 c.config = c.config.combine(config)
 
         since_pos = since.global_pos if since is not None else None
-        out_rooms, sent = await self._rooms(requester, list(candidates.values()), conn,
-                                            since_pos, end, _dm_rooms(global_data))
+        dms = _dm_rooms(global_data)
+        fast = None
+        if is_quiet:
+            assert remembered is not None and since_pos is not None
+            fast = fast_rooms(self.memory, user_id, list(candidates.values()), conn,
+                              remembered, since_pos, end,
+                              lambda c, initial: _common(c, initial, dms), self.ctx.now_ms())
+        if fast is not None:
+            out_rooms, sent, counts = fast
+        else:
+            out_rooms, sent, counts = await self._rooms(
+                requester, list(candidates.values()), conn, since_pos, end, dms)
 
         initial_rooms = {rid for rid, body in out_rooms.items() if body.get("initial")}
         extensions = await self._extensions(requester, req, since, until, list_rooms,
@@ -269,7 +322,7 @@ class SlidingSyncHandler:
         has_data = bool(out_rooms) or any(_ext_has_data(k, v) for k, v in extensions.items())
         body: dict[str, Any] = {"lists": lists_body, "rooms": out_rooms,
                                 "extensions": extensions}
-        return Built(body, sent, until, has_data)
+        return Built(body, sent, until, has_data, base, global_data, room_data, counts)
 
     @staticmethod
     def _in_room_list(r: ListRoom, conn: ConnectionState, user_id: str) -> bool:
@@ -333,12 +386,11 @@ class SlidingSyncHandler:
 
     # -- the room list --------------------------------------------------------------
 
-    async def _room_list(self, user_id: str, end: int) -> list[ListRoom]:
+    async def _with_heads(self, rooms: list[ListRoom], end: int) -> list[ListRoom]:
         """The user's memberships with each room's newest and newest bump
         positions (``sync/recency.py``), the newest clamped to ``end``: a
         room is sent up to ``end``, so a newer event is news for the next
         response."""
-        rooms = await self.stores.sliding_sync.get_room_list(user_id)
         heads = await self.recency.heads({r.room_id: r.room_nid for r in rooms})
         out = []
         for r in rooms:
@@ -353,7 +405,8 @@ class SlidingSyncHandler:
 
     async def _rooms(self, requester: Requester, candidates: list[Candidate],
                      conn: ConnectionState, since_pos: int | None, end: int,
-                     dms: set[str]) -> tuple[dict[str, Any], dict[str, SentRoom]]:
+                     dms: set[str],
+                     ) -> tuple[dict[str, Any], dict[str, SentRoom], dict[str, tuple[int, int]]]:
         """The entries of the rooms to send, and what to record of them.
 
         Which rooms need building is decided without the database
@@ -364,6 +417,7 @@ class SlidingSyncHandler:
         user_id = requester.user_id
         out_rooms: dict[str, Any] = {}
         sent: dict[str, SentRoom] = {}
+        counts: dict[str, tuple[int, int]] = {}
         plans: list[Plan] = []
         for c in candidates:
             prev = conn.rooms.get(c.room.room_id)
@@ -380,7 +434,7 @@ class SlidingSyncHandler:
             if plan is not None:
                 plans.append(plan)
         if not plans:
-            return out_rooms, sent
+            return out_rooms, sent, {}
 
         # the timelines and the state (now, and as last sent) in one go
         asks = [p for p in plans if p.c.config.timeline_limit > 0]
@@ -410,7 +464,7 @@ class SlidingSyncHandler:
         plans = [p for p in plans if p.initial or p.events or p.wanted or p.expanded
                  or p.membership_changed]  # else nothing the user may see happened
         if not plans:
-            return out_rooms, sent
+            return out_rooms, sent, {}
 
         # what every room sent needs, read for all of them at once
         joined = [p.c.room for p in plans if p.c.room.membership == "join"]
@@ -472,9 +526,9 @@ class SlidingSyncHandler:
                 if isinstance(avatar, str) and avatar:
                     room["avatar"] = avatar
             if p.initial or p.members_changed or p.membership_changed:
-                counts = members.get(r.room_nid, {})
-                room["joined_count"] = counts.get("join", 0)
-                room["invited_count"] = counts.get("invite", 0)
+                member_counts = members.get(r.room_nid, {})
+                room["joined_count"] = member_counts.get("join", 0)
+                room["invited_count"] = member_counts.get("invite", 0)
                 if not name:
                     heroes = _heroes(hero_ids.get(r.room_nid, []), p.now_ids, hero_events)
                     if heroes:
@@ -484,13 +538,15 @@ class SlidingSyncHandler:
                                                       "highlight_count": 0}
                 room["notification_count"] = counts_u["notification_count"]
                 room["highlight_count"] = counts_u["highlight_count"]
+                counts[r.room_id] = (counts_u["notification_count"],
+                                     counts_u["highlight_count"])
             else:
                 room["notification_count"] = 0
                 room["highlight_count"] = 0
             out_rooms[r.room_id] = room
             sent[r.room_id] = SentRoom(p.room_end, r.membership, p.c.config.timeline_limit,
                                        p.c.config.state_json(), p.lazy)
-        return out_rooms, sent
+        return out_rooms, sent, counts
 
     async def _invite(self, c: Candidate, prev: SentRoom | None,
                       dms: set[str]) -> dict[str, Any] | None:
