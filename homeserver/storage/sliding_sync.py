@@ -42,6 +42,18 @@ class SentRoom:
 
 
 @dataclass(frozen=True)
+class PositionSave:
+    """A connection's new position, to write (``save_positions``)."""
+
+    connection_nid: int
+    # the position the response was built on (None: a new connection)
+    base_pos_nid: int | None
+    stream_pos: int
+    rooms: list[tuple[str, SentRoom]]
+    now_ms: int
+
+
+@dataclass(frozen=True)
 class ConnectionState:
     connection_nid: int
     stream_pos: int
@@ -127,55 +139,59 @@ class SlidingSyncStore:
 
         return await self.db.run_interaction("sliding_sync_load", txn_fn)
 
-    async def save_position(self, connection_nid: int, base_pos_nid: int | None,
-                            stream_pos: int, rooms: Iterable[tuple[str, SentRoom]],
-                            now_ms: int) -> int | None:
-        """A new position of the connection, built on ``base_pos_nid`` (None:
-        a new connection), with the rooms its response carried; None when
-        the connection was replaced or the base position forgotten
-        meanwhile. The connection's other positions are forgotten: older
-        ones because the client moved past them, newer ones because the
-        client never processed them (it would have sent them); the room rows
-        of those newer ones go with them, and of the older rows one per room
-        (the newest) is kept."""
-        rows = list(rooms)
+    async def save_positions(self, saves: list[PositionSave]) -> list[int | None]:
+        """Several connections' new positions in one transaction (one
+        commit for the responses of many woken connections); per save, its
+        new position NID, or None when its connection was replaced or its
+        base position forgotten meanwhile (``save_position_txn``)."""
+        return await self.db.run_interaction(
+            "sliding_sync_save",
+            lambda txn: [self.save_position_txn(txn, save) for save in saves])
 
-        def txn_fn(txn: Txn) -> int | None:
-            if txn.select_one("SELECT 1 FROM sliding_sync_connections"
-                              " WHERE connection_nid = ?", (connection_nid,)) is None:
+    @staticmethod
+    def save_position_txn(txn: Txn, save: PositionSave) -> int | None:
+        """A new position of the connection, built on ``save.base_pos_nid``
+        (None: a new connection), with the rooms its response carried. The
+        connection's other positions are forgotten: older ones because the
+        client moved past them, newer ones because the client never
+        processed them (it would have sent them); the room rows of those
+        newer ones go with them, and of the older rows one per room (the
+        newest) is kept."""
+        connection_nid, base_pos_nid = save.connection_nid, save.base_pos_nid
+        if txn.select_one("SELECT 1 FROM sliding_sync_connections"
+                          " WHERE connection_nid = ?", (connection_nid,)) is None:
+            return None
+        if base_pos_nid is not None:
+            if txn.select_one("SELECT 1 FROM sliding_sync_positions WHERE pos_nid = ?"
+                              " AND connection_nid = ?",
+                              (base_pos_nid, connection_nid)) is None:
                 return None
-            if base_pos_nid is not None:
-                if txn.select_one("SELECT 1 FROM sliding_sync_positions WHERE pos_nid = ?"
-                                  " AND connection_nid = ?",
-                                  (base_pos_nid, connection_nid)) is None:
-                    return None
-                txn.execute("DELETE FROM sliding_sync_positions WHERE connection_nid = ?"
-                            " AND pos_nid <> ?", (connection_nid, base_pos_nid))
-                txn.execute("DELETE FROM sliding_sync_rooms WHERE connection_nid = ?"
-                            " AND pos_nid > ?", (connection_nid, base_pos_nid))
-                # of the rows left, the newest per room
-                txn.execute(
-                    "DELETE FROM sliding_sync_rooms WHERE connection_nid = ? AND EXISTS"
-                    " (SELECT 1 FROM sliding_sync_rooms newer"
-                    " WHERE newer.connection_nid = sliding_sync_rooms.connection_nid"
-                    " AND newer.room_id = sliding_sync_rooms.room_id"
-                    " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", (connection_nid,))
-            row = txn.select_one(
-                "INSERT INTO sliding_sync_positions (connection_nid, stream_pos, created_ts)"
-                " VALUES (?, ?, ?) RETURNING pos_nid", (connection_nid, stream_pos, now_ms))
-            assert row is not None
-            pos_nid = int(row[0])
-            txn.execute_many(
-                "INSERT INTO sliding_sync_rooms (connection_nid, room_id, pos_nid, sent_upto,"
-                " membership, timeline_limit, required_state, lazy_members)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(connection_nid, room_id, pos_nid, r.sent_upto, r.membership,
-                  r.timeline_limit, json.dumps(r.required_state, sort_keys=True),
-                  json.dumps(r.lazy_members) if r.lazy_members else None)
-                 for room_id, r in rows])
-            return pos_nid
-
-        return await self.db.run_interaction("sliding_sync_save", txn_fn)
+            txn.execute("DELETE FROM sliding_sync_positions WHERE connection_nid = ?"
+                        " AND pos_nid <> ?", (connection_nid, base_pos_nid))
+            txn.execute("DELETE FROM sliding_sync_rooms WHERE connection_nid = ?"
+                        " AND pos_nid > ?", (connection_nid, base_pos_nid))
+            # of the rows left, the newest per room
+            txn.execute(
+                "DELETE FROM sliding_sync_rooms WHERE connection_nid = ? AND EXISTS"
+                " (SELECT 1 FROM sliding_sync_rooms newer"
+                " WHERE newer.connection_nid = sliding_sync_rooms.connection_nid"
+                " AND newer.room_id = sliding_sync_rooms.room_id"
+                " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", (connection_nid,))
+        row = txn.select_one(
+            "INSERT INTO sliding_sync_positions (connection_nid, stream_pos, created_ts)"
+            " VALUES (?, ?, ?) RETURNING pos_nid",
+            (connection_nid, save.stream_pos, save.now_ms))
+        assert row is not None
+        pos_nid = int(row[0])
+        txn.execute_many(
+            "INSERT INTO sliding_sync_rooms (connection_nid, room_id, pos_nid, sent_upto,"
+            " membership, timeline_limit, required_state, lazy_members)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(connection_nid, room_id, pos_nid, r.sent_upto, r.membership,
+              r.timeline_limit, json.dumps(r.required_state, sort_keys=True),
+              json.dumps(r.lazy_members) if r.lazy_members else None)
+             for room_id, r in save.rooms])
+        return pos_nid
 
     async def delete_connections_older_than(self, before_ms: int) -> int:
         """Forget connections whose newest position is older than

@@ -50,10 +50,16 @@ from homeserver.rooms.access import ReadAccess
 from homeserver.rooms.ignored import is_hidden
 from homeserver.storage.push_rules import PUSH_RULES_TYPE
 from homeserver.storage.rooms import Membership, RoomInfo
-from homeserver.storage.sliding_sync import ConnectionState, ListRoom, SentRoom
+from homeserver.storage.sliding_sync import ConnectionState, ListRoom, PositionSave, SentRoom
 from homeserver.storage.sync import RoomMembership
 from homeserver.sync.encoder import one_time_keys_count
-from homeserver.sync.sliding_fast import ConnectionMemory, Remembered, fast_rooms, quiet
+from homeserver.sync.sliding_fast import (
+    ConnectionMemory,
+    PositionWriter,
+    Remembered,
+    fast_rooms,
+    quiet,
+)
 from homeserver.sync.sliding_request import (
     MEMBER,
     WILDCARD,
@@ -166,6 +172,7 @@ class SlidingSyncHandler:
         self.recency = recency
         self.memory = memory
         self.connections = ConnectionMemory()
+        self.positions = PositionWriter(stores.sliding_sync)
 
     async def handle(self, requester: Requester, req: SlidingRequest) -> dict[str, Any]:
         user_id = requester.user_id
@@ -209,8 +216,8 @@ class SlidingSyncHandler:
         finally:
             self.presence.sync_ended(user_id, req.set_presence)
         end = built.until.global_pos
-        pos_nid = await store.save_position(conn.connection_nid, base_pos, end,
-                                            built.sent.items(), self.ctx.now_ms())
+        pos_nid = await self.positions.save(PositionSave(
+            conn.connection_nid, base_pos, end, list(built.sent.items()), self.ctx.now_ms()))
         if pos_nid is None:
             # a new connection of the same conn_id replaced it, or a retry of
             # an older position forgot this one

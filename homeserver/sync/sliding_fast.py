@@ -43,9 +43,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.ignored import is_hidden
-from homeserver.storage.sliding_sync import ConnectionState, ListRoom, SentRoom
+from homeserver.storage.sliding_sync import ConnectionState, ListRoom, PositionSave, SentRoom
 from homeserver.storage.streams import PRESENCE
 from homeserver.sync.room_builder import MAX_COUNTED_UNREAD
 from homeserver.sync.sliding_request import RoomConfig
@@ -53,11 +56,14 @@ from homeserver.sync.tokens import pagination_token
 
 if TYPE_CHECKING:
     from homeserver.events.model import Event
+    from homeserver.storage.sliding_sync import SlidingSyncStore
     from homeserver.sync.memory import SyncMemory
     from homeserver.sync.sliding import Candidate
 
 # connections remembered (those in use at once)
 MAX_CONNECTIONS = 20_000
+# positions written in one transaction
+MAX_SAVES_AT_ONCE = 500
 
 # (notification count, highlight count) of a room as of its sent_upto
 Counts = tuple[int, int]
@@ -110,6 +116,45 @@ class ConnectionMemory:
     def forget(self, user_id: str, device_id: str, conn_id: str) -> None:
         with self._lock:
             self._by_connection.pop((user_id, device_id, conn_id), None)
+
+
+class PositionWriter:
+    """Writes connections' new positions; those that arrive while a write is
+    under way go together in the next one: one commit for the responses of
+    the many connections a message wakes, rather than one each."""
+
+    def __init__(self, store: "SlidingSyncStore") -> None:
+        self.store = store
+        self._pending: list[tuple[PositionSave, defer.Deferred[int | None]]] = []
+        self._writing = False
+
+    async def save(self, save: PositionSave) -> int | None:
+        """``SlidingSyncStore.save_position_txn``'s answer for ``save``."""
+        done: defer.Deferred[int | None] = defer.Deferred()
+        self._pending.append((save, done))
+        if not self._writing:
+            defer.ensureDeferred(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        self._writing = True
+        try:
+            while self._pending:
+                batch = self._pending[:MAX_SAVES_AT_ONCE]
+                del self._pending[:MAX_SAVES_AT_ONCE]
+                try:
+                    results = await self.store.save_positions([s for s, _ in batch])
+                except Exception:
+                    failure = Failure()
+                    for _, done in batch:
+                        if not done.called:  # a client that went away cancelled it
+                            done.errback(failure)
+                    continue
+                for (_, done), result in zip(batch, results, strict=True):
+                    if not done.called:
+                        done.callback(result)
+        finally:
+            self._writing = False
 
 
 def quiet(memory: "SyncMemory", user_id: str, rooms: list[ListRoom], since: int,
