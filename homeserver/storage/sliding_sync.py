@@ -85,10 +85,13 @@ class SlidingSyncStore:
     # -- connections ------------------------------------------------------------
 
     async def start_connection(self, user_id: str, device_id: str, conn_id: str,
-                               now_ms: int) -> int:
+                               now_ms: int, expire_before_ms: int | None = None) -> int:
         """A new connection, replacing any of the same (user, device,
-        conn_id): its positions become unknown."""
+        conn_id): its positions become unknown. With ``expire_before_ms``,
+        in the same transaction, ``delete_connections_older_than`` it."""
         def txn_fn(txn: Txn) -> int:
+            if expire_before_ms is not None:
+                self._expire_txn(txn, expire_before_ms)
             old = txn.select_one(
                 "SELECT connection_nid FROM sliding_sync_connections"
                 " WHERE user_id = ? AND device_id = ? AND conn_id = ?",
@@ -141,72 +144,101 @@ class SlidingSyncStore:
 
     async def save_positions(self, saves: list[PositionSave]) -> list[int | None]:
         """Several connections' new positions in one transaction (one
-        commit for the responses of many woken connections); per save, its
-        new position NID, or None when its connection was replaced or its
-        base position forgotten meanwhile (``save_position_txn``)."""
-        return await self.db.run_interaction(
-            "sliding_sync_save",
-            lambda txn: [self.save_position_txn(txn, save) for save in saves])
+        commit for the responses of many woken connections), each statement
+        run for all of them at once; per save, its new position NID, or None
+        when its connection was replaced or its base position forgotten
+        meanwhile.
+
+        A save built on ``base_pos_nid`` (None: a new connection) forgets the
+        connection's other positions: older ones because the client moved
+        past them, newer ones because the client never processed them (it
+        would have sent them); the room rows of those newer ones go with
+        them, and of the older rows one per room (the newest) is kept."""
+        return await self.db.run_interaction("sliding_sync_save", self._save_positions_txn,
+                                             saves)
 
     @staticmethod
-    def save_position_txn(txn: Txn, save: PositionSave) -> int | None:
-        """A new position of the connection, built on ``save.base_pos_nid``
-        (None: a new connection), with the rooms its response carried. The
-        connection's other positions are forgotten: older ones because the
-        client moved past them, newer ones because the client never
-        processed them (it would have sent them); the room rows of those
-        newer ones go with them, and of the older rows one per room (the
-        newest) is kept."""
-        connection_nid, base_pos_nid = save.connection_nid, save.base_pos_nid
-        if txn.select_one("SELECT 1 FROM sliding_sync_connections"
-                          " WHERE connection_nid = ?", (connection_nid,)) is None:
-            return None
-        if base_pos_nid is not None:
-            if txn.select_one("SELECT 1 FROM sliding_sync_positions WHERE pos_nid = ?"
-                              " AND connection_nid = ?",
-                              (base_pos_nid, connection_nid)) is None:
-                return None
-            txn.execute("DELETE FROM sliding_sync_positions WHERE connection_nid = ?"
-                        " AND pos_nid <> ?", (connection_nid, base_pos_nid))
-            txn.execute("DELETE FROM sliding_sync_rooms WHERE connection_nid = ?"
-                        " AND pos_nid > ?", (connection_nid, base_pos_nid))
-            # of the rows left, the newest per room
-            txn.execute(
-                "DELETE FROM sliding_sync_rooms WHERE connection_nid = ? AND EXISTS"
-                " (SELECT 1 FROM sliding_sync_rooms newer"
-                " WHERE newer.connection_nid = sliding_sync_rooms.connection_nid"
-                " AND newer.room_id = sliding_sync_rooms.room_id"
-                " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", (connection_nid,))
-        row = txn.select_one(
-            "INSERT INTO sliding_sync_positions (connection_nid, stream_pos, created_ts)"
-            " VALUES (?, ?, ?) RETURNING pos_nid",
-            (connection_nid, save.stream_pos, save.now_ms))
-        assert row is not None
-        pos_nid = int(row[0])
+    def _save_positions_txn(txn: Txn, saves: list[PositionSave]) -> list[int | None]:
+        # a connection's positions go with it, so a live base says both live
+        based = [s for s in saves if s.base_pos_nid is not None]
+        live_bases = {(int(p), int(c)) for p, c in select_in_txn(
+            txn, "SELECT pos_nid, connection_nid FROM sliding_sync_positions"
+            " WHERE pos_nid IN ({})", [s.base_pos_nid for s in based])}
+        fresh = [s for s in saves if s.base_pos_nid is None]
+        live_fresh = {int(c) for (c,) in select_in_txn(
+            txn, "SELECT connection_nid FROM sliding_sync_connections"
+            " WHERE connection_nid IN ({})", [s.connection_nid for s in fresh])}
+        ok = [s.base_pos_nid is not None and (s.base_pos_nid, s.connection_nid) in live_bases
+              or s.base_pos_nid is None and s.connection_nid in live_fresh for s in saves]
+        moved = [(s.connection_nid, s.base_pos_nid) for s, good in zip(saves, ok, strict=True)
+                 if good and s.base_pos_nid is not None]
+        txn.execute_many("DELETE FROM sliding_sync_positions WHERE connection_nid = ?"
+                         " AND pos_nid <> ?", moved)
+        txn.execute_many("DELETE FROM sliding_sync_rooms WHERE connection_nid = ?"
+                         " AND pos_nid > ?", moved)
+        # of the rows left, the newest per room
+        txn.execute_many(
+            "DELETE FROM sliding_sync_rooms WHERE connection_nid = ? AND EXISTS"
+            " (SELECT 1 FROM sliding_sync_rooms newer"
+            " WHERE newer.connection_nid = sliding_sync_rooms.connection_nid"
+            " AND newer.room_id = sliding_sync_rooms.room_id"
+            " AND newer.pos_nid > sliding_sync_rooms.pos_nid)",
+            [(c,) for c in dict.fromkeys(c for c, _ in moved)])
+        good_saves = [s for s, good in zip(saves, ok, strict=True) if good]
+        new_pos: dict[int, int] = {}
+        if len({s.connection_nid for s in good_saves}) == len(good_saves):
+            # one statement for all: each row known by its connection
+            for start in range(0, len(good_saves), 200):
+                part = good_saves[start:start + 200]
+                by_connection = {s.connection_nid: s for s in part}
+                for pos_nid, conn in txn.select_all(
+                        "INSERT INTO sliding_sync_positions"
+                        " (connection_nid, stream_pos, created_ts) VALUES "
+                        + ",".join(["(?, ?, ?)"] * len(part))
+                        + " RETURNING pos_nid, connection_nid",
+                        [v for s in part for v in (s.connection_nid, s.stream_pos, s.now_ms)]):
+                    new_pos[id(by_connection[int(conn)])] = int(pos_nid)
+        else:
+            for save in good_saves:
+                row = txn.select_one(
+                    "INSERT INTO sliding_sync_positions (connection_nid, stream_pos,"
+                    " created_ts) VALUES (?, ?, ?) RETURNING pos_nid",
+                    (save.connection_nid, save.stream_pos, save.now_ms))
+                assert row is not None
+                new_pos[id(save)] = int(row[0])
+        out: list[int | None] = []
+        rooms: list[tuple[Any, ...]] = []
+        for save, good in zip(saves, ok, strict=True):
+            if not good:
+                out.append(None)
+                continue
+            pos_nid = new_pos[id(save)]
+            out.append(pos_nid)
+            rooms.extend((save.connection_nid, room_id, pos_nid, r.sent_upto, r.membership,
+                          r.timeline_limit, json.dumps(r.required_state, sort_keys=True),
+                          json.dumps(r.lazy_members) if r.lazy_members else None)
+                         for room_id, r in save.rooms)
         txn.execute_many(
             "INSERT INTO sliding_sync_rooms (connection_nid, room_id, pos_nid, sent_upto,"
             " membership, timeline_limit, required_state, lazy_members)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(connection_nid, room_id, pos_nid, r.sent_upto, r.membership,
-              r.timeline_limit, json.dumps(r.required_state, sort_keys=True),
-              json.dumps(r.lazy_members) if r.lazy_members else None)
-             for room_id, r in save.rooms])
-        return pos_nid
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rooms)
+        return out
 
     async def delete_connections_older_than(self, before_ms: int) -> int:
         """Forget connections whose newest position is older than
         ``before_ms``: their clients start over (``M_UNKNOWN_POS``)."""
-        def txn_fn(txn: Txn) -> int:
-            rows = txn.select_all(
-                "SELECT c.connection_nid FROM sliding_sync_connections c"
-                " WHERE c.created_ts < ? AND NOT EXISTS (SELECT 1 FROM sliding_sync_positions p"
-                " WHERE p.connection_nid = c.connection_nid AND p.created_ts >= ?)",
-                (before_ms, before_ms))
-            for (nid,) in rows:
-                self._delete_connection_txn(txn, int(nid))
-            return len(rows)
+        return await self.db.run_interaction("sliding_sync_expire", self._expire_txn,
+                                             before_ms)
 
-        return await self.db.run_interaction("sliding_sync_expire", txn_fn)
+    def _expire_txn(self, txn: Txn, before_ms: int) -> int:
+        rows = txn.select_all(
+            "SELECT c.connection_nid FROM sliding_sync_connections c"
+            " WHERE c.created_ts < ? AND NOT EXISTS (SELECT 1 FROM sliding_sync_positions p"
+            " WHERE p.connection_nid = c.connection_nid AND p.created_ts >= ?)",
+            (before_ms, before_ms))
+        for (nid,) in rows:
+            self._delete_connection_txn(txn, int(nid))
+        return len(rows)
 
     # -- the room list --------------------------------------------------------------
 

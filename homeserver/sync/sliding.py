@@ -57,6 +57,7 @@ from homeserver.sync.sliding_fast import (
     ConnectionMemory,
     PositionWriter,
     Remembered,
+    UserLists,
     fast_rooms,
     quiet,
 )
@@ -206,8 +207,8 @@ class SlidingSyncHandler:
             now = self.ctx.now_ms()
             # connections idle for long are forgotten as new ones start (their
             # clients get M_UNKNOWN_POS and start over, as the MSC allows)
-            await store.delete_connections_older_than(now - CONNECTION_LIFETIME_MS)
-            nid = await store.start_connection(user_id, device_id, req.conn_id, now)
+            nid = await store.start_connection(user_id, device_id, req.conn_id, now,
+                                               expire_before_ms=now - CONNECTION_LIFETIME_MS)
             self.connections.forget(user_id, device_id, req.conn_id)
             conn = ConnectionState(nid, 0, {})
         await self.presence.user_syncing(user_id, req.set_presence)
@@ -258,18 +259,26 @@ class SlidingSyncHandler:
         user_id = requester.user_id
         until = self.sync.current_token()
         end = until.global_pos
-        # nothing since the last response that changes the user's room list
-        # or account data: read them again only otherwise
-        is_quiet = remembered is not None and since is not None and quiet(
-            self.memory, user_id, remembered.rooms, since.global_pos, end)
-        if is_quiet:
-            assert remembered is not None
-            base = remembered.rooms
-            global_data, room_data = remembered.global_data, remembered.room_data
+        # the room list and account data the connection's last response (or
+        # the user's last one) was built from, when nothing since changed
+        # them; else read again
+        if remembered is not None and since is not None:
+            known: UserLists | None = UserLists(since.global_pos, remembered.rooms,
+                                                remembered.global_data, remembered.room_data)
+        else:
+            known = self.connections.user_lists(user_id)
+        lists_hold = known is not None and known.as_of <= end and quiet(
+            self.memory, user_id, known.rooms, known.as_of, end)
+        is_quiet = lists_hold and remembered is not None and since is not None
+        if lists_hold:
+            assert known is not None
+            base = known.rooms
+            global_data, room_data = known.global_data, known.room_data
         else:
             base = await self.stores.sliding_sync.get_room_list(user_id)
             global_data, room_data = \
                 await self.stores.account_data.get_account_data_since(user_id, 0, end)
+        self.connections.put_user_lists(user_id, UserLists(end, base, global_data, room_data))
         all_rooms = await self._with_heads(base, end)
         ignored = await self.room_reader.ignored.get(user_id)
         rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)

@@ -87,13 +87,39 @@ class Remembered:
     counts: dict[str, Counts] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class UserLists:
+    """A user's memberships (no heads) and account data as of a position."""
+
+    as_of: int
+    rooms: list[ListRoom]
+    global_data: dict[str, Any]
+    room_data: dict[str, Any]
+
+
 class ConnectionMemory:
     """The newest ``Remembered`` of each connection (user, device,
-    ``conn_id``), a bounded number."""
+    ``conn_id``), and the newest ``UserLists`` of each user (what a new
+    connection of theirs starts from), a bounded number of each."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_connection: OrderedDict[tuple[str, str, str], Remembered] = OrderedDict()
+        self._by_user: OrderedDict[str, UserLists] = OrderedDict()
+
+    def user_lists(self, user_id: str) -> UserLists | None:
+        with self._lock:
+            return self._by_user.get(user_id)
+
+    def put_user_lists(self, user_id: str, lists: UserLists) -> None:
+        with self._lock:
+            old = self._by_user.get(user_id)
+            if old is not None and old.as_of > lists.as_of:
+                return
+            self._by_user[user_id] = lists
+            self._by_user.move_to_end(user_id)
+            while len(self._by_user) > MAX_CONNECTIONS:
+                self._by_user.popitem(last=False)
 
     def get(self, user_id: str, device_id: str, conn_id: str,
             pos_nid: int) -> Remembered | None:

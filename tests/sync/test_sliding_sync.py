@@ -509,6 +509,14 @@ async def test_a_room_left_is_sent_once_with_the_leave_a_kick_stays(
                          params={"dir": "b", "from": third["pos"], "limit": "1"})
     assert resp.code == 200, resp.body
     assert resp.body["chunk"][0]["content"]["body"] == "still here"
+    # forgetting the kicked room takes it out of the list, on this
+    # connection and on a new one
+    resp = await bob.post(f"{V3}/rooms/{q(kicked)}/forget", {})
+    assert resp.code == 200, resp.body
+    fourth = await ss(bob, request, pos=third["pos"], timeout=0)
+    assert fourth["lists"]["all"]["ops"][0]["room_ids"] == [stay]
+    fresh = await ss(bob, {**request, "conn_id": "another"})
+    assert fresh["lists"]["all"]["ops"][0]["room_ids"] == [stay]
 
 
 @pytest_twisted.ensureDeferred
