@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.sql import placeholders, select_in_txn
+from homeserver.storage.sql import chunks, placeholders, select_in_txn
 from homeserver.storage.sync import HERO_CANDIDATES, pick_heroes
 
 if TYPE_CHECKING:
@@ -172,18 +172,26 @@ class SlidingSyncStore:
               or s.base_pos_nid is None and s.connection_nid in live_fresh for s in saves]
         moved = [(s.connection_nid, s.base_pos_nid) for s, good in zip(saves, ok, strict=True)
                  if good and s.base_pos_nid is not None]
-        txn.execute_many("DELETE FROM sliding_sync_positions WHERE connection_nid = ?"
-                         " AND pos_nid <> ?", moved)
-        txn.execute_many("DELETE FROM sliding_sync_rooms WHERE connection_nid = ?"
-                         " AND pos_nid > ?", moved)
-        # of the rows left, the newest per room
-        txn.execute_many(
-            "DELETE FROM sliding_sync_rooms WHERE connection_nid = ? AND EXISTS"
-            " (SELECT 1 FROM sliding_sync_rooms newer"
-            " WHERE newer.connection_nid = sliding_sync_rooms.connection_nid"
-            " AND newer.room_id = sliding_sync_rooms.room_id"
-            " AND newer.pos_nid > sliding_sync_rooms.pos_nid)",
-            [(c,) for c in dict.fromkeys(c for c, _ in moved)])
+        # each statement once for the whole batch: a base position belongs to
+        # its own connection only, so "not one of the bases" is "not its base"
+        for group in chunks(moved, 400):
+            conns = [c for c, _ in group]
+            marks = placeholders(len(group))
+            txn.execute(f"DELETE FROM sliding_sync_positions WHERE connection_nid IN ({marks})"
+                        f" AND pos_nid NOT IN ({marks})", [*conns, *(b for _, b in group)])
+            # the base is now each connection's only position: rows of the
+            # positions after it go, and of the rows left the newest per room
+            # stays
+            txn.execute(
+                f"DELETE FROM sliding_sync_rooms WHERE connection_nid IN ({marks})"
+                " AND pos_nid > (SELECT p.pos_nid FROM sliding_sync_positions p"
+                " WHERE p.connection_nid = sliding_sync_rooms.connection_nid)", conns)
+            txn.execute(
+                f"DELETE FROM sliding_sync_rooms WHERE connection_nid IN ({marks}) AND EXISTS"
+                " (SELECT 1 FROM sliding_sync_rooms newer"
+                " WHERE newer.connection_nid = sliding_sync_rooms.connection_nid"
+                " AND newer.room_id = sliding_sync_rooms.room_id"
+                " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", conns)
         good_saves = [s for s, good in zip(saves, ok, strict=True) if good]
         new_pos: dict[int, int] = {}
         if len({s.connection_nid for s in good_saves}) == len(good_saves):
