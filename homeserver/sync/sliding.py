@@ -39,8 +39,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
 
 from homeserver.errors import Codes, MatrixError
 from homeserver.events.model import Event
@@ -482,34 +485,53 @@ class SlidingSyncHandler:
         if not plans:
             return out_rooms, sent, {}
 
-        # what every room sent needs, read for all of them at once
+        # what every room sent needs, read for all of them at once, the
+        # independent reads side by side
         joined = [p.c.room for p in plans if p.c.room.membership == "join"]
-        unread_from = await self.builder.unread_positions(user_id,
-                                                          [_membership(r) for r in joined])
-        unread = await self.builder.unread_counts_many(
-            user_id, {r.room_nid: unread_from.get(r.room_id, r.membership_pos)
-                      for r in joined}, end)
         counted = [p for p in plans if p.initial or p.members_changed or p.membership_changed]
-        members = await self.stores.sync.get_member_counts_many(
-            [p.c.room.room_nid for p in counted])
         naming = {p.c.room.room_id: {k: p.now_ids[k] for k in NAMING_KEYS if k in p.now_ids}
                   for p in plans}
-        state_events = await self.stores.events.get_events(
-            [eid for p in plans
-             for eid in [*p.wanted.values(), *naming[p.c.room.room_id].values()]])
-        unnamed = [p for p in counted
-                   if not _name(state_events, naming[p.c.room.room_id])]
-        hero_ids = await self.stores.sliding_sync.get_heroes_many(
-            [p.c.room.room_nid for p in unnamed], user_id)
-        hero_events = await self.stores.events.get_events(
-            [p.now_ids[(MEMBER, h)] for p in unnamed
-             for h in hero_ids.get(p.c.room.room_nid, []) if (MEMBER, h) in p.now_ids])
+        unread: dict[int, dict[str, int]] = {}
+        members: dict[int, dict[str, int]] = {}
+        state_events: dict[str, Event] = {}
+        hero_ids: dict[int, list[str]] = {}
+        hero_events: dict[str, Event] = {}
+        formatted: list[list[dict[str, Any]]] = []
+        memberships: dict[str, str] = {}
 
-        for p in plans:
-            p.state_events = [state_events[v] for v in p.wanted.values() if v in state_events]
-        formatted = await self.room_reader.serialize_many(
-            requester, [(p.c.room.room_id, [*p.events, *p.state_events]) for p in plans])
-        memberships = await self._memberships_at(user_id, plans)
+        async def read_unread() -> None:
+            unread_from = await self.builder.unread_positions(
+                user_id, [_membership(r) for r in joined])
+            unread.update(await self.builder.unread_counts_many(
+                user_id, {r.room_nid: unread_from.get(r.room_id, r.membership_pos)
+                          for r in joined}, end))
+
+        async def read_members() -> None:
+            members.update(await self.stores.sync.get_member_counts_many(
+                [p.c.room.room_nid for p in counted]))
+
+        async def read_state_and_format() -> None:
+            state_events.update(await self.stores.events.get_events(
+                [eid for p in plans
+                 for eid in [*p.wanted.values(), *naming[p.c.room.room_id].values()]]))
+            for p in plans:
+                p.state_events = [state_events[v] for v in p.wanted.values()
+                                  if v in state_events]
+            unnamed = [p for p in counted
+                       if not _name(state_events, naming[p.c.room.room_id])]
+            hero_ids.update(await self.stores.sliding_sync.get_heroes_many(
+                [p.c.room.room_nid for p in unnamed], user_id))
+            hero_events.update(await self.stores.events.get_events(
+                [p.now_ids[(MEMBER, h)] for p in unnamed
+                 for h in hero_ids.get(p.c.room.room_nid, []) if (MEMBER, h) in p.now_ids]))
+            formatted.extend(await self.room_reader.serialize_many(
+                requester, [(p.c.room.room_id, [*p.events, *p.state_events]) for p in plans]))
+
+        async def read_memberships() -> None:
+            memberships.update(await self._memberships_at(user_id, plans))
+
+        await gather([read_unread(), read_members(), read_state_and_format(),
+                      read_memberships()])
         for p, both in zip(plans, formatted, strict=True):
             r = p.c.room
             room: dict[str, Any] = dict(p.common)
@@ -644,83 +666,90 @@ class SlidingSyncHandler:
         since_pos = since.global_pos if since is not None else None
         out: dict[str, Any] = {}
 
-        ext = req.extensions.get("to_device")
-        if ext is not None and ext.enabled and device_id is not None:
-            ext_since = ext.since or 0
-            if ext_since > end:
-                ext_since = end
-            store = self.stores.to_device
-            if ext.since is not None:
-                await store.delete_messages_upto(user_id, device_id, ext_since)
-            messages, upto = await store.get_messages(user_id, device_id, ext_since, end,
-                                                      ext.limit)
-            out["to_device"] = {"next_batch": str(upto), "events": messages}
+        async def to_device() -> None:
+            ext: ExtensionConfig | None = req.extensions.get("to_device")
+            if ext is not None and ext.enabled and device_id is not None:
+                ext_since = ext.since or 0
+                if ext_since > end:
+                    ext_since = end
+                store = self.stores.to_device
+                if ext.since is not None:
+                    await store.delete_messages_upto(user_id, device_id, ext_since)
+                messages, upto = await store.get_messages(user_id, device_id, ext_since, end,
+                                                          ext.limit)
+                out["to_device"] = {"next_batch": str(upto), "events": messages}
 
-        ext = req.extensions.get("e2ee")
-        if ext is not None and ext.enabled:
-            counts = await self.builder.key_counts(requester)
-            e2ee: dict[str, Any] = {
-                "device_one_time_keys_count": one_time_keys_count(counts),
-                "device_unused_fallback_key_types": counts.unused_fallback,
-            }
-            if since_pos is not None:
-                e2ee["device_lists"] = await self._device_lists(user_id, since_pos, end,
-                                                                all_rooms)
-            out["e2ee"] = e2ee
+        async def e2ee() -> None:
+            ext: ExtensionConfig | None = req.extensions.get("e2ee")
+            if ext is not None and ext.enabled:
+                counts = await self.builder.key_counts(requester)
+                e2ee: dict[str, Any] = {
+                    "device_one_time_keys_count": one_time_keys_count(counts),
+                    "device_unused_fallback_key_types": counts.unused_fallback,
+                }
+                if since_pos is not None:
+                    e2ee["device_lists"] = await self._device_lists(user_id, since_pos, end,
+                                                                    all_rooms)
+                out["e2ee"] = e2ee
 
-        ext = req.extensions.get("account_data")
-        if ext is not None and ext.enabled:
-            scope = _scope(ext, list_rooms, subscribed)
-            if since_pos is None:
-                changed_global = dict(global_data)
-                if PUSH_RULES_TYPE not in changed_global:
-                    changed_global[PUSH_RULES_TYPE] = {"global": client_ruleset(
-                        await self.stores.push_rules.get_ruleset(user_id))}
-                changed_rooms = room_data
-            else:
-                changed_global, changed_rooms = \
-                    await self.stores.account_data.get_account_data_since(
-                        user_id, since_pos, end)
-            rooms_out: dict[str, list[dict[str, Any]]] = {}
-            for room_id in scope:
-                data = room_data.get(room_id) if room_id in initial_rooms \
-                    else changed_rooms.get(room_id)
-                if data:
-                    rooms_out[room_id] = [{"type": t, "content": v} for t, v in data.items()]
-            out["account_data"] = {
-                "global": [{"type": t, "content": v} for t, v in changed_global.items()],
-                "rooms": rooms_out}
+        async def account_data() -> None:
+            ext: ExtensionConfig | None = req.extensions.get("account_data")
+            if ext is not None and ext.enabled:
+                scope = _scope(ext, list_rooms, subscribed)
+                if since_pos is None:
+                    changed_global = dict(global_data)
+                    if PUSH_RULES_TYPE not in changed_global:
+                        changed_global[PUSH_RULES_TYPE] = {"global": client_ruleset(
+                            await self.stores.push_rules.get_ruleset(user_id))}
+                    changed_rooms = room_data
+                else:
+                    changed_global, changed_rooms = \
+                        await self.stores.account_data.get_account_data_since(
+                            user_id, since_pos, end)
+                rooms_out: dict[str, list[dict[str, Any]]] = {}
+                for room_id in scope:
+                    data = room_data.get(room_id) if room_id in initial_rooms \
+                        else changed_rooms.get(room_id)
+                    if data:
+                        rooms_out[room_id] = [{"type": t, "content": v} for t, v in data.items()]
+                out["account_data"] = {
+                    "global": [{"type": t, "content": v} for t, v in changed_global.items()],
+                    "rooms": rooms_out}
 
-        ext = req.extensions.get("receipts")
-        if ext is not None and ext.enabled:
-            scope = _scope(ext, list_rooms, subscribed)
-            receipts = {}
-            fresh = [r for r in scope if r in initial_rooms or since_pos is None]
-            if fresh:
-                receipts.update(await self.stores.receipts.get_receipt_events(
-                    fresh, None, end, user_id))
-            rest = [r for r in scope if r not in fresh]
-            if rest and since_pos is not None:
-                receipts.update(await self.stores.receipts.get_receipt_events(
-                    rest, since_pos, end, user_id))
-            out["receipts"] = {"rooms": {
-                room_id: {"type": "m.receipt", "content": content}
-                for room_id, content in receipts.items()}}
+        async def receipts() -> None:
+            ext: ExtensionConfig | None = req.extensions.get("receipts")
+            if ext is not None and ext.enabled:
+                scope = _scope(ext, list_rooms, subscribed)
+                receipts = {}
+                fresh = [r for r in scope if r in initial_rooms or since_pos is None]
+                if fresh:
+                    receipts.update(await self.stores.receipts.get_receipt_events(
+                        fresh, None, end, user_id))
+                rest = [r for r in scope if r not in fresh]
+                if rest and since_pos is not None:
+                    receipts.update(await self.stores.receipts.get_receipt_events(
+                        rest, since_pos, end, user_id))
+                out["receipts"] = {"rooms": {
+                    room_id: {"type": "m.receipt", "content": content}
+                    for room_id, content in receipts.items()}}
 
-        ext = req.extensions.get("typing")
-        if ext is not None and ext.enabled:
-            scope = _scope(ext, list_rooms, subscribed)
-            typing_since = since.typing_pos if since is not None else 0
-            fresh = [r for r in scope if r in initial_rooms or since is None]
-            typing = self.typing.get_typing(fresh, 0) if fresh else {}
-            rest = [r for r in scope if r not in fresh]
-            if rest:
-                typing.update(self.typing.get_typing(rest, typing_since))
-            out["typing"] = {"rooms": {
-                room_id: {"type": "m.typing", "content": {"user_ids": users}}
-                for room_id, users in typing.items()}}
+        async def typing() -> None:
+            ext: ExtensionConfig | None = req.extensions.get("typing")
+            if ext is not None and ext.enabled:
+                scope = _scope(ext, list_rooms, subscribed)
+                typing_since = since.typing_pos if since is not None else 0
+                fresh = [r for r in scope if r in initial_rooms or since is None]
+                typing = self.typing.get_typing(fresh, 0) if fresh else {}
+                rest = [r for r in scope if r not in fresh]
+                if rest:
+                    typing.update(self.typing.get_typing(rest, typing_since))
+                out["typing"] = {"rooms": {
+                    room_id: {"type": "m.typing", "content": {"user_ids": users}}
+                    for room_id, users in typing.items()}}
+
+        # each reads its own store: all at once
+        await gather([to_device(), e2ee(), account_data(), receipts(), typing()])
         return out
-
 
     async def _device_lists(self, user_id: str, since: int, end: int,
                             rooms: list[ListRoom]) -> dict[str, list[str]]:
@@ -743,6 +772,16 @@ class SlidingSyncHandler:
         changed |= {u for u in candidates & still if moves.get(u) == "join"}
         left = candidates - still
         return {"changed": sorted(changed - left), "left": sorted(left)}
+
+
+async def gather(coros: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``coros`` at once (independent reads: the database pool runs
+    them side by side); the first error is raised as it was."""
+    try:
+        await defer.gatherResults([defer.ensureDeferred(c) for c in coros],
+                                  consumeErrors=True)
+    except defer.FirstError as e:
+        e.subFailure.raiseException()
 
 
 def _ext_has_data(name: str, body: dict[str, Any]) -> bool:
