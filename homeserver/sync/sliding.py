@@ -5,34 +5,42 @@ One request of a connection (user, device, ``conn_id``) is answered so:
 1. ``pos`` names a row of the connection's positions (``storage/
    sliding_sync.py``): with it come the global stream position the client
    has and, per room, up to where it was sent the room and with which room
-   config. No ``pos``: a new connection. A ``pos`` that is not this user's,
-   device's and conn_id's, or that was forgotten, is 400 ``M_UNKNOWN_POS``
-   and the client starts over.
+   config (from memory when this process wrote that position:
+   ``sliding_fast.py``). No ``pos``: a new connection. A ``pos`` that is not
+   this user's, device's and conn_id's, or that was forgotten, is 400
+   ``M_UNKNOWN_POS`` and the client starts over.
 2. ``until`` is the stream's "persisted up to" (as for /sync). The room list
    is every room the user has a membership of, less rooms they left
    themselves (unless this connection was sent the room before they left)
-   and forgotten ones, sorted by ``bump_stamp`` (the newest "proper" event),
-   newest first, as Synapse does. Each list filters it and takes its
-   ranges; room subscriptions add rooms by ID. A room matched by several
-   rules gets the superset of their configs (``sliding_request.py``).
+   and forgotten ones, sorted by ``bump_stamp`` (the newest "proper" event,
+   kept in memory: ``recency.py``), newest first, as Synapse does. Each list
+   filters it and takes its ranges; room subscriptions add rooms by ID. A
+   room matched by several rules gets the superset of their configs
+   (``sliding_request.py``). The memberships and account data are read
+   again only when something since the last build could have changed them.
 3. A matched room is sent when the connection was never sent it (``initial``),
    when something happened in it since it was last sent, when the user's
    membership changed, or when its config asks for more than before (a
    larger ``timeline_limit``: the newest events again, ``expanded_timeline``;
    a wider ``required_state``: the state it adds).
-4. The timeline comes from the same reader as /sync's (history visibility,
-   ignored users, transaction IDs), ``required_state`` is the room's state at
-   the response's end: all that the config matches for an initial room, the
-   entries that changed since it was last sent otherwise, plus with lazy
-   members the member events of the timeline's senders and targets.
-   Unread counts, heroes, counts and stripped state are /sync's
-   (``sync/room_builder.py``).
+4. The rooms to send are read together (``_rooms``): timelines and state in
+   one transaction, then counts, heroes and the client format once for all.
+   A timeline of events after the user's join from senders they do not
+   ignore is taken as read; others go through the room reader's gate
+   (history visibility, ignored users). ``required_state`` is the room's
+   state at the response's end: all that the config matches for an initial
+   room, the entries that changed since it was last sent otherwise, plus
+   with lazy members the member events of the timeline's senders and
+   targets. Unread counts and stripped state are /sync's
+   (``sync/room_builder.py``). Woken rooms with only others' plain messages
+   are answered from memory (``sliding_fast.py``).
 5. The extensions (to-device, e2ee, account data, receipts, typing) read the
    same stores as /sync, over (since, until], scoped to the rooms of the lists
    and subscriptions they name.
 6. Nothing to say and a ``timeout``: wait on the notifier, as /sync does,
    and build again. Then the new position and every room sent are written in
-   one transaction, and the response carries ``pos``.
+   one transaction (shared with the other connections' saves queued at the
+   time), and the response carries ``pos``.
 """
 
 from __future__ import annotations
