@@ -80,7 +80,7 @@ from bench.server import (
 
 SCHEMA_VERSION = 1
 SCENARIOS = ("send", "fanout", "initial_sync", "join", "footprint", "federation", "media",
-             "appservice", "sliding_sync")
+             "appservice", "sliding_sync", "sliding_fanout")
 SIZE_NAMES = ("full", "small", "tiny")
 SERVERS = ("ours", "synapse")
 DEFAULT_SYNAPSE_VERSION = "1.163.2"

@@ -66,7 +66,7 @@ from typing import Any
 from twisted.internet import defer
 
 from bench.client import MatrixClient, Session, run
-from bench.lightpoll import LightReceivers, SpreadReceivers
+from bench.lightpoll import SLIDING_SYNC_PATH, LightReceivers, SlidingReceivers, SpreadReceivers
 from bench.send import (
     TimeLimitExceeded,
     _own_cpu_s,
@@ -107,7 +107,16 @@ SIZES: dict[str, dict[str, Any]] = {
              "warm_up_s": 10, "transports": ["sync", "websocket"],
              "client_filter": "plain"},
 }
-TRANSPORT_LABELS = {"sync": "/sync", "websocket": "WebSocket"}
+TRANSPORT_LABELS = {"sync": "/sync", "websocket": "WebSocket", "sliding": "sliding sync"}
+# transports Synapse speaks too
+SHARED_TRANSPORTS = ("sync", "sliding")
+# what a receiver over sliding sync asks for: its one room, as Element X's
+# room list asks (the newest events of each room, its name and members);
+# up to 50 events a response, as SYNC_FILTER
+SLIDING_BODY: dict[str, Any] = {
+    "lists": {"rooms": {"ranges": [[0, 0]], "timeline_limit": 50,
+                        "required_state": [["m.room.name", ""],
+                                           ["m.room.member", "$LAZY"]]}}}
 SETUP_CONCURRENCY = 8  # joins and initial syncs in flight
 SEND_TIMEOUT_S = 60.0  # a send not answered by then is an error (never retried)
 
@@ -149,15 +158,25 @@ async def fanout_stage(client: MatrixClient, send_client: MatrixClient, target: 
     timings: dict[str, float] = {}
     sync_filter = CLIENT_FILTERS[params.get("client_filter", "plain")]
     started = time.perf_counter()
-    initial = await gather_bounded([
-        partial(client.sync, s, timeout_ms=0, filter_json=sync_filter) for s in receivers],
-        limit=SETUP_CONCURRENCY)
-    since = [body["next_batch"] for body in initial]
+    conn_id = f"fanout-{run_id}-{n}"
+    if transport == "sliding":
+        sliding_body = {"conn_id": conn_id, **SLIDING_BODY}
+        initial = await gather_bounded([
+            partial(client.request, "POST", f"{SLIDING_SYNC_PATH}?timeout=0", sliding_body,
+                    s.access_token) for s in receivers], limit=SETUP_CONCURRENCY)
+        since = [body["pos"] for body in initial]
+    else:
+        initial = await gather_bounded([
+            partial(client.sync, s, timeout_ms=0, filter_json=sync_filter) for s in receivers],
+            limit=SETUP_CONCURRENCY)
+        since = [body["next_batch"] for body in initial]
     timings["initial_sync_s"] = time.perf_counter() - started
 
     tracker = Tracker(n)
     group: LightReceivers | WebSocketReceivers
-    if transport == "sync" and receiver_urls:
+    if transport == "sliding":
+        group = SlidingReceivers(target.base_url, receivers, tracker, sliding_body)
+    elif transport == "sync" and receiver_urls:
         group = SpreadReceivers(receiver_urls, receivers, tracker, sync_filter)
     elif transport == "sync":
         group = LightReceivers(target.base_url, receivers, tracker, sync_filter)
@@ -296,7 +315,7 @@ async def run_scenario(target: Target, params: dict[str, Any], *,
     fd_limit = raise_fd_limit()
     run_id = secrets.token_hex(3)
     receivers_n = sorted(params["receivers"])
-    transports = [t for t in params["transports"] if t == "sync" or ours]
+    transports = [t for t in params["transports"] if t in SHARED_TRANSPORTS or ours]
     result: dict[str, Any] = {
         "scenario": NAME, "params": params, "figures": {}, "complete": False,
         "stages": {}, "skipped": [t for t in params["transports"] if t not in transports],

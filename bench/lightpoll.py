@@ -31,6 +31,8 @@ from bench.sync import LONG_POLL_MS, SYNC_FILTER, Tracker, sleep, within
 reactor: Any = _reactor
 
 _NEXT_BATCH = re.compile(rb'"next_batch"\s*:\s*"([^"\\]+)"')
+_POS = re.compile(rb'"pos"\s*:\s*"([^"\\]+)"')
+SLIDING_SYNC_PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 _BODY = re.compile(rb'"body"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
@@ -55,14 +57,8 @@ class _Poller(protocol.Protocol):
         self._request()
 
     def _request(self) -> None:
-        owner = self.owner
-        path = (f"/_matrix/client/v3/sync?timeout={LONG_POLL_MS}"
-                f"&since={quote(self.since, safe='')}&filter={owner.filter_q}")
         transport: Any = self.transport
-        transport.write(
-            f"GET {path} HTTP/1.1\r\nHost: {owner.host_header}\r\n"
-            f"Authorization: Bearer {owner.sessions[self.index].access_token}\r\n"
-            "Accept: application/json\r\n\r\n".encode("ascii"))
+        transport.write(self.owner.request(self.index, self.since))
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         self.buffer += data
@@ -76,9 +72,9 @@ class _Poller(protocol.Protocol):
                 self.owner.tracker.error(f"status {status}",
                                          f"receiver {self.index}: {payload[:200]!r}")
             else:
-                found = _NEXT_BATCH.search(payload)
-                if found is not None:
-                    self.since = found.group(1).decode("ascii")
+                token = self.owner.token(payload)
+                if token is not None:
+                    self.since = token
                 self.owner.tracker.observe_texts(self.index, message_bodies(payload), now)
             if self.owner.stopping:
                 transport: Any = self.transport
@@ -160,6 +156,19 @@ class LightReceivers:
         self.pollers: list[_Poller] = []
         self._closed: list[defer.Deferred[None]] = []
 
+    def request(self, index: int, since: str) -> bytes:
+        """The next long-poll of receiver ``index``, from ``since``."""
+        path = (f"/_matrix/client/v3/sync?timeout={LONG_POLL_MS}"
+                f"&since={quote(since, safe='')}&filter={self.filter_q}")
+        return (f"GET {path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+                f"Authorization: Bearer {self.sessions[index].access_token}\r\n"
+                "Accept: application/json\r\n\r\n").encode("ascii")
+
+    def token(self, payload: bytes) -> str | None:
+        """Where the next long-poll starts, from a response."""
+        found = _NEXT_BATCH.search(payload)
+        return found.group(1).decode("ascii") if found is not None else None
+
     def start(self, since: list[str]) -> None:
         for i in range(len(self.sessions)):
             poller = _Poller(self, i, since[i])
@@ -206,3 +215,26 @@ class SpreadReceivers(LightReceivers):
             self._closed.append(defer.Deferred())
             host, port = self.addresses[i % len(self.addresses)]
             reactor.connectTCP(host, port, _OneConnection(self, poller), timeout=30)
+
+
+class SlidingReceivers(LightReceivers):
+    """``LightReceivers`` over simplified sliding sync (MSC4186): each
+    receiver long-polls its own connection (``conn_id``) with the request
+    body ``body`` and the previous response's ``pos``."""
+
+    def __init__(self, base_url: str, sessions: list[Session], tracker: Tracker,
+                 body: dict[str, Any]) -> None:
+        super().__init__(base_url, sessions, tracker)
+        self.body = json.dumps(body, separators=(",", ":")).encode()
+
+    def request(self, index: int, since: str) -> bytes:
+        path = f"{SLIDING_SYNC_PATH}?timeout={LONG_POLL_MS}&pos={quote(since, safe='')}"
+        return (f"POST {path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+                f"Authorization: Bearer {self.sessions[index].access_token}\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(self.body)}\r\n"
+                "Accept: application/json\r\n\r\n").encode("ascii") + self.body
+
+    def token(self, payload: bytes) -> str | None:
+        found = _POS.search(payload)
+        return found.group(1).decode("ascii") if found is not None else None

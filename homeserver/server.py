@@ -68,6 +68,7 @@ from homeserver.sync.filter import FilterCache
 from homeserver.sync.handler import SyncHandler
 from homeserver.sync.memory import SyncMemory
 from homeserver.sync.notifier import Notifier
+from homeserver.sync.recency import RoomRecency
 from homeserver.sync.recent import RecentActivity
 from homeserver.sync.room_builder import RoomBuilder
 from homeserver.sync.sliding import SlidingSyncHandler
@@ -272,9 +273,11 @@ class HomeServer:
             FastPath(self.ctx, self.sync_memory))
         # simplified sliding sync (MSC4186): the same stores, builder pieces,
         # tokens and notifier as /sync, another response shape
+        self.room_recency = RoomRecency(self.stores.sliding_sync)
         self.sliding_sync = SlidingSyncHandler(
             self.ctx, self.stores, self.sync_handler, self.sync_handler.builder,
-            self.room_reader, self.typing, self.presence, self.notifier)
+            self.room_reader, self.typing, self.presence, self.notifier, self.room_recency,
+            self.sync_memory)
         # the deprecated /events and initialSync, over the same reads as /sync
         self.event_stream = EventStream(self.ctx, self.stores, self.room_reader,
                                         self.sync_handler, self.notifier, self.typing,
@@ -518,6 +521,8 @@ class HomeServer:
         # tracker hears the transaction ended. First what a woken /sync
         # answers from (recent activity): every wake-up comes after it.
         hub.subscribe(self.recent.on_commit)
+        # ... and each room's newest events, by which sliding sync sorts
+        hub.subscribe(self.room_recency.on_commit)
         # an account data write may change a user's ignore list
         hub.subscribe(self.room_reader.ignored._on_commit)
         # local events to the other servers of their rooms

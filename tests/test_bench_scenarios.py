@@ -1,4 +1,4 @@
-"""The initial_sync, join, appservice and sliding_sync scenarios still run: each
+"""The initial_sync, join, appservice, sliding_sync and sliding_fanout scenarios still run: each
 tiny, on both engines.
 
 Nothing here is timed (figures are for bench/README.md). What is checked is
@@ -83,3 +83,18 @@ def test_sliding_sync_answers_every_window_and_new_message(engine: str,
     assert_figures(result, {"sliding_sync_first_p50_ms", "sliding_sync_first_p95_ms",
                             "sliding_sync_incremental_p50_ms",
                             "sliding_sync_incremental_p95_ms"})
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_sliding_fanout_delivers_every_message_to_every_connection(engine: str,
+                                                                   tmp_path: Path) -> None:
+    result = run_scenario("sliding_fanout", engine, tmp_path)
+    stages = result["stages"]["sliding"]
+    n = result["params"]["receivers"][0]
+    stage = stages[str(n)]
+    assert stage["delivered_fraction"] == 1.0
+    assert stage["receiver_errors"] == {}
+    keys = {f"sliding_{n}_p50_ms", f"sliding_{n}_p99_ms", f"sliding_{n}_delivered"}
+    assert set(result["figures"]) == keys
+    for key in keys - {f"sliding_{n}_delivered"}:
+        assert isinstance(result["figures"][key]["value"], (int, float))

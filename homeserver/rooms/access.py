@@ -40,7 +40,7 @@ from homeserver.glob import compile_glob
 from homeserver.http.request import Requester
 from homeserver.rooms.client_format import client_event, redacted_by
 from homeserver.rooms.ignored import is_hidden
-from homeserver.rooms.relations import bundle_aggregations
+from homeserver.rooms.relations import bundle_aggregations, bundle_aggregations_many
 from homeserver.rooms.visibility import (
     HISTORY_VISIBILITY_KEY,
     HISTORY_VISIBILITY_TYPE,
@@ -392,4 +392,41 @@ class RoomReader:
                                     replaced=replaced.get(e.event_id),
                                     redacted_because=because.get(by) if by else None,
                                     relations=bundles.get(e.event_id)))
+        return out
+
+
+    async def serialize_many(self, requester: Requester,
+                             rooms: Sequence[tuple[str, Sequence[Event]]],
+                             ) -> list[list[dict[str, Any]]]:
+        """``serialize`` of the events of several rooms ((room ID, events)),
+        each read (redactions, transaction IDs, replaced state, relations)
+        made once for all of them; the lists in the order of ``rooms``."""
+        events = [e for _, room_events in rooms for e in room_events]
+        if not events:
+            return [[] for _ in rooms]
+        redactions = await self.stores.events.get_events(
+            [r for r in (redacted_by(e) for e in events) if r is not None])
+        own = [e.event_id for e in [*events, *redactions.values()]
+               if e.sender == requester.user_id]
+        txn_ids = await self.stores.rooms.get_txn_ids_for_events(
+            requester.user_id, txn_scope(requester), own)
+        replaced = await self.stores.events.get_replaced_state(
+            [e.event_id for e in events if e.is_state()])
+        now = self.ctx.now_ms()
+        bundles = await bundle_aggregations_many(self.stores, self.ignored, requester.user_id,
+                                                 rooms, now)
+        out = []
+        for room_id, room_events in rooms:
+            formatted = []
+            for e in room_events:
+                by = redacted_by(e)
+                because = None
+                if by is not None and by in redactions:
+                    because = client_event(redactions[by], room_id, now,
+                                           transaction_id=txn_ids.get(by))
+                formatted.append(client_event(
+                    e, room_id, now, transaction_id=txn_ids.get(e.event_id),
+                    replaced=replaced.get(e.event_id), redacted_because=because,
+                    relations=bundles.get(e.event_id)))
+            out.append(formatted)
         return out

@@ -165,6 +165,26 @@ async def _latest_edits(events_store: "EventStore", originals: dict[str, Event],
     return out
 
 
+async def bundle_aggregations_many(stores: "Stores", ignored_users: "IgnoredUsers",
+                                   user_id: str, rooms: Sequence[tuple[str, Sequence[Event]]],
+                                   now_ms: int) -> dict[str, dict[str, Any]]:
+    """``bundle_aggregations`` of the events of several rooms ((room ID,
+    events)): one query tells which have anything to bundle (commonly none),
+    and only those rooms are bundled."""
+    wanted = [e.event_id for _, events in rooms for e in events if _wants_bundle(e)]
+    if not wanted:
+        return {}
+    ignored = await ignored_users.get(user_id)
+    rows = await stores.relations.get_aggregation_rows(wanted, user_id, sorted(ignored))
+    parents = {*rows.edits, *rows.threads, *rows.references}
+    out: dict[str, dict[str, Any]] = {}
+    for room_id, events in rooms:
+        if any(e.event_id in parents for e in events):
+            out.update(await bundle_aggregations(stores, ignored_users, user_id, room_id,
+                                                 events, now_ms))
+    return out
+
+
 async def bundle_aggregations(stores: "Stores", ignored_users: "IgnoredUsers", user_id: str,
                               room_id: str, events: Sequence[Event], now_ms: int,
                               ) -> dict[str, dict[str, Any]]:

@@ -93,4 +93,4 @@ class Stores:
         self.threepids = ThreepidStore(db)
         self.event_expiry = EventExpiryStore(db)
         self.delayed_events = DelayedEventStore(db)
-        self.sliding_sync = SlidingSyncStore(db)
+        self.sliding_sync = SlidingSyncStore(db, self.state)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.sql import chunks, select_in
 from homeserver.storage.state import StateKey
+from homeserver.storage.streams import ONLY_USER, next_stream_id_txn
 
 
 def shares_joined_room_sql(other_user_column: str) -> str:
@@ -291,9 +292,15 @@ class RoomStore:
         return {r[0] for r in rows}
 
     async def forget(self, user_id: str, room_nid: int) -> None:
-        await self.db.execute(
-            "forget_room", "UPDATE room_memberships SET forgotten = 1"
-            " WHERE user_id = ? AND room_nid = ?", (user_id, room_nid))
+        """The user forgets the room. A position of the global stream, of
+        the user alone, says so: what a sync remembered of their room list
+        (``sync/sliding_fast.py``) no longer holds after it."""
+        def txn_fn(txn: Txn) -> None:
+            txn.execute("UPDATE room_memberships SET forgotten = 1"
+                        " WHERE user_id = ? AND room_nid = ?", (user_id, room_nid))
+            txn.add_scope(next_stream_id_txn(txn), ONLY_USER, user_id)
+
+        await self.db.run_interaction("forget_room", txn_fn)
 
     # -- client transaction IDs --------------------------------------------
 

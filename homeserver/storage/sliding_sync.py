@@ -15,10 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.sql import placeholders, select_in_txn
+from homeserver.storage.sql import chunks, placeholders, select_in_txn
+from homeserver.storage.sync import HERO_CANDIDATES, pick_heroes
+
+if TYPE_CHECKING:
+    from homeserver.storage.state import StateKey, StateStore
 
 # the event types that move a room's bump_stamp (MSC4186)
 BUMP_TYPES = ("m.room.create", "m.room.message", "m.room.encrypted", "m.sticker",
@@ -35,6 +39,18 @@ class SentRoom:
     required_state: Any  # the JSON of the room config's required_state
     # $LAZY: member events the client holds (user ID -> event ID)
     lazy_members: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PositionSave:
+    """A connection's new position, to write (``save_positions``)."""
+
+    connection_nid: int
+    # the position the response was built on (None: a new connection)
+    base_pos_nid: int | None
+    stream_pos: int
+    rooms: list[tuple[str, SentRoom]]
+    now_ms: int
 
 
 @dataclass(frozen=True)
@@ -62,16 +78,20 @@ class ListRoom:
 
 
 class SlidingSyncStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, state: "StateStore") -> None:
         self.db = db
+        self.state = state
 
     # -- connections ------------------------------------------------------------
 
     async def start_connection(self, user_id: str, device_id: str, conn_id: str,
-                               now_ms: int) -> int:
+                               now_ms: int, expire_before_ms: int | None = None) -> int:
         """A new connection, replacing any of the same (user, device,
-        conn_id): its positions become unknown."""
+        conn_id): its positions become unknown. With ``expire_before_ms``,
+        in the same transaction, ``delete_connections_older_than`` it."""
         def txn_fn(txn: Txn) -> int:
+            if expire_before_ms is not None:
+                self._expire_txn(txn, expire_before_ms)
             old = txn.select_one(
                 "SELECT connection_nid FROM sliding_sync_connections"
                 " WHERE user_id = ? AND device_id = ? AND conn_id = ?",
@@ -95,11 +115,10 @@ class SlidingSyncStore:
 
     async def load_connection(self, user_id: str, device_id: str, conn_id: str,
                               pos_nid: int) -> ConnectionState | None:
-        """The connection's state as of ``pos_nid``, or None when that
-        position is not one of this user's, device's and conn_id's (never
-        was, or was forgotten). Positions other than ``pos_nid`` are
-        forgotten: the client has moved past the older ones, and never
-        processed the newer ones (it would have sent them)."""
+        """The connection's state as of ``pos_nid`` (per room, its newest
+        row at or before it), or None when that position is not one of this
+        user's, device's and conn_id's (never was, or was forgotten). Only
+        reads: the next ``save_position`` forgets what this one moves past."""
         def txn_fn(txn: Txn) -> ConnectionState | None:
             row = txn.select_one(
                 "SELECT c.connection_nid, p.stream_pos FROM sliding_sync_connections c"
@@ -109,97 +128,230 @@ class SlidingSyncStore:
             if row is None:
                 return None
             conn, stream_pos = int(row[0]), int(row[1])
-            txn.execute("DELETE FROM sliding_sync_positions WHERE connection_nid = ?"
-                        " AND pos_nid <> ?", (conn, pos_nid))
-            txn.execute("DELETE FROM sliding_sync_rooms WHERE connection_nid = ?"
-                        " AND pos_nid > ?", (conn, pos_nid))
-            # keep the newest row per room
-            txn.execute(
-                "DELETE FROM sliding_sync_rooms WHERE connection_nid = ? AND EXISTS"
-                " (SELECT 1 FROM sliding_sync_rooms newer"
-                " WHERE newer.connection_nid = sliding_sync_rooms.connection_nid"
-                " AND newer.room_id = sliding_sync_rooms.room_id"
-                " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", (conn,))
-            rooms = {
-                str(room_id): SentRoom(int(upto), str(membership), int(limit),
-                                       json.loads(required),
-                                       json.loads(lazy) if lazy else {})
-                for room_id, upto, membership, limit, required, lazy in txn.select_all(
-                    "SELECT room_id, sent_upto, membership, timeline_limit, required_state,"
-                    " lazy_members FROM sliding_sync_rooms WHERE connection_nid = ?",
-                    (conn,))}
-            return ConnectionState(conn, stream_pos, rooms)
+            newest: dict[str, tuple[int, SentRoom]] = {}
+            for room_id, row_pos, upto, membership, limit, required, lazy in txn.select_all(
+                    "SELECT room_id, pos_nid, sent_upto, membership, timeline_limit,"
+                    " required_state, lazy_members FROM sliding_sync_rooms"
+                    " WHERE connection_nid = ? AND pos_nid <= ?", (conn, pos_nid)):
+                held = newest.get(str(room_id))
+                if held is None or held[0] < int(row_pos):
+                    newest[str(room_id)] = (int(row_pos), SentRoom(
+                        int(upto), str(membership), int(limit), json.loads(required),
+                        json.loads(lazy) if lazy else {}))
+            return ConnectionState(conn, stream_pos, {k: v for k, (_, v) in newest.items()})
 
         return await self.db.run_interaction("sliding_sync_load", txn_fn)
 
-    async def save_position(self, connection_nid: int, stream_pos: int,
-                            rooms: Iterable[tuple[str, SentRoom]], now_ms: int) -> int | None:
-        """A new position of the connection, with the rooms its response
-        carried; None when the connection was replaced meanwhile."""
-        rows = list(rooms)
+    async def save_positions(self, saves: list[PositionSave]) -> list[int | None]:
+        """Several connections' new positions in one transaction (one
+        commit for the responses of many woken connections), each statement
+        run for all of them at once; per save, its new position NID, or None
+        when its connection was replaced or its base position forgotten
+        meanwhile.
 
-        def txn_fn(txn: Txn) -> int | None:
-            if txn.select_one("SELECT 1 FROM sliding_sync_connections"
-                              " WHERE connection_nid = ?", (connection_nid,)) is None:
-                return None
-            row = txn.select_one(
-                "INSERT INTO sliding_sync_positions (connection_nid, stream_pos, created_ts)"
-                " VALUES (?, ?, ?) RETURNING pos_nid", (connection_nid, stream_pos, now_ms))
-            assert row is not None
-            pos_nid = int(row[0])
-            txn.execute_many(
-                "INSERT INTO sliding_sync_rooms (connection_nid, room_id, pos_nid, sent_upto,"
-                " membership, timeline_limit, required_state, lazy_members)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(connection_nid, room_id, pos_nid, r.sent_upto, r.membership,
-                  r.timeline_limit, json.dumps(r.required_state, sort_keys=True),
-                  json.dumps(r.lazy_members) if r.lazy_members else None)
-                 for room_id, r in rows])
-            return pos_nid
+        A save built on ``base_pos_nid`` (None: a new connection) forgets the
+        connection's other positions: older ones because the client moved
+        past them, newer ones because the client never processed them (it
+        would have sent them); the room rows of those newer ones go with
+        them, and of the older rows one per room (the newest) is kept."""
+        return await self.db.run_interaction("sliding_sync_save", self._save_positions_txn,
+                                             saves)
 
-        return await self.db.run_interaction("sliding_sync_save", txn_fn)
+    @staticmethod
+    def _save_positions_txn(txn: Txn, saves: list[PositionSave]) -> list[int | None]:
+        # a connection's positions go with it, so a live base says both live
+        based = [s for s in saves if s.base_pos_nid is not None]
+        live_bases = {(int(p), int(c)) for p, c in select_in_txn(
+            txn, "SELECT pos_nid, connection_nid FROM sliding_sync_positions"
+            " WHERE pos_nid IN ({})", [s.base_pos_nid for s in based])}
+        fresh = [s for s in saves if s.base_pos_nid is None]
+        live_fresh = {int(c) for (c,) in select_in_txn(
+            txn, "SELECT connection_nid FROM sliding_sync_connections"
+            " WHERE connection_nid IN ({})", [s.connection_nid for s in fresh])}
+        ok = [s.base_pos_nid is not None and (s.base_pos_nid, s.connection_nid) in live_bases
+              or s.base_pos_nid is None and s.connection_nid in live_fresh for s in saves]
+        moved = [(s.connection_nid, s.base_pos_nid) for s, good in zip(saves, ok, strict=True)
+                 if good and s.base_pos_nid is not None]
+        # each statement once for the whole batch: a base position belongs to
+        # its own connection only, so "not one of the bases" is "not its base"
+        for group in chunks(moved, 400):
+            conns = [c for c, _ in group]
+            marks = placeholders(len(group))
+            txn.execute(f"DELETE FROM sliding_sync_positions WHERE connection_nid IN ({marks})"
+                        f" AND pos_nid NOT IN ({marks})", [*conns, *(b for _, b in group)])
+            # the base is now each connection's only position: rows of the
+            # positions after it go, and of the rows left the newest per room
+            # stays
+            txn.execute(
+                f"DELETE FROM sliding_sync_rooms WHERE connection_nid IN ({marks})"
+                " AND pos_nid > (SELECT p.pos_nid FROM sliding_sync_positions p"
+                " WHERE p.connection_nid = sliding_sync_rooms.connection_nid)", conns)
+            txn.execute(
+                f"DELETE FROM sliding_sync_rooms WHERE connection_nid IN ({marks}) AND EXISTS"
+                " (SELECT 1 FROM sliding_sync_rooms newer"
+                " WHERE newer.connection_nid = sliding_sync_rooms.connection_nid"
+                " AND newer.room_id = sliding_sync_rooms.room_id"
+                " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", conns)
+        good_saves = [s for s, good in zip(saves, ok, strict=True) if good]
+        new_pos: dict[int, int] = {}
+        if len({s.connection_nid for s in good_saves}) == len(good_saves):
+            # one statement for all: each row known by its connection
+            for start in range(0, len(good_saves), 200):
+                part = good_saves[start:start + 200]
+                by_connection = {s.connection_nid: s for s in part}
+                for pos_nid, conn in txn.select_all(
+                        "INSERT INTO sliding_sync_positions"
+                        " (connection_nid, stream_pos, created_ts) VALUES "
+                        + ",".join(["(?, ?, ?)"] * len(part))
+                        + " RETURNING pos_nid, connection_nid",
+                        [v for s in part for v in (s.connection_nid, s.stream_pos, s.now_ms)]):
+                    new_pos[id(by_connection[int(conn)])] = int(pos_nid)
+        else:
+            for save in good_saves:
+                row = txn.select_one(
+                    "INSERT INTO sliding_sync_positions (connection_nid, stream_pos,"
+                    " created_ts) VALUES (?, ?, ?) RETURNING pos_nid",
+                    (save.connection_nid, save.stream_pos, save.now_ms))
+                assert row is not None
+                new_pos[id(save)] = int(row[0])
+        out: list[int | None] = []
+        rooms: list[tuple[Any, ...]] = []
+        for save, good in zip(saves, ok, strict=True):
+            if not good:
+                out.append(None)
+                continue
+            pos_nid = new_pos[id(save)]
+            out.append(pos_nid)
+            rooms.extend((save.connection_nid, room_id, pos_nid, r.sent_upto, r.membership,
+                          r.timeline_limit, json.dumps(r.required_state, sort_keys=True),
+                          json.dumps(r.lazy_members) if r.lazy_members else None)
+                         for room_id, r in save.rooms)
+        txn.execute_many(
+            "INSERT INTO sliding_sync_rooms (connection_nid, room_id, pos_nid, sent_upto,"
+            " membership, timeline_limit, required_state, lazy_members)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rooms)
+        return out
 
     async def delete_connections_older_than(self, before_ms: int) -> int:
         """Forget connections whose newest position is older than
         ``before_ms``: their clients start over (``M_UNKNOWN_POS``)."""
-        def txn_fn(txn: Txn) -> int:
-            rows = txn.select_all(
-                "SELECT c.connection_nid FROM sliding_sync_connections c"
-                " WHERE c.created_ts < ? AND NOT EXISTS (SELECT 1 FROM sliding_sync_positions p"
-                " WHERE p.connection_nid = c.connection_nid AND p.created_ts >= ?)",
-                (before_ms, before_ms))
-            for (nid,) in rows:
-                self._delete_connection_txn(txn, int(nid))
-            return len(rows)
+        return await self.db.run_interaction("sliding_sync_expire", self._expire_txn,
+                                             before_ms)
 
-        return await self.db.run_interaction("sliding_sync_expire", txn_fn)
+    def _expire_txn(self, txn: Txn, before_ms: int) -> int:
+        rows = txn.select_all(
+            "SELECT c.connection_nid FROM sliding_sync_connections c"
+            " WHERE c.created_ts < ? AND NOT EXISTS (SELECT 1 FROM sliding_sync_positions p"
+            " WHERE p.connection_nid = c.connection_nid AND p.created_ts >= ?)",
+            (before_ms, before_ms))
+        for (nid,) in rows:
+            self._delete_connection_txn(txn, int(nid))
+        return len(rows)
 
     # -- the room list --------------------------------------------------------------
 
-    async def get_room_list(self, user_id: str, until: int) -> list[ListRoom]:
-        """Every room the user has a (not forgotten) membership of, with its
-        newest and newest bump positions at or before ``until``."""
-        bump = placeholders(len(BUMP_TYPES))
+    async def get_room_list(self, user_id: str) -> list[ListRoom]:
+        """Every room the user has a (not forgotten) membership of; the
+        positions of its newest and newest bump events are left to the
+        caller (``sync/recency.py``, from ``get_room_heads``)."""
         sql = (
             "SELECT r.room_id, r.room_nid, r.room_version, rm.membership, ev.event_id,"
-            " rm.stream_ordering, ev.sender,"
-            " (SELECT e.stream_ordering FROM events e WHERE e.room_nid = rm.room_nid"
-            "  AND e.stream_ordering IS NOT NULL AND e.stream_ordering <= ?"
-            "  ORDER BY e.stream_ordering DESC LIMIT 1),"
-            " (SELECT e.stream_ordering FROM events e WHERE e.room_nid = rm.room_nid"
-            "  AND e.stream_ordering IS NOT NULL AND e.stream_ordering <= ?"
-            f"  AND e.outlier = 0 AND e.event_type IN ({bump})"
-            "  ORDER BY e.stream_ordering DESC LIMIT 1)"
+            " rm.stream_ordering, ev.sender"
             " FROM room_memberships rm JOIN rooms r ON r.room_nid = rm.room_nid"
             " JOIN events ev ON ev.event_nid = rm.event_nid"
             " WHERE rm.user_id = ? AND rm.forgotten = 0")
-        rows = await self.db.execute("sliding_sync_room_list", sql,
-                                     (until, until, *BUMP_TYPES, user_id))
+        rows = await self.db.execute("sliding_sync_room_list", sql, (user_id,))
         return [ListRoom(str(room_id), int(nid), str(version), str(membership), str(event_id),
-                         int(pos), str(sender), None if last is None else int(last),
-                         None if bumped is None else int(bumped))
-                for room_id, nid, version, membership, event_id, pos, sender, last, bumped
-                in rows]
+                         int(pos), str(sender), None, None)
+                for room_id, nid, version, membership, event_id, pos, sender in rows]
+
+    async def get_room_heads(self, room_nids: list[int],
+                             ) -> dict[int, tuple[int | None, int | None]]:
+        """Room NID -> the positions of its newest event and of its newest
+        bump event (None: none), each by a backward scan of the
+        ``(room_nid, stream_ordering)`` index that stops at the first match."""
+        if not room_nids:
+            return {}
+        bump = placeholders(len(BUMP_TYPES))
+
+        def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
+            return select_in_txn(
+                txn, "SELECT r.room_nid,"
+                " (SELECT e.stream_ordering FROM events e WHERE e.room_nid = r.room_nid"
+                "  AND e.stream_ordering IS NOT NULL"
+                "  ORDER BY e.stream_ordering DESC LIMIT 1),"
+                " (SELECT e.stream_ordering FROM events e WHERE e.room_nid = r.room_nid"
+                "  AND e.stream_ordering IS NOT NULL"
+                f"  AND e.outlier = 0 AND e.event_type IN ({bump})"
+                "  ORDER BY e.stream_ordering DESC LIMIT 1)"
+                " FROM rooms r WHERE r.room_nid IN ({})",
+                room_nids, before=BUMP_TYPES)
+
+        return {int(nid): (None if last is None else int(last),
+                           None if bumped is None else int(bumped))
+                for nid, last, bumped in await self.db.run_interaction(
+                    "sliding_sync_room_heads", txn_fn)}
+
+    async def read_window(self, timelines: list[tuple[int, int, int | None, int]],
+                          states: list[tuple[int, int]],
+                          ) -> tuple[list[list[tuple[int, str]]], list[dict[StateKey, str]]]:
+        """The reads of a response's rooms in one transaction.
+
+        ``timelines``: (room NID, from position, after position (None: from
+        the start), limit): the timeline events' (position, event ID) at or
+        before the first and after the second, newest first, as
+        ``EventStore.get_room_events`` reads them. ``states``: (room NID,
+        position): the room's state after its last event at or before the
+        position as ``(type, state_key) -> event ID``, as
+        ``EventStore.get_snapshot_at_stream`` with
+        ``StateStore.get_snapshot_ids``. The answers in the order asked."""
+        def txn_fn(txn: Txn) -> tuple[list[list[tuple[int, str]]],
+                                      list[dict[StateKey, str]]]:
+            pages = []
+            for room_nid, from_pos, to_pos, limit in timelines:
+                rows = txn.select_all(
+                    "SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
+                    " AND outlier = 0 AND stream_ordering <= ? AND stream_ordering > ?"
+                    " ORDER BY stream_ordering DESC LIMIT ?",
+                    (room_nid, from_pos, to_pos if to_pos is not None else -(2**62), limit))
+                pages.append([(int(p), str(e)) for p, e in rows])
+            snapshot_of: list[int | None] = []
+            for room_nid, pos in states:
+                row = txn.select_one(
+                    "SELECT snapshot_nid FROM events WHERE room_nid = ?"
+                    " AND (outlier = 0 OR snapshot_nid IS NOT NULL)"
+                    " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
+                    (room_nid, pos))
+                snapshot_of.append(int(row[0]) if row is not None and row[0] is not None
+                                   else None)
+            wanted = {s for s in snapshot_of if s is not None}
+            snapshots = self.state.load_snapshots_txn(txn, wanted) if wanted else {}
+            names = self.state.state_keys_for_nids_txn(
+                txn, {n for snap in snapshots.values() for n in snap})
+            ids = self.state.event_ids_for_nids_txn(
+                txn, {e for snap in snapshots.values() for e in snap.values()})
+            by_snapshot = {
+                snap_nid: {names[n]: ids[e] for n, e in snap.items()
+                           if n in names and e in ids}
+                for snap_nid, snap in snapshots.items()}
+            return pages, [dict(by_snapshot.get(s, {})) if s is not None else {}
+                           for s in snapshot_of]
+
+        return await self.db.run_interaction("sliding_sync_window", txn_fn)
+
+    async def get_heroes_many(self, room_nids: list[int], user_id: str,
+                              limit: int = 5) -> dict[int, list[str]]:
+        """``SyncStore.get_heroes`` of several rooms in one transaction."""
+        if not room_nids:
+            return {}
+
+        def txn_fn(txn: Txn) -> dict[int, list[str]]:
+            return {nid: pick_heroes([(str(u), str(m)) for u, m in txn.select_all(
+                "SELECT user_id, membership FROM room_memberships WHERE room_nid = ?"
+                f" AND user_id <> ? ORDER BY stream_ordering LIMIT {HERO_CANDIDATES}",
+                (nid, user_id))], user_id, limit) for nid in room_nids}
+
+        return await self.db.run_interaction("sliding_sync_heroes", txn_fn)
 
     async def get_membership_changes(self, room_nids: list[int], since: int,
                                      until: int) -> dict[str, str]:

@@ -5,53 +5,73 @@ One request of a connection (user, device, ``conn_id``) is answered so:
 1. ``pos`` names a row of the connection's positions (``storage/
    sliding_sync.py``): with it come the global stream position the client
    has and, per room, up to where it was sent the room and with which room
-   config. No ``pos``: a new connection. A ``pos`` that is not this user's,
-   device's and conn_id's, or that was forgotten, is 400 ``M_UNKNOWN_POS``
-   and the client starts over.
+   config (from memory when this process wrote that position:
+   ``sliding_fast.py``). No ``pos``: a new connection. A ``pos`` that is not
+   this user's, device's and conn_id's, or that was forgotten, is 400
+   ``M_UNKNOWN_POS`` and the client starts over.
 2. ``until`` is the stream's "persisted up to" (as for /sync). The room list
    is every room the user has a membership of, less rooms they left
    themselves (unless this connection was sent the room before they left)
-   and forgotten ones, sorted by ``bump_stamp`` (the newest "proper" event),
-   newest first, as Synapse does. Each list filters it and takes its
-   ranges; room subscriptions add rooms by ID. A room matched by several
-   rules gets the superset of their configs (``sliding_request.py``).
+   and forgotten ones, sorted by ``bump_stamp`` (the newest "proper" event,
+   kept in memory: ``recency.py``), newest first, as Synapse does. Each list
+   filters it and takes its ranges; room subscriptions add rooms by ID. A
+   room matched by several rules gets the superset of their configs
+   (``sliding_request.py``). The memberships and account data are read
+   again only when something since the last build could have changed them.
 3. A matched room is sent when the connection was never sent it (``initial``),
    when something happened in it since it was last sent, when the user's
    membership changed, or when its config asks for more than before (a
    larger ``timeline_limit``: the newest events again, ``expanded_timeline``;
    a wider ``required_state``: the state it adds).
-4. The timeline comes from the same reader as /sync's (history visibility,
-   ignored users, transaction IDs), ``required_state`` is the room's state at
-   the response's end: all that the config matches for an initial room, the
-   entries that changed since it was last sent otherwise, plus with lazy
-   members the member events of the timeline's senders and targets.
-   Unread counts, heroes, counts and stripped state are /sync's
-   (``sync/room_builder.py``).
+4. The rooms to send are read together (``_rooms``): timelines and state in
+   one transaction, then counts, heroes and the client format once for all.
+   A timeline of events after the user's join from senders they do not
+   ignore is taken as read; others go through the room reader's gate
+   (history visibility, ignored users). ``required_state`` is the room's
+   state at the response's end: all that the config matches for an initial
+   room, the entries that changed since it was last sent otherwise, plus
+   with lazy members the member events of the timeline's senders and
+   targets. Unread counts and stripped state are /sync's
+   (``sync/room_builder.py``). Woken rooms with only others' plain messages
+   are answered from memory (``sliding_fast.py``).
 5. The extensions (to-device, e2ee, account data, receipts, typing) read the
    same stores as /sync, over (since, until], scoped to the rooms of the lists
    and subscriptions they name.
 6. Nothing to say and a ``timeout``: wait on the notifier, as /sync does,
    and build again. Then the new position and every room sent are written in
-   one transaction, and the response carries ``pos``.
+   one transaction (shared with the other connections' saves queued at the
+   time), and the response carries ``pos``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from twisted.internet import defer
 
 from homeserver.errors import Codes, MatrixError
 from homeserver.events.model import Event
 from homeserver.http.request import Requester
 from homeserver.push.rules import client_ruleset
 from homeserver.rooms.access import ReadAccess
+from homeserver.rooms.ignored import is_hidden
 from homeserver.storage.push_rules import PUSH_RULES_TYPE
 from homeserver.storage.rooms import Membership, RoomInfo
-from homeserver.storage.sliding_sync import ConnectionState, ListRoom, SentRoom
+from homeserver.storage.sliding_sync import ConnectionState, ListRoom, PositionSave, SentRoom
 from homeserver.storage.sync import RoomMembership
 from homeserver.sync.encoder import one_time_keys_count
+from homeserver.sync.sliding_fast import (
+    ConnectionMemory,
+    PositionWriter,
+    Remembered,
+    UserLists,
+    fast_rooms,
+    quiet,
+)
 from homeserver.sync.sliding_request import (
     MEMBER,
     WILDCARD,
@@ -70,7 +90,9 @@ if TYPE_CHECKING:
     from homeserver.rooms.access import RoomReader
     from homeserver.storage import Stores
     from homeserver.sync.handler import SyncHandler
+    from homeserver.sync.memory import SyncMemory
     from homeserver.sync.notifier import Notifier
+    from homeserver.sync.recency import RoomRecency
     from homeserver.sync.room_builder import RoomBuilder
 
 logger = logging.getLogger(__name__)
@@ -78,11 +100,10 @@ logger = logging.getLogger(__name__)
 MAX_TIMEOUT_MS = 10 * 60 * 1000
 # a connection not used for this long is forgotten
 CONNECTION_LIFETIME_MS = 7 * 24 * 3600 * 1000
-# rooms built at once (the database pool is small)
-ROOM_CONCURRENCY = 8
 # member events remembered per room for $LAZY (past this, they are sent again)
 MAX_LAZY_HELD = 1000
 DIRECT = "m.direct"
+NAMING_KEYS = (("m.room.name", ""), ("m.room.avatar", ""))
 TAG = "m.tag"
 # "<pos NID>_<sync token>"
 _POS = re.compile(r"([0-9]{1,18})_(s[0-9]{1,18}_[0-9]{1,18}_[0-9a-z]{1,12})")
@@ -90,16 +111,6 @@ _POS = re.compile(r"([0-9]{1,18})_(s[0-9]{1,18}_[0-9]{1,18}_[0-9a-z]{1,12})")
 
 def unknown_pos(msg: str = "Unknown or expired pos; start a new connection") -> MatrixError:
     return MatrixError(400, Codes.UNKNOWN_POS, msg)
-
-
-@dataclass
-class Batched:
-    """Reads made once for every room of a response."""
-
-    # room NID -> notification and highlight counts (joined rooms)
-    unread: dict[int, dict[str, int]]
-    # room NID -> membership -> count
-    members: dict[int, dict[str, int]]
 
 
 @dataclass
@@ -112,12 +123,47 @@ class Candidate:
 
 
 @dataclass
+class Plan:
+    """A joined or left room to build, and what its build found."""
+
+    c: Candidate
+    prev: SentRoom | None
+    initial: bool
+    membership_changed: bool
+    expanded: bool
+    widened: bool
+    old_config: RoomConfig
+    # the timeline's end (the leave, for a room left), and its start (None:
+    # the newest events whatever was sent)
+    room_end: int
+    timeline_since: int | None
+    common: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    limited: bool = False
+    now_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    before_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    wanted: dict[tuple[str, str], str] = field(default_factory=dict)
+    state_events: list[Event] = field(default_factory=list)
+    naming_changed: bool = False
+    members_changed: bool = False
+    # $LAZY: the member events the client holds after this response
+    lazy: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class Built:
     body: dict[str, Any]
     # rooms sent, to record with the new position
     sent: dict[str, SentRoom]
     until: StreamToken
     has_data: bool
+    # what it was built from, for the next request (sync/sliding_fast.py)
+    rooms: list[ListRoom]
+    global_data: dict[str, Any]
+    room_data: dict[str, Any]
+    # room ID -> unread counts of the joined rooms sent
+    counts: dict[str, tuple[int, int]]
 
 
 class SlidingSyncHandler:
@@ -125,7 +171,8 @@ class SlidingSyncHandler:
 
     def __init__(self, ctx: "ServerContext", stores: "Stores", sync: "SyncHandler",
                  builder: "RoomBuilder", room_reader: "RoomReader", typing: "TypingManager",
-                 presence: "PresenceHandler", notifier: "Notifier") -> None:
+                 presence: "PresenceHandler", notifier: "Notifier",
+                 recency: "RoomRecency", memory: "SyncMemory") -> None:
         self.ctx = ctx
         self.stores = stores
         self.sync = sync
@@ -134,51 +181,77 @@ class SlidingSyncHandler:
         self.typing = typing
         self.presence = presence
         self.notifier = notifier
+        self.recency = recency
+        self.memory = memory
+        self.connections = ConnectionMemory()
+        self.positions = PositionWriter(stores.sliding_sync)
 
     async def handle(self, requester: Requester, req: SlidingRequest) -> dict[str, Any]:
         user_id = requester.user_id
         device_id = requester.device_id or ""
         store = self.stores.sliding_sync
         since: StreamToken | None = None
+        base_pos: int | None = None
+        remembered: Remembered | None = None
         if req.pos is not None:
             m = _POS.fullmatch(req.pos)
             if m is None:
                 raise unknown_pos()
-            conn = await store.load_connection(user_id, device_id, req.conn_id,
-                                               int(m.group(1)))
-            if conn is None:
-                raise unknown_pos()
+            base_pos = int(m.group(1))
             try:
                 token = self.sync.parse_since(m.group(2))
             except MatrixError:
                 raise unknown_pos() from None
+            # the connection as its last response left it, when this process
+            # wrote that response (sync/sliding_fast.py); else from the database
+            remembered = self.connections.get(user_id, device_id, req.conn_id, base_pos)
+            if remembered is not None:
+                conn = remembered.state
+            else:
+                loaded = await store.load_connection(user_id, device_id, req.conn_id,
+                                                     base_pos)
+                if loaded is None:
+                    raise unknown_pos()
+                conn = loaded
             since = StreamToken(conn.stream_pos, token.typing_pos, token.epoch)
         else:
             now = self.ctx.now_ms()
             # connections idle for long are forgotten as new ones start (their
             # clients get M_UNKNOWN_POS and start over, as the MSC allows)
-            await store.delete_connections_older_than(now - CONNECTION_LIFETIME_MS)
-            nid = await store.start_connection(user_id, device_id, req.conn_id, now)
+            nid = await store.start_connection(user_id, device_id, req.conn_id, now,
+                                               expire_before_ms=now - CONNECTION_LIFETIME_MS)
+            self.connections.forget(user_id, device_id, req.conn_id)
             conn = ConnectionState(nid, 0, {})
         await self.presence.user_syncing(user_id, req.set_presence)
         try:
-            built = await self._long_poll(requester, req, conn, since)
+            built = await self._long_poll(requester, req, conn, since, remembered)
         finally:
             self.presence.sync_ended(user_id, req.set_presence)
-        pos_nid = await store.save_position(conn.connection_nid, built.until.global_pos,
-                                            built.sent.items(), self.ctx.now_ms())
-        if pos_nid is None:  # a new connection of the same conn_id replaced it
+        end = built.until.global_pos
+        pos_nid = await self.positions.save(PositionSave(
+            conn.connection_nid, base_pos, end, list(built.sent.items()), self.ctx.now_ms()))
+        if pos_nid is None:
+            # a new connection of the same conn_id replaced it, or a retry of
+            # an older position forgot this one
+            self.connections.forget(user_id, device_id, req.conn_id)
             raise unknown_pos()
+        counts = dict(remembered.counts) if remembered is not None else {}
+        counts.update(built.counts)
+        self.connections.put(Remembered(
+            user_id, device_id, req.conn_id, pos_nid,
+            ConnectionState(conn.connection_nid, end, {**conn.rooms, **built.sent}),
+            built.rooms, built.global_data, built.room_data, counts))
         return {"pos": f"{pos_nid}_{built.until}", **built.body}
 
     async def _long_poll(self, requester: Requester, req: SlidingRequest,
-                         conn: ConnectionState, since: StreamToken | None) -> Built:
+                         conn: ConnectionState, since: StreamToken | None,
+                         remembered: Remembered | None) -> Built:
         timeout = min(req.timeout_ms, MAX_TIMEOUT_MS)
         clock = self.ctx.clock
         deadline = clock.seconds() + timeout / 1000
         while True:
             counter = self.notifier.counter(requester.user_id)
-            built = await self._build(requester, req, conn, since)
+            built = await self._build(requester, req, conn, since, remembered)
             if since is None or built.has_data:
                 return built
             remaining = deadline - clock.seconds()
@@ -192,18 +265,37 @@ class SlidingSyncHandler:
     # -- one build ------------------------------------------------------------
 
     async def _build(self, requester: Requester, req: SlidingRequest,
-                     conn: ConnectionState, since: StreamToken | None) -> Built:
+                     conn: ConnectionState, since: StreamToken | None,
+                     remembered: Remembered | None) -> Built:
         user_id = requester.user_id
         until = self.sync.current_token()
         end = until.global_pos
-        all_rooms = await self.stores.sliding_sync.get_room_list(user_id, end)
+        # the room list and account data the connection's last response (or
+        # the user's last one) was built from, when nothing since changed
+        # them; else read again
+        if remembered is not None and since is not None:
+            known: UserLists | None = UserLists(since.global_pos, remembered.rooms,
+                                                remembered.global_data, remembered.room_data)
+        else:
+            known = self.connections.user_lists(user_id)
+        lists_hold = known is not None and known.as_of <= end and quiet(
+            self.memory, user_id, known.rooms, known.as_of, end)
+        is_quiet = lists_hold and remembered is not None and since is not None
+        if lists_hold:
+            assert known is not None
+            base = known.rooms
+            global_data, room_data = known.global_data, known.room_data
+        else:
+            base = await self.stores.sliding_sync.get_room_list(user_id)
+            global_data, room_data = \
+                await self.stores.account_data.get_account_data_since(user_id, 0, end)
+        self.connections.put_user_lists(user_id, UserLists(end, base, global_data, room_data))
+        all_rooms = await self._with_heads(base, end)
         ignored = await self.room_reader.ignored.get(user_id)
         rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)
                  # the spec: invites from ignored users are not sent
                  and not (r.membership == "invite" and ignored and r.sender in ignored)]
         rooms.sort(key=lambda r: (_bump(r), r.room_id), reverse=True)
-        global_data, room_data = await self.stores.account_data.get_account_data_since(
-            user_id, 0, end)
 
         candidates: dict[str, Candidate] = {}
         lists_body: dict[str, Any] = {}
@@ -238,33 +330,17 @@ class SlidingSyncHandler:
 
         since_pos = since.global_pos if since is not None else None
         dms = _dm_rooms(global_data)
-        out_rooms: dict[str, Any] = {}
-        sent: dict[str, SentRoom] = {}
-        joined = [c.room for c in candidates.values() if c.room.membership == "join"]
-        unread_from = await self.builder.unread_positions(user_id,
-                                                          [_membership(r) for r in joined])
-        # what every room of the response needs, read for all of them at once
-        batch = Batched(
-            unread=await self.builder.unread_counts_many(
-                user_id, {r.room_nid: unread_from.get(r.room_id, r.membership_pos)
-                          for r in joined}, end),
-            members=await self.stores.sync.get_member_counts_many(
-                [c.room.room_nid for c in candidates.values()]))
-
-        async def one(c: Candidate) -> None:
-            lazy: dict[str, str] = {}
-            room = await self._room(requester, c, conn.rooms.get(c.room.room_id), since_pos,
-                                    end, batch, dms, lazy)
-            if room is not None:
-                out_rooms[c.room.room_id] = room
-                upto = end if c.room.membership == "join" else c.room.membership_pos
-                sent[c.room.room_id] = SentRoom(upto, c.room.membership,
-                                                c.config.timeline_limit,
-                                                c.config.state_json(), lazy)
-
-        todo = list(candidates.values())
-        for start in range(0, len(todo), ROOM_CONCURRENCY):
-            await self.builder.gather([one(c) for c in todo[start:start + ROOM_CONCURRENCY]])
+        fast = None
+        if is_quiet:
+            assert remembered is not None and since_pos is not None
+            fast = fast_rooms(self.memory, user_id, list(candidates.values()), conn,
+                              remembered, since_pos, end,
+                              lambda c, initial: _common(c, initial, dms), self.ctx.now_ms())
+        if fast is not None:
+            out_rooms, sent, counts = fast
+        else:
+            out_rooms, sent, counts = await self._rooms(
+                requester, list(candidates.values()), conn, since_pos, end, dms)
 
         initial_rooms = {rid for rid, body in out_rooms.items() if body.get("initial")}
         extensions = await self._extensions(requester, req, since, until, list_rooms,
@@ -273,7 +349,7 @@ class SlidingSyncHandler:
         has_data = bool(out_rooms) or any(_ext_has_data(k, v) for k, v in extensions.items())
         body: dict[str, Any] = {"lists": lists_body, "rooms": out_rooms,
                                 "extensions": extensions}
-        return Built(body, sent, until, has_data)
+        return Built(body, sent, until, has_data, base, global_data, room_data, counts)
 
     @staticmethod
     def _in_room_list(r: ListRoom, conn: ConnectionState, user_id: str) -> bool:
@@ -335,168 +411,254 @@ class SlidingSyncHandler:
                                   if e.get("type") in types and e.get("state_key") == ""}
         return out
 
-    # -- one room -------------------------------------------------------------------
+    # -- the room list --------------------------------------------------------------
 
-    async def _room(self, requester: Requester, c: Candidate, prev: SentRoom | None,
-                    since_pos: int | None, end: int, batch: "Batched",
-                    dms: set[str], lazy_out: dict[str, str]) -> dict[str, Any] | None:
-        """The room's entry of the response (None: nothing to send); fills
-        ``lazy_out`` with the member events the client holds after it."""
+    async def _with_heads(self, rooms: list[ListRoom], end: int) -> list[ListRoom]:
+        """The user's memberships with each room's newest and newest bump
+        positions (``sync/recency.py``), the newest clamped to ``end``: a
+        room is sent up to ``end``, so a newer event is news for the next
+        response."""
+        heads = await self.recency.heads({r.room_id: r.room_nid for r in rooms})
+        out = []
+        for r in rooms:
+            last, bump = heads[r.room_id]
+            if last is not None and last > end:
+                last = end
+            out.append(ListRoom(r.room_id, r.room_nid, r.room_version, r.membership,
+                                r.event_id, r.membership_pos, r.sender, last, bump))
+        return out
+
+    # -- the rooms of a response ----------------------------------------------------
+
+    async def _rooms(self, requester: Requester, candidates: list[Candidate],
+                     conn: ConnectionState, since_pos: int | None, end: int,
+                     dms: set[str],
+                     ) -> tuple[dict[str, Any], dict[str, SentRoom], dict[str, tuple[int, int]]]:
+        """The entries of the rooms to send, and what to record of them.
+
+        Which rooms need building is decided without the database
+        (``_plan``); then what they all need is read at once: their
+        timelines and state in one transaction, the events in one read,
+        unread and member counts, heroes, and the client format of every
+        event in one pass (``RoomReader.serialize_many``)."""
+        user_id = requester.user_id
+        out_rooms: dict[str, Any] = {}
+        sent: dict[str, SentRoom] = {}
+        counts: dict[str, tuple[int, int]] = {}
+        plans: list[Plan] = []
+        for c in candidates:
+            prev = conn.rooms.get(c.room.room_id)
+            r = c.room
+            if r.membership in ("invite", "knock"):
+                body = await self._invite(c, prev, dms)
+                if body is not None:
+                    out_rooms[r.room_id] = body
+                    sent[r.room_id] = SentRoom(r.membership_pos, r.membership,
+                                               c.config.timeline_limit,
+                                               c.config.state_json(), {})
+                continue
+            plan = _plan(c, prev, end, dms)
+            if plan is not None:
+                plans.append(plan)
+        if not plans:
+            return out_rooms, sent, {}
+
+        # the timelines and the state (now, and as last sent) in one go
+        asks = [p for p in plans if p.c.config.timeline_limit > 0]
+        state_asks = [(p.c.room.room_nid, p.room_end) for p in plans]
+        state_asks += [(p.c.room.room_nid, p.prev.sent_upto) for p in plans
+                       if not p.initial and p.prev is not None]
+        pages, states = await self.stores.sliding_sync.read_window(
+            [(p.c.room.room_nid, p.room_end, p.timeline_since, p.c.config.timeline_limit + 1)
+             for p in asks], state_asks)
+        fetched = await self.stores.events.get_events(
+            [eid for page in pages for _, eid in page])
+        ignored = await self.room_reader.ignored.get(user_id)
+        for p, page in zip(asks, pages, strict=True):
+            await self._timeline(requester, p, page, fetched, ignored)
+        for p in plans:
+            if p.c.config.timeline_limit == 0:
+                last = p.c.room.last_pos if p.c.room.membership == "join" \
+                    else p.c.room.membership_pos
+                p.limited = p.timeline_since is None or last is None or last > p.timeline_since
+        now_states = states[:len(plans)]
+        before_states = iter(states[len(plans):])
+        for p, now_ids in zip(plans, now_states, strict=True):
+            p.now_ids = now_ids
+            if not p.initial and p.prev is not None:
+                p.before_ids = next(before_states)
+            _wanted_state(p, user_id)
+        plans = [p for p in plans if p.initial or p.events or p.wanted or p.expanded
+                 or p.membership_changed]  # else nothing the user may see happened
+        if not plans:
+            return out_rooms, sent, {}
+
+        # what every room sent needs, read for all of them at once, the
+        # independent reads side by side
+        joined = [p.c.room for p in plans if p.c.room.membership == "join"]
+        counted = [p for p in plans if p.initial or p.members_changed or p.membership_changed]
+        naming = {p.c.room.room_id: {k: p.now_ids[k] for k in NAMING_KEYS if k in p.now_ids}
+                  for p in plans}
+        unread: dict[int, dict[str, int]] = {}
+        members: dict[int, dict[str, int]] = {}
+        state_events: dict[str, Event] = {}
+        hero_ids: dict[int, list[str]] = {}
+        hero_events: dict[str, Event] = {}
+        formatted: list[list[dict[str, Any]]] = []
+        memberships: dict[str, str] = {}
+
+        async def read_unread() -> None:
+            unread_from = await self.builder.unread_positions(
+                user_id, [_membership(r) for r in joined])
+            unread.update(await self.builder.unread_counts_many(
+                user_id, {r.room_nid: unread_from.get(r.room_id, r.membership_pos)
+                          for r in joined}, end))
+
+        async def read_members() -> None:
+            members.update(await self.stores.sync.get_member_counts_many(
+                [p.c.room.room_nid for p in counted]))
+
+        async def read_state_and_format() -> None:
+            state_events.update(await self.stores.events.get_events(
+                [eid for p in plans
+                 for eid in [*p.wanted.values(), *naming[p.c.room.room_id].values()]]))
+            for p in plans:
+                p.state_events = [state_events[v] for v in p.wanted.values()
+                                  if v in state_events]
+            unnamed = [p for p in counted
+                       if not _name(state_events, naming[p.c.room.room_id])]
+            hero_ids.update(await self.stores.sliding_sync.get_heroes_many(
+                [p.c.room.room_nid for p in unnamed], user_id))
+            hero_events.update(await self.stores.events.get_events(
+                [p.now_ids[(MEMBER, h)] for p in unnamed
+                 for h in hero_ids.get(p.c.room.room_nid, []) if (MEMBER, h) in p.now_ids]))
+            formatted.extend(await self.room_reader.serialize_many(
+                requester, [(p.c.room.room_id, [*p.events, *p.state_events]) for p in plans]))
+
+        async def read_memberships() -> None:
+            memberships.update(await self._memberships_at(user_id, plans))
+
+        await gather([read_unread(), read_members(), read_state_and_format(),
+                      read_memberships()])
+        for p, both in zip(plans, formatted, strict=True):
+            r = p.c.room
+            room: dict[str, Any] = dict(p.common)
+            if p.expanded:
+                room["expanded_timeline"] = True
+                room["unstable_expanded_timeline"] = True
+            if p.events:
+                timeline = both[:len(p.events)]
+                for event, entry in zip(p.events, timeline, strict=True):
+                    membership = memberships.get(event.event_id)
+                    if membership is not None:
+                        entry["unsigned"]["membership"] = membership
+                room["timeline"] = timeline
+            if p.state_events:
+                room["required_state"] = both[len(p.events):]
+            room["limited"] = p.limited
+            room["prev_batch"] = pagination_token(p.positions[0] - 1 if p.positions
+                                                  else p.room_end)
+            room["num_live"] = 0 if since_pos is None else sum(1 for pos in p.positions
+                                                               if pos > since_pos)
+            names = naming[r.room_id]
+            name = _name(state_events, names)
+            if p.naming_changed:
+                if name:
+                    room["name"] = name
+                elif not p.initial:
+                    room["name"] = None  # the name was removed (the MSC)
+                avatar_event = state_events.get(names.get(("m.room.avatar", ""), ""))
+                avatar = avatar_event.content.get("url") if avatar_event is not None else None
+                if isinstance(avatar, str) and avatar:
+                    room["avatar"] = avatar
+            if p.initial or p.members_changed or p.membership_changed:
+                member_counts = members.get(r.room_nid, {})
+                room["joined_count"] = member_counts.get("join", 0)
+                room["invited_count"] = member_counts.get("invite", 0)
+                if not name:
+                    heroes = _heroes(hero_ids.get(r.room_nid, []), p.now_ids, hero_events)
+                    if heroes:
+                        room["heroes"] = heroes
+            if r.membership == "join":
+                counts_u = unread.get(r.room_nid) or {"notification_count": 0,
+                                                      "highlight_count": 0}
+                room["notification_count"] = counts_u["notification_count"]
+                room["highlight_count"] = counts_u["highlight_count"]
+                counts[r.room_id] = (counts_u["notification_count"],
+                                     counts_u["highlight_count"])
+            else:
+                room["notification_count"] = 0
+                room["highlight_count"] = 0
+            out_rooms[r.room_id] = room
+            sent[r.room_id] = SentRoom(p.room_end, r.membership, p.c.config.timeline_limit,
+                                       p.c.config.state_json(), p.lazy)
+        return out_rooms, sent, counts
+
+    async def _invite(self, c: Candidate, prev: SentRoom | None,
+                      dms: set[str]) -> dict[str, Any] | None:
+        """An invite's or knock's entry: its stripped state, when new."""
         r = c.room
         membership_changed = prev is not None and (
             prev.membership != r.membership or r.membership_pos > prev.sent_upto)
-        initial = prev is None or (membership_changed and r.membership == "join"
-                                   and prev.membership != "join")
-        common: dict[str, Any] = {"membership": r.membership, "bump_stamp": _bump(r)}
-        if c.lists:
-            common["lists"] = c.lists
-        if initial:
-            common["initial"] = True
-        if r.room_id in dms:
-            common["is_dm"] = True
-        if r.membership in ("invite", "knock"):
-            if not initial and not membership_changed:
-                return None
-            stripped = await self.builder.stripped_state(r.event_id)
-            return {**common, "invite_state": stripped, "stripped_state": stripped}
-
-        assert prev is not None or initial
-        old_state = RoomConfig.state_from_json(prev.required_state) if prev else ()
-        old_config = RoomConfig(prev.timeline_limit if prev else 0, old_state)
-        expanded = not initial and c.config.timeline_limit > old_config.timeline_limit
-        widened = not initial and old_config.required_state != c.config.required_state
-        last = r.last_pos if r.membership == "join" else r.membership_pos
-        changed = prev is not None and last is not None and last > prev.sent_upto
-        if not (initial or changed or expanded or membership_changed or widened):
+        if prev is not None and not membership_changed:
             return None
+        stripped = await self.builder.stripped_state(r.event_id)
+        return {**_common(c, prev is None, dms), "invite_state": stripped,
+                "stripped_state": stripped}
 
-        user_id = requester.user_id
-        room_end = end if r.membership == "join" else r.membership_pos
-        info = RoomInfo(r.room_nid, r.room_id, r.room_version, None)
-        access = ReadAccess(info, Membership(r.membership, r.event_id, 0, r.membership_pos,
-                                             False),
-                            None if r.membership == "join" else r.membership_pos, None)
-        timeline_since = None if (initial or expanded) else prev.sent_upto  # type: ignore[union-attr]
-        limit = c.config.timeline_limit
-        events: list[Event] = []
-        positions: list[int] = []
-        limited = False
-        if limit > 0:
-            page = await self.room_reader.paginate(
-                user_id, access, from_pos=room_end, to_pos=timeline_since, backwards=True,
-                limit=limit + 1, current_state_visible=True)
-            events, positions = list(page.events), list(page.positions)
-            limited = len(events) > limit or not page.exhausted
-            events, positions = events[:limit][::-1], positions[:limit][::-1]
-        elif timeline_since is None or last is None or last > timeline_since:
-            limited = True
-
-        now_ids = await self.builder.state_ids_at(r.room_nid, room_end)
-        cfg = c.config
-        naming_keys = [("m.room.name", ""), ("m.room.avatar", "")]
-        naming_changed = members_changed = initial
-        if initial:
-            wanted = {k: v for k, v in now_ids.items() if cfg.matches(k[0], k[1], user_id)}
+    async def _timeline(self, requester: Requester, p: "Plan", page: list[tuple[int, str]],
+                        fetched: dict[str, Event], ignored: frozenset[str]) -> None:
+        """The plan's timeline from the rows read for it: as they are when
+        the user was joined before all of them and ignores none of their
+        senders (a member sees everything after their join: no history
+        visibility to apply), else through the room reader's gate."""
+        r = p.c.room
+        limit = p.c.config.timeline_limit
+        rows = [(pos, fetched[eid]) for pos, eid in page if eid in fetched]
+        plain = r.membership == "join" and len(rows) == len(page) and all(
+            pos > r.membership_pos and not is_hidden(e, ignored) for pos, e in rows)
+        if plain:
+            events = [e for _, e in rows]
+            positions = [pos for pos, _ in rows]
+            limited = len(events) > limit
         else:
-            assert prev is not None
-            before = await self.builder.state_ids_at(r.room_nid, prev.sent_upto)
-            wanted = {k: v for k, v in now_ids.items()
-                      if before.get(k) != v and cfg.matches(k[0], k[1], user_id)}
-            naming_changed = any(before.get(k) != now_ids.get(k) for k in naming_keys)
-            members_changed = any(k[0] == MEMBER and before.get(k) != v
-                                  for k, v in now_ids.items()) or any(
-                k[0] == MEMBER and k not in now_ids for k in before)
-            if widened:
-                wanted.update({k: v for k, v in now_ids.items()
-                               if cfg.matches(k[0], k[1], user_id)
-                               and not old_config.matches(k[0], k[1], user_id)})
-        if cfg.lazy_members:
-            # the member events of the timeline's people, those the client
-            # does not hold already (as of the response it built on)
-            held = dict(prev.lazy_members) if prev is not None and not initial \
-                and not widened else {}
-            people = {e.sender for e in events}
-            people.update(e.state_key for e in events
-                          if e.type == MEMBER and e.state_key is not None)
-            for person in people:
-                eid = now_ids.get((MEMBER, person))
-                if eid is not None and held.get(person) != eid:
-                    wanted[(MEMBER, person)] = eid
-            held.update({k[1]: v for k, v in wanted.items() if k[0] == MEMBER})
-            if len(held) <= MAX_LAZY_HELD:
-                lazy_out.update(held)
-        if not initial and not events and not wanted and not expanded \
-                and not membership_changed:
-            return None  # what happened is nothing the user may see
+            info = RoomInfo(r.room_nid, r.room_id, r.room_version, None)
+            access = ReadAccess(info, Membership(r.membership, r.event_id, 0, r.membership_pos,
+                                                 False),
+                                None if r.membership == "join" else r.membership_pos, None)
+            found = await self.room_reader.paginate(
+                requester.user_id, access, from_pos=p.room_end, to_pos=p.timeline_since,
+                backwards=True, limit=limit + 1, current_state_visible=True)
+            events, positions = list(found.events), list(found.positions)
+            limited = len(events) > limit or not found.exhausted
+        p.events, p.positions = events[:limit][::-1], positions[:limit][::-1]
+        p.limited = limited
 
-        naming_ids = {k: now_ids[k] for k in naming_keys if k in now_ids}
-        fetched = await self.stores.events.get_events(
-            list({*wanted.values(), *naming_ids.values()}))
-        state_events = [fetched[v] for v in wanted.values() if v in fetched]
-        room: dict[str, Any] = dict(common)
-        if expanded:
-            room["expanded_timeline"] = True
-            room["unstable_expanded_timeline"] = True
-        serialize = self.room_reader.serialize
-        if events or state_events:
-            # one pass over both (one read each of transaction IDs, replaced
-            # state, redactions and relations)
-            both = await serialize(requester, r.room_id, [*events, *state_events])
-            if events:
-                room["timeline"] = both[:len(events)]
-            if state_events:
-                room["required_state"] = both[len(events):]
-        room["limited"] = limited
-        room["prev_batch"] = pagination_token(positions[0] - 1 if positions else room_end)
-        room["num_live"] = 0 if since_pos is None else sum(1 for p in positions
-                                                           if p > since_pos)
-
-        name_event = fetched.get(naming_ids.get(("m.room.name", ""), ""))
-        name = name_event.content.get("name") if name_event is not None else None
-        if naming_changed:
-            if isinstance(name, str) and name:
-                room["name"] = name
-            elif not initial:
-                room["name"] = None  # the name was removed (the MSC)
-            avatar_event = fetched.get(naming_ids.get(("m.room.avatar", ""), ""))
-            avatar = avatar_event.content.get("url") if avatar_event is not None else None
-            if isinstance(avatar, str) and avatar:
-                room["avatar"] = avatar
-        if initial or members_changed or membership_changed:
-            counts = batch.members.get(r.room_nid, {})
-            room["joined_count"] = counts.get("join", 0)
-            room["invited_count"] = counts.get("invite", 0)
-            if not (isinstance(name, str) and name):
-                heroes = await self._heroes(r.room_nid, user_id, now_ids)
-                if heroes:
-                    room["heroes"] = heroes
-        if r.membership == "join":
-            counts_u = batch.unread.get(r.room_nid) or {"notification_count": 0,
-                                                        "highlight_count": 0}
-            room["notification_count"] = counts_u["notification_count"]
-            room["highlight_count"] = counts_u["highlight_count"]
-        else:
-            room["notification_count"] = 0
-            room["highlight_count"] = 0
-        return room
-
-    async def _heroes(self, room_nid: int, user_id: str,
-                      state: dict[tuple[str, str], str]) -> list[dict[str, Any]]:
-        hero_ids = await self.stores.sync.get_heroes(room_nid, user_id)
-        members = await self.stores.events.get_events(
-            [state[(MEMBER, h)] for h in hero_ids if (MEMBER, h) in state])
-        by_user = {e.state_key: e for e in members.values()}
-        out = []
-        for hero in hero_ids:
-            entry: dict[str, Any] = {"user_id": hero}
-            event = by_user.get(hero)
-            if event is not None:
-                if isinstance(event.content.get("displayname"), str):
-                    entry["displayname"] = event.content["displayname"]
-                if isinstance(event.content.get("avatar_url"), str):
-                    entry["avatar_url"] = event.content["avatar_url"]
-            out.append(entry)
+    async def _memberships_at(self, user_id: str, plans: list["Plan"]) -> dict[str, str]:
+        """Event ID -> the user's membership at each timeline event
+        (``unsigned.membership``, MSC4115): their membership now for events
+        at or after their newest membership event, else read from the state
+        after the event (all such events in one read)."""
+        out: dict[str, str] = {}
+        older: list[str] = []
+        for p in plans:
+            r = p.c.room
+            for event, pos in zip(p.events, p.positions, strict=True):
+                if pos >= r.membership_pos:
+                    out[event.event_id] = r.membership
+                else:
+                    older.append(event.event_id)
+        if older:
+            key = (MEMBER, user_id)
+            at = await self.stores.events.get_state_at_events(older, [key])
+            members = await self.stores.events.get_events(
+                [ids[key] for ids in at.values() if key in ids])
+            for event_id in older:
+                member = members.get(at.get(event_id, {}).get(key, ""))
+                out[event_id] = member.membership if member is not None \
+                    and isinstance(member.membership, str) else "leave"
         return out
+
 
     # -- extensions ---------------------------------------------------------------
 
@@ -512,83 +674,90 @@ class SlidingSyncHandler:
         since_pos = since.global_pos if since is not None else None
         out: dict[str, Any] = {}
 
-        ext = req.extensions.get("to_device")
-        if ext is not None and ext.enabled and device_id is not None:
-            ext_since = ext.since or 0
-            if ext_since > end:
-                ext_since = end
-            store = self.stores.to_device
-            if ext.since is not None:
-                await store.delete_messages_upto(user_id, device_id, ext_since)
-            messages, upto = await store.get_messages(user_id, device_id, ext_since, end,
-                                                      ext.limit)
-            out["to_device"] = {"next_batch": str(upto), "events": messages}
+        async def to_device() -> None:
+            ext: ExtensionConfig | None = req.extensions.get("to_device")
+            if ext is not None and ext.enabled and device_id is not None:
+                ext_since = ext.since or 0
+                if ext_since > end:
+                    ext_since = end
+                store = self.stores.to_device
+                if ext.since is not None:
+                    await store.delete_messages_upto(user_id, device_id, ext_since)
+                messages, upto = await store.get_messages(user_id, device_id, ext_since, end,
+                                                          ext.limit)
+                out["to_device"] = {"next_batch": str(upto), "events": messages}
 
-        ext = req.extensions.get("e2ee")
-        if ext is not None and ext.enabled:
-            counts = await self.builder.key_counts(requester)
-            e2ee: dict[str, Any] = {
-                "device_one_time_keys_count": one_time_keys_count(counts),
-                "device_unused_fallback_key_types": counts.unused_fallback,
-            }
-            if since_pos is not None:
-                e2ee["device_lists"] = await self._device_lists(user_id, since_pos, end,
-                                                                all_rooms)
-            out["e2ee"] = e2ee
+        async def e2ee() -> None:
+            ext: ExtensionConfig | None = req.extensions.get("e2ee")
+            if ext is not None and ext.enabled:
+                counts = await self.builder.key_counts(requester)
+                e2ee: dict[str, Any] = {
+                    "device_one_time_keys_count": one_time_keys_count(counts),
+                    "device_unused_fallback_key_types": counts.unused_fallback,
+                }
+                if since_pos is not None:
+                    e2ee["device_lists"] = await self._device_lists(user_id, since_pos, end,
+                                                                    all_rooms)
+                out["e2ee"] = e2ee
 
-        ext = req.extensions.get("account_data")
-        if ext is not None and ext.enabled:
-            scope = _scope(ext, list_rooms, subscribed)
-            if since_pos is None:
-                changed_global = dict(global_data)
-                if PUSH_RULES_TYPE not in changed_global:
-                    changed_global[PUSH_RULES_TYPE] = {"global": client_ruleset(
-                        await self.stores.push_rules.get_ruleset(user_id))}
-                changed_rooms = room_data
-            else:
-                changed_global, changed_rooms = \
-                    await self.stores.account_data.get_account_data_since(
-                        user_id, since_pos, end)
-            rooms_out: dict[str, list[dict[str, Any]]] = {}
-            for room_id in scope:
-                data = room_data.get(room_id) if room_id in initial_rooms \
-                    else changed_rooms.get(room_id)
-                if data:
-                    rooms_out[room_id] = [{"type": t, "content": v} for t, v in data.items()]
-            out["account_data"] = {
-                "global": [{"type": t, "content": v} for t, v in changed_global.items()],
-                "rooms": rooms_out}
+        async def account_data() -> None:
+            ext: ExtensionConfig | None = req.extensions.get("account_data")
+            if ext is not None and ext.enabled:
+                scope = _scope(ext, list_rooms, subscribed)
+                if since_pos is None:
+                    changed_global = dict(global_data)
+                    if PUSH_RULES_TYPE not in changed_global:
+                        changed_global[PUSH_RULES_TYPE] = {"global": client_ruleset(
+                            await self.stores.push_rules.get_ruleset(user_id))}
+                    changed_rooms = room_data
+                else:
+                    changed_global, changed_rooms = \
+                        await self.stores.account_data.get_account_data_since(
+                            user_id, since_pos, end)
+                rooms_out: dict[str, list[dict[str, Any]]] = {}
+                for room_id in scope:
+                    data = room_data.get(room_id) if room_id in initial_rooms \
+                        else changed_rooms.get(room_id)
+                    if data:
+                        rooms_out[room_id] = [{"type": t, "content": v} for t, v in data.items()]
+                out["account_data"] = {
+                    "global": [{"type": t, "content": v} for t, v in changed_global.items()],
+                    "rooms": rooms_out}
 
-        ext = req.extensions.get("receipts")
-        if ext is not None and ext.enabled:
-            scope = _scope(ext, list_rooms, subscribed)
-            receipts = {}
-            fresh = [r for r in scope if r in initial_rooms or since_pos is None]
-            if fresh:
-                receipts.update(await self.stores.receipts.get_receipt_events(
-                    fresh, None, end, user_id))
-            rest = [r for r in scope if r not in fresh]
-            if rest and since_pos is not None:
-                receipts.update(await self.stores.receipts.get_receipt_events(
-                    rest, since_pos, end, user_id))
-            out["receipts"] = {"rooms": {
-                room_id: {"type": "m.receipt", "content": content}
-                for room_id, content in receipts.items()}}
+        async def receipts() -> None:
+            ext: ExtensionConfig | None = req.extensions.get("receipts")
+            if ext is not None and ext.enabled:
+                scope = _scope(ext, list_rooms, subscribed)
+                receipts = {}
+                fresh = [r for r in scope if r in initial_rooms or since_pos is None]
+                if fresh:
+                    receipts.update(await self.stores.receipts.get_receipt_events(
+                        fresh, None, end, user_id))
+                rest = [r for r in scope if r not in fresh]
+                if rest and since_pos is not None:
+                    receipts.update(await self.stores.receipts.get_receipt_events(
+                        rest, since_pos, end, user_id))
+                out["receipts"] = {"rooms": {
+                    room_id: {"type": "m.receipt", "content": content}
+                    for room_id, content in receipts.items()}}
 
-        ext = req.extensions.get("typing")
-        if ext is not None and ext.enabled:
-            scope = _scope(ext, list_rooms, subscribed)
-            typing_since = since.typing_pos if since is not None else 0
-            fresh = [r for r in scope if r in initial_rooms or since is None]
-            typing = self.typing.get_typing(fresh, 0) if fresh else {}
-            rest = [r for r in scope if r not in fresh]
-            if rest:
-                typing.update(self.typing.get_typing(rest, typing_since))
-            out["typing"] = {"rooms": {
-                room_id: {"type": "m.typing", "content": {"user_ids": users}}
-                for room_id, users in typing.items()}}
+        async def typing() -> None:
+            ext: ExtensionConfig | None = req.extensions.get("typing")
+            if ext is not None and ext.enabled:
+                scope = _scope(ext, list_rooms, subscribed)
+                typing_since = since.typing_pos if since is not None else 0
+                fresh = [r for r in scope if r in initial_rooms or since is None]
+                typing = self.typing.get_typing(fresh, 0) if fresh else {}
+                rest = [r for r in scope if r not in fresh]
+                if rest:
+                    typing.update(self.typing.get_typing(rest, typing_since))
+                out["typing"] = {"rooms": {
+                    room_id: {"type": "m.typing", "content": {"user_ids": users}}
+                    for room_id, users in typing.items()}}
+
+        # each reads its own store: all at once
+        await gather([to_device(), e2ee(), account_data(), receipts(), typing()])
         return out
-
 
     async def _device_lists(self, user_id: str, since: int, end: int,
                             rooms: list[ListRoom]) -> dict[str, list[str]]:
@@ -611,6 +780,16 @@ class SlidingSyncHandler:
         changed |= {u for u in candidates & still if moves.get(u) == "join"}
         left = candidates - still
         return {"changed": sorted(changed - left), "left": sorted(left)}
+
+
+async def gather(coros: list[Coroutine[Any, Any, None]]) -> None:
+    """Run ``coros`` at once (independent reads: the database pool runs
+    them side by side); the first error is raised as it was."""
+    try:
+        await defer.gatherResults([defer.ensureDeferred(c) for c in coros],
+                                  consumeErrors=True)
+    except defer.FirstError as e:
+        e.subFailure.raiseException()
 
 
 def _ext_has_data(name: str, body: dict[str, Any]) -> bool:
@@ -678,3 +857,99 @@ def _room_type(state: dict[str, dict[str, Any]], r: ListRoom) -> str | None:
 def _membership(r: ListRoom) -> RoomMembership:
     return RoomMembership(r.room_id, r.room_nid, r.room_version, r.membership, r.event_id,
                           r.membership_pos)
+
+
+def _common(c: Candidate, initial: bool, dms: set[str]) -> dict[str, Any]:
+    """What every room entry carries."""
+    r = c.room
+    common: dict[str, Any] = {"membership": r.membership, "bump_stamp": _bump(r)}
+    if c.lists:
+        common["lists"] = c.lists
+    if initial:
+        common["initial"] = True
+    if r.room_id in dms:
+        common["is_dm"] = True
+    return common
+
+
+def _plan(c: Candidate, prev: SentRoom | None, end: int, dms: set[str]) -> Plan | None:
+    """Whether a joined or left room is to be built (None: nothing new for
+    this connection), decided from the room list and what was sent."""
+    r = c.room
+    membership_changed = prev is not None and (
+        prev.membership != r.membership or r.membership_pos > prev.sent_upto)
+    initial = prev is None or (membership_changed and r.membership == "join"
+                               and prev.membership != "join")
+    old_state = RoomConfig.state_from_json(prev.required_state) if prev else ()
+    old_config = RoomConfig(prev.timeline_limit if prev else 0, old_state)
+    expanded = not initial and c.config.timeline_limit > old_config.timeline_limit
+    widened = not initial and old_config.required_state != c.config.required_state
+    last = r.last_pos if r.membership == "join" else r.membership_pos
+    changed = prev is not None and last is not None and last > prev.sent_upto
+    if not (initial or changed or expanded or membership_changed or widened):
+        return None
+    assert prev is not None or initial
+    return Plan(c, prev, initial, membership_changed, expanded, widened, old_config,
+                room_end=end if r.membership == "join" else r.membership_pos,
+                timeline_since=None if (initial or expanded or prev is None)
+                else prev.sent_upto,
+                common=_common(c, initial, dms))
+
+
+def _wanted_state(p: Plan, user_id: str) -> None:
+    """The state events the room's entry carries (``p.wanted``), whether its
+    naming and its members changed, and the lazy members the client holds
+    after it (``p.lazy``)."""
+    now_ids, before, cfg = p.now_ids, p.before_ids, p.c.config
+    p.naming_changed = p.members_changed = p.initial
+    if p.initial:
+        wanted = {k: v for k, v in now_ids.items() if cfg.matches(k[0], k[1], user_id)}
+    else:
+        wanted = {k: v for k, v in now_ids.items()
+                  if before.get(k) != v and cfg.matches(k[0], k[1], user_id)}
+        p.naming_changed = any(before.get(k) != now_ids.get(k) for k in NAMING_KEYS)
+        p.members_changed = any(k[0] == MEMBER and before.get(k) != v
+                                for k, v in now_ids.items()) or any(
+            k[0] == MEMBER and k not in now_ids for k in before)
+        if p.widened:
+            wanted.update({k: v for k, v in now_ids.items()
+                           if cfg.matches(k[0], k[1], user_id)
+                           and not p.old_config.matches(k[0], k[1], user_id)})
+    if cfg.lazy_members:
+        # the member events of the timeline's people, those the client
+        # does not hold already (as of the response it built on)
+        held = dict(p.prev.lazy_members) if p.prev is not None and not p.initial \
+            and not p.widened else {}
+        people = {e.sender for e in p.events}
+        people.update(e.state_key for e in p.events
+                      if e.type == MEMBER and e.state_key is not None)
+        for person in people:
+            eid = now_ids.get((MEMBER, person))
+            if eid is not None and held.get(person) != eid:
+                wanted[(MEMBER, person)] = eid
+        held.update({k[1]: v for k, v in wanted.items() if k[0] == MEMBER})
+        if len(held) <= MAX_LAZY_HELD:
+            p.lazy.update(held)
+    p.wanted = wanted
+
+
+def _name(events: dict[str, Event], naming: dict[tuple[str, str], str]) -> str | None:
+    """The room's name from its ``m.room.name`` event (None: none, or empty)."""
+    event = events.get(naming.get(("m.room.name", ""), ""))
+    name = event.content.get("name") if event is not None else None
+    return name if isinstance(name, str) and name else None
+
+
+def _heroes(hero_ids: list[str], state: dict[tuple[str, str], str],
+            events: dict[str, Event]) -> list[dict[str, Any]]:
+    out = []
+    for hero in hero_ids:
+        entry: dict[str, Any] = {"user_id": hero}
+        event = events.get(state.get((MEMBER, hero), ""))
+        if event is not None:
+            if isinstance(event.content.get("displayname"), str):
+                entry["displayname"] = event.content["displayname"]
+            if isinstance(event.content.get("avatar_url"), str):
+                entry["avatar_url"] = event.content["avatar_url"]
+        out.append(entry)
+    return out

@@ -134,6 +134,48 @@ async def test_new_messages_arrive_on_a_long_poll(server: TestServer) -> None:
     assert room["notification_count"] == 1
 
 
+def without_age(body: dict[str, Any]) -> dict[str, Any]:
+    """A response less what differs between two builds of it: ``pos`` and
+    each event's ``unsigned.age``."""
+    def events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**e, "unsigned": {k: v for k, v in e["unsigned"].items() if k != "age"}}
+                for e in events]
+
+    out = {k: v for k, v in body.items() if k != "pos"}
+    out["rooms"] = {room_id: {**room, "timeline": events(room.get("timeline", [])),
+                              "required_state": events(room.get("required_state", []))}
+                    for room_id, room in body["rooms"].items()}
+    return out
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_woken_connection_gets_what_a_full_build_gives(server: TestServer) -> None:
+    """Messages from others answered from memory (sync/sliding_fast.py)
+    read the same as the database's answer to the same pos (a retried pos
+    is built in full), across rooms, a list that reorders and counts."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    rooms = [await create_room(alice, preset="public_chat", name=f"Chat {i}")
+             for i in range(3)]
+    for room_id in rooms:
+        await join(bob, room_id)
+    body = {"lists": {"all": {"ranges": [[0, 1]], "timeline_limit": 5,
+                              "required_state": [["m.room.name", ""],
+                                                 ["m.room.member", "$LAZY"]]}}}
+    pos = (await ss(bob, body))["pos"]
+    for k, room_id in enumerate([rooms[0], rooms[1], rooms[1], rooms[0]]):
+        waiting = defer.ensureDeferred(ss(bob, body, pos=pos, timeout=30000))
+        await sleep(0.1)
+        await send_text(alice, room_id, f"news {k}")
+        woken = await waiting
+        assert bodies(woken["rooms"][room_id])[-1] == f"news {k}"
+        again = await ss(bob, body, pos=pos, timeout=0)
+        assert without_age(again) == without_age(woken), k
+        pos = woken["pos"]
+        # the retry forgot the woken pos: go on from the retry's
+        pos = again["pos"]
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_subscribed_room_gets_its_state_and_a_longer_timeline(
         server: TestServer) -> None:
@@ -242,6 +284,32 @@ async def test_lazy_members_already_sent_are_not_sent_again(server: TestServer) 
     again = await ss(alice, sub, pos=second["pos"], timeout=0)
     assert [e["content"].get("displayname")
             for e in again["rooms"][room_id]["required_state"]] == ["Bobby"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_timeline_events_carry_the_readers_membership_at_each(
+        server: TestServer) -> None:
+    """unsigned.membership (MSC4115): a message from before bob joined shows
+    he was not in the room then, the ones after his join that he was."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="public_chat", name="Lobby")
+    await send_text(alice, room_id, "before bob")
+    await join(bob, room_id)
+    await send_text(alice, room_id, "after bob")
+    body = await ss(bob, {"lists": {"all": window(0, 0, limit=10)}})
+    timeline = body["rooms"][room_id]["timeline"]
+    by_body = {e["content"]["body"]: e["unsigned"]["membership"] for e in timeline
+               if e["type"] == "m.room.message"}
+    assert by_body == {"before bob": "leave", "after bob": "join"}
+    own_join = [e for e in timeline if e["type"] == "m.room.member"
+                and e["state_key"] == bob.user_id]
+    assert own_join[0]["unsigned"]["membership"] == "join"
+    # a new message on the same connection: join
+    await send_text(alice, room_id, "later")
+    later = await ss(bob, {"lists": {"all": window(0, 0, limit=10)}}, pos=body["pos"])
+    assert [e["unsigned"]["membership"] for e in later["rooms"][room_id]["timeline"]] == [
+        "join"]
 
 
 @pytest_twisted.ensureDeferred
@@ -441,6 +509,14 @@ async def test_a_room_left_is_sent_once_with_the_leave_a_kick_stays(
                          params={"dir": "b", "from": third["pos"], "limit": "1"})
     assert resp.code == 200, resp.body
     assert resp.body["chunk"][0]["content"]["body"] == "still here"
+    # forgetting the kicked room takes it out of the list, on this
+    # connection and on a new one
+    resp = await bob.post(f"{V3}/rooms/{q(kicked)}/forget", {})
+    assert resp.code == 200, resp.body
+    fourth = await ss(bob, request, pos=third["pos"], timeout=0)
+    assert fourth["lists"]["all"]["ops"][0]["room_ids"] == [stay]
+    fresh = await ss(bob, {**request, "conn_id": "another"})
+    assert fresh["lists"]["all"]["ops"][0]["room_ids"] == [stay]
 
 
 @pytest_twisted.ensureDeferred
