@@ -66,8 +66,12 @@ def test_appservice_delivers_every_message_once(engine: str, tmp_path: Path) -> 
     result = run_scenario("appservice", engine, tmp_path)
     messages = result["params"]["messages"]
     assert (result["sent"], result["delivered"], result["repeats"]) == (messages, messages, 0)
+    # the paced phase too: every message at a fixed rate, once
+    assert (result["paced_sent"], result["paced_delivered"]) == (
+        result["params"]["paced_messages"], result["params"]["paced_messages"])
     figures = result["figures"]
-    assert set(figures) == {"delivered_per_s", "lag_p50_ms", "lag_p99_ms"}
+    assert set(figures) == {"delivered_per_s", "lag_p50_ms", "lag_p99_ms", "push_p50_ms",
+                            "push_p99_ms", "paced_lag_p50_ms", "paced_lag_p99_ms"}
     assert all(isinstance(f["value"], (int, float)) for f in figures.values())
 
 
