@@ -263,30 +263,47 @@ class RoomReader:
                              events: Sequence[tuple[int, Event]]) -> list[Event]:
         """Those of ``events`` ((stream position, event), oldest first) that
         history visibility lets ``user_id`` see, in the same order."""
+        return (await self.filter_visible_many(user_id, [(access, events)]))[0]
+
+    async def filter_visible_many(
+            self, user_id: str, pages: Sequence[tuple[ReadAccess, Sequence[tuple[int, Event]]]],
+    ) -> list[list[Event]]:
+        """``filter_visible`` of the events of many rooms (an initial sync's
+        first pages), each read once for all of them."""
         ignored = await self.ignored.get(user_id)
-        events = [(p, e) for p, e in events if not is_hidden(e, ignored)]
-        if not events:
-            return []
-        ids = [e.event_id for _, e in events]
+        kept = [[(p, e) for p, e in events if not is_hidden(e, ignored)]
+                for _, events in pages]
+        every = [e for events in kept for _, e in events]
+        if not every:
+            return [[] for _ in pages]
+        ids = [e.event_id for e in every]
         state_ids = await self.stores.events.get_state_at_events(
             ids, [HISTORY_VISIBILITY_KEY, (MEMBER_TYPE, user_id)])
         state_events = await self.stores.events.get_events(
             [sid for m in state_ids.values() for sid in m.values()])
-        exceptions = [e.event_id for _, e in events if e.state_key is not None and (
+        exceptions = [e.event_id for e in every if e.state_key is not None and (
             (e.type == HISTORY_VISIBILITY_TYPE and e.state_key == "")
             or (e.type == MEMBER_TYPE and e.state_key == user_id))]
         replaced = await self.stores.events.get_replaced_state(exceptions)
-        pairs = []
-        for _, event in events:
-            state = {k: state_events[v] for k, v in state_ids.get(event.event_id, {}).items()
-                     if v in state_events}
-            pairs.append((event, VisibilityAtEvent.from_state_after(
-                user_id, event, state, replaced.get(event.event_id))))
-        newest = max(pos for pos, _ in events)
-        joined_after = await self._joined_after(user_id, access, newest)
-        erased = await self.stores.users.get_erased({e.sender for _, e in events})
-        return filter_events_for_client(user_id, pairs, joined_after_events=joined_after,
-                                        erased_senders=erased)
+        erased = await self.stores.users.get_erased({e.sender for e in every})
+        out: list[list[Event]] = []
+        for (access, _), events in zip(pages, kept, strict=True):
+            if not events:
+                out.append([])
+                continue
+            pairs = []
+            for _, event in events:
+                state = {k: state_events[v]
+                         for k, v in state_ids.get(event.event_id, {}).items()
+                         if v in state_events}
+                pairs.append((event, VisibilityAtEvent.from_state_after(
+                    user_id, event, state, replaced.get(event.event_id))))
+            newest = max(pos for pos, _ in events)
+            joined_after = await self._joined_after(user_id, access, newest)
+            out.append(filter_events_for_client(user_id, pairs,
+                                                joined_after_events=joined_after,
+                                                erased_senders=erased))
+        return out
 
     async def _joined_after(self, user_id: str, access: ReadAccess, pos: int) -> bool:
         """Whether ``user_id`` was joined at some point after stream position ``pos``."""
@@ -303,6 +320,20 @@ class RoomReader:
         """``filter_visible``, plus (``current_state_visible``, for a joined
         reader) the state events it hides that are the room's current state."""
         shown = await self.filter_visible(user_id, access, events)
+        return await self._with_current_state(access, events, shown, current_state_visible)
+
+    async def visible_many(
+            self, user_id: str, pages: Sequence[tuple[ReadAccess, Sequence[tuple[int, Event]]]],
+            current_state_visible: bool) -> list[list[Event]]:
+        """``_visible`` of many rooms' events, the reads shared: what
+        ``paginate`` takes as ``first_visible``."""
+        shown = await self.filter_visible_many(user_id, pages)
+        return [await self._with_current_state(access, events, visible, current_state_visible)
+                for (access, events), visible in zip(pages, shown, strict=True)]
+
+    async def _with_current_state(self, access: ReadAccess,
+                                  events: Sequence[tuple[int, Event]], shown: list[Event],
+                                  current_state_visible: bool) -> list[Event]:
         if not current_state_visible or access.membership is None \
                 or access.membership.membership != "join":
             return shown
@@ -320,7 +351,9 @@ class RoomReader:
                        to_pos: int | None, backwards: bool, limit: int,
                        event_filter: RoomEventFilter = NO_FILTER,
                        current_state_visible: bool = False,
-                       first_rows: Sequence[tuple[int, Event]] | None = None) -> Page:
+                       first_rows: Sequence[tuple[int, Event]] | None = None,
+                       first_rows_limit: int | None = None,
+                       first_visible: list[Event] | None = None) -> Page:
         """Up to ``limit`` events ``user_id`` may see that ``event_filter``
         matches: backwards, positions <= ``from_pos`` and > ``to_pos``, newest
         first; forwards, > ``from_pos`` and <= ``to_pos``, oldest first.
@@ -332,8 +365,10 @@ class RoomReader:
         learns in its timeline who joined while it was away (as Synapse's
         sync does).
 
-        ``first_rows``: the first batch of rows (``scan_batch(limit)`` of
-        them, from ``from_pos``), read already with other rooms'."""
+        ``first_rows``: the first batch of rows (``first_rows_limit`` of them
+        asked for, ``scan_batch(limit)`` by default, from ``from_pos``), read
+        already with other rooms'; ``first_visible``: what ``_visible`` says
+        of those of them before the reader's join (``visible_many``)."""
         until = access.until_stream
         if until is not None:
             if backwards:
@@ -349,8 +384,10 @@ class RoomReader:
         for scan in range(MAX_SCAN_BATCHES):
             if len(kept) >= limit:
                 break
+            asked = batch
             if scan == 0 and first_rows is not None:
                 rows = list(first_rows)
+                asked = first_rows_limit if first_rows_limit is not None else batch
             else:
                 rows = await self.stores.events.get_room_events(
                     access.room.room_nid, from_pos=pos, to_pos=to_pos, backwards=backwards,
@@ -372,8 +409,12 @@ class RoomReader:
                     # fills before it reaches the join, and skips the reads.
                     # As the gate gives them: an erased sender's event may
                     # come back redacted.
-                    visible.update((e.event_id, e) for e in await self._visible(
-                        user_id, access, to_check, current_state_visible))
+                    if scan == 0 and first_visible is not None:
+                        shown = first_visible
+                    else:
+                        shown = await self._visible(user_id, access, to_check,
+                                                    current_state_visible)
+                    visible.update((e.event_id, e) for e in shown)
                     checked = True
                 pos = row_pos - 1 if backwards else row_pos
                 seen = visible.get(event.event_id)
@@ -385,7 +426,7 @@ class RoomReader:
                     kept_positions.append(row_pos)
                     if len(kept) >= limit:
                         break
-            if len(rows) < batch and len(kept) < limit:
+            if len(rows) < asked and len(kept) < limit:
                 exhausted = True
                 break
         return Page(kept, pos, exhausted, tuple(kept_positions))

@@ -43,7 +43,7 @@ from twisted.internet import defer
 from homeserver.events.model import Event
 from homeserver.http.request import Requester
 from homeserver.push.rules import client_ruleset
-from homeserver.rooms.access import ReadAccess, SerializeAhead, scan_batch
+from homeserver.rooms.access import ReadAccess, SerializeAhead
 from homeserver.storage.e2e_keys import KeyCounts
 from homeserver.storage.push_rules import PUSH_RULES_TYPE
 from homeserver.storage.rooms import Membership, RoomInfo
@@ -298,15 +298,22 @@ class RoomBuilder:
         rooms = [m for m in joined if f.timeline_room_allowed(m.room_id)]
         timelines: dict[str, tuple[list[Event], list[int], bool]] = {}
         if rooms:
-            limit = f.timeline_limit + 1
+            # a page's worth of rows (the limit, and one more to tell "limited")
+            asked = f.timeline_limit + 1
             first = await self.stores.events.get_newest_room_events_many(
-                [m.room_nid for m in rooms], end, scan_batch(limit))
+                [m.room_nid for m in rooms], end, asked)
+            # history visibility of what the pages hold from before the
+            # user's join (a room's first events), for all rooms at once
+            pages = [(self._access(m), [r for r in reversed(first.get(m.room_nid, []))
+                                        if r[0] <= m.stream_ordering]) for m in rooms]
+            visible = await self.room_reader.visible_many(user_id, pages, True)
 
-            async def one(m: RoomMembership) -> None:
+            async def one(m: RoomMembership, seen: list[Event]) -> None:
                 timelines[m.room_id] = await self._read_timeline(
-                    user_id, self._access(m), end, None, f, first.get(m.room_nid, []))
+                    user_id, self._access(m), end, None, f, first.get(m.room_nid, []),
+                    asked, seen)
 
-            await self._gather([one(m) for m in rooms])
+            await self._gather([one(m, seen) for m, seen in zip(rooms, visible, strict=True)])
         changes.timelines = timelines
         if not any(f.state_room_allowed(m.room_id) for m in joined):
             return
@@ -350,6 +357,8 @@ class RoomBuilder:
     async def _read_timeline(self, user_id: str, access: ReadAccess, end: int,
                              timeline_since: int | None, f: "SyncFilter",
                              first_rows: list[tuple[int, Event]] | None = None,
+                             first_rows_limit: int | None = None,
+                             first_visible: list[Event] | None = None,
                              ) -> tuple[list[Event], list[int], bool]:
         """The newest ``timeline_limit`` events of the range (oldest first),
         their positions, and whether there were more."""
@@ -357,7 +366,8 @@ class RoomBuilder:
         page = await self.room_reader.paginate(
             user_id, access, from_pos=end, to_pos=timeline_since, backwards=True,
             limit=limit + 1, event_filter=f.timeline, current_state_visible=True,
-            first_rows=first_rows)
+            first_rows=first_rows, first_rows_limit=first_rows_limit,
+            first_visible=first_visible)
         events, positions = list(page.events), list(page.positions)
         limited = len(events) > limit or not page.exhausted
         events, positions = events[:limit], positions[:limit]
