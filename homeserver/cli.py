@@ -176,6 +176,9 @@ def _check_signing_key(config: Config) -> None:
 
 
 def cmd_run(ns: argparse.Namespace) -> None:
+    from homeserver import lazy_tls
+
+    lazy_tls.install()  # before the reactor: pyOpenSSL loads with the first TLS use
     from twisted.internet import defer
     from twisted.internet import reactor as _reactor
     from twisted.internet.error import CannotListenError

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from twisted.internet import defer
-from twisted.web.client import FileBodyProducer
 from twisted.web.http_headers import Headers
 
 from homeserver.federation.discovery import read_body
@@ -68,6 +67,8 @@ class CaptchaVerifier:
                               context_factory=self._context_factory)
         headers = Headers({b"Content-Type": [b"application/x-www-form-urlencoded"],
                            b"User-Agent": [b"homeserver"]})
+        from twisted.web.client import FileBodyProducer
+
         try:
             # (Twisted's stubs do not see FileBodyProducer as an IBodyProducer)
             body_producer: Any = FileBodyProducer(BytesIO(urlencode(form).encode("ascii")))

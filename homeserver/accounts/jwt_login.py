@@ -17,10 +17,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import import_key
-
 from homeserver.accounts.identifiers import is_valid_localpart
 from homeserver.errors import Codes, MatrixError, forbidden
 
@@ -46,11 +42,17 @@ class JwtLogins:
         self.settings = settings
         self.logins = logins
         self.registrations = registrations
+        # joserfc (and cryptography) load only when JWT login is configured
+        from joserfc.jwk import import_key
+
         key_type = _KEY_TYPES[settings.algorithm[:2]]
         self._key: Any = import_key(settings.secret, key_type)  # type: ignore[call-overload]
 
     def claims(self, token: str) -> dict[str, Any]:
         """The token's claims once it is checked; 403 M_FORBIDDEN otherwise."""
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+
         s = self.settings
         try:
             decoded = jwt.decode(token, self._key, algorithms=[s.algorithm])

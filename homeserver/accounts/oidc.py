@@ -41,17 +41,15 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_plus, urlencode
 
-from joserfc import jwt
-from joserfc.errors import InvalidKeyIdError, JoseError
-from joserfc.jwk import KeySet
 from twisted.internet import defer
-from twisted.web.client import FileBodyProducer
 from twisted.web.http_headers import Headers
 
 from homeserver.federation.discovery import read_body
 from homeserver.http.outbound import IPFilter, guarded_agent, https_policy
 
 if TYPE_CHECKING:
+    from joserfc.jwk import KeySet
+
     from homeserver.accounts.sso_config import OidcProvider
     from homeserver.context import ServerContext
 
@@ -120,6 +118,8 @@ class OidcClient:
         producer: Any = None
         if form is not None:
             hdrs.addRawHeader(b"Content-Type", b"application/x-www-form-urlencoded")
+            from twisted.web.client import FileBodyProducer
+
             producer = FileBodyProducer(BytesIO(urlencode(form).encode("utf-8")))
 
         async def send() -> tuple[int, bytes]:
@@ -183,6 +183,9 @@ class OidcClient:
         return meta
 
     async def _keys(self, refresh: bool = False) -> KeySet:
+        from joserfc.errors import JoseError
+        from joserfc.jwk import KeySet
+
         if self._jwks is not None and not refresh:
             return self._jwks
         meta = await self.metadata()
@@ -257,6 +260,9 @@ class OidcClient:
         return claims
 
     async def check_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
+        from joserfc import jwt
+        from joserfc.errors import InvalidKeyIdError, JoseError
+
         p = self.provider
         meta = await self.metadata()
         keys = await self._keys()
@@ -289,6 +295,9 @@ class OidcClient:
         Logout 1.0, 2.6): signed by the provider, ``iss``, ``aud``, ``iat``,
         the logout event, no ``nonce``, and a ``sid`` (we log out sessions,
         as Synapse does)."""
+        from joserfc import jwt
+        from joserfc.errors import InvalidKeyIdError, JoseError
+
         p = self.provider
         meta = await self.metadata()
         try:

@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
-
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
-
-_TEMPLATES = SandboxedEnvironment(autoescape=False)
 
 # idp_id: Synapse's grammar (it is a URL path segment)
 _IDP_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_~")
@@ -32,11 +28,21 @@ def _error(message: str) -> Exception:
     return ConfigError(message)
 
 
+@cache
+def _templates() -> Any:
+    # Jinja2 loads only when a provider has a template (most servers have none)
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(autoescape=False)
+
+
 def _template(source: str | None, path: str) -> Any:
     if source is None:
         return None
+    from jinja2 import TemplateSyntaxError
+
     try:
-        return _TEMPLATES.from_string(source)
+        return _templates().from_string(source)
     except TemplateSyntaxError as e:
         raise _error(f"{path}: not a valid template: {e.message}") from None
 

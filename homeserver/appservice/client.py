@@ -18,9 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-import treq
 from twisted.internet import defer
-from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from homeserver.errors import MatrixError
@@ -61,14 +59,24 @@ class AppServiceClient:
         # it for an hour: clients ask for it often and it rarely changes
         self._protocol_cache: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         self.protocol_cache_ms = 3_600_000
-        self._pool = HTTPConnectionPool(ctx.reactor)
-        self._pool.maxPersistentPerHost = 4
-        self._agent = guarded_agent(ctx.reactor, IPFilter([], []),
-                                    connect_timeout_s=self.connect_timeout_s,
-                                    pool=self._pool, context_factory=https_policy(ctx.config))
+        self._pool: Any = None  # with the first request: Twisted's HTTP client loads then
+        self._agent: Any = None
+
+    def _agent_for_requests(self) -> Any:
+        if self._agent is None:
+            from twisted.web.client import HTTPConnectionPool
+
+            self._pool = HTTPConnectionPool(self.ctx.reactor)
+            self._pool.maxPersistentPerHost = 4
+            self._agent = guarded_agent(self.ctx.reactor, IPFilter([], []),
+                                        connect_timeout_s=self.connect_timeout_s,
+                                        pool=self._pool,
+                                        context_factory=https_policy(self.ctx.config))
+        return self._agent
 
     async def close(self) -> None:
-        await self._pool.closeCachedConnections()
+        if self._pool is not None:
+            await self._pool.closeCachedConnections()
 
     def _url(self, service: "ApplicationService", path: str,
              args: list[tuple[str, str]] | None = None) -> str:
@@ -89,10 +97,12 @@ class AppServiceClient:
         if body is not None:
             headers.addRawHeader(b"Content-Type", b"application/json")
             data = json.dumps(body).encode("utf-8")
+        import treq
+
         try:
             resp = await treq.request(method, self._url(service, path, args), data=data,
                                       headers=headers,
-                                      agent=self._agent,  # type: ignore[arg-type]
+                                      agent=self._agent_for_requests(),
                                       timeout=timeout_s, reactor=self.ctx.reactor)
             content = await resp.content()
         except defer.CancelledError:

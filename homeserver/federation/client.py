@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
 from twisted.internet.error import TimeoutError as TxTimeoutError
-from twisted.web.client import URI, Agent, FileBodyProducer, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
@@ -47,6 +46,8 @@ from homeserver.federation.discovery import (
 from homeserver.federation.request_auth import authorization_headers
 
 if TYPE_CHECKING:
+    from twisted.web.client import URI, Agent, HTTPConnectionPool
+
     from homeserver.context import ServerContext
 
 logger = logging.getLogger(__name__)
@@ -116,11 +117,20 @@ class FederationClient:
         whitelist = config.federation_domain_whitelist
         self.domain_whitelist: frozenset[str] | None = (
             frozenset(whitelist) if whitelist is not None else None)
-        self._pool = HTTPConnectionPool(ctx.reactor, persistent=True)
-        self._pool.maxPersistentPerHost = 5
-        self._pool.cachedConnectionTimeout = 120
-        # a retried POST/PUT could apply twice; the sender retries on its own terms
-        self._pool.retryAutomatically = False
+        self._pool: HTTPConnectionPool | None = None  # with the first request
+
+    def _connection_pool(self) -> HTTPConnectionPool:
+        if self._pool is None:
+            # Twisted's HTTP client (and pyOpenSSL) load with the first outbound request
+            from twisted.web.client import HTTPConnectionPool
+
+            pool = HTTPConnectionPool(self.ctx.reactor, persistent=True)
+            pool.maxPersistentPerHost = 5
+            pool.cachedConnectionTimeout = 120
+            # a retried POST/PUT could apply twice; the sender retries on its own terms
+            pool.retryAutomatically = False
+            self._pool = pool
+        return self._pool
 
     async def get_json(self, destination: str, path: str, args: QueryArgs | None = None, *,
                        timeout_ms: int | None = None, sign: bool = True,
@@ -219,17 +229,22 @@ class FederationClient:
 
     def _agent_for(self, target: ResolvedServer) -> Agent:
         # Agents are cheap; the pool (keyed by destination) is what persists.
+        from twisted.web.client import Agent
+
         endpoint = self.connector.endpoint(target.host, target.port, target.tls_name)
         return Agent.usingEndpointFactory(self.ctx.reactor, _FixedEndpoint(endpoint),
-                                          pool=self._pool)
+                                          pool=self._connection_pool())
 
     def close(self) -> None:
         """Drop pooled connections (at shutdown)."""
-        self._pool.closeCachedConnections()
+        if self._pool is not None:
+            self._pool.closeCachedConnections()
         self.discovery.close()
 
 
 def _body_producer(data: bytes | None) -> Any:
+    from twisted.web.client import FileBodyProducer
+
     return FileBodyProducer(io.BytesIO(data)) if data is not None else None
 
 

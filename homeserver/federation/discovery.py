@@ -37,22 +37,21 @@ import random
 import re
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from twisted.internet import defer, protocol
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.names import client as dns_client
-from twisted.names import dns
-from twisted.names.error import DNSNameError, DomainError
 from twisted.python.failure import Failure
-from twisted.web.client import URI, Agent, HTTPConnectionPool, RedirectAgent
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from homeserver.config import Config
-from homeserver.federation.tls import ClientTLSPolicy
 from homeserver.http.outbound import FilteringReactor, IPFilter
+
+if TYPE_CHECKING:
+    from twisted.web.client import URI
+
+    from homeserver.federation.tls import ClientTLSPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +111,24 @@ class Connector:
         self.reactor = reactor
         self.ip_filter = IPFilter.from_config(config)
         self.filtering_reactor = FilteringReactor(reactor, self.ip_filter)
-        self.tls = ClientTLSPolicy(config)
+        self.config = config
+        self._tls: ClientTLSPolicy | None = None
+        if config.federation_custom_ca_list:
+            self._tls = self.tls  # a wrong CA file fails the start, not the first request
         self.connect_timeout_s = connect_timeout_s
 
+    @property
+    def tls(self) -> ClientTLSPolicy:
+        # pyOpenSSL loads with the first outbound federation request (homeserver/lazy_tls.py)
+        if self._tls is None:
+            from homeserver.federation.tls import ClientTLSPolicy
+
+            self._tls = ClientTLSPolicy(self.config)
+        return self._tls
+
     def endpoint(self, host: str, port: int, tls_name: str) -> Any:
+        from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+
         tcp: Any = HostnameEndpoint(self.filtering_reactor, host, port,
                                timeout=self.connect_timeout_s)
         return wrapClientTLS(self.tls.creator_for(tls_name), tcp)
@@ -220,14 +233,24 @@ class Discovery:
         self.well_known_port = well_known_port
         self._well_known: dict[str, _Cached] = {}
         self._srv: dict[str, _Cached] = {}
-        self._pool = HTTPConnectionPool(reactor, persistent=False)
-        self._agent = RedirectAgent(
-            Agent.usingEndpointFactory(reactor, _HttpsEndpointFactory(connector, well_known_port),
-                                       pool=self._pool),
-            redirectLimit=WELL_KNOWN_MAX_REDIRECTS)
+        self._pool: Any = None  # built with the first well-known fetch
+        self._agent: Any = None
+
+    def _well_known_agent(self) -> Any:
+        if self._agent is None:
+            from twisted.web.client import Agent, HTTPConnectionPool, RedirectAgent
+
+            self._pool = HTTPConnectionPool(self.reactor, persistent=False)
+            endpoints = _HttpsEndpointFactory(self.connector, self.well_known_port)
+            self._agent = RedirectAgent(
+                Agent.usingEndpointFactory(self.reactor, endpoints, pool=self._pool),
+                redirectLimit=WELL_KNOWN_MAX_REDIRECTS)
+        return self._agent
 
     def dns_resolver(self) -> Any:
         if self._dns is None:
+            from twisted.names import client as dns_client  # with the first SRV lookup
+
             self._dns = dns_client.createResolver()
         return self._dns
 
@@ -282,7 +305,8 @@ class Discovery:
     async def _fetch_well_known(self, hostname: str) -> tuple[str | None, float]:
         port = "" if self.well_known_port == 443 else f":{self.well_known_port}"
         url = f"https://{hostname}{port}/.well-known/matrix/server".encode("ascii")
-        d = self._agent.request(b"GET", url, Headers({b"User-Agent": [b"homeserver"]}))
+        agent = self._well_known_agent()
+        d = agent.request(b"GET", url, Headers({b"User-Agent": [b"homeserver"]}))
         d.addTimeout(WELL_KNOWN_TIMEOUT_S, self.reactor)
         response = await d
         body_d = defer.ensureDeferred(read_body(response, WELL_KNOWN_MAX_SIZE))
@@ -313,6 +337,9 @@ class Discovery:
         cached = self._srv.get(name)
         if cached is not None and cached.expires_s > now:
             return cached.value  # type: ignore[no-any-return]
+        from twisted.names import dns
+        from twisted.names.error import DNSNameError, DomainError
+
         try:
             answers, _, _ = await self.dns_resolver().lookupService(name)
         except (DNSNameError, DomainError):  # no such name: cached like an empty answer
@@ -340,7 +367,8 @@ class Discovery:
         return records
 
     def close(self) -> None:
-        self._pool.closeCachedConnections()
+        if self._pool is not None:
+            self._pool.closeCachedConnections()
 
 
 def _pick_srv(records: list[tuple[int, int, int, str]]) -> tuple[str, int]:

@@ -33,10 +33,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from OpenSSL import SSL
-from twisted.internet import ssl
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
@@ -45,11 +43,15 @@ from twisted.internet.interfaces import (
     IReactorPluggableNameResolver,
     IResolutionReceiver,
 )
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from homeserver.config import Config
+
+if TYPE_CHECKING:
+    from OpenSSL import SSL
+    from twisted.internet import ssl
+    from twisted.web.client import Agent, HTTPConnectionPool
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +145,8 @@ class _UnverifiedConnection:
         self._hostname = hostname
 
     def clientConnectionForTLS(self, tls_protocol: Any) -> SSL.Connection:  # noqa: N802
+        from OpenSSL import SSL
+
         connection = SSL.Connection(self._options.getContext(), None)
         connection.set_app_data(tls_protocol)
         if not (isIPAddress(self._hostname) or isIPv6Address(self._hostname)):
@@ -155,6 +159,8 @@ class InsecurePolicyForHTTPS:
     """``use_insecure_ssl_client_just_for_testing_do_not_use``: any certificate."""
 
     def __init__(self) -> None:
+        from twisted.internet import ssl
+
         self._options = ssl.CertificateOptions(raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> Any:  # noqa: N802
@@ -170,8 +176,26 @@ def https_policy(config: Config) -> Any:
                        "push gateways, URL previews and identity servers are fetched "
                        "without checking "
                        "TLS certificates")
-        return InsecurePolicyForHTTPS()
-    return BrowserLikePolicyForHTTPS()
+        return _PolicyOnFirstUse(insecure=True)
+    return _PolicyOnFirstUse(insecure=False)
+
+
+@implementer(IPolicyForHTTPS)
+class _PolicyOnFirstUse:
+    """Builds the policy with the first HTTPS connection: pyOpenSSL and the
+    system's CAs load then, not at start (homeserver/lazy_tls.py)."""
+
+    def __init__(self, *, insecure: bool) -> None:
+        self._insecure = insecure
+        self._policy: Any = None
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:  # noqa: N802
+        if self._policy is None:
+            from twisted.web.client import BrowserLikePolicyForHTTPS
+
+            self._policy = (InsecurePolicyForHTTPS() if self._insecure
+                            else BrowserLikePolicyForHTTPS())
+        return self._policy.creatorForNetloc(hostname, port)
 
 
 def guarded_agent(reactor: Any, ip_filter: IPFilter, *, connect_timeout_s: float,
@@ -181,6 +205,8 @@ def guarded_agent(reactor: Any, ip_filter: IPFilter, *, connect_timeout_s: float
     allows (names and IP literals alike), giving up on a connection after
     ``connect_timeout_s``. ``context_factory``: Twisted's default (the
     system's CAs, the URL's host name checked) unless given."""
+    from twisted.web.client import Agent
+
     kwargs: dict[str, Any] = {"connectTimeout": connect_timeout_s, "pool": pool}
     if context_factory is not None:
         kwargs["contextFactory"] = context_factory

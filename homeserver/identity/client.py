@@ -28,7 +28,6 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
-from twisted.web.client import FileBodyProducer, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from homeserver.events.canonical import encode_canonical_json
@@ -74,11 +73,19 @@ def lookup_hash(medium: str, address: str, pepper: str) -> str:
 class IdentityServerClient:
     def __init__(self, ctx: "ServerContext") -> None:
         self.ctx = ctx
-        self._pool = HTTPConnectionPool(ctx.reactor)
-        self._pool.maxPersistentPerHost = 2
-        self._agent = guarded_agent(ctx.reactor, IPFilter.from_config(ctx.config),
-                                    connect_timeout_s=TIMEOUT_S, pool=self._pool,
-                                    context_factory=https_policy(ctx.config))
+        self._pool: Any = None  # with the first request: Twisted's HTTP client loads then
+        self._agent: Any = None
+
+    def _agent_for_requests(self) -> Any:
+        if self._agent is None:
+            from twisted.web.client import HTTPConnectionPool
+
+            self._pool = HTTPConnectionPool(self.ctx.reactor)
+            self._pool.maxPersistentPerHost = 2
+            self._agent = guarded_agent(self.ctx.reactor, IPFilter.from_config(self.ctx.config),
+                                        connect_timeout_s=TIMEOUT_S, pool=self._pool,
+                                        context_factory=https_policy(self.ctx.config))
+        return self._agent
 
     async def request(self, method: str, url: str, body: Any = None, *,
                       access_token: str | None = None,
@@ -89,6 +96,8 @@ class IdentityServerClient:
         if body is not None:
             data = encode_canonical_json(body)
             headers.addRawHeader(b"Content-Type", b"application/json")
+            from twisted.web.client import FileBodyProducer
+
             producer = FileBodyProducer(io.BytesIO(data))
         if access_token is not None:
             headers.addRawHeader(b"Authorization", b"Bearer " + access_token.encode("utf-8"))
@@ -96,8 +105,9 @@ class IdentityServerClient:
             headers.addRawHeader(name, value)
 
         async def send() -> tuple[int, bytes]:
-            response = await self._agent.request(method.encode("ascii"), url.encode("utf-8"),
-                                                 headers, producer)
+            agent = self._agent_for_requests()
+            response = await agent.request(method.encode("ascii"), url.encode("utf-8"),
+                                           headers, producer)
             return response.code, await read_body(response, MAX_BODY)
 
         d = defer.ensureDeferred(send())
@@ -175,4 +185,5 @@ class IdentityServerClient:
         return answer.get("valid") is True
 
     async def close(self) -> None:
-        await self._pool.closeCachedConnections()
+        if self._pool is not None:
+            await self._pool.closeCachedConnections()

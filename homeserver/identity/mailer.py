@@ -16,8 +16,6 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
-from twisted.internet.ssl import optionsForClientTLS
-from twisted.mail.smtp import ESMTPSenderFactory
 
 if TYPE_CHECKING:
     from homeserver.context import ServerContext
@@ -51,6 +49,9 @@ class Mailer:
         done: defer.Deferred[Any] = defer.Deferred()
         user, password = config.get("smtp_user"), config.get("smtp_pass")
         host, port = config["smtp_host"], config["smtp_port"]
+        from twisted.internet.ssl import optionsForClientTLS  # with the first e-mail
+        from twisted.mail.smtp import ESMTPSenderFactory
+
         factory = ESMTPSenderFactory(
             user.encode("utf-8") if user else None,
             password.encode("utf-8") if password else None,

@@ -21,7 +21,6 @@ from urllib.parse import urljoin, urlsplit
 
 from twisted.internet import defer
 from twisted.internet.error import TimeoutError as TxTimeoutError
-from twisted.web.client import RedirectAgent
 from twisted.web.http_headers import Headers
 
 from homeserver.errors import Codes, MatrixError
@@ -92,9 +91,7 @@ class UrlPreviewer:
         self.ip_filter = IPFilter(config.url_preview_ip_range_blacklist or [],
                                   config.url_preview_ip_range_whitelist or [])
         self.max_size: int = config.max_spider_size
-        inner: Any = guarded_agent(ctx.reactor, self.ip_filter, connect_timeout_s=FETCH_TIMEOUT_S,
-                                   context_factory=https_policy(config))
-        self._agent = RedirectAgent(inner)
+        self._agent: Any = None  # with the first preview: Twisted's HTTP client loads then
         self._cache: dict[str, tuple[int, dict[str, Any]]] = {}
 
     async def preview(self, url: str, user_id: str) -> dict[str, Any]:
@@ -159,6 +156,13 @@ class UrlPreviewer:
             raise MatrixError(502, Codes.UNKNOWN, "Could not fetch the URL") from None
 
     async def _get(self, url: str) -> tuple[bytes, str, str]:
+        if self._agent is None:
+            from twisted.web.client import RedirectAgent
+
+            inner: Any = guarded_agent(self.ctx.reactor, self.ip_filter,
+                                       connect_timeout_s=FETCH_TIMEOUT_S,
+                                       context_factory=https_policy(self.ctx.config))
+            self._agent = RedirectAgent(inner)
         response = await self._agent.request(b"GET", url.encode("ascii", "strict"),
                                              Headers({b"User-Agent": [USER_AGENT]}), None)
         body = await read_body(response, self.max_size)

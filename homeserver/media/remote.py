@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 from twisted.internet import defer
 from twisted.internet.error import TimeoutError as TxTimeoutError
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, RedirectAgent
 from twisted.web.http_headers import Headers
 
 from homeserver.federation.client import USER_AGENT, RequestFailed
@@ -196,6 +195,8 @@ class RemoteMediaFetcher:
         GET through the federation address filter."""
         if not url.startswith(("https://", "http://")):
             raise RequestFailed("the media Location is not an http(s) URL")
+        from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, RedirectAgent
+
         inner: Any = Agent(self.federation_client.connector.filtering_reactor,
                            contextFactory=BrowserLikePolicyForHTTPS())
         agent = RedirectAgent(inner)

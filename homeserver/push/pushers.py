@@ -71,9 +71,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-import treq
 from twisted.internet import defer
-from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from homeserver.http.outbound import IPFilter, guarded_agent, https_policy
@@ -81,6 +79,8 @@ from homeserver.storage.pushers import PushAction, Pusher, RoomContext
 from homeserver.worker_loop import WorkerLoop
 
 if TYPE_CHECKING:
+    from twisted.web.client import Agent, HTTPConnectionPool
+
     from homeserver.context import ServerContext
     from homeserver.storage import Stores
     from homeserver.storage.hub import Committed
@@ -150,6 +150,8 @@ class PusherPool:
     @property
     def agent(self) -> Agent:
         if self._agent is None:
+            from twisted.web.client import HTTPConnectionPool  # with the first push
+
             self._http_pool = HTTPConnectionPool(self.ctx.reactor)
             self._http_pool.maxPersistentPerHost = 4
             self._agent = guarded_agent(self.ctx.reactor, IPFilter.from_config(self.ctx.config),
@@ -401,6 +403,8 @@ class HttpPusher(WorkerLoop):
         """POST ``body`` as JSON. The Content-Type is plain ``application/json``
         (treq's ``json=`` adds ``; charset=UTF-8``, which some gateways, and
         SyTest's, do not accept; JSON is UTF-8 by definition)."""
+        import treq
+
         return await treq.post(url, data=json.dumps(body).encode("utf-8"),
                                headers=Headers({b"Content-Type": [b"application/json"]}),
                                agent=self.pool.agent,  # type: ignore[arg-type]

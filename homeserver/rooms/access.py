@@ -30,7 +30,8 @@ Both gates also drop the non-state events of users the reader ignores
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import ChainMap
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,11 @@ from homeserver.glob import compile_glob
 from homeserver.http.request import Requester
 from homeserver.rooms.client_format import client_event, redacted_by
 from homeserver.rooms.ignored import is_hidden
-from homeserver.rooms.relations import bundle_aggregations, bundle_aggregations_many
+from homeserver.rooms.relations import (
+    aggregation_rows_for,
+    bundle_aggregations,
+    bundle_aggregations_many,
+)
 from homeserver.rooms.visibility import (
     HISTORY_VISIBILITY_KEY,
     HISTORY_VISIBILITY_TYPE,
@@ -50,6 +55,7 @@ from homeserver.rooms.visibility import (
     filter_events_for_client,
     history_visibility_of,
 )
+from homeserver.storage.relations import AggregationRows
 from homeserver.storage.rooms import Membership, RoomInfo
 
 if TYPE_CHECKING:
@@ -62,6 +68,24 @@ StateKey = tuple[str, str]
 
 # A page scans at most this many batches before returning what it has.
 MAX_SCAN_BATCHES = 5
+
+
+def scan_batch(limit: int) -> int:
+    """How many rows ``paginate`` reads at a time for a page of ``limit``."""
+    return min(max(2 * limit, 20), 1000)
+
+
+@dataclass(frozen=True)
+class SerializeAhead:
+    """What ``serialize`` reads about each event, read for many rooms' events
+    at once (an initial sync): for the events of ``covered``, their
+    transaction IDs, the state they replaced and their aggregation rows
+    (absent: none). ``serialize`` asks the database only about the others."""
+
+    covered: frozenset[str]
+    txn_ids: dict[str, str]
+    replaced: dict[str, Event]
+    aggregations: AggregationRows
 
 
 def txn_scope(requester: Requester) -> str:
@@ -248,32 +272,51 @@ class RoomReader:
                              events: Sequence[tuple[int, Event]]) -> list[Event]:
         """Those of ``events`` ((stream position, event), oldest first) that
         history visibility lets ``user_id`` see, in the same order."""
+        return (await self.filter_visible_many(user_id, [(access, events)]))[0]
+
+    async def filter_visible_many(
+            self, user_id: str, pages: Sequence[tuple[ReadAccess, Sequence[tuple[int, Event]]]],
+    ) -> list[list[Event]]:
+        """``filter_visible`` of the events of many rooms (an initial sync's
+        first pages), each read once for all of them."""
         ignored = await self.ignored.get(user_id)
-        events = [(p, e) for p, e in events if not is_hidden(e, ignored)]
+        kept = [[(p, e) for p, e in events if not is_hidden(e, ignored)]
+                for _, events in pages]
         if self.retention is not None:
-            events = await self.retention.drop_expired(access.room.room_id, events)
-        if not events:
-            return []
-        ids = [e.event_id for _, e in events]
+            kept = [await self.retention.drop_expired(page_access.room.room_id, events)
+                    if events else events
+                    for (page_access, _), events in zip(pages, kept, strict=True)]
+        every = [e for events in kept for _, e in events]
+        if not every:
+            return [[] for _ in pages]
+        ids = [e.event_id for e in every]
         state_ids = await self.stores.events.get_state_at_events(
             ids, [HISTORY_VISIBILITY_KEY, (MEMBER_TYPE, user_id)])
         state_events = await self.stores.events.get_events(
             [sid for m in state_ids.values() for sid in m.values()])
-        exceptions = [e.event_id for _, e in events if e.state_key is not None and (
+        exceptions = [e.event_id for e in every if e.state_key is not None and (
             (e.type == HISTORY_VISIBILITY_TYPE and e.state_key == "")
             or (e.type == MEMBER_TYPE and e.state_key == user_id))]
         replaced = await self.stores.events.get_replaced_state(exceptions)
-        pairs = []
-        for _, event in events:
-            state = {k: state_events[v] for k, v in state_ids.get(event.event_id, {}).items()
-                     if v in state_events}
-            pairs.append((event, VisibilityAtEvent.from_state_after(
-                user_id, event, state, replaced.get(event.event_id))))
-        newest = max(pos for pos, _ in events)
-        joined_after = await self._joined_after(user_id, access, newest)
-        erased = await self.stores.users.get_erased({e.sender for _, e in events})
-        return filter_events_for_client(user_id, pairs, joined_after_events=joined_after,
-                                        erased_senders=erased)
+        erased = await self.stores.users.get_erased({e.sender for e in every})
+        out: list[list[Event]] = []
+        for (access, _), events in zip(pages, kept, strict=True):
+            if not events:
+                out.append([])
+                continue
+            pairs = []
+            for _, event in events:
+                state = {k: state_events[v]
+                         for k, v in state_ids.get(event.event_id, {}).items()
+                         if v in state_events}
+                pairs.append((event, VisibilityAtEvent.from_state_after(
+                    user_id, event, state, replaced.get(event.event_id))))
+            newest = max(pos for pos, _ in events)
+            joined_after = await self._joined_after(user_id, access, newest)
+            out.append(filter_events_for_client(user_id, pairs,
+                                                joined_after_events=joined_after,
+                                                erased_senders=erased))
+        return out
 
     async def _joined_after(self, user_id: str, access: ReadAccess, pos: int) -> bool:
         """Whether ``user_id`` was joined at some point after stream position ``pos``."""
@@ -290,6 +333,20 @@ class RoomReader:
         """``filter_visible``, plus (``current_state_visible``, for a joined
         reader) the state events it hides that are the room's current state."""
         shown = await self.filter_visible(user_id, access, events)
+        return await self._with_current_state(access, events, shown, current_state_visible)
+
+    async def visible_many(
+            self, user_id: str, pages: Sequence[tuple[ReadAccess, Sequence[tuple[int, Event]]]],
+            current_state_visible: bool) -> list[list[Event]]:
+        """``_visible`` of many rooms' events, the reads shared: what
+        ``paginate`` takes as ``first_visible``."""
+        shown = await self.filter_visible_many(user_id, pages)
+        return [await self._with_current_state(access, events, visible, current_state_visible)
+                for (access, events), visible in zip(pages, shown, strict=True)]
+
+    async def _with_current_state(self, access: ReadAccess,
+                                  events: Sequence[tuple[int, Event]], shown: list[Event],
+                                  current_state_visible: bool) -> list[Event]:
         if not current_state_visible or access.membership is None \
                 or access.membership.membership != "join":
             return shown
@@ -306,7 +363,10 @@ class RoomReader:
     async def paginate(self, user_id: str, access: ReadAccess, *, from_pos: int,
                        to_pos: int | None, backwards: bool, limit: int,
                        event_filter: RoomEventFilter = NO_FILTER,
-                       current_state_visible: bool = False) -> Page:
+                       current_state_visible: bool = False,
+                       first_rows: Sequence[tuple[int, Event]] | None = None,
+                       first_rows_limit: int | None = None,
+                       first_visible: list[Event] | None = None) -> Page:
         """Up to ``limit`` events ``user_id`` may see that ``event_filter``
         matches: backwards, positions <= ``from_pos`` and > ``to_pos``, newest
         first; forwards, > ``from_pos`` and <= ``to_pos``, oldest first.
@@ -316,7 +376,12 @@ class RoomReader:
         that history visibility hides but that are the room's current state:
         a member sees the current state anyway, and a client that rejoined
         learns in its timeline who joined while it was away (as Synapse's
-        sync does)."""
+        sync does).
+
+        ``first_rows``: the first batch of rows (``first_rows_limit`` of them
+        asked for, ``scan_batch(limit)`` by default, from ``from_pos``), read
+        already with other rooms'; ``first_visible``: what ``_visible`` says
+        of those of them before the reader's join (``visible_many``)."""
         until = access.until_stream
         if until is not None:
             if backwards:
@@ -328,13 +393,18 @@ class RoomReader:
         ignored = await self.ignored.get(user_id)
         pos = from_pos
         exhausted = False
-        batch = min(max(2 * limit, 20), 1000)
-        for _ in range(MAX_SCAN_BATCHES):
+        batch = scan_batch(limit)
+        for scan in range(MAX_SCAN_BATCHES):
             if len(kept) >= limit:
                 break
-            rows = await self.stores.events.get_room_events(
-                access.room.room_nid, from_pos=pos, to_pos=to_pos, backwards=backwards,
-                limit=batch)
+            asked = batch
+            if scan == 0 and first_rows is not None:
+                rows = list(first_rows)
+                asked = first_rows_limit if first_rows_limit is not None else batch
+            else:
+                rows = await self.stores.events.get_room_events(
+                    access.room.room_nid, from_pos=pos, to_pos=to_pos, backwards=backwards,
+                    limit=batch)
             oldest_first = list(reversed(rows)) if backwards else rows
             if self.retention is not None:
                 oldest_first = await self.retention.drop_expired(access.room.room_id,
@@ -347,10 +417,21 @@ class RoomReader:
             to_check = [r for r in oldest_first if joined_at is None or r[0] <= joined_at]
             visible = {e.event_id: e for p, e in oldest_first if joined_at is not None
                        and p > joined_at}
-            # as the gate gives them: an erased sender's event may come back redacted
-            visible.update((e.event_id, e) for e in await self._visible(
-                user_id, access, to_check, current_state_visible))
+            checked = not to_check
             for row_pos, event in rows:
+                if not checked and (joined_at is None or row_pos <= joined_at):
+                    # Only now, if the page is not full yet: a backward page
+                    # of a member's newest events (a sync's timeline) mostly
+                    # fills before it reaches the join, and skips the reads.
+                    # As the gate gives them: an erased sender's event may
+                    # come back redacted.
+                    if scan == 0 and first_visible is not None:
+                        shown = first_visible
+                    else:
+                        shown = await self._visible(user_id, access, to_check,
+                                                    current_state_visible)
+                    visible.update((e.event_id, e) for e in shown)
+                    checked = True
                 pos = row_pos - 1 if backwards else row_pos
                 seen = visible.get(event.event_id)
                 if seen is None:
@@ -361,30 +442,51 @@ class RoomReader:
                     kept_positions.append(row_pos)
                     if len(kept) >= limit:
                         break
-            if len(rows) < batch and len(kept) < limit:
+            if len(rows) < asked and len(kept) < limit:
                 exhausted = True
                 break
         return Page(kept, pos, exhausted, tuple(kept_positions))
 
     # -- the client format ----------------------------------------------------
 
-    async def serialize(self, requester: Requester, room_id: str,
-                        events: Iterable[Event]) -> list[dict[str, Any]]:
-        """``events`` in the client format, as ``requester`` sees them."""
-        events = list(events)
-        redactions = await self.stores.events.get_events(
-            [r for r in (redacted_by(e) for e in events) if r is not None])
-        own = [e.event_id for e in [*events, *redactions.values()]
-               if e.sender == requester.user_id]
+    async def read_ahead_for_serialize(self, requester: Requester,
+                                       events: Sequence[Event]) -> SerializeAhead:
+        """What ``serialize`` of ``events`` (of any rooms) would read, in three
+        queries: hand it to each room's ``serialize``."""
+        own = [e.event_id for e in events if e.sender == requester.user_id]
         txn_ids = await self.stores.rooms.get_txn_ids_for_events(
             requester.user_id, txn_scope(requester), own)
         replaced = await self.stores.events.get_replaced_state(
             [e.event_id for e in events if e.is_state()])
+        rows = await aggregation_rows_for(self.stores, self.ignored, requester.user_id, events)
+        return SerializeAhead(frozenset(e.event_id for e in events), txn_ids, replaced, rows)
+
+    async def serialize(self, requester: Requester, room_id: str,
+                        events: Iterable[Event],
+                        ahead: SerializeAhead | None = None) -> list[dict[str, Any]]:
+        """``events`` in the client format, as ``requester`` sees them
+        (``ahead``: what was read already of some of them)."""
+        events = list(events)
+        redactions = await self.stores.events.get_events(
+            [r for r in (redacted_by(e) for e in events) if r is not None])
+        covered = ahead.covered if ahead is not None else frozenset()
+        unread = [e for e in [*events, *redactions.values()] if e.event_id not in covered]
+        own = [e.event_id for e in unread if e.sender == requester.user_id]
+        read_txn_ids = await self.stores.rooms.get_txn_ids_for_events(
+            requester.user_id, txn_scope(requester), own)
+        read_replaced = await self.stores.events.get_replaced_state(
+            [e.event_id for e in unread if e.is_state()])
+        txn_ids: Mapping[str, str] = read_txn_ids
+        replaced: Mapping[str, Event] = read_replaced
+        if ahead is not None:  # (no copies: ahead may hold a thousand rooms' events)
+            txn_ids = ChainMap(read_txn_ids, ahead.txn_ids)
+            replaced = ChainMap(read_replaced, ahead.replaced)
         now = self.ctx.now_ms()
         because = {eid: client_event(r, room_id, now, transaction_id=txn_ids.get(eid))
                    for eid, r in redactions.items()}
-        bundles = await bundle_aggregations(self.stores, self.ignored, requester.user_id,
-                                            room_id, events, now)
+        bundles = await bundle_aggregations(
+            self.stores, self.ignored, requester.user_id, room_id, events, now,
+            (covered, ahead.aggregations) if ahead is not None else None)
         out = []
         for e in events:
             by = redacted_by(e)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from homeserver.errors import Codes, MatrixError
@@ -185,17 +186,43 @@ async def bundle_aggregations_many(stores: "Stores", ignored_users: "IgnoredUser
     return out
 
 
+async def aggregation_rows_for(stores: "Stores", ignored_users: "IgnoredUsers", user_id: str,
+                               events: Sequence[Event]) -> AggregationRows:
+    """What ``bundle_aggregations`` reads of ``events``, for ``user_id``:
+    read once for many rooms and handed to it as ``known_rows``."""
+    wanted = [e.event_id for e in events if _wants_bundle(e)]
+    if not wanted:
+        return AggregationRows()
+    ignored = await ignored_users.get(user_id)
+    return await stores.relations.get_aggregation_rows(wanted, user_id, sorted(ignored))
+
+
 async def bundle_aggregations(stores: "Stores", ignored_users: "IgnoredUsers", user_id: str,
                               room_id: str, events: Sequence[Event], now_ms: int,
+                              known_rows: tuple[AbstractSet[str], AggregationRows] | None = None,
                               ) -> dict[str, dict[str, Any]]:
     """Event ID -> its ``unsigned["m.relations"]``, for those of ``events``
     that have something to bundle (as ``user_id`` sees it, leaving out what
-    ``ignored_users`` says they ignore)."""
+    ``ignored_users`` says they ignore). ``known_rows``: the rows of a set
+    of events (``aggregation_rows_for``), used when it covers ``events``."""
+    if known_rows is not None:
+        covered, known = known_rows
+        if not (known.edits or known.threads or known.references) \
+                and all(e.event_id in covered for e in events):
+            return {}  # (the usual case, a thousand rooms in an initial sync)
     wanted = {e.event_id: e for e in events if _wants_bundle(e)}
     if not wanted:
         return {}
-    ignored = await ignored_users.get(user_id)
-    rows = await stores.relations.get_aggregation_rows(list(wanted), user_id, sorted(ignored))
+    if known_rows is not None and wanted.keys() <= known_rows[0]:
+        known = known_rows[1]
+        rows = AggregationRows(
+            edits={p: v for p, v in known.edits.items() if p in wanted},
+            threads={p: v for p, v in known.threads.items() if p in wanted},
+            references={p: v for p, v in known.references.items() if p in wanted})
+    else:
+        ignored = await ignored_users.get(user_id)
+        rows = await stores.relations.get_aggregation_rows(list(wanted), user_id,
+                                                           sorted(ignored))
     if not rows.edits and not rows.threads and not rows.references:
         return {}
     out: dict[str, dict[str, Any]] = {}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from homeserver.events.model import Event
 from homeserver.events.redaction import redact
@@ -166,6 +167,37 @@ class EventStore:
         events = await self.get_events([r[1] for r in rows])
         return [(int(pos), events[eid]) for pos, eid in rows if eid in events]
 
+    async def get_newest_room_events_many(self, room_nids: list[int], until: int, limit: int,
+                                          ) -> dict[int, list[tuple[int, Event]]]:
+        """``get_room_events`` backwards from ``until`` of many rooms at once
+        (an initial sync's first page of each): room NID -> rows, newest first.
+        One transaction; a statement per 50 rooms, each room an index range
+        scan of its own (a window function would read whole histories)."""
+        rows = await self.db.run_interaction("get_newest_room_events_many",
+                                             self._newest_room_events_many_txn,
+                                             room_nids, until, limit)
+        events = await self.get_events([r[2] for r in rows])
+        out: dict[int, list[tuple[int, Event]]] = {nid: [] for nid in room_nids}
+        for nid, pos, eid in rows:
+            if eid in events:
+                out[int(nid)].append((int(pos), events[eid]))
+        return out
+
+    @staticmethod
+    def _newest_room_events_many_txn(txn: Txn, room_nids: list[int], until: int,
+                                     limit: int) -> list[tuple[Any, ...]]:
+        one = ("SELECT * FROM (SELECT room_nid, stream_ordering, event_id FROM events"
+               " WHERE room_nid = ? AND outlier = 0 AND stream_ordering <= ?"
+               " ORDER BY stream_ordering DESC LIMIT ?) AS r{}")
+        out: list[tuple[Any, ...]] = []
+        for start in range(0, len(room_nids), 50):
+            chunk = room_nids[start:start + 50]
+            sql = " UNION ALL ".join(one.format(i) for i in range(len(chunk)))
+            out.extend(txn.select_all(sql, [x for nid in chunk for x in (nid, until, limit)]))
+        # newest first within each room, whatever order UNION ALL gave
+        out.sort(key=lambda r: (r[0], -int(r[1])))
+        return out
+
     async def get_events_by_nid(self, nids: list[int]) -> dict[int, Event]:
         if not nids:
             return {}
@@ -239,6 +271,33 @@ class EventStore:
             " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
             (room_nid, pos))
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def get_snapshots_at_stream_many(self, positions: dict[int, int],
+                                           ) -> dict[int, int | None]:
+        """``get_snapshot_at_stream`` of many rooms (room NID -> position) in
+        one transaction, a query per hundred rooms: room NID -> snapshot NID."""
+        return await self.db.run_interaction("get_snapshots_at_stream_many",
+                                             self._snapshots_at_stream_many_txn,
+                                             list(positions.items()))
+
+    @staticmethod
+    def _snapshots_at_stream_many_txn(txn: Txn, positions: list[tuple[int, int]],
+                                      ) -> dict[int, int | None]:
+        out: dict[int, int | None] = {}
+        for start in range(0, len(positions), 100):
+            chunk = positions[start:start + 100]
+            # VALUES names its columns column1, column2 on SQLite and PostgreSQL alike
+            values = ", ".join(["(?, ?)"] * len(chunk))
+            rows = txn.select_all(
+                "SELECT v.column1, (SELECT e.snapshot_nid FROM events e"
+                " WHERE e.room_nid = v.column1"
+                " AND (e.outlier = 0 OR e.snapshot_nid IS NOT NULL)"
+                " AND e.stream_ordering <= v.column2"
+                f" ORDER BY e.stream_ordering DESC LIMIT 1) FROM (VALUES {values}) AS v",
+                [x for pair in chunk for x in pair])
+            out.update((int(nid), int(snap) if snap is not None else None)
+                       for nid, snap in rows)
+        return out
 
     async def get_events_near_timestamp(self, room_nid: int, ts: int, *, forwards: bool,
                                         until: int | None, limit: int,

@@ -436,6 +436,23 @@ class StateStore:
         return await self.db.run_interaction("get_snapshot_ids", self.load_snapshot_ids_txn,
                                              snapshot_nid, event_type)
 
+    async def get_snapshot_ids_many(self, snapshot_nids: Collection[int],
+                                    ) -> dict[int, dict[StateKey, str]]:
+        """``get_snapshot_ids`` of many snapshots in one transaction (an
+        initial sync's rooms): snapshot NID -> its state."""
+        return await self.db.run_interaction("get_snapshot_ids_many",
+                                             self._snapshot_ids_many_txn, list(snapshot_nids))
+
+    def _snapshot_ids_many_txn(self, txn: Txn, snapshot_nids: list[int],
+                               ) -> dict[int, dict[StateKey, str]]:
+        states = self.load_snapshots_txn(txn, snapshot_nids)
+        names = self.state_keys_for_nids_txn(
+            txn, {k for state in states.values() for k in state})
+        ids = self.event_ids_for_nids_txn(
+            txn, {e for state in states.values() for e in state.values()})
+        return {nid: {names[k]: ids[e] for k, e in state.items() if k in names and e in ids}
+                for nid, state in states.items()}
+
     # -- garbage collection ------------------------------------------------
 
     @staticmethod

@@ -43,7 +43,7 @@ from twisted.internet import defer
 from homeserver.events.model import Event
 from homeserver.http.request import Requester
 from homeserver.push.rules import client_ruleset
-from homeserver.rooms.access import ReadAccess
+from homeserver.rooms.access import ReadAccess, SerializeAhead
 from homeserver.storage.e2e_keys import KeyCounts
 from homeserver.storage.push_rules import PUSH_RULES_TYPE
 from homeserver.storage.rooms import Membership, RoomInfo
@@ -111,6 +111,13 @@ class Changes:
     # read for every joined room at once too: room NID -> unread counts
     # (the room's and, per thread, ``unread_thread_notifications``)
     unread: dict[int, tuple[dict[str, int], dict[str, dict[str, int]]]] | None = None
+    # read for every joined room at once too (``_read_ahead``): room ID -> its
+    # timeline (events oldest first, their positions, limited), and room
+    # NID -> the state at the timeline's start
+    timelines: dict[str, tuple[list[Event], list[int], bool]] | None = None
+    state_at_start: dict[int, dict[StateKey, str]] | None = None
+    # and what serialising those timelines and states reads
+    serialize_ahead: SerializeAhead | None = None
 
 
 def _stripped(event: Event) -> dict[str, Any]:
@@ -184,6 +191,7 @@ class RoomBuilder:
             changes.named = await self._named_rooms([m.room_nid for m in joined])
             changes.unread = await self._unread_counts_many(
                 user_id, joined, unread_from, end, f.unread_thread_notifications)
+            await self._read_ahead(requester, joined, end, f, changes)
 
         async def one_joined(m: RoomMembership) -> None:
             room = await self._joined_room(requester, m, since, end, f, params.full_state,
@@ -278,6 +286,95 @@ class RoomBuilder:
                 [defer.ensureDeferred(c) for c in coros[start:start + ROOM_CONCURRENCY]],
                 consumeErrors=True)
 
+    async def _read_ahead(self, requester: Requester, joined: list[RoomMembership], end: int,
+                          f: "SyncFilter", changes: Changes) -> None:
+        """An initial sync's timelines and the state at their starts, for
+        every joined room in a few queries rather than a few per room: the
+        first page of rows of all rooms in one read (a room whose page the
+        filter or history visibility thins reads on by itself), then the
+        snapshots at each timeline's start and their contents; then what
+        serialising them reads."""
+        user_id = requester.user_id
+        rooms = [m for m in joined if f.timeline_room_allowed(m.room_id)]
+        timelines: dict[str, tuple[list[Event], list[int], bool]] = {}
+        if rooms:
+            # a page's worth of rows (the limit, and one more to tell "limited")
+            asked = f.timeline_limit + 1
+            first = await self.stores.events.get_newest_room_events_many(
+                [m.room_nid for m in rooms], end, asked)
+            # history visibility of what the pages hold from before the
+            # user's join (a room's first events), for all rooms at once
+            pages = [(self._access(m), [r for r in reversed(first.get(m.room_nid, []))
+                                        if r[0] <= m.stream_ordering]) for m in rooms]
+            visible = await self.room_reader.visible_many(user_id, pages, True)
+
+            async def one(m: RoomMembership, seen: list[Event]) -> None:
+                timelines[m.room_id] = await self._read_timeline(
+                    user_id, self._access(m), end, None, f, first.get(m.room_nid, []),
+                    asked, seen)
+
+            await self._gather([one(m, seen) for m, seen in zip(rooms, visible, strict=True)])
+        changes.timelines = timelines
+        if not any(f.state_room_allowed(m.room_id) for m in joined):
+            return
+        starts = {}
+        for m in joined:
+            if f.state_room_allowed(m.room_id):
+                positions = timelines[m.room_id][1] if m.room_id in timelines else []
+                starts[m.room_nid] = positions[0] - 1 if positions else end
+        snapshots = await self.stores.events.get_snapshots_at_stream_many(starts)
+        contents = await self.stores.state.get_snapshot_ids_many(
+            {s for s in snapshots.values() if s is not None})
+        changes.state_at_start = {
+            nid: contents.get(s, {}) if s is not None else {} for nid, s in snapshots.items()}
+        if f.event_format != "client":
+            return
+        # the state events each room's state section can hold (with lazy
+        # members: the timeline's senders' and the user's, at most)
+        state_ids: list[str] = []
+        for m in joined:
+            at_start = changes.state_at_start.get(m.room_nid)
+            if not at_start:
+                continue
+            if not f.lazy_load_members:
+                state_ids.extend(at_start.values())
+                continue
+            senders = {e.sender for e in timelines.get(m.room_id, ([], [], False))[0]}
+            senders.add(user_id)
+            state_ids.extend(eid for (t, key), eid in at_start.items()
+                             if t != MEMBER or key in senders)
+        state_events = await self.stores.events.get_events(state_ids)
+        changes.serialize_ahead = await self.room_reader.read_ahead_for_serialize(
+            requester, [*(e for t in timelines.values() for e in t[0]),
+                        *state_events.values()])
+
+    @staticmethod
+    def _access(m: RoomMembership) -> ReadAccess:
+        info = RoomInfo(m.room_nid, m.room_id, m.room_version, None)
+        return ReadAccess(info, Membership(m.membership, m.event_id, 0, m.stream_ordering,
+                                           False), None, None)
+
+    async def _read_timeline(self, user_id: str, access: ReadAccess, end: int,
+                             timeline_since: int | None, f: "SyncFilter",
+                             first_rows: list[tuple[int, Event]] | None = None,
+                             first_rows_limit: int | None = None,
+                             first_visible: list[Event] | None = None,
+                             ) -> tuple[list[Event], list[int], bool]:
+        """The newest ``timeline_limit`` events of the range (oldest first),
+        their positions, and whether there were more."""
+        limit = f.timeline_limit
+        page = await self.room_reader.paginate(
+            user_id, access, from_pos=end, to_pos=timeline_since, backwards=True,
+            limit=limit + 1, event_filter=f.timeline, current_state_visible=True,
+            first_rows=first_rows, first_rows_limit=first_rows_limit,
+            first_visible=first_visible)
+        events, positions = list(page.events), list(page.positions)
+        limited = len(events) > limit or not page.exhausted
+        events, positions = events[:limit], positions[:limit]
+        events.reverse()
+        positions.reverse()
+        return events, positions, limited
+
     async def _joined_room(self, requester: Requester, m: RoomMembership,
                            since: StreamToken | None, end: int, f: "SyncFilter",
                            full_state: bool, changes: Changes,
@@ -301,9 +398,7 @@ class RoomBuilder:
             # in: we hold nothing of it but the leave, which is its timeline
             # (as Synapse shows an out-of-band membership)
             return await self._out_of_band_room(requester, m, f)
-        info = RoomInfo(m.room_nid, m.room_id, m.room_version, None)
-        access = ReadAccess(info, Membership(m.membership, m.event_id, 0, m.stream_ordering,
-                                             False), None, None)
+        access = self._access(m)
         timeline_since = None if newly_joined else since_pos
         state_since = None if (newly_joined or full_state) else since_pos
         room = await self._room_body(requester, access, m, end, timeline_since, state_since,
@@ -433,15 +528,13 @@ class RoomBuilder:
         events: list[Event] = []
         positions: list[int] = []
         limited = False
-        if f.timeline_room_allowed(room_id):
-            page = await self.room_reader.paginate(
-                user_id, access, from_pos=end, to_pos=timeline_since, backwards=True,
-                limit=limit + 1, event_filter=f.timeline, current_state_visible=True)
-            events, positions = list(page.events), list(page.positions)
-            limited = len(events) > limit or not page.exhausted
-            events, positions = events[:limit], positions[:limit]
-            events.reverse()
-            positions.reverse()
+        read_ahead = changes.timelines.get(room_id) \
+            if changes.timelines is not None and timeline_since is None else None
+        if read_ahead is not None:
+            events, positions, limited = read_ahead
+        elif f.timeline_room_allowed(room_id):
+            events, positions, limited = await self._read_timeline(
+                user_id, access, end, timeline_since, f)
         start = positions[0] - 1 if positions else end
         if limit == 0 and timeline_since is not None:
             limited = limited and start > timeline_since
@@ -458,8 +551,11 @@ class RoomBuilder:
         state: list[Event] = []
         looked_up: dict[str, str | None] | None = None
         if f.state_room_allowed(room_id):
+            at_start = changes.state_at_start.get(access.room.room_nid) \
+                if changes.state_at_start is not None and read_ahead is not None else None
             state, looked_up = await self._state(requester, room_id, access.room.room_nid,
-                                                 start, state_since, limited, events, f)
+                                                 start, state_since, limited, events, f,
+                                                 at_start)
 
         serialize = self._serializer(requester, f)
         if f.event_format == "client":
@@ -474,7 +570,8 @@ class RoomBuilder:
                 if missing:
                     extra = list((await self.stores.events.get_events(list(missing))).values())
             serialised = await self.room_reader.serialize(requester, room_id,
-                                                          [*events, *state, *extra])
+                                                          [*events, *state, *extra],
+                                                          changes.serialize_ahead)
             serialised_timeline = serialised[:len(events)]
             serialised_state = serialised[len(events):len(events) + len(state)]
             if looked_up is not None:
@@ -500,7 +597,8 @@ class RoomBuilder:
 
     async def _state(self, requester: Requester, room_id: str, room_nid: int, start: int,
                      state_since: int | None, limited: bool, timeline: list[Event],
-                     f: "SyncFilter") -> tuple[list[Event], dict[str, str | None] | None]:
+                     f: "SyncFilter", at_start: dict[StateKey, str] | None = None,
+                     ) -> tuple[list[Event], dict[str, str | None] | None]:
         """The state section: all of it at the timeline's start (``state_since``
         None), or what changed between ``state_since`` and the start when the
         timeline is ``limited`` (every change of the gap, members included).
@@ -509,11 +607,13 @@ class RoomBuilder:
         the timeline's senders (and, in a full state, the user), leaving out
         senders whose member event this device was already sent (unless the
         filter asks for redundant members): ``SentMembers``. With them, also
-        the senders' member event IDs it looked up (user -> ID or None)."""
+        the senders' member event IDs it looked up (user -> ID or None).
+        ``at_start``: the state at ``start``, when read already."""
         user_id = requester.user_id
         if state_since is not None and not limited and not f.lazy_load_members:
             return [], None
-        at_start = await self._state_ids_at(room_nid, start)
+        if at_start is None:
+            at_start = await self._state_ids_at(room_nid, start)
         if state_since is None:
             wanted = dict(at_start)
         elif limited:

@@ -611,11 +611,14 @@ class SlidingSyncHandler:
         """The plan's timeline from the rows read for it: as they are when
         the user was joined before all of them and ignores none of their
         senders (a member sees everything after their join: no history
-        visibility to apply), else through the room reader's gate."""
+        visibility to apply) and retention is off, else through the room
+        reader's gate."""
         r = p.c.room
         limit = p.c.config.timeline_limit
         rows = [(pos, fetched[eid]) for pos, eid in page if eid in fetched]
-        plain = r.membership == "join" and len(rows) == len(page) and all(
+        # (with retention on, expired messages are left out by the gate)
+        plain = self.room_reader.retention is None and r.membership == "join" \
+            and len(rows) == len(page) and all(
             pos > r.membership_pos and not is_hidden(e, ignored) for pos, e in rows)
         if plain:
             events = [e for _, e in rows]

@@ -243,3 +243,39 @@ async def test_a_new_policy_counts_at_once_and_state_never_expires(make_server: 
     types = {e["type"] for e in page.body["chunk"]}
     assert "m.room.message" not in types
     assert {"m.room.create", "m.room.name", "m.room.retention"} <= types
+
+
+@pytest_twisted.ensureDeferred
+async def test_expired_messages_are_hidden_from_every_sync(make_server: Any) -> None:
+    # the many-room initial sync reads its rooms together and sliding sync
+    # has its own timeline reads: both leave expired messages out too
+    clock = start_clock()
+    server: TestServer = await make_server(clock=clock, retention={"enabled": True})
+    bob = await server.register("bob")
+    rooms = [await create_room(bob, name=f"Room {i}") for i in range(3)]
+    for room_id in rooms:
+        policy = await bob.put(f"{CLIENT}/rooms/{q(room_id)}/state/m.room.retention/",
+                               {"max_lifetime": DAY * 1000})
+        assert policy.code == 200, policy.body
+        await send_text(bob, room_id, "old")
+    clock.advance(12 * HOUR)
+    for room_id in rooms:
+        await send_text(bob, room_id, "new")
+    clock.advance(13 * HOUR)  # every "old" is 25 hours old: expired
+    await settle(server)
+
+    def messages(timeline: list[dict[str, Any]]) -> list[str]:
+        return [e["content"]["body"] for e in timeline if e["type"] == "m.room.message"]
+
+    sync = await bob.get(f"{CLIENT}/sync")
+    assert sync.code == 200, sync.body
+    assert {r: messages(sync.body["rooms"]["join"][r]["timeline"]["events"])
+            for r in rooms} == {r: ["new"] for r in rooms}
+
+    sliding = await bob.post(
+        "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync",
+        {"conn_id": "retention", "lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 2,
+                                                   "required_state": []}}})
+    assert sliding.code == 200, sliding.body
+    assert {r: messages(sliding.body["rooms"][r].get("timeline", [])) for r in rooms} \
+        == {r: ["new"] for r in rooms}

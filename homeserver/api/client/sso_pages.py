@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from functools import cache
 from typing import Any
-
-from jinja2 import DictLoader, Environment
 
 # the spec's fallback protocol: tell the client that opened the page
 DONE_SCRIPT = ('if (window.onAuthDone) { window.onAuthDone(); } else if (window.opener '
@@ -92,8 +91,13 @@ close this page and return to your device.</p>{% endblock %}""",
 </ul>{% endblock %}""",
 }
 
-_ENV = Environment(loader=DictLoader({"layout": _LAYOUT, **_PAGES}), autoescape=True)
+@cache
+def _environment() -> Any:
+    # Jinja2 loads with the first page served, not at start
+    from jinja2 import DictLoader, Environment
+
+    return Environment(loader=DictLoader({"layout": _LAYOUT, **_PAGES}), autoescape=True)
 
 
 def render_page(name: str, title: str, **fields: Any) -> bytes:
-    return _ENV.get_template(name).render(title=title, **fields).encode("utf-8")
+    return _environment().get_template(name).render(title=title, **fields).encode("utf-8")
