@@ -34,8 +34,12 @@ from twisted.internet import threads
 from tests.api.test_rooms import create_room, send_text
 from tests.harness import SERVER_NAME, TestServer
 
-SPEC_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "matrix-spec" / \
-    "data" / "api" / "client-server"
+# the spec beside the checkout (../shared), else this workplace's copy, as
+# the Makefile finds the conformance kit
+_SHARED = next((p for p in (Path(__file__).resolve().parent.parent.parent / "shared",
+                            Path("/work/shared")) if (p / "matrix-spec").is_dir()),
+               Path(__file__).resolve().parent.parent.parent / "shared")
+SPEC_DIR = _SHARED / "matrix-spec" / "data" / "api" / "client-server"
 
 # Examples per operation, for each of the two generation modes (schema-
 # conforming and schema-breaking). Raise it locally to fuzz harder:

@@ -51,6 +51,7 @@ class ReaderStreamTracker(StreamTracker):
             return False
         self._persisted = upto
         self._max = max(self._max, upto)
+        self._wake_readers(upto)
         waiting, self._waiting = self._waiting, []
         for position, d in waiting:
             if position <= upto:

@@ -26,8 +26,14 @@ from __future__ import annotations
 
 import heapq
 import threading
+from typing import Any
+
+from twisted.internet import defer
 
 from homeserver.storage.database import Database, Txn
+
+# how long a read waits for the writes in flight before it to end
+IN_FLIGHT_WAIT_S = 2.0
 
 
 class StreamTracker:
@@ -44,6 +50,9 @@ class StreamTracker:
         self._done: set[int] = set()  # finished while a lower one is in flight
         self._max = 0
         self._persisted = 0
+        # (position, Deferred) of reads waiting for persisted_upto to reach it
+        # (reactor thread only)
+        self._read_waiters: list[tuple[int, defer.Deferred[None]]] = []
 
     def reset(self, current: int) -> None:
         """Start from ``current``, the highest position in the database."""
@@ -95,7 +104,45 @@ class StreamTracker:
             advanced = new > self._persisted
             if advanced:
                 self._persisted = new
+        if advanced:
+            self._wake_readers(new)
         return new if advanced else None
+
+    async def writes_before_ended(self, clock: Any,
+                                  timeout_s: float = IN_FLIGHT_WAIT_S) -> None:
+        """Return once every write holding a position handed out before this
+        call has ended (committed or rolled back), or after ``timeout_s``.
+
+        A read "from now" reads up to ``persisted_upto``; one write in flight
+        (presence, a device list) holds that below the writes after it, so a
+        client's own message, sent and answered, could be missing from the
+        /messages it asks for next. Waiting for the positions handed out so
+        far first gives the client what it wrote (read-your-writes)."""
+        target = self._max
+        if target <= self._persisted:
+            return
+        d: defer.Deferred[None] = defer.Deferred()
+        entry = (target, d)
+        self._read_waiters.append(entry)
+        timer = clock.callLater(timeout_s, lambda: None if d.called else d.callback(None))
+        try:
+            await d
+        finally:
+            if timer.active():
+                timer.cancel()
+            if entry in self._read_waiters:
+                self._read_waiters.remove(entry)
+
+    def _wake_readers(self, upto: int) -> None:
+        if not self._read_waiters:
+            return
+        waiting, self._read_waiters = self._read_waiters, []
+        for position, d in waiting:
+            if position <= upto:
+                if not d.called:
+                    d.callback(None)
+            else:
+                self._read_waiters.append((position, d))
 
 
 def _allocate_txn(txn: Txn) -> int:

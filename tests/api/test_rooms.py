@@ -679,3 +679,39 @@ async def test_hostile_input_is_400_not_500(server: TestServer) -> None:
     assert nul_content.code == 200
     event = await alice.get(f"{V3}/rooms/{room_id}/event/{nul_content.body['event_id']}")
     assert event.body["content"] == {"body": "a\u0000b"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_just_sent_is_in_the_next_messages_while_another_write_is_slow(
+        tmp_path: Any) -> None:
+    # PostgreSQL only: SQLite has one writer at a time, so a slow write
+    # there holds the send back too. Another write (presence, a device
+    # list) took a stream position before the message and has not
+    # committed yet: the next /messages still shows the client its message.
+    import threading
+
+    from twisted.internet import reactor, task
+
+    from homeserver.storage.streams import next_stream_id_txn
+    from tests.harness import start_server, stop_server
+
+    srv = await start_server("postgres", str(tmp_path))
+    release = threading.Event()
+    try:
+        alice = await srv.register("alice")
+        room_id = await create_room(alice)
+
+        def slow_write(txn: Any) -> None:
+            next_stream_id_txn(txn)
+            release.wait(10)
+        slow = srv.hs.db.run_interaction("test_slow_write", slow_write)
+        while srv.hs.db.stream_tracker.persisted_upto >= srv.hs.db.stream_tracker.max_allocated:
+            await task.deferLater(reactor, 0.01, lambda: None)
+        sent = await send_text(alice, room_id, "mine")
+        reactor.callLater(0.3, release.set)  # type: ignore[attr-defined]
+        chunk = (await messages(alice, room_id, limit="1"))["chunk"]
+        assert [e["event_id"] for e in chunk] == [sent]
+        await slow
+    finally:
+        release.set()
+        await stop_server(srv)

@@ -165,6 +165,8 @@ class RoomsApi:
     stream_tracker: "StreamTracker"
     federation_event_handler: "FederationEventHandler"
     default_room_version: str
+    # the real reactor: how long /messages waits for writes in flight
+    reactor: Any
     # sends with org.matrix.msc4140.delay (MSC4140)
     delayed_events: "DelayedEvents"
 
@@ -306,7 +308,12 @@ async def get_messages(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
     backwards = direction == "b"
     if from_pos is None:
         # forwards from the very start: below zero sits backfilled history
-        from_pos = api.stream_tracker.persisted_upto if backwards else -(2**62)
+        if backwards:
+            # the client's own writes just answered are in what it reads
+            await api.stream_tracker.writes_before_ended(api.reactor)
+            from_pos = api.stream_tracker.persisted_upto
+        else:
+            from_pos = -(2**62)
     if backwards:
         # reading back past the start of what we hold of a room joined over
         # federation: fetch the history before it from a server in the room
@@ -452,5 +459,5 @@ def register_routes(hs: "HomeServer", router: Router) -> None:
         message_ratelimiter=hs.ratelimiters["message"], stream_tracker=hs.db.stream_tracker,
         federation_event_handler=hs.federation_event_handler,
         default_room_version=hs.config.default_room_version,
-        delayed_events=hs.delayed_events)
+        delayed_events=hs.delayed_events, reactor=hs.reactor)
     router.add_endpoints(api, ENDPOINTS)
