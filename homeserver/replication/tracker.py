@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from twisted.internet import defer
-
 from homeserver.errors import Codes, MatrixError
 from homeserver.storage.database import Txn
 from homeserver.storage.streams import StreamTracker
@@ -32,8 +30,6 @@ class ReaderStreamTracker(StreamTracker):
         self._clock = clock
         # the highest position handed out, read from the database
         self._allocated = allocated
-        # (position, Deferred) of requests waiting for persisted_upto to reach it
-        self._waiting: list[tuple[int, defer.Deferred[None]]] = []
 
     def allocate(self, txn: Txn) -> int:
         raise RuntimeError("a reader process writes nothing on the global stream")
@@ -52,12 +48,6 @@ class ReaderStreamTracker(StreamTracker):
         self._persisted = upto
         self._max = max(self._max, upto)
         self._wake_readers(upto)
-        waiting, self._waiting = self._waiting, []
-        for position, d in waiting:
-            if position <= upto:
-                d.callback(None)
-            else:
-                self._waiting.append((position, d))
         return True
 
     async def wait_for(self, position: int) -> None:
@@ -65,18 +55,7 @@ class ReaderStreamTracker(StreamTracker):
             return
         if position > self._max and position > await self._allocated():
             return  # never handed out by anyone: the token is refused at once
-        d: defer.Deferred[None] = defer.Deferred()
-        entry = (position, d)
-        self._waiting.append(entry)
-        timer = self._clock.callLater(  # type: ignore[attr-defined]
-            CATCH_UP_TIMEOUT_S, lambda: None if d.called else d.callback(None))
-        try:
-            await d
-        finally:
-            if timer.active():
-                timer.cancel()
-            if entry in self._waiting:
-                self._waiting.remove(entry)
+        await self._wait_persisted(position, self._clock, CATCH_UP_TIMEOUT_S)
         if position > self._persisted:
             # answering from here would go back behind the client's token
             raise MatrixError(503, Codes.UNKNOWN,

@@ -118,11 +118,13 @@ class StreamTracker:
         client's own message, sent and answered, could be missing from the
         /messages it asks for next. Waiting for the positions handed out so
         far first gives the client what it wrote (read-your-writes)."""
-        target = self._max
-        if target <= self._persisted:
-            return
+        if self._max > self._persisted:
+            await self._wait_persisted(self._max, clock, timeout_s)
+
+    async def _wait_persisted(self, position: int, clock: Any, timeout_s: float) -> None:
+        """Until ``persisted_upto`` reaches ``position`` or ``timeout_s`` passes."""
         d: defer.Deferred[None] = defer.Deferred()
-        entry = (target, d)
+        entry = (position, d)
         self._read_waiters.append(entry)
         timer = clock.callLater(timeout_s, lambda: None if d.called else d.callback(None))
         try:
