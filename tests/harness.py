@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import subprocess
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,18 @@ from homeserver.config import Config, build_config
 from homeserver.server import HomeServer
 
 SERVER_NAME = "test.local"
+
+
+def terminate(proc: "subprocess.Popen[Any] | None") -> None:
+    """Stop a server process started by a test: SIGTERM (a clean shutdown),
+    SIGKILL if it has not ended 30 s later."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def postgres_dsn() -> str:

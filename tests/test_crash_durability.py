@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import create_postgres_database, drop_postgres_database
+from tests.harness import create_postgres_database, drop_postgres_database, terminate
 
 REPO = Path(__file__).resolve().parent.parent
 V3 = "/_matrix/client/v3"
@@ -81,13 +81,7 @@ class ServerProcess:
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 class Client:

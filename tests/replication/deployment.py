@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tests.harness import create_postgres_database, drop_postgres_database
+from tests.harness import create_postgres_database, drop_postgres_database, terminate
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -92,13 +92,7 @@ class Process:
         return self.log.read_text()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
 
 
 class Deployment:
