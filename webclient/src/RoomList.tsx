@@ -9,6 +9,7 @@ import {
   Visibility,
 } from "matrix-js-sdk";
 import { describeError } from "./session";
+import { useSubmit } from "./forms";
 import { notificationsSupported } from "./notifications";
 import { acceptInvite, directPartner, fullUserId, startDirectChat } from "./direct";
 import { NotificationList, useMyProfile } from "./Account";
@@ -348,19 +349,9 @@ function Search({ client, onOpen }: { client: MatrixClient; onOpen: (id: string)
 function DirectChat({ client, onDone }: { client: MatrixClient; onDone: (id: string) => void }) {
   const [who, setWho] = useState("");
   const [encrypted, setEncrypted] = useState(Boolean(client.getCrypto()));
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      onDone(await startDirectChat(client, fullUserId(client, who), encrypted));
-    } catch (err) {
-      setError(describeError(err));
-      setBusy(false);
-    }
-  };
+  const { error, busy, submit } = useSubmit(async () => {
+    onDone(await startDirectChat(client, fullUserId(client, who), encrypted));
+  });
   return (
     <form className="panel" onSubmit={submit} aria-label="Start a direct chat">
       <label>
@@ -406,36 +397,26 @@ function CreateRoom({
   const [alias, setAlias] = useState("");
   const [isPublic, setPublic] = useState(false);
   const [encrypted, setEncrypted] = useState(false);
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const { room_id } = await client.createRoom({
-        name: name.trim() || undefined,
-        topic: topic.trim() || undefined,
-        room_alias_name: alias.trim().replace(/^#/, "").split(":")[0] || undefined,
-        visibility: isPublic ? Visibility.Public : Visibility.Private,
-        preset: isPublic ? Preset.PublicChat : Preset.PrivateChat,
-        initial_state: encrypted
-          ? [
-              {
-                type: EventType.RoomEncryption,
-                state_key: "",
-                content: { algorithm: "m.megolm.v1.aes-sha2" },
-              },
-            ]
-          : undefined,
-      });
-      if (spaceId) await addToSpace(client, spaceId, room_id);
-      onDone(room_id);
-    } catch (err) {
-      setError(describeError(err));
-      setBusy(false);
-    }
-  };
+  const { error, busy, submit } = useSubmit(async () => {
+    const { room_id } = await client.createRoom({
+      name: name.trim() || undefined,
+      topic: topic.trim() || undefined,
+      room_alias_name: alias.trim().replace(/^#/, "").split(":")[0] || undefined,
+      visibility: isPublic ? Visibility.Public : Visibility.Private,
+      preset: isPublic ? Preset.PublicChat : Preset.PrivateChat,
+      initial_state: encrypted
+        ? [
+            {
+              type: EventType.RoomEncryption,
+              state_key: "",
+              content: { algorithm: "m.megolm.v1.aes-sha2" },
+            },
+          ]
+        : undefined,
+    });
+    if (spaceId) await addToSpace(client, spaceId, room_id);
+    onDone(room_id);
+  });
   return (
     <form className="panel" onSubmit={submit} aria-label="Create a room">
       <label>
@@ -483,20 +464,10 @@ function CreateRoom({
 
 function JoinRoom({ client, onDone }: { client: MatrixClient; onDone: (id: string) => void }) {
   const [address, setAddress] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const room = await client.joinRoom(address.trim());
-      onDone(room.roomId);
-    } catch (err) {
-      setError(describeError(err));
-      setBusy(false);
-    }
-  };
+  const { error, busy, submit } = useSubmit(async () => {
+    const room = await client.joinRoom(address.trim());
+    onDone(room.roomId);
+  });
   return (
     <form className="panel" onSubmit={submit} aria-label="Join a room">
       <label>

@@ -15,6 +15,7 @@ import {
   Visibility,
 } from "matrix-js-sdk";
 import { describeError } from "./session";
+import { useSubmit } from "./forms";
 
 export function isSpace(room: Room): boolean {
   return room.getType() === RoomType.Space;
@@ -97,25 +98,15 @@ export function SpaceSwitcher({
 
 function CreateSpace({ client, onDone }: { client: MatrixClient; onDone: (id: string) => void }) {
   const [name, setName] = useState("");
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const { room_id } = await client.createRoom({
-        name: name.trim(),
-        visibility: Visibility.Private,
-        preset: Preset.PrivateChat,
-        creation_content: { type: RoomType.Space },
-      });
-      onDone(room_id);
-    } catch (err) {
-      setError(describeError(err));
-      setBusy(false);
-    }
-  };
+  const { error, busy, submit } = useSubmit(async () => {
+    const { room_id } = await client.createRoom({
+      name: name.trim(),
+      visibility: Visibility.Private,
+      preset: Preset.PrivateChat,
+      creation_content: { type: RoomType.Space },
+    });
+    onDone(room_id);
+  });
   return (
     <form className="panel" onSubmit={submit} aria-label="Create a space">
       <label>
