@@ -108,6 +108,9 @@ class MediaRepository:
         self._accessed_local: dict[str, int] = {}
         self._accessed_remote: dict[tuple[str, str], int] = {}
         self._access_timer: Any = None
+        # one flush at a time: a flush that finds nothing noted still waits
+        # for one under way, so a caller selecting media by age next sees it
+        self._flush_lock = defer.DeferredLock()
         # spam checker modules' check_media_file_for_spam: set by HomeServer._wire_late
         self.gate: "ModerationGate | None" = None
 
@@ -129,11 +132,15 @@ class MediaRepository:
         if self._access_timer is not None and self._access_timer.active():
             self._access_timer.cancel()
         self._access_timer = None
-        local, remote = self._accessed_local, self._accessed_remote
-        if not local and not remote:
-            return
-        self._accessed_local, self._accessed_remote = {}, {}
-        await self.store.record_access(local, remote)
+        await self._flush_lock.acquire()
+        try:
+            local, remote = self._accessed_local, self._accessed_remote
+            if not local and not remote:
+                return
+            self._accessed_local, self._accessed_remote = {}, {}
+            await self.store.record_access(local, remote)
+        finally:
+            self._flush_lock.release()
 
     async def stop(self) -> None:
         await self.flush_access_times()
