@@ -444,6 +444,10 @@ class HomeServer:
             self.federation_event_handler.spam_gate = self.moderation_gate
         self.event_creator.typing = self.typing
         self.event_creator.presence = self.presence
+        if self.worker.is_event_writer and self.sync_reporter is not None:
+            # presence is main's: a sender here is active there
+            # (replication/reader_syncs.py)
+            self.event_creator.presence = self.sync_reporter
         self.event_creator.federation_membership = self.federation_membership
         self.membership.federation_membership = self.federation_membership
         self.room_creation.third_party_invites = self.third_party_invites
@@ -609,7 +613,7 @@ class HomeServer:
         # holds events as persisted, and a redaction drops them
         if self.worker.multi_writer:
             replayed = self.replication_publisher.replaying_commits
-            hub.subscribe(lambda c: self._forget_redacted(c) if id(c) in replayed else None)
+            hub.subscribe(lambda c: self._written_elsewhere(c) if id(c) in replayed else None)
         # with several processes: all of the above, to the other processes
         if self.replication_publisher is not None:
             self.replication_publisher.subscribe_to(hub)
@@ -629,6 +633,16 @@ class HomeServer:
         hub.on_device_list_changed(self.notifier.device_list_changed)
         hub.on_tokens_changed(self.stores.tokens.tokens_changed)
         hub.on_persisted(self.notifier._on_persisted)
+
+    def _written_elsewhere(self, committed: Any) -> None:
+        """Main, on the reactor: events an event writer persisted. The event
+        cache forgets what they redact, and who left a room stops typing
+        there (typing is main's; edu/typing.py)."""
+        self._forget_redacted(committed)
+        for event, _ in committed.events:
+            if event.type == "m.room.member" and event.state_key is not None \
+                    and event.content.get("membership") != "join":
+                self.typing.left_room(event.state_key, str(event.json.get("room_id")))
 
     def _forget_redacted(self, committed: Any) -> None:
         """A redaction another process persisted: the redacted event goes
@@ -675,10 +689,22 @@ class HomeServer:
         if not self.worker.is_main or self.worker.multi_writer:
             # a worker forwards what it does not serve to the main process;
             # with event writers, a room's event writes go to its writer
-            from homeserver.replication.forward import ForwardingResource, build_route
+            from homeserver.replication.forward import (
+                ForwardingResource,
+                build_room_route,
+                build_route,
+            )
+            alias_room = room_route = None
+            if self.worker.multi_writer:
+                directory = self.stores.directory
+
+                async def alias_room(alias: str) -> str | None:
+                    found = await directory.get_alias(alias)
+                    return None if found is None else found.room_id
+                room_route = build_room_route(self.worker)
             resource = ForwardingResource(  # type: ignore[assignment]
                 resource, self.worker.instance_map["main"].base_url, x_forwarded, self.reactor,
-                build_route(self.worker))
+                build_route(self.worker), alias_room, room_route)
         site = GuardedSite(resource, self.clock,
                            max_connections_per_ip=0 if x_forwarded else MAX_CONNECTIONS_PER_IP)
         site.displayTracebacks = False

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -35,7 +35,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from homeserver.api.client.typing import parse_typing_body
 from homeserver.errors import Codes, MatrixError
 from homeserver.http.parse import get_object, get_str
-from homeserver.replication.writers import event_write_room, room_writer
+from homeserver.replication.writers import alias_write, event_write_room, room_writer
 
 if TYPE_CHECKING:
     from homeserver.api.websocket import StreamSession
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 # (method, path) -> the base URL of the process to forward to, None: served here
 Route = Callable[[bytes, bytes], "str | None"]
+# a room ID -> the base URL of its writer, None: this process
+RoomRoute = Callable[[str], "str | None"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,11 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
                          b"proxy-authorization", b"te", b"trailer", b"transfer-encoding",
                          b"upgrade", b"host", b"content-length"})
 FORWARD_TIMEOUT_S = 120.0
+# how many times one request may be handed on (a reader to main to a room's
+# writer is two); more means the processes disagree on who serves what (two
+# configs differing in stream_writers): answered 502, not passed round for ever
+MAX_HOPS = 3
+HOPS_HEADER = b"X-Homeserver-Hops"
 
 
 def served_locally(method: bytes, path: bytes) -> bool:
@@ -72,6 +79,17 @@ def served_locally(method: bytes, path: bytes) -> bool:
     if len(parts) < 5 or parts[1] != b"_matrix" or parts[2] != b"client":
         return False
     return parts[4].decode("ascii", "replace") in LOCAL_GET
+
+
+def build_room_route(worker: "WorkerConfig") -> RoomRoute:
+    """Where a room's event writes go from this process (None: here)."""
+    writers = worker.event_writers
+    urls = {name: inst.base_url.rstrip("/") for name, inst in worker.instance_map.items()}
+
+    def route(room_id: str) -> str | None:
+        owner = room_writer(room_id, writers)
+        return None if owner == worker.name else urls[owner]
+    return route
 
 
 def build_route(worker: "WorkerConfig") -> Route:
@@ -102,8 +120,15 @@ class ForwardingResource(Resource):
     isLeaf = True
 
     def __init__(self, local: Resource, main_url: str, x_forwarded: bool,
-                 reactor: Any, route: Route | None = None) -> None:
+                 reactor: Any, route: Route | None = None,
+                 alias_room: Callable[[str], Awaitable[str | None]] | None = None,
+                 room_route: RoomRoute | None = None) -> None:
         super().__init__()
+        # with event writers: a join or knock by alias served here goes to
+        # the writer of the room the alias names (a local alias; any other
+        # is served here)
+        self.alias_room = alias_room
+        self.room_route = room_route
         self.local = local
         self.main_url = main_url.rstrip("/")
         self.route: Route = route or (
@@ -115,6 +140,12 @@ class ForwardingResource(Resource):
         self.forwarded = 0
 
     def render(self, request: Request) -> Any:
+        if self.alias_room is not None:
+            alias = alias_write(request.method, request.path)
+            if alias is not None:
+                d = defer.ensureDeferred(self._by_alias(request, alias))
+                d.addErrback(self._failed, request)
+                return NOT_DONE_YET
         target = self.route(request.method, request.path)
         if target is None:
             return self.local.render(request)
@@ -122,6 +153,21 @@ class ForwardingResource(Resource):
         d = defer.ensureDeferred(self._forward(request, target))
         d.addErrback(self._failed, request)
         return NOT_DONE_YET
+
+    async def _by_alias(self, request: Request, alias: str) -> None:
+        assert self.alias_room is not None and self.room_route is not None
+        room_id = await self.alias_room(alias)
+        if room_id is None:
+            # not one of ours: served as any other request (the join goes
+            # over federation from main)
+            target = self.route(request.method, request.path)
+        else:
+            target = self.room_route(room_id)
+        if target is None:
+            self.local.render(request)
+            return
+        self.forwarded += 1
+        await self._forward(request, target)
 
     def _client_chain(self, request: Request) -> bytes:
         peer = str(getattr(request.getClientAddress(), "host", None) or "-").encode("ascii")
@@ -131,11 +177,18 @@ class ForwardingResource(Resource):
         return peer
 
     async def _forward(self, request: Request, target: str) -> None:
+        hops = request.getHeader(HOPS_HEADER)
+        hops_n = int(hops) if hops is not None and hops.isdigit() else 0
+        if hops_n >= MAX_HOPS:
+            raise RuntimeError(f"handed on {hops_n} times already: do the processes' "
+                               "configs agree on stream_writers?")
         headers: dict[bytes | str, list[bytes | str]] = {}
         for name, values in request.requestHeaders.getAllRawHeaders():
-            if name.lower() not in _HOP_BY_HOP and name.lower() != b"x-forwarded-for":
+            if name.lower() not in _HOP_BY_HOP and name.lower() not in (
+                    b"x-forwarded-for", HOPS_HEADER.lower()):
                 headers[name] = list(values)
         headers[b"X-Forwarded-For"] = [self._client_chain(request)]
+        headers[HOPS_HEADER] = [str(hops_n + 1).encode("ascii")]
         body = b""
         if request.content is not None:
             request.content.seek(0)

@@ -32,6 +32,20 @@ def room_writer(room_id: str, writers: Sequence[str]) -> str:
     return writers[int.from_bytes(digest, byteorder="little") % len(writers)]
 
 
+def alias_write(method: bytes, path: bytes) -> str | None:
+    """The alias of a ``POST /join/{alias}`` or ``/knock/{alias}``: the
+    process that serves it resolves the alias, then hands the request to the
+    room's writer (``forward.py``)."""
+    if method != b"POST":
+        return None
+    parts = path.split(b"/")
+    if len(parts) != 6 or parts[1] != b"_matrix" or parts[2] != b"client" \
+            or parts[4] not in (b"join", b"knock"):
+        return None
+    alias = unquote(parts[5].decode("ascii", "replace"))
+    return alias if alias.startswith("#") else None
+
+
 def event_write_room(method: bytes, path: bytes) -> str | None:
     """The room whose events the request ``method path`` writes, if it is a
     client request that writes one there (None otherwise, or when the room

@@ -54,13 +54,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 async def set_up_room(http: aiohttp.ClientSession, dep: Deployment,
                       name: str) -> tuple[User, User, str]:
-    """alice registers through a reader and creates a room through main;
-    bob joins it through the other reader (a membership write: the writer's)."""
+    """alice registers through a reader and creates a room (with the alias
+    #room_<name>) through main; bob joins it through the other reader (a
+    membership write: the writer's)."""
     r1, r2 = dep.readers["sync1"].url, dep.readers["sync2"].url
     alice = await register(http, r1, f"alice_{name}")
     bob = await register(http, dep.main.url, f"bob_{name}")
     code, body = await alice.call(dep.main.url, "POST", f"{V3}/createRoom",
-                                  {"preset": "public_chat"})
+                                  {"preset": "public_chat", "room_alias_name": f"room_{name}"})
     assert code == 200, body
     room_id = str(body["room_id"])
     code, body = await bob.call(r2, "POST", f"{V3}/join/{urllib.parse.quote(room_id)}", {})
@@ -125,6 +126,10 @@ def test_sends_through_any_process_reach_every_process_in_order_once(
             assert code == 200, body
             code, body = await bob.call(r1, "POST", f"{V3}/rooms/{quoted}/leave", {})
             assert code == 200, body
+            # back by the alias, through main: main resolves it, the writer joins
+            alias = urllib.parse.quote(f"#room_order:{dep.server_name}")
+            code, body = await bob.call(main, "POST", f"{V3}/join/{alias}", {})
+            assert (code, body) == (200, {"room_id": room_id})
             for base in (r1, r2, main, writer):
                 code, state = await alice.call(base, "GET",
                                                f"{V3}/rooms/{quoted}/state/m.room.topic/")
@@ -216,6 +221,10 @@ def test_a_killed_writer_loses_no_answered_send(deployment: Deployment) -> None:
             # while it is down, no other process writes its rooms
             code, body = await put(main, "down")
             assert (code, body.get("errcode")) == (502, "M_UNKNOWN"), body
+            carol = await register(http, main, "carol_crash")
+            alias = urllib.parse.quote(f"#room_crash:{dep.server_name}")
+            code, body = await carol.call(main, "POST", f"{V3}/join/{alias}", {})
+            assert (code, body.get("errcode")) == (502, "M_UNKNOWN"), body
             dep.writers["writer1"].start()
             # the retries, through any process: an answered send is the same
             # event, an unanswered one is made now (once)
@@ -244,3 +253,29 @@ def test_a_killed_writer_loses_no_answered_send(deployment: Deployment) -> None:
 
     run_in_thread(scenario)
 
+
+
+def test_a_user_who_only_sends_is_online_on_main(deployment: Deployment) -> None:
+    async def scenario() -> None:
+        dep = deployment
+        r1, main = dep.readers["sync1"].url, dep.main.url
+        async with aiohttp.ClientSession() as http:
+            alice, _, room_id = await set_up_room(http, dep, "presence")
+            carol = await register(http, r1, "carol_presence")
+            code, body = await carol.call(
+                r1, "POST", f"{V3}/rooms/{urllib.parse.quote(room_id)}/join", {})
+            assert code == 200, body
+            path = f"{V3}/presence/{urllib.parse.quote(carol.user_id)}/status"
+            code, before = await alice.call(main, "GET", path)
+            assert (code, before["presence"]) == (200, "offline")
+            # carol never syncs; her message is made by the writer, and
+            # presence, held by main, hears that she is active
+            await carol.send(r1, room_id, "hello")
+            for _ in range(100):
+                code, now = await alice.call(main, "GET", path)
+                if now.get("presence") == "online":
+                    break
+                await asyncio.sleep(0.05)
+            assert (code, now["presence"]) == (200, "online"), now
+
+    run_in_thread(scenario)
