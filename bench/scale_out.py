@@ -48,6 +48,8 @@ from functools import partial
 from typing import Any
 
 import yaml
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from bench.client import MatrixClient, run
 from bench.fanout import fanout_stage, latency_summary, raise_fd_limit
@@ -163,6 +165,16 @@ class ScaledServer(LocalServer):
         return super().stop()
 
 
+async def verify_rooms(client: MatrixClient, senders: list[Any], rooms: list[str],
+                       run_id: str, total: int) -> dict[str, int]:
+    found = {"found": 0, "duplicates": 0}
+    for r, room in enumerate(rooms):
+        counts = await verify(client, senders[r], [room], run_id, total // len(rooms))
+        found["found"] += counts["found"]
+        found["duplicates"] += counts["duplicates"]
+    return found
+
+
 async def measure_sends(target: Target, params: dict[str, Any], send_urls: list[str],
                         writers: list[str], pids: list[int],
                         direct: bool = False) -> dict[str, Any]:
@@ -206,11 +218,14 @@ async def measure_sends(target: Target, params: dict[str, Any], send_urls: list[
         wall_s = time.perf_counter() - started
         cpu_by_process = [round((cpu_seconds(pid) or 0.0) - before, 2)
                           for pid, before in zip(pids, cpu_before, strict=True)]
-        found = {"found": 0, "duplicates": 0}
-        for r, room in enumerate(rooms):
-            counts = await verify(setup, senders[r], [room], run_id, total // rooms_n)
-            found["found"] += counts["found"]
-            found["duplicates"] += counts["duplicates"]
+        # read back through main at once (each room's sender reads its own
+        # messages: read-your-writes across processes), then once more
+        # after 2 s if any was missing then (a loss, not a lag)
+        found = await verify_rooms(setup, senders, rooms, run_id, total)
+        if found["found"] < total:
+            await deferLater(reactor, 2.0, lambda: None)
+            found["found_after_2s"] = (await verify_rooms(
+                setup, senders, rooms, run_id, total))["found"]
     finally:
         for c in [setup, *clients]:
             await c.close()

@@ -34,7 +34,7 @@ from typing import Any
 
 from homeserver.errors import Codes, MatrixError
 from homeserver.storage.database import Txn
-from homeserver.storage.streams import StreamTracker
+from homeserver.storage.streams import IN_FLIGHT_WAIT_S, StreamTracker
 
 # how long a request carrying a token another process handed out waits for
 # this process to reach it (replication lags by milliseconds normally)
@@ -88,6 +88,10 @@ class ReaderStreamTracker(StreamTracker):
             # answering from here would go back behind the client's token
             raise MatrixError(503, Codes.UNKNOWN,
                               "This server process is catching up; retry in a moment")
+
+    async def writes_before_ended(self, clock: Any,
+                                  timeout_s: float = IN_FLIGHT_WAIT_S) -> None:
+        await _writes_before_ended(self, self._allocated, clock, timeout_s)
 
 
 class WriterStreamTracker(StreamTracker):
@@ -183,3 +187,19 @@ class WriterStreamTracker(StreamTracker):
         if position > self._persisted:
             raise MatrixError(503, Codes.UNKNOWN,
                               "This server process is catching up; retry in a moment")
+
+    async def writes_before_ended(self, clock: Any,
+                                  timeout_s: float = IN_FLIGHT_WAIT_S) -> None:
+        await _writes_before_ended(self, self._allocated, clock, timeout_s)
+
+
+async def _writes_before_ended(tracker: StreamTracker, allocated: Callable[[], Awaitable[int]],
+                               clock: Any, timeout_s: float) -> None:
+    """``StreamTracker.writes_before_ended`` with other processes writing:
+    every position the database has handed out so far, by any writer, not
+    only those this process has heard of. A client's send answered by one
+    process is then in the /messages it asks another for next (a record
+    still on its way over Redis is waited for, as a write in flight here)."""
+    handed_out = max(tracker.max_allocated, await allocated())
+    if handed_out > tracker.persisted_upto:
+        await tracker._wait_persisted(handed_out, clock, timeout_s)

@@ -279,3 +279,23 @@ def test_a_user_who_only_sends_is_online_on_main(deployment: Deployment) -> None
             assert (code, now["presence"]) == (200, "online"), now
 
     run_in_thread(scenario)
+
+
+def test_a_sender_reads_its_own_message_next_on_any_process(deployment: Deployment) -> None:
+    async def scenario() -> None:
+        dep = deployment
+        bases = [dep.readers["sync1"].url, dep.readers["sync2"].url, dep.main.url,
+                 dep.writers["writer1"].url]
+        async with aiohttp.ClientSession() as http:
+            alice, _, room_id = await set_up_room(http, dep, "own")
+            quoted = urllib.parse.quote(room_id)
+            for i in range(12):
+                # sent through one process, read back at once through the next
+                await alice.send(bases[i % 4], room_id, f"mine {i}")
+                code, body = await alice.call(
+                    bases[(i + 1) % 4], "GET", f"{V3}/rooms/{quoted}/messages?dir=b&limit=1"
+                    "&filter=" + urllib.parse.quote(json.dumps({"types": ["m.room.message"]})))
+                assert code == 200, body
+                assert [e["content"]["body"] for e in body["chunk"]] == [f"mine {i}"]
+
+    run_in_thread(scenario)
