@@ -13,7 +13,11 @@ machine's PostgreSQL and Redis. What a client sees:
   retry with the same transaction ID returns the same event ID, and a
   client that long-polled throughout gets every message once;
 - while the writer is down its rooms' sends fail (502) rather than being
-  written by another process.
+  written by another process;
+- a send answered by one process is in the /messages asked of another next;
+- a user who only sends (through the writer) is online in main's presence;
+- main, cut off from Redis, catches up with the writer's events from the
+  database: its long-polling client gets each once, in order.
 
 PostgreSQL only, as every multi-process test.
 """
@@ -297,5 +301,34 @@ def test_a_sender_reads_its_own_message_next_on_any_process(deployment: Deployme
                     "&filter=" + urllib.parse.quote(json.dumps({"types": ["m.room.message"]})))
                 assert code == 200, body
                 assert [e["content"]["body"] for e in body["chunk"]] == [f"mine {i}"]
+
+    run_in_thread(scenario)
+
+
+def test_main_that_lost_redis_catches_up_with_the_writer_s_events(
+        deployment: Deployment) -> None:
+    async def scenario() -> None:
+        dep = deployment
+        main, writer = dep.main.url, dep.writers["writer1"].url
+        async with aiohttp.ClientSession() as http:
+            alice, bob, room_id = await set_up_room(http, dep, "mainlost")
+            since = (await bob.sync(main))["next_batch"]
+            sent = [f"while main is cut off {i}" for i in range(30)]
+            polled: list[str] = []
+            poller = asyncio.ensure_future(
+                long_poll(bob, main, since, room_id, len(sent), polled))
+            await asyncio.sleep(0.5)
+            caught_up = dep.main.log_text().count("caught up from the database")
+            # main's subscriptions (replication, and the workers' reports)
+            assert dep.kill_subscription("main") >= 1
+            for text in sent:  # written and published by the writer meanwhile
+                await alice.send(writer, room_id, text)
+            await asyncio.wait_for(poller, DEADLINE_S)
+            tail = await bob.sync(main, poller.result(), timeout_ms=1000)
+            assert messages_in(tail, room_id) == []
+            assert polled == sent
+            log = dep.main.log_text()
+            assert "lost the Redis subscription" in log
+            assert log.count("caught up from the database") > caught_up
 
     run_in_thread(scenario)
