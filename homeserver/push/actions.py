@@ -54,6 +54,8 @@ from homeserver.storage.cache import LruCache
 from homeserver.storage.push_rules import MAX_CACHED_RULESETS, PushRuleStore
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from homeserver.events.model import Event
     from homeserver.storage.database import Txn
     from homeserver.storage.event_hooks import MessageBatch
@@ -103,10 +105,10 @@ class _Room:
     """The room facts the rules may ask for, each read at most once per
     event, or per batch of plain messages (which change no state)."""
 
-    def __init__(self, txn: "Txn", room_nid: int) -> None:
+    def __init__(self, txn: "Txn", room_nid: int, count: int | None = None) -> None:
         self.txn = txn
         self.room_nid = room_nid
-        self._count: int | None = None
+        self._count = count
         self._levels: tuple[dict[str, Any] | None, frozenset[str]] | None = None
 
     def member_count(self) -> int:
@@ -180,14 +182,26 @@ class PushActions:
         self._evaluate_and_record_txn(txn, _Room(txn, int(room_nid)),
                                       [(event, event_nid, int(stream))], members)
 
-    def batch_hook_txn(self, txn: "Txn", batch: "MessageBatch") -> None:
-        """Plain messages of one room: the members, their rules and the room's
-        facts are read once for the whole batch."""
-        events = [(e, nid, stream) for e, nid, stream in batch.events
-                  if e.rejected_reason is None and stream > 0]
-        if events:
-            self._evaluate_and_record_txn(txn, _Room(txn, batch.room_nid), events,
-                                          PushRuleStore.local_members_txn(txn, batch.room_nid))
+    def batch_hook_txn(self, txn: "Txn", batches: "Sequence[MessageBatch]") -> None:
+        """Plain messages of one room or several (one batch per room): the
+        members of all the rooms and their member counts are read in one
+        query each, their rules and the room's other facts once per batch,
+        and the rows written in one statement."""
+        todo = [(batch.room_nid, events) for batch in batches
+                if (events := [(e, nid, stream) for e, nid, stream in batch.events
+                               if e.rejected_reason is None and stream > 0])]
+        if not todo:
+            return
+        room_nids = [room_nid for room_nid, _ in todo]
+        members = PushRuleStore.local_members_many_txn(txn, room_nids)
+        # the one-to-one rule asks for it in nearly every room with members
+        counts = PushRuleStore.joined_counts_txn(
+            txn, [r for r in room_nids if len(members[r]) > 1])
+        rows: list[tuple[Any, ...]] = []
+        for room_nid, events in todo:
+            rows += self._evaluate_txn_rows(txn, _Room(txn, room_nid, counts.get(room_nid)),
+                                            events, members[room_nid])
+        PushRuleStore.insert_actions_txn(txn, rows)
 
     def remote_invite_txn(self, txn: "Txn", event: "Event", event_nid: int) -> None:
         """The invite of a local user to a room we do not hold (stored as an
@@ -199,6 +213,14 @@ class PushActions:
     def _evaluate_and_record_txn(self, txn: "Txn", room: _Room,
                                  events: list[tuple["Event", int, int]],
                                  members: list[Member]) -> None:
+        PushRuleStore.insert_actions_txn(
+            txn, self._evaluate_txn_rows(txn, room, events, members))
+
+    def _evaluate_txn_rows(self, txn: "Txn", room: _Room,
+                           events: list[tuple["Event", int, int]],
+                           members: list[Member]) -> list[tuple[Any, ...]]:
+        """The ``event_push_actions`` rows of ``events`` (remembered in
+        ``recent_actions`` too)."""
         rows: list[tuple[Any, ...]] = []
         for event, event_nid, stream in events:
             recipients = _recipients(members, event.sender)
@@ -213,7 +235,7 @@ class PushActions:
                 continue
             rows += found
             self._recent.merge(event.event_id, computed)
-        PushRuleStore.insert_actions_txn(txn, rows)
+        return rows
 
     def _compiled_txn(self, txn: "Txn", user_id: str,
                       version: str | None) -> tuple[CompiledRule, ...]:
