@@ -19,7 +19,13 @@ rule store's (``storage/push_rules.py``); this module decides.
 
 A chain of plain messages persisted together (``MessageBatch``) is
 evaluated as a whole: the members, their compiled rules and the room's
-facts are read once for the batch (bench send depends on it).
+facts are read once for the batch (bench send depends on it); the batches
+of several rooms committed together (``EventStore.persist_event_groups``)
+read the members of all of them in one query.
+
+Members who never changed a rule share one verdict per event
+(``_names_user``): in a room of 1,000 members, one evaluation per message
+plus one per member the message names, instead of 1,000.
 
 The actions computed are also kept in memory per event ID
 (``recent_actions``) so the sync fast path (``sync/handler.py``) carries
