@@ -35,6 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet import defer
+
 from homeserver.errors import forbidden
 from homeserver.events.model import Event
 from homeserver.glob import compile_glob
@@ -510,13 +512,19 @@ class RoomReader:
             [r for r in (redacted_by(e) for e in events) if r is not None])
         own = [e.event_id for e in [*events, *redactions.values()]
                if e.sender == requester.user_id]
-        txn_ids = await self.stores.rooms.get_txn_ids_for_events(
-            requester.user_id, txn_scope(requester), own)
-        replaced = await self.stores.events.get_replaced_state(
-            [e.event_id for e in events if e.is_state()])
         now = self.ctx.now_ms()
-        bundles = await bundle_aggregations_many(self.stores, self.ignored, requester.user_id,
-                                                 rooms, now)
+        # three independent reads, side by side
+        reads: list[defer.Deferred[Any]] = [
+            defer.ensureDeferred(self.stores.rooms.get_txn_ids_for_events(
+                requester.user_id, txn_scope(requester), own)),
+            defer.ensureDeferred(self.stores.events.get_replaced_state(
+                [e.event_id for e in events if e.is_state()])),
+            defer.ensureDeferred(bundle_aggregations_many(
+                self.stores, self.ignored, requester.user_id, rooms, now))]
+        try:
+            txn_ids, replaced, bundles = await defer.gatherResults(reads, consumeErrors=True)
+        except defer.FirstError as first:
+            first.subFailure.raiseException()
         out = []
         for room_id, room_events in rooms:
             formatted = []

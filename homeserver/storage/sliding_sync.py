@@ -51,6 +51,14 @@ class PositionSave:
     stream_pos: int
     rooms: list[tuple[str, SentRoom]]
     now_ms: int
+    # the new position's NID, given by the process (``sync/sliding_fast.py``
+    # ``PositionWriter.next_nid``: the response carries it before the write)
+    pos_nid: int = 0
+    # a new connection: (user ID, device ID, conn_id), created by the same
+    # transaction with ``connection_nid``, replacing any of the same key
+    start: tuple[str, str, str] | None = None
+    # with ``start``: also forget connections idle since before this
+    expire_before_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,29 +91,6 @@ class SlidingSyncStore:
         self.state = state
 
     # -- connections ------------------------------------------------------------
-
-    async def start_connection(self, user_id: str, device_id: str, conn_id: str,
-                               now_ms: int, expire_before_ms: int | None = None) -> int:
-        """A new connection, replacing any of the same (user, device,
-        conn_id): its positions become unknown. With ``expire_before_ms``,
-        in the same transaction, ``delete_connections_older_than`` it."""
-        def txn_fn(txn: Txn) -> int:
-            if expire_before_ms is not None:
-                self._expire_txn(txn, expire_before_ms)
-            old = txn.select_one(
-                "SELECT connection_nid FROM sliding_sync_connections"
-                " WHERE user_id = ? AND device_id = ? AND conn_id = ?",
-                (user_id, device_id, conn_id))
-            if old is not None:
-                self._delete_connection_txn(txn, int(old[0]))
-            row = txn.select_one(
-                "INSERT INTO sliding_sync_connections (user_id, device_id, conn_id,"
-                " created_ts) VALUES (?, ?, ?, ?) RETURNING connection_nid",
-                (user_id, device_id, conn_id, now_ms))
-            assert row is not None
-            return int(row[0])
-
-        return await self.db.run_interaction("sliding_sync_start", txn_fn)
 
     @staticmethod
     def _delete_connection_txn(txn: Txn, connection_nid: int) -> None:
@@ -145,9 +130,14 @@ class SlidingSyncStore:
     async def save_positions(self, saves: list[PositionSave]) -> list[int | None]:
         """Several connections' new positions in one transaction (one
         commit for the responses of many woken connections), each statement
-        run for all of them at once; per save, its new position NID, or None
+        run for all of them at once; per save, its position NID, or None
         when its connection was replaced or its base position forgotten
-        meanwhile.
+        meanwhile (or, for a new connection, a newer one of the same key
+        came in the same batch).
+
+        A save with ``start`` creates its connection (``connection_nid``),
+        replacing any other of the same (user, device, conn_id): their
+        positions become unknown.
 
         A save built on ``base_pos_nid`` (None: a new connection) forgets the
         connection's other positions: older ones because the client moved
@@ -157,19 +147,35 @@ class SlidingSyncStore:
         return await self.db.run_interaction("sliding_sync_save", self._save_positions_txn,
                                              saves)
 
-    @staticmethod
-    def _save_positions_txn(txn: Txn, saves: list[PositionSave]) -> list[int | None]:
+    def _save_positions_txn(self, txn: Txn, saves: list[PositionSave]) -> list[int | None]:
+        # new connections first: each replaces the connection of its key
+        # (and of a start of the same key earlier in the batch: the last wins)
+        starts = [s for s in saves if s.start is not None]
+        last_start: dict[tuple[str, str, str], PositionSave] = {}
+        for s in starts:
+            assert s.start is not None
+            last_start[s.start] = s
+        expire = [s.expire_before_ms for s in starts if s.expire_before_ms is not None]
+        if expire:
+            self._expire_txn(txn, min(expire))
+        for key in last_start:
+            for (old,) in txn.select_all(
+                    "SELECT connection_nid FROM sliding_sync_connections"
+                    " WHERE user_id = ? AND device_id = ? AND conn_id = ?", key):
+                self._delete_connection_txn(txn, int(old))
+        if last_start:
+            txn.execute_many(
+                "INSERT INTO sliding_sync_connections (connection_nid, user_id, device_id,"
+                " conn_id, created_ts) VALUES (?, ?, ?, ?, ?)",
+                [(s.connection_nid, *key, s.now_ms) for key, s in last_start.items()])
         # a connection's positions go with it, so a live base says both live
         based = [s for s in saves if s.base_pos_nid is not None]
         live_bases = {(int(p), int(c)) for p, c in select_in_txn(
             txn, "SELECT pos_nid, connection_nid FROM sliding_sync_positions"
             " WHERE pos_nid IN ({})", [s.base_pos_nid for s in based])}
-        fresh = [s for s in saves if s.base_pos_nid is None]
-        live_fresh = {int(c) for (c,) in select_in_txn(
-            txn, "SELECT connection_nid FROM sliding_sync_connections"
-            " WHERE connection_nid IN ({})", [s.connection_nid for s in fresh])}
+        started = {id(s) for s in last_start.values()}
         ok = [s.base_pos_nid is not None and (s.base_pos_nid, s.connection_nid) in live_bases
-              or s.base_pos_nid is None and s.connection_nid in live_fresh for s in saves]
+              or s.base_pos_nid is None and id(s) in started for s in saves]
         moved = [(s.connection_nid, s.base_pos_nid) for s, good in zip(saves, ok, strict=True)
                  if good and s.base_pos_nid is not None]
         # each statement once for the whole batch: a base position belongs to
@@ -193,43 +199,33 @@ class SlidingSyncStore:
                 " AND newer.room_id = sliding_sync_rooms.room_id"
                 " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", conns)
         good_saves = [s for s, good in zip(saves, ok, strict=True) if good]
-        new_pos: dict[int, int] = {}
-        if len({s.connection_nid for s in good_saves}) == len(good_saves):
-            # one statement for all: each row known by its connection
-            for start in range(0, len(good_saves), 200):
-                part = good_saves[start:start + 200]
-                by_connection = {s.connection_nid: s for s in part}
-                for pos_nid, conn in txn.select_all(
-                        "INSERT INTO sliding_sync_positions"
-                        " (connection_nid, stream_pos, created_ts) VALUES "
-                        + ",".join(["(?, ?, ?)"] * len(part))
-                        + " RETURNING pos_nid, connection_nid",
-                        [v for s in part for v in (s.connection_nid, s.stream_pos, s.now_ms)]):
-                    new_pos[id(by_connection[int(conn)])] = int(pos_nid)
-        else:
-            for save in good_saves:
-                row = txn.select_one(
-                    "INSERT INTO sliding_sync_positions (connection_nid, stream_pos,"
-                    " created_ts) VALUES (?, ?, ?) RETURNING pos_nid",
-                    (save.connection_nid, save.stream_pos, save.now_ms))
-                assert row is not None
-                new_pos[id(save)] = int(row[0])
+        for start in range(0, len(good_saves), 200):
+            part = good_saves[start:start + 200]
+            txn.execute(
+                "INSERT INTO sliding_sync_positions"
+                " (pos_nid, connection_nid, stream_pos, created_ts) VALUES "
+                + ",".join(["(?, ?, ?, ?)"] * len(part)),
+                [v for s in part for v in (s.pos_nid, s.connection_nid, s.stream_pos,
+                                           s.now_ms)])
         out: list[int | None] = []
         rooms: list[tuple[Any, ...]] = []
         for save, good in zip(saves, ok, strict=True):
             if not good:
                 out.append(None)
                 continue
-            pos_nid = new_pos[id(save)]
-            out.append(pos_nid)
-            rooms.extend((save.connection_nid, room_id, pos_nid, r.sent_upto, r.membership,
-                          r.timeline_limit, json.dumps(r.required_state, sort_keys=True),
+            out.append(save.pos_nid)
+            rooms.extend((save.connection_nid, room_id, save.pos_nid, r.sent_upto,
+                          r.membership, r.timeline_limit,
+                          json.dumps(r.required_state, sort_keys=True),
                           json.dumps(r.lazy_members) if r.lazy_members else None)
                          for room_id, r in save.rooms)
-        txn.execute_many(
-            "INSERT INTO sliding_sync_rooms (connection_nid, room_id, pos_nid, sent_upto,"
-            " membership, timeline_limit, required_state, lazy_members)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rooms)
+        for start in range(0, len(rooms), 100):
+            chunk = rooms[start:start + 100]
+            txn.execute(
+                "INSERT INTO sliding_sync_rooms (connection_nid, room_id, pos_nid, sent_upto,"
+                " membership, timeline_limit, required_state, lazy_members) VALUES "
+                + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                [v for row in chunk for v in row])
         return out
 
     async def delete_connections_older_than(self, before_ms: int) -> int:

@@ -100,6 +100,8 @@ logger = logging.getLogger(__name__)
 MAX_TIMEOUT_MS = 10 * 60 * 1000
 # a connection not used for this long is forgotten
 CONNECTION_LIFETIME_MS = 7 * 24 * 3600 * 1000
+# idle connections are looked for at most this often (as new ones start)
+EXPIRE_EVERY_MS = 10 * 60 * 1000
 # member events remembered per room for $LAZY (past this, they are sent again)
 MAX_LAZY_HELD = 1000
 DIRECT = "m.direct"
@@ -185,14 +187,19 @@ class SlidingSyncHandler:
         self.memory = memory
         self.connections = ConnectionMemory()
         self.positions = PositionWriter(stores.sliding_sync)
+        self._expired_at = -EXPIRE_EVERY_MS
 
     async def handle(self, requester: Requester, req: SlidingRequest) -> dict[str, Any]:
         user_id = requester.user_id
         device_id = requester.device_id or ""
+        key = (user_id, device_id, req.conn_id)
         store = self.stores.sliding_sync
         since: StreamToken | None = None
         base_pos: int | None = None
         remembered: Remembered | None = None
+        start: tuple[str, str, str] | None = None
+        expire_before: int | None = None
+        now = self.ctx.now_ms()
         if req.pos is not None:
             m = _POS.fullmatch(req.pos)
             if m is None:
@@ -202,6 +209,9 @@ class SlidingSyncHandler:
                 token = self.sync.parse_since(m.group(2))
             except MatrixError:
                 raise unknown_pos() from None
+            # the connection's earlier responses written first (their writes
+            # follow the responses: sync/sliding_fast.py PositionWriter)
+            await self.positions.settled(key)
             # the connection as its last response left it, when this process
             # wrote that response (sync/sliding_fast.py); else from the database
             remembered = self.connections.get(user_id, device_id, req.conn_id, base_pos)
@@ -215,33 +225,51 @@ class SlidingSyncHandler:
                 conn = loaded
             since = StreamToken(conn.stream_pos, token.typing_pos, token.epoch)
         else:
-            now = self.ctx.now_ms()
-            # connections idle for long are forgotten as new ones start (their
-            # clients get M_UNKNOWN_POS and start over, as the MSC allows)
-            nid = await store.start_connection(user_id, device_id, req.conn_id, now,
-                                               expire_before_ms=now - CONNECTION_LIFETIME_MS)
+            # a new connection, created (replacing any of the same conn_id)
+            # by the write of its first position
             self.connections.forget(user_id, device_id, req.conn_id)
-            conn = ConnectionState(nid, 0, {})
+            conn = ConnectionState(self.positions.next_nid(now), 0, {})
+            start = key
+            # connections idle for long are forgotten as new ones start (their
+            # clients get M_UNKNOWN_POS and start over, as the MSC allows),
+            # looked for at most every EXPIRE_EVERY_MS
+            if now - self._expired_at >= EXPIRE_EVERY_MS:
+                self._expired_at = now
+                expire_before = now - CONNECTION_LIFETIME_MS
         await self.presence.user_syncing(user_id, req.set_presence)
         try:
             built = await self._long_poll(requester, req, conn, since, remembered)
         finally:
             self.presence.sync_ended(user_id, req.set_presence)
         end = built.until.global_pos
-        pos_nid = await self.positions.save(PositionSave(
-            conn.connection_nid, base_pos, end, list(built.sent.items()), self.ctx.now_ms()))
-        if pos_nid is None:
-            # a new connection of the same conn_id replaced it, or a retry of
-            # an older position forgot this one
-            self.connections.forget(user_id, device_id, req.conn_id)
-            raise unknown_pos()
+        now = self.ctx.now_ms()
+        pos_nid = self.positions.next_nid(now)
         counts = dict(remembered.counts) if remembered is not None else {}
         counts.update(built.counts)
         self.connections.put(Remembered(
             user_id, device_id, req.conn_id, pos_nid,
             ConnectionState(conn.connection_nid, end, {**conn.rooms, **built.sent}),
             built.rooms, built.global_data, built.room_data, counts))
+        # written after the response: the connection's next request waits
+        # for it; one that failed leaves the position unknown (M_UNKNOWN_POS)
+        written = self.positions.submit(key, PositionSave(
+            conn.connection_nid, base_pos, end, list(built.sent.items()), now,
+            pos_nid=pos_nid, start=start, expire_before_ms=expire_before))
+
+        def after(result: int | None) -> None:
+            if result is None:
+                # a new connection of the same conn_id replaced it, a retry of
+                # an older position forgot this one, or the write failed
+                self.connections.forget(user_id, device_id, req.conn_id, pos_nid)
+
+        written.addCallback(after)
+        written.addErrback(lambda f: logger.error("sliding sync position: %s", f.value))
         return {"pos": f"{pos_nid}_{built.until}", **built.body}
+
+    async def flush(self) -> None:
+        """Wait until the positions of the responses sent are written (a
+        clean stop: the clients' next requests after a restart find them)."""
+        await self.positions.flush()
 
     async def _long_poll(self, requester: Requester, req: SlidingRequest,
                          conn: ConnectionState, since: StreamToken | None,
@@ -336,16 +364,35 @@ class SlidingSyncHandler:
             fast = fast_rooms(self.memory, user_id, list(candidates.values()), conn,
                               remembered, since_pos, end,
                               lambda c, initial: _common(c, initial, dms), self.ctx.now_ms())
+        # the rooms sent initially are known before they are built: the
+        # extensions (which cover them in full) are read alongside
+        initial_rooms = {rid for rid, c in candidates.items()
+                         if _is_initial(c.room, conn.rooms.get(rid))}
+        extensions: dict[str, Any] = {}
+
+        async def read_extensions() -> None:
+            extensions.update(await self._extensions(
+                requester, req, since, until, list_rooms, subscribed, initial_rooms,
+                global_data, room_data, all_rooms))
+
+        wants_extensions = any(ext.enabled for ext in req.extensions.values())
         if fast is not None:
             out_rooms, sent, counts = fast
-        else:
+            if wants_extensions:
+                await read_extensions()
+        elif not wants_extensions:
             out_rooms, sent, counts = await self._rooms(
                 requester, list(candidates.values()), conn, since_pos, end, dms)
+        else:
+            built_rooms: list[tuple[dict[str, Any], dict[str, SentRoom],
+                                    dict[str, tuple[int, int]]]] = []
 
-        initial_rooms = {rid for rid, body in out_rooms.items() if body.get("initial")}
-        extensions = await self._extensions(requester, req, since, until, list_rooms,
-                                            subscribed, initial_rooms, global_data, room_data,
-                                            all_rooms)
+            async def read_rooms() -> None:
+                built_rooms.append(await self._rooms(
+                    requester, list(candidates.values()), conn, since_pos, end, dms))
+
+            await gather([read_rooms(), read_extensions()])
+            out_rooms, sent, counts = built_rooms[0]
         has_data = bool(out_rooms) or any(_ext_has_data(k, v) for k, v in extensions.items())
         body: dict[str, Any] = {"lists": lists_body, "rooms": out_rooms,
                                 "extensions": extensions}
@@ -758,8 +805,15 @@ class SlidingSyncHandler:
                     room_id: {"type": "m.typing", "content": {"user_ids": users}}
                     for room_id, users in typing.items()}}
 
-        # each reads its own store: all at once
-        await gather([to_device(), e2ee(), account_data(), receipts(), typing()])
+        # each reads its own store: all at once (those asked for)
+        readers = {"to_device": to_device, "e2ee": e2ee, "account_data": account_data,
+                   "receipts": receipts, "typing": typing}
+        asked = [read() for name, read in readers.items()
+                 if (ext := req.extensions.get(name)) is not None and ext.enabled]
+        if len(asked) == 1:
+            await asked[0]
+        elif asked:
+            await gather(asked)
         return out
 
     async def _device_lists(self, user_id: str, since: int, end: int,
@@ -875,14 +929,22 @@ def _common(c: Candidate, initial: bool, dms: set[str]) -> dict[str, Any]:
     return common
 
 
+def _is_initial(r: ListRoom, prev: SentRoom | None) -> bool:
+    """Whether the room is sent as new (``initial``): never sent on this
+    connection, or joined since it was sent as an invite, knock or leave
+    (the client has no state of it)."""
+    if prev is None:
+        return True
+    return r.membership == "join" and prev.membership != "join"
+
+
 def _plan(c: Candidate, prev: SentRoom | None, end: int, dms: set[str]) -> Plan | None:
     """Whether a joined or left room is to be built (None: nothing new for
     this connection), decided from the room list and what was sent."""
     r = c.room
     membership_changed = prev is not None and (
         prev.membership != r.membership or r.membership_pos > prev.sent_upto)
-    initial = prev is None or (membership_changed and r.membership == "join"
-                               and prev.membership != "join")
+    initial = _is_initial(r, prev)
     old_state = RoomConfig.state_from_json(prev.required_state) if prev else ()
     old_config = RoomConfig(prev.timeline_limit if prev else 0, old_state)
     expanded = not initial and c.config.timeline_limit > old_config.timeline_limit
