@@ -45,8 +45,10 @@ One request of a connection (user, device, ``conn_id``) is answered so:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -102,6 +104,8 @@ MAX_TIMEOUT_MS = 10 * 60 * 1000
 CONNECTION_LIFETIME_MS = 7 * 24 * 3600 * 1000
 # idle connections are looked for at most this often (as new ones start)
 EXPIRE_EVERY_MS = 10 * 60 * 1000
+# users whose sorted room list is kept
+MAX_SORTED_USERS = 10_000
 # member events remembered per room for $LAZY (past this, they are sent again)
 MAX_LAZY_HELD = 1000
 DIRECT = "m.direct"
@@ -154,6 +158,18 @@ class Plan:
 
 
 @dataclass
+class SortedRooms:
+    """A user's room list with heads, sorted, as of a recency generation
+    (``SlidingSyncHandler._sorted_rooms``)."""
+
+    # the memberships it was built from (the same list object while they hold)
+    base: list[ListRoom]
+    generation: int
+    rooms: list[ListRoom]
+    by_id: dict[str, ListRoom]
+
+
+@dataclass
 class Built:
     body: dict[str, Any]
     # rooms sent, to record with the new position
@@ -188,6 +204,8 @@ class SlidingSyncHandler:
         self.connections = ConnectionMemory()
         self.positions = PositionWriter(stores.sliding_sync)
         self._expired_at = -EXPIRE_EVERY_MS
+        # user ID -> their sorted room list (``_sorted_rooms``)
+        self._sorted: OrderedDict[str, SortedRooms] = OrderedDict()
 
     async def handle(self, requester: Requester, req: SlidingRequest) -> dict[str, Any]:
         user_id = requester.user_id
@@ -318,12 +336,11 @@ class SlidingSyncHandler:
             global_data, room_data = \
                 await self.stores.account_data.get_account_data_since(user_id, 0, end)
         self.connections.put_user_lists(user_id, UserLists(end, base, global_data, room_data))
-        all_rooms = await self._with_heads(base, end)
+        all_rooms, by_id = await self._sorted_rooms(user_id, base, end)
         ignored = await self.room_reader.ignored.get(user_id)
         rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)
                  # the spec: invites from ignored users are not sent
                  and not (r.membership == "invite" and ignored and r.sender in ignored)]
-        rooms.sort(key=lambda r: (_bump(r), r.room_id), reverse=True)
 
         candidates: dict[str, Candidate] = {}
         lists_body: dict[str, Any] = {}
@@ -343,7 +360,6 @@ class SlidingSyncHandler:
                 else:
                     c.config = c.config.combine(lc.config)
                     c.lists.append(key)
-        by_id = {r.room_id: r for r in all_rooms}
         subscribed: list[str] = []
         for room_id, config in req.subscriptions.items():
             sub = by_id.get(room_id)
@@ -373,7 +389,7 @@ class SlidingSyncHandler:
         async def read_extensions() -> None:
             extensions.update(await self._extensions(
                 requester, req, since, until, list_rooms, subscribed, initial_rooms,
-                global_data, room_data, all_rooms))
+                global_data, room_data, all_rooms, is_quiet))
 
         wants_extensions = any(ext.enabled for ext in req.extensions.values())
         if fast is not None:
@@ -459,6 +475,49 @@ class SlidingSyncHandler:
         return out
 
     # -- the room list --------------------------------------------------------------
+
+    async def _sorted_rooms(self, user_id: str, base: list[ListRoom], end: int,
+                            ) -> tuple[list[ListRoom], dict[str, ListRoom]]:
+        """The user's memberships ``base`` with their heads, sorted by
+        ``bump_stamp`` (newest first), and by room ID.
+
+        Kept per user (``SortedRooms``) while ``base`` is the same list:
+        rebuilt in full when the memberships were read again, else only the
+        rooms whose heads moved since (``RoomRecency.changed_since``) are
+        taken again, and the list sorted again. Built in full (and not kept)
+        while a head is newer than ``end`` (a commit not yet counted as
+        persisted: its room's newest position is clamped to ``end``)."""
+        generation = self.recency.generation
+        cached = self._sorted.get(user_id)
+        if cached is not None and cached.base is base and self.recency.max_pos <= end:
+            changed = self.recency.changed_since(cached.generation)
+            if changed is not None:
+                mine = {rid: cached.by_id[rid].room_nid for rid in changed
+                        if rid in cached.by_id}
+                if not mine:
+                    cached.generation = generation
+                    self._sorted.move_to_end(user_id)
+                    return cached.rooms, cached.by_id
+                heads = await self.recency.heads(mine)
+                by_id = dict(cached.by_id)
+                for rid, (last, bump) in heads.items():
+                    by_id[rid] = dataclasses.replace(by_id[rid], last_pos=last, bump_pos=bump)
+                if self.recency.max_pos <= end:
+                    rooms = sorted(by_id.values(), key=_order, reverse=True)
+                    self._keep_sorted(user_id, SortedRooms(base, generation, rooms, by_id))
+                    return rooms, by_id
+        rooms = await self._with_heads(base, end)
+        rooms.sort(key=_order, reverse=True)
+        by_id = {r.room_id: r for r in rooms}
+        if self.recency.max_pos <= end:
+            self._keep_sorted(user_id, SortedRooms(base, generation, rooms, by_id))
+        return rooms, by_id
+
+    def _keep_sorted(self, user_id: str, entry: "SortedRooms") -> None:
+        self._sorted[user_id] = entry
+        self._sorted.move_to_end(user_id)
+        while len(self._sorted) > MAX_SORTED_USERS:
+            self._sorted.popitem(last=False)
 
     async def _with_heads(self, rooms: list[ListRoom], end: int) -> list[ListRoom]:
         """The user's memberships with each room's newest and newest bump
@@ -716,13 +775,20 @@ class SlidingSyncHandler:
                           since: StreamToken | None, until: StreamToken,
                           list_rooms: dict[str, list[str]], subscribed: list[str],
                           initial_rooms: set[str], global_data: dict[str, Any],
-                          room_data: dict[str, Any],
-                          all_rooms: list[ListRoom]) -> dict[str, Any]:
+                          room_data: dict[str, Any], all_rooms: list[ListRoom],
+                          quiet_range: bool) -> dict[str, Any]:
+        """The extensions asked for. With ``quiet_range`` (``sliding_fast.
+        quiet``: (since, until] holds nothing that concerns the user's
+        memberships, own data, devices or to-device messages, nor any
+        membership of their rooms), what the range cannot have changed is
+        not read: no device list changes, no account data changes; receipts
+        are read only for rooms that memory says got one."""
         user_id = requester.user_id
         device_id = requester.device_id
         end = until.global_pos
         since_pos = since.global_pos if since is not None else None
         out: dict[str, Any] = {}
+        memory = self.memory
 
         async def to_device() -> None:
             ext: ExtensionConfig | None = req.extensions.get("to_device")
@@ -730,11 +796,18 @@ class SlidingSyncHandler:
                 ext_since = ext.since or 0
                 if ext_since > end:
                     ext_since = end
+                if not memory.to_device_pending(user_id, device_id):
+                    # none stored for the device (a message written marks it
+                    # before its position counts as persisted)
+                    out["to_device"] = {"next_batch": str(end), "events": []}
+                    return
                 store = self.stores.to_device
                 if ext.since is not None:
                     await store.delete_messages_upto(user_id, device_id, ext_since)
                 messages, upto = await store.get_messages(user_id, device_id, ext_since, end,
                                                           ext.limit)
+                if not messages and upto >= end:
+                    memory.set_to_device_pending(user_id, device_id, False)
                 out["to_device"] = {"next_batch": str(upto), "events": messages}
 
         async def e2ee() -> None:
@@ -745,7 +818,9 @@ class SlidingSyncHandler:
                     "device_one_time_keys_count": one_time_keys_count(counts),
                     "device_unused_fallback_key_types": counts.unused_fallback,
                 }
-                if since_pos is not None:
+                if since_pos is not None and quiet_range:
+                    e2ee["device_lists"] = {"changed": [], "left": []}
+                elif since_pos is not None:
                     e2ee["device_lists"] = await self._device_lists(user_id, since_pos, end,
                                                                     all_rooms)
                 out["e2ee"] = e2ee
@@ -760,6 +835,8 @@ class SlidingSyncHandler:
                         changed_global[PUSH_RULES_TYPE] = {"global": client_ruleset(
                             await self.stores.push_rules.get_ruleset(user_id))}
                     changed_rooms = room_data
+                elif quiet_range:
+                    changed_global, changed_rooms = {}, {}
                 else:
                     changed_global, changed_rooms = \
                         await self.stores.account_data.get_account_data_since(
@@ -784,6 +861,12 @@ class SlidingSyncHandler:
                     receipts.update(await self.stores.receipts.get_receipt_events(
                         fresh, None, end, user_id))
                 rest = [r for r in scope if r not in fresh]
+                if rest and since_pos is not None and quiet_range:
+                    # only the rooms that got a receipt in the range
+                    found = memory.plain_events(since_pos, end)
+                    got = {receipt[0] for receipt in found[2]} if found is not None \
+                        else set(rest)
+                    rest = [r for r in rest if r in got]
                 if rest and since_pos is not None:
                     receipts.update(await self.stores.receipts.get_receipt_events(
                         rest, since_pos, end, user_id))
@@ -882,6 +965,10 @@ def _window(rooms: list[ListRoom], lc: ListConfig) -> list[ListRoom]:
         for r in rooms[start:stop + 1]:
             seen.setdefault(r.room_id, r)
     return list(seen.values())
+
+
+def _order(r: ListRoom) -> tuple[int, str]:
+    return (_bump(r), r.room_id)
 
 
 def _bump(r: ListRoom) -> int:
