@@ -148,6 +148,21 @@ class SlidingSyncStore:
                                              saves)
 
     def _save_positions_txn(self, txn: Txn, saves: list[PositionSave]) -> list[int | None]:
+        # a save built on a position written by another save of the batch
+        # (a connection answered again before its last position was written)
+        # goes in a later wave, after its base
+        results: dict[int, int | None] = {}
+        remaining = saves
+        while remaining:
+            produced = {s.pos_nid for s in remaining}
+            wave = [s for s in remaining if s.base_pos_nid not in produced] or remaining
+            in_wave = {id(s) for s in wave}
+            results.update(zip((id(s) for s in wave), self._save_wave_txn(txn, wave),
+                               strict=True))
+            remaining = [s for s in remaining if id(s) not in in_wave]
+        return [results[id(s)] for s in saves]
+
+    def _save_wave_txn(self, txn: Txn, saves: list[PositionSave]) -> list[int | None]:
         # new connections first: each replaces the connection of its key
         # (and of a start of the same key earlier in the batch: the last wins)
         starts = [s for s in saves if s.start is not None]
@@ -303,23 +318,33 @@ class SlidingSyncStore:
         ``StateStore.get_snapshot_ids``. The answers in the order asked."""
         def txn_fn(txn: Txn) -> tuple[list[list[tuple[int, str]]],
                                       list[dict[StateKey, str]]]:
-            pages = []
-            for room_nid, from_pos, to_pos, limit in timelines:
-                rows = txn.select_all(
-                    "SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
-                    " AND outlier = 0 AND stream_ordering <= ? AND stream_ordering > ?"
-                    " ORDER BY stream_ordering DESC LIMIT ?",
-                    (room_nid, from_pos, to_pos if to_pos is not None else -(2**62), limit))
-                pages.append([(int(p), str(e)) for p, e in rows])
-            snapshot_of: list[int | None] = []
-            for room_nid, pos in states:
-                row = txn.select_one(
-                    "SELECT snapshot_nid FROM events WHERE room_nid = ?"
-                    " AND (outlier = 0 OR snapshot_nid IS NOT NULL)"
-                    " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
-                    (room_nid, pos))
-                snapshot_of.append(int(row[0]) if row is not None and row[0] is not None
-                                   else None)
+            # one statement per 100 rooms for each kind: a UNION ALL of one
+            # index scan per room (each with its own order and limit)
+            pages: list[list[tuple[int, str]]] = [[] for _ in timelines]
+            for first in range(0, len(timelines), 100):
+                part = timelines[first:first + 100]
+                sql = " UNION ALL ".join(
+                    f"SELECT * FROM (SELECT {first + k} AS k, stream_ordering, event_id"
+                    " FROM events WHERE room_nid = ? AND outlier = 0"
+                    " AND stream_ordering <= ? AND stream_ordering > ?"
+                    f" ORDER BY stream_ordering DESC LIMIT ?) t{k}" for k in range(len(part)))
+                for k, p, e in txn.select_all(sql, [
+                        v for room_nid, from_pos, to_pos, limit in part
+                        for v in (room_nid, from_pos,
+                                  to_pos if to_pos is not None else -(2**62), limit)]):
+                    pages[int(k)].append((int(p), str(e)))
+            for page in pages:
+                page.sort(reverse=True)
+            snapshot_of: list[int | None] = [None] * len(states)
+            for first in range(0, len(states), 100):
+                part_s = states[first:first + 100]
+                sql = " UNION ALL ".join(
+                    f"SELECT * FROM (SELECT {first + k} AS k, snapshot_nid FROM events"
+                    " WHERE room_nid = ? AND (outlier = 0 OR snapshot_nid IS NOT NULL)"
+                    " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1)"
+                    f" s{k}" for k in range(len(part_s)))
+                for k, snap in txn.select_all(sql, [v for pair in part_s for v in pair]):
+                    snapshot_of[int(k)] = int(snap) if snap is not None else None
             wanted = {s for s in snapshot_of if s is not None}
             snapshots = self.state.load_snapshots_txn(txn, wanted) if wanted else {}
             names = self.state.state_keys_for_nids_txn(

@@ -227,15 +227,15 @@ class SlidingSyncHandler:
                 token = self.sync.parse_since(m.group(2))
             except MatrixError:
                 raise unknown_pos() from None
-            # the connection's earlier responses written first (their writes
-            # follow the responses: sync/sliding_fast.py PositionWriter)
-            await self.positions.settled(key)
             # the connection as its last response left it, when this process
-            # wrote that response (sync/sliding_fast.py); else from the database
+            # gave that response (sync/sliding_fast.py; its write may still be
+            # queued: the writer keeps the order); else from the database,
+            # once the connection's queued writes are done
             remembered = self.connections.get(user_id, device_id, req.conn_id, base_pos)
             if remembered is not None:
                 conn = remembered.state
             else:
+                await self.positions.settled(key)
                 loaded = await store.load_connection(user_id, device_id, req.conn_id,
                                                      base_pos)
                 if loaded is None:

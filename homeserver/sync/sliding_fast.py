@@ -164,12 +164,16 @@ class PositionWriter:
     the last given, so NIDs grow across restarts too), and its write is
     queued. The writes that queue while one transaction is under way go
     together in the next: one commit for the responses of the many
-    connections a message wakes. A connection's next request first waits
-    for its queued writes (``settled``), so it is answered from what the
-    database holds; a write that failed (the connection was replaced
-    meanwhile, the database went away, the process stopped before it) leaves
-    its position unknown, and the client gets ``M_UNKNOWN_POS`` and starts
-    over, as the MSC allows. ``flush`` waits for all (a clean stop)."""
+    connections a message wakes (a save built on a position still queued
+    goes after it, in the same transaction or the next:
+    ``SlidingSyncStore.save_positions``). A connection's next request is
+    answered from memory when it names the position remembered
+    (``ConnectionMemory``); any other first waits for the connection's
+    queued writes (``settled``) and reads the database. A write that failed
+    (the connection was replaced meanwhile, the database went away, the
+    process died before it) forgets the remembered position and leaves it
+    unknown: the client gets ``M_UNKNOWN_POS`` and starts over, as the MSC
+    allows. ``flush`` waits for all (a clean stop)."""
 
     def __init__(self, store: "SlidingSyncStore") -> None:
         self.store = store
