@@ -267,7 +267,8 @@ class SlidingSyncHandler:
         self.connections.put(Remembered(
             user_id, device_id, req.conn_id, pos_nid,
             ConnectionState(conn.connection_nid, end, {**conn.rooms, **built.sent}),
-            built.rooms, built.global_data, built.room_data, counts))
+            built.rooms, built.global_data, built.room_data, counts,
+            (req.lists, req.subscriptions, req.extensions)))
         # written after the response: the connection's next request waits
         # for it; one that failed leaves the position unknown (M_UNKNOWN_POS)
         written = self.positions.submit(key, PositionSave(
@@ -295,17 +296,28 @@ class SlidingSyncHandler:
         timeout = min(req.timeout_ms, MAX_TIMEOUT_MS)
         clock = self.ctx.clock
         deadline = clock.seconds() + timeout / 1000
+        # a client polling again at once, asking what it asked before, with
+        # no extension and nothing written since its last response (this
+        # process's): a build would find nothing, so it waits first
+        idle = since is not None and remembered is not None and timeout > 0 \
+            and not any(ext.enabled for ext in req.extensions.values()) \
+            and remembered.asked == (req.lists, req.subscriptions, req.extensions)
         while True:
             counter = self.notifier.counter(requester.user_id)
-            built = await self._build(requester, req, conn, since, remembered)
-            if since is None or built.has_data:
-                return built
+            built: Built | None = None
+            if idle and since is not None \
+                    and self.sync.current_token().global_pos == since.global_pos:
+                idle = False
+            else:
+                built = await self._build(requester, req, conn, since, remembered)
+                if since is None or built.has_data:
+                    return built
             remaining = deadline - clock.seconds()
-            if remaining <= 0:
-                return built
-            woken = await self.notifier.wait(requester.user_id, counter,
-                                             int(remaining * 1000), presence=False)
+            woken = remaining > 0 and await self.notifier.wait(
+                requester.user_id, counter, int(remaining * 1000), presence=False)
             if not woken:
+                if built is None:
+                    built = await self._build(requester, req, conn, since, remembered)
                 return built
 
     # -- one build ------------------------------------------------------------

@@ -87,6 +87,8 @@ class Remembered:
     room_data: dict[str, Any]
     # room ID -> unread counts as of the room's sent_upto (joined rooms)
     counts: dict[str, Counts] = field(default_factory=dict)
+    # what the request asked (lists, subscriptions, extensions)
+    asked: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
