@@ -13,9 +13,9 @@ user with, per room, the position of its newest event and of its newest
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.sql import chunks, placeholders, select_in_txn
@@ -23,6 +23,8 @@ from homeserver.storage.sync import HERO_CANDIDATES, pick_heroes
 
 if TYPE_CHECKING:
     from homeserver.storage.state import StateKey, StateStore
+
+T = TypeVar("T")
 
 # the event types that move a room's bump_stamp (MSC4186)
 BUMP_TYPES = ("m.room.create", "m.room.message", "m.room.encrypted", "m.sticker",
@@ -305,7 +307,8 @@ class SlidingSyncStore:
 
     async def read_window(self, timelines: list[tuple[int, int, int | None, int]],
                           states: list[tuple[int, int]],
-                          ) -> tuple[list[list[tuple[int, str]]], list[dict[StateKey, str]]]:
+                          also: "Callable[[Txn], T]",
+                          ) -> tuple[list[list[tuple[int, str]]], list[dict[StateKey, str]], T]:
         """The reads of a response's rooms in one transaction.
 
         ``timelines``: (room NID, from position, after position (None: from
@@ -315,9 +318,10 @@ class SlidingSyncStore:
         position): the room's state after its last event at or before the
         position as ``(type, state_key) -> event ID``, as
         ``EventStore.get_snapshot_at_stream`` with
-        ``StateStore.get_snapshot_ids``. The answers in the order asked."""
+        ``StateStore.get_snapshot_ids``. The answers in the order asked, and
+        what ``also(txn)`` read in the same transaction."""
         def txn_fn(txn: Txn) -> tuple[list[list[tuple[int, str]]],
-                                      list[dict[StateKey, str]]]:
+                                      list[dict[StateKey, str]], T]:
             # one statement per 100 rooms for each kind: a UNION ALL of one
             # index scan per room (each with its own order and limit)
             pages: list[list[tuple[int, str]]] = [[] for _ in timelines]
@@ -356,7 +360,7 @@ class SlidingSyncStore:
                            if n in names and e in ids}
                 for snap_nid, snap in snapshots.items()}
             return pages, [dict(by_snapshot.get(s, {})) if s is not None else {}
-                           for s in snapshot_of]
+                           for s in snapshot_of], also(txn)
 
         return await self.db.run_interaction("sliding_sync_window", txn_fn)
 

@@ -61,10 +61,12 @@ from homeserver.http.request import Requester
 from homeserver.push.rules import client_ruleset
 from homeserver.rooms.access import ReadAccess
 from homeserver.rooms.ignored import is_hidden
+from homeserver.storage.database import Txn
 from homeserver.storage.push_rules import PUSH_RULES_TYPE
+from homeserver.storage.receipts import ReceiptStore
 from homeserver.storage.rooms import Membership, RoomInfo
 from homeserver.storage.sliding_sync import ConnectionState, ListRoom, PositionSave, SentRoom
-from homeserver.storage.sync import RoomMembership
+from homeserver.storage.sync import SyncStore
 from homeserver.sync.encoder import one_time_keys_count
 from homeserver.sync.sliding_fast import (
     ConnectionMemory,
@@ -586,9 +588,22 @@ class SlidingSyncHandler:
         state_asks = [(p.c.room.room_nid, p.room_end) for p in plans]
         state_asks += [(p.c.room.room_nid, p.prev.sent_upto) for p in plans
                        if not p.initial and p.prev is not None]
-        pages, states = await self.stores.sliding_sync.read_window(
-            [(p.c.room.room_nid, p.room_end, p.timeline_since, p.c.config.timeline_limit + 1)
-             for p in asks], state_asks)
+        # and, in the same transaction, the user's read receipts (where
+        # unread counts start) and the member counts of rooms sent as new
+        joined_nids = {p.c.room.room_id: p.c.room for p in plans
+                       if p.c.room.membership == "join"}
+        first_counted = [p.c.room.room_nid for p in plans if p.initial or p.membership_changed]
+
+        def also(txn: Txn) -> tuple[dict[str, int], dict[int, dict[str, int]]]:
+            return (ReceiptStore.own_receipt_positions_txn(txn, user_id, list(joined_nids))
+                    if joined_nids else {},
+                    SyncStore.member_counts_many_txn(txn, first_counted)
+                    if first_counted else {})
+
+        pages, states, (read_upto, first_counts) = \
+            await self.stores.sliding_sync.read_window(
+                [(p.c.room.room_nid, p.room_end, p.timeline_since,
+                  p.c.config.timeline_limit + 1) for p in asks], state_asks, also)
         fetched = await self.stores.events.get_events(
             [eid for page in pages for _, eid in page])
         ignored = await self.room_reader.ignored.get(user_id)
@@ -626,15 +641,16 @@ class SlidingSyncHandler:
         memberships: dict[str, str] = {}
 
         async def read_unread() -> None:
-            unread_from = await self.builder.unread_positions(
-                user_id, [_membership(r) for r in joined])
+            # after the user's read receipt, else their join (as /sync)
             unread.update(await self.builder.unread_counts_many(
-                user_id, {r.room_nid: unread_from.get(r.room_id, r.membership_pos)
+                user_id, {r.room_nid: read_upto.get(r.room_id, r.membership_pos)
                           for r in joined}, end))
+
+        members.update(first_counts)
 
         async def read_members() -> None:
             members.update(await self.stores.sync.get_member_counts_many(
-                [p.c.room.room_nid for p in counted]))
+                [p.c.room.room_nid for p in counted if p.c.room.room_nid not in members]))
 
         async def read_state_and_format() -> None:
             state_events.update(await self.stores.events.get_events(
@@ -1008,11 +1024,6 @@ def _dm_rooms(global_data: dict[str, Any]) -> set[str]:
 def _room_type(state: dict[str, dict[str, Any]], r: ListRoom) -> str | None:
     t = state.get(r.room_id, {}).get("m.room.create", {}).get("type")
     return t if isinstance(t, str) else None
-
-
-def _membership(r: ListRoom) -> RoomMembership:
-    return RoomMembership(r.room_id, r.room_nid, r.room_version, r.membership, r.event_id,
-                          r.membership_pos)
 
 
 def _common(c: Candidate, initial: bool, dms: set[str]) -> dict[str, Any]:
