@@ -38,9 +38,10 @@ One request of a connection (user, device, ``conn_id``) is answered so:
    same stores as /sync, over (since, until], scoped to the rooms of the lists
    and subscriptions they name.
 6. Nothing to say and a ``timeout``: wait on the notifier, as /sync does,
-   and build again. Then the new position and every room sent are written in
-   one transaction (shared with the other connections' saves queued at the
-   time), and the response carries ``pos``.
+   and build again. The response carries the new ``pos``; the position and
+   every room sent are written after it, in one transaction shared with the
+   other connections' saves queued at the time (``sliding_fast.py``
+   ``PositionWriter``; a failed write makes the ``pos`` unknown).
 """
 
 from __future__ import annotations
@@ -352,9 +353,12 @@ class SlidingSyncHandler:
         self.connections.put_user_lists(user_id, UserLists(end, base, global_data, room_data))
         all_rooms, by_id = await self._sorted_rooms(user_id, base, end)
         ignored = await self.room_reader.ignored.get(user_id)
-        rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)
-                 # the spec: invites from ignored users are not sent
-                 and not (r.membership == "invite" and ignored and r.sender in ignored)]
+        if any(r.membership in ("leave", "invite") for r in base):
+            rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)
+                     # the spec: invites from ignored users are not sent
+                     and not (r.membership == "invite" and ignored and r.sender in ignored)]
+        else:
+            rooms = all_rooms  # (read only) nothing to leave out
 
         candidates: dict[str, Candidate] = {}
         lists_body: dict[str, Any] = {}

@@ -29,8 +29,9 @@ user's memberships, their own data, or the state of any of their rooms:
 only plain events and others' receipts. Then the room list and account
 data read for the last response still hold.
 
-The positions are still written, one transaction per response, as before:
-a restart, or another process, loads the connection from the database.
+The positions are written after the responses (``PositionWriter``), many
+in one transaction: a restart, or another process, loads the connection
+from the database.
 A forget (``/forget``) takes no stream position: a connection's fast
 responses keep a forgotten kicked room in its list until the next full
 build.
