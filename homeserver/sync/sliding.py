@@ -249,7 +249,7 @@ class SlidingSyncHandler:
             # a new connection, created (replacing any of the same conn_id)
             # by the write of its first position
             self.connections.forget(user_id, device_id, req.conn_id)
-            conn = ConnectionState(self.positions.next_nid(now), 0, {})
+            conn = ConnectionState(self.positions.next_nid(), 0, {})
             start = key
             # connections idle for long are forgotten as new ones start (their
             # clients get M_UNKNOWN_POS and start over, as the MSC allows),
@@ -264,7 +264,7 @@ class SlidingSyncHandler:
             self.presence.sync_ended(user_id, req.set_presence)
         end = built.until.global_pos
         now = self.ctx.now_ms()
-        pos_nid = self.positions.next_nid(now)
+        pos_nid = self.positions.next_nid()
         counts = dict(remembered.counts) if remembered is not None else {}
         counts.update(built.counts)
         self.connections.put(Remembered(

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -189,9 +190,10 @@ class PositionWriter:
         self._waiters: dict[ConnectionKey, list[defer.Deferred[None]]] = {}
         self._flush_waiters: list[defer.Deferred[None]] = []
 
-    def next_nid(self, now_ms: int) -> int:
-        """A new position (or connection) NID: never one given before."""
-        nid = max(self._last_nid + 1, now_ms * 1000)
+    def next_nid(self) -> int:
+        """A new position (or connection) NID: never one given before (by
+        the wall clock, not the reactor's, which a test may hold still)."""
+        nid = max(self._last_nid + 1, int(time.time() * 1000) * 1000)
         self._last_nid = nid
         return nid
 
