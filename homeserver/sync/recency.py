@@ -14,8 +14,9 @@ request; ``RoomRecency`` keeps them here instead:
 - filled from the database per room on first use (``heads``): the rooms not
   yet known are read in one query, and merged with whatever the hub told
   meanwhile. Both only ever raise a position (``max``), so the order in
-  which a commit and a read arrive does not matter: a room is known
-  exactly once a read of it has been merged.
+  which a commit and a read arrive does not matter: a room is known once a
+  read of it has been merged, or once the hub told its ``m.room.create``
+  (its first event: every later one is told too).
 
 A position here may be newer than the stream's "persisted up to" (a commit
 whose earlier positions are still being written): callers clamp to the
@@ -99,6 +100,7 @@ class RoomRecency:
                 if not isinstance(room_id, str):
                     continue
                 head = self._heads.get(room_id)
+                first_seen = head is None
                 if head is None:
                     head = self._heads[room_id] = [None, None]
                 raised = False
@@ -110,6 +112,12 @@ class RoomRecency:
                     raised = True
                 if raised:
                     self._raised(room_id, pos)
+                if first_seen and pos > 0 and event.type == "m.room.create" \
+                        and event.state_key == "":
+                    # a room created here and now (not history fetched
+                    # later, stored below everything): every later event of
+                    # it passes here too (one process), so it needs no read
+                    self._known.add(room_id)
 
     async def heads(self, rooms: dict[str, int]) -> dict[str, tuple[int | None, int | None]]:
         """Room ID -> (newest position, newest bump position) of ``rooms``
