@@ -307,7 +307,8 @@ class SlidingSyncStore:
 
     async def read_window(self, timelines: list[tuple[int, int, int | None, int]],
                           states: list[tuple[int, int]],
-                          also: "Callable[[Txn], T]",
+                          also: Callable[[Txn, list[list[tuple[int, str]]], list[set[str]],
+                                          list[dict[StateKey, str]]], T],
                           ) -> tuple[list[list[tuple[int, str]]], list[dict[StateKey, str]], T]:
         """The reads of a response's rooms in one transaction.
 
@@ -319,24 +320,32 @@ class SlidingSyncStore:
         position as ``(type, state_key) -> event ID``, as
         ``EventStore.get_snapshot_at_stream`` with
         ``StateStore.get_snapshot_ids``. The answers in the order asked, and
-        what ``also(txn)`` read in the same transaction."""
+        what ``also(txn, pages, people, states)`` read in the same transaction
+        (``people``: per timeline, the senders of the rows read and the
+        targets of their member events; ``states`` as answered)."""
         def txn_fn(txn: Txn) -> tuple[list[list[tuple[int, str]]],
                                       list[dict[StateKey, str]], T]:
             # one statement per 100 rooms for each kind: a UNION ALL of one
             # index scan per room (each with its own order and limit)
             pages: list[list[tuple[int, str]]] = [[] for _ in timelines]
+            people: list[set[str]] = [set() for _ in timelines]
             for first in range(0, len(timelines), 100):
                 part = timelines[first:first + 100]
                 sql = " UNION ALL ".join(
-                    f"SELECT * FROM (SELECT {first + k} AS k, stream_ordering, event_id"
+                    f"SELECT * FROM (SELECT {first + k} AS k, stream_ordering, event_id,"
+                    " sender, event_type, state_key"
                     " FROM events WHERE room_nid = ? AND outlier = 0"
                     " AND stream_ordering <= ? AND stream_ordering > ?"
                     f" ORDER BY stream_ordering DESC LIMIT ?) t{k}" for k in range(len(part)))
-                for k, p, e in txn.select_all(sql, [
+                for k, p, e, sender, event_type, state_key in txn.select_all(sql, [
                         v for room_nid, from_pos, to_pos, limit in part
                         for v in (room_nid, from_pos,
                                   to_pos if to_pos is not None else -(2**62), limit)]):
                     pages[int(k)].append((int(p), str(e)))
+                    # the people of the timeline: senders, and member events' targets
+                    people[int(k)].add(str(sender))
+                    if event_type == "m.room.member" and state_key is not None:
+                        people[int(k)].add(str(state_key))
             for page in pages:
                 page.sort(reverse=True)
             snapshot_of: list[int | None] = [None] * len(states)
@@ -359,24 +368,37 @@ class SlidingSyncStore:
                 snap_nid: {names[n]: ids[e] for n, e in snap.items()
                            if n in names and e in ids}
                 for snap_nid, snap in snapshots.items()}
-            return pages, [dict(by_snapshot.get(s, {})) if s is not None else {}
-                           for s in snapshot_of], also(txn)
+            state_ids = [dict(by_snapshot.get(s, {})) if s is not None else {}
+                         for s in snapshot_of]
+            return pages, state_ids, also(txn, pages, people, state_ids)
 
         return await self.db.run_interaction("sliding_sync_window", txn_fn)
+
+    @staticmethod
+    def replaced_state_txn(txn: Txn, event_ids: list[str]) -> dict[str, str]:
+        """For state events: event ID -> the ID of the state event it
+        replaced, if any (``EventStore.get_replaced_state``'s read)."""
+        return {str(e): str(o) for e, o in select_in_txn(
+            txn, "SELECT ev.event_id, old.event_id FROM events ev"
+            " JOIN events old ON old.event_nid = ev.replaces_nid"
+            " WHERE ev.event_id IN ({})", event_ids)}
 
     async def get_heroes_many(self, room_nids: list[int], user_id: str,
                               limit: int = 5) -> dict[int, list[str]]:
         """``SyncStore.get_heroes`` of several rooms in one transaction."""
         if not room_nids:
             return {}
+        return await self.db.run_interaction("sliding_sync_heroes", self.heroes_many_txn,
+                                             room_nids, user_id, limit)
 
-        def txn_fn(txn: Txn) -> dict[int, list[str]]:
-            return {nid: pick_heroes([(str(u), str(m)) for u, m in txn.select_all(
-                "SELECT user_id, membership FROM room_memberships WHERE room_nid = ?"
-                f" AND user_id <> ? ORDER BY stream_ordering LIMIT {HERO_CANDIDATES}",
-                (nid, user_id))], user_id, limit) for nid in room_nids}
-
-        return await self.db.run_interaction("sliding_sync_heroes", txn_fn)
+    @staticmethod
+    def heroes_many_txn(txn: Txn, room_nids: list[int], user_id: str,
+                        limit: int = 5) -> dict[int, list[str]]:
+        """``get_heroes_many`` in a transaction under way."""
+        return {nid: pick_heroes([(str(u), str(m)) for u, m in txn.select_all(
+            "SELECT user_id, membership FROM room_memberships WHERE room_nid = ?"
+            f" AND user_id <> ? ORDER BY stream_ordering LIMIT {HERO_CANDIDATES}",
+            (nid, user_id))], user_id, limit) for nid in room_nids}
 
     async def get_membership_changes(self, room_nids: list[int], since: int,
                                      until: int) -> dict[str, str]:

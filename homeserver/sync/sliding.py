@@ -60,15 +60,23 @@ from homeserver.errors import Codes, MatrixError
 from homeserver.events.model import Event
 from homeserver.http.request import Requester
 from homeserver.push.rules import client_ruleset
-from homeserver.rooms.access import ReadAccess
+from homeserver.rooms.access import ReadAccess, SerializeAhead, txn_scope
 from homeserver.rooms.ignored import is_hidden
 from homeserver.storage.database import Txn
-from homeserver.storage.push_rules import PUSH_RULES_TYPE
+from homeserver.storage.push_rules import PUSH_RULES_TYPE, PushRuleStore
 from homeserver.storage.receipts import ReceiptStore
-from homeserver.storage.rooms import Membership, RoomInfo
-from homeserver.storage.sliding_sync import ConnectionState, ListRoom, PositionSave, SentRoom
+from homeserver.storage.relations import AggregationRows, RelationStore
+from homeserver.storage.rooms import Membership, RoomInfo, RoomStore
+from homeserver.storage.sliding_sync import (
+    ConnectionState,
+    ListRoom,
+    PositionSave,
+    SentRoom,
+    SlidingSyncStore,
+)
 from homeserver.storage.sync import SyncStore
-from homeserver.sync.encoder import one_time_keys_count
+from homeserver.sync.encoder import one_time_keys_count, unread_section
+from homeserver.sync.room_builder import MAX_COUNTED_UNREAD
 from homeserver.sync.sliding_fast import (
     ConnectionMemory,
     PositionWriter,
@@ -158,6 +166,26 @@ class Plan:
     members_changed: bool = False
     # $LAZY: the member events the client holds after this response
     lazy: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """What a response's rooms read in the window's transaction besides
+    their timelines and state (``SlidingSyncHandler._rooms``)."""
+
+    # room NID -> its unread push actions (after the user's read receipt)
+    unread: dict[int, list[tuple[int, bool, str | None]]]
+    # room NID -> membership -> count, of the rooms sent as new
+    member_counts: dict[int, dict[str, int]]
+    # room NID -> heroes, of the rooms sent as new with no name event
+    heroes: dict[int, list[str]]
+    # the events the reads below cover (the timelines' rows, the state the
+    # entries may carry)
+    covered: frozenset[str]
+    txn_ids: dict[str, str]
+    # state event ID -> the ID of the one it replaced
+    replaced: dict[str, str]
+    aggregations: AggregationRows
 
 
 @dataclass
@@ -592,25 +620,60 @@ class SlidingSyncHandler:
         state_asks = [(p.c.room.room_nid, p.room_end) for p in plans]
         state_asks += [(p.c.room.room_nid, p.prev.sent_upto) for p in plans
                        if not p.initial and p.prev is not None]
-        # and, in the same transaction, the user's read receipts (where
-        # unread counts start) and the member counts of rooms sent as new
-        joined_nids = {p.c.room.room_id: p.c.room for p in plans
-                       if p.c.room.membership == "join"}
-        first_counted = [p.c.room.room_nid for p in plans if p.initial or p.membership_changed]
-
-        def also(txn: Txn) -> tuple[dict[str, int], dict[int, dict[str, int]]]:
-            return (ReceiptStore.own_receipt_positions_txn(txn, user_id, list(joined_nids))
-                    if joined_nids else {},
-                    SyncStore.member_counts_many_txn(txn, first_counted)
-                    if first_counted else {})
-
-        pages, states, (read_upto, first_counts) = \
-            await self.stores.sliding_sync.read_window(
-                [(p.c.room.room_nid, p.room_end, p.timeline_since,
-                  p.c.config.timeline_limit + 1) for p in asks], state_asks, also)
-        fetched = await self.stores.events.get_events(
-            [eid for page in pages for _, eid in page])
+        # and, in the same transaction, what the rooms' entries read besides
+        # (``Ahead``): one round trip for the window
         ignored = await self.room_reader.ignored.get(user_id)
+        scope = txn_scope(requester)
+        joined_rooms = [p.c.room for p in plans if p.c.room.membership == "join"]
+        first_counted = [p for p in plans if p.initial or p.membership_changed]
+        page_of = {id(p): k for k, p in enumerate(asks)}
+
+        def also(txn: Txn, pages: list[list[tuple[int, str]]], people: list[set[str]],
+                 states: list[dict[tuple[str, str], str]]) -> Ahead:
+            read_upto = ReceiptStore.own_receipt_positions_txn(
+                txn, user_id, [r.room_id for r in joined_rooms]) if joined_rooms else {}
+            after = {r.room_nid: read_upto.get(r.room_id, r.membership_pos)
+                     for r in joined_rooms}
+            unread_rows = PushRuleStore.unread_actions_many_txn(
+                txn, after, user_id, end, MAX_COUNTED_UNREAD) if after else {}
+            counts = SyncStore.member_counts_many_txn(
+                txn, [p.c.room.room_nid for p in first_counted]) if first_counted else {}
+            # the state events the entries may carry: those the configs
+            # match, the naming ones, the members of the timelines' people
+            state_ids: set[str] = set()
+            for p, now_ids in zip(plans, states, strict=False):
+                cfg = p.c.config
+                state_ids.update(v for k, v in now_ids.items()
+                                 if cfg.matches(k[0], k[1], user_id) or k in NAMING_KEYS)
+                k = page_of.get(id(p))
+                if cfg.lazy_members and k is not None:
+                    state_ids.update(now_ids[(MEMBER, u)] for u in people[k]
+                                     if (MEMBER, u) in now_ids)
+            unnamed = [p.c.room.room_nid for p, now_ids in zip(plans, states, strict=False)
+                       if (p.initial or p.membership_changed)
+                       and ("m.room.name", "") not in now_ids]
+            heroes = SlidingSyncStore.heroes_many_txn(txn, unnamed, user_id) \
+                if unnamed else {}
+            timeline_ids = [eid for page in pages for _, eid in page]
+            covered = [*timeline_ids, *state_ids]
+            return Ahead(
+                unread_rows, counts, heroes, frozenset(covered),
+                RoomStore.txn_ids_for_events_txn(txn, user_id, scope, covered)
+                if covered else {},
+                SlidingSyncStore.replaced_state_txn(txn, list(state_ids)) if state_ids else {},
+                RelationStore.aggregation_rows_txn(txn, timeline_ids, user_id, sorted(ignored))
+                if timeline_ids else AggregationRows())
+
+        pages, states, ahead = await self.stores.sliding_sync.read_window(
+            [(p.c.room.room_nid, p.room_end, p.timeline_since,
+              p.c.config.timeline_limit + 1) for p in asks], state_asks, also)
+        hero_member_ids = [states[k][(MEMBER, h)] for k, p in enumerate(plans)
+                           for h in ahead.heroes.get(p.c.room.room_nid, [])
+                           if (MEMBER, h) in states[k]]
+        # the events, all in one read (mostly from the event cache)
+        fetched = await self.stores.events.get_events(
+            [*(eid for page in pages for _, eid in page), *ahead.covered,
+             *ahead.replaced.values(), *hero_member_ids])
         for p, page in zip(asks, pages, strict=True):
             await self._timeline(requester, p, page, fetched, ignored)
         for p in plans:
@@ -632,7 +695,6 @@ class SlidingSyncHandler:
 
         # what every room sent needs, read for all of them at once, the
         # independent reads side by side
-        joined = [p.c.room for p in plans if p.c.room.membership == "join"]
         counted = [p for p in plans if p.initial or p.members_changed or p.membership_changed]
         naming = {p.c.room.room_id: {k: p.now_ids[k] for k in NAMING_KEYS if k in p.now_ids}
                   for p in plans}
@@ -644,13 +706,10 @@ class SlidingSyncHandler:
         formatted: list[list[dict[str, Any]]] = []
         memberships: dict[str, str] = {}
 
-        async def read_unread() -> None:
-            # after the user's read receipt, else their join (as /sync)
-            unread.update(await self.builder.unread_counts_many(
-                user_id, {r.room_nid: read_upto.get(r.room_id, r.membership_pos)
-                          for r in joined}, end))
-
-        members.update(first_counts)
+        # unread counts after the user's read receipt, else their join (as /sync)
+        unread.update({nid: unread_section(len(found), sum(1 for _, h, _ in found if h))
+                       for nid, found in ahead.unread.items()})
+        members.update(ahead.member_counts)
 
         async def read_members() -> None:
             members.update(await self.stores.sync.get_member_counts_many(
@@ -665,19 +724,23 @@ class SlidingSyncHandler:
                                   if v in state_events]
             unnamed = [p for p in counted
                        if not _name(state_events, naming[p.c.room.room_id])]
+            hero_ids.update({nid: ids for nid, ids in ahead.heroes.items()})
             hero_ids.update(await self.stores.sliding_sync.get_heroes_many(
-                [p.c.room.room_nid for p in unnamed], user_id))
+                [p.c.room.room_nid for p in unnamed if p.c.room.room_nid not in hero_ids],
+                user_id))
             hero_events.update(await self.stores.events.get_events(
                 [p.now_ids[(MEMBER, h)] for p in unnamed
                  for h in hero_ids.get(p.c.room.room_nid, []) if (MEMBER, h) in p.now_ids]))
             formatted.extend(await self.room_reader.serialize_many(
-                requester, [(p.c.room.room_id, [*p.events, *p.state_events]) for p in plans]))
+                requester, [(p.c.room.room_id, [*p.events, *p.state_events]) for p in plans],
+                SerializeAhead(ahead.covered, ahead.txn_ids,
+                               {eid: fetched[old] for eid, old in ahead.replaced.items()
+                                if old in fetched}, ahead.aggregations)))
 
         async def read_memberships() -> None:
             memberships.update(await self._memberships_at(user_id, plans))
 
-        await gather([read_unread(), read_members(), read_state_and_format(),
-                      read_memberships()])
+        await gather([read_members(), read_state_and_format(), read_memberships()])
         for p, both in zip(plans, formatted, strict=True):
             r = p.c.room
             room: dict[str, Any] = dict(p.common)
