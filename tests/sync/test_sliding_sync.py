@@ -729,3 +729,44 @@ async def test_extensions_in_a_quiet_range_still_carry_what_came(server: TestSer
     fifth = await ss(bob, request, pos=fourth["pos"], timeout=5000)
     assert [m["content"] for m in fifth["extensions"]["to_device"]["events"]] == \
         [{"after": "a quiet range"}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_polling_again_sees_renames_redactions_and_joins(
+        server: TestServer) -> None:
+    """A connection polling again with the same request waits before
+    building; a state change, a redaction and a join each still wake it
+    with what changed."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="public_chat", name="Before")
+    await join(bob, room_id)
+    event_id = await send_text(alice, room_id, "soon gone")
+    request = {"lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 5,
+                                 "required_state": [["m.room.name", ""]]}}}
+    first = await ss(bob, request)
+    assert first["rooms"][room_id]["name"] == "Before"
+    assert first["rooms"][room_id]["joined_count"] == 2
+
+    polling = defer.ensureDeferred(ss(bob, request, pos=first["pos"], timeout=10000))
+    await sleep(0.2)
+    resp = await alice.put(f"{V3}/rooms/{q(room_id)}/state/m.room.name/", {"name": "After"})
+    assert resp.code == 200
+    second = await polling
+    assert second["rooms"][room_id]["name"] == "After"
+
+    polling = defer.ensureDeferred(ss(bob, request, pos=second["pos"], timeout=10000))
+    await sleep(0.2)
+    resp = await alice.put(f"{V3}/rooms/{q(room_id)}/redact/{q(event_id)}/r1", {})
+    assert resp.code == 200
+    third = await polling
+    timeline = third["rooms"][room_id]["timeline"]
+    assert any(e["type"] == "m.room.redaction" and e.get("redacts", e["content"].get(
+        "redacts")) == event_id for e in timeline)
+
+    carol = await server.register("carol")
+    polling = defer.ensureDeferred(ss(bob, request, pos=third["pos"], timeout=10000))
+    await sleep(0.2)
+    await join(carol, room_id)
+    fourth = await polling
+    assert fourth["rooms"][room_id]["joined_count"] == 3
