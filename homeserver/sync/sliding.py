@@ -891,9 +891,12 @@ class SlidingSyncHandler:
                 ext_since = ext.since or 0
                 if ext_since > end:
                     ext_since = end
-                if not memory.to_device_pending(user_id, device_id):
-                    # none stored for the device (a message written marks it
-                    # before its position counts as persisted)
+                if quiet_range and not memory.to_device_pending(user_id, device_id):
+                    # none stored for the device: none came in the range (a
+                    # to-device write is not quiet), and none before (a
+                    # message marks the device; a mark dropped by a read
+                    # racing a newer message leaves that message's write in
+                    # the next range, which is then not quiet)
                     out["to_device"] = {"next_batch": str(end), "events": []}
                     return
                 store = self.stores.to_device
