@@ -656,13 +656,21 @@ class SlidingSyncHandler:
                 if unnamed else {}
             timeline_ids = [eid for page in pages for _, eid in page]
             covered = [*timeline_ids, *state_ids]
+            # relations: not asked of the events that memory knows got none
+            # (every relation after the oldest of a page was seen there)
+            related_ids = []
+            for p, page in zip(asks, pages, strict=True):
+                ids = [eid for _, eid in page]
+                if page and not self.memory.members_unchanged_since(
+                        p.c.room.room_id, (), min(pos for pos, _ in page), ids):
+                    related_ids.extend(ids)
             return Ahead(
                 unread_rows, counts, heroes, frozenset(covered),
                 RoomStore.txn_ids_for_events_txn(txn, user_id, scope, covered)
                 if covered else {},
                 SlidingSyncStore.replaced_state_txn(txn, list(state_ids)) if state_ids else {},
-                RelationStore.aggregation_rows_txn(txn, timeline_ids, user_id, sorted(ignored))
-                if timeline_ids else AggregationRows())
+                RelationStore.aggregation_rows_txn(txn, related_ids, user_id, sorted(ignored))
+                if related_ids else AggregationRows())
 
         pages, states, ahead = await self.stores.sliding_sync.read_window(
             [(p.c.room.room_nid, p.room_end, p.timeline_since,

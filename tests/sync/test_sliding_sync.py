@@ -770,3 +770,31 @@ async def test_a_connection_polling_again_sees_renames_redactions_and_joins(
     await join(carol, room_id)
     fourth = await polling
     assert fourth["rooms"][room_id]["joined_count"] == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_timelines_carry_edits_and_thread_summaries(server: TestServer) -> None:
+    """Relations are bundled into a room's timeline as /sync bundles them,
+    those that came after a connection's last response too."""
+    alice = await server.register("alice")
+    room_id = await create_room(alice, name="Threads")
+    root = await send_text(alice, room_id, "root")
+    request = {"lists": {"all": window(0, 9, limit=10)}}
+    first = await ss(alice, request)
+    assert "m.relations" not in (first["rooms"][room_id]["timeline"][-1].get("unsigned") or {})
+
+    resp = await alice.put(f"{V3}/rooms/{q(room_id)}/send/m.room.message/e1", {
+        "msgtype": "m.text", "body": "* root edited",
+        "m.new_content": {"msgtype": "m.text", "body": "root edited"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": root}})
+    assert resp.code == 200
+    resp = await alice.put(f"{V3}/rooms/{q(room_id)}/send/m.room.message/t1", {
+        "msgtype": "m.text", "body": "in the thread",
+        "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    assert resp.code == 200
+    fresh = await ss(alice, {**request, "conn_id": "fresh"})
+    timeline = fresh["rooms"][room_id]["timeline"]
+    original = next(e for e in timeline if e["event_id"] == root)
+    relations = original["unsigned"]["m.relations"]
+    assert relations["m.replace"]["content"]["m.new_content"]["body"] == "root edited"
+    assert relations["m.thread"]["count"] == 1
