@@ -810,6 +810,8 @@ class HomeServer:
                 transport.abortConnection()
         if self._background:
             await defer.DeferredList(list(self._background), consumeErrors=True)
+        # sliding sync positions of responses sent: written before the database closes
+        await self.sliding_sync.flush()
         self.websocket.close_all()
         self.presence.stop()
         self.federation_client.close()

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet import defer
+
 from homeserver.errors import forbidden
 from homeserver.events.model import Event
 from homeserver.glob import compile_glob
@@ -499,24 +501,50 @@ class RoomReader:
 
     async def serialize_many(self, requester: Requester,
                              rooms: Sequence[tuple[str, Sequence[Event]]],
+                             ahead: SerializeAhead | None = None,
                              ) -> list[list[dict[str, Any]]]:
         """``serialize`` of the events of several rooms ((room ID, events)),
         each read (redactions, transaction IDs, replaced state, relations)
-        made once for all of them; the lists in the order of ``rooms``."""
+        made once for all of them (``ahead``: what was read already of some
+        of them); the lists in the order of ``rooms``."""
         events = [e for _, room_events in rooms for e in room_events]
         if not events:
             return [[] for _ in rooms]
         redactions = await self.stores.events.get_events(
             [r for r in (redacted_by(e) for e in events) if r is not None])
+        covered = ahead.covered if ahead is not None else frozenset()
         own = [e.event_id for e in [*events, *redactions.values()]
-               if e.sender == requester.user_id]
-        txn_ids = await self.stores.rooms.get_txn_ids_for_events(
-            requester.user_id, txn_scope(requester), own)
-        replaced = await self.stores.events.get_replaced_state(
-            [e.event_id for e in events if e.is_state()])
+               if e.sender == requester.user_id and e.event_id not in covered]
         now = self.ctx.now_ms()
-        bundles = await bundle_aggregations_many(self.stores, self.ignored, requester.user_id,
-                                                 rooms, now)
+
+        async def bundle() -> dict[str, dict[str, Any]]:
+            if ahead is None or any(e.event_id not in covered for e in events):
+                return await bundle_aggregations_many(
+                    self.stores, self.ignored, requester.user_id, rooms, now)
+            rows = ahead.aggregations
+            if not (rows.edits or rows.threads or rows.references):
+                return {}
+            out: dict[str, dict[str, Any]] = {}
+            for room_id, room_events in rooms:
+                out.update(await bundle_aggregations(
+                    self.stores, self.ignored, requester.user_id, room_id, room_events, now,
+                    (covered, rows)))
+            return out
+
+        # three independent reads, side by side
+        reads: list[defer.Deferred[Any]] = [
+            defer.ensureDeferred(self.stores.rooms.get_txn_ids_for_events(
+                requester.user_id, txn_scope(requester), own)),
+            defer.ensureDeferred(self.stores.events.get_replaced_state(
+                [e.event_id for e in events if e.is_state() and e.event_id not in covered])),
+            defer.ensureDeferred(bundle())]
+        try:
+            txn_ids, replaced, bundles = await defer.gatherResults(reads, consumeErrors=True)
+        except defer.FirstError as first:
+            first.subFailure.raiseException()
+        if ahead is not None:
+            txn_ids = {**ahead.txn_ids, **txn_ids}
+            replaced = {**ahead.replaced, **replaced}
         out = []
         for room_id, room_events in rooms:
             formatted = []

@@ -372,27 +372,33 @@ class PushRuleStore:
                                       ) -> dict[int, list[tuple[int, bool, str | None]]]:
         """``get_unread_actions`` of many rooms in one transaction (an
         initial sync): room NID (each after its own position) -> rows."""
-        def txn_fn(txn: Txn) -> dict[int, list[tuple[int, bool, str | None]]]:
-            out: dict[int, list[tuple[int, bool, str | None]]] = {n: [] for n in after}
-            for part in chunks(list(after.items()), 200):
-                rows = txn.select_all(
-                    "WITH wanted(room_nid, after_pos) AS (VALUES "
-                    + ", ".join(["(?, ?)"] * len(part)) + ")"
-                    " SELECT room_nid, stream_ordering, highlight, thread_id FROM ("
-                    " SELECT pa.room_nid, pa.stream_ordering, pa.highlight, pa.thread_id,"
-                    " ROW_NUMBER() OVER (PARTITION BY pa.room_nid"
-                    " ORDER BY pa.stream_ordering DESC) AS n"
-                    " FROM event_push_actions pa JOIN wanted w ON w.room_nid = pa.room_nid"
-                    " WHERE pa.user_id = ? AND pa.stream_ordering > w.after_pos"
-                    " AND pa.stream_ordering <= ? AND pa.notify = 1) ranked"
-                    " WHERE n <= ? ORDER BY room_nid, stream_ordering DESC",
-                    [v for pair in part for v in pair] + [user_id, until, limit])
-                for nid, pos, highlight, thread in rows:
-                    out[int(nid)].append((int(pos), bool(highlight), thread))
-            return out
         if not after:
             return {}
-        return await self.db.run_interaction("get_unread_push_actions_many", txn_fn)
+        return await self.db.run_interaction("get_unread_push_actions_many",
+                                             self.unread_actions_many_txn, after, user_id,
+                                             until, limit)
+
+    @staticmethod
+    def unread_actions_many_txn(txn: Txn, after: dict[int, int], user_id: str, until: int,
+                                limit: int) -> dict[int, list[tuple[int, bool, str | None]]]:
+        """``get_unread_actions_many`` in a transaction under way."""
+        out: dict[int, list[tuple[int, bool, str | None]]] = {n: [] for n in after}
+        for part in chunks(list(after.items()), 200):
+            rows = txn.select_all(
+                "WITH wanted(room_nid, after_pos) AS (VALUES "
+                + ", ".join(["(?, ?)"] * len(part)) + ")"
+                " SELECT room_nid, stream_ordering, highlight, thread_id FROM ("
+                " SELECT pa.room_nid, pa.stream_ordering, pa.highlight, pa.thread_id,"
+                " ROW_NUMBER() OVER (PARTITION BY pa.room_nid"
+                " ORDER BY pa.stream_ordering DESC) AS n"
+                " FROM event_push_actions pa JOIN wanted w ON w.room_nid = pa.room_nid"
+                " WHERE pa.user_id = ? AND pa.stream_ordering > w.after_pos"
+                " AND pa.stream_ordering <= ? AND pa.notify = 1) ranked"
+                " WHERE n <= ? ORDER BY room_nid, stream_ordering DESC",
+                [v for pair in part for v in pair] + [user_id, until, limit])
+            for nid, pos, highlight, thread in rows:
+                out[int(nid)].append((int(pos), bool(highlight), thread))
+        return out
 
     async def get_notifications(self, user_id: str, before: int | None, limit: int,
                                 only_highlight: bool) -> list[NotificationRow]:

@@ -137,18 +137,21 @@ class ReceiptStore:
         unthreaded or main-timeline ``m.read`` / ``m.read.private`` receipt."""
         if not room_ids:
             return {}
+        return await self.db.run_interaction("get_own_receipt_positions",
+                                             self.own_receipt_positions_txn, user_id, room_ids)
 
-        def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
-            return select_in_txn(
-                txn, "SELECT r.room_id, MAX(ev.stream_ordering) FROM receipts r"
-                " JOIN events ev ON ev.event_id = r.event_id"
-                " WHERE r.room_id IN ({}) AND r.user_id = ?"
-                " AND r.receipt_type IN (?, ?) AND r.thread_id IN (?, ?)"
-                " GROUP BY r.room_id",
-                dict.fromkeys(room_ids),
-                after=(user_id, READ, READ_PRIVATE, UNTHREADED, MAIN_THREAD))
-
-        rows = await self.db.run_interaction("get_own_receipt_positions", txn_fn)
+    @staticmethod
+    def own_receipt_positions_txn(txn: Txn, user_id: str,
+                                  room_ids: list[str]) -> dict[str, int]:
+        """``get_own_receipt_positions`` in a transaction under way."""
+        rows = select_in_txn(
+            txn, "SELECT r.room_id, MAX(ev.stream_ordering) FROM receipts r"
+            " JOIN events ev ON ev.event_id = r.event_id"
+            " WHERE r.room_id IN ({}) AND r.user_id = ?"
+            " AND r.receipt_type IN (?, ?) AND r.thread_id IN (?, ?)"
+            " GROUP BY r.room_id",
+            dict.fromkeys(room_ids),
+            after=(user_id, READ, READ_PRIVATE, UNTHREADED, MAIN_THREAD))
         return {room_id: int(pos) for room_id, pos in rows if pos is not None}
 
     # -- reading single receipts ----------------------------------------------

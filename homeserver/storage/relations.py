@@ -209,56 +209,59 @@ class RelationStore:
         """Edits, thread summaries (``user_id``'s participation; replies by
         ``ignored`` users neither counted nor latest) and references of
         ``parent_ids``, in one transaction."""
-        out = AggregationRows()
         if not parent_ids:
-            return out
+            return AggregationRows()
+        return await self.db.run_interaction("get_aggregation_rows", self.aggregation_rows_txn,
+                                             parent_ids, user_id, ignored)
+
+    @staticmethod
+    def aggregation_rows_txn(txn: Txn, parent_ids: Sequence[str], user_id: str,
+                             ignored: Sequence[str] = ()) -> AggregationRows:
+        """``get_aggregation_rows`` in a transaction under way."""
+        out = AggregationRows()
         ignored = list(ignored)[:_CHUNK]
         not_ignored = (f" AND r.sender NOT IN ({placeholders(len(ignored))})"
                        if ignored else "")
-
-        def txn_fn(txn: Txn) -> AggregationRows:
-            for chunk in chunks(list(dict.fromkeys(parent_ids)), _CHUNK):
-                marks = placeholders(len(chunk))
-                for parent, event_id, sender, event_type, ts in txn.select_all(
-                        "SELECT r.relates_to, ev.event_id, r.sender, r.event_type,"
-                        " ev.origin_server_ts FROM event_relations r"
-                        " JOIN events ev ON ev.event_nid = r.event_nid"
-                        f" WHERE r.relates_to IN ({marks}) AND r.rel_type = ?",
-                        (*chunk, REPLACE)):
-                    out.edits.setdefault(parent, []).append(
-                        (event_id, sender, event_type, int(ts)))
-                counts: dict[str, tuple[int, int]] = {}
-                for parent, count, latest in txn.select_all(
-                        "SELECT r.relates_to, COUNT(*), MAX(ev.stream_ordering)"
-                        " FROM event_relations r JOIN events ev ON ev.event_nid = r.event_nid"
-                        f" WHERE r.relates_to IN ({marks}) AND r.rel_type = ?{not_ignored}"
-                        " GROUP BY r.relates_to", (*chunk, THREAD, *ignored)):
-                    if latest is not None:
-                        counts[parent] = (int(count), int(latest))
-                if counts:
-                    latest_ids = dict(txn.select_all(
-                        "SELECT stream_ordering, event_id FROM events WHERE stream_ordering IN"
-                        f" ({placeholders(len(counts))})",
-                        [latest for _, latest in counts.values()]))
-                    roots = list(counts)
-                    participated = {p for (p,) in txn.select_all(
-                        "SELECT DISTINCT relates_to FROM event_relations"
-                        f" WHERE relates_to IN ({placeholders(len(roots))})"
-                        " AND rel_type = ? AND sender = ?", (*roots, THREAD, user_id))}
-                    for parent, (count, latest) in counts.items():
-                        latest_id = latest_ids.get(latest)
-                        if latest_id is not None:
-                            out.threads[parent] = ThreadSummaryRow(
-                                count, str(latest_id), parent in participated)
-                for parent, event_id in txn.select_all(
-                        "SELECT r.relates_to, ev.event_id FROM event_relations r"
-                        " JOIN events ev ON ev.event_nid = r.event_nid"
-                        f" WHERE r.relates_to IN ({marks}) AND r.rel_type = ?"
-                        " ORDER BY ev.stream_ordering", (*chunk, REFERENCE)):
-                    out.references.setdefault(parent, []).append(event_id)
-            return out
-
-        return await self.db.run_interaction("get_aggregation_rows", txn_fn)
+        for chunk in chunks(list(dict.fromkeys(parent_ids)), _CHUNK):
+            marks = placeholders(len(chunk))
+            for parent, event_id, sender, event_type, ts in txn.select_all(
+                    "SELECT r.relates_to, ev.event_id, r.sender, r.event_type,"
+                    " ev.origin_server_ts FROM event_relations r"
+                    " JOIN events ev ON ev.event_nid = r.event_nid"
+                    f" WHERE r.relates_to IN ({marks}) AND r.rel_type = ?",
+                    (*chunk, REPLACE)):
+                out.edits.setdefault(parent, []).append(
+                    (event_id, sender, event_type, int(ts)))
+            counts: dict[str, tuple[int, int]] = {}
+            for parent, count, latest in txn.select_all(
+                    "SELECT r.relates_to, COUNT(*), MAX(ev.stream_ordering)"
+                    " FROM event_relations r JOIN events ev ON ev.event_nid = r.event_nid"
+                    f" WHERE r.relates_to IN ({marks}) AND r.rel_type = ?{not_ignored}"
+                    " GROUP BY r.relates_to", (*chunk, THREAD, *ignored)):
+                if latest is not None:
+                    counts[parent] = (int(count), int(latest))
+            if counts:
+                latest_ids = dict(txn.select_all(
+                    "SELECT stream_ordering, event_id FROM events WHERE stream_ordering IN"
+                    f" ({placeholders(len(counts))})",
+                    [latest for _, latest in counts.values()]))
+                roots = list(counts)
+                participated = {p for (p,) in txn.select_all(
+                    "SELECT DISTINCT relates_to FROM event_relations"
+                    f" WHERE relates_to IN ({placeholders(len(roots))})"
+                    " AND rel_type = ? AND sender = ?", (*roots, THREAD, user_id))}
+                for parent, (count, latest) in counts.items():
+                    latest_id = latest_ids.get(latest)
+                    if latest_id is not None:
+                        out.threads[parent] = ThreadSummaryRow(
+                            count, str(latest_id), parent in participated)
+            for parent, event_id in txn.select_all(
+                    "SELECT r.relates_to, ev.event_id FROM event_relations r"
+                    " JOIN events ev ON ev.event_nid = r.event_nid"
+                    f" WHERE r.relates_to IN ({marks}) AND r.rel_type = ?"
+                    " ORDER BY ev.stream_ordering", (*chunk, REFERENCE)):
+                out.references.setdefault(parent, []).append(event_id)
+        return out
 
     # -- /threads -------------------------------------------------------------
 

@@ -359,10 +359,20 @@ class RoomStore:
         """event ID -> transaction ID, for those of ``event_ids`` sent in ``scope``."""
         if not event_ids:
             return {}
-        rows = await self.db.execute(
-            "get_txn_ids_for_events",
-            "SELECT ev.event_id, t.txn_id FROM event_txn_ids t"
-            " JOIN events ev ON ev.event_nid = t.event_nid"
-            f" WHERE t.user_id = ? AND t.scope = ? AND ev.event_id IN"
-            f" ({','.join('?' * len(event_ids))})", [user_id, scope, *event_ids])
-        return {e: t for e, t in rows}
+        return await self.db.run_interaction("get_txn_ids_for_events",
+                                             self.txn_ids_for_events_txn, user_id, scope,
+                                             event_ids)
+
+    @staticmethod
+    def txn_ids_for_events_txn(txn: Txn, user_id: str, scope: str,
+                               event_ids: list[str]) -> dict[str, str]:
+        """``get_txn_ids_for_events`` in a transaction under way."""
+        # by the events' NIDs (their index): filtering on (user, scope) in
+        # SQL lets the planner walk every transaction ID the user ever sent
+        by_nid = {int(nid): str(eid) for nid, eid in select_in_txn(
+            txn, "SELECT event_nid, event_id FROM events WHERE event_id IN ({})", event_ids)}
+        return {by_nid[int(nid)]: str(txn_id) for nid, txn_id, user, sent_in
+                in select_in_txn(
+                    txn, "SELECT event_nid, txn_id, user_id, scope FROM event_txn_ids"
+                    " WHERE event_nid IN ({})", list(by_nid))
+                if user == user_id and sent_in == scope}

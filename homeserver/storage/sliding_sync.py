@@ -13,9 +13,9 @@ user with, per room, the position of its newest event and of its newest
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.sql import chunks, placeholders, select_in_txn
@@ -23,6 +23,8 @@ from homeserver.storage.sync import HERO_CANDIDATES, pick_heroes
 
 if TYPE_CHECKING:
     from homeserver.storage.state import StateKey, StateStore
+
+T = TypeVar("T")
 
 # the event types that move a room's bump_stamp (MSC4186)
 BUMP_TYPES = ("m.room.create", "m.room.message", "m.room.encrypted", "m.sticker",
@@ -51,6 +53,14 @@ class PositionSave:
     stream_pos: int
     rooms: list[tuple[str, SentRoom]]
     now_ms: int
+    # the new position's NID, given by the process (``sync/sliding_fast.py``
+    # ``PositionWriter.next_nid``: the response carries it before the write)
+    pos_nid: int = 0
+    # a new connection: (user ID, device ID, conn_id), created by the same
+    # transaction with ``connection_nid``, replacing any of the same key
+    start: tuple[str, str, str] | None = None
+    # with ``start``: also forget connections idle since before this
+    expire_before_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,29 +93,6 @@ class SlidingSyncStore:
         self.state = state
 
     # -- connections ------------------------------------------------------------
-
-    async def start_connection(self, user_id: str, device_id: str, conn_id: str,
-                               now_ms: int, expire_before_ms: int | None = None) -> int:
-        """A new connection, replacing any of the same (user, device,
-        conn_id): its positions become unknown. With ``expire_before_ms``,
-        in the same transaction, ``delete_connections_older_than`` it."""
-        def txn_fn(txn: Txn) -> int:
-            if expire_before_ms is not None:
-                self._expire_txn(txn, expire_before_ms)
-            old = txn.select_one(
-                "SELECT connection_nid FROM sliding_sync_connections"
-                " WHERE user_id = ? AND device_id = ? AND conn_id = ?",
-                (user_id, device_id, conn_id))
-            if old is not None:
-                self._delete_connection_txn(txn, int(old[0]))
-            row = txn.select_one(
-                "INSERT INTO sliding_sync_connections (user_id, device_id, conn_id,"
-                " created_ts) VALUES (?, ?, ?, ?) RETURNING connection_nid",
-                (user_id, device_id, conn_id, now_ms))
-            assert row is not None
-            return int(row[0])
-
-        return await self.db.run_interaction("sliding_sync_start", txn_fn)
 
     @staticmethod
     def _delete_connection_txn(txn: Txn, connection_nid: int) -> None:
@@ -145,9 +132,14 @@ class SlidingSyncStore:
     async def save_positions(self, saves: list[PositionSave]) -> list[int | None]:
         """Several connections' new positions in one transaction (one
         commit for the responses of many woken connections), each statement
-        run for all of them at once; per save, its new position NID, or None
+        run for all of them at once; per save, its position NID, or None
         when its connection was replaced or its base position forgotten
-        meanwhile.
+        meanwhile (or, for a new connection, a newer one of the same key
+        came in the same batch).
+
+        A save with ``start`` creates its connection (``connection_nid``),
+        replacing any other of the same (user, device, conn_id): their
+        positions become unknown.
 
         A save built on ``base_pos_nid`` (None: a new connection) forgets the
         connection's other positions: older ones because the client moved
@@ -157,19 +149,50 @@ class SlidingSyncStore:
         return await self.db.run_interaction("sliding_sync_save", self._save_positions_txn,
                                              saves)
 
-    @staticmethod
-    def _save_positions_txn(txn: Txn, saves: list[PositionSave]) -> list[int | None]:
+    def _save_positions_txn(self, txn: Txn, saves: list[PositionSave]) -> list[int | None]:
+        # a save built on a position written by another save of the batch
+        # (a connection answered again before its last position was written)
+        # goes in a later wave, after its base
+        results: dict[int, int | None] = {}
+        remaining = saves
+        while remaining:
+            produced = {s.pos_nid for s in remaining}
+            wave = [s for s in remaining if s.base_pos_nid not in produced] or remaining
+            in_wave = {id(s) for s in wave}
+            results.update(zip((id(s) for s in wave), self._save_wave_txn(txn, wave),
+                               strict=True))
+            remaining = [s for s in remaining if id(s) not in in_wave]
+        return [results[id(s)] for s in saves]
+
+    def _save_wave_txn(self, txn: Txn, saves: list[PositionSave]) -> list[int | None]:
+        # new connections first: each replaces the connection of its key
+        # (and of a start of the same key earlier in the batch: the last wins)
+        starts = [s for s in saves if s.start is not None]
+        last_start: dict[tuple[str, str, str], PositionSave] = {}
+        for s in starts:
+            assert s.start is not None
+            last_start[s.start] = s
+        expire = [s.expire_before_ms for s in starts if s.expire_before_ms is not None]
+        if expire:
+            self._expire_txn(txn, min(expire))
+        for key in last_start:
+            for (old,) in txn.select_all(
+                    "SELECT connection_nid FROM sliding_sync_connections"
+                    " WHERE user_id = ? AND device_id = ? AND conn_id = ?", key):
+                self._delete_connection_txn(txn, int(old))
+        if last_start:
+            txn.execute_many(
+                "INSERT INTO sliding_sync_connections (connection_nid, user_id, device_id,"
+                " conn_id, created_ts) VALUES (?, ?, ?, ?, ?)",
+                [(s.connection_nid, *key, s.now_ms) for key, s in last_start.items()])
         # a connection's positions go with it, so a live base says both live
         based = [s for s in saves if s.base_pos_nid is not None]
         live_bases = {(int(p), int(c)) for p, c in select_in_txn(
             txn, "SELECT pos_nid, connection_nid FROM sliding_sync_positions"
             " WHERE pos_nid IN ({})", [s.base_pos_nid for s in based])}
-        fresh = [s for s in saves if s.base_pos_nid is None]
-        live_fresh = {int(c) for (c,) in select_in_txn(
-            txn, "SELECT connection_nid FROM sliding_sync_connections"
-            " WHERE connection_nid IN ({})", [s.connection_nid for s in fresh])}
+        started = {id(s) for s in last_start.values()}
         ok = [s.base_pos_nid is not None and (s.base_pos_nid, s.connection_nid) in live_bases
-              or s.base_pos_nid is None and s.connection_nid in live_fresh for s in saves]
+              or s.base_pos_nid is None and id(s) in started for s in saves]
         moved = [(s.connection_nid, s.base_pos_nid) for s, good in zip(saves, ok, strict=True)
                  if good and s.base_pos_nid is not None]
         # each statement once for the whole batch: a base position belongs to
@@ -193,43 +216,33 @@ class SlidingSyncStore:
                 " AND newer.room_id = sliding_sync_rooms.room_id"
                 " AND newer.pos_nid > sliding_sync_rooms.pos_nid)", conns)
         good_saves = [s for s, good in zip(saves, ok, strict=True) if good]
-        new_pos: dict[int, int] = {}
-        if len({s.connection_nid for s in good_saves}) == len(good_saves):
-            # one statement for all: each row known by its connection
-            for start in range(0, len(good_saves), 200):
-                part = good_saves[start:start + 200]
-                by_connection = {s.connection_nid: s for s in part}
-                for pos_nid, conn in txn.select_all(
-                        "INSERT INTO sliding_sync_positions"
-                        " (connection_nid, stream_pos, created_ts) VALUES "
-                        + ",".join(["(?, ?, ?)"] * len(part))
-                        + " RETURNING pos_nid, connection_nid",
-                        [v for s in part for v in (s.connection_nid, s.stream_pos, s.now_ms)]):
-                    new_pos[id(by_connection[int(conn)])] = int(pos_nid)
-        else:
-            for save in good_saves:
-                row = txn.select_one(
-                    "INSERT INTO sliding_sync_positions (connection_nid, stream_pos,"
-                    " created_ts) VALUES (?, ?, ?) RETURNING pos_nid",
-                    (save.connection_nid, save.stream_pos, save.now_ms))
-                assert row is not None
-                new_pos[id(save)] = int(row[0])
+        for start in range(0, len(good_saves), 200):
+            part = good_saves[start:start + 200]
+            txn.execute(
+                "INSERT INTO sliding_sync_positions"
+                " (pos_nid, connection_nid, stream_pos, created_ts) VALUES "
+                + ",".join(["(?, ?, ?, ?)"] * len(part)),
+                [v for s in part for v in (s.pos_nid, s.connection_nid, s.stream_pos,
+                                           s.now_ms)])
         out: list[int | None] = []
         rooms: list[tuple[Any, ...]] = []
         for save, good in zip(saves, ok, strict=True):
             if not good:
                 out.append(None)
                 continue
-            pos_nid = new_pos[id(save)]
-            out.append(pos_nid)
-            rooms.extend((save.connection_nid, room_id, pos_nid, r.sent_upto, r.membership,
-                          r.timeline_limit, json.dumps(r.required_state, sort_keys=True),
+            out.append(save.pos_nid)
+            rooms.extend((save.connection_nid, room_id, save.pos_nid, r.sent_upto,
+                          r.membership, r.timeline_limit,
+                          json.dumps(r.required_state, sort_keys=True),
                           json.dumps(r.lazy_members) if r.lazy_members else None)
                          for room_id, r in save.rooms)
-        txn.execute_many(
-            "INSERT INTO sliding_sync_rooms (connection_nid, room_id, pos_nid, sent_upto,"
-            " membership, timeline_limit, required_state, lazy_members)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rooms)
+        for start in range(0, len(rooms), 100):
+            chunk = rooms[start:start + 100]
+            txn.execute(
+                "INSERT INTO sliding_sync_rooms (connection_nid, room_id, pos_nid, sent_upto,"
+                " membership, timeline_limit, required_state, lazy_members) VALUES "
+                + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                [v for row in chunk for v in row])
         return out
 
     async def delete_connections_older_than(self, before_ms: int) -> int:
@@ -294,7 +307,9 @@ class SlidingSyncStore:
 
     async def read_window(self, timelines: list[tuple[int, int, int | None, int]],
                           states: list[tuple[int, int]],
-                          ) -> tuple[list[list[tuple[int, str]]], list[dict[StateKey, str]]]:
+                          also: Callable[[Txn, list[list[tuple[int, str]]], list[set[str]],
+                                          list[dict[StateKey, str]]], T],
+                          ) -> tuple[list[list[tuple[int, str]]], list[dict[StateKey, str]], T]:
         """The reads of a response's rooms in one transaction.
 
         ``timelines``: (room NID, from position, after position (None: from
@@ -304,26 +319,45 @@ class SlidingSyncStore:
         position): the room's state after its last event at or before the
         position as ``(type, state_key) -> event ID``, as
         ``EventStore.get_snapshot_at_stream`` with
-        ``StateStore.get_snapshot_ids``. The answers in the order asked."""
+        ``StateStore.get_snapshot_ids``. The answers in the order asked, and
+        what ``also(txn, pages, people, states)`` read in the same transaction
+        (``people``: per timeline, the senders of the rows read and the
+        targets of their member events; ``states`` as answered)."""
         def txn_fn(txn: Txn) -> tuple[list[list[tuple[int, str]]],
-                                      list[dict[StateKey, str]]]:
-            pages = []
-            for room_nid, from_pos, to_pos, limit in timelines:
-                rows = txn.select_all(
-                    "SELECT stream_ordering, event_id FROM events WHERE room_nid = ?"
-                    " AND outlier = 0 AND stream_ordering <= ? AND stream_ordering > ?"
-                    " ORDER BY stream_ordering DESC LIMIT ?",
-                    (room_nid, from_pos, to_pos if to_pos is not None else -(2**62), limit))
-                pages.append([(int(p), str(e)) for p, e in rows])
-            snapshot_of: list[int | None] = []
-            for room_nid, pos in states:
-                row = txn.select_one(
-                    "SELECT snapshot_nid FROM events WHERE room_nid = ?"
-                    " AND (outlier = 0 OR snapshot_nid IS NOT NULL)"
-                    " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1",
-                    (room_nid, pos))
-                snapshot_of.append(int(row[0]) if row is not None and row[0] is not None
-                                   else None)
+                                      list[dict[StateKey, str]], T]:
+            # one statement per 100 rooms for each kind: a UNION ALL of one
+            # index scan per room (each with its own order and limit)
+            pages: list[list[tuple[int, str]]] = [[] for _ in timelines]
+            people: list[set[str]] = [set() for _ in timelines]
+            for first in range(0, len(timelines), 100):
+                part = timelines[first:first + 100]
+                sql = " UNION ALL ".join(
+                    f"SELECT * FROM (SELECT {first + k} AS k, stream_ordering, event_id,"
+                    " sender, event_type, state_key"
+                    " FROM events WHERE room_nid = ? AND outlier = 0"
+                    " AND stream_ordering <= ? AND stream_ordering > ?"
+                    f" ORDER BY stream_ordering DESC LIMIT ?) t{k}" for k in range(len(part)))
+                for k, p, e, sender, event_type, state_key in txn.select_all(sql, [
+                        v for room_nid, from_pos, to_pos, limit in part
+                        for v in (room_nid, from_pos,
+                                  to_pos if to_pos is not None else -(2**62), limit)]):
+                    pages[int(k)].append((int(p), str(e)))
+                    # the people of the timeline: senders, and member events' targets
+                    people[int(k)].add(str(sender))
+                    if event_type == "m.room.member" and state_key is not None:
+                        people[int(k)].add(str(state_key))
+            for page in pages:
+                page.sort(reverse=True)
+            snapshot_of: list[int | None] = [None] * len(states)
+            for first in range(0, len(states), 100):
+                part_s = states[first:first + 100]
+                sql = " UNION ALL ".join(
+                    f"SELECT * FROM (SELECT {first + k} AS k, snapshot_nid FROM events"
+                    " WHERE room_nid = ? AND (outlier = 0 OR snapshot_nid IS NOT NULL)"
+                    " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT 1)"
+                    f" s{k}" for k in range(len(part_s)))
+                for k, snap in txn.select_all(sql, [v for pair in part_s for v in pair]):
+                    snapshot_of[int(k)] = int(snap) if snap is not None else None
             wanted = {s for s in snapshot_of if s is not None}
             snapshots = self.state.load_snapshots_txn(txn, wanted) if wanted else {}
             names = self.state.state_keys_for_nids_txn(
@@ -334,24 +368,37 @@ class SlidingSyncStore:
                 snap_nid: {names[n]: ids[e] for n, e in snap.items()
                            if n in names and e in ids}
                 for snap_nid, snap in snapshots.items()}
-            return pages, [dict(by_snapshot.get(s, {})) if s is not None else {}
-                           for s in snapshot_of]
+            state_ids = [dict(by_snapshot.get(s, {})) if s is not None else {}
+                         for s in snapshot_of]
+            return pages, state_ids, also(txn, pages, people, state_ids)
 
         return await self.db.run_interaction("sliding_sync_window", txn_fn)
+
+    @staticmethod
+    def replaced_state_txn(txn: Txn, event_ids: list[str]) -> dict[str, str]:
+        """For state events: event ID -> the ID of the state event it
+        replaced, if any (``EventStore.get_replaced_state``'s read)."""
+        return {str(e): str(o) for e, o in select_in_txn(
+            txn, "SELECT ev.event_id, old.event_id FROM events ev"
+            " JOIN events old ON old.event_nid = ev.replaces_nid"
+            " WHERE ev.event_id IN ({})", event_ids)}
 
     async def get_heroes_many(self, room_nids: list[int], user_id: str,
                               limit: int = 5) -> dict[int, list[str]]:
         """``SyncStore.get_heroes`` of several rooms in one transaction."""
         if not room_nids:
             return {}
+        return await self.db.run_interaction("sliding_sync_heroes", self.heroes_many_txn,
+                                             room_nids, user_id, limit)
 
-        def txn_fn(txn: Txn) -> dict[int, list[str]]:
-            return {nid: pick_heroes([(str(u), str(m)) for u, m in txn.select_all(
-                "SELECT user_id, membership FROM room_memberships WHERE room_nid = ?"
-                f" AND user_id <> ? ORDER BY stream_ordering LIMIT {HERO_CANDIDATES}",
-                (nid, user_id))], user_id, limit) for nid in room_nids}
-
-        return await self.db.run_interaction("sliding_sync_heroes", txn_fn)
+    @staticmethod
+    def heroes_many_txn(txn: Txn, room_nids: list[int], user_id: str,
+                        limit: int = 5) -> dict[int, list[str]]:
+        """``get_heroes_many`` in a transaction under way."""
+        return {nid: pick_heroes([(str(u), str(m)) for u, m in txn.select_all(
+            "SELECT user_id, membership FROM room_memberships WHERE room_nid = ?"
+            f" AND user_id <> ? ORDER BY stream_ordering LIMIT {HERO_CANDIDATES}",
+            (nid, user_id))], user_id, limit) for nid in room_nids}
 
     async def get_membership_changes(self, room_nids: list[int], since: int,
                                      until: int) -> dict[str, str]:

@@ -208,17 +208,18 @@ class SyncStore:
 
     async def get_member_counts_many(self, room_nids: list[int]) -> dict[int, dict[str, int]]:
         """``get_member_counts`` of many rooms in one query."""
-        out: dict[int, dict[str, int]] = {nid: {} for nid in room_nids}
         if not room_nids:
-            return out
+            return {}
+        return await self.db.run_interaction("get_member_counts_many",
+                                             self.member_counts_many_txn, room_nids)
 
-        def txn_fn(txn: Txn) -> list[tuple[Any, ...]]:
-            return select_in_txn(
+    @staticmethod
+    def member_counts_many_txn(txn: Txn, room_nids: list[int]) -> dict[int, dict[str, int]]:
+        """``get_member_counts_many`` in a transaction under way."""
+        out: dict[int, dict[str, int]] = {nid: {} for nid in room_nids}
+        for nid, membership, count in select_in_txn(
                 txn, "SELECT room_nid, membership, COUNT(*) FROM room_memberships"
-                " WHERE room_nid IN ({}) GROUP BY room_nid, membership", room_nids)
-
-        for nid, membership, count in await self.db.run_interaction(
-                "get_member_counts_many", txn_fn):
+                " WHERE room_nid IN ({}) GROUP BY room_nid, membership", room_nids):
             out[int(nid)][str(membership)] = int(count)
         return out
 

@@ -38,15 +38,18 @@ One request of a connection (user, device, ``conn_id``) is answered so:
    same stores as /sync, over (since, until], scoped to the rooms of the lists
    and subscriptions they name.
 6. Nothing to say and a ``timeout``: wait on the notifier, as /sync does,
-   and build again. Then the new position and every room sent are written in
-   one transaction (shared with the other connections' saves queued at the
-   time), and the response carries ``pos``.
+   and build again. The response carries the new ``pos``; the position and
+   every room sent are written after it, in one transaction shared with the
+   other connections' saves queued at the time (``sliding_fast.py``
+   ``PositionWriter``; a failed write makes the ``pos`` unknown).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -57,13 +60,23 @@ from homeserver.errors import Codes, MatrixError
 from homeserver.events.model import Event
 from homeserver.http.request import Requester
 from homeserver.push.rules import client_ruleset
-from homeserver.rooms.access import ReadAccess
+from homeserver.rooms.access import ReadAccess, SerializeAhead, txn_scope
 from homeserver.rooms.ignored import is_hidden
-from homeserver.storage.push_rules import PUSH_RULES_TYPE
-from homeserver.storage.rooms import Membership, RoomInfo
-from homeserver.storage.sliding_sync import ConnectionState, ListRoom, PositionSave, SentRoom
-from homeserver.storage.sync import RoomMembership
-from homeserver.sync.encoder import one_time_keys_count
+from homeserver.storage.database import Txn
+from homeserver.storage.push_rules import PUSH_RULES_TYPE, PushRuleStore
+from homeserver.storage.receipts import ReceiptStore
+from homeserver.storage.relations import AggregationRows, RelationStore
+from homeserver.storage.rooms import Membership, RoomInfo, RoomStore
+from homeserver.storage.sliding_sync import (
+    ConnectionState,
+    ListRoom,
+    PositionSave,
+    SentRoom,
+    SlidingSyncStore,
+)
+from homeserver.storage.sync import SyncStore
+from homeserver.sync.encoder import one_time_keys_count, unread_section
+from homeserver.sync.room_builder import MAX_COUNTED_UNREAD
 from homeserver.sync.sliding_fast import (
     ConnectionMemory,
     PositionWriter,
@@ -100,6 +113,10 @@ logger = logging.getLogger(__name__)
 MAX_TIMEOUT_MS = 10 * 60 * 1000
 # a connection not used for this long is forgotten
 CONNECTION_LIFETIME_MS = 7 * 24 * 3600 * 1000
+# idle connections are looked for at most this often (as new ones start)
+EXPIRE_EVERY_MS = 10 * 60 * 1000
+# users whose sorted room list is kept
+MAX_SORTED_USERS = 10_000
 # member events remembered per room for $LAZY (past this, they are sent again)
 MAX_LAZY_HELD = 1000
 DIRECT = "m.direct"
@@ -151,6 +168,38 @@ class Plan:
     lazy: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Ahead:
+    """What a response's rooms read in the window's transaction besides
+    their timelines and state (``SlidingSyncHandler._rooms``)."""
+
+    # room NID -> its unread push actions (after the user's read receipt)
+    unread: dict[int, list[tuple[int, bool, str | None]]]
+    # room NID -> membership -> count, of the rooms sent as new
+    member_counts: dict[int, dict[str, int]]
+    # room NID -> heroes, of the rooms sent as new with no name event
+    heroes: dict[int, list[str]]
+    # the events the reads below cover (the timelines' rows, the state the
+    # entries may carry)
+    covered: frozenset[str]
+    txn_ids: dict[str, str]
+    # state event ID -> the ID of the one it replaced
+    replaced: dict[str, str]
+    aggregations: AggregationRows
+
+
+@dataclass
+class SortedRooms:
+    """A user's room list with heads, sorted, as of a recency generation
+    (``SlidingSyncHandler._sorted_rooms``)."""
+
+    # the memberships it was built from (the same list object while they hold)
+    base: list[ListRoom]
+    generation: int
+    rooms: list[ListRoom]
+    by_id: dict[str, ListRoom]
+
+
 @dataclass
 class Built:
     body: dict[str, Any]
@@ -185,14 +234,21 @@ class SlidingSyncHandler:
         self.memory = memory
         self.connections = ConnectionMemory()
         self.positions = PositionWriter(stores.sliding_sync)
+        self._expired_at = -EXPIRE_EVERY_MS
+        # user ID -> their sorted room list (``_sorted_rooms``)
+        self._sorted: OrderedDict[str, SortedRooms] = OrderedDict()
 
     async def handle(self, requester: Requester, req: SlidingRequest) -> dict[str, Any]:
         user_id = requester.user_id
         device_id = requester.device_id or ""
+        key = (user_id, device_id, req.conn_id)
         store = self.stores.sliding_sync
         since: StreamToken | None = None
         base_pos: int | None = None
         remembered: Remembered | None = None
+        start: tuple[str, str, str] | None = None
+        expire_before: int | None = None
+        now = self.ctx.now_ms()
         if req.pos is not None:
             m = _POS.fullmatch(req.pos)
             if m is None:
@@ -203,11 +259,14 @@ class SlidingSyncHandler:
             except MatrixError:
                 raise unknown_pos() from None
             # the connection as its last response left it, when this process
-            # wrote that response (sync/sliding_fast.py); else from the database
+            # gave that response (sync/sliding_fast.py; its write may still be
+            # queued: the writer keeps the order); else from the database,
+            # once the connection's queued writes are done
             remembered = self.connections.get(user_id, device_id, req.conn_id, base_pos)
             if remembered is not None:
                 conn = remembered.state
             else:
+                await self.positions.settled(key)
                 loaded = await store.load_connection(user_id, device_id, req.conn_id,
                                                      base_pos)
                 if loaded is None:
@@ -215,33 +274,52 @@ class SlidingSyncHandler:
                 conn = loaded
             since = StreamToken(conn.stream_pos, token.typing_pos, token.epoch)
         else:
-            now = self.ctx.now_ms()
-            # connections idle for long are forgotten as new ones start (their
-            # clients get M_UNKNOWN_POS and start over, as the MSC allows)
-            nid = await store.start_connection(user_id, device_id, req.conn_id, now,
-                                               expire_before_ms=now - CONNECTION_LIFETIME_MS)
+            # a new connection, created (replacing any of the same conn_id)
+            # by the write of its first position
             self.connections.forget(user_id, device_id, req.conn_id)
-            conn = ConnectionState(nid, 0, {})
+            conn = ConnectionState(self.positions.next_nid(), 0, {})
+            start = key
+            # connections idle for long are forgotten as new ones start (their
+            # clients get M_UNKNOWN_POS and start over, as the MSC allows),
+            # looked for at most every EXPIRE_EVERY_MS
+            if now - self._expired_at >= EXPIRE_EVERY_MS:
+                self._expired_at = now
+                expire_before = now - CONNECTION_LIFETIME_MS
         await self.presence.user_syncing(user_id, req.set_presence)
         try:
             built = await self._long_poll(requester, req, conn, since, remembered)
         finally:
             self.presence.sync_ended(user_id, req.set_presence)
         end = built.until.global_pos
-        pos_nid = await self.positions.save(PositionSave(
-            conn.connection_nid, base_pos, end, list(built.sent.items()), self.ctx.now_ms()))
-        if pos_nid is None:
-            # a new connection of the same conn_id replaced it, or a retry of
-            # an older position forgot this one
-            self.connections.forget(user_id, device_id, req.conn_id)
-            raise unknown_pos()
+        now = self.ctx.now_ms()
+        pos_nid = self.positions.next_nid()
         counts = dict(remembered.counts) if remembered is not None else {}
         counts.update(built.counts)
         self.connections.put(Remembered(
             user_id, device_id, req.conn_id, pos_nid,
             ConnectionState(conn.connection_nid, end, {**conn.rooms, **built.sent}),
-            built.rooms, built.global_data, built.room_data, counts))
+            built.rooms, built.global_data, built.room_data, counts,
+            (req.lists, req.subscriptions, req.extensions)))
+        # written after the response: the connection's next request waits
+        # for it; one that failed leaves the position unknown (M_UNKNOWN_POS)
+        written = self.positions.submit(key, PositionSave(
+            conn.connection_nid, base_pos, end, list(built.sent.items()), now,
+            pos_nid=pos_nid, start=start, expire_before_ms=expire_before))
+
+        def after(result: int | None) -> None:
+            if result is None:
+                # a new connection of the same conn_id replaced it, a retry of
+                # an older position forgot this one, or the write failed
+                self.connections.forget(user_id, device_id, req.conn_id, pos_nid)
+
+        written.addCallback(after)
+        written.addErrback(lambda f: logger.error("sliding sync position: %s", f.value))
         return {"pos": f"{pos_nid}_{built.until}", **built.body}
+
+    async def flush(self) -> None:
+        """Wait until the positions of the responses sent are written (a
+        clean stop: the clients' next requests after a restart find them)."""
+        await self.positions.flush()
 
     async def _long_poll(self, requester: Requester, req: SlidingRequest,
                          conn: ConnectionState, since: StreamToken | None,
@@ -249,17 +327,28 @@ class SlidingSyncHandler:
         timeout = min(req.timeout_ms, MAX_TIMEOUT_MS)
         clock = self.ctx.clock
         deadline = clock.seconds() + timeout / 1000
+        # a client polling again at once, asking what it asked before, with
+        # no extension and nothing written since its last response (this
+        # process's): a build would find nothing, so it waits first
+        idle = since is not None and remembered is not None and timeout > 0 \
+            and not any(ext.enabled for ext in req.extensions.values()) \
+            and remembered.asked == (req.lists, req.subscriptions, req.extensions)
         while True:
             counter = self.notifier.counter(requester.user_id)
-            built = await self._build(requester, req, conn, since, remembered)
-            if since is None or built.has_data:
-                return built
+            built: Built | None = None
+            if idle and since is not None \
+                    and self.sync.current_token().global_pos == since.global_pos:
+                idle = False
+            else:
+                built = await self._build(requester, req, conn, since, remembered)
+                if since is None or built.has_data:
+                    return built
             remaining = deadline - clock.seconds()
-            if remaining <= 0:
-                return built
-            woken = await self.notifier.wait(requester.user_id, counter,
-                                             int(remaining * 1000), presence=False)
+            woken = remaining > 0 and await self.notifier.wait(
+                requester.user_id, counter, int(remaining * 1000), presence=False)
             if not woken:
+                if built is None:
+                    built = await self._build(requester, req, conn, since, remembered)
                 return built
 
     # -- one build ------------------------------------------------------------
@@ -290,12 +379,14 @@ class SlidingSyncHandler:
             global_data, room_data = \
                 await self.stores.account_data.get_account_data_since(user_id, 0, end)
         self.connections.put_user_lists(user_id, UserLists(end, base, global_data, room_data))
-        all_rooms = await self._with_heads(base, end)
+        all_rooms, by_id = await self._sorted_rooms(user_id, base, end)
         ignored = await self.room_reader.ignored.get(user_id)
-        rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)
-                 # the spec: invites from ignored users are not sent
-                 and not (r.membership == "invite" and ignored and r.sender in ignored)]
-        rooms.sort(key=lambda r: (_bump(r), r.room_id), reverse=True)
+        if any(r.membership in ("leave", "invite") for r in base):
+            rooms = [r for r in all_rooms if self._in_room_list(r, conn, user_id)
+                     # the spec: invites from ignored users are not sent
+                     and not (r.membership == "invite" and ignored and r.sender in ignored)]
+        else:
+            rooms = all_rooms  # (read only) nothing to leave out
 
         candidates: dict[str, Candidate] = {}
         lists_body: dict[str, Any] = {}
@@ -315,7 +406,6 @@ class SlidingSyncHandler:
                 else:
                     c.config = c.config.combine(lc.config)
                     c.lists.append(key)
-        by_id = {r.room_id: r for r in all_rooms}
         subscribed: list[str] = []
         for room_id, config in req.subscriptions.items():
             sub = by_id.get(room_id)
@@ -336,16 +426,35 @@ class SlidingSyncHandler:
             fast = fast_rooms(self.memory, user_id, list(candidates.values()), conn,
                               remembered, since_pos, end,
                               lambda c, initial: _common(c, initial, dms), self.ctx.now_ms())
+        # the rooms sent initially are known before they are built: the
+        # extensions (which cover them in full) are read alongside
+        initial_rooms = {rid for rid, c in candidates.items()
+                         if _is_initial(c.room, conn.rooms.get(rid))}
+        extensions: dict[str, Any] = {}
+
+        async def read_extensions() -> None:
+            extensions.update(await self._extensions(
+                requester, req, since, until, list_rooms, subscribed, initial_rooms,
+                global_data, room_data, all_rooms, is_quiet))
+
+        wants_extensions = any(ext.enabled for ext in req.extensions.values())
         if fast is not None:
             out_rooms, sent, counts = fast
-        else:
+            if wants_extensions:
+                await read_extensions()
+        elif not wants_extensions:
             out_rooms, sent, counts = await self._rooms(
                 requester, list(candidates.values()), conn, since_pos, end, dms)
+        else:
+            built_rooms: list[tuple[dict[str, Any], dict[str, SentRoom],
+                                    dict[str, tuple[int, int]]]] = []
 
-        initial_rooms = {rid for rid, body in out_rooms.items() if body.get("initial")}
-        extensions = await self._extensions(requester, req, since, until, list_rooms,
-                                            subscribed, initial_rooms, global_data, room_data,
-                                            all_rooms)
+            async def read_rooms() -> None:
+                built_rooms.append(await self._rooms(
+                    requester, list(candidates.values()), conn, since_pos, end, dms))
+
+            await gather([read_rooms(), read_extensions()])
+            out_rooms, sent, counts = built_rooms[0]
         has_data = bool(out_rooms) or any(_ext_has_data(k, v) for k, v in extensions.items())
         body: dict[str, Any] = {"lists": lists_body, "rooms": out_rooms,
                                 "extensions": extensions}
@@ -413,6 +522,49 @@ class SlidingSyncHandler:
 
     # -- the room list --------------------------------------------------------------
 
+    async def _sorted_rooms(self, user_id: str, base: list[ListRoom], end: int,
+                            ) -> tuple[list[ListRoom], dict[str, ListRoom]]:
+        """The user's memberships ``base`` with their heads, sorted by
+        ``bump_stamp`` (newest first), and by room ID.
+
+        Kept per user (``SortedRooms``) while ``base`` is the same list:
+        rebuilt in full when the memberships were read again, else only the
+        rooms whose heads moved since (``RoomRecency.changed_since``) are
+        taken again, and the list sorted again. Built in full (and not kept)
+        while a head is newer than ``end`` (a commit not yet counted as
+        persisted: its room's newest position is clamped to ``end``)."""
+        generation = self.recency.generation
+        cached = self._sorted.get(user_id)
+        if cached is not None and cached.base is base and self.recency.max_pos <= end:
+            changed = self.recency.changed_since(cached.generation)
+            if changed is not None:
+                mine = {rid: cached.by_id[rid].room_nid for rid in changed
+                        if rid in cached.by_id}
+                if not mine:
+                    cached.generation = generation
+                    self._sorted.move_to_end(user_id)
+                    return cached.rooms, cached.by_id
+                heads = await self.recency.heads(mine)
+                by_id = dict(cached.by_id)
+                for rid, (last, bump) in heads.items():
+                    by_id[rid] = dataclasses.replace(by_id[rid], last_pos=last, bump_pos=bump)
+                if self.recency.max_pos <= end:
+                    rooms = sorted(by_id.values(), key=_order, reverse=True)
+                    self._keep_sorted(user_id, SortedRooms(base, generation, rooms, by_id))
+                    return rooms, by_id
+        rooms = await self._with_heads(base, end)
+        rooms.sort(key=_order, reverse=True)
+        by_id = {r.room_id: r for r in rooms}
+        if self.recency.max_pos <= end:
+            self._keep_sorted(user_id, SortedRooms(base, generation, rooms, by_id))
+        return rooms, by_id
+
+    def _keep_sorted(self, user_id: str, entry: "SortedRooms") -> None:
+        self._sorted[user_id] = entry
+        self._sorted.move_to_end(user_id)
+        while len(self._sorted) > MAX_SORTED_USERS:
+            self._sorted.popitem(last=False)
+
     async def _with_heads(self, rooms: list[ListRoom], end: int) -> list[ListRoom]:
         """The user's memberships with each room's newest and newest bump
         positions (``sync/recency.py``), the newest clamped to ``end``: a
@@ -468,12 +620,68 @@ class SlidingSyncHandler:
         state_asks = [(p.c.room.room_nid, p.room_end) for p in plans]
         state_asks += [(p.c.room.room_nid, p.prev.sent_upto) for p in plans
                        if not p.initial and p.prev is not None]
-        pages, states = await self.stores.sliding_sync.read_window(
-            [(p.c.room.room_nid, p.room_end, p.timeline_since, p.c.config.timeline_limit + 1)
-             for p in asks], state_asks)
-        fetched = await self.stores.events.get_events(
-            [eid for page in pages for _, eid in page])
+        # and, in the same transaction, what the rooms' entries read besides
+        # (``Ahead``): one round trip for the window
         ignored = await self.room_reader.ignored.get(user_id)
+        scope = txn_scope(requester)
+        joined_rooms = [p.c.room for p in plans if p.c.room.membership == "join"]
+        first_counted = [p for p in plans if p.initial or p.membership_changed]
+        page_of = {id(p): k for k, p in enumerate(asks)}
+
+        def also(txn: Txn, pages: list[list[tuple[int, str]]], people: list[set[str]],
+                 states: list[dict[tuple[str, str], str]]) -> Ahead:
+            read_upto = ReceiptStore.own_receipt_positions_txn(
+                txn, user_id, [r.room_id for r in joined_rooms]) if joined_rooms else {}
+            after = {r.room_nid: read_upto.get(r.room_id, r.membership_pos)
+                     for r in joined_rooms}
+            unread_rows = PushRuleStore.unread_actions_many_txn(
+                txn, after, user_id, end, MAX_COUNTED_UNREAD) if after else {}
+            counts = SyncStore.member_counts_many_txn(
+                txn, [p.c.room.room_nid for p in first_counted]) if first_counted else {}
+            # the state events the entries may carry: those the configs
+            # match, the naming ones, the members of the timelines' people
+            state_ids: set[str] = set()
+            for p, now_ids in zip(plans, states, strict=False):
+                cfg = p.c.config
+                state_ids.update(v for k, v in now_ids.items()
+                                 if cfg.matches(k[0], k[1], user_id) or k in NAMING_KEYS)
+                k = page_of.get(id(p))
+                if cfg.lazy_members and k is not None:
+                    state_ids.update(now_ids[(MEMBER, u)] for u in people[k]
+                                     if (MEMBER, u) in now_ids)
+            unnamed = [p.c.room.room_nid for p, now_ids in zip(plans, states, strict=False)
+                       if (p.initial or p.membership_changed)
+                       and ("m.room.name", "") not in now_ids]
+            heroes = SlidingSyncStore.heroes_many_txn(txn, unnamed, user_id) \
+                if unnamed else {}
+            timeline_ids = [eid for page in pages for _, eid in page]
+            covered = [*timeline_ids, *state_ids]
+            # relations: not asked of the events that memory knows got none
+            # (every relation after the oldest of a page was seen there)
+            related_ids = []
+            for p, page in zip(asks, pages, strict=True):
+                ids = [eid for _, eid in page]
+                if page and not self.memory.members_unchanged_since(
+                        p.c.room.room_id, (), min(pos for pos, _ in page), ids):
+                    related_ids.extend(ids)
+            return Ahead(
+                unread_rows, counts, heroes, frozenset(covered),
+                RoomStore.txn_ids_for_events_txn(txn, user_id, scope, covered)
+                if covered else {},
+                SlidingSyncStore.replaced_state_txn(txn, list(state_ids)) if state_ids else {},
+                RelationStore.aggregation_rows_txn(txn, related_ids, user_id, sorted(ignored))
+                if related_ids else AggregationRows())
+
+        pages, states, ahead = await self.stores.sliding_sync.read_window(
+            [(p.c.room.room_nid, p.room_end, p.timeline_since,
+              p.c.config.timeline_limit + 1) for p in asks], state_asks, also)
+        hero_member_ids = [states[k][(MEMBER, h)] for k, p in enumerate(plans)
+                           for h in ahead.heroes.get(p.c.room.room_nid, [])
+                           if (MEMBER, h) in states[k]]
+        # the events, all in one read (mostly from the event cache)
+        fetched = await self.stores.events.get_events(
+            [*(eid for page in pages for _, eid in page), *ahead.covered,
+             *ahead.replaced.values(), *hero_member_ids])
         for p, page in zip(asks, pages, strict=True):
             await self._timeline(requester, p, page, fetched, ignored)
         for p in plans:
@@ -495,7 +703,6 @@ class SlidingSyncHandler:
 
         # what every room sent needs, read for all of them at once, the
         # independent reads side by side
-        joined = [p.c.room for p in plans if p.c.room.membership == "join"]
         counted = [p for p in plans if p.initial or p.members_changed or p.membership_changed]
         naming = {p.c.room.room_id: {k: p.now_ids[k] for k in NAMING_KEYS if k in p.now_ids}
                   for p in plans}
@@ -507,16 +714,14 @@ class SlidingSyncHandler:
         formatted: list[list[dict[str, Any]]] = []
         memberships: dict[str, str] = {}
 
-        async def read_unread() -> None:
-            unread_from = await self.builder.unread_positions(
-                user_id, [_membership(r) for r in joined])
-            unread.update(await self.builder.unread_counts_many(
-                user_id, {r.room_nid: unread_from.get(r.room_id, r.membership_pos)
-                          for r in joined}, end))
+        # unread counts after the user's read receipt, else their join (as /sync)
+        unread.update({nid: unread_section(len(found), sum(1 for _, h, _ in found if h))
+                       for nid, found in ahead.unread.items()})
+        members.update(ahead.member_counts)
 
         async def read_members() -> None:
             members.update(await self.stores.sync.get_member_counts_many(
-                [p.c.room.room_nid for p in counted]))
+                [p.c.room.room_nid for p in counted if p.c.room.room_nid not in members]))
 
         async def read_state_and_format() -> None:
             state_events.update(await self.stores.events.get_events(
@@ -527,19 +732,23 @@ class SlidingSyncHandler:
                                   if v in state_events]
             unnamed = [p for p in counted
                        if not _name(state_events, naming[p.c.room.room_id])]
+            hero_ids.update({nid: ids for nid, ids in ahead.heroes.items()})
             hero_ids.update(await self.stores.sliding_sync.get_heroes_many(
-                [p.c.room.room_nid for p in unnamed], user_id))
+                [p.c.room.room_nid for p in unnamed if p.c.room.room_nid not in hero_ids],
+                user_id))
             hero_events.update(await self.stores.events.get_events(
                 [p.now_ids[(MEMBER, h)] for p in unnamed
                  for h in hero_ids.get(p.c.room.room_nid, []) if (MEMBER, h) in p.now_ids]))
             formatted.extend(await self.room_reader.serialize_many(
-                requester, [(p.c.room.room_id, [*p.events, *p.state_events]) for p in plans]))
+                requester, [(p.c.room.room_id, [*p.events, *p.state_events]) for p in plans],
+                SerializeAhead(ahead.covered, ahead.txn_ids,
+                               {eid: fetched[old] for eid, old in ahead.replaced.items()
+                                if old in fetched}, ahead.aggregations)))
 
         async def read_memberships() -> None:
             memberships.update(await self._memberships_at(user_id, plans))
 
-        await gather([read_unread(), read_members(), read_state_and_format(),
-                      read_memberships()])
+        await gather([read_members(), read_state_and_format(), read_memberships()])
         for p, both in zip(plans, formatted, strict=True):
             r = p.c.room
             room: dict[str, Any] = dict(p.common)
@@ -669,13 +878,20 @@ class SlidingSyncHandler:
                           since: StreamToken | None, until: StreamToken,
                           list_rooms: dict[str, list[str]], subscribed: list[str],
                           initial_rooms: set[str], global_data: dict[str, Any],
-                          room_data: dict[str, Any],
-                          all_rooms: list[ListRoom]) -> dict[str, Any]:
+                          room_data: dict[str, Any], all_rooms: list[ListRoom],
+                          quiet_range: bool) -> dict[str, Any]:
+        """The extensions asked for. With ``quiet_range`` (``sliding_fast.
+        quiet``: (since, until] holds nothing that concerns the user's
+        memberships, own data, devices or to-device messages, nor any
+        membership of their rooms), what the range cannot have changed is
+        not read: no device list changes, no account data changes; receipts
+        are read only for rooms that memory says got one."""
         user_id = requester.user_id
         device_id = requester.device_id
         end = until.global_pos
         since_pos = since.global_pos if since is not None else None
         out: dict[str, Any] = {}
+        memory = self.memory
 
         async def to_device() -> None:
             ext: ExtensionConfig | None = req.extensions.get("to_device")
@@ -683,11 +899,21 @@ class SlidingSyncHandler:
                 ext_since = ext.since or 0
                 if ext_since > end:
                     ext_since = end
+                if quiet_range and not memory.to_device_pending(user_id, device_id):
+                    # none stored for the device: none came in the range (a
+                    # to-device write is not quiet), and none before (a
+                    # message marks the device; a mark dropped by a read
+                    # racing a newer message leaves that message's write in
+                    # the next range, which is then not quiet)
+                    out["to_device"] = {"next_batch": str(end), "events": []}
+                    return
                 store = self.stores.to_device
                 if ext.since is not None:
                     await store.delete_messages_upto(user_id, device_id, ext_since)
                 messages, upto = await store.get_messages(user_id, device_id, ext_since, end,
                                                           ext.limit)
+                if not messages and upto >= end:
+                    memory.set_to_device_pending(user_id, device_id, False)
                 out["to_device"] = {"next_batch": str(upto), "events": messages}
 
         async def e2ee() -> None:
@@ -698,7 +924,9 @@ class SlidingSyncHandler:
                     "device_one_time_keys_count": one_time_keys_count(counts),
                     "device_unused_fallback_key_types": counts.unused_fallback,
                 }
-                if since_pos is not None:
+                if since_pos is not None and quiet_range:
+                    e2ee["device_lists"] = {"changed": [], "left": []}
+                elif since_pos is not None:
                     e2ee["device_lists"] = await self._device_lists(user_id, since_pos, end,
                                                                     all_rooms)
                 out["e2ee"] = e2ee
@@ -713,6 +941,8 @@ class SlidingSyncHandler:
                         changed_global[PUSH_RULES_TYPE] = {"global": client_ruleset(
                             await self.stores.push_rules.get_ruleset(user_id))}
                     changed_rooms = room_data
+                elif quiet_range:
+                    changed_global, changed_rooms = {}, {}
                 else:
                     changed_global, changed_rooms = \
                         await self.stores.account_data.get_account_data_since(
@@ -737,6 +967,12 @@ class SlidingSyncHandler:
                     receipts.update(await self.stores.receipts.get_receipt_events(
                         fresh, None, end, user_id))
                 rest = [r for r in scope if r not in fresh]
+                if rest and since_pos is not None and quiet_range:
+                    # only the rooms that got a receipt in the range
+                    found = memory.plain_events(since_pos, end)
+                    got = {receipt[0] for receipt in found[2]} if found is not None \
+                        else set(rest)
+                    rest = [r for r in rest if r in got]
                 if rest and since_pos is not None:
                     receipts.update(await self.stores.receipts.get_receipt_events(
                         rest, since_pos, end, user_id))
@@ -758,8 +994,15 @@ class SlidingSyncHandler:
                     room_id: {"type": "m.typing", "content": {"user_ids": users}}
                     for room_id, users in typing.items()}}
 
-        # each reads its own store: all at once
-        await gather([to_device(), e2ee(), account_data(), receipts(), typing()])
+        # each reads its own store: all at once (those asked for)
+        readers = {"to_device": to_device, "e2ee": e2ee, "account_data": account_data,
+                   "receipts": receipts, "typing": typing}
+        asked = [read() for name, read in readers.items()
+                 if (ext := req.extensions.get(name)) is not None and ext.enabled]
+        if len(asked) == 1:
+            await asked[0]
+        elif asked:
+            await gather(asked)
         return out
 
     async def _device_lists(self, user_id: str, since: int, end: int,
@@ -830,6 +1073,10 @@ def _window(rooms: list[ListRoom], lc: ListConfig) -> list[ListRoom]:
     return list(seen.values())
 
 
+def _order(r: ListRoom) -> tuple[int, str]:
+    return (_bump(r), r.room_id)
+
+
 def _bump(r: ListRoom) -> int:
     """The room's bump_stamp: its newest "proper" event while the user is in
     it; for a room they are not in, their membership (as Synapse)."""
@@ -857,11 +1104,6 @@ def _room_type(state: dict[str, dict[str, Any]], r: ListRoom) -> str | None:
     return t if isinstance(t, str) else None
 
 
-def _membership(r: ListRoom) -> RoomMembership:
-    return RoomMembership(r.room_id, r.room_nid, r.room_version, r.membership, r.event_id,
-                          r.membership_pos)
-
-
 def _common(c: Candidate, initial: bool, dms: set[str]) -> dict[str, Any]:
     """What every room entry carries."""
     r = c.room
@@ -875,14 +1117,22 @@ def _common(c: Candidate, initial: bool, dms: set[str]) -> dict[str, Any]:
     return common
 
 
+def _is_initial(r: ListRoom, prev: SentRoom | None) -> bool:
+    """Whether the room is sent as new (``initial``): never sent on this
+    connection, or joined since it was sent as an invite, knock or leave
+    (the client has no state of it)."""
+    if prev is None:
+        return True
+    return r.membership == "join" and prev.membership != "join"
+
+
 def _plan(c: Candidate, prev: SentRoom | None, end: int, dms: set[str]) -> Plan | None:
     """Whether a joined or left room is to be built (None: nothing new for
     this connection), decided from the room list and what was sent."""
     r = c.room
     membership_changed = prev is not None and (
         prev.membership != r.membership or r.membership_pos > prev.sent_upto)
-    initial = prev is None or (membership_changed and r.membership == "join"
-                               and prev.membership != "join")
+    initial = _is_initial(r, prev)
     old_state = RoomConfig.state_from_json(prev.required_state) if prev else ()
     old_config = RoomConfig(prev.timeline_limit if prev else 0, old_state)
     expanded = not initial and c.config.timeline_limit > old_config.timeline_limit

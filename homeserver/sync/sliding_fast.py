@@ -29,8 +29,9 @@ user's memberships, their own data, or the state of any of their rooms:
 only plain events and others' receipts. Then the room list and account
 data read for the last response still hold.
 
-The positions are still written, one transaction per response, as before:
-a restart, or another process, loads the connection from the database.
+The positions are written after the responses (``PositionWriter``), many
+in one transaction: a restart, or another process, loads the connection
+from the database.
 A forget (``/forget``) takes no stream position: a connection's fast
 responses keep a forgotten kicked room in its list until the next full
 build.
@@ -38,13 +39,14 @@ build.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from homeserver.rooms.client_format import client_event
 from homeserver.rooms.ignored import is_hidden
@@ -59,6 +61,8 @@ if TYPE_CHECKING:
     from homeserver.storage.sliding_sync import SlidingSyncStore
     from homeserver.sync.memory import SyncMemory
     from homeserver.sync.sliding import Candidate
+
+logger = logging.getLogger(__name__)
 
 # connections remembered (those in use at once)
 MAX_CONNECTIONS = 20_000
@@ -85,6 +89,8 @@ class Remembered:
     room_data: dict[str, Any]
     # room ID -> unread counts as of the room's sent_upto (joined rooms)
     counts: dict[str, Counts] = field(default_factory=dict)
+    # what the request asked (lists, subscriptions, extensions)
+    asked: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,28 +145,81 @@ class ConnectionMemory:
             while len(self._by_connection) > MAX_CONNECTIONS:
                 self._by_connection.popitem(last=False)
 
-    def forget(self, user_id: str, device_id: str, conn_id: str) -> None:
+    def forget(self, user_id: str, device_id: str, conn_id: str,
+               pos_nid: int | None = None) -> None:
+        """Forget the connection (with ``pos_nid``: only if that is the
+        position remembered)."""
+        key = (user_id, device_id, conn_id)
         with self._lock:
-            self._by_connection.pop((user_id, device_id, conn_id), None)
+            found = self._by_connection.get(key)
+            if found is not None and (pos_nid is None or found.pos_nid == pos_nid):
+                del self._by_connection[key]
+
+
+# a connection: (user ID, device ID, conn_id)
+ConnectionKey = tuple[str, str, str]
 
 
 class PositionWriter:
-    """Writes connections' new positions; those that arrive while a write is
-    under way go together in the next one: one commit for the responses of
-    the many connections a message wakes, rather than one each."""
+    """Writes connections' new positions after their responses are sent.
+
+    A response carries its new position at once: its NID is given here
+    (``next_nid``: the time in milliseconds times 1,000, or one more than
+    the last given, so NIDs grow across restarts too), and its write is
+    queued. The writes that queue while one transaction is under way go
+    together in the next: one commit for the responses of the many
+    connections a message wakes (a save built on a position still queued
+    goes after it, in the same transaction or the next:
+    ``SlidingSyncStore.save_positions``). A connection's next request is
+    answered from memory when it names the position remembered
+    (``ConnectionMemory``); any other first waits for the connection's
+    queued writes (``settled``) and reads the database. A write that failed
+    (the connection was replaced meanwhile, the database went away, the
+    process died before it) forgets the remembered position and leaves it
+    unknown: the client gets ``M_UNKNOWN_POS`` and starts over, as the MSC
+    allows. ``flush`` waits for all (a clean stop)."""
 
     def __init__(self, store: "SlidingSyncStore") -> None:
         self.store = store
-        self._pending: list[tuple[PositionSave, defer.Deferred[int | None]]] = []
+        self._pending: list[tuple[ConnectionKey, PositionSave,
+                                  defer.Deferred[int | None]]] = []
         self._writing = False
+        self._last_nid = 0
+        # per connection: its writes not finished, and who waits for them
+        self._unsettled: dict[ConnectionKey, int] = {}
+        self._waiters: dict[ConnectionKey, list[defer.Deferred[None]]] = {}
+        self._flush_waiters: list[defer.Deferred[None]] = []
 
-    async def save(self, save: PositionSave) -> int | None:
-        """``SlidingSyncStore.save_position_txn``'s answer for ``save``."""
+    def next_nid(self) -> int:
+        """A new position (or connection) NID: never one given before (by
+        the wall clock, not the reactor's, which a test may hold still)."""
+        nid = max(self._last_nid + 1, int(time.time() * 1000) * 1000)
+        self._last_nid = nid
+        return nid
+
+    def submit(self, key: ConnectionKey, save: PositionSave) -> "defer.Deferred[int | None]":
+        """Queue ``save``; the Deferred fires with ``SlidingSyncStore.
+        save_positions``'s answer for it (before ``settled`` waiters wake)."""
         done: defer.Deferred[int | None] = defer.Deferred()
-        self._pending.append((save, done))
+        self._pending.append((key, save, done))
+        self._unsettled[key] = self._unsettled.get(key, 0) + 1
         if not self._writing:
             defer.ensureDeferred(self._drain())
-        return await done
+        return done
+
+    async def settled(self, key: ConnectionKey) -> None:
+        """Wait until the connection's queued writes are finished."""
+        if self._unsettled.get(key):
+            waiter: defer.Deferred[None] = defer.Deferred()
+            self._waiters.setdefault(key, []).append(waiter)
+            await waiter
+
+    async def flush(self) -> None:
+        """Wait until every queued write is finished."""
+        if self._writing or self._pending:
+            waiter: defer.Deferred[None] = defer.Deferred()
+            self._flush_waiters.append(waiter)
+            await waiter
 
     async def _drain(self) -> None:
         self._writing = True
@@ -169,18 +228,25 @@ class PositionWriter:
                 batch = self._pending[:MAX_SAVES_AT_ONCE]
                 del self._pending[:MAX_SAVES_AT_ONCE]
                 try:
-                    results = await self.store.save_positions([s for s, _ in batch])
+                    results: list[int | None] | None = await self.store.save_positions(
+                        [s for _, s, _ in batch])
                 except Exception:
-                    failure = Failure()
-                    for _, done in batch:
-                        if not done.called:  # a client that went away cancelled it
-                            done.errback(failure)
-                    continue
-                for (_, done), result in zip(batch, results, strict=True):
-                    if not done.called:
-                        done.callback(result)
+                    logger.exception("sliding sync: writing %d positions failed", len(batch))
+                    results = None
+                for k, (key, _, done) in enumerate(batch):
+                    done.callback(results[k] if results is not None else None)
+                    left = self._unsettled[key] - 1
+                    if left:
+                        self._unsettled[key] = left
+                    else:
+                        del self._unsettled[key]
+                        for waiter in self._waiters.pop(key, []):
+                            waiter.callback(None)
         finally:
             self._writing = False
+            waiters, self._flush_waiters = self._flush_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
 
 
 def quiet(memory: "SyncMemory", user_id: str, rooms: list[ListRoom], since: int,

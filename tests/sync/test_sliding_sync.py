@@ -610,3 +610,191 @@ async def test_odd_values_anywhere_in_the_body_never_break_the_server(
             if resp.code == 400:
                 assert resp.body["errcode"] in ("M_BAD_JSON", "M_INVALID_PARAM",
                                                 "M_UNKNOWN_POS", "M_NOT_JSON"), (path, value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_room_order_follows_new_messages_joins_and_leaves(
+        server: TestServer) -> None:
+    """Each user's sorted room list is kept between requests: a new message,
+    a join and a leave each show in the next response's order, on the
+    connection and on a new one."""
+    alice, rooms = await user_with_rooms(server, 4)
+    request = {"lists": {"all": window(0, 1)}}
+    first = await ss(alice, request)
+    assert first["lists"]["all"]["ops"][0]["room_ids"] == [rooms[3], rooms[2]]
+    # the same list asked again, nothing new: the same order
+    again = await ss(alice, {**request, "conn_id": "again"})
+    assert again["lists"]["all"]["ops"][0]["room_ids"] == [rooms[3], rooms[2]]
+
+    await send_text(alice, rooms[0], "oldest room moves up")
+    second = await ss(alice, request, pos=first["pos"], timeout=5000)
+    assert second["lists"]["all"]["ops"][0]["room_ids"] == [rooms[0], rooms[3]]
+    assert bodies(second["rooms"][rooms[0]]) == ["oldest room moves up"]
+    fresh = await ss(alice, {**request, "conn_id": "fresh"})
+    assert fresh["lists"]["all"]["ops"][0]["room_ids"] == [rooms[0], rooms[3]]
+
+    # a room alice joins comes first (its create and messages are newer)
+    bob = await server.register("bob")
+    bobs = await create_room(bob, preset="public_chat", name="Bob's")
+    await send_text(bob, bobs, "welcome")
+    await join(alice, bobs)
+    third = await ss(alice, request, pos=second["pos"], timeout=5000)
+    if third["lists"]["all"]["count"] != 5:  # the join came apart from the wake
+        third = await ss(alice, request, pos=third["pos"], timeout=5000)
+    assert third["lists"]["all"]["count"] == 5
+    assert third["lists"]["all"]["ops"][0]["room_ids"][0] == bobs
+    # a message in another room puts that one first again
+    await send_text(alice, rooms[1], "now this one")
+    fourth = await ss(alice, request, pos=third["pos"], timeout=5000)
+    assert fourth["lists"]["all"]["ops"][0]["room_ids"] == [rooms[1], bobs]
+
+    # a room she leaves goes from the list (after its leave is sent once)
+    resp = await alice.post(f"{V3}/rooms/{q(rooms[1])}/leave", {})
+    assert resp.code == 200
+    fifth = await ss(alice, request, pos=fourth["pos"], timeout=5000)
+    sixth = await ss(alice, request, pos=fifth["pos"], timeout=0)
+    assert rooms[1] not in sixth["lists"]["all"]["ops"][0]["room_ids"]
+    assert sixth["lists"]["all"]["count"] == 4
+    latest = await ss(alice, {**request, "conn_id": "latest"})
+    assert latest["lists"]["all"]["ops"][0]["room_ids"] == [bobs, rooms[0]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_new_connections_of_one_conn_id_at_once_leave_one_valid(
+        server: TestServer) -> None:
+    """Positions are written after their responses are sent: of two
+    connections started together with the same conn_id, the one written
+    last replaces the other, whose pos is then M_UNKNOWN_POS."""
+    alice, rooms = await user_with_rooms(server, 2)
+    request = {"conn_id": "x", "lists": {"all": window(0, 9)}}
+    one, two = await defer.gatherResults([defer.ensureDeferred(ss(alice, request)),
+                                          defer.ensureDeferred(ss(alice, request))])
+    await send_text(alice, rooms[0], "after both")
+    outcomes = []
+    for body in (one, two):
+        resp = await alice.post(SS, request, params={"pos": body["pos"], "timeout": "5000"})
+        outcomes.append(resp)
+    assert sorted(r.code for r in outcomes) == [200, 400]
+    good = next(r for r in outcomes if r.code == 200)
+    assert bodies(good.body["rooms"][rooms[0]]) == ["after both"]
+    bad = next(r for r in outcomes if r.code == 400)
+    assert bad.body["errcode"] == "M_UNKNOWN_POS"
+
+
+@pytest_twisted.ensureDeferred
+async def test_extensions_in_a_quiet_range_still_carry_what_came(server: TestServer) -> None:
+    """Between two responses with only messages, the extensions answer from
+    memory; a to-device message stored before the connection, a receipt and
+    a device change of a room mate each still come."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="public_chat", name="Chat")
+    await join(bob, room_id)
+    resp = await alice.put(f"{V3}/sendToDevice/m.test/early", {"messages": {
+        bob.user_id: {bob.device_id: {"before": "the connection"}}}})
+    assert resp.code == 200
+    extensions: dict[str, Any] = {name: {"enabled": True} for name in (
+        "to_device", "e2ee", "account_data", "receipts", "typing")}
+    request = {"lists": {"all": window(0, 9)}, "extensions": extensions}
+    first = await ss(bob, request)
+    to_device = first["extensions"]["to_device"]
+    assert [m["content"] for m in to_device["events"]] == [{"before": "the connection"}]
+    extensions["to_device"] = {"enabled": True, "since": to_device["next_batch"]}
+
+    event_id = await send_text(alice, room_id, "just a message")
+    second = await ss(bob, request, pos=first["pos"], timeout=5000)
+    assert bodies(second["rooms"][room_id]) == ["just a message"]
+    ext = second["extensions"]
+    assert ext["to_device"]["events"] == []
+    assert ext["e2ee"]["device_lists"] == {"changed": [], "left": []}
+    assert ext["account_data"]["global"] == [] and ext["account_data"]["rooms"] == {}
+    assert ext["receipts"]["rooms"] == {}
+    extensions["to_device"] = {"enabled": True, "since": ext["to_device"]["next_batch"]}
+
+    resp = await alice.post(f"{V3}/rooms/{q(room_id)}/receipt/m.read/{q(event_id)}", {})
+    assert resp.code == 200
+    third = await ss(bob, request, pos=second["pos"], timeout=5000)
+    receipt = third["extensions"]["receipts"]["rooms"][room_id]
+    assert alice.user_id in receipt["content"][event_id]["m.read"]
+
+    resp = await alice.put(f"{V3}/devices/{q(alice.device_id or '')}",
+                           {"display_name": "phone"})
+    assert resp.code == 200
+    fourth = await ss(bob, request, pos=third["pos"], timeout=5000)
+    assert alice.user_id in fourth["extensions"]["e2ee"]["device_lists"]["changed"]
+
+    resp = await alice.put(f"{V3}/sendToDevice/m.test/late", {"messages": {
+        bob.user_id: {bob.device_id: {"after": "a quiet range"}}}})
+    assert resp.code == 200
+    fifth = await ss(bob, request, pos=fourth["pos"], timeout=5000)
+    assert [m["content"] for m in fifth["extensions"]["to_device"]["events"]] == \
+        [{"after": "a quiet range"}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_polling_again_sees_renames_redactions_and_joins(
+        server: TestServer) -> None:
+    """A connection polling again with the same request waits before
+    building; a state change, a redaction and a join each still wake it
+    with what changed."""
+    alice = await server.register("alice")
+    bob = await server.register("bob")
+    room_id = await create_room(alice, preset="public_chat", name="Before")
+    await join(bob, room_id)
+    event_id = await send_text(alice, room_id, "soon gone")
+    request = {"lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 5,
+                                 "required_state": [["m.room.name", ""]]}}}
+    first = await ss(bob, request)
+    assert first["rooms"][room_id]["name"] == "Before"
+    assert first["rooms"][room_id]["joined_count"] == 2
+
+    polling = defer.ensureDeferred(ss(bob, request, pos=first["pos"], timeout=10000))
+    await sleep(0.2)
+    resp = await alice.put(f"{V3}/rooms/{q(room_id)}/state/m.room.name/", {"name": "After"})
+    assert resp.code == 200
+    second = await polling
+    assert second["rooms"][room_id]["name"] == "After"
+
+    polling = defer.ensureDeferred(ss(bob, request, pos=second["pos"], timeout=10000))
+    await sleep(0.2)
+    resp = await alice.put(f"{V3}/rooms/{q(room_id)}/redact/{q(event_id)}/r1", {})
+    assert resp.code == 200
+    third = await polling
+    timeline = third["rooms"][room_id]["timeline"]
+    assert any(e["type"] == "m.room.redaction" and e.get("redacts", e["content"].get(
+        "redacts")) == event_id for e in timeline)
+
+    carol = await server.register("carol")
+    polling = defer.ensureDeferred(ss(bob, request, pos=third["pos"], timeout=10000))
+    await sleep(0.2)
+    await join(carol, room_id)
+    fourth = await polling
+    assert fourth["rooms"][room_id]["joined_count"] == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_timelines_carry_edits_and_thread_summaries(server: TestServer) -> None:
+    """Relations are bundled into a room's timeline as /sync bundles them,
+    those that came after a connection's last response too."""
+    alice = await server.register("alice")
+    room_id = await create_room(alice, name="Threads")
+    root = await send_text(alice, room_id, "root")
+    request = {"lists": {"all": window(0, 9, limit=10)}}
+    first = await ss(alice, request)
+    assert "m.relations" not in (first["rooms"][room_id]["timeline"][-1].get("unsigned") or {})
+
+    resp = await alice.put(f"{V3}/rooms/{q(room_id)}/send/m.room.message/e1", {
+        "msgtype": "m.text", "body": "* root edited",
+        "m.new_content": {"msgtype": "m.text", "body": "root edited"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": root}})
+    assert resp.code == 200
+    resp = await alice.put(f"{V3}/rooms/{q(room_id)}/send/m.room.message/t1", {
+        "msgtype": "m.text", "body": "in the thread",
+        "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    assert resp.code == 200
+    fresh = await ss(alice, {**request, "conn_id": "fresh"})
+    timeline = fresh["rooms"][room_id]["timeline"]
+    original = next(e for e in timeline if e["event_id"] == root)
+    relations = original["unsigned"]["m.relations"]
+    assert relations["m.replace"]["content"]["m.new_content"]["body"] == "root edited"
+    assert relations["m.thread"]["count"] == 1
