@@ -2,7 +2,9 @@
 # The container's entrypoint: `run` (the default) starts the server, writing a
 # config first if the volume has none (from SERVER_NAME, and DATABASE_URL for
 # PostgreSQL); `init ...` only writes one; anything else is a `homeserver`
-# subcommand (e.g. `register-user -u alice --admin`).
+# subcommand (e.g. `register-user -u alice --admin`). WORKERS_CONFIG names a
+# YAML file appended to the config written (the workers of several processes,
+# docker/workers.yaml); a worker is `run --worker NAME` on the same config.
 set -e
 CONFIG="${HOMESERVER_CONFIG:-/data/homeserver.yaml}"
 
@@ -23,6 +25,9 @@ write_config() {
         set -- "$@" --x-forwarded
     fi
     homeserver init "$@"
+    if [ -n "${WORKERS_CONFIG:-}" ]; then
+        cat "$WORKERS_CONFIG" >> "$CONFIG"
+    fi
 }
 
 case "${1:-run}" in

@@ -97,7 +97,8 @@ _LISTENER = Key("map", children={
 })
 
 # worker_app values; Synapse's generic worker serves what we route to a reader
-WORKER_APPS = ("main", "sync_reader", "synapse.app.generic_worker", "synapse.app.homeserver")
+WORKER_APPS = ("main", "sync_reader", "event_writer", "synapse.app.generic_worker",
+               "synapse.app.homeserver")
 # streams a writer may be named for (stream_writers); Synapse's names
 STREAMS = ("events", "typing", "to_device", "account_data", "receipts", "presence",
            "push_rules", "device_lists")
@@ -498,9 +499,12 @@ SCHEMA: dict[str, Key] = {
     # where each process listens, by worker name ("main" for the main
     # process): {host, port, tls}; readers forward writes to main's entry
     "instance_map": Key("map", default={}, children=None),
-    # which process writes each stream; only "main" is built so far
+    # which process writes each stream: `events: [writer1, writer2]` shards
+    # the rooms' events over those processes (a stable hash of the room ID);
+    # every other stream is written by "main"
     "stream_writers": Key("map", default={}, children=None),
-    # this process's role: null or "main" for the main process, "sync_reader"
+    # this process's role: null or "main" for the main process, "sync_reader",
+    # "event_writer" (a process named in stream_writers.events)
     # (Synapse's synapse.app.generic_worker is taken as "sync_reader")
     "worker_app": Key("str", choices=WORKER_APPS),
     "worker_name": Key("str"),
@@ -663,10 +667,28 @@ class WorkerConfig:
     # None: no replication (one process)
     redis: RedisConfig | None = None
     instance_map: dict[str, Instance] = field(default_factory=dict)
+    # stream_writers.events: the processes the rooms' events are sharded
+    # over; empty: the main process writes them all
+    event_writers: tuple[str, ...] = ()
 
     @property
     def is_main(self) -> bool:
         return self.app == "main"
+
+    @property
+    def is_event_writer(self) -> bool:
+        return self.name in self.event_writers
+
+    @property
+    def multi_writer(self) -> bool:
+        """Whether processes other than main write the global stream."""
+        return any(w != "main" for w in self.event_writers)
+
+    @property
+    def stream_writers(self) -> tuple[str, ...]:
+        """Every process that takes global stream positions: main, and the
+        event writers."""
+        return ("main", *(w for w in self.event_writers if w != "main"))
 
 
 @dataclass
@@ -822,17 +844,41 @@ def _worker_config(raw: dict[str, Any], name: str | None, app: str | None,
     for inst_name, value in raw["instance_map"].items():
         checked = _check(_INSTANCE, value, f"instance_map.{inst_name}")
         instances[str(inst_name)] = Instance(checked["host"], checked["port"], checked["tls"])
+    event_writers: tuple[str, ...] = ()
     for stream, writers in raw["stream_writers"].items():
         if stream not in STREAMS:
             raise ConfigError(f"stream_writers.{stream}: unknown stream; one of "
                               f"{', '.join(STREAMS)}")
         names = writers if isinstance(writers, list) else [writers]
-        if names != ["main"]:
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"stream_writers.{stream}: a list of process names")
+        if stream == "events":
+            if len(set(names)) != len(names):
+                raise ConfigError("stream_writers.events: a process is named twice")
+            event_writers = tuple(names)
+        elif names != ["main"]:
             raise ConfigError(f"stream_writers.{stream}: only the main process writes "
-                              "streams so far (docs/scale-out.md)")
+                              "this stream so far (docs/scale-out.md)")
     redis_raw = raw["redis"]
     redis = RedisConfig(redis_raw["host"], redis_raw["port"], redis_raw["password"],
                         redis_raw["dbid"]) if redis_raw["enabled"] else None
+    for writer in event_writers:
+        if writer == "main":
+            continue
+        if redis is None:
+            raise ConfigError(f"redis.enabled: event writer {writer} needs Redis to tell "
+                              "the other processes what it writes")
+        if writer not in instances:
+            raise ConfigError(f"instance_map.{writer}: the other processes forward the "
+                              "sends of its rooms there and must know where it listens")
+    if any(w != "main" for w in event_writers) and "main" not in instances:
+        raise ConfigError("instance_map.main: with event writers, the WebSocket's writes "
+                          "and every other write go to the main process there")
+    if app == "event_writer" and name not in event_writers:
+        raise ConfigError(f"stream_writers.events: worker {name} is an event_writer but is "
+                          "not named there")
+    if app != "main" and name in event_writers:
+        app = "event_writer"
     if app != "main":
         if not name or name == "main":
             raise ConfigError("worker_name: a worker needs a name other than main")
@@ -842,7 +888,7 @@ def _worker_config(raw: dict[str, Any], name: str | None, app: str | None,
         if "main" not in instances:
             raise ConfigError(f"instance_map.main: worker {name} forwards writes to the main "
                               "process and must know where it listens")
-    worker = WorkerConfig(app, name or "main", redis, instances)
+    worker = WorkerConfig(app, name or "main", redis, instances, event_writers)
     return worker, (_listeners(listeners) if listeners is not None else None)
 
 

@@ -107,14 +107,21 @@ class HomeServer:
         # this process's role among several (docs/scale-out.md); by default
         # the main and only process
         self.worker = config.worker
-        if self.worker.is_main:
+        db = self.db
+        if self.worker.multi_writer and (self.worker.is_main or self.worker.is_event_writer):
+            # one stream writer of several: its own positions, the others'
+            # frontiers (replication/tracker.py)
+            from homeserver.replication.tracker import WriterStreamTracker
+            self.db.stream_tracker = WriterStreamTracker(
+                self.worker.name, self.worker.stream_writers, self.clock,
+                lambda: current_stream_id(db))
+        elif self.worker.is_main:
             self.db.stream_tracker = StreamTracker()
         else:
-            # a reader: positions as the main process publishes them
+            # a reader: positions as the stream writers publish them
             from homeserver.replication.tracker import ReaderStreamTracker
-            db = self.db
             self.db.stream_tracker = ReaderStreamTracker(
-                self.clock, lambda: current_stream_id(db))
+                self.clock, lambda: current_stream_id(db), self.worker.stream_writers)
         # which run of the server in-memory stream positions (typing) belong to
         self.epoch = secrets.token_hex(4)
         self.signing_key = self._load_signing_key()
@@ -364,10 +371,17 @@ class HomeServer:
         redis = self.worker.redis
         if redis is None:
             return
-        if self.worker.is_main:
-            from homeserver.replication.publisher import ReplicationPublisher
+        from twisted.web.client import HTTPConnectionPool
+
+        from homeserver.replication.follower import ReplicationFollower
+        from homeserver.replication.forward import WebSocketWrites, build_route
+        from homeserver.replication.publisher import ReplicationPublisher
+        writers = self.worker.stream_writers
+        if self.worker.is_main or self.worker.is_event_writer:
             self.replication_publisher = ReplicationPublisher(
-                self.reactor, self.hostname, redis, self.db.stream_tracker, self.push_actions)
+                self.reactor, self.hostname, redis, self.db.stream_tracker, self.push_actions,
+                writer=self.worker.name)
+        if self.worker.is_main:
             # a device's one-time key counts changed here: readers drop theirs
             self.e2e_keys.counts_changed = lambda devices: \
                 self.replication_publisher.invalidate("key_counts", [list(d) for d in devices])
@@ -376,13 +390,26 @@ class HomeServer:
             # the readers' users syncing, for presence
             from homeserver.replication.reader_syncs import ReaderSyncs
             self.reader_syncs = ReaderSyncs(self.ctx, redis, self.presence)
+            if not self.worker.multi_writer:
+                return
+            # with event writers, main follows them: its notifier, fast path,
+            # federation sender, pushers and application services hear the
+            # events they write; its WebSocket's sends go to the rooms' writers
+            follower = self.replication_follower = ReplicationFollower(
+                self.ctx, redis, self.worker.name, self.db, self.db.stream_tracker, self.recent,
+                self.notifier, self.stores, self.push_actions, self.typing, writers,
+                self.replication_publisher)
+            follower.on_reset += [self.room_reader.ignored.forget_all,
+                                  self.stores.events.cache.clear, self.retention.forget_all]
+            self._forward_pool = HTTPConnectionPool(self.reactor, persistent=True)
+            self.websocket.factory.forward_writes = WebSocketWrites(
+                self.worker.instance_map["main"].base_url, self.reactor, self._forward_pool,
+                build_route(self.worker))
             return
-        from twisted.web.client import HTTPConnectionPool
-
-        from homeserver.replication.follower import ReplicationFollower
         follower = self.replication_follower = ReplicationFollower(
             self.ctx, redis, self.worker.name, self.db, self.db.stream_tracker, self.recent,
-            self.notifier, self.stores, self.push_actions, self.typing)
+            self.notifier, self.stores, self.push_actions, self.typing, writers,
+            self.replication_publisher)
         # what a reader drops when it catches up from the database: every
         # cache that replication keeps true
         follower.on_reset += [self.room_reader.ignored.forget_all, self.stores.events.cache.clear,
@@ -395,11 +422,12 @@ class HomeServer:
         self.sync_reporter = SyncReporter(self.ctx, redis, self.worker.name)
         self.presence.sync_tracking = False
         self.presence.report_sync = self.sync_reporter.report
-        # the WebSocket's writing requests go to main as their REST twins
-        from homeserver.replication.forward import WebSocketWrites
+        # the WebSocket's writing requests go to main (or the room's writer)
+        # as their REST twins
         self._forward_pool = HTTPConnectionPool(self.reactor, persistent=True)
         self.websocket.factory.forward_writes = WebSocketWrites(
-            self.worker.instance_map["main"].base_url, self.reactor, self._forward_pool)
+            self.worker.instance_map["main"].base_url, self.reactor, self._forward_pool,
+            build_route(self.worker) if self.worker.event_writers else None)
 
     def _wire_late(self) -> None:
         """The back-references of services that need each other: each was
@@ -423,6 +451,10 @@ class HomeServer:
             self.federation_event_handler.spam_gate = self.moderation_gate
         self.event_creator.typing = self.typing
         self.event_creator.presence = self.presence
+        if self.worker.is_event_writer and self.sync_reporter is not None:
+            # presence is main's: a sender here is active there
+            # (replication/reader_syncs.py)
+            self.event_creator.presence = self.sync_reporter
         self.event_creator.federation_membership = self.federation_membership
         self.membership.federation_membership = self.federation_membership
         self.room_creation.third_party_invites = self.third_party_invites
@@ -482,8 +514,13 @@ class HomeServer:
         await self.stores.auth_chains.ensure_indexed()
         await self.user_moderation.load()
         if not self.worker.is_main:
-            # a reader: where the stream is comes from the main process, and
+            # a worker: where the stream is comes from the stream writers, and
             # the background work below is the main process's alone
+            if self.worker.is_event_writer:
+                # an event writer says where it stands before it takes any
+                # position (replication/follower.py counts on it)
+                self.db.stream_tracker.reset(await current_stream_id(self.db))
+                self.replication_publisher.start()
             await self.replication_follower.start()
             self.sync_reporter.start()
             return
@@ -493,6 +530,9 @@ class HomeServer:
         if self.replication_publisher is not None:
             self.replication_publisher.start()
             self.reader_syncs.start()
+        if self.replication_follower is not None:
+            # main with event writers: their positions before anything else
+            await self.replication_follower.start()
         await self.federation_sender.start()
         await self.presence.start()
         await self.pushers.start()
@@ -530,6 +570,9 @@ class HomeServer:
         hub = self.db.hub
         if not self.worker.is_main:
             self._subscribe_reader()
+            if self.replication_publisher is not None:
+                # an event writer: its own commits, to the other processes
+                self.replication_publisher.subscribe_to(hub)
             return
         # Database thread, right after each commit, before the stream
         # tracker hears the transaction ended. First what a woken /sync
@@ -573,6 +616,11 @@ class HomeServer:
         hub.on_persisted(self.notifier._on_persisted)
         hub.on_persisted(self.pushers.on_persisted)
         hub.on_persisted(self.appservice_scheduler.on_persisted)
+        # with event writers, main hears their events too: its event cache
+        # holds events as persisted, and a redaction drops them
+        if self.worker.multi_writer:
+            replayed = self.replication_publisher.replaying_commits
+            hub.subscribe(lambda c: self._written_elsewhere(c) if id(c) in replayed else None)
         # with several processes: all of the above, to the other processes
         if self.replication_publisher is not None:
             self.replication_publisher.subscribe_to(hub)
@@ -586,18 +634,29 @@ class HomeServer:
         hub.subscribe(self.recent.on_commit)
         hub.subscribe(self.room_reader.ignored._on_commit)
         # the event cache holds events as persisted: a redaction drops them
-        events_cache = self.stores.events.cache
-
-        def forget_redacted(committed: Any) -> None:
-            for event, _ in committed.events:
-                if event.type == "m.room.redaction" and isinstance(event.redacts, str):
-                    events_cache.invalidate(event.redacts)
-        hub.subscribe(forget_redacted)
+        hub.subscribe(self._forget_redacted)
         # a new m.room.retention event: the room's policy is read again
         hub.subscribe(self.retention.on_commit)
         hub.on_device_list_changed(self.notifier.device_list_changed)
         hub.on_tokens_changed(self.stores.tokens.tokens_changed)
         hub.on_persisted(self.notifier._on_persisted)
+
+    def _written_elsewhere(self, committed: Any) -> None:
+        """Main, on the reactor: events an event writer persisted. The event
+        cache forgets what they redact, and who left a room stops typing
+        there (typing is main's; edu/typing.py)."""
+        self._forget_redacted(committed)
+        for event, _ in committed.events:
+            if event.type == "m.room.member" and event.state_key is not None \
+                    and event.content.get("membership") != "join":
+                self.typing.left_room(event.state_key, str(event.json.get("room_id")))
+
+    def _forget_redacted(self, committed: Any) -> None:
+        """A redaction another process persisted: the redacted event goes
+        from the event cache (it holds events as persisted)."""
+        for event, _ in committed.events:
+            if event.type == "m.room.redaction" and isinstance(event.redacts, str):
+                self.stores.events.cache.invalidate(event.redacts)
 
     def _register_metrics(self) -> None:
         """What the metrics read from the services (docs/monitoring.md)."""
@@ -634,11 +693,25 @@ class HomeServer:
                                   web_client=self.web_client if "client" in resources else None)
         # behind a reverse proxy (x_forwarded) every client has the proxy's
         # address: no per-IP cap there (http/channel.py)
-        if not self.worker.is_main:
-            # a reader forwards what it does not serve to the main process
-            from homeserver.replication.forward import ForwardingResource
+        if not self.worker.is_main or self.worker.multi_writer:
+            # a worker forwards what it does not serve to the main process;
+            # with event writers, a room's event writes go to its writer
+            from homeserver.replication.forward import (
+                ForwardingResource,
+                build_room_route,
+                build_route,
+            )
+            alias_room = room_route = None
+            if self.worker.multi_writer:
+                directory = self.stores.directory
+
+                async def alias_room(alias: str) -> str | None:
+                    found = await directory.get_alias(alias)
+                    return None if found is None else found.room_id
+                room_route = build_room_route(self.worker)
             resource = ForwardingResource(  # type: ignore[assignment]
-                resource, self.worker.instance_map["main"].base_url, x_forwarded, self.reactor)
+                resource, self.worker.instance_map["main"].base_url, x_forwarded, self.reactor,
+                build_route(self.worker), alias_room, room_route)
         site = GuardedSite(resource, self.clock,
                            max_connections_per_ip=0 if x_forwarded else MAX_CONNECTIONS_PER_IP)
         site.displayTracebacks = False

@@ -185,9 +185,12 @@ def write_config(tmp_path: Path, engine: str) -> tuple[Path, str | None]:
     return config_path, database
 
 
+@pytest.mark.parametrize("rooms", [1, SENDERS])
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 def test_acknowledged_messages_survive_sigkill_once_and_in_order(tmp_path: Path,
-                                                                 engine: str) -> None:
+                                                                 engine: str, rooms: int) -> None:
+    """One room (its batches), or a room per sender (their batches written
+    together, several rooms to a transaction)."""
     config, database = write_config(tmp_path, engine)
     server = ServerProcess(config, tmp_path / "server.log")
     try:
@@ -199,14 +202,18 @@ def test_acknowledged_messages_survive_sigkill_once_and_in_order(tmp_path: Path,
         assert code == 200, body
         token = body["access_token"]
         setup.token = token
-        code, body = setup.request("POST", f"{V3}/createRoom", {"name": "under load"})
-        assert code == 200, body
-        room_id = body["room_id"]
+        room_ids = []
+        for r in range(rooms):
+            code, body = setup.request("POST", f"{V3}/createRoom", {"name": f"under load {r}"})
+            assert code == 200, body
+            room_ids.append(body["room_id"])
         setup.close()
 
         senders = [Sender(f"s{i}") for i in range(SENDERS)]
+        room_of = {s.name: room_ids[i % rooms] for i, s in enumerate(senders)}
         stop = threading.Event()
-        threads = [threading.Thread(target=s.run, args=(server.port, token, room_id, stop))
+        threads = [threading.Thread(target=s.run,
+                                    args=(server.port, token, room_of[s.name], stop))
                    for s in senders]
         for t in threads:
             t.start()
@@ -224,7 +231,7 @@ def test_acknowledged_messages_survive_sigkill_once_and_in_order(tmp_path: Path,
 
         server.start()
         client = Client(server.port, token)
-        before = room_history(client, room_id)
+        before = [e for room_id in room_ids for e in room_history(client, room_id)]
         messages = [e for e in before if e["type"] == "m.room.message"]
         counts = Counter(e["content"]["body"] for e in messages)
         event_of = {e["content"]["body"]: e["event_id"] for e in messages}
@@ -243,6 +250,7 @@ def test_acknowledged_messages_survive_sigkill_once_and_in_order(tmp_path: Path,
             assert stored_order[len(acked):] in ([], sender.unanswered)
 
         for sender in senders:
+            room_id = room_of[sender.name]
             for txn_id, event_id in sender.acknowledged:
                 code, body = client.request("PUT", send_path(room_id, txn_id), message(txn_id))
                 assert (code, body.get("event_id")) == (200, event_id), (txn_id, body)
@@ -252,7 +260,8 @@ def test_acknowledged_messages_survive_sigkill_once_and_in_order(tmp_path: Path,
                 if txn_id in event_of:  # stored before the kill: the retry finds it
                     assert body["event_id"] == event_of[txn_id]
 
-        after = [e for e in room_history(client, room_id) if e["type"] == "m.room.message"]
+        after = [e for room_id in room_ids for e in room_history(client, room_id)
+                 if e["type"] == "m.room.message"]
         after_counts = Counter(e["content"]["body"] for e in after)
         for sender in senders:
             for txn_id in [t for t, _ in sender.acknowledged] + sender.unanswered:

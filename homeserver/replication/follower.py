@@ -1,27 +1,32 @@
-"""A reader process's side of replication: the main process's writes, heard.
+"""Replication heard: the stream writers' writes, in every other process.
 
-Each message of the main process (``publisher.py``) is applied in the order
-it arrives:
+A sync reader follows the main process; with event writers configured
+(``stream_writers.events``) every process follows every stream writer but
+itself (main and the event writers included), keeping each writer's
+``run`` and ``seq`` apart. Each message of a writer (``publisher.py``) is
+applied in the order it arrives:
 
 - ``commit``: the record goes to this process's own write hub subscribers
   (recent activity for the fast path, the ignore-list cache, ...) exactly as
   the main process's went to its own, and the users it concerns are woken
   as the main process's handlers wake them there (the notifier holds each
   wake-up until the position is persisted);
-- ``position``: this process's "persisted up to" moves (``tracker.py``) and
-  the notifier wakes whoever waits for the writes below it;
+- ``position``: the writer's frontier; this process's "persisted up to"
+  (the minimum over the writers, ``tracker.py``) may move, and the notifier
+  wakes whoever waits for the writes below it;
 - ``typing``: the room's typists, mirrored (a missed change is repaired by
   forgetting every typist when catching up: clients renew typing within
   seconds);
 - ``tokens`` and ``invalidate``: caches drop what changed.
 
-Catching up. A reader notices it may have missed messages when it
-(re)subscribes, when a message's ``seq`` is not the next one, or when the
-main process restarted (another ``run``). It then catches up from the
+Catching up. A process notices it may have missed messages when it
+(re)subscribes, when a writer's message's ``seq`` is not the next one, or
+when a writer restarted (another ``run``). It then catches up from the
 database, by position, without needing the records it missed:
 
 1. while it catches up, messages that arrive are kept aside;
-2. it reads the main process's last position message (a Redis key), then
+2. it reads each writer's last position message (a Redis key; a writer that
+   never ran has none and counts from the database's position), then
    the database's highest allocated position F: every commit holding a
    position above F is published after the subscription began (it arrives
    here), and every commit published before the key was written lies at or
@@ -62,7 +67,8 @@ if TYPE_CHECKING:
     from homeserver.context import ServerContext
     from homeserver.edu.typing import TypingManager
     from homeserver.push.actions import PushActions
-    from homeserver.replication.tracker import ReaderStreamTracker
+    from homeserver.replication.publisher import ReplicationPublisher
+    from homeserver.replication.tracker import ReaderStreamTracker, WriterStreamTracker
     from homeserver.storage import Stores
     from homeserver.storage.database import Database
     from homeserver.sync.notifier import Notifier
@@ -72,12 +78,14 @@ logger = logging.getLogger(__name__)
 
 
 class ReplicationFollower:
-    """Applies the main process's replication messages (module docstring)."""
+    """Applies the stream writers' replication messages (module docstring)."""
 
     def __init__(self, ctx: "ServerContext", redis: "RedisConfig", worker_name: str,
-                 db: "Database", tracker: "ReaderStreamTracker", recent: "RecentActivity",
-                 notifier: "Notifier", stores: "Stores", push_actions: "PushActions",
-                 typing: "TypingManager") -> None:
+                 db: "Database", tracker: "ReaderStreamTracker | WriterStreamTracker",
+                 recent: "RecentActivity", notifier: "Notifier", stores: "Stores",
+                 push_actions: "PushActions", typing: "TypingManager",
+                 writers: tuple[str, ...] = ("main",),
+                 publisher: "ReplicationPublisher | None" = None) -> None:
         self.ctx = ctx
         self.db = db
         self.hub = db.hub
@@ -88,7 +96,11 @@ class ReplicationFollower:
         self.push_actions = push_actions
         self.typing = typing
         self.channel = channel_name(ctx.hostname)
-        self.key = position_key(ctx.hostname)
+        self.name = worker_name
+        # the writers this process follows (not itself)
+        self.writers = tuple(w for w in writers if w != worker_name)
+        # this process's own publisher: what it replays is not its to publish
+        self.publisher = publisher
         self._redis_config = redis
         self._client_name = f"homeserver/{ctx.hostname}/{worker_name}"
         # what drops every cache the replication keeps true (server.py fills it)
@@ -97,8 +109,8 @@ class ReplicationFollower:
         self.invalidators: dict[str, Callable[[list[Any]], None]] = {}
         self._redis: Any = None
         self._subscriber: SubscriberFactory | None = None
-        self._run: str | None = None
-        self._seq = 0
+        # writer -> (run, last seq applied)
+        self._runs: dict[str, tuple[str | None, int]] = {}
         self._resyncing = False
         self._buffer: list[dict[str, Any]] = []
         self._ready: defer.Deferred[None] = defer.Deferred()
@@ -144,21 +156,25 @@ class ReplicationFollower:
         except (ValueError, KeyError, TypeError):
             logger.warning("replication: ignored a malformed message")
             return
+        writer = message.get("w", "main")
+        if writer not in self.writers:
+            return  # our own, or a process that writes nothing we follow
         if self._resyncing:
             self._buffer.append(message)
             return
-        if run == self._run and seq <= self._seq:
+        last_run, last_seq = self._runs.get(writer, (None, 0))
+        if run == last_run and seq <= last_seq:
             # sent before the position key this process caught up to, and
             # still on its way then: at or below the memory's floor
             self._apply(message)
             return
-        if run != self._run or seq != self._seq + 1:
-            logger.info("replication: missed messages (run %s seq %d after %s %d)",
-                        run, seq, self._run, self._seq)
+        if run != last_run or seq != last_seq + 1:
+            logger.info("replication: missed messages of %s (run %s seq %d after %s %d)",
+                        writer, run, seq, last_run, last_seq)
             self._buffer.append(message)
             self._start_catch_up()
             return
-        self._seq = seq
+        self._runs[writer] = (run, seq)
         self._apply(message)
 
     def _apply(self, message: dict[str, Any]) -> None:
@@ -168,11 +184,11 @@ class ReplicationFollower:
                 committed, verdicts = decode_committed(message["c"])
                 self._apply_commit(committed, verdicts)
             elif kind == "position":
-                self._advance(int(message["upto"]))
+                self._advance(int(message["upto"]), str(message.get("w", "main")))
             elif kind == "typing":
                 self.typing.mirror(str(message["room"]), [str(u) for u in message["users"]])
             elif kind == "tokens":
-                self.hub.after_commit(Committed((), (), {}, tokens_changed=True))
+                self._after_commit(Committed((), (), {}, tokens_changed=True))
             elif kind == "invalidate":
                 invalidate = self.invalidators.get(str(message["cache"]))
                 if invalidate is not None:
@@ -187,16 +203,30 @@ class ReplicationFollower:
             self.push_actions.remember_actions(event_id, found)
         if committed.positions:
             self.tracker.saw(max(committed.positions))
-            self.hub.committed_txn(committed)
+            replaying = self.publisher.replaying_commits if self.publisher else None
+            if replaying is not None:
+                replaying.add(id(committed))
+            try:
+                self.hub.committed_txn(committed)
+            finally:
+                if replaying is not None:
+                    replaying.discard(id(committed))
         self._wake(committed)
         if self.hub.has_named(committed):
-            self.hub.after_commit(committed)
+            self._after_commit(committed)
 
-    def _advance(self, upto: int) -> None:
-        if self.tracker.advance(upto):
-            self.hub.persisted(upto)
-        if not self._ready.called:
-            self._ready.callback(None)
+    def _after_commit(self, committed: Committed) -> None:
+        if self.publisher is not None:
+            self.publisher.replaying = True
+        try:
+            self.hub.after_commit(committed)
+        finally:
+            if self.publisher is not None:
+                self.publisher.replaying = False
+
+    def _advance(self, upto: int, writer: str) -> None:
+        if self.tracker.advance(upto, writer):
+            self.hub.persisted(self.tracker.persisted_upto)
 
     def _wake(self, committed: Committed) -> None:
         """Who the main process's handlers woke for this write, woken here."""
@@ -235,17 +265,19 @@ class ReplicationFollower:
 
     async def _catch_up(self) -> None:
         try:
-            # the key first, then the database's position: every commit
-            # published before the key was written then lies at or below
+            # the keys first, then the database's position: every commit
+            # published before a key was written then lies at or below
             # the floor, so one still on its way here cannot be missed
-            raw = await self._redis.get(self.key)
+            raws = {}
+            for writer in self.writers:
+                raws[writer] = await self._redis.get(position_key(self.ctx.hostname, writer))
             floor = await current_stream_id(self.db)
             devices = await self.stores.to_device.get_devices_with_messages()
         except Exception as e:
             # Redis or the database went away again: the next subscription
             # (or the next message, whose seq will not follow) tries again
             logger.warning("replication: catching up failed (%s); will retry", e)
-            self._run = None
+            self._runs = {}
             self._resyncing = False
             return
         # from here on, nothing awaits: no message slips between the steps
@@ -253,23 +285,32 @@ class ReplicationFollower:
         self.recent.restart(floor, devices)
         for reset in self.on_reset:
             reset()
-        self._run = None
-        if raw:
+        self._runs = {}
+        for writer, raw in raws.items():
+            if not raw:
+                # never ran since this Redis began: nothing of its in flight
+                # (a writer says its position before it takes any)
+                self._advance(floor, writer)
+                continue
             try:
                 state = json.loads(raw)
-                self._run, self._seq = str(state["run"]), int(state["seq"])
-                self._advance(int(state["upto"]))
+                self._runs[writer] = (str(state["run"]), int(state["seq"]))
+                self._advance(int(state["upto"]), writer)
             except (ValueError, KeyError, TypeError):
-                logger.warning("replication: ignored a malformed position key")
+                logger.warning("replication: ignored a malformed position key of %s", writer)
         buffered, self._buffer = self._buffer, []
         for message in buffered:
-            if message["run"] != self._run:
-                # the main process (re)started since the key was written
-                self._run, self._seq = message["run"], message["seq"]
+            writer = message.get("w", "main")
+            last_run, last_seq = self._runs.get(writer, (None, 0))
+            if message["run"] != last_run:
+                # the writer (re)started since the key was written
+                self._runs[writer] = (message["run"], message["seq"])
             else:
-                self._seq = max(self._seq, message["seq"])
+                self._runs[writer] = (last_run, max(last_seq, message["seq"]))
             self._apply(message)
         self._resyncing = False
+        if not self._ready.called:
+            self._ready.callback(None)
         logger.info("replication: caught up from the database (memory from %d, "
                     "persisted up to %d)", floor, self.tracker.persisted_upto)
         # each waiting sync reads what it may have missed from the database

@@ -1,4 +1,4 @@
-"""A reader process hands what it does not serve to the main process.
+"""A process hands what it does not serve to the process that does.
 
 A sync reader answers /sync, the WebSocket and the read paths below from
 its own memory and the database. Every other request (sends, state,
@@ -9,6 +9,10 @@ whole API. The address is our own deployment's (configured, usually on a
 private network), so the outbound guard for untrusted destinations
 (``http/outbound.py``) does not apply.
 
+With event writers (``stream_writers.events``; ``writers.py``), a request
+that writes an event into a room goes to the room's writer instead, from
+whichever process it reached (main included), before any handler runs.
+
 The main process's listener for forwarded requests should have
 ``x_forwarded: true``: the client's address travels in ``X-Forwarded-For``
 so rate limits and the access log see the client, not the reader.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -30,9 +35,16 @@ from twisted.web.server import NOT_DONE_YET, Request
 from homeserver.api.client.typing import parse_typing_body
 from homeserver.errors import Codes, MatrixError
 from homeserver.http.parse import get_object, get_str
+from homeserver.replication.writers import alias_write, event_write_room, room_writer
 
 if TYPE_CHECKING:
     from homeserver.api.websocket import StreamSession
+    from homeserver.config import WorkerConfig
+
+# (method, path) -> the base URL of the process to forward to, None: served here
+Route = Callable[[bytes, bytes], "str | None"]
+# a room ID -> the base URL of its writer, None: this process
+RoomRoute = Callable[[str], "str | None"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +59,11 @@ _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate",
                          b"proxy-authorization", b"te", b"trailer", b"transfer-encoding",
                          b"upgrade", b"host", b"content-length"})
 FORWARD_TIMEOUT_S = 120.0
+# how many times one request may be handed on (a reader to main to a room's
+# writer is two); more means the processes disagree on who serves what (two
+# configs differing in stream_writers): answered 502, not passed round for ever
+MAX_HOPS = 3
+HOPS_HEADER = b"X-Homeserver-Hops"
 
 
 def served_locally(method: bytes, path: bytes) -> bool:
@@ -64,16 +81,58 @@ def served_locally(method: bytes, path: bytes) -> bool:
     return parts[4].decode("ascii", "replace") in LOCAL_GET
 
 
+def build_room_route(worker: "WorkerConfig") -> RoomRoute:
+    """Where a room's event writes go from this process (None: here)."""
+    writers = worker.event_writers
+    urls = {name: inst.base_url.rstrip("/") for name, inst in worker.instance_map.items()}
+
+    def route(room_id: str) -> str | None:
+        owner = room_writer(room_id, writers)
+        return None if owner == worker.name else urls[owner]
+    return route
+
+
+def build_route(worker: "WorkerConfig") -> Route:
+    """Where this process sends each request (module docstring): a room's
+    event writes to the room's writer; on a worker, what it does not serve
+    to main; the rest served here."""
+    writers = worker.event_writers
+    urls = {name: inst.base_url.rstrip("/") for name, inst in worker.instance_map.items()}
+    me = worker.name
+    serves_all = worker.is_main
+
+    def route(method: bytes, path: bytes) -> str | None:
+        if writers:
+            room_id = event_write_room(method, path)
+            if room_id is not None:
+                owner = room_writer(room_id, writers)
+                return None if owner == me else urls[owner]
+        if serves_all or served_locally(method, path):
+            return None
+        return urls["main"]
+    return route
+
+
 class ForwardingResource(Resource):
-    """Serves locally what a reader serves, forwards the rest to ``main_url``."""
+    """Serves locally what this process serves, forwards the rest where
+    ``route`` says (by default: what a reader does not serve, to ``main_url``)."""
 
     isLeaf = True
 
     def __init__(self, local: Resource, main_url: str, x_forwarded: bool,
-                 reactor: Any) -> None:
+                 reactor: Any, route: Route | None = None,
+                 alias_room: Callable[[str], Awaitable[str | None]] | None = None,
+                 room_route: RoomRoute | None = None) -> None:
         super().__init__()
+        # with event writers: a join or knock by alias served here goes to
+        # the writer of the room the alias names (a local alias; any other
+        # is served here)
+        self.alias_room = alias_room
+        self.room_route = room_route
         self.local = local
         self.main_url = main_url.rstrip("/")
+        self.route: Route = route or (
+            lambda method, path: None if served_locally(method, path) else self.main_url)
         self.x_forwarded = x_forwarded
         self.reactor = reactor
         self.pool = HTTPConnectionPool(reactor, persistent=True)
@@ -81,12 +140,34 @@ class ForwardingResource(Resource):
         self.forwarded = 0
 
     def render(self, request: Request) -> Any:
-        if served_locally(request.method, request.path):
+        if self.alias_room is not None:
+            alias = alias_write(request.method, request.path)
+            if alias is not None:
+                d = defer.ensureDeferred(self._by_alias(request, alias))
+                d.addErrback(self._failed, request)
+                return NOT_DONE_YET
+        target = self.route(request.method, request.path)
+        if target is None:
             return self.local.render(request)
         self.forwarded += 1
-        d = defer.ensureDeferred(self._forward(request))
+        d = defer.ensureDeferred(self._forward(request, target))
         d.addErrback(self._failed, request)
         return NOT_DONE_YET
+
+    async def _by_alias(self, request: Request, alias: str) -> None:
+        assert self.alias_room is not None and self.room_route is not None
+        room_id = await self.alias_room(alias)
+        if room_id is None:
+            # not one of ours: served as any other request (the join goes
+            # over federation from main)
+            target = self.route(request.method, request.path)
+        else:
+            target = self.room_route(room_id)
+        if target is None:
+            self.local.render(request)
+            return
+        self.forwarded += 1
+        await self._forward(request, target)
 
     def _client_chain(self, request: Request) -> bytes:
         peer = str(getattr(request.getClientAddress(), "host", None) or "-").encode("ascii")
@@ -95,17 +176,24 @@ class ForwardingResource(Resource):
             return b", ".join([*earlier, peer])
         return peer
 
-    async def _forward(self, request: Request) -> None:
+    async def _forward(self, request: Request, target: str) -> None:
+        hops = request.getHeader(HOPS_HEADER)
+        hops_n = int(hops) if hops is not None and hops.isdigit() else 0
+        if hops_n >= MAX_HOPS:
+            raise RuntimeError(f"handed on {hops_n} times already: do the processes' "
+                               "configs agree on stream_writers?")
         headers: dict[bytes | str, list[bytes | str]] = {}
         for name, values in request.requestHeaders.getAllRawHeaders():
-            if name.lower() not in _HOP_BY_HOP and name.lower() != b"x-forwarded-for":
+            if name.lower() not in _HOP_BY_HOP and name.lower() not in (
+                    b"x-forwarded-for", HOPS_HEADER.lower()):
                 headers[name] = list(values)
         headers[b"X-Forwarded-For"] = [self._client_chain(request)]
+        headers[HOPS_HEADER] = [str(hops_n + 1).encode("ascii")]
         body = b""
         if request.content is not None:
             request.content.seek(0)
             body = request.content.read()
-        url = self.main_url.encode("ascii") + request.uri
+        url = target.encode("ascii") + request.uri
         response = await treq.request(
             request.method.decode("ascii"), url, headers=headers, data=body or None,
             pool=self.pool, timeout=FORWARD_TIMEOUT_S, reactor=self.reactor)
@@ -122,14 +210,15 @@ class ForwardingResource(Resource):
             request.finish()
 
     def _failed(self, failure: Any, request: Request) -> None:
-        logger.warning("forwarding %s %s to the main process failed: %s",
+        logger.warning("forwarding %s %s failed: %s",
                        request.method.decode("ascii", "replace"),
                        request.path.decode("ascii", "replace"), failure.getErrorMessage())
         if request.finished or request._disconnected or request.startedWriting:
             if not request.finished and not request._disconnected:
                 request.finish()
             return
-        err = MatrixError(502, Codes.UNKNOWN, "The main process could not be reached")
+        err = MatrixError(502, Codes.UNKNOWN,
+                          "The server process for this request could not be reached")
         request.setResponseCode(err.status)
         request.setHeader(b"Content-Type", b"application/json")
         request.write(json.dumps(err.to_json()).encode("utf-8"))
@@ -140,12 +229,16 @@ class WebSocketWrites:
     """A reader's WebSocket requests that write (``send``, ``state``,
     ``typing``, ``receipt``, ``read_markers``; docs/websocket.md), made as
     their REST twins on the main process with the socket's access token, so
-    the checks, limits, errors and transaction IDs are main's own."""
+    the checks, limits, errors and transaction IDs are main's own. With
+    event writers, ``route`` sends each to where its REST twin goes (a send
+    or state event to the room's writer), from main's sockets too."""
 
-    def __init__(self, main_url: str, reactor: Any, pool: HTTPConnectionPool) -> None:
+    def __init__(self, main_url: str, reactor: Any, pool: HTTPConnectionPool,
+                 route: Route | None = None) -> None:
         self.main_url = main_url.rstrip("/")
         self.reactor = reactor
         self.pool = pool
+        self.route = route
 
     async def __call__(self, session: "StreamSession", method: str, request_id: str,
                        params: dict[str, Any]) -> dict[str, Any]:
@@ -153,8 +246,11 @@ class WebSocketWrites:
                                              params)
         headers: dict[bytes | str, bytes | str] = {
             "Authorization": "Bearer " + session.access_token}
+        base = self.main_url
+        if self.route is not None:
+            base = self.route(http_method.encode("ascii"), path.encode("ascii")) or base
         response = await treq.request(
-            http_method, self.main_url + path, json=body, pool=self.pool, headers=headers,
+            http_method, base + path, json=body, pool=self.pool, headers=headers,
             timeout=FORWARD_TIMEOUT_S, reactor=self.reactor)
         try:
             answer = await treq.json_content(response)
@@ -165,7 +261,7 @@ class WebSocketWrites:
                 extra = {k: v for k, v in answer.items() if k not in ("errcode", "error")}
                 raise MatrixError(response.code, answer["errcode"],
                                   str(answer.get("error", "")), **extra)
-            raise MatrixError(502, Codes.UNKNOWN, "The main process could not answer")
+            raise MatrixError(502, Codes.UNKNOWN, "The server process could not answer")
         if method in ("send", "state"):
             return {"event_id": answer["event_id"]}
         return {}

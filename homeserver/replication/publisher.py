@@ -1,16 +1,21 @@
-"""The main process's side of replication: every commit, on Redis.
+"""A writing process's side of replication: every commit, on Redis.
 
-What it publishes on the deployment's channel (``redis.py``), one JSON
-message each, numbered by ``seq`` within this run of the process (``run``):
+The main process publishes, and so does each event writer
+(``stream_writers.events``). What a writer publishes on the deployment's
+channel (``redis.py``), one JSON message each, named by the writer (``w``)
+and numbered by ``seq`` within this run of the process (``run``):
 
 - ``commit``: one committed transaction's record (``record.py``), sent from
   the write hub's database-thread hook, so in commit order and always before
   the position message that covers it (both go through the reactor's queue
   in that order, on one Redis connection);
-- ``position``: the global stream is persisted up to ``upto``; also sent
-  once a second while idle (a heartbeat: a reader that missed a message
-  notices the gap in ``seq`` within a second). The last one is also kept
-  under a key, for a reader that starts or reconnects;
+- ``position``: the writer's frontier (``tracker.py``) is ``upto``: with
+  main the only writer, the global stream is persisted up to there; with
+  event writers, everything of this writer's at or below it has committed
+  and it takes nothing there any more. Also sent once a second while idle
+  (a heartbeat: a process that missed a message notices the gap in ``seq``
+  within a second). The last one is also kept under the writer's key, for
+  a process that starts or reconnects;
 - ``tokens``: some access token was deleted (readers drop their token cache);
 - ``typing``: a room's typists now (typing lives in memory, off the global
   stream; a reader mirrors main's);
@@ -47,15 +52,23 @@ MAX_PENDING = 10_000
 
 
 class ReplicationPublisher:
-    """Publishes the main process's writes (module docstring)."""
+    """Publishes a writing process's writes (module docstring)."""
 
     def __init__(self, reactor: Any, server_name: str, redis: "RedisConfig",
-                 tracker: "StreamTracker", push_actions: "PushActions") -> None:
+                 tracker: "StreamTracker", push_actions: "PushActions",
+                 writer: str = "main") -> None:
         self.reactor = reactor
         self.tracker = tracker
         self.push_actions = push_actions
+        self.writer = writer
         self.channel = channel_name(server_name)
-        self.key = position_key(server_name)
+        self.key = position_key(server_name, writer)
+        # records another writer made, fed to this process's hub by the
+        # follower: not ours to publish (ids of the records, and a flag for
+        # the reactor-side hooks)
+        self.replaying_commits: set[int] = set()
+        self.replaying = False
+        self._frontier_due = False
         self.run = secrets.token_hex(8)
         self._redis_config = redis
         self._redis: Any = None
@@ -69,7 +82,13 @@ class ReplicationPublisher:
         """Hear every commit (the HomeServer calls this from its one list)."""
         hub.subscribe(self.on_commit)
         hub.on_tokens_changed(self.tokens_changed)
-        hub.on_persisted(self.persisted)
+        on_frontier = getattr(self.tracker, "on_frontier", False)
+        if on_frontier is False:
+            # the only writer: its "persisted up to" is its frontier
+            hub.on_persisted(self.persisted)
+        else:
+            # one writer of several: its own frontier, not the minimum
+            self.tracker.on_frontier = self.frontier_moved  # type: ignore[attr-defined]
 
     def start(self) -> None:
         self._redis = command_connection(self._redis_config)
@@ -86,6 +105,8 @@ class ReplicationPublisher:
 
     def on_commit(self, committed: "Committed") -> None:
         """On the database thread: encode here, publish from the reactor."""
+        if id(committed) in self.replaying_commits:
+            return
         verdicts = {}
         for event, _ in committed.events:
             found = self.push_actions.recent_actions(event.event_id)
@@ -96,10 +117,23 @@ class ReplicationPublisher:
         self.reactor.callFromThread(self._publish_commit, body)
 
     def tokens_changed(self) -> None:
-        self._publish("tokens", {})
+        if not self.replaying:
+            self._publish("tokens", {})
 
     def persisted(self, upto: int) -> None:
         self._publish_position(upto)
+
+    def frontier_moved(self, upto: int) -> None:
+        """This writer's frontier moved (reactor): said once the reactor's
+        queue has run, so several moves make one message, and the commit
+        records queued before it go first."""
+        if not self._frontier_due:
+            self._frontier_due = True
+            self.reactor.callLater(0, self._say_frontier)
+
+    def _say_frontier(self) -> None:
+        self._frontier_due = False
+        self._publish_position(self._frontier())
 
     def typing_changed(self, room_id: str, user_ids: list[str]) -> None:
         """The room's typists changed (edu/typing.py; not on the global stream)."""
@@ -111,8 +145,12 @@ class ReplicationPublisher:
 
     # -- publishing -------------------------------------------------------------
 
+    def _frontier(self) -> int:
+        local = getattr(self.tracker, "local_frontier", None)
+        return int(local) if local is not None else self.tracker.persisted_upto
+
     def _beat(self) -> None:
-        self._publish_position(self.tracker.persisted_upto)
+        self._publish_position(self._frontier())
 
     def _publish_position(self, upto: int) -> None:
         self._last_upto = upto
@@ -137,7 +175,8 @@ class ReplicationPublisher:
         if self._redis is None or self._pending >= MAX_PENDING:
             self.dropped += 1  # readers see the gap in seq and catch up
             return None
-        return json.dumps({"t": kind, "run": self.run, "seq": self._seq, **fields},
+        return json.dumps({"t": kind, "w": self.writer, "run": self.run, "seq": self._seq,
+                           **fields},
                           separators=(",", ":"))
 
     def _send(self, *command: str) -> None:

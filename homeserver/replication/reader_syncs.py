@@ -9,6 +9,12 @@ main when each sync of one of its users starts and ends, on the channel
     {"t":"sync","run":"<reader's run>","instance":"sync1","user":"@a:x",
      "presence":null,"started":true}
     {"t":"alive","run":"<reader's run>","instance":"sync1"}
+    {"t":"active","run":"<writer's run>","instance":"writer1","user":"@a:x"}
+
+An event writer says the same of its users' syncs, and ``active`` when one
+of them sent an event there (a sender is online and currently active, as
+``user_activity`` makes them on one process), at most once per
+``ACTIVE_EVERY_S`` for a user.
 
 A reader reports transitions only, not every long-poll: "started" when a
 user (with one ``set_presence``) goes from no sync in flight there to one,
@@ -44,6 +50,7 @@ logger = logging.getLogger(__name__)
 ALIVE_S = 2.0
 DEAD_AFTER_S = 10.0
 END_GRACE_S = 5.0
+ACTIVE_EVERY_S = 1.0
 
 
 def to_main_channel(server_name: str) -> str:
@@ -65,6 +72,8 @@ class SyncReporter:
         # reports the end once none has followed for END_GRACE_S
         self._in_flight: Counter[tuple[str, str | None]] = Counter()
         self._ending: dict[tuple[str, str | None], Any] = {}
+        # user -> when their activity was last reported
+        self._active: dict[str, float] = {}
 
     def start(self) -> None:
         self._redis = command_connection(self._redis_config)
@@ -99,6 +108,17 @@ class SyncReporter:
             del self._in_flight[key]
             if key not in self._ending:
                 self._ending[key] = self.ctx.clock.callLater(END_GRACE_S, self._ended, key)
+
+    async def user_activity(self, user_id: str) -> None:
+        """``EventCreator``'s presence hook on an event writer: ``user_id`` sent."""
+        now = self.ctx.clock.seconds()
+        if now - self._active.get(user_id, 0.0) < ACTIVE_EVERY_S:
+            return
+        if len(self._active) > 10_000:
+            self._active = {u: t for u, t in self._active.items()
+                            if now - t < ACTIVE_EVERY_S}
+        self._active[user_id] = now
+        self._send({"t": "active", "user": user_id})
 
     def _ended(self, key: tuple[str, str | None]) -> None:
         self._ending.pop(key, None)
@@ -162,6 +182,11 @@ class ReaderSyncs:
             logger.warning("presence: ignored a malformed message from a reader")
             return
         self._heard[run] = self.ctx.clock.seconds()
+        if kind == "active":
+            active = message.get("user")
+            if isinstance(active, str) and self.ctx.is_mine(active):
+                self.ctx.run_in_background(self.presence.user_activity(active))
+            return
         if kind != "sync":
             return
         user_id, set_presence = message.get("user"), message.get("presence")

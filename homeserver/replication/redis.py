@@ -29,9 +29,11 @@ def channel_name(server_name: str) -> str:
     return f"homeserver/{server_name}/replication"
 
 
-def position_key(server_name: str) -> str:
-    """The key holding the main process's last published position message."""
-    return f"homeserver/{server_name}/position"
+def position_key(server_name: str, writer: str = "main") -> str:
+    """The key holding a stream writer's last published position message."""
+    if writer == "main":
+        return f"homeserver/{server_name}/position"
+    return f"homeserver/{server_name}/position/{writer}"
 
 
 def command_connection(config: RedisConfig) -> Any:

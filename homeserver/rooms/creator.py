@@ -17,6 +17,19 @@
 The lock is per room: many rooms proceed in parallel, and within a room the
 state an event was authorised against is the state it is persisted onto.
 Locks of idle rooms are dropped, so the map holds only busy rooms.
+
+Batching, per room and across rooms. A room's requests wait in its queue;
+its writer (``_drain``) takes all of them as one batch, reads the room's
+context once, builds and authorises each event in order (a request that
+fails, fails alone), then hands the built events to the process-wide group
+writer (``_GroupCommit``) and waits, still holding the room's lock. The
+group writer has one transaction in flight at a time: the batches that the
+writers of other rooms hand it meanwhile are persisted together in the next
+one (``EventStore.persist_event_groups``: one commit, and the per-batch
+index work done once for all of them). A busy room makes batches of many
+messages; many quiet rooms make groups of many batches: either way a commit
+serves many messages. The group's transaction failing fails every request
+in it, as a batch's did.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from homeserver.events.validation import MAX_PDU_BYTES, ValidationError
 from homeserver.rooms.auth import auth_types_for_event, check_auth_rules
 from homeserver.rooms.power_levels import CREATE
-from homeserver.storage.events import NewEventTxn
+from homeserver.storage.events import NewEventTxn, PersistedEvent
 from homeserver.storage.rooms import RoomInfo
 
 if TYPE_CHECKING:
@@ -55,6 +68,9 @@ logger = logging.getLogger(__name__)
 MAX_PREV_EVENTS = 10
 # events of one room persisted in one transaction, at most
 MAX_BATCH = 100
+# events of all rooms persisted in one group transaction, at most (a room's
+# batch is never split: a group holds at least one whole batch)
+MAX_GROUP = 500
 
 
 def event_error(e: ValueError) -> MatrixError:
@@ -99,6 +115,57 @@ class _SendRequest:
             follower.fail(error)
 
 
+# a room's built batch waiting for the group writer, and the room writer's wait
+_Batch = tuple[int, list[tuple[Event, NewEventTxn | None]], "defer.Deferred[list[PersistedEvent]]"]
+
+
+class _GroupCommit:
+    """The process-wide writer: the built batches of several rooms in one
+    transaction, one transaction in flight at a time (group commit)."""
+
+    def __init__(self, ctx: "ServerContext", stores: "Stores") -> None:
+        self.ctx = ctx
+        self.stores = stores
+        # (room NID, its events in order, the room writer's wait)
+        self._waiting: list[_Batch] = []
+        self._running = False
+
+    async def persist(self, room_nid: int,
+                      events: list[tuple[Event, NewEventTxn | None]]) -> list[PersistedEvent]:
+        """Persist one room's batch with whatever other rooms have ready.
+        The caller holds the room's lock, so a room is never twice in a group."""
+        done: defer.Deferred[list[PersistedEvent]] = defer.Deferred()
+        self._waiting.append((room_nid, events, done))
+        if not self._running:
+            self._running = True
+            self.ctx.run_in_background(self._run())
+        return await done
+
+    async def _run(self) -> None:
+        try:
+            while self._waiting:
+                group: list[_Batch] = []
+                count = 0
+                while self._waiting and (not group or count < MAX_GROUP):
+                    group.append(self._waiting.pop(0))
+                    count += len(group[-1][1])
+                try:
+                    persisted = await self.stores.events.persist_event_groups(
+                        [(room_nid, events) for room_nid, events, _ in group],
+                        now_ms=self.ctx.now_ms())
+                except Exception as e:  # the transaction failed: all of the group
+                    for _, _, done in group:
+                        done.errback(e)
+                else:
+                    for (_, _, done), result in zip(group, persisted, strict=True):
+                        done.callback(result)
+        finally:
+            self._running = False
+            waiting, self._waiting = self._waiting, []
+            for _, _, done in waiting:  # only after a BaseException
+                done.errback(MatrixError(500, Codes.UNKNOWN, "Event not sent"))
+
+
 class EventCreator:
     # built after this creator and needing it: set by HomeServer._wire_late
     typing: "TypingManager"
@@ -112,6 +179,7 @@ class EventCreator:
         self._locks: dict[str, defer.DeferredLock] = {}
         # room ID -> requests waiting for the room's writer
         self._queues: dict[str, list[_SendRequest]] = {}
+        self._group = _GroupCommit(ctx, stores)
 
     @asynccontextmanager
     async def room_lock(self, room_id: str) -> AsyncIterator[None]:
@@ -270,9 +338,8 @@ class EventCreator:
                 state_ids[(event.type, event.state_key)] = event.event_id
 
         if built:
-            persisted = await self.stores.events.persist_events(
-                [(event, request.txn_id) for request, event in built],
-                room_nid=room.room_nid, now_ms=self.ctx.now_ms())
+            persisted = await self._group.persist(
+                room.room_nid, [(event, request.txn_id) for request, event in built])
             for (request, event), done in zip(built, persisted, strict=True):
                 self.notifier.on_new_event(room.room_id, event.type, event.state_key,
                                            done.stream_ordering)

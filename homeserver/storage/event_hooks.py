@@ -14,18 +14,20 @@ must not raise for odd content (an event from another server may hold
 anything), and for a redaction (``event.type == "m.room.redaction"``) it
 should drop what it derived from the redacted event.
 
-A chain of plain messages persisted together (``EventStore.
-persist_messages_txn``: a busy room's batch of local sends, or a run of
-messages from another server) goes through ``PersistHooks.run_batch_txn``: a
-hook registered with a ``batch`` function gets the whole batch at once (one
-query for all of it instead of several per event); the others get each
-event in turn. Such a batch holds events of one room, in order, none of
-them a state event or a redaction, so the room's state is the same for all.
+Chains of plain messages persisted together (``EventStore.
+persist_message_groups_txn``: the batches of local sends that the writers of
+several rooms had ready at once, or a run of messages from another server)
+go through ``PersistHooks.run_batches_txn``: a hook registered with a
+``batch`` function gets all the batches at once (a few queries for all of
+them instead of several per event, or per room); the others get each event
+in turn. A batch holds events of one room, in order, none of them a state
+event or a redaction, so the room's state is the same for all of them; a
+room has at most one batch in a call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from homeserver.events.model import Event
@@ -41,7 +43,8 @@ class MessageBatch:
 
 
 PersistHook = Callable[[Txn, Event, int], None]
-BatchHook = Callable[[Txn, MessageBatch], None]
+# the batches of several rooms, one per room
+BatchHook = Callable[[Txn, Sequence[MessageBatch]], None]
 
 
 class PersistHooks:
@@ -64,13 +67,14 @@ class PersistHooks:
         for hook, _ in self._hooks:
             hook(txn, event, event_nid)
 
-    def run_batch_txn(self, txn: Txn, batch: MessageBatch) -> None:
+    def run_batches_txn(self, txn: Txn, batches: Sequence[MessageBatch]) -> None:
         for hook, batch_hook in self._hooks:
             if batch_hook is not None:
-                batch_hook(txn, batch)
+                batch_hook(txn, batches)
             else:
-                for event, event_nid, _ in batch.events:
-                    hook(txn, event, event_nid)
+                for batch in batches:
+                    for event, event_nid, _ in batch.events:
+                        hook(txn, event, event_nid)
 
     def run_remote_invite_txn(self, txn: Txn, event: Event, event_nid: int) -> None:
         for hook in self._remote_invite_hooks:

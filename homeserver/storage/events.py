@@ -28,6 +28,7 @@ target from the cache.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ from homeserver.storage.event_rows import (
     insert_event_rows_txn,
 )
 from homeserver.storage.rooms import RoomStore
-from homeserver.storage.sql import placeholders, select_in, select_in_txn
+from homeserver.storage.sql import select_in, select_in_txn
 from homeserver.storage.state import StateKey, StateStore
 from homeserver.storage.streams import next_stream_id_txn, next_stream_ids_txn
 
@@ -56,6 +57,15 @@ DEFAULT_EVENT_CACHE_SIZE = 10_000
 
 # unsigned key of a redacted event read from the store: the redaction's event ID
 REDACTED_BY = "redacted_by"
+
+
+def _is_chain(events: list[Event]) -> bool:
+    """Plain messages (no state event, no redaction), each after the first
+    with exactly the one before it as its prev_event."""
+    if any(e.is_state() or e.type == "m.room.redaction" for e in events):
+        return False
+    return all(list(events[i].prev_event_ids) == [events[i - 1].event_id]
+               for i in range(1, len(events)))
 
 
 @dataclass(frozen=True)
@@ -343,19 +353,32 @@ class EventStore:
         """Store several new events of one room, in order, in ONE transaction
         (each may have the one before it as a prev_event): one commit for a
         batch of a busy room's messages (``rooms/creator.py``)."""
-        def txn_fn(txn: Txn) -> list[PersistedEvent]:
-            done = self.persist_messages_txn(txn, events, room_nid, now_ms)
-            if done is not None:
-                return done
-            return [self.persist_event_txn(txn, event, room_nid, now_ms, txn_id)
-                    for event, txn_id in events]
+        return (await self.persist_event_groups([(room_nid, events)], now_ms=now_ms))[0]
 
-        result = await self.db.run_interaction("persist_events", txn_fn)
-        for event, _ in events:
-            self.cache.put(event.event_id, event)
-            redacts = self._applied_redaction(event)
-            if redacts is not None:
-                self.cache.invalidate(redacts)
+    async def persist_event_groups(self, groups: list[tuple[int, list[tuple[Event,
+                                                                          NewEventTxn | None]]]],
+                                   *, now_ms: int) -> list[list[PersistedEvent]]:
+        """``persist_events`` for the batches of several rooms (room NID, its
+        events in order), all in ONE transaction: one commit for what the
+        writers of many busy rooms have ready at once (group commit,
+        ``rooms/creator.py``). A room appears at most once. The batches of
+        plain messages are written together (``persist_message_groups_txn``),
+        the others event by event."""
+        def txn_fn(txn: Txn) -> list[list[PersistedEvent]]:
+            done = self.persist_message_groups_txn(txn, groups, now_ms)
+            return [found if found is not None else
+                    [self.persist_event_txn(txn, event, room_nid, now_ms, txn_id)
+                     for event, txn_id in events]
+                    for (room_nid, events), found in zip(groups, done, strict=True)]
+
+        name = "persist_events" if len(groups) == 1 else "persist_event_groups"
+        result = await self.db.run_interaction(name, txn_fn)
+        for _, events in groups:
+            for event, _ in events:
+                self.cache.put(event.event_id, event)
+                redacts = self._applied_redaction(event)
+                if redacts is not None:
+                    self.cache.invalidate(redacts)
         return result
 
     def persist_messages_txn(self, txn: Txn, events: list[tuple[Event, NewEventTxn | None]],
@@ -363,7 +386,28 @@ class EventStore:
                              snapshot: int | None = None) -> list[PersistedEvent] | None:
         """``persist_event_txn`` for a chain of plain messages, in a few
         statements for the whole batch instead of a dozen per event; None
-        (nothing written) when the batch is not such a chain.
+        (nothing written) when the batch is not such a chain
+        (``persist_message_groups_txn`` for one room).
+
+        ``snapshot``: the state the chain is sent in, when it is not the
+        room's current state (`homeserver import-synapse` writes history
+        before it sets the current state): the snapshot after the first
+        event's prev_event.
+        """
+        return self.persist_message_groups_txn(
+            txn, [(room_nid, events)], now_ms,
+            snapshots=None if snapshot is None else {room_nid: snapshot})[0]
+
+    def persist_message_groups_txn(
+            self, txn: Txn, groups: Sequence[tuple[int, Sequence[tuple[Event,
+                                                                    NewEventTxn | None]]]],
+            now_ms: int, *, snapshots: dict[int, int] | None = None,
+    ) -> list[list[PersistedEvent] | None]:
+        """The chains of plain messages among ``groups`` (room NID, its new
+        events in order; a room at most once), written together in a few
+        statements for all of them instead of a dozen per event; for each
+        group its persisted events, or None (nothing written) when it is not
+        such a chain.
 
         Such a chain: no state event and no redaction; each event after the
         first has exactly the one before it as its prev_event; every auth
@@ -372,49 +416,62 @@ class EventStore:
         snapshot, only the last one becomes a forward extremity, and the
         auth-chain index has nothing to do for them.
 
-        ``snapshot``: the state the chain is sent in, when it is not the
-        room's current state (`homeserver import-synapse` writes history
-        before it sets the current state): the snapshot after the first
-        event's prev_event.
+        ``snapshots``: room NID -> the snapshot to use instead of the room's
+        current one (``persist_messages_txn``).
         """
-        evs = [event for event, _ in events]
-        if any(e.is_state() or e.type == "m.room.redaction" for e in evs):
-            return None
-        if any(list(evs[i].prev_event_ids) != [evs[i - 1].event_id]
-               for i in range(1, len(evs))):
-            return None
-        ids = [e.event_id for e in evs]
-        if txn.select_one("SELECT 1 FROM event_auth_chain_pending WHERE auth_event_id IN"
-                          f" ({placeholders(len(ids))}) LIMIT 1", ids) is not None:
-            return None
-        refs = list(dict.fromkeys(list(evs[0].prev_event_ids)
-                                  + [a for e in evs for a in e.auth_event_ids]))
+        out: list[list[PersistedEvent] | None] = [None] * len(groups)
+        chosen = [i for i, (_, events) in enumerate(groups) if events and _is_chain(
+            [event for event, _ in events])]
+        if not chosen:
+            return out
+        ids = [event.event_id for i in chosen for event, _ in groups[i][1]]
+        waited = {str(r[0]) for r in select_in_txn(
+            txn, "SELECT DISTINCT auth_event_id FROM event_auth_chain_pending"
+            " WHERE auth_event_id IN ({})", ids)}
+        if waited:
+            chosen = [i for i in chosen
+                      if not any(event.event_id in waited for event, _ in groups[i][1])]
+        refs: list[str] = []
+        for i in chosen:
+            refs += groups[i][1][0][0].prev_event_ids
+            refs += [a for event, _ in groups[i][1] for a in event.auth_event_ids]
+        refs = list(dict.fromkeys(refs))
         known = event_nids_txn(txn, refs)
-        if any(a not in known for e in evs for a in e.auth_event_ids):
-            return None
-        if snapshot is None:
-            snapshot = RoomStore.get_current_snapshot_txn(txn, room_nid)
-        if snapshot is None:
-            return None
+        chosen = [i for i in chosen if all(a in known for event, _ in groups[i][1]
+                                           for a in event.auth_event_ids)]
+        rooms = [groups[i][0] for i in chosen]
+        current = dict(snapshots or {})
+        missing = [r for r in rooms if r not in current]
+        if missing:
+            current.update(RoomStore.get_current_snapshots_txn(txn, missing))
+        chosen = [i for i in chosen if groups[i][0] in current]
+        if not chosen:
+            return out
+        evs = [(groups[i][0], event, txn_id) for i in chosen for event, txn_id in groups[i][1]]
         streams = next_stream_ids_txn(txn, len(evs))
         nids = insert_event_rows_txn(txn, [
-            EventRow(event, room_nid, stream_ordering=stream, snapshot_nid=snapshot)
-            for event, stream in zip(evs, streams, strict=True)])
+            EventRow(event, room_nid, stream_ordering=stream, snapshot_nid=current[room_nid])
+            for (room_nid, event, _), stream in zip(evs, streams, strict=True)])
         # each event after the first has the one before it as its prev_event
         known.update(nids)
-        insert_edges_txn(txn, evs, nids, known, remote=False)
-        first_prevs = [known[p] for p in evs[0].prev_event_ids if p in known]
-        RoomStore.update_forward_extremities_txn(txn, room_nid, nids[evs[-1].event_id],
-                                                 first_prevs)
+        insert_edges_txn(txn, [event for _, event, _ in evs], nids, known, remote=False)
+        RoomStore.advance_forward_extremities_txn(txn, [
+            (groups[i][0], nids[groups[i][1][-1][0].event_id],
+             [known[p] for p in groups[i][1][0][0].prev_event_ids if p in known])
+            for i in chosen])
         RoomStore.add_txn_ids_txn(txn, [
             (t.user_id, t.scope, room_nid, t.txn_id, nids[e.event_id], now_ms)
-            for e, t in events if t is not None])
-        self.persist_hooks.run_batch_txn(txn, MessageBatch(room_nid, [
-            (event, nids[event.event_id], stream)
-            for event, stream in zip(evs, streams, strict=True)]))
-        txn.new_events.extend(zip(evs, streams, strict=True))
-        return [PersistedEvent(nids[e.event_id], stream, snapshot)
-                for e, stream in zip(evs, streams, strict=True)]
+            for room_nid, e, t in evs if t is not None])
+        position = dict(zip((event.event_id for _, event, _ in evs), streams, strict=True))
+        batches = [MessageBatch(groups[i][0], [
+            (event, nids[event.event_id], position[event.event_id])
+            for event, _ in groups[i][1]]) for i in chosen]
+        self.persist_hooks.run_batches_txn(txn, batches)
+        txn.new_events.extend(zip((event for _, event, _ in evs), streams, strict=True))
+        for i, batch in zip(chosen, batches, strict=True):
+            out[i] = [PersistedEvent(nid, stream, current[batch.room_nid])
+                      for _, nid, stream in batch.events]
+        return out
 
     @staticmethod
     def _applied_redaction(event: Event) -> str | None:

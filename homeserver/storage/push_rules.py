@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ from homeserver.push.rules import DEFAULT_KIND_OF, build_ruleset, client_ruleset
 from homeserver.storage.account_data import GLOBAL_ROOM, AccountDataStore
 from homeserver.storage.cache import LruCache
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.sql import chunks, placeholders
+from homeserver.storage.sql import chunks, placeholders, select_in_txn
 
 PUSH_RULES_TYPE = "m.push_rules"
 IGNORED_USER_LIST = "m.ignored_user_list"
@@ -244,6 +245,35 @@ class PushRuleStore:
             "  AND ig.data_type = ?"
             " WHERE m.room_nid = ? AND m.membership = ? AND u.deactivated = 0",
             (GLOBAL_ROOM, IGNORED_USER_LIST, room_nid, "join"))
+
+    @staticmethod
+    def local_members_many_txn(txn: Txn, room_nids: Sequence[int],
+                               ) -> dict[int, list[tuple[Any, ...]]]:
+        """``local_members_txn`` of several rooms: room NID -> its members."""
+        out: dict[int, list[tuple[Any, ...]]] = {r: [] for r in room_nids}
+        for room_nid, *member in select_in_txn(
+                txn, "SELECT m.room_nid, m.user_id, e.event_id, v.version, ig.content"
+                " FROM room_memberships m"
+                " JOIN users u ON u.user_id = m.user_id"
+                " JOIN events e ON e.event_nid = m.event_nid"
+                " LEFT JOIN push_rules_versions v ON v.user_id = m.user_id"
+                " LEFT JOIN account_data ig ON ig.user_id = m.user_id AND ig.room_id = ?"
+                "  AND ig.data_type = ?"
+                " WHERE m.membership = ? AND u.deactivated = 0 AND m.room_nid IN ({})",
+                list(out), before=(GLOBAL_ROOM, IGNORED_USER_LIST, "join")):
+            out[int(room_nid)].append(tuple(member))
+        return out
+
+    @staticmethod
+    def joined_counts_txn(txn: Txn, room_nids: Sequence[int]) -> dict[int, int]:
+        """``joined_count_txn`` of several rooms."""
+        out = dict.fromkeys(room_nids, 0)
+        for room_nid, count in select_in_txn(
+                txn, "SELECT room_nid, COUNT(*) FROM room_memberships"
+                " WHERE membership = ? AND room_nid IN ({}) GROUP BY room_nid",
+                list(out), before=("join",)):
+            out[int(room_nid)] = int(count)
+        return out
 
     @staticmethod
     def local_invitee_txn(txn: Txn, user_id: str) -> tuple[Any, ...] | None:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from homeserver.storage.database import Database, Txn
-from homeserver.storage.sql import chunks, select_in
+from homeserver.storage.sql import chunks, select_in, select_in_txn
 from homeserver.storage.state import StateKey
 from homeserver.storage.streams import ONLY_USER, next_stream_id_txn
 
@@ -99,6 +99,13 @@ class RoomStore:
         value = txn.select_value("SELECT current_snapshot_nid FROM rooms WHERE room_nid = ?",
                                  (room_nid,))
         return int(value) if value is not None else None
+
+    @staticmethod
+    def get_current_snapshots_txn(txn: Txn, room_nids: Sequence[int]) -> dict[int, int]:
+        """``get_current_snapshot_txn`` of several rooms (those with one)."""
+        return {int(r): int(s) for r, s in select_in_txn(
+            txn, "SELECT room_nid, current_snapshot_nid FROM rooms WHERE room_nid IN ({})"
+            " AND current_snapshot_nid IS NOT NULL", list(dict.fromkeys(room_nids)))}
 
     @staticmethod
     def set_current_snapshot_txn(txn: Txn, room_nid: int, snapshot_nid: int) -> None:
@@ -215,6 +222,18 @@ class RoomStore:
                          [(room_nid, p) for p in prev_nids])
         txn.execute("INSERT INTO forward_extremities (room_nid, event_nid) VALUES (?, ?)",
                     (room_nid, event_nid))
+
+    @staticmethod
+    def advance_forward_extremities_txn(
+            txn: Txn, moves: Sequence[tuple[int, int, Sequence[int]]]) -> None:
+        """``update_forward_extremities_txn`` of several rooms at once:
+        (room NID, new extremity's NID, the NIDs it replaces)."""
+        txn.execute_many("DELETE FROM forward_extremities WHERE room_nid = ? AND event_nid = ?",
+                         [(room_nid, p) for room_nid, _, prevs in moves for p in prevs])
+        for part in chunks(moves, 100):
+            txn.execute("INSERT INTO forward_extremities (room_nid, event_nid) VALUES "
+                        + ",".join(["(?, ?)"] * len(part)),
+                        [v for room_nid, nid, _ in part for v in (room_nid, nid)])
 
     # -- memberships -------------------------------------------------------
 

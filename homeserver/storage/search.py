@@ -43,6 +43,7 @@ from typing import Any
 from homeserver.events.model import Event
 from homeserver.storage.database import Database, Txn
 from homeserver.storage.event_hooks import MessageBatch
+from homeserver.storage.sql import chunks, select_in_txn
 
 logger = logging.getLogger(__name__)
 
@@ -213,35 +214,37 @@ def index_event_txn(txn: Txn, event: Event, event_nid: int) -> None:
                     (event_nid, value))
 
 
-def index_batch_txn(txn: Txn, batch: MessageBatch) -> None:
-    """The batch hook: index a run of plain messages in one statement."""
-    found = [(event, nid, stream, indexed) for event, nid, stream in batch.events
+def index_batch_txn(txn: Txn, batches: Sequence[MessageBatch]) -> None:
+    """The batch hook: index runs of plain messages (of several rooms) in
+    one statement."""
+    found = [(event, batch.room_nid, nid, stream, indexed)
+             for batch in batches for event, nid, stream in batch.events
              if event.rejected_reason is None
              and (indexed := _indexed_value(event)) is not None]
     if not found:
         return
-    ids = [event.event_id for event, _, _, _ in found]
+    ids = [f[0].event_id for f in found]
     # a redaction that came first (from another server, or by backfill)
-    redacted = {str(r[0]) for r in txn.select_all(
-        "SELECT redacts FROM event_redactions WHERE redacts IN"
-        f" ({', '.join('?' * len(ids))})", ids)}
+    redacted = {str(r[0]) for r in select_in_txn(
+        txn, "SELECT redacts FROM event_redactions WHERE redacts IN ({})", ids)}
     found = [f for f in found if f[0].event_id not in redacted]
     if not found:
         return
     if txn.engine == "postgres":
-        params: list[Any] = []
-        for event, nid, stream, (key, value) in found:
-            params += (nid, batch.room_nid, stream, event.sender, key, value)
-        txn.execute("INSERT INTO event_search (event_nid, room_nid, stream_ordering, sender,"
-                    " key, vector) VALUES "
-                    + ", ".join(["(?, ?, ?, ?, ?, to_tsvector('english', ?))"] * len(found))
-                    + " ON CONFLICT (event_nid) DO NOTHING", params)
+        for part in chunks(found, 200):
+            params: list[Any] = []
+            for event, room_nid, nid, stream, (key, value) in part:
+                params += (nid, room_nid, stream, event.sender, key, value)
+            txn.execute("INSERT INTO event_search (event_nid, room_nid, stream_ordering,"
+                        " sender, key, vector) VALUES "
+                        + ", ".join(["(?, ?, ?, ?, ?, to_tsvector('english', ?))"] * len(part))
+                        + " ON CONFLICT (event_nid) DO NOTHING", params)
         return
     # SQLite runs in process: a statement per event costs no round trip
-    for event, nid, stream, (key, value) in found:
+    for event, room_nid, nid, stream, (key, value) in found:
         txn.execute("INSERT INTO event_search (event_nid, room_nid, stream_ordering, sender,"
                     " key) VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_nid) DO NOTHING",
-                    (nid, batch.room_nid, stream, event.sender, key))
+                    (nid, room_nid, stream, event.sender, key))
         if txn.rowcount:
             txn.execute("INSERT INTO event_search_fts (rowid, value) VALUES (?, ?)",
                         (nid, value))

@@ -96,9 +96,9 @@ class Process:
 
 
 class Deployment:
-    """A main process and sync readers sharing one config file."""
+    """A main process, sync readers and event writers sharing one config file."""
 
-    def __init__(self, tmp_path: Path, readers: int = 2) -> None:
+    def __init__(self, tmp_path: Path, readers: int = 2, writers: int = 0) -> None:
         self.server_name = f"so{uuid.uuid4().hex[:10]}.test"
         self.database = create_postgres_database(migrated=True)
         host, port = redis_address()
@@ -106,6 +106,8 @@ class Deployment:
         unlimited = {"per_second": 100000, "burst_count": 100000}
         reader_names = [f"sync{i + 1}" for i in range(readers)]
         reader_ports = {name: free_port() for name in reader_names}
+        writer_names = [f"writer{i + 1}" for i in range(writers)]
+        writer_ports = {name: free_port() for name in writer_names}
         config = {
             "server_name": self.server_name,
             "public_baseurl": f"http://127.0.0.1:{main_port}/",
@@ -119,25 +121,34 @@ class Deployment:
                          "failed_attempts": unlimited},
             "bcrypt_rounds": 4,
             "redis": {"enabled": True, "host": host, "port": port},
-            "instance_map": {"main": {"host": "127.0.0.1", "port": main_port}},
+            "instance_map": {"main": {"host": "127.0.0.1", "port": main_port},
+                             **{name: {"host": "127.0.0.1", "port": p}
+                                for name, p in writer_ports.items()}},
             "workers": {name: {"worker_app": "sync_reader", "worker_listeners": [
                 {"port": p, "bind_addresses": ["127.0.0.1"],
                  "resources": [{"names": ["client"]}]}]}
                 for name, p in reader_ports.items()},
         }
+        for name, p in writer_ports.items():
+            config["workers"][name] = {"worker_app": "event_writer", "worker_listeners": [
+                {"port": p, "bind_addresses": ["127.0.0.1"], "x_forwarded": True,
+                 "resources": [{"names": ["client"]}]}]}
+        if writer_names:
+            config["stream_writers"] = {"events": writer_names}
         self.config = tmp_path / "homeserver.yaml"
         self.config.write_text(yaml.safe_dump(config))
         self.main = Process(self.config, None, main_port)
         self.readers = {name: Process(self.config, name, p) for name, p in reader_ports.items()}
+        self.writers = {name: Process(self.config, name, p) for name, p in writer_ports.items()}
 
     def start(self) -> None:
         self.main.start()
-        for reader in self.readers.values():
-            reader.start()
+        for process in [*self.writers.values(), *self.readers.values()]:
+            process.start()
 
     def stop(self) -> None:
-        for reader in self.readers.values():
-            reader.stop()
+        for process in [*self.readers.values(), *self.writers.values()]:
+            process.stop()
         self.main.stop()
         drop_postgres_database(str(self.database["database"]))
 

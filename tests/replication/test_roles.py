@@ -16,6 +16,7 @@ from homeserver.events.model import Event
 from homeserver.events.room_versions import KNOWN_ROOM_VERSIONS
 from homeserver.replication.forward import served_locally
 from homeserver.replication.record import decode_committed, encode_committed
+from homeserver.replication.writers import event_write_room, room_writer
 from homeserver.storage.hub import Committed
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -80,11 +81,70 @@ def test_a_reader_needs_redis_and_main_s_address() -> None:
     assert "instance_map.main" in error_of(deployment(instance_map={}), "sync1")
 
 
-def test_only_main_writes_streams_so_far() -> None:
+def test_event_writers_are_named_in_stream_writers_and_instance_map() -> None:
+    writers = deployment(
+        stream_writers={"events": ["writer1", "writer2"]},
+        instance_map={"main": {"port": 8080}, "writer1": {"port": 8091},
+                      "writer2": {"port": 8092}},
+        workers={"writer1": {"worker_app": "event_writer",
+                             "worker_listeners": [{"port": 8091}]},
+                 "writer2": {"worker_app": "synapse.app.generic_worker",
+                             "worker_listeners": [{"port": 8092}]}})
+    main = build_config(writers)
+    assert main.worker.is_main and main.worker.multi_writer
+    assert main.worker.stream_writers == ("main", "writer1", "writer2")
+    # a generic worker named in stream_writers.events is an event writer
+    for name in ("writer1", "writer2"):
+        worker = select_worker(main, name).worker
+        assert (worker.app, worker.is_event_writer) == ("event_writer", True)
+    assert "instance_map.writer2" in error_of(deployment(
+        stream_writers={"events": ["writer1", "writer2"]},
+        instance_map={"main": {"port": 8080}, "writer1": {"port": 8091}}))
+    assert "redis.enabled" in error_of(deployment(
+        redis={"enabled": False}, stream_writers={"events": ["writer1"]},
+        instance_map={"main": {"port": 8080}, "writer1": {"port": 8091}}))
+    assert "not named there" in error_of(deployment(
+        workers={"w9": {"worker_app": "event_writer", "worker_listeners": [{"port": 1}]}}),
+        "w9")
+
+
+def test_other_streams_are_written_by_main_only() -> None:
     assert "only the main process writes" in error_of(
-        deployment(stream_writers={"events": ["main", "writer1"]}))
+        deployment(stream_writers={"typing": ["main", "writer1"]}))
     assert "unknown stream" in error_of(deployment(stream_writers={"evnts": "main"}))
-    build_config(deployment(stream_writers={"events": "main", "typing": ["main"]}))
+    config = build_config(deployment(stream_writers={"events": "main", "typing": ["main"]}))
+    assert not config.worker.multi_writer
+
+
+def test_one_writer_per_room_by_a_stable_hash() -> None:
+    writers = ("writer1", "writer2")
+    rooms = [f"!room{i}:example.org" for i in range(200)]
+    owners = [room_writer(r, writers) for r in rooms]
+    # the same answer in every process (no per-process salt) ...
+    assert owners == [room_writer(r, list(writers)) for r in rooms]
+    assert room_writer("!abc:example.org", writers) == room_writer("!abc:example.org", writers)
+    # ... and the rooms spread over both writers
+    assert 60 < owners.count("writer1") < 140
+
+
+@pytest.mark.parametrize(("method", "path", "room"), [
+    ("PUT", "/_matrix/client/v3/rooms/%21r%3Ax/send/m.room.message/t1", "!r:x"),
+    ("POST", "/_matrix/client/r0/rooms/!r:x/send/m.room.message", "!r:x"),
+    ("PUT", "/_matrix/client/v3/rooms/!r:x/state/m.room.topic/", "!r:x"),
+    ("PUT", "/_matrix/client/v3/rooms/!r:x/redact/$e/t2", "!r:x"),
+    ("POST", "/_matrix/client/v3/rooms/!r:x/join", "!r:x"),
+    ("POST", "/_matrix/client/v3/rooms/!r:x/kick", "!r:x"),
+    ("POST", "/_matrix/client/v3/join/%21r%3Ax", "!r:x"),
+    ("POST", "/_matrix/client/v3/join/%23alias%3Ax", None),
+    ("POST", "/_matrix/client/v3/rooms/!r:x/receipt/m.read/$e", None),
+    ("PUT", "/_matrix/client/v3/rooms/!r:x/typing/@a:x", None),
+    ("GET", "/_matrix/client/v3/rooms/!r:x/state/m.room.topic/", None),
+    ("POST", "/_matrix/client/v3/rooms/!r:x/forget", None),
+    ("POST", "/_matrix/client/v3/createRoom", None),
+])
+def test_which_requests_write_a_room_s_events(method: str, path: str,
+                                               room: str | None) -> None:
+    assert event_write_room(method.encode(), path.encode()) == room
 
 
 def test_a_typo_in_a_worker_fails_the_main_process_too() -> None:
