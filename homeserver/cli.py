@@ -219,6 +219,9 @@ def cmd_run(ns: argparse.Namespace) -> None:
             return
         logger.info("homeserver %s started (%s %s)", config.server_name,
                     config.worker.app, config.worker.name)
+        # start-up's objects frozen, full collections on a timer (gc_tuning.py)
+        from homeserver import gc_tuning
+        gc_tuning.tune(reactor)
 
     reactor.callWhenRunning(lambda: defer.ensureDeferred(start()))
     reactor.addSystemEventTrigger(

@@ -79,6 +79,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Connections the kernel queues for a listener before we accept them
+# (Twisted's default is 50): a thousand clients reconnecting at once (a
+# restart, a network blip) would overflow 50, and a connection whose last
+# handshake packet the kernel dropped looks open to the client while we never
+# see it, until TCP's retries give up.
+LISTEN_BACKLOG = 1024
+
 
 class HomeServer:
     """Everything one server process holds, built once from its config.
@@ -756,9 +763,10 @@ class HomeServer:
             for address in listener.bind_addresses:
                 if tls_options is not None:
                     port = self.reactor.listenSSL(listener.port, site, tls_options,
-                                                  interface=address)
+                                                  backlog=LISTEN_BACKLOG, interface=address)
                 else:
-                    port = self.reactor.listenTCP(listener.port, site, interface=address)
+                    port = self.reactor.listenTCP(listener.port, site, backlog=LISTEN_BACKLOG,
+                                                  interface=address)
                 logger.info("listening on %s://%s:%d", "https" if listener.tls else "http",
                             address, port.getHost().port)
                 self.ports.append(port)

@@ -187,6 +187,16 @@ class Page:
     positions: tuple[int, ...] = ()
 
 
+def add_memberships(serialised: Iterable[dict[str, Any]],
+                    memberships: Mapping[str, str]) -> None:
+    """Set ``unsigned.membership`` of serialised events from ``memberships``
+    (event ID -> the reader's membership at it; ``RoomReader.memberships_at``)."""
+    for entry in serialised:
+        membership = memberships.get(entry.get("event_id", ""))
+        if membership is not None:
+            entry.setdefault("unsigned", {})["membership"] = membership
+
+
 class RoomReader:
     def __init__(self, ctx: "ServerContext", stores: "Stores", ignored: "IgnoredUsers",
                  retention: "RoomRetention | None" = None) -> None:
@@ -450,6 +460,55 @@ class RoomReader:
         return Page(kept, pos, exhausted, tuple(kept_positions))
 
     # -- the client format ----------------------------------------------------
+
+    async def memberships_at(self, user_id: str, membership: Membership | None,
+                             events: Sequence[Event], positions: Sequence[int],
+                             ) -> dict[str, str]:
+        """Event ID -> ``user_id``'s membership at each of ``events`` (at
+        stream ``positions``), the event's own change included: the
+        ``unsigned.membership`` of MSC4115 (spec v1.11). Their membership now
+        (``membership``, None: none) for events at or after their newest
+        member event; for older ones it is read from the state after each
+        event (all in one read). No member event then: ``leave``."""
+        return await self.memberships_at_many(user_id, [(membership, events, positions)])
+
+    async def memberships_at_many(
+            self, user_id: str,
+            rooms: Iterable[tuple[Membership | None, Sequence[Event], Sequence[int]]],
+    ) -> dict[str, str]:
+        """``memberships_at`` of several rooms' events ((membership, events,
+        positions) per room) with one read for all of them."""
+        out: dict[str, str] = {}
+        older: list[str] = []
+        for membership, events, positions in rooms:
+            for event, pos in zip(events, positions, strict=True):
+                if membership is not None and pos >= membership.stream_ordering:
+                    out[event.event_id] = membership.membership
+                elif membership is None:
+                    out[event.event_id] = "leave"
+                else:
+                    older.append(event.event_id)
+        if older:
+            key = (MEMBER_TYPE, user_id)
+            at = await self.stores.events.get_state_at_events(older, [key])
+            members = await self.stores.events.get_events(
+                [ids[key] for ids in at.values() if key in ids])
+            for event_id in older:
+                member = members.get(at.get(event_id, {}).get(key, ""))
+                value = member.content.get("membership") if member is not None else None
+                out[event_id] = value if isinstance(value, str) else "leave"
+        return out
+
+    async def serialize_at(self, requester: Requester, room_id: str,
+                           membership: Membership | None, events: Sequence[Event],
+                           positions: Sequence[int]) -> list[dict[str, Any]]:
+        """``serialize``, each event with the requester's membership at it in
+        ``unsigned.membership`` (``memberships_at``): what /messages,
+        /context and /sync timelines give."""
+        out = await self.serialize(requester, room_id, events)
+        add_memberships(out, await self.memberships_at(requester.user_id, membership,
+                                                        events, positions))
+        return out
 
     async def read_ahead_for_serialize(self, requester: Requester,
                                        events: Sequence[Event]) -> SerializeAhead:

@@ -378,6 +378,11 @@ class FastPath:
         if len(timeline) <= f.timeline_limit:
             now = self.ctx.now_ms()
             out = [client_event(e, room_id, now) for _, e in timeline]
+            for entry in out:
+                # the receivers are joined, and none of them changed their
+                # membership in the range (that goes to the full builder):
+                # their membership at each event is "join" (MSC4115)
+                entry["unsigned"]["membership"] = "join"
             if f.event_fields is not None:
                 out = [apply_event_fields(e, f.event_fields) for e in out]
             # no event: the full builder's timeline starts at the range's end

@@ -27,6 +27,14 @@ Who hears about what:
 Writes on the global stream are announced only once the stream's "persisted
 up to" position has passed them (``storage/streams.py``): a reader woken
 earlier would read up to a lower position and miss the write, then sleep.
+
+A wake bumps the counters at once but fires the waiters on a later reactor
+turn (``_flush``): the writer that announced the write (a send into a room
+of 1,000 members) answers its own request and goes on with its next batch
+instead of building 1,000 sync responses first. Under load (a flush that
+fired ``COALESCE_MIN_WAITERS`` or more) the next flush waits for the end of
+a short tick (``COALESCE_TICK_S``), so a reader woken by several writes in
+a row gets one response for all of them.
 """
 
 from __future__ import annotations
@@ -50,6 +58,12 @@ logger = logging.getLogger(__name__)
 PRESENCE_WAKE = "presence"
 # Rooms whose local members are cached for waking (an entry is a frozenset).
 ROOM_MEMBER_CACHE_SIZE = 50_000
+# A flush that fired this many waiters or more makes the next one wait for the
+# end of its tick: under load each reader gets one response per tick, not one
+# per write (a message into a room of 1,000 members at 20 messages/s would
+# otherwise cost 20,000 responses a second).
+COALESCE_MIN_WAITERS = 200
+COALESCE_TICK_S = 0.05
 
 
 class UserStream:
@@ -82,6 +96,12 @@ class Notifier:
         self._seq = itertools.count()
         # room ID -> user ID -> how many of their requests follow the room
         self._peekers: dict[str, dict[str, int]] = {}
+        # waiters woken (their counters bumped) but not fired yet, and the
+        # call that fires them (``_flush``)
+        self._woken: list[defer.Deferred[bool]] = []
+        self._flush_call: Any = None
+        self._last_flush_at = 0.0
+        self._last_flush_size = 0
 
     # -- readers ----------------------------------------------------------
 
@@ -253,6 +273,8 @@ class Notifier:
         self._wake(members.union(extra))
 
     def _wake(self, users: Iterable[str], *, presence: bool = False) -> None:
+        """Bump the users' counters now; fire their waiters at the next flush."""
+        woken = self._woken
         for user_id in users:
             stream = self._streams.get(user_id)
             if stream is None:
@@ -266,6 +288,22 @@ class Notifier:
                 waiters = [d for d in waiters if d not in stream.deaf_to_presence]
             else:
                 stream.deaf_to_presence.clear()
-            for d in waiters:
-                if not d.called:
-                    d.callback(True)
+            woken.extend(waiters)
+        if woken and self._flush_call is None:
+            delay = 0.0
+            if self._last_flush_size >= COALESCE_MIN_WAITERS:
+                # under load: at most one flush per tick, so a reader woken by
+                # several writes in a row gets one response for all of them
+                delay = max(0.0, self._last_flush_at + COALESCE_TICK_S
+                            - self.ctx.reactor.seconds())
+            self._flush_call = self.ctx.reactor.callLater(delay, self._flush)
+
+    def _flush(self) -> None:
+        """Fire the waiters woken since the last flush."""
+        self._flush_call = None
+        woken, self._woken = self._woken, []
+        self._last_flush_at = self.ctx.reactor.seconds()
+        self._last_flush_size = len(woken)
+        for d in woken:
+            if not d.called:
+                d.callback(True)

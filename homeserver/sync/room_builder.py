@@ -43,7 +43,7 @@ from twisted.internet import defer
 from homeserver.events.model import Event
 from homeserver.http.request import Requester
 from homeserver.push.rules import client_ruleset
-from homeserver.rooms.access import ReadAccess, SerializeAhead
+from homeserver.rooms.access import ReadAccess, SerializeAhead, add_memberships
 from homeserver.storage.e2e_keys import KeyCounts
 from homeserver.storage.push_rules import PUSH_RULES_TYPE
 from homeserver.storage.rooms import Membership, RoomInfo
@@ -118,6 +118,9 @@ class Changes:
     state_at_start: dict[int, dict[StateKey, str]] | None = None
     # and what serialising those timelines and states reads
     serialize_ahead: SerializeAhead | None = None
+    # and the user's membership at each of those timelines' events
+    # (``unsigned.membership``, MSC4115), event ID -> membership
+    memberships: dict[str, str] | None = None
 
 
 def _stripped(event: Event) -> dict[str, Any]:
@@ -315,6 +318,10 @@ class RoomBuilder:
 
             await self._gather([one(m, seen) for m, seen in zip(rooms, visible, strict=True)])
         changes.timelines = timelines
+        by_room = {m.room_id: m for m in rooms}
+        changes.memberships = await self.room_reader.memberships_at_many(
+            user_id, [(self._access(by_room[room_id]).membership, t[0], t[1])
+                      for room_id, t in timelines.items()])
         if not any(f.state_room_allowed(m.room_id) for m in joined):
             return
         starts = {}
@@ -508,9 +515,16 @@ class RoomBuilder:
         event = await self.stores.events.get_event(m.event_id)
         events = [event] if event is not None and f.timeline_room_allowed(m.room_id) \
             and room_event_matches(f.timeline, event.type, event.sender, event.content) else []
-        serialize = self._serializer(requester, f)
+        if f.event_format == "client":
+            serialised = await self.room_reader.serialize(requester, m.room_id, events)
+            # the user's own membership event: the membership it made (MSC4115)
+            add_memberships(serialised, {m.event_id: m.membership})
+            if f.event_fields is not None:
+                serialised = [apply_event_fields(e, f.event_fields) for e in serialised]
+        else:
+            serialised = await self._serializer(requester, f)(m.room_id, events)
         return room_sections(
-            timeline_section(await serialize(m.room_id, events), False,
+            timeline_section(serialised, False,
                              pagination_token(m.stream_ordering - 1)), [], [])
 
     async def _room_body(self, requester: Requester, access: ReadAccess,
@@ -574,6 +588,11 @@ class RoomBuilder:
                                                           changes.serialize_ahead)
             serialised_timeline = serialised[:len(events)]
             serialised_state = serialised[len(events):len(events) + len(state)]
+            memberships = changes.memberships if read_ahead is not None \
+                and changes.memberships is not None else \
+                await self.room_reader.memberships_at(user_id, access.membership, events,
+                                                      positions)
+            add_memberships(serialised_timeline, memberships)
             if looked_up is not None:
                 self.facts.add_members(room_id, start, looked_up, serialised[len(events):],
                                        self.memory.members_unchanged_since)

@@ -239,6 +239,13 @@ async def test_fast_path_answers_as_the_database_does(server: TestServer, case: 
     assert without_age(from_memory) == without_age(from_database)
     if fast and sync_filter is None and happen is not alice_types:
         assert from_memory["rooms"]["join"][room_id]["timeline"]["events"]
+    for answer in (from_memory, from_database):
+        # bob's membership at each event (MSC4115), from memory as from the
+        # database: he was joined all along
+        for room in answer["rooms"]["join"].values():
+            for event in room["timeline"]["events"]:
+                if sync_filter is None or "event_fields" not in sync_filter:
+                    assert event["unsigned"]["membership"] == "join", event
     if happen in (alices_receipts, alice_moves_her_receipt, alice_types) and sync_filter is None:
         assert from_memory["rooms"]["join"][room_id]["ephemeral"]["events"]
 

@@ -286,8 +286,9 @@ async def get_event(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
         # a room the reader may not see: the event is not found, as on
         # Synapse (which does not say whether the room exists either)
         raise not_found("Event not found.") from e
-    _, event = await find_visible_event(api, req, access, req.params["eventId"])
-    return 200, (await api.reader.serialize(req.requester, room_id, [event]))[0]
+    pos, event = await find_visible_event(api, req, access, req.params["eventId"])
+    return 200, (await api.reader.serialize_at(req.requester, room_id, access.membership,
+                                               [event], [pos]))[0]
 
 
 async def get_messages(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
@@ -323,7 +324,8 @@ async def get_messages(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
                                  event_filter=event_filter)
     body: dict[str, Any] = {
         "start": f"s{from_pos}",
-        "chunk": await reader.serialize(req.requester, room_id, page.events),
+        "chunk": await reader.serialize_at(req.requester, room_id, access.membership,
+                                           page.events, page.positions),
     }
     if limit and (page.events or not page.exhausted):
         # as Synapse: left out only when this page is empty and nothing is
@@ -364,10 +366,15 @@ async def get_context(api: RoomsApi, req: HttpRequest) -> tuple[int, Any]:
         wanted = set(senders_members([*before.events, event, *after.events]))
         state = {k: v for k, v in state.items() if k[0] != "m.room.member" or k in wanted}
     serialize = reader.serialize
+    # each event with the requester's membership at it (MSC4115)
+    timeline = await reader.serialize_at(
+        req.requester, room_id, access.membership, [*before.events, event, *after.events],
+        [*before.positions, pos, *after.positions])
+    n_before = len(before.events)
     return 200, {
-        "event": (await serialize(req.requester, room_id, [event]))[0],
-        "events_before": await serialize(req.requester, room_id, before.events),
-        "events_after": await serialize(req.requester, room_id, after.events),
+        "event": timeline[n_before],
+        "events_before": timeline[:n_before],
+        "events_after": timeline[n_before + 1:],
         "state": await serialize(req.requester, room_id, sorted(
             state.values(), key=lambda e: (e.depth, e.event_id))),
         "start": f"s{before.next_pos}",
