@@ -351,6 +351,9 @@ class HomeServer:
         if self.worker.federation_senders or self.worker.pushers:
             from homeserver.replication.roles import place_roles
             place_roles(self)
+        if self.worker.media_jobs != "main":
+            from homeserver.replication.roles import place_media_jobs
+            place_media_jobs(self)
         self._wire_late()
         self._subscribe_after_write()
         self._register_metrics()
@@ -519,7 +522,8 @@ class HomeServer:
                 self.replication_publisher.start()
             await self.replication_follower.start()
             self.sync_reporter.start()
-            if self.worker.sends_federation or self.worker.runs_pushers:
+            if self.worker.sends_federation or self.worker.runs_pushers \
+                    or self.worker.media_jobs == self.worker.name:
                 # a federation sender or pusher process (replication/roles.py)
                 from homeserver.replication.roles import start_worker
                 await start_worker(self)

@@ -99,8 +99,16 @@ def subscribe_worker(hs: "HomeServer") -> None:
         hub.subscribe(receipts)
 
 
+def place_media_jobs(hs: "HomeServer") -> None:
+    """``media_instance_running_background_jobs``: media retention runs on
+    that process only (main keeps the other retention jobs)."""
+    hs.retention_jobs.place_media_job(hs.worker.media_jobs == hs.worker.name)
+
+
 async def start_worker(hs: "HomeServer") -> None:
     """A worker's roles start once it follows the writers."""
+    if hs.worker.media_jobs == hs.worker.name and hs.retention_jobs.active:
+        await hs.retention_jobs.start()
     if hs.worker.sends_federation:
         await hs.federation_sender.start()
     if hs.worker.runs_pushers:

@@ -218,3 +218,43 @@ def test_the_pusher_process_pushes_a_message_written_on_main(tmp_path: Path) -> 
         run_in_thread(scenario)
     finally:
         dep.stop()
+
+
+def test_media_uploaded_through_the_media_worker_downloads_through_main_and_back(
+        tmp_path: Path) -> None:
+    dep = Deployment(tmp_path, readers=0, roles={"media1": "media_repository"},
+                     extra={"media_instance_running_background_jobs": "media1"})
+
+    async def upload(user: User, base: str, data: bytes) -> str:
+        async with user.http.post(f"{base}/_matrix/media/v3/upload?filename=a.txt", data=data,
+                                  headers={"Authorization": f"Bearer {user.token}",
+                                           "Content-Type": "text/plain"}) as resp:
+            body = await resp.json()
+            assert resp.status == 200, body
+            return str(body["content_uri"])
+
+    async def download(user: User, base: str, uri: str) -> bytes:
+        server, media_id = uri.removeprefix("mxc://").split("/")
+        async with user.http.get(f"{base}/_matrix/client/v1/media/download/{server}/{media_id}",
+                                 headers={"Authorization": f"Bearer {user.token}"}) as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.read()
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            main, media = dep.main.url, dep.roles["media1"].url
+            alice = await register(http, main, "alice")
+            first = await upload(alice, media, b"uploaded to the media worker")
+            assert await download(alice, main, first) == b"uploaded to the media worker"
+            second = await upload(alice, main, b"uploaded to main")
+            assert await download(alice, media, second) == b"uploaded to main"
+            # each process served the upload it was sent: the media worker
+            # did not hand its own to main
+            assert dep.main.log_text().count("POST /_matrix/media/v3/upload") == 1
+            assert dep.roles["media1"].log_text().count("POST /_matrix/media/v3/upload") == 1
+
+    try:
+        dep.start()
+        run_in_thread(scenario)
+    finally:
+        dep.stop()
