@@ -173,9 +173,12 @@ def test_the_federation_sender_process_sends_main_s_messages_once_across_a_kill(
         dep.stop()
 
 
-def test_the_pusher_process_pushes_a_message_written_on_main(tmp_path: Path) -> None:
+def test_the_pusher_process_pushes_a_message_written_on_an_event_writer(
+        tmp_path: Path) -> None:
     gateway = Gateway()
-    dep = Deployment(tmp_path, readers=0, roles={"push1": "pusher"}, extra={
+    # every room is writer1's: the message is persisted (its push actions
+    # written) there, sent through main, pushed by push1
+    dep = Deployment(tmp_path, readers=0, writers=1, roles={"push1": "pusher"}, extra={
         "start_pushers": False, "pusher_instances": ["push1"],
         "ip_range_whitelist": ["127.0.0.0/8"]})
 
@@ -206,7 +209,7 @@ def test_the_pusher_process_pushes_a_message_written_on_main(tmp_path: Path) -> 
             await eventually(lambda: gateway.event_ids().count(second) == 2,
                              "the push to both pushers")
             await asyncio.sleep(1)
-            # main pushed nothing itself: one notification per pusher
+            # neither main nor the writer pushed: one notification per pusher
             assert sorted(gateway.event_ids()) == sorted([first, second, second])
             pushkeys = [d["pushkey"] for n in gateway.notifications
                         if n.get("event_id") == second for d in n["devices"]]
