@@ -161,6 +161,10 @@ class FederationSender:
         # whether the to-device outbox is sent from here (main's: to-device
         # messages are not replicated to the sender processes)
         self.to_device_here = True
+        # a federation sender process: enqueue an event once its position
+        # counts as persisted here (a record arrives before its position
+        # message; replication/roles.py kicks ``on_persisted``)
+        self.enqueue_when_persisted = False
         # main without PDUs: tells the senders of rows it wrote
         self.on_forwarded: Callable[[list[str]], None] | None = None
 
@@ -186,6 +190,8 @@ class FederationSender:
         and wake every destination with work (at start; and on a federation
         sender process after it caught up from the database, which skipped
         records)."""
+        if not self._running:
+            return  # start() scans
         store = self.queue_store
         upto = self.stream_tracker.persisted_upto
         position = await store.get_position()
@@ -310,7 +316,10 @@ class FederationSender:
 
     def _kick_enqueuer(self) -> None:
         if self._enqueuer is None and self._pending and self._running:
-            self._enqueuer = self.ctx.run_in_background(self._run_enqueuer())
+            enqueuer = self.ctx.run_in_background(self._run_enqueuer())
+            # (one that found nothing persisted yet ended at once)
+            if not enqueuer.called:
+                self._enqueuer = enqueuer
 
     async def _run_enqueuer(self) -> None:
         store = self.queue_store
@@ -320,7 +329,16 @@ class FederationSender:
                 # was enqueued before (module docstring, step 2)
                 upto = self.stream_tracker.persisted_upto
                 batch = self._pending
-                self._pending = {}
+                if self.enqueue_when_persisted:
+                    # only what is persisted here: the stored position then
+                    # covers the whole batch, and a restart does not send
+                    # it again (on_persisted kicks the rest)
+                    batch = {p: v for p, v in batch.items() if p <= upto}
+                    if not batch:
+                        return
+                    self._pending = {p: v for p, v in self._pending.items() if p > upto}
+                else:
+                    self._pending = {}
                 self._taken.update(batch)
                 pdus = [batch[p] for p in sorted(batch)]
                 lazy = upto - self._written_position < POSITION_LAG
@@ -365,6 +383,11 @@ class FederationSender:
                 q = self._queue(destination)
                 q.has_pdus = True
                 self._wake(q)
+
+    def on_persisted(self, upto: int) -> None:
+        """Write hub, reactor: the stream is persisted up to ``upto``."""
+        if self._pending:
+            self._kick_enqueuer()
 
     def _retry_enqueue(self) -> None:
         self._enqueue_timer = None

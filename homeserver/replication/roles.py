@@ -52,6 +52,7 @@ def place_roles(hs: "HomeServer") -> None:
             queue.slot = 2 + senders.index(me)
             if not worker.is_main:
                 sender.to_device_here = False
+                sender.enqueue_when_persisted = True
         else:
             sender.pdus = False
         publisher = hs.replication_publisher
@@ -87,6 +88,7 @@ def subscribe_worker(hs: "HomeServer") -> None:
     hub = hs.db.hub
     if worker.sends_federation:
         hub.subscribe(hs.federation_sender._on_commit)
+        hub.on_persisted(hs.federation_sender.on_persisted)
     if worker.runs_pushers:
         pool = hs.pushers
         hub.subscribe(pool.on_commit)

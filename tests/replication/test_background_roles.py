@@ -173,6 +173,56 @@ def test_the_federation_sender_process_sends_main_s_messages_once_across_a_kill(
         dep.stop()
 
 
+def test_destinations_are_shared_out_over_two_federation_senders(tmp_path: Path) -> None:
+    from homeserver.replication.writers import shard_owner
+    ca = make_test_ca(str(tmp_path / "ca"))
+    senders = ("fed1", "fed2")
+    # one peer whose name falls to each sender
+    peers: dict[str, Peer] = {}
+    while len(peers) < 2:
+        peer = Peer(ca)
+        peers.setdefault(shard_owner(peer.name, senders), peer)
+    (tmp_path / "dep").mkdir()
+    dep = Deployment(tmp_path / "dep", readers=0,
+                     roles={name: "federation_sender" for name in senders}, extra={
+                         "send_federation": False, "federation_sender_instances": list(senders),
+                         "federation_custom_ca_list": [ca.ca_cert_path],
+                         "ip_range_whitelist": ["127.0.0.0/8"],
+                         "federation": {"client_timeout": "20s"}})
+
+    async def scenario() -> None:
+        for peer in peers.values():
+            await peer.start()
+        one, two = peers["fed1"], peers["fed2"]
+        async with aiohttp.ClientSession() as http:
+            main = dep.main.url
+            alice = await register(http, main, "alice")
+            room_id = await new_room(alice, main)
+            for peer in peers.values():
+                join_remote_user(dep, room_id, f"@bob:{peer.name}")
+            await alice.send(main, room_id, "a")
+            await eventually(lambda: one.bodies() == ["a"] and two.bodies() == ["a"],
+                             "the message at both servers")
+            # fed2 down: its server waits, fed1's does not
+            dep.roles["fed2"].kill()
+            await alice.send(main, room_id, "b")
+            await eventually(lambda: one.bodies() == ["a", "b"], "fed1's server")
+            await asyncio.sleep(2)
+            assert two.bodies() == ["a"]
+            dep.roles["fed2"].start()
+            await eventually(lambda: two.bodies() == ["a", "b"], "fed2's server after restart")
+            await asyncio.sleep(1)
+            assert one.bodies() == ["a", "b"] and two.bodies() == ["a", "b"]
+        for peer in peers.values():
+            await peer.stop()
+
+    try:
+        dep.start()
+        run_in_thread(scenario)
+    finally:
+        dep.stop()
+
+
 def test_the_pusher_process_pushes_a_message_written_on_an_event_writer(
         tmp_path: Path) -> None:
     gateway = Gateway()
