@@ -348,7 +348,7 @@ class HomeServer:
         register_all_routes(self, self.router)
         self.websocket = streams.register_routes(self, self.router)
         self._build_replication()
-        if self.worker.federation_senders or self.worker.pushers:
+        if self.worker.redis is not None:
             from homeserver.replication.roles import place_roles
             place_roles(self)
         if self.worker.media_jobs != "main":

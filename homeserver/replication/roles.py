@@ -42,6 +42,10 @@ def place_roles(hs: "HomeServer") -> None:
     sender = hs.federation_sender
     queue = hs.stores.federation_queue
     senders = worker.federation_senders
+    if not worker.sends_federation:
+        # a process that never sends (a reader, an event writer) keeps no
+        # events for it either (its event creator still tells it of sends)
+        sender.pdus = False
     if senders:
         if worker.sends_federation:
             me = worker.name
@@ -53,8 +57,6 @@ def place_roles(hs: "HomeServer") -> None:
             if not worker.is_main:
                 sender.to_device_here = False
                 sender.enqueue_when_persisted = True
-        else:
-            sender.pdus = False
         publisher = hs.replication_publisher
         if worker.is_main and publisher is not None:
             sender.on_forwarded = lambda destinations: publisher.invalidate(
