@@ -97,8 +97,10 @@ _LISTENER = Key("map", children={
 })
 
 # worker_app values; Synapse's generic worker serves what we route to a reader
-WORKER_APPS = ("main", "sync_reader", "event_writer", "synapse.app.generic_worker",
-               "synapse.app.homeserver")
+WORKER_APPS = ("main", "sync_reader", "event_writer", "federation_sender", "pusher",
+               "media_repository", "synapse.app.generic_worker", "synapse.app.homeserver",
+               "synapse.app.federation_sender", "synapse.app.pusher",
+               "synapse.app.media_repository")
 # streams a writer may be named for (stream_writers); Synapse's names
 STREAMS = ("events", "typing", "to_device", "account_data", "receipts", "presence",
            "push_rules", "device_lists")
@@ -512,6 +514,16 @@ SCHEMA: dict[str, Key] = {
     # the workers `homeserver run --worker NAME` can start from this file:
     # NAME -> {worker_app, worker_listeners}
     "workers": Key("map", default={}, children=None),
+    # outbound federation on processes of its own (Synapse's names):
+    # send_federation: false on main, and the senders, destinations sharded
+    # over them by a stable hash of the server name
+    "send_federation": Key("bool", True),
+    "federation_sender_instances": Key("list", default=[], item=Key("str")),
+    # push gateways on processes of their own: users sharded by hash
+    "start_pushers": Key("bool", True),
+    "pusher_instances": Key("list", default=[], item=Key("str")),
+    # the media worker that runs media's background jobs (retention purges)
+    "media_instance_running_background_jobs": Key("str"),
     "federation": Key("map", children={
         "client_timeout": Key("duration", 60_000),
         "max_short_retry_delay": Key("duration", 2_000),
@@ -670,6 +682,24 @@ class WorkerConfig:
     # stream_writers.events: the processes the rooms' events are sharded
     # over; empty: the main process writes them all
     event_writers: tuple[str, ...] = ()
+    # federation_sender_instances / pusher_instances: the processes that
+    # send federation transactions / push; empty: main
+    federation_senders: tuple[str, ...] = ()
+    pushers: tuple[str, ...] = ()
+    # the process that runs media's background jobs (main by default)
+    media_jobs: str = "main"
+
+    @property
+    def sends_federation(self) -> bool:
+        """Whether this process sends our events to other servers (its share
+        of the destinations: ``replication/writers.py`` ``shard_of``)."""
+        return self.name in self.federation_senders if self.federation_senders \
+            else self.is_main
+
+    @property
+    def runs_pushers(self) -> bool:
+        """Whether this process runs pushers (its share of the users)."""
+        return self.name in self.pushers if self.pushers else self.is_main
 
     @property
     def is_main(self) -> bool:
@@ -838,6 +868,9 @@ def _worker_config(raw: dict[str, Any], name: str | None, app: str | None,
     """The role of this process, and its listeners if they are its own."""
     if app in ("synapse.app.generic_worker",):
         app = "sync_reader"
+    if app in ("synapse.app.federation_sender", "synapse.app.pusher",
+               "synapse.app.media_repository"):
+        app = app.rsplit(".", 1)[1]
     if app in (None, "synapse.app.homeserver"):
         app = "main"
     instances: dict[str, Instance] = {}
@@ -888,8 +921,34 @@ def _worker_config(raw: dict[str, Any], name: str | None, app: str | None,
         if "main" not in instances:
             raise ConfigError(f"instance_map.main: worker {name} forwards writes to the main "
                               "process and must know where it listens")
-    worker = WorkerConfig(app, name or "main", redis, instances, event_writers)
+    senders = _instances(raw, "federation_sender_instances", "send_federation", redis)
+    pushers = _instances(raw, "pusher_instances", "start_pushers", redis)
+    if app == "federation_sender" and name not in senders:
+        raise ConfigError(f"federation_sender_instances: worker {name} is a "
+                          "federation_sender but is not named there")
+    if app == "pusher" and name not in pushers:
+        raise ConfigError(f"pusher_instances: worker {name} is a pusher but is not named there")
+    media_jobs = raw["media_instance_running_background_jobs"] or "main"
+    worker = WorkerConfig(app, name or "main", redis, instances, event_writers,
+                          senders, pushers, media_jobs)
     return worker, (_listeners(listeners) if listeners is not None else None)
+
+
+def _instances(raw: dict[str, Any], key: str, flag: str,
+               redis: RedisConfig | None) -> tuple[str, ...]:
+    """``federation_sender_instances`` (with ``send_federation``) or
+    ``pusher_instances`` (with ``start_pushers``): the processes that do it."""
+    names = [str(n) for n in raw[key]]
+    if len(set(names)) != len(names) or not all(names):
+        raise ConfigError(f"{key}: a list of distinct process names")
+    if not raw[flag] and not names:
+        raise ConfigError(f"{flag}: false, but {key} names no process to do it instead")
+    if raw[flag] and names and "main" not in names:
+        raise ConfigError(f"{flag}: set it to false when {key} names other processes "
+                          "(or name main among them)")
+    if any(n != "main" for n in names) and redis is None:
+        raise ConfigError(f"redis.enabled: {key} needs Redis to feed those processes")
+    return tuple(names)
 
 
 def select_worker(config: Config, name: str) -> Config:

@@ -116,11 +116,9 @@ IGNORED: frozenset[str] = frozenset({
     "key_server_signing_keys_path", "stats",
     "enable_room_list_search", "forget_rooms_on_leave", "exclude_rooms_from_sync",
     "exclude_rooms_from_presence", "opentracing", "worker_replication_secret",
-    "worker_replication_secret_path", "start_pushers", "pusher_instances", "send_federation",
-    "federation_sender_instances",
+    "worker_replication_secret_path",
     "outbound_federation_restricted_to", "run_background_tasks_on",
     "update_user_directory_from_worker", "notify_appservices_from_worker",
-    "media_instance_running_background_jobs",
     "worker_manhole", "worker_daemonize", "worker_pid_file", "worker_log_config",
     "background_updates", "auto_accept_invites",
 })

@@ -355,6 +355,12 @@ class HomeServer:
         register_all_routes(self, self.router)
         self.websocket = streams.register_routes(self, self.router)
         self._build_replication()
+        if self.worker.redis is not None:
+            from homeserver.replication.roles import place_roles
+            place_roles(self)
+        if self.worker.media_jobs != "main":
+            from homeserver.replication.roles import place_media_jobs
+            place_media_jobs(self)
         self._wire_late()
         self._subscribe_after_write()
         self._register_metrics()
@@ -523,6 +529,11 @@ class HomeServer:
                 self.replication_publisher.start()
             await self.replication_follower.start()
             self.sync_reporter.start()
+            if self.worker.sends_federation or self.worker.runs_pushers \
+                    or self.worker.media_jobs == self.worker.name:
+                # a federation sender or pusher process (replication/roles.py)
+                from homeserver.replication.roles import start_worker
+                await start_worker(self)
             return
         position = await current_stream_id(self.db)
         self.db.stream_tracker.reset(position)
@@ -535,7 +546,8 @@ class HomeServer:
             await self.replication_follower.start()
         await self.federation_sender.start()
         await self.presence.start()
-        await self.pushers.start()
+        if self.worker.runs_pushers:
+            await self.pushers.start()
         if self.event_expirer is not None:
             await self.event_expirer.start()
         if self.delayed_events.enabled:
@@ -640,6 +652,9 @@ class HomeServer:
         hub.on_device_list_changed(self.notifier.device_list_changed)
         hub.on_tokens_changed(self.stores.tokens.tokens_changed)
         hub.on_persisted(self.notifier._on_persisted)
+        if self.worker.sends_federation or self.worker.runs_pushers:
+            from homeserver.replication.roles import subscribe_worker
+            subscribe_worker(self)
 
     def _written_elsewhere(self, committed: Any) -> None:
         """Main, on the reactor: events an event writer persisted. The event

@@ -68,6 +68,12 @@ class RetentionJobs:
     def active(self) -> bool:
         return bool(self._jobs)
 
+    def place_media_job(self, here: bool) -> None:
+        """With a media worker running media's background jobs
+        (``media_instance_running_background_jobs``): on that process the
+        media job alone, elsewhere every job but it."""
+        self._jobs = {k: v for k, v in self._jobs.items() if (k == MEDIA_JOB) == here}
+
     async def start(self) -> None:
         last = await self.store.last_runs()
         now = self.ctx.now_ms()

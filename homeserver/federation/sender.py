@@ -65,6 +65,7 @@ import itertools
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -151,6 +152,21 @@ class FederationSender:
         self._edu_counter = itertools.count()
         self._txn_prefix = str(int(time.time() * 1000))
         self._txn_counter = itertools.count(1)
+        # Several processes (docs/scale-out.md): whether this one sends our
+        # events (False: main with federation_sender_instances, which sends
+        # only EDUs and to-device messages), and which destinations are its
+        # own (None: all of them)
+        self.pdus = True
+        self.owns: Callable[[str], bool] | None = None
+        # whether the to-device outbox is sent from here (main's: to-device
+        # messages are not replicated to the sender processes)
+        self.to_device_here = True
+        # a federation sender process: enqueue an event once its position
+        # counts as persisted here (a record arrives before its position
+        # message; replication/roles.py kicks ``on_persisted``)
+        self.enqueue_when_persisted = False
+        # main without PDUs: tells the senders of rows it wrote
+        self.on_forwarded: Callable[[list[str]], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -159,6 +175,24 @@ class FederationSender:
         persisted position, load backoff state, start the queues with work."""
         store = self.queue_store
         self._running = True
+        if not self.pdus:
+            # our events go out from the federation sender processes; the
+            # to-device outbox stays here
+            for destination in await store.get_destinations_with_to_device():
+                q = self._queue(destination)
+                q.has_to_device = True
+                self._wake(q)
+            return
+        await self.rescan()
+
+    async def rescan(self) -> None:
+        """Enqueue the local events committed past the persisted position
+        and wake every destination with work (at start; and on a federation
+        sender process after it caught up from the database, which skipped
+        records)."""
+        if not self._running:
+            return  # start() scans
+        store = self.queue_store
         upto = self.stream_tracker.persisted_upto
         position = await store.get_position()
         if position is None:
@@ -182,8 +216,11 @@ class FederationSender:
             q.retry_last_ts, q.retry_interval = last_ts, interval
             q.retry_at = last_ts + interval
         for destination in await store.get_destinations_with_work():
+            mine = self.owns is None or self.owns(destination)
+            if not mine and not self.to_device_here:
+                continue  # another sender's
             q = self._queue(destination)
-            q.has_pdus = q.has_to_device = True
+            q.has_pdus, q.has_to_device = mine, self.to_device_here
             if q.retry_at > now:
                 self._schedule_retry(q, q.retry_at - now)
             else:
@@ -242,6 +279,14 @@ class FederationSender:
 
     def _ingest(self, events: "list[tuple[Event, int]]",
                 on_behalf_of: str | None = None, to_origin_too: bool = False) -> None:
+        if not self.pdus:
+            if on_behalf_of is not None:
+                # a remote server's event forwarded through us: no restart
+                # scan finds it, so its rows are written here and the
+                # senders are told (server.py wires on_forwarded)
+                self.ctx.run_in_background(self._enqueue_forwarded(
+                    events, on_behalf_of, to_origin_too))
+            return
         added = False
         for event, position in events:
             if position in self._pending or position in self._taken:
@@ -271,7 +316,10 @@ class FederationSender:
 
     def _kick_enqueuer(self) -> None:
         if self._enqueuer is None and self._pending and self._running:
-            self._enqueuer = self.ctx.run_in_background(self._run_enqueuer())
+            enqueuer = self.ctx.run_in_background(self._run_enqueuer())
+            # (one that found nothing persisted yet ended at once)
+            if not enqueuer.called:
+                self._enqueuer = enqueuer
 
     async def _run_enqueuer(self) -> None:
         store = self.queue_store
@@ -281,7 +329,16 @@ class FederationSender:
                 # was enqueued before (module docstring, step 2)
                 upto = self.stream_tracker.persisted_upto
                 batch = self._pending
-                self._pending = {}
+                if self.enqueue_when_persisted:
+                    # only what is persisted here: the stored position then
+                    # covers the whole batch, and a restart does not send
+                    # it again (on_persisted kicks the rest)
+                    batch = {p: v for p, v in batch.items() if p <= upto}
+                    if not batch:
+                        return
+                    self._pending = {p: v for p, v in self._pending.items() if p > upto}
+                else:
+                    self._pending = {}
                 self._taken.update(batch)
                 pdus = [batch[p] for p in sorted(batch)]
                 lazy = upto - self._written_position < POSITION_LAG
@@ -306,6 +363,31 @@ class FederationSender:
                     self._wake(q)
         finally:
             self._enqueuer = None
+
+    async def _enqueue_forwarded(self, events: "list[tuple[Event, int]]", on_behalf_of: str,
+                                 to_origin_too: bool) -> None:
+        pdus = [NewPdu(event.room_id, position, None,
+                       None if to_origin_too else on_behalf_of)
+                for event, position in events if server_of(event.sender) == on_behalf_of]
+        if not pdus:
+            return
+        counts = await self.queue_store.enqueue(pdus, self.ctx.hostname, None)
+        if counts and self.on_forwarded is not None:
+            self.on_forwarded(sorted(counts))
+
+    def queued_elsewhere(self, destinations: list[str]) -> None:
+        """Another process wrote queue rows for these destinations (a
+        forwarded event): wake those of ours."""
+        for destination in destinations:
+            if self.owns is None or self.owns(destination):
+                q = self._queue(destination)
+                q.has_pdus = True
+                self._wake(q)
+
+    def on_persisted(self, upto: int) -> None:
+        """Write hub, reactor: the stream is persisted up to ``upto``."""
+        if self._pending:
+            self._kick_enqueuer()
 
     def _retry_enqueue(self) -> None:
         self._enqueue_timer = None
@@ -451,14 +533,15 @@ class FederationSender:
     async def _send_until_empty(self, q: _Destination) -> None:
         store = self.queue_store
         to_device_store = self.to_device
-        if q.retry_interval > 0 and q.has_pdus:
+        if q.retry_interval > 0 and q.has_pdus and self.pdus:
             # back from backoff: catch up with the latest event per room only
             if await store.count_pdus(q.name, MAX_PDUS_PER_TXN + 1) > MAX_PDUS_PER_TXN:
                 dropped = await store.keep_latest_per_room(q.name)
                 logger.info("federation sender: %s is back; catching up, dropped %d"
                             " queued PDUs", q.name, dropped)
         while self._running:
-            fetch_pdus, fetch_to_device = q.has_pdus, q.has_to_device
+            fetch_pdus = q.has_pdus and self.pdus
+            fetch_to_device = q.has_to_device and self.to_device_here
             q.has_pdus = q.has_to_device = False
             pdu_rows = await store.get_pdus(q.name, MAX_PDUS_PER_TXN) if fetch_pdus else []
             to_device = (await to_device_store.get_outbox(q.name, MAX_EDUS_PER_TXN)

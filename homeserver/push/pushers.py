@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import defer
@@ -118,6 +119,11 @@ class PusherPool:
         self._running = False
         self._http_pool: HTTPConnectionPool | None = None
         self._agent: Agent | None = None
+        # Several processes (pusher_instances, replication/roles.py): the
+        # users whose pushers run here (None: all), and main's way of
+        # telling the pusher processes that a user's pushers changed
+        self.owns: Callable[[str], bool] | None = None
+        self.on_changed: Callable[[str], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -125,11 +131,35 @@ class PusherPool:
         """Load every pusher and let each catch up from its own position."""
         self._running = True
         self._position = self.tracker.persisted_upto
+        await self.reload()
+
+    async def reload(self) -> None:
+        """Load every pusher of ours and wake each: it catches up from its
+        own persisted position (at start; on a pusher process, after it
+        caught up from the database)."""
         for pusher in await self.stores.pushers.get_all_pushers():
-            if pusher.kind == "http":
+            if pusher.kind == "http" and pusher.key not in self._pushers \
+                    and (self.owns is None or self.owns(pusher.user_id)):
                 self._pushers[pusher.key] = HttpPusher(self, pusher)
         for p in self._pushers.values():
             p.wake()
+
+    async def reload_user(self, user_id: str) -> None:
+        """Another process changed ``user_id``'s pushers: read them again."""
+        if not self._running or (self.owns is not None and not self.owns(user_id)):
+            return
+        current = {p.key: p for p in await self.stores.pushers.get_pushers_for_user(user_id)
+                   if p.kind == "http"}
+        for key in [k for k in self._pushers if k[0] == user_id and k not in current]:
+            self._drop(key)
+        for key, pusher in current.items():
+            existing = self._pushers.get(key)
+            if existing is not None:
+                existing.pusher = pusher
+                existing.catch_up_to(pusher.last_stream_ordering)
+            else:
+                new = self._pushers[key] = HttpPusher(self, pusher)
+                new.wake()
 
     async def stop(self) -> None:
         """Stop every pusher: cancel timers and requests in flight (what
@@ -165,6 +195,10 @@ class PusherPool:
     async def on_pusher_set(self, user_id: str, app_id: str, pushkey: str,
                             removed: list[PusherKey]) -> None:
         """A pusher was created or updated (and ``removed`` went with it)."""
+        if self.on_changed is not None:
+            self.on_changed(user_id)
+        if self.owns is not None and not self.owns(user_id):
+            return
         for key in removed:
             self._drop(key)
         pusher = await self.stores.pushers.get_pusher(user_id, app_id, pushkey)
@@ -179,6 +213,8 @@ class PusherPool:
             self._pushers[pusher.key] = HttpPusher(self, pusher)
 
     def on_pusher_removed(self, key: PusherKey) -> None:
+        if self.on_changed is not None:
+            self.on_changed(key[0])
         self._drop(key)
 
     def forget(self, pusher: "HttpPusher") -> None:

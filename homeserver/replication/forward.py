@@ -81,6 +81,12 @@ def served_locally(method: bytes, path: bytes) -> bool:
     return parts[4].decode("ascii", "replace") in LOCAL_GET
 
 
+def media_path(path: bytes) -> bool:
+    """Whether ``path`` is the media repository's: ``/_matrix/media/...``
+    or ``/_matrix/client/v1/media/...`` (authenticated media)."""
+    return path.startswith(b"/_matrix/media/") or path.startswith(b"/_matrix/client/v1/media/")
+
+
 def build_room_route(worker: "WorkerConfig") -> RoomRoute:
     """Where a room's event writes go from this process (None: here)."""
     writers = worker.event_writers
@@ -100,8 +106,12 @@ def build_route(worker: "WorkerConfig") -> Route:
     urls = {name: inst.base_url.rstrip("/") for name, inst in worker.instance_map.items()}
     me = worker.name
     serves_all = worker.is_main
+    # a media worker serves every media request itself (uploads too)
+    serves_media = worker.app == "media_repository"
 
     def route(method: bytes, path: bytes) -> str | None:
+        if serves_media and media_path(path):
+            return None
         if writers:
             room_id = event_write_room(method, path)
             if room_id is not None:

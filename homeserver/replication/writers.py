@@ -32,6 +32,13 @@ def room_writer(room_id: str, writers: Sequence[str]) -> str:
     return writers[int.from_bytes(digest, byteorder="little") % len(writers)]
 
 
+def shard_owner(key: str, instances: Sequence[str]) -> str:
+    """The process of ``instances`` that handles ``key`` (a destination
+    server for the federation senders, a user ID for the pushers): the same
+    stable hash as the rooms' writers."""
+    return room_writer(key, instances)
+
+
 def alias_write(method: bytes, path: bytes) -> str | None:
     """The alias of a ``POST /join/{alias}`` or ``/knock/{alias}``: the
     process that serves it resolves the alias, then hands the request to the

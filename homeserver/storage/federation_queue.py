@@ -22,7 +22,7 @@ To-device EDUs wait in ``device_federation_outbox`` (storage/to_device.py);
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,11 @@ def server_of(user_id: str) -> str | None:
 class FederationQueueStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # a federation sender process of several (federation_sender_instances):
+        # the row of its own position (1: the single sender's; 2 + its index
+        # in the list: a sender process's), and which destinations are its own
+        self.slot = 1
+        self.owns: Callable[[str], bool] | None = None
 
     # -- the position --------------------------------------------------------
 
@@ -72,27 +77,37 @@ class FederationQueueStore:
         """The persisted "enqueued up to" position, None before the first start."""
         rows = await self.db.execute(
             "get_federation_sender_position",
-            "SELECT stream_ordering FROM federation_sender_position WHERE lock = 1")
+            "SELECT stream_ordering FROM federation_sender_position WHERE lock = ?",
+            (self.slot,))
+        if not rows and self.slot != 1:
+            # a sender process's first start: on from where the single sender
+            # (main) stopped, if it ever ran, so nothing is owed at the switch
+            rows = await self.db.execute(
+                "get_federation_sender_position",
+                "SELECT stream_ordering FROM federation_sender_position WHERE lock = 1")
         return int(rows[0][0]) if rows else None
 
     @staticmethod
-    def _advance_position_txn(txn: Txn, position: int) -> None:
+    def _advance_position_txn(txn: Txn, position: int, slot: int = 1) -> None:
         # never backwards: two enqueues may commit out of order
         txn.execute("UPDATE federation_sender_position SET stream_ordering = ?"
-                    " WHERE lock = 1 AND stream_ordering < ?", (position, position))
-        if txn.select_one("SELECT 1 FROM federation_sender_position WHERE lock = 1") is None:
+                    " WHERE lock = ? AND stream_ordering < ?", (position, slot, position))
+        if txn.select_one("SELECT 1 FROM federation_sender_position WHERE lock = ?",
+                          (slot,)) is None:
             txn.execute("INSERT INTO federation_sender_position (lock, stream_ordering)"
-                        " VALUES (1, ?)", (position,))
+                        " VALUES (?, ?)", (slot, position))
 
     async def set_position(self, position: int) -> None:
         await self.db.run_interaction("set_federation_sender_position",
-                                      self._advance_position_txn, position)
+                                      self._advance_position_txn, position, self.slot)
 
     # -- enqueueing --------------------------------------------------------------
 
     @staticmethod
     def enqueue_txn(txn: Txn, pdus: Sequence[NewPdu], own_server: str,
-                    position: int | None, *, lazy_position: bool = False) -> dict[str, int]:
+                    position: int | None, *, lazy_position: bool = False,
+                    slot: int = 1,
+                    owns: Callable[[str], bool] | None = None) -> dict[str, int]:
         """Write the queue rows of ``pdus`` for every destination, and advance
         the position to ``position`` (if given), in ``txn``. ``lazy_position``:
         only if some row was written (events of rooms with no other server
@@ -126,6 +141,8 @@ class FederationQueueStore:
             destinations.discard(own_server)
             destinations.discard(pdu.exclude_server)
             for destination in sorted(destinations):
+                if owns is not None and not owns(destination):
+                    continue  # another sender's
                 rows.append((destination, pdu.stream_ordering, nid))
                 counts[destination] = counts.get(destination, 0) + 1
         if rows:
@@ -134,14 +151,15 @@ class FederationQueueStore:
                 " VALUES (?, ?, ?) ON CONFLICT (destination, stream_ordering) DO NOTHING",
                 rows)
         if position is not None and (rows or not lazy_position):
-            FederationQueueStore._advance_position_txn(txn, position)
+            FederationQueueStore._advance_position_txn(txn, position, slot)
         return counts
 
     async def enqueue(self, pdus: Sequence[NewPdu], own_server: str,
                       position: int | None, *, lazy_position: bool = False) -> dict[str, int]:
         """See ``enqueue_txn``."""
         return await self.db.run_interaction("federation_enqueue", self.enqueue_txn, pdus,
-                                             own_server, position, lazy_position=lazy_position)
+                                             own_server, position, lazy_position=lazy_position,
+                                             slot=self.slot, owns=self.owns)
 
     async def get_local_events_after(self, after: int, upto: int, server_name: str,
                                      limit: int = 500) -> tuple[list[LocalEvent], int | None]:
@@ -214,6 +232,13 @@ class FederationQueueStore:
             "get_federation_destinations_with_work",
             "SELECT DISTINCT destination FROM federation_pdu_queue"
             " UNION SELECT DISTINCT destination FROM device_federation_outbox")
+        return {str(d) for (d,) in rows}
+
+    async def get_destinations_with_to_device(self) -> set[str]:
+        """Every destination with queued to-device messages."""
+        rows = await self.db.execute(
+            "get_federation_destinations_with_to_device",
+            "SELECT DISTINCT destination FROM device_federation_outbox")
         return {str(d) for (d,) in rows}
 
     # -- backoff -------------------------------------------------------------------

@@ -88,6 +88,12 @@ class Process:
         raise AssertionError(f"{self.worker or 'main'} did not start:\n"
                              + self.log.read_text()[offset:])
 
+    def kill(self) -> None:
+        """kill -9: no chance to finish anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def log_text(self) -> str:
         return self.log.read_text()
 
@@ -98,7 +104,11 @@ class Process:
 class Deployment:
     """A main process, sync readers and event writers sharing one config file."""
 
-    def __init__(self, tmp_path: Path, readers: int = 2, writers: int = 0) -> None:
+    def __init__(self, tmp_path: Path, readers: int = 2, writers: int = 0,
+                 roles: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        """``roles``: more workers, name -> worker_app (federation_sender,
+        pusher, media_repository); ``extra``: more config keys."""
         self.server_name = f"so{uuid.uuid4().hex[:10]}.test"
         self.database = create_postgres_database(migrated=True)
         host, port = redis_address()
@@ -135,19 +145,26 @@ class Deployment:
                  "resources": [{"names": ["client"]}]}]}
         if writer_names:
             config["stream_writers"] = {"events": writer_names}
+        role_ports = {name: free_port() for name in roles or {}}
+        for name, app in (roles or {}).items():
+            config["workers"][name] = {"worker_app": app, "worker_listeners": [
+                {"port": role_ports[name], "bind_addresses": ["127.0.0.1"],
+                 "x_forwarded": True, "resources": [{"names": ["client"]}]}]}
+        config.update(extra or {})
         self.config = tmp_path / "homeserver.yaml"
         self.config.write_text(yaml.safe_dump(config))
         self.main = Process(self.config, None, main_port)
         self.readers = {name: Process(self.config, name, p) for name, p in reader_ports.items()}
         self.writers = {name: Process(self.config, name, p) for name, p in writer_ports.items()}
+        self.roles = {name: Process(self.config, name, p) for name, p in role_ports.items()}
 
     def start(self) -> None:
         self.main.start()
-        for process in [*self.writers.values(), *self.readers.values()]:
+        for process in [*self.writers.values(), *self.readers.values(), *self.roles.values()]:
             process.start()
 
     def stop(self) -> None:
-        for process in [*self.readers.values(), *self.writers.values()]:
+        for process in [*self.roles.values(), *self.readers.values(), *self.writers.values()]:
             process.stop()
         self.main.stop()
         drop_postgres_database(str(self.database["database"]))

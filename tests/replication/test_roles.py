@@ -253,3 +253,45 @@ def test_a_reader_waits_for_a_token_from_ahead_then_refuses_if_still_behind() ->
     behind.addErrback(failure.append)
     assert failure and isinstance(failure[0].value, MatrixError)
     assert failure[0].value.status == 503
+
+
+def background_roles(**extra: Any) -> dict[str, Any]:
+    data = deployment(send_federation=False, federation_sender_instances=["fed1", "fed2"],
+                      start_pushers=False, pusher_instances=["push1"], **extra)
+    data["workers"].update({
+        "fed1": {"worker_app": "federation_sender", "worker_listeners": [{"port": 8101}]},
+        "fed2": {"worker_app": "synapse.app.federation_sender",
+                 "worker_listeners": [{"port": 8102}]},
+        "push1": {"worker_app": "pusher", "worker_listeners": [{"port": 8103}]}})
+    return data
+
+
+def test_federation_senders_and_pushers_run_where_the_config_names_them() -> None:
+    config = build_config(background_roles())
+    assert not config.worker.sends_federation and not config.worker.runs_pushers
+    fed2 = select_worker(config, "fed2").worker
+    assert (fed2.app, fed2.sends_federation, fed2.runs_pushers) == \
+        ("federation_sender", True, False)
+    push1 = select_worker(config, "push1").worker
+    assert (push1.sends_federation, push1.runs_pushers) == (False, True)
+    # without the keys, main sends and pushes as a single process does
+    single = build_config(deployment()).worker
+    assert single.sends_federation and single.runs_pushers
+
+
+def test_destinations_and_users_shard_stably_over_the_instances() -> None:
+    from homeserver.replication.writers import shard_owner
+    servers = [f"server{i}.example" for i in range(200)]
+    owners = [shard_owner(s, ("fed1", "fed2")) for s in servers]
+    assert owners == [shard_owner(s, ("fed1", "fed2")) for s in servers]
+    assert {"fed1", "fed2"} == set(owners)
+
+
+def test_a_background_role_must_have_somewhere_to_run() -> None:
+    data = deployment(send_federation=False)
+    assert "federation_sender_instances names no process" in error_of(data)
+    data = deployment(pusher_instances=["push1"])
+    assert "start_pushers: set it to false" in error_of(data)
+    data = background_roles()
+    data["workers"]["push9"] = {"worker_app": "pusher", "worker_listeners": [{"port": 1}]}
+    assert "pusher_instances: worker push9" in error_of(data, "push9")
