@@ -131,9 +131,12 @@ async def test_a_server_that_was_down_catches_up(federation: Any) -> None:
     await send_text(bob, room_id, "back", "b1")
     for i in range(3):
         await wait_for(lambda i=i: _has_body(bob, room_id, f"while you were out {i}"))
+    await wait_for(lambda: _has_body(alice, room_id, "back"))
     # each server orders its timeline by arrival: the same events, maybe not in one order
-    assert sorted(await timeline_bodies(bob, room_id)) == \
-        sorted(await timeline_bodies(alice, room_id))
+    async def same_bodies() -> bool:
+        return sorted(await timeline_bodies(bob, room_id)) == \
+            sorted(await timeline_bodies(alice, room_id))
+    await wait_for(same_bodies)
 
 
 @pytest_twisted.ensureDeferred

@@ -265,9 +265,11 @@ async def test_queue_survives_a_restart_of_the_sending_server(
         # enqueued them after bob's join was marked (destinations are the
         # servers joined when it enqueues): count from here
         await settle()
+        await sender_caught_up(srv)
         before = await queued_rows(srv, peer.name)
         sent = [await say(srv, alice, room_id, f"m{i}") for i in range(3)]
         await settle()
+        await sender_caught_up(srv)
         assert await queued_rows(srv, peer.name) == before + 3
         # a crash between the commit of the messages and their queue rows:
         # the rows are not there and the "enqueued up to" position is behind
