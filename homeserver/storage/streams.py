@@ -118,6 +118,13 @@ class StreamTracker:
         client's own message, sent and answered, could be missing from the
         /messages it asks for next. Waiting for the positions handed out so
         far first gives the client what it wrote (read-your-writes)."""
+        await self.known_writes_ended(clock, timeout_s)
+
+    async def known_writes_ended(self, clock: Any,
+                                 timeout_s: float = IN_FLIGHT_WAIT_S) -> None:
+        """``writes_before_ended`` for the positions this process knows were
+        handed out (no database read, even with several processes): what a
+        /sync waits for before it reads "from now"."""
         if self._max > self._persisted:
             await self._wait_persisted(self._max, clock, timeout_s)
 

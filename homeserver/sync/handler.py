@@ -98,6 +98,11 @@ class SyncHandler:
             # a moment before this one heard of its position (docs/scale-out.md)
             await self.stream_tracker.wait_for(token_position(params.since))
             since = self.parse_since(params.since)
+        # read-your-writes for every user: a write answered before this
+        # request arrived (another user's message, say) is in the response,
+        # even while an earlier write (presence, a receipt) still holds
+        # "persisted up to" below it; bounded, like /messages' wait
+        await self.stream_tracker.known_writes_ended(self.ctx.clock)
         await self.presence.user_syncing(user_id, params.set_presence)
         try:
             return await self._long_poll(requester, since, params)
