@@ -127,8 +127,11 @@ class FederationClient:
             pool = HTTPConnectionPool(self.ctx.reactor, persistent=True)
             pool.maxPersistentPerHost = 5
             pool.cachedConnectionTimeout = 120
-            # a retried POST/PUT could apply twice; the sender retries on its own terms
-            pool.retryAutomatically = False
+            # a GET on a pooled connection the other server closed as it was
+            # sent is sent again once on a new one (Twisted retries only
+            # bodiless GET/HEAD/OPTIONS/DELETE/TRACE that got no response: a
+            # PUT or POST is never sent twice; the sender retries those)
+            pool.retryAutomatically = True
             self._pool = pool
         return self._pool
 
