@@ -109,6 +109,8 @@ export function RoomView({ client, room, onBack }: Props) {
   >(null);
   const scroller = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
+  // "Jump to first unread" waiting for the line to be rendered
+  const pendingJump = useRef(false);
   // the row to keep in place across a change of what is rendered above it
   const anchor = useRef<{ key: string; offset: number } | null>(null);
   const [loading, setLoading] = useState(false);
@@ -213,17 +215,26 @@ export function RoomView({ client, room, onBack }: Props) {
     }
     setMore(canScrollBack(room));
     if (!id) return;
+    // no longer following the bottom: a render before the scroll below
+    // (a receipt, typing) must not take the reader back down
+    atBottom.current = false;
     const at = events.findIndex((e) => e.getId() === id);
     if (at >= 0 && (at < begin || at >= end)) {
       atBottom.current = false;
       anchor.current = null;
       setWin({ fromEnd: Math.max(0, events.length - at - WINDOW_STEP), size: WINDOW_MAX });
     }
-    // after the render that puts it in the window
+    // after the render that puts it in the window (the layout effect
+    // below, or the next frames when no render is due)
+    pendingJump.current = true;
     requestAnimationFrame(() =>
-      requestAnimationFrame(() =>
-        scroller.current?.querySelector(".unread-line")?.scrollIntoView({ block: "start" }),
-      ),
+      requestAnimationFrame(() => {
+        const line = scroller.current?.querySelector(".unread-line");
+        if (pendingJump.current && line) {
+          pendingJump.current = false;
+          line.scrollIntoView({ block: "start" });
+        }
+      }),
     );
   };
 
@@ -232,6 +243,14 @@ export function RoomView({ client, room, onBack }: Props) {
   useLayoutEffect(() => {
     const el = scroller.current;
     if (!el) return;
+    if (pendingJump.current) {
+      const line = el.querySelector(".unread-line");
+      if (line) {
+        pendingJump.current = false;
+        line.scrollIntoView({ block: "start" });
+        return;
+      }
+    }
     const a = anchor.current;
     if (a && !loading) {
       anchor.current = null;
