@@ -79,15 +79,7 @@ class ReaderStreamTracker(StreamTracker):
         return dict(self._frontiers)
 
     async def wait_for(self, position: int) -> None:
-        if position <= self._persisted:
-            return
-        if position > self._max and position > await self._allocated():
-            return  # never handed out by anyone: the token is refused at once
-        await self._wait_persisted(position, self._clock, CATCH_UP_TIMEOUT_S)
-        if position > self._persisted:
-            # answering from here would go back behind the client's token
-            raise MatrixError(503, Codes.UNKNOWN,
-                              "This server process is catching up; retry in a moment")
+        await _wait_for(self, self._allocated, self._clock, position)
 
     async def writes_before_ended(self, clock: Any,
                                   timeout_s: float = IN_FLIGHT_WAIT_S) -> None:
@@ -179,18 +171,27 @@ class WriterStreamTracker(StreamTracker):
         return new
 
     async def wait_for(self, position: int) -> None:
-        if position <= self._persisted:
-            return
-        if position > self._max and position > await self._allocated():
-            return  # never handed out by anyone: the token is refused at once
-        await self._wait_persisted(position, self._clock, CATCH_UP_TIMEOUT_S)
-        if position > self._persisted:
-            raise MatrixError(503, Codes.UNKNOWN,
-                              "This server process is catching up; retry in a moment")
+        await _wait_for(self, self._allocated, self._clock, position)
 
     async def writes_before_ended(self, clock: Any,
                                   timeout_s: float = IN_FLIGHT_WAIT_S) -> None:
         await _writes_before_ended(self, self._allocated, clock, timeout_s)
+
+
+async def _wait_for(tracker: StreamTracker, allocated: Callable[[], Awaitable[int]],
+                    clock: Any, position: int) -> None:
+    """``wait_for`` with other processes writing: a token's position may be
+    one this process has not heard of yet; one never handed out is not
+    waited for (the token is refused at once)."""
+    if position <= tracker.persisted_upto:
+        return
+    if position > tracker.max_allocated and position > await allocated():
+        return
+    await tracker._wait_persisted(position, clock, CATCH_UP_TIMEOUT_S)
+    if position > tracker.persisted_upto:
+        # answering from here would go back behind the client's token
+        raise MatrixError(503, Codes.UNKNOWN,
+                          "This server process is catching up; retry in a moment")
 
 
 async def _writes_before_ended(tracker: StreamTracker, allocated: Callable[[], Awaitable[int]],
